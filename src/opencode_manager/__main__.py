@@ -1,0 +1,7 @@
+"""`python -m opencode_manager` runs the CLI."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

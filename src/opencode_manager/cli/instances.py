@@ -1,0 +1,334 @@
+"""Instance lifecycle commands: start, ls, status, env, stop, restart, rm, cleanup, logs."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import signal
+import threading
+from typing import Any
+
+import click
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from .. import logs as logfiles
+from ..errors import UsageError
+from ..manager import DEFAULT_STOP_TIMEOUT, StartProgress
+from ..spec import LOG_LEVELS, parse_port, parse_port_range
+from ..durations import parse_duration
+from .main import Context
+from .output import (
+    ago,
+    err,
+    human_bytes,
+    human_duration,
+    instances_table,
+    out,
+    print_json,
+    status_text,
+)
+
+pass_state = click.make_pass_decorator(Context)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+class _StartBar:
+    """A progress bar on stderr while instances come up (quiet when not a terminal)."""
+
+    def __init__(self, total: int, verb: str) -> None:
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+            TextColumn("{task.completed}/{task.total} healthy"), TimeElapsedColumn(),
+            console=err, transient=True, disable=not err.is_terminal,
+        )
+        self.task = self.progress.add_task(f"{verb} {total} instance(s)", total=total)
+
+    def __enter__(self) -> StartProgress:
+        self.progress.start()
+
+        def update(name: str, phase: str) -> None:
+            if phase in ("running", "failed"):
+                self.progress.advance(self.task)
+            self.progress.update(self.task, description=f"{name}: {phase}")
+
+        return update
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("-n", "count", type=int, default=1, show_default=True,
+              help="How many instances (NAME-1..NAME-N when NAME is given).")
+@click.option("--port", "port", metavar="P", help="Fixed port (one instance).")
+@click.option("--port-range", "port_range", metavar="A-B",
+              help="Allocate free ports from this range (locked, race-free).")
+@click.option("--hostname", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--dir", "directory", metavar="PATH", help="Project directory (default: cwd).")
+@click.option("--cors", multiple=True, metavar="ORIGIN", help="Extra allowed CORS origin.")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False))
+@click.option("--env", "env", multiple=True, metavar="K=V", help="Extra environment variable.")
+@click.option("--no-auth", is_flag=True, help="No password (allowed on loopback only).")
+@click.option("--shared-data", is_flag=True,
+              help="Use your own OpenCode data dirs instead of private ones per instance.")
+@click.option("--timeout", type=float, default=120.0, show_default=True,
+              help="Seconds to wait for health.")
+@click.option("--opencode", metavar="PATH", help="opencode binary for these instances.")
+@json_option
+@pass_state
+def start(
+    state: Context, name: str | None, count: int, port: str | None, port_range: str | None,
+    hostname: str, directory: str | None, cors: tuple[str, ...], log_level: str | None,
+    env: tuple[str, ...], no_auth: bool, shared_data: bool, timeout: float,
+    opencode: str | None, as_json: bool,
+) -> None:
+    """Start N OpenCode servers as supervised background daemons.
+
+    Returns once every instance answers its health check, or fails fast with the cause and
+    the server's last log lines. Each instance gets a generated password (kept 0600 in
+    $OCM_HOME, passed by environment), private data dirs and its own log.
+    """
+    if timeout <= 0:
+        raise UsageError(f"invalid --timeout {timeout}: must be above 0")
+    manager = state.manager(opencode)
+    with _StartBar(max(count, 1), "starting") as progress:
+        infos = manager.start(
+            name, count=count, directory=directory,
+            port=parse_port(port) if port is not None else None,
+            port_range=parse_port_range(port_range) if port_range else None,
+            hostname=hostname, cors=cors, log_level=log_level, env=env, auth=not no_auth,
+            shared_data=shared_data, timeout=timeout, progress=progress,
+        )
+    if as_json:
+        print_json([i.to_dict() for i in infos])
+    else:
+        out.print(instances_table(infos))
+
+
+@click.command(name="ls")
+@click.option("--no-foreign", is_flag=True, help="Only instances ocm manages.")
+@json_option
+@pass_state
+def ls(state: Context, no_foreign: bool, as_json: bool) -> None:
+    """List instances, and OpenCode servers started by others (foreign, never signalled)."""
+    infos = state.manager().list(include_foreign=not no_foreign)
+    if as_json:
+        print_json([i.to_dict() for i in infos])
+    elif not infos:
+        err.print("no instances; start one with `ocm start`", markup=False)
+    else:
+        out.print(instances_table(infos))
+
+
+@click.command()
+@click.argument("ref")
+@json_option
+@pass_state
+def status(state: Context, ref: str, as_json: bool) -> None:
+    """Detailed report on one instance: processes, memory, sessions, MCP, LSP, errors."""
+    report = state.manager().status(ref)
+    if as_json:
+        print_json(report)
+        return
+    _print_status(report)
+
+
+def _print_status(r: dict[str, Any]) -> None:
+    from ..models import Status
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    st = Status(r["status"])
+    grid.add_row("name", r["name"])
+    grid.add_row("status", status_text(st, r.get("supervised")))
+    if r.get("error"):
+        grid.add_row("error", Text(str(r["error"]), style="red"))
+    grid.add_row("url", r.get("url") or "-")
+    grid.add_row("version", r.get("version") or "-")
+    grid.add_row("pid", f"{r.get('pid') or '-'} (keeper {r.get('keeper_pid') or '-'})")
+    grid.add_row("dir", r.get("dir") or "-")
+    grid.add_row("auth", {True: "password", False: "none", None: "?"}[r.get("auth")])
+    grid.add_row("uptime", human_duration(r.get("uptime_s")))
+    grid.add_row("restarts", str(r.get("restarts", 0)))
+    grid.add_row("memory", f"{human_bytes(r.get('rss_bytes'))} server, "
+                           f"{human_bytes(r.get('tree_rss_bytes'))} with children")
+    conns = r.get("connections") or {}
+    grid.add_row("connections", ", ".join(f"{k.lower()} {v}" for k, v in sorted(conns.items()))
+                 or "-")
+    sessions = r.get("sessions")
+    grid.add_row("sessions", "-" if not sessions else
+                 f"{sessions['total']} ({sessions['busy']} busy, {sessions['idle']} idle)")
+    mcp = r.get("mcp")
+    grid.add_row("mcp", "-" if mcp is None else (", ".join(
+        f"{k}: {v.get('status', v) if isinstance(v, dict) else v}" for k, v in mcp.items())
+        or "none configured"))
+    lsp = r.get("lsp")
+    grid.add_row("lsp", "-" if lsp is None else (", ".join(
+        str(x.get("name") or x.get("id") or x) if isinstance(x, dict) else str(x) for x in lsp)
+        or "none running"))
+    grid.add_row("log", r.get("log") or "-")
+    grid.add_row("stopped", ago(r.get("stopped_at")) if r.get("stopped_at") else "-")
+    out.print(grid)
+    procs = r.get("processes") or []
+    if procs:
+        table = Table(title="processes", box=None, header_style="bold", title_justify="left")
+        for col in ("PID", "PPID", "PGID", "NAME", "STATUS", "MEM", "COMMAND"):
+            table.add_column(col, no_wrap=col != "COMMAND")
+        for p in procs:
+            table.add_row(str(p["pid"]), str(p["ppid"]), str(p["pgid"]), p["name"], p["status"],
+                          human_bytes(p["rss_bytes"]), p["cmd"])
+        out.print(table)
+    errors = r.get("recent_errors") or []
+    if errors:
+        out.print(Text("recent log errors:", style="bold"))
+        for line in errors:
+            out.print(Text("  " + line, style="red"))
+
+
+@click.command()
+@click.argument("ref")
+@json_option
+@pass_state
+def env(state: Context, ref: str, as_json: bool) -> None:
+    """Print `export` lines so OpenCode's CLI, curl and SDKs can reach an instance.
+
+    eval "$(ocm env oc-1)"; opencode attach "$OPENCODE_SERVER_URL"
+    """
+    values = state.manager().env(ref)
+    if as_json:
+        print_json(values)
+        return
+    for key, value in values.items():
+        click.echo(f"export {key}={shlex.quote(value)}")
+
+
+@click.command()
+@click.argument("refs", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every running instance ocm manages.")
+@click.option("--timeout", type=float, default=DEFAULT_STOP_TIMEOUT, show_default=True,
+              help="Seconds between SIGTERM and SIGKILL.")
+@json_option
+@pass_state
+def stop(state: Context, refs: tuple[str, ...], all_: bool, timeout: float, as_json: bool) -> None:
+    """Stop instances: dispose, SIGTERM the group, wait, SIGKILL, end every descendant.
+
+    Only processes ocm started and can prove are its own (PID + start time) are signalled.
+    """
+    results = state.manager().stop(list(refs), all=all_, timeout=timeout)
+    if as_json:
+        print_json([r.to_dict() for r in results])
+        return
+    if not results:
+        err.print("nothing to stop", markup=False)
+    for r in results:
+        note = f" ({r.killed} needed SIGKILL)" if r.killed else ""
+        port = "" if r.port_freed is not False else " [port still busy]"
+        out.print(f"stopped {r.name}{note}{port}", markup=False)
+
+
+@click.command()
+@click.argument("refs", nargs=-1, required=True)
+@click.option("--timeout", type=float, default=120.0, show_default=True,
+              help="Seconds to wait for health.")
+@json_option
+@pass_state
+def restart(state: Context, refs: tuple[str, ...], timeout: float, as_json: bool) -> None:
+    """Restart instances with the same name, settings, password and data."""
+    manager = state.manager()
+    with _StartBar(len(refs), "restarting") as progress:
+        infos = manager.restart(list(refs), timeout=timeout, progress=progress)
+    if as_json:
+        print_json([i.to_dict() for i in infos])
+    else:
+        out.print(instances_table(infos))
+
+
+@click.command(name="rm")
+@click.argument("refs", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="Stop running instances first.")
+@json_option
+@pass_state
+def rm(state: Context, refs: tuple[str, ...], force: bool, as_json: bool) -> None:
+    """Forget stopped instances (record, password, private data; logs stay until cleanup)."""
+    removed = state.manager().remove(list(refs), force=force)
+    if as_json:
+        print_json({"removed": removed})
+    else:
+        for name in removed:
+            out.print(f"removed {name}", markup=False)
+
+
+@click.command()
+@click.option("--older-than", "older_than", default="0s", show_default=True, metavar="DUR",
+              help="Only what ended longer ago than this (e.g. 30m, 12h, 7d).")
+@click.option("--dry-run", is_flag=True, help="Show what would go, change nothing.")
+@json_option
+@pass_state
+def cleanup(state: Context, older_than: str, dry_run: bool, as_json: bool) -> None:
+    """Forget stopped and crashed instances, and delete logs and dirs nobody owns."""
+    report = state.manager().cleanup(older_than=parse_duration(older_than), dry_run=dry_run)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    verb = "would remove" if dry_run else "removed"
+    for name in report.reconciled:
+        out.print(f"{'would mark' if dry_run else 'marked'} {name} crashed (found dead)",
+                  markup=False)
+    for name in report.removed_instances:
+        out.print(f"{verb} instance {name}", markup=False)
+    for path in report.removed_files:
+        out.print(f"{verb} {path}", markup=False)
+    if not (report.removed_instances or report.removed_files or report.reconciled):
+        out.print("nothing to clean up", markup=False)
+
+
+@click.command()
+@click.argument("refs", nargs=-1, required=True)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option("-n", "lines", type=int, default=50, show_default=True, help="Lines from the end.")
+@click.option("--grep", "pattern", metavar="RE", help="Only lines matching this regex.")
+@pass_state
+def logs(state: Context, refs: tuple[str, ...], follow: bool, lines: int,
+         pattern: str | None) -> None:
+    """Show the logs of one or more instances (errors highlighted)."""
+    if lines < 0:
+        raise UsageError(f"invalid -n {lines}: must be 0 or more")
+    try:
+        regex = re.compile(pattern) if pattern else None
+    except re.error as exc:
+        raise UsageError(f"invalid --grep {pattern!r}: {exc}") from None
+    manager = state.manager()
+    sources = []
+    for ref in dict.fromkeys(refs):
+        record = manager.resolve(ref)
+        sources.append((record.name, manager.settings.log_path(record.name)))
+    label = len(sources) > 1
+    for name, path in sources:
+        for line in logfiles.select(logfiles.tail_lines(path, lines), regex):
+            _print_log_line(name if label else None, line)
+    if not follow:
+        return
+    stop_event = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
+    try:
+        for name, line in logfiles.follow(sources, should_stop=stop_event.is_set):
+            if regex is None or regex.search(line):
+                _print_log_line(name if label else None, line)
+    except KeyboardInterrupt:
+        return
+
+
+def _print_log_line(label: str | None, line: str) -> None:
+    style = "red" if logfiles.is_error(line) else "yellow" if logfiles.is_warning(line) else ""
+    text = Text()
+    if label:
+        text.append(f"{label} | ", style="cyan")
+    text.append(line, style=style)
+    out.print(text, soft_wrap=True)
+
+
+COMMANDS = [start, ls, status, env, stop, restart, rm, cleanup, logs]

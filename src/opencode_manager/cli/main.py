@@ -1,0 +1,119 @@
+"""Entry point: the command group, shared options, and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..errors import OcmError, StartError
+from ..manager import Manager
+from ..settings import Settings
+from .output import err
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class Context:
+    """What every command needs: settings resolved once, and a lazily opened manager."""
+
+    def __init__(self, opencode: str | None) -> None:
+        self.opencode = opencode
+        self._manager: Manager | None = None
+
+    def settings(self, opencode: str | None = None) -> Settings:
+        return Settings.load(opencode=opencode or self.opencode)
+
+    def manager(self, opencode: str | None = None) -> Manager:
+        if self._manager is None or opencode:
+            self._manager = Manager(self.settings(opencode))
+        return self._manager
+
+    def close(self) -> None:
+        if self._manager is not None:
+            self._manager.close()
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "-V", "--version", prog_name="ocm")
+@click.option("--opencode", "opencode", metavar="PATH", envvar="OCM_OPENCODE",
+              help="opencode binary to use (default: $OCM_OPENCODE, PATH, ~/.opencode/bin, "
+                   "then the one `ocm install` put in $OCM_HOME).")
+@click.pass_context
+def cli(ctx: click.Context, opencode: str | None) -> None:
+    """Run and operate fleets of OpenCode servers.
+
+    State lives in $OCM_HOME (default: your user state dir). Instances are referred to by
+    name, port or URL. Every data command has --json for scripts.
+    """
+    state = Context(opencode)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+def _register() -> None:
+    from . import instances, system
+
+    for command in (*instances.COMMANDS, *system.COMMANDS):
+        cli.add_command(command)
+
+
+_register()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code (the console script exits with it)."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        result: Any = cli.main(args=args, prog_name="ocm", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelp as exc:  # pragma: no cover - click version dependent
+        click.echo(exc.ctx.get_help() if exc.ctx else "", err=True)
+        return EXIT_USAGE
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "ocm"
+        err.print(f"{command}: error: {_one_line(exc.format_message())} (see --help)",
+                  markup=False, highlight=False)
+        return EXIT_USAGE
+    except click.Abort:
+        err.print("ocm: interrupted", markup=False)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        err.print("ocm: interrupted", markup=False)
+        return EXIT_INTERRUPTED
+    except click.ClickException as exc:
+        err.print(f"ocm: error: {_one_line(exc.format_message())}", markup=False)
+        return exc.exit_code
+    except StartError as exc:
+        err.print(f"ocm: error: {_one_line(str(exc))}", markup=False)
+        if exc.log_tail:
+            err.print("last log lines:", style="dim", markup=False)
+            for line in exc.log_tail:
+                err.print("  " + line, style="dim", markup=False, highlight=False)
+        return exc.exit_code
+    except OcmError as exc:
+        err.print(f"ocm: error: {_one_line(str(exc))}", markup=False)
+        return exc.exit_code
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # the CLI's last line of defence: no tracebacks for users
+        err.print(
+            f"ocm: internal error: {exc.__class__.__name__}: {_one_line(str(exc))} "
+            "(please report it)", markup=False,
+        )
+        return 1
+    if isinstance(result, int):
+        return result
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())

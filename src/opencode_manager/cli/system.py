@@ -1,0 +1,102 @@
+"""Commands about the tool itself: install, doctor, demo, model-server."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from .. import binary as binaries
+from ..settings import PINNED_OPENCODE_VERSION
+from .main import Context
+from .output import err, out, print_json
+
+pass_state = click.make_pass_decorator(Context)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+@click.command()
+@click.option("--version", "version", default=PINNED_OPENCODE_VERSION, show_default=True,
+              help="opencode-ai version to install from npm.")
+@json_option
+@pass_state
+def install(state: Context, version: str, as_json: bool) -> None:
+    """Install a pinned OpenCode from npm into $OCM_HOME (idempotent)."""
+    settings = state.settings()
+    with err.status(f"installing opencode-ai@{version} from npm…"):
+        found = binaries.install(settings, version)
+    if as_json:
+        print_json({"path": found.path, "version": found.version, "source": found.source})
+    else:
+        out.print(f"opencode {found.version} installed at {found.path}", markup=False)
+
+
+@click.command()
+@json_option
+@pass_state
+def doctor(state: Context, as_json: bool) -> int:
+    """Check the binary, OCM_HOME, the registry, every instance's health and auth, and ports."""
+    checks = state.manager().doctor()
+    failed = [c for c in checks if not c.ok and c.level == "error"]
+    if as_json:
+        print_json({"ok": not failed, "checks": [c.to_dict() for c in checks]})
+    else:
+        table = Table(box=None, show_header=False, pad_edge=False)
+        table.add_column(no_wrap=True)
+        table.add_column(no_wrap=True, style="bold")
+        table.add_column()
+        for check in checks:
+            mark = (Text("ok", style="green") if check.ok else
+                    Text("warn", style="yellow") if check.level == "warning" else
+                    Text("FAIL", style="red"))
+            detail = Text(check.detail)
+            if check.fix and not check.ok:
+                detail.append(f"\n  fix: {check.fix}", style="cyan")
+            table.add_row(mark, check.name, detail)
+        out.print(table)
+    return 1 if failed else 0
+
+
+@click.command()
+@click.option("-n", "count", type=int, default=3, show_default=True, help="Fleet size.")
+@json_option
+@pass_state
+def demo(state: Context, count: int, as_json: bool) -> None:
+    """Offline demo: a small fleet on the bundled scripted model, a task each, then stop.
+
+    Needs no API key and no network: the model is a scripted OpenAI-compatible server
+    running inside this command.
+    """
+    from ..demo import run_demo
+
+    report = run_demo(state.manager(), count=count, console=None if as_json else err)
+    if as_json:
+        print_json(report)
+        return
+    table = Table(title="what the agents did", box=None, header_style="bold",
+                  title_justify="left")
+    for column in ("INSTANCE", "PROMPT", "REPLY", "TOOLS", "SECONDS"):
+        table.add_column(column, overflow="fold")
+    for task in report["tasks"]:
+        table.add_row(task["instance"], task["prompt"], task["reply"],
+                      ", ".join(task["tools"]) or "-", f"{task['seconds']:.2f}")
+    out.print(table)
+    out.print(
+        f"fleet of {report['fleet']} started in {report['start_seconds']:.1f} s, "
+        f"{len(report['tasks'])} tasks in {report['task_seconds']:.1f} s, stopped in "
+        f"{report['stop_seconds']:.1f} s; processes left behind: {report['leftover_processes']}",
+        markup=False,
+    )
+
+
+@click.command(name="model-server")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=0, show_default=True, help="0 picks a free port.")
+def model_server(host: str, port: int) -> None:
+    """Run the scripted OpenAI-compatible model (for your own offline pipeline tests)."""
+    from ..scripted_model import serve_forever
+
+    serve_forever(host, port)
+
+
+COMMANDS = [install, doctor, demo, model_server]

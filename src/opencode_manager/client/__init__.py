@@ -1,0 +1,6 @@
+"""A thin client for the OpenCode server's HTTP API: one pure core, sync and async shells."""
+
+from .core import Endpoint, Operation
+from .shells import AsyncOpencodeClient, OpencodeClient
+
+__all__ = ["AsyncOpencodeClient", "Endpoint", "OpencodeClient", "Operation"]

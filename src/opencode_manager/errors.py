@@ -1,0 +1,98 @@
+"""The one exception tree of opencode-manager.
+
+Every error a user can meet is an :class:`OcmError`. The CLI catches that base once, prints
+``str(error)`` on one line and exits with ``error.exit_code``; library users catch the subclass
+they care about. Messages say what went wrong and what to do about it.
+
+    OcmError                         exit 1
+    ├── UsageError                   exit 2   bad input: ports, names, --env, -n 0 ...
+    ├── NotFoundError                exit 3   unknown instance reference
+    ├── ConflictError                exit 4   duplicate name, port in use, range exhausted,
+    │                                          instance already stopped/running
+    ├── BinaryError                  exit 5   opencode missing, too old, install failed
+    ├── StartError                   exit 6   a server exited or never got healthy
+    ├── StateError                   exit 7   OCM_HOME unwritable, registry corrupt or locked
+    └── ServerError                  exit 8   an OpenCode server answered badly or not at all
+"""
+
+from __future__ import annotations
+
+
+class OcmError(Exception):
+    """Base of every error opencode-manager raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, instance: str | None = None) -> None:
+        super().__init__(message)
+        self.instance = instance
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UsageError(OcmError):
+    """The caller asked for something malformed (bad port, bad name, bad option value)."""
+
+    exit_code = 2
+
+
+class NotFoundError(OcmError):
+    """A reference (name, port or URL) matches no known instance."""
+
+    exit_code = 3
+
+
+class ConflictError(OcmError):
+    """The request clashes with the current state (duplicate name, port in use, ...)."""
+
+    exit_code = 4
+
+
+class BinaryError(OcmError):
+    """The opencode binary is missing, unusable, too old, or could not be installed."""
+
+    exit_code = 5
+
+
+class StartError(OcmError):
+    """A server failed to start: it exited early or never became healthy."""
+
+    exit_code = 6
+
+    def __init__(
+        self, message: str, *, instance: str | None = None, log_tail: list[str] | None = None
+    ) -> None:
+        super().__init__(message, instance=instance)
+        self.log_tail = log_tail or []
+
+
+class StateError(OcmError):
+    """Local state is unusable: OCM_HOME not writable, registry corrupt, lock timeout."""
+
+    exit_code = 7
+
+
+class ServerError(OcmError):
+    """An OpenCode server did not answer, or answered with an error."""
+
+    exit_code = 8
+
+    def __init__(
+        self, message: str, *, instance: str | None = None, status_code: int | None = None
+    ) -> None:
+        super().__init__(message, instance=instance)
+        self.status_code = status_code
+
+
+__all__ = [
+    "BinaryError",
+    "ConflictError",
+    "NotFoundError",
+    "OcmError",
+    "ServerError",
+    "StartError",
+    "StateError",
+    "UsageError",
+]

@@ -1,0 +1,151 @@
+"""Plain data: what an instance should be (spec), what the registry says it is (record), and
+what we tell users (info). No I/O here and no imports from the rest of the package."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+DEFAULT_USERNAME = "opencode"
+
+
+class State(str, enum.Enum):
+    """What the registry records about a managed instance (written by keepers and the manager)."""
+
+    STARTING = "starting"  # keeper launched, server not yet healthy
+    RUNNING = "running"  # server answered its health check; keeper supervising
+    STOPPING = "stopping"  # a stop was requested and is under way
+    STOPPED = "stopped"  # stopped on request; nothing of it runs
+    CRASHED = "crashed"  # server exited on its own, or failed to start
+
+
+class Status(str, enum.Enum):
+    """What `ocm ls` shows: the recorded state reconciled with the processes actually seen."""
+
+    STARTING = "starting"
+    RUNNING = "running"  # alive and healthy
+    UNHEALTHY = "unhealthy"  # alive, but its health check fails
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    CRASHED = "crashed"  # exited without being asked to, or its PID now belongs to a stranger
+    FOREIGN = "foreign"  # an `opencode serve` we did not start: shown, never signalled
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """A PID is only ours together with its start time: PIDs get reused, start times do not."""
+
+    pid: int
+    create_time: float
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """Everything needed to (re)start one instance; stored as JSON in the registry."""
+
+    name: str
+    dir: str
+    port: int | None = None  # explicit port; None means allocate (range) or let the OS pick
+    port_range: tuple[int, int] | None = None
+    hostname: str = "127.0.0.1"
+    cors: tuple[str, ...] = ()
+    log_level: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    auth: bool = True
+    shared_data: bool = False
+    opencode: str | None = None  # binary path resolved at start time
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> InstanceSpec:
+        data: dict[str, Any] = json.loads(text)
+        known = {f for f in cls.__dataclass_fields__}
+        data = {k: v for k, v in data.items() if k in known}
+        if data.get("port_range") is not None:
+            low, high = data["port_range"]
+            data["port_range"] = (int(low), int(high))
+        data["cors"] = tuple(data.get("cors") or ())
+        data["env"] = tuple((str(k), str(v)) for k, v in (data.get("env") or ()))
+        return cls(**data)
+
+
+@dataclass
+class InstanceRecord:
+    """One row of the registry's `instances` table."""
+
+    name: str
+    spec: InstanceSpec
+    state: State
+    created_at: float
+    updated_at: float
+    keeper: ProcessIdentity | None = None
+    server: ProcessIdentity | None = None
+    port: int | None = None
+    url: str | None = None
+    version: str | None = None
+    restarts: int = 0
+    last_exit: str | None = None
+    error: str | None = None
+    started_at: float | None = None
+    stopped_at: float | None = None
+
+
+@dataclass
+class InstanceInfo:
+    """The public view of an instance, as `ocm ls --json` prints it."""
+
+    name: str
+    status: Status
+    managed: bool
+    pid: int | None
+    port: int | None
+    url: str | None
+    hostname: str | None
+    version: str | None
+    healthy: bool | None
+    started_at: float | None
+    uptime_s: float | None
+    restarts: int
+    rss_bytes: int | None
+    cpu_percent: float | None
+    log: str | None
+    dir: str | None
+    auth: bool | None
+    keeper_pid: int | None = None
+    supervised: bool | None = None
+    error: str | None = None
+    last_exit: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        extra = data.pop("extra")
+        data.update(extra)
+        return data
+
+
+def derive_status(
+    state: State, *, keeper_alive: bool, server_alive: bool, healthy: bool | None
+) -> Status:
+    """Reconcile what the registry says with what is running (pure; see tests)."""
+    if state in (State.STOPPED, State.CRASHED):
+        # A recorded end is final; a live server here would be a stranger reusing the PID,
+        # which the caller already filtered out by start time.
+        return Status.STOPPED if state is State.STOPPED else Status.CRASHED
+    if state is State.STOPPING:
+        return Status.STOPPING if (server_alive or keeper_alive) else Status.STOPPED
+    if state is State.STARTING:
+        if keeper_alive or server_alive:
+            return Status.STARTING
+        return Status.CRASHED
+    # RUNNING
+    if not server_alive:
+        return Status.CRASHED
+    if healthy is False:
+        return Status.UNHEALTHY
+    return Status.RUNNING

@@ -1,0 +1,157 @@
+"""Processes we can prove are ours, and how to end them.
+
+A PID alone proves nothing (PIDs are reused), so every signal goes to a process whose start
+time matches the one recorded when we started it. Ending a server follows circus and uvicorn:
+SIGTERM to its process group, wait, SIGKILL; then every descendant we saw before the first
+signal, because OpenCode runs bash-tool commands in their own sessions and does not stop them
+(OPENCODE-FACTS §4): killing the group alone would orphan them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import psutil
+
+from .models import ProcessIdentity
+
+# psutil derives create_time from boot time and clock ticks; allow for rounding.
+_CTIME_TOLERANCE = 0.05
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def identity_of(pid: int) -> ProcessIdentity | None:
+    try:
+        return ProcessIdentity(pid, psutil.Process(pid).create_time())
+    except (psutil.Error, OSError):
+        return None
+
+
+def verified(identity: ProcessIdentity | None) -> psutil.Process | None:
+    """The live process with this exact identity, or None (gone, zombie, or a stranger)."""
+    if identity is None:
+        return None
+    try:
+        proc = psutil.Process(identity.pid)
+        if abs(proc.create_time() - identity.create_time) > _CTIME_TOLERANCE:
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+    except (psutil.Error, OSError):
+        return None
+    return proc
+
+
+def is_alive(identity: ProcessIdentity | None) -> bool:
+    return verified(identity) is not None
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def descendants(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [p for p in proc.children(recursive=True) if _alive(p)]
+    except psutil.Error:
+        return []
+
+
+def wait_gone(
+    procs: Iterable[psutil.Process], timeout: float, clock: Callable[[], float] = time.monotonic
+) -> list[psutil.Process]:
+    """Poll until every process has exited (zombies count as exited); return the survivors."""
+    pending = [p for p in procs if _alive(p)]
+    deadline = clock() + timeout
+    delay = 0.01
+    while pending and clock() < deadline:
+        time.sleep(delay)  # polling a condition with a deadline, not synchronising by sleep
+        delay = min(delay * 1.5, 0.1)
+        pending = [p for p in pending if _alive(p)]
+    return pending
+
+
+@dataclass
+class Termination:
+    """What ending a process tree took."""
+
+    signalled: int = 0
+    killed: int = 0  # needed SIGKILL
+    survivors: int = 0
+
+
+def _signal(proc: psutil.Process, sig: int) -> bool:
+    try:
+        proc.send_signal(sig)  # psutil re-checks the PID's identity before signalling
+        return True
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+    except psutil.AccessDenied:
+        return False
+
+
+def _signal_group(leader: psutil.Process, sig: int) -> None:
+    """Signal the process group led by `leader` (already verified ours)."""
+    try:
+        if os.getpgid(leader.pid) == leader.pid and _alive(leader):
+            os.killpg(leader.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def terminate_tree(
+    root: psutil.Process,
+    *,
+    timeout: float = 10.0,
+    extra: Iterable[psutil.Process] = (),
+) -> Termination:
+    """SIGTERM root's group and all its descendants, wait, then SIGKILL whatever is left.
+
+    `root` must already be verified (see :func:`verified`). Descendants are captured before any
+    signal so children that get re-parented when the root dies are still found.
+    """
+    result = Termination()
+    tree = {p.pid: p for p in [root, *descendants(root), *extra] if _alive(p)}
+    if not tree:
+        return result
+    _signal_group(root, signal.SIGTERM)
+    for proc in list(tree.values()):
+        if _signal(proc, signal.SIGTERM):
+            result.signalled += 1
+        # Processes started meanwhile by a not-yet-dead parent are caught here.
+        for child in descendants(proc):
+            tree.setdefault(child.pid, child)
+    survivors = wait_gone(tree.values(), timeout)
+    if survivors:
+        _signal_group(root, signal.SIGKILL)
+        for proc in survivors:
+            for child in descendants(proc):
+                if child.pid not in tree:
+                    tree[child.pid] = child
+                    survivors.append(child)
+            if _signal(proc, signal.SIGKILL):
+                result.killed += 1
+        survivors = wait_gone(survivors, 5.0)
+    result.survivors = len(survivors)
+    return result
+
+
+def set_child_subreaper() -> bool:
+    """Make orphaned descendants re-parent to us (Linux), so a keeper can still end them."""
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return False
+    try:
+        libc = ctypes.CDLL(libc_name, use_errno=True)
+        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False

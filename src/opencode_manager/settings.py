@@ -1,0 +1,105 @@
+"""Settings, resolved once with visible precedence: explicit arguments > environment > defaults.
+
+Nothing else in the package reads ``os.environ``; everything that needs the environment (the
+child environment of a server, the user's home) gets it from here. ``OCM_HOME`` relocates all
+state, which is how tests isolate themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+from .errors import StateError
+
+APP_NAME = "opencode-manager"
+#: The OpenCode version the test-suite pins and `ocm install` installs by default.
+PINNED_OPENCODE_VERSION = "1.18.33"
+#: Oldest OpenCode whose server API we support.
+MIN_OPENCODE_VERSION = "1.1.39"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where state lives and which binary to run."""
+
+    home: Path
+    opencode: str | None = None  # explicit binary: --opencode or OCM_OPENCODE
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        home: str | os.PathLike[str] | None = None,
+        opencode: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        home_value = home or env.get("OCM_HOME") or platformdirs.user_state_dir(APP_NAME)
+        binary = opencode or env.get("OCM_OPENCODE") or None
+        return cls(home=Path(home_value).expanduser().absolute(), opencode=binary, environ=env)
+
+    # -- derived paths ---------------------------------------------------------------------
+    @property
+    def registry_path(self) -> Path:
+        return self.home / "registry.db"
+
+    @property
+    def instances_dir(self) -> Path:
+        return self.home / "instances"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.home / "secrets"
+
+    @property
+    def install_dir(self) -> Path:
+        return self.home / "opencode"
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.home / "locks"
+
+    def instance_dir(self, name: str) -> Path:
+        return self.instances_dir / name
+
+    def log_path(self, name: str) -> Path:
+        return self.logs_dir / f"{name}.log"
+
+    def password_path(self, name: str) -> Path:
+        return self.secrets_dir / f"{name}.password"
+
+    @property
+    def user_home(self) -> Path:
+        return Path(self.environ.get("HOME") or Path.home())
+
+    @property
+    def user_data_home(self) -> Path:
+        """The user's own XDG data dir, where OpenCode keeps auth.json."""
+        value = self.environ.get("XDG_DATA_HOME")
+        return Path(value) if value else self.user_home / ".local" / "share"
+
+    def ensure_home(self) -> None:
+        """Create the state directories, or say clearly why we cannot."""
+        try:
+            for path in (self.home, self.instances_dir, self.logs_dir, self.locks_dir):
+                path.mkdir(parents=True, exist_ok=True)
+            self.secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self.secrets_dir, 0o700)
+            probe = self.home / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise StateError(
+                f"OCM_HOME {self.home} is not writable ({exc.strerror or exc}); "
+                "fix its permissions or point OCM_HOME at a writable directory"
+            ) from exc
