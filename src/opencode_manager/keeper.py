@@ -263,7 +263,9 @@ class Keeper:
                 process.terminate_tree, root, timeout=STOP_TIMEOUT, extra=self._orphans()
             )
             if result.killed:
-                self.log.note(f"{result.killed} process(es) needed SIGKILL", "WARN")
+                self.log.note(
+                    f"needed SIGKILL: {', '.join(result.killed_names)}", "WARN"
+                )
         with contextlib.suppress(ProcessLookupError):
             await asyncio.wait_for(self.proc.wait(), timeout=5.0)
         await self._end_orphans()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -53,14 +52,23 @@ def follow(
     should_stop: Callable[[], bool] = lambda: False,
     interval: float = 0.2,
 ) -> Iterator[tuple[str, str]]:
-    """Yield (label, line) for lines appended to any of the files, until should_stop()."""
+    """Yield (label, line) for lines appended to any of the files after this call."""
     positions: dict[Path, int] = {}
-    partial: dict[Path, str] = {}
     for _, path in paths:
         try:
             positions[path] = path.stat().st_size
         except FileNotFoundError:
             positions[path] = 0
+    return _follow(paths, positions, should_stop, interval)
+
+
+def _follow(
+    paths: Sequence[tuple[str, Path]],
+    positions: dict[Path, int],
+    should_stop: Callable[[], bool],
+    interval: float,
+) -> Iterator[tuple[str, str]]:
+    partial: dict[Path, str] = {}
     while not should_stop():
         produced = False
         for label, path in paths:

@@ -15,7 +15,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psutil
 
@@ -87,6 +87,7 @@ class Termination:
     signalled: int = 0
     killed: int = 0  # needed SIGKILL
     survivors: int = 0
+    killed_names: list[str] = field(default_factory=list)
 
 
 def _signal(proc: psutil.Process, sig: int) -> bool:
@@ -140,9 +141,17 @@ def terminate_tree(
                     survivors.append(child)
             if _signal(proc, signal.SIGKILL):
                 result.killed += 1
+                result.killed_names.append(_describe(proc))
         survivors = wait_gone(survivors, 5.0)
     result.survivors = len(survivors)
     return result
+
+
+def _describe(proc: psutil.Process) -> str:
+    try:
+        return f"{proc.pid} {' '.join(proc.cmdline()[:3]) or proc.name()}"
+    except psutil.Error:
+        return str(proc.pid)
 
 
 def set_child_subreaper() -> bool:

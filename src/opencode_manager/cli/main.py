@@ -14,6 +14,10 @@ from ..settings import Settings
 from .output import err
 
 EXIT_USAGE = 2
+# Renamed in click 8.2; `ocm` with no arguments prints its help.
+_NO_ARGS_IS_HELP: type[click.UsageError] = getattr(
+    click.exceptions, "NoArgsIsHelpError", getattr(click.exceptions, "NoArgsIsHelp", click.UsageError)
+)
 EXIT_INTERRUPTED = 130
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -75,9 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
         result: Any = cli.main(args=args, prog_name="ocm", standalone_mode=False)
-    except click.exceptions.NoArgsIsHelp as exc:  # pragma: no cover - click version dependent
-        click.echo(exc.ctx.get_help() if exc.ctx else "", err=True)
-        return EXIT_USAGE
+    except _NO_ARGS_IS_HELP as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else "")
+        return 0
     except click.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx else "ocm"
         err.print(f"{command}: error: {_one_line(exc.format_message())} (see --help)",

@@ -14,8 +14,9 @@ from rich.text import Text
 
 from ..models import InstanceInfo, Status
 
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
+# Pipes get full lines instead of rich's 80-column default, so scripts can parse tables.
+out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 250)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 STATUS_STYLE = {
     Status.RUNNING: "green",

@@ -1,0 +1,337 @@
+"""Starlette app turning scripted plans into OpenAI-compatible SSE / JSON responses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeAlias, TypedDict
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from .script import (
+    DEFAULT_MODEL_NAME,
+    Pause,
+    Plan,
+    RawData,
+    ReasoningDelta,
+    TextDelta,
+    ToolCall,
+    plan_response,
+)
+
+Event: TypeAlias = "bytes | Pause"
+
+
+class RequestRecord(TypedDict):
+    """One request as seen by the scripted model."""
+
+    time: float
+    method: str
+    path: str
+    model: str | None
+    stream: bool
+    has_tools: bool
+    n_tools: int
+    last_user_text: str | None
+    behaviour: str | None
+    followup: bool
+    status: int
+
+
+class RequestLog:
+    """Thread-safe record of the requests the scripted model received."""
+
+    def __init__(self) -> None:
+        self._entries: list[RequestRecord] = []
+        self._changed = threading.Condition()
+
+    def record(self, entry: RequestRecord) -> None:
+        """Append one request record."""
+        with self._changed:
+            self._entries.append(entry)
+            self._changed.notify_all()
+
+    def entries(self) -> list[RequestRecord]:
+        """A snapshot copy of all records, oldest first."""
+        with self._changed:
+            return [RequestRecord(**e) for e in self._entries]
+
+    def clear(self) -> None:
+        """Forget all records."""
+        with self._changed:
+            self._entries.clear()
+            self._changed.notify_all()
+
+    def wait_for(self, predicate: Callable[[list[RequestRecord]], bool], timeout: float) -> bool:
+        """Block until ``predicate(entries)`` holds or ``timeout`` seconds pass; return it."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(list(self._entries)):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            return True
+
+    def __len__(self) -> int:
+        with self._changed:
+            return len(self._entries)
+
+
+def _sse(payload: str) -> bytes:
+    return f"data: {payload}\n\n".encode()
+
+
+def _chunk(plan: Plan, completion_id: str, created: int, delta: dict[str, Any]) -> bytes:
+    frame = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": plan.model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+    }
+    return _sse(json.dumps(frame))
+
+
+def _tool_call_deltas(call: ToolCall) -> list[dict[str, Any]]:
+    """Deltas for one tool call: id and name first, then further argument pieces."""
+    deltas: list[dict[str, Any]] = []
+    for number, piece in enumerate(call.argument_chunks or ("",)):
+        entry: dict[str, Any] = {"index": call.index, "function": {"arguments": piece}}
+        if number == 0:
+            entry = {
+                "index": call.index,
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": piece},
+            }
+        deltas.append({"tool_calls": [entry]})
+    return deltas
+
+
+def stream_events(plan: Plan, completion_id: str, created: int) -> list[Event]:
+    """SSE frames (and pauses) for a streamed answer to ``plan``."""
+    events: list[Event] = []
+    role_sent = False
+
+    def delta(content: dict[str, Any]) -> None:
+        nonlocal role_sent
+        if not role_sent:
+            content = {"role": "assistant", **content}
+            role_sent = True
+        events.append(_chunk(plan, completion_id, created, content))
+
+    for step in plan.steps:
+        if isinstance(step, TextDelta):
+            delta({"content": step.text})
+        elif isinstance(step, ReasoningDelta):
+            delta({"reasoning_content": step.text})
+        elif isinstance(step, ToolCall):
+            for tool_delta in _tool_call_deltas(step):
+                delta(tool_delta)
+        elif isinstance(step, Pause):
+            events.append(step)
+        elif isinstance(step, RawData):
+            events.append(_sse(step.data))
+    if plan.finish_reason is None:
+        # Deliberate cutoff: no finish frame, no usage, no [DONE].
+        return events
+    base = {"id": completion_id, "object": "chat.completion.chunk", "created": created}
+    final = {
+        **base,
+        "model": plan.model,
+        "choices": [{"index": 0, "delta": {}, "finish_reason": plan.finish_reason}],
+    }
+    usage = {**base, "model": plan.model, "choices": [], "usage": plan.usage.as_dict()}
+    events += [_sse(json.dumps(final)), _sse(json.dumps(usage)), _sse("[DONE]")]
+    return events
+
+
+def completion_body(plan: Plan, completion_id: str, created: int) -> dict[str, Any]:
+    """The ``chat.completion`` JSON object for a non-streamed answer to ``plan``."""
+    message: dict[str, Any] = {"role": "assistant", "content": plan.text or None}
+    if plan.reasoning:
+        message["reasoning_content"] = plan.reasoning
+    if plan.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in plan.tool_calls
+        ]
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": plan.model,
+        "choices": [{"index": 0, "message": message, "finish_reason": plan.finish_reason}],
+        "usage": plan.usage.as_dict(),
+    }
+
+
+class ScriptedResponse(Response):
+    """Sends events with async pauses, optionally delaying headers; stops on client disconnect."""
+
+    def __init__(
+        self,
+        events: Sequence[Event],
+        *,
+        status_code: int = 200,
+        media_type: str = "application/json",
+        header_delay: float = 0.0,
+        streaming: bool = False,
+    ) -> None:
+        self.status_code = status_code
+        self.media_type = media_type
+        self.background = None
+        self._events = list(events)
+        self._header_delay = header_delay
+        headers: dict[str, str] | None = None
+        if streaming:
+            headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+        else:
+            # A known body length lets plain JSON answers carry Content-Length.
+            self.body = b"".join(e for e in self._events if isinstance(e, bytes))
+        self.init_headers(headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with anyio.create_task_group() as group:
+
+            async def watch_disconnect() -> None:
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        group.cancel_scope.cancel()
+                        return
+
+            group.start_soon(watch_disconnect)
+            # The client may vanish mid-write; there is nobody left to answer then.
+            with contextlib.suppress(OSError):
+                await self._send_events(send)
+            group.cancel_scope.cancel()
+
+    async def _send_events(self, send: Send) -> None:
+        if self._header_delay > 0:
+            await asyncio.sleep(self._header_delay)
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        for event in self._events:
+            if isinstance(event, Pause):
+                await asyncio.sleep(event.seconds)
+            else:
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _models_body() -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": [
+            {"id": DEFAULT_MODEL_NAME, "object": "model", "created": 0, "owned_by": "scripted"}
+        ],
+    }
+
+
+def _plan_to_response(plan: Plan, completion_id: str, created: int) -> ScriptedResponse:
+    if plan.error is not None:
+        body = json.dumps(plan.error.body()).encode()
+        return ScriptedResponse([body], status_code=plan.error.status)
+    if plan.stream:
+        return ScriptedResponse(
+            stream_events(plan, completion_id, created),
+            media_type="text/event-stream",
+            header_delay=plan.header_delay,
+            streaming=True,
+        )
+    raw = [s for s in plan.steps if isinstance(s, RawData)]
+    if raw:
+        payload = raw[0].data.encode()
+    else:
+        payload = json.dumps(completion_body(plan, completion_id, created)).encode()
+    pauses: list[Event] = [s for s in plan.steps if isinstance(s, Pause)]
+    return ScriptedResponse([*pauses, payload], header_delay=plan.header_delay)
+
+
+def create_app(recorder: RequestLog | None = None) -> Starlette:
+    """Build the scripted-model ASGI app; requests are recorded into ``recorder``."""
+    log = recorder if recorder is not None else RequestLog()
+    ids = itertools.count(1)
+
+    def record(request: Request, status: int, plan: Plan | None, body: Any = None) -> None:
+        payload = body if isinstance(body, dict) else {}
+        tools = payload.get("tools")
+        n_tools = len(tools) if isinstance(tools, list) else 0
+        log.record(
+            RequestRecord(
+                time=time.time(),
+                method=request.method,
+                path=request.url.path,
+                model=payload.get("model") if isinstance(payload.get("model"), str) else None,
+                stream=payload.get("stream") is True,
+                has_tools=n_tools > 0,
+                n_tools=n_tools,
+                last_user_text=plan.last_user_text if plan else None,
+                behaviour=plan.behaviour if plan else None,
+                followup=plan.followup if plan else False,
+                status=status,
+            )
+        )
+
+    async def models(request: Request) -> Response:
+        record(request, 200, None)
+        return JSONResponse(_models_body())
+
+    async def chat_completions(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            record(request, 400, None)
+            error = {
+                "error": {
+                    "message": "request body must be a JSON object",
+                    "type": "invalid_request_error",
+                    "code": "400",
+                }
+            }
+            return JSONResponse(error, status_code=400)
+        plan = plan_response(body)
+        status = plan.error.status if plan.error is not None else 200
+        record(request, status, plan, body)
+        return _plan_to_response(plan, f"chatcmpl-scripted-{next(ids)}", int(time.time()))
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "model": DEFAULT_MODEL_NAME})
+
+    async def list_requests(request: Request) -> Response:
+        return JSONResponse(log.entries())
+
+    async def clear_requests(request: Request) -> Response:
+        log.clear()
+        return JSONResponse({"cleared": True})
+
+    app = Starlette(
+        routes=[
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/_scripted/health", health, methods=["GET"]),
+            Route("/_scripted/requests", list_requests, methods=["GET"]),
+            Route("/_scripted/requests", clear_requests, methods=["DELETE"]),
+        ]
+    )
+    app.state.requests = log
+    return app

@@ -1,0 +1,491 @@
+"""Pure planning logic of the scripted model: request JSON in, response plan out (no I/O)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+TITLE_TEXT = "Scripted Title"
+DEFAULT_MODEL_NAME = "scripted-model"
+REASONING_TEXT = "Let me think about this carefully"
+TODOS_DONE_TEXT = "Todos written."
+SCRIPTED_FILE_CONTENT = "scripted content\n"
+BASH_DESCRIPTION = "Run scripted command"
+QUESTION_TEXT = "Which option do you prefer?"
+
+# Error keyword -> (HTTP status, OpenAI error type).
+_ERRORS: dict[str, tuple[int, str]] = {
+    "ERR500": (500, "server_error"),
+    "ERR400": (400, "invalid_request_error"),
+    "ERR401": (401, "authentication_error"),
+    "ERR429": (429, "rate_limit_error"),
+}
+
+_NUMBER = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+_SLEEPHDR_RE = re.compile(r"SLEEPHDR\s+" + _NUMBER)
+# "SLEEPHDR 2" never matches: SLEEP must be followed by whitespace.
+_SLEEP_RE = re.compile(r"SLEEP\s+" + _NUMBER)
+_SLOWTEXT_RE = re.compile(r"SLOWTEXT\s+" + _NUMBER)
+_BASH_RE = re.compile(r"BASH:[ \t]*([^\r\n]*)")
+_WRITE_RE = re.compile(r"WRITE:[ \t]*([^\r\n]*)")
+_READ_RE = re.compile(r"READ:[ \t]*([^\r\n]*)")
+# OpenCode may wrap its own additions in these tags; they are not the user's words.
+_REMINDER_RE = re.compile(r"<system-reminder>.*?</system-reminder>", re.DOTALL)
+_WORD_RE = re.compile(r"\s*\S+\s*")
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A chunk of visible assistant text."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ReasoningDelta:
+    """A chunk of reasoning text (sent as ``reasoning_content``)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One tool call; its JSON arguments are streamed as ``argument_chunks``."""
+
+    index: int
+    id: str
+    name: str
+    argument_chunks: tuple[str, ...]
+
+    @property
+    def arguments(self) -> str:
+        """The complete JSON arguments string."""
+        return "".join(self.argument_chunks)
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Wait this many seconds before the next step."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RawData:
+    """Send this verbatim as an SSE ``data:`` payload (used to produce malformed frames)."""
+
+    data: str
+
+
+Step: TypeAlias = "TextDelta | ReasoningDelta | ToolCall | Pause | RawData"
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Deterministic token accounting."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        """Sum of prompt and completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_dict(self) -> dict[str, int]:
+        """OpenAI ``usage`` object."""
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class ScriptedError:
+    """An HTTP error answer with an OpenAI-style body."""
+
+    status: int
+    type: str
+    message: str
+
+    def body(self) -> dict[str, Any]:
+        """OpenAI-style error JSON body."""
+        return {"error": {"message": self.message, "type": self.type, "code": str(self.status)}}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the server needs to answer one chat-completions request."""
+
+    behaviour: str
+    model: str
+    stream: bool
+    last_user_text: str | None
+    followup: bool = False
+    steps: tuple[Step, ...] = ()
+    # None means the stream deliberately ends without a finish frame (CUTOFF).
+    finish_reason: str | None = "stop"
+    usage: Usage = field(default_factory=lambda: Usage(0, 0))
+    header_delay: float = 0.0
+    error: ScriptedError | None = None
+
+    @property
+    def text(self) -> str:
+        """All visible text of the reply."""
+        return "".join(s.text for s in self.steps if isinstance(s, TextDelta))
+
+    @property
+    def reasoning(self) -> str:
+        """All reasoning text of the reply."""
+        return "".join(s.text for s in self.steps if isinstance(s, ReasoningDelta))
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """The tool calls of the reply, in order."""
+        return tuple(s for s in self.steps if isinstance(s, ToolCall))
+
+
+def content_text(content: object) -> str:
+    """Text of a message ``content`` that is a string or a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Sequence):
+        texts: list[str] = []
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+        return "\n".join(texts)
+    return ""
+
+
+def strip_reminders(text: str) -> str:
+    """Remove OpenCode's ``<system-reminder>`` blocks and surrounding whitespace."""
+    return _REMINDER_RE.sub("", text).strip()
+
+
+def split_words(text: str, words_per_chunk: int = 2) -> list[str]:
+    """Split text into chunks of a few words; joining the chunks gives the text back."""
+    tokens = _WORD_RE.findall(text)
+    if not tokens:
+        return [text] if text else []
+    step = max(1, words_per_chunk)
+    return ["".join(tokens[i : i + step]) for i in range(0, len(tokens), step)]
+
+
+def split_even(text: str, pieces: int) -> list[str]:
+    """Split text into at most ``pieces`` word-aligned chunks of similar size."""
+    tokens = _WORD_RE.findall(text)
+    if not tokens:
+        return [text] if text else []
+    n = max(1, min(pieces, len(tokens)))
+    bounds = [round(i * len(tokens) / n) for i in range(n + 1)]
+    return ["".join(tokens[bounds[i] : bounds[i + 1]]) for i in range(n)]
+
+
+def count_words(text: str) -> int:
+    """Whitespace-separated word count (our deterministic 'token' count)."""
+    return len(text.split())
+
+
+def _messages(request: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
+    raw = request.get("messages")
+    if not isinstance(raw, list):
+        return None
+    return [m for m in raw if isinstance(m, Mapping)]
+
+
+def _last_user_text(messages: Sequence[Mapping[str, Any]]) -> str | None:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return content_text(message.get("content"))
+    return None
+
+
+def _trailing_tool_outputs(messages: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Outputs of the tool messages that end the conversation (empty if it ends otherwise)."""
+    outputs: list[str] = []
+    for message in reversed(messages):
+        if message.get("role") != "tool":
+            break
+        outputs.append(content_text(message.get("content")))
+    outputs.reverse()
+    return outputs
+
+
+def _prior_tool_call_count(messages: Sequence[Mapping[str, Any]]) -> int:
+    count = 0
+    for message in messages:
+        calls = message.get("tool_calls")
+        if message.get("role") == "assistant" and isinstance(calls, list):
+            count += len(calls)
+    return count
+
+
+def _prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
+    return sum(count_words(content_text(m.get("content"))) for m in messages)
+
+
+def tool_schema(request: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+    """The JSON schema of the parameters of the declared tool ``name``, if declared."""
+    tools = request.get("tools")
+    if not isinstance(tools, list):
+        return None
+    for tool in tools:
+        if not isinstance(tool, Mapping):
+            continue
+        function = tool.get("function")
+        if isinstance(function, Mapping) and function.get("name") == name:
+            params = function.get("parameters")
+            return params if isinstance(params, Mapping) else None
+    return None
+
+
+def conform(value: Any, schema: Mapping[str, Any] | None, position: int = 1) -> Any:
+    """Fit ``value`` to a JSON schema: drop undeclared object keys, fill a required ``id``."""
+    if schema is None:
+        return value
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        if not isinstance(props, Mapping):
+            return value
+        result = {k: conform(v, props[k]) for k, v in value.items() if k in props}
+        required = schema.get("required")
+        # Some OpenCode versions require an id per todo; a position-based one is deterministic.
+        if isinstance(required, list) and "id" in required and "id" not in result:
+            result["id"] = str(position)
+        return result
+    if isinstance(value, list):
+        items = schema.get("items")
+        item_schema = items if isinstance(items, Mapping) else None
+        return [conform(v, item_schema, index) for index, v in enumerate(value, start=1)]
+    return value
+
+
+def _tool_call(
+    request: Mapping[str, Any], index: int, call_number: int, name: str, args: dict[str, Any]
+) -> ToolCall:
+    fitted = conform(args, tool_schema(request, name))
+    arguments = json.dumps(fitted)
+    # Split the arguments so clients must reassemble them across frames.
+    middle = len(arguments) // 2
+    chunks = (arguments[:middle], arguments[middle:]) if middle else (arguments,)
+    return ToolCall(index=index, id=f"call_{call_number}", name=name, argument_chunks=chunks)
+
+
+def _todos_args() -> dict[str, Any]:
+    return {
+        "todos": [
+            {"content": "First task", "status": "completed", "priority": "high"},
+            {"content": "Second task", "status": "in_progress", "priority": "medium"},
+            {"content": "Third task", "status": "pending", "priority": "low"},
+        ]
+    }
+
+
+def _question_args() -> dict[str, Any]:
+    return {
+        "questions": [
+            {
+                "question": QUESTION_TEXT,
+                "header": "Scripted choice",
+                "options": [
+                    {"label": "Option A", "description": "The first option"},
+                    {"label": "Option B", "description": "The second option"},
+                ],
+                "multiple": False,
+            }
+        ]
+    }
+
+
+def _parse_seconds(match: re.Match[str]) -> float:
+    return float(match.group(1))
+
+
+def _text_steps(text: str) -> list[Step]:
+    return [TextDelta(chunk) for chunk in split_words(text)]
+
+
+def choose_behaviour(text: str) -> str:
+    """The behaviour name selected by keywords in the user's text (first match wins)."""
+    for keyword in _ERRORS:
+        if keyword in text:
+            return keyword.lower()
+    checks: list[tuple[str, bool]] = [
+        ("sleephdr", bool(_SLEEPHDR_RE.search(text))),
+        ("sleep", bool(_SLEEP_RE.search(text))),
+        ("slowtext", bool(_SLOWTEXT_RE.search(text))),
+        ("malformed", "MALFORMED" in text),
+        ("cutoff", "CUTOFF" in text),
+        ("empty", "EMPTY" in text),
+        ("bash", "BASH:" in text),
+        ("todo", "TODO" in text),
+        ("write", "WRITE:" in text),
+        ("read", "READ:" in text),
+        ("question", "QUESTION" in text),
+        ("reason", "REASON" in text),
+        ("multi", "MULTI" in text),
+    ]
+    for name, matched in checks:
+        if matched:
+            return name
+    return "text"
+
+
+def default_text(user_text: str) -> str:
+    """The plain reply for a user text."""
+    return f"Scripted reply. You said: {user_text}"
+
+
+def _followup_text(behaviour: str, outputs: Sequence[str], user_text: str) -> str:
+    joined = "\n".join(outputs)
+    if behaviour == "todo":
+        return TODOS_DONE_TEXT
+    if behaviour == "write":
+        match = _WRITE_RE.search(user_text)
+        path = match.group(1).strip() if match else ""
+        return f"Wrote {path}. Tool said: {joined}"
+    if behaviour == "question":
+        return f"You answered: {joined}"
+    return f"Tool said: {joined}"
+
+
+def _tool_calls_for(
+    behaviour: str, text: str, request: Mapping[str, Any], first_number: int
+) -> list[ToolCall]:
+    calls: list[tuple[str, dict[str, Any]]] = []
+    if behaviour == "bash":
+        match = _BASH_RE.search(text)
+        command = match.group(1).strip() if match else ""
+        calls.append(("bash", {"command": command, "description": BASH_DESCRIPTION}))
+    elif behaviour == "todo":
+        calls.append(("todowrite", _todos_args()))
+    elif behaviour == "write":
+        match = _WRITE_RE.search(text)
+        path = match.group(1).strip() if match else ""
+        calls.append(("write", {"filePath": path, "content": SCRIPTED_FILE_CONTENT}))
+    elif behaviour == "read":
+        match = _READ_RE.search(text)
+        calls.append(("read", {"filePath": match.group(1).strip() if match else ""}))
+    elif behaviour == "question":
+        calls.append(("question", _question_args()))
+    elif behaviour == "multi":
+        for command in ("echo one", "echo two"):
+            calls.append(("bash", {"command": command, "description": BASH_DESCRIPTION}))
+    return [
+        _tool_call(request, index, first_number + index, name, args)
+        for index, (name, args) in enumerate(calls)
+    ]
+
+
+TOOL_BEHAVIOURS = frozenset({"bash", "todo", "write", "read", "question", "multi"})
+
+
+def plan_response(request: Mapping[str, Any]) -> Plan:
+    """Decide how to answer one parsed ``/v1/chat/completions`` request body."""
+    model = request.get("model")
+    model_name = model if isinstance(model, str) and model else DEFAULT_MODEL_NAME
+    stream = request.get("stream") is True
+    messages = _messages(request)
+    if messages is None:
+        error = ScriptedError(400, "invalid_request_error", "'messages' must be a list")
+        return Plan("invalid", model_name, stream, None, error=error, finish_reason=None)
+
+    raw_user_text = _last_user_text(messages)
+    user_text = strip_reminders(raw_user_text) if raw_user_text is not None else ""
+    prompt_tokens = _prompt_tokens(messages)
+
+    def finish(
+        behaviour: str,
+        steps: Sequence[Step],
+        finish_reason: str | None = "stop",
+        *,
+        followup: bool = False,
+        header_delay: float = 0.0,
+    ) -> Plan:
+        produced = " ".join(
+            s.text if isinstance(s, TextDelta | ReasoningDelta) else s.arguments
+            for s in steps
+            if isinstance(s, TextDelta | ReasoningDelta | ToolCall)
+        )
+        return Plan(
+            behaviour=behaviour,
+            model=model_name,
+            stream=stream,
+            last_user_text=raw_user_text,
+            followup=followup,
+            steps=tuple(steps),
+            finish_reason=finish_reason,
+            usage=Usage(prompt_tokens, count_words(produced)),
+            header_delay=header_delay,
+        )
+
+    tools = request.get("tools")
+    # OpenCode's title/summary calls come without tools; they must never act on keywords.
+    if not isinstance(tools, list) or not tools:
+        return finish("title", _text_steps(TITLE_TEXT))
+
+    behaviour = choose_behaviour(user_text)
+    if behaviour in {"err500", "err400", "err401", "err429"}:
+        status, error_type = _ERRORS[behaviour.upper()]
+        error = ScriptedError(status, error_type, f"scripted error {status} from scripted model")
+        return Plan(
+            behaviour,
+            model_name,
+            stream,
+            raw_user_text,
+            finish_reason=None,
+            usage=Usage(prompt_tokens, 0),
+            error=error,
+        )
+
+    outputs = _trailing_tool_outputs(messages)
+    if outputs:
+        # The tool ran; answering with text ends the turn (never loop into more calls).
+        return finish(
+            behaviour, _text_steps(_followup_text(behaviour, outputs, user_text)), followup=True
+        )
+
+    reply = default_text(user_text)
+    if behaviour in TOOL_BEHAVIOURS:
+        first_number = _prior_tool_call_count(messages) + 1
+        return finish(
+            behaviour, _tool_calls_for(behaviour, user_text, request, first_number), "tool_calls"
+        )
+    if behaviour == "reason":
+        reasoning: list[Step] = [ReasoningDelta(c) for c in split_words(REASONING_TEXT)]
+        return finish(behaviour, reasoning + _text_steps(reply))
+    if behaviour == "sleep":
+        match = _SLEEP_RE.search(user_text)
+        seconds = _parse_seconds(match) if match else 0.0
+        chunks = _text_steps(reply)
+        return finish(behaviour, [chunks[0], Pause(seconds), *chunks[1:]])
+    if behaviour == "sleephdr":
+        match = _SLEEPHDR_RE.search(user_text)
+        seconds = _parse_seconds(match) if match else 0.0
+        return finish(behaviour, _text_steps(reply), header_delay=seconds)
+    if behaviour == "slowtext":
+        match = _SLOWTEXT_RE.search(user_text)
+        seconds = _parse_seconds(match) if match else 0.0
+        pieces = split_even(reply, 10)
+        slow: list[Step] = []
+        for index, piece in enumerate(pieces):
+            if index:
+                slow.append(Pause(seconds / max(1, len(pieces) - 1)))
+            slow.append(TextDelta(piece))
+        return finish(behaviour, slow)
+    if behaviour == "malformed":
+        return finish(
+            behaviour, [TextDelta("Malformed frame follows. "), RawData("{this is not json")]
+        )
+    if behaviour == "cutoff":
+        return finish(behaviour, [TextDelta("Cut off "), TextDelta("mid-sentence")], None)
+    if behaviour == "empty":
+        return finish(behaviour, [])
+    return finish(behaviour, _text_steps(reply))

@@ -1,0 +1,168 @@
+"""Shared fixtures: isolation, the real opencode binary, the scripted model, leak checks.
+
+Every test runs with its own OCM_HOME, HOME and XDG dirs (under pytest's tmp_path), binds
+127.0.0.1 only, and is checked for processes left behind: every process a test starts inherits
+a marker variable, and after the test any live process carrying that marker fails it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+from helpers import Ocm, run_ocm
+from opencode_manager import binary as binaries
+from opencode_manager.scripted_model import ScriptedModelServer, opencode_config
+from opencode_manager.settings import PINNED_OPENCODE_VERSION, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+MARK = "OPENCODE_MANAGER_TEST_MARK"  # not OCM_*: servers must inherit it too
+
+
+def _find_opencode() -> str:
+    explicit = os.environ.get("OCM_TEST_OPENCODE")
+    if explicit:
+        return explicit
+    cache = Settings.load(home=ROOT / ".cache" / "ocm", environ={})
+    for path in binaries.managed_installs(cache):
+        if f"/{PINNED_OPENCODE_VERSION}/" in str(path):
+            return str(path)
+    pytest.exit(
+        f"opencode {PINNED_OPENCODE_VERSION} is not installed for the tests: run scripts/test "
+        "(it installs it), or scripts/setup",
+        returncode=3,
+    )
+
+
+@pytest.fixture(scope="session")
+def opencode_bin() -> str:
+    return _find_opencode()
+
+
+# -- leak detection ------------------------------------------------------------------------
+def _marked(mark: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        if proc.pid == os.getpid():
+            continue
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.environ().get(MARK) == mark:
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def _reap_marked(mark: str, grace: float = 5.0) -> list[str]:
+    """Wait briefly for marked processes to go; kill and describe any that stay."""
+    deadline = time.monotonic() + grace
+    leftovers = _marked(mark)
+    while leftovers and time.monotonic() < deadline:
+        time.sleep(0.1)  # polling for exit with a deadline
+        leftovers = _marked(mark)
+    described = []
+    for proc in leftovers:
+        try:
+            described.append(f"{proc.pid} {' '.join(proc.cmdline()[:4])}")
+            proc.kill()  # provably ours: it carries this test's marker
+        except psutil.Error:
+            continue
+    return described
+
+
+def _isolated_env(base: Path, mark: str, opencode_bin: str) -> dict[str, str]:
+    home = base / "home"
+    env = {
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "XDG_STATE_HOME": str(home / ".local" / "state"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "OCM_HOME": str(base / "ocm"),
+        "OCM_OPENCODE": opencode_bin,
+        MARK: mark,
+        "NO_COLOR": "1",
+        "OPENCODE_DISABLE_MODELS_FETCH": "1",
+        # Fresh HOMEs make OpenCode npm-install its plugin; keep tests offline and quick.
+        "npm_config_registry": "http://127.0.0.1:9/",
+    }
+    for key in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+        Path(env[key]).mkdir(parents=True, exist_ok=True)
+    return env
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, opencode_bin: str,
+             request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """Per-test OCM_HOME/HOME/XDG, and a check that the test left no process behind."""
+    mark = f"test-{uuid.uuid4().hex[:12]}"
+    env = _isolated_env(tmp_path, mark, opencode_bin)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("OPENCODE_SERVER_PASSWORD", raising=False)
+    monkeypatch.delenv("OPENCODE_CONFIG_CONTENT", raising=False)
+    yield env
+    leftovers = _reap_marked(mark)
+    if leftovers:
+        pytest.fail(f"{request.node.nodeid} left processes behind: {leftovers}", pytrace=False)
+
+
+# -- the scripted model --------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def model() -> Iterator[ScriptedModelServer]:
+    with ScriptedModelServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def model_env(model: ScriptedModelServer) -> list[str]:
+    """`--env` arguments wiring an instance to the scripted model."""
+    return [
+        "OPENCODE_CONFIG_CONTENT=" + json.dumps(opencode_config(model.base_url)),
+        "OPENCODE_DISABLE_MODELS_FETCH=1",
+    ]
+
+
+@pytest.fixture
+def ocm() -> Ocm:
+    return run_ocm
+
+
+# -- a shared fleet for read-only tests ----------------------------------------------------
+@dataclass
+class Fleet:
+    env: dict[str, str]
+    instances: list[dict[str, object]]
+    project: Path
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory, opencode_bin: str,
+          model_env: list[str]) -> Iterator[Fleet]:
+    """Three instances started once through the CLI (`ocm start -n 3 --json`)."""
+    base = tmp_path_factory.mktemp("fleet")
+    mark = f"fleet-{uuid.uuid4().hex[:12]}"
+    env = _isolated_env(base, mark, opencode_bin)
+    project = base / "project"
+    project.mkdir()
+    args = ["start", "-n", "3", "--json", "--dir", str(project)]
+    for item in model_env:
+        args += ["--env", item]
+    result = run_ocm(*args, env=env)
+    try:
+        assert result.returncode == 0, str(result)
+        yield Fleet(env=env, instances=list(result.json()), project=project)  # type: ignore[arg-type]
+    finally:
+        run_ocm("stop", "--all", env=env)
+        leftovers = _reap_marked(mark)
+        assert not leftovers, f"the session fleet left processes behind: {leftovers}"

@@ -1,0 +1,69 @@
+"""Helpers for tests: run the real CLI, poll with deadlines, check error contracts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class Result:
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> object:
+        return json.loads(self.stdout)
+
+    def __str__(self) -> str:
+        return (f"ocm {' '.join(self.args)} -> rc={self.returncode}\n"
+                f"stdout: {self.stdout}\nstderr: {self.stderr}")
+
+
+Ocm = Callable[..., Result]
+
+
+def run_ocm(*args: str, env: dict[str, str] | None = None, check: bool = False,
+            timeout: float = 240, cwd: str | None = None, input: str | None = None) -> Result:
+    """Run the real entry point (`python -m opencode_manager`) as a user would."""
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "opencode_manager", *args],
+        capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd, input=input,
+        check=False,
+    )
+    result = Result(list(args), proc.returncode, proc.stdout, proc.stderr)
+    if check and proc.returncode != 0:
+        raise AssertionError(str(result))
+    return result
+
+
+def assert_one_line_error(result: Result, code: int, *needles: str) -> None:
+    """The contract for bad input: one line on stderr, a documented code, no traceback."""
+    assert result.returncode == code, str(result)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, str(result)
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], str(result)
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30.0,
+             interval: float = 0.1, message: str = "condition") -> object:
+    """Poll `condition` until it returns something truthy, or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)  # polling a condition with a deadline

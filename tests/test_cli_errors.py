@@ -1,0 +1,110 @@
+"""Bad input through the real entry point: one line on stderr, a documented code, no traceback.
+
+None of these starts a server: they must all fail before anything is spawned.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from opencode_manager.models import InstanceSpec, State
+from opencode_manager.registry import Registry
+
+from helpers import assert_one_line_error, run_ocm
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["status", "nope"], 3, "no instance named 'nope'"),
+        (["stop", "nope"], 3, "no instance named 'nope'"),
+        (["env", "nope"], 3, "no instance named 'nope'"),
+        (["logs", "nope"], 3, "no instance named 'nope'"),
+        (["status", "1"], 3, "no instance on port 1"),
+        (["status", "http://127.0.0.1:1"], 3, "no instance on port 1"),
+        (["start", "--port", "-1"], 2, "invalid port -1"),
+        (["start", "--port", "70000"], 2, "invalid port 70000"),
+        (["start", "--port", "abc"], 2, "invalid port 'abc'"),
+        (["start", "--port-range", "5000-4000"], 2, "start is above end"),
+        (["start", "-n", "0"], 2, "invalid -n 0"),
+        (["start", "--hostname", "0.0.0.0", "--no-auth"], 2, "refusing --no-auth on 0.0.0.0"),
+        (["start", "--env", "FOO"], 2, "invalid --env 'FOO': expected KEY=VALUE"),
+        (["start", "--dir", "/definitely/missing"], 2, "no such directory"),
+        (["start", "Bad Name"], 2, "invalid instance name"),
+        (["start", "--timeout", "0"], 2, "invalid --timeout"),
+        (["start", "--log-level", "LOUD"], 2, "--log-level"),
+        (["stop"], 2, "--all"),
+        (["stop", "--all", "x"], 2, "not both"),
+        (["stop", "--all", "--timeout", "-1"], 2, "invalid --timeout"),
+        (["cleanup", "--older-than", "soon"], 2, "invalid duration"),
+        (["logs", "x", "--grep", "("], 2, "invalid --grep"),
+        (["install", "--version", "latest"], 2, "invalid version"),
+        (["frobnicate"], 2, "No such command"),
+    ],
+)
+def test_bad_input(args: list[str], code: int, needle: str) -> None:
+    assert_one_line_error(run_ocm(*args), code, needle)
+
+
+def _add_record(name: str, state: State) -> None:
+    reg = Registry(Path(os.environ["OCM_HOME"]) / "registry.db")
+    with reg.transaction() as db:
+        reg.insert(db, InstanceSpec(name=name, dir="/"), port=None)
+    reg.update(name, state=state)
+    reg.close()
+
+
+def test_duplicate_name() -> None:
+    _add_record("taken", State.STOPPED)
+    assert_one_line_error(run_ocm("start", "taken"), 4, "'taken' already exists")
+
+
+def test_stop_of_a_stopped_instance() -> None:
+    _add_record("idle", State.STOPPED)
+    assert_one_line_error(run_ocm("stop", "idle"), 4, "idle is not running")
+
+
+def test_missing_binary(tmp_path: Path) -> None:
+    assert_one_line_error(run_ocm("start", env={"OCM_OPENCODE": "/no/such/opencode"}), 5,
+                          "does not exist")
+    nowhere = {"OCM_OPENCODE": "", "PATH": str(tmp_path / "empty") + ":/usr/bin:/bin"}
+    assert_one_line_error(run_ocm("start", env=nowhere), 5, "run `ocm install`")
+
+
+def test_too_old_binary(tmp_path: Path) -> None:
+    fake = tmp_path / "opencode"
+    fake.write_text("#!/bin/sh\necho 1.1.38\n")
+    fake.chmod(0o755)
+    result = run_ocm("start", env={"OCM_OPENCODE": str(fake)})
+    assert_one_line_error(result, 5, "opencode 1.1.38", "too old", ">= 1.1.39")
+
+
+def test_unwritable_ocm_home(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = run_ocm("ls", env={"OCM_HOME": str(blocker / "state")})
+    assert_one_line_error(result, 7, "is not writable")
+    if os.geteuid() != 0:  # root ignores permission bits
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        assert_one_line_error(run_ocm("ls", env={"OCM_HOME": str(ro / "x")}), 7, "not writable")
+
+
+def test_corrupt_registry_is_reported_not_overwritten() -> None:
+    path = Path(os.environ["OCM_HOME"]) / "registry.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    garbage = b"\x00garbage, not sqlite\n" * 512
+    path.write_bytes(garbage)
+    for args in (["ls"], ["start", "x"], ["stop", "--all"], ["doctor", "--json"]):
+        result = run_ocm(*args)
+        if args[0] == "doctor":
+            assert result.returncode == 1 and "corrupt" in result.stdout
+            continue
+        assert_one_line_error(result, 7, "is corrupt", "left untouched")
+    assert path.read_bytes() == garbage
+    with pytest.raises(sqlite3.DatabaseError):
+        sqlite3.connect(path).execute("SELECT 1 FROM sqlite_master").fetchall()

@@ -1,0 +1,136 @@
+"""Integration: a shared fleet of three real servers started with `ocm start -n 3 --json`."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from opencode_manager.scripted_model import ScriptedModelServer
+
+from conftest import Fleet
+from helpers import run_ocm, wait_for
+
+REQUIRED = {"name", "status", "managed", "pid", "port", "url", "hostname", "version", "healthy",
+            "started_at", "uptime_s", "restarts", "rss_bytes", "cpu_percent", "log", "dir",
+            "auth"}
+
+
+def _creds(fleet: Fleet, name: str) -> dict[str, str]:
+    result = run_ocm("env", name, "--json", env=fleet.env, check=True)
+    creds = result.json()
+    assert isinstance(creds, dict)
+    return creds
+
+
+def test_start_returns_three_healthy_instances_on_distinct_ports(fleet: Fleet) -> None:
+    assert len(fleet.instances) == 3
+    assert {i["status"] for i in fleet.instances} == {"running"}
+    assert all(i["healthy"] is True for i in fleet.instances)
+    assert len({i["port"] for i in fleet.instances}) == 3
+    assert [i["name"] for i in fleet.instances] == ["oc-1", "oc-2", "oc-3"]
+
+
+def test_ls_json_lists_them_with_every_field(fleet: Fleet) -> None:
+    listed = run_ocm("ls", "--json", env=fleet.env, check=True).json()
+    assert isinstance(listed, list)
+    managed = [i for i in listed if i["managed"]]
+    assert [i["name"] for i in managed] == ["oc-1", "oc-2", "oc-3"]
+    for info in managed:
+        assert REQUIRED <= set(info), REQUIRED - set(info)
+        assert info["status"] == "running" and info["healthy"] is True
+        assert info["version"] == "1.18.33"
+        assert info["auth"] is True and info["hostname"] == "127.0.0.1"
+        assert info["rss_bytes"] > 50_000_000
+        assert psutil.Process(info["pid"]).name().startswith("opencode")
+        assert info["dir"] == str(fleet.project.resolve())
+        assert Path(info["log"]).is_file()
+
+
+def test_auth_401_without_and_200_with_credentials_from_env(fleet: Fleet) -> None:
+    for info in fleet.instances:
+        creds = _creds(fleet, str(info["name"]))
+        assert creds["OPENCODE_SERVER_URL"] == info["url"]
+        url = f"{info['url']}/global/health"
+        assert httpx.get(url, trust_env=False).status_code == 401
+        ok = httpx.get(url, auth=(creds["OPENCODE_SERVER_USERNAME"],
+                                  creds["OPENCODE_SERVER_PASSWORD"]), trust_env=False)
+        assert ok.status_code == 200 and ok.json()["healthy"] is True
+
+
+def test_env_prints_shell_exports(fleet: Fleet) -> None:
+    out = run_ocm("env", "oc-2", env=fleet.env, check=True).stdout
+    lines = out.strip().splitlines()
+    assert [ln.split("=")[0] for ln in lines] == [
+        "export OPENCODE_SERVER_URL", "export OPENCODE_SERVER_USERNAME",
+        "export OPENCODE_SERVER_PASSWORD"]
+    probe = subprocess.run(
+        ["bash", "-c", f'eval "$({_ocm_cmd()} env oc-2)"; curl -s -o /dev/null -w "%{{http_code}}" '
+         '-u "$OPENCODE_SERVER_USERNAME:$OPENCODE_SERVER_PASSWORD" '
+         '"$OPENCODE_SERVER_URL/global/health"'],
+        capture_output=True, text=True, env={**os.environ, **fleet.env}, check=True)
+    assert probe.stdout == "200"
+
+
+def _ocm_cmd() -> str:
+    import sys
+
+    return f"{sys.executable} -m opencode_manager"
+
+
+def test_no_password_in_any_argv_and_secrets_are_0600(fleet: Fleet) -> None:
+    passwords = [_creds(fleet, str(i["name"]))["OPENCODE_SERVER_PASSWORD"]
+                 for i in fleet.instances]
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        for password in passwords:
+            assert password not in cmdline, f"password in argv of pid {proc.pid}"
+    secrets = Path(fleet.env["OCM_HOME"]) / "secrets"
+    assert stat.S_IMODE(secrets.stat().st_mode) == 0o700
+    for path in secrets.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    for info in fleet.instances:
+        log = Path(str(info["log"])).read_text()
+        assert not any(p in log for p in passwords), "password written to a log"
+
+
+@pytest.mark.parametrize("how", ["name", "port", "url"])
+def test_status_by_name_port_or_url(fleet: Fleet, how: str) -> None:
+    info = fleet.instances[0]
+    ref = {"name": info["name"], "port": str(info["port"]), "url": info["url"]}[how]
+    report = run_ocm("status", str(ref), "--json", env=fleet.env, check=True).json()
+    assert isinstance(report, dict)
+    assert report["name"] == "oc-1" and report["status"] == "running"
+    assert report["processes"][0]["pid"] == info["pid"]
+    assert report["connections"].get("LISTEN", 0) >= 1
+    assert report["sessions"]["busy"] == 0
+    assert report["mcp"] == {} and report["lsp"] == []
+    assert isinstance(report["recent_errors"], list)
+    human = run_ocm("status", str(ref), env=fleet.env, check=True).stdout
+    assert "oc-1" in human and "processes" in human
+
+
+def test_opencode_run_attach_works_with_ocm_env(fleet: Fleet, opencode_bin: str,
+                                                model: ScriptedModelServer) -> None:
+    """OpenCode's own client reaches a managed instance with nothing but `ocm env`."""
+    before = len(model.requests.entries())
+    script = (f'eval "$({_ocm_cmd()} env oc-3)" && '
+              f'"{opencode_bin}" run --attach "$OPENCODE_SERVER_URL" attach-check-word')
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                          env={**os.environ, **fleet.env}, timeout=120, check=False,
+                          cwd=fleet.project)
+    assert done.returncode == 0, done.stderr
+    texts = [e["last_user_text"] for e in model.requests.entries()[before:]]
+    assert any("attach-check-word" in t for t in texts), texts
+    creds = _creds(fleet, "oc-3")
+    auth = (creds["OPENCODE_SERVER_USERNAME"], creds["OPENCODE_SERVER_PASSWORD"])
+    sessions = httpx.get(f"{creds['OPENCODE_SERVER_URL']}/session", auth=auth,
+                         trust_env=False).json()
+    assert len(sessions) >= 1
+    wait_for(lambda: not httpx.get(f"{creds['OPENCODE_SERVER_URL']}/session/status", auth=auth,
+                                   trust_env=False).json(), message="session idle")

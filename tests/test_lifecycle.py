@@ -1,0 +1,269 @@
+"""Integration: start, crash, stop, restart, remove real servers through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from helpers import assert_one_line_error, run_ocm, wait_for
+
+
+def _start(*args: str, env_items: list[str] | None = None) -> list[dict[str, Any]]:
+    extra: list[str] = []
+    for item in env_items or []:
+        extra += ["--env", item]
+    result = run_ocm("start", *args, *extra, "--json", check=True)
+    data = result.json()
+    assert isinstance(data, list)
+    return data
+
+
+def _ls(*, foreign: bool = False) -> dict[str, dict[str, Any]]:
+    """`ocm ls --json` by name (other tests' servers would show up as foreign: skip them)."""
+    data = run_ocm("ls", "--json", *(() if foreign else ("--no-foreign",)), check=True).json()
+    assert isinstance(data, list)
+    return {i["name"]: i for i in data}
+
+
+def _instance_processes() -> list[psutil.Process]:
+    """Every live process under OCM_HOME's instances: keepers, servers and descendants."""
+    home = os.environ["OCM_HOME"]
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmd = " ".join(proc.info["cmdline"] or [])
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            env = proc.environ()
+        except (psutil.Error, OSError):
+            continue
+        if home in cmd or env.get("XDG_DATA_HOME", "").startswith(home):
+            found.append(proc)
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_crash_is_seen_and_stop_all_spares_a_foreign_server(tmp_path: Path,
+                                                            opencode_bin: str) -> None:
+    infos = _start("-n", "2")
+    # A bare `opencode serve` started by hand, the way people do today.
+    foreign_dir = tmp_path / "foreign"
+    foreign_dir.mkdir()
+    foreign = subprocess.Popen(
+        [opencode_bin, "serve", "--port", "0"], cwd=foreign_dir, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert foreign.stdout is not None
+        line = ""
+        while "listening on" not in line:
+            line = foreign.stdout.readline()
+            assert line, "foreign server exited"
+        foreign_port = int(line.strip().rsplit(":", 1)[1])
+
+        listed = wait_for(lambda: (ls := _ls(foreign=True)) and f"foreign:{foreign_port}" in ls and ls,
+                          message="foreign server listed")
+        assert isinstance(listed, dict)
+        shown = listed[f"foreign:{foreign_port}"]
+        assert shown["managed"] is False and shown["status"] == "foreign"
+        assert shown["pid"] == foreign.pid and shown["healthy"] is True
+        assert shown["version"] == "1.18.33" and shown["auth"] is False
+
+        # kill -9 of one server shows up in the next `ocm ls`.
+        victim = infos[0]
+        os.kill(victim["pid"], signal.SIGKILL)
+        wait_for(lambda: _ls()[victim["name"]]["status"] == "crashed", timeout=15,
+                 message="crash noticed")
+        crashed = _ls()[victim["name"]]
+        assert crashed["pid"] is None and crashed["healthy"] is False
+        assert "SIGKILL" in (crashed["last_exit"] or "")
+
+        # Acting on a foreign server by port is refused, and it is not signalled.
+        refused = run_ocm("stop", str(foreign_port))
+        assert_one_line_error(refused, 4, "ocm did not start")
+
+        stopped = run_ocm("stop", "--all", "--json", check=True).json()
+        assert isinstance(stopped, list)
+        assert [r["name"] for r in stopped] == [infos[1]["name"]]
+        assert all(r["port_freed"] for r in stopped)
+        assert _instance_processes() == []
+        after = _ls()
+        assert after[infos[1]["name"]]["status"] == "stopped"
+        assert after[victim["name"]]["status"] == "crashed"
+        for info in infos:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", info["port"]))  # the port is free again
+        assert foreign.poll() is None, "the foreign server was hurt"
+        health = httpx.get(f"http://127.0.0.1:{foreign_port}/global/health", trust_env=False)
+        assert health.status_code == 200
+    finally:
+        foreign.kill()
+        foreign.wait(10)
+
+
+def test_keeper_death_leaves_a_visible_stoppable_server() -> None:
+    [info] = _start("k1")
+    keeper = psutil.Process(_ls()["k1"]["keeper_pid"])
+    keeper.kill()
+    keeper.wait(10)
+    shown = _ls()["k1"]
+    assert shown["status"] == "running" and shown["supervised"] is False
+    assert shown["pid"] == info["pid"]
+    result = run_ocm("stop", "k1", "--json", check=True).json()
+    assert isinstance(result, list) and result[0]["status"] == "stopped"
+    assert _instance_processes() == []
+    assert _ls()["k1"]["status"] == "stopped"
+
+
+def test_stop_ends_bash_tool_children_in_their_own_session(model_env: list[str]) -> None:
+    [info] = _start("b1", env_items=model_env)
+    creds = run_ocm("env", "b1", "--json", check=True).json()
+    assert isinstance(creds, dict)
+    auth = (creds["OPENCODE_SERVER_USERNAME"], creds["OPENCODE_SERVER_PASSWORD"])
+    base = creds["OPENCODE_SERVER_URL"]
+    session = httpx.post(f"{base}/session", json={"title": "t"}, auth=auth,
+                         trust_env=False).json()
+    response = httpx.post(f"{base}/session/{session['id']}/prompt_async", auth=auth,
+                          json={"parts": [{"type": "text", "text": "BASH: sleep 1000"}]},
+                          trust_env=False, timeout=30)
+    assert response.status_code == 204
+    server = psutil.Process(info["pid"])
+
+    def sleeper() -> psutil.Process | None:
+        for child in server.children(recursive=True):
+            if child.name() == "sleep":
+                return child
+        return None
+
+    found = wait_for(sleeper, timeout=60, message="the bash tool's sleep 1000")
+    assert isinstance(found, psutil.Process)
+    assert os.getsid(found.pid) != os.getsid(server.pid)  # not reachable by killpg alone
+    run_ocm("stop", "b1", check=True)
+    assert not found.is_running() or found.status() == psutil.STATUS_ZOMBIE
+    assert _instance_processes() == []
+
+
+def test_restart_keeps_name_password_and_data() -> None:
+    [before] = _start("r1")
+    password = run_ocm("env", "r1", "--json", check=True).json()
+    result = run_ocm("restart", "r1", "--json", check=True).json()
+    assert isinstance(result, list)
+    [after] = result
+    assert after["name"] == "r1" and after["status"] == "running"
+    assert after["pid"] != before["pid"] and after["restarts"] == 1
+    again = run_ocm("env", "r1", "--json", check=True).json()
+    assert isinstance(again, dict) and isinstance(password, dict)
+    assert again["OPENCODE_SERVER_PASSWORD"] == password["OPENCODE_SERVER_PASSWORD"]
+    run_ocm("stop", "r1", check=True)
+    assert _instance_processes() == []
+
+
+def test_port_range_allocation_and_exhaustion() -> None:
+    port = _free_port()
+    [info] = _start("p1", "--port-range", f"{port}-{port}")
+    assert info["port"] == port and info["url"] == f"http://127.0.0.1:{port}"
+    assert_one_line_error(run_ocm("start", "p2", "--port-range", f"{port}-{port}"), 4,
+                          "exhausted")
+    assert_one_line_error(run_ocm("start", "p3", "--port", str(port)), 4, "already in use")
+    assert set(_ls()) >= {"p1"} and "p2" not in _ls() and "p3" not in _ls()
+    run_ocm("stop", "p1", check=True)
+
+
+def test_port_held_by_someone_else_fails_fast() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = run_ocm("start", "--port", str(port))
+        assert_one_line_error(result, 4, f"port {port} is already in use")
+    assert _ls() == {}
+
+
+def test_invalid_config_fails_fast_with_cause_and_log_lines(isolated: dict[str, str]) -> None:
+    config = Path(isolated["XDG_CONFIG_HOME"]) / "opencode" / "opencode.json"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text('{ "model": ')
+    result = run_ocm("start", "bad")
+    assert result.returncode == 6, str(result)
+    first, *tail = result.stderr.splitlines()
+    assert "bad failed to start: invalid OpenCode config" in first
+    assert "not valid JSON" in first
+    assert tail and tail[0] == "last log lines:" and len(tail) > 2
+    assert "Traceback" not in result.stderr
+    shown = _ls()["bad"]
+    assert shown["status"] == "crashed" and shown["pid"] is None
+    assert _instance_processes() == []
+
+
+def test_rm_cleanup_and_logs(tmp_path: Path) -> None:
+    _start("l1")
+    _start("l2")
+    one = run_ocm("logs", "l1", "-n", "5", check=True).stdout.splitlines()
+    assert 0 < len(one) <= 5
+    both = run_ocm("logs", "l1", "l2", "--grep", "healthy at", check=True).stdout
+    assert "l1 | " in both and "l2 | " in both
+    assert_one_line_error(run_ocm("rm", "l1"), 4, "still running")
+    run_ocm("stop", "--all", check=True)
+    assert_one_line_error(run_ocm("stop", "l1"), 4, "not running")
+    assert run_ocm("rm", "l1", "--json", check=True).json() == {"removed": ["l1"]}
+    home = Path(os.environ["OCM_HOME"])
+    assert not (home / "secrets" / "l1.password").exists()
+    assert (home / "logs" / "l1.log").exists()  # logs stay until cleanup
+    dry = run_ocm("cleanup", "--dry-run", "--json", check=True).json()
+    assert isinstance(dry, dict)
+    assert dry["removed_instances"] == ["l2"]
+    assert str(home / "logs" / "l1.log") in dry["removed_files"]
+    assert (home / "logs" / "l1.log").exists() and "l2" in _ls()
+    done = run_ocm("cleanup", "--json", check=True).json()
+    assert isinstance(done, dict)
+    assert done["removed_instances"] == ["l2"]
+    assert not (home / "logs" / "l1.log").exists()
+    assert _ls() == {}
+
+
+def test_doctor_reports_a_healthy_instance(model_env: list[str]) -> None:
+    _start("d1")
+    report = run_ocm("doctor", "--json")
+    assert report.returncode == 0, str(report)
+    data = json.loads(report.stdout)
+    names = {c["name"]: c for c in data["checks"]}
+    assert data["ok"] is True
+    assert names["binary"]["ok"] and "1.18.33" in names["binary"]["detail"]
+    assert names["instance d1"]["ok"]
+    assert "refuses anonymous" in names["instance d1"]["detail"]
+    run_ocm("stop", "d1", check=True)
+
+
+def test_ten_concurrent_starts_give_ten_distinct_instances() -> None:
+    procs = [
+        subprocess.Popen(
+            [__import__("sys").executable, "-m", "opencode_manager", "start", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for _ in range(10)
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err
+        results.extend(json.loads(out))
+    assert len({r["name"] for r in results}) == 10
+    assert len({r["port"] for r in results}) == 10
+    listed = _ls()
+    assert sum(1 for i in listed.values() if i["managed"] and i["status"] == "running") == 10
+    stopped = run_ocm("stop", "--all", "--json", check=True).json()
+    assert isinstance(stopped, list) and len(stopped) == 10
+    assert _instance_processes() == []

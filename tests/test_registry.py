@@ -1,0 +1,62 @@
+"""Unit tests: the SQLite registry (migrations, conflicts, corruption)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from opencode_manager.errors import ConflictError, NotFoundError, StateError
+from opencode_manager.models import InstanceSpec, State
+from opencode_manager.registry import MIGRATIONS, Registry
+
+
+def test_migrations_apply_once(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    reg = Registry(path)
+    assert reg.applied_migrations() == [name for name, _ in MIGRATIONS]
+    reg.close()
+    again = Registry(path)
+    assert again.applied_migrations() == [name for name, _ in MIGRATIONS]
+    again.close()
+
+
+def test_insert_get_update_delete(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "r.db")
+    spec = InstanceSpec(name="a", dir="/p", port=4300)
+    with reg.transaction() as db:
+        reg.insert(db, spec, port=4300)
+    record = reg.get("a")
+    assert record.state is State.STARTING and record.port == 4300 and record.spec == spec
+    reg.update("a", state=State.RUNNING, url="http://127.0.0.1:4300", server_pid=1,
+               server_ctime=2.0)
+    record = reg.get("a")
+    assert record.state is State.RUNNING and record.server is not None
+    assert record.server.pid == 1
+    with reg.transaction() as db:
+        assert reg.claimed_ports(db) == {4300}
+    reg.delete("a")
+    with pytest.raises(NotFoundError):
+        reg.get("a")
+    reg.close()
+
+
+def test_duplicate_name_is_a_conflict(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "r.db")
+    with reg.transaction() as db:
+        reg.insert(db, InstanceSpec(name="a", dir="/p"), port=None)
+    with pytest.raises(ConflictError, match="already exists"), reg.transaction() as db:
+        reg.insert(db, InstanceSpec(name="a", dir="/p"), port=None)
+    assert [r.name for r in reg.list()] == ["a"]  # the failed transaction changed nothing
+    reg.close()
+
+
+def test_corrupt_file_is_reported_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    garbage = b"this is not a database, it is a shopping list\n" * 100
+    path.write_bytes(garbage)
+    reg = Registry(path)
+    with pytest.raises(StateError, match="corrupt"):
+        reg.list()
+    assert path.read_bytes() == garbage
+    assert not (tmp_path / "r.db-wal").exists() or (tmp_path / "r.db-wal").stat().st_size == 0
