@@ -21,8 +21,11 @@ def _fake(path: Path, version: str) -> Path:
 def test_versions() -> None:
     assert parse_version("opencode 1.18.33\n") == (1, 18, 33)
     assert parse_version("nope") is None
-    assert is_supported("1.1.39") and is_supported("1.18.33") and is_supported("2.0.0")
-    assert not is_supported("1.1.38") and not is_supported("0.9.0")
+    assert is_supported("1.1.39")
+    assert is_supported("1.18.33")
+    assert is_supported("2.0.0")
+    assert not is_supported("1.1.38")
+    assert not is_supported("0.9.0")
 
 
 def test_explicit_binary_wins_and_is_version_checked(tmp_path: Path) -> None:

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers import assert_one_line_error, run_ocm
 from opencode_manager.models import InstanceSpec, State
 from opencode_manager.registry import Registry
-
-from helpers import assert_one_line_error, run_ocm
 
 
 @pytest.mark.parametrize(
@@ -102,7 +101,8 @@ def test_corrupt_registry_is_reported_not_overwritten() -> None:
     for args in (["ls"], ["start", "x"], ["stop", "--all"], ["doctor", "--json"]):
         result = run_ocm(*args)
         if args[0] == "doctor":
-            assert result.returncode == 1 and "corrupt" in result.stdout
+            assert result.returncode == 1
+            assert "corrupt" in result.stdout
             continue
         assert_one_line_error(result, 7, "is corrupt", "left untouched")
     assert path.read_bytes() == garbage

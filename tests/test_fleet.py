@@ -11,10 +11,9 @@ import httpx
 import psutil
 import pytest
 
-from opencode_manager.scripted_model import ScriptedModelServer
-
 from conftest import Fleet
 from helpers import run_ocm, wait_for
+from opencode_manager.scripted_model import ScriptedModelServer
 
 REQUIRED = {"name", "status", "managed", "pid", "port", "url", "hostname", "version", "healthy",
             "started_at", "uptime_s", "restarts", "rss_bytes", "cpu_percent", "log", "dir",
@@ -42,10 +41,12 @@ def test_ls_json_lists_them_with_every_field(fleet: Fleet) -> None:
     managed = [i for i in listed if i["managed"]]
     assert [i["name"] for i in managed] == ["oc-1", "oc-2", "oc-3"]
     for info in managed:
-        assert REQUIRED <= set(info), REQUIRED - set(info)
-        assert info["status"] == "running" and info["healthy"] is True
+        assert set(info) >= REQUIRED, REQUIRED - set(info)
+        assert info["status"] == "running"
+        assert info["healthy"] is True
         assert info["version"] == "1.18.33"
-        assert info["auth"] is True and info["hostname"] == "127.0.0.1"
+        assert info["auth"] is True
+        assert info["hostname"] == "127.0.0.1"
         assert info["rss_bytes"] > 50_000_000
         assert psutil.Process(info["pid"]).name().startswith("opencode")
         assert info["dir"] == str(fleet.project.resolve())
@@ -60,7 +61,8 @@ def test_auth_401_without_and_200_with_credentials_from_env(fleet: Fleet) -> Non
         assert httpx.get(url, trust_env=False).status_code == 401
         ok = httpx.get(url, auth=(creds["OPENCODE_SERVER_USERNAME"],
                                   creds["OPENCODE_SERVER_PASSWORD"]), trust_env=False)
-        assert ok.status_code == 200 and ok.json()["healthy"] is True
+        assert ok.status_code == 200
+        assert ok.json()["healthy"] is True
 
 
 def test_env_prints_shell_exports(fleet: Fleet) -> None:
@@ -105,14 +107,17 @@ def test_status_by_name_port_or_url(fleet: Fleet, how: str) -> None:
     ref = {"name": info["name"], "port": str(info["port"]), "url": info["url"]}[how]
     report = run_ocm("status", str(ref), "--json", env=fleet.env, check=True).json()
     assert isinstance(report, dict)
-    assert report["name"] == "oc-1" and report["status"] == "running"
+    assert report["name"] == "oc-1"
+    assert report["status"] == "running"
     assert report["processes"][0]["pid"] == info["pid"]
     assert report["connections"].get("LISTEN", 0) >= 1
     assert report["sessions"]["busy"] == 0
-    assert report["mcp"] == {} and report["lsp"] == []
+    assert report["mcp"] == {}
+    assert report["lsp"] == []
     assert isinstance(report["recent_errors"], list)
     human = run_ocm("status", str(ref), env=fleet.env, check=True).stdout
-    assert "oc-1" in human and "processes" in human
+    assert "oc-1" in human
+    assert "processes" in human
 
 
 def test_opencode_run_attach_works_with_ocm_env(fleet: Fleet, opencode_bin: str,

@@ -31,7 +31,8 @@ def test_env_isolates_and_scrubs(tmp_path: Path) -> None:
     assert env["OPENCODE_SERVER_PASSWORD"] == "pw"
     assert env["OPENCODE_SERVER_USERNAME"] == "opencode"
     assert env["XDG_DATA_HOME"] == str(tmp_path / "data")
-    assert env["FOO"] == "bar" and env["ANTHROPIC_API_KEY"] == "k"
+    assert env["FOO"] == "bar"
+    assert env["ANTHROPIC_API_KEY"] == "k"
     assert "OCM_HOME" not in env
     no_auth = server_env(base, InstanceSpec(name="a", dir="/p", auth=False), password=None,
                          instance_dir=tmp_path)
@@ -48,7 +49,8 @@ def test_prepare_dirs_links_credentials(tmp_path: Path) -> None:
     instance = tmp_path / "inst"
     prepare_dirs(instance, user_data, InstanceSpec(name="a", dir="/p"))
     link = instance / "data" / "opencode" / "auth.json"
-    assert link.is_symlink() and link.read_text() == '{"anthropic": {}}'
+    assert link.is_symlink()
+    assert link.read_text() == '{"anthropic": {}}'
     prepare_dirs(instance, user_data, InstanceSpec(name="a", dir="/p"))  # idempotent
 
 

@@ -74,13 +74,18 @@ def test_crash_is_seen_and_stop_all_spares_a_foreign_server(tmp_path: Path,
             assert line, "foreign server exited"
         foreign_port = int(line.strip().rsplit(":", 1)[1])
 
-        listed = wait_for(lambda: (ls := _ls(foreign=True)) and f"foreign:{foreign_port}" in ls and ls,
-                          message="foreign server listed")
+        listed = wait_for(
+            lambda: (ls := _ls(foreign=True)) and f"foreign:{foreign_port}" in ls and ls,
+            message="foreign server listed",
+        )
         assert isinstance(listed, dict)
         shown = listed[f"foreign:{foreign_port}"]
-        assert shown["managed"] is False and shown["status"] == "foreign"
-        assert shown["pid"] == foreign.pid and shown["healthy"] is True
-        assert shown["version"] == "1.18.33" and shown["auth"] is False
+        assert shown["managed"] is False
+        assert shown["status"] == "foreign"
+        assert shown["pid"] == foreign.pid
+        assert shown["healthy"] is True
+        assert shown["version"] == "1.18.33"
+        assert shown["auth"] is False
 
         # kill -9 of one server shows up in the next `ocm ls`.
         victim = infos[0]
@@ -88,7 +93,8 @@ def test_crash_is_seen_and_stop_all_spares_a_foreign_server(tmp_path: Path,
         wait_for(lambda: _ls()[victim["name"]]["status"] == "crashed", timeout=15,
                  message="crash noticed")
         crashed = _ls()[victim["name"]]
-        assert crashed["pid"] is None and crashed["healthy"] is False
+        assert crashed["pid"] is None
+        assert crashed["healthy"] is False
         assert "SIGKILL" in (crashed["last_exit"] or "")
 
         # Acting on a foreign server by port is refused, and it is not signalled.
@@ -112,6 +118,8 @@ def test_crash_is_seen_and_stop_all_spares_a_foreign_server(tmp_path: Path,
     finally:
         foreign.kill()
         foreign.wait(10)
+        if foreign.stdout is not None:
+            foreign.stdout.close()
 
 
 def test_keeper_death_leaves_a_visible_stoppable_server() -> None:
@@ -120,10 +128,12 @@ def test_keeper_death_leaves_a_visible_stoppable_server() -> None:
     keeper.kill()
     keeper.wait(10)
     shown = _ls()["k1"]
-    assert shown["status"] == "running" and shown["supervised"] is False
+    assert shown["status"] == "running"
+    assert shown["supervised"] is False
     assert shown["pid"] == info["pid"]
     result = run_ocm("stop", "k1", "--json", check=True).json()
-    assert isinstance(result, list) and result[0]["status"] == "stopped"
+    assert isinstance(result, list)
+    assert result[0]["status"] == "stopped"
     assert _instance_processes() == []
     assert _ls()["k1"]["status"] == "stopped"
 
@@ -162,10 +172,13 @@ def test_restart_keeps_name_password_and_data() -> None:
     result = run_ocm("restart", "r1", "--json", check=True).json()
     assert isinstance(result, list)
     [after] = result
-    assert after["name"] == "r1" and after["status"] == "running"
-    assert after["pid"] != before["pid"] and after["restarts"] == 1
+    assert after["name"] == "r1"
+    assert after["status"] == "running"
+    assert after["pid"] != before["pid"]
+    assert after["restarts"] == 1
     again = run_ocm("env", "r1", "--json", check=True).json()
-    assert isinstance(again, dict) and isinstance(password, dict)
+    assert isinstance(again, dict)
+    assert isinstance(password, dict)
     assert again["OPENCODE_SERVER_PASSWORD"] == password["OPENCODE_SERVER_PASSWORD"]
     run_ocm("stop", "r1", check=True)
     assert _instance_processes() == []
@@ -174,11 +187,14 @@ def test_restart_keeps_name_password_and_data() -> None:
 def test_port_range_allocation_and_exhaustion() -> None:
     port = _free_port()
     [info] = _start("p1", "--port-range", f"{port}-{port}")
-    assert info["port"] == port and info["url"] == f"http://127.0.0.1:{port}"
+    assert info["port"] == port
+    assert info["url"] == f"http://127.0.0.1:{port}"
     assert_one_line_error(run_ocm("start", "p2", "--port-range", f"{port}-{port}"), 4,
                           "exhausted")
     assert_one_line_error(run_ocm("start", "p3", "--port", str(port)), 4, "already in use")
-    assert set(_ls()) >= {"p1"} and "p2" not in _ls() and "p3" not in _ls()
+    assert set(_ls()) >= {"p1"}
+    assert "p2" not in _ls()
+    assert "p3" not in _ls()
     run_ocm("stop", "p1", check=True)
 
 
@@ -201,10 +217,13 @@ def test_invalid_config_fails_fast_with_cause_and_log_lines(isolated: dict[str, 
     first, *tail = result.stderr.splitlines()
     assert "bad failed to start: invalid OpenCode config" in first
     assert "not valid JSON" in first
-    assert tail and tail[0] == "last log lines:" and len(tail) > 2
+    assert tail
+    assert tail[0] == "last log lines:"
+    assert len(tail) > 2
     assert "Traceback" not in result.stderr
     shown = _ls()["bad"]
-    assert shown["status"] == "crashed" and shown["pid"] is None
+    assert shown["status"] == "crashed"
+    assert shown["pid"] is None
     assert _instance_processes() == []
 
 
@@ -214,7 +233,8 @@ def test_rm_cleanup_and_logs(tmp_path: Path) -> None:
     one = run_ocm("logs", "l1", "-n", "5", check=True).stdout.splitlines()
     assert 0 < len(one) <= 5
     both = run_ocm("logs", "l1", "l2", "--grep", "healthy at", check=True).stdout
-    assert "l1 | " in both and "l2 | " in both
+    assert "l1 | " in both
+    assert "l2 | " in both
     assert_one_line_error(run_ocm("rm", "l1"), 4, "still running")
     run_ocm("stop", "--all", check=True)
     assert_one_line_error(run_ocm("stop", "l1"), 4, "not running")
@@ -226,7 +246,8 @@ def test_rm_cleanup_and_logs(tmp_path: Path) -> None:
     assert isinstance(dry, dict)
     assert dry["removed_instances"] == ["l2"]
     assert str(home / "logs" / "l1.log") in dry["removed_files"]
-    assert (home / "logs" / "l1.log").exists() and "l2" in _ls()
+    assert (home / "logs" / "l1.log").exists()
+    assert "l2" in _ls()
     done = run_ocm("cleanup", "--json", check=True).json()
     assert isinstance(done, dict)
     assert done["removed_instances"] == ["l2"]
@@ -241,7 +262,8 @@ def test_doctor_reports_a_healthy_instance(model_env: list[str]) -> None:
     data = json.loads(report.stdout)
     names = {c["name"]: c for c in data["checks"]}
     assert data["ok"] is True
-    assert names["binary"]["ok"] and "1.18.33" in names["binary"]["detail"]
+    assert names["binary"]["ok"]
+    assert "1.18.33" in names["binary"]["detail"]
     assert names["instance d1"]["ok"]
     assert "refuses anonymous" in names["instance d1"]["detail"]
     run_ocm("stop", "d1", check=True)
@@ -265,5 +287,6 @@ def test_ten_concurrent_starts_give_ten_distinct_instances() -> None:
     listed = _ls()
     assert sum(1 for i in listed.values() if i["managed"] and i["status"] == "running") == 10
     stopped = run_ocm("stop", "--all", "--json", check=True).json()
-    assert isinstance(stopped, list) and len(stopped) == 10
+    assert isinstance(stopped, list)
+    assert len(stopped) == 10
     assert _instance_processes() == []

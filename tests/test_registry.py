@@ -27,11 +27,14 @@ def test_insert_get_update_delete(tmp_path: Path) -> None:
     with reg.transaction() as db:
         reg.insert(db, spec, port=4300)
     record = reg.get("a")
-    assert record.state is State.STARTING and record.port == 4300 and record.spec == spec
+    assert record.state is State.STARTING
+    assert record.port == 4300
+    assert record.spec == spec
     reg.update("a", state=State.RUNNING, url="http://127.0.0.1:4300", server_pid=1,
                server_ctime=2.0)
     record = reg.get("a")
-    assert record.state is State.RUNNING and record.server is not None
+    assert record.state is State.RUNNING
+    assert record.server is not None
     assert record.server.pid == 1
     with reg.transaction() as db:
         assert reg.claimed_ports(db) == {4300}

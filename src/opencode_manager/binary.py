@@ -76,7 +76,9 @@ def managed_installs(settings: Settings) -> list[Path]:
 
 
 def _platform_package() -> str:
-    system = {"Linux": "linux", "Darwin": "darwin"}.get(platform.system(), platform.system().lower())
+    system = {"Linux": "linux", "Darwin": "darwin"}.get(
+        platform.system(), platform.system().lower()
+    )
     machine = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(
         platform.machine().lower(), platform.machine().lower()
     )

@@ -41,9 +41,10 @@ def run_demo(manager: Manager, *, count: int = 3, console: Console | None = None
     project.mkdir(parents=True, exist_ok=True)
     (project / "README.md").write_text("A scratch project for `ocm demo`.\n")
     with ScriptedModelServer() as model:
-        _say(console, f"scripted model listening on {model.base_url}")
+        model_url = model.base_url
+        _say(console, f"scripted model listening on {model_url}")
         env = [
-            "OPENCODE_CONFIG_CONTENT=" + json.dumps(opencode_config(model.base_url)),
+            "OPENCODE_CONFIG_CONTENT=" + json.dumps(opencode_config(model_url)),
             "OPENCODE_DISABLE_MODELS_FETCH=1",
         ]
         t0 = time.monotonic()
@@ -65,7 +66,7 @@ def run_demo(manager: Manager, *, count: int = 3, console: Console | None = None
                 endpoints = [manager.endpoint(manager.registry.get(i.name)) for i in infos]
                 futures = [
                     pool.submit(_task, info.name, endpoint, PROMPTS[i % len(PROMPTS)])
-                    for i, (info, endpoint) in enumerate(zip(infos, endpoints))
+                    for i, (info, endpoint) in enumerate(zip(infos, endpoints, strict=True))
                 ]
                 if console is not None:
                     with console.status(f"running {count} task(s)…"):
@@ -86,7 +87,7 @@ def run_demo(manager: Manager, *, count: int = 3, console: Console | None = None
     leftover = sum(1 for ident in tree if process.is_alive(ident))
     return {
         "fleet": count,
-        "model": model.base_url,
+        "model": model_url,
         "start_seconds": round(start_seconds, 2),
         "task_seconds": round(task_seconds, 2),
         "stop_seconds": round(stop_seconds, 2),

@@ -22,7 +22,7 @@ class ForeignServer:
     @property
     def url(self) -> str:
         host = self.hostname
-        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - reading, not binding
+        if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
         elif ":" in host:
             host = f"[{host}]"

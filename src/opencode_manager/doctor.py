@@ -53,7 +53,7 @@ def run_checks(manager: Manager) -> list[Check]:
                             fix="move the file aside; ocm creates a fresh one"))
         return checks
 
-    infos = {info.name: info for info in manager.list(include_foreign=False)}
+    infos = {info.name: info for info in manager.instances(include_foreign=False)}
     for record in records:
         info = infos.get(record.name)
         if info is None or info.status in (Status.STOPPED,):

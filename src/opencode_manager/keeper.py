@@ -25,15 +25,16 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 from . import launch, process
 from .client import AsyncOpencodeClient, Endpoint
+from .credentials import read_password
 from .errors import OcmError, ServerError
 from .models import InstanceRecord, State
 from .registry import Registry
-from .credentials import read_password
 from .settings import Settings
 
 START_TIMEOUT = 120.0
@@ -47,6 +48,7 @@ class LogSink:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Open for the keeper's whole life; closed in close().
         self._file = open(path, "a", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
         self.tail: list[str] = []
 
@@ -98,7 +100,7 @@ class Keeper:
         binary = self.spec.opencode or "opencode"
         port = self.record.port or self.spec.port
         instance_dir = self.settings.instance_dir(self.name)
-        argv = launch.server_argv(binary, self.spec, port) + ["--print-logs"]
+        argv = [*launch.server_argv(binary, self.spec, port), "--print-logs"]
         env = launch.server_env(
             self.settings.environ, self.spec, password=password, instance_dir=instance_dir
         )
@@ -166,12 +168,14 @@ class Keeper:
                     self.url_found.set_result(url)
 
     async def _wait_listening(self) -> str | None:
-        assert self.proc is not None and self.url_found is not None
+        assert self.proc is not None
+        assert self.url_found is not None
         exited = asyncio.create_task(self.proc.wait())
         stop = asyncio.create_task(self.stop_requested.wait())
+        waiters: set[asyncio.Future[Any]] = {self.url_found, exited, stop}
         try:
             done, _ = await asyncio.wait(
-                {self.url_found, exited, stop},
+                waiters,
                 timeout=START_TIMEOUT,
                 return_when=asyncio.FIRST_COMPLETED,
             )
@@ -179,7 +183,7 @@ class Keeper:
             exited.cancel()
             stop.cancel()
         if self.url_found in done:
-            return self.url_found.result()
+            return str(self.url_found.result())
         return None
 
     async def _wait_healthy(self, endpoint: Endpoint) -> str | None:

@@ -23,7 +23,8 @@ from typing import Any
 import psutil
 
 from . import binary as binaries
-from . import credentials, launch, ports, probe, process, spec as specs
+from . import credentials, launch, ports, probe, process
+from . import spec as specs
 from .client import Endpoint, OpencodeClient
 from .client import operations as ops
 from .discovery import ForeignServer, find_foreign
@@ -117,8 +118,13 @@ class Manager:
     def endpoint(self, record: InstanceRecord) -> Endpoint | None:
         if not record.url:
             return None
-        password = credentials.read_password(self.settings, record.name) if record.spec.auth else None
+        password = self._password(record)
         return Endpoint(url=record.url, password=password, name=record.name)
+
+    def _password(self, record: InstanceRecord) -> str | None:
+        if not record.spec.auth:
+            return None
+        return credentials.read_password(self.settings, record.name)
 
     # -- start -----------------------------------------------------------------------------
     def start(
@@ -169,8 +175,7 @@ class Manager:
                 if final.port_range is not None:
                     low, high = final.port_range
                     chosen = ports.choose_port(
-                        low, high, claimed,
-                        is_free=lambda p, host=final.hostname: ports.port_free(host, p),
+                        low, high, claimed, is_free=_binds_on(final.hostname)
                     )
                 elif chosen is not None and chosen in claimed:
                     raise ConflictError(f"port {chosen} is already used by another instance")
@@ -261,7 +266,7 @@ class Manager:
             delay = min(delay * 1.3, 0.25)
         if failures:
             raise self._start_error(failures, len(names))
-        by_name = {info.name: info for info in self.list(include_foreign=False)}
+        by_name = {info.name: info for info in self.instances(include_foreign=False)}
         return [by_name[name] for name in names]
 
     def _start_error(self, failures: list[InstanceRecord], total: int) -> StartError:
@@ -282,7 +287,9 @@ class Manager:
     def records(self) -> list[InstanceRecord]:
         return self.registry.list()
 
-    def list(self, *, include_foreign: bool = True, probe_health: bool = True) -> list[InstanceInfo]:
+    def instances(
+        self, *, include_foreign: bool = True, probe_health: bool = True
+    ) -> list[InstanceInfo]:
         """Every managed instance (reconciled with what runs) and every foreign server."""
         records = self.registry.list()
         keepers = [process.verified(r.keeper) for r in records]
@@ -297,7 +304,7 @@ class Manager:
             foreign_procs.append(process.verified(process.identity_of(f.pid)))
         sampler = probe.CpuSampler([*servers, *foreign_procs])
         endpoints: list[Endpoint | None] = []
-        for record, server in zip(records, servers):
+        for record, server in zip(records, servers, strict=True):
             endpoints.append(self.endpoint(record) if server is not None else None)
         endpoints += [Endpoint(url=f.url) for f in foreign]
         health = probe.check_health(endpoints) if probe_health else [
@@ -407,7 +414,7 @@ class Manager:
     def info(self, ref: str) -> InstanceInfo:
         found = self._resolve(ref)
         name = found.name if isinstance(found, InstanceRecord) else f"foreign:{found.port}"
-        for info in self.list(include_foreign=isinstance(found, ForeignServer)):
+        for info in self.instances(include_foreign=isinstance(found, ForeignServer)):
             if info.name == name:
                 return info
         raise NotFoundError(f"{ref} vanished while looking at it")
@@ -453,12 +460,16 @@ class Manager:
             except ServerError as exc:
                 out["sessions"] = None
                 out["api_errors"].append(str(exc))
-            for key, op in (("mcp", ops.mcp_status(directory)), ("lsp", ops.lsp_status(directory))):
-                try:
-                    out[key] = client.call(op)
-                except ServerError as exc:
-                    out[key] = None
-                    out["api_errors"].append(str(exc))
+            try:
+                out["mcp"] = client.call(ops.mcp_status(directory))
+            except ServerError as exc:
+                out["mcp"] = None
+                out["api_errors"].append(str(exc))
+            try:
+                out["lsp"] = client.call(ops.lsp_status(directory))
+            except ServerError as exc:
+                out["lsp"] = None
+                out["api_errors"].append(str(exc))
         return out
 
     def env(self, ref: str) -> dict[str, str]:
@@ -467,7 +478,7 @@ class Manager:
         if not record.url:
             raise ConflictError(f"{record.name} has no URL yet (status {record.state.value})")
         out = {"OPENCODE_SERVER_URL": record.url, "OPENCODE_SERVER_USERNAME": DEFAULT_USERNAME}
-        password = credentials.read_password(self.settings, record.name) if record.spec.auth else None
+        password = self._password(record)
         if password:
             out["OPENCODE_SERVER_PASSWORD"] = password
         return out
@@ -552,8 +563,8 @@ class Manager:
                 if spec.port_range is not None:
                     claimed = self.registry.claimed_ports(db)
                     chosen = ports.choose_port(
-                        *spec.port_range, claimed,
-                        is_free=lambda p, host=spec.hostname: ports.port_free(host, p))
+                        *spec.port_range, claimed, is_free=_binds_on(spec.hostname)
+                    )
                 self.registry.update_in(
                     db, record.name, spec=spec, state=State.STARTING, port=chosen, url=None,
                     error=None, restarts=record.restarts + 1, stopped_at=None,
@@ -649,6 +660,13 @@ class Manager:
         from .doctor import run_checks
 
         return run_checks(self)
+
+
+def _binds_on(host: str) -> Callable[[int], bool]:
+    def is_free(port: int) -> bool:
+        return ports.port_free(host, port)
+
+    return is_free
 
 
 def _unique(records: list[InstanceRecord]) -> list[InstanceRecord]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -66,10 +68,8 @@ class CpuSampler:
         self._start = time.monotonic()
         for proc in procs:
             if proc is not None:
-                try:
+                with contextlib.suppress(psutil.Error):
                     proc.cpu_percent(None)
-                except psutil.Error:
-                    pass
 
     def read(self, min_window: float = 0.1) -> list[ProcStats | None]:
         remaining = min_window - (time.monotonic() - self._start)
@@ -122,8 +122,6 @@ def process_tree(proc: psutil.Process) -> list[dict[str, Any]]:
 
 
 def _pgid(pid: int) -> int | None:
-    import os
-
     try:
         return os.getpgid(pid)
     except OSError:

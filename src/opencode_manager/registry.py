@@ -57,10 +57,11 @@ def _m001_instances(db: sqlite3.Connection) -> None:
     )
 
 
-_COLUMNS = (
-    "name spec state keeper_pid keeper_ctime server_pid server_ctime port url version restarts "
-    "last_exit error created_at updated_at started_at stopped_at"
-).split()
+_COLUMNS = [
+    "name", "spec", "state", "keeper_pid", "keeper_ctime", "server_pid", "server_ctime", "port",
+    "url", "version", "restarts", "last_exit", "error", "created_at", "updated_at", "started_at",
+    "stopped_at",
+]
 _UPDATABLE = frozenset(_COLUMNS) - {"name", "created_at"}
 
 
@@ -119,7 +120,7 @@ class Registry:
             raise StateError(f"cannot open registry {self.path}: {exc}") from exc
         db.row_factory = sqlite3.Row
         try:
-            db.execute("PRAGMA busy_timeout = %d" % int(self._timeout * 1000))
+            db.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
             self._migrate(db)
@@ -249,6 +250,7 @@ class Registry:
             values[key] = value
         values["updated_at"] = time.time()
         assignments = ", ".join(f"{key} = :{key}" for key in values)
+        # Column names come from the _UPDATABLE allow-list; values are bound parameters.
         cursor = db.execute(
             f"UPDATE instances SET {assignments} WHERE name = :_name",  # noqa: S608
             {**values, "_name": name},

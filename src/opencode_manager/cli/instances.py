@@ -14,10 +14,10 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import logs as logfiles
+from ..durations import parse_duration
 from ..errors import UsageError
 from ..manager import DEFAULT_STOP_TIMEOUT, StartProgress
 from ..spec import LOG_LEVELS, parse_port, parse_port_range
-from ..durations import parse_duration
 from .main import Context
 from .output import (
     ago,
@@ -114,7 +114,7 @@ def start(
 @pass_state
 def ls(state: Context, no_foreign: bool, as_json: bool) -> None:
     """List instances, and OpenCode servers started by others (foreign, never signalled)."""
-    infos = state.manager().list(include_foreign=not no_foreign)
+    infos = state.manager().instances(include_foreign=not no_foreign)
     if as_json:
         print_json([i.to_dict() for i in infos])
     elif not infos:

@@ -16,7 +16,9 @@ from .output import err
 EXIT_USAGE = 2
 # Renamed in click 8.2; `ocm` with no arguments prints its help.
 _NO_ARGS_IS_HELP: type[click.UsageError] = getattr(
-    click.exceptions, "NoArgsIsHelpError", getattr(click.exceptions, "NoArgsIsHelp", click.UsageError)
+    click.exceptions,
+    "NoArgsIsHelpError",
+    getattr(click.exceptions, "NoArgsIsHelp", click.UsageError),
 )
 EXIT_INTERRUPTED = 130
 

@@ -54,7 +54,7 @@ class Operation(Generic[T]):
     path: str
     params: Mapping[str, str] = field(default_factory=dict)
     body: Any = None
-    parse: Callable[[Any], T] = _identity  # type: ignore[assignment]
+    parse: Callable[[Any], T] = _identity
     directory: str | None = None
     expect_json: bool = True
 

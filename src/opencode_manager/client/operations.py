@@ -47,7 +47,9 @@ def raw(method: str, path: str, body: Any = None, directory: str | None = None) 
     return Operation(method.upper(), path, body=body, directory=directory)
 
 
-def create_session(title: str | None = None, directory: str | None = None) -> Operation[dict[str, Any]]:
+def create_session(
+    title: str | None = None, directory: str | None = None
+) -> Operation[dict[str, Any]]:
     body: dict[str, Any] = {}
     if title:
         body["title"] = title
