@@ -25,6 +25,7 @@ from opencode_manager.settings import PINNED_OPENCODE_VERSION, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "OPENCODE_MANAGER_TEST_MARK"  # not OCM_*: servers must inherit it too
+CORS_ORIGIN = "https://ocm.example.test"  # given to the shared fleet with --cors
 
 
 def _find_opencode() -> str:
@@ -155,7 +156,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, opencode_bin: str,
     env = _isolated_env(base, mark, opencode_bin)
     project = base / "project"
     project.mkdir()
-    args = ["start", "-n", "3", "--json", "--dir", str(project)]
+    args = ["start", "-n", "3", "--json", "--dir", str(project), "--cors", CORS_ORIGIN]
     for item in model_env:
         args += ["--env", item]
     result = run_ocm(*args, env=env)

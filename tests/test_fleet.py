@@ -11,7 +11,7 @@ import httpx
 import psutil
 import pytest
 
-from conftest import Fleet
+from conftest import CORS_ORIGIN, Fleet
 from helpers import run_ocm, wait_for
 from opencode_manager.scripted_model import ScriptedModelServer
 
@@ -63,6 +63,17 @@ def test_auth_401_without_and_200_with_credentials_from_env(fleet: Fleet) -> Non
                                   creds["OPENCODE_SERVER_PASSWORD"]), trust_env=False)
         assert ok.status_code == 200
         assert ok.json()["healthy"] is True
+
+
+def test_cors_origins_are_passed_on(fleet: Fleet) -> None:
+    creds = _creds(fleet, "oc-1")
+    auth = (creds["OPENCODE_SERVER_USERNAME"], creds["OPENCODE_SERVER_PASSWORD"])
+    url = f"{creds['OPENCODE_SERVER_URL']}/global/health"
+    allowed = httpx.get(url, auth=auth, headers={"Origin": CORS_ORIGIN}, trust_env=False)
+    assert allowed.headers.get("access-control-allow-origin") == CORS_ORIGIN
+    other = httpx.get(url, auth=auth, headers={"Origin": "https://other.example.test"},
+                      trust_env=False)
+    assert "access-control-allow-origin" not in other.headers
 
 
 def test_env_prints_shell_exports(fleet: Fleet) -> None:

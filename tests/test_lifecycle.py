@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -186,9 +187,14 @@ def test_restart_keeps_name_password_and_data() -> None:
 
 def test_port_range_allocation_and_exhaustion() -> None:
     port = _free_port()
-    [info] = _start("p1", "--port-range", f"{port}-{port}")
+    [info] = _start("p1", "--port-range", f"{port}-{port}", "--no-auth")
     assert info["port"] == port
     assert info["url"] == f"http://127.0.0.1:{port}"
+    assert info["auth"] is False
+    open_health = httpx.get(f"{info['url']}/global/health", trust_env=False)
+    assert open_health.status_code == 200
+    env_lines = run_ocm("env", "p1", check=True).stdout
+    assert "OPENCODE_SERVER_PASSWORD" not in env_lines
     assert_one_line_error(run_ocm("start", "p2", "--port-range", f"{port}-{port}"), 4,
                           "exhausted")
     assert_one_line_error(run_ocm("start", "p3", "--port", str(port)), 4, "already in use")
@@ -227,9 +233,30 @@ def test_invalid_config_fails_fast_with_cause_and_log_lines(isolated: dict[str, 
     assert _instance_processes() == []
 
 
-def test_rm_cleanup_and_logs(tmp_path: Path) -> None:
-    _start("l1")
-    _start("l2")
+def test_rm_cleanup_and_logs(tmp_path: Path, isolated: dict[str, str]) -> None:
+    [l1] = _start("l1")
+    [l2] = _start("l2", "--shared-data")
+    home = Path(os.environ["OCM_HOME"])
+    private = psutil.Process(l1["pid"]).environ()["XDG_DATA_HOME"]
+    assert private == str(home / "instances" / "l1" / "data")
+    shared = psutil.Process(l2["pid"]).environ()["XDG_DATA_HOME"]
+    assert shared == isolated["XDG_DATA_HOME"]
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "opencode_manager", "logs", "l1", "l2", "-f", "-n", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert follower.stdout is not None
+        tails = [follower.stdout.readline(), follower.stdout.readline()]  # now it is following
+        assert tails[0].startswith("l1 | ")
+        assert tails[1].startswith("l2 | ")
+        with open(home / "logs" / "l2.log", "a") as log:
+            log.write("level=ERROR message=followed-line\n")
+        assert follower.stdout.readline().strip() == "l2 | level=ERROR message=followed-line"
+    finally:
+        follower.terminate()
+        follower.communicate(timeout=10)
+    assert follower.returncode == 0
     one = run_ocm("logs", "l1", "-n", "5", check=True).stdout.splitlines()
     assert 0 < len(one) <= 5
     both = run_ocm("logs", "l1", "l2", "--grep", "healthy at", check=True).stdout
@@ -239,7 +266,6 @@ def test_rm_cleanup_and_logs(tmp_path: Path) -> None:
     run_ocm("stop", "--all", check=True)
     assert_one_line_error(run_ocm("stop", "l1"), 4, "not running")
     assert run_ocm("rm", "l1", "--json", check=True).json() == {"removed": ["l1"]}
-    home = Path(os.environ["OCM_HOME"])
     assert not (home / "secrets" / "l1.password").exists()
     assert (home / "logs" / "l1.log").exists()  # logs stay until cleanup
     dry = run_ocm("cleanup", "--dry-run", "--json", check=True).json()
@@ -272,7 +298,7 @@ def test_doctor_reports_a_healthy_instance(model_env: list[str]) -> None:
 def test_ten_concurrent_starts_give_ten_distinct_instances() -> None:
     procs = [
         subprocess.Popen(
-            [__import__("sys").executable, "-m", "opencode_manager", "start", "--json"],
+            [sys.executable, "-m", "opencode_manager", "start", "--json"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         for _ in range(10)

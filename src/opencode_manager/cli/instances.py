@@ -307,15 +307,17 @@ def logs(state: Context, refs: tuple[str, ...], follow: bool, lines: int,
         record = manager.resolve(ref)
         sources.append((record.name, manager.settings.log_path(record.name)))
     label = len(sources) > 1
+    stop_event = threading.Event()
+    # Start following before printing the tail, so no line falls between the two.
+    stream = logfiles.follow(sources, should_stop=stop_event.is_set) if follow else None
     for name, path in sources:
         for line in logfiles.select(logfiles.tail_lines(path, lines), regex):
             _print_log_line(name if label else None, line)
-    if not follow:
+    if stream is None:
         return
-    stop_event = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
     try:
-        for name, line in logfiles.follow(sources, should_stop=stop_event.is_set):
+        for name, line in stream:
             if regex is None or regex.search(line):
                 _print_log_line(name if label else None, line)
     except KeyboardInterrupt:
