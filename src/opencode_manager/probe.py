@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import psutil
 
-from .client import AsyncOpencodeClient, Endpoint
+from .client import AsyncOpencodeClient, Endpoint, http_options
 from .errors import ServerError
 
 
@@ -24,9 +25,9 @@ class Health:
     error: str | None = None
 
 
-async def _one(endpoint: Endpoint, timeout: float) -> Health:
+async def _one(endpoint: Endpoint, http: httpx.AsyncClient) -> Health:
     try:
-        async with AsyncOpencodeClient(endpoint, timeout=timeout) as client:
+        async with AsyncOpencodeClient(endpoint, http=http) as client:
             data = await client.health()
     except ServerError as exc:
         if exc.status_code == 401:
@@ -39,10 +40,12 @@ async def _one(endpoint: Endpoint, timeout: float) -> Health:
 async def check_health_async(
     endpoints: Sequence[Endpoint | None], timeout: float = 1.5
 ) -> list[Health]:
-    async def run(ep: Endpoint | None) -> Health:
-        return Health(healthy=None) if ep is None else await _one(ep, timeout)
+    async with httpx.AsyncClient(**http_options(timeout)) as http:
 
-    return list(await asyncio.gather(*(run(ep) for ep in endpoints)))
+        async def run(ep: Endpoint | None) -> Health:
+            return Health(healthy=None) if ep is None else await _one(ep, http)
+
+        return list(await asyncio.gather(*(run(ep) for ep in endpoints)))
 
 
 def check_health(endpoints: Sequence[Endpoint | None], timeout: float = 1.5) -> list[Health]:

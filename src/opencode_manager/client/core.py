@@ -59,8 +59,11 @@ class Operation(Generic[T]):
     expect_json: bool = True
 
 
-def build_request(client: httpx.Client | httpx.AsyncClient, op: Operation[Any]) -> httpx.Request:
-    headers: dict[str, str] = {"accept": "application/json"}
+def build_request(
+    client: httpx.Client | httpx.AsyncClient, endpoint: Endpoint, op: Operation[Any]
+) -> httpx.Request:
+    """An absolute request with this endpoint's auth, so one HTTP client can serve many."""
+    headers: dict[str, str] = {"accept": "application/json", **endpoint.auth_header()}
     if op.directory:
         # OpenCode's own CLI sends the directory URL-encoded in this header.
         headers["x-opencode-directory"] = quote(op.directory, safe="")
@@ -69,7 +72,8 @@ def build_request(client: httpx.Client | httpx.AsyncClient, op: Operation[Any]) 
         headers["content-type"] = "application/json"
         content = json.dumps(op.body).encode()
     return client.build_request(
-        op.method, op.path, params=dict(op.params), headers=headers, content=content
+        op.method, endpoint.base_url + op.path, params=dict(op.params), headers=headers,
+        content=content,
     )
 
 

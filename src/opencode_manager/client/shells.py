@@ -14,17 +14,17 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 
+def http_options(timeout: float | httpx.Timeout | None = None) -> dict[str, Any]:
+    """Options for the httpx clients behind ours (also for callers sharing one client)."""
+    return {
+        "timeout": DEFAULT_TIMEOUT if timeout is None else timeout,
+        "trust_env": False,  # loopback servers must not go through a proxy
+    }
+
+
 class _Base:
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
-
-    def _client_kwargs(self, timeout: float | httpx.Timeout | None) -> dict[str, Any]:
-        return {
-            "base_url": self.endpoint.base_url,
-            "headers": self.endpoint.auth_header(),
-            "timeout": DEFAULT_TIMEOUT if timeout is None else timeout,
-            "trust_env": False,  # loopback servers must not go through a proxy
-        }
 
 
 class OpencodeClient(_Base):
@@ -36,12 +36,15 @@ class OpencodeClient(_Base):
         *,
         timeout: float | httpx.Timeout | None = None,
         transport: httpx.BaseTransport | None = None,
+        http: httpx.Client | None = None,
     ) -> None:
         super().__init__(endpoint)
-        self._http = httpx.Client(transport=transport, **self._client_kwargs(timeout))
+        # Creating an httpx client costs ~30 ms (TLS context): pass `http` to share one.
+        self._owns_http = http is None
+        self._http = http or httpx.Client(transport=transport, **http_options(timeout))
 
     def call(self, op: Operation[T], *, timeout: float | None = None) -> T:
-        request = build_request(self._http, op)
+        request = build_request(self._http, self.endpoint, op)
         if timeout is not None:
             request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
         try:
@@ -57,7 +60,8 @@ class OpencodeClient(_Base):
         self.call(ops.dispose(), timeout=timeout)
 
     def close(self) -> None:
-        self._http.close()
+        if self._owns_http:
+            self._http.close()
 
     def __enter__(self) -> OpencodeClient:
         return self
@@ -77,12 +81,14 @@ class AsyncOpencodeClient(_Base):
         *,
         timeout: float | httpx.Timeout | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        http: httpx.AsyncClient | None = None,
     ) -> None:
         super().__init__(endpoint)
-        self._http = httpx.AsyncClient(transport=transport, **self._client_kwargs(timeout))
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(transport=transport, **http_options(timeout))
 
     async def call(self, op: Operation[T], *, timeout: float | None = None) -> T:
-        request = build_request(self._http, op)
+        request = build_request(self._http, self.endpoint, op)
         if timeout is not None:
             request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
         try:
@@ -98,7 +104,8 @@ class AsyncOpencodeClient(_Base):
         await self.call(ops.dispose(), timeout=timeout)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._owns_http:
+            await self._http.aclose()
 
     async def __aenter__(self) -> AsyncOpencodeClient:
         return self
