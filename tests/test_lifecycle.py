@@ -106,6 +106,7 @@ def test_crash_is_seen_and_stop_all_spares_a_foreign_server(tmp_path: Path,
         assert isinstance(stopped, list)
         assert [r["name"] for r in stopped] == [infos[1]["name"]]
         assert all(r["port_freed"] for r in stopped)
+        assert all(r["via"] == "keeper" for r in stopped)
         assert _instance_processes() == []
         after = _ls()
         assert after[infos[1]["name"]]["status"] == "stopped"
@@ -135,6 +136,7 @@ def test_keeper_death_leaves_a_visible_stoppable_server() -> None:
     result = run_ocm("stop", "k1", "--json", check=True).json()
     assert isinstance(result, list)
     assert result[0]["status"] == "stopped"
+    assert result[0]["via"] == "ocm"  # no keeper: ocm ended the server itself
     assert _instance_processes() == []
     assert _ls()["k1"]["status"] == "stopped"
 

@@ -54,6 +54,7 @@ class StopResult:
     name: str
     was: str
     status: str
+    via: str = "keeper"  # who ended the server: its keeper, or ocm directly (no keeper)
     signalled: int = 0
     killed: int = 0
     port_freed: bool | None = None
@@ -529,6 +530,7 @@ class Manager:
                 with contextlib.suppress(OcmError), OpencodeClient(endpoint, timeout=3.0) as c:
                     c.dispose()
             term = process.terminate_tree(server, timeout=timeout)
+            result.via = "ocm"
             result.signalled, result.killed = term.signalled, term.killed
         leftover = process.verified(record.keeper)
         if leftover is not None:
