@@ -11,7 +11,6 @@ from rich.console import Console
 
 from . import process
 from .client import Endpoint, OpencodeClient
-from .client import operations as ops
 from .errors import OcmError
 from .manager import Manager
 from .models import ProcessIdentity, State
@@ -102,22 +101,22 @@ def _task(name: str, endpoint: Endpoint | None, prompt: str) -> dict[str, Any]:
         raise OcmError(f"{name} has no URL", instance=name)
     started = time.monotonic()
     with OpencodeClient(endpoint, timeout=120.0) as client:
-        session = client.call(ops.create_session(title=f"demo on {name}"))
-        client.call(ops.prompt(session["id"], prompt))
-        history = client.call(ops.messages(session["id"]))
+        session = client.create_session(title=f"demo on {name}")
+        client.prompt(session.id, prompt)
+        history = client.messages(session.id)
     tools: list[str] = []
     reply = ""
     for message in history:
-        if message.get("info", {}).get("role") != "assistant":
+        if message.role != "assistant":
             continue
-        for part in message.get("parts", []):
-            if part.get("type") == "tool":
-                tools.append(str(part.get("tool")))
-            elif part.get("type") == "text" and part.get("text"):
-                reply = str(part["text"]).strip()
+        for part in message.parts:
+            if part.type == "tool" and part.tool:
+                tools.append(part.tool)
+            elif part.type == "text" and part.text:
+                reply = part.text.strip()
     return {
         "instance": name,
-        "session": session["id"],
+        "session": session.id,
         "prompt": prompt,
         "reply": reply,
         "tools": tools,

@@ -1,10 +1,16 @@
-"""The API calls we use, as :class:`Operation` values shared by both client shells."""
+"""The API calls we use, as :class:`Operation` values shared by both client shells.
+
+Routes that are per directory ("instance" in OpenCode's terms: /event, /session/status,
+GET /session, /question, /permission, /config, /mcp, /lsp, /find, /file) take `directory`;
+session-scoped routes do not need it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .core import Operation
+from .types import Message, Session
 
 
 def _dict(data: Any) -> dict[str, Any]:
@@ -15,6 +21,19 @@ def _list(data: Any) -> list[Any]:
     return list(data) if isinstance(data, list) else []
 
 
+def _sessions(data: Any) -> list[Session]:
+    return [Session.from_json(item) for item in _list(data)]
+
+
+def _messages(data: Any) -> list[Message]:
+    return [Message.from_json(item) for item in _list(data)]
+
+
+def _none(_: Any) -> None:
+    return None
+
+
+# -- server ----------------------------------------------------------------------------------
 def health() -> Operation[dict[str, Any]]:
     return Operation("GET", "/global/health", parse=_dict)
 
@@ -23,12 +42,12 @@ def dispose() -> Operation[Any]:
     return Operation("POST", "/global/dispose")
 
 
-def session_status(directory: str | None = None) -> Operation[dict[str, Any]]:
-    return Operation("GET", "/session/status", parse=_dict, directory=directory)
+def paths(directory: str | None = None) -> Operation[dict[str, Any]]:
+    return Operation("GET", "/path", parse=_dict, directory=directory)
 
 
-def sessions(directory: str | None = None) -> Operation[list[Any]]:
-    return Operation("GET", "/session", parse=_list, directory=directory)
+def config(directory: str | None = None) -> Operation[dict[str, Any]]:
+    return Operation("GET", "/config", parse=_dict, directory=directory)
 
 
 def mcp_status(directory: str | None = None) -> Operation[dict[str, Any]]:
@@ -39,32 +58,45 @@ def lsp_status(directory: str | None = None) -> Operation[list[Any]]:
     return Operation("GET", "/lsp", parse=_list, directory=directory)
 
 
-def paths(directory: str | None = None) -> Operation[dict[str, Any]]:
-    return Operation("GET", "/path", parse=_dict, directory=directory)
+# -- sessions --------------------------------------------------------------------------------
+def sessions(directory: str | None = None) -> Operation[list[Session]]:
+    return Operation("GET", "/session", parse=_sessions, directory=directory)
 
 
-def raw(method: str, path: str, body: Any = None, directory: str | None = None) -> Operation[Any]:
-    return Operation(method.upper(), path, body=body, directory=directory)
+def session(session_id: str) -> Operation[Session]:
+    return Operation("GET", f"/session/{session_id}", parse=Session.from_json)
 
 
 def create_session(
-    title: str | None = None, directory: str | None = None
-) -> Operation[dict[str, Any]]:
+    title: str | None = None,
+    directory: str | None = None,
+    *,
+    permission: list[dict[str, str]] | None = None,
+) -> Operation[Session]:
     body: dict[str, Any] = {}
     if title:
         body["title"] = title
-    return Operation("POST", "/session", body=body, parse=_dict, directory=directory)
+    if permission:
+        body["permission"] = permission
+    return Operation("POST", "/session", body=body, parse=Session.from_json, directory=directory)
 
 
-def prompt(
-    session_id: str, text: str, *, agent: str | None = None, model: str | None = None
-) -> Operation[dict[str, Any]]:
-    """Synchronous prompt: returns the last assistant message of the turn."""
-    return Operation("POST", f"/session/{session_id}/message",
-                     body=prompt_body(text, agent=agent, model=model), parse=_dict)
+def delete_session(session_id: str) -> Operation[Any]:
+    return Operation("DELETE", f"/session/{session_id}")
 
 
-def prompt_body(text: str, *, agent: str | None = None, model: str | None = None) -> dict[str, Any]:
+def abort(session_id: str) -> Operation[Any]:
+    return Operation("POST", f"/session/{session_id}/abort")
+
+
+def session_status(directory: str | None = None) -> Operation[dict[str, Any]]:
+    """Busy/retry sessions of a directory; idle sessions are absent."""
+    return Operation("GET", "/session/status", parse=_dict, directory=directory)
+
+
+def prompt_body(
+    text: str, *, agent: str | None = None, model: str | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {"parts": [{"type": "text", "text": text}]}
     if agent:
         body["agent"] = agent
@@ -74,5 +106,84 @@ def prompt_body(text: str, *, agent: str | None = None, model: str | None = None
     return body
 
 
-def messages(session_id: str) -> Operation[list[Any]]:
-    return Operation("GET", f"/session/{session_id}/message", parse=_list)
+def prompt(
+    session_id: str, text: str, *, agent: str | None = None, model: str | None = None
+) -> Operation[dict[str, Any]]:
+    """Synchronous prompt: returns only the last assistant message of the turn."""
+    return Operation("POST", f"/session/{session_id}/message",
+                     body=prompt_body(text, agent=agent, model=model), parse=_dict)
+
+
+def prompt_async(
+    session_id: str, text: str, *, agent: str | None = None, model: str | None = None
+) -> Operation[None]:
+    """Start a turn and return at once (204); follow it with events or status."""
+    return Operation("POST", f"/session/{session_id}/prompt_async",
+                     body=prompt_body(text, agent=agent, model=model), parse=_none,
+                     expect_json=False)
+
+
+def messages(session_id: str) -> Operation[list[Message]]:
+    return Operation("GET", f"/session/{session_id}/message", parse=_messages)
+
+
+def todo(session_id: str) -> Operation[list[Any]]:
+    return Operation("GET", f"/session/{session_id}/todo", parse=_list)
+
+
+def diff(session_id: str, message_id: str | None = None) -> Operation[list[Any]]:
+    """File diffs; per turn when given the user message id (the session-wide list is empty)."""
+    params = {"messageID": message_id} if message_id else {}
+    return Operation("GET", f"/session/{session_id}/diff", params=params, parse=_list)
+
+
+# -- asks ------------------------------------------------------------------------------------
+def questions(directory: str | None = None) -> Operation[list[Any]]:
+    return Operation("GET", "/question", parse=_list, directory=directory)
+
+
+def reply_question(question_id: str, answers: list[list[str]],
+                   directory: str | None = None) -> Operation[Any]:
+    return Operation("POST", f"/question/{question_id}/reply", body={"answers": answers},
+                     directory=directory)
+
+
+def reject_question(question_id: str, directory: str | None = None) -> Operation[Any]:
+    return Operation("POST", f"/question/{question_id}/reject", directory=directory)
+
+
+def permissions(directory: str | None = None) -> Operation[list[Any]]:
+    return Operation("GET", "/permission", parse=_list, directory=directory)
+
+
+def reply_permission(permission_id: str, reply: str, message: str | None = None,
+                     directory: str | None = None) -> Operation[Any]:
+    """reply: once, always or reject."""
+    body: dict[str, Any] = {"reply": reply}
+    if message:
+        body["message"] = message
+    return Operation("POST", f"/permission/{permission_id}/reply", body=body,
+                     directory=directory)
+
+
+# -- files -----------------------------------------------------------------------------------
+def find_text(pattern: str, directory: str | None = None) -> Operation[list[Any]]:
+    return Operation("GET", "/find", params={"pattern": pattern}, parse=_list,
+                     directory=directory)
+
+
+def find_files(query: str, directory: str | None = None) -> Operation[list[Any]]:
+    return Operation("GET", "/find/file", params={"query": query}, parse=_list,
+                     directory=directory)
+
+
+def file_content(path: str, directory: str | None = None) -> Operation[dict[str, Any]]:
+    return Operation("GET", "/file/content", params={"path": path}, parse=_dict,
+                     directory=directory)
+
+
+def raw(method: str, path: str, body: Any = None, directory: str | None = None) -> Operation[Any]:
+    """Anything else, passed through (JSON in, JSON out)."""
+    if not path.startswith("/"):
+        path = "/" + path
+    return Operation(method.upper(), path, body=body, directory=directory)

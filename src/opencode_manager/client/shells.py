@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -9,9 +10,18 @@ import httpx
 
 from . import operations as ops
 from .core import Endpoint, Operation, build_request, read_response, transport_error
+from .events import stream_events
+from .types import Event, Message, Session
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+class _Default:
+    """Marks "use the client's timeout" (None means no timeout at all)."""
+
+
+DEFAULT = _Default()
 
 
 def http_options(timeout: float | httpx.Timeout | None = None) -> dict[str, Any]:
@@ -43,9 +53,9 @@ class OpencodeClient(_Base):
         self._owns_http = http is None
         self._http = http or httpx.Client(transport=transport, **http_options(timeout))
 
-    def call(self, op: Operation[T], *, timeout: float | None = None) -> T:
+    def call(self, op: Operation[T], *, timeout: float | _Default | None = DEFAULT) -> T:
         request = build_request(self._http, self.endpoint, op)
-        if timeout is not None:
+        if not isinstance(timeout, _Default):
             request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
         try:
             response = self._http.send(request)
@@ -53,11 +63,45 @@ class OpencodeClient(_Base):
             raise transport_error(self.endpoint, op, exc) from exc
         return read_response(self.endpoint, op, response)
 
-    def health(self, *, timeout: float | None = None) -> dict[str, Any]:
+    def health(self, *, timeout: float | _Default | None = DEFAULT) -> dict[str, Any]:
         return self.call(ops.health(), timeout=timeout)
 
-    def dispose(self, *, timeout: float | None = None) -> None:
+    def dispose(self, *, timeout: float | _Default | None = DEFAULT) -> None:
         self.call(ops.dispose(), timeout=timeout)
+
+    def sessions(self, directory: str | None = None) -> list[Session]:
+        return self.call(ops.sessions(directory))
+
+    def session(self, session_id: str) -> Session:
+        return self.call(ops.session(session_id))
+
+    def create_session(self, title: str | None = None, directory: str | None = None,
+                       **kwargs: Any) -> Session:
+        return self.call(ops.create_session(title, directory, **kwargs))
+
+    def delete_session(self, session_id: str) -> None:
+        self.call(ops.delete_session(session_id))
+
+    def abort(self, session_id: str) -> None:
+        self.call(ops.abort(session_id))
+
+    def session_status(self, directory: str | None = None) -> dict[str, Any]:
+        return self.call(ops.session_status(directory))
+
+    def prompt(self, session_id: str, text: str, **kwargs: Any) -> dict[str, Any]:
+        return self.call(ops.prompt(session_id, text, **kwargs), timeout=None)
+
+    def prompt_async(self, session_id: str, text: str, **kwargs: Any) -> None:
+        self.call(ops.prompt_async(session_id, text, **kwargs))
+
+    def messages(self, session_id: str) -> list[Message]:
+        return self.call(ops.messages(session_id))
+
+    def todo(self, session_id: str) -> list[Any]:
+        return self.call(ops.todo(session_id))
+
+    def diff(self, session_id: str, message_id: str | None = None) -> list[Any]:
+        return self.call(ops.diff(session_id, message_id))
 
     def close(self) -> None:
         if self._owns_http:
@@ -87,9 +131,9 @@ class AsyncOpencodeClient(_Base):
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(transport=transport, **http_options(timeout))
 
-    async def call(self, op: Operation[T], *, timeout: float | None = None) -> T:
+    async def call(self, op: Operation[T], *, timeout: float | _Default | None = DEFAULT) -> T:
         request = build_request(self._http, self.endpoint, op)
-        if timeout is not None:
+        if not isinstance(timeout, _Default):
             request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
         try:
             response = await self._http.send(request)
@@ -97,11 +141,51 @@ class AsyncOpencodeClient(_Base):
             raise transport_error(self.endpoint, op, exc) from exc
         return read_response(self.endpoint, op, response)
 
-    async def health(self, *, timeout: float | None = None) -> dict[str, Any]:
+    async def health(self, *, timeout: float | _Default | None = DEFAULT) -> dict[str, Any]:
         return await self.call(ops.health(), timeout=timeout)
 
-    async def dispose(self, *, timeout: float | None = None) -> None:
+    async def dispose(self, *, timeout: float | _Default | None = DEFAULT) -> None:
         await self.call(ops.dispose(), timeout=timeout)
+
+    async def sessions(self, directory: str | None = None) -> list[Session]:
+        return await self.call(ops.sessions(directory))
+
+    async def session(self, session_id: str) -> Session:
+        return await self.call(ops.session(session_id))
+
+    async def create_session(self, title: str | None = None, directory: str | None = None,
+                             **kwargs: Any) -> Session:
+        return await self.call(ops.create_session(title, directory, **kwargs))
+
+    async def delete_session(self, session_id: str) -> None:
+        await self.call(ops.delete_session(session_id))
+
+    async def abort(self, session_id: str) -> None:
+        await self.call(ops.abort(session_id))
+
+    async def session_status(self, directory: str | None = None) -> dict[str, Any]:
+        return await self.call(ops.session_status(directory))
+
+    async def prompt(self, session_id: str, text: str, **kwargs: Any) -> dict[str, Any]:
+        return await self.call(ops.prompt(session_id, text, **kwargs), timeout=None)
+
+    async def prompt_async(self, session_id: str, text: str, **kwargs: Any) -> None:
+        await self.call(ops.prompt_async(session_id, text, **kwargs))
+
+    async def messages(self, session_id: str) -> list[Message]:
+        return await self.call(ops.messages(session_id))
+
+    async def todo(self, session_id: str) -> list[Any]:
+        return await self.call(ops.todo(session_id))
+
+    async def diff(self, session_id: str, message_id: str | None = None) -> list[Any]:
+        return await self.call(ops.diff(session_id, message_id))
+
+    def events(self, directory: str | None = None, *,
+               global_stream: bool = False) -> AsyncIterator[Event]:
+        """The server's event stream (one connection; see client.events)."""
+        return stream_events(self._http, self.endpoint, directory=directory,
+                             global_stream=global_stream)
 
     async def aclose(self) -> None:
         if self._owns_http:

@@ -1,0 +1,85 @@
+"""Server-sent events from OpenCode: decoding (pure) and streaming (httpx-sse).
+
+OpenCode sends only ``data: <json>`` frames: no ids, no event names, so no replay after a
+reconnect. ``/event`` frames are ``{"type", "properties"}``; ``/global/event`` wraps them as
+``{"directory", "payload": {...}}`` and duplicates changes as ``sync`` payloads, which we drop.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from httpx_sse import aconnect_sse
+
+from ..errors import ServerError
+from .core import Endpoint
+from .types import Event
+
+
+def decode_event(data: str) -> Event | None:
+    """One SSE data payload as an Event; None for frames we ignore (empty, bad JSON, sync)."""
+    if not data.strip():
+        return None
+    try:
+        frame = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(frame, dict):
+        return None
+    directory: str | None = None
+    if "payload" in frame and isinstance(frame["payload"], dict):
+        directory = frame.get("directory") if isinstance(frame.get("directory"), str) else None
+        frame = frame["payload"]
+    kind = frame.get("type")
+    if not isinstance(kind, str) or kind == "sync":
+        return None
+    props: Any = frame.get("properties")
+    return Event(type=kind, properties=props if isinstance(props, dict) else {},
+                 directory=directory)
+
+
+async def stream_events(
+    http: httpx.AsyncClient,
+    endpoint: Endpoint,
+    *,
+    directory: str | None = None,
+    global_stream: bool = False,
+) -> AsyncIterator[Event]:
+    """Events from one connection, until the server ends it (no reconnect here)."""
+    path = "/global/event" if global_stream else "/event"
+    headers = {"accept": "text/event-stream", **endpoint.auth_header()}
+    if directory and not global_stream:
+        headers["x-opencode-directory"] = quote(directory, safe="")
+    timeout = httpx.Timeout(10.0, read=None)  # heartbeats every 10 s; a read may wait longer
+    try:
+        async with aconnect_sse(http, "GET", endpoint.base_url + path, headers=headers,
+                                timeout=timeout) as source:
+            response = source.response
+            if response.status_code == 401:
+                raise ServerError(f"{endpoint.name or endpoint.base_url}: 401 unauthorized",
+                                  instance=endpoint.name, status_code=401)
+            if response.status_code >= 400:
+                await response.aread()
+                raise ServerError(
+                    f"{endpoint.name or endpoint.base_url}: event stream refused with HTTP "
+                    f"{response.status_code}: {response.text[:200]}",
+                    instance=endpoint.name, status_code=response.status_code,
+                )
+            if "text/event-stream" not in response.headers.get("content-type", ""):
+                raise ServerError(
+                    f"{endpoint.name or endpoint.base_url}: {path} is not an event stream here",
+                    instance=endpoint.name, status_code=response.status_code,
+                )
+            async for sse in source.aiter_sse():
+                event = decode_event(sse.data)
+                if event is not None:
+                    yield event
+    except httpx.HTTPError as exc:
+        raise ServerError(
+            f"{endpoint.name or endpoint.base_url}: event stream lost ({exc.__class__.__name__})",
+            instance=endpoint.name,
+        ) from exc
