@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import signal
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -36,10 +37,16 @@ from .models import (
     InstanceSpec,
     State,
     Status,
+    TaskRecord,
     derive_status,
 )
 from .registry import Registry
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .results import TaskStore
+    from .runner import Observer
+    from .tasks import TaskOptions
 
 DEFAULT_START_TIMEOUT = 120.0
 DEFAULT_STOP_TIMEOUT = 10.0
@@ -656,6 +663,46 @@ class Manager:
 
         lines = tail_lines(self.settings.log_path(name), 500)
         return [ln for ln in lines if is_error(ln)][-limit:]
+
+    # -- tasks -----------------------------------------------------------------------------
+    @property
+    def store(self) -> TaskStore:
+        from .results import TaskStore
+
+        return TaskStore(self.registry)
+
+    async def arun(self, prompt: str, options: TaskOptions | None = None, *,
+                   observer: Observer | None = None, cancel: asyncio.Event | None = None,
+                   detach: bool = False) -> TaskRecord:
+        """Run a task (async): dispatch over REST, follow it, store and return its record."""
+        from .tasks import TaskOptions, run_task
+
+        return await run_task(self, self.store, prompt, options or TaskOptions(),
+                              observer=observer, cancel=cancel, detach=detach)
+
+    def run(self, prompt: str, options: TaskOptions | None = None, *,
+            observer: Observer | None = None, detach: bool = False) -> TaskRecord:
+        """Run a task and return its result record (blocking)."""
+        return asyncio.run(self.arun(prompt, options, observer=observer, detach=detach))
+
+    async def await_task(self, task_id: str, *, timeout: float | None = None,
+                         observer: Observer | None = None,
+                         cancel: asyncio.Event | None = None) -> TaskRecord:
+        """Follow a task started with detach=True (or interrupted) to its end."""
+        from .tasks import wait_task
+
+        return await wait_task(self, self.store, task_id, timeout=timeout, observer=observer,
+                               cancel=cancel)
+
+    def wait(self, task_id: str, *, timeout: float | None = None) -> TaskRecord:
+        return asyncio.run(self.await_task(task_id, timeout=timeout))
+
+    def task(self, task_id: str) -> TaskRecord:
+        return self.store.get(task_id)
+
+    def tasks(self, *, batch_id: str | None = None, status: str | None = None
+              ) -> list[TaskRecord]:
+        return self.store.list_tasks(batch_id=batch_id, status=status)
 
     # -- doctor ----------------------------------------------------------------------------
     def doctor(self) -> list[Check]:

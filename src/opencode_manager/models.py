@@ -149,3 +149,63 @@ def derive_status(
     if healthy is False:
         return Status.UNHEALTHY
     return Status.RUNNING
+
+
+class TaskStatus(str, enum.Enum):
+    """Where a task is. The last five are final."""
+
+    PENDING = "pending"  # recorded, not sent yet
+    RUNNING = "running"  # its prompt was (or is being) sent
+    COMPLETED = "completed"
+    FAILED = "failed"  # the model or the server reported an error
+    ABORTED = "aborted"  # aborted on request (Ctrl-C, `ocm session abort`)
+    TIMED_OUT = "timed_out"  # past its deadline: aborted by us
+    CANCELLED = "cancelled"  # never started: its batch was cancelled
+
+    @property
+    def final(self) -> bool:
+        return self not in (TaskStatus.PENDING, TaskStatus.RUNNING)
+
+
+@dataclass
+class TaskRecord:
+    """One task and, once it ended, its result (the durable result record)."""
+
+    id: str
+    prompt: str
+    status: TaskStatus
+    created_at: float
+    batch_id: str | None = None
+    task_id: str | None = None  # the id given in a batch file
+    instance: str | None = None
+    url: str | None = None
+    session_id: str | None = None
+    directory: str | None = None
+    model: str | None = None
+    agent: str | None = None
+    timeout: float | None = None
+    attempts: int = 0
+    prompted: bool = False  # the prompt reached the server: never send it again
+    text: str = ""
+    steps: int = 0
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    todos: list[Any] = field(default_factory=list)
+    diff: list[Any] = field(default_factory=list)
+    tokens: dict[str, Any] = field(default_factory=dict)
+    cost: float = 0.0
+    error: dict[str, Any] | None = None
+    asks: list[dict[str, Any]] = field(default_factory=list)  # permissions/questions answered
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return round(self.finished_at - self.started_at, 3)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        data["duration_s"] = self.duration_s
+        return data

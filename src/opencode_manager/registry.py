@@ -57,6 +57,40 @@ def _m001_instances(db: sqlite3.Connection) -> None:
     )
 
 
+@migration("m002_tasks_and_batches")
+def _m002_tasks(db: sqlite3.Connection) -> None:
+    db.execute(
+        """
+        CREATE TABLE batches (
+            id           TEXT PRIMARY KEY,
+            source       TEXT,
+            options      TEXT NOT NULL,
+            status       TEXT NOT NULL,
+            created_at   REAL NOT NULL,
+            updated_at   REAL NOT NULL,
+            finished_at  REAL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE tasks (
+            id           TEXT PRIMARY KEY,
+            batch_id     TEXT REFERENCES batches(id),
+            seq          INTEGER NOT NULL DEFAULT 0,
+            status       TEXT NOT NULL,
+            prompt       TEXT NOT NULL,
+            record       TEXT NOT NULL,
+            created_at   REAL NOT NULL,
+            updated_at   REAL NOT NULL,
+            finished_at  REAL
+        )
+        """
+    )
+    db.execute("CREATE INDEX tasks_by_batch ON tasks (batch_id, seq)")
+    db.execute("CREATE INDEX tasks_by_status ON tasks (status)")
+
+
 _COLUMNS = [
     "name", "spec", "state", "keeper_pid", "keeper_ctime", "server_pid", "server_ctime", "port",
     "url", "version", "restarts", "last_exit", "error", "created_at", "updated_at", "started_at",
@@ -182,7 +216,7 @@ class Registry:
         else:
             db.execute("COMMIT")
 
-    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         try:
             return list(self.db.execute(sql, params))
         except sqlite3.Error as exc:
@@ -190,20 +224,20 @@ class Registry:
 
     # -- instances -------------------------------------------------------------------------
     def applied_migrations(self) -> list[str]:
-        return [row[0] for row in self._query("SELECT name FROM _migrations ORDER BY name")]
+        return [row[0] for row in self.query("SELECT name FROM _migrations ORDER BY name")]
 
     def get(self, name: str) -> InstanceRecord:
-        rows = self._query("SELECT * FROM instances WHERE name = ?", (name,))
+        rows = self.query("SELECT * FROM instances WHERE name = ?", (name,))
         if not rows:
             raise NotFoundError(f"no instance named {name!r}; see `ocm ls`", instance=name)
         return _record(rows[0])
 
     def find(self, name: str) -> InstanceRecord | None:
-        rows = self._query("SELECT * FROM instances WHERE name = ?", (name,))
+        rows = self.query("SELECT * FROM instances WHERE name = ?", (name,))
         return _record(rows[0]) if rows else None
 
     def list(self) -> list[InstanceRecord]:
-        return [_record(r) for r in self._query("SELECT * FROM instances ORDER BY created_at")]
+        return [_record(r) for r in self.query("SELECT * FROM instances ORDER BY created_at")]
 
     def names(self, db: sqlite3.Connection) -> set[str]:
         return {row[0] for row in db.execute("SELECT name FROM instances")}

@@ -143,6 +143,17 @@ async def test_error_status(client: httpx.AsyncClient, status: int) -> None:
     assert error["code"] == str(status)
 
 
+@pytest.mark.parametrize(("status", "header"), [(500, "20"), (429, "20"), (400, None), (401, None)])
+async def test_retryable_errors_ask_for_a_quick_retry(
+    client: httpx.AsyncClient, status: int, header: str | None
+) -> None:
+    # OpenCode honours retry-after-ms, so its 5 retries take milliseconds instead of ~75 s.
+    response = await chat(client, f"ERR{status}")
+    assert response.headers.get("retry-after-ms") == header
+    assert response.headers["content-type"] == "application/json"
+    assert int(response.headers["content-length"]) == len(response.content)
+
+
 async def test_malformed_frame_then_finish(client: httpx.AsyncClient) -> None:
     payloads = sse_payloads((await chat(client, "MALFORMED")).text)
     assert "{this is not json" in payloads

@@ -343,6 +343,8 @@ def test_errors(keyword: str, status: int, error_type: str) -> None:
             "code": str(status),
         }
     }
+    expected = {"retry-after-ms": "20"} if status in {429, 500} else {}
+    assert plan.error.headers() == expected
 
 
 def test_malformed_cutoff_empty() -> None:

@@ -63,9 +63,9 @@ def cli(ctx: click.Context, opencode: str | None) -> None:
 
 
 def _register() -> None:
-    from . import instances, system
+    from . import instances, system, tasks
 
-    for command in (*instances.COMMANDS, *system.COMMANDS):
+    for command in (*instances.COMMANDS, *tasks.COMMANDS, *system.COMMANDS):
         cli.add_command(command)
 
 

@@ -17,8 +17,12 @@ def _num(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
-def _dict(value: Any) -> dict[str, Any]:
+def as_dict(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty one (servers change; we don't crash)."""
     return value if isinstance(value, dict) else {}
+
+
+_dict = as_dict
 
 
 @dataclass(frozen=True)

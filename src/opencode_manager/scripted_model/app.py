@@ -192,15 +192,16 @@ class ScriptedResponse(Response):
         media_type: str = "application/json",
         header_delay: float = 0.0,
         streaming: bool = False,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.status_code = status_code
         self.media_type = media_type
         self.background = None
         self._events = list(events)
         self._header_delay = header_delay
-        headers: dict[str, str] | None = None
+        headers = dict(headers or {})
         if streaming:
-            headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+            headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
         else:
             # A known body length lets plain JSON answers carry Content-Length.
             self.body = b"".join(e for e in self._events if isinstance(e, bytes))
@@ -248,7 +249,7 @@ def _models_body() -> dict[str, Any]:
 def _plan_to_response(plan: Plan, completion_id: str, created: int) -> ScriptedResponse:
     if plan.error is not None:
         body = json.dumps(plan.error.body()).encode()
-        return ScriptedResponse([body], status_code=plan.error.status)
+        return ScriptedResponse([body], status_code=plan.error.status, headers=plan.error.headers())
     if plan.stream:
         return ScriptedResponse(
             stream_events(plan, completion_id, created),

@@ -15,6 +15,10 @@ TODOS_DONE_TEXT = "Todos written."
 SCRIPTED_FILE_CONTENT = "scripted content\n"
 BASH_DESCRIPTION = "Run scripted command"
 QUESTION_TEXT = "Which option do you prefer?"
+# OpenCode retries 5xx/429 answers 5 times; it waits ``retry-after-ms`` (when sent) instead of its
+# own 2 s, 4 s, 8 s, ... backoff (~75 s in total), so scripted failures end in well under a second.
+RETRY_AFTER_MS = 20
+_RETRYABLE_STATUSES = frozenset({429, 500})
 
 # Error keyword -> (HTTP status, OpenAI error type).
 _ERRORS: dict[str, tuple[int, str]] = {
@@ -111,10 +115,18 @@ class ScriptedError:
     status: int
     type: str
     message: str
+    # Sent as a ``retry-after-ms`` header when set.
+    retry_after_ms: int | None = None
 
     def body(self) -> dict[str, Any]:
         """OpenAI-style error JSON body."""
         return {"error": {"message": self.message, "type": self.type, "code": str(self.status)}}
+
+    def headers(self) -> dict[str, str]:
+        """Extra HTTP response headers of the error answer."""
+        if self.retry_after_ms is None:
+            return {}
+        return {"retry-after-ms": str(self.retry_after_ms)}
 
 
 @dataclass(frozen=True)
@@ -434,7 +446,12 @@ def plan_response(request: Mapping[str, Any]) -> Plan:
     behaviour = choose_behaviour(user_text)
     if behaviour in {"err500", "err400", "err401", "err429"}:
         status, error_type = _ERRORS[behaviour.upper()]
-        error = ScriptedError(status, error_type, f"scripted error {status} from scripted model")
+        error = ScriptedError(
+            status,
+            error_type,
+            f"scripted error {status} from scripted model",
+            retry_after_ms=RETRY_AFTER_MS if status in _RETRYABLE_STATUSES else None,
+        )
         return Plan(
             behaviour,
             model_name,

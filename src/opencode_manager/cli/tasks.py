@@ -1,0 +1,312 @@
+"""Task commands: run, wait, result, results.
+
+Exit codes of a task: 0 completed, 10 failed, 11 timed out, 12 aborted (or cancelled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from ..client.types import Part
+from ..errors import UsageError
+from ..jsonl import JsonlEmitter
+from ..models import TaskRecord, TaskStatus
+from ..runner import Observer
+from ..tasks import TaskOptions
+from ..tracker import Ask
+from .main import Context
+from .output import err, human_duration, out, print_json
+
+pass_state = click.make_pass_decorator(Context)
+T = TypeVar("T")
+
+EXIT_FOR_STATUS = {
+    TaskStatus.COMPLETED: 0,
+    TaskStatus.FAILED: 10,
+    TaskStatus.TIMED_OUT: 11,
+    TaskStatus.ABORTED: 12,
+    TaskStatus.CANCELLED: 12,
+}
+STATUS_STYLE = {"completed": "green", "failed": "red", "timed_out": "yellow",
+                "aborted": "yellow", "cancelled": "dim", "running": "cyan", "pending": "dim"}
+
+
+def run_with_cancel(make: Callable[[asyncio.Event], Awaitable[T]]) -> T:
+    """Run a coroutine; the first Ctrl-C asks it to stop cleanly, the second one insists."""
+
+    async def main() -> T:
+        cancel = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        presses = 0
+
+        def on_sigint() -> None:
+            nonlocal presses
+            presses += 1
+            if presses > 1:
+                raise KeyboardInterrupt
+            err.print("ocm: stopping (Ctrl-C again to quit at once)…", markup=False)
+            cancel.set()
+
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        loop.add_signal_handler(signal.SIGTERM, cancel.set)
+        try:
+            return await make(cancel)
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+            loop.remove_signal_handler(signal.SIGTERM)
+
+    return asyncio.run(main())
+
+
+class LiveOutput:
+    """Progress while a task runs: text as it arrives, tools as one-line summaries (stderr),
+    or JSONL lines compatible with `opencode run --format json` (stdout)."""
+
+    def __init__(self, *, jsonl: bool, progress: bool) -> None:
+        self.jsonl = jsonl
+        self.progress = progress and err.is_terminal
+        self.emitter: JsonlEmitter | None = None
+        self._at_line_start = True
+
+    def observer(self) -> Observer:
+        return Observer(on_text=self._text, on_part=self._part, on_error=self._error,
+                        on_ask=self._ask, on_session=self._session, on_finish=self._finish)
+
+    def _session(self, session_id: str) -> None:
+        self.emitter = JsonlEmitter(session_id)
+
+    def _line(self, data: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(data) + "\n")
+        sys.stdout.flush()
+
+    def _text(self, delta: str) -> None:
+        if self.progress and not self.jsonl:
+            err.file.write(delta)
+            err.file.flush()
+            self._at_line_start = delta.endswith("\n")
+
+    def _part(self, part: Part) -> None:
+        if self.jsonl and self.emitter is not None:
+            if part.type == "text" and part.raw.get("synthetic"):
+                return
+            line = self.emitter.part(part)
+            if line is not None:
+                self._line(line)
+            return
+        if self.progress and part.type == "tool":
+            status = part.state.get("status")
+            if status in ("completed", "error"):
+                title = part.state.get("title") or json.dumps(part.state.get("input"))[:80]
+                self._newline()
+                style = "red" if status == "error" else "cyan"
+                err.print(Text(f"→ {part.tool}: {title} ({status})", style=style))
+
+    def _error(self, error: dict[str, Any]) -> None:
+        if self.jsonl and self.emitter is not None:
+            self._line(self.emitter.error(error))
+
+    def _ask(self, ask: Ask, answer: str) -> None:
+        if self.progress:
+            self._newline()
+            err.print(Text(f"! {ask.kind} asked; answered: {answer}", style="yellow"))
+
+    def _newline(self) -> None:
+        if not self._at_line_start:
+            err.file.write("\n")
+            self._at_line_start = True
+
+    def _finish(self, parts: list[Part]) -> None:
+        if self.jsonl and self.emitter is not None:
+            for line in self.emitter.backfill(p for p in parts if not p.raw.get("synthetic")):
+                self._line(line)
+        elif self.progress:
+            self._newline()
+
+
+def report(record: TaskRecord, *, as_json: bool, jsonl: bool) -> int:
+    """Print the outcome of a finished task; return its exit code."""
+    code = EXIT_FOR_STATUS.get(record.status, 1)
+    if as_json:
+        print_json(record.to_dict())
+    elif not jsonl and record.status is TaskStatus.COMPLETED:
+        out.print(record.text, markup=False, highlight=False, soft_wrap=True)
+    if record.status is not TaskStatus.COMPLETED and not as_json:
+        err.print(f"ocm: task {record.id} {record.status.value}: {_error_text(record)}",
+                  markup=False)
+    return code
+
+
+def _error_text(record: TaskRecord) -> str:
+    error = record.error or {}
+    data = error.get("data")
+    if isinstance(data, dict) and data.get("message"):
+        return f"{error.get('name', 'error')}: {data['message']}"
+    return str(error.get("message") or error.get("name") or "no details")
+
+
+@click.command()
+@click.argument("prompt")
+@click.option("-i", "--instance", metavar="REF", help="Instance (default: the least busy).")
+@click.option("--session", "session_id", metavar="ID", help="Continue this session.")
+@click.option("--model", metavar="P/M", help="Model as provider/model.")
+@click.option("--agent", metavar="A", help="Agent (build, plan, ...).")
+@click.option("--dir", "directory", metavar="PATH",
+              help="Project directory for the session (default: the instance's).")
+@click.option("--timeout", type=float, metavar="S", help="Abort the session after S seconds.")
+@click.option("--async", "detach", is_flag=True, help="Send it and return the task id.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="json: JSONL like `opencode run --format json`.")
+@click.option("--auto-approve", is_flag=True,
+              help="Approve permission asks (and pick first answers) instead of rejecting.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON.")
+@pass_state
+def run(state: Context, prompt: str, instance: str | None, session_id: str | None,
+        model: str | None, agent: str | None, directory: str | None, timeout: float | None,
+        detach: bool, fmt: str, auto_approve: bool, as_json: bool) -> int:
+    """Send PROMPT to an instance and print what the agent did ('-' reads stdin).
+
+    Uses the REST API (no extra OpenCode process), streams progress, aborts the session on
+    timeout or Ctrl-C, and stores the result record (`ocm result ID`). Exit codes: 0 completed,
+    10 failed, 11 timed out, 12 aborted.
+    """
+    if prompt == "-":
+        prompt = sys.stdin.read()
+    if as_json and fmt == "json":
+        raise UsageError("--json and --format json both print to stdout; choose one")
+    if directory is not None:
+        from pathlib import Path
+
+        path = Path(directory).expanduser().resolve()
+        if not path.is_dir():
+            raise UsageError(f"--dir {directory}: no such directory")
+        directory = str(path)
+    manager = state.manager()
+    options = TaskOptions(instance=instance, session_id=session_id, model=model, agent=agent,
+                          directory=directory, timeout=timeout, auto_approve=auto_approve)
+    live = LiveOutput(jsonl=fmt == "json", progress=not detach)
+
+    async def go(cancel: asyncio.Event) -> TaskRecord:
+        return await manager.arun(prompt, options, observer=live.observer(), cancel=cancel,
+                                  detach=detach)
+
+    record = run_with_cancel(go)
+    if detach:
+        info = {"task_id": record.id, "session_id": record.session_id,
+                "instance": record.instance, "status": record.status.value}
+        if as_json:
+            print_json(info)
+        else:
+            out.print(f"{record.id} {record.session_id} {record.instance}", markup=False)
+        return 0
+    return report(record, as_json=as_json, jsonl=fmt == "json")
+
+
+@click.command()
+@click.argument("task_id")
+@click.option("--timeout", type=float, metavar="S", help="Give up (and abort) after S seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON.")
+@pass_state
+def wait(state: Context, task_id: str, timeout: float | None, as_json: bool) -> int:
+    """Wait for a task started with `ocm run --async`; print its result."""
+    manager = state.manager()
+    live = LiveOutput(jsonl=False, progress=True)
+
+    async def go(cancel: asyncio.Event) -> TaskRecord:
+        return await manager.await_task(task_id, timeout=timeout, observer=live.observer(),
+                                        cancel=cancel)
+
+    record = run_with_cancel(go)
+    return report(record, as_json=as_json, jsonl=False)
+
+
+@click.command()
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
+@pass_state
+def result(state: Context, task_id: str, as_json: bool) -> None:
+    """Show the stored result of one task."""
+    record = state.manager().task(task_id)
+    if as_json:
+        print_json(record.to_dict())
+        return
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("task", record.id + (f" ({record.task_id})" if record.task_id else ""))
+    grid.add_row("status", Text(record.status.value, style=STATUS_STYLE.get(
+        record.status.value, "")))
+    if record.error:
+        grid.add_row("error", Text(_error_text(record), style="red"))
+    grid.add_row("instance", f"{record.instance or '-'} {record.url or ''}")
+    grid.add_row("session", record.session_id or "-")
+    grid.add_row("prompt", record.prompt)
+    grid.add_row("duration", human_duration(record.duration_s))
+    grid.add_row("steps", str(record.steps))
+    tokens = record.tokens or {}
+    grid.add_row("tokens", f"{tokens.get('input', 0)} in, {tokens.get('output', 0)} out, "
+                           f"{tokens.get('reasoning', 0)} reasoning; cost {record.cost:g}")
+    for call in record.tool_calls:
+        grid.add_row("tool", f"{call.get('tool')}: {call.get('title') or call.get('input')} "
+                             f"({call.get('status')})")
+    for item in record.todos:
+        if isinstance(item, dict):
+            grid.add_row("todo", f"[{item.get('status')}] {item.get('content')}")
+    for ask in record.asks:
+        grid.add_row("asked", f"{ask.get('kind')}: {ask.get('request')} -> {ask.get('answer')}")
+    if record.diff:
+        grid.add_row("diff", ", ".join(str(d.get("file")) for d in record.diff
+                                       if isinstance(d, dict)))
+    out.print(grid)
+    if record.text:
+        out.print()
+        out.print(record.text, markup=False, highlight=False, soft_wrap=True)
+
+
+@click.command()
+@click.option("--batch", "batch_id", metavar="ID", help="Only this batch's tasks.")
+@click.option("--status", metavar="S", help="Only tasks with this status.")
+@click.option("--limit", type=int, metavar="N", help="At most N (newest last).")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array.")
+@click.option("--jsonl", "as_jsonl", is_flag=True, help="One JSON record per line.")
+@pass_state
+def results(state: Context, batch_id: str | None, status: str | None, limit: int | None,
+            as_json: bool, as_jsonl: bool) -> None:
+    """List stored task results."""
+    if limit is not None and limit < 1:
+        raise UsageError(f"invalid --limit {limit}: must be 1 or more")
+    records = state.manager().tasks(batch_id=batch_id, status=status)
+    if limit:
+        records = records[-limit:]
+    if as_json:
+        print_json([r.to_dict() for r in records])
+        return
+    if as_jsonl:
+        for r in records:
+            sys.stdout.write(json.dumps(r.to_dict(), default=str) + "\n")
+        return
+    if not records:
+        err.print("no results", markup=False)
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("TASK", "STATUS", "INSTANCE", "SECONDS", "TOOLS", "PROMPT", "ANSWER"):
+        table.add_column(column, no_wrap=column not in ("PROMPT", "ANSWER"),
+                         max_width=40 if column in ("PROMPT", "ANSWER") else None,
+                         overflow="ellipsis")
+    for r in records:
+        table.add_row(r.id, Text(r.status.value, style=STATUS_STYLE.get(r.status.value, "")),
+                      r.instance or "-", f"{r.duration_s:.1f}" if r.duration_s else "-",
+                      str(len(r.tool_calls)), r.prompt.replace("\n", " "),
+                      r.text.replace("\n", " "))
+    out.print(table)
+
+
+COMMANDS = [run, wait, result, results]
