@@ -177,6 +177,7 @@ class TaskRecord:
     created_at: float
     batch_id: str | None = None
     task_id: str | None = None  # the id given in a batch file
+    pinned: str | None = None  # the instance a batch file tied it to
     instance: str | None = None
     url: str | None = None
     session_id: str | None = None

@@ -63,9 +63,9 @@ def cli(ctx: click.Context, opencode: str | None) -> None:
 
 
 def _register() -> None:
-    from . import instances, system, tasks
+    from . import batches, instances, system, tasks
 
-    for command in (*instances.COMMANDS, *tasks.COMMANDS, *system.COMMANDS):
+    for command in (*instances.COMMANDS, *tasks.COMMANDS, *batches.COMMANDS, *system.COMMANDS):
         cli.add_command(command)
 
 

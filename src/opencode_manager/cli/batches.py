@@ -1,0 +1,189 @@
+"""Batch commands: `ocm batch FILE`, `batch resume|ls|show`."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from .. import batch as batches
+from ..batchfile import parse as parse_batch_file
+from ..errors import UsageError
+from ..results import Batch
+from .main import Context
+from .output import ago, err, out, print_json
+from .tasks import STATUS_STYLE, run_with_cancel
+
+pass_state = click.make_pass_decorator(Context)
+
+EXIT_SOME_FAILED = 10
+EXIT_CANCELLED = 12
+
+
+class BatchGroup(click.Group):
+    """`ocm batch FILE ...` runs a file; `ocm batch resume|ls|show` manage batches."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=BatchGroup)
+def batch() -> None:
+    """Fan tasks out over instances: `ocm batch FILE`, or manage batches.
+
+    FILE is JSONL or YAML of {id?, prompt, instance?, dir?, model?, agent?, timeout?}, or
+    plain PORT:PROMPT lines. Exit codes: 0 all completed, 10 some failed or timed out,
+    12 cancelled.
+    """
+
+
+def _execute(state: Context, batch_id: str, as_json: bool) -> int:
+    manager = state.manager()
+    store = manager.store
+    total = len(store.list_tasks(batch_id=batch_id))
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                        MofNCompleteColumn(), TextColumn("{task.fields[counts]}"),
+                        TimeElapsedColumn(), console=err, transient=False,
+                        disable=not err.is_terminal)
+    bar = progress.add_task(batch_id, total=total, counts="")
+
+    def listener(update: batches.BatchProgress) -> None:
+        c = update.counts
+        done = sum(v for k, v in c.items() if k not in ("pending", "running"))
+        shown = ", ".join(f"{v} {k}" for k, v in sorted(c.items()) if v)
+        progress.update(bar, completed=done, counts=shown)
+
+    async def go(cancel: asyncio.Event) -> Batch:
+        run = batches.BatchRun(manager, store, batch_id, listener=listener, cancel=cancel)
+        return await run.run()
+
+    with progress:
+        result = run_with_cancel(go)
+    data = batches.summary(store, batch_id)
+    if as_json:
+        print_json(data)
+    else:
+        _summary_table(data)
+    if result.status == "cancelled":
+        return EXIT_CANCELLED
+    return 0 if data["counts"].get("completed", 0) == data["total"] else EXIT_SOME_FAILED
+
+
+def _summary_table(data: dict[str, Any]) -> None:
+    table = Table(box=None, header_style="bold", pad_edge=False,
+                  title=f"batch {data['id']}: {data['status']}", title_justify="left")
+    for column in ("TASK", "STATUS", "INSTANCE", "SECONDS", "ERROR"):
+        table.add_column(column, no_wrap=column != "ERROR")
+    for task in data["tasks"]:
+        table.add_row(task["id"], Text(task["status"], style=STATUS_STYLE.get(task["status"], "")),
+                      task["instance"] or "-",
+                      f"{task['duration_s']:.1f}" if task["duration_s"] else "-",
+                      task["error"] or "")
+    out.print(table)
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(data["counts"].items()))
+    took = f" in {data['duration_s']:.1f} s" if data["duration_s"] else ""
+    out.print(f"{data['total']} tasks: {counts}{took}", markup=False)
+
+
+@batch.command(name="run")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("-i", "--instance", "instances", multiple=True, metavar="REF",
+              help="Use these instances (default: every running one).")
+@click.option("--concurrency", type=int, metavar="N",
+              help="Tasks at once (default: instances x per-instance).")
+@click.option("--per-instance", type=int, default=2, show_default=True, metavar="K",
+              help="Tasks at once per instance.")
+@click.option("--timeout", type=float, metavar="S", help="Per-task timeout (seconds).")
+@click.option("--retries", type=int, default=0, show_default=True, metavar="K",
+              help="Extra attempts for failed tasks (infrastructure failures always retry).")
+@click.option("--out", "out_dir", metavar="DIR", help="Write one JSON per task + summary.json.")
+@click.option("--auto-approve", is_flag=True, help="Approve permission asks instead of rejecting.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_state
+def run_file(state: Context, file: str, instances: tuple[str, ...], concurrency: int | None,
+             per_instance: int, timeout: float | None, retries: int, out_dir: str | None,
+             auto_approve: bool, as_json: bool) -> int:
+    """Run every task in FILE (checked whole first, nothing runs if it is invalid)."""
+    if file == "-":
+        text, source = sys.stdin.read(), "<stdin>"
+    else:
+        path = Path(file)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise UsageError(f"cannot read {file}: {exc.strerror or exc}") from None
+        source = file
+    tasks = parse_batch_file(text, source=source)
+    options = batches.BatchOptions(
+        instances=list(instances), concurrency=concurrency, per_instance=per_instance,
+        timeout=timeout, retries=retries,
+        out=str(Path(out_dir).resolve()) if out_dir else None, auto_approve=auto_approve)
+    manager = state.manager()
+    created = batches.create(manager, manager.store, tasks, options, source=source)
+    if not as_json:
+        err.print(f"batch {created.id}: {len(tasks)} tasks", markup=False)
+    return _execute(state, created.id, as_json)
+
+
+@batch.command()
+@click.argument("batch_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_state
+def resume(state: Context, batch_id: str, as_json: bool) -> int:
+    """Finish an interrupted batch: no task lost, none sent twice."""
+    manager = state.manager()
+    data = batches.summary(manager.store, batch_id)
+    if data["status"] == "running":
+        raise UsageError(f"batch {batch_id} is still running (its process is alive)")
+    return _execute(state, batch_id, as_json)
+
+
+@batch.command(name="ls")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array.")
+@pass_state
+def ls(state: Context, as_json: bool) -> None:
+    """List batches."""
+    store = state.manager().store
+    rows = []
+    for item in store.batches():
+        data = batches.summary(store, item.id)
+        data.pop("tasks")
+        rows.append(data)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        err.print("no batches", markup=False)
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("BATCH", "STATUS", "DONE", "COUNTS", "CREATED", "SOURCE"):
+        table.add_column(column, no_wrap=True)
+    for row in rows:
+        table.add_row(row["id"], row["status"], f"{row['done']}/{row['total']}",
+                      ", ".join(f"{v} {k}" for k, v in sorted(row["counts"].items())),
+                      ago(row["created_at"]), row["source"] or "-")
+    out.print(table)
+
+
+@batch.command()
+@click.argument("batch_id")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_state
+def show(state: Context, batch_id: str, as_json: bool) -> None:
+    """Show one batch and its tasks."""
+    data = batches.summary(state.manager().store, batch_id)
+    if as_json:
+        print_json(data)
+    else:
+        _summary_table(data)
+
+
+COMMANDS = [batch]
