@@ -44,8 +44,10 @@ from .registry import Registry
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from .client.types import Message, Session
     from .results import TaskStore
     from .runner import Observer
+    from .sessions import SessionRow
     from .tasks import TaskOptions
 
 DEFAULT_START_TIMEOUT = 120.0
@@ -698,11 +700,67 @@ class Manager:
         return asyncio.run(self.await_task(task_id, timeout=timeout))
 
     def task(self, task_id: str) -> TaskRecord:
-        return self.store.get(task_id)
+        """A task's record; a running one is first checked against its server."""
+        from .tasks import refresh_task
+
+        return asyncio.run(refresh_task(self, self.store, task_id))
 
     def tasks(self, *, batch_id: str | None = None, status: str | None = None
               ) -> list[TaskRecord]:
         return self.store.list_tasks(batch_id=batch_id, status=status)
+
+    # -- sessions --------------------------------------------------------------------------
+    def sessions(self, ref: str | None = None) -> list[SessionRow]:
+        from .sessions import list_sessions
+
+        return list_sessions(self, ref)
+
+    def session(self, session_id: str, ref: str | None = None) -> tuple[InstanceRecord, Session]:
+        from .sessions import find_session
+
+        return find_session(self, session_id, ref)
+
+    def session_messages(self, session_id: str, ref: str | None = None) -> list[Message]:
+        from .sessions import session_messages
+
+        return session_messages(self, session_id, ref)
+
+    def session_todo(self, session_id: str, ref: str | None = None) -> list[Any]:
+        from .sessions import session_todo
+
+        return session_todo(self, session_id, ref)
+
+    def session_diff(self, session_id: str, ref: str | None = None) -> list[dict[str, Any]]:
+        from .sessions import session_diff
+
+        return session_diff(self, session_id, ref)
+
+    def abort_session(self, session_id: str, ref: str | None = None) -> str:
+        from .sessions import abort_session
+
+        return abort_session(self, session_id, ref)
+
+    def remove_session(self, session_id: str, ref: str | None = None) -> str:
+        from .sessions import remove_session
+
+        return remove_session(self, session_id, ref)
+
+    def api(self, ref: str, method: str, path: str, data: str | None = None,
+            directory: str | None = None) -> Any:
+        """Any OpenCode API call on an instance, authenticated (JSON in, JSON out)."""
+        from .sessions import api
+
+        return api(self, ref, method, path, data, directory)
+
+    def attach_command(self, ref: str, *, session_id: str | None = None,
+                       directory: str | None = None) -> tuple[list[str], dict[str, str]]:
+        """argv and environment that run `opencode attach` on an instance."""
+        from .sessions import attach_command
+
+        record = self.resolve(ref)
+        binary = binaries.find_binary(self.settings)
+        return attach_command(self, ref, binary.path, session_id=session_id,
+                              directory=directory, password=self._password(record))
 
     # -- doctor ----------------------------------------------------------------------------
     def doctor(self) -> list[Check]:

@@ -88,7 +88,7 @@ class TaskRunner:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
-        return await self._finish(state, outcome, started_ms)
+        return await self.finish(state, outcome, started_ms)
 
     # -- following the turn ----------------------------------------------------------------
     async def _read_events(self, queue: asyncio.Queue[Event | BaseException],
@@ -122,7 +122,7 @@ class TaskRunner:
                 return None
             if now >= next_poll or not stream_alive:
                 next_poll = now + self.poll_interval
-                if await self._looks_finished(state, started_ms):
+                if await self.looks_finished(state, started_ms):
                     return None
             wait = min(next_poll - now, 0.25)
             if deadline is not None:
@@ -149,7 +149,7 @@ class TaskRunner:
             if signals.terminal:
                 return None
 
-    async def _looks_finished(self, state: TurnState, started_ms: float) -> bool:
+    async def looks_finished(self, state: TurnState, started_ms: float) -> bool:
         """Polling fallback: not in /session/status, and the turn's last message is done."""
         record = self.record
         assert record.session_id is not None
@@ -208,7 +208,7 @@ class TaskRunner:
             await asyncio.sleep(0.2)  # polling for idle with a deadline
 
     # -- the record ------------------------------------------------------------------------
-    async def _finish(self, state: TurnState, stopped: TaskStatus | None,
+    async def finish(self, state: TurnState, stopped: TaskStatus | None,
                       started_ms: float) -> TaskRecord:
         record = self.record
         assert record.session_id is not None

@@ -161,6 +161,32 @@ def _infrastructure_failure(store: TaskStore, record: TaskRecord,
     return record
 
 
+async def refresh_task(fleet: Fleet, store: TaskStore, task_id: str) -> TaskRecord:
+    """The stored record; a running one is completed from the server if it has ended there."""
+    from .tracker import TurnState
+
+    record = store.get(task_id)
+    if record.status.final or not record.prompted or not record.session_id or not record.instance:
+        return record
+    try:
+        endpoint = fleet.endpoint(fleet.resolve(record.instance))
+    except (NotFoundError, ConflictError):
+        return record
+    if endpoint is None:
+        return record
+    async with httpx.AsyncClient(**http_options()) as http:
+        runner = TaskRunner(client=AsyncOpencodeClient(endpoint, http=http), record=record,
+                            persist=store.save, observer=Observer())
+        state = TurnState(session_id=record.session_id)
+        started_ms = (record.started_at or time.time()) * 1000.0 - 1000.0
+        try:
+            if await runner.looks_finished(state, started_ms):
+                return await runner.finish(state, None, started_ms)
+        except ServerError:
+            pass
+    return record
+
+
 async def wait_task(fleet: Fleet, store: TaskStore, task_id: str, *,
                     timeout: float | None = None, observer: Observer | None = None,
                     cancel: asyncio.Event | None = None) -> TaskRecord:

@@ -63,9 +63,10 @@ def cli(ctx: click.Context, opencode: str | None) -> None:
 
 
 def _register() -> None:
-    from . import batches, instances, system, tasks
+    from . import batches, instances, sessions, system, tasks
 
-    for command in (*instances.COMMANDS, *tasks.COMMANDS, *batches.COMMANDS, *system.COMMANDS):
+    for command in (*instances.COMMANDS, *tasks.COMMANDS, *batches.COMMANDS,
+                    *sessions.COMMANDS, *system.COMMANDS):
         cli.add_command(command)
 
 

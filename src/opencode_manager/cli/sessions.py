@@ -1,0 +1,205 @@
+"""Session commands: sessions, session show|messages|todo|diff|abort|rm, attach, api."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from ..errors import UsageError
+from .main import Context
+from .output import ago, err, out, print_json
+
+pass_state = click.make_pass_decorator(Context)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+instance_option = click.option("-i", "--instance", "ref", metavar="REF",
+                               help="Instance holding the session (default: ask them all).")
+
+
+@click.command(name="sessions")
+@click.argument("ref", required=False)
+@json_option
+@pass_state
+def sessions_cmd(state: Context, ref: str | None, as_json: bool) -> None:
+    """List sessions on every running instance (or on REF)."""
+    rows = state.manager().sessions(ref)
+    if as_json:
+        print_json([row.to_dict() for row in rows])
+        return
+    if not rows:
+        err.print("no sessions", markup=False)
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("INSTANCE", "SESSION", "STATUS", "UPDATED", "TITLE"):
+        table.add_column(column, no_wrap=column != "TITLE")
+    for row in rows:
+        style = "cyan" if row.status != "idle" else ""
+        table.add_row(row.instance, row.session.id, Text(row.status, style=style),
+                      ago(row.session.updated / 1000.0 if row.session.updated else None),
+                      row.session.title)
+    out.print(table)
+
+
+@click.group()
+def session() -> None:
+    """Look at or act on one session (found across instances unless -i is given)."""
+
+
+@session.command()
+@click.argument("session_id")
+@instance_option
+@json_option
+@pass_state
+def show(state: Context, session_id: str, ref: str | None, as_json: bool) -> None:
+    """Show a session."""
+    record, found = state.manager().session(session_id, ref)
+    if as_json:
+        print_json({"instance": record.name, **found.raw})
+        return
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("session", found.id)
+    grid.add_row("instance", record.name)
+    grid.add_row("title", found.title)
+    grid.add_row("directory", found.directory or "-")
+    grid.add_row("parent", found.parent_id or "-")
+    grid.add_row("updated", ago(found.updated / 1000.0 if found.updated else None))
+    out.print(grid)
+
+
+@session.command()
+@click.argument("session_id")
+@instance_option
+@json_option
+@pass_state
+def messages(state: Context, session_id: str, ref: str | None, as_json: bool) -> None:
+    """Print a session's messages (text, tool calls, errors)."""
+    found = state.manager().session_messages(session_id, ref)
+    if as_json:
+        print_json([m.raw for m in found])
+        return
+    for message in found:
+        style = "bold green" if message.role == "user" else "bold cyan"
+        out.print(Text(f"{message.role} {message.id}", style=style))
+        for part in message.parts:
+            if part.type in ("text", "reasoning") and part.text.strip():
+                prefix = "(thinking) " if part.type == "reasoning" else ""
+                out.print(prefix + part.text.strip(), markup=False, highlight=False)
+            elif part.type == "tool":
+                title = part.state.get("title") or json.dumps(part.state.get("input"))[:100]
+                out.print(Text(f"→ {part.tool}: {title} ({part.state.get('status')})",
+                               style="cyan"))
+        if message.error:
+            out.print(Text(f"error: {message.error.get('name')}: "
+                           f"{(message.error.get('data') or {}).get('message', '')}",
+                           style="red"))
+
+
+@session.command()
+@click.argument("session_id")
+@instance_option
+@json_option
+@pass_state
+def todo(state: Context, session_id: str, ref: str | None, as_json: bool) -> None:
+    """Print a session's todo list."""
+    items = state.manager().session_todo(session_id, ref)
+    if as_json:
+        print_json(items)
+        return
+    if not items:
+        err.print("no todos", markup=False)
+    for item in items:
+        if isinstance(item, dict):
+            out.print(f"[{item.get('status')}] {item.get('content')} ({item.get('priority')})",
+                      markup=False)
+
+
+@session.command()
+@click.argument("session_id")
+@instance_option
+@json_option
+@pass_state
+def diff(state: Context, session_id: str, ref: str | None, as_json: bool) -> None:
+    """Print the file changes a session made (per turn; git projects only)."""
+    changes = state.manager().session_diff(session_id, ref)
+    if as_json:
+        print_json(changes)
+        return
+    if not changes:
+        err.print("no changes (OpenCode reports diffs for git projects only)", markup=False)
+    for change in changes:
+        out.print(Text(f"{change.get('status')} {change.get('file')} "
+                       f"+{change.get('additions')} -{change.get('deletions')}", style="bold"))
+        if change.get("patch"):
+            out.print(str(change["patch"]), markup=False, highlight=False)
+
+
+@session.command()
+@click.argument("session_id")
+@instance_option
+@json_option
+@pass_state
+def abort(state: Context, session_id: str, ref: str | None, as_json: bool) -> None:
+    """Abort what a session is doing (it is left idle)."""
+    name = state.manager().abort_session(session_id, ref)
+    if as_json:
+        print_json({"aborted": session_id, "instance": name})
+    else:
+        out.print(f"aborted {session_id} on {name}", markup=False)
+
+
+@session.command(name="rm")
+@click.argument("session_id")
+@instance_option
+@json_option
+@pass_state
+def rm(state: Context, session_id: str, ref: str | None, as_json: bool) -> None:
+    """Delete a session (aborting it first)."""
+    name = state.manager().remove_session(session_id, ref)
+    if as_json:
+        print_json({"removed": session_id, "instance": name})
+    else:
+        out.print(f"removed {session_id} from {name}", markup=False)
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--session", "session_id", metavar="ID", help="Open this session.")
+@click.option("--dir", "directory", metavar="PATH", help="Directory to run in.")
+@pass_state
+def attach(state: Context, ref: str, session_id: str | None, directory: str | None) -> None:
+    """Open the OpenCode TUI on an instance (credentials passed by environment)."""
+    argv, extra = state.manager().attach_command(ref, session_id=session_id,
+                                                 directory=directory)
+    env = {**os.environ, **extra}
+    os.execvpe(argv[0], argv, env)  # noqa: S606 - replacing ourselves with the TUI
+
+
+@click.command()
+@click.argument("ref")
+@click.argument("method")
+@click.argument("path")
+@click.option("--data", metavar="JSON", help="Request body ('-' reads stdin).")
+@click.option("--dir", "directory", metavar="PATH", help="x-opencode-directory for the call.")
+@pass_state
+def api(state: Context, ref: str, method: str, path: str, data: str | None,
+        directory: str | None) -> None:
+    """Call any OpenCode API route on an instance, authenticated; prints the JSON answer.
+
+    Example: ocm api oc-1 GET /config
+    """
+    if data == "-":
+        data = sys.stdin.read()
+    if not path.startswith("/"):
+        raise UsageError(f"invalid path {path!r}: it must start with /")
+    result: Any = state.manager().api(ref, method, path, data, directory)
+    print_json(result)
+
+
+COMMANDS = [sessions_cmd, session, attach, api]
