@@ -18,10 +18,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from helpers import Ocm, run_ocm
 from opencode_manager import binary as binaries
 from opencode_manager.scripted_model import ScriptedModelServer, opencode_config
 from opencode_manager.settings import PINNED_OPENCODE_VERSION, Settings
+
+from helpers import Ocm, run_ocm
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "OPENCODE_MANAGER_TEST_MARK"  # not OCM_*: servers must inherit it too

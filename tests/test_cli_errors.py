@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import assert_one_line_error, run_ocm
 from opencode_manager.models import InstanceSpec, State
 from opencode_manager.registry import Registry
+
+from helpers import assert_one_line_error, run_ocm
 
 
 @pytest.mark.parametrize(

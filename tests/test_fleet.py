@@ -11,9 +11,10 @@ import httpx
 import psutil
 import pytest
 
+from opencode_manager.scripted_model import ScriptedModelServer
+
 from conftest import CORS_ORIGIN, Fleet
 from helpers import run_ocm, wait_for
-from opencode_manager.scripted_model import ScriptedModelServer
 
 REQUIRED = {"name", "status", "managed", "pid", "port", "url", "hostname", "version", "healthy",
             "started_at", "uptime_s", "restarts", "rss_bytes", "cpu_percent", "log", "dir",

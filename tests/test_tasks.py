@@ -1,0 +1,209 @@
+"""Integration: `ocm run`, results and sessions on the shared fleet (real servers, scripted model).
+
+Each test uses prompts of its own, so they can share the fleet's servers and registry.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from opencode_manager.scripted_model import ScriptedModelServer
+
+from conftest import Fleet
+from helpers import assert_one_line_error, run_ocm, wait_for
+
+
+def _run(fleet: Fleet, *args: str) -> tuple[int, dict[str, Any]]:
+    result = run_ocm("run", *args, "--json", env=fleet.env, timeout=180)
+    assert result.stdout, str(result)
+    data = result.json()
+    assert isinstance(data, dict)
+    return result.returncode, data
+
+
+def _tag() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def test_text_reply(fleet: Fleet) -> None:
+    tag = _tag()
+    code, record = _run(fleet, f"hello {tag}", "-i", "oc-1")
+    assert code == 0
+    assert record["status"] == "completed"
+    assert record["text"] == f"Scripted reply. You said: hello {tag}"
+    assert record["instance"] == "oc-1"
+    assert record["session_id"].startswith("ses_")
+    assert record["steps"] == 1
+    assert record["tokens"]["input"] > 0
+    assert record["duration_s"] > 0
+    plain = run_ocm("run", f"plain {tag}", "-i", "oc-1", env=fleet.env)
+    assert plain.returncode == 0
+    assert plain.stdout.strip() == f"Scripted reply. You said: plain {tag}"
+
+
+def test_bash_tool_output_lands_in_tool_calls(fleet: Fleet) -> None:
+    tag = _tag()
+    code, record = _run(fleet, f"BASH: echo out-{tag}")
+    assert code == 0
+    [call] = record["tool_calls"]
+    assert call["tool"] == "bash"
+    assert call["status"] == "completed"
+    assert call["input"] == {"command": f"echo out-{tag}"}
+    assert call["output"] == f"out-{tag}\n"
+    assert call["ended_at"] >= call["started_at"] > 0
+    assert record["text"] == f"Tool said: out-{tag}"
+    assert record["steps"] == 2
+
+
+def test_todos(fleet: Fleet) -> None:
+    code, record = _run(fleet, f"TODO {_tag()}")
+    assert code == 0
+    assert [t["content"] for t in record["todos"]] == ["First task", "Second task",
+                                                       "Third task"]
+    assert record["tool_calls"][0]["tool"] == "todowrite"
+
+
+def test_model_500_becomes_failed_with_the_error(fleet: Fleet) -> None:
+    code, record = _run(fleet, f"ERR500 {_tag()}")
+    assert code == 10
+    assert record["status"] == "failed"
+    assert record["error"]["name"] == "APIError"
+    assert record["error"]["data"]["statusCode"] == 500
+    assert "scripted error 500" in record["error"]["data"]["message"]
+
+
+def test_timeout_aborts_and_leaves_the_session_idle(fleet: Fleet) -> None:
+    code, record = _run(fleet, f"SLEEP 60 {_tag()}", "--timeout", "2", "-i", "oc-2")
+    assert code == 11
+    assert record["status"] == "timed_out"
+    assert record["duration_s"] < 20
+    status = run_ocm("api", "oc-2", "GET", "/session/status", env=fleet.env, check=True).json()
+    assert isinstance(status, dict)
+    assert record["session_id"] not in status
+
+
+def test_format_json_is_compatible_and_keeps_the_final_step(fleet: Fleet) -> None:
+    tag = _tag()
+    result = run_ocm("run", f"BASH: echo j-{tag}", "--format", "json", env=fleet.env,
+                     check=True)
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["type"] for line in lines] == ["step_start", "tool_use", "step_finish",
+                                                "step_start", "text", "step_finish"]
+    session = lines[0]["sessionID"]
+    assert all(set(line) == {"type", "timestamp", "sessionID", "part"} for line in lines)
+    assert all(line["sessionID"] == session for line in lines)
+    assert lines[1]["part"]["state"]["output"] == f"j-{tag}\n"
+    assert lines[4]["part"]["text"].strip() == f"Tool said: j-{tag}"  # `--attach` drops it
+    failed = run_ocm("run", f"ERR400 {tag}", "--format", "json", env=fleet.env)
+    assert failed.returncode == 10
+    errors = [json.loads(x) for x in failed.stdout.splitlines() if '"error"' in x]
+    assert errors[-1]["type"] == "error"
+    assert errors[-1]["error"]["name"] == "APIError"
+
+
+def test_async_then_wait_and_result(fleet: Fleet) -> None:
+    tag = _tag()
+    started = run_ocm("run", f"SLEEP 1 {tag}", "--async", "--json", env=fleet.env,
+                      check=True).json()
+    assert isinstance(started, dict)
+    assert started["status"] == "running"
+    assert started["session_id"].startswith("ses_")
+    waited = run_ocm("wait", started["task_id"], "--json", env=fleet.env, check=True).json()
+    assert isinstance(waited, dict)
+    assert waited["status"] == "completed"
+    assert waited["text"] == f"Scripted reply. You said: SLEEP 1 {tag}"
+    shown = run_ocm("result", started["task_id"], "--json", env=fleet.env, check=True).json()
+    assert shown == waited
+    listed = run_ocm("results", "--jsonl", env=fleet.env, check=True).stdout.splitlines()
+    assert any(json.loads(line)["id"] == started["task_id"] for line in listed)
+    human = run_ocm("result", started["task_id"], env=fleet.env, check=True).stdout
+    assert "completed" in human
+    assert f"SLEEP 1 {tag}" in human
+
+
+def test_asks_are_rejected_by_default_and_reported(fleet: Fleet) -> None:
+    code, record = _run(fleet, f"QUESTION {_tag()}")
+    assert code == 0
+    assert [(a["kind"], a["answer"]) for a in record["asks"]] == [("question", "rejected")]
+    assert record["tool_calls"][0]["status"] == "error"
+    code, record = _run(fleet, "READ: /etc/hostname")
+    assert code == 0
+    assert [(a["kind"], a["answer"]) for a in record["asks"]] == [("permission", "reject")]
+    assert record["asks"][0]["request"]["permission"] == "external_directory"
+    assert record["tool_calls"][0]["status"] == "error"
+    code, approved = _run(fleet, "READ: /etc/hostname", "--auto-approve")
+    assert code == 0
+    assert [(a["kind"], a["answer"]) for a in approved["asks"]] == [("permission", "once")]
+    assert approved["tool_calls"][0]["status"] == "completed"
+
+
+def test_least_busy_instance_is_chosen(fleet: Fleet, model: ScriptedModelServer) -> None:
+    tag = _tag()
+    busy = [run_ocm("run", f"SLEEP 8 busy-{tag}-{n}", "-i", name, "--async", "--json",
+                    env=fleet.env, check=True).json() for n, name in enumerate(["oc-1", "oc-2"])]
+
+    def both_busy() -> bool:
+        status = [run_ocm("api", name, "GET", "/session/status", env=fleet.env,
+                          check=True).json() for name in ("oc-1", "oc-2")]
+        return all(status)
+
+    wait_for(both_busy, timeout=30, message="oc-1 and oc-2 busy")
+    code, record = _run(fleet, f"free {tag}")
+    assert code == 0
+    assert record["instance"] == "oc-3"
+    for started in busy:
+        assert isinstance(started, dict)
+        run_ocm("wait", started["task_id"], env=fleet.env, check=True)
+
+
+def test_sessions_commands(fleet: Fleet) -> None:
+    tag = _tag()
+    _, record = _run(fleet, f"TODO sessions-{tag}", "-i", "oc-1")
+    sid = record["session_id"]
+    listed = run_ocm("sessions", "--json", env=fleet.env, check=True).json()
+    assert isinstance(listed, list)
+    assert any(row["id"] == sid and row["instance"] == "oc-1" for row in listed)
+    shown = run_ocm("session", "show", sid, "--json", env=fleet.env, check=True).json()
+    assert isinstance(shown, dict)
+    assert shown["instance"] == "oc-1"
+    todos = run_ocm("session", "todo", sid, "--json", env=fleet.env, check=True).json()
+    assert isinstance(todos, list)
+    assert len(todos) == 3
+    messages = run_ocm("session", "messages", sid, env=fleet.env, check=True).stdout
+    assert f"TODO sessions-{tag}" in messages
+    assert "todowrite" in messages
+    run_ocm("session", "abort", sid, env=fleet.env, check=True)
+    run_ocm("session", "rm", sid, "-i", "oc-1", env=fleet.env, check=True)
+    assert_one_line_error(run_ocm("session", "show", sid, env=fleet.env), 3,
+                          f"no session {sid}")
+
+
+def test_api_passthrough(fleet: Fleet) -> None:
+    config = run_ocm("api", "oc-1", "GET", "/config", env=fleet.env, check=True).json()
+    assert isinstance(config, dict)
+    assert config["model"] == "scripted/scripted-model"
+    made = run_ocm("api", "oc-1", "POST", "/session", "--data", '{"title": "via api"}',
+                   env=fleet.env, check=True).json()
+    assert isinstance(made, dict)
+    assert made["title"] == "via api"
+    assert_one_line_error(run_ocm("api", "oc-1", "GET", "/no/such/route", env=fleet.env), 8,
+                          "not an API route")
+    assert_one_line_error(run_ocm("api", "oc-1", "POST", "/session", "--data", "{oops",
+                                  env=fleet.env), 2, "invalid --data")
+
+
+def test_bad_task_input(fleet: Fleet) -> None:
+    env = fleet.env
+    assert_one_line_error(run_ocm("run", "hi", "-i", "nope", env=env), 3, "no instance named")
+    assert_one_line_error(run_ocm("run", "hi", "-i", "oc-1", "--session", "ses_nope", env=env),
+                          3, "no session ses_nope on oc-1")
+    assert_one_line_error(run_ocm("run", "  ", env=env), 2, "empty prompt")
+    assert_one_line_error(run_ocm("run", "hi", "--timeout", "0", env=env), 2, "--timeout")
+    assert_one_line_error(run_ocm("run", "hi", "--timeout", "-3", env=env), 2, "--timeout")
+    assert_one_line_error(run_ocm("run", "hi", "--model", "nomodel", env=env), 2, "--model")
+    assert_one_line_error(run_ocm("wait", "t-nope", env=env), 3, "no task 't-nope'")
+    assert_one_line_error(run_ocm("result", "t-nope", env=env), 3, "no task 't-nope'")
+    assert_one_line_error(run_ocm("results", "--status", "weird", env=env), 2, "--status")
+    assert_one_line_error(run_ocm("session", "show", "bogus", env=env), 2, "session ids start")
