@@ -1,27 +1,88 @@
 """opencode-manager: run and operate fleets of OpenCode servers safely.
 
-The public API is re-exported here; everything else is an implementation detail.
+The public API is re-exported here, loaded on first use (so `ocm` and the keeper import only
+what they need); everything else is an implementation detail.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from .binary import Binary, find_binary, install
-from .client import AsyncOpencodeClient, Endpoint, OpencodeClient
-from .errors import (
-    BinaryError,
-    ConflictError,
-    NotFoundError,
-    OcmError,
-    ServerError,
-    StartError,
-    StateError,
-    UsageError,
-)
-from .manager import Check, CleanupReport, Manager, StopResult
-from .models import InstanceInfo, InstanceRecord, InstanceSpec, ProcessIdentity, State, Status
-from .settings import PINNED_OPENCODE_VERSION, Settings
+_EXPORTS = {
+    "PINNED_OPENCODE_VERSION": "settings",
+    "AsyncOpencodeClient": "client",
+    "Binary": "binary",
+    "BinaryError": "errors",
+    "Check": "manager",
+    "CleanupReport": "manager",
+    "ConflictError": "errors",
+    "Endpoint": "client",
+    "InstanceInfo": "models",
+    "InstanceRecord": "models",
+    "InstanceSpec": "models",
+    "Manager": "manager",
+    "NotFoundError": "errors",
+    "OcmError": "errors",
+    "OpencodeClient": "client",
+    "ProcessIdentity": "models",
+    "ServerError": "errors",
+    "Settings": "settings",
+    "StartError": "errors",
+    "State": "models",
+    "StateError": "errors",
+    "Status": "models",
+    "StopResult": "manager",
+    "TaskOptions": "tasks",
+    "TaskRecord": "models",
+    "TaskStatus": "models",
+    "UsageError": "errors",
+    "find_binary": "binary",
+    "install": "binary",
+}
+
+if TYPE_CHECKING:
+    from .binary import Binary, find_binary, install
+    from .client import AsyncOpencodeClient, Endpoint, OpencodeClient
+    from .errors import (
+        BinaryError,
+        ConflictError,
+        NotFoundError,
+        OcmError,
+        ServerError,
+        StartError,
+        StateError,
+        UsageError,
+    )
+    from .manager import Check, CleanupReport, Manager, StopResult
+    from .models import (
+        InstanceInfo,
+        InstanceRecord,
+        InstanceSpec,
+        ProcessIdentity,
+        State,
+        Status,
+        TaskRecord,
+        TaskStatus,
+    )
+    from .settings import PINNED_OPENCODE_VERSION, Settings
+    from .tasks import TaskOptions
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'opencode_manager' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __all__ = [
     "PINNED_OPENCODE_VERSION",
@@ -47,6 +108,9 @@ __all__ = [
     "StateError",
     "Status",
     "StopResult",
+    "TaskOptions",
+    "TaskRecord",
+    "TaskStatus",
     "UsageError",
     "__version__",
     "find_binary",

@@ -26,7 +26,7 @@ POLL_INTERVAL = 2.0
 CONNECT_TIMEOUT = 5.0
 ERROR_GRACE = 2.0  # after session.error, how long to wait for idle before ending anyway
 SETTLE_TIMEOUT = 10.0  # after an abort, how long to wait for the session to go idle
-TAIL_GRACE = 0.3  # the final message.updated arrives just after idle
+TAIL_GRACE = 2.0  # at most this long for the final message to be stored after idle
 
 
 @dataclass
@@ -212,13 +212,20 @@ class TaskRunner:
                       started_ms: float) -> TaskRecord:
         record = self.record
         assert record.session_id is not None
-        await asyncio.sleep(TAIL_GRACE)  # the error-bearing message.updated comes after idle
-        messages = await self.client.messages(record.session_id)
-        user_id = state.user_message_id
-        if user_id is None or not any(m.id == user_id for m in messages):
-            user = find_user_message(messages, record.prompt, not_before_ms=started_ms)
-            user_id = user.id if user else None
-        turn = build_turn(messages, user_id)
+        # After an error or an abort, the message carrying it is stored just after the idle:
+        # re-read until the turn's last message is final (briefly).
+        deadline = time.monotonic() + TAIL_GRACE
+        while True:
+            messages = await self.client.messages(record.session_id)
+            user_id = state.user_message_id
+            if user_id is None or not any(m.id == user_id for m in messages):
+                user = find_user_message(messages, record.prompt, not_before_ms=started_ms)
+                user_id = user.id if user else None
+            turn = build_turn(messages, user_id)
+            settled = turn.completed and (turn.error is not None or not state.error_seen)
+            if settled or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.05)  # polling the stored messages with a deadline
         record.text = turn.text
         record.steps = turn.steps
         record.tool_calls = turn.tool_calls

@@ -186,4 +186,3 @@ def show(state: Context, batch_id: str, as_json: bool) -> None:
         _summary_table(data)
 
 
-COMMANDS = [batch]

@@ -333,4 +333,3 @@ def _print_log_line(label: str | None, line: str) -> None:
     out.print(text, soft_wrap=True)
 
 
-COMMANDS = [start, ls, status, env, stop, restart, rm, cleanup, logs]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .. import __version__
 from ..errors import OcmError, StartError
-from ..manager import Manager
 from ..settings import Settings
 from .output import err
 
@@ -25,6 +25,10 @@ EXIT_INTERRUPTED = 130
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+if TYPE_CHECKING:
+    from ..manager import Manager
+
+
 class Context:
     """What every command needs: settings resolved once, and a lazily opened manager."""
 
@@ -36,6 +40,8 @@ class Context:
         return Settings.load(opencode=opencode or self.opencode)
 
     def manager(self, opencode: str | None = None) -> Manager:
+        from ..manager import Manager
+
         if self._manager is None or opencode:
             self._manager = Manager(self.settings(opencode))
         return self._manager
@@ -45,7 +51,48 @@ class Context:
             self._manager.close()
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+# name -> (module, attribute): commands are imported only when used, so `ocm ls` does not pay
+# for the batch machinery (click's documented lazy-group pattern).
+LAZY_COMMANDS = {
+    "start": ("instances", "start"),
+    "ls": ("instances", "ls"),
+    "status": ("instances", "status"),
+    "env": ("instances", "env"),
+    "stop": ("instances", "stop"),
+    "restart": ("instances", "restart"),
+    "rm": ("instances", "rm"),
+    "cleanup": ("instances", "cleanup"),
+    "logs": ("instances", "logs"),
+    "run": ("tasks", "run"),
+    "wait": ("tasks", "wait"),
+    "result": ("tasks", "result"),
+    "results": ("tasks", "results"),
+    "batch": ("batches", "batch"),
+    "sessions": ("sessions", "sessions_cmd"),
+    "session": ("sessions", "session"),
+    "attach": ("sessions", "attach"),
+    "api": ("sessions", "api"),
+    "install": ("system", "install"),
+    "doctor": ("system", "doctor"),
+    "demo": ("system", "demo"),
+    "model-server": ("system", "model_server"),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(LAZY_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = LAZY_COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module = importlib.import_module(f"{__package__}.{target[0]}")
+        command: click.Command = getattr(module, target[1])
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="ocm")
 @click.option("--opencode", "opencode", metavar="PATH", envvar="OCM_OPENCODE",
               help="opencode binary to use (default: $OCM_OPENCODE, PATH, ~/.opencode/bin, "
@@ -60,17 +107,6 @@ def cli(ctx: click.Context, opencode: str | None) -> None:
     state = Context(opencode)
     ctx.obj = state
     ctx.call_on_close(state.close)
-
-
-def _register() -> None:
-    from . import batches, instances, sessions, system, tasks
-
-    for command in (*instances.COMMANDS, *tasks.COMMANDS, *batches.COMMANDS,
-                    *sessions.COMMANDS, *system.COMMANDS):
-        cli.add_command(command)
-
-
-_register()
 
 
 def _one_line(text: str) -> str:

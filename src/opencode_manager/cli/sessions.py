@@ -202,4 +202,3 @@ def api(state: Context, ref: str, method: str, path: str, data: str | None,
     print_json(result)
 
 
-COMMANDS = [sessions_cmd, session, attach, api]

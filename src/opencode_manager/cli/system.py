@@ -99,4 +99,3 @@ def model_server(host: str, port: int) -> None:
     serve_forever(host, port)
 
 
-COMMANDS = [install, doctor, demo, model_server]

@@ -309,4 +309,3 @@ def results(state: Context, batch_id: str | None, status: str | None, limit: int
     out.print(table)
 
 
-COMMANDS = [run, wait, result, results]
