@@ -318,3 +318,22 @@ def test_ten_concurrent_starts_give_ten_distinct_instances() -> None:
     assert isinstance(stopped, list)
     assert len(stopped) == 10
     assert _instance_processes() == []
+
+
+def test_a_task_on_a_server_that_dies_fails_instead_of_hanging(model_env: list[str]) -> None:
+    [info] = _start("dies", env_items=model_env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "opencode_manager", "run", "SLEEP 120 doomed", "-i", "dies",
+         "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    creds = run_ocm("env", "dies", "--json", check=True).json()
+    assert isinstance(creds, dict)
+    auth = (creds["OPENCODE_SERVER_USERNAME"], creds["OPENCODE_SERVER_PASSWORD"])
+    wait_for(lambda: httpx.get(f"{info['url']}/session/status", auth=auth,
+                               trust_env=False).json(), timeout=30, message="the task running")
+    os.kill(info["pid"], signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 10, err
+    record = json.loads(out)
+    assert record["status"] == "failed"
+    assert record["error"]["name"] == "InstanceUnreachable"
+    run_ocm("stop", "--all")

@@ -6,9 +6,15 @@ Each test uses prompts of its own, so they can share the fleet's servers and reg
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
+from opencode_manager import Manager, Settings
 from opencode_manager.scripted_model import ScriptedModelServer
 
 from conftest import Fleet
@@ -207,3 +213,76 @@ def test_bad_task_input(fleet: Fleet) -> None:
     assert_one_line_error(run_ocm("result", "t-nope", env=env), 3, "no task 't-nope'")
     assert_one_line_error(run_ocm("results", "--status", "weird", env=env), 2, "--status")
     assert_one_line_error(run_ocm("session", "show", "bogus", env=env), 2, "session ids start")
+
+
+def _popen_ocm(fleet: Fleet, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "opencode_manager", *args],
+                            env={**os.environ, **fleet.env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _busy(fleet: Fleet, name: str) -> dict[str, Any]:
+    status = run_ocm("api", name, "GET", "/session/status", env=fleet.env, check=True).json()
+    assert isinstance(status, dict)
+    return status
+
+
+def test_ctrl_c_aborts_the_session(fleet: Fleet) -> None:
+    proc = _popen_ocm(fleet, "run", f"SLEEP 60 ctrl-c {_tag()}", "-i", "oc-3", "--json")
+    wait_for(lambda: _busy(fleet, "oc-3"), timeout=30, message="the session busy")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 12, err
+    record = json.loads(out)
+    assert record["status"] == "aborted"
+    assert record["session_id"] not in _busy(fleet, "oc-3")
+    assert "Traceback" not in err
+
+
+def test_ctrl_c_cancels_a_batch(fleet: Fleet, tmp_path: Path) -> None:
+    tag = _tag()
+    batch_file = tmp_path / "slow.jsonl"
+    batch_file.write_text("".join(json.dumps({"prompt": f"SLEEP 60 cancel-{tag}-{i}"}) + "\n"
+                                  for i in range(6)))
+    proc = _popen_ocm(fleet, "batch", str(batch_file), "-i", "oc-1", "--per-instance", "2",
+                      "--json")
+    wait_for(lambda: len(_busy(fleet, "oc-1")) == 2, timeout=30, message="two tasks running")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 12, err
+    summary = json.loads(out)
+    assert summary["status"] == "cancelled"
+    assert summary["counts"] == {"aborted": 2, "cancelled": 4}
+    assert _busy(fleet, "oc-1") == {}
+
+
+def test_diff_of_a_git_project(fleet: Fleet, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "a.txt").write_text("original\n")
+    git = ["git", "-c", "user.email=t@example.test", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "."], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], cwd=repo, check=True)
+    code, record = _run(fleet, "WRITE: a.txt", "-i", "oc-2", "--dir", str(repo))
+    assert code == 0
+    assert record["directory"] == str(repo)
+    [change] = record["diff"]
+    assert change["file"] == "a.txt"
+    assert change["status"] == "modified"
+    assert "+scripted content" in change["patch"]
+    assert (repo / "a.txt").read_text() == "scripted content\n"
+    shown = run_ocm("session", "diff", record["session_id"], "--json", env=fleet.env,
+                    check=True).json()
+    assert isinstance(shown, list)
+    assert [c["file"] for c in shown] == ["a.txt"]
+
+
+def test_attach_passes_credentials_by_environment(fleet: Fleet) -> None:
+    settings = Settings.load(environ={**os.environ, **fleet.env})
+    with Manager(settings) as manager:
+        argv, env = manager.attach_command("oc-1", session_id="ses_x")
+        password = manager.env("oc-1")["OPENCODE_SERVER_PASSWORD"]
+    assert argv[1:] == ["attach", fleet.instances[0]["url"], "--session", "ses_x"]
+    assert password not in " ".join(argv)
+    assert env == {"OPENCODE_SERVER_USERNAME": "opencode", "OPENCODE_SERVER_PASSWORD": password}

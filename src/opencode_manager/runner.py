@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .client import AsyncOpencodeClient
+from .client.events import DISCONNECTED, RECONNECTED
 from .client.types import Event, Part
 from .errors import OcmError, ServerError
 from .models import TaskRecord, TaskStatus
@@ -26,6 +27,7 @@ POLL_INTERVAL = 2.0
 CONNECT_TIMEOUT = 5.0
 ERROR_GRACE = 2.0  # after session.error, how long to wait for idle before ending anyway
 SETTLE_TIMEOUT = 10.0  # after an abort, how long to wait for the session to go idle
+UNREACHABLE_LIMIT = 10.0  # give up on a server that answers nothing for this long
 TAIL_GRACE = 2.0  # at most this long for the final message to be stored after idle
 
 
@@ -55,6 +57,7 @@ class TaskRunner:
     auto_approve: bool = False
     cancel: asyncio.Event | None = None
     poll_interval: float = POLL_INTERVAL
+    _unreachable_since: float | None = None
 
     async def run(self) -> TaskRecord:
         record = self.record
@@ -94,7 +97,7 @@ class TaskRunner:
     async def _read_events(self, queue: asyncio.Queue[Event | BaseException],
                            connected: asyncio.Event) -> None:
         try:
-            async for event in self.client.events(self.record.directory):
+            async for event in self.client.events(self.record.directory, reconnect=True):
                 connected.set()
                 await queue.put(event)
         except ServerError as exc:
@@ -135,6 +138,13 @@ class TaskRunner:
                 stream_alive = False  # the stream is gone: polling carries on alone
                 await asyncio.sleep(min(self.poll_interval, 0.5))  # poll pacing
                 continue
+            if item.type in (DISCONNECTED, RECONNECTED):
+                # Events were (or may have been) missed: let the poll resync from REST now.
+                stream_alive = item.type == RECONNECTED
+                next_poll = time.monotonic()
+                if not stream_alive:
+                    await asyncio.sleep(min(self.poll_interval, 0.5))  # poll pacing
+                continue
             signals = feed(state, item, started_ms=started_ms)
             if signals.ask is not None:
                 await self._answer(signals.ask)
@@ -155,8 +165,15 @@ class TaskRunner:
         assert record.session_id is not None
         try:
             busy = await self.client.session_status(record.directory)
-        except ServerError:
+        except ServerError as exc:
+            if exc.status_code is not None:
+                return False
+            # Unreachable: a blip is fine, a dead server is not worth waiting for.
+            self._unreachable_since = self._unreachable_since or time.monotonic()
+            if time.monotonic() - self._unreachable_since > UNREACHABLE_LIMIT:
+                raise
             return False
+        self._unreachable_since = None
         if record.session_id in busy:
             state.busy_seen = True
             return False

@@ -7,6 +7,7 @@ reconnect. ``/event`` frames are ``{"type", "properties"}``; ``/global/event`` w
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -83,3 +84,45 @@ async def stream_events(
             f"{endpoint.name or endpoint.base_url}: event stream lost ({exc.__class__.__name__})",
             instance=endpoint.name,
         ) from exc
+
+
+RECONNECTED = "ocm.reconnected"  # a synthetic event: the stream was lost and is back
+DISCONNECTED = "ocm.disconnected"  # a synthetic event: the stream was lost; retrying
+
+
+async def follow_events(
+    http: httpx.AsyncClient,
+    endpoint: Endpoint,
+    *,
+    directory: str | None = None,
+    global_stream: bool = False,
+    max_delay: float = 5.0,
+) -> AsyncIterator[Event]:
+    """Events across reconnects (with backoff), marked by synthetic events.
+
+    OpenCode keeps no history, so after `ocm.reconnected` a caller must resync what it
+    tracks over REST. 401 is final: retrying with the same credentials cannot help.
+    """
+    delay = 0.1
+    lost = False
+    while True:
+        try:
+            async for event in stream_events(http, endpoint, directory=directory,
+                                             global_stream=global_stream):
+                if lost:
+                    lost = False
+                    delay = 0.1
+                    yield Event(type=RECONNECTED, properties={})
+                yield event
+        except ServerError as exc:
+            if exc.status_code == 401:
+                raise
+            if not lost:
+                lost = True
+                yield Event(type=DISCONNECTED, properties={"error": str(exc)})
+        else:
+            if not lost:
+                lost = True
+                yield Event(type=DISCONNECTED, properties={"error": "stream ended"})
+        await asyncio.sleep(delay)  # backoff before reconnecting
+        delay = min(delay * 2, max_delay)

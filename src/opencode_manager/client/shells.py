@@ -10,7 +10,7 @@ import httpx
 
 from . import operations as ops
 from .core import Endpoint, Operation, build_request, read_response, transport_error
-from .events import stream_events
+from .events import follow_events, stream_events
 from .types import Event, Message, Session
 
 T = TypeVar("T")
@@ -181,9 +181,12 @@ class AsyncOpencodeClient(_Base):
     async def diff(self, session_id: str, message_id: str | None = None) -> list[Any]:
         return await self.call(ops.diff(session_id, message_id))
 
-    def events(self, directory: str | None = None, *,
-               global_stream: bool = False) -> AsyncIterator[Event]:
-        """The server's event stream (one connection; see client.events)."""
+    def events(self, directory: str | None = None, *, global_stream: bool = False,
+               reconnect: bool = False) -> AsyncIterator[Event]:
+        """The server's event stream; with reconnect, across drops (see client.events)."""
+        if reconnect:
+            return follow_events(self._http, self.endpoint, directory=directory,
+                                 global_stream=global_stream)
         return stream_events(self._http, self.endpoint, directory=directory,
                              global_stream=global_stream)
 
