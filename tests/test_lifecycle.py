@@ -59,7 +59,7 @@ def _free_port() -> int:
 
 def test_crash_is_seen_and_stop_all_spares_a_foreign_server(tmp_path: Path,
                                                             opencode_bin: str) -> None:
-    infos = _start("-n", "2")
+    infos = _start("-n", "2", "--restart", "never")
     # A bare `opencode serve` started by hand, the way people do today.
     foreign_dir = tmp_path / "foreign"
     foreign_dir.mkdir()

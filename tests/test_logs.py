@@ -44,3 +44,15 @@ def test_follow_yields_appended_lines(tmp_path: Path) -> None:
         if len(got) == 2:
             stop.set()
     assert sorted(got) == [("a", "new a"), ("b", "new b")]
+
+
+def test_tail_reads_across_rotated_files(tmp_path: Path) -> None:
+    from opencode_manager.logs import rotated, tail_across
+
+    log = tmp_path / "a.log"
+    (tmp_path / "a.log.2").write_text("one\ntwo\n")
+    (tmp_path / "a.log.1").write_text("three\nfour\n")
+    log.write_text("five\n")
+    assert [p.name for p in rotated(log)] == ["a.log", "a.log.1", "a.log.2"]
+    assert tail_across(log, 3) == ["three", "four", "five"]
+    assert tail_across(log, 10) == ["one", "two", "three", "four", "five"]

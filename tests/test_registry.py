@@ -50,7 +50,7 @@ def test_duplicate_name_is_a_conflict(tmp_path: Path) -> None:
         reg.insert(db, InstanceSpec(name="a", dir="/p"), port=None)
     with pytest.raises(ConflictError, match="already exists"), reg.transaction() as db:
         reg.insert(db, InstanceSpec(name="a", dir="/p"), port=None)
-    assert [r.name for r in reg.list()] == ["a"]  # the failed transaction changed nothing
+    assert [r.name for r in reg.instances()] == ["a"]  # the failed transaction changed nothing
     reg.close()
 
 
@@ -60,6 +60,6 @@ def test_corrupt_file_is_reported_and_left_alone(tmp_path: Path) -> None:
     path.write_bytes(garbage)
     reg = Registry(path)
     with pytest.raises(StateError, match="corrupt"):
-        reg.list()
+        reg.instances()
     assert path.read_bytes() == garbage
     assert not (tmp_path / "r.db-wal").exists() or (tmp_path / "r.db-wal").stat().st_size == 0

@@ -43,7 +43,7 @@ def run_checks(manager: Manager) -> list[Check]:
         ))
 
     try:
-        records = manager.registry.list()
+        records = manager.registry.instances()
         migrations = manager.registry.applied_migrations()
         checks.append(Check("registry", True,
                             f"{settings.registry_path}: {len(records)} instance(s), "
@@ -85,7 +85,7 @@ def run_checks(manager: Manager) -> list[Check]:
                                 fix="stop all but one of them"))
     for record in records:
         spec_port = record.spec.port
-        if (spec_port and record.state in (State.STOPPED, State.CRASHED)
+        if (spec_port and record.state in (State.STOPPED, State.CRASHED, State.ERRORED)
                 and not ports.port_free(record.spec.hostname, spec_port)):
             checks.append(Check(
                 f"port {spec_port}", False,

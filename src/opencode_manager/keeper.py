@@ -2,10 +2,16 @@
 
 `ocm start` launches ``python -m opencode_manager.keeper --home H NAME`` detached in its own
 session. The keeper spawns ``opencode serve`` (stdin closed, own process group, password by
-environment), copies its output into the instance log, reads the listening URL, waits for
-``/global/health``, records everything in the registry, and then supervises: on SIGTERM it
-stops the server gracefully and completely; if the server dies on its own it ends whatever the
-server left behind and records the crash.
+environment), copies its output into the instance log (rotated by size), reads the listening
+URL, waits for ``/global/health``, records everything in the registry, and then supervises:
+
+* liveness is HTTP: ``/global/health`` every ``health_interval`` with a deadline; three misses
+  in a row (a wedged or SIGSTOPped server) and it is ended and restarted;
+* ``max_memory`` / ``max_age`` recycle it gracefully (busy sessions get a grace period, then
+  dispose, then stop);
+* when it ends, the restart policy decides (supervision.py): backoff 100 ms x1.5 up to 15 s,
+  reset after 30 s up, and `errored` past the flapping limit;
+* on SIGTERM it stops the server gracefully and completely and exits.
 
 It is a child subreaper, so processes the server orphans (bash-tool commands run in their own
 session) are re-parented to the keeper instead of init and can still be found and ended.
@@ -21,21 +27,24 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from . import launch, process
+from . import launch, ports, process
 from .client import AsyncOpencodeClient, Endpoint
 from .credentials import read_password
 from .errors import OcmError, ServerError
-from .models import InstanceRecord, State
+from .models import InstanceRecord, InstanceSpec, State
 from .registry import Registry
 from .settings import Settings
+from .supervision import ExitKind, Limits, RestartPolicy, decide, next_consecutive
 
 START_TIMEOUT = 120.0
 DISPOSE_TIMEOUT = 3.0
@@ -43,26 +52,77 @@ STOP_TIMEOUT = 10.0
 LOG_TAIL = 20
 
 
-class LogSink:
-    """Appends the server's output and the keeper's own notes to the instance log."""
+def limits_of(spec: InstanceSpec) -> Limits:
+    return Limits(policy=RestartPolicy(spec.restart), max_restarts=spec.max_restarts,
+                  window=spec.restart_window, health_interval=spec.health_interval,
+                  health_timeout=min(3.0, max(1.0, spec.health_interval)),
+                  max_memory=spec.max_memory, max_age=spec.max_age)
 
-    def __init__(self, path: Path) -> None:
+
+class LogSink:
+    """Appends the server's output and the keeper's notes to the instance log; rotates it."""
+
+    def __init__(self, path: Path, *, max_size: int, keep: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Open for the keeper's whole life; closed in close().
-        self._file = open(path, "a", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
+        self.path = path
+        self.max_size = max_size
+        self.keep = keep
         self.tail: list[str] = []
+        self._open()
+
+    def _open(self) -> None:
+        # Open for the keeper's whole life (until the next rotation); closed in close().
+        self._file = open(self.path, "a", buffering=1, encoding="utf-8",  # noqa: SIM115
+                          errors="replace")
+        self._size = self._file.tell()
+        # Our own stdout/stderr (tracebacks) follow the current file.
+        with contextlib.suppress(OSError):
+            os.dup2(self._file.fileno(), 1)
+            os.dup2(self._file.fileno(), 2)
+
+    def _write(self, text: str) -> None:
+        self._file.write(text)
+        self._size += len(text.encode("utf-8", errors="replace"))
+        if self._size >= self.max_size:
+            self.rotate()
+
+    def rotate(self) -> None:
+        """name.log -> name.log.1 -> ... -> name.log.<keep>; older ones are deleted."""
+        self._file.close()
+        for index in range(self.keep, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{index}")
+            if index == self.keep:
+                older.unlink(missing_ok=True)
+            elif older.exists():
+                older.rename(self.path.with_name(f"{self.path.name}.{index + 1}"))
+        if self.keep > 0 and self.path.exists():
+            self.path.rename(self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink(missing_ok=True)
+        self._open()
 
     def server_line(self, line: str) -> None:
-        self._file.write(line if line.endswith("\n") else line + "\n")
+        self._write(line if line.endswith("\n") else line + "\n")
         self.tail.append(line.rstrip("\n"))
         del self.tail[:-LOG_TAIL]
 
     def note(self, message: str, level: str = "INFO") -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-        self._file.write(f"timestamp={stamp}Z level={level} source=ocm message={message!r}\n")
+        self._write(f"timestamp={stamp}Z level={level} source=ocm message={message!r}\n")
 
     def close(self) -> None:
         self._file.close()
+
+
+@dataclass
+class Outcome:
+    """How one run of the server ended."""
+
+    kind: ExitKind | None  # None: stopped on request
+    reason: str
+    uptime: float = 0.0
+    healthy_once: bool = False
+    code: int | None = None
 
 
 class Keeper:
@@ -72,10 +132,13 @@ class Keeper:
         self.registry = Registry(settings.registry_path)
         self.record: InstanceRecord = self.registry.get(name)
         self.spec = self.record.spec
-        self.log = LogSink(settings.log_path(name))
+        self.limits = limits_of(self.spec)
+        self.log = LogSink(settings.log_path(name), max_size=self.spec.log_max_size,
+                           keep=self.spec.log_keep)
         self.stop_requested = asyncio.Event()
         self.proc: asyncio.subprocess.Process | None = None
         self.url_found: asyncio.Future[str] | None = None
+        self.password = read_password(settings, name) if self.spec.auth else None
 
     # -- entry -----------------------------------------------------------------------------
     async def run(self) -> int:
@@ -89,70 +152,115 @@ class Keeper:
         if not process.set_child_subreaper():
             self.log.note("could not become child subreaper; orphans may escape", "WARN")
         try:
-            return await self._serve_once()
+            return await self._supervise_forever()
         finally:
             self.log.close()
             self.registry.update(self.name, keeper_pid=None, keeper_ctime=None)
             self.registry.close()
 
-    async def _serve_once(self) -> int:
-        password = read_password(self.settings, self.name) if self.spec.auth else None
+    async def _supervise_forever(self) -> int:
+        restarts: list[float] = []
+        consecutive = 0
+        first = True
+        while True:
+            outcome = await self._run_server()
+            if outcome.kind is None:
+                self._record_stopped()
+                return 0
+            if first and not outcome.healthy_once:
+                # The start `ocm start` is waiting for: fail fast with the cause.
+                return self._fail(outcome.reason, outcome.code)
+            first = False
+            self.registry.add_event(self.name, outcome.kind.value
+                                    if outcome.kind is not ExitKind.CLEAN else "exited",
+                                    outcome.reason)
+            consecutive = next_consecutive(consecutive, outcome.uptime)
+            now = time.time()
+            decision = decide(self.limits, outcome.kind, consecutive=consecutive,
+                              recent_restarts=restarts, now=now)
+            last_exit = _describe_exit(outcome.code) if outcome.code is not None else \
+                outcome.kind.value
+            if decision.errored:
+                self.log.note(f"errored: {decision.errored}", "ERROR")
+                self.registry.add_event(self.name, "errored", decision.errored)
+                self.registry.update(self.name, state=State.ERRORED, error=decision.errored,
+                                     last_exit=last_exit, stopped_at=now, server_pid=None,
+                                     server_ctime=None)
+                return 1
+            if not decision.restart:
+                state = State.STOPPED if outcome.kind is ExitKind.CLEAN else State.CRASHED
+                self.registry.update(self.name, state=state, error=outcome.reason,
+                                     last_exit=last_exit, stopped_at=now, server_pid=None,
+                                     server_ctime=None)
+                return 0 if outcome.kind is ExitKind.CLEAN else 1
+            restarts.append(now)
+            record = self.registry.get(self.name)
+            self.registry.update(self.name, state=State.STARTING, restarts=record.restarts + 1,
+                                 last_exit=last_exit, error=outcome.reason, server_pid=None,
+                                 server_ctime=None)
+            self.log.note(f"restarting in {decision.delay:.2f} s ({outcome.reason})", "WARN")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop_requested.wait(), decision.delay)
+            if self.stop_requested.is_set():
+                self._record_stopped()
+                return 0
+            self.registry.add_event(self.name, "restarted",
+                                    f"after {decision.delay:.2f} s backoff")
+
+    # -- one run of the server -------------------------------------------------------------
+    async def _run_server(self) -> Outcome:
         binary = self.spec.opencode or "opencode"
-        port = self.record.port or self.spec.port
+        # Keep the port across restarts so clients keep working; an explicit one always, an
+        # automatic one while it is still free (else the server picks another).
+        previous = self.registry.get(self.name).port
+        port = self.spec.port
+        if port is None and previous and (self.spec.port_range is not None
+                                          or ports.port_free(self.spec.hostname, previous)):
+            port = previous  # a --port-range port stays in its range, free or not
         instance_dir = self.settings.instance_dir(self.name)
         argv = [*launch.server_argv(binary, self.spec, port), "--print-logs"]
-        env = launch.server_env(
-            self.settings.environ, self.spec, password=password, instance_dir=instance_dir
-        )
+        env = launch.server_env(self.settings.environ, self.spec, password=self.password,
+                                instance_dir=instance_dir)
         self.log.note(f"starting {' '.join(argv)} in {self.spec.dir}")
+        self.registry.add_event(self.name, "started", f"pid pending, port {port or 'auto'}")
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                *argv,
-                cwd=self.spec.dir,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
+                *argv, cwd=self.spec.dir, env=env,
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,  # its own group: our signals reach MCP/LSP children
             )
         except OSError as exc:
-            return self._fail(f"could not run {binary}: {exc.strerror or exc}")
+            return Outcome(ExitKind.CRASHED, f"could not run {binary}: {exc.strerror or exc}")
         server = process.identity_of(self.proc.pid)
-        self.registry.update(
-            self.name,
-            server_pid=self.proc.pid,
-            server_ctime=server.create_time if server else None,
-            state=State.STARTING,
-            error=None,
-        )
+        self.registry.update(self.name, server_pid=self.proc.pid,
+                             server_ctime=server.create_time if server else None,
+                             state=State.STARTING)
         self.url_found = asyncio.get_running_loop().create_future()
-        pumps = [
-            asyncio.create_task(self._pump(self.proc.stdout, detect_url=True)),
-            asyncio.create_task(self._pump(self.proc.stderr, detect_url=False)),
-        ]
+        pumps = [asyncio.create_task(self._pump(self.proc.stdout, detect_url=True)),
+                 asyncio.create_task(self._pump(self.proc.stderr, detect_url=False))]
         try:
             url = await self._wait_listening()
             if url is None:
                 return await self._start_failed(port, pumps)
-            endpoint = Endpoint(url=url, password=password, name=self.name)
+            endpoint = Endpoint(url=url, password=self.password, name=self.name)
             version = await self._wait_healthy(endpoint)
             if version is None:
                 return await self._start_failed(port, pumps)
-            self.registry.update(
-                self.name,
-                state=State.RUNNING,
-                url=url,
-                port=launch.port_of(url),
-                version=version,
-                started_at=time.time(),
-            )
+            started = time.monotonic()
+            self.registry.update(self.name, state=State.RUNNING, url=url,
+                                 port=launch.port_of(url), version=version,
+                                 started_at=time.time(), error=None)
+            self.registry.add_event(self.name, "healthy", f"{url} (opencode {version})")
             self.log.note(f"healthy at {url} (opencode {version})")
-            return await self._supervise(endpoint, pumps)
+            outcome = await self._watch(endpoint, started)
+            outcome.healthy_once = True
+            outcome.uptime = time.monotonic() - started
+            return outcome
         finally:
             for task in pumps:
                 task.cancel()
 
-    # -- phases ----------------------------------------------------------------------------
     async def _pump(self, stream: asyncio.StreamReader | None, *, detect_url: bool) -> None:
         if stream is None:
             return
@@ -174,11 +282,8 @@ class Keeper:
         stop = asyncio.create_task(self.stop_requested.wait())
         waiters: set[asyncio.Future[Any]] = {self.url_found, exited, stop}
         try:
-            done, _ = await asyncio.wait(
-                waiters,
-                timeout=START_TIMEOUT,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            done, _ = await asyncio.wait(waiters, timeout=START_TIMEOUT,
+                                         return_when=asyncio.FIRST_COMPLETED)
         finally:
             exited.cancel()
             stop.cancel()
@@ -202,53 +307,93 @@ class Keeper:
                 delay = min(delay * 1.5, 0.25)
         return None
 
-    async def _start_failed(self, port: int | None, pumps: list[asyncio.Task[None]]) -> int:
+    async def _start_failed(self, port: int | None, pumps: list[asyncio.Task[None]]) -> Outcome:
         assert self.proc is not None
         if self.stop_requested.is_set():
             await self._terminate()
-            self._record_stopped()
-            return 0
+            return Outcome(None, "stopped")
         if self.proc.returncode is None:
             await self._terminate()
-            reason = f"not healthy within {START_TIMEOUT:.0f} s"
-        else:
-            # Let the pumps drain so the cause is in the tail.
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*pumps), timeout=2.0)
-            reason = launch.explain_exit(self.log.tail, self.spec, port)
-        return self._fail(reason)
+            return Outcome(ExitKind.UNHEALTHY, f"not healthy within {START_TIMEOUT:.0f} s")
+        with contextlib.suppress(asyncio.TimeoutError):  # let the pumps drain: the cause
+            await asyncio.wait_for(asyncio.gather(*pumps), timeout=2.0)
+        reason = launch.explain_exit(self.log.tail, self.spec, port)
+        return Outcome(ExitKind.CRASHED, reason, code=self.proc.returncode)
 
-    async def _supervise(self, endpoint: Endpoint, pumps: list[asyncio.Task[None]]) -> int:
+    async def _watch(self, endpoint: Endpoint, started: float) -> Outcome:
+        """Supervise a healthy server until it ends, must be recycled, or we are stopped."""
         assert self.proc is not None
         exited = asyncio.create_task(self.proc.wait())
         stop = asyncio.create_task(self.stop_requested.wait())
-        reaper = asyncio.create_task(self._reap_orphans())
+        misses = 0
         try:
-            await asyncio.wait({exited, stop}, return_when=asyncio.FIRST_COMPLETED)
+            async with AsyncOpencodeClient(endpoint) as client:
+                while True:
+                    done, _ = await asyncio.wait({exited, stop},
+                                                 timeout=self.limits.health_interval,
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    self._reap_zombies()
+                    if stop in done:
+                        self.registry.update(self.name, state=State.STOPPING)
+                        await self._dispose(endpoint)
+                        await self._terminate()
+                        return Outcome(None, "stopped")
+                    if exited in done:
+                        code = self.proc.returncode
+                        await self._end_orphans()
+                        kind = ExitKind.CLEAN if code == 0 else ExitKind.CRASHED
+                        self.log.note(f"server exited on its own ({_describe_exit(code)})",
+                                      "ERROR" if code else "WARN")
+                        return Outcome(kind, f"server exited ({_describe_exit(code)})",
+                                       code=code)
+                    try:
+                        await client.health(timeout=self.limits.health_timeout)
+                        misses = 0
+                    except ServerError as exc:
+                        misses += 1
+                        self.log.note(f"health check missed ({misses}/"
+                                      f"{self.limits.health_misses}): {exc}", "WARN")
+                        if misses == 1:
+                            self.registry.add_event(self.name, "unhealthy", str(exc))
+                        if misses >= self.limits.health_misses:
+                            await self._terminate(timeout=2.0)
+                            return Outcome(ExitKind.UNHEALTHY,
+                                           f"no answer to {misses} health checks in a row")
+                        continue
+                    reason = self._recycle_reason(time.monotonic() - started)
+                    if reason:
+                        await self._recycle(client, endpoint, reason)
+                        return Outcome(ExitKind.RECYCLED, reason)
         finally:
-            reaper.cancel()
-        if self.stop_requested.is_set():
             exited.cancel()
-            self.registry.update(self.name, state=State.STOPPING)
-            await self._dispose(endpoint)
-            await self._terminate()
-            self._record_stopped()
-            return 0
-        stop.cancel()
-        code = self.proc.returncode
-        last_exit = _describe_exit(code)
-        self.log.note(f"server exited on its own ({last_exit})", "ERROR")
-        await self._end_orphans()
-        self.registry.update(
-            self.name,
-            state=State.CRASHED,
-            last_exit=last_exit,
-            error=f"server exited unexpectedly ({last_exit})",
-            stopped_at=time.time(),
-            server_pid=None,
-            server_ctime=None,
-        )
-        return 1
+            stop.cancel()
+
+    def _recycle_reason(self, uptime: float) -> str | None:
+        if self.limits.max_age is not None and uptime >= self.limits.max_age:
+            return f"recycled: up {uptime:.0f} s (--max-age {self.limits.max_age:g} s)"
+        if self.limits.max_memory is not None and self.proc is not None:
+            root = process.verified(process.identity_of(self.proc.pid))
+            if root is not None:
+                rss = sum(_rss(p) for p in [root, *process.descendants(root)])
+                if rss > self.limits.max_memory:
+                    return (f"recycled: {rss // (1024 * 1024)} MiB used "
+                            f"(--max-memory {self.limits.max_memory // (1024 * 1024)} MiB)")
+        return None
+
+    async def _recycle(self, client: AsyncOpencodeClient, endpoint: Endpoint, reason: str) -> None:
+        """Let a turn in progress finish (up to the grace period), then stop gracefully."""
+        self.log.note(reason, "WARN")
+        deadline = time.monotonic() + self.limits.recycle_grace
+        while time.monotonic() < deadline and not self.stop_requested.is_set():
+            try:
+                busy = await client.session_status(self.spec.dir)
+            except ServerError:
+                break
+            if not busy:
+                break
+            await asyncio.sleep(1.0)  # waiting for busy sessions, with a deadline
+        await self._dispose(endpoint)
+        await self._terminate()
 
     # -- endings ---------------------------------------------------------------------------
     async def _dispose(self, endpoint: Endpoint) -> None:
@@ -259,18 +404,15 @@ class Keeper:
         except OcmError as exc:
             self.log.note(f"dispose did not complete: {exc}", "WARN")
 
-    async def _terminate(self) -> None:
+    async def _terminate(self, timeout: float = STOP_TIMEOUT) -> None:
         assert self.proc is not None
         root = process.verified(process.identity_of(self.proc.pid))
         if root is not None:
-            result = await asyncio.to_thread(
-                process.terminate_tree, root, timeout=STOP_TIMEOUT, extra=self._orphans()
-            )
+            result = await asyncio.to_thread(process.terminate_tree, root, timeout=timeout,
+                                             extra=self._orphans())
             if result.killed:
-                self.log.note(
-                    f"needed SIGKILL: {', '.join(result.killed_names)}", "WARN"
-                )
-        with contextlib.suppress(ProcessLookupError):
+                self.log.note(f"needed SIGKILL: {', '.join(result.killed_names)}", "WARN")
+        with contextlib.suppress(ProcessLookupError, asyncio.TimeoutError):
             await asyncio.wait_for(self.proc.wait(), timeout=5.0)
         await self._end_orphans()
 
@@ -294,35 +436,45 @@ class Keeper:
                 with contextlib.suppress(ChildProcessError, OSError, psutil.Error):
                     if child.status() == psutil.STATUS_ZOMBIE:
                         os.waitpid(child.pid, os.WNOHANG)
+        self._cap_opencode_log()
 
-    async def _reap_orphans(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)  # periodic housekeeping, not synchronisation
-            self._reap_zombies()
+    def _cap_opencode_log(self) -> None:
+        """OpenCode's own log (private data dir) never rotates: copy it aside and truncate.
+
+        OpenCode opens it with O_APPEND, so truncating in place is safe for its writer.
+        """
+        if self.spec.shared_data:
+            return
+        log = self.settings.instance_dir(self.name) / "data" / "opencode" / "log" / \
+            "opencode.log"
+        try:
+            if log.stat().st_size < self.spec.log_max_size:
+                return
+            shutil.copyfile(log, log.with_name("opencode.log.1"))
+            os.truncate(log, 0)
+        except OSError:
+            return
 
     def _record_stopped(self) -> None:
         self.log.note("stopped")
-        self.registry.update(
-            self.name,
-            state=State.STOPPED,
-            stopped_at=time.time(),
-            server_pid=None,
-            server_ctime=None,
-            last_exit="stopped",
-        )
+        self.registry.add_event(self.name, "stopped", "on request")
+        self.registry.update(self.name, state=State.STOPPED, stopped_at=time.time(),
+                             server_pid=None, server_ctime=None, last_exit="stopped")
 
-    def _fail(self, reason: str) -> int:
+    def _fail(self, reason: str, code: int | None) -> int:
         self.log.note(f"start failed: {reason}", "ERROR")
-        self.registry.update(
-            self.name,
-            state=State.CRASHED,
-            error=reason,
-            stopped_at=time.time(),
-            server_pid=None,
-            server_ctime=None,
-            last_exit=_describe_exit(self.proc.returncode if self.proc else None),
-        )
+        self.registry.add_event(self.name, "crashed", f"start failed: {reason}")
+        self.registry.update(self.name, state=State.CRASHED, error=reason,
+                             stopped_at=time.time(), server_pid=None, server_ctime=None,
+                             last_exit=_describe_exit(code))
         return 1
+
+
+def _rss(proc: psutil.Process) -> int:
+    try:
+        return int(proc.memory_info().rss)
+    except psutil.Error:
+        return 0
 
 
 def _describe_exit(code: int | None) -> str:

@@ -42,6 +42,28 @@ def tail_lines(path: Path, count: int) -> list[str]:
     return lines[-count:]
 
 
+def rotated(path: Path) -> list[Path]:
+    """The log and its rotated files, newest first: name.log, name.log.1, name.log.2, ..."""
+    found = [path] if path.exists() else []
+    index = 1
+    while True:
+        older = path.with_name(f"{path.name}.{index}")
+        if not older.exists():
+            return found
+        found.append(older)
+        index += 1
+
+
+def tail_across(path: Path, count: int) -> list[str]:
+    """The last `count` lines of a log, reading into rotated files when the current is short."""
+    lines: list[str] = []
+    for file in rotated(path):
+        if len(lines) >= count:
+            break
+        lines = tail_lines(file, count - len(lines)) + lines
+    return lines[-count:] if count > 0 else []
+
+
 def select(lines: Sequence[str], pattern: re.Pattern[str] | None) -> list[str]:
     return [ln for ln in lines if pattern is None or pattern.search(ln)]
 

@@ -151,6 +151,7 @@ class Manager:
         env: Sequence[str] = (),
         auth: bool = True,
         shared_data: bool = False,
+        supervision: specs.Supervision | None = None,
         timeout: float = DEFAULT_START_TIMEOUT,
         progress: StartProgress | None = None,
     ) -> list[InstanceInfo]:
@@ -158,7 +159,7 @@ class Manager:
         requested = specs.build_specs(
             name=name, count=count, directory=directory, port=port, port_range=port_range,
             hostname=hostname, cors=cors, log_level=log_level, env=env, auth=auth,
-            shared_data=shared_data,
+            shared_data=shared_data, supervision=supervision,
         )
         binary = binaries.find_binary(self.settings)
         if port is not None and not ports.port_free(hostname, port):
@@ -252,7 +253,7 @@ class Manager:
                     pending.discard(name)
                     if progress:
                         progress(name, "running")
-                elif record.state in (State.CRASHED, State.STOPPED) or (
+                elif record.state in (State.CRASHED, State.STOPPED, State.ERRORED) or (
                     record.state is State.STARTING
                     and not process.is_alive(record.keeper)
                     and not process.is_alive(record.server)
@@ -295,13 +296,13 @@ class Manager:
 
     # -- find ------------------------------------------------------------------------------
     def records(self) -> list[InstanceRecord]:
-        return self.registry.list()
+        return self.registry.instances()
 
     def instances(
         self, *, include_foreign: bool = True, probe_health: bool = True
     ) -> list[InstanceInfo]:
         """Every managed instance (reconciled with what runs) and every foreign server."""
-        records = self.registry.list()
+        records = self.registry.instances()
         keepers = [process.verified(r.keeper) for r in records]
         servers = [process.verified(r.server) for r in records]
         foreign: list[ForeignServer] = []
@@ -353,7 +354,7 @@ class Manager:
                     auth=record.spec.auth,
                     keeper_pid=record.keeper.pid if (record.keeper and keepers[i]) else None,
                     supervised=keepers[i] is not None if live else None,
-                    error=record.error if status in (Status.CRASHED,) else None,
+                    error=record.error if status in (Status.CRASHED, Status.ERRORED) else None,
                     last_exit=record.last_exit,
                 )
             )
@@ -410,7 +411,7 @@ class Manager:
             if port is None:
                 raise UsageError(f"invalid instance URL {ref!r}: no port in it")
         if port is not None:
-            matches = [r for r in self.registry.list() if r.port == port]
+            matches = [r for r in self.registry.instances() if r.port == port]
             live = [r for r in matches if r.state in (State.RUNNING, State.STARTING,
                                                       State.STOPPING)]
             if live or matches:
@@ -440,6 +441,9 @@ class Manager:
             directory: str | None = found.spec.dir
             report["created_at"] = found.created_at
             report["stopped_at"] = found.stopped_at
+            recent = self.registry.events(found.name, limit=10)
+            report["events"] = recent
+            report["last_event"] = recent[-1] if recent else None
             report["recent_errors"] = self.recent_errors(found.name)
         else:
             server = process.verified(process.identity_of(found.pid))
@@ -505,7 +509,7 @@ class Manager:
         if not all and not refs:
             raise UsageError("which instances? give names, ports or URLs, or --all")
         if all:
-            targets = [r for r in self.registry.list() if self._is_live(r)]
+            targets = [r for r in self.registry.instances() if self._is_live(r)]
         else:
             targets = _unique([self.resolve(ref) for ref in refs])
             for record in targets:
@@ -615,7 +619,7 @@ class Manager:
         """Forget stopped/crashed instances, reconcile dead ones, delete orphaned logs/dirs."""
         report = CleanupReport(dry_run=dry_run)
         now = time.time()
-        for record in self.registry.list():
+        for record in self.registry.instances():
             live = self._is_live(record)
             if not live and record.state in (State.RUNNING, State.STARTING, State.STOPPING):
                 report.reconciled.append(record.name)
@@ -628,13 +632,13 @@ class Manager:
                     )
                 record = self.registry.get(record.name) if not dry_run else record
             ended = record.stopped_at or record.updated_at
-            if (not live and (record.state in (State.STOPPED, State.CRASHED)
+            if (not live and (record.state in (State.STOPPED, State.CRASHED, State.ERRORED)
                               or record.name in report.reconciled)
                     and now - ended >= older_than):
                 report.removed_instances.append(record.name)
                 if not dry_run:
                     self._forget(record.name)
-        known = {r.name for r in self.registry.list()} - (
+        known = {r.name for r in self.registry.instances()} - (
             set(report.removed_instances) if dry_run else set())
         for path in sorted(self.settings.logs_dir.glob("*.log*")):
             owner = path.name.split(".log")[0]
@@ -650,20 +654,26 @@ class Manager:
                         shutil.rmtree(path, ignore_errors=True)
         return report
 
+    def events(self, ref: str | None = None, *, limit: int | None = None
+               ) -> list[dict[str, Any]]:
+        """Lifecycle events of one instance, or of all, oldest first."""
+        name = self.resolve(ref).name if ref else None
+        return self.registry.events(name, limit=limit)
+
     # -- logs ------------------------------------------------------------------------------
     def log_path(self, ref: str) -> str:
         record = self.resolve(ref)
         return str(self.settings.log_path(record.name))
 
     def log_tail(self, name: str, lines: int) -> list[str]:
-        from .logs import tail_lines
+        from .logs import tail_across
 
-        return tail_lines(self.settings.log_path(name), lines)
+        return tail_across(self.settings.log_path(name), lines)
 
     def recent_errors(self, name: str, limit: int = 10) -> list[str]:
-        from .logs import is_error, tail_lines
+        from .logs import is_error, tail_across
 
-        lines = tail_lines(self.settings.log_path(name), 500)
+        lines = tail_across(self.settings.log_path(name), 500)
         return [ln for ln in lines if is_error(ln)][-limit:]
 
     # -- tasks -----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ class State(str, enum.Enum):
     STOPPING = "stopping"  # a stop was requested and is under way
     STOPPED = "stopped"  # stopped on request; nothing of it runs
     CRASHED = "crashed"  # server exited on its own, or failed to start
+    ERRORED = "errored"  # crashed too often (flapping limit): no longer restarted
 
 
 class Status(str, enum.Enum):
@@ -30,6 +31,7 @@ class Status(str, enum.Enum):
     STOPPING = "stopping"
     STOPPED = "stopped"
     CRASHED = "crashed"  # exited without being asked to, or its PID now belongs to a stranger
+    ERRORED = "errored"  # gave up restarting it (flapping limit); `ocm restart` to try again
     FOREIGN = "foreign"  # an `opencode serve` we did not start: shown, never signalled
 
 
@@ -56,6 +58,15 @@ class InstanceSpec:
     auth: bool = True
     shared_data: bool = False
     opencode: str | None = None  # binary path resolved at start time
+    # supervision (see supervision.py)
+    restart: str = "on-failure"  # never, on-failure, always
+    max_restarts: int = 10  # within restart_window seconds, then errored
+    restart_window: float = 60.0
+    health_interval: float = 5.0  # liveness probe period; 3 misses in a row recycle it
+    max_memory: int | None = None  # bytes, server and children: recycle above
+    max_age: float | None = None  # seconds: recycle when older
+    log_max_size: int = 10 * 1024 * 1024  # rotate the captured output above this
+    log_keep: int = 5  # rotated files kept
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -133,10 +144,11 @@ def derive_status(
     state: State, *, keeper_alive: bool, server_alive: bool, healthy: bool | None
 ) -> Status:
     """Reconcile what the registry says with what is running (pure; see tests)."""
-    if state in (State.STOPPED, State.CRASHED):
+    if state in (State.STOPPED, State.CRASHED, State.ERRORED):
         # A recorded end is final; a live server here would be a stranger reusing the PID,
         # which the caller already filtered out by start time.
-        return Status.STOPPED if state is State.STOPPED else Status.CRASHED
+        return {State.STOPPED: Status.STOPPED, State.CRASHED: Status.CRASHED,
+                State.ERRORED: Status.ERRORED}[state]
     if state is State.STOPPING:
         return Status.STOPPING if (server_alive or keeper_alive) else Status.STOPPED
     if state is State.STARTING:

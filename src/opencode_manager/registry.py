@@ -91,6 +91,22 @@ def _m002_tasks(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX tasks_by_status ON tasks (status)")
 
 
+@migration("m003_events")
+def _m003_events(db: sqlite3.Connection) -> None:
+    db.execute(
+        """
+        CREATE TABLE events (
+            id        INTEGER PRIMARY KEY AUTOINCREMENT,
+            instance  TEXT NOT NULL,
+            time      REAL NOT NULL,
+            kind      TEXT NOT NULL,
+            detail    TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX events_by_instance ON events (instance, id)")
+
+
 _COLUMNS = [
     "name", "spec", "state", "keeper_pid", "keeper_ctime", "server_pid", "server_ctime", "port",
     "url", "version", "restarts", "last_exit", "error", "created_at", "updated_at", "started_at",
@@ -236,7 +252,7 @@ class Registry:
         rows = self.query("SELECT * FROM instances WHERE name = ?", (name,))
         return _record(rows[0]) if rows else None
 
-    def list(self) -> list[InstanceRecord]:
+    def instances(self) -> list[InstanceRecord]:
         return [_record(r) for r in self.query("SELECT * FROM instances ORDER BY created_at")]
 
     def names(self, db: sqlite3.Connection) -> set[str]:
@@ -295,3 +311,21 @@ class Registry:
     def delete(self, name: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM instances WHERE name = ?", (name,))
+            db.execute("DELETE FROM events WHERE instance = ?", (name,))
+
+    # -- lifecycle events ------------------------------------------------------------------
+    def add_event(self, name: str, kind: str, detail: str | None = None) -> None:
+        """Record a lifecycle event: started, healthy, unhealthy, restarted, crashed, ..."""
+        with self.transaction() as db:
+            db.execute("INSERT INTO events (instance, time, kind, detail) VALUES (?, ?, ?, ?)",
+                       (name, time.time(), kind, detail))
+
+    def events(self, name: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Events, oldest first (the newest `limit` when given)."""
+        where, params = ("WHERE instance = ?", (name,)) if name else ("", ())
+        tail = f" LIMIT {int(limit)}" if limit else ""
+        rows = self.query(
+            f"SELECT * FROM (SELECT * FROM events {where} ORDER BY id DESC{tail})"  # noqa: S608
+            " ORDER BY id", params)
+        return [{"instance": r["instance"], "time": r["time"], "kind": r["kind"],
+                 "detail": r["detail"]} for r in rows]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import UsageError
 from .models import InstanceSpec
@@ -83,6 +85,7 @@ def build_specs(
     auth: bool = True,
     shared_data: bool = False,
     cwd: str | None = None,
+    supervision: Supervision | None = None,
 ) -> list[InstanceSpec]:
     """Validate a start request and expand it into one spec per instance.
 
@@ -125,6 +128,7 @@ def build_specs(
     for origin in cors:
         if not origin or any(c.isspace() for c in origin):
             raise UsageError(f"invalid --cors origin {origin!r}")
+    extra = (supervision or Supervision()).validated()
     return [
         InstanceSpec(
             name=n,
@@ -137,9 +141,48 @@ def build_specs(
             env=env_pairs,
             auth=auth,
             shared_data=shared_data,
+            **extra,
         )
         for n in names
     ]
+
+
+@dataclass(frozen=True)
+class Supervision:
+    """Supervision options of `ocm start` (see supervision.py for what they mean)."""
+
+    restart: str = "on-failure"
+    max_restarts: int = 10
+    restart_window: float = 60.0
+    health_interval: float = 5.0
+    max_memory: int | None = None
+    max_age: float | None = None
+    log_max_size: int = 10 * 1024 * 1024
+    log_keep: int = 5
+
+    def validated(self) -> dict[str, Any]:
+        if self.restart not in RESTART_POLICIES:
+            raise UsageError(f"invalid --restart {self.restart!r}: choose from "
+                             f"{', '.join(RESTART_POLICIES)}")
+        if self.max_restarts < 1:
+            raise UsageError(f"invalid --max-restarts {self.max_restarts}: must be 1 or more")
+        if self.restart_window <= 0:
+            raise UsageError("invalid --restart-window: must be above 0")
+        if not 0.2 <= self.health_interval <= 3600:
+            raise UsageError(f"invalid --health-interval {self.health_interval:g}: "
+                             "use 0.2 to 3600 seconds")
+        if self.max_memory is not None and self.max_memory < 64 * 1024 * 1024:
+            raise UsageError("invalid --max-memory: below 64M no OpenCode server can run")
+        if self.max_age is not None and self.max_age < 10:
+            raise UsageError("invalid --max-age: at least 10 s")
+        if self.log_max_size < 1024:
+            raise UsageError("invalid --log-max-size: at least 1k")
+        if not 0 <= self.log_keep <= 1000:
+            raise UsageError(f"invalid --log-keep {self.log_keep}: use 0 to 1000")
+        return asdict(self)
+
+
+RESTART_POLICIES = ("never", "on-failure", "always")
 
 
 def next_generated_names(taken: set[str], count: int) -> list[str]:

@@ -6,6 +6,7 @@ import re
 import shlex
 import signal
 import threading
+import time
 from typing import Any
 
 import click
@@ -17,7 +18,8 @@ from .. import logs as logfiles
 from ..durations import parse_duration
 from ..errors import UsageError
 from ..manager import DEFAULT_STOP_TIMEOUT, StartProgress
-from ..spec import LOG_LEVELS, parse_port, parse_port_range
+from ..spec import LOG_LEVELS, RESTART_POLICIES, Supervision, parse_port, parse_port_range
+from ..supervision import parse_size
 from .main import Context
 from .output import (
     ago,
@@ -74,6 +76,20 @@ class _StartBar:
 @click.option("--no-auth", is_flag=True, help="No password (allowed on loopback only).")
 @click.option("--shared-data", is_flag=True,
               help="Use your own OpenCode data dirs instead of private ones per instance.")
+@click.option("--restart", "restart_policy", default="on-failure", show_default=True,
+              type=click.Choice(RESTART_POLICIES), help="When the keeper restarts the server.")
+@click.option("--max-restarts", type=int, default=10, show_default=True, metavar="N",
+              help="Restarts allowed within --restart-window before giving up (errored).")
+@click.option("--restart-window", type=float, default=60.0, show_default=True, metavar="S",
+              help="Window (seconds) for --max-restarts.")
+@click.option("--health-interval", type=float, default=5.0, show_default=True, metavar="S",
+              help="Seconds between liveness probes; 3 misses in a row recycle the server.")
+@click.option("--max-memory", metavar="SIZE", help="Recycle above this RSS (e.g. 1500M, 2G).")
+@click.option("--max-age", metavar="DUR", help="Recycle when older than this (e.g. 12h).")
+@click.option("--log-max-size", default="10M", show_default=True, metavar="SIZE",
+              help="Rotate the instance log above this size.")
+@click.option("--log-keep", type=int, default=5, show_default=True, metavar="N",
+              help="Rotated log files kept.")
 @click.option("--timeout", type=float, default=120.0, show_default=True,
               help="Seconds to wait for health.")
 @click.option("--opencode", metavar="PATH", help="opencode binary for these instances.")
@@ -82,7 +98,9 @@ class _StartBar:
 def start(
     state: Context, name: str | None, count: int, port: str | None, port_range: str | None,
     hostname: str, directory: str | None, cors: tuple[str, ...], log_level: str | None,
-    env: tuple[str, ...], no_auth: bool, shared_data: bool, timeout: float,
+    env: tuple[str, ...], no_auth: bool, shared_data: bool, restart_policy: str,
+    max_restarts: int, restart_window: float, health_interval: float, max_memory: str | None,
+    max_age: str | None, log_max_size: str, log_keep: int, timeout: float,
     opencode: str | None, as_json: bool,
 ) -> None:
     """Start N OpenCode servers as supervised background daemons.
@@ -93,6 +111,13 @@ def start(
     """
     if timeout <= 0:
         raise UsageError(f"invalid --timeout {timeout}: must be above 0")
+    supervision = Supervision(
+        restart=restart_policy, max_restarts=max_restarts, restart_window=restart_window,
+        health_interval=health_interval,
+        max_memory=parse_size(max_memory) if max_memory else None,
+        max_age=parse_duration(max_age) if max_age else None,
+        log_max_size=parse_size(log_max_size), log_keep=log_keep,
+    )
     manager = state.manager(opencode)
     with _StartBar(max(count, 1), "starting") as progress:
         infos = manager.start(
@@ -100,7 +125,8 @@ def start(
             port=parse_port(port) if port is not None else None,
             port_range=parse_port_range(port_range) if port_range else None,
             hostname=hostname, cors=cors, log_level=log_level, env=env, auth=not no_auth,
-            shared_data=shared_data, timeout=timeout, progress=progress,
+            shared_data=shared_data, supervision=supervision, timeout=timeout,
+            progress=progress,
         )
     if as_json:
         print_json([i.to_dict() for i in infos])
@@ -153,7 +179,11 @@ def _print_status(r: dict[str, Any]) -> None:
     grid.add_row("dir", r.get("dir") or "-")
     grid.add_row("auth", {True: "password", False: "none", None: "?"}[r.get("auth")])
     grid.add_row("uptime", human_duration(r.get("uptime_s")))
-    grid.add_row("restarts", str(r.get("restarts", 0)))
+    grid.add_row("restarts", f"{r.get('restarts', 0)} (last exit: {r.get('last_exit') or '-'})")
+    latest = r.get("last_event")
+    if latest:
+        grid.add_row("last event", f"{latest['kind']} {ago(latest['time'])}: "
+                                   f"{latest.get('detail') or ''}")
     grid.add_row("memory", f"{human_bytes(r.get('rss_bytes'))} server, "
                            f"{human_bytes(r.get('tree_rss_bytes'))} with children")
     conns = r.get("connections") or {}
@@ -287,6 +317,34 @@ def cleanup(state: Context, older_than: str, dry_run: bool, as_json: bool) -> No
 
 
 @click.command()
+@click.argument("ref", required=False)
+@click.option("-n", "limit", type=int, default=50, show_default=True, help="The newest N.")
+@json_option
+@pass_state
+def events(state: Context, ref: str | None, limit: int, as_json: bool) -> None:
+    """Lifecycle events (started, healthy, unhealthy, restarted, crashed, errored, stopped)."""
+    if limit < 1:
+        raise UsageError(f"invalid -n {limit}: must be 1 or more")
+    rows = state.manager().events(ref, limit=limit)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        err.print("no events", markup=False)
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("TIME", "INSTANCE", "EVENT", "DETAIL"):
+        table.add_column(column, no_wrap=column != "DETAIL")
+    styles = {"crashed": "red", "errored": "bold red", "unhealthy": "yellow",
+              "healthy": "green", "restarted": "cyan", "recycled": "cyan"}
+    for row in rows:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["time"]))
+        table.add_row(stamp, row["instance"], Text(row["kind"], style=styles.get(row["kind"], "")),
+                      row["detail"] or "")
+    out.print(table)
+
+
+@click.command()
 @click.argument("refs", nargs=-1, required=True)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("-n", "lines", type=int, default=50, show_default=True, help="Lines from the end.")
@@ -311,7 +369,7 @@ def logs(state: Context, refs: tuple[str, ...], follow: bool, lines: int,
     # Start following before printing the tail, so no line falls between the two.
     stream = logfiles.follow(sources, should_stop=stop_event.is_set) if follow else None
     for name, path in sources:
-        for line in logfiles.select(logfiles.tail_lines(path, lines), regex):
+        for line in logfiles.select(logfiles.tail_across(path, lines), regex):
             _print_log_line(name if label else None, line)
     if stream is None:
         return

@@ -63,6 +63,7 @@ LAZY_COMMANDS = {
     "rm": ("instances", "rm"),
     "cleanup": ("instances", "cleanup"),
     "logs": ("instances", "logs"),
+    "events": ("instances", "events"),
     "run": ("tasks", "run"),
     "wait": ("tasks", "wait"),
     "result": ("tasks", "result"),

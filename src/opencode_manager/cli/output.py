@@ -25,6 +25,7 @@ STATUS_STYLE = {
     Status.UNHEALTHY: "yellow",
     Status.STOPPED: "dim",
     Status.CRASHED: "red",
+    Status.ERRORED: "bold red",
     Status.FOREIGN: "magenta",
 }
 
