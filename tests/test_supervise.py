@@ -1,0 +1,193 @@
+"""Integration: supervision under fault injection against real servers.
+
+Every wait polls a condition with a deadline; nothing sleeps to synchronise.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from opencode_manager.models import InstanceSpec, State
+from opencode_manager.registry import Registry
+
+from helpers import assert_one_line_error, run_ocm, wait_for
+
+
+def _start(*args: str) -> dict[str, Any]:
+    result = run_ocm("start", *args, "--json", check=True).json()
+    assert isinstance(result, list)
+    return dict(result[0])
+
+
+def _info(name: str) -> dict[str, Any]:
+    data = run_ocm("ls", "--json", "--no-foreign", check=True).json()
+    assert isinstance(data, list)
+    return next(dict(i) for i in data if i["name"] == name)
+
+
+def _events(name: str) -> list[dict[str, Any]]:
+    data = run_ocm("events", name, "-n", "200", "--json", check=True).json()
+    assert isinstance(data, list)
+    return data
+
+
+def _healthy_again(name: str, old_pid: int) -> dict[str, Any] | None:
+    info = _info(name)
+    if info["status"] == "running" and info["healthy"] and info["pid"] not in (None, old_pid):
+        return info
+    return None
+
+
+def test_kill_minus_nine_is_restarted_on_the_same_port() -> None:
+    first = _start("s1")
+    os.kill(first["pid"], signal.SIGKILL)
+    again = wait_for(lambda: _healthy_again("s1", first["pid"]), timeout=60,
+                     message="s1 restarted")
+    assert isinstance(again, dict)
+    assert again["restarts"] == 1
+    assert again["port"] == first["port"]
+    assert again["last_exit"] == "signal SIGKILL"
+    kinds = [e["kind"] for e in _events("s1")]
+    assert kinds[-4:] == ["crashed", "restarted", "started", "healthy"]
+    status = run_ocm("status", "s1", "--json", check=True).json()
+    assert isinstance(status, dict)
+    assert status["last_event"]["kind"] == "healthy"
+    run_ocm("stop", "s1", check=True)
+
+
+def test_repeated_crashes_back_off_then_errored() -> None:
+    info = _start("flappy", "--max-restarts", "4", "--restart-window", "300")
+    pid = info["pid"]
+    for crash in range(5):
+        os.kill(pid, signal.SIGKILL)
+        if crash == 4:
+            break
+        again = wait_for(lambda p=pid: _healthy_again("flappy", p), timeout=60,  # type: ignore[misc]
+                         message=f"restart {crash + 1}")
+        assert isinstance(again, dict)
+        pid = again["pid"]
+    errored = wait_for(lambda: (i := _info("flappy"))["status"] == "errored" and i,
+                       timeout=30, message="errored")
+    assert isinstance(errored, dict)
+    assert errored["restarts"] == 4
+    assert "giving up" in errored["error"]
+    events = _events("flappy")
+    delays = [float(re.search(r"after ([\d.]+) s", e["detail"]).group(1))  # type: ignore[union-attr]
+              for e in events if e["kind"] == "restarted"]
+    assert delays == [0.1, 0.15, 0.23, 0.34]  # 100 ms x1.5 each time (rounded to 10 ms)
+    assert events[-1]["kind"] == "errored"
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert_one_line_error(run_ocm("stop", "flappy"), 4, "not running")
+    recovered = run_ocm("restart", "flappy", "--json", check=True).json()
+    assert isinstance(recovered, list)
+    assert recovered[0]["status"] == "running"
+    run_ocm("stop", "flappy", check=True)
+
+
+def test_a_wedged_server_is_recycled() -> None:
+    info = _start("wedge", "--health-interval", "1")
+    stopped = psutil.Process(info["pid"])
+    began = time.monotonic()
+    stopped.suspend()  # SIGSTOP: alive, listening, answering nothing
+    again = wait_for(lambda: _healthy_again("wedge", info["pid"]), timeout=60,
+                     message="wedge recycled")
+    took = time.monotonic() - began
+    assert isinstance(again, dict)
+    assert not stopped.is_running() or stopped.status() == psutil.STATUS_ZOMBIE
+    kinds = [e["kind"] for e in _events("wedge")]
+    assert "unhealthy" in kinds
+    assert kinds[-3:] == ["restarted", "started", "healthy"]
+    assert took < 30, took
+    run_ocm("stop", "wedge", check=True)
+
+
+def test_memory_limit_recycles_then_gives_up() -> None:
+    # It may be recycled before `ocm start` sees it healthy: only the outcome matters here.
+    run_ocm("start", "fat", "--max-memory", "64M", "--health-interval", "1",
+            "--max-restarts", "1")
+    errored = wait_for(lambda: (i := _info("fat"))["status"] == "errored" and i, timeout=90,
+                       message="fat errored")
+    assert isinstance(errored, dict)
+    recycled = [e for e in _events("fat") if e["kind"] == "recycled"]
+    assert recycled
+    assert "--max-memory 64 MiB" in recycled[0]["detail"]
+
+
+def test_log_rotation_keeps_log_keep_files(tmp_path: Path) -> None:
+    info = _start("chatty", "--log-max-size", "2k", "--log-keep", "2")
+    creds = run_ocm("env", "chatty", "--json", check=True).json()
+    assert isinstance(creds, dict)
+    auth = (creds["OPENCODE_SERVER_USERNAME"], creds["OPENCODE_SERVER_PASSWORD"])
+    logs = Path(os.environ["OCM_HOME"]) / "logs"
+    visits = iter(range(1000))
+
+    def chat() -> bool:
+        # Each new directory makes the server log a few lines as it boots an instance for it.
+        httpx.get(f"{info['url']}/session/status", auth=auth, trust_env=False,
+                  params={"directory": str(tmp_path / f"d{next(visits)}")})
+        return (logs / "chatty.log.2").exists()
+
+    wait_for(chat, timeout=60, message="two rotations")
+    run_ocm("stop", "chatty", check=True)
+    names = sorted(p.name for p in logs.iterdir() if p.name.startswith("chatty"))
+    assert names == ["chatty.log", "chatty.log.1", "chatty.log.2"]
+    assert all((logs / n).stat().st_size < 2048 + 4096 for n in names)  # one line may overshoot
+    every = run_ocm("logs", "chatty", "-n", "100000", check=True).stdout.splitlines()
+    on_disk = sum(len((logs / n).read_text().splitlines()) for n in names)
+    assert len(every) == on_disk  # `ocm logs` reads across the rotated files
+
+
+def test_a_reused_pid_is_never_signalled(tmp_path: Path) -> None:
+    stranger = subprocess.Popen(["sleep", "1000"])
+    try:
+        real = psutil.Process(stranger.pid).create_time()
+        registry = Registry(Path(os.environ["OCM_HOME"]) / "registry.db")
+        with registry.transaction() as db:
+            registry.insert(db, InstanceSpec(name="ghost", dir=str(tmp_path)), port=4999)
+        # The row claims the PID, but with the start time of an older, dead process.
+        registry.update("ghost", state=State.RUNNING, server_pid=stranger.pid,
+                        server_ctime=real - 500, keeper_pid=stranger.pid,
+                        keeper_ctime=real - 500, url="http://127.0.0.1:4999")
+        registry.close()
+        assert _info("ghost")["status"] == "crashed"
+        assert_one_line_error(run_ocm("stop", "ghost"), 4, "not running")
+        assert run_ocm("stop", "--all", "--json", check=True).json() == []
+        cleaned = run_ocm("cleanup", "--json", check=True).json()
+        assert isinstance(cleaned, dict)
+        assert cleaned["removed_instances"] == ["ghost"]
+        assert stranger.poll() is None, "a stranger was signalled"
+    finally:
+        stranger.kill()
+        stranger.wait(10)
+
+
+def test_concurrent_commands_keep_the_registry_consistent() -> None:
+    run_ocm("start", "-n", "2", "--json", check=True)
+
+    def launch(*args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "opencode_manager", *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    procs = [launch("stop", "oc-1"), launch("restart", "oc-2"), launch("start", "extra"),
+             launch("ls", "--json"), launch("ls", "--json"), launch("status", "oc-2", "--json")]
+    for proc in procs:
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, (proc.args, err)
+    final = {i["name"]: i for i in run_ocm("ls", "--json", "--no-foreign", check=True).json()}  # type: ignore[union-attr]
+    assert final["oc-1"]["status"] == "stopped"
+    assert final["oc-2"]["status"] == "running"
+    assert final["oc-2"]["restarts"] == 1
+    assert final["extra"]["status"] == "running"
+    ports = [i["port"] for i in final.values() if i["status"] == "running"]
+    assert len(ports) == len(set(ports))
+    run_ocm("stop", "--all", check=True)
