@@ -356,7 +356,7 @@ class Keeper:
                         if misses == 1:
                             self.registry.add_event(self.name, "unhealthy", str(exc))
                         if misses >= self.limits.health_misses:
-                            await self._terminate(timeout=2.0)
+                            await self._terminate(timeout=0.5)  # wedged: TERM is moot
                             return Outcome(ExitKind.UNHEALTHY,
                                            f"no answer to {misses} health checks in a row")
                         continue
