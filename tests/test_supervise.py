@@ -124,7 +124,7 @@ def test_memory_limit_recycles_then_gives_up() -> None:
 
 
 def test_log_rotation_keeps_log_keep_files(tmp_path: Path) -> None:
-    info = _start("chatty", "--log-max-size", "2k", "--log-keep", "2")
+    info = _start("chatty", "--log-max-size", "2k", "--log-keep", "2", "--health-interval", "1")
     creds = run_ocm("env", "chatty", "--json", check=True).json()
     assert isinstance(creds, dict)
     auth = (creds["OPENCODE_SERVER_USERNAME"], creds["OPENCODE_SERVER_PASSWORD"])
@@ -138,6 +138,9 @@ def test_log_rotation_keeps_log_keep_files(tmp_path: Path) -> None:
         return (logs / "chatty.log.2").exists()
 
     wait_for(chat, timeout=60, message="two rotations")
+    # OpenCode's own log in the private data dir is capped too (copied aside, truncated).
+    own = Path(os.environ["OCM_HOME"]) / "instances" / "chatty" / "data" / "opencode" / "log"
+    wait_for(lambda: (own / "opencode.log.1").exists(), timeout=30, message="opencode.log capped")
     run_ocm("stop", "chatty", check=True)
     names = sorted(p.name for p in logs.iterdir() if p.name.startswith("chatty"))
     assert names == ["chatty.log", "chatty.log.1", "chatty.log.2"]
