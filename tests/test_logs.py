@@ -56,3 +56,15 @@ def test_tail_reads_across_rotated_files(tmp_path: Path) -> None:
     assert [p.name for p in rotated(log)] == ["a.log", "a.log.1", "a.log.2"]
     assert tail_across(log, 3) == ["three", "four", "five"]
     assert tail_across(log, 10) == ["one", "two", "three", "four", "five"]
+
+
+def test_levels_at_least() -> None:
+    from opencode_manager.logs import at_least
+
+    assert at_least("level=ERROR x", "WARN")
+    assert at_least("level=WARN x", "WARN")
+    assert not at_least("level=INFO x", "WARN")
+    assert at_least("level=INFO x", "info")
+    assert at_least("plain line", "INFO")
+    assert not at_least("plain line", "ERROR")
+    assert at_least("Error: config broken", "ERROR")

@@ -7,9 +7,11 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 _ERROR_RE = re.compile(r"level=(ERROR|FATAL)|^Error:|\bERROR\b|Traceback \(most recent")
 _WARN_RE = re.compile(r"level=WARN|\bWARN(ING)?\b")
+_LEVEL_RE = re.compile(r"level=(DEBUG|INFO|WARN|WARNING|ERROR|FATAL)\b")
 
 
 def is_error(line: str) -> bool:
@@ -74,44 +76,93 @@ def follow(
     should_stop: Callable[[], bool] = lambda: False,
     interval: float = 0.2,
 ) -> Iterator[tuple[str, str]]:
-    """Yield (label, line) for lines appended to any of the files after this call."""
-    positions: dict[Path, int] = {}
-    for _, path in paths:
+    """Yield (label, line) for lines appended to any of the files after this call.
+
+    Like `tail -F`: when a file is rotated (renamed away, a new one created), the rest of the
+    old file is read first, then the new one from its start.
+    """
+    tails = [_Tail(label, path) for label, path in paths]
+    return _follow(tails, should_stop, interval)
+
+
+class _Tail:
+    def __init__(self, label: str, path: Path) -> None:
+        self.label = label
+        self.path = path
+        self.handle: BinaryIO | None = None
+        self.inode: int | None = None
+        self.partial = b""
+        self._open(at_end=True)
+
+    def _open(self, *, at_end: bool) -> None:
         try:
-            positions[path] = path.stat().st_size
+            handle = open(self.path, "rb")  # noqa: SIM115 - held across polls, closed on rotation
         except FileNotFoundError:
-            positions[path] = 0
-    return _follow(paths, positions, should_stop, interval)
+            self.handle, self.inode = None, None
+            return
+        if at_end:
+            handle.seek(0, os.SEEK_END)
+        self.handle, self.inode = handle, os.fstat(handle.fileno()).st_ino
+
+    def read(self) -> list[str]:
+        lines: list[str] = []
+        if self.handle is not None:
+            lines += self._drain()
+        try:
+            current = self.path.stat()
+        except FileNotFoundError:
+            return lines
+        if self.handle is None or current.st_ino != self.inode:
+            if self.handle is not None:
+                self.handle.close()
+            self._open(at_end=False)  # a new file: every line of it is new
+            lines += self._drain()
+        elif current.st_size < (self.handle.tell() if self.handle else 0):
+            self.handle.seek(0)  # truncated in place
+            lines += self._drain()
+        return lines
+
+    def _drain(self) -> list[str]:
+        assert self.handle is not None
+        chunk = self.handle.read()
+        if not chunk:
+            return []
+        data = self.partial + chunk
+        *complete, self.partial = data.split(b"\n")
+        return [line.decode("utf-8", errors="replace") for line in complete]
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
 
 
 def _follow(
-    paths: Sequence[tuple[str, Path]],
-    positions: dict[Path, int],
-    should_stop: Callable[[], bool],
-    interval: float,
+    tails: list[_Tail], should_stop: Callable[[], bool], interval: float
 ) -> Iterator[tuple[str, str]]:
-    partial: dict[Path, str] = {}
-    while not should_stop():
-        produced = False
-        for label, path in paths:
-            try:
-                size = path.stat().st_size
-            except FileNotFoundError:
-                continue
-            if size < positions[path]:  # truncated or replaced: start over
-                positions[path] = 0
-            if size == positions[path]:
-                continue
-            with open(path, "rb") as handle:
-                handle.seek(positions[path])
-                chunk = handle.read(size - positions[path])
-            positions[path] = size
-            text = partial.pop(path, "") + chunk.decode("utf-8", errors="replace")
-            *complete, rest = text.split("\n")
-            if rest:
-                partial[path] = rest
-            for line in complete:
-                produced = True
-                yield label, line
-        if not produced:
-            time.sleep(interval)  # polling files for growth
+    try:
+        while not should_stop():
+            produced = False
+            for tail in tails:
+                for line in tail.read():
+                    produced = True
+                    yield tail.label, line
+            if not produced:
+                time.sleep(interval)  # polling files for growth
+    finally:
+        for tail in tails:
+            tail.close()
+
+
+LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
+
+
+def at_least(line: str, level: str) -> bool:
+    """Does this line have at least this level? (Lines without a level pass at INFO and below.)"""
+    wanted = LEVELS.index(level.upper())
+    found = _LEVEL_RE.search(line)
+    if found is None:
+        if is_error(line):
+            return True
+        return wanted <= LEVELS.index("INFO")
+    name = found.group(1).upper().replace("WARNING", "WARN").replace("FATAL", "ERROR")
+    return LEVELS.index(name) >= wanted if name in LEVELS else True

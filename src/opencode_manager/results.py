@@ -105,6 +105,22 @@ class TaskStore:
             f"SELECT record FROM tasks {where} {order}{tail}", tuple(params))  # noqa: S608
         return [_load(r[0]) for r in rows]
 
+    def totals(self) -> dict[str, Any]:
+        """Tasks by status, and token and cost totals over every stored task."""
+        counts = {str(r[0]): int(r[1]) for r in self.registry.query(
+            "SELECT status, COUNT(*) FROM tasks GROUP BY status")}
+        row = self.registry.query(
+            "SELECT SUM(json_extract(record, '$.tokens.input')),"
+            " SUM(json_extract(record, '$.tokens.output')),"
+            " SUM(json_extract(record, '$.tokens.reasoning')),"
+            " SUM(json_extract(record, '$.tokens.cache.read')),"
+            " SUM(json_extract(record, '$.tokens.cache.write')),"
+            " SUM(json_extract(record, '$.cost')) FROM tasks")[0]
+        keys = ("input", "output", "reasoning", "cache_read", "cache_write")
+        return {"tasks": counts,
+                "tokens": {k: int(row[i] or 0) for i, k in enumerate(keys)},
+                "cost": float(row[5] or 0.0)}
+
     # -- batches ---------------------------------------------------------------------------
     def add_batch(self, batch: Batch, tasks: list[TaskRecord]) -> None:
         """A batch and all its tasks in one transaction: all recorded, or none."""

@@ -349,10 +349,15 @@ def events(state: Context, ref: str | None, limit: int, as_json: bool) -> None:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("-n", "lines", type=int, default=50, show_default=True, help="Lines from the end.")
 @click.option("--grep", "pattern", metavar="RE", help="Only lines matching this regex.")
+@click.option("--level", type=click.Choice(logfiles.LEVELS, case_sensitive=False),
+              help="Only lines of at least this level.")
 @pass_state
 def logs(state: Context, refs: tuple[str, ...], follow: bool, lines: int,
-         pattern: str | None) -> None:
-    """Show the logs of one or more instances (errors highlighted)."""
+         pattern: str | None, level: str | None) -> None:
+    """Show the logs of one or more instances, merged and labelled (errors highlighted).
+
+    Reads across rotated files; -f follows the logs through rotations.
+    """
     if lines < 0:
         raise UsageError(f"invalid -n {lines}: must be 0 or more")
     try:
@@ -368,15 +373,21 @@ def logs(state: Context, refs: tuple[str, ...], follow: bool, lines: int,
     stop_event = threading.Event()
     # Start following before printing the tail, so no line falls between the two.
     stream = logfiles.follow(sources, should_stop=stop_event.is_set) if follow else None
+    def wanted(line: str) -> bool:
+        return (regex is None or bool(regex.search(line))) and (
+            level is None or logfiles.at_least(line, level))
+
     for name, path in sources:
-        for line in logfiles.select(logfiles.tail_across(path, lines), regex):
+        chosen = [ln for ln in logfiles.tail_across(path, 100_000 if level or regex else lines)
+                  if wanted(ln)][-lines:] if lines else []
+        for line in chosen:
             _print_log_line(name if label else None, line)
     if stream is None:
         return
     signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
     try:
         for name, line in stream:
-            if regex is None or regex.search(line):
+            if wanted(line):
                 _print_log_line(name if label else None, line)
     except KeyboardInterrupt:
         return

@@ -1,0 +1,177 @@
+"""Watching the fleet: monitor, top, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import select
+import signal
+import sys
+import termios
+import time
+import tty
+from typing import Any
+
+import click
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from ..errors import UsageError
+from ..eventview import ASK, BAD, GOOD, INFO, MUTED, WARN, Filter, Folder
+from .main import Context
+from .output import STATUS_STYLE, err, human_bytes, human_duration, out
+
+pass_state = click.make_pass_decorator(Context)
+
+LEVEL_STYLE = {INFO: "", GOOD: "green", WARN: "yellow", BAD: "bold red", ASK: "bold magenta",
+               MUTED: "dim"}
+
+
+@click.command()
+@click.argument("refs", nargs=-1)
+@click.option("--type", "types", multiple=True, metavar="GLOB",
+              help="Only events whose type matches (e.g. 'session.*'); repeatable. "
+                   "Heartbeats show only when asked for.")
+@click.option("--session", "session_id", metavar="ID", help="Only this session's events.")
+@click.option("--follow-new", is_flag=True,
+              help="Also watch instances started later (the default without REFs).")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per event: the event plus instance and received_at.")
+@pass_state
+def monitor(state: Context, refs: tuple[str, ...], types: tuple[str, ...],
+            session_id: str | None, follow_new: bool, as_json: bool) -> None:
+    """One merged live stream of the events of many instances (Ctrl-C to stop).
+
+    Reconnects by itself when an instance restarts, and then reports which sessions changed
+    state while it was away (OpenCode's stream has no replay).
+    """
+    from ..monitor import Monitor
+
+    manager = state.manager()
+    chosen = Filter(types=tuple(types), session=session_id)
+    watcher = Monitor(manager, refs, follow_new=follow_new)
+    folders: dict[str, Folder] = {}
+    write = sys.stdout.write
+
+    async def run() -> None:
+        async for item in watcher.events():
+            if not chosen.accepts(item.event):
+                continue
+            if as_json:
+                write(json.dumps(item.to_dict()) + "\n")
+            else:
+                folder = folders.setdefault(item.instance, Folder(verbose=bool(types)))
+                line = folder.line(item.event)
+                if line is None:
+                    continue
+                stamp = time.strftime("%H:%M:%S", time.localtime(item.received_at))
+                text = Text(f"{stamp} ", style="dim")
+                text.append(f"{item.instance:<10} ", style="cyan")
+                if line.session:
+                    text.append(f"{line.session} ", style="dim")
+                text.append(line.text, style=LEVEL_STYLE[line.level])
+                out.print(text, soft_wrap=True)
+            if watcher.queue.empty():
+                sys.stdout.flush()
+
+    async def main() -> None:
+        task = asyncio.create_task(run())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def _top_table(frame: dict[str, Any]) -> Group:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("NAME", "STATUS", "UPTIME", "RESTARTS", "CPU", "MEM", "CONNS", "BUSY",
+                   "IDLE", "LAST EVENT"):
+        table.add_column(column, no_wrap=True, justify="right" if column in (
+            "RESTARTS", "CPU", "MEM", "CONNS", "BUSY", "IDLE") else "left")
+    from ..models import Status
+
+    for row in frame["instances"]:
+        status = Status(row["status"])
+        last = row.get("last_event")
+        table.add_row(
+            row["name"], Text(row["status"], style=STATUS_STYLE.get(status, "")),
+            human_duration(row["uptime_s"]), str(row["restarts"]),
+            f"{row['cpu_percent']:.0f}%" if row["cpu_percent"] is not None else "-",
+            human_bytes(row["rss_bytes"]),
+            str(row["connections"]) if row["connections"] is not None else "-",
+            str(row["busy"]) if row["busy"] is not None else "-",
+            str(row["idle"]) if row["idle"] is not None else "-",
+            f"{last['kind']} {human_duration(time.time() - last['time'])} ago" if last else "-",
+        )
+    totals = frame["totals"]
+    summary = Text(
+        f"{totals['instances']} instances, {totals['running']} running; "
+        f"CPU {totals['cpu_percent']:.0f}%, RSS {human_bytes(totals['rss_bytes'])}, "
+        f"{totals['busy']} busy / {totals['sessions']} sessions", style="bold")
+    return Group(summary, table)
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Print one frame and exit (for scripts and tests).")
+@click.option("--interval", type=float, default=1.0, show_default=True, metavar="S",
+              help="Seconds between refreshes.")
+@click.option("--json", "as_json", is_flag=True, help="With --once: the frame as JSON.")
+@pass_state
+def top(state: Context, once: bool, interval: float, as_json: bool) -> None:
+    """A live view of the fleet: status, CPU, memory, sessions, last event (q quits)."""
+    from ..fleetview import snapshot
+
+    if interval < 0.2:
+        raise UsageError(f"invalid --interval {interval:g}: at least 0.2 s")
+    if as_json and not once:
+        raise UsageError("--json goes with --once")
+    manager = state.manager()
+    if once:
+        frame = snapshot(manager)
+        if as_json:
+            sys.stdout.write(json.dumps(frame, indent=2, default=str) + "\n")
+        else:
+            out.print(_top_table(frame))
+        return
+    if not sys.stdin.isatty():
+        raise UsageError("ocm top needs a terminal; use `ocm top --once` in scripts")
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    try:
+        tty.setcbreak(fd)
+        with Live(_top_table(snapshot(manager)), console=out, screen=False,
+                  auto_refresh=False) as live:
+            while True:
+                ready, _, _ = select.select([sys.stdin], [], [], interval)
+                if ready and os.read(fd, 32).strip().lower().startswith(b"q"):
+                    break
+                live.update(_top_table(snapshot(manager)), refresh=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+@click.command()
+@click.option("--serve", "port", type=int, metavar="PORT",
+              help="Serve /metrics on 127.0.0.1:PORT instead of printing once.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address for --serve.")
+@pass_state
+def metrics(state: Context, port: int | None, host: str) -> None:
+    """Prometheus metrics: instances, restarts, RSS, CPU, sessions, tasks, tokens, cost."""
+    from ..metrics import exposition, serve
+
+    if port is None:
+        sys.stdout.write(exposition(state.manager()).decode())
+        return
+    if not 1 <= port <= 65535:
+        raise UsageError(f"invalid --serve {port}: expected a port from 1 to 65535")
+    err.print(f"serving metrics on http://{host}:{port}/metrics (Ctrl-C to stop)", markup=False)
+    serve(state.manager(), host, port)
