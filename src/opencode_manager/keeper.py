@@ -37,8 +37,8 @@ from typing import Any
 
 import psutil
 
-from . import launch, ports, process
-from .client import AsyncOpencodeClient, Endpoint
+from . import healthcheck, launch, ports, process
+from .client.endpoint import Endpoint
 from .credentials import read_password
 from .errors import OcmError, ServerError
 from .models import InstanceRecord, InstanceSpec, State
@@ -294,17 +294,16 @@ class Keeper:
     async def _wait_healthy(self, endpoint: Endpoint) -> str | None:
         assert self.proc is not None
         deadline = time.monotonic() + START_TIMEOUT
-        async with AsyncOpencodeClient(endpoint, timeout=2.0) as client:
-            delay = 0.02
-            while time.monotonic() < deadline and self.proc.returncode is None:
-                if self.stop_requested.is_set():
-                    return None
-                with contextlib.suppress(ServerError):
-                    data = await client.health()
-                    if data.get("healthy"):
-                        return str(data.get("version") or "")
-                await asyncio.sleep(delay)  # poll interval while waiting for health
-                delay = min(delay * 1.5, 0.25)
+        delay = 0.02
+        while time.monotonic() < deadline and self.proc.returncode is None:
+            if self.stop_requested.is_set():
+                return None
+            with contextlib.suppress(ServerError):
+                data = await healthcheck.health(endpoint, timeout=2.0)
+                if data.get("healthy"):
+                    return str(data.get("version") or "")
+            await asyncio.sleep(delay)  # poll interval while waiting for health
+            delay = min(delay * 1.5, 0.25)
         return None
 
     async def _start_failed(self, port: int | None, pumps: list[asyncio.Task[None]]) -> Outcome:
@@ -327,43 +326,42 @@ class Keeper:
         stop = asyncio.create_task(self.stop_requested.wait())
         misses = 0
         try:
-            async with AsyncOpencodeClient(endpoint) as client:
-                while True:
-                    done, _ = await asyncio.wait({exited, stop},
-                                                 timeout=self.limits.health_interval,
-                                                 return_when=asyncio.FIRST_COMPLETED)
-                    self._reap_zombies()
-                    if stop in done:
-                        self.registry.update(self.name, state=State.STOPPING)
-                        await self._dispose(endpoint)
-                        await self._terminate()
-                        return Outcome(None, "stopped")
-                    if exited in done:
-                        code = self.proc.returncode
-                        await self._end_orphans()
-                        kind = ExitKind.CLEAN if code == 0 else ExitKind.CRASHED
-                        self.log.note(f"server exited on its own ({_describe_exit(code)})",
-                                      "ERROR" if code else "WARN")
-                        return Outcome(kind, f"server exited ({_describe_exit(code)})",
-                                       code=code)
-                    try:
-                        await client.health(timeout=self.limits.health_timeout)
-                        misses = 0
-                    except ServerError as exc:
-                        misses += 1
-                        self.log.note(f"health check missed ({misses}/"
-                                      f"{self.limits.health_misses}): {exc}", "WARN")
-                        if misses == 1:
-                            self.registry.add_event(self.name, "unhealthy", str(exc))
-                        if misses >= self.limits.health_misses:
-                            await self._terminate(timeout=0.5)  # wedged: TERM is moot
-                            return Outcome(ExitKind.UNHEALTHY,
-                                           f"no answer to {misses} health checks in a row")
-                        continue
-                    reason = self._recycle_reason(time.monotonic() - started)
-                    if reason:
-                        await self._recycle(client, endpoint, reason)
-                        return Outcome(ExitKind.RECYCLED, reason)
+            while True:
+                done, _ = await asyncio.wait({exited, stop},
+                                             timeout=self.limits.health_interval,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                self._reap_zombies()
+                if stop in done:
+                    self.registry.update(self.name, state=State.STOPPING)
+                    await self._dispose(endpoint)
+                    await self._terminate()
+                    return Outcome(None, "stopped")
+                if exited in done:
+                    code = self.proc.returncode
+                    await self._end_orphans()
+                    kind = ExitKind.CLEAN if code == 0 else ExitKind.CRASHED
+                    self.log.note(f"server exited on its own ({_describe_exit(code)})",
+                                  "ERROR" if code else "WARN")
+                    return Outcome(kind, f"server exited ({_describe_exit(code)})",
+                                   code=code)
+                try:
+                    await healthcheck.health(endpoint, timeout=self.limits.health_timeout)
+                    misses = 0
+                except ServerError as exc:
+                    misses += 1
+                    self.log.note(f"health check missed ({misses}/"
+                                  f"{self.limits.health_misses}): {exc}", "WARN")
+                    if misses == 1:
+                        self.registry.add_event(self.name, "unhealthy", str(exc))
+                    if misses >= self.limits.health_misses:
+                        await self._terminate(timeout=0.5)  # wedged: TERM is moot
+                        return Outcome(ExitKind.UNHEALTHY,
+                                       f"no answer to {misses} health checks in a row")
+                    continue
+                reason = self._recycle_reason(time.monotonic() - started)
+                if reason:
+                    await self._recycle(endpoint, reason)
+                    return Outcome(ExitKind.RECYCLED, reason)
         finally:
             exited.cancel()
             stop.cancel()
@@ -380,13 +378,13 @@ class Keeper:
                             f"(--max-memory {self.limits.max_memory // (1024 * 1024)} MiB)")
         return None
 
-    async def _recycle(self, client: AsyncOpencodeClient, endpoint: Endpoint, reason: str) -> None:
+    async def _recycle(self, endpoint: Endpoint, reason: str) -> None:
         """Let a turn in progress finish (up to the grace period), then stop gracefully."""
         self.log.note(reason, "WARN")
         deadline = time.monotonic() + self.limits.recycle_grace
         while time.monotonic() < deadline and not self.stop_requested.is_set():
             try:
-                busy = await client.session_status(self.spec.dir)
+                busy = await healthcheck.busy_sessions(endpoint, self.spec.dir, timeout=5.0)
             except ServerError:
                 break
             if not busy:
@@ -399,8 +397,7 @@ class Keeper:
     async def _dispose(self, endpoint: Endpoint) -> None:
         """Ask the server to end its tool processes and MCP/LSP servers (bounded)."""
         try:
-            async with AsyncOpencodeClient(endpoint, timeout=DISPOSE_TIMEOUT) as client:
-                await client.dispose()
+            await healthcheck.dispose(endpoint, timeout=DISPOSE_TIMEOUT)
         except OcmError as exc:
             self.log.note(f"dispose did not complete: {exc}", "WARN")
 

@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import platformdirs
-
 from .errors import StateError
 
 APP_NAME = "opencode-manager"
@@ -40,7 +38,11 @@ class Settings:
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         env = dict(os.environ if environ is None else environ)
-        home_value = home or env.get("OCM_HOME") or platformdirs.user_state_dir(APP_NAME)
+        home_value = home or env.get("OCM_HOME")
+        if not home_value:
+            import platformdirs  # only when needed: keepers always get their home
+
+            home_value = platformdirs.user_state_dir(APP_NAME)
         binary = opencode or env.get("OCM_OPENCODE") or None
         return cls(home=Path(home_value).expanduser().absolute(), opencode=binary, environ=env)
 

@@ -1,6 +1,34 @@
-"""A thin client for the OpenCode server's HTTP API: one pure core, sync and async shells."""
+"""A thin client for the OpenCode server's HTTP API: one pure core, sync and async shells.
 
-from .core import Endpoint, Operation
-from .shells import AsyncOpencodeClient, OpencodeClient, http_options
+Names load on first use, so `client.endpoint` (and the keeper) can be imported without httpx.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "AsyncOpencodeClient": "shells",
+    "Endpoint": "endpoint",
+    "OpencodeClient": "shells",
+    "Operation": "core",
+    "http_options": "shells",
+}
+
+if TYPE_CHECKING:
+    from .core import Operation
+    from .endpoint import Endpoint
+    from .shells import AsyncOpencodeClient, OpencodeClient, http_options
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = ["AsyncOpencodeClient", "Endpoint", "OpencodeClient", "Operation", "http_options"]

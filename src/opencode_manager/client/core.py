@@ -7,7 +7,6 @@ the sync and async shells only send it. OpenCode answers unknown routes with its
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,29 +16,9 @@ from urllib.parse import quote
 import httpx
 
 from ..errors import ServerError
-from ..models import DEFAULT_USERNAME
+from .endpoint import Endpoint
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where a server is and how to authenticate to it."""
-
-    url: str
-    password: str | None = None
-    username: str = DEFAULT_USERNAME
-    name: str | None = None  # instance name, for error messages
-
-    @property
-    def base_url(self) -> str:
-        return self.url.rstrip("/")
-
-    def auth_header(self) -> dict[str, str]:
-        if not self.password:
-            return {}
-        token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
-        return {"Authorization": f"Basic {token}"}
 
 
 def _identity(data: Any) -> Any:

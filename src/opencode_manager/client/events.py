@@ -17,7 +17,7 @@ import httpx
 from httpx_sse import aconnect_sse
 
 from ..errors import ServerError
-from .core import Endpoint
+from .endpoint import Endpoint
 from .types import Event
 
 

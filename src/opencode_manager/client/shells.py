@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 import httpx
 
 from . import operations as ops
-from .core import Endpoint, Operation, build_request, read_response, transport_error
+from .core import Operation, build_request, read_response, transport_error
+from .endpoint import Endpoint
 from .events import follow_events, stream_events
 from .types import Event, Message, Session
 
