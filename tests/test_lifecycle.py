@@ -113,7 +113,10 @@ def test_crash_is_seen_and_stop_all_spares_a_foreign_server(tmp_path: Path,
         assert after[victim["name"]]["status"] == "crashed"
         for info in infos:
             with socket.socket() as sock:
-                sock.bind(("127.0.0.1", info["port"]))  # the port is free again
+                # The port is free again (REUSEADDR, as servers bind: closed health-check
+                # connections may linger in TIME_WAIT).
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(("127.0.0.1", info["port"]))
         assert foreign.poll() is None, "the foreign server was hurt"
         health = httpx.get(f"http://127.0.0.1:{foreign_port}/global/health", trust_env=False)
         assert health.status_code == 200

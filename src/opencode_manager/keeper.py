@@ -139,6 +139,7 @@ class Keeper:
         self.proc: asyncio.subprocess.Process | None = None
         self.url_found: asyncio.Future[str] | None = None
         self.password = read_password(settings, name) if self.spec.auth else None
+        self._sampled: psutil.Process | None = None
 
     # -- entry -----------------------------------------------------------------------------
     async def run(self) -> int:
@@ -347,6 +348,7 @@ class Keeper:
                 try:
                     await healthcheck.health(endpoint, timeout=self.limits.health_timeout)
                     misses = 0
+                    self._sample()
                 except ServerError as exc:
                     misses += 1
                     self.log.note(f"health check missed ({misses}/"
@@ -365,6 +367,24 @@ class Keeper:
         finally:
             exited.cancel()
             stop.cancel()
+
+    def _sample(self) -> None:
+        """Record the server's CPU and memory, so `ocm ls` can show them without measuring."""
+        if self.proc is None:
+            return
+        if self._sampled is None or self._sampled.pid != self.proc.pid:
+            self._sampled = process.verified(process.identity_of(self.proc.pid))
+            if self._sampled is not None:
+                with contextlib.suppress(psutil.Error):
+                    self._sampled.cpu_percent(None)  # the first reading only starts the clock
+            return
+        try:
+            with self._sampled.oneshot():
+                cpu = self._sampled.cpu_percent(None)
+                rss = self._sampled.memory_info().rss
+        except psutil.Error:
+            return
+        self.registry.update(self.name, cpu_percent=cpu, rss_bytes=rss, sampled_at=time.time())
 
     def _recycle_reason(self, uptime: float) -> str | None:
         if self.limits.max_age is not None and uptime >= self.limits.max_age:

@@ -26,8 +26,7 @@ import psutil
 from . import binary as binaries
 from . import credentials, launch, ports, probe, process
 from . import spec as specs
-from .client import Endpoint, OpencodeClient
-from .client import operations as ops
+from .client.endpoint import Endpoint
 from .discovery import ForeignServer, find_foreign
 from .errors import ConflictError, NotFoundError, OcmError, ServerError, StartError, UsageError
 from .models import (
@@ -313,7 +312,15 @@ class Manager:
         foreign_procs: list[psutil.Process | None] = []
         for f in foreign:
             foreign_procs.append(process.verified(process.identity_of(f.pid)))
-        sampler = probe.CpuSampler([*servers, *foreign_procs])
+        now = time.time()
+        # Supervised servers were sampled by their keeper; measure only the others (this
+        # takes a 0.1 s window, so `ls` is fast when there are none).
+        fresh = [server is not None and keeper is not None and record.sampled_at is not None
+                 and now - record.sampled_at < 3 * record.spec.health_interval + 5
+                 for record, keeper, server in zip(records, keepers, servers, strict=True)]
+        sampler = probe.CpuSampler(
+            [None if ok else server for ok, server in zip(fresh, servers, strict=True)]
+            + foreign_procs)
         endpoints: list[Endpoint | None] = []
         for record, server in zip(records, servers, strict=True):
             endpoints.append(self.endpoint(record) if server is not None else None)
@@ -321,7 +328,10 @@ class Manager:
         health = probe.check_health(endpoints) if probe_health else [
             probe.Health(healthy=None) for _ in endpoints]
         stats = sampler.read()
-        now = time.time()
+        for i, record in enumerate(records):
+            if fresh[i]:
+                stats[i] = probe.ProcStats(rss_bytes=record.rss_bytes or 0,
+                                           cpu_percent=record.cpu_percent or 0.0, threads=0)
         infos: list[InstanceInfo] = []
         for i, record in enumerate(records):
             status = derive_status(
@@ -458,6 +468,9 @@ class Manager:
         return report
 
     def _api_report(self, endpoint: Endpoint, directory: str | None) -> dict[str, Any]:
+        from .client import OpencodeClient
+        from .client import operations as ops
+
         out: dict[str, Any] = {"api_errors": []}
         with OpencodeClient(endpoint, timeout=5.0) as client:
             try:
@@ -540,8 +553,10 @@ class Manager:
             # No keeper (killed, or stuck): do it ourselves.
             endpoint = self.endpoint(record)
             if endpoint is not None:
-                with contextlib.suppress(OcmError), OpencodeClient(endpoint, timeout=3.0) as c:
-                    c.dispose()
+                from . import healthcheck
+
+                with contextlib.suppress(OcmError):
+                    asyncio.run(healthcheck.dispose(endpoint, timeout=3.0))
             term = process.terminate_tree(server, timeout=timeout)
             result.via = "ocm"
             result.signalled, result.killed = term.signalled, term.killed

@@ -103,6 +103,9 @@ class InstanceRecord:
     error: str | None = None
     started_at: float | None = None
     stopped_at: float | None = None
+    cpu_percent: float | None = None  # sampled by the keeper
+    rss_bytes: int | None = None
+    sampled_at: float | None = None
 
 
 @dataclass

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import psutil
 
-from .client import AsyncOpencodeClient, Endpoint, http_options
+from . import healthcheck
+from .client.endpoint import Endpoint
 from .errors import ServerError
 
 
@@ -25,10 +25,9 @@ class Health:
     error: str | None = None
 
 
-async def _one(endpoint: Endpoint, http: httpx.AsyncClient) -> Health:
+async def _one(endpoint: Endpoint, timeout: float) -> Health:
     try:
-        async with AsyncOpencodeClient(endpoint, http=http) as client:
-            data = await client.health()
+        data = await healthcheck.health(endpoint, timeout=timeout)
     except ServerError as exc:
         if exc.status_code == 401:
             return Health(healthy=None, auth_required=True, error=str(exc))
@@ -40,12 +39,10 @@ async def _one(endpoint: Endpoint, http: httpx.AsyncClient) -> Health:
 async def check_health_async(
     endpoints: Sequence[Endpoint | None], timeout: float = 1.5
 ) -> list[Health]:
-    async with httpx.AsyncClient(**http_options(timeout)) as http:
+    async def run(ep: Endpoint | None) -> Health:
+        return Health(healthy=None) if ep is None else await _one(ep, timeout)
 
-        async def run(ep: Endpoint | None) -> Health:
-            return Health(healthy=None) if ep is None else await _one(ep, http)
-
-        return list(await asyncio.gather(*(run(ep) for ep in endpoints)))
+    return list(await asyncio.gather(*(run(ep) for ep in endpoints)))
 
 
 def check_health(endpoints: Sequence[Endpoint | None], timeout: float = 1.5) -> list[Health]:
@@ -76,7 +73,7 @@ class CpuSampler:
 
     def read(self, min_window: float = 0.1) -> list[ProcStats | None]:
         remaining = min_window - (time.monotonic() - self._start)
-        if remaining > 0:
+        if remaining > 0 and any(self._procs):
             time.sleep(remaining)  # the measurement window itself, not synchronisation
         out: list[ProcStats | None] = []
         for proc in self._procs:

@@ -107,10 +107,18 @@ def _m003_events(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX events_by_instance ON events (instance, id)")
 
 
+@migration("m004_samples")
+def _m004_samples(db: sqlite3.Connection) -> None:
+    # Figures the keeper samples every health interval, so `ocm ls` need not wait to measure.
+    db.execute("ALTER TABLE instances ADD COLUMN cpu_percent REAL")
+    db.execute("ALTER TABLE instances ADD COLUMN rss_bytes INTEGER")
+    db.execute("ALTER TABLE instances ADD COLUMN sampled_at REAL")
+
+
 _COLUMNS = [
     "name", "spec", "state", "keeper_pid", "keeper_ctime", "server_pid", "server_ctime", "port",
     "url", "version", "restarts", "last_exit", "error", "created_at", "updated_at", "started_at",
-    "stopped_at",
+    "stopped_at", "cpu_percent", "rss_bytes", "sampled_at",
 ]
 _UPDATABLE = frozenset(_COLUMNS) - {"name", "created_at"}
 
@@ -142,6 +150,9 @@ def _record(row: sqlite3.Row) -> InstanceRecord:
         error=row["error"],
         started_at=row["started_at"],
         stopped_at=row["stopped_at"],
+        cpu_percent=row["cpu_percent"],
+        rss_bytes=row["rss_bytes"],
+        sampled_at=row["sampled_at"],
     )
 
 

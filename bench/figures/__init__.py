@@ -1,0 +1,1 @@
+"""One module per figure of BENCHMARKS.md; each returns a filled-in report.Figure."""

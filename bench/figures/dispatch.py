@@ -1,0 +1,131 @@
+"""1. Task dispatch: one prompt end to end, against `opencode run --attach` and raw curl."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from ..env import ROOT
+from ..measure import BenchError, Series, check, run_command
+from ..plan import Plan, SharedFleet
+from ..report import Figure, timed_ratio_goal
+
+PROMPT = "BASH: echo bench"  # a tool step, then a text step
+
+# The floor: what a script with nothing but curl does (bash's regex, no extra process).
+FLOOR_SCRIPT = r"""set -eu
+auth="$OPENCODE_SERVER_USERNAME:$OPENCODE_SERVER_PASSWORD"
+session=$(curl -sf -u "$auth" -H 'content-type: application/json' -d '{}' \
+  "$OPENCODE_SERVER_URL/session")
+[[ $session =~ \"id\":\"(ses_[^\"]*)\" ]]
+curl -sf -u "$auth" -H 'content-type: application/json' \
+  -d '{"parts":[{"type":"text","text":"BASH: echo bench"}]}' \
+  "$OPENCODE_SERVER_URL/session/${BASH_REMATCH[1]}/message"
+"""
+
+
+def run(fleet: SharedFleet, plan: Plan) -> Figure:
+    env = fleet.env
+    target = fleet.instances[0]
+    figure = Figure(1, "Task dispatch: one prompt end to end", commands=[
+        f'ocm run "{PROMPT}"',
+        f"opencode run --attach {target.url} --format json {PROMPT}"
+        "   # OPENCODE_SERVER_PASSWORD in its environment",
+        "bash floor.sh   # curl POST /session, then curl POST /session/ID/message "
+        "(sync, basic auth)",
+        f'python -m bench.library_probe --runs {plan.runs} "{PROMPT}"'
+        "   # Manager().run() / await Manager().arun(), timed in-process",
+    ])
+    ocm_argv = [env.ocm, "run", PROMPT]
+    attach_argv = [env.opencode, "run", "--attach", target.url, "--format", "json",
+                   *PROMPT.split()]
+    floor_argv = ["bash", "-c", FLOOR_SCRIPT]
+    attach_env = fleet.attach_env(target)
+    floor_env = {**env.env, "OPENCODE_SERVER_URL": target.url,
+                 "OPENCODE_SERVER_USERNAME": target.username,
+                 "OPENCODE_SERVER_PASSWORD": target.password}
+
+    def ocm_run() -> None:
+        result = check(run_command(ocm_argv, env=env.env, cwd=env.project), "ocm run",
+                       expect="bench")
+        ocm_wall.add(result.wall_s)
+        ocm_rss.add((result.max_rss_kb or 0) / 1024)
+
+    def attach_run() -> None:
+        result = check(run_command(attach_argv, env=attach_env, cwd=env.project),
+                       "opencode run --attach", expect='"type":"tool_use"')
+        attach_wall.add(result.wall_s)
+        attach_rss.add((result.max_rss_kb or 0) / 1024)
+        attach_texts.append('"type":"text"' in result.stdout)
+
+    def floor_run() -> None:
+        result = check(run_command(floor_argv, env=floor_env, cwd=env.project), "curl floor",
+                       expect='"role":"assistant"')
+        floor_wall.add(result.wall_s)
+        floor_rss.add((result.max_rss_kb or 0) / 1024)
+
+    ocm_wall, attach_wall, floor_wall = Series(), Series(), Series()
+    ocm_rss, attach_rss, floor_rss = Series(), Series(), Series()
+    attach_texts: list[bool] = []
+    # Warm-up: the first prompt per instance and directory costs OpenCode ~2 s more.
+    for instance in fleet.instances:
+        env.ocm_run("run", "-i", instance.name, PROMPT)
+    for measure in (ocm_run, attach_run, floor_run):
+        measure()
+    for series in (ocm_wall, attach_wall, floor_wall, ocm_rss, attach_rss, floor_rss):
+        series.values.clear()
+    attach_texts.clear()
+    for _ in range(plan.runs):  # interleaved, so drift on a shared machine hits all alike
+        ocm_run()
+        attach_run()
+        floor_run()
+
+    library = _library(fleet, plan)
+
+    figure.add("ocm", "`ocm run` wall", "s", ocm_wall, baseline="attach")
+    figure.add("attach", "`opencode run --attach` wall", "s", attach_wall)
+    figure.add("floor", "curl floor wall", "s", floor_wall)
+    figure.add("ocm_floor", "`ocm run` wall vs floor", "s", ocm_wall, baseline="floor")
+    figure.add("lib", "library `Manager().run()`", "s", Series(library["run_s"]),
+               baseline="floor")
+    figure.add("alib", "library `await Manager().arun()`", "s", Series(library["arun_s"]),
+               baseline="floor")
+    figure.add("lib_first", "library, first call in the process", "s",
+               Series([library["first_call_s"]]), baseline="floor",
+               note="includes lazy imports")
+    figure.add("ocm_rss", "`ocm run` peak RSS", "MB", ocm_rss, baseline="attach_rss")
+    figure.add("attach_rss", "`opencode run --attach` peak RSS", "MB", attach_rss)
+    figure.add("floor_rss", "curl floor peak RSS", "MB", floor_rss)
+    seconds = "{:.3f} s".format
+    megabytes = "{:.1f} MB".format
+    timed_ratio_goal(figure, "ocm", "attach", 0.2, "`ocm run` wall", seconds)
+    timed_ratio_goal(figure, "ocm_rss", "attach_rss", 0.15, "`ocm run` peak RSS", megabytes)
+    timed_ratio_goal(figure, "lib", "floor", 1.1, "library `Manager().run()` wall", seconds)
+    figure.notes += [
+        "Wall: measured around the whole command (process start to exit). Peak RSS: GNU time "
+        "`%M`, the largest resident set of the command or any child it waited for.",
+        f"All three commands send `{PROMPT}` (one bash tool step, then a text step) to "
+        f"{target.name}; `ocm run` picks the least busy of the "
+        f"{len(fleet.instances)} idle instances itself.",
+        "One warm-up prompt per instance and per command first; then the three commands "
+        "interleaved, run after run.",
+        "The library rows are timed inside one Python process after an untimed first call "
+        "(shown separately); interpreter start and imports are excluded.",
+        f"`opencode run --attach --format json` printed the final step's text event in "
+        f"{sum(attach_texts)} of {len(attach_texts)} measured runs (checked: it exited 0 and "
+        "printed the tool step).",
+    ]
+    return figure
+
+
+def _library(fleet: SharedFleet, plan: Plan) -> dict[str, list[float]]:
+    env = fleet.env
+    result = subprocess.run(
+        [env.python, "-m", "bench.library_probe", "--runs", str(plan.runs), PROMPT],
+        env={**env.env, "PYTHONPATH": str(ROOT)}, cwd=str(env.project), capture_output=True,
+        text=True, timeout=600, check=False)
+    if result.returncode != 0:
+        raise BenchError(f"library probe exited {result.returncode}: "
+                         f"{(result.stderr or result.stdout).strip()[-400:]}")
+    data: dict[str, list[float]] = json.loads(result.stdout.strip().splitlines()[-1])
+    return data

@@ -1,0 +1,160 @@
+"""5. Monitor: events/s through the merged monitor from replayed streams, latency, memory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+from ..env import ROOT, BenchEnv, wait_for_line
+from ..measure import BenchError, Series
+from ..plan import Plan
+from ..report import Figure
+
+EVENTS_GOAL = 5_000
+LATENCY_GOAL_MS = 50.0
+FLAT_TOLERANCE = 0.10  # RSS at the end within +10% of RSS at the first event
+
+
+@dataclass
+class Run:
+    received: int
+    expected: int
+    seconds: float
+    latency_ms: dict[str, float]
+    rss: list[tuple[float, int]]  # (wall time, bytes)
+    first: float
+    last: float
+
+    @property
+    def rate(self) -> float:
+        return self.received / self.seconds if self.seconds > 0 else 0.0
+
+    def rss_at(self, when: float) -> int:
+        """The last RSS sample taken at or before `when` (the first one if none)."""
+        before = [rss for t, rss in self.rss if t <= when]
+        return before[-1] if before else self.rss[0][1]
+
+    @property
+    def start_mb(self) -> float:
+        return self.rss_at(self.first) / 2**20
+
+    @property
+    def end_mb(self) -> float:
+        return self.rss_at(self.last) / 2**20
+
+    @property
+    def peak_mb(self) -> float:
+        return max(rss for _, rss in self.rss) / 2**20
+
+
+def _servers(env: BenchEnv, tag: str, streams: int, count: int, rate: float
+             ) -> list[dict[str, Any]]:
+    worker_env = {**env.env, "PYTHONPATH": str(ROOT)}
+    started = []
+    for i in range(streams):
+        out = env.base / f"fake-sse-{tag}-{i}.out"
+        proc = env.spawn([env.python, "-m", "bench.fake_sse", "--count", str(count),
+                          "--rate", str(rate)], out, env=worker_env)
+        started.append((proc, out))
+    spec = []
+    for i, (proc, out) in enumerate(started):
+        url = wait_for_line(out, r"listening on (http://\S+)", proc).group(1)
+        spec.append({"name": f"fake-{i + 1}", "url": url, "pid": proc.pid, "proc": proc})
+    return spec
+
+
+def _probe(env: BenchEnv, servers: list[dict[str, Any]], expect: int, timeout: float) -> Run:
+    spec = json.dumps([{k: s[k] for k in ("name", "url", "pid")} for s in servers])
+    result = subprocess.run(
+        [env.python, "-m", "bench.monitor_probe", "--expect", str(expect), "--timeout",
+         str(timeout), spec], env={**env.env, "PYTHONPATH": str(ROOT)}, cwd=str(env.project),
+        capture_output=True, text=True, timeout=timeout + 60, check=False)
+    if result.returncode != 0:
+        raise BenchError(f"monitor probe exited {result.returncode}: "
+                         f"{result.stderr.strip()[-400:]}")
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    if not data["received"]:
+        raise BenchError("the monitor delivered no replayed event")
+    return Run(data["received"], expect, data["last"] - data["first"], data["latency_ms"],
+               [(t, rss) for t, rss in data["rss"]], data["first"], data["last"])
+
+
+def _phase(env: BenchEnv, tag: str, plan: Plan, count: int, rate: float, runs: int,
+           timeout: float) -> list[Run]:
+    servers = _servers(env, tag, plan.monitor_streams, count, rate)
+    try:
+        return [_probe(env, servers, count * plan.monitor_streams, timeout)
+                for _ in range(runs)]
+    finally:
+        for server in servers:
+            env.end(server["proc"])
+
+
+def _memory_table(run: Run) -> list[str]:
+    points = 10
+    span = run.last - run.first
+    lines = ["Monitor RSS over the last fixed-rate run:", "",
+             "| t (s) | " + " | ".join(f"{span * i / points:.1f}" for i in range(points + 1))
+             + " |", "|---|" + "---:|" * (points + 1),
+             "| RSS (MB) | " + " | ".join(
+                 f"{run.rss_at(run.first + span * i / points) / 2**20:.1f}"
+                 for i in range(points + 1)) + " |", ""]
+    return lines
+
+
+def run(env: BenchEnv, plan: Plan) -> Figure:
+    streams, count = plan.monitor_streams, plan.monitor_events
+    paced_count = int(plan.monitor_rate * plan.monitor_seconds)
+    figure = Figure(5, f"Monitor: {streams} replayed event streams merged", commands=[
+        f"python -m bench.fake_sse --count {count}   # x{streams}: as fast as possible",
+        f"python -m bench.fake_sse --count {paced_count} --rate {plan.monitor_rate}   "
+        f"# x{streams}: fixed rate, {plan.monitor_seconds:g} s",
+        "python -m bench.monitor_probe --expect N SPEC   # Monitor(StubFleet, names).events()",
+    ])
+    fast = _phase(env, "fast", plan, count, 0.0, plan.runs, timeout=120.0)
+    paced = _phase(env, "paced", plan, paced_count, plan.monitor_rate, plan.batch_runs,
+                   timeout=plan.monitor_seconds + 60.0)
+
+    figure.add("fast_rate", "merged events/s, as fast as possible", "events/s",
+               Series([r.rate for r in fast]))
+    figure.add("paced_rate", f"merged events/s, offered {streams * plan.monitor_rate:,}/s",
+               "events/s", Series([r.rate for r in paced]))
+    for name in ("p50", "p95", "p99", "max"):
+        figure.add(f"lat_{name}", f"added latency {name}, fixed rate", "ms",
+                   Series([r.latency_ms[name] for r in paced]))
+    figure.add("fast_lat", "latency p50, as fast as possible (queueing)", "ms",
+               Series([r.latency_ms["p50"] for r in fast]))
+    figure.add("mem_start", "monitor RSS at the first event, fixed rate", "MB",
+               Series([r.start_mb for r in paced]))
+    figure.add("mem_end", "monitor RSS at the last event, fixed rate", "MB",
+               Series([r.end_mb for r in paced]), baseline="mem_start")
+    figure.add("mem_fast_start", "monitor RSS at the first event, as fast as possible", "MB",
+               Series([r.start_mb for r in fast]))
+    figure.add("mem_fast_end", "monitor RSS at the last event, as fast as possible", "MB",
+               Series([r.end_mb for r in fast]), baseline="mem_fast_start")
+    figure.extra += _memory_table(paced[-1])
+
+    rate = figure.row("fast_rate").series.median
+    figure.goal(f">= {EVENTS_GOAL:,} events/s merged from {streams} streams",
+                f"{rate:,.0f} events/s", rate >= EVENTS_GOAL)
+    growth = max(r.end_mb / r.start_mb - 1 for r in [*paced, *fast])
+    figure.goal(f"flat memory (RSS at the last event within +{FLAT_TOLERANCE:.0%} of the "
+                "first, every run)", f"largest growth {growth:+.1%}", growth <= FLAT_TOLERANCE)
+    p95 = figure.row("lat_p95").series.median
+    figure.goal(f"< {LATENCY_GOAL_MS:g} ms added latency (p95, fixed rate)", f"{p95:.1f} ms",
+                p95 < LATENCY_GOAL_MS)
+    delivered = [f"{r.received:,}/{r.expected:,}" for r in [*fast, *paced]]
+    figure.notes += [
+        "In-process: `opencode_manager.monitor.Monitor` over a stub fleet whose records point "
+        "at the fake servers (state running, the fake server's real PID and start time), in "
+        "its own Python process; the fake servers are separate processes.",
+        "Events/s: replayed events received over the seconds between the first and the last "
+        "one. Latency: `Received.received_at` minus the `sent` time the server wrote into the "
+        "event. RSS: the monitor process's own, sampled every 0.25 s.",
+        f"Events delivered per run (received/sent): {', '.join(delivered)}.",
+        "As fast as possible, latency measures queueing in the socket buffers, not the "
+        "monitor; the latency goal is judged at the fixed rate.",
+    ]
+    return figure

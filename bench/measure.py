@@ -1,0 +1,177 @@
+"""Timing and memory helpers: commands under GNU time, process-tree RSS sampling, stats."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+GNU_TIME = "/usr/bin/time"
+SAMPLE_INTERVAL = 0.05  # seconds between process-tree RSS samples
+
+
+class BenchError(RuntimeError):
+    """A benchmark could not run (a command failed, a result is invalid)."""
+
+
+@dataclass
+class CommandResult:
+    """One run of a command: wall time, peak RSS, exit code and output."""
+
+    wall_s: float
+    max_rss_kb: int | None  # GNU time %M: max RSS of the command or one waited-for child
+    tree_peak_rss: int | None  # bytes: sampled max of the summed RSS of the process tree
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def tree_rss(root: psutil.Process) -> int:
+    """Summed RSS (bytes) of a process and all its live descendants."""
+    try:
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
+
+
+class TreeSampler:
+    """Samples the summed RSS of a process tree in a thread, every `interval` seconds."""
+
+    def __init__(self, pid: int, interval: float = SAMPLE_INTERVAL) -> None:
+        self.interval = interval
+        self.peak = 0
+        self.samples: list[tuple[float, int]] = []
+        self._root = psutil.Process(pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        start = time.monotonic()
+        while True:
+            total = tree_rss(self._root)
+            self.samples.append((time.monotonic() - start, total))
+            self.peak = max(self.peak, total)
+            if self._stop.wait(self.interval):  # sampling period, not a synchronisation sleep
+                return
+
+
+def run_command(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: str | Path,
+    timeout: float = 300.0,
+    gnu_time: bool = True,
+    sample_tree: bool = False,
+    stdin: str | None = None,
+) -> CommandResult:
+    """Run a command to its end; wall time is measured here around the whole process."""
+    with tempfile.TemporaryDirectory(prefix="bench-time-") as tmp:
+        time_file = Path(tmp) / "time"
+        full = ([GNU_TIME, "-f", "%e %M", "-o", str(time_file), *argv] if gnu_time
+                else list(argv))
+        start = time.perf_counter()
+        proc = subprocess.Popen(full, env=dict(env), cwd=str(cwd), text=True,
+                                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        sampler = TreeSampler(proc.pid) if sample_tree else None
+        try:
+            if sampler is not None:
+                with sampler:
+                    out, err = proc.communicate(stdin, timeout=timeout)
+            else:
+                out, err = proc.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise BenchError(f"timed out after {timeout:.0f} s: {' '.join(argv)[:200]}") from None
+        wall = time.perf_counter() - start
+        max_rss = None
+        if gnu_time and time_file.is_file():
+            fields = time_file.read_text().split()
+            if len(fields) >= 2 and fields[-1].isdigit():
+                max_rss = int(fields[-1])
+    return CommandResult(wall, max_rss, sampler.peak if sampler else None, proc.returncode,
+                         out, err)
+
+
+def check(result: CommandResult, what: str, *, expect: str | None = None) -> CommandResult:
+    """Fail the benchmark if a measured command did not do its job."""
+    if result.returncode != 0:
+        raise BenchError(f"{what} exited {result.returncode}: "
+                         f"{(result.stderr or result.stdout).strip()[-400:]}")
+    if expect is not None and expect not in result.stdout:
+        raise BenchError(f"{what}: {expect!r} not in its output: {result.stdout.strip()[-400:]}")
+    return result
+
+
+@dataclass
+class Series:
+    """Repeated measurements of one quantity."""
+
+    values: list[float] = field(default_factory=list)
+
+    def add(self, value: float) -> None:
+        self.values.append(value)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    @property
+    def min(self) -> float:
+        return min(self.values)
+
+    @property
+    def max(self) -> float:
+        return max(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100), nearest rank."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
+    return ordered[rank]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
