@@ -5,7 +5,8 @@
 liveness check sees a real, live process). It consumes the merged stream until N replayed
 events arrived (or --timeout), samples its own RSS every 0.25 s, and prints one JSON object:
 events received, the seconds between the first and the last, per-event latencies
-(``received_at - sent``) as percentiles, and the RSS samples.
+(``received_at - sent``) as percentiles, and the RSS samples. With --bare it reads the same
+streams with one plain httpx-sse reader each instead: the floor the monitor is compared to.
 """
 
 from __future__ import annotations
@@ -16,14 +17,18 @@ import contextlib
 import json
 import threading
 import time
-from typing import Any
+from array import array
+from collections.abc import AsyncGenerator
+from typing import Any, cast
 
+import httpx
 import psutil
+from httpx_sse import aconnect_sse
 
-from opencode_manager.client import Endpoint
+from opencode_manager.client import Endpoint, http_options
 from opencode_manager.errors import NotFoundError
 from opencode_manager.models import InstanceRecord, InstanceSpec, ProcessIdentity, State
-from opencode_manager.monitor import Monitor
+from opencode_manager.monitor import Monitor, Received
 
 RSS_INTERVAL = 0.25
 
@@ -77,43 +82,87 @@ class RssSampler:
         self._thread.join()
 
 
-async def consume(fleet: StubFleet, expect: int, timeout: float) -> dict[str, Any]:
-    monitor = Monitor(fleet, [r.name for r in fleet.records()])
-    latencies: list[float] = []
-    per_stream: dict[str, int] = {}
-    first = last = 0.0
+class Tally:
+    """Counts and latencies in memory allocated up front, so the probe itself does not grow."""
 
-    async def loop() -> None:
-        nonlocal first, last
-        async with contextlib.aclosing(monitor.events()) as events:
-            async for item in events:
-                sent = item.event.properties.get("sent")
-                if not isinstance(sent, float):
-                    continue  # ocm.attached and the like, server.connected
-                if not latencies:
-                    first = item.received_at
-                last = item.received_at
-                latencies.append(item.received_at - sent)
-                per_stream[item.instance] = per_stream.get(item.instance, 0) + 1
-                if len(latencies) >= expect:
+    def __init__(self, expect: int) -> None:
+        self.expect = expect
+        self.latencies = array("d", bytes(8 * expect))
+        self.count = 0
+        self.first = self.last = 0.0
+        self.done = asyncio.Event()
+
+    def add(self, received_at: float, sent: float) -> None:
+        if self.count >= self.expect:
+            return
+        if not self.count:
+            self.first = received_at
+        self.last = received_at
+        self.latencies[self.count] = received_at - sent
+        self.count += 1
+        if self.count >= self.expect:
+            self.done.set()
+
+
+async def consume_monitor(fleet: StubFleet, tally: Tally) -> None:
+    """The merged stream of `opencode_manager.monitor.Monitor`."""
+    monitor = Monitor(fleet, [r.name for r in fleet.records()])
+    stream = cast(AsyncGenerator[Received, None], monitor.events())  # a generator: closable
+    async with contextlib.aclosing(stream) as events:
+        async for item in events:
+            sent = item.event.properties.get("sent")
+            if isinstance(sent, float):  # not ocm.attached, server.connected and the like
+                tally.add(item.received_at, sent)
+                if tally.done.is_set():
                     return
 
+
+async def consume_bare(fleet: StubFleet, tally: Tally) -> None:
+    """The floor: one bare httpx-sse reader per stream, decoding JSON, no merging or queue."""
+
+    async def read(http: httpx.AsyncClient, url: str) -> None:
+        async with aconnect_sse(http, "GET", url + "/global/event",
+                                headers={"accept": "text/event-stream"},
+                                timeout=httpx.Timeout(10.0, read=None)) as source:
+            async for sse in source.aiter_sse():
+                if not sse.data:
+                    continue
+                props = json.loads(sse.data).get("payload", {}).get("properties", {})
+                sent = props.get("sent")
+                if isinstance(sent, float):
+                    tally.add(time.time(), sent)
+
+    async with httpx.AsyncClient(**http_options()) as http:
+        readers = [asyncio.create_task(read(http, r.url or "")) for r in fleet.records()]
+        try:
+            await tally.done.wait()
+        finally:
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+
+
+async def consume(fleet: StubFleet, tally: Tally, timeout: float, bare: bool) -> None:
+    reader = consume_bare(fleet, tally) if bare else consume_monitor(fleet, tally)
     with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(loop(), timeout)
-    return {"received": len(latencies), "first": first, "last": last,
-            "per_stream": per_stream, "latencies": latencies}
+        await asyncio.wait_for(reader, timeout)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.monitor_probe")
     parser.add_argument("--expect", type=int, required=True, help="replayed events to wait for")
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--bare", action="store_true",
+                        help="bare httpx-sse readers instead of the Monitor (the floor)")
     parser.add_argument("spec", help="JSON list of {name, url, pid}")
     args = parser.parse_args()
     fleet = StubFleet(json.loads(args.spec))
+    tally = Tally(args.expect)
     with RssSampler() as sampler:
-        result = asyncio.run(consume(fleet, args.expect, args.timeout))
-    lat = sorted(result.pop("latencies"))
+        asyncio.run(consume(fleet, tally, args.timeout, args.bare))
+    lat = sorted(tally.latencies[:tally.count])
+    result: dict[str, Any] = {"received": tally.count, "first": tally.first,
+                              "last": tally.last}
 
     def pct(q: float) -> float:
         return lat[min(len(lat) - 1, round(q / 100 * (len(lat) - 1)))] if lat else float("nan")

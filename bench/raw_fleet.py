@@ -50,22 +50,27 @@ class Server:
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, start_new_session=True)
         self.url = ""
+        self.error = ""
 
     def wait_healthy(self, auth: dict[str, str], deadline: float) -> None:
         assert self.proc.stdout is not None
+        seen: list[str] = []
         for line in self.proc.stdout:
             match = LISTENING.search(line)
             if match:
                 host, port = match.group(1), int(match.group(2))
-                self.url = f"http://{host}:{port}"
                 break
+            seen.append(line.rstrip())
         else:
-            raise SystemExit(f"server {self.proc.pid} exited before listening")
+            self.error = f"server {self.proc.pid} exited before listening: {seen[-5:]}"
+            return
         threading.Thread(target=drain, args=(self.proc.stdout,), daemon=True).start()
         while not healthy(host, port, auth):
             if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise SystemExit(f"server {self.proc.pid} never became healthy")
+                self.error = f"server {self.proc.pid} never became healthy"
+                return
             time.sleep(POLL)  # polling health with a deadline
+        self.url = f"http://{host}:{port}"
 
     def end(self) -> None:
         if self.proc.poll() is None:
@@ -107,6 +112,8 @@ def main() -> None:
             for i in range(args.count):
                 servers.append(Server(argv, env_for(i)))
                 servers[-1].wait_healthy(auth, deadline)
+                if servers[-1].error:
+                    raise SystemExit(servers[-1].error)
         else:
             servers = [Server(argv, env_for(i)) for i in range(args.count)]
             waiters = [threading.Thread(target=s.wait_healthy, args=(auth, deadline))
@@ -115,8 +122,9 @@ def main() -> None:
                 waiter.start()
             for waiter in waiters:
                 waiter.join()
-            if not all(s.url for s in servers):
-                raise SystemExit("a server failed to start")
+            failed = [s.error for s in servers if s.error]
+            if failed:
+                raise SystemExit("; ".join(failed))
         elapsed = time.perf_counter() - start
         print(json.dumps({"elapsed_s": elapsed, "urls": [s.url for s in servers],
                           "pids": [s.proc.pid for s in servers]}), flush=True)

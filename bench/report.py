@@ -68,7 +68,7 @@ def fmt(value: float, unit: str) -> str:
     if unit == "s":
         return f"{value:.3f} s"
     if unit == "ms":
-        return f"{value:.1f} ms"
+        return f"{value:.2f} ms" if value < 10 else f"{value:.1f} ms"
     if unit == "MB":
         return f"{value:.1f} MB"
     if unit in ("tasks/s", "events/s"):

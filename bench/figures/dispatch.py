@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from typing import Any
 
 from ..env import ROOT
 from ..measure import BenchError, Series, check, run_command
@@ -53,9 +54,10 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
 
     def attach_run() -> None:
         result = check(run_command(attach_argv, env=attach_env, cwd=env.project),
-                       "opencode run --attach", expect='"type":"tool_use"')
+                       "opencode run --attach")
         attach_wall.add(result.wall_s)
         attach_rss.add((result.max_rss_kb or 0) / 1024)
+        attach_tools.append('"type":"tool_use"' in result.stdout)
         attach_texts.append('"type":"text"' in result.stdout)
 
     def floor_run() -> None:
@@ -66,6 +68,7 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
 
     ocm_wall, attach_wall, floor_wall = Series(), Series(), Series()
     ocm_rss, attach_rss, floor_rss = Series(), Series(), Series()
+    attach_tools: list[bool] = []
     attach_texts: list[bool] = []
     # Warm-up: the first prompt per instance and directory costs OpenCode ~2 s more.
     for instance in fleet.instances:
@@ -74,6 +77,7 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
         measure()
     for series in (ocm_wall, attach_wall, floor_wall, ocm_rss, attach_rss, floor_rss):
         series.values.clear()
+    attach_tools.clear()
     attach_texts.clear()
     for _ in range(plan.runs):  # interleaved, so drift on a shared machine hits all alike
         ocm_run()
@@ -111,14 +115,15 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
         "interleaved, run after run.",
         "The library rows are timed inside one Python process after an untimed first call "
         "(shown separately); interpreter start and imports are excluded.",
-        f"`opencode run --attach --format json` printed the final step's text event in "
-        f"{sum(attach_texts)} of {len(attach_texts)} measured runs (checked: it exited 0 and "
-        "printed the tool step).",
+        f"`opencode run --attach --format json` exited 0 in every run; its output had the "
+        f"tool step's event in {sum(attach_tools)} and the final text event in "
+        f"{sum(attach_texts)} of {len(attach_texts)} measured runs (it may exit before "
+        "printing the whole turn; the server finishes the turn either way).",
     ]
     return figure
 
 
-def _library(fleet: SharedFleet, plan: Plan) -> dict[str, list[float]]:
+def _library(fleet: SharedFleet, plan: Plan) -> dict[str, Any]:
     env = fleet.env
     result = subprocess.run(
         [env.python, "-m", "bench.library_probe", "--runs", str(plan.runs), PROMPT],
@@ -127,5 +132,5 @@ def _library(fleet: SharedFleet, plan: Plan) -> dict[str, list[float]]:
     if result.returncode != 0:
         raise BenchError(f"library probe exited {result.returncode}: "
                          f"{(result.stderr or result.stdout).strip()[-400:]}")
-    data: dict[str, list[float]] = json.loads(result.stdout.strip().splitlines()[-1])
+    data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     return data

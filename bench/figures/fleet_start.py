@@ -7,6 +7,7 @@ import secrets
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 
 from ..env import ROOT, BenchEnv
 from ..measure import BenchError, Series, check, run_command
@@ -35,7 +36,8 @@ def _raw(env: BenchEnv, *options: str) -> float:
                              *options, env.opencode], env=server_env, cwd=str(env.project),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdin is not None
+    assert proc.stdout is not None
     try:
         line = proc.stdout.readline()
         if not line:
@@ -72,11 +74,13 @@ def run(env: BenchEnv, plan: Plan) -> Figure:
         shutil.rmtree(private_base, ignore_errors=True)
         return _raw(env, "--private-dirs", str(private_base))
 
-    rounds = [(ocm, lambda: _ocm_start(env)), (parallel, lambda: _raw(env)),
-              (serial, lambda: _raw(env, "--serial")), (private, raw_private)]
-    if not plan.quick:
-        for _, measure in rounds:  # warm-up: page cache, OpenCode's first-run setup
-            measure()
+    rounds: list[tuple[Series, Callable[[], float]]] = [
+        (ocm, lambda: _ocm_start(env)), (serial, lambda: _raw(env, "--serial")),
+        (parallel, lambda: _raw(env)), (private, raw_private)]
+    # Warm-up, serial before parallel: the first server in a fresh HOME sets up its data dir
+    # (page cache, OpenCode's first-run setup), which parallel servers sharing it would race.
+    for _, measure in rounds:
+        measure()
     for _ in range(plan.runs):
         for series, measure in rounds:
             series.add(measure())

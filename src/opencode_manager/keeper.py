@@ -304,7 +304,7 @@ class Keeper:
                 if data.get("healthy"):
                     return str(data.get("version") or "")
             await asyncio.sleep(delay)  # poll interval while waiting for health
-            delay = min(delay * 1.5, 0.25)
+            delay = min(delay * 1.5, 0.05)
         return None
 
     async def _start_failed(self, port: int | None, pumps: list[asyncio.Task[None]]) -> Outcome:

@@ -248,11 +248,12 @@ class TaskRunner:
         record.tool_calls = turn.tool_calls
         record.tokens = turn.tokens
         record.cost = turn.cost
-        with contextlib.suppress(ServerError):
-            record.todos = await self.client.todo(record.session_id)
-        if user_id is not None:
-            with contextlib.suppress(ServerError):
-                record.diff = await self.client.diff(record.session_id, user_id)
+        fetched = await asyncio.gather(
+            self.client.todo(record.session_id),
+            self.client.diff(record.session_id, user_id) if user_id else _nothing(),
+            return_exceptions=True)
+        record.todos = fetched[0] if isinstance(fetched[0], list) else []
+        record.diff = fetched[1] if isinstance(fetched[1], list) else []
         error = turn.error or state.error
         if stopped is not None:
             record.status = stopped
@@ -274,6 +275,10 @@ class TaskRunner:
         if self.observer.on_finish:
             self.observer.on_finish(turn.parts)
         return record
+
+
+async def _nothing() -> list[Any]:
+    return []
 
 
 def _title(prompt: str) -> str:

@@ -1,0 +1,162 @@
+"""`python -m bench [--quick] [--runs N]`: run every figure, write the report."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+import opencode_manager
+
+from .env import ROOT, BenchEnv
+from .figures import batch, cli, dispatch, fleet_start, footprint, monitor
+from .measure import cpu_model, load_average
+from .plan import Plan, SharedFleet
+from .report import Figure, render
+
+FULL_REPORT = ROOT / "BENCHMARKS.md"
+QUICK_REPORT = ROOT / "bench" / "quick-report.md"
+
+TITLES = {1: "Task dispatch", 2: "Batch throughput", 3: "Fleet start", 4: "CLI overhead",
+          5: "Monitor", 6: "Footprint"}
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def attempt(number: int, body: Callable[[], Figure]) -> Figure:
+    """Run one figure; a crash becomes a figure that says so (and a non-zero exit)."""
+    log(f"{number}. {TITLES[number]} ...")
+    began = time.monotonic()
+    load = os.getloadavg()[0]
+    try:
+        figure = body()
+    except Exception as exc:
+        traceback.print_exc()
+        figure = Figure(number, TITLES[number], error=f"{exc.__class__.__name__}: {exc}")
+    figure.notes.append(f"Took {time.monotonic() - began:.0f} s. Load average (1 min) of this "
+                        f"shared {os.cpu_count()}-core machine: {load:.2f} when the figure "
+                        f"began, {os.getloadavg()[0]:.2f} when it ended.")
+    log(f"{number}. {TITLES[number]}: {'crashed' if figure.error else 'done'} in "
+        f"{time.monotonic() - began:.0f} s")
+    return figure
+
+
+def git_revision() -> str:
+    def git(*args: str) -> str:
+        result = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True,
+                                text=True, check=False)
+        return result.stdout.strip()
+
+    revision = git("rev-parse", "--short", "HEAD") or "unknown"
+    return f"{revision} (with uncommitted changes)" if git("status", "--porcelain") else revision
+
+
+def other_servers(env: BenchEnv) -> int:
+    """`opencode serve` processes on this machine that are not ours."""
+    ours = {p.pid for p in env.marked()}
+    count = 0
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if proc.pid not in ours and len(cmdline) > 1 and cmdline[0].endswith("opencode") \
+                and "serve" in cmdline[1:3]:
+            count += 1
+    return count
+
+
+def header(command: str, env: BenchEnv, plan: Plan, load_start: str, foreign: int) -> list[str]:
+    memory = psutil.virtual_memory().total / 2**30
+    return [
+        "# Benchmarks" + (" (quick smoke run: timings not meaningful)" if plan.quick else ""),
+        "",
+        f"Produced by `{command}` from the repository root on "
+        f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}. Every figure was measured "
+        "on this machine in that one run, against real OpenCode servers on the bundled "
+        "scripted model (loopback only). Ratios are of medians; lower is better for times "
+        "and memory, higher for rates.",
+        "",
+        "| machine | |",
+        "|---|---|",
+        f"| cores | {os.cpu_count()} |",
+        f"| memory | {memory:.1f} GiB |",
+        f"| CPU | {cpu_model()} |",
+        f"| OS | {platform.system()} {platform.release()} |",
+        f"| OpenCode | {env.opencode_version()} |",
+        f"| Python | {platform.python_version()} ({sys.executable}) |",
+        f"| opencode-manager | {opencode_manager.__version__}, git {git_revision()} |",
+        f"| runs per figure | {plan.runs} (batch and fixed-rate monitor: {plan.batch_runs}, "
+        f"CLI: {plan.cli_runs}) |",
+        f"| load average at start (1, 5, 15 min) | {load_start} |",
+        f"| other `opencode serve` processes on the machine at start | {foreign} |",
+        "",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true",
+                        help="a short smoke run (CI): writes bench/quick-report.md")
+    parser.add_argument("--runs", type=int, help="measured runs per figure")
+    parser.add_argument("--out", type=Path, help="where to write the report")
+    args = parser.parse_args(argv)
+    if args.runs is not None and args.runs < 1:
+        parser.error("--runs must be at least 1")
+    plan = Plan.make(quick=args.quick, runs=args.runs)
+    command = " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])])
+    out = args.out or (QUICK_REPORT if plan.quick else FULL_REPORT)
+    began = time.monotonic()
+    load_start = load_average()
+    figures: dict[int, Figure] = {}
+    leftovers: list[str] = []
+    env = BenchEnv()
+    with env:
+        log(f"isolated in {env.base}; scripted model at {env.model_url}")
+        foreign = other_servers(env)
+        top = header(command, env, plan, load_start, foreign)
+        figures[3] = attempt(3, lambda: fleet_start.run(env, plan))
+        shared: SharedFleet | None = None
+        try:
+            shared = SharedFleet.start(env)
+        except Exception as exc:
+            traceback.print_exc()
+            for number in (1, 2, 4, 6):
+                figures[number] = Figure(number, TITLES[number],
+                                         error=f"the shared fleet did not start: {exc}")
+        if shared is not None:
+            fleet = shared
+            figures[1] = attempt(1, lambda: dispatch.run(fleet, plan))
+            figures[2] = attempt(2, lambda: batch.run(fleet, plan))
+            figures[4] = attempt(4, lambda: cli.run(fleet, plan))
+            figures[6] = attempt(6, lambda: footprint.run(fleet, plan))
+            env.ocm_run("stop", "--all", timeout=120)
+        figures[5] = attempt(5, lambda: monitor.run(env, plan))
+        leftovers = env.close()
+    elapsed = time.monotonic() - began
+    footer = [
+        f"Total run time: {elapsed / 60:.1f} min. Load average at the end: {load_average()}.",
+    ]
+    if leftovers:
+        footer.append(f"Processes left behind and killed at the end: {leftovers}")
+    titled = [figures[n] for n in sorted(figures)]
+    for figure in titled:
+        figure.title = figure.title or TITLES[figure.number]
+    out.write_text(render(top, titled, footer))
+    crashed = [f.number for f in titled if f.error]
+    log(f"wrote {out} in {elapsed / 60:.1f} min"
+        + (f"; crashed: {crashed}" if crashed else "")
+        + (f"; left behind: {leftovers}" if leftovers else ""))
+    return 1 if crashed or leftovers else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
