@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .measure import Series
 
@@ -125,6 +126,9 @@ def render(header: list[str], figures: list[Figure], footer: list[str]) -> str:
     lines += [f"* {f.number}. {f.title}: {g.text}: {g.measured}" for f, g in missed]
     lines += [f"* {f.number}. {f.title}: not measured, the benchmark crashed ({f.error})"
               for f in crashed]
+    notes = Path(__file__).with_name("NOTES.md")
+    if notes.exists():  # the maintainers' profiling notes, kept across regenerations
+        lines += ["", notes.read_text().rstrip()]
     lines += ["", *footer]
     return "\n".join(lines).rstrip() + "\n"
 

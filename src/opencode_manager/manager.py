@@ -276,7 +276,9 @@ class Manager:
             delay = min(delay * 1.2, 0.05)  # a cheap local read: keep the added latency small
         if failures:
             raise self._start_error(failures, len(names))
-        by_name = {info.name: info for info in self.instances(include_foreign=False)}
+        # Just started: a CPU reading would only measure the start itself, so skip the window.
+        by_name = {info.name: info for info in
+                   self.instances(include_foreign=False, measure_cpu=False)}
         return [by_name[name] for name in names]
 
     def _start_error(self, failures: list[InstanceRecord], total: int) -> StartError:
@@ -298,9 +300,14 @@ class Manager:
         return self.registry.instances()
 
     def instances(
-        self, *, include_foreign: bool = True, probe_health: bool = True
+        self, *, include_foreign: bool = True, probe_health: bool = True,
+        measure_cpu: bool = True,
     ) -> list[InstanceInfo]:
-        """Every managed instance (reconciled with what runs) and every foreign server."""
+        """Every managed instance (reconciled with what runs) and every foreign server.
+
+        CPU use comes from the keepers' samples; servers without a fresh sample are measured
+        over a 0.1 s window unless `measure_cpu` is off (their CPU is then None).
+        """
         records = self.registry.instances()
         keepers = [process.verified(r.keeper) for r in records]
         servers = [process.verified(r.server) for r in records]
@@ -321,6 +328,9 @@ class Manager:
         sampler = probe.CpuSampler(
             [None if ok else server for ok, server in zip(fresh, servers, strict=True)]
             + foreign_procs)
+        if not measure_cpu:
+            unmeasured = sampler.procs
+            sampler = probe.CpuSampler([None] * len(unmeasured))
         endpoints: list[Endpoint | None] = []
         for record, server in zip(records, servers, strict=True):
             endpoints.append(self.endpoint(record) if server is not None else None)
@@ -328,6 +338,9 @@ class Manager:
         health = probe.check_health(endpoints) if probe_health else [
             probe.Health(healthy=None) for _ in endpoints]
         stats = sampler.read()
+        if not measure_cpu:  # memory needs no window: report it, leave CPU unknown
+            stats = [probe.stats_of(proc, prime=False, cpu=False) if proc is not None else None
+                     for proc in unmeasured]
         for i, record in enumerate(records):
             if fresh[i]:
                 stats[i] = probe.ProcStats(rss_bytes=record.rss_bytes or 0,

@@ -55,7 +55,7 @@ def check_health(endpoints: Sequence[Endpoint | None], timeout: float = 1.5) -> 
 @dataclass
 class ProcStats:
     rss_bytes: int
-    cpu_percent: float
+    cpu_percent: float | None
     threads: int
     children: list[dict[str, Any]] = field(default_factory=list)
 
@@ -64,7 +64,7 @@ class CpuSampler:
     """CPU% needs two readings; prime them all, do other work, then read them all."""
 
     def __init__(self, procs: Sequence[psutil.Process | None]) -> None:
-        self._procs = procs
+        self.procs = self._procs = procs
         self._start = time.monotonic()
         for proc in procs:
             if proc is not None:
@@ -81,14 +81,15 @@ class CpuSampler:
         return out
 
 
-def stats_of(proc: psutil.Process, *, prime: bool = True) -> ProcStats | None:
+def stats_of(proc: psutil.Process, *, prime: bool = True, cpu: bool = True
+             ) -> ProcStats | None:
     try:
         with proc.oneshot():
-            if prime:
+            if prime and cpu:
                 proc.cpu_percent(None)
             return ProcStats(
                 rss_bytes=proc.memory_info().rss,
-                cpu_percent=proc.cpu_percent(None),
+                cpu_percent=proc.cpu_percent(None) if cpu else None,
                 threads=proc.num_threads(),
             )
     except psutil.Error:
