@@ -192,3 +192,14 @@ def test_logs_level_filter_and_follow_across_rotation(tmp_path: Path) -> None:
     finally:
         follower.proc.terminate()
         follower.proc.communicate(timeout=10)
+
+
+def test_json_everywhere(fleet: Fleet) -> None:
+    logs = run_ocm("logs", "oc-1", "-n", "3", "--json", env=fleet.env, check=True).stdout
+    lines = [json.loads(line) for line in logs.splitlines()]
+    assert len(lines) == 3
+    assert all(set(x) == {"instance", "level", "line"} and x["instance"] == "oc-1" for x in lines)
+    figures = run_ocm("metrics", "--json", env=fleet.env, check=True).json()
+    assert isinstance(figures, dict)
+    assert figures["totals"]["running"] == 3
+    assert set(figures["tasks"]) == {"tasks", "tokens", "cost"}

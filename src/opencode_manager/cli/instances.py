@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -351,9 +353,11 @@ def events(state: Context, ref: str | None, limit: int, as_json: bool) -> None:
 @click.option("--grep", "pattern", metavar="RE", help="Only lines matching this regex.")
 @click.option("--level", type=click.Choice(logfiles.LEVELS, case_sensitive=False),
               help="Only lines of at least this level.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per line: instance, line, level.")
 @pass_state
 def logs(state: Context, refs: tuple[str, ...], follow: bool, lines: int,
-         pattern: str | None, level: str | None) -> None:
+         pattern: str | None, level: str | None, as_json: bool) -> None:
     """Show the logs of one or more instances, merged and labelled (errors highlighted).
 
     Reads across rotated files; -f follows the logs through rotations.
@@ -381,16 +385,26 @@ def logs(state: Context, refs: tuple[str, ...], follow: bool, lines: int,
         chosen = [ln for ln in logfiles.tail_across(path, 100_000 if level or regex else lines)
                   if wanted(ln)][-lines:] if lines else []
         for line in chosen:
-            _print_log_line(name if label else None, line)
+            _emit_log_line(name, line, label=label, as_json=as_json)
     if stream is None:
         return
     signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
     try:
         for name, line in stream:
             if wanted(line):
-                _print_log_line(name if label else None, line)
+                _emit_log_line(name, line, label=label, as_json=as_json)
     except KeyboardInterrupt:
         return
+
+
+def _emit_log_line(name: str, line: str, *, label: bool, as_json: bool) -> None:
+    if as_json:
+        level = ("ERROR" if logfiles.is_error(line) else
+                 "WARN" if logfiles.is_warning(line) else "INFO")
+        sys.stdout.write(json.dumps({"instance": name, "level": level, "line": line}) + "\n")
+        sys.stdout.flush()
+        return
+    _print_log_line(name if label else None, line)
 
 
 def _print_log_line(label: str | None, line: str) -> None:

@@ -163,11 +163,20 @@ def top(state: Context, once: bool, interval: float, as_json: bool) -> None:
 @click.option("--serve", "port", type=int, metavar="PORT",
               help="Serve /metrics on 127.0.0.1:PORT instead of printing once.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address for --serve.")
+@click.option("--json", "as_json", is_flag=True, help="The same figures as JSON.")
 @pass_state
-def metrics(state: Context, port: int | None, host: str) -> None:
+def metrics(state: Context, port: int | None, host: str, as_json: bool) -> None:
     """Prometheus metrics: instances, restarts, RSS, CPU, sessions, tasks, tokens, cost."""
     from ..metrics import exposition, serve
 
+    if as_json:
+        from ..fleetview import snapshot
+
+        manager = state.manager()
+        frame = snapshot(manager)
+        frame["tasks"] = manager.store.totals()
+        sys.stdout.write(json.dumps(frame, indent=2, default=str) + "\n")
+        return
     if port is None:
         sys.stdout.write(exposition(state.manager()).decode())
         return

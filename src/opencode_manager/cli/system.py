@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import click
 from rich.table import Table
 from rich.text import Text
@@ -92,10 +95,24 @@ def demo(state: Context, count: int, as_json: bool) -> None:
 @click.command(name="model-server")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=0, show_default=True, help="0 picks a free port.")
-def model_server(host: str, port: int) -> None:
-    """Run the scripted OpenAI-compatible model (for your own offline pipeline tests)."""
-    from ..scripted_model import serve_forever
+@json_option
+def model_server(host: str, port: int, as_json: bool) -> None:
+    """Run the scripted OpenAI-compatible model (for your own offline pipeline tests).
 
-    serve_forever(host, port)
+    Prints where it listens (with --json: {"url", "base_url", "model", "config"}, the config
+    being what OPENCODE_CONFIG_CONTENT needs), then serves until Ctrl-C.
+    """
+    from ..scripted_model import MODEL, ScriptedModelServer, opencode_config
+
+    if not 0 <= port <= 65535:
+        raise click.BadParameter("expected a port from 0 to 65535", param_hint="--port")
+    with ScriptedModelServer(host, port) as server:
+        if as_json:
+            print_json({"url": server.url, "base_url": server.base_url, "model": MODEL,
+                        "config": opencode_config(server.base_url)})
+        else:
+            out.print(f"scripted model listening on {server.base_url}", markup=False)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
 
 
