@@ -25,6 +25,7 @@ import psutil
 
 from opencode_manager.scripted_model import opencode_config
 from opencode_manager.settings import PINNED_OPENCODE_VERSION
+from opencode_manager.testing import marked_processes, sweep
 
 from .measure import BenchError
 
@@ -146,34 +147,11 @@ class BenchEnv:
         return leftovers
 
     def marked(self) -> list[psutil.Process]:
-        found = []
-        for proc in psutil.process_iter(["pid"]):
-            if proc.pid == os.getpid():
-                continue
-            try:
-                if proc.status() == psutil.STATUS_ZOMBIE:
-                    continue
-                if proc.environ().get(MARK) == self.mark:
-                    found.append(proc)
-            except (psutil.Error, OSError):
-                continue
-        return found
+        return marked_processes(MARK, self.mark)
 
     def sweep(self, grace: float = 5.0) -> list[str]:
         """Kill processes carrying our marker that outlived the run (after a grace period)."""
-        deadline = time.monotonic() + grace
-        leftovers = self.marked()
-        while leftovers and time.monotonic() < deadline:
-            time.sleep(0.1)  # polling for exit with a deadline
-            leftovers = self.marked()
-        described = []
-        for proc in leftovers:
-            try:
-                described.append(f"{proc.pid} {' '.join(proc.cmdline()[:4])}")
-                proc.kill()  # provably ours: it carries this run's marker
-            except psutil.Error:
-                continue
-        return described
+        return sweep(MARK, self.mark, grace=grace)
 
     # -- ocm -------------------------------------------------------------------------------
     def server_env(self, **extra: str) -> dict[str, str]:

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import pytest
 
 from opencode_manager import binary as binaries
 from opencode_manager.scripted_model import ScriptedModelServer, opencode_config
 from opencode_manager.settings import PINNED_OPENCODE_VERSION, Settings
+from opencode_manager.testing import sweep
 
 from helpers import Ocm, run_ocm
 
@@ -50,36 +49,9 @@ def opencode_bin() -> str:
 
 
 # -- leak detection ------------------------------------------------------------------------
-def _marked(mark: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["pid"]):
-        if proc.pid == os.getpid():
-            continue
-        try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                continue
-            if proc.environ().get(MARK) == mark:
-                found.append(proc)
-        except (psutil.Error, OSError):
-            continue
-    return found
-
-
 def _reap_marked(mark: str, grace: float = 5.0) -> list[str]:
     """Wait briefly for marked processes to go; kill and describe any that stay."""
-    deadline = time.monotonic() + grace
-    leftovers = _marked(mark)
-    while leftovers and time.monotonic() < deadline:
-        time.sleep(0.1)  # polling for exit with a deadline
-        leftovers = _marked(mark)
-    described = []
-    for proc in leftovers:
-        try:
-            described.append(f"{proc.pid} {' '.join(proc.cmdline()[:4])}")
-            proc.kill()  # provably ours: it carries this test's marker
-        except psutil.Error:
-            continue
-    return described
+    return sweep(MARK, mark, grace=grace)
 
 
 def _isolated_env(base: Path, mark: str, opencode_bin: str) -> dict[str, str]:
