@@ -24,20 +24,18 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from . import binary as binaries
-from . import credentials, launch, ports, probe, process
+from . import credentials, launch, ports, process
 from . import spec as specs
 from .client.endpoint import Endpoint
 from .discovery import ForeignServer, find_foreign
-from .errors import ConflictError, NotFoundError, OcmError, ServerError, StartError, UsageError
+from .errors import ConflictError, NotFoundError, OcmError, StartError, UsageError
 from .models import (
     DEFAULT_USERNAME,
     InstanceInfo,
     InstanceRecord,
     InstanceSpec,
     State,
-    Status,
     TaskRecord,
-    derive_status,
 )
 from .registry import Registry
 from .settings import Settings
@@ -308,106 +306,10 @@ class Manager:
         CPU use comes from the keepers' samples; servers without a fresh sample are measured
         over a 0.1 s window unless `measure_cpu` is off (their CPU is then None).
         """
-        records = self.registry.instances()
-        keepers = [process.verified(r.keeper) for r in records]
-        servers = [process.verified(r.server) for r in records]
-        foreign: list[ForeignServer] = []
-        if include_foreign:
-            own = {p.pid for p in servers if p is not None}
-            own |= {r.server.pid for r in records if r.server}
-            foreign = find_foreign(own)
-        foreign_procs: list[psutil.Process | None] = []
-        for f in foreign:
-            foreign_procs.append(process.verified(process.identity_of(f.pid)))
-        now = time.time()
-        # Supervised servers were sampled by their keeper; measure only the others (this
-        # takes a 0.1 s window, so `ls` is fast when there are none).
-        fresh = [server is not None and keeper is not None and record.sampled_at is not None
-                 and now - record.sampled_at < 3 * record.spec.health_interval + 5
-                 for record, keeper, server in zip(records, keepers, servers, strict=True)]
-        sampler = probe.CpuSampler(
-            [None if ok else server for ok, server in zip(fresh, servers, strict=True)]
-            + foreign_procs)
-        if not measure_cpu:
-            unmeasured = sampler.procs
-            sampler = probe.CpuSampler([None] * len(unmeasured))
-        endpoints: list[Endpoint | None] = []
-        for record, server in zip(records, servers, strict=True):
-            endpoints.append(self.endpoint(record) if server is not None else None)
-        endpoints += [Endpoint(url=f.url) for f in foreign]
-        health = probe.check_health(endpoints) if probe_health else [
-            probe.Health(healthy=None) for _ in endpoints]
-        stats = sampler.read()
-        if not measure_cpu:  # memory needs no window: report it, leave CPU unknown
-            stats = [probe.stats_of(proc, prime=False, cpu=False) if proc is not None else None
-                     for proc in unmeasured]
-        for i, record in enumerate(records):
-            if fresh[i]:
-                stats[i] = probe.ProcStats(rss_bytes=record.rss_bytes or 0,
-                                           cpu_percent=record.cpu_percent or 0.0, threads=0)
-        infos: list[InstanceInfo] = []
-        for i, record in enumerate(records):
-            status = derive_status(
-                record.state,
-                keeper_alive=keepers[i] is not None,
-                server_alive=servers[i] is not None,
-                healthy=health[i].healthy,
-            )
-            live = status in (Status.RUNNING, Status.UNHEALTHY, Status.STARTING, Status.STOPPING)
-            stat = stats[i]
-            infos.append(
-                InstanceInfo(
-                    name=record.name,
-                    status=status,
-                    managed=True,
-                    pid=record.server.pid if (record.server and servers[i]) else None,
-                    port=record.port,
-                    url=record.url,
-                    hostname=record.spec.hostname,
-                    version=health[i].version or record.version,
-                    healthy=health[i].healthy if servers[i] is not None else False,
-                    started_at=record.started_at,
-                    uptime_s=round(now - record.started_at, 1)
-                    if (record.started_at and live) else None,
-                    restarts=record.restarts,
-                    rss_bytes=stat.rss_bytes if stat else None,
-                    cpu_percent=stat.cpu_percent if stat else None,
-                    log=str(self.settings.log_path(record.name)),
-                    dir=record.spec.dir,
-                    auth=record.spec.auth,
-                    keeper_pid=record.keeper.pid if (record.keeper and keepers[i]) else None,
-                    supervised=keepers[i] is not None if live else None,
-                    error=record.error if status in (Status.CRASHED, Status.ERRORED) else None,
-                    last_exit=record.last_exit,
-                )
-            )
-        offset = len(records)
-        for j, f in enumerate(foreign):
-            h = health[offset + j]
-            stat = stats[offset + j]
-            infos.append(
-                InstanceInfo(
-                    name=f"foreign:{f.port}",
-                    status=Status.FOREIGN,
-                    managed=False,
-                    pid=f.pid,
-                    port=f.port,
-                    url=f.url,
-                    hostname=f.hostname,
-                    version=h.version,
-                    healthy=h.healthy,
-                    started_at=f.create_time,
-                    uptime_s=round(now - f.create_time, 1),
-                    restarts=0,
-                    rss_bytes=stat.rss_bytes if stat else None,
-                    cpu_percent=stat.cpu_percent if stat else None,
-                    log=None,
-                    dir=_cwd_of(f.pid),
-                    auth=h.auth_required if h.auth_required is not None else (
-                        False if h.healthy else None),
-                )
-            )
-        return infos
+        from .inventory import list_instances
+
+        return list_instances(self, include_foreign=include_foreign,
+                              probe_health=probe_health, measure_cpu=measure_cpu)
 
     def resolve(self, ref: str) -> InstanceRecord:
         """A managed instance by name, port or URL; foreign servers are refused by name."""
@@ -455,62 +357,9 @@ class Manager:
 
     def status(self, ref: str) -> dict[str, Any]:
         """The detailed report: process tree, memory, connections, sessions, MCP, LSP, errors."""
-        found = self._resolve(ref)
-        info = self.info(ref)
-        report: dict[str, Any] = info.to_dict()
-        if isinstance(found, InstanceRecord):
-            server = process.verified(found.server)
-            endpoint = self.endpoint(found)
-            directory: str | None = found.spec.dir
-            report["created_at"] = found.created_at
-            report["stopped_at"] = found.stopped_at
-            recent = self.registry.events(found.name, limit=10)
-            report["events"] = recent
-            report["last_event"] = recent[-1] if recent else None
-            report["recent_errors"] = self.recent_errors(found.name)
-        else:
-            server = process.verified(process.identity_of(found.pid))
-            endpoint = Endpoint(url=found.url)
-            directory = None
-            report["recent_errors"] = []
-        report["processes"] = probe.process_tree(server) if server else []
-        report["tree_rss_bytes"] = sum(p["rss_bytes"] for p in report["processes"])
-        report["connections"] = probe.connections(server) if server else {}
-        report.update(self._api_report(endpoint, directory) if server and endpoint else {
-            "sessions": None, "mcp": None, "lsp": None})
-        return report
+        from .inventory import status_report
 
-    def _api_report(self, endpoint: Endpoint, directory: str | None) -> dict[str, Any]:
-        from .client import OpencodeClient
-        from .client import operations as ops
-
-        out: dict[str, Any] = {"api_errors": []}
-        with OpencodeClient(endpoint, timeout=5.0) as client:
-            try:
-                listed = client.call(ops.sessions(directory))
-                states = client.call(ops.session_status(directory))
-                busy = [sid for sid, st in states.items()
-                        if isinstance(st, dict) and st.get("type") != "idle"]
-                out["sessions"] = {
-                    "total": len(listed),
-                    "busy": len(busy),
-                    "idle": max(len(listed) - len(busy), 0),
-                    "busy_ids": busy,
-                }
-            except ServerError as exc:
-                out["sessions"] = None
-                out["api_errors"].append(str(exc))
-            try:
-                out["mcp"] = client.call(ops.mcp_status(directory))
-            except ServerError as exc:
-                out["mcp"] = None
-                out["api_errors"].append(str(exc))
-            try:
-                out["lsp"] = client.call(ops.lsp_status(directory))
-            except ServerError as exc:
-                out["lsp"] = None
-                out["api_errors"].append(str(exc))
-        return out
+        return status_report(self, ref)
 
     def env(self, ref: str) -> dict[str, str]:
         """Variables that let OpenCode's own CLI, curl and SDKs reach the instance."""
@@ -829,13 +678,3 @@ def _wait_port_free(host: str, port: int, timeout: float) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)  # polling with a deadline
-
-
-def _cwd_of(pid: int) -> str | None:
-    try:
-        return psutil.Process(pid).cwd()
-    except (psutil.Error, OSError):
-        return None
-
-
-__all__ = ["Check", "CleanupReport", "Manager", "StopResult"]
