@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -97,17 +96,14 @@ def test_repeated_crashes_back_off_then_errored() -> None:
 def test_a_wedged_server_is_recycled() -> None:
     info = _start("wedge", "--health-interval", "1")
     stopped = psutil.Process(info["pid"])
-    began = time.monotonic()
     stopped.suspend()  # SIGSTOP: alive, listening, answering nothing
     again = wait_for(lambda: _healthy_again("wedge", info["pid"]), timeout=60,
                      message="wedge recycled")
-    took = time.monotonic() - began
     assert isinstance(again, dict)
     assert not stopped.is_running() or stopped.status() == psutil.STATUS_ZOMBIE
     kinds = [e["kind"] for e in _events("wedge")]
     assert "unhealthy" in kinds
     assert kinds[-3:] == ["restarted", "started", "healthy"]
-    assert took < 30, took
     run_ocm("stop", "wedge", check=True)
 
 
