@@ -27,7 +27,7 @@ from . import placement, process
 from .batchfile import BatchTask
 from .client import AsyncOpencodeClient, http_options
 from .errors import ConflictError, OcmError, ServerError, UsageError
-from .models import InstanceRecord, State, TaskRecord, TaskStatus
+from .models import InstanceRecord, ProcessIdentity, State, TaskRecord, TaskStatus
 from .results import Batch, TaskStore, new_id
 from .runner import Observer, TaskRunner
 from .tasks import Fleet, busy_counts
@@ -331,7 +331,7 @@ def summary(store: TaskStore, batch_id: str) -> dict[str, Any]:
     runner = batch.options.get("runner") or {}
     status = batch.status
     if status == "running" and runner and not process.is_alive(
-            process_identity(runner)):
+            _runner_identity(runner)):
         status = "interrupted"
     return {
         "id": batch.id,
@@ -350,9 +350,7 @@ def summary(store: TaskStore, batch_id: str) -> dict[str, Any]:
     }
 
 
-def process_identity(data: dict[str, Any]) -> Any:
-    from .models import ProcessIdentity
-
+def _runner_identity(data: dict[str, Any]) -> ProcessIdentity | None:
     try:
         return ProcessIdentity(int(data["pid"]), float(data["ctime"]))
     except (KeyError, TypeError, ValueError):

@@ -7,7 +7,6 @@ OpenCode's chatty part updates into one line per tool start and end.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,6 +179,3 @@ def status_changes(before: dict[str, str], after: dict[str, str]) -> list[dict[s
             changes.append({"session": session, "was": was, "now": now})
     return changes
 
-
-def parse_types(globs: Sequence[str]) -> tuple[str, ...]:
-    return tuple(g for g in globs if g)

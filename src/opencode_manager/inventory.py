@@ -4,6 +4,7 @@ detailed status report (process tree, memory, connections, sessions, MCP, LSP, e
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -20,14 +21,15 @@ if TYPE_CHECKING:
 
 def list_instances(
     manager: Manager, *, include_foreign: bool = True, probe_health: bool = True,
-    measure_cpu: bool = True,
+    measure_cpu: bool = True, names: Collection[str] | None = None,
 ) -> list[InstanceInfo]:
     """Every managed instance (reconciled with what runs) and every foreign server.
 
     CPU use comes from the keepers' samples; servers without a fresh sample are measured
-    over a 0.1 s window unless `measure_cpu` is off (their CPU is then None).
+    over a 0.1 s window unless `measure_cpu` is off (their CPU is then None). `names` limits
+    the managed instances looked at (and probed) to those.
     """
-    records = manager.registry.instances()
+    records = [r for r in manager.registry.instances() if names is None or r.name in names]
     keepers = [process.verified(r.keeper) for r in records]
     servers = [process.verified(r.server) for r in records]
     foreign: list[ForeignServer] = []

@@ -332,6 +332,7 @@ class Keeper:
                                              timeout=self.limits.health_interval,
                                              return_when=asyncio.FIRST_COMPLETED)
                 self._reap_zombies()
+                self._cap_opencode_log()
                 if stop in done:
                     self.registry.update(self.name, state=State.STOPPING)
                     await self._dispose(endpoint)
@@ -453,7 +454,6 @@ class Keeper:
                 with contextlib.suppress(ChildProcessError, OSError, psutil.Error):
                     if child.status() == psutil.STATUS_ZOMBIE:
                         os.waitpid(child.pid, os.WNOHANG)
-        self._cap_opencode_log()
 
     def _cap_opencode_log(self) -> None:
         """OpenCode's own log (private data dir) never rotates: copy it aside and truncate.

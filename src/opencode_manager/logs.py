@@ -66,10 +66,6 @@ def tail_across(path: Path, count: int) -> list[str]:
     return lines[-count:] if count > 0 else []
 
 
-def select(lines: Sequence[str], pattern: re.Pattern[str] | None) -> list[str]:
-    return [ln for ln in lines if pattern is None or pattern.search(ln)]
-
-
 def follow(
     paths: Sequence[tuple[str, Path]],
     *,

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -276,7 +276,7 @@ class Manager:
             raise self._start_error(failures, len(names))
         # Just started: a CPU reading would only measure the start itself, so skip the window.
         by_name = {info.name: info for info in
-                   self.instances(include_foreign=False, measure_cpu=False)}
+                   self.instances(include_foreign=False, measure_cpu=False, names=names)}
         return [by_name[name] for name in names]
 
     def _start_error(self, failures: list[InstanceRecord], total: int) -> StartError:
@@ -299,7 +299,7 @@ class Manager:
 
     def instances(
         self, *, include_foreign: bool = True, probe_health: bool = True,
-        measure_cpu: bool = True,
+        measure_cpu: bool = True, names: Collection[str] | None = None,
     ) -> list[InstanceInfo]:
         """Every managed instance (reconciled with what runs) and every foreign server.
 
@@ -309,7 +309,7 @@ class Manager:
         from .inventory import list_instances
 
         return list_instances(self, include_foreign=include_foreign,
-                              probe_health=probe_health, measure_cpu=measure_cpu)
+                              probe_health=probe_health, measure_cpu=measure_cpu, names=names)
 
     def resolve(self, ref: str) -> InstanceRecord:
         """A managed instance by name, port or URL; foreign servers are refused by name."""
@@ -350,7 +350,8 @@ class Manager:
     def info(self, ref: str) -> InstanceInfo:
         found = self._resolve(ref)
         name = found.name if isinstance(found, InstanceRecord) else f"foreign:{found.port}"
-        for info in self.instances(include_foreign=isinstance(found, ForeignServer)):
+        foreign = isinstance(found, ForeignServer)
+        for info in self.instances(include_foreign=foreign, names=() if foreign else (name,)):
             if info.name == name:
                 return info
         raise NotFoundError(f"{ref} vanished while looking at it")

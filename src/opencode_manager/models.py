@@ -133,13 +133,10 @@ class InstanceInfo:
     supervised: bool | None = None
     error: str | None = None
     last_exit: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["status"] = self.status.value
-        extra = data.pop("extra")
-        data.update(extra)
         return data
 
 

@@ -78,12 +78,6 @@ class TaskStore:
             raise NotFoundError(f"no task {task_id!r}; see `ocm results`")
         return _load(rows[0][0])
 
-    def find_by_session(self, session_id: str) -> TaskRecord | None:
-        rows = self.registry.query(
-            "SELECT record FROM tasks WHERE json_extract(record, '$.session_id') = ?"
-            " ORDER BY created_at DESC LIMIT 1", (session_id,))
-        return _load(rows[0][0]) if rows else None
-
     def list_tasks(self, *, batch_id: str | None = None, status: str | None = None,
              limit: int | None = None) -> list[TaskRecord]:
         clauses, params = [], []
@@ -156,11 +150,6 @@ class TaskStore:
     def batches(self) -> list[Batch]:
         return [_batch(r) for r in
                 self.registry.query("SELECT * FROM batches ORDER BY created_at")]
-
-    def batch_counts(self, batch_id: str) -> dict[str, int]:
-        rows = self.registry.query(
-            "SELECT status, COUNT(*) FROM tasks WHERE batch_id = ? GROUP BY status", (batch_id,))
-        return {str(r[0]): int(r[1]) for r in rows}
 
 
 def _batch(row: Any) -> Batch:

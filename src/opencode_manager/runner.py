@@ -59,12 +59,12 @@ class TaskRunner:
     poll_interval: float = POLL_INTERVAL
     _unreachable_since: float | None = None
 
-    async def run(self) -> TaskRecord:
+    async def begin(self) -> str:
+        """Mark the task running and make sure it has a session (recorded before any prompt)."""
         record = self.record
         record.status = TaskStatus.RUNNING
         record.started_at = record.started_at or time.time()
         record.attempts += 1
-        started_ms = record.started_at * 1000.0 - 1000.0  # the server's clock may lag a little
         if record.session_id is None:
             session = await self.client.create_session(
                 title=_title(record.prompt), directory=record.directory,
@@ -74,18 +74,32 @@ class TaskRunner:
         self.persist(record)
         if self.observer.on_session:
             self.observer.on_session(record.session_id)
-        state = TurnState(session_id=record.session_id)
+        return record.session_id
+
+    async def send(self) -> None:
+        """Send the prompt, unless it already reached the server; record that it did."""
+        record = self.record
+        if record.prompted:
+            return
+        assert record.session_id is not None
+        await self.client.prompt_async(record.session_id, record.prompt, agent=record.agent,
+                                       model=record.model)
+        record.prompted = True
+        self.persist(record)
+
+    async def run(self) -> TaskRecord:
+        session_id = await self.begin()
+        record = self.record
+        assert record.started_at is not None
+        started_ms = record.started_at * 1000.0 - 1000.0  # the server's clock may lag a little
+        state = TurnState(session_id=session_id)
         queue: asyncio.Queue[Event | BaseException] = asyncio.Queue()
         connected = asyncio.Event()
         reader = asyncio.create_task(self._read_events(queue, connected))
         try:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(connected.wait(), CONNECT_TIMEOUT)
-            if not record.prompted:
-                await self.client.prompt_async(record.session_id, record.prompt,
-                                               agent=record.agent, model=record.model)
-                record.prompted = True
-                self.persist(record)
+            await self.send()
             outcome = await self._follow(state, queue, started_ms)
         finally:
             reader.cancel()

@@ -118,8 +118,10 @@ async def run_task(fleet: Fleet, store: TaskStore, prompt: str, options: TaskOpt
                             observer=observer or Observer(), auto_approve=options.auto_approve,
                             cancel=cancel)
         try:
-            if detach:
-                return await _start_only(client, record, store)
+            if detach:  # send it and return; `ocm wait` follows it later
+                await runner.begin()
+                await runner.send()
+                return record
             return await runner.run()
         except ServerError as exc:
             return _infrastructure_failure(store, record, exc)
@@ -132,23 +134,6 @@ async def _check_session(client: AsyncOpencodeClient, session_id: str, name: str
         if exc.status_code in (404, 500):
             raise NotFoundError(f"no session {session_id} on {name}") from None
         raise
-
-
-async def _start_only(client: AsyncOpencodeClient, record: TaskRecord,
-                      store: TaskStore) -> TaskRecord:
-    record.status = TaskStatus.RUNNING
-    record.started_at = time.time()
-    record.attempts = 1
-    if record.session_id is None:
-        session = await client.create_session(title=f"ocm: {record.prompt[:70]}",
-                                              directory=record.directory)
-        record.session_id = session.id
-    store.save(record)
-    await client.prompt_async(record.session_id, record.prompt, agent=record.agent,
-                              model=record.model)
-    record.prompted = True
-    store.save(record)
-    return record
 
 
 def _infrastructure_failure(store: TaskStore, record: TaskRecord,

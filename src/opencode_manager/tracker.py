@@ -29,13 +29,11 @@ class Ask:
 class TurnState:
     session_id: str
     busy_seen: bool = False
-    idle_seen: bool = False
     error: dict[str, Any] | None = None
     error_seen: bool = False
     user_message_id: str | None = None
     children: set[str] = field(default_factory=set)
     parts: dict[str, Part] = field(default_factory=dict)
-    last_event_type: str | None = None
 
     @property
     def sessions(self) -> set[str]:
@@ -59,7 +57,6 @@ def feed(state: TurnState, event: Event, *, started_ms: float = 0.0) -> Signals:
     props = event.properties
     sid = event.session_id
     kind = event.type
-    state.last_event_type = kind
     if kind == "session.created":
         info = as_dict(props.get("info"))
         if info.get("parentID") in state.sessions and isinstance(info.get("id"), str):
@@ -77,11 +74,9 @@ def feed(state: TurnState, event: Event, *, started_ms: float = 0.0) -> Signals:
         if status.get("type") in ("busy", "retry"):
             state.busy_seen = True
         elif status.get("type") == "idle" and (state.busy_seen or state.error_seen):
-            state.idle_seen = True
             out.terminal = True
     elif kind == "session.idle":
         if state.busy_seen or state.error_seen:
-            state.idle_seen = True
             out.terminal = True
     elif kind == "session.error":
         error = props.get("error")

@@ -116,11 +116,3 @@ def error_name(error: dict[str, Any] | None) -> str | None:
     name = error.get("name")
     return str(name) if name else None
 
-
-def error_message(error: dict[str, Any] | None) -> str:
-    if not error:
-        return ""
-    data = error.get("data")
-    if isinstance(data, dict) and data.get("message"):
-        return str(data["message"])
-    return str(error.get("message") or error.get("name") or "error")
