@@ -26,8 +26,14 @@ from .report import Figure, render
 FULL_REPORT = ROOT / "BENCHMARKS.md"
 QUICK_REPORT = ROOT / "bench" / "quick-report.md"
 
-TITLES = {1: "Task dispatch", 2: "Batch throughput", 3: "Fleet start", 4: "CLI overhead",
-          5: "Monitor", 6: "Footprint"}
+TITLES = {
+    1: "Task dispatch",
+    2: "Batch throughput",
+    3: "Fleet start",
+    4: "CLI overhead",
+    5: "Monitor",
+    6: "Footprint",
+}
 
 
 def log(message: str) -> None:
@@ -44,18 +50,23 @@ def attempt(number: int, body: Callable[[], Figure]) -> Figure:
     except Exception as exc:
         traceback.print_exc()
         figure = Figure(number, TITLES[number], error=f"{exc.__class__.__name__}: {exc}")
-    figure.notes.append(f"Took {time.monotonic() - began:.0f} s. Load average (1 min) of this "
-                        f"shared {os.cpu_count()}-core machine: {load:.2f} when the figure "
-                        f"began, {os.getloadavg()[0]:.2f} when it ended.")
-    log(f"{number}. {TITLES[number]}: {'crashed' if figure.error else 'done'} in "
-        f"{time.monotonic() - began:.0f} s")
+    figure.notes.append(
+        f"Took {time.monotonic() - began:.0f} s. Load average (1 min) of this "
+        f"shared {os.cpu_count()}-core machine: {load:.2f} when the figure "
+        f"began, {os.getloadavg()[0]:.2f} when it ended."
+    )
+    log(
+        f"{number}. {TITLES[number]}: {'crashed' if figure.error else 'done'} in "
+        f"{time.monotonic() - began:.0f} s"
+    )
     return figure
 
 
 def git_revision() -> str:
     def git(*args: str) -> str:
-        result = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True,
-                                text=True, check=False)
+        result = subprocess.run(
+            ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False
+        )
         return result.stdout.strip()
 
     revision = git("rev-parse", "--short", "HEAD") or "unknown"
@@ -68,8 +79,12 @@ def other_servers(env: BenchEnv) -> int:
     count = 0
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmdline = proc.info.get("cmdline") or []
-        if proc.pid not in ours and len(cmdline) > 1 and cmdline[0].endswith("opencode") \
-                and "serve" in cmdline[1:3]:
+        if (
+            proc.pid not in ours
+            and len(cmdline) > 1
+            and cmdline[0].endswith("opencode")
+            and "serve" in cmdline[1:3]
+        ):
             count += 1
     return count
 
@@ -104,8 +119,9 @@ def header(command: str, env: BenchEnv, plan: Plan, load_start: str, foreign: in
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true",
-                        help="a short smoke run (CI): writes bench/quick-report.md")
+    parser.add_argument(
+        "--quick", action="store_true", help="a short smoke run (CI): writes bench/quick-report.md"
+    )
     parser.add_argument("--runs", type=int, help="measured runs per figure")
     parser.add_argument("--out", type=Path, help="where to write the report")
     args = parser.parse_args(argv)
@@ -130,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:
             traceback.print_exc()
             for number in (1, 2, 4, 6):
-                figures[number] = Figure(number, TITLES[number],
-                                         error=f"the shared fleet did not start: {exc}")
+                figures[number] = Figure(
+                    number, TITLES[number], error=f"the shared fleet did not start: {exc}"
+                )
         if shared is not None:
             fleet = shared
             figures[1] = attempt(1, lambda: dispatch.run(fleet, plan))
@@ -154,9 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         figure.title = figure.title or TITLES[figure.number]
     out.write_text(render(top, titled, footer))
     crashed = [f.number for f in titled if f.error]
-    log(f"wrote {out} in {elapsed / 60:.1f} min"
+    log(
+        f"wrote {out} in {elapsed / 60:.1f} min"
         + (f"; crashed: {crashed}" if crashed else "")
-        + (f"; left behind: {leftovers}" if leftovers else ""))
+        + (f"; left behind: {leftovers}" if leftovers else "")
+    )
     return 1 if crashed or leftovers else 0
 
 

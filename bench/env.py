@@ -31,13 +31,23 @@ from .measure import BenchError
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "OPENCODE_MANAGER_BENCH_MARK"  # not OCM_*: servers must inherit it too
-OPENCODE = (ROOT / ".cache" / "ocm" / "opencode" / PINNED_OPENCODE_VERSION / "node_modules"
-            / "opencode-linux-x64" / "bin" / "opencode")
+OPENCODE = (
+    ROOT
+    / ".cache"
+    / "ocm"
+    / "opencode"
+    / PINNED_OPENCODE_VERSION
+    / "node_modules"
+    / "opencode-linux-x64"
+    / "bin"
+    / "opencode"
+)
 STOP_TIMEOUT = 60.0
 
 
-def wait_for_line(path: Path, pattern: str, proc: subprocess.Popen[Any],
-                  timeout: float = 30.0) -> re.Match[str]:
+def wait_for_line(
+    path: Path, pattern: str, proc: subprocess.Popen[Any], timeout: float = 30.0
+) -> re.Match[str]:
     """Poll a process's output file until a line matches (or it exits, or time runs out)."""
     regex = re.compile(pattern)
     deadline = time.monotonic() + timeout
@@ -57,8 +67,9 @@ class BenchEnv:
 
     def __init__(self, opencode: Path = OPENCODE) -> None:
         if not opencode.is_file():
-            raise BenchError(f"the pinned opencode is not installed at {opencode}; "
-                             "run scripts/setup")
+            raise BenchError(
+                f"the pinned opencode is not installed at {opencode}; run scripts/setup"
+            )
         self.opencode = str(opencode)
         self.python = sys.executable
         self.ocm = str(Path(sys.executable).parent / "ocm")
@@ -73,21 +84,26 @@ class BenchEnv:
 
     def _isolated_env(self) -> dict[str, str]:
         home = self.base / "home"
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("OPENCODE_", "OCM_")) and k != "PYTHONPATH"}
-        env.update({
-            "HOME": str(home),
-            "XDG_CONFIG_HOME": str(home / ".config"),
-            "XDG_DATA_HOME": str(home / ".local" / "share"),
-            "XDG_STATE_HOME": str(home / ".local" / "state"),
-            "XDG_CACHE_HOME": str(home / ".cache"),
-            "OCM_HOME": str(self.base / "ocm"),
-            "OCM_OPENCODE": self.opencode,
-            "OPENCODE_DISABLE_MODELS_FETCH": "1",
-            "npm_config_registry": "http://127.0.0.1:9/",  # fresh HOMEs: keep npm offline
-            "NO_COLOR": "1",
-            MARK: self.mark,
-        })
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("OPENCODE_", "OCM_")) and k != "PYTHONPATH"
+        }
+        env.update(
+            {
+                "HOME": str(home),
+                "XDG_CONFIG_HOME": str(home / ".config"),
+                "XDG_DATA_HOME": str(home / ".local" / "share"),
+                "XDG_STATE_HOME": str(home / ".local" / "state"),
+                "XDG_CACHE_HOME": str(home / ".cache"),
+                "OCM_HOME": str(self.base / "ocm"),
+                "OCM_OPENCODE": self.opencode,
+                "OPENCODE_DISABLE_MODELS_FETCH": "1",
+                "npm_config_registry": "http://127.0.0.1:9/",  # fresh HOMEs: keep npm offline
+                "NO_COLOR": "1",
+                MARK: self.mark,
+            }
+        )
         for key in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
             Path(env[key]).mkdir(parents=True, exist_ok=True)
         return env
@@ -101,25 +117,36 @@ class BenchEnv:
             raise
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def _start_model(self) -> None:
         out = self.base / "scripted-model.out"
-        proc = self.spawn([self.python, "-m", "opencode_manager.scripted_model", "--port", "0"],
-                          out)
+        proc = self.spawn(
+            [self.python, "-m", "opencode_manager.scripted_model", "--port", "0"], out
+        )
         match = wait_for_line(out, r"listening on (http://\S+/v1)", proc)
         self.model_url = match.group(1)
         self.config_content = json.dumps(opencode_config(self.model_url))
 
-    def spawn(self, argv: list[str], out: Path, env: dict[str, str] | None = None
-              ) -> subprocess.Popen[Any]:
+    def spawn(
+        self, argv: list[str], out: Path, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[Any]:
         """A background process of ours (ended at close), its output in a file."""
         with open(out, "ab") as sink:
-            proc = subprocess.Popen(argv, env=env or self.env, cwd=str(self.project),
-                                    stdin=subprocess.DEVNULL, stdout=sink,
-                                    stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                argv,
+                env=env or self.env,
+                cwd=str(self.project),
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
         self._owned.append(proc)
         return proc
 
@@ -137,8 +164,14 @@ class BenchEnv:
     def close(self) -> list[str]:
         """Stop the fleet and our processes; return any marked process that had to be killed."""
         if (Path(self.env["OCM_HOME"]) / "registry.db").exists():
-            subprocess.run([self.ocm, "stop", "--all"], env=self.env, cwd=str(self.project),
-                           capture_output=True, timeout=STOP_TIMEOUT, check=False)
+            subprocess.run(
+                [self.ocm, "stop", "--all"],
+                env=self.env,
+                cwd=str(self.project),
+                capture_output=True,
+                timeout=STOP_TIMEOUT,
+                check=False,
+            )
         for proc in reversed(self._owned):
             self.end(proc)
         self._owned.clear()
@@ -160,15 +193,28 @@ class BenchEnv:
 
     def model_args(self) -> list[str]:
         """`ocm start` options wiring instances to the scripted model."""
-        return ["--env", f"OPENCODE_CONFIG_CONTENT={self.config_content}",
-                "--env", "OPENCODE_DISABLE_MODELS_FETCH=1"]
+        return [
+            "--env",
+            f"OPENCODE_CONFIG_CONTENT={self.config_content}",
+            "--env",
+            "OPENCODE_DISABLE_MODELS_FETCH=1",
+        ]
 
     def ocm_run(self, *args: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([self.ocm, *args], env=self.env, cwd=str(self.project),
-                                capture_output=True, text=True, timeout=timeout, check=False)
+        result = subprocess.run(
+            [self.ocm, *args],
+            env=self.env,
+            cwd=str(self.project),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if result.returncode != 0:
-            raise BenchError(f"ocm {' '.join(args[:3])} exited {result.returncode}: "
-                             f"{(result.stderr or result.stdout).strip()[-400:]}")
+            raise BenchError(
+                f"ocm {' '.join(args[:3])} exited {result.returncode}: "
+                f"{(result.stderr or result.stdout).strip()[-400:]}"
+            )
         return result
 
     def ocm_json(self, *args: str, timeout: float = 300.0) -> Any:
@@ -176,7 +222,8 @@ class BenchEnv:
 
     def start_fleet(self, count: int, *extra: str) -> list[dict[str, Any]]:
         data: list[dict[str, Any]] = self.ocm_json(
-            "start", "-n", str(count), "--dir", str(self.project), *self.model_args(), *extra)
+            "start", "-n", str(count), "--dir", str(self.project), *self.model_args(), *extra
+        )
         return data
 
     def forget_all(self) -> None:
@@ -191,6 +238,12 @@ class BenchEnv:
         return data
 
     def opencode_version(self) -> str:
-        result = subprocess.run([self.opencode, "--version"], env=self.env, capture_output=True,
-                                text=True, timeout=60, check=False)
+        result = subprocess.run(
+            [self.opencode, "--version"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         return result.stdout.strip() or "unknown"

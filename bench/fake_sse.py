@@ -24,14 +24,20 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 CONNECTED = 'data: {"payload":{"type":"server.connected","properties":{}}}\n\n'
-DELTA = ('data: {"directory":"/p","payload":{"id":"evt_%d","type":"message.part.delta",'
-         '"properties":{"sessionID":"ses_1","messageID":"m","partID":"p","field":"text",'
-         '"delta":"hi ","seq":%d,"sent":%.6f}}}\n\n')
-UPDATED = ('data: {"directory":"/p","payload":{"id":"evt_%d","type":"message.part.updated",'
-           '"properties":{"part":{"id":"p","sessionID":"ses_1","messageID":"m","type":"text",'
-           '"text":"hi hi hi"},"seq":%d,"sent":%.6f}}}\n\n')
-STATUS = ('data: {"directory":"/p","payload":{"id":"evt_%d","type":"session.status",'
-          '"properties":{"sessionID":"ses_1","status":{"type":"%s"},"seq":%d,"sent":%.6f}}}\n\n')
+DELTA = (
+    'data: {"directory":"/p","payload":{"id":"evt_%d","type":"message.part.delta",'
+    '"properties":{"sessionID":"ses_1","messageID":"m","partID":"p","field":"text",'
+    '"delta":"hi ","seq":%d,"sent":%.6f}}}\n\n'
+)
+UPDATED = (
+    'data: {"directory":"/p","payload":{"id":"evt_%d","type":"message.part.updated",'
+    '"properties":{"part":{"id":"p","sessionID":"ses_1","messageID":"m","type":"text",'
+    '"text":"hi hi hi"},"seq":%d,"sent":%.6f}}}\n\n'
+)
+STATUS = (
+    'data: {"directory":"/p","payload":{"id":"evt_%d","type":"session.status",'
+    '"properties":{"sessionID":"ses_1","status":{"type":"%s"},"seq":%d,"sent":%.6f}}}\n\n'
+)
 CHUNK = 200  # events per write when sending as fast as possible
 TICK = 0.002  # seconds between writes at a fixed rate
 
@@ -72,8 +78,11 @@ async def replay(count: int, rate: float) -> AsyncIterator[str]:
 
 def create_app(count: int, rate: float) -> Starlette:
     async def events(request: Request) -> StreamingResponse:
-        return StreamingResponse(replay(count, rate), media_type="text/event-stream",
-                                 headers={"cache-control": "no-cache"})
+        return StreamingResponse(
+            replay(count, rate),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache"},
+        )
 
     return Starlette(routes=[Route("/global/event", events), Route("/event", events)])
 
@@ -81,8 +90,9 @@ def create_app(count: int, rate: float) -> Starlette:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.fake_sse")
     parser.add_argument("--count", type=int, required=True, help="events per connection")
-    parser.add_argument("--rate", type=float, default=0.0,
-                        help="events/s per connection (0: as fast as possible)")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="events/s per connection (0: as fast as possible)"
+    )
     args = parser.parse_args()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -92,8 +102,13 @@ def main() -> None:
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(args.count, args.rate), log_level="warning",
-                            access_log=False, lifespan="off", ws="none")
+    config = uvicorn.Config(
+        create_app(args.count, args.rate),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        ws="none",
+    )
     print(f"fake sse listening on http://127.0.0.1:{port}", flush=True)
     uvicorn.Server(config).run(sockets=[sock])
 

@@ -91,12 +91,17 @@ def run_command(
     """Run a command to its end; wall time is measured here around the whole process."""
     with tempfile.TemporaryDirectory(prefix="bench-time-") as tmp:
         time_file = Path(tmp) / "time"
-        full = ([GNU_TIME, "-f", "%e %M", "-o", str(time_file), *argv] if gnu_time
-                else list(argv))
+        full = [GNU_TIME, "-f", "%e %M", "-o", str(time_file), *argv] if gnu_time else list(argv)
         start = time.perf_counter()
-        proc = subprocess.Popen(full, env=dict(env), cwd=str(cwd), text=True,
-                                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            full,
+            env=dict(env),
+            cwd=str(cwd),
+            text=True,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         sampler = TreeSampler(proc.pid) if sample_tree else None
         try:
             if sampler is not None:
@@ -114,15 +119,17 @@ def run_command(
             fields = time_file.read_text().split()
             if len(fields) >= 2 and fields[-1].isdigit():
                 max_rss = int(fields[-1])
-    return CommandResult(wall, max_rss, sampler.peak if sampler else None, proc.returncode,
-                         out, err)
+    return CommandResult(
+        wall, max_rss, sampler.peak if sampler else None, proc.returncode, out, err
+    )
 
 
 def check(result: CommandResult, what: str, *, expect: str | None = None) -> CommandResult:
     """Fail the benchmark if a measured command did not do its job."""
     if result.returncode != 0:
-        raise BenchError(f"{what} exited {result.returncode}: "
-                         f"{(result.stderr or result.stdout).strip()[-400:]}")
+        raise BenchError(
+            f"{what} exited {result.returncode}: {(result.stderr or result.stdout).strip()[-400:]}"
+        )
     if expect is not None and expect not in result.stdout:
         raise BenchError(f"{what}: {expect!r} not in its output: {result.stdout.strip()[-400:]}")
     return result

@@ -42,10 +42,16 @@ class StubFleet:
         for item in spec:
             server = psutil.Process(int(item["pid"]))
             self._records[item["name"]] = InstanceRecord(
-                name=item["name"], spec=InstanceSpec(name=item["name"], dir="/p"),
-                state=State.RUNNING, created_at=now, updated_at=now,
+                name=item["name"],
+                spec=InstanceSpec(name=item["name"], dir="/p"),
+                state=State.RUNNING,
+                created_at=now,
+                updated_at=now,
                 server=ProcessIdentity(server.pid, server.create_time()),
-                port=int(item["url"].rsplit(":", 1)[1]), url=item["url"], started_at=now)
+                port=int(item["url"].rsplit(":", 1)[1]),
+                url=item["url"],
+                started_at=now,
+            )
 
     def resolve(self, ref: str) -> InstanceRecord:
         try:
@@ -121,9 +127,13 @@ async def consume_bare(fleet: StubFleet, tally: Tally) -> None:
     """The floor: one bare httpx-sse reader per stream, decoding JSON, no merging or queue."""
 
     async def read(http: httpx.AsyncClient, url: str) -> None:
-        async with aconnect_sse(http, "GET", url + "/global/event",
-                                headers={"accept": "text/event-stream"},
-                                timeout=httpx.Timeout(10.0, read=None)) as source:
+        async with aconnect_sse(
+            http,
+            "GET",
+            url + "/global/event",
+            headers={"accept": "text/event-stream"},
+            timeout=httpx.Timeout(10.0, read=None),
+        ) as source:
             async for sse in source.aiter_sse():
                 if not sse.data:
                     continue
@@ -152,23 +162,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.monitor_probe")
     parser.add_argument("--expect", type=int, required=True, help="replayed events to wait for")
     parser.add_argument("--timeout", type=float, default=120.0)
-    parser.add_argument("--bare", action="store_true",
-                        help="bare httpx-sse readers instead of the Monitor (the floor)")
+    parser.add_argument(
+        "--bare",
+        action="store_true",
+        help="bare httpx-sse readers instead of the Monitor (the floor)",
+    )
     parser.add_argument("spec", help="JSON list of {name, url, pid}")
     args = parser.parse_args()
     fleet = StubFleet(json.loads(args.spec))
     tally = Tally(args.expect)
     with RssSampler() as sampler:
         asyncio.run(consume(fleet, tally, args.timeout, args.bare))
-    lat = sorted(tally.latencies[:tally.count])
-    result: dict[str, Any] = {"received": tally.count, "first": tally.first,
-                              "last": tally.last}
+    lat = sorted(tally.latencies[: tally.count])
+    result: dict[str, Any] = {"received": tally.count, "first": tally.first, "last": tally.last}
 
     def pct(q: float) -> float:
         return lat[min(len(lat) - 1, round(q / 100 * (len(lat) - 1)))] if lat else float("nan")
 
-    result["latency_ms"] = {name: pct(q) * 1000 for name, q in
-                            (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))}
+    result["latency_ms"] = {
+        name: pct(q) * 1000 for name, q in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))
+    }
     result["rss"] = sampler.samples
     print(json.dumps(result))
 

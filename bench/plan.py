@@ -24,13 +24,29 @@ class Plan:
     def make(cls, *, quick: bool, runs: int | None) -> Plan:
         if quick:
             n = runs or 1
-            return cls(quick=True, runs=n, batch_runs=n, batch_tasks=6, cli_runs=max(2, n),
-                       monitor_streams=4, monitor_events=2_000, monitor_rate=1_500,
-                       monitor_seconds=2.0)
+            return cls(
+                quick=True,
+                runs=n,
+                batch_runs=n,
+                batch_tasks=6,
+                cli_runs=max(2, n),
+                monitor_streams=4,
+                monitor_events=2_000,
+                monitor_rate=1_500,
+                monitor_seconds=2.0,
+            )
         n = runs or 5
-        return cls(quick=False, runs=n, batch_runs=max(1, (n + 1) // 2), batch_tasks=24,
-                   cli_runs=2 * n, monitor_streams=4, monitor_events=25_000,
-                   monitor_rate=1_500, monitor_seconds=20.0)
+        return cls(
+            quick=False,
+            runs=n,
+            batch_runs=max(1, (n + 1) // 2),
+            batch_tasks=24,
+            cli_runs=2 * n,
+            monitor_streams=4,
+            monitor_events=25_000,
+            monitor_rate=1_500,
+            monitor_seconds=20.0,
+        )
 
 
 @dataclass
@@ -56,12 +72,20 @@ class SharedFleet:
         fleet = cls(env)
         for row in rows:
             creds = env.credentials(row["name"])
-            fleet.instances.append(Instance(
-                row["name"], row["url"], int(row["port"]), row.get("keeper_pid"),
-                creds["OPENCODE_SERVER_USERNAME"], creds["OPENCODE_SERVER_PASSWORD"]))
+            fleet.instances.append(
+                Instance(
+                    row["name"],
+                    row["url"],
+                    int(row["port"]),
+                    row.get("keeper_pid"),
+                    creds["OPENCODE_SERVER_USERNAME"],
+                    creds["OPENCODE_SERVER_PASSWORD"],
+                )
+            )
         return fleet
 
     def attach_env(self, instance: Instance) -> dict[str, str]:
         """What `opencode run --attach` needs: the model config and the server's password."""
-        return self.env.server_env(OPENCODE_SERVER_USERNAME=instance.username,
-                                   OPENCODE_SERVER_PASSWORD=instance.password)
+        return self.env.server_env(
+            OPENCODE_SERVER_USERNAME=instance.username, OPENCODE_SERVER_PASSWORD=instance.password
+        )

@@ -46,9 +46,15 @@ def drain(stream: IO[str]) -> None:
 
 class Server:
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         self.url = ""
         self.error = ""
 
@@ -86,8 +92,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.raw_fleet")
     parser.add_argument("--count", type=int, default=3)
     parser.add_argument("--serial", action="store_true", help="one after another")
-    parser.add_argument("--private-dirs", metavar="DIR",
-                        help="give each server fresh XDG data/state/cache dirs under DIR")
+    parser.add_argument(
+        "--private-dirs",
+        metavar="DIR",
+        help="give each server fresh XDG data/state/cache dirs under DIR",
+    )
     parser.add_argument("opencode")
     args = parser.parse_args()
     password = os.environ.get("OPENCODE_SERVER_PASSWORD", "")
@@ -116,8 +125,9 @@ def main() -> None:
                     raise SystemExit(servers[-1].error)
         else:
             servers = [Server(argv, env_for(i)) for i in range(args.count)]
-            waiters = [threading.Thread(target=s.wait_healthy, args=(auth, deadline))
-                       for s in servers]
+            waiters = [
+                threading.Thread(target=s.wait_healthy, args=(auth, deadline)) for s in servers
+            ]
             for waiter in waiters:
                 waiter.start()
             for waiter in waiters:
@@ -126,8 +136,16 @@ def main() -> None:
             if failed:
                 raise SystemExit("; ".join(failed))
         elapsed = time.perf_counter() - start
-        print(json.dumps({"elapsed_s": elapsed, "urls": [s.url for s in servers],
-                          "pids": [s.proc.pid for s in servers]}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "elapsed_s": elapsed,
+                    "urls": [s.url for s in servers],
+                    "pids": [s.proc.pid for s in servers],
+                }
+            ),
+            flush=True,
+        )
         sys.stdin.read()  # hold the fleet until the caller closes our stdin
     finally:
         for server in servers:

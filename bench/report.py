@@ -42,8 +42,15 @@ class Figure:
     extra: list[str] = field(default_factory=list)  # extra Markdown (tables) after the rows
     error: str | None = None  # the benchmark crashed: what happened
 
-    def add(self, key: str, label: str, unit: str, series: Series,
-            baseline: str | None = None, note: str = "") -> Row:
+    def add(
+        self,
+        key: str,
+        label: str,
+        unit: str,
+        series: Series,
+        baseline: str | None = None,
+        note: str = "",
+    ) -> Row:
         row = Row(key, label, unit, series, baseline, note)
         self.rows.append(row)
         return row
@@ -91,22 +98,28 @@ def figure_markdown(figure: Figure) -> list[str]:
     if figure.commands:
         lines += ["Commands:", "", "```", *figure.commands, "```", ""]
     if figure.rows:
-        lines += ["| what | median | min | max | runs | ratio to baseline |",
-                  "|---|---:|---:|---:|---:|---|"]
+        lines += [
+            "| what | median | min | max | runs | ratio to baseline |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
         for row in figure.rows:
             s, u = row.series, row.unit
             if not len(s):
                 lines.append(f"| {row.label} | n/a | n/a | n/a | 0 | |")
                 continue
             label = f"{row.label} ({row.note})" if row.note else row.label
-            lines.append(f"| {label} | {fmt(s.median, u)} | {fmt(s.min, u)} | {fmt(s.max, u)} "
-                         f"| {len(s)} | {_ratio_cell(figure, row)} |")
+            lines.append(
+                f"| {label} | {fmt(s.median, u)} | {fmt(s.min, u)} | {fmt(s.max, u)} "
+                f"| {len(s)} | {_ratio_cell(figure, row)} |"
+            )
         lines.append("")
     lines += figure.extra
     if figure.goals:
         lines += ["| goal | measured (medians) | result |", "|---|---|---|"]
-        lines += [f"| {g.text} | {g.measured} | {'met' if g.met else '**missed**'} |"
-                  for g in figure.goals]
+        lines += [
+            f"| {g.text} | {g.measured} | {'met' if g.met else '**missed**'} |"
+            for g in figure.goals
+        ]
         lines.append("")
     lines += [f"* {note}" for note in figure.notes]
     if figure.notes:
@@ -124,8 +137,9 @@ def render(header: list[str], figures: list[Figure], footer: list[str]) -> str:
     if not missed and not crashed:
         lines += ["Every goal was met in this run.", ""]
     lines += [f"* {f.number}. {f.title}: {g.text}: {g.measured}" for f, g in missed]
-    lines += [f"* {f.number}. {f.title}: not measured, the benchmark crashed ({f.error})"
-              for f in crashed]
+    lines += [
+        f"* {f.number}. {f.title}: not measured, the benchmark crashed ({f.error})" for f in crashed
+    ]
     notes = Path(__file__).with_name("NOTES.md")
     if notes.exists():  # the maintainers' profiling notes, kept across regenerations
         lines += ["", notes.read_text().rstrip()]
@@ -133,12 +147,17 @@ def render(header: list[str], figures: list[Figure], footer: list[str]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def timed_ratio_goal(figure: Figure, key: str, baseline: str, limit: float, what: str,
-                     show: Callable[[float], str]) -> None:
+def timed_ratio_goal(
+    figure: Figure, key: str, baseline: str, limit: float, what: str, show: Callable[[float], str]
+) -> None:
     """A goal of the form: median(key) <= limit x median(baseline)."""
     ratio = figure.ratio(key, baseline)
     row, base = figure.row(key), figure.row(baseline)
-    measured = (f"{ratio:.2f}x ({show(row.series.median)} vs {show(base.series.median)})"
-                if len(row.series) and len(base.series) else "n/a")
-    figure.goal(f"{what} <= {limit:g}x {base.label}", measured,
-                not math.isnan(ratio) and ratio <= limit)
+    measured = (
+        f"{ratio:.2f}x ({show(row.series.median)} vs {show(base.series.median)})"
+        if len(row.series) and len(base.series)
+        else "n/a"
+    )
+    figure.goal(
+        f"{what} <= {limit:g}x {base.label}", measured, not math.isnan(ratio) and ratio <= limit
+    )

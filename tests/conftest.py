@@ -76,8 +76,12 @@ def _isolated_env(base: Path, mark: str, opencode_bin: str) -> dict[str, str]:
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, opencode_bin: str,
-             request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+def isolated(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    opencode_bin: str,
+    request: pytest.FixtureRequest,
+) -> Iterator[dict[str, str]]:
     """Per-test OCM_HOME/HOME/XDG, and a check that the test left no process behind."""
     mark = f"test-{uuid.uuid4().hex[:12]}"
     env = _isolated_env(tmp_path, mark, opencode_bin)
@@ -121,8 +125,9 @@ class Fleet:
 
 
 @pytest.fixture(scope="session")
-def fleet(tmp_path_factory: pytest.TempPathFactory, opencode_bin: str,
-          model_env: list[str]) -> Iterator[Fleet]:
+def fleet(
+    tmp_path_factory: pytest.TempPathFactory, opencode_bin: str, model_env: list[str]
+) -> Iterator[Fleet]:
     """Three instances started once through the CLI (`ocm start -n 3 --json`)."""
     base = tmp_path_factory.mktemp("fleet")
     mark = f"fleet-{uuid.uuid4().hex[:12]}"

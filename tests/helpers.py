@@ -22,22 +22,35 @@ class Result:
         return json.loads(self.stdout)
 
     def __str__(self) -> str:
-        return (f"ocm {' '.join(self.args)} -> rc={self.returncode}\n"
-                f"stdout: {self.stdout}\nstderr: {self.stderr}")
+        return (
+            f"ocm {' '.join(self.args)} -> rc={self.returncode}\n"
+            f"stdout: {self.stdout}\nstderr: {self.stderr}"
+        )
 
 
 Ocm = Callable[..., Result]
 
 
-def run_ocm(*args: str, env: dict[str, str] | None = None, check: bool = False,
-            timeout: float = 240, cwd: str | None = None, input: str | None = None) -> Result:
+def run_ocm(
+    *args: str,
+    env: dict[str, str] | None = None,
+    check: bool = False,
+    timeout: float = 240,
+    cwd: str | None = None,
+    input: str | None = None,
+) -> Result:
     """Run the real entry point (`python -m opencode_manager`) as a user would."""
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
     proc = subprocess.run(
         [sys.executable, "-m", "opencode_manager", *args],
-        capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd, input=input,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=cwd,
+        input=input,
         check=False,
     )
     result = Result(list(args), proc.returncode, proc.stdout, proc.stderr)
@@ -56,8 +69,12 @@ def assert_one_line_error(result: Result, code: int, *needles: str) -> None:
         assert needle in lines[0], str(result)
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 30.0,
-             interval: float = 0.1, message: str = "condition") -> object:
+def wait_for(
+    condition: Callable[[], object],
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    message: str = "condition",
+) -> object:
     """Poll `condition` until it returns something truthy, or fail after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:

@@ -7,6 +7,7 @@ import opencode_manager
 
 def test_all_is_sorted_and_importable() -> None:
     names = opencode_manager.__all__
+
     # isort style, as ruff's RUF022 keeps it: CONSTANTS, then Classes, then functions.
     def kind(name: str) -> int:
         return 0 if name.isupper() else 1 if name[0].isupper() else 2

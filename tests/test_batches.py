@@ -19,8 +19,9 @@ from helpers import assert_one_line_error, run_ocm, wait_for
 
 
 def _write(path: Path, prompts: list[str]) -> Path:
-    path.write_text("".join(json.dumps({"id": f"t{i + 1}", "prompt": p}) + "\n"
-                            for i, p in enumerate(prompts)))
+    path.write_text(
+        "".join(json.dumps({"id": f"t{i + 1}", "prompt": p}) + "\n" for i, p in enumerate(prompts))
+    )
     return path
 
 
@@ -35,30 +36,45 @@ def _max_overlap(intervals: list[tuple[float, float]]) -> int:
 
 def _sends(model: ScriptedModelServer, prompts: list[str]) -> Counter[str]:
     wanted = set(prompts)
-    return Counter(e["last_user_text"] for e in model.requests.entries()
-                   if e["has_tools"] and e["last_user_text"] in wanted)
+    return Counter(
+        e["last_user_text"]
+        for e in model.requests.entries()
+        if e["has_tools"] and e["last_user_text"] in wanted
+    )
 
 
 def test_batch_of_twelve_respects_limits_and_writes_results(
-        fleet: Fleet, tmp_path: Path, model: ScriptedModelServer) -> None:
+    fleet: Fleet, tmp_path: Path, model: ScriptedModelServer
+) -> None:
     tag = uuid.uuid4().hex[:6]
     prompts = [f"SLEEP 1 batch-{tag}-{i}" for i in range(12)]
     out = tmp_path / "out"
-    result = run_ocm("batch", str(_write(tmp_path / "b.jsonl", prompts)), "--per-instance", "1",
-                     "--out", str(out), "--json", env=fleet.env, timeout=240)
+    result = run_ocm(
+        "batch",
+        str(_write(tmp_path / "b.jsonl", prompts)),
+        "--per-instance",
+        "1",
+        "--out",
+        str(out),
+        "--json",
+        env=fleet.env,
+        timeout=240,
+    )
     assert result.returncode == 0, str(result)
     summary = result.json()
     assert isinstance(summary, dict)
     assert summary["counts"] == {"completed": 12}
     assert summary["status"] == "completed"
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"t{i}.json" for i in range(1, 13)] + ["summary.json"])
+        [f"t{i}.json" for i in range(1, 13)] + ["summary.json"]
+    )
     records = [json.loads((out / f"t{i}.json").read_text()) for i in range(1, 13)]
     assert {r["instance"] for r in records} == {"oc-1", "oc-2", "oc-3"}
     by_instance: dict[str, list[tuple[float, float]]] = {}
     for record in records:
         by_instance.setdefault(record["instance"], []).append(
-            (record["started_at"], record["finished_at"]))
+            (record["started_at"], record["finished_at"])
+        )
     assert all(_max_overlap(spans) == 1 for spans in by_instance.values())  # --per-instance 1
     assert _max_overlap([span for spans in by_instance.values() for span in spans]) <= 3
     assert set(_sends(model, prompts).values()) == {1}
@@ -74,14 +90,26 @@ def test_batch_of_twelve_respects_limits_and_writes_results(
 
 
 def test_kill_minus_nine_then_resume_runs_each_task_exactly_once(
-        fleet: Fleet, tmp_path: Path, model: ScriptedModelServer) -> None:
+    fleet: Fleet, tmp_path: Path, model: ScriptedModelServer
+) -> None:
     tag = uuid.uuid4().hex[:6]
     prompts = [f"SLEEP 2 resume-{tag}-{i}" for i in range(12)]
     batch_file = _write(tmp_path / "r.jsonl", prompts)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "opencode_manager", "batch", str(batch_file), "--per-instance",
-         "1", "--json"], env={**os.environ, **fleet.env}, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "opencode_manager",
+            "batch",
+            str(batch_file),
+            "--per-instance",
+            "1",
+            "--json",
+        ],
+        env={**os.environ, **fleet.env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
     def batch_state() -> dict[str, Any] | None:
         rows = run_ocm("batch", "ls", "--json", env=fleet.env, check=True).json()
@@ -91,8 +119,11 @@ def test_kill_minus_nine_then_resume_runs_each_task_exactly_once(
 
     def midway() -> bool:
         state = batch_state()
-        return bool(state and state["counts"].get("completed", 0) >= 3
-                    and state["counts"].get("running", 0) >= 1)
+        return bool(
+            state
+            and state["counts"].get("completed", 0) >= 3
+            and state["counts"].get("running", 0) >= 1
+        )
 
     wait_for(midway, timeout=120, message="a batch half done")
     proc.send_signal(signal.SIGKILL)
@@ -125,17 +156,23 @@ def test_invalid_batch_files_are_rejected_whole(fleet: Fleet, tmp_path: Path) ->
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "fine"}\n{"prompt": "fine too"}\n{"prompt": ""}\n')
     before = run_ocm("batch", "ls", "--json", env=fleet.env, check=True).json()
-    assert_one_line_error(run_ocm("batch", str(bad), env=fleet.env), 2,
-                          f"{bad}:3: missing or empty prompt")
+    assert_one_line_error(
+        run_ocm("batch", str(bad), env=fleet.env), 2, f"{bad}:3: missing or empty prompt"
+    )
     pinned = tmp_path / "pinned.jsonl"
     pinned.write_text('{"prompt": "a"}\n{"prompt": "b", "instance": "nope"}\n')
-    assert_one_line_error(run_ocm("batch", str(pinned), env=fleet.env), 2,
-                          f"{pinned}:2: no instance named 'nope'")
-    assert_one_line_error(run_ocm("batch", str(tmp_path / "missing.jsonl"), env=fleet.env), 2,
-                          "cannot read")
+    assert_one_line_error(
+        run_ocm("batch", str(pinned), env=fleet.env), 2, f"{pinned}:2: no instance named 'nope'"
+    )
+    assert_one_line_error(
+        run_ocm("batch", str(tmp_path / "missing.jsonl"), env=fleet.env), 2, "cannot read"
+    )
     good = tmp_path / "good.jsonl"
     good.write_text('{"prompt": "never runs"}\n')
-    assert_one_line_error(run_ocm("batch", str(good), "--per-instance", "0", env=fleet.env), 2,
-                          "invalid --per-instance 0")
+    assert_one_line_error(
+        run_ocm("batch", str(good), "--per-instance", "0", env=fleet.env),
+        2,
+        "invalid --per-instance 0",
+    )
     assert run_ocm("batch", "ls", "--json", env=fleet.env, check=True).json() == before
     assert_one_line_error(run_ocm("batch", "show", "b-nope", env=fleet.env), 3, "no batch")

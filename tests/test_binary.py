@@ -41,8 +41,9 @@ def test_too_old_is_refused(tmp_path: Path) -> None:
 
 
 def test_missing_everywhere(tmp_path: Path) -> None:
-    settings = Settings.load(home=tmp_path / "h", environ={"PATH": str(tmp_path / "empty"),
-                                                          "HOME": str(tmp_path)})
+    settings = Settings.load(
+        home=tmp_path / "h", environ={"PATH": str(tmp_path / "empty"), "HOME": str(tmp_path)}
+    )
     with pytest.raises(BinaryError, match="ocm install"):
         find_binary(settings)
     with pytest.raises(BinaryError, match="does not exist"):
@@ -53,14 +54,16 @@ def test_path_lookup(tmp_path: Path) -> None:
     bindir = tmp_path / "bin"
     bindir.mkdir()
     _fake(bindir / "opencode", "1.2.0")
-    settings = Settings.load(home=tmp_path / "h",
-                             environ={"PATH": str(bindir), "HOME": str(tmp_path)})
+    settings = Settings.load(
+        home=tmp_path / "h", environ={"PATH": str(bindir), "HOME": str(tmp_path)}
+    )
     assert find_binary(settings).source == "PATH"
 
 
 def test_install_needs_npm_and_a_sane_version(tmp_path: Path) -> None:
-    settings = Settings.load(home=tmp_path / "h", environ={"PATH": str(tmp_path / "empty"),
-                                                          "HOME": str(tmp_path)})
+    settings = Settings.load(
+        home=tmp_path / "h", environ={"PATH": str(tmp_path / "empty"), "HOME": str(tmp_path)}
+    )
     with pytest.raises(BinaryError, match="npm not found"):
         install(settings, "1.18.33")
     with pytest.raises(UsageError, match="invalid version"):

@@ -69,8 +69,9 @@ def test_stop_of_a_stopped_instance() -> None:
 
 
 def test_missing_binary(tmp_path: Path) -> None:
-    assert_one_line_error(run_ocm("start", env={"OCM_OPENCODE": "/no/such/opencode"}), 5,
-                          "does not exist")
+    assert_one_line_error(
+        run_ocm("start", env={"OCM_OPENCODE": "/no/such/opencode"}), 5, "does not exist"
+    )
     nowhere = {"OCM_OPENCODE": "", "PATH": str(tmp_path / "empty") + ":/usr/bin:/bin"}
     assert_one_line_error(run_ocm("start", env=nowhere), 5, "run `ocm install`")
 

@@ -11,4 +11,5 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 
 def test_cli_reference_is_current() -> None:
     assert DOC.read_text() == render(), (
-        "docs/cli.md is stale: python -m opencode_manager.cli.reference > docs/cli.md")
+        "docs/cli.md is stale: python -m opencode_manager.cli.reference > docs/cli.md"
+    )

@@ -26,10 +26,15 @@ def test_text_deltas_fold_into_one_line() -> None:
     part = {"id": "p1", "type": "text", "sessionID": "s"}
     assert folder.line(ev("message.part.updated", sessionID="s", part=part)) is None
     for piece in ("Hel", "lo"):
-        assert folder.line(ev("message.part.delta", sessionID="s", partID="p1", field="text",
-                              delta=piece)) is None
-    done = folder.line(ev("message.part.updated", sessionID="s",
-                          part={**part, "time": {"start": 1, "end": 2}}))
+        assert (
+            folder.line(
+                ev("message.part.delta", sessionID="s", partID="p1", field="text", delta=piece)
+            )
+            is None
+        )
+    done = folder.line(
+        ev("message.part.updated", sessionID="s", part={**part, "time": {"start": 1, "end": 2}})
+    )
     assert done is not None
     assert done.text == "text: Hello"
 
@@ -38,8 +43,18 @@ def test_tools_report_start_and_end_once() -> None:
     folder = Folder()
 
     def tool(status: str, **state: Any) -> str | None:
-        line = folder.line(ev("message.part.updated", sessionID="s", part={
-            "id": "t1", "type": "tool", "tool": "bash", "state": {"status": status, **state}}))
+        line = folder.line(
+            ev(
+                "message.part.updated",
+                sessionID="s",
+                part={
+                    "id": "t1",
+                    "type": "tool",
+                    "tool": "bash",
+                    "state": {"status": status, **state},
+                },
+            )
+        )
         return line.text if line else None
 
     assert tool("pending") == "tool bash started"
@@ -63,4 +78,5 @@ def test_status_changes_and_asks() -> None:
     assert Folder(verbose=True).line(ev("plugin.added")) is not None
     assert status_changes({"a": "busy"}, {"b": "busy"}) == [
         {"session": "a", "was": "busy", "now": "idle"},
-        {"session": "b", "was": "idle", "now": "busy"}]
+        {"session": "b", "was": "idle", "now": "busy"},
+    ]

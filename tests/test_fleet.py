@@ -16,9 +16,25 @@ from opencode_manager.scripted_model import ScriptedModelServer
 from conftest import CORS_ORIGIN, Fleet
 from helpers import run_ocm, wait_for
 
-REQUIRED = {"name", "status", "managed", "pid", "port", "url", "hostname", "version", "healthy",
-            "started_at", "uptime_s", "restarts", "rss_bytes", "cpu_percent", "log", "dir",
-            "auth"}
+REQUIRED = {
+    "name",
+    "status",
+    "managed",
+    "pid",
+    "port",
+    "url",
+    "hostname",
+    "version",
+    "healthy",
+    "started_at",
+    "uptime_s",
+    "restarts",
+    "rss_bytes",
+    "cpu_percent",
+    "log",
+    "dir",
+    "auth",
+}
 
 
 def _creds(fleet: Fleet, name: str) -> dict[str, str]:
@@ -60,8 +76,11 @@ def test_auth_401_without_and_200_with_credentials_from_env(fleet: Fleet) -> Non
         assert creds["OPENCODE_SERVER_URL"] == info["url"]
         url = f"{info['url']}/global/health"
         assert httpx.get(url, trust_env=False).status_code == 401
-        ok = httpx.get(url, auth=(creds["OPENCODE_SERVER_USERNAME"],
-                                  creds["OPENCODE_SERVER_PASSWORD"]), trust_env=False)
+        ok = httpx.get(
+            url,
+            auth=(creds["OPENCODE_SERVER_USERNAME"], creds["OPENCODE_SERVER_PASSWORD"]),
+            trust_env=False,
+        )
         assert ok.status_code == 200
         assert ok.json()["healthy"] is True
 
@@ -72,8 +91,9 @@ def test_cors_origins_are_passed_on(fleet: Fleet) -> None:
     url = f"{creds['OPENCODE_SERVER_URL']}/global/health"
     allowed = httpx.get(url, auth=auth, headers={"Origin": CORS_ORIGIN}, trust_env=False)
     assert allowed.headers.get("access-control-allow-origin") == CORS_ORIGIN
-    other = httpx.get(url, auth=auth, headers={"Origin": "https://other.example.test"},
-                      trust_env=False)
+    other = httpx.get(
+        url, auth=auth, headers={"Origin": "https://other.example.test"}, trust_env=False
+    )
     assert "access-control-allow-origin" not in other.headers
 
 
@@ -81,13 +101,23 @@ def test_env_prints_shell_exports(fleet: Fleet) -> None:
     out = run_ocm("env", "oc-2", env=fleet.env, check=True).stdout
     lines = out.strip().splitlines()
     assert [ln.split("=")[0] for ln in lines] == [
-        "export OPENCODE_SERVER_URL", "export OPENCODE_SERVER_USERNAME",
-        "export OPENCODE_SERVER_PASSWORD"]
+        "export OPENCODE_SERVER_URL",
+        "export OPENCODE_SERVER_USERNAME",
+        "export OPENCODE_SERVER_PASSWORD",
+    ]
     probe = subprocess.run(
-        ["bash", "-c", f'eval "$({_ocm_cmd()} env oc-2)"; curl -s -o /dev/null -w "%{{http_code}}" '
-         '-u "$OPENCODE_SERVER_USERNAME:$OPENCODE_SERVER_PASSWORD" '
-         '"$OPENCODE_SERVER_URL/global/health"'],
-        capture_output=True, text=True, env={**os.environ, **fleet.env}, check=True)
+        [
+            "bash",
+            "-c",
+            f'eval "$({_ocm_cmd()} env oc-2)"; curl -s -o /dev/null -w "%{{http_code}}" '
+            '-u "$OPENCODE_SERVER_USERNAME:$OPENCODE_SERVER_PASSWORD" '
+            '"$OPENCODE_SERVER_URL/global/health"',
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **fleet.env},
+        check=True,
+    )
     assert probe.stdout == "200"
 
 
@@ -98,8 +128,7 @@ def _ocm_cmd() -> str:
 
 
 def test_no_password_in_any_argv_and_secrets_are_0600(fleet: Fleet) -> None:
-    passwords = [_creds(fleet, str(i["name"]))["OPENCODE_SERVER_PASSWORD"]
-                 for i in fleet.instances]
+    passwords = [_creds(fleet, str(i["name"]))["OPENCODE_SERVER_PASSWORD"] for i in fleet.instances]
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
         for password in passwords:
@@ -132,22 +161,38 @@ def test_status_by_name_port_or_url(fleet: Fleet, how: str) -> None:
     assert "processes" in human
 
 
-def test_opencode_run_attach_works_with_ocm_env(fleet: Fleet, opencode_bin: str,
-                                                model: ScriptedModelServer) -> None:
+def test_opencode_run_attach_works_with_ocm_env(
+    fleet: Fleet, opencode_bin: str, model: ScriptedModelServer
+) -> None:
     """OpenCode's own client reaches a managed instance with nothing but `ocm env`."""
     before = len(model.requests.entries())
-    script = (f'eval "$({_ocm_cmd()} env oc-3)" && '
-              f'"{opencode_bin}" run --attach "$OPENCODE_SERVER_URL" attach-check-word')
-    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
-                          env={**os.environ, **fleet.env}, timeout=120, check=False,
-                          cwd=fleet.project)
+    script = (
+        f'eval "$({_ocm_cmd()} env oc-3)" && '
+        f'"{opencode_bin}" run --attach "$OPENCODE_SERVER_URL" attach-check-word'
+    )
+    done = subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **fleet.env},
+        timeout=120,
+        check=False,
+        cwd=fleet.project,
+    )
     assert done.returncode == 0, done.stderr
     texts = [e["last_user_text"] for e in model.requests.entries()[before:]]
     assert any("attach-check-word" in t for t in texts), texts
     creds = _creds(fleet, "oc-3")
     auth = (creds["OPENCODE_SERVER_USERNAME"], creds["OPENCODE_SERVER_PASSWORD"])
-    sessions = httpx.get(f"{creds['OPENCODE_SERVER_URL']}/session", auth=auth,
-                         trust_env=False).json()
+    sessions = httpx.get(
+        f"{creds['OPENCODE_SERVER_URL']}/session", auth=auth, trust_env=False
+    ).json()
     assert len(sessions) >= 1
-    wait_for(lambda: not httpx.get(f"{creds['OPENCODE_SERVER_URL']}/session/status", auth=auth,
-                                   trust_env=False).json(), message="session idle")
+    wait_for(
+        lambda: (
+            not httpx.get(
+                f"{creds['OPENCODE_SERVER_URL']}/session/status", auth=auth, trust_env=False
+            ).json()
+        ),
+        message="session idle",
+    )

@@ -57,15 +57,20 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_crash_is_seen_and_stop_all_spares_a_foreign_server(tmp_path: Path,
-                                                            opencode_bin: str) -> None:
+def test_crash_is_seen_and_stop_all_spares_a_foreign_server(
+    tmp_path: Path, opencode_bin: str
+) -> None:
     infos = _start("-n", "2", "--restart", "never")
     # A bare `opencode serve` started by hand, the way people do today.
     foreign_dir = tmp_path / "foreign"
     foreign_dir.mkdir()
     foreign = subprocess.Popen(
-        [opencode_bin, "serve", "--port", "0"], cwd=foreign_dir, stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+        [opencode_bin, "serve", "--port", "0"],
+        cwd=foreign_dir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        text=True,
     )
     try:
         assert foreign.stdout is not None
@@ -91,8 +96,11 @@ def test_crash_is_seen_and_stop_all_spares_a_foreign_server(tmp_path: Path,
         # kill -9 of one server shows up in the next `ocm ls`.
         victim = infos[0]
         os.kill(victim["pid"], signal.SIGKILL)
-        wait_for(lambda: _ls()[victim["name"]]["status"] == "crashed", timeout=15,
-                 message="crash noticed")
+        wait_for(
+            lambda: _ls()[victim["name"]]["status"] == "crashed",
+            timeout=15,
+            message="crash noticed",
+        )
         crashed = _ls()[victim["name"]]
         assert crashed["pid"] is None
         assert crashed["healthy"] is False
@@ -150,11 +158,14 @@ def test_stop_ends_bash_tool_children_in_their_own_session(model_env: list[str])
     assert isinstance(creds, dict)
     auth = (creds["OPENCODE_SERVER_USERNAME"], creds["OPENCODE_SERVER_PASSWORD"])
     base = creds["OPENCODE_SERVER_URL"]
-    session = httpx.post(f"{base}/session", json={"title": "t"}, auth=auth,
-                         trust_env=False).json()
-    response = httpx.post(f"{base}/session/{session['id']}/prompt_async", auth=auth,
-                          json={"parts": [{"type": "text", "text": "BASH: sleep 1000"}]},
-                          trust_env=False, timeout=30)
+    session = httpx.post(f"{base}/session", json={"title": "t"}, auth=auth, trust_env=False).json()
+    response = httpx.post(
+        f"{base}/session/{session['id']}/prompt_async",
+        auth=auth,
+        json={"parts": [{"type": "text", "text": "BASH: sleep 1000"}]},
+        trust_env=False,
+        timeout=30,
+    )
     assert response.status_code == 204
     server = psutil.Process(info["pid"])
 
@@ -200,8 +211,7 @@ def test_port_range_allocation_and_exhaustion() -> None:
     assert open_health.status_code == 200
     env_lines = run_ocm("env", "p1", check=True).stdout
     assert "OPENCODE_SERVER_PASSWORD" not in env_lines
-    assert_one_line_error(run_ocm("start", "p2", "--port-range", f"{port}-{port}"), 4,
-                          "exhausted")
+    assert_one_line_error(run_ocm("start", "p2", "--port-range", f"{port}-{port}"), 4, "exhausted")
     assert_one_line_error(run_ocm("start", "p3", "--port", str(port)), 4, "already in use")
     assert set(_ls()) >= {"p1"}
     assert "p2" not in _ls()
@@ -248,7 +258,9 @@ def test_rm_cleanup_and_logs(tmp_path: Path, isolated: dict[str, str]) -> None:
     assert shared == isolated["XDG_DATA_HOME"]
     follower = subprocess.Popen(
         [sys.executable, "-m", "opencode_manager", "logs", "l1", "l2", "-f", "-n", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert follower.stdout is not None
@@ -304,7 +316,9 @@ def test_ten_concurrent_starts_give_ten_distinct_instances() -> None:
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "opencode_manager", "start", "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(10)
     ]
@@ -326,13 +340,28 @@ def test_ten_concurrent_starts_give_ten_distinct_instances() -> None:
 def test_a_task_on_a_server_that_dies_fails_instead_of_hanging(model_env: list[str]) -> None:
     [info] = _start("dies", env_items=model_env)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "opencode_manager", "run", "SLEEP 120 doomed", "-i", "dies",
-         "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "opencode_manager",
+            "run",
+            "SLEEP 120 doomed",
+            "-i",
+            "dies",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     creds = run_ocm("env", "dies", "--json", check=True).json()
     assert isinstance(creds, dict)
     auth = (creds["OPENCODE_SERVER_USERNAME"], creds["OPENCODE_SERVER_PASSWORD"])
-    wait_for(lambda: httpx.get(f"{info['url']}/session/status", auth=auth,
-                               trust_env=False).json(), timeout=30, message="the task running")
+    wait_for(
+        lambda: httpx.get(f"{info['url']}/session/status", auth=auth, trust_env=False).json(),
+        timeout=30,
+        message="the task running",
+    )
     os.kill(info["pid"], signal.SIGKILL)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 10, err

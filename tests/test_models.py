@@ -23,15 +23,24 @@ from opencode_manager.models import InstanceSpec, State, Status, derive_status
         (State.CRASHED, False, False, None, Status.CRASHED),
     ],
 )
-def test_derive_status(state: State, keeper: bool, server: bool, healthy: bool | None,
-                       expected: Status) -> None:
-    assert derive_status(state, keeper_alive=keeper, server_alive=server,
-                         healthy=healthy) is expected
+def test_derive_status(
+    state: State, keeper: bool, server: bool, healthy: bool | None, expected: Status
+) -> None:
+    assert (
+        derive_status(state, keeper_alive=keeper, server_alive=server, healthy=healthy) is expected
+    )
 
 
 def test_spec_round_trips_through_json() -> None:
-    spec = InstanceSpec(name="a", dir="/p", port=None, port_range=(4100, 4110),
-                        cors=("https://x.test",), env=(("A", "1"),), auth=False)
+    spec = InstanceSpec(
+        name="a",
+        dir="/p",
+        port=None,
+        port_range=(4100, 4110),
+        cors=("https://x.test",),
+        env=(("A", "1"),),
+        auth=False,
+    )
     assert InstanceSpec.from_json(spec.to_json()) == spec
 
 

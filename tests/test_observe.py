@@ -21,9 +21,13 @@ class Stream:
     """A running `ocm ...` whose stdout lines are collected as they come."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "opencode_manager", *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env={**os.environ, **(env or {})})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "opencode_manager", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -68,24 +72,35 @@ def test_monitor_merges_instances_and_survives_a_restart(model_env: list[str]) -
     run_ocm(*args, check=True)
     stream = Stream("monitor", "m-1", "m-2", "--json")
     try:
-        wait_for(lambda: _seen(stream, "m-1", "ocm.attached") and _seen(stream, "m-2",
-                                                                        "ocm.attached"),
-                 timeout=30, message="both streams attached")
+        wait_for(
+            lambda: _seen(stream, "m-1", "ocm.attached") and _seen(stream, "m-2", "ocm.attached"),
+            timeout=30,
+            message="both streams attached",
+        )
         one = _run("-i", "m-1", "hello one")
         two = _run("-i", "m-2", "hello two")
         for name, record in (("m-1", one), ("m-2", two)):
             for kind in ("session.created", "session.idle"):
-                wait_for(lambda n=name, k=kind, s=record["session_id"]: _seen(stream, n, k, s),  # type: ignore[misc]
-                         timeout=30, message=f"{kind} of {name}")
+                wait_for(
+                    lambda n=name, k=kind, s=record["session_id"]: _seen(stream, n, k, s),  # type: ignore[misc]
+                    timeout=30,
+                    message=f"{kind} of {name}",
+                )
         event = next(e for e in stream.events() if e["type"] == "session.idle")
         assert {"instance", "received_at", "type", "properties"} <= set(event)
         run_ocm("restart", "m-2", check=True)
         for kind in ("ocm.disconnected", "ocm.reconnected", "ocm.resync"):
-            wait_for(lambda k=kind: _seen(stream, "m-2", k), timeout=60,  # type: ignore[misc]
-                     message=f"{kind} after the restart")
+            wait_for(
+                lambda k=kind: _seen(stream, "m-2", k),
+                timeout=60,  # type: ignore[misc]
+                message=f"{kind} after the restart",
+            )
         later = _run("-i", "m-2", "after the restart")
-        wait_for(lambda: _seen(stream, "m-2", "session.idle", later["session_id"]), timeout=30,
-                 message="events after the reconnect")
+        wait_for(
+            lambda: _seen(stream, "m-2", "session.idle", later["session_id"]),
+            timeout=30,
+            message="events after the reconnect",
+        )
         assert not any(e["type"] == "server.heartbeat" for e in stream.events())
     finally:
         assert stream.stop() == 0
@@ -95,19 +110,29 @@ def test_monitor_merges_instances_and_survives_a_restart(model_env: list[str]) -
 def test_monitor_filters_and_human_output(fleet: Fleet) -> None:
     first = _run("-i", "oc-1", "filtered one", env=fleet.env)
     sid = first["session_id"]
-    only = Stream("monitor", "oc-1", "--json", "--type", "session.*", "--session", sid,
-                  env=fleet.env)
+    only = Stream(
+        "monitor", "oc-1", "--json", "--type", "session.*", "--session", sid, env=fleet.env
+    )
     human = Stream("monitor", "oc-1", env=fleet.env)
     try:
         wait_for(lambda: human.lines, timeout=30, message="the human monitor attached")
         _run("-i", "oc-1", "other session", env=fleet.env)
         _run("-i", "oc-1", "--session", sid, "BASH: echo again", env=fleet.env)
-        wait_for(lambda: any(e["type"] == "session.idle" for e in only.events()), timeout=30,
-                 message="the filtered idle")
-        wait_for(lambda: any("tool bash completed: echo again" in ln for ln in human.lines),
-                 timeout=30, message="the human tool line")
-        wait_for(lambda: any("text: Tool said: again" in ln for ln in human.lines),
-                 timeout=30, message="folded text")
+        wait_for(
+            lambda: any(e["type"] == "session.idle" for e in only.events()),
+            timeout=30,
+            message="the filtered idle",
+        )
+        wait_for(
+            lambda: any("tool bash completed: echo again" in ln for ln in human.lines),
+            timeout=30,
+            message="the human tool line",
+        )
+        wait_for(
+            lambda: any("text: Tool said: again" in ln for ln in human.lines),
+            timeout=30,
+            message="folded text",
+        )
     finally:
         assert only.stop() == 0
         assert human.stop() == 0
@@ -149,18 +174,29 @@ def test_metrics_parse_and_have_the_families(fleet: Fleet) -> None:
     _run("-i", "oc-1", "for the metrics", env=fleet.env)
     text = run_ocm("metrics", env=fleet.env, check=True).stdout
     families = {f.name: f for f in text_string_to_metric_families(text)}
-    assert {"ocm_instances", "ocm_instance_up", "ocm_instance_restarts",
-            "ocm_instance_rss_bytes", "ocm_instance_cpu_percent", "ocm_instance_sessions_busy",
-            "ocm_instance_sessions", "ocm_tasks", "ocm_task_tokens",
-            "ocm_task_cost"} <= set(families)
+    assert {
+        "ocm_instances",
+        "ocm_instance_up",
+        "ocm_instance_restarts",
+        "ocm_instance_rss_bytes",
+        "ocm_instance_cpu_percent",
+        "ocm_instance_sessions_busy",
+        "ocm_instance_sessions",
+        "ocm_tasks",
+        "ocm_task_tokens",
+        "ocm_task_cost",
+    } <= set(families)
     running = [s for s in families["ocm_instances"].samples if s.labels["status"] == "running"]
     assert running[0].value == 3
     up = {s.labels["instance"]: s.value for s in families["ocm_instance_up"].samples}
     assert up == {"oc-1": 1, "oc-2": 1, "oc-3": 1}
     completed = [s for s in families["ocm_tasks"].samples if s.labels["status"] == "completed"]
     assert completed[0].value >= 1
-    tokens = {s.labels["kind"]: s.value for s in families["ocm_task_tokens"].samples
-              if s.name.endswith("_total")}
+    tokens = {
+        s.labels["kind"]: s.value
+        for s in families["ocm_task_tokens"].samples
+        if s.name.endswith("_total")
+    }
     assert tokens["input"] > 0
 
 
@@ -181,14 +217,18 @@ def test_logs_level_filter_and_follow_across_rotation(tmp_path: Path) -> None:
     assert warn == ["level=WARN message=b", "level=ERROR message=c"]
     follower = Stream("logs", "quiet", "-f", "-n", "1")
     try:
-        wait_for(lambda: follower.lines == ["level=ERROR message=c"], timeout=20,
-                 message="the tail")
+        wait_for(
+            lambda: follower.lines == ["level=ERROR message=c"], timeout=20, message="the tail"
+        )
         with open(log, "a") as handle:
             handle.write("before rotation\n")
         log.rename(logs / "quiet.log.1")
         log.write_text("after rotation\n")
-        wait_for(lambda: follower.lines[1:] == ["before rotation", "after rotation"],
-                 timeout=20, message="lines on both sides of the rotation")
+        wait_for(
+            lambda: follower.lines[1:] == ["before rotation", "after rotation"],
+            timeout=20,
+            message="lines on both sides of the rotation",
+        )
     finally:
         follower.proc.terminate()
         follower.proc.communicate(timeout=10)

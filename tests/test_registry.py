@@ -30,8 +30,9 @@ def test_insert_get_update_delete(tmp_path: Path) -> None:
     assert record.state is State.STARTING
     assert record.port == 4300
     assert record.spec == spec
-    reg.update("a", state=State.RUNNING, url="http://127.0.0.1:4300", server_pid=1,
-               server_ctime=2.0)
+    reg.update(
+        "a", state=State.RUNNING, url="http://127.0.0.1:4300", server_pid=1, server_ctime=2.0
+    )
     record = reg.get("a")
     assert record.state is State.RUNNING
     assert record.server is not None

@@ -50,8 +50,7 @@ def _healthy_again(name: str, old_pid: int) -> dict[str, Any] | None:
 def test_kill_minus_nine_is_restarted_on_the_same_port() -> None:
     first = _start("s1")
     os.kill(first["pid"], signal.SIGKILL)
-    again = wait_for(lambda: _healthy_again("s1", first["pid"]), timeout=60,
-                     message="s1 restarted")
+    again = wait_for(lambda: _healthy_again("s1", first["pid"]), timeout=60, message="s1 restarted")
     assert isinstance(again, dict)
     assert again["restarts"] == 1
     assert again["port"] == first["port"]
@@ -71,18 +70,25 @@ def test_repeated_crashes_back_off_then_errored() -> None:
         os.kill(pid, signal.SIGKILL)
         if crash == 4:
             break
-        again = wait_for(lambda p=pid: _healthy_again("flappy", p), timeout=60,  # type: ignore[misc]
-                         message=f"restart {crash + 1}")
+        again = wait_for(
+            lambda p=pid: _healthy_again("flappy", p),
+            timeout=60,  # type: ignore[misc]
+            message=f"restart {crash + 1}",
+        )
         assert isinstance(again, dict)
         pid = again["pid"]
-    errored = wait_for(lambda: (i := _info("flappy"))["status"] == "errored" and i,
-                       timeout=30, message="errored")
+    errored = wait_for(
+        lambda: (i := _info("flappy"))["status"] == "errored" and i, timeout=30, message="errored"
+    )
     assert isinstance(errored, dict)
     assert errored["restarts"] == 4
     assert "giving up" in errored["error"]
     events = _events("flappy")
-    delays = [float(re.search(r"after ([\d.]+) s", e["detail"]).group(1))  # type: ignore[union-attr]
-              for e in events if e["kind"] == "restarted"]
+    delays = [
+        float(re.search(r"after ([\d.]+) s", e["detail"]).group(1))  # type: ignore[union-attr]
+        for e in events
+        if e["kind"] == "restarted"
+    ]
     assert delays == [0.1, 0.15, 0.23, 0.34]  # 100 ms x1.5 each time (rounded to 10 ms)
     assert events[-1]["kind"] == "errored"
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
@@ -97,8 +103,9 @@ def test_a_wedged_server_is_recycled() -> None:
     info = _start("wedge", "--health-interval", "1")
     stopped = psutil.Process(info["pid"])
     stopped.suspend()  # SIGSTOP: alive, listening, answering nothing
-    again = wait_for(lambda: _healthy_again("wedge", info["pid"]), timeout=60,
-                     message="wedge recycled")
+    again = wait_for(
+        lambda: _healthy_again("wedge", info["pid"]), timeout=60, message="wedge recycled"
+    )
     assert isinstance(again, dict)
     assert not stopped.is_running() or stopped.status() == psutil.STATUS_ZOMBIE
     kinds = [e["kind"] for e in _events("wedge")]
@@ -109,10 +116,10 @@ def test_a_wedged_server_is_recycled() -> None:
 
 def test_memory_limit_recycles_then_gives_up() -> None:
     # It may be recycled before `ocm start` sees it healthy: only the outcome matters here.
-    run_ocm("start", "fat", "--max-memory", "64M", "--health-interval", "1",
-            "--max-restarts", "1")
-    errored = wait_for(lambda: (i := _info("fat"))["status"] == "errored" and i, timeout=90,
-                       message="fat errored")
+    run_ocm("start", "fat", "--max-memory", "64M", "--health-interval", "1", "--max-restarts", "1")
+    errored = wait_for(
+        lambda: (i := _info("fat"))["status"] == "errored" and i, timeout=90, message="fat errored"
+    )
     assert isinstance(errored, dict)
     recycled = [e for e in _events("fat") if e["kind"] == "recycled"]
     assert recycled
@@ -129,8 +136,12 @@ def test_log_rotation_keeps_log_keep_files(tmp_path: Path) -> None:
 
     def chat() -> bool:
         # Each new directory makes the server log a few lines as it boots an instance for it.
-        httpx.get(f"{info['url']}/session/status", auth=auth, trust_env=False,
-                  params={"directory": str(tmp_path / f"d{next(visits)}")})
+        httpx.get(
+            f"{info['url']}/session/status",
+            auth=auth,
+            trust_env=False,
+            params={"directory": str(tmp_path / f"d{next(visits)}")},
+        )
         return (logs / "chatty.log.2").exists()
 
     wait_for(chat, timeout=60, message="two rotations")
@@ -154,9 +165,15 @@ def test_a_reused_pid_is_never_signalled(tmp_path: Path) -> None:
         with registry.transaction() as db:
             registry.insert(db, InstanceSpec(name="ghost", dir=str(tmp_path)), port=4999)
         # The row claims the PID, but with the start time of an older, dead process.
-        registry.update("ghost", state=State.RUNNING, server_pid=stranger.pid,
-                        server_ctime=real - 500, keeper_pid=stranger.pid,
-                        keeper_ctime=real - 500, url="http://127.0.0.1:4999")
+        registry.update(
+            "ghost",
+            state=State.RUNNING,
+            server_pid=stranger.pid,
+            server_ctime=real - 500,
+            keeper_pid=stranger.pid,
+            keeper_ctime=real - 500,
+            url="http://127.0.0.1:4999",
+        )
         registry.close()
         assert _info("ghost")["status"] == "crashed"
         assert_one_line_error(run_ocm("stop", "ghost"), 4, "not running")
@@ -174,11 +191,21 @@ def test_concurrent_commands_keep_the_registry_consistent() -> None:
     run_ocm("start", "-n", "2", "--json", check=True)
 
     def launch(*args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-m", "opencode_manager", *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "opencode_manager", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
-    procs = [launch("stop", "oc-1"), launch("restart", "oc-2"), launch("start", "extra"),
-             launch("ls", "--json"), launch("ls", "--json"), launch("status", "oc-2", "--json")]
+    procs = [
+        launch("stop", "oc-1"),
+        launch("restart", "oc-2"),
+        launch("start", "extra"),
+        launch("ls", "--json"),
+        launch("ls", "--json"),
+        launch("status", "oc-2", "--json"),
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=180)
         assert proc.returncode == 0, (proc.args, err)

@@ -43,22 +43,31 @@ def test_policies() -> None:
 
 def test_flapping_limit_gives_up_with_a_reason() -> None:
     limits = Limits(max_restarts=3, window=60.0)
-    ok = decide(limits, ExitKind.CRASHED, consecutive=3, recent_restarts=[50.0, 60.0],
-                now=100.0)
+    ok = decide(limits, ExitKind.CRASHED, consecutive=3, recent_restarts=[50.0, 60.0], now=100.0)
     assert ok.restart
     assert ok.delay == pytest.approx(0.225)
-    gave_up = decide(limits, ExitKind.CRASHED, consecutive=4,
-                     recent_restarts=[50.0, 60.0, 70.0], now=100.0)
+    gave_up = decide(
+        limits, ExitKind.CRASHED, consecutive=4, recent_restarts=[50.0, 60.0, 70.0], now=100.0
+    )
     assert not gave_up.restart
     assert gave_up.errored is not None
     assert "3 times within 60 s" in gave_up.errored
-    old = decide(limits, ExitKind.CRASHED, consecutive=4, recent_restarts=[1.0, 2.0, 70.0],
-                 now=100.0)
+    old = decide(
+        limits, ExitKind.CRASHED, consecutive=4, recent_restarts=[1.0, 2.0, 70.0], now=100.0
+    )
     assert old.restart  # restarts outside the window do not count
 
 
-@pytest.mark.parametrize(("text", "size"), [("100", 100), ("1k", 1024), ("512M", 512 << 20),
-                                            ("1.5G", int(1.5 * (1 << 30))), ("2mib", 2 << 20)])
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("100", 100),
+        ("1k", 1024),
+        ("512M", 512 << 20),
+        ("1.5G", int(1.5 * (1 << 30))),
+        ("2mib", 2 << 20),
+    ],
+)
 def test_sizes(text: str, size: int) -> None:
     assert parse_size(text) == size
 

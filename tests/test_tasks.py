@@ -66,8 +66,7 @@ def test_bash_tool_output_lands_in_tool_calls(fleet: Fleet) -> None:
 def test_todos(fleet: Fleet) -> None:
     code, record = _run(fleet, f"TODO {_tag()}")
     assert code == 0
-    assert [t["content"] for t in record["todos"]] == ["First task", "Second task",
-                                                       "Third task"]
+    assert [t["content"] for t in record["todos"]] == ["First task", "Second task", "Third task"]
     assert record["tool_calls"][0]["tool"] == "todowrite"
 
 
@@ -92,11 +91,16 @@ def test_timeout_aborts_and_leaves_the_session_idle(fleet: Fleet) -> None:
 
 def test_format_json_is_compatible_and_keeps_the_final_step(fleet: Fleet) -> None:
     tag = _tag()
-    result = run_ocm("run", f"BASH: echo j-{tag}", "--format", "json", env=fleet.env,
-                     check=True)
+    result = run_ocm("run", f"BASH: echo j-{tag}", "--format", "json", env=fleet.env, check=True)
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [line["type"] for line in lines] == ["step_start", "tool_use", "step_finish",
-                                                "step_start", "text", "step_finish"]
+    assert [line["type"] for line in lines] == [
+        "step_start",
+        "tool_use",
+        "step_finish",
+        "step_start",
+        "text",
+        "step_finish",
+    ]
     session = lines[0]["sessionID"]
     assert all(set(line) == {"type", "timestamp", "sessionID", "part"} for line in lines)
     assert all(line["sessionID"] == session for line in lines)
@@ -111,8 +115,9 @@ def test_format_json_is_compatible_and_keeps_the_final_step(fleet: Fleet) -> Non
 
 def test_async_then_wait_and_result(fleet: Fleet) -> None:
     tag = _tag()
-    started = run_ocm("run", f"SLEEP 1 {tag}", "--async", "--json", env=fleet.env,
-                      check=True).json()
+    started = run_ocm(
+        "run", f"SLEEP 1 {tag}", "--async", "--json", env=fleet.env, check=True
+    ).json()
     assert isinstance(started, dict)
     assert started["status"] == "running"
     assert started["session_id"].startswith("ses_")
@@ -147,12 +152,25 @@ def test_asks_are_rejected_by_default_and_reported(fleet: Fleet) -> None:
 
 def test_least_busy_instance_is_chosen(fleet: Fleet, model: ScriptedModelServer) -> None:
     tag = _tag()
-    busy = [run_ocm("run", f"SLEEP 8 busy-{tag}-{n}", "-i", name, "--async", "--json",
-                    env=fleet.env, check=True).json() for n, name in enumerate(["oc-1", "oc-2"])]
+    busy = [
+        run_ocm(
+            "run",
+            f"SLEEP 8 busy-{tag}-{n}",
+            "-i",
+            name,
+            "--async",
+            "--json",
+            env=fleet.env,
+            check=True,
+        ).json()
+        for n, name in enumerate(["oc-1", "oc-2"])
+    ]
 
     def both_busy() -> bool:
-        status = [run_ocm("api", name, "GET", "/session/status", env=fleet.env,
-                          check=True).json() for name in ("oc-1", "oc-2")]
+        status = [
+            run_ocm("api", name, "GET", "/session/status", env=fleet.env, check=True).json()
+            for name in ("oc-1", "oc-2")
+        ]
         return all(status)
 
     wait_for(both_busy, timeout=30, message="oc-1 and oc-2 busy")
@@ -182,29 +200,43 @@ def test_sessions_commands(fleet: Fleet) -> None:
     assert "todowrite" in messages
     run_ocm("session", "abort", sid, env=fleet.env, check=True)
     run_ocm("session", "rm", sid, "-i", "oc-1", env=fleet.env, check=True)
-    assert_one_line_error(run_ocm("session", "show", sid, env=fleet.env), 3,
-                          f"no session {sid}")
+    assert_one_line_error(run_ocm("session", "show", sid, env=fleet.env), 3, f"no session {sid}")
 
 
 def test_api_passthrough(fleet: Fleet) -> None:
     config = run_ocm("api", "oc-1", "GET", "/config", env=fleet.env, check=True).json()
     assert isinstance(config, dict)
     assert config["model"] == "scripted/scripted-model"
-    made = run_ocm("api", "oc-1", "POST", "/session", "--data", '{"title": "via api"}',
-                   env=fleet.env, check=True).json()
+    made = run_ocm(
+        "api",
+        "oc-1",
+        "POST",
+        "/session",
+        "--data",
+        '{"title": "via api"}',
+        env=fleet.env,
+        check=True,
+    ).json()
     assert isinstance(made, dict)
     assert made["title"] == "via api"
-    assert_one_line_error(run_ocm("api", "oc-1", "GET", "/no/such/route", env=fleet.env), 8,
-                          "not an API route")
-    assert_one_line_error(run_ocm("api", "oc-1", "POST", "/session", "--data", "{oops",
-                                  env=fleet.env), 2, "invalid --data")
+    assert_one_line_error(
+        run_ocm("api", "oc-1", "GET", "/no/such/route", env=fleet.env), 8, "not an API route"
+    )
+    assert_one_line_error(
+        run_ocm("api", "oc-1", "POST", "/session", "--data", "{oops", env=fleet.env),
+        2,
+        "invalid --data",
+    )
 
 
 def test_bad_task_input(fleet: Fleet) -> None:
     env = fleet.env
     assert_one_line_error(run_ocm("run", "hi", "-i", "nope", env=env), 3, "no instance named")
-    assert_one_line_error(run_ocm("run", "hi", "-i", "oc-1", "--session", "ses_nope", env=env),
-                          3, "no session ses_nope on oc-1")
+    assert_one_line_error(
+        run_ocm("run", "hi", "-i", "oc-1", "--session", "ses_nope", env=env),
+        3,
+        "no session ses_nope on oc-1",
+    )
     assert_one_line_error(run_ocm("run", "  ", env=env), 2, "empty prompt")
     assert_one_line_error(run_ocm("run", "hi", "--timeout", "0", env=env), 2, "--timeout")
     assert_one_line_error(run_ocm("run", "hi", "--timeout", "-3", env=env), 2, "--timeout")
@@ -216,9 +248,13 @@ def test_bad_task_input(fleet: Fleet) -> None:
 
 
 def _popen_ocm(fleet: Fleet, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "opencode_manager", *args],
-                            env={**os.environ, **fleet.env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "opencode_manager", *args],
+        env={**os.environ, **fleet.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _busy(fleet: Fleet, name: str) -> dict[str, Any]:
@@ -242,10 +278,12 @@ def test_ctrl_c_aborts_the_session(fleet: Fleet) -> None:
 def test_ctrl_c_cancels_a_batch(fleet: Fleet, tmp_path: Path) -> None:
     tag = _tag()
     batch_file = tmp_path / "slow.jsonl"
-    batch_file.write_text("".join(json.dumps({"prompt": f"SLEEP 60 cancel-{tag}-{i}"}) + "\n"
-                                  for i in range(6)))
-    proc = _popen_ocm(fleet, "batch", str(batch_file), "-i", "oc-1", "--per-instance", "2",
-                      "--json")
+    batch_file.write_text(
+        "".join(json.dumps({"prompt": f"SLEEP 60 cancel-{tag}-{i}"}) + "\n" for i in range(6))
+    )
+    proc = _popen_ocm(
+        fleet, "batch", str(batch_file), "-i", "oc-1", "--per-instance", "2", "--json"
+    )
     wait_for(lambda: len(_busy(fleet, "oc-1")) == 2, timeout=30, message="two tasks running")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -272,8 +310,9 @@ def test_diff_of_a_git_project(fleet: Fleet, tmp_path: Path) -> None:
     assert change["status"] == "modified"
     assert "+scripted content" in change["patch"]
     assert (repo / "a.txt").read_text() == "scripted content\n"
-    shown = run_ocm("session", "diff", record["session_id"], "--json", env=fleet.env,
-                    check=True).json()
+    shown = run_ocm(
+        "session", "diff", record["session_id"], "--json", env=fleet.env, check=True
+    ).json()
     assert isinstance(shown, list)
     assert [c["file"] for c in shown] == ["a.txt"]
 

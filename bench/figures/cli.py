@@ -12,7 +12,7 @@ from ..report import Figure
 STATUS_RECIPE = (
     "for port in $(ps -eo pid,args | grep \"[o]pencode serve\" | grep -o -- '--port [0-9]*' "
     "| awk '$2 > 0 {print $2}'); do curl -s -m 2 \"http://127.0.0.1:$port/global/health\"; "
-    "echo \" $port\"; done"
+    'echo " $port"; done'
 )
 LS_GOAL_S = 0.3
 
@@ -24,11 +24,15 @@ def _span(counts: list[int]) -> str:
 
 def run(fleet: SharedFleet, plan: Plan) -> Figure:
     env = fleet.env
-    figure = Figure(4, "CLI overhead", commands=[
-        "ocm ls --json        # with the 3 instances running",
-        "ocm --help           # interpreter start and imports",
-        f"{STATUS_RECIPE}   # run with bash -c",
-    ])
+    figure = Figure(
+        4,
+        "CLI overhead",
+        commands=[
+            "ocm ls --json        # with the 3 instances running",
+            "ocm --help           # interpreter start and imports",
+            f"{STATUS_RECIPE}   # run with bash -c",
+        ],
+    )
     ls_wall, help_wall, recipe_wall = Series(), Series(), Series()
     ls_rss, help_rss, recipe_rss = Series(), Series(), Series()
     listed: list[int] = []
@@ -36,8 +40,9 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
     ours = {i.name for i in fleet.instances}
     for i in range(plan.cli_runs + 1):
         warm = i > 0  # the first round warms the page cache and is not counted
-        result = check(run_command([env.ocm, "ls", "--json"], env=env.env, cwd=env.project),
-                       "ocm ls --json")
+        result = check(
+            run_command([env.ocm, "ls", "--json"], env=env.env, cwd=env.project), "ocm ls --json"
+        )
         rows = json.loads(result.stdout)
         running = {r["name"] for r in rows if r["managed"] and r["status"] == "running"}
         if not ours <= running:
@@ -46,18 +51,24 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
             ls_wall.add(result.wall_s)
             ls_rss.add((result.max_rss_kb or 0) / 1024)
             listed.append(len(rows))
-        result = check(run_command([env.ocm, "--help"], env=env.env, cwd=env.project),
-                       "ocm --help", expect="Usage")
+        result = check(
+            run_command([env.ocm, "--help"], env=env.env, cwd=env.project),
+            "ocm --help",
+            expect="Usage",
+        )
         if warm:
             help_wall.add(result.wall_s)
             help_rss.add((result.max_rss_kb or 0) / 1024)
-        result = check(run_command(["bash", "-c", STATUS_RECIPE], env=env.env,
-                                   cwd=env.project), "status recipe")
+        result = check(
+            run_command(["bash", "-c", STATUS_RECIPE], env=env.env, cwd=env.project),
+            "status recipe",
+        )
         answers = result.stdout.splitlines()
         missing = {i.port for i in fleet.instances} - {int(a.split()[-1]) for a in answers}
         if missing:
-            raise BenchError(f"the status recipe did not find ports {sorted(missing)}: "
-                             f"{result.stdout[-400:]}")
+            raise BenchError(
+                f"the status recipe did not find ports {sorted(missing)}: {result.stdout[-400:]}"
+            )
         if warm:
             recipe_wall.add(result.wall_s)
             recipe_rss.add((result.max_rss_kb or 0) / 1024)
@@ -69,8 +80,11 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
     figure.add("ls_rss", "`ocm ls --json` peak RSS", "MB", ls_rss, baseline="recipe_rss")
     figure.add("help_rss", "`ocm --help` peak RSS", "MB", help_rss, baseline="recipe_rss")
     figure.add("recipe_rss", "shell status recipe peak RSS", "MB", recipe_rss)
-    figure.goal(f"`ocm ls --json` under {LS_GOAL_S * 1000:.0f} ms",
-                f"{ls_wall.median * 1000:.0f} ms", ls_wall.median < LS_GOAL_S)
+    figure.goal(
+        f"`ocm ls --json` under {LS_GOAL_S * 1000:.0f} ms",
+        f"{ls_wall.median * 1000:.0f} ms",
+        ls_wall.median < LS_GOAL_S,
+    )
     figure.notes += [
         "Wall around the whole command; peak RSS from GNU time `%M` (for the recipe: the "
         "largest of bash, ps, grep, awk and the curls).",

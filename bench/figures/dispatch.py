@@ -28,41 +28,52 @@ curl -sf -u "$auth" -H 'content-type: application/json' \
 def run(fleet: SharedFleet, plan: Plan) -> Figure:
     env = fleet.env
     target = fleet.instances[0]
-    figure = Figure(1, "Task dispatch: one prompt end to end", commands=[
-        f'ocm run "{PROMPT}"',
-        f"opencode run --attach {target.url} --format json {PROMPT}"
-        "   # OPENCODE_SERVER_PASSWORD in its environment",
-        "bash floor.sh   # curl POST /session, then curl POST /session/ID/message "
-        "(sync, basic auth)",
-        f'python -m bench.library_probe --runs {plan.runs} "{PROMPT}"'
-        "   # Manager().run() / await Manager().arun(), timed in-process",
-    ])
+    figure = Figure(
+        1,
+        "Task dispatch: one prompt end to end",
+        commands=[
+            f'ocm run "{PROMPT}"',
+            f"opencode run --attach {target.url} --format json {PROMPT}"
+            "   # OPENCODE_SERVER_PASSWORD in its environment",
+            "bash floor.sh   # curl POST /session, then curl POST /session/ID/message "
+            "(sync, basic auth)",
+            f'python -m bench.library_probe --runs {plan.runs} "{PROMPT}"'
+            "   # Manager().run() / await Manager().arun(), timed in-process",
+        ],
+    )
     ocm_argv = [env.ocm, "run", PROMPT]
-    attach_argv = [env.opencode, "run", "--attach", target.url, "--format", "json",
-                   *PROMPT.split()]
+    attach_argv = [env.opencode, "run", "--attach", target.url, "--format", "json", *PROMPT.split()]
     floor_argv = ["bash", "-c", FLOOR_SCRIPT]
     attach_env = fleet.attach_env(target)
-    floor_env = {**env.env, "OPENCODE_SERVER_URL": target.url,
-                 "OPENCODE_SERVER_USERNAME": target.username,
-                 "OPENCODE_SERVER_PASSWORD": target.password}
+    floor_env = {
+        **env.env,
+        "OPENCODE_SERVER_URL": target.url,
+        "OPENCODE_SERVER_USERNAME": target.username,
+        "OPENCODE_SERVER_PASSWORD": target.password,
+    }
 
     def ocm_run() -> None:
-        result = check(run_command(ocm_argv, env=env.env, cwd=env.project), "ocm run",
-                       expect="bench")
+        result = check(
+            run_command(ocm_argv, env=env.env, cwd=env.project), "ocm run", expect="bench"
+        )
         ocm_wall.add(result.wall_s)
         ocm_rss.add((result.max_rss_kb or 0) / 1024)
 
     def attach_run() -> None:
-        result = check(run_command(attach_argv, env=attach_env, cwd=env.project),
-                       "opencode run --attach")
+        result = check(
+            run_command(attach_argv, env=attach_env, cwd=env.project), "opencode run --attach"
+        )
         attach_wall.add(result.wall_s)
         attach_rss.add((result.max_rss_kb or 0) / 1024)
         attach_tools.append('"type":"tool_use"' in result.stdout)
         attach_texts.append('"type":"text"' in result.stdout)
 
     def floor_run() -> None:
-        result = check(run_command(floor_argv, env=floor_env, cwd=env.project), "curl floor",
-                       expect='"role":"assistant"')
+        result = check(
+            run_command(floor_argv, env=floor_env, cwd=env.project),
+            "curl floor",
+            expect='"role":"assistant"',
+        )
         floor_wall.add(result.wall_s)
         floor_rss.add((result.max_rss_kb or 0) / 1024)
 
@@ -90,13 +101,18 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
     figure.add("attach", "`opencode run --attach` wall", "s", attach_wall)
     figure.add("floor", "curl floor wall", "s", floor_wall)
     figure.add("ocm_floor", "`ocm run` wall vs floor", "s", ocm_wall, baseline="floor")
-    figure.add("lib", "library `Manager().run()`", "s", Series(library["run_s"]),
-               baseline="floor")
-    figure.add("alib", "library `await Manager().arun()`", "s", Series(library["arun_s"]),
-               baseline="floor")
-    figure.add("lib_first", "library, first call in the process", "s",
-               Series([library["first_call_s"]]), baseline="floor",
-               note="includes lazy imports")
+    figure.add("lib", "library `Manager().run()`", "s", Series(library["run_s"]), baseline="floor")
+    figure.add(
+        "alib", "library `await Manager().arun()`", "s", Series(library["arun_s"]), baseline="floor"
+    )
+    figure.add(
+        "lib_first",
+        "library, first call in the process",
+        "s",
+        Series([library["first_call_s"]]),
+        baseline="floor",
+        note="includes lazy imports",
+    )
     figure.add("ocm_rss", "`ocm run` peak RSS", "MB", ocm_rss, baseline="attach_rss")
     figure.add("attach_rss", "`opencode run --attach` peak RSS", "MB", attach_rss)
     figure.add("floor_rss", "curl floor peak RSS", "MB", floor_rss)
@@ -127,10 +143,17 @@ def _library(fleet: SharedFleet, plan: Plan) -> dict[str, Any]:
     env = fleet.env
     result = subprocess.run(
         [env.python, "-m", "bench.library_probe", "--runs", str(plan.runs), PROMPT],
-        env={**env.env, "PYTHONPATH": str(ROOT)}, cwd=str(env.project), capture_output=True,
-        text=True, timeout=600, check=False)
+        env={**env.env, "PYTHONPATH": str(ROOT)},
+        cwd=str(env.project),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     if result.returncode != 0:
-        raise BenchError(f"library probe exited {result.returncode}: "
-                         f"{(result.stderr or result.stdout).strip()[-400:]}")
+        raise BenchError(
+            f"library probe exited {result.returncode}: "
+            f"{(result.stderr or result.stdout).strip()[-400:]}"
+        )
     data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     return data

@@ -18,9 +18,25 @@ COUNT = 3
 
 
 def _ocm_start(env: BenchEnv) -> float:
-    result = check(run_command([env.ocm, "start", "-n", str(COUNT), "--dir", str(env.project),
-                                *env.model_args(), "--json"], env=env.env, cwd=env.project,
-                               gnu_time=False, timeout=300), "ocm start")
+    result = check(
+        run_command(
+            [
+                env.ocm,
+                "start",
+                "-n",
+                str(COUNT),
+                "--dir",
+                str(env.project),
+                *env.model_args(),
+                "--json",
+            ],
+            env=env.env,
+            cwd=env.project,
+            gnu_time=False,
+            timeout=300,
+        ),
+        "ocm start",
+    )
     rows = json.loads(result.stdout)
     if len(rows) != COUNT or any(r["status"] != "running" for r in rows):
         raise BenchError(f"ocm start: not all running: {[r['status'] for r in rows]}")
@@ -30,12 +46,18 @@ def _ocm_start(env: BenchEnv) -> float:
 
 def _raw(env: BenchEnv, *options: str) -> float:
     """Seconds from the first spawn to all healthy, as the raw script measured it."""
-    server_env = env.server_env(OPENCODE_SERVER_PASSWORD=secrets.token_urlsafe(24),
-                                PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([env.python, "-m", "bench.raw_fleet", "--count", str(COUNT),
-                             *options, env.opencode], env=server_env, cwd=str(env.project),
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    server_env = env.server_env(
+        OPENCODE_SERVER_PASSWORD=secrets.token_urlsafe(24), PYTHONPATH=str(ROOT)
+    )
+    proc = subprocess.Popen(
+        [env.python, "-m", "bench.raw_fleet", "--count", str(COUNT), *options, env.opencode],
+        env=server_env,
+        cwd=str(env.project),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdin is not None
     assert proc.stdout is not None
     try:
@@ -56,17 +78,21 @@ def _raw(env: BenchEnv, *options: str) -> float:
 
 
 def run(env: BenchEnv, plan: Plan) -> Figure:
-    figure = Figure(3, f"Fleet start: {COUNT} instances until all are healthy", commands=[
-        f"ocm start -n {COUNT} --dir PROJECT --env OPENCODE_CONFIG_CONTENT=... "
-        "--env OPENCODE_DISABLE_MODELS_FETCH=1 --json",
-        f"python -m bench.raw_fleet --count {COUNT} OPENCODE            "
-        "# raw limit: all spawned at once",
-        f"python -m bench.raw_fleet --count {COUNT} --serial OPENCODE   "
-        "# one after another",
-        f"python -m bench.raw_fleet --count {COUNT} --private-dirs DIR OPENCODE   "
-        "# at once, fresh private data dirs",
-        "# between runs: ocm stop --all; ocm rm NAMES  /  raw servers ended by their Popen PIDs",
-    ])
+    figure = Figure(
+        3,
+        f"Fleet start: {COUNT} instances until all are healthy",
+        commands=[
+            f"ocm start -n {COUNT} --dir PROJECT --env OPENCODE_CONFIG_CONTENT=... "
+            "--env OPENCODE_DISABLE_MODELS_FETCH=1 --json",
+            f"python -m bench.raw_fleet --count {COUNT} OPENCODE            "
+            "# raw limit: all spawned at once",
+            f"python -m bench.raw_fleet --count {COUNT} --serial OPENCODE   # one after another",
+            f"python -m bench.raw_fleet --count {COUNT} --private-dirs DIR OPENCODE   "
+            "# at once, fresh private data dirs",
+            "# between runs: ocm stop --all; ocm rm NAMES  /  "
+            "raw servers ended by their Popen PIDs",
+        ],
+    )
     ocm, parallel, serial, private = Series(), Series(), Series(), Series()
     private_base = env.base / "raw-private"
 
@@ -75,8 +101,11 @@ def run(env: BenchEnv, plan: Plan) -> Figure:
         return _raw(env, "--private-dirs", str(private_base))
 
     rounds: list[tuple[Series, Callable[[], float]]] = [
-        (ocm, lambda: _ocm_start(env)), (serial, lambda: _raw(env, "--serial")),
-        (parallel, lambda: _raw(env)), (private, raw_private)]
+        (ocm, lambda: _ocm_start(env)),
+        (serial, lambda: _raw(env, "--serial")),
+        (parallel, lambda: _raw(env)),
+        (private, raw_private),
+    ]
     # Warm-up, serial before parallel: the first server in a fresh HOME sets up its data dir
     # (page cache, OpenCode's first-run setup), which parallel servers sharing it would race.
     for _, measure in rounds:
@@ -90,10 +119,12 @@ def run(env: BenchEnv, plan: Plan) -> Figure:
     figure.add("parallel", "raw, all at once (limit)", "s", parallel)
     figure.add("ocm_serial", f"`ocm start -n {COUNT}` vs serial", "s", ocm, baseline="serial")
     figure.add("serial", "raw, one after another", "s", serial)
-    figure.add("private", "raw, all at once, fresh private data dirs", "s", private,
-               baseline="parallel")
-    timed_ratio_goal(figure, "ocm", "parallel", 1.15, f"`ocm start -n {COUNT}` wall",
-                     "{:.3f} s".format)
+    figure.add(
+        "private", "raw, all at once, fresh private data dirs", "s", private, baseline="parallel"
+    )
+    timed_ratio_goal(
+        figure, "ocm", "parallel", 1.15, f"`ocm start -n {COUNT}` wall", "{:.3f} s".format
+    )
     figure.notes += [
         "`ocm start`: wall of the whole command, interpreter start included; it returns when "
         "every instance answered its health check. Each instance gets fresh private data "

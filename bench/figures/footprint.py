@@ -16,8 +16,11 @@ SAMPLES = 5
 
 def run(fleet: SharedFleet, plan: Plan) -> Figure:
     env = fleet.env
-    rows = [r for r in env.ocm_json("ls", "--no-foreign")
-            if r["name"] in {i.name for i in fleet.instances}]
+    rows = [
+        r
+        for r in env.ocm_json("ls", "--no-foreign")
+        if r["name"] in {i.name for i in fleet.instances}
+    ]
     keepers: list[psutil.Process] = []
     servers: list[psutil.Process] = []
     for row in rows:
@@ -38,14 +41,21 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
             uss.add(info.uss / 2**20)
         for server in servers:
             server_rss.add(server.memory_info().rss / 2**20)
-    figure = Figure(6, "Footprint: keeper memory per instance", commands=[
-        "ocm ls --json   # keeper_pid and pid of each instance; then psutil on those PIDs",
-    ])
+    figure = Figure(
+        6,
+        "Footprint: keeper memory per instance",
+        commands=[
+            "ocm ls --json   # keeper_pid and pid of each instance; then psutil on those PIDs",
+        ],
+    )
     figure.add("rss", "keeper RSS", "MB", rss)
     figure.add("uss", "keeper USS (private memory)", "MB", uss)
     figure.add("server", "its `opencode serve` RSS, for scale", "MB", server_rss)
-    figure.goal(f"keeper under {KEEPER_GOAL_MB:g} MB RSS (largest sample)",
-                f"{rss.max:.1f} MB (median {rss.median:.1f} MB)", rss.max < KEEPER_GOAL_MB)
+    figure.goal(
+        f"keeper under {KEEPER_GOAL_MB:g} MB RSS (largest sample)",
+        f"{rss.max:.1f} MB (median {rss.median:.1f} MB)",
+        rss.max < KEEPER_GOAL_MB,
+    )
     figure.notes += [
         f"{len(keepers)} keepers, {SAMPLES} samples each 0.2 s apart, taken after the dispatch, "
         "batch and CLI figures ran on these instances.",

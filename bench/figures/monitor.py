@@ -54,14 +54,18 @@ class Run:
         return max(rss for _, rss in self.rss) / 2**20
 
 
-def _servers(env: BenchEnv, tag: str, streams: int, count: int, rate: float
-             ) -> list[dict[str, Any]]:
+def _servers(
+    env: BenchEnv, tag: str, streams: int, count: int, rate: float
+) -> list[dict[str, Any]]:
     worker_env = {**env.env, "PYTHONPATH": str(ROOT)}
     started = []
     for i in range(streams):
         out = env.base / f"fake-sse-{tag}-{i}.out"
-        proc = env.spawn([env.python, "-m", "bench.fake_sse", "--count", str(count),
-                          "--rate", str(rate)], out, env=worker_env)
+        proc = env.spawn(
+            [env.python, "-m", "bench.fake_sse", "--count", str(count), "--rate", str(rate)],
+            out,
+            env=worker_env,
+        )
         started.append((proc, out))
     spec = []
     for i, (proc, out) in enumerate(started):
@@ -70,26 +74,50 @@ def _servers(env: BenchEnv, tag: str, streams: int, count: int, rate: float
     return spec
 
 
-def _probe(env: BenchEnv, servers: list[dict[str, Any]], expect: int, timeout: float,
-           *, bare: bool = False) -> Run:
+def _probe(
+    env: BenchEnv, servers: list[dict[str, Any]], expect: int, timeout: float, *, bare: bool = False
+) -> Run:
     spec = json.dumps([{k: s[k] for k in ("name", "url", "pid")} for s in servers])
     result = subprocess.run(
-        [env.python, "-m", "bench.monitor_probe", "--expect", str(expect), "--timeout",
-         str(timeout), *(["--bare"] if bare else []), spec],
-        env={**env.env, "PYTHONPATH": str(ROOT)}, cwd=str(env.project),
-        capture_output=True, text=True, timeout=timeout + 60, check=False)
+        [
+            env.python,
+            "-m",
+            "bench.monitor_probe",
+            "--expect",
+            str(expect),
+            "--timeout",
+            str(timeout),
+            *(["--bare"] if bare else []),
+            spec,
+        ],
+        env={**env.env, "PYTHONPATH": str(ROOT)},
+        cwd=str(env.project),
+        capture_output=True,
+        text=True,
+        timeout=timeout + 60,
+        check=False,
+    )
     if result.returncode != 0:
-        raise BenchError(f"monitor probe exited {result.returncode}: "
-                         f"{result.stderr.strip()[-400:]}")
+        raise BenchError(
+            f"monitor probe exited {result.returncode}: {result.stderr.strip()[-400:]}"
+        )
     data = json.loads(result.stdout.strip().splitlines()[-1])
     if not data["received"]:
         raise BenchError("the monitor delivered no replayed event")
-    return Run(data["received"], expect, data["last"] - data["first"], data["latency_ms"],
-               [(t, rss) for t, rss in data["rss"]], data["first"], data["last"])
+    return Run(
+        data["received"],
+        expect,
+        data["last"] - data["first"],
+        data["latency_ms"],
+        [(t, rss) for t, rss in data["rss"]],
+        data["first"],
+        data["last"],
+    )
 
 
-def _phase(env: BenchEnv, tag: str, plan: Plan, count: int, rate: float, runs: int,
-           timeout: float) -> tuple[list[Run], list[Run]]:
+def _phase(
+    env: BenchEnv, tag: str, plan: Plan, count: int, rate: float, runs: int, timeout: float
+) -> tuple[list[Run], list[Run]]:
     """Monitor runs and bare-reader runs, interleaved, against the same fake servers."""
     servers = _servers(env, tag, plan.monitor_streams, count, rate)
     expect = count * plan.monitor_streams
@@ -107,70 +135,149 @@ def _phase(env: BenchEnv, tag: str, plan: Plan, count: int, rate: float, runs: i
 def _memory_table(run: Run) -> list[str]:
     points = 10
     span = run.last - run.first
-    return ["Monitor RSS over the last fixed-rate run:", "",
-             "| t (s) | " + " | ".join(f"{span * i / points:.1f}" for i in range(points + 1))
-             + " |", "|---|" + "---:|" * (points + 1),
-             "| RSS (MB) | " + " | ".join(
-                 f"{run.rss_at(run.first + span * i / points) / 2**20:.1f}"
-                 for i in range(points + 1)) + " |", ""]
+    return [
+        "Monitor RSS over the last fixed-rate run:",
+        "",
+        "| t (s) | " + " | ".join(f"{span * i / points:.1f}" for i in range(points + 1)) + " |",
+        "|---|" + "---:|" * (points + 1),
+        "| RSS (MB) | "
+        + " | ".join(
+            f"{run.rss_at(run.first + span * i / points) / 2**20:.1f}" for i in range(points + 1)
+        )
+        + " |",
+        "",
+    ]
 
 
 def run(env: BenchEnv, plan: Plan) -> Figure:
     streams, count = plan.monitor_streams, plan.monitor_events
     paced_count = int(plan.monitor_rate * plan.monitor_seconds)
-    figure = Figure(5, f"Monitor: {streams} replayed event streams merged", commands=[
-        f"python -m bench.fake_sse --count {count}   # x{streams}: as fast as possible",
-        f"python -m bench.fake_sse --count {paced_count} --rate {plan.monitor_rate}   "
-        f"# x{streams}: fixed rate, {plan.monitor_seconds:g} s",
-        "python -m bench.monitor_probe --expect N SPEC   # Monitor(StubFleet, names).events()",
-        "python -m bench.monitor_probe --bare --expect N SPEC   # floor: a bare httpx-sse "
-        "reader per stream",
-    ])
+    figure = Figure(
+        5,
+        f"Monitor: {streams} replayed event streams merged",
+        commands=[
+            f"python -m bench.fake_sse --count {count}   # x{streams}: as fast as possible",
+            f"python -m bench.fake_sse --count {paced_count} --rate {plan.monitor_rate}   "
+            f"# x{streams}: fixed rate, {plan.monitor_seconds:g} s",
+            "python -m bench.monitor_probe --expect N SPEC   # Monitor(StubFleet, names).events()",
+            "python -m bench.monitor_probe --bare --expect N SPEC   # floor: a bare httpx-sse "
+            "reader per stream",
+        ],
+    )
     fast, fast_bare = _phase(env, "fast", plan, count, 0.0, plan.runs, timeout=120.0)
-    paced, paced_bare = _phase(env, "paced", plan, paced_count, plan.monitor_rate,
-                               plan.batch_runs, timeout=plan.monitor_seconds + 60.0)
+    paced, paced_bare = _phase(
+        env,
+        "paced",
+        plan,
+        paced_count,
+        plan.monitor_rate,
+        plan.batch_runs,
+        timeout=plan.monitor_seconds + 60.0,
+    )
 
-    figure.add("fast_rate", "Monitor: merged events/s, as fast as possible", "events/s",
-               Series([r.rate for r in fast]), baseline="bare_rate")
-    figure.add("bare_rate", "bare readers: events/s, as fast as possible", "events/s",
-               Series([r.rate for r in fast_bare]))
-    figure.add("paced_rate", f"Monitor: events/s, offered {streams * plan.monitor_rate:,}/s",
-               "events/s", Series([r.rate for r in paced]))
+    figure.add(
+        "fast_rate",
+        "Monitor: merged events/s, as fast as possible",
+        "events/s",
+        Series([r.rate for r in fast]),
+        baseline="bare_rate",
+    )
+    figure.add(
+        "bare_rate",
+        "bare readers: events/s, as fast as possible",
+        "events/s",
+        Series([r.rate for r in fast_bare]),
+    )
+    figure.add(
+        "paced_rate",
+        f"Monitor: events/s, offered {streams * plan.monitor_rate:,}/s",
+        "events/s",
+        Series([r.rate for r in paced]),
+    )
     for name in ("p50", "p95", "p99", "max"):
-        figure.add(f"lat_{name}", f"Monitor: latency {name}, fixed rate", "ms",
-                   Series([r.latency_ms[name] for r in paced]), baseline=f"bare_{name}")
+        figure.add(
+            f"lat_{name}",
+            f"Monitor: latency {name}, fixed rate",
+            "ms",
+            Series([r.latency_ms[name] for r in paced]),
+            baseline=f"bare_{name}",
+        )
     for name in ("p50", "p95", "p99", "max"):
-        figure.add(f"bare_{name}", f"bare readers: latency {name}, fixed rate", "ms",
-                   Series([r.latency_ms[name] for r in paced_bare]))
-    figure.add("fast_lat", "Monitor: latency p50, as fast as possible (queueing)", "ms",
-               Series([r.latency_ms["p50"] for r in fast]))
-    figure.add("mem_start", "monitor RSS at the first event, fixed rate", "MB",
-               Series([r.start_mb for r in paced]))
-    figure.add("mem_warm", "monitor RSS after the warm-up, fixed rate", "MB",
-               Series([r.warm_mb for r in paced]))
-    figure.add("mem_end", "monitor RSS at the last event, fixed rate", "MB",
-               Series([r.end_mb for r in paced]), baseline="mem_warm")
-    figure.add("mem_fast_start", "monitor RSS at the first event, as fast as possible", "MB",
-               Series([r.start_mb for r in fast]))
-    figure.add("mem_fast_warm", "monitor RSS after the warm-up, as fast as possible", "MB",
-               Series([r.warm_mb for r in fast]))
-    figure.add("mem_fast_end", "monitor RSS at the last event, as fast as possible", "MB",
-               Series([r.end_mb for r in fast]), baseline="mem_fast_warm")
-    figure.add("mem_peak", "monitor peak RSS, any run", "MB",
-               Series([r.peak_mb for r in [*fast, *paced]]))
+        figure.add(
+            f"bare_{name}",
+            f"bare readers: latency {name}, fixed rate",
+            "ms",
+            Series([r.latency_ms[name] for r in paced_bare]),
+        )
+    figure.add(
+        "fast_lat",
+        "Monitor: latency p50, as fast as possible (queueing)",
+        "ms",
+        Series([r.latency_ms["p50"] for r in fast]),
+    )
+    figure.add(
+        "mem_start",
+        "monitor RSS at the first event, fixed rate",
+        "MB",
+        Series([r.start_mb for r in paced]),
+    )
+    figure.add(
+        "mem_warm",
+        "monitor RSS after the warm-up, fixed rate",
+        "MB",
+        Series([r.warm_mb for r in paced]),
+    )
+    figure.add(
+        "mem_end",
+        "monitor RSS at the last event, fixed rate",
+        "MB",
+        Series([r.end_mb for r in paced]),
+        baseline="mem_warm",
+    )
+    figure.add(
+        "mem_fast_start",
+        "monitor RSS at the first event, as fast as possible",
+        "MB",
+        Series([r.start_mb for r in fast]),
+    )
+    figure.add(
+        "mem_fast_warm",
+        "monitor RSS after the warm-up, as fast as possible",
+        "MB",
+        Series([r.warm_mb for r in fast]),
+    )
+    figure.add(
+        "mem_fast_end",
+        "monitor RSS at the last event, as fast as possible",
+        "MB",
+        Series([r.end_mb for r in fast]),
+        baseline="mem_fast_warm",
+    )
+    figure.add(
+        "mem_peak", "monitor peak RSS, any run", "MB", Series([r.peak_mb for r in [*fast, *paced]])
+    )
     figure.extra += _memory_table(paced[-1])
 
     rate = figure.row("fast_rate").series.median
-    figure.goal(f">= {EVENTS_GOAL:,} events/s merged from {streams} streams",
-                f"{rate:,.0f} events/s", rate >= EVENTS_GOAL)
+    figure.goal(
+        f">= {EVENTS_GOAL:,} events/s merged from {streams} streams",
+        f"{rate:,.0f} events/s",
+        rate >= EVENTS_GOAL,
+    )
     growth = max(r.end_mb / r.warm_mb - 1 for r in [*paced, *fast])
-    figure.goal(f"flat memory (RSS at the last event within +{FLAT_TOLERANCE:.0%} of RSS "
-                "after the warm-up, every run)", f"largest growth {growth:+.1%}",
-                growth <= FLAT_TOLERANCE)
+    figure.goal(
+        f"flat memory (RSS at the last event within +{FLAT_TOLERANCE:.0%} of RSS "
+        "after the warm-up, every run)",
+        f"largest growth {growth:+.1%}",
+        growth <= FLAT_TOLERANCE,
+    )
     p95 = figure.row("lat_p95").series.median
     bare_p95 = figure.row("bare_p95").series.median
-    figure.goal(f"< {LATENCY_GOAL_MS:g} ms added latency (p95, fixed rate)",
-                f"{p95:.1f} ms (bare readers: {bare_p95:.1f} ms)", p95 < LATENCY_GOAL_MS)
+    figure.goal(
+        f"< {LATENCY_GOAL_MS:g} ms added latency (p95, fixed rate)",
+        f"{p95:.1f} ms (bare readers: {bare_p95:.1f} ms)",
+        p95 < LATENCY_GOAL_MS,
+    )
     delivered = [f"{r.received:,}/{r.expected:,}" for r in [*fast, *paced]]
     figure.notes += [
         "In-process: `opencode_manager.monitor.Monitor` over a stub fleet whose records point "

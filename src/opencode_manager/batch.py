@@ -77,8 +77,14 @@ class BatchProgress:
 Listener = Callable[[BatchProgress], None]
 
 
-def create(fleet: Fleet, store: TaskStore, tasks: list[BatchTask], options: BatchOptions,
-           *, source: str | None) -> Batch:
+def create(
+    fleet: Fleet,
+    store: TaskStore,
+    tasks: list[BatchTask],
+    options: BatchOptions,
+    *,
+    source: str | None,
+) -> Batch:
     """Check everything, then record the batch and all its tasks (nothing runs yet)."""
     options.validate()
     chosen = _candidates(fleet, options.instances)
@@ -92,18 +98,32 @@ def create(fleet: Fleet, store: TaskStore, tasks: list[BatchTask], options: Batc
     if not chosen and any(t.instance is None for t in tasks):
         raise ConflictError("no running instance for the batch; start some with `ocm start`")
     now = time.time()
-    batch = Batch(id=new_id("b"), status="running", created_at=now, updated_at=now,
-                  source=source, options=options.to_dict())
+    batch = Batch(
+        id=new_id("b"),
+        status="running",
+        created_at=now,
+        updated_at=now,
+        source=source,
+        options=options.to_dict(),
+    )
     records = []
     for task in tasks:
         pinned = by_ref.get(task.instance) if task.instance else None
-        records.append(TaskRecord(
-            id=new_id("t"), prompt=task.prompt, status=TaskStatus.PENDING, created_at=now,
-            batch_id=batch.id, task_id=task.id,
-            pinned=pinned.name if pinned else None,
-            directory=_absolute(task.dir) if task.dir else None,
-            model=task.model, agent=task.agent, timeout=task.timeout or options.timeout,
-        ))
+        records.append(
+            TaskRecord(
+                id=new_id("t"),
+                prompt=task.prompt,
+                status=TaskStatus.PENDING,
+                created_at=now,
+                batch_id=batch.id,
+                task_id=task.id,
+                pinned=pinned.name if pinned else None,
+                directory=_absolute(task.dir) if task.dir else None,
+                model=task.model,
+                agent=task.agent,
+                timeout=task.timeout or options.timeout,
+            )
+        )
     store.add_batch(batch, records)
     return batch
 
@@ -122,16 +142,26 @@ def _running(fleet: Fleet, ref: str) -> InstanceRecord:
 def _candidates(fleet: Fleet, refs: list[str]) -> list[InstanceRecord]:
     if refs:
         return [_running(fleet, ref) for ref in dict.fromkeys(refs)]
-    return [r for r in fleet.records()
-            if r.state is State.RUNNING and r.url and process.is_alive(r.server)]
+    return [
+        r
+        for r in fleet.records()
+        if r.state is State.RUNNING and r.url and process.is_alive(r.server)
+    ]
 
 
 class BatchRun:
     """Executes (or resumes) one recorded batch."""
 
-    def __init__(self, fleet: Fleet, store: TaskStore, batch_id: str, *,
-                 listener: Listener | None = None, cancel: asyncio.Event | None = None,
-                 observer_for: Callable[[TaskRecord], Observer] | None = None) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        store: TaskStore,
+        batch_id: str,
+        *,
+        listener: Listener | None = None,
+        cancel: asyncio.Event | None = None,
+        observer_for: Callable[[TaskRecord], Observer] | None = None,
+    ) -> None:
         self.fleet = fleet
         self.store = store
         self.batch = store.batch(batch_id)
@@ -185,8 +215,9 @@ class BatchRun:
                             self._fail(record, "NoInstance", "no running instance can take it")
                         queue.clear()
                     break
-                done, running = await asyncio.wait(running, timeout=0.5,
-                                                   return_when=asyncio.FIRST_COMPLETED)
+                done, running = await asyncio.wait(
+                    running, timeout=0.5, return_when=asyncio.FIRST_COMPLETED
+                )
                 for finished in done:
                     retry = finished.result()
                     if retry is not None:
@@ -208,12 +239,13 @@ class BatchRun:
     def _save_batch(self, status: str) -> None:
         self.batch.status = status
         with self.store.registry.transaction() as db:
-            db.execute("UPDATE batches SET options = ? WHERE id = ?",
-                       (json.dumps(self.batch.options), self.batch.id))
+            db.execute(
+                "UPDATE batches SET options = ? WHERE id = ?",
+                (json.dumps(self.batch.options), self.batch.id),
+            )
         self.store.set_batch_status(self.batch.id, status)
 
-    def _place(self, record: TaskRecord, candidates: list[InstanceRecord]
-               ) -> InstanceRecord | None:
+    def _place(self, record: TaskRecord, candidates: list[InstanceRecord]) -> InstanceRecord | None:
         """Where the task runs now, or None to wait for room."""
         per = self.options.per_instance
         # A prompt that reached a server is followed there (resume); a pinned task waits for
@@ -229,14 +261,20 @@ class BatchRun:
             return instance
         avoid = self.failed_on.get(record.id, set())
         pool = [c for c in candidates if c.name not in avoid] or candidates
-        slots = [placement.Slot(c.name, self.inflight.get(c.name, 0)
-                                + self.external_busy.get(c.name, 0),
-                                room=per - self.inflight.get(c.name, 0)) for c in pool]
+        slots = [
+            placement.Slot(
+                c.name,
+                self.inflight.get(c.name, 0) + self.external_busy.get(c.name, 0),
+                room=per - self.inflight.get(c.name, 0),
+            )
+            for c in pool
+        ]
         name = placement.pick(slots)
         return next((c for c in pool if c.name == name), None)
 
-    async def _run_one(self, record: TaskRecord, instance: InstanceRecord,
-                       http: httpx.AsyncClient) -> TaskRecord | None:
+    async def _run_one(
+        self, record: TaskRecord, instance: InstanceRecord, http: httpx.AsyncClient
+    ) -> TaskRecord | None:
         """Run one task (already counted in inflight); return it if it should be queued again."""
         name = instance.name
         try:
@@ -251,13 +289,20 @@ class BatchRun:
             elif not record.prompted:
                 await self._reconcile_prompted(client, record)
             self._notify(record)
-            runner = TaskRunner(client=client, record=record, persist=self.store.save,
-                                observer=self.observer_for(record) if self.observer_for
-                                else Observer(), auto_approve=self.options.auto_approve,
-                                cancel=self.cancel)
+            runner = TaskRunner(
+                client=client,
+                record=record,
+                persist=self.store.save,
+                observer=self.observer_for(record) if self.observer_for else Observer(),
+                auto_approve=self.options.auto_approve,
+                cancel=self.cancel,
+            )
             await runner.run()
-            if (record.status is TaskStatus.FAILED
-                    and record.attempts <= self.options.retries and not self.cancel.is_set()):
+            if (
+                record.status is TaskStatus.FAILED
+                and record.attempts <= self.options.retries
+                and not self.cancel.is_set()
+            ):
                 return self._requeue(record, name)
         except ServerError as exc:
             return self._infrastructure(record, name, exc)
@@ -282,8 +327,7 @@ class BatchRun:
         self.store.save(record)
         return record
 
-    def _infrastructure(self, record: TaskRecord, name: str, exc: ServerError
-                        ) -> TaskRecord | None:
+    def _infrastructure(self, record: TaskRecord, name: str, exc: ServerError) -> TaskRecord | None:
         try:
             alive = process.is_alive(self.fleet.resolve(name).server)
         except OcmError:
@@ -330,8 +374,7 @@ def summary(store: TaskStore, batch_id: str) -> dict[str, Any]:
     ends = [r.finished_at for r in records if r.finished_at]
     runner = batch.options.get("runner") or {}
     status = batch.status
-    if status == "running" and runner and not process.is_alive(
-            _runner_identity(runner)):
+    if status == "running" and runner and not process.is_alive(_runner_identity(runner)):
         status = "interrupted"
     return {
         "id": batch.id,
@@ -343,10 +386,17 @@ def summary(store: TaskStore, batch_id: str) -> dict[str, Any]:
         "done": sum(1 for r in records if r.status.final),
         "counts": counts,
         "duration_s": round(max(ends) - min(starts), 3) if starts and ends else None,
-        "tasks": [{"id": r.task_id, "task": r.id, "status": r.status.value,
-                   "instance": r.instance, "duration_s": r.duration_s,
-                   "error": (r.error or {}).get("message") or (r.error or {}).get("name")}
-                  for r in records],
+        "tasks": [
+            {
+                "id": r.task_id,
+                "task": r.id,
+                "status": r.status.value,
+                "instance": r.instance,
+                "duration_s": r.duration_s,
+                "error": (r.error or {}).get("message") or (r.error or {}).get("name"),
+            }
+            for r in records
+        ],
     }
 
 

@@ -39,22 +39,28 @@ class BatchTask:
 def parse(text: str, *, source: str = "batch file") -> list[BatchTask]:
     """Every task in the file, or a UsageError `source:LINE: what is wrong`."""
     lines = text.splitlines()
-    meaningful = [(i + 1, ln) for i, ln in enumerate(lines)
-                  if ln.strip() and not ln.lstrip().startswith("#")]
+    meaningful = [
+        (i + 1, ln) for i, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("#")
+    ]
     if not meaningful:
         raise UsageError(f"{source}: no tasks in it")
     first = meaningful[0][1].lstrip()
     if first.startswith("{"):
         items = _jsonl(meaningful, source)
     elif all(_PORT_LINE.match(ln) for _, ln in meaningful):
-        items = [(n, {"instance": m.group(1), "prompt": m.group(2).strip()})
-                 for n, ln in meaningful if (m := _PORT_LINE.match(ln))]
+        items = [
+            (n, {"instance": m.group(1), "prompt": m.group(2).strip()})
+            for n, ln in meaningful
+            if (m := _PORT_LINE.match(ln))
+        ]
     elif first.startswith("-") or first.startswith("tasks:") or first.startswith("---"):
         items = _yaml(text, source)
     else:
         n, line = next((n, ln) for n, ln in meaningful if not _PORT_LINE.match(ln))
-        raise UsageError(f"{source}:{n}: expected a JSON object, a YAML list, or PORT:PROMPT "
-                         f"(got {line.strip()[:40]!r})")
+        raise UsageError(
+            f"{source}:{n}: expected a JSON object, a YAML list, or PORT:PROMPT "
+            f"(got {line.strip()[:40]!r})"
+        )
     return _validate(items, source)
 
 
@@ -132,11 +138,20 @@ def _validate(items: list[tuple[int, Any]], source: str) -> list[BatchTask]:
         if strings["model"] is not None and "/" not in strings["model"]:
             raise UsageError(f"{where}: model must be PROVIDER/MODEL, got {strings['model']!r}")
         timeout = item.get("timeout")
-        if timeout is not None and (isinstance(timeout, bool)
-                                    or not isinstance(timeout, (int, float)) or timeout <= 0):
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+        ):
             raise UsageError(f"{where}: timeout must be a number of seconds above 0")
-        tasks.append(BatchTask(id=task_id, prompt=prompt, line=line,
-                               instance=strings["instance"], dir=strings["dir"],
-                               model=strings["model"], agent=strings["agent"],
-                               timeout=float(timeout) if timeout is not None else None))
+        tasks.append(
+            BatchTask(
+                id=task_id,
+                prompt=prompt,
+                line=line,
+                instance=strings["instance"],
+                dir=strings["dir"],
+                model=strings["model"],
+                agent=strings["agent"],
+                timeout=float(timeout) if timeout is not None else None,
+            )
+        )
     return tasks

@@ -185,8 +185,9 @@ def install(settings: Settings, version: str = PINNED_OPENCODE_VERSION) -> Binar
     prefix = settings.install_dir / version
     existing = _installed_executable(prefix)
     if existing:
-        return Binary(path=str(existing), version=probe_version(str(existing), settings),
-                      source="managed")
+        return Binary(
+            path=str(existing), version=probe_version(str(existing), settings), source="managed"
+        )
     npm = shutil.which("npm", path=settings.environ.get("PATH", os.defpath))
     if not npm:
         raise BinaryError(
@@ -198,8 +199,16 @@ def install(settings: Settings, version: str = PINNED_OPENCODE_VERSION) -> Binar
     staging.mkdir(parents=True)
     try:
         out = subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", "--no-save", "--prefix", str(staging),
-             f"opencode-ai@{version}"],
+            [
+                npm,
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--no-save",
+                "--prefix",
+                str(staging),
+                f"opencode-ai@{version}",
+            ],
             capture_output=True,
             text=True,
             env=dict(settings.environ),

@@ -50,7 +50,10 @@ def run_demo(manager: Manager, *, count: int = 3, console: Console | None = None
         if console is not None:
             with console.status(f"starting {count} OpenCode server(s)…") as status:
                 infos = manager.start(
-                    base, count=count, directory=str(project), env=env,
+                    base,
+                    count=count,
+                    directory=str(project),
+                    env=env,
                     progress=lambda n, p: status.update(f"{n}: {p}"),
                 )
         else:

@@ -34,7 +34,7 @@ def looks_like_server(cmdline: Iterable[str]) -> bool:
     args = list(cmdline)
     for i, arg in enumerate(args[:3]):
         base = os.path.basename(arg)
-        if base.startswith("opencode") and any(a in ("serve", "web") for a in args[i + 1:]):
+        if base.startswith("opencode") and any(a in ("serve", "web") for a in args[i + 1 :]):
             return True
     return False
 

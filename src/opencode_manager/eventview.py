@@ -14,9 +14,17 @@ from .client.types import Event, as_dict
 
 HEARTBEAT = "server.heartbeat"
 #: Bootstrap chatter (about 50 events per directory on a first prompt): hidden unless asked for.
-NOISE = frozenset({"plugin.added", "catalog.updated", "reference.updated",
-                   "integration.updated", "project.updated", "server.connected",
-                   "file.watcher.updated"})
+NOISE = frozenset(
+    {
+        "plugin.added",
+        "catalog.updated",
+        "reference.updated",
+        "integration.updated",
+        "project.updated",
+        "server.connected",
+        "file.watcher.updated",
+    }
+)
 #: Levels: how a line should be highlighted.
 INFO, GOOD, WARN, BAD, ASK, MUTED = "info", "good", "warn", "bad", "ask", "muted"
 
@@ -96,19 +104,25 @@ class Folder:
             done = sum(1 for t in todos if t.get("status") == "completed")
             return Line(INFO, sid, f"todos: {done}/{len(todos)} done")
         if kind == "permission.asked":
-            return Line(ASK, sid, f"PERMISSION asked: {props.get('permission')} "
-                                  f"{props.get('patterns') or ''}".rstrip())
+            return Line(
+                ASK,
+                sid,
+                f"PERMISSION asked: {props.get('permission')} "
+                f"{props.get('patterns') or ''}".rstrip(),
+            )
         if kind == "question.asked":
-            questions = [q.get("question") for q in props.get("questions") or []
-                         if isinstance(q, dict)]
+            questions = [
+                q.get("question") for q in props.get("questions") or [] if isinstance(q, dict)
+            ]
             return Line(ASK, sid, f"QUESTION asked: {'; '.join(map(str, questions))}")
         if kind in ("permission.replied", "question.replied", "question.rejected"):
             return Line(INFO, sid, kind.replace(".", " "))
         if kind in ("message.updated", "session.diff"):
             return None  # the parts and session events already tell this
         if kind.startswith("ocm."):
-            return Line(WARN if kind != "ocm.reconnected" else GOOD, None,
-                        _describe_synthetic(kind, props))
+            return Line(
+                WARN if kind != "ocm.reconnected" else GOOD, None, _describe_synthetic(kind, props)
+            )
         if kind == HEARTBEAT:
             return Line(MUTED, None, "heartbeat")
         return Line(MUTED, sid, kind)
@@ -144,8 +158,9 @@ class Folder:
             return Line(INFO, sid, f"{label}: {_one_line(text)}")
         if kind == "step-finish":
             tokens = as_dict(part.get("tokens"))
-            return Line(MUTED, sid, f"step done ({part.get('reason')}, "
-                                    f"{tokens.get('total', 0)} tokens)")
+            return Line(
+                MUTED, sid, f"step done ({part.get('reason')}, {tokens.get('total', 0)} tokens)"
+            )
         return None
 
 
@@ -163,8 +178,7 @@ def _describe_synthetic(kind: str, props: dict[str, Any]) -> str:
         changes = props.get("changes") or []
         if not changes:
             return "resynced: no session changed while away"
-        return "resynced: " + ", ".join(f"{c['session']} {c['was']} -> {c['now']}"
-                                        for c in changes)
+        return "resynced: " + ", ".join(f"{c['session']} {c['was']} -> {c['now']}" for c in changes)
     if kind == "ocm.attached":
         return f"watching {props.get('url', '')}"
     return kind
@@ -178,4 +192,3 @@ def status_changes(before: dict[str, str], after: dict[str, str]) -> list[dict[s
         if was != now:
             changes.append({"session": session, "was": was, "now": now})
     return changes
-

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 async def _sessions(manager: Manager, names: list[str]) -> dict[str, tuple[int, int]]:
     """(busy, total) sessions per instance, in its project directory."""
     async with httpx.AsyncClient(**http_options(3.0)) as http:
+
         async def one(name: str) -> tuple[str, tuple[int, int] | None]:
             record = manager.registry.get(name)
             endpoint = manager.endpoint(record)
@@ -26,8 +27,9 @@ async def _sessions(manager: Manager, names: list[str]) -> dict[str, tuple[int, 
                 return name, None
             client = AsyncOpencodeClient(endpoint, http=http)
             try:
-                listed, busy = await asyncio.gather(client.sessions(record.spec.dir),
-                                                    client.session_status(record.spec.dir))
+                listed, busy = await asyncio.gather(
+                    client.sessions(record.spec.dir), client.session_status(record.spec.dir)
+                )
             except ServerError:
                 return name, None
             return name, (len(busy), len(listed))
@@ -49,14 +51,22 @@ def snapshot(manager: Manager) -> dict[str, Any]:
         conns = probe.connections(server).get("ESTABLISHED", 0) if server else None
         busy, total = sessions.get(info.name, (None, None))
         events = manager.registry.events(info.name, limit=1)
-        rows.append({
-            "name": info.name, "status": info.status.value, "pid": info.pid,
-            "uptime_s": info.uptime_s, "restarts": info.restarts,
-            "cpu_percent": info.cpu_percent, "rss_bytes": info.rss_bytes,
-            "connections": conns, "busy": busy,
-            "idle": (total - busy) if total is not None and busy is not None else None,
-            "sessions": total, "last_event": events[-1] if events else None,
-        })
+        rows.append(
+            {
+                "name": info.name,
+                "status": info.status.value,
+                "pid": info.pid,
+                "uptime_s": info.uptime_s,
+                "restarts": info.restarts,
+                "cpu_percent": info.cpu_percent,
+                "rss_bytes": info.rss_bytes,
+                "connections": conns,
+                "busy": busy,
+                "idle": (total - busy) if total is not None and busy is not None else None,
+                "sessions": total,
+                "last_event": events[-1] if events else None,
+            }
+        )
     totals = {
         "instances": len(rows),
         "running": sum(1 for r in rows if r["status"] == "running"),

@@ -24,12 +24,15 @@ async def call(endpoint: Endpoint, method: str, path: str, *, timeout: float) ->
     try:
         return await asyncio.wait_for(_call(endpoint, method, path), timeout)
     except asyncio.TimeoutError:
-        raise ServerError(f"{endpoint.name or endpoint.url} timed out ({method} {path})",
-                          instance=endpoint.name) from None
+        raise ServerError(
+            f"{endpoint.name or endpoint.url} timed out ({method} {path})", instance=endpoint.name
+        ) from None
     except (OSError, h11.ProtocolError) as exc:
-        raise ServerError(f"{endpoint.name or endpoint.url} is unreachable "
-                          f"({method} {path}: {exc.__class__.__name__})",
-                          instance=endpoint.name) from None
+        raise ServerError(
+            f"{endpoint.name or endpoint.url} is unreachable "
+            f"({method} {path}: {exc.__class__.__name__})",
+            instance=endpoint.name,
+        ) from None
 
 
 async def _call(endpoint: Endpoint, method: str, path: str) -> Any:
@@ -39,9 +42,13 @@ async def _call(endpoint: Endpoint, method: str, path: str) -> Any:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         conn = h11.Connection(our_role=h11.CLIENT)
-        headers = [("Host", f"{host}:{port}"), ("Connection", "close"),
-                   ("Accept", "application/json"), ("Content-Length", "0"),
-                   *endpoint.auth_header().items()]
+        headers = [
+            ("Host", f"{host}:{port}"),
+            ("Connection", "close"),
+            ("Accept", "application/json"),
+            ("Content-Length", "0"),
+            *endpoint.auth_header().items(),
+        ]
         writer.write(conn.send(h11.Request(method=method, target=path, headers=headers)))
         writer.write(conn.send(h11.EndOfMessage()))
         await writer.drain()
@@ -65,18 +72,27 @@ async def _call(endpoint: Endpoint, method: str, path: str) -> Any:
         with contextlib.suppress(OSError):
             await writer.wait_closed()
     if status >= 400:
-        raise ServerError(f"{endpoint.name or endpoint.url}: {method} {path} failed with HTTP "
-                          f"{status}", instance=endpoint.name, status_code=status)
+        raise ServerError(
+            f"{endpoint.name or endpoint.url}: {method} {path} failed with HTTP {status}",
+            instance=endpoint.name,
+            status_code=status,
+        )
     if "text/html" in content_type:
-        raise ServerError(f"{endpoint.name or endpoint.url}: {path} is not an API route here",
-                          instance=endpoint.name, status_code=status)
+        raise ServerError(
+            f"{endpoint.name or endpoint.url}: {path} is not an API route here",
+            instance=endpoint.name,
+            status_code=status,
+        )
     if not body:
         return None
     try:
         return json.loads(body)
     except ValueError:
-        raise ServerError(f"{endpoint.name or endpoint.url}: {path} returned invalid JSON",
-                          instance=endpoint.name, status_code=status) from None
+        raise ServerError(
+            f"{endpoint.name or endpoint.url}: {path} returned invalid JSON",
+            instance=endpoint.name,
+            status_code=status,
+        ) from None
 
 
 async def health(endpoint: Endpoint, *, timeout: float) -> dict[str, Any]:

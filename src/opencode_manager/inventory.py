@@ -20,8 +20,12 @@ if TYPE_CHECKING:
 
 
 def list_instances(
-    manager: Manager, *, include_foreign: bool = True, probe_health: bool = True,
-    measure_cpu: bool = True, names: Collection[str] | None = None,
+    manager: Manager,
+    *,
+    include_foreign: bool = True,
+    probe_health: bool = True,
+    measure_cpu: bool = True,
+    names: Collection[str] | None = None,
 ) -> list[InstanceInfo]:
     """Every managed instance (reconciled with what runs) and every foreign server.
 
@@ -43,12 +47,16 @@ def list_instances(
     now = time.time()
     # Supervised servers were sampled by their keeper; measure only the others (this
     # takes a 0.1 s window, so `ls` is fast when there are none).
-    fresh = [server is not None and keeper is not None and record.sampled_at is not None
-             and now - record.sampled_at < 3 * record.spec.health_interval + 5
-             for record, keeper, server in zip(records, keepers, servers, strict=True)]
+    fresh = [
+        server is not None
+        and keeper is not None
+        and record.sampled_at is not None
+        and now - record.sampled_at < 3 * record.spec.health_interval + 5
+        for record, keeper, server in zip(records, keepers, servers, strict=True)
+    ]
     sampler = probe.CpuSampler(
-        [None if ok else server for ok, server in zip(fresh, servers, strict=True)]
-        + foreign_procs)
+        [None if ok else server for ok, server in zip(fresh, servers, strict=True)] + foreign_procs
+    )
     if not measure_cpu:
         unmeasured = sampler.procs
         sampler = probe.CpuSampler([None] * len(unmeasured))
@@ -56,16 +64,22 @@ def list_instances(
     for record, server in zip(records, servers, strict=True):
         endpoints.append(manager.endpoint(record) if server is not None else None)
     endpoints += [Endpoint(url=f.url) for f in foreign]
-    health = probe.check_health(endpoints) if probe_health else [
-        probe.Health(healthy=None) for _ in endpoints]
+    health = (
+        probe.check_health(endpoints)
+        if probe_health
+        else [probe.Health(healthy=None) for _ in endpoints]
+    )
     stats = sampler.read()
     if not measure_cpu:  # memory needs no window: report it, leave CPU unknown
-        stats = [probe.stats_of(proc, prime=False, cpu=False) if proc is not None else None
-                 for proc in unmeasured]
+        stats = [
+            probe.stats_of(proc, prime=False, cpu=False) if proc is not None else None
+            for proc in unmeasured
+        ]
     for i, record in enumerate(records):
         if fresh[i]:
-            stats[i] = probe.ProcStats(rss_bytes=record.rss_bytes or 0,
-                                       cpu_percent=record.cpu_percent or 0.0, threads=0)
+            stats[i] = probe.ProcStats(
+                rss_bytes=record.rss_bytes or 0, cpu_percent=record.cpu_percent or 0.0, threads=0
+            )
     infos: list[InstanceInfo] = []
     for i, record in enumerate(records):
         status = derive_status(
@@ -89,7 +103,8 @@ def list_instances(
                 healthy=health[i].healthy if servers[i] is not None else False,
                 started_at=record.started_at,
                 uptime_s=round(now - record.started_at, 1)
-                if (record.started_at and live) else None,
+                if (record.started_at and live)
+                else None,
                 restarts=record.restarts,
                 rss_bytes=stat.rss_bytes if stat else None,
                 cpu_percent=stat.cpu_percent if stat else None,
@@ -124,8 +139,9 @@ def list_instances(
                 cpu_percent=stat.cpu_percent if stat else None,
                 log=None,
                 dir=_cwd_of(f.pid),
-                auth=h.auth_required if h.auth_required is not None else (
-                    False if h.healthy else None),
+                auth=h.auth_required
+                if h.auth_required is not None
+                else (False if h.healthy else None),
             )
         )
     return infos
@@ -154,9 +170,13 @@ def status_report(manager: Manager, ref: str) -> dict[str, Any]:
     report["processes"] = probe.process_tree(server) if server else []
     report["tree_rss_bytes"] = sum(p["rss_bytes"] for p in report["processes"])
     report["connections"] = probe.connections(server) if server else {}
-    report.update(_api_report(endpoint, directory) if server and endpoint else {
-        "sessions": None, "mcp": None, "lsp": None})
+    report.update(
+        _api_report(endpoint, directory)
+        if server and endpoint
+        else {"sessions": None, "mcp": None, "lsp": None}
+    )
     return report
+
 
 def _api_report(endpoint: Endpoint, directory: str | None) -> dict[str, Any]:
     from .client import OpencodeClient
@@ -167,8 +187,11 @@ def _api_report(endpoint: Endpoint, directory: str | None) -> dict[str, Any]:
         try:
             listed = client.call(ops.sessions(directory))
             states = client.call(ops.session_status(directory))
-            busy = [sid for sid, st in states.items()
-                    if isinstance(st, dict) and st.get("type") != "idle"]
+            busy = [
+                sid
+                for sid, st in states.items()
+                if isinstance(st, dict) and st.get("type") != "idle"
+            ]
             out["sessions"] = {
                 "total": len(listed),
                 "busy": len(busy),

@@ -15,8 +15,13 @@ from typing import Any
 
 from .client.types import Part
 
-_KIND = {"step-start": "step_start", "step-finish": "step_finish", "text": "text",
-         "reasoning": "reasoning", "tool": "tool_use"}
+_KIND = {
+    "step-start": "step_start",
+    "step-finish": "step_finish",
+    "text": "text",
+    "reasoning": "reasoning",
+    "tool": "tool_use",
+}
 
 
 def _now_ms() -> int:
@@ -49,12 +54,20 @@ class JsonlEmitter:
         if not self._ready(part):
             return None
         self._emitted.add(part.id)
-        return {"type": _KIND[part.type], "timestamp": timestamp or _now_ms(),
-                "sessionID": self.session_id, "part": part.raw}
+        return {
+            "type": _KIND[part.type],
+            "timestamp": timestamp or _now_ms(),
+            "sessionID": self.session_id,
+            "part": part.raw,
+        }
 
     def error(self, error: dict[str, Any], *, timestamp: int | None = None) -> dict[str, Any]:
-        return {"type": "error", "timestamp": timestamp or _now_ms(),
-                "sessionID": self.session_id, "error": error}
+        return {
+            "type": "error",
+            "timestamp": timestamp or _now_ms(),
+            "sessionID": self.session_id,
+            "error": error,
+        }
 
     def backfill(self, parts: Iterable[Part]) -> list[dict[str, Any]]:
         """Lines for every finished part the live stream did not deliver, in REST order."""

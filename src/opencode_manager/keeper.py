@@ -53,10 +53,15 @@ LOG_TAIL = 20
 
 
 def limits_of(spec: InstanceSpec) -> Limits:
-    return Limits(policy=RestartPolicy(spec.restart), max_restarts=spec.max_restarts,
-                  window=spec.restart_window, health_interval=spec.health_interval,
-                  health_timeout=min(3.0, max(1.0, spec.health_interval)),
-                  max_memory=spec.max_memory, max_age=spec.max_age)
+    return Limits(
+        policy=RestartPolicy(spec.restart),
+        max_restarts=spec.max_restarts,
+        window=spec.restart_window,
+        health_interval=spec.health_interval,
+        health_timeout=min(3.0, max(1.0, spec.health_interval)),
+        max_memory=spec.max_memory,
+        max_age=spec.max_age,
+    )
 
 
 class LogSink:
@@ -72,8 +77,9 @@ class LogSink:
 
     def _open(self) -> None:
         # Open for the keeper's whole life (until the next rotation); closed in close().
-        self._file = open(self.path, "a", buffering=1, encoding="utf-8",  # noqa: SIM115
-                          errors="replace")
+        self._file = open(  # noqa: SIM115
+            self.path, "a", buffering=1, encoding="utf-8", errors="replace"
+        )
         self._size = self._file.tell()
         # Our own stdout/stderr (tracebacks) follow the current file.
         with contextlib.suppress(OSError):
@@ -133,8 +139,9 @@ class Keeper:
         self.record: InstanceRecord = self.registry.get(name)
         self.spec = self.record.spec
         self.limits = limits_of(self.spec)
-        self.log = LogSink(settings.log_path(name), max_size=self.spec.log_max_size,
-                           keep=self.spec.log_keep)
+        self.log = LogSink(
+            settings.log_path(name), max_size=self.spec.log_max_size, keep=self.spec.log_keep
+        )
         self.stop_requested = asyncio.Event()
         self.proc: asyncio.subprocess.Process | None = None
         self.url_found: asyncio.Future[str] | None = None
@@ -172,41 +179,66 @@ class Keeper:
                 # The start `ocm start` is waiting for: fail fast with the cause.
                 return self._fail(outcome.reason, outcome.code)
             first = False
-            self.registry.add_event(self.name, outcome.kind.value
-                                    if outcome.kind is not ExitKind.CLEAN else "exited",
-                                    outcome.reason)
+            self.registry.add_event(
+                self.name,
+                outcome.kind.value if outcome.kind is not ExitKind.CLEAN else "exited",
+                outcome.reason,
+            )
             consecutive = next_consecutive(consecutive, outcome.uptime)
             now = time.time()
-            decision = decide(self.limits, outcome.kind, consecutive=consecutive,
-                              recent_restarts=restarts, now=now)
-            last_exit = _describe_exit(outcome.code) if outcome.code is not None else \
-                outcome.kind.value
+            decision = decide(
+                self.limits,
+                outcome.kind,
+                consecutive=consecutive,
+                recent_restarts=restarts,
+                now=now,
+            )
+            last_exit = (
+                _describe_exit(outcome.code) if outcome.code is not None else outcome.kind.value
+            )
             if decision.errored:
                 self.log.note(f"errored: {decision.errored}", "ERROR")
                 self.registry.add_event(self.name, "errored", decision.errored)
-                self.registry.update(self.name, state=State.ERRORED, error=decision.errored,
-                                     last_exit=last_exit, stopped_at=now, server_pid=None,
-                                     server_ctime=None)
+                self.registry.update(
+                    self.name,
+                    state=State.ERRORED,
+                    error=decision.errored,
+                    last_exit=last_exit,
+                    stopped_at=now,
+                    server_pid=None,
+                    server_ctime=None,
+                )
                 return 1
             if not decision.restart:
                 state = State.STOPPED if outcome.kind is ExitKind.CLEAN else State.CRASHED
-                self.registry.update(self.name, state=state, error=outcome.reason,
-                                     last_exit=last_exit, stopped_at=now, server_pid=None,
-                                     server_ctime=None)
+                self.registry.update(
+                    self.name,
+                    state=state,
+                    error=outcome.reason,
+                    last_exit=last_exit,
+                    stopped_at=now,
+                    server_pid=None,
+                    server_ctime=None,
+                )
                 return 0 if outcome.kind is ExitKind.CLEAN else 1
             restarts.append(now)
             record = self.registry.get(self.name)
-            self.registry.update(self.name, state=State.STARTING, restarts=record.restarts + 1,
-                                 last_exit=last_exit, error=outcome.reason, server_pid=None,
-                                 server_ctime=None)
+            self.registry.update(
+                self.name,
+                state=State.STARTING,
+                restarts=record.restarts + 1,
+                last_exit=last_exit,
+                error=outcome.reason,
+                server_pid=None,
+                server_ctime=None,
+            )
             self.log.note(f"restarting in {decision.delay:.2f} s ({outcome.reason})", "WARN")
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stop_requested.wait(), decision.delay)
             if self.stop_requested.is_set():
                 self._record_stopped()
                 return 0
-            self.registry.add_event(self.name, "restarted",
-                                    f"after {decision.delay:.2f} s backoff")
+            self.registry.add_event(self.name, "restarted", f"after {decision.delay:.2f} s backoff")
 
     # -- one run of the server -------------------------------------------------------------
     async def _run_server(self) -> Outcome:
@@ -215,31 +247,43 @@ class Keeper:
         # automatic one while it is still free (else the server picks another).
         previous = self.registry.get(self.name).port
         port = self.spec.port
-        if port is None and previous and (self.spec.port_range is not None
-                                          or ports.port_free(self.spec.hostname, previous)):
+        if (
+            port is None
+            and previous
+            and (self.spec.port_range is not None or ports.port_free(self.spec.hostname, previous))
+        ):
             port = previous  # a --port-range port stays in its range, free or not
         instance_dir = self.settings.instance_dir(self.name)
         argv = [*launch.server_argv(binary, self.spec, port), "--print-logs"]
-        env = launch.server_env(self.settings.environ, self.spec, password=self.password,
-                                instance_dir=instance_dir)
+        env = launch.server_env(
+            self.settings.environ, self.spec, password=self.password, instance_dir=instance_dir
+        )
         self.log.note(f"starting {' '.join(argv)} in {self.spec.dir}")
         self.registry.add_event(self.name, "started", f"pid pending, port {port or 'auto'}")
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                *argv, cwd=self.spec.dir, env=env,
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                *argv,
+                cwd=self.spec.dir,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,  # its own group: our signals reach MCP/LSP children
             )
         except OSError as exc:
             return Outcome(ExitKind.CRASHED, f"could not run {binary}: {exc.strerror or exc}")
         server = process.identity_of(self.proc.pid)
-        self.registry.update(self.name, server_pid=self.proc.pid,
-                             server_ctime=server.create_time if server else None,
-                             state=State.STARTING)
+        self.registry.update(
+            self.name,
+            server_pid=self.proc.pid,
+            server_ctime=server.create_time if server else None,
+            state=State.STARTING,
+        )
         self.url_found = asyncio.get_running_loop().create_future()
-        pumps = [asyncio.create_task(self._pump(self.proc.stdout, detect_url=True)),
-                 asyncio.create_task(self._pump(self.proc.stderr, detect_url=False))]
+        pumps = [
+            asyncio.create_task(self._pump(self.proc.stdout, detect_url=True)),
+            asyncio.create_task(self._pump(self.proc.stderr, detect_url=False)),
+        ]
         try:
             url = await self._wait_listening()
             if url is None:
@@ -249,9 +293,15 @@ class Keeper:
             if version is None:
                 return await self._start_failed(port, pumps)
             started = time.monotonic()
-            self.registry.update(self.name, state=State.RUNNING, url=url,
-                                 port=launch.port_of(url), version=version,
-                                 started_at=time.time(), error=None)
+            self.registry.update(
+                self.name,
+                state=State.RUNNING,
+                url=url,
+                port=launch.port_of(url),
+                version=version,
+                started_at=time.time(),
+                error=None,
+            )
             self.registry.add_event(self.name, "healthy", f"{url} (opencode {version})")
             self.log.note(f"healthy at {url} (opencode {version})")
             outcome = await self._watch(endpoint, started)
@@ -283,8 +333,9 @@ class Keeper:
         stop = asyncio.create_task(self.stop_requested.wait())
         waiters: set[asyncio.Future[Any]] = {self.url_found, exited, stop}
         try:
-            done, _ = await asyncio.wait(waiters, timeout=START_TIMEOUT,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                waiters, timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             exited.cancel()
             stop.cancel()
@@ -328,9 +379,11 @@ class Keeper:
         misses = 0
         try:
             while True:
-                done, _ = await asyncio.wait({exited, stop},
-                                             timeout=self.limits.health_interval,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {exited, stop},
+                    timeout=self.limits.health_interval,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
                 self._reap_zombies()
                 self._cap_opencode_log()
                 if stop in done:
@@ -342,24 +395,27 @@ class Keeper:
                     code = self.proc.returncode
                     await self._end_orphans()
                     kind = ExitKind.CLEAN if code == 0 else ExitKind.CRASHED
-                    self.log.note(f"server exited on its own ({_describe_exit(code)})",
-                                  "ERROR" if code else "WARN")
-                    return Outcome(kind, f"server exited ({_describe_exit(code)})",
-                                   code=code)
+                    self.log.note(
+                        f"server exited on its own ({_describe_exit(code)})",
+                        "ERROR" if code else "WARN",
+                    )
+                    return Outcome(kind, f"server exited ({_describe_exit(code)})", code=code)
                 try:
                     await healthcheck.health(endpoint, timeout=self.limits.health_timeout)
                     misses = 0
                     self._sample()
                 except ServerError as exc:
                     misses += 1
-                    self.log.note(f"health check missed ({misses}/"
-                                  f"{self.limits.health_misses}): {exc}", "WARN")
+                    self.log.note(
+                        f"health check missed ({misses}/{self.limits.health_misses}): {exc}", "WARN"
+                    )
                     if misses == 1:
                         self.registry.add_event(self.name, "unhealthy", str(exc))
                     if misses >= self.limits.health_misses:
                         await self._terminate(timeout=0.5)  # wedged: TERM is moot
-                        return Outcome(ExitKind.UNHEALTHY,
-                                       f"no answer to {misses} health checks in a row")
+                        return Outcome(
+                            ExitKind.UNHEALTHY, f"no answer to {misses} health checks in a row"
+                        )
                     continue
                 reason = self._recycle_reason(time.monotonic() - started)
                 if reason:
@@ -395,8 +451,10 @@ class Keeper:
             if root is not None:
                 rss = sum(_rss(p) for p in [root, *process.descendants(root)])
                 if rss > self.limits.max_memory:
-                    return (f"recycled: {rss // (1024 * 1024)} MiB used "
-                            f"(--max-memory {self.limits.max_memory // (1024 * 1024)} MiB)")
+                    return (
+                        f"recycled: {rss // (1024 * 1024)} MiB used "
+                        f"(--max-memory {self.limits.max_memory // (1024 * 1024)} MiB)"
+                    )
         return None
 
     async def _recycle(self, endpoint: Endpoint, reason: str) -> None:
@@ -426,8 +484,9 @@ class Keeper:
         assert self.proc is not None
         root = process.verified(process.identity_of(self.proc.pid))
         if root is not None:
-            result = await asyncio.to_thread(process.terminate_tree, root, timeout=timeout,
-                                             extra=self._orphans())
+            result = await asyncio.to_thread(
+                process.terminate_tree, root, timeout=timeout, extra=self._orphans()
+            )
             if result.killed:
                 self.log.note(f"needed SIGKILL: {', '.join(result.killed_names)}", "WARN")
         with contextlib.suppress(ProcessLookupError, asyncio.TimeoutError):
@@ -462,8 +521,7 @@ class Keeper:
         """
         if self.spec.shared_data:
             return
-        log = self.settings.instance_dir(self.name) / "data" / "opencode" / "log" / \
-            "opencode.log"
+        log = self.settings.instance_dir(self.name) / "data" / "opencode" / "log" / "opencode.log"
         try:
             if log.stat().st_size < self.spec.log_max_size:
                 return
@@ -475,15 +533,27 @@ class Keeper:
     def _record_stopped(self) -> None:
         self.log.note("stopped")
         self.registry.add_event(self.name, "stopped", "on request")
-        self.registry.update(self.name, state=State.STOPPED, stopped_at=time.time(),
-                             server_pid=None, server_ctime=None, last_exit="stopped")
+        self.registry.update(
+            self.name,
+            state=State.STOPPED,
+            stopped_at=time.time(),
+            server_pid=None,
+            server_ctime=None,
+            last_exit="stopped",
+        )
 
     def _fail(self, reason: str, code: int | None) -> int:
         self.log.note(f"start failed: {reason}", "ERROR")
         self.registry.add_event(self.name, "crashed", f"start failed: {reason}")
-        self.registry.update(self.name, state=State.CRASHED, error=reason,
-                             stopped_at=time.time(), server_pid=None, server_ctime=None,
-                             last_exit=_describe_exit(code))
+        self.registry.update(
+            self.name,
+            state=State.CRASHED,
+            error=reason,
+            stopped_at=time.time(),
+            server_pid=None,
+            server_ctime=None,
+            last_exit=_describe_exit(code),
+        )
         return 1
 
 

@@ -1,10 +1,10 @@
 """The facade: a Python API for everything the CLI does with instances.
 
-    from opencode_manager import Manager
-    with Manager() as ocm:
-        [info] = ocm.start(count=1)
-        print(info.url, ocm.env(info.name))
-        ocm.stop([info.name])
+from opencode_manager import Manager
+with Manager() as ocm:
+    [info] = ocm.start(count=1)
+    print(info.url, ocm.env(info.name))
+    ocm.stop([info.name])
 """
 
 from __future__ import annotations
@@ -154,9 +154,18 @@ class Manager:
     ) -> list[InstanceInfo]:
         """Start instances in parallel; return once all are healthy, or raise StartError."""
         requested = specs.build_specs(
-            name=name, count=count, directory=directory, port=port, port_range=port_range,
-            hostname=hostname, cors=cors, log_level=log_level, env=env, auth=auth,
-            shared_data=shared_data, supervision=supervision,
+            name=name,
+            count=count,
+            directory=directory,
+            port=port,
+            port_range=port_range,
+            hostname=hostname,
+            cors=cors,
+            log_level=log_level,
+            env=env,
+            auth=auth,
+            shared_data=shared_data,
+            supervision=supervision,
         )
         binary = binaries.find_binary(self.settings)
         if port is not None and not ports.port_free(hostname, port):
@@ -173,12 +182,14 @@ class Manager:
         placed: list[InstanceSpec] = []
         with self.registry.transaction() as db:
             taken = self.registry.names(db)
-            generated = iter(specs.next_generated_names(taken, sum(1 for s in requested
-                                                                   if not s.name)))
+            generated = iter(
+                specs.next_generated_names(taken, sum(1 for s in requested if not s.name))
+            )
             claimed = self.registry.claimed_ports(db)
             for spec in requested:
-                final = InstanceSpec(**{**spec.__dict__, "name": spec.name or next(generated),
-                                        "opencode": binary})
+                final = InstanceSpec(
+                    **{**spec.__dict__, "name": spec.name or next(generated), "opencode": binary}
+                )
                 chosen: int | None = final.port
                 if final.port_range is not None:
                     low, high = final.port_range
@@ -217,8 +228,14 @@ class Manager:
         env["OCM_HOME"] = str(self.settings.home)
         with open(log_path, "ab") as log:
             keeper = subprocess.Popen(
-                [sys.executable, "-m", "opencode_manager.keeper", "--home",
-                 str(self.settings.home), spec.name],
+                [
+                    sys.executable,
+                    "-m",
+                    "opencode_manager.keeper",
+                    "--home",
+                    str(self.settings.home),
+                    spec.name,
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -265,7 +282,8 @@ class Manager:
                 for name in sorted(pending):
                     self._stop_record(self.registry.get(name), DEFAULT_STOP_TIMEOUT)
                     self.registry.update(
-                        name, state=State.CRASHED,
+                        name,
+                        state=State.CRASHED,
                         error=f"not healthy within {timeout:.0f} s; stopped",
                     )
                     failures.append(self.registry.get(name))
@@ -275,8 +293,10 @@ class Manager:
         if failures:
             raise self._start_error(failures, len(names))
         # Just started: a CPU reading would only measure the start itself, so skip the window.
-        by_name = {info.name: info for info in
-                   self.instances(include_foreign=False, measure_cpu=False, names=names)}
+        by_name = {
+            info.name: info
+            for info in self.instances(include_foreign=False, measure_cpu=False, names=names)
+        }
         return [by_name[name] for name in names]
 
     def _start_error(self, failures: list[InstanceRecord], total: int) -> StartError:
@@ -298,8 +318,12 @@ class Manager:
         return self.registry.instances()
 
     def instances(
-        self, *, include_foreign: bool = True, probe_health: bool = True,
-        measure_cpu: bool = True, names: Collection[str] | None = None,
+        self,
+        *,
+        include_foreign: bool = True,
+        probe_health: bool = True,
+        measure_cpu: bool = True,
+        names: Collection[str] | None = None,
     ) -> list[InstanceInfo]:
         """Every managed instance (reconciled with what runs) and every foreign server.
 
@@ -308,8 +332,13 @@ class Manager:
         """
         from .inventory import list_instances
 
-        return list_instances(self, include_foreign=include_foreign,
-                              probe_health=probe_health, measure_cpu=measure_cpu, names=names)
+        return list_instances(
+            self,
+            include_foreign=include_foreign,
+            probe_health=probe_health,
+            measure_cpu=measure_cpu,
+            names=names,
+        )
 
     def resolve(self, ref: str) -> InstanceRecord:
         """A managed instance by name, port or URL; foreign servers are refused by name."""
@@ -337,8 +366,9 @@ class Manager:
                 raise UsageError(f"invalid instance URL {ref!r}: no port in it")
         if port is not None:
             matches = [r for r in self.registry.instances() if r.port == port]
-            live = [r for r in matches if r.state in (State.RUNNING, State.STARTING,
-                                                      State.STOPPING)]
+            live = [
+                r for r in matches if r.state in (State.RUNNING, State.STARTING, State.STOPPING)
+            ]
             if live or matches:
                 return (live or matches)[-1]
             for f in find_foreign(set()):
@@ -392,7 +422,8 @@ class Manager:
                 if not self._is_live(record):
                     raise ConflictError(
                         f"{record.name} is not running (status {record.state.value}); "
-                        "nothing to stop", instance=record.name,
+                        "nothing to stop",
+                        instance=record.name,
                     )
         results = []
         for record in targets:
@@ -429,8 +460,12 @@ class Manager:
             result.killed += term.killed
         with self.registry.transaction() as db:
             current = self.registry.find(record.name)
-            fields: dict[str, Any] = {"keeper_pid": None, "keeper_ctime": None,
-                                      "server_pid": None, "server_ctime": None}
+            fields: dict[str, Any] = {
+                "keeper_pid": None,
+                "keeper_ctime": None,
+                "server_pid": None,
+                "server_ctime": None,
+            }
             if current is None or current.state is not State.STOPPED:
                 fields.update(state=State.STOPPED, stopped_at=time.time(), last_exit="stopped")
             self.registry.update_in(db, record.name, **fields)
@@ -438,8 +473,13 @@ class Manager:
             result.port_freed = _wait_port_free(record.spec.hostname, record.port, 5.0)
         return result
 
-    def restart(self, refs: Sequence[str], *, timeout: float = DEFAULT_START_TIMEOUT,
-                progress: StartProgress | None = None) -> list[InstanceInfo]:
+    def restart(
+        self,
+        refs: Sequence[str],
+        *,
+        timeout: float = DEFAULT_START_TIMEOUT,
+        progress: StartProgress | None = None,
+    ) -> list[InstanceInfo]:
         """Stop (if running) and start again with the same name, spec, password and data."""
         if not refs:
             raise UsageError("which instances? give names, ports or URLs")
@@ -459,8 +499,15 @@ class Manager:
                         *spec.port_range, claimed, is_free=_binds_on(spec.hostname)
                     )
                 self.registry.update_in(
-                    db, record.name, spec=spec, state=State.STARTING, port=chosen, url=None,
-                    error=None, restarts=record.restarts + 1, stopped_at=None,
+                    db,
+                    record.name,
+                    spec=spec,
+                    state=State.STARTING,
+                    port=chosen,
+                    url=None,
+                    error=None,
+                    restarts=record.restarts + 1,
+                    stopped_at=None,
                 )
             self._prepare(spec)
             self._launch(spec)
@@ -478,7 +525,8 @@ class Manager:
             if self._is_live(record) and not force:
                 raise ConflictError(
                     f"{record.name} is still running; `ocm stop {record.name}` first "
-                    "(or use --force)", instance=record.name,
+                    "(or use --force)",
+                    instance=record.name,
                 )
         removed = []
         for record in records:
@@ -503,21 +551,31 @@ class Manager:
                 report.reconciled.append(record.name)
                 if not dry_run:
                     self.registry.update(
-                        record.name, state=State.CRASHED,
+                        record.name,
+                        state=State.CRASHED,
                         error=record.error or "found dead during cleanup",
-                        server_pid=None, server_ctime=None, keeper_pid=None, keeper_ctime=None,
+                        server_pid=None,
+                        server_ctime=None,
+                        keeper_pid=None,
+                        keeper_ctime=None,
                         stopped_at=record.stopped_at or now,
                     )
                 record = self.registry.get(record.name) if not dry_run else record
             ended = record.stopped_at or record.updated_at
-            if (not live and (record.state in (State.STOPPED, State.CRASHED, State.ERRORED)
-                              or record.name in report.reconciled)
-                    and now - ended >= older_than):
+            if (
+                not live
+                and (
+                    record.state in (State.STOPPED, State.CRASHED, State.ERRORED)
+                    or record.name in report.reconciled
+                )
+                and now - ended >= older_than
+            ):
                 report.removed_instances.append(record.name)
                 if not dry_run:
                     self._forget(record.name)
         known = {r.name for r in self.registry.instances()} - (
-            set(report.removed_instances) if dry_run else set())
+            set(report.removed_instances) if dry_run else set()
+        )
         for path in sorted(self.settings.logs_dir.glob("*.log*")):
             owner = path.name.split(".log")[0]
             if owner not in known and now - path.stat().st_mtime >= older_than:
@@ -532,8 +590,7 @@ class Manager:
                         shutil.rmtree(path, ignore_errors=True)
         return report
 
-    def events(self, ref: str | None = None, *, limit: int | None = None
-               ) -> list[dict[str, Any]]:
+    def events(self, ref: str | None = None, *, limit: int | None = None) -> list[dict[str, Any]]:
         """Lifecycle events of one instance, or of all, oldest first."""
         name = self.resolve(ref).name if ref else None
         return self.registry.events(name, limit=limit)
@@ -561,28 +618,53 @@ class Manager:
 
         return TaskStore(self.registry)
 
-    async def arun(self, prompt: str, options: TaskOptions | None = None, *,
-                   observer: Observer | None = None, cancel: asyncio.Event | None = None,
-                   detach: bool = False) -> TaskRecord:
+    async def arun(
+        self,
+        prompt: str,
+        options: TaskOptions | None = None,
+        *,
+        observer: Observer | None = None,
+        cancel: asyncio.Event | None = None,
+        detach: bool = False,
+    ) -> TaskRecord:
         """Run a task (async): dispatch over REST, follow it, store and return its record."""
         from .tasks import TaskOptions, run_task
 
-        return await run_task(self, self.store, prompt, options or TaskOptions(),
-                              observer=observer, cancel=cancel, detach=detach)
+        return await run_task(
+            self,
+            self.store,
+            prompt,
+            options or TaskOptions(),
+            observer=observer,
+            cancel=cancel,
+            detach=detach,
+        )
 
-    def run(self, prompt: str, options: TaskOptions | None = None, *,
-            observer: Observer | None = None, detach: bool = False) -> TaskRecord:
+    def run(
+        self,
+        prompt: str,
+        options: TaskOptions | None = None,
+        *,
+        observer: Observer | None = None,
+        detach: bool = False,
+    ) -> TaskRecord:
         """Run a task and return its result record (blocking)."""
         return asyncio.run(self.arun(prompt, options, observer=observer, detach=detach))
 
-    async def await_task(self, task_id: str, *, timeout: float | None = None,
-                         observer: Observer | None = None,
-                         cancel: asyncio.Event | None = None) -> TaskRecord:
+    async def await_task(
+        self,
+        task_id: str,
+        *,
+        timeout: float | None = None,
+        observer: Observer | None = None,
+        cancel: asyncio.Event | None = None,
+    ) -> TaskRecord:
         """Follow a task started with detach=True (or interrupted) to its end."""
         from .tasks import wait_task
 
-        return await wait_task(self, self.store, task_id, timeout=timeout, observer=observer,
-                               cancel=cancel)
+        return await wait_task(
+            self, self.store, task_id, timeout=timeout, observer=observer, cancel=cancel
+        )
 
     def wait(self, task_id: str, *, timeout: float | None = None) -> TaskRecord:
         return asyncio.run(self.await_task(task_id, timeout=timeout))
@@ -593,8 +675,7 @@ class Manager:
 
         return asyncio.run(refresh_task(self, self.store, task_id))
 
-    def tasks(self, *, batch_id: str | None = None, status: str | None = None
-              ) -> list[TaskRecord]:
+    def tasks(self, *, batch_id: str | None = None, status: str | None = None) -> list[TaskRecord]:
         return self.store.list_tasks(batch_id=batch_id, status=status)
 
     # -- sessions --------------------------------------------------------------------------
@@ -633,22 +714,35 @@ class Manager:
 
         return remove_session(self, session_id, ref)
 
-    def api(self, ref: str, method: str, path: str, data: str | None = None,
-            directory: str | None = None) -> Any:
+    def api(
+        self,
+        ref: str,
+        method: str,
+        path: str,
+        data: str | None = None,
+        directory: str | None = None,
+    ) -> Any:
         """Any OpenCode API call on an instance, authenticated (JSON in, JSON out)."""
         from .sessions import api
 
         return api(self, ref, method, path, data, directory)
 
-    def attach_command(self, ref: str, *, session_id: str | None = None,
-                       directory: str | None = None) -> tuple[list[str], dict[str, str]]:
+    def attach_command(
+        self, ref: str, *, session_id: str | None = None, directory: str | None = None
+    ) -> tuple[list[str], dict[str, str]]:
         """argv and environment that run `opencode attach` on an instance."""
         from .sessions import attach_command
 
         record = self.resolve(ref)
         binary = binaries.find_binary(self.settings)
-        return attach_command(self, ref, binary.path, session_id=session_id,
-                              directory=directory, password=self._password(record))
+        return attach_command(
+            self,
+            ref,
+            binary.path,
+            session_id=session_id,
+            directory=directory,
+            password=self._password(record),
+        )
 
     # -- doctor ----------------------------------------------------------------------------
     def doctor(self) -> list[Check]:

@@ -28,26 +28,33 @@ class FleetCollector(Collector):
         with self._lock:
             frame = snapshot(self.manager)
             totals = self.manager.store.totals()
-        by_status = GaugeMetricFamily("ocm_instances", "Managed instances by status",
-                                      labels=["status"])
+        by_status = GaugeMetricFamily(
+            "ocm_instances", "Managed instances by status", labels=["status"]
+        )
         counts = {s.value: 0 for s in Status if s is not Status.FOREIGN}
         for row in frame["instances"]:
             counts[row["status"]] = counts.get(row["status"], 0) + 1
         for status, count in sorted(counts.items()):
             by_status.add_metric([status], count)
         yield by_status
-        up = GaugeMetricFamily("ocm_instance_up", "1 if the instance is running and healthy",
-                               labels=["instance"])
-        restarts = CounterMetricFamily("ocm_instance_restarts", "Restarts of the instance",
-                                       labels=["instance"])
-        rss = GaugeMetricFamily("ocm_instance_rss_bytes", "Server resident memory",
-                                labels=["instance"])
-        cpu = GaugeMetricFamily("ocm_instance_cpu_percent", "Server CPU use (percent of a core)",
-                                labels=["instance"])
-        busy = GaugeMetricFamily("ocm_instance_sessions_busy", "Sessions running a turn",
-                                 labels=["instance"])
-        sessions = GaugeMetricFamily("ocm_instance_sessions", "Sessions in the project",
-                                     labels=["instance"])
+        up = GaugeMetricFamily(
+            "ocm_instance_up", "1 if the instance is running and healthy", labels=["instance"]
+        )
+        restarts = CounterMetricFamily(
+            "ocm_instance_restarts", "Restarts of the instance", labels=["instance"]
+        )
+        rss = GaugeMetricFamily(
+            "ocm_instance_rss_bytes", "Server resident memory", labels=["instance"]
+        )
+        cpu = GaugeMetricFamily(
+            "ocm_instance_cpu_percent", "Server CPU use (percent of a core)", labels=["instance"]
+        )
+        busy = GaugeMetricFamily(
+            "ocm_instance_sessions_busy", "Sessions running a turn", labels=["instance"]
+        )
+        sessions = GaugeMetricFamily(
+            "ocm_instance_sessions", "Sessions in the project", labels=["instance"]
+        )
         for row in frame["instances"]:
             name = [row["name"]]
             up.add_metric(name, 1 if row["status"] == "running" else 0)

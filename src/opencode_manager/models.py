@@ -147,8 +147,11 @@ def derive_status(
     if state in (State.STOPPED, State.CRASHED, State.ERRORED):
         # A recorded end is final; a live server here would be a stranger reusing the PID,
         # which the caller already filtered out by start time.
-        return {State.STOPPED: Status.STOPPED, State.CRASHED: Status.CRASHED,
-                State.ERRORED: Status.ERRORED}[state]
+        return {
+            State.STOPPED: Status.STOPPED,
+            State.CRASHED: Status.CRASHED,
+            State.ERRORED: Status.ERRORED,
+        }[state]
     if state is State.STOPPING:
         return Status.STOPPING if (server_alive or keeper_alive) else Status.STOPPED
     if state is State.STARTING:

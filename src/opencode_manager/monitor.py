@@ -38,8 +38,7 @@ class Received:
     received_at: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"instance": self.instance, "received_at": self.received_at,
-                **self.event.to_dict()}
+        return {"instance": self.instance, "received_at": self.received_at, **self.event.to_dict()}
 
 
 @dataclass
@@ -55,8 +54,14 @@ def _live(record: InstanceRecord) -> bool:
 
 
 class Monitor:
-    def __init__(self, fleet: Fleet, refs: Sequence[str] = (), *, follow_new: bool = False,
-                 queue_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        refs: Sequence[str] = (),
+        *,
+        follow_new: bool = False,
+        queue_size: int = 10_000,
+    ) -> None:
         self.fleet = fleet
         self.names = [fleet.resolve(ref).name for ref in dict.fromkeys(refs)]
         self.follow_new = follow_new or not refs
@@ -68,8 +73,7 @@ class Monitor:
         async with httpx.AsyncClient(**http_options()) as http:
             for name in self._targets():
                 self._spawn(name, http)
-            rescanner = (asyncio.create_task(self._rescan(http)) if self.follow_new
-                         else None)
+            rescanner = asyncio.create_task(self._rescan(http)) if self.follow_new else None
             try:
                 while True:
                     yield await self.queue.get()
@@ -130,8 +134,9 @@ class Monitor:
             await asyncio.sleep(delay)  # backoff before reconnecting
             delay = min(delay * 2, MAX_BACKOFF)
 
-    async def _attached(self, watch: _Watch, http: httpx.AsyncClient,
-                        record: InstanceRecord) -> None:
+    async def _attached(
+        self, watch: _Watch, http: httpx.AsyncClient, record: InstanceRecord
+    ) -> None:
         if not watch.attached_once:
             watch.attached_once = True
             watch.directories.add(record.spec.dir)

@@ -32,8 +32,11 @@ async def _one(endpoint: Endpoint, timeout: float) -> Health:
         if exc.status_code == 401:
             return Health(healthy=None, auth_required=True, error=str(exc))
         return Health(healthy=False, error=str(exc))
-    return Health(healthy=bool(data.get("healthy")), version=data.get("version"),
-                  auth_required=endpoint.password is not None)
+    return Health(
+        healthy=bool(data.get("healthy")),
+        version=data.get("version"),
+        auth_required=endpoint.password is not None,
+    )
 
 
 async def check_health_async(
@@ -81,8 +84,7 @@ class CpuSampler:
         return out
 
 
-def stats_of(proc: psutil.Process, *, prime: bool = True, cpu: bool = True
-             ) -> ProcStats | None:
+def stats_of(proc: psutil.Process, *, prime: bool = True, cpu: bool = True) -> ProcStats | None:
     try:
         with proc.oneshot():
             if prime and cpu:

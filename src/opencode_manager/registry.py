@@ -116,9 +116,26 @@ def _m004_samples(db: sqlite3.Connection) -> None:
 
 
 _COLUMNS = [
-    "name", "spec", "state", "keeper_pid", "keeper_ctime", "server_pid", "server_ctime", "port",
-    "url", "version", "restarts", "last_exit", "error", "created_at", "updated_at", "started_at",
-    "stopped_at", "cpu_percent", "rss_bytes", "sampled_at",
+    "name",
+    "spec",
+    "state",
+    "keeper_pid",
+    "keeper_ctime",
+    "server_pid",
+    "server_ctime",
+    "port",
+    "url",
+    "version",
+    "restarts",
+    "last_exit",
+    "error",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "stopped_at",
+    "cpu_percent",
+    "rss_bytes",
+    "sampled_at",
 ]
 _UPDATABLE = frozenset(_COLUMNS) - {"name", "created_at"}
 
@@ -328,8 +345,10 @@ class Registry:
     def add_event(self, name: str, kind: str, detail: str | None = None) -> None:
         """Record a lifecycle event: started, healthy, unhealthy, restarted, crashed, ..."""
         with self.transaction() as db:
-            db.execute("INSERT INTO events (instance, time, kind, detail) VALUES (?, ?, ?, ?)",
-                       (name, time.time(), kind, detail))
+            db.execute(
+                "INSERT INTO events (instance, time, kind, detail) VALUES (?, ?, ?, ?)",
+                (name, time.time(), kind, detail),
+            )
 
     def events(self, name: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Events, oldest first (the newest `limit` when given)."""
@@ -337,6 +356,10 @@ class Registry:
         tail = f" LIMIT {int(limit)}" if limit else ""
         rows = self.query(
             f"SELECT * FROM (SELECT * FROM events {where} ORDER BY id DESC{tail})"  # noqa: S608
-            " ORDER BY id", params)
-        return [{"instance": r["instance"], "time": r["time"], "kind": r["kind"],
-                 "detail": r["detail"]} for r in rows]
+            " ORDER BY id",
+            params,
+        )
+        return [
+            {"instance": r["instance"], "time": r["time"], "kind": r["kind"], "detail": r["detail"]}
+            for r in rows
+        ]

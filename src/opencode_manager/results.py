@@ -58,8 +58,16 @@ class TaskStore:
             db.execute(
                 "INSERT INTO tasks (id, batch_id, seq, status, prompt, record, created_at,"
                 " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (record.id, record.batch_id, seq, record.status.value, record.prompt,
-                 json.dumps(record.to_dict()), record.created_at, now),
+                (
+                    record.id,
+                    record.batch_id,
+                    seq,
+                    record.status.value,
+                    record.prompt,
+                    json.dumps(record.to_dict()),
+                    record.created_at,
+                    now,
+                ),
             )
         return record
 
@@ -68,8 +76,13 @@ class TaskStore:
             db.execute(
                 "UPDATE tasks SET status = ?, record = ?, updated_at = ?, finished_at = ?"
                 " WHERE id = ?",
-                (record.status.value, json.dumps(record.to_dict()), time.time(),
-                 record.finished_at, record.id),
+                (
+                    record.status.value,
+                    json.dumps(record.to_dict()),
+                    time.time(),
+                    record.finished_at,
+                    record.id,
+                ),
             )
 
     def get(self, task_id: str) -> TaskRecord:
@@ -78,8 +91,9 @@ class TaskStore:
             raise NotFoundError(f"no task {task_id!r}; see `ocm results`")
         return _load(rows[0][0])
 
-    def list_tasks(self, *, batch_id: str | None = None, status: str | None = None,
-             limit: int | None = None) -> list[TaskRecord]:
+    def list_tasks(
+        self, *, batch_id: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[TaskRecord]:
         clauses, params = [], []
         if batch_id is not None:
             clauses.append("batch_id = ?")
@@ -95,25 +109,29 @@ class TaskStore:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         order = "ORDER BY seq, created_at" if batch_id is not None else "ORDER BY created_at"
         tail = f" LIMIT {int(limit)}" if limit else ""
-        rows = self.registry.query(
-            f"SELECT record FROM tasks {where} {order}{tail}", tuple(params))  # noqa: S608
+        rows = self.registry.query(f"SELECT record FROM tasks {where} {order}{tail}", tuple(params))  # noqa: S608
         return [_load(r[0]) for r in rows]
 
     def totals(self) -> dict[str, Any]:
         """Tasks by status, and token and cost totals over every stored task."""
-        counts = {str(r[0]): int(r[1]) for r in self.registry.query(
-            "SELECT status, COUNT(*) FROM tasks GROUP BY status")}
+        counts = {
+            str(r[0]): int(r[1])
+            for r in self.registry.query("SELECT status, COUNT(*) FROM tasks GROUP BY status")
+        }
         row = self.registry.query(
             "SELECT SUM(json_extract(record, '$.tokens.input')),"
             " SUM(json_extract(record, '$.tokens.output')),"
             " SUM(json_extract(record, '$.tokens.reasoning')),"
             " SUM(json_extract(record, '$.tokens.cache.read')),"
             " SUM(json_extract(record, '$.tokens.cache.write')),"
-            " SUM(json_extract(record, '$.cost')) FROM tasks")[0]
+            " SUM(json_extract(record, '$.cost')) FROM tasks"
+        )[0]
         keys = ("input", "output", "reasoning", "cache_read", "cache_write")
-        return {"tasks": counts,
-                "tokens": {k: int(row[i] or 0) for i, k in enumerate(keys)},
-                "cost": float(row[5] or 0.0)}
+        return {
+            "tasks": counts,
+            "tokens": {k: int(row[i] or 0) for i, k in enumerate(keys)},
+            "cost": float(row[5] or 0.0),
+        }
 
     # -- batches ---------------------------------------------------------------------------
     def add_batch(self, batch: Batch, tasks: list[TaskRecord]) -> None:
@@ -123,23 +141,39 @@ class TaskStore:
             db.execute(
                 "INSERT INTO batches (id, source, options, status, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (batch.id, batch.source, json.dumps(batch.options), batch.status,
-                 batch.created_at, now),
+                (
+                    batch.id,
+                    batch.source,
+                    json.dumps(batch.options),
+                    batch.status,
+                    batch.created_at,
+                    now,
+                ),
             )
             for seq, record in enumerate(tasks):
                 db.execute(
                     "INSERT INTO tasks (id, batch_id, seq, status, prompt, record, created_at,"
                     " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (record.id, batch.id, seq, record.status.value, record.prompt,
-                     json.dumps(record.to_dict()), record.created_at, now),
+                    (
+                        record.id,
+                        batch.id,
+                        seq,
+                        record.status.value,
+                        record.prompt,
+                        json.dumps(record.to_dict()),
+                        record.created_at,
+                        now,
+                    ),
                 )
 
     def set_batch_status(self, batch_id: str, status: str) -> None:
         now = time.time()
         finished = now if status in ("completed", "cancelled") else None
         with self.registry.transaction() as db:
-            db.execute("UPDATE batches SET status = ?, updated_at = ?, finished_at = ?"
-                       " WHERE id = ?", (status, now, finished, batch_id))
+            db.execute(
+                "UPDATE batches SET status = ?, updated_at = ?, finished_at = ? WHERE id = ?",
+                (status, now, finished, batch_id),
+            )
 
     def batch(self, batch_id: str) -> Batch:
         rows = self.registry.query("SELECT * FROM batches WHERE id = ?", (batch_id,))
@@ -148,11 +182,16 @@ class TaskStore:
         return _batch(rows[0])
 
     def batches(self) -> list[Batch]:
-        return [_batch(r) for r in
-                self.registry.query("SELECT * FROM batches ORDER BY created_at")]
+        return [_batch(r) for r in self.registry.query("SELECT * FROM batches ORDER BY created_at")]
 
 
 def _batch(row: Any) -> Batch:
-    return Batch(id=row["id"], status=row["status"], created_at=row["created_at"],
-                 updated_at=row["updated_at"], source=row["source"],
-                 options=json.loads(row["options"]), finished_at=row["finished_at"])
+    return Batch(
+        id=row["id"],
+        status=row["status"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        source=row["source"],
+        options=json.loads(row["options"]),
+        finished_at=row["finished_at"],
+    )

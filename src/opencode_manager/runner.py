@@ -67,7 +67,8 @@ class TaskRunner:
         record.attempts += 1
         if record.session_id is None:
             session = await self.client.create_session(
-                title=_title(record.prompt), directory=record.directory,
+                title=_title(record.prompt),
+                directory=record.directory,
             )
             record.session_id = session.id
             record.directory = session.directory or record.directory
@@ -82,8 +83,9 @@ class TaskRunner:
         if record.prompted:
             return
         assert record.session_id is not None
-        await self.client.prompt_async(record.session_id, record.prompt, agent=record.agent,
-                                       model=record.model)
+        await self.client.prompt_async(
+            record.session_id, record.prompt, agent=record.agent, model=record.model
+        )
         record.prompted = True
         self.persist(record)
 
@@ -108,8 +110,9 @@ class TaskRunner:
         return await self.finish(state, outcome, started_ms)
 
     # -- following the turn ----------------------------------------------------------------
-    async def _read_events(self, queue: asyncio.Queue[Event | BaseException],
-                           connected: asyncio.Event) -> None:
+    async def _read_events(
+        self, queue: asyncio.Queue[Event | BaseException], connected: asyncio.Event
+    ) -> None:
         try:
             async for event in self.client.events(self.record.directory, reconnect=True):
                 connected.set()
@@ -119,8 +122,9 @@ class TaskRunner:
         finally:
             connected.set()  # don't hold the prompt back when the stream can't be had
 
-    async def _follow(self, state: TurnState, queue: asyncio.Queue[Event | BaseException],
-                      started_ms: float) -> TaskStatus | None:
+    async def _follow(
+        self, state: TurnState, queue: asyncio.Queue[Event | BaseException], started_ms: float
+    ) -> TaskStatus | None:
         """Wait for the end; return TIMED_OUT/ABORTED if we had to stop it, None otherwise."""
         record = self.record
         deadline = (time.monotonic() + record.timeout) if record.timeout else None
@@ -208,19 +212,34 @@ class TaskRunner:
         directory = self.record.directory
         if ask.kind == "permission":
             reply = "once" if self.auto_approve else "reject"
-            op = ops.reply_permission(ask.id, reply, directory=directory,
-                                      message=None if self.auto_approve else
-                                      "rejected by ocm: nobody is there to approve it")
+            op = ops.reply_permission(
+                ask.id,
+                reply,
+                directory=directory,
+                message=None
+                if self.auto_approve
+                else "rejected by ocm: nobody is there to approve it",
+            )
         else:
             reply = "first option" if self.auto_approve else "rejected"
-            op = (ops.reply_question(ask.id, _first_options(ask.properties), directory=directory)
-                  if self.auto_approve else ops.reject_question(ask.id, directory=directory))
+            op = (
+                ops.reply_question(ask.id, _first_options(ask.properties), directory=directory)
+                if self.auto_approve
+                else ops.reject_question(ask.id, directory=directory)
+            )
         try:
             await self.client.call(op)
         except ServerError as exc:
             reply = f"failed to answer: {exc}"
-        self.record.asks.append({"kind": ask.kind, "id": ask.id, "session_id": ask.session_id,
-                                 "answer": reply, "request": _ask_summary(ask)})
+        self.record.asks.append(
+            {
+                "kind": ask.kind,
+                "id": ask.id,
+                "session_id": ask.session_id,
+                "answer": reply,
+                "request": _ask_summary(ask),
+            }
+        )
         if self.observer.on_ask:
             self.observer.on_ask(ask, reply)
 
@@ -239,8 +258,9 @@ class TaskRunner:
             await asyncio.sleep(0.2)  # polling for idle with a deadline
 
     # -- the record ------------------------------------------------------------------------
-    async def finish(self, state: TurnState, stopped: TaskStatus | None,
-                      started_ms: float) -> TaskRecord:
+    async def finish(
+        self, state: TurnState, stopped: TaskStatus | None, started_ms: float
+    ) -> TaskRecord:
         record = self.record
         assert record.session_id is not None
         # After an error or an abort, the message carrying it is stored just after the idle:
@@ -265,23 +285,30 @@ class TaskRunner:
         fetched = await asyncio.gather(
             self.client.todo(record.session_id),
             self.client.diff(record.session_id, user_id) if user_id else _nothing(),
-            return_exceptions=True)
+            return_exceptions=True,
+        )
         record.todos = fetched[0] if isinstance(fetched[0], list) else []
         record.diff = fetched[1] if isinstance(fetched[1], list) else []
         error = turn.error or state.error
         if stopped is not None:
             record.status = stopped
-            record.error = {"name": stopped.value,
-                            "message": "timed out; the session was aborted"
-                            if stopped is TaskStatus.TIMED_OUT else "aborted on request"}
+            record.error = {
+                "name": stopped.value,
+                "message": "timed out; the session was aborted"
+                if stopped is TaskStatus.TIMED_OUT
+                else "aborted on request",
+            }
         elif error is not None:
-            record.status = (TaskStatus.ABORTED if error_name(error) == ABORTED_ERROR
-                             else TaskStatus.FAILED)
+            record.status = (
+                TaskStatus.ABORTED if error_name(error) == ABORTED_ERROR else TaskStatus.FAILED
+            )
             record.error = error
         elif user_id is None:
             record.status = TaskStatus.FAILED
-            record.error = {"name": "NoTurn", "message": "the server stored no message for "
-                            "this prompt (unknown agent or model?)"}
+            record.error = {
+                "name": "NoTurn",
+                "message": "the server stored no message for this prompt (unknown agent or model?)",
+            }
         else:
             record.status = TaskStatus.COMPLETED
         record.finished_at = time.time()
@@ -313,6 +340,8 @@ def _ask_summary(ask: Ask) -> dict[str, Any]:
     props = ask.properties
     if ask.kind == "permission":
         return {"permission": props.get("permission"), "patterns": props.get("patterns")}
-    return {"questions": [q.get("question") for q in props.get("questions") or []
-                          if isinstance(q, dict)]}
-
+    return {
+        "questions": [
+            q.get("question") for q in props.get("questions") or [] if isinstance(q, dict)
+        ]
+    }

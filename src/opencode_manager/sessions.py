@@ -28,12 +28,17 @@ class SessionRow:
 
     def to_dict(self) -> dict[str, Any]:
         raw = dict(self.session.raw)
-        return {"instance": self.instance, "id": self.session.id, "title": self.session.title,
-                "status": self.status, "directory": self.session.directory,
-                "parent_id": self.session.parent_id,
-                "created": self.session.created / 1000.0 if self.session.created else None,
-                "updated": self.session.updated / 1000.0 if self.session.updated else None,
-                "raw": raw}
+        return {
+            "instance": self.instance,
+            "id": self.session.id,
+            "title": self.session.title,
+            "status": self.status,
+            "directory": self.session.directory,
+            "parent_id": self.session.parent_id,
+            "created": self.session.created / 1000.0 if self.session.created else None,
+            "updated": self.session.updated / 1000.0 if self.session.updated else None,
+            "raw": raw,
+        }
 
 
 def _live(fleet: Fleet, ref: str | None) -> list[InstanceRecord]:
@@ -42,8 +47,11 @@ def _live(fleet: Fleet, ref: str | None) -> list[InstanceRecord]:
         if record.state is not State.RUNNING or not process.is_alive(record.server):
             raise ConflictError(f"{record.name} is not running", instance=record.name)
         return [record]
-    return [r for r in fleet.records()
-            if r.state is State.RUNNING and r.url and process.is_alive(r.server)]
+    return [
+        r
+        for r in fleet.records()
+        if r.state is State.RUNNING and r.url and process.is_alive(r.server)
+    ]
 
 
 def _endpoint(fleet: Fleet, record: InstanceRecord) -> Endpoint:
@@ -59,6 +67,7 @@ def list_sessions(fleet: Fleet, ref: str | None = None) -> list[SessionRow]:
 
     async def gather() -> list[SessionRow]:
         async with httpx.AsyncClient(**http_options()) as http:
+
             async def one(record: InstanceRecord) -> list[SessionRow]:
                 client = AsyncOpencodeClient(_endpoint(fleet, record), http=http)
                 try:
@@ -81,8 +90,9 @@ def _state(status: Any) -> str:
     return "idle"
 
 
-def find_session(fleet: Fleet, session_id: str, ref: str | None = None
-                 ) -> tuple[InstanceRecord, Session]:
+def find_session(
+    fleet: Fleet, session_id: str, ref: str | None = None
+) -> tuple[InstanceRecord, Session]:
     """Which instance holds this session (every running one is asked when ref is None)."""
     if not session_id.startswith("ses"):
         raise UsageError(f"invalid session id {session_id!r}: session ids start with ses_")
@@ -150,8 +160,14 @@ def _wait_idle(client: OpencodeClient, session: Session, timeout: float = 10.0) 
         time.sleep(0.1)  # polling for idle with a deadline
 
 
-def api(fleet: Fleet, ref: str, method: str, path: str, data: str | None = None,
-        directory: str | None = None) -> Any:
+def api(
+    fleet: Fleet,
+    ref: str,
+    method: str,
+    path: str,
+    data: str | None = None,
+    directory: str | None = None,
+) -> Any:
     """Any API call, authenticated; JSON in and out."""
     import json
 
@@ -169,9 +185,15 @@ def api(fleet: Fleet, ref: str, method: str, path: str, data: str | None = None,
         return client.call(ops.raw(method, path, body=body, directory=directory))
 
 
-def attach_command(fleet: Fleet, ref: str, opencode: str, *, session_id: str | None = None,
-                   directory: str | None = None, password: str | None) -> tuple[list[str],
-                                                                                  dict[str, str]]:
+def attach_command(
+    fleet: Fleet,
+    ref: str,
+    opencode: str,
+    *,
+    session_id: str | None = None,
+    directory: str | None = None,
+    password: str | None,
+) -> tuple[list[str], dict[str, str]]:
     """argv and extra environment for `opencode attach` (credentials never in argv)."""
     record = fleet.resolve(ref)
     if record.state is not State.RUNNING or not record.url:

@@ -101,9 +101,7 @@ def build_specs(
     if port is not None and count > 1:
         raise UsageError(f"--port {port} gives one instance a fixed port; use --port-range for -n")
     if port_range is not None and port_range[1] - port_range[0] + 1 < count:
-        raise UsageError(
-            f"port range {port_range[0]}-{port_range[1]} is smaller than -n {count}"
-        )
+        raise UsageError(f"port range {port_range[0]}-{port_range[1]} is smaller than -n {count}")
     if not hostname or any(c.isspace() for c in hostname):
         raise UsageError(f"invalid --hostname {hostname!r}")
     if not auth and not is_loopback_host(hostname):
@@ -162,15 +160,17 @@ class Supervision:
 
     def validated(self) -> dict[str, Any]:
         if self.restart not in RESTART_POLICIES:
-            raise UsageError(f"invalid --restart {self.restart!r}: choose from "
-                             f"{', '.join(RESTART_POLICIES)}")
+            raise UsageError(
+                f"invalid --restart {self.restart!r}: choose from {', '.join(RESTART_POLICIES)}"
+            )
         if self.max_restarts < 1:
             raise UsageError(f"invalid --max-restarts {self.max_restarts}: must be 1 or more")
         if self.restart_window <= 0:
             raise UsageError("invalid --restart-window: must be above 0")
         if not 0.2 <= self.health_interval <= 3600:
-            raise UsageError(f"invalid --health-interval {self.health_interval:g}: "
-                             "use 0.2 to 3600 seconds")
+            raise UsageError(
+                f"invalid --health-interval {self.health_interval:g}: use 0.2 to 3600 seconds"
+            )
         if self.max_memory is not None and self.max_memory < 64 * 1024 * 1024:
             raise UsageError("invalid --max-memory: below 64M no OpenCode server can run")
         if self.max_age is not None and self.max_age < 10:

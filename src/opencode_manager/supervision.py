@@ -87,13 +87,24 @@ def decide(
         return Decision(
             restart=False,
             errored=f"restarted {len(in_window)} times within {limits.window:g} s "
-                    f"(--max-restarts {limits.max_restarts}); giving up",
+            f"(--max-restarts {limits.max_restarts}); giving up",
         )
     return Decision(restart=True, delay=backoff_delay(consecutive))
 
 
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2,
-               "mib": 1024**2, "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1024**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1024**3,
+    "gib": 1024**3,
+}
 
 
 def parse_size(text: str) -> int:
@@ -102,7 +113,7 @@ def parse_size(text: str) -> int:
 
     value = text.strip().lower()
     number = value.rstrip("bikmg")
-    unit = value[len(number):]
+    unit = value[len(number) :]
     try:
         amount = float(number)
     except ValueError:

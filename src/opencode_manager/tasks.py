@@ -49,12 +49,16 @@ def validate(prompt: str, options: TaskOptions) -> None:
 
 
 def running(fleet: Fleet) -> list[InstanceRecord]:
-    return [r for r in fleet.records()
-            if r.state is State.RUNNING and r.url and process.is_alive(r.server)]
+    return [
+        r
+        for r in fleet.records()
+        if r.state is State.RUNNING and r.url and process.is_alive(r.server)
+    ]
 
 
-async def busy_counts(fleet: Fleet, records: Sequence[InstanceRecord],
-                      http: httpx.AsyncClient) -> dict[str, int]:
+async def busy_counts(
+    fleet: Fleet, records: Sequence[InstanceRecord], http: httpx.AsyncClient
+) -> dict[str, int]:
     """Busy sessions per instance (in its project directory); unreachable ones are left out."""
 
     async def one(record: InstanceRecord) -> tuple[str, int | None]:
@@ -62,8 +66,7 @@ async def busy_counts(fleet: Fleet, records: Sequence[InstanceRecord],
         if endpoint is None:
             return record.name, None
         try:
-            status = await AsyncOpencodeClient(endpoint, http=http).session_status(
-                record.spec.dir)
+            status = await AsyncOpencodeClient(endpoint, http=http).session_status(record.spec.dir)
         except ServerError:
             return record.name, None
         return record.name, len(status)
@@ -72,38 +75,61 @@ async def busy_counts(fleet: Fleet, records: Sequence[InstanceRecord],
     return {name: count for name, count in pairs if count is not None}
 
 
-async def choose_instance(fleet: Fleet, ref: str | None, http: httpx.AsyncClient
-                          ) -> InstanceRecord:
+async def choose_instance(fleet: Fleet, ref: str | None, http: httpx.AsyncClient) -> InstanceRecord:
     """The named instance, or the least busy running one."""
     if ref is not None:
         record = fleet.resolve(ref)
         if record.state is not State.RUNNING or not process.is_alive(record.server):
-            raise ConflictError(f"{record.name} is not running; `ocm start` or `ocm restart` it",
-                                instance=record.name)
+            raise ConflictError(
+                f"{record.name} is not running; `ocm start` or `ocm restart` it",
+                instance=record.name,
+            )
         return record
     candidates = running(fleet)
     if not candidates:
-        raise NotFoundError("no running instance to send the task to; start one with "
-                            "`ocm start`")
+        raise NotFoundError("no running instance to send the task to; start one with `ocm start`")
     busy = await busy_counts(fleet, candidates, http)
-    name = placement.least_busy([placement.Slot(r.name, busy.get(r.name, 1 << 20))
-                                 for r in candidates])
+    name = placement.least_busy(
+        [placement.Slot(r.name, busy.get(r.name, 1 << 20)) for r in candidates]
+    )
     return next(r for r in candidates if r.name == name)
 
 
-def new_record(prompt: str, options: TaskOptions, instance: InstanceRecord,
-               *, batch_id: str | None = None, task_id: str | None = None) -> TaskRecord:
+def new_record(
+    prompt: str,
+    options: TaskOptions,
+    instance: InstanceRecord,
+    *,
+    batch_id: str | None = None,
+    task_id: str | None = None,
+) -> TaskRecord:
     return TaskRecord(
-        id=new_id("t"), prompt=prompt, status=TaskStatus.PENDING, created_at=time.time(),
-        batch_id=batch_id, task_id=task_id, instance=instance.name, url=instance.url,
-        session_id=options.session_id, directory=options.directory or instance.spec.dir,
-        model=options.model, agent=options.agent, timeout=options.timeout,
+        id=new_id("t"),
+        prompt=prompt,
+        status=TaskStatus.PENDING,
+        created_at=time.time(),
+        batch_id=batch_id,
+        task_id=task_id,
+        instance=instance.name,
+        url=instance.url,
+        session_id=options.session_id,
+        directory=options.directory or instance.spec.dir,
+        model=options.model,
+        agent=options.agent,
+        timeout=options.timeout,
     )
 
 
-async def run_task(fleet: Fleet, store: TaskStore, prompt: str, options: TaskOptions, *,
-                   observer: Observer | None = None, cancel: asyncio.Event | None = None,
-                   detach: bool = False) -> TaskRecord:
+async def run_task(
+    fleet: Fleet,
+    store: TaskStore,
+    prompt: str,
+    options: TaskOptions,
+    *,
+    observer: Observer | None = None,
+    cancel: asyncio.Event | None = None,
+    detach: bool = False,
+) -> TaskRecord:
     """Run a task to its end (or, with detach, only until the prompt is sent)."""
     validate(prompt, options)
     async with httpx.AsyncClient(**http_options()) as http:
@@ -114,9 +140,14 @@ async def run_task(fleet: Fleet, store: TaskStore, prompt: str, options: TaskOpt
         client = AsyncOpencodeClient(endpoint, http=http)
         if options.session_id is not None:
             await _check_session(client, options.session_id, instance.name)
-        runner = TaskRunner(client=client, record=record, persist=store.save,
-                            observer=observer or Observer(), auto_approve=options.auto_approve,
-                            cancel=cancel)
+        runner = TaskRunner(
+            client=client,
+            record=record,
+            persist=store.save,
+            observer=observer or Observer(),
+            auto_approve=options.auto_approve,
+            cancel=cancel,
+        )
         try:
             if detach:  # send it and return; `ocm wait` follows it later
                 await runner.begin()
@@ -136,11 +167,13 @@ async def _check_session(client: AsyncOpencodeClient, session_id: str, name: str
         raise
 
 
-def _infrastructure_failure(store: TaskStore, record: TaskRecord,
-                            exc: ServerError) -> TaskRecord:
+def _infrastructure_failure(store: TaskStore, record: TaskRecord, exc: ServerError) -> TaskRecord:
     record.status = TaskStatus.FAILED
-    record.error = {"name": "InstanceUnreachable" if exc.status_code is None else "ServerError",
-                    "message": str(exc), "status_code": exc.status_code}
+    record.error = {
+        "name": "InstanceUnreachable" if exc.status_code is None else "ServerError",
+        "message": str(exc),
+        "status_code": exc.status_code,
+    }
     record.finished_at = time.time()
     store.save(record)
     return record
@@ -160,8 +193,12 @@ async def refresh_task(fleet: Fleet, store: TaskStore, task_id: str) -> TaskReco
     if endpoint is None:
         return record
     async with httpx.AsyncClient(**http_options()) as http:
-        runner = TaskRunner(client=AsyncOpencodeClient(endpoint, http=http), record=record,
-                            persist=store.save, observer=Observer())
+        runner = TaskRunner(
+            client=AsyncOpencodeClient(endpoint, http=http),
+            record=record,
+            persist=store.save,
+            observer=Observer(),
+        )
         state = TurnState(session_id=record.session_id)
         started_ms = (record.started_at or time.time()) * 1000.0 - 1000.0
         try:
@@ -172,9 +209,15 @@ async def refresh_task(fleet: Fleet, store: TaskStore, task_id: str) -> TaskReco
     return record
 
 
-async def wait_task(fleet: Fleet, store: TaskStore, task_id: str, *,
-                    timeout: float | None = None, observer: Observer | None = None,
-                    cancel: asyncio.Event | None = None) -> TaskRecord:
+async def wait_task(
+    fleet: Fleet,
+    store: TaskStore,
+    task_id: str,
+    *,
+    timeout: float | None = None,
+    observer: Observer | None = None,
+    cancel: asyncio.Event | None = None,
+) -> TaskRecord:
     """Follow a started task to its end (it is never sent again), then record its result."""
     record = store.get(task_id)
     if record.status.final:
@@ -192,8 +235,13 @@ async def wait_task(fleet: Fleet, store: TaskStore, task_id: str, *,
         record.timeout = elapsed + timeout
     async with httpx.AsyncClient(**http_options()) as http:
         client = AsyncOpencodeClient(endpoint, http=http)
-        runner = TaskRunner(client=client, record=record, persist=store.save,
-                            observer=observer or Observer(), cancel=cancel)
+        runner = TaskRunner(
+            client=client,
+            record=record,
+            persist=store.save,
+            observer=observer or Observer(),
+            cancel=cancel,
+        )
         record.attempts -= 1  # following is not a new attempt
         try:
             return await runner.run()

@@ -64,8 +64,9 @@ def feed(state: TurnState, event: Event, *, started_ms: float = 0.0) -> Signals:
         return out
     if kind in ("permission.asked", "question.asked"):
         if sid in state.sessions and isinstance(props.get("id"), str):
-            out.ask = Ask(kind=kind.split(".")[0], id=props["id"], session_id=str(sid),
-                          properties=props)
+            out.ask = Ask(
+                kind=kind.split(".")[0], id=props["id"], session_id=str(sid), properties=props
+            )
         return out
     if sid != state.session_id:
         return out
@@ -87,8 +88,12 @@ def feed(state: TurnState, event: Event, *, started_ms: float = 0.0) -> Signals:
     elif kind == "message.updated":
         info = as_dict(props.get("info"))
         created = as_dict(info.get("time")).get("created", 0)
-        if (info.get("role") == "user" and state.user_message_id is None
-                and isinstance(created, (int, float)) and created >= started_ms):
+        if (
+            info.get("role") == "user"
+            and state.user_message_id is None
+            and isinstance(created, (int, float))
+            and created >= started_ms
+        ):
             state.user_message_id = str(info.get("id"))
         elif info.get("role") == "assistant":
             state.busy_seen = True

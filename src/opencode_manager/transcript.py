@@ -115,4 +115,3 @@ def error_name(error: dict[str, Any] | None) -> str | None:
         return None
     name = error.get("name")
     return str(name) if name else None
-

@@ -38,8 +38,9 @@ def test_requests_carry_auth_directory_and_json() -> None:
 
 def test_html_answers_are_errors_not_data() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, text="<html>web ui</html>",
-                              headers={"content-type": "text/html"})
+        return httpx.Response(
+            200, text="<html>web ui</html>", headers={"content-type": "text/html"}
+        )
 
     with _client(handler) as client, pytest.raises(ServerError, match="not an API route"):
         client.call(ops.raw("GET", "/nope"))
@@ -49,10 +50,16 @@ def test_html_answers_are_errors_not_data() -> None:
     ("status", "body", "message"),
     [
         (401, None, "401 unauthorized"),
-        (404, {"name": "NotFoundError", "data": {"message": "Session not found: ses_x"}},
-         "NotFoundError: Session not found: ses_x"),
-        (500, {"name": "UnknownError", "data": {"message": "Unexpected", "ref": "err_1"}},
-         "HTTP 500"),
+        (
+            404,
+            {"name": "NotFoundError", "data": {"message": "Session not found: ses_x"}},
+            "NotFoundError: Session not found: ses_x",
+        ),
+        (
+            500,
+            {"name": "UnknownError", "data": {"message": "Unexpected", "ref": "err_1"}},
+            "HTTP 500",
+        ),
     ],
 )
 def test_errors_carry_status_and_detail(status: int, body: object, message: str) -> None:
@@ -73,8 +80,11 @@ def test_prompt_async_sends_model_and_agent() -> None:
 
     with _client(handler) as client:
         client.prompt_async("ses_1", "hi", agent="plan", model="prov/model-x")
-    assert json.loads(seen[0]) == {"parts": [{"type": "text", "text": "hi"}], "agent": "plan",
-                                   "model": {"providerID": "prov", "modelID": "model-x"}}
+    assert json.loads(seen[0]) == {
+        "parts": [{"type": "text", "text": "hi"}],
+        "agent": "plan",
+        "model": {"providerID": "prov", "modelID": "model-x"},
+    }
 
 
 def test_unreachable_server() -> None:
@@ -90,8 +100,7 @@ def test_async_client_shares_the_core() -> None:
         return httpx.Response(200, json={"healthy": True, "version": "1.18.33"})
 
     async def go() -> dict[str, object]:
-        async with AsyncOpencodeClient(ENDPOINT,
-                                       transport=httpx.MockTransport(handler)) as client:
+        async with AsyncOpencodeClient(ENDPOINT, transport=httpx.MockTransport(handler)) as client:
             return await client.health()
 
     assert asyncio.run(go()) == {"healthy": True, "version": "1.18.33"}

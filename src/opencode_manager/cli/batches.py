@@ -49,10 +49,16 @@ def _execute(state: Context, batch_id: str, as_json: bool) -> int:
     manager = state.manager()
     store = manager.store
     total = len(store.list_tasks(batch_id=batch_id))
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                        MofNCompleteColumn(), TextColumn("{task.fields[counts]}"),
-                        TimeElapsedColumn(), console=err, transient=False,
-                        disable=not err.is_terminal)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[counts]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal,
+    )
     bar = progress.add_task(batch_id, total=total, counts="")
 
     def listener(update: batches.BatchProgress) -> None:
@@ -78,15 +84,23 @@ def _execute(state: Context, batch_id: str, as_json: bool) -> int:
 
 
 def _summary_table(data: dict[str, Any]) -> None:
-    table = Table(box=None, header_style="bold", pad_edge=False,
-                  title=f"batch {data['id']}: {data['status']}", title_justify="left")
+    table = Table(
+        box=None,
+        header_style="bold",
+        pad_edge=False,
+        title=f"batch {data['id']}: {data['status']}",
+        title_justify="left",
+    )
     for column in ("TASK", "STATUS", "INSTANCE", "SECONDS", "ERROR"):
         table.add_column(column, no_wrap=column != "ERROR")
     for task in data["tasks"]:
-        table.add_row(task["id"], Text(task["status"], style=STATUS_STYLE.get(task["status"], "")),
-                      task["instance"] or "-",
-                      f"{task['duration_s']:.1f}" if task["duration_s"] else "-",
-                      task["error"] or "")
+        table.add_row(
+            task["id"],
+            Text(task["status"], style=STATUS_STYLE.get(task["status"], "")),
+            task["instance"] or "-",
+            f"{task['duration_s']:.1f}" if task["duration_s"] else "-",
+            task["error"] or "",
+        )
     out.print(table)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(data["counts"].items()))
     took = f" in {data['duration_s']:.1f} s" if data["duration_s"] else ""
@@ -95,22 +109,53 @@ def _summary_table(data: dict[str, Any]) -> None:
 
 @batch.command(name="run")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("-i", "--instance", "instances", multiple=True, metavar="REF",
-              help="Use these instances (default: every running one).")
-@click.option("--concurrency", type=int, metavar="N",
-              help="Tasks at once (default: instances x per-instance).")
-@click.option("--per-instance", type=int, default=2, show_default=True, metavar="K",
-              help="Tasks at once per instance.")
+@click.option(
+    "-i",
+    "--instance",
+    "instances",
+    multiple=True,
+    metavar="REF",
+    help="Use these instances (default: every running one).",
+)
+@click.option(
+    "--concurrency",
+    type=int,
+    metavar="N",
+    help="Tasks at once (default: instances x per-instance).",
+)
+@click.option(
+    "--per-instance",
+    type=int,
+    default=2,
+    show_default=True,
+    metavar="K",
+    help="Tasks at once per instance.",
+)
 @click.option("--timeout", type=float, metavar="S", help="Per-task timeout (seconds).")
-@click.option("--retries", type=int, default=0, show_default=True, metavar="K",
-              help="Extra attempts for failed tasks (infrastructure failures always retry).")
+@click.option(
+    "--retries",
+    type=int,
+    default=0,
+    show_default=True,
+    metavar="K",
+    help="Extra attempts for failed tasks (infrastructure failures always retry).",
+)
 @click.option("--out", "out_dir", metavar="DIR", help="Write one JSON per task + summary.json.")
 @click.option("--auto-approve", is_flag=True, help="Approve permission asks instead of rejecting.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_state
-def run_file(state: Context, file: str, instances: tuple[str, ...], concurrency: int | None,
-             per_instance: int, timeout: float | None, retries: int, out_dir: str | None,
-             auto_approve: bool, as_json: bool) -> int:
+def run_file(
+    state: Context,
+    file: str,
+    instances: tuple[str, ...],
+    concurrency: int | None,
+    per_instance: int,
+    timeout: float | None,
+    retries: int,
+    out_dir: str | None,
+    auto_approve: bool,
+    as_json: bool,
+) -> int:
     """Run every task in FILE (checked whole first, nothing runs if it is invalid)."""
     if file == "-":
         text, source = sys.stdin.read(), "<stdin>"
@@ -123,9 +168,14 @@ def run_file(state: Context, file: str, instances: tuple[str, ...], concurrency:
         source = file
     tasks = parse_batch_file(text, source=source)
     options = batches.BatchOptions(
-        instances=list(instances), concurrency=concurrency, per_instance=per_instance,
-        timeout=timeout, retries=retries,
-        out=str(Path(out_dir).resolve()) if out_dir else None, auto_approve=auto_approve)
+        instances=list(instances),
+        concurrency=concurrency,
+        per_instance=per_instance,
+        timeout=timeout,
+        retries=retries,
+        out=str(Path(out_dir).resolve()) if out_dir else None,
+        auto_approve=auto_approve,
+    )
     manager = state.manager()
     created = batches.create(manager, manager.store, tasks, options, source=source)
     if not as_json:
@@ -167,9 +217,14 @@ def ls(state: Context, as_json: bool) -> None:
     for column in ("BATCH", "STATUS", "DONE", "COUNTS", "CREATED", "SOURCE"):
         table.add_column(column, no_wrap=True)
     for row in rows:
-        table.add_row(row["id"], row["status"], f"{row['done']}/{row['total']}",
-                      ", ".join(f"{v} {k}" for k, v in sorted(row["counts"].items())),
-                      ago(row["created_at"]), row["source"] or "-")
+        table.add_row(
+            row["id"],
+            row["status"],
+            f"{row['done']}/{row['total']}",
+            ", ".join(f"{v} {k}" for k, v in sorted(row["counts"].items())),
+            ago(row["created_at"]),
+            row["source"] or "-",
+        )
     out.print(table)
 
 
@@ -184,5 +239,3 @@ def show(state: Context, batch_id: str, as_json: bool) -> None:
         print_json(data)
     else:
         _summary_table(data)
-
-

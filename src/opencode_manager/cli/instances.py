@@ -43,9 +43,14 @@ class _StartBar:
 
     def __init__(self, total: int, verb: str) -> None:
         self.progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-            TextColumn("{task.completed}/{task.total} healthy"), TimeElapsedColumn(),
-            console=err, transient=True, disable=not err.is_terminal,
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} healthy"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal,
         )
         self.task = self.progress.add_task(f"{verb} {total} instance(s)", total=total)
 
@@ -65,45 +70,111 @@ class _StartBar:
 
 @click.command()
 @click.argument("name", required=False)
-@click.option("-n", "count", type=int, default=1, show_default=True,
-              help="How many instances (NAME-1..NAME-N when NAME is given).")
+@click.option(
+    "-n",
+    "count",
+    type=int,
+    default=1,
+    show_default=True,
+    help="How many instances (NAME-1..NAME-N when NAME is given).",
+)
 @click.option("--port", "port", metavar="P", help="Fixed port (one instance).")
-@click.option("--port-range", "port_range", metavar="A-B",
-              help="Allocate free ports from this range (locked, race-free).")
+@click.option(
+    "--port-range",
+    "port_range",
+    metavar="A-B",
+    help="Allocate free ports from this range (locked, race-free).",
+)
 @click.option("--hostname", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--dir", "directory", metavar="PATH", help="Project directory (default: cwd).")
 @click.option("--cors", multiple=True, metavar="ORIGIN", help="Extra allowed CORS origin.")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False))
 @click.option("--env", "env", multiple=True, metavar="K=V", help="Extra environment variable.")
 @click.option("--no-auth", is_flag=True, help="No password (allowed on loopback only).")
-@click.option("--shared-data", is_flag=True,
-              help="Use your own OpenCode data dirs instead of private ones per instance.")
-@click.option("--restart", "restart_policy", default="on-failure", show_default=True,
-              type=click.Choice(RESTART_POLICIES), help="When the keeper restarts the server.")
-@click.option("--max-restarts", type=int, default=10, show_default=True, metavar="N",
-              help="Restarts allowed within --restart-window before giving up (errored).")
-@click.option("--restart-window", type=float, default=60.0, show_default=True, metavar="S",
-              help="Window (seconds) for --max-restarts.")
-@click.option("--health-interval", type=float, default=5.0, show_default=True, metavar="S",
-              help="Seconds between liveness probes; 3 misses in a row recycle the server.")
+@click.option(
+    "--shared-data",
+    is_flag=True,
+    help="Use your own OpenCode data dirs instead of private ones per instance.",
+)
+@click.option(
+    "--restart",
+    "restart_policy",
+    default="on-failure",
+    show_default=True,
+    type=click.Choice(RESTART_POLICIES),
+    help="When the keeper restarts the server.",
+)
+@click.option(
+    "--max-restarts",
+    type=int,
+    default=10,
+    show_default=True,
+    metavar="N",
+    help="Restarts allowed within --restart-window before giving up (errored).",
+)
+@click.option(
+    "--restart-window",
+    type=float,
+    default=60.0,
+    show_default=True,
+    metavar="S",
+    help="Window (seconds) for --max-restarts.",
+)
+@click.option(
+    "--health-interval",
+    type=float,
+    default=5.0,
+    show_default=True,
+    metavar="S",
+    help="Seconds between liveness probes; 3 misses in a row recycle the server.",
+)
 @click.option("--max-memory", metavar="SIZE", help="Recycle above this RSS (e.g. 1500M, 2G).")
 @click.option("--max-age", metavar="DUR", help="Recycle when older than this (e.g. 12h).")
-@click.option("--log-max-size", default="10M", show_default=True, metavar="SIZE",
-              help="Rotate the instance log above this size.")
-@click.option("--log-keep", type=int, default=5, show_default=True, metavar="N",
-              help="Rotated log files kept.")
-@click.option("--timeout", type=float, default=120.0, show_default=True,
-              help="Seconds to wait for health.")
+@click.option(
+    "--log-max-size",
+    default="10M",
+    show_default=True,
+    metavar="SIZE",
+    help="Rotate the instance log above this size.",
+)
+@click.option(
+    "--log-keep",
+    type=int,
+    default=5,
+    show_default=True,
+    metavar="N",
+    help="Rotated log files kept.",
+)
+@click.option(
+    "--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for health."
+)
 @click.option("--opencode", metavar="PATH", help="opencode binary for these instances.")
 @json_option
 @pass_state
 def start(
-    state: Context, name: str | None, count: int, port: str | None, port_range: str | None,
-    hostname: str, directory: str | None, cors: tuple[str, ...], log_level: str | None,
-    env: tuple[str, ...], no_auth: bool, shared_data: bool, restart_policy: str,
-    max_restarts: int, restart_window: float, health_interval: float, max_memory: str | None,
-    max_age: str | None, log_max_size: str, log_keep: int, timeout: float,
-    opencode: str | None, as_json: bool,
+    state: Context,
+    name: str | None,
+    count: int,
+    port: str | None,
+    port_range: str | None,
+    hostname: str,
+    directory: str | None,
+    cors: tuple[str, ...],
+    log_level: str | None,
+    env: tuple[str, ...],
+    no_auth: bool,
+    shared_data: bool,
+    restart_policy: str,
+    max_restarts: int,
+    restart_window: float,
+    health_interval: float,
+    max_memory: str | None,
+    max_age: str | None,
+    log_max_size: str,
+    log_keep: int,
+    timeout: float,
+    opencode: str | None,
+    as_json: bool,
 ) -> None:
     """Start N OpenCode servers as supervised background daemons.
 
@@ -114,20 +185,31 @@ def start(
     if timeout <= 0:
         raise UsageError(f"invalid --timeout {timeout}: must be above 0")
     supervision = Supervision(
-        restart=restart_policy, max_restarts=max_restarts, restart_window=restart_window,
+        restart=restart_policy,
+        max_restarts=max_restarts,
+        restart_window=restart_window,
         health_interval=health_interval,
         max_memory=parse_size(max_memory) if max_memory else None,
         max_age=parse_duration(max_age) if max_age else None,
-        log_max_size=parse_size(log_max_size), log_keep=log_keep,
+        log_max_size=parse_size(log_max_size),
+        log_keep=log_keep,
     )
     manager = state.manager(opencode)
     with _StartBar(max(count, 1), "starting") as progress:
         infos = manager.start(
-            name, count=count, directory=directory,
+            name,
+            count=count,
+            directory=directory,
             port=parse_port(port) if port is not None else None,
             port_range=parse_port_range(port_range) if port_range else None,
-            hostname=hostname, cors=cors, log_level=log_level, env=env, auth=not no_auth,
-            shared_data=shared_data, supervision=supervision, timeout=timeout,
+            hostname=hostname,
+            cors=cors,
+            log_level=log_level,
+            env=env,
+            auth=not no_auth,
+            shared_data=shared_data,
+            supervision=supervision,
+            timeout=timeout,
             progress=progress,
         )
     if as_json:
@@ -184,24 +266,50 @@ def _print_status(r: dict[str, Any]) -> None:
     grid.add_row("restarts", f"{r.get('restarts', 0)} (last exit: {r.get('last_exit') or '-'})")
     latest = r.get("last_event")
     if latest:
-        grid.add_row("last event", f"{latest['kind']} {ago(latest['time'])}: "
-                                   f"{latest.get('detail') or ''}")
-    grid.add_row("memory", f"{human_bytes(r.get('rss_bytes'))} server, "
-                           f"{human_bytes(r.get('tree_rss_bytes'))} with children")
+        grid.add_row(
+            "last event", f"{latest['kind']} {ago(latest['time'])}: {latest.get('detail') or ''}"
+        )
+    grid.add_row(
+        "memory",
+        f"{human_bytes(r.get('rss_bytes'))} server, "
+        f"{human_bytes(r.get('tree_rss_bytes'))} with children",
+    )
     conns = r.get("connections") or {}
-    grid.add_row("connections", ", ".join(f"{k.lower()} {v}" for k, v in sorted(conns.items()))
-                 or "-")
+    grid.add_row(
+        "connections", ", ".join(f"{k.lower()} {v}" for k, v in sorted(conns.items())) or "-"
+    )
     sessions = r.get("sessions")
-    grid.add_row("sessions", "-" if not sessions else
-                 f"{sessions['total']} ({sessions['busy']} busy, {sessions['idle']} idle)")
+    grid.add_row(
+        "sessions",
+        "-"
+        if not sessions
+        else f"{sessions['total']} ({sessions['busy']} busy, {sessions['idle']} idle)",
+    )
     mcp = r.get("mcp")
-    grid.add_row("mcp", "-" if mcp is None else (", ".join(
-        f"{k}: {v.get('status', v) if isinstance(v, dict) else v}" for k, v in mcp.items())
-        or "none configured"))
+    grid.add_row(
+        "mcp",
+        "-"
+        if mcp is None
+        else (
+            ", ".join(
+                f"{k}: {v.get('status', v) if isinstance(v, dict) else v}" for k, v in mcp.items()
+            )
+            or "none configured"
+        ),
+    )
     lsp = r.get("lsp")
-    grid.add_row("lsp", "-" if lsp is None else (", ".join(
-        str(x.get("name") or x.get("id") or x) if isinstance(x, dict) else str(x) for x in lsp)
-        or "none running"))
+    grid.add_row(
+        "lsp",
+        "-"
+        if lsp is None
+        else (
+            ", ".join(
+                str(x.get("name") or x.get("id") or x) if isinstance(x, dict) else str(x)
+                for x in lsp
+            )
+            or "none running"
+        ),
+    )
     grid.add_row("log", r.get("log") or "-")
     grid.add_row("stopped", ago(r.get("stopped_at")) if r.get("stopped_at") else "-")
     out.print(grid)
@@ -211,8 +319,15 @@ def _print_status(r: dict[str, Any]) -> None:
         for col in ("PID", "PPID", "PGID", "NAME", "STATUS", "MEM", "COMMAND"):
             table.add_column(col, no_wrap=col != "COMMAND")
         for p in procs:
-            table.add_row(str(p["pid"]), str(p["ppid"]), str(p["pgid"]), p["name"], p["status"],
-                          human_bytes(p["rss_bytes"]), p["cmd"])
+            table.add_row(
+                str(p["pid"]),
+                str(p["ppid"]),
+                str(p["pgid"]),
+                p["name"],
+                p["status"],
+                human_bytes(p["rss_bytes"]),
+                p["cmd"],
+            )
         out.print(table)
     errors = r.get("recent_errors") or []
     if errors:
@@ -241,8 +356,13 @@ def env(state: Context, ref: str, as_json: bool) -> None:
 @click.command()
 @click.argument("refs", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Every running instance ocm manages.")
-@click.option("--timeout", type=float, default=DEFAULT_STOP_TIMEOUT, show_default=True,
-              help="Seconds between SIGTERM and SIGKILL.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=DEFAULT_STOP_TIMEOUT,
+    show_default=True,
+    help="Seconds between SIGTERM and SIGKILL.",
+)
 @json_option
 @pass_state
 def stop(state: Context, refs: tuple[str, ...], all_: bool, timeout: float, as_json: bool) -> None:
@@ -264,8 +384,9 @@ def stop(state: Context, refs: tuple[str, ...], all_: bool, timeout: float, as_j
 
 @click.command()
 @click.argument("refs", nargs=-1, required=True)
-@click.option("--timeout", type=float, default=120.0, show_default=True,
-              help="Seconds to wait for health.")
+@click.option(
+    "--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for health."
+)
 @json_option
 @pass_state
 def restart(state: Context, refs: tuple[str, ...], timeout: float, as_json: bool) -> None:
@@ -295,8 +416,14 @@ def rm(state: Context, refs: tuple[str, ...], force: bool, as_json: bool) -> Non
 
 
 @click.command()
-@click.option("--older-than", "older_than", default="0s", show_default=True, metavar="DUR",
-              help="Only what ended longer ago than this (e.g. 30m, 12h, 7d).")
+@click.option(
+    "--older-than",
+    "older_than",
+    default="0s",
+    show_default=True,
+    metavar="DUR",
+    help="Only what ended longer ago than this (e.g. 30m, 12h, 7d).",
+)
 @click.option("--dry-run", is_flag=True, help="Show what would go, change nothing.")
 @json_option
 @pass_state
@@ -308,8 +435,9 @@ def cleanup(state: Context, older_than: str, dry_run: bool, as_json: bool) -> No
         return
     verb = "would remove" if dry_run else "removed"
     for name in report.reconciled:
-        out.print(f"{'would mark' if dry_run else 'marked'} {name} crashed (found dead)",
-                  markup=False)
+        out.print(
+            f"{'would mark' if dry_run else 'marked'} {name} crashed (found dead)", markup=False
+        )
     for name in report.removed_instances:
         out.print(f"{verb} instance {name}", markup=False)
     for path in report.removed_files:
@@ -337,12 +465,22 @@ def events(state: Context, ref: str | None, limit: int, as_json: bool) -> None:
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("TIME", "INSTANCE", "EVENT", "DETAIL"):
         table.add_column(column, no_wrap=column != "DETAIL")
-    styles = {"crashed": "red", "errored": "bold red", "unhealthy": "yellow",
-              "healthy": "green", "restarted": "cyan", "recycled": "cyan"}
+    styles = {
+        "crashed": "red",
+        "errored": "bold red",
+        "unhealthy": "yellow",
+        "healthy": "green",
+        "restarted": "cyan",
+        "recycled": "cyan",
+    }
     for row in rows:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["time"]))
-        table.add_row(stamp, row["instance"], Text(row["kind"], style=styles.get(row["kind"], "")),
-                      row["detail"] or "")
+        table.add_row(
+            stamp,
+            row["instance"],
+            Text(row["kind"], style=styles.get(row["kind"], "")),
+            row["detail"] or "",
+        )
     out.print(table)
 
 
@@ -351,13 +489,24 @@ def events(state: Context, ref: str | None, limit: int, as_json: bool) -> None:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("-n", "lines", type=int, default=50, show_default=True, help="Lines from the end.")
 @click.option("--grep", "pattern", metavar="RE", help="Only lines matching this regex.")
-@click.option("--level", type=click.Choice(logfiles.LEVELS, case_sensitive=False),
-              help="Only lines of at least this level.")
-@click.option("--json", "as_json", is_flag=True,
-              help="One JSON object per line: instance, line, level.")
+@click.option(
+    "--level",
+    type=click.Choice(logfiles.LEVELS, case_sensitive=False),
+    help="Only lines of at least this level.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per line: instance, line, level."
+)
 @pass_state
-def logs(state: Context, refs: tuple[str, ...], follow: bool, lines: int,
-         pattern: str | None, level: str | None, as_json: bool) -> None:
+def logs(
+    state: Context,
+    refs: tuple[str, ...],
+    follow: bool,
+    lines: int,
+    pattern: str | None,
+    level: str | None,
+    as_json: bool,
+) -> None:
     """Show the logs of one or more instances, merged and labelled (errors highlighted).
 
     Reads across rotated files; -f follows the logs through rotations.
@@ -377,13 +526,22 @@ def logs(state: Context, refs: tuple[str, ...], follow: bool, lines: int,
     stop_event = threading.Event()
     # Start following before printing the tail, so no line falls between the two.
     stream = logfiles.follow(sources, should_stop=stop_event.is_set) if follow else None
+
     def wanted(line: str) -> bool:
         return (regex is None or bool(regex.search(line))) and (
-            level is None or logfiles.at_least(line, level))
+            level is None or logfiles.at_least(line, level)
+        )
 
     for name, path in sources:
-        chosen = [ln for ln in logfiles.tail_across(path, 100_000 if level or regex else lines)
-                  if wanted(ln)][-lines:] if lines else []
+        chosen = (
+            [
+                ln
+                for ln in logfiles.tail_across(path, 100_000 if level or regex else lines)
+                if wanted(ln)
+            ][-lines:]
+            if lines
+            else []
+        )
         for line in chosen:
             _emit_log_line(name, line, label=label, as_json=as_json)
     if stream is None:
@@ -399,8 +557,9 @@ def logs(state: Context, refs: tuple[str, ...], follow: bool, lines: int,
 
 def _emit_log_line(name: str, line: str, *, label: bool, as_json: bool) -> None:
     if as_json:
-        level = ("ERROR" if logfiles.is_error(line) else
-                 "WARN" if logfiles.is_warning(line) else "INFO")
+        level = (
+            "ERROR" if logfiles.is_error(line) else "WARN" if logfiles.is_warning(line) else "INFO"
+        )
         sys.stdout.write(json.dumps({"instance": name, "level": level, "line": line}) + "\n")
         sys.stdout.flush()
         return
@@ -414,5 +573,3 @@ def _print_log_line(label: str | None, line: str) -> None:
         text.append(f"{label} | ", style="cyan")
     text.append(line, style=style)
     out.print(text, soft_wrap=True)
-
-

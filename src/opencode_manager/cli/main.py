@@ -98,9 +98,14 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="ocm")
-@click.option("--opencode", "opencode", metavar="PATH", envvar="OCM_OPENCODE",
-              help="opencode binary to use (default: $OCM_OPENCODE, PATH, ~/.opencode/bin, "
-                   "then the one `ocm install` put in $OCM_HOME).")
+@click.option(
+    "--opencode",
+    "opencode",
+    metavar="PATH",
+    envvar="OCM_OPENCODE",
+    help="opencode binary to use (default: $OCM_OPENCODE, PATH, ~/.opencode/bin, "
+    "then the one `ocm install` put in $OCM_HOME).",
+)
 @click.pass_context
 def cli(ctx: click.Context, opencode: str | None) -> None:
     """Run and operate fleets of OpenCode servers.
@@ -127,8 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except click.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx else "ocm"
-        err.print(f"{command}: error: {_one_line(exc.format_message())} (see --help)",
-                  markup=False, highlight=False)
+        err.print(
+            f"{command}: error: {_one_line(exc.format_message())} (see --help)",
+            markup=False,
+            highlight=False,
+        )
         return EXIT_USAGE
     except click.Abort:
         err.print("ocm: interrupted", markup=False)
@@ -154,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the CLI's last line of defence: no tracebacks for users
         err.print(
             f"ocm: internal error: {exc.__class__.__name__}: {_one_line(str(exc))} "
-            "(please report it)", markup=False,
+            "(please report it)",
+            markup=False,
         )
         return 1
     if isinstance(result, int):

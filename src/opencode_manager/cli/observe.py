@@ -27,23 +27,47 @@ from .output import STATUS_STYLE, err, human_bytes, human_duration, out
 
 pass_state = click.make_pass_decorator(Context)
 
-LEVEL_STYLE = {INFO: "", GOOD: "green", WARN: "yellow", BAD: "bold red", ASK: "bold magenta",
-               MUTED: "dim"}
+LEVEL_STYLE = {
+    INFO: "",
+    GOOD: "green",
+    WARN: "yellow",
+    BAD: "bold red",
+    ASK: "bold magenta",
+    MUTED: "dim",
+}
 
 
 @click.command()
 @click.argument("refs", nargs=-1)
-@click.option("--type", "types", multiple=True, metavar="GLOB",
-              help="Only events whose type matches (e.g. 'session.*'); repeatable. "
-                   "Heartbeats show only when asked for.")
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    metavar="GLOB",
+    help="Only events whose type matches (e.g. 'session.*'); repeatable. "
+    "Heartbeats show only when asked for.",
+)
 @click.option("--session", "session_id", metavar="ID", help="Only this session's events.")
-@click.option("--follow-new", is_flag=True,
-              help="Also watch instances started later (the default without REFs).")
-@click.option("--json", "as_json", is_flag=True,
-              help="One JSON object per event: the event plus instance and received_at.")
+@click.option(
+    "--follow-new",
+    is_flag=True,
+    help="Also watch instances started later (the default without REFs).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per event: the event plus instance and received_at.",
+)
 @pass_state
-def monitor(state: Context, refs: tuple[str, ...], types: tuple[str, ...],
-            session_id: str | None, follow_new: bool, as_json: bool) -> None:
+def monitor(
+    state: Context,
+    refs: tuple[str, ...],
+    types: tuple[str, ...],
+    session_id: str | None,
+    follow_new: bool,
+    as_json: bool,
+) -> None:
     """One merged live stream of the events of many instances (Ctrl-C to stop).
 
     Reconnects by itself when an instance restarts, and then reports which sessions changed
@@ -91,18 +115,35 @@ def monitor(state: Context, refs: tuple[str, ...], types: tuple[str, ...],
 
 def _top_table(frame: dict[str, Any]) -> Group:
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("NAME", "STATUS", "UPTIME", "RESTARTS", "CPU", "MEM", "CONNS", "BUSY",
-                   "IDLE", "LAST EVENT"):
-        table.add_column(column, no_wrap=True, justify="right" if column in (
-            "RESTARTS", "CPU", "MEM", "CONNS", "BUSY", "IDLE") else "left")
+    for column in (
+        "NAME",
+        "STATUS",
+        "UPTIME",
+        "RESTARTS",
+        "CPU",
+        "MEM",
+        "CONNS",
+        "BUSY",
+        "IDLE",
+        "LAST EVENT",
+    ):
+        table.add_column(
+            column,
+            no_wrap=True,
+            justify="right"
+            if column in ("RESTARTS", "CPU", "MEM", "CONNS", "BUSY", "IDLE")
+            else "left",
+        )
     from ..models import Status
 
     for row in frame["instances"]:
         status = Status(row["status"])
         last = row.get("last_event")
         table.add_row(
-            row["name"], Text(row["status"], style=STATUS_STYLE.get(status, "")),
-            human_duration(row["uptime_s"]), str(row["restarts"]),
+            row["name"],
+            Text(row["status"], style=STATUS_STYLE.get(status, "")),
+            human_duration(row["uptime_s"]),
+            str(row["restarts"]),
             f"{row['cpu_percent']:.0f}%" if row["cpu_percent"] is not None else "-",
             human_bytes(row["rss_bytes"]),
             str(row["connections"]) if row["connections"] is not None else "-",
@@ -114,14 +155,22 @@ def _top_table(frame: dict[str, Any]) -> Group:
     summary = Text(
         f"{totals['instances']} instances, {totals['running']} running; "
         f"CPU {totals['cpu_percent']:.0f}%, RSS {human_bytes(totals['rss_bytes'])}, "
-        f"{totals['busy']} busy / {totals['sessions']} sessions", style="bold")
+        f"{totals['busy']} busy / {totals['sessions']} sessions",
+        style="bold",
+    )
     return Group(summary, table)
 
 
 @click.command()
 @click.option("--once", is_flag=True, help="Print one frame and exit (for scripts and tests).")
-@click.option("--interval", type=float, default=1.0, show_default=True, metavar="S",
-              help="Seconds between refreshes.")
+@click.option(
+    "--interval",
+    type=float,
+    default=1.0,
+    show_default=True,
+    metavar="S",
+    help="Seconds between refreshes.",
+)
 @click.option("--json", "as_json", is_flag=True, help="With --once: the frame as JSON.")
 @pass_state
 def top(state: Context, once: bool, interval: float, as_json: bool) -> None:
@@ -146,8 +195,9 @@ def top(state: Context, once: bool, interval: float, as_json: bool) -> None:
     saved = termios.tcgetattr(fd)
     try:
         tty.setcbreak(fd)
-        with Live(_top_table(snapshot(manager)), console=out, screen=False,
-                  auto_refresh=False) as live:
+        with Live(
+            _top_table(snapshot(manager)), console=out, screen=False, auto_refresh=False
+        ) as live:
             while True:
                 ready, _, _ = select.select([sys.stdin], [], [], interval)
                 if ready and os.read(fd, 32).strip().lower().startswith(b"q"):
@@ -160,8 +210,13 @@ def top(state: Context, once: bool, interval: float, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--serve", "port", type=int, metavar="PORT",
-              help="Serve /metrics on 127.0.0.1:PORT instead of printing once.")
+@click.option(
+    "--serve",
+    "port",
+    type=int,
+    metavar="PORT",
+    help="Serve /metrics on 127.0.0.1:PORT instead of printing once.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address for --serve.")
 @click.option("--json", "as_json", is_flag=True, help="The same figures as JSON.")
 @pass_state

@@ -68,10 +68,23 @@ def status_text(status: Status, supervised: bool | None = None) -> Text:
 
 def instances_table(infos: Sequence[InstanceInfo]) -> Table:
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("NAME", "STATUS", "PID", "URL", "VERSION", "UPTIME", "RESTARTS", "CPU",
-                   "MEM", "AUTH"):
-        table.add_column(column, no_wrap=True,
-                         justify="right" if column in ("PID", "RESTARTS", "CPU", "MEM") else "left")
+    for column in (
+        "NAME",
+        "STATUS",
+        "PID",
+        "URL",
+        "VERSION",
+        "UPTIME",
+        "RESTARTS",
+        "CPU",
+        "MEM",
+        "AUTH",
+    ):
+        table.add_column(
+            column,
+            no_wrap=True,
+            justify="right" if column in ("PID", "RESTARTS", "CPU", "MEM") else "left",
+        )
     for info in infos:
         table.add_row(
             info.name,

@@ -17,8 +17,13 @@ from .output import ago, err, out, print_json
 
 pass_state = click.make_pass_decorator(Context)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-instance_option = click.option("-i", "--instance", "ref", metavar="REF",
-                               help="Instance holding the session (default: ask them all).")
+instance_option = click.option(
+    "-i",
+    "--instance",
+    "ref",
+    metavar="REF",
+    help="Instance holding the session (default: ask them all).",
+)
 
 
 @click.command(name="sessions")
@@ -39,9 +44,13 @@ def sessions_cmd(state: Context, ref: str | None, as_json: bool) -> None:
         table.add_column(column, no_wrap=column != "TITLE")
     for row in rows:
         style = "cyan" if row.status != "idle" else ""
-        table.add_row(row.instance, row.session.id, Text(row.status, style=style),
-                      ago(row.session.updated / 1000.0 if row.session.updated else None),
-                      row.session.title)
+        table.add_row(
+            row.instance,
+            row.session.id,
+            Text(row.status, style=style),
+            ago(row.session.updated / 1000.0 if row.session.updated else None),
+            row.session.title,
+        )
     out.print(table)
 
 
@@ -93,12 +102,17 @@ def messages(state: Context, session_id: str, ref: str | None, as_json: bool) ->
                 out.print(prefix + part.text.strip(), markup=False, highlight=False)
             elif part.type == "tool":
                 title = part.state.get("title") or json.dumps(part.state.get("input"))[:100]
-                out.print(Text(f"→ {part.tool}: {title} ({part.state.get('status')})",
-                               style="cyan"))
+                out.print(
+                    Text(f"→ {part.tool}: {title} ({part.state.get('status')})", style="cyan")
+                )
         if message.error:
-            out.print(Text(f"error: {message.error.get('name')}: "
-                           f"{(message.error.get('data') or {}).get('message', '')}",
-                           style="red"))
+            out.print(
+                Text(
+                    f"error: {message.error.get('name')}: "
+                    f"{(message.error.get('data') or {}).get('message', '')}",
+                    style="red",
+                )
+            )
 
 
 @session.command()
@@ -116,8 +130,10 @@ def todo(state: Context, session_id: str, ref: str | None, as_json: bool) -> Non
         err.print("no todos", markup=False)
     for item in items:
         if isinstance(item, dict):
-            out.print(f"[{item.get('status')}] {item.get('content')} ({item.get('priority')})",
-                      markup=False)
+            out.print(
+                f"[{item.get('status')}] {item.get('content')} ({item.get('priority')})",
+                markup=False,
+            )
 
 
 @session.command()
@@ -134,8 +150,13 @@ def diff(state: Context, session_id: str, ref: str | None, as_json: bool) -> Non
     if not changes:
         err.print("no changes (OpenCode reports diffs for git projects only)", markup=False)
     for change in changes:
-        out.print(Text(f"{change.get('status')} {change.get('file')} "
-                       f"+{change.get('additions')} -{change.get('deletions')}", style="bold"))
+        out.print(
+            Text(
+                f"{change.get('status')} {change.get('file')} "
+                f"+{change.get('additions')} -{change.get('deletions')}",
+                style="bold",
+            )
+        )
         if change.get("patch"):
             out.print(str(change["patch"]), markup=False, highlight=False)
 
@@ -175,8 +196,7 @@ def rm(state: Context, session_id: str, ref: str | None, as_json: bool) -> None:
 @pass_state
 def attach(state: Context, ref: str, session_id: str | None, directory: str | None) -> None:
     """Open the OpenCode TUI on an instance (credentials passed by environment)."""
-    argv, extra = state.manager().attach_command(ref, session_id=session_id,
-                                                 directory=directory)
+    argv, extra = state.manager().attach_command(ref, session_id=session_id, directory=directory)
     env = {**os.environ, **extra}
     os.execvpe(argv[0], argv, env)  # noqa: S606 - replacing ourselves with the TUI
 
@@ -188,8 +208,9 @@ def attach(state: Context, ref: str, session_id: str | None, directory: str | No
 @click.option("--data", metavar="JSON", help="Request body ('-' reads stdin).")
 @click.option("--dir", "directory", metavar="PATH", help="x-opencode-directory for the call.")
 @pass_state
-def api(state: Context, ref: str, method: str, path: str, data: str | None,
-        directory: str | None) -> None:
+def api(
+    state: Context, ref: str, method: str, path: str, data: str | None, directory: str | None
+) -> None:
     """Call any OpenCode API route on an instance, authenticated; prints the JSON answer.
 
     Example: ocm api oc-1 GET /config
@@ -200,5 +221,3 @@ def api(state: Context, ref: str, method: str, path: str, data: str | None,
         raise UsageError(f"invalid path {path!r}: it must start with /")
     result: Any = state.manager().api(ref, method, path, data, directory)
     print_json(result)
-
-

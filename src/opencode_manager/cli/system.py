@@ -19,8 +19,13 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 
 
 @click.command()
-@click.option("--version", "version", default=PINNED_OPENCODE_VERSION, show_default=True,
-              help="opencode-ai version to install from npm.")
+@click.option(
+    "--version",
+    "version",
+    default=PINNED_OPENCODE_VERSION,
+    show_default=True,
+    help="opencode-ai version to install from npm.",
+)
 @json_option
 @pass_state
 def install(state: Context, version: str, as_json: bool) -> None:
@@ -49,9 +54,13 @@ def doctor(state: Context, as_json: bool) -> int:
         table.add_column(no_wrap=True, style="bold")
         table.add_column()
         for check in checks:
-            mark = (Text("ok", style="green") if check.ok else
-                    Text("warn", style="yellow") if check.level == "warning" else
-                    Text("FAIL", style="red"))
+            mark = (
+                Text("ok", style="green")
+                if check.ok
+                else Text("warn", style="yellow")
+                if check.level == "warning"
+                else Text("FAIL", style="red")
+            )
             detail = Text(check.detail)
             if check.fix and not check.ok:
                 detail.append(f"\n  fix: {check.fix}", style="cyan")
@@ -76,13 +85,17 @@ def demo(state: Context, count: int, as_json: bool) -> None:
     if as_json:
         print_json(report)
         return
-    table = Table(title="what the agents did", box=None, header_style="bold",
-                  title_justify="left")
+    table = Table(title="what the agents did", box=None, header_style="bold", title_justify="left")
     for column in ("INSTANCE", "PROMPT", "REPLY", "TOOLS", "SECONDS"):
         table.add_column(column, overflow="fold")
     for task in report["tasks"]:
-        table.add_row(task["instance"], task["prompt"], task["reply"],
-                      ", ".join(task["tools"]) or "-", f"{task['seconds']:.2f}")
+        table.add_row(
+            task["instance"],
+            task["prompt"],
+            task["reply"],
+            ", ".join(task["tools"]) or "-",
+            f"{task['seconds']:.2f}",
+        )
     out.print(table)
     out.print(
         f"fleet of {report['fleet']} started in {report['start_seconds']:.1f} s, "
@@ -108,11 +121,15 @@ def model_server(host: str, port: int, as_json: bool) -> None:
         raise click.BadParameter("expected a port from 0 to 65535", param_hint="--port")
     with ScriptedModelServer(host, port) as server:
         if as_json:
-            print_json({"url": server.url, "base_url": server.base_url, "model": MODEL,
-                        "config": opencode_config(server.base_url)})
+            print_json(
+                {
+                    "url": server.url,
+                    "base_url": server.base_url,
+                    "model": MODEL,
+                    "config": opencode_config(server.base_url),
+                }
+            )
         else:
             out.print(f"scripted model listening on {server.base_url}", markup=False)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
-
-

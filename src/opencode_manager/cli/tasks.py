@@ -36,8 +36,15 @@ EXIT_FOR_STATUS = {
     TaskStatus.ABORTED: 12,
     TaskStatus.CANCELLED: 12,
 }
-STATUS_STYLE = {"completed": "green", "failed": "red", "timed_out": "yellow",
-                "aborted": "yellow", "cancelled": "dim", "running": "cyan", "pending": "dim"}
+STATUS_STYLE = {
+    "completed": "green",
+    "failed": "red",
+    "timed_out": "yellow",
+    "aborted": "yellow",
+    "cancelled": "dim",
+    "running": "cyan",
+    "pending": "dim",
+}
 
 
 def run_with_cancel(make: Callable[[asyncio.Event], Awaitable[T]]) -> T:
@@ -78,8 +85,14 @@ class LiveOutput:
         self._at_line_start = True
 
     def observer(self) -> Observer:
-        return Observer(on_text=self._text, on_part=self._part, on_error=self._error,
-                        on_ask=self._ask, on_session=self._session, on_finish=self._finish)
+        return Observer(
+            on_text=self._text,
+            on_part=self._part,
+            on_error=self._error,
+            on_ask=self._ask,
+            on_session=self._session,
+            on_finish=self._finish,
+        )
 
     def _session(self, session_id: str) -> None:
         self.emitter = JsonlEmitter(session_id)
@@ -140,8 +153,9 @@ def report(record: TaskRecord, *, as_json: bool, jsonl: bool) -> int:
     elif not jsonl and record.status is TaskStatus.COMPLETED:
         out.print(record.text, markup=False, highlight=False, soft_wrap=True)
     if record.status is not TaskStatus.COMPLETED and not as_json:
-        err.print(f"ocm: task {record.id} {record.status.value}: {_error_text(record)}",
-                  markup=False)
+        err.print(
+            f"ocm: task {record.id} {record.status.value}: {_error_text(record)}", markup=False
+        )
     return code
 
 
@@ -159,19 +173,43 @@ def _error_text(record: TaskRecord) -> str:
 @click.option("--session", "session_id", metavar="ID", help="Continue this session.")
 @click.option("--model", metavar="P/M", help="Model as provider/model.")
 @click.option("--agent", metavar="A", help="Agent (build, plan, ...).")
-@click.option("--dir", "directory", metavar="PATH",
-              help="Project directory for the session (default: the instance's).")
+@click.option(
+    "--dir",
+    "directory",
+    metavar="PATH",
+    help="Project directory for the session (default: the instance's).",
+)
 @click.option("--timeout", type=float, metavar="S", help="Abort the session after S seconds.")
 @click.option("--async", "detach", is_flag=True, help="Send it and return the task id.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="json: JSONL like `opencode run --format json`.")
-@click.option("--auto-approve", is_flag=True,
-              help="Approve permission asks (and pick first answers) instead of rejecting.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: JSONL like `opencode run --format json`.",
+)
+@click.option(
+    "--auto-approve",
+    is_flag=True,
+    help="Approve permission asks (and pick first answers) instead of rejecting.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON.")
 @pass_state
-def run(state: Context, prompt: str, instance: str | None, session_id: str | None,
-        model: str | None, agent: str | None, directory: str | None, timeout: float | None,
-        detach: bool, fmt: str, auto_approve: bool, as_json: bool) -> int:
+def run(
+    state: Context,
+    prompt: str,
+    instance: str | None,
+    session_id: str | None,
+    model: str | None,
+    agent: str | None,
+    directory: str | None,
+    timeout: float | None,
+    detach: bool,
+    fmt: str,
+    auto_approve: bool,
+    as_json: bool,
+) -> int:
     """Send PROMPT to an instance and print what the agent did ('-' reads stdin).
 
     Uses the REST API (no extra OpenCode process), streams progress, aborts the session on
@@ -190,18 +228,30 @@ def run(state: Context, prompt: str, instance: str | None, session_id: str | Non
             raise UsageError(f"--dir {directory}: no such directory")
         directory = str(path)
     manager = state.manager()
-    options = TaskOptions(instance=instance, session_id=session_id, model=model, agent=agent,
-                          directory=directory, timeout=timeout, auto_approve=auto_approve)
+    options = TaskOptions(
+        instance=instance,
+        session_id=session_id,
+        model=model,
+        agent=agent,
+        directory=directory,
+        timeout=timeout,
+        auto_approve=auto_approve,
+    )
     live = LiveOutput(jsonl=fmt == "json", progress=not detach)
 
     async def go(cancel: asyncio.Event) -> TaskRecord:
-        return await manager.arun(prompt, options, observer=live.observer(), cancel=cancel,
-                                  detach=detach)
+        return await manager.arun(
+            prompt, options, observer=live.observer(), cancel=cancel, detach=detach
+        )
 
     record = run_with_cancel(go)
     if detach:
-        info = {"task_id": record.id, "session_id": record.session_id,
-                "instance": record.instance, "status": record.status.value}
+        info = {
+            "task_id": record.id,
+            "session_id": record.session_id,
+            "instance": record.instance,
+            "status": record.status.value,
+        }
         if as_json:
             print_json(info)
         else:
@@ -221,8 +271,9 @@ def wait(state: Context, task_id: str, timeout: float | None, as_json: bool) -> 
     live = LiveOutput(jsonl=False, progress=True)
 
     async def go(cancel: asyncio.Event) -> TaskRecord:
-        return await manager.await_task(task_id, timeout=timeout, observer=live.observer(),
-                                        cancel=cancel)
+        return await manager.await_task(
+            task_id, timeout=timeout, observer=live.observer(), cancel=cancel
+        )
 
     record = run_with_cancel(go)
     return report(record, as_json=as_json, jsonl=False)
@@ -242,8 +293,9 @@ def result(state: Context, task_id: str, as_json: bool) -> None:
     grid.add_column(style="bold")
     grid.add_column()
     grid.add_row("task", record.id + (f" ({record.task_id})" if record.task_id else ""))
-    grid.add_row("status", Text(record.status.value, style=STATUS_STYLE.get(
-        record.status.value, "")))
+    grid.add_row(
+        "status", Text(record.status.value, style=STATUS_STYLE.get(record.status.value, ""))
+    )
     if record.error:
         grid.add_row("error", Text(_error_text(record), style="red"))
     grid.add_row("instance", f"{record.instance or '-'} {record.url or ''}")
@@ -252,19 +304,25 @@ def result(state: Context, task_id: str, as_json: bool) -> None:
     grid.add_row("duration", human_duration(record.duration_s))
     grid.add_row("steps", str(record.steps))
     tokens = record.tokens or {}
-    grid.add_row("tokens", f"{tokens.get('input', 0)} in, {tokens.get('output', 0)} out, "
-                           f"{tokens.get('reasoning', 0)} reasoning; cost {record.cost:g}")
+    grid.add_row(
+        "tokens",
+        f"{tokens.get('input', 0)} in, {tokens.get('output', 0)} out, "
+        f"{tokens.get('reasoning', 0)} reasoning; cost {record.cost:g}",
+    )
     for call in record.tool_calls:
-        grid.add_row("tool", f"{call.get('tool')}: {call.get('title') or call.get('input')} "
-                             f"({call.get('status')})")
+        grid.add_row(
+            "tool",
+            f"{call.get('tool')}: {call.get('title') or call.get('input')} ({call.get('status')})",
+        )
     for item in record.todos:
         if isinstance(item, dict):
             grid.add_row("todo", f"[{item.get('status')}] {item.get('content')}")
     for ask in record.asks:
         grid.add_row("asked", f"{ask.get('kind')}: {ask.get('request')} -> {ask.get('answer')}")
     if record.diff:
-        grid.add_row("diff", ", ".join(str(d.get("file")) for d in record.diff
-                                       if isinstance(d, dict)))
+        grid.add_row(
+            "diff", ", ".join(str(d.get("file")) for d in record.diff if isinstance(d, dict))
+        )
     out.print(grid)
     if record.text:
         out.print()
@@ -278,8 +336,14 @@ def result(state: Context, task_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="A JSON array.")
 @click.option("--jsonl", "as_jsonl", is_flag=True, help="One JSON record per line.")
 @pass_state
-def results(state: Context, batch_id: str | None, status: str | None, limit: int | None,
-            as_json: bool, as_jsonl: bool) -> None:
+def results(
+    state: Context,
+    batch_id: str | None,
+    status: str | None,
+    limit: int | None,
+    as_json: bool,
+    as_jsonl: bool,
+) -> None:
     """List stored task results."""
     if limit is not None and limit < 1:
         raise UsageError(f"invalid --limit {limit}: must be 1 or more")
@@ -298,14 +362,20 @@ def results(state: Context, batch_id: str | None, status: str | None, limit: int
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("TASK", "STATUS", "INSTANCE", "SECONDS", "TOOLS", "PROMPT", "ANSWER"):
-        table.add_column(column, no_wrap=column not in ("PROMPT", "ANSWER"),
-                         max_width=40 if column in ("PROMPT", "ANSWER") else None,
-                         overflow="ellipsis")
+        table.add_column(
+            column,
+            no_wrap=column not in ("PROMPT", "ANSWER"),
+            max_width=40 if column in ("PROMPT", "ANSWER") else None,
+            overflow="ellipsis",
+        )
     for r in records:
-        table.add_row(r.id, Text(r.status.value, style=STATUS_STYLE.get(r.status.value, "")),
-                      r.instance or "-", f"{r.duration_s:.1f}" if r.duration_s else "-",
-                      str(len(r.tool_calls)), r.prompt.replace("\n", " "),
-                      r.text.replace("\n", " "))
+        table.add_row(
+            r.id,
+            Text(r.status.value, style=STATUS_STYLE.get(r.status.value, "")),
+            r.instance or "-",
+            f"{r.duration_s:.1f}" if r.duration_s else "-",
+            str(len(r.tool_calls)),
+            r.prompt.replace("\n", " "),
+            r.text.replace("\n", " "),
+        )
     out.print(table)
-
-

@@ -51,7 +51,10 @@ def build_request(
         headers["content-type"] = "application/json"
         content = json.dumps(op.body).encode()
     return client.build_request(
-        op.method, endpoint.base_url + op.path, params=dict(op.params), headers=headers,
+        op.method,
+        endpoint.base_url + op.path,
+        params=dict(op.params),
+        headers=headers,
         content=content,
     )
 
@@ -63,20 +66,23 @@ def read_response(endpoint: Endpoint, op: Operation[T], response: httpx.Response
     if status == 401:
         raise ServerError(
             f"{where}: 401 unauthorized (wrong or missing password)",
-            instance=endpoint.name, status_code=status,
+            instance=endpoint.name,
+            status_code=status,
         )
     ctype = response.headers.get("content-type", "")
     if status >= 400:
         detail = _error_detail(response)
         raise ServerError(
             f"{where}: {op.method} {op.path} failed with HTTP {status}: {detail}",
-            instance=endpoint.name, status_code=status,
+            instance=endpoint.name,
+            status_code=status,
         )
     if "text/html" in ctype:
         raise ServerError(
             f"{where}: {op.method} {op.path} is not an API route on this server "
             "(it answered with its web page); the server may be too old or the path wrong",
-            instance=endpoint.name, status_code=status,
+            instance=endpoint.name,
+            status_code=status,
         )
     if not op.expect_json or status == 204 or not response.content:
         return op.parse(None)
@@ -85,7 +91,8 @@ def read_response(endpoint: Endpoint, op: Operation[T], response: httpx.Response
     except ValueError as exc:
         raise ServerError(
             f"{where}: {op.method} {op.path} returned invalid JSON",
-            instance=endpoint.name, status_code=status,
+            instance=endpoint.name,
+            status_code=status,
         ) from exc
     return op.parse(data)
 
@@ -110,5 +117,6 @@ def _error_detail(response: httpx.Response) -> str:
 def transport_error(endpoint: Endpoint, op: Operation[Any], exc: Exception) -> ServerError:
     where = endpoint.name or endpoint.base_url
     kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "is unreachable"
-    return ServerError(f"{where} {kind} ({op.method} {op.path}: {exc.__class__.__name__})",
-                       instance=endpoint.name)
+    return ServerError(
+        f"{where} {kind} ({op.method} {op.path}: {exc.__class__.__name__})", instance=endpoint.name
+    )

@@ -39,8 +39,9 @@ def decode_event(data: str) -> Event | None:
     if not isinstance(kind, str) or kind == "sync":
         return None
     props: Any = frame.get("properties")
-    return Event(type=kind, properties=props if isinstance(props, dict) else {},
-                 directory=directory)
+    return Event(
+        type=kind, properties=props if isinstance(props, dict) else {}, directory=directory
+    )
 
 
 async def stream_events(
@@ -57,23 +58,29 @@ async def stream_events(
         headers["x-opencode-directory"] = quote(directory, safe="")
     timeout = httpx.Timeout(10.0, read=None)  # heartbeats every 10 s; a read may wait longer
     try:
-        async with aconnect_sse(http, "GET", endpoint.base_url + path, headers=headers,
-                                timeout=timeout) as source:
+        async with aconnect_sse(
+            http, "GET", endpoint.base_url + path, headers=headers, timeout=timeout
+        ) as source:
             response = source.response
             if response.status_code == 401:
-                raise ServerError(f"{endpoint.name or endpoint.base_url}: 401 unauthorized",
-                                  instance=endpoint.name, status_code=401)
+                raise ServerError(
+                    f"{endpoint.name or endpoint.base_url}: 401 unauthorized",
+                    instance=endpoint.name,
+                    status_code=401,
+                )
             if response.status_code >= 400:
                 await response.aread()
                 raise ServerError(
                     f"{endpoint.name or endpoint.base_url}: event stream refused with HTTP "
                     f"{response.status_code}: {response.text[:200]}",
-                    instance=endpoint.name, status_code=response.status_code,
+                    instance=endpoint.name,
+                    status_code=response.status_code,
                 )
             if "text/event-stream" not in response.headers.get("content-type", ""):
                 raise ServerError(
                     f"{endpoint.name or endpoint.base_url}: {path} is not an event stream here",
-                    instance=endpoint.name, status_code=response.status_code,
+                    instance=endpoint.name,
+                    status_code=response.status_code,
                 )
             async for sse in source.aiter_sse():
                 event = decode_event(sse.data)
@@ -107,8 +114,9 @@ async def follow_events(
     lost = False
     while True:
         try:
-            async for event in stream_events(http, endpoint, directory=directory,
-                                             global_stream=global_stream):
+            async for event in stream_events(
+                http, endpoint, directory=directory, global_stream=global_stream
+            ):
                 if lost:
                     lost = False
                     delay = 0.1

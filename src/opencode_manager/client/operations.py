@@ -94,9 +94,7 @@ def session_status(directory: str | None = None) -> Operation[dict[str, Any]]:
     return Operation("GET", "/session/status", parse=_dict, directory=directory)
 
 
-def prompt_body(
-    text: str, *, agent: str | None = None, model: str | None = None
-) -> dict[str, Any]:
+def prompt_body(text: str, *, agent: str | None = None, model: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"parts": [{"type": "text", "text": text}]}
     if agent:
         body["agent"] = agent
@@ -110,17 +108,25 @@ def prompt(
     session_id: str, text: str, *, agent: str | None = None, model: str | None = None
 ) -> Operation[dict[str, Any]]:
     """Synchronous prompt: returns only the last assistant message of the turn."""
-    return Operation("POST", f"/session/{session_id}/message",
-                     body=prompt_body(text, agent=agent, model=model), parse=_dict)
+    return Operation(
+        "POST",
+        f"/session/{session_id}/message",
+        body=prompt_body(text, agent=agent, model=model),
+        parse=_dict,
+    )
 
 
 def prompt_async(
     session_id: str, text: str, *, agent: str | None = None, model: str | None = None
 ) -> Operation[None]:
     """Start a turn and return at once (204); follow it with events or status."""
-    return Operation("POST", f"/session/{session_id}/prompt_async",
-                     body=prompt_body(text, agent=agent, model=model), parse=_none,
-                     expect_json=False)
+    return Operation(
+        "POST",
+        f"/session/{session_id}/prompt_async",
+        body=prompt_body(text, agent=agent, model=model),
+        parse=_none,
+        expect_json=False,
+    )
 
 
 def messages(session_id: str) -> Operation[list[Message]]:
@@ -142,10 +148,12 @@ def questions(directory: str | None = None) -> Operation[list[Any]]:
     return Operation("GET", "/question", parse=_list, directory=directory)
 
 
-def reply_question(question_id: str, answers: list[list[str]],
-                   directory: str | None = None) -> Operation[Any]:
-    return Operation("POST", f"/question/{question_id}/reply", body={"answers": answers},
-                     directory=directory)
+def reply_question(
+    question_id: str, answers: list[list[str]], directory: str | None = None
+) -> Operation[Any]:
+    return Operation(
+        "POST", f"/question/{question_id}/reply", body={"answers": answers}, directory=directory
+    )
 
 
 def reject_question(question_id: str, directory: str | None = None) -> Operation[Any]:
@@ -156,30 +164,29 @@ def permissions(directory: str | None = None) -> Operation[list[Any]]:
     return Operation("GET", "/permission", parse=_list, directory=directory)
 
 
-def reply_permission(permission_id: str, reply: str, message: str | None = None,
-                     directory: str | None = None) -> Operation[Any]:
+def reply_permission(
+    permission_id: str, reply: str, message: str | None = None, directory: str | None = None
+) -> Operation[Any]:
     """reply: once, always or reject."""
     body: dict[str, Any] = {"reply": reply}
     if message:
         body["message"] = message
-    return Operation("POST", f"/permission/{permission_id}/reply", body=body,
-                     directory=directory)
+    return Operation("POST", f"/permission/{permission_id}/reply", body=body, directory=directory)
 
 
 # -- files -----------------------------------------------------------------------------------
 def find_text(pattern: str, directory: str | None = None) -> Operation[list[Any]]:
-    return Operation("GET", "/find", params={"pattern": pattern}, parse=_list,
-                     directory=directory)
+    return Operation("GET", "/find", params={"pattern": pattern}, parse=_list, directory=directory)
 
 
 def find_files(query: str, directory: str | None = None) -> Operation[list[Any]]:
-    return Operation("GET", "/find/file", params={"query": query}, parse=_list,
-                     directory=directory)
+    return Operation("GET", "/find/file", params={"query": query}, parse=_list, directory=directory)
 
 
 def file_content(path: str, directory: str | None = None) -> Operation[dict[str, Any]]:
-    return Operation("GET", "/file/content", params={"path": path}, parse=_dict,
-                     directory=directory)
+    return Operation(
+        "GET", "/file/content", params={"path": path}, parse=_dict, directory=directory
+    )
 
 
 def raw(method: str, path: str, body: Any = None, directory: str | None = None) -> Operation[Any]:

@@ -76,8 +76,9 @@ class OpencodeClient(_Base):
     def session(self, session_id: str) -> Session:
         return self.call(ops.session(session_id))
 
-    def create_session(self, title: str | None = None, directory: str | None = None,
-                       **kwargs: Any) -> Session:
+    def create_session(
+        self, title: str | None = None, directory: str | None = None, **kwargs: Any
+    ) -> Session:
         return self.call(ops.create_session(title, directory, **kwargs))
 
     def delete_session(self, session_id: str) -> None:
@@ -154,8 +155,9 @@ class AsyncOpencodeClient(_Base):
     async def session(self, session_id: str) -> Session:
         return await self.call(ops.session(session_id))
 
-    async def create_session(self, title: str | None = None, directory: str | None = None,
-                             **kwargs: Any) -> Session:
+    async def create_session(
+        self, title: str | None = None, directory: str | None = None, **kwargs: Any
+    ) -> Session:
         return await self.call(ops.create_session(title, directory, **kwargs))
 
     async def delete_session(self, session_id: str) -> None:
@@ -182,14 +184,17 @@ class AsyncOpencodeClient(_Base):
     async def diff(self, session_id: str, message_id: str | None = None) -> list[Any]:
         return await self.call(ops.diff(session_id, message_id))
 
-    def events(self, directory: str | None = None, *, global_stream: bool = False,
-               reconnect: bool = False) -> AsyncIterator[Event]:
+    def events(
+        self, directory: str | None = None, *, global_stream: bool = False, reconnect: bool = False
+    ) -> AsyncIterator[Event]:
         """The server's event stream; with reconnect, across drops (see client.events)."""
         if reconnect:
-            return follow_events(self._http, self.endpoint, directory=directory,
-                                 global_stream=global_stream)
-        return stream_events(self._http, self.endpoint, directory=directory,
-                             global_stream=global_stream)
+            return follow_events(
+                self._http, self.endpoint, directory=directory, global_stream=global_stream
+            )
+        return stream_events(
+            self._http, self.endpoint, directory=directory, global_stream=global_stream
+        )
 
     async def aclose(self) -> None:
         if self._owns_http:
