@@ -1,4 +1,4 @@
-"""Drive `opencode_manager.monitor.Monitor` against fake event servers and measure it.
+"""Drive `opencode_manager.observe.monitor.Monitor` against fake event servers and measure it.
 
 ``python -m bench.monitor_probe --expect N SPEC_JSON`` where SPEC_JSON is a list of
 ``{"name", "url", "pid"}`` (one per fake server; pid is the server's process, so the monitor's
@@ -28,7 +28,7 @@ from httpx_sse import aconnect_sse
 from opencode_manager.client import Endpoint, http_options
 from opencode_manager.errors import NotFoundError
 from opencode_manager.models import InstanceRecord, InstanceSpec, ProcessIdentity, State
-from opencode_manager.monitor import Monitor, Received
+from opencode_manager.observe.monitor import Monitor, Received
 
 RSS_INTERVAL = 0.25
 
@@ -111,7 +111,7 @@ class Tally:
 
 
 async def consume_monitor(fleet: StubFleet, tally: Tally) -> None:
-    """The merged stream of `opencode_manager.monitor.Monitor`."""
+    """The merged stream of `opencode_manager.observe.monitor.Monitor`."""
     monitor = Monitor(fleet, [r.name for r in fleet.records()])
     stream = cast(AsyncGenerator[Received, None], monitor.events())  # a generator: closable
     async with contextlib.aclosing(stream) as events:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .env import BenchEnv
+from x.env import BenchEnv
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .measure import Series
+from x.measure import Series
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from opencode_manager import binary as binaries
+from opencode_manager.instances import binary as binaries
 from opencode_manager.scripted_model import ScriptedModelServer, opencode_config
 from opencode_manager.settings import PINNED_OPENCODE_VERSION, Settings
 from opencode_manager.testing import sweep

@@ -7,10 +7,10 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from ..env import ROOT, BenchEnv, wait_for_line
-from ..measure import BenchError, Series
-from ..plan import Plan
-from ..report import Figure
+from env import ROOT, BenchEnv, wait_for_line
+from measure import BenchError, Series
+from plan import Plan
+from report import Figure
 
 EVENTS_GOAL = 5_000
 LATENCY_GOAL_MS = 50.0
@@ -280,7 +280,8 @@ def run(env: BenchEnv, plan: Plan) -> Figure:
     )
     delivered = [f"{r.received:,}/{r.expected:,}" for r in [*fast, *paced]]
     figure.notes += [
-        "In-process: `opencode_manager.monitor.Monitor` over a stub fleet whose records point "
+        "In-process: `opencode_manager.observe.monitor.Monitor` over a stub fleet whose records "
+        "point "
         "at the fake servers (state running, the fake server's real PID and start time), in "
         "its own Python process; the fake servers are separate processes.",
         "Events/s: replayed events received over the seconds between the first and the last "

@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "PINNED_OPENCODE_VERSION": "settings",
     "AsyncOpencodeClient": "client",
-    "Binary": "binary",
+    "Binary": "instances.binary",
     "BinaryError": "errors",
     "Check": "manager",
     "CleanupReport": "manager",
@@ -35,16 +35,15 @@ _EXPORTS = {
     "StateError": "errors",
     "Status": "models",
     "StopResult": "manager",
-    "TaskOptions": "tasks",
+    "TaskOptions": "tasks.dispatch",
     "TaskRecord": "models",
     "TaskStatus": "models",
     "UsageError": "errors",
-    "find_binary": "binary",
-    "install": "binary",
+    "find_binary": "instances.binary",
+    "install": "instances.binary",
 }
 
 if TYPE_CHECKING:
-    from .binary import Binary, find_binary, install
     from .client import AsyncOpencodeClient, Endpoint, OpencodeClient
     from .errors import (
         BinaryError,
@@ -56,6 +55,7 @@ if TYPE_CHECKING:
         StateError,
         UsageError,
     )
+    from .instances.binary import Binary, find_binary, install
     from .manager import Check, CleanupReport, Manager, StopResult
     from .models import (
         InstanceInfo,
@@ -68,7 +68,7 @@ if TYPE_CHECKING:
         TaskStatus,
     )
     from .settings import PINNED_OPENCODE_VERSION, Settings
-    from .tasks import TaskOptions
+    from .tasks.dispatch import TaskOptions
 
 
 def __getattr__(name: str) -> Any:

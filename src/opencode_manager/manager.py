@@ -23,29 +23,23 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from . import binary as binaries
-from . import credentials, launch, ports, process
-from . import spec as specs
+from . import process
 from .client.endpoint import Endpoint
-from .discovery import ForeignServer, find_foreign
 from .errors import ConflictError, NotFoundError, OcmError, StartError, UsageError
-from .models import (
-    DEFAULT_USERNAME,
-    InstanceInfo,
-    InstanceRecord,
-    InstanceSpec,
-    State,
-    TaskRecord,
-)
+from .instances import binary as binaries
+from .instances import credentials, launch, ports
+from .instances import spec as specs
+from .instances.discovery import ForeignServer, find_foreign
+from .models import DEFAULT_USERNAME, InstanceInfo, InstanceRecord, InstanceSpec, State, TaskRecord
 from .registry import Registry
 from .settings import Settings
 
 if TYPE_CHECKING:
     from .client.types import Message, Session
-    from .results import TaskStore
-    from .runner import Observer
-    from .sessions import SessionRow
-    from .tasks import TaskOptions
+    from .tasks.dispatch import TaskOptions
+    from .tasks.runner import Observer
+    from .tasks.sessions import SessionRow
+    from .tasks.store import TaskStore
 
 DEFAULT_START_TIMEOUT = 120.0
 DEFAULT_STOP_TIMEOUT = 10.0
@@ -330,7 +324,7 @@ class Manager:
         CPU use comes from the keepers' samples; servers without a fresh sample are measured
         over a 0.1 s window unless `measure_cpu` is off (their CPU is then None).
         """
-        from .inventory import list_instances
+        from .instances.inventory import list_instances
 
         return list_instances(
             self,
@@ -388,7 +382,7 @@ class Manager:
 
     def status(self, ref: str) -> dict[str, Any]:
         """The detailed report: process tree, memory, connections, sessions, MCP, LSP, errors."""
-        from .inventory import status_report
+        from .instances.inventory import status_report
 
         return status_report(self, ref)
 
@@ -447,7 +441,7 @@ class Manager:
             # No keeper (killed, or stuck): do it ourselves.
             endpoint = self.endpoint(record)
             if endpoint is not None:
-                from . import healthcheck
+                from .client import healthcheck
 
                 with contextlib.suppress(OcmError):
                     asyncio.run(healthcheck.dispose(endpoint, timeout=3.0))
@@ -601,12 +595,12 @@ class Manager:
         return str(self.settings.log_path(record.name))
 
     def log_tail(self, name: str, lines: int) -> list[str]:
-        from .logs import tail_across
+        from .instances.logs import tail_across
 
         return tail_across(self.settings.log_path(name), lines)
 
     def recent_errors(self, name: str, limit: int = 10) -> list[str]:
-        from .logs import is_error, tail_across
+        from .instances.logs import is_error, tail_across
 
         lines = tail_across(self.settings.log_path(name), 500)
         return [ln for ln in lines if is_error(ln)][-limit:]
@@ -614,7 +608,7 @@ class Manager:
     # -- tasks -----------------------------------------------------------------------------
     @property
     def store(self) -> TaskStore:
-        from .results import TaskStore
+        from .tasks.store import TaskStore
 
         return TaskStore(self.registry)
 
@@ -628,7 +622,7 @@ class Manager:
         detach: bool = False,
     ) -> TaskRecord:
         """Run a task (async): dispatch over REST, follow it, store and return its record."""
-        from .tasks import TaskOptions, run_task
+        from .tasks.dispatch import TaskOptions, run_task
 
         return await run_task(
             self,
@@ -660,7 +654,7 @@ class Manager:
         cancel: asyncio.Event | None = None,
     ) -> TaskRecord:
         """Follow a task started with detach=True (or interrupted) to its end."""
-        from .tasks import wait_task
+        from .tasks.dispatch import wait_task
 
         return await wait_task(
             self, self.store, task_id, timeout=timeout, observer=observer, cancel=cancel
@@ -671,7 +665,7 @@ class Manager:
 
     def task(self, task_id: str) -> TaskRecord:
         """A task's record; a running one is first checked against its server."""
-        from .tasks import refresh_task
+        from .tasks.dispatch import refresh_task
 
         return asyncio.run(refresh_task(self, self.store, task_id))
 
@@ -680,37 +674,37 @@ class Manager:
 
     # -- sessions --------------------------------------------------------------------------
     def sessions(self, ref: str | None = None) -> list[SessionRow]:
-        from .sessions import list_sessions
+        from .tasks.sessions import list_sessions
 
         return list_sessions(self, ref)
 
     def session(self, session_id: str, ref: str | None = None) -> tuple[InstanceRecord, Session]:
-        from .sessions import find_session
+        from .tasks.sessions import find_session
 
         return find_session(self, session_id, ref)
 
     def session_messages(self, session_id: str, ref: str | None = None) -> list[Message]:
-        from .sessions import session_messages
+        from .tasks.sessions import session_messages
 
         return session_messages(self, session_id, ref)
 
     def session_todo(self, session_id: str, ref: str | None = None) -> list[Any]:
-        from .sessions import session_todo
+        from .tasks.sessions import session_todo
 
         return session_todo(self, session_id, ref)
 
     def session_diff(self, session_id: str, ref: str | None = None) -> list[dict[str, Any]]:
-        from .sessions import session_diff
+        from .tasks.sessions import session_diff
 
         return session_diff(self, session_id, ref)
 
     def abort_session(self, session_id: str, ref: str | None = None) -> str:
-        from .sessions import abort_session
+        from .tasks.sessions import abort_session
 
         return abort_session(self, session_id, ref)
 
     def remove_session(self, session_id: str, ref: str | None = None) -> str:
-        from .sessions import remove_session
+        from .tasks.sessions import remove_session
 
         return remove_session(self, session_id, ref)
 
@@ -723,7 +717,7 @@ class Manager:
         directory: str | None = None,
     ) -> Any:
         """Any OpenCode API call on an instance, authenticated (JSON in, JSON out)."""
-        from .sessions import api
+        from .tasks.sessions import api
 
         return api(self, ref, method, path, data, directory)
 
@@ -731,7 +725,7 @@ class Manager:
         self, ref: str, *, session_id: str | None = None, directory: str | None = None
     ) -> tuple[list[str], dict[str, str]]:
         """argv and environment that run `opencode attach` on an instance."""
-        from .sessions import attach_command
+        from .tasks.sessions import attach_command
 
         record = self.resolve(ref)
         binary = binaries.find_binary(self.settings)
@@ -746,7 +740,7 @@ class Manager:
 
     # -- doctor ----------------------------------------------------------------------------
     def doctor(self) -> list[Check]:
-        from .doctor import run_checks
+        from .instances.doctor import run_checks
 
         return run_checks(self)
 

@@ -15,11 +15,7 @@ from opencode_manager.scripted_model import (
     ToolCall,
     plan_response,
 )
-from opencode_manager.scripted_model.script import (
-    choose_behaviour,
-    split_even,
-    split_words,
-)
+from opencode_manager.scripted_model.script import choose_behaviour, split_even, split_words
 
 BASH_SCHEMA = {
     "type": "object",

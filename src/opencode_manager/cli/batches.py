@@ -12,10 +12,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from .. import batch as batches
-from ..batchfile import parse as parse_batch_file
 from ..errors import UsageError
-from ..results import Batch
+from ..tasks import batch as batches
+from ..tasks.batchfile import parse as parse_batch_file
+from ..tasks.store import Batch
 from .main import Context
 from .output import ago, err, out, print_json
 from .tasks import STATUS_STYLE, run_with_cancel

@@ -16,12 +16,12 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 from rich.text import Text
 
-from .. import logs as logfiles
 from ..durations import parse_duration
 from ..errors import UsageError
+from ..instances import logs as logfiles
+from ..instances.spec import LOG_LEVELS, RESTART_POLICIES, Supervision, parse_port, parse_port_range
+from ..keeper.policy import parse_size
 from ..manager import DEFAULT_STOP_TIMEOUT, StartProgress
-from ..spec import LOG_LEVELS, RESTART_POLICIES, Supervision, parse_port, parse_port_range
-from ..supervision import parse_size
 from .main import Context
 from .output import (
     ago,

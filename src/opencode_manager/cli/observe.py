@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import UsageError
-from ..eventview import ASK, BAD, GOOD, INFO, MUTED, WARN, Filter, Folder
+from ..observe.eventview import ASK, BAD, GOOD, INFO, MUTED, WARN, Filter, Folder
 from .main import Context
 from .output import STATUS_STYLE, err, human_bytes, human_duration, out
 
@@ -73,7 +73,7 @@ def monitor(
     Reconnects by itself when an instance restarts, and then reports which sessions changed
     state while it was away (OpenCode's stream has no replay).
     """
-    from ..monitor import Monitor
+    from ..observe.monitor import Monitor
 
     manager = state.manager()
     chosen = Filter(types=tuple(types), session=session_id)
@@ -175,7 +175,7 @@ def _top_table(frame: dict[str, Any]) -> Group:
 @pass_state
 def top(state: Context, once: bool, interval: float, as_json: bool) -> None:
     """A live view of the fleet: status, CPU, memory, sessions, last event (q quits)."""
-    from ..fleetview import snapshot
+    from ..observe.fleetview import snapshot
 
     if interval < 0.2:
         raise UsageError(f"invalid --interval {interval:g}: at least 0.2 s")
@@ -222,10 +222,10 @@ def top(state: Context, once: bool, interval: float, as_json: bool) -> None:
 @pass_state
 def metrics(state: Context, port: int | None, host: str, as_json: bool) -> None:
     """Prometheus metrics: instances, restarts, RSS, CPU, sessions, tasks, tokens, cost."""
-    from ..metrics import exposition, serve
+    from ..observe.metrics import exposition, serve
 
     if as_json:
-        from ..fleetview import snapshot
+        from ..observe.fleetview import snapshot
 
         manager = state.manager()
         frame = snapshot(manager)

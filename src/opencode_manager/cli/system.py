@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from .. import binary as binaries
+from ..instances import binary as binaries
 from ..settings import PINNED_OPENCODE_VERSION
 from .main import Context
 from .output import err, out, print_json

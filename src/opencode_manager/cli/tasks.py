@@ -18,11 +18,11 @@ from rich.text import Text
 
 from ..client.types import Part
 from ..errors import UsageError
-from ..jsonl import JsonlEmitter
 from ..models import TaskRecord, TaskStatus
-from ..runner import Observer
-from ..tasks import TaskOptions
-from ..tracker import Ask
+from ..tasks.dispatch import TaskOptions
+from ..tasks.jsonl import JsonlEmitter
+from ..tasks.runner import Observer
+from ..tasks.tracker import Ask
 from .main import Context
 from .output import err, human_duration, out, print_json
 

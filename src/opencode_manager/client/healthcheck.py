@@ -1,0 +1,110 @@
+"""The keeper's few HTTP calls (health, status, dispose) over asyncio streams and h11.
+
+The keeper runs once per instance for as long as the instance lives, so its footprint counts:
+httpx (with TLS, anyio and its CLI's imports) costs about 12 MB per keeper, while these three
+loopback calls need only an HTTP/1.1 parser: h11, the one httpx itself is built on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import h11
+
+from ..errors import ServerError
+from .endpoint import Endpoint
+
+
+async def call(endpoint: Endpoint, method: str, path: str, *, timeout: float) -> Any:
+    """One request; the JSON answer, or ServerError (with status_code when there was one)."""
+    try:
+        return await asyncio.wait_for(_call(endpoint, method, path), timeout)
+    except asyncio.TimeoutError:
+        raise ServerError(
+            f"{endpoint.name or endpoint.url} timed out ({method} {path})", instance=endpoint.name
+        ) from None
+    except (OSError, h11.ProtocolError) as exc:
+        raise ServerError(
+            f"{endpoint.name or endpoint.url} is unreachable "
+            f"({method} {path}: {exc.__class__.__name__})",
+            instance=endpoint.name,
+        ) from None
+
+
+async def _call(endpoint: Endpoint, method: str, path: str) -> Any:
+    url = urlsplit(endpoint.base_url)
+    host = url.hostname or "127.0.0.1"
+    port = url.port or 80
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        conn = h11.Connection(our_role=h11.CLIENT)
+        headers = [
+            ("Host", f"{host}:{port}"),
+            ("Connection", "close"),
+            ("Accept", "application/json"),
+            ("Content-Length", "0"),
+            *endpoint.auth_header().items(),
+        ]
+        writer.write(conn.send(h11.Request(method=method, target=path, headers=headers)))
+        writer.write(conn.send(h11.EndOfMessage()))
+        await writer.drain()
+        status = 0
+        content_type = ""
+        body = bytearray()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await reader.read(65536))
+                continue
+            if isinstance(event, h11.Response):
+                status = event.status_code
+                content_type = dict(event.headers).get(b"content-type", b"").decode()
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                break
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    if status >= 400:
+        raise ServerError(
+            f"{endpoint.name or endpoint.url}: {method} {path} failed with HTTP {status}",
+            instance=endpoint.name,
+            status_code=status,
+        )
+    if "text/html" in content_type:
+        raise ServerError(
+            f"{endpoint.name or endpoint.url}: {path} is not an API route here",
+            instance=endpoint.name,
+            status_code=status,
+        )
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise ServerError(
+            f"{endpoint.name or endpoint.url}: {path} returned invalid JSON",
+            instance=endpoint.name,
+            status_code=status,
+        ) from None
+
+
+async def health(endpoint: Endpoint, *, timeout: float) -> dict[str, Any]:
+    data = await call(endpoint, "GET", "/global/health", timeout=timeout)
+    return data if isinstance(data, dict) else {}
+
+
+async def busy_sessions(endpoint: Endpoint, directory: str, *, timeout: float) -> dict[str, Any]:
+    path = "/session/status?directory=" + quote(directory, safe="")
+    data = await call(endpoint, "GET", path, timeout=timeout)
+    return data if isinstance(data, dict) else {}
+
+
+async def dispose(endpoint: Endpoint, *, timeout: float) -> None:
+    await call(endpoint, "POST", "/global/dispose", timeout=timeout)

@@ -1,0 +1,96 @@
+"""How a server is launched: its argv, its environment, its private dirs (mostly pure)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..models import DEFAULT_USERNAME, InstanceSpec
+
+_LISTENING_RE = re.compile(r"listening on (https?://[^\s]+)")
+#: Inherited variables that must never leak into a server: its credentials are ours to set.
+_SCRUBBED = ("OPENCODE_SERVER_PASSWORD", "OPENCODE_SERVER_USERNAME")
+
+
+def server_argv(binary: str, spec: InstanceSpec, port: int | None) -> list[str]:
+    """The command line. No secrets here: argv is world-readable in /proc."""
+    argv = [binary, "serve", "--hostname", spec.hostname, "--port", str(port or 0)]
+    for origin in spec.cors:
+        argv += ["--cors", origin]
+    if spec.log_level:
+        argv += ["--log-level", spec.log_level]
+    return argv
+
+
+def xdg_dirs(instance_dir: Path) -> dict[str, Path]:
+    """Private OpenCode data/state/cache so servers never share one SQLite database."""
+    return {
+        "XDG_DATA_HOME": instance_dir / "data",
+        "XDG_STATE_HOME": instance_dir / "state",
+        "XDG_CACHE_HOME": instance_dir / "cache",
+    }
+
+
+def server_env(
+    base: Mapping[str, str],
+    spec: InstanceSpec,
+    *,
+    password: str | None,
+    instance_dir: Path,
+) -> dict[str, str]:
+    """The server's environment: the user's, our isolation and credentials, then --env."""
+    env = {k: v for k, v in base.items() if k not in _SCRUBBED and not k.startswith("OCM_")}
+    if not spec.shared_data:
+        env.update({k: str(v) for k, v in xdg_dirs(instance_dir).items()})
+    # A managed server must not replace its own binary behind the manager's back.
+    env.setdefault("OPENCODE_DISABLE_AUTOUPDATE", "1")
+    env.update(dict(spec.env))
+    if password:
+        env["OPENCODE_SERVER_PASSWORD"] = password
+        env["OPENCODE_SERVER_USERNAME"] = DEFAULT_USERNAME
+    return env
+
+
+def prepare_dirs(instance_dir: Path, user_data_home: Path, spec: InstanceSpec) -> None:
+    """Create the private XDG dirs and make the user's provider credentials visible."""
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    if spec.shared_data:
+        return
+    for path in xdg_dirs(instance_dir).values():
+        path.mkdir(parents=True, exist_ok=True)
+    user_auth = user_data_home / "opencode" / "auth.json"
+    link = instance_dir / "data" / "opencode" / "auth.json"
+    if user_auth.is_file() and not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        # A link, not a copy: a later `opencode auth login` reaches every instance.
+        os.symlink(user_auth, link)
+
+
+def parse_listening(line: str) -> str | None:
+    """The URL from OpenCode's `... server listening on http://host:port` line."""
+    match = _LISTENING_RE.search(line)
+    return match.group(1).rstrip("/") if match else None
+
+
+def port_of(url: str) -> int | None:
+    match = re.search(r":(\d+)(?:/|$)", url)
+    return int(match.group(1)) if match else None
+
+
+def explain_exit(lines: list[str], spec: InstanceSpec, port: int | None) -> str:
+    """A one-line cause for a server that exited during start, from its output."""
+    text = "\n".join(lines)
+    if "ServeError" in text or "EADDRINUSE" in text or "address already in use" in text.lower():
+        if port:
+            return f"port {port} is already in use"
+        return "the server could not bind its port"
+    for line in lines:
+        if "not valid JSON" in line or "Config file" in line:
+            return "invalid OpenCode config: " + line.strip().removeprefix("Error: ")
+    errors = [ln.strip() for ln in lines if ln.strip().startswith("Error")]
+    if errors:
+        return errors[-1]
+    meaningful = [ln.strip() for ln in lines if ln.strip() and "Warning:" not in ln]
+    return meaningful[-1] if meaningful else "the server exited during start"

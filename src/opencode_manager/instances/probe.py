@@ -1,0 +1,142 @@
+"""Looking at live instances: health checks in parallel, and process figures from psutil."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from ..client import healthcheck
+from ..client.endpoint import Endpoint
+from ..errors import ServerError
+
+
+@dataclass
+class Health:
+    healthy: bool | None  # None: not probed
+    version: str | None = None
+    auth_required: bool | None = None
+    error: str | None = None
+
+
+async def _one(endpoint: Endpoint, timeout: float) -> Health:
+    try:
+        data = await healthcheck.health(endpoint, timeout=timeout)
+    except ServerError as exc:
+        if exc.status_code == 401:
+            return Health(healthy=None, auth_required=True, error=str(exc))
+        return Health(healthy=False, error=str(exc))
+    return Health(
+        healthy=bool(data.get("healthy")),
+        version=data.get("version"),
+        auth_required=endpoint.password is not None,
+    )
+
+
+async def check_health_async(
+    endpoints: Sequence[Endpoint | None], timeout: float = 1.5
+) -> list[Health]:
+    async def run(ep: Endpoint | None) -> Health:
+        return Health(healthy=None) if ep is None else await _one(ep, timeout)
+
+    return list(await asyncio.gather(*(run(ep) for ep in endpoints)))
+
+
+def check_health(endpoints: Sequence[Endpoint | None], timeout: float = 1.5) -> list[Health]:
+    """Probe every endpoint at once (None entries are skipped)."""
+    if not any(endpoints):
+        return [Health(healthy=None) for _ in endpoints]
+    return asyncio.run(check_health_async(endpoints, timeout))
+
+
+@dataclass
+class ProcStats:
+    rss_bytes: int
+    cpu_percent: float | None
+    threads: int
+    children: list[dict[str, Any]] = field(default_factory=list)
+
+
+class CpuSampler:
+    """CPU% needs two readings; prime them all, do other work, then read them all."""
+
+    def __init__(self, procs: Sequence[psutil.Process | None]) -> None:
+        self.procs = self._procs = procs
+        self._start = time.monotonic()
+        for proc in procs:
+            if proc is not None:
+                with contextlib.suppress(psutil.Error):
+                    proc.cpu_percent(None)
+
+    def read(self, min_window: float = 0.1) -> list[ProcStats | None]:
+        remaining = min_window - (time.monotonic() - self._start)
+        if remaining > 0 and any(self._procs):
+            time.sleep(remaining)  # the measurement window itself, not synchronisation
+        out: list[ProcStats | None] = []
+        for proc in self._procs:
+            out.append(stats_of(proc, prime=False) if proc is not None else None)
+        return out
+
+
+def stats_of(proc: psutil.Process, *, prime: bool = True, cpu: bool = True) -> ProcStats | None:
+    try:
+        with proc.oneshot():
+            if prime and cpu:
+                proc.cpu_percent(None)
+            return ProcStats(
+                rss_bytes=proc.memory_info().rss,
+                cpu_percent=proc.cpu_percent(None) if cpu else None,
+                threads=proc.num_threads(),
+            )
+    except psutil.Error:
+        return None
+
+
+def process_tree(proc: psutil.Process) -> list[dict[str, Any]]:
+    """The process and every descendant, with the figures `ocm status` shows."""
+    rows: list[dict[str, Any]] = []
+    try:
+        members = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return rows
+    for member in members:
+        try:
+            with member.oneshot():
+                rows.append(
+                    {
+                        "pid": member.pid,
+                        "ppid": member.ppid(),
+                        "pgid": _pgid(member.pid),
+                        "name": member.name(),
+                        "cmd": " ".join(member.cmdline()[:4]),
+                        "rss_bytes": member.memory_info().rss,
+                        "status": member.status(),
+                    }
+                )
+        except psutil.Error:
+            continue
+    return rows
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def connections(proc: psutil.Process) -> dict[str, int]:
+    """TCP connections of a process counted by state (LISTEN, ESTABLISHED, ...)."""
+    counts: dict[str, int] = {}
+    try:
+        for conn in proc.net_connections(kind="tcp"):
+            counts[conn.status] = counts.get(conn.status, 0) + 1
+    except psutil.Error:
+        pass
+    return counts

@@ -1,0 +1,100 @@
+"""Prometheus metrics for the fleet and the task results (prometheus-client)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..models import Status, TaskStatus
+from .fleetview import snapshot
+
+if TYPE_CHECKING:
+    from ..manager import Manager
+
+
+class FleetCollector(Collector):
+    """Reads the fleet fresh at every scrape."""
+
+    def __init__(self, manager: Manager) -> None:
+        self.manager = manager
+        self._lock = threading.Lock()  # one scrape at a time: the registry connection is shared
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            frame = snapshot(self.manager)
+            totals = self.manager.store.totals()
+        by_status = GaugeMetricFamily(
+            "ocm_instances", "Managed instances by status", labels=["status"]
+        )
+        counts = {s.value: 0 for s in Status if s is not Status.FOREIGN}
+        for row in frame["instances"]:
+            counts[row["status"]] = counts.get(row["status"], 0) + 1
+        for status, count in sorted(counts.items()):
+            by_status.add_metric([status], count)
+        yield by_status
+        up = GaugeMetricFamily(
+            "ocm_instance_up", "1 if the instance is running and healthy", labels=["instance"]
+        )
+        restarts = CounterMetricFamily(
+            "ocm_instance_restarts", "Restarts of the instance", labels=["instance"]
+        )
+        rss = GaugeMetricFamily(
+            "ocm_instance_rss_bytes", "Server resident memory", labels=["instance"]
+        )
+        cpu = GaugeMetricFamily(
+            "ocm_instance_cpu_percent", "Server CPU use (percent of a core)", labels=["instance"]
+        )
+        busy = GaugeMetricFamily(
+            "ocm_instance_sessions_busy", "Sessions running a turn", labels=["instance"]
+        )
+        sessions = GaugeMetricFamily(
+            "ocm_instance_sessions", "Sessions in the project", labels=["instance"]
+        )
+        for row in frame["instances"]:
+            name = [row["name"]]
+            up.add_metric(name, 1 if row["status"] == "running" else 0)
+            restarts.add_metric(name, row["restarts"])
+            if row["rss_bytes"] is not None:
+                rss.add_metric(name, row["rss_bytes"])
+            if row["cpu_percent"] is not None:
+                cpu.add_metric(name, row["cpu_percent"])
+            if row["busy"] is not None:
+                busy.add_metric(name, row["busy"])
+                sessions.add_metric(name, row["sessions"])
+        yield from (up, restarts, rss, cpu, busy, sessions)
+        tasks = GaugeMetricFamily("ocm_tasks", "Task results by status", labels=["status"])
+        for status in TaskStatus:
+            tasks.add_metric([status.value], totals["tasks"].get(status.value, 0))
+        yield tasks
+        tokens = CounterMetricFamily("ocm_task_tokens", "Tokens used by tasks", labels=["kind"])
+        for kind in ("input", "output", "reasoning", "cache_read", "cache_write"):
+            tokens.add_metric([kind], totals["tokens"].get(kind, 0))
+        yield tokens
+        cost = CounterMetricFamily("ocm_task_cost", "Cost of tasks (provider units)")
+        cost.add_metric([], totals["cost"])
+        yield cost
+
+
+def exposition(manager: Manager) -> bytes:
+    registry = CollectorRegistry()
+    registry.register(FleetCollector(manager))
+    return generate_latest(registry)
+
+
+def serve(manager: Manager, host: str, port: int) -> None:
+    """Serve /metrics until interrupted."""
+    registry = CollectorRegistry()
+    registry.register(FleetCollector(manager))
+    server, thread = start_http_server(port, addr=host, registry=registry)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        thread.join(5)

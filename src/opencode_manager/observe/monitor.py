@@ -1,0 +1,171 @@
+"""One merged live stream of the events of many instances.
+
+Each instance is watched on its ``/global/event`` stream (every directory it serves), which is
+re-resolved from the registry at every reconnect, so a restarted instance (new PID, maybe new
+port) is picked up again. OpenCode keeps no event history, so after a reconnect the session
+states are re-read over REST and the differences reported (``ocm.resync``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from .. import process
+from ..client import AsyncOpencodeClient, http_options
+from ..client.events import stream_events
+from ..client.types import Event, as_dict
+from ..errors import OcmError, ServerError
+from ..models import InstanceRecord, State
+from ..tasks.dispatch import Fleet
+from .eventview import status_changes
+
+MAX_BACKOFF = 5.0
+RESCAN_INTERVAL = 1.0
+
+
+@dataclass(frozen=True)
+class Received:
+    """An event with where and when we got it."""
+
+    instance: str
+    event: Event
+    received_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"instance": self.instance, "received_at": self.received_at, **self.event.to_dict()}
+
+
+@dataclass
+class _Watch:
+    name: str
+    statuses: dict[str, str] = field(default_factory=dict)  # session -> busy/retry
+    directories: set[str] = field(default_factory=set)
+    attached_once: bool = False
+
+
+def _live(record: InstanceRecord) -> bool:
+    return record.state in (State.RUNNING, State.STARTING) and process.is_alive(record.server)
+
+
+class Monitor:
+    def __init__(
+        self,
+        fleet: Fleet,
+        refs: Sequence[str] = (),
+        *,
+        follow_new: bool = False,
+        queue_size: int = 10_000,
+    ) -> None:
+        self.fleet = fleet
+        self.names = [fleet.resolve(ref).name for ref in dict.fromkeys(refs)]
+        self.follow_new = follow_new or not refs
+        self.queue: asyncio.Queue[Received] = asyncio.Queue(maxsize=queue_size)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    async def events(self) -> AsyncIterator[Received]:
+        """Every event of every watched instance, as it arrives (until cancelled)."""
+        async with httpx.AsyncClient(**http_options()) as http:
+            for name in self._targets():
+                self._spawn(name, http)
+            rescanner = asyncio.create_task(self._rescan(http)) if self.follow_new else None
+            try:
+                while True:
+                    yield await self.queue.get()
+            finally:
+                for task in [*self._tasks.values(), *([rescanner] if rescanner else [])]:
+                    task.cancel()
+                await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    def _targets(self) -> list[str]:
+        if self.names:
+            return self.names
+        return [r.name for r in self.fleet.records() if _live(r)]
+
+    def _spawn(self, name: str, http: httpx.AsyncClient) -> None:
+        if name not in self._tasks:
+            self._tasks[name] = asyncio.create_task(self._watch(_Watch(name), http))
+
+    async def _rescan(self, http: httpx.AsyncClient) -> None:
+        """Pick up instances started after the monitor (--follow-new)."""
+        while True:
+            await asyncio.sleep(RESCAN_INTERVAL)  # periodic registry scan
+            for record in self.fleet.records():
+                if record.name not in self._tasks and _live(record):
+                    self._spawn(record.name, http)
+
+    async def _emit(self, name: str, event: Event) -> None:
+        await self.queue.put(Received(name, event, time.time()))
+
+    async def _watch(self, watch: _Watch, http: httpx.AsyncClient) -> None:
+        delay = 0.1
+        lost_reported = False
+        while True:
+            try:
+                record = self.fleet.resolve(watch.name)
+                endpoint = self.fleet.endpoint(record) if _live(record) else None
+            except OcmError:
+                endpoint = None
+                record = None
+            if endpoint is not None and record is not None:
+                try:
+                    first = True
+                    async for event in stream_events(http, endpoint, global_stream=True):
+                        if first:
+                            first = False
+                            delay = 0.1
+                            lost_reported = False
+                            await self._attached(watch, http, record)
+                        self._track(watch, event)
+                        await self._emit(watch.name, event)
+                    error = "stream ended"
+                except ServerError as exc:
+                    error = str(exc)
+            else:
+                error = "instance is not running"
+            if not lost_reported:
+                lost_reported = True
+                await self._emit(watch.name, Event("ocm.disconnected", {"error": error}))
+            await asyncio.sleep(delay)  # backoff before reconnecting
+            delay = min(delay * 2, MAX_BACKOFF)
+
+    async def _attached(
+        self, watch: _Watch, http: httpx.AsyncClient, record: InstanceRecord
+    ) -> None:
+        if not watch.attached_once:
+            watch.attached_once = True
+            watch.directories.add(record.spec.dir)
+            await self._emit(watch.name, Event("ocm.attached", {"url": record.url}))
+            return
+        await self._emit(watch.name, Event("ocm.reconnected", {"url": record.url}))
+        endpoint = self.fleet.endpoint(record)
+        after: dict[str, str] = {}
+        if endpoint is not None:
+            client = AsyncOpencodeClient(endpoint, http=http)
+            for directory in sorted(watch.directories | {record.spec.dir}):
+                try:
+                    states = await client.session_status(directory)
+                except ServerError:
+                    continue
+                for session, state in states.items():
+                    after[session] = str(as_dict(state).get("type", "busy"))
+        changes = status_changes(watch.statuses, after)
+        watch.statuses = after
+        await self._emit(watch.name, Event("ocm.resync", {"changes": changes}))
+
+    @staticmethod
+    def _track(watch: _Watch, event: Event) -> None:
+        if event.directory and event.directory != "global":
+            watch.directories.add(event.directory)
+        if event.type == "session.status":
+            sid = event.session_id
+            state = as_dict(event.properties.get("status")).get("type")
+            if sid and state == "idle":
+                watch.statuses.pop(sid, None)
+            elif sid and isinstance(state, str):
+                watch.statuses[sid] = state

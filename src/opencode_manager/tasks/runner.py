@@ -1,0 +1,347 @@
+"""Running one task on one instance: the asyncio core behind `ocm run` and `ocm batch`.
+
+Subscribe to the directory's events first, then `prompt_async`, then follow the turn until it
+ends (events, with `/session/status` polling as a fallback and a deadline), answer permission
+and question asks so nothing hangs, and finally re-read messages, todos and diff over REST to
+build the authoritative record. A timeout or a cancel aborts the session on the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..client import AsyncOpencodeClient
+from ..client.events import DISCONNECTED, RECONNECTED
+from ..client.types import Event, Part
+from ..errors import OcmError, ServerError
+from ..models import TaskRecord, TaskStatus
+from .tracker import Ask, TurnState, feed
+from .transcript import ABORTED_ERROR, build_turn, error_name, find_user_message
+
+POLL_INTERVAL = 2.0
+CONNECT_TIMEOUT = 5.0
+ERROR_GRACE = 2.0  # after session.error, how long to wait for idle before ending anyway
+SETTLE_TIMEOUT = 10.0  # after an abort, how long to wait for the session to go idle
+UNREACHABLE_LIMIT = 10.0  # give up on a server that answers nothing for this long
+TAIL_GRACE = 2.0  # at most this long for the final message to be stored after idle
+
+
+@dataclass
+class Observer:
+    """Callbacks for live output (all optional)."""
+
+    on_text: Callable[[str], None] | None = None
+    on_part: Callable[[Part], None] | None = None
+    on_error: Callable[[dict[str, Any]], None] | None = None
+    on_ask: Callable[[Ask, str], None] | None = None  # the ask and how it was answered
+    on_session: Callable[[str], None] | None = None
+    on_finish: Callable[[list[Part]], None] | None = None  # every part of the finished turn
+
+
+Persist = Callable[[TaskRecord], None]
+
+
+@dataclass
+class TaskRunner:
+    """Runs one task to its end on one server."""
+
+    client: AsyncOpencodeClient
+    record: TaskRecord
+    persist: Persist
+    observer: Observer
+    auto_approve: bool = False
+    cancel: asyncio.Event | None = None
+    poll_interval: float = POLL_INTERVAL
+    _unreachable_since: float | None = None
+
+    async def begin(self) -> str:
+        """Mark the task running and make sure it has a session (recorded before any prompt)."""
+        record = self.record
+        record.status = TaskStatus.RUNNING
+        record.started_at = record.started_at or time.time()
+        record.attempts += 1
+        if record.session_id is None:
+            session = await self.client.create_session(
+                title=_title(record.prompt),
+                directory=record.directory,
+            )
+            record.session_id = session.id
+            record.directory = session.directory or record.directory
+        self.persist(record)
+        if self.observer.on_session:
+            self.observer.on_session(record.session_id)
+        return record.session_id
+
+    async def send(self) -> None:
+        """Send the prompt, unless it already reached the server; record that it did."""
+        record = self.record
+        if record.prompted:
+            return
+        assert record.session_id is not None
+        await self.client.prompt_async(
+            record.session_id, record.prompt, agent=record.agent, model=record.model
+        )
+        record.prompted = True
+        self.persist(record)
+
+    async def run(self) -> TaskRecord:
+        session_id = await self.begin()
+        record = self.record
+        assert record.started_at is not None
+        started_ms = record.started_at * 1000.0 - 1000.0  # the server's clock may lag a little
+        state = TurnState(session_id=session_id)
+        queue: asyncio.Queue[Event | BaseException] = asyncio.Queue()
+        connected = asyncio.Event()
+        reader = asyncio.create_task(self._read_events(queue, connected))
+        try:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(connected.wait(), CONNECT_TIMEOUT)
+            await self.send()
+            outcome = await self._follow(state, queue, started_ms)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+        return await self.finish(state, outcome, started_ms)
+
+    # -- following the turn ----------------------------------------------------------------
+    async def _read_events(
+        self, queue: asyncio.Queue[Event | BaseException], connected: asyncio.Event
+    ) -> None:
+        try:
+            async for event in self.client.events(self.record.directory, reconnect=True):
+                connected.set()
+                await queue.put(event)
+        except ServerError as exc:
+            await queue.put(exc)
+        finally:
+            connected.set()  # don't hold the prompt back when the stream can't be had
+
+    async def _follow(
+        self, state: TurnState, queue: asyncio.Queue[Event | BaseException], started_ms: float
+    ) -> TaskStatus | None:
+        """Wait for the end; return TIMED_OUT/ABORTED if we had to stop it, None otherwise."""
+        record = self.record
+        deadline = (time.monotonic() + record.timeout) if record.timeout else None
+        error_at: float | None = None
+        next_poll = time.monotonic() + self.poll_interval
+        stream_alive = True
+        while True:
+            now = time.monotonic()
+            if self.cancel is not None and self.cancel.is_set():
+                await self._abort()
+                return TaskStatus.ABORTED
+            if deadline is not None and now >= deadline:
+                await self._abort()
+                return TaskStatus.TIMED_OUT
+            if error_at is not None and now - error_at >= ERROR_GRACE:
+                return None
+            if now >= next_poll or not stream_alive:
+                next_poll = now + self.poll_interval
+                if await self.looks_finished(state, started_ms):
+                    return None
+            wait = min(next_poll - now, 0.25)
+            if deadline is not None:
+                wait = min(wait, deadline - now)
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout=max(wait, 0.01))
+            except asyncio.TimeoutError:
+                continue
+            if isinstance(item, BaseException):
+                stream_alive = False  # the stream is gone: polling carries on alone
+                await asyncio.sleep(min(self.poll_interval, 0.5))  # poll pacing
+                continue
+            if item.type in (DISCONNECTED, RECONNECTED):
+                # Events were (or may have been) missed: let the poll resync from REST now.
+                stream_alive = item.type == RECONNECTED
+                next_poll = time.monotonic()
+                if not stream_alive:
+                    await asyncio.sleep(min(self.poll_interval, 0.5))  # poll pacing
+                continue
+            signals = feed(state, item, started_ms=started_ms)
+            if signals.ask is not None:
+                await self._answer(signals.ask)
+            if signals.part is not None and self.observer.on_part:
+                self.observer.on_part(signals.part)
+            if signals.text_delta and self.observer.on_text:
+                self.observer.on_text(signals.text_delta)
+            if signals.error is not None:
+                if self.observer.on_error and error_name(signals.error) != ABORTED_ERROR:
+                    self.observer.on_error(signals.error)
+                error_at = error_at or time.monotonic()
+            if signals.terminal:
+                return None
+
+    async def looks_finished(self, state: TurnState, started_ms: float) -> bool:
+        """Polling fallback: not in /session/status, and the turn's last message is done."""
+        record = self.record
+        assert record.session_id is not None
+        try:
+            busy = await self.client.session_status(record.directory)
+        except ServerError as exc:
+            if exc.status_code is not None:
+                return False
+            # Unreachable: a blip is fine, a dead server is not worth waiting for.
+            self._unreachable_since = self._unreachable_since or time.monotonic()
+            if time.monotonic() - self._unreachable_since > UNREACHABLE_LIMIT:
+                raise
+            return False
+        self._unreachable_since = None
+        if record.session_id in busy:
+            state.busy_seen = True
+            return False
+        try:
+            messages = await self.client.messages(record.session_id)
+        except ServerError:
+            return False
+        user = find_user_message(messages, record.prompt, not_before_ms=started_ms)
+        if user is None:
+            return False
+        state.user_message_id = state.user_message_id or user.id
+        return build_turn(messages, user.id).completed
+
+    async def _answer(self, ask: Ask) -> None:
+        """Nobody is there to answer: reject by default, approve with auto_approve."""
+        from ..client import operations as ops
+
+        directory = self.record.directory
+        if ask.kind == "permission":
+            reply = "once" if self.auto_approve else "reject"
+            op = ops.reply_permission(
+                ask.id,
+                reply,
+                directory=directory,
+                message=None
+                if self.auto_approve
+                else "rejected by ocm: nobody is there to approve it",
+            )
+        else:
+            reply = "first option" if self.auto_approve else "rejected"
+            op = (
+                ops.reply_question(ask.id, _first_options(ask.properties), directory=directory)
+                if self.auto_approve
+                else ops.reject_question(ask.id, directory=directory)
+            )
+        try:
+            await self.client.call(op)
+        except ServerError as exc:
+            reply = f"failed to answer: {exc}"
+        self.record.asks.append(
+            {
+                "kind": ask.kind,
+                "id": ask.id,
+                "session_id": ask.session_id,
+                "answer": reply,
+                "request": _ask_summary(ask),
+            }
+        )
+        if self.observer.on_ask:
+            self.observer.on_ask(ask, reply)
+
+    async def _abort(self) -> None:
+        assert self.record.session_id is not None
+        with contextlib.suppress(OcmError):
+            await self.client.abort(self.record.session_id)
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                busy = await self.client.session_status(self.record.directory)
+            except ServerError:
+                return
+            if self.record.session_id not in busy:
+                return
+            await asyncio.sleep(0.2)  # polling for idle with a deadline
+
+    # -- the record ------------------------------------------------------------------------
+    async def finish(
+        self, state: TurnState, stopped: TaskStatus | None, started_ms: float
+    ) -> TaskRecord:
+        record = self.record
+        assert record.session_id is not None
+        # After an error or an abort, the message carrying it is stored just after the idle:
+        # re-read until the turn's last message is final (briefly).
+        deadline = time.monotonic() + TAIL_GRACE
+        while True:
+            messages = await self.client.messages(record.session_id)
+            user_id = state.user_message_id
+            if user_id is None or not any(m.id == user_id for m in messages):
+                user = find_user_message(messages, record.prompt, not_before_ms=started_ms)
+                user_id = user.id if user else None
+            turn = build_turn(messages, user_id)
+            settled = turn.completed and (turn.error is not None or not state.error_seen)
+            if settled or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.05)  # polling the stored messages with a deadline
+        record.text = turn.text
+        record.steps = turn.steps
+        record.tool_calls = turn.tool_calls
+        record.tokens = turn.tokens
+        record.cost = turn.cost
+        fetched = await asyncio.gather(
+            self.client.todo(record.session_id),
+            self.client.diff(record.session_id, user_id) if user_id else _nothing(),
+            return_exceptions=True,
+        )
+        record.todos = fetched[0] if isinstance(fetched[0], list) else []
+        record.diff = fetched[1] if isinstance(fetched[1], list) else []
+        error = turn.error or state.error
+        if stopped is not None:
+            record.status = stopped
+            record.error = {
+                "name": stopped.value,
+                "message": "timed out; the session was aborted"
+                if stopped is TaskStatus.TIMED_OUT
+                else "aborted on request",
+            }
+        elif error is not None:
+            record.status = (
+                TaskStatus.ABORTED if error_name(error) == ABORTED_ERROR else TaskStatus.FAILED
+            )
+            record.error = error
+        elif user_id is None:
+            record.status = TaskStatus.FAILED
+            record.error = {
+                "name": "NoTurn",
+                "message": "the server stored no message for this prompt (unknown agent or model?)",
+            }
+        else:
+            record.status = TaskStatus.COMPLETED
+        record.finished_at = time.time()
+        self.persist(record)
+        if self.observer.on_finish:
+            self.observer.on_finish(turn.parts)
+        return record
+
+
+async def _nothing() -> list[Any]:
+    return []
+
+
+def _title(prompt: str) -> str:
+    line = prompt.strip().splitlines()[0] if prompt.strip() else "ocm task"
+    return ("ocm: " + line)[:80]
+
+
+def _first_options(props: dict[str, Any]) -> list[list[str]]:
+    answers: list[list[str]] = []
+    for question in props.get("questions") or []:
+        options = question.get("options") if isinstance(question, dict) else None
+        label = options[0].get("label") if options and isinstance(options[0], dict) else None
+        answers.append([str(label)] if label else [])
+    return answers
+
+
+def _ask_summary(ask: Ask) -> dict[str, Any]:
+    props = ask.properties
+    if ask.kind == "permission":
+        return {"permission": props.get("permission"), "patterns": props.get("patterns")}
+    return {
+        "questions": [
+            q.get("question") for q in props.get("questions") or [] if isinstance(q, dict)
+        ]
+    }

@@ -1,0 +1,197 @@
+"""Durable task records and batches, in the registry database.
+
+A task's whole record is stored as JSON (it grows as the task runs); the columns beside it are
+what we filter on. Every change is one short transaction, so a `kill -9` at any point leaves
+a consistent row: the `prompted` flag in particular is written before a prompt counts as sent.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from ..errors import NotFoundError, UsageError
+from ..models import TaskRecord, TaskStatus
+from ..registry import Registry
+
+_TASK_FIELDS = {f.name for f in fields(TaskRecord)}
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(5)}"
+
+
+def _load(row_json: str) -> TaskRecord:
+    data: dict[str, Any] = json.loads(row_json)
+    data = {k: v for k, v in data.items() if k in _TASK_FIELDS}
+    data["status"] = TaskStatus(data["status"])
+    return TaskRecord(**data)
+
+
+@dataclass
+class Batch:
+    id: str
+    status: str  # running, completed, interrupted, cancelled
+    created_at: float
+    updated_at: float
+    source: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    finished_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TaskStore:
+    """Tasks and batches on top of a Registry's connection."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    # -- tasks -----------------------------------------------------------------------------
+    def add(self, record: TaskRecord, *, seq: int = 0) -> TaskRecord:
+        now = time.time()
+        with self.registry.transaction() as db:
+            db.execute(
+                "INSERT INTO tasks (id, batch_id, seq, status, prompt, record, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    record.batch_id,
+                    seq,
+                    record.status.value,
+                    record.prompt,
+                    json.dumps(record.to_dict()),
+                    record.created_at,
+                    now,
+                ),
+            )
+        return record
+
+    def save(self, record: TaskRecord) -> None:
+        with self.registry.transaction() as db:
+            db.execute(
+                "UPDATE tasks SET status = ?, record = ?, updated_at = ?, finished_at = ?"
+                " WHERE id = ?",
+                (
+                    record.status.value,
+                    json.dumps(record.to_dict()),
+                    time.time(),
+                    record.finished_at,
+                    record.id,
+                ),
+            )
+
+    def get(self, task_id: str) -> TaskRecord:
+        rows = self.registry.query("SELECT record FROM tasks WHERE id = ?", (task_id,))
+        if not rows:
+            raise NotFoundError(f"no task {task_id!r}; see `ocm results`")
+        return _load(rows[0][0])
+
+    def list_tasks(
+        self, *, batch_id: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[TaskRecord]:
+        clauses, params = [], []
+        if batch_id is not None:
+            clauses.append("batch_id = ?")
+            params.append(batch_id)
+        if status is not None:
+            try:
+                TaskStatus(status)
+            except ValueError:
+                choices = ", ".join(s.value for s in TaskStatus)
+                raise UsageError(f"invalid --status {status!r}: choose from {choices}") from None
+            clauses.append("status = ?")
+            params.append(status)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        order = "ORDER BY seq, created_at" if batch_id is not None else "ORDER BY created_at"
+        tail = f" LIMIT {int(limit)}" if limit else ""
+        rows = self.registry.query(f"SELECT record FROM tasks {where} {order}{tail}", tuple(params))  # noqa: S608
+        return [_load(r[0]) for r in rows]
+
+    def totals(self) -> dict[str, Any]:
+        """Tasks by status, and token and cost totals over every stored task."""
+        counts = {
+            str(r[0]): int(r[1])
+            for r in self.registry.query("SELECT status, COUNT(*) FROM tasks GROUP BY status")
+        }
+        row = self.registry.query(
+            "SELECT SUM(json_extract(record, '$.tokens.input')),"
+            " SUM(json_extract(record, '$.tokens.output')),"
+            " SUM(json_extract(record, '$.tokens.reasoning')),"
+            " SUM(json_extract(record, '$.tokens.cache.read')),"
+            " SUM(json_extract(record, '$.tokens.cache.write')),"
+            " SUM(json_extract(record, '$.cost')) FROM tasks"
+        )[0]
+        keys = ("input", "output", "reasoning", "cache_read", "cache_write")
+        return {
+            "tasks": counts,
+            "tokens": {k: int(row[i] or 0) for i, k in enumerate(keys)},
+            "cost": float(row[5] or 0.0),
+        }
+
+    # -- batches ---------------------------------------------------------------------------
+    def add_batch(self, batch: Batch, tasks: list[TaskRecord]) -> None:
+        """A batch and all its tasks in one transaction: all recorded, or none."""
+        now = time.time()
+        with self.registry.transaction() as db:
+            db.execute(
+                "INSERT INTO batches (id, source, options, status, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    batch.id,
+                    batch.source,
+                    json.dumps(batch.options),
+                    batch.status,
+                    batch.created_at,
+                    now,
+                ),
+            )
+            for seq, record in enumerate(tasks):
+                db.execute(
+                    "INSERT INTO tasks (id, batch_id, seq, status, prompt, record, created_at,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.id,
+                        batch.id,
+                        seq,
+                        record.status.value,
+                        record.prompt,
+                        json.dumps(record.to_dict()),
+                        record.created_at,
+                        now,
+                    ),
+                )
+
+    def set_batch_status(self, batch_id: str, status: str) -> None:
+        now = time.time()
+        finished = now if status in ("completed", "cancelled") else None
+        with self.registry.transaction() as db:
+            db.execute(
+                "UPDATE batches SET status = ?, updated_at = ?, finished_at = ? WHERE id = ?",
+                (status, now, finished, batch_id),
+            )
+
+    def batch(self, batch_id: str) -> Batch:
+        rows = self.registry.query("SELECT * FROM batches WHERE id = ?", (batch_id,))
+        if not rows:
+            raise NotFoundError(f"no batch {batch_id!r}; see `ocm batch ls`")
+        return _batch(rows[0])
+
+    def batches(self) -> list[Batch]:
+        return [_batch(r) for r in self.registry.query("SELECT * FROM batches ORDER BY created_at")]
+
+
+def _batch(row: Any) -> Batch:
+    return Batch(
+        id=row["id"],
+        status=row["status"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        source=row["source"],
+        options=json.loads(row["options"]),
+        finished_at=row["finished_at"],
+    )

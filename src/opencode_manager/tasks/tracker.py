@@ -1,0 +1,113 @@
+"""Following one prompt through OpenCode's event stream (pure: events in, signals out).
+
+What ends a turn (OPENCODE-FACTS §6.10): `session.idle` or `session.status{idle}` for our
+session, after it was busy; errors and aborts emit idle twice and *before* the final
+message.updated, and some failures (unknown agent) emit only `session.error`, so an error is
+terminal on its own after a grace period. Subagents run in child sessions with their own idle,
+which must not end our turn, but their permission and question asks are ours to answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..client.types import Event, Part, as_dict
+
+
+@dataclass
+class Ask:
+    """A permission or question request that blocks the session until answered."""
+
+    kind: str  # "permission" or "question"
+    id: str
+    session_id: str
+    properties: dict[str, Any]
+
+
+@dataclass
+class TurnState:
+    session_id: str
+    busy_seen: bool = False
+    error: dict[str, Any] | None = None
+    error_seen: bool = False
+    user_message_id: str | None = None
+    children: set[str] = field(default_factory=set)
+    parts: dict[str, Part] = field(default_factory=dict)
+
+    @property
+    def sessions(self) -> set[str]:
+        return {self.session_id, *self.children}
+
+
+@dataclass
+class Signals:
+    """What one event means for the caller."""
+
+    text_delta: str = ""  # text appended to a text part of ours (for live output)
+    part: Part | None = None  # a part of ours was created or updated
+    ask: Ask | None = None
+    terminal: bool = False  # our session went idle after being busy
+    error: dict[str, Any] | None = None  # our session reported an error
+
+
+def feed(state: TurnState, event: Event, *, started_ms: float = 0.0) -> Signals:
+    """Update `state` with one event; return what it signals."""
+    out = Signals()
+    props = event.properties
+    sid = event.session_id
+    kind = event.type
+    if kind == "session.created":
+        info = as_dict(props.get("info"))
+        if info.get("parentID") in state.sessions and isinstance(info.get("id"), str):
+            state.children.add(info["id"])
+        return out
+    if kind in ("permission.asked", "question.asked"):
+        if sid in state.sessions and isinstance(props.get("id"), str):
+            out.ask = Ask(
+                kind=kind.split(".")[0], id=props["id"], session_id=str(sid), properties=props
+            )
+        return out
+    if sid != state.session_id:
+        return out
+    if kind == "session.status":
+        status = as_dict(props.get("status"))
+        if status.get("type") in ("busy", "retry"):
+            state.busy_seen = True
+        elif status.get("type") == "idle" and (state.busy_seen or state.error_seen):
+            out.terminal = True
+    elif kind == "session.idle":
+        if state.busy_seen or state.error_seen:
+            out.terminal = True
+    elif kind == "session.error":
+        error = props.get("error")
+        state.error_seen = True
+        if isinstance(error, dict):
+            state.error = error
+            out.error = error
+    elif kind == "message.updated":
+        info = as_dict(props.get("info"))
+        created = as_dict(info.get("time")).get("created", 0)
+        if (
+            info.get("role") == "user"
+            and state.user_message_id is None
+            and isinstance(created, (int, float))
+            and created >= started_ms
+        ):
+            state.user_message_id = str(info.get("id"))
+        elif info.get("role") == "assistant":
+            state.busy_seen = True
+    elif kind == "message.part.updated":
+        part = Part.from_json(props.get("part"))
+        if part.id:
+            state.parts[part.id] = part
+            out.part = part
+            if part.type != "text" or part.message_id != state.user_message_id:
+                state.busy_seen = state.busy_seen or part.type == "step-start"
+    elif kind == "message.part.delta":
+        part_id = props.get("partID")
+        if props.get("field") == "text" and isinstance(props.get("delta"), str):
+            known = state.parts.get(str(part_id))
+            if known is None or known.type == "text":
+                out.text_delta = props["delta"]
+    return out

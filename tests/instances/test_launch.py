@@ -1,0 +1,93 @@
+"""Unit tests: how a server is launched (argv, environment, output parsing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from opencode_manager.instances.launch import (
+    explain_exit,
+    parse_listening,
+    port_of,
+    prepare_dirs,
+    server_argv,
+    server_env,
+)
+from opencode_manager.models import InstanceSpec
+
+
+def test_argv_never_carries_the_password() -> None:
+    spec = InstanceSpec(name="a", dir="/p", cors=("https://x.test",), log_level="WARN")
+    argv = server_argv("/bin/opencode", spec, 4300)
+    assert argv == [
+        "/bin/opencode",
+        "serve",
+        "--hostname",
+        "127.0.0.1",
+        "--port",
+        "4300",
+        "--cors",
+        "https://x.test",
+        "--log-level",
+        "WARN",
+    ]
+    assert server_argv("/bin/opencode", spec, None)[5] == "0"
+
+
+def test_env_isolates_and_scrubs(tmp_path: Path) -> None:
+    base = {
+        "PATH": "/bin",
+        "OPENCODE_SERVER_PASSWORD": "leak",
+        "OCM_HOME": "/x",
+        "ANTHROPIC_API_KEY": "k",
+    }
+    spec = InstanceSpec(name="a", dir="/p", env=(("FOO", "bar"),))
+    env = server_env(base, spec, password="pw", instance_dir=tmp_path)
+    assert env["OPENCODE_SERVER_PASSWORD"] == "pw"
+    assert env["OPENCODE_SERVER_USERNAME"] == "opencode"
+    assert env["XDG_DATA_HOME"] == str(tmp_path / "data")
+    assert env["FOO"] == "bar"
+    assert env["ANTHROPIC_API_KEY"] == "k"
+    assert "OCM_HOME" not in env
+    no_auth = server_env(
+        base, InstanceSpec(name="a", dir="/p", auth=False), password=None, instance_dir=tmp_path
+    )
+    assert "OPENCODE_SERVER_PASSWORD" not in no_auth  # the inherited one is scrubbed too
+    shared = server_env(
+        {}, InstanceSpec(name="a", dir="/p", shared_data=True), password=None, instance_dir=tmp_path
+    )
+    assert "XDG_DATA_HOME" not in shared
+
+
+def test_prepare_dirs_links_credentials(tmp_path: Path) -> None:
+    user_data = tmp_path / "user"
+    (user_data / "opencode").mkdir(parents=True)
+    (user_data / "opencode" / "auth.json").write_text('{"anthropic": {}}')
+    instance = tmp_path / "inst"
+    prepare_dirs(instance, user_data, InstanceSpec(name="a", dir="/p"))
+    link = instance / "data" / "opencode" / "auth.json"
+    assert link.is_symlink()
+    assert link.read_text() == '{"anthropic": {}}'
+    prepare_dirs(instance, user_data, InstanceSpec(name="a", dir="/p"))  # idempotent
+
+
+def test_parse_listening() -> None:
+    assert parse_listening("opencode server listening on http://127.0.0.1:4300\n") == (
+        "http://127.0.0.1:4300"
+    )
+    assert parse_listening("Warning: OPENCODE_SERVER_PASSWORD is not set") is None
+    assert port_of("http://127.0.0.1:4300") == 4300
+    assert port_of("http://[::1]:81/x") == 81
+
+
+def test_explain_exit() -> None:
+    spec = InstanceSpec(name="a", dir="/p", port=4300)
+    assert explain_exit(["Error: Unexpected error", "", "ServeError"], spec, 4300) == (
+        "port 4300 is already in use"
+    )
+    cause = explain_exit(
+        ["Error: Config file at /h/opencode.json is not valid JSON(C):", "--- JSONC Input ---"],
+        spec,
+        None,
+    )
+    assert cause.startswith("invalid OpenCode config: Config file at /h/opencode.json")
+    assert explain_exit([], spec, None) == "the server exited during start"
