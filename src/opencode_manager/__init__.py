@@ -1,7 +1,8 @@
 """opencode-manager: run and operate fleets of OpenCode servers safely.
 
 The public API is re-exported here, loaded on first use (so `ocm` and the keeper import only
-what they need); everything else is an implementation detail.
+what they need); everything else is an implementation detail. Start with `AsyncManager` (or
+its sync twin `Manager`): every type its methods return is exported here too.
 """
 
 from __future__ import annotations
@@ -11,71 +12,153 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
-    "PINNED_OPENCODE_VERSION": "settings",
-    "AsyncOpencodeClient": "client",
-    "Binary": "instances.binary",
-    "BinaryError": "errors",
-    "Check": "manager",
-    "CleanupReport": "manager",
-    "ConflictError": "errors",
-    "Endpoint": "client",
-    "InstanceInfo": "models",
-    "InstanceRecord": "models",
-    "InstanceSpec": "models",
-    "Manager": "manager",
-    "NotFoundError": "errors",
-    "OcmError": "errors",
-    "OpencodeClient": "client",
-    "ProcessIdentity": "models",
-    "ServerError": "errors",
-    "Settings": "settings",
-    "StartError": "errors",
-    "State": "models",
-    "StateError": "errors",
-    "Status": "models",
-    "StopResult": "manager",
-    "TaskOptions": "tasks.dispatch",
-    "TaskRecord": "models",
-    "TaskStatus": "models",
-    "UsageError": "errors",
-    "find_binary": "instances.binary",
-    "install": "instances.binary",
+# name -> (module, attribute in it)
+_EXPORTS: dict[str, tuple[str, str]] = {
+    "DEFAULT_START_TIMEOUT": ("instances.lifecycle", "DEFAULT_START_TIMEOUT"),
+    "DEFAULT_STOP_TIMEOUT": ("instances.lifecycle", "DEFAULT_STOP_TIMEOUT"),
+    "LOG_LEVELS": ("instances.spec", "LOG_LEVELS"),
+    "MIN_OPENCODE_VERSION": ("settings", "MIN_OPENCODE_VERSION"),
+    "PINNED_OPENCODE_VERSION": ("settings", "PINNED_OPENCODE_VERSION"),
+    "RESTART_POLICIES": ("instances.spec", "RESTART_POLICIES"),
+    "Ask": ("tasks.tracker", "Ask"),
+    "AsyncManager": ("manager", "AsyncManager"),
+    "AsyncOpencodeClient": ("client", "AsyncOpencodeClient"),
+    "BatchOptions": ("tasks.batch", "BatchOptions"),
+    "BatchProgress": ("tasks.batch", "BatchProgress"),
+    "BatchStatus": ("models", "BatchStatus"),
+    "BatchSummary": ("tasks.batch", "BatchSummary"),
+    "BatchTask": ("tasks.batchfile", "BatchTask"),
+    "Binary": ("instances.binary", "Binary"),
+    "BinaryError": ("errors", "BinaryError"),
+    "Check": ("instances.doctor", "Check"),
+    "CleanupReport": ("instances.lifecycle", "CleanupReport"),
+    "ConflictError": ("errors", "ConflictError"),
+    "Endpoint": ("client", "Endpoint"),
+    "Event": ("client.types", "Event"),
+    "EventFilter": ("observe.eventview", "Filter"),
+    "EventFolder": ("observe.eventview", "Folder"),
+    "EventKind": ("models", "EventKind"),
+    "EventLine": ("observe.eventview", "Line"),
+    "FleetFrame": ("observe.fleetview", "FleetFrame"),
+    "FleetRow": ("observe.fleetview", "FleetRow"),
+    "FleetTotals": ("observe.fleetview", "FleetTotals"),
+    "InstanceInfo": ("models", "InstanceInfo"),
+    "InstanceRecord": ("models", "InstanceRecord"),
+    "InstanceSpec": ("models", "InstanceSpec"),
+    "JsonlEmitter": ("tasks.jsonl", "JsonlEmitter"),
+    "LifecycleEvent": ("models", "LifecycleEvent"),
+    "LogLine": ("instances.logs", "LogLine"),
+    "Manager": ("manager", "Manager"),
+    "Message": ("client.types", "Message"),
+    "NotFoundError": ("errors", "NotFoundError"),
+    "Observer": ("tasks.runner", "Observer"),
+    "OcmError": ("errors", "OcmError"),
+    "OpencodeClient": ("client", "OpencodeClient"),
+    "Part": ("client.types", "Part"),
+    "ProcessIdentity": ("models", "ProcessIdentity"),
+    "Received": ("observe.monitor", "Received"),
+    "ServerError": ("errors", "ServerError"),
+    "ServerRefused": ("errors", "ServerRefused"),
+    "ServerUnreachable": ("errors", "ServerUnreachable"),
+    "Session": ("client.types", "Session"),
+    "SessionCounts": ("instances.inventory", "SessionCounts"),
+    "SessionNotFound": ("errors", "SessionNotFound"),
+    "SessionRow": ("tasks.sessions", "SessionRow"),
+    "Settings": ("settings", "Settings"),
+    "StartError": ("errors", "StartError"),
+    "StartProgress": ("instances.lifecycle", "StartProgress"),
+    "State": ("models", "State"),
+    "StateError": ("errors", "StateError"),
+    "Status": ("models", "Status"),
+    "StatusReport": ("instances.inventory", "StatusReport"),
+    "StopResult": ("instances.lifecycle", "StopResult"),
+    "Supervision": ("instances.spec", "Supervision"),
+    "TaskOptions": ("tasks.dispatch", "TaskOptions"),
+    "TaskOutcome": ("tasks.batch", "TaskOutcome"),
+    "TaskRecord": ("models", "TaskRecord"),
+    "TaskStatus": ("models", "TaskStatus"),
+    "UsageError": ("errors", "UsageError"),
+    "find_binary": ("instances.binary", "find_binary"),
+    "install": ("instances.binary", "install"),
+    "parse_batch_file": ("tasks.batchfile", "parse"),
+    "parse_duration": ("durations", "parse_duration"),
+    "parse_port": ("instances.spec", "parse_port"),
+    "parse_port_range": ("instances.spec", "parse_port_range"),
+    "parse_size": ("keeper.policy", "parse_size"),
 }
 
 if TYPE_CHECKING:
     from .client import AsyncOpencodeClient, Endpoint, OpencodeClient
+    from .client.types import Event, Message, Part, Session
+    from .durations import parse_duration
     from .errors import (
         BinaryError,
         ConflictError,
         NotFoundError,
         OcmError,
         ServerError,
+        ServerRefused,
+        ServerUnreachable,
+        SessionNotFound,
         StartError,
         StateError,
         UsageError,
     )
     from .instances.binary import Binary, find_binary, install
-    from .manager import Check, CleanupReport, Manager, StopResult
+    from .instances.doctor import Check
+    from .instances.inventory import SessionCounts, StatusReport
+    from .instances.lifecycle import (
+        DEFAULT_START_TIMEOUT,
+        DEFAULT_STOP_TIMEOUT,
+        CleanupReport,
+        StartProgress,
+        StopResult,
+    )
+    from .instances.logs import LogLine
+    from .instances.spec import (
+        LOG_LEVELS,
+        RESTART_POLICIES,
+        Supervision,
+        parse_port,
+        parse_port_range,
+    )
+    from .keeper.policy import parse_size
+    from .manager import AsyncManager, Manager
     from .models import (
+        BatchStatus,
+        EventKind,
         InstanceInfo,
         InstanceRecord,
         InstanceSpec,
+        LifecycleEvent,
         ProcessIdentity,
         State,
         Status,
         TaskRecord,
         TaskStatus,
     )
-    from .settings import PINNED_OPENCODE_VERSION, Settings
+    from .observe.eventview import Filter as EventFilter
+    from .observe.eventview import Folder as EventFolder
+    from .observe.eventview import Line as EventLine
+    from .observe.fleetview import FleetFrame, FleetRow, FleetTotals
+    from .observe.monitor import Received
+    from .settings import MIN_OPENCODE_VERSION, PINNED_OPENCODE_VERSION, Settings
+    from .tasks.batch import BatchOptions, BatchProgress, BatchSummary, TaskOutcome
+    from .tasks.batchfile import BatchTask
+    from .tasks.batchfile import parse as parse_batch_file
     from .tasks.dispatch import TaskOptions
+    from .tasks.jsonl import JsonlEmitter
+    from .tasks.runner import Observer
+    from .tasks.sessions import SessionRow
+    from .tasks.tracker import Ask
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
+    target = _EXPORTS.get(name)
+    if target is None:
         raise AttributeError(f"module 'opencode_manager' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    module, attribute = target
+    value = getattr(importlib.import_module(f".{module}", __name__), attribute)
     globals()[name] = value
     return value
 
@@ -85,34 +168,76 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "DEFAULT_START_TIMEOUT",
+    "DEFAULT_STOP_TIMEOUT",
+    "LOG_LEVELS",
+    "MIN_OPENCODE_VERSION",
     "PINNED_OPENCODE_VERSION",
+    "RESTART_POLICIES",
+    "Ask",
+    "AsyncManager",
     "AsyncOpencodeClient",
+    "BatchOptions",
+    "BatchProgress",
+    "BatchStatus",
+    "BatchSummary",
+    "BatchTask",
     "Binary",
     "BinaryError",
     "Check",
     "CleanupReport",
     "ConflictError",
     "Endpoint",
+    "Event",
+    "EventFilter",
+    "EventFolder",
+    "EventKind",
+    "EventLine",
+    "FleetFrame",
+    "FleetRow",
+    "FleetTotals",
     "InstanceInfo",
     "InstanceRecord",
     "InstanceSpec",
+    "JsonlEmitter",
+    "LifecycleEvent",
+    "LogLine",
     "Manager",
+    "Message",
     "NotFoundError",
+    "Observer",
     "OcmError",
     "OpencodeClient",
+    "Part",
     "ProcessIdentity",
+    "Received",
     "ServerError",
+    "ServerRefused",
+    "ServerUnreachable",
+    "Session",
+    "SessionCounts",
+    "SessionNotFound",
+    "SessionRow",
     "Settings",
     "StartError",
+    "StartProgress",
     "State",
     "StateError",
     "Status",
+    "StatusReport",
     "StopResult",
+    "Supervision",
     "TaskOptions",
+    "TaskOutcome",
     "TaskRecord",
     "TaskStatus",
     "UsageError",
     "__version__",
     "find_binary",
     "install",
+    "parse_batch_file",
+    "parse_duration",
+    "parse_port",
+    "parse_port_range",
+    "parse_size",
 ]

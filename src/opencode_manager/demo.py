@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
-from rich.console import Console
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from . import process
-from .client import Endpoint, OpencodeClient
+from .client import AsyncOpencodeClient, Endpoint
 from .errors import OcmError
-from .manager import Manager
-from .models import ProcessIdentity, State
+from .instances.fleet import is_live
+from .models import InstanceRecord, ProcessIdentity
 from .scripted_model import ScriptedModelServer, opencode_config
+
+if TYPE_CHECKING:
+    from .manager import AsyncManager
+
+Say = Callable[[str], None]
 
 PROMPTS = (
     "Hello! Introduce yourself in one line.",
@@ -24,68 +28,55 @@ PROMPTS = (
 )
 
 
-def _say(console: Console | None, text: str) -> None:
-    if console is not None:
-        console.print(text, markup=False, highlight=False)
+def _say(say: Say | None, text: str) -> None:
+    if say is not None:
+        say(text)
 
 
-def run_demo(manager: Manager, *, count: int = 3, console: Console | None = None) -> dict[str, Any]:
+async def run_demo(
+    manager: AsyncManager, *, count: int = 3, say: Say | None = None
+) -> dict[str, Any]:
     """Start a fleet wired to the scripted model, give each a task, show results, stop all."""
     if count < 1 or count > 8:
         raise OcmError("demo fleet size must be between 1 and 8")
     base = "demo"
     names = [base] if count == 1 else [f"{base}-{i}" for i in range(1, count + 1)]
-    _forget_old_demo(manager, names)
+    await _forget_old_demo(manager, names)
     project = manager.settings.home / "demo" / "project"
     project.mkdir(parents=True, exist_ok=True)
     (project / "README.md").write_text("A scratch project for `ocm demo`.\n")
     with ScriptedModelServer() as model:
         model_url = model.base_url
-        _say(console, f"scripted model listening on {model_url}")
+        _say(say, f"scripted model listening on {model_url}")
         env = [
             "OPENCODE_CONFIG_CONTENT=" + json.dumps(opencode_config(model_url)),
             "OPENCODE_DISABLE_MODELS_FETCH=1",
         ]
+        _say(say, f"starting {count} OpenCode server(s)…")
         t0 = time.monotonic()
-        if console is not None:
-            with console.status(f"starting {count} OpenCode server(s)…") as status:
-                infos = manager.start(
-                    base,
-                    count=count,
-                    directory=str(project),
-                    env=env,
-                    progress=lambda n, p: status.update(f"{n}: {p}"),
-                )
-        else:
-            infos = manager.start(base, count=count, directory=str(project), env=env)
+        infos = await manager.start(base, count=count, directory=str(project), env=env)
         start_seconds = time.monotonic() - t0
         for info in infos:
-            _say(console, f"  {info.name} healthy at {info.url} (pid {info.pid})")
+            _say(say, f"  {info.name} healthy at {info.url} (pid {info.pid})")
         tree: list[ProcessIdentity] = []
         try:
+            _say(say, f"running {count} task(s)…")
             t1 = time.monotonic()
-            with ThreadPoolExecutor(max_workers=count) as pool:
-                endpoints = [manager.endpoint(manager.registry.get(i.name)) for i in infos]
-                futures = [
-                    pool.submit(_task, info.name, endpoint, PROMPTS[i % len(PROMPTS)])
-                    for i, (info, endpoint) in enumerate(zip(infos, endpoints, strict=True))
-                ]
-                if console is not None:
-                    with console.status(f"running {count} task(s)…"):
-                        tasks = [f.result() for f in futures]
-                else:
-                    tasks = [f.result() for f in futures]
+            records = [await manager.resolve(i.name) for i in infos]
+            tasks = await asyncio.gather(
+                *(
+                    _task(record.name, manager.fleet.endpoint(record), PROMPTS[i % len(PROMPTS)])
+                    for i, record in enumerate(records)
+                )
+            )
             task_seconds = time.monotonic() - t1
-            tree = _fleet_processes(manager, names)
+            tree = _fleet_processes(await manager.records(), names)
         finally:
+            _say(say, "stopping the fleet…")
             t2 = time.monotonic()
-            if console is not None:
-                with console.status("stopping the fleet…"):
-                    manager.stop(names)
-            else:
-                manager.stop(names)
+            await manager.stop(names)
             stop_seconds = time.monotonic() - t2
-            manager.remove(names)
+            await manager.remove(names)
     leftover = sum(1 for ident in tree if process.is_alive(ident))
     return {
         "fleet": count,
@@ -93,20 +84,20 @@ def run_demo(manager: Manager, *, count: int = 3, console: Console | None = None
         "start_seconds": round(start_seconds, 2),
         "task_seconds": round(task_seconds, 2),
         "stop_seconds": round(stop_seconds, 2),
-        "tasks": tasks,
+        "tasks": list(tasks),
         "processes_checked": len(tree),
         "leftover_processes": leftover,
     }
 
 
-def _task(name: str, endpoint: Endpoint | None, prompt: str) -> dict[str, Any]:
+async def _task(name: str, endpoint: Endpoint | None, prompt: str) -> dict[str, Any]:
     if endpoint is None:
         raise OcmError(f"{name} has no URL", instance=name)
     started = time.monotonic()
-    with OpencodeClient(endpoint, timeout=120.0) as client:
-        session = client.create_session(title=f"demo on {name}")
-        client.prompt(session.id, prompt)
-        history = client.messages(session.id)
+    async with AsyncOpencodeClient(endpoint, timeout=120.0) as client:
+        session = await client.create_session(title=f"demo on {name}")
+        await client.prompt(session.id, prompt)
+        history = await client.messages(session.id)
     tools: list[str] = []
     reply = ""
     for message in history:
@@ -127,10 +118,10 @@ def _task(name: str, endpoint: Endpoint | None, prompt: str) -> dict[str, Any]:
     }
 
 
-def _fleet_processes(manager: Manager, names: list[str]) -> list[ProcessIdentity]:
+def _fleet_processes(records: list[InstanceRecord], names: list[str]) -> list[ProcessIdentity]:
     """Every process of the fleet right now (servers, children, keepers), to check later."""
     found: list[ProcessIdentity] = []
-    for record in manager.records():
+    for record in records:
         if record.name not in names:
             continue
         for ident in (record.keeper, record.server):
@@ -144,12 +135,10 @@ def _fleet_processes(manager: Manager, names: list[str]) -> list[ProcessIdentity
     return found
 
 
-def _forget_old_demo(manager: Manager, names: list[str]) -> None:
+async def _forget_old_demo(manager: AsyncManager, names: list[str]) -> None:
     """A demo interrupted earlier may have left records: stop and forget them."""
-    for record in manager.records():
+    for record in await manager.records():
         if record.name in names or record.name.startswith("demo-") or record.name == "demo":
-            if record.state is not State.STOPPED and (
-                process.is_alive(record.keeper) or process.is_alive(record.server)
-            ):
-                manager.stop([record.name])
-            manager.remove([record.name])
+            if is_live(record):
+                await manager.stop([record.name])
+            await manager.remove([record.name])

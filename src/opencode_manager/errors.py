@@ -6,13 +6,19 @@ they care about. Messages say what went wrong and what to do about it.
 
     OcmError                         exit 1
     ├── UsageError                   exit 2   bad input: ports, names, --env, -n 0 ...
-    ├── NotFoundError                exit 3   unknown instance reference
+    ├── NotFoundError                exit 3   unknown instance, task, batch or session
+    │   └── SessionNotFound                     no such session on that server (.session_id)
     ├── ConflictError                exit 4   duplicate name, port in use, range exhausted,
     │                                          instance already stopped/running
     ├── BinaryError                  exit 5   opencode missing, too old, install failed
     ├── StartError                   exit 6   a server exited or never got healthy
     ├── StateError                   exit 7   OCM_HOME unwritable, registry corrupt or locked
     └── ServerError                  exit 8   an OpenCode server answered badly or not at all
+        ├── ServerUnreachable                   could not connect, or no answer in time
+        └── ServerRefused                       answered with an HTTP error (.status_code)
+
+`SessionNotFound` is raised in one place: the client, when the server answers a session
+operation with "not found".
 """
 
 from __future__ import annotations
@@ -42,6 +48,14 @@ class NotFoundError(OcmError):
     """A reference (name, port or URL) matches no known instance."""
 
     exit_code = 3
+
+
+class SessionNotFound(NotFoundError):
+    """The server holds no session with this id (deleted, or never there)."""
+
+    def __init__(self, message: str, *, session_id: str, instance: str | None = None) -> None:
+        super().__init__(message, instance=instance)
+        self.session_id = session_id
 
 
 class ConflictError(OcmError):
@@ -86,12 +100,32 @@ class ServerError(OcmError):
         self.status_code = status_code
 
 
+class ServerUnreachable(ServerError):
+    """No answer: connection refused or reset, or no response before the deadline."""
+
+    def __init__(self, message: str, *, instance: str | None = None) -> None:
+        super().__init__(message, instance=instance, status_code=None)
+
+
+class ServerRefused(ServerError):
+    """The server answered, with an HTTP error (`status_code`) or something that is not the
+    API (its web page, invalid JSON)."""
+
+    status_code: int
+
+    def __init__(self, message: str, *, instance: str | None = None, status_code: int) -> None:
+        super().__init__(message, instance=instance, status_code=status_code)
+
+
 __all__ = [
     "BinaryError",
     "ConflictError",
     "NotFoundError",
     "OcmError",
     "ServerError",
+    "ServerRefused",
+    "ServerUnreachable",
+    "SessionNotFound",
     "StartError",
     "StateError",
     "UsageError",

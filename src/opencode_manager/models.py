@@ -37,10 +37,62 @@ class Status(str, enum.Enum):
 
 @dataclass(frozen=True)
 class ProcessIdentity:
-    """A PID is only ours together with its start time: PIDs get reused, start times do not."""
+    """A PID is only ours together with its start time (PIDs get reused, start times do not)
+    and what the process is: `cmd`, when set, must appear in its command line."""
 
     pid: int
     create_time: float
+    cmd: str | None = None
+
+    def to_json(self) -> list[Any]:
+        return [self.pid, self.create_time, self.cmd]
+
+    @classmethod
+    def from_json(cls, data: Any) -> ProcessIdentity | None:
+        try:
+            pid, ctime, *rest = data
+            return cls(int(pid), float(ctime), str(rest[0]) if rest and rest[0] else None)
+        except (TypeError, ValueError):
+            return None
+
+
+#: What the command line of a keeper and of a server contains (see ProcessIdentity.cmd).
+KEEPER_CMD = "opencode_manager.keeper"
+SERVER_CMD = "serve"
+
+
+class EventKind(str, enum.Enum):
+    """Lifecycle events the keepers (and ocm) record per instance (`ocm events`)."""
+
+    STARTED = "started"  # a server process was spawned
+    HEALTHY = "healthy"  # it answered its first health check
+    UNHEALTHY = "unhealthy"  # a health check was missed
+    CRASHED = "crashed"  # it exited on its own, or failed to start
+    EXITED = "exited"  # it exited cleanly on its own (code 0)
+    RECYCLED = "recycled"  # ended on purpose: memory or age limit, or a wedge
+    RESTARTED = "restarted"  # the keeper starts it again after backoff
+    ERRORED = "errored"  # too many restarts: given up
+    STOPPED = "stopped"  # stopped on request
+    KEEPER_ERROR = "keeper_error"  # the keeper hit a problem (registry, disk) or died
+
+
+@dataclass(frozen=True)
+class LifecycleEvent:
+    """One row of `ocm events`."""
+
+    instance: str
+    time: float
+    kind: str  # an EventKind value (kept a string: older registries may hold others)
+    detail: str | None = None
+    id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "instance": self.instance,
+            "time": self.time,
+            "kind": self.kind,
+            "detail": self.detail,
+        }
 
 
 @dataclass(frozen=True)
@@ -106,6 +158,16 @@ class InstanceRecord:
     cpu_percent: float | None = None  # sampled by the keeper
     rss_bytes: int | None = None
     sampled_at: float | None = None
+    # Desired state, written by ocm and acted on by the keeper's reconcile loop.
+    desired: str = "running"  # or "stopped": a stop was requested
+    stop_timeout: float | None = None  # seconds between SIGTERM and SIGKILL for that stop
+    start_timeout: float | None = None  # how long the first start may take
+    # What the keeper reports about itself.
+    heartbeat_at: float | None = None  # the keeper's loop was alive then
+    keeper_error: str | None = None  # its last problem (registry, disk) or why it died
+    adopted: tuple[ProcessIdentity, ...] = ()  # orphans re-parented to it (subreaper)
+    starter: ProcessIdentity | None = None  # the `ocm start` that is bringing it up
+    launch_token: str | None = None  # marker in the server's environment, inherited by its tools
 
 
 @dataclass
@@ -130,7 +192,9 @@ class InstanceInfo:
     dir: str | None
     auth: bool | None
     keeper_pid: int | None = None
-    supervised: bool | None = None
+    supervised: bool | None = None  # a keeper is alive (None: nothing to supervise)
+    keeper_answering: bool | None = None  # its loop is alive (heartbeat fresh, not frozen)
+    keeper_error: str | None = None  # a problem the keeper reported (registry, disk, crash)
     error: str | None = None
     last_exit: str | None = None
 
@@ -164,6 +228,19 @@ def derive_status(
     if healthy is False:
         return Status.UNHEALTHY
     return Status.RUNNING
+
+
+class BatchStatus(str, enum.Enum):
+    """Where a batch is. `interrupted` is derived: running, but its runner process is gone."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"  # every task reached a final status
+    CANCELLED = "cancelled"  # cancelled on request; unstarted tasks were cancelled
+    INTERRUPTED = "interrupted"  # its runner died: `ocm batch resume` finishes it
+
+    @property
+    def final(self) -> bool:
+        return self in (BatchStatus.COMPLETED, BatchStatus.CANCELLED)
 
 
 class TaskStatus(str, enum.Enum):
@@ -202,6 +279,7 @@ class TaskRecord:
     timeout: float | None = None
     attempts: int = 0
     prompted: bool = False  # the prompt reached the server: never send it again
+    sending: bool = False  # recorded just before sending: resume looks at the session first
     text: str = ""
     steps: int = 0
     tool_calls: list[dict[str, Any]] = field(default_factory=list)

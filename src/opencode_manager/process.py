@@ -33,8 +33,18 @@ def identity_of(pid: int) -> ProcessIdentity | None:
         return None
 
 
+def identity_with(pid: int, cmd: str | None) -> ProcessIdentity | None:
+    """The identity of a live process, recording what it must be (see ProcessIdentity.cmd)."""
+    found = identity_of(pid)
+    return ProcessIdentity(found.pid, found.create_time, cmd) if found else None
+
+
 def verified(identity: ProcessIdentity | None) -> psutil.Process | None:
-    """The live process with this exact identity, or None (gone, zombie, or a stranger)."""
+    """The live process with this exact identity, or None (gone, zombie, or a stranger).
+
+    A stranger is a process whose start time differs (the PID was reused) or, when the
+    identity says what the process is, whose command line does not say so.
+    """
     if identity is None:
         return None
     try:
@@ -43,9 +53,19 @@ def verified(identity: ProcessIdentity | None) -> psutil.Process | None:
             return None
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
+        if identity.cmd is not None and identity.cmd not in " ".join(proc.cmdline()):
+            return None
     except (psutil.Error, OSError):
         return None
     return proc
+
+
+def is_frozen(proc: psutil.Process) -> bool:
+    """Stopped by a signal (SIGSTOP, SIGTSTP) or traced: it cannot act on anything."""
+    try:
+        return proc.status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
+    except psutil.Error:
+        return False
 
 
 def is_alive(identity: ProcessIdentity | None) -> bool:
@@ -152,6 +172,21 @@ def _describe(proc: psutil.Process) -> str:
         return f"{proc.pid} {' '.join(proc.cmdline()[:3]) or proc.name()}"
     except psutil.Error:
         return str(proc.pid)
+
+
+def marked(variable: str, value: str) -> list[psutil.Process]:
+    """Live processes of ours (same user) whose environment has variable=value."""
+    found = []
+    me = os.getpid()
+    for proc in psutil.process_iter(["pid"]):
+        if proc.pid == me:
+            continue
+        try:
+            if proc.environ().get(variable) == value and _alive(proc):
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
 
 
 def set_child_subreaper() -> bool:

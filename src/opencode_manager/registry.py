@@ -2,13 +2,25 @@
 
 Many processes use it at once (CLI invocations, one keeper per instance), so: WAL mode, short
 transactions, ``BEGIN IMMEDIATE`` for every read-modify-write (SQLite's write lock is our
-cross-process mutex), and a busy timeout. Schema changes are named migration functions, each
-recorded once in ``_migrations``. A file that is not a database is reported, never overwritten.
+cross-process mutex), and a busy timeout. Each thread gets its own connection, so the async
+facade can use it from worker threads. Schema changes are named migration functions, each
+recorded once in ``_migrations``.
+
+State changes are named transitions (`mark_running`, `request_stop`, ...), not free-form updates:
+the instance row holds the observed state (what the keeper saw) and the desired state (what ocm
+asked for: a stop, with its timeout), which the keeper's reconcile loop acts on.
+
+Damage is reported, never papered over: a file that is not a database, or a registry that is
+empty or missing although this OCM_HOME had one (the ``.created`` marker beside it), is refused
+with the fix instead of being re-created over the user's results.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,10 +28,19 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConflictError, NotFoundError, StateError
-from .models import InstanceRecord, InstanceSpec, ProcessIdentity, State
+from .models import (
+    KEEPER_CMD,
+    SERVER_CMD,
+    InstanceRecord,
+    InstanceSpec,
+    LifecycleEvent,
+    ProcessIdentity,
+    State,
+)
 
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[tuple[str, Migration]] = []
+BACKUPS_KEPT = 7
 
 
 def migration(name: str) -> Callable[[Migration], Migration]:
@@ -115,50 +136,66 @@ def _m004_samples(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE instances ADD COLUMN sampled_at REAL")
 
 
+@migration("m005_desired_state")
+def _m005_desired_state(db: sqlite3.Connection) -> None:
+    # What ocm asks of a keeper (a stop and its timeout; the first start's deadline), what the
+    # keeper reports about itself (heartbeat, its own errors, orphans it adopted), who is
+    # bringing a `starting` row up, and the marker its server's processes inherit.
+    for column in (
+        "desired TEXT NOT NULL DEFAULT 'running'",
+        "stop_timeout REAL",
+        "start_timeout REAL",
+        "heartbeat_at REAL",
+        "keeper_error TEXT",
+        "adopted TEXT",
+        "starter_pid INTEGER",
+        "starter_ctime REAL",
+        "launch_token TEXT",
+    ):
+        db.execute(f"ALTER TABLE instances ADD COLUMN {column}")
+    # A batch is run by one process at a time: its claim, and a cancel request for it.
+    db.execute("ALTER TABLE batches ADD COLUMN runner_pid INTEGER")
+    db.execute("ALTER TABLE batches ADD COLUMN runner_ctime REAL")
+    db.execute("ALTER TABLE batches ADD COLUMN cancel_requested REAL")
+
+
 _COLUMNS = [
-    "name",
-    "spec",
-    "state",
-    "keeper_pid",
-    "keeper_ctime",
-    "server_pid",
-    "server_ctime",
-    "port",
-    "url",
-    "version",
-    "restarts",
-    "last_exit",
-    "error",
-    "created_at",
-    "updated_at",
-    "started_at",
-    "stopped_at",
-    "cpu_percent",
-    "rss_bytes",
-    "sampled_at",
-]
+    "name", "spec", "state", "keeper_pid", "keeper_ctime", "server_pid", "server_ctime", "port",
+    "url", "version", "restarts", "last_exit", "error", "created_at", "updated_at", "started_at",
+    "stopped_at", "cpu_percent", "rss_bytes", "sampled_at", "desired", "stop_timeout",
+    "start_timeout", "heartbeat_at", "keeper_error", "adopted", "starter_pid", "starter_ctime",
+    "launch_token",
+]  # fmt: skip
 _UPDATABLE = frozenset(_COLUMNS) - {"name", "created_at"}
+_SERVER_GONE = {"server_pid": None, "server_ctime": None}
+
+
+def _identity(pid: Any, ctime: Any, cmd: str | None = None) -> ProcessIdentity | None:
+    if pid is None or ctime is None:
+        return None
+    return ProcessIdentity(int(pid), float(ctime), cmd)
+
+
+def _adopted(text: str | None) -> tuple[ProcessIdentity, ...]:
+    if not text:
+        return ()
+    try:
+        items = json.loads(text)
+    except ValueError:
+        return ()
+    found = (ProcessIdentity.from_json(item) for item in items if isinstance(item, list))
+    return tuple(ident for ident in found if ident is not None)
 
 
 def _record(row: sqlite3.Row) -> InstanceRecord:
-    keeper = (
-        ProcessIdentity(row["keeper_pid"], row["keeper_ctime"])
-        if row["keeper_pid"] is not None and row["keeper_ctime"] is not None
-        else None
-    )
-    server = (
-        ProcessIdentity(row["server_pid"], row["server_ctime"])
-        if row["server_pid"] is not None and row["server_ctime"] is not None
-        else None
-    )
     return InstanceRecord(
         name=row["name"],
         spec=InstanceSpec.from_json(row["spec"]),
         state=State(row["state"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
-        keeper=keeper,
-        server=server,
+        keeper=_identity(row["keeper_pid"], row["keeper_ctime"], KEEPER_CMD),
+        server=_identity(row["server_pid"], row["server_ctime"], SERVER_CMD),
         port=row["port"],
         url=row["url"],
         version=row["version"],
@@ -170,25 +207,63 @@ def _record(row: sqlite3.Row) -> InstanceRecord:
         cpu_percent=row["cpu_percent"],
         rss_bytes=row["rss_bytes"],
         sampled_at=row["sampled_at"],
+        desired=row["desired"] or "running",
+        stop_timeout=row["stop_timeout"],
+        start_timeout=row["start_timeout"],
+        heartbeat_at=row["heartbeat_at"],
+        keeper_error=row["keeper_error"],
+        adopted=_adopted(row["adopted"]),
+        starter=_identity(row["starter_pid"], row["starter_ctime"]),
+        launch_token=row["launch_token"],
     )
 
 
+def explain(path: Path, exc: BaseException) -> StateError:
+    """A sqlite or OS error on the registry as a StateError a user can act on."""
+    text = str(exc)
+    if "not a database" in text or "malformed" in text or "file is encrypted" in text:
+        return StateError(
+            f"registry {path} is corrupt ({text}); it was left untouched: move it aside "
+            f"(or restore a backup from {path.parent / 'backups'}) and run the command again"
+        )
+    if "locked" in text or "busy" in text:
+        return StateError(f"registry {path} is locked by another process; try again")
+    if "disk is full" in text or "No space left" in text or "disk I/O" in text:
+        return StateError(
+            f"registry {path}: the disk is full ({text}); nothing was changed: free some "
+            "space and run the command again"
+        )
+    if "readonly" in text or "unable to open" in text or "Permission denied" in text:
+        return StateError(f"registry {path} is not writable ({text})")
+    return StateError(f"registry {path}: {text}")
+
+
 class Registry:
-    """Typed access to the registry database. One connection per process (not thread-safe)."""
+    """Typed access to the registry database; one connection per thread."""
 
     def __init__(self, path: Path, *, timeout: float = 15.0) -> None:
         self.path = path
+        self.marker = path.with_name(path.name + ".created")
         self._timeout = timeout
-        self._db: sqlite3.Connection | None = None
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
 
     # -- connection ------------------------------------------------------------------------
     @property
     def db(self) -> sqlite3.Connection:
-        if self._db is None:
-            self._db = self._open()
-        return self._db
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = self._open()
+            self._local.db = db
+            with self._lock:
+                self._all.append(db)
+        return db
 
     def _open(self) -> sqlite3.Connection:
+        existed = self.marker.exists()
+        if existed:
+            self._refuse_if_emptied()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(
@@ -201,26 +276,71 @@ class Registry:
             db.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
+            if existed and not self._has_schema(db):
+                raise StateError(self._emptied_message())
             self._migrate(db)
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             db.close()
-            raise self._explain(exc) from exc
+            raise explain(self.path, exc) from exc
+        except BaseException:
+            db.close()
+            raise
+        self._private()
+        if not existed:
+            self._write_marker()
         return db
 
-    def _explain(self, exc: sqlite3.Error) -> StateError:
-        text = str(exc)
-        if "not a database" in text or "malformed" in text or "file is encrypted" in text:
-            return StateError(
-                f"registry {self.path} is corrupt ({text}); it was left untouched: move it "
-                "aside (or restore a backup) and run the command again"
-            )
-        if "locked" in text or "busy" in text:
-            return StateError(f"registry {self.path} is locked by another process; try again")
-        if "readonly" in text or "unable to open" in text:
-            return StateError(f"registry {self.path} is not writable ({text})")
-        return StateError(f"registry {self.path}: {text}")
+    def _has_schema(self, db: sqlite3.Connection) -> bool:
+        rows = db.execute("SELECT 1 FROM sqlite_master WHERE name = '_migrations'").fetchall()
+        return bool(rows)
+
+    def _refuse_if_emptied(self) -> None:
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        except OSError as exc:
+            raise StateError(f"cannot read registry {self.path}: {exc.strerror or exc}") from exc
+        if size == 0:
+            raise StateError(self._emptied_message())
+
+    def _emptied_message(self) -> str:
+        backups = sorted((self.path.parent / "backups").glob("registry-*.db"))
+        fix = (
+            f"restore the newest backup (cp {backups[-1]} {self.path})"
+            if backups
+            else "restore it from your own backup"
+        )
+        return (
+            f"registry {self.path} is empty or missing, but this OCM_HOME had one "
+            f"({self.marker.name}); refusing to start afresh over your instances and results: "
+            f"{fix}, or delete {self.marker} to start with an empty registry"
+        )
+
+    def _write_marker(self) -> None:
+        try:
+            fd = os.open(self.marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            raise StateError(f"cannot write {self.marker}: {exc.strerror or exc}") from exc
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{time.time():.0f}\n")
+
+    def _private(self) -> None:
+        """The registry holds prompts, results and --env values: owner-only, whatever umask."""
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.chmod(f"{self.path}{suffix}", 0o600)
+            except OSError:
+                continue
 
     def _migrate(self, db: sqlite3.Connection) -> None:
+        done = set()
+        if self._has_schema(db):
+            done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+            if all(name in done for name, _ in MIGRATIONS):
+                return  # the common case: no write lock needed to open
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute(
@@ -240,9 +360,14 @@ class Registry:
             raise
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        with self._lock:
+            connections, self._all = self._all, []
+        for db in connections:
+            try:
+                db.close()
+            except sqlite3.Error:
+                continue
+        self._local = threading.local()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -251,30 +376,69 @@ class Registry:
         try:
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise self._explain(exc) from exc
+            raise explain(self.path, exc) from exc
         try:
             yield db
+        except sqlite3.Error as exc:
+            _rollback(db)
+            raise explain(self.path, exc) from exc
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
-        else:
+        try:
             db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _rollback(db)
+            raise explain(self.path, exc) from exc
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         try:
             return list(self.db.execute(sql, params))
         except sqlite3.Error as exc:
-            raise self._explain(exc) from exc
+            raise explain(self.path, exc) from exc
 
-    # -- instances -------------------------------------------------------------------------
+    # -- health ----------------------------------------------------------------------------
     def applied_migrations(self) -> list[str]:
         return [row[0] for row in self.query("SELECT name FROM _migrations ORDER BY name")]
 
+    def quick_check(self) -> str:
+        """SQLite's own consistency check: "ok", or what is wrong."""
+        rows = self.query("PRAGMA quick_check")
+        return "; ".join(str(r[0]) for r in rows[:5]) or "ok"
+
+    def backup_daily(self, *, keep: int = BACKUPS_KEPT, now: float | None = None) -> Path | None:
+        """Today's copy under backups/ (SQLite online backup), made once a day; old ones go.
+
+        Returns the new backup's path, or None when today's exists already.
+        """
+        folder = self.path.parent / "backups"
+        day = time.strftime("%Y%m%d", time.localtime(now))
+        target = folder / f"registry-{day}.db"
+        if target.exists():
+            return None
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = folder / f".{target.name}.{os.getpid()}.tmp"
+        try:
+            copy = sqlite3.connect(tmp)
+            try:
+                self.db.backup(copy)
+            finally:
+                copy.close()
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, target)
+        except (OSError, sqlite3.Error) as exc:
+            tmp.unlink(missing_ok=True)
+            raise explain(self.path, exc) from exc
+        for old in sorted(folder.glob("registry-*.db"))[:-keep]:
+            old.unlink(missing_ok=True)
+        return target
+
+    # -- instances: reading ----------------------------------------------------------------
     def get(self, name: str) -> InstanceRecord:
-        rows = self.query("SELECT * FROM instances WHERE name = ?", (name,))
-        if not rows:
+        record = self.find(name)
+        if record is None:
             raise NotFoundError(f"no instance named {name!r}; see `ocm ls`", instance=name)
-        return _record(rows[0])
+        return record
 
     def find(self, name: str) -> InstanceRecord | None:
         rows = self.query("SELECT * FROM instances WHERE name = ?", (name,))
@@ -286,22 +450,6 @@ class Registry:
     def names(self, db: sqlite3.Connection) -> set[str]:
         return {row[0] for row in db.execute("SELECT name FROM instances")}
 
-    def insert(self, db: sqlite3.Connection, spec: InstanceSpec, *, port: int | None) -> None:
-        """Insert a new `starting` row inside the caller's transaction."""
-        now = time.time()
-        try:
-            db.execute(
-                "INSERT INTO instances (name, spec, state, port, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (spec.name, spec.to_json(), State.STARTING.value, port, now, now),
-            )
-        except sqlite3.IntegrityError as exc:
-            raise ConflictError(
-                f"an instance named {spec.name!r} already exists; pick another name or "
-                f"`ocm rm {spec.name}` it first",
-                instance=spec.name,
-            ) from exc
-
     def claimed_ports(self, db: sqlite3.Connection) -> set[int]:
         """Ports held by instances that are, or may soon be, listening."""
         rows = db.execute(
@@ -310,12 +458,224 @@ class Registry:
         )
         return {int(row[0]) for row in rows}
 
-    def update(self, name: str, **fields: Any) -> None:
-        """Set columns of one row (its own short transaction)."""
-        with self.transaction() as db:
-            self.update_in(db, name, **fields)
+    # -- instances: transitions made by ocm ------------------------------------------------
+    def reserve(
+        self,
+        db: sqlite3.Connection,
+        spec: InstanceSpec,
+        *,
+        port: int | None,
+        starter: ProcessIdentity | None = None,
+        start_timeout: float | None = None,
+        token: str | None = None,
+    ) -> None:
+        """A new `starting` row, claimed by `starter`, inside the caller's transaction."""
+        now = time.time()
+        try:
+            db.execute(
+                "INSERT INTO instances (name, spec, state, port, created_at, updated_at,"
+                " starter_pid, starter_ctime, start_timeout, launch_token)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    spec.name,
+                    spec.to_json(),
+                    State.STARTING.value,
+                    port,
+                    now,
+                    now,
+                    starter.pid if starter else None,
+                    starter.create_time if starter else None,
+                    start_timeout,
+                    token,
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise ConflictError(
+                f"an instance named {spec.name!r} already exists; pick another name or "
+                f"`ocm rm {spec.name}` it first",
+                instance=spec.name,
+            ) from exc
 
-    def update_in(self, db: sqlite3.Connection, name: str, **fields: Any) -> None:
+    def relaunch(
+        self,
+        db: sqlite3.Connection,
+        name: str,
+        spec: InstanceSpec,
+        *,
+        port: int | None,
+        restarts: int,
+        starter: ProcessIdentity | None,
+        start_timeout: float | None,
+        token: str,
+    ) -> None:
+        """`ocm restart`: the row goes back to `starting` for a new keeper."""
+        self._set(
+            db,
+            name,
+            spec=spec,
+            state=State.STARTING,
+            port=port,
+            url=None,
+            error=None,
+            restarts=restarts,
+            stopped_at=None,
+            desired="running",
+            stop_timeout=None,
+            start_timeout=start_timeout,
+            starter_pid=starter.pid if starter else None,
+            starter_ctime=starter.create_time if starter else None,
+            keeper_error=None,
+            adopted=None,
+            launch_token=token,
+            **_SERVER_GONE,
+        )
+
+    def mark_launched(self, name: str, keeper: ProcessIdentity | None) -> None:
+        """The keeper process exists (its PID came back from the detaching launcher)."""
+        self.update(
+            name,
+            keeper_pid=keeper.pid if keeper else None,
+            keeper_ctime=keeper.create_time if keeper else None,
+        )
+
+    def request_stop(self, name: str, timeout: float) -> InstanceRecord:
+        """Desired state: stopped, within `timeout` seconds of SIGTERM. The keeper acts on it."""
+        with self.transaction() as db:
+            self._set(db, name, desired="stopped", stop_timeout=timeout)
+            rows = db.execute("SELECT * FROM instances WHERE name = ?", (name,)).fetchall()
+        return _record(rows[0])
+
+    def mark_stopped(self, name: str) -> None:
+        """Stopped on request with nothing of it left (keeper and server ids cleared)."""
+        with self.transaction() as db:
+            fields: dict[str, Any] = {
+                "keeper_pid": None,
+                "keeper_ctime": None,
+                "starter_pid": None,
+                "starter_ctime": None,
+                "adopted": None,
+                **_SERVER_GONE,
+            }
+            current = db.execute("SELECT state FROM instances WHERE name = ?", (name,)).fetchone()
+            if current is not None and current[0] != State.STOPPED.value:
+                fields.update(state=State.STOPPED, stopped_at=time.time(), last_exit="stopped")
+            self._set(db, name, **fields)
+
+    def mark_crashed(self, name: str, error: str, *, stopped_at: float | None = None) -> None:
+        """Found dead, or failed before its keeper could say so."""
+        self.update(
+            name,
+            state=State.CRASHED,
+            error=error,
+            stopped_at=stopped_at or time.time(),
+            keeper_pid=None,
+            keeper_ctime=None,
+            starter_pid=None,
+            starter_ctime=None,
+            **_SERVER_GONE,
+        )
+
+    def release_start(self, name: str) -> None:
+        """The `ocm start` that brought the row up is done with it."""
+        self.update(name, starter_pid=None, starter_ctime=None)
+
+    def delete(self, name: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM instances WHERE name = ?", (name,))
+            db.execute("DELETE FROM events WHERE instance = ?", (name,))
+
+    # -- instances: transitions made by the keeper -----------------------------------------
+    def keeper_started(self, name: str, keeper: ProcessIdentity) -> None:
+        self.update(
+            name,
+            keeper_pid=keeper.pid,
+            keeper_ctime=keeper.create_time,
+            heartbeat_at=time.time(),
+            keeper_error=None,
+        )
+
+    def server_spawned(self, name: str, server: ProcessIdentity | None) -> None:
+        self.update(
+            name,
+            state=State.STARTING,
+            server_pid=server.pid if server else None,
+            server_ctime=server.create_time if server else None,
+            heartbeat_at=time.time(),
+        )
+
+    def mark_running(self, name: str, *, url: str, port: int | None, version: str) -> None:
+        now = time.time()
+        self.update(
+            name,
+            state=State.RUNNING,
+            url=url,
+            port=port,
+            version=version,
+            started_at=now,
+            error=None,
+            heartbeat_at=now,
+            starter_pid=None,
+            starter_ctime=None,
+        )
+
+    def heartbeat(self, name: str, *, cpu: float | None = None, rss: int | None = None) -> None:
+        """The keeper's loop is alive; with the server's CPU and memory when sampled."""
+        now = time.time()
+        if cpu is None and rss is None:
+            self.update(name, heartbeat_at=now)
+        else:
+            self.update(name, heartbeat_at=now, cpu_percent=cpu, rss_bytes=rss, sampled_at=now)
+
+    def mark_stopping(self, name: str) -> None:
+        self.update(name, state=State.STOPPING, heartbeat_at=time.time())
+
+    def mark_ended(
+        self, name: str, state: State, *, error: str | None, last_exit: str | None
+    ) -> None:
+        """The server is gone for good: stopped, crashed (not restarted) or errored."""
+        self.update(
+            name,
+            state=state,
+            error=error,
+            last_exit=last_exit,
+            stopped_at=time.time(),
+            starter_pid=None,
+            starter_ctime=None,
+            **_SERVER_GONE,
+        )
+
+    def mark_restarting(self, name: str, *, last_exit: str, error: str) -> None:
+        """The keeper will start the server again after its backoff."""
+        with self.transaction() as db:
+            row = db.execute("SELECT restarts FROM instances WHERE name = ?", (name,)).fetchone()
+            restarts = (row[0] if row else 0) + 1
+            self._set(
+                db,
+                name,
+                state=State.STARTING,
+                restarts=restarts,
+                last_exit=last_exit,
+                error=error,
+                **_SERVER_GONE,
+            )
+
+    def keeper_problem(self, name: str, problem: str | None) -> None:
+        self.update(name, keeper_error=problem)
+
+    def keeper_ended(self, name: str) -> None:
+        self.update(name, keeper_pid=None, keeper_ctime=None, adopted=None)
+
+    def mark_adopted(self, name: str, adopted: list[ProcessIdentity]) -> None:
+        """Orphans re-parented to the keeper, so a stop without the keeper still ends them."""
+        text = json.dumps([ident.to_json() for ident in adopted]) if adopted else None
+        self.update(name, adopted=text)
+
+    # -- the one free-form update, kept private to the transitions above -------------------
+    def update(self, name: str, **fields: Any) -> None:
+        with self.transaction() as db:
+            self._set(db, name, **fields)
+
+    def _set(self, db: sqlite3.Connection, name: str, **fields: Any) -> None:
         unknown = set(fields) - _UPDATABLE
         if unknown:
             raise ValueError(f"unknown registry columns: {sorted(unknown)}")
@@ -336,30 +696,40 @@ class Registry:
         if cursor.rowcount == 0:
             raise NotFoundError(f"no instance named {name!r}", instance=name)
 
-    def delete(self, name: str) -> None:
-        with self.transaction() as db:
-            db.execute("DELETE FROM instances WHERE name = ?", (name,))
-            db.execute("DELETE FROM events WHERE instance = ?", (name,))
-
     # -- lifecycle events ------------------------------------------------------------------
     def add_event(self, name: str, kind: str, detail: str | None = None) -> None:
         """Record a lifecycle event: started, healthy, unhealthy, restarted, crashed, ..."""
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO events (instance, time, kind, detail) VALUES (?, ?, ?, ?)",
-                (name, time.time(), kind, detail),
+                (name, time.time(), str(kind), detail),
             )
 
-    def events(self, name: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        """Events, oldest first (the newest `limit` when given)."""
-        where, params = ("WHERE instance = ?", (name,)) if name else ("", ())
+    def events(
+        self, name: str | None = None, limit: int | None = None, *, after: int | None = None
+    ) -> list[LifecycleEvent]:
+        """Events, oldest first (the newest `limit` when given; only ids above `after`)."""
+        clauses, params = [], []
+        if name:
+            clauses.append("instance = ?")
+            params.append(name)
+        if after is not None:
+            clauses.append("id > ?")
+            params.append(str(after))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         tail = f" LIMIT {int(limit)}" if limit else ""
         rows = self.query(
             f"SELECT * FROM (SELECT * FROM events {where} ORDER BY id DESC{tail})"  # noqa: S608
             " ORDER BY id",
-            params,
+            tuple(params),
         )
         return [
-            {"instance": r["instance"], "time": r["time"], "kind": r["kind"], "detail": r["detail"]}
-            for r in rows
+            LifecycleEvent(r["instance"], r["time"], r["kind"], r["detail"], r["id"]) for r in rows
         ]
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    try:
+        db.execute("ROLLBACK")
+    except sqlite3.Error:
+        return

@@ -91,17 +91,28 @@ class Settings:
         return Path(value) if value else self.user_home / ".local" / "share"
 
     def ensure_home(self) -> None:
-        """Create the state directories, or say clearly why we cannot."""
+        """Create the state directories, private to the user (0700 whatever the umask), or
+        say clearly why we cannot. Nothing is written to find out: many commands run at once.
+        """
         try:
-            for path in (self.home, self.instances_dir, self.logs_dir, self.locks_dir):
-                path.mkdir(parents=True, exist_ok=True)
-            self.secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(self.secrets_dir, 0o700)
-            probe = self.home / ".write-test"
-            probe.write_text("")
-            probe.unlink()
+            for path in (
+                self.home,
+                self.instances_dir,
+                self.logs_dir,
+                self.locks_dir,
+                self.secrets_dir,
+            ):
+                path.mkdir(mode=0o700, parents=True, exist_ok=True)
+                if path.stat().st_mode & 0o077:
+                    os.chmod(path, 0o700)
+            writable = os.access(self.home, os.W_OK | os.X_OK)
         except OSError as exc:
             raise StateError(
                 f"OCM_HOME {self.home} is not writable ({exc.strerror or exc}); "
                 "fix its permissions or point OCM_HOME at a writable directory"
             ) from exc
+        if not writable:
+            raise StateError(
+                f"OCM_HOME {self.home} is not writable; fix its permissions or point OCM_HOME "
+                "at a writable directory"
+            )

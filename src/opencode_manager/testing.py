@@ -8,28 +8,18 @@ those on to servers.
 
 from __future__ import annotations
 
-import os
 import time
 
 import psutil
+
+from .process import marked
 
 __all__ = ["marked_processes", "sweep"]
 
 
 def marked_processes(variable: str, value: str) -> list[psutil.Process]:
     """Live (non-zombie) processes whose environment has variable=value."""
-    found = []
-    for proc in psutil.process_iter(["pid"]):
-        if proc.pid == os.getpid():
-            continue
-        try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                continue
-            if proc.environ().get(variable) == value:
-                found.append(proc)
-        except (psutil.Error, OSError):
-            continue
-    return found
+    return marked(variable, value)
 
 
 def sweep(variable: str, value: str, *, grace: float = 5.0) -> list[str]:

@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import UsageError
-from ..tasks import batch as batches
-from ..tasks.batchfile import parse as parse_batch_file
-from ..tasks.store import Batch
+from .. import (
+    AsyncManager,
+    BatchOptions,
+    BatchProgress,
+    BatchStatus,
+    BatchSummary,
+    UsageError,
+    parse_batch_file,
+)
 from .main import Context
 from .output import ago, err, out, print_json
 from .tasks import STATUS_STYLE, run_with_cancel
@@ -45,10 +49,7 @@ def batch() -> None:
     """
 
 
-def _execute(state: Context, batch_id: str, as_json: bool) -> int:
-    manager = state.manager()
-    store = manager.store
-    total = len(store.list_tasks(batch_id=batch_id))
+def _execute(state: Context, batch_id: str, total: int, as_json: bool) -> int:
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -61,50 +62,52 @@ def _execute(state: Context, batch_id: str, as_json: bool) -> int:
     )
     bar = progress.add_task(batch_id, total=total, counts="")
 
-    def listener(update: batches.BatchProgress) -> None:
+    def listener(update: BatchProgress) -> None:
         c = update.counts
         done = sum(v for k, v in c.items() if k not in ("pending", "running"))
         shown = ", ".join(f"{v} {k}" for k, v in sorted(c.items()) if v)
         progress.update(bar, completed=done, counts=shown)
 
-    async def go(cancel: asyncio.Event) -> Batch:
-        run = batches.BatchRun(manager, store, batch_id, listener=listener, cancel=cancel)
-        return await run.run()
+    async def go(manager: AsyncManager, cancel: asyncio.Event) -> BatchSummary:
+        return await manager.batch_run(batch_id, listener=listener, cancel=cancel)
 
     with progress:
-        result = run_with_cancel(go)
-    data = batches.summary(store, batch_id)
-    if as_json:
-        print_json(data)
-    else:
-        _summary_table(data)
-    if result.status == "cancelled":
+        result = run_with_cancel(state, go)
+    _report(result, as_json)
+    if result.status is BatchStatus.CANCELLED:
         return EXIT_CANCELLED
-    return 0 if data["counts"].get("completed", 0) == data["total"] else EXIT_SOME_FAILED
+    return 0 if result.all_completed else EXIT_SOME_FAILED
 
 
-def _summary_table(data: dict[str, Any]) -> None:
+def _report(result: BatchSummary, as_json: bool) -> None:
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        _summary_table(result)
+
+
+def _summary_table(data: BatchSummary) -> None:
     table = Table(
         box=None,
         header_style="bold",
         pad_edge=False,
-        title=f"batch {data['id']}: {data['status']}",
+        title=f"batch {data.id}: {data.status.value}",
         title_justify="left",
     )
     for column in ("TASK", "STATUS", "INSTANCE", "SECONDS", "ERROR"):
         table.add_column(column, no_wrap=column != "ERROR")
-    for task in data["tasks"]:
+    for task in data.tasks:
         table.add_row(
-            task["id"],
-            Text(task["status"], style=STATUS_STYLE.get(task["status"], "")),
-            task["instance"] or "-",
-            f"{task['duration_s']:.1f}" if task["duration_s"] else "-",
-            task["error"] or "",
+            task.id or task.task,
+            Text(task.status, style=STATUS_STYLE.get(task.status, "")),
+            task.instance or "-",
+            f"{task.duration_s:.1f}" if task.duration_s else "-",
+            task.error or "",
         )
     out.print(table)
-    counts = ", ".join(f"{v} {k}" for k, v in sorted(data["counts"].items()))
-    took = f" in {data['duration_s']:.1f} s" if data["duration_s"] else ""
-    out.print(f"{data['total']} tasks: {counts}{took}", markup=False)
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(data.counts.items()))
+    took = f" in {data.duration_s:.1f} s" if data.duration_s else ""
+    out.print(f"{data.total} tasks: {counts}{took}", markup=False)
 
 
 @batch.command(name="run")
@@ -167,7 +170,7 @@ def run_file(
             raise UsageError(f"cannot read {file}: {exc.strerror or exc}") from None
         source = file
     tasks = parse_batch_file(text, source=source)
-    options = batches.BatchOptions(
+    options = BatchOptions(
         instances=list(instances),
         concurrency=concurrency,
         per_instance=per_instance,
@@ -176,11 +179,10 @@ def run_file(
         out=str(Path(out_dir).resolve()) if out_dir else None,
         auto_approve=auto_approve,
     )
-    manager = state.manager()
-    created = batches.create(manager, manager.store, tasks, options, source=source)
+    created = state.manager().batch_create(tasks, options, source=source)
     if not as_json:
         err.print(f"batch {created.id}: {len(tasks)} tasks", markup=False)
-    return _execute(state, created.id, as_json)
+    return _execute(state, created.id, created.total, as_json)
 
 
 @batch.command()
@@ -188,12 +190,26 @@ def run_file(
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_state
 def resume(state: Context, batch_id: str, as_json: bool) -> int:
-    """Finish an interrupted batch: no task lost, none sent twice."""
-    manager = state.manager()
-    data = batches.summary(manager.store, batch_id)
-    if data["status"] == "running":
-        raise UsageError(f"batch {batch_id} is still running (its process is alive)")
-    return _execute(state, batch_id, as_json)
+    """Finish an interrupted batch: no task lost, none sent twice.
+
+    Refused while another process runs the batch (two resumes never both run it).
+    """
+    data = state.manager().batch_show(batch_id)
+    return _execute(state, batch_id, data.total, as_json)
+
+
+@batch.command()
+@click.argument("batch_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_state
+def cancel(state: Context, batch_id: str, as_json: bool) -> int:
+    """Cancel a batch: running tasks are aborted, the rest cancelled.
+
+    Works from another terminal while the batch runs, and on an interrupted batch.
+    """
+    result = state.manager().batch_cancel(batch_id)
+    _report(result, as_json)
+    return 0
 
 
 @batch.command(name="ls")
@@ -201,12 +217,7 @@ def resume(state: Context, batch_id: str, as_json: bool) -> int:
 @pass_state
 def ls(state: Context, as_json: bool) -> None:
     """List batches."""
-    store = state.manager().store
-    rows = []
-    for item in store.batches():
-        data = batches.summary(store, item.id)
-        data.pop("tasks")
-        rows.append(data)
+    rows = [item.to_dict(with_tasks=False) for item in state.manager().batches()]
     if as_json:
         print_json(rows)
         return
@@ -234,8 +245,4 @@ def ls(state: Context, as_json: bool) -> None:
 @pass_state
 def show(state: Context, batch_id: str, as_json: bool) -> None:
     """Show one batch and its tasks."""
-    data = batches.summary(state.manager().store, batch_id)
-    if as_json:
-        print_json(data)
-    else:
-        _summary_table(data)
+    _report(state.manager().batch_show(batch_id), as_json)

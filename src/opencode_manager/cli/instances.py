@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import signal
 import sys
-import threading
 import time
 from typing import Any
 
@@ -16,12 +14,20 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 from rich.text import Text
 
-from ..durations import parse_duration
-from ..errors import UsageError
-from ..instances import logs as logfiles
-from ..instances.spec import LOG_LEVELS, RESTART_POLICIES, Supervision, parse_port, parse_port_range
-from ..keeper.policy import parse_size
-from ..manager import DEFAULT_STOP_TIMEOUT, StartProgress
+from .. import (
+    DEFAULT_STOP_TIMEOUT,
+    LOG_LEVELS,
+    RESTART_POLICIES,
+    LogLine,
+    StartProgress,
+    Status,
+    Supervision,
+    UsageError,
+    parse_duration,
+    parse_port,
+    parse_port_range,
+    parse_size,
+)
 from .main import Context
 from .output import (
     ago,
@@ -239,7 +245,7 @@ def ls(state: Context, no_foreign: bool, as_json: bool) -> None:
 @pass_state
 def status(state: Context, ref: str, as_json: bool) -> None:
     """Detailed report on one instance: processes, memory, sessions, MCP, LSP, errors."""
-    report = state.manager().status(ref)
+    report = state.manager().status(ref).to_dict()
     if as_json:
         print_json(report)
         return
@@ -247,14 +253,14 @@ def status(state: Context, ref: str, as_json: bool) -> None:
 
 
 def _print_status(r: dict[str, Any]) -> None:
-    from ..models import Status
-
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
     st = Status(r["status"])
     grid.add_row("name", r["name"])
-    grid.add_row("status", status_text(st, r.get("supervised")))
+    grid.add_row("status", status_text(st, r.get("supervised"), r.get("keeper_answering")))
+    if r.get("keeper_error"):
+        grid.add_row("keeper", Text(str(r["keeper_error"]), style="yellow"))
     if r.get("error"):
         grid.add_row("error", Text(str(r["error"]), style="red"))
     grid.add_row("url", r.get("url") or "-")
@@ -455,7 +461,7 @@ def events(state: Context, ref: str | None, limit: int, as_json: bool) -> None:
     """Lifecycle events (started, healthy, unhealthy, restarted, crashed, errored, stopped)."""
     if limit < 1:
         raise UsageError(f"invalid -n {limit}: must be 1 or more")
-    rows = state.manager().events(ref, limit=limit)
+    rows = [event.to_dict() for event in state.manager().events(ref, limit=limit)]
     if as_json:
         print_json(rows)
         return
@@ -491,7 +497,7 @@ def events(state: Context, ref: str | None, limit: int, as_json: bool) -> None:
 @click.option("--grep", "pattern", metavar="RE", help="Only lines matching this regex.")
 @click.option(
     "--level",
-    type=click.Choice(logfiles.LEVELS, case_sensitive=False),
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
     help="Only lines of at least this level.",
 )
 @click.option(
@@ -511,65 +517,34 @@ def logs(
 
     Reads across rotated files; -f follows the logs through rotations.
     """
-    if lines < 0:
-        raise UsageError(f"invalid -n {lines}: must be 0 or more")
-    try:
-        regex = re.compile(pattern) if pattern else None
-    except re.error as exc:
-        raise UsageError(f"invalid --grep {pattern!r}: {exc}") from None
     manager = state.manager()
-    sources = []
-    for ref in dict.fromkeys(refs):
-        record = manager.resolve(ref)
-        sources.append((record.name, manager.settings.log_path(record.name)))
-    label = len(sources) > 1
-    stop_event = threading.Event()
-    # Start following before printing the tail, so no line falls between the two.
-    stream = logfiles.follow(sources, should_stop=stop_event.is_set) if follow else None
-
-    def wanted(line: str) -> bool:
-        return (regex is None or bool(regex.search(line))) and (
-            level is None or logfiles.at_least(line, level)
-        )
-
-    for name, path in sources:
-        chosen = (
-            [
-                ln
-                for ln in logfiles.tail_across(path, 100_000 if level or regex else lines)
-                if wanted(ln)
-            ][-lines:]
-            if lines
-            else []
-        )
-        for line in chosen:
-            _emit_log_line(name, line, label=label, as_json=as_json)
-    if stream is None:
+    names = list(dict.fromkeys(refs))
+    label = len(names) > 1
+    if not follow:
+        for item in manager.logs(names, lines=lines, pattern=pattern, level=level):
+            _emit_log_line(item, label=label, as_json=as_json)
         return
-    signal.signal(signal.SIGTERM, lambda *_: stop_event.set())
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        for name, line in stream:
-            if wanted(line):
-                _emit_log_line(name, line, label=label, as_json=as_json)
+        # The tail, then new lines: no line falls between the two.
+        for item in manager.follow_logs(names, lines=lines, pattern=pattern, level=level):
+            _emit_log_line(item, label=label, as_json=as_json)
     except KeyboardInterrupt:
         return
 
 
-def _emit_log_line(name: str, line: str, *, label: bool, as_json: bool) -> None:
+def _emit_log_line(item: LogLine, *, label: bool, as_json: bool) -> None:
     if as_json:
-        level = (
-            "ERROR" if logfiles.is_error(line) else "WARN" if logfiles.is_warning(line) else "INFO"
-        )
-        sys.stdout.write(json.dumps({"instance": name, "level": level, "line": line}) + "\n")
+        sys.stdout.write(json.dumps(item.to_dict()) + "\n")
         sys.stdout.flush()
         return
-    _print_log_line(name if label else None, line)
+    _print_log_line(item.instance if label else None, item)
 
 
-def _print_log_line(label: str | None, line: str) -> None:
-    style = "red" if logfiles.is_error(line) else "yellow" if logfiles.is_warning(line) else ""
+def _print_log_line(label: str | None, item: LogLine) -> None:
+    style = {"ERROR": "red", "WARN": "yellow"}.get(item.level, "")
     text = Text()
     if label:
         text.append(f"{label} | ", style="cyan")
-    text.append(line, style=style)
+    text.append(item.line, style=style)
     out.print(text, soft_wrap=True)

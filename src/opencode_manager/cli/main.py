@@ -8,9 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import __version__
-from ..errors import OcmError, StartError
-from ..settings import Settings
+from .. import OcmError, Settings, StartError, __version__
 from .output import err
 
 EXIT_USAGE = 2
@@ -26,11 +24,12 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 
 if TYPE_CHECKING:
-    from ..manager import Manager
+    from .. import AsyncManager, Manager
 
 
 class Context:
-    """What every command needs: settings resolved once, and a lazily opened manager."""
+    """What every command needs: settings resolved once, and a lazily opened manager (the
+    sync facade; commands that stream or can be interrupted use the async one)."""
 
     def __init__(self, opencode: str | None) -> None:
         self.opencode = opencode
@@ -40,11 +39,17 @@ class Context:
         return Settings.load(opencode=opencode or self.opencode)
 
     def manager(self, opencode: str | None = None) -> Manager:
-        from ..manager import Manager
+        from .. import Manager
 
         if self._manager is None or opencode:
             self._manager = Manager(self.settings(opencode))
         return self._manager
+
+    def amanager(self) -> AsyncManager:
+        """An async facade for `asyncio.run` at this edge (run, wait, batch, monitor)."""
+        from .. import AsyncManager
+
+        return AsyncManager(self.settings())
 
     def close(self) -> None:
         if self._manager is not None:

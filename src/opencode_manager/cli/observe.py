@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
 import select
-import signal
 import sys
 import termios
 import time
 import tty
-from typing import Any
 
 import click
 from rich.console import Group
@@ -20,20 +17,20 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import UsageError
-from ..observe.eventview import ASK, BAD, GOOD, INFO, MUTED, WARN, Filter, Folder
+from .. import AsyncManager, EventFilter, EventFolder, FleetFrame, Status, UsageError
 from .main import Context
 from .output import STATUS_STYLE, err, human_bytes, human_duration, out
+from .tasks import watch
 
 pass_state = click.make_pass_decorator(Context)
 
-LEVEL_STYLE = {
-    INFO: "",
-    GOOD: "green",
-    WARN: "yellow",
-    BAD: "bold red",
-    ASK: "bold magenta",
-    MUTED: "dim",
+LEVEL_STYLE = {  # EventLine.level -> style
+    "info": "",
+    "good": "green",
+    "warn": "yellow",
+    "bad": "bold red",
+    "ask": "bold magenta",
+    "muted": "dim",
 }
 
 
@@ -73,22 +70,18 @@ def monitor(
     Reconnects by itself when an instance restarts, and then reports which sessions changed
     state while it was away (OpenCode's stream has no replay).
     """
-    from ..observe.monitor import Monitor
-
-    manager = state.manager()
-    chosen = Filter(types=tuple(types), session=session_id)
-    watcher = Monitor(manager, refs, follow_new=follow_new)
-    folders: dict[str, Folder] = {}
+    chosen = EventFilter(types=tuple(types), session=session_id)
+    folders: dict[str, EventFolder] = {}
     write = sys.stdout.write
 
-    async def run() -> None:
-        async for item in watcher.events():
+    async def run(manager: AsyncManager) -> None:
+        async for item in manager.monitor(refs, follow_new=follow_new):
             if not chosen.accepts(item.event):
                 continue
             if as_json:
                 write(json.dumps(item.to_dict()) + "\n")
             else:
-                folder = folders.setdefault(item.instance, Folder(verbose=bool(types)))
+                folder = folders.setdefault(item.instance, EventFolder(verbose=bool(types)))
                 line = folder.line(item.event)
                 if line is None:
                     continue
@@ -99,22 +92,14 @@ def monitor(
                     text.append(f"{line.session} ", style="dim")
                 text.append(line.text, style=LEVEL_STYLE[line.level])
                 out.print(text, soft_wrap=True)
-            if watcher.queue.empty():
-                sys.stdout.flush()
+            sys.stdout.flush()
 
-    async def main() -> None:
-        task = asyncio.create_task(run())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    asyncio.run(main())
+    watch(state, run)
 
 
-def _top_table(frame: dict[str, Any]) -> Group:
+def _top_table(frame: FleetFrame) -> Group:
     table = Table(box=None, header_style="bold", pad_edge=False)
+    numeric = ("RESTARTS", "CPU", "MEM", "CONNS", "BUSY", "IDLE")
     for column in (
         "NAME",
         "STATUS",
@@ -127,35 +112,26 @@ def _top_table(frame: dict[str, Any]) -> Group:
         "IDLE",
         "LAST EVENT",
     ):
-        table.add_column(
-            column,
-            no_wrap=True,
-            justify="right"
-            if column in ("RESTARTS", "CPU", "MEM", "CONNS", "BUSY", "IDLE")
-            else "left",
-        )
-    from ..models import Status
-
-    for row in frame["instances"]:
-        status = Status(row["status"])
-        last = row.get("last_event")
+        table.add_column(column, no_wrap=True, justify="right" if column in numeric else "left")
+    for row in frame.instances:
+        last = row.last_event
         table.add_row(
-            row["name"],
-            Text(row["status"], style=STATUS_STYLE.get(status, "")),
-            human_duration(row["uptime_s"]),
-            str(row["restarts"]),
-            f"{row['cpu_percent']:.0f}%" if row["cpu_percent"] is not None else "-",
-            human_bytes(row["rss_bytes"]),
-            str(row["connections"]) if row["connections"] is not None else "-",
-            str(row["busy"]) if row["busy"] is not None else "-",
-            str(row["idle"]) if row["idle"] is not None else "-",
-            f"{last['kind']} {human_duration(time.time() - last['time'])} ago" if last else "-",
+            row.name,
+            Text(row.status, style=STATUS_STYLE.get(Status(row.status), "")),
+            human_duration(row.uptime_s),
+            str(row.restarts),
+            f"{row.cpu_percent:.0f}%" if row.cpu_percent is not None else "-",
+            human_bytes(row.rss_bytes),
+            str(row.connections) if row.connections is not None else "-",
+            str(row.busy) if row.busy is not None else "-",
+            str(row.idle) if row.idle is not None else "-",
+            f"{last.kind} {human_duration(time.time() - last.time)} ago" if last else "-",
         )
-    totals = frame["totals"]
+    totals = frame.totals
     summary = Text(
-        f"{totals['instances']} instances, {totals['running']} running; "
-        f"CPU {totals['cpu_percent']:.0f}%, RSS {human_bytes(totals['rss_bytes'])}, "
-        f"{totals['busy']} busy / {totals['sessions']} sessions",
+        f"{totals.instances} instances, {totals.running} running; "
+        f"CPU {totals.cpu_percent:.0f}%, RSS {human_bytes(totals.rss_bytes)}, "
+        f"{totals.busy} busy / {totals.sessions} sessions",
         style="bold",
     )
     return Group(summary, table)
@@ -175,17 +151,15 @@ def _top_table(frame: dict[str, Any]) -> Group:
 @pass_state
 def top(state: Context, once: bool, interval: float, as_json: bool) -> None:
     """A live view of the fleet: status, CPU, memory, sessions, last event (q quits)."""
-    from ..observe.fleetview import snapshot
-
     if interval < 0.2:
         raise UsageError(f"invalid --interval {interval:g}: at least 0.2 s")
     if as_json and not once:
         raise UsageError("--json goes with --once")
     manager = state.manager()
     if once:
-        frame = snapshot(manager)
+        frame = manager.top()
         if as_json:
-            sys.stdout.write(json.dumps(frame, indent=2, default=str) + "\n")
+            sys.stdout.write(json.dumps(frame.to_dict(), indent=2, default=str) + "\n")
         else:
             out.print(_top_table(frame))
         return
@@ -195,14 +169,12 @@ def top(state: Context, once: bool, interval: float, as_json: bool) -> None:
     saved = termios.tcgetattr(fd)
     try:
         tty.setcbreak(fd)
-        with Live(
-            _top_table(snapshot(manager)), console=out, screen=False, auto_refresh=False
-        ) as live:
+        with Live(_top_table(manager.top()), console=out, screen=False, auto_refresh=False) as live:
             while True:
                 ready, _, _ = select.select([sys.stdin], [], [], interval)
                 if ready and os.read(fd, 32).strip().lower().startswith(b"q"):
                     break
-                live.update(_top_table(snapshot(manager)), refresh=True)
+                live.update(_top_table(manager.top()), refresh=True)
     except KeyboardInterrupt:
         pass
     finally:
@@ -222,20 +194,17 @@ def top(state: Context, once: bool, interval: float, as_json: bool) -> None:
 @pass_state
 def metrics(state: Context, port: int | None, host: str, as_json: bool) -> None:
     """Prometheus metrics: instances, restarts, RSS, CPU, sessions, tasks, tokens, cost."""
-    from ..observe.metrics import exposition, serve
-
+    manager = state.manager()
     if as_json:
-        from ..observe.fleetview import snapshot
-
-        manager = state.manager()
-        frame = snapshot(manager)
-        frame["tasks"] = manager.store.totals()
+        frame = manager.top().to_dict()
+        frame["tasks"] = manager.task_totals()
         sys.stdout.write(json.dumps(frame, indent=2, default=str) + "\n")
         return
     if port is None:
-        sys.stdout.write(exposition(state.manager()).decode())
+        sys.stdout.write(manager.metrics())
         return
     if not 1 <= port <= 65535:
         raise UsageError(f"invalid --serve {port}: expected a port from 1 to 65535")
     err.print(f"serving metrics on http://{host}:{port}/metrics (Ctrl-C to stop)", markup=False)
-    serve(state.manager(), host, port)
+    with contextlib.suppress(KeyboardInterrupt):
+        manager.serve_metrics(host, port)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..models import InstanceInfo, Status
+from .. import InstanceInfo, Status
 
 # Pipes get full lines instead of rich's 80-column default, so scripts can parse tables.
 out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 250)
@@ -59,10 +59,14 @@ def human_duration(seconds: float | None) -> str:
     return f"{seconds // 86400}d{(seconds % 86400) // 3600:02d}h"
 
 
-def status_text(status: Status, supervised: bool | None = None) -> Text:
+def status_text(
+    status: Status, supervised: bool | None = None, answering: bool | None = None
+) -> Text:
     label = status.value
     if supervised is False:
         label += " (no keeper)"
+    elif answering is False:
+        label += " (keeper not answering)"
     return Text(label, style=STATUS_STYLE.get(status, ""))
 
 
@@ -88,7 +92,7 @@ def instances_table(infos: Sequence[InstanceInfo]) -> Table:
     for info in infos:
         table.add_row(
             info.name,
-            status_text(info.status, info.supervised),
+            status_text(info.status, info.supervised, info.keeper_answering),
             str(info.pid) if info.pid else "-",
             info.url or "-",
             info.version or "-",

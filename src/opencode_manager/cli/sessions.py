@@ -11,7 +11,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import UsageError
+from .. import UsageError
 from .main import Context
 from .output import ago, err, out, print_json
 
@@ -66,15 +66,17 @@ def session() -> None:
 @pass_state
 def show(state: Context, session_id: str, ref: str | None, as_json: bool) -> None:
     """Show a session."""
-    record, found = state.manager().session(session_id, ref)
+    row = state.manager().session(session_id, ref)
+    found = row.session
     if as_json:
-        print_json({"instance": record.name, **found.raw})
+        print_json({"instance": row.instance, "status": row.status, **found.raw})
         return
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
     grid.add_row("session", found.id)
-    grid.add_row("instance", record.name)
+    grid.add_row("instance", row.instance)
+    grid.add_row("status", row.status)
     grid.add_row("title", found.title)
     grid.add_row("directory", found.directory or "-")
     grid.add_row("parent", found.parent_id or "-")

@@ -9,8 +9,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from ..instances import binary as binaries
-from ..settings import PINNED_OPENCODE_VERSION
+from .. import PINNED_OPENCODE_VERSION
 from .main import Context
 from .output import err, out, print_json
 
@@ -30,9 +29,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 @pass_state
 def install(state: Context, version: str, as_json: bool) -> None:
     """Install a pinned OpenCode from npm into $OCM_HOME (idempotent)."""
-    settings = state.settings()
     with err.status(f"installing opencode-ai@{version} from npm…"):
-        found = binaries.install(settings, version)
+        found = state.manager().install(version)
     if as_json:
         print_json({"path": found.path, "version": found.version, "source": found.source})
     else:
@@ -79,9 +77,11 @@ def demo(state: Context, count: int, as_json: bool) -> None:
     Needs no API key and no network: the model is a scripted OpenAI-compatible server
     running inside this command.
     """
-    from ..demo import run_demo
 
-    report = run_demo(state.manager(), count=count, console=None if as_json else err)
+    def say(text: str) -> None:
+        err.print(text, markup=False, highlight=False)
+
+    report = state.manager().demo(count=count, say=None if as_json else say)
     if as_json:
         print_json(report)
         return
@@ -115,7 +115,7 @@ def model_server(host: str, port: int, as_json: bool) -> None:
     Prints where it listens (with --json: {"url", "base_url", "model", "config"}, the config
     being what OPENCODE_CONFIG_CONTENT needs), then serves until Ctrl-C.
     """
-    from ..scripted_model import MODEL, ScriptedModelServer, opencode_config
+    from ..scripted_model import MODEL, ScriptedModelServer, opencode_config  # a front of its own
 
     if not 0 <= port <= 65535:
         raise click.BadParameter("expected a port from 0 to 65535", param_hint="--port")

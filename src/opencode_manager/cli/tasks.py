@@ -16,18 +16,23 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from ..client.types import Part
-from ..errors import UsageError
-from ..models import TaskRecord, TaskStatus
-from ..tasks.dispatch import TaskOptions
-from ..tasks.jsonl import JsonlEmitter
-from ..tasks.runner import Observer
-from ..tasks.tracker import Ask
+from .. import (
+    Ask,
+    AsyncManager,
+    JsonlEmitter,
+    Observer,
+    Part,
+    TaskOptions,
+    TaskRecord,
+    TaskStatus,
+    UsageError,
+)
 from .main import Context
 from .output import err, human_duration, out, print_json
 
 pass_state = click.make_pass_decorator(Context)
 T = TypeVar("T")
+EXIT_INTERRUPTED = 130
 
 EXIT_FOR_STATUS = {
     TaskStatus.COMPLETED: 0,
@@ -47,8 +52,11 @@ STATUS_STYLE = {
 }
 
 
-def run_with_cancel(make: Callable[[asyncio.Event], Awaitable[T]]) -> T:
-    """Run a coroutine; the first Ctrl-C asks it to stop cleanly, the second one insists."""
+def run_with_cancel(
+    state: Context, make: Callable[[AsyncManager, asyncio.Event], Awaitable[T]]
+) -> T:
+    """Run a coroutine on the async facade; the first Ctrl-C asks it to stop cleanly (it
+    aborts what it started), the second one insists."""
 
     async def main() -> T:
         cancel = asyncio.Event()
@@ -66,10 +74,33 @@ def run_with_cancel(make: Callable[[asyncio.Event], Awaitable[T]]) -> T:
         loop.add_signal_handler(signal.SIGINT, on_sigint)
         loop.add_signal_handler(signal.SIGTERM, cancel.set)
         try:
-            return await make(cancel)
+            async with state.amanager() as manager:
+                return await make(manager, cancel)
         finally:
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
+
+    return asyncio.run(main())
+
+
+def watch(state: Context, make: Callable[[AsyncManager], Awaitable[T]]) -> T | None:
+    """Run a watcher on the async facade; Ctrl-C (or SIGTERM) stops watching and nothing
+    else: the result is None then."""
+
+    async def main() -> T | None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            async with state.amanager() as manager:
+                return await make(manager)
+        except asyncio.CancelledError:
+            return None
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
 
     return asyncio.run(main())
 
@@ -131,6 +162,10 @@ class LiveOutput:
         if self.progress:
             self._newline()
             err.print(Text(f"! {ask.kind} asked; answered: {answer}", style="yellow"))
+
+    def interrupted(self) -> None:
+        if self.progress:
+            self._newline()
 
     def _newline(self) -> None:
         if not self._at_line_start:
@@ -227,7 +262,6 @@ def run(
         if not path.is_dir():
             raise UsageError(f"--dir {directory}: no such directory")
         directory = str(path)
-    manager = state.manager()
     options = TaskOptions(
         instance=instance,
         session_id=session_id,
@@ -239,12 +273,12 @@ def run(
     )
     live = LiveOutput(jsonl=fmt == "json", progress=not detach)
 
-    async def go(cancel: asyncio.Event) -> TaskRecord:
-        return await manager.arun(
+    async def go(manager: AsyncManager, cancel: asyncio.Event) -> TaskRecord:
+        return await manager.run(
             prompt, options, observer=live.observer(), cancel=cancel, detach=detach
         )
 
-    record = run_with_cancel(go)
+    record = run_with_cancel(state, go)
     if detach:
         info = {
             "task_id": record.id,
@@ -266,16 +300,20 @@ def run(
 @click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON.")
 @pass_state
 def wait(state: Context, task_id: str, timeout: float | None, as_json: bool) -> int:
-    """Wait for a task started with `ocm run --async`; print its result."""
-    manager = state.manager()
+    """Wait for a task started with `ocm run --async`; print its result.
+
+    Ctrl-C stops waiting and leaves the task running (exit 130); --timeout aborts it.
+    """
     live = LiveOutput(jsonl=False, progress=True)
 
-    async def go(cancel: asyncio.Event) -> TaskRecord:
-        return await manager.await_task(
-            task_id, timeout=timeout, observer=live.observer(), cancel=cancel
-        )
+    async def go(manager: AsyncManager) -> TaskRecord:
+        return await manager.wait(task_id, timeout=timeout, observer=live.observer())
 
-    record = run_with_cancel(go)
+    record = watch(state, go)
+    if record is None:
+        live.interrupted()
+        err.print(f"still running: ocm wait {task_id}", markup=False)
+        return EXIT_INTERRUPTED
     return report(record, as_json=as_json, jsonl=False)
 
 

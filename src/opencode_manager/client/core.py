@@ -8,6 +8,7 @@ the sync and async shells only send it. OpenCode answers unknown routes with its
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -15,10 +16,11 @@ from urllib.parse import quote
 
 import httpx
 
-from ..errors import ServerError
+from ..errors import ServerError, ServerRefused, ServerUnreachable, SessionNotFound
 from .endpoint import Endpoint
 
 T = TypeVar("T")
+_SESSION_PATH = re.compile(r"^/session/(ses[^/?]+)")
 
 
 def _identity(data: Any) -> Any:
@@ -64,7 +66,7 @@ def read_response(endpoint: Endpoint, op: Operation[T], response: httpx.Response
     where = endpoint.name or endpoint.base_url
     status = response.status_code
     if status == 401:
-        raise ServerError(
+        raise ServerRefused(
             f"{where}: 401 unauthorized (wrong or missing password)",
             instance=endpoint.name,
             status_code=status,
@@ -72,13 +74,21 @@ def read_response(endpoint: Endpoint, op: Operation[T], response: httpx.Response
     ctype = response.headers.get("content-type", "")
     if status >= 400:
         detail = _error_detail(response)
-        raise ServerError(
+        session_id = _session_of(op.path)
+        if session_id and (status == 404 or (status == 500 and "NotFound" in detail)):
+            # Older servers answer a missing session with 500 NotFoundError.
+            raise SessionNotFound(
+                f"no session {session_id} on {where}; see `ocm sessions`",
+                session_id=session_id,
+                instance=endpoint.name,
+            )
+        raise ServerRefused(
             f"{where}: {op.method} {op.path} failed with HTTP {status}: {detail}",
             instance=endpoint.name,
             status_code=status,
         )
     if "text/html" in ctype:
-        raise ServerError(
+        raise ServerRefused(
             f"{where}: {op.method} {op.path} is not an API route on this server "
             "(it answered with its web page); the server may be too old or the path wrong",
             instance=endpoint.name,
@@ -89,12 +99,17 @@ def read_response(endpoint: Endpoint, op: Operation[T], response: httpx.Response
     try:
         data = response.json()
     except ValueError as exc:
-        raise ServerError(
+        raise ServerRefused(
             f"{where}: {op.method} {op.path} returned invalid JSON",
             instance=endpoint.name,
             status_code=status,
         ) from exc
     return op.parse(data)
+
+
+def _session_of(path: str) -> str | None:
+    match = _SESSION_PATH.match(path)
+    return match.group(1) if match else None
 
 
 def _error_detail(response: httpx.Response) -> str:
@@ -117,6 +132,6 @@ def _error_detail(response: httpx.Response) -> str:
 def transport_error(endpoint: Endpoint, op: Operation[Any], exc: Exception) -> ServerError:
     where = endpoint.name or endpoint.base_url
     kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "is unreachable"
-    return ServerError(
+    return ServerUnreachable(
         f"{where} {kind} ({op.method} {op.path}: {exc.__class__.__name__})", instance=endpoint.name
     )

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import httpx
 from httpx_sse import aconnect_sse
 
-from ..errors import ServerError
+from ..errors import ServerError, ServerRefused, ServerUnreachable
 from .endpoint import Endpoint
 from .types import Event
 
@@ -63,21 +63,21 @@ async def stream_events(
         ) as source:
             response = source.response
             if response.status_code == 401:
-                raise ServerError(
+                raise ServerRefused(
                     f"{endpoint.name or endpoint.base_url}: 401 unauthorized",
                     instance=endpoint.name,
                     status_code=401,
                 )
             if response.status_code >= 400:
                 await response.aread()
-                raise ServerError(
+                raise ServerRefused(
                     f"{endpoint.name or endpoint.base_url}: event stream refused with HTTP "
                     f"{response.status_code}: {response.text[:200]}",
                     instance=endpoint.name,
                     status_code=response.status_code,
                 )
             if "text/event-stream" not in response.headers.get("content-type", ""):
-                raise ServerError(
+                raise ServerRefused(
                     f"{endpoint.name or endpoint.base_url}: {path} is not an event stream here",
                     instance=endpoint.name,
                     status_code=response.status_code,
@@ -87,7 +87,7 @@ async def stream_events(
                 if event is not None:
                     yield event
     except httpx.HTTPError as exc:
-        raise ServerError(
+        raise ServerUnreachable(
             f"{endpoint.name or endpoint.base_url}: event stream lost ({exc.__class__.__name__})",
             instance=endpoint.name,
         ) from exc

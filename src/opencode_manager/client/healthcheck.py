@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit
 
 import h11
 
-from ..errors import ServerError
+from ..errors import ServerRefused, ServerUnreachable
 from .endpoint import Endpoint
 
 
@@ -24,11 +24,11 @@ async def call(endpoint: Endpoint, method: str, path: str, *, timeout: float) ->
     try:
         return await asyncio.wait_for(_call(endpoint, method, path), timeout)
     except asyncio.TimeoutError:
-        raise ServerError(
+        raise ServerUnreachable(
             f"{endpoint.name or endpoint.url} timed out ({method} {path})", instance=endpoint.name
         ) from None
     except (OSError, h11.ProtocolError) as exc:
-        raise ServerError(
+        raise ServerUnreachable(
             f"{endpoint.name or endpoint.url} is unreachable "
             f"({method} {path}: {exc.__class__.__name__})",
             instance=endpoint.name,
@@ -72,13 +72,13 @@ async def _call(endpoint: Endpoint, method: str, path: str) -> Any:
         with contextlib.suppress(OSError):
             await writer.wait_closed()
     if status >= 400:
-        raise ServerError(
+        raise ServerRefused(
             f"{endpoint.name or endpoint.url}: {method} {path} failed with HTTP {status}",
             instance=endpoint.name,
             status_code=status,
         )
     if "text/html" in content_type:
-        raise ServerError(
+        raise ServerRefused(
             f"{endpoint.name or endpoint.url}: {path} is not an API route here",
             instance=endpoint.name,
             status_code=status,
@@ -88,7 +88,7 @@ async def _call(endpoint: Endpoint, method: str, path: str) -> Any:
     try:
         return json.loads(body)
     except ValueError:
-        raise ServerError(
+        raise ServerRefused(
             f"{endpoint.name or endpoint.url}: {path} returned invalid JSON",
             instance=endpoint.name,
             status_code=status,

@@ -141,8 +141,10 @@ def probe_version(path: str, settings: Settings) -> str:
     cache[key] = version
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(cache))
+        tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")  # racing commands
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(cache))
         os.replace(tmp, cache_file)
     except OSError:
         pass  # a cache we cannot write only costs time

@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from .. import process
-from ..client import Endpoint, OpencodeClient
+from ..client import AsyncOpencodeClient, Endpoint
 from ..errors import OcmError, ServerError
 from ..models import State, Status
 from ..settings import MIN_OPENCODE_VERSION
 from . import binary as binaries
 from . import ports
+from .fleet import Fleet
+from .inventory import list_instances
 
-if TYPE_CHECKING:
-    from ..manager import Check, Manager
+
+@dataclass
+class Check:
+    """One `ocm doctor` finding."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+    level: str = "error"  # or "warning"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-def run_checks(manager: Manager) -> list[Check]:
-    from ..manager import Check
-
+async def run_checks(fleet: Fleet) -> list[Check]:
     checks: list[Check] = []
-    settings = manager.settings
+    settings = fleet.settings
 
     # OCM_HOME first: nothing else works without it.
     try:
@@ -34,7 +47,7 @@ def run_checks(manager: Manager) -> list[Check]:
         return checks
 
     try:
-        found = binaries.find_binary(settings)
+        found = await asyncio.to_thread(binaries.find_binary, settings)
         checks.append(
             Check("binary", True, f"opencode {found.version} at {found.path} (from {found.source})")
         )
@@ -50,8 +63,9 @@ def run_checks(manager: Manager) -> list[Check]:
         )
 
     try:
-        records = manager.registry.instances()
-        migrations = manager.registry.applied_migrations()
+        records = fleet.registry.instances()
+        migrations = fleet.registry.applied_migrations()
+        integrity = await asyncio.to_thread(fleet.registry.quick_check)
         checks.append(
             Check(
                 "registry",
@@ -66,7 +80,16 @@ def run_checks(manager: Manager) -> list[Check]:
         )
         return checks
 
-    infos = {info.name: info for info in manager.instances(include_foreign=False)}
+    if integrity != "ok":
+        checks.append(
+            Check(
+                "registry integrity",
+                False,
+                f"PRAGMA quick_check: {integrity}",
+                fix=f"stop the fleet, then restore a backup from {settings.home / 'backups'}",
+            )
+        )
+    infos = {info.name: info for info in await list_instances(fleet, include_foreign=False)}
     for record in records:
         info = infos.get(record.name)
         if info is None or info.status in (Status.STOPPED,):
@@ -94,6 +117,26 @@ def run_checks(manager: Manager) -> list[Check]:
                 )
             )
             continue
+        if record.keeper_error:
+            checks.append(
+                Check(
+                    label,
+                    False,
+                    f"its keeper reports: {record.keeper_error}",
+                    fix="free disk space or release the registry lock; the keeper retries",
+                    level="warning",
+                )
+            )
+        if info.keeper_answering is False:
+            checks.append(
+                Check(
+                    label,
+                    False,
+                    "its keeper does not answer (frozen, or its heartbeat is stale)",
+                    fix=f"`ocm restart {record.name}`",
+                    level="warning",
+                )
+            )
         if info.supervised is False:
             checks.append(
                 Check(
@@ -104,9 +147,9 @@ def run_checks(manager: Manager) -> list[Check]:
                     level="warning",
                 )
             )
-        endpoint = manager.endpoint(record)
+        endpoint = fleet.endpoint(record)
         if endpoint is not None and info.status is Status.RUNNING:
-            checks.append(_auth_check(label, record.spec.auth, endpoint))
+            checks.append(await _auth_check(label, record.spec.auth, endpoint))
 
     claimed = Counter(
         r.port
@@ -143,13 +186,11 @@ def run_checks(manager: Manager) -> list[Check]:
     return checks
 
 
-def _auth_check(label: str, auth: bool, endpoint: Endpoint) -> Check:
-    from ..manager import Check
-
+async def _auth_check(label: str, auth: bool, endpoint: Endpoint) -> Check:
     anonymous = Endpoint(url=endpoint.url, name=endpoint.name)
     try:
-        with OpencodeClient(anonymous, timeout=3.0) as client:
-            client.health()
+        async with AsyncOpencodeClient(anonymous, timeout=3.0) as client:
+            await client.health()
         open_to_all = True
     except ServerError as exc:
         if exc.status_code != 401:
@@ -166,8 +207,8 @@ def _auth_check(label: str, auth: bool, endpoint: Endpoint) -> Check:
         )
     if auth:
         try:
-            with OpencodeClient(endpoint, timeout=3.0) as client:
-                client.health()
+            async with AsyncOpencodeClient(endpoint, timeout=3.0) as client:
+                await client.health()
         except ServerError as exc:
             return Check(
                 label,

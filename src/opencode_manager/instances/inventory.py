@@ -3,30 +3,37 @@ detailed status report (process tree, memory, connections, sessions, MCP, LSP, e
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Collection
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import psutil
 
 from .. import process
 from ..client.endpoint import Endpoint
-from ..errors import ServerError
-from ..models import InstanceInfo, InstanceRecord, Status, derive_status
+from ..errors import ConflictError, NotFoundError, ServerError
+from ..models import (
+    DEFAULT_USERNAME,
+    InstanceInfo,
+    InstanceRecord,
+    LifecycleEvent,
+    Status,
+    derive_status,
+)
 from . import probe
 from .discovery import ForeignServer, find_foreign
-
-if TYPE_CHECKING:
-    from ..manager import Manager
+from .fleet import Fleet, keeper_answering
 
 
-def list_instances(
-    manager: Manager,
+async def list_instances(
+    fleet: Fleet,
     *,
     include_foreign: bool = True,
     probe_health: bool = True,
     measure_cpu: bool = True,
-    names: Collection[str] | None = None,
+    names: Sequence[str] | None = None,
 ) -> list[InstanceInfo]:
     """Every managed instance (reconciled with what runs) and every foreign server.
 
@@ -34,17 +41,17 @@ def list_instances(
     over a 0.1 s window unless `measure_cpu` is off (their CPU is then None). `names` limits
     the managed instances looked at (and probed) to those.
     """
-    records = [r for r in manager.registry.instances() if names is None or r.name in names]
+    records = [
+        r for r in await asyncio.to_thread(fleet.records) if names is None or r.name in names
+    ]
     keepers = [process.verified(r.keeper) for r in records]
     servers = [process.verified(r.server) for r in records]
     foreign: list[ForeignServer] = []
     if include_foreign:
         own = {p.pid for p in servers if p is not None}
         own |= {r.server.pid for r in records if r.server}
-        foreign = find_foreign(own)
-    foreign_procs: list[psutil.Process | None] = []
-    for f in foreign:
-        foreign_procs.append(process.verified(process.identity_of(f.pid)))
+        foreign = await asyncio.to_thread(find_foreign, own)
+    foreign_procs = [process.verified(process.identity_of(f.pid)) for f in foreign]
     now = time.time()
     # Supervised servers were sampled by their keeper; measure only the others (this
     # takes a 0.1 s window, so `ls` is fast when there are none).
@@ -55,23 +62,23 @@ def list_instances(
         and now - record.sampled_at < 3 * record.spec.health_interval + 5
         for record, keeper, server in zip(records, keepers, servers, strict=True)
     ]
-    sampler = probe.CpuSampler(
-        [None if ok else server for ok, server in zip(fresh, servers, strict=True)] + foreign_procs
-    )
-    if not measure_cpu:
-        unmeasured = sampler.procs
-        sampler = probe.CpuSampler([None] * len(unmeasured))
-    endpoints: list[Endpoint | None] = []
-    for record, server in zip(records, servers, strict=True):
-        endpoints.append(manager.endpoint(record) if server is not None else None)
+    unmeasured: list[psutil.Process | None] = [
+        None if ok else server for ok, server in zip(fresh, servers, strict=True)
+    ] + foreign_procs
+    sampler = probe.CpuSampler(unmeasured if measure_cpu else [None] * len(unmeasured))
+    endpoints: list[Endpoint | None] = [
+        fleet.endpoint(record) if server is not None else None
+        for record, server in zip(records, servers, strict=True)
+    ]
     endpoints += [Endpoint(url=f.url) for f in foreign]
     health = (
-        probe.check_health(endpoints)
+        await probe.check_health_async(endpoints)
         if probe_health
         else [probe.Health(healthy=None) for _ in endpoints]
     )
-    stats = sampler.read()
-    if not measure_cpu:  # memory needs no window: report it, leave CPU unknown
+    if measure_cpu:
+        stats = await sampler.aread()
+    else:  # memory needs no window: report it, leave CPU unknown
         stats = [
             probe.stats_of(proc, prime=False, cpu=False) if proc is not None else None
             for proc in unmeasured
@@ -109,11 +116,13 @@ def list_instances(
                 restarts=record.restarts,
                 rss_bytes=stat.rss_bytes if stat else None,
                 cpu_percent=stat.cpu_percent if stat else None,
-                log=str(manager.settings.log_path(record.name)),
+                log=str(fleet.settings.log_path(record.name)),
                 dir=record.spec.dir,
                 auth=record.spec.auth,
                 keeper_pid=record.keeper.pid if (record.keeper and keepers[i]) else None,
                 supervised=keepers[i] is not None if live else None,
+                keeper_answering=keeper_answering(record, now) if live else None,
+                keeper_error=record.keeper_error,
                 error=record.error if status in (Status.CRASHED, Status.ERRORED) else None,
                 last_exit=record.last_exit,
             )
@@ -148,71 +157,140 @@ def list_instances(
     return infos
 
 
-def status_report(manager: Manager, ref: str) -> dict[str, Any]:
+async def instance_info(fleet: Fleet, ref: str) -> InstanceInfo:
+    """One instance (or foreign server) as `ls` shows it."""
+    found = await asyncio.to_thread(fleet.find, ref)
+    foreign = isinstance(found, ForeignServer)
+    name = found.name if isinstance(found, InstanceRecord) else f"foreign:{found.port}"
+    for info in await list_instances(
+        fleet, include_foreign=foreign, names=() if foreign else (name,)
+    ):
+        if info.name == name:
+            return info
+    raise NotFoundError(f"{ref} vanished while looking at it")
+
+
+@dataclass
+class SessionCounts:
+    total: int
+    busy: int
+    idle: int
+    busy_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StatusReport:
+    """`ocm status`: the `ls` view of one instance plus everything worth knowing about it."""
+
+    info: InstanceInfo
+    created_at: float | None = None
+    stopped_at: float | None = None
+    events: list[LifecycleEvent] = field(default_factory=list)
+    recent_errors: list[str] = field(default_factory=list)
+    processes: list[dict[str, Any]] = field(default_factory=list)
+    connections: dict[str, int] = field(default_factory=dict)
+    sessions: SessionCounts | None = None
+    mcp: dict[str, Any] | None = None
+    lsp: list[Any] | None = None
+    api_errors: list[str] = field(default_factory=list)
+
+    @property
+    def tree_rss_bytes(self) -> int:
+        return sum(int(p["rss_bytes"]) for p in self.processes)
+
+    @property
+    def last_event(self) -> LifecycleEvent | None:
+        return self.events[-1] if self.events else None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.info.to_dict()
+        data.update(
+            created_at=self.created_at,
+            stopped_at=self.stopped_at,
+            events=[e.to_dict() for e in self.events],
+            last_event=self.last_event.to_dict() if self.last_event else None,
+            recent_errors=self.recent_errors,
+            processes=self.processes,
+            tree_rss_bytes=self.tree_rss_bytes,
+            connections=self.connections,
+            sessions=asdict(self.sessions) if self.sessions else None,
+            mcp=self.mcp,
+            lsp=self.lsp,
+            api_errors=self.api_errors,
+        )
+        return data
+
+
+async def status_report(fleet: Fleet, ref: str) -> StatusReport:
     """The detailed report: process tree, memory, connections, sessions, MCP, LSP, errors."""
-    found = manager._resolve(ref)
-    info = manager.info(ref)
-    report: dict[str, Any] = info.to_dict()
+    found = await asyncio.to_thread(fleet.find, ref)
+    report = StatusReport(info=await instance_info(fleet, ref))
     if isinstance(found, InstanceRecord):
         server = process.verified(found.server)
-        endpoint = manager.endpoint(found)
+        endpoint = fleet.endpoint(found)
         directory: str | None = found.spec.dir
-        report["created_at"] = found.created_at
-        report["stopped_at"] = found.stopped_at
-        recent = manager.registry.events(found.name, limit=10)
-        report["events"] = recent
-        report["last_event"] = recent[-1] if recent else None
-        report["recent_errors"] = manager.recent_errors(found.name)
+        report.created_at = found.created_at
+        report.stopped_at = found.stopped_at
+        report.events = await asyncio.to_thread(fleet.registry.events, found.name, 10)
+        report.recent_errors = await asyncio.to_thread(fleet.recent_errors, found.name)
     else:
         server = process.verified(process.identity_of(found.pid))
         endpoint = Endpoint(url=found.url)
         directory = None
-        report["recent_errors"] = []
-    report["processes"] = probe.process_tree(server) if server else []
-    report["tree_rss_bytes"] = sum(p["rss_bytes"] for p in report["processes"])
-    report["connections"] = probe.connections(server) if server else {}
-    report.update(
-        _api_report(endpoint, directory)
-        if server and endpoint
-        else {"sessions": None, "mcp": None, "lsp": None}
-    )
+    if server is not None:
+        report.processes = probe.process_tree(server)
+        report.connections = probe.connections(server)
+        if endpoint is not None:
+            await _ask_server(report, endpoint, directory)
     return report
 
 
-def _api_report(endpoint: Endpoint, directory: str | None) -> dict[str, Any]:
-    from ..client import OpencodeClient
+async def _ask_server(report: StatusReport, endpoint: Endpoint, directory: str | None) -> None:
+    from ..client import AsyncOpencodeClient
     from ..client import operations as ops
 
-    out: dict[str, Any] = {"api_errors": []}
-    with OpencodeClient(endpoint, timeout=5.0) as client:
-        try:
-            listed = client.call(ops.sessions(directory))
-            states = client.call(ops.session_status(directory))
-            busy = [
-                sid
-                for sid, st in states.items()
-                if isinstance(st, dict) and st.get("type") != "idle"
-            ]
-            out["sessions"] = {
-                "total": len(listed),
-                "busy": len(busy),
-                "idle": max(len(listed) - len(busy), 0),
-                "busy_ids": busy,
-            }
-        except ServerError as exc:
-            out["sessions"] = None
-            out["api_errors"].append(str(exc))
-        try:
-            out["mcp"] = client.call(ops.mcp_status(directory))
-        except ServerError as exc:
-            out["mcp"] = None
-            out["api_errors"].append(str(exc))
-        try:
-            out["lsp"] = client.call(ops.lsp_status(directory))
-        except ServerError as exc:
-            out["lsp"] = None
-            out["api_errors"].append(str(exc))
+    async with AsyncOpencodeClient(endpoint, timeout=5.0) as client:
+        answers: list[Any] = await asyncio.gather(
+            client.call(ops.sessions(directory)),
+            client.call(ops.session_status(directory)),
+            client.call(ops.mcp_status(directory)),
+            client.call(ops.lsp_status(directory)),
+            return_exceptions=True,
+        )
+    listed, states, mcp, lsp = answers
+    for answer in (listed, states, mcp, lsp):
+        if isinstance(answer, ServerError):
+            report.api_errors.append(str(answer))
+        elif isinstance(answer, BaseException):
+            raise answer
+    if isinstance(listed, list) and isinstance(states, dict):
+        busy = [
+            sid for sid, st in states.items() if isinstance(st, dict) and st.get("type") != "idle"
+        ]
+        report.sessions = SessionCounts(
+            total=len(listed), busy=len(busy), idle=max(len(listed) - len(busy), 0), busy_ids=busy
+        )
+    report.mcp = mcp if isinstance(mcp, dict) else None
+    report.lsp = lsp if isinstance(lsp, list) else None
+
+
+def client_env(fleet: Fleet, ref: str) -> dict[str, str]:
+    """Variables that let OpenCode's own CLI, curl and SDKs reach the instance."""
+    record = fleet.resolve(ref)
+    if not record.url:
+        raise ConflictError(f"{record.name} has no URL yet (status {record.state.value})")
+    out = {"OPENCODE_SERVER_URL": record.url, "OPENCODE_SERVER_USERNAME": DEFAULT_USERNAME}
+    password = fleet.password(record)
+    if password:
+        out["OPENCODE_SERVER_PASSWORD"] = password
     return out
+
+
+def lifecycle_events(
+    fleet: Fleet, ref: str | None, limit: int | None, after: int | None = None
+) -> list[LifecycleEvent]:
+    name = fleet.resolve(ref).name if ref else None
+    return fleet.registry.events(name, limit, after=after)
 
 
 def _cwd_of(pid: int) -> str | None:

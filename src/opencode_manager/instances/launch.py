@@ -12,6 +12,13 @@ from ..models import DEFAULT_USERNAME, InstanceSpec
 _LISTENING_RE = re.compile(r"listening on (https?://[^\s]+)")
 #: Inherited variables that must never leak into a server: its credentials are ours to set.
 _SCRUBBED = ("OPENCODE_SERVER_PASSWORD", "OPENCODE_SERVER_USERNAME")
+#: Every process of a server's tree inherits this marker (NAME:random token, per launch), so a
+#: stop can find the ones that escaped the tree: proof that they are ours, without names.
+MARK_VARIABLE = "OCM_INSTANCE_MARK"
+
+
+def mark_value(name: str, token: str) -> str:
+    return f"{name}:{token}"
 
 
 def server_argv(binary: str, spec: InstanceSpec, port: int | None) -> list[str]:
@@ -39,9 +46,12 @@ def server_env(
     *,
     password: str | None,
     instance_dir: Path,
+    mark: str | None = None,
 ) -> dict[str, str]:
     """The server's environment: the user's, our isolation and credentials, then --env."""
     env = {k: v for k, v in base.items() if k not in _SCRUBBED and not k.startswith("OCM_")}
+    if mark:
+        env[MARK_VARIABLE] = mark
     if not spec.shared_data:
         env.update({k: str(v) for k, v in xdg_dirs(instance_dir).items()})
     # A managed server must not replace its own binary behind the manager's back.

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from ..errors import UsageError
 
 _ERROR_RE = re.compile(r"level=(ERROR|FATAL)|^Error:|\bERROR\b|Traceback \(most recent")
 _WARN_RE = re.compile(r"level=WARN|\bWARN(ING)?\b")
@@ -162,3 +166,82 @@ def at_least(line: str, level: str) -> bool:
         return wanted <= LEVELS.index("INFO")
     name = found.group(1).upper().replace("WARNING", "WARN").replace("FATAL", "ERROR")
     return LEVELS.index(name) >= wanted if name in LEVELS else True
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of an instance's log, with its level (ERROR, WARN or INFO)."""
+
+    instance: str
+    line: str
+    level: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"instance": self.instance, "level": self.level, "line": self.line}
+
+
+def level_of(line: str) -> str:
+    return "ERROR" if is_error(line) else "WARN" if is_warning(line) else "INFO"
+
+
+def line_filter(pattern: str | None, level: str | None) -> Callable[[str], bool]:
+    """A predicate for --grep RE and --level L (bad input is a UsageError)."""
+    try:
+        regex = re.compile(pattern) if pattern else None
+    except re.error as exc:
+        raise UsageError(f"invalid --grep {pattern!r}: {exc}") from None
+    if level is not None and level.upper() not in LEVELS:
+        raise UsageError(f"invalid --level {level!r}: choose from {', '.join(LEVELS)}")
+
+    def wanted(line: str) -> bool:
+        return (regex is None or bool(regex.search(line))) and (
+            level is None or at_least(line, level)
+        )
+
+    return wanted
+
+
+def read_logs(
+    sources: Sequence[tuple[str, str]], lines: int, pattern: str | None, level: str | None
+) -> list[LogLine]:
+    """The last `lines` matching lines of each log (across rotated files), log by log."""
+    if lines < 0:
+        raise UsageError(f"invalid -n {lines}: must be 0 or more")
+    wanted = line_filter(pattern, level)
+    out: list[LogLine] = []
+    for name, path in sources:
+        scan = 100_000 if (pattern or level) else lines
+        chosen = (
+            [ln for ln in tail_across(Path(path), scan) if wanted(ln)][-lines:] if lines else []
+        )
+        out += [LogLine(name, ln, level_of(ln)) for ln in chosen]
+    return out
+
+
+async def follow_async(
+    sources: Sequence[tuple[str, str]],
+    *,
+    lines: int = 0,
+    pattern: str | None = None,
+    level: str | None = None,
+    interval: float = 0.2,
+) -> AsyncIterator[LogLine]:
+    """The last `lines` lines, then lines appended from now on (through rotations), until
+    cancelled. Following starts before the tail is read, so no line falls between."""
+    wanted = line_filter(pattern, level)
+    tails = [_Tail(label, Path(path)) for label, path in sources]
+    for item in read_logs(sources, lines, pattern, level):
+        yield item
+    try:
+        while True:
+            produced = False
+            for tail in tails:
+                for line in tail.read():
+                    if wanted(line):
+                        produced = True
+                        yield LogLine(tail.label, line, level_of(line))
+            if not produced:
+                await asyncio.sleep(interval)  # polling files for growth
+    finally:
+        for tail in tails:
+            tail.close()

@@ -48,13 +48,6 @@ async def check_health_async(
     return list(await asyncio.gather(*(run(ep) for ep in endpoints)))
 
 
-def check_health(endpoints: Sequence[Endpoint | None], timeout: float = 1.5) -> list[Health]:
-    """Probe every endpoint at once (None entries are skipped)."""
-    if not any(endpoints):
-        return [Health(healthy=None) for _ in endpoints]
-    return asyncio.run(check_health_async(endpoints, timeout))
-
-
 @dataclass
 class ProcStats:
     rss_bytes: int
@@ -74,10 +67,13 @@ class CpuSampler:
                 with contextlib.suppress(psutil.Error):
                     proc.cpu_percent(None)
 
-    def read(self, min_window: float = 0.1) -> list[ProcStats | None]:
+    async def aread(self, min_window: float = 0.1) -> list[ProcStats | None]:
         remaining = min_window - (time.monotonic() - self._start)
         if remaining > 0 and any(self._procs):
-            time.sleep(remaining)  # the measurement window itself, not synchronisation
+            await asyncio.sleep(remaining)  # the measurement window itself
+        return self._read()
+
+    def _read(self) -> list[ProcStats | None]:
         out: list[ProcStats | None] = []
         for proc in self._procs:
             out.append(stats_of(proc, prime=False) if proc is not None else None)

@@ -1,24 +1,30 @@
 """The keeper: one small supervisor process per instance (in the spirit of runit's runsv).
 
-`ocm start` launches ``python -m opencode_manager.keeper --home H NAME`` detached in its own
-session. The keeper spawns ``opencode serve`` (stdin closed, own process group, password by
-environment), copies its output into the instance log (rotated by size), reads the listening
-URL, waits for ``/global/health``, records everything in the registry, and then supervises:
+`ocm start` launches ``python -m opencode_manager.keeper --home H --detach NAME``; it forks
+itself away, so it is nobody's child. The keeper spawns ``opencode serve`` (stdin closed, own
+process group, password by environment), copies its output into the instance log (rotated by
+size), reads the listening URL, waits for ``/global/health``, records everything in the
+registry, and then supervises in a reconcile loop:
 
 * liveness is HTTP: ``/global/health`` every ``health_interval`` with a deadline; three misses
   in a row (a wedged or SIGSTOPped server) and it is ended and restarted;
 * ``max_memory`` / ``max_age`` recycle it gracefully (busy sessions get a grace period, then
   dispose, then stop);
-* when it ends, the restart policy decides (supervision.py): backoff 100 ms x1.5 up to 15 s,
+* when it ends, the restart policy decides (policy.py): backoff 100 ms x1.5 up to 15 s,
   reset after 30 s up, and `errored` past the flapping limit;
-* on SIGTERM it stops the server gracefully and completely and exits.
+* the desired state in its registry row is what it acts on: a stop request (with its timeout)
+  is read there; SIGTERM only wakes it (and stops it when the registry cannot be read);
+* every interval it writes a heartbeat (with CPU and memory samples) and the orphans it has
+  adopted, so `ocm ls` can tell a frozen keeper and `ocm stop` can end everything without it.
+
+It never gives up on its server because of the registry or the disk: registry writes go through
+the `Ledger` (kept and retried), log writes through the `LogSink` (dropped and counted), and the
+pipes are always drained. Its own crash is written where `ocm status` shows it.
 
 It is a child subreaper, so processes the server orphans (bash-tool commands run in their own
 session) are re-parented to the keeper instead of init and can still be found and ended.
-
-If the keeper itself is killed (-9), the server keeps running: it stays in the registry with
-its PID and start time, `ocm ls` shows it as unsupervised, and `ocm stop` ends it directly.
-An agent's work in flight is never lost because its supervisor died.
+If the keeper itself is killed (-9), the server keeps running: an agent's work in flight is
+never lost because its supervisor died; `ocm stop` ends it directly.
 """
 
 from __future__ import annotations
@@ -30,27 +36,42 @@ import os
 import shutil
 import signal
 import sys
-import time
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import psutil
-
 from .. import process
-from ..client import healthcheck
 from ..client.endpoint import Endpoint
 from ..errors import OcmError, ServerError
 from ..instances import launch, ports
 from ..instances.credentials import read_password
-from ..models import InstanceRecord, InstanceSpec, State
+from ..models import KEEPER_CMD, EventKind, InstanceRecord, InstanceSpec, ProcessIdentity, State
 from ..registry import Registry
 from ..settings import Settings
+from .ledger import Ledger
 from .logsink import LogSink
 from .policy import ExitKind, Limits, RestartPolicy, decide, next_consecutive
+from .seams import (
+    Clock,
+    Host,
+    HttpProbe,
+    OwnProcess,
+    Probe,
+    Server,
+    Spawner,
+    SubprocessSpawner,
+    SystemClock,
+)
 
 START_TIMEOUT = 120.0
 DISPOSE_TIMEOUT = 3.0
 STOP_TIMEOUT = 10.0
+WEDGED_STOP_TIMEOUT = 0.5  # a server that does not answer cannot act on SIGTERM either
+REGISTRY_TIMEOUT = 0.5  # the keeper never waits long on a locked registry: it retries later
+EXIT_SETTLE = 10.0  # at exit, how long to keep trying to record the final state
+READ_CHUNK = 65536
+MAX_LINE = 1 << 20  # longer lines are cut (the pipe is drained whatever comes)
 
 
 def limits_of(spec: InstanceSpec) -> Limits:
@@ -77,45 +98,107 @@ class Outcome:
 
 
 class Keeper:
-    def __init__(self, settings: Settings, name: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        record: InstanceRecord,
+        registry: Registry,
+        *,
+        spawner: Spawner | None = None,
+        probe: Probe | None = None,
+        host: Host | None = None,
+        clock: Clock | None = None,
+        limits: Limits | None = None,
+        capture_stdio: bool = True,
+    ) -> None:
         self.settings = settings
-        self.name = name
-        self.registry = Registry(settings.registry_path)
-        self.record: InstanceRecord = self.registry.get(name)
-        self.spec = self.record.spec
-        self.limits = limits_of(self.spec)
+        self.name = record.name
+        self.record = record
+        self.spec = record.spec
+        self.registry = registry
+        self.spawner = spawner or SubprocessSpawner()
+        self.probe = probe or HttpProbe()
+        self.host = host or OwnProcess()
+        self.clock = clock or SystemClock()
+        self.limits = limits or limits_of(self.spec)
+        self.start_timeout = record.start_timeout or START_TIMEOUT
+        self.stop_timeout = STOP_TIMEOUT
         self.log = LogSink(
-            settings.log_path(name), max_size=self.spec.log_max_size, keep=self.spec.log_keep
+            settings.log_path(self.name),
+            max_size=self.spec.log_max_size,
+            keep=self.spec.log_keep,
+            on_trouble=self._log_trouble,
+            capture_stdio=capture_stdio,
+        )
+        self.ledger = Ledger(
+            registry, on_trouble=self._registry_trouble, clock=self.clock.monotonic
         )
         self.stop_requested = asyncio.Event()
-        self.proc: asyncio.subprocess.Process | None = None
+        self.wake = asyncio.Event()
+        self.server: Server | None = None
         self.url_found: asyncio.Future[str] | None = None
-        self.password = read_password(settings, name) if self.spec.auth else None
-        self._sampled: psutil.Process | None = None
+        self.password = read_password(settings, self.name) if self.spec.auth else None
+        self.port = record.port
+        self._adopted: list[ProcessIdentity] = []
+        self._problems: dict[str, str] = {}
+
+    @classmethod
+    def load(cls, settings: Settings, name: str, **seams: Any) -> Keeper:
+        registry = Registry(settings.registry_path, timeout=REGISTRY_TIMEOUT)
+        return cls(settings, registry.get(name), registry, **seams)
 
     # -- entry -----------------------------------------------------------------------------
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop_requested.set)
+            loop.add_signal_handler(sig, self._on_term)
+        loop.add_signal_handler(signal.SIGUSR1, self.wake.set)  # re-read the desired state
         loop.add_signal_handler(signal.SIGHUP, lambda: None)  # no terminal to lose
-        me = process.identity_of(os.getpid())
-        assert me is not None
-        self.registry.update(self.name, keeper_pid=me.pid, keeper_ctime=me.create_time)
-        if not process.set_child_subreaper():
+        me = process.identity_with(os.getpid(), KEEPER_CMD)
+        if me is not None:
+            self._write(Registry.keeper_started, self.name, me)
+        if not self.host.become_subreaper():
             self.log.note("could not become child subreaper; orphans may escape", "WARN")
         try:
+            await self._read_desired()  # a stop may have been asked before we were up
             return await self._supervise_forever()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            problem = f"keeper crashed: {exc.__class__.__name__}: {exc}"
+            self.log.note(problem + "\n" + traceback.format_exc(), "ERROR")
+            self._write(Registry.keeper_problem, self.name, problem)
+            self._event(EventKind.KEEPER_ERROR, problem)
+            if self.server is not None and self.server.returncode is None:
+                self.log.note("the server is left running; `ocm stop` ends it", "WARN")
+            return 2
         finally:
+            self._write(Registry.keeper_ended, self.name)
+            await self.ledger.settle(self.clock.monotonic() + EXIT_SETTLE)
             self.log.close()
-            self.registry.update(self.name, keeper_pid=None, keeper_ctime=None)
             self.registry.close()
+
+    def _on_term(self) -> None:
+        self.stop_requested.set()
+        self.wake.set()
+
+    async def _read_desired(self) -> None:
+        """Act on the desired state in our row (a stop request and its timeout)."""
+        record = await self.ledger.read(lambda r: r.get(self.name))
+        if record is None:
+            return  # unreadable: supervise from memory; SIGTERM still stops us
+        if record.desired == "stopped":
+            self.stop_timeout = record.stop_timeout or STOP_TIMEOUT
+            self.stop_requested.set()
 
     async def _supervise_forever(self) -> int:
         restarts: list[float] = []
         consecutive = 0
         first = True
         while True:
+            if self.stop_requested.is_set():
+                self._record_stopped()
+                return 0
             outcome = await self._run_server()
             if outcome.kind is None:
                 self._record_stopped()
@@ -124,13 +207,14 @@ class Keeper:
                 # The start `ocm start` is waiting for: fail fast with the cause.
                 return self._fail(outcome.reason, outcome.code)
             first = False
-            self.registry.add_event(
-                self.name,
-                outcome.kind.value if outcome.kind is not ExitKind.CLEAN else "exited",
-                outcome.reason,
+            kind = (
+                EventKind.EXITED
+                if outcome.kind is ExitKind.CLEAN
+                else EventKind(outcome.kind.value)
             )
+            self._event(kind, outcome.reason)
             consecutive = next_consecutive(consecutive, outcome.uptime)
-            now = time.time()
+            now = self.clock.time()
             decision = decide(
                 self.limits,
                 outcome.kind,
@@ -142,92 +226,70 @@ class Keeper:
                 _describe_exit(outcome.code) if outcome.code is not None else outcome.kind.value
             )
             if decision.errored:
-                self.log.note(f"errored: {decision.errored}", "ERROR")
-                self.registry.add_event(self.name, "errored", decision.errored)
-                self.registry.update(
+                errored = decision.errored
+                self.log.note(f"errored: {errored}", "ERROR")
+                self._event(EventKind.ERRORED, errored)
+                self._write(
+                    Registry.mark_ended,
                     self.name,
-                    state=State.ERRORED,
-                    error=decision.errored,
+                    State.ERRORED,
+                    error=errored,
                     last_exit=last_exit,
-                    stopped_at=now,
-                    server_pid=None,
-                    server_ctime=None,
                 )
                 return 1
             if not decision.restart:
                 state = State.STOPPED if outcome.kind is ExitKind.CLEAN else State.CRASHED
-                self.registry.update(
-                    self.name,
-                    state=state,
-                    error=outcome.reason,
-                    last_exit=last_exit,
-                    stopped_at=now,
-                    server_pid=None,
-                    server_ctime=None,
+                reason = outcome.reason
+                self._write(
+                    Registry.mark_ended, self.name, state, error=reason, last_exit=last_exit
                 )
                 return 0 if outcome.kind is ExitKind.CLEAN else 1
             restarts.append(now)
-            record = self.registry.get(self.name)
-            self.registry.update(
-                self.name,
-                state=State.STARTING,
-                restarts=record.restarts + 1,
-                last_exit=last_exit,
-                error=outcome.reason,
-                server_pid=None,
-                server_ctime=None,
-            )
+            reason = outcome.reason
+            self._write(Registry.mark_restarting, self.name, last_exit=last_exit, error=reason)
             self.log.note(f"restarting in {decision.delay:.2f} s ({outcome.reason})", "WARN")
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stop_requested.wait(), decision.delay)
             if self.stop_requested.is_set():
+                await self._read_desired()
                 self._record_stopped()
                 return 0
-            self.registry.add_event(self.name, "restarted", f"after {decision.delay:.2f} s backoff")
+            self._event(EventKind.RESTARTED, f"after {decision.delay:.2f} s backoff")
 
     # -- one run of the server -------------------------------------------------------------
     async def _run_server(self) -> Outcome:
         binary = self.spec.opencode or "opencode"
         # Keep the port across restarts so clients keep working; an explicit one always, an
         # automatic one while it is still free (else the server picks another).
-        previous = self.registry.get(self.name).port
         port = self.spec.port
+        previous = self.port
         if (
             port is None
             and previous
             and (self.spec.port_range is not None or ports.port_free(self.spec.hostname, previous))
         ):
             port = previous  # a --port-range port stays in its range, free or not
-        instance_dir = self.settings.instance_dir(self.name)
         argv = [*launch.server_argv(binary, self.spec, port), "--print-logs"]
+        token = self.record.launch_token
         env = launch.server_env(
-            self.settings.environ, self.spec, password=self.password, instance_dir=instance_dir
+            self.settings.environ,
+            self.spec,
+            password=self.password,
+            instance_dir=self.settings.instance_dir(self.name),
+            mark=launch.mark_value(self.name, token) if token else None,
         )
         self.log.note(f"starting {' '.join(argv)} in {self.spec.dir}")
-        self.registry.add_event(self.name, "started", f"pid pending, port {port or 'auto'}")
+        self._event(EventKind.STARTED, f"pid pending, port {port or 'auto'}")
         try:
-            self.proc = await asyncio.create_subprocess_exec(
-                *argv,
-                cwd=self.spec.dir,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,  # its own group: our signals reach MCP/LSP children
-            )
+            self.server = await self.spawner.spawn(argv, env=env, cwd=self.spec.dir)
         except OSError as exc:
             return Outcome(ExitKind.CRASHED, f"could not run {binary}: {exc.strerror or exc}")
-        server = process.identity_of(self.proc.pid)
-        self.registry.update(
-            self.name,
-            server_pid=self.proc.pid,
-            server_ctime=server.create_time if server else None,
-            state=State.STARTING,
-        )
+        server = self.server
+        self._write(Registry.server_spawned, self.name, server.identity)
         self.url_found = asyncio.get_running_loop().create_future()
         pumps = [
-            asyncio.create_task(self._pump(self.proc.stdout, detect_url=True)),
-            asyncio.create_task(self._pump(self.proc.stderr, detect_url=False)),
+            asyncio.create_task(self._pump(server.stdout, detect_url=True)),
+            asyncio.create_task(self._pump(server.stderr, detect_url=False)),
         ]
         try:
             url = await self._wait_listening()
@@ -237,49 +299,69 @@ class Keeper:
             version = await self._wait_healthy(endpoint)
             if version is None:
                 return await self._start_failed(port, pumps)
-            started = time.monotonic()
-            self.registry.update(
-                self.name,
-                state=State.RUNNING,
-                url=url,
-                port=launch.port_of(url),
-                version=version,
-                started_at=time.time(),
-                error=None,
+            started = self.clock.monotonic()
+            self.port = launch.port_of(url)
+            listening_port = self.port
+            self._write(
+                Registry.mark_running, self.name, url=url, port=listening_port, version=version
             )
-            self.registry.add_event(self.name, "healthy", f"{url} (opencode {version})")
+            self._event(EventKind.HEALTHY, f"{url} (opencode {version})")
             self.log.note(f"healthy at {url} (opencode {version})")
             outcome = await self._watch(endpoint, started)
             outcome.healthy_once = True
-            outcome.uptime = time.monotonic() - started
+            outcome.uptime = self.clock.monotonic() - started
             return outcome
         finally:
+            # Let the pumps drain what the ended server wrote, then stop them.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*pumps, return_exceptions=True), 1.0)
             for task in pumps:
                 task.cancel()
 
     async def _pump(self, stream: asyncio.StreamReader | None, *, detect_url: bool) -> None:
+        """Copy a pipe into the log until EOF. Never stops early: a full pipe would block the
+        server, so a line that cannot be written is dropped (and counted), not waited for."""
         if stream is None:
             return
+        pending = b""
         while True:
-            raw = await stream.readline()
-            if not raw:
+            try:
+                chunk = await stream.read(READ_CHUNK)
+            except (OSError, ValueError):
                 return
+            if not chunk:
+                if pending:
+                    self._line(pending, detect_url)
+                return
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            if len(pending) > MAX_LINE:
+                lines.append(pending)
+                pending = b""
+            for raw in lines:
+                self._line(raw, detect_url)
+
+    def _line(self, raw: bytes, detect_url: bool) -> None:
+        try:
             line = raw.decode("utf-8", errors="replace")
             self.log.server_line(line)
             if detect_url and self.url_found and not self.url_found.done():
                 url = launch.parse_listening(line)
                 if url:
                     self.url_found.set_result(url)
+        except Exception as exc:  # the pump must outlive any one bad line
+            self.log.dropped += 1
+            self._problem("pump", f"log pump: {exc.__class__.__name__}: {exc}")
 
     async def _wait_listening(self) -> str | None:
-        assert self.proc is not None
+        assert self.server is not None
         assert self.url_found is not None
-        exited = asyncio.create_task(self.proc.wait())
+        exited = asyncio.create_task(self.server.wait())
         stop = asyncio.create_task(self.stop_requested.wait())
         waiters: set[asyncio.Future[Any]] = {self.url_found, exited, stop}
         try:
             done, _ = await asyncio.wait(
-                waiters, timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+                waiters, timeout=self.start_timeout, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             exited.cancel()
@@ -289,14 +371,14 @@ class Keeper:
         return None
 
     async def _wait_healthy(self, endpoint: Endpoint) -> str | None:
-        assert self.proc is not None
-        deadline = time.monotonic() + START_TIMEOUT
+        assert self.server is not None
+        deadline = self.clock.monotonic() + self.start_timeout
         delay = 0.02
-        while time.monotonic() < deadline and self.proc.returncode is None:
+        while self.clock.monotonic() < deadline and self.server.returncode is None:
             if self.stop_requested.is_set():
                 return None
             with contextlib.suppress(ServerError):
-                data = await healthcheck.health(endpoint, timeout=2.0)
+                data = await self.probe.health(endpoint, timeout=2.0)
                 if data.get("healthy"):
                     return str(data.get("version") or "")
             await asyncio.sleep(delay)  # poll interval while waiting for health
@@ -304,40 +386,46 @@ class Keeper:
         return None
 
     async def _start_failed(self, port: int | None, pumps: list[asyncio.Task[None]]) -> Outcome:
-        assert self.proc is not None
+        assert self.server is not None
         if self.stop_requested.is_set():
-            await self._terminate()
+            await self._read_desired()
+            self._write(Registry.mark_stopping, self.name)
+            await self._terminate(self.stop_timeout)
             return Outcome(None, "stopped")
-        if self.proc.returncode is None:
+        if self.server.returncode is None:
             await self._terminate()
-            return Outcome(ExitKind.UNHEALTHY, f"not healthy within {START_TIMEOUT:.0f} s")
+            return Outcome(ExitKind.UNHEALTHY, f"not healthy within {self.start_timeout:.0f} s")
         with contextlib.suppress(asyncio.TimeoutError):  # let the pumps drain: the cause
             await asyncio.wait_for(asyncio.gather(*pumps), timeout=2.0)
         reason = launch.explain_exit(self.log.tail, self.spec, port)
-        return Outcome(ExitKind.CRASHED, reason, code=self.proc.returncode)
+        return Outcome(ExitKind.CRASHED, reason, code=self.server.returncode)
 
     async def _watch(self, endpoint: Endpoint, started: float) -> Outcome:
         """Supervise a healthy server until it ends, must be recycled, or we are stopped."""
-        assert self.proc is not None
-        exited = asyncio.create_task(self.proc.wait())
-        stop = asyncio.create_task(self.stop_requested.wait())
+        assert self.server is not None
+        server = self.server
+        exited = asyncio.create_task(server.wait())
+        woken = asyncio.create_task(self.wake.wait())
         misses = 0
         try:
             while True:
                 done, _ = await asyncio.wait(
-                    {exited, stop},
+                    {exited, woken},
                     timeout=self.limits.health_interval,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
-                self._reap_zombies()
-                self._cap_opencode_log()
-                if stop in done:
-                    self.registry.update(self.name, state=State.STOPPING)
-                    await self._dispose(endpoint)
-                    await self._terminate()
+                if woken in done:
+                    self.wake.clear()
+                    woken = asyncio.create_task(self.wake.wait())
+                await self._read_desired()
+                self._housekeeping()
+                if self.stop_requested.is_set():
+                    self._write(Registry.mark_stopping, self.name)
+                    await self._dispose(endpoint, min(DISPOSE_TIMEOUT, self.stop_timeout))
+                    await self._terminate(self.stop_timeout)
                     return Outcome(None, "stopped")
                 if exited in done:
-                    code = self.proc.returncode
+                    code = server.returncode
                     await self._end_orphans()
                     kind = ExitKind.CLEAN if code == 0 else ExitKind.CRASHED
                     self.log.note(
@@ -345,119 +433,108 @@ class Keeper:
                         "ERROR" if code else "WARN",
                     )
                     return Outcome(kind, f"server exited ({_describe_exit(code)})", code=code)
-                try:
-                    await healthcheck.health(endpoint, timeout=self.limits.health_timeout)
-                    misses = 0
-                    self._sample()
-                except ServerError as exc:
+                if not done and not await self._healthy(endpoint, misses):
                     misses += 1
-                    self.log.note(
-                        f"health check missed ({misses}/{self.limits.health_misses}): {exc}", "WARN"
-                    )
-                    if misses == 1:
-                        self.registry.add_event(self.name, "unhealthy", str(exc))
                     if misses >= self.limits.health_misses:
-                        await self._terminate(timeout=0.5)  # wedged: TERM is moot
+                        await self._terminate(WEDGED_STOP_TIMEOUT)
                         return Outcome(
                             ExitKind.UNHEALTHY, f"no answer to {misses} health checks in a row"
                         )
                     continue
-                reason = self._recycle_reason(time.monotonic() - started)
+                if not done:
+                    misses = 0
+                reason = self._recycle_reason(self.clock.monotonic() - started)
                 if reason:
                     await self._recycle(endpoint, reason)
                     return Outcome(ExitKind.RECYCLED, reason)
         finally:
             exited.cancel()
-            stop.cancel()
+            woken.cancel()
 
-    def _sample(self) -> None:
-        """Record the server's CPU and memory, so `ocm ls` can show them without measuring."""
-        if self.proc is None:
-            return
-        if self._sampled is None or self._sampled.pid != self.proc.pid:
-            self._sampled = process.verified(process.identity_of(self.proc.pid))
-            if self._sampled is not None:
-                with contextlib.suppress(psutil.Error):
-                    self._sampled.cpu_percent(None)  # the first reading only starts the clock
-            return
+    async def _healthy(self, endpoint: Endpoint, misses: int) -> bool:
+        """One liveness probe; a hit also records a heartbeat with CPU and memory."""
+        assert self.server is not None
         try:
-            with self._sampled.oneshot():
-                cpu = self._sampled.cpu_percent(None)
-                rss = self._sampled.memory_info().rss
-        except psutil.Error:
-            return
-        self.registry.update(self.name, cpu_percent=cpu, rss_bytes=rss, sampled_at=time.time())
+            await self.probe.health(endpoint, timeout=self.limits.health_timeout)
+        except ServerError as exc:
+            self.log.note(
+                f"health check missed ({misses + 1}/{self.limits.health_misses}): {exc}", "WARN"
+            )
+            if misses == 0:
+                self._event(EventKind.UNHEALTHY, str(exc))
+            self._write(Registry.heartbeat, self.name, key="heartbeat")
+            return False
+        sample = self.server.sample()
+        if sample is None:
+            self._write(Registry.heartbeat, self.name, key="heartbeat")
+        else:
+            cpu, rss = sample
+            self._write(Registry.heartbeat, self.name, cpu=cpu, rss=rss, key="heartbeat")
+        return True
+
+    def _housekeeping(self) -> None:
+        """Every iteration: reap zombies, cap OpenCode's log, record adopted orphans."""
+        server_pid = self.server.pid if self.server else None
+        self.host.reap_zombies(server_pid)
+        self._cap_opencode_log()
+        adopted = []
+        for proc in self.host.orphans(server_pid):
+            ident = process.identity_of(proc.pid)
+            if ident is not None:
+                adopted.append(ident)
+        if adopted != self._adopted:
+            self._adopted = adopted
+            self._write(Registry.mark_adopted, self.name, adopted, key="adopted")
+        if self.ledger.pending:
+            self.ledger.kick()
 
     def _recycle_reason(self, uptime: float) -> str | None:
         if self.limits.max_age is not None and uptime >= self.limits.max_age:
             return f"recycled: up {uptime:.0f} s (--max-age {self.limits.max_age:g} s)"
-        if self.limits.max_memory is not None and self.proc is not None:
-            root = process.verified(process.identity_of(self.proc.pid))
-            if root is not None:
-                rss = sum(_rss(p) for p in [root, *process.descendants(root)])
-                if rss > self.limits.max_memory:
-                    return (
-                        f"recycled: {rss // (1024 * 1024)} MiB used "
-                        f"(--max-memory {self.limits.max_memory // (1024 * 1024)} MiB)"
-                    )
+        if self.limits.max_memory is not None and self.server is not None:
+            rss = self.server.tree_rss()
+            if rss > self.limits.max_memory:
+                return (
+                    f"recycled: {rss // (1024 * 1024)} MiB used "
+                    f"(--max-memory {self.limits.max_memory // (1024 * 1024)} MiB)"
+                )
         return None
 
     async def _recycle(self, endpoint: Endpoint, reason: str) -> None:
         """Let a turn in progress finish (up to the grace period), then stop gracefully."""
         self.log.note(reason, "WARN")
-        deadline = time.monotonic() + self.limits.recycle_grace
-        while time.monotonic() < deadline and not self.stop_requested.is_set():
+        deadline = self.clock.monotonic() + self.limits.recycle_grace
+        while self.clock.monotonic() < deadline and not self.stop_requested.is_set():
             try:
-                busy = await healthcheck.busy_sessions(endpoint, self.spec.dir, timeout=5.0)
+                busy = await self.probe.busy(endpoint, self.spec.dir, timeout=5.0)
             except ServerError:
                 break
             if not busy:
                 break
-            await asyncio.sleep(1.0)  # waiting for busy sessions, with a deadline
-        await self._dispose(endpoint)
+            await asyncio.sleep(min(1.0, self.limits.health_interval))  # waiting, with a deadline
+        await self._dispose(endpoint, DISPOSE_TIMEOUT)
         await self._terminate()
 
     # -- endings ---------------------------------------------------------------------------
-    async def _dispose(self, endpoint: Endpoint) -> None:
+    async def _dispose(self, endpoint: Endpoint, timeout: float) -> None:
         """Ask the server to end its tool processes and MCP/LSP servers (bounded)."""
         try:
-            await healthcheck.dispose(endpoint, timeout=DISPOSE_TIMEOUT)
+            await self.probe.dispose(endpoint, timeout=timeout)
         except OcmError as exc:
             self.log.note(f"dispose did not complete: {exc}", "WARN")
 
     async def _terminate(self, timeout: float = STOP_TIMEOUT) -> None:
-        assert self.proc is not None
-        root = process.verified(process.identity_of(self.proc.pid))
-        if root is not None:
-            result = await asyncio.to_thread(
-                process.terminate_tree, root, timeout=timeout, extra=self._orphans()
-            )
-            if result.killed:
-                self.log.note(f"needed SIGKILL: {', '.join(result.killed_names)}", "WARN")
-        with contextlib.suppress(ProcessLookupError, asyncio.TimeoutError):
-            await asyncio.wait_for(self.proc.wait(), timeout=5.0)
+        assert self.server is not None
+        orphans = self.host.orphans(self.server.pid)
+        result = await self.server.terminate(timeout, orphans)
+        if result.killed:
+            self.log.note(f"needed SIGKILL: {', '.join(result.killed_names)}", "WARN")
         await self._end_orphans()
 
-    def _orphans(self) -> list[psutil.Process]:
-        """Our descendants other than the server's own tree: orphans re-parented to us."""
-        me = psutil.Process()
-        server_pid = self.proc.pid if self.proc else None
-        return [p for p in process.descendants(me) if p.pid != server_pid]
-
     async def _end_orphans(self) -> None:
-        for proc in self._orphans():
+        for proc in self.host.orphans(None):
             await asyncio.to_thread(process.terminate_tree, proc, timeout=STOP_TIMEOUT)
-        self._reap_zombies()
-
-    def _reap_zombies(self) -> None:
-        server_pid = self.proc.pid if self.proc else None
-        with contextlib.suppress(psutil.Error):
-            for child in psutil.Process().children():
-                if child.pid == server_pid:
-                    continue  # asyncio reaps the server itself
-                with contextlib.suppress(ChildProcessError, OSError, psutil.Error):
-                    if child.status() == psutil.STATUS_ZOMBIE:
-                        os.waitpid(child.pid, os.WNOHANG)
+        self.host.reap_zombies(self.server.pid if self.server else None)
 
     def _cap_opencode_log(self) -> None:
         """OpenCode's own log (private data dir) never rotates: copy it aside and truncate.
@@ -477,36 +554,52 @@ class Keeper:
 
     def _record_stopped(self) -> None:
         self.log.note("stopped")
-        self.registry.add_event(self.name, "stopped", "on request")
-        self.registry.update(
-            self.name,
-            state=State.STOPPED,
-            stopped_at=time.time(),
-            server_pid=None,
-            server_ctime=None,
-            last_exit="stopped",
-        )
+        self._event(EventKind.STOPPED, "on request")
+        self._write(Registry.mark_ended, self.name, State.STOPPED, error=None, last_exit="stopped")
 
     def _fail(self, reason: str, code: int | None) -> int:
         self.log.note(f"start failed: {reason}", "ERROR")
-        self.registry.add_event(self.name, "crashed", f"start failed: {reason}")
-        self.registry.update(
-            self.name,
-            state=State.CRASHED,
-            error=reason,
-            stopped_at=time.time(),
-            server_pid=None,
-            server_ctime=None,
-            last_exit=_describe_exit(code),
+        self._event(EventKind.CRASHED, f"start failed: {reason}")
+        last_exit = _describe_exit(code)
+        self._write(
+            Registry.mark_ended, self.name, State.CRASHED, error=reason, last_exit=last_exit
         )
         return 1
 
+    # -- reporting -------------------------------------------------------------------------
+    def _write(
+        self, method: Callable[..., None], *args: Any, key: str | None = None, **kwargs: Any
+    ) -> None:
+        """Queue a registry transition (arguments bound now, applied by the ledger)."""
+        self.ledger.write(lambda registry: method(registry, *args, **kwargs), key=key)
 
-def _rss(proc: psutil.Process) -> int:
-    try:
-        return int(proc.memory_info().rss)
-    except psutil.Error:
-        return 0
+    def _event(self, kind: EventKind, detail: str) -> None:
+        self._write(Registry.add_event, self.name, kind.value, detail)
+
+    def _problem(self, source: str, problem: str | None) -> None:
+        """A problem of the keeper's own (registry, log) appears in `ocm status`, or clears."""
+        if problem is None:
+            if self._problems.pop(source, None) is None:
+                return
+        elif self._problems.get(source) == problem:
+            return
+        else:
+            self._problems[source] = problem
+            self.log.note(problem, "WARN")
+            self._event(EventKind.KEEPER_ERROR, problem)
+        summary = "; ".join(self._problems.values()) or None
+        self._write(Registry.keeper_problem, self.name, summary, key="problem")
+
+    def _registry_trouble(self, problem: str | None) -> None:
+        self._problem(
+            "registry",
+            None
+            if problem is None
+            else f"registry not writable ({problem}); supervising from memory and retrying",
+        )
+
+    def _log_trouble(self, problem: str | None) -> None:
+        self._problem("log", problem)
 
 
 def _describe_exit(code: int | None) -> str:
@@ -523,11 +616,12 @@ def _describe_exit(code: int | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="opencode_manager.keeper")
     parser.add_argument("--home", required=True)
+    parser.add_argument("--detach", action="store_true")  # handled in __main__ before imports
     parser.add_argument("name")
     args = parser.parse_args(argv)
     settings = Settings.load(home=args.home)
     try:
-        keeper = Keeper(settings, args.name)
+        keeper = Keeper.load(settings, args.name)
     except OcmError as exc:
         print(f"keeper: {exc}", file=sys.stderr)
         return 1

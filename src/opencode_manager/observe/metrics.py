@@ -3,31 +3,32 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ..models import Status, TaskStatus
-from .fleetview import snapshot
+from .fleetview import FleetFrame
 
-if TYPE_CHECKING:
-    from ..manager import Manager
+#: What a scrape reads: the fleet frame and the task totals (see AsyncManager.task_totals).
+Reading = tuple[FleetFrame, dict[str, Any]]
 
 
 class FleetCollector(Collector):
-    """Reads the fleet fresh at every scrape."""
+    """Turns a reading of the fleet into metrics; `read` is called at every scrape."""
 
-    def __init__(self, manager: Manager) -> None:
-        self.manager = manager
-        self._lock = threading.Lock()  # one scrape at a time: the registry connection is shared
+    def __init__(self, read: Callable[[], Reading]) -> None:
+        self.read = read
+        self._lock = threading.Lock()  # one scrape at a time
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            frame = snapshot(self.manager)
-            totals = self.manager.store.totals()
+            reading, totals = self.read()
+        frame = reading.to_dict()
         by_status = GaugeMetricFamily(
             "ocm_instances", "Managed instances by status", labels=["status"]
         )
@@ -80,21 +81,17 @@ class FleetCollector(Collector):
         yield cost
 
 
-def exposition(manager: Manager) -> bytes:
+def exposition(frame: FleetFrame, totals: dict[str, Any]) -> str:
+    """The Prometheus text format of one reading."""
     registry = CollectorRegistry()
-    registry.register(FleetCollector(manager))
-    return generate_latest(registry)
+    registry.register(FleetCollector(lambda: (frame, totals)))
+    return generate_latest(registry).decode()
 
 
-def serve(manager: Manager, host: str, port: int) -> None:
-    """Serve /metrics until interrupted."""
+def start_server(read: Callable[[], Reading], host: str, port: int) -> WSGIServer:
+    """Serve /metrics on host:port in a background thread (a fresh reading at every scrape);
+    stop it with `.shutdown()`."""
     registry = CollectorRegistry()
-    registry.register(FleetCollector(manager))
-    server, thread = start_http_server(port, addr=host, registry=registry)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.shutdown()
-        thread.join(5)
+    registry.register(FleetCollector(read))
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server

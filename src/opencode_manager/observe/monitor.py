@@ -21,8 +21,8 @@ from ..client import AsyncOpencodeClient, http_options
 from ..client.events import stream_events
 from ..client.types import Event, as_dict
 from ..errors import OcmError, ServerError
+from ..instances.fleet import Fleet
 from ..models import InstanceRecord, State
-from ..tasks.dispatch import Fleet
 from .eventview import status_changes
 
 MAX_BACKOFF = 5.0

@@ -1,13 +1,21 @@
 """Running a batch: fan tasks out over instances, durably, and resume after a crash.
 
 Placement: a pinned task goes to its instance; the others go to the least busy chosen
-instance with room under `per_instance`, and at most `concurrency` run at once. State is in
-the registry DB at every step: the batch and all its tasks are recorded before the first one
-runs, a task's session id before its prompt, and the `prompted` flag right after it, so
-`ocm batch resume` never sends a prompt twice: a task whose prompt reached the server is
-followed to its end from the server instead. Ctrl-C aborts the running sessions and marks the
-rest cancelled. Infrastructure failures (instance down, connection lost) are retried on another
-instance; task failures only with `retries`.
+instance with room under `per_instance`, and at most `concurrency` run at once.
+
+Exactly once, by construction:
+* the batch and all its tasks are recorded before the first one runs;
+* a batch is claimed by one runner process in one registry transaction (its PID and start
+  time), so two `ocm batch resume` can never both run it;
+* a task records its session before its prompt, "about to send" (`sending`) just before it,
+  and `prompted` right after; a task that was about to be sent is checked on its server (its
+  session's messages) before anything is sent again, and a prompt that reached a server is
+  followed there, never sent elsewhere;
+* a task that failed for an infrastructure reason before reaching the model is retried (at
+  once on another instance, or by `resume`); one whose server went away mid-turn is looked at
+  again when the server is back: a finished turn is recorded, a lost one is run again.
+
+Ctrl-C (or `ocm batch cancel`) aborts the running sessions and marks the rest cancelled.
 """
 
 from __future__ import annotations
@@ -16,8 +24,8 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +33,20 @@ import httpx
 
 from .. import process
 from ..client import AsyncOpencodeClient, http_options
-from ..errors import ConflictError, OcmError, ServerError, UsageError
-from ..models import InstanceRecord, ProcessIdentity, State, TaskRecord, TaskStatus
+from ..errors import ConflictError, OcmError, ServerError, SessionNotFound, UsageError
+from ..instances.fleet import Fleet, is_up
+from ..models import BatchStatus, InstanceRecord, State, TaskRecord, TaskStatus
 from . import placement
-from .batchfile import BatchTask
-from .dispatch import Fleet, busy_counts
-from .runner import Observer, TaskRunner
+from .batchfile import BatchTask, parse
+from .dispatch import busy_counts
+from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint
 from .store import Batch, TaskStore, new_id
-from .transcript import find_user_message
+from .tracker import TurnState
+from .transcript import build_turn, find_user_message
 
-INFRA_RETRIES = 2
+INFRA_RETRIES = 2  # immediate retries elsewhere for a task that never reached a model
+RECOVER_TIMEOUT = 60.0  # how long a prompted task waits for its restarting instance
+RETRYABLE = "retryable"  # marks a failure that `resume` runs again
 
 
 @dataclass
@@ -78,22 +90,67 @@ class BatchProgress:
 Listener = Callable[[BatchProgress], None]
 
 
-def create(
+@dataclass
+class TaskOutcome:
+    """One task in a batch summary."""
+
+    id: str | None  # the id given in the batch file
+    task: str  # the task record's id
+    status: str
+    instance: str | None
+    duration_s: float | None
+    error: str | None
+
+
+@dataclass
+class BatchSummary:
+    """A batch with its counts and per-task outcomes (`ocm batch show`)."""
+
+    id: str
+    status: BatchStatus
+    source: str | None
+    created_at: float
+    finished_at: float | None
+    total: int
+    done: int
+    counts: dict[str, int]
+    duration_s: float | None
+    tasks: list[TaskOutcome] = field(default_factory=list)
+
+    @property
+    def all_completed(self) -> bool:
+        return self.counts.get("completed", 0) == self.total
+
+    def to_dict(self, *, with_tasks: bool = True) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        if not with_tasks:
+            data.pop("tasks")
+        return data
+
+
+# -- creating -----------------------------------------------------------------------------
+def create_batch(
     fleet: Fleet,
     store: TaskStore,
-    tasks: list[BatchTask],
-    options: BatchOptions,
+    tasks: Sequence[BatchTask] | str,
+    options: BatchOptions | None = None,
     *,
-    source: str | None,
-) -> Batch:
+    source: str | None = None,
+) -> BatchSummary:
     """Check everything, then record the batch and all its tasks (nothing runs yet)."""
+    options = options or BatchOptions()
     options.validate()
+    if isinstance(tasks, str):
+        tasks = parse(tasks, source=source or "batch file")
+    if not tasks:
+        raise UsageError(f"{source or 'batch'}: no tasks in it")
     chosen = _candidates(fleet, options.instances)
     by_ref: dict[str, InstanceRecord] = {}
     for task in tasks:
         if task.instance is not None and task.instance not in by_ref:
             try:
-                by_ref[task.instance] = _running(fleet, task.instance)
+                by_ref[task.instance] = fleet.resolve_running(task.instance)
             except OcmError as exc:
                 raise UsageError(f"{source or 'batch file'}:{task.line}: {exc}") from None
     if not chosen and any(t.instance is None for t in tasks):
@@ -101,7 +158,7 @@ def create(
     now = time.time()
     batch = Batch(
         id=new_id("b"),
-        status="running",
+        status=BatchStatus.RUNNING.value,
         created_at=now,
         updated_at=now,
         source=source,
@@ -119,61 +176,65 @@ def create(
                 batch_id=batch.id,
                 task_id=task.id,
                 pinned=pinned.name if pinned else None,
-                directory=_absolute(task.dir) if task.dir else None,
+                directory=str(Path(task.dir).expanduser().resolve()) if task.dir else None,
                 model=task.model,
                 agent=task.agent,
                 timeout=task.timeout or options.timeout,
             )
         )
     store.add_batch(batch, records)
-    return batch
-
-
-def _absolute(path: str) -> str:
-    return str(Path(path).expanduser().resolve())
-
-
-def _running(fleet: Fleet, ref: str) -> InstanceRecord:
-    record = fleet.resolve(ref)
-    if record.state is not State.RUNNING or not process.is_alive(record.server):
-        raise ConflictError(f"instance {record.name} is not running")
-    return record
+    return summary(store, batch.id)
 
 
 def _candidates(fleet: Fleet, refs: list[str]) -> list[InstanceRecord]:
     if refs:
-        return [_running(fleet, ref) for ref in dict.fromkeys(refs)]
-    return [
-        r
-        for r in fleet.records()
-        if r.state is State.RUNNING and r.url and process.is_alive(r.server)
-    ]
+        return [fleet.resolve_running(ref) for ref in dict.fromkeys(refs)]
+    return fleet.running()
 
 
+# -- running ------------------------------------------------------------------------------
 class BatchRun:
-    """Executes (or resumes) one recorded batch."""
+    """Executes (or resumes) one recorded batch; `claim` makes this process its runner."""
 
     def __init__(
         self,
         fleet: Fleet,
         store: TaskStore,
-        batch_id: str,
+        batch: Batch,
         *,
         listener: Listener | None = None,
         cancel: asyncio.Event | None = None,
         observer_for: Callable[[TaskRecord], Observer] | None = None,
+        checkpoint: Checkpoint = _no_checkpoint,
     ) -> None:
         self.fleet = fleet
         self.store = store
-        self.batch = store.batch(batch_id)
-        self.options = BatchOptions.from_dict(self.batch.options)
+        self.batch = batch
+        self.options = BatchOptions.from_dict(batch.options)
         self.listener = listener
         self.cancel = cancel or asyncio.Event()
         self.observer_for = observer_for
-        self.records = store.list_tasks(batch_id=batch_id)
+        self.checkpoint = checkpoint
+        self.records = store.list_tasks(batch_id=batch.id)
         self.inflight: dict[str, int] = {}
         self.external_busy: dict[str, int] = {}
         self.failed_on: dict[str, set[str]] = {}
+        self.not_before: dict[str, float] = {}  # task id -> when it may be tried again
+
+    @classmethod
+    def claim(cls, fleet: Fleet, store: TaskStore, batch_id: str, **kwargs: Any) -> BatchRun:
+        """Claim the batch for this process (atomically; refused while another live process
+        runs it), and reopen what a previous runner left retryable."""
+        me = process.identity_of(os.getpid())
+        if me is None:
+            raise OcmError("cannot read this process's identity")
+        batch = store.claim_batch(batch_id, me, process.is_alive)
+        run = cls(fleet, store, batch, **kwargs)
+        for record in run.records:
+            if record.status is TaskStatus.FAILED and (record.error or {}).get(RETRYABLE):
+                record.status, record.error, record.finished_at = TaskStatus.PENDING, None, None
+                store.save(record)
+        return run
 
     def _notify(self, task: TaskRecord | None = None) -> None:
         if self.listener is None:
@@ -183,11 +244,9 @@ class BatchRun:
             counts[record.status.value] = counts.get(record.status.value, 0) + 1
         self.listener(BatchProgress(total=len(self.records), counts=counts, task=task))
 
-    async def run(self) -> Batch:
-        me = process.identity_of(os.getpid())
-        self.batch.options["runner"] = {"pid": me.pid, "ctime": me.create_time} if me else None
-        self._save_batch("running")
-        candidates = _candidates(self.fleet, self.options.instances)
+    async def run(self) -> BatchSummary:
+        names = self.options.instances
+        candidates = await asyncio.to_thread(_candidates, self.fleet, names)
         limit = self.options.concurrency or max(1, len(candidates) * self.options.per_instance)
         queue = [r for r in self.records if not r.status.final]
         self._notify()
@@ -195,12 +254,15 @@ class BatchRun:
             self.external_busy = await busy_counts(self.fleet, candidates, http)
             running: set[asyncio.Task[TaskRecord | None]] = set()
             while queue or running:
-                if self.cancel.is_set():
+                if self.cancel.is_set() or await self._cancel_requested():
+                    self.cancel.set()
                     break
                 placed = True
                 while queue and len(running) < limit and placed:
                     placed = False
                     for record in list(queue):
+                        if self.not_before.get(record.id, 0.0) > time.monotonic():
+                            continue
                         instance = self._place(record, candidates)
                         if instance is None:
                             continue
@@ -210,54 +272,74 @@ class BatchRun:
                         running.add(asyncio.create_task(self._run_one(record, instance, http)))
                         placed = True
                         break
-                if not running:
-                    if queue:  # nothing can be placed: every instance it may use is gone
-                        for record in queue:
-                            self._fail(record, "NoInstance", "no running instance can take it")
-                        queue.clear()
+                if not running and not self._waiting(queue):
+                    # Nothing can be placed: every instance the rest may use is gone.
+                    for record in queue:
+                        await self._fail(record, "NoInstance", "no running instance can take it",
+                                         retryable=not record.prompted)  # fmt: skip
+                    queue.clear()
                     break
-                done, running = await asyncio.wait(
-                    running, timeout=0.5, return_when=asyncio.FIRST_COMPLETED
-                )
-                for finished in done:
-                    retry = finished.result()
-                    if retry is not None:
-                        queue.insert(0, retry)
-                candidates = [c for c in candidates if process.is_alive(c.server)]
+                if not running:
+                    await asyncio.sleep(0.2)  # tasks wait for a retry delay or an instance
+                else:
+                    done, running = await asyncio.wait(
+                        running, timeout=0.5, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    for finished in done:
+                        retry = finished.result()
+                        if retry is not None:
+                            queue.insert(0, retry)
+                candidates = await asyncio.to_thread(self._live_candidates, names)
             if running:  # cancelled: the runners abort their sessions
                 await asyncio.gather(*running, return_exceptions=True)
         for record in self.records:
             if not record.status.final:
                 record.status = TaskStatus.CANCELLED
                 record.finished_at = time.time()
-                self.store.save(record)
-        status = "cancelled" if self.cancel.is_set() else "completed"
-        self._save_batch(status)
+                await self.store.asave(record)
+        status = BatchStatus.CANCELLED if self.cancel.is_set() else BatchStatus.COMPLETED
+        await asyncio.to_thread(self.store.set_batch_status, self.batch.id, status.value)
         self._notify()
-        self._write_out()
-        return self.batch
+        result = await asyncio.to_thread(summary, self.store, self.batch.id)
+        await asyncio.to_thread(self._write_out, result)
+        return result
 
-    def _save_batch(self, status: str) -> None:
-        self.batch.status = status
-        with self.store.registry.transaction() as db:
-            db.execute(
-                "UPDATE batches SET options = ? WHERE id = ?",
-                (json.dumps(self.batch.options), self.batch.id),
-            )
-        self.store.set_batch_status(self.batch.id, status)
+    def _waiting(self, queue: list[TaskRecord]) -> bool:
+        """Tasks in the queue that wait for a retry delay or for their instance to return."""
+        now = time.monotonic()
+        return any(self.not_before.get(r.id, 0.0) > now for r in queue)
+
+    def _live_candidates(self, names: list[str]) -> list[InstanceRecord]:
+        """The instances the batch may use, as they are now (a restarted one comes back)."""
+        if names:
+            found = []
+            for ref in dict.fromkeys(names):
+                try:
+                    found.append(self.fleet.resolve_running(ref))
+                except OcmError:
+                    continue
+            return found
+        return self.fleet.running()
+
+    async def _cancel_requested(self) -> bool:
+        try:
+            batch = await asyncio.to_thread(self.store.batch, self.batch.id)
+        except OcmError:
+            return False  # unreadable for a moment: carry on; Ctrl-C still works
+        return batch.cancel_requested is not None
 
     def _place(self, record: TaskRecord, candidates: list[InstanceRecord]) -> InstanceRecord | None:
         """Where the task runs now, or None to wait for room."""
         per = self.options.per_instance
-        # A prompt that reached a server is followed there (resume); a pinned task waits for
-        # its instance.
-        bound = record.instance if (record.prompted and record.session_id) else record.pinned
+        # A prompt that reached (or may have reached) a server is followed there; a pinned
+        # task waits for its instance.
+        sent = (record.prompted or record.sending) and record.session_id
+        bound = record.instance if sent else record.pinned
         if bound is not None:
-            try:
-                instance = self.fleet.resolve(bound)
-            except OcmError:
+            instance = next((c for c in candidates if c.name == bound), None)
+            if instance is None:
                 return None
-            if self.inflight.get(instance.name, 0) >= per and not record.prompted:
+            if self.inflight.get(instance.name, 0) >= per and not sent:
                 return None
             return instance
         avoid = self.failed_on.get(record.id, set())
@@ -279,24 +361,22 @@ class BatchRun:
         """Run one task (already counted in inflight); return it if it should be queued again."""
         name = instance.name
         try:
-            endpoint = self.fleet.endpoint(instance)
-            if endpoint is None:
-                raise ServerError(f"{name} has no URL", instance=name)
-            client = AsyncOpencodeClient(endpoint, http=http)
+            client = AsyncOpencodeClient(self.fleet.endpoint_of(instance), http=http)
             if record.session_id is None or record.instance != name:
                 record.instance, record.url = name, instance.url
-                record.session_id, record.prompted = None, False
+                record.session_id, record.prompted, record.sending = None, False, False
                 record.directory = record.directory or instance.spec.dir
-            elif not record.prompted:
-                await self._reconcile_prompted(client, record)
+            elif record.sending and not record.prompted:
+                await self._reconcile_sending(client, record)
             self._notify(record)
             runner = TaskRunner(
                 client=client,
                 record=record,
-                persist=self.store.save,
+                persist=self.store.asave,
                 observer=self.observer_for(record) if self.observer_for else Observer(),
                 auto_approve=self.options.auto_approve,
                 cancel=self.cancel,
+                checkpoint=self.checkpoint,
             )
             await runner.run()
             if (
@@ -304,58 +384,126 @@ class BatchRun:
                 and record.attempts <= self.options.retries
                 and not self.cancel.is_set()
             ):
-                return self._requeue(record, name)
+                return await self._requeue(record, name)
+        except SessionNotFound:
+            # The session is gone (deleted, or lost with a server's data): run it afresh.
+            return await self._requeue(record, name, count_failure=False)
         except ServerError as exc:
-            return self._infrastructure(record, name, exc)
+            return await self._infrastructure(record, name, exc)
         finally:
             self.inflight[name] -= 1
             self._notify(record)
         return None
 
-    async def _reconcile_prompted(self, client: AsyncOpencodeClient, record: TaskRecord) -> None:
-        """After a crash between sending the prompt and recording it: look before resending."""
+    async def _reconcile_sending(self, client: AsyncOpencodeClient, record: TaskRecord) -> None:
+        """A runner died between "about to send" and "sent": look before sending again."""
         assert record.session_id is not None
         messages = await client.messages(record.session_id)
         if find_user_message(messages, record.prompt) is not None:
             record.prompted = True
-            self.store.save(record)
+        record.sending = False
+        await self.store.asave(record)
 
-    def _requeue(self, record: TaskRecord, name: str) -> TaskRecord:
-        self.failed_on.setdefault(record.id, set()).add(name)
+    async def _requeue(
+        self, record: TaskRecord, name: str, *, count_failure: bool = True
+    ) -> TaskRecord:
+        if count_failure:
+            self.failed_on.setdefault(record.id, set()).add(name)
         record.status = TaskStatus.PENDING
-        record.session_id, record.prompted = None, False
+        record.session_id, record.prompted, record.sending = None, False, False
         record.error = None
-        self.store.save(record)
+        await self.store.asave(record)
         return record
 
-    def _infrastructure(self, record: TaskRecord, name: str, exc: ServerError) -> TaskRecord | None:
-        try:
-            alive = process.is_alive(self.fleet.resolve(name).server)
-        except OcmError:
-            alive = False
-        if record.prompted and alive:
-            # The server may still be running it: never send it again; mark it for resume.
-            self._fail(record, "ConnectionLost", f"{exc}; `ocm batch resume` follows it up")
-            return None
+    async def _infrastructure(
+        self, record: TaskRecord, name: str, exc: ServerError
+    ) -> TaskRecord | None:
+        if record.prompted or record.sending:
+            # It reached (or may have reached) the server: never send it elsewhere. Wait for
+            # the instance to come back (a restart), then see what became of the turn.
+            return await self._recover(record, name, exc)
         if record.attempts <= INFRA_RETRIES and not self.cancel.is_set():
-            return self._requeue(record, name)
-        self._fail(record, "InstanceUnreachable", str(exc))
+            return await self._requeue(record, name)
+        await self._fail(record, "InstanceUnreachable", f"{exc}; `ocm batch resume` retries it",
+                         retryable=True)  # fmt: skip
         return None
 
-    def _fail(self, record: TaskRecord, name: str, message: str) -> None:
+    async def _recover(self, record: TaskRecord, name: str, exc: ServerError) -> TaskRecord | None:
+        deadline = time.monotonic() + RECOVER_TIMEOUT
+        while time.monotonic() < deadline and not self.cancel.is_set():
+            instance = await asyncio.to_thread(self._running_instance, name)
+            if instance is not None:
+                verdict = await self._look(record, instance)
+                if verdict == "finished":
+                    return None
+                if verdict == "lost":
+                    # The turn died with its server: run the task again (a new attempt).
+                    return await self._requeue(record, name, count_failure=False)
+            await asyncio.sleep(0.5)  # waiting for the instance to return, with a deadline
+        if self.cancel.is_set():
+            return None
+        await self._fail(
+            record,
+            "InstanceLost",
+            f"{exc}; {name} did not come back within {RECOVER_TIMEOUT:.0f} s: "
+            "`ocm batch resume` checks the task again when it is back",
+            retryable=True,
+        )
+        return None
+
+    def _running_instance(self, name: str) -> InstanceRecord | None:
+        try:
+            record = self.fleet.resolve(name)
+        except OcmError:
+            return None
+        return record if record.state is State.RUNNING and is_up(record) else None
+
+    async def _look(self, record: TaskRecord, instance: InstanceRecord) -> str:
+        """ "finished" (recorded), "lost" (run it again) or "unknown" (try later)."""
+        assert record.session_id is not None
+        async with AsyncOpencodeClient(self.fleet.endpoint_of(instance)) as client:
+            try:
+                messages = await client.messages(record.session_id)
+                busy = await client.session_status(record.directory)
+            except SessionNotFound:
+                return "lost"
+            except ServerError:
+                return "unknown"
+            user = find_user_message(messages, record.prompt)
+            if user is None:
+                return "lost" if not record.prompted else "unknown"
+            if record.session_id in busy:
+                # The restarted server is running the turn again? Follow it.
+                runner = TaskRunner(client=client, record=record, persist=self.store.asave,
+                                    observer=Observer(), cancel=self.cancel)  # fmt: skip
+                record.attempts -= 1
+                await runner.run()
+                return "finished"
+            if not build_turn(messages, user.id).completed:
+                return "lost"
+            runner = TaskRunner(client=client, record=record, persist=self.store.asave,
+                                observer=Observer())  # fmt: skip
+            state = TurnState(session_id=record.session_id, user_message_id=user.id)
+            await runner.finish(state, None, 0.0)
+            return "finished"
+
+    async def _fail(self, record: TaskRecord, name: str, message: str, *,
+                    retryable: bool = False) -> None:  # fmt: skip
         record.status = TaskStatus.FAILED
         record.error = {"name": name, "message": message}
+        if retryable:
+            record.error[RETRYABLE] = True
         record.finished_at = time.time()
-        self.store.save(record)
+        await self.store.asave(record)
 
-    def _write_out(self) -> None:
+    def _write_out(self, result: BatchSummary) -> None:
         if not self.options.out:
             return
         out = Path(self.options.out)
         out.mkdir(parents=True, exist_ok=True)
-        for record in self.records:
+        for record in self.store.list_tasks(batch_id=self.batch.id):
             _write_json(out / f"{record.task_id or record.id}.json", record.to_dict())
-        _write_json(out / "summary.json", summary(self.store, self.batch.id))
+        _write_json(out / "summary.json", result.to_dict())
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -364,45 +512,88 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def summary(store: TaskStore, batch_id: str) -> dict[str, Any]:
+# -- reading ------------------------------------------------------------------------------
+def summary(store: TaskStore, batch_id: str) -> BatchSummary:
     """The batch with its counts and per-task outcomes."""
-    batch = store.batch(batch_id)
-    records = store.list_tasks(batch_id=batch_id)
+    return _summarize(store.batch(batch_id), store.list_tasks(batch_id=batch_id))
+
+
+def list_batches(store: TaskStore) -> list[BatchSummary]:
+    return [_summarize(b, store.list_tasks(batch_id=b.id)) for b in store.batches()]
+
+
+def _summarize(batch: Batch, records: list[TaskRecord]) -> BatchSummary:
     counts: dict[str, int] = {}
     for record in records:
         counts[record.status.value] = counts.get(record.status.value, 0) + 1
     starts = [r.started_at for r in records if r.started_at]
     ends = [r.finished_at for r in records if r.finished_at]
-    runner = batch.options.get("runner") or {}
-    status = batch.status
-    if status == "running" and runner and not process.is_alive(_runner_identity(runner)):
-        status = "interrupted"
-    return {
-        "id": batch.id,
-        "status": status,
-        "source": batch.source,
-        "created_at": batch.created_at,
-        "finished_at": batch.finished_at,
-        "total": len(records),
-        "done": sum(1 for r in records if r.status.final),
-        "counts": counts,
-        "duration_s": round(max(ends) - min(starts), 3) if starts and ends else None,
-        "tasks": [
-            {
-                "id": r.task_id,
-                "task": r.id,
-                "status": r.status.value,
-                "instance": r.instance,
-                "duration_s": r.duration_s,
-                "error": (r.error or {}).get("message") or (r.error or {}).get("name"),
-            }
+    status = (
+        BatchStatus(batch.status)
+        if batch.status in BatchStatus._value2member_map_
+        else (BatchStatus.RUNNING)
+    )
+    if status is BatchStatus.RUNNING and not process.is_alive(batch.runner):
+        status = BatchStatus.INTERRUPTED
+    return BatchSummary(
+        id=batch.id,
+        status=status,
+        source=batch.source,
+        created_at=batch.created_at,
+        finished_at=batch.finished_at,
+        total=len(records),
+        done=sum(1 for r in records if r.status.final),
+        counts=counts,
+        duration_s=round(max(ends) - min(starts), 3) if starts and ends else None,
+        tasks=[
+            TaskOutcome(
+                id=r.task_id,
+                task=r.id,
+                status=r.status.value,
+                instance=r.instance,
+                duration_s=r.duration_s,
+                error=(r.error or {}).get("message") or (r.error or {}).get("name"),
+            )
             for r in records
         ],
-    }
+    )
 
 
-def _runner_identity(data: dict[str, Any]) -> ProcessIdentity | None:
+async def cancel_batch(
+    fleet: Fleet, store: TaskStore, batch_id: str, *, timeout: float = 30.0
+) -> BatchSummary:
+    """Ask the batch's runner to cancel (it aborts running tasks, cancels the rest) and wait
+    for it; a batch whose runner is gone is cancelled here."""
+    batch = await asyncio.to_thread(store.request_cancel, batch_id)
+    if BatchStatus(batch.status).final:
+        raise ConflictError(f"batch {batch_id} is already {batch.status}")
+    deadline = time.monotonic() + timeout
+    while process.is_alive(batch.runner) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)  # waiting for the runner to act, with a deadline
+        batch = await asyncio.to_thread(store.batch, batch_id)
+        if BatchStatus(batch.status).final:
+            return await asyncio.to_thread(summary, store, batch_id)
+    if process.is_alive(batch.runner):
+        raise ConflictError(f"batch {batch_id}: its runner did not cancel within {timeout:.0f} s")
+    for record in await asyncio.to_thread(store.list_tasks, batch_id=batch_id):
+        if not record.status.final:
+            if record.prompted and record.session_id and record.instance:
+                await _abort_quietly(fleet, record)
+            record.status = TaskStatus.CANCELLED
+            record.finished_at = time.time()
+            record.error = {"name": "cancelled", "message": "batch cancelled"}
+            await store.asave(record)
+    await asyncio.to_thread(store.set_batch_status, batch_id, BatchStatus.CANCELLED.value)
+    return await asyncio.to_thread(summary, store, batch_id)
+
+
+async def _abort_quietly(fleet: Fleet, record: TaskRecord) -> None:
+    """Abort a task's session that a dead runner left running (best effort)."""
+    assert record.session_id is not None
+    assert record.instance is not None
     try:
-        return ProcessIdentity(int(data["pid"]), float(data["ctime"]))
-    except (KeyError, TypeError, ValueError):
-        return None
+        instance = await asyncio.to_thread(fleet.resolve, record.instance)
+        async with AsyncOpencodeClient(fleet.endpoint_of(instance), timeout=5.0) as client:
+            await client.abort(record.session_id)
+    except OcmError:
+        return

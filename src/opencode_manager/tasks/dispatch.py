@@ -6,36 +6,36 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import httpx
 
-from .. import process
-from ..client import AsyncOpencodeClient, Endpoint, http_options
-from ..errors import ConflictError, NotFoundError, ServerError, UsageError
-from ..models import InstanceRecord, State, TaskRecord, TaskStatus
+from ..client import AsyncOpencodeClient, http_options
+from ..errors import (
+    ConflictError,
+    NotFoundError,
+    ServerError,
+    ServerUnreachable,
+    SessionNotFound,
+    UsageError,
+)
+from ..instances.fleet import Fleet
+from ..models import InstanceRecord, TaskRecord, TaskStatus
 from . import placement
 from .runner import Observer, TaskRunner
 from .store import TaskStore, new_id
 
 
-class Fleet(Protocol):
-    """What dispatching needs from the manager."""
-
-    def resolve(self, ref: str) -> InstanceRecord: ...
-    def endpoint(self, record: InstanceRecord) -> Endpoint | None: ...
-    def records(self) -> list[InstanceRecord]: ...
-
-
 @dataclass
 class TaskOptions:
-    instance: str | None = None
-    session_id: str | None = None
-    model: str | None = None
+    """How to run one task (all optional)."""
+
+    instance: str | None = None  # name, port or URL; default: the least busy running one
+    session_id: str | None = None  # continue this session
+    model: str | None = None  # provider/model
     agent: str | None = None
-    directory: str | None = None
-    timeout: float | None = None
-    auto_approve: bool = False
+    directory: str | None = None  # the session's project directory (default: the instance's)
+    timeout: float | None = None  # abort the session after this many seconds
+    auto_approve: bool = False  # approve permission asks instead of rejecting them
 
 
 def validate(prompt: str, options: TaskOptions) -> None:
@@ -47,14 +47,6 @@ def validate(prompt: str, options: TaskOptions) -> None:
         raise UsageError(f"invalid --model {options.model!r}: expected PROVIDER/MODEL")
     if options.session_id is not None and not options.session_id.startswith("ses"):
         raise UsageError(f"invalid --session {options.session_id!r}: session ids start with ses_")
-
-
-def running(fleet: Fleet) -> list[InstanceRecord]:
-    return [
-        r
-        for r in fleet.records()
-        if r.state is State.RUNNING and r.url and process.is_alive(r.server)
-    ]
 
 
 async def busy_counts(
@@ -79,14 +71,8 @@ async def busy_counts(
 async def choose_instance(fleet: Fleet, ref: str | None, http: httpx.AsyncClient) -> InstanceRecord:
     """The named instance, or the least busy running one."""
     if ref is not None:
-        record = fleet.resolve(ref)
-        if record.state is not State.RUNNING or not process.is_alive(record.server):
-            raise ConflictError(
-                f"{record.name} is not running; `ocm start` or `ocm restart` it",
-                instance=record.name,
-            )
-        return record
-    candidates = running(fleet)
+        return await asyncio.to_thread(fleet.resolve_running, ref)
+    candidates = await asyncio.to_thread(fleet.running)
     if not candidates:
         raise NotFoundError("no running instance to send the task to; start one with `ocm start`")
     busy = await busy_counts(fleet, candidates, http)
@@ -135,16 +121,14 @@ async def run_task(
     validate(prompt, options)
     async with httpx.AsyncClient(**http_options()) as http:
         instance = await choose_instance(fleet, options.instance, http)
-        record = store.add(new_record(prompt, options, instance))
-        endpoint = fleet.endpoint(instance)
-        assert endpoint is not None
-        client = AsyncOpencodeClient(endpoint, http=http)
+        record = await store.aadd(new_record(prompt, options, instance))
+        client = AsyncOpencodeClient(fleet.endpoint_of(instance), http=http)
         if options.session_id is not None:
-            await _check_session(client, options.session_id, instance.name)
+            await client.session(options.session_id)  # SessionNotFound if it is not there
         runner = TaskRunner(
             client=client,
             record=record,
-            persist=store.save,
+            persist=store.asave,
             observer=observer or Observer(),
             auto_approve=options.auto_approve,
             cancel=cancel,
@@ -155,28 +139,27 @@ async def run_task(
                 await runner.send()
                 return record
             return await runner.run()
-        except ServerError as exc:
-            return _infrastructure_failure(store, record, exc)
+        except (ServerError, SessionNotFound) as exc:
+            return await ended_by(store, record, exc)
 
 
-async def _check_session(client: AsyncOpencodeClient, session_id: str, name: str) -> None:
-    try:
-        await client.session(session_id)
-    except ServerError as exc:
-        if exc.status_code in (404, 500):
-            raise NotFoundError(f"no session {session_id} on {name}") from None
-        raise
-
-
-def _infrastructure_failure(store: TaskStore, record: TaskRecord, exc: ServerError) -> TaskRecord:
+async def ended_by(store: TaskStore, record: TaskRecord, exc: Exception) -> TaskRecord:
+    """A task that ended because of its server or its session, not the model: record why."""
     record.status = TaskStatus.FAILED
-    record.error = {
-        "name": "InstanceUnreachable" if exc.status_code is None else "ServerError",
-        "message": str(exc),
-        "status_code": exc.status_code,
-    }
+    if isinstance(exc, SessionNotFound):
+        record.error = {
+            "name": "SessionDeleted",
+            "message": f"session {exc.session_id} was deleted on {record.instance}",
+        }
+    else:
+        record.error = {
+            "name": "InstanceUnreachable" if isinstance(exc, ServerUnreachable) else "ServerError",
+            "message": str(exc),
+            "status_code": exc.status_code if isinstance(exc, ServerError) else None,
+        }
+    record.sending = False
     record.finished_at = time.time()
-    store.save(record)
+    await store.asave(record)
     return record
 
 
@@ -184,20 +167,21 @@ async def refresh_task(fleet: Fleet, store: TaskStore, task_id: str) -> TaskReco
     """The stored record; a running one is completed from the server if it has ended there."""
     from .tracker import TurnState
 
-    record = store.get(task_id)
+    record = await asyncio.to_thread(store.get, task_id)
     if record.status.final or not record.prompted or not record.session_id or not record.instance:
         return record
     try:
-        endpoint = fleet.endpoint(fleet.resolve(record.instance))
+        instance = await asyncio.to_thread(fleet.resolve, record.instance)
     except (NotFoundError, ConflictError):
         return record
+    endpoint = fleet.endpoint(instance)
     if endpoint is None:
         return record
     async with httpx.AsyncClient(**http_options()) as http:
         runner = TaskRunner(
             client=AsyncOpencodeClient(endpoint, http=http),
             record=record,
-            persist=store.save,
+            persist=store.asave,
             observer=Observer(),
         )
         state = TurnState(session_id=record.session_id)
@@ -205,6 +189,8 @@ async def refresh_task(fleet: Fleet, store: TaskStore, task_id: str) -> TaskReco
         try:
             if await runner.looks_finished(state, started_ms):
                 return await runner.finish(state, None, started_ms)
+        except SessionNotFound as exc:
+            return await ended_by(store, record, exc)
         except ServerError:
             pass
     return record
@@ -220,17 +206,15 @@ async def wait_task(
     cancel: asyncio.Event | None = None,
 ) -> TaskRecord:
     """Follow a started task to its end (it is never sent again), then record its result."""
-    record = store.get(task_id)
+    record = await asyncio.to_thread(store.get, task_id)
     if record.status.final:
         return record
     if timeout is not None and timeout <= 0:
         raise UsageError(f"invalid --timeout {timeout:g}: must be above 0")
     if record.instance is None or record.session_id is None:
         raise ConflictError(f"task {task_id} was never sent; nothing to wait for")
-    instance = fleet.resolve(record.instance)
-    endpoint = fleet.endpoint(instance)
-    if endpoint is None:
-        raise ConflictError(f"{instance.name} has no URL (status {instance.state.value})")
+    instance = await asyncio.to_thread(fleet.resolve, record.instance)
+    endpoint = fleet.endpoint_of(instance)
     if timeout is not None:
         elapsed = time.time() - (record.started_at or time.time())
         record.timeout = elapsed + timeout
@@ -239,12 +223,12 @@ async def wait_task(
         runner = TaskRunner(
             client=client,
             record=record,
-            persist=store.save,
+            persist=store.asave,
             observer=observer or Observer(),
             cancel=cancel,
         )
         record.attempts -= 1  # following is not a new attempt
         try:
             return await runner.run()
-        except ServerError as exc:
-            return _infrastructure_failure(store, record, exc)
+        except (ServerError, SessionNotFound) as exc:
+            return await ended_by(store, record, exc)

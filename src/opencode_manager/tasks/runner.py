@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +43,14 @@ class Observer:
     on_finish: Callable[[list[Part]], None] | None = None  # every part of the finished turn
 
 
-Persist = Callable[[TaskRecord], None]
+Persist = Callable[[TaskRecord], Awaitable[None]]
+#: Called with the name of each step a task passes ("session", "sending", "sent",
+#: "finished"); fault-injection tests kill the runner there.
+Checkpoint = Callable[[str], Awaitable[None]]
+
+
+async def _no_checkpoint(step: str) -> None:
+    return None
 
 
 @dataclass
@@ -57,6 +64,7 @@ class TaskRunner:
     auto_approve: bool = False
     cancel: asyncio.Event | None = None
     poll_interval: float = POLL_INTERVAL
+    checkpoint: Checkpoint = _no_checkpoint
     _unreachable_since: float | None = None
 
     async def begin(self) -> str:
@@ -72,22 +80,33 @@ class TaskRunner:
             )
             record.session_id = session.id
             record.directory = session.directory or record.directory
-        self.persist(record)
+        await self.persist(record)
+        await self.checkpoint("session")
         if self.observer.on_session:
             self.observer.on_session(record.session_id)
         return record.session_id
 
     async def send(self) -> None:
-        """Send the prompt, unless it already reached the server; record that it did."""
+        """Send the prompt, unless it already reached the server; record that it did.
+
+        "About to send" is recorded first: a runner killed between that and "sent" leaves a
+        task that `ocm batch resume` checks on the server (its session's messages) instead of
+        sending it again.
+        """
         record = self.record
         if record.prompted:
             return
         assert record.session_id is not None
+        record.sending = True
+        await self.persist(record)
+        await self.checkpoint("sending")
         await self.client.prompt_async(
             record.session_id, record.prompt, agent=record.agent, model=record.model
         )
         record.prompted = True
-        self.persist(record)
+        record.sending = False
+        await self.checkpoint("sent")
+        await self.persist(record)
 
     async def run(self) -> TaskRecord:
         session_id = await self.begin()
@@ -312,7 +331,9 @@ class TaskRunner:
         else:
             record.status = TaskStatus.COMPLETED
         record.finished_at = time.time()
-        self.persist(record)
+        record.sending = False
+        await self.persist(record)
+        await self.checkpoint("finished")
         if self.observer.on_finish:
             self.observer.on_finish(turn.parts)
         return record

@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from .. import process
-from ..client import AsyncOpencodeClient, Endpoint, OpencodeClient, http_options
+from ..client import AsyncOpencodeClient, http_options
 from ..client import operations as ops
 from ..client.types import Message, Session
-from ..errors import ConflictError, NotFoundError, ServerError, UsageError
+from ..errors import ConflictError, NotFoundError, ServerError, SessionNotFound, UsageError
+from ..instances.fleet import Fleet
 from ..models import DEFAULT_USERNAME, InstanceRecord, State
-from .dispatch import Fleet
 
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
 @dataclass
 class SessionRow:
+    """A session and where it lives."""
+
     instance: str
     session: Session
     status: str  # idle, busy, retry
@@ -41,46 +43,29 @@ class SessionRow:
         }
 
 
-def _live(fleet: Fleet, ref: str | None) -> list[InstanceRecord]:
+async def _live(fleet: Fleet, ref: str | None) -> list[InstanceRecord]:
     if ref is not None:
-        record = fleet.resolve(ref)
-        if record.state is not State.RUNNING or not process.is_alive(record.server):
-            raise ConflictError(f"{record.name} is not running", instance=record.name)
-        return [record]
-    return [
-        r
-        for r in fleet.records()
-        if r.state is State.RUNNING and r.url and process.is_alive(r.server)
-    ]
+        return [await asyncio.to_thread(fleet.resolve_running, ref)]
+    return await asyncio.to_thread(fleet.running)
 
 
-def _endpoint(fleet: Fleet, record: InstanceRecord) -> Endpoint:
-    endpoint = fleet.endpoint(record)
-    if endpoint is None:
-        raise ConflictError(f"{record.name} has no URL yet", instance=record.name)
-    return endpoint
-
-
-def list_sessions(fleet: Fleet, ref: str | None = None) -> list[SessionRow]:
+async def list_sessions(fleet: Fleet, ref: str | None = None) -> list[SessionRow]:
     """Sessions of each running instance's project directory, newest last."""
-    records = _live(fleet, ref)
+    records = await _live(fleet, ref)
+    async with httpx.AsyncClient(**http_options()) as http:
 
-    async def gather() -> list[SessionRow]:
-        async with httpx.AsyncClient(**http_options()) as http:
+        async def one(record: InstanceRecord) -> list[SessionRow]:
+            client = AsyncOpencodeClient(fleet.endpoint_of(record), http=http)
+            try:
+                found, busy = await asyncio.gather(
+                    client.sessions(record.spec.dir), client.session_status(record.spec.dir)
+                )
+            except ServerError:
+                return []
+            return [SessionRow(record.name, s, _state(busy.get(s.id))) for s in found]
 
-            async def one(record: InstanceRecord) -> list[SessionRow]:
-                client = AsyncOpencodeClient(_endpoint(fleet, record), http=http)
-                try:
-                    found = await client.sessions(record.spec.dir)
-                    busy = await client.session_status(record.spec.dir)
-                except ServerError:
-                    return []
-                return [SessionRow(record.name, s, _state(busy.get(s.id))) for s in found]
-
-            groups = await asyncio.gather(*(one(r) for r in records))
-        return [row for group in groups for row in group]
-
-    rows = asyncio.run(gather())
+        groups = await asyncio.gather(*(one(r) for r in records))
+    rows = [row for group in groups for row in group]
     return sorted(rows, key=lambda row: (row.session.updated, row.instance))
 
 
@@ -90,77 +75,82 @@ def _state(status: Any) -> str:
     return "idle"
 
 
-def find_session(
-    fleet: Fleet, session_id: str, ref: str | None = None
-) -> tuple[InstanceRecord, Session]:
-    """Which instance holds this session (every running one is asked when ref is None)."""
+async def _locate(fleet: Fleet, session_id: str, ref: str | None) -> tuple[InstanceRecord, Session]:
     if not session_id.startswith("ses"):
         raise UsageError(f"invalid session id {session_id!r}: session ids start with ses_")
-    for record in _live(fleet, ref):
-        with OpencodeClient(_endpoint(fleet, record), timeout=5.0) as client:
+    for record in await _live(fleet, ref):
+        async with AsyncOpencodeClient(fleet.endpoint_of(record), timeout=5.0) as client:
             try:
-                return record, client.session(session_id)
-            except ServerError as exc:
-                if exc.status_code in (404, 500):
-                    continue
-                raise
+                return record, await client.session(session_id)
+            except SessionNotFound:
+                continue
     where = ref if ref else "any running instance"
     raise NotFoundError(f"no session {session_id} on {where}; see `ocm sessions`")
 
 
-def session_messages(fleet: Fleet, session_id: str, ref: str | None = None) -> list[Message]:
-    record, _ = find_session(fleet, session_id, ref)
-    with OpencodeClient(_endpoint(fleet, record), timeout=30.0) as client:
-        return client.messages(session_id)
+async def find_session(fleet: Fleet, session_id: str, ref: str | None = None) -> SessionRow:
+    """Which instance holds this session (every running one is asked when ref is None)."""
+    record, session = await _locate(fleet, session_id, ref)
+    async with AsyncOpencodeClient(fleet.endpoint_of(record), timeout=5.0) as client:
+        busy = await client.session_status(session.directory or record.spec.dir)
+    return SessionRow(record.name, session, _state(busy.get(session.id)))
 
 
-def session_todo(fleet: Fleet, session_id: str, ref: str | None = None) -> list[Any]:
-    record, _ = find_session(fleet, session_id, ref)
-    with OpencodeClient(_endpoint(fleet, record)) as client:
-        return client.todo(session_id)
+async def session_messages(fleet: Fleet, session_id: str, ref: str | None = None) -> list[Message]:
+    record, _ = await _locate(fleet, session_id, ref)
+    async with AsyncOpencodeClient(fleet.endpoint_of(record), timeout=30.0) as client:
+        return await client.messages(session_id)
 
 
-def session_diff(fleet: Fleet, session_id: str, ref: str | None = None) -> list[dict[str, Any]]:
+async def session_todo(fleet: Fleet, session_id: str, ref: str | None = None) -> list[Any]:
+    record, _ = await _locate(fleet, session_id, ref)
+    async with AsyncOpencodeClient(fleet.endpoint_of(record)) as client:
+        return await client.todo(session_id)
+
+
+async def session_diff(
+    fleet: Fleet, session_id: str, ref: str | None = None
+) -> list[dict[str, Any]]:
     """File changes per turn (OpenCode's session-wide diff is always empty)."""
-    record, _ = find_session(fleet, session_id, ref)
+    record, _ = await _locate(fleet, session_id, ref)
     out: list[dict[str, Any]] = []
-    with OpencodeClient(_endpoint(fleet, record), timeout=30.0) as client:
-        for message in client.messages(session_id):
+    async with AsyncOpencodeClient(fleet.endpoint_of(record), timeout=30.0) as client:
+        for message in await client.messages(session_id):
             if message.role != "user":
                 continue
-            for change in client.diff(session_id, message.id):
+            for change in await client.diff(session_id, message.id):
                 if isinstance(change, dict):
                     out.append({"message_id": message.id, **change})
     return out
 
 
-def abort_session(fleet: Fleet, session_id: str, ref: str | None = None) -> str:
-    record, session = find_session(fleet, session_id, ref)
-    with OpencodeClient(_endpoint(fleet, record)) as client:
-        client.abort(session_id)
-        _wait_idle(client, session)
+async def abort_session(fleet: Fleet, session_id: str, ref: str | None = None) -> str:
+    record, session = await _locate(fleet, session_id, ref)
+    async with AsyncOpencodeClient(fleet.endpoint_of(record)) as client:
+        await client.abort(session_id)
+        await _wait_idle(client, session)
     return record.name
 
 
-def remove_session(fleet: Fleet, session_id: str, ref: str | None = None) -> str:
+async def remove_session(fleet: Fleet, session_id: str, ref: str | None = None) -> str:
     """Abort (deleting a busy session does not stop it), then delete."""
-    record, session = find_session(fleet, session_id, ref)
-    with OpencodeClient(_endpoint(fleet, record)) as client:
-        client.abort(session_id)
-        _wait_idle(client, session)
-        client.delete_session(session_id)
+    record, session = await _locate(fleet, session_id, ref)
+    async with AsyncOpencodeClient(fleet.endpoint_of(record)) as client:
+        await client.abort(session_id)
+        await _wait_idle(client, session)
+        await client.delete_session(session_id)
     return record.name
 
 
-def _wait_idle(client: OpencodeClient, session: Session, timeout: float = 10.0) -> None:
+async def _wait_idle(client: AsyncOpencodeClient, session: Session, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if session.id not in client.session_status(session.directory):
+        if session.id not in await client.session_status(session.directory):
             return
-        time.sleep(0.1)  # polling for idle with a deadline
+        await asyncio.sleep(0.1)  # polling for idle with a deadline
 
 
-def api(
+async def api(
     fleet: Fleet,
     ref: str,
     method: str,
@@ -169,8 +159,6 @@ def api(
     directory: str | None = None,
 ) -> Any:
     """Any API call, authenticated; JSON in and out."""
-    import json
-
     method = method.upper()
     if method not in _METHODS:
         raise UsageError(f"invalid method {method!r}: use one of {', '.join(_METHODS)}")
@@ -180,30 +168,27 @@ def api(
             body = json.loads(data)
         except ValueError as exc:
             raise UsageError(f"invalid --data: not JSON ({exc.args[0]})") from None
-    record = fleet.resolve(ref)
-    with OpencodeClient(_endpoint(fleet, record), timeout=60.0) as client:
-        return client.call(ops.raw(method, path, body=body, directory=directory))
+    record = await asyncio.to_thread(fleet.resolve, ref)
+    async with AsyncOpencodeClient(fleet.endpoint_of(record), timeout=60.0) as client:
+        return await client.call(ops.raw(method, path, body=body, directory=directory))
 
 
 def attach_command(
-    fleet: Fleet,
-    ref: str,
-    opencode: str,
-    *,
-    session_id: str | None = None,
-    directory: str | None = None,
-    password: str | None,
+    fleet: Fleet, ref: str, *, session_id: str | None = None, directory: str | None = None
 ) -> tuple[list[str], dict[str, str]]:
     """argv and extra environment for `opencode attach` (credentials never in argv)."""
+    from ..instances.binary import find_binary
+
     record = fleet.resolve(ref)
     if record.state is not State.RUNNING or not record.url:
         raise ConflictError(f"{record.name} is not running", instance=record.name)
-    argv = [opencode, "attach", record.url]
+    argv = [find_binary(fleet.settings).path, "attach", record.url]
     if session_id:
         argv += ["--session", session_id]
     if directory:
         argv += ["--dir", directory]
     env = {"OPENCODE_SERVER_USERNAME": DEFAULT_USERNAME}
+    password = fleet.password(record)
     if password:
         env["OPENCODE_SERVER_PASSWORD"] = password
     return argv, env

@@ -7,14 +7,16 @@ a consistent row: the `prompted` flag in particular is written before a prompt c
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ..errors import NotFoundError, UsageError
-from ..models import TaskRecord, TaskStatus
+from ..errors import ConflictError, NotFoundError, UsageError
+from ..models import BatchStatus, ProcessIdentity, TaskRecord, TaskStatus
 from ..registry import Registry
 
 _TASK_FIELDS = {f.name for f in fields(TaskRecord)}
@@ -33,13 +35,17 @@ def _load(row_json: str) -> TaskRecord:
 
 @dataclass
 class Batch:
+    """A batch's row: what it was given, and who runs it."""
+
     id: str
-    status: str  # running, completed, interrupted, cancelled
+    status: str  # a BatchStatus value as stored: running, completed, cancelled
     created_at: float
     updated_at: float
     source: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     finished_at: float | None = None
+    runner: ProcessIdentity | None = None  # the process that claimed it last
+    cancel_requested: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,6 +76,13 @@ class TaskStore:
                 ),
             )
         return record
+
+    async def aadd(self, record: TaskRecord) -> TaskRecord:
+        return await asyncio.to_thread(self.add, record)
+
+    async def asave(self, record: TaskRecord) -> None:
+        """`save` in a worker thread: a locked registry never stalls the event loop."""
+        await asyncio.to_thread(self.save, record)
 
     def save(self, record: TaskRecord) -> None:
         with self.registry.transaction() as db:
@@ -166,6 +179,42 @@ class TaskStore:
                     ),
                 )
 
+    def claim_batch(
+        self, batch_id: str, runner: ProcessIdentity, is_alive: Callable[[ProcessIdentity], bool]
+    ) -> Batch:
+        """Make `runner` the one process running this batch, atomically: refused while
+        another live process holds it (two `ocm batch resume` can never both run it)."""
+        with self.registry.transaction() as db:
+            row = db.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no batch {batch_id!r}; see `ocm batch ls`")
+            holder = _holder(row)
+            if holder is not None and holder != runner and is_alive(holder):
+                raise ConflictError(
+                    f"batch {batch_id} is being run by process {holder.pid}; wait for it, or "
+                    f"`ocm batch cancel {batch_id}`"
+                )
+            if row["status"] in (BatchStatus.COMPLETED.value, BatchStatus.CANCELLED.value):
+                raise ConflictError(f"batch {batch_id} is {row['status']}; nothing to resume")
+            db.execute(
+                "UPDATE batches SET runner_pid = ?, runner_ctime = ?, status = ?, updated_at = ?,"
+                " cancel_requested = NULL WHERE id = ?",
+                (runner.pid, runner.create_time, BatchStatus.RUNNING.value, time.time(), batch_id),
+            )
+            row = db.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
+        return _batch(row)
+
+    def request_cancel(self, batch_id: str) -> Batch:
+        with self.registry.transaction() as db:
+            cursor = db.execute(
+                "UPDATE batches SET cancel_requested = ?, updated_at = ? WHERE id = ?",
+                (time.time(), time.time(), batch_id),
+            )
+            if cursor.rowcount == 0:
+                raise NotFoundError(f"no batch {batch_id!r}; see `ocm batch ls`")
+            row = db.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
+        return _batch(row)
+
     def set_batch_status(self, batch_id: str, status: str) -> None:
         now = time.time()
         finished = now if status in ("completed", "cancelled") else None
@@ -185,6 +234,12 @@ class TaskStore:
         return [_batch(r) for r in self.registry.query("SELECT * FROM batches ORDER BY created_at")]
 
 
+def _holder(row: Any) -> ProcessIdentity | None:
+    if row["runner_pid"] is None or row["runner_ctime"] is None:
+        return None
+    return ProcessIdentity(int(row["runner_pid"]), float(row["runner_ctime"]))
+
+
 def _batch(row: Any) -> Batch:
     return Batch(
         id=row["id"],
@@ -194,4 +249,6 @@ def _batch(row: Any) -> Batch:
         source=row["source"],
         options=json.loads(row["options"]),
         finished_at=row["finished_at"],
+        runner=_holder(row),
+        cancel_requested=row["cancel_requested"],
     )

@@ -1,0 +1,171 @@
+"""The managed fleet as the rest of the library sees it: settings, the registry, and how to
+find and reach each instance (by name, port or URL; endpoint with its credentials).
+
+Everything below the facade that needs "the fleet" takes a `Fleet`; nothing reaches back up
+into the manager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+
+from .. import process
+from ..client.endpoint import Endpoint
+from ..errors import ConflictError, NotFoundError, OcmError, UsageError
+from ..models import InstanceRecord, State
+from ..registry import Registry
+from ..settings import Settings
+from . import credentials, launch
+from .discovery import ForeignServer, find_foreign
+from .logs import is_error, tail_across
+from .spec import parse_port
+
+#: A keeper whose heartbeat is older than this many health intervals (plus a margin) is
+#: reported as not answering.
+HEARTBEAT_INTERVALS = 3
+HEARTBEAT_MARGIN = 10.0
+
+
+class Fleet:
+    """Settings plus the registry (opened on first use), and lookups over them."""
+
+    def __init__(self, settings: Settings, *, backups: bool = True) -> None:
+        self.settings = settings
+        self._registry: Registry | None = None
+        self._backups = backups
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            self.settings.ensure_home()
+            registry = Registry(self.settings.registry_path)
+            if self._backups:
+                # A failed backup (disk full, say) must not stop the command; doctor shows it.
+                with contextlib.suppress(OcmError):
+                    registry.backup_daily()
+            self._registry = registry
+        return self._registry
+
+    def close(self) -> None:
+        if self._registry is not None:
+            self._registry.close()
+            self._registry = None
+
+    # -- lookups ---------------------------------------------------------------------------
+    def records(self) -> list[InstanceRecord]:
+        return self.registry.instances()
+
+    def running(self) -> list[InstanceRecord]:
+        """Instances that are up and answering (recorded running, server alive)."""
+        return [r for r in self.records() if r.state is State.RUNNING and r.url and is_up(r)]
+
+    def resolve(self, ref: str) -> InstanceRecord:
+        """A managed instance by name, port or URL; foreign servers are refused."""
+        found = self.find(ref)
+        if isinstance(found, ForeignServer):
+            raise ConflictError(
+                f"{ref} is an OpenCode server ocm did not start (pid {found.pid}); "
+                "ocm only acts on instances it manages"
+            )
+        return found
+
+    def resolve_all(self, refs: Sequence[str]) -> list[InstanceRecord]:
+        """Each reference resolved once, in order, duplicates dropped."""
+        seen: dict[str, InstanceRecord] = {}
+        for ref in refs:
+            record = self.resolve(ref)
+            seen.setdefault(record.name, record)
+        return list(seen.values())
+
+    def resolve_running(self, ref: str) -> InstanceRecord:
+        record = self.resolve(ref)
+        if record.state is not State.RUNNING or not is_up(record):
+            raise ConflictError(
+                f"{record.name} is not running; `ocm start` or `ocm restart` it",
+                instance=record.name,
+            )
+        return record
+
+    def find(self, ref: str) -> InstanceRecord | ForeignServer:
+        """A managed instance, or a foreign server, by name, port or URL."""
+        ref = ref.strip()
+        if not ref:
+            raise UsageError("empty instance reference")
+        record = self.registry.find(ref)
+        if record is not None:
+            return record
+        port: int | None = None
+        if ref.isdigit():
+            port = parse_port(ref)
+        elif "://" in ref:
+            port = launch.port_of(ref)
+            if port is None:
+                raise UsageError(f"invalid instance URL {ref!r}: no port in it")
+        if port is not None:
+            matches = [r for r in self.records() if r.port == port]
+            live = [
+                r for r in matches if r.state in (State.RUNNING, State.STARTING, State.STOPPING)
+            ]
+            if live or matches:
+                return (live or matches)[-1]
+            for foreign in find_foreign(set()):
+                if foreign.port == port:
+                    return foreign
+            raise NotFoundError(f"no instance on port {port}; see `ocm ls`")
+        raise NotFoundError(f"no instance named {ref!r}; see `ocm ls`", instance=ref)
+
+    # -- reaching an instance --------------------------------------------------------------
+    def password(self, record: InstanceRecord) -> str | None:
+        if not record.spec.auth:
+            return None
+        return credentials.read_password(self.settings, record.name)
+
+    def endpoint(self, record: InstanceRecord) -> Endpoint | None:
+        if not record.url:
+            return None
+        return Endpoint(url=record.url, password=self.password(record), name=record.name)
+
+    def endpoint_of(self, record: InstanceRecord) -> Endpoint:
+        endpoint = self.endpoint(record)
+        if endpoint is None:
+            raise ConflictError(
+                f"{record.name} has no URL yet (status {record.state.value})",
+                instance=record.name,
+            )
+        return endpoint
+
+    # -- logs ------------------------------------------------------------------------------
+    def log_tail(self, name: str, lines: int) -> list[str]:
+        return tail_across(self.settings.log_path(name), lines)
+
+    def recent_errors(self, name: str, limit: int = 10) -> list[str]:
+        lines = tail_across(self.settings.log_path(name), 500)
+        return [ln for ln in lines if is_error(ln)][-limit:]
+
+
+# -- liveness (pure reads of /proc) ------------------------------------------------------------
+def is_up(record: InstanceRecord) -> bool:
+    """Its server process is alive (whatever its keeper is doing)."""
+    return process.is_alive(record.server)
+
+
+def is_live(record: InstanceRecord) -> bool:
+    """Anything of it may still run: keeper, server, or the `ocm start` bringing it up."""
+    if process.is_alive(record.keeper) or process.is_alive(record.server):
+        return True
+    return record.state is State.STARTING and process.is_alive(record.starter)
+
+
+def keeper_answering(record: InstanceRecord, now: float | None = None) -> bool | None:
+    """Whether its keeper's loop is alive: None when there is no keeper to ask."""
+    keeper = process.verified(record.keeper)
+    if keeper is None:
+        return None
+    if process.is_frozen(keeper):
+        return False
+    if record.heartbeat_at is None:
+        return True  # a keeper from before heartbeats, or one just starting
+    limit = HEARTBEAT_INTERVALS * record.spec.health_interval + HEARTBEAT_MARGIN
+    return (now or time.time()) - record.heartbeat_at <= limit

@@ -1,0 +1,525 @@
+"""Starting, stopping, restarting, forgetting and cleaning up instances (blocking; the async
+facade runs these in worker threads).
+
+Start: the rows are reserved in one registry transaction (names, ports, and a claim by this
+process, so a concurrent `cleanup` or `stop --all` knows the instance is coming up), then one
+keeper per instance is launched detached (a double fork: no caller ever has a child to reap),
+and we poll the registry until each is healthy or failed.
+
+Stop: the desired state (stopped, with its timeout) is written to the row and the keeper is
+woken with SIGTERM; its reconcile loop does the graceful part. A keeper that is gone, frozen or
+does not take the request within `KEEPER_ACK` seconds is bypassed: ocm ends the server itself,
+then every process that carries the instance's launch marker or that the keeper had adopted.
+Only processes proven to be ours (PID, start time, command line, or our random marker) are ever
+signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psutil
+
+from .. import process
+from ..errors import ConflictError, OcmError, StartError, StateError, UsageError
+from ..models import KEEPER_CMD, InstanceRecord, InstanceSpec, ProcessIdentity, State
+from . import binary as binaries
+from . import credentials, launch, ports
+from . import spec as specs
+from .fleet import Fleet, is_live, keeper_answering
+
+DEFAULT_START_TIMEOUT = 120.0
+DEFAULT_STOP_TIMEOUT = 10.0
+LOG_TAIL_LINES = 15
+KEEPER_ACK = 2.0  # a live keeper must take a stop request within this long, or ocm acts
+DISPOSE_TIMEOUT = 3.0
+
+#: Called with (instance name, phase) while starting: "spawned", "running", "failed".
+StartProgress = Callable[[str, str], None]
+
+
+@dataclass
+class StopResult:
+    """What `stop` did to one instance."""
+
+    name: str
+    was: str
+    status: str
+    via: str = "keeper"  # who ended the server: its keeper, or ocm directly (no keeper)
+    signalled: int = 0
+    killed: int = 0
+    port_freed: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CleanupReport:
+    """What `cleanup` removed (or, with dry_run, would remove)."""
+
+    removed_instances: list[str] = field(default_factory=list)
+    reconciled: list[str] = field(default_factory=list)
+    removed_files: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def me() -> ProcessIdentity | None:
+    return process.identity_of(os.getpid())
+
+
+# -- start ---------------------------------------------------------------------------------------
+def start(
+    fleet: Fleet,
+    requested: list[InstanceSpec],
+    *,
+    timeout: float = DEFAULT_START_TIMEOUT,
+    progress: StartProgress | None = None,
+) -> list[str]:
+    """Start instances in parallel; return their names once all are healthy, or raise."""
+    if timeout <= 0:
+        raise UsageError(f"invalid --timeout {timeout:g}: must be above 0")
+    binary = binaries.find_binary(fleet.settings)
+    for spec in requested:
+        if spec.port is not None and not ports.port_free(spec.hostname, spec.port):
+            raise ConflictError(
+                f"port {spec.port} is already in use on {spec.hostname}; pick another"
+            )
+    placed = _reserve(fleet, requested, binary.path, timeout)
+    for spec in placed:
+        _launch(fleet, spec)
+        if progress:
+            progress(spec.name, "spawned")
+    return _await_started(fleet, [s.name for s in placed], timeout, progress)
+
+
+def _reserve(
+    fleet: Fleet, requested: list[InstanceSpec], binary: str, timeout: float
+) -> list[InstanceSpec]:
+    """Name, place and record the instances in one transaction (the cross-process lock)."""
+    registry = fleet.registry
+    placed: list[InstanceSpec] = []
+    starter = me()
+    with registry.transaction() as db:
+        taken = registry.names(db)
+        unnamed = sum(1 for s in requested if not s.name)
+        generated = iter(specs.next_generated_names(taken, unnamed))
+        claimed = registry.claimed_ports(db)
+        for spec in requested:
+            final = InstanceSpec(
+                **{**spec.__dict__, "name": spec.name or next(generated), "opencode": binary}
+            )
+            chosen = _choose_port(final, claimed)
+            if chosen is not None:
+                claimed.add(chosen)
+            registry.reserve(
+                db, final, port=chosen, starter=starter, start_timeout=timeout,
+                token=secrets.token_hex(8),
+            )  # fmt: skip
+            placed.append(final)
+    # Secrets and dirs after the rows exist, so a failure leaves a record to clean up.
+    for spec in placed:
+        _prepare(fleet, spec)
+    return placed
+
+
+def _choose_port(spec: InstanceSpec, claimed: set[int]) -> int | None:
+    if spec.port_range is not None:
+        low, high = spec.port_range
+        return ports.choose_port(low, high, claimed, is_free=_binds_on(spec.hostname))
+    if spec.port is not None and spec.port in claimed:
+        raise ConflictError(f"port {spec.port} is already used by another instance")
+    return spec.port
+
+
+def _prepare(fleet: Fleet, spec: InstanceSpec) -> None:
+    settings = fleet.settings
+    try:
+        launch.prepare_dirs(settings.instance_dir(spec.name), settings.user_data_home, spec)
+        if spec.auth and credentials.read_password(settings, spec.name) is None:
+            credentials.write_password(settings, spec.name, credentials.generate_password())
+    except (OSError, OcmError) as exc:
+        with contextlib.suppress(OcmError):
+            fleet.registry.mark_crashed(spec.name, str(exc))
+        if isinstance(exc, OSError):
+            raise StateError(f"cannot prepare {spec.name}: {exc.strerror or exc}") from exc
+        raise
+
+
+def _launch(fleet: Fleet, spec: InstanceSpec) -> None:
+    """Launch the detached keeper that runs and supervises the server.
+
+    The keeper forks itself away (`--detach`) and the launcher prints its PID and exits, so
+    we reap the launcher at once and the keeper is nobody's child: a long-lived caller (a
+    dashboard, a notebook) never accumulates zombies.
+    """
+    settings = fleet.settings
+    log_path = settings.log_path(spec.name)
+    log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    env = {k: v for k, v in settings.environ.items() if k != launch.MARK_VARIABLE}
+    env["OCM_HOME"] = str(settings.home)
+    log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "opencode_manager.keeper", "--home", str(settings.home),
+             "--detach", spec.name],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            cwd=spec.dir,
+            env=env,
+            start_new_session=True,  # outlives this terminal and this process
+            close_fds=True,
+        )  # fmt: skip
+    except OSError as exc:
+        with contextlib.suppress(OcmError):
+            fleet.registry.mark_crashed(spec.name, f"could not run the keeper: {exc}")
+        raise StartError(
+            f"{spec.name}: could not run the keeper: {exc}", instance=spec.name
+        ) from exc
+    finally:
+        os.close(log)
+    assert launcher.stdout is not None
+    with launcher.stdout:
+        line = launcher.stdout.readline().strip()
+    launcher.wait()
+    keeper = process.identity_with(int(line), KEEPER_CMD) if line.isdigit() else None
+    fleet.registry.mark_launched(spec.name, keeper)
+
+
+def _await_started(
+    fleet: Fleet, names: list[str], timeout: float, progress: StartProgress | None
+) -> list[str]:
+    registry = fleet.registry
+    # The keeper enforces the deadline itself; this one only guards against a lost keeper.
+    deadline = time.monotonic() + timeout + 5.0
+    pending = set(names)
+    failures: list[InstanceRecord] = []
+    delay = 0.02
+    while pending:
+        for name in sorted(pending):
+            record = registry.get(name)
+            if record.state is State.RUNNING:
+                pending.discard(name)
+                if progress:
+                    progress(name, "running")
+            elif record.state in (State.CRASHED, State.STOPPED, State.ERRORED) or (
+                record.state is State.STARTING
+                and not process.is_alive(record.keeper)
+                and not process.is_alive(record.server)
+            ):
+                pending.discard(name)
+                failures.append(record)
+                if progress:
+                    progress(name, "failed")
+        if not pending:
+            break
+        if time.monotonic() > deadline:
+            for name in sorted(pending):
+                _stop_one(fleet, registry.get(name), DEFAULT_STOP_TIMEOUT)
+                registry.mark_crashed(name, f"not healthy within {timeout:.0f} s; stopped")
+                failures.append(registry.get(name))
+            break
+        time.sleep(delay)  # polling the registry with a deadline
+        delay = min(delay * 1.2, 0.05)  # a cheap local read: keep the added latency small
+    for name in names:
+        with contextlib.suppress(OcmError):
+            registry.release_start(name)
+    if failures:
+        raise _start_error(fleet, failures, len(names))
+    return names
+
+
+def _start_error(fleet: Fleet, failures: list[InstanceRecord], total: int) -> StartError:
+    first = failures[0]
+    if first.state is State.STARTING:
+        reason = "its keeper died before the server started"
+    elif first.state is State.STOPPED:
+        reason = "it was stopped while starting (`ocm stop`)"
+    else:
+        reason = first.error or "the server exited during start"
+    tail = fleet.log_tail(first.name, LOG_TAIL_LINES)
+    others = f" ({len(failures)} of {total} failed)" if total > 1 else ""
+    return StartError(
+        f"{first.name} failed to start: {reason}{others}; see `ocm logs {first.name}`",
+        instance=first.name,
+        log_tail=tail,
+    )
+
+
+# -- stop ----------------------------------------------------------------------------------------
+def stop(
+    fleet: Fleet,
+    refs: Sequence[str] = (),
+    *,
+    all: bool = False,
+    timeout: float = DEFAULT_STOP_TIMEOUT,
+) -> list[StopResult]:
+    """Stop instances gracefully and completely; only processes proven to be ours."""
+    if timeout <= 0:
+        raise UsageError(f"invalid --timeout {timeout:g}: must be above 0")
+    if all and refs:
+        raise UsageError("give instance names or --all, not both")
+    if not all and not refs:
+        raise UsageError("which instances? give names, ports or URLs, or --all")
+    if all:
+        targets = [r for r in fleet.records() if is_live(r)]
+    else:
+        targets = fleet.resolve_all(refs)
+        for record in targets:
+            if not is_live(record):
+                raise ConflictError(
+                    f"{record.name} is not running (status {record.state.value}); nothing to stop",
+                    instance=record.name,
+                )
+    return [_stop_one(fleet, record, timeout) for record in targets]
+
+
+def _stop_one(fleet: Fleet, record: InstanceRecord, timeout: float) -> StopResult:
+    registry = fleet.registry
+    result = StopResult(name=record.name, was=record.state.value, status="stopped")
+    problem: StateError | None = None
+    try:
+        record = registry.request_stop(record.name, timeout)
+    except StateError as exc:
+        problem = exc  # stop anyway; say at the end that it could not be recorded
+    keeper = _let_keeper_stop(fleet, record, timeout)
+    if problem is None:
+        with contextlib.suppress(StateError):
+            record = registry.get(record.name)
+    server = process.verified(record.server)
+    if server is not None:
+        # No keeper, or one that did not act: do it ourselves.
+        _dispose(fleet, record, min(DISPOSE_TIMEOUT, timeout))
+        term = process.terminate_tree(server, timeout=timeout, extra=_strays(fleet, record))
+        result.via = "ocm"
+        result.signalled, result.killed = term.signalled, term.killed
+    if keeper is not None and process.is_alive(record.keeper):
+        # Frozen or stuck: SIGKILL reaches a stopped process too.
+        term = process.terminate_tree(keeper, timeout=min(timeout, 1.0))
+        result.killed += term.killed
+    strays = _strays(fleet, record)
+    if strays:  # orphans the keeper had adopted, or tools that escaped the server's tree
+        term = process.terminate_tree(strays[0], timeout=timeout, extra=strays[1:])
+        result.signalled += term.signalled
+        result.killed += term.killed
+    try:
+        registry.mark_stopped(record.name)
+    except StateError as exc:
+        problem = problem or exc
+    if problem is not None:
+        raise StateError(
+            f"stopped {record.name}, but the registry could not record it ({problem}); "
+            f"`ocm ls` may show it as crashed until the registry is writable again",
+            instance=record.name,
+        )
+    if record.port:
+        result.port_freed = _wait_port_free(record.spec.hostname, record.port, 5.0)
+    return result
+
+
+def _let_keeper_stop(fleet: Fleet, record: InstanceRecord, timeout: float) -> psutil.Process | None:
+    """Wake the keeper and wait for it to stop the server; return it if it did not."""
+    registry = fleet.registry
+    deadline = time.monotonic() + timeout + DISPOSE_TIMEOUT + 5.0
+    ack_by = time.monotonic() + min(KEEPER_ACK, timeout + 1.0)
+    signalled: set[int] = set()
+    keeper: psutil.Process | None = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OcmError):
+            record = registry.get(record.name)
+        keeper = process.verified(record.keeper)
+        if keeper is None:
+            if record.state is State.STARTING and process.is_alive(record.starter):
+                # An `ocm start` is bringing it up: its keeper will see the request.
+                time.sleep(0.02)  # polling for the keeper to appear, with a deadline
+                continue
+            return None
+        if keeper.pid not in signalled:
+            with contextlib.suppress(psutil.Error):
+                keeper.send_signal(signal.SIGTERM)  # wakes its loop: it reads the request
+            signalled.add(keeper.pid)
+        if process.is_frozen(keeper) or keeper_answering(record) is False:
+            return keeper
+        taken = record.state in (State.STOPPING, State.STOPPED) or not process.is_alive(
+            record.server
+        )
+        if not taken and time.monotonic() > ack_by:
+            return keeper  # it did not take the request in time
+        if process.wait_gone([keeper], 0.05) == []:
+            return None
+    return keeper
+
+
+def _dispose(fleet: Fleet, record: InstanceRecord, timeout: float) -> None:
+    """Ask the server to end its tool processes and MCP/LSP servers (bounded)."""
+    from ..client import OpencodeClient
+
+    endpoint = fleet.endpoint(record)
+    if endpoint is None:
+        return
+    with contextlib.suppress(OcmError), OpencodeClient(endpoint, timeout=timeout) as client:
+        client.dispose()
+
+
+def _strays(fleet: Fleet, record: InstanceRecord) -> list[psutil.Process]:
+    """Live processes of this instance outside the server's tree: adopted orphans, and
+    anything that carries its launch marker in its environment."""
+    found: dict[int, psutil.Process] = {}
+    for ident in record.adopted:
+        proc = process.verified(ident)
+        if proc is not None:
+            found[proc.pid] = proc
+    if record.launch_token:
+        mark = launch.mark_value(record.name, record.launch_token)
+        for proc in process.marked(launch.MARK_VARIABLE, mark):
+            found.setdefault(proc.pid, proc)
+    return list(found.values())
+
+
+# -- restart, remove, cleanup --------------------------------------------------------------------
+def restart(
+    fleet: Fleet,
+    refs: Sequence[str],
+    *,
+    timeout: float = DEFAULT_START_TIMEOUT,
+    progress: StartProgress | None = None,
+) -> list[str]:
+    """Stop (if running) and start again with the same name, spec, password and data."""
+    if not refs:
+        raise UsageError("which instances? give names, ports or URLs")
+    if timeout <= 0:
+        raise UsageError(f"invalid --timeout {timeout:g}: must be above 0")
+    records = fleet.resolve_all(refs)
+    binary = binaries.find_binary(fleet.settings)
+    registry = fleet.registry
+    for record in records:
+        if is_live(record):
+            _stop_one(fleet, record, DEFAULT_STOP_TIMEOUT)
+    names = []
+    starter = me()
+    for record in records:
+        spec = InstanceSpec(**{**record.spec.__dict__, "opencode": binary.path})
+        previous = registry.get(record.name)
+        with registry.transaction() as db:
+            chosen = _choose_port(spec, registry.claimed_ports(db)) if spec.port_range else None
+            # An automatic port stays in the row: the keeper reuses it while it is free.
+            registry.relaunch(
+                db, record.name, spec, port=chosen or spec.port or previous.port,
+                restarts=previous.restarts + 1, starter=starter, start_timeout=timeout,
+                token=secrets.token_hex(8),
+            )  # fmt: skip
+        _prepare(fleet, spec)
+        _launch(fleet, spec)
+        names.append(record.name)
+        if progress:
+            progress(record.name, "spawned")
+    return _await_started(fleet, names, timeout, progress)
+
+
+def remove(fleet: Fleet, refs: Sequence[str], *, force: bool = False) -> list[str]:
+    """Forget stopped instances: their record, password and private data (not their log)."""
+    if not refs:
+        raise UsageError("which instances? give names, ports or URLs")
+    records = fleet.resolve_all(refs)
+    for record in records:
+        if is_live(record) and not force:
+            raise ConflictError(
+                f"{record.name} is still running; `ocm stop {record.name}` first (or use --force)",
+                instance=record.name,
+            )
+    removed = []
+    for record in records:
+        if is_live(record):
+            _stop_one(fleet, record, DEFAULT_STOP_TIMEOUT)
+        forget(fleet, record.name)
+        removed.append(record.name)
+    return removed
+
+
+def forget(fleet: Fleet, name: str) -> None:
+    fleet.registry.delete(name)
+    credentials.delete_password(fleet.settings, name)
+    shutil.rmtree(fleet.settings.instance_dir(name), ignore_errors=True)
+
+
+def cleanup(fleet: Fleet, *, older_than: float = 0.0, dry_run: bool = False) -> CleanupReport:
+    """Forget stopped/crashed instances, reconcile dead ones, delete orphaned logs/dirs.
+
+    An instance that an `ocm start` is still bringing up is live: never touched here.
+    """
+    if older_than < 0:
+        raise UsageError("invalid --older-than: must be 0 or more")
+    registry = fleet.registry
+    settings = fleet.settings
+    report = CleanupReport(dry_run=dry_run)
+    now = time.time()
+    for record in registry.instances():
+        live = is_live(record)
+        if not live and record.state in (State.RUNNING, State.STARTING, State.STOPPING):
+            report.reconciled.append(record.name)
+            if not dry_run:
+                registry.mark_crashed(
+                    record.name,
+                    record.error or "found dead during cleanup",
+                    stopped_at=record.stopped_at or now,
+                )
+                record = registry.get(record.name)
+        ended = record.stopped_at or record.updated_at
+        finished = record.state in (State.STOPPED, State.CRASHED, State.ERRORED)
+        if (
+            not live
+            and (finished or record.name in report.reconciled)
+            and now - ended >= older_than
+        ):
+            report.removed_instances.append(record.name)
+            if not dry_run:
+                forget(fleet, record.name)
+    known = {r.name for r in registry.instances()}
+    if dry_run:
+        known -= set(report.removed_instances)
+    for path in sorted(settings.logs_dir.glob("*.log*")):
+        owner = path.name.split(".log")[0]
+        with contextlib.suppress(FileNotFoundError):
+            if owner not in known and now - path.stat().st_mtime >= older_than:
+                report.removed_files.append(str(path))
+                if not dry_run:
+                    path.unlink(missing_ok=True)
+    if settings.instances_dir.is_dir():
+        for path in sorted(settings.instances_dir.iterdir()):
+            if path.name not in known and path.name not in report.removed_instances:
+                report.removed_files.append(str(path))
+                if not dry_run:
+                    shutil.rmtree(path, ignore_errors=True)
+    return report
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _binds_on(host: str) -> Callable[[int], bool]:
+    def is_free(port: int) -> bool:
+        return ports.port_free(host, port)
+
+    return is_free
+
+
+def _wait_port_free(host: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if ports.port_free(host, port):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)  # polling with a deadline

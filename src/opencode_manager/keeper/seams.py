@@ -1,0 +1,198 @@
+"""What the keeper touches outside itself, as constructor arguments (its seams).
+
+* `Spawner` starts one run of the server and returns a `Server` (pipes, wait, terminate,
+  samples);
+* `Probe` makes the keeper's three HTTP calls (health, busy sessions, dispose);
+* `Host` is the keeper's own process: orphans re-parented to it (it is a child subreaper),
+  zombies to reap;
+* `Clock` tells the time.
+
+The real ones are below. Unit tests pass fakes (`opencode_manager.testing`) and replay a
+supervision history (crashes, wedges, memory growth, stop requests) in milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import psutil
+
+from .. import process
+from ..client import healthcheck
+from ..client.endpoint import Endpoint
+from ..models import SERVER_CMD, ProcessIdentity
+from ..process import Termination
+
+
+class Server(Protocol):
+    """One run of `opencode serve`."""
+
+    pid: int
+    identity: ProcessIdentity | None
+    stdout: asyncio.StreamReader | None
+    stderr: asyncio.StreamReader | None
+
+    @property
+    def returncode(self) -> int | None: ...
+    async def wait(self) -> int: ...
+    async def terminate(self, timeout: float, extra: Sequence[psutil.Process] = ()) -> Termination:
+        """SIGTERM its group and tree (and `extra`), wait up to `timeout`, then SIGKILL."""
+        ...
+
+    def sample(self) -> tuple[float, int] | None:
+        """(CPU percent since the last sample, RSS bytes) of the server process."""
+        ...
+
+    def tree_rss(self) -> int:
+        """RSS of the server and all its descendants."""
+        ...
+
+
+class Spawner(Protocol):
+    async def spawn(self, argv: list[str], *, env: dict[str, str], cwd: str) -> Server: ...
+
+
+class Probe(Protocol):
+    async def health(self, endpoint: Endpoint, *, timeout: float) -> dict[str, Any]: ...
+    async def busy(
+        self, endpoint: Endpoint, directory: str, *, timeout: float
+    ) -> dict[str, Any]: ...
+    async def dispose(self, endpoint: Endpoint, *, timeout: float) -> None: ...
+
+
+class Host(Protocol):
+    def become_subreaper(self) -> bool: ...
+    def orphans(self, server_pid: int | None) -> list[psutil.Process]: ...
+    def reap_zombies(self, server_pid: int | None) -> None: ...
+
+
+class Clock(Protocol):
+    def time(self) -> float: ...
+    def monotonic(self) -> float: ...
+
+
+# -- the real ones -------------------------------------------------------------------------------
+class ProcessServer:
+    """A server started with asyncio's subprocess support."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self._proc = proc
+        self.pid = proc.pid
+        self.identity = process.identity_with(proc.pid, SERVER_CMD)
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self._sampled: psutil.Process | None = None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    async def wait(self) -> int:
+        return await self._proc.wait()
+
+    async def terminate(self, timeout: float, extra: Sequence[psutil.Process] = ()) -> Termination:
+        result = Termination()
+        root = process.verified(self.identity)
+        if root is not None:
+            result = await asyncio.to_thread(
+                process.terminate_tree, root, timeout=timeout, extra=list(extra)
+            )
+        elif extra:
+            result = await asyncio.to_thread(
+                process.terminate_tree, extra[0], timeout=timeout, extra=list(extra[1:])
+            )
+        with contextlib.suppress(ProcessLookupError, asyncio.TimeoutError):
+            await asyncio.wait_for(self._proc.wait(), timeout=5.0)
+        return result
+
+    def sample(self) -> tuple[float, int] | None:
+        if self._sampled is None:
+            self._sampled = process.verified(self.identity)
+            if self._sampled is not None:
+                with contextlib.suppress(psutil.Error):
+                    self._sampled.cpu_percent(None)  # the first reading only starts the clock
+            return None
+        try:
+            with self._sampled.oneshot():
+                return self._sampled.cpu_percent(None), int(self._sampled.memory_info().rss)
+        except psutil.Error:
+            return None
+
+    def tree_rss(self) -> int:
+        root = process.verified(self.identity)
+        if root is None:
+            return 0
+        return sum(_rss(p) for p in [root, *process.descendants(root)])
+
+
+class SubprocessSpawner:
+    async def spawn(self, argv: list[str], *, env: dict[str, str], cwd: str) -> Server:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=cwd,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # its own group: our signals reach MCP/LSP children
+        )
+        return ProcessServer(proc)
+
+
+class HttpProbe:
+    """Health, busy sessions and dispose over h11 (the keeper loads no httpx)."""
+
+    async def health(self, endpoint: Endpoint, *, timeout: float) -> dict[str, Any]:
+        return await healthcheck.health(endpoint, timeout=timeout)
+
+    async def busy(self, endpoint: Endpoint, directory: str, *, timeout: float) -> dict[str, Any]:
+        return await healthcheck.busy_sessions(endpoint, directory, timeout=timeout)
+
+    async def dispose(self, endpoint: Endpoint, *, timeout: float) -> None:
+        await healthcheck.dispose(endpoint, timeout=timeout)
+
+
+class OwnProcess:
+    """The keeper's own process: a child subreaper that ends and reaps what is re-parented."""
+
+    def become_subreaper(self) -> bool:
+        return process.set_child_subreaper()
+
+    def orphans(self, server_pid: int | None) -> list[psutil.Process]:
+        """Our descendants outside the server's own tree: orphans re-parented to us."""
+        me = psutil.Process()
+        server_tree: set[int] = set()
+        if server_pid is not None:
+            with contextlib.suppress(psutil.Error):
+                server = psutil.Process(server_pid)
+                server_tree = {server_pid, *(p.pid for p in process.descendants(server))}
+        return [p for p in process.descendants(me) if p.pid not in server_tree]
+
+    def reap_zombies(self, server_pid: int | None) -> None:
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process().children():
+                if child.pid == server_pid:
+                    continue  # asyncio reaps the server itself
+                with contextlib.suppress(ChildProcessError, OSError, psutil.Error):
+                    if child.status() == psutil.STATUS_ZOMBIE:
+                        os.waitpid(child.pid, os.WNOHANG)
+
+
+class SystemClock:
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+def _rss(proc: psutil.Process) -> int:
+    try:
+        return int(proc.memory_info().rss)
+    except psutil.Error:
+        return 0
