@@ -25,7 +25,7 @@ def test_insert_get_update_delete(tmp_path: Path) -> None:
     reg = Registry(tmp_path / "r.db")
     spec = InstanceSpec(name="a", dir="/p", port=4300)
     with reg.transaction() as db:
-        reg.insert(db, spec, port=4300)
+        reg.reserve(db, spec, port=4300)
     record = reg.get("a")
     assert record.state is State.STARTING
     assert record.port == 4300
@@ -48,9 +48,9 @@ def test_insert_get_update_delete(tmp_path: Path) -> None:
 def test_duplicate_name_is_a_conflict(tmp_path: Path) -> None:
     reg = Registry(tmp_path / "r.db")
     with reg.transaction() as db:
-        reg.insert(db, InstanceSpec(name="a", dir="/p"), port=None)
+        reg.reserve(db, InstanceSpec(name="a", dir="/p"), port=None)
     with pytest.raises(ConflictError, match="already exists"), reg.transaction() as db:
-        reg.insert(db, InstanceSpec(name="a", dir="/p"), port=None)
+        reg.reserve(db, InstanceSpec(name="a", dir="/p"), port=None)
     assert [r.name for r in reg.instances()] == ["a"]  # the failed transaction changed nothing
     reg.close()
 

@@ -53,7 +53,7 @@ def test_bad_input(args: list[str], code: int, needle: str) -> None:
 def _add_record(name: str, state: State) -> None:
     reg = Registry(Path(os.environ["OCM_HOME"]) / "registry.db")
     with reg.transaction() as db:
-        reg.insert(db, InstanceSpec(name=name, dir="/"), port=None)
+        reg.reserve(db, InstanceSpec(name=name, dir="/"), port=None)
     reg.update(name, state=state)
     reg.close()
 

@@ -163,7 +163,7 @@ def test_a_reused_pid_is_never_signalled(tmp_path: Path) -> None:
         real = psutil.Process(stranger.pid).create_time()
         registry = Registry(Path(os.environ["OCM_HOME"]) / "registry.db")
         with registry.transaction() as db:
-            registry.insert(db, InstanceSpec(name="ghost", dir=str(tmp_path)), port=4999)
+            registry.reserve(db, InstanceSpec(name="ghost", dir=str(tmp_path)), port=4999)
         # The row claims the PID, but with the start time of an older, dead process.
         registry.update(
             "ghost",

@@ -209,7 +209,7 @@ def test_logs_level_filter_and_follow_across_rotation(tmp_path: Path) -> None:
 
     registry = Registry(home / "registry.db")
     with registry.transaction() as db:
-        registry.insert(db, InstanceSpec(name="quiet", dir=str(tmp_path)), port=None)
+        registry.reserve(db, InstanceSpec(name="quiet", dir=str(tmp_path)), port=None)
     registry.close()
     log = logs / "quiet.log"
     log.write_text("level=INFO message=a\nlevel=WARN message=b\nlevel=ERROR message=c\n")
