@@ -204,8 +204,9 @@ class AsyncManager:
         level: str | None = None,
     ) -> list[LogLine]:
         """The last `lines` lines of each instance's log (across rotated files), filtered."""
-        from .instances.logs import read_logs
+        from .instances.logs import line_filter, read_logs
 
+        line_filter(pattern, level, lines)  # bad input first, before looking anything up
         sources = await self._log_sources(refs)
         return await asyncio.to_thread(read_logs, sources, lines, pattern, level)
 
@@ -219,8 +220,9 @@ class AsyncManager:
     ) -> AsyncIterator[LogLine]:
         """The last `lines` lines, then new ones as they are written (through rotations),
         until cancelled."""
-        from .instances.logs import follow_async
+        from .instances.logs import follow_async, line_filter
 
+        line_filter(pattern, level, lines)  # bad input first, before looking anything up
         sources = await self._log_sources(refs)
         async for line in follow_async(sources, lines=lines, pattern=pattern, level=level):
             yield line

@@ -184,8 +184,10 @@ def level_of(line: str) -> str:
     return "ERROR" if is_error(line) else "WARN" if is_warning(line) else "INFO"
 
 
-def line_filter(pattern: str | None, level: str | None) -> Callable[[str], bool]:
-    """A predicate for --grep RE and --level L (bad input is a UsageError)."""
+def line_filter(pattern: str | None, level: str | None, lines: int = 0) -> Callable[[str], bool]:
+    """A predicate for --grep RE and --level L (bad input, -n included, is a UsageError)."""
+    if lines < 0:
+        raise UsageError(f"invalid -n {lines}: must be 0 or more")
     try:
         regex = re.compile(pattern) if pattern else None
     except re.error as exc:
@@ -205,9 +207,7 @@ def read_logs(
     sources: Sequence[tuple[str, str]], lines: int, pattern: str | None, level: str | None
 ) -> list[LogLine]:
     """The last `lines` matching lines of each log (across rotated files), log by log."""
-    if lines < 0:
-        raise UsageError(f"invalid -n {lines}: must be 0 or more")
-    wanted = line_filter(pattern, level)
+    wanted = line_filter(pattern, level, lines)
     out: list[LogLine] = []
     for name, path in sources:
         scan = 100_000 if (pattern or level) else lines
