@@ -148,12 +148,14 @@ class Keeper:
         return cls(settings, registry.get(name), registry, **seams)
 
     # -- entry -----------------------------------------------------------------------------
-    async def run(self) -> int:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._on_term)
-        loop.add_signal_handler(signal.SIGUSR1, self.wake.set)  # re-read the desired state
-        loop.add_signal_handler(signal.SIGHUP, lambda: None)  # no terminal to lose
+    async def run(self, *, signals: bool = True) -> int:
+        """Supervise until stopped; the exit code of the keeper process."""
+        if signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop)
+            loop.add_signal_handler(signal.SIGUSR1, self.wake.set)  # re-read the desired state
+            loop.add_signal_handler(signal.SIGHUP, lambda: None)  # no terminal to lose
         me = process.identity_with(os.getpid(), KEEPER_CMD)
         if me is not None:
             self._write(Registry.keeper_started, self.name, me)
@@ -178,7 +180,8 @@ class Keeper:
             self.log.close()
             self.registry.close()
 
-    def _on_term(self) -> None:
+    def request_stop(self) -> None:
+        """What SIGTERM does: stop (with the row's timeout when a stop was requested there)."""
         self.stop_requested.set()
         self.wake.set()
 

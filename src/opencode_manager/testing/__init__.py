@@ -12,7 +12,7 @@ import time
 
 import psutil
 
-from .process import marked
+from ..process import marked
 
 __all__ = ["marked_processes", "sweep"]
 
