@@ -112,6 +112,12 @@ def model_env(model: ScriptedModelServer) -> list[str]:
 
 
 @pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (`pytest.mark.anyio`) run on asyncio, like the library."""
+    return "asyncio"
+
+
+@pytest.fixture
 def ocm() -> Ocm:
     return run_ocm
 

@@ -1,0 +1,285 @@
+"""Unit tests: the keeper's reconcile loop replayed over fake seams (no process, no network).
+
+Each history runs in well under a second: supervision intervals are milliseconds here, the
+registry is a real SQLite file in tmp_path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opencode_manager.keeper.loop import Keeper
+from opencode_manager.keeper.policy import Limits, RestartPolicy
+from opencode_manager.models import InstanceRecord, InstanceSpec, State
+from opencode_manager.registry import Registry
+from opencode_manager.settings import Settings
+from opencode_manager.testing.keeper import FakeHost, FakeProbe, FakeServer, FakeSpawner
+
+pytestmark = [pytest.mark.timeout(20), pytest.mark.anyio]
+
+FAST = Limits(
+    policy=RestartPolicy.ON_FAILURE,
+    max_restarts=3,
+    window=60.0,
+    health_interval=0.01,
+    health_timeout=0.01,
+    recycle_grace=0.05,
+)
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, limits: Limits, spec: InstanceSpec) -> None:
+        self.settings = Settings.load(home=tmp_path / "ocm", environ={"HOME": str(tmp_path)})
+        self.settings.ensure_home()
+        self.registry = Registry(self.settings.registry_path)
+        with self.registry.transaction() as db:
+            self.registry.reserve(db, spec, port=None, token="t0k3n")
+        self.spawner = FakeSpawner()
+        self.probe = FakeProbe(self.spawner)
+        self.keeper = Keeper(
+            self.settings,
+            self.registry.get(spec.name),
+            Registry(self.settings.registry_path, timeout=0.05),
+            spawner=self.spawner,
+            probe=self.probe,
+            host=FakeHost(),
+            limits=limits,
+            capture_stdio=False,
+        )
+        self.name = spec.name
+        self.task: asyncio.Task[int] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.keeper.run(signals=False))
+
+    def record(self) -> InstanceRecord:
+        return self.registry.get(self.name)
+
+    def events(self) -> list[str]:
+        return [e.kind for e in self.registry.events(self.name)]
+
+    async def until(self, check: Callable[[], Any], timeout: float = 5.0) -> None:
+        """Poll a condition with a deadline (the registry catches up asynchronously)."""
+
+        async def poll() -> None:
+            while not check():
+                await asyncio.sleep(0.005)
+
+        await asyncio.wait_for(poll(), timeout)
+
+    async def running(self, count: int = 1) -> FakeServer:
+        server = await self.spawner.started(count)
+        await self.until(lambda: self.record().state is State.RUNNING and
+                         self.record().url == server.url)  # fmt: skip
+        return server
+
+    async def finish(self) -> int:
+        assert self.task is not None
+        return await asyncio.wait_for(self.task, 5.0)
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Callable[..., Harness]]:
+    made: list[Harness] = []
+
+    def make(limits: Limits = FAST, **spec: Any) -> Harness:
+        h = Harness(tmp_path, limits, InstanceSpec(name="k", dir=str(tmp_path), **spec))
+        made.append(h)
+        h.start()
+        return h
+
+    yield make
+    for h in made:
+        if h.task is not None and not h.task.done():
+            h.keeper.request_stop()
+            await asyncio.wait_for(h.task, 5.0)
+        h.registry.close()
+
+
+Make = Callable[..., Harness]
+
+
+async def test_a_healthy_start_is_recorded(harness: Make) -> None:
+    h = harness()
+    server = await h.running()
+    record = h.record()
+    assert record.port == server.port
+    assert record.version == "1.18.33"
+    assert record.keeper is not None  # the keeper recorded itself
+    assert h.events() == ["started", "healthy"]
+    assert server.env["OCM_INSTANCE_MARK"] == "k:t0k3n"  # tools inherit the launch marker
+
+
+async def test_a_crash_is_restarted_with_backoff_on_the_same_port(harness: Make) -> None:
+    h = harness()
+    first = await h.running()
+    first.exit(1)
+    second = await h.running(2)
+    assert second is not first
+    assert "--port" in second.argv
+    assert second.argv[second.argv.index("--port") + 1] == str(first.port)
+    assert h.record().restarts == 1
+    assert h.record().last_exit == "exit 1"
+    assert h.events() == ["started", "healthy", "crashed", "restarted", "started", "healthy"]
+
+
+async def test_flapping_ends_in_errored(harness: Make) -> None:
+    h = harness(Limits(**{**FAST.__dict__, "max_restarts": 2}))
+    for n in range(1, 4):
+        server = await h.running(n)
+        server.exit(-9)
+    assert await h.finish() == 1
+    record = h.record()
+    assert record.state is State.ERRORED
+    assert record.error is not None
+    assert "restart" in record.error
+    assert h.events()[-1] == "errored"
+    assert len(h.spawner.servers) == 3
+
+
+async def test_a_clean_exit_is_not_restarted_under_on_failure(harness: Make) -> None:
+    h = harness()
+    server = await h.running()
+    server.exit(0)
+    assert await h.finish() == 0
+    assert h.record().state is State.STOPPED
+    assert h.events()[-1] == "exited"
+
+
+async def test_a_wedged_server_is_killed_at_once_and_restarted(harness: Make) -> None:
+    h = harness()
+    server = await h.running()
+    server.wedge()
+    await h.running(2)
+    assert server.terminations == [0.5]  # no 10 s SIGTERM grace for a server that cannot answer
+    assert server.returncode == -9
+    assert "unhealthy" in h.events()
+
+
+async def test_memory_recycles_after_busy_sessions_and_dispose(harness: Make) -> None:
+    h = harness(Limits(**{**FAST.__dict__, "max_memory": 200 * 1024 * 1024}))
+    server = await h.running()
+    server.rss = 300 * 1024 * 1024
+    await h.running(2)
+    assert h.probe.disposed == [server.url]
+    assert "recycled" in h.events()
+    assert h.record().restarts == 1
+
+
+async def test_age_recycles(harness: Make) -> None:
+    h = harness(Limits(**{**FAST.__dict__, "max_age": 0.05}))
+    await h.running()
+    await h.running(2)
+    assert "recycled" in h.events()
+
+
+async def test_a_stop_request_uses_its_own_timeout(harness: Make) -> None:
+    h = harness()
+    server = await h.running()
+    h.registry.request_stop("k", 0.25)
+    h.keeper.wake.set()  # what the SIGTERM of `ocm stop` does
+    assert await h.finish() == 0
+    assert server.terminations == [0.25]
+    assert h.probe.disposed == [server.url]
+    record = h.record()
+    assert record.state is State.STOPPED
+    assert record.keeper is None
+    assert h.events()[-1] == "stopped"
+
+
+async def test_a_stop_requested_before_the_keeper_came_up_is_honoured(tmp_path: Path) -> None:
+    h = Harness(tmp_path, FAST, InstanceSpec(name="k", dir=str(tmp_path)))
+    h.registry.request_stop("k", 1.0)
+    h.start()
+    assert await h.finish() == 0
+    assert h.spawner.servers == []
+    assert h.record().state is State.STOPPED
+    h.registry.close()
+
+
+async def test_a_stop_during_backoff_ends_it(harness: Make) -> None:
+    h = harness(Limits(**{**FAST.__dict__, "health_interval": 0.01}))
+    server = await h.running()
+    h.keeper.limits = Limits(**{**FAST.__dict__})
+    server.exit(1)
+    await h.until(lambda: "crashed" in h.events())
+    h.keeper.request_stop()
+    assert await h.finish() == 0
+    assert h.record().state is State.STOPPED
+
+
+async def test_a_first_start_that_fails_is_crashed_with_the_cause(harness: Make) -> None:
+    h = harness()
+    server = await h.spawner.started(1)
+    server.say("Error: Failed to start server on port 4096", stderr=True)
+    server.exit(1)
+    assert await h.finish() == 1
+    record = h.record()
+    assert record.state is State.CRASHED
+    assert record.error is not None
+    assert "Failed to start server" in record.error
+
+
+async def test_a_missing_binary_fails_the_first_start(tmp_path: Path) -> None:
+    h = Harness(tmp_path, FAST, InstanceSpec(name="k", dir=str(tmp_path)))
+    h.spawner.fail_next = 1
+    h.start()
+    assert await h.finish() == 1
+    record = h.record()
+    assert record.state is State.CRASHED
+    assert record.error is not None
+    assert "could not run" in record.error
+    h.registry.close()
+
+
+async def test_supervision_goes_on_while_the_registry_is_locked(harness: Make) -> None:
+    h = harness()
+    first = await h.running()
+    blocker = sqlite3.connect(h.settings.registry_path, timeout=0)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+    try:
+        first.exit(1)
+        second = await h.spawner.started(2)  # restarted from memory, lock or not
+        await h.until(lambda: h.keeper.ledger.failing_since is not None)
+        second.exit(1)
+        await h.spawner.started(3)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    third = h.spawner.servers[2]
+    await h.until(lambda: h.record().url == third.url and h.record().state is State.RUNNING)
+    assert h.record().restarts == 2  # every write made it once the lock was gone
+    await h.until(lambda: h.record().keeper_error is None)  # the trouble it reported clears
+    assert "keeper_error" in h.events()
+
+
+async def test_the_log_survives_its_directory_being_deleted(harness: Make) -> None:
+    h = harness(log_max_size=1024, log_keep=1)
+    server = await h.running()
+    logs = h.settings.logs_dir
+    for path in logs.iterdir():
+        path.unlink()
+    logs.rmdir()
+    for i in range(100):  # enough to rotate into the missing directory
+        server.say(f"line {i} " + "x" * 40)
+    await asyncio.sleep(0)
+    server.exit(1)
+    second = await h.running(2)  # the keeper outlived the failed rotation and restarted it
+    second.say("after the storm")
+    await h.until(lambda: (logs / "k.log").exists() and "after the storm" in
+                  (logs / "k.log").read_text())  # fmt: skip
+
+
+async def test_a_line_longer_than_any_buffer_does_not_stop_the_pump(harness: Make) -> None:
+    h = harness()
+    server = await h.running()
+    server.say("y" * (3 * 1024 * 1024))
+    server.say("still pumping")
+    log = h.settings.log_path("k")
+    await h.until(lambda: "still pumping" in log.read_text())
