@@ -6,17 +6,17 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import process
 from .client import AsyncOpencodeClient, Endpoint
 from .errors import OcmError
-from .instances.fleet import is_live
+from .instances import lifecycle
+from .instances.fleet import Fleet, is_live
+from .instances.inventory import list_instances
+from .instances.spec import build_specs
 from .models import InstanceRecord, ProcessIdentity
 from .scripted_model import ScriptedModelServer, opencode_config
-
-if TYPE_CHECKING:
-    from .manager import AsyncManager
 
 Say = Callable[[str], None]
 
@@ -33,16 +33,14 @@ def _say(say: Say | None, text: str) -> None:
         say(text)
 
 
-async def run_demo(
-    manager: AsyncManager, *, count: int = 3, say: Say | None = None
-) -> dict[str, Any]:
+async def run_demo(fleet: Fleet, *, count: int = 3, say: Say | None = None) -> dict[str, Any]:
     """Start a fleet wired to the scripted model, give each a task, show results, stop all."""
     if count < 1 or count > 8:
         raise OcmError("demo fleet size must be between 1 and 8")
     base = "demo"
     names = [base] if count == 1 else [f"{base}-{i}" for i in range(1, count + 1)]
-    await _forget_old_demo(manager, names)
-    project = manager.settings.home / "demo" / "project"
+    await asyncio.to_thread(_forget_old_demo, fleet, names)
+    project = fleet.settings.home / "demo" / "project"
     project.mkdir(parents=True, exist_ok=True)
     (project / "README.md").write_text("A scratch project for `ocm demo`.\n")
     with ScriptedModelServer() as model:
@@ -54,7 +52,9 @@ async def run_demo(
         ]
         _say(say, f"starting {count} OpenCode server(s)…")
         t0 = time.monotonic()
-        infos = await manager.start(base, count=count, directory=str(project), env=env)
+        specs = build_specs(name=base, count=count, directory=str(project), env=env)
+        await asyncio.to_thread(lifecycle.start, fleet, specs)
+        infos = await list_instances(fleet, include_foreign=False, measure_cpu=False, names=names)
         start_seconds = time.monotonic() - t0
         for info in infos:
             _say(say, f"  {info.name} healthy at {info.url} (pid {info.pid})")
@@ -62,21 +62,21 @@ async def run_demo(
         try:
             _say(say, f"running {count} task(s)…")
             t1 = time.monotonic()
-            records = [await manager.resolve(i.name) for i in infos]
+            records = [r for r in await asyncio.to_thread(fleet.records) if r.name in names]
             tasks = await asyncio.gather(
                 *(
-                    _task(record.name, manager.fleet.endpoint(record), PROMPTS[i % len(PROMPTS)])
+                    _task(record.name, fleet.endpoint(record), PROMPTS[i % len(PROMPTS)])
                     for i, record in enumerate(records)
                 )
             )
             task_seconds = time.monotonic() - t1
-            tree = _fleet_processes(await manager.records(), names)
+            tree = _fleet_processes(records, names)
         finally:
             _say(say, "stopping the fleet…")
             t2 = time.monotonic()
-            await manager.stop(names)
+            await asyncio.to_thread(lifecycle.stop, fleet, names)
             stop_seconds = time.monotonic() - t2
-            await manager.remove(names)
+            await asyncio.to_thread(lifecycle.remove, fleet, names)
     leftover = sum(1 for ident in tree if process.is_alive(ident))
     return {
         "fleet": count,
@@ -135,10 +135,10 @@ def _fleet_processes(records: list[InstanceRecord], names: list[str]) -> list[Pr
     return found
 
 
-async def _forget_old_demo(manager: AsyncManager, names: list[str]) -> None:
+def _forget_old_demo(fleet: Fleet, names: list[str]) -> None:
     """A demo interrupted earlier may have left records: stop and forget them."""
-    for record in await manager.records():
+    for record in fleet.records():
         if record.name in names or record.name.startswith("demo-") or record.name == "demo":
             if is_live(record):
-                await manager.stop([record.name])
-            await manager.remove([record.name])
+                lifecycle.stop(fleet, [record.name])
+            lifecycle.remove(fleet, [record.name])

@@ -482,7 +482,7 @@ class AsyncManager:
         """Offline demo: a fleet on the bundled scripted model, a task each, then stop."""
         from .demo import run_demo
 
-        return await run_demo(self, count=count, say=say)
+        return await run_demo(self.fleet, count=count, say=say)
 
 
 async def _awaited(future: Awaitable[T]) -> T:

@@ -10,7 +10,7 @@ import pytest
 
 from opencode_manager.client import AsyncOpencodeClient, Endpoint, OpencodeClient
 from opencode_manager.client import operations as ops
-from opencode_manager.errors import ServerError
+from opencode_manager.errors import ServerError, ServerRefused, ServerUnreachable, SessionNotFound
 
 ENDPOINT = Endpoint(url="http://127.0.0.1:4096/", password="pw", name="oc-1")
 
@@ -52,8 +52,8 @@ def test_html_answers_are_errors_not_data() -> None:
         (401, None, "401 unauthorized"),
         (
             404,
-            {"name": "NotFoundError", "data": {"message": "Session not found: ses_x"}},
-            "NotFoundError: Session not found: ses_x",
+            {"name": "NotFoundError", "data": {"message": "Route not found"}},
+            "NotFoundError: Route not found",
         ),
         (
             500,
@@ -66,9 +66,32 @@ def test_errors_carry_status_and_detail(status: int, body: object, message: str)
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(status, json=body) if body else httpx.Response(status)
 
-    with _client(handler) as client, pytest.raises(ServerError, match=message) as info:
-        client.session("ses_x")
+    with _client(handler) as client, pytest.raises(ServerRefused, match=message) as info:
+        client.health()
     assert info.value.status_code == status
+
+
+@pytest.mark.parametrize("status", [404, 500])
+def test_a_missing_session_is_session_not_found(status: int) -> None:
+    body = {"name": "NotFoundError", "data": {"message": "Session not found: ses_x"}}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json=body)
+
+    with _client(handler) as client, pytest.raises(SessionNotFound) as info:
+        client.messages("ses_x")
+    assert info.value.session_id == "ses_x"
+    assert info.value.exit_code == 3
+
+
+def test_no_answer_is_server_unreachable() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    with _client(handler) as client, pytest.raises(ServerUnreachable) as info:
+        client.health()
+    assert info.value.status_code is None
+    assert isinstance(info.value, ServerError)
 
 
 def test_prompt_async_sends_model_and_agent() -> None:

@@ -1,0 +1,132 @@
+"""The architecture, checked: dependencies point down, fronts use the public API only, and the
+keeper stays small.
+
+    cli/ (fronts)                                     9
+    testing (fakes for tests, ours and users')        8
+    manager.py (the facade)                           7
+    observe/   demo                                   6
+    keeper/    tasks/  (siblings never import each other)
+                                                      5
+    instances/                                        4
+    client/    scripted_model/                        3
+    registry, process, portal                         2
+    models, settings, durations                       1
+    errors                                            0
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import opencode_manager
+
+PACKAGE = Path(opencode_manager.__file__).parent
+RANKS = {
+    "errors": 0,
+    "models": 1, "settings": 1, "durations": 1,
+    "registry": 2, "process": 2, "portal": 2,
+    "client": 3, "scripted_model": 3,
+    "instances": 4,
+    "keeper": 5, "tasks": 5,
+    "observe": 6, "demo": 6,
+    "manager": 7,
+    "testing": 8,
+    "cli": 9, "__main__": 9, "__init__": 9,
+}  # fmt: skip
+PUBLIC_PACKAGES = {"scripted_model"}  # documented subpackages a front may use as they are
+
+
+def _modules() -> list[tuple[str, Path]]:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).with_suffix("")
+        found.append((".".join(rel.parts), path))
+    return found
+
+
+def _unit(module: str) -> str:
+    return module.split(".")[0]
+
+
+def _imports(module: str, path: Path) -> list[tuple[str, list[str], int]]:
+    """(absolute module inside the package, names imported, line) for every import."""
+    tree = ast.parse(path.read_text())
+    is_package = path.name == "__init__.py"
+    here = module.split(".")
+    base = here if is_package else here[:-1]
+    if base == ["__init__"]:
+        base = []
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+                target = ".".join([*parts, *([node.module] if node.module else [])])
+            elif node.module and node.module.startswith("opencode_manager"):
+                target = node.module.removeprefix("opencode_manager").lstrip(".")
+            else:
+                continue
+            out.append((target, [a.name for a in node.names], node.lineno))
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("opencode_manager."):
+                    out.append((alias.name.removeprefix("opencode_manager."), [], node.lineno))
+    return out
+
+
+def test_every_module_has_a_rank() -> None:
+    missing = {_unit(m) for m, _ in _modules()} - set(RANKS)
+    assert not missing, f"give these a place in RANKS (and in docs/architecture.md): {missing}"
+
+
+def test_dependencies_point_down() -> None:
+    wrong = []
+    for module, path in _modules():
+        unit = _unit(module)
+        for target, names, line in _imports(module, path):
+            targets = [target] if target else [n for n in names]  # `from . import x`
+            for dest in targets:
+                dest_unit = _unit(dest) if dest else unit
+                if dest_unit == unit or dest_unit not in RANKS:
+                    continue
+                if RANKS[dest_unit] >= RANKS[unit] and unit not in ("__init__", "__main__"):
+                    wrong.append(f"{path.relative_to(PACKAGE)}:{line} {unit} -> {dest_unit}")
+    assert not wrong, "imports that point up or sideways:\n" + "\n".join(wrong)
+
+
+def test_the_cli_uses_only_the_public_api() -> None:
+    public = set(opencode_manager.__all__)
+    wrong = []
+    for module, path in _modules():
+        if _unit(module) != "cli":
+            continue
+        for target, names, line in _imports(module, path):
+            where = f"{path.relative_to(PACKAGE)}:{line}"
+            if target.startswith("cli") or _unit(target) in PUBLIC_PACKAGES:
+                continue
+            if target == "":
+                private = [n for n in names if n not in public]
+                if private:
+                    wrong.append(f"{where} imports {private} (not in __all__)")
+                continue
+            wrong.append(f"{where} imports the private module {target}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_every_name_in_all_is_importable() -> None:
+    for name in opencode_manager.__all__:
+        assert getattr(opencode_manager, name) is not None, name
+
+
+def test_the_keeper_loads_no_httpx_click_or_rich() -> None:
+    code = (
+        "import sys, opencode_manager.keeper.loop\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'httpx', 'click', 'rich'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
