@@ -277,6 +277,7 @@ class TaskRecord:
     model: str | None = None
     agent: str | None = None
     timeout: float | None = None
+    max_retries: int | None = None  # provider retries allowed before the task fails
     attempts: int = 0
     prompted: bool = False  # the prompt reached the server: never send it again
     sending: bool = False  # recorded just before sending: resume looks at the session first

@@ -28,6 +28,7 @@ class Settings:
     home: Path
     opencode: str | None = None  # explicit binary: --opencode or OCM_OPENCODE
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
+    registry_timeout: float = 15.0  # how long a command waits for the registry's lock
 
     @classmethod
     def load(
@@ -44,7 +45,18 @@ class Settings:
 
             home_value = platformdirs.user_state_dir(APP_NAME)
         binary = opencode or env.get("OCM_OPENCODE") or None
-        return cls(home=Path(home_value).expanduser().absolute(), opencode=binary, environ=env)
+        try:
+            lock_wait = float(env.get("OCM_REGISTRY_TIMEOUT") or 15.0)
+        except ValueError:
+            raise StateError(
+                f"invalid OCM_REGISTRY_TIMEOUT {env['OCM_REGISTRY_TIMEOUT']!r}: seconds expected"
+            ) from None
+        return cls(
+            home=Path(home_value).expanduser().absolute(),
+            opencode=binary,
+            environ=env,
+            registry_timeout=max(0.0, lock_wait),
+        )
 
     # -- derived paths ---------------------------------------------------------------------
     @property

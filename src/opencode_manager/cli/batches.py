@@ -144,6 +144,14 @@ def _summary_table(data: BatchSummary) -> None:
     help="Extra attempts for failed tasks (infrastructure failures always retry).",
 )
 @click.option("--out", "out_dir", metavar="DIR", help="Write one JSON per task + summary.json.")
+@click.option(
+    "--max-retries",
+    type=int,
+    default=5,
+    show_default=True,
+    metavar="N",
+    help="Provider retries per task (HTTP 5xx/429, connection errors) before it fails.",
+)
 @click.option("--auto-approve", is_flag=True, help="Approve permission asks instead of rejecting.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_state
@@ -156,6 +164,7 @@ def run_file(
     timeout: float | None,
     retries: int,
     out_dir: str | None,
+    max_retries: int,
     auto_approve: bool,
     as_json: bool,
 ) -> int:
@@ -178,6 +187,7 @@ def run_file(
         retries=retries,
         out=str(Path(out_dir).resolve()) if out_dir else None,
         auto_approve=auto_approve,
+        max_retries=max_retries,
     )
     created = state.manager().batch_create(tasks, options, source=source)
     if not as_json:

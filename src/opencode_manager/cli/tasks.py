@@ -117,6 +117,7 @@ class LiveOutput:
 
     def observer(self) -> Observer:
         return Observer(
+            on_retry=self._retry,
             on_text=self._text,
             on_part=self._part,
             on_error=self._error,
@@ -157,6 +158,11 @@ class LiveOutput:
     def _error(self, error: dict[str, Any]) -> None:
         if self.jsonl and self.emitter is not None:
             self._line(self.emitter.error(error))
+
+    def _retry(self, attempt: int, reason: str) -> None:
+        if self.progress:
+            self._newline()
+            err.print(Text(f"retrying (attempt {attempt}): {reason}", style="yellow"))
 
     def _ask(self, ask: Ask, answer: str) -> None:
         if self.progress:
@@ -225,6 +231,14 @@ def _error_text(record: TaskRecord) -> str:
     help="json: JSONL like `opencode run --format json`.",
 )
 @click.option(
+    "--max-retries",
+    type=int,
+    default=5,
+    show_default=True,
+    metavar="N",
+    help="Provider retries (HTTP 5xx/429, connection errors) before the task fails.",
+)
+@click.option(
     "--auto-approve",
     is_flag=True,
     help="Approve permission asks (and pick first answers) instead of rejecting.",
@@ -242,6 +256,7 @@ def run(
     timeout: float | None,
     detach: bool,
     fmt: str,
+    max_retries: int,
     auto_approve: bool,
     as_json: bool,
 ) -> int:
@@ -270,6 +285,7 @@ def run(
         directory=directory,
         timeout=timeout,
         auto_approve=auto_approve,
+        max_retries=max_retries,
     )
     live = LiveOutput(jsonl=fmt == "json", progress=not detach)
 

@@ -151,6 +151,34 @@ def probe_version(path: str, settings: Settings) -> str:
     return version
 
 
+def real_binary(path: str) -> str:
+    """The server binary itself when `path` is npm's Node wrapper script (opencode-ai's
+    `bin/opencode` on 1.1.53-1.14.41): we must run, signal and measure the real server,
+    not a wrapper whose PID is not the server's."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(256)
+    except OSError:
+        return path
+    if not head.startswith(b"#!") or b"node" not in head.split(b"\n", 1)[0]:
+        return path
+    real = Path(os.path.realpath(path))
+    for parent in real.parents:
+        if parent.name != "node_modules":
+            continue
+        for modules in (parent / "opencode-ai" / "node_modules", parent):
+            for package in (_platform_package(), f"{_platform_package()}-baseline"):
+                exe = modules / package / "bin" / "opencode"
+                if exe.is_file() and os.access(exe, os.X_OK):
+                    return str(exe)
+        break
+    raise BinaryError(
+        f"{path} is npm's Node wrapper, and the real opencode binary for this platform "
+        f"({_platform_package()}) was not found beside it; point OCM_OPENCODE at the real "
+        "binary, or run `ocm install`"
+    )
+
+
 def find_binary(settings: Settings) -> Binary:
     """The binary to run, version-checked, or a BinaryError that says how to get one."""
     tried: list[str] = []
@@ -162,11 +190,17 @@ def find_binary(settings: Settings) -> Binary:
                 )
             tried.append(path)
             continue
+        path = real_binary(path)
         version = probe_version(path, settings)
         if not is_supported(version):
+            fix = (
+                "point --opencode/OCM_OPENCODE at a newer one, or unset it and run `ocm install`"
+                if source == "explicit"
+                else "run `ocm install` or upgrade opencode"
+            )
             raise BinaryError(
                 f"opencode {version} at {path} is too old: opencode-manager needs >= "
-                f"{MIN_OPENCODE_VERSION}; run `ocm install` or upgrade opencode"
+                f"{MIN_OPENCODE_VERSION}; {fix}"
             )
         return Binary(path=path, version=version, source=source)
     raise BinaryError(

@@ -40,7 +40,7 @@ class Fleet:
     def registry(self) -> Registry:
         if self._registry is None:
             self.settings.ensure_home()
-            registry = Registry(self.settings.registry_path)
+            registry = Registry(self.settings.registry_path, timeout=self.settings.registry_timeout)
             if self._backups:
                 # A failed backup (disk full, say) must not stop the command; doctor shows it.
                 with contextlib.suppress(OcmError):

@@ -38,7 +38,7 @@ from ..instances.fleet import Fleet, is_up
 from ..models import BatchStatus, InstanceRecord, State, TaskRecord, TaskStatus
 from . import placement
 from .batchfile import BatchTask, parse
-from .dispatch import busy_counts
+from .dispatch import DEFAULT_MAX_RETRIES, busy_counts
 from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint
 from .store import Batch, TaskStore, new_id
 from .tracker import TurnState
@@ -58,6 +58,7 @@ class BatchOptions:
     retries: int = 0  # extra attempts for tasks that fail (not for infrastructure trouble)
     out: str | None = None
     auto_approve: bool = False
+    max_retries: int | None = DEFAULT_MAX_RETRIES  # provider retries per task before it fails
 
     def validate(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:
@@ -68,6 +69,8 @@ class BatchOptions:
             raise UsageError(f"invalid --timeout {self.timeout:g}: must be above 0")
         if self.retries < 0:
             raise UsageError(f"invalid --retries {self.retries}: must be 0 or more")
+        if self.max_retries is not None and self.max_retries < 0:
+            raise UsageError(f"invalid --max-retries {self.max_retries}: must be 0 or more")
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -180,6 +183,7 @@ def create_batch(
                 model=task.model,
                 agent=task.agent,
                 timeout=task.timeout or options.timeout,
+                max_retries=options.max_retries,
             )
         )
     store.add_batch(batch, records)

@@ -24,6 +24,8 @@ from . import placement
 from .runner import Observer, TaskRunner
 from .store import TaskStore, new_id
 
+DEFAULT_MAX_RETRIES = 5
+
 
 @dataclass
 class TaskOptions:
@@ -36,6 +38,9 @@ class TaskOptions:
     directory: str | None = None  # the session's project directory (default: the instance's)
     timeout: float | None = None  # abort the session after this many seconds
     auto_approve: bool = False  # approve permission asks instead of rejecting them
+    #: Provider retries (HTTP 5xx/429, connection errors) before the task fails. OpenCode
+    #: 1.18.33 gives up by itself after 5; older versions retry without end.
+    max_retries: int | None = DEFAULT_MAX_RETRIES
 
 
 def validate(prompt: str, options: TaskOptions) -> None:
@@ -47,6 +52,8 @@ def validate(prompt: str, options: TaskOptions) -> None:
         raise UsageError(f"invalid --model {options.model!r}: expected PROVIDER/MODEL")
     if options.session_id is not None and not options.session_id.startswith("ses"):
         raise UsageError(f"invalid --session {options.session_id!r}: session ids start with ses_")
+    if options.max_retries is not None and options.max_retries < 0:
+        raise UsageError(f"invalid --max-retries {options.max_retries}: must be 0 or more")
 
 
 async def busy_counts(
@@ -104,6 +111,7 @@ def new_record(
         model=options.model,
         agent=options.agent,
         timeout=options.timeout,
+        max_retries=options.max_retries,
     )
 
 

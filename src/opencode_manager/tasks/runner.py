@@ -20,7 +20,7 @@ from ..client.events import DISCONNECTED, RECONNECTED
 from ..client.types import Event, Part
 from ..errors import OcmError, ServerError
 from ..models import TaskRecord, TaskStatus
-from .tracker import Ask, TurnState, feed
+from .tracker import Ask, TurnState, feed, retry_of
 from .transcript import ABORTED_ERROR, build_turn, error_name, find_user_message
 
 POLL_INTERVAL = 2.0
@@ -41,6 +41,7 @@ class Observer:
     on_ask: Callable[[Ask, str], None] | None = None  # the ask and how it was answered
     on_session: Callable[[str], None] | None = None
     on_finish: Callable[[list[Part]], None] | None = None  # every part of the finished turn
+    on_retry: Callable[[int, str], None] | None = None  # the provider failed: attempt, reason
 
 
 Persist = Callable[[TaskRecord], Awaitable[None]]
@@ -164,6 +165,9 @@ class TaskRunner:
                 next_poll = now + self.poll_interval
                 if await self.looks_finished(state, started_ms):
                     return None
+            if self._retries_exhausted(state):
+                await self._abort()
+                return TaskStatus.FAILED
             wait = min(next_poll - now, 0.25)
             if deadline is not None:
                 wait = min(wait, deadline - now)
@@ -183,6 +187,8 @@ class TaskRunner:
                     await asyncio.sleep(min(self.poll_interval, 0.5))  # poll pacing
                 continue
             signals = feed(state, item, started_ms=started_ms)
+            if signals.retry:
+                self._retrying(state)
             if signals.ask is not None:
                 await self._answer(signals.ask)
             if signals.part is not None and self.observer.on_part:
@@ -195,6 +201,16 @@ class TaskRunner:
                 error_at = error_at or time.monotonic()
             if signals.terminal:
                 return None
+
+    def _retrying(self, state: TurnState) -> None:
+        if self.observer.on_retry:
+            self.observer.on_retry(state.retry_attempt, state.retry_message or "")
+
+    def _retries_exhausted(self, state: TurnState) -> bool:
+        """OpenCode retries a failing provider (some versions without end): past the task's
+        budget, the turn is aborted and the task fails."""
+        limit = self.record.max_retries
+        return limit is not None and state.retry_attempt > limit
 
     async def looks_finished(self, state: TurnState, started_ms: float) -> bool:
         """Polling fallback: not in /session/status, and the turn's last message is done."""
@@ -213,6 +229,8 @@ class TaskRunner:
         self._unreachable_since = None
         if record.session_id in busy:
             state.busy_seen = True
+            if retry_of(state, busy[record.session_id]):
+                self._retrying(state)
             return False
         try:
             messages = await self.client.messages(record.session_id)
@@ -309,7 +327,14 @@ class TaskRunner:
         record.todos = fetched[0] if isinstance(fetched[0], list) else []
         record.diff = fetched[1] if isinstance(fetched[1], list) else []
         error = turn.error or state.error
-        if stopped is not None:
+        if stopped is TaskStatus.FAILED:
+            record.status = stopped
+            record.error = {
+                "name": "RetriesExhausted",
+                "message": f"the provider kept failing; gave up after {state.retry_attempt - 1} "
+                f"retries: {state.retry_message or 'no reason given'}",
+            }
+        elif stopped is not None:
             record.status = stopped
             record.error = {
                 "name": stopped.value,

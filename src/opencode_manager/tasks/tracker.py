@@ -32,6 +32,8 @@ class TurnState:
     error: dict[str, Any] | None = None
     error_seen: bool = False
     user_message_id: str | None = None
+    retry_attempt: int = 0  # the provider failed and OpenCode retries: its latest attempt
+    retry_message: str | None = None
     children: set[str] = field(default_factory=set)
     parts: dict[str, Part] = field(default_factory=dict)
 
@@ -49,6 +51,19 @@ class Signals:
     ask: Ask | None = None
     terminal: bool = False  # our session went idle after being busy
     error: dict[str, Any] | None = None  # our session reported an error
+    retry: int = 0  # OpenCode started retry attempt N after a provider error
+
+
+def retry_of(state: TurnState, status: Any) -> int:
+    """Note a `/session/status` entry of ours (the polling fallback); the new attempt or 0."""
+    entry = as_dict(status)
+    attempt = entry.get("attempt")
+    if entry.get("type") != "retry" or not isinstance(attempt, int):
+        return 0
+    new = attempt if attempt > state.retry_attempt else 0
+    state.retry_attempt = max(state.retry_attempt, attempt)
+    state.retry_message = str(entry.get("message") or "") or state.retry_message
+    return new
 
 
 def feed(state: TurnState, event: Event, *, started_ms: float = 0.0) -> Signals:
@@ -74,6 +89,12 @@ def feed(state: TurnState, event: Event, *, started_ms: float = 0.0) -> Signals:
         status = as_dict(props.get("status"))
         if status.get("type") in ("busy", "retry"):
             state.busy_seen = True
+        attempt = status.get("attempt")
+        if status.get("type") == "retry" and isinstance(attempt, int):
+            if attempt > state.retry_attempt:
+                out.retry = attempt
+            state.retry_attempt = max(state.retry_attempt, attempt)
+            state.retry_message = str(status.get("message") or "") or state.retry_message
         elif status.get("type") == "idle" and (state.busy_seen or state.error_seen):
             out.terminal = True
     elif kind == "session.idle":
