@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from .tasks.batch import BatchOptions, BatchSummary, Listener
     from .tasks.batchfile import BatchTask
     from .tasks.dispatch import TaskOptions
-    from .tasks.runner import Observer
+    from .tasks.runner import Checkpoint, Observer
     from .tasks.sessions import SessionRow
     from .tasks.store import TaskStore
 
@@ -304,13 +304,20 @@ class AsyncManager:
         *,
         listener: Listener | None = None,
         cancel: asyncio.Event | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> BatchSummary:
-        """Run (or resume) a recorded batch to its end: no task lost, none sent twice."""
+        """Run (or resume) a recorded batch to its end: no task lost, none sent twice.
+
+        `checkpoint` is awaited with the name of every step a task passes ("session",
+        "sending", "sent", "finished"): a seam for fault-injection tests.
+        """
         from .tasks.batch import BatchRun
 
+        extra: dict[str, Any] = {"checkpoint": checkpoint} if checkpoint else {}
         run = await asyncio.to_thread(
-            BatchRun.claim, self.fleet, self.store, batch_id, listener=listener, cancel=cancel
-        )
+            BatchRun.claim, self.fleet, self.store, batch_id, listener=listener, cancel=cancel,
+            **extra,
+        )  # fmt: skip
         return await run.run()
 
     async def batch(

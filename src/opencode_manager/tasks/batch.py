@@ -473,9 +473,13 @@ class BatchRun:
                 return "lost"
             except ServerError:
                 return "unknown"
-            user = find_user_message(messages, record.prompt)
+            # A batch task's session is its own: its last user message is the prompt, even
+            # when a server killed mid-turn lost the message's text (seen on 1.18.33).
+            user = find_user_message(messages, record.prompt) or next(
+                (m for m in reversed(messages) if m.role == "user"), None
+            )
             if user is None:
-                return "lost" if not record.prompted else "unknown"
+                return "lost"
             if record.session_id in busy:
                 # The restarted server is running the turn again? Follow it.
                 runner = TaskRunner(client=client, record=record, persist=self.store.asave,
