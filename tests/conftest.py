@@ -28,7 +28,10 @@ MARK = "OPENCODE_MANAGER_TEST_MARK"  # not OCM_*: servers must inherit it too
 CORS_ORIGIN = "https://ocm.example.test"  # given to the shared fleet with --cors
 
 
-def _find_opencode() -> str:
+INTEGRATION_FIXTURES = {"fleet", "model_env", "opencode_bin"}
+
+
+def _find_opencode() -> str | None:
     explicit = os.environ.get("OCM_TEST_OPENCODE")
     if explicit:
         return explicit
@@ -36,16 +39,31 @@ def _find_opencode() -> str:
     for path in binaries.managed_installs(cache):
         if f"/{PINNED_OPENCODE_VERSION}/" in str(path):
             return str(path)
-    pytest.exit(
-        f"opencode {PINNED_OPENCODE_VERSION} is not installed for the tests: run scripts/test "
-        "(it installs it), or scripts/setup",
-        returncode=3,
-    )
+    return None
+
+
+OPENCODE = _find_opencode()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on real servers carry the `integration` marker (explicitly, or by using the
+    fleet, the model wiring or the binary), so `-m "not integration"` runs the rest without
+    OpenCode installed."""
+    for item in items:
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
 def opencode_bin() -> str:
-    return _find_opencode()
+    if OPENCODE is None:
+        pytest.fail(
+            f"opencode {PINNED_OPENCODE_VERSION} is not installed for the tests: run "
+            "scripts/test (it installs it), or scripts/setup; `-m 'not integration'` runs "
+            "the tests that need no OpenCode",
+            pytrace=False,
+        )
+    return OPENCODE
 
 
 # -- leak detection ------------------------------------------------------------------------
@@ -54,7 +72,7 @@ def _reap_marked(mark: str, grace: float = 5.0) -> list[str]:
     return sweep(MARK, mark, grace=grace)
 
 
-def _isolated_env(base: Path, mark: str, opencode_bin: str) -> dict[str, str]:
+def _isolated_env(base: Path, mark: str, opencode_bin: str | None) -> dict[str, str]:
     home = base / "home"
     env = {
         "HOME": str(home),
@@ -63,7 +81,7 @@ def _isolated_env(base: Path, mark: str, opencode_bin: str) -> dict[str, str]:
         "XDG_STATE_HOME": str(home / ".local" / "state"),
         "XDG_CACHE_HOME": str(home / ".cache"),
         "OCM_HOME": str(base / "ocm"),
-        "OCM_OPENCODE": opencode_bin,
+        "OCM_OPENCODE": opencode_bin or str(base / "no-opencode-installed"),
         MARK: mark,
         "NO_COLOR": "1",
         "OPENCODE_DISABLE_MODELS_FETCH": "1",
@@ -79,12 +97,11 @@ def _isolated_env(base: Path, mark: str, opencode_bin: str) -> dict[str, str]:
 def isolated(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    opencode_bin: str,
     request: pytest.FixtureRequest,
 ) -> Iterator[dict[str, str]]:
     """Per-test OCM_HOME/HOME/XDG, and a check that the test left no process behind."""
     mark = f"test-{uuid.uuid4().hex[:12]}"
-    env = _isolated_env(tmp_path, mark, opencode_bin)
+    env = _isolated_env(tmp_path, mark, OPENCODE)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("OPENCODE_SERVER_PASSWORD", raising=False)

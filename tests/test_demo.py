@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from helpers import run_ocm
+
+pytestmark = pytest.mark.integration
 
 
 def test_demo_runs_a_fleet_offline_and_leaves_nothing() -> None:

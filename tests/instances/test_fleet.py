@@ -16,6 +16,8 @@ from opencode_manager.scripted_model import ScriptedModelServer
 from conftest import CORS_ORIGIN, Fleet
 from helpers import run_ocm, wait_for
 
+pytestmark = pytest.mark.integration
+
 REQUIRED = {
     "name",
     "status",

@@ -13,8 +13,11 @@ from typing import Any
 
 import httpx
 import psutil
+import pytest
 
 from helpers import assert_one_line_error, run_ocm, wait_for
+
+pytestmark = pytest.mark.integration
 
 
 def _start(*args: str, env_items: list[str] | None = None) -> list[dict[str, Any]]:

@@ -141,6 +141,8 @@ async def test_flapping_ends_in_errored(harness: Make) -> None:
     assert "restart" in record.error
     assert h.events()[-1] == "errored"
     assert len(h.spawner.servers) == 3
+    delays = [e.detail for e in h.registry.events("k") if e.kind == "restarted"]
+    assert delays == ["after 0.10 s backoff", "after 0.15 s backoff"]  # PM2's 100 ms x1.5
 
 
 async def test_a_clean_exit_is_not_restarted_under_on_failure(harness: Make) -> None:

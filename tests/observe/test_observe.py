@@ -11,10 +11,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import Fleet
 from helpers import run_ocm, wait_for
+
+pytestmark = pytest.mark.integration
 
 
 class Stream:

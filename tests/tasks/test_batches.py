@@ -12,10 +12,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from opencode_manager.scripted_model import ScriptedModelServer
 
 from conftest import Fleet
 from helpers import assert_one_line_error, run_ocm, wait_for
+
+pytestmark = pytest.mark.integration
 
 
 def _write(path: Path, prompts: list[str]) -> Path:

@@ -14,11 +14,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from opencode_manager import Manager, Settings
 from opencode_manager.scripted_model import ScriptedModelServer
 
 from conftest import Fleet
 from helpers import assert_one_line_error, run_ocm, wait_for
+
+pytestmark = pytest.mark.integration
 
 
 def _run(fleet: Fleet, *args: str) -> tuple[int, dict[str, Any]]:
