@@ -14,13 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psutil
-from x.env import ROOT, BenchEnv
-from x.figures import batch, cli, dispatch, fleet_start, footprint, monitor
-from x.measure import cpu_model, load_average
-from x.plan import Plan, SharedFleet
-from x.report import Figure, render
 
 import opencode_manager
+
+from .env import ROOT, BenchEnv
+from .figures import batch, cli, dispatch, fleet_start, footprint, monitor
+from .measure import cpu_model, load_average
+from .plan import Plan, SharedFleet
+from .report import Figure, render
 
 FULL_REPORT = ROOT / "BENCHMARKS.md"
 QUICK_REPORT = ROOT / "bench" / "quick-report.md"

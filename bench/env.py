@@ -22,11 +22,12 @@ from types import TracebackType
 from typing import Any
 
 import psutil
-from x.measure import BenchError
 
 from opencode_manager.scripted_model import opencode_config
 from opencode_manager.settings import PINNED_OPENCODE_VERSION
 from opencode_manager.testing import marked_processes, sweep
+
+from .measure import BenchError
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "OPENCODE_MANAGER_BENCH_MARK"  # not OCM_*: servers must inherit it too

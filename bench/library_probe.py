@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 
-from opencode_manager import Manager
+from opencode_manager import AsyncManager, Manager
 from opencode_manager.models import TaskRecord, TaskStatus
 
 
@@ -40,15 +40,16 @@ def main() -> None:
             sync_times.append(time.perf_counter() - start)
         out["run_s"] = sync_times
 
-        async def timed_arun() -> list[float]:
-            times = []
+    async def timed_arun() -> list[float]:
+        times = []
+        async with AsyncManager() as ocm:
             for _ in range(args.runs):
                 start = time.perf_counter()
-                _checked(await manager.arun(args.prompt))
+                _checked(await ocm.run(args.prompt))
                 times.append(time.perf_counter() - start)
-            return times
+        return times
 
-        out["arun_s"] = asyncio.run(timed_arun())
+    out["arun_s"] = asyncio.run(timed_arun())
     print(json.dumps(out))
 
 

@@ -15,55 +15,24 @@ import argparse
 import asyncio
 import contextlib
 import json
+import tempfile
 import threading
 import time
 from array import array
 from collections.abc import AsyncGenerator
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
 import psutil
 from httpx_sse import aconnect_sse
 
-from opencode_manager.client import Endpoint, http_options
-from opencode_manager.errors import NotFoundError
-from opencode_manager.models import InstanceRecord, InstanceSpec, ProcessIdentity, State
+from opencode_manager.client import http_options
+from opencode_manager.instances.fleet import Fleet
 from opencode_manager.observe.monitor import Monitor, Received
+from opencode_manager.testing import fleet_of
 
 RSS_INTERVAL = 0.25
-
-
-class StubFleet:
-    """Just enough of a Fleet: running records pointing at the fake servers."""
-
-    def __init__(self, spec: list[dict[str, Any]]) -> None:
-        now = time.time()
-        self._records: dict[str, InstanceRecord] = {}
-        for item in spec:
-            server = psutil.Process(int(item["pid"]))
-            self._records[item["name"]] = InstanceRecord(
-                name=item["name"],
-                spec=InstanceSpec(name=item["name"], dir="/p"),
-                state=State.RUNNING,
-                created_at=now,
-                updated_at=now,
-                server=ProcessIdentity(server.pid, server.create_time()),
-                port=int(item["url"].rsplit(":", 1)[1]),
-                url=item["url"],
-                started_at=now,
-            )
-
-    def resolve(self, ref: str) -> InstanceRecord:
-        try:
-            return self._records[ref]
-        except KeyError:
-            raise NotFoundError(f"no instance {ref}") from None
-
-    def endpoint(self, record: InstanceRecord) -> Endpoint | None:
-        return Endpoint(record.url, name=record.name) if record.url else None
-
-    def records(self) -> list[InstanceRecord]:
-        return list(self._records.values())
 
 
 class RssSampler:
@@ -110,7 +79,7 @@ class Tally:
             self.done.set()
 
 
-async def consume_monitor(fleet: StubFleet, tally: Tally) -> None:
+async def consume_monitor(fleet: Fleet, tally: Tally) -> None:
     """The merged stream of `opencode_manager.observe.monitor.Monitor`."""
     monitor = Monitor(fleet, [r.name for r in fleet.records()])
     stream = cast(AsyncGenerator[Received, None], monitor.events())  # a generator: closable
@@ -123,7 +92,7 @@ async def consume_monitor(fleet: StubFleet, tally: Tally) -> None:
                     return
 
 
-async def consume_bare(fleet: StubFleet, tally: Tally) -> None:
+async def consume_bare(fleet: Fleet, tally: Tally) -> None:
     """The floor: one bare httpx-sse reader per stream, decoding JSON, no merging or queue."""
 
     async def read(http: httpx.AsyncClient, url: str) -> None:
@@ -152,7 +121,7 @@ async def consume_bare(fleet: StubFleet, tally: Tally) -> None:
             await asyncio.gather(*readers, return_exceptions=True)
 
 
-async def consume(fleet: StubFleet, tally: Tally, timeout: float, bare: bool) -> None:
+async def consume(fleet: Fleet, tally: Tally, timeout: float, bare: bool) -> None:
     reader = consume_bare(fleet, tally) if bare else consume_monitor(fleet, tally)
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(reader, timeout)
@@ -169,7 +138,9 @@ def main() -> None:
     )
     parser.add_argument("spec", help="JSON list of {name, url, pid}")
     args = parser.parse_args()
-    fleet = StubFleet(json.loads(args.spec))
+    spec = json.loads(args.spec)
+    home = Path(tempfile.mkdtemp(prefix="ocm-monitor-probe-"))
+    fleet = fleet_of(home, [(s["name"], s["url"], int(s["pid"])) for s in spec])
     tally = Tally(args.expect)
     with RssSampler() as sampler:
         asyncio.run(consume(fleet, tally, args.timeout, args.bare))

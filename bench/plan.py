@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from x.env import BenchEnv
+from .env import BenchEnv
 
 
 @dataclass(frozen=True)

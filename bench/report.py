@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from x.measure import Series
+from .measure import Series
 
 
 @dataclass

@@ -163,7 +163,7 @@ def fleet(
     result = run_ocm(*args, env=env)
     try:
         assert result.returncode == 0, str(result)
-        yield Fleet(env=env, instances=list(result.json()), project=project)  # type: ignore[arg-type]
+        yield Fleet(env=env, instances=list(result.json()), project=project)
     finally:
         run_ocm("stop", "--all", env=env)
         leftovers = _reap_marked(mark)

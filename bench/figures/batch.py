@@ -6,9 +6,9 @@ import json
 import math
 from pathlib import Path
 
-from measure import SAMPLE_INTERVAL, BenchError, Series, check, run_command
-from plan import Plan, SharedFleet
-from report import Figure
+from ..measure import SAMPLE_INTERVAL, BenchError, Series, check, run_command
+from ..plan import Plan, SharedFleet
+from ..report import Figure
 
 
 def _recipe(fleet: SharedFleet, tasks: int, out: Path) -> str:

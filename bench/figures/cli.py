@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from measure import BenchError, Series, check, run_command
-from plan import Plan, SharedFleet
-from report import Figure
+from ..measure import BenchError, Series, check, run_command
+from ..plan import Plan, SharedFleet
+from ..report import Figure
 
 # What people run today to see their servers: find them, then ask each one for its health.
 STATUS_RECIPE = (

@@ -6,10 +6,10 @@ import json
 import subprocess
 from typing import Any
 
-from env import ROOT
-from measure import BenchError, Series, check, run_command
-from plan import Plan, SharedFleet
-from report import Figure, timed_ratio_goal
+from ..env import ROOT
+from ..measure import BenchError, Series, check, run_command
+from ..plan import Plan, SharedFleet
+from ..report import Figure, timed_ratio_goal
 
 PROMPT = "BASH: echo bench"  # a tool step, then a text step
 

@@ -9,10 +9,10 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from env import ROOT, BenchEnv
-from measure import BenchError, Series, check, run_command
-from plan import Plan
-from report import Figure, timed_ratio_goal
+from ..env import ROOT, BenchEnv
+from ..measure import BenchError, Series, check, run_command
+from ..plan import Plan
+from ..report import Figure, timed_ratio_goal
 
 COUNT = 3
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 
 import psutil
-from measure import BenchError, Series
-from plan import Plan, SharedFleet
-from report import Figure
+
+from ..measure import BenchError, Series
+from ..plan import Plan, SharedFleet
+from ..report import Figure
 
 KEEPER_GOAL_MB = 30.0
 SAMPLES = 5

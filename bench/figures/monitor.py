@@ -7,10 +7,10 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from env import ROOT, BenchEnv, wait_for_line
-from measure import BenchError, Series
-from plan import Plan
-from report import Figure
+from ..env import ROOT, BenchEnv, wait_for_line
+from ..measure import BenchError, Series
+from ..plan import Plan
+from ..report import Figure
 
 EVENTS_GOAL = 5_000
 LATENCY_GOAL_MS = 50.0
@@ -62,7 +62,16 @@ def _servers(
     for i in range(streams):
         out = env.base / f"fake-sse-{tag}-{i}.out"
         proc = env.spawn(
-            [env.python, "-m", "bench.fake_sse", "--count", str(count), "--rate", str(rate)],
+            [
+                env.python,
+                "-m",
+                "opencode_manager.testing.sse",
+                "serve",
+                "--count",
+                str(count),
+                "--rate",
+                str(rate),
+            ],
             out,
             env=worker_env,
         )
@@ -156,10 +165,12 @@ def run(env: BenchEnv, plan: Plan) -> Figure:
         5,
         f"Monitor: {streams} replayed event streams merged",
         commands=[
-            f"python -m bench.fake_sse --count {count}   # x{streams}: as fast as possible",
-            f"python -m bench.fake_sse --count {paced_count} --rate {plan.monitor_rate}   "
+            f"python -m opencode_manager.testing.sse serve --count {count}   # x{streams}: as fast "
+            "as possible",
+            f"python -m opencode_manager.testing.sse serve --count {paced_count} --rate "
+            f"{plan.monitor_rate}   "
             f"# x{streams}: fixed rate, {plan.monitor_seconds:g} s",
-            "python -m bench.monitor_probe --expect N SPEC   # Monitor(StubFleet, names).events()",
+            "python -m bench.monitor_probe --expect N SPEC   # Monitor(fleet_of(...)).events()",
             "python -m bench.monitor_probe --bare --expect N SPEC   # floor: a bare httpx-sse "
             "reader per stream",
         ],

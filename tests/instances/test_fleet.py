@@ -183,7 +183,7 @@ def test_opencode_run_attach_works_with_ocm_env(
     )
     assert done.returncode == 0, done.stderr
     texts = [e["last_user_text"] for e in model.requests.entries()[before:]]
-    assert any("attach-check-word" in t for t in texts), texts
+    assert any("attach-check-word" in (t or "") for t in texts), texts
     creds = _creds(fleet, "oc-3")
     auth = (creds["OPENCODE_SERVER_USERNAME"], creds["OPENCODE_SERVER_PASSWORD"])
     sessions = httpx.get(

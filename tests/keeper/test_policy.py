@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from opencode_manager.errors import UsageError
@@ -33,7 +35,7 @@ def test_policies() -> None:
     never = Limits(policy=RestartPolicy.NEVER)
     on_failure = Limits(policy=RestartPolicy.ON_FAILURE)
     always = Limits(policy=RestartPolicy.ALWAYS)
-    args = {"consecutive": 1, "recent_restarts": [], "now": 100.0}
+    args: dict[str, Any] = {"consecutive": 1, "recent_restarts": [], "now": 100.0}
     assert not decide(never, crash, **args).restart
     assert not decide(on_failure, clean, **args).restart
     assert decide(on_failure, crash, **args).restart

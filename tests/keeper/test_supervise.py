@@ -165,7 +165,7 @@ def test_concurrent_commands_keep_the_registry_consistent() -> None:
     for proc in procs:
         _, err = proc.communicate(timeout=180)
         assert proc.returncode == 0, (proc.args, err)
-    final = {i["name"]: i for i in run_ocm("ls", "--json", "--no-foreign", check=True).json()}  # type: ignore[union-attr]
+    final = {i["name"]: i for i in run_ocm("ls", "--json", "--no-foreign", check=True).json()}
     assert final["oc-1"]["status"] == "stopped"
     assert final["oc-2"]["status"] == "running"
     assert final["oc-2"]["restarts"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -94,8 +95,8 @@ def test_monitor_merges_instances_and_survives_a_restart(model_env: list[str]) -
         run_ocm("restart", "m-2", check=True)
         for kind in ("ocm.disconnected", "ocm.reconnected", "ocm.resync"):
             wait_for(
-                lambda k=kind: _seen(stream, "m-2", k),
-                timeout=60,  # type: ignore[misc]
+                functools.partial(_seen, stream, "m-2", kind),
+                timeout=60,
                 message=f"{kind} after the restart",
             )
         later = _run("-i", "m-2", "after the restart")

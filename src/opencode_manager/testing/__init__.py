@@ -9,12 +9,18 @@ those on to servers.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
 import psutil
 
-from ..process import marked
+from ..instances.fleet import Fleet
+from ..instances.launch import port_of
+from ..models import InstanceSpec
+from ..process import identity_of, marked
+from ..settings import Settings
 
-__all__ = ["marked_processes", "sweep"]
+__all__ = ["fleet_of", "marked_processes", "sweep"]
 
 
 def marked_processes(variable: str, value: str) -> list[psutil.Process]:
@@ -37,3 +43,22 @@ def sweep(variable: str, value: str, *, grace: float = 5.0) -> list[str]:
         except psutil.Error:
             continue
     return described
+
+
+def fleet_of(home: Path, servers: Sequence[tuple[str, str, int]]) -> Fleet:
+    """A fleet whose registry (under `home`) lists running instances, one per (name, url, pid):
+    for tests of code that reads the fleet (monitor, dispatch, placement) against fake servers
+    such as `opencode_manager.testing.sse`. Each pid must be a live process whose command
+    line says `serve`, as a server's does."""
+    settings = Settings.load(home=home, environ={"HOME": str(home)})
+    fleet = Fleet(settings, backups=False)
+    registry = fleet.registry
+    for name, url, pid in servers:
+        server = identity_of(pid)
+        if server is None:
+            raise ValueError(f"no process {pid}")
+        with registry.transaction() as db:
+            registry.reserve(db, InstanceSpec(name=name, dir=str(home)), port=None)
+        registry.server_spawned(name, server)
+        registry.mark_running(name, url=url, port=port_of(url), version="fake")
+    return fleet

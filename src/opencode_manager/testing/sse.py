@@ -1,6 +1,6 @@
 """A fake OpenCode ``/global/event`` server replaying OpenCode-shaped events.
 
-``python -m bench.fake_sse --count N [--rate R]`` listens on 127.0.0.1 (a free port), prints
+``python -m opencode_manager.testing.sse serve --count N [--rate R]`` listens on 127.0.0.1 (a free port), prints
 ``fake sse listening on http://127.0.0.1:PORT``, and sends each client that connects N events:
 as fast as the connection takes them (--rate 0), or R events/s. Then it keeps the connection
 open (a comment every few seconds), as OpenCode does between events. Every event carries its
@@ -88,7 +88,10 @@ def create_app(count: int, rate: float) -> Starlette:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.fake_sse")
+    parser = argparse.ArgumentParser(prog="python -m opencode_manager.testing.sse")
+    # "serve" is what a server's command line says (ProcessIdentity.cmd), so a registry row
+    # can stand for this process like for an OpenCode server.
+    parser.add_argument("command", choices=["serve"])
     parser.add_argument("--count", type=int, required=True, help="events per connection")
     parser.add_argument(
         "--rate", type=float, default=0.0, help="events/s per connection (0: as fast as possible)"
