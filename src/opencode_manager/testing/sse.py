@@ -1,7 +1,8 @@
 """A fake OpenCode ``/global/event`` server replaying OpenCode-shaped events.
 
-``python -m opencode_manager.testing.sse serve --count N [--rate R]`` listens on 127.0.0.1 (a free port), prints
-``fake sse listening on http://127.0.0.1:PORT``, and sends each client that connects N events:
+``python -m opencode_manager.testing.sse serve --count N [--rate R]`` listens on 127.0.0.1 (a
+free port), prints ``fake sse listening on http://127.0.0.1:PORT``, and sends each client that
+connects N events:
 as fast as the connection takes them (--rate 0), or R events/s. Then it keeps the connection
 open (a comment every few seconds), as OpenCode does between events. Every event carries its
 sequence number and the wall-clock time it was written (``seq``, ``sent``), so a reader can
