@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,46 @@ def test_corrupt_file_is_reported_and_left_alone(tmp_path: Path) -> None:
         reg.instances()
     assert path.read_bytes() == garbage
     assert not (tmp_path / "r.db-wal").exists() or (tmp_path / "r.db-wal").stat().st_size == 0
+
+
+def test_an_emptied_registry_is_refused_not_recreated(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    reg = Registry(path)
+    with reg.transaction() as db:
+        reg.reserve(db, InstanceSpec(name="a", dir="/p"), port=None)
+    assert reg.backup_daily() is not None  # today's copy
+    reg.close()
+    path.write_bytes(b"")  # truncated to 0 bytes (a full disk, a bad restore, a stray `>`)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    again = Registry(path)
+    with pytest.raises(StateError, match="empty or missing") as info:
+        again.instances()
+    assert "registry-" in str(info.value)  # the fix names the backup to restore
+    assert path.read_bytes() == b""  # left as it was
+    path.unlink()
+    with pytest.raises(StateError, match="empty or missing"):
+        Registry(path).instances()
+    assert not path.exists()  # not silently re-created either
+
+
+def test_backups_are_daily_private_and_pruned(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "r.db")
+    day = 86400.0
+    made = [reg.backup_daily(keep=3, now=1_700_000_000 + i * day) for i in range(5)]
+    assert all(made)
+    assert reg.backup_daily(keep=3, now=1_700_000_000 + 4 * day) is None  # once a day
+    kept = sorted((tmp_path / "backups").glob("registry-*.db"))
+    assert len(kept) == 3
+    assert all(p.stat().st_mode & 0o077 == 0 for p in kept)
+    assert reg.quick_check() == "ok"
+    reg.close()
+
+
+def test_a_full_disk_is_a_state_error_not_an_internal_one(tmp_path: Path) -> None:
+    from opencode_manager.registry import explain
+
+    error = explain(tmp_path / "r.db", sqlite3.OperationalError("database or disk is full"))
+    assert isinstance(error, StateError)
+    assert "disk is full" in str(error)
+    assert error.exit_code == 7

@@ -34,10 +34,57 @@ def test_explicit_binary_wins_and_is_version_checked(tmp_path: Path) -> None:
     assert (found.path, found.version, found.source) == (str(exe), "1.18.33", "explicit")
 
 
-def test_too_old_is_refused(tmp_path: Path) -> None:
+def test_too_old_is_refused_with_advice_that_works_where_it_is_given(tmp_path: Path) -> None:
     exe = _fake(tmp_path / "opencode", "1.0.5")
-    with pytest.raises(BinaryError, match=r"too old: opencode-manager needs >= 1\.1\.39"):
+    with pytest.raises(BinaryError, match=r"too old: opencode-manager needs >= 1\.1\.39") as info:
         find_binary(Settings.load(home=tmp_path / "h", opencode=str(exe), environ={}))
+    # `ocm install` cannot help while OCM_OPENCODE wins: the advice says so.
+    assert "unset it and run `ocm install`" in str(info.value)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    _fake(bindir / "opencode", "1.0.5")
+    on_path = Settings.load(home=tmp_path / "h", environ={"PATH": str(bindir)})
+    with pytest.raises(BinaryError, match="run `ocm install` or upgrade opencode"):
+        find_binary(on_path)
+
+
+def _npm_layout(root: Path, *, nested: bool) -> tuple[Path, Path]:
+    """npm's layout for opencode-ai 1.1.53-1.14.41: bin/opencode is a Node script and the real
+    binary sits in the platform package (flat, or nested under opencode-ai)."""
+    modules = root / "node_modules"
+    wrapper = modules / "opencode-ai" / "bin" / "opencode"
+    wrapper.parent.mkdir(parents=True)
+    wrapper.write_text("#!/usr/bin/env node\nrequire('child_process')\n")
+    wrapper.chmod(0o755)
+    base = modules / "opencode-ai" / "node_modules" if nested else modules
+    real = base / f"opencode-{_platform()}" / "bin" / "opencode"
+    real.parent.mkdir(parents=True)
+    _fake(real, "1.14.41")
+    link = modules / ".bin" / "opencode"
+    link.parent.mkdir()
+    link.symlink_to(os.path.relpath(wrapper, link.parent))
+    return link, real
+
+
+def _platform() -> str:
+    from opencode_manager.instances.binary import _platform_package
+
+    return _platform_package().removeprefix("opencode-")
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_an_npm_node_wrapper_resolves_to_the_real_server(tmp_path: Path, nested: bool) -> None:
+    link, real = _npm_layout(tmp_path / "prefix", nested=nested)
+    found = find_binary(Settings.load(home=tmp_path / "h", opencode=str(link), environ={}))
+    assert found.path == str(real)  # we run, signal and measure the server, not the wrapper
+    assert found.version == "1.14.41"
+
+
+def test_a_wrapper_without_its_binary_is_refused_clearly(tmp_path: Path) -> None:
+    link, real = _npm_layout(tmp_path / "prefix", nested=False)
+    real.unlink()
+    with pytest.raises(BinaryError, match="Node wrapper"):
+        find_binary(Settings.load(home=tmp_path / "h", opencode=str(link), environ={}))
 
 
 def test_missing_everywhere(tmp_path: Path) -> None:

@@ -1,0 +1,272 @@
+"""Fault injection (issue 10): the promises hold when the registry is locked, commands race,
+keepers freeze or die, rows lie, and the provider keeps failing. Each test names its row.
+
+Rows covered elsewhere: 2-4 in tasks/test_exactly_once.py; 1 and 7 (registry locked, log
+directory deleted, a 3 MB line) also over fakes in keeper/test_loop.py; 11 in test_registry.py;
+16-17 in instances/test_binary.py.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from opencode_manager.models import InstanceSpec, State
+from opencode_manager.registry import Registry
+
+from conftest import Fleet
+from helpers import Result, assert_one_line_error, run_ocm, wait_for
+
+
+def _home() -> Path:
+    return Path(os.environ["OCM_HOME"])
+
+
+def _start(name: str, model_env: list[str], *args: str) -> dict[str, Any]:
+    env_args = [arg for item in model_env for arg in ("--env", item)]
+    result = run_ocm("start", name, *env_args, *args, "--json", check=True).json()
+    return dict(result[0])
+
+
+def _info(name: str) -> dict[str, Any]:
+    data = run_ocm("ls", "--json", "--no-foreign", check=True).json()
+    return next(dict(i) for i in data if i["name"] == name)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+# -- row 5: commands that run at once --------------------------------------------------------
+def test_fifty_parallel_commands_never_exit_7() -> None:
+    run_ocm("ls", check=True)
+    commands = [
+        ["ls", "--json", "--no-foreign"],
+        ["batch", "ls", "--json"],
+        ["results", "--json"],
+        ["events", "--json"],
+        ["cleanup", "--dry-run", "--json"],
+    ] * 10
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(lambda args: run_ocm(*args), commands))
+    assert [str(r) for r in results if r.returncode != 0] == []
+
+
+# -- row 14: identity is what the process is ---------------------------------------------------
+def test_a_row_pointing_at_an_unrelated_process_is_never_signalled(tmp_path: Path) -> None:
+    stranger = subprocess.Popen(["sleep", "1000"])
+    try:
+        ctime = psutil.Process(stranger.pid).create_time()
+        run_ocm("ls", check=True)
+        registry = Registry(_home() / "registry.db")
+        with registry.transaction() as db:
+            registry.reserve(db, InstanceSpec(name="liar", dir=str(tmp_path)), port=4998)
+        # The right PID and start time, but the process is not a server nor a keeper.
+        registry.update(
+            "liar", state=State.RUNNING, server_pid=stranger.pid, server_ctime=ctime,
+            keeper_pid=stranger.pid, keeper_ctime=ctime, url="http://127.0.0.1:4998",
+        )  # fmt: skip
+        registry.close()
+        assert _info("liar")["status"] == "crashed"
+        assert_one_line_error(run_ocm("stop", "liar"), 4, "not running")
+        assert run_ocm("stop", "--all", "--json", check=True).json() == []
+        assert stranger.poll() is None  # never signalled
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+# -- row 6: start, cleanup and stop --all agree on a starting instance -------------------------
+@pytest.mark.integration
+def test_cleanup_and_stop_all_respect_instances_coming_up(
+    model_env: list[str], tmp_path: Path
+) -> None:
+    env_args = [arg for item in model_env for arg in ("--env", item)]
+
+    def starting(prefix: str, count: int) -> bool:
+        data = run_ocm("ls", "--json", "--no-foreign", check=True).json()
+        return len([i for i in data if i["name"].startswith(prefix)]) == count
+
+    start = subprocess.Popen(
+        [sys.executable, "-m", "opencode_manager", "start", "up", "-n", "3", *env_args,
+         "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_for(lambda: starting("up-", 3), timeout=30, message="3 rows")
+    report = run_ocm("cleanup", "--json", check=True).json()
+    assert report["removed_instances"] == []
+    assert report["reconciled"] == []
+    out, err = start.communicate(timeout=180)
+    assert start.returncode == 0, err
+    assert [i["status"] for i in json.loads(out)] == ["running"] * 3
+
+    start = subprocess.Popen(
+        [sys.executable, "-m", "opencode_manager", "start", "down", "-n", "2", *env_args,
+         "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_for(lambda: starting("down-", 2), timeout=30, message="2 rows")
+    stopped = run_ocm("stop", "--all", "--json", check=True).json()
+    assert {s["name"] for s in stopped} >= {"down-1", "down-2"}
+    _, err = start.communicate(timeout=180)
+    assert start.returncode == 6, err  # the start reports that its instances were stopped
+    assert "stopped while starting" in err
+    final = {i["name"]: i for i in run_ocm("ls", "--json", "--no-foreign", check=True).json()}
+    assert {final[n]["status"] for n in ("down-1", "down-2")} == {"stopped"}
+    assert all(final[n]["pid"] is None for n in final)  # nothing came up afterwards
+    assert (_home() / "secrets" / "up-1.password").exists()
+
+
+# -- row 12: a stop that cannot be recorded says so ------------------------------------------
+@pytest.mark.integration
+def test_a_stop_that_cannot_be_recorded_says_so(model_env: list[str]) -> None:
+    info = _start("unrec", model_env)
+    blocker = sqlite3.connect(_home() / "registry.db", timeout=0)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process holds the registry's write lock
+    try:
+        result = run_ocm("stop", "unrec", env={"OCM_REGISTRY_TIMEOUT": "1"})
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert_one_line_error(result, 7, "stopped unrec, but the registry could not record it")
+    assert _gone(info["pid"])
+    assert _gone(info["keeper_pid"])
+
+
+# -- row 13: a frozen keeper is visible, and stop does not wait for it -------------------------
+@pytest.mark.integration
+def test_a_frozen_keeper_is_shown_and_bypassed(model_env: list[str]) -> None:
+    info = _start("frozen", model_env)
+    os.kill(info["keeper_pid"], signal.SIGSTOP)
+    shown = _info("frozen")
+    assert shown["status"] == "running"
+    assert shown["keeper_answering"] is False
+    table = run_ocm("ls", "--no-foreign", check=True).stdout
+    assert "keeper not answering" in table
+    result = run_ocm("stop", "frozen", "--timeout", "1", "--json", check=True).json()
+    assert result[0]["via"] == "ocm"
+    assert _gone(info["pid"])
+    assert _gone(info["keeper_pid"])
+
+
+# -- row 10: a stop after the keeper died still ends what the agent left running -------------
+@pytest.mark.integration
+def test_stop_after_keeper_death_ends_a_daemon_the_agent_started(model_env: list[str]) -> None:
+    tag = uuid.uuid4().hex[:6]
+    info = _start("daemon", model_env)
+    run_ocm(
+        "run",
+        "-i",
+        "daemon",
+        f"BASH: nohup sleep 1001{len(tag)} >/dev/null 2>&1 & echo {tag}",
+        check=True,
+    )
+
+    def the_daemon() -> psutil.Process | None:
+        for proc in psutil.process_iter(["cmdline"]):
+            if proc.info["cmdline"] == ["sleep", f"1001{len(tag)}"]:
+                return proc
+        return None
+
+    daemon = wait_for(the_daemon, timeout=30, message="the agent's daemon")
+    assert isinstance(daemon, psutil.Process)
+    os.kill(info["keeper_pid"], signal.SIGKILL)
+    wait_for(lambda: _gone(info["keeper_pid"]), timeout=10, message="keeper gone")
+    run_ocm("stop", "--all", check=True)
+    wait_for(lambda: not daemon.is_running() or daemon.status() == psutil.STATUS_ZOMBIE,
+             timeout=15, message="the daemon ended")  # fmt: skip
+
+
+# -- row 1: keepers survive a locked registry ------------------------------------------------
+@pytest.mark.integration
+def test_a_keeper_supervises_through_a_locked_registry(model_env: list[str]) -> None:
+    info = _start("locked", model_env, "--health-interval", "0.5")
+    keeper = psutil.Process(info["keeper_pid"])
+    blocker = sqlite3.connect(_home() / "registry.db", timeout=0)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        os.kill(info["pid"], signal.SIGKILL)  # the server crashes while the lock is held
+
+        def restarted() -> bool:
+            for child in keeper.children():
+                try:
+                    if child.pid != info["pid"] and "serve" in " ".join(child.cmdline()):
+                        return True
+                except psutil.Error:
+                    continue  # the killed server, not reaped yet
+            return False
+
+        wait_for(restarted, timeout=60, message="a new server under the same keeper")
+        log = _home() / "logs" / "locked.log"
+        wait_for(
+            lambda: "registry not writable" in log.read_text(),
+            timeout=30,
+            message="the keeper noticing it cannot write, and carrying on",
+        )
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    wait_for(
+        lambda: (i := _info("locked"))["status"] == "running" and i["restarts"] == 1,
+        timeout=60,
+        message="the registry caught up",
+    )
+    assert keeper.is_running()
+    assert keeper.pid == _info("locked")["keeper_pid"]
+    events = [e["kind"] for e in run_ocm("events", "locked", "--json", check=True).json()]
+    assert "keeper_error" in events  # it said it could not write, then caught up
+    run_ocm("stop", "locked", check=True)
+
+
+# -- row 9: nothing under OCM_HOME is readable by others --------------------------------------
+def _others_can_read(path: Path, home: Path) -> bool:
+    """Whether another user could read this file (every directory on the way must let them
+    through)."""
+    if not path.stat().st_mode & (stat.S_IROTH | stat.S_IRGRP):
+        return False
+    for parent in [path.parent, *path.parent.parents]:
+        mode = parent.stat().st_mode
+        if not mode & (stat.S_IXOTH | stat.S_IXGRP):
+            return False
+        if parent == home:
+            break
+    return True
+
+
+@pytest.mark.integration
+def test_nothing_under_ocm_home_is_readable_by_others(fleet: Fleet) -> None:
+    home = Path(fleet.env["OCM_HOME"])
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    run_ocm("run", "BASH: echo modes", env=fleet.env, check=True)
+    exposed = [str(p) for p in home.rglob("*") if p.is_file() and _others_can_read(p, home)]
+    assert exposed == []
+    ours = [home / "registry.db", *(home / "logs").iterdir(), *(home / "secrets").iterdir()]
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in ours), [
+        (str(p), oct(p.stat().st_mode)) for p in ours
+    ]
+
+
+# -- row 15: a provider that keeps failing ends the task after its retry budget ---------------
+@pytest.mark.integration
+def test_a_provider_that_keeps_failing_ends_the_task(fleet: Fleet) -> None:
+    result: Result = run_ocm(
+        "run", f"ERR500 {uuid.uuid4().hex[:6]}", "--max-retries", "0", "--json", env=fleet.env
+    )
+    assert result.returncode == 10, str(result)
+    record = result.json()
+    assert record["error"]["name"] == "RetriesExhausted"
+    assert "scripted error 500" in record["error"]["message"]
+    assert record["max_retries"] == 0
