@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..redaction import redact
+
 LOG_TAIL = 20
 REOPEN_AFTER = 1.0  # seconds between attempts to reopen a log that failed
 
@@ -30,8 +32,10 @@ class LogSink:
         on_trouble: Callable[[str | None], None] | None = None,
         capture_stdio: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         self.path = path
+        self.secrets = secrets  # never written: the server's password
         self.max_size = max_size
         self.keep = keep
         self.tail: list[str] = []
@@ -121,6 +125,7 @@ class LogSink:
         self._open()
 
     def server_line(self, line: str) -> None:
+        line = redact(line, self.secrets)
         self._write(line if line.endswith("\n") else line + "\n")
         self.tail.append(line.rstrip("\n"))
         del self.tail[:-LOG_TAIL]

@@ -123,12 +123,14 @@ class Keeper:
         self.limits = limits or limits_of(self.spec)
         self.start_timeout = record.start_timeout or START_TIMEOUT
         self.stop_timeout = STOP_TIMEOUT
+        self.password = read_password(settings, self.name) if self.spec.auth else None
         self.log = LogSink(
             settings.log_path(self.name),
             max_size=self.spec.log_max_size,
             keep=self.spec.log_keep,
             on_trouble=self._log_trouble,
             capture_stdio=capture_stdio,
+            secrets=(self.password,) if self.password else (),
         )
         self.ledger = Ledger(
             registry, on_trouble=self._registry_trouble, clock=self.clock.monotonic
@@ -137,7 +139,6 @@ class Keeper:
         self.wake = asyncio.Event()
         self.server: Server | None = None
         self.url_found: asyncio.Future[str] | None = None
-        self.password = read_password(settings, self.name) if self.spec.auth else None
         self.port = record.port
         self._adopted: list[ProcessIdentity] = []
         self._problems: dict[str, str] = {}

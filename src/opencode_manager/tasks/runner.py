@@ -20,6 +20,7 @@ from ..client.events import DISCONNECTED, RECONNECTED
 from ..client.types import Event, Part
 from ..errors import OcmError, ServerError
 from ..models import TaskRecord, TaskStatus
+from ..redaction import redact, redact_data
 from .tracker import Ask, TurnState, feed, retry_of
 from .transcript import ABORTED_ERROR, build_turn, error_name, find_user_message
 
@@ -67,6 +68,12 @@ class TaskRunner:
     poll_interval: float = POLL_INTERVAL
     checkpoint: Checkpoint = _no_checkpoint
     _unreachable_since: float | None = None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Never stored or shown: the server's password."""
+        password = self.client.endpoint.password
+        return (password,) if password else ()
 
     async def begin(self) -> str:
         """Mark the task running and make sure it has a session (recorded before any prompt)."""
@@ -192,15 +199,24 @@ class TaskRunner:
             if signals.ask is not None:
                 await self._answer(signals.ask)
             if signals.part is not None and self.observer.on_part:
-                self.observer.on_part(signals.part)
+                self.observer.on_part(Part.from_json(redact_data(signals.part.raw, self.secrets)))
             if signals.text_delta and self.observer.on_text:
-                self.observer.on_text(signals.text_delta)
+                self.observer.on_text(redact(signals.text_delta, self.secrets))
             if signals.error is not None:
                 if self.observer.on_error and error_name(signals.error) != ABORTED_ERROR:
                     self.observer.on_error(signals.error)
                 error_at = error_at or time.monotonic()
             if signals.terminal:
                 return None
+
+    def _redact(self, record: TaskRecord) -> None:
+        """What the agent saw is ours to keep, the server's password is not."""
+        if not self.secrets:
+            return
+        record.text = redact(record.text, self.secrets)
+        record.tool_calls = redact_data(record.tool_calls, self.secrets)
+        record.error = redact_data(record.error, self.secrets)
+        record.diff = redact_data(record.diff, self.secrets)
 
     def _retrying(self, state: TurnState) -> None:
         if self.observer.on_retry:
@@ -357,10 +373,13 @@ class TaskRunner:
             record.status = TaskStatus.COMPLETED
         record.finished_at = time.time()
         record.sending = False
+        self._redact(record)
         await self.persist(record)
         await self.checkpoint("finished")
         if self.observer.on_finish:
-            self.observer.on_finish(turn.parts)
+            self.observer.on_finish(
+                [Part.from_json(redact_data(p.raw, self.secrets)) for p in turn.parts]
+            )
         return record
 
 
