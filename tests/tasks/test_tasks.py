@@ -88,9 +88,12 @@ def test_timeout_aborts_and_leaves_the_session_idle(fleet: Fleet) -> None:
     assert code == 11
     assert record["status"] == "timed_out"
     assert record["duration_s"] < 20
-    status = run_ocm("api", "oc-2", "GET", "/session/status", env=fleet.env, check=True).json()
-    assert isinstance(status, dict)
-    assert record["session_id"] not in status
+
+    def idle() -> bool:
+        status = run_ocm("api", "oc-2", "GET", "/session/status", env=fleet.env, check=True)
+        return record["session_id"] not in status.json()
+
+    wait_for(idle, timeout=30, message="the aborted session idle again")
 
 
 def test_format_json_is_compatible_and_keeps_the_final_step(fleet: Fleet) -> None:
