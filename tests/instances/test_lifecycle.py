@@ -196,6 +196,8 @@ def test_restart_keeps_name_password_and_data() -> None:
     assert after["status"] == "running"
     assert after["pid"] != before["pid"]
     assert after["restarts"] == 1
+    assert after["port"] == before["port"]  # an automatic port is kept while it is free
+    assert after["uptime_s"] < 60  # the new process's figures, not the old one's
     again = run_ocm("env", "r1", "--json", check=True).json()
     assert isinstance(again, dict)
     assert isinstance(password, dict)

@@ -141,6 +141,38 @@ def test_async_then_wait_and_result(fleet: Fleet) -> None:
     assert f"SLEEP 1 {tag}" in human
 
 
+def test_ctrl_c_on_wait_stops_watching_and_leaves_the_task_running(fleet: Fleet) -> None:
+    started = run_ocm("run", f"SLEEP 8 {_tag()}", "--async", "--json", env=fleet.env, check=True)
+    task = started.json()
+    waiter = subprocess.Popen(
+        [sys.executable, "-m", "opencode_manager", "wait", task["task_id"]],
+        env={**os.environ, **fleet.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+    def busy() -> bool:
+        status = run_ocm("api", task["instance"], "GET", "/session/status", env=fleet.env)
+        return task["session_id"] in status.json()
+
+    wait_for(busy, timeout=30, message="the task running")
+    waiter.send_signal(signal.SIGINT)
+    _, err = waiter.communicate(timeout=30)
+    assert waiter.returncode == 130
+    assert f"still running: ocm wait {task['task_id']}" in err
+    assert busy()  # watching stopped; the task did not
+    done = run_ocm("wait", task["task_id"], "--json", env=fleet.env, check=True).json()
+    assert done["status"] == "completed"
+
+
+def test_wait_ends_when_its_session_is_deleted(fleet: Fleet) -> None:
+    started = run_ocm("run", f"SLEEP 30 {_tag()}", "--async", "--json", env=fleet.env, check=True)
+    task = started.json()
+    run_ocm("session", "rm", task["session_id"], env=fleet.env, check=True)
+    result = run_ocm("wait", task["task_id"], "--json", env=fleet.env, timeout=60)
+    assert result.returncode in (10, 12), str(result)
+    assert result.json()["status"] in ("failed", "aborted")
+
+
 def test_asks_are_rejected_by_default_and_reported(fleet: Fleet) -> None:
     code, record = _run(fleet, f"QUESTION {_tag()}")
     assert code == 0
