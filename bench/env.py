@@ -100,6 +100,7 @@ class BenchEnv:
                 "OCM_OPENCODE": self.opencode,
                 "OPENCODE_DISABLE_MODELS_FETCH": "1",
                 "npm_config_registry": "http://127.0.0.1:9/",  # fresh HOMEs: keep npm offline
+                "npm_config_fetch_retries": "0",  # and failing at once, not after 75 s of retries
                 "NO_COLOR": "1",
                 MARK: self.mark,
             }

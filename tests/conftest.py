@@ -87,6 +87,9 @@ def _isolated_env(base: Path, mark: str, opencode_bin: str | None) -> dict[str, 
         "OPENCODE_DISABLE_MODELS_FETCH": "1",
         # Fresh HOMEs make OpenCode npm-install its plugin; keep tests offline and quick.
         "npm_config_registry": "http://127.0.0.1:9/",
+        # OpenCode installs @opencode-ai/plugin for every config dir and, with a plugin loaded
+        # (ocm's credential scrubber), waits for it before the first prompt: fail at once.
+        "npm_config_fetch_retries": "0",
     }
     for key in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
         Path(env[key]).mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 
@@ -270,3 +271,27 @@ def test_a_provider_that_keeps_failing_ends_the_task(fleet: Fleet) -> None:
     assert record["error"]["name"] == "RetriesExhausted"
     assert "scripted error 500" in record["error"]["message"]
     assert record["max_retries"] == 0
+
+
+# -- row 8: the agent's tools never get the server password -----------------------------------
+@pytest.mark.integration
+def test_the_password_is_in_no_tool_output_record_or_log(fleet: Fleet) -> None:
+    password = run_ocm("env", "oc-3", "--json", env=fleet.env, check=True).json()[
+        "OPENCODE_SERVER_PASSWORD"
+    ]
+    result = run_ocm("run", "-i", "oc-3", "BASH: env", "--json", env=fleet.env, check=True)
+    record = result.json()
+    output = json.dumps(record["tool_calls"])
+    assert "OCM_INSTANCE_MARK" in output  # the tool's environment was printed...
+    assert password not in result.stdout + result.stderr  # ...without the password
+    assert "OPENCODE_SERVER_PASSWORD=" not in output.replace("OPENCODE_SERVER_PASSWORD=\\n", "")
+    home = Path(fleet.env["OCM_HOME"])
+    holders = [
+        str(p)
+        for p in home.rglob("*")
+        if p.is_file() and "secrets" not in p.parts and password.encode() in p.read_bytes()
+    ]
+    assert holders == []  # not in the registry, the logs, or OpenCode's own session store
+    # and auth still holds: the plugin removed the password from the tools, not the server
+    url = fleet.instances[2]["url"]
+    assert httpx.get(f"{url}/global/health", trust_env=False).status_code == 401

@@ -49,6 +49,9 @@ async def run_demo(fleet: Fleet, *, count: int = 3, say: Say | None = None) -> d
         env = [
             "OPENCODE_CONFIG_CONTENT=" + json.dumps(opencode_config(model_url)),
             "OPENCODE_DISABLE_MODELS_FETCH=1",
+            # Offline, OpenCode's npm install of its plugin package would retry for about 75 s
+            # before the first prompt of each instance: fail at once instead.
+            "npm_config_fetch_retries=0",
         ]
         _say(say, f"starting {count} OpenCode server(s)…")
         t0 = time.monotonic()

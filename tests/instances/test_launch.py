@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
+
+from opencode_manager.errors import UsageError
 from opencode_manager.instances.launch import (
     explain_exit,
     parse_listening,
@@ -91,3 +95,27 @@ def test_explain_exit() -> None:
     )
     assert cause.startswith("invalid OpenCode config: Config file at /h/opencode.json")
     assert explain_exit([], spec, None) == "the server exited during start"
+
+
+def test_the_scrubbing_plugin_is_added_to_the_users_config() -> None:
+    from opencode_manager.instances.launch import SCRUB_PLUGIN, with_plugin
+
+    uri = SCRUB_PLUGIN.resolve().as_uri()
+    assert SCRUB_PLUGIN.is_file()  # shipped with the package
+    assert json.loads(with_plugin(None, SCRUB_PLUGIN)) == {"plugin": [uri]}
+    mine = json.dumps({"model": "p/m", "plugin": ["my-plugin"]})
+    assert json.loads(with_plugin(mine, SCRUB_PLUGIN)) == {
+        "model": "p/m",
+        "plugin": ["my-plugin", uri],
+    }
+    with pytest.raises(UsageError, match="not JSON"):
+        with_plugin("{oops", SCRUB_PLUGIN)
+
+
+def test_the_server_env_carries_the_plugin_only_with_a_password(tmp_path: Path) -> None:
+    spec = InstanceSpec(name="a", dir=str(tmp_path), env=(("OPENCODE_CONFIG_CONTENT", "{}"),))
+    env = server_env({"OPENCODE_PURE": "1"}, spec, password="pw-123456789", instance_dir=tmp_path)
+    assert "ocm-scrub-credentials.js" in env["OPENCODE_CONFIG_CONTENT"]
+    assert "OPENCODE_PURE" not in env  # it would switch the plugin off
+    open_env = server_env({}, spec, password=None, instance_dir=tmp_path)
+    assert open_env["OPENCODE_CONFIG_CONTENT"] == "{}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -171,6 +172,43 @@ def test_wait_ends_when_its_session_is_deleted(fleet: Fleet) -> None:
     result = run_ocm("wait", task["task_id"], "--json", env=fleet.env, timeout=60)
     assert result.returncode in (10, 12), str(result)
     assert result.json()["status"] in ("failed", "aborted")
+
+
+def _in_a_terminal(fleet: Fleet, *args: str) -> str:
+    """Run ocm with stdout and stderr on a pseudo-terminal, as a person at a terminal would."""
+    parent, child = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "opencode_manager", *args],
+        env={**os.environ, **fleet.env, "TERM": "xterm", "COLUMNS": "80"},
+        stdin=subprocess.DEVNULL, stdout=child, stderr=child,
+    )  # fmt: skip
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(parent, 65536)
+        except OSError:  # EIO: the other side closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=120)
+    os.close(parent)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_in_a_terminal_the_answer_is_printed_once(fleet: Fleet) -> None:
+    tag = _tag()
+    screen = _in_a_terminal(fleet, "run", f"hello {tag}")
+    assert screen.count(f"You said: hello {tag}") == 1, screen
+
+
+def test_without_a_terminal_progress_is_one_line_per_event(fleet: Fleet) -> None:
+    tag = _tag()
+    result = run_ocm("run", f"BASH: echo plain-{tag}", env=fleet.env, check=True)
+    assert f"plain-{tag}" in result.stdout
+    assert "→ bash:" in result.stderr  # the tool call, as one plain line
+    assert "\x1b[" not in result.stderr  # no colour codes when nobody looks
 
 
 def test_asks_are_rejected_by_default_and_reported(fleet: Fleet) -> None:

@@ -106,12 +106,15 @@ def watch(state: Context, make: Callable[[AsyncManager], Awaitable[T]]) -> T | N
 
 
 class LiveOutput:
-    """Progress while a task runs: text as it arrives, tools as one-line summaries (stderr),
-    or JSONL lines compatible with `opencode run --format json` (stdout)."""
+    """Progress while a task runs, on stderr: in a terminal, text as it arrives and tools as
+    one-line summaries; otherwise one plain line per event (tool, ask, retry). Or JSONL lines
+    compatible with `opencode run --format json` (stdout)."""
 
     def __init__(self, *, jsonl: bool, progress: bool) -> None:
         self.jsonl = jsonl
-        self.progress = progress and err.is_terminal
+        self.progress = progress
+        self.tty = err.is_terminal
+        self.streamed = False  # the answer's text went to the terminal as it arrived
         self.emitter: JsonlEmitter | None = None
         self._at_line_start = True
 
@@ -134,9 +137,10 @@ class LiveOutput:
         sys.stdout.flush()
 
     def _text(self, delta: str) -> None:
-        if self.progress and not self.jsonl:
+        if self.progress and self.tty and not self.jsonl:
             err.file.write(delta)
             err.file.flush()
+            self.streamed = True
             self._at_line_start = delta.endswith("\n")
 
     def _part(self, part: Part) -> None:
@@ -165,16 +169,16 @@ class LiveOutput:
             err.print(Text(f"retrying (attempt {attempt}): {reason}", style="yellow"))
 
     def _ask(self, ask: Ask, answer: str) -> None:
-        if self.progress:
-            self._newline()
-            err.print(Text(f"! {ask.kind} asked; answered: {answer}", style="yellow"))
+        # Always, in every mode: an ask nobody saw is how a task goes wrong silently.
+        self._newline()
+        err.print(Text(f"! {ask.kind} asked; answered: {answer}", style="yellow"))
 
     def interrupted(self) -> None:
         if self.progress:
             self._newline()
 
     def _newline(self) -> None:
-        if not self._at_line_start:
+        if not self._at_line_start and self.tty:
             err.file.write("\n")
             self._at_line_start = True
 
@@ -186,12 +190,13 @@ class LiveOutput:
             self._newline()
 
 
-def report(record: TaskRecord, *, as_json: bool, jsonl: bool) -> int:
-    """Print the outcome of a finished task; return its exit code."""
+def report(record: TaskRecord, *, as_json: bool, jsonl: bool, streamed: bool = False) -> int:
+    """Print the outcome of a finished task; return its exit code. Text already streamed to
+    the terminal that stdout also shows is not printed twice."""
     code = EXIT_FOR_STATUS.get(record.status, 1)
     if as_json:
         print_json(record.to_dict())
-    elif not jsonl and record.status is TaskStatus.COMPLETED:
+    elif not jsonl and record.status is TaskStatus.COMPLETED and not (streamed and out.is_terminal):
         out.print(record.text, markup=False, highlight=False, soft_wrap=True)
     if record.status is not TaskStatus.COMPLETED and not as_json:
         err.print(
@@ -307,7 +312,7 @@ def run(
         else:
             out.print(f"{record.id} {record.session_id} {record.instance}", markup=False)
         return 0
-    return report(record, as_json=as_json, jsonl=fmt == "json")
+    return report(record, as_json=as_json, jsonl=fmt == "json", streamed=live.streamed)
 
 
 @click.command()
@@ -330,7 +335,7 @@ def wait(state: Context, task_id: str, timeout: float | None, as_json: bool) -> 
         live.interrupted()
         err.print(f"still running: ocm wait {task_id}", markup=False)
         return EXIT_INTERRUPTED
-    return report(record, as_json=as_json, jsonl=False)
+    return report(record, as_json=as_json, jsonl=False, streamed=live.streamed)
 
 
 @click.command()

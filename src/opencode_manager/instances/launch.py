@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..errors import UsageError
 from ..models import DEFAULT_USERNAME, InstanceSpec
 
 _LISTENING_RE = re.compile(r"listening on (https?://[^\s]+)")
@@ -15,6 +17,11 @@ _SCRUBBED = ("OPENCODE_SERVER_PASSWORD", "OPENCODE_SERVER_USERNAME")
 #: Every process of a server's tree inherits this marker (NAME:random token, per launch), so a
 #: stop can find the ones that escaped the tree: proof that they are ours, without names.
 MARK_VARIABLE = "OCM_INSTANCE_MARK"
+#: An OpenCode plugin that deletes the server's credentials from its environment once the
+#: server has read them, so the agent's tools, MCP and LSP servers never inherit them.
+SCRUB_PLUGIN = Path(__file__).with_name("plugins") / "ocm-scrub-credentials.js"
+#: Would switch every plugin off, the one that keeps the password from the tools included.
+_UNMANAGEABLE = ("OPENCODE_PURE",)
 
 
 def mark_value(name: str, token: str) -> str:
@@ -49,7 +56,11 @@ def server_env(
     mark: str | None = None,
 ) -> dict[str, str]:
     """The server's environment: the user's, our isolation and credentials, then --env."""
-    env = {k: v for k, v in base.items() if k not in _SCRUBBED and not k.startswith("OCM_")}
+    env = {
+        k: v
+        for k, v in base.items()
+        if k not in _SCRUBBED and k not in _UNMANAGEABLE and not k.startswith("OCM_")
+    }
     if mark:
         env[MARK_VARIABLE] = mark
     if not spec.shared_data:
@@ -60,7 +71,27 @@ def server_env(
     if password:
         env["OPENCODE_SERVER_PASSWORD"] = password
         env["OPENCODE_SERVER_USERNAME"] = DEFAULT_USERNAME
+        env["OPENCODE_CONFIG_CONTENT"] = with_plugin(
+            env.get("OPENCODE_CONFIG_CONTENT"), SCRUB_PLUGIN
+        )
     return env
+
+
+def with_plugin(config_content: str | None, plugin: Path) -> str:
+    """OPENCODE_CONFIG_CONTENT with `plugin` added to its plugin list (the user's config is
+    kept: OpenCode merges this layer over the others)."""
+    try:
+        config = json.loads(config_content) if config_content else {}
+    except ValueError as exc:
+        raise UsageError(f"OPENCODE_CONFIG_CONTENT is not JSON ({exc.args[0]})") from None
+    if not isinstance(config, dict):
+        raise UsageError("OPENCODE_CONFIG_CONTENT must be a JSON object")
+    plugins = list(config.get("plugin") or [])
+    uri = plugin.resolve().as_uri()
+    if uri not in plugins:
+        plugins.append(uri)
+    config["plugin"] = plugins
+    return json.dumps(config)
 
 
 def prepare_dirs(instance_dir: Path, user_data_home: Path, spec: InstanceSpec) -> None:

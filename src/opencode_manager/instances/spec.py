@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -54,8 +55,26 @@ def parse_env(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
                 f"--env {key} is not allowed: ocm generates and passes the server password "
                 "itself (use --no-auth on loopback to run without one)"
             )
+        if key == "OPENCODE_PURE":
+            raise UsageError(
+                "--env OPENCODE_PURE is not allowed: it turns off the plugin that keeps the "
+                "server password away from the agent's tools"
+            )
+        if key == "OPENCODE_CONFIG_CONTENT":
+            _check_config_content(item, value)
         pairs.append((key, value))
     return tuple(pairs)
+
+
+def _check_config_content(item: str, value: str) -> None:
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise UsageError(
+            f"invalid --env OPENCODE_CONFIG_CONTENT: not JSON ({exc.args[0]})"
+        ) from None
+    if not isinstance(parsed, dict):
+        raise UsageError("invalid --env OPENCODE_CONFIG_CONTENT: expected a JSON object")
 
 
 def validate_name(name: str) -> str:

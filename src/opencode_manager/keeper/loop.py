@@ -275,13 +275,16 @@ class Keeper:
             port = previous  # a --port-range port stays in its range, free or not
         argv = [*launch.server_argv(binary, self.spec, port), "--print-logs"]
         token = self.record.launch_token
-        env = launch.server_env(
-            self.settings.environ,
-            self.spec,
-            password=self.password,
-            instance_dir=self.settings.instance_dir(self.name),
-            mark=launch.mark_value(self.name, token) if token else None,
-        )
+        try:
+            env = launch.server_env(
+                self.settings.environ,
+                self.spec,
+                password=self.password,
+                instance_dir=self.settings.instance_dir(self.name),
+                mark=launch.mark_value(self.name, token) if token else None,
+            )
+        except OcmError as exc:
+            return Outcome(ExitKind.CRASHED, str(exc))
         self.log.note(f"starting {' '.join(argv)} in {self.spec.dir}")
         self._event(EventKind.STARTED, f"pid pending, port {port or 'auto'}")
         try:
