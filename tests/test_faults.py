@@ -295,3 +295,11 @@ def test_the_password_is_in_no_tool_output_record_or_log(fleet: Fleet) -> None:
     # and auth still holds: the plugin removed the password from the tools, not the server
     url = fleet.instances[2]["url"]
     assert httpx.get(f"{url}/global/health", trust_env=False).status_code == 401
+
+
+@pytest.mark.integration
+def test_a_non_loopback_hostname_is_warned_about() -> None:
+    # 192.0.2.1 (TEST-NET-1) is on no interface here: the bind fails, nothing is exposed.
+    result = run_ocm("start", "exposed", "--hostname", "192.0.2.1", "--timeout", "30")
+    assert "clear text without TLS" in result.stderr
+    assert result.returncode == 6, str(result)

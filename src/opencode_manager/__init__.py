@@ -80,6 +80,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "UsageError": ("errors", "UsageError"),
     "find_binary": ("instances.binary", "find_binary"),
     "install": ("instances.binary", "install"),
+    "is_loopback_host": ("instances.spec", "is_loopback_host"),
     "parse_batch_file": ("tasks.batchfile", "parse"),
     "parse_duration": ("durations", "parse_duration"),
     "parse_port": ("instances.spec", "parse_port"),
@@ -119,6 +120,7 @@ if TYPE_CHECKING:
         LOG_LEVELS,
         RESTART_POLICIES,
         Supervision,
+        is_loopback_host,
         parse_port,
         parse_port_range,
     )
@@ -235,6 +237,7 @@ __all__ = [
     "__version__",
     "find_binary",
     "install",
+    "is_loopback_host",
     "parse_batch_file",
     "parse_duration",
     "parse_port",

@@ -23,6 +23,7 @@ from .. import (
     Status,
     Supervision,
     UsageError,
+    is_loopback_host,
     parse_duration,
     parse_port,
     parse_port_range,
@@ -200,6 +201,13 @@ def start(
         log_max_size=parse_size(log_max_size),
         log_keep=log_keep,
     )
+    if not is_loopback_host(hostname):
+        err.print(
+            f"warning: {hostname} is reachable from other machines, and the server's Basic auth "
+            "travels in clear text without TLS; put it behind a TLS proxy or bind 127.0.0.1",
+            style="yellow",
+            markup=False,
+        )
     manager = state.manager(opencode)
     with _StartBar(max(count, 1), "starting") as progress:
         infos = manager.start(
