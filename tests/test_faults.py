@@ -303,3 +303,91 @@ def test_a_non_loopback_hostname_is_warned_about() -> None:
     result = run_ocm("start", "exposed", "--hostname", "192.0.2.1", "--timeout", "30")
     assert "clear text without TLS" in result.stderr
     assert result.returncode == 6, str(result)
+
+
+# -- rows 1, 7, 11: a full disk ---------------------------------------------------------------
+@pytest.fixture
+def tiny_home() -> Any:
+    """OCM_HOME on its own small tmpfs, so a test can fill it up (needs root to mount)."""
+    home = _home()
+    home.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(home)],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield home
+    finally:
+        run_ocm("stop", "--all")
+        subprocess.run(["umount", "-l", str(home)], check=False)
+
+
+def _fill(path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        return
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.integration
+def test_a_full_disk_loses_nothing_and_stops_no_keeper(
+    tiny_home: Path, model_env: list[str]
+) -> None:
+    info = _start("full", model_env, "--health-interval", "0.5")
+    keeper = psutil.Process(info["keeper_pid"])
+    filler = tiny_home / "filler"
+    _fill(filler)
+    # The server keeps working (its output is drained and dropped, never blocking it)...
+    done = run_ocm("run", "-i", "full", "BASH: echo while-full", "--json")
+    assert "while-full" in done.stdout or done.returncode == 7, str(done)
+    # ...a write the user asks for fails clearly, on one line...
+    assert_one_line_error(run_ocm("start", "another", *[]), 7, "disk is full")
+    # ...and a crash is still restarted from the keeper's memory.
+    os.kill(info["pid"], signal.SIGKILL)
+
+    def restarted() -> bool:
+        for child in keeper.children():
+            try:
+                if child.pid != info["pid"] and "serve" in " ".join(child.cmdline()):
+                    return True
+            except psutil.Error:
+                continue
+        return False
+
+    wait_for(restarted, timeout=60, message="a restart while the disk is full")
+    filler.unlink()
+    wait_for(
+        lambda: (i := _info("full"))["status"] == "running" and i["restarts"] == 1,
+        timeout=60,
+        message="the registry catching up once there is room",
+    )
+    assert keeper.is_running()
+    run_ocm("stop", "full", check=True)
+
+
+def test_a_log_on_a_full_disk_drops_lines_then_says_how_many(tiny_home: Path) -> None:
+    from opencode_manager.keeper.logsink import LogSink
+
+    log = tiny_home / "logs" / "x.log"
+    now = [0.0]
+    sink = LogSink(log, max_size=10 << 20, keep=1, capture_stdio=False, clock=lambda: now[0])
+    sink.server_line("before")
+    filler = tiny_home / "filler"
+    _fill(filler)
+    for i in range(2000):  # far more than the room left in the log's last page
+        sink.server_line(f"while full {i} " + "x" * 100)
+    assert sink.dropped > 0
+    filler.unlink()
+    now[0] += 60  # past the pause before reopening
+    sink.server_line("after")
+    sink.close()
+    text = log.read_text()
+    assert "before" in text
+    assert text.rstrip().endswith("after") or "after" in text
+    assert f"{sink.dropped} log line(s) were lost" in text
