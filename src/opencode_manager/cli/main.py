@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,9 @@ _NO_ARGS_IS_HELP: type[click.UsageError] = getattr(
     getattr(click.exceptions, "NoArgsIsHelp", click.UsageError),
 )
 EXIT_INTERRUPTED = 130
+EXIT_STATE = 7
+#: Local trouble (full disk, read-only or forbidden files): exit 7 like a StateError.
+_LOCAL_STATE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -165,6 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:  # the CLI's last line of defence: no tracebacks for users
+        if isinstance(exc, OSError) and exc.errno in _LOCAL_STATE_ERRNOS:
+            where = f" ({exc.filename})" if exc.filename else ""
+            err.print(
+                f"ocm: error: {exc.strerror}{where}; free some space or fix the permissions, "
+                "then run the command again",
+                markup=False,
+            )
+            return EXIT_STATE
         err.print(
             f"ocm: internal error: {exc.__class__.__name__}: {_one_line(str(exc))} "
             "(please report it)",
