@@ -285,3 +285,22 @@ async def test_a_line_longer_than_any_buffer_does_not_stop_the_pump(harness: Mak
     server.say("still pumping")
     log = h.settings.log_path("k")
     await h.until(lambda: "still pumping" in log.read_text())
+
+
+async def test_the_start_deadline_comes_from_the_row(tmp_path: Path) -> None:
+    h = Harness(tmp_path, FAST, InstanceSpec(name="k", dir=str(tmp_path)))
+    h.registry.update("k", start_timeout=0.2)  # what `ocm start --timeout` wrote
+    h.keeper = Keeper(
+        h.settings, h.registry.get("k"), Registry(h.settings.registry_path, timeout=0.05),
+        spawner=h.spawner, probe=h.probe, host=FakeHost(), limits=FAST, capture_stdio=False,
+    )  # fmt: skip
+    assert h.keeper.start_timeout == 0.2
+    h.spawner.silent_next = 1  # a server that never says where it listens
+    h.start()
+    assert await h.finish() == 1
+    record = h.record()
+    assert record.state is State.CRASHED
+    assert record.error is not None
+    assert "not healthy within" in record.error
+    assert h.spawner.servers[0].terminations  # and it was ended, not left behind
+    h.registry.close()
