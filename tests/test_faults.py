@@ -391,3 +391,20 @@ def test_a_log_on_a_full_disk_drops_lines_then_says_how_many(tiny_home: Path) ->
     assert "before" in text
     assert text.rstrip().endswith("after") or "after" in text
     assert f"{sink.dropped} log line(s) were lost" in text
+
+
+# -- issue 9: `stop --timeout` reaches the keeper ---------------------------------------------
+@pytest.mark.integration
+def test_stop_timeout_is_the_keepers_too(model_env: list[str], tmp_path: Path) -> None:
+    real = os.environ["OCM_OPENCODE"]
+    stubborn = tmp_path / "opencode"  # a server that ignores SIGTERM (SIG_IGN survives exec)
+    stubborn.write_text(f"#!/bin/sh\ntrap '' TERM\nexec {real} \"$@\"\n")
+    stubborn.chmod(0o755)
+    info = _start("stubborn", model_env, "--opencode", str(stubborn))
+    assert psutil.Process(info["pid"]).cmdline()[0] == real  # the server itself, no shell left
+    [result] = run_ocm("stop", "stubborn", "--timeout", "1", "--json", check=True).json()
+    assert result["via"] == "keeper"
+    assert _gone(info["pid"])
+    log = (_home() / "logs" / "stubborn.log").read_text()
+    assert "SIGKILL after 1 s" in log  # the keeper used the stop's timeout, not its own 10 s
+    assert "needed SIGKILL" in log

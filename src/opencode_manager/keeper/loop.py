@@ -428,6 +428,7 @@ class Keeper:
                 self._housekeeping()
                 if self.stop_requested.is_set():
                     self._write(Registry.mark_stopping, self.name)
+                    self.log.note(f"stopping: SIGTERM, then SIGKILL after {self.stop_timeout:g} s")
                     await self._dispose(endpoint, min(DISPOSE_TIMEOUT, self.stop_timeout))
                     await self._terminate(self.stop_timeout)
                     return Outcome(None, "stopped")
