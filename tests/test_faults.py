@@ -53,6 +53,17 @@ def _gone(pid: int) -> bool:
         return True
 
 
+def _new_server_under(keeper: psutil.Process, old_pid: int) -> bool:
+    """The keeper runs a server other than `old_pid` (it restarted it)."""
+    for child in keeper.children():
+        try:
+            if child.pid != old_pid and "serve" in " ".join(child.cmdline()):
+                return True
+        except psutil.Error:
+            continue  # the killed server, not reaped yet
+    return False
+
+
 # -- row 5: commands that run at once --------------------------------------------------------
 def test_fifty_parallel_commands_never_exit_7() -> None:
     run_ocm("ls", check=True)
@@ -201,16 +212,11 @@ def test_a_keeper_supervises_through_a_locked_registry(model_env: list[str]) -> 
     try:
         os.kill(info["pid"], signal.SIGKILL)  # the server crashes while the lock is held
 
-        def restarted() -> bool:
-            for child in keeper.children():
-                try:
-                    if child.pid != info["pid"] and "serve" in " ".join(child.cmdline()):
-                        return True
-                except psutil.Error:
-                    continue  # the killed server, not reaped yet
-            return False
-
-        wait_for(restarted, timeout=60, message="a new server under the same keeper")
+        wait_for(
+            lambda: _new_server_under(keeper, info["pid"]),
+            timeout=60,
+            message="a new server under the same keeper",
+        )
         log = _home() / "logs" / "locked.log"
         wait_for(
             lambda: "registry not writable" in log.read_text(),
@@ -351,16 +357,11 @@ def test_a_full_disk_loses_nothing_and_stops_no_keeper(
     # ...and a crash is still restarted from the keeper's memory.
     os.kill(info["pid"], signal.SIGKILL)
 
-    def restarted() -> bool:
-        for child in keeper.children():
-            try:
-                if child.pid != info["pid"] and "serve" in " ".join(child.cmdline()):
-                    return True
-            except psutil.Error:
-                continue
-        return False
-
-    wait_for(restarted, timeout=60, message="a restart while the disk is full")
+    wait_for(
+        lambda: _new_server_under(keeper, info["pid"]),
+        timeout=60,
+        message="a restart while the disk is full",
+    )
     filler.unlink()
     wait_for(
         lambda: (i := _info("full"))["status"] == "running" and i["restarts"] == 1,

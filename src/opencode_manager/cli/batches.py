@@ -21,6 +21,7 @@ from .. import (
     parse_batch_file,
 )
 from .main import Context
+from .options import max_retries_option
 from .output import ago, err, out, print_json
 from .tasks import STATUS_STYLE, run_with_cancel
 
@@ -144,14 +145,7 @@ def _summary_table(data: BatchSummary) -> None:
     help="Extra attempts for failed tasks (infrastructure failures always retry).",
 )
 @click.option("--out", "out_dir", metavar="DIR", help="Write one JSON per task + summary.json.")
-@click.option(
-    "--max-retries",
-    type=int,
-    default=5,
-    show_default=True,
-    metavar="N",
-    help="Provider retries per task (HTTP 5xx/429, connection errors) before it fails.",
-)
+@max_retries_option
 @click.option("--auto-approve", is_flag=True, help="Approve permission asks instead of rejecting.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_state

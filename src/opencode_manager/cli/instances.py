@@ -30,6 +30,7 @@ from .. import (
     parse_size,
 )
 from .main import Context
+from .options import json_option
 from .output import (
     ago,
     err,
@@ -42,7 +43,6 @@ from .output import (
 )
 
 pass_state = click.make_pass_decorator(Context)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
 class _StartBar:

@@ -13,10 +13,10 @@ from rich.text import Text
 
 from .. import UsageError
 from .main import Context
+from .options import json_option
 from .output import ago, err, out, print_json
 
 pass_state = click.make_pass_decorator(Context)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 instance_option = click.option(
     "-i",
     "--instance",

@@ -11,10 +11,10 @@ from rich.text import Text
 
 from .. import PINNED_OPENCODE_VERSION
 from .main import Context
+from .options import json_option
 from .output import err, out, print_json
 
 pass_state = click.make_pass_decorator(Context)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
 @click.command()

@@ -28,6 +28,7 @@ from .. import (
     UsageError,
 )
 from .main import Context
+from .options import max_retries_option
 from .output import err, human_duration, out, print_json
 
 pass_state = click.make_pass_decorator(Context)
@@ -235,14 +236,7 @@ def _error_text(record: TaskRecord) -> str:
     show_default=True,
     help="json: JSONL like `opencode run --format json`.",
 )
-@click.option(
-    "--max-retries",
-    type=int,
-    default=5,
-    show_default=True,
-    metavar="N",
-    help="Provider retries (HTTP 5xx/429, connection errors) before the task fails.",
-)
+@max_retries_option
 @click.option(
     "--auto-approve",
     is_flag=True,

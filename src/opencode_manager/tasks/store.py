@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -59,22 +60,8 @@ class TaskStore:
 
     # -- tasks -----------------------------------------------------------------------------
     def add(self, record: TaskRecord, *, seq: int = 0) -> TaskRecord:
-        now = time.time()
         with self.registry.transaction() as db:
-            db.execute(
-                "INSERT INTO tasks (id, batch_id, seq, status, prompt, record, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.id,
-                    record.batch_id,
-                    seq,
-                    record.status.value,
-                    record.prompt,
-                    json.dumps(record.to_dict()),
-                    record.created_at,
-                    now,
-                ),
-            )
+            _insert(db, record, seq)
         return record
 
     async def aadd(self, record: TaskRecord) -> TaskRecord:
@@ -164,20 +151,7 @@ class TaskStore:
                 ),
             )
             for seq, record in enumerate(tasks):
-                db.execute(
-                    "INSERT INTO tasks (id, batch_id, seq, status, prompt, record, created_at,"
-                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        record.id,
-                        batch.id,
-                        seq,
-                        record.status.value,
-                        record.prompt,
-                        json.dumps(record.to_dict()),
-                        record.created_at,
-                        now,
-                    ),
-                )
+                _insert(db, record, seq)
 
     def claim_batch(
         self, batch_id: str, runner: ProcessIdentity, is_alive: Callable[[ProcessIdentity], bool]
@@ -232,6 +206,15 @@ class TaskStore:
 
     def batches(self) -> list[Batch]:
         return [_batch(r) for r in self.registry.query("SELECT * FROM batches ORDER BY created_at")]
+
+
+def _insert(db: sqlite3.Connection, record: TaskRecord, seq: int) -> None:
+    db.execute(
+        "INSERT INTO tasks (id, batch_id, seq, status, prompt, record, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (record.id, record.batch_id, seq, record.status.value, record.prompt,
+         json.dumps(record.to_dict()), record.created_at, time.time()),
+    )  # fmt: skip
 
 
 def _holder(row: Any) -> ProcessIdentity | None:
