@@ -697,12 +697,15 @@ class Registry:
             raise NotFoundError(f"no instance named {name!r}", instance=name)
 
     # -- lifecycle events ------------------------------------------------------------------
-    def add_event(self, name: str, kind: str, detail: str | None = None) -> None:
-        """Record a lifecycle event: started, healthy, unhealthy, restarted, crashed, ..."""
+    def add_event(
+        self, name: str, kind: str, detail: str | None = None, *, at: float | None = None
+    ) -> None:
+        """Record a lifecycle event (started, healthy, restarted, crashed, ...) at the time it
+        happened, which may be earlier than now when the write had to wait."""
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO events (instance, time, kind, detail) VALUES (?, ?, ?, ?)",
-                (name, time.time(), str(kind), detail),
+                (name, at if at is not None else time.time(), str(kind), detail),
             )
 
     def events(

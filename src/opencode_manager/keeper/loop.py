@@ -582,7 +582,7 @@ class Keeper:
         self.ledger.write(lambda registry: method(registry, *args, **kwargs), key=key)
 
     def _event(self, kind: EventKind, detail: str) -> None:
-        self._write(Registry.add_event, self.name, kind.value, detail)
+        self._write(Registry.add_event, self.name, kind.value, detail, at=self.clock.time())
 
     def _problem(self, source: str, problem: str | None) -> None:
         """A problem of the keeper's own (registry, log) appears in `ocm status`, or clears."""
