@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -67,7 +68,7 @@ async def test_a_lost_stream_is_reported_and_retried(
     proc, url = fakes[0]
     fleet = fleet_of(tmp_path / "ocm", [("a", url, proc.pid)])
     monitor = Monitor(fleet, ["a"])
-    stream = monitor.events()
+    stream = cast(AsyncGenerator[Received, None], monitor.events())  # a generator: closable
     kinds: list[str] = []
 
     async def follow() -> None:
