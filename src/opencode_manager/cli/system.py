@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import threading
 
 import click
@@ -119,6 +120,9 @@ def model_server(host: str, port: int, as_json: bool) -> None:
 
     if not 0 <= port <= 65535:
         raise click.BadParameter("expected a port from 0 to 65535", param_hint="--port")
+    # A shell starts background jobs with SIGINT ignored: take it back, and SIGTERM too.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with ScriptedModelServer(host, port) as server:
         if as_json:
             print_json(
