@@ -303,12 +303,15 @@ def test_the_password_is_in_no_tool_output_record_or_log(fleet: Fleet) -> None:
     assert httpx.get(f"{url}/global/health", trust_env=False).status_code == 401
 
 
-@pytest.mark.integration
 def test_a_non_loopback_hostname_is_warned_about() -> None:
-    # 192.0.2.1 (TEST-NET-1) is on no interface here: the bind fails, nothing is exposed.
-    result = run_ocm("start", "exposed", "--hostname", "192.0.2.1", "--timeout", "30")
-    assert "clear text without TLS" in result.stderr
-    assert result.returncode == 6, str(result)
+    from opencode_manager.cli.instances import exposure_warning
+
+    # Printed after `ocm start` succeeds (tests bind loopback only, so the wiring is not run).
+    warning = exposure_warning("0.0.0.0")
+    assert warning is not None
+    assert "clear text without TLS" in warning
+    assert exposure_warning("127.0.0.1") is None
+    assert exposure_warning("localhost") is None
 
 
 # -- rows 1, 7, 11: a full disk ---------------------------------------------------------------

@@ -304,3 +304,16 @@ async def test_the_start_deadline_comes_from_the_row(tmp_path: Path) -> None:
     assert "not healthy within" in record.error
     assert h.spawner.servers[0].terminations  # and it was ended, not left behind
     h.registry.close()
+
+
+async def test_a_reused_automatic_port_taken_meanwhile_is_given_up(harness: Make) -> None:
+    h = harness()
+    first = await h.running()
+    first.exit(1)
+    second = await h.spawner.started(2)  # tries the port it had: someone took it meanwhile
+    assert second.argv[second.argv.index("--port") + 1] == str(first.port)
+    second.say("error: EADDRINUSE: address already in use", stderr=True)
+    second.exit(1)
+    third = await h.running(3)
+    assert third.argv[third.argv.index("--port") + 1] == "0"  # the server picks a free one
+    assert h.record().state is State.RUNNING

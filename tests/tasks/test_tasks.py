@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from opencode_manager import Manager, Settings
@@ -156,6 +157,13 @@ def test_ctrl_c_on_wait_stops_watching_and_leaves_the_task_running(fleet: Fleet)
         return task["session_id"] in status.json()
 
     wait_for(busy, timeout=30, message="the task running")
+    port = int(task_url(fleet, task["instance"]).rsplit(":", 1)[1])
+
+    def watching() -> bool:  # the waiter follows the server's event stream
+        conns = psutil.Process(waiter.pid).net_connections(kind="tcp")
+        return any(c.raddr and c.raddr.port == port for c in conns)
+
+    wait_for(watching, timeout=30, message="ocm wait watching")
     waiter.send_signal(signal.SIGINT)
     _, err = waiter.communicate(timeout=30)
     assert waiter.returncode == 130
@@ -163,6 +171,10 @@ def test_ctrl_c_on_wait_stops_watching_and_leaves_the_task_running(fleet: Fleet)
     assert busy()  # watching stopped; the task did not
     done = run_ocm("wait", task["task_id"], "--json", env=fleet.env, check=True).json()
     assert done["status"] == "completed"
+
+
+def task_url(fleet: Fleet, name: str) -> str:
+    return str(next(i["url"] for i in fleet.instances if i["name"] == name))
 
 
 def test_wait_ends_when_its_session_is_deleted(fleet: Fleet) -> None:

@@ -201,13 +201,6 @@ def start(
         log_max_size=parse_size(log_max_size),
         log_keep=log_keep,
     )
-    if not is_loopback_host(hostname):
-        err.print(
-            f"warning: {hostname} is reachable from other machines, and the server's Basic auth "
-            "travels in clear text without TLS; put it behind a TLS proxy or bind 127.0.0.1",
-            style="yellow",
-            markup=False,
-        )
     manager = state.manager(opencode)
     with _StartBar(max(count, 1), "starting") as progress:
         infos = manager.start(
@@ -230,6 +223,19 @@ def start(
         print_json([i.to_dict() for i in infos])
     else:
         out.print(instances_table(infos))
+    warning = exposure_warning(hostname)
+    if warning:
+        err.print(warning, style="yellow", markup=False)
+
+
+def exposure_warning(hostname: str) -> str | None:
+    """What to say after starting servers that other machines can reach."""
+    if is_loopback_host(hostname):
+        return None
+    return (
+        f"warning: {hostname} is reachable from other machines, and the server's Basic auth "
+        "travels in clear text without TLS; put it behind a TLS proxy or bind 127.0.0.1"
+    )
 
 
 @click.command(name="ls")

@@ -324,7 +324,10 @@ def wait(state: Context, task_id: str, timeout: float | None, as_json: bool) -> 
     async def go(manager: AsyncManager) -> TaskRecord:
         return await manager.wait(task_id, timeout=timeout, observer=live.observer())
 
-    record = watch(state, go)
+    try:
+        record = watch(state, go)
+    except KeyboardInterrupt:  # before the watch's own handler was in place
+        record = None
     if record is None:
         live.interrupted()
         err.print(f"still running: ocm wait {task_id}", markup=False)

@@ -95,6 +95,7 @@ class Outcome:
     uptime: float = 0.0
     healthy_once: bool = False
     code: int | None = None
+    port_taken: bool = False  # a reused automatic port was taken meanwhile: pick another
 
 
 class Keeper:
@@ -204,6 +205,10 @@ class Keeper:
                 self._record_stopped()
                 return 0
             outcome = await self._run_server()
+            if outcome.port_taken:
+                self.log.note(f"port {self.port} was taken meanwhile; the server picks another")
+                self.port = None
+                continue
             if outcome.kind is None:
                 self._record_stopped()
                 return 0
@@ -405,7 +410,9 @@ class Keeper:
         with contextlib.suppress(asyncio.TimeoutError):  # let the pumps drain: the cause
             await asyncio.wait_for(asyncio.gather(*pumps), timeout=2.0)
         reason = launch.explain_exit(self.log.tail, self.spec, port)
-        return Outcome(ExitKind.CRASHED, reason, code=self.server.returncode)
+        automatic = self.spec.port is None and self.spec.port_range is None
+        taken = automatic and port is not None and "already in use" in reason
+        return Outcome(ExitKind.CRASHED, reason, code=self.server.returncode, port_taken=taken)
 
     async def _watch(self, endpoint: Endpoint, started: float) -> Outcome:
         """Supervise a healthy server until it ends, must be recycled, or we are stopped."""
