@@ -317,3 +317,18 @@ async def test_a_reused_automatic_port_taken_meanwhile_is_given_up(harness: Make
     third = await h.running(3)
     assert third.argv[third.argv.index("--port") + 1] == "0"  # the server picks a free one
     assert h.record().state is State.RUNNING
+
+
+async def test_the_keepers_own_crash_is_recorded(harness: Make) -> None:
+    h = harness()
+    await h.running()
+
+    async def broken(*args: object, **kwargs: object) -> dict[str, object]:
+        raise RuntimeError("a bug in the keeper")
+
+    h.probe.health = broken  # type: ignore[method-assign]
+    assert await h.finish() == 2
+    await h.until(lambda: h.record().keeper_error is not None)
+    record = h.record()
+    assert "keeper crashed: RuntimeError: a bug in the keeper" in (record.keeper_error or "")
+    assert "keeper_error" in h.events()  # shown by `ocm status` and `ocm events`
