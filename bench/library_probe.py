@@ -3,7 +3,7 @@
 Run by the dispatch benchmark as ``python -m bench.library_probe --runs N PROMPT`` in the
 benchmark's isolated environment; prints one JSON object: the first call in the process (it
 includes the package's lazy imports), then `runs` timed ``Manager().run()`` calls and `runs`
-timed ``await Manager().arun()`` calls in one event loop.
+timed ``await AsyncManager().run()`` calls in one event loop.
 """
 
 from __future__ import annotations

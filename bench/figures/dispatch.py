@@ -38,7 +38,7 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
             "bash floor.sh   # curl POST /session, then curl POST /session/ID/message "
             "(sync, basic auth)",
             f'python -m bench.library_probe --runs {plan.runs} "{PROMPT}"'
-            "   # Manager().run() / await Manager().arun(), timed in-process",
+            "   # Manager().run() / await AsyncManager().run(), timed in-process",
         ],
     )
     ocm_argv = [env.ocm, "run", PROMPT]
@@ -103,7 +103,11 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
     figure.add("ocm_floor", "`ocm run` wall vs floor", "s", ocm_wall, baseline="floor")
     figure.add("lib", "library `Manager().run()`", "s", Series(library["run_s"]), baseline="floor")
     figure.add(
-        "alib", "library `await Manager().arun()`", "s", Series(library["arun_s"]), baseline="floor"
+        "alib",
+        "library `await AsyncManager().run()`",
+        "s",
+        Series(library["arun_s"]),
+        baseline="floor",
     )
     figure.add(
         "lib_first",
