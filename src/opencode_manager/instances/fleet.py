@@ -165,7 +165,7 @@ def keeper_answering(record: InstanceRecord, now: float | None = None) -> bool |
         return None
     if process.is_frozen(keeper):
         return False
-    if record.heartbeat_at is None:
-        return True  # a keeper from before heartbeats, or one just starting
+    if record.heartbeat_at is None or record.state is not State.RUNNING:
+        return True  # heartbeats come from the watch loop, which runs once the server is up
     limit = HEARTBEAT_INTERVALS * record.spec.health_interval + HEARTBEAT_MARGIN
     return (now or time.time()) - record.heartbeat_at <= limit
