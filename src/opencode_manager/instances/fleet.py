@@ -8,6 +8,7 @@ into the manager.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Sequence
 
@@ -35,9 +36,14 @@ class Fleet:
         self.settings = settings
         self._registry: Registry | None = None
         self._backups = backups
+        self._lock = threading.Lock()
 
     @property
     def registry(self) -> Registry:
+        with self._lock:  # worker threads may ask at once
+            return self._open_registry()
+
+    def _open_registry(self) -> Registry:
         if self._registry is None:
             self.settings.ensure_home()
             registry = Registry(self.settings.registry_path, timeout=self.settings.registry_timeout)
