@@ -31,6 +31,7 @@ from .errors import ConflictError, NotFoundError, StateError
 from .models import (
     KEEPER_CMD,
     SERVER_CMD,
+    EventKind,
     InstanceRecord,
     InstanceSpec,
     LifecycleEvent,
@@ -603,20 +604,30 @@ class Registry:
             heartbeat_at=time.time(),
         )
 
-    def mark_running(self, name: str, *, url: str, port: int | None, version: str) -> None:
+    def mark_running(
+        self, name: str, *, url: str, port: int | None, version: str, at: float | None = None
+    ) -> None:
+        """The server answers: the state and its `healthy` event land in one transaction, so
+        no reader sees a running instance whose history does not say so yet."""
         now = time.time()
-        self.update(
-            name,
-            state=State.RUNNING,
-            url=url,
-            port=port,
-            version=version,
-            started_at=now,
-            error=None,
-            heartbeat_at=now,
-            starter_pid=None,
-            starter_ctime=None,
-        )
+        with self.transaction() as db:
+            self._set(
+                db,
+                name,
+                state=State.RUNNING,
+                url=url,
+                port=port,
+                version=version,
+                started_at=now,
+                error=None,
+                heartbeat_at=now,
+                starter_pid=None,
+                starter_ctime=None,
+            )
+            db.execute(
+                "INSERT INTO events (instance, time, kind, detail) VALUES (?, ?, ?, ?)",
+                (name, at or now, EventKind.HEALTHY.value, f"{url} (opencode {version})"),
+            )
 
     def heartbeat(self, name: str, *, cpu: float | None = None, rss: int | None = None) -> None:
         """The keeper's loop is alive; with the server's CPU and memory when sampled."""

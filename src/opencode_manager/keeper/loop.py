@@ -315,9 +315,13 @@ class Keeper:
             self.port = launch.port_of(url)
             listening_port = self.port
             self._write(
-                Registry.mark_running, self.name, url=url, port=listening_port, version=version
+                Registry.mark_running,
+                self.name,
+                url=url,
+                port=listening_port,
+                version=version,
+                at=self.clock.time(),
             )
-            self._event(EventKind.HEALTHY, f"{url} (opencode {version})")
             self.log.note(f"healthy at {url} (opencode {version})")
             outcome = await self._watch(endpoint, started)
             outcome.healthy_once = True
