@@ -383,6 +383,11 @@ class BatchRun:
                 checkpoint=self.checkpoint,
             )
             await runner.run()
+            if record.status is TaskStatus.ABORTED and not self.cancel.is_set():
+                if await asyncio.to_thread(self._went_down, instance):
+                    # Not our abort nor the user's: stopping the server (a restart) ended the
+                    # turn. Run the task again, on whichever instance has room.
+                    return await self._requeue(record, name, count_failure=False)
             if (
                 record.status is TaskStatus.FAILED
                 and record.attempts <= self.options.retries
@@ -454,6 +459,14 @@ class BatchRun:
             retryable=True,
         )
         return None
+
+    def _went_down(self, instance: InstanceRecord) -> bool:
+        """Since the task was placed, was its server asked to stop, or replaced?"""
+        try:
+            now = self.fleet.resolve(instance.name)
+        except OcmError:
+            return True
+        return now.desired == "stopped" or now.server != instance.server
 
     def _running_instance(self, name: str) -> InstanceRecord | None:
         try:
