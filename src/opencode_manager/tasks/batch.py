@@ -383,11 +383,14 @@ class BatchRun:
                 checkpoint=self.checkpoint,
             )
             await runner.run()
-            if record.status is TaskStatus.ABORTED and not self.cancel.is_set():
-                if await asyncio.to_thread(self._went_down, instance):
-                    # Not our abort nor the user's: stopping the server (a restart) ended the
-                    # turn. Run the task again, on whichever instance has room.
-                    return await self._requeue(record, name, count_failure=False)
+            if (
+                record.status is TaskStatus.ABORTED
+                and not self.cancel.is_set()
+                and await asyncio.to_thread(self._went_down, instance)
+            ):
+                # Not our abort nor the user's: stopping the server (a restart) ended the
+                # turn. Run the task again, on whichever instance has room.
+                return await self._requeue(record, name, count_failure=False)
             if (
                 record.status is TaskStatus.FAILED
                 and record.attempts <= self.options.retries
