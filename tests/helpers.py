@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +62,33 @@ def run_ocm(
     if check and proc.returncode != 0:
         raise AssertionError(str(result))
     return result
+
+
+def run_in_terminal(
+    *args: str, env: dict[str, str] | None = None, columns: int = 80, timeout: float = 120
+) -> str:
+    """Run the real entry point with stdout and stderr on a pseudo-terminal `columns` wide,
+    as a person at a terminal would; return what the screen received."""
+    parent, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "opencode_manager", *args],
+        env={**os.environ, **(env or {}), "TERM": "xterm", "COLUMNS": str(columns)},
+        stdin=subprocess.DEVNULL, stdout=child, stderr=child,
+    )  # fmt: skip
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(parent, 65536)
+        except OSError:  # EIO: the other side closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=timeout)
+    os.close(parent)
+    return b"".join(chunks).decode(errors="replace").replace("\r\n", "\n")
 
 
 def assert_one_line_error(result: Result, code: int, *needles: str) -> None:

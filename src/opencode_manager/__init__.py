@@ -74,6 +74,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "StopResult": ("instances.lifecycle", "StopResult"),
     "Supervision": ("instances.spec", "Supervision"),
     "TaskOptions": ("tasks.dispatch", "TaskOptions"),
+    "one_line": ("text", "one_line"),
     "TaskOutcome": ("tasks.batch", "TaskOutcome"),
     "TaskRecord": ("models", "TaskRecord"),
     "TaskStatus": ("models", "TaskStatus"),
@@ -153,6 +154,7 @@ if TYPE_CHECKING:
     from .tasks.runner import Observer
     from .tasks.sessions import SessionRow
     from .tasks.tracker import Ask
+    from .text import one_line
 
 
 def __getattr__(name: str) -> Any:
@@ -238,6 +240,7 @@ __all__ = [
     "find_binary",
     "install",
     "is_loopback_host",
+    "one_line",
     "parse_batch_file",
     "parse_duration",
     "parse_port",

@@ -113,8 +113,16 @@ class ServerRefused(ServerError):
 
     status_code: int
 
-    def __init__(self, message: str, *, instance: str | None = None, status_code: int) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        instance: str | None = None,
+        status_code: int,
+        detail: str | None = None,
+    ) -> None:
         super().__init__(message, instance=instance, status_code=status_code)
+        self.detail = detail  # the server's own one-line reason, when it gave one
 
 
 __all__ = [

@@ -477,6 +477,15 @@ class AsyncManager:
 
         return await run_checks(self.fleet)
 
+    async def project_checks(self, refs: Sequence[str], *, mcp: bool = True) -> list[Check]:
+        """What OpenCode makes of each instance's project: a config it cannot parse (the
+        server still answers health), MCP servers that failed to start (with why)."""
+        from .instances.doctor import project_checks
+
+        records = [self.fleet.resolve(ref) for ref in refs]
+        found = await asyncio.gather(*(project_checks(self.fleet, r, mcp=mcp) for r in records))
+        return [check for checks in found for check in checks]
+
     async def install(self, version: str = PINNED_OPENCODE_VERSION) -> Binary:
         """Install a pinned OpenCode from npm into $OCM_HOME (idempotent)."""
         from .instances.binary import install
@@ -810,6 +819,10 @@ class Manager:
     # -- the tool itself -------------------------------------------------------------------
     def doctor(self) -> list[Check]:
         result: list[Check] = self._call(self.aio.doctor)
+        return result
+
+    def project_checks(self, refs: Sequence[str], *, mcp: bool = True) -> list[Check]:
+        result: list[Check] = self._call(lambda: self.aio.project_checks(refs, mcp=mcp))
         return result
 
     def install(self, version: str = PINNED_OPENCODE_VERSION) -> Binary:

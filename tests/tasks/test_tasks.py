@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from opencode_manager import Manager, Settings
 from opencode_manager.scripted_model import ScriptedModelServer
 
 from conftest import Fleet
-from helpers import assert_one_line_error, run_ocm, wait_for
+from helpers import assert_one_line_error, run_in_terminal, run_ocm, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -187,26 +186,7 @@ def test_wait_ends_when_its_session_is_deleted(fleet: Fleet) -> None:
 
 
 def _in_a_terminal(fleet: Fleet, *args: str) -> str:
-    """Run ocm with stdout and stderr on a pseudo-terminal, as a person at a terminal would."""
-    parent, child = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "opencode_manager", *args],
-        env={**os.environ, **fleet.env, "TERM": "xterm", "COLUMNS": "80"},
-        stdin=subprocess.DEVNULL, stdout=child, stderr=child,
-    )  # fmt: skip
-    os.close(child)
-    chunks = []
-    while True:
-        try:
-            data = os.read(parent, 65536)
-        except OSError:  # EIO: the other side closed
-            break
-        if not data:
-            break
-        chunks.append(data)
-    proc.wait(timeout=120)
-    os.close(parent)
-    return b"".join(chunks).decode(errors="replace")
+    return run_in_terminal(*args, env=fleet.env)
 
 
 def test_in_a_terminal_the_answer_is_printed_once(fleet: Fleet) -> None:

@@ -19,11 +19,13 @@ from .. import (
     LOG_LEVELS,
     RESTART_POLICIES,
     LogLine,
+    Manager,
     StartProgress,
     Status,
     Supervision,
     UsageError,
     is_loopback_host,
+    one_line,
     parse_duration,
     parse_port,
     parse_port_range,
@@ -226,6 +228,18 @@ def start(
     warning = exposure_warning(hostname)
     if warning:
         err.print(warning, style="yellow", markup=False)
+    _warn_about_projects(manager, [info.name for info in infos])
+
+
+def _warn_about_projects(manager: Manager, names: list[str]) -> None:
+    """A project config OpenCode cannot parse leaves the server healthy: say so at once."""
+    for problem in manager.project_checks(names, mcp=False):
+        err.print(
+            f"warning: {problem.name.removeprefix('instance ')}: {problem.detail}"
+            + (f"; {problem.fix}" if problem.fix else ""),
+            style="yellow",
+            markup=False,
+        )
 
 
 def exposure_warning(hostname: str) -> str | None:
@@ -264,6 +278,19 @@ def status(state: Context, ref: str, as_json: bool) -> None:
         print_json(report)
         return
     _print_status(report)
+
+
+def _mcp_text(mcp: dict[str, Any]) -> Text:
+    """`name: connected, other: failed (spawn npx ENOENT)`: a failure says why."""
+    text = Text()
+    for number, (name, state) in enumerate(sorted(mcp.items())):
+        if number:
+            text.append(", ")
+        status = state.get("status", "?") if isinstance(state, dict) else str(state)
+        reason = state.get("error") if isinstance(state, dict) else None
+        label = f"{name}: {status}" + (f" ({one_line(str(reason))})" if reason else "")
+        text.append(label, style="red" if status == "failed" else "")
+    return text if mcp else Text("none configured")
 
 
 def _print_status(r: dict[str, Any]) -> None:
@@ -306,17 +333,7 @@ def _print_status(r: dict[str, Any]) -> None:
         else f"{sessions['total']} ({sessions['busy']} busy, {sessions['idle']} idle)",
     )
     mcp = r.get("mcp")
-    grid.add_row(
-        "mcp",
-        "-"
-        if mcp is None
-        else (
-            ", ".join(
-                f"{k}: {v.get('status', v) if isinstance(v, dict) else v}" for k, v in mcp.items()
-            )
-            or "none configured"
-        ),
-    )
+    grid.add_row("mcp", "-" if mcp is None else _mcp_text(mcp))
     lsp = r.get("lsp")
     grid.add_row(
         "lsp",
@@ -330,6 +347,8 @@ def _print_status(r: dict[str, Any]) -> None:
             or "none running"
         ),
     )
+    for problem in r.get("api_errors") or []:
+        grid.add_row("api error", Text(one_line(str(problem)), style="red"))
     grid.add_row("log", r.get("log") or "-")
     grid.add_row("stopped", ago(r.get("stopped_at")) if r.get("stopped_at") else "-")
     out.print(grid)
@@ -418,6 +437,7 @@ def restart(state: Context, refs: tuple[str, ...], timeout: float, as_json: bool
         print_json([i.to_dict() for i in infos])
     else:
         out.print(instances_table(infos))
+    _warn_about_projects(manager, [info.name for info in infos])
 
 
 @click.command(name="rm")

@@ -14,12 +14,21 @@ import tty
 import click
 from rich.console import Group
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
 from .. import AsyncManager, EventFilter, EventFolder, FleetFrame, Status, UsageError
 from .main import Context
-from .output import STATUS_STYLE, err, human_bytes, human_duration, out
+from .output import (
+    STATUS_STYLE,
+    Cell,
+    Column,
+    err,
+    fitted_table,
+    human_bytes,
+    human_duration,
+    out,
+    table_width,
+)
 from .tasks import watch
 
 pass_state = click.make_pass_decorator(Context)
@@ -97,36 +106,39 @@ def monitor(
     watch(state, run)
 
 
+TOP_COLUMNS = (
+    Column("NAME"),
+    Column("STATUS"),
+    Column("UPTIME", drop=4),
+    Column("RESTARTS", right=True, drop=3),
+    Column("CPU", right=True, drop=1),
+    Column("MEM", right=True, drop=1),
+    Column("CONNS", right=True, drop=6),
+    Column("BUSY", right=True),
+    Column("IDLE", right=True, drop=5),
+    Column("LAST EVENT", drop=2),
+)
+
+
 def _top_table(frame: FleetFrame) -> Group:
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    numeric = ("RESTARTS", "CPU", "MEM", "CONNS", "BUSY", "IDLE")
-    for column in (
-        "NAME",
-        "STATUS",
-        "UPTIME",
-        "RESTARTS",
-        "CPU",
-        "MEM",
-        "CONNS",
-        "BUSY",
-        "IDLE",
-        "LAST EVENT",
-    ):
-        table.add_column(column, no_wrap=True, justify="right" if column in numeric else "left")
+    rows: list[list[Cell]] = []
     for row in frame.instances:
         last = row.last_event
-        table.add_row(
-            row.name,
-            Text(row.status, style=STATUS_STYLE.get(Status(row.status), "")),
-            human_duration(row.uptime_s),
-            str(row.restarts),
-            f"{row.cpu_percent:.0f}%" if row.cpu_percent is not None else "-",
-            human_bytes(row.rss_bytes),
-            str(row.connections) if row.connections is not None else "-",
-            str(row.busy) if row.busy is not None else "-",
-            str(row.idle) if row.idle is not None else "-",
-            f"{last.kind} {human_duration(time.time() - last.time)} ago" if last else "-",
+        rows.append(
+            [
+                row.name,
+                Text(row.status, style=STATUS_STYLE.get(Status(row.status), "")),
+                human_duration(row.uptime_s),
+                str(row.restarts),
+                f"{row.cpu_percent:.0f}%" if row.cpu_percent is not None else "-",
+                human_bytes(row.rss_bytes),
+                str(row.connections) if row.connections is not None else "-",
+                str(row.busy) if row.busy is not None else "-",
+                str(row.idle) if row.idle is not None else "-",
+                f"{last.kind} {human_duration(time.time() - last.time)} ago" if last else "-",
+            ]
         )
+    table = fitted_table(TOP_COLUMNS, rows, table_width())
     totals = frame.totals
     summary = Text(
         f"{totals.instances} instances, {totals.running} running; "

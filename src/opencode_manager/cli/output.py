@@ -6,13 +6,14 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .. import InstanceInfo, Status
+from .. import InstanceInfo, Status, one_line
 
 # Pipes get full lines instead of rich's 80-column default, so scripts can parse tables.
 out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 250)
@@ -70,27 +71,70 @@ def status_text(
     return Text(label, style=STATUS_STYLE.get(status, ""))
 
 
-def instances_table(infos: Sequence[InstanceInfo]) -> Table:
+@dataclass(frozen=True)
+class Column:
+    """A table column; under a narrow terminal the highest `drop` goes first (0: never)."""
+
+    header: str
+    right: bool = False
+    drop: int = 0
+
+
+Cell = str | Text
+
+
+def fitted_table(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], width: int) -> Table:
+    """A table that fits `width` columns of terminal without cutting a cell: low-value
+    columns are left out whole (like `kubectl get` or `docker ps`), never truncated."""
+    keep = list(range(len(columns)))
+
+    def needed(indexes: list[int]) -> int:
+        widths = [
+            max([len(columns[i].header), *(cell_len(row[i]) for row in rows)]) for i in indexes
+        ]
+        return sum(widths) + 2 * (len(widths) - 1)
+
+    for i in sorted(range(len(columns)), key=lambda i: -columns[i].drop):
+        if needed(keep) <= width or columns[i].drop == 0:
+            break
+        keep.remove(i)
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in (
-        "NAME",
-        "STATUS",
-        "PID",
-        "URL",
-        "VERSION",
-        "UPTIME",
-        "RESTARTS",
-        "CPU",
-        "MEM",
-        "AUTH",
-    ):
+    for i in keep:
         table.add_column(
-            column,
-            no_wrap=True,
-            justify="right" if column in ("PID", "RESTARTS", "CPU", "MEM") else "left",
+            columns[i].header, no_wrap=True, justify="right" if columns[i].right else "left"
         )
-    for info in infos:
-        table.add_row(
+    for row in rows:
+        table.add_row(*(row[i] for i in keep))
+    return table
+
+
+def cell_len(cell: Cell) -> int:
+    return (Text(cell) if isinstance(cell, str) else cell).cell_len
+
+
+def table_width() -> int:
+    """The width tables must fit: the terminal's, or room for every column in a pipe."""
+    return out.width
+
+
+INSTANCE_COLUMNS = (
+    Column("NAME"),
+    Column("STATUS"),
+    Column("PID", right=True),
+    Column("URL"),
+    Column("VERSION", drop=5),
+    Column("UPTIME", drop=2),
+    Column("RESTARTS", right=True, drop=3),
+    Column("CPU", right=True, drop=4),
+    Column("MEM", right=True, drop=1),
+    Column("AUTH", drop=6),
+)
+
+
+def instances_table(infos: Sequence[InstanceInfo]) -> RenderableType:
+    """`ocm ls`: one row per instance, then the reason of each that is in trouble."""
+    rows: list[list[Cell]] = [
+        [
             info.name,
             status_text(info.status, info.supervised, info.keeper_answering),
             str(info.pid) if info.pid else "-",
@@ -101,8 +145,26 @@ def instances_table(infos: Sequence[InstanceInfo]) -> Table:
             f"{info.cpu_percent:.0f}%" if info.cpu_percent is not None else "-",
             human_bytes(info.rss_bytes),
             {True: "password", False: "none", None: "?"}[info.auth],
-        )
-    return table
+        ]
+        for info in infos
+    ]
+    table = fitted_table(INSTANCE_COLUMNS, rows, table_width())
+    reasons = [reason for info in infos if (reason := trouble(info))]
+    if not reasons:
+        return table
+    return Group(table, Text(""), *reasons)
+
+
+def trouble(info: InstanceInfo) -> Text | None:
+    """Why an instance is errored, crashed or unsupervised, on a line of its own."""
+    why = info.error or info.keeper_error
+    if info.status in (Status.ERRORED, Status.CRASHED) and not why:
+        why = info.last_exit
+    if not why:
+        return None
+    text = Text(f"{info.name}: ", style="bold")
+    text.append(f"{info.status.value}: {one_line(why)}", style=STATUS_STYLE.get(info.status, ""))
+    return text
 
 
 def ago(timestamp: float | None) -> str:

@@ -17,6 +17,7 @@ from urllib.parse import quote
 import httpx
 
 from ..errors import ServerError, ServerRefused, ServerUnreachable, SessionNotFound
+from ..text import error_summary, one_line
 from .endpoint import Endpoint
 
 T = TypeVar("T")
@@ -86,6 +87,7 @@ def read_response(endpoint: Endpoint, op: Operation[T], response: httpx.Response
             f"{where}: {op.method} {op.path} failed with HTTP {status}: {detail}",
             instance=endpoint.name,
             status_code=status,
+            detail=detail,
         )
     if "text/html" in ctype:
         raise ServerRefused(
@@ -121,9 +123,9 @@ def _error_detail(response: httpx.Response) -> str:
     if isinstance(data, dict):
         inner = data.get("data")
         if isinstance(inner, dict) and inner.get("message"):
-            return f"{data.get('name', 'error')}: {inner['message']}"
+            return error_summary(data.get("name"), inner)
         if data.get("message"):
-            return str(data["message"])
+            return one_line(str(data["message"]))
         if data.get("name"):
             return str(data["name"])
     return json.dumps(data)[:200]

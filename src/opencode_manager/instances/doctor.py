@@ -9,9 +9,11 @@ from typing import Any
 
 from .. import process
 from ..client import AsyncOpencodeClient, Endpoint
-from ..errors import OcmError, ServerError
-from ..models import State, Status
+from ..client import operations as ops
+from ..errors import OcmError, ServerError, ServerRefused
+from ..models import InstanceRecord, State, Status
 from ..settings import MIN_OPENCODE_VERSION
+from ..text import one_line
 from . import binary as binaries
 from . import ports
 from .fleet import Fleet
@@ -150,6 +152,7 @@ async def run_checks(fleet: Fleet) -> list[Check]:
         endpoint = fleet.endpoint(record)
         if endpoint is not None and info.status is Status.RUNNING:
             checks.append(await _auth_check(label, record.spec.auth, endpoint))
+            checks.extend(await project_checks(fleet, record))
 
     claimed = Counter(
         r.port
@@ -218,3 +221,48 @@ async def _auth_check(label: str, auth: bool, endpoint: Endpoint) -> Check:
             )
         return Check(label, True, "healthy; refuses anonymous requests, accepts ours")
     return Check(label, True, "healthy; no password (--no-auth, loopback only)", level="warning")
+
+
+async def project_checks(fleet: Fleet, record: InstanceRecord, *, mcp: bool = True) -> list[Check]:
+    """What OpenCode makes of the instance's project: does its config load (a broken
+    `opencode.json` does not stop the server answering health), do its MCP servers start?"""
+    endpoint = fleet.endpoint(record)
+    if endpoint is None:
+        return []
+    label = f"instance {record.name}"
+    directory = record.spec.dir
+    checks: list[Check] = []
+    async with AsyncOpencodeClient(endpoint, timeout=10.0) as client:
+        try:
+            await client.call(ops.config(directory))
+        except ServerRefused as exc:
+            return [
+                Check(
+                    label,
+                    False,
+                    f"OpenCode cannot load the project's config: {exc.detail or exc}",
+                    fix=f"fix the file, then `ocm restart {record.name}` (OpenCode reads it once)",
+                    level="warning",
+                )
+            ]
+        except ServerError:
+            return []  # not answering: the health checks above say so
+        if not mcp:
+            return []
+        try:
+            servers = await client.call(ops.mcp_status(directory))
+        except ServerError:
+            return []
+    for server, state in sorted(servers.items()):
+        if isinstance(state, dict) and state.get("status") == "failed":
+            checks.append(
+                Check(
+                    label,
+                    False,
+                    f"MCP server {server} failed: {one_line(str(state.get('error') or '?'))}",
+                    fix=f"check `mcp.{server}` in the project's opencode.json (does its command "
+                    f"exist?), then `ocm restart {record.name}`",
+                    level="warning",
+                )
+            )
+    return checks

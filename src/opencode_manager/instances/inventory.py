@@ -260,7 +260,10 @@ async def _ask_server(report: StatusReport, endpoint: Endpoint, directory: str |
     listed, states, mcp, lsp = answers
     for answer in (listed, states, mcp, lsp):
         if isinstance(answer, ServerError):
-            report.api_errors.append(str(answer))
+            # One broken config fails every call alike: say it once, in the server's words.
+            problem = getattr(answer, "detail", None) or str(answer)
+            if problem not in report.api_errors:
+                report.api_errors.append(problem)
         elif isinstance(answer, BaseException):
             raise answer
     if isinstance(listed, list) and isinstance(states, dict):

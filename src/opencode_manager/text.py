@@ -1,0 +1,38 @@
+"""OpenCode's messages made fit for one line: colour codes stripped, the cause kept.
+
+OpenCode relays errors as multi-line, sometimes coloured text (a config error quotes the whole
+file, a provider error its stack). ocm prints one line and keeps the whole text in the record.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+_JSONC_ERRORS = re.compile(r"--- Errors ---\n(.*?)\n--- End ---", re.S)
+
+
+def strip_ansi(message: str) -> str:
+    return ANSI.sub("", message)
+
+
+def one_line(message: str) -> str:
+    """The first non-blank line, without terminal colour codes."""
+    lines = [line.strip() for line in strip_ansi(message).splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def error_summary(name: str | None, data: dict[str, Any]) -> str:
+    """One line for an OpenCode error body `{"name": ..., "data": {...}}`.
+
+    A config error names its file and the parser's findings, not the quoted input."""
+    message = str(data.get("message") or "")
+    found = _JSONC_ERRORS.search(strip_ansi(message))
+    detail = "; ".join(line.strip() for line in found.group(1).splitlines() if line.strip()) \
+        if found else one_line(message)  # fmt: skip
+    path = data.get("path")
+    label = name or "error"
+    if path:
+        label = f"{label} in {path}"
+    return f"{label}: {detail}" if detail else label

@@ -1,0 +1,97 @@
+"""Tables for people: they fit the terminal without cutting what identifies an instance."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from rich.text import Text
+
+from opencode_manager import one_line
+from opencode_manager.cli.output import Column, fitted_table
+from opencode_manager.models import InstanceSpec, State
+from opencode_manager.registry import Registry
+
+from conftest import Fleet
+from helpers import run_in_terminal
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+COLUMNS = (
+    Column("NAME"),
+    Column("URL"),
+    Column("EXTRA", drop=2),
+    Column("MORE", drop=1),
+)
+ROWS = [["a-rather-long-instance-name", "http://127.0.0.1:40961", "x" * 20, "y" * 10]]
+
+
+def _render(table: object, width: int) -> list[str]:
+    console = Console(width=width, record=True, force_terminal=False)
+    console.print(table)
+    return console.export_text().splitlines()
+
+
+def test_a_wide_terminal_gets_every_column() -> None:
+    [header, row] = _render(fitted_table(COLUMNS, ROWS, 200), 200)
+    assert header.split() == ["NAME", "URL", "EXTRA", "MORE"]
+    assert row.split() == ROWS[0]
+
+
+def test_a_narrow_terminal_loses_the_highest_drop_first_and_never_cuts() -> None:
+    lines = _render(fitted_table(COLUMNS, ROWS, 70), 70)
+    assert lines[0].split() == ["NAME", "URL", "MORE"]
+    assert lines[1].split() == [ROWS[0][0], ROWS[0][1], ROWS[0][3]]
+    lines = _render(fitted_table(COLUMNS, ROWS, 52), 52)
+    assert lines[0].split() == ["NAME", "URL"]
+    assert lines[1].split() == ROWS[0][:2]
+
+
+def test_columns_that_are_never_dropped_stay_even_when_too_wide() -> None:
+    lines = _render(fitted_table(COLUMNS, ROWS, 20), 60)
+    assert lines[1].split() == ROWS[0][:2]  # whole, for the terminal to wrap
+
+
+def test_one_line_keeps_the_first_line_without_colour_codes() -> None:
+    assert one_line("\x1b[91m\x1b[1mError: \x1b[0mbad config\n  at line 3\n") == "Error: bad config"
+    assert Text(one_line("")).plain == ""
+
+
+def _seed(home: Path) -> None:
+    registry = Registry(home / "registry.db")
+    with registry.transaction() as db:
+        for name in ("a-rather-long-instance-name", "flappy"):
+            registry.reserve(db, InstanceSpec(name=name, dir="/"), port=None)
+    registry.mark_ended(
+        "flappy", State.ERRORED, error="restarted 10 times within 60 s; not restarting",
+        last_exit="exit 1",
+    )  # fmt: skip
+    registry.close()
+
+
+def test_ls_fits_80_columns_and_says_why_an_instance_errored() -> None:
+    _seed(Path(os.environ["OCM_HOME"]))
+    screen = ANSI.sub("", run_in_terminal("ls", "--no-foreign"))
+    lines = screen.splitlines()
+    assert all(len(line) <= 80 for line in lines), screen
+    assert lines[0].split()[:2] == ["NAME", "STATUS"], screen
+    assert any(line.startswith("a-rather-long-instance-name ") for line in lines), screen
+    assert "flappy: errored: restarted 10 times within 60 s; not restarting" in lines, screen
+
+
+@pytest.mark.integration
+def test_ls_and_top_at_80_columns_keep_name_status_url_and_pid(fleet: Fleet) -> None:
+    screen = ANSI.sub("", run_in_terminal("ls", "--no-foreign", env=fleet.env))
+    lines = screen.splitlines()
+    assert all(len(line) <= 80 for line in lines), screen
+    assert lines[0].split()[:4] == ["NAME", "STATUS", "PID", "URL"], screen
+    for instance in fleet.instances:
+        row = next(line for line in lines if line.startswith(f"{instance['name']} "))
+        assert row.split()[1:4] == ["running", str(instance["pid"]), instance["url"]], screen
+    screen = ANSI.sub("", run_in_terminal("top", "--once", env=fleet.env))
+    lines = screen.splitlines()
+    assert all(len(line) <= 80 for line in lines), screen
+    for instance in fleet.instances:
+        assert any(line.startswith(f"{instance['name']} ") for line in lines), screen
