@@ -26,7 +26,7 @@ import opencode_manager
 PACKAGE = Path(opencode_manager.__file__).parent
 RANKS = {
     "errors": 0,
-    "models": 1, "settings": 1, "durations": 1, "redaction": 1, "text": 1,
+    "models": 1, "settings": 1, "durations": 1, "redaction": 1, "text": 1, "sockets": 1,
     "registry": 2, "process": 2, "portal": 2,
     "client": 3, "scripted_model": 3,
     "instances": 4,

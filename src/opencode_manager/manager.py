@@ -453,8 +453,11 @@ class AsyncManager:
         frame, totals = await asyncio.gather(self.top(), self.task_totals())
         return exposition(frame, totals)
 
-    async def serve_metrics(self, host: str, port: int) -> None:
-        """Serve /metrics on host:port (a fresh reading at every scrape) until cancelled."""
+    async def serve_metrics(
+        self, host: str, port: int, *, ready: Callable[[str], None] | None = None
+    ) -> None:
+        """Serve /metrics on host:port (a fresh reading at every scrape) until cancelled;
+        `ready` gets the URL once the port is bound (a taken port raises ConflictError)."""
         from .observe.metrics import start_server
 
         loop = asyncio.get_running_loop()
@@ -465,6 +468,8 @@ class AsyncManager:
             return frame, totals
 
         server = await asyncio.to_thread(start_server, read, host, port)
+        if ready is not None:
+            ready(f"http://{host}:{server.server_port}/metrics")
         try:
             await asyncio.Event().wait()
         finally:
@@ -812,9 +817,11 @@ class Manager:
         result: str = self._call(self.aio.metrics)
         return result
 
-    def serve_metrics(self, host: str, port: int) -> None:
+    def serve_metrics(
+        self, host: str, port: int, *, ready: Callable[[str], None] | None = None
+    ) -> None:
         """Blocks until interrupted."""
-        self._call(lambda: self.aio.serve_metrics(host, port))
+        self._call(lambda: self.aio.serve_metrics(host, port, ready=ready))
 
     # -- the tool itself -------------------------------------------------------------------
     def doctor(self) -> list[Check]:

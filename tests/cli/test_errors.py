@@ -6,6 +6,7 @@ None of these starts a server: they must all fail before anything is spawned.
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -110,3 +111,17 @@ def test_corrupt_registry_is_reported_not_overwritten() -> None:
     assert path.read_bytes() == garbage
     with pytest.raises(sqlite3.DatabaseError):
         sqlite3.connect(path).execute("SELECT 1 FROM sqlite_master").fetchall()
+
+
+@pytest.mark.parametrize(
+    "args", [["metrics", "--serve", "{port}"], ["model-server", "--port", "{port}"]]
+)
+def test_a_busy_port_is_a_conflict_before_anything_says_serving(args: list[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_ocm(*(a.format(port=port) for a in args), timeout=30)
+    assert_one_line_error(result, 4, f"port {port} is in use on 127.0.0.1")
+    assert "serving" not in result.stderr
+    assert "listening" not in result.stdout

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 import opencode_manager.scripted_model as scripted_model
+from opencode_manager import ConflictError
 from opencode_manager.scripted_model import (
     MODEL,
     ScriptedModelServer,
@@ -97,8 +98,9 @@ def test_slow_request_does_not_block_others() -> None:
 def test_busy_port_fails_to_start() -> None:
     with ScriptedModelServer() as first:
         second = ScriptedModelServer(port=first.port)
-        with pytest.raises(RuntimeError, match="failed to start"):
+        with pytest.raises(ConflictError, match=f"port {first.port} is in use"):
             second.start()
+        assert not second.running
 
 
 def test_opencode_config() -> None:

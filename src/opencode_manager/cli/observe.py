@@ -217,6 +217,9 @@ def metrics(state: Context, port: int | None, host: str, as_json: bool) -> None:
         return
     if not 1 <= port <= 65535:
         raise UsageError(f"invalid --serve {port}: expected a port from 1 to 65535")
-    err.print(f"serving metrics on http://{host}:{port}/metrics (Ctrl-C to stop)", markup=False)
     with contextlib.suppress(KeyboardInterrupt):
-        manager.serve_metrics(host, port)
+        manager.serve_metrics(
+            host,
+            port,
+            ready=lambda url: err.print(f"serving metrics on {url} (Ctrl-C to stop)", markup=False),
+        )

@@ -12,6 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..models import Status, TaskStatus
+from ..sockets import bind_error
 from .fleetview import FleetFrame
 
 #: What a scrape reads: the fleet frame and the task totals (see AsyncManager.task_totals).
@@ -93,5 +94,8 @@ def start_server(read: Callable[[], Reading], host: str, port: int) -> WSGIServe
     stop it with `.shutdown()`."""
     registry = CollectorRegistry()
     registry.register(FleetCollector(read))
-    server, _thread = start_http_server(port, addr=host, registry=registry)
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise bind_error(host, port, exc) from exc
     return server

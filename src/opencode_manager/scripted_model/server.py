@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 import threading
 import time
@@ -11,6 +12,7 @@ from typing import TextIO
 
 import uvicorn
 
+from ..sockets import listener
 from .app import RequestLog, create_app
 
 DEFAULT_HOST = "127.0.0.1"
@@ -77,11 +79,13 @@ class ScriptedModelServer:
             ws="none",
             timeout_graceful_shutdown=1,
         )
+        # Bind here, so a taken port is a clear error (ConflictError) raised to the caller.
+        sock = listener(self.host, self._requested_port)
         server = uvicorn.Server(config)
         self._server = server
         self._failure = None
         thread = threading.Thread(
-            target=self._run, args=(server,), name="scripted-model-server", daemon=True
+            target=self._run, args=(server, sock), name="scripted-model-server", daemon=True
         )
         self._thread = thread
         thread.start()
@@ -98,23 +102,18 @@ class ScriptedModelServer:
                 raise TimeoutError("scripted model server did not start in time")
             # uvicorn offers no thread-safe readiness event, so poll its flag briefly.
             thread.join(0.01)
-        self._port = self._bound_port(server)
+        port = sock.getsockname()[1]
+        assert isinstance(port, int)
+        self._port = port
         return self
 
-    def _run(self, server: uvicorn.Server) -> None:
+    def _run(self, server: uvicorn.Server, sock: socket.socket) -> None:
         try:
-            server.run()
-        except BaseException as exc:  # uvicorn reports bind failures via SystemExit
+            server.run(sockets=[sock])
+        except BaseException as exc:  # uvicorn reports its failures via SystemExit
             self._failure = exc
-
-    @staticmethod
-    def _bound_port(server: uvicorn.Server) -> int:
-        for listener in server.servers:
-            for sock in listener.sockets:
-                port = sock.getsockname()[1]
-                if isinstance(port, int):
-                    return port
-        raise RuntimeError("scripted model server has no listening socket")
+        finally:
+            sock.close()
 
     def _abort(self, server: uvicorn.Server, thread: threading.Thread) -> None:
         server.should_exit = True
