@@ -74,6 +74,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "StopResult": ("instances.lifecycle", "StopResult"),
     "Supervision": ("instances.spec", "Supervision"),
     "TaskOptions": ("tasks.dispatch", "TaskOptions"),
+    "decode_batch_file": ("tasks.batchfile", "decode"),
     "one_line": ("text", "one_line"),
     "TaskOutcome": ("tasks.batch", "TaskOutcome"),
     "TaskRecord": ("models", "TaskRecord"),
@@ -148,6 +149,7 @@ if TYPE_CHECKING:
     from .settings import MIN_OPENCODE_VERSION, PINNED_OPENCODE_VERSION, Settings
     from .tasks.batch import BatchOptions, BatchProgress, BatchSummary, TaskOutcome
     from .tasks.batchfile import BatchTask
+    from .tasks.batchfile import decode as decode_batch_file
     from .tasks.batchfile import parse as parse_batch_file
     from .tasks.dispatch import TaskOptions
     from .tasks.jsonl import JsonlEmitter
@@ -237,6 +239,7 @@ __all__ = [
     "TaskStatus",
     "UsageError",
     "__version__",
+    "decode_batch_file",
     "find_binary",
     "install",
     "is_loopback_host",

@@ -125,3 +125,29 @@ def test_a_busy_port_is_a_conflict_before_anything_says_serving(args: list[str])
     assert_one_line_error(result, 4, f"port {port} is in use on 127.0.0.1")
     assert "serving" not in result.stderr
     assert "listening" not in result.stdout
+
+
+def test_a_batch_is_checked_whole_before_anything_is_recorded(tmp_path: Path) -> None:
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"prompt": "hi"}\n')
+    missing_dir = tmp_path / "dirs.jsonl"
+    missing_dir.write_text('{"prompt": "a"}\n\n{"prompt": "b", "dir": "/definitely/missing"}\n')
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(b'{"prompt": "a"}\n{"prompt": "\xff\xfe"}\n')
+    nul = tmp_path / "nul.jsonl"
+    nul.write_bytes(b'{"prompt": "a"}\n\n\x00\x01\x02')
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("not a directory")
+    cases = [
+        (["batch", str(missing_dir)], f"{missing_dir}:3: no such directory /definitely/missing"),
+        (["batch", str(binary)], f"{binary}:2: not UTF-8 text (byte 0xff)"),
+        (["batch", str(nul)], f"{nul}:3: a NUL byte"),
+        (["batch", str(good), "--out", str(a_file)], "exists and is not a directory"),
+        (["batch", str(good), "--out", str(a_file / "sub")], "is not a writable directory"),
+    ]
+    for args, needle in cases:
+        assert_one_line_error(run_ocm(*args), 2, needle)
+    assert a_file.read_text() == "not a directory"
+    listed = run_ocm("batch", "ls", "--json")
+    assert listed.returncode == 0, str(listed)
+    assert listed.json() == []  # nothing was recorded

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from opencode_manager.errors import UsageError
-from opencode_manager.tasks.batchfile import parse
+from opencode_manager.tasks.batchfile import decode, parse
 
 
 def test_jsonl_with_comments_and_blank_lines() -> None:
@@ -63,3 +63,11 @@ def test_errors_name_the_line(text: str, message: str) -> None:
     with pytest.raises(UsageError) as info:
         parse(text, source="f")
     assert message in str(info.value)
+
+
+def test_decode_names_the_line_that_is_not_text() -> None:
+    assert decode("\ufeff{}\n".encode()) == "{}\n"  # a UTF-8 BOM is fine
+    with pytest.raises(UsageError, match=r"^f:3: not UTF-8 text \(byte 0xe9\)"):
+        decode(b"a\nb\n\xe9t\xe9\n", source="f")
+    with pytest.raises(UsageError, match=r"^f:2: a NUL byte"):
+        decode(b"a\n\x00", source="f")

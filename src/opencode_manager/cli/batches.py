@@ -18,6 +18,7 @@ from .. import (
     BatchStatus,
     BatchSummary,
     UsageError,
+    decode_batch_file,
     parse_batch_file,
 )
 from .main import Context
@@ -164,15 +165,14 @@ def run_file(
 ) -> int:
     """Run every task in FILE (checked whole first, nothing runs if it is invalid)."""
     if file == "-":
-        text, source = sys.stdin.read(), "<stdin>"
+        data, source = sys.stdin.buffer.read(), "<stdin>"
     else:
-        path = Path(file)
         try:
-            text = path.read_text()
+            data = Path(file).read_bytes()
         except OSError as exc:
             raise UsageError(f"cannot read {file}: {exc.strerror or exc}") from None
         source = file
-    tasks = parse_batch_file(text, source=source)
+    tasks = parse_batch_file(decode_batch_file(data, source=source), source=source)
     options = BatchOptions(
         instances=list(instances),
         concurrency=concurrency,

@@ -148,6 +148,11 @@ def create_batch(
         tasks = parse(tasks, source=source or "batch file")
     if not tasks:
         raise UsageError(f"{source or 'batch'}: no tasks in it")
+    where = source or "batch file"
+    for task in tasks:
+        if task.dir is not None and not Path(task.dir).expanduser().is_dir():
+            raise UsageError(f"{where}:{task.line}: no such directory {task.dir}")
+    _check_out(options.out)
     chosen = _candidates(fleet, options.instances)
     by_ref: dict[str, InstanceRecord] = {}
     for task in tasks:
@@ -155,9 +160,14 @@ def create_batch(
             try:
                 by_ref[task.instance] = fleet.resolve_running(task.instance)
             except OcmError as exc:
-                raise UsageError(f"{source or 'batch file'}:{task.line}: {exc}") from None
+                raise UsageError(f"{where}:{task.line}: {exc}") from None
     if not chosen and any(t.instance is None for t in tasks):
         raise ConflictError("no running instance for the batch; start some with `ocm start`")
+    if options.out:
+        try:
+            Path(options.out).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--out {options.out}: cannot create it: {exc.strerror}") from None
     now = time.time()
     batch = Batch(
         id=new_id("b"),
@@ -188,6 +198,18 @@ def create_batch(
         )
     store.add_batch(batch, records)
     return summary(store, batch.id)
+
+
+def _check_out(out: str | None) -> None:
+    """`--out` must be (or become) a directory we can write, before anything is recorded."""
+    if out is None:
+        return
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a directory")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: {existing} is not a writable directory")
 
 
 def _candidates(fleet: Fleet, refs: list[str]) -> list[InstanceRecord]:

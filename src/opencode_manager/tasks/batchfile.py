@@ -36,6 +36,22 @@ class BatchTask:
     timeout: float | None = None
 
 
+def decode(data: bytes, *, source: str = "batch file") -> str:
+    """The file's text, or a UsageError naming the line that is not UTF-8 text."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UsageError(
+            f"{source}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+            "a batch file is JSONL, YAML or PORT:PROMPT lines"
+        ) from None
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise UsageError(f"{source}:{line}: a NUL byte: this looks like a binary file")
+    return text
+
+
 def parse(text: str, *, source: str = "batch file") -> list[BatchTask]:
     """Every task in the file, or a UsageError `source:LINE: what is wrong`."""
     lines = text.splitlines()
