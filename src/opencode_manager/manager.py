@@ -305,9 +305,11 @@ class AsyncManager:
         listener: Listener | None = None,
         cancel: asyncio.Event | None = None,
         checkpoint: Checkpoint | None = None,
+        requeue_cancelled: bool = False,
     ) -> BatchSummary:
         """Run (or resume) a recorded batch to its end: no task lost, none sent twice.
 
+        A cancelled batch is refused unless `requeue_cancelled` (its cancelled tasks run).
         `checkpoint` is awaited with the name of every step a task passes ("session",
         "sending", "sent", "finished"): a seam for fault-injection tests.
         """
@@ -316,7 +318,7 @@ class AsyncManager:
         extra: dict[str, Any] = {"checkpoint": checkpoint} if checkpoint else {}
         run = await asyncio.to_thread(
             BatchRun.claim, self.fleet, self.store, batch_id, listener=listener, cancel=cancel,
-            **extra,
+            requeue_cancelled=requeue_cancelled, **extra,
         )  # fmt: skip
         return await run.run()
 
@@ -339,9 +341,13 @@ class AsyncManager:
         *,
         listener: Listener | None = None,
         cancel: asyncio.Event | None = None,
+        requeue_cancelled: bool = False,
     ) -> BatchSummary:
-        """Finish an interrupted batch (refused while its runner is alive)."""
-        return await self.batch_run(batch_id, listener=listener, cancel=cancel)
+        """Finish an interrupted batch (refused while its runner is alive); with
+        `requeue_cancelled`, run the tasks a cancel stopped."""
+        return await self.batch_run(
+            batch_id, listener=listener, cancel=cancel, requeue_cancelled=requeue_cancelled
+        )
 
     async def batches(self) -> list[BatchSummary]:
         """Every batch, oldest first (without their tasks)."""
@@ -736,9 +742,17 @@ class Manager:
         )
         return result
 
-    def batch_resume(self, batch_id: str, *, listener: Listener | None = None) -> BatchSummary:
+    def batch_resume(
+        self,
+        batch_id: str,
+        *,
+        listener: Listener | None = None,
+        requeue_cancelled: bool = False,
+    ) -> BatchSummary:
         result: BatchSummary = self._call(
-            lambda: self.aio.batch_resume(batch_id, listener=listener)
+            lambda: self.aio.batch_resume(
+                batch_id, listener=listener, requeue_cancelled=requeue_cancelled
+            )
         )
         return result
 

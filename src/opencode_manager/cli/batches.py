@@ -51,7 +51,9 @@ def batch() -> None:
     """
 
 
-def _execute(state: Context, batch_id: str, total: int, as_json: bool) -> int:
+def _execute(
+    state: Context, batch_id: str, total: int, as_json: bool, *, requeue_cancelled: bool = False
+) -> int:
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -71,7 +73,9 @@ def _execute(state: Context, batch_id: str, total: int, as_json: bool) -> int:
         progress.update(bar, completed=done, counts=shown)
 
     async def go(manager: AsyncManager, cancel: asyncio.Event) -> BatchSummary:
-        return await manager.batch_run(batch_id, listener=listener, cancel=cancel)
+        return await manager.batch_run(
+            batch_id, listener=listener, cancel=cancel, requeue_cancelled=requeue_cancelled
+        )
 
     with progress:
         result = run_with_cancel(state, go)
@@ -191,15 +195,26 @@ def run_file(
 
 @batch.command()
 @click.argument("batch_id")
+@click.option(
+    "--requeue-cancelled",
+    is_flag=True,
+    help="Run the tasks a cancel stopped (a cancelled batch is refused without it).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_state
-def resume(state: Context, batch_id: str, as_json: bool) -> int:
+def resume(state: Context, batch_id: str, requeue_cancelled: bool, as_json: bool) -> int:
     """Finish an interrupted batch: no task lost, none sent twice.
 
-    Refused while another process runs the batch (two resumes never both run it).
+    Refused while another process runs the batch (two resumes never both run it), and for a
+    cancelled batch unless --requeue-cancelled.
+
+    \b
+    Examples:
+      ocm batch resume b-1a2b3c
+      ocm batch resume b-1a2b3c --requeue-cancelled --json
     """
     data = state.manager().batch_show(batch_id)
-    return _execute(state, batch_id, data.total, as_json)
+    return _execute(state, batch_id, data.total, as_json, requeue_cancelled=requeue_cancelled)
 
 
 @batch.command()

@@ -248,13 +248,23 @@ class BatchRun:
         self.not_before: dict[str, float] = {}  # task id -> when it may be tried again
 
     @classmethod
-    def claim(cls, fleet: Fleet, store: TaskStore, batch_id: str, **kwargs: Any) -> BatchRun:
+    def claim(
+        cls,
+        fleet: Fleet,
+        store: TaskStore,
+        batch_id: str,
+        *,
+        requeue_cancelled: bool = False,
+        **kwargs: Any,
+    ) -> BatchRun:
         """Claim the batch for this process (atomically; refused while another live process
         runs it), and reopen what a previous runner left retryable."""
         me = process.identity_of(os.getpid())
         if me is None:
             raise OcmError("cannot read this process's identity")
-        batch = store.claim_batch(batch_id, me, process.is_alive)
+        batch = store.claim_batch(
+            batch_id, me, process.is_alive, requeue_cancelled=requeue_cancelled
+        )
         run = cls(fleet, store, batch, **kwargs)
         for record in run.records:
             if record.status is TaskStatus.FAILED and (record.error or {}).get(RETRYABLE):

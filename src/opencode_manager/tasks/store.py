@@ -73,17 +73,7 @@ class TaskStore:
 
     def save(self, record: TaskRecord) -> None:
         with self.registry.transaction() as db:
-            db.execute(
-                "UPDATE tasks SET status = ?, record = ?, updated_at = ?, finished_at = ?"
-                " WHERE id = ?",
-                (
-                    record.status.value,
-                    json.dumps(record.to_dict()),
-                    time.time(),
-                    record.finished_at,
-                    record.id,
-                ),
-            )
+            _update(db, record)
 
     def get(self, task_id: str) -> TaskRecord:
         rows = self.registry.query("SELECT record FROM tasks WHERE id = ?", (task_id,))
@@ -154,10 +144,18 @@ class TaskStore:
                 _insert(db, record, seq)
 
     def claim_batch(
-        self, batch_id: str, runner: ProcessIdentity, is_alive: Callable[[ProcessIdentity], bool]
+        self,
+        batch_id: str,
+        runner: ProcessIdentity,
+        is_alive: Callable[[ProcessIdentity], bool],
+        *,
+        requeue_cancelled: bool = False,
     ) -> Batch:
         """Make `runner` the one process running this batch, atomically: refused while
-        another live process holds it (two `ocm batch resume` can never both run it)."""
+        another live process holds it (two `ocm batch resume` can never both run it).
+
+        A cancelled batch stays cancelled unless `requeue_cancelled` puts its cancelled tasks
+        back in the queue (an explicit request: a status is never rewritten silently)."""
         with self.registry.transaction() as db:
             row = db.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
             if row is None:
@@ -168,8 +166,27 @@ class TaskStore:
                     f"batch {batch_id} is being run by process {holder.pid}; wait for it, or "
                     f"`ocm batch cancel {batch_id}`"
                 )
-            if row["status"] in (BatchStatus.COMPLETED.value, BatchStatus.CANCELLED.value):
-                raise ConflictError(f"batch {batch_id} is {row['status']}; nothing to resume")
+            cancelled = [
+                _load(r[0])
+                for r in db.execute(
+                    "SELECT record FROM tasks WHERE batch_id = ? AND status = ? ORDER BY seq",
+                    (batch_id, TaskStatus.CANCELLED.value),
+                )
+            ]
+            if requeue_cancelled:
+                if not cancelled:
+                    raise ConflictError(f"batch {batch_id} has no cancelled task to requeue")
+                for record in cancelled:
+                    record.status, record.error, record.finished_at = TaskStatus.PENDING, None, None
+                    record.session_id, record.prompted, record.sending = None, False, False
+                    _update(db, record)
+            elif row["status"] == BatchStatus.CANCELLED.value:
+                raise ConflictError(
+                    f"batch {batch_id} is cancelled ({len(cancelled)} of its tasks did not "
+                    f"finish); `ocm batch resume {batch_id} --requeue-cancelled` runs them"
+                )
+            elif row["status"] == BatchStatus.COMPLETED.value:
+                raise ConflictError(f"batch {batch_id} is completed; nothing to resume")
             db.execute(
                 "UPDATE batches SET runner_pid = ?, runner_ctime = ?, status = ?, updated_at = ?,"
                 " cancel_requested = NULL WHERE id = ?",
@@ -214,6 +231,14 @@ def _insert(db: sqlite3.Connection, record: TaskRecord, seq: int) -> None:
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (record.id, record.batch_id, seq, record.status.value, record.prompt,
          json.dumps(record.to_dict()), record.created_at, time.time()),
+    )  # fmt: skip
+
+
+def _update(db: sqlite3.Connection, record: TaskRecord) -> None:
+    db.execute(
+        "UPDATE tasks SET status = ?, record = ?, updated_at = ?, finished_at = ? WHERE id = ?",
+        (record.status.value, json.dumps(record.to_dict()), time.time(), record.finished_at,
+         record.id),
     )  # fmt: skip
 
 
