@@ -56,6 +56,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "OpencodeClient": ("client", "OpencodeClient"),
     "Part": ("client.types", "Part"),
     "ProcessIdentity": ("models", "ProcessIdentity"),
+    "PruneReport": ("tasks.store", "PruneReport"),
     "Received": ("observe.monitor", "Received"),
     "ServerError": ("errors", "ServerError"),
     "ServerRefused": ("errors", "ServerRefused"),
@@ -155,6 +156,7 @@ if TYPE_CHECKING:
     from .tasks.jsonl import JsonlEmitter
     from .tasks.runner import Observer
     from .tasks.sessions import SessionRow
+    from .tasks.store import PruneReport
     from .tasks.tracker import Ask
     from .text import one_line
 
@@ -216,6 +218,7 @@ __all__ = [
     "OpencodeClient",
     "Part",
     "ProcessIdentity",
+    "PruneReport",
     "Received",
     "ServerError",
     "ServerRefused",

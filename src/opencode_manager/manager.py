@@ -23,10 +23,13 @@ loop is running (a Jupyter cell, a FastAPI handler), where `asyncio.run` would r
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import process
+from .errors import UsageError
 from .instances import lifecycle
 from .instances import spec as specs
 from .instances.fleet import Fleet
@@ -48,7 +51,7 @@ if TYPE_CHECKING:
     from .tasks.dispatch import TaskOptions
     from .tasks.runner import Checkpoint, Observer
     from .tasks.sessions import SessionRow
-    from .tasks.store import TaskStore
+    from .tasks.store import PruneReport, TaskStore
 
 T = TypeVar("T")
 DEFAULT_START_TIMEOUT = lifecycle.DEFAULT_START_TIMEOUT
@@ -283,6 +286,18 @@ class AsyncManager:
             self.store.list_tasks, batch_id=batch_id, status=status, limit=limit
         )
 
+    async def prune_results(self, older_than: float, *, dry_run: bool = False) -> PruneReport:
+        """Delete finished batches and tasks that ended more than `older_than` seconds ago
+        (never a running or resumable one), and give the space back."""
+        if older_than < 0:
+            raise UsageError("older_than must be 0 or more seconds")
+        before = time.time() - older_than
+        return await asyncio.to_thread(self.store.prune, before, dry_run=dry_run)
+
+    async def count_tasks(self, *, batch_id: str | None = None, status: str | None = None) -> int:
+        """How many stored task records match."""
+        return await asyncio.to_thread(self.store.count_tasks, batch_id=batch_id, status=status)
+
     # -- batches ---------------------------------------------------------------------------
     async def batch_create(
         self,
@@ -360,6 +375,16 @@ class AsyncManager:
         from .tasks.batch import summary
 
         return await asyncio.to_thread(summary, self.store, batch_id)
+
+    async def batch_remove(self, batch_ids: Sequence[str]) -> dict[str, int]:
+        """Delete batches and their results (refused while a batch's runner is alive);
+        return the task count removed per batch."""
+        removed: dict[str, int] = {}
+        for batch_id in dict.fromkeys(batch_ids):
+            removed[batch_id] = await asyncio.to_thread(
+                self.store.remove_batch, batch_id, process.is_alive
+            )
+        return removed
 
     async def batch_cancel(self, batch_id: str) -> BatchSummary:
         """Cancel a batch: its runner aborts running tasks and cancels the rest; a batch
@@ -762,6 +787,20 @@ class Manager:
 
     def batch_show(self, batch_id: str) -> BatchSummary:
         result: BatchSummary = self._call(lambda: self.aio.batch_show(batch_id))
+        return result
+
+    def count_tasks(self, *, batch_id: str | None = None, status: str | None = None) -> int:
+        result: int = self._call(lambda: self.aio.count_tasks(batch_id=batch_id, status=status))
+        return result
+
+    def batch_remove(self, batch_ids: Sequence[str]) -> dict[str, int]:
+        result: dict[str, int] = self._call(lambda: self.aio.batch_remove(batch_ids))
+        return result
+
+    def prune_results(self, older_than: float, *, dry_run: bool = False) -> PruneReport:
+        result: PruneReport = self._call(
+            lambda: self.aio.prune_results(older_than, dry_run=dry_run)
+        )
         return result
 
     def batch_cancel(self, batch_id: str) -> BatchSummary:

@@ -402,6 +402,15 @@ class Registry:
     def applied_migrations(self) -> list[str]:
         return [row[0] for row in self.query("SELECT name FROM _migrations ORDER BY name")]
 
+    def compact(self) -> bool:
+        """Give deleted rows' space back to the file system (VACUUM); best effort, since
+        a keeper writing at that moment only means the file shrinks next time."""
+        try:
+            self.db.execute("VACUUM")
+        except sqlite3.Error:
+            return False
+        return True
+
     def quick_check(self) -> str:
         """SQLite's own consistency check: "ok", or what is wrong."""
         rows = self.query("PRAGMA quick_check")

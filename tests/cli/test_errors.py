@@ -151,3 +151,39 @@ def test_a_batch_is_checked_whole_before_anything_is_recorded(tmp_path: Path) ->
     listed = run_ocm("batch", "ls", "--json")
     assert listed.returncode == 0, str(listed)
     assert listed.json() == []  # nothing was recorded
+
+
+def _seed_results(count: int) -> None:
+    from opencode_manager.models import TaskRecord, TaskStatus
+    from opencode_manager.tasks.store import TaskStore
+
+    home = Path(os.environ["OCM_HOME"])
+    home.mkdir(mode=0o700, exist_ok=True)
+    store = TaskStore(Registry(home / "registry.db"))
+    for i in range(count):
+        record = TaskRecord(id=f"t-{i:03d}", prompt=f"p{i}", status=TaskStatus.COMPLETED,
+                            created_at=1000.0 + i)  # fmt: skip
+        record.finished_at = 1000.5 + i
+        store.add(record)
+    store.registry.close()
+
+
+def test_results_are_limited_by_default_and_pruned_on_request() -> None:
+    _seed_results(60)
+    shown = run_ocm("results", "--json")
+    assert shown.returncode == 0, str(shown)
+    assert [r["id"] for r in shown.json()] == [f"t-{i:03d}" for i in range(10, 60)]
+    assert "the newest 50 of 60 results; --all shows every one" in shown.stderr
+    assert len(run_ocm("results", "--all", "--json", check=True).json()) == 60
+    assert len(run_ocm("results", "--limit", "3", "--json", check=True).json()) == 3
+    assert_one_line_error(run_ocm("results", "--all", "--limit", "3"), 2, "contradict")
+    assert_one_line_error(run_ocm("results", "--json", "--jsonl"), 2, "contradict")
+    assert_one_line_error(run_ocm("results", "--batch", "b-nope"), 3, "no batch 'b-nope'")
+    dry = run_ocm("results", "prune", "--older-than", "1d", "--dry-run", "--json", check=True)
+    assert dry.json() == {"batches": [], "tasks": 60, "dry_run": True}
+    assert len(run_ocm("results", "--all", "--json", check=True).json()) == 60
+    pruned = run_ocm("results", "prune", "--older-than", "1d", check=True)
+    assert pruned.stdout.strip() == "deleted 60 results (0 batches)"
+    assert run_ocm("results", "--json", check=True).json() == []
+    assert_one_line_error(run_ocm("results", "prune"), 2, "--older-than")
+    assert_one_line_error(run_ocm("batch", "rm", "b-nope"), 3, "no batch 'b-nope'")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from opencode_manager.errors import ConflictError
+from opencode_manager.errors import ConflictError, NotFoundError
 from opencode_manager.models import BatchStatus, ProcessIdentity, TaskRecord, TaskStatus
 from opencode_manager.registry import Registry
 from opencode_manager.tasks.store import Batch, TaskStore
@@ -54,3 +54,52 @@ def test_a_completed_batch_has_nothing_to_resume(tmp_path: Path) -> None:
     store = _store(tmp_path, [TaskStatus.COMPLETED], BatchStatus.COMPLETED)
     with pytest.raises(ConflictError, match="is completed; nothing to resume"):
         store.claim_batch("b-1", ME, lambda _: False)
+
+
+def _task(task_id: str, status: TaskStatus, *, batch: str | None, ended: float) -> TaskRecord:
+    record = TaskRecord(id=task_id, prompt=task_id, status=status, created_at=ended - 1,
+                        batch_id=batch)  # fmt: skip
+    record.finished_at = ended if status.final else None
+    return record
+
+
+def test_prune_deletes_only_what_finished_before_the_cutoff(tmp_path: Path) -> None:
+    store = TaskStore(Registry(tmp_path / "registry.db"))
+    old, new = time.time() - 3600, time.time()
+    for batch_id, status in (("b-old", BatchStatus.COMPLETED), ("b-run", BatchStatus.RUNNING)):
+        batch = Batch(id=batch_id, status=status.value, created_at=old, updated_at=old)
+        store.add_batch(batch, [_task(f"{batch_id}-t", TaskStatus.COMPLETED, batch=batch_id,
+                                      ended=old)])  # fmt: skip
+        if status is BatchStatus.COMPLETED:
+            store.set_batch_status(batch_id, status.value)
+    store.registry.db.execute("UPDATE batches SET finished_at = ? WHERE id = 'b-old'", (old,))
+    store.add(_task("alone-old", TaskStatus.FAILED, batch=None, ended=old))
+    store.add(_task("alone-new", TaskStatus.COMPLETED, batch=None, ended=new))
+    store.add(_task("alone-running", TaskStatus.RUNNING, batch=None, ended=old))
+    cutoff = time.time() - 60
+    dry = store.prune(cutoff, dry_run=True)
+    assert (dry.batches, dry.tasks, dry.dry_run) == (["b-old"], 2, True)
+    assert store.count_tasks() == 5
+    report = store.prune(cutoff)
+    assert (report.batches, report.tasks) == (["b-old"], 2)
+    assert sorted(r.id for r in store.list_tasks()) == ["alone-new", "alone-running", "b-run-t"]
+    assert store.prune(cutoff).tasks == 0
+
+
+def test_remove_batch_refuses_a_running_one_and_deletes_its_tasks(tmp_path: Path) -> None:
+    store = _store(tmp_path, [TaskStatus.PENDING, TaskStatus.PENDING], BatchStatus.RUNNING)
+    store.claim_batch("b-1", ME, lambda _: False)
+    with pytest.raises(ConflictError, match="being run by process 1"):
+        store.remove_batch("b-1", lambda _: True)
+    assert store.remove_batch("b-1", lambda _: False) == 2  # its runner is gone
+    assert store.count_tasks() == 0
+    with pytest.raises(NotFoundError):
+        store.remove_batch("b-1", lambda _: False)
+
+
+def test_a_limit_gives_the_newest_oldest_first(tmp_path: Path) -> None:
+    store = TaskStore(Registry(tmp_path / "registry.db"))
+    for i in range(5):
+        store.add(_task(f"t{i}", TaskStatus.COMPLETED, batch=None, ended=1000.0 + i))
+    assert [r.id for r in store.list_tasks(limit=2)] == ["t3", "t4"]
+    assert store.count_tasks(status="completed") == 5

@@ -17,8 +17,11 @@ from .. import (
     BatchProgress,
     BatchStatus,
     BatchSummary,
+    TaskOutcome,
+    TaskStatus,
     UsageError,
     decode_batch_file,
+    one_line,
     parse_batch_file,
 )
 from .main import Context
@@ -92,7 +95,27 @@ def _report(result: BatchSummary, as_json: bool) -> None:
         _summary_table(result)
 
 
+SUMMARY_ROWS = 20  # tasks listed under a batch; `ocm results --batch ID` has them all
+
+
 def _summary_table(data: BatchSummary) -> None:
+    """The tasks that did not complete (at most SUMMARY_ROWS), then the counts."""
+    unfinished = [task for task in data.tasks if task.status != TaskStatus.COMPLETED.value]
+    if unfinished:
+        _task_table(data, unfinished[:SUMMARY_ROWS])
+    if len(unfinished) > SUMMARY_ROWS:
+        out.print(
+            f"... and {len(unfinished) - SUMMARY_ROWS} more not completed: "
+            f"`ocm results --batch {data.id} --all`",
+            markup=False,
+        )
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(data.counts.items()))
+    took = f" in {data.duration_s:.1f} s" if data.duration_s else ""
+    out.print(f"batch {data.id}: {data.status.value}; {data.total} tasks: {counts}{took}",
+              markup=False)  # fmt: skip
+
+
+def _task_table(data: BatchSummary, tasks: list[TaskOutcome]) -> None:
     table = Table(
         box=None,
         header_style="bold",
@@ -102,18 +125,15 @@ def _summary_table(data: BatchSummary) -> None:
     )
     for column in ("TASK", "STATUS", "INSTANCE", "SECONDS", "ERROR"):
         table.add_column(column, no_wrap=column != "ERROR")
-    for task in data.tasks:
+    for task in tasks:
         table.add_row(
             task.id or task.task,
             Text(task.status, style=STATUS_STYLE.get(task.status, "")),
             task.instance or "-",
             f"{task.duration_s:.1f}" if task.duration_s else "-",
-            task.error or "",
+            one_line(task.error or ""),
         )
     out.print(table)
-    counts = ", ".join(f"{v} {k}" for k, v in sorted(data.counts.items()))
-    took = f" in {data.duration_s:.1f} s" if data.duration_s else ""
-    out.print(f"{data.total} tasks: {counts}{took}", markup=False)
 
 
 @batch.command(name="run")
@@ -229,6 +249,26 @@ def cancel(state: Context, batch_id: str, as_json: bool) -> int:
     result = state.manager().batch_cancel(batch_id)
     _report(result, as_json)
     return 0
+
+
+@batch.command(name="rm")
+@click.argument("batch_ids", nargs=-1, required=True, metavar="BATCH_ID...")
+@click.option("--json", "as_json", is_flag=True, help="What was removed, as JSON.")
+@pass_state
+def rm(state: Context, batch_ids: tuple[str, ...], as_json: bool) -> None:
+    """Delete batches and their results (refused while a batch runs).
+
+    \b
+    Examples:
+      ocm batch rm b-1a2b3c
+      ocm results prune --older-than 7d     # every finished batch and result that old
+    """
+    removed = state.manager().batch_remove(list(batch_ids))
+    if as_json:
+        print_json({"removed": removed})
+        return
+    for batch_id, count in removed.items():
+        out.print(f"removed batch {batch_id} ({count} results)", markup=False)
 
 
 @batch.command(name="ls")

@@ -465,14 +465,40 @@ def rm(state: Context, refs: tuple[str, ...], force: bool, as_json: bool) -> Non
     help="Only what ended longer ago than this (e.g. 30m, 12h, 7d).",
 )
 @click.option("--dry-run", is_flag=True, help="Show what would go, change nothing.")
+@click.option(
+    "--results",
+    "with_results",
+    is_flag=True,
+    help="Also delete finished task results and batches as old (`ocm results prune`).",
+)
 @json_option
 @pass_state
-def cleanup(state: Context, older_than: str, dry_run: bool, as_json: bool) -> None:
-    """Forget stopped and crashed instances, and delete logs and dirs nobody owns."""
-    report = state.manager().cleanup(older_than=parse_duration(older_than), dry_run=dry_run)
+def cleanup(
+    state: Context, older_than: str, dry_run: bool, with_results: bool, as_json: bool
+) -> None:
+    """Forget stopped and crashed instances, and delete logs and dirs nobody owns.
+
+    \b
+    Examples:
+      ocm cleanup --dry-run
+      ocm cleanup --older-than 7d --results
+    """
+    manager = state.manager()
+    age = parse_duration(older_than)
+    report = manager.cleanup(older_than=age, dry_run=dry_run)
+    pruned = manager.prune_results(age, dry_run=dry_run) if with_results else None
     if as_json:
-        print_json(report.to_dict())
+        data = report.to_dict()
+        if pruned is not None:
+            data["results"] = pruned.to_dict()
+        print_json(data)
         return
+    if pruned is not None and pruned.tasks:
+        out.print(
+            f"{'would delete' if dry_run else 'deleted'} {pruned.tasks} results "
+            f"({len(pruned.batches)} batches)",
+            markup=False,
+        )
     verb = "would remove" if dry_run else "removed"
     for name in report.reconciled:
         out.print(
@@ -482,7 +508,9 @@ def cleanup(state: Context, older_than: str, dry_run: bool, as_json: bool) -> No
         out.print(f"{verb} instance {name}", markup=False)
     for path in report.removed_files:
         out.print(f"{verb} {path}", markup=False)
-    if not (report.removed_instances or report.removed_files or report.reconciled):
+    if not (report.removed_instances or report.removed_files or report.reconciled) and not (
+        pruned and pruned.tasks
+    ):
         out.print("nothing to clean up", markup=False)
 
 

@@ -26,6 +26,7 @@ from .. import (
     TaskRecord,
     TaskStatus,
     UsageError,
+    parse_duration,
 )
 from .main import Context
 from .options import max_retries_option
@@ -385,10 +386,19 @@ def result(state: Context, task_id: str, as_json: bool) -> None:
         out.print(record.text, markup=False, highlight=False, soft_wrap=True)
 
 
-@click.command()
+RESULTS_LIMIT = 50
+
+
+@click.group(invoke_without_command=True)
 @click.option("--batch", "batch_id", metavar="ID", help="Only this batch's tasks.")
 @click.option("--status", metavar="S", help="Only tasks with this status.")
-@click.option("--limit", type=int, metavar="N", help="At most N (newest last).")
+@click.option(
+    "--limit",
+    type=int,
+    metavar="N",
+    help=f"The newest N, oldest first [default: {RESULTS_LIMIT}].",
+)
+@click.option("--all", "show_all", is_flag=True, help="Every stored result (no limit).")
 @click.option("--json", "as_json", is_flag=True, help="A JSON array.")
 @click.option("--jsonl", "as_jsonl", is_flag=True, help="One JSON record per line.")
 @pass_state
@@ -397,15 +407,37 @@ def results(
     batch_id: str | None,
     status: str | None,
     limit: int | None,
+    show_all: bool,
     as_json: bool,
     as_jsonl: bool,
 ) -> None:
-    """List stored task results."""
+    """List stored task results (the newest 50 unless --limit or --all).
+
+    \b
+    Examples:
+      ocm results --status failed
+      ocm results --batch b-1a2b3c --all --jsonl > results.jsonl
+      ocm results prune --older-than 30d
+    """
+    if click.get_current_context().invoked_subcommand:
+        return
     if limit is not None and limit < 1:
         raise UsageError(f"invalid --limit {limit}: must be 1 or more")
-    records = state.manager().tasks(batch_id=batch_id, status=status)
-    if limit:
-        records = records[-limit:]
+    if show_all and limit is not None:
+        raise UsageError("--all and --limit contradict each other; choose one")
+    if as_json and as_jsonl:
+        raise UsageError("--json and --jsonl contradict each other; choose one")
+    manager = state.manager()
+    if batch_id is not None:
+        manager.batch_show(batch_id)  # exit 3 for a batch that does not exist
+    wanted = None if show_all else (limit or RESULTS_LIMIT)
+    records = manager.tasks(batch_id=batch_id, status=status, limit=wanted)
+    if wanted is not None and len(records) == wanted and limit is None:
+        total = manager.count_tasks(batch_id=batch_id, status=status)
+        if total > wanted:
+            err.print(
+                f"the newest {wanted} of {total} results; --all shows every one", markup=False
+            )
     if as_json:
         print_json([r.to_dict() for r in records])
         return
@@ -435,3 +467,32 @@ def results(
             r.text.replace("\n", " "),
         )
     out.print(table)
+
+
+@results.command(name="prune")
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    metavar="DUR",
+    help="Delete what ended longer ago than this (e.g. 12h, 7d, 0s for all).",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would go, change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+@pass_state
+def prune(state: Context, older_than: str, dry_run: bool, as_json: bool) -> None:
+    """Delete finished results and batches that ended before a time.
+
+    Never a running task, nor a batch that can still be resumed.
+
+    \b
+    Examples:
+      ocm results prune --older-than 30d --dry-run
+      ocm results prune --older-than 7d
+    """
+    report = state.manager().prune_results(parse_duration(older_than), dry_run=dry_run)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    verb = "would delete" if dry_run else "deleted"
+    out.print(f"{verb} {report.tasks} results ({len(report.batches)} batches)", markup=False)

@@ -52,6 +52,18 @@ class Batch:
         return asdict(self)
 
 
+@dataclass
+class PruneReport:
+    """What `ocm results prune` deleted (or, with dry_run, would delete)."""
+
+    batches: list[str]
+    tasks: int
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 class TaskStore:
     """Tasks and batches on top of a Registry's connection."""
 
@@ -97,10 +109,66 @@ class TaskStore:
             clauses.append("status = ?")
             params.append(status)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        order = "ORDER BY seq, created_at" if batch_id is not None else "ORDER BY created_at"
-        tail = f" LIMIT {int(limit)}" if limit else ""
-        rows = self.registry.query(f"SELECT record FROM tasks {where} {order}{tail}", tuple(params))  # noqa: S608
-        return [_load(r[0]) for r in rows]
+        order = "seq, created_at" if batch_id is not None else "created_at"
+        if limit:  # the newest `limit`, still oldest first
+            order = ", ".join(f"{key} DESC" for key in order.split(", "))
+            sql = f"SELECT record FROM tasks {where} ORDER BY {order} LIMIT {int(limit)}"  # noqa: S608
+            return [_load(r[0]) for r in reversed(self.registry.query(sql, tuple(params)))]
+        sql = f"SELECT record FROM tasks {where} ORDER BY {order}"  # noqa: S608
+        return [_load(r[0]) for r in self.registry.query(sql, tuple(params))]
+
+    def count_tasks(self, *, batch_id: str | None = None, status: str | None = None) -> int:
+        clauses, params = [], []
+        if batch_id is not None:
+            clauses.append("batch_id = ?")
+            params.append(batch_id)
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        return int(self.registry.query(f"SELECT COUNT(*) FROM tasks {where}", tuple(params))[0][0])  # noqa: S608
+
+    def prune(self, before: float, *, dry_run: bool = False) -> PruneReport:
+        """Delete finished batches (with their tasks) and finished standalone tasks that
+        ended before `before`; return (batch ids, task count). Nothing unfinished goes: a
+        running or interrupted batch can still be resumed, a running task still waited for."""
+        with self.registry.transaction() as db:
+            batches = [
+                str(r[0])
+                for r in db.execute(
+                    "SELECT id FROM batches WHERE status IN (?, ?) AND finished_at < ?",
+                    (BatchStatus.COMPLETED.value, BatchStatus.CANCELLED.value, before),
+                )
+            ]
+            in_batches = sum(_count_batch_tasks(db, b) for b in batches)
+            alone = int(db.execute(f"SELECT COUNT(*) {_PRUNABLE}", (before,)).fetchone()[0])
+            if not dry_run:
+                for batch_id in batches:
+                    db.execute("DELETE FROM tasks WHERE batch_id = ?", (batch_id,))
+                    db.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+                db.execute(f"DELETE {_PRUNABLE}", (before,))
+        report = PruneReport(batches=batches, tasks=in_batches + alone, dry_run=dry_run)
+        if report.tasks and not dry_run:
+            self.registry.compact()
+        return report
+
+    def remove_batch(self, batch_id: str, is_alive: Callable[[ProcessIdentity], bool]) -> int:
+        """Delete a batch and its tasks (refused while its runner is alive); return how many
+        tasks went."""
+        with self.registry.transaction() as db:
+            row = db.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no batch {batch_id!r}; see `ocm batch ls`")
+            holder = _holder(row)
+            if row["status"] == BatchStatus.RUNNING.value and holder and is_alive(holder):
+                raise ConflictError(
+                    f"batch {batch_id} is being run by process {holder.pid}; "
+                    f"`ocm batch cancel {batch_id}` first"
+                )
+            count = _count_batch_tasks(db, batch_id)
+            db.execute("DELETE FROM tasks WHERE batch_id = ?", (batch_id,))
+            db.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+        return count
 
     def totals(self) -> dict[str, Any]:
         """Tasks by status, and token and cost totals over every stored task."""
@@ -227,11 +295,24 @@ class TaskStore:
 
 def _insert(db: sqlite3.Connection, record: TaskRecord, seq: int) -> None:
     db.execute(
-        "INSERT INTO tasks (id, batch_id, seq, status, prompt, record, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO tasks (id, batch_id, seq, status, prompt, record, created_at, updated_at,"
+        " finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (record.id, record.batch_id, seq, record.status.value, record.prompt,
-         json.dumps(record.to_dict()), record.created_at, time.time()),
+         json.dumps(record.to_dict()), record.created_at, time.time(), record.finished_at),
     )  # fmt: skip
+
+
+# Standalone tasks that ended (not pending or running) before a time.
+_PRUNABLE = (
+    "FROM tasks WHERE batch_id IS NULL AND status NOT IN ('pending', 'running')"
+    " AND COALESCE(finished_at, updated_at) < ?"
+)
+
+
+def _count_batch_tasks(db: sqlite3.Connection, batch_id: str) -> int:
+    return int(
+        db.execute("SELECT COUNT(*) FROM tasks WHERE batch_id = ?", (batch_id,)).fetchone()[0]
+    )
 
 
 def _update(db: sqlite3.Connection, record: TaskRecord) -> None:
