@@ -76,7 +76,9 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Supervision": ("instances.spec", "Supervision"),
     "TaskOptions": ("tasks.dispatch", "TaskOptions"),
     "decode_batch_file": ("tasks.batchfile", "decode"),
+    "error_summary": ("text", "error_summary"),
     "one_line": ("text", "one_line"),
+    "strip_ansi": ("text", "strip_ansi"),
     "TaskOutcome": ("tasks.batch", "TaskOutcome"),
     "TaskRecord": ("models", "TaskRecord"),
     "TaskStatus": ("models", "TaskStatus"),
@@ -158,7 +160,7 @@ if TYPE_CHECKING:
     from .tasks.sessions import SessionRow
     from .tasks.store import PruneReport
     from .tasks.tracker import Ask
-    from .text import one_line
+    from .text import error_summary, one_line, strip_ansi
 
 
 def __getattr__(name: str) -> Any:
@@ -243,6 +245,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "decode_batch_file",
+    "error_summary",
     "find_binary",
     "install",
     "is_loopback_host",
@@ -252,4 +255,5 @@ __all__ = [
     "parse_port",
     "parse_port_range",
     "parse_size",
+    "strip_ansi",
 ]

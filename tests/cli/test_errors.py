@@ -66,7 +66,20 @@ def test_duplicate_name() -> None:
 
 def test_stop_of_a_stopped_instance() -> None:
     _add_record("idle", State.STOPPED)
-    assert_one_line_error(run_ocm("stop", "idle"), 4, "idle is not running")
+    assert_one_line_error(run_ocm("stop", "idle"), 4, "idle is not running (stopped)")
+    assert_one_line_error(run_ocm("api", "idle", "GET", "/path"), 4, "idle is not running")
+
+
+def test_a_record_that_says_running_for_a_dead_server_is_not_called_running() -> None:
+    _add_record("ghost", State.RUNNING)
+    assert_one_line_error(
+        run_ocm("stop", "ghost"), 4, "ghost is not running (crashed: its processes are gone)"
+    )
+
+
+def test_contradictory_run_flags_are_usage_errors() -> None:
+    assert_one_line_error(run_ocm("run", "--async", "--format", "json", "hi"), 2, "choose one")
+    assert_one_line_error(run_ocm("run", "--json", "--format", "json", "hi"), 2, "choose one")
 
 
 def test_missing_binary(tmp_path: Path) -> None:

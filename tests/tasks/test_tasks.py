@@ -313,6 +313,24 @@ def test_bad_task_input(fleet: Fleet) -> None:
     assert_one_line_error(run_ocm("result", "t-nope", env=env), 3, "no task 't-nope'")
     assert_one_line_error(run_ocm("results", "--status", "weird", env=env), 2, "--status")
     assert_one_line_error(run_ocm("session", "show", "bogus", env=env), 2, "session ids start")
+    before = len(run_ocm("results", "--all", "--json", env=env, check=True).json())
+    assert_one_line_error(
+        run_ocm("run", "hi", "--agent", "nosuchagent", env=env), 2,
+        "invalid --agent 'nosuchagent': this instance has ",
+    )  # fmt: skip
+    assert len(run_ocm("results", "--all", "--json", env=env, check=True).json()) == before
+
+
+def test_servers_of_another_ocm_home_are_foreign_and_read_only(fleet: Fleet) -> None:
+    """From this test's own OCM_HOME, the shared fleet's servers are foreign."""
+    port = fleet.instances[0]["port"]
+    listed = run_ocm("ls", "--json", check=True).json()
+    assert f"foreign:{port}" in [row["name"] for row in listed]
+    ref = f"foreign:{port}"
+    assert_one_line_error(run_ocm("stop", ref), 4, "ocm did not start")
+    assert_one_line_error(run_ocm("api", ref, "POST", "/session"), 4, "only GET")
+    # A GET goes out, without a password ocm does not have: the server says no.
+    assert_one_line_error(run_ocm("api", ref, "GET", "/path"), 8, "401 unauthorized")
 
 
 def _popen_ocm(fleet: Fleet, *args: str) -> subprocess.Popen[str]:

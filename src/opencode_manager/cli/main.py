@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import OcmError, Settings, StartError, __version__
+from .. import OcmError, Settings, StartError, __version__, strip_ansi
 from .output import err
 
 EXIT_USAGE = 2
@@ -128,7 +128,8 @@ def cli(ctx: click.Context, opencode: str | None) -> None:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    """ocm's own error line: no colour codes leaking from OpenCode, no line breaks."""
+    return " ".join(strip_ansi(text).split())
 
 
 def main(argv: list[str] | None = None) -> int:

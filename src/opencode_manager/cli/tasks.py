@@ -26,7 +26,10 @@ from .. import (
     TaskRecord,
     TaskStatus,
     UsageError,
+    error_summary,
+    one_line,
     parse_duration,
+    strip_ansi,
 )
 from .main import Context
 from .options import max_retries_option
@@ -208,11 +211,17 @@ def report(record: TaskRecord, *, as_json: bool, jsonl: bool, streamed: bool = F
 
 
 def _error_text(record: TaskRecord) -> str:
+    """One line: OpenCode's errors run to many (stacks, quoted configs, colour codes); the
+    whole text stays in the record (`ocm result ID`)."""
     error = record.error or {}
     data = error.get("data")
     if isinstance(data, dict) and data.get("message"):
-        return f"{error.get('name', 'error')}: {data['message']}"
-    return str(error.get("message") or error.get("name") or "no details")
+        text = error_summary(error.get("name"), data)
+    else:
+        text = str(error.get("message") or error.get("name") or "no details")
+    whole = strip_ansi(text).strip()
+    line = one_line(text)
+    return line if line == whole else f"{line} (the rest: `ocm result {record.id}`)"
 
 
 @click.command()
@@ -270,6 +279,8 @@ def run(
         prompt = sys.stdin.read()
     if as_json and fmt == "json":
         raise UsageError("--json and --format json both print to stdout; choose one")
+    if detach and fmt == "json":
+        raise UsageError("--async returns at once and --format json streams the run; choose one")
     if directory is not None:
         from pathlib import Path
 

@@ -50,6 +50,10 @@ def config(directory: str | None = None) -> Operation[dict[str, Any]]:
     return Operation("GET", "/config", parse=_dict, directory=directory)
 
 
+def agents(directory: str | None = None) -> Operation[list[Any]]:
+    return Operation("GET", "/agent", parse=_list, directory=directory)
+
+
 def mcp_status(directory: str | None = None) -> Operation[dict[str, Any]]:
     return Operation("GET", "/mcp", parse=_dict, directory=directory)
 

@@ -103,7 +103,9 @@ class Fleet:
         if record is not None:
             return record
         port: int | None = None
-        if ref.isdigit():
+        if ref.startswith("foreign:") and ref[len("foreign:") :].isdigit():
+            port = parse_port(ref[len("foreign:") :])  # the name `ocm ls` shows a foreign server
+        elif ref.isdigit():
             port = parse_port(ref)
         elif "://" in ref:
             port = launch.port_of(ref)
@@ -132,6 +134,16 @@ class Fleet:
         if not record.url:
             return None
         return Endpoint(url=record.url, password=self.password(record), name=record.name)
+
+    def reader(self, ref: str) -> Endpoint:
+        """Where to read from: a running managed instance (with its password), or a foreign
+        server (without one: a server that needs a password ocm does not have refuses)."""
+        found = self.find(ref)
+        if isinstance(found, ForeignServer):
+            return Endpoint(url=found.url, name=f"foreign:{found.port}")
+        if found.state is not State.RUNNING or not is_up(found):
+            return self.endpoint_of(self.resolve_running(ref))  # raises: not running
+        return self.endpoint_of(found)
 
     def endpoint_of(self, record: InstanceRecord) -> Endpoint:
         endpoint = self.endpoint(record)

@@ -281,8 +281,11 @@ def stop(
         targets = fleet.resolve_all(refs)
         for record in targets:
             if not is_live(record):
+                was = record.state.value
+                if record.state in (State.RUNNING, State.STARTING, State.STOPPING):
+                    was = "crashed: its processes are gone"  # the record had not caught up
                 raise ConflictError(
-                    f"{record.name} is not running (status {record.state.value}); nothing to stop",
+                    f"{record.name} is not running ({was}); nothing to stop",
                     instance=record.name,
                 )
     return [_stop_one(fleet, record, timeout) for record in targets]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import httpx
 
 from ..client import AsyncOpencodeClient, http_options
+from ..client import operations as ops
 from ..errors import (
     ConflictError,
     NotFoundError,
@@ -115,6 +116,18 @@ def new_record(
     )
 
 
+async def check_agent(client: AsyncOpencodeClient, agent: str, directory: str | None) -> None:
+    """An agent the instance does not have is a usage error here, not a stack trace from
+    OpenCode after the prompt went out."""
+    known = [
+        str(item.get("name"))
+        for item in await client.call(ops.agents(directory))
+        if isinstance(item, dict) and item.get("name")
+    ]
+    if known and agent not in known:
+        raise UsageError(f"invalid --agent {agent!r}: this instance has {', '.join(sorted(known))}")
+
+
 async def run_task(
     fleet: Fleet,
     store: TaskStore,
@@ -129,10 +142,12 @@ async def run_task(
     validate(prompt, options)
     async with httpx.AsyncClient(**http_options()) as http:
         instance = await choose_instance(fleet, options.instance, http)
-        record = await store.aadd(new_record(prompt, options, instance))
         client = AsyncOpencodeClient(fleet.endpoint_of(instance), http=http)
+        if options.agent is not None:
+            await check_agent(client, options.agent, options.directory or instance.spec.dir)
         if options.session_id is not None:
             await client.session(options.session_id)  # SessionNotFound if it is not there
+        record = await store.aadd(new_record(prompt, options, instance))
         runner = TaskRunner(
             client=client,
             record=record,

@@ -14,8 +14,9 @@ from ..client import AsyncOpencodeClient, http_options
 from ..client import operations as ops
 from ..client.types import Message, Session
 from ..errors import ConflictError, NotFoundError, ServerError, SessionNotFound, UsageError
+from ..instances.discovery import ForeignServer
 from ..instances.fleet import Fleet
-from ..models import DEFAULT_USERNAME, InstanceRecord, State
+from ..models import DEFAULT_USERNAME, InstanceRecord
 
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -168,8 +169,14 @@ async def api(
             body = json.loads(data)
         except ValueError as exc:
             raise UsageError(f"invalid --data: not JSON ({exc.args[0]})") from None
-    record = await asyncio.to_thread(fleet.resolve, ref)
-    async with AsyncOpencodeClient(fleet.endpoint_of(record), timeout=60.0) as client:
+    found = await asyncio.to_thread(fleet.find, ref)
+    if isinstance(found, ForeignServer) and method != "GET":
+        raise ConflictError(
+            f"{ref} is an OpenCode server ocm did not start (pid {found.pid}): only GET "
+            "(read-only) calls go to it"
+        )
+    endpoint = await asyncio.to_thread(fleet.reader, ref)
+    async with AsyncOpencodeClient(endpoint, timeout=60.0) as client:
         return await client.call(ops.raw(method, path, body=body, directory=directory))
 
 
@@ -179,16 +186,13 @@ def attach_command(
     """argv and extra environment for `opencode attach` (credentials never in argv)."""
     from ..instances.binary import find_binary
 
-    record = fleet.resolve(ref)
-    if record.state is not State.RUNNING or not record.url:
-        raise ConflictError(f"{record.name} is not running", instance=record.name)
-    argv = [find_binary(fleet.settings).path, "attach", record.url]
+    endpoint = fleet.reader(ref)  # a foreign server too: attaching changes nothing of it
+    argv = [find_binary(fleet.settings).path, "attach", endpoint.url]
     if session_id:
         argv += ["--session", session_id]
     if directory:
         argv += ["--dir", directory]
     env = {"OPENCODE_SERVER_USERNAME": DEFAULT_USERNAME}
-    password = fleet.password(record)
-    if password:
-        env["OPENCODE_SERVER_PASSWORD"] = password
+    if endpoint.password:
+        env["OPENCODE_SERVER_PASSWORD"] = endpoint.password
     return argv, env
