@@ -121,14 +121,16 @@ class AsyncManager:
 
     async def restart(
         self,
-        refs: Sequence[str],
+        refs: Sequence[str] = (),
         *,
+        all: bool = False,
         timeout: float = DEFAULT_START_TIMEOUT,
         progress: StartProgress | None = None,
     ) -> list[InstanceInfo]:
-        """Stop (if running) and start again with the same name, spec, password and data."""
+        """Stop (if running) and start again with the same name, spec, password and data;
+        `all`: every instance not stopped on purpose."""
         names = await asyncio.to_thread(
-            lifecycle.restart, self.fleet, refs, timeout=timeout, progress=progress
+            lifecycle.restart, self.fleet, refs, timeout=timeout, progress=progress, all=all
         )
         return await self._fresh(names)
 
@@ -293,6 +295,16 @@ class AsyncManager:
             raise UsageError("older_than must be 0 or more seconds")
         before = time.time() - older_than
         return await asyncio.to_thread(self.store.prune, before, dry_run=dry_run)
+
+    async def known_ids(self, kind: str) -> list[str]:
+        """Names or ids ocm knows, newest first, for shell completion: kind is "instance",
+        "task", "batch" or "session" (sessions that ocm's tasks used). No server is asked."""
+        if kind == "instance":
+            records = await asyncio.to_thread(self.fleet.records)
+            return [r.name for r in sorted(records, key=lambda r: -r.created_at)]
+        if kind not in ("task", "batch", "session"):
+            raise UsageError(f"unknown kind {kind!r}: instance, task, batch or session")
+        return await asyncio.to_thread(self.store.recent_ids, kind)
 
     async def count_tasks(self, *, batch_id: str | None = None, status: str | None = None) -> int:
         """How many stored task records match."""
@@ -612,13 +624,14 @@ class Manager:
 
     def restart(
         self,
-        refs: Sequence[str],
+        refs: Sequence[str] = (),
         *,
+        all: bool = False,
         timeout: float = DEFAULT_START_TIMEOUT,
         progress: StartProgress | None = None,
     ) -> list[InstanceInfo]:
         result: list[InstanceInfo] = self._call(
-            lambda: self.aio.restart(refs, timeout=timeout, progress=progress)
+            lambda: self.aio.restart(refs, all=all, timeout=timeout, progress=progress)
         )
         return result
 
@@ -787,6 +800,10 @@ class Manager:
 
     def batch_show(self, batch_id: str) -> BatchSummary:
         result: BatchSummary = self._call(lambda: self.aio.batch_show(batch_id))
+        return result
+
+    def known_ids(self, kind: str) -> list[str]:
+        result: list[str] = self._call(lambda: self.aio.known_ids(kind))
         return result
 
     def count_tasks(self, *, batch_id: str | None = None, status: str | None = None) -> int:

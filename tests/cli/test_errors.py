@@ -40,6 +40,8 @@ from helpers import assert_one_line_error, run_ocm
         (["start", "--log-level", "LOUD"], 2, "--log-level"),
         (["stop"], 2, "--all"),
         (["stop", "--all", "x"], 2, "not both"),
+        (["restart"], 2, "or --all"),
+        (["restart", "--all", "x"], 2, "not both"),
         (["stop", "--all", "--timeout", "-1"], 2, "invalid --timeout"),
         (["cleanup", "--older-than", "soon"], 2, "invalid duration"),
         (["logs", "x", "--grep", "("], 2, "invalid --grep"),

@@ -15,6 +15,9 @@ import httpx
 import psutil
 import pytest
 
+from opencode_manager.models import InstanceSpec, State
+from opencode_manager.registry import Registry
+
 from helpers import assert_one_line_error, run_ocm, wait_for
 
 pytestmark = pytest.mark.integration
@@ -189,7 +192,12 @@ def test_stop_ends_bash_tool_children_in_their_own_session(model_env: list[str])
 def test_restart_keeps_name_password_and_data() -> None:
     [before] = _start("r1")
     password = run_ocm("env", "r1", "--json", check=True).json()
-    result = run_ocm("restart", "r1", "--json", check=True).json()
+    registry = Registry(Path(os.environ["OCM_HOME"]) / "registry.db")
+    with registry.transaction() as db:  # an instance stopped on purpose stays stopped
+        registry.reserve(db, InstanceSpec(name="idle", dir="/"), port=None)
+    registry.update("idle", state=State.STOPPED)
+    registry.close()
+    result = run_ocm("restart", "--all", "--json", check=True).json()
     assert isinstance(result, list)
     [after] = result
     assert after["name"] == "r1"

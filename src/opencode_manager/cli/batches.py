@@ -25,7 +25,7 @@ from .. import (
     parse_batch_file,
 )
 from .main import Context
-from .options import max_retries_option
+from .options import complete_batches, complete_instances, max_retries_option
 from .output import ago, err, out, print_json
 from .tasks import STATUS_STYLE, run_with_cancel
 
@@ -51,6 +51,12 @@ def batch() -> None:
     FILE is JSONL or YAML of {id?, prompt, instance?, dir?, model?, agent?, timeout?}, or
     plain PORT:PROMPT lines. Exit codes: 0 all completed, 10 some failed or timed out,
     12 cancelled.
+
+    \b
+    Examples:
+      ocm batch tasks.jsonl --per-instance 2 --out results/
+      ocm batch ls
+      ocm batch resume b-1a2b3c4d5e
     """
 
 
@@ -142,6 +148,7 @@ def _task_table(data: BatchSummary, tasks: list[TaskOutcome]) -> None:
     "-i",
     "--instance",
     "instances",
+    shell_complete=complete_instances,
     multiple=True,
     metavar="REF",
     help="Use these instances (default: every running one).",
@@ -214,7 +221,7 @@ def run_file(
 
 
 @batch.command()
-@click.argument("batch_id")
+@click.argument("batch_id", shell_complete=complete_batches)
 @click.option(
     "--requeue-cancelled",
     is_flag=True,
@@ -238,7 +245,7 @@ def resume(state: Context, batch_id: str, requeue_cancelled: bool, as_json: bool
 
 
 @batch.command()
-@click.argument("batch_id")
+@click.argument("batch_id", shell_complete=complete_batches)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_state
 def cancel(state: Context, batch_id: str, as_json: bool) -> int:
@@ -252,7 +259,9 @@ def cancel(state: Context, batch_id: str, as_json: bool) -> int:
 
 
 @batch.command(name="rm")
-@click.argument("batch_ids", nargs=-1, required=True, metavar="BATCH_ID...")
+@click.argument(
+    "batch_ids", nargs=-1, required=True, metavar="BATCH_ID...", shell_complete=complete_batches
+)
 @click.option("--json", "as_json", is_flag=True, help="What was removed, as JSON.")
 @pass_state
 def rm(state: Context, batch_ids: tuple[str, ...], as_json: bool) -> None:
@@ -299,7 +308,7 @@ def ls(state: Context, as_json: bool) -> None:
 
 
 @batch.command()
-@click.argument("batch_id")
+@click.argument("batch_id", shell_complete=complete_batches)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_state
 def show(state: Context, batch_id: str, as_json: bool) -> None:

@@ -32,7 +32,7 @@ from .. import (
     parse_size,
 )
 from .main import Context
-from .options import json_option
+from .options import complete_instances, json_option
 from .output import (
     ago,
     err,
@@ -190,6 +190,12 @@ def start(
     Returns once every instance answers its health check, or fails fast with the cause and
     the server's last log lines. Each instance gets a generated password (kept 0600 in
     $OCM_HOME, passed by environment), private data dirs and its own log.
+
+    \b
+    Examples:
+      ocm start                             # one instance, oc-1
+      ocm start api --dir ~/src/api --max-memory 1500M
+      ocm start -n 4 --port-range 4100-4199 --json
     """
     if timeout <= 0:
         raise UsageError(f"invalid --timeout {timeout}: must be above 0")
@@ -268,7 +274,7 @@ def ls(state: Context, no_foreign: bool, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_instances)
 @json_option
 @pass_state
 def status(state: Context, ref: str, as_json: bool) -> None:
@@ -376,7 +382,7 @@ def _print_status(r: dict[str, Any]) -> None:
 
 
 @click.command()
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_instances)
 @json_option
 @pass_state
 def env(state: Context, ref: str, as_json: bool) -> None:
@@ -393,7 +399,7 @@ def env(state: Context, ref: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("refs", nargs=-1)
+@click.argument("refs", nargs=-1, shell_complete=complete_instances)
 @click.option("--all", "all_", is_flag=True, help="Every running instance ocm manages.")
 @click.option(
     "--timeout",
@@ -408,6 +414,11 @@ def stop(state: Context, refs: tuple[str, ...], all_: bool, timeout: float, as_j
     """Stop instances: dispose, SIGTERM the group, wait, SIGKILL, end every descendant.
 
     Only processes ocm started and can prove are its own (PID + start time) are signalled.
+
+    \b
+    Examples:
+      ocm stop oc-1 4101 http://127.0.0.1:4102   # by name, port or URL
+      ocm stop --all --timeout 5
     """
     results = state.manager().stop(list(refs), all=all_, timeout=timeout)
     if as_json:
@@ -422,17 +433,34 @@ def stop(state: Context, refs: tuple[str, ...], all_: bool, timeout: float, as_j
 
 
 @click.command()
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, shell_complete=complete_instances)
+@click.option(
+    "--all",
+    "all_",
+    is_flag=True,
+    help="Every instance not stopped on purpose (running, crashed, errored).",
+)
 @click.option(
     "--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for health."
 )
 @json_option
 @pass_state
-def restart(state: Context, refs: tuple[str, ...], timeout: float, as_json: bool) -> None:
-    """Restart instances with the same name, settings, password and data."""
+def restart(
+    state: Context, refs: tuple[str, ...], all_: bool, timeout: float, as_json: bool
+) -> None:
+    """Restart instances with the same name, settings, password and data.
+
+    \b
+    Examples:
+      ocm restart oc-2
+      ocm restart --all
+    """
     manager = state.manager()
-    with _StartBar(len(refs), "restarting") as progress:
-        infos = manager.restart(list(refs), timeout=timeout, progress=progress)
+    with _StartBar(max(len(refs), 1), "restarting") as progress:
+        infos = manager.restart(list(refs), all=all_, timeout=timeout, progress=progress)
+    if not infos and not as_json:
+        err.print("nothing to restart", markup=False)
+        return
     if as_json:
         print_json([i.to_dict() for i in infos])
     else:
@@ -441,7 +469,7 @@ def restart(state: Context, refs: tuple[str, ...], timeout: float, as_json: bool
 
 
 @click.command(name="rm")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, shell_complete=complete_instances)
 @click.option("-f", "--force", is_flag=True, help="Stop running instances first.")
 @json_option
 @pass_state
@@ -515,7 +543,7 @@ def cleanup(
 
 
 @click.command()
-@click.argument("ref", required=False)
+@click.argument("ref", required=False, shell_complete=complete_instances)
 @click.option("-n", "limit", type=int, default=50, show_default=True, help="The newest N.")
 @json_option
 @pass_state
@@ -553,7 +581,7 @@ def events(state: Context, ref: str | None, limit: int, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, shell_complete=complete_instances)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("-n", "lines", type=int, default=50, show_default=True, help="Lines from the end.")
 @click.option("--grep", "pattern", metavar="RE", help="Only lines matching this regex.")
@@ -578,6 +606,11 @@ def logs(
     """Show the logs of one or more instances, merged and labelled (errors highlighted).
 
     Reads across rotated files; -f follows the logs through rotations.
+
+    \b
+    Examples:
+      ocm logs oc-1 -n 50
+      ocm logs oc-1 oc-2 -f --grep ERROR
     """
     manager = state.manager()
     names = list(dict.fromkeys(refs))

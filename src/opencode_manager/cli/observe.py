@@ -18,6 +18,7 @@ from rich.text import Text
 
 from .. import AsyncManager, EventFilter, EventFolder, FleetFrame, Status, UsageError
 from .main import Context
+from .options import complete_instances
 from .output import (
     STATUS_STYLE,
     Cell,
@@ -44,7 +45,7 @@ LEVEL_STYLE = {  # EventLine.level -> style
 
 
 @click.command()
-@click.argument("refs", nargs=-1)
+@click.argument("refs", nargs=-1, shell_complete=complete_instances)
 @click.option(
     "--type",
     "types",
@@ -78,6 +79,11 @@ def monitor(
 
     Reconnects by itself when an instance restarts, and then reports which sessions changed
     state while it was away (OpenCode's stream has no replay).
+
+    \b
+    Examples:
+      ocm monitor                           # every running instance
+      ocm monitor oc-1 --type session.error --json
     """
     chosen = EventFilter(types=tuple(types), session=session_id)
     folders: dict[str, EventFolder] = {}

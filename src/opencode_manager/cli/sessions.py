@@ -13,7 +13,7 @@ from rich.text import Text
 
 from .. import UsageError
 from .main import Context
-from .options import json_option
+from .options import complete_instances, complete_sessions, json_option
 from .output import ago, err, out, print_json
 
 pass_state = click.make_pass_decorator(Context)
@@ -21,13 +21,14 @@ instance_option = click.option(
     "-i",
     "--instance",
     "ref",
+    shell_complete=complete_instances,
     metavar="REF",
     help="Instance holding the session (default: ask them all).",
 )
 
 
 @click.command(name="sessions")
-@click.argument("ref", required=False)
+@click.argument("ref", required=False, shell_complete=complete_instances)
 @json_option
 @pass_state
 def sessions_cmd(state: Context, ref: str | None, as_json: bool) -> None:
@@ -56,11 +57,18 @@ def sessions_cmd(state: Context, ref: str | None, as_json: bool) -> None:
 
 @click.group()
 def session() -> None:
-    """Look at or act on one session (found across instances unless -i is given)."""
+    """Look at or act on one session (found across instances unless -i is given).
+
+    \b
+    Examples:
+      ocm session show ses_abc123
+      ocm session abort ses_abc123
+      ocm session rm ses_abc123 -i oc-1
+    """
 
 
 @session.command()
-@click.argument("session_id")
+@click.argument("session_id", shell_complete=complete_sessions)
 @instance_option
 @json_option
 @pass_state
@@ -85,7 +93,7 @@ def show(state: Context, session_id: str, ref: str | None, as_json: bool) -> Non
 
 
 @session.command()
-@click.argument("session_id")
+@click.argument("session_id", shell_complete=complete_sessions)
 @instance_option
 @json_option
 @pass_state
@@ -118,7 +126,7 @@ def messages(state: Context, session_id: str, ref: str | None, as_json: bool) ->
 
 
 @session.command()
-@click.argument("session_id")
+@click.argument("session_id", shell_complete=complete_sessions)
 @instance_option
 @json_option
 @pass_state
@@ -139,7 +147,7 @@ def todo(state: Context, session_id: str, ref: str | None, as_json: bool) -> Non
 
 
 @session.command()
-@click.argument("session_id")
+@click.argument("session_id", shell_complete=complete_sessions)
 @instance_option
 @json_option
 @pass_state
@@ -164,7 +172,7 @@ def diff(state: Context, session_id: str, ref: str | None, as_json: bool) -> Non
 
 
 @session.command()
-@click.argument("session_id")
+@click.argument("session_id", shell_complete=complete_sessions)
 @instance_option
 @json_option
 @pass_state
@@ -178,7 +186,7 @@ def abort(state: Context, session_id: str, ref: str | None, as_json: bool) -> No
 
 
 @session.command(name="rm")
-@click.argument("session_id")
+@click.argument("session_id", shell_complete=complete_sessions)
 @instance_option
 @json_option
 @pass_state
@@ -192,7 +200,7 @@ def rm(state: Context, session_id: str, ref: str | None, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_instances)
 @click.option("--session", "session_id", metavar="ID", help="Open this session.")
 @click.option("--dir", "directory", metavar="PATH", help="Directory to run in.")
 @pass_state
@@ -204,7 +212,7 @@ def attach(state: Context, ref: str, session_id: str | None, directory: str | No
 
 
 @click.command()
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_instances)
 @click.argument("method")
 @click.argument("path")
 @click.option("--data", metavar="JSON", help="Request body ('-' reads stdin).")

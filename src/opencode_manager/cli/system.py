@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
+import sys
 import threading
 
 import click
 from rich.table import Table
 from rich.text import Text
 
-from .. import PINNED_OPENCODE_VERSION
+from .. import PINNED_OPENCODE_VERSION, UsageError
 from .main import Context
 from .options import json_option
 from .output import err, out, print_json
@@ -109,17 +111,36 @@ def demo(state: Context, count: int, as_json: bool) -> None:
 @click.command(name="model-server")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=0, show_default=True, help="0 picks a free port.")
+@click.option(
+    "--print-config",
+    is_flag=True,
+    help="Print the OpenCode config (OPENCODE_CONFIG_CONTENT) for a model server on --port, "
+    "and exit without serving.",
+)
 @json_option
-def model_server(host: str, port: int, as_json: bool) -> None:
+def model_server(host: str, port: int, print_config: bool, as_json: bool) -> None:
     """Run the scripted OpenAI-compatible model (for your own offline pipeline tests).
 
     Prints where it listens (with --json: {"url", "base_url", "model", "config"}, the config
     being what OPENCODE_CONFIG_CONTENT needs), then serves until Ctrl-C.
+
+    \b
+    Examples:
+      ocm model-server --port 18100 &
+      ocm start --env OPENCODE_CONFIG_CONTENT="$(ocm model-server --port 18100 --print-config)"
+      ocm run "BASH: echo hello"
     """
     from ..scripted_model import MODEL, ScriptedModelServer, opencode_config  # a front of its own
 
     if not 0 <= port <= 65535:
         raise click.BadParameter("expected a port from 0 to 65535", param_hint="--port")
+    if print_config:
+        if port == 0:
+            raise UsageError("--print-config needs the --port the model server listens on")
+        host_in_url = f"[{host}]" if ":" in host else host
+        config = opencode_config(f"http://{host_in_url}:{port}/v1")
+        sys.stdout.write(json.dumps(config) + "\n")
+        return
     # A shell starts background jobs with SIGINT ignored: take it back, and SIGTERM too.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -32,7 +32,7 @@ from .. import (
     strip_ansi,
 )
 from .main import Context
-from .options import max_retries_option
+from .options import complete_instances, complete_tasks, max_retries_option
 from .output import err, human_duration, out, print_json
 
 pass_state = click.make_pass_decorator(Context)
@@ -226,7 +226,13 @@ def _error_text(record: TaskRecord) -> str:
 
 @click.command()
 @click.argument("prompt")
-@click.option("-i", "--instance", metavar="REF", help="Instance (default: the least busy).")
+@click.option(
+    "-i",
+    "--instance",
+    metavar="REF",
+    shell_complete=complete_instances,
+    help="Instance (default: the least busy).",
+)
 @click.option("--session", "session_id", metavar="ID", help="Continue this session.")
 @click.option("--model", metavar="P/M", help="Model as provider/model.")
 @click.option("--agent", metavar="A", help="Agent (build, plan, ...).")
@@ -274,6 +280,13 @@ def run(
     Uses the REST API (no extra OpenCode process), streams progress, aborts the session on
     timeout or Ctrl-C, and stores the result record (`ocm result ID`). Exit codes: 0 completed,
     10 failed, 11 timed out, 12 aborted.
+
+    \b
+    Examples:
+      ocm run "fix the failing test"
+      ocm run -i oc-2 --agent plan --timeout 600 "plan the refactor"
+      echo "long prompt" | ocm run -
+      ocm run --async "BASH: make test"     # then: ocm wait TASK_ID
     """
     if prompt == "-":
         prompt = sys.stdin.read()
@@ -322,7 +335,7 @@ def run(
 
 
 @click.command()
-@click.argument("task_id")
+@click.argument("task_id", shell_complete=complete_tasks)
 @click.option("--timeout", type=float, metavar="S", help="Give up (and abort) after S seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON.")
 @pass_state
@@ -348,7 +361,7 @@ def wait(state: Context, task_id: str, timeout: float | None, as_json: bool) -> 
 
 
 @click.command()
-@click.argument("task_id")
+@click.argument("task_id", shell_complete=complete_tasks)
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
 @pass_state
 def result(state: Context, task_id: str, as_json: bool) -> None:

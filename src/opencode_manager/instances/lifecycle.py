@@ -400,13 +400,24 @@ def restart(
     *,
     timeout: float = DEFAULT_START_TIMEOUT,
     progress: StartProgress | None = None,
+    all: bool = False,
 ) -> list[str]:
-    """Stop (if running) and start again with the same name, spec, password and data."""
-    if not refs:
-        raise UsageError("which instances? give names, ports or URLs")
+    """Stop (if running) and start again with the same name, spec, password and data.
+
+    `all`: every instance not stopped on purpose (running, crashed, errored), like PM2's
+    `restart all` without the ones you stopped."""
+    if all and refs:
+        raise UsageError("give instance names or --all, not both")
+    if not refs and not all:
+        raise UsageError("which instances? give names, ports or URLs, or --all")
     if timeout <= 0:
         raise UsageError(f"invalid --timeout {timeout:g}: must be above 0")
-    records = fleet.resolve_all(refs)
+    if all:
+        records = [r for r in fleet.records() if r.state is not State.STOPPED]
+        if not records:
+            return []
+    else:
+        records = fleet.resolve_all(refs)
     binary = binaries.find_binary(fleet.settings)
     registry = fleet.registry
     for record in records:

@@ -117,6 +117,17 @@ class TaskStore:
         sql = f"SELECT record FROM tasks {where} ORDER BY {order}"  # noqa: S608
         return [_load(r[0]) for r in self.registry.query(sql, tuple(params))]
 
+    def recent_ids(self, kind: str, limit: int = 200) -> list[str]:
+        """The newest task, batch or session ids (for shell completion)."""
+        sql = {
+            "task": "SELECT id FROM tasks ORDER BY created_at DESC LIMIT ?",
+            "batch": "SELECT id FROM batches ORDER BY created_at DESC LIMIT ?",
+            "session": "SELECT DISTINCT json_extract(record, '$.session_id') FROM tasks"
+            " WHERE json_extract(record, '$.session_id') IS NOT NULL"
+            " ORDER BY created_at DESC LIMIT ?",
+        }[kind]
+        return [str(row[0]) for row in self.registry.query(sql, (limit,))]
+
     def count_tasks(self, *, batch_id: str | None = None, status: str | None = None) -> int:
         clauses, params = [], []
         if batch_id is not None:
