@@ -165,15 +165,34 @@ def _top_table(frame: FleetFrame) -> Group:
     metavar="S",
     help="Seconds between refreshes.",
 )
-@click.option("--json", "as_json", is_flag=True, help="With --once: the frame as JSON.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Frames as JSON: one (indented) with --once, else one per line every interval.",
+)
 @pass_state
 def top(state: Context, once: bool, interval: float, as_json: bool) -> None:
-    """A live view of the fleet: status, CPU, memory, sessions, last event (q quits)."""
+    """A live view of the fleet: status, CPU, memory, sessions, last event (q quits).
+
+    \b
+    Examples:
+      ocm top
+      ocm top --once --json
+      ocm top --json --interval 5 | jq -c .totals     # a frame per line until Ctrl-C
+    """
     if interval < 0.2:
         raise UsageError(f"invalid --interval {interval:g}: at least 0.2 s")
-    if as_json and not once:
-        raise UsageError("--json goes with --once")
     manager = state.manager()
+    if as_json and not once:
+        with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
+            while True:
+                started = time.monotonic()
+                sys.stdout.write(json.dumps(manager.top().to_dict(), default=str) + "\n")
+                sys.stdout.flush()
+                # The next frame is due one interval after this one began (a pacing wait).
+                time.sleep(max(0.0, interval - (time.monotonic() - started)))
+        return
     if once:
         frame = manager.top()
         if as_json:

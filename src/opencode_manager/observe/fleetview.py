@@ -4,6 +4,7 @@ in parallel)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -57,9 +58,14 @@ class FleetFrame:
 
     instances: list[FleetRow] = field(default_factory=list)
     totals: FleetTotals = field(default_factory=FleetTotals)
+    taken_at: float = field(default_factory=time.time)  # when the frame was read
 
     def to_dict(self) -> dict[str, Any]:
-        return {"instances": [r.to_dict() for r in self.instances], "totals": asdict(self.totals)}
+        return {
+            "taken_at": self.taken_at,
+            "instances": [r.to_dict() for r in self.instances],
+            "totals": asdict(self.totals),
+        }
 
 
 async def _sessions(fleet: Fleet, records: list[InstanceRecord]) -> dict[str, tuple[int, int]]:
