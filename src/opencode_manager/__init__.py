@@ -42,6 +42,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "FleetFrame": ("observe.fleetview", "FleetFrame"),
     "FleetRow": ("observe.fleetview", "FleetRow"),
     "FleetTotals": ("observe.fleetview", "FleetTotals"),
+    "Interrupted": ("errors", "Interrupted"),
     "InstanceInfo": ("models", "InstanceInfo"),
     "InstanceRecord": ("models", "InstanceRecord"),
     "InstanceSpec": ("models", "InstanceSpec"),
@@ -100,6 +101,7 @@ if TYPE_CHECKING:
     from .errors import (
         BinaryError,
         ConflictError,
+        Interrupted,
         NotFoundError,
         OcmError,
         ServerError,
@@ -209,6 +211,7 @@ __all__ = [
     "InstanceInfo",
     "InstanceRecord",
     "InstanceSpec",
+    "Interrupted",
     "JsonlEmitter",
     "LifecycleEvent",
     "LogLine",

@@ -82,6 +82,12 @@ class StartError(OcmError):
         self.log_tail = log_tail or []
 
 
+class Interrupted(OcmError):
+    """Stopped on request (Ctrl-C) before it finished; what it had done was rolled back."""
+
+    exit_code = 130
+
+
 class StateError(OcmError):
     """Local state is unusable: OCM_HOME not writable, registry corrupt, lock timeout."""
 
@@ -128,6 +134,7 @@ class ServerRefused(ServerError):
 __all__ = [
     "BinaryError",
     "ConflictError",
+    "Interrupted",
     "NotFoundError",
     "OcmError",
     "ServerError",

@@ -23,6 +23,8 @@ loop is running (a Jupyter cell, a FastAPI handler), where `asyncio.run` would r
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from types import TracebackType
@@ -101,16 +103,38 @@ class AsyncManager:
         supervision: specs.Supervision | None = None,
         timeout: float = DEFAULT_START_TIMEOUT,
         progress: StartProgress | None = None,
+        cancel: asyncio.Event | None = None,
     ) -> list[InstanceInfo]:
-        """Start instances in parallel; return once all are healthy, or raise StartError."""
+        """Start instances in parallel; return once all are healthy, or raise StartError.
+
+        Setting `cancel` (or cancelling this coroutine) rolls back: the instances this call
+        created are stopped and removed, and it raises Interrupted."""
         requested = specs.build_specs(
             name=name, count=count, directory=directory, port=port, port_range=port_range,
             hostname=hostname, cors=cors, log_level=log_level, env=env, auth=auth,
             shared_data=shared_data, supervision=supervision,
         )  # fmt: skip
-        names = await asyncio.to_thread(
-            lifecycle.start, self.fleet, requested, timeout=timeout, progress=progress
-        )
+        stop = threading.Event()
+        starting = asyncio.to_thread(
+            lifecycle.start, self.fleet, requested, timeout=timeout, progress=progress,
+            cancel=stop,
+        )  # fmt: skip
+        job = asyncio.ensure_future(starting)
+        asked = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
+        try:
+            waiting = {job, asked} if asked is not None else {job}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if not job.done():
+                stop.set()  # the thread rolls back, then raises Interrupted
+            names = await job
+        except asyncio.CancelledError:
+            stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(job)
+            raise
+        finally:
+            if asked is not None:
+                asked.cancel()
         return await self._fresh(names)
 
     async def stop(

@@ -382,3 +382,21 @@ def test_a_task_on_a_server_that_dies_fails_instead_of_hanging(model_env: list[s
     assert record["status"] == "failed"
     assert record["error"]["name"] == "InstanceUnreachable"
     run_ocm("stop", "--all")
+
+
+def test_ctrl_c_during_start_rolls_back_what_it_created() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "opencode_manager", "start", "-n", "2", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    # Interrupt once both are recorded and their keepers are bringing them up.
+    wait_for(lambda: len(_ls()) == 2 and proc.poll() is None, timeout=30,
+             message="two instances starting")  # fmt: skip
+    proc.send_signal(signal.SIGINT)
+    out, errors = proc.communicate(timeout=60)
+    assert proc.returncode == 130, errors
+    assert "start interrupted: oc-1, oc-2 stopped and removed" in errors
+    assert "Traceback" not in errors
+    assert out == ""
+    assert _ls() == {}
+    wait_for(lambda: _instance_processes() == [], timeout=15, message="nothing left running")

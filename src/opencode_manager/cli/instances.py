@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shlex
 import signal
@@ -18,6 +19,8 @@ from .. import (
     DEFAULT_STOP_TIMEOUT,
     LOG_LEVELS,
     RESTART_POLICIES,
+    AsyncManager,
+    InstanceInfo,
     LogLine,
     Manager,
     StartProgress,
@@ -43,6 +46,7 @@ from .output import (
     print_json,
     status_text,
 )
+from .tasks import run_with_cancel
 
 pass_state = click.make_pass_decorator(Context)
 
@@ -209,9 +213,9 @@ def start(
         log_max_size=parse_size(log_max_size),
         log_keep=log_keep,
     )
-    manager = state.manager(opencode)
-    with _StartBar(max(count, 1), "starting") as progress:
-        infos = manager.start(
+
+    async def go(aio: AsyncManager, cancel: asyncio.Event) -> list[InstanceInfo]:
+        return await aio.start(
             name,
             count=count,
             directory=directory,
@@ -226,7 +230,11 @@ def start(
             supervision=supervision,
             timeout=timeout,
             progress=progress,
+            cancel=cancel,  # Ctrl-C: what this command created is stopped and removed
         )
+
+    with _StartBar(max(count, 1), "starting") as progress:
+        infos = run_with_cancel(state, go, opencode)
     if as_json:
         print_json([i.to_dict() for i in infos])
     else:
@@ -234,7 +242,7 @@ def start(
     warning = exposure_warning(hostname)
     if warning:
         err.print(warning, style="yellow", markup=False)
-    _warn_about_projects(manager, [info.name for info in infos])
+    _warn_about_projects(state.manager(opencode), [info.name for info in infos])
 
 
 def _warn_about_projects(manager: Manager, names: list[str]) -> None:

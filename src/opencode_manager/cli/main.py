@@ -49,11 +49,11 @@ class Context:
             self._manager = Manager(self.settings(opencode))
         return self._manager
 
-    def amanager(self) -> AsyncManager:
-        """An async facade for `asyncio.run` at this edge (run, wait, batch, monitor)."""
+    def amanager(self, opencode: str | None = None) -> AsyncManager:
+        """An async facade for `asyncio.run` at this edge (start, run, wait, batch, monitor)."""
         from .. import AsyncManager
 
-        return AsyncManager(self.settings())
+        return AsyncManager(self.settings(opencode))
 
     def close(self) -> None:
         if self._manager is not None:

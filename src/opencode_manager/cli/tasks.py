@@ -58,7 +58,9 @@ STATUS_STYLE = {
 
 
 def run_with_cancel(
-    state: Context, make: Callable[[AsyncManager, asyncio.Event], Awaitable[T]]
+    state: Context,
+    make: Callable[[AsyncManager, asyncio.Event], Awaitable[T]],
+    opencode: str | None = None,
 ) -> T:
     """Run a coroutine on the async facade; the first Ctrl-C asks it to stop cleanly (it
     aborts what it started), the second one insists."""
@@ -79,7 +81,7 @@ def run_with_cancel(
         loop.add_signal_handler(signal.SIGINT, on_sigint)
         loop.add_signal_handler(signal.SIGTERM, cancel.set)
         try:
-            async with state.amanager() as manager:
+            async with state.amanager(opencode) as manager:
                 return await make(manager, cancel)
         finally:
             loop.remove_signal_handler(signal.SIGINT)

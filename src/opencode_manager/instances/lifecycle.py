@@ -23,15 +23,23 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import psutil
 
 from .. import process
-from ..errors import ConflictError, OcmError, StartError, StateError, UsageError
+from ..errors import (
+    ConflictError,
+    Interrupted,
+    OcmError,
+    StartError,
+    StateError,
+    UsageError,
+)
 from ..models import KEEPER_CMD, InstanceRecord, InstanceSpec, ProcessIdentity, State
 from . import binary as binaries
 from . import credentials, launch, ports
@@ -88,8 +96,12 @@ def start(
     *,
     timeout: float = DEFAULT_START_TIMEOUT,
     progress: StartProgress | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[str]:
-    """Start instances in parallel; return their names once all are healthy, or raise."""
+    """Start instances in parallel; return their names once all are healthy, or raise.
+
+    Setting `cancel` rolls back: what this call created is stopped and removed, and it
+    raises Interrupted."""
     if timeout <= 0:
         raise UsageError(f"invalid --timeout {timeout:g}: must be above 0")
     binary = binaries.find_binary(fleet.settings)
@@ -99,11 +111,25 @@ def start(
                 f"port {spec.port} is already in use on {spec.hostname}; pick another"
             )
     placed = _reserve(fleet, requested, binary.path, timeout)
+    names = [s.name for s in placed]
     for spec in placed:
+        if cancel is not None and cancel.is_set():
+            _roll_back(fleet, names)
         _launch(fleet, spec)
         if progress:
             progress(spec.name, "spawned")
-    return _await_started(fleet, [s.name for s in placed], timeout, progress)
+    return _await_started(fleet, names, timeout, progress, cancel)
+
+
+def _roll_back(fleet: Fleet, names: list[str]) -> NoReturn:
+    """An interrupted start: stop and forget what it created, then say so."""
+    for name in names:
+        with contextlib.suppress(OcmError):
+            record = fleet.registry.get(name)
+            if is_live(record):
+                _stop_one(fleet, record, DEFAULT_STOP_TIMEOUT)
+            forget(fleet, name)
+    raise Interrupted(f"start interrupted: {', '.join(names)} stopped and removed")
 
 
 def _reserve(
@@ -201,7 +227,11 @@ def _launch(fleet: Fleet, spec: InstanceSpec) -> None:
 
 
 def _await_started(
-    fleet: Fleet, names: list[str], timeout: float, progress: StartProgress | None
+    fleet: Fleet,
+    names: list[str],
+    timeout: float,
+    progress: StartProgress | None,
+    cancel: threading.Event | None = None,
 ) -> list[str]:
     registry = fleet.registry
     # The keeper enforces the deadline itself; this one only guards against a lost keeper.
@@ -210,6 +240,8 @@ def _await_started(
     failures: list[InstanceRecord] = []
     delay = 0.02
     while pending:
+        if cancel is not None and cancel.is_set():
+            _roll_back(fleet, names)
         for name in sorted(pending):
             record = registry.get(name)
             if record.state is State.RUNNING:
