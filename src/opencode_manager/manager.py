@@ -35,7 +35,7 @@ from .errors import UsageError
 from .instances import lifecycle
 from .instances import spec as specs
 from .instances.fleet import Fleet
-from .models import InstanceInfo, InstanceRecord, LifecycleEvent, TaskRecord
+from .models import InstanceInfo, InstanceRecord, LifecycleEvent, TaskRecord, TaskStatus
 from .portal import Portal
 from .settings import PINNED_OPENCODE_VERSION, Settings
 
@@ -307,10 +307,29 @@ class AsyncManager:
     async def tasks(
         self, *, batch_id: str | None = None, status: str | None = None, limit: int | None = None
     ) -> list[TaskRecord]:
-        """Stored task records, oldest first (the newest `limit`)."""
-        return await asyncio.to_thread(
+        """Stored task records, oldest first (the newest `limit`).
+
+        A standalone task still marked running is checked against its server first (its
+        `ocm run` may have died with its terminal), so this agrees with `result`."""
+        from .tasks.dispatch import refresh_task
+
+        records = await asyncio.to_thread(
             self.store.list_tasks, batch_id=batch_id, status=status, limit=limit
         )
+        stale = [i for i, r in enumerate(records) if r.status is TaskStatus.RUNNING and
+                 r.batch_id is None and r.prompted]  # fmt: skip
+        if not stale:
+            return records
+        gate = asyncio.Semaphore(8)
+
+        async def refreshed(index: int) -> None:
+            async with gate:
+                records[index] = await refresh_task(self.fleet, self.store, records[index].id)
+
+        await asyncio.gather(*(refreshed(i) for i in stale))
+        if status is not None:
+            records = [r for r in records if r.status.value == status]
+        return records
 
     async def prune_results(self, older_than: float, *, dry_run: bool = False) -> PruneReport:
         """Delete finished batches and tasks that ended more than `older_than` seconds ago

@@ -411,3 +411,25 @@ def test_attach_passes_credentials_by_environment(fleet: Fleet) -> None:
     assert argv[1:] == ["attach", fleet.instances[0]["url"], "--session", "ses_x"]
     assert password not in " ".join(argv)
     assert env == {"OPENCODE_SERVER_USERNAME": "opencode", "OPENCODE_SERVER_PASSWORD": password}
+
+
+def test_results_and_result_agree_after_the_runner_died(fleet: Fleet) -> None:
+    """A closed terminal kills `ocm run`; the turn still ends on the server."""
+    tag = _tag()
+    proc = _popen_ocm(fleet, "run", f"SLEEP 1 closed-{tag}", "-i", "oc-2")
+
+    def mine() -> dict[str, Any] | None:
+        rows = run_ocm("results", "--json", "--limit", "20", env=fleet.env, check=True).json()
+        return next((r for r in rows if r["prompt"] == f"SLEEP 1 closed-{tag}"), None)
+
+    wait_for(lambda: (row := mine()) is not None and row["prompted"], timeout=60,
+             message="the prompt sent")  # fmt: skip
+    proc.kill()
+    proc.communicate(timeout=30)
+    wait_for(lambda: (row := mine()) is not None and row["status"] == "completed", timeout=60,
+             message="`ocm results` sees the turn that ended on the server")  # fmt: skip
+    row = mine()
+    assert row is not None
+    shown = run_ocm("result", row["id"], "--json", env=fleet.env, check=True).json()
+    assert shown["status"] == "completed"
+    assert shown["text"] == f"Scripted reply. You said: SLEEP 1 closed-{tag}"
