@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import process
-from .errors import UsageError
+from .errors import NotFoundError, UsageError
 from .instances import lifecycle
 from .instances import spec as specs
 from .instances.fleet import Fleet
@@ -261,8 +261,18 @@ class AsyncManager:
             from .errors import UsageError
 
             raise UsageError("which instances? give names, ports or URLs")
-        records = await asyncio.to_thread(self.fleet.resolve_all, refs)
-        return [(r.name, str(self.settings.log_path(r.name))) for r in records]
+        sources: dict[str, str] = {}
+        for ref in refs:
+            try:
+                name = (await asyncio.to_thread(self.fleet.resolve, ref)).name
+            except NotFoundError:
+                # A removed instance whose log is kept (until `ocm cleanup`) is still read.
+                path = self.settings.log_path(ref)
+                if not specs.NAME_RE.match(ref) or not path.exists():
+                    raise
+                name = ref
+            sources.setdefault(name, str(self.settings.log_path(name)))
+        return list(sources.items())
 
     # -- tasks -----------------------------------------------------------------------------
     async def run(

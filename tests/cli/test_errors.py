@@ -68,6 +68,9 @@ def test_duplicate_name() -> None:
 
 def test_stop_of_a_stopped_instance() -> None:
     _add_record("idle", State.STOPPED)
+    shown = run_ocm("status", "idle")
+    assert shown.returncode == 1, str(shown)  # the report, and "not running" for scripts
+    assert "stopped" in shown.stdout
     assert_one_line_error(run_ocm("stop", "idle"), 4, "idle is not running (stopped)")
     assert_one_line_error(run_ocm("api", "idle", "GET", "/path"), 4, "idle is not running")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -158,9 +159,16 @@ def test_status_by_name_port_or_url(fleet: Fleet, how: str) -> None:
     assert report["mcp"] == {}
     assert report["lsp"] == []
     assert isinstance(report["recent_errors"], list)
+    settings = report["settings"]
+    assert settings["restart"] == "on-failure"
+    assert settings["cors"] == ["https://ocm.example.test"]
+    # The environment's keys, never its values (OPENCODE_CONFIG_CONTENT may hold API keys).
+    assert settings["env_keys"] == ["OPENCODE_CONFIG_CONTENT", "OPENCODE_DISABLE_MODELS_FETCH"]
+    assert "scripted" not in json.dumps(settings)
     human = run_ocm("status", str(ref), env=fleet.env, check=True).stdout
     assert "oc-1" in human
     assert "processes" in human
+    assert "restart on-failure (at most 10 in 60 s)" in " ".join(human.split())
 
 
 def test_opencode_run_attach_works_with_ocm_env(

@@ -223,7 +223,8 @@ def test_port_range_allocation_and_exhaustion() -> None:
     open_health = httpx.get(f"{info['url']}/global/health", trust_env=False)
     assert open_health.status_code == 200
     env_lines = run_ocm("env", "p1", check=True).stdout
-    assert "OPENCODE_SERVER_PASSWORD" not in env_lines
+    assert "export OPENCODE_SERVER_PASSWORD" not in env_lines
+    assert "unset OPENCODE_SERVER_PASSWORD" in env_lines.splitlines()  # none left from before
     assert_one_line_error(run_ocm("start", "p2", "--port-range", f"{port}-{port}"), 4, "exhausted")
     assert_one_line_error(run_ocm("start", "p3", "--port", str(port)), 4, "already in use")
     assert set(_ls()) >= {"p1"}
@@ -298,6 +299,8 @@ def test_rm_cleanup_and_logs(tmp_path: Path, isolated: dict[str, str]) -> None:
     assert run_ocm("rm", "l1", "--json", check=True).json() == {"removed": ["l1"]}
     assert not (home / "secrets" / "l1.password").exists()
     assert (home / "logs" / "l1.log").exists()  # logs stay until cleanup
+    kept = run_ocm("logs", "l1", "--grep", "healthy at", check=True).stdout  # and still read
+    assert "healthy at" in kept
     dry = run_ocm("cleanup", "--dry-run", "--json", check=True).json()
     assert isinstance(dry, dict)
     assert dry["removed_instances"] == ["l2"]
@@ -309,6 +312,7 @@ def test_rm_cleanup_and_logs(tmp_path: Path, isolated: dict[str, str]) -> None:
     assert done["removed_instances"] == ["l2"]
     assert not (home / "logs" / "l1.log").exists()
     assert _ls() == {}
+    assert_one_line_error(run_ocm("logs", "l1"), 3, "no instance named 'l1'")
 
 
 def test_doctor_reports_a_healthy_instance(model_env: list[str]) -> None:

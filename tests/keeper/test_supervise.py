@@ -164,7 +164,10 @@ def test_concurrent_commands_keep_the_registry_consistent() -> None:
     ]
     for proc in procs:
         _, err = proc.communicate(timeout=180)
-        assert proc.returncode == 0, (proc.args, err)
+        # `status` exits 1 while oc-2 is between its stop and its start: that is an answer.
+        allowed = (0, 1) if "status" in list(proc.args) else (0,)  # type: ignore[arg-type]
+        assert proc.returncode in allowed, (proc.args, err)
+        assert "Traceback" not in err
     final = {i["name"]: i for i in run_ocm("ls", "--json", "--no-foreign", check=True).json()}
     assert final["oc-1"]["status"] == "stopped"
     assert final["oc-2"]["status"] == "running"

@@ -285,13 +285,22 @@ def ls(state: Context, no_foreign: bool, as_json: bool) -> None:
 @click.argument("ref", shell_complete=complete_instances)
 @json_option
 @pass_state
-def status(state: Context, ref: str, as_json: bool) -> None:
-    """Detailed report on one instance: processes, memory, sessions, MCP, LSP, errors."""
-    report = state.manager().status(ref).to_dict()
+def status(state: Context, ref: str, as_json: bool) -> int:
+    """Detailed report on one instance: settings, processes, memory, sessions, MCP, LSP,
+    errors. Exits 0 when it runs and answers, 1 otherwise (stopped, crashed, unhealthy).
+
+    \b
+    Examples:
+      ocm status oc-1
+      ocm status 4101 --json | jq .sessions
+      ocm status api >/dev/null || ocm restart api
+    """
+    found = state.manager().status(ref)
     if as_json:
-        print_json(report)
-        return
-    _print_status(report)
+        print_json(found.to_dict())
+    else:
+        _print_status(found.to_dict())
+    return 0 if found.healthy else 1
 
 
 def _mcp_text(mcp: dict[str, Any]) -> Text:
@@ -305,6 +314,24 @@ def _mcp_text(mcp: dict[str, Any]) -> Text:
         label = f"{name}: {status}" + (f" ({one_line(str(reason))})" if reason else "")
         text.append(label, style="red" if status == "failed" else "")
     return text if mcp else Text("none configured")
+
+
+def _settings_text(s: dict[str, Any]) -> str:
+    """How it was started, in one wrapped paragraph (environment: keys, never values)."""
+    parts = [
+        f"restart {s['restart']} (at most {s['max_restarts']} in {s['restart_window']:g} s)",
+        f"health every {s['health_interval']:g} s",
+        f"max memory {human_bytes(s['max_memory']) if s['max_memory'] else '-'}",
+        f"max age {human_duration(s['max_age']) if s['max_age'] else '-'}",
+        f"log {human_bytes(s['log_max_size'])} x{s['log_keep']}",
+        f"cors {', '.join(s['cors']) or '-'}",
+        f"env {', '.join(s['env_keys']) or '-'}",
+    ]
+    if s.get("port_range"):
+        parts.append(f"port range {s['port_range'][0]}-{s['port_range'][1]}")
+    if s.get("shared_data"):
+        parts.append("shared data")
+    return "; ".join(parts)
 
 
 def _print_status(r: dict[str, Any]) -> None:
@@ -363,6 +390,9 @@ def _print_status(r: dict[str, Any]) -> None:
     )
     for problem in r.get("api_errors") or []:
         grid.add_row("api error", Text(one_line(str(problem)), style="red"))
+    settings = r.get("settings")
+    if settings:
+        grid.add_row("settings", _settings_text(settings))
     grid.add_row("log", r.get("log") or "-")
     grid.add_row("stopped", ago(r.get("stopped_at")) if r.get("stopped_at") else "-")
     out.print(grid)
@@ -404,6 +434,9 @@ def env(state: Context, ref: str, as_json: bool) -> None:
         return
     for key, value in values.items():
         click.echo(f"export {key}={shlex.quote(value)}")
+    if "OPENCODE_SERVER_PASSWORD" not in values:
+        # A --no-auth instance: a password left from another instance must not follow.
+        click.echo("unset OPENCODE_SERVER_PASSWORD")
 
 
 @click.command()

@@ -18,6 +18,7 @@ from ..models import (
     DEFAULT_USERNAME,
     InstanceInfo,
     InstanceRecord,
+    InstanceSpec,
     LifecycleEvent,
     Status,
     derive_status,
@@ -193,6 +194,12 @@ class StatusReport:
     mcp: dict[str, Any] | None = None
     lsp: list[Any] | None = None
     api_errors: list[str] = field(default_factory=list)
+    settings: dict[str, Any] | None = None  # how it was started (env: keys only, no values)
+
+    @property
+    def healthy(self) -> bool:
+        """Running and answering: what `ocm status` exits 0 for."""
+        return self.info.status in (Status.RUNNING, Status.FOREIGN) and bool(self.info.healthy)
 
     @property
     def tree_rss_bytes(self) -> int:
@@ -217,8 +224,33 @@ class StatusReport:
             mcp=self.mcp,
             lsp=self.lsp,
             api_errors=self.api_errors,
+            settings=self.settings,
         )
         return data
+
+
+def spec_settings(spec: InstanceSpec) -> dict[str, Any]:
+    """An instance's settings as `ocm status` shows them: environment keys, never values
+    (they may hold API keys)."""
+    return {
+        "hostname": spec.hostname,
+        "port": spec.port,
+        "port_range": list(spec.port_range) if spec.port_range else None,
+        "cors": list(spec.cors),
+        "log_level": spec.log_level,
+        "env_keys": sorted({key for key, _ in spec.env}),
+        "auth": spec.auth,
+        "shared_data": spec.shared_data,
+        "opencode": spec.opencode,
+        "restart": spec.restart,
+        "max_restarts": spec.max_restarts,
+        "restart_window": spec.restart_window,
+        "health_interval": spec.health_interval,
+        "max_memory": spec.max_memory,
+        "max_age": spec.max_age,
+        "log_max_size": spec.log_max_size,
+        "log_keep": spec.log_keep,
+    }
 
 
 async def status_report(fleet: Fleet, ref: str) -> StatusReport:
@@ -233,6 +265,7 @@ async def status_report(fleet: Fleet, ref: str) -> StatusReport:
         report.stopped_at = found.stopped_at
         report.events = await asyncio.to_thread(fleet.registry.events, found.name, 10)
         report.recent_errors = await asyncio.to_thread(fleet.recent_errors, found.name)
+        report.settings = spec_settings(found.spec)
     else:
         server = process.verified(process.identity_of(found.pid))
         endpoint = Endpoint(url=found.url)

@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import UsageError
 from ..models import InstanceSpec
 
-_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,62}$")
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,62}$")
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
 GENERATED_PREFIX = "oc-"
@@ -78,7 +78,7 @@ def _check_config_content(item: str, value: str) -> None:
 
 
 def validate_name(name: str) -> str:
-    if not _NAME_RE.match(name):
+    if not NAME_RE.match(name):
         raise UsageError(
             f"invalid instance name {name!r}: use a letter first, then letters, digits, "
             "'.', '_' or '-' (at most 63 characters)"
