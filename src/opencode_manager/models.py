@@ -87,11 +87,15 @@ class LifecycleEvent:
     id: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        # `at` and `type` are the uniform names (`*_at` timestamps, `type` as in OpenCode's
+        # events); `time` and `kind` stay for one release, for scripts that read them.
         return {
             "instance": self.instance,
+            "at": self.time,
+            "type": self.kind,
+            "detail": self.detail,
             "time": self.time,
             "kind": self.kind,
-            "detail": self.detail,
         }
 
 
@@ -201,6 +205,7 @@ class InstanceInfo:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["status"] = self.status.value
+        data["directory"] = self.dir  # the uniform name; `dir` stays for one release
         return data
 
 

@@ -38,6 +38,9 @@ class SessionRow:
             "status": self.status,
             "directory": self.session.directory,
             "parent_id": self.session.parent_id,
+            "created_at": self.session.created / 1000.0 if self.session.created else None,
+            "updated_at": self.session.updated / 1000.0 if self.session.updated else None,
+            # the names before `*_at`, kept for one release
             "created": self.session.created / 1000.0 if self.session.created else None,
             "updated": self.session.updated / 1000.0 if self.session.updated else None,
             "raw": raw,
