@@ -214,7 +214,7 @@ def test_restart_keeps_name_password_and_data() -> None:
     assert _instance_processes() == []
 
 
-def test_port_range_allocation_and_exhaustion() -> None:
+def test_port_range_allocation_and_exhaustion(tmp_path: Path) -> None:
     port = _free_port()
     [info] = _start("p1", "--port-range", f"{port}-{port}", "--no-auth")
     assert info["port"] == port
@@ -225,6 +225,13 @@ def test_port_range_allocation_and_exhaustion() -> None:
     env_lines = run_ocm("env", "p1", check=True).stdout
     assert "export OPENCODE_SERVER_PASSWORD" not in env_lines
     assert "unset OPENCODE_SERVER_PASSWORD" in env_lines.splitlines()  # none left from before
+    # Seen from another OCM_HOME it is foreign: read-only calls work without a password.
+    elsewhere = {"OCM_HOME": str(tmp_path / "elsewhere")}
+    ref = f"foreign:{port}"
+    assert run_ocm("sessions", ref, "--json", env=elsewhere, check=True).json() == []
+    paths = run_ocm("api", ref, "GET", "/path", env=elsewhere, check=True).json()
+    assert isinstance(paths, dict)
+    assert "directory" in paths
     assert_one_line_error(run_ocm("start", "p2", "--port-range", f"{port}-{port}"), 4, "exhausted")
     assert_one_line_error(run_ocm("start", "p3", "--port", str(port)), 4, "already in use")
     assert set(_ls()) >= {"p1"}

@@ -331,6 +331,7 @@ def test_servers_of_another_ocm_home_are_foreign_and_read_only(fleet: Fleet) -> 
     assert_one_line_error(run_ocm("api", ref, "POST", "/session"), 4, "only GET")
     # A GET goes out, without a password ocm does not have: the server says no.
     assert_one_line_error(run_ocm("api", ref, "GET", "/path"), 8, "401 unauthorized")
+    assert_one_line_error(run_ocm("sessions", ref), 8, "401 unauthorized")
 
 
 def _popen_ocm(fleet: Fleet, *args: str) -> subprocess.Popen[str]:

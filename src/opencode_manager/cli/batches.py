@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -94,9 +95,13 @@ def _execute(
     return 0 if result.all_completed else EXIT_SOME_FAILED
 
 
-def _report(result: BatchSummary, as_json: bool) -> None:
+def _report(result: BatchSummary, as_json: bool, *, every_task: bool = False) -> None:
     if as_json:
         print_json(result.to_dict())
+    elif every_task:
+        if result.tasks:
+            _task_table(result, result.tasks)
+        _summary_table(dataclasses.replace(result, tasks=[]))  # then only the counts
     else:
         _summary_table(result)
 
@@ -312,5 +317,5 @@ def ls(state: Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_state
 def show(state: Context, batch_id: str, as_json: bool) -> None:
-    """Show one batch and its tasks."""
-    _report(state.manager().batch_show(batch_id), as_json)
+    """Show one batch and every one of its tasks."""
+    _report(state.manager().batch_show(batch_id), as_json, every_task=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from ..client import AsyncOpencodeClient, http_options
+from ..client import AsyncOpencodeClient, Endpoint, http_options
 from ..client import operations as ops
 from ..client.types import Message, Session
 from ..errors import ConflictError, NotFoundError, ServerError, SessionNotFound, UsageError
@@ -54,21 +54,31 @@ async def _live(fleet: Fleet, ref: str | None) -> list[InstanceRecord]:
 
 
 async def list_sessions(fleet: Fleet, ref: str | None = None) -> list[SessionRow]:
-    """Sessions of each running instance's project directory, newest last."""
-    records = await _live(fleet, ref)
+    """Sessions of each running instance's project directory, newest last. A foreign
+    server named by `ref` is read too (its own project; a password it wants is refused)."""
+    places: list[tuple[str, Endpoint, str | None]]
+    found = await asyncio.to_thread(fleet.find, ref) if ref is not None else None
+    foreign = isinstance(found, ForeignServer)
+    if isinstance(found, ForeignServer):
+        endpoint = await asyncio.to_thread(fleet.reader, ref or "")
+        places = [(endpoint.name or found.url, endpoint, None)]
+    else:
+        places = [(r.name, fleet.endpoint_of(r), r.spec.dir) for r in await _live(fleet, ref)]
     async with httpx.AsyncClient(**http_options()) as http:
 
-        async def one(record: InstanceRecord) -> list[SessionRow]:
-            client = AsyncOpencodeClient(fleet.endpoint_of(record), http=http)
+        async def one(name: str, endpoint: Endpoint, directory: str | None) -> list[SessionRow]:
+            client = AsyncOpencodeClient(endpoint, http=http)
             try:
-                found, busy = await asyncio.gather(
-                    client.sessions(record.spec.dir), client.session_status(record.spec.dir)
+                listed, busy = await asyncio.gather(
+                    client.sessions(directory), client.session_status(directory)
                 )
             except ServerError:
+                if foreign:
+                    raise  # the one server asked for: say why it did not answer
                 return []
-            return [SessionRow(record.name, s, _state(busy.get(s.id))) for s in found]
+            return [SessionRow(name, s, _state(busy.get(s.id))) for s in listed]
 
-        groups = await asyncio.gather(*(one(r) for r in records))
+        groups = await asyncio.gather(*(one(*place) for place in places))
     rows = [row for group in groups for row in group]
     return sorted(rows, key=lambda row: (row.session.updated, row.instance))
 
