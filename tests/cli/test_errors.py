@@ -205,3 +205,26 @@ def test_results_are_limited_by_default_and_pruned_on_request() -> None:
     assert run_ocm("results", "--json", check=True).json() == []
     assert_one_line_error(run_ocm("results", "prune"), 2, "--older-than")
     assert_one_line_error(run_ocm("batch", "rm", "b-nope"), 3, "no batch 'b-nope'")
+
+
+def test_resuming_a_cancelled_batch_is_refused_with_what_did_not_finish() -> None:
+    from opencode_manager.models import TaskRecord, TaskStatus
+    from opencode_manager.tasks.store import Batch, TaskStore
+
+    home = Path(os.environ["OCM_HOME"])
+    home.mkdir(mode=0o700, exist_ok=True)
+    store = TaskStore(Registry(home / "registry.db"))
+    tasks = [
+        TaskRecord(id=f"t-{i}", prompt="p", status=status, created_at=1.0, batch_id="b-c")
+        for i, status in enumerate([TaskStatus.COMPLETED, *[TaskStatus.CANCELLED] * 3])
+    ]
+    store.add_batch(Batch(id="b-c", status="cancelled", created_at=1.0, updated_at=1.0), tasks)
+    store.registry.close()
+    assert_one_line_error(
+        run_ocm("batch", "resume", "b-c"), 4,
+        "batch b-c is cancelled (3 of its tasks did not finish); "
+        "`ocm batch resume b-c --requeue-cancelled` runs them",
+    )  # fmt: skip
+    shown = run_ocm("batch", "show", "b-c", "--json", check=True).json()
+    assert shown["status"] == "cancelled"  # never relabelled
+    assert shown["counts"] == {"completed": 1, "cancelled": 3}
