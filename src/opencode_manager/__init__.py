@@ -76,6 +76,9 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "StopResult": ("instances.lifecycle", "StopResult"),
     "Supervision": ("instances.spec", "Supervision"),
     "TaskOptions": ("tasks.dispatch", "TaskOptions"),
+    "Worktree": ("tasks.worktree", "Worktree"),
+    "WorktreeRequest": ("tasks.worktree", "WorktreeRequest"),
+    "WorktreeRow": ("tasks.worktree", "WorktreeRow"),
     "decode_batch_file": ("tasks.batchfile", "decode"),
     "error_summary": ("text", "error_summary"),
     "one_line": ("text", "one_line"),
@@ -162,6 +165,7 @@ if TYPE_CHECKING:
     from .tasks.sessions import SessionRow
     from .tasks.store import PruneReport
     from .tasks.tracker import Ask
+    from .tasks.worktree import Worktree, WorktreeRequest, WorktreeRow
     from .text import error_summary, one_line, strip_ansi
 
 
@@ -246,6 +250,9 @@ __all__ = [
     "TaskRecord",
     "TaskStatus",
     "UsageError",
+    "Worktree",
+    "WorktreeRequest",
+    "WorktreeRow",
     "__version__",
     "decode_batch_file",
     "error_summary",

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from .tasks.runner import Checkpoint, Observer
     from .tasks.sessions import SessionRow
     from .tasks.store import PruneReport, TaskStore
+    from .tasks.worktree import WorktreeRow
 
 T = TypeVar("T")
 DEFAULT_START_TIMEOUT = lifecycle.DEFAULT_START_TIMEOUT
@@ -340,6 +341,43 @@ class AsyncManager:
         if status is not None:
             records = [r for r in records if r.status.value == status]
         return records
+
+    async def worktrees(self) -> list[WorktreeRow]:
+        """Every task worktree: task, branch, status, whether it is still on disk, files."""
+        from .tasks.worktree import row
+
+        return [row(r) for r in await asyncio.to_thread(self.store.with_worktrees)]
+
+    async def worktree_remove(
+        self, task_ids: Sequence[str] = (), *, merged: bool = False,
+        older_than: float | None = None,
+    ) -> list[str]:  # fmt: skip
+        """Remove task worktrees (their branches, holding the agents' commits, stay); by task
+        id, those whose branch is merged into the repository's HEAD, or older ones. A running
+        task's worktree is never removed. Returns the task ids."""
+        from .tasks import worktree as worktrees
+
+        records = await asyncio.to_thread(self.store.with_worktrees)
+        chosen = await asyncio.to_thread(
+            worktrees.choose, records, list(task_ids), merged=merged, older_than=older_than,
+            now=time.time(),
+        )  # fmt: skip
+        for record in chosen:
+            assert record.worktree is not None
+            tree = worktrees.Worktree.from_dict(record.worktree)
+            await asyncio.to_thread(worktrees.remove, tree)
+        return [r.id for r in chosen]
+
+    async def task_patch(self, task_id: str) -> str:
+        """A worktree task's changes as a patch `git apply` accepts on its base commit."""
+        from .tasks import worktree as worktrees
+
+        record = await asyncio.to_thread(self.store.get, task_id)
+        if record.worktree is None:
+            raise UsageError(f"task {task_id} did not run in a worktree (ocm run --worktree)")
+        return await asyncio.to_thread(
+            worktrees.patch, worktrees.Worktree.from_dict(record.worktree)
+        )
 
     async def prune_results(self, older_than: float, *, dry_run: bool = False) -> PruneReport:
         """Delete finished batches and tasks that ended more than `older_than` seconds ago
@@ -865,6 +903,23 @@ class Manager:
 
     def batch_remove(self, batch_ids: Sequence[str]) -> dict[str, int]:
         result: dict[str, int] = self._call(lambda: self.aio.batch_remove(batch_ids))
+        return result
+
+    def worktrees(self) -> list[WorktreeRow]:
+        result: list[WorktreeRow] = self._call(self.aio.worktrees)
+        return result
+
+    def worktree_remove(
+        self, task_ids: Sequence[str] = (), *, merged: bool = False,
+        older_than: float | None = None,
+    ) -> list[str]:  # fmt: skip
+        result: list[str] = self._call(
+            lambda: self.aio.worktree_remove(task_ids, merged=merged, older_than=older_than)
+        )
+        return result
+
+    def task_patch(self, task_id: str) -> str:
+        result: str = self._call(lambda: self.aio.task_patch(task_id))
         return result
 
     def prune_results(self, older_than: float, *, dry_run: bool = False) -> PruneReport:

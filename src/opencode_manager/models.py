@@ -297,6 +297,7 @@ class TaskRecord:
     asks: list[dict[str, Any]] = field(default_factory=list)  # permissions/questions answered
     started_at: float | None = None
     finished_at: float | None = None
+    worktree: dict[str, Any] | None = None  # its git worktree (tasks/worktree.py), if any
 
     @property
     def duration_s(self) -> float | None:

@@ -72,6 +72,11 @@ class Settings:
         return self.home / "logs"
 
     @property
+    def worktrees_dir(self) -> Path:
+        """Git worktrees of tasks run with --worktree, one per task id."""
+        return self.home / "worktrees"
+
+    @property
     def secrets_dir(self) -> Path:
         return self.home / "secrets"
 

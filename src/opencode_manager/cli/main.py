@@ -89,6 +89,8 @@ LAZY_COMMANDS = {
     "doctor": ("system", "doctor"),
     "demo": ("system", "demo"),
     "model-server": ("system", "model_server"),
+    "worktrees": ("worktrees", "worktrees"),
+    "worktree": ("worktrees", "worktree"),
 }
 
 

@@ -26,6 +26,7 @@ from .. import (
     TaskRecord,
     TaskStatus,
     UsageError,
+    WorktreeRequest,
     error_summary,
     one_line,
     parse_duration,
@@ -244,6 +245,16 @@ def _error_text(record: TaskRecord) -> str:
     metavar="PATH",
     help="Project directory for the session (default: the instance's).",
 )
+@click.option(
+    "--worktree",
+    "use_worktree",
+    is_flag=True,
+    help="Run in a fresh git worktree of --dir's repository, on a branch of its own; the "
+    "agent's changes are committed there (your checkout is never touched).",
+)
+@click.option("--base", metavar="REF", help="With --worktree: start from this commit [HEAD].")
+@click.option("--branch", metavar="NAME", help="With --worktree: the branch [ocm/TASK_ID].")
+@click.option("--no-commit", is_flag=True, help="With --worktree: leave the changes uncommitted.")
 @click.option("--timeout", type=float, metavar="S", help="Abort the session after S seconds.")
 @click.option("--async", "detach", is_flag=True, help="Send it and return the task id.")
 @click.option(
@@ -270,6 +281,10 @@ def run(
     model: str | None,
     agent: str | None,
     directory: str | None,
+    use_worktree: bool,
+    base: str | None,
+    branch: str | None,
+    no_commit: bool,
     timeout: float | None,
     detach: bool,
     fmt: str,
@@ -303,7 +318,12 @@ def run(
         if not path.is_dir():
             raise UsageError(f"--dir {directory}: no such directory")
         directory = str(path)
+    if not use_worktree and (base or branch or no_commit):
+        raise UsageError("--base, --branch and --no-commit go with --worktree")
     options = TaskOptions(
+        worktree=WorktreeRequest(base=base, branch=branch, commit=not no_commit)
+        if use_worktree
+        else None,
         instance=instance,
         session_id=session_id,
         model=model,
@@ -365,9 +385,26 @@ def wait(state: Context, task_id: str, timeout: float | None, as_json: bool) -> 
 @click.command()
 @click.argument("task_id", shell_complete=complete_tasks)
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
+@click.option(
+    "--patch",
+    is_flag=True,
+    help="A --worktree task's changes as a patch for `git apply` on its base commit.",
+)
 @pass_state
-def result(state: Context, task_id: str, as_json: bool) -> None:
-    """Show the stored result of one task."""
+def result(state: Context, task_id: str, as_json: bool, patch: bool) -> None:
+    """Show the stored result of one task.
+
+    \b
+    Examples:
+      ocm result t-1a2b3c4d5e
+      ocm result t-1a2b3c4d5e --json | jq .worktree
+      ocm result t-1a2b3c4d5e --patch | git apply --check
+    """
+    if patch and as_json:
+        raise UsageError("--patch and --json contradict each other; choose one")
+    if patch:
+        sys.stdout.write(state.manager().task_patch(task_id))
+        return
     record = state.manager().task(task_id)
     if as_json:
         print_json(record.to_dict())
@@ -383,6 +420,15 @@ def result(state: Context, task_id: str, as_json: bool) -> None:
         grid.add_row("error", Text(_error_text(record), style="red"))
     grid.add_row("instance", f"{record.instance or '-'} {record.url or ''}")
     grid.add_row("session", record.session_id or "-")
+    if record.worktree:
+        tree = record.worktree
+        head = (tree.get("head") or "")[:12]
+        grid.add_row(
+            "worktree",
+            f"{tree.get('path')} on {tree.get('branch')} ({str(tree.get('base'))[:12]}"
+            f"{' -> ' + head if head and head != str(tree.get('base'))[:12] else ''}; "
+            f"{len(tree.get('files') or [])} files changed)",
+        )
     grid.add_row("prompt", record.prompt)
     grid.add_row("duration", human_duration(record.duration_s))
     grid.add_row("steps", str(record.steps))

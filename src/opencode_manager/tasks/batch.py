@@ -43,6 +43,7 @@ from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint
 from .store import Batch, TaskStore, new_id
 from .tracker import TurnState
 from .transcript import build_turn, find_user_message
+from .worktree import settling
 
 INFRA_RETRIES = 2  # immediate retries elsewhere for a task that never reached a model
 RECOVER_TIMEOUT = 60.0  # how long a prompted task waits for its restarting instance
@@ -235,6 +236,7 @@ class BatchRun:
     ) -> None:
         self.fleet = fleet
         self.store = store
+        self.persist = settling(store.asave)  # a finished task's worktree is settled first
         self.batch = batch
         self.options = BatchOptions.from_dict(batch.options)
         self.listener = listener
@@ -408,7 +410,7 @@ class BatchRun:
             runner = TaskRunner(
                 client=client,
                 record=record,
-                persist=self.store.asave,
+                persist=self.persist,
                 observer=self.observer_for(record) if self.observer_for else Observer(),
                 auto_approve=self.options.auto_approve,
                 cancel=self.cancel,
@@ -530,14 +532,14 @@ class BatchRun:
                 return "lost"
             if record.session_id in busy:
                 # The restarted server is running the turn again? Follow it.
-                runner = TaskRunner(client=client, record=record, persist=self.store.asave,
+                runner = TaskRunner(client=client, record=record, persist=self.persist,
                                     observer=Observer(), cancel=self.cancel)  # fmt: skip
                 record.attempts -= 1
                 await runner.run()
                 return "finished"
             if not build_turn(messages, user.id).completed:
                 return "lost"
-            runner = TaskRunner(client=client, record=record, persist=self.store.asave,
+            runner = TaskRunner(client=client, record=record, persist=self.persist,
                                 observer=Observer())  # fmt: skip
             state = TurnState(session_id=record.session_id, user_message_id=user.id)
             await runner.finish(state, None, 0.0)

@@ -22,8 +22,10 @@ from ..errors import (
 from ..instances.fleet import Fleet
 from ..models import InstanceRecord, TaskRecord, TaskStatus
 from . import placement
+from . import worktree as worktrees
 from .runner import Observer, TaskRunner
 from .store import TaskStore, new_id
+from .worktree import WorktreeRequest, settling
 
 DEFAULT_MAX_RETRIES = 5
 
@@ -42,6 +44,8 @@ class TaskOptions:
     #: Provider retries (HTTP 5xx/429, connection errors) before the task fails. OpenCode
     #: 1.18.33 gives up by itself after 5; older versions retry without end.
     max_retries: int | None = DEFAULT_MAX_RETRIES
+    #: Run in a fresh git worktree of the task's repository, on a branch of its own.
+    worktree: WorktreeRequest | None = None
 
 
 def validate(prompt: str, options: TaskOptions) -> None:
@@ -147,11 +151,19 @@ async def run_task(
             await check_agent(client, options.agent, options.directory or instance.spec.dir)
         if options.session_id is not None:
             await client.session(options.session_id)  # SessionNotFound if it is not there
-        record = await store.aadd(new_record(prompt, options, instance))
+        record = new_record(prompt, options, instance)
+        if options.worktree is not None:
+            assert record.directory is not None
+            tree = await asyncio.to_thread(
+                worktrees.create, fleet.settings.worktrees_dir, record.directory,
+                options.worktree, record.id,
+            )  # fmt: skip
+            record.directory, record.worktree = tree.directory, tree.to_dict()
+        record = await store.aadd(record)
         runner = TaskRunner(
             client=client,
             record=record,
-            persist=store.asave,
+            persist=settling(store.asave),
             observer=observer or Observer(),
             auto_approve=options.auto_approve,
             cancel=cancel,
@@ -204,7 +216,7 @@ async def refresh_task(fleet: Fleet, store: TaskStore, task_id: str) -> TaskReco
         runner = TaskRunner(
             client=AsyncOpencodeClient(endpoint, http=http),
             record=record,
-            persist=store.asave,
+            persist=settling(store.asave),
             observer=Observer(),
         )
         state = TurnState(session_id=record.session_id)
@@ -246,7 +258,7 @@ async def wait_task(
         runner = TaskRunner(
             client=client,
             record=record,
-            persist=store.asave,
+            persist=settling(store.asave),
             observer=observer or Observer(),
             cancel=cancel,
         )

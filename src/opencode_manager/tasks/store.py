@@ -128,6 +128,14 @@ class TaskStore:
         }[kind]
         return [str(row[0]) for row in self.registry.query(sql, (limit,))]
 
+    def with_worktrees(self) -> list[TaskRecord]:
+        """Tasks that ran in a worktree of their own, oldest first."""
+        rows = self.registry.query(
+            "SELECT record FROM tasks WHERE json_extract(record, '$.worktree') IS NOT NULL"
+            " ORDER BY created_at"
+        )
+        return [_load(r[0]) for r in rows]
+
     def count_tasks(self, *, batch_id: str | None = None, status: str | None = None) -> int:
         clauses, params = [], []
         if batch_id is not None:

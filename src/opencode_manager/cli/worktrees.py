@@ -1,0 +1,95 @@
+"""`ocm worktrees` and `ocm worktree rm`: the git worktrees of tasks run with --worktree."""
+
+from __future__ import annotations
+
+import time
+
+import click
+from rich.text import Text
+
+from .. import parse_duration
+from .main import Context
+from .options import complete_tasks, json_option
+from .output import Cell, Column, err, fitted_table, human_duration, out, print_json, table_width
+from .tasks import STATUS_STYLE
+
+pass_state = click.make_pass_decorator(Context)
+
+COLUMNS = (
+    Column("TASK"),
+    Column("STATUS"),
+    Column("BRANCH"),
+    Column("FILES", right=True, drop=2),
+    Column("AGE", drop=3),
+    Column("WORKTREE", drop=1),
+)
+
+
+@click.command(name="worktrees")
+@json_option
+@pass_state
+def worktrees(state: Context, as_json: bool) -> None:
+    """List the worktrees of tasks run with --worktree: task, branch, status, age, files.
+
+    \\b
+    Examples:
+      ocm worktrees
+      ocm worktrees --json | jq -r '.[].branch'
+    """
+    rows = state.manager().worktrees()
+    if as_json:
+        print_json([r.to_dict() for r in rows])
+        return
+    if not rows:
+        err.print("no worktrees; `ocm run --worktree` makes one per task", markup=False)
+        return
+    cells: list[list[Cell]] = [
+        [
+            r.task,
+            Text(r.status, style=STATUS_STYLE.get(r.status, "")),
+            r.branch,
+            str(r.files),
+            human_duration(time.time() - r.created_at),
+            r.path if r.present else "(removed)",
+        ]
+        for r in rows
+    ]
+    out.print(fitted_table(COLUMNS, cells, table_width()))
+
+
+@click.group(name="worktree")
+def worktree() -> None:
+    """Act on task worktrees (see `ocm worktrees`)."""
+
+
+@worktree.command(name="rm")
+@click.argument("task_ids", nargs=-1, metavar="TASK_ID...", shell_complete=complete_tasks)
+@click.option("--merged", is_flag=True, help="Those whose branch is merged into the repo's HEAD.")
+@click.option("--older-than", "older_than", metavar="DUR", help="Those older than this (7d).")
+@json_option
+@pass_state
+def rm(
+    state: Context, task_ids: tuple[str, ...], merged: bool, older_than: str | None, as_json: bool
+) -> None:
+    """Remove task worktrees; their branches, holding the agents' commits, stay.
+
+    A running task's worktree is never removed.
+
+    \\b
+    Examples:
+      ocm worktree rm t-1a2b3c4d5e
+      ocm worktree rm --merged
+      ocm worktree rm --older-than 7d
+    """
+    removed = state.manager().worktree_remove(
+        list(task_ids),
+        merged=merged,
+        older_than=parse_duration(older_than) if older_than else None,
+    )
+    if as_json:
+        print_json({"removed": removed})
+        return
+    for task_id in removed:
+        out.print(f"removed the worktree of {task_id}", markup=False)
+    if not removed:
+        err.print("no worktree to remove", markup=False)

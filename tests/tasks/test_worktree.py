@@ -1,0 +1,153 @@
+"""A git worktree per task, on real git repositories: the module alone (no server), then
+through `ocm run --worktree` on the shared fleet."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from opencode_manager.errors import ConflictError, UsageError
+from opencode_manager.models import TaskRecord, TaskStatus
+from opencode_manager.tasks import worktree as wt
+
+from conftest import Fleet
+from helpers import assert_one_line_error, run_ocm
+
+GIT = ["git", "-c", "user.email=t@example.test", "-c", "user.name=t"]
+
+
+def _repo(path: Path) -> Path:
+    path.mkdir()
+    subprocess.run([*GIT, "init", "-q", "-b", "main"], cwd=path, check=True)
+    (path / "a.txt").write_text("original\n")
+    (path / "gone.txt").write_text("to be deleted\n")
+    subprocess.run([*GIT, "add", "."], cwd=path, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "init"], cwd=path, check=True)
+    return path
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run([*GIT, *args], cwd=repo, check=True, capture_output=True,
+                          text=True).stdout  # fmt: skip
+
+
+def test_a_task_worktree_holds_exactly_its_changes(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    head = _git(repo, "rev-parse", "HEAD").strip()
+    tree = wt.create(tmp_path / "wts", str(repo), wt.WorktreeRequest(), "t-1")
+    assert (tree.branch, tree.base, tree.subdir) == ("ocm/t-1", head, "")
+    work = Path(tree.directory)
+    (work / "a.txt").write_text("changed\n")
+    (work / "new.txt").write_text("new\n")
+    (work / "gone.txt").unlink()
+    done = wt.finish(tree, wt.commit_message("t-1", "change things"))
+    assert done.committed
+    assert sorted((f["status"], f["path"]) for f in done.files) == [
+        ("added", "new.txt"), ("deleted", "gone.txt"), ("modified", "a.txt")]  # fmt: skip
+    assert _git(repo, "status", "--porcelain") == ""  # the user's checkout: untouched
+    assert _git(repo, "rev-parse", "HEAD").strip() == head
+    assert _git(repo, "log", "-1", "--format=%s", "ocm/t-1").startswith("ocm task t-1:")
+    patch = wt.patch(done)
+    assert patch == _git(repo, "diff", "--binary", "--no-renames", head, "ocm/t-1")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+    subprocess.run(["git", "apply", "--check"], cwd=clone, input=patch, text=True, check=True)
+    wt.remove(done)
+    assert _git(repo, "worktree", "list").count("\n") == 1  # no stale entry
+    assert "ocm/t-1" in _git(repo, "branch", "--list", "ocm/t-1")  # the work stays
+
+
+def test_no_commit_leaves_the_changes_staged_in_the_worktree(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    (repo / "sub").mkdir()
+    tree = wt.create(tmp_path / "wts", str(repo / "sub"), wt.WorktreeRequest(commit=False), "t-2")
+    assert tree.subdir == "sub"
+    Path(tree.directory).mkdir(exist_ok=True)
+    (Path(tree.directory) / "x.txt").write_text("x\n")
+    done = wt.finish(tree, "m")
+    assert not done.committed
+    assert done.head == done.base
+    assert done.files == [{"status": "added", "path": "sub/x.txt"}]
+    assert "sub/x.txt" in wt.patch(done)
+
+
+def test_clear_errors_before_anything_is_created(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(UsageError, match="is not inside a git repository"):
+        wt.create(tmp_path / "wts", str(plain), wt.WorktreeRequest(), "t-3")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=empty, check=True)
+    with pytest.raises(UsageError, match="has no commits yet"):
+        wt.create(tmp_path / "wts", str(empty), wt.WorktreeRequest(), "t-3")
+    repo = _repo(tmp_path / "repo")
+    with pytest.raises(UsageError, match="invalid --base 'nope'"):
+        wt.create(tmp_path / "wts", str(repo), wt.WorktreeRequest(base="nope"), "t-3")
+    with pytest.raises(ConflictError, match="branch main exists already"):
+        wt.create(tmp_path / "wts", str(repo), wt.WorktreeRequest(branch="main"), "t-3")
+    with pytest.raises(UsageError, match="invalid --branch"):
+        wt.create(tmp_path / "wts", str(repo), wt.WorktreeRequest(branch="a..b"), "t-3")
+    assert not (tmp_path / "wts").exists()
+    (repo / "a.txt").write_text("dirty\n")
+    tree = wt.create(tmp_path / "wts", str(repo), wt.WorktreeRequest(), "t-4")
+    assert tree.note is not None
+    assert "uncommitted changes" in tree.note  # said, not silently dropped
+
+
+def test_rm_choices_refuse_a_running_task(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    records = []
+    for task_id, status in (("t-a", TaskStatus.COMPLETED), ("t-b", TaskStatus.RUNNING)):
+        tree = wt.create(tmp_path / "wts", str(repo), wt.WorktreeRequest(), task_id)
+        records.append(TaskRecord(id=task_id, prompt="p", status=status, created_at=100.0,
+                                  worktree=tree.to_dict()))  # fmt: skip
+    with pytest.raises(ConflictError, match="still running"):
+        wt.choose(records, ["t-b"], merged=False, older_than=None, now=200.0)
+    with pytest.raises(UsageError, match="which worktrees"):
+        wt.choose(records, [], merged=False, older_than=None, now=200.0)
+    old = wt.choose(records, [], merged=False, older_than=50.0, now=200.0)
+    assert [r.id for r in old] == ["t-a"]
+    merged = wt.choose(records, [], merged=True, older_than=None, now=200.0)
+    assert [r.id for r in merged] == ["t-a"]  # its branch is at main's HEAD
+
+
+@pytest.mark.integration
+def test_run_worktree_end_to_end(fleet: Fleet, tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    head = _git(repo, "rev-parse", "HEAD").strip()
+    env = fleet.env
+    result = run_ocm("run", "-i", "oc-1", "--dir", str(repo), "--worktree", "WRITE: b.txt",
+                     "--json", env=env)  # fmt: skip
+    assert result.returncode == 0, str(result)
+    record = json.loads(result.stdout)
+    tree = record["worktree"]
+    assert tree["branch"] == f"ocm/{record['id']}"
+    assert tree["base"] == head
+    assert tree["committed"] is True
+    assert tree["files"] == [{"status": "added", "path": "b.txt"}]
+    assert record["directory"] == tree["path"]
+    assert _git(repo, "status", "--porcelain") == ""
+    assert _git(repo, "rev-parse", "HEAD").strip() == head
+    changed = _git(repo, "diff", "--name-only", f"{head}..{tree['branch']}").split()
+    assert changed == ["b.txt"]
+    patch = run_ocm("result", record["id"], "--patch", env=env, check=True).stdout
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+    subprocess.run(["git", "apply", "--check"], cwd=clone, input=patch, text=True, check=True)
+    listed = run_ocm("worktrees", "--json", env=env, check=True).json()
+    mine = [row for row in listed if row["task"] == record["id"]]
+    assert mine
+    assert mine[0]["present"] is True
+    assert mine[0]["files"] == 1
+    assert_one_line_error(
+        run_ocm("run", "-i", "oc-1", "--dir", str(tmp_path), "--worktree", "hi", env=env),
+        2, "is not inside a git repository",
+    )  # fmt: skip
+    assert_one_line_error(run_ocm("run", "--branch", "x", "hi", env=env), 2, "go with --worktree")
+    removed = run_ocm("worktree", "rm", record["id"], "--json", env=env, check=True).json()
+    assert removed == {"removed": [record["id"]]}
+    assert _git(repo, "worktree", "list").count("\n") == 1
