@@ -151,3 +151,36 @@ def test_run_worktree_end_to_end(fleet: Fleet, tmp_path: Path) -> None:
     removed = run_ocm("worktree", "rm", record["id"], "--json", env=env, check=True).json()
     assert removed == {"removed": [record["id"]]}
     assert _git(repo, "worktree", "list").count("\n") == 1
+
+
+@pytest.mark.integration
+def test_a_batch_of_six_on_one_repository_keeps_every_change_apart(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    repo = _repo(tmp_path / "repo")
+    head = _git(repo, "rev-parse", "HEAD").strip()
+    files = ["one.txt", "two.txt", "three.txt", "four.txt", "a.txt", "a.txt"]  # two edit a.txt
+    batch = tmp_path / "tasks.jsonl"
+    batch.write_text("".join(
+        json.dumps({"id": f"w{i}", "prompt": f"WRITE: {name}", "dir": str(repo)}) + "\n"
+        for i, name in enumerate(files)
+    ))  # fmt: skip
+    result = run_ocm("batch", str(batch), "--worktree", "-i", "oc-1", "-i", "oc-2",
+                     "--per-instance", "2", "--json", env=fleet.env)  # fmt: skip
+    assert result.returncode == 0, str(result)
+    summary = json.loads(result.stdout)
+    assert summary["counts"] == {"completed": 6}
+    assert {t["instance"] for t in summary["tasks"]} == {"oc-1", "oc-2"}
+    for outcome, name in zip(summary["tasks"], files, strict=True):
+        record = run_ocm("result", outcome["task"], "--json", env=fleet.env, check=True).json()
+        tree = record["worktree"]
+        assert tree["base"] == head
+        changed = _git(repo, "diff", "--name-only", f"{head}..{tree['branch']}").split()
+        assert changed == [name], (outcome["id"], changed)  # exactly its own change
+        assert [f["path"] for f in tree["files"]] == changed
+    assert _git(repo, "status", "--porcelain") == ""  # the user's checkout: untouched
+    assert _git(repo, "rev-parse", "HEAD").strip() == head
+    removed = run_ocm("worktree", "rm", "--merged", "--older-than", "0s", "--json",
+                      env=fleet.env, check=True).json()  # fmt: skip
+    assert len(removed["removed"]) >= 6
+    assert _git(repo, "worktree", "list").count("\n") == 1  # no stale entries

@@ -182,6 +182,13 @@ def _task_table(data: BatchSummary, tasks: list[TaskOutcome]) -> None:
     help="Extra attempts for failed tasks (infrastructure failures always retry).",
 )
 @click.option("--out", "out_dir", metavar="DIR", help="Write one JSON per task + summary.json.")
+@click.option(
+    "--worktree",
+    "use_worktree",
+    is_flag=True,
+    help="Every task in a git worktree and branch of its own (a task may set worktree: true).",
+)
+@click.option("--base", metavar="REF", help="With --worktree: the worktrees' base [HEAD].")
 @max_retries_option
 @click.option("--auto-approve", is_flag=True, help="Approve permission asks instead of rejecting.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -195,6 +202,8 @@ def run_file(
     timeout: float | None,
     retries: int,
     out_dir: str | None,
+    use_worktree: bool,
+    base: str | None,
     max_retries: int,
     auto_approve: bool,
     as_json: bool,
@@ -218,7 +227,11 @@ def run_file(
         out=str(Path(out_dir).resolve()) if out_dir else None,
         auto_approve=auto_approve,
         max_retries=max_retries,
+        worktree=use_worktree,
+        base=base,
     )
+    if base and not use_worktree:
+        raise UsageError("--base goes with --worktree")
     created = state.manager().batch_create(tasks, options, source=source)
     if not as_json:
         err.print(f"batch {created.id}: {len(tasks)} tasks", markup=False)

@@ -21,6 +21,7 @@ Ctrl-C (or `ocm batch cancel`) aborts the running sessions and marks the rest ca
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -37,6 +38,7 @@ from ..errors import ConflictError, OcmError, ServerError, SessionNotFound, Usag
 from ..instances.fleet import Fleet, is_up
 from ..models import BatchStatus, InstanceRecord, State, TaskRecord, TaskStatus
 from . import placement
+from . import worktree as worktrees
 from .batchfile import BatchTask, parse
 from .dispatch import DEFAULT_MAX_RETRIES, busy_counts
 from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint
@@ -60,6 +62,8 @@ class BatchOptions:
     out: str | None = None
     auto_approve: bool = False
     max_retries: int | None = DEFAULT_MAX_RETRIES  # provider retries per task before it fails
+    worktree: bool = False  # every task in a git worktree of its own (a task may ask alone)
+    base: str | None = None  # their base commit (default: the repository's HEAD)
 
     def validate(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:
@@ -169,6 +173,8 @@ def create_batch(
             Path(options.out).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"--out {options.out}: cannot create it: {exc.strerror}") from None
+    ids = [new_id("t") for _ in tasks]
+    trees = _worktrees(fleet, tasks, ids, options, chosen, by_ref, where)
     now = time.time()
     batch = Batch(
         id=new_id("b"),
@@ -179,26 +185,80 @@ def create_batch(
         options=options.to_dict(),
     )
     records = []
-    for task in tasks:
+    for task, task_record_id in zip(tasks, ids, strict=True):
         pinned = by_ref.get(task.instance) if task.instance else None
+        tree = trees.get(task_record_id)
         records.append(
             TaskRecord(
-                id=new_id("t"),
+                id=task_record_id,
                 prompt=task.prompt,
                 status=TaskStatus.PENDING,
                 created_at=now,
                 batch_id=batch.id,
                 task_id=task.id,
                 pinned=pinned.name if pinned else None,
-                directory=str(Path(task.dir).expanduser().resolve()) if task.dir else None,
+                directory=tree.directory
+                if tree
+                else str(Path(task.dir).expanduser().resolve())
+                if task.dir
+                else None,
+                worktree=tree.to_dict() if tree else None,
                 model=task.model,
                 agent=task.agent,
                 timeout=task.timeout or options.timeout,
                 max_retries=options.max_retries,
             )
         )
-    store.add_batch(batch, records)
+    try:
+        store.add_batch(batch, records)
+    except BaseException:
+        for tree in trees.values():
+            with contextlib.suppress(OcmError):
+                worktrees.remove(tree)
+        raise
     return summary(store, batch.id)
+
+
+def _worktrees(
+    fleet: Fleet,
+    tasks: Sequence[BatchTask],
+    ids: list[str],
+    options: BatchOptions,
+    chosen: list[InstanceRecord],
+    by_ref: dict[str, InstanceRecord],
+    where: str,
+) -> dict[str, worktrees.Worktree]:
+    """A worktree for each task that asks for one, made before anything is recorded (all,
+    or none: a failure removes the ones made)."""
+    made: dict[str, worktrees.Worktree] = {}
+    try:
+        for task, task_id in zip(tasks, ids, strict=True):
+            if not (task.worktree or options.worktree):
+                continue
+            directory = task.dir
+            if directory is None:
+                pinned = by_ref.get(task.instance) if task.instance else None
+                dirs = {pinned.spec.dir} if pinned else {c.spec.dir for c in chosen}
+                if len(dirs) != 1:
+                    raise UsageError(
+                        f"{where}:{task.line}: a worktree task needs a dir (the instances work "
+                        "in different directories)"
+                    )
+                directory = dirs.pop()
+            request = worktrees.WorktreeRequest(base=task.base or options.base)
+            try:
+                made[task_id] = worktrees.create(
+                    fleet.settings.worktrees_dir, str(Path(directory).expanduser()), request,
+                    task_id,
+                )  # fmt: skip
+            except OcmError as exc:
+                raise type(exc)(f"{where}:{task.line}: {exc}") from None
+    except BaseException:
+        for tree in made.values():
+            with contextlib.suppress(OcmError):
+                worktrees.remove(tree)
+        raise
+    return made
 
 
 def _check_out(out: str | None) -> None:

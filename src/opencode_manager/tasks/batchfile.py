@@ -19,7 +19,7 @@ import yaml
 
 from ..errors import UsageError
 
-FIELDS = ("id", "prompt", "instance", "dir", "model", "agent", "timeout")
+FIELDS = ("id", "prompt", "instance", "dir", "model", "agent", "timeout", "worktree", "base")
 _PORT_LINE = re.compile(r"^\s*(\d{1,5})\s*:(.*)$")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
@@ -34,6 +34,8 @@ class BatchTask:
     model: str | None = None
     agent: str | None = None
     timeout: float | None = None
+    worktree: bool = False  # run in a git worktree of its own (tasks/worktree.py)
+    base: str | None = None  # the worktree's base commit
 
 
 def decode(data: bytes, *, source: str = "batch file") -> str:
@@ -144,7 +146,7 @@ def _validate(items: list[tuple[int, Any]], source: str) -> list[BatchTask]:
             raise UsageError(f"{where}: duplicate id {task_id!r} (first on line {seen[task_id]})")
         seen[task_id] = line
         strings: dict[str, str | None] = {}
-        for key in ("instance", "dir", "model", "agent"):
+        for key in ("instance", "dir", "model", "agent", "base"):
             value = item.get(key)
             if isinstance(value, int) and key == "instance":
                 value = str(value)
@@ -158,6 +160,9 @@ def _validate(items: list[tuple[int, Any]], source: str) -> list[BatchTask]:
             isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
         ):
             raise UsageError(f"{where}: timeout must be a number of seconds above 0")
+        use_worktree = item.get("worktree", False)
+        if not isinstance(use_worktree, bool):
+            raise UsageError(f"{where}: worktree must be true or false")
         tasks.append(
             BatchTask(
                 id=task_id,
@@ -168,6 +173,8 @@ def _validate(items: list[tuple[int, Any]], source: str) -> list[BatchTask]:
                 model=strings["model"],
                 agent=strings["agent"],
                 timeout=float(timeout) if timeout is not None else None,
+                worktree=use_worktree,
+                base=strings["base"],
             )
         )
     return tasks
