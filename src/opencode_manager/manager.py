@@ -164,10 +164,19 @@ class AsyncManager:
         return await asyncio.to_thread(lifecycle.remove, self.fleet, refs, force=force)
 
     async def cleanup(self, *, older_than: float = 0.0, dry_run: bool = False) -> CleanupReport:
-        """Forget ended instances, reconcile dead ones, delete logs and dirs nobody owns."""
-        return await asyncio.to_thread(
+        """Forget ended instances, reconcile dead ones, delete logs and dirs nobody owns
+        (worktrees of tasks no longer recorded too)."""
+        from .tasks import worktree as worktrees
+
+        report = await asyncio.to_thread(
             lifecycle.cleanup, self.fleet, older_than=older_than, dry_run=dry_run
         )
+        known = set(await asyncio.to_thread(self.store.recent_ids, "task", 1 << 30))
+        for path in worktrees.orphans(self.settings.worktrees_dir, known):
+            if not dry_run:
+                await asyncio.to_thread(worktrees.remove_orphan, path)
+            report.removed_files.append(str(path))
+        return report
 
     async def instances(
         self,

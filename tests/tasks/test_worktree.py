@@ -184,3 +184,31 @@ def test_a_batch_of_six_on_one_repository_keeps_every_change_apart(
                       env=fleet.env, check=True).json()  # fmt: skip
     assert len(removed["removed"]) >= 6
     assert _git(repo, "worktree", "list").count("\n") == 1  # no stale entries
+
+
+def test_cleanup_removes_worktrees_of_forgotten_tasks_through_git(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    root = tmp_path / "wts"
+    kept = wt.create(root, str(repo), wt.WorktreeRequest(), "t-kept")
+    gone = wt.create(root, str(repo), wt.WorktreeRequest(), "t-gone")
+    assert wt.orphans(root, {"t-kept"}) == [Path(gone.path)]
+    wt.remove_orphan(Path(gone.path))
+    assert not Path(gone.path).exists()
+    listed = _git(repo, "worktree", "list")
+    assert listed.count("\n") == 2  # the checkout and t-kept: no stale entry
+    assert kept.path in listed
+    assert wt.orphans(root, {"t-kept"}) == []
+
+
+def test_ocm_cleanup_prunes_orphaned_worktrees(tmp_path: Path) -> None:
+    import os
+
+    home = Path(os.environ["OCM_HOME"])
+    repo = _repo(tmp_path / "repo")
+    tree = wt.create(home / "worktrees", str(repo), wt.WorktreeRequest(), "t-orphan")
+    dry = run_ocm("cleanup", "--dry-run", "--json", check=True).json()
+    assert tree.path in dry["removed_files"]
+    assert Path(tree.path).exists()
+    run_ocm("cleanup", check=True)
+    assert not Path(tree.path).exists()
+    assert _git(repo, "worktree", "list").count("\n") == 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -284,3 +285,26 @@ def choose(
         ):
             chosen[record.id] = record
     return list(chosen.values())
+
+
+def orphans(root: Path, known: set[str]) -> list[Path]:
+    """Worktree directories under root whose task ocm no longer records."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name not in known)
+
+
+def remove_orphan(path: Path) -> None:
+    """Remove a worktree whose task record is gone: through git when its repository is
+    still there (so `git worktree list` stays consistent), else just the directory."""
+    dot_git = path / ".git"
+    repository: Path | None = None
+    if dot_git.is_file():
+        pointer = dot_git.read_text().strip().removeprefix("gitdir:").strip()
+        common = Path(pointer).parent.parent  # <repo>/.git/worktrees/<name> -> <repo>/.git
+        repository = common.parent if common.name == ".git" else common
+    if repository is not None and repository.is_dir():
+        git("worktree", "remove", "--force", str(path), cwd=repository, check=False)
+        git("worktree", "prune", cwd=repository, check=False)
+    if path.exists():
+        shutil.rmtree(path, ignore_errors=True)
