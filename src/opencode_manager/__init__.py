@@ -81,6 +81,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "WorktreeRow": ("tasks.worktree", "WorktreeRow"),
     "decode_batch_file": ("tasks.batchfile", "decode"),
     "error_summary": ("text", "error_summary"),
+    "load_schema": ("tasks.structured", "load_schema"),
     "one_line": ("text", "one_line"),
     "strip_ansi": ("text", "strip_ansi"),
     "TaskOutcome": ("tasks.batch", "TaskOutcome"),
@@ -164,6 +165,7 @@ if TYPE_CHECKING:
     from .tasks.runner import Observer
     from .tasks.sessions import SessionRow
     from .tasks.store import PruneReport
+    from .tasks.structured import load_schema
     from .tasks.tracker import Ask
     from .tasks.worktree import Worktree, WorktreeRequest, WorktreeRow
     from .text import error_summary, one_line, strip_ansi
@@ -259,6 +261,7 @@ __all__ = [
     "find_binary",
     "install",
     "is_loopback_host",
+    "load_schema",
     "one_line",
     "parse_batch_file",
     "parse_duration",

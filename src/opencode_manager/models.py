@@ -298,6 +298,8 @@ class TaskRecord:
     started_at: float | None = None
     finished_at: float | None = None
     worktree: dict[str, Any] | None = None  # its git worktree (tasks/worktree.py), if any
+    schema: dict[str, Any] | None = None  # JSON schema for a structured answer (--schema)
+    structured: Any = None  # the answer's object, validated against `schema`
 
     @property
     def duration_s(self) -> float | None:

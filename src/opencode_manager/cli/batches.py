@@ -22,6 +22,7 @@ from .. import (
     TaskStatus,
     UsageError,
     decode_batch_file,
+    load_schema,
     one_line,
     parse_batch_file,
 )
@@ -189,6 +190,12 @@ def _task_table(data: BatchSummary, tasks: list[TaskOutcome]) -> None:
     help="Every task in a git worktree and branch of its own (a task may set worktree: true).",
 )
 @click.option("--base", metavar="REF", help="With --worktree: the worktrees' base [HEAD].")
+@click.option(
+    "--schema",
+    "schema_file",
+    metavar="FILE",
+    help="A JSON schema for every task's answer (a task's own `schema:` wins).",
+)
 @max_retries_option
 @click.option("--auto-approve", is_flag=True, help="Approve permission asks instead of rejecting.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -204,6 +211,7 @@ def run_file(
     out_dir: str | None,
     use_worktree: bool,
     base: str | None,
+    schema_file: str | None,
     max_retries: int,
     auto_approve: bool,
     as_json: bool,
@@ -229,6 +237,7 @@ def run_file(
         max_retries=max_retries,
         worktree=use_worktree,
         base=base,
+        schema=load_schema(schema_file) if schema_file else None,
     )
     if base and not use_worktree:
         raise UsageError("--base goes with --worktree")

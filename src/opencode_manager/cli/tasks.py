@@ -28,6 +28,7 @@ from .. import (
     UsageError,
     WorktreeRequest,
     error_summary,
+    load_schema,
     one_line,
     parse_duration,
     strip_ansi,
@@ -204,6 +205,8 @@ def report(record: TaskRecord, *, as_json: bool, jsonl: bool, streamed: bool = F
     code = EXIT_FOR_STATUS.get(record.status, 1)
     if as_json:
         print_json(record.to_dict())
+    elif not jsonl and record.status is TaskStatus.COMPLETED and record.schema is not None:
+        sys.stdout.write(json.dumps(record.structured, indent=2) + "\n")  # the answer is this
     elif not jsonl and record.status is TaskStatus.COMPLETED and not (streamed and out.is_terminal):
         out.print(record.text, markup=False, highlight=False, soft_wrap=True)
     if record.status is not TaskStatus.COMPLETED and not as_json:
@@ -255,6 +258,13 @@ def _error_text(record: TaskRecord) -> str:
 @click.option("--base", metavar="REF", help="With --worktree: start from this commit [HEAD].")
 @click.option("--branch", metavar="NAME", help="With --worktree: the branch [ocm/TASK_ID].")
 @click.option("--no-commit", is_flag=True, help="With --worktree: leave the changes uncommitted.")
+@click.option(
+    "--schema",
+    "schema_file",
+    metavar="FILE",
+    help="A JSON schema: the answer must be an object matching it (in the record's "
+    "`structured`; a reply that does not match fails the task).",
+)
 @click.option("--timeout", type=float, metavar="S", help="Abort the session after S seconds.")
 @click.option("--async", "detach", is_flag=True, help="Send it and return the task id.")
 @click.option(
@@ -285,6 +295,7 @@ def run(
     base: str | None,
     branch: str | None,
     no_commit: bool,
+    schema_file: str | None,
     timeout: float | None,
     detach: bool,
     fmt: str,
@@ -321,6 +332,7 @@ def run(
     if not use_worktree and (base or branch or no_commit):
         raise UsageError("--base, --branch and --no-commit go with --worktree")
     options = TaskOptions(
+        schema=load_schema(schema_file) if schema_file else None,
         worktree=WorktreeRequest(base=base, branch=branch, commit=not no_commit)
         if use_worktree
         else None,

@@ -98,8 +98,19 @@ def session_status(directory: str | None = None) -> Operation[dict[str, Any]]:
     return Operation("GET", "/session/status", parse=_dict, directory=directory)
 
 
-def prompt_body(text: str, *, agent: str | None = None, model: str | None = None) -> dict[str, Any]:
+def prompt_body(
+    text: str,
+    *,
+    agent: str | None = None,
+    model: str | None = None,
+    schema: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A prompt; with `schema`, OpenCode's structured output (`format: json_schema`): the
+    model must answer through a StructuredOutput tool, its object lands in the assistant
+    message's `structured`."""
     body: dict[str, Any] = {"parts": [{"type": "text", "text": text}]}
+    if schema is not None:
+        body["format"] = {"type": "json_schema", "schema": schema}
     if agent:
         body["agent"] = agent
     if model:
@@ -121,20 +132,42 @@ def prompt(
 
 
 def prompt_async(
-    session_id: str, text: str, *, agent: str | None = None, model: str | None = None
+    session_id: str,
+    text: str,
+    *,
+    agent: str | None = None,
+    model: str | None = None,
+    schema: dict[str, Any] | None = None,
 ) -> Operation[None]:
     """Start a turn and return at once (204); follow it with events or status."""
     return Operation(
         "POST",
         f"/session/{session_id}/prompt_async",
-        body=prompt_body(text, agent=agent, model=model),
+        body=prompt_body(text, agent=agent, model=model, schema=schema),
         parse=_none,
         expect_json=False,
     )
 
 
-def messages(session_id: str) -> Operation[list[Message]]:
-    return Operation("GET", f"/session/{session_id}/message", parse=_messages)
+def messages(session_id: str, limit: int | None = None) -> Operation[list[Message]]:
+    """A session's messages, oldest first (`limit`: only the newest that many)."""
+    params = {"limit": str(limit)} if limit else {}
+    return Operation("GET", f"/session/{session_id}/message", params=params, parse=_messages)
+
+
+def is_unlistable(exc: Exception) -> bool:
+    """OpenCode 1.18.33 stores a structured-output prompt's `format` with a `retryCount`
+    its own reader then rejects: listing that session's messages fails with HTTP 400."""
+    return getattr(exc, "status_code", None) == 400 and "OutputFormatJsonSchema" in str(exc)
+
+
+def stand_in(answer: Message) -> Message:
+    """The user message a listing could not return, standing in for our prompt (its id is
+    the answer's parent; `find_user_message` takes it for the prompt)."""
+    return Message.from_json(
+        {"info": {"id": answer.parent_id or "", "role": "user", "sessionID": answer.session_id,
+                  "time": {"created": answer.created}, "ocm_stand_in": True}, "parts": []}
+    )  # fmt: skip
 
 
 def todo(session_id: str) -> Operation[list[Any]]:

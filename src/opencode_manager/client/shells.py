@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from ..errors import ServerRefused
 from . import operations as ops
 from .core import Operation, build_request, read_response, transport_error
 from .endpoint import Endpoint
@@ -97,7 +98,15 @@ class OpencodeClient(_Base):
         self.call(ops.prompt_async(session_id, text, **kwargs))
 
     def messages(self, session_id: str) -> list[Message]:
-        return self.call(ops.messages(session_id))
+        """Every message (see the async twin for sessions OpenCode cannot list)."""
+        try:
+            return self.call(ops.messages(session_id))
+        except ServerRefused as exc:
+            if not ops.is_unlistable(exc):
+                raise
+        newest = self.call(ops.messages(session_id, limit=1))
+        answers = [m for m in newest if m.role == "assistant"]
+        return [ops.stand_in(answers[0]), *answers] if answers else newest
 
     def todo(self, session_id: str) -> list[Any]:
         return self.call(ops.todo(session_id))
@@ -176,7 +185,16 @@ class AsyncOpencodeClient(_Base):
         await self.call(ops.prompt_async(session_id, text, **kwargs))
 
     async def messages(self, session_id: str) -> list[Message]:
-        return await self.call(ops.messages(session_id))
+        """Every message; for a session OpenCode cannot list (a structured-output prompt on
+        1.18.33), the final answer with a stand-in for the prompt."""
+        try:
+            return await self.call(ops.messages(session_id))
+        except ServerRefused as exc:
+            if not ops.is_unlistable(exc):
+                raise
+        newest = await self.call(ops.messages(session_id, limit=1))
+        answers = [m for m in newest if m.role == "assistant"]
+        return [ops.stand_in(answers[0]), *answers] if answers else newest
 
     async def todo(self, session_id: str) -> list[Any]:
         return await self.call(ops.todo(session_id))

@@ -34,6 +34,10 @@ _SLEEPHDR_RE = re.compile(r"SLEEPHDR\s+" + _NUMBER)
 _SLEEP_RE = re.compile(r"SLEEP\s+" + _NUMBER)
 _SLOWTEXT_RE = re.compile(r"SLOWTEXT\s+" + _NUMBER)
 _BASH_RE = re.compile(r"BASH:[ \t]*([^\r\n]*)")
+# STRUCTURED {"answer": "x"}: when OpenCode asks for structured output (it offers a
+# StructuredOutput tool), call it with this JSON object (valid for the schema or not).
+_STRUCTURED_RE = re.compile(r"STRUCTURED[ \t]*(\{[^\r\n]*\})?")
+STRUCTURED_TOOL = "StructuredOutput"
 _WRITE_RE = re.compile(r"WRITE:[ \t]*([^\r\n]*)")
 _READ_RE = re.compile(r"READ:[ \t]*([^\r\n]*)")
 # OpenCode may wrap its own additions in these tags; they are not the user's words.
@@ -336,6 +340,7 @@ def choose_behaviour(text: str) -> str:
         ("malformed", "MALFORMED" in text),
         ("cutoff", "CUTOFF" in text),
         ("empty", "EMPTY" in text),
+        ("structured", "STRUCTURED" in text),
         ("bash", "BASH:" in text),
         ("todo", "TODO" in text),
         ("write", "WRITE:" in text),
@@ -387,6 +392,13 @@ def _tool_calls_for(
         calls.append(("read", {"filePath": match.group(1).strip() if match else ""}))
     elif behaviour == "question":
         calls.append(("question", _question_args()))
+    elif behaviour == "structured" and STRUCTURED_TOOL in _tool_names(request):
+        match = _STRUCTURED_RE.search(text)
+        try:
+            args = json.loads(match.group(1)) if match and match.group(1) else {}
+        except ValueError:
+            args = {}
+        calls.append((STRUCTURED_TOOL, args if isinstance(args, dict) else {}))
     elif behaviour == "multi":
         for command in ("echo one", "echo two"):
             calls.append(("bash", {"command": command, "description": BASH_DESCRIPTION}))
@@ -396,7 +408,17 @@ def _tool_calls_for(
     ]
 
 
-TOOL_BEHAVIOURS = frozenset({"bash", "todo", "write", "read", "question", "multi"})
+TOOL_BEHAVIOURS = frozenset({"bash", "todo", "write", "read", "question", "multi", "structured"})
+
+
+def _tool_names(request: Mapping[str, Any]) -> set[str]:
+    tools = request.get("tools")
+    names = set()
+    for tool in tools if isinstance(tools, list) else []:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            names.add(function["name"])
+    return names
 
 
 def plan_response(request: Mapping[str, Any]) -> Plan:
@@ -470,6 +492,8 @@ def plan_response(request: Mapping[str, Any]) -> Plan:
         )
 
     reply = default_text(user_text)
+    if behaviour == "structured" and STRUCTURED_TOOL not in _tool_names(request):
+        behaviour = "text"  # no structured output asked for: a plain reply
     if behaviour in TOOL_BEHAVIOURS:
         first_number = _prior_tool_call_count(messages) + 1
         return finish(

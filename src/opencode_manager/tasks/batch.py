@@ -64,6 +64,7 @@ class BatchOptions:
     max_retries: int | None = DEFAULT_MAX_RETRIES  # provider retries per task before it fails
     worktree: bool = False  # every task in a git worktree of its own (a task may ask alone)
     base: str | None = None  # their base commit (default: the repository's HEAD)
+    schema: dict[str, Any] | None = None  # a structured answer for tasks without their own
 
     def validate(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:
@@ -203,6 +204,7 @@ def create_batch(
                 if task.dir
                 else None,
                 worktree=tree.to_dict() if tree else None,
+                schema=task.schema or options.schema,
                 model=task.model,
                 agent=task.agent,
                 timeout=task.timeout or options.timeout,

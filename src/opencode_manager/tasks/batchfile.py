@@ -18,8 +18,11 @@ from typing import Any
 import yaml
 
 from ..errors import UsageError
+from .structured import check_schema, load_schema
 
-FIELDS = ("id", "prompt", "instance", "dir", "model", "agent", "timeout", "worktree", "base")
+FIELDS = (
+    "id", "prompt", "instance", "dir", "model", "agent", "timeout", "worktree", "base", "schema",
+)  # fmt: skip
 _PORT_LINE = re.compile(r"^\s*(\d{1,5})\s*:(.*)$")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
@@ -36,6 +39,7 @@ class BatchTask:
     timeout: float | None = None
     worktree: bool = False  # run in a git worktree of its own (tasks/worktree.py)
     base: str | None = None  # the worktree's base commit
+    schema: dict[str, Any] | None = None  # a JSON schema for a structured answer
 
 
 def decode(data: bytes, *, source: str = "batch file") -> str:
@@ -160,6 +164,11 @@ def _validate(items: list[tuple[int, Any]], source: str) -> list[BatchTask]:
             isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
         ):
             raise UsageError(f"{where}: timeout must be a number of seconds above 0")
+        schema = item.get("schema")
+        if isinstance(schema, str):
+            schema = load_schema(schema)  # a file, relative to where ocm runs
+        elif schema is not None:
+            schema = check_schema(schema, where=f"{where}: schema")
         use_worktree = item.get("worktree", False)
         if not isinstance(use_worktree, bool):
             raise UsageError(f"{where}: worktree must be true or false")
@@ -175,6 +184,7 @@ def _validate(items: list[tuple[int, Any]], source: str) -> list[BatchTask]:
                 timeout=float(timeout) if timeout is not None else None,
                 worktree=use_worktree,
                 base=strings["base"],
+                schema=schema,
             )
         )
     return tasks

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -21,7 +22,7 @@ from ..errors import (
 )
 from ..instances.fleet import Fleet
 from ..models import InstanceRecord, TaskRecord, TaskStatus
-from . import placement
+from . import placement, structured
 from . import worktree as worktrees
 from .runner import Observer, TaskRunner
 from .store import TaskStore, new_id
@@ -46,11 +47,15 @@ class TaskOptions:
     max_retries: int | None = DEFAULT_MAX_RETRIES
     #: Run in a fresh git worktree of the task's repository, on a branch of its own.
     worktree: WorktreeRequest | None = None
+    #: A JSON schema: the answer is a structured object, validated (tasks/structured.py).
+    schema: dict[str, Any] | None = None
 
 
 def validate(prompt: str, options: TaskOptions) -> None:
     if not prompt.strip():
         raise UsageError("empty prompt: say what the agent should do")
+    if options.schema is not None:
+        structured.check_schema(options.schema)
     if options.timeout is not None and options.timeout <= 0:
         raise UsageError(f"invalid --timeout {options.timeout:g}: must be above 0")
     if options.model is not None and "/" not in options.model:
@@ -117,6 +122,7 @@ def new_record(
         agent=options.agent,
         timeout=options.timeout,
         max_retries=options.max_retries,
+        schema=options.schema,
     )
 
 

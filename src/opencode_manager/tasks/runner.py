@@ -17,10 +17,11 @@ from typing import Any
 
 from ..client import AsyncOpencodeClient
 from ..client.events import DISCONNECTED, RECONNECTED
-from ..client.types import Event, Part
+from ..client.types import Event, Message, Part
 from ..errors import OcmError, ServerError
 from ..models import TaskRecord, TaskStatus
 from ..redaction import redact, redact_data
+from . import structured
 from .tracker import Ask, TurnState, feed, retry_of
 from .transcript import ABORTED_ERROR, build_turn, error_name, find_user_message
 
@@ -109,8 +110,9 @@ class TaskRunner:
         await self.persist(record)
         await self.checkpoint("sending")
         await self.client.prompt_async(
-            record.session_id, record.prompt, agent=record.agent, model=record.model
-        )
+            record.session_id, record.prompt, agent=record.agent, model=record.model,
+            schema=record.schema,
+        )  # fmt: skip
         record.prompted = True
         record.sending = False
         await self.checkpoint("sent")
@@ -217,6 +219,22 @@ class TaskRunner:
         record.tool_calls = redact_data(record.tool_calls, self.secrets)
         record.error = redact_data(record.error, self.secrets)
         record.diff = redact_data(record.diff, self.secrets)
+
+    def _structured(self, record: TaskRecord, messages: list[Message], user_id: str) -> None:
+        """The turn's structured answer, validated against the task's schema: OpenCode
+        1.18.33 strips keys the schema does not name and stores what is left, valid or not."""
+        assert record.schema is not None
+        answer = next(
+            (m for m in reversed(messages) if m.role == "assistant" and m.parent_id == user_id),
+            None,
+        )
+        value = structured.answer_of(answer.raw) if answer is not None else None
+        problem = structured.problem(record.schema, value)
+        if problem is None:
+            record.structured = value
+            return
+        record.status = TaskStatus.FAILED
+        record.error = {"name": "StructuredOutputInvalid", "message": problem}
 
     def _retrying(self, state: TurnState) -> None:
         if self.observer.on_retry:
@@ -371,6 +389,8 @@ class TaskRunner:
             }
         else:
             record.status = TaskStatus.COMPLETED
+            if record.schema is not None:
+                self._structured(record, messages, user_id)
         record.finished_at = time.time()
         record.sending = False
         self._redact(record)

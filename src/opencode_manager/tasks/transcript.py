@@ -37,6 +37,8 @@ def find_user_message(
     for message in reversed(messages):
         if message.role != "user" or message.created < not_before_ms:
             continue
+        if message.raw.get("info", {}).get("ocm_stand_in"):
+            return message  # the prompt of a session OpenCode could not list
         text = "".join(p.text for p in message.parts if p.type == "text")
         if text.strip() == prompt.strip():
             return message
