@@ -90,3 +90,23 @@ def test_run_schema_end_to_end(fleet: Fleet, tmp_path: Path) -> None:
         run_ocm("run", "--schema", str(tmp_path / "nope.json"), "hi", env=env), 2,
         "cannot read --schema",
     )  # fmt: skip
+
+
+def test_a_session_opencode_cannot_list_is_read_from_its_final_answer() -> None:
+    from opencode_manager.client import operations as ops
+    from opencode_manager.client.types import Message
+    from opencode_manager.errors import ServerRefused
+    from opencode_manager.tasks.transcript import find_user_message
+
+    refused = ServerRefused("oc-1: GET ... HTTP 400: BadRequest: Expected OutputFormatJsonSchema",
+                            status_code=400)  # fmt: skip
+    assert ops.is_unlistable(refused)
+    assert not ops.is_unlistable(ServerRefused("oc-1: HTTP 400: other", status_code=400))
+    answer = Message.from_json({"info": {"id": "msg_b", "role": "assistant", "parentID": "msg_a",
+                                         "sessionID": "ses_1", "time": {"created": 5}},
+                                "parts": []})  # fmt: skip
+    listed = ops.with_stand_in([answer])
+    assert [(m.id, m.role) for m in listed] == [("msg_a", "user"), ("msg_b", "assistant")]
+    found = find_user_message(listed, "whatever the prompt was")
+    assert found is not None
+    assert found.id == "msg_a"

@@ -161,13 +161,18 @@ def is_unlistable(exc: Exception) -> bool:
     return getattr(exc, "status_code", None) == 400 and "OutputFormatJsonSchema" in str(exc)
 
 
-def stand_in(answer: Message) -> Message:
-    """The user message a listing could not return, standing in for our prompt (its id is
-    the answer's parent; `find_user_message` takes it for the prompt)."""
-    return Message.from_json(
+def with_stand_in(newest: list[Message]) -> list[Message]:
+    """The newest message of a session OpenCode cannot list, after a user message standing
+    in for our prompt (its id is the answer's parent; `find_user_message` takes it)."""
+    answers = [m for m in newest if m.role == "assistant"]
+    if not answers:
+        return newest
+    answer = answers[0]
+    stand_in = Message.from_json(
         {"info": {"id": answer.parent_id or "", "role": "user", "sessionID": answer.session_id,
                   "time": {"created": answer.created}, "ocm_stand_in": True}, "parts": []}
     )  # fmt: skip
+    return [stand_in, answer]
 
 
 def todo(session_id: str) -> Operation[list[Any]]:

@@ -104,9 +104,7 @@ class OpencodeClient(_Base):
         except ServerRefused as exc:
             if not ops.is_unlistable(exc):
                 raise
-        newest = self.call(ops.messages(session_id, limit=1))
-        answers = [m for m in newest if m.role == "assistant"]
-        return [ops.stand_in(answers[0]), *answers] if answers else newest
+        return ops.with_stand_in(self.call(ops.messages(session_id, limit=1)))
 
     def todo(self, session_id: str) -> list[Any]:
         return self.call(ops.todo(session_id))
@@ -192,9 +190,7 @@ class AsyncOpencodeClient(_Base):
         except ServerRefused as exc:
             if not ops.is_unlistable(exc):
                 raise
-        newest = await self.call(ops.messages(session_id, limit=1))
-        answers = [m for m in newest if m.role == "assistant"]
-        return [ops.stand_in(answers[0]), *answers] if answers else newest
+        return ops.with_stand_in(await self.call(ops.messages(session_id, limit=1)))
 
     async def todo(self, session_id: str) -> list[Any]:
         return await self.call(ops.todo(session_id))
