@@ -52,6 +52,7 @@ def test_a_task_worktree_holds_exactly_its_changes(tmp_path: Path) -> None:
     assert _git(repo, "log", "-1", "--format=%s", "ocm/t-1").startswith("ocm task t-1:")
     patch = wt.patch(done)
     assert patch == _git(repo, "diff", "--binary", "--no-renames", head, "ocm/t-1")
+    assert done.diff == patch  # recorded in the result too
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
     subprocess.run(["git", "apply", "--check"], cwd=clone, input=patch, text=True, check=True)
@@ -92,7 +93,7 @@ def test_clear_errors_before_anything_is_created(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="invalid --branch"):
         wt.create(tmp_path / "wts", str(repo), wt.WorktreeRequest(branch="a..b"), "t-3")
     assert not (tmp_path / "wts").exists()
-    (repo / "a.txt").write_text("dirty\n")
+    (repo / "a.txt").write_text("dirty\n")  # `ocm run` prints the note on stderr
     tree = wt.create(tmp_path / "wts", str(repo), wt.WorktreeRequest(), "t-4")
     assert tree.note is not None
     assert "uncommitted changes" in tree.note  # said, not silently dropped
@@ -129,6 +130,7 @@ def test_run_worktree_end_to_end(fleet: Fleet, tmp_path: Path) -> None:
     assert tree["base"] == head
     assert tree["committed"] is True
     assert tree["files"] == [{"status": "added", "path": "b.txt"}]
+    assert tree["diff"] == _git(repo, "diff", "--binary", "--no-renames", head, tree["branch"])
     assert record["directory"] == tree["path"]
     assert _git(repo, "status", "--porcelain") == ""
     assert _git(repo, "rev-parse", "HEAD").strip() == head
@@ -151,6 +153,11 @@ def test_run_worktree_end_to_end(fleet: Fleet, tmp_path: Path) -> None:
     removed = run_ocm("worktree", "rm", record["id"], "--json", env=env, check=True).json()
     assert removed == {"removed": [record["id"]]}
     assert _git(repo, "worktree", "list").count("\n") == 1
+    (repo / "a.txt").write_text("work in progress\n")  # the user's own uncommitted work
+    dirty = run_ocm("run", "-i", "oc-1", "--dir", str(repo), "--worktree", "hello", env=env,
+                    check=True)  # fmt: skip
+    assert f"note: uncommitted changes in {repo} are not in the worktree" in dirty.stderr
+    assert (repo / "a.txt").read_text() == "work in progress\n"  # left as it was
 
 
 @pytest.mark.integration

@@ -209,6 +209,9 @@ def report(record: TaskRecord, *, as_json: bool, jsonl: bool, streamed: bool = F
         sys.stdout.write(json.dumps(record.structured, indent=2) + "\n")  # the answer is this
     elif not jsonl and record.status is TaskStatus.COMPLETED and not (streamed and out.is_terminal):
         out.print(record.text, markup=False, highlight=False, soft_wrap=True)
+    note = (record.worktree or {}).get("note")
+    if note:
+        err.print(f"note: {note}", style="yellow", markup=False)
     if record.status is not TaskStatus.COMPLETED and not as_json:
         err.print(
             f"ocm: task {record.id} {record.status.value}: {_error_text(record)}", markup=False

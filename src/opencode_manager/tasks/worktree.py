@@ -52,6 +52,7 @@ class Worktree:
     committed: bool = False
     commit: bool = True  # whether changes are committed at the end
     files: list[dict[str, str]] = field(default_factory=list)  # {"status", "path"}
+    diff: str | None = None  # `git diff --binary base head`: what `ocm result --patch` prints
     note: str | None = None  # e.g. uncommitted changes in the checkout were not included
 
     @property
@@ -159,6 +160,7 @@ def finish(tree: Worktree, message: str) -> Worktree:
     else:
         listing = git("diff", "--cached", "--name-status", "--no-renames", tree.base, cwd=path)
     tree.files = _files(listing)
+    tree.diff = patch(tree)
     return tree
 
 
