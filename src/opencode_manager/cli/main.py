@@ -90,6 +90,7 @@ LAZY_COMMANDS = {
     "demo": ("system", "demo"),
     "model-server": ("system", "model_server"),
     "worktrees": ("worktrees", "worktrees"),
+    "mcp": ("agents", "mcp"),
     "worktree": ("worktrees", "worktree"),
 }
 

@@ -1,0 +1,240 @@
+"""`ocm mcp`: the fleet as MCP tools, on the official MCP Python SDK (`MCPServer`).
+
+A front like the CLI: every tool drives the async facade (`AsyncManager`) and imports only
+the public API. Tool names are snake_case `noun_verb`. Read tools are always there;
+`read_only=True` keeps only them, `destructive=False` drops stop, restart and abort, and the
+destructive tools that remain also want `confirm: true` in their arguments (elicitation is
+not relied on: several clients silently decline it). An error a model could fix comes back
+as a readable tool error; nothing but the protocol goes to stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import Field
+
+from .. import AsyncManager, OcmError, Settings, TaskOptions, __version__
+
+T = TypeVar("T")
+
+#: How long `task_run` and `task_wait` wait before returning a handle: MCP clients cut calls
+#: off somewhere between 30 s and a few minutes.
+MAX_WAIT_S = 50.0
+
+READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
+                       open_world_hint=False)  # fmt: skip
+CREATE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
+                         open_world_hint=False)  # fmt: skip
+DESTROY = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
+                          open_world_hint=False)  # fmt: skip
+
+Name = Annotated[str, Field(min_length=1, max_length=200, description="Instance name, port or URL")]
+Id = Annotated[str, Field(min_length=1, max_length=64)]
+Confirm = Annotated[bool, Field(description="Must be true: this tool stops or ends work.")]
+
+
+def build_server(
+    settings: Settings | None = None, *, read_only: bool = False, destructive: bool = True
+) -> MCPServer:
+    """The MCP server for one OCM_HOME (settings), with the gates applied."""
+    server = MCPServer(
+        "ocm",
+        title="opencode-manager",
+        version=__version__,
+        instructions="Run and operate fleets of OpenCode servers: list and start instances, "
+        "send them tasks and read the results. IDs you need are in every tool result.",
+    )
+
+    async def call(work: Callable[[AsyncManager], Awaitable[T]]) -> T:
+        try:
+            async with AsyncManager(settings) as manager:
+                return await work(manager)
+        except OcmError as exc:
+            raise ToolError(f"{exc} (exit code {exc.exit_code} in the CLI)") from None
+
+    def require_confirm(value: bool, what: str) -> None:
+        if not value:
+            raise ToolError(f"{what} stops work in progress: call it again with confirm: true")
+
+    # -- read ---------------------------------------------------------------------------------
+    @server.tool(title="Fleet status", annotations=READ)
+    async def fleet_status() -> dict[str, Any]:
+        """Every managed instance with status, CPU, memory and busy/idle sessions, plus totals."""
+        return await call(lambda m: _frame(m))
+
+    @server.tool(title="List instances", annotations=READ)
+    async def instances_list(include_foreign: bool = False) -> dict[str, Any]:
+        """Instances ocm manages (and, if asked, OpenCode servers others started)."""
+        infos = await call(lambda m: m.instances(include_foreign=include_foreign))
+        return {"instances": [i.to_dict() for i in infos]}
+
+    @server.tool(title="Get an instance", annotations=READ)
+    async def instance_get(name: Name) -> dict[str, Any]:
+        """One instance in detail: settings, processes, memory, sessions, MCP, errors."""
+        report = await call(lambda m: m.status(name))
+        return report.to_dict()
+
+    @server.tool(title="Instance log", annotations=READ)
+    async def instance_logs(
+        name: Name,
+        lines: Annotated[int, Field(ge=1, le=1000)] = 100,
+        level: Annotated[str | None, Field(description="Only this level and above")] = None,
+        grep: Annotated[str | None, Field(max_length=200, description="A regex")] = None,
+    ) -> dict[str, Any]:
+        """The last lines of an instance's log (across rotations), filtered."""
+        found = await call(lambda m: m.logs([name], lines=lines, pattern=grep, level=level))
+        return {"lines": [line.line for line in found]}
+
+    @server.tool(title="Lifecycle events", annotations=READ)
+    async def events_list(
+        name: Annotated[str | None, Field(description="Instance (default: all)")] = None,
+        after: Annotated[int | None, Field(ge=0, description="Cursor: the last id seen")] = None,
+        limit: Annotated[int, Field(ge=1, le=500)] = 100,
+    ) -> dict[str, Any]:
+        """Started, healthy, crashed, restarted, stopped... newest last; pass `cursor` back as
+        `after` to get only newer ones."""
+        found = await call(lambda m: m.events(name, limit=limit, after=after))
+        rows = [e.to_dict() | {"id": e.id} for e in found]
+        cursor = max((e.id for e in found if e.id is not None), default=after)
+        return {"events": rows, "cursor": cursor}
+
+    @server.tool(title="List sessions", annotations=READ)
+    async def sessions_list(
+        name: Annotated[str | None, Field(description="Instance (default: every running)")] = None,
+    ) -> dict[str, Any]:
+        """Sessions on running instances, with their status (idle, busy, retry)."""
+        rows = await call(lambda m: m.sessions(name))
+        return {"sessions": [r.to_dict() for r in rows]}
+
+    @server.tool(title="Get a task", annotations=READ)
+    async def task_get(
+        task_id: Annotated[str, Field(min_length=1, max_length=64)],
+    ) -> dict[str, Any]:
+        """A task's result record: status, answer text, tool calls, todos, diff, tokens."""
+        record = await call(lambda m: m.task(task_id))
+        return record.to_dict()
+
+    @server.tool(title="List tasks", annotations=READ)
+    async def tasks_list(
+        status: Annotated[str | None, Field(description="completed, failed, running...")] = None,
+        batch_id: str | None = None,
+        limit: Annotated[int, Field(ge=1, le=200)] = 50,
+    ) -> dict[str, Any]:
+        """Stored task results, newest last (prompt, status, instance, answer)."""
+        records = await call(lambda m: m.tasks(batch_id=batch_id, status=status, limit=limit))
+        return {"tasks": [_brief(r.to_dict()) for r in records]}
+
+    @server.tool(title="Get a batch", annotations=READ)
+    async def batch_get(
+        batch_id: Annotated[str, Field(min_length=1, max_length=64)],
+    ) -> dict[str, Any]:
+        """A batch with its counts and every task's outcome."""
+        found = await call(lambda m: m.batch_show(batch_id))
+        return found.to_dict()
+
+    @server.tool(title="List batches", annotations=READ)
+    async def batches_list() -> dict[str, Any]:
+        """Every batch: id, status, counts."""
+        found = await call(lambda m: m.batches())
+        return {"batches": [b.to_dict(with_tasks=False) for b in found]}
+
+    @server.tool(title="Metrics", annotations=READ)
+    async def metrics_get() -> dict[str, Any]:
+        """The fleet's figures (instances, restarts, RSS, CPU, sessions, tasks, tokens, cost)."""
+        frame = await call(lambda m: _frame(m))
+        frame["tasks"] = await call(lambda m: m.task_totals())
+        return frame
+
+    @server.tool(title="Wait for a task", annotations=READ)
+    async def task_wait(
+        task_id: Id,
+        wait_s: Annotated[float, Field(ge=0, le=MAX_WAIT_S)] = 45.0,
+    ) -> dict[str, Any]:
+        """Wait up to `wait_s` seconds for a task to end; its record either way."""
+        return await _wait(call, task_id, wait_s)
+
+    if read_only:
+        return server
+
+    # -- lifecycle and tasks --------------------------------------------------------------------
+    @server.tool(title="Start instances", annotations=CREATE)
+    async def instances_start(
+        count: Annotated[int, Field(ge=1, le=16)] = 1,
+        name: Annotated[str | None, Field(max_length=63)] = None,
+        directory: Annotated[str | None, Field(description="Project directory")] = None,
+    ) -> dict[str, Any]:
+        """Start supervised OpenCode servers; returns once each answers its health check."""
+        infos = await call(lambda m: m.start(name, count=count, directory=directory))
+        return {"instances": [i.to_dict() for i in infos]}
+
+    @server.tool(title="Run a task", annotations=CREATE)
+    async def task_run(
+        prompt: Annotated[str, Field(min_length=1, max_length=100_000)],
+        instance: Annotated[str | None, Field(description="Default: the least busy")] = None,
+        directory: str | None = None,
+        wait_s: Annotated[float, Field(ge=0, le=MAX_WAIT_S)] = 45.0,
+    ) -> dict[str, Any]:
+        """Send a prompt to an instance's agent. Waits up to `wait_s` seconds: the result if
+        it ended by then, else the task id to pass to `task_wait` or `task_get`."""
+        options = TaskOptions(instance=instance, directory=directory)
+        started = await call(lambda m: m.run(prompt, options, detach=True))
+        return await _wait(call, started.id, wait_s)
+
+    if not destructive:
+        return server
+
+    @server.tool(title="Stop instances", annotations=DESTROY)
+    async def instances_stop(names: list[Name], confirm: Confirm = False) -> dict[str, Any]:
+        """Stop instances ocm manages (never a server someone else started)."""
+        require_confirm(confirm, "instances_stop")
+        stopped = await call(lambda m: m.stop(names))
+        return {"stopped": [s.to_dict() for s in stopped]}
+
+    @server.tool(title="Restart an instance", annotations=DESTROY)
+    async def instance_restart(name: Name, confirm: Confirm = False) -> dict[str, Any]:
+        """Restart an instance with the same name, settings, password and data."""
+        require_confirm(confirm, "instance_restart")
+        infos = await call(lambda m: m.restart([name]))
+        return {"instances": [i.to_dict() for i in infos]}
+
+    @server.tool(title="Abort a task", annotations=DESTROY)
+    async def task_abort(task_id: Id, confirm: Confirm = False) -> dict[str, Any]:
+        """Abort a running task's session on its server."""
+        require_confirm(confirm, "task_abort")
+        record = await call(lambda m: m.task(task_id))
+        if record.session_id is None:
+            raise ToolError(f"task {task_id} has no session to abort")
+        await call(lambda m: m.abort_session(record.session_id or "", record.instance))
+        return (await call(lambda m: m.task(task_id))).to_dict()
+
+    return server
+
+
+async def _frame(manager: AsyncManager) -> dict[str, Any]:
+    return (await manager.top()).to_dict()
+
+
+def _brief(record: dict[str, Any]) -> dict[str, Any]:
+    keep = ("id", "status", "instance", "session_id", "prompt", "text", "error", "batch_id",
+            "created_at", "finished_at", "duration_s")  # fmt: skip
+    return {key: record.get(key) for key in keep}
+
+
+async def _wait(
+    call: Callable[[Callable[[AsyncManager], Awaitable[Any]]], Awaitable[Any]],
+    task_id: str,
+    wait_s: float,
+) -> dict[str, Any]:
+    try:
+        record = await asyncio.wait_for(call(lambda m: m.wait(task_id)), timeout=wait_s)
+    except asyncio.TimeoutError:
+        record = await call(lambda m: m.task(task_id))
+        return {"done": False, "task_id": task_id, "record": record.to_dict(),
+                "next": f"task_wait with task_id {task_id}"}  # fmt: skip
+    return {"done": True, "task_id": task_id, "record": record.to_dict()}

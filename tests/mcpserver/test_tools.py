@@ -1,0 +1,114 @@
+"""The MCP front through the official SDK's own client: in memory (no subprocess) for the
+tools and gates, then `ocm mcp` spawned over stdio against real servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client, StdioServerParameters
+
+from opencode_manager import Settings
+from opencode_manager.mcpserver.tools import build_server
+
+pytestmark = pytest.mark.anyio
+
+READ_TOOLS = {
+    "fleet_status", "instances_list", "instance_get", "instance_logs", "events_list",
+    "sessions_list", "task_get", "tasks_list", "batch_get", "batches_list", "metrics_get",
+    "task_wait",
+}  # fmt: skip
+WRITE_TOOLS = {"instances_start", "task_run"}
+DESTRUCTIVE_TOOLS = {"instances_stop", "instance_restart", "task_abort"}
+
+
+def _settings() -> Settings:
+    return Settings.load(home=Path(os.environ["OCM_HOME"]))
+
+
+async def _names(**gates: bool) -> set[str]:
+    async with Client(build_server(_settings(), **gates)) as client:
+        return {tool.name for tool in (await client.list_tools()).tools}
+
+
+async def test_the_gates_decide_which_tools_exist() -> None:
+    assert await _names() == READ_TOOLS | WRITE_TOOLS | DESTRUCTIVE_TOOLS
+    assert await _names(read_only=True) == READ_TOOLS
+    assert await _names(destructive=False) == READ_TOOLS | WRITE_TOOLS
+
+
+async def test_every_tool_has_a_title_a_description_and_honest_hints() -> None:
+    async with Client(build_server(_settings())) as client:
+        for tool in (await client.list_tools()).tools:
+            assert tool.title, tool.name
+            assert tool.description, tool.name
+            assert tool.annotations is not None, tool.name
+            assert tool.annotations.read_only_hint == (tool.name in READ_TOOLS), tool.name
+            assert tool.annotations.destructive_hint == (tool.name in DESTRUCTIVE_TOOLS), tool.name
+            assert "." not in tool.name, tool.name
+            assert "/" not in tool.name, tool.name
+
+
+async def _call(name: str, arguments: dict[str, Any]) -> tuple[bool, Any]:
+    async with Client(build_server(_settings())) as client:
+        result = await client.call_tool(name, arguments)
+    text = " ".join(getattr(block, "text", "") for block in result.content)
+    return bool(result.is_error), result.structured_content if not result.is_error else text
+
+
+async def test_reads_on_an_empty_fleet_and_errors_a_model_can_fix() -> None:
+    assert await _call("instances_list", {}) == (False, {"instances": []})
+    error, frame = await _call("fleet_status", {})
+    assert not error
+    assert frame["totals"]["instances"] == 0
+    error, text = await _call("instance_get", {"name": "nope"})
+    assert error
+    assert "no instance named 'nope'" in text
+    error, text = await _call("task_get", {"task_id": "t-nope"})
+    assert error
+    assert "no task 't-nope'" in text
+    error, text = await _call("instance_logs", {"name": "x", "lines": 0})
+    assert error  # below the parameter's limit
+    assert "lines" in text
+
+
+async def test_destructive_tools_want_confirm() -> None:
+    error, text = await _call("instances_stop", {"names": ["oc-1"]})
+    assert error
+    assert "confirm: true" in text
+    error, text = await _call("instances_stop", {"names": ["oc-1"], "confirm": True})
+    assert error
+    assert "no instance named 'oc-1'" in text  # past the gate, a readable error
+
+
+@pytest.mark.integration
+async def test_ocm_mcp_over_stdio_runs_a_fleet(model_env: list[str], tmp_path: Path) -> None:
+    """The SDK's client spawns `ocm mcp` with its own OCM_HOME, as an agent's host would."""
+    env = {**os.environ}
+    config = next(item for item in model_env if item.startswith("OPENCODE_CONFIG_CONTENT="))
+    env["OPENCODE_CONFIG_CONTENT"] = config.split("=", 1)[1]  # inherited by the servers
+    env["OPENCODE_DISABLE_MODELS_FETCH"] = "1"
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "opencode_manager", "mcp"], env=env,
+        cwd=str(tmp_path),
+    )  # fmt: skip
+    async with Client(params) as client:
+        started = await client.call_tool("instances_start", {"count": 2})
+        assert not started.is_error, started.content
+        names = [i["name"] for i in started.structured_content["instances"]]
+        assert names == ["oc-1", "oc-2"]
+        ran = await client.call_tool("task_run", {"prompt": "hello over mcp", "instance": "oc-2"})
+        assert not ran.is_error, ran.content
+        outcome = ran.structured_content
+        assert outcome["done"] is True
+        assert outcome["record"]["text"] == "Scripted reply. You said: hello over mcp"
+        got = await client.call_tool("task_get", {"task_id": outcome["task_id"]})
+        assert got.structured_content["status"] == "completed"
+        assert got.structured_content["instance"] == "oc-2"
+        stopped = await client.call_tool("instances_stop", {"names": names, "confirm": True})
+        assert not stopped.is_error, stopped.content
+        assert json.dumps(stopped.structured_content).count('"stopped"') >= 2
