@@ -44,7 +44,7 @@ from .dispatch import DEFAULT_MAX_RETRIES, busy_counts
 from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint
 from .store import Batch, TaskStore, new_id
 from .tracker import TurnState
-from .transcript import build_turn, find_user_message
+from .transcript import ABORTED_ERROR, build_turn, error_name, find_user_message
 from .worktree import settling
 
 INFRA_RETRIES = 2  # immediate retries elsewhere for a task that never reached a model
@@ -599,8 +599,11 @@ class BatchRun:
                 record.attempts -= 1
                 await runner.run()
                 return "finished"
-            if not build_turn(messages, user.id).completed:
+            turn = build_turn(messages, user.id)
+            if not turn.completed:
                 return "lost"
+            if error_name(turn.error) == ABORTED_ERROR and not self.cancel.is_set():
+                return "lost"  # aborted by its server going down (a restart), not by us
             runner = TaskRunner(client=client, record=record, persist=self.persist,
                                 observer=Observer())  # fmt: skip
             state = TurnState(session_id=record.session_id, user_message_id=user.id)
