@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
@@ -20,10 +21,10 @@ pytestmark = pytest.mark.anyio
 READ_TOOLS = {
     "fleet_status", "instances_list", "instance_get", "instance_logs", "events_list",
     "sessions_list", "task_get", "tasks_list", "batch_get", "batches_list", "metrics_get",
-    "task_wait",
+    "task_wait", "session_get",
 }  # fmt: skip
-WRITE_TOOLS = {"instances_start", "task_run"}
-DESTRUCTIVE_TOOLS = {"instances_stop", "instance_restart", "task_abort"}
+WRITE_TOOLS = {"instances_start", "task_run", "batch_run"}
+DESTRUCTIVE_TOOLS = {"instances_stop", "instance_restart", "task_abort", "batch_cancel"}
 
 
 def _settings() -> Settings:
@@ -76,6 +77,27 @@ async def test_reads_on_an_empty_fleet_and_errors_a_model_can_fix() -> None:
     assert "lines" in text
 
 
+async def test_batch_and_session_tools_say_what_is_wrong() -> None:
+    error, text = await _call("batch_run", {})
+    assert error
+    assert "one of the two" in text
+    error, text = await _call("batch_run", {"file": "/definitely/missing.jsonl"})
+    assert error
+    assert "cannot read /definitely/missing.jsonl" in text
+    error, text = await _call("batch_run", {"tasks": [{"prompt": "hi"}]})
+    assert error
+    assert "no running instance" in text
+    error, text = await _call("batch_run", {"tasks": [{"prompt": ""}]})
+    assert error
+    assert "missing or empty prompt" in text
+    error, text = await _call("session_get", {"session_id": "ses_nope"})
+    assert error
+    assert "no session ses_nope" in text
+    error, text = await _call("batch_cancel", {"batch_id": "b-nope"})
+    assert error
+    assert "confirm: true" in text
+
+
 async def test_destructive_tools_want_confirm() -> None:
     error, text = await _call("instances_stop", {"names": ["oc-1"]})
     assert error
@@ -109,6 +131,28 @@ async def test_ocm_mcp_over_stdio_runs_a_fleet(model_env: list[str], tmp_path: P
         got = await client.call_tool("task_get", {"task_id": outcome["task_id"]})
         assert got.structured_content["status"] == "completed"
         assert got.structured_content["instance"] == "oc-2"
+        session = await client.call_tool(
+            "session_get", {"session_id": got.structured_content["session_id"], "limit": 1}
+        )
+        assert not session.is_error, session.content
+        assert session.structured_content["total_messages"] >= 2
+        assert len(session.structured_content["messages"]) == 1
+        batch = await client.call_tool(
+            "batch_run", {"tasks": [{"prompt": "one"}, {"prompt": "BASH: echo two"}]}
+        )
+        assert not batch.is_error, batch.content
+        batch_id = batch.structured_content["batch_id"]
+
+        async def batch_done() -> dict[str, Any]:
+            while True:
+                shown = await client.call_tool("batch_get", {"batch_id": batch_id})
+                if shown.structured_content["status"] != "running":
+                    return dict(shown.structured_content)
+                await anyio.sleep(0.2)  # polling the batch, under the deadline below
+
+        with anyio.fail_after(120):
+            finished = await batch_done()
+        assert finished["counts"] == {"completed": 2}
         stopped = await client.call_tool("instances_stop", {"names": names, "confirm": True})
         assert not stopped.is_error, stopped.content
         assert json.dumps(stopped.structured_content).count('"stopped"') >= 2

@@ -11,7 +11,10 @@ as a readable tool error; nothing but the protocol goes to stdout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from mcp.server import MCPServer
@@ -19,7 +22,15 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from .. import AsyncManager, OcmError, Settings, TaskOptions, __version__
+from .. import (
+    AsyncManager,
+    BatchOptions,
+    OcmError,
+    Settings,
+    TaskOptions,
+    __version__,
+    decode_batch_file,
+)
 
 T = TypeVar("T")
 
@@ -57,6 +68,8 @@ def build_server(
                 return await work(manager)
         except OcmError as exc:
             raise ToolError(f"{exc} (exit code {exc.exit_code} in the CLI)") from None
+
+    runs: list[asyncio.Task[None]] = []  # batches running in this process
 
     def require_confirm(value: bool, what: str) -> None:
         if not value:
@@ -111,6 +124,34 @@ def build_server(
         """Sessions on running instances, with their status (idle, busy, retry)."""
         rows = await call(lambda m: m.sessions(name))
         return {"sessions": [r.to_dict() for r in rows]}
+
+    @server.tool(title="Get a session", annotations=READ)
+    async def session_get(
+        session_id: Id,
+        instance: Annotated[str | None, Field(description="Default: ask every one")] = None,
+        offset: Annotated[int, Field(ge=0)] = 0,
+        limit: Annotated[int, Field(ge=1, le=100)] = 20,
+    ) -> dict[str, Any]:
+        """A session: its status, messages (paginated: `offset`, `limit`, oldest first),
+        todos and diff."""
+
+        async def read(m: AsyncManager) -> dict[str, Any]:
+            row = await m.session(session_id, instance)
+            messages = await m.session_messages(session_id, row.instance)
+            todos, diff = await asyncio.gather(
+                m.session_todo(session_id, row.instance), m.session_diff(session_id, row.instance)
+            )
+            page = messages[offset : offset + limit]
+            return {
+                "session": row.to_dict() | {"raw": None},
+                "messages": [msg.raw for msg in page],
+                "total_messages": len(messages),
+                "next_offset": offset + len(page) if offset + len(page) < len(messages) else None,
+                "todos": todos,
+                "diff": diff,
+            }
+
+        return await call(read)
 
     @server.tool(title="Get a task", annotations=READ)
     async def task_get(
@@ -186,6 +227,35 @@ def build_server(
         started = await call(lambda m: m.run(prompt, options, detach=True))
         return await _wait(call, started.id, wait_s)
 
+    @server.tool(title="Run a batch", annotations=CREATE)
+    async def batch_run(
+        tasks: Annotated[
+            list[dict[str, Any]] | None,
+            Field(description="Tasks: {prompt, id?, instance?, dir?, model?, agent?, timeout?}"),
+        ] = None,
+        file: Annotated[str | None, Field(description="Or a batch file (JSONL, YAML)")] = None,
+        per_instance: Annotated[int, Field(ge=1, le=16)] = 2,
+    ) -> dict[str, Any]:
+        """Fan tasks out over the running instances. Returns the batch id at once; the batch
+        runs in this server process (follow it with `batch_get`; `ocm batch resume` finishes
+        it if this process ends first)."""
+        if (tasks is None) == (file is None):
+            raise ToolError("give `tasks` (a list) or `file` (a path), one of the two")
+        if file is not None:
+            try:
+                text = decode_batch_file(Path(file).read_bytes(), source=file)
+            except OSError as exc:
+                raise ToolError(f"cannot read {file}: {exc.strerror or exc}") from None
+            source = file
+        else:
+            text = "".join(json.dumps(task) + "\n" for task in tasks or [])
+            source = "mcp"
+        options = BatchOptions(per_instance=per_instance)
+        created = await call(lambda m: m.batch_create(text, options, source=source))
+        runs.append(asyncio.create_task(_run_batch(settings, created.id)))
+        return {"batch_id": created.id, "total": created.total, "status": "running",
+                "next": f"batch_get with batch_id {created.id}"}  # fmt: skip
+
     if not destructive:
         return server
 
@@ -203,6 +273,13 @@ def build_server(
         infos = await call(lambda m: m.restart([name]))
         return {"instances": [i.to_dict() for i in infos]}
 
+    @server.tool(title="Cancel a batch", annotations=DESTROY)
+    async def batch_cancel(batch_id: Id, confirm: Confirm = False) -> dict[str, Any]:
+        """Cancel a batch: running tasks are aborted, the rest cancelled."""
+        require_confirm(confirm, "batch_cancel")
+        found = await call(lambda m: m.batch_cancel(batch_id))
+        return found.to_dict()
+
     @server.tool(title="Abort a task", annotations=DESTROY)
     async def task_abort(task_id: Id, confirm: Confirm = False) -> dict[str, Any]:
         """Abort a running task's session on its server."""
@@ -214,6 +291,13 @@ def build_server(
         return (await call(lambda m: m.task(task_id))).to_dict()
 
     return server
+
+
+async def _run_batch(settings: Settings | None, batch_id: str) -> None:
+    """A batch started by `batch_run`, to its end (its state is in the registry)."""
+    with contextlib.suppress(OcmError):
+        async with AsyncManager(settings) as manager:
+            await manager.batch_run(batch_id)
 
 
 async def _frame(manager: AsyncManager) -> dict[str, Any]:
