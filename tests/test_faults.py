@@ -126,9 +126,15 @@ def test_cleanup_and_stop_all_respect_instances_coming_up(
     assert start.returncode == 0, err
     assert [i["status"] for i in json.loads(out)] == ["running"] * 3
 
+    # Servers that take 5 s to come up: the stop below lands while they are still starting.
+    slow = tmp_path / "opencode"
+    real = os.environ["OCM_OPENCODE"]
+    slow.write_text(f'#!/bin/sh\ncase "$1" in serve) sleep 5;; esac\nexec {real} "$@"\n')
+    slow.chmod(0o755)
     start = subprocess.Popen(
-        [sys.executable, "-m", "opencode_manager", "start", "down", "-n", "2", *env_args,
-         "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "opencode_manager", "start", "down", "-n", "2", "--opencode",
+         str(slow), *env_args, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
     )  # fmt: skip
     wait_for(lambda: starting("down-", 2), timeout=30, message="2 rows")
     stopped = run_ocm("stop", "--all", "--json", check=True).json()
