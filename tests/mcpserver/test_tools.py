@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client, MCPError, StdioServerParameters
 
 from opencode_manager import Settings
 from opencode_manager.mcpserver.tools import build_server
@@ -98,6 +98,21 @@ async def test_batch_and_session_tools_say_what_is_wrong() -> None:
     assert "confirm: true" in text
 
 
+async def test_resources_mirror_the_read_tools() -> None:
+    async with Client(build_server(_settings())) as client:
+        assert [str(r.uri) for r in (await client.list_resources()).resources] == ["ocm://fleet"]
+        templates = (await client.list_resource_templates()).resource_templates
+        assert sorted(t.uri_template for t in templates) == [
+            "ocm://batches/{batch_id}",
+            "ocm://instances/{name}",
+            "ocm://tasks/{task_id}",
+        ]
+        fleet = await client.read_resource("ocm://fleet")
+        assert json.loads(getattr(fleet.contents[0], "text", ""))["instances"] == []
+        with pytest.raises(MCPError, match="no task 't-nope'"):
+            await client.read_resource("ocm://tasks/t-nope")
+
+
 async def test_destructive_tools_want_confirm() -> None:
     error, text = await _call("instances_stop", {"names": ["oc-1"]})
     assert error
@@ -130,6 +145,8 @@ async def test_ocm_mcp_over_stdio_runs_a_fleet(model_env: list[str], tmp_path: P
         assert outcome["record"]["text"] == "Scripted reply. You said: hello over mcp"
         got = await client.call_tool("task_get", {"task_id": outcome["task_id"]})
         assert got.structured_content["status"] == "completed"
+        as_resource = await client.read_resource(f"ocm://tasks/{outcome['task_id']}")
+        assert json.loads(getattr(as_resource.contents[0], "text", ""))["status"] == "completed"
         assert got.structured_content["instance"] == "oc-2"
         session = await client.call_tool(
             "session_get", {"session_id": got.structured_content["session_id"], "limit": 1}

@@ -48,9 +48,22 @@ def _limits(schema: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+async def _listing() -> tuple[list[Any], list[Any], list[Any]]:
+    server = build_server()
+    return (
+        await server.list_tools(),
+        await server.list_resources(),
+        await server.list_resource_templates(),
+    )
+
+
 def render() -> str:
-    tools = asyncio.run(build_server().list_tools())
-    lines = [HEADER]
+    tools, resources, templates = asyncio.run(_listing())
+    lines = [HEADER, "## Resources\n", "| URI | title | what |", "|---|---|---|"]
+    for item in [*resources, *templates]:
+        uri = getattr(item, "uri_template", None) or str(item.uri)
+        lines.append(f"| `{uri}` | {item.title} | {' '.join((item.description or '').split())} |")
+    lines.append("")
     for tool in sorted(tools, key=lambda t: (_kind(t) != "read", t.name)):
         lines.append(f"## `{tool.name}`: {tool.title}\n")
         lines.append(" ".join((tool.description or "").split()) + "\n")

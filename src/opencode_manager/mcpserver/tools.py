@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from mcp.server import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from .. import (
     AsyncManager,
     BatchOptions,
+    NotFoundError,
     OcmError,
     Settings,
     TaskOptions,
@@ -68,6 +69,18 @@ def build_server(
                 return await work(manager)
         except OcmError as exc:
             raise ToolError(f"{exc} (exit code {exc.exit_code} in the CLI)") from None
+
+    async def read(work: Callable[[AsyncManager], Awaitable[Any]]) -> str:
+        """A resource's JSON; a missing one is the SDK's not-found, with our message."""
+        try:
+            async with AsyncManager(settings) as manager:
+                found = await work(manager)
+        except NotFoundError as exc:
+            raise ResourceNotFoundError(str(exc)) from None
+        except OcmError as exc:
+            raise ResourceError(str(exc)) from None
+        data = found if isinstance(found, dict) else found.to_dict()
+        return json.dumps(data, default=str)
 
     runs: list[asyncio.Task[None]] = []  # batches running in this process
 
@@ -191,6 +204,27 @@ def build_server(
         frame = await call(lambda m: _frame(m))
         frame["tasks"] = await call(lambda m: m.task_totals())
         return frame
+
+    # -- resources: the read tools' answers, addressable -------------------------------------
+    @server.resource("ocm://fleet", title="The fleet", mime_type="application/json")
+    async def fleet_resource() -> str:
+        """Every managed instance with its figures, and the totals (as `fleet_status`)."""
+        return await read(_frame)
+
+    @server.resource("ocm://instances/{name}", title="An instance", mime_type="application/json")
+    async def instance_resource(name: str) -> str:
+        """One instance in detail (as `instance_get`)."""
+        return await read(lambda m: m.status(name))
+
+    @server.resource("ocm://tasks/{task_id}", title="A task", mime_type="application/json")
+    async def task_resource(task_id: str) -> str:
+        """A task's result record (as `task_get`)."""
+        return await read(lambda m: m.task(task_id))
+
+    @server.resource("ocm://batches/{batch_id}", title="A batch", mime_type="application/json")
+    async def batch_resource(batch_id: str) -> str:
+        """A batch with every task's outcome (as `batch_get`)."""
+        return await read(lambda m: m.batch_show(batch_id))
 
     @server.tool(title="Wait for a task", annotations=READ)
     async def task_wait(
