@@ -220,6 +220,18 @@ class TaskRunner:
         record.error = redact_data(record.error, self.secrets)
         record.diff = redact_data(record.diff, self.secrets)
 
+    async def _late_diff(self, session_id: str, user_id: str) -> list[Any]:
+        """OpenCode computes a turn's diff from its snapshots after the session goes idle:
+        on a busy machine the first read can come too early. Poll briefly, with a deadline."""
+        deadline = time.monotonic() + DIFF_GRACE
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.2)  # polling the computed diff with a deadline
+            with contextlib.suppress(ServerError):
+                diff = await self.client.diff(session_id, user_id)
+                if diff:
+                    return diff
+        return []
+
     def _structured(self, record: TaskRecord, messages: list[Message], user_id: str) -> None:
         """The turn's structured answer, validated against the task's schema: OpenCode
         1.18.33 strips keys the schema does not name and stores what is left, valid or not."""
@@ -360,6 +372,8 @@ class TaskRunner:
         )
         record.todos = fetched[0] if isinstance(fetched[0], list) else []
         record.diff = fetched[1] if isinstance(fetched[1], list) else []
+        if not record.diff and user_id and _edited(record.tool_calls):
+            record.diff = await self._late_diff(record.session_id, user_id)
         error = turn.error or state.error
         if stopped is TaskStatus.FAILED:
             record.status = stopped
@@ -401,6 +415,16 @@ class TaskRunner:
                 [Part.from_json(redact_data(p.raw, self.secrets)) for p in turn.parts]
             )
         return record
+
+
+EDITING_TOOLS = frozenset({"write", "edit", "multiedit", "patch", "apply_patch"})
+DIFF_GRACE = 3.0  # seconds a turn that edited files may take to show its diff
+
+
+def _edited(tool_calls: list[dict[str, Any]]) -> bool:
+    return any(
+        c.get("tool") in EDITING_TOOLS and c.get("status") == "completed" for c in tool_calls
+    )
 
 
 async def _nothing() -> list[Any]:
