@@ -48,6 +48,7 @@ from .transcript import ABORTED_ERROR, build_turn, error_name, find_user_message
 from .worktree import settling
 
 INFRA_RETRIES = 2  # immediate retries elsewhere for a task that never reached a model
+SENDING_GRACE = 3.0  # how long a prompt that may have been sent takes to show in its session
 RECOVER_TIMEOUT = 60.0  # how long a prompted task waits for its restarting instance
 RETRYABLE = "retryable"  # marks a failure that `resume` runs again
 
@@ -506,9 +507,18 @@ class BatchRun:
     async def _reconcile_sending(self, client: AsyncOpencodeClient, record: TaskRecord) -> None:
         """A runner died between "about to send" and "sent": look before sending again."""
         assert record.session_id is not None
-        messages = await client.messages(record.session_id)
-        if find_user_message(messages, record.prompt) is not None:
-            record.prompted = True
+        # OpenCode answers prompt_async before it stores the user message: a prompt sent just
+        # before the runner died may show only a moment later, or as the session being busy.
+        deadline = time.monotonic() + SENDING_GRACE
+        while True:
+            messages = await client.messages(record.session_id)
+            busy = await client.session_status(record.directory)
+            if find_user_message(messages, record.prompt) is not None or record.session_id in busy:
+                record.prompted = True
+                break
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.2)  # polling the session with a deadline
         record.sending = False
         await self.store.asave(record)
 
