@@ -163,7 +163,7 @@ async def test_ocm_mcp_over_stdio_runs_a_fleet(model_env: list[str], tmp_path: P
         async def batch_done() -> dict[str, Any]:
             while True:
                 shown = await client.call_tool("batch_get", {"batch_id": batch_id})
-                if shown.structured_content["status"] != "running":
+                if shown.structured_content["status"] in ("completed", "cancelled"):
                     return dict(shown.structured_content)
                 await anyio.sleep(0.2)  # polling the batch, under the deadline below
 

@@ -287,6 +287,13 @@ def build_server(
         options = BatchOptions(per_instance=per_instance)
         created = await call(lambda m: m.batch_create(text, options, source=source))
         runs.append(asyncio.create_task(_run_batch(settings, created.id)))
+        # Return once the run has claimed the batch, so `batch_get` says "running" at once
+        # (never "interrupted", as a batch nobody runs would).
+        for _ in range(100):
+            shown = await call(lambda m: m.batch_show(created.id))
+            if shown.status.value != "interrupted":
+                break
+            await asyncio.sleep(0.05)  # polling the claim with a deadline (5 s)
         return {"batch_id": created.id, "total": created.total, "status": "running",
                 "next": f"batch_get with batch_id {created.id}"}  # fmt: skip
 
