@@ -126,10 +126,10 @@ def test_cleanup_and_stop_all_respect_instances_coming_up(
     assert start.returncode == 0, err
     assert [i["status"] for i in json.loads(out)] == ["running"] * 3
 
-    # Servers that take 5 s to come up: the stop below lands while they are still starting.
+    # Servers that take 20 s to come up: the stop below lands while they are still starting.
     slow = tmp_path / "opencode"
     real = os.environ["OCM_OPENCODE"]
-    slow.write_text(f'#!/bin/sh\ncase "$1" in serve) sleep 5;; esac\nexec {real} "$@"\n')
+    slow.write_text(f'#!/bin/sh\ncase "$1" in serve) sleep 20;; esac\nexec {real} "$@"\n')
     slow.chmod(0o755)
     start = subprocess.Popen(
         [sys.executable, "-m", "opencode_manager", "start", "down", "-n", "2", "--opencode",
