@@ -167,9 +167,7 @@ def build_server(
         return await call(read)
 
     @server.tool(title="Get a task", annotations=READ)
-    async def task_get(
-        task_id: Annotated[str, Field(min_length=1, max_length=64)],
-    ) -> dict[str, Any]:
+    async def task_get(task_id: Id) -> dict[str, Any]:
         """A task's result record: status, answer text, tool calls, todos, diff, tokens."""
         record = await call(lambda m: m.task(task_id))
         return record.to_dict()
@@ -185,9 +183,7 @@ def build_server(
         return {"tasks": [_brief(r.to_dict()) for r in records]}
 
     @server.tool(title="Get a batch", annotations=READ)
-    async def batch_get(
-        batch_id: Annotated[str, Field(min_length=1, max_length=64)],
-    ) -> dict[str, Any]:
+    async def batch_get(batch_id: Id) -> dict[str, Any]:
         """A batch with its counts and every task's outcome."""
         found = await call(lambda m: m.batch_show(batch_id))
         return found.to_dict()
