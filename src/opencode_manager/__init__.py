@@ -91,6 +91,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "find_binary": ("instances.binary", "find_binary"),
     "install": ("instances.binary", "install"),
     "is_loopback_host": ("instances.spec", "is_loopback_host"),
+    "listener": ("sockets", "listener"),
     "parse_batch_file": ("tasks.batchfile", "parse"),
     "parse_duration": ("durations", "parse_duration"),
     "parse_port": ("instances.spec", "parse_port"),
@@ -156,6 +157,7 @@ if TYPE_CHECKING:
     from .observe.fleetview import FleetFrame, FleetRow, FleetTotals
     from .observe.monitor import Received
     from .settings import MIN_OPENCODE_VERSION, PINNED_OPENCODE_VERSION, Settings
+    from .sockets import listener
     from .tasks.batch import BatchOptions, BatchProgress, BatchSummary, TaskOutcome
     from .tasks.batchfile import BatchTask
     from .tasks.batchfile import decode as decode_batch_file
@@ -261,6 +263,7 @@ __all__ = [
     "find_binary",
     "install",
     "is_loopback_host",
+    "listener",
     "load_schema",
     "one_line",
     "parse_batch_file",

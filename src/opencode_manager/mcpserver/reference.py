@@ -11,7 +11,9 @@ from .tools import MAX_WAIT_S, build_server
 HEADER = f"""# `ocm mcp`: the tools
 
 Generated from the server (`python -m opencode_manager.mcpserver.reference > docs/mcp.md`).
-`ocm mcp` serves these on stdio; `--read-only` keeps the read tools, `--no-destructive` drops
+`ocm mcp` serves these on stdio, or with `--http` as streamable HTTP at
+`http://127.0.0.1:8765/mcp` (loopback only) to clients that send `Authorization: Bearer` and the
+token kept in `$OCM_HOME/mcp-token`. `--read-only` keeps the read tools, `--no-destructive` drops
 the destructive ones, which also want `confirm: true`. `task_run` and `task_wait` wait at most
 {MAX_WAIT_S:.0f} s, then return the task id. Every result is a JSON object (MCP
 `structuredContent`); an error a model could fix comes back as a tool error with one readable
