@@ -21,6 +21,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "PINNED_OPENCODE_VERSION": ("settings", "PINNED_OPENCODE_VERSION"),
     "RESTART_POLICIES": ("instances.spec", "RESTART_POLICIES"),
     "Ask": ("tasks.tracker", "Ask"),
+    "AskPolicy": ("models", "AskPolicy"),
     "AsyncManager": ("manager", "AsyncManager"),
     "AsyncOpencodeClient": ("client", "AsyncOpencodeClient"),
     "BatchOptions": ("tasks.batch", "BatchOptions"),
@@ -65,6 +66,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Session": ("client.types", "Session"),
     "SessionCounts": ("instances.inventory", "SessionCounts"),
     "SessionNotFound": ("errors", "SessionNotFound"),
+    "PendingAsk": ("tasks.sessions", "PendingAsk"),
     "SessionRow": ("tasks.sessions", "SessionRow"),
     "Settings": ("settings", "Settings"),
     "StartError": ("errors", "StartError"),
@@ -139,6 +141,7 @@ if TYPE_CHECKING:
     from .keeper.policy import parse_size
     from .manager import AsyncManager, Manager
     from .models import (
+        AskPolicy,
         BatchStatus,
         EventKind,
         InstanceInfo,
@@ -165,7 +168,7 @@ if TYPE_CHECKING:
     from .tasks.dispatch import TaskOptions
     from .tasks.jsonl import JsonlEmitter
     from .tasks.runner import Observer
-    from .tasks.sessions import SessionRow
+    from .tasks.sessions import PendingAsk, SessionRow
     from .tasks.store import PruneReport
     from .tasks.structured import load_schema
     from .tasks.tracker import Ask
@@ -195,6 +198,7 @@ __all__ = [
     "PINNED_OPENCODE_VERSION",
     "RESTART_POLICIES",
     "Ask",
+    "AskPolicy",
     "AsyncManager",
     "AsyncOpencodeClient",
     "BatchOptions",
@@ -230,6 +234,7 @@ __all__ = [
     "OcmError",
     "OpencodeClient",
     "Part",
+    "PendingAsk",
     "ProcessIdentity",
     "PruneReport",
     "Received",

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from .tasks.batchfile import BatchTask
     from .tasks.dispatch import TaskOptions
     from .tasks.runner import Checkpoint, Observer
-    from .tasks.sessions import SessionRow
+    from .tasks.sessions import PendingAsk, SessionRow
     from .tasks.store import PruneReport, TaskStore
     from .tasks.worktree import WorktreeRow
 
@@ -545,6 +545,39 @@ class AsyncManager:
 
         return await sessions.remove_session(self.fleet, session_id, ref)
 
+    async def session_asks(self, session_id: str, ref: str | None = None) -> list[PendingAsk]:
+        """The permissions and questions a session (or its subagents) waits on."""
+        from .tasks import sessions
+
+        return await sessions.session_asks(self.fleet, session_id, ref)
+
+    async def reply_permission(
+        self,
+        session_id: str,
+        ask_id: str,
+        reply: str,
+        *,
+        message: str | None = None,
+        ref: str | None = None,
+    ) -> PendingAsk:
+        """Answer a pending permission ask: "once", "always" or "reject" (with a message)."""
+        from .tasks import sessions
+
+        return await sessions.reply_permission(self.fleet, session_id, ask_id, reply, message, ref)
+
+    async def answer_question(
+        self,
+        session_id: str,
+        ask_id: str,
+        answers: list[list[str]] | None,
+        *,
+        ref: str | None = None,
+    ) -> PendingAsk:
+        """Answer a pending question (a list of chosen labels per question; None rejects)."""
+        from .tasks import sessions
+
+        return await sessions.answer_question(self.fleet, session_id, ask_id, answers, ref)
+
     async def api(
         self,
         ref: str,
@@ -968,6 +1001,37 @@ class Manager:
 
     def remove_session(self, session_id: str, ref: str | None = None) -> str:
         result: str = self._call(lambda: self.aio.remove_session(session_id, ref))
+        return result
+
+    def session_asks(self, session_id: str, ref: str | None = None) -> list[PendingAsk]:
+        result: list[PendingAsk] = self._call(lambda: self.aio.session_asks(session_id, ref))
+        return result
+
+    def reply_permission(
+        self,
+        session_id: str,
+        ask_id: str,
+        reply: str,
+        *,
+        message: str | None = None,
+        ref: str | None = None,
+    ) -> PendingAsk:
+        result: PendingAsk = self._call(
+            lambda: self.aio.reply_permission(session_id, ask_id, reply, message=message, ref=ref)
+        )
+        return result
+
+    def answer_question(
+        self,
+        session_id: str,
+        ask_id: str,
+        answers: list[list[str]] | None,
+        *,
+        ref: str | None = None,
+    ) -> PendingAsk:
+        result: PendingAsk = self._call(
+            lambda: self.aio.answer_question(session_id, ask_id, answers, ref=ref)
+        )
         return result
 
     def api(

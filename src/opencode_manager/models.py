@@ -264,6 +264,14 @@ class TaskStatus(str, enum.Enum):
         return self not in (TaskStatus.PENDING, TaskStatus.RUNNING)
 
 
+class AskPolicy(str, enum.Enum):
+    """What a task's runner does with the agent's permission and question asks."""
+
+    REJECT = "reject"  # nobody is there to answer (the default)
+    APPROVE = "approve"  # approve once, pick each question's first option
+    LEAVE = "leave"  # leave them pending: somebody else answers (an MCP client, a person)
+
+
 @dataclass
 class TaskRecord:
     """One task and, once it ended, its result (the durable result record)."""
@@ -295,6 +303,7 @@ class TaskRecord:
     cost: float = 0.0
     error: dict[str, Any] | None = None
     asks: list[dict[str, Any]] = field(default_factory=list)  # permissions/questions answered
+    on_ask: str = AskPolicy.REJECT.value  # what the runner does with asks (AskPolicy)
     started_at: float | None = None
     finished_at: float | None = None
     worktree: dict[str, Any] | None = None  # its git worktree (tasks/worktree.py), if any

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from mcp import Client, MCPError, StdioServerParameters
 from opencode_manager import Settings
 from opencode_manager.mcpserver.tools import build_server
 
+from conftest import Fleet
+
 pytestmark = pytest.mark.anyio
 
 READ_TOOLS = {
@@ -23,7 +26,10 @@ READ_TOOLS = {
     "sessions_list", "task_get", "tasks_list", "batch_get", "batches_list", "metrics_get",
     "task_wait", "session_get",
 }  # fmt: skip
-WRITE_TOOLS = {"instances_start", "task_run", "batch_run"}
+WRITE_TOOLS = {
+    "instances_start", "task_run", "batch_run", "session_permission_reply",
+    "session_question_answer",
+}  # fmt: skip
 DESTRUCTIVE_TOOLS = {"instances_stop", "instance_restart", "task_abort", "batch_cancel"}
 
 
@@ -173,3 +179,56 @@ async def test_ocm_mcp_over_stdio_runs_a_fleet(model_env: list[str], tmp_path: P
         stopped = await client.call_tool("instances_stop", {"names": names, "confirm": True})
         assert not stopped.is_error, stopped.content
         assert json.dumps(stopped.structured_content).count('"stopped"') >= 2
+
+
+@pytest.mark.integration
+async def test_asks_left_for_the_caller_and_progress_while_waiting(fleet: Fleet) -> None:
+    """A task run with `asks: "leave"` hands its question to the calling agent, which
+    answers it; `task_wait` reports progress while it waits."""
+    settings = Settings.load(home=Path(fleet.env["OCM_HOME"]))
+    async with Client(build_server(settings)) as client:
+        ran = await client.call_tool(
+            "task_run",
+            {"prompt": f"QUESTION {uuid.uuid4().hex[:8]}", "instance": "oc-2", "asks": "leave"},
+        )
+        assert not ran.is_error, ran.content
+        outcome = ran.structured_content
+        assert outcome["done"] is False
+        [ask] = outcome["asks"]
+        assert ask["kind"] == "question"
+        assert ask["questions"][0]["options"] == ["Option A", "Option B"]
+        session_id = outcome["record"]["session_id"]
+        shown = await client.call_tool("session_get", {"session_id": session_id})
+        assert [a["id"] for a in shown.structured_content["asks"]] == [ask["id"]]
+        wrong = await client.call_tool(
+            "session_permission_reply",
+            {"session_id": session_id, "permission_id": "per_nope", "reply": "once"},
+        )
+        assert wrong.is_error
+        answered = await client.call_tool(
+            "session_question_answer",
+            {"session_id": session_id, "question_id": ask["id"], "answers": [["Option A"]]},
+        )
+        assert not answered.is_error, answered.content
+        waited = await client.call_tool("task_wait", {"task_id": outcome["task_id"]})
+        assert waited.structured_content["done"] is True, waited.structured_content
+        record = waited.structured_content["record"]
+        assert record["status"] == "completed"
+        assert "Option A" in record["text"]
+
+        progress: list[tuple[float, float | None, str | None]] = []
+
+        async def note(value: float, total: float | None, message: str | None) -> None:
+            progress.append((value, total, message))
+
+        slow = await client.call_tool(
+            "task_run", {"prompt": f"SLEEP 4 {uuid.uuid4().hex[:8]}", "wait_s": 0}
+        )
+        task_id = slow.structured_content["task_id"]
+        waited = await client.call_tool(
+            "task_wait", {"task_id": task_id, "wait_s": 40}, progress_callback=note
+        )
+        assert waited.structured_content["done"] is True
+        assert progress, "no progress notification while waiting"
+        assert all(total == 40 for _, total, _ in progress)
+        assert task_id in str(progress[0][2])

@@ -296,6 +296,21 @@ def test_multi_emits_two_bash_calls() -> None:
     assert plan_response(request(*messages)).text == "Tool said: one\n\ntwo\n"
 
 
+def test_call_invokes_named_tools_with_their_json_arguments() -> None:
+    tools = [*TOOLS, tool("ocm_task_run", {"type": "object", "properties": {
+        "prompt": {"type": "string"}, "instance": {"type": "string"}}})]  # fmt: skip
+    prompt = 'CALL ocm_fleet_status {}\nCALL ocm_task_run {"prompt": "SLEEP 9 hi", "instance": "b"}'
+    plan = plan_response(request(user(prompt), tools=tools))
+    assert plan.behaviour == "call"  # the JSON's SLEEP is the callee's business
+    assert [(c.name, json.loads(c.arguments)) for c in plan.tool_calls] == [
+        ("ocm_fleet_status", {}),
+        ("ocm_task_run", {"prompt": "SLEEP 9 hi", "instance": "b"}),
+    ]
+    assert plan.finish_reason == "tool_calls"
+    followup = plan_response(request(*after_tool(prompt, '{"done": true}', "ocm_task_run")))
+    assert followup.text == 'Tool said: {"done": true}'
+
+
 def test_sleep_pauses_after_first_chunk() -> None:
     plan = plan_response(request(user("SLEEP 1.5")))
     assert isinstance(plan.steps[0], TextDelta)

@@ -219,6 +219,67 @@ def test_asks_are_rejected_by_default_and_reported(fleet: Fleet) -> None:
     assert approved["tool_calls"][0]["status"] == "completed"
 
 
+def _pending_asks(fleet: Fleet, session_id: str) -> list[dict[str, Any]]:
+    def listed() -> list[dict[str, Any]]:
+        found = run_ocm("session", "asks", session_id, "--json", env=fleet.env, check=True)
+        return list(found.json())
+
+    return list(wait_for(listed, timeout=60, message=f"an ask in {session_id}"))  # type: ignore[arg-type]
+
+
+def test_asks_left_pending_are_answered_by_somebody_else(fleet: Fleet) -> None:
+    # A question, on a detached task, answered while `ocm wait` follows it.
+    started = run_ocm("run", f"QUESTION {_tag()}", "--leave-asks", "--async", "--json",
+                      "-i", "oc-3", env=fleet.env, check=True).json()  # fmt: skip
+    waiter = _popen_ocm(fleet, "wait", started["task_id"], "--json")
+    try:
+        asks = _pending_asks(fleet, started["session_id"])
+        assert [(a["kind"], a["questions"][0]["options"]) for a in asks] == [
+            ("question", ["Option A", "Option B"])
+        ]
+        wrong = run_ocm("session", "reply", started["session_id"], asks[0]["id"], "once",
+                        env=fleet.env)  # fmt: skip
+        assert_one_line_error(wrong, 3, "no pending permission", asks[0]["id"])
+        run_ocm("session", "answer", started["session_id"], asks[0]["id"], "Option B",
+                env=fleet.env, check=True)  # fmt: skip
+        stdout, stderr = waiter.communicate(timeout=120)
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+            waiter.wait()
+    assert waiter.returncode == 0, stderr
+    record = json.loads(stdout)
+    assert record["text"].startswith("You answered:"), record
+    assert "Option B" in record["text"]
+    assert [(a["kind"], a["answer"]) for a in record["asks"]] == [
+        ("question", "answered: Option B")
+    ]
+    # A permission, on a task followed from the start, allowed once.
+    runner = _popen_ocm(fleet, "run", "READ: /etc/hostname", "--leave-asks", "--json",
+                        "-i", "oc-3")  # fmt: skip
+    try:
+        session_id = str(wait_for(lambda: _newest_busy_session(fleet, "oc-3"), timeout=60,
+                                  message="the task's session"))  # fmt: skip
+        asks = _pending_asks(fleet, session_id)
+        assert asks[0]["permission"] == "external_directory"
+        run_ocm("session", "reply", session_id, asks[0]["id"], "once", env=fleet.env, check=True)
+        stdout, stderr = runner.communicate(timeout=120)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+    assert runner.returncode == 0, stderr
+    record = json.loads(stdout)
+    assert [(a["kind"], a["answer"]) for a in record["asks"]] == [("permission", "once")]
+    assert record["tool_calls"][0]["status"] == "completed"
+    assert "left pending" in stderr
+
+
+def _newest_busy_session(fleet: Fleet, name: str) -> str | None:
+    busy = _busy(fleet, name)
+    return next(iter(busy), None)
+
+
 def test_least_busy_instance_is_chosen(fleet: Fleet, model: ScriptedModelServer) -> None:
     tag = _tag()
     busy = [

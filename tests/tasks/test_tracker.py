@@ -93,3 +93,18 @@ def test_decode_event_frames() -> None:
     assert decode_event('{"payload":{"type":"sync","syncEvent":{}}}') is None
     assert decode_event("not json") is None
     assert decode_event("") is None
+
+
+def test_answers_to_asks_are_signalled_for_our_sessions_only() -> None:
+    state = TurnState("ses_1")
+    replied = feed(state, ev("permission.replied", sessionID="ses_1", requestID="per_1",
+                             reply="always"))  # fmt: skip
+    assert replied.answered == ("per_1", "always")
+    answered = feed(state, ev("question.replied", sessionID="ses_1", requestID="que_1",
+                              answers=[["Blue"], ["Red", "Green"]]))  # fmt: skip
+    assert answered.answered == ("que_1", "answered: Blue, Red, Green")
+    rejected = feed(state, ev("question.rejected", sessionID="ses_1", requestID="que_2"))
+    assert rejected.answered == ("que_2", "rejected")
+    other = feed(state, ev("permission.replied", sessionID="ses_9", requestID="per_9",
+                           reply="once"))  # fmt: skip
+    assert other.answered is None

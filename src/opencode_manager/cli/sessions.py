@@ -1,4 +1,5 @@
-"""Session commands: sessions, session show|messages|todo|diff|abort|rm, attach, api."""
+"""Session commands: sessions, session show|messages|todo|diff|asks|reply|answer|abort|rm,
+attach, api."""
 
 from __future__ import annotations
 
@@ -64,6 +65,9 @@ def session() -> None:
       ocm session show ses_abc123
       ocm session abort ses_abc123
       ocm session rm ses_abc123 -i oc-1
+      ocm session asks ses_abc123
+      ocm session reply ses_abc123 per_xyz once
+      ocm session answer ses_abc123 que_xyz Blue
     """
 
 
@@ -183,6 +187,85 @@ def abort(state: Context, session_id: str, ref: str | None, as_json: bool) -> No
         print_json({"aborted": session_id, "instance": name})
     else:
         out.print(f"aborted {session_id} on {name}", markup=False)
+
+
+@session.command()
+@click.argument("session_id", shell_complete=complete_sessions)
+@instance_option
+@json_option
+@pass_state
+def asks(state: Context, session_id: str, ref: str | None, as_json: bool) -> None:
+    """List the permissions and questions a session waits on (see `ocm run --leave-asks`)."""
+    found = state.manager().session_asks(session_id, ref)
+    if as_json:
+        print_json([a.to_dict() for a in found])
+        return
+    if not found:
+        err.print(f"{session_id} waits on nothing", markup=False)
+    for ask in found:
+        data = ask.to_dict()
+        if ask.kind == "permission":
+            what = f"{data['permission']} {' '.join(map(str, data['patterns']))}"
+            out.print(f"{ask.id}  permission  {what}  (once|always|reject)", markup=False)
+            continue
+        for question in data["questions"]:
+            options = " | ".join(map(str, question["options"])) or "free text"
+            out.print(f"{ask.id}  question  {question['question']}  ({options})", markup=False)
+
+
+@session.command()
+@click.argument("session_id", shell_complete=complete_sessions)
+@click.argument("ask_id", metavar="PERMISSION_ID")
+@click.argument("reply", type=click.Choice(["once", "always", "reject"]))
+@click.option("--message", metavar="TEXT", help="With reject: tell the agent what to do instead.")
+@instance_option
+@json_option
+@pass_state
+def reply(
+    state: Context,
+    session_id: str,
+    ask_id: str,
+    reply: str,
+    message: str | None,
+    ref: str | None,
+    as_json: bool,
+) -> None:
+    """Answer a permission the agent waits on: once, always or reject."""
+    ask = state.manager().reply_permission(session_id, ask_id, reply, message=message, ref=ref)
+    if as_json:
+        print_json({"answered": ask.to_dict(), "reply": reply})
+    else:
+        out.print(f"{reply}: {ask_id} in {session_id} on {ask.instance}", markup=False)
+
+
+@session.command()
+@click.argument("session_id", shell_complete=complete_sessions)
+@click.argument("ask_id", metavar="QUESTION_ID")
+@click.argument("answers", nargs=-1)
+@click.option("--reject", is_flag=True, help="Decline to answer.")
+@instance_option
+@json_option
+@pass_state
+def answer(
+    state: Context,
+    session_id: str,
+    ask_id: str,
+    answers: tuple[str, ...],
+    reject: bool,
+    ref: str | None,
+    as_json: bool,
+) -> None:
+    """Answer a question the agent asked: one ANSWER per question (comma-separated labels
+    for a question with several choices), or --reject."""
+    if bool(answers) == reject:
+        raise UsageError("give one ANSWER per question, or --reject")
+    chosen = None if reject else [[a.strip() for a in item.split(",")] for item in answers]
+    ask = state.manager().answer_question(session_id, ask_id, chosen, ref=ref)
+    if as_json:
+        print_json({"answered": ask.to_dict(), "answers": chosen, "rejected": reject})
+    else:
+        done = "rejected" if reject else "answered"
+        out.print(f"{done}: {ask_id} in {session_id} on {ask.instance}", markup=False)
 
 
 @session.command(name="rm")

@@ -180,6 +180,10 @@ class LiveOutput:
     def _ask(self, ask: Ask, answer: str) -> None:
         # Always, in every mode: an ask nobody saw is how a task goes wrong silently.
         self._newline()
+        if answer == "pending":
+            hint = f"ocm session asks {ask.session_id}"
+            err.print(Text(f"! {ask.kind} {ask.id} asked; left pending ({hint})", style="yellow"))
+            return
         err.print(Text(f"! {ask.kind} asked; answered: {answer}", style="yellow"))
 
     def interrupted(self) -> None:
@@ -284,6 +288,12 @@ def _error_text(record: TaskRecord) -> str:
     is_flag=True,
     help="Approve permission asks (and pick first answers) instead of rejecting.",
 )
+@click.option(
+    "--leave-asks",
+    is_flag=True,
+    help="Leave permission and question asks pending for you to answer "
+    "(`ocm session asks|reply|answer`) instead of rejecting them.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON.")
 @pass_state
 def run(
@@ -304,6 +314,7 @@ def run(
     fmt: str,
     max_retries: int,
     auto_approve: bool,
+    leave_asks: bool,
     as_json: bool,
 ) -> int:
     """Send PROMPT to an instance and print what the agent did ('-' reads stdin).
@@ -346,6 +357,7 @@ def run(
         directory=directory,
         timeout=timeout,
         auto_approve=auto_approve,
+        leave_asks=leave_asks,
         max_retries=max_retries,
     )
     live = LiveOutput(jsonl=fmt == "json", progress=not detach)

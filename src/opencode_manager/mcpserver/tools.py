@@ -13,22 +13,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from .. import (
+    AskPolicy,
     AsyncManager,
     BatchOptions,
     NotFoundError,
     OcmError,
     Settings,
     TaskOptions,
+    TaskRecord,
     __version__,
     decode_batch_file,
 )
@@ -38,10 +42,13 @@ T = TypeVar("T")
 #: How long `task_run` and `task_wait` wait before returning a handle: MCP clients cut calls
 #: off somewhere between 30 s and a few minutes.
 MAX_WAIT_S = 50.0
+PROGRESS_EVERY = 1.0  # seconds between progress notifications while a tool waits
 
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
                        open_world_hint=False)  # fmt: skip
 CREATE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
+                         open_world_hint=False)  # fmt: skip
+ANSWER = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
                          open_world_hint=False)  # fmt: skip
 DESTROY = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
                           open_world_hint=False)  # fmt: skip
@@ -146,13 +153,15 @@ def build_server(
         limit: Annotated[int, Field(ge=1, le=100)] = 20,
     ) -> dict[str, Any]:
         """A session: its status, messages (paginated: `offset`, `limit`, oldest first),
-        todos and diff."""
+        todos, diff and the permissions or questions it waits on (`asks`)."""
 
         async def read(m: AsyncManager) -> dict[str, Any]:
             row = await m.session(session_id, instance)
             messages = await m.session_messages(session_id, row.instance)
-            todos, diff = await asyncio.gather(
-                m.session_todo(session_id, row.instance), m.session_diff(session_id, row.instance)
+            todos, diff, asks = await asyncio.gather(
+                m.session_todo(session_id, row.instance),
+                m.session_diff(session_id, row.instance),
+                m.session_asks(session_id, row.instance),
             )
             page = messages[offset : offset + limit]
             return {
@@ -162,6 +171,7 @@ def build_server(
                 "next_offset": offset + len(page) if offset + len(page) < len(messages) else None,
                 "todos": todos,
                 "diff": diff,
+                "asks": [a.to_dict() for a in asks],
             }
 
         return await call(read)
@@ -225,10 +235,12 @@ def build_server(
     @server.tool(title="Wait for a task", annotations=READ)
     async def task_wait(
         task_id: Id,
+        ctx: Context,
         wait_s: Annotated[float, Field(ge=0, le=MAX_WAIT_S)] = 45.0,
     ) -> dict[str, Any]:
-        """Wait up to `wait_s` seconds for a task to end; its record either way."""
-        return await _wait(call, task_id, wait_s)
+        """Wait up to `wait_s` seconds for a task to end (with progress notifications); its
+        record either way. Returns early when the task waits on an ask left for you."""
+        return await _wait(call, task_id, wait_s, ctx)
 
     if read_only:
         return server
@@ -250,12 +262,26 @@ def build_server(
         instance: Annotated[str | None, Field(description="Default: the least busy")] = None,
         directory: str | None = None,
         wait_s: Annotated[float, Field(ge=0, le=MAX_WAIT_S)] = 45.0,
+        asks: Annotated[
+            Literal["reject", "approve", "leave"],
+            Field(
+                description="The agent's permission and question asks: reject them, "
+                "approve them, or leave them for you (session_permission_reply, "
+                "session_question_answer)"
+            ),
+        ] = "reject",
+        ctx: Context | None = None,
     ) -> dict[str, Any]:
         """Send a prompt to an instance's agent. Waits up to `wait_s` seconds: the result if
         it ended by then, else the task id to pass to `task_wait` or `task_get`."""
-        options = TaskOptions(instance=instance, directory=directory)
+        options = TaskOptions(
+            instance=instance,
+            directory=directory,
+            auto_approve=asks == "approve",
+            leave_asks=asks == "leave",
+        )
         started = await call(lambda m: m.run(prompt, options, detach=True))
-        return await _wait(call, started.id, wait_s)
+        return await _wait(call, started.id, wait_s, ctx)
 
     @server.tool(title="Run a batch", annotations=CREATE)
     async def batch_run(
@@ -292,6 +318,38 @@ def build_server(
             await asyncio.sleep(0.05)  # polling the claim with a deadline (5 s)
         return {"batch_id": created.id, "total": created.total, "status": "running",
                 "next": f"batch_get with batch_id {created.id}"}  # fmt: skip
+
+    @server.tool(title="Answer a permission ask", annotations=ANSWER)
+    async def session_permission_reply(
+        session_id: Id,
+        permission_id: Annotated[str, Field(min_length=1, max_length=64, pattern="^per")],
+        reply: Literal["once", "always", "reject"],
+        message: Annotated[
+            str | None, Field(max_length=2000, description="With reject: what to do instead")
+        ] = None,
+    ) -> dict[str, Any]:
+        """Answer a permission the agent waits on (ids in `session_get`'s or `task_wait`'s
+        `asks`): allow it once, always, or reject it with a message for the agent."""
+        ask = await call(lambda m: m.reply_permission(session_id, permission_id, reply,
+                                                      message=message))  # fmt: skip
+        return {"answered": ask.to_dict(), "reply": reply}
+
+    @server.tool(title="Answer a question ask", annotations=ANSWER)
+    async def session_question_answer(
+        session_id: Id,
+        question_id: Annotated[str, Field(min_length=1, max_length=64, pattern="^que")],
+        answers: Annotated[
+            list[list[str]] | None,
+            Field(description="One list of chosen option labels (or free text) per question"),
+        ] = None,
+        reject: Annotated[bool, Field(description="Decline to answer instead")] = False,
+    ) -> dict[str, Any]:
+        """Answer a question the agent asked (ids and options in `session_get`'s or
+        `task_wait`'s `asks`), or reject it."""
+        if (answers is None) != reject:
+            raise ToolError("give `answers` (one list per question) or `reject: true`")
+        ask = await call(lambda m: m.answer_question(session_id, question_id, answers))
+        return {"answered": ask.to_dict(), "answers": answers, "rejected": reject}
 
     if not destructive:
         return server
@@ -351,11 +409,54 @@ async def _wait(
     call: Callable[[Callable[[AsyncManager], Awaitable[Any]]], Awaitable[Any]],
     task_id: str,
     wait_s: float,
+    ctx: Context | None = None,
 ) -> dict[str, Any]:
+    """Follow a task for up to `wait_s` seconds, reporting progress about once a second. A
+    task that waits on asks left for the caller (`asks: "leave"`) returns at once, with them."""
+    started = time.monotonic()
+    follower = asyncio.ensure_future(call(lambda m: m.wait(task_id)))
     try:
-        record = await asyncio.wait_for(call(lambda m: m.wait(task_id)), timeout=wait_s)
-    except asyncio.TimeoutError:
-        record = await call(lambda m: m.task(task_id))
-        return {"done": False, "task_id": task_id, "record": record.to_dict(),
-                "next": f"task_wait with task_id {task_id}"}  # fmt: skip
-    return {"done": True, "task_id": task_id, "record": record.to_dict()}
+        while True:
+            left = wait_s - (time.monotonic() - started)
+            await asyncio.wait({follower}, timeout=max(0.0, min(PROGRESS_EVERY, left)))
+            if follower.done():
+                record = follower.result()
+                return {"done": True, "task_id": task_id, "record": record.to_dict()}
+            record = await call(lambda m: m.task(task_id))
+            asks = await _asks_for_caller(call, record)
+            if asks or time.monotonic() - started >= wait_s:
+                out = {"done": False, "task_id": task_id, "record": record.to_dict(),
+                       "next": f"task_wait with task_id {task_id}"}  # fmt: skip
+                if asks:
+                    out["asks"] = asks
+                    out["next"] = "answer with session_permission_reply or " \
+                        "session_question_answer, then task_wait"  # fmt: skip
+                return out
+            if ctx is not None:
+                elapsed = time.monotonic() - started
+                await ctx.report_progress(
+                    round(elapsed, 1), wait_s,
+                    f"task {task_id} {record.status.value} on {record.instance} "
+                    f"({elapsed:.0f} s of {wait_s:.0f} s)",
+                )  # fmt: skip
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError, OcmError, ToolError):
+            await follower
+
+
+async def _asks_for_caller(
+    call: Callable[[Callable[[AsyncManager], Awaitable[Any]]], Awaitable[Any]],
+    record: TaskRecord,
+) -> list[dict[str, Any]]:
+    """The asks a task with `asks: "leave"` waits on (read from its server), else none."""
+    if record.on_ask != AskPolicy.LEAVE.value or not record.session_id:
+        return []
+    if not any(ask.get("answer") == "pending" for ask in record.asks):
+        return []
+    session_id = record.session_id
+    try:
+        found = await call(lambda m: m.session_asks(session_id, record.instance))
+    except ToolError:
+        return []
+    return [ask.to_dict() for ask in found]

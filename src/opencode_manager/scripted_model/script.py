@@ -38,6 +38,9 @@ _BASH_RE = re.compile(r"BASH:[ \t]*([^\r\n]*)")
 # StructuredOutput tool), call it with this JSON object (valid for the schema or not).
 _STRUCTURED_RE = re.compile(r"STRUCTURED[ \t]*(\{[^\r\n]*\})?")
 STRUCTURED_TOOL = "StructuredOutput"
+# CALL tool_name {"json": "arguments"}: call any tool the client offers (an MCP server's
+# tools too, named `<server>_<tool>` by OpenCode); one call per CALL line, all in one step.
+_CALL_RE = re.compile(r"CALL[ \t]+([A-Za-z0-9_.\-]+)[ \t]*(\{[^\r\n]*\})?")
 _WRITE_RE = re.compile(r"WRITE:[ \t]*([^\r\n]*)")
 _READ_RE = re.compile(r"READ:[ \t]*([^\r\n]*)")
 # OpenCode may wrap its own additions in these tags; they are not the user's words.
@@ -330,6 +333,8 @@ def _text_steps(text: str) -> list[Step]:
 
 def choose_behaviour(text: str) -> str:
     """The behaviour name selected by keywords in the user's text (first match wins)."""
+    if _CALL_RE.search(text):
+        return "call"  # first: its JSON arguments may hold other keywords (a prompt for B)
     for keyword in _ERRORS:
         if keyword in text:
             return keyword.lower()
@@ -399,6 +404,13 @@ def _tool_calls_for(
         except ValueError:
             args = {}
         calls.append((STRUCTURED_TOOL, args if isinstance(args, dict) else {}))
+    elif behaviour == "call":
+        for match in _CALL_RE.finditer(text):
+            try:
+                args = json.loads(match.group(2)) if match.group(2) else {}
+            except ValueError:
+                args = {}
+            calls.append((match.group(1), args if isinstance(args, dict) else {}))
     elif behaviour == "multi":
         for command in ("echo one", "echo two"):
             calls.append(("bash", {"command": command, "description": BASH_DESCRIPTION}))
@@ -408,7 +420,9 @@ def _tool_calls_for(
     ]
 
 
-TOOL_BEHAVIOURS = frozenset({"bash", "todo", "write", "read", "question", "multi", "structured"})
+TOOL_BEHAVIOURS = frozenset(
+    {"bash", "todo", "write", "read", "question", "multi", "structured", "call"}
+)
 
 
 def _tool_names(request: Mapping[str, Any]) -> set[str]:

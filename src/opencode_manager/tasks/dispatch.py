@@ -21,7 +21,7 @@ from ..errors import (
     UsageError,
 )
 from ..instances.fleet import Fleet
-from ..models import InstanceRecord, TaskRecord, TaskStatus
+from ..models import AskPolicy, InstanceRecord, TaskRecord, TaskStatus
 from . import placement, structured
 from . import worktree as worktrees
 from .runner import Observer, TaskRunner
@@ -42,6 +42,9 @@ class TaskOptions:
     directory: str | None = None  # the session's project directory (default: the instance's)
     timeout: float | None = None  # abort the session after this many seconds
     auto_approve: bool = False  # approve permission asks instead of rejecting them
+    #: Leave permission and question asks pending for somebody else to answer (an MCP
+    #: client with `session_permission_reply`, a person in `opencode attach`).
+    leave_asks: bool = False
     #: Provider retries (HTTP 5xx/429, connection errors) before the task fails. OpenCode
     #: 1.18.33 gives up by itself after 5; older versions retry without end.
     max_retries: int | None = DEFAULT_MAX_RETRIES
@@ -56,6 +59,8 @@ def validate(prompt: str, options: TaskOptions) -> None:
         raise UsageError("empty prompt: say what the agent should do")
     if options.schema is not None:
         structured.check_schema(options.schema)
+    if options.auto_approve and options.leave_asks:
+        raise UsageError("--auto-approve and --leave-asks contradict each other: choose one")
     if options.timeout is not None and options.timeout <= 0:
         raise UsageError(f"invalid --timeout {options.timeout:g}: must be above 0")
     if options.model is not None and "/" not in options.model:
@@ -123,7 +128,14 @@ def new_record(
         timeout=options.timeout,
         max_retries=options.max_retries,
         schema=options.schema,
+        on_ask=ask_policy(options).value,
     )
+
+
+def ask_policy(options: TaskOptions) -> AskPolicy:
+    if options.leave_asks:
+        return AskPolicy.LEAVE
+    return AskPolicy.APPROVE if options.auto_approve else AskPolicy.REJECT
 
 
 async def check_agent(client: AsyncOpencodeClient, agent: str, directory: str | None) -> None:
@@ -171,7 +183,6 @@ async def run_task(
             record=record,
             persist=settling(store.asave),
             observer=observer or Observer(),
-            auto_approve=options.auto_approve,
             cancel=cancel,
         )
         try:

@@ -19,7 +19,7 @@ from ..client import AsyncOpencodeClient
 from ..client.events import DISCONNECTED, RECONNECTED
 from ..client.types import Event, Message, Part
 from ..errors import OcmError, ServerError
-from ..models import TaskRecord, TaskStatus
+from ..models import AskPolicy, TaskRecord, TaskStatus
 from ..redaction import redact, redact_data
 from . import structured
 from .tracker import Ask, TurnState, feed, retry_of
@@ -31,6 +31,7 @@ ERROR_GRACE = 2.0  # after session.error, how long to wait for idle before endin
 SETTLE_TIMEOUT = 10.0  # after an abort, how long to wait for the session to go idle
 UNREACHABLE_LIMIT = 10.0  # give up on a server that answers nothing for this long
 TAIL_GRACE = 2.0  # at most this long for the final message to be stored after idle
+PENDING = "pending"  # the answer of an ask left for somebody else (AskPolicy.LEAVE)
 
 
 @dataclass
@@ -130,7 +131,10 @@ class TaskRunner:
         try:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(connected.wait(), CONNECT_TIMEOUT)
+            following = record.prompted  # sent earlier: asks may be waiting already
             await self.send()
+            if following:
+                await self._earlier_asks(session_id)
             outcome = await self._follow(state, queue, started_ms)
         finally:
             reader.cancel()
@@ -200,6 +204,8 @@ class TaskRunner:
                 self._retrying(state)
             if signals.ask is not None:
                 await self._answer(signals.ask)
+            if signals.answered is not None:
+                await self._answered(*signals.answered)
             if signals.part is not None and self.observer.on_part:
                 self.observer.on_part(Part.from_json(redact_data(signals.part.raw, self.secrets)))
             if signals.text_delta and self.observer.on_text:
@@ -288,26 +294,40 @@ class TaskRunner:
         state.user_message_id = state.user_message_id or user.id
         return build_turn(messages, user.id).completed
 
+    @property
+    def policy(self) -> AskPolicy:
+        """What to do with asks: the record's policy (`auto_approve` is the batch's say)."""
+        if self.auto_approve:
+            return AskPolicy.APPROVE
+        return AskPolicy(self.record.on_ask)
+
     async def _answer(self, ask: Ask) -> None:
-        """Nobody is there to answer: reject by default, approve with auto_approve."""
+        """Nobody is there to answer: reject by default, approve with auto_approve; with
+        the LEAVE policy the ask is recorded as pending for somebody else to answer."""
         from ..client import operations as ops
 
+        if any(known.get("id") == ask.id for known in self.record.asks):
+            return  # seen before (a resync or a second stream)
         directory = self.record.directory
+        if self.policy is AskPolicy.LEAVE:
+            self.record.asks.append(
+                {"kind": ask.kind, "id": ask.id, "session_id": ask.session_id,
+                 "answer": PENDING, "request": _ask_summary(ask)}
+            )  # fmt: skip
+            await self.persist(self.record)
+            if self.observer.on_ask:
+                self.observer.on_ask(ask, PENDING)
+            return
+        approve = self.policy is AskPolicy.APPROVE
         if ask.kind == "permission":
-            reply = "once" if self.auto_approve else "reject"
-            op = ops.reply_permission(
-                ask.id,
-                reply,
-                directory=directory,
-                message=None
-                if self.auto_approve
-                else "rejected by ocm: nobody is there to approve it",
-            )
+            reply = "once" if approve else "reject"
+            message = None if approve else "rejected by ocm: nobody is there to approve it"
+            op = ops.reply_permission(ask.id, reply, directory=directory, message=message)
         else:
-            reply = "first option" if self.auto_approve else "rejected"
+            reply = "first option" if approve else "rejected"
             op = (
                 ops.reply_question(ask.id, _first_options(ask.properties), directory=directory)
-                if self.auto_approve
+                if approve
                 else ops.reject_question(ask.id, directory=directory)
             )
         try:
@@ -325,6 +345,29 @@ class TaskRunner:
         )
         if self.observer.on_ask:
             self.observer.on_ask(ask, reply)
+
+    async def _earlier_asks(self, session_id: str) -> None:
+        """Asks made before this runner followed the task (`ocm wait` on a detached task)
+        came before our event stream: read them from the server."""
+        from ..client import operations as ops
+
+        directory = self.record.directory
+        for kind, op in (("permission", ops.permissions(directory)),
+                         ("question", ops.questions(directory))):  # fmt: skip
+            try:
+                listed = await self.client.call(op)
+            except ServerError:
+                continue
+            for item in listed:
+                if isinstance(item, dict) and item.get("sessionID") == session_id:
+                    await self._answer(Ask(kind, str(item.get("id")), session_id, item))
+
+    async def _answered(self, ask_id: str, answer: str) -> None:
+        """Somebody answered an ask left pending: record how."""
+        for known in self.record.asks:
+            if known.get("id") == ask_id and known.get("answer") == PENDING:
+                known["answer"] = answer
+                await self.persist(self.record)
 
     async def _abort(self) -> None:
         assert self.record.session_id is not None

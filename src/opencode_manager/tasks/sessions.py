@@ -156,6 +156,114 @@ async def remove_session(fleet: Fleet, session_id: str, ref: str | None = None) 
     return record.name
 
 
+@dataclass
+class PendingAsk:
+    """A permission or question the agent is waiting on (OpenCode blocks the turn)."""
+
+    instance: str
+    kind: str  # "permission" or "question"
+    id: str  # per_... or que_...
+    session_id: str
+    raw: dict[str, Any]
+    directory: str | None = None  # the session's project directory (asks are per directory)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"instance": self.instance, "kind": self.kind, "id": self.id,
+                               "session_id": self.session_id}  # fmt: skip
+        if self.kind == "permission":
+            out["permission"] = self.raw.get("permission")
+            out["patterns"] = self.raw.get("patterns") or []
+            out["replies"] = ["once", "always", "reject"]
+        else:
+            questions = self.raw.get("questions") or []
+            out["questions"] = [_question(q) for q in questions if isinstance(q, dict)]
+        return out
+
+
+def _question(raw: dict[str, Any]) -> dict[str, Any]:
+    options = [o.get("label") if isinstance(o, dict) else o for o in raw.get("options") or []]
+    return {"question": raw.get("question"), "header": raw.get("header"), "options": options,
+            "multiple": bool(raw.get("multiple"))}  # fmt: skip
+
+
+PERMISSION_REPLIES = ("once", "always", "reject")
+
+
+async def session_asks(fleet: Fleet, session_id: str, ref: str | None = None) -> list[PendingAsk]:
+    """What the session (and its subagents' sessions) waits on, oldest first."""
+    record, session = await _locate(fleet, session_id, ref)
+    directory = session.directory or record.spec.dir
+    async with AsyncOpencodeClient(fleet.endpoint_of(record), timeout=10.0) as client:
+        listed, permissions, questions = await asyncio.gather(
+            client.sessions(directory),
+            client.call(ops.permissions(directory)),
+            client.call(ops.questions(directory)),
+        )
+    ours = {session_id} | {s.id for s in listed if s.parent_id == session_id}
+    return [
+        PendingAsk(record.name, kind, str(item["id"]), str(item["sessionID"]), item, directory)
+        for kind, items in (("permission", permissions), ("question", questions))
+        for item in items
+        if isinstance(item, dict) and item.get("sessionID") in ours and item.get("id")
+    ]
+
+
+async def _pending(
+    fleet: Fleet, session_id: str, ask_id: str, kind: str, ref: str | None
+) -> tuple[InstanceRecord, PendingAsk]:
+    asks = await session_asks(fleet, session_id, ref)
+    found = next((a for a in asks if a.id == ask_id), None)
+    if found is None or found.kind != kind:
+        waiting = ", ".join(f"{a.kind} {a.id}" for a in asks) or "nothing"
+        raise NotFoundError(
+            f"no pending {kind} {ask_id} in session {session_id} (it waits on {waiting})"
+        )
+    return await asyncio.to_thread(fleet.resolve_running, found.instance), found
+
+
+async def reply_permission(
+    fleet: Fleet,
+    session_id: str,
+    ask_id: str,
+    reply: str,
+    message: str | None = None,
+    ref: str | None = None,
+) -> PendingAsk:
+    """Answer a pending permission: once, always or reject (with a message for the agent)."""
+    if reply not in PERMISSION_REPLIES:
+        raise UsageError(f"invalid reply {reply!r}: use one of {', '.join(PERMISSION_REPLIES)}")
+    record, ask = await _pending(fleet, session_id, ask_id, "permission", ref)
+    async with AsyncOpencodeClient(fleet.endpoint_of(record)) as client:
+        await client.call(ops.reply_permission(ask_id, reply, message, ask.directory))
+    return ask
+
+
+async def answer_question(
+    fleet: Fleet,
+    session_id: str,
+    ask_id: str,
+    answers: list[list[str]] | None,
+    ref: str | None = None,
+) -> PendingAsk:
+    """Answer a pending question (one list of chosen labels per question), or reject it
+    (answers None)."""
+    record, ask = await _pending(fleet, session_id, ask_id, "question", ref)
+    if answers is not None:
+        count = len(ask.raw.get("questions") or [])
+        if len(answers) != count:
+            raise UsageError(
+                f"question {ask_id} has {count} question(s): give one list of answers for each"
+            )
+    async with AsyncOpencodeClient(fleet.endpoint_of(record)) as client:
+        op = (
+            ops.reject_question(ask_id, ask.directory)
+            if answers is None
+            else ops.reply_question(ask_id, answers, ask.directory)
+        )
+        await client.call(op)
+    return ask
+
+
 async def _wait_idle(client: AsyncOpencodeClient, session: Session, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -52,6 +52,7 @@ class Signals:
     terminal: bool = False  # our session went idle after being busy
     error: dict[str, Any] | None = None  # our session reported an error
     retry: int = 0  # OpenCode started retry attempt N after a provider error
+    answered: tuple[str, str] | None = None  # (ask id, answer): somebody answered an ask
 
 
 def retry_of(state: TurnState, status: Any) -> int:
@@ -82,6 +83,11 @@ def feed(state: TurnState, event: Event, *, started_ms: float = 0.0) -> Signals:
             out.ask = Ask(
                 kind=kind.split(".")[0], id=props["id"], session_id=str(sid), properties=props
             )
+        return out
+    if kind in ("permission.replied", "question.replied", "question.rejected"):
+        request = props.get("requestID")
+        if sid in state.sessions and isinstance(request, str):
+            out.answered = (request, _answer_of(kind, props))
         return out
     if sid != state.session_id:
         return out
@@ -132,3 +138,14 @@ def feed(state: TurnState, event: Event, *, started_ms: float = 0.0) -> Signals:
             if known is None or known.type == "text":
                 out.text_delta = props["delta"]
     return out
+
+
+def _answer_of(kind: str, props: dict[str, Any]) -> str:
+    """How an ask was answered, in a word or a few (as the runner records its own)."""
+    if kind == "question.rejected":
+        return "rejected"
+    if kind == "question.replied":
+        answers = props.get("answers")
+        flat = [str(a) for group in answers or [] if isinstance(group, list) for a in group]
+        return "answered: " + ", ".join(flat) if flat else "answered"
+    return str(props.get("reply") or "replied")
