@@ -216,10 +216,10 @@ async def test_asks_left_for_the_caller_and_progress_while_waiting(fleet: Fleet)
         assert record["status"] == "completed"
         assert "Option A" in record["text"]
 
-        progress: list[tuple[float, float | None, str | None]] = []
+        notes: list[tuple[float, float | None, str | None]] = []
 
-        async def note(value: float, total: float | None, message: str | None) -> None:
-            progress.append((value, total, message))
+        async def note(progress: float, total: float | None, message: str | None) -> None:
+            notes.append((progress, total, message))
 
         slow = await client.call_tool(
             "task_run", {"prompt": f"SLEEP 4 {uuid.uuid4().hex[:8]}", "wait_s": 0}
@@ -229,6 +229,6 @@ async def test_asks_left_for_the_caller_and_progress_while_waiting(fleet: Fleet)
             "task_wait", {"task_id": task_id, "wait_s": 40}, progress_callback=note
         )
         assert waited.structured_content["done"] is True
-        assert progress, "no progress notification while waiting"
-        assert all(total == 40 for _, total, _ in progress)
-        assert task_id in str(progress[0][2])
+        assert notes, "no progress notification while waiting"
+        assert all(total == 40 for _, total, _ in notes)
+        assert task_id in str(notes[0][2])

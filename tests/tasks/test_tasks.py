@@ -224,7 +224,9 @@ def _pending_asks(fleet: Fleet, session_id: str) -> list[dict[str, Any]]:
         found = run_ocm("session", "asks", session_id, "--json", env=fleet.env, check=True)
         return list(found.json())
 
-    return list(wait_for(listed, timeout=60, message=f"an ask in {session_id}"))  # type: ignore[arg-type]
+    found = wait_for(listed, timeout=60, message=f"an ask in {session_id}")
+    assert isinstance(found, list)
+    return found
 
 
 def test_asks_left_pending_are_answered_by_somebody_else(fleet: Fleet) -> None:
