@@ -5,7 +5,8 @@ the public API. Tool names are snake_case `noun_verb`. Read tools are always the
 `read_only=True` keeps only them, `destructive=False` drops stop, restart and abort, and the
 destructive tools that remain also want `confirm: true` in their arguments (elicitation is
 not relied on: several clients silently decline it). An error a model could fix comes back
-as a readable tool error; nothing but the protocol goes to stdout.
+as a readable tool error; nothing but the protocol goes to stdout. Every tool's result is a
+TypedDict from `results`, so it has a typed `outputSchema`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
@@ -28,14 +29,23 @@ from .. import (
     AskPolicy,
     AsyncManager,
     BatchOptions,
+    BatchSummary,
+    FleetFrame,
+    InstanceInfo,
+    LifecycleEvent,
     NotFoundError,
     OcmError,
+    PendingAsk,
+    SessionRow,
     Settings,
+    StatusReport,
+    StopResult,
     TaskOptions,
     TaskRecord,
     __version__,
     decode_batch_file,
 )
+from . import results
 
 T = TypeVar("T")
 
@@ -97,21 +107,20 @@ def build_server(
 
     # -- read ---------------------------------------------------------------------------------
     @server.tool(title="Fleet status", annotations=READ)
-    async def fleet_status() -> dict[str, Any]:
+    async def fleet_status() -> results.FleetFrame:
         """Every managed instance with status, CPU, memory and busy/idle sessions, plus totals."""
-        return await call(lambda m: _frame(m))
+        return _fleet_frame(await call(lambda m: m.top()))
 
     @server.tool(title="List instances", annotations=READ)
-    async def instances_list(include_foreign: bool = False) -> dict[str, Any]:
+    async def instances_list(include_foreign: bool = False) -> results.InstanceList:
         """Instances ocm manages (and, if asked, OpenCode servers others started)."""
         infos = await call(lambda m: m.instances(include_foreign=include_foreign))
-        return {"instances": [i.to_dict() for i in infos]}
+        return {"instances": [_instance(i) for i in infos]}
 
     @server.tool(title="Get an instance", annotations=READ)
-    async def instance_get(name: Name) -> dict[str, Any]:
+    async def instance_get(name: Name) -> results.InstanceDetail:
         """One instance in detail: settings, processes, memory, sessions, MCP, errors."""
-        report = await call(lambda m: m.status(name))
-        return report.to_dict()
+        return _instance_detail(await call(lambda m: m.status(name)))
 
     @server.tool(title="Instance log", annotations=READ)
     async def instance_logs(
@@ -119,7 +128,7 @@ def build_server(
         lines: Annotated[int, Field(ge=1, le=1000)] = 100,
         level: Annotated[str | None, Field(description="Only this level and above")] = None,
         grep: Annotated[str | None, Field(max_length=200, description="A regex")] = None,
-    ) -> dict[str, Any]:
+    ) -> results.LogLines:
         """The last lines of an instance's log (across rotations), filtered."""
         found = await call(lambda m: m.logs([name], lines=lines, pattern=grep, level=level))
         return {"lines": [line.line for line in found]}
@@ -129,21 +138,21 @@ def build_server(
         name: Annotated[str | None, Field(description="Instance (default: all)")] = None,
         after: Annotated[int | None, Field(ge=0, description="Cursor: the last id seen")] = None,
         limit: Annotated[int, Field(ge=1, le=500)] = 100,
-    ) -> dict[str, Any]:
+    ) -> results.EventList:
         """Started, healthy, crashed, restarted, stopped... newest last; pass `cursor` back as
         `after` to get only newer ones."""
         found = await call(lambda m: m.events(name, limit=limit, after=after))
-        rows = [e.to_dict() | {"id": e.id} for e in found]
+        rows = [_event(e) | {"id": e.id} for e in found]
         cursor = max((e.id for e in found if e.id is not None), default=after)
         return {"events": rows, "cursor": cursor}
 
     @server.tool(title="List sessions", annotations=READ)
     async def sessions_list(
         name: Annotated[str | None, Field(description="Instance (default: every running)")] = None,
-    ) -> dict[str, Any]:
+    ) -> results.SessionList:
         """Sessions on running instances, with their status (idle, busy, retry)."""
         rows = await call(lambda m: m.sessions(name))
-        return {"sessions": [r.to_dict() for r in rows]}
+        return {"sessions": [_session(r) for r in rows]}
 
     @server.tool(title="Get a session", annotations=READ)
     async def session_get(
@@ -151,11 +160,11 @@ def build_server(
         instance: Annotated[str | None, Field(description="Default: ask every one")] = None,
         offset: Annotated[int, Field(ge=0)] = 0,
         limit: Annotated[int, Field(ge=1, le=100)] = 20,
-    ) -> dict[str, Any]:
+    ) -> results.SessionDetail:
         """A session: its status, messages (paginated: `offset`, `limit`, oldest first),
         todos, diff and the permissions or questions it waits on (`asks`)."""
 
-        async def read(m: AsyncManager) -> dict[str, Any]:
+        async def read(m: AsyncManager) -> results.SessionDetail:
             row = await m.session(session_id, instance)
             messages = await m.session_messages(session_id, row.instance)
             todos, diff, asks = await asyncio.gather(
@@ -165,57 +174,55 @@ def build_server(
             )
             page = messages[offset : offset + limit]
             return {
-                "session": row.to_dict() | {"raw": None},
+                "session": _session(row) | {"raw": None},
                 "messages": [msg.raw for msg in page],
                 "total_messages": len(messages),
                 "next_offset": offset + len(page) if offset + len(page) < len(messages) else None,
                 "todos": todos,
                 "diff": diff,
-                "asks": [a.to_dict() for a in asks],
+                "asks": [_ask(a) for a in asks],
             }
 
         return await call(read)
 
     @server.tool(title="Get a task", annotations=READ)
-    async def task_get(task_id: Id) -> dict[str, Any]:
+    async def task_get(task_id: Id) -> results.TaskRecord:
         """A task's result record: status, answer text, tool calls, todos, diff, tokens."""
-        record = await call(lambda m: m.task(task_id))
-        return record.to_dict()
+        return _record(await call(lambda m: m.task(task_id)))
 
     @server.tool(title="List tasks", annotations=READ)
     async def tasks_list(
         status: Annotated[str | None, Field(description="completed, failed, running...")] = None,
         batch_id: str | None = None,
         limit: Annotated[int, Field(ge=1, le=200)] = 50,
-    ) -> dict[str, Any]:
+    ) -> results.TaskList:
         """Stored task results, newest last (prompt, status, instance, answer)."""
         records = await call(lambda m: m.tasks(batch_id=batch_id, status=status, limit=limit))
-        return {"tasks": [_brief(r.to_dict()) for r in records]}
+        return {"tasks": [_brief(r) for r in records]}
 
     @server.tool(title="Get a batch", annotations=READ)
-    async def batch_get(batch_id: Id) -> dict[str, Any]:
+    async def batch_get(batch_id: Id) -> results.BatchSummary:
         """A batch with its counts and every task's outcome."""
-        found = await call(lambda m: m.batch_show(batch_id))
-        return found.to_dict()
+        return _batch(await call(lambda m: m.batch_show(batch_id)))
 
     @server.tool(title="List batches", annotations=READ)
-    async def batches_list() -> dict[str, Any]:
+    async def batches_list() -> results.BatchList:
         """Every batch: id, status, counts."""
         found = await call(lambda m: m.batches())
-        return {"batches": [b.to_dict(with_tasks=False) for b in found]}
+        return {"batches": [_batch_brief(b) for b in found]}
 
     @server.tool(title="Metrics", annotations=READ)
-    async def metrics_get() -> dict[str, Any]:
+    async def metrics_get() -> results.Metrics:
         """The fleet's figures (instances, restarts, RSS, CPU, sessions, tasks, tokens, cost)."""
-        frame = await call(lambda m: _frame(m))
-        frame["tasks"] = await call(lambda m: m.task_totals())
-        return frame
+        frame = _fleet_frame(await call(lambda m: m.top()))
+        totals = cast("results.TaskTotals", await call(lambda m: m.task_totals()))
+        return {**frame, "tasks": totals}
 
     # -- resources: the read tools' answers, addressable -------------------------------------
     @server.resource("ocm://fleet", title="The fleet", mime_type="application/json")
     async def fleet_resource() -> str:
         """Every managed instance with its figures, and the totals (as `fleet_status`)."""
-        return await read(_frame)
+        return await read(lambda m: m.top())
 
     @server.resource("ocm://instances/{name}", title="An instance", mime_type="application/json")
     async def instance_resource(name: str) -> str:
@@ -237,7 +244,7 @@ def build_server(
         task_id: Id,
         ctx: Context,
         wait_s: Annotated[float, Field(ge=0, le=MAX_WAIT_S)] = 45.0,
-    ) -> dict[str, Any]:
+    ) -> results.TaskHandle:
         """Wait up to `wait_s` seconds for a task to end (with progress notifications); its
         record either way. Returns early when the task waits on an ask left for you."""
         return await _wait(call, task_id, wait_s, ctx)
@@ -251,10 +258,10 @@ def build_server(
         count: Annotated[int, Field(ge=1, le=16)] = 1,
         name: Annotated[str | None, Field(max_length=63)] = None,
         directory: Annotated[str | None, Field(description="Project directory")] = None,
-    ) -> dict[str, Any]:
+    ) -> results.InstanceList:
         """Start supervised OpenCode servers; returns once each answers its health check."""
         infos = await call(lambda m: m.start(name, count=count, directory=directory))
-        return {"instances": [i.to_dict() for i in infos]}
+        return {"instances": [_instance(i) for i in infos]}
 
     @server.tool(title="Run a task", annotations=CREATE)
     async def task_run(
@@ -271,7 +278,7 @@ def build_server(
             ),
         ] = "reject",
         ctx: Context | None = None,
-    ) -> dict[str, Any]:
+    ) -> results.TaskHandle:
         """Send a prompt to an instance's agent. Waits up to `wait_s` seconds: the result if
         it ended by then, else the task id to pass to `task_wait` or `task_get`."""
         options = TaskOptions(
@@ -291,7 +298,7 @@ def build_server(
         ] = None,
         file: Annotated[str | None, Field(description="Or a batch file (JSONL, YAML)")] = None,
         per_instance: Annotated[int, Field(ge=1, le=16)] = 2,
-    ) -> dict[str, Any]:
+    ) -> results.BatchStarted:
         """Fan tasks out over the running instances. Returns the batch id at once; the batch
         runs in this server process (follow it with `batch_get`; `ocm batch resume` finishes
         it if this process ends first)."""
@@ -327,12 +334,12 @@ def build_server(
         message: Annotated[
             str | None, Field(max_length=2000, description="With reject: what to do instead")
         ] = None,
-    ) -> dict[str, Any]:
+    ) -> results.PermissionReply:
         """Answer a permission the agent waits on (ids in `session_get`'s or `task_wait`'s
         `asks`): allow it once, always, or reject it with a message for the agent."""
         ask = await call(lambda m: m.reply_permission(session_id, permission_id, reply,
                                                       message=message))  # fmt: skip
-        return {"answered": ask.to_dict(), "reply": reply}
+        return {"answered": _ask(ask), "reply": reply}
 
     @server.tool(title="Answer a question ask", annotations=ANSWER)
     async def session_question_answer(
@@ -343,47 +350,46 @@ def build_server(
             Field(description="One list of chosen option labels (or free text) per question"),
         ] = None,
         reject: Annotated[bool, Field(description="Decline to answer instead")] = False,
-    ) -> dict[str, Any]:
+    ) -> results.QuestionAnswer:
         """Answer a question the agent asked (ids and options in `session_get`'s or
         `task_wait`'s `asks`), or reject it."""
         if (answers is None) != reject:
             raise ToolError("give `answers` (one list per question) or `reject: true`")
         ask = await call(lambda m: m.answer_question(session_id, question_id, answers))
-        return {"answered": ask.to_dict(), "answers": answers, "rejected": reject}
+        return {"answered": _ask(ask), "answers": answers, "rejected": reject}
 
     if not destructive:
         return server
 
     @server.tool(title="Stop instances", annotations=DESTROY)
-    async def instances_stop(names: list[Name], confirm: Confirm = False) -> dict[str, Any]:
+    async def instances_stop(names: list[Name], confirm: Confirm = False) -> results.StopList:
         """Stop instances ocm manages (never a server someone else started)."""
         require_confirm(confirm, "instances_stop")
         stopped = await call(lambda m: m.stop(names))
-        return {"stopped": [s.to_dict() for s in stopped]}
+        return {"stopped": [_stop(s) for s in stopped]}
 
     @server.tool(title="Restart an instance", annotations=DESTROY)
-    async def instance_restart(name: Name, confirm: Confirm = False) -> dict[str, Any]:
+    async def instance_restart(name: Name, confirm: Confirm = False) -> results.InstanceList:
         """Restart an instance with the same name, settings, password and data."""
         require_confirm(confirm, "instance_restart")
         infos = await call(lambda m: m.restart([name]))
-        return {"instances": [i.to_dict() for i in infos]}
+        return {"instances": [_instance(i) for i in infos]}
 
     @server.tool(title="Cancel a batch", annotations=DESTROY)
-    async def batch_cancel(batch_id: Id, confirm: Confirm = False) -> dict[str, Any]:
+    async def batch_cancel(batch_id: Id, confirm: Confirm = False) -> results.BatchSummary:
         """Cancel a batch: running tasks are aborted, the rest cancelled."""
         require_confirm(confirm, "batch_cancel")
-        found = await call(lambda m: m.batch_cancel(batch_id))
-        return found.to_dict()
+        return _batch(await call(lambda m: m.batch_cancel(batch_id)))
 
     @server.tool(title="Abort a task", annotations=DESTROY)
-    async def task_abort(task_id: Id, confirm: Confirm = False) -> dict[str, Any]:
+    async def task_abort(task_id: Id, confirm: Confirm = False) -> results.TaskRecord:
         """Abort a running task's session on its server."""
         require_confirm(confirm, "task_abort")
         record = await call(lambda m: m.task(task_id))
         if record.session_id is None:
             raise ToolError(f"task {task_id} has no session to abort")
         await call(lambda m: m.abort_session(record.session_id or "", record.instance))
-        return (await call(lambda m: m.task(task_id))).to_dict()
+        return _record(await call(lambda m: m.task(task_id)))
 
     return server
 
@@ -395,14 +401,52 @@ async def _run_batch(settings: Settings | None, batch_id: str) -> None:
             await manager.batch_run(batch_id)
 
 
-async def _frame(manager: AsyncManager) -> dict[str, Any]:
-    return (await manager.top()).to_dict()
+# -- the public types' `to_dict()` as their result shapes (test_results pins the keys) --------
+def _instance(info: InstanceInfo) -> results.InstanceInfo:
+    return cast("results.InstanceInfo", info.to_dict())
 
 
-def _brief(record: dict[str, Any]) -> dict[str, Any]:
-    keep = ("id", "status", "instance", "session_id", "prompt", "text", "error", "batch_id",
-            "created_at", "finished_at", "duration_s")  # fmt: skip
-    return {key: record.get(key) for key in keep}
+def _instance_detail(report: StatusReport) -> results.InstanceDetail:
+    return cast("results.InstanceDetail", report.to_dict())
+
+
+def _fleet_frame(frame: FleetFrame) -> results.FleetFrame:
+    return cast("results.FleetFrame", frame.to_dict())
+
+
+def _event(event: LifecycleEvent) -> results.LifecycleEvent:
+    return cast("results.LifecycleEvent", event.to_dict())
+
+
+def _session(row: SessionRow) -> results.SessionRow:
+    return cast("results.SessionRow", row.to_dict())
+
+
+def _ask(ask: PendingAsk) -> results.PendingAsk:
+    return cast("results.PendingAsk", ask.to_dict())
+
+
+def _record(record: TaskRecord) -> results.TaskRecord:
+    return cast("results.TaskRecord", record.to_dict())
+
+
+def _batch(summary: BatchSummary) -> results.BatchSummary:
+    return cast("results.BatchSummary", summary.to_dict())
+
+
+def _batch_brief(summary: BatchSummary) -> results.BatchBrief:
+    return cast("results.BatchBrief", summary.to_dict(with_tasks=False))
+
+
+def _stop(result: StopResult) -> results.StopResult:
+    return cast("results.StopResult", result.to_dict())
+
+
+def _brief(record: TaskRecord) -> results.TaskBrief:
+    return {"id": record.id, "status": record.status.value, "instance": record.instance,
+            "session_id": record.session_id, "prompt": record.prompt, "text": record.text,
+            "error": record.error, "batch_id": record.batch_id, "created_at": record.created_at,
+            "finished_at": record.finished_at, "duration_s": record.duration_s}  # fmt: skip
 
 
 async def _wait(
@@ -410,7 +454,7 @@ async def _wait(
     task_id: str,
     wait_s: float,
     ctx: Context | None = None,
-) -> dict[str, Any]:
+) -> results.TaskHandle:
     """Follow a task for up to `wait_s` seconds, reporting progress about once a second. A
     task that waits on asks left for the caller (`asks: "leave"`) returns at once, with them."""
     started = time.monotonic()
@@ -421,12 +465,14 @@ async def _wait(
             await asyncio.wait({follower}, timeout=max(0.0, min(PROGRESS_EVERY, left)))
             if follower.done():
                 record = follower.result()
-                return {"done": True, "task_id": task_id, "record": record.to_dict()}
+                return {"done": True, "task_id": task_id, "record": _record(record)}
             record = await call(lambda m: m.task(task_id))
             asks = await _asks_for_caller(call, record)
             if asks or time.monotonic() - started >= wait_s:
-                out = {"done": False, "task_id": task_id, "record": record.to_dict(),
-                       "next": f"task_wait with task_id {task_id}"}  # fmt: skip
+                out: results.TaskHandle = {
+                    "done": False, "task_id": task_id, "record": _record(record),
+                    "next": f"task_wait with task_id {task_id}",
+                }  # fmt: skip
                 if asks:
                     out["asks"] = asks
                     out["next"] = "answer with session_permission_reply or " \
@@ -448,7 +494,7 @@ async def _wait(
 async def _asks_for_caller(
     call: Callable[[Callable[[AsyncManager], Awaitable[Any]]], Awaitable[Any]],
     record: TaskRecord,
-) -> list[dict[str, Any]]:
+) -> list[results.PendingAsk]:
     """The asks a task with `asks: "leave"` waits on (read from its server), else none."""
     if record.on_ask != AskPolicy.LEAVE.value or not record.session_id:
         return []
@@ -459,4 +505,4 @@ async def _asks_for_caller(
         found = await call(lambda m: m.session_asks(session_id, record.instance))
     except ToolError:
         return []
-    return [ask.to_dict() for ask in found]
+    return [_ask(ask) for ask in found]

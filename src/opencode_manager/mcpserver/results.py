@@ -1,0 +1,448 @@
+"""What the MCP tools return: one TypedDict per result shape, from which the SDK derives each
+tool's `outputSchema` (and docs/mcp.md its Result tables).
+
+The SDK validates a tool's return value through its annotation and sends what comes out as
+`structuredContent`. A plain TypedDict would silently drop keys it does not declare, so every
+shape here is open (`extra="allow"`, `additionalProperties: true` in the schema): a key a
+record's `to_dict()` grows still reaches the client. tests/mcpserver/test_results.py pins each
+record's declared keys to what its `to_dict()` produces, so the schema cannot drift either.
+
+Values are checked too: a declared type that does not fit the value fails the call, so a type
+here is only as narrow as the value is sure to be. Raw OpenCode data (messages, diffs, todos,
+tool calls) stays an open `dict` or `Any`.
+"""
+
+# No `from __future__ import annotations`: TypedDict reads `NotRequired` from the evaluated
+# annotations (`__required_keys__` would otherwise count every key as required).
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, Field, with_config
+from typing_extensions import NotRequired, TypedDict
+
+OPEN = ConfigDict(extra="allow")  # keys not declared here pass through (see the docstring)
+
+
+# -- records: nested in several results (docs/mcp.md lists them once, under "Types") ----------
+@with_config(OPEN)
+class LifecycleEvent(TypedDict):
+    """One lifecycle event of an instance (`ocm events`)."""
+
+    instance: Annotated[str, Field(description="The instance it happened to")]
+    at: Annotated[float, Field(description="When (Unix time, seconds)")]
+    type: Annotated[
+        str,
+        Field(
+            description="started, healthy, unhealthy, crashed, exited, recycled, restarted, "
+            "errored, stopped or keeper_error"
+        ),
+    ]
+    detail: Annotated[str | None, Field(description="What else is known (exit code, reason)")]
+    time: Annotated[float, Field(description="Same as `at` (the older name)")]
+    kind: Annotated[str, Field(description="Same as `type` (the older name)")]
+    id: NotRequired[
+        Annotated[
+            int | None,
+            Field(description="Its id (in events_list): pass the largest back as `after`"),
+        ]
+    ]
+
+
+@with_config(OPEN)
+class InstanceInfo(TypedDict):
+    """An instance as `ocm ls --json` shows it."""
+
+    name: Annotated[str, Field(description="Its name (oc-1...), or host:port for a foreign one")]
+    status: Annotated[
+        str,
+        Field(
+            description="starting, running, unhealthy, stopping, stopped, crashed, errored "
+            "or foreign"
+        ),
+    ]
+    managed: Annotated[bool, Field(description="ocm started it (else: someone else did)")]
+    pid: Annotated[int | None, Field(description="The server's process id")]
+    port: Annotated[int | None, Field(description="The port it listens on")]
+    url: Annotated[str | None, Field(description="Its base URL")]
+    hostname: Annotated[str | None, Field(description="The address it binds")]
+    version: Annotated[str | None, Field(description="OpenCode's version")]
+    healthy: Annotated[bool | None, Field(description="It answered its health check")]
+    started_at: Annotated[float | None, Field(description="When it started (Unix time)")]
+    uptime_s: Annotated[float | None, Field(description="Seconds since it started")]
+    restarts: Annotated[int, Field(description="How often its keeper restarted it")]
+    rss_bytes: Annotated[int | None, Field(description="Memory of the server and its children")]
+    cpu_percent: Annotated[float | None, Field(description="CPU, as last sampled")]
+    log: Annotated[str | None, Field(description="Its log file")]
+    dir: Annotated[str | None, Field(description="Same as `directory` (the older name)")]
+    auth: Annotated[bool | None, Field(description="It wants a password")]
+    keeper_pid: Annotated[int | None, Field(description="Its keeper's process id")]
+    supervised: Annotated[bool | None, Field(description="A keeper is alive to restart it")]
+    keeper_answering: Annotated[bool | None, Field(description="The keeper's loop is alive")]
+    keeper_error: Annotated[str | None, Field(description="A problem the keeper reported")]
+    error: Annotated[str | None, Field(description="Why it is not running, if known")]
+    last_exit: Annotated[str | None, Field(description="How the server last ended")]
+    directory: Annotated[str | None, Field(description="Its project directory")]
+
+
+@with_config(OPEN)
+class FleetRow(TypedDict):
+    """One instance in a fleet frame."""
+
+    name: Annotated[str, Field(description="Instance name")]
+    status: Annotated[str, Field(description="As in instances_list")]
+    pid: Annotated[int | None, Field(description="The server's process id")]
+    uptime_s: Annotated[float | None, Field(description="Seconds since it started")]
+    restarts: Annotated[int, Field(description="Restarts by its keeper")]
+    cpu_percent: Annotated[float | None, Field(description="CPU, as last sampled")]
+    rss_bytes: Annotated[int | None, Field(description="Memory of the server and its children")]
+    connections: Annotated[int | None, Field(description="Established TCP connections")]
+    busy: Annotated[int | None, Field(description="Sessions working now")]
+    idle: Annotated[int | None, Field(description="Sessions not working")]
+    sessions: Annotated[int | None, Field(description="Sessions in its project")]
+    last_event: Annotated[LifecycleEvent | None, Field(description="Its latest lifecycle event")]
+
+
+@with_config(OPEN)
+class FleetTotals(TypedDict):
+    """A fleet frame's sums over its instances."""
+
+    instances: Annotated[int, Field(description="Managed instances")]
+    running: Annotated[int, Field(description="Of which running")]
+    cpu_percent: Annotated[float, Field(description="CPU, summed")]
+    rss_bytes: Annotated[int, Field(description="Memory, summed")]
+    busy: Annotated[int, Field(description="Busy sessions")]
+    sessions: Annotated[int, Field(description="All sessions")]
+
+
+@with_config(OPEN)
+class TaskRecord(TypedDict):
+    """A task and, once it ended, its result (the durable result record)."""
+
+    id: Annotated[str, Field(description="The task id (t-...)")]
+    prompt: Annotated[str, Field(description="What was asked")]
+    status: Annotated[
+        str,
+        Field(description="pending, running, completed, failed, aborted, timed_out or cancelled"),
+    ]
+    created_at: Annotated[float, Field(description="When it was recorded (Unix time)")]
+    batch_id: Annotated[str | None, Field(description="Its batch, if any")]
+    task_id: Annotated[str | None, Field(description="The id its batch file gave it")]
+    pinned: Annotated[str | None, Field(description="The instance its batch file tied it to")]
+    instance: Annotated[str | None, Field(description="The instance it ran on")]
+    url: Annotated[str | None, Field(description="That instance's URL")]
+    session_id: Annotated[str | None, Field(description="Its OpenCode session (ses_...)")]
+    directory: Annotated[str | None, Field(description="Where the agent worked")]
+    model: Annotated[str | None, Field(description="provider/model, if chosen")]
+    agent: Annotated[str | None, Field(description="The OpenCode agent, if chosen")]
+    timeout: Annotated[float | None, Field(description="Its deadline, in seconds")]
+    max_retries: Annotated[int | None, Field(description="Provider retries allowed")]
+    attempts: Annotated[int, Field(description="How often it was sent")]
+    prompted: Annotated[bool, Field(description="The prompt reached the server")]
+    sending: Annotated[bool, Field(description="Being sent right now")]
+    text: Annotated[str, Field(description="The answer text")]
+    steps: Annotated[int, Field(description="Model steps taken")]
+    tool_calls: Annotated[list[dict[str, Any]], Field(description="Tools the agent called")]
+    todos: Annotated[list[Any], Field(description="The agent's todo list, as OpenCode keeps it")]
+    diff: Annotated[list[Any], Field(description="Files changed, as OpenCode reports them")]
+    tokens: Annotated[dict[str, Any], Field(description="Tokens used (input, output, cache...)")]
+    cost: Annotated[float, Field(description="Cost in USD, as the provider reports it")]
+    error: Annotated[dict[str, Any] | None, Field(description="Why it failed, if it did")]
+    asks: Annotated[
+        list[dict[str, Any]], Field(description="Permissions and questions, and their answers")
+    ]
+    on_ask: Annotated[str, Field(description="What was done with asks: reject, approve, leave")]
+    started_at: Annotated[float | None, Field(description="When it was sent (Unix time)")]
+    finished_at: Annotated[float | None, Field(description="When it ended (Unix time)")]
+    worktree: Annotated[dict[str, Any] | None, Field(description="Its git worktree, if any")]
+    schema: Annotated[
+        dict[str, Any] | None, Field(description="JSON schema the answer had to fit, if any")
+    ]
+    structured: Annotated[Any, Field(description="The answer's object, if a schema was given")]
+    duration_s: Annotated[float | None, Field(description="Seconds from sent to ended")]
+
+
+@with_config(OPEN)
+class TaskBrief(TypedDict):
+    """A task in a list: what was asked and how it went (task_get has the rest)."""
+
+    id: Annotated[str, Field(description="The task id (t-...)")]
+    status: Annotated[str, Field(description="As in the task record")]
+    instance: Annotated[str | None, Field(description="The instance it ran on")]
+    session_id: Annotated[str | None, Field(description="Its OpenCode session")]
+    prompt: Annotated[str, Field(description="What was asked")]
+    text: Annotated[str, Field(description="The answer text")]
+    error: Annotated[dict[str, Any] | None, Field(description="Why it failed, if it did")]
+    batch_id: Annotated[str | None, Field(description="Its batch, if any")]
+    created_at: Annotated[float, Field(description="When it was recorded (Unix time)")]
+    finished_at: Annotated[float | None, Field(description="When it ended (Unix time)")]
+    duration_s: Annotated[float | None, Field(description="Seconds from sent to ended")]
+
+
+@with_config(OPEN)
+class TaskOutcome(TypedDict):
+    """One task of a batch, in brief."""
+
+    id: Annotated[str | None, Field(description="The id its batch file gave it")]
+    task: Annotated[str, Field(description="Its task id (t-...), for task_get")]
+    status: Annotated[str, Field(description="As in the task record")]
+    instance: Annotated[str | None, Field(description="The instance it ran on")]
+    duration_s: Annotated[float | None, Field(description="Seconds from sent to ended")]
+    error: Annotated[str | None, Field(description="Why it failed, in one line")]
+
+
+@with_config(OPEN)
+class BatchBrief(TypedDict):
+    """A batch with its counts."""
+
+    id: Annotated[str, Field(description="The batch id (b-...)")]
+    status: Annotated[str, Field(description="running, completed, cancelled or interrupted")]
+    source: Annotated[str | None, Field(description="Its batch file, or mcp")]
+    created_at: Annotated[float, Field(description="When it was created (Unix time)")]
+    finished_at: Annotated[float | None, Field(description="When its last task ended")]
+    total: Annotated[int, Field(description="Tasks in it")]
+    done: Annotated[int, Field(description="Tasks that ended")]
+    counts: Annotated[dict[str, int], Field(description="Tasks by status")]
+    duration_s: Annotated[float | None, Field(description="Seconds from created to finished")]
+
+
+@with_config(OPEN)
+class AskQuestion(TypedDict):
+    """One question of a question ask."""
+
+    question: Annotated[str | None, Field(description="The question")]
+    header: Annotated[str | None, Field(description="Its short title")]
+    options: Annotated[list[Any], Field(description="The option labels to choose from")]
+    multiple: Annotated[bool, Field(description="More than one option may be chosen")]
+
+
+@with_config(OPEN)
+class PendingAsk(TypedDict):
+    """A permission or question the agent waits on (OpenCode holds the turn until answered)."""
+
+    instance: Annotated[str, Field(description="The instance the session is on")]
+    kind: Annotated[str, Field(description="permission or question")]
+    id: Annotated[str, Field(description="Its id (per_... or que_...), to answer it")]
+    session_id: Annotated[str, Field(description="The session (or subagent session) asking")]
+    permission: NotRequired[
+        Annotated[str | None, Field(description="A permission: what it wants (bash, edit...)")]
+    ]
+    patterns: NotRequired[
+        Annotated[list[Any], Field(description="A permission: what it applies to")]
+    ]
+    replies: NotRequired[
+        Annotated[list[str], Field(description="A permission: the replies it takes")]
+    ]
+    questions: NotRequired[
+        Annotated[list[AskQuestion], Field(description="A question ask: its questions")]
+    ]
+
+
+@with_config(OPEN)
+class SessionRow(TypedDict):
+    """An OpenCode session and the instance it lives on."""
+
+    instance: Annotated[str, Field(description="The instance it is on")]
+    id: Annotated[str, Field(description="The session id (ses_...)")]
+    title: Annotated[str, Field(description="Its title")]
+    status: Annotated[str, Field(description="idle, busy or retry")]
+    directory: Annotated[str | None, Field(description="Its project directory")]
+    parent_id: Annotated[str | None, Field(description="The session that started it")]
+    created_at: Annotated[float | None, Field(description="When it was created (Unix time)")]
+    updated_at: Annotated[float | None, Field(description="When it last changed (Unix time)")]
+    created: Annotated[float | None, Field(description="Same as `created_at` (older name)")]
+    updated: Annotated[float | None, Field(description="Same as `updated_at` (older name)")]
+    raw: Annotated[
+        dict[str, Any] | None,
+        Field(description="The session as OpenCode sends it (null in session_get)"),
+    ]
+
+
+@with_config(OPEN)
+class StopResult(TypedDict):
+    """What stopping did to one instance."""
+
+    name: Annotated[str, Field(description="The instance")]
+    was: Annotated[str, Field(description="Its status before")]
+    status: Annotated[str, Field(description="Its status now")]
+    via: Annotated[str, Field(description="Who ended the server: keeper, or ocm directly")]
+    signalled: Annotated[int, Field(description="Processes sent SIGTERM")]
+    killed: Annotated[int, Field(description="Processes that needed SIGKILL")]
+    port_freed: Annotated[bool | None, Field(description="Its port is free again")]
+
+
+@with_config(OPEN)
+class SessionCounts(TypedDict):
+    """An instance's sessions, counted."""
+
+    total: Annotated[int, Field(description="Sessions in its project")]
+    busy: Annotated[int, Field(description="Working now")]
+    idle: Annotated[int, Field(description="Not working")]
+    busy_ids: Annotated[list[str], Field(description="The busy ones' ids")]
+
+
+@with_config(OPEN)
+class TaskTotals(TypedDict):
+    """Every stored task, summed."""
+
+    tasks: Annotated[dict[str, int], Field(description="Tasks by status")]
+    tokens: Annotated[
+        dict[str, int],
+        Field(description="Tokens: input, output, reasoning, cache_read, cache_write"),
+    ]
+    cost: Annotated[float, Field(description="Cost in USD")]
+
+
+# -- tool results -------------------------------------------------------------------------------
+@with_config(OPEN)
+class FleetFrame(TypedDict):
+    """Every managed instance with its figures, and the totals."""
+
+    taken_at: Annotated[float, Field(description="When it was read (Unix time)")]
+    instances: Annotated[list[FleetRow], Field(description="One row per managed instance")]
+    totals: Annotated[FleetTotals, Field(description="Sums over the instances")]
+
+
+@with_config(OPEN)
+class Metrics(FleetFrame):
+    """The fleet frame, plus the stored tasks' totals."""
+
+    tasks: Annotated[TaskTotals, Field(description="Every stored task, summed")]
+
+
+@with_config(OPEN)
+class InstanceList(TypedDict):
+    """Instances, each as `ocm ls --json` shows it."""
+
+    instances: Annotated[list[InstanceInfo], Field(description="One per instance")]
+
+
+@with_config(OPEN)
+class InstanceDetail(InstanceInfo):
+    """An instance as instances_list shows it, plus everything worth knowing about it."""
+
+    created_at: Annotated[float | None, Field(description="When ocm first recorded it")]
+    stopped_at: Annotated[float | None, Field(description="When it last stopped")]
+    events: Annotated[list[LifecycleEvent], Field(description="Its recent lifecycle events")]
+    last_event: Annotated[LifecycleEvent | None, Field(description="The latest of them")]
+    recent_errors: Annotated[list[str], Field(description="Error lines from its log")]
+    processes: Annotated[
+        list[dict[str, Any]], Field(description="The server and its children (pid, rss...)")
+    ]
+    tree_rss_bytes: Annotated[int, Field(description="Memory of all those processes")]
+    connections: Annotated[dict[str, int], Field(description="TCP connections by state")]
+    sessions: Annotated[SessionCounts | None, Field(description="Its sessions, counted")]
+    mcp: Annotated[dict[str, Any] | None, Field(description="Its MCP servers' status")]
+    lsp: Annotated[list[Any] | None, Field(description="Its language servers")]
+    api_errors: Annotated[list[str], Field(description="What its API did not answer")]
+    settings: Annotated[
+        dict[str, Any] | None, Field(description="How it was started (env: keys only)")
+    ]
+
+
+@with_config(OPEN)
+class LogLines(TypedDict):
+    """Lines of an instance's log."""
+
+    lines: Annotated[list[str], Field(description="Oldest first")]
+
+
+@with_config(OPEN)
+class EventList(TypedDict):
+    """Lifecycle events, and the cursor to ask for newer ones."""
+
+    events: Annotated[list[LifecycleEvent], Field(description="Oldest first, each with its id")]
+    cursor: Annotated[int | None, Field(description="Pass back as `after` for newer ones")]
+
+
+@with_config(OPEN)
+class SessionList(TypedDict):
+    """Sessions."""
+
+    sessions: Annotated[list[SessionRow], Field(description="Oldest update first")]
+
+
+@with_config(OPEN)
+class SessionDetail(TypedDict):
+    """A session with a page of its messages, its todos, diff and pending asks."""
+
+    session: Annotated[SessionRow, Field(description="The session")]
+    messages: Annotated[
+        list[dict[str, Any]], Field(description="This page of messages, as OpenCode sends them")
+    ]
+    total_messages: Annotated[int, Field(description="Messages in the session")]
+    next_offset: Annotated[int | None, Field(description="`offset` of the next page, if any")]
+    todos: Annotated[list[Any], Field(description="The agent's todo list")]
+    diff: Annotated[list[dict[str, Any]], Field(description="Files changed, per user message")]
+    asks: Annotated[list[PendingAsk], Field(description="What it waits on, oldest first")]
+
+
+@with_config(OPEN)
+class TaskList(TypedDict):
+    """Stored tasks, in brief."""
+
+    tasks: Annotated[list[TaskBrief], Field(description="Newest last")]
+
+
+@with_config(OPEN)
+class BatchSummary(BatchBrief):
+    """A batch with its counts and every task's outcome."""
+
+    tasks: Annotated[list[TaskOutcome], Field(description="Each task, in batch-file order")]
+
+
+@with_config(OPEN)
+class BatchList(TypedDict):
+    """Batches, in brief."""
+
+    batches: Annotated[list[BatchBrief], Field(description="Every batch")]
+
+
+@with_config(OPEN)
+class TaskHandle(TypedDict):
+    """A task followed for up to `wait_s` seconds: its record, ended or not, and what to do
+    next."""
+
+    done: Annotated[bool, Field(description="It ended")]
+    task_id: Annotated[str, Field(description="Its id, for task_wait and task_get")]
+    record: Annotated[TaskRecord, Field(description="Its record as it stands")]
+    next: NotRequired[
+        Annotated[str, Field(description="What to call next, while it has not ended")]
+    ]
+    asks: NotRequired[
+        Annotated[list[PendingAsk], Field(description="Asks left for you that it waits on")]
+    ]
+
+
+@with_config(OPEN)
+class BatchStarted(TypedDict):
+    """A batch that started running in this server process."""
+
+    batch_id: Annotated[str, Field(description="Its id, for batch_get")]
+    total: Annotated[int, Field(description="Tasks in it")]
+    status: Annotated[str, Field(description="running")]
+    next: Annotated[str, Field(description="What to call to follow it")]
+
+
+@with_config(OPEN)
+class PermissionReply(TypedDict):
+    """A permission ask, answered."""
+
+    answered: Annotated[PendingAsk, Field(description="The ask as it was")]
+    reply: Annotated[str, Field(description="once, always or reject")]
+
+
+@with_config(OPEN)
+class QuestionAnswer(TypedDict):
+    """A question ask, answered or rejected."""
+
+    answered: Annotated[PendingAsk, Field(description="The ask as it was")]
+    answers: Annotated[
+        list[list[str]] | None, Field(description="The labels chosen, one list per question")
+    ]
+    rejected: Annotated[bool, Field(description="It was declined instead")]
+
+
+@with_config(OPEN)
+class StopList(TypedDict):
+    """Instances stopped."""
+
+    stopped: Annotated[list[StopResult], Field(description="One per instance")]
