@@ -176,6 +176,12 @@ async def test_ocm_mcp_over_stdio_runs_a_fleet(model_env: list[str], tmp_path: P
         with anyio.fail_after(120):
             finished = await batch_done()
         assert finished["counts"] == {"completed": 2}
+        before = (await client.call_tool("instance_get", {"name": "oc-1"})).structured_content
+        restarted = await client.call_tool("instance_restart", {"name": "oc-1", "confirm": True})
+        assert not restarted.is_error, restarted.content
+        [again] = restarted.structured_content["instances"]
+        assert (again["name"], again["status"]) == ("oc-1", "running")
+        assert again["pid"] != before["pid"]
         stopped = await client.call_tool("instances_stop", {"names": names, "confirm": True})
         assert not stopped.is_error, stopped.content
         assert json.dumps(stopped.structured_content).count('"stopped"') >= 2
