@@ -352,15 +352,21 @@ class TaskRunner:
         from ..client import operations as ops
 
         directory = self.record.directory
+        waiting: set[str] = set()
         for kind, op in (("permission", ops.permissions(directory)),
                          ("question", ops.questions(directory))):  # fmt: skip
             try:
                 listed = await self.client.call(op)
             except ServerError:
-                continue
+                return
             for item in listed:
                 if isinstance(item, dict) and item.get("sessionID") == session_id:
+                    waiting.add(str(item.get("id")))
                     await self._answer(Ask(kind, str(item.get("id")), session_id, item))
+        for known in self.record.asks:  # left pending, then answered while nobody followed
+            mine = known.get("session_id") == session_id and known.get("id") not in waiting
+            if mine and known.get("answer") == PENDING:
+                await self._answered(str(known.get("id")), "answered")
 
     async def _answered(self, ask_id: str, answer: str) -> None:
         """Somebody answered an ask left pending: record how."""
