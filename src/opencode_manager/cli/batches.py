@@ -26,10 +26,11 @@ from .. import (
     one_line,
     parse_batch_file,
 )
+from .loops import run_with_cancel
 from .main import Context
 from .options import complete_batches, complete_instances, max_retries_option
 from .output import ago, err, out, print_json
-from .tasks import STATUS_STYLE, run_with_cancel
+from .tasks import STATUS_STYLE
 
 pass_state = click.make_pass_decorator(Context)
 

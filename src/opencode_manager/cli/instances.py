@@ -34,6 +34,7 @@ from .. import (
     parse_port_range,
     parse_size,
 )
+from .loops import run_with_cancel
 from .main import Context
 from .options import complete_instances, json_option
 from .output import (
@@ -46,7 +47,6 @@ from .output import (
     print_json,
     status_text,
 )
-from .tasks import run_with_cancel
 
 pass_state = click.make_pass_decorator(Context)
 

@@ -17,6 +17,7 @@ from rich.live import Live
 from rich.text import Text
 
 from .. import AsyncManager, EventFilter, EventFolder, FleetFrame, Status, UsageError
+from .loops import watch
 from .main import Context
 from .options import complete_instances
 from .output import (
@@ -30,7 +31,6 @@ from .output import (
     out,
     table_width,
 )
-from .tasks import watch
 
 pass_state = click.make_pass_decorator(Context)
 

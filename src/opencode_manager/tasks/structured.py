@@ -15,8 +15,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from ..errors import UsageError
 
 MISSING = object()
@@ -36,6 +34,8 @@ def load_schema(path: str) -> dict[str, Any]:
 
 
 def check_schema(schema: Any, *, where: str = "schema") -> dict[str, Any]:
+    import jsonschema  # only when a schema is used: every `ocm` command would pay for it
+
     if not isinstance(schema, dict):
         raise UsageError(f"{where}: a JSON schema is an object")
     try:
@@ -54,6 +54,8 @@ def answer_of(raw: dict[str, Any]) -> Any:
 
 def problem(schema: dict[str, Any], value: Any) -> str | None:
     """Why the answer does not satisfy the schema, on one line; None when it does."""
+    import jsonschema
+
     if value is MISSING or value is None:
         return "the model gave no structured answer"
     validator = jsonschema.validators.validator_for(schema)(schema)
