@@ -94,6 +94,9 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "install": ("instances.binary", "install"),
     "is_loopback_host": ("instances.spec", "is_loopback_host"),
     "listener": ("sockets", "listener"),
+    "load_secret": ("secretfile", "load_secret"),
+    "serve_app": ("sockets", "serve_app"),
+    "Secret": ("secretfile", "Secret"),
     "parse_batch_file": ("tasks.batchfile", "parse"),
     "parse_duration": ("durations", "parse_duration"),
     "parse_port": ("instances.spec", "parse_port"),
@@ -159,8 +162,9 @@ if TYPE_CHECKING:
     from .observe.eventview import Line as EventLine
     from .observe.fleetview import FleetFrame, FleetRow, FleetTotals
     from .observe.monitor import Received
+    from .secretfile import Secret, load_secret
     from .settings import MIN_OPENCODE_VERSION, PINNED_OPENCODE_VERSION, Settings
-    from .sockets import listener
+    from .sockets import listener, serve_app
     from .tasks.batch import BatchOptions, BatchProgress, BatchSummary, TaskOutcome
     from .tasks.batchfile import BatchTask
     from .tasks.batchfile import decode as decode_batch_file
@@ -238,6 +242,7 @@ __all__ = [
     "ProcessIdentity",
     "PruneReport",
     "Received",
+    "Secret",
     "ServerError",
     "ServerRefused",
     "ServerUnreachable",
@@ -270,11 +275,13 @@ __all__ = [
     "is_loopback_host",
     "listener",
     "load_schema",
+    "load_secret",
     "one_line",
     "parse_batch_file",
     "parse_duration",
     "parse_port",
     "parse_port_range",
     "parse_size",
+    "serve_app",
     "strip_ansi",
 ]

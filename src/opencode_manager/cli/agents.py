@@ -13,7 +13,7 @@ from .main import Context
 from .output import err
 
 if TYPE_CHECKING:
-    from ..mcpserver.http import Token
+    from .. import Secret as Token
 
 pass_state = click.make_pass_decorator(Context)
 

@@ -9,25 +9,17 @@ taken port is a ConflictError, and no token is made for a server that never ran.
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import json
 import logging
-import os
-import secrets
-import signal
-import socket
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
-import uvicorn
 from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .. import OcmError, Settings, StateError, UsageError, listener
+from .. import Secret, Settings, UsageError, listener, load_secret, serve_app
 
 PATH = "/mcp"
 TOKEN_FILE = "mcp-token"  # noqa: S105 - a file name
@@ -43,67 +35,16 @@ TRANSPORT_SECURITY = TransportSecuritySettings(
 SHUTDOWN_GRACE_S = 3
 
 
-@dataclass(frozen=True)
-class Token:
-    """The bearer token, where it is kept, and whether this call made it (show it once)."""
-
-    value: str = field(repr=False)
-    path: Path
-    created: bool
+Token = Secret  # the bearer token (value, path, created)
 
 
 def token_path(settings: Settings) -> Path:
     return settings.home / TOKEN_FILE
 
 
-def load_token(settings: Settings, *, rotate: bool = False) -> Token:
+def load_token(settings: Settings, *, rotate: bool = False) -> Secret:
     """The token in $OCM_HOME/mcp-token; a new one when it is missing or empty, or `rotate`."""
-    settings.ensure_home()  # OCM_HOME private (0700) before a secret goes in it
-    path = token_path(settings)
-    current = None if rotate else _read(path)
-    if current:
-        return Token(current, path, created=False)
-    value = secrets.token_urlsafe(32)
-    if _store(path, value, replace=rotate or current is not None):
-        return Token(value, path, created=True)
-    theirs = _read(path)  # another `ocm mcp --http` made it first: theirs stands
-    if not theirs:
-        raise StateError(f"the MCP token {path} is empty; delete it to get a new one")
-    return Token(theirs, path, created=False)
-
-
-def _read(path: Path) -> str | None:
-    try:
-        if path.stat().st_mode & 0o077:
-            os.chmod(path, 0o600)
-        return path.read_text().strip()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise StateError(f"cannot read the MCP token {path}: {exc.strerror or exc}") from exc
-
-
-def _store(path: Path, value: str, *, replace: bool) -> bool:
-    """Write 0600 from the first byte; unless `replace`, only if no token is there (False
-    then). The link makes the whole file appear at once: nobody reads half a token."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(value + "\n")
-        if replace:
-            os.replace(tmp, path)
-            return True
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        return True
-    except OSError as exc:
-        raise StateError(f"cannot store the MCP token {path}: {exc.strerror or exc}") from exc
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    return load_secret(settings, TOKEN_FILE, "the MCP token", rotate=rotate)
 
 
 class BearerAuth:
@@ -177,7 +118,7 @@ def serve(
     host: str,
     port: int,
     rotate_token: bool = False,
-    ready: Callable[[str, Token], None] | None = None,
+    ready: Callable[[str, Secret], None] | None = None,
 ) -> None:
     """Serve `server` at http://host:port/mcp until SIGINT or SIGTERM, then return.
 
@@ -192,48 +133,9 @@ def serve(
         shown = f"[{host}]" if ":" in host else host
         url = f"http://{shown}:{sock.getsockname()[1]}{PATH}"
         token = load_token(settings, rotate=rotate_token)
-        config = uvicorn.Config(
-            build_app(server, token.value),
-            log_level="warning",
-            access_log=False,
-            log_config=None,  # uvicorn's warnings go to stderr; stdout stays quiet
-            lifespan="on",  # runs the SDK's session manager
-            ws="none",
-            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
-        )
         announce = (lambda: ready(url, token)) if ready is not None else None
-        try:
-            _Server(config, announce).run(sockets=[sock])
-        except SystemExit:  # uvicorn's way of saying the app did not start
-            raise OcmError(f"the MCP server on {url} failed to start") from None
+        # lifespan on: it runs the SDK's session manager
+        serve_app(build_app(server, token.value), sock, ready=announce, lifespan=True,
+                  what=f"the MCP server on {url}", grace=SHUTDOWN_GRACE_S)  # fmt: skip
     finally:
         sock.close()
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, saying when it listens, and taking SIGINT/SIGTERM as a plain stop:
-    uvicorn raises the signal again once it has shut down, which would end `ocm` with 130
-    or -15 instead of 0."""
-
-    def __init__(self, config: uvicorn.Config, ready: Callable[[], None] | None) -> None:
-        super().__init__(config)
-        self._ready = ready
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        if self.started and self._ready is not None:
-            self._ready()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {
-            sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
