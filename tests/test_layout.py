@@ -35,10 +35,11 @@ RANKS = {
     "manager": 7,
     "testing": 8,
     "mcpserver": 8,  # a front the CLI serves (`ocm mcp`)
+    "dashboard": 8,  # a front the CLI serves (`ocm dashboard`)
     "cli": 9, "__main__": 9, "__init__": 9,
 }  # fmt: skip
 # Documented subpackages a front may use as they are (the MCP front is one of the fronts).
-PUBLIC_PACKAGES = {"scripted_model", "mcpserver"}
+PUBLIC_PACKAGES = {"scripted_model", "mcpserver", "dashboard"}
 
 
 def _modules() -> list[tuple[str, Path]]:

@@ -91,6 +91,7 @@ LAZY_COMMANDS = {
     "model-server": ("system", "model_server"),
     "worktrees": ("worktrees", "worktrees"),
     "mcp": ("agents", "mcp"),
+    "dashboard": ("web", "dashboard"),
     "worktree": ("worktrees", "worktree"),
 }
 

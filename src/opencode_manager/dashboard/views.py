@@ -1,0 +1,152 @@
+"""What the pages show, gathered from the async facade (and the filters that format it)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import (
+    AsyncManager,
+    EventLine,
+    FleetRow,
+    InstanceInfo,
+    LifecycleEvent,
+    LogLine,
+    OcmError,
+    Received,
+    SessionRow,
+    StatusReport,
+)
+
+LOG_LINES = 200
+STATUS_CLASS = {
+    "running": "good", "completed": "good", "starting": "warn", "stopping": "warn",
+    "unhealthy": "bad", "crashed": "bad", "errored": "bad", "failed": "bad",
+    "timed_out": "bad", "aborted": "warn", "cancelled": "muted", "stopped": "muted",
+    "pending": "muted", "interrupted": "warn", "foreign": "muted", "busy": "warn",
+    "idle": "muted", "retry": "bad",
+}  # fmt: skip
+
+
+@dataclass
+class Fleet:
+    rows: list[tuple[InstanceInfo, FleetRow | None]] = field(default_factory=list)
+    foreign: list[InstanceInfo] = field(default_factory=list)
+    taken_at: float = 0.0
+
+
+async def fleet(manager: AsyncManager) -> Fleet:
+    infos, frame = await asyncio.gather(manager.instances(include_foreign=True), manager.top())
+    by_name = {row.name: row for row in frame.instances}
+    return Fleet(
+        rows=[(i, by_name.get(i.name)) for i in infos if i.managed],
+        foreign=[i for i in infos if not i.managed],
+        taken_at=frame.taken_at,
+    )
+
+
+@dataclass
+class Instance:
+    report: StatusReport
+    logs: list[LogLine]
+    sessions: list[SessionRow]
+    events: list[LifecycleEvent]
+    problem: str | None = None
+
+
+async def instance(manager: AsyncManager, name: str, level: str | None) -> Instance:
+    report = await manager.status(name)
+    logs: list[LogLine] = []
+    sessions: list[SessionRow] = []
+    problem = None
+    try:
+        logs = await manager.logs([name], lines=LOG_LINES, level=level)
+    except OcmError as exc:
+        problem = str(exc)
+    if report.info.status.value == "running":
+        try:
+            sessions = await manager.sessions(name)
+        except OcmError as exc:
+            problem = str(exc)
+    events = await manager.events(name, limit=20)
+    return Instance(report, logs, list(reversed(sessions)), list(reversed(events)), problem)
+
+
+@dataclass
+class EventRow:
+    at: float
+    instance: str
+    type: str
+    session: str | None
+    text: str
+    level: str
+
+
+def event_row(item: Received, line: EventLine | None) -> EventRow:
+    event = item.event
+    if line is not None:
+        text, level = line.text, line.level
+    else:
+        text, level = _brief(event.properties), "muted"
+    return EventRow(item.received_at, item.instance, event.type, event.session_id, text, level)
+
+
+def _brief(props: dict[str, Any]) -> str:
+    keys = [k for k in props if k not in ("sessionID", "info", "part")]
+    return ", ".join(f"{k}={str(props[k])[:40]}" for k in keys[:4])
+
+
+# -- filters ---------------------------------------------------------------------------------
+def size(value: int | None) -> str:
+    if value is None:
+        return "-"
+    number = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if number < 1024 or unit == "GiB":
+            return f"{number:.0f} {unit}" if unit in ("B", "KiB") else f"{number:.1f} {unit}"
+        number /= 1024
+    return f"{number:.1f} GiB"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours < 48 else f"{hours // 24}d{hours % 24}h"
+
+
+def ago(at: float | None) -> str:
+    return "-" if at is None else duration(time.time() - at) + " ago"
+
+
+def clock(at: float | None) -> str:
+    return "-" if at is None else time.strftime("%H:%M:%S", time.localtime(at))
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"
+
+
+def css(status: Any) -> str:
+    value = getattr(status, "value", status)
+    return STATUS_CLASS.get(str(value), "")
+
+
+def number(value: Any) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def money(value: float | None) -> str:
+    return "-" if not value else f"${value:.4f}"
+
+
+FILTERS = {"size": size, "duration": duration, "ago": ago, "clock": clock,
+           "percent": percent, "css": css, "number": number, "money": money}  # fmt: skip
