@@ -108,3 +108,30 @@ def test_a_full_disk_is_a_state_error_not_an_internal_one(tmp_path: Path) -> Non
     assert isinstance(error, StateError)
     assert "disk is full" in str(error)
     assert error.exit_code == 7
+
+
+def test_samples_are_kept_for_half_an_hour_per_instance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import opencode_manager.registry as registry_module
+
+    reg = Registry(tmp_path / "r.db")
+    with reg.transaction() as db:
+        reg.reserve(db, InstanceSpec(name="a", dir="/p"), port=None)
+        reg.reserve(db, InstanceSpec(name="b", dir="/p"), port=None)
+    clock = [1000.0]
+    monkeypatch.setattr(registry_module.time, "time", lambda: clock[0])
+    for step in range(5):
+        clock[0] = 1000.0 + step * 600  # every ten minutes
+        reg.heartbeat("a", cpu=float(step), rss=100 + step)
+    reg.heartbeat("b", cpu=9.0, rss=9)
+    reg.heartbeat("a")  # a heartbeat without a sample adds none
+    kept = reg.samples("a")
+    assert [(s.at, s.cpu_percent, s.rss_bytes) for s in kept] == [
+        (1600.0, 1.0, 101), (2200.0, 2.0, 102), (2800.0, 3.0, 103), (3400.0, 4.0, 104)
+    ]  # fmt: skip
+    assert reg.get("a").rss_bytes == 104
+    assert [s.at for s in reg.samples("a", since=2500.0)] == [2800.0, 3400.0]
+    reg.delete("a")
+    assert reg.samples("a") == []
+    assert len(reg.samples("b")) == 1

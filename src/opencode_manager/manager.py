@@ -35,7 +35,14 @@ from .errors import NotFoundError, UsageError
 from .instances import lifecycle
 from .instances import spec as specs
 from .instances.fleet import Fleet
-from .models import InstanceInfo, InstanceRecord, LifecycleEvent, TaskRecord, TaskStatus
+from .models import (
+    InstanceInfo,
+    InstanceRecord,
+    LifecycleEvent,
+    ResourceSample,
+    TaskRecord,
+    TaskStatus,
+)
 from .portal import Portal
 from .settings import PINNED_OPENCODE_VERSION, Settings
 
@@ -233,6 +240,15 @@ class AsyncManager:
         from .instances.inventory import lifecycle_events
 
         return await asyncio.to_thread(lifecycle_events, self.fleet, ref, limit, after)
+
+    async def samples(self, ref: str, *, since: float | None = None) -> list[ResourceSample]:
+        """The instance's CPU and memory over the last 30 minutes, as its keeper sampled
+        them at each health check, oldest first."""
+
+        def read() -> list[ResourceSample]:
+            return self.fleet.registry.samples(self.fleet.resolve(ref).name, since=since)
+
+        return await asyncio.to_thread(read)
 
     async def logs(
         self,
@@ -822,6 +838,10 @@ class Manager:
         result: list[LifecycleEvent] = self._call(
             lambda: self.aio.events(ref, limit=limit, after=after)
         )
+        return result
+
+    def samples(self, ref: str, *, since: float | None = None) -> list[ResourceSample]:
+        result: list[ResourceSample] = self._call(lambda: self.aio.samples(ref, since=since))
         return result
 
     def logs(

@@ -100,6 +100,18 @@ class LifecycleEvent:
 
 
 @dataclass(frozen=True)
+class ResourceSample:
+    """The server's CPU and memory as its keeper measured them at one health check."""
+
+    at: float
+    cpu_percent: float | None
+    rss_bytes: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": self.at, "cpu_percent": self.cpu_percent, "rss_bytes": self.rss_bytes}
+
+
+@dataclass(frozen=True)
 class InstanceSpec:
     """Everything needed to (re)start one instance; stored as JSON in the registry."""
 

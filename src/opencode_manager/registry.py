@@ -36,12 +36,14 @@ from .models import (
     InstanceSpec,
     LifecycleEvent,
     ProcessIdentity,
+    ResourceSample,
     State,
 )
 
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[tuple[str, Migration]] = []
 BACKUPS_KEPT = 7
+SAMPLE_HISTORY_S = 1800.0  # the keeper's samples kept per instance (30 minutes)
 
 
 def migration(name: str) -> Callable[[Migration], Migration]:
@@ -169,6 +171,22 @@ _COLUMNS = [
 ]  # fmt: skip
 _UPDATABLE = frozenset(_COLUMNS) - {"name", "created_at"}
 _SERVER_GONE = {"server_pid": None, "server_ctime": None}
+
+
+@migration("m006_sample_history")
+def _m006_sample_history(db: sqlite3.Connection) -> None:
+    # The keeper's recent samples (bounded: SAMPLE_HISTORY_S), for charts over time.
+    db.execute(
+        """
+        CREATE TABLE samples (
+            instance     TEXT NOT NULL,
+            at           REAL NOT NULL,
+            cpu_percent  REAL,
+            rss_bytes    INTEGER
+        )
+        """
+    )
+    db.execute("CREATE INDEX samples_by_instance ON samples (instance, at)")
 
 
 def _identity(pid: Any, ctime: Any, cmd: str | None = None) -> ProcessIdentity | None:
@@ -593,6 +611,7 @@ class Registry:
         with self.transaction() as db:
             db.execute("DELETE FROM instances WHERE name = ?", (name,))
             db.execute("DELETE FROM events WHERE instance = ?", (name,))
+            db.execute("DELETE FROM samples WHERE instance = ?", (name,))
 
     # -- instances: transitions made by the keeper -----------------------------------------
     def keeper_started(self, name: str, keeper: ProcessIdentity) -> None:
@@ -639,12 +658,31 @@ class Registry:
             )
 
     def heartbeat(self, name: str, *, cpu: float | None = None, rss: int | None = None) -> None:
-        """The keeper's loop is alive; with the server's CPU and memory when sampled."""
+        """The keeper's loop is alive; with the server's CPU and memory when sampled (kept
+        in the bounded sample history too)."""
         now = time.time()
         if cpu is None and rss is None:
             self.update(name, heartbeat_at=now)
-        else:
-            self.update(name, heartbeat_at=now, cpu_percent=cpu, rss_bytes=rss, sampled_at=now)
+            return
+        with self.transaction() as db:
+            self._set(db, name, heartbeat_at=now, cpu_percent=cpu, rss_bytes=rss, sampled_at=now)
+            db.execute(
+                "INSERT INTO samples (instance, at, cpu_percent, rss_bytes) VALUES (?, ?, ?, ?)",
+                (name, now, cpu, rss),
+            )
+            db.execute(
+                "DELETE FROM samples WHERE instance = ? AND at < ?",
+                (name, now - SAMPLE_HISTORY_S),
+            )
+
+    def samples(self, name: str, *, since: float | None = None) -> list[ResourceSample]:
+        """The instance's recent samples, oldest first."""
+        rows = self.query(
+            "SELECT at, cpu_percent, rss_bytes FROM samples WHERE instance = ? AND at >= ?"
+            " ORDER BY at",
+            (name, since if since is not None else 0.0),
+        )
+        return [ResourceSample(r["at"], r["cpu_percent"], r["rss_bytes"]) for r in rows]
 
     def mark_stopping(self, name: str) -> None:
         self.update(name, state=State.STOPPING, heartbeat_at=time.time())

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,7 @@ from .. import (
 from . import views
 from .auth import COOKIE, Session, Sessions
 from .diffview import diff_lines, patch_of
-from .history import History, Sample, polyline
+from .history import polyline
 
 HERE = Path(__file__).parent
 REFRESH_S = 2.0  # how often live fragments are re-rendered
@@ -71,8 +70,6 @@ class Dashboard:
     def __init__(self, settings: Settings, token: str) -> None:
         self.settings = settings
         self.sessions = Sessions(token)
-        self.history = History()
-        self.started = time.time()
         self.jobs: set[asyncio.Task[Any]] = set()  # tasks and batches followed here
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -121,27 +118,12 @@ class Dashboard:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        sampler = asyncio.create_task(self._sample())
         try:
             yield
         finally:
-            sampler.cancel()
             for job in list(self.jobs):
                 job.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(sampler, *self.jobs, return_exceptions=True)
-
-    async def _sample(self) -> None:
-        """Keep each instance's recent CPU and memory for the charts."""
-        while True:
-            with contextlib.suppress(OcmError, OSError):
-                async with AsyncManager(self.settings) as manager:
-                    frame = await manager.top()
-                for row in frame.instances:
-                    self.history.add(row.name, Sample(frame.taken_at, row.cpu_percent,
-                                                      row.rss_bytes))  # fmt: skip
-                self.history.forget({row.name for row in frame.instances})
-            await asyncio.sleep(REFRESH_S)  # sampling period
+            await asyncio.gather(*self.jobs, return_exceptions=True)
 
     def render(self, request: Request, template: str, code: int = 200, **context: Any) -> Response:
         session: Session | None = request.scope.get("ocm_session")
@@ -246,13 +228,16 @@ class Dashboard:
         level = request.query_params.get("level") or None
         async with AsyncManager(self.settings) as manager:
             detail = await views.instance(manager, name, level)
+            chart = await self._chart(manager, detail.report.info.name)
         return self.render(
-            request, "instance.html", d=detail, level=level or "", chart=self._chart(name),
+            request, "instance.html", d=detail, level=level or "", chart=chart,
             stream=f"/stream/instances/{quote(name)}" + (f"?level={quote(level)}" if level else ""),
         )  # fmt: skip
 
-    def _chart(self, name: str) -> dict[str, Any]:
-        samples = self.history.samples(name)
+    @staticmethod
+    async def _chart(manager: AsyncManager, name: str) -> dict[str, Any]:
+        """The keeper's samples of the last 30 minutes as two small line charts."""
+        samples = await manager.samples(name)
         cpu = [s.cpu_percent for s in samples]
         rss = [float(s.rss_bytes) if s.rss_bytes is not None else None for s in samples]
         last = samples[-1] if samples else None
@@ -260,6 +245,7 @@ class Dashboard:
             "cpu": polyline(cpu),
             "rss": polyline(rss),
             "count": len(samples),
+            "since": samples[0].at if samples else None,
             "cpu_now": last.cpu_percent if last else None,
             "rss_now": last.rss_bytes if last else None,
             "cpu_max": max((c for c in cpu if c is not None), default=None),
@@ -386,8 +372,10 @@ class Dashboard:
             while True:
                 async with AsyncManager(self.settings) as manager:
                     detail = await views.instance(manager, name, level)
-                yield _swap("instance-live", self.fragment("_instance_live.html", d=detail,
-                                                            chart=self._chart(name)))  # fmt: skip
+                    chart = await self._chart(manager, detail.report.info.name)
+                html = self.fragment("_instance_live.html", d=detail, chart=chart,
+                                     level=level or "")  # fmt: skip
+                yield _swap("instance-live", html)
                 await asyncio.sleep(REFRESH_S)  # the next frame
 
         return _sse(request, frames())
