@@ -139,7 +139,8 @@ class Dashboard:
         status = 404 if isinstance(exc, NotFoundError) else 400
         if request.url.path.startswith(("/stream", "/api")):
             return PlainTextResponse(str(exc), status_code=status)
-        return self.render(request, "error.html", code=status, message=str(exc))
+        return self.render(request, "error.html", code=status, message=str(exc),
+                           back=_back(request))  # fmt: skip
 
     async def _form(self, request: Request) -> FormData:
         """The POST's form, once its CSRF token is checked (403 otherwise)."""
@@ -515,7 +516,8 @@ def _sse(request: Request, items: AsyncIterator[str]) -> Response:
                     yield ": keep-alive\n\n"
                     continue
                 item = beat.result()
-                if item is None:
+                if item is None:  # the end (a finished task): the page stops reconnecting
+                    yield "event: end\ndata: {}\n\n"
                     return
                 yield item
                 beat = asyncio.ensure_future(anext_or_none(items))

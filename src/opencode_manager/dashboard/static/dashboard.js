@@ -11,6 +11,19 @@
     if (question && !window.confirm(question)) event.preventDefault();
   });
 
+  // "Back" keeps what was typed into the form (the link itself goes to the form's page).
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest && event.target.closest("a[data-back]");
+    if (link && window.history.length > 1) { event.preventDefault(); window.history.back(); }
+  });
+
+  // Logs show their newest lines, unless the reader scrolled up.
+  const atEnd = (p) => p.scrollHeight - p.scrollTop - p.clientHeight < 8;
+  const followLogs = (root, kept) => root.querySelectorAll("pre.log").forEach((p) => {
+    p.scrollTop = kept && kept.has(p.id) ? kept.get(p.id) : p.scrollHeight;
+  });
+  followLogs(document, null);
+
   const url = document.body.dataset.stream;
   if (!url || !window.EventSource) return;
   let source = null;
@@ -26,9 +39,13 @@
       const active = document.activeElement;
       if (active && target.contains(active) && active.matches("input, textarea, select")) return;
       const open = [...target.querySelectorAll("details[open]")].map((d) => d.id).filter(Boolean);
+      const scrolled = [...target.querySelectorAll("pre.log[id]")].filter((p) => !atEnd(p))
+        .map((p) => [p.id, p.scrollTop]);
       target.innerHTML = message.html;
       open.forEach((id) => { const d = document.getElementById(id); if (d) d.open = true; });
+      followLogs(target, new Map(scrolled));
     });
+    source.addEventListener("end", () => { source.close(); say("done", "muted"); });
     source.addEventListener("append", (event) => {
       const message = JSON.parse(event.data);
       const target = document.getElementById(message.target);

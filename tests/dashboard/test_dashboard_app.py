@@ -1,0 +1,277 @@
+"""The dashboard's web app in process, on an empty OCM_HOME: who gets in, what a POST needs,
+which Host is answered, and the headers every answer carries."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route
+from starlette.testclient import TestClient
+from starlette.types import ASGIApp
+
+from opencode_manager import Settings
+from opencode_manager.dashboard.app import Dashboard
+from opencode_manager.dashboard.auth import COOKIE
+
+TOKEN = "login-token-for-the-test"
+BASE = "http://127.0.0.1:8766"
+DUMMY = "no-such-thing"
+
+
+def _app(settings: Settings | None = None) -> ASGIApp:
+    """The app on this test's (empty) OCM_HOME."""
+    return Dashboard(settings or Settings.load(), TOKEN).app(["127.0.0.1", "localhost"])
+
+
+def _starlette(app: ASGIApp) -> Starlette:
+    """The router inside the middleware the dashboard wraps it in."""
+    while not isinstance(app, Starlette):
+        app = app.app  # type: ignore[attr-defined]
+    return app
+
+
+def _endpoints() -> list[tuple[str, str]]:
+    """(method, path) for every route the app has, path parameters filled in."""
+    found = []
+    # Collected before any test's OCM_HOME exists: a home nothing here reads or writes.
+    unused = Settings.load(home="/nonexistent/ocm-home", environ={})
+    for route in _starlette(_app(unused)).routes:
+        if isinstance(route, Mount):
+            assert route.path == "/static", f"a new mount to check: {route.path}"
+            continue
+        assert isinstance(route, Route), route
+        path = route.path_format
+        for param in route.param_convertors:
+            path = path.replace(f"{{{param}}}", DUMMY)
+        assert "{" not in path, path
+        for method in sorted(route.methods or ()):
+            if method != "HEAD":
+                found.append((method, path))
+    return found
+
+
+ENDPOINTS = _endpoints()
+POSTS = [path for method, path in ENDPOINTS if method == "POST" and path != "/login"]
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    with TestClient(_app(), base_url=BASE, follow_redirects=False) as client:
+        yield client
+
+
+@pytest.fixture
+def signed_in(client: TestClient) -> TestClient:
+    response = client.get("/login", params={"token": TOKEN})
+    assert response.status_code == 303, response.text
+    assert client.cookies.get(COOKIE)
+    return client
+
+
+def _csrf(client: TestClient) -> str:
+    page = client.get("/batches")
+    assert page.status_code == 200, page.text
+    match = re.search(r'<meta name="csrf-token" content="([^"]+)">', page.text)
+    assert match is not None, page.text
+    return match.group(1)
+
+
+def test_the_routes_are_the_ones_checked_here() -> None:
+    """Every route below is checked by enumeration; this pins that the list is not empty and
+    that both pages and streams are in it."""
+    paths = {path for _, path in ENDPOINTS}
+    assert {"/", "/tasks", "/tasks/new", "/stream/fleet", "/api/fleet", "/login"} <= paths
+    assert len(POSTS) >= 7
+
+
+@pytest.mark.parametrize(("method", "path"), ENDPOINTS)
+def test_without_the_cookie_every_route_is_401(client: TestClient, method: str, path: str) -> None:
+    response = client.request(method, path)
+    assert response.status_code == 401, (method, path, response.text)
+    if path.startswith(("/stream", "/api")) or (method == "POST" and path != "/login"):
+        assert response.headers["content-type"].startswith("text/plain")
+    else:  # a browser is sent to (or shown) the page that asks for the link
+        assert "/login" in response.text
+
+
+@pytest.mark.parametrize(
+    "path", ["/nowhere", "/instances/x/y", "/static", "/staticx/a", "/login/x"]
+)
+def test_without_the_cookie_unknown_paths_are_401_too(client: TestClient, path: str) -> None:
+    assert client.get(path).status_code == 401
+    assert client.post(path).status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/static/..%2fapp.py", "/static/%2e%2e/app.py", "/static/x"])
+def test_static_files_are_only_the_static_files(client: TestClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 404
+    assert "import" not in response.text
+
+
+def test_a_forged_cookie_is_401(client: TestClient) -> None:
+    client.cookies.set(COOKIE, "made-up")
+    assert client.get("/").status_code == 401
+    client.cookies.set(COOKIE, TOKEN)  # the login token is not a session
+    assert client.get("/").status_code == 401
+
+
+def test_static_files_need_no_cookie(client: TestClient) -> None:
+    for name in ("dashboard.css", "dashboard.js"):
+        response = client.get(f"/static/{name}")
+        assert response.status_code == 200, name
+        assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_wrong_login_token_is_401(client: TestClient) -> None:
+    response = client.get("/login", params={"token": "wrong"})
+    assert response.status_code == 401
+    assert "not valid" in response.text
+    assert COOKIE not in response.headers.get("set-cookie", "")
+    pasted = client.post("/login", data={"link": f"{BASE}/login?token=wrong"})
+    assert pasted.status_code == 401
+    assert not client.cookies.get(COOKIE)
+
+
+def test_the_right_token_gives_a_strict_httponly_cookie(client: TestClient) -> None:
+    response = client.get("/login", params={"token": TOKEN})
+    assert response.status_code == 303
+    assert response.headers["location"] == "/"
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE}=")
+    attributes = {part.strip().lower() for part in cookie.split(";")}
+    assert "httponly" in attributes
+    assert "samesite=strict" in attributes
+    assert "path=/" in attributes
+    assert TOKEN not in cookie  # the cookie is a session, not the token
+    assert client.get("/").status_code == 200
+
+
+def test_a_pasted_link_or_token_signs_in(client: TestClient) -> None:
+    for pasted in (f"{BASE}/login?token={TOKEN}", TOKEN):
+        client.cookies.clear()
+        response = client.post("/login", data={"link": pasted})
+        assert response.status_code == 303, pasted
+        assert client.get("/tasks").status_code == 200
+
+
+@pytest.mark.parametrize("path", POSTS)
+def test_a_post_without_the_csrf_token_is_403(signed_in: TestClient, path: str) -> None:
+    response = signed_in.post(path, data={"prompt": "x", "name": "x"})
+    assert response.status_code == 403, (path, response.text)
+    assert "CSRF" in response.text
+
+
+@pytest.mark.parametrize("path", POSTS)
+def test_a_post_with_a_wrong_csrf_token_is_403(signed_in: TestClient, path: str) -> None:
+    assert signed_in.post(path, data={"csrf": "wrong"}).status_code == 403
+    assert signed_in.post(path, headers={"x-csrf-token": "wrong"}).status_code == 403
+
+
+def test_another_sessions_csrf_token_is_403(client: TestClient) -> None:
+    assert client.get("/login", params={"token": TOKEN}).status_code == 303
+    csrf = _csrf(client)
+    with TestClient(client.app, base_url=BASE, follow_redirects=False) as second:
+        assert second.get("/login", params={"token": TOKEN}).status_code == 303
+        assert _csrf(second) != csrf
+        assert second.post("/tasks/new", data={"csrf": csrf}).status_code == 403
+
+
+def test_the_right_csrf_token_passes(signed_in: TestClient) -> None:
+    csrf = _csrf(signed_in)
+    # An empty prompt gets past the CSRF check to a readable error page.
+    response = signed_in.post("/tasks/new", data={"csrf": csrf, "prompt": ""})
+    assert response.status_code == 400, response.text
+    assert 'id="error"' in response.text
+    assert "empty prompt" in response.text
+    assert "Traceback" not in response.text
+    # The header works as well as the form field.
+    batch = signed_in.post("/batches/new", data={"text": ""}, headers={"X-CSRF-Token": csrf})
+    assert batch.status_code == 400
+    assert "no tasks" in batch.text
+
+
+def test_the_error_pages_back_link_stays_on_this_site(signed_in: TestClient) -> None:
+    csrf = _csrf(signed_in)
+    for referer, back in [(f"{BASE}/tasks?status=failed", "/tasks?status=failed"),
+                          ("https://elsewhere.example.test/tasks", "/"), (None, "/")]:  # fmt: skip
+        headers = {"referer": referer} if referer else {}
+        page = signed_in.post("/tasks/new", data={"csrf": csrf, "prompt": ""}, headers=headers)
+        assert page.status_code == 400
+        assert f'<a href="{back}" data-back>Back</a>' in page.text
+        assert "javascript:" not in page.text  # the CSP would block it
+
+
+def test_a_bad_number_is_a_readable_400(signed_in: TestClient) -> None:
+    csrf = _csrf(signed_in)
+    response = signed_in.post("/instances", data={"csrf": csrf, "count": "many"})
+    assert response.status_code == 400
+    assert "invalid count" in response.text
+
+
+def test_logout_ends_the_session(signed_in: TestClient) -> None:
+    csrf = _csrf(signed_in)
+    response = signed_in.post("/logout", data={"csrf": csrf})
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login"
+    signed_in.cookies.clear()
+    assert signed_in.get("/").status_code == 401
+
+
+def test_a_logged_out_cookie_is_401(client: TestClient) -> None:
+    assert client.get("/login", params={"token": TOKEN}).status_code == 303
+    cookie = client.cookies[COOKIE]
+    csrf = _csrf(client)
+    assert client.post("/logout", data={"csrf": csrf}).status_code == 303
+    client.cookies.set(COOKIE, cookie)  # replayed
+    assert client.get("/").status_code == 401
+
+
+@pytest.mark.parametrize("host", ["evil.example.test", "127.0.0.1.evil.example.test", "0.0.0.0"])
+def test_a_wrong_host_is_400(signed_in: TestClient, host: str) -> None:
+    response = signed_in.get("/", headers={"host": host})
+    assert response.status_code == 400
+    login = signed_in.get("/login", params={"token": TOKEN}, headers={"host": host})
+    assert login.status_code == 400
+    assert "set-cookie" not in login.headers
+
+
+def test_localhost_is_answered(signed_in: TestClient) -> None:
+    assert signed_in.get("/tasks", headers={"host": "localhost:8766"}).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/", "/events", "/tasks", "/batches", "/api/fleet"])
+def test_the_pages_render_on_an_empty_home(signed_in: TestClient, path: str) -> None:
+    response = signed_in.get(path)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("path", ["/instances/nope", "/tasks/t-nope", "/batches/b-nope"])
+def test_unknown_things_are_404_pages(signed_in: TestClient, path: str) -> None:
+    response = signed_in.get(path)
+    assert response.status_code == 404, response.text
+    assert 'id="error"' in response.text
+
+
+@pytest.mark.parametrize("path", ["/", "/login", "/nowhere", "/static/dashboard.css"])
+def test_security_headers(client: TestClient, path: str) -> None:
+    headers = client.get(path).headers
+    csp = headers["content-security-policy"]
+    assert "default-src 'self'" in csp
+    assert "script-src 'self'" in csp
+    assert "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "no-referrer"
+    assert headers["cache-control"] == "no-store"
+
+
+def test_pages_carry_the_csrf_token_but_never_the_login_token(signed_in: TestClient) -> None:
+    page = signed_in.get("/tasks")
+    csrf = _csrf(signed_in)
+    assert f'name="csrf" value="{csrf}"' in page.text
+    for path in ("/", "/tasks", "/events", "/batches", "/api/fleet"):
+        assert TOKEN not in signed_in.get(path).text
