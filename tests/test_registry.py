@@ -113,14 +113,14 @@ def test_a_full_disk_is_a_state_error_not_an_internal_one(tmp_path: Path) -> Non
 def test_samples_are_kept_for_half_an_hour_per_instance(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import opencode_manager.registry as registry_module
+    import time
 
     reg = Registry(tmp_path / "r.db")
     with reg.transaction() as db:
         reg.reserve(db, InstanceSpec(name="a", dir="/p"), port=None)
         reg.reserve(db, InstanceSpec(name="b", dir="/p"), port=None)
     clock = [1000.0]
-    monkeypatch.setattr(registry_module.time, "time", lambda: clock[0])
+    monkeypatch.setattr(time, "time", lambda: clock[0])
     for step in range(5):
         clock[0] = 1000.0 + step * 600  # every ten minutes
         reg.heartbeat("a", cpu=float(step), rss=100 + step)
