@@ -93,9 +93,22 @@ def event_row(item: Received, line: EventLine | None) -> EventRow:
     return EventRow(item.received_at, item.instance, event.type, event.session_id, text, level)
 
 
+_NOISE = {"sessionID", "info", "part", "time", "messageID", "partID", "field"}
+
+
 def _brief(props: dict[str, Any]) -> str:
-    keys = [k for k in props if k not in ("sessionID", "info", "part")]
-    return ", ".join(f"{k}={str(props[k])[:40]}" for k in keys[:4])
+    """A short line for an event the folder left out: its text delta, its status, or a few
+    of its other properties (ids and timestamps left out)."""
+    if isinstance(props.get("delta"), str):
+        return f"+ {props['delta']}"
+    shown = []
+    for key, value in props.items():
+        if key in _NOISE or value in (None, [], {}):
+            continue
+        if isinstance(value, dict):
+            value = value.get("type", "…")
+        shown.append(f"{key}: {str(value)[:60]}")
+    return ", ".join(shown[:3])
 
 
 # -- filters ---------------------------------------------------------------------------------
