@@ -40,6 +40,9 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "EventFolder": ("observe.eventview", "Folder"),
     "EventKind": ("models", "EventKind"),
     "EventLine": ("observe.eventview", "Line"),
+    "FleetChange": ("instances.converge", "Change"),
+    "FleetFile": ("instances.fleetfile", "FleetFile"),
+    "FleetFileError": ("instances.fleetfile", "FleetFileError"),
     "FleetFrame": ("observe.fleetview", "FleetFrame"),
     "FleetRow": ("observe.fleetview", "FleetRow"),
     "FleetTotals": ("observe.fleetview", "FleetTotals"),
@@ -60,6 +63,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "ProcessIdentity": ("models", "ProcessIdentity"),
     "PruneReport": ("tasks.store", "PruneReport"),
     "Received": ("observe.monitor", "Received"),
+    "UpReport": ("instances.compose", "UpReport"),
     "ResourceSample": ("models", "ResourceSample"),
     "ServerError": ("errors", "ServerError"),
     "ServerRefused": ("errors", "ServerRefused"),
@@ -124,7 +128,10 @@ if TYPE_CHECKING:
         UsageError,
     )
     from .instances.binary import Binary, find_binary, install
+    from .instances.compose import UpReport
+    from .instances.converge import Change as FleetChange
     from .instances.doctor import Check
+    from .instances.fleetfile import FleetFile, FleetFileError
     from .instances.inventory import SessionCounts, StatusReport
     from .instances.lifecycle import (
         DEFAULT_START_TIMEOUT,
@@ -223,6 +230,9 @@ __all__ = [
     "EventFolder",
     "EventKind",
     "EventLine",
+    "FleetChange",
+    "FleetFile",
+    "FleetFileError",
     "FleetFrame",
     "FleetRow",
     "FleetTotals",
@@ -266,6 +276,7 @@ __all__ = [
     "TaskOutcome",
     "TaskRecord",
     "TaskStatus",
+    "UpReport",
     "UsageError",
     "Worktree",
     "WorktreeRequest",

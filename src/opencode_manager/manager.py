@@ -27,6 +27,7 @@ import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -49,7 +50,9 @@ from .settings import PINNED_OPENCODE_VERSION, Settings
 if TYPE_CHECKING:
     from .client.types import Message
     from .instances.binary import Binary
+    from .instances.compose import UpReport
     from .instances.doctor import Check
+    from .instances.fleetfile import FleetFile
     from .instances.inventory import StatusReport
     from .instances.lifecycle import CleanupReport, StartProgress, StopResult
     from .instances.logs import LogLine
@@ -165,6 +168,57 @@ class AsyncManager:
             lifecycle.restart, self.fleet, refs, timeout=timeout, progress=progress, all=all
         )
         return await self._fresh(names)
+
+    # -- fleet files (ocm.toml) -------------------------------------------------------------
+    def _fleet_file(self, path: str | None) -> FleetFile:
+        from .instances.fleetfile import find_fleet_file, load_fleet_file
+
+        return load_fleet_file(find_fleet_file(Path("."), path))
+
+    async def fleet_diff(
+        self, path: str | None = None, *, force_recreate: bool = False
+    ) -> UpReport:
+        """What `up` would do to converge the fleet to the fleet file (default ./ocm.toml)."""
+        from .instances import compose
+
+        def work() -> UpReport:
+            found = self._fleet_file(path)
+            return compose.diff(
+                self.fleet, found.instances, found.project, force_recreate=force_recreate
+            )
+
+        return await asyncio.to_thread(work)
+
+    async def up(
+        self,
+        path: str | None = None,
+        *,
+        recreate: bool = True,
+        force_recreate: bool = False,
+        remove_orphans: bool = False,
+        timeout: float = DEFAULT_START_TIMEOUT,
+    ) -> UpReport:
+        """Converge to the fleet file: start what is missing in parallel, recreate what
+        changed one at a time; only this file's project is ever touched."""
+        from .instances import compose
+
+        def work() -> UpReport:
+            found = self._fleet_file(path)
+            return compose.up(
+                self.fleet, found.instances, found.project, recreate=recreate,
+                force_recreate=force_recreate, remove_orphans=remove_orphans, timeout=timeout,
+            )  # fmt: skip
+
+        return await asyncio.to_thread(work)
+
+    async def down(self, path: str | None = None) -> list[StopResult]:
+        """Stop the instances the fleet file's project created (they stay recorded)."""
+        from .instances import compose
+
+        def work() -> list[StopResult]:
+            return compose.down(self.fleet, self._fleet_file(path).project)
+
+        return await asyncio.to_thread(work)
 
     async def remove(self, refs: Sequence[str], *, force: bool = False) -> list[str]:
         """Forget stopped instances: record, password, private data (logs stay until cleanup)."""
@@ -782,6 +836,36 @@ class Manager:
         result: list[InstanceInfo] = self._call(
             lambda: self.aio.restart(refs, all=all, timeout=timeout, progress=progress)
         )
+        return result
+
+    def fleet_diff(self, path: str | None = None, *, force_recreate: bool = False) -> UpReport:
+        result: UpReport = self._call(
+            lambda: self.aio.fleet_diff(path, force_recreate=force_recreate)
+        )
+        return result
+
+    def up(
+        self,
+        path: str | None = None,
+        *,
+        recreate: bool = True,
+        force_recreate: bool = False,
+        remove_orphans: bool = False,
+        timeout: float = DEFAULT_START_TIMEOUT,
+    ) -> UpReport:
+        result: UpReport = self._call(
+            lambda: self.aio.up(
+                path,
+                recreate=recreate,
+                force_recreate=force_recreate,
+                remove_orphans=remove_orphans,
+                timeout=timeout,
+            )
+        )
+        return result
+
+    def down(self, path: str | None = None) -> list[StopResult]:
+        result: list[StopResult] = self._call(lambda: self.aio.down(path))
         return result
 
     def remove(self, refs: Sequence[str], *, force: bool = False) -> list[str]:

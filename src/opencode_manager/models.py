@@ -135,6 +135,10 @@ class InstanceSpec:
     max_age: float | None = None  # seconds: recycle when older
     log_max_size: int = 10 * 1024 * 1024  # rotate the captured output above this
     log_keep: int = 5  # rotated files kept
+    # from a fleet file (instances/fleetfile.py): its project, and defaults for tasks
+    project: str | None = None
+    model: str | None = None  # provider/model for tasks that name none
+    agent: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from opencode_manager.keeper.loop import Keeper
+from opencode_manager.keeper.loop import RECOVERED, Keeper
 from opencode_manager.keeper.policy import Limits, RestartPolicy
 from opencode_manager.models import InstanceRecord, InstanceSpec, State
 from opencode_manager.registry import Registry
@@ -65,9 +65,14 @@ class Harness:
         return [e.kind for e in self.registry.events(self.name)]
 
     def lifecycle(self) -> list[str]:
-        """The events without missed health checks: with 10 ms deadlines, a loaded machine
-        misses one now and then, and these histories are not about that."""
-        return [kind for kind in self.events() if kind != "unhealthy"]
+        """The events without missed health checks (and the recoveries from them): with
+        10 ms deadlines, a loaded machine misses one now and then, and these histories are
+        not about that."""
+        return [
+            e.kind
+            for e in self.registry.events(self.name)
+            if e.kind != "unhealthy" and not (e.detail or "").startswith(RECOVERED)
+        ]
 
     async def until(self, check: Callable[[], Any], timeout: float = 5.0) -> None:
         """Poll a condition with a deadline (the registry catches up asynchronously)."""
@@ -167,6 +172,18 @@ async def test_a_wedged_server_is_killed_at_once_and_restarted(harness: Make) ->
     assert server.terminations == [0.5]  # no 10 s SIGTERM grace for a server that cannot answer
     assert server.returncode == -9
     assert "unhealthy" in h.events()
+
+
+async def test_a_server_answering_again_is_recorded_healthy(harness: Make) -> None:
+    h = harness(Limits(**{**FAST.__dict__, "health_misses": 10_000}))
+    server = await h.running()
+    server.wedge()
+    await h.until(lambda: "unhealthy" in h.events())
+    server.wedged = False
+    await h.until(lambda: h.registry.events("k")[-1].kind == "healthy")
+    last = h.registry.events("k")[-1]
+    assert (last.detail or "").startswith(RECOVERED)
+    assert len(h.spawner.servers) == 1  # never restarted
 
 
 async def test_memory_recycles_after_busy_sessions_and_dispose(harness: Make) -> None:

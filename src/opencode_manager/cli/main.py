@@ -92,6 +92,9 @@ LAZY_COMMANDS = {
     "worktrees": ("worktrees", "worktrees"),
     "mcp": ("agents", "mcp"),
     "dashboard": ("web", "dashboard"),
+    "diff": ("compose", "diff"),
+    "up": ("compose", "up"),
+    "down": ("compose", "down"),
     "worktree": ("worktrees", "worktree"),
 }
 
@@ -169,7 +172,12 @@ def main(argv: list[str] | None = None) -> int:
                 err.print("  " + line, style="dim", markup=False, highlight=False)
         return exc.exit_code
     except OcmError as exc:
-        err.print(f"ocm: error: {_one_line(str(exc))}", markup=False)
+        from .. import FleetFileError
+
+        # A fleet file's problems: one line each (FILE:LINE: [table] key: what is wrong).
+        lines = str(exc).splitlines() if isinstance(exc, FleetFileError) else [str(exc)]
+        for line in lines:
+            err.print(f"ocm: error: {_one_line(line)}", markup=False)
         return exc.exit_code
     except BrokenPipeError:
         return 0

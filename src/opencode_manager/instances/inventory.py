@@ -250,6 +250,9 @@ def spec_settings(spec: InstanceSpec) -> dict[str, Any]:
         "max_age": spec.max_age,
         "log_max_size": spec.log_max_size,
         "log_keep": spec.log_keep,
+        "project": spec.project,  # the fleet file's, when it started from one
+        "model": spec.model,
+        "agent": spec.agent,
     }
 
 

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, NoReturn
 
@@ -433,11 +433,13 @@ def restart(
     timeout: float = DEFAULT_START_TIMEOUT,
     progress: StartProgress | None = None,
     all: bool = False,
+    respec: Mapping[str, InstanceSpec] | None = None,
 ) -> list[str]:
     """Stop (if running) and start again with the same name, spec, password and data.
 
     `all`: every instance not stopped on purpose (running, crashed, errored), like PM2's
-    `restart all` without the ones you stopped."""
+    `restart all` without the ones you stopped. `respec`: new specs by name (`ocm up`
+    recreating what its fleet file changed)."""
     if all and refs:
         raise UsageError("give instance names or --all, not both")
     if not refs and not all:
@@ -458,7 +460,8 @@ def restart(
     names = []
     starter = me()
     for record in records:
-        spec = InstanceSpec(**{**record.spec.__dict__, "opencode": binary.path})
+        chosen_spec = (respec or {}).get(record.name, record.spec)
+        spec = InstanceSpec(**{**chosen_spec.__dict__, "opencode": binary.path})
         previous = registry.get(record.name)
         with registry.transaction() as db:
             chosen = _choose_port(spec, registry.claimed_ports(db)) if spec.port_range else None

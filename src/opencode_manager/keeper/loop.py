@@ -72,6 +72,7 @@ REGISTRY_TIMEOUT = 0.5  # the keeper never waits long on a locked registry: it r
 EXIT_SETTLE = 10.0  # at exit, how long to keep trying to record the final state
 READ_CHUNK = 65536
 MAX_LINE = 1 << 20  # longer lines are cut (the pipe is drained whatever comes)
+RECOVERED = "answering again"  # the detail of a healthy event after missed checks
 
 
 def limits_of(spec: InstanceSpec) -> Limits:
@@ -483,6 +484,9 @@ class Keeper:
                 self._event(EventKind.UNHEALTHY, str(exc))
             self._write(Registry.heartbeat, self.name, key="heartbeat")
             return False
+        if misses:
+            self.log.note(f"health check answered again after {misses} missed")
+            self._event(EventKind.HEALTHY, f"{RECOVERED} after {misses} missed health check(s)")
         sample = self.server.sample()
         if sample is None:
             self._write(Registry.heartbeat, self.name, key="heartbeat")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -132,6 +133,15 @@ def new_record(
     )
 
 
+def with_instance_defaults(options: TaskOptions, instance: InstanceRecord) -> TaskOptions:
+    """The instance's task defaults (from its fleet file) for what the task does not say."""
+    model = options.model or instance.spec.model
+    agent = options.agent or instance.spec.agent
+    if (model, agent) == (options.model, options.agent):
+        return options
+    return dataclasses.replace(options, model=model, agent=agent)
+
+
 def ask_policy(options: TaskOptions) -> AskPolicy:
     if options.leave_asks:
         return AskPolicy.LEAVE
@@ -164,6 +174,7 @@ async def run_task(
     validate(prompt, options)
     async with httpx.AsyncClient(**http_options()) as http:
         instance = await choose_instance(fleet, options.instance, http)
+        options = with_instance_defaults(options, instance)
         client = AsyncOpencodeClient(fleet.endpoint_of(instance), http=http)
         if options.agent is not None:
             await check_agent(client, options.agent, options.directory or instance.spec.dir)

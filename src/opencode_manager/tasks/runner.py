@@ -32,6 +32,7 @@ SETTLE_TIMEOUT = 10.0  # after an abort, how long to wait for the session to go 
 UNREACHABLE_LIMIT = 10.0  # give up on a server that answers nothing for this long
 TAIL_GRACE = 2.0  # at most this long for the final message to be stored after idle
 PENDING = "pending"  # the answer of an ask left for somebody else (AskPolicy.LEAVE)
+ASK_GRACE = 1.0  # after the end, how long to wait for the answer to an ask left pending
 
 
 @dataclass
@@ -136,6 +137,7 @@ class TaskRunner:
             if following:
                 await self._earlier_asks(session_id)
             outcome = await self._follow(state, queue, started_ms)
+            await self._drain(state, queue, started_ms)
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -345,6 +347,34 @@ class TaskRunner:
         )
         if self.observer.on_ask:
             self.observer.on_ask(ask, reply)
+
+    async def _drain(
+        self, state: TurnState, queue: asyncio.Queue[Event | BaseException], started_ms: float
+    ) -> None:
+        """Events that came in before the poll saw the turn end: an answer to an ask left
+        pending (the reply comes before the tool runs, long before the end) is recorded. A
+        stream lagging behind gets ASK_GRACE; then the server says whether it still waits."""
+
+        def pending() -> bool:
+            return any(ask.get("answer") == PENDING for ask in self.record.asks)
+
+        async def take(item: Event | BaseException) -> None:
+            if isinstance(item, Event):
+                signals = feed(state, item, started_ms=started_ms)
+                if signals.answered is not None:
+                    await self._answered(*signals.answered)
+
+        for _ in range(queue.qsize()):  # what has come already
+            await take(queue.get_nowait())
+        deadline = time.monotonic() + ASK_GRACE
+        while pending() and time.monotonic() < deadline:
+            try:
+                item = await asyncio.wait_for(queue.get(), deadline - time.monotonic())
+            except asyncio.TimeoutError:
+                break
+            await take(item)
+        if pending():
+            await self._earlier_asks(state.session_id)
 
     async def _earlier_asks(self, session_id: str) -> None:
         """Asks made before this runner followed the task (`ocm wait` on a detached task)
