@@ -32,6 +32,25 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+#: OpenCode's own default: with `--port 0` it takes this one when free. ocm's automatic
+#: ports never do, so a user's own `opencode` keeps it and instances do not race for it.
+OPENCODE_DEFAULT_PORT = 4096
+
+
+def ephemeral_port(host: str) -> int:
+    """A port the OS says is free now (its ephemeral range; never OpenCode's default)."""
+    bind_host = host.strip("[]")
+    if bind_host == "localhost":
+        bind_host = "127.0.0.1"
+    for _ in range(8):
+        with contextlib.closing(socket.socket(_family(bind_host), socket.SOCK_STREAM)) as sock:
+            sock.bind((bind_host, 0))
+            port = int(sock.getsockname()[1])
+        if port != OPENCODE_DEFAULT_PORT:
+            return port
+    return 0  # let the server choose
+
+
 def choose_port(
     low: int,
     high: int,

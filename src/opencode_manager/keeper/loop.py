@@ -279,6 +279,10 @@ class Keeper:
             and (self.spec.port_range is not None or ports.port_free(self.spec.hostname, previous))
         ):
             port = previous  # a --port-range port stays in its range, free or not
+        if port is None:
+            # Not `--port 0`: OpenCode would take its default 4096 whenever it is free.
+            with contextlib.suppress(OSError):
+                port = ports.ephemeral_port(self.spec.hostname) or None
         argv = [*launch.server_argv(binary, self.spec, port), "--print-logs"]
         token = self.record.launch_token
         try:
