@@ -63,6 +63,9 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "ProcessIdentity": ("models", "ProcessIdentity"),
     "PruneReport": ("tasks.store", "PruneReport"),
     "Received": ("observe.monitor", "Received"),
+    "ResurrectReport": ("instances.dump", "ResurrectReport"),
+    "SaveReport": ("instances.dump", "SaveReport"),
+    "SystemdExport": ("instances.systemd", "SystemdExport"),
     "UpReport": ("instances.compose", "UpReport"),
     "ResourceSample": ("models", "ResourceSample"),
     "ServerError": ("errors", "ServerError"),
@@ -131,6 +134,7 @@ if TYPE_CHECKING:
     from .instances.compose import UpReport
     from .instances.converge import Change as FleetChange
     from .instances.doctor import Check
+    from .instances.dump import ResurrectReport, SaveReport
     from .instances.fleetfile import FleetFile, FleetFileError
     from .instances.inventory import SessionCounts, StatusReport
     from .instances.lifecycle import (
@@ -149,6 +153,7 @@ if TYPE_CHECKING:
         parse_port,
         parse_port_range,
     )
+    from .instances.systemd import SystemdExport
     from .keeper.policy import parse_size
     from .manager import AsyncManager, Manager
     from .models import (
@@ -255,6 +260,8 @@ __all__ = [
     "PruneReport",
     "Received",
     "ResourceSample",
+    "ResurrectReport",
+    "SaveReport",
     "Secret",
     "ServerError",
     "ServerRefused",
@@ -272,6 +279,7 @@ __all__ = [
     "StatusReport",
     "StopResult",
     "Supervision",
+    "SystemdExport",
     "TaskOptions",
     "TaskOutcome",
     "TaskRecord",

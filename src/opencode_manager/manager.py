@@ -52,10 +52,12 @@ if TYPE_CHECKING:
     from .instances.binary import Binary
     from .instances.compose import UpReport
     from .instances.doctor import Check
+    from .instances.dump import ResurrectReport, SaveReport
     from .instances.fleetfile import FleetFile
     from .instances.inventory import StatusReport
     from .instances.lifecycle import CleanupReport, StartProgress, StopResult
     from .instances.logs import LogLine
+    from .instances.systemd import SystemdExport
     from .observe.fleetview import FleetFrame
     from .observe.monitor import Received
     from .tasks.batch import BatchOptions, BatchSummary, Listener
@@ -154,6 +156,21 @@ class AsyncManager:
         """Stop instances gracefully and completely; only processes proven to be ours."""
         return await asyncio.to_thread(lifecycle.stop, self.fleet, refs, all=all, timeout=timeout)
 
+    async def start_existing(
+        self,
+        refs: Sequence[str],
+        *,
+        timeout: float = DEFAULT_START_TIMEOUT,
+        progress: StartProgress | None = None,
+    ) -> list[InstanceInfo]:
+        """Start recorded instances that are not running, with their own settings; running
+        ones are left alone (like `docker start`). Returns them all, fresh."""
+        await asyncio.to_thread(
+            lifecycle.start_existing, self.fleet, refs, timeout=timeout, progress=progress
+        )
+        names = [r.name for r in await asyncio.to_thread(self.fleet.resolve_all, refs)]
+        return await self._fresh(names)
+
     async def restart(
         self,
         refs: Sequence[str] = (),
@@ -217,6 +234,43 @@ class AsyncManager:
 
         def work() -> list[StopResult]:
             return compose.down(self.fleet, self._fleet_file(path).project)
+
+        return await asyncio.to_thread(work)
+
+    # -- after a reboot: save / resurrect, systemd units -------------------------------------
+    async def save(self, *, force: bool = False) -> SaveReport:
+        """Write the running fleet to $OCM_HOME/dump.json (atomic, 0600, the previous one kept
+        as dump.json.bak); an empty fleet only with `force`."""
+        from .instances import dump
+
+        return await asyncio.to_thread(dump.save, self.fleet, force=force)
+
+    async def resurrect(self, *, timeout: float = DEFAULT_START_TIMEOUT) -> ResurrectReport:
+        """Start what the saved dump holds that is not running (same names, settings and, when
+        free, ports); nothing else is touched."""
+        from .instances import dump
+
+        return await asyncio.to_thread(dump.resurrect, self.fleet, timeout=timeout)
+
+    async def export_systemd(
+        self,
+        refs: Sequence[str] = (),
+        *,
+        all: bool = False,
+        fleet_file: str | None = None,
+        directory: str | None = None,
+    ) -> SystemdExport:
+        """Write systemd user units that bring instances (or the saved fleet, or a fleet
+        file's project) back at boot; returns the paths and the commands to enable them."""
+        from .instances import systemd
+
+        def work() -> SystemdExport:
+            found = None
+            if fleet_file is not None:
+                loaded = self._fleet_file(fleet_file)
+                found = (loaded.path.resolve(), loaded.project)
+            where = Path(directory).expanduser().resolve() if directory else None
+            return systemd.export(self.fleet, refs, all=all, fleet_file=found, directory=where)
 
         return await asyncio.to_thread(work)
 
@@ -825,6 +879,18 @@ class Manager:
         result: list[StopResult] = self._call(lambda: self.aio.stop(refs, all=all, timeout=timeout))
         return result
 
+    def start_existing(
+        self,
+        refs: Sequence[str],
+        *,
+        timeout: float = DEFAULT_START_TIMEOUT,
+        progress: StartProgress | None = None,
+    ) -> list[InstanceInfo]:
+        result: list[InstanceInfo] = self._call(
+            lambda: self.aio.start_existing(refs, timeout=timeout, progress=progress)
+        )
+        return result
+
     def restart(
         self,
         refs: Sequence[str] = (),
@@ -866,6 +932,29 @@ class Manager:
 
     def down(self, path: str | None = None) -> list[StopResult]:
         result: list[StopResult] = self._call(lambda: self.aio.down(path))
+        return result
+
+    def save(self, *, force: bool = False) -> SaveReport:
+        result: SaveReport = self._call(lambda: self.aio.save(force=force))
+        return result
+
+    def resurrect(self, *, timeout: float = DEFAULT_START_TIMEOUT) -> ResurrectReport:
+        result: ResurrectReport = self._call(lambda: self.aio.resurrect(timeout=timeout))
+        return result
+
+    def export_systemd(
+        self,
+        refs: Sequence[str] = (),
+        *,
+        all: bool = False,
+        fleet_file: str | None = None,
+        directory: str | None = None,
+    ) -> SystemdExport:
+        result: SystemdExport = self._call(
+            lambda: self.aio.export_systemd(
+                refs, all=all, fleet_file=fleet_file, directory=directory
+            )
+        )
         return result
 
     def remove(self, refs: Sequence[str], *, force: bool = False) -> list[str]:

@@ -66,7 +66,7 @@ def test_an_instance_unit_starts_and_stops_that_instance_with_this_ocm() -> None
     assert unit.name == "ocm-api.service"
     assert one(unit, "Type") == "oneshot"
     assert one(unit, "RemainAfterExit") == "yes"
-    assert one(unit, "ExecStart") == f"{OCM[0]} restart api"
+    assert one(unit, "ExecStart") == f"{OCM[0]} start --existing api"
     assert one(unit, "ExecStop") == f"-{OCM[0]} stop api"
     assert lines(unit, "Environment") == ['"OCM_HOME=/srv/ocm home"']
     assert one(unit, "WorkingDirectory") == "-/src/api"
@@ -79,7 +79,7 @@ def test_an_instance_unit_starts_and_stops_that_instance_with_this_ocm() -> None
 def test_the_python_fallback_runs_the_package() -> None:
     python = [sys.executable, "-m", "opencode_manager"]
     unit = instance_unit(InstanceSpec(name="a", dir="/p"), ocm=python, home=HOME)
-    assert one(unit, "ExecStart") == f"{sys.executable} -m opencode_manager restart a"
+    assert one(unit, "ExecStart") == f"{sys.executable} -m opencode_manager start --existing a"
 
 
 def test_the_resurrect_unit_and_the_fleet_unit() -> None:
@@ -111,7 +111,7 @@ def test_values_are_quoted_the_way_systemd_reads_them() -> None:
     assert lines(unit, "Environment") == ['"OCM_HOME=/srv/a b/100%%/$x \\"q\\" \\\\z"']
     # WorkingDirectory=: the rest of the line as it is, % doubled.
     assert one(unit, "WorkingDirectory") == '-/srv/a b/100%%/$x "q" \\z'
-    assert one(unit, "ExecStart") == '"/opt/my tools %%1/bin/ocm" restart a'
+    assert one(unit, "ExecStart") == '"/opt/my tools %%1/bin/ocm" start --existing a'
     fleet = fleet_unit(Path(odd) / "ocm.toml", "p", ocm=[program], home=HOME)
     # An argument: quoted, C escapes, % and $ doubled.
     assert one(fleet, "ExecStart") == (

@@ -162,6 +162,11 @@ class _StartBar:
     "--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for health."
 )
 @click.option("--opencode", metavar="PATH", help="opencode binary for these instances.")
+@click.option(
+    "--existing",
+    is_flag=True,
+    help="Start the recorded instance NAME with its own settings if it is not running.",
+)
 @json_option
 @pass_state
 def start(
@@ -187,6 +192,7 @@ def start(
     log_keep: int,
     timeout: float,
     opencode: str | None,
+    existing: bool,
     as_json: bool,
 ) -> None:
     """Start N OpenCode servers as supervised background daemons.
@@ -200,9 +206,13 @@ def start(
       ocm start                             # one instance, oc-1
       ocm start api --dir ~/src/api --max-memory 1500M
       ocm start -n 4 --port-range 4100-4199 --json
+      ocm start --existing api              # a stopped one, as it was (running: no-op)
     """
     if timeout <= 0:
         raise UsageError(f"invalid --timeout {timeout}: must be above 0")
+    if existing:
+        _start_existing(state, name, timeout, opencode, as_json)
+        return
     supervision = Supervision(
         restart=restart_policy,
         max_restarts=max_restarts,
@@ -243,6 +253,33 @@ def start(
     if warning:
         err.print(warning, style="yellow", markup=False)
     _warn_about_projects(state.manager(opencode), [info.name for info in infos])
+
+
+_EXISTING_ALLOWS = {"name", "existing", "timeout", "opencode", "as_json"}
+
+
+def _start_existing(
+    state: Context, name: str | None, timeout: float, opencode: str | None, as_json: bool
+) -> None:
+    context = click.get_current_context()
+    given = [
+        p.opts[0] if p.opts else p.name
+        for p in context.command.params
+        if p.name not in _EXISTING_ALLOWS
+        and context.get_parameter_source(p.name or "") is click.core.ParameterSource.COMMANDLINE
+    ]
+    if given:
+        raise UsageError(
+            f"--existing starts NAME with its recorded settings; {', '.join(given)} "
+            "cannot change them (use `ocm rm` and `ocm start`, or a fleet file)"
+        )
+    if name is None:
+        raise UsageError("--existing needs the NAME of a recorded instance")
+    infos = state.manager(opencode).start_existing([name], timeout=timeout)
+    if as_json:
+        print_json([i.to_dict() for i in infos])
+    else:
+        out.print(instances_table(infos))
 
 
 def _warn_about_projects(manager: Manager, names: list[str]) -> None:

@@ -95,6 +95,9 @@ LAZY_COMMANDS = {
     "diff": ("compose", "diff"),
     "up": ("compose", "up"),
     "down": ("compose", "down"),
+    "save": ("persist", "save"),
+    "resurrect": ("persist", "resurrect"),
+    "export": ("persist", "export"),
     "worktree": ("worktrees", "worktree"),
 }
 

@@ -426,6 +426,22 @@ def _strays(fleet: Fleet, record: InstanceRecord) -> list[psutil.Process]:
 
 
 # -- restart, remove, cleanup --------------------------------------------------------------------
+def start_existing(
+    fleet: Fleet,
+    refs: Sequence[str],
+    *,
+    timeout: float = DEFAULT_START_TIMEOUT,
+    progress: StartProgress | None = None,
+) -> list[str]:
+    """Start recorded instances that are not running, with their own settings (like `docker
+    start`); running ones are left alone. Returns the names started."""
+    if not refs:
+        raise UsageError("which instances? give names, ports or URLs")
+    records = fleet.resolve_all(refs)
+    idle = [r.name for r in records if not is_live(r)]
+    return restart(fleet, idle, timeout=timeout, progress=progress) if idle else []
+
+
 def restart(
     fleet: Fleet,
     refs: Sequence[str],

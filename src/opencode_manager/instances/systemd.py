@@ -45,9 +45,11 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import StateError, UsageError
 from ..models import InstanceSpec
+from .fleet import Fleet
 
 #: Every unit ocm writes is named ocm-*.service.
 PREFIX = "ocm-"
@@ -106,10 +108,8 @@ def instance_unit(
             ),
             description=f"OpenCode instance {name} (ocm{project})",
             directory=Path(spec.dir),
-            # `restart` starts a stopped instance with its stored spec; it would also bounce one
-            # already running (`systemctl --user start` after `ocm start`), which a
-            # start-only-if-not-running command would not.
-            start=[*ocm, "restart", name],
+            # Starts it with its stored spec when it is not running; leaves a running one be.
+            start=[*ocm, "start", "--existing", name],
             stop=[*ocm, "stop", name],
             ocm=ocm,
             home=home,
@@ -388,3 +388,48 @@ def _unit_component(text: str) -> str:
         else:
             out.extend(f"\\x{byte:02x}" for byte in char.encode("utf-8", "surrogateescape"))
     return "".join(out)
+
+
+@dataclass(frozen=True)
+class SystemdExport:
+    """What `ocm export systemd` wrote, and what the user runs next."""
+
+    paths: list[str]
+    commands: list[str]
+    kind: str  # "instances", "resurrect" or "fleet"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"paths": list(self.paths), "commands": list(self.commands), "kind": self.kind}
+
+
+def export(
+    fleet: Fleet,
+    refs: Sequence[str] = (),
+    *,
+    all: bool = False,
+    fleet_file: tuple[Path, str] | None = None,
+    directory: Path | None = None,
+) -> SystemdExport:
+    """Write the units for instances (refs), the saved fleet (all: `ocm resurrect`) or a
+    fleet file's project (fleet_file: its path and project name)."""
+    chosen = sum([bool(refs), all, fleet_file is not None])
+    if chosen != 1:
+        raise UsageError("export what? give instance names, --all, or --fleet FILE (one of them)")
+    settings = fleet.settings
+    ocm, home = ocm_command(), settings.home
+    environment = unit_environment(settings.environ)
+    if fleet_file is not None:
+        units = [fleet_unit(fleet_file[0], fleet_file[1], ocm=ocm, home=home,
+                            environment=environment)]  # fmt: skip
+        kind = "fleet"
+    elif all:
+        units, kind = [resurrect_unit(ocm=ocm, home=home, environment=environment)], "resurrect"
+    else:
+        records = fleet.resolve_all(refs)
+        units = [instance_unit(r.spec, ocm=ocm, home=home, environment=environment)
+                 for r in records]  # fmt: skip
+        kind = "instances"
+    target = directory if directory is not None else default_unit_dir(settings.environ)
+    paths = write_units(units, target)
+    commands = enable_commands(units, directory=directory)
+    return SystemdExport([str(p) for p in paths], commands, kind)
