@@ -109,13 +109,13 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "parse_duration": ("durations", "parse_duration"),
     "parse_port": ("instances.spec", "parse_port"),
     "parse_port_range": ("instances.spec", "parse_port_range"),
-    "parse_size": ("keeper.policy", "parse_size"),
+    "parse_size": ("durations", "parse_size"),
 }
 
 if TYPE_CHECKING:
     from .client import AsyncOpencodeClient, Endpoint, OpencodeClient
     from .client.types import Event, Message, Part, Session
-    from .durations import parse_duration
+    from .durations import parse_duration, parse_size
     from .errors import (
         BinaryError,
         ConflictError,
@@ -154,7 +154,6 @@ if TYPE_CHECKING:
         parse_port_range,
     )
     from .instances.systemd import SystemdExport
-    from .keeper.policy import parse_size
     from .manager import AsyncManager, Manager
     from .models import (
         AskPolicy,

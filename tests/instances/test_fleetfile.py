@@ -8,19 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from opencode_manager.durations import parse_size
 from opencode_manager.errors import UsageError
 from opencode_manager.instances.fleetfile import (
     FLEET_FILE,
     FleetFileError,
-    _parse_size,
     find_fleet_file,
-    key_lines,
-    line_of,
     load_fleet_file,
     parse_fleet_file,
 )
 from opencode_manager.instances.spec import Supervision, build_specs
-from opencode_manager.keeper.policy import parse_size
 
 EXAMPLE = """\
 [project]            # optional; name defaults to the file's directory name
@@ -369,52 +366,6 @@ def test_a_file_that_is_not_utf8_names_the_line(tmp_path: Path) -> None:
         load_fleet_file(tmp_path / "missing.toml")
 
 
-def test_key_lines_finds_headers_and_keys() -> None:
-    text = """\
-top = 1
-[ group . "worker" ]   # spaced and quoted
-count = 2
-"port_range" = "4200-4299"
-env.QUEUE = "a"
-[instance.'web']
-cors = [
-  "x",
-  ["y"],
-]
-prompt = '''
-[instance.fake]
-port = 1
-'''
-port = 4101
-[instance.web.env]
-LOG = "1"
-[[things]]
-"""
-    lines = key_lines(text)
-    assert lines == {
-        ("top",): 1,
-        ("group", "worker"): 2,
-        ("group", "worker", "count"): 3,
-        ("group", "worker", "port_range"): 4,
-        ("group", "worker", "env", "QUEUE"): 5,
-        ("instance", "web"): 6,
-        ("instance", "web", "cors"): 7,
-        ("instance", "web", "prompt"): 11,
-        ("instance", "web", "port"): 15,
-        ("instance", "web", "env"): 16,
-        ("instance", "web", "env", "LOG"): 17,
-        ("things",): 18,
-    }
-
-
-def test_line_of_falls_back_to_what_holds_the_key() -> None:
-    lines = key_lines('[defaults]\nenv = { A = "1" }\ninstance.web.port = 1\n')
-    assert line_of(lines, ("defaults", "env", "A")) == 2  # inside an inline table
-    assert line_of(lines, ("defaults", "max_age")) == 1  # not written: the header
-    assert line_of(lines, ("defaults", "instance", "web")) == 3  # only dotted keys inside
-    assert line_of(lines, ("nowhere",)) == 1
-
-
 def test_find_fleet_file(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=re.escape(f"no ocm.toml in {tmp_path}")):
         find_fleet_file(tmp_path)
@@ -435,19 +386,6 @@ def test_relative_paths_stay_relative_in_messages(here: Path) -> None:
     (here / FLEET_FILE).write_text("[instance.web]\nport = 0\n")
     with pytest.raises(FleetFileError, match=r"^ocm\.toml:2: "):
         load_fleet_file(find_fleet_file(Path()))
-
-
-@pytest.mark.parametrize("text", ["512M", "1.5G", "100k", "2048", " 10 mb ", "1gib", "3x", "0"])
-def test_sizes_read_as_the_keeper_reads_them(text: str) -> None:
-    try:
-        expected: int | str = parse_size(text)
-    except UsageError as exc:
-        expected = exc.message
-    try:
-        got: int | str = _parse_size(text)
-    except UsageError as exc:
-        got = exc.message
-    assert got == expected
 
 
 def test_a_bare_instance_is_a_bare_ocm_start_in_the_files_directory(here: Path) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from opencode_manager.durations import parse_size
 from opencode_manager.errors import UsageError
 from opencode_manager.keeper.policy import (
     ExitKind,
@@ -14,7 +15,6 @@ from opencode_manager.keeper.policy import (
     backoff_delay,
     decide,
     next_consecutive,
-    parse_size,
 )
 
 

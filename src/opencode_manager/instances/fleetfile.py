@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..durations import parse_duration
+from ..durations import parse_duration, parse_size
 from ..errors import UsageError
 from ..models import InstanceSpec
 from .spec import (
@@ -43,6 +43,7 @@ from .spec import (
     parse_port_range,
     validate_name,
 )
+from .tomlpos import context_at, key_lines, line_of
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -150,99 +151,6 @@ def parse_fleet_file(text: str, path: Path) -> FleetFile:
     return _Reader(text, path, data).read()
 
 
-# -- where things are: tomllib keeps no positions -------------------------------------------
-
-_PART = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
-_DOTTED = rf"{_PART}(?:\s*\.\s*{_PART})*"
-_HEADER_RE = re.compile(rf"\s*\[\[?\s*({_DOTTED})\s*\]")
-_KEY_RE = re.compile(rf"\s*({_DOTTED})\s*=")
-_PART_RE = re.compile(_PART)
-
-
-def key_lines(text: str) -> dict[tuple[str, ...], int]:
-    """The line of every table header and `key =` line, by full key path.
-
-    `[instance.web]` gives ("instance", "web"); `port = 1` under it ("instance", "web", "port").
-    Lines inside multi-line strings and arrays are skipped.
-    """
-    found: dict[tuple[str, ...], int] = {}
-    table: tuple[str, ...] = ()
-    quote: str | None = None  # inside a multi-line string closed by this
-    depth = 0  # open brackets of a value that goes on
-    for number, line in enumerate(text.split("\n"), start=1):
-        if quote is not None or depth > 0:
-            quote, depth = _scan_value(line, quote, depth)
-            continue
-        header = _HEADER_RE.match(line)
-        if header:
-            table = _split_key(header.group(1))
-            found.setdefault(table, number)
-            continue
-        key = _KEY_RE.match(line)
-        if key:
-            found.setdefault(table + _split_key(key.group(1)), number)
-            quote, depth = _scan_value(line[key.end() :], None, 0)
-    return found
-
-
-def line_of(lines: dict[tuple[str, ...], int], path: tuple[str, ...]) -> int:
-    """The line of `path`, else of the first thing inside it, else of what holds it."""
-    while path:
-        if path in lines:
-            return lines[path]
-        inside = [n for p, n in lines.items() if p[: len(path)] == path]
-        if inside:
-            return min(inside)
-        path = path[:-1]
-    return 1
-
-
-def _split_key(dotted: str) -> tuple[str, ...]:
-    parts = []
-    for part in _PART_RE.findall(dotted):
-        if part.startswith('"'):
-            try:
-                part = json.loads(part)  # TOML's basic-string escapes are JSON's, nearly
-            except ValueError:
-                part = part[1:-1]
-        elif part.startswith("'"):
-            part = part[1:-1]
-        parts.append(part)
-    return tuple(parts)
-
-
-def _scan_value(text: str, quote: str | None, depth: int) -> tuple[str | None, int]:
-    """Follow a value to the end of the line: (open multi-line string, open brackets)."""
-    i = 0
-    while i < len(text):
-        if quote is not None:
-            end = text.find(quote, i)
-            if end < 0:
-                return quote, depth
-            i, quote = end + 3, None
-            continue
-        char = text[i]
-        if text.startswith('"""', i) or text.startswith("'''", i):
-            quote = text[i : i + 3]
-            i += 3
-            continue
-        if char == '"':
-            i += 1
-            while i < len(text) and text[i] != '"':
-                i += 2 if text[i] == "\\" else 1
-        elif char == "'":
-            end = text.find("'", i + 1)
-            i = len(text) if end < 0 else end
-        elif char == "#":
-            break
-        elif char in "[{":
-            depth += 1
-        elif char in "]}":
-            depth -= 1
-        i += 1
-    return quote, depth
-
-
 _TOML_ERROR_RE = re.compile(r"^(.*) \(at (?:line (\d+), column (\d+)|end of document)\)$", re.S)
 
 
@@ -253,19 +161,7 @@ def _syntax_problem(text: str, error: str) -> Problem:
         return Problem(None, None, None, f"invalid TOML: {error}")
     reason, line, column = match.groups()
     number = int(line) if line else text.rstrip().count("\n") + 1
-    lines = text.split("\n")
-    table: tuple[str, ...] = ()
-    for above in lines[: number - 1]:
-        header = _HEADER_RE.match(above)
-        if header:
-            table = _split_key(header.group(1))
-    here = lines[number - 1] if number <= len(lines) else ""
-    key = None
-    header, assignment = _HEADER_RE.match(here), _KEY_RE.match(here)
-    if header:
-        table = _split_key(header.group(1))
-    elif assignment:
-        key = ".".join(_split_key(assignment.group(1)))
+    table, key = context_at(text, number)
     where = f" (column {column})" if column else ""
     return Problem(number, ".".join(table) or None, key, f"invalid TOML: {reason}{where}")
 
@@ -330,28 +226,10 @@ def _seconds(value: Any) -> float:
 
 def _bytes(value: Any) -> int:
     if isinstance(value, str):
-        return _parse_size(value)
+        return parse_size(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise _expected('bytes (an integer) or a size like "1500M"', value)
     return value
-
-
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2,
-               "mib": 1024**2, "g": 1024**3, "gb": 1024**3, "gib": 1024**3}  # fmt: skip
-
-
-def _parse_size(text: str) -> int:
-    """keeper.policy.parse_size, which this layer may not import (tests keep them the same)."""
-    value = text.strip().lower()
-    number = value.rstrip("bikmg")
-    unit = value[len(number) :]
-    try:
-        amount = float(number)
-    except ValueError:
-        raise UsageError(f"invalid size {text!r}: expected e.g. 512M, 2G or 100k") from None
-    if unit not in _SIZE_UNITS or amount <= 0:
-        raise UsageError(f"invalid size {text!r}: expected e.g. 512M, 2G or 100k")
-    return int(amount * _SIZE_UNITS[unit])
 
 
 _FLAG_RE = re.compile(r"--([a-z]+(?:-[a-z]+)*)")

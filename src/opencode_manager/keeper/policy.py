@@ -90,34 +90,3 @@ def decide(
             f"(--max-restarts {limits.max_restarts}); giving up",
         )
     return Decision(restart=True, delay=backoff_delay(consecutive))
-
-
-_SIZE_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1024,
-    "kb": 1024,
-    "kib": 1024,
-    "m": 1024**2,
-    "mb": 1024**2,
-    "mib": 1024**2,
-    "g": 1024**3,
-    "gb": 1024**3,
-    "gib": 1024**3,
-}
-
-
-def parse_size(text: str) -> int:
-    """`512M`, `1.5G`, `100k`, `2048` (bytes) -> bytes."""
-    from ..errors import UsageError
-
-    value = text.strip().lower()
-    number = value.rstrip("bikmg")
-    unit = value[len(number) :]
-    try:
-        amount = float(number)
-    except ValueError:
-        raise UsageError(f"invalid size {text!r}: expected e.g. 512M, 2G or 100k") from None
-    if unit not in _SIZE_UNITS or amount <= 0:
-        raise UsageError(f"invalid size {text!r}: expected e.g. 512M, 2G or 100k")
-    return int(amount * _SIZE_UNITS[unit])
