@@ -199,10 +199,7 @@ class AsyncManager:
         from .instances import compose
 
         def work() -> UpReport:
-            found = self._fleet_file(path)
-            return compose.diff(
-                self.fleet, found.instances, found.project, force_recreate=force_recreate
-            )
+            return compose.diff(self.fleet, self._fleet_file(path), force_recreate=force_recreate)
 
         return await asyncio.to_thread(work)
 
@@ -220,9 +217,8 @@ class AsyncManager:
         from .instances import compose
 
         def work() -> UpReport:
-            found = self._fleet_file(path)
             return compose.up(
-                self.fleet, found.instances, found.project, recreate=recreate,
+                self.fleet, self._fleet_file(path), recreate=recreate,
                 force_recreate=force_recreate, remove_orphans=remove_orphans, timeout=timeout,
             )  # fmt: skip
 

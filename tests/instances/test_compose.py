@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +125,23 @@ def test_a_fleet_file_naming_a_hand_started_instance_is_refused(tmp_path: Path) 
         assert_one_line_error(result, 4, "byhand exists, started by hand")
     finally:
         run_ocm("stop", "--all")
+
+
+def test_a_bad_fleet_file_or_a_taken_port_starts_nothing(tmp_path: Path) -> None:
+    (tmp_path / "ocm.toml").write_text("[instance.web]\nprot = 1\n\n[group.w]\ncount = 0\n")
+    result = run_ocm("up", cwd=str(tmp_path))
+    assert result.returncode == 2, str(result)
+    assert result.stderr.splitlines() == [
+        "ocm: error: ocm.toml:2: [instance.web] prot: unknown key (did you mean port?)",
+        "ocm: error: ocm.toml:5: [group.w] count: invalid count 0: use 1 to 64",
+    ]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (tmp_path / "ocm.toml").write_text(f"[instance.a]\n\n[instance.b]\nport = {port}\n")
+        result = run_ocm("up", cwd=str(tmp_path))
+    assert_one_line_error(
+        result, 2, f"ocm.toml:4: [instance.b] port: port {port} is already in use"
+    )
+    assert run_ocm("ls", "--json", "--no-foreign", check=True).json() == []

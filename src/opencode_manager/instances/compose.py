@@ -13,9 +13,11 @@ from typing import Any
 
 from ..errors import ConflictError
 from ..models import InstanceSpec
-from . import lifecycle
-from .converge import Action, Change, DesiredInstance, plan
+from . import lifecycle, ports
+from .converge import Action, Change, plan
 from .fleet import Fleet, is_live
+from .fleetfile import FleetFile, FleetFileError, Problem
+from .tomlpos import key_lines, line_of
 
 
 @dataclass
@@ -31,29 +33,28 @@ class UpReport:
                 "done": list(self.done)}  # fmt: skip
 
 
-def diff(
-    fleet: Fleet, desired: Sequence[DesiredInstance], project: str, *, force_recreate: bool = False
-) -> UpReport:
-    return UpReport(project, plan(desired, fleet.records(), project, force_recreate=force_recreate))
+def diff(fleet: Fleet, file: FleetFile, *, force_recreate: bool = False) -> UpReport:
+    changes = plan(file.instances, fleet.records(), file.project, force_recreate=force_recreate)
+    return UpReport(file.project, changes)
 
 
 def up(
     fleet: Fleet,
-    desired: Sequence[DesiredInstance],
-    project: str,
+    file: FleetFile,
     *,
     recreate: bool = True,
     force_recreate: bool = False,
     remove_orphans: bool = False,
     timeout: float = lifecycle.DEFAULT_START_TIMEOUT,
 ) -> UpReport:
-    report = diff(fleet, desired, project, force_recreate=force_recreate)
+    report = diff(fleet, file, force_recreate=force_recreate)
     conflicts = [c for c in report.changes if c.action is Action.CONFLICT]
     if conflicts:
         raise ConflictError(
             "; ".join(c.reason or c.name for c in conflicts)
             + ": rename it in the fleet file, or stop and `ocm rm` the other one"
         )
+    _check_ports(file, [c for c in report.changes if c.action is Action.CREATE])
     by_action: dict[Action, list[Change]] = {}
     for change in report.changes:
         by_action.setdefault(change.action, []).append(change)
@@ -80,6 +81,33 @@ def up(
         if orphans:
             report.done += lifecycle.remove(fleet, orphans)
     return report
+
+
+def _check_ports(file: FleetFile, creates: Sequence[Change]) -> None:
+    """A fixed port that is taken is the file's problem, named with its line, before
+    anything starts."""
+    taken = [
+        c.spec
+        for c in creates
+        if c.spec is not None
+        and c.spec.port is not None
+        and not ports.port_free(c.spec.hostname, c.spec.port)
+    ]
+    if not taken:
+        return
+    try:
+        lines = key_lines(file.path.read_text(encoding="utf-8"))
+    except OSError:
+        lines = {}
+    problems = []
+    for spec in taken:
+        found = next(d for d in file.instances if d.name == spec.name)
+        table = ("group", found.group) if found.group else ("instance", spec.name)
+        path = (*table, "port") if (*table, "port") in lines else ("defaults", "port")
+        line = line_of(lines, path) if lines else found.line
+        message = f"port {spec.port} is already in use on {spec.hostname}"
+        problems.append(Problem(line, ".".join(path[:2]), "port", message))
+    raise FleetFileError(file.path, problems)
 
 
 def down(fleet: Fleet, project: str) -> list[lifecycle.StopResult]:

@@ -467,6 +467,9 @@ class BatchRun:
                 record.instance, record.url = name, instance.url
                 record.session_id, record.prompted, record.sending = None, False, False
                 record.directory = record.directory or instance.spec.dir
+                # The instance's task defaults (its fleet file's) for what the task leaves out.
+                record.model = record.model or instance.spec.model
+                record.agent = record.agent or instance.spec.agent
             elif record.sending and not record.prompted:
                 await self._reconcile_sending(client, record)
             self._notify(record)
