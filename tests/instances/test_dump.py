@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from opencode_manager import process
-from opencode_manager.errors import StartError, StateError, UsageError
+from opencode_manager.errors import NotFoundError, StartError, StateError, UsageError
 from opencode_manager.instances import dump as dumps
 from opencode_manager.instances.dump import (
     DUMP_VERSION,
@@ -221,10 +221,10 @@ def test_load_dump_is_what_save_wrote(home_fleet: Fleet, server: int) -> None:
 
 def test_a_missing_dump_says_what_to_do(home_fleet: Fleet) -> None:
     home_fleet.settings.ensure_home()
-    with pytest.raises(StateError, match=r"no saved fleet at .*dump\.json; `ocm save`"):
+    with pytest.raises(NotFoundError, match=r"no saved fleet at .*dump\.json; `ocm save`"):
         load_dump(home_fleet.settings)
     (home_fleet.settings.home / "dump.json.bak").write_text("{}")
-    with pytest.raises(StateError, match=r"a previous one is at .*dump\.json\.bak"):
+    with pytest.raises(NotFoundError, match=r"a previous one is at .*dump\.json\.bak"):
         load_dump(home_fleet.settings)
 
 
@@ -450,7 +450,7 @@ def test_a_failed_parallel_start_says_which_came_up_and_ends_the_unlaunched(
 def test_resurrect_refuses_a_bad_timeout_and_a_missing_dump(home_fleet: Fleet) -> None:
     with pytest.raises(UsageError, match="invalid --timeout"):
         resurrect(home_fleet, timeout=0)
-    with pytest.raises(StateError, match="no saved fleet"):
+    with pytest.raises(NotFoundError, match="no saved fleet"):
         resurrect(home_fleet)
 
 

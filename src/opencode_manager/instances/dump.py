@@ -32,7 +32,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConflictError, OcmError, StartError, StateError, UsageError
+from ..errors import ConflictError, NotFoundError, OcmError, StartError, StateError, UsageError
 from ..models import InstanceRecord, InstanceSpec, ProcessIdentity, State
 from ..settings import Settings
 from . import lifecycle, ports
@@ -199,7 +199,7 @@ def load_dump(settings: Settings) -> Dump:
         hint = ""
         if backup_path(settings).exists():
             hint = f" (a previous one is at {backup_path(settings)}: rename it to use it)"
-        raise StateError(
+        raise NotFoundError(
             f"no saved fleet at {path}{hint}; `ocm save` writes one while the fleet runs"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
