@@ -70,3 +70,10 @@ def test_changed_keys_and_hash() -> None:
     assert changed_keys(after, before) == ("port",)
     assert spec_hash(before) != spec_hash(after)
     assert changed_keys(before, before) == ()
+
+
+def test_a_running_record_whose_processes_are_gone_is_started() -> None:
+    records = [record("a", project="p")]
+    changes = plan([Want("a", spec("a"))], records, "p", live=set())
+    assert [(c.action, c.reason) for c in changes] == [(Action.START, "it is crashed")]
+    assert plan([Want("a", spec("a"))], records, "p", live={"a"})[0].action is Action.UNCHANGED

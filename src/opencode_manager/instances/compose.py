@@ -34,7 +34,9 @@ class UpReport:
 
 
 def diff(fleet: Fleet, file: FleetFile, *, force_recreate: bool = False) -> UpReport:
-    changes = plan(file.instances, fleet.records(), file.project, force_recreate=force_recreate)
+    records = fleet.records()
+    live = {r.name for r in records if is_live(r)}
+    changes = plan(file.instances, records, file.project, force_recreate=force_recreate, live=live)
     return UpReport(file.project, changes)
 
 

@@ -82,8 +82,10 @@ def plan(
     project: str,
     *,
     force_recreate: bool = False,
+    live: set[str] | None = None,
 ) -> list[Change]:
-    """One change per instance of the file, then the project's orphans."""
+    """One change per instance of the file, then the project's orphans. `live`: the names
+    whose processes run (default: trust the registry's state)."""
     by_name = {r.name: r for r in records}
     wanted = {d.name for d in desired}
     changes: list[Change] = []
@@ -97,7 +99,8 @@ def plan(
             changes.append(Change(item.name, Action.CONFLICT, spec=spec,
                                   reason=f"{item.name} exists, started {owner}"))  # fmt: skip
         else:
-            changes.append(_compare(item.name, spec, record, force_recreate))
+            running = record.state is State.RUNNING and (live is None or item.name in live)
+            changes.append(_compare(item.name, spec, record, force_recreate, running))
     for record in records:
         if record.spec.project == project and record.name not in wanted:
             changes.append(Change(record.name, Action.ORPHAN, reason="gone from the file"))
@@ -108,14 +111,17 @@ def _owned(spec: InstanceSpec, project: str) -> InstanceSpec:
     return InstanceSpec(**{**spec.__dict__, "project": project})
 
 
-def _compare(name: str, spec: InstanceSpec, record: InstanceRecord, force: bool) -> Change:
+def _compare(
+    name: str, spec: InstanceSpec, record: InstanceRecord, force: bool, running: bool
+) -> Change:
     keys = changed_keys(spec, record.spec)
     if keys:
         return Change(name, Action.RECREATE, keys, "changed: " + ", ".join(keys), spec)
     if force:
         return Change(name, Action.RECREATE, (), "--force-recreate", spec)
-    if record.state is not State.RUNNING:
-        return Change(name, Action.START, (), f"it is {record.state.value}", spec)
+    if not running:
+        was = record.state.value if record.state is not State.RUNNING else "crashed"
+        return Change(name, Action.START, (), f"it is {was}", spec)
     defaults = tuple(k for k in TASK_DEFAULTS if getattr(spec, k) != getattr(record.spec, k))
     reason = ("task defaults: " + ", ".join(defaults)) if defaults else None
     return Change(name, Action.UNCHANGED, defaults, reason, spec)
