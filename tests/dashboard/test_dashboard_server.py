@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
+from pathlib import Path
 
 import pytest
 
-from opencode_manager import UsageError
-from opencode_manager.dashboard.server import allowed_hosts, check_address
+from opencode_manager import Settings, UsageError
+from opencode_manager.dashboard.server import allowed_hosts, check_address, opener
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
@@ -45,3 +48,16 @@ def test_other_loopback_spellings_get_a_hint(host: str, insecure: bool) -> None:
 def test_the_host_headers_answered() -> None:
     assert allowed_hosts("127.0.0.1") == ["127.0.0.1", "localhost"]
     assert allowed_hosts("192.168.1.20") == ["127.0.0.1", "192.168.1.20", "localhost"]
+
+
+def test_the_browser_is_opened_on_a_private_file_not_on_the_token() -> None:
+    settings = Settings.load()
+    settings.ensure_home()
+    link = "http://127.0.0.1:8766/login?token=s3cr&t"
+    url = opener(settings, link)
+    assert "s3cr" not in url  # what the browser's command line shows
+    path = Path(url.removeprefix("file://"))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.parent == settings.home
+    assert 'url=http://127.0.0.1:8766/login?token=s3cr&amp;t"' in path.read_text()
+    assert os.environ["OCM_HOME"] == str(settings.home)

@@ -44,7 +44,7 @@ def dashboard(
       ocm dashboard
       ocm dashboard --port 9000 --open
     """
-    from ..dashboard.server import serve
+    from ..dashboard.server import opener, serve
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -52,8 +52,8 @@ def dashboard(
     def ready(served: Served) -> None:
         err.print(f"ocm dashboard: serving {served.url}", markup=False)
         err.print(f"ocm dashboard: sign in with {served.link}", markup=False, soft_wrap=True)
-        if open_browser:
-            webbrowser.open(served.link)
+        if open_browser:  # through a 0600 file: the token stays out of the browser's argv
+            webbrowser.open(opener(state.settings(), served.link))
 
     with contextlib.suppress(KeyboardInterrupt):
         serve(state.settings(), host=host, port=port, insecure=insecure,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import ipaddress
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -11,6 +13,7 @@ from .app import Dashboard
 from .auth import TOKEN_FILE
 
 DEFAULT_PORT = 8766
+OPENER_FILE = "dashboard-open.html"
 LOOPBACK = ("127.0.0.1", "localhost")
 
 
@@ -68,3 +71,19 @@ def serve(
         serve_app(app, sock, ready=announce, lifespan=True, what=f"the dashboard on {url}")
     finally:
         sock.close()
+
+
+def opener(settings: Settings, link: str) -> str:
+    """A file:// URL that redirects to the sign-in link, for a browser to open: the token
+    stays out of the browser's command line (what `ps` shows), as Jupyter does it. The file
+    is 0600 in the private $OCM_HOME."""
+    path = settings.home / OPENER_FILE
+    page = (
+        '<!doctype html><meta charset="utf-8">'
+        f'<meta http-equiv="refresh" content="0; url={html.escape(link, quote=True)}">'
+        "<title>ocm dashboard</title><p>Opening the dashboard…"
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(page)
+    return path.as_uri()
