@@ -93,6 +93,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "error_summary": ("text", "error_summary"),
     "load_schema": ("tasks.structured", "load_schema"),
     "one_line": ("text", "one_line"),
+    "human_size": ("text", "human_size"),
     "strip_ansi": ("text", "strip_ansi"),
     "TaskOutcome": ("tasks.batch", "TaskOutcome"),
     "TaskRecord": ("models", "TaskRecord"),
@@ -190,7 +191,7 @@ if TYPE_CHECKING:
     from .tasks.structured import load_schema
     from .tasks.tracker import Ask
     from .tasks.worktree import Worktree, WorktreeRequest, WorktreeRow
-    from .text import error_summary, one_line, strip_ansi
+    from .text import error_summary, human_size, one_line, strip_ansi
 
 
 def __getattr__(name: str) -> Any:
@@ -292,6 +293,7 @@ __all__ = [
     "decode_batch_file",
     "error_summary",
     "find_binary",
+    "human_size",
     "install",
     "is_loopback_host",
     "listener",

@@ -36,3 +36,15 @@ def error_summary(name: str | None, data: dict[str, Any]) -> str:
     if path:
         label = f"{label} in {path}"
     return f"{label}: {detail}" if detail else label
+
+
+def human_size(value: int | None) -> str:
+    """Bytes for people: `512 B`, `12 KiB`, `339.0 MiB`, `1.2 GiB`; `-` when unknown."""
+    if value is None:
+        return "-"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit in ("B", "KiB") else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"

@@ -13,7 +13,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .. import InstanceInfo, Status, one_line
+from .. import InstanceInfo, Status, human_size, one_line
 
 # Pipes get full lines instead of rich's 80-column default, so scripts can parse tables.
 out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 250)
@@ -37,14 +37,7 @@ def print_json(data: Any) -> None:
 
 
 def human_bytes(value: int | None) -> str:
-    if value is None:
-        return "-"
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit in ("B", "KiB") else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
+    return human_size(value)
 
 
 def human_duration(seconds: float | None) -> str:

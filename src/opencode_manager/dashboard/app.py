@@ -354,32 +354,47 @@ class Dashboard:
                            stream=f"/stream/batches/{quote(found.id)}")  # fmt: skip
 
     # -- live streams (server-sent events: `swap` replaces an element, `append` adds) --------
-    async def stream_fleet(self, request: Request) -> Response:
+    def _polled(
+        self,
+        request: Request,
+        target: str,
+        render: Callable[[AsyncManager], Awaitable[tuple[str, bool]]],
+        period: float = REFRESH_S,
+    ) -> Response:
+        """A stream that re-renders `target` every `period` seconds, through one facade,
+        until `render` says it is done (a finished task or batch)."""
+
         async def frames() -> AsyncIterator[str]:
-            while True:
-                async with AsyncManager(self.settings) as manager:
-                    fleet = await views.fleet(manager)
-                yield _swap("fleet-live", self.fragment("_fleet_tables.html", fleet=fleet,
-                                                         csrf=_csrf(request)))  # fmt: skip
-                await asyncio.sleep(REFRESH_S)  # the next frame
+            async with AsyncManager(self.settings) as manager:
+                while True:
+                    html, done = await render(manager)
+                    yield _swap(target, html)
+                    if done:
+                        return
+                    await asyncio.sleep(period)  # the next frame
 
         return _sse(request, frames())
+
+    async def stream_fleet(self, request: Request) -> Response:
+        async def render(manager: AsyncManager) -> tuple[str, bool]:
+            fleet = await views.fleet(manager)
+            html = self.fragment("_fleet_tables.html", fleet=fleet, csrf=_csrf(request))
+            return html, False
+
+        return self._polled(request, "fleet-live", render)
 
     async def stream_instance(self, request: Request) -> Response:
         name = request.path_params["name"]
         level = request.query_params.get("level") or None
 
-        async def frames() -> AsyncIterator[str]:
-            while True:
-                async with AsyncManager(self.settings) as manager:
-                    detail = await views.instance(manager, name, level)
-                    chart = await self._chart(manager, detail.report.info.name)
-                html = self.fragment("_instance_live.html", d=detail, chart=chart,
-                                     level=level or "")  # fmt: skip
-                yield _swap("instance-live", html)
-                await asyncio.sleep(REFRESH_S)  # the next frame
+        async def render(manager: AsyncManager) -> tuple[str, bool]:
+            detail = await views.instance(manager, name, level)
+            chart = await self._chart(manager, detail.report.info.name)
+            html = self.fragment("_instance_live.html", d=detail, chart=chart,
+                                 level=level or "")  # fmt: skip
+            return html, False
 
-        return _sse(request, frames())
+        return self._polled(request, "instance-live", render)
 
     async def stream_events(self, request: Request) -> Response:
         params = request.query_params
@@ -403,31 +418,21 @@ class Dashboard:
     async def stream_task(self, request: Request) -> Response:
         task_id = request.path_params["task_id"]
 
-        async def frames() -> AsyncIterator[str]:
-            while True:
-                async with AsyncManager(self.settings) as manager:
-                    record = await manager.task(task_id)
-                yield _swap("task-live", self.fragment("_task_live.html",
-                                                        **self._task_context(record)))  # fmt: skip
-                if record.status.final:
-                    return
-                await asyncio.sleep(REFRESH_S / 2)  # the next frame
+        async def render(manager: AsyncManager) -> tuple[str, bool]:
+            record = await manager.task(task_id)
+            html = self.fragment("_task_live.html", **self._task_context(record))
+            return html, record.status.final
 
-        return _sse(request, frames())
+        return self._polled(request, "task-live", render, REFRESH_S / 2)
 
     async def stream_batch(self, request: Request) -> Response:
         batch_id = request.path_params["batch_id"]
 
-        async def frames() -> AsyncIterator[str]:
-            while True:
-                async with AsyncManager(self.settings) as manager:
-                    found = await manager.batch_show(batch_id)
-                yield _swap("batch-live", self.fragment("_batch_live.html", b=found))
-                if found.status.final:
-                    return
-                await asyncio.sleep(REFRESH_S)  # the next frame
+        async def render(manager: AsyncManager) -> tuple[str, bool]:
+            found = await manager.batch_show(batch_id)
+            return self.fragment("_batch_live.html", b=found), found.status.final
 
-        return _sse(request, frames())
+        return self._polled(request, "batch-live", render)
 
 
 class _Forbidden(Exception):

@@ -18,6 +18,7 @@ from .. import (
     Received,
     SessionRow,
     StatusReport,
+    human_size,
 )
 
 LOG_LINES = 200
@@ -112,17 +113,6 @@ def _brief(props: dict[str, Any]) -> str:
 
 
 # -- filters ---------------------------------------------------------------------------------
-def size(value: int | None) -> str:
-    if value is None:
-        return "-"
-    number = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if number < 1024 or unit == "GiB":
-            return f"{number:.0f} {unit}" if unit in ("B", "KiB") else f"{number:.1f} {unit}"
-        number /= 1024
-    return f"{number:.1f} GiB"
-
-
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -161,5 +151,5 @@ def money(value: float | None) -> str:
     return "-" if not value else f"${value:.4f}"
 
 
-FILTERS = {"size": size, "duration": duration, "ago": ago, "clock": clock,
+FILTERS = {"size": human_size, "duration": duration, "ago": ago, "clock": clock,
            "percent": percent, "css": css, "number": number, "money": money}  # fmt: skip
