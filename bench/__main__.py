@@ -124,41 +124,58 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--runs", type=int, help="measured runs per figure")
     parser.add_argument("--out", type=Path, help="where to write the report")
+    parser.add_argument(
+        "--only",
+        type=int,
+        action="append",
+        metavar="N",
+        help="measure only figure N (repeatable): for working on one figure",
+    )
     args = parser.parse_args(argv)
     if args.runs is not None and args.runs < 1:
         parser.error("--runs must be at least 1")
+    if set(args.only or ()) - set(TITLES):
+        parser.error(f"--only: the figures are {', '.join(map(str, sorted(TITLES)))}")
     plan = Plan.make(quick=args.quick, runs=args.runs)
     command = " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])])
     out = args.out or (QUICK_REPORT if plan.quick else FULL_REPORT)
     began = time.monotonic()
     load_start = load_average()
     figures: dict[int, Figure] = {}
+    wanted = set(args.only or TITLES)
+
+    def measure(number: int, body: Callable[[], Figure]) -> None:
+        if number in wanted:
+            figures[number] = attempt(number, body)
+
     leftovers: list[str] = []
     env = BenchEnv()
     with env:
         log(f"isolated in {env.base}; scripted model at {env.model_url}")
         foreign = other_servers(env)
         top = header(command, env, plan, load_start, foreign)
-        figures[3] = attempt(3, lambda: fleet_start.run(env, plan))
+        measure(3, lambda: fleet_start.run(env, plan))
         shared: SharedFleet | None = None
         try:
-            shared = SharedFleet.start(env)
+            if wanted & {1, 2, 4, 6}:
+                shared = SharedFleet.start(env)
         except Exception as exc:
             traceback.print_exc()
             for number in (1, 2, 4, 6):
-                figures[number] = Figure(
-                    number, TITLES[number], error=f"the shared fleet did not start: {exc}"
-                )
+                if number in wanted:
+                    figures[number] = Figure(
+                        number, TITLES[number], error=f"the shared fleet did not start: {exc}"
+                    )
         if shared is not None:
             fleet = shared
-            figures[1] = attempt(1, lambda: dispatch.run(fleet, plan))
+            measure(1, lambda: dispatch.run(fleet, plan))
             # The CLI figure before the batch one: the recipe's 24 `opencode run` processes
             # leave the machine loaded for a while, and command start-up times are sensitive.
-            figures[4] = attempt(4, lambda: cli.run(fleet, plan))
-            figures[2] = attempt(2, lambda: batch.run(fleet, plan))
-            figures[6] = attempt(6, lambda: footprint.run(fleet, plan))
+            measure(4, lambda: cli.run(fleet, plan))
+            measure(2, lambda: batch.run(fleet, plan))
+            measure(6, lambda: footprint.run(fleet, plan))
             env.ocm_run("stop", "--all", timeout=120)
-        figures[5] = attempt(5, lambda: monitor.run(env, plan))
+        measure(5, lambda: monitor.run(env, plan))
         leftovers = env.close()
     elapsed = time.monotonic() - began
     footer = [
