@@ -135,3 +135,26 @@ def test_samples_are_kept_for_half_an_hour_per_instance(
     reg.delete("a")
     assert reg.samples("a") == []
     assert len(reg.samples("b")) == 1
+
+
+def test_task_indexes_migrate_a_registry_with_records(tmp_path: Path) -> None:
+    """m007 on a registry made before it: the start times come out of the stored records."""
+    path = tmp_path / "r.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+    for name, fn in MIGRATIONS[: [n for n, _ in MIGRATIONS].index("m007_task_indexes")]:
+        fn(db)
+        db.execute("INSERT INTO _migrations VALUES (?, 0)", (name,))
+    db.execute(
+        "INSERT INTO tasks (id, status, prompt, record, created_at, updated_at, finished_at)"
+        " VALUES ('t-1', 'completed', 'p', ?, 1.0, 1.0, 9.0)",
+        ('{"id": "t-1", "started_at": 4.5}',),
+    )
+    db.commit()
+    db.close()
+    reg = Registry(path)
+    assert "m007_task_indexes" in reg.applied_migrations()
+    assert [tuple(r) for r in reg.query("SELECT id, started_at FROM tasks")] == [("t-1", 4.5)]
+    indexes = {r[0] for r in reg.query("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"tasks_by_created", "tasks_by_status", "tasks_by_batch_status"} <= indexes
+    reg.close()

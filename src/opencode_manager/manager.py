@@ -596,11 +596,15 @@ class AsyncManager:
             batch_id, listener=listener, cancel=cancel, requeue_cancelled=requeue_cancelled
         )
 
-    async def batches(self) -> list[BatchSummary]:
-        """Every batch, oldest first (without their tasks)."""
+    async def batches(self, *, limit: int | None = None) -> list[BatchSummary]:
+        """Every batch, oldest first (the newest `limit` when given), without their tasks."""
         from .tasks.batch import list_batches
 
-        return await asyncio.to_thread(list_batches, self.store)
+        return await asyncio.to_thread(list_batches, self.store, limit=limit)
+
+    async def count_batches(self) -> int:
+        """How many batches are stored."""
+        return await asyncio.to_thread(self.store.count_batches)
 
     async def batch_show(self, batch_id: str) -> BatchSummary:
         """One batch with its tasks."""
@@ -1116,8 +1120,12 @@ class Manager:
         )
         return result
 
-    def batches(self) -> list[BatchSummary]:
-        result: list[BatchSummary] = self._call(self.aio.batches)
+    def batches(self, *, limit: int | None = None) -> list[BatchSummary]:
+        result: list[BatchSummary] = self._call(lambda: self.aio.batches(limit=limit))
+        return result
+
+    def count_batches(self) -> int:
+        result: int = self._call(self.aio.count_batches)
         return result
 
     def batch_show(self, batch_id: str) -> BatchSummary:

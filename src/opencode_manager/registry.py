@@ -189,6 +189,23 @@ def _m006_sample_history(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX samples_by_instance ON samples (instance, at)")
 
 
+@migration("m007_task_indexes")
+def _m007_task_indexes(db: sqlite3.Connection) -> None:
+    # At 100,000 records `ocm results` must not sort the table for its newest 50, nor
+    # `ocm batch ls` read every record: the newest first by index (also within a status;
+    # batches too), and each batch's counts and time span from an index alone (so the start
+    # time, until now only inside the record's JSON, gets a column of its own).
+    db.execute("ALTER TABLE tasks ADD COLUMN started_at REAL")
+    db.execute("UPDATE tasks SET started_at = json_extract(record, '$.started_at')")
+    db.execute("CREATE INDEX tasks_by_created ON tasks (created_at)")
+    db.execute("DROP INDEX tasks_by_status")
+    db.execute("CREATE INDEX tasks_by_status ON tasks (status, created_at)")
+    db.execute(
+        "CREATE INDEX tasks_by_batch_status ON tasks (batch_id, status, started_at, finished_at)"
+    )
+    db.execute("CREATE INDEX batches_by_created ON batches (created_at)")
+
+
 def _identity(pid: Any, ctime: Any, cmd: str | None = None) -> ProcessIdentity | None:
     if pid is None or ctime is None:
         return None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from opencode_manager.errors import ConflictError, NotFoundError
 from opencode_manager.models import BatchStatus, ProcessIdentity, TaskRecord, TaskStatus
 from opencode_manager.registry import Registry
+from opencode_manager.tasks.batch import list_batches, summary
 from opencode_manager.tasks.store import Batch, TaskStore
 
 ME = ProcessIdentity(pid=1, create_time=1.0)
@@ -103,3 +106,86 @@ def test_a_limit_gives_the_newest_oldest_first(tmp_path: Path) -> None:
         store.add(_task(f"t{i}", TaskStatus.COMPLETED, batch=None, ended=1000.0 + i))
     assert [r.id for r in store.list_tasks(limit=2)] == ["t3", "t4"]
     assert store.count_tasks(status="completed") == 5
+
+
+def _timed(task_id: str, status: TaskStatus, batch: str, start: float | None) -> TaskRecord:
+    record = TaskRecord(id=task_id, prompt=task_id, status=status, created_at=1000.0,
+                        batch_id=batch, started_at=start)  # fmt: skip
+    record.finished_at = start + 5.0 if start is not None and status.final else None
+    return record
+
+
+def test_batch_listing_counts_in_sql_what_the_summary_counts_from_records(
+    tmp_path: Path,
+) -> None:
+    store = TaskStore(Registry(tmp_path / "registry.db"))
+    shapes: dict[str, list[tuple[TaskStatus, float | None]]] = {
+        "b-mixed": [(TaskStatus.COMPLETED, 10.0), (TaskStatus.FAILED, 3.0),
+                    (TaskStatus.RUNNING, 20.0), (TaskStatus.PENDING, None)],
+        "b-fresh": [(TaskStatus.PENDING, None), (TaskStatus.PENDING, None)],
+        "b-empty": [],
+    }  # fmt: skip
+    for n, (batch_id, shape) in enumerate(shapes.items()):
+        batch = Batch(id=batch_id, status="completed", created_at=n, updated_at=n)
+        store.add_batch(batch, [_timed(f"{batch_id}-{i}", status, batch_id, start)
+                                for i, (status, start) in enumerate(shape)])  # fmt: skip
+    # A task that started after it was recorded: its start time reaches the tally too.
+    record = store.get("b-fresh-0")
+    record.status, record.started_at, record.finished_at = TaskStatus.COMPLETED, 7.0, 9.5
+    store.save(record)
+    listed = {s.id: s for s in list_batches(store)}
+    assert list(listed) == ["b-mixed", "b-fresh", "b-empty"]
+    for batch_id in shapes:
+        whole = summary(store, batch_id)
+        assert whole.tasks or batch_id == "b-empty"
+        assert listed[batch_id] == dataclasses.replace(whole, tasks=[])
+    assert (listed["b-mixed"].total, listed["b-mixed"].done) == (4, 2)
+    assert listed["b-mixed"].duration_s == 12.0  # first start 3.0, last end 15.0
+    assert listed["b-fresh"].counts == {"completed": 1, "pending": 1}
+    assert listed["b-fresh"].duration_s == 2.5
+    assert (listed["b-empty"].total, listed["b-empty"].duration_s) == (0, None)
+
+
+def test_a_batch_limit_gives_the_newest_oldest_first(tmp_path: Path) -> None:
+    store = TaskStore(Registry(tmp_path / "registry.db"))
+    for i in range(5):
+        store.add_batch(Batch(id=f"b{i}", status="completed", created_at=i, updated_at=i), [])
+    assert [s.id for s in list_batches(store, limit=2)] == ["b3", "b4"]
+    assert [s.id for s in list_batches(store)] == ["b0", "b1", "b2", "b3", "b4"]
+    assert store.count_batches() == 5
+
+
+def _plans(store: TaskStore, read: Callable[[], object]) -> list[str]:
+    """The query plan of every statement `read` runs (as SQLite expands them)."""
+    seen: list[str] = []
+    store.registry.db.set_trace_callback(seen.append)
+    try:
+        read()
+    finally:
+        store.registry.db.set_trace_callback(None)
+    return [
+        " ".join(str(row[3]) for row in store.registry.query(f"EXPLAIN QUERY PLAN {sql}"))
+        for sql in seen
+    ]
+
+
+@pytest.mark.parametrize(
+    ("read", "index"),
+    [
+        (lambda s: s.list_tasks(limit=50), "INDEX"),
+        (lambda s: s.list_tasks(status="failed", limit=50), "INDEX"),
+        (lambda s: s.batches(limit=50), "INDEX"),
+        (lambda s: s.tallies(["b-1", "b-2"]), "COVERING INDEX"),  # no record is read
+    ],
+    ids=["newest", "newest-failed", "newest-batches", "batch-counts"],
+)
+def test_reads_at_scale_use_an_index_and_sort_nothing(
+    tmp_path: Path, read: Callable[[TaskStore], object], index: str
+) -> None:
+    """`ocm results` and `ocm batch ls` over 100,000 records: no table scan, no sort."""
+    store = TaskStore(Registry(tmp_path / "registry.db"))
+    plans = _plans(store, lambda: read(store))
+    assert plans
+    for plan in plans:
+        assert f"USING {index}" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan

@@ -25,6 +25,7 @@ from .. import (
     load_schema,
     one_line,
     parse_batch_file,
+    parse_duration,
 )
 from .loops import run_with_cancel
 from .main import Context
@@ -198,6 +199,13 @@ def _task_table(data: BatchSummary, tasks: list[TaskOutcome]) -> None:
     help="A JSON schema for every task's answer (a task's own `schema:` wins).",
 )
 @max_retries_option
+@click.option(
+    "--recover-timeout",
+    default="60s",
+    show_default=True,
+    metavar="DUR",
+    help="How long a task its instance was running waits for it to come back, then fails.",
+)
 @click.option("--auto-approve", is_flag=True, help="Approve permission asks instead of rejecting.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_state
@@ -214,6 +222,7 @@ def run_file(
     base: str | None,
     schema_file: str | None,
     max_retries: int,
+    recover_timeout: str,
     auto_approve: bool,
     as_json: bool,
 ) -> int:
@@ -239,6 +248,7 @@ def run_file(
         worktree=use_worktree,
         base=base,
         schema=load_schema(schema_file) if schema_file else None,
+        recover_timeout=parse_duration(recover_timeout),
     )
     if base and not use_worktree:
         raise UsageError("--base goes with --worktree")
@@ -308,12 +318,30 @@ def rm(state: Context, batch_ids: tuple[str, ...], as_json: bool) -> None:
         out.print(f"removed batch {batch_id} ({count} results)", markup=False)
 
 
+LS_LIMIT = 50
+
+
 @batch.command(name="ls")
+@click.option(
+    "--limit", type=int, metavar="N", help=f"The newest N, oldest first [default: {LS_LIMIT}]."
+)
+@click.option("--all", "show_all", is_flag=True, help="Every batch (no limit).")
 @click.option("--json", "as_json", is_flag=True, help="A JSON array.")
 @pass_state
-def ls(state: Context, as_json: bool) -> None:
-    """List batches."""
-    rows = [item.to_dict(with_tasks=False) for item in state.manager().batches()]
+def ls(state: Context, limit: int | None, show_all: bool, as_json: bool) -> None:
+    """List batches (the newest 50 unless --limit or --all)."""
+    if limit is not None and limit < 1:
+        raise UsageError(f"invalid --limit {limit}: must be 1 or more")
+    if show_all and limit is not None:
+        raise UsageError("--all and --limit contradict each other; choose one")
+    manager = state.manager()
+    wanted = None if show_all else (limit or LS_LIMIT)
+    rows = [item.to_dict(with_tasks=False) for item in manager.batches(limit=wanted)]
+    if wanted is not None and len(rows) == wanted and limit is None:
+        total = manager.count_batches()
+        if total > wanted:
+            err.print(f"the newest {wanted} of {total} batches; --all shows every one",
+                      markup=False)  # fmt: skip
     if as_json:
         print_json(rows)
         return

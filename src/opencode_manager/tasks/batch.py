@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import time
@@ -42,7 +43,7 @@ from . import worktree as worktrees
 from .batchfile import BatchTask, parse
 from .dispatch import DEFAULT_MAX_RETRIES, busy_counts
 from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint
-from .store import Batch, TaskStore, new_id
+from .store import Batch, Tally, TaskStore, new_id
 from .tracker import TurnState
 from .transcript import ABORTED_ERROR, build_turn, error_name, find_user_message
 from .worktree import settling
@@ -654,33 +655,20 @@ def summary(store: TaskStore, batch_id: str) -> BatchSummary:
     return _summarize(store.batch(batch_id), store.list_tasks(batch_id=batch_id))
 
 
-def list_batches(store: TaskStore) -> list[BatchSummary]:
-    return [_summarize(b, store.list_tasks(batch_id=b.id)) for b in store.batches()]
+def list_batches(store: TaskStore, *, limit: int | None = None) -> list[BatchSummary]:
+    """Batches with their counts, not their tasks (counted in SQL: no record is read),
+    oldest first (the newest `limit` when given)."""
+    batches = store.batches(limit=limit)
+    tallies = store.tallies([b.id for b in batches])
+    return [_tallied(b, tallies.get(b.id) or Tally()) for b in batches]
 
 
 def _summarize(batch: Batch, records: list[TaskRecord]) -> BatchSummary:
-    counts: dict[str, int] = {}
+    tally = Tally()
     for record in records:
-        counts[record.status.value] = counts.get(record.status.value, 0) + 1
-    starts = [r.started_at for r in records if r.started_at]
-    ends = [r.finished_at for r in records if r.finished_at]
-    status = (
-        BatchStatus(batch.status)
-        if batch.status in BatchStatus._value2member_map_
-        else (BatchStatus.RUNNING)
-    )
-    if status is BatchStatus.RUNNING and not process.is_alive(batch.runner):
-        status = BatchStatus.INTERRUPTED
-    return BatchSummary(
-        id=batch.id,
-        status=status,
-        source=batch.source,
-        created_at=batch.created_at,
-        finished_at=batch.finished_at,
-        total=len(records),
-        done=sum(1 for r in records if r.status.final),
-        counts=counts,
-        duration_s=round(max(ends) - min(starts), 3) if starts and ends else None,
+        tally.add(record.status.value, 1, record.started_at or None, record.finished_at or None)
+    return dataclasses.replace(
+        _tallied(batch, tally),
         tasks=[
             TaskOutcome(
                 id=r.task_id,
@@ -692,6 +680,28 @@ def _summarize(batch: Batch, records: list[TaskRecord]) -> BatchSummary:
             )
             for r in records
         ],
+    )
+
+
+def _tallied(batch: Batch, tally: Tally) -> BatchSummary:
+    status = (
+        BatchStatus(batch.status)
+        if batch.status in BatchStatus._value2member_map_
+        else (BatchStatus.RUNNING)
+    )
+    if status is BatchStatus.RUNNING and not process.is_alive(batch.runner):
+        status = BatchStatus.INTERRUPTED
+    start, end = tally.first_start, tally.last_end
+    return BatchSummary(
+        id=batch.id,
+        status=status,
+        source=batch.source,
+        created_at=batch.created_at,
+        finished_at=batch.finished_at,
+        total=sum(tally.counts.values()),
+        done=sum(n for s, n in tally.counts.items() if TaskStatus(s).final),
+        counts=tally.counts,
+        duration_s=round(end - start, 3) if start is not None and end is not None else None,
     )
 
 

@@ -12,7 +12,7 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -21,6 +21,8 @@ from ..models import BatchStatus, ProcessIdentity, TaskRecord, TaskStatus
 from ..registry import Registry
 
 _TASK_FIELDS = {f.name for f in fields(TaskRecord)}
+_IN_CHUNK = 500  # ids per `IN (...)`: well under SQLite's limit on bound parameters
+_TALLY = "SELECT batch_id, status, COUNT(*), MIN(started_at), MAX(finished_at) FROM tasks"
 
 
 def new_id(prefix: str) -> str:
@@ -50,6 +52,22 @@ class Batch:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class Tally:
+    """A batch's tasks by status, and when the first of them started and the last ended."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    first_start: float | None = None
+    last_end: float | None = None
+
+    def add(self, status: str, count: int, start: float | None, end: float | None) -> None:
+        self.counts[status] = self.counts.get(status, 0) + count
+        if start is not None:
+            self.first_start = start if self.first_start is None else min(self.first_start, start)
+        if end is not None:
+            self.last_end = end if self.last_end is None else max(self.last_end, end)
 
 
 @dataclass
@@ -308,16 +326,36 @@ class TaskStore:
             raise NotFoundError(f"no batch {batch_id!r}; see `ocm batch ls`")
         return _batch(rows[0])
 
-    def batches(self) -> list[Batch]:
+    def batches(self, *, limit: int | None = None) -> list[Batch]:
+        """Batches, oldest first (the newest `limit` when given)."""
+        if limit:
+            sql = "SELECT * FROM batches ORDER BY created_at DESC LIMIT ?"
+            return [_batch(r) for r in reversed(self.registry.query(sql, (int(limit),)))]
         return [_batch(r) for r in self.registry.query("SELECT * FROM batches ORDER BY created_at")]
+
+    def count_batches(self) -> int:
+        return int(self.registry.query("SELECT COUNT(*) FROM batches")[0][0])
+
+    def tallies(self, batch_ids: Sequence[str]) -> dict[str, Tally]:
+        """These batches' tasks counted from an index, no record read: batch id -> tally."""
+        found: dict[str, Tally] = {}
+        for start in range(0, len(batch_ids), _IN_CHUNK):
+            chunk = tuple(batch_ids[start : start + _IN_CHUNK])
+            marks = ", ".join("?" * len(chunk))  # placeholders only: the ids are bound
+            sql = f"{_TALLY} WHERE batch_id IN ({marks}) GROUP BY batch_id, status"
+            for row in self.registry.query(sql, chunk):
+                tally = found.setdefault(str(row[0]), Tally())
+                tally.add(str(row[1]), int(row[2]), row[3], row[4])
+        return found
 
 
 def _insert(db: sqlite3.Connection, record: TaskRecord, seq: int) -> None:
     db.execute(
         "INSERT INTO tasks (id, batch_id, seq, status, prompt, record, created_at, updated_at,"
-        " finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (record.id, record.batch_id, seq, record.status.value, record.prompt,
-         json.dumps(record.to_dict()), record.created_at, time.time(), record.finished_at),
+         json.dumps(record.to_dict()), record.created_at, time.time(), record.started_at,
+         record.finished_at),
     )  # fmt: skip
 
 
@@ -336,9 +374,10 @@ def _count_batch_tasks(db: sqlite3.Connection, batch_id: str) -> int:
 
 def _update(db: sqlite3.Connection, record: TaskRecord) -> None:
     db.execute(
-        "UPDATE tasks SET status = ?, record = ?, updated_at = ?, finished_at = ? WHERE id = ?",
-        (record.status.value, json.dumps(record.to_dict()), time.time(), record.finished_at,
-         record.id),
+        "UPDATE tasks SET status = ?, record = ?, updated_at = ?, started_at = ?, finished_at = ?"
+        " WHERE id = ?",
+        (record.status.value, json.dumps(record.to_dict()), time.time(), record.started_at,
+         record.finished_at, record.id),
     )  # fmt: skip
 
 
