@@ -37,6 +37,7 @@ from .instances import lifecycle
 from .instances import spec as specs
 from .instances.fleet import Fleet
 from .models import (
+    DEFAULT_USERNAME,
     InstanceInfo,
     InstanceRecord,
     LifecycleEvent,
@@ -273,6 +274,27 @@ class AsyncManager:
     async def remove(self, refs: Sequence[str], *, force: bool = False) -> list[str]:
         """Forget stopped instances: record, password, private data (logs stay until cleanup)."""
         return await asyncio.to_thread(lifecycle.remove, self.fleet, refs, force=force)
+
+    async def remote_add(
+        self,
+        name: str,
+        url: str,
+        *,
+        username: str = DEFAULT_USERNAME,
+        password: str | None = None,
+    ) -> InstanceInfo:
+        """Add an OpenCode server on another host by URL: checked at once (health, version,
+        password), then reachable like any instance; its password is stored 0600."""
+        from .instances import remote
+
+        await remote.add(self.fleet, name, url, username=username, password=password)
+        return await self.info(name)
+
+    async def remote_remove(self, names: Sequence[str]) -> list[str]:
+        """Forget remote instances (the servers themselves are left alone)."""
+        from .instances import remote
+
+        return await asyncio.to_thread(remote.remove, self.fleet, names)
 
     async def cleanup(self, *, older_than: float = 0.0, dry_run: bool = False) -> CleanupReport:
         """Forget ended instances, reconcile dead ones, delete logs and dirs nobody owns
@@ -959,6 +981,23 @@ class Manager:
 
     def remove(self, refs: Sequence[str], *, force: bool = False) -> list[str]:
         result: list[str] = self._call(lambda: self.aio.remove(refs, force=force))
+        return result
+
+    def remote_add(
+        self,
+        name: str,
+        url: str,
+        *,
+        username: str = DEFAULT_USERNAME,
+        password: str | None = None,
+    ) -> InstanceInfo:
+        result: InstanceInfo = self._call(
+            lambda: self.aio.remote_add(name, url, username=username, password=password)
+        )
+        return result
+
+    def remote_remove(self, names: Sequence[str]) -> list[str]:
+        result: list[str] = self._call(lambda: self.aio.remote_remove(names))
         return result
 
     def cleanup(self, *, older_than: float = 0.0, dry_run: bool = False) -> CleanupReport:

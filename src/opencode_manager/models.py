@@ -33,6 +33,7 @@ class Status(str, enum.Enum):
     CRASHED = "crashed"  # exited without being asked to, or its PID now belongs to a stranger
     ERRORED = "errored"  # gave up restarting it (flapping limit); `ocm restart` to try again
     FOREIGN = "foreign"  # an `opencode serve` we did not start: shown, never signalled
+    UNREACHABLE = "unreachable"  # a remote instance that does not answer (see remote.py)
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,9 @@ class InstanceSpec:
     project: str | None = None
     model: str | None = None  # provider/model for tasks that name none
     agent: str | None = None
+    # a remote instance (`ocm remote add`): a server on another host, reached by its URL
+    remote: bool = False
+    username: str = DEFAULT_USERNAME  # for Basic auth; the password is stored 0600
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -217,6 +221,7 @@ class InstanceInfo:
     keeper_error: str | None = None  # a problem the keeper reported (registry, disk, crash)
     error: str | None = None
     last_exit: str | None = None
+    owner: str = "ocm"  # "ocm" (started here), "remote" (added by URL) or "foreign"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

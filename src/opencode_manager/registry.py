@@ -541,6 +541,28 @@ class Registry:
                 instance=spec.name,
             ) from exc
 
+    def add_remote(
+        self, db: sqlite3.Connection, spec: InstanceSpec, *, url: str, version: str
+    ) -> None:
+        """A remote instance (`ocm remote add`): running from the start, with no processes."""
+        now = time.time()
+        try:
+            db.execute(
+                "INSERT INTO instances (name, spec, state, port, url, version, created_at,"
+                " updated_at, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (spec.name, spec.to_json(), State.RUNNING.value, spec.port, url, version,
+                 now, now, now),
+            )  # fmt: skip
+        except sqlite3.IntegrityError as exc:
+            raise ConflictError(
+                f"an instance named {spec.name!r} already exists; pick another name",
+                instance=spec.name,
+            ) from exc
+        db.execute(
+            "INSERT INTO events (instance, time, kind, detail) VALUES (?, ?, ?, ?)",
+            (spec.name, now, EventKind.HEALTHY.value, f"{url} (opencode {version}, remote)"),
+        )
+
     def relaunch(
         self,
         db: sqlite3.Connection,

@@ -99,6 +99,7 @@ LAZY_COMMANDS = {
     "resurrect": ("persist", "resurrect"),
     "export": ("persist", "export"),
     "worktree": ("worktrees", "worktree"),
+    "remote": ("remotes", "remote"),
 }
 
 

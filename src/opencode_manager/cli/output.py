@@ -28,6 +28,7 @@ STATUS_STYLE = {
     Status.CRASHED: "red",
     Status.ERRORED: "bold red",
     Status.FOREIGN: "magenta",
+    Status.UNREACHABLE: "red",
 }
 
 
@@ -130,11 +131,11 @@ def instances_table(infos: Sequence[InstanceInfo]) -> RenderableType:
         [
             info.name,
             status_text(info.status, info.supervised, info.keeper_answering),
-            str(info.pid) if info.pid else "-",
+            str(info.pid) if info.pid else ("remote" if info.owner == "remote" else "-"),
             info.url or "-",
             info.version or "-",
             human_duration(info.uptime_s),
-            str(info.restarts) if info.managed else "-",
+            str(info.restarts) if info.owner == "ocm" else "-",
             f"{info.cpu_percent:.0f}%" if info.cpu_percent is not None else "-",
             human_bytes(info.rss_bytes),
             {True: "password", False: "none", None: "?"}[info.auth],

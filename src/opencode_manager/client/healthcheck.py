@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -38,8 +39,9 @@ async def call(endpoint: Endpoint, method: str, path: str, *, timeout: float) ->
 async def _call(endpoint: Endpoint, method: str, path: str) -> Any:
     url = urlsplit(endpoint.base_url)
     host = url.hostname or "127.0.0.1"
-    port = url.port or 80
-    reader, writer = await asyncio.open_connection(host, port)
+    tls = url.scheme == "https"  # a remote instance behind a TLS proxy
+    port = url.port or (443 if tls else 80)
+    reader, writer = await asyncio.open_connection(host, port, ssl=True if tls else None)
     try:
         conn = h11.Connection(our_role=h11.CLIENT)
         headers = [
@@ -49,7 +51,7 @@ async def _call(endpoint: Endpoint, method: str, path: str) -> Any:
             ("Content-Length", "0"),
             *endpoint.auth_header().items(),
         ]
-        writer.write(conn.send(h11.Request(method=method, target=path, headers=headers)))
+        writer.write(conn.send(h11.Request(method=method, target=url.path + path, headers=headers)))
         writer.write(conn.send(h11.EndOfMessage()))
         await writer.drain()
         status = 0
@@ -108,3 +110,37 @@ async def busy_sessions(endpoint: Endpoint, directory: str, *, timeout: float) -
 
 async def dispose(endpoint: Endpoint, *, timeout: float) -> None:
     await call(endpoint, "POST", "/global/dispose", timeout=timeout)
+
+
+def health_blocking(endpoint: Endpoint, *, timeout: float) -> dict[str, Any]:
+    """The health call for a worker thread with no event loop (a remote instance's, say):
+    the standard library's http.client, which also speaks TLS."""
+    url = urlsplit(endpoint.base_url)
+    kind = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+    conn = kind(url.hostname or "127.0.0.1", url.port, timeout=timeout)
+    try:
+        conn.request("GET", url.path + "/global/health", headers=endpoint.auth_header())
+        response = conn.getresponse()
+        body = response.read()
+    except (OSError, http.client.HTTPException) as exc:
+        raise ServerUnreachable(
+            f"{endpoint.name or endpoint.url} is unreachable ({exc.__class__.__name__})",
+            instance=endpoint.name,
+        ) from None
+    finally:
+        conn.close()
+    if response.status >= 400:
+        raise ServerRefused(
+            f"{endpoint.name or endpoint.url}: health check failed with HTTP {response.status}",
+            instance=endpoint.name,
+            status_code=response.status,
+        )
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise ServerRefused(
+            f"{endpoint.name or endpoint.url}: /global/health returned invalid JSON",
+            instance=endpoint.name,
+            status_code=response.status,
+        ) from None
+    return data if isinstance(data, dict) else {}

@@ -97,6 +97,20 @@ async def run_checks(fleet: Fleet) -> list[Check]:
         if info is None or info.status in (Status.STOPPED,):
             continue
         label = f"instance {record.name}"
+        if record.spec.remote:
+            if info.status is not Status.RUNNING:
+                checks.append(
+                    Check(
+                        label,
+                        False,
+                        f"remote {record.url} does not answer: {info.error or info.status.value}",
+                        fix=f"check the server on its host, or `ocm remote rm {record.name}`",
+                        level="warning",
+                    )
+                )
+                continue
+            checks.append(Check(label, True, f"remote {record.url}, opencode {info.version}"))
+            continue
         if info.status is Status.CRASHED:
             checks.append(
                 Check(

@@ -13,8 +13,9 @@ import time
 from collections.abc import Sequence
 
 from .. import process
+from ..client import healthcheck
 from ..client.endpoint import Endpoint
-from ..errors import ConflictError, NotFoundError, OcmError, UsageError
+from ..errors import ConflictError, NotFoundError, OcmError, ServerError, UsageError
 from ..models import InstanceRecord, State
 from ..registry import Registry
 from ..settings import Settings
@@ -27,6 +28,9 @@ from .spec import parse_port
 #: reported as not answering.
 HEARTBEAT_INTERVALS = 3
 HEARTBEAT_MARGIN = 10.0
+#: How long a remote instance's health answer is reused, and how long it may take.
+REMOTE_HEALTH_TTL = 1.0
+REMOTE_HEALTH_TIMEOUT = 2.0
 
 
 class Fleet:
@@ -37,6 +41,7 @@ class Fleet:
         self._registry: Registry | None = None
         self._backups = backups
         self._lock = threading.Lock()
+        self._answers: dict[str, tuple[float, bool]] = {}  # remote name -> (when, healthy)
 
     @property
     def registry(self) -> Registry:
@@ -64,8 +69,27 @@ class Fleet:
         return self.registry.instances()
 
     def running(self) -> list[InstanceRecord]:
-        """Instances that are up and answering (recorded running, server alive)."""
-        return [r for r in self.records() if r.state is State.RUNNING and r.url and is_up(r)]
+        """Instances that can take work (recorded running; server alive, or a remote's
+        answering its health check)."""
+        return [r for r in self.records() if r.state is State.RUNNING and r.url and self.up(r)]
+
+    def up(self, record: InstanceRecord) -> bool:
+        """Its server is there: a local one's process is alive; a remote one answers."""
+        if not record.spec.remote:
+            return is_up(record)
+        now = time.monotonic()
+        seen = self._answers.get(record.name)
+        if seen is not None and now - seen[0] < REMOTE_HEALTH_TTL:
+            return seen[1]
+        endpoint = self.endpoint(record)
+        try:
+            healthy = endpoint is not None and bool(
+                healthcheck.health_blocking(endpoint, timeout=REMOTE_HEALTH_TIMEOUT).get("healthy")
+            )
+        except ServerError:
+            healthy = False
+        self._answers[record.name] = (time.monotonic(), healthy)
+        return healthy
 
     def resolve(self, ref: str) -> InstanceRecord:
         """A managed instance by name, port or URL; foreign servers are refused."""
@@ -87,7 +111,12 @@ class Fleet:
 
     def resolve_running(self, ref: str) -> InstanceRecord:
         record = self.resolve(ref)
-        if record.state is not State.RUNNING or not is_up(record):
+        if record.spec.remote and record.state is State.RUNNING and not self.up(record):
+            raise ConflictError(
+                f"{record.name} (remote, {record.url}) does not answer; see `ocm ls`",
+                instance=record.name,
+            )
+        if record.state is not State.RUNNING or not self.up(record):
             raise ConflictError(
                 f"{record.name} is not running; `ocm start` or `ocm restart` it",
                 instance=record.name,
@@ -133,7 +162,12 @@ class Fleet:
     def endpoint(self, record: InstanceRecord) -> Endpoint | None:
         if not record.url:
             return None
-        return Endpoint(url=record.url, password=self.password(record), name=record.name)
+        return Endpoint(
+            url=record.url,
+            password=self.password(record),
+            username=record.spec.username,
+            name=record.name,
+        )
 
     def reader(self, ref: str) -> Endpoint:
         """Where to read from: a running managed instance (with its password), or a foreign
@@ -141,7 +175,7 @@ class Fleet:
         found = self.find(ref)
         if isinstance(found, ForeignServer):
             return Endpoint(url=found.url, name=f"foreign:{found.port}")
-        if found.state is not State.RUNNING or not is_up(found):
+        if found.state is not State.RUNNING or not (found.spec.remote or is_up(found)):
             return self.endpoint_of(self.resolve_running(ref))  # raises: not running
         return self.endpoint_of(found)
 
@@ -170,7 +204,8 @@ def is_up(record: InstanceRecord) -> bool:
 
 
 def is_live(record: InstanceRecord) -> bool:
-    """Anything of it may still run: keeper, server, or the `ocm start` bringing it up."""
+    """Anything of it may still run: keeper, server, or the `ocm start` bringing it up
+    (never for a remote instance: nothing of it runs here)."""
     if process.is_alive(record.keeper) or process.is_alive(record.server):
         return True
     return record.state is State.STARTING and process.is_alive(record.starter)

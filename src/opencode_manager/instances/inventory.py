@@ -15,7 +15,6 @@ from .. import process
 from ..client.endpoint import Endpoint
 from ..errors import ConflictError, NotFoundError, ServerError
 from ..models import (
-    DEFAULT_USERNAME,
     InstanceInfo,
     InstanceRecord,
     InstanceSpec,
@@ -26,6 +25,7 @@ from ..models import (
 from . import probe
 from .discovery import ForeignServer, find_foreign
 from .fleet import Fleet, keeper_answering
+from .spec import is_loopback_host
 
 
 async def list_instances(
@@ -52,6 +52,11 @@ async def list_instances(
         own = {p.pid for p in servers if p is not None}
         own |= {r.server.pid for r in records if r.server}
         foreign = await asyncio.to_thread(find_foreign, own)
+        # A remote instance added by a loopback URL is a server on this machine: list it once.
+        remote_ports = {
+            r.port for r in records if r.spec.remote and is_loopback_host(r.spec.hostname)
+        }
+        foreign = [f for f in foreign if f.port not in remote_ports]
     foreign_procs = [process.verified(process.identity_of(f.pid)) for f in foreign]
     now = time.time()
     # Supervised servers were sampled by their keeper; measure only the others (this
@@ -68,7 +73,7 @@ async def list_instances(
     ] + foreign_procs
     sampler = probe.CpuSampler(unmeasured if measure_cpu else [None] * len(unmeasured))
     endpoints: list[Endpoint | None] = [
-        fleet.endpoint(record) if server is not None else None
+        fleet.endpoint(record) if (server is not None or record.spec.remote) else None
         for record, server in zip(records, servers, strict=True)
     ]
     endpoints += [Endpoint(url=f.url) for f in foreign]
@@ -91,6 +96,9 @@ async def list_instances(
             )
     infos: list[InstanceInfo] = []
     for i, record in enumerate(records):
+        if record.spec.remote:
+            infos.append(remote_info(record, health[i]))
+            continue
         status = derive_status(
             record.state,
             keeper_alive=keepers[i] is not None,
@@ -150,12 +158,44 @@ async def list_instances(
                 cpu_percent=stat.cpu_percent if stat else None,
                 log=None,
                 dir=_cwd_of(f.pid),
+                owner="foreign",
                 auth=h.auth_required
                 if h.auth_required is not None
                 else (False if h.healthy else None),
             )
         )
     return infos
+
+
+def remote_info(record: InstanceRecord, health: probe.Health) -> InstanceInfo:
+    """A remote instance as `ls` shows it: its health says everything ocm can know."""
+    if health.healthy:
+        status, error = Status.RUNNING, None
+    elif health.auth_required:
+        status, error = Status.UNHEALTHY, "it refuses the stored password"
+    else:
+        status, error = Status.UNREACHABLE, health.error or "no answer"
+    return InstanceInfo(
+        name=record.name,
+        status=status,
+        managed=True,
+        pid=None,
+        port=record.port,
+        url=record.url,
+        hostname=record.spec.hostname,
+        version=health.version or record.version,
+        healthy=bool(health.healthy),
+        started_at=record.started_at,
+        uptime_s=None,  # the server's own uptime is its host's to know
+        restarts=0,
+        rss_bytes=None,
+        cpu_percent=None,
+        log=None,
+        dir=record.spec.dir,
+        auth=record.spec.auth,
+        error=error,
+        owner="remote",
+    )
 
 
 async def instance_info(fleet: Fleet, ref: str) -> InstanceInfo:
@@ -253,6 +293,8 @@ def spec_settings(spec: InstanceSpec) -> dict[str, Any]:
         "project": spec.project,  # the fleet file's, when it started from one
         "model": spec.model,
         "agent": spec.agent,
+        "remote": spec.remote,
+        "username": spec.username,
     }
 
 
@@ -276,8 +318,9 @@ async def status_report(fleet: Fleet, ref: str) -> StatusReport:
     if server is not None:
         report.processes = probe.process_tree(server)
         report.connections = probe.connections(server)
-        if endpoint is not None:
-            await _ask_server(report, endpoint, directory)
+    remote = isinstance(found, InstanceRecord) and found.spec.remote
+    if endpoint is not None and (server is not None or (remote and report.info.healthy)):
+        await _ask_server(report, endpoint, directory)
     return report
 
 
@@ -318,7 +361,7 @@ def client_env(fleet: Fleet, ref: str) -> dict[str, str]:
     record = fleet.resolve(ref)
     if not record.url:
         raise ConflictError(f"{record.name} has no URL yet (status {record.state.value})")
-    out = {"OPENCODE_SERVER_URL": record.url, "OPENCODE_SERVER_USERNAME": DEFAULT_USERNAME}
+    out = {"OPENCODE_SERVER_URL": record.url, "OPENCODE_SERVER_USERNAME": record.spec.username}
     password = fleet.password(record)
     if password:
         out["OPENCODE_SERVER_PASSWORD"] = password

@@ -42,7 +42,7 @@ from ..errors import (
 )
 from ..models import KEEPER_CMD, InstanceRecord, InstanceSpec, ProcessIdentity, State
 from . import binary as binaries
-from . import credentials, launch, ports
+from . import credentials, launch, ports, remote
 from . import spec as specs
 from .fleet import Fleet, is_live, keeper_answering
 
@@ -311,6 +311,7 @@ def stop(
         targets = [r for r in fleet.records() if is_live(r)]
     else:
         targets = fleet.resolve_all(refs)
+        remote.refuse(targets, "stop")
         for record in targets:
             if not is_live(record):
                 was = record.state.value
@@ -438,6 +439,7 @@ def start_existing(
     if not refs:
         raise UsageError("which instances? give names, ports or URLs")
     records = fleet.resolve_all(refs)
+    remote.refuse(records, "start")
     idle = [r.name for r in records if not is_live(r)]
     return restart(fleet, idle, timeout=timeout, progress=progress) if idle else []
 
@@ -463,11 +465,12 @@ def restart(
     if timeout <= 0:
         raise UsageError(f"invalid --timeout {timeout:g}: must be above 0")
     if all:
-        records = [r for r in fleet.records() if r.state is not State.STOPPED]
+        records = [r for r in fleet.records() if r.state is not State.STOPPED and not r.spec.remote]
         if not records:
             return []
     else:
         records = fleet.resolve_all(refs)
+        remote.refuse(records, "restart")
     binary = binaries.find_binary(fleet.settings)
     registry = fleet.registry
     for record in records:
@@ -500,6 +503,7 @@ def remove(fleet: Fleet, refs: Sequence[str], *, force: bool = False) -> list[st
     if not refs:
         raise UsageError("which instances? give names, ports or URLs")
     records = fleet.resolve_all(refs)
+    remote.refuse(records, "remove")
     for record in records:
         if is_live(record) and not force:
             raise ConflictError(
@@ -533,6 +537,8 @@ def cleanup(fleet: Fleet, *, older_than: float = 0.0, dry_run: bool = False) -> 
     report = CleanupReport(dry_run=dry_run)
     now = time.time()
     for record in registry.instances():
+        if record.spec.remote:
+            continue  # nothing of it runs here: `ocm remote rm` forgets it
         live = is_live(record)
         if not live and record.state in (State.RUNNING, State.STARTING, State.STOPPING):
             report.reconciled.append(record.name)

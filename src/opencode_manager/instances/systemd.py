@@ -49,6 +49,7 @@ from typing import Any
 
 from ..errors import StateError, UsageError
 from ..models import InstanceSpec
+from . import remote
 from .fleet import Fleet
 
 #: Every unit ocm writes is named ocm-*.service.
@@ -426,6 +427,7 @@ def export(
         units, kind = [resurrect_unit(ocm=ocm, home=home, environment=environment)], "resurrect"
     else:
         records = fleet.resolve_all(refs)
+        remote.refuse(records, "write a unit for")
         units = [instance_unit(r.spec, ocm=ocm, home=home, environment=environment)
                  for r in records]  # fmt: skip
         kind = "instances"

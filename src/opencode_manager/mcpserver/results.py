@@ -55,11 +55,13 @@ class InstanceInfo(TypedDict):
     status: Annotated[
         str,
         Field(
-            description="starting, running, unhealthy, stopping, stopped, crashed, errored "
-            "or foreign"
+            description="starting, running, unhealthy, stopping, stopped, crashed, errored, "
+            "foreign, or unreachable (a remote instance that does not answer)"
         ),
     ]
-    managed: Annotated[bool, Field(description="ocm started it (else: someone else did)")]
+    managed: Annotated[
+        bool, Field(description="In ocm's registry: started here, or added as a remote")
+    ]
     pid: Annotated[int | None, Field(description="The server's process id")]
     port: Annotated[int | None, Field(description="The port it listens on")]
     url: Annotated[str | None, Field(description="Its base URL")]
@@ -80,6 +82,13 @@ class InstanceInfo(TypedDict):
     keeper_error: Annotated[str | None, Field(description="A problem the keeper reported")]
     error: Annotated[str | None, Field(description="Why it is not running, if known")]
     last_exit: Annotated[str | None, Field(description="How the server last ended")]
+    owner: Annotated[
+        str,
+        Field(
+            description="ocm (started here), remote (added by URL: ocm runs none of its "
+            "processes, lifecycle tools refuse it) or foreign"
+        ),
+    ]
     directory: Annotated[str | None, Field(description="Its project directory")]
 
 

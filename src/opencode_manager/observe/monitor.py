@@ -50,6 +50,8 @@ class _Watch:
 
 
 def _live(record: InstanceRecord) -> bool:
+    if record.spec.remote:  # watched while recorded; its stream says whether it answers
+        return record.state is State.RUNNING
     return record.state in (State.RUNNING, State.STARTING) and process.is_alive(record.server)
 
 

@@ -36,7 +36,7 @@ import httpx
 from .. import process
 from ..client import AsyncOpencodeClient, http_options
 from ..errors import ConflictError, OcmError, ServerError, SessionNotFound, UsageError
-from ..instances.fleet import Fleet, is_up
+from ..instances.fleet import Fleet
 from ..models import BatchStatus, InstanceRecord, State, TaskRecord, TaskStatus
 from . import placement
 from . import worktree as worktrees
@@ -67,6 +67,7 @@ class BatchOptions:
     worktree: bool = False  # every task in a git worktree of its own (a task may ask alone)
     base: str | None = None  # their base commit (default: the repository's HEAD)
     schema: dict[str, Any] | None = None  # a structured answer for tasks without their own
+    recover_timeout: float = RECOVER_TIMEOUT  # a sent task's wait for its instance to return
 
     def validate(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:
@@ -79,6 +80,8 @@ class BatchOptions:
             raise UsageError(f"invalid --retries {self.retries}: must be 0 or more")
         if self.max_retries is not None and self.max_retries < 0:
             raise UsageError(f"invalid --max-retries {self.max_retries}: must be 0 or more")
+        if self.recover_timeout <= 0:
+            raise UsageError("invalid --recover-timeout: must be above 0")
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -239,6 +242,14 @@ def _worktrees(
         for task, task_id in zip(tasks, ids, strict=True):
             if not (task.worktree or options.worktree):
                 continue
+            pinned = by_ref.get(task.instance) if task.instance else None
+            remote = [r.name for r in ([pinned] if pinned else chosen) if r.spec.remote]
+            if remote:
+                raise UsageError(
+                    f"{where}:{task.line}: a worktree is made on this machine, and "
+                    f"{remote[0]} is a remote instance: pin worktree tasks to local ones "
+                    "(`instance` in the file, or --instance)"
+                )
             directory = task.dir
             if directory is None:
                 pinned = by_ref.get(task.instance) if task.instance else None
@@ -551,7 +562,7 @@ class BatchRun:
         return None
 
     async def _recover(self, record: TaskRecord, name: str, exc: ServerError) -> TaskRecord | None:
-        deadline = time.monotonic() + RECOVER_TIMEOUT
+        deadline = time.monotonic() + self.options.recover_timeout
         while time.monotonic() < deadline and not self.cancel.is_set():
             instance = await asyncio.to_thread(self._running_instance, name)
             if instance is not None:
@@ -567,7 +578,7 @@ class BatchRun:
         await self._fail(
             record,
             "InstanceLost",
-            f"{exc}; {name} did not come back within {RECOVER_TIMEOUT:.0f} s: "
+            f"{exc}; {name} did not come back within {self.options.recover_timeout:g} s: "
             "`ocm batch resume` checks the task again when it is back",
             retryable=True,
         )
@@ -586,7 +597,7 @@ class BatchRun:
             record = self.fleet.resolve(name)
         except OcmError:
             return None
-        return record if record.state is State.RUNNING and is_up(record) else None
+        return record if record.state is State.RUNNING and self.fleet.up(record) else None
 
     async def _look(self, record: TaskRecord, instance: InstanceRecord) -> str:
         """ "finished" (recorded), "lost" (run it again) or "unknown" (try later)."""

@@ -91,11 +91,15 @@ async def busy_counts(
     return {name: count for name, count in pairs if count is not None}
 
 
-async def choose_instance(fleet: Fleet, ref: str | None, http: httpx.AsyncClient) -> InstanceRecord:
-    """The named instance, or the least busy running one."""
+async def choose_instance(
+    fleet: Fleet, ref: str | None, http: httpx.AsyncClient, *, local: bool = False
+) -> InstanceRecord:
+    """The named instance, or the least busy running one (`local`: not a remote one)."""
     if ref is not None:
         return await asyncio.to_thread(fleet.resolve_running, ref)
-    candidates = await asyncio.to_thread(fleet.running)
+    candidates = [
+        r for r in await asyncio.to_thread(fleet.running) if not (local and r.spec.remote)
+    ]
     if not candidates:
         raise NotFoundError("no running instance to send the task to; start one with `ocm start`")
     busy = await busy_counts(fleet, candidates, http)
@@ -173,7 +177,9 @@ async def run_task(
     """Run a task to its end (or, with detach, only until the prompt is sent)."""
     validate(prompt, options)
     async with httpx.AsyncClient(**http_options()) as http:
-        instance = await choose_instance(fleet, options.instance, http)
+        instance = await choose_instance(
+            fleet, options.instance, http, local=options.worktree is not None
+        )
         options = with_instance_defaults(options, instance)
         client = AsyncOpencodeClient(fleet.endpoint_of(instance), http=http)
         if options.agent is not None:
@@ -181,6 +187,11 @@ async def run_task(
         if options.session_id is not None:
             await client.session(options.session_id)  # SessionNotFound if it is not there
         record = new_record(prompt, options, instance)
+        if options.worktree is not None and instance.spec.remote:
+            raise UsageError(
+                f"--worktree makes a worktree on this machine, and {instance.name} is a remote "
+                "instance; pick a local one with -i"
+            )
         if options.worktree is not None:
             assert record.directory is not None
             tree = await asyncio.to_thread(

@@ -16,7 +16,7 @@ from ..client.types import Message, Session
 from ..errors import ConflictError, NotFoundError, ServerError, SessionNotFound, UsageError
 from ..instances.discovery import ForeignServer
 from ..instances.fleet import Fleet
-from ..models import DEFAULT_USERNAME, InstanceRecord
+from ..models import InstanceRecord
 
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -313,7 +313,7 @@ def attach_command(
         argv += ["--session", session_id]
     if directory:
         argv += ["--dir", directory]
-    env = {"OPENCODE_SERVER_USERNAME": DEFAULT_USERNAME}
+    env = {"OPENCODE_SERVER_USERNAME": endpoint.username}
     if endpoint.password:
         env["OPENCODE_SERVER_PASSWORD"] = endpoint.password
     return argv, env

@@ -1,0 +1,184 @@
+"""Remote instances: OpenCode servers on other hosts, added by URL (`ocm remote add`).
+
+ocm reaches a remote instance like one of its own (tasks, batches, sessions, monitor, the
+dashboard, MCP) but runs none of its processes: its lifecycle belongs to whoever started it,
+so `stop`, `restart` and `rm` refuse it, and its health is asked over HTTP, never read from
+/proc. Its password is stored 0600 like a local instance's and never echoed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ..client import healthcheck
+from ..client.endpoint import Endpoint
+from ..errors import ConflictError, ServerRefused, ServerUnreachable, UsageError
+from ..models import DEFAULT_USERNAME, InstanceRecord, InstanceSpec
+from . import credentials
+from .fleet import Fleet
+from .spec import validate_name
+
+OWNER = "remote"
+#: How long `ocm remote add` waits for the server's answers.
+CHECK_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a remote server says about itself when it is added."""
+
+    url: str
+    version: str
+    directory: str
+
+
+def parse_url(url: str) -> str:
+    """A server's base URL, checked: http(s), a host, a port (or the scheme's own)."""
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise UsageError(f"invalid URL {url!r}: expected http://HOST:PORT") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"invalid URL {url!r}: expected http://HOST:PORT or https://HOST")
+    if parts.username or parts.password:
+        raise UsageError(
+            f"invalid URL {url!r}: credentials do not belong in the URL (they would show in "
+            "`ocm ls` and shell history); use --username and --password-file or --password-env"
+        )
+    if parts.query or parts.fragment:
+        raise UsageError(f"invalid URL {url!r}: no query or fragment, please")
+    netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    if port is not None:
+        netloc += f":{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def port_of(url: str) -> int:
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+async def check(
+    url: str, *, username: str, password: str | None, timeout: float = CHECK_TIMEOUT
+) -> Found:
+    """Ask the server at `url` who it is: health and version, then its directory.
+
+    Raises ServerUnreachable (nothing answers), ServerRefused (wrong or missing password,
+    or not an OpenCode server), each with a message that says which.
+    """
+    endpoint = Endpoint(url=url, password=password, username=username)
+    try:
+        health = await healthcheck.call(endpoint, "GET", "/global/health", timeout=timeout)
+    except ServerUnreachable:
+        raise ServerUnreachable(
+            f"nothing answers at {url}: is the server up and reachable?"
+        ) from None
+    except ServerRefused as exc:
+        raise _refused(url, exc, password) from None
+    version = health.get("version") if isinstance(health, dict) else None
+    if not isinstance(version, str) or "healthy" not in health:
+        raise ServerRefused(
+            f"{url} answers, but not as an OpenCode server (/global/health)", status_code=200
+        )
+    try:
+        path: Any = await healthcheck.call(endpoint, "GET", "/path", timeout=timeout)
+    except ServerRefused as exc:
+        raise _refused(url, exc, password) from None
+    directory = path.get("directory") if isinstance(path, dict) else None
+    if not isinstance(directory, str) or not directory:
+        raise ServerRefused(
+            f"{url} answers, but not as an OpenCode server (/path)", status_code=200
+        )
+    return Found(url=url, version=version, directory=directory)
+
+
+def _refused(url: str, exc: ServerRefused, password: str | None) -> ServerRefused:
+    if exc.status_code == 401:
+        if password is None:
+            return ServerRefused(
+                f"{url} needs a password: give --password-file FILE or --password-env VAR",
+                status_code=401,
+            )
+        return ServerRefused(f"{url} refused the username or password", status_code=401)
+    return ServerRefused(
+        f"{url} answers, but not as an OpenCode server ({exc.message})",
+        status_code=exc.status_code,
+    )
+
+
+async def add(
+    fleet: Fleet,
+    name: str,
+    url: str,
+    *,
+    username: str = DEFAULT_USERNAME,
+    password: str | None = None,
+    timeout: float = CHECK_TIMEOUT,
+) -> InstanceRecord:
+    """Check the server, then record it as a running remote instance and store its password."""
+    validate_name(name)
+    base = parse_url(url)
+    if not username or ":" in username or any(c.isspace() for c in username):
+        raise UsageError(f"invalid --username {username!r}: no spaces or ':'")
+    if password is not None and not password.strip():
+        raise UsageError("the password is empty")
+    if await asyncio.to_thread(fleet.registry.find, name) is not None:
+        raise ConflictError(f"an instance named {name!r} already exists; pick another name")
+    found = await check(base, username=username, password=password, timeout=timeout)
+    spec = InstanceSpec(
+        name=name,
+        dir=found.directory,
+        port=port_of(base),
+        hostname=urlsplit(base).hostname or "",
+        auth=password is not None,
+        remote=True,
+        username=username,
+        restart="never",
+    )
+    await asyncio.to_thread(_record, fleet, spec, base, found.version, password)
+    return await asyncio.to_thread(fleet.registry.get, name)
+
+
+def _record(fleet: Fleet, spec: InstanceSpec, url: str, version: str, password: str | None) -> None:
+    """The row and its password in one step: the password is written inside the row's
+    transaction, so no reader sees a remote without it, and a failed write leaves neither
+    (a name taken meanwhile fails before the password is touched)."""
+    registry = fleet.registry
+    with registry.transaction() as db:
+        registry.add_remote(db, spec, url=url, version=version)
+        if password is not None:
+            credentials.write_password(fleet.settings, spec.name, password.strip())
+
+
+def remove(fleet: Fleet, refs: Sequence[str]) -> list[str]:
+    """Forget remote instances: their record and password (the servers are left alone)."""
+    if not refs:
+        raise UsageError("which remote instances? give their names")
+    records = fleet.resolve_all(refs)
+    for record in records:
+        if not record.spec.remote:
+            raise ConflictError(
+                f"{record.name} is not a remote instance; `ocm rm {record.name}` forgets it",
+                instance=record.name,
+            )
+    for record in records:
+        fleet.registry.delete(record.name)
+        credentials.delete_password(fleet.settings, record.name)
+    return [r.name for r in records]
+
+
+def refuse(records: Sequence[InstanceRecord], action: str) -> None:
+    """Lifecycle commands act on processes ocm runs; a remote's belong to its own host."""
+    for record in records:
+        if record.spec.remote:
+            raise ConflictError(
+                f"{record.name} is a remote instance ({record.url}): ocm cannot {action} it; "
+                f"do that on its host (`ocm remote rm {record.name}` forgets it here)",
+                instance=record.name,
+            )
