@@ -275,3 +275,39 @@ def test_pages_carry_the_csrf_token_but_never_the_login_token(signed_in: TestCli
     assert f'name="csrf" value="{csrf}"' in page.text
     for path in ("/", "/tasks", "/events", "/batches", "/api/fleet"):
         assert TOKEN not in signed_in.get(path).text
+
+
+def _remote_in_registry(port: int) -> None:
+    """A remote instance as `ocm remote add` records it, at a URL where nothing answers."""
+    from opencode_manager.instances.fleet import Fleet
+    from opencode_manager.models import InstanceSpec
+
+    fleet = Fleet(Settings.load())
+    spec = InstanceSpec(name="far", dir="/srv/p", port=port, hostname="127.0.0.1", remote=True)
+    with fleet.registry.transaction() as db:
+        fleet.registry.add_remote(db, spec, url=f"http://127.0.0.1:{port}", version="1.18.33")
+    fleet.close()
+
+
+def test_a_remote_instance_is_shown_without_lifecycle_buttons(signed_in: TestClient) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    _remote_in_registry(port)
+    page = signed_in.get("/")
+    assert page.status_code == 200, page.text
+    row = re.search(r'<tr data-instance="far">(.*?)</tr>', page.text, flags=re.S)
+    assert row is not None, page.text
+    assert "unreachable" in row.group(1)
+    assert "/stop" not in row.group(1)
+    assert "/restart" not in row.group(1)
+    detail = signed_in.get("/instances/far")
+    assert detail.status_code == 200
+    assert "remote instance at" in detail.text
+    assert "/instances/far/restart" not in detail.text
+    # A forged POST is refused by the library, in one readable line.
+    refused = signed_in.post("/instances/far/restart", data={"csrf": _csrf(signed_in)})
+    assert refused.status_code in (400, 409), refused.text
+    assert "is a remote instance" in refused.text

@@ -27,7 +27,7 @@ STATUS_CLASS = {
     "unhealthy": "bad", "crashed": "bad", "errored": "bad", "failed": "bad",
     "timed_out": "bad", "aborted": "warn", "cancelled": "muted", "stopped": "muted",
     "pending": "muted", "interrupted": "warn", "foreign": "muted", "busy": "warn",
-    "idle": "muted", "retry": "bad",
+    "idle": "muted", "retry": "bad", "unreachable": "bad",
 }  # fmt: skip
 
 
