@@ -212,6 +212,20 @@ def test_remote_add_checks_the_server_and_keeps_the_password_secret(
     assert status["settings"]["remote"] is True
     env_out = run_ocm("env", "r1", check=True).stdout
     assert "OPENCODE_SERVER_URL" in env_out
+    top = run_ocm("top", "--once", "--json", check=True).json()
+    row = next(r for r in top["instances"] if r["name"] == "r1")
+    assert row["status"] == "running"
+    assert row["sessions"] >= 1
+    metrics = run_ocm("metrics", check=True).stdout
+    assert 'instance="r1"' in metrics
+    with subprocess.Popen(
+        [sys.executable, "-m", "opencode_manager", "monitor", "r1", "--json"],
+        stdout=subprocess.PIPE, text=True,
+    ) as monitor:  # fmt: skip
+        assert monitor.stdout is not None
+        first = json.loads(monitor.stdout.readline())
+        monitor.terminate()
+    assert (first["instance"], first["type"]) == ("r1", "ocm.attached")
     doctor = run_ocm("doctor", "--json")
     assert any("r1" in c["name"] and c["ok"] for c in doctor.json()["checks"]), doctor.stdout
 
