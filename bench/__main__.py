@@ -18,7 +18,7 @@ import psutil
 import opencode_manager
 
 from .env import ROOT, BenchEnv
-from .figures import batch, cli, dispatch, fleet_start, footprint, monitor
+from .figures import batch, cli, dispatch, fleet_start, footprint, monitor, registry_scale
 from .measure import cpu_model, load_average
 from .plan import Plan, SharedFleet
 from .report import Figure, render
@@ -33,6 +33,7 @@ TITLES = {
     4: "CLI overhead",
     5: "Monitor",
     6: "Footprint",
+    7: "Registry at scale",
 }
 
 
@@ -176,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             measure(6, lambda: footprint.run(fleet, plan))
             env.ocm_run("stop", "--all", timeout=120)
         measure(5, lambda: monitor.run(env, plan))
+        measure(7, lambda: registry_scale.run(env, plan))
         leftovers = env.close()
     elapsed = time.monotonic() - began
     footer = [
