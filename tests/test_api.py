@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import opencode_manager
 
 
@@ -15,3 +18,16 @@ def test_all_is_sorted_and_importable() -> None:
     assert names == sorted(names, key=lambda n: (kind(n), n))
     for name in names:
         assert hasattr(opencode_manager, name), name
+
+
+def test_httpx_cli_is_deferred_not_broken() -> None:
+    """Importing httpx after us skips its command-line client (click, rich, pygments); the
+    client still loads when asked for."""
+    code = (
+        "import sys, opencode_manager, httpx\n"
+        "assert not {'rich', 'pygments'} & set(sys.modules), sorted(sys.modules)\n"
+        "import httpx._main\n"
+        "assert httpx._main.main.name == 'main', httpx._main.main\n"
+        "assert callable(httpx.main)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

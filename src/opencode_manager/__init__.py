@@ -8,9 +8,52 @@ its sync twin `Manager`): every type its methods return is exported here too.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+
+class _HttpxCliStandIn(types.ModuleType):
+    """What httpx gets as its `_main` (see `_DeferHttpxCli`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name != "main":
+            raise AttributeError(name)
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]  # from now on `import httpx._main` is the real one
+        return _httpx_main
+
+
+def _httpx_main(*args: Any, **kwargs: Any) -> Any:
+    """`httpx.main`: the real command-line client, loaded when it is run."""
+    real = importlib.import_module("httpx._main")
+    return real.main(*args, **kwargs)
+
+
+class _DeferHttpxCli:
+    """httpx's `__init__` imports its command-line client, and with it click, rich and
+    pygments: about 25 ms of every command, for a CLI nothing here runs. This import hook
+    answers that first import with a stand-in whose `main` loads the real client when called
+    (so `httpx.main` still works), then steps aside."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "httpx._main":
+            return None
+        sys.meta_path.remove(self)
+        return importlib.machinery.ModuleSpec(name, self)
+
+    def create_module(self, spec: Any) -> types.ModuleType:
+        return _HttpxCliStandIn(spec.name)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        return None
+
+
+if "httpx" not in sys.modules and not any(isinstance(f, _DeferHttpxCli) for f in sys.meta_path):
+    sys.meta_path.insert(0, _DeferHttpxCli())
 
 # name -> (module, attribute in it)
 _EXPORTS: dict[str, tuple[str, str]] = {

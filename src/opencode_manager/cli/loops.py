@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from .. import AsyncManager
 from .main import Context
-from .output import err
+from .plain import say
 
 T = TypeVar("T")
 
@@ -32,7 +32,7 @@ def run_with_cancel(
             presses += 1
             if presses > 1:
                 raise KeyboardInterrupt
-            err.print("ocm: stopping (Ctrl-C again to quit at once)…", markup=False)
+            say("ocm: stopping (Ctrl-C again to quit at once)…")
             cancel.set()
 
         loop.add_signal_handler(signal.SIGINT, on_sigint)

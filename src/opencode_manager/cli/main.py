@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .. import OcmError, Settings, StartError, __version__, strip_ansi
-from .output import err
+from .plain import say
 
 EXIT_USAGE = 2
 # Renamed in click 8.2; `ocm` with no arguments prints its help.
@@ -153,27 +153,23 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except click.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx else "ocm"
-        err.print(
-            f"{command}: error: {_one_line(exc.format_message())} (see --help)",
-            markup=False,
-            highlight=False,
-        )
+        say(f"{command}: error: {_one_line(exc.format_message())} (see --help)")
         return EXIT_USAGE
     except click.Abort:
-        err.print("ocm: interrupted", markup=False)
+        say("ocm: interrupted")
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        err.print("ocm: interrupted", markup=False)
+        say("ocm: interrupted")
         return EXIT_INTERRUPTED
     except click.ClickException as exc:
-        err.print(f"ocm: error: {_one_line(exc.format_message())}", markup=False)
+        say(f"ocm: error: {_one_line(exc.format_message())}")
         return exc.exit_code
     except StartError as exc:
-        err.print(f"ocm: error: {_one_line(str(exc))}", markup=False)
+        say(f"ocm: error: {_one_line(str(exc))}")
         if exc.log_tail:
-            err.print("last log lines:", style="dim", markup=False)
+            say("last log lines:", style="dim")
             for line in exc.log_tail:
-                err.print("  " + line, style="dim", markup=False, highlight=False)
+                say("  " + line, style="dim")
         return exc.exit_code
     except OcmError as exc:
         from .. import FleetFileError
@@ -181,23 +177,21 @@ def main(argv: list[str] | None = None) -> int:
         # A fleet file's problems: one line each (FILE:LINE: [table] key: what is wrong).
         lines = str(exc).splitlines() if isinstance(exc, FleetFileError) else [str(exc)]
         for line in lines:
-            err.print(f"ocm: error: {_one_line(line)}", markup=False)
+            say(f"ocm: error: {_one_line(line)}")
         return exc.exit_code
     except BrokenPipeError:
         return 0
     except Exception as exc:  # the CLI's last line of defence: no tracebacks for users
         if isinstance(exc, OSError) and exc.errno in _LOCAL_STATE_ERRNOS:
             where = f" ({exc.filename})" if exc.filename else ""
-            err.print(
+            say(
                 f"ocm: error: {exc.strerror}{where}; free some space or fix the permissions, "
-                "then run the command again",
-                markup=False,
+                "then run the command again"
             )
             return EXIT_STATE
-        err.print(
+        say(
             f"ocm: internal error: {exc.__class__.__name__}: {_one_line(str(exc))} "
-            "(please report it)",
-            markup=False,
+            "(please report it)"
         )
         return 1
     if isinstance(result, int):

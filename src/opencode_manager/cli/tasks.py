@@ -11,8 +11,6 @@ import sys
 from typing import Any, TypeVar
 
 import click
-from rich.table import Table
-from rich.text import Text
 
 from .. import (
     Ask,
@@ -34,7 +32,9 @@ from .. import (
 from .loops import run_with_cancel, watch
 from .main import Context
 from .options import complete_instances, complete_tasks, max_retries_option
-from .output import err, human_duration, out, print_json
+from .plain import print_json, say, show, stderr_is_terminal, stdout_is_terminal
+
+# `ocm run` and `ocm wait` print through .plain: a pipe gets their output without rich loaded.
 
 pass_state = click.make_pass_decorator(Context)
 T = TypeVar("T")
@@ -66,7 +66,7 @@ class LiveOutput:
     def __init__(self, *, jsonl: bool, progress: bool) -> None:
         self.jsonl = jsonl
         self.progress = progress
-        self.tty = err.is_terminal
+        self.tty = stderr_is_terminal()
         self.streamed = False  # the answer's text went to the terminal as it arrived
         self.emitter: JsonlEmitter | None = None
         self._at_line_start = True
@@ -91,8 +91,8 @@ class LiveOutput:
 
     def _text(self, delta: str) -> None:
         if self.progress and self.tty and not self.jsonl:
-            err.file.write(delta)
-            err.file.flush()
+            sys.stderr.write(delta)  # where the terminal console writes
+            sys.stderr.flush()
             self.streamed = True
             self._at_line_start = delta.endswith("\n")
 
@@ -110,7 +110,7 @@ class LiveOutput:
                 title = part.state.get("title") or json.dumps(part.state.get("input"))[:80]
                 self._newline()
                 style = "red" if status == "error" else "cyan"
-                err.print(Text(f"→ {part.tool}: {title} ({status})", style=style))
+                say(f"→ {part.tool}: {title} ({status})", style=style, markup_free_str=False)
 
     def _error(self, error: dict[str, Any]) -> None:
         if self.jsonl and self.emitter is not None:
@@ -119,16 +119,17 @@ class LiveOutput:
     def _retry(self, attempt: int, reason: str) -> None:
         if self.progress:
             self._newline()
-            err.print(Text(f"retrying (attempt {attempt}): {reason}", style="yellow"))
+            say(f"retrying (attempt {attempt}): {reason}", style="yellow", markup_free_str=False)
 
     def _ask(self, ask: Ask, answer: str) -> None:
         # Always, in every mode: an ask nobody saw is how a task goes wrong silently.
         self._newline()
         if answer == "pending":
             hint = f"ocm session asks {ask.session_id}"
-            err.print(Text(f"! {ask.kind} {ask.id} asked; left pending ({hint})", style="yellow"))
+            say(f"! {ask.kind} {ask.id} asked; left pending ({hint})", style="yellow",
+                markup_free_str=False)  # fmt: skip
             return
-        err.print(Text(f"! {ask.kind} asked; answered: {answer}", style="yellow"))
+        say(f"! {ask.kind} asked; answered: {answer}", style="yellow", markup_free_str=False)
 
     def interrupted(self) -> None:
         if self.progress:
@@ -136,7 +137,7 @@ class LiveOutput:
 
     def _newline(self) -> None:
         if not self._at_line_start and self.tty:
-            err.file.write("\n")
+            sys.stderr.write("\n")
             self._at_line_start = True
 
     def _finish(self, parts: list[Part]) -> None:
@@ -155,15 +156,17 @@ def report(record: TaskRecord, *, as_json: bool, jsonl: bool, streamed: bool = F
         print_json(record.to_dict())
     elif not jsonl and record.status is TaskStatus.COMPLETED and record.schema is not None:
         sys.stdout.write(json.dumps(record.structured, indent=2) + "\n")  # the answer is this
-    elif not jsonl and record.status is TaskStatus.COMPLETED and not (streamed and out.is_terminal):
-        out.print(record.text, markup=False, highlight=False, soft_wrap=True)
+    elif (
+        not jsonl
+        and record.status is TaskStatus.COMPLETED
+        and not (streamed and stdout_is_terminal())
+    ):
+        show(record.text)
     note = (record.worktree or {}).get("note")
     if note:
-        err.print(f"note: {note}", style="yellow", markup=False)
+        say(f"note: {note}", style="yellow")
     if record.status is not TaskStatus.COMPLETED and not as_json:
-        err.print(
-            f"ocm: task {record.id} {record.status.value}: {_error_text(record)}", markup=False
-        )
+        say(f"ocm: task {record.id} {record.status.value}: {_error_text(record)}")
     return code
 
 
@@ -322,7 +325,7 @@ def run(
         if as_json:
             print_json(info)
         else:
-            out.print(f"{record.id} {record.session_id} {record.instance}", markup=False)
+            show(f"{record.id} {record.session_id} {record.instance}", soft_wrap=False)
         return 0
     return report(record, as_json=as_json, jsonl=fmt == "json", streamed=live.streamed)
 
@@ -348,7 +351,7 @@ def wait(state: Context, task_id: str, timeout: float | None, as_json: bool) -> 
         record = None
     if record is None:
         live.interrupted()
-        err.print(f"still running: ocm wait {task_id}", markup=False)
+        say(f"still running: ocm wait {task_id}")
         return EXIT_INTERRUPTED
     return report(record, as_json=as_json, jsonl=False, streamed=live.streamed)
 
@@ -380,6 +383,11 @@ def result(state: Context, task_id: str, as_json: bool, patch: bool) -> None:
     if as_json:
         print_json(record.to_dict())
         return
+    from rich.table import Table
+    from rich.text import Text
+
+    from .output import human_duration, out
+
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
@@ -478,9 +486,7 @@ def results(
     if wanted is not None and len(records) == wanted and limit is None:
         total = manager.count_tasks(batch_id=batch_id, status=status)
         if total > wanted:
-            err.print(
-                f"the newest {wanted} of {total} results; --all shows every one", markup=False
-            )
+            say(f"the newest {wanted} of {total} results; --all shows every one")
     if as_json:
         print_json([r.to_dict() for r in records])
         return
@@ -489,8 +495,13 @@ def results(
             sys.stdout.write(json.dumps(r.to_dict(), default=str) + "\n")
         return
     if not records:
-        err.print("no results", markup=False)
+        say("no results")
         return
+    from rich.table import Table
+    from rich.text import Text
+
+    from .output import out
+
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("TASK", "STATUS", "INSTANCE", "SECONDS", "TOOLS", "PROMPT", "ANSWER"):
         table.add_column(
@@ -538,4 +549,4 @@ def prune(state: Context, older_than: str, dry_run: bool, as_json: bool) -> None
         print_json(report.to_dict())
         return
     verb = "would delete" if dry_run else "deleted"
-    out.print(f"{verb} {report.tasks} results ({len(report.batches)} batches)", markup=False)
+    show(f"{verb} {report.tasks} results ({len(report.batches)} batches)", soft_wrap=False)
