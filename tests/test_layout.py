@@ -30,13 +30,14 @@ RANKS = {
     "registry": 2, "process": 2, "portal": 2, "secretfile": 2,
     "client": 3, "scripted_model": 3,
     "instances": 4,
-    "keeper": 5, "tasks": 5,
-    "observe": 6, "demo": 6,
-    "manager": 7,
-    "testing": 8,
-    "mcpserver": 8,  # a front the CLI serves (`ocm mcp`)
-    "dashboard": 8,  # a front the CLI serves (`ocm dashboard`)
-    "cli": 9, "__main__": 9, "__init__": 9,
+    "cluster": 5,  # host agents on Ray: instances on other hosts, through their agents
+    "keeper": 6, "tasks": 6,
+    "observe": 7, "demo": 7,
+    "manager": 8,
+    "testing": 9,
+    "mcpserver": 9,  # a front the CLI serves (`ocm mcp`)
+    "dashboard": 9,  # a front the CLI serves (`ocm dashboard`)
+    "cli": 10, "__main__": 10, "__init__": 10,
 }  # fmt: skip
 # Documented subpackages a front may use as they are (the MCP front is one of the fronts).
 PUBLIC_PACKAGES = {"scripted_model", "mcpserver", "dashboard"}

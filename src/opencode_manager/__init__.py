@@ -8,6 +8,7 @@ its sync twin `Manager`): every type its methods return is exported here too.
 from __future__ import annotations
 
 import importlib
+import importlib.abc
 import importlib.machinery
 import sys
 import types
@@ -33,7 +34,7 @@ def _httpx_main(*args: Any, **kwargs: Any) -> Any:
     return real.main(*args, **kwargs)
 
 
-class _DeferHttpxCli:
+class _DeferHttpxCli(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """httpx's `__init__` imports its command-line client, and with it click, rich and
     pygments: about 25 ms of every command, for a CLI nothing here runs. This import hook
     answers that first import with a stand-in whose `main` loads the real client when called

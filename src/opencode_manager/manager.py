@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -42,6 +43,7 @@ from .models import (
     InstanceRecord,
     LifecycleEvent,
     ResourceSample,
+    State,
     TaskRecord,
     TaskStatus,
 )
@@ -50,6 +52,7 @@ from .settings import PINNED_OPENCODE_VERSION, Settings
 
 if TYPE_CHECKING:
     from .client.types import Message
+    from .cluster.link import ClusterReport
     from .instances.binary import Binary
     from .instances.compose import UpReport
     from .instances.doctor import Check
@@ -154,8 +157,11 @@ class AsyncManager:
     async def stop(
         self, refs: Sequence[str] = (), *, all: bool = False, timeout: float = DEFAULT_STOP_TIMEOUT
     ) -> list[StopResult]:
-        """Stop instances gracefully and completely; only processes proven to be ours."""
-        return await asyncio.to_thread(lifecycle.stop, self.fleet, refs, all=all, timeout=timeout)
+        """Stop instances gracefully and completely; only processes proven to be ours (those
+        on a Ray cluster through their host's agent)."""
+        from .cluster import routing
+
+        return await asyncio.to_thread(routing.stop, self.fleet, refs, all=all, timeout=timeout)
 
     async def start_existing(
         self,
@@ -182,8 +188,10 @@ class AsyncManager:
     ) -> list[InstanceInfo]:
         """Stop (if running) and start again with the same name, spec, password and data;
         `all`: every instance not stopped on purpose."""
+        from .cluster import routing
+
         names = await asyncio.to_thread(
-            lifecycle.restart, self.fleet, refs, timeout=timeout, progress=progress, all=all
+            routing.restart, self.fleet, refs, timeout=timeout, progress=progress, all=all
         )
         return await self._fresh(names)
 
@@ -273,7 +281,61 @@ class AsyncManager:
 
     async def remove(self, refs: Sequence[str], *, force: bool = False) -> list[str]:
         """Forget stopped instances: record, password, private data (logs stay until cleanup)."""
-        return await asyncio.to_thread(lifecycle.remove, self.fleet, refs, force=force)
+        from .cluster import routing
+
+        return await asyncio.to_thread(routing.remove, self.fleet, refs, force=force)
+
+    # -- a Ray cluster (`pip install 'opencode-manager[ray]'`) ------------------------------
+    async def cluster_up(self, address: str | None = None) -> ClusterReport:
+        """Connect to the Ray cluster at `address` (kept for later commands) and reconcile one
+        host agent per alive node; a missing agent is created and adopts its host's
+        instances; instances of hosts that left are marked lost."""
+        from .cluster.link import Link, save_address
+
+        def work() -> ClusterReport:
+            link = Link(self.fleet, address)
+            report = link.reconcile()
+            save_address(self.fleet, link.address)
+            return report
+
+        return await asyncio.to_thread(work)
+
+    async def cluster_hosts(self) -> ClusterReport:
+        """Hosts, agents and instances per host, as they are (nothing created or changed)."""
+        from .cluster.link import Link
+
+        return await asyncio.to_thread(lambda: Link(self.fleet).survey())
+
+    async def cluster_start(
+        self,
+        name: str | None = None,
+        *,
+        count: int = 1,
+        directory: str | None = None,
+        env: Sequence[str] = (),
+        per_host: int | None = None,
+        spread: bool = False,
+        timeout: float = DEFAULT_START_TIMEOUT,
+    ) -> list[InstanceInfo]:
+        """Start instances on the cluster's hosts (by free memory, or evenly with `spread`),
+        each bound to its host's address with a password, reachable here by URL."""
+        from .cluster.link import Link
+
+        where = str(Path(directory).expanduser().resolve()) if directory else os.getcwd()
+
+        def work() -> list[str]:
+            return Link(self.fleet).start(
+                name=name, count=count, directory=where, env=env, per_host=per_host,
+                spread=spread, timeout=timeout,
+            )  # fmt: skip
+
+        return await self._fresh(await asyncio.to_thread(work))
+
+    async def cluster_down(self, *, timeout: float = DEFAULT_STOP_TIMEOUT) -> ClusterReport:
+        """Stop every cluster instance through its agent, then end the agents."""
+        from .cluster.link import Link
+
+        return await asyncio.to_thread(lambda: Link(self.fleet).down(timeout))
 
     async def remote_add(
         self,
@@ -351,7 +413,14 @@ class AsyncManager:
         """The detailed report: process tree, memory, connections, sessions, MCP, LSP, errors."""
         from .instances.inventory import status_report
 
-        return await status_report(self.fleet, ref)
+        report = await status_report(self.fleet, ref)
+        record = await asyncio.to_thread(self.fleet.find, ref)
+        if isinstance(record, InstanceRecord) and record.spec.node:
+            from .cluster import routing
+
+            if record.state is not State.CRASHED:  # a lost host has nothing to say
+                report = await asyncio.to_thread(routing.with_host, self.fleet, record, report)
+        return report
 
     async def env(self, ref: str) -> dict[str, str]:
         """Variables that let OpenCode's own CLI, curl and SDKs reach the instance."""
@@ -388,8 +457,18 @@ class AsyncManager:
         from .instances.logs import line_filter, read_logs
 
         line_filter(pattern, level, lines)  # bad input first, before looking anything up
-        sources = await self._log_sources(refs)
-        return await asyncio.to_thread(read_logs, sources, lines, pattern, level)
+        from .cluster import routing
+
+        local, cluster = await asyncio.to_thread(routing.split, self.fleet, refs)
+        found: list[LogLine] = []
+        if local or not cluster:
+            sources = await self._log_sources(local)
+            found = await asyncio.to_thread(read_logs, sources, lines, pattern, level)
+        if cluster:
+            found += await asyncio.to_thread(
+                routing.logs, self.fleet, cluster, lines, pattern, level
+            )
+        return found
 
     async def follow_logs(
         self,
@@ -981,6 +1060,42 @@ class Manager:
 
     def remove(self, refs: Sequence[str], *, force: bool = False) -> list[str]:
         result: list[str] = self._call(lambda: self.aio.remove(refs, force=force))
+        return result
+
+    def cluster_up(self, address: str | None = None) -> ClusterReport:
+        result: ClusterReport = self._call(lambda: self.aio.cluster_up(address))
+        return result
+
+    def cluster_hosts(self) -> ClusterReport:
+        result: ClusterReport = self._call(lambda: self.aio.cluster_hosts())
+        return result
+
+    def cluster_start(
+        self,
+        name: str | None = None,
+        *,
+        count: int = 1,
+        directory: str | None = None,
+        env: Sequence[str] = (),
+        per_host: int | None = None,
+        spread: bool = False,
+        timeout: float = DEFAULT_START_TIMEOUT,
+    ) -> list[InstanceInfo]:
+        result: list[InstanceInfo] = self._call(
+            lambda: self.aio.cluster_start(
+                name,
+                count=count,
+                directory=directory,
+                env=env,
+                per_host=per_host,
+                spread=spread,
+                timeout=timeout,
+            )
+        )
+        return result
+
+    def cluster_down(self, *, timeout: float = DEFAULT_STOP_TIMEOUT) -> ClusterReport:
+        result: ClusterReport = self._call(lambda: self.aio.cluster_down(timeout=timeout))
         return result
 
     def remote_add(

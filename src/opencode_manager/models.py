@@ -143,6 +143,7 @@ class InstanceSpec:
     # a remote instance (`ocm remote add`): a server on another host, reached by its URL
     remote: bool = False
     username: str = DEFAULT_USERNAME  # for Basic auth; the password is stored 0600
+    node: str | None = None  # on a Ray cluster: the node whose host agent runs it
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -221,7 +222,7 @@ class InstanceInfo:
     keeper_error: str | None = None  # a problem the keeper reported (registry, disk, crash)
     error: str | None = None
     last_exit: str | None = None
-    owner: str = "ocm"  # "ocm" (started here), "remote" (added by URL) or "foreign"
+    owner: str = "ocm"  # "ocm" (started here), "remote" (by URL), "cluster" (Ray) or "foreign"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -167,6 +167,20 @@ class _StartBar:
     is_flag=True,
     help="Start the recorded instance NAME with its own settings if it is not running.",
 )
+@click.option(
+    "--cluster",
+    "on_cluster",
+    is_flag=True,
+    help="Place them on the Ray cluster's hosts (`ocm cluster up` first).",
+)
+@click.option(
+    "--per-host", type=int, metavar="K", help="With --cluster: at most K instances per host."
+)
+@click.option(
+    "--spread",
+    is_flag=True,
+    help="With --cluster: even out the count per host (default: most free memory first).",
+)
 @json_option
 @pass_state
 def start(
@@ -193,6 +207,9 @@ def start(
     timeout: float,
     opencode: str | None,
     existing: bool,
+    on_cluster: bool,
+    per_host: int | None,
+    spread: bool,
     as_json: bool,
 ) -> None:
     """Start N OpenCode servers as supervised background daemons.
@@ -207,9 +224,15 @@ def start(
       ocm start api --dir ~/src/api --max-memory 1500M
       ocm start -n 4 --port-range 4100-4199 --json
       ocm start --existing api              # a stopped one, as it was (running: no-op)
+      ocm start --cluster -n 4 --spread     # on the Ray cluster's hosts
     """
     if timeout <= 0:
         raise UsageError(f"invalid --timeout {timeout}: must be above 0")
+    if on_cluster:
+        _start_on_cluster(state, name, count, directory, env, per_host, spread, timeout, as_json)
+        return
+    if per_host is not None or spread:
+        raise UsageError("--per-host and --spread go with --cluster")
     if existing:
         _start_existing(state, name, timeout, opencode, as_json)
         return
@@ -253,6 +276,43 @@ def start(
     if warning:
         err.print(warning, style="yellow", markup=False)
     _warn_about_projects(state.manager(opencode), [info.name for info in infos])
+
+
+_CLUSTER_ALLOWS = {"name", "count", "directory", "env", "timeout", "on_cluster", "per_host",
+                   "spread", "as_json"}  # fmt: skip
+
+
+def _start_on_cluster(
+    state: Context,
+    name: str | None,
+    count: int,
+    directory: str | None,
+    env: tuple[str, ...],
+    per_host: int | None,
+    spread: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    context = click.get_current_context()
+    given = [
+        p.opts[0] if p.opts else p.name
+        for p in context.command.params
+        if p.name not in _CLUSTER_ALLOWS
+        and context.get_parameter_source(p.name or "") is click.core.ParameterSource.COMMANDLINE
+    ]
+    if given:
+        raise UsageError(
+            f"--cluster places instances on its hosts' own addresses with passwords; "
+            f"{', '.join(given)} does not apply there"
+        )
+    infos = state.manager().cluster_start(
+        name, count=count, directory=directory, env=env, per_host=per_host, spread=spread,
+        timeout=timeout,
+    )  # fmt: skip
+    if as_json:
+        print_json([i.to_dict() for i in infos])
+    else:
+        out.print(instances_table(infos))
 
 
 _EXISTING_ALLOWS = {"name", "existing", "timeout", "opencode", "as_json"}

@@ -100,6 +100,7 @@ LAZY_COMMANDS = {
     "export": ("persist", "export"),
     "worktree": ("worktrees", "worktree"),
     "remote": ("remotes", "remote"),
+    "cluster": ("cluster", "cluster"),
 }
 
 

@@ -131,7 +131,7 @@ def instances_table(infos: Sequence[InstanceInfo]) -> RenderableType:
         [
             info.name,
             status_text(info.status, info.supervised, info.keeper_answering),
-            str(info.pid) if info.pid else ("remote" if info.owner == "remote" else "-"),
+            str(info.pid) if info.pid else (info.owner if info.owner != "ocm" else "-"),
             info.url or "-",
             info.version or "-",
             human_duration(info.uptime_s),

@@ -19,6 +19,7 @@ from ..models import (
     InstanceRecord,
     InstanceSpec,
     LifecycleEvent,
+    State,
     Status,
     derive_status,
 )
@@ -169,7 +170,9 @@ async def list_instances(
 
 def remote_info(record: InstanceRecord, health: probe.Health) -> InstanceInfo:
     """A remote instance as `ls` shows it: its health says everything ocm can know."""
-    if health.healthy:
+    if record.state in (State.STOPPED, State.CRASHED):  # a cluster instance stopped or lost
+        status, error = Status(record.state.value), record.error
+    elif health.healthy:
         status, error = Status.RUNNING, None
     elif health.auth_required:
         status, error = Status.UNHEALTHY, "it refuses the stored password"
@@ -194,7 +197,7 @@ def remote_info(record: InstanceRecord, health: probe.Health) -> InstanceInfo:
         dir=record.spec.dir,
         auth=record.spec.auth,
         error=error,
-        owner="remote",
+        owner="cluster" if record.spec.node else "remote",
     )
 
 

@@ -162,6 +162,11 @@ def remove(fleet: Fleet, refs: Sequence[str]) -> list[str]:
         raise UsageError("which remote instances? give their names")
     records = fleet.resolve_all(refs)
     for record in records:
+        if record.spec.node:
+            raise ConflictError(
+                f"{record.name} runs on the Ray cluster; `ocm rm {record.name}` removes it there",
+                instance=record.name,
+            )
         if not record.spec.remote:
             raise ConflictError(
                 f"{record.name} is not a remote instance; `ocm rm {record.name}` forgets it",
@@ -176,6 +181,11 @@ def remove(fleet: Fleet, refs: Sequence[str]) -> list[str]:
 def refuse(records: Sequence[InstanceRecord], action: str) -> None:
     """Lifecycle commands act on processes ocm runs; a remote's belong to its own host."""
     for record in records:
+        if record.spec.node:
+            raise ConflictError(
+                f"{record.name} runs on the Ray cluster: ocm cannot {action} it from here",
+                instance=record.name,
+            )
         if record.spec.remote:
             raise ConflictError(
                 f"{record.name} is a remote instance ({record.url}): ocm cannot {action} it; "

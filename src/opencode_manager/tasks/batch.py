@@ -323,6 +323,7 @@ class BatchRun:
         self.external_busy: dict[str, int] = {}
         self.failed_on: dict[str, set[str]] = {}
         self.not_before: dict[str, float] = {}  # task id -> when it may be tried again
+        self._position = {r.id: i for i, r in enumerate(self.records)}
 
     @classmethod
     def claim(
@@ -517,7 +518,16 @@ class BatchRun:
         finally:
             self.inflight[name] -= 1
             self._notify(record)
+            if record.status.final:
+                self._forget_result(record)
         return None
+
+    def _forget_result(self, record: TaskRecord) -> None:
+        """A finished task is stored: keep only its status here, so that a long batch does
+        not hold every result in memory."""
+        self.records[self._position[record.id]] = TaskRecord(
+            record.id, "", record.status, record.created_at, batch_id=record.batch_id
+        )
 
     async def _reconcile_sending(self, client: AsyncOpencodeClient, record: TaskRecord) -> None:
         """A runner died between "about to send" and "sent": look before sending again."""
@@ -565,6 +575,9 @@ class BatchRun:
         deadline = time.monotonic() + self.options.recover_timeout
         while time.monotonic() < deadline and not self.cancel.is_set():
             instance = await asyncio.to_thread(self._running_instance, name)
+            if instance is None and await asyncio.to_thread(self._host_lost, name):
+                # Its host left the Ray cluster: the turn died with it. Run it elsewhere.
+                return await self._requeue(record, name, count_failure=False)
             if instance is not None:
                 verdict = await self._look(record, instance)
                 if verdict == "finished":
@@ -591,6 +604,18 @@ class BatchRun:
         except OcmError:
             return True
         return now.desired == "stopped" or now.server != instance.server
+
+    def _host_lost(self, name: str) -> bool:
+        """A cluster instance whose node left the cluster (never true for other instances)."""
+        try:
+            record = self.fleet.resolve(name)
+        except OcmError:
+            return False
+        if not record.spec.node:
+            return False
+        from ..cluster.link import host_lost
+
+        return host_lost(self.fleet, record)
 
     def _running_instance(self, name: str) -> InstanceRecord | None:
         try:

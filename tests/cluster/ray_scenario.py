@@ -1,0 +1,271 @@
+"""A fleet across two Ray nodes on this machine, end to end, as `ocm` users drive it.
+
+Run inside a private network namespace (`unshare -n`), where Ray stays on loopback: a head
+node ("host A") and a second node ("host B", its own resources and OCM_HOME), both started
+here by PID; the scripted model; and `ocm` as the driver with an OCM_HOME of its own.
+Writes what it saw as JSON to the file named by argv[1] (the test asserts on it); any
+failure is raised, and everything it started is stopped by PID in `finally`.
+
+    python tests/cluster/ray_scenario.py OUT.json   # inside: unshare -n (lo up)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from opencode_manager.scripted_model import ScriptedModelServer, opencode_config
+
+HEAD_PORT = 46379
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def log(message: str) -> None:
+    print(f"[scenario {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.2)  # polling a condition with a deadline
+
+
+class Scenario:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.model = ScriptedModelServer().start()
+        self.config = json.dumps(opencode_config(self.model.base_url))
+        self.nodes: dict[str, subprocess.Popen[bytes]] = {}
+        self.homes = {h: base / f"home-{h}" for h in ("A", "B", "driver")}
+        self.project = base / "project"
+        self.project.mkdir()
+        self.out: dict[str, Any] = {}
+
+    def env(self, home: str) -> dict[str, str]:
+        user = self.base / f"user-{home}"
+        env = dict(os.environ)
+        env.update(
+            OCM_HOME=str(self.homes[home]),
+            HOME=str(user),
+            XDG_CONFIG_HOME=str(user / ".config"),
+            XDG_DATA_HOME=str(user / ".local" / "share"),
+            XDG_STATE_HOME=str(user / ".local" / "state"),
+            XDG_CACHE_HOME=str(user / ".cache"),
+            RAY_USAGE_STATS_ENABLED="0",
+            # Offline: OpenCode's plugin install and catalogue fetch fail at once.
+            npm_config_registry="http://127.0.0.1:9/",
+            npm_config_fetch_retries="0",
+            OPENCODE_DISABLE_MODELS_FETCH="1",
+        )
+        return env
+
+    def ocm(self, *args: str, home: str = "driver", check: bool = True) -> Any:
+        began = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-m", "opencode_manager", *args],
+            capture_output=True, text=True, env=self.env(home), timeout=600, check=False,
+        )  # fmt: skip
+        took = time.monotonic() - began
+        log(f"ocm {' '.join(args[:4])} -> {proc.returncode} in {took:.1f} s")
+        if check and proc.returncode != 0:
+            raise AssertionError(f"ocm {' '.join(args)}: rc {proc.returncode}\n{proc.stderr}")
+        if "--json" in args and proc.stdout.strip():
+            try:
+                return json.loads(proc.stdout)
+            except ValueError:  # JSON lines (`ocm logs --json`)
+                return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+        return proc
+
+    # -- Ray nodes, started and stopped by PID ----------------------------------------------
+    def start_node(self, host: str, *, head: bool, ports: int) -> None:
+        common = [
+            "--num-cpus", "2", "--resources", json.dumps({f"host{host}": 1}),
+            "--node-manager-port", str(ports), "--object-manager-port", str(ports + 1),
+            "--runtime-env-agent-port", str(ports + 2), "--metrics-export-port", str(ports + 3),
+            "--dashboard-agent-listen-port", str(ports + 4),
+            "--dashboard-agent-grpc-port", str(ports + 5),
+            "--min-worker-port", str(ports + 10), "--max-worker-port", str(ports + 60),
+            "--disable-usage-stats", "--block",
+        ]  # fmt: skip
+        if head:
+            argv = [RAY, "start", "--head", "--port", str(HEAD_PORT), "--include-dashboard",
+                    "false", "--temp-dir", str(self.base / "ray"),
+                    *common]  # fmt: skip
+        else:
+            argv = [RAY, "start", "--address", f"127.0.0.1:{HEAD_PORT}", *common]
+        logfile = (self.base / f"ray-{host}.log").open("wb")
+        self.nodes[host] = subprocess.Popen(
+            argv, env=self.env(host), stdout=logfile, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def stop_node(self, host: str) -> None:
+        proc = self.nodes.pop(host, None)
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)  # `ray start --block` stops what it started
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+    def check_nodes(self) -> None:
+        for host, proc in self.nodes.items():
+            if proc.poll() is not None:
+                tail = (self.base / f"ray-{host}.log").read_text()[-3000:]
+                raise AssertionError(f"Ray node {host} exited ({proc.returncode}):\n{tail}")
+
+    # -- the story --------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        began = time.monotonic()
+        self.start_node("A", head=True, ports=46100)
+        self.start_node("B", head=False, ports=46200)
+        address = f"127.0.0.1:{HEAD_PORT}"
+        def head_up() -> bool:
+            self.check_nodes()
+            return _listening(HEAD_PORT)
+
+        wait_for(head_up, 60, "the Ray head")
+
+        def both() -> Any:
+            self.check_nodes()
+            r = self.ocm("cluster", "up", "--address", address, "--json", check=False)
+            return isinstance(r, dict) and len(r["hosts"]) == 2 and r
+
+        up = wait_for(both, 120, "two nodes with their agents")
+        self.out["up"] = up
+        self.out["cluster_ready_s"] = round(time.monotonic() - began, 1)
+        homes = {h["node_id"]: h["home"] for h in up["hosts"]}
+        node_of = {home: node for node, home in homes.items()}
+        node_b = node_of[str(self.homes["B"])]
+
+        t0 = time.monotonic()
+        started = self.ocm(
+            "start", "--cluster", "-n", "4", "--spread", "--dir", str(self.project),
+            "--env", f"OPENCODE_CONFIG_CONTENT={self.config}",
+            "--env", "OPENCODE_DISABLE_MODELS_FETCH=1", "--json",
+        )  # fmt: skip
+        self.out["start_4_s"] = round(time.monotonic() - t0, 2)
+        self.out["started"] = started
+        self.out["ls"] = self.ocm("ls", "--json", "--no-foreign")
+        self.out["cluster_ls"] = self.ocm("cluster", "ls", "--json")
+        self.out["status"] = self.ocm("status", started[0]["name"], "--json", check=False)
+        logs = self.ocm("logs", started[0]["name"], "-n", "5", "--json", check=False)
+        self.out["logs"] = logs if isinstance(logs, list) else []
+
+        # A batch of 12 across both hosts.
+        tag = uuid.uuid4().hex[:8]
+        first = self.base / "first.jsonl"
+        first.write_text("".join(
+            json.dumps({"id": f"b{i}", "prompt": f"{tag} spread {i} SLEEP 0.5"}) + "\n"
+            for i in range(12)
+        ))  # fmt: skip
+        t0 = time.monotonic()
+        self.out["batch"] = self.ocm("batch", str(first), "--json", check=False)
+        if (
+            not isinstance(self.out["batch"], dict)
+            or self.out["batch"]["counts"].get("completed") != 12
+        ):
+            raise AssertionError(f"the first batch: {json.dumps(self.out['batch'])[:4000]}")
+        self.out["batch_12_s"] = round(time.monotonic() - t0, 2)
+
+        # Kill host B's agent: `cluster up` recreates it, and it adopts B's instances.
+        host_b = next(h for h in self.out["cluster_ls"]["hosts"] if h["node_id"] == node_b)
+        os.kill(int(host_b["agent_pid"]), signal.SIGKILL)
+        wait_for(lambda: not _alive(int(host_b["agent_pid"])), 30, "the agent to die")
+        self.out["after_agent_kill"] = self.ocm("cluster", "up", "--json")
+        b_servers = self.ocm("ls", "--json", "--no-foreign", home="B")
+        self.out["b_servers"] = b_servers
+
+        # Lose host B mid-batch: its unfinished tasks finish on host A.
+        second = self.base / "second.jsonl"
+        second.write_text("".join(
+            json.dumps({"id": f"m{i}", "prompt": f"{tag} moving {i} SLEEP 4"}) + "\n"
+            for i in range(8)
+        ))  # fmt: skip
+        batch = subprocess.Popen(
+            [sys.executable, "-m", "opencode_manager", "batch", str(second), "--json",
+             "--per-instance", "1"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env("driver"),
+        )  # fmt: skip
+        b_names = {i["name"] for i in b_servers}
+        b_ports = {i["port"] for i in b_servers}
+        wait_for(
+            lambda: sum(f"{tag} moving" in str(e["last_user_text"])
+                        for e in self.model.requests.entries() if e["has_tools"]) >= 4,
+            120, "the second batch's first turns",
+        )  # fmt: skip
+        self.out["lost_at"] = time.time()
+        self.stop_node("B")  # the host leaves the cluster...
+        for info in b_servers:  # ...and its processes die with it
+            for pid in (info.get("keeper_pid"), info.get("pid")):
+                if pid and _alive(int(pid)):
+                    os.kill(int(pid), signal.SIGKILL)
+        out, errors = batch.communicate(timeout=600)
+        self.out["moved_batch_rc"] = batch.returncode
+        self.out["moved_batch"] = json.loads(out) if out.strip() else {"stderr": errors}
+        self.out["b_names"] = sorted(b_names)
+        self.out["b_ports"] = sorted(b_ports)
+        self.out["after_loss"] = self.ocm("cluster", "up", "--json")
+        self.out["ls_after_loss"] = self.ocm("ls", "--json", "--no-foreign")
+        self.out["sent"] = [
+            str(e["last_user_text"]) for e in self.model.requests.entries()
+            if e["has_tools"] and tag in str(e["last_user_text"])
+        ]  # fmt: skip
+
+        # Teardown through the agents, then the Ray nodes by PID.
+        self.out["down"] = self.ocm("cluster", "down", "--json")
+        return self.out
+
+    def close(self) -> None:
+        for host in list(self.nodes):
+            self.stop_node(host)
+        for home in ("A", "B"):  # anything of a lost host's fleet, by its registry's PIDs
+            self.ocm("stop", "--all", home=home, check=False)
+        self.model.stop()
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as handle:  # a zombie is not alive
+        return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def main() -> None:
+    target = Path(sys.argv[1])
+    with tempfile.TemporaryDirectory(prefix="ocm-ray-") as tmp:
+        scenario = Scenario(Path(tmp))
+        try:
+            result = scenario.run()
+        finally:
+            scenario.close()
+    target.write_text(json.dumps(result, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
