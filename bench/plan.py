@@ -14,6 +14,7 @@ class Plan:
     runs: int  # measured runs per figure (after one warm-up where one is needed)
     batch_runs: int
     batch_tasks: int
+    batch_scale: tuple[int, ...]  # batch sizes of the cost-as-the-work-grows table
     cli_runs: int
     monitor_streams: int
     monitor_events: int  # per stream, in the as-fast-as-possible phase
@@ -29,6 +30,7 @@ class Plan:
                 runs=n,
                 batch_runs=n,
                 batch_tasks=6,
+                batch_scale=(12, 48),
                 cli_runs=max(2, n),
                 monitor_streams=4,
                 monitor_events=2_000,
@@ -41,6 +43,7 @@ class Plan:
             runs=n,
             batch_runs=max(1, (n + 1) // 2),
             batch_tasks=24,
+            batch_scale=(24, 240, 960),
             cli_runs=2 * n,
             monitor_streams=4,
             monitor_events=25_000,

@@ -1,4 +1,5 @@
-"""2. Batch throughput: `ocm batch` against one `opencode run --attach &` per task, then wait."""
+"""2. Batch throughput: `ocm batch` against one `opencode run --attach &` per task, then wait,
+and against the REST floor (the same tasks as raw API calls); then the cost as the work grows."""
 
 from __future__ import annotations
 
@@ -6,9 +7,16 @@ import json
 import math
 from pathlib import Path
 
-from ..measure import SAMPLE_INTERVAL, BenchError, Series, check, run_command
+from ..chart import Panel, svg
+from ..env import ROOT, BenchEnv
+from ..measure import SAMPLE_INTERVAL, BenchError, CommandResult, Series, check, run_command
 from ..plan import Plan, SharedFleet
 from ..report import Figure
+
+PER_INSTANCE = 2  # `ocm batch`'s default --per-instance, which the floor copies
+FLOOR_GOAL = 0.9  # `ocm batch` throughput >= 0.9x the REST floor's
+SCALE_TOLERANCE = 0.10  # throughput of every size within 10% of the smallest one's
+RSS_GROWTH_GOAL = 1.5  # peak RSS of the largest batch over that of the smallest
 
 
 def _recipe(fleet: SharedFleet, tasks: int, out: Path) -> str:
@@ -30,15 +38,70 @@ def _recipe(fleet: SharedFleet, tasks: int, out: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _tasks_file(work: Path, n: int) -> Path:
+    path = work / f"tasks-{n}.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"bench task {i}"}) + "\n" for i in range(n)))
+    return path
+
+
+def _ocm_batch(env: BenchEnv, tasks_file: Path, n: int) -> CommandResult:
+    """One `ocm batch` run, checked: every task completed."""
+    result = check(
+        run_command(
+            [env.ocm, "batch", str(tasks_file), "--json"],
+            env=env.env,
+            cwd=env.project,
+            gnu_time=False,
+            sample_tree=True,
+            timeout=900 + n,
+        ),
+        "ocm batch",
+    )
+    summary = json.loads(result.stdout)
+    if summary["counts"].get("completed", 0) != n:
+        raise BenchError(f"ocm batch did not complete every task: {summary['counts']}")
+    return result
+
+
+def _floor(fleet: SharedFleet, n: int) -> tuple[CommandResult, float]:
+    """One run of the REST floor, checked; its own in-process seconds too."""
+    directory = str(fleet.env.project)  # where the instances (and so `ocm batch`) work
+    spec = [
+        {"url": i.url, "username": i.username, "password": i.password, "directory": directory}
+        for i in fleet.instances
+    ]
+    result = check(
+        run_command(
+            [
+                fleet.env.python,
+                "-m",
+                "bench.rest_floor",
+                "--tasks",
+                str(n),
+                "--per-instance",
+                str(PER_INSTANCE),
+            ],
+            env={**fleet.env.env, "PYTHONPATH": str(ROOT)},
+            cwd=fleet.env.project,
+            gnu_time=False,
+            sample_tree=True,
+            stdin=json.dumps(spec),
+            timeout=900,
+        ),
+        "the REST floor",
+    )
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    if data["completed"] != n:
+        raise BenchError(f"the REST floor completed {data['completed']} of {n} tasks")
+    return result, float(data["elapsed_s"])
+
+
 def run(fleet: SharedFleet, plan: Plan) -> Figure:
     env = fleet.env
     n = plan.batch_tasks
     work = env.base / "batch"
     work.mkdir(exist_ok=True)
-    tasks_file = work / "tasks.jsonl"
-    tasks_file.write_text(
-        "".join(json.dumps({"prompt": f"bench task {i}"}) + "\n" for i in range(n))
-    )
+    tasks_file = _tasks_file(work, n)
     out = work / "out"
     out.mkdir(exist_ok=True)
     script = work / "recipe.sh"
@@ -56,26 +119,33 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
             f"bash recipe.sh   # {n} x `OPENCODE_SERVER_PASSWORD=... opencode run "
             "--attach URL --format json bench task N > out/N.jsonl &` round-robin "
             "over the instances, then `wait` for each",
+            f"python -m bench.rest_floor --tasks {n} --per-instance {PER_INSTANCE} < spec.json   "
+            "# the REST floor: httpx alone, one /global/event stream per instance, "
+            f"{PER_INSTANCE} workers per instance; per task POST /session, POST "
+            "/session/ID/prompt_async, wait for idle, GET /session/ID/message",
         ],
     )
-    ocm_rate, recipe_rate = Series(), Series()
-    ocm_wall, recipe_wall = Series(), Series()
-    ocm_mem, recipe_mem = Series(), Series()
+    ocm_rate, recipe_rate, floor_rate = Series(), Series(), Series()
+    ocm_wall, recipe_wall, floor_wall = Series(), Series(), Series()
+    ocm_mem, recipe_mem, floor_mem = Series(), Series(), Series()
+    floor_inner = Series()
+    # Warm-ups, when this figure runs without the others: one `opencode run` alone (the first
+    # one creates OpenCode's local database, and several creating it at once can fail), and
+    # one task per instance slot (a server's first session in a directory loads its project).
+    first = fleet.instances[0]
+    check(
+        run_command(
+            [env.opencode, "run", "--attach", first.url, "--format", "json", "bench warm-up"],
+            env=fleet.attach_env(first),
+            cwd=env.project,
+            gnu_time=False,
+        ),
+        "opencode run --attach (warm-up)",
+    )
+    slots = len(fleet.instances) * PER_INSTANCE
+    _ocm_batch(env, _tasks_file(work, slots), slots)
     for _ in range(plan.batch_runs):
-        result = check(
-            run_command(
-                [env.ocm, "batch", str(tasks_file), "--json"],
-                env=env.env,
-                cwd=env.project,
-                gnu_time=False,
-                sample_tree=True,
-                timeout=900,
-            ),
-            "ocm batch",
-        )
-        summary = json.loads(result.stdout)
-        if summary["counts"].get("completed", 0) != n:
-            raise BenchError(f"ocm batch did not complete every task: {summary['counts']}")
+        result = _ocm_batch(env, tasks_file, n)
         ocm_wall.add(result.wall_s)
         ocm_rate.add(n / result.wall_s)
         ocm_mem.add((result.tree_peak_rss or 0) / 2**20)
@@ -95,24 +165,129 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
         recipe_rate.add(n / result.wall_s)
         recipe_mem.add((result.tree_peak_rss or 0) / 2**20)
 
+        result, inner = _floor(fleet, n)
+        floor_wall.add(result.wall_s)
+        floor_rate.add(n / result.wall_s)
+        floor_mem.add((result.tree_peak_rss or 0) / 2**20)
+        floor_inner.add(inner)
+
     figure.add("ocm", "`ocm batch` throughput", "tasks/s", ocm_rate, baseline="recipe")
     figure.add("recipe", "shell recipe throughput", "tasks/s", recipe_rate)
+    figure.add("ocm_floor", "`ocm batch` throughput", "tasks/s", ocm_rate, baseline="floor")
+    figure.add("floor", "REST floor throughput", "tasks/s", floor_rate)
     figure.add("ocm_wall", "`ocm batch` wall", "s", ocm_wall, baseline="recipe_wall")
     figure.add("recipe_wall", "shell recipe wall", "s", recipe_wall)
+    figure.add("floor_wall", "REST floor wall", "s", floor_wall)
+    figure.add("floor_inner", "REST floor, first request to last answer", "s", floor_inner)
     figure.add("ocm_mem", "`ocm batch` peak client memory", "MB", ocm_mem, baseline="recipe_mem")
     figure.add("recipe_mem", "shell recipe peak client memory", "MB", recipe_mem)
+    figure.add("floor_mem", "REST floor peak client memory", "MB", floor_mem)
     ratio = figure.ratio("ocm", "recipe")
     figure.goal(
         "`ocm batch` throughput >= 5x the shell recipe's",
         f"{ratio:.2f}x ({ocm_rate.median:.2f} vs {recipe_rate.median:.2f} tasks/s)",
         not math.isnan(ratio) and ratio >= 5,
     )
+    ratio = figure.ratio("ocm", "floor")
+    figure.goal(
+        f"`ocm batch` throughput >= {FLOOR_GOAL:g}x the REST floor's",
+        f"{ratio:.2f}x ({ocm_rate.median:.2f} vs {floor_rate.median:.2f} tasks/s)",
+        not math.isnan(ratio) and ratio >= FLOOR_GOAL,
+    )
     figure.notes += [
         f"Peak client memory: the process tree of the command (bash and every `opencode run`, "
         f"or the `ocm batch` process and any children) sampled with psutil every "
         f"{SAMPLE_INTERVAL * 1000:.0f} ms; the maximum of the summed RSS.",
         "Every run is checked: `ocm batch` reports all tasks completed; every `opencode run` "
-        "of the recipe exited 0.",
-        "Runs alternate `ocm batch` and the recipe.",
+        "of the recipe exited 0; the REST floor read the messages of every task.",
+        "Runs alternate `ocm batch`, the recipe and the REST floor. Walls are measured around "
+        "each process (interpreter start included, for all three); the floor's own "
+        "first-request-to-last-answer time is shown too. The floor keeps no records, follows "
+        "no asks, reads no todos or diff and does not retry: it is the limit, not a rival.",
     ]
+    _scale(fleet, plan, figure)
     return figure
+
+
+def chart_path(plan: Plan) -> tuple[Path, str]:
+    """Where the scale chart goes, and its link from the report (which sits elsewhere)."""
+    if plan.quick:
+        return ROOT / "bench" / "quick-batch-scale.svg", "quick-batch-scale.svg"
+    return ROOT / "docs" / "benchmarks" / "batch-scale.svg", "docs/benchmarks/batch-scale.svg"
+
+
+def _scale(fleet: SharedFleet, plan: Plan, figure: Figure) -> None:
+    """The same batch, larger: throughput should hold and peak RSS grow sub-linearly."""
+    env, sizes = fleet.env, plan.batch_scale
+    work = env.base / "batch"
+    files = {n: _tasks_file(work, n) for n in sizes}
+    wall = {n: Series() for n in sizes}
+    rate = {n: Series() for n in sizes}
+    rss = {n: Series() for n in sizes}
+    for _ in range(plan.batch_runs):
+        for n in sizes:  # sizes interleaved, so load on the machine spreads over all
+            result = _ocm_batch(env, files[n], n)
+            wall[n].add(result.wall_s)
+            rate[n].add(n / result.wall_s)
+            rss[n].add((result.tree_peak_rss or 0) / 2**20)
+    first = sizes[0]
+    figure.commands.append(
+        f"ocm batch tasks-N.jsonl --json   # N = {', '.join(map(str, sizes))}: the cost as the "
+        f"work grows, same {len(fleet.instances)} instances"
+    )
+    for n in sizes:
+        base = None if n == first else f"scale_rate_{first}"
+        figure.add(f"scale_rate_{n}", f"`ocm batch` throughput, {n} tasks", "tasks/s", rate[n],
+                   baseline=base)  # fmt: skip
+    for n in sizes:
+        base = None if n == first else f"scale_rss_{first}"
+        figure.add(f"scale_rss_{n}", f"`ocm batch` peak RSS, {n} tasks", "MB", rss[n],
+                   baseline=base)  # fmt: skip
+    path, link = chart_path(plan)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        svg(
+            [
+                Panel("ocm batch throughput", [(n, rate[n].median) for n in sizes], "tasks/s"),
+                Panel("ocm batch peak RSS", [(n, rss[n].median) for n in sizes], "MB"),
+            ]
+        )
+    )
+    figure.extra += [
+        f"Cost as the work grows (medians of {plan.batch_runs} runs each):",
+        "",
+        f"| tasks | wall | tasks/s | throughput / {first}-task throughput | peak RSS |",
+        "|---:|---:|---:|---:|---:|",
+        *(
+            f"| {n} | {wall[n].median:.1f} s | {rate[n].median:.2f} | "
+            f"{rate[n].median / rate[first].median:.2f}x | {rss[n].median:.1f} MB |"
+            for n in sizes
+        ),
+        "",
+        f"![`ocm batch` throughput and peak RSS against the number of tasks]({link})",
+        "",
+    ]
+    worst = min(rate[n].median / rate[first].median for n in sizes[1:])
+    figure.goal(
+        f"throughput at {', '.join(map(str, sizes[1:]))} tasks no more than "
+        f"{SCALE_TOLERANCE:.0%} below the {first}-task throughput",
+        f"lowest {worst:.2f}x",
+        worst >= 1 - SCALE_TOLERANCE,
+    )
+    last = sizes[-1]
+    grew = rss[last].median / rss[first].median
+    figure.goal(
+        f"peak RSS grows sub-linearly: at {last} tasks ({last / first:g}x the work) within "
+        f"{RSS_GROWTH_GOAL:g}x the {first}-task peak",
+        f"{grew:.2f}x ({rss[first].median:.1f} MB at {first}, {rss[last].median:.1f} MB at "
+        f"{last}; {(rss[last].median - rss[first].median) * 1024 / (last - first):.1f} KB per "
+        "extra task)",
+        grew <= RSS_GROWTH_GOAL,
+    )
+    figure.notes.append(
+        "Peak RSS of `ocm batch`: its process sampled every "
+        f"{SAMPLE_INTERVAL * 1000:.0f} ms. A finished task keeps only its status in the "
+        "runner's memory (its result is in the registry); what still grows with the work is "
+        "the batch's bookkeeping: every task's record is built, stored and read back once at "
+        "the start, and the summary at the end lists every task."
+    )
