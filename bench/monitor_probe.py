@@ -7,6 +7,12 @@ events arrived (or --timeout), samples its own RSS every 0.25 s, and prints one 
 events received, the seconds between the first and the last, per-event latencies
 (``received_at - sent``) as percentiles, and the RSS samples. With --bare it reads the same
 streams with one plain httpx-sse reader each instead: the floor the monitor is compared to.
+
+``python -m bench.monitor_probe --live`` is the referee for `ocm monitor` on live instances: it
+reads a JSON list of ``{"name", "url", "username", "password"}`` from the first line of its
+standard input, subscribes to each server's ``/global/event`` itself, prints ``ready`` once
+every stream has sent its first frame, counts the frames per instance and type until its
+standard input closes, then prints the counts as one JSON object.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import sys
 import tempfile
 import threading
 import time
@@ -127,17 +134,65 @@ async def consume(fleet: Fleet, tally: Tally, timeout: float, bare: bool) -> Non
         await asyncio.wait_for(reader, timeout)
 
 
+async def referee(spec: list[dict[str, str]]) -> dict[str, dict[str, int]]:
+    """Count every frame of every server's own stream until our standard input closes."""
+    counts: dict[str, dict[str, int]] = {s["name"]: {} for s in spec}
+    connected = {s["name"]: asyncio.Event() for s in spec}
+
+    async def read(http: httpx.AsyncClient, server: dict[str, str]) -> None:
+        tally = counts[server["name"]]
+        async with aconnect_sse(
+            http,
+            "GET",
+            server["url"] + "/global/event",
+            auth=httpx.BasicAuth(server["username"], server["password"]),
+            timeout=httpx.Timeout(10.0, read=None),
+        ) as source:
+            async for sse in source.aiter_sse():
+                connected[server["name"]].set()
+                if not sse.data:
+                    continue
+                frame = json.loads(sse.data)
+                kind = str((frame.get("payload") or frame).get("type"))
+                tally[kind] = tally.get(kind, 0) + 1
+
+    async with httpx.AsyncClient(**http_options()) as http:
+        readers = [asyncio.create_task(read(http, server)) for server in spec]
+        try:
+            await asyncio.wait_for(asyncio.gather(*(c.wait() for c in connected.values())), 30)
+            print("ready", flush=True)
+            await asyncio.to_thread(sys.stdin.read)  # until the benchmark closes our stdin
+        finally:
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+    for reader in readers:
+        if not reader.cancelled() and reader.exception() is not None:
+            raise SystemExit(f"a stream failed: {reader.exception()!r}")
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.monitor_probe")
-    parser.add_argument("--expect", type=int, required=True, help="replayed events to wait for")
+    parser.add_argument("--expect", type=int, default=0, help="replayed events to wait for")
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument(
         "--bare",
         action="store_true",
         help="bare httpx-sse readers instead of the Monitor (the floor)",
     )
-    parser.add_argument("spec", help="JSON list of {name, url, pid}")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="count the frames of live servers (spec on stdin) until stdin closes",
+    )
+    parser.add_argument("spec", nargs="?", help="JSON list of {name, url, pid}")
     args = parser.parse_args()
+    if args.live:
+        print(json.dumps(asyncio.run(referee(json.loads(sys.stdin.readline())))), flush=True)
+        return
+    if args.spec is None:
+        parser.error("the spec is required without --live")
     spec = json.loads(args.spec)
     home = Path(tempfile.mkdtemp(prefix="ocm-monitor-probe-"))
     fleet = fleet_of(home, [(s["name"], s["url"], int(s["pid"])) for s in spec])

@@ -20,6 +20,8 @@ class Plan:
     monitor_events: int  # per stream, in the as-fast-as-possible phase
     monitor_rate: int  # per stream, events/s, in the fixed-rate phase
     monitor_seconds: float  # length of the fixed-rate phase
+    live_instances: int  # `ocm monitor` on live instances under a batch
+    live_tasks: int  # the batch it watches
 
     @classmethod
     def make(cls, *, quick: bool, runs: int | None) -> Plan:
@@ -36,6 +38,8 @@ class Plan:
                 monitor_events=2_000,
                 monitor_rate=1_500,
                 monitor_seconds=2.0,
+                live_instances=3,
+                live_tasks=12,
             )
         n = runs or 5
         return cls(
@@ -49,6 +53,8 @@ class Plan:
             monitor_events=25_000,
             monitor_rate=1_500,
             monitor_seconds=20.0,
+            live_instances=6,
+            live_tasks=72,
         )
 
 

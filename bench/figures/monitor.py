@@ -1,14 +1,21 @@
-"""5. Monitor: events/s through the merged monitor from replayed streams, latency, memory."""
+"""5. Monitor: events/s through the merged monitor from replayed streams, latency, memory; then
+`ocm monitor` on live instances under a batch, its events counted against the servers' own."""
 
 from __future__ import annotations
 
 import json
+import math
+import re
 import subprocess
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import psutil
+
 from ..env import ROOT, BenchEnv, wait_for_line
-from ..measure import BenchError, Series
+from ..measure import BenchError, Series, check, run_command
 from ..plan import Plan
 from ..report import Figure
 
@@ -308,4 +315,214 @@ def run(env: BenchEnv, plan: Plan) -> Figure:
         "alternate Monitor and bare readers. The probes keep their counts and latencies in "
         "memory allocated before the first event.",
     ]
+    _live(env, plan, figure)
     return figure
+
+
+# -- `ocm monitor` on live instances under a batch -----------------------------------------
+PER_CONNECTION = ("server.connected", "server.heartbeat")  # each subscriber gets its own
+QUIET_S = 2.0  # after the batch: no new monitor output for this long means the events are in
+
+
+@dataclass
+class LiveRun:
+    server: dict[str, dict[str, int]]  # instance -> type -> frames on the server's stream
+    monitor: dict[str, dict[str, int]]  # instance -> type -> events `ocm monitor` printed
+    cpu_s: float  # CPU of the monitor process from attached to stopped
+    extra: dict[str, int]  # frames left out of the comparison, by type
+
+    @property
+    def events(self) -> int:
+        return sum(sum(kinds.values()) for kinds in self.server.values())
+
+    @property
+    def delivered(self) -> int:
+        return sum(sum(kinds.values()) for kinds in self.monitor.values())
+
+    @property
+    def lost(self) -> int:
+        return sum(
+            max(0, count - self.monitor.get(name, {}).get(kind, 0))
+            for name, kinds in self.server.items()
+            for kind, count in kinds.items()
+        )
+
+    @property
+    def cpu_per_1000(self) -> float:
+        return self.cpu_s / self.delivered * 1000 if self.delivered else math.nan
+
+
+def _cpu(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+def _monitor_counts(path: Path) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """What `ocm monitor --json` printed, by instance and type; its own ocm.* apart."""
+    counts: dict[str, dict[str, int]] = {}
+    own: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        item = json.loads(line)
+        kind = item["type"]
+        if kind.startswith("ocm.") or kind in PER_CONNECTION:
+            own[f"monitor {kind}"] = own.get(f"monitor {kind}", 0) + 1
+            continue
+        per = counts.setdefault(item["instance"], {})
+        per[kind] = per.get(kind, 0) + 1
+    return counts, own
+
+
+def _live_run(env: BenchEnv, spec: list[dict[str, str]], tasks_file: Path, n: int) -> LiveRun:
+    names = [s["name"] for s in spec]
+    referee = subprocess.Popen(
+        [env.python, "-m", "bench.monitor_probe", "--live"],
+        env={**env.env, "PYTHONPATH": str(ROOT)},
+        cwd=str(env.project),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    out = env.base / "live-monitor.jsonl"
+    out.unlink(missing_ok=True)
+    monitor = env.spawn([env.ocm, "monitor", "--json", *names], out)
+    try:
+        assert referee.stdin is not None
+        assert referee.stdout is not None
+        referee.stdin.write(json.dumps(spec) + "\n")
+        referee.stdin.flush()
+        if referee.stdout.readline().strip() != "ready":
+            raise BenchError("the referee's streams did not connect")
+        for name in names:  # every instance attached before the batch starts
+            wait_for_line(out, rf'"instance": "{re.escape(name)}", [^\n]*"ocm\.attached"', monitor)
+        proc = psutil.Process(monitor.pid)
+        cpu_start = _cpu(proc)
+        result = check(
+            run_command(
+                [
+                    env.ocm,
+                    "batch",
+                    str(tasks_file),
+                    "--json",
+                    *(arg for name in names for arg in ("-i", name)),
+                ],
+                env=env.env,
+                cwd=env.project,
+                gnu_time=False,
+                timeout=900,
+            ),
+            "ocm batch (under the monitor)",
+        )
+        if json.loads(result.stdout)["counts"].get("completed", 0) != n:
+            raise BenchError(
+                f"the batch under the monitor did not complete: {result.stdout[-300:]}"
+            )
+        size, quiet_since, deadline = -1, time.monotonic(), time.monotonic() + 60
+        while time.monotonic() - quiet_since < QUIET_S and time.monotonic() < deadline:
+            if out.stat().st_size != size:
+                size, quiet_since = out.stat().st_size, time.monotonic()
+            time.sleep(0.1)  # polling the monitor's output until it is quiet, with a deadline
+        cpu_s = _cpu(proc) - cpu_start
+    finally:
+        env.end(monitor)  # SIGTERM: the monitor stops watching and exits
+        if referee.stdin is not None:
+            referee.stdin.close()
+    assert referee.stdout is not None
+    server_out = referee.stdout.read()  # the counts, printed once its stdin closed
+    referee.wait(30)
+    if referee.returncode != 0:
+        raise BenchError(f"the referee exited {referee.returncode}")
+    raw: dict[str, dict[str, int]] = json.loads(server_out.strip().splitlines()[-1])
+    monitor_counts, extra = _monitor_counts(out)
+    server: dict[str, dict[str, int]] = {}
+    for name, kinds in raw.items():
+        for kind, count in kinds.items():
+            if kind == "sync" or kind in PER_CONNECTION:
+                extra[f"server {kind}"] = extra.get(f"server {kind}", 0) + count
+            else:
+                server.setdefault(name, {})[kind] = count
+    return LiveRun(server, monitor_counts, cpu_s, extra)
+
+
+def _live(env: BenchEnv, plan: Plan, figure: Figure) -> None:
+    count, n = plan.live_instances, plan.live_tasks
+    rows = env.start_fleet(count, "--port-range", "48100-48999")
+    names = [row["name"] for row in rows]
+    try:
+        spec = []
+        for row in rows:
+            creds = env.credentials(row["name"])
+            spec.append(
+                {
+                    "name": row["name"],
+                    "url": row["url"],
+                    "username": creds["OPENCODE_SERVER_USERNAME"],
+                    "password": creds["OPENCODE_SERVER_PASSWORD"],
+                }
+            )
+        tasks_file = env.base / "live-tasks.jsonl"
+        tasks_file.write_text(
+            "".join(json.dumps({"prompt": f"bench task {i}"}) + "\n" for i in range(n))
+        )
+        runs = [_live_run(env, spec, tasks_file, n) for _ in range(plan.batch_runs)]
+    finally:
+        env.ocm_run("stop", *names, timeout=120)
+    figure.title += f"; `ocm monitor` on {count} live instances under a batch"
+    figure.commands += [
+        f"ocm monitor --json {' '.join(names)}   # {count} live instances, while:",
+        f"ocm batch tasks.jsonl --json -i ...   # {n} tasks over those instances",
+        "python -m bench.monitor_probe --live < spec   # the referee: its own /global/event "
+        "subscription to each server, frames counted per instance and type",
+    ]
+    figure.add("live_events", f"events on the {count} servers' streams, per batch", "events",
+               Series([r.events for r in runs]))  # fmt: skip
+    figure.add("live_delivered", "events printed by `ocm monitor --json`", "events",
+               Series([r.delivered for r in runs]))  # fmt: skip
+    figure.add("live_lost", "events lost by `ocm monitor`", "events",
+               Series([r.lost for r in runs]))  # fmt: skip
+    figure.add("live_cpu", "`ocm monitor` CPU per 1,000 events", "s",
+               Series([r.cpu_per_1000 for r in runs]))  # fmt: skip
+    last = runs[-1]
+    kinds = sorted({k for per in last.server.values() for k in per})
+    figure.extra += [
+        f"`ocm monitor` on {count} live instances, last run: events per instance "
+        "(server's stream / printed by the monitor):",
+        "",
+        "| type | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+        *(
+            f"| {kind} | "
+            + " | ".join(
+                f"{last.server.get(name, {}).get(kind, 0)} / "
+                f"{last.monitor.get(name, {}).get(kind, 0)}"
+                for name in names
+            )
+            + " |"
+            for kind in kinds
+        ),
+        "",
+    ]
+    lost = sum(r.lost for r in runs)
+    figure.goal(
+        f"`ocm monitor` on {count} live instances under a batch loses no event (counted "
+        "against each server's own stream)",
+        f"{lost} lost of {sum(r.events for r in runs):,} "
+        f"({len(runs)} run{'s' if len(runs) > 1 else ''})",
+        lost == 0,
+    )
+    figure.notes += [
+        "Live instances: the referee and `ocm monitor --json` both subscribe before the batch "
+        "starts (the monitor's `ocm.attached` for every instance); after the batch, the "
+        f"monitor's output is left {QUIET_S:g} s to go quiet, then the monitor gets SIGTERM "
+        "and the referee's standard input is closed. Compared per instance and type: every "
+        "frame but the per-connection ones (`server.connected`, `server.heartbeat`: each "
+        "subscriber gets its own) and `sync` (the same changes again, which the monitor drops "
+        "by design). Left out of the comparison, over all runs: "
+        + ", ".join(
+            f"{kind} {sum(r.extra.get(kind, 0) for r in runs)}"
+            for kind in sorted({k for r in runs for k in r.extra})
+        )
+        + ".",
+        "CPU per 1,000 events: user + system CPU of the `ocm monitor` process (psutil "
+        "`cpu_times`) from the moment every instance was attached to the end of the quiet "
+        "period, over the events it printed in that time.",
+    ]
