@@ -29,6 +29,7 @@ class Settings:
     opencode: str | None = None  # explicit binary: --opencode or OCM_OPENCODE
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
     registry_timeout: float = 15.0  # how long a command waits for the registry's lock
+    warmup_timeout: float = 15.0  # a keeper's warm-up budget before `running`; 0: none
 
     @classmethod
     def load(
@@ -45,17 +46,13 @@ class Settings:
 
             home_value = platformdirs.user_state_dir(APP_NAME)
         binary = opencode or env.get("OCM_OPENCODE") or None
-        try:
-            lock_wait = float(env.get("OCM_REGISTRY_TIMEOUT") or 15.0)
-        except ValueError:
-            raise StateError(
-                f"invalid OCM_REGISTRY_TIMEOUT {env['OCM_REGISTRY_TIMEOUT']!r}: seconds expected"
-            ) from None
+        lock_wait = _seconds(env, "OCM_REGISTRY_TIMEOUT", 15.0)
         return cls(
             home=Path(home_value).expanduser().absolute(),
             opencode=binary,
             environ=env,
             registry_timeout=max(0.0, lock_wait),
+            warmup_timeout=_seconds(env, "OCM_WARMUP_TIMEOUT", 15.0),
         )
 
     # -- derived paths ---------------------------------------------------------------------
@@ -133,3 +130,11 @@ class Settings:
                 f"OCM_HOME {self.home} is not writable; fix its permissions or point OCM_HOME "
                 "at a writable directory"
             )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """A duration variable in seconds (never negative)."""
+    try:
+        return max(0.0, float(env.get(name) or default))
+    except ValueError:
+        raise StateError(f"invalid {name} {env[name]!r}: seconds expected") from None

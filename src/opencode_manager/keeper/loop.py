@@ -3,8 +3,9 @@
 `ocm start` launches ``python -m opencode_manager.keeper --home H --detach NAME``; it forks
 itself away, so it is nobody's child. The keeper spawns ``opencode serve`` (stdin closed, own
 process group, password by environment), copies its output into the instance log (rotated by
-size), reads the listening URL, waits for ``/global/health``, records everything in the
-registry, and then supervises in a reconcile loop:
+size), reads the listening URL, waits for ``/global/health``, warms the server up for its first
+prompt (warmup.py), records everything in the registry, and then supervises in a reconcile
+loop:
 
 * liveness is HTTP: ``/global/health`` every ``health_interval`` with a deadline; three misses
   in a row (a wedged or SIGSTOPped server) and it is ended and restarted;
@@ -63,6 +64,7 @@ from .seams import (
     SubprocessSpawner,
     SystemClock,
 )
+from .warmup import Warmup, warm_up
 
 START_TIMEOUT = 120.0
 DISPOSE_TIMEOUT = 3.0
@@ -316,6 +318,7 @@ class Keeper:
             version = await self._wait_healthy(endpoint)
             if version is None:
                 return await self._start_failed(port, pumps)
+            warmed = await self._warm_up(endpoint)
             started = self.clock.monotonic()
             self.port = launch.port_of(url)
             listening_port = self.port
@@ -328,6 +331,8 @@ class Keeper:
                 at=self.clock.time(),
             )
             self.log.note(f"healthy at {url} (opencode {version})")
+            if warmed is not None:
+                self.log.note(warmed.describe(), "WARN" if warmed.failed else "INFO")
             outcome = await self._watch(endpoint, started)
             outcome.healthy_once = True
             outcome.uptime = self.clock.monotonic() - started
@@ -405,6 +410,30 @@ class Keeper:
             await asyncio.sleep(delay)  # poll interval while waiting for health
             delay = min(delay * 1.5, 0.05)
         return None
+
+    async def _warm_up(self, endpoint: Endpoint) -> Warmup | None:
+        """Make the server ready for a first prompt before it is reported running (bounded by
+        the settings' budget, and by a stop request; a failure is only logged)."""
+        budget = self.settings.warmup_timeout
+        if budget <= 0:
+            return None
+        warming = asyncio.create_task(
+            warm_up(
+                lambda target, timeout: self.probe.get(endpoint, target, timeout=timeout),
+                self.spec.dir,
+                budget=budget,
+                clock=self.clock.monotonic,
+            )
+        )
+        stop = asyncio.create_task(self.stop_requested.wait())
+        try:
+            await asyncio.wait({warming, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not warming.done():
+            warming.cancel()  # a stop was asked: the supervision loop acts on it next
+            return None
+        return warming.result()
 
     async def _start_failed(self, port: int | None, pumps: list[asyncio.Task[None]]) -> Outcome:
         assert self.server is not None

@@ -2,7 +2,7 @@
 
 * `Spawner` starts one run of the server and returns a `Server` (pipes, wait, terminate,
   samples);
-* `Probe` makes the keeper's three HTTP calls (health, busy sessions, dispose);
+* `Probe` makes the keeper's HTTP calls (health, busy sessions, dispose, warm-up GETs);
 * `Host` is the keeper's own process: orphans re-parented to it (it is a child subreaper),
   zombies to reap;
 * `Clock` tells the time.
@@ -63,6 +63,9 @@ class Probe(Protocol):
         self, endpoint: Endpoint, directory: str, *, timeout: float
     ) -> dict[str, Any]: ...
     async def dispose(self, endpoint: Endpoint, *, timeout: float) -> None: ...
+    async def get(self, endpoint: Endpoint, target: str, *, timeout: float) -> object:
+        """A read-only call of the warm-up (warmup.py): the JSON answer, or ServerError."""
+        ...
 
 
 class Host(Protocol):
@@ -145,7 +148,7 @@ class SubprocessSpawner:
 
 
 class HttpProbe:
-    """Health, busy sessions and dispose over h11 (the keeper loads no httpx)."""
+    """Health, busy sessions, dispose and warm-up GETs over h11 (the keeper loads no httpx)."""
 
     async def health(self, endpoint: Endpoint, *, timeout: float) -> dict[str, Any]:
         return await healthcheck.health(endpoint, timeout=timeout)
@@ -155,6 +158,9 @@ class HttpProbe:
 
     async def dispose(self, endpoint: Endpoint, *, timeout: float) -> None:
         await healthcheck.dispose(endpoint, timeout=timeout)
+
+    async def get(self, endpoint: Endpoint, target: str, *, timeout: float) -> object:
+        return await healthcheck.call(endpoint, "GET", target, timeout=timeout)
 
 
 class OwnProcess:

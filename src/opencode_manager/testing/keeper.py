@@ -136,6 +136,7 @@ class FakeProbe:
         self.version = version
         self.disposed: list[str] = []
         self.busy_sessions: dict[str, Any] = {}
+        self.warmed: list[str] = []  # the warm-up's request targets, in order
 
     def _server(self, endpoint: Endpoint) -> FakeServer:
         for server in self.spawner.servers:
@@ -155,6 +156,11 @@ class FakeProbe:
 
     async def dispose(self, endpoint: Endpoint, *, timeout: float) -> None:
         self.disposed.append(self._server(endpoint).url)
+
+    async def get(self, endpoint: Endpoint, target: str, *, timeout: float) -> object:
+        self._server(endpoint)
+        self.warmed.append(target)
+        return {}
 
 
 class FakeHost:
