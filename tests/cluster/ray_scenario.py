@@ -136,6 +136,7 @@ class Scenario:
         self.start_node("A", head=True, ports=46100)
         self.start_node("B", head=False, ports=46200)
         address = f"127.0.0.1:{HEAD_PORT}"
+
         def head_up() -> bool:
             self.check_nodes()
             return _listening(HEAD_PORT)
@@ -230,6 +231,20 @@ class Scenario:
 
         # Teardown through the agents, then the Ray nodes by PID.
         self.out["down"] = self.ocm("cluster", "down", "--json")
+
+        # The baseline, same machine, same run: 4 local instances and the same 12 tasks.
+        t0 = time.monotonic()
+        self.ocm(
+            "start", "-n", "4", "--dir", str(self.project),
+            "--env", f"OPENCODE_CONFIG_CONTENT={self.config}",
+            "--env", "OPENCODE_DISABLE_MODELS_FETCH=1", "--json",
+        )  # fmt: skip
+        self.out["local_start_4_s"] = round(time.monotonic() - t0, 2)
+        t0 = time.monotonic()
+        local = self.ocm("batch", str(first), "--json", check=False)
+        self.out["local_batch_12_s"] = round(time.monotonic() - t0, 2)
+        self.out["local_batch_completed"] = local["counts"].get("completed")
+        self.ocm("stop", "--all", "--json")
         return self.out
 
     def close(self) -> None:

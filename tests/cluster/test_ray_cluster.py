@@ -107,3 +107,6 @@ def test_a_fleet_across_two_ray_nodes(tmp_path: Path, opencode_bin: str) -> None
     # Teardown stopped host A's instances through its agent.
     down = seen["down"]
     assert sum(len(h["instances"]) for h in down["hosts"]) == 2
+    assert seen["local_batch_completed"] == 12
+    # The figures docs/scale-out.md reports (printed with -s; never asserted on).
+    print({k: v for k, v in seen.items() if k.endswith("_s")})

@@ -199,7 +199,9 @@ class Link:
                         self.ray.kill(handle)
                     handle, state = None, "recreated"
             if handle is None:
-                state = "created" if state == "up" else state
+                if state == "up":  # none was there: new, or gone since an earlier `up`?
+                    known = any(r.spec.node == node_id for r in self.fleet.records())
+                    state = "recreated" if known else "created"
                 handle = self._create(node)
                 hello = self._call(handle, "hello")
             assert hello is not None
