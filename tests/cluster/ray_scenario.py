@@ -185,6 +185,12 @@ class Scenario:
             raise AssertionError(f"the first batch: {json.dumps(self.out['batch'])[:4000]}")
         self.out["batch_12_s"] = round(time.monotonic() - t0, 2)
 
+        # Stop and restart one instance through its agent.
+        one = started[0]["name"]
+        self.out["stopped"] = self.ocm("stop", one, "--json")
+        self.out["ls_stopped"] = self.ocm("ls", "--json", "--no-foreign")
+        self.out["restarted"] = self.ocm("restart", one, "--json")
+
         # Kill host B's agent: `cluster up` recreates it, and it adopts B's instances.
         host_b = next(h for h in self.out["cluster_ls"]["hosts"] if h["node_id"] == node_b)
         os.kill(int(host_b["agent_pid"]), signal.SIGKILL)

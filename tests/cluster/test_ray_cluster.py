@@ -86,6 +86,14 @@ def test_a_fleet_across_two_ray_nodes(tmp_path: Path, opencode_bin: str) -> None
     assert [t["status"] for t in batch["tasks"]] == ["completed"] * 12
     assert len({t["instance"] for t in batch["tasks"]}) == 4
 
+    # stop and restart go through the owning agent.
+    one = started[0]["name"]
+    assert [r["name"] for r in seen["stopped"]] == [one]
+    assert {i["name"]: i["status"] for i in seen["ls_stopped"]}[one] == "stopped"
+    (again,) = seen["restarted"]
+    assert again["status"] == "running"
+    assert again["url"]
+
     # The agent killed on host B is recreated and adopts B's two instances, same PIDs.
     after = {h["node_id"]: h for h in seen["after_agent_kill"]["hosts"]}
     recreated = [h for h in after.values() if h["agent"] == "recreated"]

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -127,6 +128,16 @@ class Link:
     def connect(self) -> None:
         if self.ray.is_initialized():
             return
+        host, _, port = self.address.rpartition(":")
+        if not host or not port.isdigit():
+            raise UsageError(f"invalid --address {self.address!r}: expected HOST:PORT")
+        try:  # Ray itself would retry a dead address for minutes
+            socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+        except OSError as exc:
+            raise ConflictError(
+                f"nothing answers at {self.address} ({exc.strerror or exc}): is the Ray head "
+                "up, and is that its GCS port (6379 by default)?"
+            ) from None
         with _quiet_stderr():  # Ray's C++ core logs to fd 2 while it connects
             try:
                 self.ray.init(

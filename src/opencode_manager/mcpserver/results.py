@@ -86,7 +86,8 @@ class InstanceInfo(TypedDict):
         str,
         Field(
             description="ocm (started here), remote (added by URL: ocm runs none of its "
-            "processes, lifecycle tools refuse it) or foreign"
+            "processes, lifecycle tools refuse it), cluster (on a Ray host, through its "
+            "agent) or foreign"
         ),
     ]
     directory: Annotated[str | None, Field(description="Its project directory")]
