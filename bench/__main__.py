@@ -18,7 +18,16 @@ import psutil
 import opencode_manager
 
 from .env import ROOT, BenchEnv
-from .figures import batch, cli, dispatch, fleet_start, footprint, monitor, registry_scale
+from .figures import (
+    batch,
+    cli,
+    dispatch,
+    first_task,
+    fleet_start,
+    footprint,
+    monitor,
+    registry_scale,
+)
 from .measure import cpu_model, load_average
 from .plan import Plan, SharedFleet
 from .report import Figure, render
@@ -34,6 +43,7 @@ TITLES = {
     5: "Monitor",
     6: "Footprint",
     7: "Registry at scale",
+    8: "First task",
 }
 
 
@@ -156,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         foreign = other_servers(env)
         top = header(command, env, plan, load_start, foreign)
         measure(3, lambda: fleet_start.run(env, plan))
+        measure(8, lambda: first_task.run(env, plan))
         shared: SharedFleet | None = None
         try:
             if wanted & {1, 2, 4, 6}:
