@@ -69,7 +69,7 @@ def restart(
         raise UsageError("give instance names or --all, not both")
     if all:
         names = lifecycle.restart(fleet, (), all=True, timeout=timeout, progress=progress)
-        cluster = [r for r in fleet.records() if r.spec.node and r.state is not State.CRASHED]
+        cluster = [r for r in fleet.records() if r.spec.node and r.state is State.RUNNING]
     else:
         local, cluster = split(fleet, refs)
         names = (
