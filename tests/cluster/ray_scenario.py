@@ -218,11 +218,11 @@ class Scenario:
             120, "the second batch's first turns",
         )  # fmt: skip
         self.out["lost_at"] = time.time()
-        self.stop_node("B")  # the host leaves the cluster...
-        for info in b_servers:  # ...and its processes die with it
-            for pid in (info.get("keeper_pid"), info.get("pid")):
+        for info in b_servers:  # the host dies: its processes at once (keeper first, so
+            for pid in (info.get("keeper_pid"), info.get("pid")):  # none restarts)...
                 if pid and _alive(int(pid)):
                     os.kill(int(pid), signal.SIGKILL)
+        self.stop_node("B")  # ...and its node leaves the cluster
         out, errors = batch.communicate(timeout=600)
         self.out["moved_batch_rc"] = batch.returncode
         self.out["moved_batch"] = json.loads(out) if out.strip() else {"stderr": errors}
