@@ -15,6 +15,7 @@ class Plan:
     batch_runs: int
     batch_tasks: int
     batch_scale: tuple[int, ...]  # batch sizes of the cost-as-the-work-grows table
+    scale_runs: int  # runs of that table (960 tasks take minutes: one in a full run)
     cli_runs: int
     monitor_streams: int
     monitor_events: int  # per stream, in the as-fast-as-possible phase
@@ -33,6 +34,7 @@ class Plan:
                 batch_runs=n,
                 batch_tasks=6,
                 batch_scale=(12, 48),
+                scale_runs=n,
                 cli_runs=max(2, n),
                 monitor_streams=4,
                 monitor_events=2_000,
@@ -48,6 +50,7 @@ class Plan:
             batch_runs=max(1, (n + 1) // 2),
             batch_tasks=24,
             batch_scale=(24, 240, 960),
+            scale_runs=1,
             cli_runs=2 * n,
             monitor_streams=4,
             monitor_events=25_000,

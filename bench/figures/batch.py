@@ -224,7 +224,7 @@ def _scale(fleet: SharedFleet, plan: Plan, figure: Figure) -> None:
     wall = {n: Series() for n in sizes}
     rate = {n: Series() for n in sizes}
     rss = {n: Series() for n in sizes}
-    for _ in range(plan.batch_runs):
+    for _ in range(plan.scale_runs):
         for n in sizes:  # sizes interleaved, so load on the machine spreads over all
             result = _ocm_batch(env, files[n], n)
             wall[n].add(result.wall_s)
@@ -254,7 +254,8 @@ def _scale(fleet: SharedFleet, plan: Plan, figure: Figure) -> None:
         )
     )
     figure.extra += [
-        f"Cost as the work grows (medians of {plan.batch_runs} runs each):",
+        f"Cost as the work grows ({plan.scale_runs} run(s) of each size, in this order, on "
+        "the same 3 instances):",
         "",
         f"| tasks | wall | tasks/s | throughput / {first}-task throughput | peak RSS |",
         "|---:|---:|---:|---:|---:|",
