@@ -19,11 +19,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from opencode_manager.scripted_model import ScriptedModelServer, opencode_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: tests/
+from helpers import wait_for
 
 HEAD_PORT = 46379
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -31,17 +33,6 @@ RAY = str(Path(sys.executable).with_name("ray"))
 
 def log(message: str) -> None:
     print(f"[scenario {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)  # polling a condition with a deadline
 
 
 class Scenario:
@@ -141,14 +132,14 @@ class Scenario:
             self.check_nodes()
             return _listening(HEAD_PORT)
 
-        wait_for(head_up, 60, "the Ray head")
+        wait_for(head_up, timeout=60, message="the Ray head")
 
         def both() -> Any:
             self.check_nodes()
             r = self.ocm("cluster", "up", "--address", address, "--json", check=False)
             return isinstance(r, dict) and len(r["hosts"]) == 2 and r
 
-        up = wait_for(both, 120, "two nodes with their agents")
+        up = wait_for(both, timeout=120, message="two nodes with their agents")
         self.out["up"] = up
         self.out["cluster_ready_s"] = round(time.monotonic() - began, 1)
         homes = {h["node_id"]: h["home"] for h in up["hosts"]}
@@ -194,7 +185,7 @@ class Scenario:
         # Kill host B's agent: `cluster up` recreates it, and it adopts B's instances.
         host_b = next(h for h in self.out["cluster_ls"]["hosts"] if h["node_id"] == node_b)
         os.kill(int(host_b["agent_pid"]), signal.SIGKILL)
-        wait_for(lambda: not _alive(int(host_b["agent_pid"])), 30, "the agent to die")
+        wait_for(lambda: not _alive(int(host_b["agent_pid"])), timeout=30, message="the agent")
         self.out["after_agent_kill"] = self.ocm("cluster", "up", "--json")
         b_servers = self.ocm("ls", "--json", "--no-foreign", home="B")
         self.out["b_servers"] = b_servers
@@ -215,7 +206,7 @@ class Scenario:
         wait_for(
             lambda: sum(f"{tag} moving" in str(e["last_user_text"])
                         for e in self.model.requests.entries() if e["has_tools"]) >= 4,
-            120, "the second batch's first turns",
+            timeout=120, message="the second batch's first turns",
         )  # fmt: skip
         self.out["lost_at"] = time.time()
         for info in b_servers:  # the host dies: its processes at once (keeper first, so

@@ -278,6 +278,18 @@ def start(
     _warn_about_projects(state.manager(opencode), [info.name for info in infos])
 
 
+def _given_besides(allowed: set[str]) -> list[str]:
+    """The options typed on the command line, other than `allowed` (for a mode that
+    ignores the rest: say so rather than drop them silently)."""
+    context = click.get_current_context()
+    return [
+        p.opts[0] if p.opts else str(p.name)
+        for p in context.command.params
+        if p.name not in allowed
+        and context.get_parameter_source(p.name or "") is click.core.ParameterSource.COMMANDLINE
+    ]
+
+
 _CLUSTER_ALLOWS = {"name", "count", "directory", "env", "timeout", "on_cluster", "per_host",
                    "spread", "as_json"}  # fmt: skip
 
@@ -293,13 +305,7 @@ def _start_on_cluster(
     timeout: float,
     as_json: bool,
 ) -> None:
-    context = click.get_current_context()
-    given = [
-        p.opts[0] if p.opts else p.name
-        for p in context.command.params
-        if p.name not in _CLUSTER_ALLOWS
-        and context.get_parameter_source(p.name or "") is click.core.ParameterSource.COMMANDLINE
-    ]
+    given = _given_besides(_CLUSTER_ALLOWS)
     if given:
         raise UsageError(
             f"--cluster places instances on its hosts' own addresses with passwords; "
@@ -321,13 +327,7 @@ _EXISTING_ALLOWS = {"name", "existing", "timeout", "opencode", "as_json"}
 def _start_existing(
     state: Context, name: str | None, timeout: float, opencode: str | None, as_json: bool
 ) -> None:
-    context = click.get_current_context()
-    given = [
-        p.opts[0] if p.opts else p.name
-        for p in context.command.params
-        if p.name not in _EXISTING_ALLOWS
-        and context.get_parameter_source(p.name or "") is click.core.ParameterSource.COMMANDLINE
-    ]
+    given = _given_besides(_EXISTING_ALLOWS)
     if given:
         raise UsageError(
             f"--existing starts NAME with its recorded settings; {', '.join(given)} "
