@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import json
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -20,10 +19,14 @@ from ..errors import ServerRefused, ServerUnreachable
 from .endpoint import Endpoint
 
 
-async def call(endpoint: Endpoint, method: str, path: str, *, timeout: float) -> Any:
-    """One request; the JSON answer, or ServerError (with status_code when there was one)."""
+async def call(
+    endpoint: Endpoint, method: str, path: str, *, timeout: float, discard: bool = False
+) -> Any:
+    """One request; the JSON answer, or ServerError (with status_code when there was one).
+    `discard`: read the answer to its end but keep none of it (None), for a call made for
+    its effect on the server (a catalogue of megabytes would stay in the keeper's heap)."""
     try:
-        return await asyncio.wait_for(_call(endpoint, method, path), timeout)
+        return await asyncio.wait_for(_call(endpoint, method, path, discard), timeout)
     except asyncio.TimeoutError:
         raise ServerUnreachable(
             f"{endpoint.name or endpoint.url} timed out ({method} {path})", instance=endpoint.name
@@ -36,7 +39,7 @@ async def call(endpoint: Endpoint, method: str, path: str, *, timeout: float) ->
         ) from None
 
 
-async def _call(endpoint: Endpoint, method: str, path: str) -> Any:
+async def _call(endpoint: Endpoint, method: str, path: str, discard: bool = False) -> Any:
     url = urlsplit(endpoint.base_url)
     host = url.hostname or "127.0.0.1"
     tls = url.scheme == "https"  # a remote instance behind a TLS proxy
@@ -66,7 +69,8 @@ async def _call(endpoint: Endpoint, method: str, path: str) -> Any:
                 status = event.status_code
                 content_type = dict(event.headers).get(b"content-type", b"").decode()
             elif isinstance(event, h11.Data):
-                body += event.data
+                if not discard:
+                    body += event.data
             elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
                 break
     finally:
@@ -85,7 +89,7 @@ async def _call(endpoint: Endpoint, method: str, path: str) -> Any:
             instance=endpoint.name,
             status_code=status,
         )
-    if not body:
+    if not body or discard:
         return None
     try:
         return json.loads(body)
@@ -114,7 +118,10 @@ async def dispose(endpoint: Endpoint, *, timeout: float) -> None:
 
 def health_blocking(endpoint: Endpoint, *, timeout: float) -> dict[str, Any]:
     """The health call for a worker thread with no event loop (a remote instance's, say):
-    the standard library's http.client, which also speaks TLS."""
+    the standard library's http.client, which also speaks TLS (imported here: the keeper,
+    which never calls this, is spared its email-parsing modules)."""
+    import http.client
+
     url = urlsplit(endpoint.base_url)
     kind = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
     conn = kind(url.hostname or "127.0.0.1", url.port, timeout=timeout)

@@ -64,7 +64,7 @@ class Probe(Protocol):
     ) -> dict[str, Any]: ...
     async def dispose(self, endpoint: Endpoint, *, timeout: float) -> None: ...
     async def get(self, endpoint: Endpoint, target: str, *, timeout: float) -> object:
-        """A read-only call of the warm-up (warmup.py): the JSON answer, or ServerError."""
+        """A read-only call of the warm-up (warmup.py): None once answered, or ServerError."""
         ...
 
 
@@ -160,7 +160,8 @@ class HttpProbe:
         await healthcheck.dispose(endpoint, timeout=timeout)
 
     async def get(self, endpoint: Endpoint, target: str, *, timeout: float) -> object:
-        return await healthcheck.call(endpoint, "GET", target, timeout=timeout)
+        # Read to the end and dropped: the catalogue's megabytes would stay in the heap.
+        return await healthcheck.call(endpoint, "GET", target, timeout=timeout, discard=True)
 
 
 class OwnProcess:
