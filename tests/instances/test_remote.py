@@ -3,6 +3,7 @@ team runs one on another host, added by URL and driven like an instance ocm star
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -229,11 +231,31 @@ def test_remote_add_checks_the_server_and_keeps_the_password_secret(
     doctor = run_ocm("doctor", "--json")
     assert any("r1" in c["name"] and c["ok"] for c in doctor.json()["checks"]), doctor.stdout
 
+    listed_mcp, refused_mcp = asyncio.run(_over_mcp())
+    assert {i["name"]: i["owner"] for i in listed_mcp["instances"]}["r1"] == "remote"
+    assert refused_mcp.is_error
+    assert "remote instance" in str(refused_mcp.content)
+
     removed = run_ocm("remote", "rm", "r1", "--json", check=True).json()
     assert removed == {"removed": ["r1"]}
     assert not [p for p in stored.iterdir() if PASSWORD in p.read_text()]
     assert "r1" not in _ls()
     assert bare.proc.poll() is None
+
+
+async def _over_mcp() -> tuple[dict[str, Any], Any]:
+    """The MCP server (the SDK's own client, in memory) lists the remote and refuses to
+    restart it."""
+    from mcp import Client
+
+    from opencode_manager import Settings
+    from opencode_manager.mcpserver.tools import build_server
+
+    async with Client(build_server(Settings.load())) as client:
+        listed = await client.call_tool("instances_list", {})
+        refused = await client.call_tool("instance_restart", {"name": "r1", "confirm": True})
+    assert isinstance(listed.structured_content, dict)
+    return listed.structured_content, refused
 
 
 def test_a_batch_spreads_over_a_local_and_a_remote_instance(
