@@ -139,7 +139,7 @@ class Scenario:
             r = self.ocm("cluster", "up", "--address", address, "--json", check=False)
             return isinstance(r, dict) and len(r["hosts"]) == 2 and r
 
-        up = wait_for(both, timeout=120, message="two nodes with their agents")
+        up: Any = wait_for(both, timeout=120, message="two nodes with their agents")
         self.out["up"] = up
         self.out["cluster_ready_s"] = round(time.monotonic() - began, 1)
         homes = {h["node_id"]: h["home"] for h in up["hosts"]}
