@@ -73,6 +73,10 @@ class Fleet:
         answering its health check)."""
         return [r for r in self.records() if r.state is State.RUNNING and r.url and self.up(r)]
 
+    def speaks_tls(self) -> bool:
+        """Whether any instance has an https:// URL (a remote one behind a TLS proxy)."""
+        return any((r.url or "").startswith("https://") for r in self.records())
+
     def up(self, record: InstanceRecord) -> bool:
         """Its server is there: a local one's process is alive; a remote one answers."""
         if not record.spec.remote:

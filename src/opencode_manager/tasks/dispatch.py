@@ -176,7 +176,8 @@ async def run_task(
 ) -> TaskRecord:
     """Run a task to its end (or, with detach, only until the prompt is sent)."""
     validate(prompt, options)
-    async with httpx.AsyncClient(**http_options()) as http:
+    tls = await asyncio.to_thread(fleet.speaks_tls)
+    async with httpx.AsyncClient(**http_options(tls=tls)) as http:
         instance = await choose_instance(
             fleet, options.instance, http, local=options.worktree is not None
         )
@@ -251,7 +252,8 @@ async def refresh_task(fleet: Fleet, store: TaskStore, task_id: str) -> TaskReco
     endpoint = fleet.endpoint(instance)
     if endpoint is None:
         return record
-    async with httpx.AsyncClient(**http_options()) as http:
+    tls = await asyncio.to_thread(fleet.speaks_tls)
+    async with httpx.AsyncClient(**http_options(tls=tls)) as http:
         runner = TaskRunner(
             client=AsyncOpencodeClient(endpoint, http=http),
             record=record,
@@ -292,7 +294,8 @@ async def wait_task(
     if timeout is not None:
         elapsed = time.time() - (record.started_at or time.time())
         record.timeout = elapsed + timeout
-    async with httpx.AsyncClient(**http_options()) as http:
+    tls = await asyncio.to_thread(fleet.speaks_tls)
+    async with httpx.AsyncClient(**http_options(tls=tls)) as http:
         client = AsyncOpencodeClient(endpoint, http=http)
         runner = TaskRunner(
             client=client,
