@@ -166,10 +166,14 @@ class Link:
         except ValueError:
             return None
 
-    def _call(self, handle: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+    def _call(
+        self, handle: Any, method: str, *args: Any, wait: float = CALL_TIMEOUT, **kwargs: Any
+    ) -> Any:
+        """A method of an agent, its answer within `wait` seconds; the agent's own OcmError
+        comes back as it was raised."""
         ref = getattr(handle, method).remote(*args, **kwargs)
         try:
-            return self.ray.get(ref, timeout=CALL_TIMEOUT)
+            return self.ray.get(ref, timeout=wait)
         except OcmError:
             raise
         except Exception as exc:
@@ -352,13 +356,18 @@ class Link:
     def stop(self, records: Sequence[InstanceRecord], timeout: float) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for record in records:
-            out += self._call(self.owner(record), "stop", [record.name], timeout)
+            out += self._call(
+                self.owner(record), "stop", [record.name], timeout, wait=timeout + CALL_TIMEOUT
+            )
             self.fleet.registry.mark_stopped(record.name)
         return out
 
     def restart(self, records: Sequence[InstanceRecord], timeout: float) -> list[str]:
         for record in records:
-            for described in self._call(self.owner(record), "restart", [record.name], timeout):
+            again = self._call(
+                self.owner(record), "restart", [record.name], timeout, wait=2 * timeout
+            )
+            for described in again:
                 self.fleet.registry.update(
                     record.name, state=State.RUNNING, url=described["url"],
                     port=described["port"], error=None, stopped_at=None,
@@ -391,7 +400,7 @@ class Link:
             handle = self._handle(node_id)
             host = HostReport(node_id, str(node["NodeManagerAddress"]), True, "missing")
             if handle is not None:
-                stopped = self._call(handle, "stop_all", timeout)
+                stopped = self._call(handle, "stop_all", timeout, wait=timeout + CALL_TIMEOUT)
                 host.instances = [s["name"] for s in stopped]
                 if host.instances:
                     self._call(handle, "forget", host.instances)
