@@ -223,7 +223,7 @@ def start(
       ocm start                             # one instance, oc-1
       ocm start api --dir ~/src/api --max-memory 1500M
       ocm start -n 4 --port-range 4100-4199 --json
-      ocm start --existing api              # a stopped one, as it was (running: no-op)
+      ocm start --existing api              # a stopped one, as it was
       ocm start --cluster -n 4 --spread     # on the Ray cluster's hosts
     """
     if timeout <= 0:

@@ -63,7 +63,7 @@ def add(
     \b
     Examples:
       ocm remote add build-1 http://10.0.0.7:4096 --password-env BUILD1_PASSWORD
-      pass show oc/build-1 | ocm remote add build-1 http://10.0.0.7:4096 --password-file -
+      pass show oc/b1 | ocm remote add b1 http://10.0.0.7:4096 --password-file -
     """
     password = _password(password_file, password_env)
     info = state.manager().remote_add(name, url, username=username, password=password)
