@@ -3,14 +3,14 @@ keeper's warm-up (the default) and without it, and what the warm-up adds to `ocm
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 
 from ..env import BenchEnv
-from ..measure import BenchError, Series, check, run_command
+from ..measure import Series, check, run_command
 from ..plan import Plan
 from ..report import Figure, timed_ratio_goal
+from .fleet_start import start_instances
 
 PROMPT = "BASH: echo bench"
 WARM_TASKS = 3  # after the first task: the warm figure of a run is their median
@@ -29,19 +29,7 @@ def _one(env: BenchEnv, *, warm: bool) -> tuple[float, float, float]:
     """(start wall, first task wall, median warm task wall) on one fresh instance."""
     run_env = _default_env(env, warm=warm)
     config = f"OPENCODE_CONFIG_CONTENT={env.config_content}"
-    start = check(
-        run_command(
-            [env.ocm, "start", "--dir", str(env.project), "--env", config, "--json"],
-            env=run_env,
-            cwd=env.project,
-            gnu_time=False,
-            timeout=300,
-        ),
-        "ocm start",
-    )
-    rows = json.loads(start.stdout)
-    if [r["status"] for r in rows] != ["running"]:
-        raise BenchError(f"ocm start: {[r['status'] for r in rows]}")
+    start = start_instances(env, ["--dir", str(env.project), "--env", config], run_env, 1)
     tasks = []
     for _ in range(1 + WARM_TASKS):
         result = check(

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from ..env import ROOT, BenchEnv
-from ..measure import BenchError, Series, check, run_command
+from ..measure import BenchError, CommandResult, Series, check, run_command
 from ..plan import Plan
 from ..report import Figure, timed_ratio_goal
 
@@ -21,21 +21,13 @@ COUNTS = (1, 3, 6)
 QUICK_COUNTS = (1, 3)
 
 
-def _ocm_start(env: BenchEnv, count: int = COUNT, *, warm: bool = True) -> float:
-    """Wall of `ocm start -n COUNT`: until ready (the default), or healthy (warm-up off)."""
-    run_env = env.env if warm else {**env.env, "OCM_WARMUP_TIMEOUT": "0"}
+def start_instances(
+    env: BenchEnv, args: list[str], run_env: dict[str, str], count: int
+) -> CommandResult:
+    """`ocm start ARGS --json`, checked: `count` instances, all running."""
     result = check(
         run_command(
-            [
-                env.ocm,
-                "start",
-                "-n",
-                str(count),
-                "--dir",
-                str(env.project),
-                *env.model_args(),
-                "--json",
-            ],
+            [env.ocm, "start", *args, "--json"],
             env=run_env,
             cwd=env.project,
             gnu_time=False,
@@ -46,6 +38,14 @@ def _ocm_start(env: BenchEnv, count: int = COUNT, *, warm: bool = True) -> float
     rows = json.loads(result.stdout)
     if len(rows) != count or any(r["status"] != "running" for r in rows):
         raise BenchError(f"ocm start: not all running: {[r['status'] for r in rows]}")
+    return result
+
+
+def _ocm_start(env: BenchEnv, count: int = COUNT, *, warm: bool = True) -> float:
+    """Wall of `ocm start -n COUNT`: until ready (the default), or healthy (warm-up off)."""
+    run_env = env.env if warm else {**env.env, "OCM_WARMUP_TIMEOUT": "0"}
+    args = ["-n", str(count), "--dir", str(env.project), *env.model_args()]
+    result = start_instances(env, args, run_env, count)
     env.forget_all()  # stop --all, then rm: the next start begins from the same state
     return result.wall_s
 
