@@ -22,7 +22,6 @@ from . import credentials
 from .fleet import Fleet
 from .spec import validate_name
 
-OWNER = "remote"
 #: How long `ocm remote add` waits for the server's answers.
 CHECK_TIMEOUT = 10.0
 
