@@ -121,8 +121,11 @@ class Fleet:
                 instance=record.name,
             )
         if record.state is not State.RUNNING or not self.up(record):
+            hint = "`ocm start` or `ocm restart` it"
+            if record.spec.node and record.state is State.CRASHED:
+                hint = f"{record.error or 'its host is lost'}; `ocm rm {record.name}` forgets it"
             raise ConflictError(
-                f"{record.name} is not running; `ocm start` or `ocm restart` it",
+                f"{record.name} is not running; {hint}",
                 instance=record.name,
             )
         return record
