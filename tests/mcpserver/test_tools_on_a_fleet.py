@@ -67,7 +67,7 @@ async def test_reads_and_abort_on_a_running_fleet(fleet: Fleet) -> None:
                     return
                 await anyio.sleep(0.2)  # polling the session, under the deadline below
 
-        with anyio.fail_after(30):
+        with anyio.fail_after(90):  # a loaded machine (the Ray test runs beside it) is slow
             await busy()
         refused = await client.call_tool("task_abort", {"task_id": task_id})
         assert refused.is_error

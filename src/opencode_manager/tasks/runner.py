@@ -18,7 +18,7 @@ from typing import Any
 from ..client import AsyncOpencodeClient
 from ..client.events import DISCONNECTED, RECONNECTED
 from ..client.types import Event, Message, Part
-from ..errors import OcmError, ServerError
+from ..errors import OcmError, ServerError, ServerUnreachable
 from ..models import AskPolicy, TaskRecord, TaskStatus
 from ..redaction import redact, redact_data
 from . import structured
@@ -31,6 +31,9 @@ ERROR_GRACE = 2.0  # after session.error, how long to wait for idle before endin
 SETTLE_TIMEOUT = 10.0  # after an abort, how long to wait for the session to go idle
 UNREACHABLE_LIMIT = 10.0  # give up on a server that answers nothing for this long
 TAIL_GRACE = 2.0  # at most this long for the final message to be stored after idle
+#: After the server went away and came back (a keeper restart), how long an idle session
+#: whose turn never completed is given before the turn counts as lost with the old server.
+LOST_TURN_GRACE = 3.0
 PENDING = "pending"  # the answer of an ask left for somebody else (AskPolicy.LEAVE)
 ASK_GRACE = 1.0  # after the end, how long to wait for the answer to an ask left pending
 
@@ -71,6 +74,8 @@ class TaskRunner:
     poll_interval: float = POLL_INTERVAL
     checkpoint: Checkpoint = _no_checkpoint
     _unreachable_since: float | None = None
+    _went_away: bool = False  # the server stopped answering (or its stream broke) meanwhile
+    _idle_incomplete_since: float | None = None
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -195,6 +200,7 @@ class TaskRunner:
                 await asyncio.sleep(min(self.poll_interval, 0.5))  # poll pacing
                 continue
             if item.type in (DISCONNECTED, RECONNECTED):
+                self._went_away = True
                 # Events were (or may have been) missed: let the poll resync from REST now.
                 stream_alive = item.type == RECONNECTED
                 next_poll = time.monotonic()
@@ -276,6 +282,7 @@ class TaskRunner:
             if exc.status_code is not None:
                 return False
             # Unreachable: a blip is fine, a dead server is not worth waiting for.
+            self._went_away = True
             self._unreachable_since = self._unreachable_since or time.monotonic()
             if time.monotonic() - self._unreachable_since > UNREACHABLE_LIMIT:
                 raise
@@ -283,6 +290,7 @@ class TaskRunner:
         self._unreachable_since = None
         if record.session_id in busy:
             state.busy_seen = True
+            self._idle_incomplete_since = None
             if retry_of(state, busy[record.session_id]):
                 self._retrying(state)
             return False
@@ -294,7 +302,24 @@ class TaskRunner:
         if user is None:
             return False
         state.user_message_id = state.user_message_id or user.id
-        return build_turn(messages, user.id).completed
+        if build_turn(messages, user.id).completed:
+            return True
+        self._check_lost_turn()
+        return False
+
+    def _check_lost_turn(self) -> None:
+        """Idle, turn incomplete, and the server went away meanwhile: it was restarted under
+        the turn, which died with the old server. Say so instead of waiting for ever."""
+        if not self._went_away:
+            return
+        now = time.monotonic()
+        self._idle_incomplete_since = self._idle_incomplete_since or now
+        if now - self._idle_incomplete_since >= LOST_TURN_GRACE:
+            raise ServerUnreachable(
+                f"{self.client.endpoint.name or self.client.endpoint.url} went away during the "
+                "turn and came back without it (restarted): the turn is lost",
+                instance=self.client.endpoint.name,
+            )
 
     @property
     def policy(self) -> AskPolicy:
