@@ -20,7 +20,6 @@ import logging
 import os
 import socket
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -465,13 +464,3 @@ def _quiet_stderr() -> Iterator[None]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or exc.__class__.__name__
     return text.splitlines()[0][:300]
-
-
-def wait_for_nodes(link: Link, count: int, timeout: float) -> int:
-    """Poll until `count` nodes are alive (used by tests and `cluster up --wait`)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        alive = len(link.nodes())
-        if alive >= count or time.monotonic() >= deadline:
-            return alive
-        time.sleep(0.2)  # polling Ray's node table with a deadline
