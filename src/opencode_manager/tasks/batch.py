@@ -35,6 +35,7 @@ import httpx
 
 from .. import process
 from ..client import AsyncOpencodeClient, http_options
+from ..client.hub import EventHub
 from ..errors import ConflictError, OcmError, ServerError, SessionNotFound, UsageError
 from ..instances.fleet import Fleet
 from ..models import BatchStatus, InstanceRecord, State, TaskRecord, TaskStatus
@@ -324,6 +325,7 @@ class BatchRun:
         self.failed_on: dict[str, set[str]] = {}
         self.not_before: dict[str, float] = {}  # task id -> when it may be tried again
         self._position = {r.id: i for i, r in enumerate(self.records)}
+        self.hub: EventHub | None = None  # one event stream per instance, while it runs
 
     @classmethod
     def claim(
@@ -364,7 +366,8 @@ class BatchRun:
         limit = self.options.concurrency or max(1, len(candidates) * self.options.per_instance)
         queue = [r for r in self.records if not r.status.final]
         self._notify()
-        async with httpx.AsyncClient(**http_options()) as http:
+        async with httpx.AsyncClient(**http_options()) as http, EventHub() as hub:
+            self.hub = hub
             self.external_busy = await busy_counts(self.fleet, candidates, http)
             running: set[asyncio.Task[TaskRecord | None]] = set()
             while queue or running:
@@ -494,6 +497,7 @@ class BatchRun:
                 auto_approve=self.options.auto_approve,
                 cancel=self.cancel,
                 checkpoint=self.checkpoint,
+                hub=self.hub,
             )
             await runner.run()
             if (

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..client import AsyncOpencodeClient
 from ..client.events import DISCONNECTED, RECONNECTED
+from ..client.hub import EventHub
 from ..client.types import Event, Message, Part
 from ..errors import OcmError, ServerError, ServerUnreachable
 from ..models import AskPolicy, TaskRecord, TaskStatus
@@ -73,6 +74,8 @@ class TaskRunner:
     cancel: asyncio.Event | None = None
     poll_interval: float = POLL_INTERVAL
     checkpoint: Checkpoint = _no_checkpoint
+    #: A batch's shared event streams; without one, the task opens a stream of its own.
+    hub: EventHub | None = None
     _unreachable_since: float | None = None
     _went_away: bool = False  # the server stopped answering (or its stream broke) meanwhile
     _idle_incomplete_since: float | None = None
@@ -153,6 +156,9 @@ class TaskRunner:
     async def _read_events(
         self, queue: asyncio.Queue[Event | BaseException], connected: asyncio.Event
     ) -> None:
+        if self.hub is not None:
+            await self.hub.feed(self.client, self.record.directory, queue, connected)
+            return
         try:
             async for event in self.client.events(self.record.directory, reconnect=True):
                 connected.set()
