@@ -154,7 +154,7 @@ def run(env: BenchEnv, plan: Plan) -> Figure:
     figure.notes += [
         "`ocm start`: wall of the whole command, interpreter start included. By default it "
         "returns when every instance is ready: healthy, then warmed up by its keeper (GET "
-        "/config, /agent, /config/providers, /provider with its directory), so a first "
+        "/config, /agent, /config/providers with its directory), so a first "
         "prompt does not pay for the directory's bootstrap and the provider catalogue. "
         "'until healthy' is the same command with OCM_WARMUP_TIMEOUT=0: the like-for-like "
         "comparison with the raw limit, which only waits for health; the difference between "

@@ -9,11 +9,18 @@ calls, each naming the instance's directory, before it reports the instance `run
 
 * ``GET /config`` bootstraps the directory (its config layers and plugins);
 * ``GET /agent`` resolves the agents;
-* ``GET /config/providers`` and ``GET /provider`` load the catalogue and build the providers.
+* ``GET /config/providers`` loads the catalogue and builds the configured providers.
 
-What remains of a first task after this is the first model call (the AI SDK's first stream and
-the session's title request), which no read-only call reaches: a warm-up must never spend the
-user's tokens or write to their sessions.
+``GET /provider`` also warmed the catalogue once, but it adds nothing after
+``/config/providers`` and costs about 0.5 s more: it serialises the whole catalogue (6 MB).
+
+What remains of a first task after this (about 0.6 s on this machine) is the session runner's
+own boot on the first prompt (its file watcher, tools and location services) and the first
+model call. No read-only call reaches the runner on 1.18.33: ``/api/location``,
+``/api/session/ID/context`` and ``/experimental/tool/ids`` boot the HTTP routes' copy of those
+services, not the runner's; a ``noReply`` message and a session shell command did not either
+(measured, bench/NOTES.md). A warm-up must never spend the user's tokens or write to their
+sessions, so the rest is left to the first prompt.
 
 Nothing here may fail a start: every step has the time left of one budget
 (``OCM_WARMUP_TIMEOUT``), a step that fails or times out is reported and skipped, and a budget
@@ -31,7 +38,7 @@ from urllib.parse import quote
 from ..errors import OcmError
 
 #: The read-only calls, in order (each also gets ``?directory=``).
-STEPS = ("/config", "/agent", "/config/providers", "/provider")
+STEPS = ("/config", "/agent", "/config/providers")
 
 #: GET a path within a timeout (the keeper's `Probe.get` bound to the server's endpoint).
 Get = Callable[[str, float], Awaitable[object]]
