@@ -53,7 +53,7 @@ class Plan:
             scale_runs=1,
             cli_runs=2 * n,
             monitor_streams=4,
-            monitor_events=25_000,
+            monitor_events=200_000,  # about 5 s merged: long enough for a warm-up and RSS samples
             monitor_rate=1_500,
             monitor_seconds=20.0,
             live_instances=6,
