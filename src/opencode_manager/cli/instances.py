@@ -644,6 +644,8 @@ def cleanup(
 ) -> None:
     """Forget stopped and crashed instances, and delete logs and dirs nobody owns.
 
+    Passwords with no instance (left by a command killed half-way) go too.
+
     \b
     Examples:
       ocm cleanup --dry-run

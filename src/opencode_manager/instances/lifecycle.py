@@ -575,7 +575,28 @@ def cleanup(fleet: Fleet, *, older_than: float = 0.0, dry_run: bool = False) -> 
                 report.removed_files.append(str(path))
                 if not dry_run:
                     shutil.rmtree(path, ignore_errors=True)
+    report.removed_files += _orphan_passwords(fleet, dry_run=dry_run)
     return report
+
+
+def _orphan_passwords(fleet: Fleet, *, dry_run: bool) -> list[str]:
+    """Password files with no instance: an `ocm remote add` killed between writing one and
+    committing its row leaves one. Swept under the registry's lock: every writer stores a
+    password inside its row's transaction or after the row exists, so one that is being
+    written is never taken for an orphan."""
+    settings = fleet.settings
+    if not settings.secrets_dir.is_dir():
+        return []
+    removed = []
+    registry = fleet.registry
+    with registry.transaction() as db:
+        known = registry.names(db)
+        for path in sorted(settings.secrets_dir.glob("*.password")):
+            if path.name.removesuffix(".password") not in known:
+                removed.append(str(path))
+                if not dry_run:
+                    path.unlink(missing_ok=True)
+    return removed
 
 
 # -- helpers -------------------------------------------------------------------------------------
