@@ -44,7 +44,8 @@ def up(state: Context, address: str | None, as_json: bool) -> None:
     """Connect and reconcile: one host agent per alive node.
 
     A missing agent is created (named, detached, pinned to its node) and adopts the
-    instances its host still runs; instances whose host left are marked lost.
+    instances its host still runs; instances whose host left are marked lost, and
+    those their host no longer runs (a stop cut short) are recorded stopped.
 
     \b
     Example:
@@ -108,3 +109,8 @@ def _show(report: dict[str, Any], as_json: bool) -> None:
     out.print(table)
     if report.get("lost"):
         err.print(f"lost with their host: {', '.join(report['lost'])}", markup=False)
+    if report.get("stopped"):
+        err.print(
+            f"not run by their host any more, recorded stopped: {', '.join(report['stopped'])}",
+            markup=False,
+        )

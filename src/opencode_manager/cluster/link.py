@@ -77,12 +77,14 @@ class ClusterReport:
     address: str
     hosts: list[HostReport] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)  # instances marked lost with their host
+    stopped: list[str] = field(default_factory=list)  # recorded running, not run by its host
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "address": self.address,
             "hosts": [h.to_dict() for h in self.hosts],
             "lost": self.lost,
+            "stopped": self.stopped,
         }
 
 
@@ -231,11 +233,18 @@ class Link:
                 host.adopted = list(host.instances)
             report.hosts.append(host)
         alive = {h.node_id for h in report.hosts}
+        listed = {name for h in report.hosts for name in h.instances}
         for record in self.fleet.records():
             owner = record.spec.node
-            if owner and owner not in alive and record.state is State.RUNNING:
+            if not owner or record.state is not State.RUNNING:
+                continue
+            if owner not in alive:
                 self.fleet.registry.mark_crashed(record.name, f"{LOST}: node {owner[:12]}")
                 report.lost.append(record.name)
+            elif record.name not in listed:
+                # Its host runs it no more: a stop whose driver was killed before recording it.
+                self.fleet.registry.mark_stopped(record.name)
+                report.stopped.append(record.name)
         return report
 
     def survey(self) -> ClusterReport:

@@ -1,0 +1,69 @@
+"""`cluster up`'s reconcile of the driver's rows with what the agents run (unit: a link whose
+Ray seams are replaced, no Ray)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from opencode_manager.cluster.link import LOST, Link
+from opencode_manager.instances.fleet import Fleet
+from opencode_manager.models import InstanceSpec, State
+from opencode_manager.settings import Settings
+
+
+class FakeLink(Link):
+    """Alive nodes and what each one's agent says in its hello."""
+
+    def __init__(self, fleet: Fleet, hellos: dict[str, list[dict[str, Any]]]) -> None:
+        self.fleet = fleet
+        self.address = "127.0.0.1:6379"
+        self.hellos = hellos
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return [{"NodeID": n, "NodeManagerAddress": "10.0.0.1", "Alive": True} for n in self.hellos]
+
+    def _handle(self, node_id: str) -> Any | None:
+        return node_id
+
+    def _call(self, handle: Any, method: str, *args: Any, wait: float = 0, **kw: Any) -> Any:
+        assert method == "hello"
+        return {"pid": 7, "home": "/h", "free_bytes": 1, "instances": self.hellos[handle]}
+
+
+@pytest.fixture
+def fleet() -> Iterator[Fleet]:
+    settings = Settings.load()
+    settings.ensure_home()
+    fleet = Fleet(settings, backups=False)
+    yield fleet
+    fleet.close()
+
+
+def _row(fleet: Fleet, name: str, node: str) -> None:
+    spec = InstanceSpec(name=name, dir="/p", remote=True, node=node)
+    with fleet.registry.transaction() as db:
+        fleet.registry.add_remote(db, spec, url="http://10.0.0.1:4100", version="1.18.33")
+
+
+def _described(name: str, node: str) -> dict[str, Any]:
+    return {"name": name, "node_id": node, "url": "http://10.0.0.1:4100", "port": 4100}
+
+
+def test_rows_are_set_right_by_what_the_hosts_run(fleet: Fleet) -> None:
+    _row(fleet, "runs", "node-a")
+    _row(fleet, "stopped-there", "node-a")  # the driver was killed before recording the stop
+    _row(fleet, "host-gone", "node-b")
+    report = FakeLink(fleet, {"node-a": [_described("runs", "node-a")]}).reconcile()
+
+    assert report.lost == ["host-gone"]
+    assert report.stopped == ["stopped-there"]
+    assert fleet.registry.get("runs").state is State.RUNNING
+    assert fleet.registry.get("stopped-there").state is State.STOPPED
+    gone = fleet.registry.get("host-gone")
+    assert gone.state is State.CRASHED
+    assert (gone.error or "").startswith(LOST)
+    again = FakeLink(fleet, {"node-a": [_described("runs", "node-a")]}).reconcile()
+    assert (again.lost, again.stopped) == ([], [])  # nothing left to set right
