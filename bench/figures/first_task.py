@@ -84,8 +84,9 @@ def run(env: BenchEnv, plan: Plan) -> Figure:
         "default settings: models.dev is not disabled, so OpenCode's catalogue refresh "
         "fails in the background on this offline machine and it uses its built-in snapshot.",
         "The warm-up (keeper/warmup.py) makes read-only calls only. What it cannot reach is "
-        "the first model call itself (the AI SDK's first stream and the session title "
-        "request): the rest of the first task's extra time.",
+        "the session runner's own first boot (its file watcher, tools and location services, "
+        "which no read-only endpoint of OpenCode 1.18.33 builds) and the first model stream: "
+        "the rest of the first task's extra time (bench/NOTES.md lists what was tried).",
         "Runs alternate: warm-up on, warm-up off.",
     ]
     return figure

@@ -160,6 +160,11 @@ def run(env: BenchEnv, plan: Plan) -> Figure:
         "comparison with the raw limit, which only waits for health; the difference between "
         "the two rows is the warm-up (what figure 8 shows it buys). Each instance gets "
         "fresh private data dirs (the `rm` between runs deletes them) and a password.",
+        "Both `ocm start` rows end with the command asking each server whether it can load "
+        "the project's config (GET /config with the directory: the warning for a broken "
+        "opencode.json). With the warm-up on, the keeper has already made that call; with "
+        "it off, this call bootstraps the directory (about 0.3 s of the 'until healthy' "
+        "rows). bench/NOTES.md has the rest of the breakdown.",
         "Raw: seconds from the first spawn to the last healthy answer, measured inside the "
         "script (its interpreter start excluded, so the limit is not weakened). The servers "
         "share the run's HOME data dir, as a user's would (warm after the first run), and "
