@@ -8,11 +8,10 @@ its sync twin `Manager`): every type its methods return is exported here too.
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
 import sys
 import types
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 __version__ = "0.1.0"
 
@@ -34,17 +33,18 @@ def _httpx_main(*args: Any, **kwargs: Any) -> Any:
     return real.main(*args, **kwargs)
 
 
-class _DeferHttpxCli(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+class _DeferHttpxCli:
     """httpx's `__init__` imports its command-line client, and with it click, rich and
     pygments: about 25 ms of every command, for a CLI nothing here runs. This import hook
     answers that first import with a stand-in whose `main` loads the real client when called
-    (so `httpx.main` still works), then steps aside."""
+    (so `httpx.main` still works), then steps aside. It is a meta path finder and a loader
+    by their protocols: `importlib.abc` itself would cost every process ~10 ms."""
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
         if name != "httpx._main":
             return None
         sys.meta_path.remove(self)
-        return importlib.machinery.ModuleSpec(name, self)
+        return importlib.machinery.ModuleSpec(name, cast(Any, self))  # a loader by protocol
 
     def create_module(self, spec: Any) -> types.ModuleType:
         return _HttpxCliStandIn(spec.name)

@@ -275,7 +275,10 @@ def start(
     warning = exposure_warning(hostname)
     if warning:
         err.print(warning, style="yellow", markup=False)
-    _warn_about_projects(state.manager(opencode), [info.name for info in infos])
+    if state.settings(opencode).warmup_timeout > 0:
+        # With the warm-up off, `ocm start` touches no project directory: this call would
+        # bootstrap it, which is the warm-up's work (`ocm doctor` still checks).
+        _warn_about_projects(state.manager(opencode), [info.name for info in infos])
 
 
 def _given_besides(allowed: set[str]) -> list[str]:

@@ -266,7 +266,7 @@ def _await_started(
                 failures.append(registry.get(name))
             break
         time.sleep(delay)  # polling the registry with a deadline
-        delay = min(delay * 1.2, 0.05)  # a cheap local read: keep the added latency small
+        delay = min(delay * 1.2, 0.02)  # a cheap local read: keep the added latency small
     for name in names:
         with contextlib.suppress(OcmError):
             registry.release_start(name)

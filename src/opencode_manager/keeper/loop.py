@@ -408,7 +408,7 @@ class Keeper:
                 if data.get("healthy"):
                     return str(data.get("version") or "")
             await asyncio.sleep(delay)  # poll interval while waiting for health
-            delay = min(delay * 1.5, 0.05)
+            delay = min(delay * 1.5, 0.02)  # the raw limit polls every 10 ms
         return None
 
     async def _warm_up(self, endpoint: Endpoint) -> Warmup | None:
