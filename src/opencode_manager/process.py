@@ -9,8 +9,6 @@ signal, because OpenCode runs bash-tool commands in their own sessions and does 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import signal
 import time
@@ -191,11 +189,12 @@ def marked(variable: str, value: str) -> list[psutil.Process]:
 
 def set_child_subreaper() -> bool:
     """Make orphaned descendants re-parent to us (Linux), so a keeper can still end them."""
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
-        return False
+    import ctypes  # only the keeper needs it
+
     try:
-        libc = ctypes.CDLL(libc_name, use_errno=True)
+        # The process's own symbols, libc's among them: `ctypes.util.find_library` would
+        # run `ldconfig -p` in a subprocess first.
+        libc = ctypes.CDLL(None, use_errno=True)
         return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
     except (OSError, AttributeError):
         return False
