@@ -75,6 +75,20 @@ def test_todos(fleet: Fleet) -> None:
     assert record["tool_calls"][0]["tool"] == "todowrite"
 
 
+def test_todos_and_diff_are_read_when_they_may_exist(fleet: Fleet) -> None:
+    # A text-only turn in a new session has no todos and no diff, so they are not asked
+    # for; a turn continuing a session still reports the todos its earlier turn wrote.
+    code, first = _run(fleet, f"TODO {_tag()}", "-i", "oc-1")
+    assert code == 0
+    code, record = _run(fleet, f"plain {_tag()}", "--session", first["session_id"])
+    assert code == 0
+    assert record["tool_calls"] == []
+    assert [t["content"] for t in record["todos"]] == ["First task", "Second task", "Third task"]
+    code, fresh = _run(fleet, f"plain {_tag()}", "-i", "oc-1")
+    assert code == 0
+    assert (fresh["todos"], fresh["diff"]) == ([], [])
+
+
 def test_model_500_becomes_failed_with_the_error(fleet: Fleet) -> None:
     code, record = _run(fleet, f"ERR500 {_tag()}")
     assert code == 10

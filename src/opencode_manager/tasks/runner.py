@@ -79,6 +79,7 @@ class TaskRunner:
     _unreachable_since: float | None = None
     _went_away: bool = False  # the server stopped answering (or its stream broke) meanwhile
     _idle_incomplete_since: float | None = None
+    _created_session: bool = False  # this runner made the task's session (it had no todos)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -99,6 +100,7 @@ class TaskRunner:
             )
             record.session_id = session.id
             record.directory = session.directory or record.directory
+            self._created_session = True
         await self.persist(record)
         await self.checkpoint("session")
         if self.observer.on_session:
@@ -475,9 +477,16 @@ class TaskRunner:
         record.tool_calls = turn.tool_calls
         record.tokens = turn.tokens
         record.cost = turn.cost
+        # What cannot have changed is not asked for: a turn without a tool call edits no
+        # file, and a session made for this task has todos only if the turn wrote them.
+        wants_todo = not self._created_session or any(
+            c.get("tool") in TODO_TOOLS for c in record.tool_calls
+        )
         fetched = await asyncio.gather(
-            self.client.todo(record.session_id),
-            self.client.diff(record.session_id, user_id) if user_id else _nothing(),
+            self.client.todo(record.session_id) if wants_todo else _nothing(),
+            self.client.diff(record.session_id, user_id)
+            if user_id and record.tool_calls
+            else _nothing(),
             return_exceptions=True,
         )
         record.todos = fetched[0] if isinstance(fetched[0], list) else []
@@ -528,6 +537,7 @@ class TaskRunner:
 
 
 EDITING_TOOLS = frozenset({"write", "edit", "multiedit", "patch", "apply_patch"})
+TODO_TOOLS = frozenset({"todowrite"})
 DIFF_GRACE = 3.0  # seconds a turn that edited files may take to show its diff
 
 
