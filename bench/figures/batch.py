@@ -204,6 +204,9 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
         "each process (interpreter start included, for all three); the floor's own "
         "first-request-to-last-answer time is shown too. The floor keeps no records, follows "
         "no asks, reads no todos or diff and does not retry: it is the limit, not a rival.",
+        "The tasks are text-only turns (no tool call), so `ocm batch` does not ask for their "
+        "diff or todos either (nothing can be there); a task with tool calls costs it those "
+        "two reads more.",
     ]
     _scale(fleet, plan, figure)
     return figure
