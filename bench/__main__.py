@@ -28,7 +28,7 @@ from .figures import (
     monitor,
     registry_scale,
 )
-from .measure import cpu_model, load_average
+from .measure import QUIET_CPU, QUIET_DEADLINE, cpu_model, load_average, settle
 from .plan import Plan, SharedFleet
 from .report import Figure, render
 
@@ -51,9 +51,11 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def attempt(number: int, body: Callable[[], Figure]) -> Figure:
-    """Run one figure; a crash becomes a figure that says so (and a non-zero exit)."""
+def attempt(number: int, body: Callable[[], Figure], *, quiet_first: bool = True) -> Figure:
+    """Run one figure (on a quiet machine, unless told not to wait for one); a crash becomes
+    a figure that says so (and a non-zero exit)."""
     log(f"{number}. {TITLES[number]} ...")
+    waited, quiet = settle() if quiet_first else (0.0, True)
     began = time.monotonic()
     load = os.getloadavg()[0]
     try:
@@ -61,10 +63,21 @@ def attempt(number: int, body: Callable[[], Figure]) -> Figure:
     except Exception as exc:
         traceback.print_exc()
         figure = Figure(number, TITLES[number], error=f"{exc.__class__.__name__}: {exc}")
+    if not quiet_first:
+        waited_note = ""
+    elif quiet:
+        waited_note = (
+            f" It began after {waited:.0f} s of waiting for the machine's CPU to stay under "
+            f"{QUIET_CPU:g}% for a second."
+        )
+    else:
+        waited_note = (
+            f" It began after {QUIET_DEADLINE:g} s of waiting for a quiet machine in vain."
+        )
     figure.notes.append(
         f"Took {time.monotonic() - began:.0f} s. Load average (1 min) of this "
         f"shared {os.cpu_count()}-core machine: {load:.2f} when the figure "
-        f"began, {os.getloadavg()[0]:.2f} when it ended."
+        f"began, {os.getloadavg()[0]:.2f} when it ended." + waited_note
     )
     log(
         f"{number}. {TITLES[number]}: {'crashed' if figure.error else 'done'} in "
@@ -157,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def measure(number: int, body: Callable[[], Figure]) -> None:
         if number in wanted:
-            figures[number] = attempt(number, body)
+            figures[number] = attempt(number, body, quiet_first=not plan.quick)
 
     leftovers: list[str] = []
     env = BenchEnv()

@@ -179,6 +179,26 @@ def cpu_model() -> str:
     return "unknown"
 
 
+QUIET_CPU = 20.0  # percent of the whole machine: "quiet" before a figure begins
+QUIET_DEADLINE = 30.0  # seconds: a busy machine is measured anyway (and the report says so)
+
+
+def settle() -> tuple[float, bool]:
+    """Wait until the machine's CPU stays under QUIET_CPU% for two 0.5 s windows in a row
+    (servers just started keep working for a while), at most QUIET_DEADLINE seconds; return
+    the seconds waited and whether it got quiet."""
+    began = time.monotonic()
+    quiet = 0
+    while time.monotonic() - began < QUIET_DEADLINE:
+        if psutil.cpu_percent(interval=0.5) < QUIET_CPU:  # the measuring window
+            quiet += 1
+            if quiet >= 2:
+                return time.monotonic() - began, True
+        else:
+            quiet = 0
+    return time.monotonic() - began, False
+
+
 def load_average() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
