@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from opencode_manager.instances import binary as binaries
+from opencode_manager.instances.fleet import Fleet as RegistryFleet
 from opencode_manager.scripted_model import ScriptedModelServer, opencode_config
 from opencode_manager.settings import PINNED_OPENCODE_VERSION, Settings
 from opencode_manager.testing import sweep
@@ -140,6 +141,16 @@ def anyio_backend() -> str:
 @pytest.fixture
 def ocm() -> Ocm:
     return run_ocm
+
+
+@pytest.fixture
+def home_fleet() -> Iterator[RegistryFleet]:
+    """The library's Fleet on the test's own OCM_HOME (a registry, no servers)."""
+    settings = Settings.load()
+    settings.ensure_home()
+    fleet = RegistryFleet(settings, backups=False)
+    yield fleet
+    fleet.close()
 
 
 # -- a shared fleet for read-only tests ----------------------------------------------------

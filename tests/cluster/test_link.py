@@ -3,15 +3,11 @@ Ray seams are replaced, no Ray)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from opencode_manager.cluster.link import LOST, Link
 from opencode_manager.instances.fleet import Fleet
 from opencode_manager.models import InstanceSpec, State
-from opencode_manager.settings import Settings
 
 
 class FakeLink(Link):
@@ -33,15 +29,6 @@ class FakeLink(Link):
         return {"pid": 7, "home": "/h", "free_bytes": 1, "instances": self.hellos[handle]}
 
 
-@pytest.fixture
-def fleet() -> Iterator[Fleet]:
-    settings = Settings.load()
-    settings.ensure_home()
-    fleet = Fleet(settings, backups=False)
-    yield fleet
-    fleet.close()
-
-
 def _row(fleet: Fleet, name: str, node: str) -> None:
     spec = InstanceSpec(name=name, dir="/p", remote=True, node=node)
     with fleet.registry.transaction() as db:
@@ -52,7 +39,8 @@ def _described(name: str, node: str) -> dict[str, Any]:
     return {"name": name, "node_id": node, "url": "http://10.0.0.1:4100", "port": 4100}
 
 
-def test_rows_are_set_right_by_what_the_hosts_run(fleet: Fleet) -> None:
+def test_rows_are_set_right_by_what_the_hosts_run(home_fleet: Fleet) -> None:
+    fleet = home_fleet
     _row(fleet, "runs", "node-a")
     _row(fleet, "stopped-there", "node-a")  # the driver was killed before recording the stop
     _row(fleet, "host-gone", "node-b")

@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-
-import pytest
 
 from opencode_manager.instances import credentials, lifecycle
 from opencode_manager.instances.fleet import Fleet
 from opencode_manager.instances.lifecycle import CleanupReport
 from opencode_manager.models import InstanceSpec
-from opencode_manager.settings import Settings
-
-
-@pytest.fixture
-def fleet() -> Iterator[Fleet]:
-    settings = Settings.load()
-    settings.ensure_home()
-    fleet = Fleet(settings, backups=False)
-    yield fleet
-    fleet.close()
 
 
 def _remote(fleet: Fleet, name: str, password: str) -> None:
@@ -31,7 +18,8 @@ def _remote(fleet: Fleet, name: str, password: str) -> None:
         credentials.write_password(fleet.settings, name, password)
 
 
-def test_a_password_with_no_instance_is_swept_and_the_others_kept(fleet: Fleet) -> None:
+def test_a_password_with_no_instance_is_swept_and_the_others_kept(home_fleet: Fleet) -> None:
+    fleet = home_fleet
     settings = fleet.settings
     _remote(fleet, "kept", "pw-kept")
     # `ocm remote add` killed after writing the password, before its row was committed:
@@ -49,7 +37,10 @@ def test_a_password_with_no_instance_is_swept_and_the_others_kept(fleet: Fleet) 
     assert lifecycle.cleanup(fleet).removed_files == []
 
 
-def test_a_password_being_written_in_an_open_transaction_is_not_an_orphan(fleet: Fleet) -> None:
+def test_a_password_being_written_in_an_open_transaction_is_not_an_orphan(
+    home_fleet: Fleet,
+) -> None:
+    fleet = home_fleet
     settings = fleet.settings
     reports: list[CleanupReport] = []
     sweeper = threading.Thread(target=lambda: reports.append(lifecycle.cleanup(fleet)))

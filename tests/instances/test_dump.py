@@ -32,16 +32,8 @@ from opencode_manager.instances.dump import (
 )
 from opencode_manager.instances.fleet import Fleet, is_live
 from opencode_manager.models import InstanceRecord, InstanceSpec, State
-from opencode_manager.settings import Settings
 
 from helpers import run_ocm, wait_for
-
-
-@pytest.fixture
-def home_fleet() -> Iterator[Fleet]:
-    fleet = Fleet(Settings.load(), backups=False)
-    yield fleet
-    fleet.close()
 
 
 @pytest.fixture
