@@ -55,3 +55,21 @@ def test_rows_are_set_right_by_what_the_hosts_run(home_fleet: Fleet) -> None:
     assert (gone.error or "").startswith(LOST)
     again = FakeLink(fleet, {"node-a": [_described("runs", "node-a")]}).reconcile()
     assert (again.lost, again.stopped) == ([], [])  # nothing left to set right
+
+
+class StartDuringReconcile(FakeLink):
+    """An `ocm start --cluster` records its instance while this link asks the agents."""
+
+    def _call(self, handle: Any, method: str, *args: Any, wait: float = 0, **kw: Any) -> Any:
+        answer = super()._call(handle, method, *args, wait=wait, **kw)
+        if self.fleet.registry.find("just-started") is None:
+            _row(self.fleet, "just-started", "node-a")
+        return answer
+
+
+def test_an_instance_recorded_while_the_agents_are_asked_is_left_running(
+    home_fleet: Fleet,
+) -> None:
+    report = StartDuringReconcile(home_fleet, {"node-a": []}).reconcile()
+    assert report.stopped == []
+    assert home_fleet.registry.get("just-started").state is State.RUNNING

@@ -201,6 +201,9 @@ class Link:
         host's instances), driver rows for every instance an agent runs, and rows of lost
         hosts marked lost."""
         report = ClusterReport(address=self.address)
+        # Rows recorded running before the agents are asked: one that a concurrent
+        # `ocm start --cluster` records meanwhile is not in an earlier hello, yet it runs.
+        running_before = {r.name for r in self.fleet.records() if r.state is State.RUNNING}
         nodes = self.nodes()
         for node in nodes:
             node_id = str(node["NodeID"])
@@ -241,7 +244,7 @@ class Link:
             if owner not in alive:
                 self.fleet.registry.mark_crashed(record.name, f"{LOST}: node {owner[:12]}")
                 report.lost.append(record.name)
-            elif record.name not in listed:
+            elif record.name not in listed and record.name in running_before:
                 # Its host runs it no more: a stop whose driver was killed before recording it.
                 self.fleet.registry.mark_stopped(record.name)
                 report.stopped.append(record.name)
