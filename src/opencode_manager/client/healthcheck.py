@@ -15,6 +15,7 @@ from urllib.parse import quote, urlsplit
 
 import h11
 
+from ..deadline import within
 from ..errors import ServerRefused, ServerUnreachable
 from .endpoint import Endpoint
 
@@ -26,7 +27,7 @@ async def call(
     `discard`: read the answer to its end but keep none of it (None), for a call made for
     its effect on the server (a catalogue of megabytes would stay in the keeper's heap)."""
     try:
-        return await asyncio.wait_for(_call(endpoint, method, path, discard), timeout)
+        return await within(_call(endpoint, method, path, discard), timeout)
     except asyncio.TimeoutError:
         raise ServerUnreachable(
             f"{endpoint.name or endpoint.url} timed out ({method} {path})", instance=endpoint.name

@@ -44,6 +44,7 @@ from typing import Any
 
 from .. import process
 from ..client.endpoint import Endpoint
+from ..deadline import within
 from ..errors import OcmError, ServerError
 from ..instances import launch, ports
 from ..instances.credentials import read_password
@@ -261,7 +262,7 @@ class Keeper:
             self._write(Registry.mark_restarting, self.name, last_exit=last_exit, error=reason)
             self.log.note(f"restarting in {decision.delay:.2f} s ({outcome.reason})", "WARN")
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.stop_requested.wait(), decision.delay)
+                await within(self.stop_requested.wait(), decision.delay)
             if self.stop_requested.is_set():
                 await self._read_desired()
                 self._record_stopped()
@@ -340,7 +341,7 @@ class Keeper:
         finally:
             # Let the pumps drain what the ended server wrote, then stop them.
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*pumps, return_exceptions=True), 1.0)
+                await within(asyncio.gather(*pumps, return_exceptions=True), 1.0)
             for task in pumps:
                 task.cancel()
 
@@ -446,7 +447,7 @@ class Keeper:
             await self._terminate()
             return Outcome(ExitKind.UNHEALTHY, f"not healthy within {self.start_timeout:.0f} s")
         with contextlib.suppress(asyncio.TimeoutError):  # let the pumps drain: the cause
-            await asyncio.wait_for(asyncio.gather(*pumps), timeout=2.0)
+            await within(asyncio.gather(*pumps), 2.0)
         reason = launch.explain_exit(self.log.tail, self.spec, port)
         automatic = self.spec.port is None and self.spec.port_range is None
         taken = automatic and port is not None and "already in use" in reason

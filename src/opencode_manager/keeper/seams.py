@@ -25,6 +25,7 @@ import psutil
 from .. import process
 from ..client import healthcheck
 from ..client.endpoint import Endpoint
+from ..deadline import within
 from ..models import SERVER_CMD, ProcessIdentity
 from ..process import Termination
 
@@ -110,7 +111,7 @@ class ProcessServer:
                 process.terminate_tree, extra[0], timeout=timeout, extra=list(extra[1:])
             )
         with contextlib.suppress(ProcessLookupError, asyncio.TimeoutError):
-            await asyncio.wait_for(self._proc.wait(), timeout=5.0)
+            await within(self._proc.wait(), 5.0)
         return result
 
     def sample(self) -> tuple[float, int] | None:

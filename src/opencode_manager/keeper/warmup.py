@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from ..deadline import within
 from ..errors import OcmError
 
 #: The read-only calls, in order (each also gets ``?directory=``).
@@ -80,7 +81,7 @@ async def warm_up(get: Get, directory: str, *, budget: float, clock: Callable[[]
         if left <= 0:
             return Warmup(clock() - began, tuple(done), tuple(failed), timed_out=True)
         try:
-            await asyncio.wait_for(get(target, left), left)
+            await within(get(target, left), left)
         except (OcmError, asyncio.TimeoutError) as exc:
             if deadline - clock() <= 0:
                 return Warmup(clock() - began, tuple(done), tuple(failed), timed_out=True)

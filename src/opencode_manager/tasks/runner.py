@@ -19,6 +19,7 @@ from ..client import AsyncOpencodeClient
 from ..client.events import DISCONNECTED, RECONNECTED
 from ..client.hub import EventHub
 from ..client.types import Event, Message, Part
+from ..deadline import within
 from ..errors import OcmError, ServerError, ServerUnreachable
 from ..models import AskPolicy, TaskRecord, TaskStatus
 from ..redaction import redact, redact_data
@@ -141,7 +142,7 @@ class TaskRunner:
         reader = asyncio.create_task(self._read_events(queue, connected))
         try:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(connected.wait(), CONNECT_TIMEOUT)
+                await within(connected.wait(), CONNECT_TIMEOUT)
             following = record.prompted  # sent earlier: asks may be waiting already
             await self.send()
             if following:
@@ -200,7 +201,7 @@ class TaskRunner:
             if deadline is not None:
                 wait = min(wait, deadline - now)
             try:
-                item = await asyncio.wait_for(queue.get(), timeout=max(wait, 0.01))
+                item = await within(queue.get(), max(wait, 0.01))
             except asyncio.TimeoutError:
                 continue
             if isinstance(item, BaseException):
@@ -402,7 +403,7 @@ class TaskRunner:
         deadline = time.monotonic() + ASK_GRACE
         while pending() and time.monotonic() < deadline:
             try:
-                item = await asyncio.wait_for(queue.get(), deadline - time.monotonic())
+                item = await within(queue.get(), deadline - time.monotonic())
             except asyncio.TimeoutError:
                 break
             await take(item)
