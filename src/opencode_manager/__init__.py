@@ -71,7 +71,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "BatchOptions": ("tasks.batch", "BatchOptions"),
     "BatchProgress": ("tasks.batch", "BatchProgress"),
     "BatchStatus": ("models", "BatchStatus"),
-    "BatchSummary": ("tasks.batch", "BatchSummary"),
+    "BatchSummary": ("tasks.summary", "BatchSummary"),
     "BatchTask": ("tasks.batchfile", "BatchTask"),
     "Binary": ("instances.binary", "Binary"),
     "BinaryError": ("errors", "BinaryError"),
@@ -139,7 +139,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "one_line": ("text", "one_line"),
     "human_size": ("text", "human_size"),
     "strip_ansi": ("text", "strip_ansi"),
-    "TaskOutcome": ("tasks.batch", "TaskOutcome"),
+    "TaskOutcome": ("tasks.summary", "TaskOutcome"),
     "TaskRecord": ("models", "TaskRecord"),
     "TaskStatus": ("models", "TaskStatus"),
     "UsageError": ("errors", "UsageError"),
@@ -223,7 +223,7 @@ if TYPE_CHECKING:
     from .secretfile import Secret, load_secret
     from .settings import MIN_OPENCODE_VERSION, PINNED_OPENCODE_VERSION, Settings
     from .sockets import listener, serve_app
-    from .tasks.batch import BatchOptions, BatchProgress, BatchSummary, TaskOutcome
+    from .tasks.batch import BatchOptions, BatchProgress
     from .tasks.batchfile import BatchTask
     from .tasks.batchfile import decode as decode_batch_file
     from .tasks.batchfile import parse as parse_batch_file
@@ -233,6 +233,7 @@ if TYPE_CHECKING:
     from .tasks.sessions import PendingAsk, SessionRow
     from .tasks.store import PruneReport
     from .tasks.structured import load_schema
+    from .tasks.summary import BatchSummary, TaskOutcome
     from .tasks.tracker import Ask
     from .tasks.worktree import Worktree, WorktreeRequest, WorktreeRow
     from .text import error_summary, human_size, one_line, strip_ansi

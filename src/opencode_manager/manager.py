@@ -64,12 +64,13 @@ if TYPE_CHECKING:
     from .instances.systemd import SystemdExport
     from .observe.fleetview import FleetFrame
     from .observe.monitor import Received
-    from .tasks.batch import BatchOptions, BatchSummary, Listener
+    from .tasks.batch import BatchOptions, Listener
     from .tasks.batchfile import BatchTask
     from .tasks.dispatch import TaskOptions
     from .tasks.runner import Checkpoint, Observer
     from .tasks.sessions import PendingAsk, SessionRow
     from .tasks.store import PruneReport, TaskStore
+    from .tasks.summary import BatchSummary
     from .tasks.worktree import WorktreeRow
 
 T = TypeVar("T")
@@ -699,7 +700,7 @@ class AsyncManager:
 
     async def batches(self, *, limit: int | None = None) -> list[BatchSummary]:
         """Every batch, oldest first (the newest `limit` when given), without their tasks."""
-        from .tasks.batch import list_batches
+        from .tasks.summary import list_batches
 
         return await asyncio.to_thread(list_batches, self.store, limit=limit)
 
@@ -709,7 +710,7 @@ class AsyncManager:
 
     async def batch_show(self, batch_id: str) -> BatchSummary:
         """One batch with its tasks."""
-        from .tasks.batch import summary
+        from .tasks.summary import summary
 
         return await asyncio.to_thread(summary, self.store, batch_id)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from opencode_manager.models import TaskRecord, TaskStatus
@@ -37,3 +39,21 @@ def test_batch_ls_shows_the_newest_and_says_how_many_more(isolated: dict[str, st
 def test_batch_ls_limits_are_checked() -> None:
     assert_one_line_error(run_ocm("batch", "ls", "--limit", "0"), 2, "must be 1 or more")
     assert_one_line_error(run_ocm("batch", "ls", "--all", "--limit", "3"), 2, "contradict")
+
+
+def test_batch_ls_loads_neither_the_runner_nor_httpx(isolated: dict[str, str]) -> None:
+    """Reading batches is a registry read: the runner, its HTTP client and rich's progress
+    bar stay unloaded (`ocm batch ls` over 100,000 tasks is timed in bench/)."""
+    _batches(Path(isolated["OCM_HOME"]), 2)
+    code = (
+        "import sys\n"
+        "from opencode_manager.cli import main\n"
+        "code = main(['batch', 'ls'])\n"
+        "heavy = {'httpx', 'rich.progress', 'opencode_manager.tasks.batch'}\n"
+        "assert 'opencode_manager.tasks.summary' in sys.modules\n"
+        "print(code, sorted(heavy & set(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.splitlines()[-1] == "0 []", result

@@ -12,8 +12,8 @@ import pytest
 from opencode_manager.errors import ConflictError, NotFoundError
 from opencode_manager.models import BatchStatus, ProcessIdentity, TaskRecord, TaskStatus
 from opencode_manager.registry import Registry
-from opencode_manager.tasks.batch import list_batches, summary
 from opencode_manager.tasks.store import Batch, TaskStore
+from opencode_manager.tasks.summary import list_batches, summary
 
 ME = ProcessIdentity(pid=1, create_time=1.0)
 

@@ -6,16 +6,14 @@ import asyncio
 import dataclasses
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from .. import (
     AsyncManager,
-    BatchOptions,
-    BatchProgress,
     BatchStatus,
     BatchSummary,
     TaskOutcome,
@@ -30,8 +28,10 @@ from .. import (
 from .loops import run_with_cancel
 from .main import Context
 from .options import complete_batches, complete_instances, max_retries_option
-from .output import ago, err, out, print_json
-from .tasks import STATUS_STYLE
+from .output import TASK_STYLE, ago, err, out, print_json
+
+if TYPE_CHECKING:
+    from .. import BatchProgress
 
 pass_state = click.make_pass_decorator(Context)
 
@@ -67,6 +67,9 @@ def batch() -> None:
 def _execute(
     state: Context, batch_id: str, total: int, as_json: bool, *, requeue_cancelled: bool = False
 ) -> int:
+    # Here, not at the top: `ocm batch ls` and `show` need neither the bar nor the runner.
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -142,7 +145,7 @@ def _task_table(data: BatchSummary, tasks: list[TaskOutcome]) -> None:
     for task in tasks:
         table.add_row(
             task.id or task.task,
-            Text(task.status, style=STATUS_STYLE.get(task.status, "")),
+            Text(task.status, style=TASK_STYLE.get(task.status, "")),
             task.instance or "-",
             f"{task.duration_s:.1f}" if task.duration_s else "-",
             one_line(task.error or ""),
@@ -235,6 +238,8 @@ def run_file(
         except OSError as exc:
             raise UsageError(f"cannot read {file}: {exc.strerror or exc}") from None
         source = file
+    from .. import BatchOptions
+
     tasks = parse_batch_file(decode_batch_file(data, source=source), source=source)
     options = BatchOptions(
         instances=list(instances),

@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 import click
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -52,10 +51,19 @@ pass_state = click.make_pass_decorator(Context)
 
 
 class _StartBar:
-    """A progress bar on stderr while instances come up (quiet when not a terminal)."""
+    """A progress bar on stderr while instances come up (none when not a terminal: then
+    rich's progress module is not even imported, which `ocm start` in a script would pay)."""
 
     def __init__(self, total: int, verb: str) -> None:
-        self.progress = Progress(
+        self.total, self.verb = total, verb
+        self.progress: Any = None
+
+    def __enter__(self) -> StartProgress:
+        if not err.is_terminal:
+            return lambda name, phase: None
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        progress = self.progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
             BarColumn(),
@@ -63,22 +71,20 @@ class _StartBar:
             TimeElapsedColumn(),
             console=err,
             transient=True,
-            disable=not err.is_terminal,
         )
-        self.task = self.progress.add_task(f"{verb} {total} instance(s)", total=total)
-
-    def __enter__(self) -> StartProgress:
-        self.progress.start()
+        task = progress.add_task(f"{self.verb} {self.total} instance(s)", total=self.total)
+        progress.start()
 
         def update(name: str, phase: str) -> None:
             if phase in ("running", "failed"):
-                self.progress.advance(self.task)
-            self.progress.update(self.task, description=f"{name}: {phase}")
+                progress.advance(task)
+            progress.update(task, description=f"{name}: {phase}")
 
         return update
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.progress is not None:
+            self.progress.stop()
 
 
 @click.command()

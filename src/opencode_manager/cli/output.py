@@ -30,6 +30,15 @@ STATUS_STYLE = {
     Status.FOREIGN: "magenta",
     Status.UNREACHABLE: "red",
 }
+TASK_STYLE = {
+    "completed": "green",
+    "failed": "red",
+    "timed_out": "yellow",
+    "aborted": "yellow",
+    "cancelled": "dim",
+    "running": "cyan",
+    "pending": "dim",
+}
 
 
 def print_json(data: Any) -> None:

@@ -47,15 +47,6 @@ EXIT_FOR_STATUS = {
     TaskStatus.ABORTED: 12,
     TaskStatus.CANCELLED: 12,
 }
-STATUS_STYLE = {
-    "completed": "green",
-    "failed": "red",
-    "timed_out": "yellow",
-    "aborted": "yellow",
-    "cancelled": "dim",
-    "running": "cyan",
-    "pending": "dim",
-}
 
 
 class LiveOutput:
@@ -386,15 +377,13 @@ def result(state: Context, task_id: str, as_json: bool, patch: bool) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from .output import human_duration, out
+    from .output import TASK_STYLE, human_duration, out
 
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
     grid.add_row("task", record.id + (f" ({record.task_id})" if record.task_id else ""))
-    grid.add_row(
-        "status", Text(record.status.value, style=STATUS_STYLE.get(record.status.value, ""))
-    )
+    grid.add_row("status", Text(record.status.value, style=TASK_STYLE.get(record.status.value, "")))
     if record.error:
         grid.add_row("error", Text(_error_text(record), style="red"))
     grid.add_row("instance", f"{record.instance or '-'} {record.url or ''}")
@@ -500,7 +489,7 @@ def results(
     from rich.table import Table
     from rich.text import Text
 
-    from .output import out
+    from .output import TASK_STYLE, out
 
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("TASK", "STATUS", "INSTANCE", "SECONDS", "TOOLS", "PROMPT", "ANSWER"):
@@ -513,7 +502,7 @@ def results(
     for r in records:
         table.add_row(
             r.id,
-            Text(r.status.value, style=STATUS_STYLE.get(r.status.value, "")),
+            Text(r.status.value, style=TASK_STYLE.get(r.status.value, "")),
             r.instance or "-",
             f"{r.duration_s:.1f}" if r.duration_s else "-",
             str(len(r.tool_calls)),

@@ -10,8 +10,17 @@ from rich.text import Text
 from .. import parse_duration
 from .main import Context
 from .options import complete_tasks, json_option
-from .output import Cell, Column, err, fitted_table, human_duration, out, print_json, table_width
-from .tasks import STATUS_STYLE
+from .output import (
+    TASK_STYLE,
+    Cell,
+    Column,
+    err,
+    fitted_table,
+    human_duration,
+    out,
+    print_json,
+    table_width,
+)
 
 pass_state = click.make_pass_decorator(Context)
 
@@ -46,7 +55,7 @@ def worktrees(state: Context, as_json: bool) -> None:
     cells: list[list[Cell]] = [
         [
             r.task,
-            Text(r.status, style=STATUS_STYLE.get(r.status, "")),
+            Text(r.status, style=TASK_STYLE.get(r.status, "")),
             r.branch,
             str(r.files),
             human_duration(time.time() - r.created_at),

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,8 @@ from . import worktree as worktrees
 from .batchfile import BatchTask, parse
 from .dispatch import DEFAULT_MAX_RETRIES, busy_counts
 from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint
-from .store import Batch, Tally, TaskStore, new_id
+from .store import Batch, TaskStore, new_id
+from .summary import BatchSummary, summary
 from .tracker import TurnState
 from .transcript import ABORTED_ERROR, build_turn, error_name, find_user_message
 from .worktree import settling
@@ -103,45 +103,6 @@ class BatchProgress:
 
 
 Listener = Callable[[BatchProgress], None]
-
-
-@dataclass
-class TaskOutcome:
-    """One task in a batch summary."""
-
-    id: str | None  # the id given in the batch file
-    task: str  # the task record's id
-    status: str
-    instance: str | None
-    duration_s: float | None
-    error: str | None
-
-
-@dataclass
-class BatchSummary:
-    """A batch with its counts and per-task outcomes (`ocm batch show`)."""
-
-    id: str
-    status: BatchStatus
-    source: str | None
-    created_at: float
-    finished_at: float | None
-    total: int
-    done: int
-    counts: dict[str, int]
-    duration_s: float | None
-    tasks: list[TaskOutcome] = field(default_factory=list)
-
-    @property
-    def all_completed(self) -> bool:
-        return self.counts.get("completed", 0) == self.total
-
-    def to_dict(self, *, with_tasks: bool = True) -> dict[str, Any]:
-        data = asdict(self)
-        data["status"] = self.status.value
-        if not with_tasks:
-            data.pop("tasks")
-        return data
 
 
 # -- creating -----------------------------------------------------------------------------
@@ -687,62 +648,6 @@ def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
     os.replace(tmp, path)
-
-
-# -- reading ------------------------------------------------------------------------------
-def summary(store: TaskStore, batch_id: str) -> BatchSummary:
-    """The batch with its counts and per-task outcomes."""
-    return _summarize(store.batch(batch_id), store.list_tasks(batch_id=batch_id))
-
-
-def list_batches(store: TaskStore, *, limit: int | None = None) -> list[BatchSummary]:
-    """Batches with their counts, not their tasks (counted in SQL: no record is read),
-    oldest first (the newest `limit` when given)."""
-    batches = store.batches(limit=limit)
-    tallies = store.tallies([b.id for b in batches])
-    return [_tallied(b, tallies.get(b.id) or Tally()) for b in batches]
-
-
-def _summarize(batch: Batch, records: list[TaskRecord]) -> BatchSummary:
-    tally = Tally()
-    for record in records:
-        tally.add(record.status.value, 1, record.started_at or None, record.finished_at or None)
-    return dataclasses.replace(
-        _tallied(batch, tally),
-        tasks=[
-            TaskOutcome(
-                id=r.task_id,
-                task=r.id,
-                status=r.status.value,
-                instance=r.instance,
-                duration_s=r.duration_s,
-                error=(r.error or {}).get("message") or (r.error or {}).get("name"),
-            )
-            for r in records
-        ],
-    )
-
-
-def _tallied(batch: Batch, tally: Tally) -> BatchSummary:
-    status = (
-        BatchStatus(batch.status)
-        if batch.status in BatchStatus._value2member_map_
-        else (BatchStatus.RUNNING)
-    )
-    if status is BatchStatus.RUNNING and not process.is_alive(batch.runner):
-        status = BatchStatus.INTERRUPTED
-    start, end = tally.first_start, tally.last_end
-    return BatchSummary(
-        id=batch.id,
-        status=status,
-        source=batch.source,
-        created_at=batch.created_at,
-        finished_at=batch.finished_at,
-        total=sum(tally.counts.values()),
-        done=sum(n for s, n in tally.counts.items() if TaskStatus(s).final),
-        counts=tally.counts,
-        duration_s=round(end - start, 3) if start is not None and end is not None else None,
-    )
 
 
 async def cancel_batch(
