@@ -134,7 +134,7 @@ def header(command: str, env: BenchEnv, plan: Plan, load_start: str, foreign: in
         f"| Python | {platform.python_version()} ({sys.executable}) |",
         f"| opencode-manager | {opencode_manager.__version__}, git {git_revision()} |",
         f"| runs per figure | {plan.runs} (batch and fixed-rate monitor: {plan.batch_runs}, "
-        f"CLI: {plan.cli_runs}) |",
+        f"`ocm batch` against the REST floor: {plan.floor_runs}, CLI: {plan.cli_runs}) |",
         f"| load average at start (1, 5, 15 min) | {load_start} |",
         f"| other `opencode serve` processes on the machine at start | {foreign} |",
         "",

@@ -12,7 +12,8 @@ from .env import BenchEnv
 class Plan:
     quick: bool
     runs: int  # measured runs per figure (after one warm-up where one is needed)
-    batch_runs: int
+    batch_runs: int  # runs of `ocm batch`, the shell recipe and the REST floor, in turn
+    floor_runs: int  # `ocm batch` and REST floor runs in all (>= batch_runs: seconds each)
     batch_tasks: int
     batch_scale: tuple[int, ...]  # batch sizes of the cost-as-the-work-grows table
     scale_runs: int  # runs of that table (960 tasks take minutes: one in a full run)
@@ -32,6 +33,7 @@ class Plan:
                 quick=True,
                 runs=n,
                 batch_runs=n,
+                floor_runs=n,
                 batch_tasks=6,
                 batch_scale=(12, 48),
                 scale_runs=n,
@@ -48,6 +50,7 @@ class Plan:
             quick=False,
             runs=n,
             batch_runs=max(1, (n + 1) // 2),
+            floor_runs=max(5, (n + 1) // 2),  # near its goal, and noisy here: more samples
             batch_tasks=24,
             batch_scale=(24, 240, 960),
             scale_runs=1,
