@@ -230,6 +230,8 @@ def run_file(
     as_json: bool,
 ) -> int:
     """Run every task in FILE (checked whole first, nothing runs if it is invalid)."""
+    from .. import BatchOptions  # here: `ocm batch ls` and `show` need none of the runner
+
     if file == "-":
         data, source = sys.stdin.buffer.read(), "<stdin>"
     else:
@@ -238,8 +240,6 @@ def run_file(
         except OSError as exc:
             raise UsageError(f"cannot read {file}: {exc.strerror or exc}") from None
         source = file
-    from .. import BatchOptions
-
     tasks = parse_batch_file(decode_batch_file(data, source=source), source=source)
     options = BatchOptions(
         instances=list(instances),

@@ -8,7 +8,7 @@ import shlex
 import signal
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
@@ -47,6 +47,9 @@ from .output import (
     status_text,
 )
 
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
 pass_state = click.make_pass_decorator(Context)
 
 
@@ -56,7 +59,7 @@ class _StartBar:
 
     def __init__(self, total: int, verb: str) -> None:
         self.total, self.verb = total, verb
-        self.progress: Any = None
+        self.progress: Progress | None = None
 
     def __enter__(self) -> StartProgress:
         if not err.is_terminal:
