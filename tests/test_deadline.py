@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from opencode_manager.deadline import within
+from opencode_manager.deadline import stop_child, within
 
 
 def test_returns_the_result_in_time() -> None:
@@ -64,5 +64,48 @@ def test_a_timeout_is_not_taken_for_a_cancellation_from_outside() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
+
+
+def test_stopping_a_child_keeps_the_callers_cancellation() -> None:
+    """A caller cancelled while it waits for its helper to end is cancelled, not handed
+    the helper's CancelledError to swallow (the runner's event reader, the hub's pumps)."""
+
+    async def main() -> None:
+        ending = asyncio.Event()
+
+        async def helper() -> None:
+            try:
+                await asyncio.sleep(30)
+            finally:
+                await ending.wait()  # a helper that takes a moment to end
+
+        async def caller() -> str:
+            child = asyncio.create_task(helper())
+            await asyncio.sleep(0)
+            await stop_child(child)
+            return "carried on"
+
+        task = asyncio.create_task(caller())
+        for _ in range(3):
+            await asyncio.sleep(0)  # the caller now waits for its helper
+        task.cancel()
+        ending.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def test_stopping_a_child_drops_its_result_and_error() -> None:
+    async def main() -> None:
+        async def failing() -> None:
+            raise RuntimeError("boom")
+
+        child = asyncio.create_task(failing())
+        await asyncio.sleep(0)
+        await stop_child(child)  # no raise; the error is retrieved
+        assert isinstance(child.exception(), RuntimeError)
 
     asyncio.run(main())

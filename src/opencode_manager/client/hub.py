@@ -15,9 +15,9 @@ subscribes while the stream is down, an `ocm.disconnected` at once), and a final
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 
+from ..deadline import stop_child
 from ..errors import ServerError
 from .events import DISCONNECTED, RECONNECTED
 from .shells import AsyncOpencodeClient
@@ -92,10 +92,9 @@ class EventHub:
         pumps = [s.pump for s in self._streams.values() if s.pump is not None]
         self._streams.clear()
         for pump in pumps:
-            pump.cancel()
+            pump.cancel()  # all at once, then wait for each
         for pump in pumps:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pump
+            await stop_child(pump)
 
     async def __aenter__(self) -> EventHub:
         return self

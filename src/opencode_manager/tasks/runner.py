@@ -19,7 +19,7 @@ from ..client import AsyncOpencodeClient
 from ..client.events import DISCONNECTED, RECONNECTED
 from ..client.hub import EventHub
 from ..client.types import Event, Message, Part
-from ..deadline import within
+from ..deadline import stop_child, within
 from ..errors import OcmError, ServerError, ServerUnreachable
 from ..models import AskPolicy, TaskRecord, TaskStatus
 from ..redaction import redact, redact_data
@@ -150,9 +150,7 @@ class TaskRunner:
             outcome = await self._follow(state, queue, started_ms)
             await self._drain(state, queue, started_ms)
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
+            await stop_child(reader)
         return await self.finish(state, outcome, started_ms)
 
     # -- following the turn ----------------------------------------------------------------
