@@ -91,10 +91,7 @@ class EventHub:
     async def aclose(self) -> None:
         pumps = [s.pump for s in self._streams.values() if s.pump is not None]
         self._streams.clear()
-        for pump in pumps:
-            pump.cancel()  # all at once, then wait for each
-        for pump in pumps:
-            await stop_child(pump)
+        await asyncio.gather(*(stop_child(pump) for pump in pumps))
 
     async def __aenter__(self) -> EventHub:
         return self
