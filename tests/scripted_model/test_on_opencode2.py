@@ -54,9 +54,7 @@ def opencode2() -> str:
 
 
 @pytest.fixture
-def server(
-    opencode2: str, model: ScriptedModelServer, tmp_path: Path
-) -> Iterator[httpx.Client]:
+def server(opencode2: str, model: ScriptedModelServer, tmp_path: Path) -> Iterator[httpx.Client]:
     """An `opencode serve` (2.x) in a project wired to the scripted model, and a client."""
     project = tmp_path / "project"
     project.mkdir()

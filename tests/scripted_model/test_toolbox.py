@@ -10,10 +10,13 @@ from opencode_manager.scripted_model.toolbox import Toolbox, code_mode_call, ren
 
 def tool(name: str, *keys: str) -> dict[str, Any]:
     properties = {key: {"type": "string"} for key in keys}
-    return {"type": "function", "function": {"name": name, "parameters": {"properties": properties}}}
+    return {
+        "type": "function",
+        "function": {"name": name, "parameters": {"properties": properties}},
+    }
 
 
-def body(*tools: dict[str, Any], system: str = "You are opencode.") -> dict[str, Any]:
+def body(*tools: dict[str, Any], system: object = "You are opencode.") -> dict[str, Any]:
     return {
         "messages": [{"role": "system", "content": system}, {"role": "user", "content": "x"}],
         "tools": list(tools),
@@ -47,7 +50,7 @@ def test_the_code_mode_servers_come_from_the_system_prompt_catalog() -> None:
     # A catalog-looking line outside the "Available tools" section is not a server.
     assert Toolbox.of(body(system="- nope (2 tools, 1 shown)")).code_mode_servers == ()
     listed = [{"type": "text", "text": CATALOG}]
-    assert Toolbox.of(body(system=listed)).code_mode_servers == ("git_hub", "git")  # type: ignore[arg-type]
+    assert Toolbox.of(body(system=listed)).code_mode_servers == ("git_hub", "git")
 
 
 def test_resolve_prefers_the_longest_listed_server() -> None:
@@ -72,9 +75,9 @@ def test_resolve_keeps_offered_names_and_translates_the_other_lines() -> None:
 
 
 def test_rename_keys_only_to_a_declared_other_name() -> None:
-    v2 = {"properties": {"path": {}, "content": {}}}
+    v2: dict[str, Any] = {"properties": {"path": {}, "content": {}}}
     assert rename_keys({"filePath": "a", "content": "b"}, v2) == {"path": "a", "content": "b"}
-    v1 = {"properties": {"filePath": {}}}
+    v1: dict[str, Any] = {"properties": {"filePath": {}}}
     assert rename_keys({"path": "a"}, v1) == {"filePath": "a"}
     # Declared as given, both given, or no schema: left as they are.
     assert rename_keys({"path": "a"}, v2) == {"path": "a"}

@@ -364,9 +364,7 @@ def _json_object(raw: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _tool_calls_for(
-    behaviour: str, text: str, tools: Toolbox, first_number: int
-) -> list[ToolCall]:
+def _tool_calls_for(behaviour: str, text: str, tools: Toolbox, first_number: int) -> list[ToolCall]:
     """The tool calls of a keyword, named as the request's OpenCode line names them (empty
     when the line offers no tool for it)."""
     calls: list[tuple[str, dict[str, Any]]] = []
