@@ -55,6 +55,8 @@ KEEPER_ARGV = [PY, "-m", "opencode_manager.keeper", "--home", "/h", "--detach", 
     [
         (KEEPER_ARGV, True),
         ([PY, "-X", "dev", "-u", "-m", "opencode_manager.keeper", "a"], True),
+        ([PY, "-mopencode_manager.keeper", "a"], True),
+        ([PY, "-mopencode_manager.keeper.loop", "a"], False),
         ([PY, "-m", "opencode_manager.keeper.loop", "a"], False),
         ([PY, "-m", "opencode_manager", "start", "-m", "opencode_manager.keeper"], False),
         ([PY, "-c", "pass", "-m", "opencode_manager.keeper"], False),

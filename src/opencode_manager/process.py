@@ -49,6 +49,8 @@ def is_keeper_argv(argv: Sequence[str]) -> bool:
     for arg in args:
         if arg == "-m":
             return next(args, None) == KEEPER_CMD
+        if arg.startswith("-m"):
+            return arg == "-m" + KEEPER_CMD  # python -mopencode_manager.keeper
         if arg in _PYTHON_VALUE_OPTIONS:
             next(args, None)
         elif not arg.startswith("-") or arg == "-c" or arg == "-":
