@@ -39,7 +39,7 @@ class Status(str, enum.Enum):
 @dataclass(frozen=True)
 class ProcessIdentity:
     """A PID is only ours together with its start time (PIDs get reused, start times do not)
-    and what the process is: `cmd`, when set, must appear in its command line."""
+    and what the process is: `cmd`, when set, is what its argv must say (process.argv_is)."""
 
     pid: int
     create_time: float
@@ -57,7 +57,7 @@ class ProcessIdentity:
             return None
 
 
-#: What the command line of a keeper and of a server contains (see ProcessIdentity.cmd).
+#: What a keeper's and a server's argv say (see ProcessIdentity.cmd, process.argv_is).
 KEEPER_CMD = "opencode_manager.keeper"
 SERVER_CMD = "serve"
 

@@ -37,9 +37,11 @@ from helpers import run_ocm, wait_for
 
 
 @pytest.fixture
-def server() -> Iterator[int]:
-    """A live process whose command line says `serve`, as a server's does."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "serve"])
+def server(tmp_path: Path) -> Iterator[int]:
+    """A live process whose argv says `opencode serve`, as a server's does."""
+    program = tmp_path / "opencode"
+    program.write_text("import time\ntime.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, str(program), "serve"])
     yield proc.pid
     proc.kill()
     proc.wait()

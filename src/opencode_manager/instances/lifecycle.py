@@ -11,7 +11,9 @@ woken with SIGTERM; its reconcile loop does the graceful part. A keeper that is 
 does not take the request within `KEEPER_ACK` seconds is bypassed: ocm ends the server itself,
 then every process that carries the instance's launch marker or that the keeper had adopted.
 Only processes proven to be ours (PID, start time, command line, or our random marker) are ever
-signalled.
+signalled, and never another instance's tree: a keeper that an agent of this instance started
+(`ocm start` in a bash tool, `ocm mcp`) hangs under this instance's keeper, and it and its
+server carry their own marker (process.spared).
 """
 
 from __future__ import annotations
@@ -195,7 +197,13 @@ def _launch(fleet: Fleet, spec: InstanceSpec) -> None:
     settings = fleet.settings
     log_path = settings.log_path(spec.name)
     log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Launched from an agent's tool (`ocm start` in a bash tool, `ocm mcp`), we inherit that
+    # instance's marker: the keeper gets its own instead, so no cleanup of the other instance
+    # takes this one's tree for its own.
     env = {k: v for k, v in settings.environ.items() if k != launch.MARK_VARIABLE}
+    token = fleet.registry.get(spec.name).launch_token
+    if token:
+        env[launch.MARK_VARIABLE] = launch.mark_value(spec.name, token)
     env["OCM_HOME"] = str(settings.home)
     log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
@@ -336,20 +344,22 @@ def _stop_one(fleet: Fleet, record: InstanceRecord, timeout: float) -> StopResul
     if problem is None:
         with contextlib.suppress(StateError):
             record = registry.get(record.name)
+    spare = _others(record)
     server = process.verified(record.server)
     if server is not None:
         # No keeper, or one that did not act: do it ourselves.
         _dispose(fleet, record, min(DISPOSE_TIMEOUT, timeout))
-        term = process.terminate_tree(server, timeout=timeout, extra=_strays(fleet, record))
+        strays = _strays(record)
+        term = process.terminate_tree(server, timeout=timeout, extra=strays, spare=spare)
         result.via = "ocm"
         result.signalled, result.killed = term.signalled, term.killed
     if keeper is not None and process.is_alive(record.keeper):
         # Frozen or stuck: SIGKILL reaches a stopped process too.
-        term = process.terminate_tree(keeper, timeout=min(timeout, 1.0))
+        term = process.terminate_tree(keeper, timeout=min(timeout, 1.0), spare=spare)
         result.killed += term.killed
-    strays = _strays(fleet, record)
+    strays = _strays(record)
     if strays:  # orphans the keeper had adopted, or tools that escaped the server's tree
-        term = process.terminate_tree(strays[0], timeout=timeout, extra=strays[1:])
+        term = process.terminate_tree(strays[0], timeout=timeout, extra=strays[1:], spare=spare)
         result.signalled += term.signalled
         result.killed += term.killed
     try:
@@ -411,19 +421,31 @@ def _dispose(fleet: Fleet, record: InstanceRecord, timeout: float) -> None:
         client.dispose()
 
 
-def _strays(fleet: Fleet, record: InstanceRecord) -> list[psutil.Process]:
+def _mark(record: InstanceRecord) -> str | None:
+    return launch.mark_value(record.name, record.launch_token) if record.launch_token else None
+
+
+def _others(record: InstanceRecord) -> process.Spare:
+    """What a cleanup of this instance must leave alone: keepers (its own is ended on its
+    own path) and other instances' trees, which its keeper may have adopted."""
+    return process.spared(launch.MARK_VARIABLE, _mark(record))
+
+
+def _strays(record: InstanceRecord) -> list[psutil.Process]:
     """Live processes of this instance outside the server's tree: adopted orphans, and
-    anything that carries its launch marker in its environment."""
+    anything that carries its launch marker in its environment (keepers aside: a row written
+    before keepers told other instances apart may list one as adopted)."""
     found: dict[int, psutil.Process] = {}
     for ident in record.adopted:
         proc = process.verified(ident)
         if proc is not None:
             found[proc.pid] = proc
-    if record.launch_token:
-        mark = launch.mark_value(record.name, record.launch_token)
+    mark = _mark(record)
+    if mark:
         for proc in process.marked(launch.MARK_VARIABLE, mark):
             found.setdefault(proc.pid, proc)
-    return list(found.values())
+    spare = _others(record)
+    return [proc for proc in found.values() if not spare(proc)]
 
 
 # -- restart, remove, cleanup --------------------------------------------------------------------

@@ -23,7 +23,9 @@ the `Ledger` (kept and retried), log writes through the `LogSink` (dropped and c
 pipes are always drained. Its own crash is written where `ocm status` shows it.
 
 It is a child subreaper, so processes the server orphans (bash-tool commands run in their own
-session) are re-parented to the keeper instead of init and can still be found and ended.
+session) are re-parented to the keeper instead of init and can still be found and ended. So
+are other instances' keepers that an agent of ours started (`ocm start` in a bash tool, ocm's
+MCP server): those, and everything under them, are never taken for orphans (process.spared).
 If the keeper itself is killed (-9), the server keeps running: an agent's work in flight is
 never lost because its supervisor died; `ocm stop` ends it directly.
 """
@@ -123,7 +125,10 @@ class Keeper:
         self.registry = registry
         self.spawner = spawner or SubprocessSpawner()
         self.probe = probe or HttpProbe()
-        self.host = host or OwnProcess()
+        mark = launch.mark_value(self.name, record.launch_token) if record.launch_token else None
+        # Another instance's tree under us (its keeper was re-parented to us) is never ours.
+        self.spare = process.spared(launch.MARK_VARIABLE, mark)
+        self.host = host or OwnProcess(self.spare)
         self.clock = clock or SystemClock()
         self.limits = limits or limits_of(self.spec)
         self.start_timeout = record.start_timeout or START_TIMEOUT
@@ -590,7 +595,9 @@ class Keeper:
 
     async def _end_orphans(self) -> None:
         for proc in self.host.orphans(None):
-            await asyncio.to_thread(process.terminate_tree, proc, timeout=STOP_TIMEOUT)
+            await asyncio.to_thread(
+                process.terminate_tree, proc, timeout=STOP_TIMEOUT, spare=self.spare
+            )
         self.host.reap_zombies(self.server.pid if self.server else None)
 
     def _cap_opencode_log(self) -> None:
