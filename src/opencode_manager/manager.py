@@ -101,7 +101,7 @@ class AsyncManager:
     def store(self) -> TaskStore:
         from .tasks.store import TaskStore
 
-        return TaskStore(self.fleet.registry)
+        return TaskStore(self.fleet.registry, secrets=self.fleet.secrets.values)
 
     # -- instances -------------------------------------------------------------------------
     async def start(
