@@ -28,7 +28,7 @@ RANKS = {
     "errors": 0,
     "models": 1, "settings": 1, "durations": 1, "redaction": 1, "text": 1, "sockets": 1,
     "deadline": 1,
-    "registry": 2, "process": 2, "portal": 2, "secretfile": 2,
+    "registry": 2, "process": 2, "portal": 2, "secretfile": 2, "secretbook": 2,
     "client": 3, "scripted_model": 3,
     "instances": 4,
     "cluster": 5,  # host agents on Ray: instances on other hosts, through their agents

@@ -131,6 +131,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Supervision": ("instances.spec", "Supervision"),
     "TaskOptions": ("tasks.dispatch", "TaskOptions"),
     "Worktree": ("tasks.worktree", "Worktree"),
+    "WorktreeRemoval": ("tasks.worktree", "WorktreeRemoval"),
     "WorktreeRequest": ("tasks.worktree", "WorktreeRequest"),
     "WorktreeRow": ("tasks.worktree", "WorktreeRow"),
     "decode_batch_file": ("tasks.batchfile", "decode"),
@@ -235,7 +236,7 @@ if TYPE_CHECKING:
     from .tasks.structured import load_schema
     from .tasks.summary import BatchSummary, TaskOutcome
     from .tasks.tracker import Ask
-    from .tasks.worktree import Worktree, WorktreeRequest, WorktreeRow
+    from .tasks.worktree import Worktree, WorktreeRemoval, WorktreeRequest, WorktreeRow
     from .text import error_summary, human_size, one_line, strip_ansi
 
 
@@ -332,6 +333,7 @@ __all__ = [
     "UpReport",
     "UsageError",
     "Worktree",
+    "WorktreeRemoval",
     "WorktreeRequest",
     "WorktreeRow",
     "__version__",

@@ -71,7 +71,7 @@ if TYPE_CHECKING:
     from .tasks.sessions import PendingAsk, SessionRow
     from .tasks.store import PruneReport, TaskStore
     from .tasks.summary import BatchSummary
-    from .tasks.worktree import WorktreeRow
+    from .tasks.worktree import WorktreeRemoval, WorktreeRow
 
 T = TypeVar("T")
 DEFAULT_START_TIMEOUT = lifecycle.DEFAULT_START_TIMEOUT
@@ -101,7 +101,7 @@ class AsyncManager:
     def store(self) -> TaskStore:
         from .tasks.store import TaskStore
 
-        return TaskStore(self.fleet.registry)
+        return TaskStore(self.fleet.registry, secrets=self.fleet.secrets.values)
 
     # -- instances -------------------------------------------------------------------------
     async def start(
@@ -581,23 +581,19 @@ class AsyncManager:
 
     async def worktree_remove(
         self, task_ids: Sequence[str] = (), *, merged: bool = False,
-        older_than: float | None = None,
-    ) -> list[str]:  # fmt: skip
+        older_than: float | None = None, force: bool = False,
+    ) -> WorktreeRemoval:  # fmt: skip
         """Remove task worktrees (their branches, holding the agents' commits, stay); by task
-        id, those whose branch is merged into the repository's HEAD, or older ones. A running
-        task's worktree is never removed. Returns the task ids."""
+        id, those whose branch has commits of its own merged into the repository's HEAD, or
+        older ones. A running task's worktree is never removed, nor, unless `force`, one with
+        uncommitted changes (kept, with the reason)."""
         from .tasks import worktree as worktrees
 
         records = await asyncio.to_thread(self.store.with_worktrees)
-        chosen = await asyncio.to_thread(
-            worktrees.choose, records, list(task_ids), merged=merged, older_than=older_than,
-            now=time.time(),
+        return await asyncio.to_thread(
+            worktrees.remove_chosen, records, list(task_ids), merged=merged,
+            older_than=older_than, now=time.time(), force=force,
         )  # fmt: skip
-        for record in chosen:
-            assert record.worktree is not None
-            tree = worktrees.Worktree.from_dict(record.worktree)
-            await asyncio.to_thread(worktrees.remove, tree)
-        return [r.id for r in chosen]
 
     async def task_patch(self, task_id: str) -> str:
         """A worktree task's changes as a patch `git apply` accepts on its base commit."""
@@ -1305,10 +1301,12 @@ class Manager:
 
     def worktree_remove(
         self, task_ids: Sequence[str] = (), *, merged: bool = False,
-        older_than: float | None = None,
-    ) -> list[str]:  # fmt: skip
-        result: list[str] = self._call(
-            lambda: self.aio.worktree_remove(task_ids, merged=merged, older_than=older_than)
+        older_than: float | None = None, force: bool = False,
+    ) -> WorktreeRemoval:  # fmt: skip
+        result: WorktreeRemoval = self._call(
+            lambda: self.aio.worktree_remove(
+                task_ids, merged=merged, older_than=older_than, force=force
+            )
         )
         return result
 

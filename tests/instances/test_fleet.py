@@ -112,9 +112,10 @@ def test_env_prints_shell_exports(fleet: Fleet) -> None:
         [
             "bash",
             "-c",
+            # The README's recipe: the password on curl's stdin, not its command line.
             f'eval "$({_ocm_cmd()} env oc-2)"; curl -s -o /dev/null -w "%{{http_code}}" '
-            '-u "$OPENCODE_SERVER_USERNAME:$OPENCODE_SERVER_PASSWORD" '
-            '"$OPENCODE_SERVER_URL/global/health"',
+            '-K - "$OPENCODE_SERVER_URL/global/health" '
+            '<<<"user = \\"$OPENCODE_SERVER_USERNAME:$OPENCODE_SERVER_PASSWORD\\""',
         ],
         capture_output=True,
         text=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -189,3 +190,35 @@ def test_reads_at_scale_use_an_index_and_sort_nothing(
     for plan in plans:
         assert f"USING {index}" in plan, plan
         assert "TEMP B-TREE" not in plan, plan
+
+
+def test_records_are_stored_and_read_without_known_secrets(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "registry.db")
+    secret = "an-instance-password-0123456789"
+    later = "a-token-made-later-0123456789"
+    known = [secret]
+    store = TaskStore(registry, secrets=lambda: tuple(known))
+    prompt = f"the user's own words {secret}"  # sent again on resume: kept as given
+    record = TaskRecord(id="t-1", prompt=prompt, status=TaskStatus.RUNNING, created_at=1.0)
+    store.add(record)
+    record.status = TaskStatus.COMPLETED
+    record.text = f"cat said {secret} and {later}"
+    record.tool_calls = [{"tool": "bash", "output": f"{secret}\n"}]
+    record.todos = [{"content": secret}]
+    record.asks = [{"request": {"patterns": [f"curl -u x:{secret}"]}}]
+    record.structured = {"answer": secret}
+    record.error = {"name": "E", "message": secret}
+    store.save(record)
+    (row,) = [r[0] for r in registry.query("SELECT record FROM tasks")]
+    stored = json.dumps({**json.loads(row), "prompt": ""})
+    assert secret not in stored  # never written
+    assert later in stored  # not known when it was written
+    assert store.get("t-1").prompt == prompt
+    known.append(later)  # known now: a row written before is shown without it
+    for shown in (store.get("t-1"), *store.list_tasks(), *store.list_tasks(limit=5)):
+        text = str(dataclasses.replace(shown, prompt="").to_dict())
+        assert secret not in text, text
+        assert later not in text, text
+        assert shown.text == "cat said [redacted] and [redacted]"
+    plain = TaskStore(registry)  # without a book: as stored
+    assert later in plain.get("t-1").text

@@ -18,6 +18,7 @@ from ..client.endpoint import Endpoint
 from ..errors import ConflictError, NotFoundError, OcmError, ServerError, UsageError
 from ..models import InstanceRecord, State
 from ..registry import Registry
+from ..secretbook import SecretBook
 from ..settings import Settings
 from . import credentials, launch
 from .discovery import ForeignServer, find_foreign
@@ -38,6 +39,8 @@ class Fleet:
 
     def __init__(self, settings: Settings, *, backups: bool = True) -> None:
         self.settings = settings
+        #: Every secret kept in this OCM_HOME: what reads from servers are redacted of.
+        self.secrets = SecretBook(settings)
         self._registry: Registry | None = None
         self._backups = backups
         self._lock = threading.Lock()
@@ -174,6 +177,7 @@ class Fleet:
             password=self.password(record),
             username=record.spec.username,
             name=record.name,
+            known_secrets=self.secrets.values,
         )
 
     def reader(self, ref: str) -> Endpoint:
@@ -181,7 +185,9 @@ class Fleet:
         server (without one: a server that needs a password ocm does not have refuses)."""
         found = self.find(ref)
         if isinstance(found, ForeignServer):
-            return Endpoint(url=found.url, name=f"foreign:{found.port}")
+            return Endpoint(
+                url=found.url, name=f"foreign:{found.port}", known_secrets=self.secrets.values
+            )
         if found.state is not State.RUNNING or not (found.spec.remote or is_up(found)):
             return self.endpoint_of(self.resolve_running(ref))  # raises: not running
         return self.endpoint_of(found)

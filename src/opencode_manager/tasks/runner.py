@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..client import AsyncOpencodeClient
@@ -22,8 +22,9 @@ from ..client.types import Event, Message, Part
 from ..deadline import stop_child, within
 from ..errors import OcmError, ServerError, ServerUnreachable
 from ..models import AskPolicy, TaskRecord, TaskStatus
-from ..redaction import redact, redact_data
+from ..redaction import StreamRedactor, redact_data
 from . import structured
+from .store import redact_record
 from .tracker import Ask, TurnState, feed, retry_of
 from .transcript import ABORTED_ERROR, build_turn, error_name, find_user_message
 
@@ -81,12 +82,13 @@ class TaskRunner:
     _went_away: bool = False  # the server stopped answering (or its stream broke) meanwhile
     _idle_incomplete_since: float | None = None
     _created_session: bool = False  # this runner made the task's session (it had no todos)
+    _live_text: StreamRedactor = field(default_factory=StreamRedactor)  # secrets span deltas
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """Never stored or shown: the server's password."""
-        password = self.client.endpoint.password
-        return (password,) if password else ()
+        """Never stored or shown: the server's password, and every other secret ocm holds
+        (other instances' passwords, the fronts' tokens): an agent can read and print them."""
+        return self.client.endpoint.secrets()
 
     async def begin(self) -> str:
         """Mark the task running and make sure it has a session (recorded before any prompt)."""
@@ -224,22 +226,19 @@ class TaskRunner:
             if signals.part is not None and self.observer.on_part:
                 self.observer.on_part(Part.from_json(redact_data(signals.part.raw, self.secrets)))
             if signals.text_delta and self.observer.on_text:
-                self.observer.on_text(redact(signals.text_delta, self.secrets))
+                shown = self._live_text.feed(signals.text_delta, self.secrets)
+                if shown:
+                    self.observer.on_text(shown)
             if signals.error is not None:
                 if self.observer.on_error and error_name(signals.error) != ABORTED_ERROR:
-                    self.observer.on_error(signals.error)
+                    self.observer.on_error(redact_data(signals.error, self.secrets))
                 error_at = error_at or time.monotonic()
             if signals.terminal:
                 return None
 
     def _redact(self, record: TaskRecord) -> None:
-        """What the agent saw is ours to keep, the server's password is not."""
-        if not self.secrets:
-            return
-        record.text = redact(record.text, self.secrets)
-        record.tool_calls = redact_data(record.tool_calls, self.secrets)
-        record.error = redact_data(record.error, self.secrets)
-        record.diff = redact_data(record.diff, self.secrets)
+        """What the agent saw is ours to keep, the secrets it may have printed are not."""
+        redact_record(record, self.secrets)
 
     async def _late_diff(self, session_id: str, user_id: str) -> list[Any]:
         """OpenCode computes a turn's diff from its snapshots after the session goes idle:
@@ -528,6 +527,9 @@ class TaskRunner:
         self._redact(record)
         await self.persist(record)
         await self.checkpoint("finished")
+        rest = self._live_text.flush(self.secrets)
+        if rest and self.observer.on_text:
+            self.observer.on_text(rest)
         if self.observer.on_finish:
             self.observer.on_finish(
                 [Part.from_json(redact_data(p.raw, self.secrets)) for p in turn.parts]

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import ConflictError, NotFoundError, UsageError
 from ..models import BatchStatus, ProcessIdentity, TaskRecord, TaskStatus
+from ..redaction import may_hold, redact_data
 from ..registry import Registry
 
 _TASK_FIELDS = {f.name for f in fields(TaskRecord)}
@@ -29,11 +30,39 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(5)}"
 
 
-def _load(row_json: str) -> TaskRecord:
+#: What a record holds of what the agent and its server said, where an agent may have printed
+#: a secret: stored and shown without them. The prompt is the user's own, kept as given (a
+#: resumed task sends it).
+SAID = ("text", "tool_calls", "todos", "diff", "error", "asks", "structured", "worktree")
+Secrets = Callable[[], tuple[str, ...]]
+
+
+def redact_record(record: TaskRecord, secrets: tuple[str, ...]) -> TaskRecord:
+    """The record (changed in place) with every secret taken out of what it says."""
+    if secrets:
+        for name in SAID:
+            setattr(record, name, redact_data(getattr(record, name), secrets))
+    return record
+
+
+def _load(row_json: str, secrets: tuple[str, ...] = ()) -> TaskRecord:
     data: dict[str, Any] = json.loads(row_json)
     data = {k: v for k, v in data.items() if k in _TASK_FIELDS}
     data["status"] = TaskStatus(data["status"])
-    return TaskRecord(**data)
+    record = TaskRecord(**data)
+    if secrets and may_hold(row_json, secrets):  # a row stored before redaction knew them
+        redact_record(record, secrets)
+    return record
+
+
+def _dump(record: TaskRecord, secrets: tuple[str, ...] = ()) -> str:
+    text = json.dumps(record.to_dict())
+    if not secrets or not may_hold(text, secrets):
+        return text
+    data = record.to_dict()
+    for name in SAID:
+        data[name] = redact_data(data[name], secrets)
+    return json.dumps(data)
 
 
 @dataclass
@@ -83,15 +112,21 @@ class PruneReport:
 
 
 class TaskStore:
-    """Tasks and batches on top of a Registry's connection."""
+    """Tasks and batches on top of a Registry's connection.
 
-    def __init__(self, registry: Registry) -> None:
+    With `secrets` (the fleet's secret book), records are stored and read without any of
+    them: what an agent printed never reaches the registry, and a record stored before a
+    secret was known is redacted when it is read, whichever front shows it."""
+
+    def __init__(self, registry: Registry, *, secrets: Secrets = tuple) -> None:
         self.registry = registry
+        self.secrets = secrets
 
     # -- tasks -----------------------------------------------------------------------------
     def add(self, record: TaskRecord, *, seq: int = 0) -> TaskRecord:
+        blob = _dump(record, self.secrets())
         with self.registry.transaction() as db:
-            _insert(db, record, seq)
+            _insert(db, record, seq, blob)
         return record
 
     async def aadd(self, record: TaskRecord) -> TaskRecord:
@@ -102,14 +137,15 @@ class TaskStore:
         await asyncio.to_thread(self.save, record)
 
     def save(self, record: TaskRecord) -> None:
+        blob = _dump(record, self.secrets())
         with self.registry.transaction() as db:
-            _update(db, record)
+            _update(db, record, blob)
 
     def get(self, task_id: str) -> TaskRecord:
         rows = self.registry.query("SELECT record FROM tasks WHERE id = ?", (task_id,))
         if not rows:
             raise NotFoundError(f"no task {task_id!r}; see `ocm results`")
-        return _load(rows[0][0])
+        return _load(rows[0][0], self.secrets())
 
     def list_tasks(
         self, *, batch_id: str | None = None, status: str | None = None, limit: int | None = None
@@ -128,12 +164,14 @@ class TaskStore:
             params.append(status)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         order = "seq, created_at" if batch_id is not None else "created_at"
+        secrets = self.secrets()
         if limit:  # the newest `limit`, still oldest first
             order = ", ".join(f"{key} DESC" for key in order.split(", "))
             sql = f"SELECT record FROM tasks {where} ORDER BY {order} LIMIT {int(limit)}"  # noqa: S608
-            return [_load(r[0]) for r in reversed(self.registry.query(sql, tuple(params)))]
+            rows = reversed(self.registry.query(sql, tuple(params)))
+            return [_load(r[0], secrets) for r in rows]
         sql = f"SELECT record FROM tasks {where} ORDER BY {order}"  # noqa: S608
-        return [_load(r[0]) for r in self.registry.query(sql, tuple(params))]
+        return [_load(r[0], secrets) for r in self.registry.query(sql, tuple(params))]
 
     def recent_ids(self, kind: str, limit: int = 200) -> list[str]:
         """The newest task, batch or session ids (for shell completion)."""
@@ -152,7 +190,8 @@ class TaskStore:
             "SELECT record FROM tasks WHERE json_extract(record, '$.worktree') IS NOT NULL"
             " ORDER BY created_at"
         )
-        return [_load(r[0]) for r in rows]
+        secrets = self.secrets()
+        return [_load(r[0], secrets) for r in rows]
 
     def count_tasks(self, *, batch_id: str | None = None, status: str | None = None) -> int:
         clauses, params = [], []
@@ -232,6 +271,7 @@ class TaskStore:
     def add_batch(self, batch: Batch, tasks: list[TaskRecord]) -> None:
         """A batch and all its tasks in one transaction: all recorded, or none."""
         now = time.time()
+        blobs = [_dump(record, self.secrets()) for record in tasks]
         with self.registry.transaction() as db:
             db.execute(
                 "INSERT INTO batches (id, source, options, status, created_at, updated_at)"
@@ -245,8 +285,8 @@ class TaskStore:
                     now,
                 ),
             )
-            for seq, record in enumerate(tasks):
-                _insert(db, record, seq)
+            for seq, (record, blob) in enumerate(zip(tasks, blobs, strict=True)):
+                _insert(db, record, seq, blob)
 
     def claim_batch(
         self,
@@ -349,12 +389,12 @@ class TaskStore:
         return found
 
 
-def _insert(db: sqlite3.Connection, record: TaskRecord, seq: int) -> None:
+def _insert(db: sqlite3.Connection, record: TaskRecord, seq: int, blob: str | None = None) -> None:
     db.execute(
         "INSERT INTO tasks (id, batch_id, seq, status, prompt, record, created_at, updated_at,"
         " started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (record.id, record.batch_id, seq, record.status.value, record.prompt,
-         json.dumps(record.to_dict()), record.created_at, time.time(), record.started_at,
+         blob or json.dumps(record.to_dict()), record.created_at, time.time(), record.started_at,
          record.finished_at),
     )  # fmt: skip
 
@@ -372,11 +412,11 @@ def _count_batch_tasks(db: sqlite3.Connection, batch_id: str) -> int:
     )
 
 
-def _update(db: sqlite3.Connection, record: TaskRecord) -> None:
+def _update(db: sqlite3.Connection, record: TaskRecord, blob: str | None = None) -> None:
     db.execute(
         "UPDATE tasks SET status = ?, record = ?, updated_at = ?, started_at = ?, finished_at = ?"
         " WHERE id = ?",
-        (record.status.value, json.dumps(record.to_dict()), time.time(), record.started_at,
+        (record.status.value, blob or json.dumps(record.to_dict()), time.time(), record.started_at,
          record.finished_at, record.id),
     )  # fmt: skip
 
