@@ -61,6 +61,9 @@ def ray_module() -> ModuleType:
     """Ray, imported on first use, with its own logging kept off the user's terminal."""
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # A start given up on may still answer later (with the error of its undo): ocm has
+    # dealt with it, so Ray must not print it when the reference is dropped.
+    os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
     try:
         import ray
     except ImportError:
