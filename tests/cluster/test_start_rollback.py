@@ -34,7 +34,7 @@ from opencode_manager.instances import credentials
 from opencode_manager.instances.fleet import Fleet
 from opencode_manager.models import InstanceSpec, State
 
-WAIT = 1.0  # the --timeout of these starts: the fakes answer at once or never
+WAIT = 2.0  # the --timeout of these starts: the fakes answer at once or never
 
 
 # -- fake Ray ----------------------------------------------------------------------------------
@@ -44,6 +44,18 @@ class TaskError(Exception):
     def __init__(self, cause: BaseException) -> None:
         super().__init__(str(cause))
         self.cause = cause
+
+    def __str__(self) -> str:
+        return f"ray::HostAgent() (pid=1)\n  Traceback (most recent call last):\n{self.cause}"
+
+
+def task_error(cause: Exception) -> TaskError:
+    """As Ray's `as_instanceof_cause`: an instance of both TaskError and the cause's class,
+    whose text is Ray's traceback."""
+    if isinstance(cause, OcmError):
+        dual = type(f"TaskError({type(cause).__name__})", (TaskError, type(cause)), {})
+        return dual(cause)  # type: ignore[no-any-return]
+    return TaskError(cause)
 
 
 class GetTimeout(TimeoutError):
@@ -78,7 +90,7 @@ class FakeRay:
         try:
             return ref.result()
         except Exception as exc:
-            raise TaskError(exc) from None
+            raise task_error(exc) from None
 
     def wait(
         self, refs: list[concurrent.futures.Future[Any]], *, num_returns: int = 1,
@@ -355,8 +367,10 @@ def test_one_host_failing_undoes_the_other_and_its_own_partial_start(two: FakeLi
     _settle(two)
     assert _running_anywhere(two) == set()
     assert two.fleet.records() == []
-    assert isinstance(caught.value, StartError)
-    assert "failed to start" in str(caught.value)
+    message = str(caught.value)
+    assert isinstance(caught.value, StartError), message
+    assert message.startswith("cluster start failed: on 10.0.0.2: oc-"), message
+    assert "\n" not in message, "the agent's error, not Ray's traceback"
 
 
 def test_ctrl_c_while_the_agents_start_undoes_the_start(two: FakeLink) -> None:

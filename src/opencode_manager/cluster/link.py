@@ -200,17 +200,19 @@ class Link:
     def _answer(self, ref: Any, method: str, wait: float) -> Any:
         try:
             return self.ray.get(ref, timeout=wait)
-        except OcmError:
-            raise
-        except TimeoutError:  # Ray's GetTimeoutError
-            raise ConflictError(
-                f"the host agent did not answer {method} within {wait:.0f} s (a loaded host? "
-                f"{CALL_VARIABLE} gives every call more time)"
-            ) from None
         except Exception as exc:
+            # Ray raises the agent's error as a class derived from both RayTaskError and the
+            # error's own class, whose text is Ray's traceback: take the error itself.
             cause = getattr(exc, "cause", None)
             if isinstance(cause, OcmError):
                 raise cause from None  # the agent's own error, as the agent said it
+            if isinstance(exc, OcmError):
+                raise
+            if isinstance(exc, TimeoutError):  # Ray's GetTimeoutError
+                raise ConflictError(
+                    f"the host agent did not answer {method} within {wait:.0f} s (a loaded "
+                    f"host? {CALL_VARIABLE} gives every call more time)"
+                ) from None
             raise ConflictError(f"host agent call {method} failed: {_first_line(exc)}") from None
 
     def _create(self, node: dict[str, Any]) -> Any:
