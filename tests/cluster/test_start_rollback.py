@@ -128,6 +128,7 @@ class Agent:
         self.gate: threading.Event | None = None  # set: a start waits until the test opens it
         self.frozen: threading.Event | None = None  # set: every call waits until it opens
         self.freezes_on_start = False  # a start freezes the agent (it stops answering)
+        self.discard_fails = False
         self.fail_at: int | None = None  # a start: the instance at this index fails
         self.undoes_itself = True  # a start that fails stops what it started (agent.py)
         self.on_start: Callable[[list[str]], None] | None = None
@@ -189,6 +190,8 @@ class Agent:
             done.set()
 
     def discard(self, names: list[str], tag: str | None, timeout: float = 10) -> list[str]:
+        if self.discard_fails:
+            raise ConflictError("cannot write registry.db: database is locked")
         self.cancelled.add(tag)
         pending = self.starts.get(tag)
         if pending is not None:
@@ -448,6 +451,23 @@ def test_cluster_up_forgets_rows_of_a_start_that_never_ran(two: FakeLink) -> Non
     report = two.reconcile()
     assert two.fleet.registry.find("ghost") is None
     assert "ghost" in report.to_dict().get("abandoned", [])
+
+
+def test_cluster_up_keeps_a_row_its_agent_cannot_undo_yet(two: FakeLink) -> None:
+    """Undoing a killed start's row may fail on its host (a locked registry there): `cluster
+    up` still reconciles the rest, and keeps the row for next time."""
+    spec = InstanceSpec(
+        name="ghost", dir="/p", remote=True, node="node-b", env=(("OCM_CLUSTER_START", "t"),)
+    )
+    with two.fleet.registry.transaction() as db:
+        two.fleet.registry.reserve(db, spec, port=None, starter=None)
+    two.agents["node-b"].discard_fails = True
+    report = two.reconcile()
+    assert report.abandoned == []
+    assert two.fleet.registry.get("ghost").state is State.STARTING
+    two.agents["node-b"].discard_fails = False
+    assert two.reconcile().abandoned == ["ghost"]
+    assert two.fleet.registry.find("ghost") is None
 
 
 def test_a_driver_registry_write_that_fails_undoes_the_start(

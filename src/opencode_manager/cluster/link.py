@@ -291,8 +291,12 @@ class Link:
                 report.stopped.append(record.name)
             elif record.name in abandoned_before and not process.is_alive(record.starter):
                 # A start whose driver died: its host runs nothing of it (what it may have
-                # left in its host's registry is undone by tag), so the row goes.
-                self._abandon(record, lifecycle.DEFAULT_STOP_TIMEOUT)
+                # left in its host's registry is undone by tag), so the row goes. An agent
+                # that cannot say so now leaves it for the next `cluster up`.
+                try:
+                    self._abandon(record, lifecycle.DEFAULT_STOP_TIMEOUT)
+                except OcmError:
+                    continue
                 report.abandoned.append(record.name)
         return report
 
