@@ -317,20 +317,39 @@ class AsyncManager:
         per_host: int | None = None,
         spread: bool = False,
         timeout: float = DEFAULT_START_TIMEOUT,
+        cancel: asyncio.Event | None = None,
     ) -> list[InstanceInfo]:
         """Start instances on the cluster's hosts (by free memory, or evenly with `spread`),
-        each bound to its host's address with a password, reachable here by URL."""
+        each bound to its host's address with a password, reachable here by URL: all or
+        nothing. Setting `cancel` (or cancelling this coroutine) undoes the start on every
+        host, and it raises Interrupted."""
         from .cluster.link import Link
 
         where = str(Path(directory).expanduser().resolve()) if directory else os.getcwd()
+        stop = threading.Event()
 
         def work() -> list[str]:
             return Link(self.fleet).start(
                 name=name, count=count, directory=where, env=env, per_host=per_host,
-                spread=spread, timeout=timeout,
+                spread=spread, timeout=timeout, cancel=stop,
             )  # fmt: skip
 
-        return await self._fresh(await asyncio.to_thread(work))
+        job = asyncio.ensure_future(asyncio.to_thread(work))
+        asked = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
+        try:
+            await asyncio.wait({job, asked} if asked else {job}, return_when="FIRST_COMPLETED")
+            if not job.done():
+                stop.set()  # the thread undoes the start, then raises Interrupted
+            names = await job
+        except asyncio.CancelledError:
+            stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(job)
+            raise
+        finally:
+            if asked is not None:
+                asked.cancel()
+        return await self._fresh(names)
 
     async def cluster_down(self, *, timeout: float = DEFAULT_STOP_TIMEOUT) -> ClusterReport:
         """Stop every cluster instance through its agent, then end the agents."""

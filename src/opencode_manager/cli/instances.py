@@ -323,10 +323,15 @@ def _start_on_cluster(
             f"--cluster places instances on its hosts' own addresses with passwords; "
             f"{', '.join(given)} does not apply there"
         )
-    infos = state.manager().cluster_start(
-        name, count=count, directory=directory, env=env, per_host=per_host, spread=spread,
-        timeout=timeout,
-    )  # fmt: skip
+
+    async def go(aio: AsyncManager, cancel: asyncio.Event) -> list[InstanceInfo]:
+        return await aio.cluster_start(
+            name, count=count, directory=directory, env=env, per_host=per_host,
+            spread=spread, timeout=timeout,
+            cancel=cancel,  # Ctrl-C or SIGTERM: what the agents started for it is undone
+        )  # fmt: skip
+
+    infos = run_with_cancel(state, go)
     if as_json:
         print_json([i.to_dict() for i in infos])
     else:

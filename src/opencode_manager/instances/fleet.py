@@ -218,7 +218,10 @@ def is_up(record: InstanceRecord) -> bool:
 
 def is_live(record: InstanceRecord) -> bool:
     """Anything of it may still run: keeper, server, or the `ocm start` bringing it up
-    (never for a remote instance: nothing of it runs here)."""
+    (never for a remote instance: nothing of it runs here, not even while a cluster start
+    that claims its row is bringing it up on another host)."""
+    if record.spec.remote:
+        return False
     if process.is_alive(record.keeper) or process.is_alive(record.server):
         return True
     return record.state is State.STARTING and process.is_alive(record.starter)

@@ -172,6 +172,8 @@ def remote_info(record: InstanceRecord, health: probe.Health) -> InstanceInfo:
     """A remote instance as `ls` shows it: its health says everything ocm can know."""
     if record.state in (State.STOPPED, State.CRASHED):  # a cluster instance stopped or lost
         status, error = Status(record.state.value), record.error
+    elif record.state is State.STARTING:  # a cluster start under way, or one cut short
+        status, error = Status.STARTING, record.error
     elif health.healthy:
         status, error = Status.RUNNING, None
     elif health.auth_required:
