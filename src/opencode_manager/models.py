@@ -75,6 +75,7 @@ class EventKind(str, enum.Enum):
     ERRORED = "errored"  # too many restarts: given up
     STOPPED = "stopped"  # stopped on request
     KEEPER_ERROR = "keeper_error"  # the keeper hit a problem (registry, disk) or died
+    REJOINED = "rejoined"  # the registry was replaced (`ocm restore`): the keeper wrote its state
 
 
 @dataclass(frozen=True)
