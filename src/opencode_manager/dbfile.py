@@ -69,9 +69,10 @@ def integrity(path: Path, *, snapshot: bool = False) -> str:
     try:
         rows = db.execute("PRAGMA integrity_check(5)").fetchall()
         found = "; ".join(str(row[0]) for row in rows) or OK
-        if found == OK and not db.execute(
-            "SELECT 1 FROM sqlite_master WHERE name = '_migrations'"
-        ).fetchall():
+        if (
+            found == OK
+            and not db.execute("SELECT 1 FROM sqlite_master WHERE name = '_migrations'").fetchall()
+        ):
             return "not an ocm registry (no _migrations table)"
         return found
     except sqlite3.Error as exc:
@@ -133,9 +134,7 @@ def _acquire(fd: int, kind: int, timeout: float, path: Path) -> None:
         except BlockingIOError:
             if time.monotonic() >= deadline:
                 what = "a restore" if kind == fcntl.LOCK_SH else "writers"
-                raise StateError(
-                    f"the registry is busy: {what} hold {path}; try again"
-                ) from None
+                raise StateError(f"the registry is busy: {what} hold {path}; try again") from None
             time.sleep(LOCK_POLL)  # waiting for the other holder, with a deadline
 
 

@@ -823,9 +823,7 @@ class Registry:
     def keeper_ended(self, name: str) -> None:
         self.update(name, keeper_pid=None, keeper_ctime=None, adopted=None)
 
-    def rejoin(
-        self, name: str, spec: InstanceSpec, *, created_at: float, **fields: Any
-    ) -> bool:
+    def rejoin(self, name: str, spec: InstanceSpec, *, created_at: float, **fields: Any) -> bool:
         """A keeper's whole row, written again into a registry that was replaced under it
         (`ocm restore` of an older backup): inserted when that file does not have it.
         Returns whether it had to be inserted.
