@@ -55,6 +55,11 @@ def resurrect(state: Context, timeout: float, as_json: bool) -> None:
       ocm export systemd --all     # run it at every login
     """
     report = state.manager().resurrect(timeout=timeout)
+    if report.waited_for is not None and not as_json:
+        err.print(
+            f"waited for another `ocm resurrect` (pid {report.waited_for}) to finish first",
+            markup=False,
+        )
     if as_json:
         print_json(report.to_dict())
     else:
