@@ -110,7 +110,10 @@ class Ledger:
         async with self._lock:
             if not force and self._clock() < self._retry_at:
                 return not self._pending
-            while self._pending:
+            while self._pending or self.failing_since is not None:
+                if not self._pending:
+                    self._recovered()  # which may queue what the keeper says about it
+                    continue
                 key, entry = next(iter(self._pending.items()))
                 try:
                     await asyncio.to_thread(entry.fn, self.registry)
@@ -126,7 +129,6 @@ class Ledger:
                 if self._pending.get(key) is entry:
                     del self._pending[key]
                 self._replaced()
-            self._recovered()
             return True
 
     async def settle(self, deadline: float) -> bool:
