@@ -385,21 +385,24 @@ async def test_a_replaced_registry_gets_the_keepers_row_back(harness: Make, tmp_
     backup.close()
     _swap(h.settings.registry_path, older)
     h.keeper.wake.set()  # what `ocm restore` does: SIGUSR1, "look at your registry again"
+    fresh = Registry(h.settings.registry_path)  # a command run after the restore
 
     def rejoined() -> bool:
-        record = h.registry.find("k")
+        record = fresh.find("k")
         return record is not None and record.state is State.RUNNING and record.url == server.url
 
     await h.until(rejoined)
-    record = h.record()
+    record = fresh.get("k")
     assert record.keeper is not None  # the keeper wrote itself in: `ls` and `stop` can find it
     assert record.launch_token == "t0k3n"
     assert record.port == server.port
-    assert "rejoined" in h.events()
-    h.registry.request_stop("k", 1.0)  # the restored registry drives it again
+    assert "rejoined" in [e.kind for e in fresh.events("k")]
+    assert h.record() == fresh.get("k")  # a long-lived reader reopened the new file too
+    fresh.request_stop("k", 1.0)  # the restored registry drives it again
     assert await h.finish() == 0
-    assert h.record().state is State.STOPPED
+    assert fresh.get("k").state is State.STOPPED
     assert server.terminations == [1.0]
+    fresh.close()
 
 
 async def test_a_stale_stop_in_a_restored_backup_is_not_obeyed(
@@ -417,10 +420,13 @@ async def test_a_stale_stop_in_a_restored_backup_is_not_obeyed(
     backup.close()
     _swap(h.settings.registry_path, older)
     h.keeper.wake.set()
-    await h.until(lambda: h.record().url == server.url and h.record().desired == "running")
-    assert h.record().state is State.RUNNING
+    fresh = Registry(h.settings.registry_path)
+    await h.until(lambda: fresh.get("k").url == server.url and fresh.get("k").desired == "running")
+    assert fresh.get("k").state is State.RUNNING
     assert server.returncode is None
+    assert h.task is not None
     assert not h.task.done()
+    fresh.close()
 
 
 class FullDisk(Registry):
