@@ -377,10 +377,10 @@ def _let_keeper_stop(
     """Wake the keeper and wait for it to stop the server; return it if it did not.
 
     When the request could not be recorded (`recorded` false: a full disk, a long lock), the
-    keeper acts on SIGTERM alone and cannot write that it took it: it gets the whole stop to
-    end its server, and once that is gone it is left alone, to record the stop when it can
-    (it stays until then). A stale heartbeat does not make such a keeper "not answering" while
-    its server answers health."""
+    keeper acts on SIGTERM alone and cannot write that it took it, nor its heartbeat: unless
+    frozen, it gets the whole stop to end its server, and once that is gone it is left alone,
+    to record the stop when it can (it stays until then). Otherwise a stale heartbeat does not
+    make a keeper "not answering" while its server answers health."""
     registry = fleet.registry
     deadline = time.monotonic() + timeout + DISPOSE_TIMEOUT + 5.0
     ack_by = time.monotonic() + min(KEEPER_ACK, timeout + 1.0) if recorded else deadline
@@ -404,9 +404,8 @@ def _let_keeper_stop(
         server = current_server(record)
         if process.is_frozen(keeper):
             return keeper
-        if keeper_answering(record) is False:
-            if server is None and not recorded:
-                return None  # it ended its server and stays to record that
+        if recorded and keeper_answering(record) is False:
+            # (Unrecorded, a stale heartbeat says nothing: the keeper cannot write either.)
             if serving is None:
                 serving = server is not None and _answers(fleet, record)
             if not serving:
