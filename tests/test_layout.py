@@ -10,7 +10,7 @@ keeper stays small.
     instances/                                        4
     client/    scripted_model/                        3
     registry, process, portal                         2
-    models, settings, durations                       1
+    models, settings, durations, dbfile               1
     errors                                            0
 """
 

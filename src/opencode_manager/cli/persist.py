@@ -49,6 +49,9 @@ def resurrect(state: Context, timeout: float, as_json: bool) -> None:
     """Start what `ocm save` recorded that is not running: the same names, settings and (when
     free) ports. Running instances and others are left alone. Exit 6 if one failed.
 
+    Resurrects take turns: one started while another runs waits for it, then reports the
+    instances it brought back as running (exit 4 if the other has not finished in time).
+
     \b
     Examples:
       ocm resurrect
