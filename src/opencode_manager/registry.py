@@ -290,6 +290,7 @@ class Registry:
         self._timeout = timeout
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
+        self._writers: list[dbfile.WriterLock] = []  # one per thread, all closed by close()
         self._lock = threading.Lock()
         self._file: tuple[int, int] | None = None  # the file the newest connection opened
         self.generation = 0  # how many times the file was found replaced
@@ -328,6 +329,8 @@ class Registry:
         lock: dbfile.WriterLock | None = getattr(self._local, "writer", None)
         if lock is None:
             lock = self._local.writer = dbfile.WriterLock(dbfile.lock_path(self.path))
+            with self._lock:
+                self._writers.append(lock)
         return lock
 
     def _open(self) -> sqlite3.Connection:
@@ -441,8 +444,9 @@ class Registry:
                 db.close()
             except sqlite3.Error:
                 continue
-        writer: dbfile.WriterLock | None = getattr(self._local, "writer", None)
-        if writer is not None:
+        with self._lock:
+            writers, self._writers = self._writers, []
+        for writer in writers:
             writer.close()
         self._local = threading.local()
 
