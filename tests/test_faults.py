@@ -404,6 +404,7 @@ def test_a_full_disk_shows_what_runs_and_is_recorded_once_there_is_room(
     restarted = wait_for(
         lambda: _new_server_under(keeper, info["pid"]), timeout=60, message="a restart"
     )
+    assert isinstance(restarted, int)
     shown = wait_for(
         lambda: (i := _info("full"))["healthy"] and i,
         timeout=60,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from opencode_manager.instances.fleet import Fleet as RegistryFleet
 from opencode_manager.models import InstanceSpec, ProcessIdentity
 
-from conftest import RegistryFleet
 from helpers import Result, run_ocm
 
 pytestmark = pytest.mark.integration

@@ -100,6 +100,7 @@ async def list_instances(
         if record.spec.remote:
             infos.append(remote_info(record, health[i]))
             continue
+        server = servers[i]
         status = derive_status(
             record.state,
             keeper_alive=keepers[i] is not None,
@@ -113,7 +114,7 @@ async def list_instances(
                 name=record.name,
                 status=status,
                 managed=True,
-                pid=servers[i].pid if servers[i] is not None else None,
+                pid=server.pid if server is not None else None,
                 port=record.port,
                 url=record.url,
                 hostname=record.spec.hostname,

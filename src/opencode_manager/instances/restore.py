@@ -152,9 +152,8 @@ def restore(
             f"{backups_dir(settings)})"
         )
     keepers = find_keepers(settings)
-    kept = _aside(settings)
-    if not dbfile.swap_in(path, source, aside=kept, timeout=SWAP_TIMEOUT):
-        kept = None
+    aside = _aside(settings)
+    kept = aside if dbfile.swap_in(path, source, aside=aside, timeout=SWAP_TIMEOUT) else None
     started = time.time()
     registry = Registry(path, timeout=settings.registry_timeout)
     try:
