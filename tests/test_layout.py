@@ -10,7 +10,7 @@ keeper stays small.
     instances/                                        4
     client/    scripted_model/                        3
     registry, process, portal                         2
-    models, settings, durations                       1
+    models, settings, durations, dbfile               1
     errors                                            0
 """
 
@@ -27,7 +27,7 @@ PACKAGE = Path(opencode_manager.__file__).parent
 RANKS = {
     "errors": 0,
     "models": 1, "settings": 1, "durations": 1, "redaction": 1, "text": 1, "sockets": 1,
-    "deadline": 1,
+    "deadline": 1, "dbfile": 1,
     "registry": 2, "process": 2, "portal": 2, "secretfile": 2, "secretbook": 2,
     "client": 3, "scripted_model": 3,
     "instances": 4,

@@ -108,6 +108,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "PruneReport": ("tasks.store", "PruneReport"),
     "Received": ("observe.monitor", "Received"),
     "ResurrectReport": ("instances.dump", "ResurrectReport"),
+    "RegistryBackup": ("instances.restore", "Backup"),
+    "RestoreReport": ("instances.restore", "RestoreReport"),
     "SaveReport": ("instances.dump", "SaveReport"),
     "SystemdExport": ("instances.systemd", "SystemdExport"),
     "UpReport": ("instances.compose", "UpReport"),
@@ -191,6 +193,8 @@ if TYPE_CHECKING:
         StopResult,
     )
     from .instances.logs import LogLine
+    from .instances.restore import Backup as RegistryBackup
+    from .instances.restore import RestoreReport
     from .instances.spec import (
         LOG_LEVELS,
         RESTART_POLICIES,
@@ -305,7 +309,9 @@ __all__ = [
     "ProcessIdentity",
     "PruneReport",
     "Received",
+    "RegistryBackup",
     "ResourceSample",
+    "RestoreReport",
     "ResurrectReport",
     "SaveReport",
     "Secret",

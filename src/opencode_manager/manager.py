@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from .instances.inventory import StatusReport
     from .instances.lifecycle import CleanupReport, StartProgress, StopResult
     from .instances.logs import LogLine
+    from .instances.restore import Backup, RestoreReport
     from .instances.systemd import SystemdExport
     from .observe.fleetview import FleetFrame
     from .observe.monitor import Received
@@ -257,6 +258,21 @@ class AsyncManager:
         from .instances import dump
 
         return await asyncio.to_thread(dump.resurrect, self.fleet, timeout=timeout)
+
+    # -- a damaged registry ---------------------------------------------------------------
+    async def backups(self) -> list[Backup]:
+        """The registry's daily backups, newest first, each with its integrity_check."""
+        from .instances import restore
+
+        return await asyncio.to_thread(restore.backups, self.settings)
+
+    async def restore(self, backup: str | None = None, *, force: bool = False) -> RestoreReport:
+        """Replace the registry with a backup (the newest unless named) while the fleet runs:
+        swapped atomically with writers paused, the replaced file kept, the running keepers'
+        rows written back into it. Refused while the registry is sound, unless `force`."""
+        from .instances import restore
+
+        return await asyncio.to_thread(restore.restore, self.settings, backup, force=force)
 
     async def export_systemd(
         self,
@@ -1057,6 +1073,14 @@ class Manager:
 
     def resurrect(self, *, timeout: float = DEFAULT_START_TIMEOUT) -> ResurrectReport:
         result: ResurrectReport = self._call(lambda: self.aio.resurrect(timeout=timeout))
+        return result
+
+    def backups(self) -> list[Backup]:
+        result: list[Backup] = self._call(self.aio.backups)
+        return result
+
+    def restore(self, backup: str | None = None, *, force: bool = False) -> RestoreReport:
+        result: RestoreReport = self._call(lambda: self.aio.restore(backup, force=force))
         return result
 
     def export_systemd(

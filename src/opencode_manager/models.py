@@ -75,6 +75,7 @@ class EventKind(str, enum.Enum):
     ERRORED = "errored"  # too many restarts: given up
     STOPPED = "stopped"  # stopped on request
     KEEPER_ERROR = "keeper_error"  # the keeper hit a problem (registry, disk) or died
+    REJOINED = "rejoined"  # the registry was replaced (`ocm restore`): the keeper wrote its state
 
 
 @dataclass(frozen=True)
@@ -251,7 +252,10 @@ def derive_status(
         return Status.CRASHED
     # RUNNING
     if not server_alive:
-        return Status.CRASHED
+        # With its keeper alive, the keeper is ending it or about to start it again, and has
+        # not recorded which yet (at once, unless the disk is full: then it stays until it
+        # can); without one, nothing of it runs.
+        return Status.STOPPING if keeper_alive else Status.CRASHED
     if healthy is False:
         return Status.UNHEALTHY
     return Status.RUNNING

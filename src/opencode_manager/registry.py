@@ -12,11 +12,17 @@ asked for: a stop, with its timeout), which the keeper's reconcile loop acts on.
 
 Damage is reported, never papered over: a file that is not a database, or a registry that is
 empty or missing although this OCM_HOME had one (the ``.created`` marker beside it), is refused
-with the fix instead of being re-created over the user's results.
+with the fix (`ocm restore`) instead of being re-created over the user's results.
+
+The file may be replaced under a long-lived process (`ocm restore` swaps a backup in, see
+dbfile.py): every access compares the file the path names with the one the thread's connection
+opened, and reopens when they differ; `generation` counts the files seen, so a keeper can tell
+that it must write its state again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -27,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from . import dbfile
 from .errors import ConflictError, NotFoundError, StateError
 from .models import (
     KEEPER_CMD,
@@ -259,8 +266,8 @@ def explain(path: Path, exc: BaseException) -> StateError:
     text = str(exc)
     if "not a database" in text or "malformed" in text or "file is encrypted" in text:
         return StateError(
-            f"registry {path} is corrupt ({text}); it was left untouched: move it aside "
-            f"(or restore a backup from {path.parent / 'backups'}) and run the command again"
+            f"registry {path} is corrupt ({text}); it was left untouched: `ocm restore` "
+            "brings back the newest backup (and keeps the damaged file)"
         )
     if "locked" in text or "busy" in text:
         return StateError(f"registry {path} is locked by another process; try again")
@@ -283,18 +290,48 @@ class Registry:
         self._timeout = timeout
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
+        self._writers: list[dbfile.WriterLock] = []  # one per thread, all closed by close()
         self._lock = threading.Lock()
+        self._file: tuple[int, int] | None = None  # the file the newest connection opened
+        self.generation = 0  # how many times the file was found replaced
 
     # -- connection ------------------------------------------------------------------------
     @property
     def db(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is not None and dbfile.file_id(self.path) != self._local.file:
+            # Replaced (`ocm restore`) or removed: this connection reads a file that is no
+            # longer the registry. Closing it is safe: SQLite does not checkpoint a moved
+            # file nor delete the new file's -wal by name.
+            self._forget(db)
+            db = None
         if db is None:
             db = self._open()
-            self._local.db = db
+            file = dbfile.file_id(self.path)
+            self._local.db, self._local.file = db, file
             with self._lock:
                 self._all.append(db)
+                if file != self._file:
+                    if self._file is not None:
+                        self.generation += 1
+                    self._file = file
         return db
+
+    def _forget(self, db: sqlite3.Connection) -> None:
+        with self._lock:
+            if db in self._all:
+                self._all.remove(db)
+        self._local.db = None
+        with contextlib.suppress(sqlite3.Error):
+            db.close()
+
+    def _writer_lock(self) -> dbfile.WriterLock:
+        lock: dbfile.WriterLock | None = getattr(self._local, "writer", None)
+        if lock is None:
+            lock = self._local.writer = dbfile.WriterLock(dbfile.lock_path(self.path))
+            with self._lock:
+                self._writers.append(lock)
+        return lock
 
     def _open(self) -> sqlite3.Connection:
         existed = self.marker.exists()
@@ -343,9 +380,9 @@ class Registry:
     def _emptied_message(self) -> str:
         backups = sorted((self.path.parent / "backups").glob("registry-*.db"))
         fix = (
-            f"restore the newest backup (cp {backups[-1]} {self.path})"
+            f"`ocm restore` brings back the newest backup ({backups[-1].name})"
             if backups
-            else "restore it from your own backup"
+            else "`ocm restore FILE` brings back your own copy of it"
         )
         return (
             f"registry {self.path} is empty or missing, but this OCM_HOME had one "
@@ -377,6 +414,10 @@ class Registry:
             done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
             if all(name in done for name, _ in MIGRATIONS):
                 return  # the common case: no write lock needed to open
+        with self._writer_lock().shared(self._timeout):
+            self._apply_migrations(db)
+
+    def _apply_migrations(self, db: sqlite3.Connection) -> None:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute(
@@ -403,11 +444,21 @@ class Registry:
                 db.close()
             except sqlite3.Error:
                 continue
+        with self._lock:
+            writers, self._writers = self._writers, []
+        for writer in writers:
+            writer.close()
         self._local = threading.local()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction holding SQLite's lock: the cross-process mutex."""
+        """A write transaction holding SQLite's lock: the cross-process mutex (and the
+        writers' lock shared, so `ocm restore` never swaps the file under a write)."""
+        with self._writer_lock().shared(self._timeout), self._transaction() as db:
+            yield db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         db = self.db
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -447,9 +498,15 @@ class Registry:
         return True
 
     def quick_check(self) -> str:
-        """SQLite's own consistency check: "ok", or what is wrong."""
-        rows = self.query("PRAGMA quick_check")
-        return "; ".join(str(r[0]) for r in rows[:5]) or "ok"
+        """SQLite's quick consistency check: "ok", or what is wrong (indexes not compared
+        with their tables: see `integrity_check`)."""
+        rows = self.query("PRAGMA quick_check(5)")
+        return "; ".join(str(r[0]) for r in rows) or "ok"
+
+    def integrity_check(self) -> str:
+        """SQLite's full check, every index against its table: "ok", or what is wrong."""
+        rows = self.query("PRAGMA integrity_check(5)")
+        return "; ".join(str(r[0]) for r in rows) or "ok"
 
     def backup_daily(self, *, keep: int = BACKUPS_KEPT, now: float | None = None) -> Path | None:
         """Today's copy under backups/ (SQLite online backup), made once a day; old ones go.
@@ -470,6 +527,14 @@ class Registry:
             finally:
                 copy.close()
             os.chmod(tmp, 0o600)
+            found = dbfile.integrity(tmp, snapshot=True)
+            if found != dbfile.OK:
+                # A damaged registry must not push a good copy out of the seven kept.
+                tmp.unlink(missing_ok=True)
+                raise StateError(
+                    f"registry {self.path} fails integrity_check ({found}); no backup made: "
+                    "`ocm restore` brings back the newest good one"
+                )
             os.replace(tmp, target)
         except (OSError, sqlite3.Error) as exc:
             tmp.unlink(missing_ok=True)
@@ -761,6 +826,32 @@ class Registry:
 
     def keeper_ended(self, name: str) -> None:
         self.update(name, keeper_pid=None, keeper_ctime=None, adopted=None)
+
+    def rejoin(self, name: str, spec: InstanceSpec, *, created_at: float, **fields: Any) -> bool:
+        """A keeper's whole row, written again into a registry that was replaced under it
+        (`ocm restore` of an older backup): inserted when that file does not have it.
+        Returns whether it had to be inserted.
+
+        The keeper is the only one who knows what runs: without this, a live server that no
+        registry lists could only be stopped by PID."""
+        now = time.time()
+        with self.transaction() as db:
+            missing = not db.execute("SELECT 1 FROM instances WHERE name = ?", (name,)).fetchall()
+            if missing:
+                db.execute(
+                    "INSERT INTO instances (name, spec, state, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (name, spec.to_json(), State(fields.get("state", State.STARTING)).value,
+                     created_at, now),
+                )  # fmt: skip
+            self._set(db, name, spec=spec, **fields)
+            db.execute(
+                "INSERT INTO events (instance, time, kind, detail) VALUES (?, ?, ?, ?)",
+                (name, now, EventKind.REJOINED.value,
+                 "the registry was replaced; the keeper wrote its state "
+                 + ("(its row was missing)" if missing else "back")),
+            )  # fmt: skip
+        return missing
 
     def mark_adopted(self, name: str, adopted: list[ProcessIdentity]) -> None:
         """Orphans re-parented to the keeper, so a stop without the keeper still ends them."""

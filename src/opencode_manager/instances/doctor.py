@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from .. import process
@@ -13,11 +15,27 @@ from ..client import operations as ops
 from ..errors import OcmError, ServerError, ServerRefused
 from ..models import InstanceRecord, State, Status
 from ..settings import MIN_OPENCODE_VERSION
-from ..text import one_line
+from ..text import human_size, one_line
 from . import binary as binaries
 from . import ports
 from .fleet import Fleet
 from .inventory import list_instances
+
+#: Below this much free space where OCM_HOME is, doctor says the disk is full.
+LOW_SPACE = 1 << 20
+RESTORE_FIX = (
+    "`ocm restore` swaps in the newest backup that passes integrity_check (`ocm restore "
+    "--list` shows them); the fleet keeps running and the damaged file is kept"
+)
+_NO_CAUSE = "its processes are gone, and nothing recorded why (see `ocm events` and `ocm logs`)"
+
+
+def _free_space(path: Path) -> int | None:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 @dataclass
@@ -64,33 +82,45 @@ async def run_checks(fleet: Fleet) -> list[Check]:
             )
         )
 
+    room = _free_space(settings.home)
+    if room is not None and room < LOW_SPACE:
+        checks.append(
+            Check(
+                "disk",
+                False,
+                f"{human_size(room)} free where OCM_HOME is: registry and log writes fail "
+                "(keepers keep what they cannot write and retry)",
+                fix=f"free some space on the file system of {settings.home}",
+            )
+        )
+
     try:
         records = fleet.registry.instances()
         migrations = fleet.registry.applied_migrations()
-        integrity = await asyncio.to_thread(fleet.registry.quick_check)
-        checks.append(
-            Check(
-                "registry",
-                True,
-                f"{settings.registry_path}: {len(records)} instance(s), "
-                f"{len(migrations)} migration(s) applied",
-            )
-        )
+        # The full check, not quick_check: only it compares each index with its table,
+        # which is what a stale -wal replayed onto another file breaks.
+        integrity = await asyncio.to_thread(fleet.registry.integrity_check)
     except OcmError as exc:
-        checks.append(
-            Check("registry", False, str(exc), fix="move the file aside; ocm creates a fresh one")
-        )
+        checks.append(Check("registry", False, str(exc), fix=RESTORE_FIX))
         return checks
-
     if integrity != "ok":
         checks.append(
             Check(
-                "registry integrity",
+                "registry",
                 False,
-                f"PRAGMA quick_check: {integrity}",
-                fix=f"stop the fleet, then restore a backup from {settings.home / 'backups'}",
+                f"{settings.registry_path} is damaged: PRAGMA integrity_check: {integrity}",
+                fix=RESTORE_FIX,
             )
         )
+        return checks  # what it says about instances cannot be trusted
+    checks.append(
+        Check(
+            "registry",
+            True,
+            f"{settings.registry_path}: {len(records)} instance(s), "
+            f"{len(migrations)} migration(s) applied, integrity_check ok",
+        )
+    )
     infos = {info.name: info for info in await list_instances(fleet, include_foreign=False)}
     for record in records:
         info = infos.get(record.name)
@@ -116,7 +146,7 @@ async def run_checks(fleet: Fleet) -> list[Check]:
                 Check(
                     label,
                     False,
-                    f"crashed: {record.error or record.last_exit}",
+                    f"crashed: {record.error or record.last_exit or _NO_CAUSE}",
                     fix=f"`ocm logs {record.name}`, then `ocm restart {record.name}`"
                     f" or `ocm rm {record.name}`",
                     level="warning",

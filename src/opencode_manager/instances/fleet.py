@@ -12,6 +12,8 @@ import threading
 import time
 from collections.abc import Sequence
 
+import psutil
+
 from .. import process
 from ..client import healthcheck
 from ..client.endpoint import Endpoint
@@ -213,7 +215,36 @@ class Fleet:
 # -- liveness (pure reads of /proc) ------------------------------------------------------------
 def is_up(record: InstanceRecord) -> bool:
     """Its server process is alive (whatever its keeper is doing)."""
-    return process.is_alive(record.server)
+    return current_server(record) is not None
+
+
+def current_server(record: InstanceRecord) -> psutil.Process | None:
+    """Its server process: the one recorded, or the one its live keeper runs now when the
+    registry has not caught up (a full disk: the keeper restarted it and could not say so).
+
+    That one is the keeper's child whose command line is a server's and whose environment
+    carries the instance's launch marker (and not an orphan the keeper adopted).
+    """
+    proc = process.verified(record.server)
+    if proc is not None or not record.launch_token:
+        return proc
+    keeper = process.verified(record.keeper)
+    if keeper is None:
+        return None
+    mark = launch.mark_value(record.name, record.launch_token)
+    adopted = {ident.pid for ident in record.adopted}
+    found = []
+    with contextlib.suppress(psutil.Error):
+        for child in keeper.children():
+            with contextlib.suppress(psutil.Error):
+                if (
+                    child.pid not in adopted
+                    and child.status() != psutil.STATUS_ZOMBIE
+                    and process.is_server_argv(child.cmdline())
+                    and child.environ().get(launch.MARK_VARIABLE) == mark
+                ):
+                    found.append(child)
+    return found[0] if len(found) == 1 else None
 
 
 def is_live(record: InstanceRecord) -> bool:
@@ -227,8 +258,14 @@ def is_live(record: InstanceRecord) -> bool:
     return record.state is State.STARTING and process.is_alive(record.starter)
 
 
-def keeper_answering(record: InstanceRecord, now: float | None = None) -> bool | None:
-    """Whether its keeper's loop is alive: None when there is no keeper to ask."""
+def keeper_answering(
+    record: InstanceRecord, now: float | None = None, *, server_healthy: bool | None = None
+) -> bool | None:
+    """Whether its keeper's loop is alive: None when there is no keeper to ask.
+
+    A stale heartbeat alone does not say so: a keeper that cannot write (a full disk) keeps
+    supervising, so while its process runs and its server answers health (`server_healthy`,
+    when the caller asked), it counts as answering."""
     keeper = process.verified(record.keeper)
     if keeper is None:
         return None
@@ -237,4 +274,4 @@ def keeper_answering(record: InstanceRecord, now: float | None = None) -> bool |
     if record.heartbeat_at is None or record.state is not State.RUNNING:
         return True  # heartbeats come from the watch loop, which runs once the server is up
     limit = HEARTBEAT_INTERVALS * record.spec.health_interval + HEARTBEAT_MARGIN
-    return (now or time.time()) - record.heartbeat_at <= limit
+    return (now or time.time()) - record.heartbeat_at <= limit or server_healthy is True

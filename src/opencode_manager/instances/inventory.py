@@ -25,7 +25,7 @@ from ..models import (
 )
 from . import probe
 from .discovery import ForeignServer, find_foreign
-from .fleet import Fleet, keeper_answering
+from .fleet import Fleet, current_server, keeper_answering
 from .spec import is_loopback_host
 
 
@@ -47,7 +47,7 @@ async def list_instances(
         r for r in await asyncio.to_thread(fleet.records) if names is None or r.name in names
     ]
     keepers = [process.verified(r.keeper) for r in records]
-    servers = [process.verified(r.server) for r in records]
+    servers = [current_server(r) for r in records]
     foreign: list[ForeignServer] = []
     if include_foreign:
         own = {p.pid for p in servers if p is not None}
@@ -100,6 +100,7 @@ async def list_instances(
         if record.spec.remote:
             infos.append(remote_info(record, health[i]))
             continue
+        server = servers[i]
         status = derive_status(
             record.state,
             keeper_alive=keepers[i] is not None,
@@ -113,7 +114,7 @@ async def list_instances(
                 name=record.name,
                 status=status,
                 managed=True,
-                pid=record.server.pid if (record.server and servers[i]) else None,
+                pid=server.pid if server is not None else None,
                 port=record.port,
                 url=record.url,
                 hostname=record.spec.hostname,
@@ -131,7 +132,9 @@ async def list_instances(
                 auth=record.spec.auth,
                 keeper_pid=record.keeper.pid if (record.keeper and keepers[i]) else None,
                 supervised=keepers[i] is not None if live else None,
-                keeper_answering=keeper_answering(record, now) if live else None,
+                keeper_answering=keeper_answering(record, now, server_healthy=health[i].healthy)
+                if live and servers[i] is not None
+                else None,
                 keeper_error=record.keeper_error,
                 error=record.error if status in (Status.CRASHED, Status.ERRORED) else None,
                 last_exit=record.last_exit,
@@ -308,7 +311,7 @@ async def status_report(fleet: Fleet, ref: str) -> StatusReport:
     found = await asyncio.to_thread(fleet.find, ref)
     report = StatusReport(info=await instance_info(fleet, ref))
     if isinstance(found, InstanceRecord):
-        server = process.verified(found.server)
+        server = current_server(found)
         endpoint = fleet.endpoint(found)
         directory: str | None = found.spec.dir
         report.created_at = found.created_at

@@ -46,7 +46,7 @@ from ..models import KEEPER_CMD, InstanceRecord, InstanceSpec, ProcessIdentity, 
 from . import binary as binaries
 from . import credentials, launch, ports, remote
 from . import spec as specs
-from .fleet import Fleet, is_live, keeper_answering
+from .fleet import Fleet, current_server, is_live, keeper_answering
 
 DEFAULT_START_TIMEOUT = 120.0
 DEFAULT_STOP_TIMEOUT = 10.0
@@ -340,12 +340,12 @@ def _stop_one(fleet: Fleet, record: InstanceRecord, timeout: float) -> StopResul
         record = registry.request_stop(record.name, timeout)
     except StateError as exc:
         problem = exc  # stop anyway; say at the end that it could not be recorded
-    keeper = _let_keeper_stop(fleet, record, timeout)
+    keeper = _let_keeper_stop(fleet, record, timeout, recorded=problem is None)
     if problem is None:
         with contextlib.suppress(StateError):
             record = registry.get(record.name)
     spare = _others(record)
-    server = process.verified(record.server)
+    server = current_server(record)
     if server is not None:
         # No keeper, or one that did not act: do it ourselves.
         _dispose(fleet, record, min(DISPOSE_TIMEOUT, timeout))
@@ -367,9 +367,13 @@ def _stop_one(fleet: Fleet, record: InstanceRecord, timeout: float) -> StopResul
     except StateError as exc:
         problem = problem or exc
     if problem is not None:
+        later = (
+            "its keeper stays to record it once the registry is writable again"
+            if process.is_alive(record.keeper)
+            else "`ocm ls` may show it as crashed until the registry is writable again"
+        )
         raise StateError(
-            f"stopped {record.name}, but the registry could not record it ({problem}); "
-            f"`ocm ls` may show it as crashed until the registry is writable again",
+            f"stopped {record.name}, but the registry could not record it ({problem}); {later}",
             instance=record.name,
         )
     if record.port:
@@ -377,13 +381,22 @@ def _stop_one(fleet: Fleet, record: InstanceRecord, timeout: float) -> StopResul
     return result
 
 
-def _let_keeper_stop(fleet: Fleet, record: InstanceRecord, timeout: float) -> psutil.Process | None:
-    """Wake the keeper and wait for it to stop the server; return it if it did not."""
+def _let_keeper_stop(
+    fleet: Fleet, record: InstanceRecord, timeout: float, *, recorded: bool = True
+) -> psutil.Process | None:
+    """Wake the keeper and wait for it to stop the server; return it if it did not.
+
+    When the request could not be recorded (`recorded` false: a full disk, a long lock), the
+    keeper acts on SIGTERM alone and cannot write that it took it, nor its heartbeat: unless
+    frozen, it gets the whole stop to end its server, and once that is gone it is left alone,
+    to record the stop when it can (it stays until then). Otherwise a stale heartbeat does not
+    make a keeper "not answering" while its server answers health."""
     registry = fleet.registry
     deadline = time.monotonic() + timeout + DISPOSE_TIMEOUT + 5.0
-    ack_by = time.monotonic() + min(KEEPER_ACK, timeout + 1.0)
+    ack_by = time.monotonic() + min(KEEPER_ACK, timeout + 1.0) if recorded else deadline
     signalled: set[int] = set()
     keeper: psutil.Process | None = None
+    serving: bool | None = None  # whether its server answers health, asked once if needed
     while time.monotonic() < deadline:
         with contextlib.suppress(OcmError):
             record = registry.get(record.name)
@@ -398,16 +411,36 @@ def _let_keeper_stop(fleet: Fleet, record: InstanceRecord, timeout: float) -> ps
             with contextlib.suppress(psutil.Error):
                 keeper.send_signal(signal.SIGTERM)  # wakes its loop: it reads the request
             signalled.add(keeper.pid)
-        if process.is_frozen(keeper) or keeper_answering(record) is False:
+        server = current_server(record)
+        if process.is_frozen(keeper):
             return keeper
-        taken = record.state in (State.STOPPING, State.STOPPED) or not process.is_alive(
-            record.server
-        )
+        if recorded and keeper_answering(record) is False:
+            # (Unrecorded, a stale heartbeat says nothing: the keeper cannot write either.)
+            if serving is None:
+                serving = server is not None and _answers(fleet, record)
+            if not serving:
+                return keeper
+        taken = record.state in (State.STOPPING, State.STOPPED) or server is None
         if not taken and time.monotonic() > ack_by:
             return keeper  # it did not take the request in time
         if process.wait_gone([keeper], 0.05) == []:
             return None
+        if server is None and not recorded:
+            return None  # ended; the keeper stays until it can record that
     return keeper
+
+
+def _answers(fleet: Fleet, record: InstanceRecord) -> bool:
+    """Its server answers health (a keeper that cannot write its heartbeat still works)."""
+    from ..client import healthcheck
+
+    endpoint = fleet.endpoint(record)
+    if endpoint is None:
+        return False
+    try:
+        return bool(healthcheck.health_blocking(endpoint, timeout=2.0).get("healthy"))
+    except OcmError:
+        return False
 
 
 def _dispose(fleet: Fleet, record: InstanceRecord, timeout: float) -> None:

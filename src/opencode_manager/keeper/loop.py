@@ -20,7 +20,11 @@ loop:
 
 It never gives up on its server because of the registry or the disk: registry writes go through
 the `Ledger` (kept and retried), log writes through the `LogSink` (dropped and counted), and the
-pipes are always drained. Its own crash is written where `ocm status` shows it.
+pipes are always drained. Its own crash is written where `ocm status` shows it. When the
+registry cannot take its last writes (a full disk), it stays after its server has ended until
+they land (up to `EXIT_LINGER`), so a stop made during the outage is recorded once there is room.
+When the registry file is replaced (`ocm restore`), it writes its whole row into the new one
+(row.py), inserting it if that file does not have it.
 
 It is a child subreaper, so processes the server orphans (bash-tool commands run in their own
 session) are re-parented to the keeper instead of init and can still be found and ended. So
@@ -39,6 +43,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +58,7 @@ from ..instances.credentials import read_password
 from ..models import KEEPER_CMD, EventKind, InstanceRecord, InstanceSpec, ProcessIdentity, State
 from ..registry import Registry
 from ..settings import Settings
+from . import row
 from .ledger import Ledger
 from .logsink import LogSink
 from .policy import ExitKind, Limits, RestartPolicy, decide, next_consecutive
@@ -74,7 +80,8 @@ DISPOSE_TIMEOUT = 3.0
 STOP_TIMEOUT = 10.0
 WEDGED_STOP_TIMEOUT = 0.5  # a server that does not answer cannot act on SIGTERM either
 REGISTRY_TIMEOUT = 0.5  # the keeper never waits long on a locked registry: it retries later
-EXIT_SETTLE = 10.0  # at exit, how long to keep trying to record the final state
+EXIT_SETTLE = 10.0  # at exit, how long to try to record the final state before saying so
+EXIT_LINGER = 24 * 3600.0  # and then how long to stay, waiting for room to record it
 READ_CHUNK = 65536
 MAX_LINE = 1 << 20  # longer lines are cut (the pipe is drained whatever comes)
 RECOVERED = "answering again"  # the detail of a healthy event after missed checks
@@ -143,8 +150,13 @@ class Keeper:
             secrets=(self.password,) if self.password else (),
         )
         self.ledger = Ledger(
-            registry, on_trouble=self._registry_trouble, clock=self.clock.monotonic
+            registry,
+            on_trouble=self._registry_trouble,
+            on_replaced=self._registry_replaced,
+            clock=self.clock.monotonic,
         )
+        self.row = row.initial(record)  # what the keeper knows its row holds (or should)
+        self._dropped_said = 0
         self.stop_requested = asyncio.Event()
         self.wake = asyncio.Event()
         self.server: Server | None = None
@@ -187,9 +199,21 @@ class Keeper:
             return 2
         finally:
             self._write(Registry.keeper_ended, self.name)
-            await self.ledger.settle(self.clock.monotonic() + EXIT_SETTLE)
+            await self._settle()
             self.log.close()
             self.registry.close()
+
+    async def _settle(self) -> None:
+        """Record how this instance ended before going: a full disk must not lose a stop."""
+        if await self.ledger.settle(self.clock.monotonic() + EXIT_SETTLE):
+            return
+        self.log.note(
+            f"the registry cannot be written ({self.ledger.last_error}); staying up to "
+            f"{EXIT_LINGER / 3600:g} h to record how {self.name} ended",
+            "WARN",
+        )
+        if await self.ledger.settle(self.clock.monotonic() + EXIT_LINGER):
+            self.log.note("recorded; the keeper ends")
 
     def request_stop(self) -> None:
         """What SIGTERM does: stop (with the row's timeout when a stop was requested there)."""
@@ -634,8 +658,38 @@ class Keeper:
     def _write(
         self, method: Callable[..., None], *args: Any, key: str | None = None, **kwargs: Any
     ) -> None:
-        """Queue a registry transition (arguments bound now, applied by the ledger)."""
-        self.ledger.write(lambda registry: method(registry, *args, **kwargs), key=key)
+        """Queue a registry transition (arguments bound now, applied by the ledger), and
+        fold it into the keeper's own copy of its row."""
+        row.fold(self.row, method.__name__, args, kwargs, time.time())
+        self.ledger.write(
+            lambda registry: method(registry, *args, **kwargs),
+            key=key,
+            event=method is Registry.add_event,
+        )
+
+    def _registry_replaced(self) -> None:
+        """The registry file is another one now (`ocm restore`): write our row into it."""
+        self.log.note("the registry file was replaced; writing this instance's state into it")
+        self.ledger.rejoin(self._rejoin)
+
+    def _rejoin(self, registry: Registry) -> None:
+        """The whole row as the keeper knows it now (computed when applied, so it is never
+        older than the transitions queued before it)."""
+        stopping = self.stop_requested.is_set()
+        fields = {key: self.row[key] for key in row.OWNED}
+        if fields["keeper_pid"] is not None and fields["state"] is State.RUNNING:
+            fields["heartbeat_at"] = time.time()
+        registry.rejoin(
+            self.name,
+            self.spec,
+            created_at=self.record.created_at,
+            **fields,
+            desired="stopped" if stopping else "running",
+            stop_timeout=self.stop_timeout if stopping else None,
+            launch_token=self.record.launch_token,
+            starter_pid=None,
+            starter_ctime=None,
+        )
 
     def _event(self, kind: EventKind, detail: str) -> None:
         self._write(Registry.add_event, self.name, kind.value, detail, at=self.clock.time())
@@ -661,6 +715,14 @@ class Keeper:
             if problem is None
             else f"registry not writable ({problem}); supervising from memory and retrying",
         )
+        dropped = self.ledger.dropped - self._dropped_said
+        if problem is None and dropped:
+            self._dropped_said = self.ledger.dropped
+            self._event(
+                EventKind.KEEPER_ERROR,
+                f"{dropped} event(s) were not recorded: more happened while the registry "
+                "could not be written than the keeper keeps",
+            )
 
     def _log_trouble(self, problem: str | None) -> None:
         self._problem("log", problem)
