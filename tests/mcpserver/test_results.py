@@ -118,7 +118,7 @@ SAMPLES: list[tuple[Any, dict[str, Any]]] = [
     (
         results.StopResult,
         dict(records.stop(StopResult("oc-1", "running", "stopped", port_freed=True))),
-    ),  # fmt: skip
+    ),
     (results.TaskBrief, dict(records.task_brief(RECORD))),
 ]
 

@@ -86,7 +86,8 @@ def _problem(error: dict[str, Any]) -> str:
         sign = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
                 "less_than": "<"}[kind]  # fmt: skip
         limit = next(iter(ctx.values()), "?")
-        return f"{name} must be {sign} {limit}{got}"
+        shown = f"{limit:g}" if isinstance(limit, int | float) else limit
+        return f"{name} must be {sign} {shown}{got}"
     if kind == "string_too_short":
         least = ctx.get("min_length", 1)
         if least == 1:
