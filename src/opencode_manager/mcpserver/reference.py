@@ -39,6 +39,7 @@ Records are compact: each fact once, and a key whose value is null or empty is l
 marked optional below). Results are open objects: a key not listed may appear too.
 """
 
+
 def _kind(tool: Any) -> str:
     hints = tool.annotations
     if hints is not None and hints.read_only_hint:

@@ -104,9 +104,9 @@ def build_server(
 
     runs: list[asyncio.Task[None]] = []  # batches running in this process
 
-    def require_confirm(value: bool, what: str) -> None:
-        if not value:
-            raise ToolError(f"{what} stops work in progress: call it again with confirm: true")
+    def require_confirm(value: bool) -> None:
+        if not value:  # StrictTool puts the tool's name first
+            raise ToolError("this stops work in progress: call it again with confirm: true")
 
     def finish() -> MCPServer:
         set_log_level(log_level)
@@ -362,27 +362,27 @@ def build_server(
     @tool("Stop instances", DESTROY)
     async def instances_stop(names: list[Name], confirm: Confirm = False) -> results.StopList:
         """Stop instances ocm manages (never a server someone else started)."""
-        require_confirm(confirm, "instances_stop")
+        require_confirm(confirm)
         stopped = await call(lambda m: m.stop(names))
         return {"stopped": [records.stop(s) for s in stopped]}
 
     @tool("Restart an instance", DESTROY)
     async def instance_restart(name: Name, confirm: Confirm = False) -> results.InstanceList:
         """Restart an instance with the same name, settings, password and data."""
-        require_confirm(confirm, "instance_restart")
+        require_confirm(confirm)
         infos = await call(lambda m: m.restart([name]))
         return {"instances": [records.instance(i) for i in infos]}
 
     @tool("Cancel a batch", DESTROY)
     async def batch_cancel(batch_id: Id, confirm: Confirm = False) -> results.BatchSummary:
         """Cancel a batch: running tasks are aborted, the rest cancelled."""
-        require_confirm(confirm, "batch_cancel")
+        require_confirm(confirm)
         return records.batch(await call(lambda m: m.batch_cancel(batch_id)))
 
     @tool("Abort a task", DESTROY)
     async def task_abort(task_id: Id, confirm: Confirm = False) -> results.TaskRecord:
         """Abort a running task's session on its server."""
-        require_confirm(confirm, "task_abort")
+        require_confirm(confirm)
         record = await call(lambda m: m.task(task_id))
         if record.session_id is None:
             raise ToolError(f"task {task_id} has no session to abort")
