@@ -38,19 +38,30 @@ OLDER_NAMES = {
 
 def bare(data: dict[str, Any], *, drop: tuple[str, ...] = ()) -> dict[str, Any]:
     """`data` without the keys in `drop` and those whose value is null or empty (zero and
-    false stay: they are facts)."""
+    false stay: they are facts); times to the millisecond."""
     return {
-        key: value
+        key: _rounded(key, value)
         for key, value in data.items()
         if key not in drop and value is not None and value != [] and value != {} and value != ""
     }
 
 
+def _rounded(key: str, value: Any) -> Any:
+    """A Unix time (`at`, `*_at`) to the millisecond, a CPU share to a tenth: the digits
+    beyond say nothing and cost an agent's context."""
+    if isinstance(value, float) and (key == "at" or key.endswith("_at")):
+        return round(value, 3)
+    if isinstance(value, float) and key == "cpu_percent":
+        return round(value, 1)
+    return value
+
+
 def event(found: LifecycleEvent, *, nested: bool = False) -> results.LifecycleEvent:
-    """An event; `nested` in its instance's record, without the instance's name."""
+    """An event: in events_list with its id (the cursor); `nested` in its instance's record,
+    without the instance's name or an id."""
     drop = OLDER_NAMES["event"] + (("instance",) if nested else ())
     out = bare(found.to_dict(), drop=drop)
-    if found.id is not None:
+    if found.id is not None and not nested:
         out["id"] = found.id
     return cast("results.LifecycleEvent", out)
 
@@ -81,6 +92,8 @@ def fleet_frame(frame: FleetFrame) -> results.FleetFrame:
             data["last_event"] = event(row.last_event, nested=True)
         rows.append(data)
     out = frame.to_dict()
+    out["taken_at"] = _rounded("taken_at", out["taken_at"])
+    out["totals"] = {key: _rounded(key, value) for key, value in out["totals"].items()}
     out["instances"] = rows
     return cast("results.FleetFrame", out)
 
