@@ -4,9 +4,11 @@ A front like the CLI: every tool drives the async facade (`AsyncManager`) and im
 the public API. Tool names are snake_case `noun_verb`. Read tools are always there;
 `read_only=True` keeps only them, `destructive=False` drops stop, restart and abort, and the
 destructive tools that remain also want `confirm: true` in their arguments (elicitation is
-not relied on: several clients silently decline it). An error a model could fix comes back
-as a readable tool error; nothing but the protocol goes to stdout. Every tool's result is a
-TypedDict from `results`, so it has a typed `outputSchema`.
+not relied on: several clients silently decline it). Every tool is a `StrictTool`: it refuses
+an argument it does not take, and an error a model could fix comes back as one readable line
+that names the tool to call next; nothing but the protocol goes to stdout, and nothing to
+stderr at the default log level. Every tool's result is a TypedDict from `results`, so it has
+a typed `outputSchema`, filled with the compact records `records` makes.
 """
 
 from __future__ import annotations
