@@ -38,8 +38,9 @@ def _settings() -> Settings:
     return Settings.load(home=Path(os.environ["OCM_HOME"]))
 
 
-async def _names(**gates: bool) -> set[str]:
-    async with Client(build_server(_settings(), **gates)) as client:
+async def _names(*, read_only: bool = False, destructive: bool = True) -> set[str]:
+    server = build_server(_settings(), read_only=read_only, destructive=destructive)
+    async with Client(server) as client:
         return {tool.name for tool in (await client.list_tools()).tools}
 
 
@@ -172,7 +173,7 @@ async def test_an_argument_error_is_one_line(
 
 
 async def test_errors_name_the_tool_to_call_not_the_cli() -> None:
-    cases = [
+    cases: list[tuple[str, dict[str, Any], str]] = [
         ("instance_get", {"name": "nope"},
          "instance_get: no instance named 'nope'; call instances_list"),
         ("task_get", {"task_id": "t-nope"}, "task_get: no task 't-nope'; call tasks_list"),

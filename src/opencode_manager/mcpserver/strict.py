@@ -24,7 +24,7 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.tools import Tool
@@ -44,7 +44,7 @@ def clean_description(doc: str | None) -> str:
 
 def _forbidding(model: type[ArgModelBase]) -> type[ArgModelBase]:
     """The same arguments model, refusing keys it does not declare."""
-    config = ConfigDict(**{**model.model_config, "extra": "forbid"})  # type: ignore[typeddict-item]
+    config = ConfigDict(**{**model.model_config, "extra": "forbid"})
     namespace = {"model_config": config, "__module__": model.__module__}
     return type(model.__name__, (model,), namespace)
 
@@ -54,9 +54,10 @@ class StrictTool(Tool):
 
     @classmethod
     def of(cls, fn: Callable[..., Any], *, title: str, annotations: ToolAnnotations) -> StrictTool:
-        tool = cls.from_function(
+        made = cls.from_function(
             fn, title=title, description=clean_description(fn.__doc__), annotations=annotations
         )
+        tool = cast("StrictTool", made)  # `from_function` builds a `cls`
         model = _forbidding(tool.fn_metadata.arg_model)
         tool.fn_metadata.arg_model = model
         tool.parameters = model.model_json_schema(by_alias=True)
