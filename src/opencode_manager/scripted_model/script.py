@@ -46,8 +46,10 @@ _BASH_RE = re.compile(r"BASH:[ \t]*([^\r\n]*)")
 _STRUCTURED_RE = re.compile(r"STRUCTURED[ \t]*(\{[^\r\n]*\})?")
 # CALL tool_name {"json": "arguments"}: call any tool the client offers (an MCP server's
 # tools too, named `<server>_<tool>`: offered as such by OpenCode 1, run through Code Mode's
-# `execute` on OpenCode 2); one call per CALL line, all in one step.
-_CALL_RE = re.compile(r"CALL[ \t]+([A-Za-z0-9_.\-]+)[ \t]*(\{[^\r\n]*\})?")
+# `execute` on OpenCode 2); one call per CALL line, all in one step. The arguments are fitted
+# to the tool's schema (undeclared keys dropped); `CALL!` sends them exactly as written, to
+# see what the client and the server do with an argument the tool does not take.
+_CALL_RE = re.compile(r"CALL(!?)[ \t]+([A-Za-z0-9_.\-]+)[ \t]*(\{[^\r\n]*\})?")
 _WRITE_RE = re.compile(r"WRITE:[ \t]*([^\r\n]*)")
 _READ_RE = re.compile(r"READ:[ \t]*([^\r\n]*)")
 # OpenCode may wrap its own additions in these tags; they are not the user's words.
@@ -263,10 +265,15 @@ def _prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
 
 
 def _tool_call(
-    tools: Toolbox, index: int, call_number: int, name: str, args: dict[str, Any]
+    tools: Toolbox,
+    index: int,
+    call_number: int,
+    name: str,
+    args: dict[str, Any],
+    verbatim: bool = False,
 ) -> ToolCall:
     schema = tools.schema(name)
-    fitted = conform(rename_keys(args, schema), schema)
+    fitted = args if verbatim else conform(rename_keys(args, schema), schema)
     arguments = json.dumps(fitted)
     # Split the arguments so clients must reassemble them across frames.
     middle = len(arguments) // 2
@@ -368,6 +375,7 @@ def _tool_calls_for(behaviour: str, text: str, tools: Toolbox, first_number: int
     """The tool calls of a keyword, named as the request's OpenCode line names them (empty
     when the line offers no tool for it)."""
     calls: list[tuple[str, dict[str, Any]]] = []
+    verbatim: set[int] = set()  # indexes of calls made with their arguments as written
     if behaviour == "bash":
         match = _BASH_RE.search(text)
         command = match.group(1).strip() if match else ""
@@ -388,12 +396,14 @@ def _tool_calls_for(behaviour: str, text: str, tools: Toolbox, first_number: int
         calls.append((STRUCTURED_TOOL, _json_object(match.group(1) if match else None)))
     elif behaviour == "call":
         for match in _CALL_RE.finditer(text):
-            calls.append(tools.resolve(match.group(1), _json_object(match.group(2))))
+            if match.group(1):
+                verbatim.add(len(calls))
+            calls.append(tools.resolve(match.group(2), _json_object(match.group(3))))
     elif behaviour == "multi":
         for command in ("echo one", "echo two"):
             calls.append((tools.shell, {"command": command, "description": BASH_DESCRIPTION}))
     return [
-        _tool_call(tools, index, first_number + index, name, args)
+        _tool_call(tools, index, first_number + index, name, args, index in verbatim)
         for index, (name, args) in enumerate(calls)
     ]
 
