@@ -116,3 +116,15 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {message}")
         time.sleep(interval)  # polling a condition with a deadline
+
+
+def model_sends(model: Any, prompts: list[str]) -> dict[str, int]:
+    """How many turns the scripted model was asked to start for each prompt (tool follow-ups
+    of the same turn are not new sends; title requests have no tools)."""
+    wanted = set(prompts)
+    counts: dict[str, int] = {}
+    for entry in model.requests.entries():
+        text = entry["last_user_text"]
+        if entry["has_tools"] and not entry["followup"] and text in wanted:
+            counts[text] = counts.get(text, 0) + 1
+    return counts

@@ -25,7 +25,7 @@ from ..instances.fleet import Fleet
 from ..models import AskPolicy, InstanceRecord, TaskRecord, TaskStatus
 from . import placement, structured
 from . import worktree as worktrees
-from .runner import Observer, TaskRunner
+from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint
 from .store import TaskStore, new_id
 from .worktree import WorktreeRequest, settling
 
@@ -173,6 +173,7 @@ async def run_task(
     observer: Observer | None = None,
     cancel: asyncio.Event | None = None,
     detach: bool = False,
+    checkpoint: Checkpoint | None = None,
 ) -> TaskRecord:
     """Run a task to its end (or, with detach, only until the prompt is sent)."""
     validate(prompt, options)
@@ -207,6 +208,7 @@ async def run_task(
             persist=settling(store.asave),
             observer=observer or Observer(),
             cancel=cancel,
+            checkpoint=checkpoint or _no_checkpoint,
         )
         try:
             if detach:  # send it and return; `ocm wait` follows it later
