@@ -48,6 +48,7 @@ import os, sys, threading
 import psutil
 from opencode_manager import AsyncManager
 from opencode_manager.cli.main import main
+from opencode_manager.client import AsyncOpencodeClient
 
 step, nth, pid, ctime, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \\
     float(sys.argv[4]), float(sys.argv[5])
@@ -74,7 +75,19 @@ async def run_with_fault(self, *args, **kwargs):
 async def batch_run_with_fault(self, *args, **kwargs):
     return await batch_run(self, *args, checkpoint=checkpoint, **kwargs)
 
+prompt_async = AsyncOpencodeClient.prompt_async
+
+async def counted_prompt_async(self, *args, **kwargs):
+    # What the client saw of each send: answered, or its answer lost.
+    try:
+        await prompt_async(self, *args, **kwargs)
+    except Exception as exc:
+        print(f"prompt_async lost: {exc}", file=sys.stderr, flush=True)
+        raise
+    print("prompt_async answered", file=sys.stderr, flush=True)
+
 AsyncManager.run, AsyncManager.batch_run = run_with_fault, batch_run_with_fault
+AsyncOpencodeClient.prompt_async = counted_prompt_async
 sys.exit(main(sys.argv[6:]))
 """
 
@@ -152,6 +165,8 @@ def test_ocm_run_sends_once_and_tells_the_truth_when_the_server_stalls(
     prompt = f"BASH: echo {tag}"
     proc = _with_stall(stalling, tmp_path, step, "run", "-i", NAME, "--json", prompt)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    if step == "sending":  # the stall hit the prompt's POST: its answer was lost
+        assert "prompt_async lost" in proc.stderr, proc.stderr[-3000:]
     record = json.loads(proc.stdout)
     assert record["status"] == "completed", record
     assert record["prompted"] is True
@@ -181,6 +196,8 @@ def test_a_batch_sends_every_task_once_when_the_server_stalls(
         "--json", nth=2,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    if step == "sending":
+        assert "prompt_async lost" in proc.stderr, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
     assert summary["counts"] == {"completed": 3}, summary
     for task in summary["tasks"]:
@@ -220,7 +237,8 @@ def test_ocm_run_says_the_server_crashed_not_timed_out(
     assert record["status"] == "failed", record
     assert record["error"]["name"] == "InstanceUnreachable", record["error"]
     message = record["error"]["message"]
-    assert "went away" in message and "timed out" not in message, message
+    assert "went away" in message, message
+    assert "timed out" not in message, message
     assert _turns(model, tag) == [prompt]
     wait_for(
         lambda: psutil.pid_exists(identity.pid) is False or process.verified(identity) is None,

@@ -16,6 +16,9 @@ class Endpoint:
     password: str | None = None
     username: str = DEFAULT_USERNAME
     name: str | None = None  # instance name, for error messages
+    #: How long a control call waits for its answer (the OCM_HTTP_TIMEOUT setting, which
+    #: `Fleet.endpoint` puts here); None: the HTTP client's own timeout.
+    timeout: float | None = None
 
     @property
     def base_url(self) -> str:

@@ -174,6 +174,7 @@ class Fleet:
             password=self.password(record),
             username=record.spec.username,
             name=record.name,
+            timeout=self.settings.http_timeout,
         )
 
     def reader(self, ref: str) -> Endpoint:
@@ -181,7 +182,9 @@ class Fleet:
         server (without one: a server that needs a password ocm does not have refuses)."""
         found = self.find(ref)
         if isinstance(found, ForeignServer):
-            return Endpoint(url=found.url, name=f"foreign:{found.port}")
+            return Endpoint(
+                url=found.url, name=f"foreign:{found.port}", timeout=self.settings.http_timeout
+            )
         if found.state is not State.RUNNING or not (found.spec.remote or is_up(found)):
             return self.endpoint_of(self.resolve_running(ref))  # raises: not running
         return self.endpoint_of(found)

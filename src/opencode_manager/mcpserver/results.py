@@ -148,6 +148,9 @@ class TaskRecord(TypedDict):
     attempts: Annotated[int, Field(description="How often it was sent")]
     prompted: Annotated[bool, Field(description="The prompt reached the server")]
     sending: Annotated[bool, Field(description="Being sent right now")]
+    message_id: Annotated[
+        str | None, Field(description="Its prompt's message id (msg_...), chosen before sending")
+    ]
     text: Annotated[str, Field(description="The answer text")]
     steps: Annotated[int, Field(description="Model steps taken")]
     tool_calls: Annotated[list[dict[str, Any]], Field(description="Tools the agent called")]

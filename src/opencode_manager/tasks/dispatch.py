@@ -30,6 +30,9 @@ from .store import TaskStore, new_id
 from .worktree import WorktreeRequest, settling
 
 DEFAULT_MAX_RETRIES = 5
+#: Placement asks each instance how busy it is: a probe with its own short deadline (and no
+#: retry), so a stalled instance is passed over instead of holding the task back.
+PLACEMENT_PROBE_TIMEOUT = 5.0
 
 
 @dataclass
@@ -82,7 +85,8 @@ async def busy_counts(
         if endpoint is None:
             return record.name, None
         try:
-            status = await AsyncOpencodeClient(endpoint, http=http).session_status(record.spec.dir)
+            client = AsyncOpencodeClient(endpoint, http=http, timeout=PLACEMENT_PROBE_TIMEOUT)
+            status = await client.session_status(record.spec.dir)
         except ServerError:
             return record.name, None
         return record.name, len(status)
@@ -217,7 +221,11 @@ async def run_task(
                 return record
             return await runner.run()
         except (ServerError, SessionNotFound) as exc:
-            return await ended_by(store, record, exc)
+            ended = await ended_by(store, record, exc)
+            if detach:
+                # Nothing was started: an id to wait for would be a lie (it printed `None`).
+                raise
+            return ended
 
 
 async def ended_by(store: TaskStore, record: TaskRecord, exc: Exception) -> TaskRecord:
