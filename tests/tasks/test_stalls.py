@@ -32,7 +32,7 @@ from opencode_manager.scripted_model import ScriptedModelServer
 from opencode_manager.settings import Settings
 
 from conftest import Fleet, own_fleet
-from helpers import run_ocm, wait_for
+from helpers import assert_one_line_error, run_ocm, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -245,3 +245,26 @@ def test_ocm_run_says_the_server_crashed_not_timed_out(
         timeout=30,
         message="the killed server gone",
     )
+
+
+def test_ocm_run_async_fails_clearly_when_no_session_could_be_made(stalling: Fleet) -> None:
+    """The server is stopped for longer than every attempt at POST /session: no session,
+    so no task id to wait for (it used to print `TASK None INSTANCE` and exit 0)."""
+    identity = _server(stalling)
+    server = process.verified(identity)
+    assert server is not None
+    server.suspend()
+    try:
+        result = run_ocm(
+            "run", "--async", "-i", NAME, "hello TEXT async",
+            env={**stalling.env, "OCM_HTTP_TIMEOUT": "0.4"}, timeout=120,
+        )  # fmt: skip
+    finally:
+        _continue(identity)
+    assert_one_line_error(
+        result, 8, f"{NAME} did not answer POST /session within 0.8 s", "OCM_HTTP_TIMEOUT"
+    )
+    assert "None" not in result.stdout
+    tasks = run_ocm("results", "--json", env=stalling.env, check=True).json()
+    failed = [t for t in tasks if t["prompt"] == "hello TEXT async"]
+    assert [(t["status"], t["session_id"]) for t in failed] == [("failed", None)]
