@@ -169,6 +169,7 @@ async def test_an_older_record_without_an_id_is_looked_up_by_its_text() -> None:
     await _runner(server, record, []).send()
     assert server.prompts == []
     assert record.prompted is True
+    assert record.message_id == server.messages[0]["info"]["id"]  # the server's own
 
 
 async def test_a_continued_session_gets_an_id_after_its_newest_message() -> None:

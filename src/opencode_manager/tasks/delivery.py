@@ -78,22 +78,16 @@ async def deliver(
     client: AsyncOpencodeClient,
     record: TaskRecord,
     *,
-    look_first: bool = False,
     not_before_ms: float = 0.0,
     patience: float,
     grace: float = SEND_GRACE,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Make sure the server has the task's prompt, once.
-
-    `look_first`: an earlier runner may have sent it (the record was left `sending`), so
-    look before sending. Raises ServerUnreachable when the server stays silent for
-    `patience` seconds, ServerRefused when it refuses the prompt."""
+    """Send the task's prompt (with its recorded message id) so that the server has it
+    once. Raises ServerUnreachable when the server stays silent for `patience` seconds,
+    ServerRefused when it refuses the prompt."""
     assert record.session_id is not None
     sends = 0
-    lost: ServerUnreachable | None = None
-    if look_first and await _reconciled(client, record, not_before_ms, patience, grace, clock):
-        return
     while True:
         sends += 1
         try:
@@ -104,7 +98,11 @@ async def deliver(
             return
         except ServerUnreachable as exc:
             lost = exc  # no answer: the server may have taken it
-        if await _reconciled(client, record, not_before_ms, patience, grace, clock):
+        found = await reconcile(
+            client, record, not_before_ms=not_before_ms, patience=patience, grace=grace,
+            clock=clock,
+        )  # fmt: skip
+        if found is not None:
             return
         if sends >= SEND_ATTEMPTS:
             raise ServerUnreachable(
@@ -114,16 +112,18 @@ async def deliver(
             )
 
 
-async def _reconciled(
+async def reconcile(
     client: AsyncOpencodeClient,
     record: TaskRecord,
-    not_before_ms: float,
+    *,
+    not_before_ms: float = 0.0,
     patience: float,
-    grace: float,
-    clock: Callable[[], float],
-) -> bool:
-    """Look for the prompt on the server: True once it is there; False once the server has
-    answered for `grace` seconds without it; waits while the server does not answer."""
+    grace: float = SEND_GRACE,
+    clock: Callable[[], float] = time.monotonic,
+) -> Message | None:
+    """Look for the prompt on the server, waiting while the server does not answer: the
+    message once it is there, or None once the server has answered for `grace` seconds
+    without it. Raises ServerUnreachable after `patience` seconds without an answer."""
     silent_since: float | None = None
     answering_since: float | None = None
     while True:
@@ -143,12 +143,12 @@ async def _reconciled(
             await asyncio.sleep(LOOK_PAUSE)  # waiting for the server to answer, with a limit
             continue
         if found is not None:
-            return True
+            return found
         now = clock()
         silent_since = None
         answering_since = answering_since or now
         if now - answering_since >= grace:
-            return False
+            return None
         await asyncio.sleep(LOOK_PAUSE)  # a prompt just taken shows a moment later
 
 

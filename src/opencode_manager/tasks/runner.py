@@ -139,7 +139,16 @@ class TaskRunner:
         if record.prompted:
             return
         assert record.session_id is not None
-        resumed = record.sending  # an earlier runner may have sent it
+        if record.sending:  # an earlier runner may have sent it: look first
+            found = await delivery.reconcile(
+                self.client, record, not_before_ms=self.started_ms, patience=self.patience,
+                grace=self.send_grace,
+            )  # fmt: skip
+            if found is not None:
+                record.message_id = record.message_id or found.id  # an older record's
+                record.prompted, record.sending = True, False
+                await self.persist(record)
+                return
         if record.message_id is None:
             floor = None
             if not self._created_session:  # a continued session: ours must sort last
@@ -149,8 +158,8 @@ class TaskRunner:
         await self.persist(record)
         await self.checkpoint("sending")
         await delivery.deliver(
-            self.client, record, look_first=resumed, not_before_ms=self.started_ms,
-            patience=self.patience, grace=self.send_grace,
+            self.client, record, not_before_ms=self.started_ms, patience=self.patience,
+            grace=self.send_grace,
         )  # fmt: skip
         record.prompted = True
         record.sending = False
