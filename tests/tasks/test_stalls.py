@@ -38,6 +38,9 @@ pytestmark = pytest.mark.integration
 
 HTTP_TIMEOUT = float(os.environ.get("OCM_TEST_HTTP_TIMEOUT", "1.5"))
 STALL = float(os.environ.get("OCM_TEST_STALL", str(HTTP_TIMEOUT + 3.0)))
+# Longer than a task waits for a silent server (runner.TaskRunner.patience: 10 s here) with
+# calls that give up after 0.5 s.
+LONG_STALL = float(os.environ.get("OCM_TEST_LONG_STALL", "16"))
 NAME = "st-1"
 
 # Runs the real CLI (`main(argv)`) with a fault seam: when a task passes STEP for the NTH
@@ -49,6 +52,7 @@ import psutil
 from opencode_manager import AsyncManager
 from opencode_manager.cli.main import main
 from opencode_manager.client import AsyncOpencodeClient
+from opencode_manager.tasks.runner import TaskRunner
 
 step, nth, pid, ctime, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \\
     float(sys.argv[4]), float(sys.argv[5])
@@ -86,8 +90,18 @@ async def counted_prompt_async(self, *args, **kwargs):
         raise
     print("prompt_async answered", file=sys.stderr, flush=True)
 
+send = TaskRunner.send
+
+async def reported_send(self):
+    try:
+        await send(self)
+    except Exception as exc:
+        print(f"send gave up: {exc}", file=sys.stderr, flush=True)
+        raise
+
 AsyncManager.run, AsyncManager.batch_run = run_with_fault, batch_run_with_fault
 AsyncOpencodeClient.prompt_async = counted_prompt_async
+TaskRunner.send = reported_send
 sys.exit(main(sys.argv[6:]))
 """
 
@@ -128,7 +142,13 @@ def _continue(identity: ProcessIdentity) -> None:
 
 
 def _with_stall(
-    fleet: Fleet, tmp_path: Path, step: str, *argv: str, nth: int = 1
+    fleet: Fleet,
+    tmp_path: Path,
+    step: str,
+    *argv: str,
+    nth: int = 1,
+    stall: float = STALL,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     identity = _server(fleet)
     script = tmp_path / "stall.py"
@@ -137,14 +157,15 @@ def _with_stall(
     try:
         proc = subprocess.run(
             [sys.executable, str(script), step, str(nth), str(identity.pid),
-             repr(identity.create_time), str(STALL), *argv],
-            env={**os.environ, **fleet.env}, capture_output=True, text=True, timeout=240,
+             repr(identity.create_time), str(stall), *argv],
+            env={**os.environ, **fleet.env, **(env or {})}, capture_output=True, text=True,
+            timeout=240,
             check=False,
         )  # fmt: skip
     finally:
         _continue(identity)
     assert f"stalled at {step}" in proc.stderr, proc.stderr[-3000:]  # the fault happened
-    assert time.monotonic() - started >= STALL
+    assert time.monotonic() - started >= stall
     return proc
 
 
@@ -204,6 +225,28 @@ def test_a_batch_sends_every_task_once_when_the_server_stalls(
         record = run_ocm("result", task["task"], "--json", env=stalling.env, check=True).json()
         assert record["attempts"] == 1, record
         assert record["prompted"] is True
+    for prompt in prompts:
+        assert _turns(model, prompt) == [prompt], (prompt, _turns(model, prompt))
+
+
+def test_a_batch_that_gave_up_on_a_send_follows_the_prompt_and_never_sends_it_again(
+    stalling: Fleet, tmp_path: Path, model: ScriptedModelServer
+) -> None:
+    """The stall outlasts the task's patience with a silent server (10 s here): the runner
+    gives up on the send, the batch waits for the instance and looks at the session, finds
+    the prompt (busy, or done) and follows it; it used to send it again."""
+    tag = uuid.uuid4().hex[:6]
+    prompts = [f"SLEEP 1 stall-long-{tag}-{i}" for i in range(2)]
+    path = tmp_path / "tasks.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    proc = _with_stall(
+        stalling, tmp_path, "sending", "batch", str(path), "-i", NAME, "--per-instance", "2",
+        "--json", stall=LONG_STALL, env={"OCM_HTTP_TIMEOUT": "0.5"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "send gave up" in proc.stderr, proc.stderr[-3000:]  # the batch took over
+    summary = json.loads(proc.stdout)
+    assert summary["counts"] == {"completed": 2}, summary
     for prompt in prompts:
         assert _turns(model, prompt) == [prompt], (prompt, _turns(model, prompt))
 

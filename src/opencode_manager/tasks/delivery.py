@@ -100,7 +100,7 @@ async def deliver(
             lost = exc  # no answer: the server may have taken it
         found = await reconcile(
             client, record, not_before_ms=not_before_ms, patience=patience, grace=grace,
-            clock=clock,
+            clock=clock, silent_since=clock(),
         )  # fmt: skip
         if found is not None:
             return
@@ -120,11 +120,12 @@ async def reconcile(
     patience: float,
     grace: float = SEND_GRACE,
     clock: Callable[[], float] = time.monotonic,
+    silent_since: float | None = None,
 ) -> Message | None:
     """Look for the prompt on the server, waiting while the server does not answer: the
     message once it is there, or None once the server has answered for `grace` seconds
-    without it. Raises ServerUnreachable after `patience` seconds without an answer."""
-    silent_since: float | None = None
+    without it. Raises ServerUnreachable after `patience` seconds without an answer
+    (counted from `silent_since`: the send that got none)."""
     answering_since: float | None = None
     while True:
         try:
