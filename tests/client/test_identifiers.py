@@ -39,7 +39,7 @@ def test_ids_ascend_within_a_millisecond_and_across_calls() -> None:
 
 def test_an_id_sorts_after_the_newest_message_of_a_continued_session() -> None:
     ahead = identifiers.message_id(now_ms=SERVER_MS + 3_600_000)  # a server an hour ahead
-    identifiers._last = -1  # type: ignore[attr-defined]  # as in a fresh process
+    identifiers._last = -1  # as in a fresh process
     ours = identifiers.message_id(now_ms=SERVER_MS, after=ahead)
     assert ours > ahead
     assert identifiers.message_id(now_ms=SERVER_MS, after="msg_bogus") > ours
