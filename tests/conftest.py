@@ -7,6 +7,7 @@ a marker variable, and after the test any live process carrying that marker fail
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -161,24 +162,31 @@ class Fleet:
     project: Path
 
 
-@pytest.fixture(scope="session")
-def fleet(
-    tmp_path_factory: pytest.TempPathFactory, opencode_bin: str, model_env: list[str]
-) -> Iterator[Fleet]:
-    """Three instances started once through the CLI (`ocm start -n 3 --json`)."""
-    base = tmp_path_factory.mktemp("fleet")
+@contextlib.contextmanager
+def own_fleet(base: Path, opencode_bin: str, *start_args: str) -> Iterator[Fleet]:
+    """Instances started through the CLI (`ocm start ARGS --json`) in an OCM_HOME of their
+    own under `base`, with their own leak mark; stopped (and checked) at the end."""
     mark = f"fleet-{uuid.uuid4().hex[:12]}"
     env = _isolated_env(base, mark, opencode_bin)
     project = base / "project"
     project.mkdir()
-    args = ["start", "-n", "3", "--json", "--dir", str(project), "--cors", CORS_ORIGIN]
-    for item in model_env:
-        args += ["--env", item]
-    result = run_ocm(*args, env=env)
+    result = run_ocm("start", "--json", "--dir", str(project), *start_args, env=env)
     try:
         assert result.returncode == 0, str(result)
         yield Fleet(env=env, instances=list(result.json()), project=project)
     finally:
         run_ocm("stop", "--all", env=env)
         leftovers = _reap_marked(mark)
-        assert not leftovers, f"the session fleet left processes behind: {leftovers}"
+        assert not leftovers, f"a fleet left processes behind: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def fleet(
+    tmp_path_factory: pytest.TempPathFactory, opencode_bin: str, model_env: list[str]
+) -> Iterator[Fleet]:
+    """Three instances started once through the CLI (`ocm start -n 3 --json`)."""
+    args = ["-n", "3", "--cors", CORS_ORIGIN]
+    for item in model_env:
+        args += ["--env", item]
+    with own_fleet(tmp_path_factory.mktemp("fleet"), opencode_bin, *args) as started:
+        yield started

@@ -170,3 +170,15 @@ def kill_trees(roots: list[psutil.Process]) -> None:
         with contextlib.suppress(psutil.Error):
             proc.kill()
     psutil.wait_procs(members, timeout=10)
+
+
+def model_sends(model: Any, prompts: list[str]) -> dict[str, int]:
+    """How many turns the scripted model was asked to start for each prompt (tool follow-ups
+    of the same turn are not new sends; title requests have no tools)."""
+    wanted = set(prompts)
+    counts: dict[str, int] = {}
+    for entry in model.requests.entries():
+        text = entry["last_user_text"]
+        if entry["has_tools"] and not entry["followup"] and text in wanted:
+            counts[text] = counts.get(text, 0) + 1
+    return counts

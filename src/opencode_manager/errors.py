@@ -14,7 +14,8 @@ they care about. Messages say what went wrong and what to do about it.
     ├── StartError                   exit 6   a server exited or never got healthy
     ├── StateError                   exit 7   OCM_HOME unwritable, registry corrupt or locked
     └── ServerError                  exit 8   an OpenCode server answered badly or not at all
-        ├── ServerUnreachable                   could not connect, or no answer in time
+        ├── ServerUnreachable                   could not connect, or the connection broke
+        │   └── ServerTimeout                   no answer within the deadline (.seconds)
         └── ServerRefused                       answered with an HTTP error (.status_code)
 
 `SessionNotFound` is raised in one place: the client, when the server answers a session
@@ -113,6 +114,15 @@ class ServerUnreachable(ServerError):
         super().__init__(message, instance=instance, status_code=None)
 
 
+class ServerTimeout(ServerUnreachable):
+    """The request went out and no answer came within `seconds`: the server may still have
+    taken it (a prompt is then looked up by its message id, never simply sent again)."""
+
+    def __init__(self, message: str, *, instance: str | None = None, seconds: float) -> None:
+        super().__init__(message, instance=instance)
+        self.seconds = seconds
+
+
 class ServerRefused(ServerError):
     """The server answered, with an HTTP error (`status_code`) or something that is not the
     API (its web page, invalid JSON)."""
@@ -139,6 +149,7 @@ __all__ = [
     "OcmError",
     "ServerError",
     "ServerRefused",
+    "ServerTimeout",
     "ServerUnreachable",
     "SessionNotFound",
     "StartError",

@@ -550,14 +550,16 @@ class AsyncManager:
         observer: Observer | None = None,
         cancel: asyncio.Event | None = None,
         detach: bool = False,
+        checkpoint: Checkpoint | None = None,
     ) -> TaskRecord:
         """Run a task: dispatch over REST, follow it, store and return its record (with
-        detach, return as soon as the prompt is sent; `wait` follows it)."""
+        detach, return as soon as the prompt is sent; `wait` follows it). `checkpoint`, as
+        for `batch_run`, is a seam for fault-injection tests."""
         from .tasks.dispatch import TaskOptions, run_task
 
         return await run_task(
             self.fleet, self.store, prompt, options or TaskOptions(), observer=observer,
-            cancel=cancel, detach=detach,
+            cancel=cancel, detach=detach, checkpoint=checkpoint,
         )  # fmt: skip
 
     async def wait(

@@ -320,6 +320,9 @@ class TaskRecord:
     attempts: int = 0
     prompted: bool = False  # the prompt reached the server: never send it again
     sending: bool = False  # recorded just before sending: resume looks at the session first
+    #: The user message's id, chosen by ocm and recorded before the prompt is sent: a send
+    #: whose answer was lost is looked up by it (tasks/delivery.py).
+    message_id: str | None = None
     text: str = ""
     steps: int = 0
     tool_calls: list[dict[str, Any]] = field(default_factory=list)

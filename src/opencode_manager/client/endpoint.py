@@ -22,6 +22,9 @@ class Endpoint:
     #: printed any of them) is stored and shown without them; the endpoint carries them so
     #: that every reader of a server has them at hand (the fleet makes every endpoint).
     known_secrets: Callable[[], tuple[str, ...]] = field(default=tuple, repr=False, compare=False)
+    #: How long a control call waits for its answer (the OCM_HTTP_TIMEOUT setting, which
+    #: `Fleet.endpoint` puts here); None: the HTTP client's own timeout.
+    timeout: float | None = None
 
     @property
     def base_url(self) -> str:

@@ -180,6 +180,7 @@ class Fleet:
             username=record.spec.username,
             name=record.name,
             known_secrets=self.secrets.values,
+            timeout=self.settings.http_timeout,
         )
 
     def reader(self, ref: str) -> Endpoint:
@@ -188,7 +189,10 @@ class Fleet:
         found = self.find(ref)
         if isinstance(found, ForeignServer):
             return Endpoint(
-                url=found.url, name=f"foreign:{found.port}", known_secrets=self.secrets.values
+                url=found.url,
+                name=f"foreign:{found.port}",
+                known_secrets=self.secrets.values,
+                timeout=self.settings.http_timeout,
             )
         if found.state is not State.RUNNING or not (found.spec.remote or is_up(found)):
             return self.endpoint_of(self.resolve_running(ref))  # raises: not running

@@ -161,6 +161,9 @@ class TaskRecord(TypedDict):
     attempts: Annotated[int, Field(description="How often it was sent")]
     prompted: Annotated[bool, Field(description="The prompt reached the server")]
     sending: Annotated[bool, Field(description="Being sent right now")]
+    message_id: NotRequired[
+        Annotated[str, Field(description="Its prompt message id (msg_...), chosen before sending")]
+    ]
     text: NotRequired[Annotated[str, Field(description="The answer text")]]
     steps: Annotated[int, Field(description="Model steps taken")]
     tool_calls: NotRequired[

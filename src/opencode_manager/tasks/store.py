@@ -324,6 +324,7 @@ class TaskStore:
                 for record in cancelled:
                     record.status, record.error, record.finished_at = TaskStatus.PENDING, None, None
                     record.session_id, record.prompted, record.sending = None, False, False
+                    record.message_id = None
                     _update(db, record)
             elif row["status"] == BatchStatus.CANCELLED.value:
                 raise ConflictError(
