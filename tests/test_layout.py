@@ -3,9 +3,10 @@ keeper stays small.
 
     cli/ (fronts)                                     9
     testing (fakes for tests), mcpserver (a front)   8
+    twin.py (Manager: the facade's blocking twin)
     manager.py (the facade)                           7
     observe/   demo                                   6
-    keeper/    tasks/  (siblings never import each other)
+    keeper/    tasks/  routing.py  (siblings never import each other)
                                                       5
     instances/                                        4
     client/    scripted_model/                        3
@@ -33,8 +34,10 @@ RANKS = {
     "instances": 4,
     "cluster": 5,  # host agents on Ray: instances on other hosts, through their agents
     "keeper": 6, "tasks": 6,
+    "routing": 6,  # local instances to instances/, cluster ones to cluster/: by name, once
     "observe": 7, "demo": 7,
     "manager": 8,
+    "twin": 9,  # Manager, generated from the facade (scripts/twin.py)
     "testing": 9,
     "mcpserver": 9,  # a front the CLI serves (`ocm mcp`)
     "dashboard": 9,  # a front the CLI serves (`ocm dashboard`)

@@ -97,7 +97,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "JsonlEmitter": ("tasks.jsonl", "JsonlEmitter"),
     "LifecycleEvent": ("models", "LifecycleEvent"),
     "LogLine": ("instances.logs", "LogLine"),
-    "Manager": ("manager", "Manager"),
+    "Manager": ("twin", "Manager"),
     "Message": ("client.types", "Message"),
     "NotFoundError": ("errors", "NotFoundError"),
     "Observer": ("tasks.runner", "Observer"),
@@ -206,7 +206,7 @@ if TYPE_CHECKING:
         parse_port_range,
     )
     from .instances.systemd import SystemdExport
-    from .manager import AsyncManager, Manager
+    from .manager import AsyncManager
     from .models import (
         AskPolicy,
         BatchStatus,
@@ -244,6 +244,7 @@ if TYPE_CHECKING:
     from .tasks.tracker import Ask
     from .tasks.worktree import Worktree, WorktreeRemoval, WorktreeRequest, WorktreeRow
     from .text import error_summary, human_size, one_line, strip_ansi
+    from .twin import Manager
 
 
 def __getattr__(name: str) -> Any:
