@@ -141,3 +141,4 @@ async def serve(
         await asyncio.Event().wait()
     finally:
         await asyncio.to_thread(server.shutdown)
+        server.server_close()  # the listening socket too, not only the serving loop
