@@ -46,6 +46,9 @@ class Entry:
     seq: int
     event: Event
     row: views.EventRow
+    # Shown without a type filter (as `ocm monitor` shows it): folded text, tool starts and
+    # ends, session states, asks, errors; not bootstrap chatter, deltas or raw updates.
+    shown: bool = True
 
 
 def lifecycle_entry(seq: int, event: LifecycleEvent) -> Entry:
@@ -67,6 +70,8 @@ class View:
     def accepts(self, entry: Entry) -> bool:
         if self.instance is not None and entry.row.instance != self.instance:
             return False
+        if not self.where.types and not entry.shown:
+            return False
         return self.where.accepts(entry.event)
 
 
@@ -77,14 +82,19 @@ class Feed:
         self._rows: deque[Entry] = deque(maxlen=keep)
         self._queues: set[asyncio.Queue[Entry]] = set()
         self._seq = itertools.count(1)
-        self._folders: dict[str, EventFolder] = {}
+        # Per instance: what `ocm monitor` shows, and every event's line (for type filters).
+        self._folders: dict[str, tuple[EventFolder, EventFolder]] = {}
         self.last = 0  # the newest sequence number given
         self.ready = asyncio.Event()  # set once the registry's history is in
 
     def publish_event(self, item: Received) -> Entry:
         """A monitor event: folded into its line (or a brief of it), numbered, kept, sent."""
-        folder = self._folders.setdefault(item.instance, EventFolder(verbose=True))
-        entry = self._numbered(item.event, views.event_row(item, folder.line(item.event)))
+        quiet, verbose = self._folders.setdefault(
+            item.instance, (EventFolder(), EventFolder(verbose=True))
+        )
+        shown = quiet.line(item.event) is not None
+        row = views.event_row(item, verbose.line(item.event))
+        entry = self._numbered(item.event, row, shown)
         if item.event.type not in LIVE_ONLY:
             self._rows.append(entry)
         self._send(entry)
@@ -97,11 +107,11 @@ class Feed:
         self._send(entry)
         return entry
 
-    def _numbered(self, event: Event, row: views.EventRow) -> Entry:
+    def _numbered(self, event: Event, row: views.EventRow, shown: bool) -> Entry:
         seq = next(self._seq)
         self.last = seq
         row = views.EventRow(row.at, row.instance, row.type, row.session, row.text, row.level, seq)
-        return Entry(seq, event, row)
+        return Entry(seq, event, row, shown)
 
     def _send(self, entry: Entry) -> None:
         for queue in self._queues:
