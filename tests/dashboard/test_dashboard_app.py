@@ -473,3 +473,25 @@ def test_the_events_page_opens_on_the_keepers_history() -> None:
         unknown = client.get("/events", params={"instance": "nope"})
         assert unknown.status_code == 404
         assert 'id="error"' in unknown.text
+
+
+def test_a_batch_shows_its_tasks_error_messages_not_only_their_class(
+    signed_in: TestClient,
+) -> None:
+    from opencode_manager.instances.fleet import Fleet
+    from opencode_manager.tasks.store import TaskStore
+
+    _store_batch("b-err", ["ERR400", "fine"])
+    fleet = Fleet(Settings.load())
+    store = TaskStore(fleet.registry)
+    failed = store.get("t-b-err-0")
+    failed.status, failed.finished_at = TaskStatus.FAILED, time.time()
+    failed.error = {"name": "APIError", "data": {"message": "scripted error 400 <from> model",
+                                                  "statusCode": 400}}  # fmt: skip
+    store.save(failed)
+    fleet.close()
+    page = signed_in.get("/batches/b-err")
+    assert page.status_code == 200, page.text
+    row = re.search(r'<tr data-task="t-b-err-0">(.*?)</tr>', page.text, flags=re.S)
+    assert row is not None, page.text
+    assert "APIError: scripted error 400 &lt;from&gt; model" in row.group(1)
