@@ -465,7 +465,7 @@ def test_the_events_page_opens_on_the_keepers_history() -> None:
         assert client.get("/login", params={"token": TOKEN}).status_code == 303
         page = client.get("/events")
         assert page.status_code == 200, page.text
-        rows = re.findall(r'<tr class="event" data-type="([^"]+)" data-seq="(\d+)">', page.text)
+        rows = re.findall(r'<tr class="event" data-type="([^"]+)" data-seq="(\d+)"', page.text)
         assert rows == [("ocm.started", "1"), ("ocm.stopped", "2")]
         assert "stopped: on request &lt;b&gt;" in page.text
         assert 'data-stream="/stream/events?after=2"' in page.text
