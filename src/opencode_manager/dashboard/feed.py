@@ -18,8 +18,16 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .. import AsyncManager, Event, EventFilter, EventFolder, LifecycleEvent, OcmError, Received
-from ..models import EventKind
+from .. import (
+    AsyncManager,
+    Event,
+    EventFilter,
+    EventFolder,
+    EventKind,
+    LifecycleEvent,
+    OcmError,
+    Received,
+)
 from . import views
 
 KEEP = 1000  # rows kept for pages opened later (filters pick from these)
