@@ -222,3 +222,13 @@ def test_records_are_stored_and_read_without_known_secrets(tmp_path: Path) -> No
         assert shown.text == "cat said [redacted] and [redacted]"
     plain = TaskStore(registry)  # without a book: as stored
     assert later in plain.get("t-1").text
+
+
+def test_a_batch_summary_carries_each_error_message_not_only_its_name(
+    tmp_path: Path,
+) -> None:
+    store = TaskStore(Registry(tmp_path / "r.db"))
+    failed = TaskRecord("t-1", "p", TaskStatus.FAILED, 1.0, batch_id="b-1", task_id="one")
+    failed.error = {"name": "APIError", "data": {"message": "scripted error 400"}}
+    store.add_batch(Batch("b-1", "completed", 1.0, 1.0, None, {}), [failed])
+    assert [t.error for t in summary(store, "b-1").tasks] == ["APIError: scripted error 400"]
