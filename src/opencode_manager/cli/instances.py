@@ -170,7 +170,12 @@ class _StartBar:
 @click.option(
     "--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for health."
 )
-@click.option("--opencode", metavar="PATH", help="opencode binary for these instances.")
+@click.option(
+    "--opencode",
+    metavar="PATH|VERSION",
+    help="OpenCode binary for these instances, kept across restarts: a path, or a version "
+    "`ocm install --version` installed (1.x or 2.x).",
+)
 @click.option(
     "--existing",
     is_flag=True,
@@ -273,10 +278,11 @@ def start(
             timeout=timeout,
             progress=progress,
             cancel=cancel,  # Ctrl-C: what this command created is stopped and removed
+            opencode=opencode,
         )
 
     with _StartBar(max(count, 1), "starting") as progress:
-        infos = run_with_cancel(state, go, opencode)
+        infos = run_with_cancel(state, go)
     if as_json:
         print_json([i.to_dict() for i in infos])
     else:
@@ -284,10 +290,10 @@ def start(
     warning = exposure_warning(hostname)
     if warning:
         err.print(warning, style="yellow", markup=False)
-    if state.settings(opencode).warmup_timeout > 0:
+    if state.settings().warmup_timeout > 0:
         # With the warm-up off, `ocm start` touches no project directory: this call would
         # bootstrap it, which is the warm-up's work (`ocm doctor` still checks).
-        _warn_about_projects(state.manager(opencode), [info.name for info in infos])
+        _warn_about_projects(state.manager(), [info.name for info in infos])
 
 
 def _given_besides(allowed: set[str]) -> list[str]:
