@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from opencode_manager.redaction import REDACTED, redact, redact_data
+from opencode_manager.redaction import REDACTED, redact, redact_data, redact_output
 
 
 def test_every_occurrence_is_replaced_and_short_strings_are_left_alone() -> None:
@@ -21,3 +21,16 @@ def test_structures_are_walked() -> None:
         "nested": {"a": REDACTED},
     }
     assert redact_data(data, ()) is data
+
+
+def test_the_password_a_2x_server_prints_is_redacted() -> None:
+    assert redact_output("server password s2eUEr5xQ9") == "server password " + REDACTED
+    assert redact_output("  server password x\n") == "  server password " + REDACTED + "\n"
+    assert redact_output("server listening on http://127.0.0.1:1") == (
+        "server listening on http://127.0.0.1:1"
+    )
+    # A log line that merely mentions a password is left alone; known secrets still go.
+    said = 'level=INFO message="server password set" other=sekrit-value'
+    assert redact_output(said, ("sekrit-value",)) == (
+        'level=INFO message="server password set" other=' + REDACTED
+    )

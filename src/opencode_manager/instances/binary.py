@@ -127,20 +127,21 @@ def _installed_executable(prefix: Path) -> Path | None:
         modules / "@opencode" / f"cli-{_platform()}-baseline" / "bin" / "opencode",
         modules / ".bin" / "opencode",
     ):
-        if path == chosen and _is_script(path):
+        if path == chosen and _is_node_script(path):
             continue  # the package's placeholder: its postinstall did not run
         if path.is_file() and os.access(path, os.X_OK):
             return path
     return None
 
 
-def _is_script(path: Path) -> bool:
-    """A `#!` script (npm's Node wrapper, a placeholder before a postinstall ran)."""
+def _is_node_script(path: Path) -> bool:
+    """A Node script (npm's wrapper, or a placeholder its postinstall replaces)."""
     try:
         with open(path, "rb") as handle:
-            return handle.read(2) == b"#!"
+            first = handle.read(256).split(b"\n", 1)[0]
     except OSError:
         return True
+    return first.startswith(b"#!") and b"node" in first
 
 
 def _cache_path(settings: Settings) -> Path:
