@@ -455,13 +455,17 @@ def _print_status(r: dict[str, Any]) -> None:
     grid.add_column()
     st = Status(r["status"])
     grid.add_row("name", r["name"])
-    grid.add_row("status", status_text(st, r.get("supervised"), r.get("keeper_answering")))
+    grid.add_row(
+        "status",
+        status_text(st, r.get("supervised"), r.get("keeper_answering"), bool(r.get("service"))),
+    )
     if r.get("keeper_error"):
         grid.add_row("keeper", Text(str(r["keeper_error"]), style="yellow"))
     if r.get("error"):
         grid.add_row("error", Text(str(r["error"]), style="red"))
     grid.add_row("url", r.get("url") or "-")
-    grid.add_row("version", r.get("version") or "-")
+    line = f" (OpenCode {r['line']}.x)" if r.get("line") else ""
+    grid.add_row("version", (r.get("version") or "-") + line)
     grid.add_row("pid", f"{r.get('pid') or '-'} (keeper {r.get('keeper_pid') or '-'})")
     grid.add_row("dir", r.get("dir") or "-")
     grid.add_row("auth", {True: "password", False: "none", None: "?"}[r.get("auth")])

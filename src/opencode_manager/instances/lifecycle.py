@@ -111,7 +111,7 @@ def start(
             raise ConflictError(
                 f"port {spec.port} is already in use on {spec.hostname}; pick another"
             )
-    placed = _reserve(fleet, requested, binary.path, timeout)
+    placed = _reserve(fleet, requested, binary, timeout)
     names = [s.name for s in placed]
     for spec in placed:
         if cancel is not None and cancel.is_set():
