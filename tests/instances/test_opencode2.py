@@ -17,6 +17,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,11 @@ def test_a_2x_instance_starts_lists_restarts_and_stops(
         2, "2.1.2", opencode2_bin
     )  # fmt: skip
     assert report["api_errors"] == []  # nothing asked in the 1.x dialect
+
+    doctor = run_ocm("doctor", "--json").json()
+    checks = {c["name"]: c for c in doctor["checks"]}
+    assert checks["instance v2"]["ok"], checks["instance v2"]
+    assert checks["instance v2"]["detail"] == "healthy; refuses anonymous requests, accepts ours"
 
     log = Path(listed["log"]).read_text()
     assert "warm-up skipped: ocm has no warm-up for OpenCode 2.x yet" in log
@@ -240,15 +246,23 @@ def test_a_server_that_answers_no_opencode_api_fails_the_start_with_the_reason(
     assert _ls()["h"]["status"] == "crashed"
 
 
+@dataclass
+class Foreign:
+    proc: subprocess.Popen[bytes]
+    port: int
+    password: str
+
+
 @pytest.fixture
-def foreign2(opencode2_bin: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+def foreign2(opencode2_bin: str, tmp_path: Path) -> Iterator[Foreign]:
     """A bare `opencode serve` of 2.1.2 that ocm did not start (the user's own)."""
     port = ephemeral_port("127.0.0.1")
+    password = secrets.token_urlsafe(18)
     out = (tmp_path / "foreign.out").open("wb")
     proc = subprocess.Popen(
         [opencode2_bin, "serve", "--hostname", "127.0.0.1", "--port", str(port)],
         cwd=tmp_path,
-        env={**os.environ, "OPENCODE_SERVER_PASSWORD": secrets.token_urlsafe(18)},
+        env={**os.environ, "OPENCODE_SERVER_PASSWORD": password},
         stdin=subprocess.DEVNULL,
         stdout=out,
         stderr=subprocess.STDOUT,
@@ -263,7 +277,7 @@ def foreign2(opencode2_bin: str, tmp_path: Path) -> Iterator[tuple[subprocess.Po
                 return False
 
         wait_for(answers, timeout=90, interval=0.1, message="the foreign 2.x server to answer")
-        yield proc, port
+        yield Foreign(proc, port, password)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -275,9 +289,9 @@ def foreign2(opencode2_bin: str, tmp_path: Path) -> Iterator[tuple[subprocess.Po
 
 
 def test_a_foreign_2x_server_and_the_service_are_listed_and_never_signalled(
-    foreign2: tuple[subprocess.Popen[bytes], int],
+    foreign2: Foreign,
 ) -> None:
-    proc, port = foreign2
+    proc, port = foreign2.proc, foreign2.port
     name = f"foreign:{port}"
     found = _ls(foreign=True)[name]
     assert (found["status"], found["owner"], found["pid"]) == ("foreign", "foreign", proc.pid)
@@ -300,3 +314,21 @@ def test_a_foreign_2x_server_and_the_service_are_listed_and_never_signalled(
     shown = run_ocm("ls", check=True).stdout
     assert "not-for-ocm-to-use" not in shown
     assert proc.poll() is None
+
+
+def test_a_2x_server_added_by_url_is_found_with_its_line(foreign2: Foreign, tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{foreign2.port}"
+    refused = run_ocm("remote", "add", "r2", url)  # no password: 2.x always has one
+    assert_one_line_error(refused, 8, f"{url} needs a password")
+    added = run_ocm(
+        "remote", "add", "r2", url, "--password-env", "R2_PASSWORD", "--json",
+        env={"R2_PASSWORD": foreign2.password},
+    )  # fmt: skip
+    assert added.returncode == 0, str(added)
+    listed = _ls()["r2"]
+    assert (listed["status"], listed["owner"], listed["version"], listed["line"]) == (
+        "running", "remote", "2.1.2", 2
+    )  # fmt: skip
+    assert listed["dir"] == str(tmp_path)  # the server's own directory (/api/location)
+    assert run_ocm("remote", "rm", "r2").returncode == 0
+    assert foreign2.proc.poll() is None  # never signalled
