@@ -234,11 +234,13 @@ def _check(path: str, version: str, source: str) -> Binary:
         parsed = parse_version(version)
         minimum = parse_version(MIN_OPENCODE_VERSION)
         old = parsed is not None and minimum is not None and parsed < minimum
-        if source in ("explicit", "instance"):
-            where = "--opencode/OCM_OPENCODE" if source == "explicit" else "its --opencode"
-            fix = f"point {where} at a {'newer ' if old else ''}supported one"
-            if source == "explicit":
-                fix += ", or unset it and run `ocm install`"
+        if source == "explicit":
+            fix = (
+                f"point --opencode/OCM_OPENCODE at a {'newer' if old else '1.x or 2.x'} one, "
+                "or unset it and run `ocm install`"
+            )
+        elif source == "instance":
+            fix = "choose a 1.x or 2.x binary for the instance"
         else:
             fix = "run `ocm install` or " + ("upgrade opencode" if old else "install a 1.x or 2.x")
         if old:
