@@ -30,21 +30,32 @@ MARK = "OPENCODE_MANAGER_TEST_MARK"  # not OCM_*: servers must inherit it too
 CORS_ORIGIN = "https://ocm.example.test"  # given to the shared fleet with --cors
 
 
-INTEGRATION_FIXTURES = {"fleet", "model_env", "opencode_bin"}
+INTEGRATION_FIXTURES = {"fleet", "model_env", "opencode_bin", "opencode2_bin"}
+#: The OpenCode 2 the 2.x tests run (scripts/setup installs it beside the pinned 1.x).
+OPENCODE2_VERSION = "2.1.2"
+CACHE = Settings.load(home=ROOT / ".cache" / "ocm", environ={})
 
 
 def _find_opencode() -> str | None:
     explicit = os.environ.get("OCM_TEST_OPENCODE")
     if explicit:
         return explicit
-    cache = Settings.load(home=ROOT / ".cache" / "ocm", environ={})
-    for path in binaries.managed_installs(cache):
+    for path in binaries.managed_installs(CACHE):
         if f"/{PINNED_OPENCODE_VERSION}/" in str(path):
             return str(path)
     return None
 
 
+def _find_opencode2() -> str | None:
+    explicit = os.environ.get("OCM_TEST_OPENCODE2")
+    if explicit:
+        return explicit
+    found = binaries.managed_install(CACHE, OPENCODE2_VERSION)
+    return str(found) if found is not None else None
+
+
 OPENCODE = _find_opencode()
+OPENCODE2 = _find_opencode2()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -66,6 +77,19 @@ def opencode_bin() -> str:
             pytrace=False,
         )
     return OPENCODE
+
+
+@pytest.fixture(scope="session")
+def opencode2_bin() -> str:
+    """The OpenCode 2 binary (2.1.2) for the tests that run on the 2.x line."""
+    if OPENCODE2 is None:
+        pytest.fail(
+            f"opencode {OPENCODE2_VERSION} is not installed for the tests: run scripts/setup "
+            f"(it runs `ocm install --version {OPENCODE2_VERSION}` into .cache/ocm), or set "
+            "OCM_TEST_OPENCODE2 to a 2.x binary",
+            pytrace=False,
+        )
+    return OPENCODE2
 
 
 # -- leak detection ------------------------------------------------------------------------

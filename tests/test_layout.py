@@ -27,7 +27,7 @@ PACKAGE = Path(opencode_manager.__file__).parent
 RANKS = {
     "errors": 0,
     "models": 1, "settings": 1, "durations": 1, "redaction": 1, "text": 1, "sockets": 1,
-    "deadline": 1, "dbfile": 1,
+    "deadline": 1, "dbfile": 1, "lines": 1,
     "registry": 2, "process": 2, "portal": 2, "secretfile": 2, "secretbook": 2,
     "client": 3, "scripted_model": 3,
     "instances": 4,

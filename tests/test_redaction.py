@@ -25,6 +25,7 @@ from opencode_manager.redaction import (
     may_hold,
     redact,
     redact_data,
+    redact_output,
 )
 from opencode_manager.secretfile import load_secret
 from opencode_manager.settings import Settings
@@ -174,3 +175,16 @@ def test_no_secret_an_agent_prints_is_stored_or_shown(fleet: Fleet, tmp_path: Pa
             clean(browser.get("/tasks").text, "the dashboard's task list")
     finally:
         run_ocm("remote", "rm", remote, env=fleet.env)
+
+
+def test_the_password_a_2x_server_prints_is_redacted() -> None:
+    assert redact_output("server password s2eUEr5xQ9") == "server password " + REDACTED
+    assert redact_output("  server password x\n") == "  server password " + REDACTED + "\n"
+    assert redact_output("server listening on http://127.0.0.1:1") == (
+        "server listening on http://127.0.0.1:1"
+    )
+    # A log line that merely mentions a password is left alone; known secrets still go.
+    said = 'level=INFO message="server password set" other=sekrit-value'
+    assert redact_output(said, ("sekrit-value",)) == (
+        'level=INFO message="server password set" other=' + REDACTED
+    )

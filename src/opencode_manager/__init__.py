@@ -61,7 +61,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "DEFAULT_START_TIMEOUT": ("instances.lifecycle", "DEFAULT_START_TIMEOUT"),
     "DEFAULT_STOP_TIMEOUT": ("instances.lifecycle", "DEFAULT_STOP_TIMEOUT"),
     "LOG_LEVELS": ("instances.spec", "LOG_LEVELS"),
-    "MIN_OPENCODE_VERSION": ("settings", "MIN_OPENCODE_VERSION"),
+    "MIN_OPENCODE_VERSION": ("lines", "MIN_OPENCODE_VERSION"),
     "PINNED_OPENCODE_VERSION": ("settings", "PINNED_OPENCODE_VERSION"),
     "RESTART_POLICIES": ("instances.spec", "RESTART_POLICIES"),
     "Ask": ("tasks.tracker", "Ask"),
@@ -206,6 +206,7 @@ if TYPE_CHECKING:
         parse_port_range,
     )
     from .instances.systemd import SystemdExport
+    from .lines import MIN_OPENCODE_VERSION
     from .manager import AsyncManager, Manager
     from .models import (
         AskPolicy,
@@ -228,7 +229,7 @@ if TYPE_CHECKING:
     from .observe.fleetview import FleetFrame, FleetRow, FleetTotals
     from .observe.monitor import Received
     from .secretfile import Secret, load_secret
-    from .settings import MIN_OPENCODE_VERSION, PINNED_OPENCODE_VERSION, Settings
+    from .settings import PINNED_OPENCODE_VERSION, Settings
     from .sockets import listener, serve_app
     from .tasks.batch import BatchOptions, BatchProgress
     from .tasks.batchfile import BatchTask

@@ -10,7 +10,8 @@ they care about. Messages say what went wrong and what to do about it.
     │   └── SessionNotFound                     no such session on that server (.session_id)
     ├── ConflictError                exit 4   duplicate name, port in use, range exhausted,
     │                                          instance already stopped/running
-    ├── BinaryError                  exit 5   opencode missing, too old, install failed
+    ├── BinaryError                  exit 5   opencode missing, too old, unknown line,
+    │                                          install failed
     ├── StartError                   exit 6   a server exited or never got healthy
     ├── StateError                   exit 7   OCM_HOME unwritable, registry corrupt or locked
     └── ServerError                  exit 8   an OpenCode server answered badly or not at all
@@ -66,7 +67,8 @@ class ConflictError(OcmError):
 
 
 class BinaryError(OcmError):
-    """The opencode binary is missing, unusable, too old, or could not be installed."""
+    """The opencode binary is missing, unusable, too old, of no line ocm speaks (a 3.x), or
+    could not be installed."""
 
     exit_code = 5
 

@@ -123,15 +123,18 @@ class AsyncManager:
         timeout: float = DEFAULT_START_TIMEOUT,
         progress: StartProgress | None = None,
         cancel: asyncio.Event | None = None,
+        opencode: str | None = None,
     ) -> list[InstanceInfo]:
         """Start instances in parallel; return once all are healthy, or raise StartError.
 
+        `opencode`: their binary, kept across restarts: a version `install` put in OCM_HOME
+        (`"2.1.2"`) or a path (default: the settings' resolution order at each start).
         Setting `cancel` (or cancelling this coroutine) rolls back: the instances this call
         created are stopped and removed, and it raises Interrupted."""
         requested = specs.build_specs(
             name=name, count=count, directory=directory, port=port, port_range=port_range,
             hostname=hostname, cors=cors, log_level=log_level, env=env, auth=auth,
-            shared_data=shared_data, supervision=supervision,
+            shared_data=shared_data, supervision=supervision, binary=opencode,
         )  # fmt: skip
         stop = threading.Event()
         starting = asyncio.to_thread(
@@ -987,6 +990,7 @@ class Manager:
         supervision: specs.Supervision | None = None,
         timeout: float = DEFAULT_START_TIMEOUT,
         progress: StartProgress | None = None,
+        opencode: str | None = None,
     ) -> list[InstanceInfo]:
         result: list[InstanceInfo] = self._call(
             lambda: self.aio.start(
@@ -1004,6 +1008,7 @@ class Manager:
                 supervision=supervision,
                 timeout=timeout,
                 progress=progress,
+                opencode=opencode,
             )
         )
         return result

@@ -128,6 +128,10 @@ class InstanceSpec:
     auth: bool = True
     shared_data: bool = False
     opencode: str | None = None  # binary path resolved at start time
+    # The binary chosen for this instance (`ocm start --opencode`, a fleet file's `opencode`):
+    # a version `ocm install` put in $OCM_HOME ("2.1.2") or an absolute path. None: the
+    # resolution order (--opencode/OCM_OPENCODE, PATH, ~/.opencode/bin, managed) at each start.
+    binary: str | None = None
     # supervision (see supervision.py)
     restart: str = "on-failure"  # never, on-failure, always
     max_restarts: int = 10  # within restart_window seconds, then errored
@@ -224,6 +228,8 @@ class InstanceInfo:
     error: str | None = None
     last_exit: str | None = None
     owner: str = "ocm"  # "ocm" (started here), "remote" (by URL), "cluster" (Ray) or "foreign"
+    line: int | None = None  # the OpenCode line of its version: 1 or 2 (None: unknown)
+    service: bool = False  # a foreign server that is the user's OpenCode 2 background service
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -578,14 +578,16 @@ class Registry:
         starter: ProcessIdentity | None = None,
         start_timeout: float | None = None,
         token: str | None = None,
+        version: str | None = None,
     ) -> None:
-        """A new `starting` row, claimed by `starter`, inside the caller's transaction."""
+        """A new `starting` row, claimed by `starter`, inside the caller's transaction.
+        `version`: its binary's, which decides the line its keeper speaks."""
         now = time.time()
         try:
             db.execute(
                 "INSERT INTO instances (name, spec, state, port, created_at, updated_at,"
-                " starter_pid, starter_ctime, start_timeout, launch_token)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " starter_pid, starter_ctime, start_timeout, launch_token, version)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     spec.name,
                     spec.to_json(),
@@ -597,6 +599,7 @@ class Registry:
                     starter.create_time if starter else None,
                     start_timeout,
                     token,
+                    version,
                 ),
             )
         except sqlite3.IntegrityError as exc:
@@ -639,12 +642,15 @@ class Registry:
         starter: ProcessIdentity | None,
         start_timeout: float | None,
         token: str,
+        version: str | None = None,
     ) -> None:
-        """`ocm restart`: the row goes back to `starting` for a new keeper."""
+        """`ocm restart`: the row goes back to `starting` for a new keeper (`version`: its
+        binary's, as in `reserve`)."""
         self._set(
             db,
             name,
             spec=spec,
+            version=version,
             state=State.STARTING,
             port=port,
             url=None,

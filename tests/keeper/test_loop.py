@@ -352,10 +352,10 @@ async def test_the_keepers_own_crash_is_recorded(harness: Make) -> None:
     h = harness()
     await h.running()
 
-    async def broken(*args: object, **kwargs: object) -> dict[str, object]:
+    async def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("a bug in the keeper")
 
-    h.probe.health = broken  # type: ignore[method-assign]
+    h.probe.check = broken  # type: ignore[method-assign, assignment]
     assert await h.finish() == 2
     await h.until(lambda: h.record().keeper_error is not None)
     record = h.record()

@@ -1,9 +1,9 @@
 """The scripted model drives a real OpenCode 2 server: a `BASH: echo hi` turn runs its `shell`.
 
-OpenCode 2 is found through OCM_TEST_OPENCODE2, or where scripts/setup installs it
-(.cache/oc2, npm package @opencode/cli); `ocm install` cannot install the 2.x line yet. The
-server is driven over its own API (no ocm dialect for 2.x exists yet), wired to the scripted
-model through a project opencode.json, as the 1.x tests are.
+OpenCode 2 is the `opencode2_bin` fixture: OCM_TEST_OPENCODE2, or where scripts/setup installs
+it (`ocm install --version 2.1.2` into .cache/ocm). The server is driven over its own API (no
+ocm dialect for 2.x tasks exists yet), wired to the scripted model through a project
+opencode.json, as the 1.x tests are.
 """
 
 from __future__ import annotations
@@ -27,30 +27,14 @@ from helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-INSTALLED = ROOT / ".cache" / "oc2" / "node_modules" / ".bin" / "opencode"
-
-
-def _opencode2() -> str | None:
-    explicit = os.environ.get("OCM_TEST_OPENCODE2")
-    if explicit:
-        return explicit
-    return str(INSTALLED) if INSTALLED.exists() else None
-
 
 @pytest.fixture
-def opencode2() -> str:
-    found = _opencode2()
-    if found is None:
-        pytest.skip(
-            "OpenCode 2.x is not installed for the tests: scripts/setup installs "
-            "@opencode/cli 2.1.2 into .cache/oc2, or set OCM_TEST_OPENCODE2 to a 2.x binary"
-        )
+def opencode2(opencode2_bin: str) -> str:
     version = subprocess.run(
-        [found, "--version"], capture_output=True, text=True, timeout=60, check=False
+        [opencode2_bin, "--version"], capture_output=True, text=True, timeout=60, check=False
     ).stdout.strip()
-    assert version.startswith("opencode v2."), f"{found} is not OpenCode 2: {version!r}"
-    return found
+    assert version.startswith("opencode v2."), f"{opencode2_bin} is not OpenCode 2: {version!r}"
+    return opencode2_bin
 
 
 @pytest.fixture

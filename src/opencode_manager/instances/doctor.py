@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import process
-from ..client import AsyncOpencodeClient, Endpoint
+from ..client import AsyncOpencodeClient, Endpoint, healthcheck
 from ..client import operations as ops
+from ..client.readiness import Phase
 from ..errors import OcmError, ServerError, ServerRefused
+from ..lines import SUPPORTED_LINES, Line, known_line
 from ..models import InstanceRecord, State, Status
-from ..settings import MIN_OPENCODE_VERSION
 from ..text import human_size, one_line
 from . import binary as binaries
 from . import ports
@@ -69,7 +70,12 @@ async def run_checks(fleet: Fleet) -> list[Check]:
     try:
         found = await asyncio.to_thread(binaries.find_binary, settings)
         checks.append(
-            Check("binary", True, f"opencode {found.version} at {found.path} (from {found.source})")
+            Check(
+                "binary",
+                True,
+                f"opencode {found.version} (OpenCode {found.line.label}) at {found.path} "
+                f"(from {found.source})",
+            )
         )
     except OcmError as exc:
         checks.append(
@@ -77,8 +83,8 @@ async def run_checks(fleet: Fleet) -> list[Check]:
                 "binary",
                 False,
                 str(exc),
-                fix=f"run `ocm install` (needs npm), or set OCM_OPENCODE; need >= "
-                f"{MIN_OPENCODE_VERSION}",
+                fix=f"run `ocm install` (needs npm), or set OCM_OPENCODE; supported: "
+                f"{SUPPORTED_LINES}",
             )
         )
 
@@ -158,7 +164,7 @@ async def run_checks(fleet: Fleet) -> list[Check]:
                 Check(
                     label,
                     False,
-                    "process alive but /global/health fails",
+                    f"process alive but {_line(record).health_route} fails",
                     fix=f"`ocm restart {record.name}`",
                 )
             )
@@ -195,7 +201,7 @@ async def run_checks(fleet: Fleet) -> list[Check]:
             )
         endpoint = fleet.endpoint(record)
         if endpoint is not None and info.status is Status.RUNNING:
-            checks.append(await _auth_check(label, record.spec.auth, endpoint))
+            checks.append(await _auth_check(label, record.spec.auth, endpoint, _line(record)))
             checks.extend(await project_checks(fleet, record))
 
     claimed = Counter(
@@ -233,35 +239,35 @@ async def run_checks(fleet: Fleet) -> list[Check]:
     return checks
 
 
-async def _auth_check(label: str, auth: bool, endpoint: Endpoint) -> Check:
+def _line(record: InstanceRecord) -> Line:
+    return known_line(record.version) or Line.V1
+
+
+async def _auth_check(label: str, auth: bool, endpoint: Endpoint, line: Line) -> Check:
+    """Its line's health check without credentials (refused, if it has a password), then
+    with ours (accepted)."""
     anonymous = Endpoint(url=endpoint.url, name=endpoint.name)
+    restart = f"`ocm restart {endpoint.name}`"
     try:
-        async with AsyncOpencodeClient(anonymous, timeout=3.0) as client:
-            await client.health()
-        open_to_all = True
+        verdict = await healthcheck.check(anonymous, timeout=3.0, expected=line)
     except ServerError as exc:
-        if exc.status_code != 401:
-            return Check(
-                label, False, f"health check failed: {exc}", fix=f"`ocm restart {endpoint.name}`"
-            )
-        open_to_all = False
+        return Check(label, False, f"health check failed: {exc}", fix=restart)
+    if verdict.phase is not Phase.LOCKED and not verdict.ready:
+        return Check(label, False, f"health check failed: {verdict.detail}", fix=restart)
+    open_to_all = verdict.ready
     if auth and open_to_all:
-        return Check(
-            label,
-            False,
-            "answers without a password although auth is on",
-            fix=f"`ocm restart {endpoint.name}`",
-        )
+        return Check(label, False, "answers without a password although auth is on", fix=restart)
     if auth:
         try:
-            async with AsyncOpencodeClient(endpoint, timeout=3.0) as client:
-                await client.health()
+            verdict = await healthcheck.check(endpoint, timeout=3.0, expected=line)
         except ServerError as exc:
+            return Check(label, False, f"health check failed: {exc}", fix=restart)
+        if not verdict.ready:
             return Check(
                 label,
                 False,
-                f"our stored password is refused: {exc}",
-                fix=f"`ocm restart {endpoint.name}` to hand it the password again",
+                f"our stored password is refused: {verdict.detail}",
+                fix=f"{restart} to hand it the password again",
             )
         return Check(label, True, "healthy; refuses anonymous requests, accepts ours")
     return Check(label, True, "healthy; no password (--no-auth, loopback only)", level="warning")
@@ -271,8 +277,8 @@ async def project_checks(fleet: Fleet, record: InstanceRecord, *, mcp: bool = Tr
     """What OpenCode makes of the instance's project: does its config load (a broken
     `opencode.json` does not stop the server answering health), do its MCP servers start?"""
     endpoint = fleet.endpoint(record)
-    if endpoint is None:
-        return []
+    if endpoint is None or _line(record) is Line.V2:
+        return []  # asked in the 1.x dialect; 2.x's comes with its task support
     label = f"instance {record.name}"
     directory = record.spec.dir
     checks: list[Check] = []

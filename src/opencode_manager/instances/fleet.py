@@ -18,6 +18,7 @@ from .. import process
 from ..client import healthcheck
 from ..client.endpoint import Endpoint
 from ..errors import ConflictError, NotFoundError, OcmError, ServerError, UsageError
+from ..lines import known_line
 from ..models import InstanceRecord, State
 from ..registry import Registry
 from ..secretbook import SecretBook
@@ -92,8 +93,11 @@ class Fleet:
             return seen[1]
         endpoint = self.endpoint(record)
         try:
-            healthy = endpoint is not None and bool(
-                healthcheck.health_blocking(endpoint, timeout=REMOTE_HEALTH_TIMEOUT).get("healthy")
+            healthy = (
+                endpoint is not None
+                and healthcheck.check_blocking(
+                    endpoint, timeout=REMOTE_HEALTH_TIMEOUT, expected=known_line(record.version)
+                ).ready
             )
         except ServerError:
             healthy = False

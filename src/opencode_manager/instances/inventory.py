@@ -13,7 +13,8 @@ import psutil
 
 from .. import process
 from ..client.endpoint import Endpoint
-from ..errors import ConflictError, NotFoundError, ServerError
+from ..errors import ConflictError, NotFoundError, OcmError, ServerError
+from ..lines import Line, known_line
 from ..models import (
     InstanceInfo,
     InstanceRecord,
@@ -23,10 +24,14 @@ from ..models import (
     Status,
     derive_status,
 )
+from . import binary as binaries
 from . import probe
-from .discovery import ForeignServer, find_foreign
+from .discovery import ForeignServer, find_foreign, read_services
 from .fleet import Fleet, current_server, keeper_answering
 from .spec import is_loopback_host
+
+#: How long `ls` lets a foreign 2.x server's executable take to say its version.
+FOREIGN_VERSION_TIMEOUT = 5.0
 
 
 async def list_instances(
@@ -52,7 +57,10 @@ async def list_instances(
     if include_foreign:
         own = {p.pid for p in servers if p is not None}
         own |= {r.server.pid for r in records if r.server}
-        foreign = await asyncio.to_thread(find_foreign, own)
+        services = {
+            s.pid: s for s in await asyncio.to_thread(read_services, fleet.settings.user_state_home)
+        }
+        foreign = await asyncio.to_thread(find_foreign, own, services)
         # A remote instance added by a loopback URL is a server on this machine: list it once.
         remote_ports = {
             r.port for r in records if r.spec.remote and is_loopback_host(r.spec.hostname)
@@ -78,10 +86,15 @@ async def list_instances(
         for record, server in zip(records, servers, strict=True)
     ]
     endpoints += [Endpoint(url=f.url) for f in foreign]
+    # A managed instance speaks the line of its binary; a foreign one is asked which.
+    expected = [known_line(r.version) for r in records] + [None for _ in foreign]
     health = (
-        await probe.check_health_async(endpoints)
+        await probe.check_health_async(endpoints, expected=expected)
         if probe_health
         else [probe.Health(healthy=None) for _ in endpoints]
+    )
+    foreign_versions = await asyncio.gather(
+        *(_foreign_version(fleet, f, health[len(records) + j]) for j, f in enumerate(foreign))
     )
     if measure_cpu:
         stats = await sampler.aread()
@@ -119,6 +132,7 @@ async def list_instances(
                 url=record.url,
                 hostname=record.spec.hostname,
                 version=health[i].version or record.version,
+                line=_line_number(health[i].line, health[i].version or record.version),
                 healthy=health[i].healthy if servers[i] is not None else False,
                 started_at=record.started_at,
                 uptime_s=round(now - record.started_at, 1)
@@ -153,7 +167,9 @@ async def list_instances(
                 port=f.port,
                 url=f.url,
                 hostname=f.hostname,
-                version=h.version,
+                version=foreign_versions[j],
+                line=_line_number(h.line, foreign_versions[j]),
+                service=f.service,
                 healthy=h.healthy,
                 started_at=f.create_time,
                 uptime_s=round(now - f.create_time, 1),
@@ -169,6 +185,28 @@ async def list_instances(
             )
         )
     return infos
+
+
+def _line_number(proved: Line | None, version: str | None) -> int | None:
+    """The line `ls` shows: what the server's answers proved, else its version's."""
+    line = proved or known_line(version)
+    return line.value if line is not None else None
+
+
+async def _foreign_version(fleet: Fleet, server: ForeignServer, health: probe.Health) -> str | None:
+    """A foreign server's version: what it told us (1.x without a password), what its
+    service registration says, or, for a 2.x server whose password is not ours, what its
+    executable says (`--version`, cached per file, so `ls` pays it once)."""
+    if health.version or server.version:
+        return health.version or server.version
+    if health.line is not Line.V2 or not server.exe:
+        return None
+    try:
+        return await asyncio.to_thread(
+            binaries.probe_version, server.exe, fleet.settings, timeout=FOREIGN_VERSION_TIMEOUT
+        )
+    except OcmError:
+        return None
 
 
 def remote_info(record: InstanceRecord, health: probe.Health) -> InstanceInfo:
@@ -192,6 +230,7 @@ def remote_info(record: InstanceRecord, health: probe.Health) -> InstanceInfo:
         url=record.url,
         hostname=record.spec.hostname,
         version=health.version or record.version,
+        line=_line_number(health.line, health.version or record.version),
         healthy=bool(health.healthy),
         started_at=record.started_at,
         uptime_s=None,  # the server's own uptime is its host's to know
@@ -290,6 +329,7 @@ def spec_settings(spec: InstanceSpec) -> dict[str, Any]:
         "auth": spec.auth,
         "shared_data": spec.shared_data,
         "opencode": spec.opencode,
+        "binary": spec.binary,  # its own choice (a version or a path), if it has one
         "restart": spec.restart,
         "max_restarts": spec.max_restarts,
         "restart_window": spec.restart_window,
@@ -327,7 +367,13 @@ async def status_report(fleet: Fleet, ref: str) -> StatusReport:
         report.processes = probe.process_tree(server)
         report.connections = probe.connections(server)
     remote = isinstance(found, InstanceRecord) and found.spec.remote
-    if endpoint is not None and (server is not None or (remote and report.info.healthy)):
+    # Sessions, MCP and LSP are asked in the 1.x dialect; 2.x's comes with its task support.
+    speaks_v1 = report.info.line != Line.V2.value
+    if (
+        endpoint is not None
+        and speaks_v1
+        and (server is not None or (remote and report.info.healthy))
+    ):
         await _ask_server(report, endpoint, directory)
     return report
 

@@ -42,6 +42,7 @@ from ..errors import (
     StateError,
     UsageError,
 )
+from ..lines import Line, known_line
 from ..models import KEEPER_CMD, InstanceRecord, InstanceSpec, ProcessIdentity, State
 from . import binary as binaries
 from . import credentials, launch, ports, remote
@@ -106,13 +107,13 @@ def start(
     raises Interrupted."""
     if timeout <= 0:
         raise UsageError(f"invalid --timeout {timeout:g}: must be above 0")
-    binary = binaries.find_binary(fleet.settings)
+    binary = _binaries(fleet, requested)  # before anything is recorded: a 3.x is refused here
     for spec in requested:
         if spec.port is not None and not ports.port_free(spec.hostname, spec.port):
             raise ConflictError(
                 f"port {spec.port} is already in use on {spec.hostname}; pick another"
             )
-    placed = _reserve(fleet, requested, binary.path, timeout)
+    placed = _reserve(fleet, requested, binary, timeout)
     names = [s.name for s in placed]
     for spec in placed:
         if cancel is not None and cancel.is_set():
@@ -134,8 +135,29 @@ def _roll_back(fleet: Fleet, names: list[str]) -> NoReturn:
     raise Interrupted(f"start interrupted: {', '.join(names)} stopped and removed")
 
 
+def _binaries(
+    fleet: Fleet, requested: Sequence[InstanceSpec]
+) -> Callable[[InstanceSpec], binaries.Binary]:
+    """Each spec's binary (its own choice, else the resolution order), each choice found and
+    version-checked once."""
+    found: dict[str | None, binaries.Binary] = {}
+    for spec in requested:
+        if spec.binary not in found:
+            found[spec.binary] = binaries.choose(fleet.settings, spec.binary)
+        if not spec.auth and found[spec.binary].line is Line.V2:
+            # 2.x makes up a password when given none, and ocm would be locked out.
+            raise UsageError(
+                f"--no-auth is not possible with OpenCode {found[spec.binary].version}: 2.x "
+                "always requires a password (drop --no-auth: ocm generates one and passes it)"
+            )
+    return lambda spec: found[spec.binary]
+
+
 def _reserve(
-    fleet: Fleet, requested: list[InstanceSpec], binary: str, timeout: float
+    fleet: Fleet,
+    requested: list[InstanceSpec],
+    binary: Callable[[InstanceSpec], binaries.Binary],
+    timeout: float,
 ) -> list[InstanceSpec]:
     """Name, place and record the instances in one transaction (the cross-process lock)."""
     registry = fleet.registry
@@ -147,15 +169,16 @@ def _reserve(
         generated = iter(specs.next_generated_names(taken, unnamed))
         claimed = registry.claimed_ports(db)
         for spec in requested:
+            found = binary(spec)
             final = InstanceSpec(
-                **{**spec.__dict__, "name": spec.name or next(generated), "opencode": binary}
+                **{**spec.__dict__, "name": spec.name or next(generated), "opencode": found.path}
             )
             chosen = _choose_port(final, claimed)
             if chosen is not None:
                 claimed.add(chosen)
             registry.reserve(
                 db, final, port=chosen, starter=starter, start_timeout=timeout,
-                token=secrets.token_hex(8),
+                token=secrets.token_hex(8), version=found.version,
             )  # fmt: skip
             placed.append(final)
     # Secrets and dirs after the rows exist, so a failure leaves a record to clean up.
@@ -438,15 +461,21 @@ def _answers(fleet: Fleet, record: InstanceRecord) -> bool:
     if endpoint is None:
         return False
     try:
-        return bool(healthcheck.health_blocking(endpoint, timeout=2.0).get("healthy"))
+        verdict = healthcheck.check_blocking(
+            endpoint, timeout=2.0, expected=known_line(record.version)
+        )
+        return verdict.ready
     except OcmError:
         return False
 
 
 def _dispose(fleet: Fleet, record: InstanceRecord, timeout: float) -> None:
-    """Ask the server to end its tool processes and MCP/LSP servers (bounded)."""
+    """Ask the server to end its tool processes and MCP/LSP servers (bounded). A 2.x server
+    has no such route: SIGTERM is its graceful stop (it exits 130)."""
     from ..client import OpencodeClient
 
+    if known_line(record.version) is Line.V2:
+        return
     endpoint = fleet.endpoint(record)
     if endpoint is None:
         return
@@ -526,7 +555,8 @@ def restart(
     else:
         records = fleet.resolve_all(refs)
         remote.refuse(records, "restart")
-    binary = binaries.find_binary(fleet.settings)
+    chosen_specs = {r.name: (respec or {}).get(r.name, r.spec) for r in records}
+    binary = _binaries(fleet, list(chosen_specs.values()))  # an instance keeps its choice
     registry = fleet.registry
     for record in records:
         if is_live(record):
@@ -534,8 +564,9 @@ def restart(
     names = []
     starter = me()
     for record in records:
-        chosen_spec = (respec or {}).get(record.name, record.spec)
-        spec = InstanceSpec(**{**chosen_spec.__dict__, "opencode": binary.path})
+        chosen_spec = chosen_specs[record.name]
+        found = binary(chosen_spec)
+        spec = InstanceSpec(**{**chosen_spec.__dict__, "opencode": found.path})
         previous = registry.get(record.name)
         with registry.transaction() as db:
             chosen = _choose_port(spec, registry.claimed_ports(db)) if spec.port_range else None
@@ -543,7 +574,7 @@ def restart(
             registry.relaunch(
                 db, record.name, spec, port=chosen or spec.port or previous.port,
                 restarts=previous.restarts + 1, starter=starter, start_timeout=timeout,
-                token=secrets.token_hex(8),
+                token=secrets.token_hex(8), version=found.version,
             )  # fmt: skip
         _prepare(fleet, spec)
         _launch(fleet, spec)

@@ -14,7 +14,9 @@ import psutil
 
 from ..client import healthcheck
 from ..client.endpoint import Endpoint
+from ..client.readiness import Phase
 from ..errors import ServerError
+from ..lines import Line
 
 
 @dataclass
@@ -23,29 +25,41 @@ class Health:
     version: str | None = None
     auth_required: bool | None = None
     error: str | None = None
+    line: Line | None = None  # the line its answers prove
 
 
-async def _one(endpoint: Endpoint, timeout: float) -> Health:
+async def _one(endpoint: Endpoint, timeout: float, expected: Line | None) -> Health:
     try:
-        data = await healthcheck.health(endpoint, timeout=timeout)
+        verdict = await healthcheck.check(endpoint, timeout=timeout, expected=expected)
     except ServerError as exc:
-        if exc.status_code == 401:
-            return Health(healthy=None, auth_required=True, error=str(exc))
         return Health(healthy=False, error=str(exc))
-    return Health(
-        healthy=bool(data.get("healthy")),
-        version=data.get("version"),
-        auth_required=endpoint.password is not None,
-    )
+    if verdict.phase is Phase.LOCKED:
+        return Health(healthy=None, auth_required=True, error=verdict.detail, line=verdict.line)
+    if verdict.ready:
+        return Health(
+            healthy=True,
+            version=verdict.version,
+            auth_required=endpoint.password is not None,
+            line=verdict.line,
+        )
+    return Health(healthy=False, version=verdict.version, error=verdict.detail, line=verdict.line)
 
 
 async def check_health_async(
-    endpoints: Sequence[Endpoint | None], timeout: float = 1.5
+    endpoints: Sequence[Endpoint | None],
+    timeout: float = 1.5,
+    expected: Sequence[Line | None] | None = None,
 ) -> list[Health]:
-    async def run(ep: Endpoint | None) -> Health:
-        return Health(healthy=None) if ep is None else await _one(ep, timeout)
+    """Each server's health check, in parallel; `expected`: the line each should speak
+    (None: find out, 2.x's route first)."""
+    lines = list(expected) if expected is not None else [None] * len(endpoints)
 
-    return list(await asyncio.gather(*(run(ep) for ep in endpoints)))
+    async def run(ep: Endpoint | None, line: Line | None) -> Health:
+        return Health(healthy=None) if ep is None else await _one(ep, timeout, line)
+
+    return list(
+        await asyncio.gather(*(run(ep, ln) for ep, ln in zip(endpoints, lines, strict=True)))
+    )
 
 
 @dataclass
