@@ -17,6 +17,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -89,19 +90,33 @@ class Server:
         return len(await self.call("GET", f"/session/{session}/message"))
 
 
-async def main_async(specs: list[dict[str, str]], tasks: int, per_instance: int) -> dict[str, Any]:
+Run = Callable[[str], Awaitable[int]]  # one task on one server: the messages it read
+
+
+async def work_off(tasks: int, workers: Sequence[Run]) -> tuple[int, int]:
+    """Every task taken from one shared queue by the first free worker; (completed, messages).
+
+    A count is added to only after its await: `messages += await run(...)` read the total
+    before awaiting and wrote it back after, losing whatever the other workers added
+    meanwhile (8 messages printed for 24 tasks)."""
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(tasks):
         queue.put_nowait(i)
     completed = messages = 0
 
-    async def worker(server: Server) -> None:
+    async def worker(run: Run) -> None:
         nonlocal completed, messages
         while not queue.empty():
             i = queue.get_nowait()
-            messages += await server.task(PROMPT.format(i))
+            read = await run(PROMPT.format(i))
+            messages += read
             completed += 1
 
+    await asyncio.gather(*(worker(run) for run in workers))
+    return completed, messages
+
+
+async def main_async(specs: list[dict[str, str]], tasks: int, per_instance: int) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
     async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0)) as http:
         servers = [Server(spec, http) for spec in specs]
@@ -109,7 +124,8 @@ async def main_async(specs: list[dict[str, str]], tasks: int, per_instance: int)
         try:
             start = time.perf_counter()
             await asyncio.wait_for(asyncio.gather(*(s.connected.wait() for s in servers)), 10)
-            await asyncio.gather(*(worker(s) for s in servers for _ in range(per_instance)))
+            workers = [s.task for s in servers for _ in range(per_instance)]
+            completed, messages = await work_off(tasks, workers)
             elapsed = time.perf_counter() - start
         finally:
             for reader in readers:

@@ -93,6 +93,8 @@ def _floor(fleet: SharedFleet, n: int) -> tuple[CommandResult, float]:
     data = json.loads(result.stdout.strip().splitlines()[-1])
     if data["completed"] != n:
         raise BenchError(f"the REST floor completed {data['completed']} of {n} tasks")
+    if data["messages"] < 2 * n:  # each task's prompt and its answer, at least
+        raise BenchError(f"the REST floor read {data['messages']} messages for {n} tasks")
     return result, float(data["elapsed_s"])
 
 
