@@ -27,10 +27,10 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from . import process
 from .errors import NotFoundError, UsageError
@@ -73,7 +73,6 @@ if TYPE_CHECKING:
     from .tasks.summary import BatchSummary
     from .tasks.worktree import WorktreeRemoval, WorktreeRow
 
-T = TypeVar("T")
 DEFAULT_START_TIMEOUT = lifecycle.DEFAULT_START_TIMEOUT
 DEFAULT_STOP_TIMEOUT = lifecycle.DEFAULT_STOP_TIMEOUT
 
@@ -879,10 +878,13 @@ class AsyncManager:
 
         loop = asyncio.get_running_loop()
 
+        async def reading() -> tuple[FleetFrame, dict[str, Any]]:
+            return await asyncio.gather(self.top(), self.task_totals())
+
         def read() -> tuple[FleetFrame, dict[str, Any]]:
-            reading = asyncio.gather(self.top(), self.task_totals())
-            frame, totals = asyncio.run_coroutine_threadsafe(_awaited(reading), loop).result()
-            return frame, totals
+            # In the server's request thread: the gather must be made in the loop, not here
+            # (a thread without a loop cannot make one: every scrape answered 500).
+            return asyncio.run_coroutine_threadsafe(reading(), loop).result()
 
         server = await asyncio.to_thread(start_server, read, host, port)
         if ready is not None:
@@ -921,10 +923,6 @@ class AsyncManager:
         from .demo import run_demo
 
         return await run_demo(self.fleet, count=count, say=say)
-
-
-async def _awaited(future: Awaitable[T]) -> T:
-    return await future
 
 
 class Manager:
