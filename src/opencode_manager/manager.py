@@ -879,7 +879,8 @@ class AsyncManager:
         loop = asyncio.get_running_loop()
 
         async def reading() -> tuple[FleetFrame, dict[str, Any]]:
-            return await asyncio.gather(self.top(), self.task_totals())
+            frame, totals = await asyncio.gather(self.top(), self.task_totals())
+            return frame, totals
 
         def read() -> tuple[FleetFrame, dict[str, Any]]:
             # In the server's request thread: the gather must be made in the loop, not here
