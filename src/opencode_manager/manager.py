@@ -27,10 +27,10 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from . import process
 from .errors import NotFoundError, UsageError
@@ -74,7 +74,6 @@ if TYPE_CHECKING:
     from .tasks.summary import BatchSummary
     from .tasks.worktree import WorktreeRemoval, WorktreeRow
 
-T = TypeVar("T")
 DEFAULT_START_TIMEOUT = lifecycle.DEFAULT_START_TIMEOUT
 DEFAULT_STOP_TIMEOUT = lifecycle.DEFAULT_STOP_TIMEOUT
 
@@ -900,10 +899,14 @@ class AsyncManager:
 
         loop = asyncio.get_running_loop()
 
-        def read() -> tuple[FleetFrame, dict[str, Any]]:
-            reading = asyncio.gather(self.top(), self.task_totals())
-            frame, totals = asyncio.run_coroutine_threadsafe(_awaited(reading), loop).result()
+        async def reading() -> tuple[FleetFrame, dict[str, Any]]:
+            frame, totals = await asyncio.gather(self.top(), self.task_totals())
             return frame, totals
+
+        def read() -> tuple[FleetFrame, dict[str, Any]]:
+            # In the server's request thread: the gather must be made in the loop, not here
+            # (a thread without a loop cannot make one: every scrape answered 500).
+            return asyncio.run_coroutine_threadsafe(reading(), loop).result()
 
         server = await asyncio.to_thread(start_server, read, host, port)
         if ready is not None:
@@ -942,10 +945,6 @@ class AsyncManager:
         from .demo import run_demo
 
         return await run_demo(self.fleet, count=count, say=say)
-
-
-async def _awaited(future: Awaitable[T]) -> T:
-    return await future
 
 
 class Manager:

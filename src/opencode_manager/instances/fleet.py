@@ -23,7 +23,7 @@ from ..models import InstanceRecord, State
 from ..registry import Registry
 from ..secretbook import SecretBook
 from ..settings import Settings
-from . import credentials, launch
+from . import credentials, launch, probe
 from .discovery import ForeignServer, find_foreign
 from .logs import is_error, tail_across
 from .spec import parse_port
@@ -48,6 +48,8 @@ class Fleet:
         self._backups = backups
         self._lock = threading.Lock()
         self._answers: dict[str, tuple[float, bool]] = {}  # remote name -> (when, healthy)
+        #: The CPU of servers no keeper samples, from one look at the fleet to the next.
+        self.cpu = probe.CpuMeter()
 
     @property
     def registry(self) -> Registry:

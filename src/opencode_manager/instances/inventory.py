@@ -44,9 +44,10 @@ async def list_instances(
 ) -> list[InstanceInfo]:
     """Every managed instance (reconciled with what runs) and every foreign server.
 
-    CPU use comes from the keepers' samples; servers without a fresh sample are measured
-    over a 0.1 s window unless `measure_cpu` is off (their CPU is then None). `names` limits
-    the managed instances looked at (and probed) to those.
+    CPU use comes from the keepers' samples; servers without a fresh sample (foreign ones,
+    mostly) from the fleet's CPU meter, which never waits: unknown (None) at first sight,
+    the use since the previous look after that; not at all when `measure_cpu` is off.
+    `names` limits the managed instances looked at (and probed) to those.
     """
     records = [
         r for r in await asyncio.to_thread(fleet.records) if names is None or r.name in names
@@ -68,8 +69,7 @@ async def list_instances(
         foreign = [f for f in foreign if f.port not in remote_ports]
     foreign_procs = [process.verified(process.identity_of(f.pid)) for f in foreign]
     now = time.time()
-    # Supervised servers were sampled by their keeper; measure only the others (this
-    # takes a 0.1 s window, so `ls` is fast when there are none).
+    # Supervised servers were sampled by their keeper; measure only the others.
     fresh = [
         server is not None
         and keeper is not None
@@ -80,7 +80,6 @@ async def list_instances(
     unmeasured: list[psutil.Process | None] = [
         None if ok else server for ok, server in zip(fresh, servers, strict=True)
     ] + foreign_procs
-    sampler = probe.CpuSampler(unmeasured if measure_cpu else [None] * len(unmeasured))
     endpoints: list[Endpoint | None] = [
         fleet.endpoint(record) if (server is not None or record.spec.remote) else None
         for record, server in zip(records, servers, strict=True)
@@ -97,8 +96,8 @@ async def list_instances(
         *(_foreign_version(fleet, f, health[len(records) + j]) for j, f in enumerate(foreign))
     )
     if measure_cpu:
-        stats = await sampler.aread()
-    else:  # memory needs no window: report it, leave CPU unknown
+        stats = fleet.cpu.read(unmeasured)
+    else:  # memory only, CPU unknown
         stats = [
             probe.stats_of(proc, prime=False, cpu=False) if proc is not None else None
             for proc in unmeasured
