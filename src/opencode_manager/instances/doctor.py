@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import process
-from ..client import AsyncOpencodeClient, Endpoint
+from ..client import Endpoint
 from ..client import operations as ops
 from ..errors import OcmError, ServerError, ServerRefused
 from ..models import InstanceRecord, State, Status
@@ -195,7 +195,7 @@ async def run_checks(fleet: Fleet) -> list[Check]:
             )
         endpoint = fleet.endpoint(record)
         if endpoint is not None and info.status is Status.RUNNING:
-            checks.append(await _auth_check(label, record.spec.auth, endpoint))
+            checks.append(await _auth_check(fleet, label, record.spec.auth, endpoint))
             checks.extend(await project_checks(fleet, record))
 
     claimed = Counter(
@@ -233,11 +233,10 @@ async def run_checks(fleet: Fleet) -> list[Check]:
     return checks
 
 
-async def _auth_check(label: str, auth: bool, endpoint: Endpoint) -> Check:
+async def _auth_check(fleet: Fleet, label: str, auth: bool, endpoint: Endpoint) -> Check:
     anonymous = Endpoint(url=endpoint.url, name=endpoint.name)
     try:
-        async with AsyncOpencodeClient(anonymous, timeout=3.0) as client:
-            await client.health()
+        await fleet.client(anonymous, timeout=3.0).health()
         open_to_all = True
     except ServerError as exc:
         if exc.status_code != 401:
@@ -254,8 +253,7 @@ async def _auth_check(label: str, auth: bool, endpoint: Endpoint) -> Check:
         )
     if auth:
         try:
-            async with AsyncOpencodeClient(endpoint, timeout=3.0) as client:
-                await client.health()
+            await fleet.client(endpoint, timeout=3.0).health()
         except ServerError as exc:
             return Check(
                 label,
@@ -276,27 +274,27 @@ async def project_checks(fleet: Fleet, record: InstanceRecord, *, mcp: bool = Tr
     label = f"instance {record.name}"
     directory = record.spec.dir
     checks: list[Check] = []
-    async with AsyncOpencodeClient(endpoint, timeout=10.0) as client:
-        try:
-            await client.call(ops.config(directory))
-        except ServerRefused as exc:
-            return [
-                Check(
-                    label,
-                    False,
-                    f"OpenCode cannot load the project's config: {exc.detail or exc}",
-                    fix=f"fix the file, then `ocm restart {record.name}` (OpenCode reads it once)",
-                    level="warning",
-                )
-            ]
-        except ServerError:
-            return []  # not answering: the health checks above say so
-        if not mcp:
-            return []
-        try:
-            servers = await client.call(ops.mcp_status(directory))
-        except ServerError:
-            return []
+    client = fleet.client(endpoint, timeout=10.0)
+    try:
+        await client.call(ops.config(directory))
+    except ServerRefused as exc:
+        return [
+            Check(
+                label,
+                False,
+                f"OpenCode cannot load the project's config: {exc.detail or exc}",
+                fix=f"fix the file, then `ocm restart {record.name}` (OpenCode reads it once)",
+                level="warning",
+            )
+        ]
+    except ServerError:
+        return []  # not answering: the health checks above say so
+    if not mcp:
+        return []
+    try:
+        servers = await client.call(ops.mcp_status(directory))
+    except ServerError:
+        return []
     for server, state in sorted(servers.items()):
         if isinstance(state, dict) and state.get("status") == "failed":
             checks.append(

@@ -31,10 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from .. import process
-from ..client import AsyncOpencodeClient, http_options
 from ..client.hub import EventHub
 from ..errors import ConflictError, OcmError, ServerError, SessionNotFound, UsageError
 from ..instances.fleet import Fleet
@@ -329,9 +326,9 @@ class BatchRun:
         limit = self.options.concurrency or max(1, len(candidates) * self.options.per_instance)
         queue = [r for r in self.records if not r.status.final]
         self._notify()
-        async with httpx.AsyncClient(**http_options()) as http, EventHub() as hub:
+        async with EventHub() as hub:
             self.hub = hub
-            self.external_busy = await busy_counts(self.fleet, candidates, http)
+            self.external_busy = await busy_counts(self.fleet, candidates)
             running: set[asyncio.Task[TaskRecord | None]] = set()
             while queue or running:
                 if self.cancel.is_set() or await self._cancel_requested():
@@ -349,7 +346,7 @@ class BatchRun:
                         queue.remove(record)
                         # Count it now: the task only starts at the next await.
                         self.inflight[instance.name] = self.inflight.get(instance.name, 0) + 1
-                        running.add(asyncio.create_task(self._run_one(record, instance, http)))
+                        running.add(asyncio.create_task(self._run_one(record, instance)))
                         placed = True
                         break
                 if not running and not self._waiting(queue):
@@ -435,13 +432,11 @@ class BatchRun:
         name = placement.pick(slots)
         return next((c for c in pool if c.name == name), None)
 
-    async def _run_one(
-        self, record: TaskRecord, instance: InstanceRecord, http: httpx.AsyncClient
-    ) -> TaskRecord | None:
+    async def _run_one(self, record: TaskRecord, instance: InstanceRecord) -> TaskRecord | None:
         """Run one task (already counted in inflight); return it if it should be queued again."""
         name = instance.name
         try:
-            client = AsyncOpencodeClient(self.fleet.endpoint_of(instance), http=http)
+            client = self.fleet.client(instance)
             if record.session_id is None or record.instance != name:
                 record.instance, record.url = name, instance.url
                 record.session_id, record.prompted, record.sending = None, False, False
@@ -578,44 +573,44 @@ class BatchRun:
     async def _look(self, record: TaskRecord, instance: InstanceRecord) -> str:
         """ "finished" (recorded), "lost" (run it again) or "unknown" (try later)."""
         assert record.session_id is not None
-        async with AsyncOpencodeClient(self.fleet.endpoint_of(instance)) as client:
-            try:
-                messages = await client.messages(record.session_id)
-                busy = await client.session_status(record.directory)
-            except SessionNotFound:
-                return "lost"
-            except ServerError:
-                return "unknown"
-            # By its message id first; a batch task's session is its own, so its last user
-            # message is the prompt, even when a server killed mid-turn lost the message's
-            # text (seen on 1.18.33) or the record predates message ids.
-            user = user_message(messages, record) or next(
-                (m for m in reversed(messages) if m.role == "user"), None
-            )
-            if user is None:
-                # A prompt whose send got no answer may still show a moment after the
-                # server answers again (delivery.py): absent for a grace, it is lost.
-                return "lost" if not record.sending or self._absent(record) else "unknown"
-            self._absent_since.pop(record.id, None)
-            # The prompt is on the server: following it never sends it again.
-            record.prompted, record.sending = True, False
-            if record.session_id in busy:
-                # The restarted server is running the turn again? Follow it.
-                runner = TaskRunner(client=client, record=record, persist=self.persist,
-                                    observer=Observer(), cancel=self.cancel)  # fmt: skip
-                record.attempts -= 1
-                await runner.run()
-                return "finished"
-            turn = build_turn(messages, user.id)
-            if not turn.completed:
-                return "lost"
-            if error_name(turn.error) == ABORTED_ERROR and not self.cancel.is_set():
-                return "lost"  # aborted by its server going down (a restart), not by us
+        client = self.fleet.client(instance)
+        try:
+            messages = await client.messages(record.session_id)
+            busy = await client.session_status(record.directory)
+        except SessionNotFound:
+            return "lost"
+        except ServerError:
+            return "unknown"
+        # By its message id first; a batch task's session is its own, so its last user
+        # message is the prompt, even when a server killed mid-turn lost the message's
+        # text (seen on 1.18.33) or the record predates message ids.
+        user = user_message(messages, record) or next(
+            (m for m in reversed(messages) if m.role == "user"), None
+        )
+        if user is None:
+            # A prompt whose send got no answer may still show a moment after the
+            # server answers again (delivery.py): absent for a grace, it is lost.
+            return "lost" if not record.sending or self._absent(record) else "unknown"
+        self._absent_since.pop(record.id, None)
+        # The prompt is on the server: following it never sends it again.
+        record.prompted, record.sending = True, False
+        if record.session_id in busy:
+            # The restarted server is running the turn again? Follow it.
             runner = TaskRunner(client=client, record=record, persist=self.persist,
-                                observer=Observer())  # fmt: skip
-            state = TurnState(session_id=record.session_id, user_message_id=user.id)
-            await runner.finish(state, None, 0.0)
+                                observer=Observer(), cancel=self.cancel)  # fmt: skip
+            record.attempts -= 1
+            await runner.run()
             return "finished"
+        turn = build_turn(messages, user.id)
+        if not turn.completed:
+            return "lost"
+        if error_name(turn.error) == ABORTED_ERROR and not self.cancel.is_set():
+            return "lost"  # aborted by its server going down (a restart), not by us
+        runner = TaskRunner(client=client, record=record, persist=self.persist,
+                            observer=Observer())  # fmt: skip
+        state = TurnState(session_id=record.session_id, user_message_id=user.id)
+        await runner.finish(state, None, 0.0)
+        return "finished"
 
     def _absent(self, record: TaskRecord) -> bool:
         """The prompt has been absent from its answering server for the send grace."""
@@ -682,7 +677,6 @@ async def _abort_quietly(fleet: Fleet, record: TaskRecord) -> None:
     assert record.instance is not None
     try:
         instance = await asyncio.to_thread(fleet.resolve, record.instance)
-        async with AsyncOpencodeClient(fleet.endpoint_of(instance), timeout=5.0) as client:
-            await client.abort(record.session_id)
+        await fleet.client(instance, timeout=5.0).abort(record.session_id)
     except OcmError:
         return
