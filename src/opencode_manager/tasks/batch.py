@@ -36,10 +36,10 @@ from ..client.hub import EventHub
 from ..errors import ConflictError, OcmError, ServerError, SessionNotFound, UsageError
 from ..instances.fleet import Fleet
 from ..models import BatchStatus, InstanceRecord, State, TaskRecord, TaskStatus
-from . import placement
+from . import delivery, placement
 from . import worktree as worktrees
 from .batchfile import BatchTask, parse
-from .delivery import SEND_GRACE, user_message
+from .delivery import user_message
 from .dispatch import DEFAULT_MAX_RETRIES, busy_counts
 from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint
 from .store import Batch, TaskStore, new_id
@@ -616,7 +616,7 @@ class BatchRun:
         """The prompt has been absent from its answering server for the send grace."""
         now = time.monotonic()
         since = self._absent_since.setdefault(record.id, now)
-        return now - since >= SEND_GRACE
+        return now - since >= delivery.SEND_GRACE
 
     async def _fail(self, record: TaskRecord, name: str, message: str, *,
                     retryable: bool = False) -> None:  # fmt: skip

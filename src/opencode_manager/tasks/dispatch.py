@@ -91,9 +91,7 @@ async def busy_counts(fleet: Fleet, records: Sequence[InstanceRecord]) -> dict[s
     return {name: count for name, count in pairs if count is not None}
 
 
-async def choose_instance(
-    fleet: Fleet, ref: str | None, *, local: bool = False
-) -> InstanceRecord:
+async def choose_instance(fleet: Fleet, ref: str | None, *, local: bool = False) -> InstanceRecord:
     """The named instance, or the least busy running one (`local`: not a remote one)."""
     if ref is not None:
         return await asyncio.to_thread(fleet.resolve_running, ref)
