@@ -422,6 +422,27 @@ async def test_a_server_that_goes_away_for_good_ends_the_task_saying_so(
     await pool.aclose()
 
 
+async def test_a_turn_lost_with_a_restarted_server_is_reported_after_its_grace(
+    server: FakeOpencode,
+    client: AsyncOpencodeClient,
+    script: Scripted,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server was restarted under the turn and came back idle without it: that is
+    said LOST_TURN_GRACE after it is back (a batch then runs the task again), not at the
+    first 2 s poll after that."""
+    monkeypatch.setattr(runner, "LOST_TURN_GRACE", 0.2)
+    script.turns["lost"] = [Hang()]
+    following = asyncio.create_task(_timed(_runner(client, _record("lost", server))))
+    await _until(lambda: bool(server.busy()))
+    server.crash()
+    server.restart()
+    began = time.monotonic()
+    with pytest.raises(ServerUnreachable, match="came back without it: the turn is lost"):
+        await asyncio.wait_for(following, 5)
+    assert time.monotonic() - began < 1.5
+
+
 async def _until(condition: Any, timeout: float = 5.0) -> None:
     async def wait() -> None:
         while not condition():

@@ -330,45 +330,12 @@ class BatchRun:
             self.hub = hub
             self.external_busy = await busy_counts(self.fleet, candidates)
             running: set[asyncio.Task[TaskRecord | None]] = set()
-            while queue or running:
-                if self.cancel.is_set() or await self._cancel_requested():
-                    self.cancel.set()
-                    break
-                placed = True
-                while queue and len(running) < limit and placed:
-                    placed = False
-                    for record in list(queue):
-                        if self.not_before.get(record.id, 0.0) > time.monotonic():
-                            continue
-                        instance = self._place(record, candidates)
-                        if instance is None:
-                            continue
-                        queue.remove(record)
-                        # Count it now: the task only starts at the next await.
-                        self.inflight[instance.name] = self.inflight.get(instance.name, 0) + 1
-                        running.add(asyncio.create_task(self._run_one(record, instance)))
-                        placed = True
-                        break
-                if not running and not self._waiting(queue):
-                    # Nothing can be placed: every instance the rest may use is gone.
-                    for record in queue:
-                        await self._fail(record, "NoInstance", "no running instance can take it",
-                                         retryable=not record.prompted)  # fmt: skip
-                    queue.clear()
-                    break
-                if not running:
-                    await asyncio.sleep(0.2)  # tasks wait for a retry delay or an instance
-                else:
-                    done, running = await asyncio.wait(
-                        running, timeout=0.5, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    for finished in done:
-                        retry = finished.result()
-                        if retry is not None:
-                            queue.insert(0, retry)
-                candidates = await asyncio.to_thread(self._live_candidates, names)
-            if running:  # cancelled: the runners abort their sessions
-                await asyncio.gather(*running, return_exceptions=True)
+            try:
+                await self._schedule(queue, running, candidates, limit)
+            finally:
+                # Left early (this run cancelled by its caller, or dying): its tasks end
+                # with it, where they are, as with a kill; `ocm batch resume` goes on.
+                await _stop_all(running)
         for record in self.records:
             if not record.status.final:
                 record.status = TaskStatus.CANCELLED
@@ -380,6 +347,56 @@ class BatchRun:
         result = await asyncio.to_thread(summary, self.store, self.batch.id)
         await asyncio.to_thread(self._write_out, result)
         return result
+
+    async def _schedule(
+        self,
+        queue: list[TaskRecord],
+        running: set[asyncio.Task[TaskRecord | None]],
+        candidates: list[InstanceRecord],
+        limit: int,
+    ) -> None:
+        """Place the queued tasks as room comes, until every one ended (or a cancel)."""
+        names = self.options.instances
+        while queue or running:
+            if self.cancel.is_set() or await self._cancel_requested():
+                self.cancel.set()
+                break
+            placed = True
+            while queue and len(running) < limit and placed:
+                placed = False
+                for record in list(queue):
+                    if self.not_before.get(record.id, 0.0) > time.monotonic():
+                        continue
+                    instance = self._place(record, candidates)
+                    if instance is None:
+                        continue
+                    queue.remove(record)
+                    # Count it now: the task only starts at the next await.
+                    self.inflight[instance.name] = self.inflight.get(instance.name, 0) + 1
+                    running.add(asyncio.create_task(self._run_one(record, instance)))
+                    placed = True
+                    break
+            if not running and not self._waiting(queue):
+                # Nothing can be placed: every instance the rest may use is gone.
+                for record in queue:
+                    await self._fail(record, "NoInstance", "no running instance can take it",
+                                     retryable=not record.prompted)  # fmt: skip
+                queue.clear()
+                break
+            if not running:
+                await asyncio.sleep(0.2)  # tasks wait for a retry delay or an instance
+            else:
+                done, _ = await asyncio.wait(
+                    running, timeout=0.5, return_when=asyncio.FIRST_COMPLETED
+                )
+                for finished in done:
+                    running.discard(finished)
+                    retry = finished.result()
+                    if retry is not None:
+                        queue.insert(0, retry)
+            candidates = await asyncio.to_thread(self._live_candidates, names)
+        if running:  # cancelled: the runners abort their sessions
+            await asyncio.wait(running)
 
     def _waiting(self, queue: list[TaskRecord]) -> bool:
         """Tasks in the queue that wait for a retry delay or for their instance to return."""
@@ -635,6 +652,19 @@ class BatchRun:
         for record in self.store.list_tasks(batch_id=self.batch.id):
             _write_json(out / f"{record.task_id or record.id}.json", record.to_dict())
         _write_json(out / "summary.json", result.to_dict())
+
+
+async def _stop_all(tasks: set[asyncio.Task[TaskRecord | None]]) -> None:
+    """Cancel the tasks and wait until each has ended; what they raised is retrieved and
+    dropped (the caller is on its way out with its own reason)."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()
+    tasks.clear()
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -245,6 +245,10 @@ class TaskRunner:
                 next_poll = now + self.poll_interval
                 if await self.looks_finished(state, started_ms):
                     return None
+                if self._idle_incomplete_since is not None:
+                    # A turn that looks lost is looked at again when its grace is over.
+                    lost_at = self._idle_incomplete_since + LOST_TURN_GRACE
+                    next_poll = min(next_poll, max(lost_at, time.monotonic()))
             if self._retries_exhausted(state):
                 await self._abort()
                 return TaskStatus.FAILED

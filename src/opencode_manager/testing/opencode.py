@@ -160,6 +160,8 @@ class FakeTurn:
     prompt: str
     body: dict[str, Any]
     steps: list[Step] = field(default_factory=list)
+    started_at: float = field(default_factory=time.monotonic)
+    ended_at: float | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     aborted: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
@@ -257,7 +259,29 @@ class FakeOpencode:
         return len(self._streams)
 
     def busy(self) -> dict[str, dict[str, Any]]:
+        """The busy sessions (in every directory), as /session/status shows them."""
         return {s.id: dict(s.status) for s in self.sessions.values() if s.status}
+
+    def most_at_once(self) -> int:
+        """The most turns that ran at the same time on this server."""
+        edges = sorted(
+            [(t.started_at, 1) for t in self.turns]
+            + [(t.ended_at, -1) for t in self.turns if t.ended_at is not None]
+        )
+        most = now = 0
+        for _, step in edges:
+            now += step
+            most = max(most, now)
+        return most
+
+    def prompt(self, text: str, *, directory: str | None = None) -> FakeTurn:
+        """Somebody else's prompt on this server (a new session): busy work a placement
+        sees. Returns its turn (None only for a `Refuse`d one)."""
+        session = self._new_session(directory or self.directory, "someone else's")
+        turn = self._prompt(session, {"parts": [{"type": "text", "text": text}]})
+        if turn is None:
+            raise ValueError(f"the script refuses {text!r}: no turn to run")
+        return turn
 
     def drop_streams(self) -> None:
         """End every open event stream (the connection closes; no event says so)."""
@@ -511,10 +535,12 @@ class FakeOpencode:
     async def _run(self, session: FakeSession, turn: FakeTurn, user: dict[str, Any]) -> None:
         async with session.lock:  # a prompt to a busy session waits for its turn
             session.turn = turn
+            turn.started_at = time.monotonic()
             try:
                 await self._play(session, turn, user)
             finally:
                 session.turn = None
+                turn.ended_at = time.monotonic()
                 turn.done.set()
 
     async def _play(self, session: FakeSession, turn: FakeTurn, user: dict[str, Any]) -> None:
