@@ -277,7 +277,7 @@ class FakeOpencode:
     def prompt(self, text: str, *, directory: str | None = None) -> FakeTurn:
         """Somebody else's prompt on this server (a new session): busy work a placement
         sees. Returns its turn (None only for a `Refuse`d one)."""
-        session = self._new_session(directory or self.directory, "someone else's")
+        session = self.new_session(directory or self.directory, "someone else's")
         turn = self._prompt(session, {"parts": [{"type": "text", "text": text}]})
         if turn is None:
             raise ValueError(f"the script refuses {text!r}: no turn to run")
@@ -376,7 +376,7 @@ class FakeOpencode:
         if path == "/session" and method == "GET":
             return _json([s.info() for s in self.sessions.values() if s.directory == directory])
         if path == "/session" and method == "POST":
-            session = self._new_session(directory, (body or {}).get("title"))
+            session = self.new_session(directory, (body or {}).get("title"))
             return _json(session.info())
         if parts[0] == "session" and len(parts) >= 2:
             return await self._session_route(request, method, parts[1], parts[2:], body)
@@ -487,7 +487,7 @@ class FakeOpencode:
                 stream.frames.put_nowait(json.dumps(event))
 
     # -- sessions and turns ------------------------------------------------------------------
-    def _new_session(
+    def new_session(
         self, directory: str, title: str | None, parent: str | None = None
     ) -> FakeSession:
         session = FakeSession(_new_id("ses"), directory, title or "New session", parent)
@@ -587,7 +587,7 @@ class FakeOpencode:
                 self._status(session, {"type": "busy"})
             return None
         if isinstance(step, Child):
-            child = self._new_session(
+            child = self.new_session(
                 session.directory, f"{step.text} (@general subagent)", session.id
             )
             self._status(child, {"type": "busy"})
