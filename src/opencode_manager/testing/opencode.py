@@ -27,183 +27,35 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import itertools
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
 import httpx
 
 from ..client import identifiers
+from .script import (
+    Child,
+    Fail,
+    Hang,
+    Pause,
+    Permission,
+    Question,
+    Refuse,
+    Reply,
+    Retry,
+    Script,
+    Step,
+    Tool,
+    echo,
+)
+from .turns import FakeSession, FakeTurn, PendingAsk, Player, new_id, now_ms, part
 
-# -- the script --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A model step that answers with text (streamed as deltas), finish "stop"."""
-
-    text: str
-    tokens: dict[str, Any] = field(default_factory=lambda: {"input": 10, "output": 5})
-    cost: float = 0.0
-
-
-@dataclass(frozen=True)
-class Tool:
-    """A model step that calls a tool (pending, running, completed), finish "tool-calls".
-    `diff` is what the turn changed (`GET /session/{id}/diff?messageID=`), `todos` what a
-    todowrite wrote."""
-
-    tool: str = "bash"
-    input: dict[str, Any] = field(default_factory=lambda: {"command": "echo hi"})
-    output: str = "hi\n"
-    diff: Sequence[dict[str, Any]] = ()
-    todos: Sequence[dict[str, Any]] | None = None
-
-
-@dataclass(frozen=True)
-class Permission:
-    """A tool that asks first (`permission.asked`) and blocks the turn until answered; a
-    rejected one ends in a tool error the model then reads (§6.7)."""
-
-    permission: str = "external_directory"
-    patterns: Sequence[str] = ("/etc/*",)
-    tool: str = "read"
-
-
-@dataclass(frozen=True)
-class Question:
-    """The question tool: `question.asked`, blocking until replied or rejected (§6.7)."""
-
-    question: str = "Pick a colour?"
-    options: Sequence[str] = ("Red", "Blue")
-
-
-@dataclass(frozen=True)
-class Retry:
-    """The provider fails and OpenCode retries: `session.status {retry, attempt}` for each
-    attempt, alternating with busy (§6.5); then the next step."""
-
-    attempts: int
-    message: str = "fake error 500 from scripted LLM"
-
-
-@dataclass(frozen=True)
-class Fail:
-    """A final provider error, in 1.18.33's order: `session.error`, idle twice, and the
-    error-bearing `message.updated` stored `late` seconds after the first idle (§6.5)."""
-
-    message: str = "fake error 401 from scripted LLM"
-    name: str = "APIError"
-    late: float = 0.05
-    tokens: dict[str, Any] = field(default_factory=lambda: {"input": 7, "output": 0})
-
-
-@dataclass(frozen=True)
-class Refuse:
-    """What an unknown agent gets: two `session.error` events and nothing else (no busy, no
-    idle, no message; §5.8)."""
-
-    message: str = 'Agent not found: "nosuchagent". Available agents: build, plan'
-
-
-@dataclass(frozen=True)
-class Child:
-    """A subagent: a child session that goes busy, answers `text` and goes idle (its own
-    idle must not end the parent's turn; §6.8)."""
-
-    text: str = "subtask done"
-
-
-@dataclass(frozen=True)
-class Pause:
-    """The model thinks for a while (an abort ends the wait)."""
-
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Hang:
-    """The model never answers: the turn runs until it is aborted."""
-
-
-Step = Reply | Tool | Permission | Question | Retry | Fail | Refuse | Child | Pause | Hang
-Script = Callable[[str], Sequence[Step]]
-
-
-def echo(text: str) -> list[Step]:
-    """The default script: one reply saying what was asked."""
-    return [Reply(f"You said: {text}")]
-
-
-# -- the server --------------------------------------------------------------------------------
-_ids = itertools.count(1)
-
-
-def _new_id(prefix: str) -> str:
-    return f"{prefix}_fake{next(_ids):08d}"
-
-
-def _now_ms() -> float:
-    return time.time() * 1000.0
-
-
-@dataclass
-class FakeTurn:
-    """One model call: the prompt that made it, where, and how it went."""
-
-    session_id: str
-    message_id: str
-    prompt: str
-    body: dict[str, Any]
-    steps: list[Step] = field(default_factory=list)
-    started_at: float = field(default_factory=time.monotonic)
-    ended_at: float | None = None
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    aborted: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
-
-
-@dataclass
-class FakeSession:
-    id: str
-    directory: str
-    title: str
-    parent_id: str | None = None
-    created: float = field(default_factory=_now_ms)
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    status: dict[str, Any] | None = None  # None: idle (absent from /session/status)
-    todos: list[dict[str, Any]] = field(default_factory=list)
-    diffs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # user msg -> diff
-    turn: FakeTurn | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    def info(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "id": self.id,
-            "title": self.title,
-            "directory": self.directory,
-            "projectID": "global",
-            "version": "1.18.33",
-            "time": {"created": self.created, "updated": self.created},
-        }
-        if self.parent_id:
-            data["parentID"] = self.parent_id
-        return data
-
-    def message(self, message_id: str) -> dict[str, Any] | None:
-        return next((m for m in self.messages if m["info"]["id"] == message_id), None)
-
-
-@dataclass
-class _Ask:
-    kind: str  # permission or question
-    data: dict[str, Any]
-    directory: str
-    answer: asyncio.Future[tuple[str, Any]]
+__all__ = [
+    "Child", "Fail", "FakeOpencode", "FakeSession", "FakeTurn", "Hang", "Pause", "Permission",
+    "Question", "Refuse", "Reply", "Retry", "Script", "Step", "Tool", "echo", "transport",
+]  # fmt: skip
 
 
 class _Stream:
@@ -239,13 +91,14 @@ class FakeOpencode:
         self.version = version
         self.pace = pace  # seconds between two events of a turn
         self.sessions: dict[str, FakeSession] = {}
-        self.asks: dict[str, _Ask] = {}
+        self.asks: dict[str, PendingAsk] = {}
         self.turns: list[FakeTurn] = []  # every model call, in order
         self.prompts: list[dict[str, Any]] = []  # every prompt body received (resends too)
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request
         self.down = False
         self.before: Before | None = None
         self._streams: list[_Stream] = []
+        self._player = Player(self)
 
     # -- what a test does to it ------------------------------------------------------------
     @property
@@ -478,7 +331,7 @@ class FakeOpencode:
         """Send an event to the streams of `directory` (the server's own by default) and to
         every `/global/event` stream."""
         directory = directory or self.directory
-        event = {"id": _new_id("evt"), "type": kind, "properties": properties}
+        event = {"id": new_id("evt"), "type": kind, "properties": properties}
         for stream in self._streams:
             if stream.directory is None:
                 frame = {"directory": directory, "project": "global", "payload": event}
@@ -490,7 +343,7 @@ class FakeOpencode:
     def new_session(
         self, directory: str, title: str | None, parent: str | None = None
     ) -> FakeSession:
-        session = FakeSession(_new_id("ses"), directory, title or "New session", parent)
+        session = FakeSession(new_id("ses"), directory, title or "New session", parent)
         self.sessions[session.id] = session
         self.emit("session.created", {"info": session.info()}, directory)
         return session
@@ -501,7 +354,7 @@ class FakeOpencode:
         message_id = str(body.get("messageID") or identifiers.message_id())
         known = session.message(message_id)
         if known is not None:  # 1.18.33: the part is added again, the model is not called
-            known["parts"] += [self._part(session, message_id, p) for p in text_parts]
+            known["parts"] += [part(session, message_id, p) for p in text_parts]
             return None
         prompt = "".join(str(p.get("text") or "") for p in text_parts)
         steps = list(self.script(prompt))
@@ -516,321 +369,15 @@ class FakeOpencode:
             "id": message_id,
             "role": "user",
             "sessionID": session.id,
-            "time": {"created": _now_ms()},
+            "time": {"created": now_ms()},
             "agent": body.get("agent") or "build",
         }
-        user = {"info": info, "parts": [self._part(session, message_id, p) for p in text_parts]}
+        user = {"info": info, "parts": [part(session, message_id, p) for p in text_parts]}
         session.messages.append(user)
         turn = FakeTurn(session.id, message_id, prompt, body, steps)
         self.turns.append(turn)
-        turn.task = asyncio.create_task(self._run(session, turn, user))
+        turn.task = asyncio.create_task(self._player.run(session, turn, user))
         return turn
-
-    def _part(self, session: FakeSession, message_id: str, raw: dict[str, Any]) -> dict[str, Any]:
-        return {"id": _new_id("prt"), "sessionID": session.id, "messageID": message_id, **raw}
-
-    async def _tick(self) -> None:
-        await asyncio.sleep(self.pace)  # the pace of the fake model (0: just a yield)
-
-    async def _run(self, session: FakeSession, turn: FakeTurn, user: dict[str, Any]) -> None:
-        async with session.lock:  # a prompt to a busy session waits for its turn
-            session.turn = turn
-            turn.started_at = time.monotonic()
-            try:
-                await self._play(session, turn, user)
-            finally:
-                session.turn = None
-                turn.ended_at = time.monotonic()
-                turn.done.set()
-
-    async def _play(self, session: FakeSession, turn: FakeTurn, user: dict[str, Any]) -> None:
-        d = session.directory
-        self.emit("message.updated", {"info": user["info"]}, d)
-        for part in user["parts"]:
-            self.emit("message.part.updated", {"part": part}, d)
-        self._status(session, {"type": "busy"})
-        answer: dict[str, Any] | None = None
-        for step in turn.steps:
-            await self._tick()
-            if turn.aborted.is_set():
-                break
-            if isinstance(step, Fail):
-                await self._fail(session, turn, step)
-                return
-            answer = await self._step(session, turn, step)
-        if turn.aborted.is_set():
-            await self._aborted(session, answer, turn)
-            return
-        self._idle(session)
-
-    async def _step(
-        self, session: FakeSession, turn: FakeTurn, step: Step
-    ) -> dict[str, Any] | None:
-        if isinstance(step, Reply):
-            return await self._reply(session, turn, step)
-        if isinstance(step, Tool):
-            return await self._tool(session, turn, step)
-        if isinstance(step, Permission | Question):
-            return await self._ask(session, turn, step)
-        if isinstance(step, Retry):
-            for attempt in range(1, step.attempts + 1):
-                self._status(
-                    session,
-                    {
-                        "type": "retry",
-                        "attempt": attempt,
-                        "message": step.message,
-                        "next": _now_ms() + 1000,
-                    },
-                )
-                await self._tick()
-                self._status(session, {"type": "busy"})
-            return None
-        if isinstance(step, Child):
-            child = self.new_session(
-                session.directory, f"{step.text} (@general subagent)", session.id
-            )
-            self._status(child, {"type": "busy"})
-            await self._reply(child, FakeTurn(child.id, "", step.text, {}), Reply(step.text))
-            self._idle(child)
-            return None
-        if isinstance(step, Pause):
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(turn.aborted.wait(), step.seconds)
-            return None
-        if isinstance(step, Hang):
-            await turn.aborted.wait()
-            return None
-        raise TypeError(f"not a step of a fake turn: {step!r}")
-
-    def _status(self, session: FakeSession, status: dict[str, Any] | None) -> None:
-        session.status = status
-        shown = status or {"type": "idle"}
-        self.emit("session.status", {"sessionID": session.id, "status": shown}, session.directory)
-
-    def _idle(self, session: FakeSession) -> None:
-        self._status(session, None)
-        self.emit("session.idle", {"sessionID": session.id}, session.directory)
-
-    def _assistant(self, session: FakeSession, turn: FakeTurn) -> dict[str, Any]:
-        info = {
-            "id": identifiers.message_id(after=turn.message_id or None),
-            "role": "assistant",
-            "sessionID": session.id,
-            "parentID": turn.message_id or None,
-            "mode": "build",
-            "agent": "build",
-            "modelID": "fake-model",
-            "providerID": "fake",
-            "cost": 0,
-            "tokens": {"input": 0, "output": 0, "reasoning": 0, "cache": {"read": 0, "write": 0}},
-            "time": {"created": _now_ms()},
-        }
-        message: dict[str, Any] = {"info": info, "parts": []}
-        session.messages.append(message)
-        self.emit("message.updated", {"info": info}, session.directory)
-        self._add_part(session, message, {"type": "step-start"})
-        return message
-
-    def _add_part(
-        self, session: FakeSession, message: dict[str, Any], raw: dict[str, Any]
-    ) -> dict[str, Any]:
-        part = self._part(session, message["info"]["id"], raw)
-        message["parts"].append(part)
-        self.emit("message.part.updated", {"part": part}, session.directory)
-        return part
-
-    def _update_part(self, session: FakeSession, part: dict[str, Any], **changes: Any) -> None:
-        part.update(changes)
-        self.emit("message.part.updated", {"part": dict(part)}, session.directory)
-
-    def _complete(
-        self,
-        session: FakeSession,
-        message: dict[str, Any],
-        finish: str,
-        tokens: dict[str, Any] | None = None,
-        cost: float = 0.0,
-    ) -> None:
-        info = message["info"]
-        self._add_part(session, message, {"type": "step-finish", "reason": finish})
-        if tokens:
-            info["tokens"] = {**info["tokens"], **tokens}
-        info["cost"] = cost
-        info["finish"] = finish
-        info["time"]["completed"] = _now_ms()
-        for _ in range(2):  # OpenCode sends the final message.updated twice (§6.2)
-            self.emit("message.updated", {"info": dict(info)}, session.directory)
-
-    async def _reply(self, session: FakeSession, turn: FakeTurn, step: Reply) -> dict[str, Any]:
-        message = self._assistant(session, turn)
-        part = self._add_part(
-            session, message, {"type": "text", "text": "", "time": {"start": _now_ms()}}
-        )
-        words = step.text.split(" ")
-        for i, word in enumerate(words):
-            delta = word + (" " if i < len(words) - 1 else "")
-            self.emit(
-                "message.part.delta",
-                {
-                    "sessionID": session.id,
-                    "messageID": message["info"]["id"],
-                    "partID": part["id"],
-                    "field": "text",
-                    "delta": delta,
-                },
-                session.directory,
-            )
-            await self._tick()
-        self._update_part(
-            session, part, text=step.text, time={"start": part["time"]["start"], "end": _now_ms()}
-        )
-        self._complete(session, message, "stop", step.tokens, step.cost)
-        return message
-
-    async def _tool(self, session: FakeSession, turn: FakeTurn, step: Tool) -> dict[str, Any]:
-        message = self._assistant(session, turn)
-        call_id = _new_id("call")
-        started = _now_ms()
-        part = self._add_part(
-            session,
-            message,
-            {
-                "type": "tool",
-                "tool": step.tool,
-                "callID": call_id,
-                "state": {"status": "pending", "input": {}, "raw": ""},
-            },
-        )
-        if step.todos is not None:
-            session.todos = [dict(t) for t in step.todos]
-            self.emit(
-                "todo.updated", {"sessionID": session.id, "todos": session.todos}, session.directory
-            )
-        self._update_part(
-            session,
-            part,
-            state={"status": "running", "input": step.input, "time": {"start": started}},
-        )
-        await self._tick()
-        if step.diff:
-            session.diffs.setdefault(turn.message_id, []).extend(dict(d) for d in step.diff)
-        self._update_part(
-            session,
-            part,
-            state={
-                "status": "completed",
-                "input": step.input,
-                "output": step.output,
-                "title": step.tool,
-                "metadata": {"output": step.output, "exit": 0},
-                "time": {"start": started, "end": _now_ms()},
-            },
-        )
-        self._complete(session, message, "tool-calls")
-        return message
-
-    async def _ask(
-        self, session: FakeSession, turn: FakeTurn, step: Permission | Question
-    ) -> dict[str, Any]:
-        message = self._assistant(session, turn)
-        call_id = _new_id("call")
-        tool = step.tool if isinstance(step, Permission) else "question"
-        part = self._add_part(
-            session,
-            message,
-            {
-                "type": "tool",
-                "tool": tool,
-                "callID": call_id,
-                "state": {"status": "running", "input": {}},
-            },
-        )
-        where = {"messageID": message["info"]["id"], "callID": call_id}
-        if isinstance(step, Permission):
-            kind = "permission"
-            data: dict[str, Any] = {
-                "id": _new_id("per"),
-                "sessionID": session.id,
-                "permission": step.permission,
-                "patterns": list(step.patterns),
-                "metadata": {},
-                "always": list(step.patterns),
-                "tool": where,
-            }
-        else:
-            kind = "question"
-            data = {
-                "id": _new_id("que"),
-                "sessionID": session.id,
-                "tool": where,
-                "questions": [
-                    {
-                        "question": step.question,
-                        "header": "Choice",
-                        "options": [{"label": o, "description": o} for o in step.options],
-                    }
-                ],
-            }
-        answer: asyncio.Future[tuple[str, Any]] = asyncio.get_running_loop().create_future()
-        self.asks[data["id"]] = _Ask(kind, data, session.directory, answer)
-        self.emit(f"{kind}.asked", data, session.directory)
-        aborted = asyncio.ensure_future(turn.aborted.wait())
-        try:
-            waiting: set[asyncio.Future[Any]] = {answer, aborted}
-            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            aborted.cancel()
-        if not answer.done():
-            return message  # aborted while asking: the ask stays listed, stale (§5.7)
-        how, value = answer.result()
-        props: dict[str, Any] = {"sessionID": session.id, "requestID": data["id"]}
-        if kind == "permission":
-            self.emit("permission.replied", {**props, "reply": value}, session.directory)
-            refused = value == "reject"
-        elif how == "reject":
-            self.emit("question.rejected", props, session.directory)
-            refused = True
-        else:
-            self.emit("question.replied", {**props, "answers": value}, session.directory)
-            refused = False
-        state: dict[str, Any] = {"status": "error" if refused else "completed", "input": {}}
-        if refused:
-            state["error"] = "The user rejected permission to use this specific tool call"
-        else:
-            state["output"] = json.dumps(value)
-        self._update_part(session, part, state=state)
-        self._complete(session, message, "tool-calls")
-        return message
-
-    async def _fail(self, session: FakeSession, turn: FakeTurn, step: Fail) -> None:
-        message = self._assistant(session, turn)
-        error = {"name": step.name, "data": {"message": step.message, "isRetryable": False}}
-        self.emit("session.error", {"sessionID": session.id, "error": error}, session.directory)
-        self._idle(session)
-        await asyncio.sleep(step.late)  # the error-bearing message comes after the idle
-        info = message["info"]
-        info["error"] = error
-        info["tokens"] = {**info["tokens"], **step.tokens}
-        info["time"]["completed"] = _now_ms()
-        self.emit("message.updated", {"info": dict(info)}, session.directory)
-        self._idle(session)  # the second idle (§6.5)
-
-    async def _aborted(
-        self, session: FakeSession, message: dict[str, Any] | None, turn: FakeTurn
-    ) -> None:
-        """§6.6: session.error (aborted), idle, then the message with the error, idle again."""
-        error = {"name": "MessageAbortedError", "data": {"message": "Aborted"}}
-        if message is None or "completed" in message["info"]["time"]:
-            message = self._assistant(session, turn)
-        self.emit("session.error", {"sessionID": session.id, "error": error}, session.directory)
-        self._idle(session)
-        await self._tick()
-        info = message["info"]
-        info["error"] = error
-        info["time"]["completed"] = _now_ms()
-        self.emit("message.updated", {"info": dict(info)}, session.directory)
-        self._idle(session)
 
 
 def _web_page() -> httpx.Response:
