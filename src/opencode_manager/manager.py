@@ -967,10 +967,12 @@ class Manager:
         return self._portal.call(make)
 
     def close(self) -> None:
-        if self.aio.fleet.http_open:  # made on the portal's loop: closed there
-            self._call(self.aio.fleet.aclose_http)
-        self._portal.stop()
-        self.aio.fleet.close()
+        try:
+            if self.aio.fleet.http_open:  # made on the portal's loop: closed there
+                self._call(self.aio.fleet.aclose_http)
+        finally:
+            self._portal.stop()
+            self.aio.fleet.close()
 
     def __enter__(self) -> Manager:
         return self

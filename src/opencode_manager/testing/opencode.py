@@ -3,7 +3,7 @@
 No process, no network, no model: every call goes to `FakeOpencode.handle`, which keeps
 sessions, messages, asks and event streams in memory and plays each prompt's turn from a
 script, with the events and stored messages in the order OpenCode 1.18.33 was seen to make
-them (docs: OPENCODE-FACTS §5-6; the comments below name the facts each step mirrors).
+them (OPENCODE-FACTS §5-6, named where each step is played: testing/turns.py).
 That is enough to run ocm's task runner, batches, the monitor and the fleet view, and your
 own pipelines, in milliseconds::
 
@@ -129,7 +129,7 @@ class FakeOpencode:
 
     def prompt(self, text: str, *, directory: str | None = None) -> FakeTurn:
         """Somebody else's prompt on this server (a new session): busy work a placement
-        sees. Returns its turn (None only for a `Refuse`d one)."""
+        sees. Returns its turn (ValueError for a prompt the script `Refuse`s: it has none)."""
         session = self.new_session(directory or self.directory, "someone else's")
         turn = self._prompt(session, {"parts": [{"type": "text", "text": text}]})
         if turn is None:
