@@ -12,6 +12,7 @@ import pytest
 
 from opencode_manager import AsyncManager, Manager, Settings, TaskOptions, TaskStatus
 from opencode_manager.client import pool
+from opencode_manager.client import transport as transports
 from opencode_manager.testing import StandIn, fleet_of
 from opencode_manager.testing.opencode import FakeOpencode, transport
 
@@ -29,7 +30,7 @@ def made(monkeypatch: pytest.MonkeyPatch) -> list[httpx.AsyncClient]:
         clients.append(real(transport))
         return clients[-1]
 
-    real = pool.async_http
+    real = transports.async_http
     monkeypatch.setattr(pool, "async_http", counted)
     return clients
 

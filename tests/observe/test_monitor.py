@@ -134,7 +134,7 @@ async def test_in_process_streams_are_merged_and_labelled(
     await _until(lambda: all(s.streams for s in servers.values()))
     servers["a"].prompt("work on a")
     servers["b"].prompt("work on b")
-    busy = {}
+    busy: dict[str, str | None] = {}
     while len(busy) < 2:
         item = await _next(stream, "session.status")
         busy[item.instance] = item.event.directory
