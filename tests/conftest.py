@@ -21,7 +21,7 @@ from opencode_manager.instances import binary as binaries
 from opencode_manager.instances.fleet import Fleet as RegistryFleet
 from opencode_manager.scripted_model import ScriptedModelServer, opencode_config
 from opencode_manager.settings import PINNED_OPENCODE_VERSION, Settings
-from opencode_manager.testing import sweep
+from opencode_manager.testing import StandIn, sweep
 
 from helpers import Ocm, run_ocm
 
@@ -166,6 +166,15 @@ def anyio_backend() -> str:
 @pytest.fixture
 def ocm() -> Ocm:
     return run_ocm
+
+
+@pytest.fixture(scope="session")
+def stand_in() -> Iterator[StandIn]:
+    """One process standing for the servers of the fleets faked in-process (their registry
+    rows point at it; `opencode_manager.testing.opencode` answers their HTTP). Not marked:
+    it outlives each test, and ends with the session."""
+    with StandIn({k: v for k, v in os.environ.items() if k != MARK}) as proc:
+        yield proc
 
 
 @pytest.fixture

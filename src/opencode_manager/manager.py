@@ -51,6 +51,8 @@ from .portal import Portal
 from .settings import PINNED_OPENCODE_VERSION, Settings
 
 if TYPE_CHECKING:
+    import httpx
+
     from .client.types import Message
     from .cluster.link import ClusterReport
     from .instances.binary import Binary
@@ -82,12 +84,17 @@ class AsyncManager:
     """Start, find, drive, watch and stop OpenCode servers (every method a coroutine or an
     async iterator)."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(
+        self, settings: Settings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        """`transport` carries every call to a server (default: the network); tests pass an
+        `httpx.MockTransport`, e.g. over `opencode_manager.testing.opencode.FakeOpencode`."""
         self.settings = settings or Settings.load()
-        self.fleet = Fleet(self.settings)
+        self.fleet = Fleet(self.settings, transport=transport)
 
     async def aclose(self) -> None:
-        self.fleet.close()
+        """Close the one HTTP client (made on first use in this loop) and the registry."""
+        await self.fleet.aclose()
 
     async def __aenter__(self) -> AsyncManager:
         return self
@@ -951,8 +958,10 @@ class Manager:
     """The sync twin of `AsyncManager`: the same methods, blocking, usable from any thread
     (also while an event loop runs in it)."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
-        self.aio = AsyncManager(settings)
+    def __init__(
+        self, settings: Settings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.aio = AsyncManager(settings, transport=transport)
         self.settings = self.aio.settings
         self._portal = Portal()
 
@@ -960,8 +969,12 @@ class Manager:
         return self._portal.call(make)
 
     def close(self) -> None:
-        self._portal.stop()
-        self.aio.fleet.close()
+        try:
+            if self.aio.fleet.http_open:  # made on the portal's loop: closed there
+                self._call(self.aio.fleet.aclose_http)
+        finally:
+            self._portal.stop()
+            self.aio.fleet.close()
 
     def __enter__(self) -> Manager:
         return self

@@ -17,10 +17,10 @@ from . import operations as ops
 from .core import Operation, build_request, read_response, retry_delay, transport_error
 from .endpoint import Endpoint
 from .events import follow_events, stream_events
+from .transport import CONNECT_TIMEOUT, async_http, blocking_http
 from .types import Event, Message, Session
 
 T = TypeVar("T")
-CONNECT_TIMEOUT = 5.0  # a loopback connect is instant even to a stopped server (backlog)
 DEFAULT_TIMEOUT = httpx.Timeout(HTTP_TIMEOUT, connect=CONNECT_TIMEOUT)
 
 
@@ -34,12 +34,13 @@ DEFAULT = _Default()
 def http_options(
     timeout: float | httpx.Timeout | None = None, *, tls: bool = True
 ) -> dict[str, Any]:
-    """Options for the httpx clients behind ours (also for callers sharing one client).
+    """Options for an httpx client of your own to pass as `http=` (ocm's own clients are
+    made in client/transport.py, which skips the CA bundle for plain-http servers by itself).
 
     `tls=False` is for a client that will only ever speak plain http (every server it may
     reach has an http:// URL; redirects are not followed): it skips loading the system's
-    CA bundle, about 20-35 ms of a one-shot command like `ocm run`. Verification is off in
-    that client only because no TLS connection can happen in it."""
+    CA bundle, about 20-35 ms of a one-shot command. Verification is off in that client
+    only because no TLS connection can happen in it."""
     options: dict[str, Any] = {
         "timeout": DEFAULT_TIMEOUT if timeout is None else timeout,
         "trust_env": False,  # loopback servers must not go through a proxy
@@ -112,9 +113,9 @@ class OpencodeClient(_Base):
         http: httpx.Client | None = None,
     ) -> None:
         super().__init__(endpoint, timeout)
-        # Creating an httpx client costs ~30 ms (TLS context): pass `http` to share one.
+        # Pass `http` to share one client's connections between servers.
         self._owns_http = http is None
-        self._http = http or httpx.Client(transport=transport, **http_options(timeout))
+        self._http = http or blocking_http(transport, timeout)
 
     def call(self, op: Operation[T], *, timeout: float | _Default | None = DEFAULT) -> T:
         """Send one call; a safe one on the setting's deadline is asked again before it
@@ -213,7 +214,7 @@ class AsyncOpencodeClient(_Base):
     ) -> None:
         super().__init__(endpoint, timeout)
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(transport=transport, **http_options(timeout))
+        self._http = http or async_http(transport, timeout)
 
     async def call(self, op: Operation[T], *, timeout: float | _Default | None = DEFAULT) -> T:
         """Send one call; a safe one on the setting's deadline is asked again before it

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import process
-from ..client import AsyncOpencodeClient, Endpoint, healthcheck
+from ..client import Endpoint, healthcheck
 from ..client import operations as ops
 from ..client.readiness import Phase
 from ..errors import OcmError, ServerError, ServerRefused
@@ -282,27 +282,27 @@ async def project_checks(fleet: Fleet, record: InstanceRecord, *, mcp: bool = Tr
     label = f"instance {record.name}"
     directory = record.spec.dir
     checks: list[Check] = []
-    async with AsyncOpencodeClient(endpoint, timeout=10.0) as client:
-        try:
-            await client.call(ops.config(directory))
-        except ServerRefused as exc:
-            return [
-                Check(
-                    label,
-                    False,
-                    f"OpenCode cannot load the project's config: {exc.detail or exc}",
-                    fix=f"fix the file, then `ocm restart {record.name}` (OpenCode reads it once)",
-                    level="warning",
-                )
-            ]
-        except ServerError:
-            return []  # not answering: the health checks above say so
-        if not mcp:
-            return []
-        try:
-            servers = await client.call(ops.mcp_status(directory))
-        except ServerError:
-            return []
+    client = fleet.client(endpoint, timeout=10.0)
+    try:
+        await client.call(ops.config(directory))
+    except ServerRefused as exc:
+        return [
+            Check(
+                label,
+                False,
+                f"OpenCode cannot load the project's config: {exc.detail or exc}",
+                fix=f"fix the file, then `ocm restart {record.name}` (OpenCode reads it once)",
+                level="warning",
+            )
+        ]
+    except ServerError:
+        return []  # not answering: the health checks above say so
+    if not mcp:
+        return []
+    try:
+        servers = await client.call(ops.mcp_status(directory))
+    except ServerError:
+        return []
     for server, state in sorted(servers.items()):
         if isinstance(state, dict) and state.get("status") == "failed":
             checks.append(

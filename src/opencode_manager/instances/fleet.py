@@ -1,5 +1,6 @@
 """The managed fleet as the rest of the library sees it: settings, the registry, and how to
-find and reach each instance (by name, port or URL; endpoint with its credentials).
+find and reach each instance (by name, port or URL; endpoint with its credentials; a client
+over the facade's one HTTP client).
 
 Everything below the facade that needs "the fleet" takes a `Fleet`; nothing reaches back up
 into the manager.
@@ -11,6 +12,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import psutil
 
@@ -28,6 +30,12 @@ from .discovery import ForeignServer, find_foreign
 from .logs import is_error, tail_across
 from .spec import parse_port
 
+if TYPE_CHECKING:
+    import httpx
+
+    from ..client.pool import HttpPool
+    from ..client.shells import AsyncOpencodeClient
+
 #: A keeper whose heartbeat is older than this many health intervals (plus a margin) is
 #: reported as not answering.
 HEARTBEAT_INTERVALS = 3
@@ -38,9 +46,20 @@ REMOTE_HEALTH_TIMEOUT = 2.0
 
 
 class Fleet:
-    """Settings plus the registry (opened on first use), and lookups over them."""
+    """Settings plus the registry (opened on first use), lookups over them, and the one HTTP
+    client every call to a server goes through (`client`).
 
-    def __init__(self, settings: Settings, *, backups: bool = True) -> None:
+    `transport` (an `httpx.AsyncBaseTransport`, e.g. `httpx.MockTransport` over
+    `opencode_manager.testing.opencode.FakeOpencode`) carries every such call instead of
+    the network."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        backups: bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.settings = settings
         #: Every secret kept in this OCM_HOME: what reads from servers are redacted of.
         self.secrets = SecretBook(settings)
@@ -50,6 +69,8 @@ class Fleet:
         self._answers: dict[str, tuple[float, bool]] = {}  # remote name -> (when, healthy)
         #: The CPU of servers no keeper samples, from one look at the fleet to the next.
         self.cpu = probe.CpuMeter()
+        self._transport = transport
+        self._pool: HttpPool | None = None  # made on first use: httpx is imported then
 
     @property
     def registry(self) -> Registry:
@@ -68,9 +89,24 @@ class Fleet:
         return self._registry
 
     def close(self) -> None:
+        """Close the registry (the HTTP client is closed by `aclose`, in its loop)."""
         if self._registry is not None:
             self._registry.close()
             self._registry = None
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (in the loop it was made in) and the registry."""
+        await self.aclose_http()
+        self.close()
+
+    async def aclose_http(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
+
+    @property
+    def http_open(self) -> bool:
+        """Whether the HTTP client was made and is not closed yet."""
+        return self._pool is not None and self._pool.open
 
     # -- lookups ---------------------------------------------------------------------------
     def records(self) -> list[InstanceRecord]:
@@ -80,10 +116,6 @@ class Fleet:
         """Instances that can take work (recorded running; server alive, or a remote's
         answering its health check)."""
         return [r for r in self.records() if r.state is State.RUNNING and r.url and self.up(r)]
-
-    def speaks_tls(self) -> bool:
-        """Whether any instance has an https:// URL (a remote one behind a TLS proxy)."""
-        return any((r.url or "").startswith("https://") for r in self.records())
 
     def up(self, record: InstanceRecord) -> bool:
         """Its server is there: a local one's process is alive; a remote one answers."""
@@ -212,6 +244,19 @@ class Fleet:
                 instance=record.name,
             )
         return endpoint
+
+    def client(
+        self, target: InstanceRecord | Endpoint, *, timeout: float | None = None
+    ) -> AsyncOpencodeClient:
+        """A client for an instance (or any server's endpoint) over the facade's one HTTP
+        client; call it inside the running event loop. `timeout`: a probe's own deadline
+        per call, instead of the OCM_HTTP_TIMEOUT setting's (see client/core.py)."""
+        endpoint = target if isinstance(target, Endpoint) else self.endpoint_of(target)
+        if self._pool is None:
+            from ..client.pool import HttpPool
+
+            self._pool = HttpPool(self._transport)
+        return self._pool.client(endpoint, timeout=timeout)
 
     # -- logs ------------------------------------------------------------------------------
     def log_tail(self, name: str, lines: int) -> list[str]:

@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -32,6 +32,9 @@ from .spec import is_loopback_host
 
 #: How long `ls` lets a foreign 2.x server's executable take to say its version.
 FOREIGN_VERSION_TIMEOUT = 5.0
+
+if TYPE_CHECKING:
+    from ..client.shells import AsyncOpencodeClient
 
 
 async def list_instances(
@@ -373,22 +376,22 @@ async def status_report(fleet: Fleet, ref: str) -> StatusReport:
         and speaks_v1
         and (server is not None or (remote and report.info.healthy))
     ):
-        await _ask_server(report, endpoint, directory)
+        await _ask_server(report, fleet.client(endpoint, timeout=5.0), directory)
     return report
 
 
-async def _ask_server(report: StatusReport, endpoint: Endpoint, directory: str | None) -> None:
-    from ..client import AsyncOpencodeClient
+async def _ask_server(
+    report: StatusReport, client: AsyncOpencodeClient, directory: str | None
+) -> None:
     from ..client import operations as ops
 
-    async with AsyncOpencodeClient(endpoint, timeout=5.0) as client:
-        answers: list[Any] = await asyncio.gather(
-            client.call(ops.sessions(directory)),
-            client.call(ops.session_status(directory)),
-            client.call(ops.mcp_status(directory)),
-            client.call(ops.lsp_status(directory)),
-            return_exceptions=True,
-        )
+    answers: list[Any] = await asyncio.gather(
+        client.call(ops.sessions(directory)),
+        client.call(ops.session_status(directory)),
+        client.call(ops.mcp_status(directory)),
+        client.call(ops.lsp_status(directory)),
+        return_exceptions=True,
+    )
     listed, states, mcp, lsp = answers
     for answer in (listed, states, mcp, lsp):
         if isinstance(answer, ServerError):

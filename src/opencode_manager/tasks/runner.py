@@ -84,8 +84,9 @@ class TaskRunner:
     checkpoint: Checkpoint = _no_checkpoint
     #: A batch's shared event streams; without one, the task opens a stream of its own.
     hub: EventHub | None = None
-    #: After a send whose answer was lost, how long the server has to show the prompt.
-    send_grace: float = delivery.SEND_GRACE
+    #: After a send whose answer was lost, how long the server has to show the prompt
+    #: (None: `delivery.SEND_GRACE`).
+    send_grace: float | None = None
     _unreachable_since: float | None = None
     _silence: ServerError | None = None  # why the server's last poll got no answer
     _went_away: bool = False  # the server stopped answering (or its stream broke) meanwhile
@@ -98,6 +99,10 @@ class TaskRunner:
         """How long a server may answer nothing before the task gives up on it: longer than
         two of its calls' deadlines, so that a slow server is not taken for a dead one."""
         return max(UNREACHABLE_LIMIT, 2 * (self.client.endpoint.timeout or 0.0))
+
+    @property
+    def grace(self) -> float:
+        return delivery.SEND_GRACE if self.send_grace is None else self.send_grace
 
     @property
     def started_ms(self) -> float:
@@ -144,7 +149,7 @@ class TaskRunner:
         if record.sending:  # an earlier runner may have sent it: look first
             found = await delivery.reconcile(
                 self.client, record, not_before_ms=self.started_ms, patience=self.patience,
-                grace=self.send_grace,
+                grace=self.grace,
             )  # fmt: skip
             if found is not None:
                 record.message_id = record.message_id or found.id  # an older record's
@@ -161,7 +166,7 @@ class TaskRunner:
         await self.checkpoint("sending")
         await delivery.deliver(
             self.client, record, not_before_ms=self.started_ms, patience=self.patience,
-            grace=self.send_grace,
+            grace=self.grace,
         )  # fmt: skip
         record.prompted = True
         record.sending = False
@@ -184,7 +189,9 @@ class TaskRunner:
             state.user_message_id = record.message_id
             if following:
                 await self._earlier_asks(session_id)
-            outcome = await self._follow(state, queue, started_ms)
+            # A turn sent before this runner (a resume, `ocm wait`) may be over already, and
+            # its events with it: look at once instead of at the first poll.
+            outcome = await self._follow(state, queue, started_ms, look_now=following)
             await self._drain(state, queue, started_ms)
         finally:
             await stop_child(reader)
@@ -207,13 +214,19 @@ class TaskRunner:
             connected.set()  # don't hold the prompt back when the stream can't be had
 
     async def _follow(
-        self, state: TurnState, queue: asyncio.Queue[Event | BaseException], started_ms: float
+        self,
+        state: TurnState,
+        queue: asyncio.Queue[Event | BaseException],
+        started_ms: float,
+        *,
+        look_now: bool = False,
     ) -> TaskStatus | None:
-        """Wait for the end; return TIMED_OUT/ABORTED if we had to stop it, None otherwise."""
+        """Wait for the end; return TIMED_OUT/ABORTED if we had to stop it, None otherwise.
+        `look_now`: poll the server first (the turn may have ended before we followed)."""
         record = self.record
         deadline = (time.monotonic() + record.timeout) if record.timeout else None
         error_at: float | None = None
-        next_poll = time.monotonic() + self.poll_interval
+        next_poll = time.monotonic() + (0.0 if look_now else self.poll_interval)
         stream_alive = True
         while True:
             now = time.monotonic()
@@ -232,6 +245,10 @@ class TaskRunner:
                 next_poll = now + self.poll_interval
                 if await self.looks_finished(state, started_ms):
                     return None
+                if self._idle_incomplete_since is not None:
+                    # A turn that looks lost is looked at again when its grace is over.
+                    lost_at = self._idle_incomplete_since + LOST_TURN_GRACE
+                    next_poll = min(next_poll, max(lost_at, time.monotonic()))
             if self._retries_exhausted(state):
                 await self._abort()
                 return TaskStatus.FAILED
