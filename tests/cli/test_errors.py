@@ -15,7 +15,7 @@ import pytest
 from opencode_manager.models import InstanceSpec, State
 from opencode_manager.registry import Registry
 
-from helpers import assert_one_line_error, run_ocm
+from helpers import assert_one_line_error, forge_row, run_ocm
 
 
 @pytest.mark.parametrize(
@@ -57,7 +57,7 @@ def _add_record(name: str, state: State) -> None:
     reg = Registry(Path(os.environ["OCM_HOME"]) / "registry.db")
     with reg.transaction() as db:
         reg.reserve(db, InstanceSpec(name=name, dir="/"), port=None)
-    reg.update(name, state=state)
+    forge_row(reg, name, state=state)
     reg.close()
 
 

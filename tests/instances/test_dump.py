@@ -353,7 +353,7 @@ def test_unpinning_restores_the_automatic_port_of_our_rows_only(home_fleet: Flee
         "other": InstanceSpec(name="other", dir="/elsewhere", port=4302),
         "gone": InstanceSpec(name="gone", dir="/p", port=4303),  # its start failed: no row
     }
-    home_fleet.registry.update("auto", spec=replace(ours, port=4301))
+    home_fleet.registry.set_spec("auto", replace(ours, port=4301))
     dumps._unpin(home_fleet, pinned)
     assert home_fleet.registry.get("auto").spec == ours  # automatic again, binary kept
     assert home_fleet.registry.get("auto").port == 4301

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from opencode_manager.errors import ConflictError, NotFoundError
+from opencode_manager.migrations import MIGRATIONS
 from opencode_manager.models import BatchStatus, ProcessIdentity, TaskRecord, TaskStatus
-from opencode_manager.registry import MIGRATIONS, Registry
+from opencode_manager.registry import Registry
 from opencode_manager.tasks.store import TOKEN_KINDS, Batch, TaskStore, usage
 from opencode_manager.tasks.summary import list_batches, summary
 

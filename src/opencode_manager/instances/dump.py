@@ -447,7 +447,7 @@ def _unpin(fleet: Fleet, pinned: dict[str, InstanceSpec]) -> None:
         with contextlib.suppress(OcmError):
             current = fleet.registry.get(name).spec
             if replace(current, opencode=None) == replace(spec, opencode=None):
-                fleet.registry.update(name, spec=replace(current, port=None))
+                fleet.registry.set_spec(name, replace(current, port=None))
 
 
 def _attempt(

@@ -17,10 +17,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ..database import Database
 from ..errors import ConflictError, NotFoundError, UsageError
+from ..migrations import TOTALS_ALL, USAGE_COLUMNS
 from ..models import BatchStatus, ProcessIdentity, TaskRecord, TaskStatus
 from ..redaction import may_hold, redact_data
-from ..registry import TOTALS_ALL, USAGE_COLUMNS, Registry
 
 _TASK_FIELDS = {f.name for f in fields(TaskRecord)}
 _IN_CHUNK = 500  # ids per `IN (...)`: well under SQLite's limit on bound parameters
@@ -169,13 +170,14 @@ class PruneReport:
 
 
 class TaskStore:
-    """Tasks and batches on top of a Registry's connection.
+    """Tasks and batches on top of the registry database (the `tasks`, `batches` and
+    `task_totals` tables; the instances are registry.py's).
 
     With `secrets` (the fleet's secret book), records are stored and read without any of
     them: what an agent printed never reaches the registry, and a record stored before a
     secret was known is redacted when it is read, whichever front shows it."""
 
-    def __init__(self, registry: Registry, *, secrets: Secrets = tuple) -> None:
+    def __init__(self, registry: Database, *, secrets: Secrets = tuple) -> None:
         self.registry = registry
         self.secrets = secrets
 
