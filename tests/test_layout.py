@@ -11,7 +11,7 @@ keeper stays small.
     client/    scripted_model/    registry            3
     database, process, portal                         2
     models, settings, durations, dbfile, migrations   1
-    errors                                            0
+    errors, supervision                               0
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import opencode_manager
 PACKAGE = Path(opencode_manager.__file__).parent
 RANKS = {
     "errors": 0,
+    "supervision": 0,  # supervision limits and restart decisions (pure; models reads DEFAULTS)
     "models": 1, "settings": 1, "durations": 1, "redaction": 1, "text": 1, "sockets": 1,
     "deadline": 1, "dbfile": 1, "lines": 1, "migrations": 1,
     "database": 2, "process": 2, "portal": 2, "secretfile": 2, "secretbook": 2,

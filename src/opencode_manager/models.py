@@ -8,6 +8,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .supervision import DEFAULTS, RestartPolicy
+
 DEFAULT_USERNAME = "opencode"
 
 
@@ -132,15 +134,15 @@ class InstanceSpec:
     # a version `ocm install` put in $OCM_HOME ("2.1.2") or an absolute path. None: the
     # resolution order (--opencode/OCM_OPENCODE, PATH, ~/.opencode/bin, managed) at each start.
     binary: str | None = None
-    # supervision (see supervision.py)
-    restart: str = "on-failure"  # never, on-failure, always
-    max_restarts: int = 10  # within restart_window seconds, then errored
-    restart_window: float = 60.0
-    health_interval: float = 5.0  # liveness probe period; 3 misses in a row recycle it
-    max_memory: int | None = None  # bytes, server and children: recycle above
-    max_age: float | None = None  # seconds: recycle when older
-    log_max_size: int = 10 * 1024 * 1024  # rotate the captured output above this
-    log_keep: int = 5  # rotated files kept
+    # supervision (see supervision.py, whose DEFAULTS these are)
+    restart: RestartPolicy = DEFAULTS.policy
+    max_restarts: int = DEFAULTS.max_restarts  # within restart_window seconds, then errored
+    restart_window: float = DEFAULTS.window
+    health_interval: float = DEFAULTS.health_interval  # liveness probe period
+    max_memory: int | None = DEFAULTS.max_memory  # bytes, server and children: recycle above
+    max_age: float | None = DEFAULTS.max_age  # seconds: recycle when older
+    log_max_size: int = DEFAULTS.log_max_size  # rotate the captured output above this
+    log_keep: int = DEFAULTS.log_keep  # rotated files kept
     # from a fleet file (instances/fleetfile.py): its project, and defaults for tasks
     project: str | None = None
     model: str | None = None  # provider/model for tasks that name none
@@ -149,6 +151,10 @@ class InstanceSpec:
     remote: bool = False
     username: str = DEFAULT_USERNAME  # for Basic auth; the password is stored 0600
     node: str | None = None  # on a Ray cluster: the node whose host agent runs it
+
+    def __post_init__(self) -> None:
+        # A policy given by its word ("never") is the enum, so every reader compares alike.
+        object.__setattr__(self, "restart", RestartPolicy(self.restart))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -20,10 +20,10 @@ import pytest
 from opencode_manager.errors import StateError
 from opencode_manager.keeper import ledger, loop
 from opencode_manager.keeper.loop import RECOVERED, Keeper
-from opencode_manager.keeper.policy import Limits, RestartPolicy
 from opencode_manager.models import InstanceRecord, InstanceSpec, State
 from opencode_manager.registry import Registry
 from opencode_manager.settings import Settings
+from opencode_manager.supervision import Limits, RestartPolicy
 from opencode_manager.testing.keeper import FakeHost, FakeProbe, FakeServer, FakeSpawner
 
 from helpers import forge_row

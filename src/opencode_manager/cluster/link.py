@@ -45,6 +45,7 @@ from ..instances import credentials, lifecycle
 from ..instances import spec as specs
 from ..instances.fleet import Fleet
 from ..models import InstanceRecord, InstanceSpec, State
+from ..supervision import RestartPolicy
 from .agent import START_TAG, HostAgent, started_by
 from .deadlines import CALL_VARIABLE, Deadlines
 from .hosts import Host, place
@@ -406,7 +407,7 @@ class Link:
             for chosen, node_id in zip(names, placement, strict=True):
                 spec = InstanceSpec(
                     name=chosen, dir=directory, hostname=address.get(node_id, "?"),
-                    env=((START_TAG, tag),), remote=True, node=node_id, restart="never",
+                    env=((START_TAG, tag),), remote=True, node=node_id, restart=RestartPolicy.NEVER,
                 )  # fmt: skip
                 registry.reserve(db, spec, port=None, starter=me, start_timeout=timeout)
                 plan[chosen] = node_id
@@ -661,7 +662,7 @@ def record_cluster(fleet: Fleet, described: dict[str, Any]) -> None:
         auth=described.get("password") is not None,
         remote=True,
         node=str(described["node_id"]),
-        restart="never",
+        restart=RestartPolicy.NEVER,
     )
     registry = fleet.registry
     with registry.transaction() as db:

@@ -329,7 +329,7 @@ def spec_settings(spec: InstanceSpec) -> dict[str, Any]:
         "shared_data": spec.shared_data,
         "opencode": spec.opencode,
         "binary": spec.binary,  # its own choice (a version or a path), if it has one
-        "restart": spec.restart,
+        "restart": spec.restart.value,
         "max_restarts": spec.max_restarts,
         "restart_window": spec.restart_window,
         "health_interval": spec.health_interval,
