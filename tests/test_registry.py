@@ -9,7 +9,7 @@ import pytest
 
 from opencode_manager.errors import ConflictError, NotFoundError, StateError
 from opencode_manager.migrations import MIGRATIONS
-from opencode_manager.models import InstanceSpec, ProcessIdentity, State
+from opencode_manager.models import DesiredState, InstanceSpec, ProcessIdentity, State
 from opencode_manager.registry import Registry
 
 
@@ -235,4 +235,16 @@ def test_running_on_host_after_a_restart_keeps_the_row_running(tmp_path: Path) -
     assert [e.kind for e in reg.events("c")] == ["healthy"]
     with pytest.raises(NotFoundError):
         reg.mark_running_on_host("gone", url="http://h:3", port=3)
+    reg.close()
+
+
+def test_the_desired_state_round_trips_as_its_enum(tmp_path: Path) -> None:
+    reg = _reserved(tmp_path, "a")
+    assert reg.get("a").desired is DesiredState.RUNNING
+    assert reg.request_stop("a", 5.0).desired is DesiredState.STOPPED
+    assert [tuple(r) for r in reg.query("SELECT desired FROM instances")] == [("stopped",)]
+    with reg.transaction() as db:
+        reg.relaunch(db, "a", reg.get("a").spec, port=None, restarts=0, starter=None,
+                     start_timeout=None, token="t")  # fmt: skip
+    assert reg.get("a").desired is DesiredState.RUNNING
     reg.close()

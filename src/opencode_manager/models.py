@@ -13,6 +13,18 @@ from .supervision import DEFAULTS, RestartPolicy
 DEFAULT_USERNAME = "opencode"
 
 
+class TextEnum(str, enum.Enum):
+    """One of a fixed set of words, shown as its word: str(), f-strings, templates and
+    JSON all give the value, as `enum.StrEnum` (Python 3.11+) does. A field that held such a
+    word as a bare string becomes one of these without changing any output."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
 class State(str, enum.Enum):
     """What the registry records about a managed instance (written by keepers and the manager)."""
 
@@ -172,6 +184,22 @@ class InstanceSpec:
         return cls(**data)
 
 
+class DesiredState(TextEnum):
+    """What ocm asks of an instance's keeper (the row's desired state)."""
+
+    RUNNING = "running"  # keep the server up (the default, and what a restart asks)
+    STOPPED = "stopped"  # a stop was requested (with its timeout): end the server
+
+
+class Owner(TextEnum):
+    """Who runs an instance, as `ocm ls` shows it."""
+
+    OCM = "ocm"  # started here: a keeper on this host supervises it
+    REMOTE = "remote"  # added by URL (`ocm remote add`): never signalled
+    CLUSTER = "cluster"  # run by a Ray host agent on another node
+    FOREIGN = "foreign"  # an `opencode serve` we did not start: shown, never signalled
+
+
 @dataclass
 class InstanceRecord:
     """One row of the registry's `instances` table."""
@@ -195,7 +223,7 @@ class InstanceRecord:
     rss_bytes: int | None = None
     sampled_at: float | None = None
     # Desired state, written by ocm and acted on by the keeper's reconcile loop.
-    desired: str = "running"  # or "stopped": a stop was requested
+    desired: DesiredState = DesiredState.RUNNING
     stop_timeout: float | None = None  # seconds between SIGTERM and SIGKILL for that stop
     start_timeout: float | None = None  # how long the first start may take
     # What the keeper reports about itself.
@@ -233,13 +261,14 @@ class InstanceInfo:
     keeper_error: str | None = None  # a problem the keeper reported (registry, disk, crash)
     error: str | None = None
     last_exit: str | None = None
-    owner: str = "ocm"  # "ocm" (started here), "remote" (by URL), "cluster" (Ray) or "foreign"
+    owner: Owner = Owner.OCM
     line: int | None = None  # the OpenCode line of its version: 1 or 2 (None: unknown)
     service: bool = False  # a foreign server that is the user's OpenCode 2 background service
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["status"] = self.status.value
+        data["owner"] = self.owner.value
         data["directory"] = self.dir  # the uniform name; `dir` stays for one release
         return data
 
@@ -273,7 +302,7 @@ def derive_status(
     return Status.RUNNING
 
 
-class BatchStatus(str, enum.Enum):
+class BatchStatus(TextEnum):
     """Where a batch is. `interrupted` is derived: running, but its runner process is gone."""
 
     RUNNING = "running"

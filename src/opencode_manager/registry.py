@@ -11,6 +11,7 @@ database under it (connections, transactions, backups, migrations) is database.p
 
 from __future__ import annotations
 
+import enum
 import json
 import sqlite3
 import time
@@ -21,6 +22,7 @@ from .errors import ConflictError, NotFoundError
 from .models import (
     KEEPER_CMD,
     SERVER_CMD,
+    DesiredState,
     EventKind,
     InstanceRecord,
     InstanceSpec,
@@ -80,7 +82,7 @@ def _record(row: sqlite3.Row) -> InstanceRecord:
         cpu_percent=row["cpu_percent"],
         rss_bytes=row["rss_bytes"],
         sampled_at=row["sampled_at"],
-        desired=row["desired"] or "running",
+        desired=DesiredState(row["desired"] or DesiredState.RUNNING),
         stop_timeout=row["stop_timeout"],
         start_timeout=row["start_timeout"],
         heartbeat_at=row["heartbeat_at"],
@@ -209,7 +211,7 @@ class Registry(Database):
             error=None,
             restarts=restarts,
             stopped_at=None,
-            desired="running",
+            desired=DesiredState.RUNNING,
             stop_timeout=None,
             start_timeout=start_timeout,
             starter_pid=starter.pid if starter else None,
@@ -231,7 +233,7 @@ class Registry(Database):
     def request_stop(self, name: str, timeout: float) -> InstanceRecord:
         """Desired state: stopped, within `timeout` seconds of SIGTERM. The keeper acts on it."""
         with self.transaction() as db:
-            self._set(db, name, desired="stopped", stop_timeout=timeout)
+            self._set(db, name, desired=DesiredState.STOPPED, stop_timeout=timeout)
             rows = db.execute("SELECT * FROM instances WHERE name = ?", (name,)).fetchall()
         return _record(rows[0])
 
@@ -494,7 +496,7 @@ class Registry(Database):
             raise ValueError(f"unknown registry columns: {sorted(unknown)}")
         values: dict[str, Any] = {}
         for key, value in fields.items():
-            if isinstance(value, State):
+            if isinstance(value, enum.Enum):  # State, DesiredState
                 value = value.value
             elif isinstance(value, InstanceSpec):
                 value = value.to_json()

@@ -526,7 +526,10 @@ class Link:
             )  # fmt: skip
         self.fleet.registry.delete(record.name)
         credentials.delete_password(self.fleet.settings, record.name)
-        return {"name": record.name, "was": "starting", "status": "stopped", "via": "agent"}
+        return {
+            "name": record.name, "was": State.STARTING.value, "status": State.STOPPED.value,
+            "via": lifecycle.StopVia.AGENT.value,
+        }  # fmt: skip
 
     def _where(self, node_id: str) -> str:
         """A host as errors name it: its address and node."""

@@ -20,6 +20,7 @@ from ..models import (
     InstanceRecord,
     InstanceSpec,
     LifecycleEvent,
+    Owner,
     State,
     Status,
     derive_status,
@@ -177,7 +178,7 @@ async def list_instances(
                 cpu_percent=stat.cpu_percent if stat else None,
                 log=None,
                 dir=_cwd_of(f.pid),
-                owner="foreign",
+                owner=Owner.FOREIGN,
                 auth=h.auth_required
                 if h.auth_required is not None
                 else (False if h.healthy else None),
@@ -240,7 +241,7 @@ def remote_info(record: InstanceRecord, health: probe.Health) -> InstanceInfo:
         dir=record.spec.dir,
         auth=record.spec.auth,
         error=error,
-        owner="cluster" if record.spec.node else "remote",
+        owner=Owner.CLUSTER if record.spec.node else Owner.REMOTE,
     )
 
 

@@ -60,10 +60,18 @@ from ..errors import OcmError, ServerError
 from ..instances import launch, ports
 from ..instances.credentials import read_password
 from ..lines import Line, known_line
-from ..models import KEEPER_CMD, EventKind, InstanceRecord, InstanceSpec, ProcessIdentity, State
+from ..models import (
+    KEEPER_CMD,
+    DesiredState,
+    EventKind,
+    InstanceRecord,
+    InstanceSpec,
+    ProcessIdentity,
+    State,
+)
 from ..registry import Registry
 from ..settings import Settings
-from ..supervision import DEFAULTS, ExitKind, Limits, RestartPolicy, decide, next_consecutive
+from ..supervision import DEFAULTS, ExitKind, Limits, decide, next_consecutive
 from . import row
 from .ledger import Ledger
 from .logsink import LogSink
@@ -103,7 +111,7 @@ def limits_of(spec: InstanceSpec) -> Limits:
     (The log's rotation the keeper takes from the spec itself.)"""
     return dataclasses.replace(
         DEFAULTS,
-        policy=RestartPolicy(spec.restart),
+        policy=spec.restart,
         max_restarts=spec.max_restarts,
         window=spec.restart_window,
         health_interval=spec.health_interval,
@@ -244,7 +252,7 @@ class Keeper:
         record = await self.ledger.read(lambda r: r.get(self.name))
         if record is None:
             return  # unreadable: supervise from memory; SIGTERM still stops us
-        if record.desired == "stopped":
+        if record.desired is DesiredState.STOPPED:
             self.stop_timeout = record.stop_timeout or STOP_TIMEOUT
             self.stop_requested.set()
 

@@ -96,7 +96,7 @@ class Batch:
     """A batch's row: what it was given, and who runs it."""
 
     id: str
-    status: str  # a BatchStatus value as stored: running, completed, cancelled
+    status: BatchStatus  # as stored: running, completed or cancelled (never interrupted)
     created_at: float
     updated_at: float
     source: str | None = None
@@ -106,7 +106,7 @@ class Batch:
     cancel_requested: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "status": self.status.value}
 
 
 @dataclass
@@ -335,7 +335,7 @@ class TaskStore:
                     batch.id,
                     batch.source,
                     json.dumps(batch.options),
-                    batch.status,
+                    batch.status.value,
                     batch.created_at,
                     now,
                 ),
@@ -407,13 +407,13 @@ class TaskStore:
             row = db.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
         return _batch(row)
 
-    def set_batch_status(self, batch_id: str, status: str) -> None:
+    def set_batch_status(self, batch_id: str, status: BatchStatus) -> None:
         now = time.time()
-        finished = now if status in ("completed", "cancelled") else None
+        finished = now if status.final else None
         with self.registry.transaction() as db:
             db.execute(
                 "UPDATE batches SET status = ?, updated_at = ?, finished_at = ? WHERE id = ?",
-                (status, now, finished, batch_id),
+                (status.value, now, finished, batch_id),
             )
 
     def batch(self, batch_id: str) -> Batch:
@@ -487,10 +487,19 @@ def _holder(row: Any) -> ProcessIdentity | None:
     return ProcessIdentity(int(row["runner_pid"]), float(row["runner_ctime"]))
 
 
+def _batch_status(word: str) -> BatchStatus:
+    """A stored status; one this version does not know (written by a newer one) reads as
+    running, which a dead runner makes `interrupted`."""
+    try:
+        return BatchStatus(word)
+    except ValueError:
+        return BatchStatus.RUNNING
+
+
 def _batch(row: Any) -> Batch:
     return Batch(
         id=row["id"],
-        status=row["status"],
+        status=_batch_status(row["status"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         source=row["source"],
