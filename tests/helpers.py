@@ -19,6 +19,8 @@ from typing import Any
 
 import psutil
 
+from opencode_manager.registry import Registry
+
 
 @dataclass
 class Result:
@@ -182,3 +184,11 @@ def model_sends(model: Any, prompts: list[str]) -> dict[str, int]:
         if entry["has_tools"] and not entry["followup"] and text in wanted:
             counts[text] = counts.get(text, 0) + 1
     return counts
+
+
+def forge_row(registry: Registry, name: str, **columns: Any) -> None:
+    """Write registry columns that no named transition writes together (a row claiming a
+    reused PID, a row a killed driver left `starting`), to stage what ocm must survive. The
+    only caller of the registry's private free-form write outside registry.py (checked by
+    tests/test_layout.py)."""
+    registry._update(name, **columns)

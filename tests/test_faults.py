@@ -29,7 +29,7 @@ from opencode_manager.models import InstanceSpec, State
 from opencode_manager.registry import Registry
 
 from conftest import Fleet
-from helpers import Result, assert_one_line_error, run_ocm, wait_for
+from helpers import Result, assert_one_line_error, forge_row, run_ocm, wait_for
 
 
 def _home() -> Path:
@@ -90,8 +90,8 @@ def test_a_row_pointing_at_an_unrelated_process_is_never_signalled(tmp_path: Pat
         with registry.transaction() as db:
             registry.reserve(db, InstanceSpec(name="liar", dir=str(tmp_path)), port=4998)
         # The right PID and start time, but the process is not a server nor a keeper.
-        registry.update(
-            "liar", state=State.RUNNING, server_pid=stranger.pid, server_ctime=ctime,
+        forge_row(
+            registry, "liar", state=State.RUNNING, server_pid=stranger.pid, server_ctime=ctime,
             keeper_pid=stranger.pid, keeper_ctime=ctime, url="http://127.0.0.1:4998",
         )  # fmt: skip
         registry.close()

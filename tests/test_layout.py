@@ -8,10 +8,10 @@ keeper stays small.
     keeper/    tasks/  (siblings never import each other)
                                                       5
     instances/                                        4
-    client/    scripted_model/                        3
-    registry, process, portal                         2
-    models, settings, durations, dbfile               1
-    errors                                            0
+    client/    scripted_model/    registry            3
+    database, process, portal                         2
+    models, settings, durations, dbfile, migrations   1
+    errors, supervision                               0
 """
 
 from __future__ import annotations
@@ -26,10 +26,12 @@ import opencode_manager
 PACKAGE = Path(opencode_manager.__file__).parent
 RANKS = {
     "errors": 0,
+    "supervision": 0,  # supervision limits and restart decisions (pure; models reads DEFAULTS)
     "models": 1, "settings": 1, "durations": 1, "redaction": 1, "text": 1, "sockets": 1,
-    "deadline": 1, "dbfile": 1, "lines": 1,
-    "registry": 2, "process": 2, "portal": 2, "secretfile": 2, "secretbook": 2,
+    "deadline": 1, "dbfile": 1, "lines": 1, "migrations": 1,
+    "database": 2, "process": 2, "portal": 2, "secretfile": 2, "secretbook": 2,
     "client": 3, "scripted_model": 3,
+    "registry": 3,  # the instance state machine, over the database
     "instances": 4,
     "cluster": 5,  # host agents on Ray: instances on other hosts, through their agents
     "keeper": 6, "tasks": 6,
@@ -135,3 +137,28 @@ def test_the_keeper_loads_no_httpx_click_or_rich() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "[]"
+
+
+#: The names a registry goes by at its call sites (`fleet.registry`, `self.registry`, `reg`).
+_REGISTRY_NAMES = {"registry", "_registry", "reg"}
+
+
+def test_only_the_state_machine_writes_rows_free_form() -> None:
+    """Outside registry.py an instance row changes by a named transition (`set_spec`,
+    `mark_running_on_host`, ...), never by columns: so every change says when it applies.
+    Tests stage impossible rows through one helper, `helpers.forge_row`."""
+    tests = Path(__file__).parent
+    files = [p for p in PACKAGE.rglob("*.py") if p.name != "registry.py" or p.parent != PACKAGE]
+    files += [p for p in tests.rglob("*.py") if p != tests / "helpers.py"]
+    wrong = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            receiver = node.func.value
+            name = receiver.attr if isinstance(receiver, ast.Attribute) else None
+            name = receiver.id if isinstance(receiver, ast.Name) else name
+            attr = node.func.attr
+            if attr in ("_update", "_set") or (attr == "update" and name in _REGISTRY_NAMES):
+                wrong.append(f"{path}:{node.lineno} {ast.unparse(node.func)}(...)")
+    assert not wrong, "free-form registry writes outside registry.py:\n" + "\n".join(wrong)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from opencode_manager.models import TaskRecord, TaskStatus
+from opencode_manager.models import BatchStatus, TaskRecord, TaskStatus
 from opencode_manager.registry import Registry
 from opencode_manager.tasks.store import Batch, TaskStore
 
@@ -18,8 +18,8 @@ def _batches(home: Path, count: int) -> None:
     for i in range(count):
         task = TaskRecord(id=f"t-{i}", prompt="p", status=TaskStatus.COMPLETED, created_at=i,
                           batch_id=f"b-{i:03d}", started_at=i, finished_at=i + 2.5)  # fmt: skip
-        store.add_batch(Batch(id=f"b-{i:03d}", status="completed", created_at=i, updated_at=i),
-                        [task])  # fmt: skip
+        batch = Batch(f"b-{i:03d}", BatchStatus.COMPLETED, created_at=i, updated_at=i)
+        store.add_batch(batch, [task])
     store.registry.close()
 
 

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from opencode_manager.models import InstanceSpec, TaskRecord, TaskStatus
+from opencode_manager.models import BatchStatus, InstanceSpec, TaskRecord, TaskStatus
 from opencode_manager.registry import Registry
 from opencode_manager.tasks.store import Batch, TaskStore
 
@@ -35,7 +35,9 @@ def _seed() -> None:
     now = time.time()
     task = TaskRecord(id="t-abc", prompt="p", status=TaskStatus.COMPLETED, created_at=now,
                       session_id="ses_xyz", batch_id="b-123")  # fmt: skip
-    store.add_batch(Batch(id="b-123", status="completed", created_at=now, updated_at=now), [task])
+    store.add_batch(
+        Batch(id="b-123", status=BatchStatus.COMPLETED, created_at=now, updated_at=now), [task]
+    )
     registry.close()
 
 

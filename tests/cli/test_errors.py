@@ -15,7 +15,7 @@ import pytest
 from opencode_manager.models import InstanceSpec, State
 from opencode_manager.registry import Registry
 
-from helpers import assert_one_line_error, run_ocm
+from helpers import assert_one_line_error, forge_row, run_ocm
 
 
 @pytest.mark.parametrize(
@@ -57,7 +57,7 @@ def _add_record(name: str, state: State) -> None:
     reg = Registry(Path(os.environ["OCM_HOME"]) / "registry.db")
     with reg.transaction() as db:
         reg.reserve(db, InstanceSpec(name=name, dir="/"), port=None)
-    reg.update(name, state=state)
+    forge_row(reg, name, state=state)
     reg.close()
 
 
@@ -208,7 +208,7 @@ def test_results_are_limited_by_default_and_pruned_on_request() -> None:
 
 
 def test_resuming_a_cancelled_batch_is_refused_with_what_did_not_finish() -> None:
-    from opencode_manager.models import TaskRecord, TaskStatus
+    from opencode_manager.models import BatchStatus, TaskRecord, TaskStatus
     from opencode_manager.tasks.store import Batch, TaskStore
 
     home = Path(os.environ["OCM_HOME"])
@@ -218,7 +218,9 @@ def test_resuming_a_cancelled_batch_is_refused_with_what_did_not_finish() -> Non
         TaskRecord(id=f"t-{i}", prompt="p", status=status, created_at=1.0, batch_id="b-c")
         for i, status in enumerate([TaskStatus.COMPLETED, *[TaskStatus.CANCELLED] * 3])
     ]
-    store.add_batch(Batch(id="b-c", status="cancelled", created_at=1.0, updated_at=1.0), tasks)
+    store.add_batch(
+        Batch(id="b-c", status=BatchStatus.CANCELLED, created_at=1.0, updated_at=1.0), tasks
+    )
     store.registry.close()
     assert_one_line_error(
         run_ocm("batch", "resume", "b-c"), 4,

@@ -31,7 +31,7 @@ from opencode_manager.instances.dump import (
     save,
 )
 from opencode_manager.instances.fleet import Fleet, is_live
-from opencode_manager.models import InstanceRecord, InstanceSpec, State
+from opencode_manager.models import DesiredState, InstanceRecord, InstanceSpec, State
 
 from helpers import run_ocm, wait_for
 
@@ -302,7 +302,7 @@ def test_the_plan_sorts_saved_instances_by_what_runs_now() -> None:
         _record("ghost", State.RUNNING),  # recorded running, nothing alive (a reboot)
         _record("lingering", State.CRASHED),  # recorded ended, something still alive
         _record("leaving", State.STOPPING),
-        _record("requested", State.RUNNING, desired="stopped"),
+        _record("requested", State.RUNNING, desired=DesiredState.STOPPED),
         _record("other", State.STOPPED, created_at=2.0),  # removed and made again since
         _record("old-dump", State.RUNNING, created_at=2.0),
         _record("old-format", State.STOPPED, created_at=5.0),  # no identity saved: by name
@@ -353,7 +353,7 @@ def test_unpinning_restores_the_automatic_port_of_our_rows_only(home_fleet: Flee
         "other": InstanceSpec(name="other", dir="/elsewhere", port=4302),
         "gone": InstanceSpec(name="gone", dir="/p", port=4303),  # its start failed: no row
     }
-    home_fleet.registry.update("auto", spec=replace(ours, port=4301))
+    home_fleet.registry.set_spec("auto", replace(ours, port=4301))
     dumps._unpin(home_fleet, pinned)
     assert home_fleet.registry.get("auto").spec == ours  # automatic again, binary kept
     assert home_fleet.registry.get("auto").port == 4301

@@ -15,7 +15,7 @@ import httpx
 import psutil
 import pytest
 
-from opencode_manager.models import InstanceSpec, State
+from opencode_manager.models import InstanceSpec
 from opencode_manager.registry import Registry
 
 from helpers import assert_one_line_error, run_ocm, wait_for
@@ -195,7 +195,7 @@ def test_restart_keeps_name_password_and_data() -> None:
     registry = Registry(Path(os.environ["OCM_HOME"]) / "registry.db")
     with registry.transaction() as db:  # an instance stopped on purpose stays stopped
         registry.reserve(db, InstanceSpec(name="idle", dir="/"), port=None)
-    registry.update("idle", state=State.STOPPED)
+    registry.mark_stopped("idle")
     registry.close()
     result = run_ocm("restart", "--all", "--json", check=True).json()
     assert isinstance(result, list)

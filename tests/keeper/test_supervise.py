@@ -21,7 +21,7 @@ import pytest
 from opencode_manager.models import InstanceSpec, State
 from opencode_manager.registry import Registry
 
-from helpers import assert_one_line_error, run_ocm, wait_for
+from helpers import assert_one_line_error, forge_row, run_ocm, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -126,7 +126,8 @@ def test_a_reused_pid_is_never_signalled(tmp_path: Path) -> None:
         with registry.transaction() as db:
             registry.reserve(db, InstanceSpec(name="ghost", dir=str(tmp_path)), port=4999)
         # The row claims the PID, but with the start time of an older, dead process.
-        registry.update(
+        forge_row(
+            registry,
             "ghost",
             state=State.RUNNING,
             server_pid=stranger.pid,

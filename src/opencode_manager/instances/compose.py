@@ -62,7 +62,7 @@ def up(
         by_action.setdefault(change.action, []).append(change)
     for change in by_action.get(Action.UNCHANGED, []):
         if change.keys and change.spec is not None:  # task defaults: no restart needed
-            fleet.registry.update(change.name, spec=_kept(fleet, change.spec))
+            fleet.registry.set_spec(change.name, _kept(fleet, change.spec))
     creates = [c.spec for c in by_action.get(Action.CREATE, []) if c.spec is not None]
     if creates:
         report.done += lifecycle.start(fleet, creates, timeout=timeout)

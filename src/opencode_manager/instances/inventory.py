@@ -20,6 +20,7 @@ from ..models import (
     InstanceRecord,
     InstanceSpec,
     LifecycleEvent,
+    Owner,
     State,
     Status,
     derive_status,
@@ -180,7 +181,7 @@ async def list_instances(
                 cpu_percent=stat.cpu_percent if stat else None,
                 log=None,
                 dir=_cwd_of(f.pid),
-                owner="foreign",
+                owner=Owner.FOREIGN,
                 auth=h.auth_required
                 if h.auth_required is not None
                 else (False if h.healthy else None),
@@ -243,7 +244,7 @@ def remote_info(record: InstanceRecord, health: probe.Health) -> InstanceInfo:
         dir=record.spec.dir,
         auth=record.spec.auth,
         error=error,
-        owner="cluster" if record.spec.node else "remote",
+        owner=Owner.CLUSTER if record.spec.node else Owner.REMOTE,
     )
 
 
@@ -332,7 +333,7 @@ def spec_settings(spec: InstanceSpec) -> dict[str, Any]:
         "shared_data": spec.shared_data,
         "opencode": spec.opencode,
         "binary": spec.binary,  # its own choice (a version or a path), if it has one
-        "restart": spec.restart,
+        "restart": spec.restart.value,
         "max_restarts": spec.max_restarts,
         "restart_window": spec.restart_window,
         "health_interval": spec.health_interval,

@@ -43,7 +43,7 @@ from ..errors import (
     UsageError,
 )
 from ..lines import Line, known_line
-from ..models import KEEPER_CMD, InstanceRecord, InstanceSpec, ProcessIdentity, State
+from ..models import KEEPER_CMD, InstanceRecord, InstanceSpec, ProcessIdentity, State, TextEnum
 from . import binary as binaries
 from . import credentials, launch, ports, remote
 from . import spec as specs
@@ -59,20 +59,32 @@ DISPOSE_TIMEOUT = 3.0
 StartProgress = Callable[[str, str], None]
 
 
+class StopVia(TextEnum):
+    """Who ended the server."""
+
+    KEEPER = "keeper"  # its keeper, on the stop request in its row
+    OCM = "ocm"  # ocm itself: no keeper, or one that did not act
+    AGENT = "agent"  # the Ray host agent of a cluster instance
+
+
 @dataclass
 class StopResult:
-    """What `stop` did to one instance."""
+    """What `stop` did to one instance (words from a host agent become the enums)."""
 
     name: str
-    was: str
-    status: str
-    via: str = "keeper"  # who ended the server: its keeper, or ocm directly (no keeper)
+    was: State
+    status: State
+    via: StopVia = StopVia.KEEPER
     signalled: int = 0
     killed: int = 0
     port_freed: bool | None = None
 
+    def __post_init__(self) -> None:
+        self.was, self.status, self.via = State(self.was), State(self.status), StopVia(self.via)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        words = {"was": self.was.value, "status": self.status.value, "via": self.via.value}
+        return {**asdict(self), **words}
 
 
 @dataclass
@@ -357,7 +369,7 @@ def stop(
 
 def _stop_one(fleet: Fleet, record: InstanceRecord, timeout: float) -> StopResult:
     registry = fleet.registry
-    result = StopResult(name=record.name, was=record.state.value, status="stopped")
+    result = StopResult(name=record.name, was=record.state, status=State.STOPPED)
     problem: StateError | None = None
     try:
         record = registry.request_stop(record.name, timeout)
@@ -374,7 +386,7 @@ def _stop_one(fleet: Fleet, record: InstanceRecord, timeout: float) -> StopResul
         _dispose(fleet, record, min(DISPOSE_TIMEOUT, timeout))
         strays = _strays(record)
         term = process.terminate_tree(server, timeout=timeout, extra=strays, spare=spare)
-        result.via = "ocm"
+        result.via = StopVia.OCM
         result.signalled, result.killed = term.signalled, term.killed
     if keeper is not None and process.is_alive(record.keeper):
         # Frozen or stuck: SIGKILL reaches a stopped process too.

@@ -20,6 +20,7 @@ from ..client.readiness import Phase
 from ..errors import ConflictError, ServerRefused, ServerUnreachable, UsageError
 from ..lines import Line
 from ..models import DEFAULT_USERNAME, InstanceRecord, InstanceSpec
+from ..supervision import RestartPolicy
 from . import credentials
 from .fleet import Fleet
 from .spec import validate_name
@@ -150,7 +151,7 @@ async def add(
         auth=password is not None,
         remote=True,
         username=username,
-        restart="never",
+        restart=RestartPolicy.NEVER,
     )
     await asyncio.to_thread(_record, fleet, spec, base, found.version, password)
     return await asyncio.to_thread(fleet.registry.get, name)

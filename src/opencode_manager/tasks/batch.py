@@ -144,7 +144,7 @@ def create_batch(
     now = time.time()
     batch = Batch(
         id=new_id("b"),
-        status=BatchStatus.RUNNING.value,
+        status=BatchStatus.RUNNING,
         created_at=now,
         updated_at=now,
         source=source,
@@ -342,7 +342,7 @@ class BatchRun:
                 record.finished_at = time.time()
                 await self.store.asave(record)
         status = BatchStatus.CANCELLED if self.cancel.is_set() else BatchStatus.COMPLETED
-        await asyncio.to_thread(self.store.set_batch_status, self.batch.id, status.value)
+        await asyncio.to_thread(self.store.set_batch_status, self.batch.id, status)
         self._notify()
         result = await asyncio.to_thread(summary, self.store, self.batch.id)
         await asyncio.to_thread(self._write_out, result)
@@ -697,7 +697,7 @@ async def cancel_batch(
             record.finished_at = time.time()
             record.error = {"name": "cancelled", "message": "batch cancelled"}
             await store.asave(record)
-    await asyncio.to_thread(store.set_batch_status, batch_id, BatchStatus.CANCELLED.value)
+    await asyncio.to_thread(store.set_batch_status, batch_id, BatchStatus.CANCELLED)
     return await asyncio.to_thread(summary, store, batch_id)
 
 
