@@ -54,7 +54,6 @@ from .recovery import ProviderError, Trouble
 
 DEFAULT_TTL = 30.0  # seconds a lease lives unless renewed
 WAITER_TTL = 15.0  # seconds a waiter stays queued without polling
-_ALIVE_CACHE_S = 1.0
 DEFAULT_BREAKER = BreakerPolicy()
 
 Alive = Callable[[ProcessIdentity], bool]
@@ -145,6 +144,7 @@ def purge(db: sqlite3.Connection, now: float, *, waiter_ttl: float = WAITER_TTL)
 class _Room:
     """What one ask read of its provider, inside the transaction."""
 
+    provider: str
     limits: list[Limit]
     leases: list[tuple[str, str | None, int, float, bool]]  # id, model, pid, ctime, probe
     waiters: list[tuple[str, str | None, int, int, float, int]]  # id, model, pid, ... seq
@@ -179,14 +179,16 @@ class Slots:
         self.breaker_policy = breaker_policy
         self._alive = alive
         self._me = me
-        self._seen: dict[tuple[int, float], tuple[bool, float]] = {}
+        self._found_in: int | None = None  # the PID `me` was found in (None: given)
+        self._dead: set[tuple[int, float]] = set()
 
     @property
     def me(self) -> ProcessIdentity:
-        if self._me is None or self._me.pid != os.getpid():
+        """The holder's identity: this process's (found again in a forked child)."""
+        if self._me is None or self._found_in not in (None, os.getpid()):
             found = process.identity_of(os.getpid())
             assert found is not None, "this process has no identity"
-            self._me = found
+            self._me, self._found_in = found, os.getpid()
         return self._me
 
     def ticket(self, provider: str, model: str | None, owner: str, priority: int = 0) -> Ticket:
@@ -272,18 +274,17 @@ class Slots:
                 (provider, now - RPM_WINDOW),
             )
         ]
-        return _Room(limits_of(db, provider), leases, waiters, grants, load_breaker(db, provider))
+        return _Room(
+            provider, limits_of(db, provider), leases, waiters, grants, load_breaker(db, provider)
+        )
 
     def _admit(self, room: _Room, now: float) -> Admission:
-        provider_of = {w[0]: w for w in room.waiters}
-        queue = [Want(w[0], "", w[1], w[2], w[5]) for w in provider_of.values()]
-        held = [Held("", model) for _, model, _, _, _ in room.leases]
+        provider = room.provider
+        queue = [Want(w[0], provider, w[1], w[2], w[5]) for w in room.waiters]
+        held = [Held(provider, model) for _, model, _, _, _ in room.leases]
         probing = any(probe for *_, probe in room.leases)
         gate = room.breaker.gate(now, probing=probing)
-        # Everything read is of one provider: compare by model only.
-        limits = [Limit(Scope("", li.scope.model), li.concurrency, li.rpm) for li in room.limits]
-        grants = [Granted("", g.model, g.at) for g in room.grants]
-        return admit(queue, limits, held, grants, now, {"": gate})
+        return admit(queue, room.limits, held, room.grants, now, {provider: gate})
 
     @staticmethod
     def _holdup_may_be_dead(blocked: Blocked | None) -> bool:
@@ -314,13 +315,12 @@ class Slots:
         if identity.pid == me.pid and abs(identity.create_time - me.create_time) < 0.05:
             return True
         key = (identity.pid, identity.create_time)
-        now = time.monotonic()
-        cached = self._seen.get(key)
-        if cached is not None and (not cached[0] or now - cached[1] < _ALIVE_CACHE_S):
-            return cached[0]  # the dead stay dead; the living are asked again after a while
-        verdict = self._alive(identity)
-        self._seen[key] = (verdict, now)
-        return verdict
+        if key in self._dead:
+            return False  # a PID and start time never come back to life
+        if self._alive(identity):
+            return True
+        self._dead.add(key)
+        return False
 
     # -- holding -------------------------------------------------------------------------
     def renew(self, lease: Lease) -> Lease:
