@@ -13,7 +13,7 @@ from ..errors import NotFoundError
 from ..registry import Registry
 from .breaker import BreakerState
 from .leases import WAITER_TTL, load_breaker, purge
-from .policy import RPM_WINDOW, Limit, Scope
+from .policy import RPM_WINDOW, Limit, Scope, parse_scope
 
 CLI_SOURCE = "cli"
 
@@ -65,9 +65,22 @@ def set_limits(
     return checked
 
 
-def remove_limits(registry: Registry, scopes: Sequence[Scope]) -> list[str]:
+def set_limit(
+    registry: Registry,
+    scope: str,
+    *,
+    concurrency: int | None = None,
+    rpm: int | None = None,
+    source: str = CLI_SOURCE,
+) -> Limit:
+    """`ocm limits set SCOPE --concurrency N --rpm N`: create or replace one limit."""
+    [limit] = set_limits(registry, [Limit(parse_scope(scope), concurrency, rpm)], source=source)
+    return limit
+
+
+def remove_limits(registry: Registry, scopes: Sequence[Scope | str]) -> list[str]:
     """Remove limits; all or nothing: an unknown scope is NotFoundError and none goes."""
-    names = [str(scope) for scope in scopes]
+    names = [str(parse_scope(s) if isinstance(s, str) else s) for s in scopes]
     with registry.transaction() as db:
         known = {row[0] for row in db.execute("SELECT scope FROM limits")}
         missing = [name for name in names if name not in known]
