@@ -4,6 +4,7 @@ lease ends). The witness is a flock'ed counter the holders keep themselves (slot
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -78,37 +79,43 @@ def test_several_processes_never_hold_more_than_the_limit(
     assert (row.in_use, row.queued) == (0, 0)
 
 
-def _held(registry: Registry, tmp_path: Path, ttl: float) -> subprocess.Popen[bytes]:
+@contextlib.contextmanager
+def held(registry: Registry, tmp_path: Path, ttl: float) -> Iterator[subprocess.Popen[bytes]]:
+    """A holder process that took the one slot of provider p (leases of `ttl` seconds);
+    killed and reaped at the end whatever happened."""
     set_limits(registry, [Limit(Scope("p"), concurrency=1)])
     ready = tmp_path / "ready"
     proc = holder(registry, "p", "--forever", "--ttl", str(ttl), "--ready", str(ready))
-    wait_for(
-        lambda: ready.exists() and ready.read_text(),
-        timeout=60,
-        message=f"the holder's slot ({LOGS[proc.pid]})",
-    )
-    return proc
+    try:
+        wait_for(
+            lambda: ready.exists() and ready.read_text(),
+            timeout=60,
+            message=f"the holder's slot ({LOGS[proc.pid]})",
+        )
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(30)
 
 
 def test_a_sigkilled_holders_slot_comes_back_at_once(registry: Registry, tmp_path: Path) -> None:
-    proc = _held(registry, tmp_path, ttl=600)  # its lease would outlive the test
-    slots = Slots(registry)
-    ticket = slots.ticket("p", "m", "next")
-    assert isinstance(slots.try_take(ticket), Waiting)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
-    started = time.monotonic()
-    lease = slots.try_take(ticket)  # the owner is provably dead: no waiting for its lease
-    assert isinstance(lease, Lease)
-    assert time.monotonic() - started < 5
+    with held(registry, tmp_path, ttl=600) as proc:  # its lease would outlive the test
+        slots = Slots(registry)
+        ticket = slots.ticket("p", "m", "next")
+        assert isinstance(slots.try_take(ticket), Waiting)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        started = time.monotonic()
+        lease = slots.try_take(ticket)  # the owner is provably dead: no waiting for its lease
+        assert isinstance(lease, Lease)
+        assert time.monotonic() - started < 5
 
 
 def test_a_frozen_holders_slot_comes_back_when_its_lease_ends(
     registry: Registry, tmp_path: Path
 ) -> None:
-    proc = _held(registry, tmp_path, ttl=2)
-    os.kill(proc.pid, signal.SIGSTOP)  # alive, but it no longer renews its lease
-    try:
+    with held(registry, tmp_path, ttl=2) as proc:
+        os.kill(proc.pid, signal.SIGSTOP)  # alive, but it no longer renews its lease
         stopped = time.monotonic()
         slots = Slots(registry)
         ticket = slots.ticket("p", "m", "next")
@@ -119,14 +126,8 @@ def test_a_frozen_holders_slot_comes_back_when_its_lease_ends(
             return got if isinstance(got, Lease) else None
 
         lease = wait_for(
-            taken,
-            timeout=30,
-            interval=0.1,
-            message="the frozen holder's lease to end",
+            taken, timeout=30, interval=0.1, message="the frozen holder's lease to end"
         )
         assert isinstance(lease, Lease)
         # Not before its lease ended (it was renewed at most 2/3 s before the stop).
         assert time.monotonic() - stopped > 1.0
-    finally:
-        proc.kill()
-        proc.wait(30)

@@ -409,7 +409,9 @@ class Slots:
             renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewing
-            await asyncio.shield(asyncio.to_thread(self.give_back, lease))
+            # A registry locked past its timeout: the lease then ends with its expiry.
+            with contextlib.suppress(OcmError):
+                await asyncio.shield(asyncio.to_thread(self.give_back, lease))
 
     async def _wait_for(self, ticket: Ticket, on_wait: Callable[[Waiting], None] | None) -> Lease:
         delay = 0.0
