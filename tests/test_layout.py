@@ -8,7 +8,7 @@ keeper stays small.
     keeper/    tasks/  (siblings never import each other)
                                                       5
     instances/                                        4
-    client/    scripted_model/    registry            3
+    client/    scripted_model/    registry  limits/  3
     database, process, portal                         2
     models, settings, durations, dbfile, migrations   1
     errors, supervision                               0
@@ -30,7 +30,7 @@ RANKS = {
     "models": 1, "settings": 1, "durations": 1, "redaction": 1, "text": 1, "sockets": 1,
     "deadline": 1, "dbfile": 1, "lines": 1, "migrations": 1,
     "database": 2, "process": 2, "portal": 2, "secretfile": 2, "secretbook": 2,
-    "client": 3, "scripted_model": 3,
+    "client": 3, "scripted_model": 3, "limits": 3,
     "registry": 3,  # the instance state machine, over the database
     "instances": 4,
     "cluster": 5,  # host agents on Ray: instances on other hosts, through their agents

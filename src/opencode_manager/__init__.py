@@ -96,6 +96,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "InstanceSpec": ("models", "InstanceSpec"),
     "JsonlEmitter": ("tasks.jsonl", "JsonlEmitter"),
     "LifecycleEvent": ("models", "LifecycleEvent"),
+    "Limit": ("limits.policy", "Limit"),
+    "LimitStatus": ("limits.table", "LimitStatus"),
     "LogLine": ("instances.logs", "LogLine"),
     "Manager": ("manager", "Manager"),
     "Message": ("client.types", "Message"),
@@ -206,6 +208,8 @@ if TYPE_CHECKING:
         parse_port_range,
     )
     from .instances.systemd import SystemdExport
+    from .limits.policy import Limit
+    from .limits.table import LimitStatus
     from .lines import MIN_OPENCODE_VERSION
     from .manager import AsyncManager, Manager
     from .models import (
@@ -300,6 +304,8 @@ __all__ = [
     "Interrupted",
     "JsonlEmitter",
     "LifecycleEvent",
+    "Limit",
+    "LimitStatus",
     "LogLine",
     "Manager",
     "Message",

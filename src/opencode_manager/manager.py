@@ -37,6 +37,7 @@ from .errors import NotFoundError, UsageError
 from .instances import lifecycle
 from .instances import spec as specs
 from .instances.fleet import Fleet
+from .limits import table as limit_table
 from .models import (
     DEFAULT_USERNAME,
     InstanceInfo,
@@ -65,6 +66,8 @@ if TYPE_CHECKING:
     from .instances.logs import LogLine
     from .instances.restore import Backup, RestoreReport
     from .instances.systemd import SystemdExport
+    from .limits.policy import Limit
+    from .limits.table import LimitStatus
     from .observe.fleetview import FleetFrame
     from .observe.monitor import Received
     from .tasks.batch import BatchOptions, Listener
@@ -953,6 +956,25 @@ class AsyncManager:
 
         return await run_demo(self.fleet, count=count, say=say)
 
+    # -- provider limits -------------------------------------------------------------------
+    async def limits(self) -> list[LimitStatus]:
+        """Every provider limit with its traffic now: slots in use, turns started in the last
+        minute, the queue, and the provider's circuit breaker."""
+        return await asyncio.to_thread(limit_table.overview, self.fleet.registry)
+
+    async def limit_set(
+        self, scope: str, *, concurrency: int | None = None, rpm: int | None = None
+    ) -> Limit:
+        """Create or replace the limit of PROVIDER or PROVIDER/MODEL, shared by every task
+        (whichever front sent it): at most `concurrency` turns at once, `rpm` a minute."""
+        return await asyncio.to_thread(
+            limit_table.set_limit, self.fleet.registry, scope, concurrency=concurrency, rpm=rpm
+        )
+
+    async def limit_remove(self, scopes: Sequence[str]) -> list[str]:
+        """Remove limits (all or none: an unknown one is NotFoundError)."""
+        return await asyncio.to_thread(limit_table.remove_limits, self.fleet.registry, scopes)
+
 
 class Manager:
     """The sync twin of `AsyncManager`: the same methods, blocking, usable from any thread
@@ -1501,4 +1523,21 @@ class Manager:
 
     def demo(self, *, count: int = 3, say: Callable[[str], None] | None = None) -> dict[str, Any]:
         result: dict[str, Any] = self._call(lambda: self.aio.demo(count=count, say=say))
+        return result
+
+    # -- provider limits -------------------------------------------------------------------
+    def limits(self) -> list[LimitStatus]:
+        result: list[LimitStatus] = self._call(self.aio.limits)
+        return result
+
+    def limit_set(
+        self, scope: str, *, concurrency: int | None = None, rpm: int | None = None
+    ) -> Limit:
+        result: Limit = self._call(
+            lambda: self.aio.limit_set(scope, concurrency=concurrency, rpm=rpm)
+        )
+        return result
+
+    def limit_remove(self, scopes: Sequence[str]) -> list[str]:
+        result: list[str] = self._call(lambda: self.aio.limit_remove(scopes))
         return result

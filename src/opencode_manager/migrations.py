@@ -241,3 +241,82 @@ def m008_task_totals(db: sqlite3.Connection) -> None:
         f"CREATE TRIGGER task_totals_update {on} WHEN {changed}"
         f" BEGIN {add('OLD', '-')} {add('NEW', '+')} END"
     )
+
+
+@migration
+def m009_provider_control(db: sqlite3.Connection) -> None:
+    # Fleet-wide control of provider traffic (limits/): the limits, the slots in force as
+    # leases (owner = PID + start time; a lease whose holder stops renewing it expires), the
+    # queue of waiters in submission order, the grants of the last minute (rpm), one circuit
+    # breaker per provider, and idempotent submission keys. Read and written by limits/.
+    db.execute(
+        """
+        CREATE TABLE limits (
+            scope        TEXT PRIMARY KEY,  -- 'provider' or 'provider/model'
+            provider     TEXT NOT NULL,
+            model        TEXT,              -- NULL: every model of the provider
+            concurrency  INTEGER,
+            rpm          INTEGER,
+            source       TEXT,              -- 'cli', or the fleet file's project
+            updated_at   REAL NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE leases (
+            id          TEXT PRIMARY KEY,
+            provider    TEXT NOT NULL,
+            model       TEXT,
+            owner       TEXT NOT NULL,     -- what holds it (a task id)
+            pid         INTEGER NOT NULL,  -- the holding process, by identity
+            ctime       REAL NOT NULL,
+            priority    INTEGER NOT NULL DEFAULT 0,
+            probe       INTEGER NOT NULL DEFAULT 0,  -- a half-open breaker's trial turn
+            granted_at  REAL NOT NULL,
+            expires_at  REAL NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX leases_by_provider ON leases (provider, model)")
+    db.execute(
+        """
+        CREATE TABLE waiters (
+            seq          INTEGER PRIMARY KEY AUTOINCREMENT,  -- submission order
+            id           TEXT NOT NULL UNIQUE,
+            provider     TEXT NOT NULL,
+            model        TEXT,
+            owner        TEXT NOT NULL,
+            pid          INTEGER NOT NULL,
+            ctime        REAL NOT NULL,
+            priority     INTEGER NOT NULL DEFAULT 0,
+            enqueued_at  REAL NOT NULL,
+            seen_at      REAL NOT NULL  -- its last poll: a waiter that stops polling leaves
+        )
+        """
+    )
+    db.execute("CREATE INDEX waiters_by_provider ON waiters (provider)")
+    db.execute("CREATE TABLE grants (provider TEXT NOT NULL, model TEXT, at REAL NOT NULL)")
+    db.execute("CREATE INDEX grants_by_provider ON grants (provider, at)")
+    db.execute(
+        """
+        CREATE TABLE breakers (
+            provider    TEXT PRIMARY KEY,
+            state       TEXT NOT NULL,
+            failures    TEXT NOT NULL DEFAULT '[]',  -- JSON: times of recent failures
+            until       REAL,
+            trips       INTEGER NOT NULL DEFAULT 0,
+            reason      TEXT,
+            updated_at  REAL NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE submission_keys (
+            key         TEXT PRIMARY KEY,
+            task_id     TEXT NOT NULL,
+            created_at  REAL NOT NULL
+        )
+        """
+    )

@@ -316,7 +316,7 @@ class BatchStatus(TextEnum):
 
 
 class TaskStatus(str, enum.Enum):
-    """Where a task is. The last five are final."""
+    """Where a task is. All but the first two are final."""
 
     PENDING = "pending"  # recorded, not sent yet
     RUNNING = "running"  # its prompt was (or is being) sent
@@ -325,6 +325,8 @@ class TaskStatus(str, enum.Enum):
     ABORTED = "aborted"  # aborted on request (Ctrl-C, `ocm session abort`)
     TIMED_OUT = "timed_out"  # past its deadline: aborted by us
     CANCELLED = "cancelled"  # never started: its batch was cancelled
+    #: Passed its --max-cost/--max-tokens: interrupted by us, its spend in the record.
+    BUDGET_EXCEEDED = "budget_exceeded"
 
     @property
     def final(self) -> bool:

@@ -102,6 +102,7 @@ LAZY_COMMANDS = {
     "worktree": ("worktrees", "worktree"),
     "remote": ("remotes", "remote"),
     "cluster": ("cluster", "cluster"),
+    "limits": ("limits", "limits"),
 }
 
 

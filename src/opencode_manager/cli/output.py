@@ -34,6 +34,7 @@ TASK_STYLE = {
     "completed": "green",
     "failed": "red",
     "timed_out": "yellow",
+    "budget_exceeded": "yellow",
     "aborted": "yellow",
     "cancelled": "dim",
     "running": "cyan",

@@ -46,6 +46,7 @@ EXIT_FOR_STATUS = {
     TaskStatus.TIMED_OUT: 11,
     TaskStatus.ABORTED: 12,
     TaskStatus.CANCELLED: 12,
+    TaskStatus.BUDGET_EXCEEDED: 13,
 }
 
 
