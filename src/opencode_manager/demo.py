@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import process
-from .client import AsyncOpencodeClient, Endpoint
+from .client import Endpoint, client_for
 from .errors import OcmError
 from .instances import lifecycle
 from .instances.fleet import Fleet, is_live
@@ -97,7 +97,7 @@ async def _task(name: str, endpoint: Endpoint | None, prompt: str) -> dict[str, 
     if endpoint is None:
         raise OcmError(f"{name} has no URL", instance=name)
     started = time.monotonic()
-    async with AsyncOpencodeClient(endpoint, timeout=120.0) as client:
+    async with client_for(endpoint, timeout=120.0) as client:
         session = await client.create_session(title=f"demo on {name}")
         await client.prompt(session.id, prompt)
         history = await client.messages(session.id)

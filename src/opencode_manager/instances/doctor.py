@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import process
-from ..client import AsyncOpencodeClient, Endpoint, healthcheck
+from ..client import Endpoint, client_for, healthcheck
 from ..client import operations as ops
 from ..client.readiness import Phase
 from ..errors import OcmError, ServerError, ServerRefused
@@ -282,7 +282,7 @@ async def project_checks(fleet: Fleet, record: InstanceRecord, *, mcp: bool = Tr
     label = f"instance {record.name}"
     directory = record.spec.dir
     checks: list[Check] = []
-    async with AsyncOpencodeClient(endpoint, timeout=10.0) as client:
+    async with client_for(endpoint, timeout=10.0) as client:
         try:
             await client.call(ops.config(directory))
         except ServerRefused as exc:

@@ -379,10 +379,10 @@ async def status_report(fleet: Fleet, ref: str) -> StatusReport:
 
 
 async def _ask_server(report: StatusReport, endpoint: Endpoint, directory: str | None) -> None:
-    from ..client import AsyncOpencodeClient
+    from ..client import client_for
     from ..client import operations as ops
 
-    async with AsyncOpencodeClient(endpoint, timeout=5.0) as client:
+    async with client_for(endpoint, timeout=5.0) as client:
         answers: list[Any] = await asyncio.gather(
             client.call(ops.sessions(directory)),
             client.call(ops.session_status(directory)),

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from .. import process
-from ..client import AsyncOpencodeClient, http_options
+from ..client import client_for, http_options
 from ..errors import ServerError
 from ..instances import probe
 from ..instances.fleet import Fleet
@@ -79,7 +79,7 @@ async def _sessions(fleet: Fleet, records: list[InstanceRecord]) -> dict[str, tu
             if endpoint is None:
                 return record.name, None
             # A frame is a probe: its own short deadline, not the tasks' setting, no retry.
-            client = AsyncOpencodeClient(endpoint, http=http, timeout=PROBE_TIMEOUT)
+            client = client_for(endpoint, http=http, timeout=PROBE_TIMEOUT)
             try:
                 listed, busy = await asyncio.gather(
                     client.sessions(record.spec.dir), client.session_status(record.spec.dir)

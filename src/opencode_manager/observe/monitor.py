@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from .. import process
-from ..client import AsyncOpencodeClient, http_options
+from ..client import client_for, http_options
 from ..client.events import stream_events
 from ..client.types import Event, as_dict
 from ..errors import OcmError, ServerError
@@ -153,7 +153,7 @@ class Monitor:
         endpoint = self.fleet.endpoint(record)
         after: dict[str, str] = {}
         if endpoint is not None:
-            client = AsyncOpencodeClient(endpoint, http=http)
+            client = client_for(endpoint, http=http)
             for directory in sorted(watch.directories | {record.spec.dir}):
                 try:
                     states = await client.session_status(directory)

@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 
 from .. import process
-from ..client import AsyncOpencodeClient, http_options
+from ..client import client_for, http_options
 from ..client.hub import EventHub
 from ..errors import ConflictError, OcmError, ServerError, SessionNotFound, UsageError
 from ..instances.fleet import Fleet
@@ -441,7 +441,7 @@ class BatchRun:
         """Run one task (already counted in inflight); return it if it should be queued again."""
         name = instance.name
         try:
-            client = AsyncOpencodeClient(self.fleet.endpoint_of(instance), http=http)
+            client = client_for(self.fleet.endpoint_of(instance), http=http)
             if record.session_id is None or record.instance != name:
                 record.instance, record.url = name, instance.url
                 record.session_id, record.prompted, record.sending = None, False, False
@@ -578,7 +578,7 @@ class BatchRun:
     async def _look(self, record: TaskRecord, instance: InstanceRecord) -> str:
         """ "finished" (recorded), "lost" (run it again) or "unknown" (try later)."""
         assert record.session_id is not None
-        async with AsyncOpencodeClient(self.fleet.endpoint_of(instance)) as client:
+        async with client_for(self.fleet.endpoint_of(instance)) as client:
             try:
                 messages = await client.messages(record.session_id)
                 busy = await client.session_status(record.directory)
@@ -682,7 +682,7 @@ async def _abort_quietly(fleet: Fleet, record: TaskRecord) -> None:
     assert record.instance is not None
     try:
         instance = await asyncio.to_thread(fleet.resolve, record.instance)
-        async with AsyncOpencodeClient(fleet.endpoint_of(instance), timeout=5.0) as client:
+        async with client_for(fleet.endpoint_of(instance), timeout=5.0) as client:
             await client.abort(record.session_id)
     except OcmError:
         return

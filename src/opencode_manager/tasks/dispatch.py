@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from ..client import AsyncOpencodeClient, http_options
+from ..client import AsyncOpencodeClient, client_for, http_options
 from ..client import operations as ops
 from ..errors import (
     ConflictError,
@@ -85,7 +85,7 @@ async def busy_counts(
         if endpoint is None:
             return record.name, None
         try:
-            client = AsyncOpencodeClient(endpoint, http=http, timeout=PLACEMENT_PROBE_TIMEOUT)
+            client = client_for(endpoint, http=http, timeout=PLACEMENT_PROBE_TIMEOUT)
             status = await client.session_status(record.spec.dir)
         except ServerError:
             return record.name, None
@@ -187,7 +187,7 @@ async def run_task(
             fleet, options.instance, http, local=options.worktree is not None
         )
         options = with_instance_defaults(options, instance)
-        client = AsyncOpencodeClient(fleet.endpoint_of(instance), http=http)
+        client = client_for(fleet.endpoint_of(instance), http=http)
         if options.agent is not None:
             await check_agent(client, options.agent, options.directory or instance.spec.dir)
         if options.session_id is not None:
@@ -265,7 +265,7 @@ async def refresh_task(fleet: Fleet, store: TaskStore, task_id: str) -> TaskReco
     tls = await asyncio.to_thread(fleet.speaks_tls)
     async with httpx.AsyncClient(**http_options(tls=tls)) as http:
         runner = TaskRunner(
-            client=AsyncOpencodeClient(endpoint, http=http),
+            client=client_for(endpoint, http=http),
             record=record,
             persist=settling(store.asave),
             observer=Observer(),
@@ -306,7 +306,7 @@ async def wait_task(
         record.timeout = elapsed + timeout
     tls = await asyncio.to_thread(fleet.speaks_tls)
     async with httpx.AsyncClient(**http_options(tls=tls)) as http:
-        client = AsyncOpencodeClient(endpoint, http=http)
+        client = client_for(endpoint, http=http)
         runner = TaskRunner(
             client=client,
             record=record,

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from ..client import AsyncOpencodeClient, Endpoint, http_options
+from ..client import AsyncOpencodeClient, Endpoint, client_for, http_options
 from ..client import operations as ops
 from ..client.types import Message, Session
 from ..errors import ConflictError, NotFoundError, ServerError, SessionNotFound, UsageError
@@ -73,7 +73,7 @@ async def list_sessions(fleet: Fleet, ref: str | None = None) -> list[SessionRow
     async with httpx.AsyncClient(**http_options()) as http:
 
         async def one(name: str, endpoint: Endpoint, directory: str | None) -> list[SessionRow]:
-            client = AsyncOpencodeClient(endpoint, http=http)
+            client = client_for(endpoint, http=http)
             try:
                 listed, busy = await asyncio.gather(
                     client.sessions(directory), client.session_status(directory)
@@ -109,7 +109,7 @@ async def _locate(fleet: Fleet, session_id: str, ref: str | None) -> tuple[Insta
     if not session_id.startswith("ses"):
         raise UsageError(f"invalid session id {session_id!r}: session ids start with ses_")
     for record in await _live(fleet, ref):
-        async with AsyncOpencodeClient(fleet.endpoint_of(record), timeout=5.0) as client:
+        async with client_for(fleet.endpoint_of(record), timeout=5.0) as client:
             try:
                 return record, await client.session(session_id)
             except SessionNotFound:
@@ -122,7 +122,7 @@ async def find_session(fleet: Fleet, session_id: str, ref: str | None = None) ->
     """Which instance holds this session (every running one is asked when ref is None)."""
     record, session = await _locate(fleet, session_id, ref)
     endpoint = fleet.endpoint_of(record)
-    async with AsyncOpencodeClient(endpoint, timeout=5.0) as client:
+    async with client_for(endpoint, timeout=5.0) as client:
         busy = await client.session_status(session.directory or record.spec.dir)
     return SessionRow(record.name, _session(session, endpoint), _state(busy.get(session.id)))
 
@@ -130,14 +130,14 @@ async def find_session(fleet: Fleet, session_id: str, ref: str | None = None) ->
 async def session_messages(fleet: Fleet, session_id: str, ref: str | None = None) -> list[Message]:
     record, _ = await _locate(fleet, session_id, ref)
     endpoint = fleet.endpoint_of(record)
-    async with AsyncOpencodeClient(endpoint, timeout=30.0) as client:
+    async with client_for(endpoint, timeout=30.0) as client:
         return _messages(await client.messages(session_id), endpoint)
 
 
 async def session_todo(fleet: Fleet, session_id: str, ref: str | None = None) -> list[Any]:
     record, _ = await _locate(fleet, session_id, ref)
     endpoint = fleet.endpoint_of(record)
-    async with AsyncOpencodeClient(endpoint) as client:
+    async with client_for(endpoint) as client:
         todos: list[Any] = redact_data(await client.todo(session_id), endpoint.secrets())
     return todos
 
@@ -149,7 +149,7 @@ async def session_diff(
     record, _ = await _locate(fleet, session_id, ref)
     endpoint = fleet.endpoint_of(record)
     out: list[dict[str, Any]] = []
-    async with AsyncOpencodeClient(endpoint, timeout=30.0) as client:
+    async with client_for(endpoint, timeout=30.0) as client:
         for message in await client.messages(session_id):
             if message.role != "user":
                 continue
@@ -162,7 +162,7 @@ async def session_diff(
 
 async def abort_session(fleet: Fleet, session_id: str, ref: str | None = None) -> str:
     record, session = await _locate(fleet, session_id, ref)
-    async with AsyncOpencodeClient(fleet.endpoint_of(record)) as client:
+    async with client_for(fleet.endpoint_of(record)) as client:
         await client.abort(session_id)
         await _wait_idle(client, session)
     return record.name
@@ -171,7 +171,7 @@ async def abort_session(fleet: Fleet, session_id: str, ref: str | None = None) -
 async def remove_session(fleet: Fleet, session_id: str, ref: str | None = None) -> str:
     """Abort (deleting a busy session does not stop it), then delete."""
     record, session = await _locate(fleet, session_id, ref)
-    async with AsyncOpencodeClient(fleet.endpoint_of(record)) as client:
+    async with client_for(fleet.endpoint_of(record)) as client:
         await client.abort(session_id)
         await _wait_idle(client, session)
         await client.delete_session(session_id)
@@ -216,7 +216,7 @@ async def session_asks(fleet: Fleet, session_id: str, ref: str | None = None) ->
     record, session = await _locate(fleet, session_id, ref)
     directory = session.directory or record.spec.dir
     endpoint = fleet.endpoint_of(record)
-    async with AsyncOpencodeClient(endpoint, timeout=10.0) as client:
+    async with client_for(endpoint, timeout=10.0) as client:
         listed, permissions, questions = await asyncio.gather(
             client.sessions(directory),
             client.call(ops.permissions(directory)),
@@ -264,7 +264,7 @@ async def reply_permission(
     if reply not in PERMISSION_REPLIES:
         raise UsageError(f"invalid reply {reply!r}: use one of {', '.join(PERMISSION_REPLIES)}")
     record, ask = await _pending(fleet, session_id, ask_id, "permission", ref)
-    async with AsyncOpencodeClient(fleet.endpoint_of(record)) as client:
+    async with client_for(fleet.endpoint_of(record)) as client:
         await client.call(ops.reply_permission(ask_id, reply, message, ask.directory))
     return ask
 
@@ -285,7 +285,7 @@ async def answer_question(
             raise UsageError(
                 f"question {ask_id} has {count} question(s): give one list of answers for each"
             )
-    async with AsyncOpencodeClient(fleet.endpoint_of(record)) as client:
+    async with client_for(fleet.endpoint_of(record)) as client:
         op = (
             ops.reject_question(ask_id, ask.directory)
             if answers is None
@@ -328,7 +328,7 @@ async def api(
             "(read-only) calls go to it"
         )
     endpoint = await asyncio.to_thread(fleet.reader, ref)
-    async with AsyncOpencodeClient(endpoint, timeout=60.0) as client:
+    async with client_for(endpoint, timeout=60.0) as client:
         answer = await client.call(ops.raw(method, path, body=body, directory=directory))
     return redact_data(answer, endpoint.secrets())
 
