@@ -168,9 +168,9 @@ class AsyncOpencode2Client(AsyncOpencodeClient):
     async def mcp_status(self, directory: str | None = None) -> dict[str, Any]:
         return await self.call(v2.mcp_status(directory))
 
-    async def lsp_status(self, directory: str | None = None) -> list[Any]:
-        """2.x has no LSP route."""
-        return []
+    async def lsp_status(self, directory: str | None = None) -> list[Any] | None:
+        """None: 2.x has no LSP route (nothing to show, rather than "none running")."""
+        return None
 
     async def config(self, directory: str | None = None) -> dict[str, Any]:
         return await self.call(v2.config(directory))

@@ -312,7 +312,8 @@ class AsyncOpencodeClient(_Base):
         """`{server: {status, error?}}`."""
         return await self.call(ops.mcp_status(directory))
 
-    async def lsp_status(self, directory: str | None = None) -> list[Any]:
+    async def lsp_status(self, directory: str | None = None) -> list[Any] | None:
+        """The language servers running (None where the line has no LSP)."""
         return await self.call(ops.lsp_status(directory))
 
     async def config(self, directory: str | None = None) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """One merged live stream of the events of many instances.
 
-Each instance is watched on its ``/global/event`` stream (every directory it serves), which is
+Each instance is watched on its server-wide stream (1.x ``/global/event``, every directory it
+serves; 2.x ``/api/event``, translated by the client into the same events), which is
 re-resolved from the registry at every reconnect, so a restarted instance (new PID, maybe new
 port) is picked up again. OpenCode keeps no event history, so after a reconnect the session
 states are re-read over REST and the differences reported (``ocm.resync``).
@@ -18,7 +19,6 @@ import httpx
 
 from .. import process
 from ..client import client_for, http_options
-from ..client.events import stream_events
 from ..client.types import Event, as_dict
 from ..errors import OcmError, ServerError
 from ..instances.fleet import Fleet
@@ -122,7 +122,8 @@ class Monitor:
             if endpoint is not None and record is not None:
                 try:
                     first = True
-                    async for event in stream_events(http, endpoint, global_stream=True):
+                    stream = client_for(endpoint, http=http).events(global_stream=True)
+                    async for event in stream:
                         if first:
                             first = False
                             delay = 0.1

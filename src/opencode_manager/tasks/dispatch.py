@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 
 from ..client import AsyncOpencodeClient, client_for, http_options
-from ..client import operations as ops
 from ..errors import (
     ConflictError,
     NotFoundError,
@@ -156,12 +155,19 @@ def ask_policy(options: TaskOptions) -> AskPolicy:
     return AskPolicy.APPROVE if options.auto_approve else AskPolicy.REJECT
 
 
+def no_structured_output(name: str, client: AsyncOpencodeClient) -> str:
+    return (
+        f"invalid --schema: {name} runs OpenCode {client.line.label}, which has no structured "
+        "output; run it on a 1.x instance (-i NAME) or leave out --schema"
+    )
+
+
 async def check_agent(client: AsyncOpencodeClient, agent: str, directory: str | None) -> None:
     """An agent the instance does not have is a usage error here, not a stack trace from
     OpenCode after the prompt went out."""
     known = [
         str(item.get("name"))
-        for item in await client.call(ops.agents(directory))
+        for item in await client.agents(directory)
         if isinstance(item, dict) and item.get("name")
     ]
     if known and agent not in known:
@@ -188,6 +194,8 @@ async def run_task(
         )
         options = with_instance_defaults(options, instance)
         client = client_for(fleet.endpoint_of(instance), http=http)
+        if options.schema is not None and not client.structured_output:
+            raise UsageError(no_structured_output(instance.name, client))
         if options.agent is not None:
             await check_agent(client, options.agent, options.directory or instance.spec.dir)
         if options.session_id is not None:
