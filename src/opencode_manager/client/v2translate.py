@@ -394,6 +394,8 @@ def messages(entries: Iterable[Any], session_id: str) -> list[dict[str, Any]]:
         elif kind == "idle":
             if turn.open:
                 _idle(entry, turn, out, session_id)
+            elif entry.get("outcome") == "failed":
+                out.append(_stand_in(entry, session_id, None))  # its prompt never showed
             turn = _Turn(user=turn.user)
     if turn.open:
         close_without_idle()
@@ -534,7 +536,11 @@ class EventTranslator:
         sid = str(data.get("sessionID") or "")
         made = self._translate(kind, data, sid, at)
         if made is None:  # no 1.x counterpart: shown as it came (the monitor lists it)
-            made = [(kind, dict(data))]
+            props = dict(data)
+            owner = as_dict(as_dict(data.get("info")).get("metadata")).get("sessionID")
+            if owner and "sessionID" not in props:
+                props["sessionID"] = owner  # a shell tool's process says whose it is
+            made = [(kind, props)]
         return [
             Event(type=name, properties={**props, NATIVE: kind}, directory=directory)
             for name, props in made
@@ -605,7 +611,7 @@ class EventTranslator:
             if kind.startswith(f"session.{text_kind}."):
                 return self._text(kind.rsplit(".", 1)[1], text_kind, data, sid, aid, at)
         if kind.startswith("session.tool."):
-            return self._tool(kind.rsplit(".", 1)[1], data, sid, aid, at)
+            return self._tool(kind.removeprefix("session.tool."), data, sid, aid, at)
         if kind == "session.retry.scheduled":
             err = as_dict(data.get("error"))
             status = {"type": "retry", "attempt": data.get("attempt"),

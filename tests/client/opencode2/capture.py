@@ -340,8 +340,8 @@ def run(server: Server, name: str) -> dict[str, Any]:
         out["sessions_page"] = s.call("GET", "/api/session", params={"limit": "2"})
         nxt = out["sessions_page"].get("cursor", {}).get("next")
         out["sessions_next"] = s.call("GET", "/api/session", params={"limit": "2", "cursor": nxt})
-        out["sessions_dir"] = s.call("GET", "/api/session",
-                                     params={"directory": str(s.project), "limit": "3"})  # fmt: skip
+        where = {"directory": str(s.project), "limit": "3"}
+        out["sessions_dir"] = s.call("GET", "/api/session", params=where)
         out["agents"] = s.call("GET", "/api/agent",
                                params={"location[directory]": str(s.project)})  # fmt: skip
         out["mcp"] = s.call("GET", "/api/mcp", params={"location[directory]": str(s.project)})
@@ -387,9 +387,7 @@ def main(argv: list[str]) -> None:
                 data = {"opencode": version, "scenario": name, **data}
                 password = server.env["OPENCODE_SERVER_PASSWORD"]
                 assert password not in json.dumps(data)
-                (OUT / f"{name}.json").write_text(
-                    json.dumps(_scrub(data, base), indent=1) + "\n"
-                )
+                (OUT / f"{name}.json").write_text(json.dumps(_scrub(data, base), indent=1) + "\n")
                 print(f"{name}: {time.monotonic() - began:.1f} s, {len(data['events'])} events")
         finally:
             server.stop()
