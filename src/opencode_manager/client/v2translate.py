@@ -306,7 +306,7 @@ def assistant_message(
             call_id = str(item.get("id") or "")
             state = _tool_state(as_dict(item.get("state")), as_dict(item.get("time")))
             parts.append(tool_part(mid, session_id, call_id, str(item.get("name") or ""), state))
-    if done and entry.get("finish"):
+    if done and entry.get("finish") not in (None, "error"):  # a failed step never finished
         parts.append(step_finish(mid, session_id, entry))
     return {"info": info, "parts": parts}
 
