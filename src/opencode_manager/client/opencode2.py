@@ -19,14 +19,15 @@ What differs underneath, and what this client makes of it (docs/opencode2-notes.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
-from ..errors import NotFoundError, UsageError
+from ..errors import NotFoundError, ServerRefused, UsageError
 from ..lines import Line
-from . import v2
+from . import identifiers, v2
 from . import v2translate as tr
 from .endpoint import Endpoint
 from .events import follow_events, stream_events_v2
@@ -39,6 +40,7 @@ NO_STRUCTURED_OUTPUT = (
     "(pick one with -i, or leave out --schema)"
 )
 _MAX_PAGES = 1000  # a cursor that never ends is a server bug, not a reason to loop for ever
+_IDLE_LOOKS = 100  # a blocking prompt's looks at an idle session before it gives up
 
 
 class AsyncOpencode2Client(AsyncOpencodeClient):
@@ -105,8 +107,26 @@ class AsyncOpencode2Client(AsyncOpencodeClient):
         """Busy sessions of the whole server (2.x has no per-directory status)."""
         return await self.call(v2.active())
 
-    async def prompt(self, session_id: str, text: str, **kwargs: Any) -> dict[str, Any]:
-        raise UsageError("a blocking prompt is not offered on OpenCode 2.x: use prompt_async")
+    async def prompt(
+        self, session_id: str, text: str, *, agent: str | None = None, model: str | None = None
+    ) -> dict[str, Any]:
+        """A turn to its end, and its last assistant message (1.x's blocking prompt): the
+        durable prompt, then the wait route until the turn answering it has ended."""
+        mid = identifiers.message_id()
+        await self.prompt_async(session_id, text, agent=agent, model=model, message_id=mid)
+        for _ in range(_IDLE_LOOKS):
+            await self.call(v2.wait(session_id), timeout=None)
+            messages = await self.messages(session_id)
+            ids = [m.id for m in messages]
+            after = messages[ids.index(mid) + 1 :] if mid in ids else []
+            answers = [m for m in after if m.role == "assistant"]
+            if answers and (answers[-1].completed is not None or answers[-1].error):
+                return answers[-1].raw
+            await asyncio.sleep(0.1)  # not delivered yet, or between two steps: ask again
+        raise ServerRefused(
+            f"{self.endpoint.name or self.endpoint.url}: the turn of {mid} ended without an answer",
+            instance=self.endpoint.name,
+        )
 
     async def prompt_async(
         self,

@@ -151,6 +151,12 @@ def prompt(session_id: str, text: str, message_id: str | None = None) -> Operati
     return Operation("POST", f"/api/session/{session_id}/prompt", body=body, parse=_none)
 
 
+def wait(session_id: str) -> Operation[None]:
+    """Block until the session's agent loop is idle (204; at once when it already is)."""
+    return Operation("POST", f"/api/experimental/session/{session_id}/wait", parse=_none,
+                     expect_json=False, safe=True)  # fmt: skip
+
+
 def messages_page(
     session_id: str, cursor: str | None = None, *, newest: int | None = None
 ) -> Operation[tuple[list[Any], str | None]]:
