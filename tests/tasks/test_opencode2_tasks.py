@@ -155,6 +155,31 @@ def test_a_timeout_interrupts_the_2x_turn(both: Both) -> None:
     assert record["session_id"] not in _active(both)  # interrupted, not left running
 
 
+def test_the_provider_retry_budget_stops_a_2x_turn(both: Both, model: ScriptedModelServer) -> None:
+    prompt = f"ERR500 {_tag()}"
+    code, record = _run(both, "-i", "v2", prompt, "--max-retries", "1")
+    assert code == 10, record
+    assert record["status"] == "failed"
+    assert record["error"]["name"] == "RetriesExhausted"
+    assert "scripted error 500" in record["error"]["message"]
+    assert record["duration_s"] < 40  # not 2.x's own 10 retries (~82 s)
+    assert record["session_id"] not in _active(both)
+    sent = [e for e in model.requests.entries() if e["last_user_text"] == prompt]
+    assert len(sent) == 2  # the first request and the one retry the budget allows
+
+
+def test_a_2x_task_runs_in_its_own_worktree(both: Both) -> None:
+    code, record = _run(both, "-i", "v2", "--dir", str(both.project), "--worktree",
+                        "WRITE: from-the-worktree.txt")  # fmt: skip
+    assert code == 0, record
+    tree = record["worktree"]
+    assert tree["path"] != str(both.project)
+    assert record["directory"] == tree["path"]  # the session's location
+    assert [d["file"] for d in record["diff"]] == ["from-the-worktree.txt"]
+    assert "from-the-worktree.txt" in json.dumps(tree["files"])
+    assert not (both.project / "from-the-worktree.txt").exists()  # the checkout untouched
+
+
 def test_a_schema_is_refused_on_2x_before_anything_is_sent(both: Both, tmp_path: Path) -> None:
     before = run_ocm("sessions", "v2", "--json", env=both.env, check=True).json()
     schema = tmp_path / "schema.json"

@@ -613,8 +613,12 @@ class EventTranslator:
         if kind.startswith("session.tool."):
             return self._tool(kind.removeprefix("session.tool."), data, sid, aid, at)
         if kind == "session.retry.scheduled":
+            # 2.x counts the first request as attempt 1 (its first retry is attempt 2); 1.x
+            # numbers the retries, which is what a task's retry budget counts.
             err = as_dict(data.get("error"))
-            status = {"type": "retry", "attempt": data.get("attempt"),
+            native = data.get("attempt")
+            attempt = native - 1 if isinstance(native, int) and native > 1 else native
+            status = {"type": "retry", "attempt": attempt,
                       "message": str(err.get("message") or ""), "next": data.get("at")}  # fmt: skip
             return [("session.status", {"sessionID": sid, "status": status})]
         if kind == "permission.asked":
