@@ -182,9 +182,22 @@ def _tool_state(state: dict[str, Any], times: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: The argument that says what a call does, for the title 1.x gave each call (2.x has none).
+_TITLED_BY = ("command", "path", "filePath", "pattern", "url", "query", "description", "agent")
+
+
+def _titled(state: dict[str, Any]) -> dict[str, Any]:
+    args = as_dict(state.get("input"))
+    for key in _TITLED_BY:
+        if isinstance(args.get(key), str) and args[key]:
+            return {**state, "title": args[key]}
+    return state
+
+
 def tool_part(
     message_id: str, session_id: str, call_id: str, name: str, state: dict[str, Any]
 ) -> dict[str, Any]:
+    state = _titled(state) if "title" not in state else state
     return {
         "id": part_id(message_id, "tool", call_id),
         "type": "tool",
