@@ -74,7 +74,7 @@ class Server:
     def handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         query = parse_qs(request.url.query.decode())
-        body = json.loads(request.content) if request.content else None
+        body: Any = json.loads(request.content) if request.content else {}
         self.requests.append((request.method, path, query, body))
         route = (request.method, path)
         if route == ("GET", "/api/session"):
@@ -255,7 +255,7 @@ def test_asks_are_answered_per_session_and_questions_by_field() -> None:
         {"decision": "once"}, {"decision": "reject", "message": "no"}
     ]  # fmt: skip
     assert server.seen("POST", f"/api/session/{SID}/form/frm_1/reply") == [{"answer": {"q0": "b"}}]
-    assert server.seen("DELETE", f"/api/session/{SID}/form/frm_1") == [None]
+    assert server.seen("DELETE", f"/api/session/{SID}/form/frm_1") == [{}]
     locations = [q for m, p, q, _ in server.requests if p == "/api/form"]
     assert locations[0] == {"location[directory]": ["/w/p"]}
 
@@ -278,7 +278,7 @@ def test_events_come_translated_from_one_stream_per_server() -> None:
                 subs.append(asyncio.create_task(hub.feed(client, directory, queue, connected)))
                 await asyncio.wait_for(connected.wait(), 5)
                 queues.append(queue)
-            got = []
+            got: list[str] = []
             while len(got) < 4:
                 item = await asyncio.wait_for(queues[0].get(), 5)
                 assert isinstance(item, Event)

@@ -27,14 +27,14 @@ CAPTURED = Path(__file__).parent / "opencode2"
 
 @cache
 def _load(name: str) -> dict[str, Any]:
-    data = json.loads((CAPTURED / f"{name}.json").read_text())
+    data: dict[str, Any] = json.loads((CAPTURED / f"{name}.json").read_text())
     assert data["opencode"] == "2.1.2"
-    assert isinstance(data, dict)
     return data
 
 
 def captured(name: str) -> dict[str, Any]:
-    return json.loads(json.dumps(_load(name)))  # a copy: translation must not need one
+    copy: dict[str, Any] = json.loads(json.dumps(_load(name)))  # each test its own copy
+    return copy
 
 
 def session_of(data: dict[str, Any]) -> str:

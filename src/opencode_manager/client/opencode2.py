@@ -65,7 +65,8 @@ class AsyncOpencode2Client(AsyncOpencodeClient):
     # -- server ----------------------------------------------------------------------------
     async def health(self, *, timeout: float | _Default | None = DEFAULT) -> dict[str, Any]:
         """`/api/info` (`{version, pid, urls, ...}`), with 1.x's `healthy` added."""
-        return {"healthy": True, **await self.call(v2.info(), timeout=timeout)}
+        info = await self.call(v2.info(), timeout=timeout)
+        return {"healthy": True, **info}
 
     async def dispose(self, *, timeout: float | _Default | None = DEFAULT) -> None:
         """Nothing to do: 2.x has no dispose route (SIGTERM ends its tools and MCP servers)."""
@@ -107,13 +108,12 @@ class AsyncOpencode2Client(AsyncOpencodeClient):
         """Busy sessions of the whole server (2.x has no per-directory status)."""
         return await self.call(v2.active())
 
-    async def prompt(
-        self, session_id: str, text: str, *, agent: str | None = None, model: str | None = None
-    ) -> dict[str, Any]:
+    async def prompt(self, session_id: str, text: str, **kwargs: Any) -> dict[str, Any]:
         """A turn to its end, and its last assistant message (1.x's blocking prompt): the
-        durable prompt, then the wait route until the turn answering it has ended."""
+        durable prompt, then the wait route until the turn answering it has ended.
+        `agent`, `model`: as for `prompt_async`."""
         mid = identifiers.message_id()
-        await self.prompt_async(session_id, text, agent=agent, model=model, message_id=mid)
+        await self.prompt_async(session_id, text, **kwargs, message_id=mid)
         for _ in range(_IDLE_LOOKS):
             await self.call(v2.wait(session_id), timeout=None)
             messages = await self.messages(session_id)
@@ -126,21 +126,17 @@ class AsyncOpencode2Client(AsyncOpencodeClient):
         raise ServerRefused(
             f"{self.endpoint.name or self.endpoint.url}: the turn of {mid} ended without an answer",
             instance=self.endpoint.name,
+            status_code=200,
         )
 
-    async def prompt_async(
-        self,
-        session_id: str,
-        text: str,
-        *,
-        agent: str | None = None,
-        model: str | None = None,
-        schema: dict[str, Any] | None = None,
-        message_id: str | None = None,
-    ) -> None:
-        """The durable prompt, with our message id; agent and model are the session's, so
-        other ones are selected on it first (each selection is asked again safely)."""
-        if schema is not None:
+    async def prompt_async(self, session_id: str, text: str, **kwargs: Any) -> None:
+        """The durable prompt, with our message id (`message_id`); `agent` and `model` are
+        the session's, so other ones are selected on it first (each selection is asked
+        again safely); a `schema` is refused (no structured output on 2.x)."""
+        agent: str | None = kwargs.get("agent")
+        model: str | None = kwargs.get("model")
+        message_id: str | None = kwargs.get("message_id")
+        if kwargs.get("schema") is not None:
             raise UsageError(NO_STRUCTURED_OUTPUT)
         if (agent or model) and self._chosen.get(session_id) != (agent, model):
             if agent:
