@@ -364,19 +364,13 @@ async def status_report(fleet: Fleet, ref: str) -> StatusReport:
         report.settings = spec_settings(found.spec)
     else:
         server = process.verified(process.identity_of(found.pid))
-        endpoint = Endpoint(url=found.url)
+        endpoint = Endpoint(url=found.url, line=Line(report.info.line or Line.V1))
         directory = None
     if server is not None:
         report.processes = probe.process_tree(server)
         report.connections = probe.connections(server)
     remote = isinstance(found, InstanceRecord) and found.spec.remote
-    # Sessions, MCP and LSP are asked in the 1.x dialect; 2.x's comes with its task support.
-    speaks_v1 = report.info.line != Line.V2.value
-    if (
-        endpoint is not None
-        and speaks_v1
-        and (server is not None or (remote and report.info.healthy))
-    ):
+    if endpoint is not None and (server is not None or (remote and report.info.healthy)):
         await _ask_server(report, fleet.client(endpoint, timeout=5.0), directory)
     return report
 
@@ -384,13 +378,11 @@ async def status_report(fleet: Fleet, ref: str) -> StatusReport:
 async def _ask_server(
     report: StatusReport, client: AsyncOpencodeClient, directory: str | None
 ) -> None:
-    from ..client import operations as ops
-
     answers: list[Any] = await asyncio.gather(
-        client.call(ops.sessions(directory)),
-        client.call(ops.session_status(directory)),
-        client.call(ops.mcp_status(directory)),
-        client.call(ops.lsp_status(directory)),
+        client.sessions(directory),
+        client.session_status(directory),
+        client.mcp_status(directory),
+        client.lsp_status(directory),
         return_exceptions=True,
     )
     listed, states, mcp, lsp = answers

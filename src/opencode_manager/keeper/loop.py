@@ -48,7 +48,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .. import process
@@ -375,6 +375,9 @@ class Keeper:
             version = await self._wait_healthy(endpoint)
             if version is None:
                 return await self._start_failed(port, pumps)
+            # Its line as the health check proved it: the busy check before a recycle asks
+            # that line's route.
+            endpoint = replace(endpoint, line=self.line or Line.V1)
             warmed = await self._warm_up(endpoint)
             started = self.clock.monotonic()
             self.port = launch.port_of(url)

@@ -1,6 +1,7 @@
 """One merged live stream of the events of many instances.
 
-Each instance is watched on its ``/global/event`` stream (every directory it serves), which is
+Each instance is watched on its server-wide stream (1.x ``/global/event``, every directory it
+serves; 2.x ``/api/event``, translated by the client into the same events), which is
 re-resolved from the registry at every reconnect, so a restarted instance (new PID, maybe new
 port) is picked up again. OpenCode keeps no event history, so after a reconnect the session
 states are re-read over REST and the differences reported (``ocm.resync``).
