@@ -28,7 +28,7 @@ from opencode_manager.models import InstanceSpec, State
 from opencode_manager.registry import Registry
 
 from conftest import Fleet
-from helpers import Result, assert_one_line_error, run_ocm, wait_for
+from helpers import Ocm, Result, assert_one_line_error, run_ocm, wait_for
 
 
 def _home() -> Path:
@@ -80,11 +80,13 @@ def test_fifty_parallel_commands_never_exit_7() -> None:
 
 
 # -- row 14: identity is what the process is ---------------------------------------------------
-def test_a_row_pointing_at_an_unrelated_process_is_never_signalled(tmp_path: Path) -> None:
+def test_a_row_pointing_at_an_unrelated_process_is_never_signalled(
+    ocm: Ocm, tmp_path: Path
+) -> None:
     stranger = subprocess.Popen(["sleep", "1000"])
     try:
         ctime = psutil.Process(stranger.pid).create_time()
-        run_ocm("ls", check=True)
+        ocm("ls", check=True)
         registry = Registry(_home() / "registry.db")
         with registry.transaction() as db:
             registry.reserve(db, InstanceSpec(name="liar", dir=str(tmp_path)), port=4998)
@@ -95,8 +97,8 @@ def test_a_row_pointing_at_an_unrelated_process_is_never_signalled(tmp_path: Pat
         )  # fmt: skip
         registry.close()
         assert _info("liar")["status"] == "crashed"
-        assert_one_line_error(run_ocm("stop", "liar"), 4, "not running")
-        assert run_ocm("stop", "--all", "--json", check=True).json() == []
+        assert_one_line_error(ocm("stop", "liar"), 4, "not running")
+        assert ocm("stop", "--all", "--json", check=True).json() == []
         assert stranger.poll() is None  # never signalled
     finally:
         stranger.kill()

@@ -14,7 +14,7 @@ from opencode_manager.models import TaskRecord, TaskStatus
 from opencode_manager.tasks import worktree as wt
 
 from conftest import Fleet
-from helpers import assert_one_line_error, run_ocm
+from helpers import Ocm, assert_one_line_error, run_ocm
 
 GIT = ["git", "-c", "user.email=t@example.test", "-c", "user.name=t"]
 
@@ -207,15 +207,15 @@ def test_cleanup_removes_worktrees_of_forgotten_tasks_through_git(tmp_path: Path
     assert wt.orphans(root, {"t-kept"}) == []
 
 
-def test_ocm_cleanup_prunes_orphaned_worktrees(tmp_path: Path) -> None:
+def test_ocm_cleanup_prunes_orphaned_worktrees(ocm: Ocm, tmp_path: Path) -> None:
     import os
 
     home = Path(os.environ["OCM_HOME"])
     repo = _repo(tmp_path / "repo")
     tree = wt.create(home / "worktrees", str(repo), wt.WorktreeRequest(), "t-orphan")
-    dry = run_ocm("cleanup", "--dry-run", "--json", check=True).json()
+    dry = ocm("cleanup", "--dry-run", "--json", check=True).json()
     assert tree.path in dry["removed_files"]
     assert Path(tree.path).exists()
-    run_ocm("cleanup", check=True)
+    ocm("cleanup", check=True)
     assert not Path(tree.path).exists()
     assert _git(repo, "worktree", "list").count("\n") == 1
