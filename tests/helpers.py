@@ -100,13 +100,32 @@ def invoke_ocm(
     call: rich's consoles (made for a pipe, as `python -m` makes them), the signal handlers
     and the working directory are put back, and a thread left running (which would keep a real
     process from exiting) fails the call. The `timeout` is pytest-timeout's here; a test that
-    needs a process of its own (signals, start-up imports, a hang) uses `run_ocm`."""
+    needs a process of its own (signals, start-up imports, a hang, commands at once) uses
+    `run_ocm`."""
+    del timeout  # the same signature as run_ocm; pytest-timeout bounds an in-process call
+    if not _ONE_AT_A_TIME.acquire(blocking=False):  # stdio and os.environ are the process's
+        raise AssertionError("the in-process runner runs one command at a time: use run_ocm")
+    try:
+        return _invoke(args, env, check, cwd, input)
+    finally:
+        _ONE_AT_A_TIME.release()
+
+
+_ONE_AT_A_TIME = threading.Lock()
+
+
+def _invoke(
+    args: tuple[str, ...],
+    env: dict[str, str] | None,
+    check: bool,
+    cwd: str | None,
+    input: str | None,
+) -> Result:
     from click import formatting
     from click.testing import CliRunner
 
     from opencode_manager.cli import main
 
-    del timeout  # the same signature as run_ocm; pytest-timeout bounds an in-process call
     runner = (
         CliRunner(mix_stderr=False)  # click 8.1; stderr is always apart from 8.2 on
         if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters
@@ -116,6 +135,7 @@ def invoke_ocm(
     threads = set(threading.enumerate())
     with (
         _kept_signals(),
+        _no_exec(),
         _working_directory(cwd),
         runner.isolation(input=input, env={**_PIPE_ENV, **(env or {})}) as streams,
         _pipe_consoles(),
@@ -163,6 +183,21 @@ def _kept_signals() -> Iterator[None]:
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+
+
+@contextmanager
+def _no_exec() -> Iterator[None]:
+    """`ocm attach` replaces its process with the TUI: never pytest's."""
+    real = os.execvpe
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("the command exec()s: run it with run_ocm")
+
+    os.execvpe = refuse  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        os.execvpe = real
 
 
 @contextmanager

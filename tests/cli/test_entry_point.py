@@ -166,7 +166,7 @@ def test_a_closed_pipe_is_no_traceback(args: list[str]) -> None:
 def test_in_process_and_a_process_of_its_own_agree(ocm: Ocm, args: list[str]) -> None:
     """The in-process runner is only worth trusting while it gives what the real entry point
     gives: the same code, stdout and stderr, byte for byte."""
-    assert str(ocm(*args)) == str(run_ocm(*args, timeout=60))
+    assert str(ocm(*args)) == str(run_ocm(*args, env={"COLUMNS": "80", "LINES": "24"}))
 
 
 def test_the_in_process_runner_puts_back_what_a_process_would_take_with_it(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_ocm, wait_for
+from helpers import invoke_ocm, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -29,19 +29,19 @@ def test_an_opencode_agent_runs_a_task_on_another_instance_through_ocm_mcp(
     }
     (project / "opencode.json").write_text(json.dumps({"mcp": {"ocm": ocm_server}}))
     env_args = [arg for item in model_env for arg in ("--env", item)]
-    run_ocm("start", "b", "--dir", str(tmp_path), *env_args, check=True)
-    run_ocm("start", "a", "--dir", str(project), *env_args, check=True)
+    invoke_ocm("start", "b", "--dir", str(tmp_path), *env_args, check=True)
+    invoke_ocm("start", "a", "--dir", str(project), *env_args, check=True)
     try:
 
         def connected() -> bool:
-            found = run_ocm("api", "a", "GET", "/mcp", "--dir", str(project), check=True)
+            found = invoke_ocm("api", "a", "GET", "/mcp", "--dir", str(project), check=True)
             return bool(found.json().get("ocm", {}).get("status") == "connected")
 
         wait_for(connected, timeout=60, message="OpenCode a connected to ocm mcp")
         tag = uuid.uuid4().hex[:8]
         ask_b = json.dumps({"prompt": f"hello from a {tag}", "instance": "b", "wait_s": 40})
         prompt = f"CALL ocm_instances_list {{}}\nCALL ocm_task_run {ask_b}"
-        result = run_ocm("run", "-i", "a", prompt, "--json", timeout=180)
+        result = invoke_ocm("run", "-i", "a", prompt, "--json", timeout=180)
         assert result.returncode == 0, str(result)
         record = result.json()
         calls = {c["tool"]: c for c in record["tool_calls"]}
@@ -53,8 +53,8 @@ def test_an_opencode_agent_runs_a_task_on_another_instance_through_ocm_mcp(
         answer = f"Scripted reply. You said: hello from a {tag}"
         assert answer in calls["ocm_task_run"]["output"]
         assert answer in record["text"]
-        on_b = run_ocm("results", "--json", check=True).json()
+        on_b = invoke_ocm("results", "--json", check=True).json()
         [task] = [t for t in on_b if t["prompt"] == f"hello from a {tag}"]
         assert (task["instance"], task["status"], task["text"]) == ("b", "completed", answer)
     finally:
-        run_ocm("stop", "--all")
+        invoke_ocm("stop", "--all")

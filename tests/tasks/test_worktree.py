@@ -14,7 +14,7 @@ from opencode_manager.models import TaskRecord, TaskStatus
 from opencode_manager.tasks import worktree as wt
 
 from conftest import Fleet
-from helpers import Ocm, assert_one_line_error, run_ocm
+from helpers import Ocm, assert_one_line_error, invoke_ocm
 
 GIT = ["git", "-c", "user.email=t@example.test", "-c", "user.name=t"]
 
@@ -121,7 +121,7 @@ def test_run_worktree_end_to_end(fleet: Fleet, tmp_path: Path) -> None:
     repo = _repo(tmp_path / "repo")
     head = _git(repo, "rev-parse", "HEAD").strip()
     env = fleet.env
-    result = run_ocm("run", "-i", "oc-1", "--dir", str(repo), "--worktree", "WRITE: b.txt",
+    result = invoke_ocm("run", "-i", "oc-1", "--dir", str(repo), "--worktree", "WRITE: b.txt",
                      "--json", env=env)  # fmt: skip
     assert result.returncode == 0, str(result)
     record = json.loads(result.stdout)
@@ -136,25 +136,27 @@ def test_run_worktree_end_to_end(fleet: Fleet, tmp_path: Path) -> None:
     assert _git(repo, "rev-parse", "HEAD").strip() == head
     changed = _git(repo, "diff", "--name-only", f"{head}..{tree['branch']}").split()
     assert changed == ["b.txt"]
-    patch = run_ocm("result", record["id"], "--patch", env=env, check=True).stdout
+    patch = invoke_ocm("result", record["id"], "--patch", env=env, check=True).stdout
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
     subprocess.run(["git", "apply", "--check"], cwd=clone, input=patch, text=True, check=True)
-    listed = run_ocm("worktrees", "--json", env=env, check=True).json()
+    listed = invoke_ocm("worktrees", "--json", env=env, check=True).json()
     mine = [row for row in listed if row["task"] == record["id"]]
     assert mine
     assert mine[0]["present"] is True
     assert mine[0]["files"] == 1
     assert_one_line_error(
-        run_ocm("run", "-i", "oc-1", "--dir", str(tmp_path), "--worktree", "hi", env=env),
+        invoke_ocm("run", "-i", "oc-1", "--dir", str(tmp_path), "--worktree", "hi", env=env),
         2, "is not inside a git repository",
     )  # fmt: skip
-    assert_one_line_error(run_ocm("run", "--branch", "x", "hi", env=env), 2, "go with --worktree")
-    removed = run_ocm("worktree", "rm", record["id"], "--json", env=env, check=True).json()
+    assert_one_line_error(
+        invoke_ocm("run", "--branch", "x", "hi", env=env), 2, "go with --worktree"
+    )
+    removed = invoke_ocm("worktree", "rm", record["id"], "--json", env=env, check=True).json()
     assert removed == {"removed": [record["id"]]}
     assert _git(repo, "worktree", "list").count("\n") == 1
     (repo / "a.txt").write_text("work in progress\n")  # the user's own uncommitted work
-    dirty = run_ocm("run", "-i", "oc-1", "--dir", str(repo), "--worktree", "hello", env=env,
+    dirty = invoke_ocm("run", "-i", "oc-1", "--dir", str(repo), "--worktree", "hello", env=env,
                     check=True)  # fmt: skip
     assert f"note: uncommitted changes in {repo} are not in the worktree" in dirty.stderr
     assert (repo / "a.txt").read_text() == "work in progress\n"  # left as it was
@@ -172,14 +174,14 @@ def test_a_batch_of_six_on_one_repository_keeps_every_change_apart(
         json.dumps({"id": f"w{i}", "prompt": f"WRITE: {name}", "dir": str(repo)}) + "\n"
         for i, name in enumerate(files)
     ))  # fmt: skip
-    result = run_ocm("batch", str(batch), "--worktree", "-i", "oc-1", "-i", "oc-2",
+    result = invoke_ocm("batch", str(batch), "--worktree", "-i", "oc-1", "-i", "oc-2",
                      "--per-instance", "2", "--json", env=fleet.env)  # fmt: skip
     assert result.returncode == 0, str(result)
     summary = json.loads(result.stdout)
     assert summary["counts"] == {"completed": 6}
     assert {t["instance"] for t in summary["tasks"]} == {"oc-1", "oc-2"}
     for outcome, name in zip(summary["tasks"], files, strict=True):
-        record = run_ocm("result", outcome["task"], "--json", env=fleet.env, check=True).json()
+        record = invoke_ocm("result", outcome["task"], "--json", env=fleet.env, check=True).json()
         tree = record["worktree"]
         assert tree["base"] == head
         changed = _git(repo, "diff", "--name-only", f"{head}..{tree['branch']}").split()
@@ -187,7 +189,7 @@ def test_a_batch_of_six_on_one_repository_keeps_every_change_apart(
         assert [f["path"] for f in tree["files"]] == changed
     assert _git(repo, "status", "--porcelain") == ""  # the user's checkout: untouched
     assert _git(repo, "rev-parse", "HEAD").strip() == head
-    removed = run_ocm("worktree", "rm", "--merged", "--older-than", "0s", "--json",
+    removed = invoke_ocm("worktree", "rm", "--merged", "--older-than", "0s", "--json",
                       env=fleet.env, check=True).json()  # fmt: skip
     assert len(removed["removed"]) >= 6
     assert _git(repo, "worktree", "list").count("\n") == 1  # no stale entries
