@@ -13,7 +13,8 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .. import InstanceInfo, Status, human_size, one_line
+from .. import InstanceInfo, Status
+from ..fronts import human_size, one_line
 
 
 def stdout_console() -> Console:

@@ -35,8 +35,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .. import (
     AsyncManager,
     BatchOptions,
-    EventFilter,
-    EventFolder,
     NotFoundError,
     OcmError,
     Settings,
@@ -46,6 +44,7 @@ from .. import (
     __version__,
     decode_batch_file,
 )
+from ..fronts import EventFilter, EventFolder
 from . import views
 from .auth import COOKIE, Session, Sessions
 from .diffview import diff_lines, patch_of

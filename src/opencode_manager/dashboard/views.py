@@ -9,7 +9,6 @@ from typing import Any
 
 from .. import (
     AsyncManager,
-    EventLine,
     FleetRow,
     InstanceInfo,
     LifecycleEvent,
@@ -18,8 +17,8 @@ from .. import (
     Received,
     SessionRow,
     StatusReport,
-    human_size,
 )
+from ..fronts import EventLine, human_size
 
 LOG_LINES = 200
 STATUS_CLASS = {
