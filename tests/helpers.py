@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 
@@ -126,11 +127,13 @@ def _invoke(
 
     from opencode_manager.cli import main
 
-    runner = (
-        CliRunner(mix_stderr=False)  # click 8.1; stderr is always apart from 8.2 on
+    # click 8.1 mixes stderr into stdout unless told; from 8.2 on it is always apart.
+    apart: dict[str, Any] = (
+        {"mix_stderr": False}
         if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters
-        else CliRunner()
+        else {}
     )
+    runner = CliRunner(**apart)
     width = formatting.FORCED_WIDTH  # CliRunner forces 80; a process gets the terminal's
     threads = set(threading.enumerate())
     with (
@@ -220,7 +223,7 @@ def _pipe_consoles() -> Iterator[None]:
     from opencode_manager.cli import output
 
     fresh = {"out": output.stdout_console(), "err": output.stderr_console()}
-    swapped: list[tuple[object, str, object]] = []
+    swapped: list[tuple[ModuleType, str, Console]] = []
     for name, module in list(sys.modules.items()):
         if not name.startswith("opencode_manager.cli") or module is None:
             continue
