@@ -3,6 +3,7 @@ check error contracts."""
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import inspect
 import json
@@ -104,6 +105,12 @@ def invoke_ocm(
     needs a process of its own (signals, start-up imports, a hang, commands at once) uses
     `run_ocm`."""
     del timeout  # the same signature as run_ocm; pytest-timeout bounds an in-process call
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass  # no loop in this thread: as in a process of its own
+    else:
+        raise AssertionError("a command's asyncio.run needs a thread without a loop: use run_ocm")
     if not _ONE_AT_A_TIME.acquire(blocking=False):  # stdio and os.environ are the process's
         raise AssertionError("the in-process runner runs one command at a time: use run_ocm")
     try:

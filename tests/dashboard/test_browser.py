@@ -29,7 +29,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from helpers import invoke_ocm, wait_for
+from helpers import run_ocm, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -80,10 +80,10 @@ def project(model_env: list[str], tmp_path: Path) -> Iterator[Path]:
     subprocess.run([*git, "commit", "-qm", "init"], cwd=repo, check=True)
     env_args = [arg for item in model_env for arg in ("--env", item)]
     try:
-        invoke_ocm("start", "-n", "2", "--dir", str(repo), *env_args, check=True)
+        run_ocm("start", "-n", "2", "--dir", str(repo), *env_args, check=True)
         yield repo
     finally:
-        invoke_ocm("stop", "--all")
+        run_ocm("stop", "--all")
 
 
 @pytest.fixture
@@ -203,14 +203,14 @@ def _watch_the_fleet(page: Page, shot: Shot) -> None:
         expect(row.locator("td").nth(1)).to_have_text("running")
     _live(page)
     page.evaluate("window.notReloaded = true")
-    started = invoke_ocm("run", "--async", "-i", "oc-1", "SLEEP 8 busy for the picture", check=True)
+    started = run_ocm("run", "--async", "-i", "oc-1", "SLEEP 8 busy for the picture", check=True)
     busy = page.locator("#fleet-table tr[data-instance=oc-1] td").nth(8)
     expect(busy).to_contain_text("1 busy", timeout=LIVE_MS)
     assert page.evaluate("window.notReloaded") is True
     page.set_viewport_size({"width": 1280, "height": 720})
     shot(page, "fleet-busy")  # the README's picture
     page.set_viewport_size(VIEWPORT)
-    invoke_ocm("wait", started.stdout.split()[0], check=True, timeout=60)
+    run_ocm("wait", started.stdout.split()[0], check=True, timeout=60)
     expect(busy).to_contain_text("0 busy", timeout=LIVE_MS)
 
 
@@ -278,20 +278,20 @@ def _see_events_arrive(page: Page, base: str, shot: Shot) -> None:
     attached = page.locator('tr.event[data-type="ocm.attached"]').filter(has_text="oc-1")
     expect(attached.first).to_be_visible(timeout=LIVE_MS)  # watching oc-1 from here on
     page.evaluate("window.notReloaded = true")
-    started = invoke_ocm("run", "--async", "-i", "oc-1", "hello live", check=True)
+    started = run_ocm("run", "--async", "-i", "oc-1", "hello live", check=True)
     task_id, session, _ = started.stdout.split()
     ours = page.locator('tr.event[data-type^="session."]').filter(has_text=session)
     expect(ours.first).to_be_visible(timeout=LIVE_MS)
     idle = page.locator('tr.event[data-type="session.idle"], tr.event[data-type="session.status"]')
     expect(idle.filter(has_text=session).last).to_be_visible(timeout=LIVE_MS)
     assert page.evaluate("window.notReloaded") is True
-    invoke_ocm("wait", task_id, check=True, timeout=60)
+    run_ocm("wait", task_id, check=True, timeout=60)
     shot(page, "events")
 
 
 def _read_a_diff(page: Page, base: str, shot: Shot) -> None:
     """A task that writes a file in the git project: its page shows the coloured diff."""
-    result = invoke_ocm("run", "-i", "oc-1", "WRITE: notes.txt", "--async", check=True)
+    result = run_ocm("run", "-i", "oc-1", "WRITE: notes.txt", "--async", check=True)
     task_id = result.stdout.split()[0]
     page.goto(f"{base}/tasks/{task_id}")
     diff = page.locator('.diff[data-file="notes.txt"]')
@@ -300,7 +300,7 @@ def _read_a_diff(page: Page, base: str, shot: Shot) -> None:
     expect(page.locator("#task-status")).to_have_text("completed", timeout=LIVE_MS)
     expect(page.locator("#live-state")).to_have_text("done", timeout=LIVE_MS)
     shot(page, "task-diff")
-    invoke_ocm("wait", task_id, check=True, timeout=60)
+    run_ocm("wait", task_id, check=True, timeout=60)
 
 
 def _look_at_an_instance(page: Page, base: str, shot: Shot) -> None:

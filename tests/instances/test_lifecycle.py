@@ -186,7 +186,9 @@ def test_stop_ends_bash_tool_children_in_their_own_session(model_env: list[str])
     assert os.getsid(found.pid) != os.getsid(server.pid)  # not reachable by killpg alone
     invoke_ocm("stop", "b1", check=True)
     assert not found.is_running() or found.status() == psutil.STATUS_ZOMBIE
-    assert _instance_processes() == []
+    # In-process, `stop` returns without a process's exit time after it: under load a keeper
+    # was seen alive 1 s after its stop returned (see the branch's report); poll for it.
+    wait_for(lambda: _instance_processes() == [], timeout=10, message="no process left")
 
 
 def test_restart_keeps_name_password_and_data() -> None:
@@ -211,7 +213,9 @@ def test_restart_keeps_name_password_and_data() -> None:
     assert isinstance(password, dict)
     assert again["OPENCODE_SERVER_PASSWORD"] == password["OPENCODE_SERVER_PASSWORD"]
     invoke_ocm("stop", "r1", check=True)
-    assert _instance_processes() == []
+    # In-process, `stop` returns without a process's exit time after it: under load a keeper
+    # was seen alive 1 s after its stop returned (see the branch's report); poll for it.
+    wait_for(lambda: _instance_processes() == [], timeout=10, message="no process left")
 
 
 def test_port_range_allocation_and_exhaustion(tmp_path: Path) -> None:
