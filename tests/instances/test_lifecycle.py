@@ -40,6 +40,13 @@ def _ls(*, foreign: bool = False) -> dict[str, dict[str, Any]]:
     return {i["name"]: i for i in data}
 
 
+def _nothing_left() -> None:
+    """A keeper records its last state, then exits: poll for the exit. (A command run
+    in-process returns without the time a process of its own took to end, during which the
+    keeper used to be gone already; under load one was seen alive a second later.)"""
+    wait_for(lambda: _instance_processes() == [], timeout=10, message="no instance process left")
+
+
 def _instance_processes() -> list[psutil.Process]:
     """Every live process under OCM_HOME's instances: keepers, servers and descendants."""
     home = os.environ["OCM_HOME"]
@@ -121,7 +128,7 @@ def test_crash_is_seen_and_stop_all_spares_a_foreign_server(
         assert [r["name"] for r in stopped] == [infos[1]["name"]]
         assert all(r["port_freed"] for r in stopped)
         assert all(r["via"] == "keeper" for r in stopped)
-        assert _instance_processes() == []
+        _nothing_left()
         after = _ls()
         assert after[infos[1]["name"]]["status"] == "stopped"
         assert after[victim["name"]]["status"] == "crashed"
@@ -154,7 +161,7 @@ def test_keeper_death_leaves_a_visible_stoppable_server() -> None:
     assert isinstance(result, list)
     assert result[0]["status"] == "stopped"
     assert result[0]["via"] == "ocm"  # no keeper: ocm ended the server itself
-    assert _instance_processes() == []
+    _nothing_left()
     assert _ls()["k1"]["status"] == "stopped"
 
 
@@ -186,9 +193,7 @@ def test_stop_ends_bash_tool_children_in_their_own_session(model_env: list[str])
     assert os.getsid(found.pid) != os.getsid(server.pid)  # not reachable by killpg alone
     invoke_ocm("stop", "b1", check=True)
     assert not found.is_running() or found.status() == psutil.STATUS_ZOMBIE
-    # In-process, `stop` returns without a process's exit time after it: under load a keeper
-    # was seen alive 1 s after its stop returned (see the branch's report); poll for it.
-    wait_for(lambda: _instance_processes() == [], timeout=10, message="no process left")
+    _nothing_left()
 
 
 def test_restart_keeps_name_password_and_data() -> None:
@@ -213,9 +218,7 @@ def test_restart_keeps_name_password_and_data() -> None:
     assert isinstance(password, dict)
     assert again["OPENCODE_SERVER_PASSWORD"] == password["OPENCODE_SERVER_PASSWORD"]
     invoke_ocm("stop", "r1", check=True)
-    # In-process, `stop` returns without a process's exit time after it: under load a keeper
-    # was seen alive 1 s after its stop returned (see the branch's report); poll for it.
-    wait_for(lambda: _instance_processes() == [], timeout=10, message="no process left")
+    _nothing_left()
 
 
 def test_port_range_allocation_and_exhaustion(tmp_path: Path) -> None:
@@ -272,7 +275,7 @@ def test_invalid_config_fails_fast_with_cause_and_log_lines(isolated: dict[str, 
     shown = _ls()["bad"]
     assert shown["status"] == "crashed"
     assert shown["pid"] is None
-    assert _instance_processes() == []
+    _nothing_left()
 
 
 def test_rm_cleanup_and_logs(tmp_path: Path, isolated: dict[str, str]) -> None:
@@ -364,7 +367,7 @@ def test_ten_concurrent_starts_give_ten_distinct_instances() -> None:
     stopped = invoke_ocm("stop", "--all", "--json", check=True).json()
     assert isinstance(stopped, list)
     assert len(stopped) == 10
-    assert _instance_processes() == []
+    _nothing_left()
 
 
 def test_a_task_on_a_server_that_dies_fails_instead_of_hanging(model_env: list[str]) -> None:
