@@ -109,10 +109,13 @@ def test_crash_is_seen_and_stop_all_spares_a_foreign_server(
         # kill -9 of one server shows up in the next `ocm ls`.
         victim = infos[0]
         os.kill(victim["pid"], signal.SIGKILL)
-        wait_for(
-            lambda: _ls()[victim["name"]]["status"] == "crashed",
+        wait_for(  # `ls` sees the dead server before its keeper has recorded how it ended
+            lambda: (
+                (row := _ls()[victim["name"]])["status"] == "crashed"
+                and "SIGKILL" in (row["last_exit"] or "")
+            ),
             timeout=15,
-            message="crash noticed",
+            message="crash noticed and recorded",
         )
         crashed = _ls()[victim["name"]]
         assert crashed["pid"] is None

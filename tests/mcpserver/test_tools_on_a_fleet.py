@@ -15,7 +15,7 @@ from opencode_manager import Settings
 from opencode_manager.mcpserver.tools import build_server
 
 from conftest import Fleet
-from helpers import invoke_ocm
+from helpers import run_ocm
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -78,4 +78,5 @@ async def test_reads_and_abort_on_a_running_fleet(fleet: Fleet) -> None:
 
         batches = await _ok(client, "batches_list", {})
         assert isinstance(batches["batches"], list)
-    assert invoke_ocm("result", task_id, "--json", env=fleet.env).json()["status"] == "aborted"
+    # a process of its own: this test runs inside an event loop
+    assert run_ocm("result", task_id, "--json", env=fleet.env).json()["status"] == "aborted"
