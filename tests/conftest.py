@@ -7,6 +7,7 @@ a marker variable, and after the test any live process carrying that marker fail
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -29,21 +30,32 @@ MARK = "OPENCODE_MANAGER_TEST_MARK"  # not OCM_*: servers must inherit it too
 CORS_ORIGIN = "https://ocm.example.test"  # given to the shared fleet with --cors
 
 
-INTEGRATION_FIXTURES = {"fleet", "model_env", "opencode_bin"}
+INTEGRATION_FIXTURES = {"fleet", "model_env", "opencode_bin", "opencode2_bin"}
+#: The OpenCode 2 the 2.x tests run (scripts/setup installs it beside the pinned 1.x).
+OPENCODE2_VERSION = "2.1.2"
+CACHE = Settings.load(home=ROOT / ".cache" / "ocm", environ={})
 
 
 def _find_opencode() -> str | None:
     explicit = os.environ.get("OCM_TEST_OPENCODE")
     if explicit:
         return explicit
-    cache = Settings.load(home=ROOT / ".cache" / "ocm", environ={})
-    for path in binaries.managed_installs(cache):
+    for path in binaries.managed_installs(CACHE):
         if f"/{PINNED_OPENCODE_VERSION}/" in str(path):
             return str(path)
     return None
 
 
+def _find_opencode2() -> str | None:
+    explicit = os.environ.get("OCM_TEST_OPENCODE2")
+    if explicit:
+        return explicit
+    found = binaries.managed_install(CACHE, OPENCODE2_VERSION)
+    return str(found) if found is not None else None
+
+
 OPENCODE = _find_opencode()
+OPENCODE2 = _find_opencode2()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -65,6 +77,19 @@ def opencode_bin() -> str:
             pytrace=False,
         )
     return OPENCODE
+
+
+@pytest.fixture(scope="session")
+def opencode2_bin() -> str:
+    """The OpenCode 2 binary (2.1.2) for the tests that run on the 2.x line."""
+    if OPENCODE2 is None:
+        pytest.fail(
+            f"opencode {OPENCODE2_VERSION} is not installed for the tests: run scripts/setup "
+            f"(it runs `ocm install --version {OPENCODE2_VERSION}` into .cache/ocm), or set "
+            "OCM_TEST_OPENCODE2 to a 2.x binary",
+            pytrace=False,
+        )
+    return OPENCODE2
 
 
 # -- leak detection ------------------------------------------------------------------------
@@ -164,24 +189,31 @@ class Fleet:
     project: Path
 
 
-@pytest.fixture(scope="session")
-def fleet(
-    tmp_path_factory: pytest.TempPathFactory, opencode_bin: str, model_env: list[str]
-) -> Iterator[Fleet]:
-    """Three instances started once through the CLI (`ocm start -n 3 --json`)."""
-    base = tmp_path_factory.mktemp("fleet")
+@contextlib.contextmanager
+def own_fleet(base: Path, opencode_bin: str, *start_args: str) -> Iterator[Fleet]:
+    """Instances started through the CLI (`ocm start ARGS --json`) in an OCM_HOME of their
+    own under `base`, with their own leak mark; stopped (and checked) at the end."""
     mark = f"fleet-{uuid.uuid4().hex[:12]}"
     env = _isolated_env(base, mark, opencode_bin)
     project = base / "project"
     project.mkdir()
-    args = ["start", "-n", "3", "--json", "--dir", str(project), "--cors", CORS_ORIGIN]
-    for item in model_env:
-        args += ["--env", item]
-    result = run_ocm(*args, env=env)
+    result = run_ocm("start", "--json", "--dir", str(project), *start_args, env=env)
     try:
         assert result.returncode == 0, str(result)
         yield Fleet(env=env, instances=list(result.json()), project=project)
     finally:
         run_ocm("stop", "--all", env=env)
         leftovers = _reap_marked(mark)
-        assert not leftovers, f"the session fleet left processes behind: {leftovers}"
+        assert not leftovers, f"a fleet left processes behind: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def fleet(
+    tmp_path_factory: pytest.TempPathFactory, opencode_bin: str, model_env: list[str]
+) -> Iterator[Fleet]:
+    """Three instances started once through the CLI (`ocm start -n 3 --json`)."""
+    args = ["-n", "3", "--cors", CORS_ORIGIN]
+    for item in model_env:
+        args += ["--env", item]
+    with own_fleet(tmp_path_factory.mktemp("fleet"), opencode_bin, *args) as started:
+        yield started

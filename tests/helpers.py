@@ -4,6 +4,7 @@ check error contracts."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import inspect
 import json
@@ -20,8 +21,11 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+import psutil
 
 
 @dataclass
@@ -312,3 +316,65 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {message}")
         time.sleep(interval)  # polling a condition with a deadline
+
+
+# -- process trees without OpenCode ---------------------------------------------------------
+#: A process that starts one child of its own (a "leaf" that only sleeps), then sleeps.
+SLEEPER = (
+    "import subprocess, sys, time\n"
+    "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+    "time.sleep(600)\n"
+)
+
+
+def fake_keeper_package(base: Path) -> Path:
+    """A directory to run `python -m opencode_manager.keeper` in, where that module is a
+    SLEEPER: a process whose argv is exactly a keeper's, without a registry or a server."""
+    package = base / "fake-keeper" / "opencode_manager" / "keeper"
+    package.mkdir(parents=True)
+    (package.parent / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(SLEEPER)
+    return package.parent.parent
+
+
+def spawn_sleeper(
+    argv: list[str] | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    new_session: bool = True,
+) -> psutil.Process:
+    """A SLEEPER (or `argv`, which must run one) whose own child is already running."""
+    proc = psutil.Popen(
+        argv or [sys.executable, "-c", SLEEPER],
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        start_new_session=new_session,
+    )
+    wait_for(proc.children, timeout=30, message=f"the child of {argv or 'a sleeper'}")
+    return proc
+
+
+def kill_trees(roots: list[psutil.Process]) -> None:
+    """SIGKILL each process and its descendants (they are the test's own) and reap them."""
+    members = []
+    for root in roots:
+        with contextlib.suppress(psutil.Error):
+            members += [root, *root.children(recursive=True)]
+    for proc in members:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(members, timeout=10)
+
+
+def model_sends(model: Any, prompts: list[str]) -> dict[str, int]:
+    """How many turns the scripted model was asked to start for each prompt (tool follow-ups
+    of the same turn are not new sends; title requests have no tools)."""
+    wanted = set(prompts)
+    counts: dict[str, int] = {}
+    for entry in model.requests.entries():
+        text = entry["last_user_text"]
+        if entry["has_tools"] and not entry["followup"] and text in wanted:
+            counts[text] = counts.get(text, 0) + 1
+    return counts

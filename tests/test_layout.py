@@ -9,8 +9,8 @@ fronts' helpers) only, and the keeper stays small.
     cluster/                                                      5
     instances/                                                    4
     client/    scripted_model/                                    3
-    registry, process, secretfile                                 2
-    models, settings, durations, text, sockets, ...               1
+    registry, process, portal, secretfile, secretbook             2
+    models, settings, text, sockets, lines, dbfile, ...            1
     errors                                                        0
 """
 
@@ -28,8 +28,8 @@ PACKAGE = Path(opencode_manager.__file__).parent
 RANKS = {
     "errors": 0,
     "models": 1, "settings": 1, "durations": 1, "redaction": 1, "text": 1, "sockets": 1,
-    "deadline": 1,
-    "registry": 2, "process": 2, "portal": 2, "secretfile": 2,
+    "deadline": 1, "dbfile": 1, "lines": 1,
+    "registry": 2, "process": 2, "portal": 2, "secretfile": 2, "secretbook": 2,
     "client": 3, "scripted_model": 3,
     "instances": 4,
     "cluster": 5,  # host agents on Ray: instances on other hosts, through their agents

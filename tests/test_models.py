@@ -13,7 +13,9 @@ from opencode_manager.models import InstanceSpec, State, Status, derive_status
         (State.RUNNING, True, True, True, Status.RUNNING),
         (State.RUNNING, False, True, True, Status.RUNNING),  # keeper gone, server still fine
         (State.RUNNING, True, True, False, Status.UNHEALTHY),
-        (State.RUNNING, True, False, None, Status.CRASHED),  # kill -9 of the server
+        # kill -9 of the server: its keeper restarts or ends it, and records which (on a
+        # full disk, once there is room)
+        (State.RUNNING, True, False, None, Status.STOPPING),
         (State.RUNNING, False, False, None, Status.CRASHED),
         (State.STARTING, True, False, None, Status.STARTING),
         (State.STARTING, False, False, None, Status.CRASHED),  # keeper died before the server

@@ -14,15 +14,17 @@ from ..report import Figure, timed_ratio_goal
 PROMPT = "BASH: echo bench"  # a tool step, then a text step
 OVER_FLOOR_S = 0.25  # what `ocm run` may add to the curl floor: interpreter, imports, events
 
-# The floor: what a script with nothing but curl does (bash's regex, no extra process).
+# The floor: what a script with nothing but curl does (bash's regex, no extra process). The
+# password goes to curl as a config on its stdin (`-K -`), never on its command line, where
+# every user of the machine can read it (`ps`, /proc/PID/cmdline).
 FLOOR_SCRIPT = r"""set -eu
-auth="$OPENCODE_SERVER_USERNAME:$OPENCODE_SERVER_PASSWORD"
-session=$(curl -sf -u "$auth" -H 'content-type: application/json' -d '{}' \
-  "$OPENCODE_SERVER_URL/session")
+auth="user = \"$OPENCODE_SERVER_USERNAME:$OPENCODE_SERVER_PASSWORD\""
+session=$(curl -sf -K - -H 'content-type: application/json' -d '{}' \
+  "$OPENCODE_SERVER_URL/session" <<<"$auth")
 [[ $session =~ \"id\":\"(ses_[^\"]*)\" ]]
-curl -sf -u "$auth" -H 'content-type: application/json' \
+curl -sf -K - -H 'content-type: application/json' \
   -d '{"parts":[{"type":"text","text":"BASH: echo bench"}]}' \
-  "$OPENCODE_SERVER_URL/session/${BASH_REMATCH[1]}/message"
+  "$OPENCODE_SERVER_URL/session/${BASH_REMATCH[1]}/message" <<<"$auth"
 """
 
 
@@ -37,7 +39,7 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
             f"opencode run --attach {target.url} --format json {PROMPT}"
             "   # OPENCODE_SERVER_PASSWORD in its environment",
             "bash floor.sh   # curl POST /session, then curl POST /session/ID/message "
-            "(sync, basic auth)",
+            "(sync, basic auth from a config on stdin: `curl -K -`)",
             f'python -m bench.library_probe --runs {plan.runs} "{PROMPT}"'
             "   # Manager().run() / await AsyncManager().run(), timed in-process",
         ],

@@ -21,7 +21,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "DEFAULT_START_TIMEOUT": ("instances.lifecycle", "DEFAULT_START_TIMEOUT"),
     "DEFAULT_STOP_TIMEOUT": ("instances.lifecycle", "DEFAULT_STOP_TIMEOUT"),
     "LOG_LEVELS": ("instances.spec", "LOG_LEVELS"),
-    "MIN_OPENCODE_VERSION": ("settings", "MIN_OPENCODE_VERSION"),
+    "MIN_OPENCODE_VERSION": ("lines", "MIN_OPENCODE_VERSION"),
     "PINNED_OPENCODE_VERSION": ("settings", "PINNED_OPENCODE_VERSION"),
     "RESTART_POLICIES": ("instances.spec", "RESTART_POLICIES"),
     "Ask": ("tasks.tracker", "Ask"),
@@ -65,12 +65,15 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "PruneReport": ("tasks.store", "PruneReport"),
     "Received": ("observe.monitor", "Received"),
     "ResurrectReport": ("instances.dump", "ResurrectReport"),
+    "RegistryBackup": ("instances.restore", "Backup"),
+    "RestoreReport": ("instances.restore", "RestoreReport"),
     "SaveReport": ("instances.dump", "SaveReport"),
     "SystemdExport": ("instances.systemd", "SystemdExport"),
     "UpReport": ("instances.compose", "UpReport"),
     "ResourceSample": ("models", "ResourceSample"),
     "ServerError": ("errors", "ServerError"),
     "ServerRefused": ("errors", "ServerRefused"),
+    "ServerTimeout": ("errors", "ServerTimeout"),
     "ServerUnreachable": ("errors", "ServerUnreachable"),
     "Session": ("client.types", "Session"),
     "SessionCounts": ("instances.inventory", "SessionCounts"),
@@ -88,6 +91,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Supervision": ("instances.spec", "Supervision"),
     "TaskOptions": ("tasks.dispatch", "TaskOptions"),
     "Worktree": ("tasks.worktree", "Worktree"),
+    "WorktreeRemoval": ("tasks.worktree", "WorktreeRemoval"),
     "WorktreeRequest": ("tasks.worktree", "WorktreeRequest"),
     "WorktreeRow": ("tasks.worktree", "WorktreeRow"),
     "decode_batch_file": ("tasks.batchfile", "decode"),
@@ -111,6 +115,7 @@ if TYPE_CHECKING:
         OcmError,
         ServerError,
         ServerRefused,
+        ServerTimeout,
         ServerUnreachable,
         SessionNotFound,
         StartError,
@@ -132,8 +137,11 @@ if TYPE_CHECKING:
         StopResult,
     )
     from .instances.logs import LogLine
+    from .instances.restore import Backup as RegistryBackup
+    from .instances.restore import RestoreReport
     from .instances.spec import LOG_LEVELS, RESTART_POLICIES, Supervision
     from .instances.systemd import SystemdExport
+    from .lines import MIN_OPENCODE_VERSION
     from .manager import AsyncManager, Manager
     from .models import (
         AskPolicy,
@@ -152,7 +160,7 @@ if TYPE_CHECKING:
     )
     from .observe.fleetview import FleetFrame, FleetRow, FleetTotals
     from .observe.monitor import Received
-    from .settings import MIN_OPENCODE_VERSION, PINNED_OPENCODE_VERSION, Settings
+    from .settings import PINNED_OPENCODE_VERSION, Settings
     from .tasks.batch import BatchOptions, BatchProgress
     from .tasks.batchfile import BatchTask
     from .tasks.batchfile import decode as decode_batch_file
@@ -164,7 +172,7 @@ if TYPE_CHECKING:
     from .tasks.store import PruneReport
     from .tasks.summary import BatchSummary, TaskOutcome
     from .tasks.tracker import Ask
-    from .tasks.worktree import Worktree, WorktreeRequest, WorktreeRow
+    from .tasks.worktree import Worktree, WorktreeRemoval, WorktreeRequest, WorktreeRow
 
 
 def __getattr__(name: str) -> Any:
@@ -229,11 +237,14 @@ __all__ = [
     "ProcessIdentity",
     "PruneReport",
     "Received",
+    "RegistryBackup",
     "ResourceSample",
+    "RestoreReport",
     "ResurrectReport",
     "SaveReport",
     "ServerError",
     "ServerRefused",
+    "ServerTimeout",
     "ServerUnreachable",
     "Session",
     "SessionCounts",
@@ -256,6 +267,7 @@ __all__ = [
     "UpReport",
     "UsageError",
     "Worktree",
+    "WorktreeRemoval",
     "WorktreeRequest",
     "WorktreeRow",
     "__version__",

@@ -10,11 +10,13 @@ they care about. Messages say what went wrong and what to do about it.
     │   └── SessionNotFound                     no such session on that server (.session_id)
     ├── ConflictError                exit 4   duplicate name, port in use, range exhausted,
     │                                          instance already stopped/running
-    ├── BinaryError                  exit 5   opencode missing, too old, install failed
+    ├── BinaryError                  exit 5   opencode missing, too old, unknown line,
+    │                                          install failed
     ├── StartError                   exit 6   a server exited or never got healthy
     ├── StateError                   exit 7   OCM_HOME unwritable, registry corrupt or locked
     └── ServerError                  exit 8   an OpenCode server answered badly or not at all
-        ├── ServerUnreachable                   could not connect, or no answer in time
+        ├── ServerUnreachable                   could not connect, or the connection broke
+        │   └── ServerTimeout                   no answer within the deadline (.seconds)
         └── ServerRefused                       answered with an HTTP error (.status_code)
 
 `SessionNotFound` is raised in one place: the client, when the server answers a session
@@ -65,7 +67,8 @@ class ConflictError(OcmError):
 
 
 class BinaryError(OcmError):
-    """The opencode binary is missing, unusable, too old, or could not be installed."""
+    """The opencode binary is missing, unusable, too old, of no line ocm speaks (a 3.x), or
+    could not be installed."""
 
     exit_code = 5
 
@@ -113,6 +116,15 @@ class ServerUnreachable(ServerError):
         super().__init__(message, instance=instance, status_code=None)
 
 
+class ServerTimeout(ServerUnreachable):
+    """The request went out and no answer came within `seconds`: the server may still have
+    taken it (a prompt is then looked up by its message id, never simply sent again)."""
+
+    def __init__(self, message: str, *, instance: str | None = None, seconds: float) -> None:
+        super().__init__(message, instance=instance)
+        self.seconds = seconds
+
+
 class ServerRefused(ServerError):
     """The server answered, with an HTTP error (`status_code`) or something that is not the
     API (its web page, invalid JSON)."""
@@ -139,6 +151,7 @@ __all__ = [
     "OcmError",
     "ServerError",
     "ServerRefused",
+    "ServerTimeout",
     "ServerUnreachable",
     "SessionNotFound",
     "StartError",

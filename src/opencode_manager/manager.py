@@ -28,10 +28,10 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from . import process
 from .errors import NotFoundError, UsageError
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from .instances.inventory import StatusReport
     from .instances.lifecycle import CleanupReport, StartProgress, StopResult
     from .instances.logs import LogLine
+    from .instances.restore import Backup, RestoreReport
     from .instances.systemd import SystemdExport
     from .observe.fleetview import FleetFrame
     from .observe.monitor import Received
@@ -72,9 +73,8 @@ if TYPE_CHECKING:
     from .tasks.sessions import PendingAsk, SessionRow
     from .tasks.store import PruneReport, TaskStore
     from .tasks.summary import BatchSummary
-    from .tasks.worktree import WorktreeRow
+    from .tasks.worktree import WorktreeRemoval, WorktreeRow
 
-T = TypeVar("T")
 DEFAULT_START_TIMEOUT = lifecycle.DEFAULT_START_TIMEOUT
 DEFAULT_STOP_TIMEOUT = lifecycle.DEFAULT_STOP_TIMEOUT
 
@@ -102,7 +102,7 @@ class AsyncManager:
     def store(self) -> TaskStore:
         from .tasks.store import TaskStore
 
-        return TaskStore(self.fleet.registry)
+        return TaskStore(self.fleet.registry, secrets=self.fleet.secrets.values)
 
     # -- instances -------------------------------------------------------------------------
     async def start(
@@ -123,15 +123,18 @@ class AsyncManager:
         timeout: float = DEFAULT_START_TIMEOUT,
         progress: StartProgress | None = None,
         cancel: asyncio.Event | None = None,
+        opencode: str | None = None,
     ) -> list[InstanceInfo]:
         """Start instances in parallel; return once all are healthy, or raise StartError.
 
+        `opencode`: their binary, kept across restarts: a version `install` put in OCM_HOME
+        (`"2.1.2"`) or a path (default: the settings' resolution order at each start).
         Setting `cancel` (or cancelling this coroutine) rolls back: the instances this call
         created are stopped and removed, and it raises Interrupted."""
         requested = specs.build_specs(
             name=name, count=count, directory=directory, port=port, port_range=port_range,
             hostname=hostname, cors=cors, log_level=log_level, env=env, auth=auth,
-            shared_data=shared_data, supervision=supervision,
+            shared_data=shared_data, supervision=supervision, binary=opencode,
         )  # fmt: skip
         stop = threading.Event()
         starting = asyncio.to_thread(
@@ -259,6 +262,21 @@ class AsyncManager:
 
         return await asyncio.to_thread(dump.resurrect, self.fleet, timeout=timeout)
 
+    # -- a damaged registry ---------------------------------------------------------------
+    async def backups(self) -> list[Backup]:
+        """The registry's daily backups, newest first, each with its integrity_check."""
+        from .instances import restore
+
+        return await asyncio.to_thread(restore.backups, self.settings)
+
+    async def restore(self, backup: str | None = None, *, force: bool = False) -> RestoreReport:
+        """Replace the registry with a backup (the newest unless named) while the fleet runs:
+        swapped atomically with writers paused, the replaced file kept, the running keepers'
+        rows written back into it. Refused while the registry is sound, unless `force`."""
+        from .instances import restore
+
+        return await asyncio.to_thread(restore.restore, self.settings, backup, force=force)
+
     async def export_systemd(
         self,
         refs: Sequence[str] = (),
@@ -318,20 +336,39 @@ class AsyncManager:
         per_host: int | None = None,
         spread: bool = False,
         timeout: float = DEFAULT_START_TIMEOUT,
+        cancel: asyncio.Event | None = None,
     ) -> list[InstanceInfo]:
         """Start instances on the cluster's hosts (by free memory, or evenly with `spread`),
-        each bound to its host's address with a password, reachable here by URL."""
+        each bound to its host's address with a password, reachable here by URL: all or
+        nothing. Setting `cancel` (or cancelling this coroutine) undoes the start on every
+        host, and it raises Interrupted."""
         from .cluster.link import Link
 
         where = str(Path(directory).expanduser().resolve()) if directory else os.getcwd()
+        stop = threading.Event()
 
         def work() -> list[str]:
             return Link(self.fleet).start(
                 name=name, count=count, directory=where, env=env, per_host=per_host,
-                spread=spread, timeout=timeout,
+                spread=spread, timeout=timeout, cancel=stop,
             )  # fmt: skip
 
-        return await self._fresh(await asyncio.to_thread(work))
+        job = asyncio.ensure_future(asyncio.to_thread(work))
+        asked = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
+        try:
+            await asyncio.wait({job, asked} if asked else {job}, return_when="FIRST_COMPLETED")
+            if not job.done():
+                stop.set()  # the thread undoes the start, then raises Interrupted
+            names = await job
+        except asyncio.CancelledError:
+            stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(job)
+            raise
+        finally:
+            if asked is not None:
+                asked.cancel()
+        return await self._fresh(names)
 
     async def cluster_down(self, *, timeout: float = DEFAULT_STOP_TIMEOUT) -> ClusterReport:
         """Stop every cluster instance through its agent, then end the agents."""
@@ -516,14 +553,16 @@ class AsyncManager:
         observer: Observer | None = None,
         cancel: asyncio.Event | None = None,
         detach: bool = False,
+        checkpoint: Checkpoint | None = None,
     ) -> TaskRecord:
         """Run a task: dispatch over REST, follow it, store and return its record (with
-        detach, return as soon as the prompt is sent; `wait` follows it)."""
+        detach, return as soon as the prompt is sent; `wait` follows it). `checkpoint`, as
+        for `batch_run`, is a seam for fault-injection tests."""
         from .tasks.dispatch import TaskOptions, run_task
 
         return await run_task(
             self.fleet, self.store, prompt, options or TaskOptions(), observer=observer,
-            cancel=cancel, detach=detach,
+            cancel=cancel, detach=detach, checkpoint=checkpoint,
         )  # fmt: skip
 
     async def wait(
@@ -582,23 +621,19 @@ class AsyncManager:
 
     async def worktree_remove(
         self, task_ids: Sequence[str] = (), *, merged: bool = False,
-        older_than: float | None = None,
-    ) -> list[str]:  # fmt: skip
+        older_than: float | None = None, force: bool = False,
+    ) -> WorktreeRemoval:  # fmt: skip
         """Remove task worktrees (their branches, holding the agents' commits, stay); by task
-        id, those whose branch is merged into the repository's HEAD, or older ones. A running
-        task's worktree is never removed. Returns the task ids."""
+        id, those whose branch has commits of its own merged into the repository's HEAD, or
+        older ones. A running task's worktree is never removed, nor, unless `force`, one with
+        uncommitted changes (kept, with the reason)."""
         from .tasks import worktree as worktrees
 
         records = await asyncio.to_thread(self.store.with_worktrees)
-        chosen = await asyncio.to_thread(
-            worktrees.choose, records, list(task_ids), merged=merged, older_than=older_than,
-            now=time.time(),
+        return await asyncio.to_thread(
+            worktrees.remove_chosen, records, list(task_ids), merged=merged,
+            older_than=older_than, now=time.time(), force=force,
         )  # fmt: skip
-        for record in chosen:
-            assert record.worktree is not None
-            tree = worktrees.Worktree.from_dict(record.worktree)
-            await asyncio.to_thread(worktrees.remove, tree)
-        return [r.id for r in chosen]
 
     async def task_patch(self, task_id: str) -> str:
         """A worktree task's changes as a patch `git apply` accepts on its base commit."""
@@ -865,10 +900,14 @@ class AsyncManager:
 
         loop = asyncio.get_running_loop()
 
-        def read() -> tuple[FleetFrame, dict[str, Any]]:
-            reading = asyncio.gather(self.top(), self.task_totals())
-            frame, totals = asyncio.run_coroutine_threadsafe(_awaited(reading), loop).result()
+        async def reading() -> tuple[FleetFrame, dict[str, Any]]:
+            frame, totals = await asyncio.gather(self.top(), self.task_totals())
             return frame, totals
+
+        def read() -> tuple[FleetFrame, dict[str, Any]]:
+            # In the server's request thread: the gather must be made in the loop, not here
+            # (a thread without a loop cannot make one: every scrape answered 500).
+            return asyncio.run_coroutine_threadsafe(reading(), loop).result()
 
         server = await asyncio.to_thread(start_server, read, host, port)
         if ready is not None:
@@ -907,10 +946,6 @@ class AsyncManager:
         from .demo import run_demo
 
         return await run_demo(self.fleet, count=count, say=say)
-
-
-async def _awaited(future: Awaitable[T]) -> T:
-    return await future
 
 
 class Manager:
@@ -955,6 +990,7 @@ class Manager:
         supervision: specs.Supervision | None = None,
         timeout: float = DEFAULT_START_TIMEOUT,
         progress: StartProgress | None = None,
+        opencode: str | None = None,
     ) -> list[InstanceInfo]:
         result: list[InstanceInfo] = self._call(
             lambda: self.aio.start(
@@ -972,6 +1008,7 @@ class Manager:
                 supervision=supervision,
                 timeout=timeout,
                 progress=progress,
+                opencode=opencode,
             )
         )
         return result
@@ -1043,6 +1080,14 @@ class Manager:
 
     def resurrect(self, *, timeout: float = DEFAULT_START_TIMEOUT) -> ResurrectReport:
         result: ResurrectReport = self._call(lambda: self.aio.resurrect(timeout=timeout))
+        return result
+
+    def backups(self) -> list[Backup]:
+        result: list[Backup] = self._call(self.aio.backups)
+        return result
+
+    def restore(self, backup: str | None = None, *, force: bool = False) -> RestoreReport:
+        result: RestoreReport = self._call(lambda: self.aio.restore(backup, force=force))
         return result
 
     def export_systemd(
@@ -1306,10 +1351,12 @@ class Manager:
 
     def worktree_remove(
         self, task_ids: Sequence[str] = (), *, merged: bool = False,
-        older_than: float | None = None,
-    ) -> list[str]:  # fmt: skip
-        result: list[str] = self._call(
-            lambda: self.aio.worktree_remove(task_ids, merged=merged, older_than=older_than)
+        older_than: float | None = None, force: bool = False,
+    ) -> WorktreeRemoval:  # fmt: skip
+        result: WorktreeRemoval = self._call(
+            lambda: self.aio.worktree_remove(
+                task_ids, merged=merged, older_than=older_than, force=force
+            )
         )
         return result
 

@@ -39,7 +39,7 @@ class Status(str, enum.Enum):
 @dataclass(frozen=True)
 class ProcessIdentity:
     """A PID is only ours together with its start time (PIDs get reused, start times do not)
-    and what the process is: `cmd`, when set, must appear in its command line."""
+    and what the process is: `cmd`, when set, is what its argv must say (process.argv_is)."""
 
     pid: int
     create_time: float
@@ -57,7 +57,7 @@ class ProcessIdentity:
             return None
 
 
-#: What the command line of a keeper and of a server contains (see ProcessIdentity.cmd).
+#: What a keeper's and a server's argv say (see ProcessIdentity.cmd, process.argv_is).
 KEEPER_CMD = "opencode_manager.keeper"
 SERVER_CMD = "serve"
 
@@ -75,6 +75,7 @@ class EventKind(str, enum.Enum):
     ERRORED = "errored"  # too many restarts: given up
     STOPPED = "stopped"  # stopped on request
     KEEPER_ERROR = "keeper_error"  # the keeper hit a problem (registry, disk) or died
+    REJOINED = "rejoined"  # the registry was replaced (`ocm restore`): the keeper wrote its state
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,10 @@ class InstanceSpec:
     auth: bool = True
     shared_data: bool = False
     opencode: str | None = None  # binary path resolved at start time
+    # The binary chosen for this instance (`ocm start --opencode`, a fleet file's `opencode`):
+    # a version `ocm install` put in $OCM_HOME ("2.1.2") or an absolute path. None: the
+    # resolution order (--opencode/OCM_OPENCODE, PATH, ~/.opencode/bin, managed) at each start.
+    binary: str | None = None
     # supervision (see supervision.py)
     restart: str = "on-failure"  # never, on-failure, always
     max_restarts: int = 10  # within restart_window seconds, then errored
@@ -223,6 +228,8 @@ class InstanceInfo:
     error: str | None = None
     last_exit: str | None = None
     owner: str = "ocm"  # "ocm" (started here), "remote" (by URL), "cluster" (Ray) or "foreign"
+    line: int | None = None  # the OpenCode line of its version: 1 or 2 (None: unknown)
+    service: bool = False  # a foreign server that is the user's OpenCode 2 background service
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -251,7 +258,10 @@ def derive_status(
         return Status.CRASHED
     # RUNNING
     if not server_alive:
-        return Status.CRASHED
+        # With its keeper alive, the keeper is ending it or about to start it again, and has
+        # not recorded which yet (at once, unless the disk is full: then it stays until it
+        # can); without one, nothing of it runs.
+        return Status.STOPPING if keeper_alive else Status.CRASHED
     if healthy is False:
         return Status.UNHEALTHY
     return Status.RUNNING
@@ -316,6 +326,9 @@ class TaskRecord:
     attempts: int = 0
     prompted: bool = False  # the prompt reached the server: never send it again
     sending: bool = False  # recorded just before sending: resume looks at the session first
+    #: The user message's id, chosen by ocm and recorded before the prompt is sent: a send
+    #: whose answer was lost is looked up by it (tasks/delivery.py).
+    message_id: str | None = None
     text: str = ""
     steps: int = 0
     tool_calls: list[dict[str, Any]] = field(default_factory=list)

@@ -5,23 +5,76 @@ time matches the one recorded when we started it. Ending a server follows circus
 SIGTERM to its process group, wait, SIGKILL; then every descendant we saw before the first
 signal, because OpenCode runs bash-tool commands in their own sessions and does not stop them
 (OPENCODE-FACTS §4): killing the group alone would orphan them.
+
+What a process *is* (a keeper, a server) is read from its argv, argument by argument: a
+substring of the joined command line would take `python3 -m http.server` for a server. And no
+cleanup ever reaches into another instance's tree: an agent that runs `ocm start b` (or ocm's
+MCP server doing it for OpenCode) leaves b's keeper re-parented to our keeper, the nearest
+child subreaper, so a keeper's descendants can hold whole other instances. `spared` says which
+processes head such a tree (another keeper, or another instance's launch marker); every walk
+below prunes them with their descendants.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import psutil
 
-from .models import ProcessIdentity
+from .models import KEEPER_CMD, SERVER_CMD, ProcessIdentity
 
 # psutil derives create_time from boot time and clock ticks; allow for rounding.
 _CTIME_TOLERANCE = 0.05
 _PR_SET_CHILD_SUBREAPER = 36
+# An OpenCode program: the binary (`opencode`, npm's `opencode-linux-x64/bin/opencode`,
+# `opencode.exe`), or a script or module of that name run by a shell or an interpreter.
+_OPENCODE_PROGRAM = re.compile(r"\.?opencode(?:[-_.].*)?", re.IGNORECASE)
+# Python options that take the next argument as their value (python -X dev -m ...).
+_PYTHON_VALUE_OPTIONS = ("-X", "-W", "--check-hash-based-pycs")
+
+#: Whether a process heads a tree that is not ours to end (see `spared`).
+Spare = Callable[[psutil.Process], bool]
+
+
+# -- what a process is, from its argv (pure) -------------------------------------------------------
+def is_keeper_argv(argv: Sequence[str]) -> bool:
+    """`python [options] -m opencode_manager.keeper ...`: the module run by the interpreter
+    itself, not an argument of some other program or script."""
+    args = iter(argv[1:])
+    for arg in args:
+        if arg == "-m":
+            return next(args, None) == KEEPER_CMD
+        if arg.startswith("-m"):
+            return arg == "-m" + KEEPER_CMD  # python -mopencode_manager.keeper
+        if arg in _PYTHON_VALUE_OPTIONS:
+            next(args, None)
+        elif not arg.startswith("-") or arg == "-c" or arg == "-":
+            return False  # a script, `-c code` or stdin: whatever follows is its arguments
+    return False
+
+
+def is_server_argv(argv: Sequence[str]) -> bool:
+    """`opencode serve ...`: an OpenCode program (the binary, or a wrapper script of that name
+    run by a shell or an interpreter) with `serve` as the very next, separate argument."""
+    for i, arg in enumerate(argv[:3]):
+        program = os.path.basename(arg)
+        if _OPENCODE_PROGRAM.fullmatch(program) and argv[i + 1 : i + 2] == [SERVER_CMD]:
+            return True
+    return False
+
+
+def argv_is(cmd: str, argv: Sequence[str]) -> bool:
+    """Whether argv is what `cmd` (a ProcessIdentity.cmd) says the process is."""
+    if cmd == KEEPER_CMD:
+        return is_keeper_argv(argv)
+    if cmd == SERVER_CMD:
+        return is_server_argv(argv)
+    return cmd in argv  # anything else: a whole argument, never a substring
 
 
 def identity_of(pid: int) -> ProcessIdentity | None:
@@ -51,7 +104,7 @@ def verified(identity: ProcessIdentity | None) -> psutil.Process | None:
             return None
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
-        if identity.cmd is not None and identity.cmd not in " ".join(proc.cmdline()):
+        if identity.cmd is not None and not argv_is(identity.cmd, proc.cmdline()):
             return None
     except (psutil.Error, OSError):
         return None
@@ -77,11 +130,57 @@ def _alive(proc: psutil.Process) -> bool:
         return False
 
 
-def descendants(proc: psutil.Process) -> list[psutil.Process]:
+def is_keeper(proc: psutil.Process) -> bool:
+    """A keeper, by its argv (see `is_keeper_argv`)."""
     try:
-        return [p for p in proc.children(recursive=True) if _alive(p)]
-    except psutil.Error:
-        return []
+        return is_keeper_argv(proc.cmdline())
+    except (psutil.Error, OSError):
+        return False
+
+
+def spared(variable: str, mine: str | None) -> Spare:
+    """Which processes head another instance's tree, for cleanups on behalf of the instance
+    whose launch marker (`variable`) is `mine`: any keeper (another instance's, or one of
+    ours, which the cleanup must not take for a stray), and any process whose marker is set to
+    something else (another instance's server or tools, even once orphaned)."""
+
+    def spare(proc: psutil.Process) -> bool:
+        if is_keeper(proc):
+            return True
+        try:
+            theirs = proc.environ().get(variable)
+        except (psutil.Error, OSError):
+            return False
+        return theirs is not None and theirs != mine
+
+    return spare
+
+
+def descendants(proc: psutil.Process, *, spare: Spare | None = None) -> list[psutil.Process]:
+    """Live descendants of proc; with `spare`, without the processes it accepts and without
+    their own descendants (another instance's tree)."""
+    if spare is None:
+        try:
+            return [p for p in proc.children(recursive=True) if _alive(p)]
+        except psutil.Error:
+            return []
+    found: list[psutil.Process] = []
+    seen = {proc.pid}
+    frontier = [proc]
+    while frontier:
+        parent = frontier.pop()
+        try:
+            children = parent.children()
+        except psutil.Error:
+            continue
+        for child in children:
+            if child.pid in seen or spare(child):
+                continue
+            seen.add(child.pid)
+            frontier.append(child)
+            if _alive(child):
+                found.append(child)
+    return found
 
 
 def wait_gone(
@@ -132,14 +231,21 @@ def terminate_tree(
     *,
     timeout: float = 10.0,
     extra: Iterable[psutil.Process] = (),
+    spare: Spare = is_keeper,
 ) -> Termination:
     """SIGTERM root's group and all its descendants, wait, then SIGKILL whatever is left.
 
     `root` must already be verified (see :func:`verified`). Descendants are captured before any
-    signal so children that get re-parented when the root dies are still found.
+    signal (the extras' too) so children that get re-parented when their parent dies are still
+    found. What `spare` accepts (by default: another keeper, with the instance it supervises)
+    is left alone with its descendants, wherever it hangs in the tree; `root` is always ended.
     """
     result = Termination()
-    tree = {p.pid: p for p in [root, *descendants(root), *extra] if _alive(p)}
+    members = [root, *descendants(root, spare=spare)]
+    for proc in extra:
+        if not spare(proc):
+            members += [proc, *descendants(proc, spare=spare)]
+    tree = {p.pid: p for p in members if _alive(p)}
     if not tree:
         return result
     _signal_group(root, signal.SIGTERM)
@@ -147,13 +253,13 @@ def terminate_tree(
         if _signal(proc, signal.SIGTERM):
             result.signalled += 1
         # Processes started meanwhile by a not-yet-dead parent are caught here.
-        for child in descendants(proc):
+        for child in descendants(proc, spare=spare):
             tree.setdefault(child.pid, child)
     survivors = wait_gone(tree.values(), timeout)
     if survivors:
         _signal_group(root, signal.SIGKILL)
         for proc in survivors:
-            for child in descendants(proc):
+            for child in descendants(proc, spare=spare):
                 if child.pid not in tree:
                     tree[child.pid] = child
                     survivors.append(child)

@@ -12,11 +12,17 @@ asked for: a stop, with its timeout), which the keeper's reconcile loop acts on.
 
 Damage is reported, never papered over: a file that is not a database, or a registry that is
 empty or missing although this OCM_HOME had one (the ``.created`` marker beside it), is refused
-with the fix instead of being re-created over the user's results.
+with the fix (`ocm restore`) instead of being re-created over the user's results.
+
+The file may be replaced under a long-lived process (`ocm restore` swaps a backup in, see
+dbfile.py): every access compares the file the path names with the one the thread's connection
+opened, and reopens when they differ; `generation` counts the files seen, so a keeper can tell
+that it must write its state again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -27,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from . import dbfile
 from .errors import ConflictError, NotFoundError, StateError
 from .models import (
     KEEPER_CMD,
@@ -259,8 +266,8 @@ def explain(path: Path, exc: BaseException) -> StateError:
     text = str(exc)
     if "not a database" in text or "malformed" in text or "file is encrypted" in text:
         return StateError(
-            f"registry {path} is corrupt ({text}); it was left untouched: move it aside "
-            f"(or restore a backup from {path.parent / 'backups'}) and run the command again"
+            f"registry {path} is corrupt ({text}); it was left untouched: `ocm restore` "
+            "brings back the newest backup (and keeps the damaged file)"
         )
     if "locked" in text or "busy" in text:
         return StateError(f"registry {path} is locked by another process; try again")
@@ -283,18 +290,48 @@ class Registry:
         self._timeout = timeout
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
+        self._writers: list[dbfile.WriterLock] = []  # one per thread, all closed by close()
         self._lock = threading.Lock()
+        self._file: tuple[int, int] | None = None  # the file the newest connection opened
+        self.generation = 0  # how many times the file was found replaced
 
     # -- connection ------------------------------------------------------------------------
     @property
     def db(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is not None and dbfile.file_id(self.path) != self._local.file:
+            # Replaced (`ocm restore`) or removed: this connection reads a file that is no
+            # longer the registry. Closing it is safe: SQLite does not checkpoint a moved
+            # file nor delete the new file's -wal by name.
+            self._forget(db)
+            db = None
         if db is None:
             db = self._open()
-            self._local.db = db
+            file = dbfile.file_id(self.path)
+            self._local.db, self._local.file = db, file
             with self._lock:
                 self._all.append(db)
+                if file != self._file:
+                    if self._file is not None:
+                        self.generation += 1
+                    self._file = file
         return db
+
+    def _forget(self, db: sqlite3.Connection) -> None:
+        with self._lock:
+            if db in self._all:
+                self._all.remove(db)
+        self._local.db = None
+        with contextlib.suppress(sqlite3.Error):
+            db.close()
+
+    def _writer_lock(self) -> dbfile.WriterLock:
+        lock: dbfile.WriterLock | None = getattr(self._local, "writer", None)
+        if lock is None:
+            lock = self._local.writer = dbfile.WriterLock(dbfile.lock_path(self.path))
+            with self._lock:
+                self._writers.append(lock)
+        return lock
 
     def _open(self) -> sqlite3.Connection:
         existed = self.marker.exists()
@@ -343,9 +380,9 @@ class Registry:
     def _emptied_message(self) -> str:
         backups = sorted((self.path.parent / "backups").glob("registry-*.db"))
         fix = (
-            f"restore the newest backup (cp {backups[-1]} {self.path})"
+            f"`ocm restore` brings back the newest backup ({backups[-1].name})"
             if backups
-            else "restore it from your own backup"
+            else "`ocm restore FILE` brings back your own copy of it"
         )
         return (
             f"registry {self.path} is empty or missing, but this OCM_HOME had one "
@@ -377,6 +414,10 @@ class Registry:
             done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
             if all(name in done for name, _ in MIGRATIONS):
                 return  # the common case: no write lock needed to open
+        with self._writer_lock().shared(self._timeout):
+            self._apply_migrations(db)
+
+    def _apply_migrations(self, db: sqlite3.Connection) -> None:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute(
@@ -403,11 +444,21 @@ class Registry:
                 db.close()
             except sqlite3.Error:
                 continue
+        with self._lock:
+            writers, self._writers = self._writers, []
+        for writer in writers:
+            writer.close()
         self._local = threading.local()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction holding SQLite's lock: the cross-process mutex."""
+        """A write transaction holding SQLite's lock: the cross-process mutex (and the
+        writers' lock shared, so `ocm restore` never swaps the file under a write)."""
+        with self._writer_lock().shared(self._timeout), self._transaction() as db:
+            yield db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         db = self.db
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -447,9 +498,15 @@ class Registry:
         return True
 
     def quick_check(self) -> str:
-        """SQLite's own consistency check: "ok", or what is wrong."""
-        rows = self.query("PRAGMA quick_check")
-        return "; ".join(str(r[0]) for r in rows[:5]) or "ok"
+        """SQLite's quick consistency check: "ok", or what is wrong (indexes not compared
+        with their tables: see `integrity_check`)."""
+        rows = self.query("PRAGMA quick_check(5)")
+        return "; ".join(str(r[0]) for r in rows) or "ok"
+
+    def integrity_check(self) -> str:
+        """SQLite's full check, every index against its table: "ok", or what is wrong."""
+        rows = self.query("PRAGMA integrity_check(5)")
+        return "; ".join(str(r[0]) for r in rows) or "ok"
 
     def backup_daily(self, *, keep: int = BACKUPS_KEPT, now: float | None = None) -> Path | None:
         """Today's copy under backups/ (SQLite online backup), made once a day; old ones go.
@@ -470,6 +527,14 @@ class Registry:
             finally:
                 copy.close()
             os.chmod(tmp, 0o600)
+            found = dbfile.integrity(tmp, snapshot=True)
+            if found != dbfile.OK:
+                # A damaged registry must not push a good copy out of the seven kept.
+                tmp.unlink(missing_ok=True)
+                raise StateError(
+                    f"registry {self.path} fails integrity_check ({found}); no backup made: "
+                    "`ocm restore` brings back the newest good one"
+                )
             os.replace(tmp, target)
         except (OSError, sqlite3.Error) as exc:
             tmp.unlink(missing_ok=True)
@@ -513,14 +578,16 @@ class Registry:
         starter: ProcessIdentity | None = None,
         start_timeout: float | None = None,
         token: str | None = None,
+        version: str | None = None,
     ) -> None:
-        """A new `starting` row, claimed by `starter`, inside the caller's transaction."""
+        """A new `starting` row, claimed by `starter`, inside the caller's transaction.
+        `version`: its binary's, which decides the line its keeper speaks."""
         now = time.time()
         try:
             db.execute(
                 "INSERT INTO instances (name, spec, state, port, created_at, updated_at,"
-                " starter_pid, starter_ctime, start_timeout, launch_token)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " starter_pid, starter_ctime, start_timeout, launch_token, version)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     spec.name,
                     spec.to_json(),
@@ -532,6 +599,7 @@ class Registry:
                     starter.create_time if starter else None,
                     start_timeout,
                     token,
+                    version,
                 ),
             )
         except sqlite3.IntegrityError as exc:
@@ -574,12 +642,15 @@ class Registry:
         starter: ProcessIdentity | None,
         start_timeout: float | None,
         token: str,
+        version: str | None = None,
     ) -> None:
-        """`ocm restart`: the row goes back to `starting` for a new keeper."""
+        """`ocm restart`: the row goes back to `starting` for a new keeper (`version`: its
+        binary's, as in `reserve`)."""
         self._set(
             db,
             name,
             spec=spec,
+            version=version,
             state=State.STARTING,
             port=port,
             url=None,
@@ -762,6 +833,32 @@ class Registry:
     def keeper_ended(self, name: str) -> None:
         self.update(name, keeper_pid=None, keeper_ctime=None, adopted=None)
 
+    def rejoin(self, name: str, spec: InstanceSpec, *, created_at: float, **fields: Any) -> bool:
+        """A keeper's whole row, written again into a registry that was replaced under it
+        (`ocm restore` of an older backup): inserted when that file does not have it.
+        Returns whether it had to be inserted.
+
+        The keeper is the only one who knows what runs: without this, a live server that no
+        registry lists could only be stopped by PID."""
+        now = time.time()
+        with self.transaction() as db:
+            missing = not db.execute("SELECT 1 FROM instances WHERE name = ?", (name,)).fetchall()
+            if missing:
+                db.execute(
+                    "INSERT INTO instances (name, spec, state, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (name, spec.to_json(), State(fields.get("state", State.STARTING)).value,
+                     created_at, now),
+                )  # fmt: skip
+            self._set(db, name, spec=spec, **fields)
+            db.execute(
+                "INSERT INTO events (instance, time, kind, detail) VALUES (?, ?, ?, ?)",
+                (name, now, EventKind.REJOINED.value,
+                 "the registry was replaced; the keeper wrote its state "
+                 + ("(its row was missing)" if missing else "back")),
+            )  # fmt: skip
+        return missing
+
     def mark_adopted(self, name: str, adopted: list[ProcessIdentity]) -> None:
         """Orphans re-parented to the keeper, so a stop without the keeper still ends them."""
         text = json.dumps([ident.to_json() for ident in adopted]) if adopted else None
@@ -833,3 +930,81 @@ def _rollback(db: sqlite3.Connection) -> None:
         db.execute("ROLLBACK")
     except sqlite3.Error:
         return
+
+
+#: What each task adds to the running totals (columns of `tasks` and of `task_totals` alike):
+#: its tokens, and its cost in billionths of the provider's unit, so that subtracting an old
+#: figure and adding a new one is exact however often a record is saved. (What m008 made: a
+#: change to them is a new migration.)
+USAGE_COLUMNS = (
+    "tokens_input", "tokens_output", "tokens_reasoning", "tokens_cache_read",
+    "tokens_cache_write", "cost_nanos",
+)  # fmt: skip
+TOTALS_ALL = "all"  # the `task_totals` period that holds every task ever recorded
+
+
+@migration("m008_task_totals")
+def _m008_task_totals(db: sqlite3.Connection) -> None:
+    # `ocm metrics` read every record (SUM(json_extract(...))): 2.2 s at 100,000. Now each
+    # task's usage sits in columns of its row (written by the store with the record), and
+    # triggers keep running totals by status, over all time ('all') and per UTC day of the
+    # task's creation, in the same statement as every insert, update and delete of a task:
+    # no write path (prune, `batch rm`, a requeue, whatever comes later) can forget them, and
+    # a scrape reads a few rows whatever the history. Per-day rows are one per day and status.
+    # As the store's `usage()` takes them: tokens truncated to integers, cost rounded.
+    stored = [
+        f"COALESCE(json_extract(record, '{path}'), 0)"
+        for path in ("$.tokens.input", "$.tokens.output", "$.tokens.reasoning",
+                     "$.tokens.cache.read", "$.tokens.cache.write", "$.cost")
+    ]  # fmt: skip
+    stored[-1] = f"ROUND({stored[-1]} * 1e9)"
+    for column in USAGE_COLUMNS:
+        db.execute(f"ALTER TABLE tasks ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+    back_fill = ", ".join(
+        f"{column} = CAST({value} AS INTEGER)"
+        for column, value in zip(USAGE_COLUMNS, stored, strict=True)
+    )
+    db.execute(f"UPDATE tasks SET {back_fill}")  # noqa: S608
+    sums = ", ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in USAGE_COLUMNS)
+    db.execute(
+        f"""
+        CREATE TABLE task_totals (
+            period  TEXT NOT NULL,  -- 'all', or a UTC day (YYYY-MM-DD) the tasks were created
+            status  TEXT NOT NULL,
+            tasks   INTEGER NOT NULL DEFAULT 0,
+            {sums},
+            PRIMARY KEY (period, status)
+        ) WITHOUT ROWID
+        """
+    )
+    columns = ", ".join(USAGE_COLUMNS)
+    summed = ", ".join(f"SUM({c})" for c in USAGE_COLUMNS)
+    for period in (f"'{TOTALS_ALL}'", "date(created_at, 'unixepoch')"):
+        db.execute(
+            f"INSERT INTO task_totals (period, status, tasks, {columns})"  # noqa: S608
+            f" SELECT {period}, status, COUNT(*), {summed} FROM tasks GROUP BY 1, 2"
+        )
+
+    def add(row: str, sign: str) -> str:
+        """Statements adding (sign '+') or taking away ('-') one row's contribution."""
+        values = ", ".join(f"{sign}{row}.{c}" for c in USAGE_COLUMNS)
+        sets = ", ".join(f"{c} = {c} + excluded.{c}" for c in USAGE_COLUMNS)
+        return "".join(
+            f"INSERT INTO task_totals (period, status, tasks, {columns})"  # noqa: S608
+            f" VALUES ({period}, {row}.status, {sign}1, {values})"
+            f" ON CONFLICT (period, status) DO UPDATE SET tasks = tasks + excluded.tasks, {sets};"
+            for period in (f"'{TOTALS_ALL}'", f"date({row}.created_at, 'unixepoch')")
+        )
+
+    on = "AFTER INSERT ON tasks"
+    db.execute(f"CREATE TRIGGER task_totals_insert {on} BEGIN {add('NEW', '+')} END")
+    on = "AFTER DELETE ON tasks"
+    db.execute(f"CREATE TRIGGER task_totals_delete {on} BEGIN {add('OLD', '-')} END")
+    # Every save of a running task rewrites its row: the totals move only when these change.
+    watched = ("status", "created_at", *USAGE_COLUMNS)
+    on = f"AFTER UPDATE OF {', '.join(watched)} ON tasks"
+    changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in watched)
+    db.execute(
+        f"CREATE TRIGGER task_totals_update {on} WHEN {changed}"
+        f" BEGIN {add('OLD', '-')} {add('NEW', '+')} END"
+    )

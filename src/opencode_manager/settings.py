@@ -15,10 +15,13 @@ from pathlib import Path
 from .errors import StateError
 
 APP_NAME = "opencode-manager"
-#: The OpenCode version the test-suite pins and `ocm install` installs by default.
+#: The OpenCode version the test-suite pins and `ocm install` installs by default (the
+#: oldest supported one, and the lines, are in lines.py).
 PINNED_OPENCODE_VERSION = "1.18.33"
-#: Oldest OpenCode whose server API we support.
-MIN_OPENCODE_VERSION = "1.1.39"
+#: How long a control call waits for a server's answer by default (`OCM_HTTP_TIMEOUT`).
+#: An idle server answers in milliseconds; a loaded machine, a GC pause or a cold host
+#: booting a project directory took more than 10 s (issue 23), so the default leaves room.
+HTTP_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class Settings:
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
     registry_timeout: float = 15.0  # how long a command waits for the registry's lock
     warmup_timeout: float = 15.0  # a keeper's warm-up budget before `running`; 0: none
+    http_timeout: float = HTTP_TIMEOUT  # a control call's wait for an answer (OCM_HTTP_TIMEOUT)
 
     @classmethod
     def load(
@@ -38,6 +42,7 @@ class Settings:
         home: str | os.PathLike[str] | None = None,
         opencode: str | None = None,
         environ: Mapping[str, str] | None = None,
+        http_timeout: float | None = None,
     ) -> Settings:
         env = dict(os.environ if environ is None else environ)
         home_value = home or env.get("OCM_HOME")
@@ -53,6 +58,7 @@ class Settings:
             environ=env,
             registry_timeout=max(0.0, lock_wait),
             warmup_timeout=_seconds(env, "OCM_WARMUP_TIMEOUT", 15.0),
+            http_timeout=http_timeout or _positive(env, "OCM_HTTP_TIMEOUT", HTTP_TIMEOUT),
         )
 
     # -- derived paths ---------------------------------------------------------------------
@@ -104,6 +110,12 @@ class Settings:
         value = self.environ.get("XDG_DATA_HOME")
         return Path(value) if value else self.user_home / ".local" / "share"
 
+    @property
+    def user_state_home(self) -> Path:
+        """The user's own XDG state dir, where OpenCode 2 registers its background service."""
+        value = self.environ.get("XDG_STATE_HOME")
+        return Path(value) if value else self.user_home / ".local" / "state"
+
     def ensure_home(self) -> None:
         """Create the state directories, private to the user (0700 whatever the umask), or
         say clearly why we cannot. Nothing is written to find out: many commands run at once.
@@ -138,3 +150,11 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         return max(0.0, float(env.get(name) or default))
     except ValueError:
         raise StateError(f"invalid {name} {env[name]!r}: seconds expected") from None
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    """A duration variable in seconds that must be above 0 (0 would mean "never answer")."""
+    value = _seconds(env, name, default)
+    if value <= 0:
+        raise StateError(f"invalid {name} {env[name]!r}: seconds above 0 expected")
+    return value

@@ -146,6 +146,12 @@ class Scenario:
         node_of = {home: node for node, home in homes.items()}
         node_b = node_of[str(self.homes["B"])]
 
+        # A start that outlives the driver's deadline on host B: undone on both hosts.
+        agent_b = next(int(h["agent_pid"]) for h in up["hosts"] if h["node_id"] == node_b)
+        t0 = time.monotonic()
+        self.failing_start(agent_b)
+        self.out["failed_start_s"] = round(time.monotonic() - t0, 1)
+
         t0 = time.monotonic()
         started = self.ocm(
             "start", "--cluster", "-n", "4", "--spread", "--dir", str(self.project),
@@ -244,6 +250,80 @@ class Scenario:
         self.ocm("stop", "--all", "--json")
         return self.out
 
+    def failing_start(self, agent_b: int) -> None:
+        """`ocm start --cluster -n 2 --spread` whose agent on host B stops answering once its
+        start has begun (SIGSTOP: a loaded host, a swap storm), while host A's start goes on
+        and succeeds. The driver's deadline passes; it must undo the start on both hosts and
+        leave nothing running that no registry lists. B answers again once A's part is undone
+        (so its start and the undo run in whatever order Ray delivers them)."""
+        argv = [
+            sys.executable, "-m", "opencode_manager", "start", "--cluster", "-n", "2",
+            "--spread", "--timeout", "10", "--dir", str(self.project),
+            "--env", f"OPENCODE_CONFIG_CONTENT={self.config}",
+            "--env", "OPENCODE_DISABLE_MODELS_FETCH=1", "--json",
+        ]  # fmt: skip
+        env = {**self.env("driver"), "OCM_CLUSTER_CALL_TIMEOUT": "3"}
+        began = time.monotonic()
+        driver = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        seen: dict[str, dict[str, Any]] = {}  # every row the hosts held, with its PIDs
+
+        def rows(host: str) -> set[str]:
+            found = _rows(self.homes[host])
+            for name, row in found.items():
+                seen.setdefault(f"{host}:{name}", {}).update(
+                    {k: v for k, v in row.items() if v is not None}
+                )
+            return set(found)
+
+        frozen = False
+        try:
+            wait_for(lambda: rows("B"), timeout=120, interval=0.02, message="B's start")
+            os.kill(agent_b, signal.SIGSTOP)
+            frozen = True
+            self.out["b_frozen_at_s"] = round(time.monotonic() - began, 1)
+            wait_for(lambda: rows("A"), timeout=60, interval=0.05, message="A's start")
+            wait_for(lambda: not rows("A"), timeout=120, interval=0.1, message="A's undo")
+        finally:
+            if frozen:
+                os.kill(agent_b, signal.SIGCONT)
+        out, errors = driver.communicate(timeout=300)
+        self.out["failed_start"] = {
+            "rc": driver.returncode, "stdout": out, "stderr": errors,
+            "took_s": round(time.monotonic() - began, 1), "seen": seen,
+        }  # fmt: skip
+
+        def keepers() -> list[str]:
+            """Keeper processes of hosts A and B still alive, by instance name."""
+            found = []
+            for entry in os.listdir("/proc"):
+                if not entry.isdigit():
+                    continue
+                try:
+                    argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                text = [a.decode(errors="replace") for a in argv if a]
+                homes = {str(self.homes["A"]), str(self.homes["B"])}
+                if "opencode_manager.keeper" in text and homes & set(text) and _alive(int(entry)):
+                    found.append(text[-1])
+            return found
+
+        pids = [
+            int(row[k]) for row in seen.values() for k in ("keeper_pid", "server_pid") if row.get(k)
+        ]
+        wait_for(
+            lambda: not keepers() and not [p for p in pids if _alive(p)],
+            timeout=60, message="no keeper or server of the failed start",
+        )  # fmt: skip
+        self.out["failed_start"].update(
+            driver_rows=self.ocm("ls", "--json", "--no-foreign"),
+            a_rows=self.ocm("ls", "--json", "--no-foreign", home="A"),
+            b_rows=self.ocm("ls", "--json", "--no-foreign", home="B"),
+            pids=pids,
+        )
+
     def close(self) -> None:
         for host in list(self.nodes):
             self.stop_node(host)
@@ -257,6 +337,24 @@ def _listening(port: int) -> bool:
 
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _rows(home: Path) -> dict[str, dict[str, Any]]:
+    """A host registry's instance rows, read-only (WAL: beside its writers)."""
+    import sqlite3
+
+    path = home / "registry.db"
+    if not path.exists():
+        return {}
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        db.row_factory = sqlite3.Row
+        found = db.execute("SELECT name, state, keeper_pid, server_pid FROM instances")
+        return {r["name"]: dict(r) for r in found}
+    except sqlite3.Error:
+        return {}
+    finally:
+        db.close()
 
 
 def _alive(pid: int) -> bool:

@@ -24,7 +24,9 @@ class FakeLink(Link):
     def _handle(self, node_id: str) -> Any | None:
         return node_id
 
-    def _call(self, handle: Any, method: str, *args: Any, wait: float = 0, **kw: Any) -> Any:
+    def _call(
+        self, handle: Any, method: str, *args: Any, wait: float | None = None, **kw: Any
+    ) -> Any:
         assert method == "hello"
         return {"pid": 7, "home": "/h", "free_bytes": 1, "instances": self.hellos[handle]}
 
@@ -60,7 +62,9 @@ def test_rows_are_set_right_by_what_the_hosts_run(home_fleet: Fleet) -> None:
 class StartDuringReconcile(FakeLink):
     """An `ocm start --cluster` records its instance while this link asks the agents."""
 
-    def _call(self, handle: Any, method: str, *args: Any, wait: float = 0, **kw: Any) -> Any:
+    def _call(
+        self, handle: Any, method: str, *args: Any, wait: float | None = None, **kw: Any
+    ) -> Any:
         answer = super()._call(handle, method, *args, wait=wait, **kw)
         if self.fleet.registry.find("just-started") is None:
             _row(self.fleet, "just-started", "node-a")

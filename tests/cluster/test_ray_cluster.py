@@ -71,6 +71,22 @@ def test_a_fleet_across_two_ray_nodes(tmp_path: Path, opencode_bin: str) -> None
     assert len(up["hosts"]) == 2
     assert {h["agent"] for h in up["hosts"]} <= {"created", "up"}
 
+    # A start whose agent on host B stopped answering once it had begun: the driver gave
+    # up on it (B's deadline passed; on a loaded machine A's server may miss its --timeout
+    # first), undid the start on both hosts, said so in one line, and nothing of it runs or
+    # is listed anywhere (its keepers and servers are gone).
+    failed = seen["failed_start"]
+    lines = [ln for ln in failed["stderr"].splitlines() if ln.strip()]
+    assert failed["rc"] == 6, failed
+    assert len(lines) == 1, failed["stderr"]
+    assert "cluster start failed: " in lines[0], lines
+    assert "did not finish starting" in lines[0] or "failed to start" in lines[0], lines
+    assert "stopped and removed" in lines[0], lines
+    assert failed["pids"], "the hosts recorded the start's processes before the undo"
+    assert failed["driver_rows"] == [], failed
+    assert failed["a_rows"] == [], failed
+    assert failed["b_rows"] == [], failed
+
     # 4 instances spread 2 + 2, each bound to its host's address with a password.
     started = seen["started"]
     assert len(started) == 4
@@ -118,3 +134,4 @@ def test_a_fleet_across_two_ray_nodes(tmp_path: Path, opencode_bin: str) -> None
     assert seen["local_batch_completed"] == 12
     # The figures docs/scale-out.md reports (printed with -s; never asserted on).
     print({k: v for k, v in seen.items() if k.endswith("_s")})
+    print("failed start:", failed["stderr"].strip())

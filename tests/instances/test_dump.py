@@ -37,9 +37,11 @@ from helpers import invoke_ocm, wait_for
 
 
 @pytest.fixture
-def server() -> Iterator[int]:
-    """A live process whose command line says `serve`, as a server's does."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "serve"])
+def server(tmp_path: Path) -> Iterator[int]:
+    """A live process whose argv says `opencode serve`, as a server's does."""
+    program = tmp_path / "opencode"
+    program.write_text("import time\ntime.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, str(program), "serve"])
     yield proc.pid
     proc.kill()
     proc.wait()
@@ -487,7 +489,7 @@ def test_a_saved_fleet_comes_back_with_its_names_ports_and_settings(
 
         back = resurrect(home_fleet)
         assert back.to_dict() == {"started": ["pinned", "auto"], "running": [], "skipped": {},
-                                  "failed": {}}  # fmt: skip
+                                  "failed": {}, "waited_for": None}  # fmt: skip
         assert _shape(home_fleet) == before  # same names, ports and settings
         assert home_fleet.settings.password_path("pinned").read_text() == password
         listed = _ls()
@@ -498,10 +500,52 @@ def test_a_saved_fleet_comes_back_with_its_names_ports_and_settings(
 
         again = resurrect(home_fleet)
         assert again.to_dict() == {"started": [], "running": ["pinned", "auto"], "skipped": {},
-                                   "failed": {}}  # fmt: skip
+                                   "failed": {}, "waited_for": None}  # fmt: skip
         assert {n: i["pid"] for n, i in _ls().items()} == {
             n: i["pid"] for n, i in listed.items()
         }  # nothing was restarted
+    finally:
+        invoke_ocm("stop", "--all")
+    wait_for(lambda: all(i["status"] == "stopped" for i in _ls().values()), message="stopped")
+
+
+@pytest.mark.integration
+def test_resurrects_run_at_once_start_each_instance_once(
+    home_fleet: Fleet, model_env: list[str], tmp_path: Path
+) -> None:
+    """A login unit and a person (and a script) run `ocm resurrect` together: the later ones
+    wait for the first and then report the instance running, which it is by then; none
+    stops what another started, none fails."""
+    env_args = [arg for item in model_env for arg in ("--env", item)]
+    try:
+        invoke_ocm("start", "twin", "--dir", str(tmp_path), *env_args, check=True)
+        save(home_fleet)
+        invoke_ocm("stop", "twin", check=True)
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "opencode_manager", "resurrect", "--json"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(3)
+        ]
+        wait_for(lambda: any(p.poll() is not None for p in procs), timeout=240, message="one")
+        first = _ls()["twin"]  # whoever finished first, what it reported is true now
+        assert (first["status"], first["healthy"]) == ("running", True), first
+        outs = [proc.communicate(timeout=240) for proc in procs]
+        assert [proc.returncode for proc in procs] == [0, 0, 0], outs
+        reports = [json.loads(stdout) for stdout, _ in outs]
+        assert sorted(name for r in reports for name in r["started"]) == ["twin"], reports
+        waiters = [r for r in reports if not r["started"]]
+        assert [r["running"] for r in waiters] == [["twin"], ["twin"]], reports
+        assert all(r["waited_for"] in {p.pid for p in procs} for r in waiters), reports
+        assert _ls()["twin"]["status"] == "running"
+        events = invoke_ocm("events", "twin", "--json", check=True).json()
+        last_stop = max(i for i, e in enumerate(events) if e["kind"] == "stopped")
+        after = [e["kind"] for e in events[last_stop + 1 :]]
+        assert after.count("healthy") == 1, after  # started once, never stopped meanwhile
+        assert "stopped" not in after
     finally:
         invoke_ocm("stop", "--all")
     wait_for(lambda: all(i["status"] == "stopped" for i in _ls().values()), message="stopped")

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
 import subprocess
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
 import pytest
 
+from opencode_manager.instances.fleet import Fleet as RegistryFleet
+from opencode_manager.instances.inventory import list_instances
+from opencode_manager.models import InstanceInfo, Status
 from opencode_manager.scripted_model import ScriptedModelServer
 
 from conftest import CORS_ORIGIN, Fleet
@@ -73,6 +80,51 @@ def test_ls_json_lists_them_with_every_field(fleet: Fleet) -> None:
         assert Path(info["log"]).is_file()
 
 
+def test_ls_of_foreign_servers_does_not_wait_to_measure_cpu(
+    fleet: Fleet, home_fleet: RegistryFleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen from another OCM_HOME, the shared fleet's servers are foreign: `ls` lists them
+    without sleeping for a CPU window (it slept 0.1 s). Their CPU is unknown at first sight,
+    and the use since the previous look from the second look on (a long-lived front's)."""
+    slept: list[float] = []
+    real_async_sleep, real_sleep = asyncio.sleep, time.sleep
+    # Threads already running (the session's scripted model, say) sleep as they like.
+    others = {t.ident for t in threading.enumerate()} - {threading.get_ident()}
+
+    def note(delay: float) -> None:
+        if threading.get_ident() not in others:
+            slept.append(delay)
+
+    async def async_sleep(delay: float, *args: Any, **kwargs: Any) -> Any:
+        note(delay)
+        return await real_async_sleep(delay, *args, **kwargs)
+
+    def sleep(delay: float) -> None:
+        note(delay)
+        real_sleep(delay)
+
+    monkeypatch.setattr(asyncio, "sleep", async_sleep)
+    monkeypatch.setattr(time, "sleep", sleep)
+    ports = {i["port"] for i in fleet.instances}
+
+    def look(*, probe_health: bool) -> dict[object, InstanceInfo]:
+        infos = asyncio.run(list_instances(home_fleet, probe_health=probe_health))
+        return {i.port: i for i in infos if i.port in ports}
+
+    # Without health checks to overlap, a window would be slept in full.
+    first, second = look(probe_health=False), look(probe_health=True)
+    assert [delay for delay in slept if delay > 0] == []
+    assert first.keys() == second.keys() == ports
+    for info in first.values():
+        assert info.status is Status.FOREIGN
+        assert info.cpu_percent is None
+        assert info.rss_bytes is not None
+        assert info.rss_bytes > 50_000_000
+    for info in second.values():
+        assert info.cpu_percent is not None
+        assert info.cpu_percent >= 0
+
+
 def test_auth_401_without_and_200_with_credentials_from_env(fleet: Fleet) -> None:
     for info in fleet.instances:
         creds = _creds(fleet, str(info["name"]))
@@ -112,9 +164,10 @@ def test_env_prints_shell_exports(fleet: Fleet) -> None:
         [
             "bash",
             "-c",
+            # The README's recipe: the password on curl's stdin, not its command line.
             f'eval "$({_ocm_cmd()} env oc-2)"; curl -s -o /dev/null -w "%{{http_code}}" '
-            '-u "$OPENCODE_SERVER_USERNAME:$OPENCODE_SERVER_PASSWORD" '
-            '"$OPENCODE_SERVER_URL/global/health"',
+            '-K - "$OPENCODE_SERVER_URL/global/health" '
+            '<<<"user = \\"$OPENCODE_SERVER_USERNAME:$OPENCODE_SERVER_PASSWORD\\""',
         ],
         capture_output=True,
         text=True,

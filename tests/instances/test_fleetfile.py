@@ -391,3 +391,26 @@ def test_relative_paths_stay_relative_in_messages(here: Path) -> None:
 def test_a_bare_instance_is_a_bare_ocm_start_in_the_files_directory(here: Path) -> None:
     (web,) = parse_fleet_file("[instance.web]\n", Path(FLEET_FILE)).instances
     assert web.spec == build_specs(name="web", count=1, directory=None)[0]
+
+
+def test_each_instance_chooses_its_opencode_a_version_or_a_path(here: Path) -> None:
+    text = (
+        '[defaults]\nopencode = "1.18.33"\n'
+        '[instance.v2]\nopencode = "2.1.2"\n'
+        '[instance.mine]\nopencode = "bin/opencode"\n'
+        "[instance.plain]\n"
+    )
+    found = {d.name: d.spec.binary for d in parse_fleet_file(text, here / FLEET_FILE).instances}
+    assert found == {
+        "v2": "2.1.2",
+        "mine": str(here / "bin" / "opencode"),  # relative to the file, like `dir`
+        "plain": "1.18.33",
+    }
+
+
+def test_an_opencode_of_no_supported_line_is_refused_where_it_is_written(here: Path) -> None:
+    lines = parse('[instance.v3]\nopencode = "3.0.0"\n')
+    assert lines == [
+        "ocm.toml:2: [instance.v3] opencode: invalid opencode 3.0.0: opencode 3.0.0 is a line "
+        "opencode-manager does not know: it supports 1.x (>= 1.1.39) and 2.x"
+    ]

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from opencode_manager.instances.fleet import Fleet as RegistryFleet
+from opencode_manager.models import InstanceSpec, ProcessIdentity
+
 from helpers import Result, invoke_ocm
 
 pytestmark = pytest.mark.integration
@@ -66,3 +69,17 @@ def _check(started: Result, project: Path) -> None:
     assert "MCP server broken failed: " in str(found["detail"])
     assert "ENOENT" in str(found["detail"])
     assert "mcp.broken" in str(found["fix"])
+
+
+def test_doctor_names_no_cause_as_such_never_as_none(home_fleet: RegistryFleet) -> None:
+    """A row that says running whose processes are gone, with nothing recorded about why (its
+    keeper could not write it): doctor says so, not `crashed: None`."""
+    registry = home_fleet.registry
+    with registry.transaction() as db:
+        registry.reserve(db, InstanceSpec(name="gone", dir="/p"), port=None)
+    registry.server_spawned("gone", ProcessIdentity(4_000_123, 1.0, "serve"))  # long dead
+    registry.mark_running("gone", url="http://127.0.0.1:9", port=9, version="1.18.33")
+    result = invoke_ocm("doctor", "--json")
+    [check] = [c for c in result.json()["checks"] if c["name"] == "instance gone"]
+    assert check["detail"].startswith("crashed: its processes are gone"), check
+    assert "None" not in check["detail"]

@@ -7,13 +7,18 @@ registry is a real SQLite file in tmp_path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import shutil
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from opencode_manager.errors import StateError
+from opencode_manager.keeper import ledger, loop
 from opencode_manager.keeper.loop import RECOVERED, Keeper
 from opencode_manager.keeper.policy import Limits, RestartPolicy
 from opencode_manager.models import InstanceRecord, InstanceSpec, State
@@ -347,12 +352,141 @@ async def test_the_keepers_own_crash_is_recorded(harness: Make) -> None:
     h = harness()
     await h.running()
 
-    async def broken(*args: object, **kwargs: object) -> dict[str, object]:
+    async def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("a bug in the keeper")
 
-    h.probe.health = broken  # type: ignore[method-assign]
+    h.probe.check = broken  # type: ignore[method-assign, assignment]
     assert await h.finish() == 2
     await h.until(lambda: h.record().keeper_error is not None)
     record = h.record()
     assert "keeper crashed: RuntimeError: a bug in the keeper" in (record.keeper_error or "")
     assert "keeper_error" in h.events()  # shown by `ocm status` and `ocm events`
+
+
+# -- the registry replaced (`ocm restore`), and a full disk ------------------------------------
+def _swap(path: Path, source: Path) -> None:
+    """What `ocm restore` does to the files: a copy renamed over the registry, its old -wal
+    and -shm moved away first (so SQLite replays nothing stale onto the new file)."""
+    copy = path.with_name(".swap")
+    shutil.copyfile(source, copy)
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(f"{path}{suffix}", f"{path}.old{suffix}")
+    os.replace(copy, path)
+
+
+async def test_a_replaced_registry_gets_the_keepers_row_back(harness: Make, tmp_path: Path) -> None:
+    h = harness()
+    server = await h.running()
+    older = tmp_path / "older" / "registry.db"
+    older.parent.mkdir()
+    backup = Registry(older)
+    assert backup.instances() == []  # a backup made before this instance existed
+    backup.close()
+    _swap(h.settings.registry_path, older)
+    h.keeper.wake.set()  # what `ocm restore` does: SIGUSR1, "look at your registry again"
+    fresh = Registry(h.settings.registry_path)  # a command run after the restore
+
+    def rejoined() -> bool:
+        record = fresh.find("k")
+        return record is not None and record.state is State.RUNNING and record.url == server.url
+
+    await h.until(rejoined)
+    record = fresh.get("k")
+    assert record.keeper is not None  # the keeper wrote itself in: `ls` and `stop` can find it
+    assert record.launch_token == "t0k3n"
+    assert record.port == server.port
+    assert "rejoined" in [e.kind for e in fresh.events("k")]
+    assert h.record() == fresh.get("k")  # a long-lived reader reopened the new file too
+    fresh.request_stop("k", 1.0)  # the restored registry drives it again
+    assert await h.finish() == 0
+    assert fresh.get("k").state is State.STOPPED
+    assert server.terminations == [1.0]
+    fresh.close()
+
+
+async def test_a_stale_stop_in_a_restored_backup_is_not_obeyed(
+    harness: Make, tmp_path: Path
+) -> None:
+    """A backup from when the instance was being stopped must not stop it now."""
+    h = harness()
+    server = await h.running()
+    older = tmp_path / "older" / "registry.db"
+    older.parent.mkdir()
+    backup = Registry(older)
+    with backup.transaction() as db:
+        backup.reserve(db, InstanceSpec(name="k", dir=str(tmp_path)), port=None)
+    backup.request_stop("k", 1.0)  # what the row said back then
+    backup.close()
+    _swap(h.settings.registry_path, older)
+    h.keeper.wake.set()
+    fresh = Registry(h.settings.registry_path)
+    await h.until(lambda: fresh.get("k").url == server.url and fresh.get("k").desired == "running")
+    assert fresh.get("k").state is State.RUNNING
+    assert server.returncode is None
+    assert h.task is not None
+    assert not h.task.done()
+    fresh.close()
+
+
+class FullDisk(Registry):
+    """A registry on a disk that fills up: while `full`, every write fails as SQLite says
+    then (reads still work, as they do on a full disk)."""
+
+    full = False
+    refused = 0
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        if self.full:
+            self.refused += 1
+            raise StateError(f"registry {self.path}: the disk is full (database or disk is full)")
+        with super().transaction() as db:
+            yield db
+
+
+async def test_a_full_disk_loses_no_state_and_the_stop_made_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ledger, "FIRST_RETRY", 0.01)
+    monkeypatch.setattr(ledger, "MAX_RETRY", 0.02)
+    monkeypatch.setattr(ledger, "MAX_PENDING", 14)  # fewer than this outage writes
+    monkeypatch.setattr(loop, "EXIT_SETTLE", 0.2)
+    h = Harness(tmp_path, FAST, InstanceSpec(name="k", dir=str(tmp_path)))
+    disk = FullDisk(h.settings.registry_path, timeout=0.05)
+    h.keeper = Keeper(
+        h.settings, h.registry.get("k"), disk, spawner=h.spawner, probe=h.probe,
+        host=FakeHost(), limits=FAST, capture_stdio=False,
+    )  # fmt: skip
+    h.start()
+    first = await h.running()
+    disk.full = True
+    first.exit(1)  # crashes twice while nothing can be written
+    second = await h.spawner.started(2)
+    second.exit(1)
+    third = await h.spawner.started(3)
+    log = h.settings.log_path("k")
+    await h.until(lambda: f"healthy at {third.url}" in log.read_text())  # not in the registry
+    h.keeper.request_stop()  # `ocm stop` during the outage (its request could not be written)
+    await h.until(lambda: bool(third.terminations))
+    refused = disk.refused
+    # Its end is not recorded: the keeper stays, long past its first attempts to say so.
+    await h.until(lambda: h.task is not None and (h.task.done() or disk.refused > refused + 40))
+    assert h.task is not None
+    assert not h.task.done()
+    assert h.record().state is State.RUNNING  # what `ls` still reads (it shows `stopping`)
+    disk.full = False  # room again
+    assert await h.finish() == 0
+    record = h.record()
+    assert record.state is State.STOPPED
+    assert record.last_exit == "stopped"
+    assert record.restarts == 2  # every transition made it, in order
+    assert record.keeper is None
+    assert record.server is None
+    assert h.keeper.ledger.dropped > 0  # more events than it keeps...
+    events = h.registry.events("k")
+    lost = [e for e in events if e.kind == "keeper_error" and "not recorded" in (e.detail or "")]
+    assert len(lost) == 1, events  # ...and it says how many
+    assert f"{h.keeper.ledger.dropped} event(s)" in (lost[0].detail or "")
+    kinds = [e for e in h.lifecycle() if e != "keeper_error"]
+    assert kinds[-3:] == ["started", "healthy", "stopped"]  # the newest are kept, in order

@@ -34,8 +34,8 @@ from opencode_manager import (
     TaskRecord,
     TaskStatus,
 )
-from opencode_manager.mcpserver import results
-from opencode_manager.mcpserver.tools import _brief, build_server
+from opencode_manager.mcpserver import records, results
+from opencode_manager.mcpserver.tools import build_server
 
 from conftest import Fleet
 
@@ -94,45 +94,106 @@ def _keys(shape: Any) -> set[str]:
     return set(shape.__required_keys__ | shape.__optional_keys__)
 
 
-# (result type, what the tools put in it): every record a public type's `to_dict()` makes
+# (result type, what the tools put in it): every record a public type's `to_dict()` makes,
+# compacted by `records`
 SAMPLES: list[tuple[Any, dict[str, Any]]] = [
-    (results.LifecycleEvent, EVENT.to_dict()),
-    (results.LifecycleEvent, EVENT.to_dict() | {"id": EVENT.id}),
-    (results.InstanceInfo, INFO.to_dict()),
-    (results.InstanceDetail, REPORT.to_dict()),
-    (results.TaskRecord, RECORD.to_dict()),
-    (results.SessionRow, SESSION.to_dict()),
-    (results.PendingAsk, PERMISSION.to_dict()),
-    (results.PendingAsk, QUESTION.to_dict()),
-    (results.BatchSummary, BATCH.to_dict()),
-    (results.BatchBrief, BATCH.to_dict(with_tasks=False)),
-    (results.TaskOutcome, BATCH.to_dict()["tasks"][0]),
-    (results.FleetFrame, FRAME.to_dict()),
-    (results.FleetRow, FRAME.to_dict()["instances"][0]),
-    (results.FleetTotals, FRAME.to_dict()["totals"]),
-    (results.SessionCounts, REPORT.to_dict()["sessions"]),
-    (results.AskQuestion, QUESTION.to_dict()["questions"][0]),
-    (results.StopResult, StopResult("oc-1", "running", "stopped", port_freed=True).to_dict()),
-    (results.TaskBrief, dict(_brief(RECORD))),
+    (results.LifecycleEvent, dict(records.event(EVENT))),
+    (results.LifecycleEvent, dict(records.event(EVENT, nested=True))),
+    (results.InstanceInfo, dict(records.instance(INFO))),
+    (results.InstanceDetail, dict(records.instance_detail(REPORT))),
+    (results.TaskRecord, dict(records.task(RECORD))),
+    (results.TaskRecord, dict(records.task(RECORD, with_id=False))),
+    (results.SessionRow, dict(records.session(SESSION))),
+    (results.SessionRow, dict(records.session(SESSION, raw=True))),
+    (results.PendingAsk, dict(records.ask(PERMISSION))),
+    (results.PendingAsk, dict(records.ask(QUESTION))),
+    (results.BatchSummary, dict(records.batch(BATCH))),
+    (results.BatchBrief, dict(records.batch_brief(BATCH))),
+    (results.TaskOutcome, dict(records.batch(BATCH)["tasks"][0])),
+    (results.FleetFrame, dict(records.fleet_frame(FRAME))),
+    (results.FleetRow, dict(records.fleet_frame(FRAME)["instances"][0])),
+    (results.FleetTotals, dict(records.fleet_frame(FRAME)["totals"])),
+    (results.SessionCounts, dict(records.instance_detail(REPORT)["sessions"])),
+    (results.AskQuestion, dict(records.ask(QUESTION)["questions"][0])),
+    (
+        results.StopResult,
+        dict(records.stop(StopResult("oc-1", "running", "stopped", port_freed=True))),
+    ),
+    (results.TaskBrief, dict(records.task_brief(RECORD))),
+]
+
+# (result type, the full `to_dict()`, the keys the compact record never has)
+FULL: list[tuple[Any, dict[str, Any], set[str]]] = [
+    (results.LifecycleEvent, EVENT.to_dict() | {"id": 7}, {"time", "kind"}),
+    (results.InstanceInfo, INFO.to_dict(), {"dir"}),
+    (results.InstanceDetail, REPORT.to_dict(), {"dir"}),
+    (results.TaskRecord, RECORD.to_dict(), set()),
+    (results.SessionRow, SESSION.to_dict(), {"created", "updated"}),
+    (results.PendingAsk, PERMISSION.to_dict() | QUESTION.to_dict(), set()),
+    (results.BatchSummary, BATCH.to_dict(), set()),
+    (results.BatchBrief, BATCH.to_dict(with_tasks=False), set()),
+    (results.TaskOutcome, BATCH.to_dict()["tasks"][0], set()),
+    (results.FleetFrame, FRAME.to_dict(), set()),
+    (results.FleetRow, FRAME.to_dict()["instances"][0], set()),
+    (results.FleetTotals, FRAME.to_dict()["totals"], set()),
+    (results.SessionCounts, REPORT.to_dict()["sessions"], set()),
+    (results.AskQuestion, QUESTION.to_dict()["questions"][0], set()),
+    (results.StopResult, StopResult("oc-1", "running", "stopped").to_dict(), set()),
 ]
 
 
 @pytest.mark.parametrize(("shape", "data"), SAMPLES, ids=lambda v: getattr(v, "__name__", None))
-def test_a_result_type_declares_exactly_the_keys_to_dict_makes(
+def test_a_compact_record_has_its_required_keys_and_only_declared_ones(
     shape: Any, data: dict[str, Any]
 ) -> None:
     assert shape.__required_keys__ <= data.keys() <= _keys(shape)
 
 
+@pytest.mark.parametrize(
+    ("shape", "data", "older"), FULL, ids=lambda v: getattr(v, "__name__", None)
+)
+def test_a_result_type_declares_every_key_to_dict_makes_but_the_older_names(
+    shape: Any, data: dict[str, Any], older: set[str]
+) -> None:
+    """The schema cannot drift from the public types: a key `to_dict()` grows must be declared
+    (or knowingly left out as an older name)."""
+    assert _keys(shape) == data.keys() - older
+
+
+@pytest.mark.parametrize(("shape", "data"), SAMPLES, ids=lambda v: getattr(v, "__name__", None))
+def test_each_fact_once_and_no_null_or_empty_values(shape: Any, data: dict[str, Any]) -> None:
+    assert not {"time", "kind"} <= data.keys()
+    assert not {"created", "created_at"} <= data.keys()
+    assert not {"dir", "directory"} <= data.keys()
+    for key, value in data.items():
+        assert value not in (None, [], {}, ""), (shape.__name__, key)
+
+
+def test_a_record_says_what_its_parent_does_not() -> None:
+    """A nested event leaves out its instance, a task in a handle its id, a session its
+    raw OpenCode object unless asked, an instance its last event when `events` ends with it."""
+    assert "instance" not in records.fleet_frame(FRAME)["instances"][0]["last_event"]
+    assert records.event(EVENT)["instance"] == "oc-1"
+    detail = records.instance_detail(REPORT)
+    assert [e.get("instance") for e in detail["events"]] == [None]
+    assert "last_event" not in detail
+    assert "id" not in records.task(RECORD, with_id=False)
+    assert "raw" not in records.session(SESSION)
+    assert records.session(SESSION, raw=True)["raw"]["title"] == "hello"
+    assert "task_id" not in records.task(RECORD)  # null: no batch file gave it an id
+    assert "pinned" not in records.task(RECORD)
+
+
 def test_every_key_of_a_kind_dependent_record_is_declared() -> None:
     both = PERMISSION.to_dict().keys() | QUESTION.to_dict().keys()
     assert both == _keys(results.PendingAsk)
-    assert EVENT.to_dict().keys() | {"id"} == _keys(results.LifecycleEvent)
 
 
 def test_the_brief_task_is_the_record_in_part() -> None:
-    full = RECORD.to_dict()
-    assert dict(_brief(RECORD)) == {key: full[key] for key in _keys(results.TaskBrief)}
+    full = records.task(RECORD)
+    brief = records.task_brief(RECORD)
+    assert dict(brief) == {key: full[key] for key in brief}  # type: ignore[literal-required]
+    assert brief.keys() <= _keys(results.TaskBrief)
 
 
 @pytest.mark.parametrize(("shape", "data"), SAMPLES, ids=lambda v: getattr(v, "__name__", None))
@@ -155,7 +216,7 @@ def test_the_task_totals_fit_their_type() -> None:
 async def test_keys_nobody_declared_still_reach_the_client() -> None:
     """A plain TypedDict makes the SDK drop undeclared keys; ours are open, nested too."""
     server = MCPServer("probe")
-    wait = {"done": True, "task_id": "t-1", "record": RECORD.to_dict() | {"new_key": [1]},
+    wait = {"done": True, "task_id": "t-1", "record": dict(records.task(RECORD)) | {"new_key": [1]},
             "later": "kept"}  # fmt: skip
 
     @server.tool()

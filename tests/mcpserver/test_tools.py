@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
+from mcp.client.stdio import stdio_client
 
 from opencode_manager import Settings
 from opencode_manager.mcpserver.tools import build_server
@@ -37,8 +38,9 @@ def _settings() -> Settings:
     return Settings.load(home=Path(os.environ["OCM_HOME"]))
 
 
-async def _names(**gates: bool) -> set[str]:
-    async with Client(build_server(_settings(), **gates)) as client:
+async def _names(*, read_only: bool = False, destructive: bool = True) -> set[str]:
+    server = build_server(_settings(), read_only=read_only, destructive=destructive)
+    async with Client(server) as client:
         return {tool.name for tool in (await client.list_tools()).tools}
 
 
@@ -126,6 +128,92 @@ async def test_destructive_tools_want_confirm() -> None:
     error, text = await _call("instances_stop", {"names": ["oc-1"], "confirm": True})
     assert error
     assert "no instance named 'oc-1'" in text  # past the gate, a readable error
+
+
+async def test_an_unknown_argument_is_refused_naming_the_known_ones() -> None:
+    """`task_run {"dir": "/etc"}` ran in the default directory: the SDK dropped `dir`."""
+    error, text = await _call("task_run", {"prompt": "hi", "dir": "/etc"})
+    assert error
+    assert text == (
+        "task_run: unknown argument 'dir' (did you mean 'directory'?); "
+        "task_run takes: prompt, instance, directory, wait_s, asks"
+    )
+    error, text = await _call("fleet_status", {"verbose": True})
+    assert (error, text) == (True, "fleet_status: unknown argument 'verbose'; "
+                                   "fleet_status takes no arguments")  # fmt: skip
+    assert await _call("tasks_list", {}) == (False, {"tasks": []})  # nothing ran
+
+
+async def test_every_tool_advertises_that_it_takes_nothing_else() -> None:
+    async with Client(build_server(_settings())) as client:
+        for tool in (await client.list_tools()).tools:
+            assert tool.input_schema.get("additionalProperties") is False, tool.name
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments", "said"),
+    [
+        ("task_run", {"prompt": "hi", "wait_s": "abc"},
+         "task_run: 'wait_s' must be a number (got 'abc')"),
+        ("task_run", {}, "task_run: 'prompt' is required"),
+        ("task_run", {"prompt": "hi", "asks": "yes"},
+         "task_run: 'asks' must be one of 'reject', 'approve' or 'leave' (got 'yes')"),
+        ("instance_logs", {"name": "oc-1", "lines": 0},
+         "instance_logs: 'lines' must be >= 1 (got 0)"),
+        ("instances_stop", {"names": "oc-1", "confirm": True},
+         "instances_stop: 'names' must be a list (got 'oc-1')"),
+        ("instances_start", {"count": "two"},
+         "instances_start: 'count' must be a whole number (got 'two')"),
+    ],
+)  # fmt: skip
+async def test_an_argument_error_is_one_line(
+    name: str, arguments: dict[str, Any], said: str
+) -> None:
+    assert await _call(name, arguments) == (True, said)
+
+
+async def test_errors_name_the_tool_to_call_not_the_cli() -> None:
+    cases: list[tuple[str, dict[str, Any], str]] = [
+        ("instance_get", {"name": "nope"},
+         "instance_get: no instance named 'nope'; call instances_list"),
+        ("task_get", {"task_id": "t-nope"}, "task_get: no task 't-nope'; call tasks_list"),
+        ("batch_get", {"batch_id": "b-nope"}, "batch_get: no batch 'b-nope'; call batches_list"),
+        ("batch_run", {"tasks": [{"prompt": "hi"}]},
+         "batch_run: no running instance for the batch; start some with instances_start"),
+        ("instances_start", {"directory": "/definitely/missing"},
+         "instances_start: `directory` /definitely/missing: no such directory"),
+    ]  # fmt: skip
+    for name, arguments, said in cases:
+        assert await _call(name, arguments) == (True, said)
+    async with Client(build_server(_settings())) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.read_resource("ocm://instances/nope")
+    assert str(caught.value) == "no instance named 'nope'; call instances_list"
+
+
+async def test_descriptions_are_plain_text() -> None:
+    """No docstring indentation or line breaks in the middle of a sentence."""
+    async with Client(build_server(_settings())) as client:
+        tools = (await client.list_tools()).tools
+        templates = (await client.list_resource_templates()).resource_templates
+    texts = [(t.name, t.description or "") for t in tools]
+    texts += [(f"{t.name}.{key}", str(prop.get("description", "")))
+              for t in tools for key, prop in t.input_schema["properties"].items()]  # fmt: skip
+    texts += [(t.name, t.description or "") for t in templates]
+    assert len(texts) > 60
+    for where, text in texts:
+        assert "\n" not in text, (where, text)
+        assert "  " not in text, (where, text)
+        assert text == text.strip(), (where, text)
+
+
+async def test_the_text_copy_is_the_structured_result_once_in_compact_json() -> None:
+    async with Client(build_server(_settings())) as client:
+        result = await client.call_tool("fleet_status", {})
+    [block] = result.content
+    text = getattr(block, "text", "")
+    assert json.loads(text) == result.structured_content
+    assert text == json.dumps(result.structured_content, separators=(",", ":"))
 
 
 @pytest.mark.integration
@@ -240,3 +328,31 @@ async def test_asks_left_for_the_caller_and_progress_while_waiting(fleet: Fleet)
         assert notes, "no progress notification while waiting"
         assert all(total == 40 for _, total, _ in notes)
         assert task_id in str(notes[0][2])
+
+
+@pytest.mark.integration
+async def test_one_stdio_session_writes_nothing_to_stderr(fleet: Fleet, tmp_path: Path) -> None:
+    """The SDK logged every call at INFO and httpx every request to an instance (79 lines in
+    one session): at the default `--log-level` (warning), stderr stays empty."""
+
+    async def session(*options: str) -> str:
+        errlog = tmp_path / f"stderr{len(options)}.txt"
+        params = StdioServerParameters(
+            command=sys.executable, args=["-m", "opencode_manager", "mcp", *options],
+            env=fleet.env, cwd=str(tmp_path),
+        )  # fmt: skip
+        with errlog.open("w") as sink:
+            async with Client(stdio_client(params, errlog=sink)) as client:
+                for name, arguments in [
+                    ("fleet_status", {}), ("instances_list", {}),
+                    ("instance_get", {"name": "oc-1"}), ("sessions_list", {}),
+                    ("task_run", {"prompt": "hi", "dir": "/etc"}),
+                    ("instance_get", {"name": "nope"}),
+                ]:  # fmt: skip
+                    await client.call_tool(name, arguments)
+        return errlog.read_text()
+
+    assert await session() == ""
+    chatty = await session("--log-level", "info")
+    assert "HTTP Request" in chatty  # what the default keeps quiet
+    assert "rejected arguments" in chatty

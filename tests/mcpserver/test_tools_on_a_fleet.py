@@ -3,6 +3,7 @@ fleet: the reads with their cursors and filters, and abort."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -80,3 +81,21 @@ async def test_reads_and_abort_on_a_running_fleet(fleet: Fleet) -> None:
         assert isinstance(batches["batches"], list)
     # a process of its own: this test runs inside an event loop
     assert run_ocm("result", task_id, "--json", env=fleet.env).json()["status"] == "aborted"
+
+
+async def test_fleet_status_of_three_is_compact(fleet: Fleet) -> None:
+    """Each fact once (no `time` beside `at`, no instance name inside its own row's event),
+    nothing null, and the text copy is compact JSON: 1.7 KB of text (2.9 KB on the wire)
+    before, under 1.2 KB now."""
+    settings = Settings.load(home=Path(fleet.env["OCM_HOME"]))
+    async with Client(build_server(settings, read_only=True)) as client:
+        result = await client.call_tool("fleet_status", {})
+    assert not result.is_error, result.content
+    text = getattr(result.content[0], "text", "")
+    assert json.loads(text) == result.structured_content
+    assert len(text.encode()) < 1200, text
+    rows = result.structured_content["instances"]
+    assert len(rows) == 3
+    for row in rows:
+        assert None not in row.values(), row
+        assert set(row["last_event"]) <= {"at", "type", "detail"}, row

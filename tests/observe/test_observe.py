@@ -6,12 +6,14 @@ import functools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -202,6 +204,57 @@ def test_metrics_parse_and_have_the_families(fleet: Fleet) -> None:
         if s.name.endswith("_total")
     }
     assert tokens["input"] > 0
+
+
+def test_metrics_serve_answers_every_scrape_from_the_running_totals() -> None:
+    """`ocm metrics --serve`: each scrape a fresh reading of the totals (every scrape used to
+    answer 500: the reading was gathered outside the event loop)."""
+    from opencode_manager.models import TaskRecord, TaskStatus
+    from opencode_manager.registry import Registry
+    from opencode_manager.tasks.store import TaskStore
+
+    store = TaskStore(Registry(Path(os.environ["OCM_HOME"]) / "registry.db"))
+    for i, status in enumerate((TaskStatus.COMPLETED, TaskStatus.COMPLETED, TaskStatus.FAILED)):
+        store.add(TaskRecord(id=f"t-{i}", prompt="p", status=status, created_at=1.0,
+                             tokens={"input": 100, "output": 10}, cost=0.25))  # fmt: skip
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/metrics"
+
+    def scrape() -> dict[str, dict[str, float]]:
+        response = httpx.get(url, timeout=10)
+        assert response.status_code == 200, response.text[-300:]
+        return {
+            family.name: {"/".join(s.labels.values()): s.value for s in family.samples}
+            for family in text_string_to_metric_families(response.text)
+        }
+
+    def listening() -> bool:
+        try:
+            httpx.head(url, timeout=2)
+        except httpx.TransportError:
+            return False
+        return True
+
+    server = Stream("metrics", "--serve", str(port))
+    try:
+        wait_for(listening, timeout=30, message="metrics --serve listening")
+        first = scrape()
+        assert first["ocm_tasks"]["completed"] == 2
+        assert first["ocm_tasks"]["failed"] == 1
+        assert first["ocm_task_tokens"]["input"] == 300
+        assert first["ocm_task_cost"][""] == pytest.approx(0.75)
+        fixed = store.get("t-2")
+        fixed.status, fixed.cost = TaskStatus.COMPLETED, 0.5
+        store.save(fixed)
+        second = scrape()
+        assert second["ocm_tasks"]["completed"] == 3
+        assert second["ocm_tasks"]["failed"] == 0
+        assert second["ocm_task_cost"][""] == pytest.approx(1.0)
+    finally:
+        assert server.stop() in (0, 130)
+    store.registry.close()
 
 
 def test_logs_level_filter_and_follow_across_rotation(tmp_path: Path) -> None:

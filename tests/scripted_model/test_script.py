@@ -311,6 +311,20 @@ def test_call_invokes_named_tools_with_their_json_arguments() -> None:
     assert followup.text == 'Tool said: {"done": true}'
 
 
+def test_call_fits_the_arguments_to_the_schema_and_call_bang_sends_them_as_written() -> None:
+    tools = [*TOOLS, tool("ocm_task_run", {"type": "object", "properties": {
+        "prompt": {"type": "string"}, "directory": {"type": "string"}}})]  # fmt: skip
+    prompt = (
+        'CALL ocm_task_run {"prompt": "a", "dir": "/x"}\n'
+        'CALL! ocm_task_run {"prompt": "b", "dir": "/x"}'
+    )
+    plan = plan_response(request(user(prompt), tools=tools))
+    assert [(c.name, json.loads(c.arguments)) for c in plan.tool_calls] == [
+        ("ocm_task_run", {"prompt": "a"}),
+        ("ocm_task_run", {"prompt": "b", "dir": "/x"}),
+    ]
+
+
 def test_sleep_pauses_after_first_chunk() -> None:
     plan = plan_response(request(user("SLEEP 1.5")))
     assert isinstance(plan.steps[0], TextDelta)

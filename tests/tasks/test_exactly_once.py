@@ -17,7 +17,7 @@ import pytest
 from opencode_manager.scripted_model import ScriptedModelServer
 
 from conftest import Fleet
-from helpers import invoke_ocm, run_ocm, wait_for
+from helpers import invoke_ocm, model_sends, run_ocm, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -46,15 +46,7 @@ asyncio.run(main())
 
 
 def _sends(model: ScriptedModelServer, prompts: list[str]) -> dict[str, int]:
-    """How many turns the model was asked to start for each prompt (tool follow-ups of the
-    same turn are not new sends)."""
-    wanted = set(prompts)
-    counts: dict[str, int] = {}
-    for entry in model.requests.entries():
-        text = entry["last_user_text"]
-        if entry["has_tools"] and not entry["followup"] and text in wanted:
-            counts[text] = counts.get(text, 0) + 1
-    return counts
+    return model_sends(model, prompts)
 
 
 def _create(fleet: Fleet, tmp_path: Path, prompts: list[str], name: str) -> str:

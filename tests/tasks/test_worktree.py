@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from opencode_manager.errors import ConflictError, UsageError
+from opencode_manager.errors import ConflictError, OcmError, UsageError
 from opencode_manager.models import TaskRecord, TaskStatus
 from opencode_manager.tasks import worktree as wt
 
@@ -99,21 +101,95 @@ def test_clear_errors_before_anything_is_created(tmp_path: Path) -> None:
     assert "uncommitted changes" in tree.note  # said, not silently dropped
 
 
+def _task(root: Path, repo: Path, task_id: str, *, status: TaskStatus = TaskStatus.COMPLETED,
+          write: str | None = None, commit: bool = True) -> TaskRecord:  # fmt: skip
+    """A task that ran in a worktree under `root` and (if `write`) changed a file, finished
+    as ocm finishes it."""
+    tree = wt.create(root, str(repo), wt.WorktreeRequest(commit=commit), task_id)
+    if write is not None:
+        (Path(tree.directory) / write).write_text(f"{task_id}\n")
+    if status.final:
+        tree = wt.finish(tree, wt.commit_message(task_id, "p"))
+    return TaskRecord(id=task_id, prompt="p", status=status, created_at=100.0,
+                      worktree=tree.to_dict())  # fmt: skip
+
+
 def test_rm_choices_refuse_a_running_task(tmp_path: Path) -> None:
     repo = _repo(tmp_path / "repo")
-    records = []
-    for task_id, status in (("t-a", TaskStatus.COMPLETED), ("t-b", TaskStatus.RUNNING)):
-        tree = wt.create(tmp_path / "wts", str(repo), wt.WorktreeRequest(), task_id)
-        records.append(TaskRecord(id=task_id, prompt="p", status=status, created_at=100.0,
-                                  worktree=tree.to_dict()))  # fmt: skip
+    records = [
+        _task(tmp_path / "wts", repo, "t-a", write="a-new.txt"),
+        _task(tmp_path / "wts", repo, "t-b", status=TaskStatus.RUNNING),
+        _task(tmp_path / "wts", repo, "t-c"),  # changed nothing: its branch is its base
+    ]
+    _git(repo, "merge", "--ff-only", "-q", "ocm/t-a")
     with pytest.raises(ConflictError, match="still running"):
         wt.choose(records, ["t-b"], merged=False, older_than=None, now=200.0)
     with pytest.raises(UsageError, match="which worktrees"):
         wt.choose(records, [], merged=False, older_than=None, now=200.0)
     old = wt.choose(records, [], merged=False, older_than=50.0, now=200.0)
-    assert [r.id for r in old] == ["t-a"]
+    assert [r.id for r in old] == ["t-a", "t-c"]
     merged = wt.choose(records, [], merged=True, older_than=None, now=200.0)
-    assert [r.id for r in merged] == ["t-a"]  # its branch is at main's HEAD
+    assert [r.id for r in merged] == ["t-a"]  # t-c is at main's HEAD, with nothing merged
+
+
+def test_rm_merged_keeps_a_no_commit_tasks_changes(tmp_path: Path) -> None:
+    """Issue 23: a --no-commit task's branch equals its base, so it counted as merged, and
+    its worktree, the only place its changes were, went with --force."""
+    repo = _repo(tmp_path / "repo")
+    records = [
+        _task(tmp_path / "wts", repo, "t-nc", write="work.txt", commit=False),
+        _task(tmp_path / "wts", repo, "t-done", write="done.txt"),
+    ]
+    _git(repo, "merge", "--ff-only", "-q", "ocm/t-done")
+    work = Path(records[0].worktree["path"]) / "work.txt"  # type: ignore[index]
+    chosen = wt.choose(records, [], merged=True, older_than=None, now=200.0)
+    assert [r.id for r in chosen] == ["t-done"]
+    done = wt.remove_chosen(records, [], merged=True, older_than=None, now=200.0, force=True)
+    assert done.removed == ["t-done"]  # --force: for what --merged chose, and nothing else
+    [kept] = done.kept
+    assert kept.task == "t-nc"
+    assert kept.reason.startswith("no commits of its own, so nothing is merged; 1 uncommitted "
+                                  "change (the task ran with --no-commit): work.txt")  # fmt: skip
+    assert work.read_text() == "t-nc\n"  # still there
+    (work.parent / "more.txt").write_text("unstaged, untracked\n")
+    named = wt.remove_chosen(records, ["t-nc"], merged=False, older_than=None, now=200.0)
+    assert named.removed == []
+    assert named.kept[0].reason.startswith("2 uncommitted changes")
+    assert named.kept[0].reason.endswith("or --force removes them")
+    forced = wt.remove_all([records[0]], force=True)
+    assert forced.removed == ["t-nc"]
+    assert not work.exists()
+    assert _git(repo, "worktree", "list").count("\n") == 1
+
+
+def test_ocm_worktree_rm_says_what_it_kept_and_why(ocm: Ocm, tmp_path: Path) -> None:
+    import os
+
+    from opencode_manager.registry import Registry
+    from opencode_manager.tasks.store import TaskStore
+
+    home = Path(os.environ["OCM_HOME"])
+    repo = _repo(tmp_path / "repo")
+    root = home / "worktrees"
+    store = TaskStore(Registry(home / "registry.db"))
+    nc = _task(root, repo, "t-nc", write="work.txt", commit=False)
+    assert nc.worktree is not None
+    assert nc.worktree["path"].startswith(str(root))
+    store.add(nc)
+    merged = ocm("worktree", "rm", "--merged")
+    assert merged.returncode == 0, str(merged)
+    assert (
+        "kept the worktree of t-nc: no commits of its own, so nothing is merged; 1 uncommitted "
+        "change (the task ran with --no-commit): work.txt; commit them in" in merged.stderr
+    )
+    assert Path(nc.worktree["path"], "work.txt").exists()
+    named = ocm("worktree", "rm", "t-nc", "--json")
+    assert named.returncode == 4, str(named)  # asked for by name, and not done
+    assert named.json()["removed"] == []
+    assert named.json()["kept"][0]["task"] == "t-nc"
+    forced = ocm("worktree", "rm", "t-nc", "--force", "--json", check=True)
+    assert forced.json() == {"removed": ["t-nc"], "kept": []}
+    assert not Path(nc.worktree["path"]).exists()
 
 
 @pytest.mark.integration
@@ -153,11 +229,17 @@ def test_run_worktree_end_to_end(fleet: Fleet, tmp_path: Path) -> None:
         invoke_ocm("run", "--branch", "x", "hi", env=env), 2, "go with --worktree"
     )
     removed = invoke_ocm("worktree", "rm", record["id"], "--json", env=env, check=True).json()
-    assert removed == {"removed": [record["id"]]}
+    assert removed == {"removed": [record["id"]], "kept": []}
     assert _git(repo, "worktree", "list").count("\n") == 1
+    loose = invoke_ocm("run", "-i", "oc-1", "--dir", str(repo), "--worktree", "--no-commit",
+                       "WRITE: c.txt", "--json", env=env, check=True).json()  # fmt: skip
+    kept = invoke_ocm("worktree", "rm", "--merged", "--json", env=env, check=True).json()
+    assert loose["id"] not in kept["removed"]
+    assert loose["id"] in [k["task"] for k in kept["kept"]]
+    assert Path(loose["worktree"]["path"], "c.txt").exists()  # the agent's work: still there
     (repo / "a.txt").write_text("work in progress\n")  # the user's own uncommitted work
     dirty = invoke_ocm("run", "-i", "oc-1", "--dir", str(repo), "--worktree", "hello", env=env,
-                    check=True)  # fmt: skip
+                       check=True)  # fmt: skip
     assert f"note: uncommitted changes in {repo} are not in the worktree" in dirty.stderr
     assert (repo / "a.txt").read_text() == "work in progress\n"  # left as it was
 
@@ -193,6 +275,38 @@ def test_a_batch_of_six_on_one_repository_keeps_every_change_apart(
                       env=fleet.env, check=True).json()  # fmt: skip
     assert len(removed["removed"]) >= 6
     assert _git(repo, "worktree", "list").count("\n") == 1  # no stale entries
+
+
+CONCURRENT_ADDS = 64  # without the lock, 6 runs of 6 failed here, up to 28 of the 64 adds
+
+
+def test_many_concurrent_adds_on_one_repository_all_succeed(tmp_path: Path) -> None:
+    """Issue 23: `git worktree add` run concurrently on one repository failed now and then
+    ("failed to read .git/worktrees/<name>/commondir"): a batch adds them all at once."""
+    repo = _repo(tmp_path / "repo")
+    root = tmp_path / "wts"
+    start = threading.Barrier(CONCURRENT_ADDS)
+
+    def add(i: int) -> str | None:
+        start.wait(timeout=60)
+        try:
+            wt.create(root, str(repo), wt.WorktreeRequest(), f"t-{i}")
+        except OcmError as exc:
+            return str(exc)
+        return None
+
+    with ThreadPoolExecutor(CONCURRENT_ADDS) as pool:
+        failures = [f for f in pool.map(add, range(CONCURRENT_ADDS)) if f]
+    assert failures == []
+    assert _git(repo, "worktree", "list").count("\n") == CONCURRENT_ADDS + 1
+    records = [TaskRecord(id=f"t-{i}", prompt="p", status=TaskStatus.COMPLETED, created_at=1.0,
+                          worktree=wt.Worktree(repository=str(repo), path=str(root / f"t-{i}"),
+                                               branch=f"ocm/t-{i}", base="x").to_dict())
+               for i in range(CONCURRENT_ADDS)]  # fmt: skip
+    with ThreadPoolExecutor(8) as pool:  # removals take turns with adds, and with each other
+        removed = list(pool.map(lambda r: wt.remove_all([r]).removed, records))
+    assert sum(len(r) for r in removed) == CONCURRENT_ADDS
+    assert _git(repo, "worktree", "list").count("\n") == 1
 
 
 def test_cleanup_removes_worktrees_of_forgotten_tasks_through_git(tmp_path: Path) -> None:

@@ -46,6 +46,14 @@ DEFAULT_HTTP_PORT = 8765
     is_flag=True,
     help="With --http: replace the token (clients holding the old one are refused).",
 )
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="warning",
+    metavar="LEVEL",
+    help="What the MCP SDK and the HTTP clients log on stderr: debug, info (every "
+    "request), warning (the default: nothing in normal use) or error.",
+)
 @pass_state
 def mcp(
     state: Context,
@@ -55,6 +63,7 @@ def mcp(
     port: int | None,
     host: str | None,
     rotate_token: bool,
+    log_level: str,
 ) -> None:
     """Serve the fleet as MCP tools for AI agents (needs the `mcp` extra).
 
@@ -68,7 +77,9 @@ def mcp(
       ocm mcp
       ocm mcp --read-only
       ocm mcp --http --port 8765
-      # in opencode.json: "mcp": {"ocm": {"type": "local", "command": ["ocm", "mcp"]}}
+      # opencode.json (the timeout, in ms: task_run waits up to 50 s; OpenCode's is 5 s):
+      {"mcp": {"ocm": {"type": "local", "command": ["ocm", "mcp"],
+                       "timeout": 120000}}}
     """
     if not http and (port is not None or host is not None or rotate_token):
         raise UsageError("--port, --host and --rotate-token go with --http")
@@ -81,7 +92,9 @@ def mcp(
             "pip install 'opencode-manager[mcp]'"
         ) from None
     settings = state.settings()
-    server = build_server(settings, read_only=read_only, destructive=not no_destructive)
+    server = build_server(
+        settings, read_only=read_only, destructive=not no_destructive, log_level=log_level.lower()
+    )
     if not http:
         server.run()  # stdio until the client closes it
         return

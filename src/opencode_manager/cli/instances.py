@@ -172,7 +172,12 @@ class _StartBar:
 @click.option(
     "--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for health."
 )
-@click.option("--opencode", metavar="PATH", help="opencode binary for these instances.")
+@click.option(
+    "--opencode",
+    metavar="PATH|VERSION",
+    help="OpenCode binary for these instances, kept across restarts: a path, or a version "
+    "`ocm install --version` installed (1.x or 2.x).",
+)
 @click.option(
     "--existing",
     is_flag=True,
@@ -275,10 +280,11 @@ def start(
             timeout=timeout,
             progress=progress,
             cancel=cancel,  # Ctrl-C: what this command created is stopped and removed
+            opencode=opencode,
         )
 
     with _StartBar(max(count, 1), "starting") as progress:
-        infos = run_with_cancel(state, go, opencode)
+        infos = run_with_cancel(state, go)
     if as_json:
         print_json([i.to_dict() for i in infos])
     else:
@@ -286,10 +292,10 @@ def start(
     warning = exposure_warning(hostname)
     if warning:
         err.print(warning, style="yellow", markup=False)
-    if state.settings(opencode).warmup_timeout > 0:
+    if state.settings().warmup_timeout > 0:
         # With the warm-up off, `ocm start` touches no project directory: this call would
         # bootstrap it, which is the warm-up's work (`ocm doctor` still checks).
-        _warn_about_projects(state.manager(opencode), [info.name for info in infos])
+        _warn_about_projects(state.manager(), [info.name for info in infos])
 
 
 def _given_besides(allowed: set[str]) -> list[str]:
@@ -325,10 +331,15 @@ def _start_on_cluster(
             f"--cluster places instances on its hosts' own addresses with passwords; "
             f"{', '.join(given)} does not apply there"
         )
-    infos = state.manager().cluster_start(
-        name, count=count, directory=directory, env=env, per_host=per_host, spread=spread,
-        timeout=timeout,
-    )  # fmt: skip
+
+    async def go(aio: AsyncManager, cancel: asyncio.Event) -> list[InstanceInfo]:
+        return await aio.cluster_start(
+            name, count=count, directory=directory, env=env, per_host=per_host,
+            spread=spread, timeout=timeout,
+            cancel=cancel,  # Ctrl-C or SIGTERM: what the agents started for it is undone
+        )  # fmt: skip
+
+    infos = run_with_cancel(state, go)
     if as_json:
         print_json([i.to_dict() for i in infos])
     else:
@@ -451,13 +462,17 @@ def _print_status(r: dict[str, Any]) -> None:
     grid.add_column()
     st = Status(r["status"])
     grid.add_row("name", r["name"])
-    grid.add_row("status", status_text(st, r.get("supervised"), r.get("keeper_answering")))
+    grid.add_row(
+        "status",
+        status_text(st, r.get("supervised"), r.get("keeper_answering"), bool(r.get("service"))),
+    )
     if r.get("keeper_error"):
         grid.add_row("keeper", Text(str(r["keeper_error"]), style="yellow"))
     if r.get("error"):
         grid.add_row("error", Text(str(r["error"]), style="red"))
     grid.add_row("url", r.get("url") or "-")
-    grid.add_row("version", r.get("version") or "-")
+    line = f" (OpenCode {r['line']}.x)" if r.get("line") else ""
+    grid.add_row("version", (r.get("version") or "-") + line)
     grid.add_row("pid", f"{r.get('pid') or '-'} (keeper {r.get('keeper_pid') or '-'})")
     grid.add_row("dir", r.get("dir") or "-")
     grid.add_row("auth", {True: "password", False: "none", None: "?"}[r.get("auth")])

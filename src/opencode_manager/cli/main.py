@@ -88,6 +88,7 @@ LAZY_COMMANDS = {
     "api": ("sessions", "api"),
     "install": ("system", "install"),
     "doctor": ("system", "doctor"),
+    "restore": ("system", "restore"),
     "demo": ("system", "demo"),
     "model-server": ("system", "model_server"),
     "worktrees": ("worktrees", "worktrees"),

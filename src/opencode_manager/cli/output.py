@@ -76,10 +76,15 @@ def human_duration(seconds: float | None) -> str:
 
 
 def status_text(
-    status: Status, supervised: bool | None = None, answering: bool | None = None
+    status: Status,
+    supervised: bool | None = None,
+    answering: bool | None = None,
+    service: bool = False,
 ) -> Text:
     label = status.value
-    if supervised is False:
+    if service:
+        label += " (service)"  # the user's OpenCode 2 background service
+    elif supervised is False:
         label += " (no keeper)"
     elif answering is False:
         label += " (keeper not answering)"
@@ -151,7 +156,7 @@ def instances_table(infos: Sequence[InstanceInfo]) -> RenderableType:
     rows: list[list[Cell]] = [
         [
             info.name,
-            status_text(info.status, info.supervised, info.keeper_answering),
+            status_text(info.status, info.supervised, info.keeper_answering, info.service),
             str(info.pid) if info.pid else (info.owner if info.owner != "ocm" else "-"),
             info.url or "-",
             info.version or "-",

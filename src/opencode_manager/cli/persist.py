@@ -49,12 +49,20 @@ def resurrect(state: Context, timeout: float, as_json: bool) -> None:
     """Start what `ocm save` recorded that is not running: the same names, settings and (when
     free) ports. Running instances and others are left alone. Exit 6 if one failed.
 
+    Resurrects take turns: one started while another runs waits for it, then reports the
+    instances it brought back as running (exit 4 if the other has not finished in time).
+
     \b
     Examples:
       ocm resurrect
       ocm export systemd --all     # run it at every login
     """
     report = state.manager().resurrect(timeout=timeout)
+    if report.waited_for is not None and not as_json:
+        err.print(
+            f"waited for another `ocm resurrect` (pid {report.waited_for}) to finish first",
+            markup=False,
+        )
     if as_json:
         print_json(report.to_dict())
     else:

@@ -1,4 +1,4 @@
-"""Commands about the tool itself: install, doctor, demo, model-server."""
+"""Commands about the tool itself: install, doctor, restore, demo, model-server."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import PINNED_OPENCODE_VERSION, UsageError
+from ..fronts import human_size
 from .main import Context
 from .options import json_option
-from .output import err, out, print_json
+from .output import ago, err, out, print_json
 
 pass_state = click.make_pass_decorator(Context)
 
@@ -26,18 +27,33 @@ pass_state = click.make_pass_decorator(Context)
     "version",
     default=PINNED_OPENCODE_VERSION,
     show_default=True,
-    help="opencode-ai version to install from npm.",
+    help="OpenCode version to install from npm: 1.x comes from opencode-ai, 2.x from "
+    "@opencode/cli.",
 )
 @json_option
 @pass_state
 def install(state: Context, version: str, as_json: bool) -> None:
-    """Install a pinned OpenCode from npm into $OCM_HOME (idempotent)."""
-    with err.status(f"installing opencode-ai@{version} from npm…"):
+    """Install a pinned OpenCode from npm into $OCM_HOME (idempotent).
+
+    Versions of both lines can be installed side by side; an instance chooses one with
+    `ocm start --opencode VERSION` or a fleet file's `opencode` key.
+    """
+    with err.status(f"installing OpenCode {version} from npm…"):
         found = state.manager().install(version)
     if as_json:
-        print_json({"path": found.path, "version": found.version, "source": found.source})
+        print_json(
+            {
+                "path": found.path,
+                "version": found.version,
+                "line": found.line.value,
+                "source": found.source,
+            }
+        )
     else:
-        out.print(f"opencode {found.version} installed at {found.path}", markup=False)
+        out.print(
+            f"opencode {found.version} ({found.line.npm_package}) installed at {found.path}",
+            markup=False,
+        )
 
 
 @click.command()
@@ -68,6 +84,70 @@ def doctor(state: Context, as_json: bool) -> int:
             table.add_row(mark, check.name, detail)
         out.print(table)
     return 1 if failed else 0
+
+
+@click.command()
+@click.argument("backup", required=False)
+@click.option(
+    "--list",
+    "list_only",
+    is_flag=True,
+    help="List the backups (newest first) with their integrity_check, and restore nothing.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Restore even though the registry passes integrity_check (it is kept under backups/).",
+)
+@json_option
+@pass_state
+def restore(
+    state: Context, backup: str | None, list_only: bool, force: bool, as_json: bool
+) -> None:
+    """Replace a damaged registry with a backup, while the fleet keeps running.
+
+    BACKUP is a file, or a name under $OCM_HOME/backups (`registry-20250131.db` or
+    `20250131`); the default is the newest. The backup is checked (integrity_check), copied
+    beside the registry and synced, then swapped in with every writer paused; the replaced
+    file, its -wal and -shm are kept under backups/. Running keepers notice the new file and
+    write their instances into it (an instance the backup does not know is added back), so
+    `ls`, `status` and `stop` work at once.
+
+    \b
+    Examples:
+      ocm doctor                 # says when the registry is damaged
+      ocm restore --list
+      ocm restore                # the newest backup
+      ocm restore 20250131 --json
+    """
+    manager = state.manager()
+    if list_only:
+        if backup or force:
+            raise UsageError("--list restores nothing: give no BACKUP nor --force with it")
+        found = manager.backups()
+        if as_json:
+            print_json([b.to_dict() for b in found])
+            return
+        if not found:
+            out.print("no backups yet (one is made each day a command opens the registry)")
+            return
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for column in ("BACKUP", "MADE", "SIZE", "INTEGRITY"):
+            table.add_column(column, no_wrap=column != "INTEGRITY")
+        for item in found:
+            table.add_row(
+                item.name,
+                ago(item.made_at),
+                human_size(item.size),
+                Text(item.integrity, style="green" if item.integrity == "ok" else "red"),
+            )
+        out.print(table)
+        return
+    report = manager.restore(backup, force=force)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        out.print(report.summary(), markup=False, soft_wrap=True)
 
 
 @click.command()

@@ -7,6 +7,7 @@ import time
 import click
 from rich.text import Text
 
+from .. import ConflictError
 from ..fronts import parse_duration
 from .main import Context
 from .options import complete_tasks, json_option
@@ -23,6 +24,7 @@ from .output import (
 )
 
 pass_state = click.make_pass_decorator(Context)
+EXIT_CONFLICT = ConflictError.exit_code
 
 COLUMNS = (
     Column("TASK"),
@@ -40,7 +42,7 @@ COLUMNS = (
 def worktrees(state: Context, as_json: bool) -> None:
     """List the worktrees of tasks run with --worktree: task, branch, status, age, files.
 
-    \\b
+    \b
     Examples:
       ocm worktrees
       ocm worktrees --json | jq -r '.[].branch'
@@ -73,32 +75,49 @@ def worktree() -> None:
 
 @worktree.command(name="rm")
 @click.argument("task_ids", nargs=-1, metavar="TASK_ID...", shell_complete=complete_tasks)
-@click.option("--merged", is_flag=True, help="Those whose branch is merged into the repo's HEAD.")
+@click.option(
+    "--merged",
+    is_flag=True,
+    help="Those whose branch has commits of its own, merged into the repo's HEAD.",
+)
 @click.option("--older-than", "older_than", metavar="DUR", help="Those older than this (7d).")
+@click.option("--force", is_flag=True, help="Remove them even with uncommitted changes.")
 @json_option
 @pass_state
 def rm(
-    state: Context, task_ids: tuple[str, ...], merged: bool, older_than: str | None, as_json: bool
-) -> None:
+    state: Context,
+    task_ids: tuple[str, ...],
+    merged: bool,
+    older_than: str | None,
+    force: bool,
+    as_json: bool,
+) -> int:
     """Remove task worktrees; their branches, holding the agents' commits, stay.
 
-    A running task's worktree is never removed.
+    A running task's worktree is never removed, nor, without --force, one with uncommitted
+    changes (a --no-commit task's work waits there): it is kept and the reason printed.
+    Exit code 4 when a worktree named by task id was kept.
 
-    \\b
+    \b
     Examples:
       ocm worktree rm t-1a2b3c4d5e
       ocm worktree rm --merged
       ocm worktree rm --older-than 7d
     """
-    removed = state.manager().worktree_remove(
+    done = state.manager().worktree_remove(
         list(task_ids),
         merged=merged,
         older_than=parse_duration(older_than) if older_than else None,
+        force=force,
     )
     if as_json:
-        print_json({"removed": removed})
-        return
-    for task_id in removed:
-        out.print(f"removed the worktree of {task_id}", markup=False)
-    if not removed:
-        err.print("no worktree to remove", markup=False)
+        print_json(done.to_dict())
+    else:
+        for task_id in done.removed:
+            out.print(f"removed the worktree of {task_id}", markup=False)
+        for kept in done.kept:
+            err.print(f"kept the worktree of {kept.task}: {kept.reason}", markup=False)
+        if not done.removed and not done.kept:
+            err.print("no worktree to remove", markup=False)
+    named = set(task_ids)
+    return EXIT_CONFLICT if any(k.task in named for k in done.kept) else 0

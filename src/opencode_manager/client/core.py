@@ -3,6 +3,12 @@
 Each API call is an :class:`Operation` (method, path, query, body, and how to parse the JSON);
 the sync and async shells only send it. OpenCode answers unknown routes with its web UI
 (``200 text/html``), so any HTML answer is an error, never data.
+
+Deadlines: a call waits for its answer `Endpoint.timeout` seconds (the OCM_HTTP_TIMEOUT
+setting) times its operation's `patience`, unless its caller set a deadline of its own (a
+probe). A *safe* call on the setting's deadline is asked again before it fails (`retry_delay`):
+asking twice changes nothing on the server. A deadline that is hit names the call, the
+seconds and the setting to raise (`transport_error`), never a bare "ReadTimeout".
 """
 
 from __future__ import annotations
@@ -16,12 +22,15 @@ from urllib.parse import quote
 
 import httpx
 
-from ..errors import ServerError, ServerRefused, ServerUnreachable, SessionNotFound
+from ..errors import ServerError, ServerRefused, ServerTimeout, ServerUnreachable, SessionNotFound
 from ..text import error_summary, one_line
 from .endpoint import Endpoint
 
 T = TypeVar("T")
 _SESSION_PATH = re.compile(r"^/session/(ses[^/?]+)")
+#: Attempts of a safe call on the setting's deadline, and the pause before each retry.
+SAFE_ATTEMPTS = 3
+RETRY_PAUSE = 0.5
 
 
 def _identity(data: Any) -> Any:
@@ -39,6 +48,17 @@ class Operation(Generic[T]):
     parse: Callable[[Any], T] = _identity
     directory: str | None = None
     expect_json: bool = True
+    #: Asking twice changes nothing that matters: retried when no answer came. Default:
+    #: a GET is safe, anything else is not unless it says so.
+    safe: bool | None = None
+    #: How many times the timeout setting this call may take (what it waits for).
+    patience: float = 1.0
+    #: A 404 for what the path names is an answer (parse gets None), not an error.
+    missing_ok: bool = False
+
+    @property
+    def retry_safe(self) -> bool:
+        return self.safe if self.safe is not None else self.method == "GET"
 
 
 def build_request(
@@ -75,6 +95,8 @@ def read_response(endpoint: Endpoint, op: Operation[T], response: httpx.Response
     ctype = response.headers.get("content-type", "")
     if status >= 400:
         detail = _error_detail(response)
+        if status == 404 and op.missing_ok and "Session not found" not in detail:
+            return op.parse(None)
         session_id = _session_of(op.path)
         if session_id and (status == 404 or (status == 500 and "NotFound" in detail)):
             # Older servers answer a missing session with 500 NotFoundError.
@@ -131,9 +153,43 @@ def _error_detail(response: httpx.Response) -> str:
     return json.dumps(data)[:200]
 
 
-def transport_error(endpoint: Endpoint, op: Operation[Any], exc: Exception) -> ServerError:
+def retry_delay(op: Operation[Any], attempt: int) -> float | None:
+    """After failed attempt number `attempt` (1-based) of a call on the setting's deadline,
+    how long to pause before asking again, or None to give up."""
+    if not op.retry_safe or attempt >= SAFE_ATTEMPTS:
+        return None
+    return RETRY_PAUSE * attempt
+
+
+def transport_error(
+    endpoint: Endpoint,
+    op: Operation[Any],
+    exc: Exception,
+    *,
+    seconds: float | None = None,
+    setting: bool = False,
+) -> ServerError:
+    """What the user reads when no answer came: what was slow, and what to do about it.
+
+    `seconds` is the deadline that was hit; `setting` says it was OCM_HTTP_TIMEOUT's."""
     where = endpoint.name or endpoint.base_url
-    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "is unreachable"
+    call = f"{op.method} {op.path}"
+    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+        within = f" within {seconds:g} s" if seconds else " in time"
+        hint = "; raise OCM_HTTP_TIMEOUT" if setting else ""
+        return ServerTimeout(
+            f"{where} did not answer {call}{within} (the machine or the server is overloaded, "
+            f"or the server is stopped){hint}",
+            instance=endpoint.name,
+            seconds=seconds or 0.0,
+        )
+    reason = one_line(str(exc)) or exc.__class__.__name__
+    if isinstance(exc, httpx.ConnectTimeout):
+        reason = "no connection in time"
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return ServerUnreachable(
+            f"{where} is unreachable ({call}: {reason})", instance=endpoint.name
+        )
     return ServerUnreachable(
-        f"{where} {kind} ({op.method} {op.path}: {exc.__class__.__name__})", instance=endpoint.name
+        f"{where} dropped the connection during {call} ({reason})", instance=endpoint.name
     )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from ..models import DEFAULT_USERNAME
 
@@ -16,10 +17,24 @@ class Endpoint:
     password: str | None = None
     username: str = DEFAULT_USERNAME
     name: str | None = None  # instance name, for error messages
+    #: The other secrets ocm holds (instance passwords, the fronts' tokens), asked for when
+    #: needed since they come and go. Whatever is read from this server (an agent may have
+    #: printed any of them) is stored and shown without them; the endpoint carries them so
+    #: that every reader of a server has them at hand (the fleet makes every endpoint).
+    known_secrets: Callable[[], tuple[str, ...]] = field(default=tuple, repr=False, compare=False)
+    #: How long a control call waits for its answer (the OCM_HTTP_TIMEOUT setting, which
+    #: `Fleet.endpoint` puts here); None: the HTTP client's own timeout.
+    timeout: float | None = None
 
     @property
     def base_url(self) -> str:
         return self.url.rstrip("/")
+
+    def secrets(self) -> tuple[str, ...]:
+        """What must never be stored or shown of this server's answers: its own password
+        and every other secret ocm holds."""
+        own = (self.password,) if self.password else ()
+        return own + self.known_secrets()
 
     def auth_header(self) -> dict[str, str]:
         if not self.password:

@@ -33,6 +33,10 @@ def _none(_: Any) -> None:
     return None
 
 
+def _message_or_none(data: Any) -> Message | None:
+    return Message.from_json(data) if isinstance(data, dict) else None
+
+
 # -- server ----------------------------------------------------------------------------------
 def health() -> Operation[dict[str, Any]]:
     return Operation("GET", "/global/health", parse=_dict)
@@ -77,12 +81,19 @@ def create_session(
     *,
     permission: list[dict[str, str]] | None = None,
 ) -> Operation[Session]:
+    """A new session. Safe to ask again when no answer came: a duplicate is only an empty
+    session (no prompt, no model call), while failing would lose the task. Creating one may
+    boot a project directory on the server (its config, plugins, MCP servers): on a cold or
+    loaded host that took longer than 10 s, so it may take twice the timeout setting."""
     body: dict[str, Any] = {}
     if title:
         body["title"] = title
     if permission:
         body["permission"] = permission
-    return Operation("POST", "/session", body=body, parse=Session.from_json, directory=directory)
+    return Operation(
+        "POST", "/session", body=body, parse=Session.from_json, directory=directory,
+        safe=True, patience=2.0,
+    )  # fmt: skip
 
 
 def delete_session(session_id: str) -> Operation[Any]:
@@ -90,7 +101,8 @@ def delete_session(session_id: str) -> Operation[Any]:
 
 
 def abort(session_id: str) -> Operation[Any]:
-    return Operation("POST", f"/session/{session_id}/abort")
+    """Abort the running turn; aborting twice is the same as once (safe)."""
+    return Operation("POST", f"/session/{session_id}/abort", safe=True)
 
 
 def session_status(directory: str | None = None) -> Operation[dict[str, Any]]:
@@ -104,11 +116,15 @@ def prompt_body(
     agent: str | None = None,
     model: str | None = None,
     schema: dict[str, Any] | None = None,
+    message_id: str | None = None,
 ) -> dict[str, Any]:
     """A prompt; with `schema`, OpenCode's structured output (`format: json_schema`): the
     model must answer through a StructuredOutput tool, its object lands in the assistant
-    message's `structured`."""
+    message's `structured`. `message_id`: the user message's id, chosen by the client
+    (client/identifiers.py)."""
     body: dict[str, Any] = {"parts": [{"type": "text", "text": text}]}
+    if message_id:
+        body["messageID"] = message_id
     if schema is not None:
         body["format"] = {"type": "json_schema", "schema": schema}
     if agent:
@@ -138,12 +154,15 @@ def prompt_async(
     agent: str | None = None,
     model: str | None = None,
     schema: dict[str, Any] | None = None,
+    message_id: str | None = None,
 ) -> Operation[None]:
-    """Start a turn and return at once (204); follow it with events or status."""
+    """Start a turn and return at once (204); follow it with events or status. Never
+    retried by the client: an answer that did not come is reconciled by `message_id`
+    (tasks/delivery.py)."""
     return Operation(
         "POST",
         f"/session/{session_id}/prompt_async",
-        body=prompt_body(text, agent=agent, model=model, schema=schema),
+        body=prompt_body(text, agent=agent, model=model, schema=schema, message_id=message_id),
         parse=_none,
         expect_json=False,
     )
@@ -153,6 +172,16 @@ def messages(session_id: str, limit: int | None = None) -> Operation[list[Messag
     """A session's messages, oldest first (`limit`: only the newest that many)."""
     params = {"limit": str(limit)} if limit else {}
     return Operation("GET", f"/session/{session_id}/message", params=params, parse=_messages)
+
+
+def message(session_id: str, message_id: str) -> Operation[Message | None]:
+    """One message by its id, or None when the server has none with that id (1.18.33
+    answers 404 "Message not found"; it looks the id up alone, so a message of another
+    session would come back: callers check its session)."""
+    return Operation(
+        "GET", f"/session/{session_id}/message/{message_id}", parse=_message_or_none,
+        missing_ok=True,
+    )  # fmt: skip
 
 
 def is_unlistable(exc: Exception) -> bool:

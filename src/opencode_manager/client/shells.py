@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 
 from ..errors import ServerRefused
+from ..settings import HTTP_TIMEOUT
 from . import operations as ops
-from .core import Operation, build_request, read_response, transport_error
+from .core import Operation, build_request, read_response, retry_delay, transport_error
 from .endpoint import Endpoint
 from .events import follow_events, stream_events
 from .types import Event, Message, Session
 
 T = TypeVar("T")
-DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+CONNECT_TIMEOUT = 5.0  # a loopback connect is instant even to a stopped server (backlog)
+DEFAULT_TIMEOUT = httpx.Timeout(HTTP_TIMEOUT, connect=CONNECT_TIMEOUT)
 
 
 class _Default:
@@ -44,9 +49,55 @@ def http_options(
     return options
 
 
+@dataclass(frozen=True)
+class _Deadline:
+    """The deadline of one call: seconds (None: the HTTP client's own, or none at all when
+    `unbounded`), and whether it is the setting's (then safe calls are retried, and the
+    error names OCM_HTTP_TIMEOUT)."""
+
+    timeout: float | httpx.Timeout | None
+    setting: bool = False
+    unbounded: bool = False
+
+    @property
+    def seconds(self) -> float | None:
+        """How long a read may wait (what a timeout message names)."""
+        if isinstance(self.timeout, httpx.Timeout):
+            return self.timeout.read
+        return self.timeout
+
+    def apply(self, request: httpx.Request) -> None:
+        timeout = self.timeout
+        if self.unbounded:
+            timeout = httpx.Timeout(None)
+        elif isinstance(timeout, (int, float)):
+            timeout = httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))
+        if timeout is not None:
+            request.extensions["timeout"] = timeout.as_dict()
+
+
 class _Base:
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, timeout: float | httpx.Timeout | None) -> None:
         self.endpoint = endpoint
+        self._timeout = timeout  # the caller's own deadline for every call, if it set one
+
+    def _deadline(self, op: Operation[Any], timeout: float | _Default | None) -> _Deadline:
+        """The call's own deadline, else the client's, else the setting's times the
+        operation's patience."""
+        if timeout is None:
+            return _Deadline(None, unbounded=True)
+        if not isinstance(timeout, _Default):
+            return _Deadline(timeout)
+        if self._timeout is not None:
+            return _Deadline(self._timeout)  # also when it shares another client's pool
+        if self.endpoint.timeout is not None:
+            return _Deadline(self.endpoint.timeout * op.patience, setting=True)
+        return _Deadline(None)  # an endpoint made without settings: the HTTP client's own
+
+    def _failed(self, op: Operation[Any], exc: httpx.HTTPError, deadline: _Deadline) -> Exception:
+        return transport_error(
+            self.endpoint, op, exc, seconds=deadline.seconds, setting=deadline.setting
+        )
 
 
 class OpencodeClient(_Base):
@@ -60,20 +111,31 @@ class OpencodeClient(_Base):
         transport: httpx.BaseTransport | None = None,
         http: httpx.Client | None = None,
     ) -> None:
-        super().__init__(endpoint)
+        super().__init__(endpoint, timeout)
         # Creating an httpx client costs ~30 ms (TLS context): pass `http` to share one.
         self._owns_http = http is None
         self._http = http or httpx.Client(transport=transport, **http_options(timeout))
 
     def call(self, op: Operation[T], *, timeout: float | _Default | None = DEFAULT) -> T:
-        request = build_request(self._http, self.endpoint, op)
-        if not isinstance(timeout, _Default):
-            request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
-        try:
-            response = self._http.send(request)
-        except httpx.HTTPError as exc:
-            raise transport_error(self.endpoint, op, exc) from exc
-        return read_response(self.endpoint, op, response)
+        """Send one call; a safe one on the setting's deadline is asked again before it
+        fails (see client.core)."""
+        deadline = self._deadline(op, timeout)
+        attempt = 0
+        while True:
+            attempt += 1
+            request = build_request(self._http, self.endpoint, op)
+            deadline.apply(request)
+            try:
+                response = self._http.send(request)
+            except httpx.TransportError as exc:
+                pause = retry_delay(op, attempt) if deadline.setting else None
+                if pause is None:
+                    raise self._failed(op, exc, deadline) from exc
+                time.sleep(pause)  # a pause before asking a slow server again
+                continue
+            except httpx.HTTPError as exc:
+                raise self._failed(op, exc, deadline) from exc
+            return read_response(self.endpoint, op, response)
 
     def health(self, *, timeout: float | _Default | None = DEFAULT) -> dict[str, Any]:
         return self.call(ops.health(), timeout=timeout)
@@ -116,6 +178,9 @@ class OpencodeClient(_Base):
                 raise
         return ops.with_stand_in(self.call(ops.messages(session_id, limit=1)))
 
+    def message(self, session_id: str, message_id: str) -> Message | None:
+        return self.call(ops.message(session_id, message_id))
+
     def todo(self, session_id: str) -> list[Any]:
         return self.call(ops.todo(session_id))
 
@@ -146,19 +211,30 @@ class AsyncOpencodeClient(_Base):
         transport: httpx.AsyncBaseTransport | None = None,
         http: httpx.AsyncClient | None = None,
     ) -> None:
-        super().__init__(endpoint)
+        super().__init__(endpoint, timeout)
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(transport=transport, **http_options(timeout))
 
     async def call(self, op: Operation[T], *, timeout: float | _Default | None = DEFAULT) -> T:
-        request = build_request(self._http, self.endpoint, op)
-        if not isinstance(timeout, _Default):
-            request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
-        try:
-            response = await self._http.send(request)
-        except httpx.HTTPError as exc:
-            raise transport_error(self.endpoint, op, exc) from exc
-        return read_response(self.endpoint, op, response)
+        """Send one call; a safe one on the setting's deadline is asked again before it
+        fails (see client.core)."""
+        deadline = self._deadline(op, timeout)
+        attempt = 0
+        while True:
+            attempt += 1
+            request = build_request(self._http, self.endpoint, op)
+            deadline.apply(request)
+            try:
+                response = await self._http.send(request)
+            except httpx.TransportError as exc:
+                pause = retry_delay(op, attempt) if deadline.setting else None
+                if pause is None:
+                    raise self._failed(op, exc, deadline) from exc
+                await asyncio.sleep(pause)  # a pause before asking a slow server again
+                continue
+            except httpx.HTTPError as exc:
+                raise self._failed(op, exc, deadline) from exc
+            return read_response(self.endpoint, op, response)
 
     async def health(self, *, timeout: float | _Default | None = DEFAULT) -> dict[str, Any]:
         return await self.call(ops.health(), timeout=timeout)
@@ -201,6 +277,10 @@ class AsyncOpencodeClient(_Base):
             if not ops.is_unlistable(exc):
                 raise
         return ops.with_stand_in(await self.call(ops.messages(session_id, limit=1)))
+
+    async def message(self, session_id: str, message_id: str) -> Message | None:
+        """One message by its id; None when the server has no message with that id."""
+        return await self.call(ops.message(session_id, message_id))
 
     async def todo(self, session_id: str) -> list[Any]:
         return await self.call(ops.todo(session_id))

@@ -48,7 +48,12 @@ def stop(
         raise UsageError("give instance names or --all, not both")
     if all:
         done = lifecycle.stop(fleet, all=True, timeout=timeout)
-        cluster = [r for r in fleet.records() if r.spec.node and r.state is State.RUNNING]
+        # A `starting` row is a cluster start not finished (or whose driver was killed):
+        # what its host may run of it is undone through its agent.
+        cluster = [
+            r for r in fleet.records()
+            if r.spec.node and r.state in (State.RUNNING, State.STARTING)
+        ]  # fmt: skip
     else:
         local, cluster = split(fleet, refs)
         done = lifecycle.stop(fleet, local, timeout=timeout) if local or not cluster else []

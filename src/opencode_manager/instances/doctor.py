@@ -3,21 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from .. import process
-from ..client import AsyncOpencodeClient, Endpoint
+from ..client import AsyncOpencodeClient, Endpoint, healthcheck
 from ..client import operations as ops
+from ..client.readiness import Phase
 from ..errors import OcmError, ServerError, ServerRefused
+from ..lines import SUPPORTED_LINES, Line, known_line
 from ..models import InstanceRecord, State, Status
-from ..settings import MIN_OPENCODE_VERSION
-from ..text import one_line
+from ..text import human_size, one_line
 from . import binary as binaries
 from . import ports
 from .fleet import Fleet
 from .inventory import list_instances
+
+#: Below this much free space where OCM_HOME is, doctor says the disk is full.
+LOW_SPACE = 1 << 20
+RESTORE_FIX = (
+    "`ocm restore` swaps in the newest backup that passes integrity_check (`ocm restore "
+    "--list` shows them); the fleet keeps running and the damaged file is kept"
+)
+_NO_CAUSE = "its processes are gone, and nothing recorded why (see `ocm events` and `ocm logs`)"
+
+
+def _free_space(path: Path) -> int | None:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 @dataclass
@@ -51,7 +70,12 @@ async def run_checks(fleet: Fleet) -> list[Check]:
     try:
         found = await asyncio.to_thread(binaries.find_binary, settings)
         checks.append(
-            Check("binary", True, f"opencode {found.version} at {found.path} (from {found.source})")
+            Check(
+                "binary",
+                True,
+                f"opencode {found.version} (OpenCode {found.line.label}) at {found.path} "
+                f"(from {found.source})",
+            )
         )
     except OcmError as exc:
         checks.append(
@@ -59,38 +83,50 @@ async def run_checks(fleet: Fleet) -> list[Check]:
                 "binary",
                 False,
                 str(exc),
-                fix=f"run `ocm install` (needs npm), or set OCM_OPENCODE; need >= "
-                f"{MIN_OPENCODE_VERSION}",
+                fix=f"run `ocm install` (needs npm), or set OCM_OPENCODE; supported: "
+                f"{SUPPORTED_LINES}",
+            )
+        )
+
+    room = _free_space(settings.home)
+    if room is not None and room < LOW_SPACE:
+        checks.append(
+            Check(
+                "disk",
+                False,
+                f"{human_size(room)} free where OCM_HOME is: registry and log writes fail "
+                "(keepers keep what they cannot write and retry)",
+                fix=f"free some space on the file system of {settings.home}",
             )
         )
 
     try:
         records = fleet.registry.instances()
         migrations = fleet.registry.applied_migrations()
-        integrity = await asyncio.to_thread(fleet.registry.quick_check)
-        checks.append(
-            Check(
-                "registry",
-                True,
-                f"{settings.registry_path}: {len(records)} instance(s), "
-                f"{len(migrations)} migration(s) applied",
-            )
-        )
+        # The full check, not quick_check: only it compares each index with its table,
+        # which is what a stale -wal replayed onto another file breaks.
+        integrity = await asyncio.to_thread(fleet.registry.integrity_check)
     except OcmError as exc:
-        checks.append(
-            Check("registry", False, str(exc), fix="move the file aside; ocm creates a fresh one")
-        )
+        checks.append(Check("registry", False, str(exc), fix=RESTORE_FIX))
         return checks
-
     if integrity != "ok":
         checks.append(
             Check(
-                "registry integrity",
+                "registry",
                 False,
-                f"PRAGMA quick_check: {integrity}",
-                fix=f"stop the fleet, then restore a backup from {settings.home / 'backups'}",
+                f"{settings.registry_path} is damaged: PRAGMA integrity_check: {integrity}",
+                fix=RESTORE_FIX,
             )
         )
+        return checks  # what it says about instances cannot be trusted
+    checks.append(
+        Check(
+            "registry",
+            True,
+            f"{settings.registry_path}: {len(records)} instance(s), "
+            f"{len(migrations)} migration(s) applied, integrity_check ok",
+        )
+    )
     infos = {info.name: info for info in await list_instances(fleet, include_foreign=False)}
     for record in records:
         info = infos.get(record.name)
@@ -116,7 +152,7 @@ async def run_checks(fleet: Fleet) -> list[Check]:
                 Check(
                     label,
                     False,
-                    f"crashed: {record.error or record.last_exit}",
+                    f"crashed: {record.error or record.last_exit or _NO_CAUSE}",
                     fix=f"`ocm logs {record.name}`, then `ocm restart {record.name}`"
                     f" or `ocm rm {record.name}`",
                     level="warning",
@@ -128,7 +164,7 @@ async def run_checks(fleet: Fleet) -> list[Check]:
                 Check(
                     label,
                     False,
-                    "process alive but /global/health fails",
+                    f"process alive but {_line(record).health_route} fails",
                     fix=f"`ocm restart {record.name}`",
                 )
             )
@@ -165,7 +201,7 @@ async def run_checks(fleet: Fleet) -> list[Check]:
             )
         endpoint = fleet.endpoint(record)
         if endpoint is not None and info.status is Status.RUNNING:
-            checks.append(await _auth_check(label, record.spec.auth, endpoint))
+            checks.append(await _auth_check(label, record.spec.auth, endpoint, _line(record)))
             checks.extend(await project_checks(fleet, record))
 
     claimed = Counter(
@@ -203,35 +239,35 @@ async def run_checks(fleet: Fleet) -> list[Check]:
     return checks
 
 
-async def _auth_check(label: str, auth: bool, endpoint: Endpoint) -> Check:
+def _line(record: InstanceRecord) -> Line:
+    return known_line(record.version) or Line.V1
+
+
+async def _auth_check(label: str, auth: bool, endpoint: Endpoint, line: Line) -> Check:
+    """Its line's health check without credentials (refused, if it has a password), then
+    with ours (accepted)."""
     anonymous = Endpoint(url=endpoint.url, name=endpoint.name)
+    restart = f"`ocm restart {endpoint.name}`"
     try:
-        async with AsyncOpencodeClient(anonymous, timeout=3.0) as client:
-            await client.health()
-        open_to_all = True
+        verdict = await healthcheck.check(anonymous, timeout=3.0, expected=line)
     except ServerError as exc:
-        if exc.status_code != 401:
-            return Check(
-                label, False, f"health check failed: {exc}", fix=f"`ocm restart {endpoint.name}`"
-            )
-        open_to_all = False
+        return Check(label, False, f"health check failed: {exc}", fix=restart)
+    if verdict.phase is not Phase.LOCKED and not verdict.ready:
+        return Check(label, False, f"health check failed: {verdict.detail}", fix=restart)
+    open_to_all = verdict.ready
     if auth and open_to_all:
-        return Check(
-            label,
-            False,
-            "answers without a password although auth is on",
-            fix=f"`ocm restart {endpoint.name}`",
-        )
+        return Check(label, False, "answers without a password although auth is on", fix=restart)
     if auth:
         try:
-            async with AsyncOpencodeClient(endpoint, timeout=3.0) as client:
-                await client.health()
+            verdict = await healthcheck.check(endpoint, timeout=3.0, expected=line)
         except ServerError as exc:
+            return Check(label, False, f"health check failed: {exc}", fix=restart)
+        if not verdict.ready:
             return Check(
                 label,
                 False,
-                f"our stored password is refused: {exc}",
-                fix=f"`ocm restart {endpoint.name}` to hand it the password again",
+                f"our stored password is refused: {verdict.detail}",
+                fix=f"{restart} to hand it the password again",
             )
         return Check(label, True, "healthy; refuses anonymous requests, accepts ours")
     return Check(label, True, "healthy; no password (--no-auth, loopback only)", level="warning")
@@ -241,8 +277,8 @@ async def project_checks(fleet: Fleet, record: InstanceRecord, *, mcp: bool = Tr
     """What OpenCode makes of the instance's project: does its config load (a broken
     `opencode.json` does not stop the server answering health), do its MCP servers start?"""
     endpoint = fleet.endpoint(record)
-    if endpoint is None:
-        return []
+    if endpoint is None or _line(record) is Line.V2:
+        return []  # asked in the 1.x dialect; 2.x's comes with its task support
     label = f"instance {record.name}"
     directory = record.spec.dir
     checks: list[Check] = []

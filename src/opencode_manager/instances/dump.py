@@ -18,15 +18,20 @@ took a saved name since is left alone.
     not recorded any more                      started            (lifecycle.start, its old port
                                                                    when that is free)
     being stopped, or another instance         left alone         (report.skipped, with why)
+
+Resurrects take turns (a lock in $OCM_HOME/locks): two at once (a login unit and a person)
+would otherwise both start the same instances, the second stopping what the first started,
+and fail with a false cause. The second waits for the first, then finds its instances running.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -88,6 +93,7 @@ class ResurrectReport:
     running: list[str] = field(default_factory=list)  # already running: left alone
     skipped: dict[str, str] = field(default_factory=dict)  # name -> why it was left alone
     failed: dict[str, str] = field(default_factory=dict)  # name -> why it did not start
+    waited_for: int | None = None  # the pid of another resurrect this one waited for
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -321,6 +327,57 @@ def resurrect(fleet: Fleet, *, timeout: float = lifecycle.DEFAULT_START_TIMEOUT)
     if timeout <= 0:
         raise UsageError(f"invalid --timeout {timeout:g}: must be above 0")
     dump = load_dump(fleet.settings)
+    with _one_at_a_time(fleet.settings, timeout) as waited_for:
+        report = _resurrect(fleet, dump, timeout)
+    report.waited_for = waited_for
+    return report
+
+
+LOCK_MARGIN = 30.0  # beyond the other resurrect's own start deadline
+
+
+@contextlib.contextmanager
+def _one_at_a_time(settings: Settings, timeout: float) -> Iterator[int | None]:
+    """Hold the resurrect lock; yield the pid of the resurrect waited for, if any.
+
+    A lock held longer than a resurrect can take (its start deadline, plus a margin) is
+    reported, not broken: the other process may still be starting instances."""
+    settings.ensure_home()
+    path = settings.locks_dir / "resurrect.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise StateError(f"cannot open {path}: {exc.strerror or exc}") from exc
+    try:
+        holder: int | None = None
+        deadline = time.monotonic() + timeout + LOCK_MARGIN
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if holder is None:
+                    holder = _holder(fd)
+                if time.monotonic() > deadline:
+                    raise ConflictError(
+                        f"another `ocm resurrect` (pid {holder or '?'}) is still starting the "
+                        "saved fleet; run this again once it is done"
+                    ) from None
+                time.sleep(0.1)  # waiting for the other resurrect, with a deadline
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield holder
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _holder(fd: int) -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        return int(os.pread(fd, 32, 0).decode().strip())
+    return None
+
+
+def _resurrect(fleet: Fleet, dump: Dump, timeout: float) -> ResurrectReport:
     records = {r.name: r for r in fleet.records()}
     todo = plan(dump, list(records.values()))
     report = ResurrectReport(running=todo.running, skipped=todo.skipped)

@@ -12,14 +12,18 @@ import threading
 import time
 from collections.abc import Sequence
 
+import psutil
+
 from .. import process
 from ..client import healthcheck
 from ..client.endpoint import Endpoint
 from ..errors import ConflictError, NotFoundError, OcmError, ServerError, UsageError
+from ..lines import known_line
 from ..models import InstanceRecord, State
 from ..registry import Registry
+from ..secretbook import SecretBook
 from ..settings import Settings
-from . import credentials, launch
+from . import credentials, launch, probe
 from .discovery import ForeignServer, find_foreign
 from .logs import is_error, tail_across
 from .spec import parse_port
@@ -38,10 +42,14 @@ class Fleet:
 
     def __init__(self, settings: Settings, *, backups: bool = True) -> None:
         self.settings = settings
+        #: Every secret kept in this OCM_HOME: what reads from servers are redacted of.
+        self.secrets = SecretBook(settings)
         self._registry: Registry | None = None
         self._backups = backups
         self._lock = threading.Lock()
         self._answers: dict[str, tuple[float, bool]] = {}  # remote name -> (when, healthy)
+        #: The CPU of servers no keeper samples, from one look at the fleet to the next.
+        self.cpu = probe.CpuMeter()
 
     @property
     def registry(self) -> Registry:
@@ -87,8 +95,11 @@ class Fleet:
             return seen[1]
         endpoint = self.endpoint(record)
         try:
-            healthy = endpoint is not None and bool(
-                healthcheck.health_blocking(endpoint, timeout=REMOTE_HEALTH_TIMEOUT).get("healthy")
+            healthy = (
+                endpoint is not None
+                and healthcheck.check_blocking(
+                    endpoint, timeout=REMOTE_HEALTH_TIMEOUT, expected=known_line(record.version)
+                ).ready
             )
         except ServerError:
             healthy = False
@@ -174,6 +185,8 @@ class Fleet:
             password=self.password(record),
             username=record.spec.username,
             name=record.name,
+            known_secrets=self.secrets.values,
+            timeout=self.settings.http_timeout,
         )
 
     def reader(self, ref: str) -> Endpoint:
@@ -181,7 +194,12 @@ class Fleet:
         server (without one: a server that needs a password ocm does not have refuses)."""
         found = self.find(ref)
         if isinstance(found, ForeignServer):
-            return Endpoint(url=found.url, name=f"foreign:{found.port}")
+            return Endpoint(
+                url=found.url,
+                name=f"foreign:{found.port}",
+                known_secrets=self.secrets.values,
+                timeout=self.settings.http_timeout,
+            )
         if found.state is not State.RUNNING or not (found.spec.remote or is_up(found)):
             return self.endpoint_of(self.resolve_running(ref))  # raises: not running
         return self.endpoint_of(found)
@@ -207,19 +225,57 @@ class Fleet:
 # -- liveness (pure reads of /proc) ------------------------------------------------------------
 def is_up(record: InstanceRecord) -> bool:
     """Its server process is alive (whatever its keeper is doing)."""
-    return process.is_alive(record.server)
+    return current_server(record) is not None
+
+
+def current_server(record: InstanceRecord) -> psutil.Process | None:
+    """Its server process: the one recorded, or the one its live keeper runs now when the
+    registry has not caught up (a full disk: the keeper restarted it and could not say so).
+
+    That one is the keeper's child whose command line is a server's and whose environment
+    carries the instance's launch marker (and not an orphan the keeper adopted).
+    """
+    proc = process.verified(record.server)
+    if proc is not None or not record.launch_token:
+        return proc
+    keeper = process.verified(record.keeper)
+    if keeper is None:
+        return None
+    mark = launch.mark_value(record.name, record.launch_token)
+    adopted = {ident.pid for ident in record.adopted}
+    found = []
+    with contextlib.suppress(psutil.Error):
+        for child in keeper.children():
+            with contextlib.suppress(psutil.Error):
+                if (
+                    child.pid not in adopted
+                    and child.status() != psutil.STATUS_ZOMBIE
+                    and process.is_server_argv(child.cmdline())
+                    and child.environ().get(launch.MARK_VARIABLE) == mark
+                ):
+                    found.append(child)
+    return found[0] if len(found) == 1 else None
 
 
 def is_live(record: InstanceRecord) -> bool:
     """Anything of it may still run: keeper, server, or the `ocm start` bringing it up
-    (never for a remote instance: nothing of it runs here)."""
+    (never for a remote instance: nothing of it runs here, not even while a cluster start
+    that claims its row is bringing it up on another host)."""
+    if record.spec.remote:
+        return False
     if process.is_alive(record.keeper) or process.is_alive(record.server):
         return True
     return record.state is State.STARTING and process.is_alive(record.starter)
 
 
-def keeper_answering(record: InstanceRecord, now: float | None = None) -> bool | None:
-    """Whether its keeper's loop is alive: None when there is no keeper to ask."""
+def keeper_answering(
+    record: InstanceRecord, now: float | None = None, *, server_healthy: bool | None = None
+) -> bool | None:
+    """Whether its keeper's loop is alive: None when there is no keeper to ask.
+
+    A stale heartbeat alone does not say so: a keeper that cannot write (a full disk) keeps
+    supervising, so while its process runs and its server answers health (`server_healthy`,
+    when the caller asked), it counts as answering."""
     keeper = process.verified(record.keeper)
     if keeper is None:
         return None
@@ -228,4 +284,4 @@ def keeper_answering(record: InstanceRecord, now: float | None = None) -> bool |
     if record.heartbeat_at is None or record.state is not State.RUNNING:
         return True  # heartbeats come from the watch loop, which runs once the server is up
     limit = HEARTBEAT_INTERVALS * record.spec.health_interval + HEARTBEAT_MARGIN
-    return (now or time.time()) - record.heartbeat_at <= limit
+    return (now or time.time()) - record.heartbeat_at <= limit or server_healthy is True

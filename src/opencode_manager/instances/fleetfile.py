@@ -9,7 +9,9 @@ The instance keys are the options of `ocm start`, and their values go through th
 validation (spec.build_specs, Supervision.validated): an instance from the file gets the spec
 the same command line would give. A relative `dir` is relative to the file; `env` tables merge
 over the defaults' key by key, every other key replaces the default; `config` is an inline
-OpenCode config, passed as OPENCODE_CONFIG_CONTENT; `model` and `agent` are defaults for tasks.
+OpenCode config, passed as OPENCODE_CONFIG_CONTENT; `model` and `agent` are defaults for tasks;
+`opencode` chooses the instance's binary: a version `ocm install --version` put in $OCM_HOME
+(`"2.1.2"`), or a path (relative to the file), so one file can mix OpenCode 1.x and 2.x.
 
 The whole file is checked before anything starts, and every error names the file, the line and
 the key, all of them at once:
@@ -38,6 +40,7 @@ from .spec import (
     NAME_RE,
     Supervision,
     build_specs,
+    parse_binary,
     parse_env,
     parse_port,
     parse_port_range,
@@ -56,7 +59,7 @@ TABLES = ("project", "defaults", "instance", "group")
 SUPERVISION_KEYS = tuple(Supervision.__dataclass_fields__)
 INSTANCE_KEYS = (
     "dir", "port", "port_range", "hostname", "cors", "env", "auth", "log_level",
-    *SUPERVISION_KEYS, "shared_data", "config", "model", "agent",
+    *SUPERVISION_KEYS, "shared_data", "config", "model", "agent", "opencode",
 )  # fmt: skip
 GROUP_KEYS = (*INSTANCE_KEYS, "count")
 CONFIG_VARIABLE = "OPENCODE_CONFIG_CONTENT"
@@ -441,6 +444,8 @@ class _Reader:
         if key in ("dir", "hostname", "log_level"):
             self._alone(key, _string(value))
             return value
+        if key == "opencode":
+            return parse_binary(_string(value), self.base)
         if key in SUPERVISION_KEYS:
             if key == "restart":
                 converted: Any = _string(value)
@@ -507,6 +512,7 @@ class _Reader:
                 shared_data=values.get("shared_data", False),
                 cwd=str(self.base),
                 supervision=supervision,
+                binary=values.get("opencode"),
             )
         except UsageError as exc:
             key = _key_in(exc.message)

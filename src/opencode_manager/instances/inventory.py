@@ -13,7 +13,8 @@ import psutil
 
 from .. import process
 from ..client.endpoint import Endpoint
-from ..errors import ConflictError, NotFoundError, ServerError
+from ..errors import ConflictError, NotFoundError, OcmError, ServerError
+from ..lines import Line, known_line
 from ..models import (
     InstanceInfo,
     InstanceRecord,
@@ -23,10 +24,14 @@ from ..models import (
     Status,
     derive_status,
 )
+from . import binary as binaries
 from . import probe
-from .discovery import ForeignServer, find_foreign
-from .fleet import Fleet, keeper_answering
+from .discovery import ForeignServer, find_foreign, read_services
+from .fleet import Fleet, current_server, keeper_answering
 from .spec import is_loopback_host
+
+#: How long `ls` lets a foreign 2.x server's executable take to say its version.
+FOREIGN_VERSION_TIMEOUT = 5.0
 
 
 async def list_instances(
@@ -39,20 +44,24 @@ async def list_instances(
 ) -> list[InstanceInfo]:
     """Every managed instance (reconciled with what runs) and every foreign server.
 
-    CPU use comes from the keepers' samples; servers without a fresh sample are measured
-    over a 0.1 s window unless `measure_cpu` is off (their CPU is then None). `names` limits
-    the managed instances looked at (and probed) to those.
+    CPU use comes from the keepers' samples; servers without a fresh sample (foreign ones,
+    mostly) from the fleet's CPU meter, which never waits: unknown (None) at first sight,
+    the use since the previous look after that; not at all when `measure_cpu` is off.
+    `names` limits the managed instances looked at (and probed) to those.
     """
     records = [
         r for r in await asyncio.to_thread(fleet.records) if names is None or r.name in names
     ]
     keepers = [process.verified(r.keeper) for r in records]
-    servers = [process.verified(r.server) for r in records]
+    servers = [current_server(r) for r in records]
     foreign: list[ForeignServer] = []
     if include_foreign:
         own = {p.pid for p in servers if p is not None}
         own |= {r.server.pid for r in records if r.server}
-        foreign = await asyncio.to_thread(find_foreign, own)
+        services = {
+            s.pid: s for s in await asyncio.to_thread(read_services, fleet.settings.user_state_home)
+        }
+        foreign = await asyncio.to_thread(find_foreign, own, services)
         # A remote instance added by a loopback URL is a server on this machine: list it once.
         remote_ports = {
             r.port for r in records if r.spec.remote and is_loopback_host(r.spec.hostname)
@@ -60,8 +69,7 @@ async def list_instances(
         foreign = [f for f in foreign if f.port not in remote_ports]
     foreign_procs = [process.verified(process.identity_of(f.pid)) for f in foreign]
     now = time.time()
-    # Supervised servers were sampled by their keeper; measure only the others (this
-    # takes a 0.1 s window, so `ls` is fast when there are none).
+    # Supervised servers were sampled by their keeper; measure only the others.
     fresh = [
         server is not None
         and keeper is not None
@@ -72,20 +80,24 @@ async def list_instances(
     unmeasured: list[psutil.Process | None] = [
         None if ok else server for ok, server in zip(fresh, servers, strict=True)
     ] + foreign_procs
-    sampler = probe.CpuSampler(unmeasured if measure_cpu else [None] * len(unmeasured))
     endpoints: list[Endpoint | None] = [
         fleet.endpoint(record) if (server is not None or record.spec.remote) else None
         for record, server in zip(records, servers, strict=True)
     ]
     endpoints += [Endpoint(url=f.url) for f in foreign]
+    # A managed instance speaks the line of its binary; a foreign one is asked which.
+    expected = [known_line(r.version) for r in records] + [None for _ in foreign]
     health = (
-        await probe.check_health_async(endpoints)
+        await probe.check_health_async(endpoints, expected=expected)
         if probe_health
         else [probe.Health(healthy=None) for _ in endpoints]
     )
+    foreign_versions = await asyncio.gather(
+        *(_foreign_version(fleet, f, health[len(records) + j]) for j, f in enumerate(foreign))
+    )
     if measure_cpu:
-        stats = await sampler.aread()
-    else:  # memory needs no window: report it, leave CPU unknown
+        stats = fleet.cpu.read(unmeasured)
+    else:  # memory only, CPU unknown
         stats = [
             probe.stats_of(proc, prime=False, cpu=False) if proc is not None else None
             for proc in unmeasured
@@ -100,6 +112,7 @@ async def list_instances(
         if record.spec.remote:
             infos.append(remote_info(record, health[i]))
             continue
+        server = servers[i]
         status = derive_status(
             record.state,
             keeper_alive=keepers[i] is not None,
@@ -113,11 +126,12 @@ async def list_instances(
                 name=record.name,
                 status=status,
                 managed=True,
-                pid=record.server.pid if (record.server and servers[i]) else None,
+                pid=server.pid if server is not None else None,
                 port=record.port,
                 url=record.url,
                 hostname=record.spec.hostname,
                 version=health[i].version or record.version,
+                line=_line_number(health[i].line, health[i].version or record.version),
                 healthy=health[i].healthy if servers[i] is not None else False,
                 started_at=record.started_at,
                 uptime_s=round(now - record.started_at, 1)
@@ -131,7 +145,9 @@ async def list_instances(
                 auth=record.spec.auth,
                 keeper_pid=record.keeper.pid if (record.keeper and keepers[i]) else None,
                 supervised=keepers[i] is not None if live else None,
-                keeper_answering=keeper_answering(record, now) if live else None,
+                keeper_answering=keeper_answering(record, now, server_healthy=health[i].healthy)
+                if live and servers[i] is not None
+                else None,
                 keeper_error=record.keeper_error,
                 error=record.error if status in (Status.CRASHED, Status.ERRORED) else None,
                 last_exit=record.last_exit,
@@ -150,7 +166,9 @@ async def list_instances(
                 port=f.port,
                 url=f.url,
                 hostname=f.hostname,
-                version=h.version,
+                version=foreign_versions[j],
+                line=_line_number(h.line, foreign_versions[j]),
+                service=f.service,
                 healthy=h.healthy,
                 started_at=f.create_time,
                 uptime_s=round(now - f.create_time, 1),
@@ -168,10 +186,34 @@ async def list_instances(
     return infos
 
 
+def _line_number(proved: Line | None, version: str | None) -> int | None:
+    """The line `ls` shows: what the server's answers proved, else its version's."""
+    line = proved or known_line(version)
+    return line.value if line is not None else None
+
+
+async def _foreign_version(fleet: Fleet, server: ForeignServer, health: probe.Health) -> str | None:
+    """A foreign server's version: what it told us (1.x without a password), what its
+    service registration says, or, for a 2.x server whose password is not ours, what its
+    executable says (`--version`, cached per file, so `ls` pays it once)."""
+    if health.version or server.version:
+        return health.version or server.version
+    if health.line is not Line.V2 or not server.exe:
+        return None
+    try:
+        return await asyncio.to_thread(
+            binaries.probe_version, server.exe, fleet.settings, timeout=FOREIGN_VERSION_TIMEOUT
+        )
+    except OcmError:
+        return None
+
+
 def remote_info(record: InstanceRecord, health: probe.Health) -> InstanceInfo:
     """A remote instance as `ls` shows it: its health says everything ocm can know."""
     if record.state in (State.STOPPED, State.CRASHED):  # a cluster instance stopped or lost
         status, error = Status(record.state.value), record.error
+    elif record.state is State.STARTING:  # a cluster start under way, or one cut short
+        status, error = Status.STARTING, record.error
     elif health.healthy:
         status, error = Status.RUNNING, None
     elif health.auth_required:
@@ -187,6 +229,7 @@ def remote_info(record: InstanceRecord, health: probe.Health) -> InstanceInfo:
         url=record.url,
         hostname=record.spec.hostname,
         version=health.version or record.version,
+        line=_line_number(health.line, health.version or record.version),
         healthy=bool(health.healthy),
         started_at=record.started_at,
         uptime_s=None,  # the server's own uptime is its host's to know
@@ -285,6 +328,7 @@ def spec_settings(spec: InstanceSpec) -> dict[str, Any]:
         "auth": spec.auth,
         "shared_data": spec.shared_data,
         "opencode": spec.opencode,
+        "binary": spec.binary,  # its own choice (a version or a path), if it has one
         "restart": spec.restart,
         "max_restarts": spec.max_restarts,
         "restart_window": spec.restart_window,
@@ -306,7 +350,7 @@ async def status_report(fleet: Fleet, ref: str) -> StatusReport:
     found = await asyncio.to_thread(fleet.find, ref)
     report = StatusReport(info=await instance_info(fleet, ref))
     if isinstance(found, InstanceRecord):
-        server = process.verified(found.server)
+        server = current_server(found)
         endpoint = fleet.endpoint(found)
         directory: str | None = found.spec.dir
         report.created_at = found.created_at
@@ -322,7 +366,13 @@ async def status_report(fleet: Fleet, ref: str) -> StatusReport:
         report.processes = probe.process_tree(server)
         report.connections = probe.connections(server)
     remote = isinstance(found, InstanceRecord) and found.spec.remote
-    if endpoint is not None and (server is not None or (remote and report.info.healthy)):
+    # Sessions, MCP and LSP are asked in the 1.x dialect; 2.x's comes with its task support.
+    speaks_v1 = report.info.line != Line.V2.value
+    if (
+        endpoint is not None
+        and speaks_v1
+        and (server is not None or (remote and report.info.healthy))
+    ):
         await _ask_server(report, endpoint, directory)
     return report
 

@@ -11,7 +11,9 @@ woken with SIGTERM; its reconcile loop does the graceful part. A keeper that is 
 does not take the request within `KEEPER_ACK` seconds is bypassed: ocm ends the server itself,
 then every process that carries the instance's launch marker or that the keeper had adopted.
 Only processes proven to be ours (PID, start time, command line, or our random marker) are ever
-signalled.
+signalled, and never another instance's tree: a keeper that an agent of this instance started
+(`ocm start` in a bash tool, `ocm mcp`) hangs under this instance's keeper, and it and its
+server carry their own marker (process.spared).
 """
 
 from __future__ import annotations
@@ -40,11 +42,12 @@ from ..errors import (
     StateError,
     UsageError,
 )
+from ..lines import Line, known_line
 from ..models import KEEPER_CMD, InstanceRecord, InstanceSpec, ProcessIdentity, State
 from . import binary as binaries
 from . import credentials, launch, ports, remote
 from . import spec as specs
-from .fleet import Fleet, is_live, keeper_answering
+from .fleet import Fleet, current_server, is_live, keeper_answering
 
 DEFAULT_START_TIMEOUT = 120.0
 DEFAULT_STOP_TIMEOUT = 10.0
@@ -104,13 +107,13 @@ def start(
     raises Interrupted."""
     if timeout <= 0:
         raise UsageError(f"invalid --timeout {timeout:g}: must be above 0")
-    binary = binaries.find_binary(fleet.settings)
+    binary = _binaries(fleet, requested)  # before anything is recorded: a 3.x is refused here
     for spec in requested:
         if spec.port is not None and not ports.port_free(spec.hostname, spec.port):
             raise ConflictError(
                 f"port {spec.port} is already in use on {spec.hostname}; pick another"
             )
-    placed = _reserve(fleet, requested, binary.path, timeout)
+    placed = _reserve(fleet, requested, binary, timeout)
     names = [s.name for s in placed]
     for spec in placed:
         if cancel is not None and cancel.is_set():
@@ -132,8 +135,29 @@ def _roll_back(fleet: Fleet, names: list[str]) -> NoReturn:
     raise Interrupted(f"start interrupted: {', '.join(names)} stopped and removed")
 
 
+def _binaries(
+    fleet: Fleet, requested: Sequence[InstanceSpec]
+) -> Callable[[InstanceSpec], binaries.Binary]:
+    """Each spec's binary (its own choice, else the resolution order), each choice found and
+    version-checked once."""
+    found: dict[str | None, binaries.Binary] = {}
+    for spec in requested:
+        if spec.binary not in found:
+            found[spec.binary] = binaries.choose(fleet.settings, spec.binary)
+        if not spec.auth and found[spec.binary].line is Line.V2:
+            # 2.x makes up a password when given none, and ocm would be locked out.
+            raise UsageError(
+                f"--no-auth is not possible with OpenCode {found[spec.binary].version}: 2.x "
+                "always requires a password (drop --no-auth: ocm generates one and passes it)"
+            )
+    return lambda spec: found[spec.binary]
+
+
 def _reserve(
-    fleet: Fleet, requested: list[InstanceSpec], binary: str, timeout: float
+    fleet: Fleet,
+    requested: list[InstanceSpec],
+    binary: Callable[[InstanceSpec], binaries.Binary],
+    timeout: float,
 ) -> list[InstanceSpec]:
     """Name, place and record the instances in one transaction (the cross-process lock)."""
     registry = fleet.registry
@@ -145,15 +169,16 @@ def _reserve(
         generated = iter(specs.next_generated_names(taken, unnamed))
         claimed = registry.claimed_ports(db)
         for spec in requested:
+            found = binary(spec)
             final = InstanceSpec(
-                **{**spec.__dict__, "name": spec.name or next(generated), "opencode": binary}
+                **{**spec.__dict__, "name": spec.name or next(generated), "opencode": found.path}
             )
             chosen = _choose_port(final, claimed)
             if chosen is not None:
                 claimed.add(chosen)
             registry.reserve(
                 db, final, port=chosen, starter=starter, start_timeout=timeout,
-                token=secrets.token_hex(8),
+                token=secrets.token_hex(8), version=found.version,
             )  # fmt: skip
             placed.append(final)
     # Secrets and dirs after the rows exist, so a failure leaves a record to clean up.
@@ -195,7 +220,13 @@ def _launch(fleet: Fleet, spec: InstanceSpec) -> None:
     settings = fleet.settings
     log_path = settings.log_path(spec.name)
     log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Launched from an agent's tool (`ocm start` in a bash tool, `ocm mcp`), we inherit that
+    # instance's marker: the keeper gets its own instead, so no cleanup of the other instance
+    # takes this one's tree for its own.
     env = {k: v for k, v in settings.environ.items() if k != launch.MARK_VARIABLE}
+    token = fleet.registry.get(spec.name).launch_token
+    if token:
+        env[launch.MARK_VARIABLE] = launch.mark_value(spec.name, token)
     env["OCM_HOME"] = str(settings.home)
     log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
@@ -332,24 +363,26 @@ def _stop_one(fleet: Fleet, record: InstanceRecord, timeout: float) -> StopResul
         record = registry.request_stop(record.name, timeout)
     except StateError as exc:
         problem = exc  # stop anyway; say at the end that it could not be recorded
-    keeper = _let_keeper_stop(fleet, record, timeout)
+    keeper = _let_keeper_stop(fleet, record, timeout, recorded=problem is None)
     if problem is None:
         with contextlib.suppress(StateError):
             record = registry.get(record.name)
-    server = process.verified(record.server)
+    spare = _others(record)
+    server = current_server(record)
     if server is not None:
         # No keeper, or one that did not act: do it ourselves.
         _dispose(fleet, record, min(DISPOSE_TIMEOUT, timeout))
-        term = process.terminate_tree(server, timeout=timeout, extra=_strays(fleet, record))
+        strays = _strays(record)
+        term = process.terminate_tree(server, timeout=timeout, extra=strays, spare=spare)
         result.via = "ocm"
         result.signalled, result.killed = term.signalled, term.killed
     if keeper is not None and process.is_alive(record.keeper):
         # Frozen or stuck: SIGKILL reaches a stopped process too.
-        term = process.terminate_tree(keeper, timeout=min(timeout, 1.0))
+        term = process.terminate_tree(keeper, timeout=min(timeout, 1.0), spare=spare)
         result.killed += term.killed
-    strays = _strays(fleet, record)
+    strays = _strays(record)
     if strays:  # orphans the keeper had adopted, or tools that escaped the server's tree
-        term = process.terminate_tree(strays[0], timeout=timeout, extra=strays[1:])
+        term = process.terminate_tree(strays[0], timeout=timeout, extra=strays[1:], spare=spare)
         result.signalled += term.signalled
         result.killed += term.killed
     try:
@@ -357,9 +390,13 @@ def _stop_one(fleet: Fleet, record: InstanceRecord, timeout: float) -> StopResul
     except StateError as exc:
         problem = problem or exc
     if problem is not None:
+        later = (
+            "its keeper stays to record it once the registry is writable again"
+            if process.is_alive(record.keeper)
+            else "`ocm ls` may show it as crashed until the registry is writable again"
+        )
         raise StateError(
-            f"stopped {record.name}, but the registry could not record it ({problem}); "
-            f"`ocm ls` may show it as crashed until the registry is writable again",
+            f"stopped {record.name}, but the registry could not record it ({problem}); {later}",
             instance=record.name,
         )
     if record.port:
@@ -367,13 +404,22 @@ def _stop_one(fleet: Fleet, record: InstanceRecord, timeout: float) -> StopResul
     return result
 
 
-def _let_keeper_stop(fleet: Fleet, record: InstanceRecord, timeout: float) -> psutil.Process | None:
-    """Wake the keeper and wait for it to stop the server; return it if it did not."""
+def _let_keeper_stop(
+    fleet: Fleet, record: InstanceRecord, timeout: float, *, recorded: bool = True
+) -> psutil.Process | None:
+    """Wake the keeper and wait for it to stop the server; return it if it did not.
+
+    When the request could not be recorded (`recorded` false: a full disk, a long lock), the
+    keeper acts on SIGTERM alone and cannot write that it took it, nor its heartbeat: unless
+    frozen, it gets the whole stop to end its server, and once that is gone it is left alone,
+    to record the stop when it can (it stays until then). Otherwise a stale heartbeat does not
+    make a keeper "not answering" while its server answers health."""
     registry = fleet.registry
     deadline = time.monotonic() + timeout + DISPOSE_TIMEOUT + 5.0
-    ack_by = time.monotonic() + min(KEEPER_ACK, timeout + 1.0)
+    ack_by = time.monotonic() + min(KEEPER_ACK, timeout + 1.0) if recorded else deadline
     signalled: set[int] = set()
     keeper: psutil.Process | None = None
+    serving: bool | None = None  # whether its server answers health, asked once if needed
     while time.monotonic() < deadline:
         with contextlib.suppress(OcmError):
             record = registry.get(record.name)
@@ -388,22 +434,48 @@ def _let_keeper_stop(fleet: Fleet, record: InstanceRecord, timeout: float) -> ps
             with contextlib.suppress(psutil.Error):
                 keeper.send_signal(signal.SIGTERM)  # wakes its loop: it reads the request
             signalled.add(keeper.pid)
-        if process.is_frozen(keeper) or keeper_answering(record) is False:
+        server = current_server(record)
+        if process.is_frozen(keeper):
             return keeper
-        taken = record.state in (State.STOPPING, State.STOPPED) or not process.is_alive(
-            record.server
-        )
+        if recorded and keeper_answering(record) is False:
+            # (Unrecorded, a stale heartbeat says nothing: the keeper cannot write either.)
+            if serving is None:
+                serving = server is not None and _answers(fleet, record)
+            if not serving:
+                return keeper
+        taken = record.state in (State.STOPPING, State.STOPPED) or server is None
         if not taken and time.monotonic() > ack_by:
             return keeper  # it did not take the request in time
         if process.wait_gone([keeper], 0.05) == []:
             return None
+        if server is None and not recorded:
+            return None  # ended; the keeper stays until it can record that
     return keeper
 
 
+def _answers(fleet: Fleet, record: InstanceRecord) -> bool:
+    """Its server answers health (a keeper that cannot write its heartbeat still works)."""
+    from ..client import healthcheck
+
+    endpoint = fleet.endpoint(record)
+    if endpoint is None:
+        return False
+    try:
+        verdict = healthcheck.check_blocking(
+            endpoint, timeout=2.0, expected=known_line(record.version)
+        )
+        return verdict.ready
+    except OcmError:
+        return False
+
+
 def _dispose(fleet: Fleet, record: InstanceRecord, timeout: float) -> None:
-    """Ask the server to end its tool processes and MCP/LSP servers (bounded)."""
+    """Ask the server to end its tool processes and MCP/LSP servers (bounded). A 2.x server
+    has no such route: SIGTERM is its graceful stop (it exits 130)."""
     from ..client import OpencodeClient
 
+    if known_line(record.version) is Line.V2:
+        return
     endpoint = fleet.endpoint(record)
     if endpoint is None:
         return
@@ -411,19 +483,31 @@ def _dispose(fleet: Fleet, record: InstanceRecord, timeout: float) -> None:
         client.dispose()
 
 
-def _strays(fleet: Fleet, record: InstanceRecord) -> list[psutil.Process]:
+def _mark(record: InstanceRecord) -> str | None:
+    return launch.mark_value(record.name, record.launch_token) if record.launch_token else None
+
+
+def _others(record: InstanceRecord) -> process.Spare:
+    """What a cleanup of this instance must leave alone: keepers (its own is ended on its
+    own path) and other instances' trees, which its keeper may have adopted."""
+    return process.spared(launch.MARK_VARIABLE, _mark(record))
+
+
+def _strays(record: InstanceRecord) -> list[psutil.Process]:
     """Live processes of this instance outside the server's tree: adopted orphans, and
-    anything that carries its launch marker in its environment."""
+    anything that carries its launch marker in its environment (keepers aside: a row written
+    before keepers told other instances apart may list one as adopted)."""
     found: dict[int, psutil.Process] = {}
     for ident in record.adopted:
         proc = process.verified(ident)
         if proc is not None:
             found[proc.pid] = proc
-    if record.launch_token:
-        mark = launch.mark_value(record.name, record.launch_token)
+    mark = _mark(record)
+    if mark:
         for proc in process.marked(launch.MARK_VARIABLE, mark):
             found.setdefault(proc.pid, proc)
-    return list(found.values())
+    spare = _others(record)
+    return [proc for proc in found.values() if not spare(proc)]
 
 
 # -- restart, remove, cleanup --------------------------------------------------------------------
@@ -471,7 +555,8 @@ def restart(
     else:
         records = fleet.resolve_all(refs)
         remote.refuse(records, "restart")
-    binary = binaries.find_binary(fleet.settings)
+    chosen_specs = {r.name: (respec or {}).get(r.name, r.spec) for r in records}
+    binary = _binaries(fleet, list(chosen_specs.values()))  # an instance keeps its choice
     registry = fleet.registry
     for record in records:
         if is_live(record):
@@ -479,8 +564,9 @@ def restart(
     names = []
     starter = me()
     for record in records:
-        chosen_spec = (respec or {}).get(record.name, record.spec)
-        spec = InstanceSpec(**{**chosen_spec.__dict__, "opencode": binary.path})
+        chosen_spec = chosen_specs[record.name]
+        found = binary(chosen_spec)
+        spec = InstanceSpec(**{**chosen_spec.__dict__, "opencode": found.path})
         previous = registry.get(record.name)
         with registry.transaction() as db:
             chosen = _choose_port(spec, registry.claimed_ports(db)) if spec.port_range else None
@@ -488,7 +574,7 @@ def restart(
             registry.relaunch(
                 db, record.name, spec, port=chosen or spec.port or previous.port,
                 restarts=previous.restarts + 1, starter=starter, start_timeout=timeout,
-                token=secrets.token_hex(8),
+                token=secrets.token_hex(8), version=found.version,
             )  # fmt: skip
         _prepare(fleet, spec)
         _launch(fleet, spec)

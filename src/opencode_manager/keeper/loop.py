@@ -3,11 +3,12 @@
 `ocm start` launches ``python -m opencode_manager.keeper --home H --detach NAME``; it forks
 itself away, so it is nobody's child. The keeper spawns ``opencode serve`` (stdin closed, own
 process group, password by environment), copies its output into the instance log (rotated by
-size), reads the listening URL, waits for ``/global/health``, warms the server up for its first
-prompt (warmup.py), records everything in the registry, and then supervises in a reconcile
-loop:
+size), reads the listening URL, waits for its line's health check (``/global/health`` on 1.x,
+``/api/info`` on 2.x: client/readiness.py), warms the server up for its first prompt
+(warmup.py; not on 2.x yet), records everything in the registry, and then supervises in a
+reconcile loop:
 
-* liveness is HTTP: ``/global/health`` every ``health_interval`` with a deadline; three misses
+* liveness is HTTP: that health check every ``health_interval`` with a deadline; three misses
   in a row (a wedged or SIGSTOPped server) and it is ended and restarted;
 * ``max_memory`` / ``max_age`` recycle it gracefully (busy sessions get a grace period, then
   dispose, then stop);
@@ -20,10 +21,16 @@ loop:
 
 It never gives up on its server because of the registry or the disk: registry writes go through
 the `Ledger` (kept and retried), log writes through the `LogSink` (dropped and counted), and the
-pipes are always drained. Its own crash is written where `ocm status` shows it.
+pipes are always drained. Its own crash is written where `ocm status` shows it. When the
+registry cannot take its last writes (a full disk), it stays after its server has ended until
+they land (up to `EXIT_LINGER`), so a stop made during the outage is recorded once there is room.
+When the registry file is replaced (`ocm restore`), it writes its whole row into the new one
+(row.py), inserting it if that file does not have it.
 
 It is a child subreaper, so processes the server orphans (bash-tool commands run in their own
-session) are re-parented to the keeper instead of init and can still be found and ended.
+session) are re-parented to the keeper instead of init and can still be found and ended. So
+are other instances' keepers that an agent of ours started (`ocm start` in a bash tool, ocm's
+MCP server): those, and everything under them, are never taken for orphans (process.spared).
 If the keeper itself is killed (-9), the server keeps running: an agent's work in flight is
 never lost because its supervisor died; `ocm stop` ends it directly.
 """
@@ -37,20 +44,25 @@ import os
 import shutil
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .. import process
+from ..client import readiness
 from ..client.endpoint import Endpoint
+from ..client.readiness import Phase, Verdict
 from ..deadline import within
 from ..errors import OcmError, ServerError
 from ..instances import launch, ports
 from ..instances.credentials import read_password
+from ..lines import Line, known_line
 from ..models import KEEPER_CMD, EventKind, InstanceRecord, InstanceSpec, ProcessIdentity, State
 from ..registry import Registry
 from ..settings import Settings
+from . import row
 from .ledger import Ledger
 from .logsink import LogSink
 from .policy import ExitKind, Limits, RestartPolicy, decide, next_consecutive
@@ -72,10 +84,17 @@ DISPOSE_TIMEOUT = 3.0
 STOP_TIMEOUT = 10.0
 WEDGED_STOP_TIMEOUT = 0.5  # a server that does not answer cannot act on SIGTERM either
 REGISTRY_TIMEOUT = 0.5  # the keeper never waits long on a locked registry: it retries later
-EXIT_SETTLE = 10.0  # at exit, how long to keep trying to record the final state
+EXIT_SETTLE = 10.0  # at exit, how long to try to record the final state before saying so
+EXIT_LINGER = 24 * 3600.0  # and then how long to stay, waiting for room to record it
 READ_CHUNK = 65536
 MAX_LINE = 1 << 20  # longer lines are cut (the pipe is drained whatever comes)
 RECOVERED = "answering again"  # the detail of a healthy event after missed checks
+#: 2.x answers 503 with `retry-after: 1` while it boots, and is ready at any moment: ask
+#: again after its retry-after, but no later than this (a start would wait up to 1 s more).
+RETRY_AFTER_CAP = 0.25
+#: A server whose answers are no OpenCode API (HTML on both lines' routes, 401) this long in
+#: a row fails its start with that reason instead of waiting out the start timeout.
+NOT_API_GRACE = 10.0
 
 
 def limits_of(spec: InstanceSpec) -> Limits:
@@ -123,7 +142,10 @@ class Keeper:
         self.registry = registry
         self.spawner = spawner or SubprocessSpawner()
         self.probe = probe or HttpProbe()
-        self.host = host or OwnProcess()
+        mark = launch.mark_value(self.name, record.launch_token) if record.launch_token else None
+        # Another instance's tree under us (its keeper was re-parented to us) is never ours.
+        self.spare = process.spared(launch.MARK_VARIABLE, mark)
+        self.host = host or OwnProcess(self.spare)
         self.clock = clock or SystemClock()
         self.limits = limits or limits_of(self.spec)
         self.start_timeout = record.start_timeout or START_TIMEOUT
@@ -138,13 +160,23 @@ class Keeper:
             secrets=(self.password,) if self.password else (),
         )
         self.ledger = Ledger(
-            registry, on_trouble=self._registry_trouble, clock=self.clock.monotonic
+            registry,
+            on_trouble=self._registry_trouble,
+            on_replaced=self._registry_replaced,
+            clock=self.clock.monotonic,
         )
+        self.row = row.initial(record)  # what the keeper knows its row holds (or should)
+        self._dropped_said = 0
         self.stop_requested = asyncio.Event()
         self.wake = asyncio.Event()
         self.server: Server | None = None
         self.url_found: asyncio.Future[str] | None = None
         self.port = record.port
+        # The line of the binary `ocm start` found (its version is in the row); the server's
+        # health check confirms it, and the keeper speaks that line's few routes.
+        self.expected: Line | None = known_line(record.version)
+        self.line: Line | None = self.expected
+        self._not_ready: str | None = None  # why the last start gave up waiting
         self._adopted: list[ProcessIdentity] = []
         self._problems: dict[str, str] = {}
 
@@ -182,9 +214,21 @@ class Keeper:
             return 2
         finally:
             self._write(Registry.keeper_ended, self.name)
-            await self.ledger.settle(self.clock.monotonic() + EXIT_SETTLE)
+            await self._settle()
             self.log.close()
             self.registry.close()
+
+    async def _settle(self) -> None:
+        """Record how this instance ended before going: a full disk must not lose a stop."""
+        if await self.ledger.settle(self.clock.monotonic() + EXIT_SETTLE):
+            return
+        self.log.note(
+            f"the registry cannot be written ({self.ledger.last_error}); staying up to "
+            f"{EXIT_LINGER / 3600:g} h to record how {self.name} ended",
+            "WARN",
+        )
+        if await self.ledger.settle(self.clock.monotonic() + EXIT_LINGER):
+            self.log.note("recorded; the keeper ends")
 
     def request_stop(self) -> None:
         """What SIGTERM does: stop (with the row's timeout when a stop was requested there)."""
@@ -286,7 +330,7 @@ class Keeper:
             # Not `--port 0`: OpenCode would take its default 4096 whenever it is free.
             with contextlib.suppress(OSError):
                 port = ports.ephemeral_port(self.spec.hostname) or None
-        argv = [*launch.server_argv(binary, self.spec, port), "--print-logs"]
+        argv = [*launch.server_argv(binary, self.spec, port, line=self.expected), "--print-logs"]
         token = self.record.launch_token
         try:
             env = launch.server_env(
@@ -398,18 +442,52 @@ class Keeper:
         return None
 
     async def _wait_healthy(self, endpoint: Endpoint) -> str | None:
+        """Poll the line's health check until the server is ready; its version, or None with
+        the reason in `_not_ready`. Gives up at the start deadline, at once when a 2.x boot
+        failed (500) or the server answers as another line than its binary's, and after
+        NOT_API_GRACE of answers that are no OpenCode API: never a silent wait."""
         assert self.server is not None
-        deadline = self.clock.monotonic() + self.start_timeout
+        began = self.clock.monotonic()
+        deadline = began + self.start_timeout
         delay = 0.02
+        last: Verdict | None = None
+        problem = ""
+        unlike_since: float | None = None
+        self._not_ready = None
         while self.clock.monotonic() < deadline and self.server.returncode is None:
             if self.stop_requested.is_set():
                 return None
-            with contextlib.suppress(ServerError):
-                data = await self.probe.health(endpoint, timeout=2.0)
-                if data.get("healthy"):
-                    return str(data.get("version") or "")
-            await asyncio.sleep(delay)  # poll interval while waiting for health
+            wait = delay
+            try:
+                verdict = await self.probe.check(endpoint, timeout=2.0, expected=self.expected)
+            except ServerError as exc:
+                problem = str(exc)  # not listening yet, or gone: the loop sees it exit
+            else:
+                last = verdict
+                now = self.clock.monotonic()
+                if verdict.ready:
+                    if self.expected is not None and verdict.line is not self.expected:
+                        self._not_ready = readiness.describe_mismatch(
+                            self.expected, verdict, self.record.version
+                        )
+                        return None
+                    self.line = verdict.line
+                    return verdict.version or ""
+                if verdict.phase is Phase.FAILED:
+                    self._not_ready = verdict.detail
+                    return None
+                if verdict.phase is Phase.STARTING:
+                    unlike_since = None
+                    if verdict.retry_after is not None:
+                        wait = max(delay, min(verdict.retry_after, RETRY_AFTER_CAP))
+                else:
+                    unlike_since = now if unlike_since is None else unlike_since
+                    if now - unlike_since >= NOT_API_GRACE:
+                        break
+            await asyncio.sleep(wait)  # poll interval while waiting for health
             delay = min(delay * 1.5, 0.02)  # the raw limit polls every 10 ms
+        waited = self.clock.monotonic() - began
+        self._not_ready = readiness.not_ready_reason(last, endpoint.url, waited, problem)
         return None
 
     async def _warm_up(self, endpoint: Endpoint) -> Warmup | None:
@@ -417,6 +495,9 @@ class Keeper:
         the settings' budget, and by a stop request; a failure is only logged)."""
         budget = self.settings.warmup_timeout
         if budget <= 0:
+            return None
+        if self.line is Line.V2:
+            self.log.note("warm-up skipped: ocm has no warm-up for OpenCode 2.x yet")
             return None
         warming = asyncio.create_task(
             warm_up(
@@ -445,7 +526,8 @@ class Keeper:
             return Outcome(None, "stopped")
         if self.server.returncode is None:
             await self._terminate()
-            return Outcome(ExitKind.UNHEALTHY, f"not healthy within {self.start_timeout:.0f} s")
+            reason = self._not_ready or f"not healthy within {self.start_timeout:.0f} s"
+            return Outcome(ExitKind.UNHEALTHY, reason)
         with contextlib.suppress(asyncio.TimeoutError):  # let the pumps drain: the cause
             await within(asyncio.gather(*pumps), 2.0)
         reason = launch.explain_exit(self.log.tail, self.spec, port)
@@ -508,14 +590,22 @@ class Keeper:
     async def _healthy(self, endpoint: Endpoint, misses: int) -> bool:
         """One liveness probe; a hit also records a heartbeat with CPU and memory."""
         assert self.server is not None
+        problem: str | None = None
         try:
-            await self.probe.health(endpoint, timeout=self.limits.health_timeout)
+            verdict = await self.probe.check(
+                endpoint, timeout=self.limits.health_timeout, expected=self.line
+            )
         except ServerError as exc:
+            problem = str(exc)
+        else:
+            problem = None if verdict.ready else (verdict.detail or verdict.phase.value)
+        if problem is not None:
             self.log.note(
-                f"health check missed ({misses + 1}/{self.limits.health_misses}): {exc}", "WARN"
+                f"health check missed ({misses + 1}/{self.limits.health_misses}): {problem}",
+                "WARN",
             )
             if misses == 0:
-                self._event(EventKind.UNHEALTHY, str(exc))
+                self._event(EventKind.UNHEALTHY, problem)
             self._write(Registry.heartbeat, self.name, key="heartbeat")
             return False
         if misses:
@@ -574,7 +664,10 @@ class Keeper:
 
     # -- endings ---------------------------------------------------------------------------
     async def _dispose(self, endpoint: Endpoint, timeout: float) -> None:
-        """Ask the server to end its tool processes and MCP/LSP servers (bounded)."""
+        """Ask the server to end its tool processes and MCP/LSP servers (bounded). 2.x has
+        no such route: it does all that itself on SIGTERM, and exits 130."""
+        if self.line is Line.V2:
+            return
         try:
             await self.probe.dispose(endpoint, timeout=timeout)
         except OcmError as exc:
@@ -590,7 +683,9 @@ class Keeper:
 
     async def _end_orphans(self) -> None:
         for proc in self.host.orphans(None):
-            await asyncio.to_thread(process.terminate_tree, proc, timeout=STOP_TIMEOUT)
+            await asyncio.to_thread(
+                process.terminate_tree, proc, timeout=STOP_TIMEOUT, spare=self.spare
+            )
         self.host.reap_zombies(self.server.pid if self.server else None)
 
     def _cap_opencode_log(self) -> None:
@@ -627,8 +722,38 @@ class Keeper:
     def _write(
         self, method: Callable[..., None], *args: Any, key: str | None = None, **kwargs: Any
     ) -> None:
-        """Queue a registry transition (arguments bound now, applied by the ledger)."""
-        self.ledger.write(lambda registry: method(registry, *args, **kwargs), key=key)
+        """Queue a registry transition (arguments bound now, applied by the ledger), and
+        fold it into the keeper's own copy of its row."""
+        row.fold(self.row, method.__name__, args, kwargs, time.time())
+        self.ledger.write(
+            lambda registry: method(registry, *args, **kwargs),
+            key=key,
+            event=method is Registry.add_event,
+        )
+
+    def _registry_replaced(self) -> None:
+        """The registry file is another one now (`ocm restore`): write our row into it."""
+        self.log.note("the registry file was replaced; writing this instance's state into it")
+        self.ledger.rejoin(self._rejoin)
+
+    def _rejoin(self, registry: Registry) -> None:
+        """The whole row as the keeper knows it now (computed when applied, so it is never
+        older than the transitions queued before it)."""
+        stopping = self.stop_requested.is_set()
+        fields = {key: self.row[key] for key in row.OWNED}
+        if fields["keeper_pid"] is not None and fields["state"] is State.RUNNING:
+            fields["heartbeat_at"] = time.time()
+        registry.rejoin(
+            self.name,
+            self.spec,
+            created_at=self.record.created_at,
+            **fields,
+            desired="stopped" if stopping else "running",
+            stop_timeout=self.stop_timeout if stopping else None,
+            launch_token=self.record.launch_token,
+            starter_pid=None,
+            starter_ctime=None,
+        )
 
     def _event(self, kind: EventKind, detail: str) -> None:
         self._write(Registry.add_event, self.name, kind.value, detail, at=self.clock.time())
@@ -654,6 +779,14 @@ class Keeper:
             if problem is None
             else f"registry not writable ({problem}); supervising from memory and retrying",
         )
+        dropped = self.ledger.dropped - self._dropped_said
+        if problem is None and dropped:
+            self._dropped_said = self.ledger.dropped
+            self._event(
+                EventKind.KEEPER_ERROR,
+                f"{dropped} event(s) were not recorded: more happened while the registry "
+                "could not be written than the keeper keeps",
+            )
 
     def _log_trouble(self, problem: str | None) -> None:
         self._problem("log", problem)

@@ -2,9 +2,10 @@
 
 * `Spawner` starts one run of the server and returns a `Server` (pipes, wait, terminate,
   samples);
-* `Probe` makes the keeper's HTTP calls (health, busy sessions, dispose, warm-up GETs);
+* `Probe` makes the keeper's HTTP calls (the health check of the server's line, busy
+  sessions, dispose, warm-up GETs);
 * `Host` is the keeper's own process: orphans re-parented to it (it is a child subreaper),
-  zombies to reap;
+  zombies to reap; other instances' keepers re-parented to it are not its orphans;
 * `Clock` tells the time.
 
 The real ones are below. Unit tests pass fakes (`opencode_manager.testing`) and replay a
@@ -25,7 +26,10 @@ import psutil
 from .. import process
 from ..client import healthcheck
 from ..client.endpoint import Endpoint
+from ..client.readiness import Verdict
 from ..deadline import within
+from ..instances.launch import MARK_VARIABLE
+from ..lines import Line
 from ..models import SERVER_CMD, ProcessIdentity
 from ..process import Termination
 
@@ -59,7 +63,11 @@ class Spawner(Protocol):
 
 
 class Probe(Protocol):
-    async def health(self, endpoint: Endpoint, *, timeout: float) -> dict[str, Any]: ...
+    async def check(self, endpoint: Endpoint, *, timeout: float, expected: Line | None) -> Verdict:
+        """The health check of the server's line (client/readiness.py), or ServerError when
+        nothing answers."""
+        ...
+
     async def busy(
         self, endpoint: Endpoint, directory: str, *, timeout: float
     ) -> dict[str, Any]: ...
@@ -82,10 +90,14 @@ class Clock(Protocol):
 
 # -- the real ones -------------------------------------------------------------------------------
 class ProcessServer:
-    """A server started with asyncio's subprocess support."""
+    """A server started with asyncio's subprocess support; `spare`: the trees in it that are
+    not its own (process.spared), left alone when it is ended."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+    def __init__(
+        self, proc: asyncio.subprocess.Process, spare: process.Spare = process.is_keeper
+    ) -> None:
         self._proc = proc
+        self._spare = spare
         self.pid = proc.pid
         self.identity = process.identity_with(proc.pid, SERVER_CMD)
         self.stdout = proc.stdout
@@ -104,11 +116,15 @@ class ProcessServer:
         root = process.verified(self.identity)
         if root is not None:
             result = await asyncio.to_thread(
-                process.terminate_tree, root, timeout=timeout, extra=list(extra)
+                process.terminate_tree, root, timeout=timeout, extra=list(extra), spare=self._spare
             )
         elif extra:
             result = await asyncio.to_thread(
-                process.terminate_tree, extra[0], timeout=timeout, extra=list(extra[1:])
+                process.terminate_tree,
+                extra[0],
+                timeout=timeout,
+                extra=list(extra[1:]),
+                spare=self._spare,
             )
         with contextlib.suppress(ProcessLookupError, asyncio.TimeoutError):
             await within(self._proc.wait(), 5.0)
@@ -145,14 +161,14 @@ class SubprocessSpawner:
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # its own group: our signals reach MCP/LSP children
         )
-        return ProcessServer(proc)
+        return ProcessServer(proc, process.spared(MARK_VARIABLE, env.get(MARK_VARIABLE)))
 
 
 class HttpProbe:
     """Health, busy sessions, dispose and warm-up GETs over h11 (the keeper loads no httpx)."""
 
-    async def health(self, endpoint: Endpoint, *, timeout: float) -> dict[str, Any]:
-        return await healthcheck.health(endpoint, timeout=timeout)
+    async def check(self, endpoint: Endpoint, *, timeout: float, expected: Line | None) -> Verdict:
+        return await healthcheck.check(endpoint, timeout=timeout, expected=expected)
 
     async def busy(self, endpoint: Endpoint, directory: str, *, timeout: float) -> dict[str, Any]:
         return await healthcheck.busy_sessions(endpoint, directory, timeout=timeout)
@@ -166,20 +182,28 @@ class HttpProbe:
 
 
 class OwnProcess:
-    """The keeper's own process: a child subreaper that ends and reaps what is re-parented."""
+    """The keeper's own process: a child subreaper that ends and reaps what is re-parented.
+
+    Being the nearest subreaper, it also receives other instances' keepers: an agent's
+    `ocm start b` (or `ocm mcp` calling instances_start) double-forks b's keeper, and Linux
+    hands it to us. `spare` (process.spared) tells those trees apart, so they are never taken
+    for orphans of ours (and never ended with our server)."""
+
+    def __init__(self, spare: process.Spare = process.is_keeper) -> None:
+        self.spare = spare
 
     def become_subreaper(self) -> bool:
         return process.set_child_subreaper()
 
     def orphans(self, server_pid: int | None) -> list[psutil.Process]:
-        """Our descendants outside the server's own tree: orphans re-parented to us."""
+        """Our descendants outside the server's own tree and outside other instances' trees:
+        orphans re-parented to us."""
         me = psutil.Process()
-        server_tree: set[int] = set()
-        if server_pid is not None:
-            with contextlib.suppress(psutil.Error):
-                server = psutil.Process(server_pid)
-                server_tree = {server_pid, *(p.pid for p in process.descendants(server))}
-        return [p for p in process.descendants(me) if p.pid not in server_tree]
+
+        def outside(proc: psutil.Process) -> bool:
+            return proc.pid == server_pid or self.spare(proc)
+
+        return process.descendants(me, spare=outside)
 
     def reap_zombies(self, server_pid: int | None) -> None:
         with contextlib.suppress(psutil.Error):

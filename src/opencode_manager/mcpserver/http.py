@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -128,8 +127,6 @@ def serve(
     """
     check_address(host, port)
     sock = listener(host, port)
-    # The SDK logs every session at INFO on stderr; `ready` says what a user needs to know.
-    logging.getLogger("mcp").setLevel(logging.WARNING)
     try:
         shown = f"[{host}]" if ":" in host else host
         url = f"http://{shown}:{sock.getsockname()[1]}{PATH}"

@@ -15,12 +15,28 @@ Generated from the server (`python -m opencode_manager.mcpserver.reference > doc
 `ocm mcp` serves these on stdio, or with `--http` as streamable HTTP at
 `http://127.0.0.1:8765/mcp` (loopback only) to clients that send `Authorization: Bearer` and the
 token kept in `$OCM_HOME/mcp-token`. `--read-only` keeps the read tools, `--no-destructive` drops
-the destructive ones, which also want `confirm: true`. `task_run` and `task_wait` wait at most
-{MAX_WAIT_S:.0f} s, then return the task id. Every result is a JSON object (MCP
-`structuredContent`) whose keys each tool's `outputSchema` declares, as its Result below shows;
-records used in several results are described once, under [Types](#types). Results are open
-objects: a key not listed may appear too. An error a model could fix comes back as a tool error
-with one readable line.
+the destructive ones, which also want `confirm: true`. `--log-level` (default `warning`) sets
+what the SDK and the HTTP clients log on stderr: at the default, nothing in normal use.
+
+In OpenCode, a project's `opencode.json`:
+
+```json
+{{"mcp": {{"ocm": {{"type": "local", "command": ["ocm", "mcp"],
+                 "timeout": 120000}}}}}}
+```
+
+The `timeout` (ms) matters: `task_run` and `task_wait` wait up to {MAX_WAIT_S:.0f} s before they
+return the task id, and `instances_start` until each server is healthy, while OpenCode gives an
+MCP request 5 s unless told otherwise.
+
+Arguments are strict: a tool refuses an argument it does not take, naming the ones it takes
+(every `inputSchema` says `additionalProperties: false`), and a bad one comes back as one line,
+`tool: what is wrong`, as does every error; errors name the tool to call next, never a CLI
+command an agent cannot run. Every result is a JSON object (MCP `structuredContent`, and the
+same object as compact JSON text) whose keys each tool's `outputSchema` declares, as its Result
+below shows; records used in several results are described once, under [Types](#types).
+Records are compact: each fact once, and a key whose value is null or empty is left out (a key
+marked optional below). Results are open objects: a key not listed may appear too.
 """
 
 

@@ -1,11 +1,14 @@
 """What the MCP tools return: one TypedDict per result shape, from which the SDK derives each
 tool's `outputSchema` (and docs/mcp.md its Result tables).
 
-The SDK validates a tool's return value through its annotation and sends what comes out as
-`structuredContent`. A plain TypedDict would silently drop keys it does not declare, so every
-shape here is open (`extra="allow"`, `additionalProperties: true` in the schema): a key a
-record's `to_dict()` grows still reaches the client. tests/mcpserver/test_results.py pins each
-record's declared keys to what its `to_dict()` produces, so the schema cannot drift either.
+The records are compact (`records` makes them): each fact once, and a key whose value is
+null or empty left out, so such a key is `NotRequired` here and its type is what it holds
+when present. The SDK validates a tool's return value through its annotation and sends what
+comes out as `structuredContent`. A plain TypedDict would silently drop keys it does not
+declare, so every shape here is open (`extra="allow"`, `additionalProperties: true` in the
+schema): a key a record's `to_dict()` grows still reaches the client.
+tests/mcpserver/test_results.py pins each record's declared keys to what its `to_dict()`
+produces, so the schema cannot drift either.
 
 Values are checked too: a declared type that does not fit the value fails the call, so a type
 here is only as narrow as the value is sure to be. Raw OpenCode data (messages, diffs, todos,
@@ -27,7 +30,9 @@ OPEN = ConfigDict(extra="allow")  # keys not declared here pass through (see the
 class LifecycleEvent(TypedDict):
     """One lifecycle event of an instance (`ocm events`)."""
 
-    instance: Annotated[str, Field(description="The instance it happened to")]
+    instance: NotRequired[
+        Annotated[str, Field(description="The instance it happened to (absent inside its record)")]
+    ]
     at: Annotated[float, Field(description="When (Unix time, seconds)")]
     type: Annotated[
         str,
@@ -36,20 +41,17 @@ class LifecycleEvent(TypedDict):
             "errored, stopped or keeper_error"
         ),
     ]
-    detail: Annotated[str | None, Field(description="What else is known (exit code, reason)")]
-    time: Annotated[float, Field(description="Same as `at` (the older name)")]
-    kind: Annotated[str, Field(description="Same as `type` (the older name)")]
+    detail: NotRequired[Annotated[str, Field(description="What else is known (exit code, reason)")]]
     id: NotRequired[
         Annotated[
-            int | None,
-            Field(description="Its id (in events_list): pass the largest back as `after`"),
+            int, Field(description="Its id (in events_list): pass the largest back as `after`")
         ]
     ]
 
 
 @with_config(OPEN)
 class InstanceInfo(TypedDict):
-    """An instance as `ocm ls --json` shows it."""
+    """An instance as `ocm ls --json` shows it (a key left out is unknown or empty)."""
 
     name: Annotated[str, Field(description="Its name (oc-1...), or host:port for a foreign one")]
     status: Annotated[
@@ -62,26 +64,31 @@ class InstanceInfo(TypedDict):
     managed: Annotated[
         bool, Field(description="In ocm's registry: started here, or added as a remote")
     ]
-    pid: Annotated[int | None, Field(description="The server's process id")]
-    port: Annotated[int | None, Field(description="The port it listens on")]
-    url: Annotated[str | None, Field(description="Its base URL")]
-    hostname: Annotated[str | None, Field(description="The address it binds")]
-    version: Annotated[str | None, Field(description="OpenCode's version")]
-    healthy: Annotated[bool | None, Field(description="It answered its health check")]
-    started_at: Annotated[float | None, Field(description="When it started (Unix time)")]
-    uptime_s: Annotated[float | None, Field(description="Seconds since it started")]
+    pid: NotRequired[Annotated[int, Field(description="The server's process id")]]
+    port: NotRequired[Annotated[int, Field(description="The port it listens on")]]
+    url: NotRequired[Annotated[str, Field(description="Its base URL")]]
+    hostname: NotRequired[Annotated[str, Field(description="The address it binds")]]
+    version: NotRequired[Annotated[str, Field(description="OpenCode's version")]]
+    line: NotRequired[Annotated[int, Field(description="OpenCode's line: 1 or 2")]]
+    service: NotRequired[
+        Annotated[bool, Field(description="A foreign server that is the user's OpenCode 2 service")]
+    ]
+    healthy: NotRequired[Annotated[bool, Field(description="It answered its health check")]]
+    started_at: NotRequired[Annotated[float, Field(description="When it started (Unix time)")]]
+    uptime_s: NotRequired[Annotated[float, Field(description="Seconds since it started")]]
     restarts: Annotated[int, Field(description="How often its keeper restarted it")]
-    rss_bytes: Annotated[int | None, Field(description="Memory of the server and its children")]
-    cpu_percent: Annotated[float | None, Field(description="CPU, as last sampled")]
-    log: Annotated[str | None, Field(description="Its log file")]
-    dir: Annotated[str | None, Field(description="Same as `directory` (the older name)")]
-    auth: Annotated[bool | None, Field(description="It wants a password")]
-    keeper_pid: Annotated[int | None, Field(description="Its keeper's process id")]
-    supervised: Annotated[bool | None, Field(description="A keeper is alive to restart it")]
-    keeper_answering: Annotated[bool | None, Field(description="The keeper's loop is alive")]
-    keeper_error: Annotated[str | None, Field(description="A problem the keeper reported")]
-    error: Annotated[str | None, Field(description="Why it is not running, if known")]
-    last_exit: Annotated[str | None, Field(description="How the server last ended")]
+    rss_bytes: NotRequired[
+        Annotated[int, Field(description="Memory of the server and its children")]
+    ]
+    cpu_percent: NotRequired[Annotated[float, Field(description="CPU, as last sampled")]]
+    log: NotRequired[Annotated[str, Field(description="Its log file")]]
+    auth: NotRequired[Annotated[bool, Field(description="It wants a password")]]
+    keeper_pid: NotRequired[Annotated[int, Field(description="Its keeper's process id")]]
+    supervised: NotRequired[Annotated[bool, Field(description="A keeper is alive to restart it")]]
+    keeper_answering: NotRequired[Annotated[bool, Field(description="The keeper's loop is alive")]]
+    keeper_error: NotRequired[Annotated[str, Field(description="A problem the keeper reported")]]
+    error: NotRequired[Annotated[str, Field(description="Why it is not running, if known")]]
+    last_exit: NotRequired[Annotated[str, Field(description="How the server last ended")]]
     owner: Annotated[
         str,
         Field(
@@ -90,25 +97,29 @@ class InstanceInfo(TypedDict):
             "agent) or foreign"
         ),
     ]
-    directory: Annotated[str | None, Field(description="Its project directory")]
+    directory: NotRequired[Annotated[str, Field(description="Its project directory")]]
 
 
 @with_config(OPEN)
 class FleetRow(TypedDict):
-    """One instance in a fleet frame."""
+    """One instance in a fleet frame (a key left out is unknown)."""
 
     name: Annotated[str, Field(description="Instance name")]
     status: Annotated[str, Field(description="As in instances_list")]
-    pid: Annotated[int | None, Field(description="The server's process id")]
-    uptime_s: Annotated[float | None, Field(description="Seconds since it started")]
+    pid: NotRequired[Annotated[int, Field(description="The server's process id")]]
+    uptime_s: NotRequired[Annotated[float, Field(description="Seconds since it started")]]
     restarts: Annotated[int, Field(description="Restarts by its keeper")]
-    cpu_percent: Annotated[float | None, Field(description="CPU, as last sampled")]
-    rss_bytes: Annotated[int | None, Field(description="Memory of the server and its children")]
-    connections: Annotated[int | None, Field(description="Established TCP connections")]
-    busy: Annotated[int | None, Field(description="Sessions working now")]
-    idle: Annotated[int | None, Field(description="Sessions not working")]
-    sessions: Annotated[int | None, Field(description="Sessions in its project")]
-    last_event: Annotated[LifecycleEvent | None, Field(description="Its latest lifecycle event")]
+    cpu_percent: NotRequired[Annotated[float, Field(description="CPU, as last sampled")]]
+    rss_bytes: NotRequired[
+        Annotated[int, Field(description="Memory of the server and its children")]
+    ]
+    connections: NotRequired[Annotated[int, Field(description="Established TCP connections")]]
+    busy: NotRequired[Annotated[int, Field(description="Sessions working now")]]
+    idle: NotRequired[Annotated[int, Field(description="Sessions not working")]]
+    sessions: NotRequired[Annotated[int, Field(description="Sessions in its project")]]
+    last_event: NotRequired[
+        Annotated[LifecycleEvent, Field(description="Its latest lifecycle event")]
+    ]
 
 
 @with_config(OPEN)
@@ -125,49 +136,71 @@ class FleetTotals(TypedDict):
 
 @with_config(OPEN)
 class TaskRecord(TypedDict):
-    """A task and, once it ended, its result (the durable result record)."""
+    """A task and, once it ended, its result (the durable result record; a key left out is
+    null or empty)."""
 
-    id: Annotated[str, Field(description="The task id (t-...)")]
+    id: NotRequired[
+        Annotated[
+            str,
+            Field(description="The task id (t-...); inside a task handle it is its `task_id`"),
+        ]
+    ]
     prompt: Annotated[str, Field(description="What was asked")]
     status: Annotated[
         str,
         Field(description="pending, running, completed, failed, aborted, timed_out or cancelled"),
     ]
     created_at: Annotated[float, Field(description="When it was recorded (Unix time)")]
-    batch_id: Annotated[str | None, Field(description="Its batch, if any")]
-    task_id: Annotated[str | None, Field(description="The id its batch file gave it")]
-    pinned: Annotated[str | None, Field(description="The instance its batch file tied it to")]
-    instance: Annotated[str | None, Field(description="The instance it ran on")]
-    url: Annotated[str | None, Field(description="That instance's URL")]
-    session_id: Annotated[str | None, Field(description="Its OpenCode session (ses_...)")]
-    directory: Annotated[str | None, Field(description="Where the agent worked")]
-    model: Annotated[str | None, Field(description="provider/model, if chosen")]
-    agent: Annotated[str | None, Field(description="The OpenCode agent, if chosen")]
-    timeout: Annotated[float | None, Field(description="Its deadline, in seconds")]
-    max_retries: Annotated[int | None, Field(description="Provider retries allowed")]
+    batch_id: NotRequired[Annotated[str, Field(description="Its batch, if any")]]
+    task_id: NotRequired[Annotated[str, Field(description="The id its batch file gave it")]]
+    pinned: NotRequired[Annotated[str, Field(description="The instance its batch file tied it to")]]
+    instance: NotRequired[Annotated[str, Field(description="The instance it ran on")]]
+    url: NotRequired[Annotated[str, Field(description="That instance's URL")]]
+    session_id: NotRequired[Annotated[str, Field(description="Its OpenCode session (ses_...)")]]
+    directory: NotRequired[Annotated[str, Field(description="Where the agent worked")]]
+    model: NotRequired[Annotated[str, Field(description="provider/model, if chosen")]]
+    agent: NotRequired[Annotated[str, Field(description="The OpenCode agent, if chosen")]]
+    timeout: NotRequired[Annotated[float, Field(description="Its deadline, in seconds")]]
+    max_retries: NotRequired[Annotated[int, Field(description="Provider retries allowed")]]
     attempts: Annotated[int, Field(description="How often it was sent")]
     prompted: Annotated[bool, Field(description="The prompt reached the server")]
     sending: Annotated[bool, Field(description="Being sent right now")]
-    text: Annotated[str, Field(description="The answer text")]
+    message_id: NotRequired[
+        Annotated[str, Field(description="Its prompt message id (msg_...), chosen before sending")]
+    ]
+    text: NotRequired[Annotated[str, Field(description="The answer text")]]
     steps: Annotated[int, Field(description="Model steps taken")]
-    tool_calls: Annotated[list[dict[str, Any]], Field(description="Tools the agent called")]
-    todos: Annotated[list[Any], Field(description="The agent's todo list, as OpenCode keeps it")]
-    diff: Annotated[list[Any], Field(description="Files changed, as OpenCode reports them")]
-    tokens: Annotated[dict[str, Any], Field(description="Tokens used (input, output, cache...)")]
+    tool_calls: NotRequired[
+        Annotated[list[dict[str, Any]], Field(description="Tools the agent called")]
+    ]
+    todos: NotRequired[
+        Annotated[list[Any], Field(description="The agent's todo list, as OpenCode keeps it")]
+    ]
+    diff: NotRequired[
+        Annotated[list[Any], Field(description="Files changed, as OpenCode reports them")]
+    ]
+    tokens: NotRequired[
+        Annotated[dict[str, Any], Field(description="Tokens used (input, output, cache...)")]
+    ]
     cost: Annotated[float, Field(description="Cost in USD, as the provider reports it")]
-    error: Annotated[dict[str, Any] | None, Field(description="Why it failed, if it did")]
-    asks: Annotated[
-        list[dict[str, Any]], Field(description="Permissions and questions, and their answers")
+    error: NotRequired[Annotated[dict[str, Any], Field(description="Why it failed, if it did")]]
+    asks: NotRequired[
+        Annotated[
+            list[dict[str, Any]],
+            Field(description="Permissions and questions, and their answers"),
+        ]
     ]
     on_ask: Annotated[str, Field(description="What was done with asks: reject, approve, leave")]
-    started_at: Annotated[float | None, Field(description="When it was sent (Unix time)")]
-    finished_at: Annotated[float | None, Field(description="When it ended (Unix time)")]
-    worktree: Annotated[dict[str, Any] | None, Field(description="Its git worktree, if any")]
-    schema: Annotated[
-        dict[str, Any] | None, Field(description="JSON schema the answer had to fit, if any")
+    started_at: NotRequired[Annotated[float, Field(description="When it was sent (Unix time)")]]
+    finished_at: NotRequired[Annotated[float, Field(description="When it ended (Unix time)")]]
+    worktree: NotRequired[Annotated[dict[str, Any], Field(description="Its git worktree, if any")]]
+    schema: NotRequired[
+        Annotated[dict[str, Any], Field(description="JSON schema the answer had to fit, if any")]
     ]
-    structured: Annotated[Any, Field(description="The answer's object, if a schema was given")]
-    duration_s: Annotated[float | None, Field(description="Seconds from sent to ended")]
+    structured: NotRequired[
+        Annotated[Any, Field(description="The answer's object, if a schema was given")]
+    ]
+    duration_s: NotRequired[Annotated[float, Field(description="Seconds from sent to ended")]]
 
 
 @with_config(OPEN)
@@ -176,27 +209,27 @@ class TaskBrief(TypedDict):
 
     id: Annotated[str, Field(description="The task id (t-...)")]
     status: Annotated[str, Field(description="As in the task record")]
-    instance: Annotated[str | None, Field(description="The instance it ran on")]
-    session_id: Annotated[str | None, Field(description="Its OpenCode session")]
+    instance: NotRequired[Annotated[str, Field(description="The instance it ran on")]]
+    session_id: NotRequired[Annotated[str, Field(description="Its OpenCode session")]]
     prompt: Annotated[str, Field(description="What was asked")]
-    text: Annotated[str, Field(description="The answer text")]
-    error: Annotated[dict[str, Any] | None, Field(description="Why it failed, if it did")]
-    batch_id: Annotated[str | None, Field(description="Its batch, if any")]
+    text: NotRequired[Annotated[str, Field(description="The answer text")]]
+    error: NotRequired[Annotated[dict[str, Any], Field(description="Why it failed, if it did")]]
+    batch_id: NotRequired[Annotated[str, Field(description="Its batch, if any")]]
     created_at: Annotated[float, Field(description="When it was recorded (Unix time)")]
-    finished_at: Annotated[float | None, Field(description="When it ended (Unix time)")]
-    duration_s: Annotated[float | None, Field(description="Seconds from sent to ended")]
+    finished_at: NotRequired[Annotated[float, Field(description="When it ended (Unix time)")]]
+    duration_s: NotRequired[Annotated[float, Field(description="Seconds from sent to ended")]]
 
 
 @with_config(OPEN)
 class TaskOutcome(TypedDict):
     """One task of a batch, in brief."""
 
-    id: Annotated[str | None, Field(description="The id its batch file gave it")]
+    id: NotRequired[Annotated[str, Field(description="The id its batch file gave it")]]
     task: Annotated[str, Field(description="Its task id (t-...), for task_get")]
     status: Annotated[str, Field(description="As in the task record")]
-    instance: Annotated[str | None, Field(description="The instance it ran on")]
-    duration_s: Annotated[float | None, Field(description="Seconds from sent to ended")]
-    error: Annotated[str | None, Field(description="Why it failed, in one line")]
+    instance: NotRequired[Annotated[str, Field(description="The instance it ran on")]]
+    duration_s: NotRequired[Annotated[float, Field(description="Seconds from sent to ended")]]
+    error: NotRequired[Annotated[str, Field(description="Why it failed, in one line")]]
 
 
 @with_config(OPEN)
@@ -205,22 +238,24 @@ class BatchBrief(TypedDict):
 
     id: Annotated[str, Field(description="The batch id (b-...)")]
     status: Annotated[str, Field(description="running, completed, cancelled or interrupted")]
-    source: Annotated[str | None, Field(description="Its batch file, or mcp")]
+    source: NotRequired[Annotated[str, Field(description="Its batch file, or mcp")]]
     created_at: Annotated[float, Field(description="When it was created (Unix time)")]
-    finished_at: Annotated[float | None, Field(description="When its last task ended")]
+    finished_at: NotRequired[Annotated[float, Field(description="When its last task ended")]]
     total: Annotated[int, Field(description="Tasks in it")]
     done: Annotated[int, Field(description="Tasks that ended")]
-    counts: Annotated[dict[str, int], Field(description="Tasks by status")]
-    duration_s: Annotated[float | None, Field(description="Seconds from created to finished")]
+    counts: NotRequired[Annotated[dict[str, int], Field(description="Tasks by status")]]
+    duration_s: NotRequired[Annotated[float, Field(description="Seconds from created to finished")]]
 
 
 @with_config(OPEN)
 class AskQuestion(TypedDict):
     """One question of a question ask."""
 
-    question: Annotated[str | None, Field(description="The question")]
-    header: Annotated[str | None, Field(description="Its short title")]
-    options: Annotated[list[Any], Field(description="The option labels to choose from")]
+    question: NotRequired[Annotated[str, Field(description="The question")]]
+    header: NotRequired[Annotated[str, Field(description="Its short title")]]
+    options: NotRequired[
+        Annotated[list[Any], Field(description="The option labels to choose from")]
+    ]
     multiple: Annotated[bool, Field(description="More than one option may be chosen")]
 
 
@@ -233,7 +268,7 @@ class PendingAsk(TypedDict):
     id: Annotated[str, Field(description="Its id (per_... or que_...), to answer it")]
     session_id: Annotated[str, Field(description="The session (or subagent session) asking")]
     permission: NotRequired[
-        Annotated[str | None, Field(description="A permission: what it wants (bash, edit...)")]
+        Annotated[str, Field(description="A permission: what it wants (bash, edit...)")]
     ]
     patterns: NotRequired[
         Annotated[list[Any], Field(description="A permission: what it applies to")]
@@ -252,17 +287,17 @@ class SessionRow(TypedDict):
 
     instance: Annotated[str, Field(description="The instance it is on")]
     id: Annotated[str, Field(description="The session id (ses_...)")]
-    title: Annotated[str, Field(description="Its title")]
+    title: NotRequired[Annotated[str, Field(description="Its title")]]
     status: Annotated[str, Field(description="idle, busy or retry")]
-    directory: Annotated[str | None, Field(description="Its project directory")]
-    parent_id: Annotated[str | None, Field(description="The session that started it")]
-    created_at: Annotated[float | None, Field(description="When it was created (Unix time)")]
-    updated_at: Annotated[float | None, Field(description="When it last changed (Unix time)")]
-    created: Annotated[float | None, Field(description="Same as `created_at` (older name)")]
-    updated: Annotated[float | None, Field(description="Same as `updated_at` (older name)")]
-    raw: Annotated[
-        dict[str, Any] | None,
-        Field(description="The session as OpenCode sends it (null in session_get)"),
+    directory: NotRequired[Annotated[str, Field(description="Its project directory")]]
+    parent_id: NotRequired[Annotated[str, Field(description="The session that started it")]]
+    created_at: NotRequired[Annotated[float, Field(description="When it was created (Unix time)")]]
+    updated_at: NotRequired[Annotated[float, Field(description="When it last changed (Unix time)")]]
+    raw: NotRequired[
+        Annotated[
+            dict[str, Any],
+            Field(description="The session as OpenCode sends it (sessions_list with raw: true)"),
+        ]
     ]
 
 
@@ -276,7 +311,7 @@ class StopResult(TypedDict):
     via: Annotated[str, Field(description="Who ended the server: keeper, or ocm directly")]
     signalled: Annotated[int, Field(description="Processes sent SIGTERM")]
     killed: Annotated[int, Field(description="Processes that needed SIGKILL")]
-    port_freed: Annotated[bool | None, Field(description="Its port is free again")]
+    port_freed: NotRequired[Annotated[bool, Field(description="Its port is free again")]]
 
 
 @with_config(OPEN)
@@ -286,7 +321,7 @@ class SessionCounts(TypedDict):
     total: Annotated[int, Field(description="Sessions in its project")]
     busy: Annotated[int, Field(description="Working now")]
     idle: Annotated[int, Field(description="Not working")]
-    busy_ids: Annotated[list[str], Field(description="The busy ones' ids")]
+    busy_ids: NotRequired[Annotated[list[str], Field(description="The busy ones' ids")]]
 
 
 @with_config(OPEN)
@@ -327,24 +362,36 @@ class InstanceList(TypedDict):
 
 @with_config(OPEN)
 class InstanceDetail(InstanceInfo):
-    """An instance as instances_list shows it, plus everything worth knowing about it."""
+    """An instance as instances_list shows it, plus everything worth knowing about it (a key
+    left out is unknown or empty)."""
 
-    created_at: Annotated[float | None, Field(description="When ocm first recorded it")]
-    stopped_at: Annotated[float | None, Field(description="When it last stopped")]
-    events: Annotated[list[LifecycleEvent], Field(description="Its recent lifecycle events")]
-    last_event: Annotated[LifecycleEvent | None, Field(description="The latest of them")]
-    recent_errors: Annotated[list[str], Field(description="Error lines from its log")]
-    processes: Annotated[
-        list[dict[str, Any]], Field(description="The server and its children (pid, rss...)")
+    created_at: NotRequired[Annotated[float, Field(description="When ocm first recorded it")]]
+    stopped_at: NotRequired[Annotated[float, Field(description="When it last stopped")]]
+    events: NotRequired[
+        Annotated[list[LifecycleEvent], Field(description="Its recent lifecycle events")]
+    ]
+    last_event: NotRequired[
+        Annotated[
+            LifecycleEvent,
+            Field(description="Its latest event, when `events` does not end with it"),
+        ]
+    ]
+    recent_errors: NotRequired[Annotated[list[str], Field(description="Error lines from its log")]]
+    processes: NotRequired[
+        Annotated[
+            list[dict[str, Any]], Field(description="The server and its children (pid, rss...)")
+        ]
     ]
     tree_rss_bytes: Annotated[int, Field(description="Memory of all those processes")]
-    connections: Annotated[dict[str, int], Field(description="TCP connections by state")]
-    sessions: Annotated[SessionCounts | None, Field(description="Its sessions, counted")]
-    mcp: Annotated[dict[str, Any] | None, Field(description="Its MCP servers' status")]
-    lsp: Annotated[list[Any] | None, Field(description="Its language servers")]
-    api_errors: Annotated[list[str], Field(description="What its API did not answer")]
-    settings: Annotated[
-        dict[str, Any] | None, Field(description="How it was started (env: keys only)")
+    connections: NotRequired[
+        Annotated[dict[str, int], Field(description="TCP connections by state")]
+    ]
+    sessions: NotRequired[Annotated[SessionCounts, Field(description="Its sessions, counted")]]
+    mcp: NotRequired[Annotated[dict[str, Any], Field(description="Its MCP servers' status")]]
+    lsp: NotRequired[Annotated[list[Any], Field(description="Its language servers")]]
+    api_errors: NotRequired[Annotated[list[str], Field(description="What its API did not answer")]]
+    settings: NotRequired[
+        Annotated[dict[str, Any], Field(description="How it was started (env: keys only)")]
     ]
 
 
@@ -413,7 +460,9 @@ class TaskHandle(TypedDict):
 
     done: Annotated[bool, Field(description="It ended")]
     task_id: Annotated[str, Field(description="Its id, for task_wait and task_get")]
-    record: Annotated[TaskRecord, Field(description="Its record as it stands")]
+    record: Annotated[
+        TaskRecord, Field(description="Its record as it stands (its id is `task_id`)")
+    ]
     next: NotRequired[
         Annotated[str, Field(description="What to call next, while it has not ended")]
     ]

@@ -4,9 +4,11 @@ A front like the CLI: every tool drives the async facade (`AsyncManager`) and im
 the public API. Tool names are snake_case `noun_verb`. Read tools are always there;
 `read_only=True` keeps only them, `destructive=False` drops stop, restart and abort, and the
 destructive tools that remain also want `confirm: true` in their arguments (elicitation is
-not relied on: several clients silently decline it). An error a model could fix comes back
-as a readable tool error; nothing but the protocol goes to stdout. Every tool's result is a
-TypedDict from `results`, so it has a typed `outputSchema`.
+not relied on: several clients silently decline it). Every tool is a `StrictTool`: it refuses
+an argument it does not take, and an error a model could fix comes back as one readable line
+that names the tool to call next; nothing but the protocol goes to stdout, and nothing to
+stderr at the default log level. Every tool's result is a TypedDict from `results`, so it has
+a typed `outputSchema`, filled with the compact records `records` makes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,6 +25,7 @@ from typing import Annotated, Any, Literal, TypeVar, cast
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.server.mcpserver.tools import Tool
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
@@ -29,25 +33,20 @@ from .. import (
     AskPolicy,
     AsyncManager,
     BatchOptions,
-    BatchSummary,
-    FleetFrame,
-    InstanceInfo,
-    LifecycleEvent,
     NotFoundError,
     OcmError,
-    PendingAsk,
-    SessionRow,
     Settings,
-    StatusReport,
-    StopResult,
     TaskOptions,
     TaskRecord,
     __version__,
     decode_batch_file,
 )
-from . import results
+from . import records, results
+from .advice import for_agent
+from .strict import StrictTool
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: How long `task_run` and `task_wait` wait before returning a handle: MCP clients cut calls
 #: off somewhere between 30 s and a few minutes.
@@ -68,61 +67,81 @@ Id = Annotated[str, Field(min_length=1, max_length=64)]
 Confirm = Annotated[bool, Field(description="Must be true: this tool stops or ends work.")]
 
 
+#: The loggers `ocm mcp --log-level` governs: the SDK's, and the HTTP clients' (httpx logs
+#: every request at INFO, a line per call to an instance). At the default, warning, one stdio
+#: session writes nothing to stderr.
+LOGGERS = ("mcp", "httpx", "httpx2", "httpcore", "sse_starlette")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def set_log_level(level: str) -> None:
+    """Set the SDK's and the HTTP clients' loggers to `level` (one of LOG_LEVELS)."""
+    for name in LOGGERS:
+        logging.getLogger(name).setLevel(level.upper())
+
+
 def build_server(
-    settings: Settings | None = None, *, read_only: bool = False, destructive: bool = True
+    settings: Settings | None = None,
+    *,
+    read_only: bool = False,
+    destructive: bool = True,
+    log_level: str = "warning",
 ) -> MCPServer:
     """The MCP server for one OCM_HOME (settings), with the gates applied."""
-    server = MCPServer(
-        "ocm",
-        title="opencode-manager",
-        version=__version__,
-        instructions="Run and operate fleets of OpenCode servers: list and start instances, "
-        "send them tasks and read the results. IDs you need are in every tool result.",
-    )
+    tools: list[Tool] = []
+
+    def tool(title: str, annotations: ToolAnnotations) -> Callable[[F], F]:
+        def register(fn: F) -> F:
+            tools.append(StrictTool.of(fn, title=title, annotations=annotations))
+            return fn
+
+        return register
 
     async def call(work: Callable[[AsyncManager], Awaitable[T]]) -> T:
         try:
             async with AsyncManager(settings) as manager:
                 return await work(manager)
         except OcmError as exc:
-            raise ToolError(f"{exc} (exit code {exc.exit_code} in the CLI)") from None
-
-    async def read(work: Callable[[AsyncManager], Awaitable[Any]]) -> str:
-        """A resource's JSON; a missing one is the SDK's not-found, with our message."""
-        try:
-            async with AsyncManager(settings) as manager:
-                found = await work(manager)
-        except NotFoundError as exc:
-            raise ResourceNotFoundError(str(exc)) from None
-        except OcmError as exc:
-            raise ResourceError(str(exc)) from None
-        data = found if isinstance(found, dict) else found.to_dict()
-        return json.dumps(data, default=str)
+            raise ToolError(str(exc)) from None  # StrictTool says it for an agent
 
     runs: list[asyncio.Task[None]] = []  # batches running in this process
 
-    def require_confirm(value: bool, what: str) -> None:
-        if not value:
-            raise ToolError(f"{what} stops work in progress: call it again with confirm: true")
+    def require_confirm(value: bool) -> None:
+        if not value:  # StrictTool puts the tool's name first
+            raise ToolError("this stops work in progress: call it again with confirm: true")
+
+    def finish() -> MCPServer:
+        set_log_level(log_level)
+        server = MCPServer(
+            "ocm",
+            title="opencode-manager",
+            version=__version__,
+            instructions="Run and operate fleets of OpenCode servers: list and start instances, "
+            "send them tasks and read the results. IDs you need are in every tool result.",
+            tools=tools,
+            log_level=cast("Any", log_level.upper()),
+        )
+        _add_resources(server, settings)
+        return server
 
     # -- read ---------------------------------------------------------------------------------
-    @server.tool(title="Fleet status", annotations=READ)
+    @tool("Fleet status", READ)
     async def fleet_status() -> results.FleetFrame:
         """Every managed instance with status, CPU, memory and busy/idle sessions, plus totals."""
-        return _fleet_frame(await call(lambda m: m.top()))
+        return records.fleet_frame(await call(lambda m: m.top()))
 
-    @server.tool(title="List instances", annotations=READ)
+    @tool("List instances", READ)
     async def instances_list(include_foreign: bool = False) -> results.InstanceList:
         """Instances ocm manages (and, if asked, OpenCode servers others started)."""
         infos = await call(lambda m: m.instances(include_foreign=include_foreign))
-        return {"instances": [_instance(i) for i in infos]}
+        return {"instances": [records.instance(i) for i in infos]}
 
-    @server.tool(title="Get an instance", annotations=READ)
+    @tool("Get an instance", READ)
     async def instance_get(name: Name) -> results.InstanceDetail:
         """One instance in detail: settings, processes, memory, sessions, MCP, errors."""
-        return _instance_detail(await call(lambda m: m.status(name)))
+        return records.instance_detail(await call(lambda m: m.status(name)))
 
-    @server.tool(title="Instance log", annotations=READ)
+    @tool("Instance log", READ)
     async def instance_logs(
         name: Name,
         lines: Annotated[int, Field(ge=1, le=1000)] = 100,
@@ -133,7 +152,7 @@ def build_server(
         found = await call(lambda m: m.logs([name], lines=lines, pattern=grep, level=level))
         return {"lines": [line.line for line in found]}
 
-    @server.tool(title="Lifecycle events", annotations=READ)
+    @tool("Lifecycle events", READ)
     async def events_list(
         name: Annotated[str | None, Field(description="Instance (default: all)")] = None,
         after: Annotated[int | None, Field(ge=0, description="Cursor: the last id seen")] = None,
@@ -142,19 +161,21 @@ def build_server(
         """Started, healthy, crashed, restarted, stopped... newest last; pass `cursor` back as
         `after` to get only newer ones."""
         found = await call(lambda m: m.events(name, limit=limit, after=after))
-        rows = [_event(e) | {"id": e.id} for e in found]
         cursor = max((e.id for e in found if e.id is not None), default=after)
-        return {"events": rows, "cursor": cursor}
+        return {"events": [records.event(e) for e in found], "cursor": cursor}
 
-    @server.tool(title="List sessions", annotations=READ)
+    @tool("List sessions", READ)
     async def sessions_list(
         name: Annotated[str | None, Field(description="Instance (default: every running)")] = None,
+        raw: Annotated[
+            bool, Field(description="Add each session as OpenCode sends it (`raw`)")
+        ] = False,
     ) -> results.SessionList:
         """Sessions on running instances, with their status (idle, busy, retry)."""
         rows = await call(lambda m: m.sessions(name))
-        return {"sessions": [_session(r) for r in rows]}
+        return {"sessions": [records.session(r, raw=raw) for r in rows]}
 
-    @server.tool(title="Get a session", annotations=READ)
+    @tool("Get a session", READ)
     async def session_get(
         session_id: Id,
         instance: Annotated[str | None, Field(description="Default: ask every one")] = None,
@@ -174,72 +195,51 @@ def build_server(
             )
             page = messages[offset : offset + limit]
             return {
-                "session": _session(row) | {"raw": None},
+                "session": records.session(row),
                 "messages": [msg.raw for msg in page],
                 "total_messages": len(messages),
                 "next_offset": offset + len(page) if offset + len(page) < len(messages) else None,
                 "todos": todos,
                 "diff": diff,
-                "asks": [_ask(a) for a in asks],
+                "asks": [records.ask(a) for a in asks],
             }
 
         return await call(read)
 
-    @server.tool(title="Get a task", annotations=READ)
+    @tool("Get a task", READ)
     async def task_get(task_id: Id) -> results.TaskRecord:
         """A task's result record: status, answer text, tool calls, todos, diff, tokens."""
-        return _record(await call(lambda m: m.task(task_id)))
+        return records.task(await call(lambda m: m.task(task_id)))
 
-    @server.tool(title="List tasks", annotations=READ)
+    @tool("List tasks", READ)
     async def tasks_list(
         status: Annotated[str | None, Field(description="completed, failed, running...")] = None,
         batch_id: str | None = None,
         limit: Annotated[int, Field(ge=1, le=200)] = 50,
     ) -> results.TaskList:
         """Stored task results, newest last (prompt, status, instance, answer)."""
-        records = await call(lambda m: m.tasks(batch_id=batch_id, status=status, limit=limit))
-        return {"tasks": [_brief(r) for r in records]}
+        found = await call(lambda m: m.tasks(batch_id=batch_id, status=status, limit=limit))
+        return {"tasks": [records.task_brief(r) for r in found]}
 
-    @server.tool(title="Get a batch", annotations=READ)
+    @tool("Get a batch", READ)
     async def batch_get(batch_id: Id) -> results.BatchSummary:
         """A batch with its counts and every task's outcome."""
-        return _batch(await call(lambda m: m.batch_show(batch_id)))
+        return records.batch(await call(lambda m: m.batch_show(batch_id)))
 
-    @server.tool(title="List batches", annotations=READ)
+    @tool("List batches", READ)
     async def batches_list() -> results.BatchList:
         """Every batch: id, status, counts."""
         found = await call(lambda m: m.batches())
-        return {"batches": [_batch_brief(b) for b in found]}
+        return {"batches": [records.batch_brief(b) for b in found]}
 
-    @server.tool(title="Metrics", annotations=READ)
+    @tool("Metrics", READ)
     async def metrics_get() -> results.Metrics:
         """The fleet's figures (instances, restarts, RSS, CPU, sessions, tasks, tokens, cost)."""
-        frame = _fleet_frame(await call(lambda m: m.top()))
+        frame = records.fleet_frame(await call(lambda m: m.top()))
         totals = cast("results.TaskTotals", await call(lambda m: m.task_totals()))
         return {**frame, "tasks": totals}
 
-    # -- resources: the read tools' answers, addressable -------------------------------------
-    @server.resource("ocm://fleet", title="The fleet", mime_type="application/json")
-    async def fleet_resource() -> str:
-        """Every managed instance with its figures, and the totals (as `fleet_status`)."""
-        return await read(lambda m: m.top())
-
-    @server.resource("ocm://instances/{name}", title="An instance", mime_type="application/json")
-    async def instance_resource(name: str) -> str:
-        """One instance in detail (as `instance_get`)."""
-        return await read(lambda m: m.status(name))
-
-    @server.resource("ocm://tasks/{task_id}", title="A task", mime_type="application/json")
-    async def task_resource(task_id: str) -> str:
-        """A task's result record (as `task_get`)."""
-        return await read(lambda m: m.task(task_id))
-
-    @server.resource("ocm://batches/{batch_id}", title="A batch", mime_type="application/json")
-    async def batch_resource(batch_id: str) -> str:
-        """A batch with every task's outcome (as `batch_get`)."""
-        return await read(lambda m: m.batch_show(batch_id))
-
-    @server.tool(title="Wait for a task", annotations=READ)
+    @tool("Wait for a task", READ)
     async def task_wait(
         task_id: Id,
         ctx: Context,
@@ -250,10 +250,10 @@ def build_server(
         return await _wait(call, task_id, wait_s, ctx)
 
     if read_only:
-        return server
+        return finish()
 
     # -- lifecycle and tasks --------------------------------------------------------------------
-    @server.tool(title="Start instances", annotations=CREATE)
+    @tool("Start instances", CREATE)
     async def instances_start(
         count: Annotated[int, Field(ge=1, le=16)] = 1,
         name: Annotated[str | None, Field(max_length=63)] = None,
@@ -261,9 +261,9 @@ def build_server(
     ) -> results.InstanceList:
         """Start supervised OpenCode servers; returns once each answers its health check."""
         infos = await call(lambda m: m.start(name, count=count, directory=directory))
-        return {"instances": [_instance(i) for i in infos]}
+        return {"instances": [records.instance(i) for i in infos]}
 
-    @server.tool(title="Run a task", annotations=CREATE)
+    @tool("Run a task", CREATE)
     async def task_run(
         prompt: Annotated[str, Field(min_length=1, max_length=100_000)],
         instance: Annotated[str | None, Field(description="Default: the least busy")] = None,
@@ -290,7 +290,7 @@ def build_server(
         started = await call(lambda m: m.run(prompt, options, detach=True))
         return await _wait(call, started.id, wait_s, ctx)
 
-    @server.tool(title="Run a batch", annotations=CREATE)
+    @tool("Run a batch", CREATE)
     async def batch_run(
         tasks: Annotated[
             list[dict[str, Any]] | None,
@@ -326,7 +326,7 @@ def build_server(
         return {"batch_id": created.id, "total": created.total, "status": "running",
                 "next": f"batch_get with batch_id {created.id}"}  # fmt: skip
 
-    @server.tool(title="Answer a permission ask", annotations=ANSWER)
+    @tool("Answer a permission ask", ANSWER)
     async def session_permission_reply(
         session_id: Id,
         permission_id: Annotated[str, Field(min_length=1, max_length=64, pattern="^per")],
@@ -339,9 +339,9 @@ def build_server(
         `asks`): allow it once, always, or reject it with a message for the agent."""
         ask = await call(lambda m: m.reply_permission(session_id, permission_id, reply,
                                                       message=message))  # fmt: skip
-        return {"answered": _ask(ask), "reply": reply}
+        return {"answered": records.ask(ask), "reply": reply}
 
-    @server.tool(title="Answer a question ask", annotations=ANSWER)
+    @tool("Answer a question ask", ANSWER)
     async def session_question_answer(
         session_id: Id,
         question_id: Annotated[str, Field(min_length=1, max_length=64, pattern="^que")],
@@ -356,42 +356,81 @@ def build_server(
         if (answers is None) != reject:
             raise ToolError("give `answers` (one list per question) or `reject: true`")
         ask = await call(lambda m: m.answer_question(session_id, question_id, answers))
-        return {"answered": _ask(ask), "answers": answers, "rejected": reject}
+        return {"answered": records.ask(ask), "answers": answers, "rejected": reject}
 
     if not destructive:
-        return server
+        return finish()
 
-    @server.tool(title="Stop instances", annotations=DESTROY)
+    @tool("Stop instances", DESTROY)
     async def instances_stop(names: list[Name], confirm: Confirm = False) -> results.StopList:
         """Stop instances ocm manages (never a server someone else started)."""
-        require_confirm(confirm, "instances_stop")
+        require_confirm(confirm)
         stopped = await call(lambda m: m.stop(names))
-        return {"stopped": [_stop(s) for s in stopped]}
+        return {"stopped": [records.stop(s) for s in stopped]}
 
-    @server.tool(title="Restart an instance", annotations=DESTROY)
+    @tool("Restart an instance", DESTROY)
     async def instance_restart(name: Name, confirm: Confirm = False) -> results.InstanceList:
         """Restart an instance with the same name, settings, password and data."""
-        require_confirm(confirm, "instance_restart")
+        require_confirm(confirm)
         infos = await call(lambda m: m.restart([name]))
-        return {"instances": [_instance(i) for i in infos]}
+        return {"instances": [records.instance(i) for i in infos]}
 
-    @server.tool(title="Cancel a batch", annotations=DESTROY)
+    @tool("Cancel a batch", DESTROY)
     async def batch_cancel(batch_id: Id, confirm: Confirm = False) -> results.BatchSummary:
         """Cancel a batch: running tasks are aborted, the rest cancelled."""
-        require_confirm(confirm, "batch_cancel")
-        return _batch(await call(lambda m: m.batch_cancel(batch_id)))
+        require_confirm(confirm)
+        return records.batch(await call(lambda m: m.batch_cancel(batch_id)))
 
-    @server.tool(title="Abort a task", annotations=DESTROY)
+    @tool("Abort a task", DESTROY)
     async def task_abort(task_id: Id, confirm: Confirm = False) -> results.TaskRecord:
         """Abort a running task's session on its server."""
-        require_confirm(confirm, "task_abort")
+        require_confirm(confirm)
         record = await call(lambda m: m.task(task_id))
         if record.session_id is None:
             raise ToolError(f"task {task_id} has no session to abort")
         await call(lambda m: m.abort_session(record.session_id or "", record.instance))
-        return _record(await call(lambda m: m.task(task_id)))
+        return records.task(await call(lambda m: m.task(task_id)))
 
-    return server
+    return finish()
+
+
+def _add_resources(server: MCPServer, settings: Settings | None) -> None:
+    """The read tools' answers, addressable (the same compact records)."""
+
+    async def read(work: Callable[[AsyncManager], Awaitable[Any]]) -> str:
+        """A resource's JSON; a missing one is the SDK's not-found, with our message."""
+        try:
+            async with AsyncManager(settings) as manager:
+                found = await work(manager)
+        except NotFoundError as exc:
+            raise ResourceNotFoundError(for_agent(str(exc))) from None
+        except OcmError as exc:
+            raise ResourceError(for_agent(str(exc))) from None
+        return json.dumps(found, default=str, separators=(",", ":"), ensure_ascii=False)
+
+    @server.resource("ocm://fleet", title="The fleet", mime_type="application/json")
+    async def fleet_resource() -> str:
+        """Every managed instance with its figures, and the totals (as `fleet_status`)."""
+        return await read(lambda m: _shaped(m.top(), records.fleet_frame))
+
+    @server.resource("ocm://instances/{name}", title="An instance", mime_type="application/json")
+    async def instance_resource(name: str) -> str:
+        """One instance in detail (as `instance_get`)."""
+        return await read(lambda m: _shaped(m.status(name), records.instance_detail))
+
+    @server.resource("ocm://tasks/{task_id}", title="A task", mime_type="application/json")
+    async def task_resource(task_id: str) -> str:
+        """A task's result record (as `task_get`)."""
+        return await read(lambda m: _shaped(m.task(task_id), records.task))
+
+    @server.resource("ocm://batches/{batch_id}", title="A batch", mime_type="application/json")
+    async def batch_resource(batch_id: str) -> str:
+        """A batch with every task's outcome (as `batch_get`)."""
+        return await read(lambda m: _shaped(m.batch_show(batch_id), records.batch))
+
+
+async def _shaped(found: Awaitable[T], shape: Callable[[T], Any]) -> Any:
+    return shape(await found)
 
 
 async def _run_batch(settings: Settings | None, batch_id: str) -> None:
@@ -399,54 +438,6 @@ async def _run_batch(settings: Settings | None, batch_id: str) -> None:
     with contextlib.suppress(OcmError):
         async with AsyncManager(settings) as manager:
             await manager.batch_run(batch_id)
-
-
-# -- the public types' `to_dict()` as their result shapes (test_results pins the keys) --------
-def _instance(info: InstanceInfo) -> results.InstanceInfo:
-    return cast("results.InstanceInfo", info.to_dict())
-
-
-def _instance_detail(report: StatusReport) -> results.InstanceDetail:
-    return cast("results.InstanceDetail", report.to_dict())
-
-
-def _fleet_frame(frame: FleetFrame) -> results.FleetFrame:
-    return cast("results.FleetFrame", frame.to_dict())
-
-
-def _event(event: LifecycleEvent) -> results.LifecycleEvent:
-    return cast("results.LifecycleEvent", event.to_dict())
-
-
-def _session(row: SessionRow) -> results.SessionRow:
-    return cast("results.SessionRow", row.to_dict())
-
-
-def _ask(ask: PendingAsk) -> results.PendingAsk:
-    return cast("results.PendingAsk", ask.to_dict())
-
-
-def _record(record: TaskRecord) -> results.TaskRecord:
-    return cast("results.TaskRecord", record.to_dict())
-
-
-def _batch(summary: BatchSummary) -> results.BatchSummary:
-    return cast("results.BatchSummary", summary.to_dict())
-
-
-def _batch_brief(summary: BatchSummary) -> results.BatchBrief:
-    return cast("results.BatchBrief", summary.to_dict(with_tasks=False))
-
-
-def _stop(result: StopResult) -> results.StopResult:
-    return cast("results.StopResult", result.to_dict())
-
-
-def _brief(record: TaskRecord) -> results.TaskBrief:
-    return {"id": record.id, "status": record.status.value, "instance": record.instance,
-            "session_id": record.session_id, "prompt": record.prompt, "text": record.text,
-            "error": record.error, "batch_id": record.batch_id, "created_at": record.created_at,
-            "finished_at": record.finished_at, "duration_s": record.duration_s}  # fmt: skip
 
 
 async def _wait(
@@ -465,12 +456,17 @@ async def _wait(
             await asyncio.wait({follower}, timeout=max(0.0, min(PROGRESS_EVERY, left)))
             if follower.done():
                 record = follower.result()
-                return {"done": True, "task_id": task_id, "record": _record(record)}
+                return {
+                    "done": True,
+                    "task_id": task_id,
+                    "record": records.task(record, with_id=False),
+                }
             record = await call(lambda m: m.task(task_id))
             asks = await _asks_for_caller(call, record)
             if asks or time.monotonic() - started >= wait_s:
                 out: results.TaskHandle = {
-                    "done": False, "task_id": task_id, "record": _record(record),
+                    "done": False, "task_id": task_id,
+                    "record": records.task(record, with_id=False),
                     "next": f"task_wait with task_id {task_id}",
                 }  # fmt: skip
                 if asks:
@@ -505,4 +501,4 @@ async def _asks_for_caller(
         found = await call(lambda m: m.session_asks(session_id, record.instance))
     except ToolError:
         return []
-    return [_ask(ask) for ask in found]
+    return [records.ask(ask) for ask in found]

@@ -18,6 +18,8 @@ from ..instances.fleet import Fleet
 from ..instances.inventory import list_instances
 from ..models import InstanceRecord, LifecycleEvent, Status
 
+PROBE_TIMEOUT = 3.0  # seconds a frame waits for an instance's sessions
+
 
 @dataclass
 class FleetRow:
@@ -70,13 +72,14 @@ class FleetFrame:
 
 async def _sessions(fleet: Fleet, records: list[InstanceRecord]) -> dict[str, tuple[int, int]]:
     """(busy, total) sessions per instance, in its project directory."""
-    async with httpx.AsyncClient(**http_options(3.0)) as http:
+    async with httpx.AsyncClient(**http_options(PROBE_TIMEOUT)) as http:
 
         async def one(record: InstanceRecord) -> tuple[str, tuple[int, int] | None]:
             endpoint = fleet.endpoint(record)
             if endpoint is None:
                 return record.name, None
-            client = AsyncOpencodeClient(endpoint, http=http)
+            # A frame is a probe: its own short deadline, not the tasks' setting, no retry.
+            client = AsyncOpencodeClient(endpoint, http=http, timeout=PROBE_TIMEOUT)
             try:
                 listed, busy = await asyncio.gather(
                     client.sessions(record.spec.dir), client.session_status(record.spec.dir)

@@ -23,6 +23,7 @@ from ..client.types import Event, as_dict
 from ..errors import OcmError, ServerError
 from ..instances.fleet import Fleet
 from ..models import InstanceRecord, State
+from ..redaction import redact_data
 from .eventview import status_changes
 
 MAX_BACKOFF = 5.0
@@ -102,6 +103,10 @@ class Monitor:
                     self._spawn(record.name, http)
 
     async def _emit(self, name: str, event: Event) -> None:
+        # What an agent printed (a tool's output, the text of a part) may hold a secret.
+        secrets = self.fleet.secrets.values()
+        if secrets:
+            event = Event(event.type, redact_data(event.properties, secrets), event.directory)
         await self.queue.put(Received(name, event, time.time()))
 
     async def _watch(self, watch: _Watch, http: httpx.AsyncClient) -> None:

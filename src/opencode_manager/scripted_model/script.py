@@ -8,16 +8,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+from .toolbox import STRUCTURED_TOOL, TODO_TOOL, Toolbox, conform, rename_keys
+
 TITLE_TEXT = "Scripted Title"
 DEFAULT_MODEL_NAME = "scripted-model"
 REASONING_TEXT = "Let me think about this carefully"
 TODOS_DONE_TEXT = "Todos written."
+NO_TODO_TEXT = "No todo tool is offered."
 SCRIPTED_FILE_CONTENT = "scripted content\n"
 BASH_DESCRIPTION = "Run scripted command"
 QUESTION_TEXT = "Which option do you prefer?"
-# OpenCode retries 5xx/429 answers 5 times; it waits ``retry-after-ms`` (when sent) instead of its
-# own 2 s, 4 s, 8 s, ... backoff (~75 s in total), so scripted failures end in well under a second.
+# OpenCode 1.x retries 5xx/429 answers 5 times; it waits ``retry-after-ms`` (when sent) instead
+# of its own 2 s, 4 s, 8 s, ... backoff (~75 s in total), so scripted failures end in well under
+# a second there. OpenCode 2.x retries 10 times and waits the longer of the header and its own
+# backoff (2 s doubling, at most 10 s: ~80 s in total); it honours ``x-should-retry: false``,
+# which the NORETRY keyword adds (1.x ignores that header).
 RETRY_AFTER_MS = 20
+NORETRY = "NORETRY"
 _RETRYABLE_STATUSES = frozenset({429, 500})
 
 # Error keyword -> (HTTP status, OpenAI error type).
@@ -37,10 +44,12 @@ _BASH_RE = re.compile(r"BASH:[ \t]*([^\r\n]*)")
 # STRUCTURED {"answer": "x"}: when OpenCode asks for structured output (it offers a
 # StructuredOutput tool), call it with this JSON object (valid for the schema or not).
 _STRUCTURED_RE = re.compile(r"STRUCTURED[ \t]*(\{[^\r\n]*\})?")
-STRUCTURED_TOOL = "StructuredOutput"
 # CALL tool_name {"json": "arguments"}: call any tool the client offers (an MCP server's
-# tools too, named `<server>_<tool>` by OpenCode); one call per CALL line, all in one step.
-_CALL_RE = re.compile(r"CALL[ \t]+([A-Za-z0-9_.\-]+)[ \t]*(\{[^\r\n]*\})?")
+# tools too, named `<server>_<tool>`: offered as such by OpenCode 1, run through Code Mode's
+# `execute` on OpenCode 2); one call per CALL line, all in one step. The arguments are fitted
+# to the tool's schema (undeclared keys dropped); `CALL!` sends them exactly as written, to
+# see what the client and the server do with an argument the tool does not take.
+_CALL_RE = re.compile(r"CALL(!?)[ \t]+([A-Za-z0-9_.\-]+)[ \t]*(\{[^\r\n]*\})?")
 _WRITE_RE = re.compile(r"WRITE:[ \t]*([^\r\n]*)")
 _READ_RE = re.compile(r"READ:[ \t]*([^\r\n]*)")
 # OpenCode may wrap its own additions in these tags; they are not the user's words.
@@ -124,6 +133,8 @@ class ScriptedError:
     message: str
     # Sent as a ``retry-after-ms`` header when set.
     retry_after_ms: int | None = None
+    # Sent as ``x-should-retry: false`` when set (NORETRY).
+    no_retry: bool = False
 
     def body(self) -> dict[str, Any]:
         """OpenAI-style error JSON body."""
@@ -131,9 +142,12 @@ class ScriptedError:
 
     def headers(self) -> dict[str, str]:
         """Extra HTTP response headers of the error answer."""
-        if self.retry_after_ms is None:
-            return {}
-        return {"retry-after-ms": str(self.retry_after_ms)}
+        headers: dict[str, str] = {}
+        if self.retry_after_ms is not None:
+            headers["retry-after-ms"] = str(self.retry_after_ms)
+        if self.no_retry:
+            headers["x-should-retry"] = "false"
+        return headers
 
 
 @dataclass(frozen=True)
@@ -250,46 +264,16 @@ def _prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
     return sum(count_words(content_text(m.get("content"))) for m in messages)
 
 
-def tool_schema(request: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
-    """The JSON schema of the parameters of the declared tool ``name``, if declared."""
-    tools = request.get("tools")
-    if not isinstance(tools, list):
-        return None
-    for tool in tools:
-        if not isinstance(tool, Mapping):
-            continue
-        function = tool.get("function")
-        if isinstance(function, Mapping) and function.get("name") == name:
-            params = function.get("parameters")
-            return params if isinstance(params, Mapping) else None
-    return None
-
-
-def conform(value: Any, schema: Mapping[str, Any] | None, position: int = 1) -> Any:
-    """Fit ``value`` to a JSON schema: drop undeclared object keys, fill a required ``id``."""
-    if schema is None:
-        return value
-    if isinstance(value, dict):
-        props = schema.get("properties")
-        if not isinstance(props, Mapping):
-            return value
-        result = {k: conform(v, props[k]) for k, v in value.items() if k in props}
-        required = schema.get("required")
-        # Some OpenCode versions require an id per todo; a position-based one is deterministic.
-        if isinstance(required, list) and "id" in required and "id" not in result:
-            result["id"] = str(position)
-        return result
-    if isinstance(value, list):
-        items = schema.get("items")
-        item_schema = items if isinstance(items, Mapping) else None
-        return [conform(v, item_schema, index) for index, v in enumerate(value, start=1)]
-    return value
-
-
 def _tool_call(
-    request: Mapping[str, Any], index: int, call_number: int, name: str, args: dict[str, Any]
+    tools: Toolbox,
+    index: int,
+    call_number: int,
+    name: str,
+    args: dict[str, Any],
+    verbatim: bool = False,
 ) -> ToolCall:
-    fitted = conform(args, tool_schema(request, name))
+    schema = tools.schema(name)
+    fitted = args if verbatim else conform(rename_keys(args, schema), schema)
     arguments = json.dumps(fitted)
     # Split the arguments so clients must reassemble them across frames.
     middle = len(arguments) // 2
@@ -378,16 +362,26 @@ def _followup_text(behaviour: str, outputs: Sequence[str], user_text: str) -> st
     return f"Tool said: {joined}"
 
 
-def _tool_calls_for(
-    behaviour: str, text: str, request: Mapping[str, Any], first_number: int
-) -> list[ToolCall]:
+def _json_object(raw: str | None) -> dict[str, Any]:
+    """The JSON object ``raw`` holds; ``{}`` when it is absent, not JSON, or not an object."""
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _tool_calls_for(behaviour: str, text: str, tools: Toolbox, first_number: int) -> list[ToolCall]:
+    """The tool calls of a keyword, named as the request's OpenCode line names them (empty
+    when the line offers no tool for it)."""
     calls: list[tuple[str, dict[str, Any]]] = []
+    verbatim: set[int] = set()  # indexes of calls made with their arguments as written
     if behaviour == "bash":
         match = _BASH_RE.search(text)
         command = match.group(1).strip() if match else ""
-        calls.append(("bash", {"command": command, "description": BASH_DESCRIPTION}))
-    elif behaviour == "todo":
-        calls.append(("todowrite", _todos_args()))
+        calls.append((tools.shell, {"command": command, "description": BASH_DESCRIPTION}))
+    elif behaviour == "todo" and tools.offers(TODO_TOOL):
+        calls.append((TODO_TOOL, _todos_args()))
     elif behaviour == "write":
         match = _WRITE_RE.search(text)
         path = match.group(1).strip() if match else ""
@@ -397,25 +391,19 @@ def _tool_calls_for(
         calls.append(("read", {"filePath": match.group(1).strip() if match else ""}))
     elif behaviour == "question":
         calls.append(("question", _question_args()))
-    elif behaviour == "structured" and STRUCTURED_TOOL in _tool_names(request):
+    elif behaviour == "structured" and tools.offers(STRUCTURED_TOOL):
         match = _STRUCTURED_RE.search(text)
-        try:
-            args = json.loads(match.group(1)) if match and match.group(1) else {}
-        except ValueError:
-            args = {}
-        calls.append((STRUCTURED_TOOL, args if isinstance(args, dict) else {}))
+        calls.append((STRUCTURED_TOOL, _json_object(match.group(1) if match else None)))
     elif behaviour == "call":
         for match in _CALL_RE.finditer(text):
-            try:
-                args = json.loads(match.group(2)) if match.group(2) else {}
-            except ValueError:
-                args = {}
-            calls.append((match.group(1), args if isinstance(args, dict) else {}))
+            if match.group(1):
+                verbatim.add(len(calls))
+            calls.append(tools.resolve(match.group(2), _json_object(match.group(3))))
     elif behaviour == "multi":
         for command in ("echo one", "echo two"):
-            calls.append(("bash", {"command": command, "description": BASH_DESCRIPTION}))
+            calls.append((tools.shell, {"command": command, "description": BASH_DESCRIPTION}))
     return [
-        _tool_call(request, index, first_number + index, name, args)
+        _tool_call(tools, index, first_number + index, name, args, index in verbatim)
         for index, (name, args) in enumerate(calls)
     ]
 
@@ -423,16 +411,6 @@ def _tool_calls_for(
 TOOL_BEHAVIOURS = frozenset(
     {"bash", "todo", "write", "read", "question", "multi", "structured", "call"}
 )
-
-
-def _tool_names(request: Mapping[str, Any]) -> set[str]:
-    tools = request.get("tools")
-    names = set()
-    for tool in tools if isinstance(tools, list) else []:
-        function = tool.get("function") if isinstance(tool, dict) else None
-        if isinstance(function, dict) and isinstance(function.get("name"), str):
-            names.add(function["name"])
-    return names
 
 
 def plan_response(request: Mapping[str, Any]) -> Plan:
@@ -487,6 +465,7 @@ def plan_response(request: Mapping[str, Any]) -> Plan:
             error_type,
             f"scripted error {status} from scripted model",
             retry_after_ms=RETRY_AFTER_MS if status in _RETRYABLE_STATUSES else None,
+            no_retry=NORETRY in user_text,
         )
         return Plan(
             behaviour,
@@ -506,12 +485,16 @@ def plan_response(request: Mapping[str, Any]) -> Plan:
         )
 
     reply = default_text(user_text)
-    if behaviour == "structured" and STRUCTURED_TOOL not in _tool_names(request):
+    toolbox = Toolbox.of(request)
+    if behaviour == "structured" and not toolbox.offers(STRUCTURED_TOOL):
         behaviour = "text"  # no structured output asked for: a plain reply
+    if behaviour == "todo" and not toolbox.offers(TODO_TOOL):
+        # OpenCode 2 offers no todo tool unless `experimental.todo` is set: say so, and end.
+        return finish(behaviour, _text_steps(NO_TODO_TEXT))
     if behaviour in TOOL_BEHAVIOURS:
         first_number = _prior_tool_call_count(messages) + 1
         return finish(
-            behaviour, _tool_calls_for(behaviour, user_text, request, first_number), "tool_calls"
+            behaviour, _tool_calls_for(behaviour, user_text, toolbox, first_number), "tool_calls"
         )
     if behaviour == "reason":
         reasoning: list[Step] = [ReasoningDelta(c) for c in split_words(REASONING_TEXT)]

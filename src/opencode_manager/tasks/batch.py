@@ -7,10 +7,11 @@ Exactly once, by construction:
 * the batch and all its tasks are recorded before the first one runs;
 * a batch is claimed by one runner process in one registry transaction (its PID and start
   time), so two `ocm batch resume` can never both run it;
-* a task records its session before its prompt, "about to send" (`sending`) just before it,
-  and `prompted` right after; a task that was about to be sent is checked on its server (its
-  session's messages) before anything is sent again, and a prompt that reached a server is
-  followed there, never sent elsewhere;
+* a task records its session before its prompt, then the prompt's message id and "about to
+  send" (`sending`) just before it, and `prompted` right after; a task that was about to be
+  sent, or whose send got no answer, is looked up on its server by that id before anything
+  is sent again (delivery.py), and a prompt that reached a server is followed there, never
+  sent elsewhere nor again;
 * a task that failed for an infrastructure reason before reaching the model is retried (at
   once on another instance, or by `resume`); one whose server went away mid-turn is looked at
   again when the server is back: a finished turn is recorded, a lost one is run again.
@@ -41,16 +42,16 @@ from ..models import BatchStatus, InstanceRecord, State, TaskRecord, TaskStatus
 from . import placement
 from . import worktree as worktrees
 from .batchfile import BatchTask, parse
+from .delivery import SEND_GRACE, user_message
 from .dispatch import DEFAULT_MAX_RETRIES, busy_counts
 from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint
 from .store import Batch, TaskStore, new_id
 from .summary import BatchSummary, summary
 from .tracker import TurnState
-from .transcript import ABORTED_ERROR, build_turn, error_name, find_user_message
+from .transcript import ABORTED_ERROR, build_turn, error_name
 from .worktree import settling
 
 INFRA_RETRIES = 2  # immediate retries elsewhere for a task that never reached a model
-SENDING_GRACE = 3.0  # how long a prompt that may have been sent takes to show in its session
 RECOVER_TIMEOUT = 60.0  # how long a prompted task waits for its restarting instance
 RETRYABLE = "retryable"  # marks a failure that `resume` runs again
 
@@ -287,6 +288,7 @@ class BatchRun:
         self.not_before: dict[str, float] = {}  # task id -> when it may be tried again
         self._position = {r.id: i for i, r in enumerate(self.records)}
         self.hub: EventHub | None = None  # one event stream per instance, while it runs
+        self._absent_since: dict[str, float] = {}  # task id -> its prompt first seen absent
 
     @classmethod
     def claim(
@@ -443,12 +445,13 @@ class BatchRun:
             if record.session_id is None or record.instance != name:
                 record.instance, record.url = name, instance.url
                 record.session_id, record.prompted, record.sending = None, False, False
+                record.message_id = None
                 record.directory = record.directory or instance.spec.dir
                 # The instance's task defaults (its fleet file's) for what the task leaves out.
                 record.model = record.model or instance.spec.model
                 record.agent = record.agent or instance.spec.agent
-            elif record.sending and not record.prompted:
-                await self._reconcile_sending(client, record)
+            # A task left `sending` is looked up on its server by the runner before it
+            # sends anything (delivery.py).
             self._notify(record)
             runner = TaskRunner(
                 client=client,
@@ -494,24 +497,6 @@ class BatchRun:
             record.id, "", record.status, record.created_at, batch_id=record.batch_id
         )
 
-    async def _reconcile_sending(self, client: AsyncOpencodeClient, record: TaskRecord) -> None:
-        """A runner died between "about to send" and "sent": look before sending again."""
-        assert record.session_id is not None
-        # OpenCode answers prompt_async before it stores the user message: a prompt sent just
-        # before the runner died may show only a moment later, or as the session being busy.
-        deadline = time.monotonic() + SENDING_GRACE
-        while True:
-            messages = await client.messages(record.session_id)
-            busy = await client.session_status(record.directory)
-            if find_user_message(messages, record.prompt) is not None or record.session_id in busy:
-                record.prompted = True
-                break
-            if time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(0.2)  # polling the session with a deadline
-        record.sending = False
-        await self.store.asave(record)
-
     async def _requeue(
         self, record: TaskRecord, name: str, *, count_failure: bool = True
     ) -> TaskRecord:
@@ -519,6 +504,7 @@ class BatchRun:
             self.failed_on.setdefault(record.id, set()).add(name)
         record.status = TaskStatus.PENDING
         record.session_id, record.prompted, record.sending = None, False, False
+        record.message_id = None  # a new attempt, in a new session: a new message
         record.error = None
         await self.store.asave(record)
         return record
@@ -600,13 +586,19 @@ class BatchRun:
                 return "lost"
             except ServerError:
                 return "unknown"
-            # A batch task's session is its own: its last user message is the prompt, even
-            # when a server killed mid-turn lost the message's text (seen on 1.18.33).
-            user = find_user_message(messages, record.prompt) or next(
+            # By its message id first; a batch task's session is its own, so its last user
+            # message is the prompt, even when a server killed mid-turn lost the message's
+            # text (seen on 1.18.33) or the record predates message ids.
+            user = user_message(messages, record) or next(
                 (m for m in reversed(messages) if m.role == "user"), None
             )
             if user is None:
-                return "lost"
+                # A prompt whose send got no answer may still show a moment after the
+                # server answers again (delivery.py): absent for a grace, it is lost.
+                return "lost" if not record.sending or self._absent(record) else "unknown"
+            self._absent_since.pop(record.id, None)
+            # The prompt is on the server: following it never sends it again.
+            record.prompted, record.sending = True, False
             if record.session_id in busy:
                 # The restarted server is running the turn again? Follow it.
                 runner = TaskRunner(client=client, record=record, persist=self.persist,
@@ -624,6 +616,12 @@ class BatchRun:
             state = TurnState(session_id=record.session_id, user_message_id=user.id)
             await runner.finish(state, None, 0.0)
             return "finished"
+
+    def _absent(self, record: TaskRecord) -> bool:
+        """The prompt has been absent from its answering server for the send grace."""
+        now = time.monotonic()
+        since = self._absent_since.setdefault(record.id, now)
+        return now - since >= SEND_GRACE
 
     async def _fail(self, record: TaskRecord, name: str, message: str, *,
                     retryable: bool = False) -> None:  # fmt: skip

@@ -25,11 +25,14 @@ from ..instances.fleet import Fleet
 from ..models import AskPolicy, InstanceRecord, TaskRecord, TaskStatus
 from . import placement, structured
 from . import worktree as worktrees
-from .runner import Observer, TaskRunner
+from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint
 from .store import TaskStore, new_id
 from .worktree import WorktreeRequest, settling
 
 DEFAULT_MAX_RETRIES = 5
+#: Placement asks each instance how busy it is: a probe with its own short deadline (and no
+#: retry), so a stalled instance is passed over instead of holding the task back.
+PLACEMENT_PROBE_TIMEOUT = 5.0
 
 
 @dataclass
@@ -82,7 +85,8 @@ async def busy_counts(
         if endpoint is None:
             return record.name, None
         try:
-            status = await AsyncOpencodeClient(endpoint, http=http).session_status(record.spec.dir)
+            client = AsyncOpencodeClient(endpoint, http=http, timeout=PLACEMENT_PROBE_TIMEOUT)
+            status = await client.session_status(record.spec.dir)
         except ServerError:
             return record.name, None
         return record.name, len(status)
@@ -173,6 +177,7 @@ async def run_task(
     observer: Observer | None = None,
     cancel: asyncio.Event | None = None,
     detach: bool = False,
+    checkpoint: Checkpoint | None = None,
 ) -> TaskRecord:
     """Run a task to its end (or, with detach, only until the prompt is sent)."""
     validate(prompt, options)
@@ -207,6 +212,7 @@ async def run_task(
             persist=settling(store.asave),
             observer=observer or Observer(),
             cancel=cancel,
+            checkpoint=checkpoint or _no_checkpoint,
         )
         try:
             if detach:  # send it and return; `ocm wait` follows it later
@@ -215,7 +221,11 @@ async def run_task(
                 return record
             return await runner.run()
         except (ServerError, SessionNotFound) as exc:
-            return await ended_by(store, record, exc)
+            ended = await ended_by(store, record, exc)
+            if detach:
+                # Nothing was started: an id to wait for would be a lie (it printed `None`).
+                raise
+            return ended
 
 
 async def ended_by(store: TaskStore, record: TaskRecord, exc: Exception) -> TaskRecord:

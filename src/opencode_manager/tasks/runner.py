@@ -4,6 +4,10 @@ Subscribe to the directory's events first, then `prompt_async`, then follow the 
 ends (events, with `/session/status` polling as a fallback and a deadline), answer permission
 and question asks so nothing hangs, and finally re-read messages, todos and diff over REST to
 build the authoritative record. A timeout or a cancel aborts the session on the server.
+
+The prompt goes out with a message id recorded before it (delivery.py): an answer that never
+came is reconciled by that id, so a slow or stopped server gets the prompt once, and the turn
+is followed by that id too.
 """
 
 from __future__ import annotations
@@ -12,26 +16,29 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from ..client import AsyncOpencodeClient
+from ..client import AsyncOpencodeClient, identifiers
 from ..client.events import DISCONNECTED, RECONNECTED
 from ..client.hub import EventHub
 from ..client.types import Event, Message, Part
 from ..deadline import stop_child, within
 from ..errors import OcmError, ServerError, ServerUnreachable
 from ..models import AskPolicy, TaskRecord, TaskStatus
-from ..redaction import redact, redact_data
-from . import structured
+from ..redaction import StreamRedactor, redact_data
+from . import delivery, structured
+from .store import redact_record
 from .tracker import Ask, TurnState, feed, retry_of
-from .transcript import ABORTED_ERROR, build_turn, error_name, find_user_message
+from .transcript import ABORTED_ERROR, build_turn, error_name
 
 POLL_INTERVAL = 2.0
 CONNECT_TIMEOUT = 5.0
 ERROR_GRACE = 2.0  # after session.error, how long to wait for idle before ending anyway
 SETTLE_TIMEOUT = 10.0  # after an abort, how long to wait for the session to go idle
-UNREACHABLE_LIMIT = 10.0  # give up on a server that answers nothing for this long
+#: Give up on a server that answers nothing for this long (at least; a deadline setting
+#: above half of it stretches it: `TaskRunner.patience`).
+UNREACHABLE_LIMIT = 10.0
 TAIL_GRACE = 2.0  # at most this long for the final message to be stored after idle
 #: After the server went away and came back (a keeper restart), how long an idle session
 #: whose turn never completed is given before the turn counts as lost with the old server.
@@ -77,16 +84,31 @@ class TaskRunner:
     checkpoint: Checkpoint = _no_checkpoint
     #: A batch's shared event streams; without one, the task opens a stream of its own.
     hub: EventHub | None = None
+    #: After a send whose answer was lost, how long the server has to show the prompt.
+    send_grace: float = delivery.SEND_GRACE
     _unreachable_since: float | None = None
+    _silence: ServerError | None = None  # why the server's last poll got no answer
     _went_away: bool = False  # the server stopped answering (or its stream broke) meanwhile
     _idle_incomplete_since: float | None = None
     _created_session: bool = False  # this runner made the task's session (it had no todos)
+    _live_text: StreamRedactor = field(default_factory=StreamRedactor)  # secrets span deltas
+
+    @property
+    def patience(self) -> float:
+        """How long a server may answer nothing before the task gives up on it: longer than
+        two of its calls' deadlines, so that a slow server is not taken for a dead one."""
+        return max(UNREACHABLE_LIMIT, 2 * (self.client.endpoint.timeout or 0.0))
+
+    @property
+    def started_ms(self) -> float:
+        """When the task started, on the server's clock (which may lag a little)."""
+        return (self.record.started_at or time.time()) * 1000.0 - 1000.0
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """Never stored or shown: the server's password."""
-        password = self.client.endpoint.password
-        return (password,) if password else ()
+        """Never stored or shown: the server's password, and every other secret ocm holds
+        (other instances' passwords, the fronts' tokens): an agent can read and print them."""
+        return self.client.endpoint.secrets()
 
     async def begin(self) -> str:
         """Mark the task running and make sure it has a session (recorded before any prompt)."""
@@ -109,22 +131,37 @@ class TaskRunner:
         return record.session_id
 
     async def send(self) -> None:
-        """Send the prompt, unless it already reached the server; record that it did.
+        """Deliver the prompt once, unless it already reached the server; record that it did.
 
-        "About to send" is recorded first: a runner killed between that and "sent" leaves a
-        task that `ocm batch resume` checks on the server (its session's messages) instead of
-        sending it again.
+        Its message id and "about to send" are recorded first: a send whose answer never
+        came, or a runner killed before "sent", is reconciled on the server by that id
+        (delivery.py), never simply sent again.
         """
         record = self.record
         if record.prompted:
             return
         assert record.session_id is not None
+        if record.sending:  # an earlier runner may have sent it: look first
+            found = await delivery.reconcile(
+                self.client, record, not_before_ms=self.started_ms, patience=self.patience,
+                grace=self.send_grace,
+            )  # fmt: skip
+            if found is not None:
+                record.message_id = record.message_id or found.id  # an older record's
+                record.prompted, record.sending = True, False
+                await self.persist(record)
+                return
+        if record.message_id is None:
+            floor = None
+            if not self._created_session:  # a continued session: ours must sort last
+                floor = await delivery.newest_id(self.client, record.session_id)
+            record.message_id = identifiers.message_id(after=floor)
         record.sending = True
         await self.persist(record)
         await self.checkpoint("sending")
-        await self.client.prompt_async(
-            record.session_id, record.prompt, agent=record.agent, model=record.model,
-            schema=record.schema,
+        await delivery.deliver(
+            self.client, record, not_before_ms=self.started_ms, patience=self.patience,
+            grace=self.send_grace,
         )  # fmt: skip
         record.prompted = True
         record.sending = False
@@ -134,17 +171,17 @@ class TaskRunner:
     async def run(self) -> TaskRecord:
         session_id = await self.begin()
         record = self.record
-        assert record.started_at is not None
-        started_ms = record.started_at * 1000.0 - 1000.0  # the server's clock may lag a little
-        state = TurnState(session_id=session_id)
+        started_ms = self.started_ms
+        state = TurnState(session_id=session_id, user_message_id=record.message_id)
         queue: asyncio.Queue[Event | BaseException] = asyncio.Queue()
         connected = asyncio.Event()
         reader = asyncio.create_task(self._read_events(queue, connected))
         try:
             with contextlib.suppress(asyncio.TimeoutError):
                 await within(connected.wait(), CONNECT_TIMEOUT)
-            following = record.prompted  # sent earlier: asks may be waiting already
+            following = record.prompted or record.sending  # asks may be waiting already
             await self.send()
+            state.user_message_id = record.message_id
             if following:
                 await self._earlier_asks(session_id)
             outcome = await self._follow(state, queue, started_ms)
@@ -184,6 +221,9 @@ class TaskRunner:
                 await self._abort()
                 return TaskStatus.ABORTED
             if deadline is not None and now >= deadline:
+                if self._silence is not None:
+                    # Not the turn's slowness: the server stopped answering. Say that.
+                    raise self._gone(self._silence)
                 await self._abort()
                 return TaskStatus.TIMED_OUT
             if error_at is not None and now - error_at >= ERROR_GRACE:
@@ -224,22 +264,19 @@ class TaskRunner:
             if signals.part is not None and self.observer.on_part:
                 self.observer.on_part(Part.from_json(redact_data(signals.part.raw, self.secrets)))
             if signals.text_delta and self.observer.on_text:
-                self.observer.on_text(redact(signals.text_delta, self.secrets))
+                shown = self._live_text.feed(signals.text_delta, self.secrets)
+                if shown:
+                    self.observer.on_text(shown)
             if signals.error is not None:
                 if self.observer.on_error and error_name(signals.error) != ABORTED_ERROR:
-                    self.observer.on_error(signals.error)
+                    self.observer.on_error(redact_data(signals.error, self.secrets))
                 error_at = error_at or time.monotonic()
             if signals.terminal:
                 return None
 
     def _redact(self, record: TaskRecord) -> None:
-        """What the agent saw is ours to keep, the server's password is not."""
-        if not self.secrets:
-            return
-        record.text = redact(record.text, self.secrets)
-        record.tool_calls = redact_data(record.tool_calls, self.secrets)
-        record.error = redact_data(record.error, self.secrets)
-        record.diff = redact_data(record.diff, self.secrets)
+        """What the agent saw is ours to keep, the secrets it may have printed are not."""
+        redact_record(record, self.secrets)
 
     async def _late_diff(self, session_id: str, user_id: str) -> list[Any]:
         """OpenCode computes a turn's diff from its snapshots after the session goes idle:
@@ -288,13 +325,14 @@ class TaskRunner:
         except ServerError as exc:
             if exc.status_code is not None:
                 return False
-            # Unreachable: a blip is fine, a dead server is not worth waiting for.
+            # No answer: a blip or a slow server is fine, a dead one is not worth waiting for.
             self._went_away = True
+            self._silence = exc
             self._unreachable_since = self._unreachable_since or time.monotonic()
-            if time.monotonic() - self._unreachable_since > UNREACHABLE_LIMIT:
-                raise
+            if time.monotonic() - self._unreachable_since > self.patience:
+                raise self._gone(exc) from exc
             return False
-        self._unreachable_since = None
+        self._unreachable_since = self._silence = None
         if record.session_id in busy:
             state.busy_seen = True
             self._idle_incomplete_since = None
@@ -305,7 +343,7 @@ class TaskRunner:
             messages = await self.client.messages(record.session_id)
         except ServerError:
             return False
-        user = find_user_message(messages, record.prompt, not_before_ms=started_ms)
+        user = delivery.user_message(messages, record, not_before_ms=started_ms)
         if user is None:
             return False
         state.user_message_id = state.user_message_id or user.id
@@ -313,6 +351,19 @@ class TaskRunner:
             return True
         self._check_lost_turn()
         return False
+
+    def _gone(self, exc: ServerError) -> ServerUnreachable:
+        """The server answered nothing for too long: it crashed, or is stopped or wedged."""
+        silent = time.monotonic() - (self._unreachable_since or time.monotonic())
+        return ServerUnreachable(
+            f"{self._where} went away during the turn and has not answered for "
+            f"{silent:.0f} s (its server crashed, or is stopped or overloaded): {exc}",
+            instance=self.client.endpoint.name,
+        )
+
+    @property
+    def _where(self) -> str:
+        return self.client.endpoint.name or self.client.endpoint.url
 
     def _check_lost_turn(self) -> None:
         """Idle, turn incomplete, and the server went away meanwhile: it was restarted under
@@ -323,8 +374,8 @@ class TaskRunner:
         self._idle_incomplete_since = self._idle_incomplete_since or now
         if now - self._idle_incomplete_since >= LOST_TURN_GRACE:
             raise ServerUnreachable(
-                f"{self.client.endpoint.name or self.client.endpoint.url} went away during the "
-                "turn and came back without it (restarted): the turn is lost",
+                f"{self._where} went away during the turn (its server crashed or was "
+                "restarted) and came back without it: the turn is lost",
                 instance=self.client.endpoint.name,
             )
 
@@ -464,7 +515,7 @@ class TaskRunner:
             messages = await self.client.messages(record.session_id)
             user_id = state.user_message_id
             if user_id is None or not any(m.id == user_id for m in messages):
-                user = find_user_message(messages, record.prompt, not_before_ms=started_ms)
+                user = delivery.user_message(messages, record, not_before_ms=started_ms)
                 user_id = user.id if user else None
             turn = build_turn(messages, user_id)
             settled = turn.completed and (turn.error is not None or not state.error_seen)
@@ -528,6 +579,9 @@ class TaskRunner:
         self._redact(record)
         await self.persist(record)
         await self.checkpoint("finished")
+        rest = self._live_text.flush(self.secrets)
+        if rest and self.observer.on_text:
+            self.observer.on_text(rest)
         if self.observer.on_finish:
             self.observer.on_finish(
                 [Part.from_json(redact_data(p.raw, self.secrets)) for p in turn.parts]

@@ -1,4 +1,9 @@
-"""Sessions across the fleet: list, find, inspect, abort, remove; raw API calls; attach."""
+"""Sessions across the fleet: list, find, inspect, abort, remove; raw API calls; attach.
+
+What these read from a server is returned without any secret ocm holds (an agent may have
+printed an instance's password or a front's token: they are the same user's files), so no
+front shows one: `ocm session messages`, `ocm api`, the dashboard, the MCP session tools.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from ..errors import ConflictError, NotFoundError, ServerError, SessionNotFound,
 from ..instances.discovery import ForeignServer
 from ..instances.fleet import Fleet
 from ..models import InstanceRecord
+from ..redaction import redact_data
 
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -76,7 +82,7 @@ async def list_sessions(fleet: Fleet, ref: str | None = None) -> list[SessionRow
                 if foreign:
                     raise  # the one server asked for: say why it did not answer
                 return []
-            return [SessionRow(name, s, _state(busy.get(s.id))) for s in listed]
+            return [SessionRow(name, _session(s, endpoint), _state(busy.get(s.id))) for s in listed]
 
         groups = await asyncio.gather(*(one(*place) for place in places))
     rows = [row for group in groups for row in group]
@@ -87,6 +93,16 @@ def _state(status: Any) -> str:
     if isinstance(status, dict) and isinstance(status.get("type"), str):
         return str(status["type"])
     return "idle"
+
+
+def _session(session: Session, endpoint: Endpoint) -> Session:
+    """A session as shown: its title is made from the prompt and may hold a secret."""
+    return Session.from_json(redact_data(session.raw, endpoint.secrets()))
+
+
+def _messages(messages: list[Message], endpoint: Endpoint) -> list[Message]:
+    secrets = endpoint.secrets()
+    return [Message.from_json(redact_data(m.raw, secrets)) for m in messages]
 
 
 async def _locate(fleet: Fleet, session_id: str, ref: str | None) -> tuple[InstanceRecord, Session]:
@@ -105,21 +121,25 @@ async def _locate(fleet: Fleet, session_id: str, ref: str | None) -> tuple[Insta
 async def find_session(fleet: Fleet, session_id: str, ref: str | None = None) -> SessionRow:
     """Which instance holds this session (every running one is asked when ref is None)."""
     record, session = await _locate(fleet, session_id, ref)
-    async with AsyncOpencodeClient(fleet.endpoint_of(record), timeout=5.0) as client:
+    endpoint = fleet.endpoint_of(record)
+    async with AsyncOpencodeClient(endpoint, timeout=5.0) as client:
         busy = await client.session_status(session.directory or record.spec.dir)
-    return SessionRow(record.name, session, _state(busy.get(session.id)))
+    return SessionRow(record.name, _session(session, endpoint), _state(busy.get(session.id)))
 
 
 async def session_messages(fleet: Fleet, session_id: str, ref: str | None = None) -> list[Message]:
     record, _ = await _locate(fleet, session_id, ref)
-    async with AsyncOpencodeClient(fleet.endpoint_of(record), timeout=30.0) as client:
-        return await client.messages(session_id)
+    endpoint = fleet.endpoint_of(record)
+    async with AsyncOpencodeClient(endpoint, timeout=30.0) as client:
+        return _messages(await client.messages(session_id), endpoint)
 
 
 async def session_todo(fleet: Fleet, session_id: str, ref: str | None = None) -> list[Any]:
     record, _ = await _locate(fleet, session_id, ref)
-    async with AsyncOpencodeClient(fleet.endpoint_of(record)) as client:
-        return await client.todo(session_id)
+    endpoint = fleet.endpoint_of(record)
+    async with AsyncOpencodeClient(endpoint) as client:
+        todos: list[Any] = redact_data(await client.todo(session_id), endpoint.secrets())
+    return todos
 
 
 async def session_diff(
@@ -127,15 +147,17 @@ async def session_diff(
 ) -> list[dict[str, Any]]:
     """File changes per turn (OpenCode's session-wide diff is always empty)."""
     record, _ = await _locate(fleet, session_id, ref)
+    endpoint = fleet.endpoint_of(record)
     out: list[dict[str, Any]] = []
-    async with AsyncOpencodeClient(fleet.endpoint_of(record), timeout=30.0) as client:
+    async with AsyncOpencodeClient(endpoint, timeout=30.0) as client:
         for message in await client.messages(session_id):
             if message.role != "user":
                 continue
             for change in await client.diff(session_id, message.id):
                 if isinstance(change, dict):
                     out.append({"message_id": message.id, **change})
-    return out
+    redacted: list[dict[str, Any]] = redact_data(out, endpoint.secrets())
+    return redacted
 
 
 async def abort_session(fleet: Fleet, session_id: str, ref: str | None = None) -> str:
@@ -193,15 +215,24 @@ async def session_asks(fleet: Fleet, session_id: str, ref: str | None = None) ->
     """What the session (and its subagents' sessions) waits on, oldest first."""
     record, session = await _locate(fleet, session_id, ref)
     directory = session.directory or record.spec.dir
-    async with AsyncOpencodeClient(fleet.endpoint_of(record), timeout=10.0) as client:
+    endpoint = fleet.endpoint_of(record)
+    async with AsyncOpencodeClient(endpoint, timeout=10.0) as client:
         listed, permissions, questions = await asyncio.gather(
             client.sessions(directory),
             client.call(ops.permissions(directory)),
             client.call(ops.questions(directory)),
         )
     ours = {session_id} | {s.id for s in listed if s.parent_id == session_id}
+    secrets = endpoint.secrets()  # a permission's patterns hold the command it asks for
     return [
-        PendingAsk(record.name, kind, str(item["id"]), str(item["sessionID"]), item, directory)
+        PendingAsk(
+            record.name,
+            kind,
+            str(item["id"]),
+            str(item["sessionID"]),
+            redact_data(item, secrets),
+            directory,
+        )
         for kind, items in (("permission", permissions), ("question", questions))
         for item in items
         if isinstance(item, dict) and item.get("sessionID") in ours and item.get("id")
@@ -298,7 +329,8 @@ async def api(
         )
     endpoint = await asyncio.to_thread(fleet.reader, ref)
     async with AsyncOpencodeClient(endpoint, timeout=60.0) as client:
-        return await client.call(ops.raw(method, path, body=body, directory=directory))
+        answer = await client.call(ops.raw(method, path, body=body, directory=directory))
+    return redact_data(answer, endpoint.secrets())
 
 
 def attach_command(

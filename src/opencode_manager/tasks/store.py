@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import secrets
 import sqlite3
 import time
@@ -18,7 +19,8 @@ from typing import Any
 
 from ..errors import ConflictError, NotFoundError, UsageError
 from ..models import BatchStatus, ProcessIdentity, TaskRecord, TaskStatus
-from ..registry import Registry
+from ..redaction import may_hold, redact_data
+from ..registry import TOTALS_ALL, USAGE_COLUMNS, Registry
 
 _TASK_FIELDS = {f.name for f in fields(TaskRecord)}
 _IN_CHUNK = 500  # ids per `IN (...)`: well under SQLite's limit on bound parameters
@@ -29,11 +31,63 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(5)}"
 
 
-def _load(row_json: str) -> TaskRecord:
+#: What a record holds of what the agent and its server said, where an agent may have printed
+#: a secret: stored and shown without them. The prompt is the user's own, kept as given (a
+#: resumed task sends it).
+SAID = ("text", "tool_calls", "todos", "diff", "error", "asks", "structured", "worktree")
+Secrets = Callable[[], tuple[str, ...]]
+
+
+def redact_record(record: TaskRecord, secrets: tuple[str, ...]) -> TaskRecord:
+    """The record (changed in place) with every secret taken out of what it says."""
+    if secrets:
+        for name in SAID:
+            setattr(record, name, redact_data(getattr(record, name), secrets))
+    return record
+
+
+def usage(record: TaskRecord) -> tuple[int, ...]:
+    """What the record adds to the running totals, in `USAGE_COLUMNS` order: its tokens, and
+    its cost in billionths (integers, so a total stays exact through any number of saves)."""
+    tokens = record.tokens if isinstance(record.tokens, dict) else {}
+    cache = tokens.get("cache")
+    cache = cache if isinstance(cache, dict) else {}
+    cost = _number(record.cost)
+    return (
+        int(_number(tokens.get("input"))),
+        int(_number(tokens.get("output"))),
+        int(_number(tokens.get("reasoning"))),
+        int(_number(cache.get("read"))),
+        int(_number(cache.get("write"))),
+        round(cost * 1e9),
+    )
+
+
+def _number(value: Any) -> float:
+    """A figure a server reported, or 0 for anything that is not one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0.0
+    return float(value) if math.isfinite(value) else 0.0
+
+
+def _load(row_json: str, secrets: tuple[str, ...] = ()) -> TaskRecord:
     data: dict[str, Any] = json.loads(row_json)
     data = {k: v for k, v in data.items() if k in _TASK_FIELDS}
     data["status"] = TaskStatus(data["status"])
-    return TaskRecord(**data)
+    record = TaskRecord(**data)
+    if secrets and may_hold(row_json, secrets):  # a row stored before redaction knew them
+        redact_record(record, secrets)
+    return record
+
+
+def _dump(record: TaskRecord, secrets: tuple[str, ...] = ()) -> str:
+    text = json.dumps(record.to_dict())
+    if not secrets or not may_hold(text, secrets):
+        return text
+    data = record.to_dict()
+    for name in SAID:
+        data[name] = redact_data(data[name], secrets)
+    return json.dumps(data)
 
 
 @dataclass
@@ -71,6 +125,38 @@ class Tally:
 
 
 @dataclass
+class DayTotals:
+    """The tasks created on one UTC day, as they stand now: by status, tokens and cost."""
+
+    day: str  # YYYY-MM-DD
+    tasks: dict[str, int] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=dict)
+    cost: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+#: The token kinds reported by `totals()`, in `USAGE_COLUMNS` order.
+TOKEN_KINDS = ("input", "output", "reasoning", "cache_read", "cache_write")
+_TOTALS = (
+    "SELECT period, status, tasks, tokens_input, tokens_output, tokens_reasoning,"
+    " tokens_cache_read, tokens_cache_write, cost_nanos FROM task_totals"
+)
+
+
+def _fold(rows: Sequence[Any]) -> dict[str, Any]:
+    """Rows of `task_totals` of one period (one per status) as {tasks, tokens, cost}; a
+    status whose tasks all went (pruned, or moved on) is left out."""
+    sums = [sum(int(row[3 + i]) for row in rows) for i in range(len(USAGE_COLUMNS))]
+    return {
+        "tasks": {str(row[1]): int(row[2]) for row in rows if row[2]},
+        "tokens": dict(zip(TOKEN_KINDS, sums, strict=False)),
+        "cost": sums[-1] / 1e9,
+    }
+
+
+@dataclass
 class PruneReport:
     """What `ocm results prune` deleted (or, with dry_run, would delete)."""
 
@@ -83,15 +169,21 @@ class PruneReport:
 
 
 class TaskStore:
-    """Tasks and batches on top of a Registry's connection."""
+    """Tasks and batches on top of a Registry's connection.
 
-    def __init__(self, registry: Registry) -> None:
+    With `secrets` (the fleet's secret book), records are stored and read without any of
+    them: what an agent printed never reaches the registry, and a record stored before a
+    secret was known is redacted when it is read, whichever front shows it."""
+
+    def __init__(self, registry: Registry, *, secrets: Secrets = tuple) -> None:
         self.registry = registry
+        self.secrets = secrets
 
     # -- tasks -----------------------------------------------------------------------------
     def add(self, record: TaskRecord, *, seq: int = 0) -> TaskRecord:
+        blob = _dump(record, self.secrets())
         with self.registry.transaction() as db:
-            _insert(db, record, seq)
+            _insert(db, record, seq, blob)
         return record
 
     async def aadd(self, record: TaskRecord) -> TaskRecord:
@@ -102,14 +194,15 @@ class TaskStore:
         await asyncio.to_thread(self.save, record)
 
     def save(self, record: TaskRecord) -> None:
+        blob = _dump(record, self.secrets())
         with self.registry.transaction() as db:
-            _update(db, record)
+            _update(db, record, blob)
 
     def get(self, task_id: str) -> TaskRecord:
         rows = self.registry.query("SELECT record FROM tasks WHERE id = ?", (task_id,))
         if not rows:
             raise NotFoundError(f"no task {task_id!r}; see `ocm results`")
-        return _load(rows[0][0])
+        return _load(rows[0][0], self.secrets())
 
     def list_tasks(
         self, *, batch_id: str | None = None, status: str | None = None, limit: int | None = None
@@ -128,12 +221,14 @@ class TaskStore:
             params.append(status)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         order = "seq, created_at" if batch_id is not None else "created_at"
+        secrets = self.secrets()
         if limit:  # the newest `limit`, still oldest first
             order = ", ".join(f"{key} DESC" for key in order.split(", "))
             sql = f"SELECT record FROM tasks {where} ORDER BY {order} LIMIT {int(limit)}"  # noqa: S608
-            return [_load(r[0]) for r in reversed(self.registry.query(sql, tuple(params)))]
+            rows = reversed(self.registry.query(sql, tuple(params)))
+            return [_load(r[0], secrets) for r in rows]
         sql = f"SELECT record FROM tasks {where} ORDER BY {order}"  # noqa: S608
-        return [_load(r[0]) for r in self.registry.query(sql, tuple(params))]
+        return [_load(r[0], secrets) for r in self.registry.query(sql, tuple(params))]
 
     def recent_ids(self, kind: str, limit: int = 200) -> list[str]:
         """The newest task, batch or session ids (for shell completion)."""
@@ -152,7 +247,8 @@ class TaskStore:
             "SELECT record FROM tasks WHERE json_extract(record, '$.worktree') IS NOT NULL"
             " ORDER BY created_at"
         )
-        return [_load(r[0]) for r in rows]
+        secrets = self.secrets()
+        return [_load(r[0], secrets) for r in rows]
 
     def count_tasks(self, *, batch_id: str | None = None, status: str | None = None) -> int:
         clauses, params = [], []
@@ -208,30 +304,27 @@ class TaskStore:
         return count
 
     def totals(self) -> dict[str, Any]:
-        """Tasks by status, and token and cost totals over every stored task."""
-        counts = {
-            str(r[0]): int(r[1])
-            for r in self.registry.query("SELECT status, COUNT(*) FROM tasks GROUP BY status")
-        }
-        row = self.registry.query(
-            "SELECT SUM(json_extract(record, '$.tokens.input')),"
-            " SUM(json_extract(record, '$.tokens.output')),"
-            " SUM(json_extract(record, '$.tokens.reasoning')),"
-            " SUM(json_extract(record, '$.tokens.cache.read')),"
-            " SUM(json_extract(record, '$.tokens.cache.write')),"
-            " SUM(json_extract(record, '$.cost')) FROM tasks"
-        )[0]
-        keys = ("input", "output", "reasoning", "cache_read", "cache_write")
-        return {
-            "tasks": counts,
-            "tokens": {k: int(row[i] or 0) for i, k in enumerate(keys)},
-            "cost": float(row[5] or 0.0),
-        }
+        """Tasks by status, and token and cost totals over every stored task: the running
+        totals the registry keeps as records are written (a few rows, however many tasks)."""
+        return _fold(self.registry.query(f"{_TOTALS} WHERE period = ?", (TOTALS_ALL,)))
+
+    def days(self, *, since: str | None = None) -> list[DayTotals]:
+        """Per UTC day of creation (from `since`, YYYY-MM-DD, when given), oldest first: the
+        same running totals, one row per day and status."""
+        rows = self.registry.query(
+            f"{_TOTALS} WHERE period >= ? AND period <> ? ORDER BY period",
+            (since or "", TOTALS_ALL),
+        )
+        by_day: dict[str, list[Any]] = {}
+        for row in rows:
+            by_day.setdefault(str(row[0]), []).append(row)
+        return [DayTotals(day, **_fold(group)) for day, group in by_day.items()]
 
     # -- batches ---------------------------------------------------------------------------
     def add_batch(self, batch: Batch, tasks: list[TaskRecord]) -> None:
         """A batch and all its tasks in one transaction: all recorded, or none."""
         now = time.time()
+        blobs = [_dump(record, self.secrets()) for record in tasks]
         with self.registry.transaction() as db:
             db.execute(
                 "INSERT INTO batches (id, source, options, status, created_at, updated_at)"
@@ -245,8 +338,8 @@ class TaskStore:
                     now,
                 ),
             )
-            for seq, record in enumerate(tasks):
-                _insert(db, record, seq)
+            for seq, (record, blob) in enumerate(zip(tasks, blobs, strict=True)):
+                _insert(db, record, seq, blob)
 
     def claim_batch(
         self,
@@ -284,6 +377,7 @@ class TaskStore:
                 for record in cancelled:
                     record.status, record.error, record.finished_at = TaskStatus.PENDING, None, None
                     record.session_id, record.prompted, record.sending = None, False, False
+                    record.message_id = None
                     _update(db, record)
             elif row["status"] == BatchStatus.CANCELLED.value:
                 raise ConflictError(
@@ -349,13 +443,16 @@ class TaskStore:
         return found
 
 
-def _insert(db: sqlite3.Connection, record: TaskRecord, seq: int) -> None:
+def _insert(db: sqlite3.Connection, record: TaskRecord, seq: int, blob: str | None = None) -> None:
+    # With the record, its usage (USAGE_COLUMNS): the registry's triggers add it up.
     db.execute(
         "INSERT INTO tasks (id, batch_id, seq, status, prompt, record, created_at, updated_at,"
-        " started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " started_at, finished_at, tokens_input, tokens_output, tokens_reasoning,"
+        " tokens_cache_read, tokens_cache_write, cost_nanos)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (record.id, record.batch_id, seq, record.status.value, record.prompt,
-         json.dumps(record.to_dict()), record.created_at, time.time(), record.started_at,
-         record.finished_at),
+         blob or json.dumps(record.to_dict()), record.created_at, time.time(), record.started_at,
+         record.finished_at, *usage(record)),
     )  # fmt: skip
 
 
@@ -372,12 +469,13 @@ def _count_batch_tasks(db: sqlite3.Connection, batch_id: str) -> int:
     )
 
 
-def _update(db: sqlite3.Connection, record: TaskRecord) -> None:
+def _update(db: sqlite3.Connection, record: TaskRecord, blob: str | None = None) -> None:
     db.execute(
-        "UPDATE tasks SET status = ?, record = ?, updated_at = ?, started_at = ?, finished_at = ?"
-        " WHERE id = ?",
-        (record.status.value, json.dumps(record.to_dict()), time.time(), record.started_at,
-         record.finished_at, record.id),
+        "UPDATE tasks SET status = ?, record = ?, updated_at = ?, started_at = ?, finished_at = ?,"
+        " tokens_input = ?, tokens_output = ?, tokens_reasoning = ?, tokens_cache_read = ?,"
+        " tokens_cache_write = ?, cost_nanos = ? WHERE id = ?",
+        (record.status.value, blob or json.dumps(record.to_dict()), time.time(), record.started_at,
+         record.finished_at, *usage(record), record.id),
     )  # fmt: skip
 
 

@@ -11,11 +11,14 @@ creation write to the repository's metadata.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
 import re
 import shutil
 import subprocess
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,10 @@ from ..models import TaskRecord
 # Who commits the agent's work when the repository names nobody (a CI runner, a fresh box).
 _IDENTITY = ("-c", "user.name=opencode-manager", "-c", "user.email=ocm@localhost")
 _BRANCH_PREFIX = "ocm/"
+#: In the repository's git directory: ocm processes adding or removing worktrees of one
+#: repository take turns (`repository_lock`).
+LOCK_FILE = "ocm-worktrees.lock"
+LOCK_WAIT_S = 60.0
 _STATUS = {"A": "added", "M": "modified", "D": "deleted", "R": "renamed", "C": "copied",
            "T": "type changed"}  # fmt: skip
 
@@ -77,6 +84,8 @@ def git(*args: str, cwd: str | Path, check: bool = True) -> str:
             env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
         )  # fmt: skip
     except FileNotFoundError:
+        if not Path(cwd).is_dir():
+            raise OcmError(f"{cwd} is gone") from None
         raise OcmError("git is not installed; --worktree needs it") from None
     if check and proc.returncode != 0:
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
@@ -93,6 +102,43 @@ def _ok(*args: str, cwd: str | Path) -> bool:
         ).returncode == 0  # fmt: skip
     except FileNotFoundError:
         raise OcmError("git is not installed; --worktree needs it") from None
+
+
+@contextlib.contextmanager
+def repository_lock(top: str | Path, *, wait: float = LOCK_WAIT_S) -> Iterator[None]:
+    """One `git worktree add` or `remove` at a time per repository, across threads and
+    processes. git does not serialise them itself: an add that lists the worktrees while
+    another add is half way fails ("failed to read .git/worktrees/<name>/commondir"; 19 of
+    240 adds, 48 at a time, on git 2.39).
+
+    The lock (fcntl, on a file in the repository's common git directory) lives with what
+    it guards: every ocm process meets the same one whatever its OCM_HOME and whatever path
+    it names the repository by (a symlink, a subdirectory, one of its worktrees). The file
+    is empty and stays (deleting a lock file others may hold is a race); git ignores it,
+    and the checkout is never touched. A holder that dies releases it with its descriptor.
+    """
+    common = Path(git("rev-parse", "--git-common-dir", cwd=top).strip())
+    path = (common if common.is_absolute() else Path(top) / common) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise OcmError(f"cannot open the worktree lock {path}: {exc.strerror or exc}") from exc
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise OcmError(
+                        f"another process has held {path} for {wait:g}s; is a git command "
+                        "stuck in that repository?"
+                    ) from None
+                time.sleep(0.02)  # polling the lock, with the deadline above
+        yield
+    finally:
+        os.close(fd)
 
 
 def validate_branch(branch: str, cwd: str | Path) -> None:
@@ -132,7 +178,8 @@ def create(root: Path, directory: str, request: WorktreeRequest, task_id: str) -
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     if path.exists():
         raise ConflictError(f"worktree {path} exists already")
-    git("worktree", "add", "--quiet", "-b", branch, str(path), base, cwd=top)
+    with repository_lock(top):
+        git("worktree", "add", "--quiet", "-b", branch, str(path), base, cwd=top)
     note = None
     if request.base is None and git("status", "--porcelain", cwd=top).strip():
         note = (f"uncommitted changes in {top} are not in the worktree (it starts at HEAD "
@@ -186,17 +233,42 @@ def patch(tree: Worktree) -> str:
     return git("diff", "--cached", "--binary", "--no-renames", tree.base, cwd=tree.path)
 
 
-def remove(tree: Worktree) -> None:
-    """Remove the worktree (the branch, holding the agent's commit, is kept)."""
-    if Path(tree.path).exists():
-        git("worktree", "remove", "--force", tree.path, cwd=tree.repository)
-    else:
-        git("worktree", "prune", cwd=tree.repository, check=False)
+def remove(tree: Worktree, *, force: bool = False) -> None:
+    """Remove the worktree (the branch, holding the agent's commit, is kept). Without
+    `force`, git itself refuses a worktree with changes not committed (a second guard
+    behind `uncommitted`, for changes made since it was looked at)."""
+    with repository_lock(tree.repository):
+        if Path(tree.path).exists():
+            flags = ["--force"] if force else []
+            git("worktree", "remove", *flags, tree.path, cwd=tree.repository)
+        else:
+            git("worktree", "prune", cwd=tree.repository, check=False)
+
+
+def has_own_commits(tree: Worktree) -> bool:
+    """Its branch holds commits that its base does not."""
+    count = git("rev-list", "--count", f"{tree.base}..{tree.branch}", cwd=tree.repository,
+                check=False)  # fmt: skip
+    return count.strip() not in ("", "0")
 
 
 def is_merged(tree: Worktree) -> bool:
-    """Its branch is merged into the repository's current HEAD."""
-    return _ok("merge-base", "--is-ancestor", tree.branch, "HEAD", cwd=tree.repository)
+    """Its branch has commits of its own, and they are merged into the repository's current
+    HEAD. A branch still at its base (a --no-commit task, whose changes wait uncommitted in
+    the worktree, or an agent that changed nothing) has nothing merged: it is an ancestor of
+    HEAD only because it never moved."""
+    return has_own_commits(tree) and _ok(
+        "merge-base", "--is-ancestor", tree.branch, "HEAD", cwd=tree.repository
+    )
+
+
+def uncommitted(tree: Worktree) -> list[str]:
+    """The paths in the worktree whose changes are not committed on its branch (staged,
+    unstaged or untracked; ignored files are not work). Empty when the worktree is gone."""
+    if not Path(tree.path).is_dir():
+        return []
+    listing = git("status", "--porcelain", "--untracked-files=all", cwd=tree.path)
+    return [line[3:] for line in listing.splitlines() if line.strip()]
 
 
 def commit_message(task_id: str, prompt: str) -> str:
@@ -289,6 +361,91 @@ def choose(
     return list(chosen.values())
 
 
+@dataclass
+class Kept:
+    """A worktree `ocm worktree rm` left in place, and why."""
+
+    task: str
+    reason: str
+
+
+@dataclass
+class WorktreeRemoval:
+    """What `ocm worktree rm` did: the task ids whose worktrees went, and those kept."""
+
+    removed: list[str] = field(default_factory=list)
+    kept: list[Kept] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def remove_chosen(
+    records: list[TaskRecord],
+    ids: list[str],
+    *,
+    merged: bool,
+    older_than: float | None,
+    now: float,
+    force: bool = False,
+) -> WorktreeRemoval:
+    """`ocm worktree rm`: choose (`choose`), remove (`remove_all`), and with `merged`, also
+    say which worktrees hold work that was never committed, so none is passed over
+    silently (a --no-commit task's branch is its base, which HEAD contains)."""
+    chosen = choose(records, ids, merged=merged, older_than=older_than, now=now)
+    done = remove_all(chosen, force=force)
+    if merged:
+        picked = {r.id for r in chosen}
+        done.kept += _unmerged_work([r for r in records if r.id not in picked])
+    return done
+
+
+def _unmerged_work(records: list[TaskRecord]) -> list[Kept]:
+    found = []
+    for record in records:
+        if not record.status.final or record.worktree is None:
+            continue
+        tree = Worktree.from_dict(record.worktree)
+        try:
+            changes = [] if has_own_commits(tree) else uncommitted(tree)
+        except OcmError:
+            continue
+        if changes:
+            why = f"no commits of its own, so nothing is merged; {_unsaved(tree, changes)}"
+            found.append(Kept(record.id, f"{why}; commit them in {tree.path}"))
+    return found
+
+
+def remove_all(records: list[TaskRecord], *, force: bool = False) -> WorktreeRemoval:
+    """Remove the worktrees of these tasks; unless `force`, one holding uncommitted changes
+    is kept (they are an agent's work, nowhere else: a --no-commit task's changes wait
+    there), and so is one that git refuses to remove, each with the reason."""
+    done = WorktreeRemoval()
+    for record in records:
+        assert record.worktree is not None
+        tree = Worktree.from_dict(record.worktree)
+        try:
+            changes = [] if force else uncommitted(tree)
+            if changes:
+                why = f"{_unsaved(tree, changes)}; commit them in {tree.path}, or --force"
+                done.kept.append(Kept(record.id, f"{why} removes them"))
+                continue
+            remove(tree, force=force)
+        except OcmError as exc:
+            done.kept.append(Kept(record.id, f"{exc}; nothing was removed"))
+            continue
+        done.removed.append(record.id)
+    return done
+
+
+def _unsaved(tree: Worktree, changes: list[str]) -> str:
+    """ "2 uncommitted changes (the task ran with --no-commit): a.txt, b.txt"."""
+    shown = ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
+    plural = "s" if len(changes) != 1 else ""
+    why = " (the task ran with --no-commit)" if not tree.commit else ""
+    return f"{len(changes)} uncommitted change{plural}{why}: {shown}"
+
+
 def orphans(root: Path, known: set[str]) -> list[Path]:
     """Worktree directories under root whose task ocm no longer records."""
     if not root.is_dir():
@@ -306,7 +463,8 @@ def remove_orphan(path: Path) -> None:
         common = Path(pointer).parent.parent  # <repo>/.git/worktrees/<name> -> <repo>/.git
         repository = common.parent if common.name == ".git" else common
     if repository is not None and repository.is_dir():
-        git("worktree", "remove", "--force", str(path), cwd=repository, check=False)
-        git("worktree", "prune", cwd=repository, check=False)
+        with contextlib.suppress(OcmError), repository_lock(repository):
+            git("worktree", "remove", "--force", str(path), cwd=repository, check=False)
+            git("worktree", "prune", cwd=repository, check=False)
     if path.exists():
         shutil.rmtree(path, ignore_errors=True)

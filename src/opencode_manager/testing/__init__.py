@@ -48,8 +48,9 @@ def sweep(variable: str, value: str, *, grace: float = 5.0) -> list[str]:
 def fleet_of(home: Path, servers: Sequence[tuple[str, str, int]]) -> Fleet:
     """A fleet whose registry (under `home`) lists running instances, one per (name, url, pid):
     for tests of code that reads the fleet (monitor, dispatch, placement) against fake servers
-    such as `opencode_manager.testing.sse`. Each pid must be a live process whose command
-    line says `serve`, as a server's does."""
+    such as `opencode_manager.testing.sse`. Each pid must be a live process whose argv says
+    `opencode serve`, as a server's does (`python -m opencode_manager.testing.sse serve` does:
+    an `opencode...` program followed by `serve`)."""
     settings = Settings.load(home=home, environ={"HOME": str(home)})
     fleet = Fleet(settings, backups=False)
     registry = fleet.registry

@@ -90,8 +90,9 @@ def create_app(count: int, rate: float) -> Starlette:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m opencode_manager.testing.sse")
-    # "serve" is what a server's command line says (ProcessIdentity.cmd), so a registry row
-    # can stand for this process like for an OpenCode server.
+    # `opencode_manager.testing.sse serve` is what a server's argv says (an `opencode...`
+    # program, then `serve`: process.is_server_argv), so a registry row can stand for this
+    # process like for an OpenCode server.
     parser.add_argument("command", choices=["serve"])
     parser.add_argument("--count", type=int, required=True, help="events per connection")
     parser.add_argument(
