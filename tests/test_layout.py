@@ -1,17 +1,17 @@
-"""The architecture, checked: dependencies point down, fronts use the public API only, and the
-keeper stays small.
+"""The architecture, checked: dependencies point down, fronts use the public API (and the
+fronts' helpers) only, and the keeper stays small.
 
-    cli/ (fronts)                                     9
-    testing (fakes for tests), mcpserver (a front)   8
-    manager.py (the facade)                           7
-    observe/   demo                                   6
-    keeper/    tasks/  (siblings never import each other)
-                                                      5
-    instances/                                        4
-    client/    scripted_model/    registry  limits/  3
-    database, process, portal                         2
-    models, settings, durations, dbfile, migrations   1
-    errors, supervision                               0
+    cli/ (the front that serves the others)                     10
+    testing (fakes for tests), mcpserver/, dashboard/ (fronts)    9
+    manager.py (the facade), fronts.py (the fronts' helpers)     8
+    observe/   demo                                               7
+    keeper/    tasks/  (siblings never import each other)         6
+    cluster/                                                      5
+    instances/                                                    4
+    client/    scripted_model/    registry    limits/             3
+    database, process, portal, secretfile, secretbook             2
+    models, settings, text, sockets, lines, dbfile, migrations    1
+    errors, supervision                                           0
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import opencode_manager
+from opencode_manager import fronts
 
 PACKAGE = Path(opencode_manager.__file__).parent
 RANKS = {
@@ -37,11 +38,14 @@ RANKS = {
     "keeper": 6, "tasks": 6,
     "observe": 7, "demo": 7,
     "manager": 8,
+    "fronts": 8,  # helpers for the fronts, beside the facade (neither imports the other)
     "testing": 9,
     "mcpserver": 9,  # a front the CLI serves (`ocm mcp`)
     "dashboard": 9,  # a front the CLI serves (`ocm dashboard`)
     "cli": 10, "__main__": 10, "__init__": 10,
 }  # fmt: skip
+# The fronts: they drive the facade through the public API and nothing else.
+FRONTS = ("cli", "mcpserver", "dashboard")
 # Documented subpackages a front may use as they are (the MCP front is one of the fronts).
 PUBLIC_PACKAGES = {"scripted_model", "mcpserver", "dashboard"}
 
@@ -105,22 +109,40 @@ def test_dependencies_point_down() -> None:
 
 
 def test_the_fronts_use_only_the_public_api() -> None:
-    public = set(opencode_manager.__all__)
+    """A front imports `opencode_manager.__all__` (the library's API), `fronts.__all__` (the
+    helpers only fronts need), documented subpackages, and its own modules: nothing else."""
+    allowed = {"": set(opencode_manager.__all__), "fronts": set(fronts.__all__)}
     wrong = []
+    checked = set()
     for module, path in _modules():
-        if _unit(module) not in ("cli", "mcpserver"):
+        if _unit(module) not in FRONTS:
             continue
+        checked.add(_unit(module))
         for target, names, line in _imports(module, path):
             where = f"{path.relative_to(PACKAGE)}:{line}"
             if _unit(target) == _unit(module) or _unit(target) in PUBLIC_PACKAGES:
                 continue
-            if target == "":
-                private = [n for n in names if n not in public]
+            if target in allowed:
+                private = [n for n in names if n not in allowed[target]]
                 if private:
-                    wrong.append(f"{where} imports {private} (not in __all__)")
+                    wrong.append(f"{where} imports {private} (not in {target or 'the'} __all__)")
                 continue
             wrong.append(f"{where} imports the private module {target}")
+    assert checked == set(FRONTS)
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_fronts_helpers_are_theirs_alone() -> None:
+    """`fronts` is not a second public API: its names are not the library's, and below the
+    fronts nothing imports it (the ranks say so too; this names the rule)."""
+    assert not set(fronts.__all__) & set(opencode_manager.__all__)
+    users = {
+        _unit(module)
+        for module, path in _modules()
+        for target, names, _ in _imports(module, path)
+        if target == "fronts" or (target == "" and "fronts" in names)
+    }
+    assert users <= {*FRONTS, "testing"}, users
 
 
 def test_every_name_in_all_is_importable() -> None:

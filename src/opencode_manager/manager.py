@@ -16,8 +16,9 @@ Every method is a one-line delegation to the module that does the work. Blocking
 so the event loop of a long-lived front (dashboard, MCP server, notebook) never stalls.
 
 `Manager` has the same methods, blocking. It runs the coroutines on a private event loop in a
-thread of its own (`portal.Portal`), so it works from any thread, including one whose event
-loop is running (a Jupyter cell, a FastAPI handler), where `asyncio.run` would refuse.
+thread of its own (anyio's blocking portal, via `portal.Portal`), so it works from any thread,
+including one whose event loop is running (a Jupyter cell, a FastAPI handler), where
+`asyncio.run` would refuse.
 """
 
 from __future__ import annotations

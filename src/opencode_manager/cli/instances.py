@@ -26,6 +26,8 @@ from .. import (
     Status,
     Supervision,
     UsageError,
+)
+from ..fronts import (
     is_loopback_host,
     one_line,
     parse_duration,

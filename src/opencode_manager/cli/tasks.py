@@ -23,12 +23,8 @@ from .. import (
     TaskStatus,
     UsageError,
     WorktreeRequest,
-    error_summary,
-    load_schema,
-    one_line,
-    parse_duration,
-    strip_ansi,
 )
+from ..fronts import error_summary, load_schema, one_line, parse_duration, strip_ansi
 from .loops import run_with_cancel, watch
 from .main import Context
 from .options import complete_instances, complete_tasks, max_retries_option

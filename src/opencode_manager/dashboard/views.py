@@ -12,7 +12,6 @@ from .. import (
     AsyncManager,
     BatchSummary,
     ConflictError,
-    EventLine,
     FleetFrame,
     FleetRow,
     InstanceInfo,
@@ -24,8 +23,8 @@ from .. import (
     StatusReport,
     TaskRecord,
     TaskStatus,
-    human_size,
 )
+from ..fronts import EventLine, human_size
 from .history import FleetSeries, fleet_series, polyline
 
 LOG_LINES = 200
