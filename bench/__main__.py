@@ -25,6 +25,7 @@ from .figures import (
     first_task,
     fleet_start,
     footprint,
+    metrics_scale,
     monitor,
     registry_scale,
 )
@@ -44,6 +45,7 @@ TITLES = {
     6: "Footprint",
     7: "Registry at scale",
     8: "First task",
+    9: "Metrics at scale",
 }
 
 
@@ -121,8 +123,9 @@ def header(command: str, env: BenchEnv, plan: Plan, load_start: str, foreign: in
         f"Produced by `{command}` from the repository root on "
         f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}. Every figure was measured "
         "on this machine in that one run, against real OpenCode servers on the bundled "
-        "scripted model (loopback only). Ratios are of medians; lower is better for times "
-        "and memory, higher for rates.",
+        "scripted model (loopback only). Each row gives p50 (the median), p95 and p99 of its "
+        "runs, interpolated between ranks (with few runs, p95 and p99 lie near the slowest "
+        "one); ratios are of medians; lower is better for times and memory, higher for rates.",
         "",
         "| machine | |",
         "|---|---|",
@@ -202,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             env.ocm_run("stop", "--all", timeout=120)
         measure(5, lambda: monitor.run(env, plan))
         measure(7, lambda: registry_scale.run(env, plan))
+        measure(9, lambda: metrics_scale.run(env, plan))
         leftovers = env.close()
     elapsed = time.monotonic() - began
     footer = [

@@ -156,17 +156,24 @@ class Series:
     def max(self) -> float:
         return max(self.values)
 
+    def percentile(self, q: float) -> float:
+        """p50 (the median), p95, p99, ..."""
+        return percentile(self.values, q)
+
     def __len__(self) -> int:
         return len(self.values)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100), nearest rank."""
+    """The q-th percentile (0-100), interpolated between the two nearest ranks (numpy's
+    default), so p50 is the median; with few values a high one is near the largest."""
     ordered = sorted(values)
     if not ordered:
         return float("nan")
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
-    return ordered[rank]
+    position = max(0.0, min(1.0, q / 100)) * (len(ordered) - 1)
+    below = int(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
 
 
 def cpu_model() -> str:

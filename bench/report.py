@@ -9,6 +9,8 @@ from pathlib import Path
 
 from .measure import Series
 
+PERCENTILES = (50, 95, 99)  # the columns of every figure's table: p50 is the median
+
 
 @dataclass
 class Row:
@@ -99,17 +101,18 @@ def figure_markdown(figure: Figure) -> list[str]:
         lines += ["Commands:", "", "```", *figure.commands, "```", ""]
     if figure.rows:
         lines += [
-            "| what | median | min | max | runs | ratio to baseline |",
-            "|---|---:|---:|---:|---:|---|",
+            "| what | p50 | p95 | p99 | min | max | runs | ratio to baseline |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
         ]
         for row in figure.rows:
             s, u = row.series, row.unit
             if not len(s):
-                lines.append(f"| {row.label} | n/a | n/a | n/a | 0 | |")
+                lines.append(f"| {row.label} | n/a | n/a | n/a | n/a | n/a | 0 | |")
                 continue
             label = f"{row.label} ({row.note})" if row.note else row.label
+            tail = " | ".join(fmt(s.percentile(q), u) for q in PERCENTILES)
             lines.append(
-                f"| {label} | {fmt(s.median, u)} | {fmt(s.min, u)} | {fmt(s.max, u)} "
+                f"| {label} | {tail} | {fmt(s.min, u)} | {fmt(s.max, u)} "
                 f"| {len(s)} | {_ratio_cell(figure, row)} |"
             )
         lines.append("")

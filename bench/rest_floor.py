@@ -7,7 +7,8 @@ K workers per instance taking tasks from one shared queue (the placement `ocm ba
 default), and for each task ``POST /session``, ``POST /session/{id}/prompt_async``, wait for
 the session to go idle (its event), ``GET /session/{id}/message``. No records, no retries, no
 todos or diff. It prints one JSON line: the seconds from the first request to the last answer
-(interpreter start excluded), the tasks completed and the messages read.
+(interpreter start excluded), the tasks completed, the messages read, and each task's
+seconds from its first request to its answer read (``latencies_s``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -89,19 +91,37 @@ class Server:
         return len(await self.call("GET", f"/session/{session}/message"))
 
 
-async def main_async(specs: list[dict[str, str]], tasks: int, per_instance: int) -> dict[str, Any]:
+Run = Callable[[str], Awaitable[int]]  # one task on one server: the messages it read
+
+
+async def work_off(tasks: int, workers: Sequence[Run]) -> tuple[int, int, list[float]]:
+    """Every task taken from one shared queue by the first free worker; (completed, messages,
+    each task's seconds).
+
+    A count is added to only after its await: `messages += await run(...)` read the total
+    before awaiting and wrote it back after, losing whatever the other workers added
+    meanwhile (8 messages printed for 24 tasks)."""
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(tasks):
         queue.put_nowait(i)
     completed = messages = 0
+    latencies: list[float] = []
 
-    async def worker(server: Server) -> None:
+    async def worker(run: Run) -> None:
         nonlocal completed, messages
         while not queue.empty():
             i = queue.get_nowait()
-            messages += await server.task(PROMPT.format(i))
+            began = time.perf_counter()
+            read = await run(PROMPT.format(i))
+            latencies.append(time.perf_counter() - began)
+            messages += read
             completed += 1
 
+    await asyncio.gather(*(worker(run) for run in workers))
+    return completed, messages, latencies
+
+
+async def main_async(specs: list[dict[str, str]], tasks: int, per_instance: int) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
     async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0)) as http:
         servers = [Server(spec, http) for spec in specs]
@@ -109,13 +129,19 @@ async def main_async(specs: list[dict[str, str]], tasks: int, per_instance: int)
         try:
             start = time.perf_counter()
             await asyncio.wait_for(asyncio.gather(*(s.connected.wait() for s in servers)), 10)
-            await asyncio.gather(*(worker(s) for s in servers for _ in range(per_instance)))
+            workers = [s.task for s in servers for _ in range(per_instance)]
+            completed, messages, latencies = await work_off(tasks, workers)
             elapsed = time.perf_counter() - start
         finally:
             for reader in readers:
                 reader.cancel()
             await asyncio.gather(*readers, return_exceptions=True)
-    return {"elapsed_s": elapsed, "completed": completed, "messages": messages}
+    return {
+        "elapsed_s": elapsed,
+        "completed": completed,
+        "messages": messages,
+        "latencies_s": latencies,
+    }
 
 
 def main() -> None:

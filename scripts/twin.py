@@ -31,8 +31,8 @@ event loop is running: a Jupyter cell, a FastAPI handler).
 
 Generated from manager.py by scripts/twin.py: do not edit (tests/test_twins.py fails when it
 is stale). Every method is `AsyncManager`'s, with the same parameters, run on a private event
-loop in a thread of its own (`portal.Portal`); `cancel` is left out: an interrupt (Ctrl-C)
-while a call waits cancels it.
+loop in a thread of its own (anyio's blocking portal, via `portal.Portal`); `cancel` is left
+out: an interrupt (Ctrl-C) while a call waits cancels it.
 """
 
 from __future__ import annotations
@@ -46,17 +46,23 @@ class Manager:
     """The sync twin of `AsyncManager`: the same methods, blocking, usable from any thread
     (also while an event loop runs in it)."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
-        self.aio = AsyncManager(settings)
+    def __init__(
+        self, settings: Settings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.aio = AsyncManager(settings, transport=transport)
         self.settings = self.aio.settings
         self._portal = Portal()
 
-    def _call(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    def _call(self, make: Callable[[], Awaitable[T]]) -> T:
         return self._portal.call(make)
 
     def close(self) -> None:
-        self._portal.stop()
-        self.aio.fleet.close()
+        try:
+            if self.aio.fleet.http_open:  # made on the portal's loop: closed there
+                self._call(self.aio.fleet.aclose_http)
+        finally:
+            self._portal.stop()
+            self.aio.fleet.close()
 
     def __enter__(self) -> Manager:
         return self
@@ -68,7 +74,7 @@ class Manager:
 '''
 #: Names the head uses at run time, and where they come from.
 HEAD_IMPORTS = {
-    "Callable": "collections.abc", "Coroutine": "collections.abc", "Iterator": "collections.abc",
+    "Awaitable": "collections.abc", "Callable": "collections.abc", "Iterator": "collections.abc",
     "TracebackType": "types", "Any": "typing", "TYPE_CHECKING": "typing", "TypeVar": "typing",
     "AsyncManager": ".manager", "Portal": ".portal",
 }  # fmt: skip
@@ -81,7 +87,13 @@ def _sources(tree: ast.Module) -> tuple[dict[str, str], set[str]]:
     typing_only: set[str] = set()
 
     def take(node: ast.stmt, checking: bool) -> None:
-        if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                bound = alias.asname or alias.name
+                found[bound] = f"import {alias.name}" + (f" as {bound}" if alias.asname else "")
+                if checking:
+                    typing_only.add(bound)
+        elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
             module = "." * node.level + (node.module or "")
             for alias in node.names:
                 bound = alias.asname or alias.name
@@ -159,7 +171,7 @@ def render(source: str | None = None) -> str:
     facade = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "AsyncManager")
     methods: list[str] = []
     runtime = {"AsyncManager", "Portal", "TypeVar", "TYPE_CHECKING", "Any", "Callable"}
-    runtime |= {"Coroutine", "TracebackType"}
+    runtime |= {"Awaitable", "TracebackType"}
     for node in facade.body:
         public = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and not (
             node.name.startswith("_") or node.name == "aclose"

@@ -21,30 +21,41 @@ from opencode_manager.instances import binary as binaries
 from opencode_manager.instances.fleet import Fleet as RegistryFleet
 from opencode_manager.scripted_model import ScriptedModelServer, opencode_config
 from opencode_manager.settings import PINNED_OPENCODE_VERSION, Settings
-from opencode_manager.testing import sweep
+from opencode_manager.testing import StandIn, sweep
 
-from helpers import Ocm, run_ocm
+from helpers import Ocm, invoke_ocm, run_ocm
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "OPENCODE_MANAGER_TEST_MARK"  # not OCM_*: servers must inherit it too
 CORS_ORIGIN = "https://ocm.example.test"  # given to the shared fleet with --cors
 
 
-INTEGRATION_FIXTURES = {"fleet", "model_env", "opencode_bin"}
+INTEGRATION_FIXTURES = {"fleet", "model_env", "opencode_bin", "opencode2_bin"}
+#: The OpenCode 2 the 2.x tests run (scripts/setup installs it beside the pinned 1.x).
+OPENCODE2_VERSION = "2.1.2"
+CACHE = Settings.load(home=ROOT / ".cache" / "ocm", environ={})
 
 
 def _find_opencode() -> str | None:
     explicit = os.environ.get("OCM_TEST_OPENCODE")
     if explicit:
         return explicit
-    cache = Settings.load(home=ROOT / ".cache" / "ocm", environ={})
-    for path in binaries.managed_installs(cache):
+    for path in binaries.managed_installs(CACHE):
         if f"/{PINNED_OPENCODE_VERSION}/" in str(path):
             return str(path)
     return None
 
 
+def _find_opencode2() -> str | None:
+    explicit = os.environ.get("OCM_TEST_OPENCODE2")
+    if explicit:
+        return explicit
+    found = binaries.managed_install(CACHE, OPENCODE2_VERSION)
+    return str(found) if found is not None else None
+
+
 OPENCODE = _find_opencode()
+OPENCODE2 = _find_opencode2()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -66,6 +77,19 @@ def opencode_bin() -> str:
             pytrace=False,
         )
     return OPENCODE
+
+
+@pytest.fixture(scope="session")
+def opencode2_bin() -> str:
+    """The OpenCode 2 binary (2.1.2) for the tests that run on the 2.x line."""
+    if OPENCODE2 is None:
+        pytest.fail(
+            f"opencode {OPENCODE2_VERSION} is not installed for the tests: run scripts/setup "
+            f"(it runs `ocm install --version {OPENCODE2_VERSION}` into .cache/ocm), or set "
+            "OCM_TEST_OPENCODE2 to a 2.x binary",
+            pytrace=False,
+        )
+    return OPENCODE2
 
 
 # -- leak detection ------------------------------------------------------------------------
@@ -140,8 +164,20 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def ocm() -> Ocm:
-    return run_ocm
+def ocm(isolated: dict[str, str]) -> Ocm:
+    """`ocm ARGS...` run in this process (click's CliRunner around `cli.main`, the real
+    entry point's function), on the test's isolated environment; the same `Result` as
+    `run_ocm`, which keeps a process of its own for what only a process shows."""
+    return invoke_ocm
+
+
+@pytest.fixture(scope="session")
+def stand_in() -> Iterator[StandIn]:
+    """One process standing for the servers of the fleets faked in-process (their registry
+    rows point at it; `opencode_manager.testing.opencode` answers their HTTP). Not marked:
+    it outlives each test, and ends with the session."""
+    with StandIn({k: v for k, v in os.environ.items() if k != MARK}) as proc:
+        yield proc
 
 
 @pytest.fixture

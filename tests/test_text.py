@@ -31,3 +31,15 @@ def test_colour_codes_and_blank_lines_go() -> None:
     assert strip_ansi("\x1b[1m\x1b[31mred\x1b[0m \x1b]0;title\x07ok") == "red ok"
     assert one_line("\n\n  \x1b[1mfirst\x1b[0m  \nsecond") == "first"
     assert one_line("") == ""
+
+
+def test_a_task_error_is_one_line_with_opencodes_message() -> None:
+    from opencode_manager.text import task_error_line
+
+    provider = {"name": "APIError", "data": {"message": "scripted error 400\n from model"}}
+    assert task_error_line(provider) == "APIError: scripted error 400 from model"
+    assert task_error_line({"name": "NoTurn", "message": "NoTurn: none stored"}) == (
+        "NoTurn: none stored"
+    )
+    assert task_error_line({"name": "MessageAbortedError"}) == "MessageAbortedError"
+    assert task_error_line(None) == ""

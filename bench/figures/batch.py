@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 from ..chart import Panel, svg
 from ..env import ROOT, BenchEnv
@@ -44,8 +45,11 @@ def _tasks_file(work: Path, n: int) -> Path:
     return path
 
 
-def _ocm_batch(env: BenchEnv, tasks_file: Path, n: int) -> CommandResult:
-    """One `ocm batch` run, checked: every task completed."""
+def _ocm_batch(
+    env: BenchEnv, tasks_file: Path, n: int, latencies: Series | None = None
+) -> CommandResult:
+    """One `ocm batch` run, checked: every task completed; each task's seconds (from its
+    start to its answer recorded) added to `latencies`."""
     result = check(
         run_command(
             [env.ocm, "batch", str(tasks_file), "--json"],
@@ -60,11 +64,14 @@ def _ocm_batch(env: BenchEnv, tasks_file: Path, n: int) -> CommandResult:
     summary = json.loads(result.stdout)
     if summary["counts"].get("completed", 0) != n:
         raise BenchError(f"ocm batch did not complete every task: {summary['counts']}")
+    if latencies is not None:
+        for task in summary["tasks"]:
+            latencies.add(float(task["duration_s"]))
     return result
 
 
-def _floor(fleet: SharedFleet, n: int) -> tuple[CommandResult, float]:
-    """One run of the REST floor, checked; its own in-process seconds too."""
+def _floor(fleet: SharedFleet, n: int) -> tuple[CommandResult, dict[str, Any]]:
+    """One run of the REST floor, checked; what it printed (its own seconds, each task's)."""
     directory = str(fleet.env.project)  # where the instances (and so `ocm batch`) work
     spec = [
         {"url": i.url, "username": i.username, "password": i.password, "directory": directory}
@@ -93,17 +100,27 @@ def _floor(fleet: SharedFleet, n: int) -> tuple[CommandResult, float]:
     data = json.loads(result.stdout.strip().splitlines()[-1])
     if data["completed"] != n:
         raise BenchError(f"the REST floor completed {data['completed']} of {n} tasks")
-    return result, float(data["elapsed_s"])
+    if data["messages"] < 2 * n:  # each task's prompt and its answer, at least
+        raise BenchError(f"the REST floor read {data['messages']} messages for {n} tasks")
+    return result, data
 
 
 def _floor_run(
-    fleet: SharedFleet, n: int, wall: Series, rate: Series, mem: Series, inner: Series
+    fleet: SharedFleet,
+    n: int,
+    wall: Series,
+    rate: Series,
+    mem: Series,
+    inner: Series,
+    latencies: Series,
 ) -> None:
-    result, elapsed = _floor(fleet, n)
+    result, data = _floor(fleet, n)
     wall.add(result.wall_s)
     rate.add(n / result.wall_s)
     mem.add((result.tree_peak_rss or 0) / 2**20)
-    inner.add(elapsed)
+    inner.add(float(data["elapsed_s"]))
+    for seconds in data["latencies_s"]:
+        latencies.add(float(seconds))
 
 
 def run(fleet: SharedFleet, plan: Plan) -> Figure:
@@ -139,6 +156,7 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
     ocm_wall, recipe_wall, floor_wall = Series(), Series(), Series()
     ocm_mem, recipe_mem, floor_mem = Series(), Series(), Series()
     floor_inner = Series()
+    ocm_latency, floor_latency = Series(), Series()  # every task of every measured run
     # Warm-ups, when this figure runs without the others: one `opencode run` alone (the first
     # one creates OpenCode's local database, and several creating it at once can fail), and
     # one task per instance slot (a server's first session in a directory loads its project).
@@ -155,7 +173,7 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
     slots = len(fleet.instances) * PER_INSTANCE
     _ocm_batch(env, _tasks_file(work, slots), slots)
     for _ in range(plan.batch_runs):
-        result = _ocm_batch(env, tasks_file, n)
+        result = _ocm_batch(env, tasks_file, n, ocm_latency)
         ocm_wall.add(result.wall_s)
         ocm_rate.add(n / result.wall_s)
         ocm_mem.add((result.tree_peak_rss or 0) / 2**20)
@@ -175,15 +193,15 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
         recipe_rate.add(n / result.wall_s)
         recipe_mem.add((result.tree_peak_rss or 0) / 2**20)
 
-        _floor_run(fleet, n, floor_wall, floor_rate, floor_mem, floor_inner)
+        _floor_run(fleet, n, floor_wall, floor_rate, floor_mem, floor_inner, floor_latency)
     # More `ocm batch` / REST floor pairs (seconds each; the recipe takes tens): their ratio
     # is near its goal, and one slow run of two moved it by 10% on this shared machine.
     for _ in range(plan.floor_runs - plan.batch_runs):
-        result = _ocm_batch(env, tasks_file, n)
+        result = _ocm_batch(env, tasks_file, n, ocm_latency)
         ocm_wall.add(result.wall_s)
         ocm_rate.add(n / result.wall_s)
         ocm_mem.add((result.tree_peak_rss or 0) / 2**20)
-        _floor_run(fleet, n, floor_wall, floor_rate, floor_mem, floor_inner)
+        _floor_run(fleet, n, floor_wall, floor_rate, floor_mem, floor_inner, floor_latency)
 
     figure.add("ocm", "`ocm batch` throughput", "tasks/s", ocm_rate, baseline="recipe")
     figure.add("recipe", "shell recipe throughput", "tasks/s", recipe_rate)
@@ -193,6 +211,10 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
     figure.add("recipe_wall", "shell recipe wall", "s", recipe_wall)
     figure.add("floor_wall", "REST floor wall", "s", floor_wall)
     figure.add("floor_inner", "REST floor, first request to last answer", "s", floor_inner)
+    figure.add("ocm_latency", "`ocm batch` task latency (each task of every run)", "s",
+               ocm_latency, baseline="floor_latency")  # fmt: skip
+    figure.add("floor_latency", "REST floor task latency (each task of every run)", "s",
+               floor_latency)  # fmt: skip
     figure.add("ocm_mem", "`ocm batch` peak client memory", "MB", ocm_mem, baseline="recipe_mem")
     figure.add("recipe_mem", "shell recipe peak client memory", "MB", recipe_mem)
     figure.add("floor_mem", "REST floor peak client memory", "MB", floor_mem)
@@ -213,7 +235,12 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
         f"or the `ocm batch` process and any children) sampled with psutil every "
         f"{SAMPLE_INTERVAL * 1000:.0f} ms; the maximum of the summed RSS.",
         "Every run is checked: `ocm batch` reports all tasks completed; every `opencode run` "
-        "of the recipe exited 0; the REST floor read the messages of every task.",
+        "of the recipe exited 0; the REST floor read the messages of every task (at least "
+        "two per task: it counted only some of them before its counter was fixed).",
+        "Task latency: every task of every measured run, from its start (`ocm batch`: the "
+        "record's `started_at`, before its session is made; the floor: its POST /session) to "
+        "its answer recorded (the floor: its messages read). A task waits for a free worker "
+        "before it starts: that queueing is in the batch's wall, not here.",
         f"Runs alternate `ocm batch`, the recipe and the REST floor ({plan.batch_runs} of "
         f"each), then `ocm batch` and the floor alone ({plan.floor_runs} of each in all). "
         "Walls are measured around "

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 from . import process
-from .client import AsyncOpencodeClient, Endpoint
 from .errors import OcmError
 from .instances import lifecycle
 from .instances.fleet import Fleet, is_live
@@ -68,7 +67,7 @@ async def run_demo(fleet: Fleet, *, count: int = 3, say: Say | None = None) -> d
             records = [r for r in await asyncio.to_thread(fleet.records) if r.name in names]
             tasks = await asyncio.gather(
                 *(
-                    _task(record.name, fleet.endpoint(record), PROMPTS[i % len(PROMPTS)])
+                    _task(fleet, record, PROMPTS[i % len(PROMPTS)])
                     for i, record in enumerate(records)
                 )
             )
@@ -93,14 +92,13 @@ async def run_demo(fleet: Fleet, *, count: int = 3, say: Say | None = None) -> d
     }
 
 
-async def _task(name: str, endpoint: Endpoint | None, prompt: str) -> dict[str, Any]:
-    if endpoint is None:
-        raise OcmError(f"{name} has no URL", instance=name)
+async def _task(fleet: Fleet, record: InstanceRecord, prompt: str) -> dict[str, Any]:
+    name = record.name
     started = time.monotonic()
-    async with AsyncOpencodeClient(endpoint, timeout=120.0) as client:
-        session = await client.create_session(title=f"demo on {name}")
-        await client.prompt(session.id, prompt)
-        history = await client.messages(session.id)
+    client = fleet.client(record, timeout=120.0)  # ConflictError without a URL
+    session = await client.create_session(title=f"demo on {name}")
+    await client.prompt(session.id, prompt)
+    history = await client.messages(session.id)
     tools: list[str] = []
     reply = ""
     for message in history:

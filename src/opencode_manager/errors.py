@@ -10,13 +10,18 @@ they care about. Messages say what went wrong and what to do about it.
     │   └── SessionNotFound                     no such session on that server (.session_id)
     ├── ConflictError                exit 4   duplicate name, port in use, range exhausted,
     │                                          instance already stopped/running
-    ├── BinaryError                  exit 5   opencode missing, too old, install failed
+    ├── BinaryError                  exit 5   opencode missing, too old, unknown line,
+    │                                          install failed
     ├── StartError                   exit 6   a server exited or never got healthy
     ├── StateError                   exit 7   OCM_HOME unwritable, registry corrupt or locked
     └── ServerError                  exit 8   an OpenCode server answered badly or not at all
         ├── ServerUnreachable                   could not connect, or the connection broke
         │   └── ServerTimeout                   no answer within the deadline (.seconds)
         └── ServerRefused                       answered with an HTTP error (.status_code)
+
+A task's outcome is not an error: `ocm run` and `ocm wait` exit with its status, 0 completed,
+10 failed, 11 timed_out, 12 aborted (or cancelled), 13 budget_exceeded (stopped by its
+--max-cost / --max-tokens); README's table lists every code.
 
 `SessionNotFound` is raised in one place: the client, when the server answers a session
 operation with "not found".
@@ -66,7 +71,8 @@ class ConflictError(OcmError):
 
 
 class BinaryError(OcmError):
-    """The opencode binary is missing, unusable, too old, or could not be installed."""
+    """The opencode binary is missing, unusable, too old, of no line ocm speaks (a 3.x), or
+    could not be installed."""
 
     exit_code = 5
 

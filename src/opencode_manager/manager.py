@@ -20,8 +20,9 @@ notebook) never stalls.
 
 `Manager` has the same methods, blocking. It is generated from this class (scripts/twin.py),
 so the two cannot drift. It runs the coroutines on a private event loop in a thread of its own
-(`portal.Portal`), so it works from any thread, including one whose event loop is running (a
-Jupyter cell, a FastAPI handler), where `asyncio.run` would refuse.
+(anyio's blocking portal, via `portal.Portal`), so it works from any thread, including one
+whose event loop is running (a Jupyter cell, a FastAPI handler), where `asyncio.run` would
+refuse.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from . import process
 from .instances import lifecycle
 from .instances import spec as specs
 from .instances.fleet import Fleet
+from .limits import table as limit_table
 from .models import (
     DEFAULT_USERNAME,
     InstanceInfo,
@@ -46,6 +48,8 @@ from .models import (
 from .settings import PINNED_OPENCODE_VERSION, Settings
 
 if TYPE_CHECKING:
+    import httpx
+
     from .client.types import Message
     from .cluster.link import ClusterReport
     from .instances.binary import Binary
@@ -57,6 +61,8 @@ if TYPE_CHECKING:
     from .instances.logs import LogLine
     from .instances.restore import Backup, RestoreReport
     from .instances.systemd import SystemdExport
+    from .limits.policy import Limit
+    from .limits.table import LimitStatus
     from .observe.fleetview import FleetFrame
     from .observe.monitor import Received
     from .tasks.batch import BatchOptions, Listener
@@ -76,12 +82,17 @@ class AsyncManager:
     """Start, find, drive, watch and stop OpenCode servers (every method a coroutine or an
     async iterator)."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(
+        self, settings: Settings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        """`transport` carries every call to a server (default: the network); tests pass an
+        `httpx.MockTransport`, e.g. over `opencode_manager.testing.opencode.FakeOpencode`."""
         self.settings = settings or Settings.load()
-        self.fleet = Fleet(self.settings)
+        self.fleet = Fleet(self.settings, transport=transport)
 
     async def aclose(self) -> None:
-        self.fleet.close()
+        """Close the one HTTP client (made on first use in this loop) and the registry."""
+        await self.fleet.aclose()
 
     async def __aenter__(self) -> AsyncManager:
         return self
@@ -117,9 +128,12 @@ class AsyncManager:
         timeout: float = DEFAULT_START_TIMEOUT,
         progress: StartProgress | None = None,
         cancel: asyncio.Event | None = None,
+        opencode: str | None = None,
     ) -> list[InstanceInfo]:
         """Start instances in parallel; return once all are healthy, or raise StartError.
 
+        `opencode`: their binary, kept across restarts: a version `install` put in OCM_HOME
+        (`"2.1.2"`) or a path (default: the settings' resolution order at each start).
         Setting `cancel` (or cancelling this coroutine) rolls back: the instances this call
         created are stopped and removed, and it raises Interrupted."""
         from . import routing
@@ -129,7 +143,7 @@ class AsyncManager:
             specs.build_specs(
                 name=name, count=count, directory=directory, port=port, port_range=port_range,
                 hostname=hostname, cors=cors, log_level=log_level, env=env, auth=auth,
-                shared_data=shared_data, supervision=supervision,
+                shared_data=shared_data, supervision=supervision, binary=opencode,
             ),
             timeout=timeout, progress=progress, cancel=cancel,
         )  # fmt: skip
@@ -774,3 +788,22 @@ class AsyncManager:
         from .demo import run_demo
 
         return await run_demo(self.fleet, count=count, say=say)
+
+    # -- provider limits -------------------------------------------------------------------
+    async def limits(self) -> list[LimitStatus]:
+        """Every provider limit with its traffic now: slots in use, turns started in the last
+        minute, the queue, and the provider's circuit breaker."""
+        return await asyncio.to_thread(limit_table.overview, self.fleet.registry)
+
+    async def limit_set(
+        self, scope: str, *, concurrency: int | None = None, rpm: int | None = None
+    ) -> Limit:
+        """Create or replace the limit of PROVIDER or PROVIDER/MODEL, shared by every task
+        (whichever front sent it): at most `concurrency` turns at once, `rpm` a minute."""
+        return await asyncio.to_thread(
+            limit_table.set_limit, self.fleet.registry, scope, concurrency=concurrency, rpm=rpm
+        )
+
+    async def limit_remove(self, scopes: Sequence[str]) -> list[str]:
+        """Remove limits (all or none: an unknown one is NotFoundError)."""
+        return await asyncio.to_thread(limit_table.remove_limits, self.fleet.registry, scopes)

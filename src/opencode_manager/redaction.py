@@ -48,12 +48,23 @@ def _pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("|".join(parts))
 
 
+#: OpenCode 2.x prints the password it generated when none was given (`--no-auth` here):
+#: `server password s2eUEr5x...` on stdout, right after its listening line.
+_PRINTED_PASSWORD = re.compile(r"^(\s*server password\s+)\S.*$")
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
     """`text` with every secret in it replaced by REDACTED."""
     pattern = _pattern(usable(secrets))
     if pattern is None or not text:
         return text
     return pattern.sub(REDACTED, text)
+
+
+def redact_output(line: str, secrets: Iterable[str] = ()) -> str:
+    """A line of a server's output with its known secrets and the password it printed
+    replaced."""
+    return _PRINTED_PASSWORD.sub(lambda m: m.group(1) + REDACTED, redact(line, secrets))
 
 
 def redact_data(data: Any, secrets: Iterable[str]) -> Any:

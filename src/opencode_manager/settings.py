@@ -15,10 +15,9 @@ from pathlib import Path
 from .errors import StateError
 
 APP_NAME = "opencode-manager"
-#: The OpenCode version the test-suite pins and `ocm install` installs by default.
+#: The OpenCode version the test-suite pins and `ocm install` installs by default (the
+#: oldest supported one, and the lines, are in lines.py).
 PINNED_OPENCODE_VERSION = "1.18.33"
-#: Oldest OpenCode whose server API we support.
-MIN_OPENCODE_VERSION = "1.1.39"
 #: How long a control call waits for a server's answer by default (`OCM_HTTP_TIMEOUT`).
 #: An idle server answers in milliseconds; a loaded machine, a GC pause or a cold host
 #: booting a project directory took more than 10 s (issue 23), so the default leaves room.
@@ -110,6 +109,12 @@ class Settings:
         """The user's own XDG data dir, where OpenCode keeps auth.json."""
         value = self.environ.get("XDG_DATA_HOME")
         return Path(value) if value else self.user_home / ".local" / "share"
+
+    @property
+    def user_state_home(self) -> Path:
+        """The user's own XDG state dir, where OpenCode 2 registers its background service."""
+        value = self.environ.get("XDG_STATE_HOME")
+        return Path(value) if value else self.user_home / ".local" / "state"
 
     def ensure_home(self) -> None:
         """Create the state directories, private to the user (0700 whatever the umask), or

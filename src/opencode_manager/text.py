@@ -48,3 +48,19 @@ def human_size(value: int | None) -> str:
             return f"{size:.0f} {unit}" if unit in ("B", "KiB") else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GiB"
+
+
+def task_error_line(error: Any) -> str:
+    """A task's error as one line: its name and OpenCode's message, which sits in `data`
+    (`{"name": "APIError", "data": {"message": "..."}}`) or at the top for ocm's own."""
+    if not error:
+        return ""
+    if not isinstance(error, dict):
+        return str(error)
+    name = str(error.get("name") or "")
+    data = error.get("data")
+    message = error.get("message") or (data.get("message") if isinstance(data, dict) else data)
+    if not message:
+        return name or "error"
+    message = " ".join(str(message).split())
+    return message if not name or message.startswith(name) else f"{name}: {message}"

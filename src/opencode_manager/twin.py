@@ -3,13 +3,13 @@ event loop is running: a Jupyter cell, a FastAPI handler).
 
 Generated from manager.py by scripts/twin.py: do not edit (tests/test_twins.py fails when it
 is stale). Every method is `AsyncManager`'s, with the same parameters, run on a private event
-loop in a thread of its own (`portal.Portal`); `cancel` is left out: an interrupt (Ctrl-C)
-while a call waits cancels it.
+loop in a thread of its own (anyio's blocking portal, via `portal.Portal`); `cancel` is left
+out: an interrupt (Ctrl-C) while a call waits cancels it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,6 +20,8 @@ from .settings import PINNED_OPENCODE_VERSION
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+
+    import httpx
 
     from .client.types import Message
     from .cluster.link import ClusterReport
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
     from .instances.logs import LogLine
     from .instances.restore import Backup, RestoreReport
     from .instances.systemd import SystemdExport
+    from .limits.policy import Limit
+    from .limits.table import LimitStatus
     from .models import InstanceInfo, InstanceRecord, LifecycleEvent, ResourceSample, TaskRecord
     from .observe.fleetview import FleetFrame
     from .observe.monitor import Received
@@ -53,17 +57,23 @@ class Manager:
     """The sync twin of `AsyncManager`: the same methods, blocking, usable from any thread
     (also while an event loop runs in it)."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
-        self.aio = AsyncManager(settings)
+    def __init__(
+        self, settings: Settings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.aio = AsyncManager(settings, transport=transport)
         self.settings = self.aio.settings
         self._portal = Portal()
 
-    def _call(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    def _call(self, make: Callable[[], Awaitable[T]]) -> T:
         return self._portal.call(make)
 
     def close(self) -> None:
-        self._portal.stop()
-        self.aio.fleet.close()
+        try:
+            if self.aio.fleet.http_open:  # made on the portal's loop: closed there
+                self._call(self.aio.fleet.aclose_http)
+        finally:
+            self._portal.stop()
+            self.aio.fleet.close()
 
     def __enter__(self) -> Manager:
         return self
@@ -94,6 +104,7 @@ class Manager:
         supervision: specs.Supervision | None = None,
         timeout: float = DEFAULT_START_TIMEOUT,
         progress: StartProgress | None = None,
+        opencode: str | None = None,
     ) -> list[InstanceInfo]:
         return self._call(
             lambda: self.aio.start(
@@ -111,6 +122,7 @@ class Manager:
                 supervision=supervision,
                 timeout=timeout,
                 progress=progress,
+                opencode=opencode,
             )
         )
 
@@ -510,3 +522,14 @@ class Manager:
 
     def demo(self, *, count: int = 3, say: Callable[[str], None] | None = None) -> dict[str, Any]:
         return self._call(lambda: self.aio.demo(count=count, say=say))
+
+    def limits(self) -> list[LimitStatus]:
+        return self._call(self.aio.limits)
+
+    def limit_set(
+        self, scope: str, *, concurrency: int | None = None, rpm: int | None = None
+    ) -> Limit:
+        return self._call(lambda: self.aio.limit_set(scope, concurrency=concurrency, rpm=rpm))
+
+    def limit_remove(self, scopes: Sequence[str]) -> list[str]:
+        return self._call(lambda: self.aio.limit_remove(scopes))

@@ -4,6 +4,7 @@ which Host is answered, and the headers every answer carries."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -12,9 +13,10 @@ from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp
 
-from opencode_manager import Settings
+from opencode_manager import BatchStatus, Manager, Settings, TaskRecord, TaskStatus
 from opencode_manager.dashboard.app import Dashboard
 from opencode_manager.dashboard.auth import COOKIE
+from opencode_manager.tasks.store import Batch
 
 TOKEN = "login-token-for-the-test"
 BASE = "http://127.0.0.1:8766"
@@ -311,3 +313,187 @@ def test_a_remote_instance_is_shown_without_lifecycle_buttons(signed_in: TestCli
     refused = signed_in.post("/instances/far/restart", data={"csrf": _csrf(signed_in)})
     assert refused.status_code in (400, 409), refused.text
     assert "is a remote instance" in refused.text
+
+
+# -- abort, cancel, live lists, history, filters ------------------------------------------------
+XSS = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+
+
+def _store_task(task_id: str, status: TaskStatus, **fields: object) -> None:
+    """A task record as a front stores it (no server needed to read or show it)."""
+    from opencode_manager.instances.fleet import Fleet
+    from opencode_manager.tasks.store import TaskStore
+
+    fleet = Fleet(Settings.load())
+    record = TaskRecord(id=task_id, prompt=XSS + " do it", status=status,
+                        created_at=time.time(), **fields)  # type: ignore[arg-type]  # fmt: skip
+    TaskStore(fleet.registry).add(record)
+    fleet.close()
+
+
+def _store_batch(batch_id: str, prompts: list[str]) -> Batch:
+    """A batch as `batch_create` records it, its runner not started (it reads as
+    interrupted: `ocm batch resume` would run it)."""
+    from opencode_manager.instances.fleet import Fleet
+    from opencode_manager.tasks.store import TaskStore
+
+    fleet = Fleet(Settings.load())
+    now = time.time()
+    batch = Batch(
+        id=batch_id, status=BatchStatus.RUNNING, created_at=now, updated_at=now, source="t"
+    )
+    records = [
+        TaskRecord(
+            id=f"t-{batch_id}-{i}",
+            prompt=p,
+            status=TaskStatus.PENDING,
+            created_at=now,
+            batch_id=batch_id,
+        )
+        for i, p in enumerate(prompts)
+    ]
+    TaskStore(fleet.registry).add_batch(batch, records)
+    fleet.close()
+    return batch
+
+
+def test_abort_asks_first_on_a_page_that_needs_no_script(signed_in: TestClient) -> None:
+    _store_task("t-run", TaskStatus.RUNNING, instance="oc-gone", session_id="ses_x",
+                prompted=True)  # fmt: skip
+    csrf = _csrf(signed_in)
+    page = signed_in.post("/tasks/t-run/abort", data={"csrf": csrf})
+    assert page.status_code == 200, page.text
+    assert "Abort task t-run?" in page.text
+    form = re.search(r'<form method="post" action="/tasks/t-run/abort".*?</form>', page.text,
+                     flags=re.S)  # fmt: skip
+    assert form is not None, page.text
+    assert f'name="csrf" value="{csrf}"' in form.group(0)
+    assert 'name="confirmed" value="yes"' in form.group(0)
+    assert '<a class="button" href="/tasks/t-run">Keep it running</a>' in page.text
+    assert "<script>alert" not in page.text  # the prompt is shown, as text
+    assert "&lt;script&gt;alert(2)" in page.text
+    assert signed_in.get("/tasks/t-run").text.count('id="task-status">running<') == 1
+    # Confirmed: the abort is tried, and says why it cannot be done here.
+    done = signed_in.post("/tasks/t-run/abort", data={"csrf": csrf, "confirmed": "yes"})
+    assert done.status_code == 404, done.text
+    assert "oc-gone" in done.text
+
+
+def test_a_running_tasks_page_has_the_abort_form(signed_in: TestClient) -> None:
+    _store_task("t-run", TaskStatus.RUNNING, instance="oc-gone", session_id="ses_x",
+                prompted=True)  # fmt: skip
+    _store_task("t-done", TaskStatus.COMPLETED, instance="oc-gone", session_id="ses_y",
+                prompted=True)  # fmt: skip
+    running = signed_in.get("/tasks/t-run").text
+    assert 'action="/tasks/t-run/abort"' in running
+    assert 'data-confirm="Abort task t-run? Its turn stops now."' in running
+    assert 'name="confirmed" value=""' in running  # the script's confirm fills it in
+    assert "/abort" not in signed_in.get("/tasks/t-done").text
+
+
+def test_aborting_a_finished_task_is_a_readable_409(signed_in: TestClient) -> None:
+    _store_task("t-done", TaskStatus.COMPLETED, instance="oc-gone", session_id="ses_y",
+                prompted=True)  # fmt: skip
+    for confirmed in ("", "yes"):
+        page = signed_in.post("/tasks/t-done/abort",
+                              data={"csrf": _csrf(signed_in), "confirmed": confirmed})  # fmt: skip
+        assert page.status_code == 409, page.text
+        assert "task t-done is already completed" in page.text
+
+
+def test_cancel_a_batch_without_scripts_asks_then_cancels(signed_in: TestClient) -> None:
+    batch = _store_batch("b-test", ["one", "two"])
+    csrf = _csrf(signed_in)
+    page = signed_in.get(f"/batches/{batch.id}")
+    assert f'action="/batches/{batch.id}/cancel"' in page.text
+    asked = signed_in.post(f"/batches/{batch.id}/cancel", data={"csrf": csrf})
+    assert asked.status_code == 200, asked.text
+    assert f"Cancel batch {batch.id}?" in asked.text
+    assert "2 of its 2 tasks are not finished" in asked.text
+    with Manager(Settings.load()) as manager:
+        assert manager.batch_show(batch.id).status.value == "interrupted"  # untouched so far
+    done = signed_in.post(f"/batches/{batch.id}/cancel", data={"csrf": csrf, "confirmed": "yes"})
+    assert done.status_code == 303, done.text
+    assert done.headers["location"] == f"/batches/{batch.id}?done=cancelled"
+    shown = signed_in.get(done.headers["location"]).text
+    assert 'id="notice"' in shown
+    assert "You cancelled this batch" in shown
+    assert 'id="batch-status">cancelled<' in shown
+    assert "/cancel" not in shown  # nothing left to cancel
+    again = signed_in.post(f"/batches/{batch.id}/cancel", data={"csrf": csrf, "confirmed": "yes"})
+    assert again.status_code == 409
+    assert "already cancelled" in again.text
+
+
+def test_a_notice_is_one_of_ours_never_the_request_echoed(signed_in: TestClient) -> None:
+    page = signed_in.get("/tasks", params={"done": "<script>alert(1)</script>"})
+    assert page.status_code == 200
+    assert 'id="notice"' not in page.text
+    assert "alert(1)" not in page.text
+
+
+def test_the_tasks_list_is_live_filtered_by_pick_lists_and_escaped(
+    signed_in: TestClient,
+) -> None:
+    _store_task("t-a", TaskStatus.COMPLETED, instance="oc-a")
+    _store_task("t-b", TaskStatus.FAILED, instance="oc-b")
+    page = signed_in.get("/tasks")
+    assert 'data-stream="/stream/tasks"' in page.text
+    instances = re.search(r'<select name="instance">(.*?)</select>', page.text.split(
+        'id="task-filters"')[1], flags=re.S)  # fmt: skip
+    assert instances is not None
+    assert re.findall(r'<option value="([^"]*)"', instances.group(1)) == ["", "oc-a", "oc-b"]
+    assert "<script>alert" not in page.text
+    assert "<img src=x" not in page.text
+    only_a = signed_in.get("/tasks", params={"instance": "oc-a", "status": "completed"})
+    assert 'data-task="t-a"' in only_a.text
+    assert 'data-task="t-b"' not in only_a.text
+    assert 'data-stream="/stream/tasks?status=completed&amp;instance=oc-a"' in only_a.text
+    assert '<option value="oc-a" selected>' in only_a.text
+    assert '<option value="completed" selected>' in only_a.text
+    bad = signed_in.get("/tasks", params={"status": "nonsense"})
+    assert bad.status_code == 400
+    assert "unknown status &#39;nonsense&#39;: one of pending, running" in bad.text
+
+
+def test_the_events_page_opens_on_the_keepers_history() -> None:
+    from opencode_manager.instances.fleet import Fleet
+
+    fleet = Fleet(Settings.load())
+    fleet.registry.add_event("oc-a", "started", "port 4096")
+    fleet.registry.add_event("oc-a", "stopped", "on request <b>")
+    fleet.close()
+    with TestClient(_app(), base_url=BASE, follow_redirects=False) as client:
+        assert client.get("/login", params={"token": TOKEN}).status_code == 303
+        page = client.get("/events")
+        assert page.status_code == 200, page.text
+        rows = re.findall(r'<tr class="event" data-type="([^"]+)" data-seq="(\d+)"', page.text)
+        assert rows == [("ocm.started", "1"), ("ocm.stopped", "2")]
+        assert "stopped: on request &lt;b&gt;" in page.text
+        assert 'data-stream="/stream/events?after=2"' in page.text
+        # An instance filter names a known instance, or says it does not know it.
+        unknown = client.get("/events", params={"instance": "nope"})
+        assert unknown.status_code == 404
+        assert 'id="error"' in unknown.text
+
+
+def test_a_batch_shows_its_tasks_error_messages_not_only_their_class(
+    signed_in: TestClient,
+) -> None:
+    from opencode_manager.instances.fleet import Fleet
+    from opencode_manager.tasks.store import TaskStore
+
+    _store_batch("b-err", ["ERR400", "fine"])
+    fleet = Fleet(Settings.load())
+    store = TaskStore(fleet.registry)
+    failed = store.get("t-b-err-0")
+    failed.status, failed.finished_at = TaskStatus.FAILED, time.time()
+    failed.error = {"name": "APIError", "data": {"message": "scripted error 400 <from> model",
+                                                  "statusCode": 400}}  # fmt: skip
+    store.save(failed)
+    fleet.close()
+    page = signed_in.get("/batches/b-err")
+    assert page.status_code == 200, page.text
+    row = re.search(r'<tr data-task="t-b-err-0">(.*?)</tr>', page.text, flags=re.S)
+    assert row is not None, page.text
+    assert "APIError: scripted error 400 &lt;from&gt; model" in row.group(1)

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import os
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from opencode_manager.errors import BinaryError, UsageError
-from opencode_manager.instances.binary import find_binary, install, is_supported, parse_version
+from opencode_manager.instances.binary import (
+    choose,
+    find_binary,
+    install,
+    is_supported,
+    managed_installs,
+    parse_version,
+)
+from opencode_manager.lines import Line
 from opencode_manager.settings import Settings
 
 
@@ -119,3 +129,111 @@ def test_install_needs_npm_and_a_sane_version(tmp_path: Path) -> None:
         install(settings, "1.0.0")
     assert not any(p.name.endswith(".partial") for p in (tmp_path / "h").rglob("*"))
     assert os.environ.get("PATH")  # the real environment was not touched
+
+
+# -- both lines --------------------------------------------------------------------------------
+def test_a_2x_binary_is_found_with_its_line(tmp_path: Path) -> None:
+    exe = _fake(tmp_path / "opencode", "opencode v2.1.2")  # what 2.x's --version prints
+    found = find_binary(Settings.load(home=tmp_path / "h", opencode=str(exe), environ={}))
+    assert (found.version, found.line) == ("2.1.2", Line.V2)
+
+
+@pytest.mark.parametrize("said", ["3.0.0", "opencode v3.0.0"])
+def test_an_unknown_major_is_refused_at_once_in_one_line(tmp_path: Path, said: str) -> None:
+    exe = _fake(tmp_path / "opencode", said)
+    began = time.monotonic()
+    with pytest.raises(BinaryError) as info:
+        find_binary(Settings.load(home=tmp_path / "h", opencode=str(exe), environ={}))
+    assert time.monotonic() - began < 1.0
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"opencode 3.0.0 at {exe} is not a line opencode-manager supports")
+    assert "1.x (>= 1.1.39) and 2.x" in message
+
+
+def _managed(home: Path, version: str, said: str) -> Path:
+    """A managed install as `ocm install` lays it out for the version's line."""
+    prefix = home / "opencode" / version / "node_modules"
+    if version.startswith("2."):
+        exe = prefix / "@opencode" / "cli" / "bin" / "opencode.exe"
+    else:
+        exe = prefix / f"opencode-{_platform()}" / "bin" / "opencode"
+    exe.parent.mkdir(parents=True)
+    return _fake(exe, said)
+
+
+def test_managed_installs_keep_the_pinned_line_first(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    one = _managed(home, "1.18.33", "1.18.33")
+    two = _managed(home, "2.1.2", "opencode v2.1.2")
+    newer_one = _managed(home, "1.19.0", "1.19.0")
+    settings = Settings.load(home=home, environ={"PATH": str(tmp_path / "empty")})
+    # Installing a 2.x for one instance does not move the rest of the fleet to it.
+    assert managed_installs(settings) == [newer_one, one, two]
+    assert find_binary(settings).path == str(newer_one)
+
+
+def test_an_instance_chooses_an_installed_version_or_a_path(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    two = _managed(home, "2.1.2", "opencode v2.1.2")
+    other = _fake(tmp_path / "opencode-1", "1.18.33")
+    settings = Settings.load(home=home, opencode=str(other), environ={})
+    assert choose(settings, "2.1.2").path == str(two)
+    assert choose(settings, "2.1.2").line is Line.V2
+    assert choose(settings, str(other)).source == "instance"
+    assert choose(settings, None).path == str(other)  # no choice: the resolution order
+    with pytest.raises(BinaryError, match=r"not installed .*: run `ocm install --version 2\.0\.0`"):
+        choose(settings, "2.0.0")
+    with pytest.raises(BinaryError, match="does not know"):
+        choose(settings, "3.0.0")
+    with pytest.raises(BinaryError, match="does not exist"):
+        choose(settings, str(tmp_path / "missing"))
+
+
+def _fake_npm(bindir: Path, log: Path) -> None:
+    """An npm that records its arguments and lays out the package it was asked for."""
+    bindir.mkdir()
+    npm = bindir / "npm"
+    npm.write_text(
+        f"""#!{sys.executable}
+import os, sys
+args = sys.argv[1:]
+open({str(log)!r}, "a").write(" ".join(args) + "\\n")
+prefix = args[args.index("--prefix") + 1]
+package = args[-1]
+version = package.rsplit("@", 1)[1]
+if package.startswith("@opencode/cli@"):
+    exe = os.path.join(prefix, "node_modules", "@opencode", "cli", "bin", "opencode.exe")
+    said = "opencode v" + version
+else:
+    exe = os.path.join(prefix, "node_modules", "opencode-ai", "bin", "opencode.exe")
+    said = version
+os.makedirs(os.path.dirname(exe))
+with open(exe, "w") as handle:
+    handle.write("#!/bin/sh\\necho " + said + "\\n")
+os.chmod(exe, 0o755)
+"""
+    )
+    npm.chmod(0o755)
+
+
+def test_install_takes_the_package_of_the_versions_line(tmp_path: Path) -> None:
+    log = tmp_path / "npm.log"
+    _fake_npm(tmp_path / "bin", log)
+    settings = Settings.load(
+        home=tmp_path / "h", environ={"PATH": str(tmp_path / "bin"), "HOME": str(tmp_path)}
+    )
+    two = install(settings, "2.1.2")
+    one = install(settings, "1.18.33")
+    packages = [line.split()[-1] for line in log.read_text().splitlines()]
+    assert packages == ["@opencode/cli@2.1.2", "opencode-ai@1.18.33"]
+    assert (two.version, two.line, two.source) == ("2.1.2", Line.V2, "managed")
+    assert two.path == str(
+        tmp_path / "h/opencode/2.1.2/node_modules/@opencode/cli/bin/opencode.exe"
+    )
+    assert (one.version, one.line) == ("1.18.33", Line.V1)
+    assert install(settings, "2.1.2").path == two.path  # idempotent: npm is not run again
+    assert len(log.read_text().splitlines()) == 2
+    with pytest.raises(BinaryError, match="does not know"):
+        install(settings, "3.0.0")
+    assert len(log.read_text().splitlines()) == 2

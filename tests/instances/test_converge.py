@@ -77,3 +77,11 @@ def test_a_running_record_whose_processes_are_gone_is_started() -> None:
     changes = plan([Want("a", spec("a"))], records, "p", live=set())
     assert [(c.action, c.reason) for c in changes] == [(Action.START, "it is crashed")]
     assert plan([Want("a", spec("a"))], records, "p", live={"a"})[0].action is Action.UNCHANGED
+
+
+def test_choosing_another_opencode_recreates_but_the_path_found_does_not() -> None:
+    records = [record("a", project="p", binary="1.18.33", opencode="/x/1.18.33/opencode")]
+    changes = plan([Want("a", spec("a", binary="2.1.2"))], records, "p")
+    assert [(c.action, c.keys) for c in changes] == [(Action.RECREATE, ("binary",))]
+    same = plan([Want("a", spec("a", binary="1.18.33"))], records, "p")
+    assert same[0].action is Action.UNCHANGED

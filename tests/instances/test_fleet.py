@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
 import subprocess
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
 import pytest
 
+from opencode_manager.instances.fleet import Fleet as RegistryFleet
+from opencode_manager.instances.inventory import list_instances
+from opencode_manager.models import InstanceInfo, Status
 from opencode_manager.scripted_model import ScriptedModelServer
 
 from conftest import CORS_ORIGIN, Fleet
-from helpers import run_ocm, wait_for
+from helpers import invoke_ocm, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +48,7 @@ REQUIRED = {
 
 
 def _creds(fleet: Fleet, name: str) -> dict[str, str]:
-    result = run_ocm("env", name, "--json", env=fleet.env, check=True)
+    result = invoke_ocm("env", name, "--json", env=fleet.env, check=True)
     creds = result.json()
     assert isinstance(creds, dict)
     return creds
@@ -56,7 +63,7 @@ def test_start_returns_three_healthy_instances_on_distinct_ports(fleet: Fleet) -
 
 
 def test_ls_json_lists_them_with_every_field(fleet: Fleet) -> None:
-    listed = run_ocm("ls", "--json", env=fleet.env, check=True).json()
+    listed = invoke_ocm("ls", "--json", env=fleet.env, check=True).json()
     assert isinstance(listed, list)
     managed = [i for i in listed if i["managed"]]
     assert [i["name"] for i in managed] == ["oc-1", "oc-2", "oc-3"]
@@ -71,6 +78,51 @@ def test_ls_json_lists_them_with_every_field(fleet: Fleet) -> None:
         assert psutil.Process(info["pid"]).name().startswith("opencode")
         assert info["dir"] == str(fleet.project.resolve())
         assert Path(info["log"]).is_file()
+
+
+def test_ls_of_foreign_servers_does_not_wait_to_measure_cpu(
+    fleet: Fleet, home_fleet: RegistryFleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen from another OCM_HOME, the shared fleet's servers are foreign: `ls` lists them
+    without sleeping for a CPU window (it slept 0.1 s). Their CPU is unknown at first sight,
+    and the use since the previous look from the second look on (a long-lived front's)."""
+    slept: list[float] = []
+    real_async_sleep, real_sleep = asyncio.sleep, time.sleep
+    # Threads already running (the session's scripted model, say) sleep as they like.
+    others = {t.ident for t in threading.enumerate()} - {threading.get_ident()}
+
+    def note(delay: float) -> None:
+        if threading.get_ident() not in others:
+            slept.append(delay)
+
+    async def async_sleep(delay: float, *args: Any, **kwargs: Any) -> Any:
+        note(delay)
+        return await real_async_sleep(delay, *args, **kwargs)
+
+    def sleep(delay: float) -> None:
+        note(delay)
+        real_sleep(delay)
+
+    monkeypatch.setattr(asyncio, "sleep", async_sleep)
+    monkeypatch.setattr(time, "sleep", sleep)
+    ports = {i["port"] for i in fleet.instances}
+
+    def look(*, probe_health: bool) -> dict[object, InstanceInfo]:
+        infos = asyncio.run(list_instances(home_fleet, probe_health=probe_health))
+        return {i.port: i for i in infos if i.port in ports}
+
+    # Without health checks to overlap, a window would be slept in full.
+    first, second = look(probe_health=False), look(probe_health=True)
+    assert [delay for delay in slept if delay > 0] == []
+    assert first.keys() == second.keys() == ports
+    for info in first.values():
+        assert info.status is Status.FOREIGN
+        assert info.cpu_percent is None
+        assert info.rss_bytes is not None
+        assert info.rss_bytes > 50_000_000
+    for info in second.values():
+        assert info.cpu_percent is not None
+        assert info.cpu_percent >= 0
 
 
 def test_auth_401_without_and_200_with_credentials_from_env(fleet: Fleet) -> None:
@@ -101,7 +153,7 @@ def test_cors_origins_are_passed_on(fleet: Fleet) -> None:
 
 
 def test_env_prints_shell_exports(fleet: Fleet) -> None:
-    out = run_ocm("env", "oc-2", env=fleet.env, check=True).stdout
+    out = invoke_ocm("env", "oc-2", env=fleet.env, check=True).stdout
     lines = out.strip().splitlines()
     assert [ln.split("=")[0] for ln in lines] == [
         "export OPENCODE_SERVER_URL",
@@ -150,7 +202,7 @@ def test_no_password_in_any_argv_and_secrets_are_0600(fleet: Fleet) -> None:
 def test_status_by_name_port_or_url(fleet: Fleet, how: str) -> None:
     info = fleet.instances[0]
     ref = {"name": info["name"], "port": str(info["port"]), "url": info["url"]}[how]
-    report = run_ocm("status", str(ref), "--json", env=fleet.env, check=True).json()
+    report = invoke_ocm("status", str(ref), "--json", env=fleet.env, check=True).json()
     assert isinstance(report, dict)
     assert report["name"] == "oc-1"
     assert report["status"] == "running"
@@ -166,7 +218,7 @@ def test_status_by_name_port_or_url(fleet: Fleet, how: str) -> None:
     # The environment's keys, never its values (OPENCODE_CONFIG_CONTENT may hold API keys).
     assert settings["env_keys"] == ["OPENCODE_CONFIG_CONTENT", "OPENCODE_DISABLE_MODELS_FETCH"]
     assert "scripted" not in json.dumps(settings)
-    human = run_ocm("status", str(ref), env=fleet.env, check=True).stdout
+    human = invoke_ocm("status", str(ref), env=fleet.env, check=True).stdout
     assert "oc-1" in human
     assert "processes" in human
     assert "restart on-failure (at most 10 in 60 s)" in " ".join(human.split())

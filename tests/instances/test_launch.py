@@ -16,6 +16,7 @@ from opencode_manager.instances.launch import (
     server_argv,
     server_env,
 )
+from opencode_manager.lines import Line
 from opencode_manager.models import InstanceSpec
 
 
@@ -119,3 +120,17 @@ def test_the_server_env_carries_the_plugin_only_with_a_password(tmp_path: Path) 
     assert "OPENCODE_PURE" not in env  # it would switch the plugin off
     open_env = server_env({}, spec, password=None, instance_dir=tmp_path)
     assert open_env["OPENCODE_CONFIG_CONTENT"] == "{}"
+
+
+def test_the_listening_line_of_both_lines() -> None:
+    assert parse_listening("server listening on http://127.0.0.1:18402") == (  # 2.x
+        "http://127.0.0.1:18402"
+    )
+    assert parse_listening("server password s2eUEr5x") is None
+
+
+def test_2x_gets_its_log_level_in_lower_case() -> None:
+    spec = InstanceSpec(name="a", dir="/p", log_level="WARN")
+    assert server_argv("oc", spec, 4300, line=Line.V2)[-2:] == ["--log-level", "warn"]
+    assert server_argv("oc", spec, 4300, line=Line.V1)[-2:] == ["--log-level", "WARN"]
+    assert server_argv("oc", spec, 4300)[-2:] == ["--log-level", "WARN"]

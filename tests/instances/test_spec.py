@@ -98,3 +98,14 @@ def test_no_auth_allowed_on_loopback(tmp_path: Path) -> None:
     file.write_text("")
     with pytest.raises(UsageError, match="not a directory"):
         build_specs(name="a", count=1, directory=str(file))
+
+
+def test_an_instances_opencode_is_a_version_or_an_absolute_path(tmp_path: Path) -> None:
+    [two] = build_specs(name="a", count=1, directory=None, cwd=str(tmp_path), binary="2.1.2")
+    assert two.binary == "2.1.2"
+    [path] = build_specs(name="a", count=1, directory=None, cwd=str(tmp_path), binary="b/oc")
+    assert path.binary == str(tmp_path / "b" / "oc")  # a restart from elsewhere finds it
+    [none] = build_specs(name="a", count=1, directory=None, cwd=str(tmp_path))
+    assert none.binary is None
+    with pytest.raises(UsageError, match=r"invalid --opencode 3\.0\.0: .* 1\.x .* and 2\.x"):
+        build_specs(name="a", count=1, directory=None, cwd=str(tmp_path), binary="3.0.0")

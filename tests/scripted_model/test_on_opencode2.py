@@ -1,9 +1,9 @@
 """The scripted model drives a real OpenCode 2 server: a `BASH: echo hi` turn runs its `shell`.
 
-OpenCode 2 is found through OCM_TEST_OPENCODE2, or where scripts/setup installs it
-(.cache/oc2, npm package @opencode/cli); `ocm install` cannot install the 2.x line yet. The
-server is driven over its own API (no ocm dialect for 2.x exists yet), wired to the scripted
-model through a project opencode.json, as the 1.x tests are.
+OpenCode 2 is the `opencode2_bin` fixture: OCM_TEST_OPENCODE2, or where scripts/setup installs
+it (`ocm install --version 2.1.2` into .cache/ocm). The server is driven over its own API (no
+ocm dialect for 2.x tasks exists yet), wired to the scripted model through a project
+opencode.json, as the 1.x tests are.
 """
 
 from __future__ import annotations
@@ -27,30 +27,14 @@ from helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-INSTALLED = ROOT / ".cache" / "oc2" / "node_modules" / ".bin" / "opencode"
-
-
-def _opencode2() -> str | None:
-    explicit = os.environ.get("OCM_TEST_OPENCODE2")
-    if explicit:
-        return explicit
-    return str(INSTALLED) if INSTALLED.exists() else None
-
 
 @pytest.fixture
-def opencode2() -> str:
-    found = _opencode2()
-    if found is None:
-        pytest.skip(
-            "OpenCode 2.x is not installed for the tests: scripts/setup installs "
-            "@opencode/cli 2.1.2 into .cache/oc2, or set OCM_TEST_OPENCODE2 to a 2.x binary"
-        )
+def opencode2(opencode2_bin: str) -> str:
     version = subprocess.run(
-        [found, "--version"], capture_output=True, text=True, timeout=60, check=False
+        [opencode2_bin, "--version"], capture_output=True, text=True, timeout=60, check=False
     ).stdout.strip()
-    assert version.startswith("opencode v2."), f"{found} is not OpenCode 2: {version!r}"
-    return found
+    assert version.startswith("opencode v2."), f"{opencode2_bin} is not OpenCode 2: {version!r}"
+    return opencode2_bin
 
 
 @pytest.fixture
@@ -143,3 +127,63 @@ def test_a_bash_turn_runs_the_shell_tool_on_opencode_2(
     # The model was asked twice: the call (offered `shell`, no `bash`), then the follow-up.
     turn = [r for r in model.requests.entries() if r["path"] == "/v1/chat/completions"]
     assert [(r["behaviour"], r["followup"]) for r in turn] == [("bash", False), ("bash", True)]
+
+
+def _turn(client: httpx.Client, model_id: str, text: str) -> list[dict[str, Any]]:
+    """One turn on `scripted/<model_id>` in a new session, followed to its idle entry."""
+    created = client.post(
+        "/api/session", json={"model": {"id": model_id, "providerID": "scripted"}}
+    )
+    created.raise_for_status()
+    session = created.json()["data"]["id"]
+    client.post(f"/api/session/{session}/prompt", json={"text": text}).raise_for_status()
+
+    def finished() -> list[dict[str, Any]] | None:
+        messages = _messages(client, session)
+        return messages if messages and messages[-1]["type"] == "idle" else None
+
+    messages = wait_for(finished, timeout=60, message=f"the turn of {text!r} to end")
+    assert isinstance(messages, list)
+    return messages
+
+
+def test_price_refusal_and_trouble_on_opencode_2(
+    server: httpx.Client, model: ScriptedModelServer
+) -> None:
+    from opencode_manager.limits import Spend, SpendFold, Trouble, classify
+
+    # A priced model: OpenCode 2 computes the step's cost from the config's price.
+    priced = _turn(server, "good", "USAGE 100000 2000 price me")
+    [step] = [m for m in priced if m["type"] == "assistant"]
+    assert step["cost"] == pytest.approx(0.33)
+    assert priced[-1]["outcome"] == "succeeded"
+    assert Spend.of(step["tokens"], step["cost"]).tokens == 102000
+    fold = SpendFold()
+    event = {"type": "session.step.ended",
+             "data": {"assistantMessageID": step["id"], "tokens": step["tokens"],
+                      "cost": step["cost"]}}  # fmt: skip
+    assert fold.feed(event) == Spend(100000, 2000, 0, 0, 0, step["cost"])
+    # The broken model refuses: a provider.invalid-request, classified as refused.
+    refused = _turn(server, "broken", "hello")
+    found = classify(refused[-1]["error"])
+    assert found is not None
+    assert (found.trouble, found.status, found.name) == (
+        Trouble.REFUSED, 400, "provider.invalid-request"
+    )  # fmt: skip
+    # A rate limit (NORETRY: OpenCode 2 would retry 10 times over ~80 s) is transient,
+    # with the retry-after the model asked for.
+    limited = _turn(server, "good", "RATELIMIT 3 0.5 NORETRY once")
+    found = classify(limited[-1]["error"])
+    assert found is not None
+    assert (found.trouble, found.name, found.retry_after) == (
+        Trouble.TRANSIENT, "provider.rate-limit", 0.5
+    )  # fmt: skip
+    down = _turn(server, "good", "OUTAGE 60 NORETRY down")
+    found = classify(down[-1]["error"])
+    assert found is not None
+    assert (found.trouble, found.status) == (Trouble.TRANSIENT, 503)
+    asked = [(r["model"], r["behaviour"], r["status"]) for r in model.requests.entries()
+             if r["has_tools"]]  # fmt: skip
+    assert ("broken", "broken", 400) in asked
+    assert ("good", "ratelimit", 429) in asked
+    assert ("good", "outage", 503) in asked

@@ -1,16 +1,22 @@
-"""The task store's batch claims, on a real SQLite registry (no server)."""
+"""The task store's batch claims, reads at scale and running totals, on a real SQLite
+registry (no server)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import random
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from opencode_manager.errors import ConflictError, NotFoundError, UsageError
+from opencode_manager.migrations import MIGRATIONS
 from opencode_manager.models import (
     BatchStatus,
     InstanceSpec,
@@ -19,7 +25,7 @@ from opencode_manager.models import (
     TaskStatus,
 )
 from opencode_manager.registry import Registry
-from opencode_manager.tasks.store import Batch, TaskStore
+from opencode_manager.tasks.store import TOKEN_KINDS, Batch, TaskStore, usage
 from opencode_manager.tasks.summary import list_batches, summary
 
 ME = ProcessIdentity(pid=1, create_time=1.0)
@@ -28,7 +34,7 @@ ME = ProcessIdentity(pid=1, create_time=1.0)
 def _store(tmp_path: Path, statuses: list[TaskStatus], batch_status: BatchStatus) -> TaskStore:
     store = TaskStore(Registry(tmp_path / "registry.db"))
     now = time.time()
-    batch = Batch(id="b-1", status=batch_status.value, created_at=now, updated_at=now)
+    batch = Batch(id="b-1", status=batch_status, created_at=now, updated_at=now)
     tasks = [
         TaskRecord(id=f"t-{i}", prompt=f"p{i}", status=status, created_at=now, batch_id="b-1",
                    session_id="ses_x" if status is TaskStatus.CANCELLED else None)
@@ -77,11 +83,11 @@ def test_prune_deletes_only_what_finished_before_the_cutoff(tmp_path: Path) -> N
     store = TaskStore(Registry(tmp_path / "registry.db"))
     old, new = time.time() - 3600, time.time()
     for batch_id, status in (("b-old", BatchStatus.COMPLETED), ("b-run", BatchStatus.RUNNING)):
-        batch = Batch(id=batch_id, status=status.value, created_at=old, updated_at=old)
+        batch = Batch(id=batch_id, status=status, created_at=old, updated_at=old)
         store.add_batch(batch, [_task(f"{batch_id}-t", TaskStatus.COMPLETED, batch=batch_id,
                                       ended=old)])  # fmt: skip
         if status is BatchStatus.COMPLETED:
-            store.set_batch_status(batch_id, status.value)
+            store.set_batch_status(batch_id, status)
     store.registry.db.execute("UPDATE batches SET finished_at = ? WHERE id = 'b-old'", (old,))
     store.add(_task("alone-old", TaskStatus.FAILED, batch=None, ended=old))
     store.add(_task("alone-new", TaskStatus.COMPLETED, batch=None, ended=new))
@@ -113,11 +119,12 @@ def test_remove_batches_goes_once_per_batch_and_stops_at_a_refusal(tmp_path: Pat
 
 
 def test_known_ids_are_newest_first_and_the_kind_is_checked(tmp_path: Path) -> None:
-    store = TaskStore(Registry(tmp_path / "registry.db"))
+    registry = Registry(tmp_path / "registry.db")
+    store = TaskStore(registry)
     for name in ("older", "newer"):
-        with store.registry.transaction() as db:
-            store.registry.reserve(db, InstanceSpec(name=name, dir="/p"), port=None)
-        store.registry.db.execute(
+        with registry.transaction() as db:
+            registry.reserve(db, InstanceSpec(name=name, dir="/p"), port=None)
+        registry.db.execute(
             "UPDATE instances SET created_at = ? WHERE name = ?",
             (2.0 if name == "newer" else 1.0, name),
         )
@@ -165,7 +172,7 @@ def test_batch_listing_counts_in_sql_what_the_summary_counts_from_records(
         "b-empty": [],
     }  # fmt: skip
     for n, (batch_id, shape) in enumerate(shapes.items()):
-        batch = Batch(id=batch_id, status="completed", created_at=n, updated_at=n)
+        batch = Batch(id=batch_id, status=BatchStatus.COMPLETED, created_at=n, updated_at=n)
         store.add_batch(batch, [_timed(f"{batch_id}-{i}", status, batch_id, start)
                                 for i, (status, start) in enumerate(shape)])  # fmt: skip
     # A task that started after it was recorded: its start time reaches the tally too.
@@ -188,7 +195,9 @@ def test_batch_listing_counts_in_sql_what_the_summary_counts_from_records(
 def test_a_batch_limit_gives_the_newest_oldest_first(tmp_path: Path) -> None:
     store = TaskStore(Registry(tmp_path / "registry.db"))
     for i in range(5):
-        store.add_batch(Batch(id=f"b{i}", status="completed", created_at=i, updated_at=i), [])
+        store.add_batch(
+            Batch(id=f"b{i}", status=BatchStatus.COMPLETED, created_at=i, updated_at=i), []
+        )
     assert [s.id for s in list_batches(store, limit=2)] == ["b3", "b4"]
     assert [s.id for s in list_batches(store)] == ["b0", "b1", "b2", "b3", "b4"]
     assert store.count_batches() == 5
@@ -260,3 +269,254 @@ def test_records_are_stored_and_read_without_known_secrets(tmp_path: Path) -> No
         assert shown.text == "cat said [redacted] and [redacted]"
     plain = TaskStore(registry)  # without a book: as stored
     assert later in plain.get("t-1").text
+
+
+def test_a_batch_summary_carries_each_error_message_not_only_its_name(
+    tmp_path: Path,
+) -> None:
+    store = TaskStore(Registry(tmp_path / "r.db"))
+    failed = TaskRecord("t-1", "p", TaskStatus.FAILED, 1.0, batch_id="b-1", task_id="one")
+    failed.error = {"name": "APIError", "data": {"message": "scripted error 400"}}
+    store.add_batch(Batch("b-1", BatchStatus.COMPLETED, 1.0, 1.0, None, {}), [failed])
+    assert [t.error for t in summary(store, "b-1").tasks] == ["APIError: scripted error 400"]
+
+
+# -- running totals ----------------------------------------------------------------------------
+STATUSES = list(TaskStatus)
+DAY = 86_400.0
+
+
+def _recount(records: list[TaskRecord]) -> dict[str, Any]:
+    """The totals counted afresh from every record, as `totals()` once did."""
+    counts: dict[str, int] = {}
+    tokens = dict.fromkeys(TOKEN_KINDS, 0)
+    cost = 0.0
+    for record in records:
+        counts[record.status.value] = counts.get(record.status.value, 0) + 1
+        cache = record.tokens.get("cache") or {}
+        for kind, value in (
+            ("input", record.tokens.get("input")),
+            ("output", record.tokens.get("output")),
+            ("reasoning", record.tokens.get("reasoning")),
+            ("cache_read", cache.get("read")),
+            ("cache_write", cache.get("write")),
+        ):
+            tokens[kind] += value or 0
+        cost += record.cost
+    return {"tasks": counts, "tokens": tokens, "cost": cost}
+
+
+def _by_day(records: list[TaskRecord]) -> dict[str, dict[str, Any]]:
+    days: dict[str, list[TaskRecord]] = {}
+    for record in records:
+        day = time.strftime("%Y-%m-%d", time.gmtime(record.created_at))
+        days.setdefault(day, []).append(record)
+    return {day: _recount(group) for day, group in sorted(days.items())}
+
+
+def _assert_matches(store: TaskStore) -> None:
+    records = store.list_tasks()
+    want, got = _recount(records), store.totals()
+    assert got == {**want, "cost": pytest.approx(want["cost"], abs=1e-6)}
+    days = {d.day: {"tasks": d.tasks, "tokens": d.tokens, "cost": d.cost} for d in store.days()}
+    days = {day: figures for day, figures in days.items() if figures["tasks"]}  # emptied days
+    want_days = _by_day(records)
+    assert days.keys() == want_days.keys()
+    for day, figures in want_days.items():
+        assert days[day] == {**figures, "cost": pytest.approx(figures["cost"], abs=1e-6)}
+
+
+def _spent(rng: random.Random, record: TaskRecord) -> None:
+    """The record as the runner leaves it after another step: more tokens, more cost."""
+    tokens = record.tokens or {"input": 0, "output": 0, "reasoning": 0,
+                               "cache": {"read": 0, "write": 0}}  # fmt: skip
+    tokens["input"] += rng.randrange(5_000)
+    tokens["output"] += rng.randrange(500)
+    tokens["reasoning"] += rng.randrange(3) * 100
+    tokens["cache"]["read"] += rng.randrange(4_000)
+    tokens["cache"]["write"] += rng.randrange(2) * 50
+    record.tokens = tokens
+    record.cost = round(record.cost + rng.random() / 7, 9)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_running_totals_equal_a_recount_after_any_writes(tmp_path: Path, seed: int) -> None:
+    """Adds, saves (status changes, growing usage), requeues, `batch rm` and prune, in a random
+    order: the running totals, over all and per day, always equal a count from the records."""
+    rng = random.Random(seed)
+    store = TaskStore(Registry(tmp_path / "registry.db"))
+    base = 1_700_000_000.0
+    live: dict[str, TaskRecord] = {}
+    batches: list[str] = []
+    for step in range(250):
+        roll = rng.random()
+        at = base + rng.randrange(5) * DAY + rng.random() * DAY
+        if roll < 0.2 or not live:
+            record = TaskRecord(id=f"t-{step}", prompt="p", status=TaskStatus.PENDING,
+                                created_at=at)  # fmt: skip
+            if rng.random() < 0.5:
+                _spent(rng, record)
+            live[record.id] = store.add(record)
+        elif roll < 0.3:
+            batch_id = f"b-{step}"
+            tasks = [
+                TaskRecord(id=f"{batch_id}-{i}", prompt="p", status=TaskStatus.PENDING,
+                           created_at=at, batch_id=batch_id)
+                for i in range(rng.randrange(4))
+            ]  # fmt: skip
+            store.add_batch(Batch(batch_id, BatchStatus.RUNNING, at, at), tasks)
+            live.update((t.id, t) for t in tasks)
+            batches.append(batch_id)
+        elif roll < 0.8:
+            record = live[rng.choice(sorted(live))]
+            record.status = rng.choice(STATUSES)
+            if rng.random() < 0.7:
+                _spent(rng, record)
+            record.finished_at = at + 60 if record.status.final else None
+            store.save(record)
+        elif roll < 0.85 and batches:
+            batch_id = rng.choice(batches)
+            store.set_batch_status(batch_id, BatchStatus.CANCELLED)
+            for record in live.values():
+                if record.batch_id == batch_id and rng.random() < 0.5:
+                    record.status = TaskStatus.CANCELLED
+                    store.save(record)
+            with contextlib.suppress(ConflictError):
+                store.claim_batch(batch_id, ME, lambda _: False, requeue_cancelled=True)
+            live.update((r.id, r) for r in store.list_tasks(batch_id=batch_id))
+        elif roll < 0.92 and batches:
+            batch_id = batches.pop(rng.randrange(len(batches)))
+            store.remove_batch(batch_id, lambda _: False)
+            live = {k: r for k, r in live.items() if r.batch_id != batch_id}
+        else:
+            for batch_id in batches:
+                if rng.random() < 0.3:
+                    store.set_batch_status(batch_id, BatchStatus.COMPLETED)
+            store.prune(time.time() + 10)
+            kept = {r.id for r in store.list_tasks()}
+            live = {k: r for k, r in live.items() if k in kept}
+            batches = [b for b in batches if store.count_tasks(batch_id=b) or _has(store, b)]
+        if step % 25 == 0:
+            _assert_matches(store)
+    _assert_matches(store)
+    assert store.count_tasks() == len(live)
+
+
+def _has(store: TaskStore, batch_id: str) -> bool:
+    try:
+        store.batch(batch_id)
+    except NotFoundError:
+        return False
+    return True
+
+
+def test_totals_read_a_few_rows_of_their_own_not_the_records(tmp_path: Path) -> None:
+    """`ocm metrics` at 100 or 1,000,000 records: the totals come from their own table, by
+    its key, and cost the same number of SQLite steps however many records there are."""
+    store = TaskStore(Registry(tmp_path / "registry.db"))
+    for read in (store.totals, store.days):
+        plans = _plans(store, read)
+        assert plans
+        for plan in plans:
+            assert "task_totals USING PRIMARY KEY" in plan, plan
+            assert "tasks" not in plan.replace("task_totals", ""), plan
+
+    def steps() -> int:
+        count = 0
+
+        def tick() -> int:
+            nonlocal count
+            count += 1
+            return 0
+
+        store.registry.db.set_progress_handler(tick, 1)  # called at every VM instruction
+        try:
+            store.totals()
+        finally:
+            store.registry.db.set_progress_handler(None, 1)
+        return count
+
+    def fill(first: int, last: int) -> None:
+        records = [
+            TaskRecord(id=f"t-{i}", prompt="p", status=STATUSES[i % 3], created_at=1.0,
+                       tokens={"input": i}, cost=0.5)
+            for i in range(first, last)
+        ]  # fmt: skip
+        store.add_batch(Batch(f"b-{first}", BatchStatus.COMPLETED, 1.0, 1.0), records)
+
+    fill(0, 30)
+    few = steps()
+    fill(30, 3_000)
+    assert steps() == few
+    assert store.totals()["tasks"] == {"pending": 1_000, "running": 1_000, "completed": 1_000}
+
+
+def test_totals_are_back_filled_from_the_records_of_an_older_registry(tmp_path: Path) -> None:
+    """m008 on a registry made before it: the totals start from the stored records, and the
+    writes after it keep them."""
+    path = tmp_path / "registry.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+    for name, fn in MIGRATIONS[: [n for n, _ in MIGRATIONS].index("m008_task_totals")]:
+        fn(db)
+        db.execute("INSERT INTO _migrations VALUES (?, 0)", (name,))
+    records = [
+        TaskRecord(id="t-1", prompt="p", status=TaskStatus.COMPLETED, created_at=1.0,
+                   tokens={"input": 7, "output": 2, "cache": {"read": 3}}, cost=0.1),
+        TaskRecord(id="t-2", prompt="p", status=TaskStatus.COMPLETED, created_at=DAY + 1,
+                   tokens={"input": 5, "reasoning": 4, "cache": {"write": 1}}, cost=0.2),
+        TaskRecord(id="t-3", prompt="p", status=TaskStatus.FAILED, created_at=DAY + 2),
+    ]  # fmt: skip
+    for record in records:
+        db.execute(
+            "INSERT INTO tasks (id, status, prompt, record, created_at, updated_at)"
+            " VALUES (?, ?, 'p', ?, ?, 0)",
+            (record.id, record.status.value, json.dumps(record.to_dict()), record.created_at),
+        )
+    db.commit()
+    db.close()
+    store = TaskStore(Registry(path))
+    assert "m008_task_totals" in store.registry.applied_migrations()
+    _assert_matches(store)
+    assert [d.day for d in store.days()] == ["1970-01-01", "1970-01-02"]
+    assert [d.day for d in store.days(since="1970-01-02")] == ["1970-01-02"]
+    fixed = store.get("t-3")
+    fixed.status, fixed.tokens, fixed.cost = TaskStatus.COMPLETED, {"output": 9}, 0.3
+    store.save(fixed)
+    _assert_matches(store)
+    assert store.totals()["tasks"] == {"completed": 3}
+    assert store.totals()["cost"] == pytest.approx(0.6)
+
+
+def test_usage_takes_what_a_server_reported_and_nothing_else() -> None:
+    record = TaskRecord(
+        id="t",
+        prompt="p",
+        status=TaskStatus.COMPLETED,
+        created_at=0.0,
+        tokens={"input": 3.0, "output": "12", "cache": None},
+        cost=0.1 + 0.2,
+    )
+    assert usage(record) == (3, 0, 0, 0, 0, 300_000_000)
+    record.cost = float("nan")
+    assert usage(record)[-1] == 0
+
+
+def test_a_batch_status_round_trips_as_its_enum(tmp_path: Path) -> None:
+    """Stored as the same words as ever; read back as `BatchStatus`; a word this version does
+    not know (a newer one wrote it) reads as running, which a dead runner makes interrupted."""
+    store = TaskStore(Registry(tmp_path / "registry.db"))
+    store.add_batch(Batch("b-1", BatchStatus.RUNNING, 1.0, 1.0), [])
+    assert store.batch("b-1").status is BatchStatus.RUNNING
+    store.set_batch_status("b-1", BatchStatus.CANCELLED)
+    batch = store.batch("b-1")
+    assert batch.status is BatchStatus.CANCELLED
+    assert batch.finished_at is not None
+    assert batch.to_dict()["status"] == "cancelled"
+    stored = store.registry.query("SELECT status FROM batches WHERE id = 'b-1'")
+    assert [tuple(r) for r in stored] == [("cancelled",)]
+    with store.registry.transaction() as db:
+        db.execute("UPDATE batches SET status = 'paused' WHERE id = 'b-1'")
+    assert store.batch("b-1").status is BatchStatus.RUNNING
+    assert summary(store, "b-1").status is BatchStatus.INTERRUPTED
+    store.registry.close()

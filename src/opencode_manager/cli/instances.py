@@ -26,6 +26,8 @@ from .. import (
     Status,
     Supervision,
     UsageError,
+)
+from ..fronts import (
     is_loopback_host,
     one_line,
     parse_duration,
@@ -51,6 +53,8 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
 pass_state = click.make_pass_decorator(Context)
+#: The supervision options' defaults (supervision.DEFAULTS, through the library's options).
+SUPERVISION = Supervision()
 
 
 class _StartBar:
@@ -121,7 +125,7 @@ class _StartBar:
 @click.option(
     "--restart",
     "restart_policy",
-    default="on-failure",
+    default=SUPERVISION.restart,
     show_default=True,
     type=click.Choice(RESTART_POLICIES),
     help="When the keeper restarts the server.",
@@ -129,7 +133,7 @@ class _StartBar:
 @click.option(
     "--max-restarts",
     type=int,
-    default=10,
+    default=SUPERVISION.max_restarts,
     show_default=True,
     metavar="N",
     help="Restarts allowed within --restart-window before giving up (errored).",
@@ -137,7 +141,7 @@ class _StartBar:
 @click.option(
     "--restart-window",
     type=float,
-    default=60.0,
+    default=SUPERVISION.restart_window,
     show_default=True,
     metavar="S",
     help="Window (seconds) for --max-restarts.",
@@ -145,7 +149,7 @@ class _StartBar:
 @click.option(
     "--health-interval",
     type=float,
-    default=5.0,
+    default=SUPERVISION.health_interval,
     show_default=True,
     metavar="S",
     help="Seconds between liveness probes; 3 misses in a row recycle the server.",
@@ -154,7 +158,7 @@ class _StartBar:
 @click.option("--max-age", metavar="DUR", help="Recycle when older than this (e.g. 12h).")
 @click.option(
     "--log-max-size",
-    default="10M",
+    default=f"{SUPERVISION.log_max_size >> 20}M",  # in MiB, as --help has always shown it
     show_default=True,
     metavar="SIZE",
     help="Rotate the instance log above this size.",
@@ -162,7 +166,7 @@ class _StartBar:
 @click.option(
     "--log-keep",
     type=int,
-    default=5,
+    default=SUPERVISION.log_keep,
     show_default=True,
     metavar="N",
     help="Rotated log files kept.",
@@ -170,7 +174,12 @@ class _StartBar:
 @click.option(
     "--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for health."
 )
-@click.option("--opencode", metavar="PATH", help="opencode binary for these instances.")
+@click.option(
+    "--opencode",
+    metavar="PATH|VERSION",
+    help="OpenCode binary for these instances, kept across restarts: a path, or a version "
+    "`ocm install --version` installed (1.x or 2.x).",
+)
 @click.option(
     "--existing",
     is_flag=True,
@@ -273,10 +282,11 @@ def start(
             timeout=timeout,
             progress=progress,
             cancel=cancel,  # Ctrl-C: what this command created is stopped and removed
+            opencode=opencode,
         )
 
     with _StartBar(max(count, 1), "starting") as progress:
-        infos = run_with_cancel(state, go, opencode)
+        infos = run_with_cancel(state, go)
     if as_json:
         print_json([i.to_dict() for i in infos])
     else:
@@ -284,10 +294,10 @@ def start(
     warning = exposure_warning(hostname)
     if warning:
         err.print(warning, style="yellow", markup=False)
-    if state.settings(opencode).warmup_timeout > 0:
+    if state.settings().warmup_timeout > 0:
         # With the warm-up off, `ocm start` touches no project directory: this call would
         # bootstrap it, which is the warm-up's work (`ocm doctor` still checks).
-        _warn_about_projects(state.manager(opencode), [info.name for info in infos])
+        _warn_about_projects(state.manager(), [info.name for info in infos])
 
 
 def _given_besides(allowed: set[str]) -> list[str]:
@@ -454,13 +464,17 @@ def _print_status(r: dict[str, Any]) -> None:
     grid.add_column()
     st = Status(r["status"])
     grid.add_row("name", r["name"])
-    grid.add_row("status", status_text(st, r.get("supervised"), r.get("keeper_answering")))
+    grid.add_row(
+        "status",
+        status_text(st, r.get("supervised"), r.get("keeper_answering"), bool(r.get("service"))),
+    )
     if r.get("keeper_error"):
         grid.add_row("keeper", Text(str(r["keeper_error"]), style="yellow"))
     if r.get("error"):
         grid.add_row("error", Text(str(r["error"]), style="red"))
     grid.add_row("url", r.get("url") or "-")
-    grid.add_row("version", r.get("version") or "-")
+    line = f" (OpenCode {r['line']}.x)" if r.get("line") else ""
+    grid.add_row("version", (r.get("version") or "-") + line)
     grid.add_row("pid", f"{r.get('pid') or '-'} (keeper {r.get('keeper_pid') or '-'})")
     grid.add_row("dir", r.get("dir") or "-")
     grid.add_row("auth", {True: "password", False: "none", None: "?"}[r.get("auth")])

@@ -13,11 +13,23 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .. import InstanceInfo, Status, human_size, one_line
+from .. import InstanceInfo, Status
+from ..fronts import human_size, one_line
 
-# Pipes get full lines instead of rich's 80-column default, so scripts can parse tables.
-out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 250)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+def stdout_console() -> Console:
+    """Pipes get full lines instead of rich's 80-column default, so scripts can parse tables."""
+    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 250)
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+# Made once, at import (as rich reads the stream and the environment then); the in-process
+# test runner makes fresh ones per call from the two functions above.
+out = stdout_console()
+err = stderr_console()
 
 STATUS_STYLE = {
     Status.RUNNING: "green",
@@ -34,6 +46,7 @@ TASK_STYLE = {
     "completed": "green",
     "failed": "red",
     "timed_out": "yellow",
+    "budget_exceeded": "yellow",
     "aborted": "yellow",
     "cancelled": "dim",
     "running": "cyan",
@@ -64,10 +77,15 @@ def human_duration(seconds: float | None) -> str:
 
 
 def status_text(
-    status: Status, supervised: bool | None = None, answering: bool | None = None
+    status: Status,
+    supervised: bool | None = None,
+    answering: bool | None = None,
+    service: bool = False,
 ) -> Text:
     label = status.value
-    if supervised is False:
+    if service:
+        label += " (service)"  # the user's OpenCode 2 background service
+    elif supervised is False:
         label += " (no keeper)"
     elif answering is False:
         label += " (keeper not answering)"
@@ -139,7 +157,7 @@ def instances_table(infos: Sequence[InstanceInfo]) -> RenderableType:
     rows: list[list[Cell]] = [
         [
             info.name,
-            status_text(info.status, info.supervised, info.keeper_answering),
+            status_text(info.status, info.supervised, info.keeper_answering, info.service),
             str(info.pid) if info.pid else (info.owner if info.owner != "ocm" else "-"),
             info.url or "-",
             info.version or "-",

@@ -12,7 +12,8 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from .. import PINNED_OPENCODE_VERSION, UsageError, human_size
+from .. import PINNED_OPENCODE_VERSION, UsageError
+from ..fronts import human_size
 from .main import Context
 from .options import json_option
 from .output import ago, err, out, print_json
@@ -26,18 +27,33 @@ pass_state = click.make_pass_decorator(Context)
     "version",
     default=PINNED_OPENCODE_VERSION,
     show_default=True,
-    help="opencode-ai version to install from npm.",
+    help="OpenCode version to install from npm: 1.x comes from opencode-ai, 2.x from "
+    "@opencode/cli.",
 )
 @json_option
 @pass_state
 def install(state: Context, version: str, as_json: bool) -> None:
-    """Install a pinned OpenCode from npm into $OCM_HOME (idempotent)."""
-    with err.status(f"installing opencode-ai@{version} from npm…"):
+    """Install a pinned OpenCode from npm into $OCM_HOME (idempotent).
+
+    Versions of both lines can be installed side by side; an instance chooses one with
+    `ocm start --opencode VERSION` or a fleet file's `opencode` key.
+    """
+    with err.status(f"installing OpenCode {version} from npm…"):
         found = state.manager().install(version)
     if as_json:
-        print_json({"path": found.path, "version": found.version, "source": found.source})
+        print_json(
+            {
+                "path": found.path,
+                "version": found.version,
+                "line": found.line.value,
+                "source": found.source,
+            }
+        )
     else:
-        out.print(f"opencode {found.version} installed at {found.path}", markup=False)
+        out.print(
+            f"opencode {found.version} ({found.line.npm_package}) installed at {found.path}",
+            markup=False,
+        )
 
 
 @click.command()

@@ -1,4 +1,6 @@
-"""The keeper's few HTTP calls (health, status, dispose) over asyncio streams and h11.
+"""The keeper's few HTTP calls (health, busy sessions, dispose) over asyncio streams and h11.
+
+`check` is the health check of both OpenCode lines (the decision is readiness.py's).
 
 The keeper runs once per instance for as long as the instance lives, so its footprint counts:
 httpx (with TLS, anyio and its CLI's imports) costs about 12 MB per keeper, while these three
@@ -17,6 +19,8 @@ import h11
 
 from ..deadline import within
 from ..errors import ServerRefused, ServerUnreachable
+from ..lines import Line
+from . import readiness
 from .endpoint import Endpoint
 
 
@@ -41,6 +45,36 @@ async def call(
 
 
 async def _call(endpoint: Endpoint, method: str, path: str, discard: bool = False) -> Any:
+    answer = await _exchange(endpoint, method, path, discard)
+    status = answer.status
+    if status >= 400:
+        raise ServerRefused(
+            f"{endpoint.name or endpoint.url}: {method} {path} failed with HTTP {status}",
+            instance=endpoint.name,
+            status_code=status,
+        )
+    if answer.is_html:
+        raise ServerRefused(
+            f"{endpoint.name or endpoint.url}: {path} is not an API route here",
+            instance=endpoint.name,
+            status_code=status,
+        )
+    if not answer.body or discard:
+        return None
+    try:
+        return json.loads(answer.body)
+    except ValueError:
+        raise ServerRefused(
+            f"{endpoint.name or endpoint.url}: {path} returned invalid JSON",
+            instance=endpoint.name,
+            status_code=status,
+        ) from None
+
+
+async def _exchange(
+    endpoint: Endpoint, method: str, path: str, discard: bool = False
+) -> readiness.Answer:
+    """One request over a fresh connection; the answer as it came (any status)."""
     url = urlsplit(endpoint.base_url)
     host = url.hostname or "127.0.0.1"
     tls = url.scheme == "https"  # a remote instance behind a TLS proxy
@@ -60,6 +94,7 @@ async def _call(endpoint: Endpoint, method: str, path: str, discard: bool = Fals
         await writer.drain()
         status = 0
         content_type = ""
+        wait: str | None = None
         body = bytearray()
         while True:
             event = conn.next_event()
@@ -68,7 +103,9 @@ async def _call(endpoint: Endpoint, method: str, path: str, discard: bool = Fals
                 continue
             if isinstance(event, h11.Response):
                 status = event.status_code
-                content_type = dict(event.headers).get(b"content-type", b"").decode()
+                found = dict(event.headers)
+                content_type = found.get(b"content-type", b"").decode("latin-1")
+                wait = found.get(b"retry-after", b"").decode("latin-1") or None
             elif isinstance(event, h11.Data):
                 if not discard:
                     body += event.data
@@ -78,38 +115,45 @@ async def _call(endpoint: Endpoint, method: str, path: str, discard: bool = Fals
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
-    if status >= 400:
-        raise ServerRefused(
-            f"{endpoint.name or endpoint.url}: {method} {path} failed with HTTP {status}",
-            instance=endpoint.name,
-            status_code=status,
-        )
-    if "text/html" in content_type:
-        raise ServerRefused(
-            f"{endpoint.name or endpoint.url}: {path} is not an API route here",
-            instance=endpoint.name,
-            status_code=status,
-        )
-    if not body or discard:
-        return None
-    try:
-        return json.loads(body)
-    except ValueError:
-        raise ServerRefused(
-            f"{endpoint.name or endpoint.url}: {path} returned invalid JSON",
-            instance=endpoint.name,
-            status_code=status,
-        ) from None
+    return readiness.Answer(path, status, content_type, bytes(body), readiness.retry_after(wait))
 
 
-async def health(endpoint: Endpoint, *, timeout: float) -> dict[str, Any]:
-    data = await call(endpoint, "GET", "/global/health", timeout=timeout)
-    return data if isinstance(data, dict) else {}
+async def check(
+    endpoint: Endpoint, *, timeout: float, expected: Line | None = None
+) -> readiness.Verdict:
+    """Is the server up, of which line, and ready? The expected line's route first, the
+    other only when the first is not an API (readiness.py). ServerUnreachable when nothing
+    answers."""
+    verdicts = []
+    for route in readiness.routes(expected):
+        try:
+            answer = await within(_exchange(endpoint, "GET", route), timeout)
+        except asyncio.TimeoutError:
+            raise ServerUnreachable(
+                f"{endpoint.name or endpoint.url} timed out (GET {route})", instance=endpoint.name
+            ) from None
+        except (OSError, h11.ProtocolError) as exc:
+            raise ServerUnreachable(
+                f"{endpoint.name or endpoint.url} is unreachable "
+                f"(GET {route}: {exc.__class__.__name__})",
+                instance=endpoint.name,
+            ) from None
+        verdict = readiness.judge(answer)
+        verdicts.append(verdict)
+        if verdict.phase is not readiness.Phase.NOT_API:
+            break
+    return readiness.combine(verdicts)
 
 
 async def busy_sessions(endpoint: Endpoint, directory: str, *, timeout: float) -> dict[str, Any]:
-    path = "/session/status?directory=" + quote(directory, safe="")
-    data = await call(endpoint, "GET", path, timeout=timeout)
+    """Sessions running a turn: the directory's on 1.x (`/session/status`), the whole
+    server's on 2.x (`/api/session/active`, answered as `{"data": {ses: {...}}}`)."""
+    if endpoint.line is Line.V2:
+        data = await call(endpoint, "GET", "/api/session/active", timeout=timeout)
+        data = data.get("data") if isinstance(data, dict) else None
+    else:
+        path = "/session/status?directory=" + quote(directory, safe="")
+        data = await call(endpoint, "GET", path, timeout=timeout)
     return data if isinstance(data, dict) else {}
 
 
@@ -117,38 +161,39 @@ async def dispose(endpoint: Endpoint, *, timeout: float) -> None:
     await call(endpoint, "POST", "/global/dispose", timeout=timeout)
 
 
-def health_blocking(endpoint: Endpoint, *, timeout: float) -> dict[str, Any]:
-    """The health call for a worker thread with no event loop (a remote instance's, say):
-    the standard library's http.client, which also speaks TLS (imported here: the keeper,
-    which never calls this, is spared its email-parsing modules)."""
+def check_blocking(
+    endpoint: Endpoint, *, timeout: float, expected: Line | None = None
+) -> readiness.Verdict:
+    """`check` for a worker thread with no event loop (a remote instance's, say): the
+    standard library's http.client, which also speaks TLS (imported here: the keeper, which
+    never calls this, is spared its email-parsing modules)."""
     import http.client
 
     url = urlsplit(endpoint.base_url)
     kind = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
-    conn = kind(url.hostname or "127.0.0.1", url.port, timeout=timeout)
-    try:
-        conn.request("GET", url.path + "/global/health", headers=endpoint.auth_header())
-        response = conn.getresponse()
-        body = response.read()
-    except (OSError, http.client.HTTPException) as exc:
-        raise ServerUnreachable(
-            f"{endpoint.name or endpoint.url} is unreachable ({exc.__class__.__name__})",
-            instance=endpoint.name,
-        ) from None
-    finally:
-        conn.close()
-    if response.status >= 400:
-        raise ServerRefused(
-            f"{endpoint.name or endpoint.url}: health check failed with HTTP {response.status}",
-            instance=endpoint.name,
-            status_code=response.status,
+    verdicts = []
+    for route in readiness.routes(expected):
+        conn = kind(url.hostname or "127.0.0.1", url.port, timeout=timeout)
+        try:
+            conn.request("GET", url.path + route, headers=endpoint.auth_header())
+            response = conn.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise ServerUnreachable(
+                f"{endpoint.name or endpoint.url} is unreachable ({exc.__class__.__name__})",
+                instance=endpoint.name,
+            ) from None
+        finally:
+            conn.close()
+        answer = readiness.Answer(
+            route,
+            response.status,
+            response.getheader("content-type") or "",
+            body,
+            readiness.retry_after(response.getheader("retry-after")),
         )
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise ServerRefused(
-            f"{endpoint.name or endpoint.url}: /global/health returned invalid JSON",
-            instance=endpoint.name,
-            status_code=response.status,
-        ) from None
-    return data if isinstance(data, dict) else {}
+        verdict = readiness.judge(answer)
+        verdicts.append(verdict)
+        if verdict.phase is not readiness.Phase.NOT_API:
+            break
+    return readiness.combine(verdicts)

@@ -12,15 +12,16 @@ from typing import Any, TypeVar
 import httpx
 
 from ..errors import ServerRefused
+from ..lines import Line
 from ..settings import HTTP_TIMEOUT
 from . import operations as ops
 from .core import Operation, build_request, read_response, retry_delay, transport_error
 from .endpoint import Endpoint
 from .events import follow_events, stream_events
+from .transport import CONNECT_TIMEOUT, async_http, blocking_http
 from .types import Event, Message, Session
 
 T = TypeVar("T")
-CONNECT_TIMEOUT = 5.0  # a loopback connect is instant even to a stopped server (backlog)
 DEFAULT_TIMEOUT = httpx.Timeout(HTTP_TIMEOUT, connect=CONNECT_TIMEOUT)
 
 
@@ -34,12 +35,13 @@ DEFAULT = _Default()
 def http_options(
     timeout: float | httpx.Timeout | None = None, *, tls: bool = True
 ) -> dict[str, Any]:
-    """Options for the httpx clients behind ours (also for callers sharing one client).
+    """Options for an httpx client of your own to pass as `http=` (ocm's own clients are
+    made in client/transport.py, which skips the CA bundle for plain-http servers by itself).
 
     `tls=False` is for a client that will only ever speak plain http (every server it may
     reach has an http:// URL; redirects are not followed): it skips loading the system's
-    CA bundle, about 20-35 ms of a one-shot command like `ocm run`. Verification is off in
-    that client only because no TLS connection can happen in it."""
+    CA bundle, about 20-35 ms of a one-shot command. Verification is off in that client
+    only because no TLS connection can happen in it."""
     options: dict[str, Any] = {
         "timeout": DEFAULT_TIMEOUT if timeout is None else timeout,
         "trust_env": False,  # loopback servers must not go through a proxy
@@ -112,9 +114,9 @@ class OpencodeClient(_Base):
         http: httpx.Client | None = None,
     ) -> None:
         super().__init__(endpoint, timeout)
-        # Creating an httpx client costs ~30 ms (TLS context): pass `http` to share one.
+        # Pass `http` to share one client's connections between servers.
         self._owns_http = http is None
-        self._http = http or httpx.Client(transport=transport, **http_options(timeout))
+        self._http = http or blocking_http(transport, timeout)
 
     def call(self, op: Operation[T], *, timeout: float | _Default | None = DEFAULT) -> T:
         """Send one call; a safe one on the setting's deadline is asked again before it
@@ -201,7 +203,16 @@ class OpencodeClient(_Base):
 
 
 class AsyncOpencodeClient(_Base):
-    """Asyncio client for one OpenCode server."""
+    """Asyncio client for one OpenCode 1.x server (2.x: `AsyncOpencode2Client`; which one a
+    server gets is `client_for`'s choice).
+
+    Its methods speak 1.x's shapes (client/types.py and 1.x's events); the 2.x client
+    translates into them, so what calls them does not care which line answers."""
+
+    #: The line this client speaks.
+    line = Line.V1
+    #: Whether a prompt may ask for structured output (`schema`).
+    structured_output = True
 
     def __init__(
         self,
@@ -213,7 +224,7 @@ class AsyncOpencodeClient(_Base):
     ) -> None:
         super().__init__(endpoint, timeout)
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(transport=transport, **http_options(timeout))
+        self._http = http or async_http(transport, timeout)
 
     async def call(self, op: Operation[T], *, timeout: float | _Default | None = DEFAULT) -> T:
         """Send one call; a safe one on the setting's deadline is asked again before it
@@ -287,6 +298,68 @@ class AsyncOpencodeClient(_Base):
 
     async def diff(self, session_id: str, message_id: str | None = None) -> list[Any]:
         return await self.call(ops.diff(session_id, message_id))
+
+    async def newest_message_id(self, session_id: str) -> str | None:
+        """The id of the session's newest message (a new prompt's id must sort after it)."""
+        newest = await self.call(ops.messages(session_id, limit=1))
+        return newest[-1].id if newest else None
+
+    # -- the project's agents, MCP servers, LSP servers and config -------------------------
+    async def agents(self, directory: str | None = None) -> list[Any]:
+        """The agents (`{name, mode, ...}`; `name` is what `--agent` takes)."""
+        return await self.call(ops.agents(directory))
+
+    async def mcp_status(self, directory: str | None = None) -> dict[str, Any]:
+        """`{server: {status, error?}}`."""
+        return await self.call(ops.mcp_status(directory))
+
+    async def lsp_status(self, directory: str | None = None) -> list[Any] | None:
+        """The language servers running (None where the line has no LSP)."""
+        return await self.call(ops.lsp_status(directory))
+
+    async def config(self, directory: str | None = None) -> dict[str, Any]:
+        return await self.call(ops.config(directory))
+
+    # -- asks ------------------------------------------------------------------------------
+    async def permissions(self, directory: str | None = None) -> list[Any]:
+        """Pending permission asks of the directory (`{id, sessionID, permission, patterns}`)."""
+        return await self.call(ops.permissions(directory))
+
+    async def questions(self, directory: str | None = None) -> list[Any]:
+        """Pending questions of the directory (`{id, sessionID, questions: [...]}`)."""
+        return await self.call(ops.questions(directory))
+
+    async def reply_permission(
+        self,
+        ask_id: str,
+        reply: str,
+        message: str | None = None,
+        directory: str | None = None,
+        *,
+        session_id: str | None = None,
+    ) -> None:
+        """reply: once, always or reject (`session_id`: the ask's, which 2.x needs)."""
+        await self.call(ops.reply_permission(ask_id, reply, message, directory))
+
+    async def reply_question(
+        self,
+        ask_id: str,
+        answers: list[list[str]],
+        directory: str | None = None,
+        *,
+        session_id: str | None = None,
+    ) -> None:
+        """One list of chosen labels per question."""
+        await self.call(ops.reply_question(ask_id, answers, directory))
+
+    async def reject_question(
+        self, ask_id: str, directory: str | None = None, *, session_id: str | None = None
+    ) -> None:
+        await self.call(ops.reject_question(ask_id, directory))
+
+    def stream_scope(self, directory: str | None) -> str | None:
+        """What one event stream of this server covers: 1.x has one per directory."""
+        return directory
 
     def events(
         self, directory: str | None = None, *, global_stream: bool = False, reconnect: bool = False

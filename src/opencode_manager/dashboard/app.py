@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import jinja2
 from starlette.applications import Starlette
@@ -35,8 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .. import (
     AsyncManager,
     BatchOptions,
-    EventFilter,
-    EventFolder,
+    ConflictError,
     NotFoundError,
     OcmError,
     Settings,
@@ -46,14 +45,23 @@ from .. import (
     __version__,
     decode_batch_file,
 )
+from ..fronts import EventFilter
 from . import views
 from .auth import COOKIE, Session, Sessions
 from .diffview import diff_lines, patch_of
+from .feed import Feed, View
 from .history import polyline
 
 HERE = Path(__file__).parent
 REFRESH_S = 2.0  # how often live fragments are re-rendered
 MAX_EVENTS = 200  # lines kept on the live events page (the page trims too)
+FEED_READY_S = 5.0  # the longest the events page waits for the feed's first history
+# What a form's action did, shown on the page it leads to (fixed texts: nothing of the
+# request is echoed into the page).
+NOTICES = {
+    "aborted": "You aborted this task.",
+    "cancelled": "You cancelled this batch: its running tasks were aborted, the rest cancelled.",
+}
 SECURITY_HEADERS = [
     (b"content-security-policy",
      b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -71,6 +79,7 @@ class Dashboard:
         self.settings = settings
         self.sessions = Sessions(token)
         self.jobs: set[asyncio.Task[Any]] = set()  # tasks and batches followed here
+        self.feed = Feed()  # the events page's history and live rows
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -94,10 +103,13 @@ class Dashboard:
             Route("/tasks", self.tasks),
             Route("/tasks/new", self.submit_task, methods=["POST"]),
             Route("/tasks/{task_id}", self.task),
+            Route("/tasks/{task_id}/abort", self.abort_task, methods=["POST"]),
             Route("/batches", self.batches),
             Route("/batches/new", self.submit_batch, methods=["POST"]),
             Route("/batches/{batch_id}", self.batch),
+            Route("/batches/{batch_id}/cancel", self.cancel_batch, methods=["POST"]),
             Route("/stream/fleet", self.stream_fleet),
+            Route("/stream/tasks", self.stream_tasks),
             Route("/stream/instances/{name}", self.stream_instance),
             Route("/stream/events", self.stream_events),
             Route("/stream/tasks/{task_id}", self.stream_task),
@@ -118,17 +130,26 @@ class Dashboard:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self.feed = Feed()  # its queues and events belong to this loop
+        feed = asyncio.create_task(self._run_feed(self.feed))
         try:
             yield
         finally:
+            feed.cancel()
+            await asyncio.gather(feed, return_exceptions=True)
             for job in list(self.jobs):
                 job.cancel()
             await asyncio.gather(*self.jobs, return_exceptions=True)
 
+    async def _run_feed(self, feed: Feed) -> None:
+        async with AsyncManager(self.settings) as manager:
+            await feed.run(manager)
+
     def render(self, request: Request, template: str, code: int = 200, **context: Any) -> Response:
         session: Session | None = request.scope.get("ocm_session")
+        notice = NOTICES.get(request.query_params.get("done") or "")
         page = self.env.get_template(template).render(
-            request=request, csrf=session.csrf if session else "", **context
+            request=request, csrf=session.csrf if session else "", notice=notice, **context
         )
         return HTMLResponse(page, status_code=code)
 
@@ -136,7 +157,9 @@ class Dashboard:
         return self.env.get_template(template).render(**context)
 
     async def _ocm_error(self, request: Request, exc: OcmError) -> Response:
-        status = 404 if isinstance(exc, NotFoundError) else 400
+        status = 400
+        if isinstance(exc, (NotFoundError, ConflictError)):
+            status = 404 if isinstance(exc, NotFoundError) else 409
         if request.url.path.startswith(("/stream", "/api")):
             return PlainTextResponse(str(exc), status_code=status)
         return self.render(request, "error.html", code=status, message=str(exc),
@@ -150,6 +173,11 @@ class Dashboard:
         if not isinstance(given, str) or not Sessions.csrf_ok(session, given):
             raise _Forbidden()
         return form
+
+    def _confirmed(self, form: FormData) -> bool:
+        """A destructive form asks first: with scripts the browser's confirm dialog sets
+        `confirmed`; without, the first POST shows a page whose form sets it."""
+        return form.get("confirmed") == "yes"
 
     # -- login ------------------------------------------------------------------------------
     async def login(self, request: Request) -> Response:
@@ -255,24 +283,44 @@ class Dashboard:
 
     # -- events -----------------------------------------------------------------------------
     async def events(self, request: Request) -> Response:
-        query = request.url.query
+        """The feed's recent rows (lifecycle and OpenCode events), then live ones."""
+        params = request.query_params
+        async with AsyncManager(self.settings) as manager:
+            view = await self._view(manager, request)
+            infos = await manager.instances(include_foreign=False, probe_health=False,
+                                            measure_cpu=False)  # fmt: skip
+        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+            await asyncio.wait_for(self.feed.ready.wait(), FEED_READY_S)
+        last = self.feed.last
+        rows = [e.row for e in self.feed.recent(view, limit=MAX_EVENTS)]
+        query = {k: v for k, v in params.items() if v and k in ("instance", "type", "session")}
+        stream = "/stream/events?" + urlencode({**query, "after": last})
         return self.render(
-            request, "events.html", stream="/stream/events" + (f"?{query}" if query else ""),
-            instance=request.query_params.get("instance", ""),
-            type=request.query_params.get("type", ""),
-            session=request.query_params.get("session", ""),
+            request, "events.html", stream=stream, rows=rows, keep=MAX_EVENTS,
+            instance=params.get("instance", ""), type=params.get("type", ""),
+            session=params.get("session", ""), instances=sorted(i.name for i in infos),
+            sessions=self.feed.sessions()[:50],
         )  # fmt: skip
+
+    @staticmethod
+    async def _view(manager: AsyncManager, request: Request) -> View:
+        """The events a page asked for: one instance (by name, port or URL), type globs, a
+        session."""
+        params = request.query_params
+        ref = params.get("instance") or None
+        name = (await manager.resolve(ref)).name if ref else None
+        types = tuple(t.strip() for t in (params.get("type") or "").split(",") if t.strip())
+        return View(name, EventFilter(types=types, session=params.get("session") or None))
 
     # -- tasks and batches ------------------------------------------------------------------
     async def tasks(self, request: Request) -> Response:
-        status = request.query_params.get("status") or None
+        status, instance = _task_filter(request)
         async with AsyncManager(self.settings) as manager:
-            records = await manager.tasks(status=status, limit=100)
-            infos = await manager.instances(include_foreign=False)
-        running = [i.name for i in infos if i.status.value == "running"]
+            found = await views.tasks(manager, status, instance)
+        query = urlencode({k: v for k, v in (("status", status), ("instance", instance)) if v})
         return self.render(
-            request, "tasks.html", records=list(reversed(records)), status=status or "",
-            instances=running,
+            request, "tasks.html", found=found, status=status or "", instance=instance or "",
+            statuses=views.TASK_STATUSES, stream="/stream/tasks" + (f"?{query}" if query else ""),
         )  # fmt: skip
 
     async def submit_task(self, request: Request) -> Response:
@@ -313,6 +361,23 @@ class Dashboard:
         return self.render(request, "task.html", **self._task_context(record),
                            stream=f"/stream/tasks/{quote(record.id)}")  # fmt: skip
 
+    async def abort_task(self, request: Request) -> Response:
+        """Abort a running task (after the confirm step); its page then shows the result."""
+        form = await self._form(request)
+        task_id = request.path_params["task_id"]
+        async with AsyncManager(self.settings) as manager:
+            if not self._confirmed(form):
+                record = views.abortable(await manager.task(task_id))
+                return self.render(
+                    request, "confirm.html", title=f"Abort task {record.id}?",
+                    action=f"/tasks/{quote(record.id)}/abort", button="Abort it",
+                    back=f"/tasks/{quote(record.id)}", keep="Keep it running",
+                    detail=f"Its turn on {record.instance or 'its instance'} stops now; "
+                    "what it did so far stays in its session.", quoted=record.prompt,
+                )  # fmt: skip
+            await views.abort_task(manager, task_id)
+        return RedirectResponse(f"/tasks/{quote(task_id)}?done=aborted", status_code=303)
+
     def _task_context(self, record: TaskRecord) -> dict[str, Any]:
         changes = [
             {**change, "lines": diff_lines(patch_of(change))}
@@ -349,9 +414,27 @@ class Dashboard:
 
     async def batch(self, request: Request) -> Response:
         async with AsyncManager(self.settings) as manager:
-            found = await manager.batch_show(request.path_params["batch_id"])
-        return self.render(request, "batch.html", b=found,
-                           stream=f"/stream/batches/{quote(found.id)}")  # fmt: skip
+            found = await views.batch(manager, request.path_params["batch_id"])
+        return self.render(request, "batch.html", b=found.summary, errors=found.errors,
+                           stream=f"/stream/batches/{quote(found.summary.id)}")  # fmt: skip
+
+    async def cancel_batch(self, request: Request) -> Response:
+        """Cancel a batch (after the confirm step): running tasks aborted, the rest cancelled."""
+        form = await self._form(request)
+        batch_id = request.path_params["batch_id"]
+        async with AsyncManager(self.settings) as manager:
+            if not self._confirmed(form):
+                found = views.cancellable(await manager.batch_show(batch_id))
+                left = found.total - found.done
+                return self.render(
+                    request, "confirm.html", title=f"Cancel batch {found.id}?",
+                    action=f"/batches/{quote(found.id)}/cancel", button="Cancel it",
+                    back=f"/batches/{quote(found.id)}", keep="Keep it running",
+                    detail=f"{left} of its {found.total} tasks are not finished: the running "
+                    "ones are aborted, the others never start.", quoted=None,
+                )  # fmt: skip
+            await manager.batch_cancel(batch_id)
+        return RedirectResponse(f"/batches/{quote(batch_id)}?done=cancelled", status_code=303)
 
     # -- live streams (server-sent events: `swap` replaces an element, `append` adds) --------
     def _polled(
@@ -383,6 +466,15 @@ class Dashboard:
 
         return self._polled(request, "fleet-live", render)
 
+    async def stream_tasks(self, request: Request) -> Response:
+        status, instance = _task_filter(request)
+
+        async def render(manager: AsyncManager) -> tuple[str, bool]:
+            found = await views.tasks(manager, status, instance)
+            return self.fragment("_tasks_live.html", found=found), False
+
+        return self._polled(request, "tasks-live", render)
+
     async def stream_instance(self, request: Request) -> Response:
         name = request.path_params["name"]
         level = request.query_params.get("level") or None
@@ -397,30 +489,38 @@ class Dashboard:
         return self._polled(request, "instance-live", render)
 
     async def stream_events(self, request: Request) -> Response:
-        params = request.query_params
-        refs = [params["instance"]] if params.get("instance") else []
-        types = tuple(t for t in (params.get("type") or "").split(",") if t)
-        where = EventFilter(types=types, session=params.get("session") or None)
+        """The feed's rows after the page's last one (`after`, or the browser's
+        Last-Event-ID when it reconnects), then each new one."""
+        async with AsyncManager(self.settings) as manager:
+            view = await self._view(manager, request)
+        after = max(_int(request.query_params.get("after")),
+                    _int(request.headers.get("last-event-id")))  # fmt: skip
 
         async def lines() -> AsyncIterator[str]:
-            folders: dict[str, EventFolder] = {}
-            async with AsyncManager(self.settings) as manager:
-                async for item in manager.monitor(refs, follow_new=not refs):
-                    if not where.accepts(item.event):
-                        continue
-                    folder = folders.setdefault(item.instance, EventFolder(verbose=True))
-                    line = folder.line(item.event)
-                    html = self.fragment("_event.html", e=views.event_row(item, line))
-                    yield _append("events-live", html, MAX_EVENTS)
+            with self.feed.subscribe() as queue:
+                sent = after
+                for entry in self.feed.recent(view, after=after):
+                    sent = entry.seq
+                    yield self._event_message(entry.row)
+                while True:
+                    entry = await queue.get()
+                    if entry.seq > sent and view.accepts(entry):
+                        sent = entry.seq
+                        yield self._event_message(entry.row)
 
         return _sse(request, lines())
+
+    def _event_message(self, row: views.EventRow) -> str:
+        html = self.fragment("_event.html", e=row)
+        return f"id: {row.seq}\n" + _append("events-live", html, MAX_EVENTS)
 
     async def stream_task(self, request: Request) -> Response:
         task_id = request.path_params["task_id"]
 
         async def render(manager: AsyncManager) -> tuple[str, bool]:
             record = await manager.task(task_id)
-            html = self.fragment("_task_live.html", **self._task_context(record))
+            html = self.fragment("_task_live.html", **self._task_context(record),
+                                 csrf=_csrf(request))  # fmt: skip
             return html, record.status.final
 
         return self._polled(request, "task-live", render, REFRESH_S / 2)
@@ -429,8 +529,10 @@ class Dashboard:
         batch_id = request.path_params["batch_id"]
 
         async def render(manager: AsyncManager) -> tuple[str, bool]:
-            found = await manager.batch_show(batch_id)
-            return self.fragment("_batch_live.html", b=found), found.status.final
+            found = await views.batch(manager, batch_id)
+            html = self.fragment("_batch_live.html", b=found.summary, errors=found.errors,
+                                 csrf=_csrf(request))  # fmt: skip
+            return html, found.summary.status.final
 
         return self._polled(request, "batch-live", render)
 
@@ -492,6 +594,20 @@ def _back(request: Request) -> str:
     referer = request.headers.get("referer") or ""
     origin = f"{request.url.scheme}://{request.url.netloc}"
     return referer[len(origin) :] if referer.startswith(origin + "/") else "/"
+
+
+def _task_filter(request: Request) -> tuple[str | None, str | None]:
+    status = request.query_params.get("status") or None
+    if status is not None and status not in views.TASK_STATUSES:
+        raise UsageError(f"unknown status {status!r}: one of {', '.join(views.TASK_STATUSES)}")
+    return status, request.query_params.get("instance") or None
+
+
+def _int(value: str | None) -> int:
+    try:
+        return max(0, int(value or 0))
+    except ValueError:
+        return 0
 
 
 def _csrf(request: Request) -> str:

@@ -1,8 +1,12 @@
-"""Finding, checking and installing the `opencode` binary.
+"""Finding, checking and installing the `opencode` binary, of either line.
 
 Order: an explicit path (``--opencode`` / ``OCM_OPENCODE``), then ``PATH``, then
-``~/.opencode/bin/opencode``, then the newest managed install under ``$OCM_HOME/opencode``.
-Checking a version runs the binary (about a second), so results are cached per file identity.
+``~/.opencode/bin/opencode``, then the managed installs under ``$OCM_HOME/opencode/<version>``
+(the pinned version's line first, newest first: installing a 2.x for one instance does not move
+the rest of the fleet to it). An instance may choose its own (`choose`): a version installed
+there, or a path. Checking a version runs the binary (about a second), so results are cached
+per file identity; the version decides the line (lines.py), and an unknown line is refused
+before anything starts.
 """
 
 from __future__ import annotations
@@ -17,10 +21,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BinaryError, UsageError
-from ..settings import MIN_OPENCODE_VERSION, PINNED_OPENCODE_VERSION, Settings
+from ..lines import (
+    MIN_OPENCODE_VERSION,
+    SUPPORTED_LINES,
+    Line,
+    is_supported,
+    line_of,
+    parse_version,
+)
+from ..settings import PINNED_OPENCODE_VERSION, Settings
 
-_VERSION_RE = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 _VERSION_ARG_RE = re.compile(r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
+#: How long `opencode --version` may take (a 200 MB binary on a loaded machine).
+VERSION_TIMEOUT = 30.0
+
+__all__ = [
+    "Binary", "candidates", "choose", "find_binary", "install", "is_supported",
+    "is_version", "managed_installs", "parse_version", "probe_version", "real_binary",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -29,21 +47,16 @@ class Binary:
 
     path: str
     version: str
-    source: str  # "explicit", "PATH", "~/.opencode", "managed"
+    source: str  # "explicit", "PATH", "~/.opencode", "managed", "instance"
+
+    @property
+    def line(self) -> Line:
+        return line_of(self.version)
 
 
-def parse_version(text: str) -> tuple[int, int, int] | None:
-    """Extract the first x.y.z from a version string."""
-    match = _VERSION_RE.search(text)
-    if not match:
-        return None
-    return int(match.group(1)), int(match.group(2)), int(match.group(3))
-
-
-def is_supported(version: str) -> bool:
-    parsed = parse_version(version)
-    minimum = parse_version(MIN_OPENCODE_VERSION)
-    return parsed is not None and minimum is not None and parsed >= minimum
+def is_version(text: str) -> bool:
+    """`2.1.2` names an installed version; anything else is a path."""
+    return bool(_VERSION_ARG_RE.match(text))
 
 
 def candidates(settings: Settings) -> list[tuple[str, str]]:
@@ -62,49 +75,82 @@ def candidates(settings: Settings) -> list[tuple[str, str]]:
 
 
 def managed_installs(settings: Settings) -> list[Path]:
-    """Managed binaries, newest version first."""
+    """Managed binaries: the pinned version's line first, then the others; newest first in
+    each."""
     root = settings.install_dir
     if not root.is_dir():
         return []
+    pinned = parse_version(PINNED_OPENCODE_VERSION)
     versions = []
     for child in root.iterdir():
         parsed = parse_version(child.name)
-        exe = _installed_executable(child)
+        exe = _installed_executable(child) if parsed and is_version(child.name) else None
         if parsed and exe:
-            versions.append((parsed, exe))
+            other_line = pinned is not None and parsed[0] != pinned[0]
+            versions.append(((not other_line, parsed), exe))
     return [exe for _, exe in sorted(versions, reverse=True)]
 
 
-def _platform_package() -> str:
+def managed_install(settings: Settings, version: str) -> Path | None:
+    """The binary `ocm install --version VERSION` put under $OCM_HOME, if it did."""
+    return _installed_executable(settings.install_dir / version) if is_version(version) else None
+
+
+def _platform() -> str:
     system = {"Linux": "linux", "Darwin": "darwin"}.get(
         platform.system(), platform.system().lower()
     )
     machine = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(
         platform.machine().lower(), platform.machine().lower()
     )
-    return f"opencode-{system}-{machine}"
+    return f"{system}-{machine}"
+
+
+def _platform_package() -> str:
+    return f"opencode-{_platform()}"
 
 
 def _installed_executable(prefix: Path) -> Path | None:
-    """The real binary inside an npm prefix (not a wrapper script, so we signal the server)."""
+    """The real binary inside an npm prefix (not a wrapper script, so we signal the server).
+
+    1.x (`opencode-ai`): the platform package's binary. 2.x (`@opencode/cli`): `bin/
+    opencode.exe`, which its postinstall makes a hard link of the variant that suits this
+    machine (baseline, musl), else the platform package's."""
     modules = prefix / "node_modules"
+    chosen = modules / "@opencode" / "cli" / "bin" / "opencode.exe"
     for path in (
         modules / _platform_package() / "bin" / "opencode",
         modules / f"{_platform_package()}-baseline" / "bin" / "opencode",
         modules / "opencode-ai" / "bin" / "opencode.exe",
+        chosen,
+        modules / "@opencode" / f"cli-{_platform()}" / "bin" / "opencode",
+        modules / "@opencode" / f"cli-{_platform()}-baseline" / "bin" / "opencode",
         modules / ".bin" / "opencode",
     ):
+        if path == chosen and _is_node_script(path):
+            continue  # the package's placeholder: its postinstall did not run
         if path.is_file() and os.access(path, os.X_OK):
             return path
     return None
+
+
+def _is_node_script(path: Path) -> bool:
+    """A Node script (npm's wrapper, or a placeholder its postinstall replaces)."""
+    try:
+        with open(path, "rb") as handle:
+            first = handle.read(256).split(b"\n", 1)[0]
+    except OSError:
+        return True
+    return first.startswith(b"#!") and b"node" in first
 
 
 def _cache_path(settings: Settings) -> Path:
     return settings.home / "binary-versions.json"
 
 
-def probe_version(path: str, settings: Settings) -> str:
-    """Run `opencode --version` (cached by path, size and mtime)."""
+def probe_version(path: str, settings: Settings, *, timeout: float = VERSION_TIMEOUT) -> str:
+    """Run `opencode --version` (cached by path, size and mtime): `1.18.33` on 1.x,
+    `opencode v2.1.2` on 2.x; the bare x.y.z either way."""
     try:
         stat = os.stat(path)
     except OSError as exc:
@@ -125,7 +171,7 @@ def probe_version(path: str, settings: Settings) -> str:
             [path, "--version"],
             capture_output=True,
             text=True,
-            timeout=30,
+            timeout=timeout,
             stdin=subprocess.DEVNULL,
             env=dict(settings.environ),
             check=False,
@@ -179,51 +225,84 @@ def real_binary(path: str) -> str:
     )
 
 
+def _check(path: str, version: str, source: str) -> Binary:
+    """The binary, if its version is of a line ocm speaks; else one line that names the
+    version, the supported lines and the fix that works where the binary came from."""
+    try:
+        line_of(version)
+    except BinaryError:
+        parsed = parse_version(version)
+        minimum = parse_version(MIN_OPENCODE_VERSION)
+        old = parsed is not None and minimum is not None and parsed < minimum
+        if source == "explicit":
+            fix = (
+                f"point --opencode/OCM_OPENCODE at a {'newer' if old else '1.x or 2.x'} one, "
+                "or unset it and run `ocm install`"
+            )
+        elif source == "instance":
+            fix = "choose a 1.x or 2.x binary for the instance"
+        else:
+            fix = "run `ocm install` or " + ("upgrade opencode" if old else "install a 1.x or 2.x")
+        if old:
+            raise BinaryError(
+                f"opencode {version} at {path} is too old: opencode-manager needs >= "
+                f"{MIN_OPENCODE_VERSION}; {fix}"
+            ) from None
+        raise BinaryError(
+            f"opencode {version} at {path} is not a line opencode-manager supports "
+            f"(it runs {SUPPORTED_LINES}); {fix}"
+        ) from None
+    return Binary(path=path, version=version, source=source)
+
+
 def find_binary(settings: Settings) -> Binary:
     """The binary to run, version-checked, or a BinaryError that says how to get one."""
-    tried: list[str] = []
     for source, path in candidates(settings):
         if not os.path.isfile(path):
             if source == "explicit":
                 raise BinaryError(
                     f"opencode binary {path} (from --opencode/OCM_OPENCODE) does not exist"
                 )
-            tried.append(path)
             continue
         path = real_binary(path)
-        version = probe_version(path, settings)
-        if not is_supported(version):
-            fix = (
-                "point --opencode/OCM_OPENCODE at a newer one, or unset it and run `ocm install`"
-                if source == "explicit"
-                else "run `ocm install` or upgrade opencode"
-            )
-            raise BinaryError(
-                f"opencode {version} at {path} is too old: opencode-manager needs >= "
-                f"{MIN_OPENCODE_VERSION}; {fix}"
-            )
-        return Binary(path=path, version=version, source=source)
+        return _check(path, probe_version(path, settings), source)
     raise BinaryError(
         "opencode binary not found (looked in PATH, ~/.opencode/bin and OCM_HOME); "
         "run `ocm install` or set OCM_OPENCODE=/path/to/opencode"
     )
 
 
+def choose(settings: Settings, choice: str | None) -> Binary:
+    """An instance's binary: its own choice (a version installed under $OCM_HOME, or a
+    path), else the resolution order of `find_binary`."""
+    if choice is None:
+        return find_binary(settings)
+    if is_version(choice):
+        line_of(choice)  # a version of no supported line is refused before any lookup
+        exe = managed_install(settings, choice)
+        if exe is None:
+            raise BinaryError(
+                f"opencode {choice} is not installed in {settings.install_dir}: run "
+                f"`ocm install --version {choice}`"
+            )
+        return _check(str(exe), probe_version(str(exe), settings), "managed")
+    if not os.path.isfile(choice):
+        raise BinaryError(f"opencode binary {choice} (chosen for the instance) does not exist")
+    path = real_binary(choice)
+    return _check(path, probe_version(path, settings), "instance")
+
+
 def install(settings: Settings, version: str = PINNED_OPENCODE_VERSION) -> Binary:
-    """Install `opencode-ai@version` from npm under $OCM_HOME/opencode/<version> (idempotent)."""
+    """Install OpenCode `version` from npm under $OCM_HOME/opencode/<version> (idempotent):
+    the line's package, `opencode-ai` for 1.x, `@opencode/cli` for 2.x."""
     if not _VERSION_ARG_RE.match(version):
         raise UsageError(f"invalid version {version!r}: expected x.y.z, e.g. 1.18.33")
-    if not is_supported(version):
-        raise BinaryError(
-            f"opencode {version} is too old: opencode-manager needs >= {MIN_OPENCODE_VERSION}"
-        )
+    package = f"{line_of(version).npm_package}@{version}"
     settings.ensure_home()
     prefix = settings.install_dir / version
     existing = _installed_executable(prefix)
     if existing:
-        return Binary(
-            path=str(existing), version=probe_version(str(existing), settings), source="managed"
-        )
+        return _check(str(existing), probe_version(str(existing), settings), "managed")
     npm = shutil.which("npm", path=settings.environ.get("PATH", os.defpath))
     if not npm:
         raise BinaryError(
@@ -243,7 +322,7 @@ def install(settings: Settings, version: str = PINNED_OPENCODE_VERSION) -> Binar
                 "--no-save",
                 "--prefix",
                 str(staging),
-                f"opencode-ai@{version}",
+                package,
             ],
             capture_output=True,
             text=True,
@@ -254,17 +333,16 @@ def install(settings: Settings, version: str = PINNED_OPENCODE_VERSION) -> Binar
         )
     except (OSError, subprocess.SubprocessError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise BinaryError(f"npm install opencode-ai@{version} failed: {exc}") from exc
+        raise BinaryError(f"npm install {package} failed: {exc}") from exc
     if out.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
         lines = [ln for ln in (out.stderr or out.stdout).splitlines() if "npm error" in ln]
         detail = lines[0] if lines else f"exit code {out.returncode}"
-        raise BinaryError(f"npm install opencode-ai@{version} failed: {detail}")
+        raise BinaryError(f"npm install {package} failed: {detail}")
     if _installed_executable(staging) is None:
         shutil.rmtree(staging, ignore_errors=True)
         raise BinaryError(
-            f"npm installed opencode-ai@{version} but no binary for this platform "
-            f"({_platform_package()}) came with it"
+            f"npm installed {package} but no binary for this platform ({_platform()}) came with it"
         )
     # Publish atomically so a concurrent reader never sees half an install.
     try:
@@ -274,4 +352,4 @@ def install(settings: Settings, version: str = PINNED_OPENCODE_VERSION) -> Binar
     exe = _installed_executable(prefix)
     if exe is None:
         raise BinaryError(f"install of opencode {version} under {prefix} is incomplete")
-    return Binary(path=str(exe), version=probe_version(str(exe), settings), source="managed")
+    return _check(str(exe), probe_version(str(exe), settings), "managed")

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import process
-from ..client import AsyncOpencodeClient, Endpoint
+from ..client import Endpoint, healthcheck
 from ..client import operations as ops
+from ..client.readiness import Phase
 from ..errors import OcmError, ServerError, ServerRefused
-from ..models import InstanceRecord, State, Status
-from ..settings import MIN_OPENCODE_VERSION
+from ..lines import SUPPORTED_LINES, Line, known_line
+from ..models import InstanceRecord, State, Status, TextEnum
 from ..text import human_size, one_line
 from . import binary as binaries
 from . import ports
@@ -39,6 +40,13 @@ def _free_space(path: Path) -> int | None:
     return st.f_bavail * st.f_frsize
 
 
+class CheckLevel(TextEnum):
+    """How much a failed check matters (`ocm doctor` exits non-zero on errors only)."""
+
+    ERROR = "error"  # something does not work
+    WARNING = "warning"  # works, but worth a look
+
+
 @dataclass
 class Check:
     """One `ocm doctor` finding."""
@@ -47,10 +55,10 @@ class Check:
     ok: bool
     detail: str
     fix: str | None = None
-    level: str = "error"  # or "warning"
+    level: CheckLevel = CheckLevel.ERROR
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "level": self.level.value}
 
 
 async def run_checks(fleet: Fleet) -> list[Check]:
@@ -70,7 +78,12 @@ async def run_checks(fleet: Fleet) -> list[Check]:
     try:
         found = await asyncio.to_thread(binaries.find_binary, settings)
         checks.append(
-            Check("binary", True, f"opencode {found.version} at {found.path} (from {found.source})")
+            Check(
+                "binary",
+                True,
+                f"opencode {found.version} (OpenCode {found.line.label}) at {found.path} "
+                f"(from {found.source})",
+            )
         )
     except OcmError as exc:
         checks.append(
@@ -78,8 +91,8 @@ async def run_checks(fleet: Fleet) -> list[Check]:
                 "binary",
                 False,
                 str(exc),
-                fix=f"run `ocm install` (needs npm), or set OCM_OPENCODE; need >= "
-                f"{MIN_OPENCODE_VERSION}",
+                fix=f"run `ocm install` (needs npm), or set OCM_OPENCODE; supported: "
+                f"{SUPPORTED_LINES}",
             )
         )
 
@@ -136,7 +149,7 @@ async def run_checks(fleet: Fleet) -> list[Check]:
                         False,
                         f"remote {record.url} does not answer: {info.error or info.status.value}",
                         fix=f"check the server on its host, or `ocm remote rm {record.name}`",
-                        level="warning",
+                        level=CheckLevel.WARNING,
                     )
                 )
                 continue
@@ -150,7 +163,7 @@ async def run_checks(fleet: Fleet) -> list[Check]:
                     f"crashed: {record.error or record.last_exit or _NO_CAUSE}",
                     fix=f"`ocm logs {record.name}`, then `ocm restart {record.name}`"
                     f" or `ocm rm {record.name}`",
-                    level="warning",
+                    level=CheckLevel.WARNING,
                 )
             )
             continue
@@ -159,7 +172,7 @@ async def run_checks(fleet: Fleet) -> list[Check]:
                 Check(
                     label,
                     False,
-                    "process alive but /global/health fails",
+                    f"process alive but {_line(record).health_route} fails",
                     fix=f"`ocm restart {record.name}`",
                 )
             )
@@ -171,7 +184,7 @@ async def run_checks(fleet: Fleet) -> list[Check]:
                     False,
                     f"its keeper reports: {record.keeper_error}",
                     fix="free disk space or release the registry lock; the keeper retries",
-                    level="warning",
+                    level=CheckLevel.WARNING,
                 )
             )
         if info.keeper_answering is False:
@@ -181,7 +194,7 @@ async def run_checks(fleet: Fleet) -> list[Check]:
                     False,
                     "its keeper does not answer (frozen, or its heartbeat is stale)",
                     fix=f"`ocm restart {record.name}`",
-                    level="warning",
+                    level=CheckLevel.WARNING,
                 )
             )
         if info.supervised is False:
@@ -191,12 +204,12 @@ async def run_checks(fleet: Fleet) -> list[Check]:
                     False,
                     "running without its keeper",
                     fix=f"`ocm restart {record.name}` to supervise it again",
-                    level="warning",
+                    level=CheckLevel.WARNING,
                 )
             )
         endpoint = fleet.endpoint(record)
         if endpoint is not None and info.status is Status.RUNNING:
-            checks.append(await _auth_check(label, record.spec.auth, endpoint))
+            checks.append(await _auth_check(label, record.spec.auth, endpoint, _line(record)))
             checks.extend(await project_checks(fleet, record))
 
     claimed = Counter(
@@ -228,76 +241,78 @@ async def run_checks(fleet: Fleet) -> list[Check]:
                     f"{record.name} is configured for port {spec_port}, now used by another "
                     "process",
                     fix=f"free the port, or `ocm rm {record.name}` and start it on another port",
-                    level="warning",
+                    level=CheckLevel.WARNING,
                 )
             )
     return checks
 
 
-async def _auth_check(label: str, auth: bool, endpoint: Endpoint) -> Check:
+def _line(record: InstanceRecord) -> Line:
+    return known_line(record.version) or Line.V1
+
+
+async def _auth_check(label: str, auth: bool, endpoint: Endpoint, line: Line) -> Check:
+    """Its line's health check without credentials (refused, if it has a password), then
+    with ours (accepted)."""
     anonymous = Endpoint(url=endpoint.url, name=endpoint.name)
+    restart = f"`ocm restart {endpoint.name}`"
     try:
-        async with AsyncOpencodeClient(anonymous, timeout=3.0) as client:
-            await client.health()
-        open_to_all = True
+        verdict = await healthcheck.check(anonymous, timeout=3.0, expected=line)
     except ServerError as exc:
-        if exc.status_code != 401:
-            return Check(
-                label, False, f"health check failed: {exc}", fix=f"`ocm restart {endpoint.name}`"
-            )
-        open_to_all = False
+        return Check(label, False, f"health check failed: {exc}", fix=restart)
+    if verdict.phase is not Phase.LOCKED and not verdict.ready:
+        return Check(label, False, f"health check failed: {verdict.detail}", fix=restart)
+    open_to_all = verdict.ready
     if auth and open_to_all:
-        return Check(
-            label,
-            False,
-            "answers without a password although auth is on",
-            fix=f"`ocm restart {endpoint.name}`",
-        )
+        return Check(label, False, "answers without a password although auth is on", fix=restart)
     if auth:
         try:
-            async with AsyncOpencodeClient(endpoint, timeout=3.0) as client:
-                await client.health()
+            verdict = await healthcheck.check(endpoint, timeout=3.0, expected=line)
         except ServerError as exc:
+            return Check(label, False, f"health check failed: {exc}", fix=restart)
+        if not verdict.ready:
             return Check(
                 label,
                 False,
-                f"our stored password is refused: {exc}",
-                fix=f"`ocm restart {endpoint.name}` to hand it the password again",
+                f"our stored password is refused: {verdict.detail}",
+                fix=f"{restart} to hand it the password again",
             )
         return Check(label, True, "healthy; refuses anonymous requests, accepts ours")
-    return Check(label, True, "healthy; no password (--no-auth, loopback only)", level="warning")
+    return Check(
+        label, True, "healthy; no password (--no-auth, loopback only)", level=CheckLevel.WARNING
+    )
 
 
 async def project_checks(fleet: Fleet, record: InstanceRecord, *, mcp: bool = True) -> list[Check]:
     """What OpenCode makes of the instance's project: does its config load (a broken
     `opencode.json` does not stop the server answering health), do its MCP servers start?"""
     endpoint = fleet.endpoint(record)
-    if endpoint is None:
-        return []
+    if endpoint is None or _line(record) is Line.V2:
+        return []  # asked in the 1.x dialect; 2.x's comes with its task support
     label = f"instance {record.name}"
     directory = record.spec.dir
     checks: list[Check] = []
-    async with AsyncOpencodeClient(endpoint, timeout=10.0) as client:
-        try:
-            await client.call(ops.config(directory))
-        except ServerRefused as exc:
-            return [
-                Check(
-                    label,
-                    False,
-                    f"OpenCode cannot load the project's config: {exc.detail or exc}",
-                    fix=f"fix the file, then `ocm restart {record.name}` (OpenCode reads it once)",
-                    level="warning",
-                )
-            ]
-        except ServerError:
-            return []  # not answering: the health checks above say so
-        if not mcp:
-            return []
-        try:
-            servers = await client.call(ops.mcp_status(directory))
-        except ServerError:
-            return []
+    client = fleet.client(endpoint, timeout=10.0)
+    try:
+        await client.call(ops.config(directory))
+    except ServerRefused as exc:
+        return [
+            Check(
+                label,
+                False,
+                f"OpenCode cannot load the project's config: {exc.detail or exc}",
+                fix=f"fix the file, then `ocm restart {record.name}` (OpenCode reads it once)",
+                level=CheckLevel.WARNING,
+            )
+        ]
+    except ServerError:
+        return []  # not answering: the health checks above say so
+    if not mcp:
+        return []
+    try:
+        servers = await client.call(ops.mcp_status(directory))
+    except ServerError:
+        return []
     for server, state in sorted(servers.items()):
         if isinstance(state, dict) and state.get("status") == "failed":
             checks.append(
@@ -307,7 +322,7 @@ async def project_checks(fleet: Fleet, record: InstanceRecord, *, mcp: bool = Tr
                     f"MCP server {server} failed: {one_line(str(state.get('error') or '?'))}",
                     fix=f"check `mcp.{server}` in the project's opencode.json (does its command "
                     f"exist?), then `ocm restart {record.name}`",
-                    level="warning",
+                    level=CheckLevel.WARNING,
                 )
             )
     return checks

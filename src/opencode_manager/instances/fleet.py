@@ -1,5 +1,6 @@
 """The managed fleet as the rest of the library sees it: settings, the registry, and how to
-find and reach each instance (by name, port or URL; endpoint with its credentials).
+find and reach each instance (by name, port or URL; endpoint with its credentials; a client
+over the facade's one HTTP client).
 
 Everything below the facade that needs "the fleet" takes a `Fleet`; nothing reaches back up
 into the manager.
@@ -11,6 +12,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import psutil
 
@@ -18,14 +20,21 @@ from .. import process
 from ..client import healthcheck
 from ..client.endpoint import Endpoint
 from ..errors import ConflictError, NotFoundError, OcmError, ServerError, UsageError
+from ..lines import Line, known_line
 from ..models import InstanceRecord, State
 from ..registry import Registry
 from ..secretbook import SecretBook
 from ..settings import Settings
-from . import credentials, launch
+from . import credentials, launch, probe
 from .discovery import ForeignServer, find_foreign
 from .logs import is_error, tail_across
 from .spec import parse_port
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ..client.pool import HttpPool
+    from ..client.shells import AsyncOpencodeClient
 
 #: A keeper whose heartbeat is older than this many health intervals (plus a margin) is
 #: reported as not answering.
@@ -37,9 +46,20 @@ REMOTE_HEALTH_TIMEOUT = 2.0
 
 
 class Fleet:
-    """Settings plus the registry (opened on first use), and lookups over them."""
+    """Settings plus the registry (opened on first use), lookups over them, and the one HTTP
+    client every call to a server goes through (`client`).
 
-    def __init__(self, settings: Settings, *, backups: bool = True) -> None:
+    `transport` (an `httpx.AsyncBaseTransport`, e.g. `httpx.MockTransport` over
+    `opencode_manager.testing.opencode.FakeOpencode`) carries every such call instead of
+    the network."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        backups: bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.settings = settings
         #: Every secret kept in this OCM_HOME: what reads from servers are redacted of.
         self.secrets = SecretBook(settings)
@@ -47,6 +67,10 @@ class Fleet:
         self._backups = backups
         self._lock = threading.Lock()
         self._answers: dict[str, tuple[float, bool]] = {}  # remote name -> (when, healthy)
+        #: The CPU of servers no keeper samples, from one look at the fleet to the next.
+        self.cpu = probe.CpuMeter()
+        self._transport = transport
+        self._pool: HttpPool | None = None  # made on first use: httpx is imported then
 
     @property
     def registry(self) -> Registry:
@@ -65,9 +89,24 @@ class Fleet:
         return self._registry
 
     def close(self) -> None:
+        """Close the registry (the HTTP client is closed by `aclose`, in its loop)."""
         if self._registry is not None:
             self._registry.close()
             self._registry = None
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (in the loop it was made in) and the registry."""
+        await self.aclose_http()
+        self.close()
+
+    async def aclose_http(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
+
+    @property
+    def http_open(self) -> bool:
+        """Whether the HTTP client was made and is not closed yet."""
+        return self._pool is not None and self._pool.open
 
     # -- lookups ---------------------------------------------------------------------------
     def records(self) -> list[InstanceRecord]:
@@ -77,10 +116,6 @@ class Fleet:
         """Instances that can take work (recorded running; server alive, or a remote's
         answering its health check)."""
         return [r for r in self.records() if r.state is State.RUNNING and r.url and self.up(r)]
-
-    def speaks_tls(self) -> bool:
-        """Whether any instance has an https:// URL (a remote one behind a TLS proxy)."""
-        return any((r.url or "").startswith("https://") for r in self.records())
 
     def up(self, record: InstanceRecord) -> bool:
         """Its server is there: a local one's process is alive; a remote one answers."""
@@ -92,8 +127,11 @@ class Fleet:
             return seen[1]
         endpoint = self.endpoint(record)
         try:
-            healthy = endpoint is not None and bool(
-                healthcheck.health_blocking(endpoint, timeout=REMOTE_HEALTH_TIMEOUT).get("healthy")
+            healthy = (
+                endpoint is not None
+                and healthcheck.check_blocking(
+                    endpoint, timeout=REMOTE_HEALTH_TIMEOUT, expected=known_line(record.version)
+                ).ready
             )
         except ServerError:
             healthy = False
@@ -181,6 +219,7 @@ class Fleet:
             name=record.name,
             known_secrets=self.secrets.values,
             timeout=self.settings.http_timeout,
+            line=known_line(record.version) or Line.V1,
         )
 
     def reader(self, ref: str) -> Endpoint:
@@ -193,6 +232,7 @@ class Fleet:
                 name=f"foreign:{found.port}",
                 known_secrets=self.secrets.values,
                 timeout=self.settings.http_timeout,
+                line=_foreign_line(found),
             )
         if found.state is not State.RUNNING or not (found.spec.remote or is_up(found)):
             return self.endpoint_of(self.resolve_running(ref))  # raises: not running
@@ -207,6 +247,19 @@ class Fleet:
             )
         return endpoint
 
+    def client(
+        self, target: InstanceRecord | Endpoint, *, timeout: float | None = None
+    ) -> AsyncOpencodeClient:
+        """A client for an instance (or any server's endpoint) over the facade's one HTTP
+        client; call it inside the running event loop. `timeout`: a probe's own deadline
+        per call, instead of the OCM_HTTP_TIMEOUT setting's (see client/core.py)."""
+        endpoint = target if isinstance(target, Endpoint) else self.endpoint_of(target)
+        if self._pool is None:
+            from ..client.pool import HttpPool
+
+            self._pool = HttpPool(self._transport)
+        return self._pool.client(endpoint, timeout=timeout)
+
     # -- logs ------------------------------------------------------------------------------
     def log_tail(self, name: str, lines: int) -> list[str]:
         return tail_across(self.settings.log_path(name), lines)
@@ -214,6 +267,21 @@ class Fleet:
     def recent_errors(self, name: str, limit: int = 10) -> list[str]:
         lines = tail_across(self.settings.log_path(name), 500)
         return [ln for ln in lines if is_error(ln)][-limit:]
+
+
+def _foreign_line(found: ForeignServer) -> Line:
+    """A foreign server's line: its registration's version, else what its unauthenticated
+    answers prove (client/readiness.py); 1.x when nothing tells."""
+    line = known_line(found.version)
+    if line is not None:
+        return line
+    try:
+        verdict = healthcheck.check_blocking(
+            Endpoint(url=found.url), timeout=REMOTE_HEALTH_TIMEOUT, expected=None
+        )
+    except ServerError:
+        return Line.V1
+    return verdict.line or Line.V1
 
 
 # -- liveness (pure reads of /proc) ------------------------------------------------------------

@@ -7,27 +7,36 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from .. import process
 from ..client.endpoint import Endpoint
-from ..errors import ConflictError, NotFoundError, ServerError
+from ..errors import ConflictError, NotFoundError, OcmError, ServerError
+from ..lines import Line, known_line
 from ..models import (
     InstanceInfo,
     InstanceRecord,
     InstanceSpec,
     LifecycleEvent,
+    Owner,
     ResourceSample,
     State,
     Status,
     derive_status,
 )
+from . import binary as binaries
 from . import probe
-from .discovery import ForeignServer, find_foreign
+from .discovery import ForeignServer, find_foreign, read_services
 from .fleet import Fleet, current_server, keeper_answering
 from .spec import is_loopback_host
+
+#: How long `ls` lets a foreign 2.x server's executable take to say its version.
+FOREIGN_VERSION_TIMEOUT = 5.0
+
+if TYPE_CHECKING:
+    from ..client.shells import AsyncOpencodeClient
 
 
 async def list_instances(
@@ -40,9 +49,10 @@ async def list_instances(
 ) -> list[InstanceInfo]:
     """Every managed instance (reconciled with what runs) and every foreign server.
 
-    CPU use comes from the keepers' samples; servers without a fresh sample are measured
-    over a 0.1 s window unless `measure_cpu` is off (their CPU is then None). `names` limits
-    the managed instances looked at (and probed) to those.
+    CPU use comes from the keepers' samples; servers without a fresh sample (foreign ones,
+    mostly) from the fleet's CPU meter, which never waits: unknown (None) at first sight,
+    the use since the previous look after that; not at all when `measure_cpu` is off.
+    `names` limits the managed instances looked at (and probed) to those.
     """
     records = [
         r for r in await asyncio.to_thread(fleet.records) if names is None or r.name in names
@@ -53,7 +63,10 @@ async def list_instances(
     if include_foreign:
         own = {p.pid for p in servers if p is not None}
         own |= {r.server.pid for r in records if r.server}
-        foreign = await asyncio.to_thread(find_foreign, own)
+        services = {
+            s.pid: s for s in await asyncio.to_thread(read_services, fleet.settings.user_state_home)
+        }
+        foreign = await asyncio.to_thread(find_foreign, own, services)
         # A remote instance added by a loopback URL is a server on this machine: list it once.
         remote_ports = {
             r.port for r in records if r.spec.remote and is_loopback_host(r.spec.hostname)
@@ -61,8 +74,7 @@ async def list_instances(
         foreign = [f for f in foreign if f.port not in remote_ports]
     foreign_procs = [process.verified(process.identity_of(f.pid)) for f in foreign]
     now = time.time()
-    # Supervised servers were sampled by their keeper; measure only the others (this
-    # takes a 0.1 s window, so `ls` is fast when there are none).
+    # Supervised servers were sampled by their keeper; measure only the others.
     fresh = [
         server is not None
         and keeper is not None
@@ -73,20 +85,24 @@ async def list_instances(
     unmeasured: list[psutil.Process | None] = [
         None if ok else server for ok, server in zip(fresh, servers, strict=True)
     ] + foreign_procs
-    sampler = probe.CpuSampler(unmeasured if measure_cpu else [None] * len(unmeasured))
     endpoints: list[Endpoint | None] = [
         fleet.endpoint(record) if (server is not None or record.spec.remote) else None
         for record, server in zip(records, servers, strict=True)
     ]
     endpoints += [Endpoint(url=f.url) for f in foreign]
+    # A managed instance speaks the line of its binary; a foreign one is asked which.
+    expected = [known_line(r.version) for r in records] + [None for _ in foreign]
     health = (
-        await probe.check_health_async(endpoints)
+        await probe.check_health_async(endpoints, expected=expected)
         if probe_health
         else [probe.Health(healthy=None) for _ in endpoints]
     )
+    foreign_versions = await asyncio.gather(
+        *(_foreign_version(fleet, f, health[len(records) + j]) for j, f in enumerate(foreign))
+    )
     if measure_cpu:
-        stats = await sampler.aread()
-    else:  # memory needs no window: report it, leave CPU unknown
+        stats = fleet.cpu.read(unmeasured)
+    else:  # memory only, CPU unknown
         stats = [
             probe.stats_of(proc, prime=False, cpu=False) if proc is not None else None
             for proc in unmeasured
@@ -120,6 +136,7 @@ async def list_instances(
                 url=record.url,
                 hostname=record.spec.hostname,
                 version=health[i].version or record.version,
+                line=_line_number(health[i].line, health[i].version or record.version),
                 healthy=health[i].healthy if servers[i] is not None else False,
                 started_at=record.started_at,
                 uptime_s=round(now - record.started_at, 1)
@@ -154,7 +171,9 @@ async def list_instances(
                 port=f.port,
                 url=f.url,
                 hostname=f.hostname,
-                version=h.version,
+                version=foreign_versions[j],
+                line=_line_number(h.line, foreign_versions[j]),
+                service=f.service,
                 healthy=h.healthy,
                 started_at=f.create_time,
                 uptime_s=round(now - f.create_time, 1),
@@ -163,13 +182,35 @@ async def list_instances(
                 cpu_percent=stat.cpu_percent if stat else None,
                 log=None,
                 dir=_cwd_of(f.pid),
-                owner="foreign",
+                owner=Owner.FOREIGN,
                 auth=h.auth_required
                 if h.auth_required is not None
                 else (False if h.healthy else None),
             )
         )
     return infos
+
+
+def _line_number(proved: Line | None, version: str | None) -> int | None:
+    """The line `ls` shows: what the server's answers proved, else its version's."""
+    line = proved or known_line(version)
+    return line.value if line is not None else None
+
+
+async def _foreign_version(fleet: Fleet, server: ForeignServer, health: probe.Health) -> str | None:
+    """A foreign server's version: what it told us (1.x without a password), what its
+    service registration says, or, for a 2.x server whose password is not ours, what its
+    executable says (`--version`, cached per file, so `ls` pays it once)."""
+    if health.version or server.version:
+        return health.version or server.version
+    if health.line is not Line.V2 or not server.exe:
+        return None
+    try:
+        return await asyncio.to_thread(
+            binaries.probe_version, server.exe, fleet.settings, timeout=FOREIGN_VERSION_TIMEOUT
+        )
+    except OcmError:
+        return None
 
 
 def remote_info(record: InstanceRecord, health: probe.Health) -> InstanceInfo:
@@ -193,6 +234,7 @@ def remote_info(record: InstanceRecord, health: probe.Health) -> InstanceInfo:
         url=record.url,
         hostname=record.spec.hostname,
         version=health.version or record.version,
+        line=_line_number(health.line, health.version or record.version),
         healthy=bool(health.healthy),
         started_at=record.started_at,
         uptime_s=None,  # the server's own uptime is its host's to know
@@ -203,7 +245,7 @@ def remote_info(record: InstanceRecord, health: probe.Health) -> InstanceInfo:
         dir=record.spec.dir,
         auth=record.spec.auth,
         error=error,
-        owner="cluster" if record.spec.node else "remote",
+        owner=Owner.CLUSTER if record.spec.node else Owner.REMOTE,
     )
 
 
@@ -302,7 +344,8 @@ def spec_settings(spec: InstanceSpec) -> dict[str, Any]:
         "auth": spec.auth,
         "shared_data": spec.shared_data,
         "opencode": spec.opencode,
-        "restart": spec.restart,
+        "binary": spec.binary,  # its own choice (a version or a path), if it has one
+        "restart": spec.restart.value,
         "max_restarts": spec.max_restarts,
         "restart_window": spec.restart_window,
         "health_interval": spec.health_interval,
@@ -337,29 +380,27 @@ async def status_report(
         report.settings = spec_settings(found.spec)
     else:
         server = process.verified(process.identity_of(found.pid))
-        endpoint = Endpoint(url=found.url)
+        endpoint = Endpoint(url=found.url, line=Line(report.info.line or Line.V1))
         directory = None
     if server is not None:
         report.processes = probe.process_tree(server)
         report.connections = probe.connections(server)
     remote = isinstance(found, InstanceRecord) and found.spec.remote
     if endpoint is not None and (server is not None or (remote and report.info.healthy)):
-        await _ask_server(report, endpoint, directory)
+        await _ask_server(report, fleet.client(endpoint, timeout=5.0), directory)
     return report
 
 
-async def _ask_server(report: StatusReport, endpoint: Endpoint, directory: str | None) -> None:
-    from ..client import AsyncOpencodeClient
-    from ..client import operations as ops
-
-    async with AsyncOpencodeClient(endpoint, timeout=5.0) as client:
-        answers: list[Any] = await asyncio.gather(
-            client.call(ops.sessions(directory)),
-            client.call(ops.session_status(directory)),
-            client.call(ops.mcp_status(directory)),
-            client.call(ops.lsp_status(directory)),
-            return_exceptions=True,
-        )
+async def _ask_server(
+    report: StatusReport, client: AsyncOpencodeClient, directory: str | None
+) -> None:
+    answers: list[Any] = await asyncio.gather(
+        client.sessions(directory),
+        client.session_status(directory),
+        client.mcp_status(directory),
+        client.lsp_status(directory),
+        return_exceptions=True,
+    )
     listed, states, mcp, lsp = answers
     for answer in (listed, states, mcp, lsp):
         if isinstance(answer, ServerError):

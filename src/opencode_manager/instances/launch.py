@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import UsageError
+from ..lines import Line
 from ..models import DEFAULT_USERNAME, InstanceSpec
 
 _LISTENING_RE = re.compile(r"listening on (https?://[^\s]+)")
@@ -28,13 +29,17 @@ def mark_value(name: str, token: str) -> str:
     return f"{name}:{token}"
 
 
-def server_argv(binary: str, spec: InstanceSpec, port: int | None) -> list[str]:
+def server_argv(
+    binary: str, spec: InstanceSpec, port: int | None, *, line: Line | None = None
+) -> list[str]:
     """The command line. No secrets here: argv is world-readable in /proc."""
     argv = [binary, "serve", "--hostname", spec.hostname, "--port", str(port or 0)]
     for origin in spec.cors:
         argv += ["--cors", origin]
     if spec.log_level:
-        argv += ["--log-level", spec.log_level]
+        # 1.x takes DEBUG/INFO/WARN/ERROR; 2.x refuses those and wants them in lower case.
+        level = spec.log_level.lower() if line is Line.V2 else spec.log_level
+        argv += ["--log-level", level]
     return argv
 
 
@@ -110,7 +115,8 @@ def prepare_dirs(instance_dir: Path, user_data_home: Path, spec: InstanceSpec) -
 
 
 def parse_listening(line: str) -> str | None:
-    """The URL from OpenCode's `... server listening on http://host:port` line."""
+    """The URL from the listening line: `opencode server listening on URL` (1.x) or
+    `server listening on URL` (2.x)."""
     match = _LISTENING_RE.search(line)
     return match.group(1).rstrip("/") if match else None
 

@@ -43,7 +43,8 @@ from ..errors import (
     StateError,
     UsageError,
 )
-from ..models import KEEPER_CMD, InstanceRecord, InstanceSpec, ProcessIdentity, State
+from ..lines import Line, known_line
+from ..models import KEEPER_CMD, InstanceRecord, InstanceSpec, ProcessIdentity, State, TextEnum
 from . import binary as binaries
 from . import credentials, launch, ports, remote
 from . import spec as specs
@@ -60,20 +61,32 @@ StartProgress = Callable[[str, str], None]
 T = TypeVar("T")
 
 
+class StopVia(TextEnum):
+    """Who ended the server."""
+
+    KEEPER = "keeper"  # its keeper, on the stop request in its row
+    OCM = "ocm"  # ocm itself: no keeper, or one that did not act
+    AGENT = "agent"  # the Ray host agent of a cluster instance
+
+
 @dataclass
 class StopResult:
-    """What `stop` did to one instance."""
+    """What `stop` did to one instance (words from a host agent become the enums)."""
 
     name: str
-    was: str
-    status: str
-    via: str = "keeper"  # who ended the server: its keeper, or ocm directly (no keeper)
+    was: State
+    status: State
+    via: StopVia = StopVia.KEEPER
     signalled: int = 0
     killed: int = 0
     port_freed: bool | None = None
 
+    def __post_init__(self) -> None:
+        self.was, self.status, self.via = State(self.was), State(self.status), StopVia(self.via)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        words = {"was": self.was.value, "status": self.status.value, "via": self.via.value}
+        return {**asdict(self), **words}
 
 
 @dataclass
@@ -108,13 +121,13 @@ def start(
     raises Interrupted."""
     if timeout <= 0:
         raise UsageError(f"invalid --timeout {timeout:g}: must be above 0")
-    binary = binaries.find_binary(fleet.settings)
+    binary = _binaries(fleet, requested)  # before anything is recorded: a 3.x is refused here
     for spec in requested:
         if spec.port is not None and not ports.port_free(spec.hostname, spec.port):
             raise ConflictError(
                 f"port {spec.port} is already in use on {spec.hostname}; pick another"
             )
-    placed = _reserve(fleet, requested, binary.path, timeout)
+    placed = _reserve(fleet, requested, binary, timeout)
     names = [s.name for s in placed]
     for spec in placed:
         if cancel is not None and cancel.is_set():
@@ -161,8 +174,29 @@ def _roll_back(fleet: Fleet, names: list[str]) -> NoReturn:
     raise Interrupted(f"start interrupted: {', '.join(names)} stopped and removed")
 
 
+def _binaries(
+    fleet: Fleet, requested: Sequence[InstanceSpec]
+) -> Callable[[InstanceSpec], binaries.Binary]:
+    """Each spec's binary (its own choice, else the resolution order), each choice found and
+    version-checked once."""
+    found: dict[str | None, binaries.Binary] = {}
+    for spec in requested:
+        if spec.binary not in found:
+            found[spec.binary] = binaries.choose(fleet.settings, spec.binary)
+        if not spec.auth and found[spec.binary].line is Line.V2:
+            # 2.x makes up a password when given none, and ocm would be locked out.
+            raise UsageError(
+                f"--no-auth is not possible with OpenCode {found[spec.binary].version}: 2.x "
+                "always requires a password (drop --no-auth: ocm generates one and passes it)"
+            )
+    return lambda spec: found[spec.binary]
+
+
 def _reserve(
-    fleet: Fleet, requested: list[InstanceSpec], binary: str, timeout: float
+    fleet: Fleet,
+    requested: list[InstanceSpec],
+    binary: Callable[[InstanceSpec], binaries.Binary],
+    timeout: float,
 ) -> list[InstanceSpec]:
     """Name, place and record the instances in one transaction (the cross-process lock)."""
     registry = fleet.registry
@@ -174,15 +208,16 @@ def _reserve(
         generated = iter(specs.next_generated_names(taken, unnamed))
         claimed = registry.claimed_ports(db)
         for spec in requested:
+            found = binary(spec)
             final = InstanceSpec(
-                **{**spec.__dict__, "name": spec.name or next(generated), "opencode": binary}
+                **{**spec.__dict__, "name": spec.name or next(generated), "opencode": found.path}
             )
             chosen = _choose_port(final, claimed)
             if chosen is not None:
                 claimed.add(chosen)
             registry.reserve(
                 db, final, port=chosen, starter=starter, start_timeout=timeout,
-                token=secrets.token_hex(8),
+                token=secrets.token_hex(8), version=found.version,
             )  # fmt: skip
             placed.append(final)
     # Secrets and dirs after the rows exist, so a failure leaves a record to clean up.
@@ -374,7 +409,7 @@ def _names_or_all(refs: Sequence[str], all: bool) -> None:
 
 def _stop_one(fleet: Fleet, record: InstanceRecord, timeout: float) -> StopResult:
     registry = fleet.registry
-    result = StopResult(name=record.name, was=record.state.value, status="stopped")
+    result = StopResult(name=record.name, was=record.state, status=State.STOPPED)
     problem: StateError | None = None
     try:
         record = registry.request_stop(record.name, timeout)
@@ -391,7 +426,7 @@ def _stop_one(fleet: Fleet, record: InstanceRecord, timeout: float) -> StopResul
         _dispose(fleet, record, min(DISPOSE_TIMEOUT, timeout))
         strays = _strays(record)
         term = process.terminate_tree(server, timeout=timeout, extra=strays, spare=spare)
-        result.via = "ocm"
+        result.via = StopVia.OCM
         result.signalled, result.killed = term.signalled, term.killed
     if keeper is not None and process.is_alive(record.keeper):
         # Frozen or stuck: SIGKILL reaches a stopped process too.
@@ -478,15 +513,21 @@ def _answers(fleet: Fleet, record: InstanceRecord) -> bool:
     if endpoint is None:
         return False
     try:
-        return bool(healthcheck.health_blocking(endpoint, timeout=2.0).get("healthy"))
+        verdict = healthcheck.check_blocking(
+            endpoint, timeout=2.0, expected=known_line(record.version)
+        )
+        return verdict.ready
     except OcmError:
         return False
 
 
 def _dispose(fleet: Fleet, record: InstanceRecord, timeout: float) -> None:
-    """Ask the server to end its tool processes and MCP/LSP servers (bounded)."""
+    """Ask the server to end its tool processes and MCP/LSP servers (bounded). A 2.x server
+    has no such route: SIGTERM is its graceful stop (it exits 130)."""
     from ..client import OpencodeClient
 
+    if known_line(record.version) is Line.V2:
+        return
     endpoint = fleet.endpoint(record)
     if endpoint is None:
         return
@@ -598,7 +639,8 @@ def _restart(
     progress: StartProgress | None = None,
     respec: Mapping[str, InstanceSpec] | None = None,
 ) -> list[str]:
-    binary = binaries.find_binary(fleet.settings)
+    chosen_specs = {r.name: (respec or {}).get(r.name, r.spec) for r in records}
+    binary = _binaries(fleet, list(chosen_specs.values()))  # an instance keeps its choice
     registry = fleet.registry
     for record in records:
         if is_live(record):
@@ -606,8 +648,9 @@ def _restart(
     names = []
     starter = me()
     for record in records:
-        chosen_spec = (respec or {}).get(record.name, record.spec)
-        spec = InstanceSpec(**{**chosen_spec.__dict__, "opencode": binary.path})
+        chosen_spec = chosen_specs[record.name]
+        found = binary(chosen_spec)
+        spec = InstanceSpec(**{**chosen_spec.__dict__, "opencode": found.path})
         previous = registry.get(record.name)
         with registry.transaction() as db:
             chosen = _choose_port(spec, registry.claimed_ports(db)) if spec.port_range else None
@@ -615,7 +658,7 @@ def _restart(
             registry.relaunch(
                 db, record.name, spec, port=chosen or spec.port or previous.port,
                 restarts=previous.restarts + 1, starter=starter, start_timeout=timeout,
-                token=secrets.token_hex(8),
+                token=secrets.token_hex(8), version=found.version,
             )  # fmt: skip
         _prepare(fleet, spec)
         _launch(fleet, spec)

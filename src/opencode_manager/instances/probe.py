@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import time
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +13,9 @@ import psutil
 
 from ..client import healthcheck
 from ..client.endpoint import Endpoint
+from ..client.readiness import Phase
 from ..errors import ServerError
+from ..lines import Line
 
 
 @dataclass
@@ -23,29 +24,41 @@ class Health:
     version: str | None = None
     auth_required: bool | None = None
     error: str | None = None
+    line: Line | None = None  # the line its answers prove
 
 
-async def _one(endpoint: Endpoint, timeout: float) -> Health:
+async def _one(endpoint: Endpoint, timeout: float, expected: Line | None) -> Health:
     try:
-        data = await healthcheck.health(endpoint, timeout=timeout)
+        verdict = await healthcheck.check(endpoint, timeout=timeout, expected=expected)
     except ServerError as exc:
-        if exc.status_code == 401:
-            return Health(healthy=None, auth_required=True, error=str(exc))
         return Health(healthy=False, error=str(exc))
-    return Health(
-        healthy=bool(data.get("healthy")),
-        version=data.get("version"),
-        auth_required=endpoint.password is not None,
-    )
+    if verdict.phase is Phase.LOCKED:
+        return Health(healthy=None, auth_required=True, error=verdict.detail, line=verdict.line)
+    if verdict.ready:
+        return Health(
+            healthy=True,
+            version=verdict.version,
+            auth_required=endpoint.password is not None,
+            line=verdict.line,
+        )
+    return Health(healthy=False, version=verdict.version, error=verdict.detail, line=verdict.line)
 
 
 async def check_health_async(
-    endpoints: Sequence[Endpoint | None], timeout: float = 1.5
+    endpoints: Sequence[Endpoint | None],
+    timeout: float = 1.5,
+    expected: Sequence[Line | None] | None = None,
 ) -> list[Health]:
-    async def run(ep: Endpoint | None) -> Health:
-        return Health(healthy=None) if ep is None else await _one(ep, timeout)
+    """Each server's health check, in parallel; `expected`: the line each should speak
+    (None: find out, 2.x's route first)."""
+    lines = list(expected) if expected is not None else [None] * len(endpoints)
 
-    return list(await asyncio.gather(*(run(ep) for ep in endpoints)))
+    async def run(ep: Endpoint | None, line: Line | None) -> Health:
+        return Health(healthy=None) if ep is None else await _one(ep, timeout, line)
+
+    return list(
+        await asyncio.gather(*(run(ep, ln) for ep, ln in zip(endpoints, lines, strict=True)))
+    )
 
 
 @dataclass
@@ -56,28 +69,39 @@ class ProcStats:
     children: list[dict[str, Any]] = field(default_factory=list)
 
 
-class CpuSampler:
-    """CPU% needs two readings; prime them all, do other work, then read them all."""
+class CpuMeter:
+    """CPU% from one look to the next, never by waiting for a window.
 
-    def __init__(self, procs: Sequence[psutil.Process | None]) -> None:
-        self.procs = self._procs = procs
-        self._start = time.monotonic()
-        for proc in procs:
-            if proc is not None:
-                with contextlib.suppress(psutil.Error):
-                    proc.cpu_percent(None)
+    psutil's `cpu_percent(None)` compares with the previous call on the same `Process`
+    object, so the meter keeps the objects it has looked at (by PID and start time, so a
+    reused PID is a new process). At first sight a process's CPU is unknown (None): `ocm ls`,
+    one look, shows it so, where it used to sleep 0.1 s for a figure of that 0.1 s; a
+    long-lived front (`top`, the dashboard, `metrics --serve`, MCP) has it from the second
+    look on, over the time since the previous one. Managed servers rarely need it: their
+    keepers sample them."""
 
-    async def aread(self, min_window: float = 0.1) -> list[ProcStats | None]:
-        remaining = min_window - (time.monotonic() - self._start)
-        if remaining > 0 and any(self._procs):
-            await asyncio.sleep(remaining)  # the measurement window itself
-        return self._read()
+    def __init__(self) -> None:
+        self._seen: dict[tuple[int, float], psutil.Process] = {}
+        self._lock = threading.Lock()  # fronts may look from several threads
 
-    def _read(self) -> list[ProcStats | None]:
-        out: list[ProcStats | None] = []
-        for proc in self._procs:
-            out.append(stats_of(proc, prime=False) if proc is not None else None)
+    def read(self, procs: Sequence[psutil.Process | None]) -> list[ProcStats | None]:
+        """Memory and threads now, and CPU since this meter last looked at each process."""
+        with self._lock:
+            out = [self._one(proc) if proc is not None else None for proc in procs]
+            self._seen = {key: p for key, p in self._seen.items() if p.is_running()}
         return out
+
+    def _one(self, proc: psutil.Process) -> ProcStats | None:
+        try:
+            key = (proc.pid, proc.create_time())
+        except psutil.Error:
+            return None
+        first = key not in self._seen
+        known = self._seen.setdefault(key, proc)
+        stats = stats_of(known, prime=False)  # a first look's CPU figure is meaningless
+        if stats is not None and first:
+            stats.cpu_percent = None
+        return stats
 
 
 def stats_of(proc: psutil.Process, *, prime: bool = True, cpu: bool = True) -> ProcStats | None:

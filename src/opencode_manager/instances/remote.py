@@ -16,8 +16,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..client import healthcheck
 from ..client.endpoint import Endpoint
+from ..client.readiness import Phase
 from ..errors import ConflictError, ServerRefused, ServerUnreachable, UsageError
+from ..lines import Line
 from ..models import DEFAULT_USERNAME, InstanceInfo, InstanceRecord, InstanceSpec
+from ..supervision import RestartPolicy
 from . import credentials
 from .fleet import Fleet
 from .inventory import instance_info
@@ -32,7 +35,7 @@ class Found:
     """What a remote server says about itself when it is added."""
 
     url: str
-    version: str
+    version: str  # its line is this version's (lines.py): stored in the row, shown by `ls`
     directory: str
 
 
@@ -67,35 +70,45 @@ def port_of(url: str) -> int:
 async def check(
     url: str, *, username: str, password: str | None, timeout: float = CHECK_TIMEOUT
 ) -> Found:
-    """Ask the server at `url` who it is: health and version, then its directory.
+    """Ask the server at `url` who it is: its line and version (`/api/info` on 2.x,
+    `/global/health` on 1.x, as the keeper finds them), then its directory.
 
     Raises ServerUnreachable (nothing answers), ServerRefused (wrong or missing password,
-    or not an OpenCode server), each with a message that says which.
+    still starting, or not an OpenCode server), each with a message that says which.
     """
     endpoint = Endpoint(url=url, password=password, username=username)
     try:
-        health = await healthcheck.call(endpoint, "GET", "/global/health", timeout=timeout)
+        verdict = await healthcheck.check(endpoint, timeout=timeout)
     except ServerUnreachable:
         raise ServerUnreachable(
             f"nothing answers at {url}: is the server up and reachable?"
         ) from None
-    except ServerRefused as exc:
-        raise _refused(url, exc, password) from None
-    version = health.get("version") if isinstance(health, dict) else None
-    if not isinstance(version, str) or "healthy" not in health:
+    if verdict.phase is Phase.LOCKED:
+        raise _refused(url, ServerRefused(verdict.detail, status_code=401), password)
+    if verdict.phase is Phase.STARTING:
         raise ServerRefused(
-            f"{url} answers, but not as an OpenCode server (/global/health)", status_code=200
+            f"{url} is OpenCode {verdict.version or '2.x'} and still starting "
+            f"({verdict.detail}); try again in a moment",
+            status_code=503,
         )
+    if not verdict.ready or verdict.version is None:
+        raise ServerRefused(
+            f"{url} answers, but not as an OpenCode server ({verdict.detail})",
+            status_code=500 if verdict.phase is Phase.FAILED else 200,
+        )
+    route = "/path" if verdict.line is Line.V1 else "/api/location"
     try:
-        path: Any = await healthcheck.call(endpoint, "GET", "/path", timeout=timeout)
+        path: Any = await healthcheck.call(endpoint, "GET", route, timeout=timeout)
     except ServerRefused as exc:
         raise _refused(url, exc, password) from None
+    if isinstance(path, dict) and isinstance(path.get("data"), dict):
+        path = path["data"]  # 2.x wraps its answers
     directory = path.get("directory") if isinstance(path, dict) else None
     if not isinstance(directory, str) or not directory:
         raise ServerRefused(
-            f"{url} answers, but not as an OpenCode server (/path)", status_code=200
+            f"{url} answers, but not as an OpenCode server ({route})", status_code=200
         )
-    return Found(url=url, version=version, directory=directory)
+    return Found(url=url, version=verdict.version, directory=directory)
 
 
 def _refused(url: str, exc: ServerRefused, password: str | None) -> ServerRefused:
@@ -139,7 +152,7 @@ async def add(
         auth=password is not None,
         remote=True,
         username=username,
-        restart="never",
+        restart=RestartPolicy.NEVER,
     )
     await asyncio.to_thread(_record, fleet, spec, base, found.version, password)
     return await asyncio.to_thread(fleet.registry.get, name)

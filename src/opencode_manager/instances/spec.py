@@ -10,11 +10,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import BinaryError, UsageError
+from ..lines import line_of
 from ..models import InstanceSpec
+from ..supervision import DEFAULTS, RestartPolicy
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,62}$")
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_VERSION_RE = re.compile(r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
 GENERATED_PREFIX = "oc-"
 #: Variables a user may not set with --env: they carry our credentials or isolation.
@@ -105,6 +108,7 @@ def build_specs(
     shared_data: bool = False,
     cwd: str | None = None,
     supervision: Supervision | None = None,
+    binary: str | None = None,
 ) -> list[InstanceSpec]:
     """Validate a start request and expand it into one spec per instance.
 
@@ -137,6 +141,7 @@ def build_specs(
     if not project.is_dir():
         raise UsageError(f"--dir {directory}: not a directory")
     env_pairs = parse_env(env)
+    chosen = parse_binary(binary, base) if binary is not None else None
     if name is not None:
         validate_name(name)
     names = [""] * count
@@ -158,24 +163,42 @@ def build_specs(
             env=env_pairs,
             auth=auth,
             shared_data=shared_data,
+            binary=chosen,
             **extra,
         )
         for n in names
     ]
 
 
+def parse_binary(value: str, base: Path) -> str:
+    """An instance's `--opencode`: a version (`2.1.2`, installed with `ocm install`), kept
+    as it is, or a path, made absolute against `base` so a restart from elsewhere finds it.
+    A version of no supported line is refused here, before anything starts."""
+    text = value.strip()
+    if not text:
+        raise UsageError("invalid --opencode '': give a version (e.g. 2.1.2) or a path")
+    if _VERSION_RE.match(text):
+        try:
+            line_of(text)
+        except BinaryError as exc:
+            raise UsageError(f"invalid --opencode {text}: {exc.message}") from None
+        return text
+    return str((base / Path(text).expanduser()).absolute())
+
+
 @dataclass(frozen=True)
 class Supervision:
-    """Supervision options of `ocm start` (see supervision.py for what they mean)."""
+    """Supervision options of `ocm start` (see supervision.py for what they mean, and for
+    their defaults: `supervision.DEFAULTS`)."""
 
-    restart: str = "on-failure"
-    max_restarts: int = 10
-    restart_window: float = 60.0
-    health_interval: float = 5.0
-    max_memory: int | None = None
-    max_age: float | None = None
-    log_max_size: int = 10 * 1024 * 1024
-    log_keep: int = 5
+    restart: str = DEFAULTS.policy.value  # a RestartPolicy's word, as given
+    max_restarts: int = DEFAULTS.max_restarts
+    restart_window: float = DEFAULTS.window
+    health_interval: float = DEFAULTS.health_interval
+    max_memory: int | None = DEFAULTS.max_memory
+    max_age: float | None = DEFAULTS.max_age
+    log_max_size: int = DEFAULTS.log_max_size
+    log_keep: int = DEFAULTS.log_keep
 
     def validated(self) -> dict[str, Any]:
         if self.restart not in RESTART_POLICIES:
@@ -201,7 +224,7 @@ class Supervision:
         return asdict(self)
 
 
-RESTART_POLICIES = ("never", "on-failure", "always")
+RESTART_POLICIES = tuple(policy.value for policy in RestartPolicy)  # never, on-failure, always
 
 
 def next_generated_names(taken: set[str], count: int) -> list[str]:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..redaction import redact
+from ..redaction import redact_output
 
 LOG_TAIL = 20
 REOPEN_AFTER = 1.0  # seconds between attempts to reopen a log that failed
@@ -125,7 +125,7 @@ class LogSink:
         self._open()
 
     def server_line(self, line: str) -> None:
-        line = redact(line, self.secrets)
+        line = redact_output(line, self.secrets)  # the password a 2.x server prints too
         self._write(line if line.endswith("\n") else line + "\n")
         self.tail.append(line.rstrip("\n"))
         del self.tail[:-LOG_TAIL]

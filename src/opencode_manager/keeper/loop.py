@@ -3,15 +3,16 @@
 `ocm start` launches ``python -m opencode_manager.keeper --home H --detach NAME``; it forks
 itself away, so it is nobody's child. The keeper spawns ``opencode serve`` (stdin closed, own
 process group, password by environment), copies its output into the instance log (rotated by
-size), reads the listening URL, waits for ``/global/health``, warms the server up for its first
-prompt (warmup.py), records everything in the registry, and then supervises in a reconcile
-loop:
+size), reads the listening URL, waits for its line's health check (``/global/health`` on 1.x,
+``/api/info`` on 2.x: client/readiness.py), warms the server up for its first prompt
+(warmup.py; not on 2.x yet), records everything in the registry, and then supervises in a
+reconcile loop:
 
-* liveness is HTTP: ``/global/health`` every ``health_interval`` with a deadline; three misses
+* liveness is HTTP: that health check every ``health_interval`` with a deadline; three misses
   in a row (a wedged or SIGSTOPped server) and it is ended and restarted;
 * ``max_memory`` / ``max_age`` recycle it gracefully (busy sessions get a grace period, then
   dispose, then stop);
-* when it ends, the restart policy decides (policy.py): backoff 100 ms x1.5 up to 15 s,
+* when it ends, the restart policy decides (supervision.py): backoff 100 ms x1.5 up to 15 s,
   reset after 30 s up, and `errored` past the flapping limit;
 * the desired state in its registry row is what it acts on: a stop request (with its timeout)
   is read there; SIGTERM only wakes it (and stops it when the registry cannot be read);
@@ -39,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -46,22 +48,33 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .. import process
+from ..client import readiness
 from ..client.endpoint import Endpoint
+from ..client.readiness import Phase, Verdict
 from ..deadline import within
 from ..errors import OcmError, ServerError
 from ..instances import launch, ports
 from ..instances.credentials import read_password
-from ..models import KEEPER_CMD, EventKind, InstanceRecord, InstanceSpec, ProcessIdentity, State
+from ..lines import Line, known_line
+from ..models import (
+    KEEPER_CMD,
+    DesiredState,
+    EventKind,
+    InstanceRecord,
+    InstanceSpec,
+    ProcessIdentity,
+    State,
+)
 from ..registry import Registry
 from ..settings import Settings
+from ..supervision import DEFAULTS, ExitKind, Limits, decide, next_consecutive
 from . import row
 from .ledger import Ledger
 from .logsink import LogSink
-from .policy import ExitKind, Limits, RestartPolicy, decide, next_consecutive
 from .seams import (
     Clock,
     Host,
@@ -85,15 +98,24 @@ EXIT_LINGER = 24 * 3600.0  # and then how long to stay, waiting for room to reco
 READ_CHUNK = 65536
 MAX_LINE = 1 << 20  # longer lines are cut (the pipe is drained whatever comes)
 RECOVERED = "answering again"  # the detail of a healthy event after missed checks
+#: 2.x answers 503 with `retry-after: 1` while it boots, and is ready at any moment: ask
+#: again after its retry-after, but no later than this (a start would wait up to 1 s more).
+RETRY_AFTER_CAP = 0.25
+#: A server whose answers are no OpenCode API (HTML on both lines' routes, 401) this long in
+#: a row fails its start with that reason instead of waiting out the start timeout.
+NOT_API_GRACE = 10.0
 
 
 def limits_of(spec: InstanceSpec) -> Limits:
-    return Limits(
-        policy=RestartPolicy(spec.restart),
+    """The spec's supervision; the rest (backoff, misses, grace) is everyone's `DEFAULTS`.
+    (The log's rotation the keeper takes from the spec itself.)"""
+    return dataclasses.replace(
+        DEFAULTS,
+        policy=spec.restart,
         max_restarts=spec.max_restarts,
         window=spec.restart_window,
         health_interval=spec.health_interval,
-        health_timeout=min(3.0, max(1.0, spec.health_interval)),
+        health_timeout=min(DEFAULTS.health_timeout, max(1.0, spec.health_interval)),
         max_memory=spec.max_memory,
         max_age=spec.max_age,
     )
@@ -162,6 +184,11 @@ class Keeper:
         self.server: Server | None = None
         self.url_found: asyncio.Future[str] | None = None
         self.port = record.port
+        # The line of the binary `ocm start` found (its version is in the row); the server's
+        # health check confirms it, and the keeper speaks that line's few routes.
+        self.expected: Line | None = known_line(record.version)
+        self.line: Line | None = self.expected
+        self._not_ready: str | None = None  # why the last start gave up waiting
         self._adopted: list[ProcessIdentity] = []
         self._problems: dict[str, str] = {}
 
@@ -225,7 +252,7 @@ class Keeper:
         record = await self.ledger.read(lambda r: r.get(self.name))
         if record is None:
             return  # unreadable: supervise from memory; SIGTERM still stops us
-        if record.desired == "stopped":
+        if record.desired is DesiredState.STOPPED:
             self.stop_timeout = record.stop_timeout or STOP_TIMEOUT
             self.stop_requested.set()
 
@@ -255,7 +282,7 @@ class Keeper:
                 else EventKind(outcome.kind.value)
             )
             self._event(kind, outcome.reason)
-            consecutive = next_consecutive(consecutive, outcome.uptime)
+            consecutive = next_consecutive(consecutive, outcome.uptime, self.limits)
             now = self.clock.time()
             decision = decide(
                 self.limits,
@@ -315,7 +342,7 @@ class Keeper:
             # Not `--port 0`: OpenCode would take its default 4096 whenever it is free.
             with contextlib.suppress(OSError):
                 port = ports.ephemeral_port(self.spec.hostname) or None
-        argv = [*launch.server_argv(binary, self.spec, port), "--print-logs"]
+        argv = [*launch.server_argv(binary, self.spec, port, line=self.expected), "--print-logs"]
         token = self.record.launch_token
         try:
             env = launch.server_env(
@@ -348,6 +375,9 @@ class Keeper:
             version = await self._wait_healthy(endpoint)
             if version is None:
                 return await self._start_failed(port, pumps)
+            # Its line as the health check proved it: the busy check before a recycle asks
+            # that line's route.
+            endpoint = replace(endpoint, line=self.line or Line.V1)
             warmed = await self._warm_up(endpoint)
             started = self.clock.monotonic()
             self.port = launch.port_of(url)
@@ -427,18 +457,52 @@ class Keeper:
         return None
 
     async def _wait_healthy(self, endpoint: Endpoint) -> str | None:
+        """Poll the line's health check until the server is ready; its version, or None with
+        the reason in `_not_ready`. Gives up at the start deadline, at once when a 2.x boot
+        failed (500) or the server answers as another line than its binary's, and after
+        NOT_API_GRACE of answers that are no OpenCode API: never a silent wait."""
         assert self.server is not None
-        deadline = self.clock.monotonic() + self.start_timeout
+        began = self.clock.monotonic()
+        deadline = began + self.start_timeout
         delay = 0.02
+        last: Verdict | None = None
+        problem = ""
+        unlike_since: float | None = None
+        self._not_ready = None
         while self.clock.monotonic() < deadline and self.server.returncode is None:
             if self.stop_requested.is_set():
                 return None
-            with contextlib.suppress(ServerError):
-                data = await self.probe.health(endpoint, timeout=2.0)
-                if data.get("healthy"):
-                    return str(data.get("version") or "")
-            await asyncio.sleep(delay)  # poll interval while waiting for health
+            wait = delay
+            try:
+                verdict = await self.probe.check(endpoint, timeout=2.0, expected=self.expected)
+            except ServerError as exc:
+                problem = str(exc)  # not listening yet, or gone: the loop sees it exit
+            else:
+                last = verdict
+                now = self.clock.monotonic()
+                if verdict.ready:
+                    if self.expected is not None and verdict.line is not self.expected:
+                        self._not_ready = readiness.describe_mismatch(
+                            self.expected, verdict, self.record.version
+                        )
+                        return None
+                    self.line = verdict.line
+                    return verdict.version or ""
+                if verdict.phase is Phase.FAILED:
+                    self._not_ready = verdict.detail
+                    return None
+                if verdict.phase is Phase.STARTING:
+                    unlike_since = None
+                    if verdict.retry_after is not None:
+                        wait = max(delay, min(verdict.retry_after, RETRY_AFTER_CAP))
+                else:
+                    unlike_since = now if unlike_since is None else unlike_since
+                    if now - unlike_since >= NOT_API_GRACE:
+                        break
+            await asyncio.sleep(wait)  # poll interval while waiting for health
             delay = min(delay * 1.5, 0.02)  # the raw limit polls every 10 ms
+        waited = self.clock.monotonic() - began
+        self._not_ready = readiness.not_ready_reason(last, endpoint.url, waited, problem)
         return None
 
     async def _warm_up(self, endpoint: Endpoint) -> Warmup | None:
@@ -446,6 +510,9 @@ class Keeper:
         the settings' budget, and by a stop request; a failure is only logged)."""
         budget = self.settings.warmup_timeout
         if budget <= 0:
+            return None
+        if self.line is Line.V2:
+            self.log.note("warm-up skipped: ocm has no warm-up for OpenCode 2.x yet")
             return None
         warming = asyncio.create_task(
             warm_up(
@@ -474,7 +541,8 @@ class Keeper:
             return Outcome(None, "stopped")
         if self.server.returncode is None:
             await self._terminate()
-            return Outcome(ExitKind.UNHEALTHY, f"not healthy within {self.start_timeout:.0f} s")
+            reason = self._not_ready or f"not healthy within {self.start_timeout:.0f} s"
+            return Outcome(ExitKind.UNHEALTHY, reason)
         with contextlib.suppress(asyncio.TimeoutError):  # let the pumps drain: the cause
             await within(asyncio.gather(*pumps), 2.0)
         reason = launch.explain_exit(self.log.tail, self.spec, port)
@@ -537,14 +605,22 @@ class Keeper:
     async def _healthy(self, endpoint: Endpoint, misses: int) -> bool:
         """One liveness probe; a hit also records a heartbeat with CPU and memory."""
         assert self.server is not None
+        problem: str | None = None
         try:
-            await self.probe.health(endpoint, timeout=self.limits.health_timeout)
+            verdict = await self.probe.check(
+                endpoint, timeout=self.limits.health_timeout, expected=self.line
+            )
         except ServerError as exc:
+            problem = str(exc)
+        else:
+            problem = None if verdict.ready else (verdict.detail or verdict.phase.value)
+        if problem is not None:
             self.log.note(
-                f"health check missed ({misses + 1}/{self.limits.health_misses}): {exc}", "WARN"
+                f"health check missed ({misses + 1}/{self.limits.health_misses}): {problem}",
+                "WARN",
             )
             if misses == 0:
-                self._event(EventKind.UNHEALTHY, str(exc))
+                self._event(EventKind.UNHEALTHY, problem)
             self._write(Registry.heartbeat, self.name, key="heartbeat")
             return False
         if misses:
@@ -603,7 +679,10 @@ class Keeper:
 
     # -- endings ---------------------------------------------------------------------------
     async def _dispose(self, endpoint: Endpoint, timeout: float) -> None:
-        """Ask the server to end its tool processes and MCP/LSP servers (bounded)."""
+        """Ask the server to end its tool processes and MCP/LSP servers (bounded). 2.x has
+        no such route: it does all that itself on SIGTERM, and exits 130."""
+        if self.line is Line.V2:
+            return
         try:
             await self.probe.dispose(endpoint, timeout=timeout)
         except OcmError as exc:

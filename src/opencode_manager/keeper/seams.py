@@ -2,7 +2,8 @@
 
 * `Spawner` starts one run of the server and returns a `Server` (pipes, wait, terminate,
   samples);
-* `Probe` makes the keeper's HTTP calls (health, busy sessions, dispose, warm-up GETs);
+* `Probe` makes the keeper's HTTP calls (the health check of the server's line, busy
+  sessions, dispose, warm-up GETs);
 * `Host` is the keeper's own process: orphans re-parented to it (it is a child subreaper),
   zombies to reap; other instances' keepers re-parented to it are not its orphans;
 * `Clock` tells the time.
@@ -25,8 +26,10 @@ import psutil
 from .. import process
 from ..client import healthcheck
 from ..client.endpoint import Endpoint
+from ..client.readiness import Verdict
 from ..deadline import within
 from ..instances.launch import MARK_VARIABLE
+from ..lines import Line
 from ..models import SERVER_CMD, ProcessIdentity
 from ..process import Termination
 
@@ -60,7 +63,11 @@ class Spawner(Protocol):
 
 
 class Probe(Protocol):
-    async def health(self, endpoint: Endpoint, *, timeout: float) -> dict[str, Any]: ...
+    async def check(self, endpoint: Endpoint, *, timeout: float, expected: Line | None) -> Verdict:
+        """The health check of the server's line (client/readiness.py), or ServerError when
+        nothing answers."""
+        ...
+
     async def busy(
         self, endpoint: Endpoint, directory: str, *, timeout: float
     ) -> dict[str, Any]: ...
@@ -160,8 +167,8 @@ class SubprocessSpawner:
 class HttpProbe:
     """Health, busy sessions, dispose and warm-up GETs over h11 (the keeper loads no httpx)."""
 
-    async def health(self, endpoint: Endpoint, *, timeout: float) -> dict[str, Any]:
-        return await healthcheck.health(endpoint, timeout=timeout)
+    async def check(self, endpoint: Endpoint, *, timeout: float, expected: Line | None) -> Verdict:
+        return await healthcheck.check(endpoint, timeout=timeout, expected=expected)
 
     async def busy(self, endpoint: Endpoint, directory: str, *, timeout: float) -> dict[str, Any]:
         return await healthcheck.busy_sessions(endpoint, directory, timeout=timeout)

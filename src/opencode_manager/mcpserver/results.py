@@ -69,6 +69,10 @@ class InstanceInfo(TypedDict):
     url: NotRequired[Annotated[str, Field(description="Its base URL")]]
     hostname: NotRequired[Annotated[str, Field(description="The address it binds")]]
     version: NotRequired[Annotated[str, Field(description="OpenCode's version")]]
+    line: NotRequired[Annotated[int, Field(description="OpenCode's line: 1 or 2")]]
+    service: NotRequired[
+        Annotated[bool, Field(description="A foreign server that is the user's OpenCode 2 service")]
+    ]
     healthy: NotRequired[Annotated[bool, Field(description="It answered its health check")]]
     started_at: NotRequired[Annotated[float, Field(description="When it started (Unix time)")]]
     uptime_s: NotRequired[Annotated[float, Field(description="Seconds since it started")]]
@@ -144,7 +148,10 @@ class TaskRecord(TypedDict):
     prompt: Annotated[str, Field(description="What was asked")]
     status: Annotated[
         str,
-        Field(description="pending, running, completed, failed, aborted, timed_out or cancelled"),
+        Field(
+            description="pending, running, completed, failed, aborted, timed_out, cancelled "
+            "or budget_exceeded"
+        ),
     ]
     created_at: Annotated[float, Field(description="When it was recorded (Unix time)")]
     batch_id: NotRequired[Annotated[str, Field(description="Its batch, if any")]]

@@ -8,10 +8,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import httpx
-
 from .. import process
-from ..client import AsyncOpencodeClient, http_options
 from ..errors import ServerError
 from ..instances import probe
 from ..instances.fleet import Fleet
@@ -72,23 +69,22 @@ class FleetFrame:
 
 async def _sessions(fleet: Fleet, records: list[InstanceRecord]) -> dict[str, tuple[int, int]]:
     """(busy, total) sessions per instance, in its project directory."""
-    async with httpx.AsyncClient(**http_options(PROBE_TIMEOUT)) as http:
 
-        async def one(record: InstanceRecord) -> tuple[str, tuple[int, int] | None]:
-            endpoint = fleet.endpoint(record)
-            if endpoint is None:
-                return record.name, None
-            # A frame is a probe: its own short deadline, not the tasks' setting, no retry.
-            client = AsyncOpencodeClient(endpoint, http=http, timeout=PROBE_TIMEOUT)
-            try:
-                listed, busy = await asyncio.gather(
-                    client.sessions(record.spec.dir), client.session_status(record.spec.dir)
-                )
-            except ServerError:
-                return record.name, None
-            return record.name, (len(busy), len(listed))
+    async def one(record: InstanceRecord) -> tuple[str, tuple[int, int] | None]:
+        endpoint = fleet.endpoint(record)
+        if endpoint is None:
+            return record.name, None
+        # A frame is a probe: its own short deadline, not the tasks' setting, no retry.
+        client = fleet.client(endpoint, timeout=PROBE_TIMEOUT)
+        try:
+            listed, busy = await asyncio.gather(
+                client.sessions(record.spec.dir), client.session_status(record.spec.dir)
+            )
+        except ServerError:
+            return record.name, None
+        return record.name, (len(busy), len(listed))
 
-        pairs = await asyncio.gather(*(one(r) for r in records))
+    pairs = await asyncio.gather(*(one(r) for r in records))
     return {name: counts for name, counts in pairs if counts is not None}
 
 

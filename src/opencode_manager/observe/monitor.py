@@ -1,6 +1,7 @@
 """One merged live stream of the events of many instances.
 
-Each instance is watched on its ``/global/event`` stream (every directory it serves), which is
+Each instance is watched on its server-wide stream (1.x ``/global/event``, every directory it
+serves; 2.x ``/api/event``, translated by the client into the same events), which is
 re-resolved from the registry at every reconnect, so a restarted instance (new PID, maybe new
 port) is picked up again. OpenCode keeps no event history, so after a reconnect the session
 states are re-read over REST and the differences reported (``ocm.resync``).
@@ -14,11 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from .. import process
-from ..client import AsyncOpencodeClient, http_options
-from ..client.events import stream_events
 from ..client.types import Event, as_dict
 from ..errors import OcmError, ServerError
 from ..instances.fleet import Fleet
@@ -73,34 +70,33 @@ class Monitor:
 
     async def events(self) -> AsyncIterator[Received]:
         """Every event of every watched instance, as it arrives (until cancelled)."""
-        async with httpx.AsyncClient(**http_options()) as http:
-            for name in self._targets():
-                self._spawn(name, http)
-            rescanner = asyncio.create_task(self._rescan(http)) if self.follow_new else None
-            try:
-                while True:
-                    yield await self.queue.get()
-            finally:
-                for task in [*self._tasks.values(), *([rescanner] if rescanner else [])]:
-                    task.cancel()
-                await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        for name in self._targets():
+            self._spawn(name)
+        rescanner = asyncio.create_task(self._rescan()) if self.follow_new else None
+        try:
+            while True:
+                yield await self.queue.get()
+        finally:
+            for task in [*self._tasks.values(), *([rescanner] if rescanner else [])]:
+                task.cancel()
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
     def _targets(self) -> list[str]:
         if self.names:
             return self.names
         return [r.name for r in self.fleet.records() if _live(r)]
 
-    def _spawn(self, name: str, http: httpx.AsyncClient) -> None:
+    def _spawn(self, name: str) -> None:
         if name not in self._tasks:
-            self._tasks[name] = asyncio.create_task(self._watch(_Watch(name), http))
+            self._tasks[name] = asyncio.create_task(self._watch(_Watch(name)))
 
-    async def _rescan(self, http: httpx.AsyncClient) -> None:
+    async def _rescan(self) -> None:
         """Pick up instances started after the monitor (--follow-new)."""
         while True:
             await asyncio.sleep(RESCAN_INTERVAL)  # periodic registry scan
             for record in self.fleet.records():
                 if record.name not in self._tasks and _live(record):
-                    self._spawn(record.name, http)
+                    self._spawn(record.name)
 
     async def _emit(self, name: str, event: Event) -> None:
         # What an agent printed (a tool's output, the text of a part) may hold a secret.
@@ -109,7 +105,7 @@ class Monitor:
             event = Event(event.type, redact_data(event.properties, secrets), event.directory)
         await self.queue.put(Received(name, event, time.time()))
 
-    async def _watch(self, watch: _Watch, http: httpx.AsyncClient) -> None:
+    async def _watch(self, watch: _Watch) -> None:
         delay = 0.1
         lost_reported = False
         while True:
@@ -122,12 +118,13 @@ class Monitor:
             if endpoint is not None and record is not None:
                 try:
                     first = True
-                    async for event in stream_events(http, endpoint, global_stream=True):
+                    client = self.fleet.client(endpoint)
+                    async for event in client.events(global_stream=True):
                         if first:
                             first = False
                             delay = 0.1
                             lost_reported = False
-                            await self._attached(watch, http, record)
+                            await self._attached(watch, record)
                         self._track(watch, event)
                         await self._emit(watch.name, event)
                     error = "stream ended"
@@ -141,9 +138,7 @@ class Monitor:
             await asyncio.sleep(delay)  # backoff before reconnecting
             delay = min(delay * 2, MAX_BACKOFF)
 
-    async def _attached(
-        self, watch: _Watch, http: httpx.AsyncClient, record: InstanceRecord
-    ) -> None:
+    async def _attached(self, watch: _Watch, record: InstanceRecord) -> None:
         if not watch.attached_once:
             watch.attached_once = True
             watch.directories.add(record.spec.dir)
@@ -153,7 +148,7 @@ class Monitor:
         endpoint = self.fleet.endpoint(record)
         after: dict[str, str] = {}
         if endpoint is not None:
-            client = AsyncOpencodeClient(endpoint, http=http)
+            client = self.fleet.client(endpoint)
             for directory in sorted(watch.directories | {record.spec.dir}):
                 try:
                     states = await client.session_status(directory)

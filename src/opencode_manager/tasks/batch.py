@@ -31,18 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from .. import process
-from ..client import AsyncOpencodeClient, http_options
 from ..client.hub import EventHub
 from ..errors import ConflictError, OcmError, ServerError, SessionNotFound, UsageError
 from ..instances.fleet import Fleet
 from ..models import BatchStatus, InstanceRecord, State, TaskRecord, TaskStatus
-from . import placement
+from . import delivery, placement
 from . import worktree as worktrees
 from .batchfile import BatchTask, parse
-from .delivery import SEND_GRACE, user_message
+from .delivery import user_message
 from .dispatch import DEFAULT_MAX_RETRIES, busy_counts
 from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint
 from .store import Batch, TaskStore, new_id
@@ -147,7 +144,7 @@ def create_batch(
     now = time.time()
     batch = Batch(
         id=new_id("b"),
-        status=BatchStatus.RUNNING.value,
+        status=BatchStatus.RUNNING,
         created_at=now,
         updated_at=now,
         source=source,
@@ -329,60 +326,77 @@ class BatchRun:
         limit = self.options.concurrency or max(1, len(candidates) * self.options.per_instance)
         queue = [r for r in self.records if not r.status.final]
         self._notify()
-        async with httpx.AsyncClient(**http_options()) as http, EventHub() as hub:
+        async with EventHub() as hub:
             self.hub = hub
-            self.external_busy = await busy_counts(self.fleet, candidates, http)
+            self.external_busy = await busy_counts(self.fleet, candidates)
             running: set[asyncio.Task[TaskRecord | None]] = set()
-            while queue or running:
-                if self.cancel.is_set() or await self._cancel_requested():
-                    self.cancel.set()
-                    break
-                placed = True
-                while queue and len(running) < limit and placed:
-                    placed = False
-                    for record in list(queue):
-                        if self.not_before.get(record.id, 0.0) > time.monotonic():
-                            continue
-                        instance = self._place(record, candidates)
-                        if instance is None:
-                            continue
-                        queue.remove(record)
-                        # Count it now: the task only starts at the next await.
-                        self.inflight[instance.name] = self.inflight.get(instance.name, 0) + 1
-                        running.add(asyncio.create_task(self._run_one(record, instance, http)))
-                        placed = True
-                        break
-                if not running and not self._waiting(queue):
-                    # Nothing can be placed: every instance the rest may use is gone.
-                    for record in queue:
-                        await self._fail(record, "NoInstance", "no running instance can take it",
-                                         retryable=not record.prompted)  # fmt: skip
-                    queue.clear()
-                    break
-                if not running:
-                    await asyncio.sleep(0.2)  # tasks wait for a retry delay or an instance
-                else:
-                    done, running = await asyncio.wait(
-                        running, timeout=0.5, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    for finished in done:
-                        retry = finished.result()
-                        if retry is not None:
-                            queue.insert(0, retry)
-                candidates = await asyncio.to_thread(self._live_candidates, names)
-            if running:  # cancelled: the runners abort their sessions
-                await asyncio.gather(*running, return_exceptions=True)
+            try:
+                await self._schedule(queue, running, candidates, limit)
+            finally:
+                # Left early (this run cancelled by its caller, or dying): its tasks end
+                # with it, where they are, as with a kill; `ocm batch resume` goes on.
+                await _stop_all(running)
         for record in self.records:
             if not record.status.final:
                 record.status = TaskStatus.CANCELLED
                 record.finished_at = time.time()
                 await self.store.asave(record)
         status = BatchStatus.CANCELLED if self.cancel.is_set() else BatchStatus.COMPLETED
-        await asyncio.to_thread(self.store.set_batch_status, self.batch.id, status.value)
+        await asyncio.to_thread(self.store.set_batch_status, self.batch.id, status)
         self._notify()
         result = await asyncio.to_thread(summary, self.store, self.batch.id)
         await asyncio.to_thread(self._write_out, result)
         return result
+
+    async def _schedule(
+        self,
+        queue: list[TaskRecord],
+        running: set[asyncio.Task[TaskRecord | None]],
+        candidates: list[InstanceRecord],
+        limit: int,
+    ) -> None:
+        """Place the queued tasks as room comes, until every one ended (or a cancel)."""
+        names = self.options.instances
+        while queue or running:
+            if self.cancel.is_set() or await self._cancel_requested():
+                self.cancel.set()
+                break
+            placed = True
+            while queue and len(running) < limit and placed:
+                placed = False
+                for record in list(queue):
+                    if self.not_before.get(record.id, 0.0) > time.monotonic():
+                        continue
+                    instance = self._place(record, candidates)
+                    if instance is None:
+                        continue
+                    queue.remove(record)
+                    # Count it now: the task only starts at the next await.
+                    self.inflight[instance.name] = self.inflight.get(instance.name, 0) + 1
+                    running.add(asyncio.create_task(self._run_one(record, instance)))
+                    placed = True
+                    break
+            if not running and not self._waiting(queue):
+                # Nothing can be placed: every instance the rest may use is gone.
+                for record in queue:
+                    await self._fail(record, "NoInstance", "no running instance can take it",
+                                     retryable=not record.prompted)  # fmt: skip
+                queue.clear()
+                break
+            if not running:
+                await asyncio.sleep(0.2)  # tasks wait for a retry delay or an instance
+            else:
+                done, _ = await asyncio.wait(
+                    running, timeout=0.5, return_when=asyncio.FIRST_COMPLETED
+                )
+                for finished in done:
+                    running.discard(finished)
+                    retry = finished.result()
+                    if retry is not None:
+                        queue.insert(0, retry)
+            candidates = await asyncio.to_thread(self._live_candidates, names)
+        if running:  # cancelled: the runners abort their sessions
+            await asyncio.wait(running)
 
     def _waiting(self, queue: list[TaskRecord]) -> bool:
         """Tasks in the queue that wait for a retry delay or for their instance to return."""
@@ -435,13 +449,11 @@ class BatchRun:
         name = placement.pick(slots)
         return next((c for c in pool if c.name == name), None)
 
-    async def _run_one(
-        self, record: TaskRecord, instance: InstanceRecord, http: httpx.AsyncClient
-    ) -> TaskRecord | None:
+    async def _run_one(self, record: TaskRecord, instance: InstanceRecord) -> TaskRecord | None:
         """Run one task (already counted in inflight); return it if it should be queued again."""
         name = instance.name
         try:
-            client = AsyncOpencodeClient(self.fleet.endpoint_of(instance), http=http)
+            client = self.fleet.client(instance)
             if record.session_id is None or record.instance != name:
                 record.instance, record.url = name, instance.url
                 record.session_id, record.prompted, record.sending = None, False, False
@@ -578,50 +590,50 @@ class BatchRun:
     async def _look(self, record: TaskRecord, instance: InstanceRecord) -> str:
         """ "finished" (recorded), "lost" (run it again) or "unknown" (try later)."""
         assert record.session_id is not None
-        async with AsyncOpencodeClient(self.fleet.endpoint_of(instance)) as client:
-            try:
-                messages = await client.messages(record.session_id)
-                busy = await client.session_status(record.directory)
-            except SessionNotFound:
-                return "lost"
-            except ServerError:
-                return "unknown"
-            # By its message id first; a batch task's session is its own, so its last user
-            # message is the prompt, even when a server killed mid-turn lost the message's
-            # text (seen on 1.18.33) or the record predates message ids.
-            user = user_message(messages, record) or next(
-                (m for m in reversed(messages) if m.role == "user"), None
-            )
-            if user is None:
-                # A prompt whose send got no answer may still show a moment after the
-                # server answers again (delivery.py): absent for a grace, it is lost.
-                return "lost" if not record.sending or self._absent(record) else "unknown"
-            self._absent_since.pop(record.id, None)
-            # The prompt is on the server: following it never sends it again.
-            record.prompted, record.sending = True, False
-            if record.session_id in busy:
-                # The restarted server is running the turn again? Follow it.
-                runner = TaskRunner(client=client, record=record, persist=self.persist,
-                                    observer=Observer(), cancel=self.cancel)  # fmt: skip
-                record.attempts -= 1
-                await runner.run()
-                return "finished"
-            turn = build_turn(messages, user.id)
-            if not turn.completed:
-                return "lost"
-            if error_name(turn.error) == ABORTED_ERROR and not self.cancel.is_set():
-                return "lost"  # aborted by its server going down (a restart), not by us
+        client = self.fleet.client(instance)
+        try:
+            messages = await client.messages(record.session_id)
+            busy = await client.session_status(record.directory)
+        except SessionNotFound:
+            return "lost"
+        except ServerError:
+            return "unknown"
+        # By its message id first; a batch task's session is its own, so its last user
+        # message is the prompt, even when a server killed mid-turn lost the message's
+        # text (seen on 1.18.33) or the record predates message ids.
+        user = user_message(messages, record) or next(
+            (m for m in reversed(messages) if m.role == "user"), None
+        )
+        if user is None:
+            # A prompt whose send got no answer may still show a moment after the
+            # server answers again (delivery.py): absent for a grace, it is lost.
+            return "lost" if not record.sending or self._absent(record) else "unknown"
+        self._absent_since.pop(record.id, None)
+        # The prompt is on the server: following it never sends it again.
+        record.prompted, record.sending = True, False
+        if record.session_id in busy:
+            # The restarted server is running the turn again? Follow it.
             runner = TaskRunner(client=client, record=record, persist=self.persist,
-                                observer=Observer())  # fmt: skip
-            state = TurnState(session_id=record.session_id, user_message_id=user.id)
-            await runner.finish(state, None, 0.0)
+                                observer=Observer(), cancel=self.cancel)  # fmt: skip
+            record.attempts -= 1
+            await runner.run()
             return "finished"
+        turn = build_turn(messages, user.id)
+        if not turn.completed:
+            return "lost"
+        if error_name(turn.error) == ABORTED_ERROR and not self.cancel.is_set():
+            return "lost"  # aborted by its server going down (a restart), not by us
+        runner = TaskRunner(client=client, record=record, persist=self.persist,
+                            observer=Observer())  # fmt: skip
+        state = TurnState(session_id=record.session_id, user_message_id=user.id)
+        await runner.finish(state, None, 0.0)
+        return "finished"
 
     def _absent(self, record: TaskRecord) -> bool:
         """The prompt has been absent from its answering server for the send grace."""
         now = time.monotonic()
         since = self._absent_since.setdefault(record.id, now)
-        return now - since >= SEND_GRACE
+        return now - since >= delivery.SEND_GRACE
 
     async def _fail(self, record: TaskRecord, name: str, message: str, *,
                     retryable: bool = False) -> None:  # fmt: skip
@@ -640,6 +652,19 @@ class BatchRun:
         for record in self.store.list_tasks(batch_id=self.batch.id):
             _write_json(out / f"{record.task_id or record.id}.json", record.to_dict())
         _write_json(out / "summary.json", result.to_dict())
+
+
+async def _stop_all(tasks: set[asyncio.Task[TaskRecord | None]]) -> None:
+    """Cancel the tasks and wait until each has ended; what they raised is retrieved and
+    dropped (the caller is on its way out with its own reason)."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()
+    tasks.clear()
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -705,7 +730,7 @@ async def cancel_batch(
             record.finished_at = time.time()
             record.error = {"name": "cancelled", "message": "batch cancelled"}
             await store.asave(record)
-    await asyncio.to_thread(store.set_batch_status, batch_id, BatchStatus.CANCELLED.value)
+    await asyncio.to_thread(store.set_batch_status, batch_id, BatchStatus.CANCELLED)
     return await asyncio.to_thread(summary, store, batch_id)
 
 
@@ -715,7 +740,6 @@ async def _abort_quietly(fleet: Fleet, record: TaskRecord) -> None:
     assert record.instance is not None
     try:
         instance = await asyncio.to_thread(fleet.resolve, record.instance)
-        async with AsyncOpencodeClient(fleet.endpoint_of(instance), timeout=5.0) as client:
-            await client.abort(record.session_id)
+        await fleet.client(instance, timeout=5.0).abort(record.session_id)
     except OcmError:
         return

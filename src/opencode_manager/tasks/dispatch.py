@@ -9,10 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
-from ..client import AsyncOpencodeClient, http_options
-from ..client import operations as ops
+from ..client import AsyncOpencodeClient
 from ..errors import (
     ConflictError,
     NotFoundError,
@@ -75,9 +72,7 @@ def validate(prompt: str, options: TaskOptions) -> None:
         raise UsageError(f"invalid --max-retries {options.max_retries}: must be 0 or more")
 
 
-async def busy_counts(
-    fleet: Fleet, records: Sequence[InstanceRecord], http: httpx.AsyncClient
-) -> dict[str, int]:
+async def busy_counts(fleet: Fleet, records: Sequence[InstanceRecord]) -> dict[str, int]:
     """Busy sessions per instance (in its project directory); unreachable ones are left out."""
 
     async def one(record: InstanceRecord) -> tuple[str, int | None]:
@@ -85,7 +80,7 @@ async def busy_counts(
         if endpoint is None:
             return record.name, None
         try:
-            client = AsyncOpencodeClient(endpoint, http=http, timeout=PLACEMENT_PROBE_TIMEOUT)
+            client = fleet.client(endpoint, timeout=PLACEMENT_PROBE_TIMEOUT)
             status = await client.session_status(record.spec.dir)
         except ServerError:
             return record.name, None
@@ -95,9 +90,7 @@ async def busy_counts(
     return {name: count for name, count in pairs if count is not None}
 
 
-async def choose_instance(
-    fleet: Fleet, ref: str | None, http: httpx.AsyncClient, *, local: bool = False
-) -> InstanceRecord:
+async def choose_instance(fleet: Fleet, ref: str | None, *, local: bool = False) -> InstanceRecord:
     """The named instance, or the least busy running one (`local`: not a remote one)."""
     if ref is not None:
         return await asyncio.to_thread(fleet.resolve_running, ref)
@@ -106,7 +99,7 @@ async def choose_instance(
     ]
     if not candidates:
         raise NotFoundError("no running instance to send the task to; start one with `ocm start`")
-    busy = await busy_counts(fleet, candidates, http)
+    busy = await busy_counts(fleet, candidates)
     name = placement.least_busy(
         [placement.Slot(r.name, busy.get(r.name, 1 << 20)) for r in candidates]
     )
@@ -156,12 +149,19 @@ def ask_policy(options: TaskOptions) -> AskPolicy:
     return AskPolicy.APPROVE if options.auto_approve else AskPolicy.REJECT
 
 
+def no_structured_output(name: str, client: AsyncOpencodeClient) -> str:
+    return (
+        f"invalid --schema: {name} runs OpenCode {client.line.label}, which has no structured "
+        "output; run it on a 1.x instance (-i NAME) or leave out --schema"
+    )
+
+
 async def check_agent(client: AsyncOpencodeClient, agent: str, directory: str | None) -> None:
     """An agent the instance does not have is a usage error here, not a stack trace from
     OpenCode after the prompt went out."""
     known = [
         str(item.get("name"))
-        for item in await client.call(ops.agents(directory))
+        for item in await client.agents(directory)
         if isinstance(item, dict) and item.get("name")
     ]
     if known and agent not in known:
@@ -181,51 +181,49 @@ async def run_task(
 ) -> TaskRecord:
     """Run a task to its end (or, with detach, only until the prompt is sent)."""
     validate(prompt, options)
-    tls = await asyncio.to_thread(fleet.speaks_tls)
-    async with httpx.AsyncClient(**http_options(tls=tls)) as http:
-        instance = await choose_instance(
-            fleet, options.instance, http, local=options.worktree is not None
+    instance = await choose_instance(fleet, options.instance, local=options.worktree is not None)
+    options = with_instance_defaults(options, instance)
+    client = fleet.client(instance)
+    if options.schema is not None and not client.structured_output:
+        raise UsageError(no_structured_output(instance.name, client))
+    if options.agent is not None:
+        await check_agent(client, options.agent, options.directory or instance.spec.dir)
+    if options.session_id is not None:
+        await client.session(options.session_id)  # SessionNotFound if it is not there
+    record = new_record(prompt, options, instance)
+    if options.worktree is not None and instance.spec.remote:
+        raise UsageError(
+            f"--worktree makes a worktree on this machine, and {instance.name} is a remote "
+            "instance; pick a local one with -i"
         )
-        options = with_instance_defaults(options, instance)
-        client = AsyncOpencodeClient(fleet.endpoint_of(instance), http=http)
-        if options.agent is not None:
-            await check_agent(client, options.agent, options.directory or instance.spec.dir)
-        if options.session_id is not None:
-            await client.session(options.session_id)  # SessionNotFound if it is not there
-        record = new_record(prompt, options, instance)
-        if options.worktree is not None and instance.spec.remote:
-            raise UsageError(
-                f"--worktree makes a worktree on this machine, and {instance.name} is a remote "
-                "instance; pick a local one with -i"
-            )
-        if options.worktree is not None:
-            assert record.directory is not None
-            tree = await asyncio.to_thread(
-                worktrees.create, fleet.settings.worktrees_dir, record.directory,
-                options.worktree, record.id,
-            )  # fmt: skip
-            record.directory, record.worktree = tree.directory, tree.to_dict()
-        record = await store.aadd(record)
-        runner = TaskRunner(
-            client=client,
-            record=record,
-            persist=settling(store.asave),
-            observer=observer or Observer(),
-            cancel=cancel,
-            checkpoint=checkpoint or _no_checkpoint,
-        )
-        try:
-            if detach:  # send it and return; `ocm wait` follows it later
-                await runner.begin()
-                await runner.send()
-                return record
-            return await runner.run()
-        except (ServerError, SessionNotFound) as exc:
-            ended = await ended_by(store, record, exc)
-            if detach:
-                # Nothing was started: an id to wait for would be a lie (it printed `None`).
-                raise
-            return ended
+    if options.worktree is not None:
+        assert record.directory is not None
+        tree = await asyncio.to_thread(
+            worktrees.create, fleet.settings.worktrees_dir, record.directory,
+            options.worktree, record.id,
+        )  # fmt: skip
+        record.directory, record.worktree = tree.directory, tree.to_dict()
+    record = await store.aadd(record)
+    runner = TaskRunner(
+        client=client,
+        record=record,
+        persist=settling(store.asave),
+        observer=observer or Observer(),
+        cancel=cancel,
+        checkpoint=checkpoint or _no_checkpoint,
+    )
+    try:
+        if detach:  # send it and return; `ocm wait` follows it later
+            await runner.begin()
+            await runner.send()
+            return record
+        return await runner.run()
+    except (ServerError, SessionNotFound) as exc:
+        ended = await ended_by(store, record, exc)
+        if detach:
+            # Nothing was started: an id to wait for would be a lie (it printed `None`).
+            raise
+        return ended
 
 
 async def ended_by(store: TaskStore, record: TaskRecord, exc: Exception) -> TaskRecord:
@@ -262,23 +260,21 @@ async def refresh_task(fleet: Fleet, store: TaskStore, task_id: str) -> TaskReco
     endpoint = fleet.endpoint(instance)
     if endpoint is None:
         return record
-    tls = await asyncio.to_thread(fleet.speaks_tls)
-    async with httpx.AsyncClient(**http_options(tls=tls)) as http:
-        runner = TaskRunner(
-            client=AsyncOpencodeClient(endpoint, http=http),
-            record=record,
-            persist=settling(store.asave),
-            observer=Observer(),
-        )
-        state = TurnState(session_id=record.session_id)
-        started_ms = (record.started_at or time.time()) * 1000.0 - 1000.0
-        try:
-            if await runner.looks_finished(state, started_ms):
-                return await runner.finish(state, None, started_ms)
-        except SessionNotFound as exc:
-            return await ended_by(store, record, exc)
-        except ServerError:
-            pass
+    runner = TaskRunner(
+        client=fleet.client(endpoint),
+        record=record,
+        persist=settling(store.asave),
+        observer=Observer(),
+    )
+    state = TurnState(session_id=record.session_id)
+    started_ms = (record.started_at or time.time()) * 1000.0 - 1000.0
+    try:
+        if await runner.looks_finished(state, started_ms):
+            return await runner.finish(state, None, started_ms)
+    except SessionNotFound as exc:
+        return await ended_by(store, record, exc)
+    except ServerError:
+        pass
     return record
 
 
@@ -334,18 +330,15 @@ async def wait_task(
     if timeout is not None:
         elapsed = time.time() - (record.started_at or time.time())
         record.timeout = elapsed + timeout
-    tls = await asyncio.to_thread(fleet.speaks_tls)
-    async with httpx.AsyncClient(**http_options(tls=tls)) as http:
-        client = AsyncOpencodeClient(endpoint, http=http)
-        runner = TaskRunner(
-            client=client,
-            record=record,
-            persist=settling(store.asave),
-            observer=observer or Observer(),
-            cancel=cancel,
-        )
-        record.attempts -= 1  # following is not a new attempt
-        try:
-            return await runner.run()
-        except (ServerError, SessionNotFound) as exc:
-            return await ended_by(store, record, exc)
+    runner = TaskRunner(
+        client=fleet.client(endpoint),
+        record=record,
+        persist=settling(store.asave),
+        observer=observer or Observer(),
+        cancel=cancel,
+    )
+    record.attempts -= 1  # following is not a new attempt
+    try:
+        return await runner.run()
+    except (ServerError, SessionNotFound) as exc:
+        return await ended_by(store, record, exc)

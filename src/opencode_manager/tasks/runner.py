@@ -84,8 +84,9 @@ class TaskRunner:
     checkpoint: Checkpoint = _no_checkpoint
     #: A batch's shared event streams; without one, the task opens a stream of its own.
     hub: EventHub | None = None
-    #: After a send whose answer was lost, how long the server has to show the prompt.
-    send_grace: float = delivery.SEND_GRACE
+    #: After a send whose answer was lost, how long the server has to show the prompt
+    #: (None: `delivery.SEND_GRACE`).
+    send_grace: float | None = None
     _unreachable_since: float | None = None
     _silence: ServerError | None = None  # why the server's last poll got no answer
     _went_away: bool = False  # the server stopped answering (or its stream broke) meanwhile
@@ -98,6 +99,10 @@ class TaskRunner:
         """How long a server may answer nothing before the task gives up on it: longer than
         two of its calls' deadlines, so that a slow server is not taken for a dead one."""
         return max(UNREACHABLE_LIMIT, 2 * (self.client.endpoint.timeout or 0.0))
+
+    @property
+    def grace(self) -> float:
+        return delivery.SEND_GRACE if self.send_grace is None else self.send_grace
 
     @property
     def started_ms(self) -> float:
@@ -120,6 +125,8 @@ class TaskRunner:
             session = await self.client.create_session(
                 title=_title(record.prompt),
                 directory=record.directory,
+                agent=record.agent,
+                model=record.model,
             )
             record.session_id = session.id
             record.directory = session.directory or record.directory
@@ -144,7 +151,7 @@ class TaskRunner:
         if record.sending:  # an earlier runner may have sent it: look first
             found = await delivery.reconcile(
                 self.client, record, not_before_ms=self.started_ms, patience=self.patience,
-                grace=self.send_grace,
+                grace=self.grace,
             )  # fmt: skip
             if found is not None:
                 record.message_id = record.message_id or found.id  # an older record's
@@ -161,7 +168,7 @@ class TaskRunner:
         await self.checkpoint("sending")
         await delivery.deliver(
             self.client, record, not_before_ms=self.started_ms, patience=self.patience,
-            grace=self.send_grace,
+            grace=self.grace,
         )  # fmt: skip
         record.prompted = True
         record.sending = False
@@ -169,6 +176,8 @@ class TaskRunner:
         await self.persist(record)
 
     async def run(self) -> TaskRecord:
+        if self.record.schema is not None and not self.client.structured_output:
+            return await self._unsupported()
         session_id = await self.begin()
         record = self.record
         started_ms = self.started_ms
@@ -184,11 +193,29 @@ class TaskRunner:
             state.user_message_id = record.message_id
             if following:
                 await self._earlier_asks(session_id)
-            outcome = await self._follow(state, queue, started_ms)
+            # A turn sent before this runner (a resume, `ocm wait`) may be over already, and
+            # its events with it: look at once instead of at the first poll.
+            outcome = await self._follow(state, queue, started_ms, look_now=following)
             await self._drain(state, queue, started_ms)
         finally:
             await stop_child(reader)
         return await self.finish(state, outcome, started_ms)
+
+    async def _unsupported(self) -> TaskRecord:
+        """A schema on a server with no structured output (OpenCode 2.1.2): failed before
+        anything is sent (a batch may retry it on another instance)."""
+        record = self.record
+        record.attempts += 1
+        record.status = TaskStatus.FAILED
+        record.started_at = record.started_at or time.time()
+        record.finished_at = time.time()
+        record.error = {
+            "name": "StructuredOutputUnsupported",
+            "message": f"{self._where} runs OpenCode {self.client.line.label}, which has no "
+            "structured output: a task with a schema needs a 1.x instance",
+        }
+        await self.persist(record)
+        return record
 
     # -- following the turn ----------------------------------------------------------------
     async def _read_events(
@@ -207,13 +234,19 @@ class TaskRunner:
             connected.set()  # don't hold the prompt back when the stream can't be had
 
     async def _follow(
-        self, state: TurnState, queue: asyncio.Queue[Event | BaseException], started_ms: float
+        self,
+        state: TurnState,
+        queue: asyncio.Queue[Event | BaseException],
+        started_ms: float,
+        *,
+        look_now: bool = False,
     ) -> TaskStatus | None:
-        """Wait for the end; return TIMED_OUT/ABORTED if we had to stop it, None otherwise."""
+        """Wait for the end; return TIMED_OUT/ABORTED if we had to stop it, None otherwise.
+        `look_now`: poll the server first (the turn may have ended before we followed)."""
         record = self.record
         deadline = (time.monotonic() + record.timeout) if record.timeout else None
         error_at: float | None = None
-        next_poll = time.monotonic() + self.poll_interval
+        next_poll = time.monotonic() + (0.0 if look_now else self.poll_interval)
         stream_alive = True
         while True:
             now = time.monotonic()
@@ -232,6 +265,10 @@ class TaskRunner:
                 next_poll = now + self.poll_interval
                 if await self.looks_finished(state, started_ms):
                     return None
+                if self._idle_incomplete_since is not None:
+                    # A turn that looks lost is looked at again when its grace is over.
+                    lost_at = self._idle_incomplete_since + LOST_TURN_GRACE
+                    next_poll = min(next_poll, max(lost_at, time.monotonic()))
             if self._retries_exhausted(state):
                 await self._abort()
                 return TaskStatus.FAILED
@@ -389,8 +426,6 @@ class TaskRunner:
     async def _answer(self, ask: Ask) -> None:
         """Nobody is there to answer: reject by default, approve with auto_approve; with
         the LEAVE policy the ask is recorded as pending for somebody else to answer."""
-        from ..client import operations as ops
-
         if any(known.get("id") == ask.id for known in self.record.asks):
             return  # seen before (a resync or a second stream)
         directory = self.record.directory
@@ -404,19 +439,21 @@ class TaskRunner:
                 self.observer.on_ask(ask, PENDING)
             return
         approve = self.policy is AskPolicy.APPROVE
+        client, sid = self.client, ask.session_id
         if ask.kind == "permission":
             reply = "once" if approve else "reject"
             message = None if approve else "rejected by ocm: nobody is there to approve it"
-            op = ops.reply_permission(ask.id, reply, directory=directory, message=message)
+            answer = client.reply_permission(ask.id, reply, message, directory, session_id=sid)
         else:
             reply = "first option" if approve else "rejected"
-            op = (
-                ops.reply_question(ask.id, _first_options(ask.properties), directory=directory)
+            answer = (
+                client.reply_question(ask.id, _first_options(ask.properties), directory,
+                                      session_id=sid)
                 if approve
-                else ops.reject_question(ask.id, directory=directory)
-            )
+                else client.reject_question(ask.id, directory, session_id=sid)
+            )  # fmt: skip
         try:
-            await self.client.call(op)
+            await answer
         except ServerError as exc:
             reply = f"failed to answer: {exc}"
         self.record.asks.append(
@@ -462,14 +499,12 @@ class TaskRunner:
     async def _earlier_asks(self, session_id: str) -> None:
         """Asks made before this runner followed the task (`ocm wait` on a detached task)
         came before our event stream: read them from the server."""
-        from ..client import operations as ops
-
         directory = self.record.directory
         waiting: set[str] = set()
-        for kind, op in (("permission", ops.permissions(directory)),
-                         ("question", ops.questions(directory))):  # fmt: skip
+        for kind, listing in (("permission", self.client.permissions),
+                              ("question", self.client.questions)):  # fmt: skip
             try:
-                listed = await self.client.call(op)
+                listed = await listing(directory)
             except ServerError:
                 return
             for item in listed:

@@ -13,9 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
-from ..client import AsyncOpencodeClient, Endpoint, http_options
+from ..client import AsyncOpencodeClient, Endpoint
 from ..client import operations as ops
 from ..client.types import Message, Session
 from ..errors import ConflictError, NotFoundError, ServerError, SessionNotFound, UsageError
@@ -70,21 +68,20 @@ async def list_sessions(fleet: Fleet, ref: str | None = None) -> list[SessionRow
         places = [(endpoint.name or found.url, endpoint, None)]
     else:
         places = [(r.name, fleet.endpoint_of(r), r.spec.dir) for r in await _live(fleet, ref)]
-    async with httpx.AsyncClient(**http_options()) as http:
 
-        async def one(name: str, endpoint: Endpoint, directory: str | None) -> list[SessionRow]:
-            client = AsyncOpencodeClient(endpoint, http=http)
-            try:
-                listed, busy = await asyncio.gather(
-                    client.sessions(directory), client.session_status(directory)
-                )
-            except ServerError:
-                if foreign:
-                    raise  # the one server asked for: say why it did not answer
-                return []
-            return [SessionRow(name, _session(s, endpoint), _state(busy.get(s.id))) for s in listed]
+    async def one(name: str, endpoint: Endpoint, directory: str | None) -> list[SessionRow]:
+        client = fleet.client(endpoint)
+        try:
+            listed, busy = await asyncio.gather(
+                client.sessions(directory), client.session_status(directory)
+            )
+        except ServerError:
+            if foreign:
+                raise  # the one server asked for: say why it did not answer
+            return []
+        return [SessionRow(name, _session(s, endpoint), _state(busy.get(s.id))) for s in listed]
 
-        groups = await asyncio.gather(*(one(*place) for place in places))
+    groups = await asyncio.gather(*(one(*place) for place in places))
     rows = [row for group in groups for row in group]
     return sorted(rows, key=lambda row: (row.session.updated, row.instance))
 
@@ -109,11 +106,11 @@ async def _locate(fleet: Fleet, session_id: str, ref: str | None) -> tuple[Insta
     if not session_id.startswith("ses"):
         raise UsageError(f"invalid session id {session_id!r}: session ids start with ses_")
     for record in await _live(fleet, ref):
-        async with AsyncOpencodeClient(fleet.endpoint_of(record), timeout=5.0) as client:
-            try:
-                return record, await client.session(session_id)
-            except SessionNotFound:
-                continue
+        client = fleet.client(record, timeout=5.0)
+        try:
+            return record, await client.session(session_id)
+        except SessionNotFound:
+            continue
     where = ref if ref else "any running instance"
     raise NotFoundError(f"no session {session_id} on {where}; see `ocm sessions`")
 
@@ -122,23 +119,23 @@ async def find_session(fleet: Fleet, session_id: str, ref: str | None = None) ->
     """Which instance holds this session (every running one is asked when ref is None)."""
     record, session = await _locate(fleet, session_id, ref)
     endpoint = fleet.endpoint_of(record)
-    async with AsyncOpencodeClient(endpoint, timeout=5.0) as client:
-        busy = await client.session_status(session.directory or record.spec.dir)
+    client = fleet.client(endpoint, timeout=5.0)
+    busy = await client.session_status(session.directory or record.spec.dir)
     return SessionRow(record.name, _session(session, endpoint), _state(busy.get(session.id)))
 
 
 async def session_messages(fleet: Fleet, session_id: str, ref: str | None = None) -> list[Message]:
     record, _ = await _locate(fleet, session_id, ref)
     endpoint = fleet.endpoint_of(record)
-    async with AsyncOpencodeClient(endpoint, timeout=30.0) as client:
-        return _messages(await client.messages(session_id), endpoint)
+    client = fleet.client(endpoint, timeout=30.0)
+    return _messages(await client.messages(session_id), endpoint)
 
 
 async def session_todo(fleet: Fleet, session_id: str, ref: str | None = None) -> list[Any]:
     record, _ = await _locate(fleet, session_id, ref)
     endpoint = fleet.endpoint_of(record)
-    async with AsyncOpencodeClient(endpoint) as client:
-        todos: list[Any] = redact_data(await client.todo(session_id), endpoint.secrets())
+    client = fleet.client(endpoint)
+    todos: list[Any] = redact_data(await client.todo(session_id), endpoint.secrets())
     return todos
 
 
@@ -149,32 +146,32 @@ async def session_diff(
     record, _ = await _locate(fleet, session_id, ref)
     endpoint = fleet.endpoint_of(record)
     out: list[dict[str, Any]] = []
-    async with AsyncOpencodeClient(endpoint, timeout=30.0) as client:
-        for message in await client.messages(session_id):
-            if message.role != "user":
-                continue
-            for change in await client.diff(session_id, message.id):
-                if isinstance(change, dict):
-                    out.append({"message_id": message.id, **change})
+    client = fleet.client(endpoint, timeout=30.0)
+    for message in await client.messages(session_id):
+        if message.role != "user":
+            continue
+        for change in await client.diff(session_id, message.id):
+            if isinstance(change, dict):
+                out.append({"message_id": message.id, **change})
     redacted: list[dict[str, Any]] = redact_data(out, endpoint.secrets())
     return redacted
 
 
 async def abort_session(fleet: Fleet, session_id: str, ref: str | None = None) -> str:
     record, session = await _locate(fleet, session_id, ref)
-    async with AsyncOpencodeClient(fleet.endpoint_of(record)) as client:
-        await client.abort(session_id)
-        await _wait_idle(client, session)
+    client = fleet.client(record)
+    await client.abort(session_id)
+    await _wait_idle(client, session)
     return record.name
 
 
 async def remove_session(fleet: Fleet, session_id: str, ref: str | None = None) -> str:
     """Abort (deleting a busy session does not stop it), then delete."""
     record, session = await _locate(fleet, session_id, ref)
-    async with AsyncOpencodeClient(fleet.endpoint_of(record)) as client:
-        await client.abort(session_id)
-        await _wait_idle(client, session)
-        await client.delete_session(session_id)
+    client = fleet.client(record)
+    await client.abort(session_id)
+    await _wait_idle(client, session)
+    await client.delete_session(session_id)
     return record.name
 
 
@@ -216,12 +213,12 @@ async def session_asks(fleet: Fleet, session_id: str, ref: str | None = None) ->
     record, session = await _locate(fleet, session_id, ref)
     directory = session.directory or record.spec.dir
     endpoint = fleet.endpoint_of(record)
-    async with AsyncOpencodeClient(endpoint, timeout=10.0) as client:
-        listed, permissions, questions = await asyncio.gather(
-            client.sessions(directory),
-            client.call(ops.permissions(directory)),
-            client.call(ops.questions(directory)),
-        )
+    client = fleet.client(endpoint, timeout=10.0)
+    listed, permissions, questions = await asyncio.gather(
+        client.sessions(directory),
+        client.permissions(directory),
+        client.questions(directory),
+    )
     ours = {session_id} | {s.id for s in listed if s.parent_id == session_id}
     secrets = endpoint.secrets()  # a permission's patterns hold the command it asks for
     return [
@@ -264,8 +261,8 @@ async def reply_permission(
     if reply not in PERMISSION_REPLIES:
         raise UsageError(f"invalid reply {reply!r}: use one of {', '.join(PERMISSION_REPLIES)}")
     record, ask = await _pending(fleet, session_id, ask_id, "permission", ref)
-    async with AsyncOpencodeClient(fleet.endpoint_of(record)) as client:
-        await client.call(ops.reply_permission(ask_id, reply, message, ask.directory))
+    client = fleet.client(record)
+    await client.reply_permission(ask_id, reply, message, ask.directory, session_id=ask.session_id)
     return ask
 
 
@@ -285,13 +282,11 @@ async def answer_question(
             raise UsageError(
                 f"question {ask_id} has {count} question(s): give one list of answers for each"
             )
-    async with AsyncOpencodeClient(fleet.endpoint_of(record)) as client:
-        op = (
-            ops.reject_question(ask_id, ask.directory)
-            if answers is None
-            else ops.reply_question(ask_id, answers, ask.directory)
-        )
-        await client.call(op)
+    client = fleet.client(record)
+    if answers is None:
+        await client.reject_question(ask_id, ask.directory, session_id=ask.session_id)
+    else:
+        await client.reply_question(ask_id, answers, ask.directory, session_id=ask.session_id)
     return ask
 
 
@@ -328,8 +323,8 @@ async def api(
             "(read-only) calls go to it"
         )
     endpoint = await asyncio.to_thread(fleet.reader, ref)
-    async with AsyncOpencodeClient(endpoint, timeout=60.0) as client:
-        answer = await client.call(ops.raw(method, path, body=body, directory=directory))
+    client = fleet.client(endpoint, timeout=60.0)
+    answer = await client.call(ops.raw(method, path, body=body, directory=directory))
     return redact_data(answer, endpoint.secrets())
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import secrets
 import sqlite3
 import time
@@ -16,10 +17,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ..database import Database
 from ..errors import ConflictError, NotFoundError, UsageError
+from ..migrations import TOTALS_ALL, USAGE_COLUMNS
 from ..models import BatchStatus, ProcessIdentity, TaskRecord, TaskStatus
 from ..redaction import may_hold, redact_data
-from ..registry import Registry
 
 _TASK_FIELDS = {f.name for f in fields(TaskRecord)}
 _IN_CHUNK = 500  # ids per `IN (...)`: well under SQLite's limit on bound parameters
@@ -43,6 +45,30 @@ def redact_record(record: TaskRecord, secrets: tuple[str, ...]) -> TaskRecord:
         for name in SAID:
             setattr(record, name, redact_data(getattr(record, name), secrets))
     return record
+
+
+def usage(record: TaskRecord) -> tuple[int, ...]:
+    """What the record adds to the running totals, in `USAGE_COLUMNS` order: its tokens, and
+    its cost in billionths (integers, so a total stays exact through any number of saves)."""
+    tokens = record.tokens if isinstance(record.tokens, dict) else {}
+    cache = tokens.get("cache")
+    cache = cache if isinstance(cache, dict) else {}
+    cost = _number(record.cost)
+    return (
+        int(_number(tokens.get("input"))),
+        int(_number(tokens.get("output"))),
+        int(_number(tokens.get("reasoning"))),
+        int(_number(cache.get("read"))),
+        int(_number(cache.get("write"))),
+        round(cost * 1e9),
+    )
+
+
+def _number(value: Any) -> float:
+    """A figure a server reported, or 0 for anything that is not one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0.0
+    return float(value) if math.isfinite(value) else 0.0
 
 
 def _load(row_json: str, secrets: tuple[str, ...] = ()) -> TaskRecord:
@@ -70,7 +96,7 @@ class Batch:
     """A batch's row: what it was given, and who runs it."""
 
     id: str
-    status: str  # a BatchStatus value as stored: running, completed, cancelled
+    status: BatchStatus  # as stored: running, completed or cancelled (never interrupted)
     created_at: float
     updated_at: float
     source: str | None = None
@@ -80,7 +106,7 @@ class Batch:
     cancel_requested: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "status": self.status.value}
 
 
 @dataclass
@@ -100,6 +126,38 @@ class Tally:
 
 
 @dataclass
+class DayTotals:
+    """The tasks created on one UTC day, as they stand now: by status, tokens and cost."""
+
+    day: str  # YYYY-MM-DD
+    tasks: dict[str, int] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=dict)
+    cost: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+#: The token kinds reported by `totals()`, in `USAGE_COLUMNS` order.
+TOKEN_KINDS = ("input", "output", "reasoning", "cache_read", "cache_write")
+_TOTALS = (
+    "SELECT period, status, tasks, tokens_input, tokens_output, tokens_reasoning,"
+    " tokens_cache_read, tokens_cache_write, cost_nanos FROM task_totals"
+)
+
+
+def _fold(rows: Sequence[Any]) -> dict[str, Any]:
+    """Rows of `task_totals` of one period (one per status) as {tasks, tokens, cost}; a
+    status whose tasks all went (pruned, or moved on) is left out."""
+    sums = [sum(int(row[3 + i]) for row in rows) for i in range(len(USAGE_COLUMNS))]
+    return {
+        "tasks": {str(row[1]): int(row[2]) for row in rows if row[2]},
+        "tokens": dict(zip(TOKEN_KINDS, sums, strict=False)),
+        "cost": sums[-1] / 1e9,
+    }
+
+
+@dataclass
 class PruneReport:
     """What `ocm results prune` deleted (or, with dry_run, would delete)."""
 
@@ -112,13 +170,14 @@ class PruneReport:
 
 
 class TaskStore:
-    """Tasks and batches on top of a Registry's connection.
+    """Tasks and batches on top of the registry database (the `tasks`, `batches` and
+    `task_totals` tables; the instances are registry.py's).
 
     With `secrets` (the fleet's secret book), records are stored and read without any of
     them: what an agent printed never reaches the registry, and a record stored before a
     secret was known is redacted when it is read, whichever front shows it."""
 
-    def __init__(self, registry: Registry, *, secrets: Secrets = tuple) -> None:
+    def __init__(self, registry: Database, *, secrets: Secrets = tuple) -> None:
         self.registry = registry
         self.secrets = secrets
 
@@ -188,8 +247,8 @@ class TaskStore:
         """Names or ids ocm knows, newest first, for shell completion: kind is "instance"
         (the registry's), "task", "batch" or "session" (sessions that ocm's tasks used)."""
         if kind == "instance":
-            records = sorted(self.registry.instances(), key=lambda r: -r.created_at)
-            return [r.name for r in records]
+            rows = self.registry.query("SELECT name FROM instances ORDER BY created_at DESC")
+            return [str(row[0]) for row in rows]
         if kind not in ("task", "batch", "session"):
             raise UsageError(f"unknown kind {kind!r}: instance, task, batch or session")
         return self.recent_ids(kind)
@@ -272,25 +331,21 @@ class TaskStore:
         return count
 
     def totals(self) -> dict[str, Any]:
-        """Tasks by status, and token and cost totals over every stored task."""
-        counts = {
-            str(r[0]): int(r[1])
-            for r in self.registry.query("SELECT status, COUNT(*) FROM tasks GROUP BY status")
-        }
-        row = self.registry.query(
-            "SELECT SUM(json_extract(record, '$.tokens.input')),"
-            " SUM(json_extract(record, '$.tokens.output')),"
-            " SUM(json_extract(record, '$.tokens.reasoning')),"
-            " SUM(json_extract(record, '$.tokens.cache.read')),"
-            " SUM(json_extract(record, '$.tokens.cache.write')),"
-            " SUM(json_extract(record, '$.cost')) FROM tasks"
-        )[0]
-        keys = ("input", "output", "reasoning", "cache_read", "cache_write")
-        return {
-            "tasks": counts,
-            "tokens": {k: int(row[i] or 0) for i, k in enumerate(keys)},
-            "cost": float(row[5] or 0.0),
-        }
+        """Tasks by status, and token and cost totals over every stored task: the running
+        totals the registry keeps as records are written (a few rows, however many tasks)."""
+        return _fold(self.registry.query(f"{_TOTALS} WHERE period = ?", (TOTALS_ALL,)))
+
+    def days(self, *, since: str | None = None) -> list[DayTotals]:
+        """Per UTC day of creation (from `since`, YYYY-MM-DD, when given), oldest first: the
+        same running totals, one row per day and status."""
+        rows = self.registry.query(
+            f"{_TOTALS} WHERE period >= ? AND period <> ? ORDER BY period",
+            (since or "", TOTALS_ALL),
+        )
+        by_day: dict[str, list[Any]] = {}
+        for row in rows:
+            by_day.setdefault(str(row[0]), []).append(row)
+        return [DayTotals(day, **_fold(group)) for day, group in by_day.items()]
 
     # -- batches ---------------------------------------------------------------------------
     def add_batch(self, batch: Batch, tasks: list[TaskRecord]) -> None:
@@ -305,7 +360,7 @@ class TaskStore:
                     batch.id,
                     batch.source,
                     json.dumps(batch.options),
-                    batch.status,
+                    batch.status.value,
                     batch.created_at,
                     now,
                 ),
@@ -377,13 +432,13 @@ class TaskStore:
             row = db.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
         return _batch(row)
 
-    def set_batch_status(self, batch_id: str, status: str) -> None:
+    def set_batch_status(self, batch_id: str, status: BatchStatus) -> None:
         now = time.time()
-        finished = now if status in ("completed", "cancelled") else None
+        finished = now if status.final else None
         with self.registry.transaction() as db:
             db.execute(
                 "UPDATE batches SET status = ?, updated_at = ?, finished_at = ? WHERE id = ?",
-                (status, now, finished, batch_id),
+                (status.value, now, finished, batch_id),
             )
 
     def batch(self, batch_id: str) -> Batch:
@@ -416,12 +471,15 @@ class TaskStore:
 
 
 def _insert(db: sqlite3.Connection, record: TaskRecord, seq: int, blob: str | None = None) -> None:
+    # With the record, its usage (USAGE_COLUMNS): the registry's triggers add it up.
     db.execute(
         "INSERT INTO tasks (id, batch_id, seq, status, prompt, record, created_at, updated_at,"
-        " started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " started_at, finished_at, tokens_input, tokens_output, tokens_reasoning,"
+        " tokens_cache_read, tokens_cache_write, cost_nanos)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (record.id, record.batch_id, seq, record.status.value, record.prompt,
          blob or json.dumps(record.to_dict()), record.created_at, time.time(), record.started_at,
-         record.finished_at),
+         record.finished_at, *usage(record)),
     )  # fmt: skip
 
 
@@ -440,10 +498,11 @@ def _count_batch_tasks(db: sqlite3.Connection, batch_id: str) -> int:
 
 def _update(db: sqlite3.Connection, record: TaskRecord, blob: str | None = None) -> None:
     db.execute(
-        "UPDATE tasks SET status = ?, record = ?, updated_at = ?, started_at = ?, finished_at = ?"
-        " WHERE id = ?",
+        "UPDATE tasks SET status = ?, record = ?, updated_at = ?, started_at = ?, finished_at = ?,"
+        " tokens_input = ?, tokens_output = ?, tokens_reasoning = ?, tokens_cache_read = ?,"
+        " tokens_cache_write = ?, cost_nanos = ? WHERE id = ?",
         (record.status.value, blob or json.dumps(record.to_dict()), time.time(), record.started_at,
-         record.finished_at, record.id),
+         record.finished_at, *usage(record), record.id),
     )  # fmt: skip
 
 
@@ -453,10 +512,19 @@ def _holder(row: Any) -> ProcessIdentity | None:
     return ProcessIdentity(int(row["runner_pid"]), float(row["runner_ctime"]))
 
 
+def _batch_status(word: str) -> BatchStatus:
+    """A stored status; one this version does not know (written by a newer one) reads as
+    running, which a dead runner makes `interrupted`."""
+    try:
+        return BatchStatus(word)
+    except ValueError:
+        return BatchStatus.RUNNING
+
+
 def _batch(row: Any) -> Batch:
     return Batch(
         id=row["id"],
-        status=row["status"],
+        status=_batch_status(row["status"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         source=row["source"],

@@ -12,6 +12,7 @@ from typing import Any
 
 from .. import process
 from ..models import BatchStatus, TaskRecord, TaskStatus
+from ..text import task_error_line
 from .store import Batch, Tally, TaskStore
 
 
@@ -80,7 +81,7 @@ def _summarize(batch: Batch, records: list[TaskRecord]) -> BatchSummary:
                 status=r.status.value,
                 instance=r.instance,
                 duration_s=r.duration_s,
-                error=(r.error or {}).get("message") or (r.error or {}).get("name"),
+                error=task_error_line(r.error) or None,
             )
             for r in records
         ],
@@ -88,11 +89,7 @@ def _summarize(batch: Batch, records: list[TaskRecord]) -> BatchSummary:
 
 
 def _tallied(batch: Batch, tally: Tally) -> BatchSummary:
-    status = (
-        BatchStatus(batch.status)
-        if batch.status in BatchStatus._value2member_map_
-        else (BatchStatus.RUNNING)
-    )
+    status = batch.status
     if status is BatchStatus.RUNNING and not process.is_alive(batch.runner):
         status = BatchStatus.INTERRUPTED
     start, end = tally.first_start, tally.last_end

@@ -22,7 +22,9 @@ from typing import Any
 import psutil
 
 from ..client.endpoint import Endpoint
+from ..client.readiness import Phase, Verdict
 from ..errors import ServerUnreachable
+from ..lines import Line, known_line
 from ..models import ProcessIdentity
 from ..process import Termination
 
@@ -129,11 +131,16 @@ class FakeSpawner:
 
 
 class FakeProbe:
-    """Health checks answered by the fake servers themselves."""
+    """Health checks answered by the fake servers themselves, as the line of `version`
+    would; `script` holds verdicts to give first (a 2.x server's 503s, say), `answer` one to
+    give for good (a server that never answers the API)."""
 
     def __init__(self, spawner: FakeSpawner, version: str = "1.18.33") -> None:
         self.spawner = spawner
         self.version = version
+        self.script: list[Verdict] = []
+        self.answer: Verdict | None = None
+        self.expected: list[Line | None] = []  # the line each check was told to expect
         self.disposed: list[str] = []
         self.busy_sessions: dict[str, Any] = {}
         self.warmed: list[str] = []  # the warm-up's request targets, in order
@@ -146,9 +153,17 @@ class FakeProbe:
                 return server
         raise ServerUnreachable(f"{endpoint.name} is unreachable (fake)", instance=endpoint.name)
 
-    async def health(self, endpoint: Endpoint, *, timeout: float) -> dict[str, Any]:
+    async def check(self, endpoint: Endpoint, *, timeout: float, expected: Line | None) -> Verdict:
         server = self._server(endpoint)
-        return {"healthy": server.healthy, "version": self.version}
+        self.expected.append(expected)
+        if self.script:
+            return self.script.pop(0)
+        if self.answer is not None:
+            return self.answer
+        line = known_line(self.version)
+        if not server.healthy:
+            return Verdict(Phase.STARTING, line, self.version, "not healthy (fake)")
+        return Verdict(Phase.READY, line, self.version)
 
     async def busy(self, endpoint: Endpoint, directory: str, *, timeout: float) -> dict[str, Any]:
         self._server(endpoint)

@@ -5,10 +5,14 @@
   const state = document.getElementById("live-state");
   const say = (text, cls) => { if (state) { state.textContent = text; state.className = "live " + cls; } };
 
+  // A destructive form asks first. Forms with a `confirmed` field take the answer as given
+  // here; without scripts the server asks on a page of its own instead.
   document.addEventListener("submit", (event) => {
     const form = event.target;
     const question = form.getAttribute("data-confirm");
-    if (question && !window.confirm(question)) event.preventDefault();
+    if (!question) return;
+    if (!window.confirm(question)) { event.preventDefault(); return; }
+    if (form.elements.confirmed) form.elements.confirmed.value = "yes";
   });
 
   // "Back" keeps what was typed into the form (the link itself goes to the form's page).

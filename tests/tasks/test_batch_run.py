@@ -1,0 +1,261 @@
+"""Batches in-process: two fake OpenCode 1.x servers (`opencode_manager.testing.opencode`)
+behind the fleet's one HTTP client, registry rows pointing at a stand-in process. Claims,
+placement, exactly-once resume through the checkpoint seam, retries elsewhere, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opencode_manager import process
+from opencode_manager.client import core
+from opencode_manager.errors import ConflictError
+from opencode_manager.instances.fleet import Fleet
+from opencode_manager.models import BatchStatus, ProcessIdentity, TaskStatus
+from opencode_manager.tasks import delivery, runner
+from opencode_manager.tasks.batch import BatchOptions, BatchRun, create_batch
+from opencode_manager.tasks.batchfile import BatchTask
+from opencode_manager.tasks.store import TaskStore
+from opencode_manager.tasks.summary import BatchSummary
+from opencode_manager.testing import StandIn, fleet_of
+from opencode_manager.testing.opencode import FakeOpencode, Hang, Pause, Reply, Step, transport
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
+
+PROJECT = "/fake/project"
+URLS = {"a": "http://127.0.0.1:4101", "b": "http://127.0.0.1:4102"}
+
+
+class Killed(BaseException):
+    """The runner process dies here (a SIGKILL: nothing of it runs any more)."""
+
+
+class Scripted:
+    def __init__(self) -> None:
+        self.turns: dict[str, Sequence[Step]] = {}
+        self.default: Sequence[Step] = (Pause(0.05), Reply("done"))
+
+    def __call__(self, text: str) -> Sequence[Step]:
+        return self.turns.get(text, self.default)
+
+
+@dataclass
+class Bed:
+    fleet: Fleet
+    store: TaskStore
+    servers: dict[str, FakeOpencode]
+    script: Scripted
+
+    def create(
+        self, prompts: Sequence[str], pins: Sequence[str | None] = (), **options: Any
+    ) -> str:
+        pinned = list(pins) or [None] * len(prompts)
+        tasks = [BatchTask(id=f"t{i}", prompt=p, line=i + 1, instance=pin)
+                 for i, (p, pin) in enumerate(zip(prompts, pinned, strict=True))]  # fmt: skip
+        return create_batch(self.fleet, self.store, tasks, BatchOptions(**options)).id
+
+    def turns(self) -> Counter[str]:
+        """Model calls per prompt, on every server."""
+        return Counter(t.prompt for s in self.servers.values() for t in s.turns)
+
+    def where(self, batch_id: str) -> dict[str, str | None]:
+        return {r.task_id or r.id: r.instance for r in self.store.list_tasks(batch_id=batch_id)}
+
+
+@pytest.fixture(autouse=True)
+def quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core, "RETRY_PAUSE", 0.0)
+    monkeypatch.setattr(delivery, "LOOK_PAUSE", 0.01)
+    monkeypatch.setattr(delivery, "SEND_GRACE", 0.1)
+
+
+@pytest.fixture
+async def bed(tmp_path: Path, stand_in: StandIn) -> AsyncIterator[Bed]:
+    script = Scripted()
+    servers = {name: FakeOpencode(url, directory=PROJECT, script=script)
+               for name, url in URLS.items()}  # fmt: skip
+    fleet = fleet_of(tmp_path / "ocm", [(n, u, stand_in.pid) for n, u in URLS.items()],
+                     transport=transport(*servers.values()), directory=PROJECT)  # fmt: skip
+    yield Bed(fleet, TaskStore(fleet.registry, secrets=fleet.secrets.values), servers, script)
+    for server in servers.values():
+        await server.aclose()
+    await fleet.aclose()
+
+
+async def _run(bed: Bed, batch_id: str, **kwargs: Any) -> BatchSummary:
+    run = await asyncio.to_thread(BatchRun.claim, bed.fleet, bed.store, batch_id, **kwargs)
+    return await run.run()
+
+
+# -- running and claiming ------------------------------------------------------------------------
+async def test_every_task_runs_once_on_the_fleet(bed: Bed) -> None:
+    prompts = [f"task {i}" for i in range(4)]
+    result = await _run(bed, bed.create(prompts, per_instance=2))
+    assert result.counts == {"completed": 4}
+    assert bed.turns() == dict.fromkeys(prompts, 1)
+    assert all(s.turns for s in bed.servers.values())  # both instances took work
+    assert sum(s.streams for s in bed.servers.values()) == 0  # the shared streams closed
+
+
+async def test_a_batch_held_by_a_live_runner_is_refused_and_a_dead_ones_taken_over(
+    bed: Bed,
+) -> None:
+    other = process.identity_of(os.getppid())  # another live process: a runner already
+    assert other is not None
+    held = bed.create(["held"])
+    bed.store.claim_batch(held, other, process.is_alive)
+    with pytest.raises(ConflictError, match=f"being run by process {other.pid}"):
+        BatchRun.claim(bed.fleet, bed.store, held)
+    orphaned = bed.create(["orphaned"])
+    dead = ProcessIdentity(other.pid, other.create_time - 1000.0)  # that PID, long gone
+    bed.store.claim_batch(orphaned, dead, process.is_alive)
+    result = await _run(bed, orphaned)  # its runner is dead: this one takes over
+    assert result.counts == {"completed": 1}
+    assert bed.turns() == {"orphaned": 1}
+
+
+# -- placement ----------------------------------------------------------------------------------
+async def test_no_instance_takes_more_than_its_limit(bed: Bed) -> None:
+    prompts = [f"task {i}" for i in range(6)]
+    result = await _run(bed, bed.create(prompts, per_instance=1))
+    assert result.counts == {"completed": 6}
+    assert [s.most_at_once() for s in bed.servers.values()] == [1, 1]
+    assert all(len(s.turns) >= 2 for s in bed.servers.values())
+
+
+@pytest.mark.parametrize(("busy", "free"), [("a", "b"), ("b", "a")])
+async def test_a_task_goes_to_the_least_busy_instance(bed: Bed, busy: str, free: str) -> None:
+    bed.script.turns["someone else's work"] = [Hang()]
+    bed.servers[busy].prompt("someone else's work")  # not the batch's: placement counts it
+    batch_id = bed.create(["mine"], per_instance=2)
+    result = await _run(bed, batch_id)
+    assert result.counts == {"completed": 1}
+    assert bed.where(batch_id) == {"t0": free}
+
+
+async def test_pinned_tasks_run_on_their_instance_within_its_limit(bed: Bed) -> None:
+    prompts = [f"pinned {i}" for i in range(3)]
+    batch_id = bed.create(prompts, pins=["b"] * 3, per_instance=1)
+    result = await _run(bed, batch_id)
+    assert result.counts == {"completed": 3}
+    assert set(bed.where(batch_id).values()) == {"b"}
+    assert bed.servers["a"].turns == []
+    assert bed.servers["b"].most_at_once() == 1
+
+
+# -- exactly once -------------------------------------------------------------------------------
+@pytest.mark.parametrize("step", ["session", "sending", "sent", "finished"])
+async def test_a_runner_killed_at_any_step_resumes_with_one_send_each(bed: Bed, step: str) -> None:
+    """The in-process twin of tests/tasks/test_exactly_once.py: the runner dies the second
+    time a task passes `step`; the servers carry on (a turn sent runs to its end); a resume
+    runs the rest. Every prompt reaches a model once."""
+    prompts = [f"once {step} {i}" for i in range(4)]
+    batch_id = bed.create(prompts, per_instance=1)
+    passed = Counter[str]()
+
+    async def checkpoint(name: str) -> None:
+        passed[name] += 1
+        if name == step and passed[name] == 2:
+            raise Killed(step)
+
+    with pytest.raises(Killed):
+        await _run(bed, batch_id, checkpoint=checkpoint)
+    assert bed.store.batch(batch_id).status == BatchStatus.RUNNING.value  # not finished
+    result = await _run(bed, batch_id)
+    assert result.counts == {"completed": 4}
+    assert bed.turns() == dict.fromkeys(prompts, 1)
+
+
+async def test_a_killed_run_leaves_no_task_running_behind(bed: Bed) -> None:
+    """A runner that dies (or whose caller cancels it: an MCP call, a dashboard request)
+    must not leave its tasks going on unseen in the event loop."""
+    bed.script.default = [Hang()]
+    batch_id = bed.create([f"long {i}" for i in range(2)], per_instance=1)
+    run = asyncio.create_task(_run(bed, batch_id))
+    await _until(lambda: sum(len(s.busy()) for s in bed.servers.values()) == 2)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    await asyncio.sleep(0)  # one step of the loop for anything left to show
+    left = [t for t in asyncio.all_tasks() if "BatchRun._run_one" in repr(t.get_coro())]
+    assert left == []
+    records = bed.store.list_tasks(batch_id=batch_id)
+    assert {r.status for r in records} == {TaskStatus.RUNNING}  # as a kill leaves them
+    assert all(r.prompted for r in records)  # so `resume` follows them, never resends
+
+
+# -- retries and cancel -------------------------------------------------------------------------
+async def test_a_task_that_never_reached_a_model_is_retried_on_another_instance(
+    bed: Bed,
+) -> None:
+    bed.script.turns["busy b"] = [Hang()]
+    bed.servers["b"].prompt("busy b")  # so that a, the least busy, is chosen first
+    bed.servers["a"].down = True  # a's server refuses connections; its process lives
+    batch_id = bed.create(["move me"], per_instance=2)
+    result = await _run(bed, batch_id)
+    assert result.counts == {"completed": 1}
+    [record] = bed.store.list_tasks(batch_id=batch_id)
+    assert record.instance == "b"
+    assert record.attempts == 2
+    assert ("POST", "/session") in bed.servers["a"].requests  # it was tried there first
+    assert bed.turns()["move me"] == 1
+
+
+async def test_cancel_aborts_the_running_tasks_and_cancels_the_rest(bed: Bed) -> None:
+    bed.script.default = [Hang()]
+    batch_id = bed.create([f"long {i}" for i in range(4)], per_instance=1)
+    cancel = asyncio.Event()
+    run = asyncio.create_task(_run(bed, batch_id, cancel=cancel))
+    await _until(lambda: sum(len(s.busy()) for s in bed.servers.values()) == 2)
+    cancel.set()
+    result = await asyncio.wait_for(run, 10)
+    assert result.counts == {"aborted": 2, "cancelled": 2}
+    assert bed.store.batch(batch_id).status == BatchStatus.CANCELLED.value
+    assert all(s.busy() == {} for s in bed.servers.values())  # the sessions were aborted
+    assert all(t.aborted.is_set() for s in bed.servers.values() for t in s.turns)
+
+
+async def test_a_cancel_requested_from_elsewhere_is_obeyed(bed: Bed) -> None:
+    """`ocm batch cancel` writes the request into the registry; the runner acts on it."""
+    bed.script.default = [Hang()]
+    batch_id = bed.create([f"long {i}" for i in range(3)], per_instance=1)
+    run = asyncio.create_task(_run(bed, batch_id))
+    await _until(lambda: sum(len(s.busy()) for s in bed.servers.values()) == 2)
+    await asyncio.to_thread(bed.store.request_cancel, batch_id)
+    result = await asyncio.wait_for(run, 10)
+    assert result.counts == {"aborted": 2, "cancelled": 1}
+
+
+async def test_a_turn_lost_with_its_restarted_server_is_run_again_once(
+    bed: Bed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "LOST_TURN_GRACE", 0.1)
+    bed.script.turns["survive"] = [Hang()]
+    batch_id = bed.create(["survive"], pins=["a"], per_instance=1)
+    server = bed.servers["a"]
+    run = asyncio.create_task(_run(bed, batch_id))
+    await _until(lambda: bool(server.busy()))
+    server.crash()  # the turn dies with the server...
+    server.restart()  # ...which its keeper brings back at once, without it
+    bed.script.turns["survive"] = [Reply("made it")]
+    result = await asyncio.wait_for(run, 10)
+    assert result.counts == {"completed": 1}
+    [record] = bed.store.list_tasks(batch_id=batch_id)
+    assert record.text == "made it"
+    assert len(server.turns) == 2  # the lost turn, then the task's new attempt
+    assert len({t.session_id for t in server.turns}) == 2  # in a new session
+
+
+async def _until(condition: Any, timeout: float = 5.0) -> None:
+    async def wait() -> None:
+        while not condition():
+            await asyncio.sleep(0.005)  # polling the fakes' state, with a deadline
+
+    await asyncio.wait_for(wait(), timeout)
