@@ -118,6 +118,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "ServerRefused": ("errors", "ServerRefused"),
     "ServerTimeout": ("errors", "ServerTimeout"),
     "ServerUnreachable": ("errors", "ServerUnreachable"),
+    "TurnLost": ("errors", "TurnLost"),
     "Session": ("client.types", "Session"),
     "SessionCounts": ("instances.inventory", "SessionCounts"),
     "SessionNotFound": ("errors", "SessionNotFound"),
@@ -178,6 +179,7 @@ if TYPE_CHECKING:
         SessionNotFound,
         StartError,
         StateError,
+        TurnLost,
         UsageError,
     )
     from .instances.binary import Binary, find_binary, install
@@ -340,6 +342,7 @@ __all__ = [
     "TaskOutcome",
     "TaskRecord",
     "TaskStatus",
+    "TurnLost",
     "UpReport",
     "UsageError",
     "Worktree",
