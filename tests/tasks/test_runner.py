@@ -457,6 +457,25 @@ async def test_a_turn_whose_server_was_replaced_under_it_is_reported_lost_at_onc
     assert time.monotonic() - began < 1.5
 
 
+async def test_a_turn_whose_server_process_died_is_lost_without_waiting_for_a_restart(
+    server: FakeOpencode, client: AsyncOpencodeClient, script: Scripted
+) -> None:
+    """Its server process is gone and nothing answers yet: the turn died with it, whatever
+    comes back; the task says so at once instead of waiting out its patience."""
+    script.turns["lost"] = [Hang()]
+    servers = Servers()
+    task = _runner(client, _record("lost", server), poll_interval=0.05,
+                   custody=servers.custody())  # fmt: skip
+    following = asyncio.create_task(task.run())
+    await _until(lambda: bool(server.busy()))
+    server.crash()  # refuses connections from now on
+    servers.restart()  # its keeper is starting another process
+    began = time.monotonic()
+    with pytest.raises(TurnLost, match="its server process is gone"):
+        await asyncio.wait_for(following, 5)
+    assert time.monotonic() - began < task.patience / 2
+
+
 async def test_a_turn_taken_but_not_started_when_its_server_came_back_is_followed(
     server: FakeOpencode, client: AsyncOpencodeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -185,12 +185,14 @@ class TaskRunner:
                 self.client, record, not_before_ms=self.started_ms, patience=self.patience,
                 grace=self.grace,
             )  # fmt: skip
-        finally:
+        except ServerError:
             await self.custody.note()  # a restart meanwhile: the newer one may hold it
+            raise
         record.prompted = True
         record.sending = False
         await self.checkpoint("sent")
         await self.persist(record)
+        await self.custody.note()  # (after the record: it says "prompted" first)
 
     async def run(self) -> TaskRecord:
         session_id = await self.begin()
@@ -362,6 +364,14 @@ class TaskRunner:
             self._went_away = True
             self._silence = exc
             self._unreachable_since = self._unreachable_since or time.monotonic()
+            if await self.custody.gone():
+                # The process that ran the turn is gone (a restart may bring the server
+                # back, never the turn): no need to wait for it.
+                raise TurnLost(
+                    f"{self._where} went away during the turn: its server process is gone "
+                    "(crashed, restarted or stopped), and the turn with it",
+                    instance=self.client.endpoint.name,
+                ) from exc
             if time.monotonic() - self._unreachable_since > self.patience:
                 raise self._gone(exc) from exc
             return False
