@@ -48,7 +48,8 @@ def run_ocm(
     cwd: str | None = None,
     input: str | None = None,
 ) -> Result:
-    """Run the real entry point (`python -m opencode_manager`) as a user would."""
+    """Run the real entry point (`python -m opencode_manager`) as a user would (`timeout`:
+    stretched for a loaded machine, `patient`)."""
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
@@ -57,7 +58,7 @@ def run_ocm(
         capture_output=True,
         text=True,
         env=full_env,
-        timeout=timeout,
+        timeout=patient(timeout),
         cwd=cwd,
         input=input,
         check=False,
@@ -90,7 +91,7 @@ def run_in_terminal(
         if not data:
             break
         chunks.append(data)
-    proc.wait(timeout=timeout)
+    proc.wait(timeout=patient(timeout))
     os.close(parent)
     return b"".join(chunks).decode(errors="replace").replace("\r\n", "\n")
 

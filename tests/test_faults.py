@@ -29,7 +29,7 @@ from opencode_manager.models import InstanceSpec, State
 from opencode_manager.registry import Registry
 
 from conftest import Fleet
-from helpers import Result, assert_one_line_error, run_ocm, wait_for
+from helpers import Result, assert_one_line_error, patient, run_ocm, wait_for
 
 
 def _home() -> Path:
@@ -123,7 +123,7 @@ def test_cleanup_and_stop_all_respect_instances_coming_up(
     report = run_ocm("cleanup", "--json", check=True).json()
     assert report["removed_instances"] == []
     assert report["reconciled"] == []
-    out, err = start.communicate(timeout=180)
+    out, err = start.communicate(timeout=patient(180))
     assert start.returncode == 0, err
     assert [i["status"] for i in json.loads(out)] == ["running"] * 3
 
@@ -140,7 +140,7 @@ def test_cleanup_and_stop_all_respect_instances_coming_up(
     wait_for(lambda: starting("down-", 2), timeout=30, message="2 rows")
     stopped = run_ocm("stop", "--all", "--json", check=True).json()
     assert {s["name"] for s in stopped} >= {"down-1", "down-2"}
-    _, err = start.communicate(timeout=180)
+    _, err = start.communicate(timeout=patient(180))
     assert start.returncode == 6, err  # the start reports that its instances were stopped
     assert "stopped while starting" in err
     final = {i["name"]: i for i in run_ocm("ls", "--json", "--no-foreign", check=True).json()}

@@ -30,7 +30,7 @@ from typing import Any
 from opencode_manager.scripted_model import ScriptedModelServer, opencode_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: tests/
-from helpers import wait_for
+from helpers import patient, wait_for
 
 HEAD_PORT = 46379
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -225,7 +225,7 @@ class Scenario:
                 if pid and _alive(int(pid)):
                     os.kill(int(pid), signal.SIGKILL)
         self.stop_node("B")  # ...and its node leaves the cluster
-        out, errors = batch.communicate(timeout=600)
+        out, errors = batch.communicate(timeout=patient(600))
         self.out["moved_batch_rc"] = batch.returncode
         self.out["moved_batch"] = json.loads(out) if out.strip() else {"stderr": errors}
         self.out["b_names"] = sorted(b_names)
@@ -313,7 +313,7 @@ class Scenario:
                 os.kill(agent_b, signal.SIGCONT)
             if driver.poll() is None and not frozen:
                 driver.kill()  # it never got as far as the stall: do not leave it behind
-        out, errors = driver.communicate(timeout=300)
+        out, errors = driver.communicate(timeout=patient(300))
         self.out["failed_start"] = {
             "rc": driver.returncode, "stdout": out, "stderr": errors,
             "took_s": round(time.monotonic() - began, 1), "seen": seen,

@@ -293,7 +293,7 @@ def test_rm_cleanup_and_logs(tmp_path: Path, isolated: dict[str, str]) -> None:
         assert follower.stdout.readline().strip() == "l2 | level=ERROR message=followed-line"
     finally:
         follower.terminate()
-        follower.communicate(timeout=10)
+        follower.communicate(timeout=patient(10))
     assert follower.returncode == 0
     one = run_ocm("logs", "l1", "-n", "5", check=True).stdout.splitlines()
     assert 0 < len(one) <= 5
@@ -381,7 +381,7 @@ def test_a_task_on_a_server_that_dies_fails_instead_of_hanging(model_env: list[s
         message="the task running",
     )
     os.kill(info["pid"], signal.SIGKILL)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=patient(60))
     assert proc.returncode == 10, err
     record = json.loads(out)
     assert record["status"] == "failed"
@@ -398,7 +398,7 @@ def test_ctrl_c_during_start_rolls_back_what_it_created() -> None:
     wait_for(lambda: len(_ls()) == 2 and proc.poll() is None, timeout=30,
              message="two instances starting")  # fmt: skip
     proc.send_signal(signal.SIGINT)
-    out, errors = proc.communicate(timeout=60)
+    out, errors = proc.communicate(timeout=patient(60))
     assert proc.returncode == 130, errors
     assert "start interrupted: oc-1, oc-2 stopped and removed" in errors
     assert "Traceback" not in errors
