@@ -672,6 +672,7 @@ class BatchRun:
         runner = TaskRunner(
             client=client, record=record, persist=self.persist, observer=Observer(),
             auto_approve=self.options.auto_approve, cancel=self.cancel, custody=custody,
+            went_away=True,
         )  # fmt: skip
         record.attempts -= 1  # following is not a new attempt
         await runner.run()

@@ -96,9 +96,11 @@ class TaskRunner:
     #: The server process holding the prompt (a fleet's instance: `custody.of_instance`);
     #: without one, nobody can tell whether it is gone.
     custody: Custody = field(default_factory=Custody)
+    #: The server stopped answering (or its stream broke) while the turn ran: true from the
+    #: start for a runner that follows a turn after an outage (a batch recovering it).
+    went_away: bool = False
     _unreachable_since: float | None = None
     _silence: ServerError | None = None  # why the server's last poll got no answer
-    _went_away: bool = False  # the server stopped answering (or its stream broke) meanwhile
     _idle_incomplete_since: float | None = None
     _created_session: bool = False  # this runner made the task's session (it had no todos)
     _live_text: StreamRedactor = field(default_factory=StreamRedactor)  # secrets span deltas
@@ -282,7 +284,7 @@ class TaskRunner:
                 await asyncio.sleep(min(self.poll_interval, 0.5))  # poll pacing
                 continue
             if item.type in (DISCONNECTED, RECONNECTED):
-                self._went_away = True
+                self.went_away = True
                 # Events were (or may have been) missed: let the poll resync from REST now.
                 stream_alive = item.type == RECONNECTED
                 next_poll = time.monotonic()
@@ -361,7 +363,7 @@ class TaskRunner:
             if exc.status_code is not None:
                 return False
             # No answer: a blip or a slow server is fine, a dead one is not worth waiting for.
-            self._went_away = True
+            self.went_away = True
             self._silence = exc
             self._unreachable_since = self._unreachable_since or time.monotonic()
             if await self.custody.gone():
@@ -420,7 +422,7 @@ class TaskRunner:
                 "restarted) and came back without it: the turn is lost",
                 instance=self.client.endpoint.name,
             )
-        if not self._went_away:
+        if not self.went_away:
             return
         now = time.monotonic()
         self._idle_incomplete_since = self._idle_incomplete_since or now
