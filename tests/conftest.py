@@ -24,7 +24,7 @@ from opencode_manager.scripted_model import ScriptedModelServer, opencode_config
 from opencode_manager.settings import PINNED_OPENCODE_VERSION, Settings
 from opencode_manager.testing import StandIn, sweep
 
-from helpers import Ocm, run_ocm
+from helpers import Ocm, invoke_ocm, run_ocm
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "OPENCODE_MANAGER_TEST_MARK"  # not OCM_*: servers must inherit it too
@@ -176,8 +176,11 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def ocm() -> Ocm:
-    return run_ocm
+def ocm(isolated: dict[str, str]) -> Ocm:
+    """`ocm ARGS...` run in this process (click's CliRunner around `cli.main`, the real
+    entry point's function), on the test's isolated environment; the same `Result` as
+    `run_ocm`, which keeps a process of its own for what only a process shows."""
+    return invoke_ocm
 
 
 @pytest.fixture(scope="session")

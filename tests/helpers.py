@@ -1,23 +1,33 @@
-"""Helpers for tests: run the real CLI, poll with deadlines, check error contracts."""
+"""Helpers for tests: run the CLI (in this process, or as a real process), poll with deadlines,
+check error contracts."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
+import inspect
 import json
 import os
 import pty
+import signal
 import struct
 import subprocess
 import sys
 import termios
+import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import psutil
+
+from opencode_manager.registry import Registry
 
 
 @dataclass
@@ -48,8 +58,10 @@ def run_ocm(
     cwd: str | None = None,
     input: str | None = None,
 ) -> Result:
-    """Run the real entry point (`python -m opencode_manager`) as a user would (`timeout`:
-    stretched for a loaded machine, `patient`)."""
+    """Run the real entry point (`python -m opencode_manager`) as a user would, in a process of
+    its own: for what only a process shows (one line and an exit code end to end, signals,
+    start-up imports). Everything else uses the in-process `ocm` fixture (`invoke_ocm`).
+    `timeout` is stretched for a loaded machine (`patient`)."""
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
@@ -67,6 +79,192 @@ def run_ocm(
     if check and proc.returncode != 0:
         raise AssertionError(str(result))
     return result
+
+
+#: What a process of its own gets from the environment `run_ocm` hands it, pinned for the
+#: in-process runner: no colour forced on, 80 columns for whatever is not a pipe-wide table.
+_PIPE_ENV: dict[str, str | None] = {
+    "NO_COLOR": "1",
+    "COLUMNS": "80",
+    "LINES": "24",
+    "FORCE_COLOR": None,
+    "TTY_COMPATIBLE": None,
+    "TTY_INTERACTIVE": None,
+    "CLICOLOR_FORCE": None,
+}
+
+
+def invoke_ocm(
+    *args: str,
+    env: dict[str, str] | None = None,
+    check: bool = False,
+    timeout: float = 240,
+    cwd: str | None = None,
+    input: str | None = None,
+) -> Result:
+    """Run `ocm ARGS` in this process: `opencode_manager.cli.main`, the function the console
+    script and `python -m opencode_manager` call, inside click's `CliRunner` isolation (its
+    own stdin, stdout and stderr, and `env` over the test's environment), with the exit code
+    `sys.exit(main())` would give. What a process of its own got for free is rebuilt for each
+    call: rich's consoles (made for a pipe, as `python -m` makes them), the signal handlers
+    and the working directory are put back, and a thread left running (which would keep a real
+    process from exiting) fails the call. The `timeout` is pytest-timeout's here; a test that
+    needs a process of its own (signals, start-up imports, a hang, commands at once) uses
+    `run_ocm`."""
+    del timeout  # the same signature as run_ocm; pytest-timeout bounds an in-process call
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass  # no loop in this thread: as in a process of its own
+    else:
+        raise AssertionError("a command's asyncio.run needs a thread without a loop: use run_ocm")
+    if not _ONE_AT_A_TIME.acquire(blocking=False):  # stdio and os.environ are the process's
+        raise AssertionError("the in-process runner runs one command at a time: use run_ocm")
+    try:
+        return _invoke(args, env, check, cwd, input)
+    finally:
+        _ONE_AT_A_TIME.release()
+
+
+_ONE_AT_A_TIME = threading.Lock()
+
+
+def _invoke(
+    args: tuple[str, ...],
+    env: dict[str, str] | None,
+    check: bool,
+    cwd: str | None,
+    input: str | None,
+) -> Result:
+    from click import formatting
+    from click.testing import CliRunner
+
+    from opencode_manager.cli import main
+
+    # click 8.1 mixes stderr into stdout unless told; from 8.2 on it is always apart.
+    apart: dict[str, Any] = (
+        {"mix_stderr": False}
+        if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters
+        else {}
+    )
+    runner = CliRunner(**apart)
+    width = formatting.FORCED_WIDTH  # CliRunner forces 80; a process gets the terminal's
+    threads = set(threading.enumerate())
+    with (
+        _kept_signals(),
+        _no_exec(),
+        _working_directory(cwd),
+        runner.isolation(input=input, env={**_PIPE_ENV, **(env or {})}) as streams,
+        _pipe_consoles(),
+    ):
+        formatting.FORCED_WIDTH = width
+        try:
+            code = _exit_code(main(list(args)))
+        except SystemExit as exc:  # click's completion (and anything else) may exit
+            code = _exit_code(exc.code)
+        except BaseException:  # what escapes `main` is a traceback and exit 1 in a process
+            sys.stderr.write(traceback.format_exc())
+            code = 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        stdout, stderr = (_text(stream.getvalue()) for stream in streams[:2])
+    result = Result(list(args), code, stdout, stderr)
+    _no_thread_left(threads, result)
+    if check and code != 0:
+        raise AssertionError(str(result))
+    return result
+
+
+def _exit_code(value: object) -> int:
+    """What `sys.exit(value)` makes the process's exit code (a message goes to stderr)."""
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value
+    sys.stderr.write(f"{value}\n")
+    return 1
+
+
+def _text(data: bytes) -> str:
+    """Decoded as `subprocess.run(text=True)` does: universal newlines."""
+    return data.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
+
+
+@contextmanager
+def _kept_signals() -> Iterator[None]:
+    """Commands set SIGINT/SIGTERM handlers for their own process: put pytest's back."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def _no_exec() -> Iterator[None]:
+    """`ocm attach` replaces its process with the TUI: never pytest's."""
+    real = os.execvpe
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("the command exec()s: run it with run_ocm")
+
+    os.execvpe = refuse  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        os.execvpe = real
+
+
+@contextmanager
+def _working_directory(cwd: str | None) -> Iterator[None]:
+    before = os.getcwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+@contextmanager
+def _pipe_consoles() -> Iterator[None]:
+    """rich's consoles as a process on pipes makes them at import (width, colour system and
+    NO_COLOR are read then), in every CLI module that holds one, for this call only."""
+    from rich.console import Console
+
+    from opencode_manager.cli import output
+
+    fresh = {"out": output.stdout_console(), "err": output.stderr_console()}
+    swapped: list[tuple[ModuleType, str, Console]] = []
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("opencode_manager.cli") or module is None:
+            continue
+        for attribute, console in fresh.items():
+            held = getattr(module, attribute, None)
+            if isinstance(held, Console):
+                swapped.append((module, attribute, held))
+                setattr(module, attribute, console)
+    try:
+        yield
+    finally:
+        for module, attribute, held in swapped:
+            setattr(module, attribute, held)
+
+
+def _no_thread_left(before: set[threading.Thread], result: Result) -> None:
+    """A non-daemon thread still running would keep a real `ocm` from exiting."""
+    deadline = time.monotonic() + 5
+    while True:
+        left = [
+            t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon
+        ]
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{result}\nthreads left running: {left}")
+        time.sleep(0.05)  # polling a condition with a deadline
 
 
 def run_in_terminal(
@@ -224,3 +422,11 @@ def model_sends(model: Any, prompts: list[str]) -> dict[str, int]:
         if entry["has_tools"] and not entry["followup"] and text in wanted:
             counts[text] = counts.get(text, 0) + 1
     return counts
+
+
+def forge_row(registry: Registry, name: str, **columns: Any) -> None:
+    """Write registry columns that no named transition writes together (a row claiming a
+    reused PID, a row a killed driver left `starting`), to stage what ocm must survive. The
+    only caller of the registry's private free-form write outside registry.py (checked by
+    tests/test_layout.py)."""
+    registry._update(name, **columns)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import run_ocm
+from helpers import invoke_ocm
 
 pytestmark = pytest.mark.integration
 
 
 def test_demo_runs_a_fleet_offline_and_leaves_nothing() -> None:
-    result = run_ocm("demo", "-n", "2", "--json", timeout=300)
+    result = invoke_ocm("demo", "-n", "2", "--json", timeout=300)
     assert result.returncode == 0, str(result)
     report = result.json()
     assert isinstance(report, dict)
@@ -22,5 +22,5 @@ def test_demo_runs_a_fleet_offline_and_leaves_nothing() -> None:
     assert "hello from the fleet" in tasks["demo-2"]["reply"]
     assert report["processes_checked"] >= 4  # two keepers, two servers
     assert report["leftover_processes"] == 0
-    listed = run_ocm("ls", "--json", "--no-foreign", check=True).json()
+    listed = invoke_ocm("ls", "--json", "--no-foreign", check=True).json()
     assert listed == []

@@ -29,7 +29,16 @@ from opencode_manager.models import InstanceSpec, State
 from opencode_manager.registry import Registry
 
 from conftest import Fleet
-from helpers import Result, assert_one_line_error, patient, run_ocm, wait_for
+from helpers import (
+    Ocm,
+    Result,
+    assert_one_line_error,
+    forge_row,
+    invoke_ocm,
+    patient,
+    run_ocm,
+    wait_for,
+)
 
 
 def _home() -> Path:
@@ -38,12 +47,12 @@ def _home() -> Path:
 
 def _start(name: str, model_env: list[str], *args: str) -> dict[str, Any]:
     env_args = [arg for item in model_env for arg in ("--env", item)]
-    result = run_ocm("start", name, *env_args, *args, "--json", check=True).json()
+    result = invoke_ocm("start", name, *env_args, *args, "--json", check=True).json()
     return dict(result[0])
 
 
 def _info(name: str) -> dict[str, Any]:
-    data = run_ocm("ls", "--json", "--no-foreign", check=True).json()
+    data = invoke_ocm("ls", "--json", "--no-foreign", check=True).json()
     return next(dict(i) for i in data if i["name"] == name)
 
 
@@ -67,7 +76,7 @@ def _new_server_under(keeper: psutil.Process, old_pid: int) -> int | None:
 
 # -- row 5: commands that run at once --------------------------------------------------------
 def test_fifty_parallel_commands_never_exit_7() -> None:
-    run_ocm("ls", check=True)
+    invoke_ocm("ls", check=True)
     commands = [
         ["ls", "--json", "--no-foreign"],
         ["batch", "ls", "--json"],
@@ -81,23 +90,25 @@ def test_fifty_parallel_commands_never_exit_7() -> None:
 
 
 # -- row 14: identity is what the process is ---------------------------------------------------
-def test_a_row_pointing_at_an_unrelated_process_is_never_signalled(tmp_path: Path) -> None:
+def test_a_row_pointing_at_an_unrelated_process_is_never_signalled(
+    ocm: Ocm, tmp_path: Path
+) -> None:
     stranger = subprocess.Popen(["sleep", "1000"])
     try:
         ctime = psutil.Process(stranger.pid).create_time()
-        run_ocm("ls", check=True)
+        ocm("ls", check=True)
         registry = Registry(_home() / "registry.db")
         with registry.transaction() as db:
             registry.reserve(db, InstanceSpec(name="liar", dir=str(tmp_path)), port=4998)
         # The right PID and start time, but the process is not a server nor a keeper.
-        registry.update(
-            "liar", state=State.RUNNING, server_pid=stranger.pid, server_ctime=ctime,
+        forge_row(
+            registry, "liar", state=State.RUNNING, server_pid=stranger.pid, server_ctime=ctime,
             keeper_pid=stranger.pid, keeper_ctime=ctime, url="http://127.0.0.1:4998",
         )  # fmt: skip
         registry.close()
         assert _info("liar")["status"] == "crashed"
-        assert_one_line_error(run_ocm("stop", "liar"), 4, "not running")
-        assert run_ocm("stop", "--all", "--json", check=True).json() == []
+        assert_one_line_error(ocm("stop", "liar"), 4, "not running")
+        assert ocm("stop", "--all", "--json", check=True).json() == []
         assert stranger.poll() is None  # never signalled
     finally:
         stranger.kill()
@@ -112,7 +123,7 @@ def test_cleanup_and_stop_all_respect_instances_coming_up(
     env_args = [arg for item in model_env for arg in ("--env", item)]
 
     def starting(prefix: str, count: int) -> bool:
-        data = run_ocm("ls", "--json", "--no-foreign", check=True).json()
+        data = invoke_ocm("ls", "--json", "--no-foreign", check=True).json()
         return len([i for i in data if i["name"].startswith(prefix)]) == count
 
     start = subprocess.Popen(
@@ -120,7 +131,7 @@ def test_cleanup_and_stop_all_respect_instances_coming_up(
          "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     wait_for(lambda: starting("up-", 3), timeout=30, message="3 rows")
-    report = run_ocm("cleanup", "--json", check=True).json()
+    report = invoke_ocm("cleanup", "--json", check=True).json()
     assert report["removed_instances"] == []
     assert report["reconciled"] == []
     out, err = start.communicate(timeout=patient(180))
@@ -138,12 +149,12 @@ def test_cleanup_and_stop_all_respect_instances_coming_up(
         text=True,
     )  # fmt: skip
     wait_for(lambda: starting("down-", 2), timeout=30, message="2 rows")
-    stopped = run_ocm("stop", "--all", "--json", check=True).json()
+    stopped = invoke_ocm("stop", "--all", "--json", check=True).json()
     assert {s["name"] for s in stopped} >= {"down-1", "down-2"}
     _, err = start.communicate(timeout=patient(180))
     assert start.returncode == 6, err  # the start reports that its instances were stopped
     assert "stopped while starting" in err
-    final = {i["name"]: i for i in run_ocm("ls", "--json", "--no-foreign", check=True).json()}
+    final = {i["name"]: i for i in invoke_ocm("ls", "--json", "--no-foreign", check=True).json()}
     assert {final[n]["status"] for n in ("down-1", "down-2")} == {"stopped"}
     assert all(final[n]["pid"] is None for n in final)  # nothing came up afterwards
     assert (_home() / "secrets" / "up-1.password").exists()
@@ -156,7 +167,7 @@ def test_a_stop_that_cannot_be_recorded_says_so(model_env: list[str]) -> None:
     blocker = sqlite3.connect(_home() / "registry.db", timeout=0)
     blocker.execute("BEGIN EXCLUSIVE")  # another process holds the registry's write lock
     try:
-        result = run_ocm("stop", "unrec", env={"OCM_REGISTRY_TIMEOUT": "1"})
+        result = invoke_ocm("stop", "unrec", env={"OCM_REGISTRY_TIMEOUT": "1"})
         assert_one_line_error(
             result,
             7,
@@ -180,9 +191,9 @@ def test_a_frozen_keeper_is_shown_and_bypassed(model_env: list[str]) -> None:
     shown = _info("frozen")
     assert shown["status"] == "running"
     assert shown["keeper_answering"] is False
-    table = run_ocm("ls", "--no-foreign", check=True).stdout
+    table = invoke_ocm("ls", "--no-foreign", check=True).stdout
     assert "keeper not answering" in table
-    result = run_ocm("stop", "frozen", "--timeout", "1", "--json", check=True).json()
+    result = invoke_ocm("stop", "frozen", "--timeout", "1", "--json", check=True).json()
     assert result[0]["via"] == "ocm"
     assert _gone(info["pid"])
     assert _gone(info["keeper_pid"])
@@ -193,7 +204,7 @@ def test_a_frozen_keeper_is_shown_and_bypassed(model_env: list[str]) -> None:
 def test_stop_after_keeper_death_ends_a_daemon_the_agent_started(model_env: list[str]) -> None:
     tag = uuid.uuid4().hex[:6]
     info = _start("daemon", model_env)
-    run_ocm(
+    invoke_ocm(
         "run",
         "-i",
         "daemon",
@@ -211,7 +222,7 @@ def test_stop_after_keeper_death_ends_a_daemon_the_agent_started(model_env: list
     assert isinstance(daemon, psutil.Process)
     os.kill(info["keeper_pid"], signal.SIGKILL)
     wait_for(lambda: _gone(info["keeper_pid"]), timeout=10, message="keeper gone")
-    run_ocm("stop", "--all", check=True)
+    invoke_ocm("stop", "--all", check=True)
     wait_for(lambda: not daemon.is_running() or daemon.status() == psutil.STATUS_ZOMBIE,
              timeout=15, message="the daemon ended")  # fmt: skip
 
@@ -247,9 +258,9 @@ def test_a_keeper_supervises_through_a_locked_registry(model_env: list[str]) -> 
     )
     assert keeper.is_running()
     assert keeper.pid == _info("locked")["keeper_pid"]
-    events = [e["kind"] for e in run_ocm("events", "locked", "--json", check=True).json()]
+    events = [e["kind"] for e in invoke_ocm("events", "locked", "--json", check=True).json()]
     assert "keeper_error" in events  # it said it could not write, then caught up
-    run_ocm("stop", "locked", check=True)
+    invoke_ocm("stop", "locked", check=True)
 
 
 # -- row 9: nothing under OCM_HOME is readable by others --------------------------------------
@@ -271,7 +282,7 @@ def _others_can_read(path: Path, home: Path) -> bool:
 def test_nothing_under_ocm_home_is_readable_by_others(fleet: Fleet) -> None:
     home = Path(fleet.env["OCM_HOME"])
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
-    run_ocm("run", "BASH: echo modes", env=fleet.env, check=True)
+    invoke_ocm("run", "BASH: echo modes", env=fleet.env, check=True)
     exposed = [str(p) for p in home.rglob("*") if p.is_file() and _others_can_read(p, home)]
     assert exposed == []
     ours = [home / "registry.db", *(home / "logs").iterdir(), *(home / "secrets").iterdir()]
@@ -283,7 +294,7 @@ def test_nothing_under_ocm_home_is_readable_by_others(fleet: Fleet) -> None:
 # -- row 15: a provider that keeps failing ends the task after its retry budget ---------------
 @pytest.mark.integration
 def test_a_provider_that_keeps_failing_ends_the_task(fleet: Fleet) -> None:
-    result: Result = run_ocm(
+    result: Result = invoke_ocm(
         "run", f"ERR500 {uuid.uuid4().hex[:6]}", "--max-retries", "0", "--json", env=fleet.env
     )
     assert result.returncode == 10, str(result)
@@ -296,10 +307,10 @@ def test_a_provider_that_keeps_failing_ends_the_task(fleet: Fleet) -> None:
 # -- row 8: the agent's tools never get the server password -----------------------------------
 @pytest.mark.integration
 def test_the_password_is_in_no_tool_output_record_or_log(fleet: Fleet) -> None:
-    password = run_ocm("env", "oc-3", "--json", env=fleet.env, check=True).json()[
+    password = invoke_ocm("env", "oc-3", "--json", env=fleet.env, check=True).json()[
         "OPENCODE_SERVER_PASSWORD"
     ]
-    result = run_ocm("run", "-i", "oc-3", "BASH: env", "--json", env=fleet.env, check=True)
+    result = invoke_ocm("run", "-i", "oc-3", "BASH: env", "--json", env=fleet.env, check=True)
     record = result.json()
     output = json.dumps(record["tool_calls"])
     assert "OCM_INSTANCE_MARK" in output  # the tool's environment was printed...
@@ -343,7 +354,7 @@ def tiny_home() -> Any:
     try:
         yield home
     finally:
-        run_ocm("stop", "--all")
+        invoke_ocm("stop", "--all")
         subprocess.run(["umount", "-l", str(home)], check=False)
 
 
@@ -367,10 +378,10 @@ def test_a_full_disk_loses_nothing_and_stops_no_keeper(
     filler = tiny_home / "filler"
     _fill(filler)
     # The server keeps working (its output is drained and dropped, never blocking it)...
-    done = run_ocm("run", "-i", "full", "BASH: echo while-full", "--json")
+    done = invoke_ocm("run", "-i", "full", "BASH: echo while-full", "--json")
     assert "while-full" in done.stdout or done.returncode == 7, str(done)
     # ...a write the user asks for fails clearly, on one line...
-    assert_one_line_error(run_ocm("start", "another", *[]), 7, "disk is full")
+    assert_one_line_error(invoke_ocm("start", "another", *[]), 7, "disk is full")
     # ...and a crash is still restarted from the keeper's memory.
     os.kill(info["pid"], signal.SIGKILL)
 
@@ -386,7 +397,7 @@ def test_a_full_disk_loses_nothing_and_stops_no_keeper(
         message="the registry catching up once there is room",
     )
     assert keeper.is_running()
-    run_ocm("stop", "full", check=True)
+    invoke_ocm("stop", "full", check=True)
 
 
 @pytest.mark.integration
@@ -427,15 +438,15 @@ def test_a_full_disk_shows_what_runs_and_is_recorded_once_there_is_room(
     assert (shown["status"], shown["pid"]) == ("running", restarted)
     assert shown["keeper_answering"] is True  # alive, and its server answers health
     table = wait_for(
-        lambda: "running" in (out := run_ocm("ls", "--no-foreign", check=True).stdout) and out
+        lambda: "running" in (out := invoke_ocm("ls", "--no-foreign", check=True).stdout) and out
     )
     assert "not answering" not in str(table)
-    doctor = run_ocm("doctor", "--json").json()
+    doctor = invoke_ocm("doctor", "--json").json()
     assert "disk" in [c["name"] for c in doctor["checks"] if not c["ok"]], doctor
     assert not [c for c in doctor["checks"] if c["name"] == "instance full" and not c["ok"]]
     assert not any("None" in c["detail"] for c in doctor["checks"])
 
-    stopped = run_ocm("stop", "full")  # during the outage
+    stopped = invoke_ocm("stop", "full")  # during the outage
     assert_one_line_error(stopped, 7, "stopped full", "its keeper stays to record it")
     assert _gone(restarted)
     assert keeper.is_running()
@@ -445,7 +456,7 @@ def test_a_full_disk_shows_what_runs_and_is_recorded_once_there_is_room(
     wait_for(lambda: _gone(keeper.pid), timeout=60, message="the keeper recording, then going")
     final = _info("full")
     assert (final["status"], final["restarts"], final["pid"]) == ("stopped", 1, None)
-    kinds = [e["kind"] for e in run_ocm("events", "full", "--json", check=True).json()]
+    kinds = [e["kind"] for e in invoke_ocm("events", "full", "--json", check=True).json()]
     tail = [k for k in kinds if k not in ("keeper_error", "unhealthy")]
     assert tail[-5:] == ["crashed", "restarted", "started", "healthy", "stopped"], kinds
     assert "keeper_error" in kinds  # it said it could not write, then caught up
@@ -482,7 +493,7 @@ def test_stop_timeout_is_the_keepers_too(model_env: list[str], tmp_path: Path) -
     stubborn.chmod(0o755)
     info = _start("stubborn", model_env, "--opencode", str(stubborn))
     assert psutil.Process(info["pid"]).cmdline()[0] == real  # the server itself, no shell left
-    [result] = run_ocm("stop", "stubborn", "--timeout", "1", "--json", check=True).json()
+    [result] = invoke_ocm("stop", "stubborn", "--timeout", "1", "--json", check=True).json()
     assert result["via"] == "keeper"
     assert _gone(info["pid"])
     log = (_home() / "logs" / "stubborn.log").read_text()

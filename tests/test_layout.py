@@ -1,17 +1,19 @@
-"""The architecture, checked: dependencies point down, fronts use the public API only, and the
-keeper stays small.
+"""The architecture, checked: dependencies point down, fronts use the public API (and the
+fronts' helpers) only, and the keeper stays small.
 
-    cli/ (fronts)                                     9
-    testing (fakes for tests), mcpserver (a front)   8
-    manager.py (the facade)                           7
-    observe/   demo                                   6
-    keeper/    tasks/  (siblings never import each other)
-                                                      5
-    instances/                                        4
-    client/    scripted_model/                        3
-    registry, process, portal                         2
-    models, settings, durations, dbfile               1
-    errors                                            0
+    cli/ (the front that serves the others)                     10
+    testing (fakes for tests), mcpserver/, dashboard/ (fronts)    9
+    twin.py (Manager: the facade's blocking twin, generated)      9
+    manager.py (the facade), fronts.py (the fronts' helpers)     8
+    observe/   demo                                               7
+    keeper/    tasks/  routing.py  (siblings never import each other)
+                                                                  6
+    cluster/                                                      5
+    instances/                                                    4
+    client/    scripted_model/    registry    limits/             3
+    database, process, portal, secretfile, secretbook             2
+    models, settings, text, sockets, lines, dbfile, migrations    1
+    errors, supervision                                           0
 """
 
 from __future__ import annotations
@@ -22,24 +24,32 @@ import sys
 from pathlib import Path
 
 import opencode_manager
+from opencode_manager import fronts
 
 PACKAGE = Path(opencode_manager.__file__).parent
 RANKS = {
     "errors": 0,
+    "supervision": 0,  # supervision limits and restart decisions (pure; models reads DEFAULTS)
     "models": 1, "settings": 1, "durations": 1, "redaction": 1, "text": 1, "sockets": 1,
-    "deadline": 1, "dbfile": 1, "lines": 1,
-    "registry": 2, "process": 2, "portal": 2, "secretfile": 2, "secretbook": 2,
-    "client": 3, "scripted_model": 3,
+    "deadline": 1, "dbfile": 1, "lines": 1, "migrations": 1,
+    "database": 2, "process": 2, "portal": 2, "secretfile": 2, "secretbook": 2,
+    "client": 3, "scripted_model": 3, "limits": 3,
+    "registry": 3,  # the instance state machine, over the database
     "instances": 4,
     "cluster": 5,  # host agents on Ray: instances on other hosts, through their agents
     "keeper": 6, "tasks": 6,
+    "routing": 6,  # local instances to instances/, cluster ones to cluster/: by name, once
     "observe": 7, "demo": 7,
     "manager": 8,
+    "fronts": 8,  # helpers for the fronts, beside the facade (neither imports the other)
+    "twin": 9,  # Manager, generated from the facade (scripts/twin.py)
     "testing": 9,
     "mcpserver": 9,  # a front the CLI serves (`ocm mcp`)
     "dashboard": 9,  # a front the CLI serves (`ocm dashboard`)
     "cli": 10, "__main__": 10, "__init__": 10,
 }  # fmt: skip
+# The fronts: they drive the facade through the public API and nothing else.
+FRONTS = ("cli", "mcpserver", "dashboard")
 # Documented subpackages a front may use as they are (the MCP front is one of the fronts).
 PUBLIC_PACKAGES = {"scripted_model", "mcpserver", "dashboard"}
 
@@ -103,22 +113,40 @@ def test_dependencies_point_down() -> None:
 
 
 def test_the_fronts_use_only_the_public_api() -> None:
-    public = set(opencode_manager.__all__)
+    """A front imports `opencode_manager.__all__` (the library's API), `fronts.__all__` (the
+    helpers only fronts need), documented subpackages, and its own modules: nothing else."""
+    allowed = {"": set(opencode_manager.__all__), "fronts": set(fronts.__all__)}
     wrong = []
+    checked = set()
     for module, path in _modules():
-        if _unit(module) not in ("cli", "mcpserver"):
+        if _unit(module) not in FRONTS:
             continue
+        checked.add(_unit(module))
         for target, names, line in _imports(module, path):
             where = f"{path.relative_to(PACKAGE)}:{line}"
             if _unit(target) == _unit(module) or _unit(target) in PUBLIC_PACKAGES:
                 continue
-            if target == "":
-                private = [n for n in names if n not in public]
+            if target in allowed:
+                private = [n for n in names if n not in allowed[target]]
                 if private:
-                    wrong.append(f"{where} imports {private} (not in __all__)")
+                    wrong.append(f"{where} imports {private} (not in {target or 'the'} __all__)")
                 continue
             wrong.append(f"{where} imports the private module {target}")
+    assert checked == set(FRONTS)
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_fronts_helpers_are_theirs_alone() -> None:
+    """`fronts` is not a second public API: its names are not the library's, and below the
+    fronts nothing imports it (the ranks say so too; this names the rule)."""
+    assert not set(fronts.__all__) & set(opencode_manager.__all__)
+    users = {
+        _unit(module)
+        for module, path in _modules()
+        for target, names, _ in _imports(module, path)
+        if target == "fronts" or (target == "" and "fronts" in names)
+    }
+    assert users <= {*FRONTS, "testing"}, users
 
 
 def test_every_name_in_all_is_importable() -> None:
@@ -135,3 +163,28 @@ def test_the_keeper_loads_no_httpx_click_or_rich() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "[]"
+
+
+#: The names a registry goes by at its call sites (`fleet.registry`, `self.registry`, `reg`).
+_REGISTRY_NAMES = {"registry", "_registry", "reg"}
+
+
+def test_only_the_state_machine_writes_rows_free_form() -> None:
+    """Outside registry.py an instance row changes by a named transition (`set_spec`,
+    `mark_running_on_host`, ...), never by columns: so every change says when it applies.
+    Tests stage impossible rows through one helper, `helpers.forge_row`."""
+    tests = Path(__file__).parent
+    files = [p for p in PACKAGE.rglob("*.py") if p.name != "registry.py" or p.parent != PACKAGE]
+    files += [p for p in tests.rglob("*.py") if p != tests / "helpers.py"]
+    wrong = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            receiver = node.func.value
+            name = receiver.attr if isinstance(receiver, ast.Attribute) else None
+            name = receiver.id if isinstance(receiver, ast.Name) else name
+            attr = node.func.attr
+            if attr in ("_update", "_set") or (attr == "update" and name in _REGISTRY_NAMES):
+                wrong.append(f"{path}:{node.lineno} {ast.unparse(node.func)}(...)")
+    assert not wrong, "free-form registry writes outside registry.py:\n" + "\n".join(wrong)

@@ -1,10 +1,25 @@
-"""Unit tests: reconciling recorded state with what runs (pure)."""
+"""Unit tests: reconciling recorded state with what runs, and the words of the enums (pure)."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import pytest
 
-from opencode_manager.models import InstanceSpec, State, Status, derive_status
+from opencode_manager.instances.doctor import Check, CheckLevel
+from opencode_manager.instances.lifecycle import StopResult, StopVia
+from opencode_manager.models import (
+    BatchStatus,
+    DesiredState,
+    InstanceInfo,
+    InstanceSpec,
+    Owner,
+    State,
+    Status,
+    TextEnum,
+    derive_status,
+)
 
 
 @pytest.mark.parametrize(
@@ -49,3 +64,42 @@ def test_spec_round_trips_through_json() -> None:
 def test_spec_ignores_unknown_fields_from_newer_versions() -> None:
     text = '{"name": "a", "dir": "/p", "from_the_future": 1}'
     assert InstanceSpec.from_json(text) == InstanceSpec(name="a", dir="/p")
+
+
+@pytest.mark.parametrize("member", [*BatchStatus, *DesiredState, *Owner, *StopVia, *CheckLevel])
+def test_a_word_enum_reads_writes_and_compares_as_its_word(member: TextEnum) -> None:
+    """What were bare strings print, format, compare, hash and dump as the same strings."""
+    word = member.value
+    assert (str(member), f"{member}", f"{member:>12}") == (word, word, f"{word:>12}")
+    assert member == word
+    assert {word: 1}[member] == 1
+    assert json.dumps({"k": member}) == json.dumps({"k": word})
+    assert type(member)(word) is member
+
+
+def test_stop_results_take_an_agents_words_and_give_them_back() -> None:
+    """A host agent's stop answer (plain words across Ray) becomes the enums; `to_dict`, what
+    `--json` and MCP show, gives the same words."""
+    said = {"name": "c", "was": "starting", "status": "stopped", "via": "agent"}
+    result = StopResult(**said)  # type: ignore[arg-type]
+    assert (result.was, result.status, result.via) == (State.STARTING, State.STOPPED, StopVia.AGENT)
+    data = result.to_dict()
+    assert {k: data[k] for k in said} == said
+    assert all(type(data[k]) is str for k in ("was", "status", "via"))
+    with pytest.raises(ValueError, match="'elsewhere'"):
+        StopResult("c", State.RUNNING, State.STOPPED, via="elsewhere")  # type: ignore[arg-type]
+
+
+def test_checks_and_instances_dump_their_words() -> None:
+    check = Check("port", False, "taken", level=CheckLevel.WARNING)
+    assert check.to_dict()["level"] == "warning"
+    assert type(check.to_dict()["level"]) is str
+    info = InstanceInfo(
+        "r", Status.RUNNING, False, None, None, "http://h:1", None, "1.2", True, None, None,
+        0, None, None, None, None, True, owner=Owner.REMOTE,
+    )  # fmt: skip
+    assert info.to_dict()["owner"] == "remote"
+    assert type(info.to_dict()["owner"]) is str
+    assert (
+        json.loads(json.dumps(replace(info, owner=Owner.CLUSTER).to_dict()))["owner"] == "cluster"
+    )

@@ -31,7 +31,7 @@ from opencode_manager.secretfile import load_secret
 from opencode_manager.settings import Settings
 
 from conftest import Fleet
-from helpers import run_ocm
+from helpers import invoke_ocm
 
 
 def test_every_occurrence_is_replaced_and_short_strings_are_left_alone() -> None:
@@ -132,8 +132,8 @@ def test_no_secret_an_agent_prints_is_stored_or_shown(fleet: Fleet, tmp_path: Pa
             assert not leaked, f"{where} shows secrets {leaked}: {text[:2000]}"
 
         files = f"{home / 'secrets'} {home / 'mcp-token'} {home / 'dashboard-token'}"
-        streamed = run_ocm("run", "-i", "oc-1", "--auto-approve", "--format", "json",
-                           f"BASH: grep -rH . {files}", env=fleet.env)  # fmt: skip
+        streamed = invoke_ocm("run", "-i", "oc-1", "--auto-approve", "--format", "json",
+                              f"BASH: grep -rH . {files}", env=fleet.env)  # fmt: skip
         assert streamed.returncode == 0, str(streamed)
         clean(streamed.stdout + streamed.stderr, "ocm run --format json")
         session_id = json.loads(streamed.stdout.splitlines()[0])["sessionID"]
@@ -153,7 +153,7 @@ def test_no_secret_an_agent_prints_is_stored_or_shown(fleet: Fleet, tmp_path: Pa
             ("session", "messages", session_id),
             ("api", "oc-1", "GET", f"/session/{session_id}/message"),
         ):
-            shown = run_ocm(*args, env=fleet.env)
+            shown = invoke_ocm(*args, env=fleet.env)
             assert shown.returncode == 0, str(shown)
             clean(shown.stdout + shown.stderr, f"ocm {' '.join(args[:2])}")
             assert REDACTED in shown.stdout, args
@@ -174,7 +174,7 @@ def test_no_secret_an_agent_prints_is_stored_or_shown(fleet: Fleet, tmp_path: Pa
             assert REDACTED in page.text
             clean(browser.get("/tasks").text, "the dashboard's task list")
     finally:
-        run_ocm("remote", "rm", remote, env=fleet.env)
+        invoke_ocm("remote", "rm", remote, env=fleet.env)
 
 
 def test_the_password_a_2x_server_prints_is_redacted() -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from opencode_manager.models import TaskRecord, TaskStatus
+from opencode_manager.models import BatchStatus, TaskRecord, TaskStatus
 from opencode_manager.registry import Registry
 from opencode_manager.tasks.store import Batch, TaskStore
 
@@ -145,9 +145,11 @@ def fill(home: Path, scale: Scale, *, now: float, seed: int = 17) -> tuple[str, 
                 records.append(_record(rng, f"t-{rng.getrandbits(40):010x}", at + seq, batch_id, n))
                 n += 1
             options = {"per_instance": 2}
-            batch = Batch(batch_id, "running", at, at, source="tasks.jsonl", options=options)
+            batch = Batch(
+                batch_id, BatchStatus.RUNNING, at, at, source="tasks.jsonl", options=options
+            )
             store.add_batch(batch, records)
-            store.set_batch_status(batch_id, "completed")
+            store.set_batch_status(batch_id, BatchStatus.COMPLETED)
         if not task_id or not big_batch:
             raise BenchError(f"registry fill made no standalone task or batch: {scale}")
         registry.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

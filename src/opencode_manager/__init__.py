@@ -2,59 +2,19 @@
 
 The public API is re-exported here, loaded on first use (so `ocm` and the keeper import only
 what they need); everything else is an implementation detail. Start with `AsyncManager` (or
-its sync twin `Manager`): every type its methods return is exported here too.
+its sync twin `Manager`): every type its methods take or return is exported here too, and the
+errors. `__all__` is the library's promise and nothing more: helpers only the fronts use
+(argument parsing, terminal text, serving a web app) live in `opencode_manager.fronts`, and
+importing the package changes nothing in the interpreter (no import hooks: those are the CLI's).
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.machinery
-import sys
-import types
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-
-class _HttpxCliStandIn(types.ModuleType):
-    """What httpx gets as its `_main` (see `_DeferHttpxCli`)."""
-
-    def __getattr__(self, name: str) -> Any:
-        if name != "main":
-            raise AttributeError(name)
-        if sys.modules.get(self.__name__) is self:
-            del sys.modules[self.__name__]  # from now on `import httpx._main` is the real one
-        return _httpx_main
-
-
-def _httpx_main(*args: Any, **kwargs: Any) -> Any:
-    """`httpx.main`: the real command-line client, loaded when it is run."""
-    real = importlib.import_module("httpx._main")
-    return real.main(*args, **kwargs)
-
-
-class _DeferHttpxCli:
-    """httpx's `__init__` imports its command-line client, and with it click, rich and
-    pygments: about 25 ms of every command, for a CLI nothing here runs. This import hook
-    answers that first import with a stand-in whose `main` loads the real client when called
-    (so `httpx.main` still works), then steps aside. It is a meta path finder and a loader
-    by their protocols: `importlib.abc` itself would cost every process ~10 ms."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name != "httpx._main":
-            return None
-        sys.meta_path.remove(self)
-        return importlib.machinery.ModuleSpec(name, cast(Any, self))  # a loader by protocol
-
-    def create_module(self, spec: Any) -> types.ModuleType:
-        return _HttpxCliStandIn(spec.name)
-
-    def exec_module(self, module: types.ModuleType) -> None:
-        return None
-
-
-if "httpx" not in sys.modules and not any(isinstance(f, _DeferHttpxCli) for f in sys.meta_path):
-    sys.meta_path.insert(0, _DeferHttpxCli())
 
 # name -> (module, attribute in it)
 _EXPORTS: dict[str, tuple[str, str]] = {
@@ -80,10 +40,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "ConflictError": ("errors", "ConflictError"),
     "Endpoint": ("client", "Endpoint"),
     "Event": ("client.types", "Event"),
-    "EventFilter": ("observe.eventview", "Filter"),
-    "EventFolder": ("observe.eventview", "Folder"),
     "EventKind": ("models", "EventKind"),
-    "EventLine": ("observe.eventview", "Line"),
     "FleetChange": ("instances.converge", "Change"),
     "FleetFile": ("instances.fleetfile", "FleetFile"),
     "FleetFileError": ("instances.fleetfile", "FleetFileError"),
@@ -96,8 +53,10 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "InstanceSpec": ("models", "InstanceSpec"),
     "JsonlEmitter": ("tasks.jsonl", "JsonlEmitter"),
     "LifecycleEvent": ("models", "LifecycleEvent"),
+    "Limit": ("limits.policy", "Limit"),
+    "LimitStatus": ("limits.table", "LimitStatus"),
     "LogLine": ("instances.logs", "LogLine"),
-    "Manager": ("manager", "Manager"),
+    "Manager": ("twin", "Manager"),
     "Message": ("client.types", "Message"),
     "NotFoundError": ("errors", "NotFoundError"),
     "Observer": ("tasks.runner", "Observer"),
@@ -139,33 +98,18 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "WorktreeRequest": ("tasks.worktree", "WorktreeRequest"),
     "WorktreeRow": ("tasks.worktree", "WorktreeRow"),
     "decode_batch_file": ("tasks.batchfile", "decode"),
-    "error_summary": ("text", "error_summary"),
-    "load_schema": ("tasks.structured", "load_schema"),
-    "one_line": ("text", "one_line"),
-    "human_size": ("text", "human_size"),
-    "strip_ansi": ("text", "strip_ansi"),
     "TaskOutcome": ("tasks.summary", "TaskOutcome"),
     "TaskRecord": ("models", "TaskRecord"),
     "TaskStatus": ("models", "TaskStatus"),
     "UsageError": ("errors", "UsageError"),
     "find_binary": ("instances.binary", "find_binary"),
     "install": ("instances.binary", "install"),
-    "is_loopback_host": ("instances.spec", "is_loopback_host"),
-    "listener": ("sockets", "listener"),
-    "load_secret": ("secretfile", "load_secret"),
-    "serve_app": ("sockets", "serve_app"),
-    "Secret": ("secretfile", "Secret"),
     "parse_batch_file": ("tasks.batchfile", "parse"),
-    "parse_duration": ("durations", "parse_duration"),
-    "parse_port": ("instances.spec", "parse_port"),
-    "parse_port_range": ("instances.spec", "parse_port_range"),
-    "parse_size": ("durations", "parse_size"),
 }
 
 if TYPE_CHECKING:
     from .client import AsyncOpencodeClient, Endpoint, OpencodeClient
     from .client.types import Event, Message, Part, Session
-    from .durations import parse_duration, parse_size
     from .errors import (
         BinaryError,
         ConflictError,
@@ -199,17 +143,12 @@ if TYPE_CHECKING:
     from .instances.logs import LogLine
     from .instances.restore import Backup as RegistryBackup
     from .instances.restore import RestoreReport
-    from .instances.spec import (
-        LOG_LEVELS,
-        RESTART_POLICIES,
-        Supervision,
-        is_loopback_host,
-        parse_port,
-        parse_port_range,
-    )
+    from .instances.spec import LOG_LEVELS, RESTART_POLICIES, Supervision
     from .instances.systemd import SystemdExport
+    from .limits.policy import Limit
+    from .limits.table import LimitStatus
     from .lines import MIN_OPENCODE_VERSION
-    from .manager import AsyncManager, Manager
+    from .manager import AsyncManager
     from .models import (
         AskPolicy,
         BatchStatus,
@@ -225,14 +164,9 @@ if TYPE_CHECKING:
         TaskRecord,
         TaskStatus,
     )
-    from .observe.eventview import Filter as EventFilter
-    from .observe.eventview import Folder as EventFolder
-    from .observe.eventview import Line as EventLine
     from .observe.fleetview import FleetFrame, FleetRow, FleetTotals
     from .observe.monitor import Received
-    from .secretfile import Secret, load_secret
     from .settings import PINNED_OPENCODE_VERSION, Settings
-    from .sockets import listener, serve_app
     from .tasks.batch import BatchOptions, BatchProgress
     from .tasks.batchfile import BatchTask
     from .tasks.batchfile import decode as decode_batch_file
@@ -242,11 +176,10 @@ if TYPE_CHECKING:
     from .tasks.runner import Observer
     from .tasks.sessions import PendingAsk, SessionRow
     from .tasks.store import PruneReport
-    from .tasks.structured import load_schema
     from .tasks.summary import BatchSummary, TaskOutcome
     from .tasks.tracker import Ask
     from .tasks.worktree import Worktree, WorktreeRemoval, WorktreeRequest, WorktreeRow
-    from .text import error_summary, human_size, one_line, strip_ansi
+    from .twin import Manager
 
 
 def __getattr__(name: str) -> Any:
@@ -286,10 +219,7 @@ __all__ = [
     "ConflictError",
     "Endpoint",
     "Event",
-    "EventFilter",
-    "EventFolder",
     "EventKind",
-    "EventLine",
     "FleetChange",
     "FleetFile",
     "FleetFileError",
@@ -302,6 +232,8 @@ __all__ = [
     "Interrupted",
     "JsonlEmitter",
     "LifecycleEvent",
+    "Limit",
+    "LimitStatus",
     "LogLine",
     "Manager",
     "Message",
@@ -319,7 +251,6 @@ __all__ = [
     "RestoreReport",
     "ResurrectReport",
     "SaveReport",
-    "Secret",
     "ServerError",
     "ServerRefused",
     "ServerTimeout",
@@ -351,20 +282,7 @@ __all__ = [
     "WorktreeRow",
     "__version__",
     "decode_batch_file",
-    "error_summary",
     "find_binary",
-    "human_size",
     "install",
-    "is_loopback_host",
-    "listener",
-    "load_schema",
-    "load_secret",
-    "one_line",
     "parse_batch_file",
-    "parse_duration",
-    "parse_port",
-    "parse_port_range",
-    "parse_size",
-    "serve_app",
-    "strip_ansi",
 ]

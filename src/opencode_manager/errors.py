@@ -20,6 +20,10 @@ they care about. Messages say what went wrong and what to do about it.
         │   └── TurnLost                        the server running a turn is gone, the turn too
         └── ServerRefused                       answered with an HTTP error (.status_code)
 
+A task's outcome is not an error: `ocm run` and `ocm wait` exit with its status, 0 completed,
+10 failed, 11 timed_out, 12 aborted (or cancelled), 13 budget_exceeded (stopped by its
+--max-cost / --max-tokens); README's table lists every code.
+
 `SessionNotFound` is raised in one place: the client, when the server answers a session
 operation with "not found".
 """

@@ -8,7 +8,21 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .supervision import DEFAULTS, RestartPolicy
+
 DEFAULT_USERNAME = "opencode"
+
+
+class TextEnum(str, enum.Enum):
+    """One of a fixed set of words, shown as its word: str(), f-strings, templates and
+    JSON all give the value, as `enum.StrEnum` (Python 3.11+) does. A field that held such a
+    word as a bare string becomes one of these without changing any output."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
 
 
 class State(str, enum.Enum):
@@ -132,15 +146,15 @@ class InstanceSpec:
     # a version `ocm install` put in $OCM_HOME ("2.1.2") or an absolute path. None: the
     # resolution order (--opencode/OCM_OPENCODE, PATH, ~/.opencode/bin, managed) at each start.
     binary: str | None = None
-    # supervision (see supervision.py)
-    restart: str = "on-failure"  # never, on-failure, always
-    max_restarts: int = 10  # within restart_window seconds, then errored
-    restart_window: float = 60.0
-    health_interval: float = 5.0  # liveness probe period; 3 misses in a row recycle it
-    max_memory: int | None = None  # bytes, server and children: recycle above
-    max_age: float | None = None  # seconds: recycle when older
-    log_max_size: int = 10 * 1024 * 1024  # rotate the captured output above this
-    log_keep: int = 5  # rotated files kept
+    # supervision (see supervision.py, whose DEFAULTS these are)
+    restart: RestartPolicy = DEFAULTS.policy
+    max_restarts: int = DEFAULTS.max_restarts  # within restart_window seconds, then errored
+    restart_window: float = DEFAULTS.window
+    health_interval: float = DEFAULTS.health_interval  # liveness probe period
+    max_memory: int | None = DEFAULTS.max_memory  # bytes, server and children: recycle above
+    max_age: float | None = DEFAULTS.max_age  # seconds: recycle when older
+    log_max_size: int = DEFAULTS.log_max_size  # rotate the captured output above this
+    log_keep: int = DEFAULTS.log_keep  # rotated files kept
     # from a fleet file (instances/fleetfile.py): its project, and defaults for tasks
     project: str | None = None
     model: str | None = None  # provider/model for tasks that name none
@@ -149,6 +163,10 @@ class InstanceSpec:
     remote: bool = False
     username: str = DEFAULT_USERNAME  # for Basic auth; the password is stored 0600
     node: str | None = None  # on a Ray cluster: the node whose host agent runs it
+
+    def __post_init__(self) -> None:
+        # A policy given by its word ("never") is the enum, so every reader compares alike.
+        object.__setattr__(self, "restart", RestartPolicy(self.restart))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -164,6 +182,22 @@ class InstanceSpec:
         data["cors"] = tuple(data.get("cors") or ())
         data["env"] = tuple((str(k), str(v)) for k, v in (data.get("env") or ()))
         return cls(**data)
+
+
+class DesiredState(TextEnum):
+    """What ocm asks of an instance's keeper (the row's desired state)."""
+
+    RUNNING = "running"  # keep the server up (the default, and what a restart asks)
+    STOPPED = "stopped"  # a stop was requested (with its timeout): end the server
+
+
+class Owner(TextEnum):
+    """Who runs an instance, as `ocm ls` shows it."""
+
+    OCM = "ocm"  # started here: a keeper on this host supervises it
+    REMOTE = "remote"  # added by URL (`ocm remote add`): never signalled
+    CLUSTER = "cluster"  # run by a Ray host agent on another node
+    FOREIGN = "foreign"  # an `opencode serve` we did not start: shown, never signalled
 
 
 @dataclass
@@ -189,7 +223,7 @@ class InstanceRecord:
     rss_bytes: int | None = None
     sampled_at: float | None = None
     # Desired state, written by ocm and acted on by the keeper's reconcile loop.
-    desired: str = "running"  # or "stopped": a stop was requested
+    desired: DesiredState = DesiredState.RUNNING
     stop_timeout: float | None = None  # seconds between SIGTERM and SIGKILL for that stop
     start_timeout: float | None = None  # how long the first start may take
     # What the keeper reports about itself.
@@ -227,13 +261,14 @@ class InstanceInfo:
     keeper_error: str | None = None  # a problem the keeper reported (registry, disk, crash)
     error: str | None = None
     last_exit: str | None = None
-    owner: str = "ocm"  # "ocm" (started here), "remote" (by URL), "cluster" (Ray) or "foreign"
+    owner: Owner = Owner.OCM
     line: int | None = None  # the OpenCode line of its version: 1 or 2 (None: unknown)
     service: bool = False  # a foreign server that is the user's OpenCode 2 background service
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["status"] = self.status.value
+        data["owner"] = self.owner.value
         data["directory"] = self.dir  # the uniform name; `dir` stays for one release
         return data
 
@@ -267,7 +302,7 @@ def derive_status(
     return Status.RUNNING
 
 
-class BatchStatus(str, enum.Enum):
+class BatchStatus(TextEnum):
     """Where a batch is. `interrupted` is derived: running, but its runner process is gone."""
 
     RUNNING = "running"
@@ -281,7 +316,7 @@ class BatchStatus(str, enum.Enum):
 
 
 class TaskStatus(str, enum.Enum):
-    """Where a task is. The last five are final."""
+    """Where a task is. All but the first two are final."""
 
     PENDING = "pending"  # recorded, not sent yet
     RUNNING = "running"  # its prompt was (or is being) sent
@@ -290,6 +325,8 @@ class TaskStatus(str, enum.Enum):
     ABORTED = "aborted"  # aborted on request (Ctrl-C, `ocm session abort`)
     TIMED_OUT = "timed_out"  # past its deadline: aborted by us
     CANCELLED = "cancelled"  # never started: its batch was cancelled
+    #: Passed its --max-cost/--max-tokens: interrupted by us, its spend in the record.
+    BUDGET_EXCEEDED = "budget_exceeded"
 
     @property
     def final(self) -> bool:

@@ -7,16 +7,16 @@ import os
 import time
 from pathlib import Path
 
-from opencode_manager.models import InstanceSpec, TaskRecord, TaskStatus
+from opencode_manager.models import BatchStatus, InstanceSpec, TaskRecord, TaskStatus
 from opencode_manager.registry import Registry
 from opencode_manager.tasks.store import Batch, TaskStore
 
-from helpers import run_ocm
+from helpers import Ocm
 
 
-def _complete(line: str) -> list[str]:
+def _complete(ocm: Ocm, line: str) -> list[str]:
     words = line.split(" ")
-    result = run_ocm(
+    result = ocm(
         env={"_OCM_COMPLETE": "bash_complete", "COMP_WORDS": line,
              "COMP_CWORD": str(len(words) - 1)},
     )  # fmt: skip
@@ -35,20 +35,22 @@ def _seed() -> None:
     now = time.time()
     task = TaskRecord(id="t-abc", prompt="p", status=TaskStatus.COMPLETED, created_at=now,
                       session_id="ses_xyz", batch_id="b-123")  # fmt: skip
-    store.add_batch(Batch(id="b-123", status="completed", created_at=now, updated_at=now), [task])
+    store.add_batch(
+        Batch(id="b-123", status=BatchStatus.COMPLETED, created_at=now, updated_at=now), [task]
+    )
     registry.close()
 
 
-def test_names_and_ids_complete() -> None:
+def test_names_and_ids_complete(ocm: Ocm) -> None:
     _seed()
-    assert sorted(_complete("ocm stop ap")) == ["api", "apple"]
-    assert sorted(_complete("ocm logs ")) == ["api", "apple", "web"]
-    assert _complete("ocm run -i w") == ["web"]
-    assert _complete("ocm wait t-") == ["t-abc"]
-    assert _complete("ocm batch show b") == ["b-123"]
-    assert _complete("ocm session show ses") == ["ses_xyz"]
+    assert sorted(_complete(ocm, "ocm stop ap")) == ["api", "apple"]
+    assert sorted(_complete(ocm, "ocm logs ")) == ["api", "apple", "web"]
+    assert _complete(ocm, "ocm run -i w") == ["web"]
+    assert _complete(ocm, "ocm wait t-") == ["t-abc"]
+    assert _complete(ocm, "ocm batch show b") == ["b-123"]
+    assert _complete(ocm, "ocm session show ses") == ["ses_xyz"]
 
 
-def test_completion_without_a_registry_completes_nothing() -> None:
-    assert _complete("ocm stop ") == []
+def test_completion_without_a_registry_completes_nothing(ocm: Ocm) -> None:
+    assert _complete(ocm, "ocm stop ") == []
     assert not (Path(os.environ["OCM_HOME"]) / "registry.db").exists()

@@ -1,6 +1,8 @@
-"""Bad input through the real entry point: one line on stderr, a documented code, no traceback.
+"""Bad input: one line on stderr, a documented code, no traceback (through `cli.main` in this
+process; tests/cli/test_entry_point.py pins the same contract on a process of its own).
 
-None of these starts a server: they must all fail before anything is spawned.
+None of these starts a server: they must all fail before anything is spawned, so none needs
+OpenCode (a stand-in that only answers `--version` gets `start` past the binary check).
 """
 
 from __future__ import annotations
@@ -14,8 +16,21 @@ import pytest
 
 from opencode_manager.models import InstanceSpec, State
 from opencode_manager.registry import Registry
+from opencode_manager.settings import PINNED_OPENCODE_VERSION
 
-from helpers import assert_one_line_error, run_ocm
+from helpers import Ocm, assert_one_line_error, forge_row
+
+
+@pytest.fixture
+def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An `opencode` that only says its version: enough for `start` to reach the registry,
+    never enough to serve (a test that got that far would fail on it)."""
+    fake = tmp_path / "stand-in" / "opencode"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\necho {PINNED_OPENCODE_VERSION}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("OCM_OPENCODE", str(fake))
+    return fake
 
 
 @pytest.mark.parametrize(
@@ -49,78 +64,80 @@ from helpers import assert_one_line_error, run_ocm
         (["frobnicate"], 2, "No such command"),
     ],
 )
-def test_bad_input(args: list[str], code: int, needle: str) -> None:
-    assert_one_line_error(run_ocm(*args), code, needle)
+def test_bad_input(ocm: Ocm, args: list[str], code: int, needle: str) -> None:
+    assert_one_line_error(ocm(*args), code, needle)
 
 
 def _add_record(name: str, state: State) -> None:
     reg = Registry(Path(os.environ["OCM_HOME"]) / "registry.db")
     with reg.transaction() as db:
         reg.reserve(db, InstanceSpec(name=name, dir="/"), port=None)
-    reg.update(name, state=state)
+    forge_row(reg, name, state=state)
     reg.close()
 
 
-def test_duplicate_name() -> None:
+@pytest.mark.usefixtures("stand_in")
+def test_duplicate_name(ocm: Ocm) -> None:
     _add_record("taken", State.STOPPED)
-    assert_one_line_error(run_ocm("start", "taken"), 4, "'taken' already exists")
+    assert_one_line_error(ocm("start", "taken"), 4, "'taken' already exists")
 
 
-def test_stop_of_a_stopped_instance() -> None:
+def test_stop_of_a_stopped_instance(ocm: Ocm) -> None:
     _add_record("idle", State.STOPPED)
-    shown = run_ocm("status", "idle")
+    shown = ocm("status", "idle")
     assert shown.returncode == 1, str(shown)  # the report, and "not running" for scripts
     assert "stopped" in shown.stdout
-    assert_one_line_error(run_ocm("stop", "idle"), 4, "idle is not running (stopped)")
-    assert_one_line_error(run_ocm("api", "idle", "GET", "/path"), 4, "idle is not running")
+    assert_one_line_error(ocm("stop", "idle"), 4, "idle is not running (stopped)")
+    assert_one_line_error(ocm("api", "idle", "GET", "/path"), 4, "idle is not running")
 
 
-def test_a_record_that_says_running_for_a_dead_server_is_not_called_running() -> None:
+def test_a_record_that_says_running_for_a_dead_server_is_not_called_running(ocm: Ocm) -> None:
     _add_record("ghost", State.RUNNING)
     assert_one_line_error(
-        run_ocm("stop", "ghost"), 4, "ghost is not running (crashed: its processes are gone)"
+        ocm("stop", "ghost"), 4, "ghost is not running (crashed: its processes are gone)"
     )
 
 
-def test_contradictory_run_flags_are_usage_errors() -> None:
-    assert_one_line_error(run_ocm("run", "--async", "--format", "json", "hi"), 2, "choose one")
-    assert_one_line_error(run_ocm("run", "--json", "--format", "json", "hi"), 2, "choose one")
+def test_contradictory_run_flags_are_usage_errors(ocm: Ocm) -> None:
+    assert_one_line_error(ocm("run", "--async", "--format", "json", "hi"), 2, "choose one")
+    assert_one_line_error(ocm("run", "--json", "--format", "json", "hi"), 2, "choose one")
 
 
-def test_missing_binary(tmp_path: Path) -> None:
+def test_missing_binary(ocm: Ocm, tmp_path: Path) -> None:
     assert_one_line_error(
-        run_ocm("start", env={"OCM_OPENCODE": "/no/such/opencode"}), 5, "does not exist"
+        ocm("start", env={"OCM_OPENCODE": "/no/such/opencode"}), 5, "does not exist"
     )
     nowhere = {"OCM_OPENCODE": "", "PATH": str(tmp_path / "empty") + ":/usr/bin:/bin"}
-    assert_one_line_error(run_ocm("start", env=nowhere), 5, "run `ocm install`")
+    assert_one_line_error(ocm("start", env=nowhere), 5, "run `ocm install`")
 
 
-def test_too_old_binary(tmp_path: Path) -> None:
+def test_too_old_binary(ocm: Ocm, tmp_path: Path) -> None:
     fake = tmp_path / "opencode"
     fake.write_text("#!/bin/sh\necho 1.1.38\n")
     fake.chmod(0o755)
-    result = run_ocm("start", env={"OCM_OPENCODE": str(fake)})
+    result = ocm("start", env={"OCM_OPENCODE": str(fake)})
     assert_one_line_error(result, 5, "opencode 1.1.38", "too old", ">= 1.1.39")
 
 
-def test_unwritable_ocm_home(tmp_path: Path) -> None:
+def test_unwritable_ocm_home(ocm: Ocm, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    result = run_ocm("ls", env={"OCM_HOME": str(blocker / "state")})
+    result = ocm("ls", env={"OCM_HOME": str(blocker / "state")})
     assert_one_line_error(result, 7, "is not writable")
     if os.geteuid() != 0:  # root ignores permission bits
         ro = tmp_path / "ro"
         ro.mkdir(mode=0o500)
-        assert_one_line_error(run_ocm("ls", env={"OCM_HOME": str(ro / "x")}), 7, "not writable")
+        assert_one_line_error(ocm("ls", env={"OCM_HOME": str(ro / "x")}), 7, "not writable")
 
 
-def test_corrupt_registry_is_reported_not_overwritten() -> None:
+@pytest.mark.usefixtures("stand_in")
+def test_corrupt_registry_is_reported_not_overwritten(ocm: Ocm) -> None:
     path = Path(os.environ["OCM_HOME"]) / "registry.db"
     path.parent.mkdir(parents=True, exist_ok=True)
     garbage = b"\x00garbage, not sqlite\n" * 512
     path.write_bytes(garbage)
     for args in (["ls"], ["start", "x"], ["stop", "--all"], ["doctor", "--json"]):
-        result = run_ocm(*args)
+        result = ocm(*args)
         if args[0] == "doctor":
             assert result.returncode == 1
             assert "corrupt" in result.stdout
@@ -134,18 +151,18 @@ def test_corrupt_registry_is_reported_not_overwritten() -> None:
 @pytest.mark.parametrize(
     "args", [["metrics", "--serve", "{port}"], ["model-server", "--port", "{port}"]]
 )
-def test_a_busy_port_is_a_conflict_before_anything_says_serving(args: list[str]) -> None:
+def test_a_busy_port_is_a_conflict_before_anything_says_serving(ocm: Ocm, args: list[str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_ocm(*(a.format(port=port) for a in args), timeout=30)
+        result = ocm(*(a.format(port=port) for a in args), timeout=30)
     assert_one_line_error(result, 4, f"port {port} is in use on 127.0.0.1")
     assert "serving" not in result.stderr
     assert "listening" not in result.stdout
 
 
-def test_a_batch_is_checked_whole_before_anything_is_recorded(tmp_path: Path) -> None:
+def test_a_batch_is_checked_whole_before_anything_is_recorded(ocm: Ocm, tmp_path: Path) -> None:
     good = tmp_path / "good.jsonl"
     good.write_text('{"prompt": "hi"}\n')
     missing_dir = tmp_path / "dirs.jsonl"
@@ -164,9 +181,9 @@ def test_a_batch_is_checked_whole_before_anything_is_recorded(tmp_path: Path) ->
         (["batch", str(good), "--out", str(a_file / "sub")], "is not a writable directory"),
     ]
     for args, needle in cases:
-        assert_one_line_error(run_ocm(*args), 2, needle)
+        assert_one_line_error(ocm(*args), 2, needle)
     assert a_file.read_text() == "not a directory"
-    listed = run_ocm("batch", "ls", "--json")
+    listed = ocm("batch", "ls", "--json")
     assert listed.returncode == 0, str(listed)
     assert listed.json() == []  # nothing was recorded
 
@@ -186,29 +203,29 @@ def _seed_results(count: int) -> None:
     store.registry.close()
 
 
-def test_results_are_limited_by_default_and_pruned_on_request() -> None:
+def test_results_are_limited_by_default_and_pruned_on_request(ocm: Ocm) -> None:
     _seed_results(60)
-    shown = run_ocm("results", "--json")
+    shown = ocm("results", "--json")
     assert shown.returncode == 0, str(shown)
     assert [r["id"] for r in shown.json()] == [f"t-{i:03d}" for i in range(10, 60)]
     assert "the newest 50 of 60 results; --all shows every one" in shown.stderr
-    assert len(run_ocm("results", "--all", "--json", check=True).json()) == 60
-    assert len(run_ocm("results", "--limit", "3", "--json", check=True).json()) == 3
-    assert_one_line_error(run_ocm("results", "--all", "--limit", "3"), 2, "contradict")
-    assert_one_line_error(run_ocm("results", "--json", "--jsonl"), 2, "contradict")
-    assert_one_line_error(run_ocm("results", "--batch", "b-nope"), 3, "no batch 'b-nope'")
-    dry = run_ocm("results", "prune", "--older-than", "1d", "--dry-run", "--json", check=True)
+    assert len(ocm("results", "--all", "--json", check=True).json()) == 60
+    assert len(ocm("results", "--limit", "3", "--json", check=True).json()) == 3
+    assert_one_line_error(ocm("results", "--all", "--limit", "3"), 2, "contradict")
+    assert_one_line_error(ocm("results", "--json", "--jsonl"), 2, "contradict")
+    assert_one_line_error(ocm("results", "--batch", "b-nope"), 3, "no batch 'b-nope'")
+    dry = ocm("results", "prune", "--older-than", "1d", "--dry-run", "--json", check=True)
     assert dry.json() == {"batches": [], "tasks": 60, "dry_run": True}
-    assert len(run_ocm("results", "--all", "--json", check=True).json()) == 60
-    pruned = run_ocm("results", "prune", "--older-than", "1d", check=True)
+    assert len(ocm("results", "--all", "--json", check=True).json()) == 60
+    pruned = ocm("results", "prune", "--older-than", "1d", check=True)
     assert pruned.stdout.strip() == "deleted 60 results (0 batches)"
-    assert run_ocm("results", "--json", check=True).json() == []
-    assert_one_line_error(run_ocm("results", "prune"), 2, "--older-than")
-    assert_one_line_error(run_ocm("batch", "rm", "b-nope"), 3, "no batch 'b-nope'")
+    assert ocm("results", "--json", check=True).json() == []
+    assert_one_line_error(ocm("results", "prune"), 2, "--older-than")
+    assert_one_line_error(ocm("batch", "rm", "b-nope"), 3, "no batch 'b-nope'")
 
 
-def test_resuming_a_cancelled_batch_is_refused_with_what_did_not_finish() -> None:
-    from opencode_manager.models import TaskRecord, TaskStatus
+def test_resuming_a_cancelled_batch_is_refused_with_what_did_not_finish(ocm: Ocm) -> None:
+    from opencode_manager.models import BatchStatus, TaskRecord, TaskStatus
     from opencode_manager.tasks.store import Batch, TaskStore
 
     home = Path(os.environ["OCM_HOME"])
@@ -218,13 +235,15 @@ def test_resuming_a_cancelled_batch_is_refused_with_what_did_not_finish() -> Non
         TaskRecord(id=f"t-{i}", prompt="p", status=status, created_at=1.0, batch_id="b-c")
         for i, status in enumerate([TaskStatus.COMPLETED, *[TaskStatus.CANCELLED] * 3])
     ]
-    store.add_batch(Batch(id="b-c", status="cancelled", created_at=1.0, updated_at=1.0), tasks)
+    store.add_batch(
+        Batch(id="b-c", status=BatchStatus.CANCELLED, created_at=1.0, updated_at=1.0), tasks
+    )
     store.registry.close()
     assert_one_line_error(
-        run_ocm("batch", "resume", "b-c"), 4,
+        ocm("batch", "resume", "b-c"), 4,
         "batch b-c is cancelled (3 of its tasks did not finish); "
         "`ocm batch resume b-c --requeue-cancelled` runs them",
     )  # fmt: skip
-    shown = run_ocm("batch", "show", "b-c", "--json", check=True).json()
+    shown = ocm("batch", "show", "b-c", "--json", check=True).json()
     assert shown["status"] == "cancelled"  # never relabelled
     assert shown["counts"] == {"completed": 1, "cancelled": 3}

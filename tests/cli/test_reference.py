@@ -8,7 +8,7 @@ import pytest
 
 from opencode_manager.cli.reference import render
 
-from helpers import run_ocm
+from helpers import Ocm
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
@@ -24,8 +24,8 @@ def test_cli_reference_is_current() -> None:
     ["start", "run", "batch", "stop", "logs", "monitor", "session", "cleanup", "restart",
      "results", "model-server"],
 )  # fmt: skip
-def test_help_shows_examples(command: str) -> None:
-    result = run_ocm(command, "--help", check=True)
+def test_help_shows_examples(ocm: Ocm, command: str) -> None:
+    result = ocm(command, "--help", check=True)
     block = result.stdout.split("Examples:\n", 1)
     assert len(block) == 2, result.stdout
     first = block[1].splitlines()[0].strip()

@@ -10,8 +10,8 @@ import pytest
 from rich.console import Console
 from rich.text import Text
 
-from opencode_manager import one_line
 from opencode_manager.cli.output import Column, fitted_table
+from opencode_manager.fronts import one_line
 from opencode_manager.models import InstanceSpec, State
 from opencode_manager.registry import Registry
 

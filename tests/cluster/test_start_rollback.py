@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from opencode_manager.cluster import routing
+from opencode_manager import routing
 from opencode_manager.cluster.deadlines import Deadlines
 from opencode_manager.cluster.link import Link
 from opencode_manager.errors import (
@@ -33,6 +33,8 @@ from opencode_manager.errors import (
 from opencode_manager.instances import credentials
 from opencode_manager.instances.fleet import Fleet
 from opencode_manager.models import InstanceSpec, State
+
+from helpers import forge_row
 
 WAIT = 2.0  # the --timeout of these starts: the fakes answer at once or never
 
@@ -419,7 +421,7 @@ def test_a_driver_killed_mid_start_leaves_rows_that_stop_all_reaches(
 
     # The driver is gone; its rows say `starting`: `stop --all` reaches them through the agents.
     for name in started:
-        two.fleet.registry.update(name, state=State.STARTING, url=None)
+        forge_row(two.fleet.registry, name, state=State.STARTING, url=None)
     monkeypatch.setattr(routing, "_link", lambda fleet: two)
     done = routing.stop(two.fleet, all=True, timeout=5)
     assert sorted(r.name for r in done) == sorted(started)
@@ -432,7 +434,7 @@ def test_cluster_up_adopts_what_a_killed_driver_was_starting(two: FakeLink) -> N
     running, with the password the host gave, so the driver can reach them."""
     started = _start(two)
     for name in started:
-        two.fleet.registry.update(name, state=State.STARTING, url=None)
+        forge_row(two.fleet.registry, name, state=State.STARTING, url=None)
         credentials.delete_password(two.fleet.settings, name)
     two.reconcile()
     for name in started:
@@ -481,7 +483,7 @@ def test_a_driver_registry_write_that_fails_undoes_the_start(
     def fail(*args: Any, **kwargs: Any) -> None:
         raise StateError("cannot write registry.db: No space left on device")
 
-    for method in ("update", "add_remote"):
+    for method in ("mark_running_on_host", "add_remote"):
         original = getattr(registry, method)
 
         def patched(*a: Any, _orig: Any = original, **k: Any) -> Any:

@@ -13,7 +13,7 @@ from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp
 
-from opencode_manager import Manager, Settings, TaskRecord, TaskStatus
+from opencode_manager import BatchStatus, Manager, Settings, TaskRecord, TaskStatus
 from opencode_manager.dashboard.app import Dashboard
 from opencode_manager.dashboard.auth import COOKIE
 from opencode_manager.tasks.store import Batch
@@ -339,7 +339,9 @@ def _store_batch(batch_id: str, prompts: list[str]) -> Batch:
 
     fleet = Fleet(Settings.load())
     now = time.time()
-    batch = Batch(id=batch_id, status="running", created_at=now, updated_at=now, source="t")
+    batch = Batch(
+        id=batch_id, status=BatchStatus.RUNNING, created_at=now, updated_at=now, source="t"
+    )
     records = [
         TaskRecord(
             id=f"t-{batch_id}-{i}",

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
-from opencode_manager import Event, EventFilter, LifecycleEvent, Received
+from opencode_manager import Event, LifecycleEvent, Received
 from opencode_manager.dashboard.feed import Feed, View, lifecycle_entry
+from opencode_manager.fronts import EventFilter
 
 
 def _received(instance: str, kind: str, at: float = 1.0, **props: object) -> Received:

@@ -31,9 +31,9 @@ from opencode_manager.instances.dump import (
     save,
 )
 from opencode_manager.instances.fleet import Fleet, is_live
-from opencode_manager.models import InstanceRecord, InstanceSpec, State
+from opencode_manager.models import DesiredState, InstanceRecord, InstanceSpec, State
 
-from helpers import patient, run_ocm, wait_for
+from helpers import invoke_ocm, patient, wait_for
 
 
 @pytest.fixture
@@ -302,7 +302,7 @@ def test_the_plan_sorts_saved_instances_by_what_runs_now() -> None:
         _record("ghost", State.RUNNING),  # recorded running, nothing alive (a reboot)
         _record("lingering", State.CRASHED),  # recorded ended, something still alive
         _record("leaving", State.STOPPING),
-        _record("requested", State.RUNNING, desired="stopped"),
+        _record("requested", State.RUNNING, desired=DesiredState.STOPPED),
         _record("other", State.STOPPED, created_at=2.0),  # removed and made again since
         _record("old-dump", State.RUNNING, created_at=2.0),
         _record("old-format", State.STOPPED, created_at=5.0),  # no identity saved: by name
@@ -353,7 +353,7 @@ def test_unpinning_restores_the_automatic_port_of_our_rows_only(home_fleet: Flee
         "other": InstanceSpec(name="other", dir="/elsewhere", port=4302),
         "gone": InstanceSpec(name="gone", dir="/p", port=4303),  # its start failed: no row
     }
-    home_fleet.registry.update("auto", spec=replace(ours, port=4301))
+    home_fleet.registry.set_spec("auto", replace(ours, port=4301))
     dumps._unpin(home_fleet, pinned)
     assert home_fleet.registry.get("auto").spec == ours  # automatic again, binary kept
     assert home_fleet.registry.get("auto").port == 4301
@@ -456,7 +456,7 @@ def _free_port() -> int:
 
 # -- integration ---------------------------------------------------------------------------
 def _ls() -> dict[str, dict[str, Any]]:
-    data = run_ocm("ls", "--json", "--no-foreign", check=True).json()
+    data = invoke_ocm("ls", "--json", "--no-foreign", check=True).json()
     assert isinstance(data, list)
     return {i["name"]: i for i in data}
 
@@ -473,10 +473,10 @@ def test_a_saved_fleet_comes_back_with_its_names_ports_and_settings(
     env_args = [arg for item in model_env for arg in ("--env", item)]
     fixed = _free_port()
     try:
-        run_ocm("start", "pinned", "--port", str(fixed), "--restart", "always",
+        invoke_ocm("start", "pinned", "--port", str(fixed), "--restart", "always",
                 "--max-memory", "1500M", "--env", "X=1", "--dir", str(tmp_path), *env_args,
                 check=True)  # fmt: skip
-        run_ocm("start", "auto", "--dir", str(tmp_path), *env_args, check=True)
+        invoke_ocm("start", "auto", "--dir", str(tmp_path), *env_args, check=True)
         before = _shape(home_fleet)
         assert before["pinned"][0] == fixed
         assert before["auto"][1].port is None
@@ -484,8 +484,8 @@ def test_a_saved_fleet_comes_back_with_its_names_ports_and_settings(
 
         report = save(home_fleet)
         assert report.saved == ["pinned", "auto"]
-        run_ocm("stop", "--all", check=True)
-        run_ocm("rm", "auto", check=True)  # one comes back from its record, one from the dump
+        invoke_ocm("stop", "--all", check=True)
+        invoke_ocm("rm", "auto", check=True)  # one comes back from its record, one from the dump
 
         back = resurrect(home_fleet)
         assert back.to_dict() == {"started": ["pinned", "auto"], "running": [], "skipped": {},
@@ -505,7 +505,7 @@ def test_a_saved_fleet_comes_back_with_its_names_ports_and_settings(
             n: i["pid"] for n, i in listed.items()
         }  # nothing was restarted
     finally:
-        run_ocm("stop", "--all")
+        invoke_ocm("stop", "--all")
     wait_for(lambda: all(i["status"] == "stopped" for i in _ls().values()), message="stopped")
 
 
@@ -518,9 +518,9 @@ def test_resurrects_run_at_once_start_each_instance_once(
     stops what another started, none fails."""
     env_args = [arg for item in model_env for arg in ("--env", item)]
     try:
-        run_ocm("start", "twin", "--dir", str(tmp_path), *env_args, check=True)
+        invoke_ocm("start", "twin", "--dir", str(tmp_path), *env_args, check=True)
         save(home_fleet)
-        run_ocm("stop", "twin", check=True)
+        invoke_ocm("stop", "twin", check=True)
         procs = [
             subprocess.Popen(
                 [sys.executable, "-m", "opencode_manager", "resurrect", "--json"],
@@ -541,11 +541,11 @@ def test_resurrects_run_at_once_start_each_instance_once(
         assert [r["running"] for r in waiters] == [["twin"], ["twin"]], reports
         assert all(r["waited_for"] in {p.pid for p in procs} for r in waiters), reports
         assert _ls()["twin"]["status"] == "running"
-        events = run_ocm("events", "twin", "--json", check=True).json()
+        events = invoke_ocm("events", "twin", "--json", check=True).json()
         last_stop = max(i for i, e in enumerate(events) if e["kind"] == "stopped")
         after = [e["kind"] for e in events[last_stop + 1 :]]
         assert after.count("healthy") == 1, after  # started once, never stopped meanwhile
         assert "stopped" not in after
     finally:
-        run_ocm("stop", "--all")
+        invoke_ocm("stop", "--all")
     wait_for(lambda: all(i["status"] == "stopped" for i in _ls().values()), message="stopped")

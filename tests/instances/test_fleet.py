@@ -22,7 +22,7 @@ from opencode_manager.models import InstanceInfo, Status
 from opencode_manager.scripted_model import ScriptedModelServer
 
 from conftest import CORS_ORIGIN, Fleet
-from helpers import run_ocm, wait_for
+from helpers import invoke_ocm, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,7 @@ REQUIRED = {
 
 
 def _creds(fleet: Fleet, name: str) -> dict[str, str]:
-    result = run_ocm("env", name, "--json", env=fleet.env, check=True)
+    result = invoke_ocm("env", name, "--json", env=fleet.env, check=True)
     creds = result.json()
     assert isinstance(creds, dict)
     return creds
@@ -63,7 +63,7 @@ def test_start_returns_three_healthy_instances_on_distinct_ports(fleet: Fleet) -
 
 
 def test_ls_json_lists_them_with_every_field(fleet: Fleet) -> None:
-    listed = run_ocm("ls", "--json", env=fleet.env, check=True).json()
+    listed = invoke_ocm("ls", "--json", env=fleet.env, check=True).json()
     assert isinstance(listed, list)
     managed = [i for i in listed if i["managed"]]
     assert [i["name"] for i in managed] == ["oc-1", "oc-2", "oc-3"]
@@ -153,7 +153,7 @@ def test_cors_origins_are_passed_on(fleet: Fleet) -> None:
 
 
 def test_env_prints_shell_exports(fleet: Fleet) -> None:
-    out = run_ocm("env", "oc-2", env=fleet.env, check=True).stdout
+    out = invoke_ocm("env", "oc-2", env=fleet.env, check=True).stdout
     lines = out.strip().splitlines()
     assert [ln.split("=")[0] for ln in lines] == [
         "export OPENCODE_SERVER_URL",
@@ -202,7 +202,7 @@ def test_no_password_in_any_argv_and_secrets_are_0600(fleet: Fleet) -> None:
 def test_status_by_name_port_or_url(fleet: Fleet, how: str) -> None:
     info = fleet.instances[0]
     ref = {"name": info["name"], "port": str(info["port"]), "url": info["url"]}[how]
-    report = run_ocm("status", str(ref), "--json", env=fleet.env, check=True).json()
+    report = invoke_ocm("status", str(ref), "--json", env=fleet.env, check=True).json()
     assert isinstance(report, dict)
     assert report["name"] == "oc-1"
     assert report["status"] == "running"
@@ -218,7 +218,7 @@ def test_status_by_name_port_or_url(fleet: Fleet, how: str) -> None:
     # The environment's keys, never its values (OPENCODE_CONFIG_CONTENT may hold API keys).
     assert settings["env_keys"] == ["OPENCODE_CONFIG_CONTENT", "OPENCODE_DISABLE_MODELS_FETCH"]
     assert "scripted" not in json.dumps(settings)
-    human = run_ocm("status", str(ref), env=fleet.env, check=True).stdout
+    human = invoke_ocm("status", str(ref), env=fleet.env, check=True).stdout
     assert "oc-1" in human
     assert "processes" in human
     assert "restart on-failure (at most 10 in 60 s)" in " ".join(human.split())

@@ -414,3 +414,55 @@ def test_an_opencode_of_no_supported_line_is_refused_where_it_is_written(here: P
         "ocm.toml:2: [instance.v3] opencode: invalid opencode 3.0.0: opencode 3.0.0 is a line "
         "opencode-manager does not know: it supports 1.x (>= 1.1.39) and 2.x"
     ]
+
+
+LIMITS = """\
+[limits]
+anthropic = { concurrency = 8, rpm = 50 }
+"anthropic/claude-opus-4" = { concurrency = 2 }
+
+[limits.openai]
+rpm = 30
+
+[instance.web]
+"""
+
+
+def test_limits_are_read_in_the_order_of_the_file(here: Path) -> None:
+    from opencode_manager.limits import Limit, Scope
+
+    fleet = parse_fleet_file(LIMITS, Path(FLEET_FILE))
+    assert fleet.limits == (
+        Limit(Scope("anthropic"), 8, 50),
+        Limit(Scope("anthropic", "claude-opus-4"), 2, None),
+        Limit(Scope("openai"), None, 30),
+    )
+    assert [d.name for d in fleet.instances] == ["web"]
+    # A file may hold limits alone.
+    assert parse_fleet_file("[limits]\np = { rpm = 1 }\n", Path(FLEET_FILE)).instances == ()
+    assert parse_fleet_file(EXAMPLE, Path(FLEET_FILE)).limits == ()
+
+
+def test_bad_limits_name_their_line_and_key(here: Path) -> None:
+    text = """\
+[limits]
+anthropic = { concurrency = 0, rmp = 3 }
+"a b" = { rpm = 1 }
+x = 3
+y = {}
+"p/m" = { rpm = "5" }
+openai.gpt = { rpm = 2 }
+"""
+    assert parse(text) == [
+        "ocm.toml:2: [limits] anthropic.concurrency: must be 1 or more, got 0",
+        "ocm.toml:2: [limits] anthropic.rmp: unknown key (did you mean rpm?)",
+        "ocm.toml:3: [limits] a b: invalid provider 'a b': expected PROVIDER or PROVIDER/MODEL"
+        " (letters, digits, '.', '_', '-', ':', '@')",
+        "ocm.toml:4: [limits] x: expected a table like { concurrency = 4, rpm = 60 }, got"
+        " integer 3",
+        "ocm.toml:5: [limits] y: give concurrency and/or rpm",
+        'ocm.toml:6: [limits] p/m.rpm: expected an integer, got string "5"',
+        "ocm.toml:7: [limits] openai.gpt: unknown key (a model's limit is written"
+        ' "openai/gpt" = { ... })',
+    ]
+    assert parse("limits = 3\n") == ["ocm.toml:1: [limits]: expected a table, got integer 3"]

@@ -15,10 +15,10 @@ import httpx
 import psutil
 import pytest
 
-from opencode_manager.models import InstanceSpec, State
+from opencode_manager.models import InstanceSpec
 from opencode_manager.registry import Registry
 
-from helpers import assert_one_line_error, patient, popened, run_ocm, wait_for
+from helpers import assert_one_line_error, invoke_ocm, patient, popened, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,7 @@ def _start(*args: str, env_items: list[str] | None = None) -> list[dict[str, Any
     extra: list[str] = []
     for item in env_items or []:
         extra += ["--env", item]
-    result = run_ocm("start", *args, *extra, "--json", check=True)
+    result = invoke_ocm("start", *args, *extra, "--json", check=True)
     data = result.json()
     assert isinstance(data, list)
     return data
@@ -35,9 +35,16 @@ def _start(*args: str, env_items: list[str] | None = None) -> list[dict[str, Any
 
 def _ls(*, foreign: bool = False) -> dict[str, dict[str, Any]]:
     """`ocm ls --json` by name (other tests' servers would show up as foreign: skip them)."""
-    data = run_ocm("ls", "--json", *(() if foreign else ("--no-foreign",)), check=True).json()
+    data = invoke_ocm("ls", "--json", *(() if foreign else ("--no-foreign",)), check=True).json()
     assert isinstance(data, list)
     return {i["name"]: i for i in data}
+
+
+def _nothing_left() -> None:
+    """A keeper records its last state, then exits: poll for the exit. (A command run
+    in-process returns without the time a process of its own took to end, during which the
+    keeper used to be gone already; under load one was seen alive a second later.)"""
+    wait_for(lambda: _instance_processes() == [], timeout=10, message="no instance process left")
 
 
 def _instance_processes() -> list[psutil.Process]:
@@ -102,10 +109,13 @@ def test_crash_is_seen_and_stop_all_spares_a_foreign_server(
         # kill -9 of one server shows up in the next `ocm ls`.
         victim = infos[0]
         os.kill(victim["pid"], signal.SIGKILL)
-        wait_for(
-            lambda: _ls()[victim["name"]]["status"] == "crashed",
+        wait_for(  # `ls` sees the dead server before its keeper has recorded how it ended
+            lambda: (
+                (row := _ls()[victim["name"]])["status"] == "crashed"
+                and "SIGKILL" in (row["last_exit"] or "")
+            ),
             timeout=15,
-            message="crash noticed",
+            message="crash noticed and recorded",
         )
         crashed = _ls()[victim["name"]]
         assert crashed["pid"] is None
@@ -113,15 +123,15 @@ def test_crash_is_seen_and_stop_all_spares_a_foreign_server(
         assert "SIGKILL" in (crashed["last_exit"] or "")
 
         # Acting on a foreign server by port is refused, and it is not signalled.
-        refused = run_ocm("stop", str(foreign_port))
+        refused = invoke_ocm("stop", str(foreign_port))
         assert_one_line_error(refused, 4, "ocm did not start")
 
-        stopped = run_ocm("stop", "--all", "--json", check=True).json()
+        stopped = invoke_ocm("stop", "--all", "--json", check=True).json()
         assert isinstance(stopped, list)
         assert [r["name"] for r in stopped] == [infos[1]["name"]]
         assert all(r["port_freed"] for r in stopped)
         assert all(r["via"] == "keeper" for r in stopped)
-        assert _instance_processes() == []
+        _nothing_left()
         after = _ls()
         assert after[infos[1]["name"]]["status"] == "stopped"
         assert after[victim["name"]]["status"] == "crashed"
@@ -150,17 +160,17 @@ def test_keeper_death_leaves_a_visible_stoppable_server() -> None:
     assert shown["status"] == "running"
     assert shown["supervised"] is False
     assert shown["pid"] == info["pid"]
-    result = run_ocm("stop", "k1", "--json", check=True).json()
+    result = invoke_ocm("stop", "k1", "--json", check=True).json()
     assert isinstance(result, list)
     assert result[0]["status"] == "stopped"
     assert result[0]["via"] == "ocm"  # no keeper: ocm ended the server itself
-    assert _instance_processes() == []
+    _nothing_left()
     assert _ls()["k1"]["status"] == "stopped"
 
 
 def test_stop_ends_bash_tool_children_in_their_own_session(model_env: list[str]) -> None:
     [info] = _start("b1", env_items=model_env)
-    creds = run_ocm("env", "b1", "--json", check=True).json()
+    creds = invoke_ocm("env", "b1", "--json", check=True).json()
     assert isinstance(creds, dict)
     auth = (creds["OPENCODE_SERVER_USERNAME"], creds["OPENCODE_SERVER_PASSWORD"])
     base = creds["OPENCODE_SERVER_URL"]
@@ -184,20 +194,20 @@ def test_stop_ends_bash_tool_children_in_their_own_session(model_env: list[str])
     found = wait_for(sleeper, timeout=60, message="the bash tool's sleep 1000")
     assert isinstance(found, psutil.Process)
     assert os.getsid(found.pid) != os.getsid(server.pid)  # not reachable by killpg alone
-    run_ocm("stop", "b1", check=True)
+    invoke_ocm("stop", "b1", check=True)
     assert not found.is_running() or found.status() == psutil.STATUS_ZOMBIE
-    assert _instance_processes() == []
+    _nothing_left()
 
 
 def test_restart_keeps_name_password_and_data() -> None:
     [before] = _start("r1")
-    password = run_ocm("env", "r1", "--json", check=True).json()
+    password = invoke_ocm("env", "r1", "--json", check=True).json()
     registry = Registry(Path(os.environ["OCM_HOME"]) / "registry.db")
     with registry.transaction() as db:  # an instance stopped on purpose stays stopped
         registry.reserve(db, InstanceSpec(name="idle", dir="/"), port=None)
-    registry.update("idle", state=State.STOPPED)
+    registry.mark_stopped("idle")
     registry.close()
-    result = run_ocm("restart", "--all", "--json", check=True).json()
+    result = invoke_ocm("restart", "--all", "--json", check=True).json()
     assert isinstance(result, list)
     [after] = result
     assert after["name"] == "r1"
@@ -206,12 +216,12 @@ def test_restart_keeps_name_password_and_data() -> None:
     assert after["restarts"] == 1
     assert after["port"] == before["port"]  # an automatic port is kept while it is free
     assert after["uptime_s"] < 60  # the new process's figures, not the old one's
-    again = run_ocm("env", "r1", "--json", check=True).json()
+    again = invoke_ocm("env", "r1", "--json", check=True).json()
     assert isinstance(again, dict)
     assert isinstance(password, dict)
     assert again["OPENCODE_SERVER_PASSWORD"] == password["OPENCODE_SERVER_PASSWORD"]
-    run_ocm("stop", "r1", check=True)
-    assert _instance_processes() == []
+    invoke_ocm("stop", "r1", check=True)
+    _nothing_left()
 
 
 def test_port_range_allocation_and_exhaustion(tmp_path: Path) -> None:
@@ -222,22 +232,24 @@ def test_port_range_allocation_and_exhaustion(tmp_path: Path) -> None:
     assert info["auth"] is False
     open_health = httpx.get(f"{info['url']}/global/health", trust_env=False)
     assert open_health.status_code == 200
-    env_lines = run_ocm("env", "p1", check=True).stdout
+    env_lines = invoke_ocm("env", "p1", check=True).stdout
     assert "export OPENCODE_SERVER_PASSWORD" not in env_lines
     assert "unset OPENCODE_SERVER_PASSWORD" in env_lines.splitlines()  # none left from before
     # Seen from another OCM_HOME it is foreign: read-only calls work without a password.
     elsewhere = {"OCM_HOME": str(tmp_path / "elsewhere")}
     ref = f"foreign:{port}"
-    assert run_ocm("sessions", ref, "--json", env=elsewhere, check=True).json() == []
-    paths = run_ocm("api", ref, "GET", "/path", env=elsewhere, check=True).json()
+    assert invoke_ocm("sessions", ref, "--json", env=elsewhere, check=True).json() == []
+    paths = invoke_ocm("api", ref, "GET", "/path", env=elsewhere, check=True).json()
     assert isinstance(paths, dict)
     assert "directory" in paths
-    assert_one_line_error(run_ocm("start", "p2", "--port-range", f"{port}-{port}"), 4, "exhausted")
-    assert_one_line_error(run_ocm("start", "p3", "--port", str(port)), 4, "already in use")
+    assert_one_line_error(
+        invoke_ocm("start", "p2", "--port-range", f"{port}-{port}"), 4, "exhausted"
+    )
+    assert_one_line_error(invoke_ocm("start", "p3", "--port", str(port)), 4, "already in use")
     assert set(_ls()) >= {"p1"}
     assert "p2" not in _ls()
     assert "p3" not in _ls()
-    run_ocm("stop", "p1", check=True)
+    invoke_ocm("stop", "p1", check=True)
 
 
 def test_port_held_by_someone_else_fails_fast() -> None:
@@ -245,7 +257,7 @@ def test_port_held_by_someone_else_fails_fast() -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        result = run_ocm("start", "--port", str(port))
+        result = invoke_ocm("start", "--port", str(port))
         assert_one_line_error(result, 4, f"port {port} is already in use")
     assert _ls() == {}
 
@@ -254,7 +266,7 @@ def test_invalid_config_fails_fast_with_cause_and_log_lines(isolated: dict[str, 
     config = Path(isolated["XDG_CONFIG_HOME"]) / "opencode" / "opencode.json"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text('{ "model": ')
-    result = run_ocm("start", "bad")
+    result = invoke_ocm("start", "bad")
     assert result.returncode == 6, str(result)
     first, *tail = result.stderr.splitlines()
     assert "bad failed to start: invalid OpenCode config" in first
@@ -266,7 +278,7 @@ def test_invalid_config_fails_fast_with_cause_and_log_lines(isolated: dict[str, 
     shown = _ls()["bad"]
     assert shown["status"] == "crashed"
     assert shown["pid"] is None
-    assert _instance_processes() == []
+    _nothing_left()
 
 
 def test_rm_cleanup_and_logs(tmp_path: Path, isolated: dict[str, str]) -> None:
@@ -295,36 +307,36 @@ def test_rm_cleanup_and_logs(tmp_path: Path, isolated: dict[str, str]) -> None:
         follower.terminate()
         follower.communicate(timeout=patient(10))
     assert follower.returncode == 0
-    one = run_ocm("logs", "l1", "-n", "5", check=True).stdout.splitlines()
+    one = invoke_ocm("logs", "l1", "-n", "5", check=True).stdout.splitlines()
     assert 0 < len(one) <= 5
-    both = run_ocm("logs", "l1", "l2", "--grep", "healthy at", check=True).stdout
+    both = invoke_ocm("logs", "l1", "l2", "--grep", "healthy at", check=True).stdout
     assert "l1 | " in both
     assert "l2 | " in both
-    assert_one_line_error(run_ocm("rm", "l1"), 4, "still running")
-    run_ocm("stop", "--all", check=True)
-    assert_one_line_error(run_ocm("stop", "l1"), 4, "not running")
-    assert run_ocm("rm", "l1", "--json", check=True).json() == {"removed": ["l1"]}
+    assert_one_line_error(invoke_ocm("rm", "l1"), 4, "still running")
+    invoke_ocm("stop", "--all", check=True)
+    assert_one_line_error(invoke_ocm("stop", "l1"), 4, "not running")
+    assert invoke_ocm("rm", "l1", "--json", check=True).json() == {"removed": ["l1"]}
     assert not (home / "secrets" / "l1.password").exists()
     assert (home / "logs" / "l1.log").exists()  # logs stay until cleanup
-    kept = run_ocm("logs", "l1", "--grep", "healthy at", check=True).stdout  # and still read
+    kept = invoke_ocm("logs", "l1", "--grep", "healthy at", check=True).stdout  # and still read
     assert "healthy at" in kept
-    dry = run_ocm("cleanup", "--dry-run", "--json", check=True).json()
+    dry = invoke_ocm("cleanup", "--dry-run", "--json", check=True).json()
     assert isinstance(dry, dict)
     assert dry["removed_instances"] == ["l2"]
     assert str(home / "logs" / "l1.log") in dry["removed_files"]
     assert (home / "logs" / "l1.log").exists()
     assert "l2" in _ls()
-    done = run_ocm("cleanup", "--json", check=True).json()
+    done = invoke_ocm("cleanup", "--json", check=True).json()
     assert isinstance(done, dict)
     assert done["removed_instances"] == ["l2"]
     assert not (home / "logs" / "l1.log").exists()
     assert _ls() == {}
-    assert_one_line_error(run_ocm("logs", "l1"), 3, "no instance named 'l1'")
+    assert_one_line_error(invoke_ocm("logs", "l1"), 3, "no instance named 'l1'")
 
 
 def test_doctor_reports_a_healthy_instance(model_env: list[str]) -> None:
     _start("d1")
-    report = run_ocm("doctor", "--json")
+    report = invoke_ocm("doctor", "--json")
     assert report.returncode == 0, str(report)
     data = json.loads(report.stdout)
     names = {c["name"]: c for c in data["checks"]}
@@ -333,7 +345,7 @@ def test_doctor_reports_a_healthy_instance(model_env: list[str]) -> None:
     assert "1.18.33" in names["binary"]["detail"]
     assert names["instance d1"]["ok"]
     assert "refuses anonymous" in names["instance d1"]["detail"]
-    run_ocm("stop", "d1", check=True)
+    invoke_ocm("stop", "d1", check=True)
 
 
 @pytest.mark.timeout(900)  # ten servers starting at once on two busy cores, then stopped
@@ -349,10 +361,10 @@ def test_ten_concurrent_starts_give_ten_distinct_instances() -> None:
     assert len({r["port"] for r in results}) == 10
     listed = _ls()
     assert sum(1 for i in listed.values() if i["managed"] and i["status"] == "running") == 10
-    stopped = run_ocm("stop", "--all", "--json", check=True).json()
+    stopped = invoke_ocm("stop", "--all", "--json", check=True).json()
     assert isinstance(stopped, list)
     assert len(stopped) == 10
-    assert _instance_processes() == []
+    _nothing_left()
 
 
 def test_a_task_on_a_server_that_dies_fails_instead_of_hanging(model_env: list[str]) -> None:
@@ -372,7 +384,7 @@ def test_a_task_on_a_server_that_dies_fails_instead_of_hanging(model_env: list[s
         stderr=subprocess.PIPE,
         text=True,
     )
-    creds = run_ocm("env", "dies", "--json", check=True).json()
+    creds = invoke_ocm("env", "dies", "--json", check=True).json()
     assert isinstance(creds, dict)
     auth = (creds["OPENCODE_SERVER_USERNAME"], creds["OPENCODE_SERVER_PASSWORD"])
     wait_for(
@@ -386,7 +398,7 @@ def test_a_task_on_a_server_that_dies_fails_instead_of_hanging(model_env: list[s
     record = json.loads(out)
     assert record["status"] == "failed"
     assert record["error"]["name"] == "InstanceUnreachable"
-    run_ocm("stop", "--all")
+    invoke_ocm("stop", "--all")
 
 
 def test_ctrl_c_during_start_rolls_back_what_it_created() -> None:

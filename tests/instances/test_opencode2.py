@@ -29,13 +29,13 @@ from opencode_manager import Manager
 from opencode_manager.errors import BinaryError
 from opencode_manager.instances.ports import ephemeral_port
 
-from helpers import assert_one_line_error, run_ocm, wait_for
+from helpers import assert_one_line_error, invoke_ocm, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def _ls(*, foreign: bool = False) -> dict[str, dict[str, Any]]:
-    data = run_ocm("ls", "--json", *(() if foreign else ("--no-foreign",)), check=True).json()
+    data = invoke_ocm("ls", "--json", *(() if foreign else ("--no-foreign",)), check=True).json()
     assert isinstance(data, list)
     return {i["name"]: i for i in data}
 
@@ -55,7 +55,7 @@ def test_a_2x_instance_starts_lists_restarts_and_stops(
 ) -> None:
     project = _project(tmp_path)
     began = time.monotonic()
-    started = run_ocm(
+    started = invoke_ocm(
         "start", "v2", "--opencode", opencode2_bin, "--dir", str(project), "--log-level", "INFO",
         *_env_args(model_env), "--timeout", "90", "--json",
     )  # fmt: skip
@@ -71,11 +71,11 @@ def test_a_2x_instance_starts_lists_restarts_and_stops(
     assert (listed["status"], listed["healthy"], listed["version"], listed["line"]) == (
         "running", True, "2.1.2", 2
     )  # fmt: skip
-    table = run_ocm("ls", "--no-foreign", check=True).stdout
+    table = invoke_ocm("ls", "--no-foreign", check=True).stdout
     row = next(line for line in table.splitlines() if line.startswith("v2 "))
     assert "2.1.2" in row.split()
 
-    status = run_ocm("status", "v2", "--json")
+    status = invoke_ocm("status", "v2", "--json")
     assert status.returncode == 0, str(status)  # healthy: exit 0
     report = status.json()
     assert (report["line"], report["version"], report["settings"]["binary"]) == (
@@ -83,7 +83,7 @@ def test_a_2x_instance_starts_lists_restarts_and_stops(
     )  # fmt: skip
     assert report["api_errors"] == []  # nothing asked in the 1.x dialect
 
-    doctor = run_ocm("doctor", "--json").json()
+    doctor = invoke_ocm("doctor", "--json").json()
     checks = {c["name"]: c for c in doctor["checks"]}
     assert checks["instance v2"]["ok"], checks["instance v2"]
     assert checks["instance v2"]["detail"] == "healthy; refuses anonymous requests, accepts ours"
@@ -95,7 +95,7 @@ def test_a_2x_instance_starts_lists_restarts_and_stops(
     assert password not in log
 
     # OCM_OPENCODE is a 1.x here: the instance keeps the binary it was started with.
-    restarted = run_ocm("restart", "v2", "--json")
+    restarted = invoke_ocm("restart", "v2", "--json")
     assert restarted.returncode == 0, str(restarted)
     again = _ls()["v2"]
     assert (again["status"], again["version"], again["line"], again["restarts"]) == (
@@ -104,12 +104,12 @@ def test_a_2x_instance_starts_lists_restarts_and_stops(
     assert again["pid"] != listed["pid"]
 
     server = psutil.Process(again["pid"])
-    stopped = run_ocm("stop", "v2", "--json")
+    stopped = invoke_ocm("stop", "v2", "--json")
     assert stopped.returncode == 0, str(stopped)
     [result] = stopped.json()
     assert (result["status"], result["via"], result["killed"]) == ("stopped", "keeper", 0)
     assert not server.is_running()
-    events = run_ocm("events", "v2", "--json", check=True).json()
+    events = invoke_ocm("events", "v2", "--json", check=True).json()
     kinds = [e["kind"] for e in events]
     assert kinds[-1] == "stopped"
     assert "crashed" not in kinds  # its exit 130 on SIGTERM is a normal stop
@@ -136,7 +136,7 @@ def test_one_fleet_file_runs_both_lines_side_by_side(
             """
         )
     )
-    up = run_ocm("up", "--json", cwd=str(project), timeout=300)
+    up = invoke_ocm("up", "--json", cwd=str(project), timeout=300)
     assert up.returncode == 0, str(up)
     try:
         listed = _ls()
@@ -144,13 +144,13 @@ def test_one_fleet_file_runs_both_lines_side_by_side(
             "one": ("running", "1.18.33", 1),
             "two": ("running", "2.1.2", 2),
         }
-        diff = run_ocm("diff", "--json", cwd=str(project), check=True).json()
+        diff = invoke_ocm("diff", "--json", cwd=str(project), check=True).json()
         assert {c["name"]: c["action"] for c in diff["changes"]} == {
             "one": "unchanged",
             "two": "unchanged",
         }
     finally:
-        down = run_ocm("down", "--json", cwd=str(project))
+        down = invoke_ocm("down", "--json", cwd=str(project))
     assert down.returncode == 0, str(down)
     assert {i["status"] for i in _ls().values()} == {"stopped"}
 
@@ -192,7 +192,7 @@ def test_an_unknown_major_is_refused_at_once_in_one_line(tmp_path: Path, said: s
         assert time.monotonic() - began < 1.0
     finally:
         manager.close()
-    result = run_ocm("start", "v3", "--opencode", str(fake), "--dir", str(tmp_path))
+    result = invoke_ocm("start", "v3", "--opencode", str(fake), "--dir", str(tmp_path))
     assert_one_line_error(
         result, 5, f"opencode 3.0.0 at {fake} is not a line opencode-manager supports",
         "1.x (>= 1.1.39) and 2.x",
@@ -232,7 +232,7 @@ def test_a_server_that_answers_no_opencode_api_fails_the_start_with_the_reason(
 ) -> None:
     fake = _fake(tmp_path / "opencode", "opencode v2.1.2", HTML_ONLY)
     began = time.monotonic()
-    result = run_ocm(
+    result = invoke_ocm(
         "start", "h", "--opencode", str(fake), "--dir", str(tmp_path), "--timeout", "20"
     )
     took = time.monotonic() - began
@@ -299,7 +299,7 @@ def test_a_foreign_2x_server_and_the_service_are_listed_and_never_signalled(
     assert found["auth"] is True  # 401 without our credentials: its password is not ours
 
     for command in (("stop", name), ("restart", name), ("rm", name)):
-        result = run_ocm(*command)
+        result = invoke_ocm(*command)
         assert_one_line_error(result, 4, "ocm did not start")
     assert proc.poll() is None  # never signalled
 
@@ -311,16 +311,16 @@ def test_a_foreign_2x_server_and_the_service_are_listed_and_never_signalled(
                                     "password": "not-for-ocm-to-use"}))  # fmt: skip
     service = _ls(foreign=True)[name]
     assert (service["service"], service["line"], service["version"]) == (True, 2, "2.1.2")
-    shown = run_ocm("ls", check=True).stdout
+    shown = invoke_ocm("ls", check=True).stdout
     assert "not-for-ocm-to-use" not in shown
     assert proc.poll() is None
 
 
 def test_a_2x_server_added_by_url_is_found_with_its_line(foreign2: Foreign, tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{foreign2.port}"
-    refused = run_ocm("remote", "add", "r2", url)  # no password: 2.x always has one
+    refused = invoke_ocm("remote", "add", "r2", url)  # no password: 2.x always has one
     assert_one_line_error(refused, 8, f"{url} needs a password")
-    added = run_ocm(
+    added = invoke_ocm(
         "remote", "add", "r2", url, "--password-env", "R2_PASSWORD", "--json",
         env={"R2_PASSWORD": foreign2.password},
     )  # fmt: skip
@@ -330,5 +330,5 @@ def test_a_2x_server_added_by_url_is_found_with_its_line(foreign2: Foreign, tmp_
         "running", "remote", "2.1.2", 2
     )  # fmt: skip
     assert listed["dir"] == str(tmp_path)  # the server's own directory (/api/location)
-    assert run_ocm("remote", "rm", "r2").returncode == 0
+    assert invoke_ocm("remote", "rm", "r2").returncode == 0
     assert foreign2.proc.poll() is None  # never signalled

@@ -8,47 +8,47 @@ from pathlib import Path
 
 import pytest
 
-from helpers import assert_one_line_error, run_ocm
+from helpers import assert_one_line_error, invoke_ocm
 
 pytestmark = pytest.mark.integration
 OFFLINE = ("--env", "npm_config_fetch_retries=0")
 
 
 def _pid(name: str) -> int | None:
-    found = run_ocm("ls", "--json", "--no-foreign", check=True).json()
+    found = invoke_ocm("ls", "--json", "--no-foreign", check=True).json()
     return next((i["pid"] for i in found if i["name"] == name), None)
 
 
 def test_save_resurrect_start_existing_and_systemd_units(tmp_path: Path) -> None:
-    assert_one_line_error(run_ocm("save"), 2, "nothing is running")
-    run_ocm("start", "keep", *OFFLINE, check=True)
+    assert_one_line_error(invoke_ocm("save"), 2, "nothing is running")
+    invoke_ocm("start", "keep", *OFFLINE, check=True)
     try:
-        saved = run_ocm("save", "--json", check=True).json()
+        saved = invoke_ocm("save", "--json", check=True).json()
         assert saved["saved"] == ["keep"]
         first = _pid("keep")
-        same = run_ocm("start", "--existing", "keep", "--json", check=True).json()
+        same = invoke_ocm("start", "--existing", "keep", "--json", check=True).json()
         assert (same[0]["status"], _pid("keep")) == ("running", first)  # left alone
-        assert_one_line_error(run_ocm("start", "--existing", "keep", "--port", "5000"), 2,
+        assert_one_line_error(invoke_ocm("start", "--existing", "keep", "--port", "5000"), 2,
                               "--port cannot change them")  # fmt: skip
-        assert_one_line_error(run_ocm("start", "--existing"), 2, "needs the NAME")
+        assert_one_line_error(invoke_ocm("start", "--existing"), 2, "needs the NAME")
 
-        run_ocm("stop", "keep", check=True)
-        again = run_ocm("start", "--existing", "keep", "--json", check=True).json()
+        invoke_ocm("stop", "keep", check=True)
+        again = invoke_ocm("start", "--existing", "keep", "--json", check=True).json()
         assert again[0]["status"] == "running"
-        run_ocm("stop", "--all", check=True)
-        back = run_ocm("resurrect", "--json", check=True).json()
+        invoke_ocm("stop", "--all", check=True)
+        back = invoke_ocm("resurrect", "--json", check=True).json()
         assert back["started"] == ["keep"]
-        assert run_ocm("resurrect", "--json", check=True).json()["running"] == ["keep"]
+        assert invoke_ocm("resurrect", "--json", check=True).json()["running"] == ["keep"]
 
         units = tmp_path / "units"
-        wrote = run_ocm("export", "systemd", "keep", "--dir", str(units), "--json", check=True)
+        wrote = invoke_ocm("export", "systemd", "keep", "--dir", str(units), "--json", check=True)
         [path] = wrote.json()["paths"]
         text = Path(path).read_text()
         assert "start --existing keep" in text
         assert f"OCM_HOME={os.environ['OCM_HOME']}" in text
         assert any("systemctl --user enable" in c for c in wrote.json()["commands"])
-        whole = run_ocm("export", "systemd", "--all", "--dir", str(units), check=True)
+        whole = invoke_ocm("export", "systemd", "--all", "--dir", str(units), check=True)
         assert "ocm-resurrect.service" in whole.stdout
-        assert_one_line_error(run_ocm("export", "systemd"), 2, "export what?")
+        assert_one_line_error(invoke_ocm("export", "systemd"), 2, "export what?")
     finally:
-        run_ocm("stop", "--all")
+        invoke_ocm("stop", "--all")

@@ -25,7 +25,7 @@ from opencode_manager.instances.inventory import remote_info
 from opencode_manager.models import InstanceRecord, InstanceSpec, State, Status
 from opencode_manager.scripted_model import ScriptedModelServer, opencode_config
 
-from helpers import assert_one_line_error, patient, run_ocm, wait_for
+from helpers import assert_one_line_error, invoke_ocm, patient, wait_for
 
 PASSWORD = "remote-secret-0123456789"
 
@@ -151,7 +151,7 @@ def bare(
 
 
 def _ls() -> dict[str, dict[str, object]]:
-    rows = run_ocm("ls", "--json", check=True).json()
+    rows = invoke_ocm("ls", "--json", check=True).json()
     return {str(r["name"]): r for r in rows}
 
 
@@ -159,21 +159,21 @@ def test_remote_add_checks_the_server_and_keeps_the_password_secret(
     bare: Bare, model: ScriptedModelServer, tmp_path: Path, isolated: dict[str, str]
 ) -> None:
     # Refused at once, one line each, nothing recorded.
-    wrong = run_ocm("remote", "add", "r1", bare.url, "--password-env", "WRONG",
+    wrong = invoke_ocm("remote", "add", "r1", bare.url, "--password-env", "WRONG",
                     env={"WRONG": "not-the-password"})  # fmt: skip
     assert_one_line_error(wrong, 8, "refused the username or password")
-    missing = run_ocm("remote", "add", "r1", bare.url)
+    missing = invoke_ocm("remote", "add", "r1", bare.url)
     assert_one_line_error(missing, 8, "needs a password")
-    nobody = run_ocm("remote", "add", "r1", f"http://127.0.0.1:{_free_port()}")
+    nobody = invoke_ocm("remote", "add", "r1", f"http://127.0.0.1:{_free_port()}")
     assert_one_line_error(nobody, 8, "nothing answers")
-    stranger = run_ocm("remote", "add", "r1", model.base_url.rsplit("/v1", 1)[0])
+    stranger = invoke_ocm("remote", "add", "r1", model.base_url.rsplit("/v1", 1)[0])
     assert_one_line_error(stranger, 8, "not as an OpenCode server")
-    assert_one_line_error(run_ocm("remote", "add", "r1", "10.0.0.7:4096"), 2, "invalid URL")
+    assert_one_line_error(invoke_ocm("remote", "add", "r1", "10.0.0.7:4096"), 2, "invalid URL")
     assert "r1" not in _ls()
 
     secret = tmp_path / "pw"
     secret.write_text(PASSWORD + "\n")
-    added = run_ocm("remote", "add", "r1", bare.url, "--password-file", str(secret), "--json")
+    added = invoke_ocm("remote", "add", "r1", bare.url, "--password-file", str(secret), "--json")
     assert added.returncode == 0, str(added)
     info = added.json()
     assert (info["owner"], info["status"], info["version"]) == ("remote", "running", "1.18.33")
@@ -183,42 +183,42 @@ def test_remote_add_checks_the_server_and_keeps_the_password_secret(
     files = [p for p in stored.iterdir() if PASSWORD in p.read_text()]
     assert len(files) == 1
     assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
-    again = run_ocm("remote", "add", "r1", bare.url, "--password-file", str(secret))
+    again = invoke_ocm("remote", "add", "r1", bare.url, "--password-file", str(secret))
     assert_one_line_error(again, 4, "already exists")
 
     # Listed once (not also as a foreign server on that port), shown as remote.
-    listed = run_ocm("ls", "--json", check=True)
+    listed = invoke_ocm("ls", "--json", check=True)
     assert PASSWORD not in listed.stdout
     rows = [r for r in listed.json() if r["port"] == info["port"]]
     assert [r["name"] for r in rows] == ["r1"]
-    table = run_ocm("ls", check=True).stdout
+    table = invoke_ocm("ls", check=True).stdout
     assert "remote" in table
     assert "r1" in table
 
     # Lifecycle commands refuse it; the server is untouched.
     for verb in ("stop", "restart", "rm"):
-        assert_one_line_error(run_ocm(verb, "r1"), 4, "remote instance")
+        assert_one_line_error(invoke_ocm(verb, "r1"), 4, "remote instance")
     assert bare.proc.poll() is None
 
     # Tasks, sessions and status work as for any instance.
-    ran = run_ocm("run", "-i", "r1", "hello remote", "--json")
+    ran = invoke_ocm("run", "-i", "r1", "hello remote", "--json")
     assert ran.returncode == 0, str(ran)
     task = ran.json()
     assert task["status"] == "completed"
     assert "hello remote" in task["text"]
     assert task["instance"] == "r1"
-    sessions = run_ocm("sessions", "r1", "--json", check=True).json()
+    sessions = invoke_ocm("sessions", "r1", "--json", check=True).json()
     assert task["session_id"] in {s["id"] for s in sessions}
-    status = run_ocm("status", "r1", "--json", check=True).json()
+    status = invoke_ocm("status", "r1", "--json", check=True).json()
     assert status["sessions"]["total"] >= 1
     assert status["settings"]["remote"] is True
-    env_out = run_ocm("env", "r1", check=True).stdout
+    env_out = invoke_ocm("env", "r1", check=True).stdout
     assert "OPENCODE_SERVER_URL" in env_out
-    top = run_ocm("top", "--once", "--json", check=True).json()
+    top = invoke_ocm("top", "--once", "--json", check=True).json()
     row = next(r for r in top["instances"] if r["name"] == "r1")
     assert row["status"] == "running"
     assert row["sessions"] >= 1
-    metrics = run_ocm("metrics", check=True).stdout
+    metrics = invoke_ocm("metrics", check=True).stdout
     assert 'instance="r1"' in metrics
     with subprocess.Popen(
         [sys.executable, "-m", "opencode_manager", "monitor", "r1", "--json"],
@@ -228,7 +228,7 @@ def test_remote_add_checks_the_server_and_keeps_the_password_secret(
         first = json.loads(monitor.stdout.readline())
         monitor.terminate()
     assert (first["instance"], first["type"]) == ("r1", "ocm.attached")
-    doctor = run_ocm("doctor", "--json")
+    doctor = invoke_ocm("doctor", "--json")
     assert any("r1" in c["name"] and c["ok"] for c in doctor.json()["checks"]), doctor.stdout
 
     listed_mcp, refused_mcp = asyncio.run(_over_mcp())
@@ -236,7 +236,7 @@ def test_remote_add_checks_the_server_and_keeps_the_password_secret(
     assert refused_mcp.is_error
     assert "remote instance" in str(refused_mcp.content)
 
-    removed = run_ocm("remote", "rm", "r1", "--json", check=True).json()
+    removed = invoke_ocm("remote", "rm", "r1", "--json", check=True).json()
     assert removed == {"removed": ["r1"]}
     assert not [p for p in stored.iterdir() if PASSWORD in p.read_text()]
     assert "r1" not in _ls()
@@ -264,21 +264,21 @@ def test_a_batch_spreads_over_a_local_and_a_remote_instance(
     project = tmp_path / "project"
     project.mkdir()
     env_args = [a for item in model_env for a in ("--env", item)]
-    run_ocm("start", "loc", "--dir", str(project), *env_args, check=True)
+    invoke_ocm("start", "loc", "--dir", str(project), *env_args, check=True)
     try:
-        run_ocm("remote", "add", "far", bare.url, "--password-env", "PW",
+        invoke_ocm("remote", "add", "far", bare.url, "--password-env", "PW",
                 env={"PW": PASSWORD}, check=True)  # fmt: skip
         tasks = tmp_path / "tasks.jsonl"
         prompts = [f"spread {i} SLEEP 0.5" for i in range(8)]
         tasks.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
-        result = run_ocm("batch", str(tasks), "--json")
+        result = invoke_ocm("batch", str(tasks), "--json")
         assert result.returncode == 0, str(result)
         summary = result.json()
         outcomes = summary["tasks"]
         assert [t["status"] for t in outcomes] == ["completed"] * 8, outcomes
         assert {t["instance"] for t in outcomes} == {"loc", "far"}
     finally:
-        run_ocm("stop", "--all")
+        invoke_ocm("stop", "--all")
 
 
 def _sends(model: ScriptedModelServer, tag: str) -> list[str]:
@@ -299,11 +299,11 @@ def test_a_killed_remote_fails_its_sent_task_and_the_rest_run_elsewhere(
     project = tmp_path / "project"
     project.mkdir()
     env_args = [a for item in model_env for a in ("--env", item)]
-    run_ocm("start", "loc", "--dir", str(project), *env_args, check=True)
+    invoke_ocm("start", "loc", "--dir", str(project), *env_args, check=True)
     doomed = serve(opencode_bin, tmp_path / "far", model, isolated)
     tag = f"kill-{uuid.uuid4().hex[:8]}"
     try:
-        run_ocm("remote", "add", "far", doomed.url, "--password-env", "PW",
+        invoke_ocm("remote", "add", "far", doomed.url, "--password-env", "PW",
                 env={"PW": PASSWORD}, check=True)  # fmt: skip
         tasks = tmp_path / "tasks.jsonl"
         lines = [{"id": "held", "prompt": f"{tag} held SLEEP 60", "instance": "far"}]
@@ -340,4 +340,4 @@ def test_a_killed_remote_fails_its_sent_task_and_the_rest_run_elsewhere(
         assert _ls()["far"]["status"] == "unreachable"
     finally:
         doomed.stop()
-        run_ocm("stop", "--all")
+        invoke_ocm("stop", "--all")

@@ -20,7 +20,7 @@ from opencode_manager.models import InstanceSpec, State
 from opencode_manager.registry import Registry
 from opencode_manager.settings import Settings
 
-from helpers import assert_one_line_error, run_ocm, wait_for
+from helpers import assert_one_line_error, invoke_ocm, wait_for
 
 GARBAGE = b"this is not a database, it is a shopping list\n"
 
@@ -175,7 +175,7 @@ def test_a_damaged_registry_makes_no_backup_over_the_good_ones() -> None:
 def test_doctor_finds_an_index_that_disagrees_with_its_table() -> None:
     settings = _settings()
     _stale_wal_copy(settings)
-    result = run_ocm("doctor", "--json")
+    result = invoke_ocm("doctor", "--json")
     assert result.returncode == 1, str(result)
     [check] = [c for c in result.json()["checks"] if c["name"] == "registry"]
     assert check["ok"] is False, check  # quick_check passes such a file; integrity_check not
@@ -188,22 +188,22 @@ def test_restore_list_and_json() -> None:
     registry = _registry_with(settings, "a")
     registry.backup_daily()
     registry.close()
-    listed = run_ocm("restore", "--list", "--json", check=True).json()
+    listed = invoke_ocm("restore", "--list", "--json", check=True).json()
     assert [b["integrity"] for b in listed] == ["ok"]
-    table = run_ocm("restore", "--list", check=True).stdout
+    table = invoke_ocm("restore", "--list", check=True).stdout
     assert listed[0]["name"] in table
-    assert_one_line_error(run_ocm("restore"), 4, "passes integrity_check", "--force")
-    assert_one_line_error(run_ocm("restore", "--list", "x"), 2, "--list restores nothing")
+    assert_one_line_error(invoke_ocm("restore"), 4, "passes integrity_check", "--force")
+    assert_one_line_error(invoke_ocm("restore", "--list", "x"), 2, "--list restores nothing")
     _corrupt(settings.registry_path)
-    assert_one_line_error(run_ocm("ls"), 7, "is corrupt", "`ocm restore`")
-    done = run_ocm("restore", "--json", check=True).json()
+    assert_one_line_error(invoke_ocm("ls"), 7, "is corrupt", "`ocm restore`")
+    done = invoke_ocm("restore", "--json", check=True).json()
     assert done["after"] == "ok"
     assert done["summary"].startswith("restored ")
 
 
 # -- the whole sequence, with a live keeper ---------------------------------------------------
 def _info(name: str) -> dict[str, Any]:
-    data = run_ocm("ls", "--json", "--no-foreign", check=True).json()
+    data = invoke_ocm("ls", "--json", "--no-foreign", check=True).json()
     return next(dict(i) for i in data if i["name"] == name)
 
 
@@ -219,7 +219,7 @@ def test_a_corrupt_registry_under_a_live_keeper_is_restored_and_the_instance_wor
     model_env: list[str], tmp_path: Path
 ) -> None:
     env_args = [arg for item in model_env for arg in ("--env", item)]
-    started = run_ocm("start", "live", "--dir", str(tmp_path), *env_args, "--json", check=True)
+    started = invoke_ocm("start", "live", "--dir", str(tmp_path), *env_args, "--json", check=True)
     info = started.json()[0]
     home = Path(os.environ["OCM_HOME"])
     path = home / "registry.db"
@@ -230,14 +230,14 @@ def test_a_corrupt_registry_under_a_live_keeper_is_restored_and_the_instance_wor
             damaged.write_bytes((GARBAGE * (size // len(GARBAGE) + 1))[:size])
 
         # Every command says what is wrong and what to do, on one line.
-        assert_one_line_error(run_ocm("ls"), 7, "is corrupt", "`ocm restore`")
-        doctor = run_ocm("doctor", "--json")
+        assert_one_line_error(invoke_ocm("ls"), 7, "is corrupt", "`ocm restore`")
+        doctor = invoke_ocm("doctor", "--json")
         assert doctor.returncode == 1, str(doctor)
         [check] = [c for c in doctor.json()["checks"] if c["name"] == "registry"]
         assert not check["ok"]
         assert "`ocm restore`" in check["fix"]
 
-        restored = run_ocm("restore", "--json")
+        restored = invoke_ocm("restore", "--json")
         assert restored.returncode == 0, str(restored)
         report = restored.json()
         assert report["after"] == "ok"
@@ -248,21 +248,21 @@ def test_a_corrupt_registry_under_a_live_keeper_is_restored_and_the_instance_wor
         assert shown["status"] == "running"
         assert shown["pid"] == info["pid"]
         assert shown["keeper_pid"] == info["keeper_pid"]
-        status = run_ocm("status", "live", "--json", check=True).json()
+        status = invoke_ocm("status", "live", "--json", check=True).json()
         assert status["status"] == "running"
         check_db = sqlite3.connect(path)
         assert check_db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         check_db.close()
-        events = [e["kind"] for e in run_ocm("events", "live", "--json", check=True).json()]
+        events = [e["kind"] for e in invoke_ocm("events", "live", "--json", check=True).json()]
         assert "rejoined" in events
-        doctor = run_ocm("doctor", "--json").json()
+        doctor = invoke_ocm("doctor", "--json").json()
         [check] = [c for c in doctor["checks"] if c["name"] == "registry"]
         assert check["ok"], check
 
-        stopped = run_ocm("stop", "live", "--json", check=True).json()
+        stopped = invoke_ocm("stop", "live", "--json", check=True).json()
         assert stopped[0]["via"] == "keeper"  # its keeper reads the restored registry
         wait_for(lambda: _gone(info["pid"]) and _gone(info["keeper_pid"]), message="stopped")
         assert _info("live")["status"] == "stopped"
     finally:
-        run_ocm("stop", "--all")
-    assert json.loads(run_ocm("ls", "--json", "--no-foreign", check=True).stdout)
+        invoke_ocm("stop", "--all")
+    assert json.loads(invoke_ocm("ls", "--json", "--no-foreign", check=True).stdout)

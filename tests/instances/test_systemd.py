@@ -27,6 +27,7 @@ from opencode_manager.instances.systemd import (
     write_units,
 )
 from opencode_manager.models import InstanceSpec
+from opencode_manager.supervision import RestartPolicy
 
 OCM = ocm_command()  # the real console script of this virtualenv: verify checks it exists
 HOME = Path("/srv/ocm home")
@@ -61,7 +62,7 @@ def test_without_a_console_script_python_runs_the_package(tmp_path: Path) -> Non
 
 
 def test_an_instance_unit_starts_and_stops_that_instance_with_this_ocm() -> None:
-    spec = InstanceSpec(name="api", dir="/src/api", project="shop", restart="always")
+    spec = InstanceSpec(name="api", dir="/src/api", project="shop", restart=RestartPolicy.ALWAYS)
     unit = instance_unit(spec, ocm=OCM, home=HOME)
     assert unit.name == "ocm-api.service"
     assert one(unit, "Type") == "oneshot"

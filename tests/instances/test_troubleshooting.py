@@ -11,7 +11,7 @@ import pytest
 from opencode_manager.instances.fleet import Fleet as RegistryFleet
 from opencode_manager.models import InstanceSpec, ProcessIdentity
 
-from helpers import Result, run_ocm
+from helpers import Result, invoke_ocm
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +20,7 @@ BAD_MCP = '{"mcp": {"broken": {"type": "local", "command": ["/nonexistent/mcp"]}
 
 
 def _doctor_warnings() -> list[dict[str, object]]:
-    result = run_ocm("doctor", "--json")
+    result = invoke_ocm("doctor", "--json")
     assert result.returncode == 0, str(result)  # warnings do not fail doctor
     return [c for c in result.json()["checks"] if not c["ok"]]
 
@@ -33,11 +33,11 @@ def test_a_broken_project_config_and_a_failed_mcp_server_are_shown_with_the_fix(
     config = project / "opencode.json"
     config.write_text(BROKEN_JSON)
     env_args = [arg for item in model_env for arg in ("--env", item)]
-    started = run_ocm("start", "proj", "--dir", str(project), "--json", *env_args)
+    started = invoke_ocm("start", "proj", "--dir", str(project), "--json", *env_args)
     try:
         _check(started, project)
     finally:
-        run_ocm("stop", "--all")
+        invoke_ocm("stop", "--all")
 
 
 def _check(started: Result, project: Path) -> None:
@@ -49,19 +49,19 @@ def _check(started: Result, project: Path) -> None:
     assert warning in line
     assert "`ocm restart proj`" in line
 
-    status = run_ocm("status", "proj", check=True).stdout
+    status = invoke_ocm("status", "proj", check=True).stdout
     api_lines = [x for x in status.splitlines() if x.startswith("api error")]
     assert len(api_lines) == 1, status  # one cause, said once
     assert warning in api_lines[0]
-    assert json.loads(run_ocm("status", "proj", "--json", check=True).stdout)["api_errors"]
+    assert json.loads(invoke_ocm("status", "proj", "--json", check=True).stdout)["api_errors"]
     [found] = _doctor_warnings()
     assert found["level"] == "warning"
     assert warning in str(found["detail"])
 
     config.write_text(BAD_MCP)
-    restarted = run_ocm("restart", "proj", check=True)
+    restarted = invoke_ocm("restart", "proj", check=True)
     assert "warning" not in restarted.stderr
-    status = run_ocm("status", "proj", check=True).stdout
+    status = invoke_ocm("status", "proj", check=True).stdout
     [mcp] = [x for x in status.splitlines() if x.startswith("mcp")]
     assert "broken: failed (" in mcp, status
     assert "ENOENT" in mcp, status
@@ -79,7 +79,7 @@ def test_doctor_names_no_cause_as_such_never_as_none(home_fleet: RegistryFleet) 
         registry.reserve(db, InstanceSpec(name="gone", dir="/p"), port=None)
     registry.server_spawned("gone", ProcessIdentity(4_000_123, 1.0, "serve"))  # long dead
     registry.mark_running("gone", url="http://127.0.0.1:9", port=9, version="1.18.33")
-    result = run_ocm("doctor", "--json")
+    result = invoke_ocm("doctor", "--json")
     [check] = [c for c in result.json()["checks"] if c["name"] == "instance gone"]
     assert check["detail"].startswith("crashed: its processes are gone"), check
     assert "None" not in check["detail"]

@@ -17,11 +17,11 @@ import pytest
 from opencode_manager.client.readiness import Phase, Verdict
 from opencode_manager.keeper import loop
 from opencode_manager.keeper.loop import Keeper
-from opencode_manager.keeper.policy import Limits, RestartPolicy
 from opencode_manager.lines import Line
 from opencode_manager.models import InstanceRecord, InstanceSpec, State
 from opencode_manager.registry import Registry
 from opencode_manager.settings import Settings
+from opencode_manager.supervision import Limits, RestartPolicy
 from opencode_manager.testing.keeper import FakeHost, FakeProbe, FakeServer, FakeSpawner
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.anyio]

@@ -20,11 +20,13 @@ import pytest
 from opencode_manager.errors import StateError
 from opencode_manager.keeper import ledger, loop
 from opencode_manager.keeper.loop import RECOVERED, Keeper
-from opencode_manager.keeper.policy import Limits, RestartPolicy
 from opencode_manager.models import InstanceRecord, InstanceSpec, State
 from opencode_manager.registry import Registry
 from opencode_manager.settings import Settings
+from opencode_manager.supervision import Limits, RestartPolicy
 from opencode_manager.testing.keeper import FakeHost, FakeProbe, FakeServer, FakeSpawner
+
+from helpers import forge_row
 
 pytestmark = [pytest.mark.timeout(20), pytest.mark.anyio]
 
@@ -316,7 +318,7 @@ async def test_a_line_longer_than_any_buffer_does_not_stop_the_pump(harness: Mak
 
 async def test_the_start_deadline_comes_from_the_row(tmp_path: Path) -> None:
     h = Harness(tmp_path, FAST, InstanceSpec(name="k", dir=str(tmp_path)))
-    h.registry.update("k", start_timeout=0.2)  # what `ocm start --timeout` wrote
+    forge_row(h.registry, "k", start_timeout=0.2)  # what `ocm start --timeout` wrote
     h.keeper = Keeper(
         h.settings, h.registry.get("k"), Registry(h.settings.registry_path, timeout=0.05),
         spawner=h.spawner, probe=h.probe, host=FakeHost(), limits=FAST, capture_stdio=False,

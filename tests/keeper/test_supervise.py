@@ -21,25 +21,25 @@ import pytest
 from opencode_manager.models import InstanceSpec, State
 from opencode_manager.registry import Registry
 
-from helpers import assert_one_line_error, patient, run_ocm, wait_for
+from helpers import assert_one_line_error, forge_row, invoke_ocm, patient, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def _start(*args: str) -> dict[str, Any]:
-    result = run_ocm("start", *args, "--json", check=True).json()
+    result = invoke_ocm("start", *args, "--json", check=True).json()
     assert isinstance(result, list)
     return dict(result[0])
 
 
 def _info(name: str) -> dict[str, Any]:
-    data = run_ocm("ls", "--json", "--no-foreign", check=True).json()
+    data = invoke_ocm("ls", "--json", "--no-foreign", check=True).json()
     assert isinstance(data, list)
     return next(dict(i) for i in data if i["name"] == name)
 
 
 def _events(name: str) -> list[dict[str, Any]]:
-    data = run_ocm("events", name, "-n", "200", "--json", check=True).json()
+    data = invoke_ocm("events", name, "-n", "200", "--json", check=True).json()
     assert isinstance(data, list)
     return data
 
@@ -65,11 +65,11 @@ def test_kill_minus_nine_is_restarted_on_the_same_port() -> None:
         assert again["last_exit"] == "signal SIGKILL"
         kinds = [e["kind"] for e in _events("s1")]
         assert kinds[-4:] == ["crashed", "restarted", "started", "healthy"]
-        status = run_ocm("status", "s1", "--json", check=True).json()
+        status = invoke_ocm("status", "s1", "--json", check=True).json()
         assert isinstance(status, dict)
         assert status["last_event"]["kind"] == "healthy"
     finally:
-        run_ocm("stop", "s1")
+        invoke_ocm("stop", "s1")
 
 
 def test_a_wedged_server_is_recycled() -> None:
@@ -84,12 +84,12 @@ def test_a_wedged_server_is_recycled() -> None:
     kinds = [e["kind"] for e in _events("wedge")]
     assert "unhealthy" in kinds
     assert kinds[-3:] == ["restarted", "started", "healthy"]
-    run_ocm("stop", "wedge", check=True)
+    invoke_ocm("stop", "wedge", check=True)
 
 
 def test_log_rotation_keeps_log_keep_files(tmp_path: Path) -> None:
     info = _start("chatty", "--log-max-size", "2k", "--log-keep", "2", "--health-interval", "1")
-    creds = run_ocm("env", "chatty", "--json", check=True).json()
+    creds = invoke_ocm("env", "chatty", "--json", check=True).json()
     assert isinstance(creds, dict)
     auth = (creds["OPENCODE_SERVER_USERNAME"], creds["OPENCODE_SERVER_PASSWORD"])
     logs = Path(os.environ["OCM_HOME"]) / "logs"
@@ -109,11 +109,11 @@ def test_log_rotation_keeps_log_keep_files(tmp_path: Path) -> None:
     # OpenCode's own log in the private data dir is capped too (copied aside, truncated).
     own = Path(os.environ["OCM_HOME"]) / "instances" / "chatty" / "data" / "opencode" / "log"
     wait_for(lambda: (own / "opencode.log.1").exists(), timeout=30, message="opencode.log capped")
-    run_ocm("stop", "chatty", check=True)
+    invoke_ocm("stop", "chatty", check=True)
     names = sorted(p.name for p in logs.iterdir() if p.name.startswith("chatty"))
     assert names == ["chatty.log", "chatty.log.1", "chatty.log.2"]
     assert all((logs / n).stat().st_size < 2048 + 4096 for n in names)  # one line may overshoot
-    every = run_ocm("logs", "chatty", "-n", "100000", check=True).stdout.splitlines()
+    every = invoke_ocm("logs", "chatty", "-n", "100000", check=True).stdout.splitlines()
     on_disk = sum(len((logs / n).read_text().splitlines()) for n in names)
     assert len(every) == on_disk  # `ocm logs` reads across the rotated files
 
@@ -126,7 +126,8 @@ def test_a_reused_pid_is_never_signalled(tmp_path: Path) -> None:
         with registry.transaction() as db:
             registry.reserve(db, InstanceSpec(name="ghost", dir=str(tmp_path)), port=4999)
         # The row claims the PID, but with the start time of an older, dead process.
-        registry.update(
+        forge_row(
+            registry,
             "ghost",
             state=State.RUNNING,
             server_pid=stranger.pid,
@@ -137,9 +138,9 @@ def test_a_reused_pid_is_never_signalled(tmp_path: Path) -> None:
         )
         registry.close()
         assert _info("ghost")["status"] == "crashed"
-        assert_one_line_error(run_ocm("stop", "ghost"), 4, "not running")
-        assert run_ocm("stop", "--all", "--json", check=True).json() == []
-        cleaned = run_ocm("cleanup", "--json", check=True).json()
+        assert_one_line_error(invoke_ocm("stop", "ghost"), 4, "not running")
+        assert invoke_ocm("stop", "--all", "--json", check=True).json() == []
+        cleaned = invoke_ocm("cleanup", "--json", check=True).json()
         assert isinstance(cleaned, dict)
         assert cleaned["removed_instances"] == ["ghost"]
         assert stranger.poll() is None, "a stranger was signalled"
@@ -149,7 +150,7 @@ def test_a_reused_pid_is_never_signalled(tmp_path: Path) -> None:
 
 
 def test_concurrent_commands_keep_the_registry_consistent() -> None:
-    run_ocm("start", "-n", "2", "--json", check=True)
+    invoke_ocm("start", "-n", "2", "--json", check=True)
 
     def launch(*args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
@@ -173,11 +174,11 @@ def test_concurrent_commands_keep_the_registry_consistent() -> None:
         allowed = (0, 1) if "status" in list(proc.args) else (0,)  # type: ignore[arg-type]
         assert proc.returncode in allowed, (proc.args, err)
         assert "Traceback" not in err
-    final = {i["name"]: i for i in run_ocm("ls", "--json", "--no-foreign", check=True).json()}
+    final = {i["name"]: i for i in invoke_ocm("ls", "--json", "--no-foreign", check=True).json()}
     assert final["oc-1"]["status"] == "stopped"
     assert final["oc-2"]["status"] == "running"
     assert final["oc-2"]["restarts"] == 1
     assert final["extra"]["status"] == "running"
     ports = [i["port"] for i in final.values() if i["status"] == "running"]
     assert len(ports) == len(set(ports))
-    run_ocm("stop", "--all", check=True)
+    invoke_ocm("stop", "--all", check=True)

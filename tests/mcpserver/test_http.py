@@ -28,7 +28,7 @@ from starlette.types import Receive, Scope, Send
 from opencode_manager import Settings, UsageError
 from opencode_manager.mcpserver.http import BearerAuth, check_address, load_token, token_path
 
-from helpers import assert_one_line_error, run_ocm
+from helpers import Ocm, assert_one_line_error
 
 SERVING = re.compile(r"ocm mcp: serving (http://127\.0\.0\.1:(\d+)/mcp) \(token in (\S+)\)")
 INITIALIZE = {
@@ -238,12 +238,12 @@ async def test_ocm_mcp_http_serves_the_sdk_client_behind_the_token() -> None:
     assert token_path(settings).read_text().strip() == token
 
 
-def test_a_busy_port_is_one_line_and_makes_no_token() -> None:
+def test_a_busy_port_is_one_line_and_makes_no_token(ocm: Ocm) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         port = busy.getsockname()[1]
-        result = run_ocm("mcp", "--http", "--port", str(port), timeout=120)
+        result = ocm("mcp", "--http", "--port", str(port), timeout=120)
     assert_one_line_error(result, 4, f"port {port} is in use")
     assert result.stdout == ""
     assert not token_path(_settings()).exists()
@@ -258,13 +258,13 @@ def test_a_busy_port_is_one_line_and_makes_no_token() -> None:
         (["--rotate-token"], "go with --http"),
     ],
 )
-def test_bad_addresses_are_usage_errors(args: list[str], needle: str) -> None:
-    result = run_ocm("mcp", *args, timeout=120)
+def test_bad_addresses_are_usage_errors(ocm: Ocm, args: list[str], needle: str) -> None:
+    result = ocm("mcp", *args, timeout=120)
     assert_one_line_error(result, 2, needle)
     assert not token_path(_settings()).exists()
 
 
-def test_the_help_shows_the_http_example() -> None:
-    result = run_ocm("mcp", "--help", check=True, timeout=120)
+def test_the_help_shows_the_http_example(ocm: Ocm) -> None:
+    result = ocm("mcp", "--help", check=True, timeout=120)
     examples = result.stdout.split("Examples:\n", 1)[1]
     assert "ocm mcp --http --port 8765" in examples

@@ -15,14 +15,14 @@ import pytest
 
 from opencode_manager.mcpserver.tools import MAX_WAIT_S
 
-from helpers import run_ocm, wait_for
+from helpers import invoke_ocm, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def help_example() -> dict[str, Any]:
     """The opencode.json `ocm mcp --help` shows (the lines after its `# opencode.json`)."""
-    shown = run_ocm("mcp", "--help", check=True).stdout
+    shown = invoke_ocm("mcp", "--help", check=True).stdout
     after = shown.split("# opencode.json", 1)[1].split("\n", 1)[1]
     return dict(json.loads(after.split("\n\n", 1)[0]))
 
@@ -47,12 +47,12 @@ def test_an_opencode_agent_runs_a_task_on_another_instance_through_ocm_mcp(
     }
     (project / "opencode.json").write_text(json.dumps({"mcp": {"ocm": ocm_server}}))
     env_args = [arg for item in model_env for arg in ("--env", item)]
-    run_ocm("start", "b", "--dir", str(tmp_path), *env_args, check=True)
-    run_ocm("start", "a", "--dir", str(project), *env_args, check=True)
+    invoke_ocm("start", "b", "--dir", str(tmp_path), *env_args, check=True)
+    invoke_ocm("start", "a", "--dir", str(project), *env_args, check=True)
     try:
 
         def connected() -> bool:
-            found = run_ocm("api", "a", "GET", "/mcp", "--dir", str(project), check=True)
+            found = invoke_ocm("api", "a", "GET", "/mcp", "--dir", str(project), check=True)
             return bool(found.json().get("ocm", {}).get("status") == "connected")
 
         wait_for(connected, timeout=60, message="OpenCode a connected to ocm mcp")
@@ -66,7 +66,7 @@ def test_an_opencode_agent_runs_a_task_on_another_instance_through_ocm_mcp(
             'CALL! ocm_task_run {"prompt": "x1", "wait_s": "abc"}',
             'CALL! ocm_instance_get {"name": "nope"}',
         ])  # fmt: skip
-        result = run_ocm("run", "-i", "a", prompt, "--json", timeout=180)
+        result = invoke_ocm("run", "-i", "a", prompt, "--json", timeout=180)
         assert result.returncode == 0, str(result)
         record = result.json()
         calls = record["tool_calls"]
@@ -88,9 +88,9 @@ def test_an_opencode_agent_runs_a_task_on_another_instance_through_ocm_mcp(
             ("error", "task_run: 'wait_s' must be a number (got 'abc')"),
             ("error", "instance_get: no instance named 'nope'; call instances_list"),
         ]  # fmt: skip
-        on_b = run_ocm("results", "--json", check=True).json()
+        on_b = invoke_ocm("results", "--json", check=True).json()
         [task] = [t for t in on_b if t["prompt"] == f"hello from a {tag}"]
         assert (task["instance"], task["status"], task["text"]) == ("b", "completed", answer)
         assert not [t for t in on_b if t["prompt"] == f"never run {tag}"]
     finally:
-        run_ocm("stop", "--all")
+        invoke_ocm("stop", "--all")

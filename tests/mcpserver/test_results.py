@@ -27,6 +27,7 @@ from opencode_manager import (
     SessionCounts,
     SessionRow,
     Settings,
+    State,
     Status,
     StatusReport,
     StopResult,
@@ -117,7 +118,7 @@ SAMPLES: list[tuple[Any, dict[str, Any]]] = [
     (results.AskQuestion, dict(records.ask(QUESTION)["questions"][0])),
     (
         results.StopResult,
-        dict(records.stop(StopResult("oc-1", "running", "stopped", port_freed=True))),
+        dict(records.stop(StopResult("oc-1", State.RUNNING, State.STOPPED, port_freed=True))),
     ),
     (results.TaskBrief, dict(records.task_brief(RECORD))),
 ]
@@ -138,7 +139,7 @@ FULL: list[tuple[Any, dict[str, Any], set[str]]] = [
     (results.FleetTotals, FRAME.to_dict()["totals"], set()),
     (results.SessionCounts, REPORT.to_dict()["sessions"], set()),
     (results.AskQuestion, QUESTION.to_dict()["questions"][0], set()),
-    (results.StopResult, StopResult("oc-1", "running", "stopped").to_dict(), set()),
+    (results.StopResult, StopResult("oc-1", State.RUNNING, State.STOPPED).to_dict(), set()),
 ]
 
 

@@ -79,6 +79,7 @@ async def test_reads_and_abort_on_a_running_fleet(fleet: Fleet) -> None:
 
         batches = await _ok(client, "batches_list", {})
         assert isinstance(batches["batches"], list)
+    # a process of its own: this test runs inside an event loop
     assert run_ocm("result", task_id, "--json", env=fleet.env).json()["status"] == "aborted"
 
 

@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import Fleet
-from helpers import patient, run_ocm, wait_for
+from helpers import invoke_ocm, patient, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,7 @@ class Stream:
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    record = run_ocm("run", *args, "--json", env=env, check=True).json()
+    record = invoke_ocm("run", *args, "--json", env=env, check=True).json()
     assert isinstance(record, dict)
     return record
 
@@ -75,7 +75,7 @@ def test_monitor_merges_instances_and_survives_a_restart(model_env: list[str]) -
     args = ["start", "m", "-n", "2", "--json"]
     for item in model_env:
         args += ["--env", item]
-    run_ocm(*args, check=True)
+    invoke_ocm(*args, check=True)
     stream = Stream("monitor", "m-1", "m-2", "--json")
     try:
         wait_for(
@@ -94,7 +94,7 @@ def test_monitor_merges_instances_and_survives_a_restart(model_env: list[str]) -
                 )
         event = next(e for e in stream.events() if e["type"] == "session.idle")
         assert {"instance", "received_at", "type", "properties"} <= set(event)
-        run_ocm("restart", "m-2", check=True)
+        invoke_ocm("restart", "m-2", check=True)
         for kind in ("ocm.disconnected", "ocm.reconnected", "ocm.resync"):
             wait_for(
                 functools.partial(_seen, stream, "m-2", kind),
@@ -110,7 +110,7 @@ def test_monitor_merges_instances_and_survives_a_restart(model_env: list[str]) -
         assert not any(e["type"] == "server.heartbeat" for e in stream.events())
     finally:
         assert stream.stop() == 0
-    run_ocm("stop", "--all", check=True)
+    invoke_ocm("stop", "--all", check=True)
 
 
 def test_monitor_filters_and_human_output(fleet: Fleet) -> None:
@@ -155,11 +155,11 @@ def test_monitor_filters_and_human_output(fleet: Fleet) -> None:
 
 
 def test_top_once_shows_the_fleet(fleet: Fleet) -> None:
-    frame = run_ocm("top", "--once", "--json", env=fleet.env, check=True).json()
+    frame = invoke_ocm("top", "--once", "--json", env=fleet.env, check=True).json()
     assert isinstance(frame, dict)
     rows = {r["name"]: r for r in frame["instances"]}
     assert set(rows) == {"oc-1", "oc-2", "oc-3"}
-    listed = run_ocm("sessions", "--json", env=fleet.env, check=True).json()
+    listed = invoke_ocm("sessions", "--json", env=fleet.env, check=True).json()
     assert isinstance(listed, list)
     for name, row in rows.items():
         assert row["status"] == "running"
@@ -171,14 +171,14 @@ def test_top_once_shows_the_fleet(fleet: Fleet) -> None:
     totals = frame["totals"]
     assert totals["running"] == 3
     assert totals["rss_bytes"] == sum(r["rss_bytes"] for r in rows.values())
-    text = run_ocm("top", "--once", env=fleet.env, check=True).stdout
+    text = invoke_ocm("top", "--once", env=fleet.env, check=True).stdout
     assert "3 instances, 3 running" in text
     assert "oc-2" in text
 
 
 def test_metrics_parse_and_have_the_families(fleet: Fleet) -> None:
     _run("-i", "oc-1", "for the metrics", env=fleet.env)
-    text = run_ocm("metrics", env=fleet.env, check=True).stdout
+    text = invoke_ocm("metrics", env=fleet.env, check=True).stdout
     families = {f.name: f for f in text_string_to_metric_families(text)}
     assert {
         "ocm_instances",
@@ -270,7 +270,7 @@ def test_logs_level_filter_and_follow_across_rotation(tmp_path: Path) -> None:
     registry.close()
     log = logs / "quiet.log"
     log.write_text("level=INFO message=a\nlevel=WARN message=b\nlevel=ERROR message=c\n")
-    warn = run_ocm("logs", "quiet", "--level", "WARN", check=True).stdout.splitlines()
+    warn = invoke_ocm("logs", "quiet", "--level", "WARN", check=True).stdout.splitlines()
     assert warn == ["level=WARN message=b", "level=ERROR message=c"]
     follower = Stream("logs", "quiet", "-f", "-n", "1")
     try:
@@ -292,11 +292,11 @@ def test_logs_level_filter_and_follow_across_rotation(tmp_path: Path) -> None:
 
 
 def test_json_everywhere(fleet: Fleet) -> None:
-    logs = run_ocm("logs", "oc-1", "-n", "3", "--json", env=fleet.env, check=True).stdout
+    logs = invoke_ocm("logs", "oc-1", "-n", "3", "--json", env=fleet.env, check=True).stdout
     lines = [json.loads(line) for line in logs.splitlines()]
     assert len(lines) == 3
     assert all(set(x) == {"instance", "level", "line"} and x["instance"] == "oc-1" for x in lines)
-    figures = run_ocm("metrics", "--json", env=fleet.env, check=True).json()
+    figures = invoke_ocm("metrics", "--json", env=fleet.env, check=True).json()
     assert isinstance(figures, dict)
     assert figures["totals"]["running"] == 3
     assert set(figures["tasks"]) == {"tasks", "tokens", "cost"}

@@ -64,7 +64,7 @@ async def chat(client: httpx.AsyncClient, text: str, **kwargs: Any) -> httpx.Res
 async def test_models(client: httpx.AsyncClient) -> None:
     response = await client.get("/v1/models")
     assert response.status_code == 200
-    assert [m["id"] for m in response.json()["data"]] == ["scripted-model"]
+    assert [m["id"] for m in response.json()["data"]] == ["scripted-model", "good", "broken"]
 
 
 async def test_text_stream_frames(client: httpx.AsyncClient) -> None:

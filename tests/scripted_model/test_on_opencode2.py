@@ -127,3 +127,63 @@ def test_a_bash_turn_runs_the_shell_tool_on_opencode_2(
     # The model was asked twice: the call (offered `shell`, no `bash`), then the follow-up.
     turn = [r for r in model.requests.entries() if r["path"] == "/v1/chat/completions"]
     assert [(r["behaviour"], r["followup"]) for r in turn] == [("bash", False), ("bash", True)]
+
+
+def _turn(client: httpx.Client, model_id: str, text: str) -> list[dict[str, Any]]:
+    """One turn on `scripted/<model_id>` in a new session, followed to its idle entry."""
+    created = client.post(
+        "/api/session", json={"model": {"id": model_id, "providerID": "scripted"}}
+    )
+    created.raise_for_status()
+    session = created.json()["data"]["id"]
+    client.post(f"/api/session/{session}/prompt", json={"text": text}).raise_for_status()
+
+    def finished() -> list[dict[str, Any]] | None:
+        messages = _messages(client, session)
+        return messages if messages and messages[-1]["type"] == "idle" else None
+
+    messages = wait_for(finished, timeout=60, message=f"the turn of {text!r} to end")
+    assert isinstance(messages, list)
+    return messages
+
+
+def test_price_refusal_and_trouble_on_opencode_2(
+    server: httpx.Client, model: ScriptedModelServer
+) -> None:
+    from opencode_manager.limits import Spend, SpendFold, Trouble, classify
+
+    # A priced model: OpenCode 2 computes the step's cost from the config's price.
+    priced = _turn(server, "good", "USAGE 100000 2000 price me")
+    [step] = [m for m in priced if m["type"] == "assistant"]
+    assert step["cost"] == pytest.approx(0.33)
+    assert priced[-1]["outcome"] == "succeeded"
+    assert Spend.of(step["tokens"], step["cost"]).tokens == 102000
+    fold = SpendFold()
+    event = {"type": "session.step.ended",
+             "data": {"assistantMessageID": step["id"], "tokens": step["tokens"],
+                      "cost": step["cost"]}}  # fmt: skip
+    assert fold.feed(event) == Spend(100000, 2000, 0, 0, 0, step["cost"])
+    # The broken model refuses: a provider.invalid-request, classified as refused.
+    refused = _turn(server, "broken", "hello")
+    found = classify(refused[-1]["error"])
+    assert found is not None
+    assert (found.trouble, found.status, found.name) == (
+        Trouble.REFUSED, 400, "provider.invalid-request"
+    )  # fmt: skip
+    # A rate limit (NORETRY: OpenCode 2 would retry 10 times over ~80 s) is transient,
+    # with the retry-after the model asked for.
+    limited = _turn(server, "good", "RATELIMIT 3 0.5 NORETRY once")
+    found = classify(limited[-1]["error"])
+    assert found is not None
+    assert (found.trouble, found.name, found.retry_after) == (
+        Trouble.TRANSIENT, "provider.rate-limit", 0.5
+    )  # fmt: skip
+    down = _turn(server, "good", "OUTAGE 60 NORETRY down")
+    found = classify(down[-1]["error"])
+    assert found is not None
+    assert (found.trouble, found.status) == (Trouble.TRANSIENT, 503)
+    asked = [(r["model"], r["behaviour"], r["status"]) for r in model.requests.entries()
+             if r["has_tools"]]  # fmt: skip
+    assert ("broken", "broken", 400) in asked
+    assert ("good", "ratelimit", 429) in asked
+    assert ("good", "outage", 503) in asked

@@ -17,7 +17,7 @@ import pytest
 from opencode_manager.scripted_model import ScriptedModelServer
 
 from conftest import Fleet
-from helpers import assert_one_line_error, run_ocm, wait_for
+from helpers import assert_one_line_error, invoke_ocm, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,7 @@ def test_batch_of_twelve_respects_limits_and_writes_results(
     tag = uuid.uuid4().hex[:6]
     prompts = [f"SLEEP 1 batch-{tag}-{i}" for i in range(12)]
     out = tmp_path / "out"
-    result = run_ocm(
+    result = invoke_ocm(
         "batch",
         str(_write(tmp_path / "b.jsonl", prompts)),
         "--per-instance",
@@ -82,13 +82,13 @@ def test_batch_of_twelve_respects_limits_and_writes_results(
     assert all(_max_overlap(spans) == 1 for spans in by_instance.values())  # --per-instance 1
     assert _max_overlap([span for spans in by_instance.values() for span in spans]) <= 3
     assert set(_sends(model, prompts).values()) == {1}
-    listed = run_ocm("batch", "ls", "--json", env=fleet.env, check=True).json()
+    listed = invoke_ocm("batch", "ls", "--json", env=fleet.env, check=True).json()
     assert isinstance(listed, list)
     mine = [b for b in listed if b["id"] == summary["id"]]
     assert mine
     assert {"id", "created_at", "total", "done", "status"} <= set(mine[0])
     assert (mine[0]["total"], mine[0]["done"]) == (12, 12)
-    shown = run_ocm("batch", "show", summary["id"], env=fleet.env, check=True).stdout
+    shown = invoke_ocm("batch", "show", summary["id"], env=fleet.env, check=True).stdout
     assert "t12" in shown
     assert "12 completed" in shown
 
@@ -116,7 +116,7 @@ def test_kill_minus_nine_then_resume_runs_each_task_exactly_once(
     )
 
     def batch_state() -> dict[str, Any] | None:
-        rows = run_ocm("batch", "ls", "--json", env=fleet.env, check=True).json()
+        rows = invoke_ocm("batch", "ls", "--json", env=fleet.env, check=True).json()
         assert isinstance(rows, list)
         mine = [b for b in rows if b["source"] == str(batch_file)]
         return mine[0] if mine else None
@@ -136,7 +136,7 @@ def test_kill_minus_nine_then_resume_runs_each_task_exactly_once(
     assert state is not None
     assert state["status"] == "interrupted"
     assert state["done"] < 12
-    resumed = run_ocm("batch", "resume", state["id"], "--json", env=fleet.env, timeout=240)
+    resumed = invoke_ocm("batch", "resume", state["id"], "--json", env=fleet.env, timeout=240)
     assert resumed.returncode == 0, str(resumed)
     summary = resumed.json()
     assert isinstance(summary, dict)
@@ -151,7 +151,7 @@ def test_pinned_tasks_and_port_prompt_lines(fleet: Fleet, tmp_path: Path) -> Non
     port = fleet.instances[1]["port"]
     lines = tmp_path / "recipe.txt"
     lines.write_text(f"{port}: pinned one {tag}\n{port}: pinned two {tag}\n")
-    result = run_ocm("batch", str(lines), "--json", env=fleet.env, check=True).json()
+    result = invoke_ocm("batch", str(lines), "--json", env=fleet.env, check=True).json()
     assert isinstance(result, dict)
     assert {t["instance"] for t in result["tasks"]} == {fleet.instances[1]["name"]}
 
@@ -159,24 +159,24 @@ def test_pinned_tasks_and_port_prompt_lines(fleet: Fleet, tmp_path: Path) -> Non
 def test_invalid_batch_files_are_rejected_whole(fleet: Fleet, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "fine"}\n{"prompt": "fine too"}\n{"prompt": ""}\n')
-    before = run_ocm("batch", "ls", "--json", env=fleet.env, check=True).json()
+    before = invoke_ocm("batch", "ls", "--json", env=fleet.env, check=True).json()
     assert_one_line_error(
-        run_ocm("batch", str(bad), env=fleet.env), 2, f"{bad}:3: missing or empty prompt"
+        invoke_ocm("batch", str(bad), env=fleet.env), 2, f"{bad}:3: missing or empty prompt"
     )
     pinned = tmp_path / "pinned.jsonl"
     pinned.write_text('{"prompt": "a"}\n{"prompt": "b", "instance": "nope"}\n')
     assert_one_line_error(
-        run_ocm("batch", str(pinned), env=fleet.env), 2, f"{pinned}:2: no instance named 'nope'"
+        invoke_ocm("batch", str(pinned), env=fleet.env), 2, f"{pinned}:2: no instance named 'nope'"
     )
     assert_one_line_error(
-        run_ocm("batch", str(tmp_path / "missing.jsonl"), env=fleet.env), 2, "cannot read"
+        invoke_ocm("batch", str(tmp_path / "missing.jsonl"), env=fleet.env), 2, "cannot read"
     )
     good = tmp_path / "good.jsonl"
     good.write_text('{"prompt": "never runs"}\n')
     assert_one_line_error(
-        run_ocm("batch", str(good), "--per-instance", "0", env=fleet.env),
+        invoke_ocm("batch", str(good), "--per-instance", "0", env=fleet.env),
         2,
         "invalid --per-instance 0",
     )
-    assert run_ocm("batch", "ls", "--json", env=fleet.env, check=True).json() == before
-    assert_one_line_error(run_ocm("batch", "show", "b-nope", env=fleet.env), 3, "no batch")
+    assert invoke_ocm("batch", "ls", "--json", env=fleet.env, check=True).json() == before
+    assert_one_line_error(invoke_ocm("batch", "show", "b-nope", env=fleet.env), 3, "no batch")

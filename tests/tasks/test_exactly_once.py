@@ -17,7 +17,7 @@ import pytest
 from opencode_manager.scripted_model import ScriptedModelServer
 
 from conftest import Fleet
-from helpers import model_sends, patient, run_ocm, wait_for
+from helpers import invoke_ocm, model_sends, patient, run_ocm, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +80,7 @@ def _run_and_die(fleet: Fleet, tmp_path: Path, step: str, nth: int, batch_id: st
 
 
 def _show(fleet: Fleet, batch_id: str) -> dict[str, Any]:
-    data = run_ocm("batch", "show", batch_id, "--json", env=fleet.env, check=True).json()
+    data = invoke_ocm("batch", "show", batch_id, "--json", env=fleet.env, check=True).json()
     assert isinstance(data, dict)
     return data
 
@@ -94,7 +94,7 @@ def test_a_runner_killed_at_any_step_resumes_without_sending_twice(
     batch_id = _create(fleet, tmp_path, prompts, step)
     assert _run_and_die(fleet, tmp_path, step, 2, batch_id) == -9  # died where we wanted
     assert _show(fleet, batch_id)["status"] == "interrupted"
-    resumed = run_ocm("batch", "resume", batch_id, "--json", env=fleet.env, timeout=240)
+    resumed = invoke_ocm("batch", "resume", batch_id, "--json", env=fleet.env, timeout=240)
     assert resumed.returncode == 0, str(resumed)
     summary = resumed.json()
     assert isinstance(summary, dict)
@@ -129,7 +129,7 @@ def test_no_task_is_lost_when_an_instance_restarts_mid_batch(
 ) -> None:
     env_args = [arg for item in model_env for arg in ("--env", item)]
     for name in ("rb-1", "rb-2"):
-        run_ocm("start", name, "--dir", str(tmp_path), *env_args, check=True)
+        invoke_ocm("start", name, "--dir", str(tmp_path), *env_args, check=True)
     tag = uuid.uuid4().hex[:6]
     prompts = [f"SLEEP 1 restart-{tag}-{i}" for i in range(8)]
     batch_file = tmp_path / "b.jsonl"
@@ -140,16 +140,16 @@ def test_no_task_is_lost_when_an_instance_restarts_mid_batch(
     )  # fmt: skip
 
     def some_running_on_rb2() -> bool:
-        rows = run_ocm("results", "--status", "running", "--json", check=True).json()
+        rows = invoke_ocm("results", "--status", "running", "--json", check=True).json()
         assert isinstance(rows, list)
         return any(r["instance"] == "rb-2" and r["prompted"] for r in rows)
 
     wait_for(some_running_on_rb2, timeout=60, message="a task running on rb-2")
-    run_ocm("restart", "rb-2", check=True)
+    invoke_ocm("restart", "rb-2", check=True)
     out, _errors = proc.communicate(timeout=patient(240))
     assert proc.returncode == 0, [t for t in json.loads(out)["tasks"] if t["status"] != "completed"]
     summary = json.loads(out)
     assert summary["counts"] == {"completed": 8}, summary
     sends = _sends(model, prompts)
     assert set(sends) == set(prompts), sends  # every prompt reached the model
-    run_ocm("stop", "--all", check=True)
+    invoke_ocm("stop", "--all", check=True)

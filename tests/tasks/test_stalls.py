@@ -32,7 +32,7 @@ from opencode_manager.scripted_model import ScriptedModelServer
 from opencode_manager.settings import Settings
 
 from conftest import Fleet, own_fleet
-from helpers import assert_one_line_error, patient, run_ocm, wait_for
+from helpers import assert_one_line_error, invoke_ocm, patient, wait_for
 
 # The module's first test starts its instance; each runs the CLI through a stall or two on
 # a machine that may be busy: more than pytest's default cut-off.
@@ -217,7 +217,7 @@ def test_ocm_run_sends_once_and_tells_the_truth_when_the_server_stalls(
     assert record["message_id"].startswith("msg_")
     assert tag in record["text"]
     assert _turns(model, tag) == [prompt]  # once, and its text not doubled
-    stored = run_ocm("result", record["id"], "--json", env=stalling.env, check=True).json()
+    stored = invoke_ocm("result", record["id"], "--json", env=stalling.env, check=True).json()
     assert stored["status"] == "completed"
     assert stored["prompted"] is True
 
@@ -243,7 +243,7 @@ def test_a_batch_sends_every_task_once_when_the_server_stalls(
     summary = json.loads(proc.stdout)
     assert summary["counts"] == {"completed": 3}, summary
     for task in summary["tasks"]:
-        record = run_ocm("result", task["task"], "--json", env=stalling.env, check=True).json()
+        record = invoke_ocm("result", task["task"], "--json", env=stalling.env, check=True).json()
         assert record["attempts"] == 1, record
         assert record["prompted"] is True
     for prompt in prompts:
@@ -322,7 +322,7 @@ def test_ocm_run_async_fails_clearly_when_no_session_could_be_made(stalling: Fle
     assert server is not None
     server.suspend()
     try:
-        result = run_ocm(
+        result = invoke_ocm(
             "run", "--async", "-i", NAME, "hello TEXT async",
             env={**stalling.env, "OCM_HTTP_TIMEOUT": "0.4"}, timeout=120,
         )  # fmt: skip
@@ -332,6 +332,6 @@ def test_ocm_run_async_fails_clearly_when_no_session_could_be_made(stalling: Fle
         result, 8, f"{NAME} did not answer POST /session within 0.8 s", "OCM_HTTP_TIMEOUT"
     )
     assert "None" not in result.stdout
-    tasks = run_ocm("results", "--json", env=stalling.env, check=True).json()
+    tasks = invoke_ocm("results", "--json", env=stalling.env, check=True).json()
     failed = [t for t in tasks if t["prompt"] == "hello TEXT async"]
     assert [(t["status"], t["session_id"]) for t in failed] == [("failed", None)]

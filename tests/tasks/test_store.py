@@ -15,9 +15,16 @@ from typing import Any
 
 import pytest
 
-from opencode_manager.errors import ConflictError, NotFoundError
-from opencode_manager.models import BatchStatus, ProcessIdentity, TaskRecord, TaskStatus
-from opencode_manager.registry import MIGRATIONS, Registry
+from opencode_manager.errors import ConflictError, NotFoundError, UsageError
+from opencode_manager.migrations import MIGRATIONS
+from opencode_manager.models import (
+    BatchStatus,
+    InstanceSpec,
+    ProcessIdentity,
+    TaskRecord,
+    TaskStatus,
+)
+from opencode_manager.registry import Registry
 from opencode_manager.tasks.store import TOKEN_KINDS, Batch, TaskStore, usage
 from opencode_manager.tasks.summary import list_batches, summary
 
@@ -27,7 +34,7 @@ ME = ProcessIdentity(pid=1, create_time=1.0)
 def _store(tmp_path: Path, statuses: list[TaskStatus], batch_status: BatchStatus) -> TaskStore:
     store = TaskStore(Registry(tmp_path / "registry.db"))
     now = time.time()
-    batch = Batch(id="b-1", status=batch_status.value, created_at=now, updated_at=now)
+    batch = Batch(id="b-1", status=batch_status, created_at=now, updated_at=now)
     tasks = [
         TaskRecord(id=f"t-{i}", prompt=f"p{i}", status=status, created_at=now, batch_id="b-1",
                    session_id="ses_x" if status is TaskStatus.CANCELLED else None)
@@ -76,11 +83,11 @@ def test_prune_deletes_only_what_finished_before_the_cutoff(tmp_path: Path) -> N
     store = TaskStore(Registry(tmp_path / "registry.db"))
     old, new = time.time() - 3600, time.time()
     for batch_id, status in (("b-old", BatchStatus.COMPLETED), ("b-run", BatchStatus.RUNNING)):
-        batch = Batch(id=batch_id, status=status.value, created_at=old, updated_at=old)
+        batch = Batch(id=batch_id, status=status, created_at=old, updated_at=old)
         store.add_batch(batch, [_task(f"{batch_id}-t", TaskStatus.COMPLETED, batch=batch_id,
                                       ended=old)])  # fmt: skip
         if status is BatchStatus.COMPLETED:
-            store.set_batch_status(batch_id, status.value)
+            store.set_batch_status(batch_id, status)
     store.registry.db.execute("UPDATE batches SET finished_at = ? WHERE id = 'b-old'", (old,))
     store.add(_task("alone-old", TaskStatus.FAILED, batch=None, ended=old))
     store.add(_task("alone-new", TaskStatus.COMPLETED, batch=None, ended=new))
@@ -93,6 +100,39 @@ def test_prune_deletes_only_what_finished_before_the_cutoff(tmp_path: Path) -> N
     assert (report.batches, report.tasks) == (["b-old"], 2)
     assert sorted(r.id for r in store.list_tasks()) == ["alone-new", "alone-running", "b-run-t"]
     assert store.prune(cutoff).tasks == 0
+
+
+def test_prune_ended_counts_back_from_now_and_refuses_a_negative_age(tmp_path: Path) -> None:
+    store = TaskStore(Registry(tmp_path / "registry.db"))
+    store.add(_task("t-old", TaskStatus.COMPLETED, batch=None, ended=1000.0))
+    with pytest.raises(UsageError, match="0 or more"):
+        store.prune_ended(-1)
+    assert store.prune_ended(600.0, dry_run=True, now=1500.0).tasks == 0
+    assert store.prune_ended(400.0, now=1500.0).tasks == 1
+
+
+def test_remove_batches_goes_once_per_batch_and_stops_at_a_refusal(tmp_path: Path) -> None:
+    store = _store(tmp_path, [TaskStatus.PENDING], BatchStatus.COMPLETED)
+    assert store.remove_batches(["b-1", "b-1"], lambda _: False) == {"b-1": 1}
+    with pytest.raises(NotFoundError):
+        store.remove_batches(["b-1"], lambda _: False)
+
+
+def test_known_ids_are_newest_first_and_the_kind_is_checked(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "registry.db")
+    store = TaskStore(registry)
+    for name in ("older", "newer"):
+        with registry.transaction() as db:
+            registry.reserve(db, InstanceSpec(name=name, dir="/p"), port=None)
+        registry.db.execute(
+            "UPDATE instances SET created_at = ? WHERE name = ?",
+            (2.0 if name == "newer" else 1.0, name),
+        )
+    store.add(_task("t-1", TaskStatus.COMPLETED, batch=None, ended=5.0))
+    assert store.known_ids("instance") == ["newer", "older"]
+    assert store.known_ids("task") == ["t-1"]
+    with pytest.raises(UsageError, match="unknown kind 'sessions'"):
+        store.known_ids("sessions")
 
 
 def test_remove_batch_refuses_a_running_one_and_deletes_its_tasks(tmp_path: Path) -> None:
@@ -132,7 +172,7 @@ def test_batch_listing_counts_in_sql_what_the_summary_counts_from_records(
         "b-empty": [],
     }  # fmt: skip
     for n, (batch_id, shape) in enumerate(shapes.items()):
-        batch = Batch(id=batch_id, status="completed", created_at=n, updated_at=n)
+        batch = Batch(id=batch_id, status=BatchStatus.COMPLETED, created_at=n, updated_at=n)
         store.add_batch(batch, [_timed(f"{batch_id}-{i}", status, batch_id, start)
                                 for i, (status, start) in enumerate(shape)])  # fmt: skip
     # A task that started after it was recorded: its start time reaches the tally too.
@@ -155,7 +195,9 @@ def test_batch_listing_counts_in_sql_what_the_summary_counts_from_records(
 def test_a_batch_limit_gives_the_newest_oldest_first(tmp_path: Path) -> None:
     store = TaskStore(Registry(tmp_path / "registry.db"))
     for i in range(5):
-        store.add_batch(Batch(id=f"b{i}", status="completed", created_at=i, updated_at=i), [])
+        store.add_batch(
+            Batch(id=f"b{i}", status=BatchStatus.COMPLETED, created_at=i, updated_at=i), []
+        )
     assert [s.id for s in list_batches(store, limit=2)] == ["b3", "b4"]
     assert [s.id for s in list_batches(store)] == ["b0", "b1", "b2", "b3", "b4"]
     assert store.count_batches() == 5
@@ -235,7 +277,7 @@ def test_a_batch_summary_carries_each_error_message_not_only_its_name(
     store = TaskStore(Registry(tmp_path / "r.db"))
     failed = TaskRecord("t-1", "p", TaskStatus.FAILED, 1.0, batch_id="b-1", task_id="one")
     failed.error = {"name": "APIError", "data": {"message": "scripted error 400"}}
-    store.add_batch(Batch("b-1", "completed", 1.0, 1.0, None, {}), [failed])
+    store.add_batch(Batch("b-1", BatchStatus.COMPLETED, 1.0, 1.0, None, {}), [failed])
     assert [t.error for t in summary(store, "b-1").tasks] == ["APIError: scripted error 400"]
 
 
@@ -322,7 +364,7 @@ def test_running_totals_equal_a_recount_after_any_writes(tmp_path: Path, seed: i
                            created_at=at, batch_id=batch_id)
                 for i in range(rng.randrange(4))
             ]  # fmt: skip
-            store.add_batch(Batch(batch_id, "running", at, at), tasks)
+            store.add_batch(Batch(batch_id, BatchStatus.RUNNING, at, at), tasks)
             live.update((t.id, t) for t in tasks)
             batches.append(batch_id)
         elif roll < 0.8:
@@ -334,7 +376,7 @@ def test_running_totals_equal_a_recount_after_any_writes(tmp_path: Path, seed: i
             store.save(record)
         elif roll < 0.85 and batches:
             batch_id = rng.choice(batches)
-            store.set_batch_status(batch_id, "cancelled")
+            store.set_batch_status(batch_id, BatchStatus.CANCELLED)
             for record in live.values():
                 if record.batch_id == batch_id and rng.random() < 0.5:
                     record.status = TaskStatus.CANCELLED
@@ -349,7 +391,7 @@ def test_running_totals_equal_a_recount_after_any_writes(tmp_path: Path, seed: i
         else:
             for batch_id in batches:
                 if rng.random() < 0.3:
-                    store.set_batch_status(batch_id, "completed")
+                    store.set_batch_status(batch_id, BatchStatus.COMPLETED)
             store.prune(time.time() + 10)
             kept = {r.id for r in store.list_tasks()}
             live = {k: r for k, r in live.items() if k in kept}
@@ -400,7 +442,7 @@ def test_totals_read_a_few_rows_of_their_own_not_the_records(tmp_path: Path) -> 
                        tokens={"input": i}, cost=0.5)
             for i in range(first, last)
         ]  # fmt: skip
-        store.add_batch(Batch(f"b-{first}", "completed", 1.0, 1.0), records)
+        store.add_batch(Batch(f"b-{first}", BatchStatus.COMPLETED, 1.0, 1.0), records)
 
     fill(0, 30)
     few = steps()
@@ -458,3 +500,23 @@ def test_usage_takes_what_a_server_reported_and_nothing_else() -> None:
     assert usage(record) == (3, 0, 0, 0, 0, 300_000_000)
     record.cost = float("nan")
     assert usage(record)[-1] == 0
+
+
+def test_a_batch_status_round_trips_as_its_enum(tmp_path: Path) -> None:
+    """Stored as the same words as ever; read back as `BatchStatus`; a word this version does
+    not know (a newer one wrote it) reads as running, which a dead runner makes interrupted."""
+    store = TaskStore(Registry(tmp_path / "registry.db"))
+    store.add_batch(Batch("b-1", BatchStatus.RUNNING, 1.0, 1.0), [])
+    assert store.batch("b-1").status is BatchStatus.RUNNING
+    store.set_batch_status("b-1", BatchStatus.CANCELLED)
+    batch = store.batch("b-1")
+    assert batch.status is BatchStatus.CANCELLED
+    assert batch.finished_at is not None
+    assert batch.to_dict()["status"] == "cancelled"
+    stored = store.registry.query("SELECT status FROM batches WHERE id = 'b-1'")
+    assert [tuple(r) for r in stored] == [("cancelled",)]
+    with store.registry.transaction() as db:
+        db.execute("UPDATE batches SET status = 'paused' WHERE id = 'b-1'")
+    assert store.batch("b-1").status is BatchStatus.RUNNING
+    assert summary(store, "b-1").status is BatchStatus.INTERRUPTED
+    store.registry.close()

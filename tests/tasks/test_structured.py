@@ -13,7 +13,7 @@ from opencode_manager.scripted_model.script import ToolCall, plan_response
 from opencode_manager.tasks import structured
 
 from conftest import Fleet
-from helpers import assert_one_line_error, run_ocm
+from helpers import assert_one_line_error, invoke_ocm
 
 SCHEMA = {
     "type": "object",
@@ -68,26 +68,26 @@ def test_run_schema_end_to_end(fleet: Fleet, tmp_path: Path) -> None:
     schema_file = tmp_path / "schema.json"
     schema_file.write_text(json.dumps(SCHEMA))
     env = fleet.env
-    good = run_ocm("run", "-i", "oc-3", "--schema", str(schema_file), "--json",
+    good = invoke_ocm("run", "-i", "oc-3", "--schema", str(schema_file), "--json",
                    'STRUCTURED {"answer": "42", "score": 7}', env=env)  # fmt: skip
     assert good.returncode == 0, str(good)
     record = json.loads(good.stdout)
     assert record["status"] == "completed"
     assert record["structured"] == {"answer": "42", "score": 7}
-    printed = run_ocm("run", "-i", "oc-3", "--schema", str(schema_file),
+    printed = invoke_ocm("run", "-i", "oc-3", "--schema", str(schema_file),
                       'STRUCTURED {"answer": "plain"}', env=env, check=True)  # fmt: skip
     assert json.loads(printed.stdout) == {"answer": "plain"}  # the answer is the object
-    invalid = run_ocm("run", "-i", "oc-3", "--schema", str(schema_file), "--json",
+    invalid = invoke_ocm("run", "-i", "oc-3", "--schema", str(schema_file), "--json",
                       'STRUCTURED {"wrong": 1}', env=env)  # fmt: skip
     assert invalid.returncode == 10, str(invalid)
     failed = json.loads(invalid.stdout)
     assert failed["error"]["name"] == "StructuredOutputInvalid"
     assert "'answer' is a required property" in failed["error"]["message"]
     assert failed["structured"] is None
-    text_only = run_ocm("run", "-i", "oc-3", "--schema", str(schema_file), "hello", env=env)
+    text_only = invoke_ocm("run", "-i", "oc-3", "--schema", str(schema_file), "hello", env=env)
     assert_one_line_error(text_only, 10, "StructuredOutputError")
     assert_one_line_error(
-        run_ocm("run", "--schema", str(tmp_path / "nope.json"), "hi", env=env), 2,
+        invoke_ocm("run", "--schema", str(tmp_path / "nope.json"), "hi", env=env), 2,
         "cannot read --schema",
     )  # fmt: skip
 

@@ -21,13 +21,13 @@ from opencode_manager import Manager, Settings
 from opencode_manager.scripted_model import ScriptedModelServer
 
 from conftest import Fleet
-from helpers import assert_one_line_error, patient, run_in_terminal, run_ocm, wait_for
+from helpers import assert_one_line_error, invoke_ocm, patient, run_in_terminal, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def _run(fleet: Fleet, *args: str) -> tuple[int, dict[str, Any]]:
-    result = run_ocm("run", *args, "--json", env=fleet.env, timeout=180)
+    result = invoke_ocm("run", *args, "--json", env=fleet.env, timeout=180)
     assert result.stdout, str(result)
     data = result.json()
     assert isinstance(data, dict)
@@ -49,7 +49,7 @@ def test_text_reply(fleet: Fleet) -> None:
     assert record["steps"] == 1
     assert record["tokens"]["input"] > 0
     assert record["duration_s"] > 0
-    plain = run_ocm("run", f"plain {tag}", "-i", "oc-1", env=fleet.env)
+    plain = invoke_ocm("run", f"plain {tag}", "-i", "oc-1", env=fleet.env)
     assert plain.returncode == 0
     assert plain.stdout.strip() == f"Scripted reply. You said: plain {tag}"
 
@@ -105,7 +105,7 @@ def test_timeout_aborts_and_leaves_the_session_idle(fleet: Fleet) -> None:
     assert record["duration_s"] < 20
 
     def idle() -> bool:
-        status = run_ocm("api", "oc-2", "GET", "/session/status", env=fleet.env, check=True)
+        status = invoke_ocm("api", "oc-2", "GET", "/session/status", env=fleet.env, check=True)
         return record["session_id"] not in status.json()
 
     wait_for(idle, timeout=30, message="the aborted session idle again")
@@ -113,7 +113,7 @@ def test_timeout_aborts_and_leaves_the_session_idle(fleet: Fleet) -> None:
 
 def test_format_json_is_compatible_and_keeps_the_final_step(fleet: Fleet) -> None:
     tag = _tag()
-    result = run_ocm("run", f"BASH: echo j-{tag}", "--format", "json", env=fleet.env, check=True)
+    result = invoke_ocm("run", f"BASH: echo j-{tag}", "--format", "json", env=fleet.env, check=True)
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["type"] for line in lines] == [
         "step_start",
@@ -128,7 +128,7 @@ def test_format_json_is_compatible_and_keeps_the_final_step(fleet: Fleet) -> Non
     assert all(line["sessionID"] == session for line in lines)
     assert lines[1]["part"]["state"]["output"] == f"j-{tag}\n"
     assert lines[4]["part"]["text"].strip() == f"Tool said: j-{tag}"  # `--attach` drops it
-    failed = run_ocm("run", f"ERR400 {tag}", "--format", "json", env=fleet.env)
+    failed = invoke_ocm("run", f"ERR400 {tag}", "--format", "json", env=fleet.env)
     assert failed.returncode == 10
     errors = [json.loads(x) for x in failed.stdout.splitlines() if '"error"' in x]
     assert errors[-1]["type"] == "error"
@@ -137,27 +137,27 @@ def test_format_json_is_compatible_and_keeps_the_final_step(fleet: Fleet) -> Non
 
 def test_async_then_wait_and_result(fleet: Fleet) -> None:
     tag = _tag()
-    started = run_ocm(
+    started = invoke_ocm(
         "run", f"SLEEP 1 {tag}", "--async", "--json", env=fleet.env, check=True
     ).json()
     assert isinstance(started, dict)
     assert started["status"] == "running"
     assert started["session_id"].startswith("ses_")
-    waited = run_ocm("wait", started["task_id"], "--json", env=fleet.env, check=True).json()
+    waited = invoke_ocm("wait", started["task_id"], "--json", env=fleet.env, check=True).json()
     assert isinstance(waited, dict)
     assert waited["status"] == "completed"
     assert waited["text"] == f"Scripted reply. You said: SLEEP 1 {tag}"
-    shown = run_ocm("result", started["task_id"], "--json", env=fleet.env, check=True).json()
+    shown = invoke_ocm("result", started["task_id"], "--json", env=fleet.env, check=True).json()
     assert shown == waited
-    listed = run_ocm("results", "--jsonl", env=fleet.env, check=True).stdout.splitlines()
+    listed = invoke_ocm("results", "--jsonl", env=fleet.env, check=True).stdout.splitlines()
     assert any(json.loads(line)["id"] == started["task_id"] for line in listed)
-    human = run_ocm("result", started["task_id"], env=fleet.env, check=True).stdout
+    human = invoke_ocm("result", started["task_id"], env=fleet.env, check=True).stdout
     assert "completed" in human
     assert f"SLEEP 1 {tag}" in human
 
 
 def test_ctrl_c_on_wait_stops_watching_and_leaves_the_task_running(fleet: Fleet) -> None:
-    started = run_ocm("run", f"SLEEP 8 {_tag()}", "--async", "--json", env=fleet.env, check=True)
+    started = invoke_ocm("run", f"SLEEP 8 {_tag()}", "--async", "--json", env=fleet.env, check=True)
     task = started.json()
     waiter = subprocess.Popen(
         [sys.executable, "-m", "opencode_manager", "wait", task["task_id"]],
@@ -166,7 +166,7 @@ def test_ctrl_c_on_wait_stops_watching_and_leaves_the_task_running(fleet: Fleet)
     )  # fmt: skip
 
     def busy() -> bool:
-        status = run_ocm("api", task["instance"], "GET", "/session/status", env=fleet.env)
+        status = invoke_ocm("api", task["instance"], "GET", "/session/status", env=fleet.env)
         return task["session_id"] in status.json()
 
     wait_for(busy, timeout=30, message="the task running")
@@ -182,7 +182,7 @@ def test_ctrl_c_on_wait_stops_watching_and_leaves_the_task_running(fleet: Fleet)
     assert waiter.returncode == 130
     assert f"still running: ocm wait {task['task_id']}" in err
     assert busy()  # watching stopped; the task did not
-    done = run_ocm("wait", task["task_id"], "--json", env=fleet.env, check=True).json()
+    done = invoke_ocm("wait", task["task_id"], "--json", env=fleet.env, check=True).json()
     assert done["status"] == "completed"
 
 
@@ -191,10 +191,12 @@ def task_url(fleet: Fleet, name: str) -> str:
 
 
 def test_wait_ends_when_its_session_is_deleted(fleet: Fleet) -> None:
-    started = run_ocm("run", f"SLEEP 30 {_tag()}", "--async", "--json", env=fleet.env, check=True)
+    started = invoke_ocm(
+        "run", f"SLEEP 30 {_tag()}", "--async", "--json", env=fleet.env, check=True
+    )
     task = started.json()
-    run_ocm("session", "rm", task["session_id"], env=fleet.env, check=True)
-    result = run_ocm("wait", task["task_id"], "--json", env=fleet.env, timeout=60)
+    invoke_ocm("session", "rm", task["session_id"], env=fleet.env, check=True)
+    result = invoke_ocm("wait", task["task_id"], "--json", env=fleet.env, timeout=60)
     assert result.returncode in (10, 12), str(result)
     assert result.json()["status"] in ("failed", "aborted")
 
@@ -211,7 +213,7 @@ def test_in_a_terminal_the_answer_is_printed_once(fleet: Fleet) -> None:
 
 def test_without_a_terminal_progress_is_one_line_per_event(fleet: Fleet) -> None:
     tag = _tag()
-    result = run_ocm("run", f"BASH: echo plain-{tag}", env=fleet.env, check=True)
+    result = invoke_ocm("run", f"BASH: echo plain-{tag}", env=fleet.env, check=True)
     assert f"plain-{tag}" in result.stdout
     assert "→ bash:" in result.stderr  # the tool call, as one plain line
     assert "\x1b[" not in result.stderr  # no colour codes when nobody looks
@@ -235,7 +237,7 @@ def test_asks_are_rejected_by_default_and_reported(fleet: Fleet) -> None:
 
 def _pending_asks(fleet: Fleet, session_id: str) -> list[dict[str, Any]]:
     def listed() -> list[dict[str, Any]]:
-        found = run_ocm("session", "asks", session_id, "--json", env=fleet.env, check=True)
+        found = invoke_ocm("session", "asks", session_id, "--json", env=fleet.env, check=True)
         return list(found.json())
 
     found = wait_for(listed, timeout=60, message=f"an ask in {session_id}")
@@ -245,7 +247,7 @@ def _pending_asks(fleet: Fleet, session_id: str) -> list[dict[str, Any]]:
 
 def test_asks_left_pending_are_answered_by_somebody_else(fleet: Fleet) -> None:
     # A question, on a detached task, answered while `ocm wait` follows it.
-    started = run_ocm("run", f"QUESTION {_tag()}", "--leave-asks", "--async", "--json",
+    started = invoke_ocm("run", f"QUESTION {_tag()}", "--leave-asks", "--async", "--json",
                       "-i", "oc-3", env=fleet.env, check=True).json()  # fmt: skip
     waiter = _popen_ocm(fleet, "wait", started["task_id"], "--json")
     try:
@@ -253,10 +255,10 @@ def test_asks_left_pending_are_answered_by_somebody_else(fleet: Fleet) -> None:
         assert [(a["kind"], a["questions"][0]["options"]) for a in asks] == [
             ("question", ["Option A", "Option B"])
         ]
-        wrong = run_ocm("session", "reply", started["session_id"], asks[0]["id"], "once",
+        wrong = invoke_ocm("session", "reply", started["session_id"], asks[0]["id"], "once",
                         env=fleet.env)  # fmt: skip
         assert_one_line_error(wrong, 3, "no pending permission", asks[0]["id"])
-        run_ocm("session", "answer", started["session_id"], asks[0]["id"], "Option B",
+        invoke_ocm("session", "answer", started["session_id"], asks[0]["id"], "Option B",
                 env=fleet.env, check=True)  # fmt: skip
         stdout, stderr = waiter.communicate(timeout=patient(120))
     finally:
@@ -278,7 +280,7 @@ def test_asks_left_pending_are_answered_by_somebody_else(fleet: Fleet) -> None:
                                   message="the task's session"))  # fmt: skip
         asks = _pending_asks(fleet, session_id)
         assert asks[0]["permission"] == "external_directory"
-        run_ocm("session", "reply", session_id, asks[0]["id"], "once", env=fleet.env, check=True)
+        invoke_ocm("session", "reply", session_id, asks[0]["id"], "once", env=fleet.env, check=True)
         stdout, stderr = runner.communicate(timeout=patient(120))
     finally:
         if runner.poll() is None:
@@ -299,7 +301,7 @@ def _newest_busy_session(fleet: Fleet, name: str) -> str | None:
 def test_least_busy_instance_is_chosen(fleet: Fleet, model: ScriptedModelServer) -> None:
     tag = _tag()
     busy = [
-        run_ocm(
+        invoke_ocm(
             "run",
             f"SLEEP 60 busy-{tag}-{n}",
             "-i",
@@ -314,7 +316,7 @@ def test_least_busy_instance_is_chosen(fleet: Fleet, model: ScriptedModelServer)
 
     def both_busy() -> bool:
         status = [
-            run_ocm("api", name, "GET", "/session/status", env=fleet.env, check=True).json()
+            invoke_ocm("api", name, "GET", "/session/status", env=fleet.env, check=True).json()
             for name in ("oc-1", "oc-2")
         ]
         return all(status)
@@ -324,35 +326,35 @@ def test_least_busy_instance_is_chosen(fleet: Fleet, model: ScriptedModelServer)
     assert code == 0
     assert record["instance"] == "oc-3"
     for started in busy:  # long enough to stay busy on a loaded machine; not needed after
-        run_ocm("session", "abort", started["session_id"], env=fleet.env, check=True)
+        invoke_ocm("session", "abort", started["session_id"], env=fleet.env, check=True)
 
 
 def test_sessions_commands(fleet: Fleet) -> None:
     tag = _tag()
     _, record = _run(fleet, f"TODO sessions-{tag}", "-i", "oc-1")
     sid = record["session_id"]
-    listed = run_ocm("sessions", "--json", env=fleet.env, check=True).json()
+    listed = invoke_ocm("sessions", "--json", env=fleet.env, check=True).json()
     assert isinstance(listed, list)
     assert any(row["id"] == sid and row["instance"] == "oc-1" for row in listed)
-    shown = run_ocm("session", "show", sid, "--json", env=fleet.env, check=True).json()
+    shown = invoke_ocm("session", "show", sid, "--json", env=fleet.env, check=True).json()
     assert isinstance(shown, dict)
     assert shown["instance"] == "oc-1"
-    todos = run_ocm("session", "todo", sid, "--json", env=fleet.env, check=True).json()
+    todos = invoke_ocm("session", "todo", sid, "--json", env=fleet.env, check=True).json()
     assert isinstance(todos, list)
     assert len(todos) == 3
-    messages = run_ocm("session", "messages", sid, env=fleet.env, check=True).stdout
+    messages = invoke_ocm("session", "messages", sid, env=fleet.env, check=True).stdout
     assert f"TODO sessions-{tag}" in messages
     assert "todowrite" in messages
-    run_ocm("session", "abort", sid, env=fleet.env, check=True)
-    run_ocm("session", "rm", sid, "-i", "oc-1", env=fleet.env, check=True)
-    assert_one_line_error(run_ocm("session", "show", sid, env=fleet.env), 3, f"no session {sid}")
+    invoke_ocm("session", "abort", sid, env=fleet.env, check=True)
+    invoke_ocm("session", "rm", sid, "-i", "oc-1", env=fleet.env, check=True)
+    assert_one_line_error(invoke_ocm("session", "show", sid, env=fleet.env), 3, f"no session {sid}")
 
 
 def test_api_passthrough(fleet: Fleet) -> None:
-    config = run_ocm("api", "oc-1", "GET", "/config", env=fleet.env, check=True).json()
+    config = invoke_ocm("api", "oc-1", "GET", "/config", env=fleet.env, check=True).json()
     assert isinstance(config, dict)
     assert config["model"] == "scripted/scripted-model"
-    made = run_ocm(
+    made = invoke_ocm(
         "api",
         "oc-1",
         "POST",
@@ -365,10 +367,10 @@ def test_api_passthrough(fleet: Fleet) -> None:
     assert isinstance(made, dict)
     assert made["title"] == "via api"
     assert_one_line_error(
-        run_ocm("api", "oc-1", "GET", "/no/such/route", env=fleet.env), 8, "not an API route"
+        invoke_ocm("api", "oc-1", "GET", "/no/such/route", env=fleet.env), 8, "not an API route"
     )
     assert_one_line_error(
-        run_ocm("api", "oc-1", "POST", "/session", "--data", "{oops", env=fleet.env),
+        invoke_ocm("api", "oc-1", "POST", "/session", "--data", "{oops", env=fleet.env),
         2,
         "invalid --data",
     )
@@ -376,39 +378,39 @@ def test_api_passthrough(fleet: Fleet) -> None:
 
 def test_bad_task_input(fleet: Fleet) -> None:
     env = fleet.env
-    assert_one_line_error(run_ocm("run", "hi", "-i", "nope", env=env), 3, "no instance named")
+    assert_one_line_error(invoke_ocm("run", "hi", "-i", "nope", env=env), 3, "no instance named")
     assert_one_line_error(
-        run_ocm("run", "hi", "-i", "oc-1", "--session", "ses_nope", env=env),
+        invoke_ocm("run", "hi", "-i", "oc-1", "--session", "ses_nope", env=env),
         3,
         "no session ses_nope on oc-1",
     )
-    assert_one_line_error(run_ocm("run", "  ", env=env), 2, "empty prompt")
-    assert_one_line_error(run_ocm("run", "hi", "--timeout", "0", env=env), 2, "--timeout")
-    assert_one_line_error(run_ocm("run", "hi", "--timeout", "-3", env=env), 2, "--timeout")
-    assert_one_line_error(run_ocm("run", "hi", "--model", "nomodel", env=env), 2, "--model")
-    assert_one_line_error(run_ocm("wait", "t-nope", env=env), 3, "no task 't-nope'")
-    assert_one_line_error(run_ocm("result", "t-nope", env=env), 3, "no task 't-nope'")
-    assert_one_line_error(run_ocm("results", "--status", "weird", env=env), 2, "--status")
-    assert_one_line_error(run_ocm("session", "show", "bogus", env=env), 2, "session ids start")
-    before = len(run_ocm("results", "--all", "--json", env=env, check=True).json())
+    assert_one_line_error(invoke_ocm("run", "  ", env=env), 2, "empty prompt")
+    assert_one_line_error(invoke_ocm("run", "hi", "--timeout", "0", env=env), 2, "--timeout")
+    assert_one_line_error(invoke_ocm("run", "hi", "--timeout", "-3", env=env), 2, "--timeout")
+    assert_one_line_error(invoke_ocm("run", "hi", "--model", "nomodel", env=env), 2, "--model")
+    assert_one_line_error(invoke_ocm("wait", "t-nope", env=env), 3, "no task 't-nope'")
+    assert_one_line_error(invoke_ocm("result", "t-nope", env=env), 3, "no task 't-nope'")
+    assert_one_line_error(invoke_ocm("results", "--status", "weird", env=env), 2, "--status")
+    assert_one_line_error(invoke_ocm("session", "show", "bogus", env=env), 2, "session ids start")
+    before = len(invoke_ocm("results", "--all", "--json", env=env, check=True).json())
     assert_one_line_error(
-        run_ocm("run", "hi", "--agent", "nosuchagent", env=env), 2,
+        invoke_ocm("run", "hi", "--agent", "nosuchagent", env=env), 2,
         "invalid --agent 'nosuchagent': this instance has ",
     )  # fmt: skip
-    assert len(run_ocm("results", "--all", "--json", env=env, check=True).json()) == before
+    assert len(invoke_ocm("results", "--all", "--json", env=env, check=True).json()) == before
 
 
 def test_servers_of_another_ocm_home_are_foreign_and_read_only(fleet: Fleet) -> None:
     """From this test's own OCM_HOME, the shared fleet's servers are foreign."""
     port = fleet.instances[0]["port"]
-    listed = run_ocm("ls", "--json", check=True).json()
+    listed = invoke_ocm("ls", "--json", check=True).json()
     assert f"foreign:{port}" in [row["name"] for row in listed]
     ref = f"foreign:{port}"
-    assert_one_line_error(run_ocm("stop", ref), 4, "ocm did not start")
-    assert_one_line_error(run_ocm("api", ref, "POST", "/session"), 4, "only GET")
+    assert_one_line_error(invoke_ocm("stop", ref), 4, "ocm did not start")
+    assert_one_line_error(invoke_ocm("api", ref, "POST", "/session"), 4, "only GET")
     # A GET goes out, without a password ocm does not have: the server says no.
-    assert_one_line_error(run_ocm("api", ref, "GET", "/path"), 8, "401 unauthorized")
-    assert_one_line_error(run_ocm("sessions", ref), 8, "401 unauthorized")
+    assert_one_line_error(invoke_ocm("api", ref, "GET", "/path"), 8, "401 unauthorized")
+    assert_one_line_error(invoke_ocm("sessions", ref), 8, "401 unauthorized")
 
 
 def _popen_ocm(fleet: Fleet, *args: str) -> subprocess.Popen[str]:
@@ -422,7 +424,7 @@ def _popen_ocm(fleet: Fleet, *args: str) -> subprocess.Popen[str]:
 
 
 def _busy(fleet: Fleet, name: str) -> dict[str, Any]:
-    status = run_ocm("api", name, "GET", "/session/status", env=fleet.env, check=True).json()
+    status = invoke_ocm("api", name, "GET", "/session/status", env=fleet.env, check=True).json()
     assert isinstance(status, dict)
     return status
 
@@ -474,7 +476,7 @@ def test_diff_of_a_git_project(fleet: Fleet, tmp_path: Path) -> None:
     assert change["status"] == "modified"
     assert "+scripted content" in change["patch"]
     assert (repo / "a.txt").read_text() == "scripted content\n"
-    shown = run_ocm(
+    shown = invoke_ocm(
         "session", "diff", record["session_id"], "--json", env=fleet.env, check=True
     ).json()
     assert isinstance(shown, list)
@@ -497,7 +499,7 @@ def test_results_and_result_agree_after_the_runner_died(fleet: Fleet) -> None:
     proc = _popen_ocm(fleet, "run", f"SLEEP 1 closed-{tag}", "-i", "oc-2")
 
     def mine() -> dict[str, Any] | None:
-        rows = run_ocm("results", "--json", "--limit", "20", env=fleet.env, check=True).json()
+        rows = invoke_ocm("results", "--json", "--limit", "20", env=fleet.env, check=True).json()
         return next((r for r in rows if r["prompt"] == f"SLEEP 1 closed-{tag}"), None)
 
     wait_for(lambda: (row := mine()) is not None and row["prompted"], timeout=60,
@@ -508,6 +510,6 @@ def test_results_and_result_agree_after_the_runner_died(fleet: Fleet) -> None:
              message="`ocm results` sees the turn that ended on the server")  # fmt: skip
     row = mine()
     assert row is not None
-    shown = run_ocm("result", row["id"], "--json", env=fleet.env, check=True).json()
+    shown = invoke_ocm("result", row["id"], "--json", env=fleet.env, check=True).json()
     assert shown["status"] == "completed"
     assert shown["text"] == f"Scripted reply. You said: SLEEP 1 closed-{tag}"

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from opencode_manager.errors import ConflictError, OcmError, UsageError
+from opencode_manager.instances.fleet import Fleet as RegistryFleet
 from opencode_manager.models import TaskRecord, TaskStatus
 from opencode_manager.tasks import worktree as wt
 
 from conftest import Fleet
-from helpers import assert_one_line_error, run_ocm
+from helpers import Ocm, assert_one_line_error, invoke_ocm
 
 GIT = ["git", "-c", "user.email=t@example.test", "-c", "user.name=t"]
 
@@ -162,7 +163,7 @@ def test_rm_merged_keeps_a_no_commit_tasks_changes(tmp_path: Path) -> None:
     assert _git(repo, "worktree", "list").count("\n") == 1
 
 
-def test_ocm_worktree_rm_says_what_it_kept_and_why(tmp_path: Path) -> None:
+def test_ocm_worktree_rm_says_what_it_kept_and_why(ocm: Ocm, tmp_path: Path) -> None:
     import os
 
     from opencode_manager.registry import Registry
@@ -176,18 +177,18 @@ def test_ocm_worktree_rm_says_what_it_kept_and_why(tmp_path: Path) -> None:
     assert nc.worktree is not None
     assert nc.worktree["path"].startswith(str(root))
     store.add(nc)
-    merged = run_ocm("worktree", "rm", "--merged")
+    merged = ocm("worktree", "rm", "--merged")
     assert merged.returncode == 0, str(merged)
     assert (
         "kept the worktree of t-nc: no commits of its own, so nothing is merged; 1 uncommitted "
         "change (the task ran with --no-commit): work.txt; commit them in" in merged.stderr
     )
     assert Path(nc.worktree["path"], "work.txt").exists()
-    named = run_ocm("worktree", "rm", "t-nc", "--json")
+    named = ocm("worktree", "rm", "t-nc", "--json")
     assert named.returncode == 4, str(named)  # asked for by name, and not done
     assert named.json()["removed"] == []
     assert named.json()["kept"][0]["task"] == "t-nc"
-    forced = run_ocm("worktree", "rm", "t-nc", "--force", "--json", check=True)
+    forced = ocm("worktree", "rm", "t-nc", "--force", "--json", check=True)
     assert forced.json() == {"removed": ["t-nc"], "kept": []}
     assert not Path(nc.worktree["path"]).exists()
 
@@ -197,7 +198,7 @@ def test_run_worktree_end_to_end(fleet: Fleet, tmp_path: Path) -> None:
     repo = _repo(tmp_path / "repo")
     head = _git(repo, "rev-parse", "HEAD").strip()
     env = fleet.env
-    result = run_ocm("run", "-i", "oc-1", "--dir", str(repo), "--worktree", "WRITE: b.txt",
+    result = invoke_ocm("run", "-i", "oc-1", "--dir", str(repo), "--worktree", "WRITE: b.txt",
                      "--json", env=env)  # fmt: skip
     assert result.returncode == 0, str(result)
     record = json.loads(result.stdout)
@@ -212,32 +213,34 @@ def test_run_worktree_end_to_end(fleet: Fleet, tmp_path: Path) -> None:
     assert _git(repo, "rev-parse", "HEAD").strip() == head
     changed = _git(repo, "diff", "--name-only", f"{head}..{tree['branch']}").split()
     assert changed == ["b.txt"]
-    patch = run_ocm("result", record["id"], "--patch", env=env, check=True).stdout
+    patch = invoke_ocm("result", record["id"], "--patch", env=env, check=True).stdout
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
     subprocess.run(["git", "apply", "--check"], cwd=clone, input=patch, text=True, check=True)
-    listed = run_ocm("worktrees", "--json", env=env, check=True).json()
+    listed = invoke_ocm("worktrees", "--json", env=env, check=True).json()
     mine = [row for row in listed if row["task"] == record["id"]]
     assert mine
     assert mine[0]["present"] is True
     assert mine[0]["files"] == 1
     assert_one_line_error(
-        run_ocm("run", "-i", "oc-1", "--dir", str(tmp_path), "--worktree", "hi", env=env),
+        invoke_ocm("run", "-i", "oc-1", "--dir", str(tmp_path), "--worktree", "hi", env=env),
         2, "is not inside a git repository",
     )  # fmt: skip
-    assert_one_line_error(run_ocm("run", "--branch", "x", "hi", env=env), 2, "go with --worktree")
-    removed = run_ocm("worktree", "rm", record["id"], "--json", env=env, check=True).json()
+    assert_one_line_error(
+        invoke_ocm("run", "--branch", "x", "hi", env=env), 2, "go with --worktree"
+    )
+    removed = invoke_ocm("worktree", "rm", record["id"], "--json", env=env, check=True).json()
     assert removed == {"removed": [record["id"]], "kept": []}
     assert _git(repo, "worktree", "list").count("\n") == 1
-    loose = run_ocm("run", "-i", "oc-1", "--dir", str(repo), "--worktree", "--no-commit",
-                    "WRITE: c.txt", "--json", env=env, check=True).json()  # fmt: skip
-    kept = run_ocm("worktree", "rm", "--merged", "--json", env=env, check=True).json()
+    loose = invoke_ocm("run", "-i", "oc-1", "--dir", str(repo), "--worktree", "--no-commit",
+                       "WRITE: c.txt", "--json", env=env, check=True).json()  # fmt: skip
+    kept = invoke_ocm("worktree", "rm", "--merged", "--json", env=env, check=True).json()
     assert loose["id"] not in kept["removed"]
     assert loose["id"] in [k["task"] for k in kept["kept"]]
     assert Path(loose["worktree"]["path"], "c.txt").exists()  # the agent's work: still there
     (repo / "a.txt").write_text("work in progress\n")  # the user's own uncommitted work
-    dirty = run_ocm("run", "-i", "oc-1", "--dir", str(repo), "--worktree", "hello", env=env,
-                    check=True)  # fmt: skip
+    dirty = invoke_ocm("run", "-i", "oc-1", "--dir", str(repo), "--worktree", "hello", env=env,
+                       check=True)  # fmt: skip
     assert f"note: uncommitted changes in {repo} are not in the worktree" in dirty.stderr
     assert (repo / "a.txt").read_text() == "work in progress\n"  # left as it was
 
@@ -254,14 +257,14 @@ def test_a_batch_of_six_on_one_repository_keeps_every_change_apart(
         json.dumps({"id": f"w{i}", "prompt": f"WRITE: {name}", "dir": str(repo)}) + "\n"
         for i, name in enumerate(files)
     ))  # fmt: skip
-    result = run_ocm("batch", str(batch), "--worktree", "-i", "oc-1", "-i", "oc-2",
+    result = invoke_ocm("batch", str(batch), "--worktree", "-i", "oc-1", "-i", "oc-2",
                      "--per-instance", "2", "--json", env=fleet.env)  # fmt: skip
     assert result.returncode == 0, str(result)
     summary = json.loads(result.stdout)
     assert summary["counts"] == {"completed": 6}
     assert {t["instance"] for t in summary["tasks"]} == {"oc-1", "oc-2"}
     for outcome, name in zip(summary["tasks"], files, strict=True):
-        record = run_ocm("result", outcome["task"], "--json", env=fleet.env, check=True).json()
+        record = invoke_ocm("result", outcome["task"], "--json", env=fleet.env, check=True).json()
         tree = record["worktree"]
         assert tree["base"] == head
         changed = _git(repo, "diff", "--name-only", f"{head}..{tree['branch']}").split()
@@ -269,7 +272,7 @@ def test_a_batch_of_six_on_one_repository_keeps_every_change_apart(
         assert [f["path"] for f in tree["files"]] == changed
     assert _git(repo, "status", "--porcelain") == ""  # the user's checkout: untouched
     assert _git(repo, "rev-parse", "HEAD").strip() == head
-    removed = run_ocm("worktree", "rm", "--merged", "--older-than", "0s", "--json",
+    removed = invoke_ocm("worktree", "rm", "--merged", "--older-than", "0s", "--json",
                       env=fleet.env, check=True).json()  # fmt: skip
     assert len(removed["removed"]) >= 6
     assert _git(repo, "worktree", "list").count("\n") == 1  # no stale entries
@@ -321,15 +324,44 @@ def test_cleanup_removes_worktrees_of_forgotten_tasks_through_git(tmp_path: Path
     assert wt.orphans(root, {"t-kept"}) == []
 
 
-def test_ocm_cleanup_prunes_orphaned_worktrees(tmp_path: Path) -> None:
+def test_the_recorded_worktrees_rows_patch_removal_and_cleanup_sweep(
+    tmp_path: Path, home_fleet: RegistryFleet
+) -> None:
+    """What the facade asks of this module, on a task store (no server, no facade)."""
+    from opencode_manager.tasks.store import TaskStore
+
+    store = TaskStore(home_fleet.registry)
+    repo = _repo(tmp_path / "repo")
+    root = tmp_path / "wts"
+    store.add(_task(root, repo, "t-old", write="old.txt"))
+    store.add(TaskRecord(id="t-plain", prompt="p", status=TaskStatus.COMPLETED, created_at=1.0))
+    gone = wt.create(root, str(repo), wt.WorktreeRequest(), "t-gone")  # its task forgotten
+    assert [(r.task, r.present, r.files) for r in wt.rows(store)] == [("t-old", True, 1)]
+    assert "+t-old" in wt.task_patch(store, "t-old")
+    with pytest.raises(UsageError, match="did not run in a worktree"):
+        wt.task_patch(store, "t-plain")
+
+    sweep = wt.orphan_sweep(store, root)
+    assert sweep(True) == [gone.path]
+    assert Path(gone.path).exists()
+    assert sweep(False) == [gone.path]
+    assert not Path(gone.path).exists()
+    assert sweep(False) == []
+
+    assert wt.remove_recorded(store, older_than=1000.0, now=200.0).removed == []
+    assert wt.remove_recorded(store, older_than=50.0, now=200.0).removed == ["t-old"]
+    assert [r.present for r in wt.rows(store)] == [False]
+
+
+def test_ocm_cleanup_prunes_orphaned_worktrees(ocm: Ocm, tmp_path: Path) -> None:
     import os
 
     home = Path(os.environ["OCM_HOME"])
     repo = _repo(tmp_path / "repo")
     tree = wt.create(home / "worktrees", str(repo), wt.WorktreeRequest(), "t-orphan")
-    dry = run_ocm("cleanup", "--dry-run", "--json", check=True).json()
+    dry = ocm("cleanup", "--dry-run", "--json", check=True).json()
     assert tree.path in dry["removed_files"]
     assert Path(tree.path).exists()
-    run_ocm("cleanup", check=True)
+    ocm("cleanup", check=True)
     assert not Path(tree.path).exists()
     assert _git(repo, "worktree", "list").count("\n") == 1

@@ -6,6 +6,10 @@ Exit codes (stable; see README): 0 ok, 1 error, 2 usage, 3 not found, 4 conflict
 
 from __future__ import annotations
 
-from .main import main
+from .startup import defer_httpx_cli
+
+defer_httpx_cli()  # before any command module can import httpx
+
+from .main import main  # noqa: E402
 
 __all__ = ["main"]

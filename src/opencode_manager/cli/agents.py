@@ -13,7 +13,7 @@ from .main import Context
 from .output import err
 
 if TYPE_CHECKING:
-    from .. import Secret as Token
+    from ..fronts import Secret as Token
 
 pass_state = click.make_pass_decorator(Context)
 

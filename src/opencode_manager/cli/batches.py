@@ -20,11 +20,9 @@ from .. import (
     TaskStatus,
     UsageError,
     decode_batch_file,
-    load_schema,
-    one_line,
     parse_batch_file,
-    parse_duration,
 )
+from ..fronts import load_schema, one_line, parse_duration
 from .loops import run_with_cancel
 from .main import Context
 from .options import complete_batches, complete_instances, max_retries_option

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.text import Text
 
-from .. import FleetChange, UpReport
+from .. import FleetChange, Limit, UpReport
 from .main import Context
 from .options import json_option
 from .output import Cell, Column, err, fitted_table, out, print_json, table_width
@@ -27,8 +27,16 @@ def _show(report: UpReport, *, title: str) -> None:
     err.print(f"{title} {report.project}", markup=False)
     if cells:
         out.print(fitted_table(COLUMNS, cells, table_width()))
-    else:
+    elif not report.limits:
         err.print("the fleet file describes no instances", markup=False)
+    for change in report.limits:
+        was = "new" if change.before is None else f"was {_caps(change.before)}"
+        out.print(Text(f"limit {change.limit.scope}: {_caps(change.limit)} ({was})", style="cyan"))
+
+
+def _caps(limit: Limit) -> str:
+    pairs = (("concurrency", limit.concurrency), ("rpm", limit.rpm))
+    return ", ".join(f"{name} {value}" for name, value in pairs if value)
 
 
 def _why(change: FleetChange) -> str:
@@ -58,7 +66,7 @@ def diff(
         print_json(report.to_dict())
     else:
         _show(report, title="project")
-    changes = any(c.action.value != "unchanged" for c in report.changes)
+    changes = any(c.action.value != "unchanged" for c in report.changes) or bool(report.limits)
     return 1 if exit_code and changes else 0
 
 
@@ -100,7 +108,7 @@ def up(
     _show(report, title="project")
     if report.done:
         err.print(f"done: {', '.join(report.done)}", markup=False)
-    else:
+    elif not report.limits:
         err.print("nothing to do", markup=False)
 
 

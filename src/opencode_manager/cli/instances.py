@@ -26,6 +26,8 @@ from .. import (
     Status,
     Supervision,
     UsageError,
+)
+from ..fronts import (
     is_loopback_host,
     one_line,
     parse_duration,
@@ -51,6 +53,8 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
 pass_state = click.make_pass_decorator(Context)
+#: The supervision options' defaults (supervision.DEFAULTS, through the library's options).
+SUPERVISION = Supervision()
 
 
 class _StartBar:
@@ -121,7 +125,7 @@ class _StartBar:
 @click.option(
     "--restart",
     "restart_policy",
-    default="on-failure",
+    default=SUPERVISION.restart,
     show_default=True,
     type=click.Choice(RESTART_POLICIES),
     help="When the keeper restarts the server.",
@@ -129,7 +133,7 @@ class _StartBar:
 @click.option(
     "--max-restarts",
     type=int,
-    default=10,
+    default=SUPERVISION.max_restarts,
     show_default=True,
     metavar="N",
     help="Restarts allowed within --restart-window before giving up (errored).",
@@ -137,7 +141,7 @@ class _StartBar:
 @click.option(
     "--restart-window",
     type=float,
-    default=60.0,
+    default=SUPERVISION.restart_window,
     show_default=True,
     metavar="S",
     help="Window (seconds) for --max-restarts.",
@@ -145,7 +149,7 @@ class _StartBar:
 @click.option(
     "--health-interval",
     type=float,
-    default=5.0,
+    default=SUPERVISION.health_interval,
     show_default=True,
     metavar="S",
     help="Seconds between liveness probes; 3 misses in a row recycle the server.",
@@ -154,7 +158,7 @@ class _StartBar:
 @click.option("--max-age", metavar="DUR", help="Recycle when older than this (e.g. 12h).")
 @click.option(
     "--log-max-size",
-    default="10M",
+    default=f"{SUPERVISION.log_max_size >> 20}M",  # in MiB, as --help has always shown it
     show_default=True,
     metavar="SIZE",
     help="Rotate the instance log above this size.",
@@ -162,7 +166,7 @@ class _StartBar:
 @click.option(
     "--log-keep",
     type=int,
-    default=5,
+    default=SUPERVISION.log_keep,
     show_default=True,
     metavar="N",
     help="Rotated log files kept.",

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import OcmError, Settings, StartError, __version__, strip_ansi
+from .. import OcmError, Settings, StartError, __version__
+from ..fronts import strip_ansi
 from .plain import say
 
 EXIT_USAGE = 2
@@ -102,6 +103,7 @@ LAZY_COMMANDS = {
     "worktree": ("worktrees", "worktree"),
     "remote": ("remotes", "remote"),
     "cluster": ("cluster", "cluster"),
+    "limits": ("limits", "limits"),
 }
 
 

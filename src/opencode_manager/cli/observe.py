@@ -16,7 +16,8 @@ from rich.console import Group
 from rich.live import Live
 from rich.text import Text
 
-from .. import AsyncManager, EventFilter, EventFolder, FleetFrame, Status, UsageError
+from .. import AsyncManager, FleetFrame, Status, UsageError
+from ..fronts import EventFilter, EventFolder
 from .loops import watch
 from .main import Context
 from .options import complete_instances

@@ -13,11 +13,23 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .. import InstanceInfo, Status, human_size, one_line
+from .. import InstanceInfo, Status
+from ..fronts import human_size, one_line
 
-# Pipes get full lines instead of rich's 80-column default, so scripts can parse tables.
-out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 250)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+def stdout_console() -> Console:
+    """Pipes get full lines instead of rich's 80-column default, so scripts can parse tables."""
+    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 250)
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+# Made once, at import (as rich reads the stream and the environment then); the in-process
+# test runner makes fresh ones per call from the two functions above.
+out = stdout_console()
+err = stderr_console()
 
 STATUS_STYLE = {
     Status.RUNNING: "green",
@@ -34,6 +46,7 @@ TASK_STYLE = {
     "completed": "green",
     "failed": "red",
     "timed_out": "yellow",
+    "budget_exceeded": "yellow",
     "aborted": "yellow",
     "cancelled": "dim",
     "running": "cyan",

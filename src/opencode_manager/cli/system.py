@@ -12,7 +12,8 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from .. import PINNED_OPENCODE_VERSION, UsageError, human_size
+from .. import PINNED_OPENCODE_VERSION, UsageError
+from ..fronts import human_size
 from .main import Context
 from .options import json_option
 from .output import ago, err, out, print_json

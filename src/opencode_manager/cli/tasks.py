@@ -23,12 +23,8 @@ from .. import (
     TaskStatus,
     UsageError,
     WorktreeRequest,
-    error_summary,
-    load_schema,
-    one_line,
-    parse_duration,
-    strip_ansi,
 )
+from ..fronts import error_summary, load_schema, one_line, parse_duration, strip_ansi
 from .loops import run_with_cancel, watch
 from .main import Context
 from .options import complete_instances, complete_tasks, max_retries_option
@@ -46,6 +42,7 @@ EXIT_FOR_STATUS = {
     TaskStatus.TIMED_OUT: 11,
     TaskStatus.ABORTED: 12,
     TaskStatus.CANCELLED: 12,
+    TaskStatus.BUDGET_EXCEEDED: 13,
 }
 
 

@@ -7,7 +7,8 @@ import time
 import click
 from rich.text import Text
 
-from .. import ConflictError, parse_duration
+from .. import ConflictError
+from ..fronts import parse_duration
 from .main import Context
 from .options import complete_tasks, json_option
 from .output import (

@@ -9,16 +9,20 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
+    "AsyncOpencode2Client": "opencode2",
     "AsyncOpencodeClient": "shells",
     "Endpoint": "endpoint",
     "OpencodeClient": "shells",
     "Operation": "core",
+    "client_for": "dialect",
     "http_options": "shells",
 }
 
 if TYPE_CHECKING:
     from .core import Operation
+    from .dialect import client_for
     from .endpoint import Endpoint
+    from .opencode2 import AsyncOpencode2Client
     from .shells import AsyncOpencodeClient, OpencodeClient, http_options
 
 
@@ -31,4 +35,12 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = ["AsyncOpencodeClient", "Endpoint", "OpencodeClient", "Operation", "http_options"]
+__all__ = [
+    "AsyncOpencode2Client",
+    "AsyncOpencodeClient",
+    "Endpoint",
+    "OpencodeClient",
+    "Operation",
+    "client_for",
+    "http_options",
+]

@@ -27,7 +27,7 @@ from ..text import error_summary, one_line
 from .endpoint import Endpoint
 
 T = TypeVar("T")
-_SESSION_PATH = re.compile(r"^/session/(ses[^/?]+)")
+_SESSION_PATH = re.compile(r"^(?:/api)?/session/(ses[^/?]+)")  # 1.x and 2.x routes
 #: Attempts of a safe call on the setting's deadline, and the pause before each retry.
 SAFE_ATTEMPTS = 3
 RETRY_PAUSE = 0.5

@@ -6,6 +6,7 @@ import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..lines import Line
 from ..models import DEFAULT_USERNAME
 
 
@@ -25,6 +26,9 @@ class Endpoint:
     #: How long a control call waits for its answer (the OCM_HTTP_TIMEOUT setting, which
     #: `Fleet.endpoint` puts here); None: the HTTP client's own timeout.
     timeout: float | None = None
+    #: The OpenCode line the server speaks (`Fleet.endpoint` takes it from the instance's
+    #: version): what `client.client_for` chooses the dialect by.
+    line: Line = Line.V1
 
     @property
     def base_url(self) -> str:

@@ -3,13 +3,15 @@
 OpenCode sends only ``data: <json>`` frames: no ids, no event names, so no replay after a
 reconnect. ``/event`` frames are ``{"type", "properties"}``; ``/global/event`` wraps them as
 ``{"directory", "payload": {...}}`` and duplicates changes as ``sync`` payloads, which we drop.
+OpenCode 2.x has one stream per server (``/api/event``, ``{"type", "data", "location"}``), which
+`stream_events_v2` translates into the same events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -44,19 +46,12 @@ def decode_event(data: str) -> Event | None:
     )
 
 
-async def stream_events(
-    http: httpx.AsyncClient,
-    endpoint: Endpoint,
-    *,
-    directory: str | None = None,
-    global_stream: bool = False,
-) -> AsyncIterator[Event]:
-    """Events from one connection, until the server ends it (no reconnect here)."""
-    path = "/global/event" if global_stream else "/event"
-    headers = {"accept": "text/event-stream", **endpoint.auth_header()}
-    if directory and not global_stream:
-        headers["x-opencode-directory"] = quote(directory, safe="")
-    timeout = httpx.Timeout(10.0, read=None)  # heartbeats every 10 s; a read may wait longer
+async def _frames(
+    http: httpx.AsyncClient, endpoint: Endpoint, path: str, headers: dict[str, str]
+) -> AsyncIterator[str]:
+    """The data of each SSE frame of one connection, until the server ends it."""
+    headers = {"accept": "text/event-stream", **endpoint.auth_header(), **headers}
+    timeout = httpx.Timeout(10.0, read=None)  # heartbeats every 10-15 s; a read may wait longer
     try:
         async with aconnect_sse(
             http, "GET", endpoint.base_url + path, headers=headers, timeout=timeout
@@ -83,14 +78,52 @@ async def stream_events(
                     status_code=response.status_code,
                 )
             async for sse in source.aiter_sse():
-                event = decode_event(sse.data)
-                if event is not None:
-                    yield event
+                yield sse.data
     except httpx.HTTPError as exc:
         raise ServerUnreachable(
             f"{endpoint.name or endpoint.base_url}: event stream lost ({exc.__class__.__name__})",
             instance=endpoint.name,
         ) from exc
+
+
+async def stream_events(
+    http: httpx.AsyncClient,
+    endpoint: Endpoint,
+    *,
+    directory: str | None = None,
+    global_stream: bool = False,
+) -> AsyncIterator[Event]:
+    """Events from one connection, until the server ends it (no reconnect here)."""
+    path = "/global/event" if global_stream else "/event"
+    headers: dict[str, str] = {}
+    if directory and not global_stream:
+        headers["x-opencode-directory"] = quote(directory, safe="")
+    async for data in _frames(http, endpoint, path, headers):
+        event = decode_event(data)
+        if event is not None:
+            yield event
+
+
+async def stream_events_v2(
+    http: httpx.AsyncClient,
+    endpoint: Endpoint,
+    *,
+    directory: str | None = None,
+    global_stream: bool = False,
+) -> AsyncIterator[Event]:
+    """OpenCode 2.x's one server-wide stream (`/api/event`: every location, so `directory`
+    and `global_stream` change nothing), translated into 1.x events (v2translate.py)."""
+    from .v2translate import EventTranslator, decode
+
+    translator = EventTranslator()  # per connection: what it remembers is this stream's
+    async for data in _frames(http, endpoint, "/api/event", {}):
+        frame = decode(data)
+        if isinstance(frame, dict):
+            for event in translator.translate(frame):
+                yield event
+
+
+Stream = Callable[..., AsyncIterator[Event]]
 
 
 RECONNECTED = "ocm.reconnected"  # a synthetic event: the stream was lost and is back
@@ -104,6 +137,7 @@ async def follow_events(
     directory: str | None = None,
     global_stream: bool = False,
     max_delay: float = 5.0,
+    stream: Stream = stream_events,
 ) -> AsyncIterator[Event]:
     """Events across reconnects (with backoff), marked by synthetic events.
 
@@ -114,7 +148,7 @@ async def follow_events(
     lost = False
     while True:
         try:
-            async for event in stream_events(
+            async for event in stream(
                 http, endpoint, directory=directory, global_stream=global_stream
             ):
                 if lost:

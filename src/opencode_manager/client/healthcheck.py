@@ -1,4 +1,4 @@
-"""The keeper's few HTTP calls (health, status, dispose) over asyncio streams and h11.
+"""The keeper's few HTTP calls (health, busy sessions, dispose) over asyncio streams and h11.
 
 `check` is the health check of both OpenCode lines (the decision is readiness.py's).
 
@@ -146,8 +146,14 @@ async def check(
 
 
 async def busy_sessions(endpoint: Endpoint, directory: str, *, timeout: float) -> dict[str, Any]:
-    path = "/session/status?directory=" + quote(directory, safe="")
-    data = await call(endpoint, "GET", path, timeout=timeout)
+    """Sessions running a turn: the directory's on 1.x (`/session/status`), the whole
+    server's on 2.x (`/api/session/active`, answered as `{"data": {ses: {...}}}`)."""
+    if endpoint.line is Line.V2:
+        data = await call(endpoint, "GET", "/api/session/active", timeout=timeout)
+        data = data.get("data") if isinstance(data, dict) else None
+    else:
+        path = "/session/status?directory=" + quote(directory, safe="")
+        data = await call(endpoint, "GET", path, timeout=timeout)
     return data if isinstance(data, dict) else {}
 
 

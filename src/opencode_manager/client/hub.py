@@ -55,7 +55,7 @@ class EventHub:
     ) -> None:
         """Put the events of `directory` on `client`'s server into `queue` until cancelled;
         set `connected` once the stream is up (or cannot be had)."""
-        key = (client.endpoint.base_url, directory)
+        key = (client.endpoint.base_url, client.stream_scope(directory))
         stream = self._streams.get(key)
         if stream is None or stream.pump is None or stream.pump.done():
             stream = _Stream()

@@ -80,11 +80,14 @@ def create_session(
     directory: str | None = None,
     *,
     permission: list[dict[str, str]] | None = None,
+    agent: str | None = None,
+    model: str | None = None,
 ) -> Operation[Session]:
     """A new session. Safe to ask again when no answer came: a duplicate is only an empty
     session (no prompt, no model call), while failing would lose the task. Creating one may
     boot a project directory on the server (its config, plugins, MCP servers): on a cold or
-    loaded host that took longer than 10 s, so it may take twice the timeout setting."""
+    loaded host that took longer than 10 s, so it may take twice the timeout setting.
+    `agent` and `model` are not sent: on 1.x each prompt carries them (2.x: client/v2.py)."""
     body: dict[str, Any] = {}
     if title:
         body["title"] = title

@@ -11,9 +11,9 @@ to that loop (the CLI runs one `asyncio.run` per command, `Manager` a loop of it
 closed with the facade (`AsyncManager.aclose`). Used from another loop (a facade reused
 across two `asyncio.run`), it starts over with a fresh client there.
 
-`client(endpoint)` is the only place an `AsyncOpencodeClient` is made for the library: a
-second protocol dialect (OpenCode 2.x, `/api/*`) is a client class chosen here, by the
-endpoint, and nothing above `client/` changes.
+`client(endpoint)` is the only place a client for a server is made for the library: it asks
+`dialect.client_for` for the endpoint's line (OpenCode 1.x, or 2.x's `/api/*`), so nothing
+above `client/` changes with the line.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import asyncio
 
 import httpx
 
+from .dialect import client_for
 from .endpoint import Endpoint
 from .shells import AsyncOpencodeClient
 from .transport import async_http
@@ -52,7 +53,7 @@ class HttpPool:
     def client(self, endpoint: Endpoint, *, timeout: float | None = None) -> AsyncOpencodeClient:
         """A client for one server over the shared connections. `timeout`: the caller's
         own deadline for each call (a probe's), instead of the OCM_HTTP_TIMEOUT setting's."""
-        return AsyncOpencodeClient(endpoint, http=self.http(), timeout=timeout)
+        return client_for(endpoint, http=self.http(), timeout=timeout)
 
     async def aclose(self) -> None:
         http, loop = self._http, self._loop

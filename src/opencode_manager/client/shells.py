@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import httpx
 
 from ..errors import ServerRefused
+from ..lines import Line
 from ..settings import HTTP_TIMEOUT
 from . import operations as ops
 from .core import Operation, build_request, read_response, retry_delay, transport_error
@@ -202,7 +203,16 @@ class OpencodeClient(_Base):
 
 
 class AsyncOpencodeClient(_Base):
-    """Asyncio client for one OpenCode server."""
+    """Asyncio client for one OpenCode 1.x server (2.x: `AsyncOpencode2Client`; which one a
+    server gets is `client_for`'s choice).
+
+    Its methods speak 1.x's shapes (client/types.py and 1.x's events); the 2.x client
+    translates into them, so what calls them does not care which line answers."""
+
+    #: The line this client speaks.
+    line = Line.V1
+    #: Whether a prompt may ask for structured output (`schema`).
+    structured_output = True
 
     def __init__(
         self,
@@ -288,6 +298,68 @@ class AsyncOpencodeClient(_Base):
 
     async def diff(self, session_id: str, message_id: str | None = None) -> list[Any]:
         return await self.call(ops.diff(session_id, message_id))
+
+    async def newest_message_id(self, session_id: str) -> str | None:
+        """The id of the session's newest message (a new prompt's id must sort after it)."""
+        newest = await self.call(ops.messages(session_id, limit=1))
+        return newest[-1].id if newest else None
+
+    # -- the project's agents, MCP servers, LSP servers and config -------------------------
+    async def agents(self, directory: str | None = None) -> list[Any]:
+        """The agents (`{name, mode, ...}`; `name` is what `--agent` takes)."""
+        return await self.call(ops.agents(directory))
+
+    async def mcp_status(self, directory: str | None = None) -> dict[str, Any]:
+        """`{server: {status, error?}}`."""
+        return await self.call(ops.mcp_status(directory))
+
+    async def lsp_status(self, directory: str | None = None) -> list[Any] | None:
+        """The language servers running (None where the line has no LSP)."""
+        return await self.call(ops.lsp_status(directory))
+
+    async def config(self, directory: str | None = None) -> dict[str, Any]:
+        return await self.call(ops.config(directory))
+
+    # -- asks ------------------------------------------------------------------------------
+    async def permissions(self, directory: str | None = None) -> list[Any]:
+        """Pending permission asks of the directory (`{id, sessionID, permission, patterns}`)."""
+        return await self.call(ops.permissions(directory))
+
+    async def questions(self, directory: str | None = None) -> list[Any]:
+        """Pending questions of the directory (`{id, sessionID, questions: [...]}`)."""
+        return await self.call(ops.questions(directory))
+
+    async def reply_permission(
+        self,
+        ask_id: str,
+        reply: str,
+        message: str | None = None,
+        directory: str | None = None,
+        *,
+        session_id: str | None = None,
+    ) -> None:
+        """reply: once, always or reject (`session_id`: the ask's, which 2.x needs)."""
+        await self.call(ops.reply_permission(ask_id, reply, message, directory))
+
+    async def reply_question(
+        self,
+        ask_id: str,
+        answers: list[list[str]],
+        directory: str | None = None,
+        *,
+        session_id: str | None = None,
+    ) -> None:
+        """One list of chosen labels per question."""
+        await self.call(ops.reply_question(ask_id, answers, directory))
+
+    async def reject_question(
+        self, ask_id: str, directory: str | None = None, *, session_id: str | None = None
+    ) -> None:
+        await self.call(ops.reject_question(ask_id, directory))
+
+    def stream_scope(self, directory: str | None) -> str | None:
+        """What one event stream of this server covers: 1.x has one per directory."""
+        return directory
 
     def events(
         self, directory: str | None = None, *, global_stream: bool = False, reconnect: bool = False

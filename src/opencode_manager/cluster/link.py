@@ -44,7 +44,8 @@ from ..errors import ConflictError, Interrupted, OcmError, StartError, StateErro
 from ..instances import credentials, lifecycle
 from ..instances import spec as specs
 from ..instances.fleet import Fleet
-from ..models import EventKind, InstanceRecord, InstanceSpec, State
+from ..models import InstanceRecord, InstanceSpec, State
+from ..supervision import RestartPolicy
 from .agent import START_TAG, HostAgent, started_by
 from .deadlines import CALL_VARIABLE, Deadlines
 from .hosts import Host, place
@@ -406,7 +407,7 @@ class Link:
             for chosen, node_id in zip(names, placement, strict=True):
                 spec = InstanceSpec(
                     name=chosen, dir=directory, hostname=address.get(node_id, "?"),
-                    env=((START_TAG, tag),), remote=True, node=node_id, restart="never",
+                    env=((START_TAG, tag),), remote=True, node=node_id, restart=RestartPolicy.NEVER,
                 )  # fmt: skip
                 registry.reserve(db, spec, port=None, starter=me, start_timeout=timeout)
                 plan[chosen] = node_id
@@ -509,8 +510,8 @@ class Link:
                 credentials.delete_password(self.fleet.settings, name)
         for name in left:
             with contextlib.suppress(OcmError):
-                self.fleet.registry.update(
-                    name, error="a failed start; it may still run on its host"
+                self.fleet.registry.mark_start_in_doubt(
+                    name, "a failed start; it may still run on its host"
                 )
         return left
 
@@ -525,7 +526,10 @@ class Link:
             )  # fmt: skip
         self.fleet.registry.delete(record.name)
         credentials.delete_password(self.fleet.settings, record.name)
-        return {"name": record.name, "was": "starting", "status": "stopped", "via": "agent"}
+        return {
+            "name": record.name, "was": State.STARTING.value, "status": State.STOPPED.value,
+            "via": lifecycle.StopVia.AGENT.value,
+        }  # fmt: skip
 
     def _where(self, node_id: str) -> str:
         """A host as errors name it: its address and node."""
@@ -570,10 +574,9 @@ class Link:
                 wait=self.deadlines.restart(timeout, lifecycle.DEFAULT_STOP_TIMEOUT, 1),
             )  # fmt: skip
             for described in again:
-                self.fleet.registry.update(
-                    record.name, state=State.RUNNING, url=described["url"],
-                    port=described["port"], error=None, stopped_at=None,
-                )  # fmt: skip
+                self.fleet.registry.mark_running_on_host(
+                    record.name, url=described["url"], port=described["port"]
+                )
         return [r.name for r in records]
 
     def forget(self, records: Sequence[InstanceRecord]) -> list[str]:
@@ -622,6 +625,25 @@ class Link:
         return report
 
 
+def up(fleet: Fleet, address: str | None = None) -> ClusterReport:
+    """`ocm cluster up`: connect to the cluster at `address` (kept for later commands) and
+    reconcile one host agent per alive node."""
+    link = Link(fleet, address)
+    report = link.reconcile()
+    save_address(fleet, link.address)
+    return report
+
+
+def survey(fleet: Fleet) -> ClusterReport:
+    """`ocm cluster ls`: hosts, agents and instances per host, as they are."""
+    return Link(fleet).survey()
+
+
+def down(fleet: Fleet, timeout: float) -> ClusterReport:
+    """`ocm cluster down`: stop every cluster instance through its agent, then the agents."""
+    return Link(fleet).down(timeout)
+
+
 def record_started(fleet: Fleet, described: dict[str, Any]) -> None:
     """A driver row (reserved `starting`, or already running) set running with what its
     agent says: URL, port, version, and its password (0600), written first."""
@@ -637,15 +659,10 @@ def record_started(fleet: Fleet, described: dict[str, Any]) -> None:
         hostname=url.split("//", 1)[-1].rsplit(":", 1)[0],
         auth=described.get("password") is not None,
     )
-    was_starting = row.state is State.STARTING
-    fleet.registry.update(
-        name, spec=spec, state=State.RUNNING, url=url, port=described.get("port"),
-        version=str(described.get("version") or "?"), error=None,
-        started_at=time.time() if was_starting or row.started_at is None else row.started_at,
-        starter_pid=None, starter_ctime=None,
+    fleet.registry.mark_running_on_host(
+        name, url=url, port=described.get("port"),
+        version=str(described.get("version") or "?"), spec=spec,
     )  # fmt: skip
-    if was_starting:
-        fleet.registry.add_event(name, EventKind.HEALTHY.value, f"{url} (cluster)")
 
 
 def _groups(plan: dict[str, str]) -> dict[str, list[str]]:
@@ -667,7 +684,7 @@ def record_cluster(fleet: Fleet, described: dict[str, Any]) -> None:
         auth=described.get("password") is not None,
         remote=True,
         node=str(described["node_id"]),
-        restart="never",
+        restart=RestartPolicy.NEVER,
     )
     registry = fleet.registry
     with registry.transaction() as db:

@@ -36,7 +36,6 @@ from .. import (
     AsyncManager,
     BatchOptions,
     ConflictError,
-    EventFilter,
     NotFoundError,
     OcmError,
     Settings,
@@ -46,6 +45,7 @@ from .. import (
     __version__,
     decode_batch_file,
 )
+from ..fronts import EventFilter
 from . import views
 from .auth import COOKIE, Session, Sessions
 from .diffview import diff_lines, patch_of

@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 from .. import (
     AsyncManager,
     Event,
-    EventFilter,
-    EventFolder,
     EventKind,
     LifecycleEvent,
     OcmError,
     Received,
 )
+from ..fronts import EventFilter, EventFolder
 from . import views
 
 KEEP = 1000  # rows kept for pages opened later (filters pick from these)

@@ -8,7 +8,8 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .. import Settings, UsageError, listener, load_secret, serve_app
+from .. import Settings, UsageError
+from ..fronts import listener, load_secret, serve_app
 from .app import Dashboard
 from .auth import TOKEN_FILE
 

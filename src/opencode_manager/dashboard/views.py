@@ -12,7 +12,6 @@ from .. import (
     AsyncManager,
     BatchSummary,
     ConflictError,
-    EventLine,
     FleetFrame,
     FleetRow,
     InstanceInfo,
@@ -24,8 +23,8 @@ from .. import (
     StatusReport,
     TaskRecord,
     TaskStatus,
-    human_size,
 )
+from ..fronts import EventLine, human_size
 from .history import FleetSeries, fleet_series, polyline
 
 LOG_LINES = 200
@@ -35,8 +34,8 @@ STATUS_CLASS = {
     "running": "good", "completed": "good", "starting": "warn", "stopping": "warn",
     "unhealthy": "bad", "crashed": "bad", "errored": "bad", "failed": "bad",
     "timed_out": "bad", "aborted": "warn", "cancelled": "muted", "stopped": "muted",
-    "pending": "muted", "interrupted": "warn", "foreign": "muted", "busy": "warn",
-    "idle": "muted", "retry": "bad", "unreachable": "bad",
+    "budget_exceeded": "bad", "pending": "muted", "interrupted": "warn", "foreign": "muted",
+    "busy": "warn", "idle": "muted", "retry": "bad", "unreachable": "bad",
 }  # fmt: skip
 
 

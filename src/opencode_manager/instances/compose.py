@@ -3,6 +3,8 @@
 New instances start in parallel; changed ones are recreated one at a time (each healthy again
 before the next goes down, so a group is never all down); orphans are stopped and removed only
 with `remove_orphans`. Nothing that the file's project did not create is ever touched.
+The file's `[limits]` are set as `ocm limits set` would (fleet-wide: a limit the file no
+longer has stays until `ocm limits rm`).
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConflictError
+from ..limits import table as limit_table
+from ..limits.policy import Limit
 from ..models import InstanceSpec
 from . import lifecycle, ports
 from .converge import Action, Change, plan
 from .fleet import Fleet, is_live
-from .fleetfile import FleetFile, FleetFileError, Problem
+from .fleetfile import FleetFile, FleetFileError, Problem, read_fleet_file
 from .tomlpos import key_lines, line_of
 
 
@@ -27,29 +31,61 @@ class UpReport:
     project: str
     changes: list[Change]
     done: list[str] = field(default_factory=list)  # names acted on, in order
+    limits: list[LimitChange] = field(default_factory=list)  # [limits] new or changed
 
     def to_dict(self) -> dict[str, Any]:
         return {"project": self.project, "changes": [c.to_dict() for c in self.changes],
-                "done": list(self.done)}  # fmt: skip
+                "done": list(self.done), "limits": [c.to_dict() for c in self.limits]}  # fmt: skip
 
 
-def diff(fleet: Fleet, file: FleetFile, *, force_recreate: bool = False) -> UpReport:
+@dataclass(frozen=True)
+class LimitChange:
+    """A limit of the file that the registry does not have as written."""
+
+    limit: Limit
+    before: Limit | None  # None: new
+
+    def to_dict(self) -> dict[str, Any]:
+        def caps(limit: Limit | None) -> dict[str, Any] | None:
+            return None if limit is None else {"concurrency": limit.concurrency, "rpm": limit.rpm}
+
+        return {"scope": str(self.limit.scope), **(caps(self.limit) or {}),
+                "before": caps(self.before)}  # fmt: skip
+
+
+def limit_changes(wanted: Sequence[Limit], current: Sequence[Limit]) -> list[LimitChange]:
+    """The file's limits that differ from the registry's (pure)."""
+    have = {limit.scope: limit for limit in current}
+    return [LimitChange(limit, have.get(limit.scope)) for limit in wanted
+            if have.get(limit.scope) != limit]  # fmt: skip
+
+
+def diff(fleet: Fleet, path: str | None = None, *, force_recreate: bool = False) -> UpReport:
+    """What `up` would do to converge the fleet to the fleet file (default ./ocm.toml)."""
+    return _diff(fleet, read_fleet_file(path), force_recreate=force_recreate)
+
+
+def _diff(fleet: Fleet, file: FleetFile, *, force_recreate: bool) -> UpReport:
     records = fleet.records()
     live = {r.name for r in records if is_live(r)}
     changes = plan(file.instances, records, file.project, force_recreate=force_recreate, live=live)
-    return UpReport(file.project, changes)
+    current = [limit for limit, _ in limit_table.list_limits(fleet.registry)]
+    return UpReport(file.project, changes, limits=limit_changes(file.limits, current))
 
 
 def up(
     fleet: Fleet,
-    file: FleetFile,
+    path: str | None = None,
     *,
     recreate: bool = True,
     force_recreate: bool = False,
     remove_orphans: bool = False,
     timeout: float = lifecycle.DEFAULT_START_TIMEOUT,
 ) -> UpReport:
-    report = diff(fleet, file, force_recreate=force_recreate)
+    """Converge to the fleet file: start what is missing in parallel, recreate what changed
+    one at a time; only this file's project is ever touched."""
+    file = read_fleet_file(path)
+    report = _diff(fleet, file, force_recreate=force_recreate)
     conflicts = [c for c in report.changes if c.action is Action.CONFLICT]
     if conflicts:
         raise ConflictError(
@@ -57,12 +93,15 @@ def up(
             + ": rename it in the fleet file, or stop and `ocm rm` the other one"
         )
     _check_ports(file, [c for c in report.changes if c.action is Action.CREATE])
+    if report.limits:  # before any instance: tasks sent to a new one already share them
+        source = f"ocm.toml:{file.project}"
+        limit_table.set_limits(fleet.registry, [c.limit for c in report.limits], source=source)
     by_action: dict[Action, list[Change]] = {}
     for change in report.changes:
         by_action.setdefault(change.action, []).append(change)
     for change in by_action.get(Action.UNCHANGED, []):
         if change.keys and change.spec is not None:  # task defaults: no restart needed
-            fleet.registry.update(change.name, spec=_kept(fleet, change.spec))
+            fleet.registry.set_spec(change.name, _kept(fleet, change.spec))
     creates = [c.spec for c in by_action.get(Action.CREATE, []) if c.spec is not None]
     if creates:
         report.done += lifecycle.start(fleet, creates, timeout=timeout)
@@ -112,8 +151,10 @@ def _check_ports(file: FleetFile, creates: Sequence[Change]) -> None:
     raise FleetFileError(file.path, problems)
 
 
-def down(fleet: Fleet, project: str) -> list[lifecycle.StopResult]:
-    """Stop every instance this project created (they stay recorded: `ocm up` starts them)."""
+def down(fleet: Fleet, path: str | None = None) -> list[lifecycle.StopResult]:
+    """Stop every instance the fleet file's project created (they stay recorded: `ocm up`
+    starts them)."""
+    project = read_fleet_file(path).project
     names = [r.name for r in fleet.records() if r.spec.project == project and is_live(r)]
     return lifecycle.stop(fleet, names) if names else []
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from ..client import operations as ops
 from ..client.readiness import Phase
 from ..errors import OcmError, ServerError, ServerRefused
 from ..lines import SUPPORTED_LINES, Line, known_line
-from ..models import InstanceRecord, State, Status
+from ..models import InstanceRecord, State, Status, TextEnum
 from ..text import human_size, one_line
 from . import binary as binaries
 from . import ports
@@ -39,6 +40,13 @@ def _free_space(path: Path) -> int | None:
     return st.f_bavail * st.f_frsize
 
 
+class CheckLevel(TextEnum):
+    """How much a failed check matters (`ocm doctor` exits non-zero on errors only)."""
+
+    ERROR = "error"  # something does not work
+    WARNING = "warning"  # works, but worth a look
+
+
 @dataclass
 class Check:
     """One `ocm doctor` finding."""
@@ -47,10 +55,10 @@ class Check:
     ok: bool
     detail: str
     fix: str | None = None
-    level: str = "error"  # or "warning"
+    level: CheckLevel = CheckLevel.ERROR
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "level": self.level.value}
 
 
 async def run_checks(fleet: Fleet) -> list[Check]:
@@ -141,7 +149,7 @@ async def run_checks(fleet: Fleet) -> list[Check]:
                         False,
                         f"remote {record.url} does not answer: {info.error or info.status.value}",
                         fix=f"check the server on its host, or `ocm remote rm {record.name}`",
-                        level="warning",
+                        level=CheckLevel.WARNING,
                     )
                 )
                 continue
@@ -155,7 +163,7 @@ async def run_checks(fleet: Fleet) -> list[Check]:
                     f"crashed: {record.error or record.last_exit or _NO_CAUSE}",
                     fix=f"`ocm logs {record.name}`, then `ocm restart {record.name}`"
                     f" or `ocm rm {record.name}`",
-                    level="warning",
+                    level=CheckLevel.WARNING,
                 )
             )
             continue
@@ -176,7 +184,7 @@ async def run_checks(fleet: Fleet) -> list[Check]:
                     False,
                     f"its keeper reports: {record.keeper_error}",
                     fix="free disk space or release the registry lock; the keeper retries",
-                    level="warning",
+                    level=CheckLevel.WARNING,
                 )
             )
         if info.keeper_answering is False:
@@ -186,7 +194,7 @@ async def run_checks(fleet: Fleet) -> list[Check]:
                     False,
                     "its keeper does not answer (frozen, or its heartbeat is stale)",
                     fix=f"`ocm restart {record.name}`",
-                    level="warning",
+                    level=CheckLevel.WARNING,
                 )
             )
         if info.supervised is False:
@@ -196,7 +204,7 @@ async def run_checks(fleet: Fleet) -> list[Check]:
                     False,
                     "running without its keeper",
                     fix=f"`ocm restart {record.name}` to supervise it again",
-                    level="warning",
+                    level=CheckLevel.WARNING,
                 )
             )
         endpoint = fleet.endpoint(record)
@@ -233,7 +241,7 @@ async def run_checks(fleet: Fleet) -> list[Check]:
                     f"{record.name} is configured for port {spec_port}, now used by another "
                     "process",
                     fix=f"free the port, or `ocm rm {record.name}` and start it on another port",
-                    level="warning",
+                    level=CheckLevel.WARNING,
                 )
             )
     return checks
@@ -270,7 +278,9 @@ async def _auth_check(label: str, auth: bool, endpoint: Endpoint, line: Line) ->
                 fix=f"{restart} to hand it the password again",
             )
         return Check(label, True, "healthy; refuses anonymous requests, accepts ours")
-    return Check(label, True, "healthy; no password (--no-auth, loopback only)", level="warning")
+    return Check(
+        label, True, "healthy; no password (--no-auth, loopback only)", level=CheckLevel.WARNING
+    )
 
 
 async def project_checks(fleet: Fleet, record: InstanceRecord, *, mcp: bool = True) -> list[Check]:
@@ -292,7 +302,7 @@ async def project_checks(fleet: Fleet, record: InstanceRecord, *, mcp: bool = Tr
                 False,
                 f"OpenCode cannot load the project's config: {exc.detail or exc}",
                 fix=f"fix the file, then `ocm restart {record.name}` (OpenCode reads it once)",
-                level="warning",
+                level=CheckLevel.WARNING,
             )
         ]
     except ServerError:
@@ -312,7 +322,14 @@ async def project_checks(fleet: Fleet, record: InstanceRecord, *, mcp: bool = Tr
                     f"MCP server {server} failed: {one_line(str(state.get('error') or '?'))}",
                     fix=f"check `mcp.{server}` in the project's opencode.json (does its command "
                     f"exist?), then `ocm restart {record.name}`",
-                    level="warning",
+                    level=CheckLevel.WARNING,
                 )
             )
     return checks
+
+
+async def check_projects(fleet: Fleet, refs: Sequence[str], *, mcp: bool = True) -> list[Check]:
+    """`project_checks` of each named instance, asked at once."""
+    records = await asyncio.to_thread(lambda: [fleet.resolve(ref) for ref in refs])
+    found = await asyncio.gather(*(project_checks(fleet, r, mcp=mcp) for r in records))
+    return [check for checks in found for check in checks]

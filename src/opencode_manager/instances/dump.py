@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConflictError, NotFoundError, OcmError, StartError, StateError, UsageError
-from ..models import InstanceRecord, InstanceSpec, ProcessIdentity, State
+from ..models import DesiredState, InstanceRecord, InstanceSpec, ProcessIdentity, State
 from ..settings import Settings
 from . import lifecycle, ports
 from .fleet import Fleet, is_live
@@ -113,7 +113,7 @@ def is_running(record: InstanceRecord, live: Liveness = is_live) -> bool:
     requested."""
     return (
         record.state in (State.RUNNING, State.STARTING)
-        and record.desired != "stopped"
+        and record.desired is not DesiredState.STOPPED
         and live(record)
     )
 
@@ -310,7 +310,10 @@ def plan(dump: Dump, records: Sequence[InstanceRecord], live: Liveness = is_live
             )
         elif not live(record):
             result.restart[saved.name] = saved.spec
-        elif record.state in (State.RUNNING, State.STARTING) and record.desired != "stopped":
+        elif (
+            record.state in (State.RUNNING, State.STARTING)
+            and record.desired is not DesiredState.STOPPED
+        ):
             result.running.append(saved.name)
         elif record.state in (State.STOPPING, State.RUNNING, State.STARTING):
             result.skipped[saved.name] = (
@@ -447,7 +450,7 @@ def _unpin(fleet: Fleet, pinned: dict[str, InstanceSpec]) -> None:
         with contextlib.suppress(OcmError):
             current = fleet.registry.get(name).spec
             if replace(current, opencode=None) == replace(spec, opencode=None):
-                fleet.registry.update(name, spec=replace(current, port=None))
+                fleet.registry.set_spec(name, replace(current, port=None))
 
 
 def _attempt(

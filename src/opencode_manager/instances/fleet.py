@@ -20,7 +20,7 @@ from .. import process
 from ..client import healthcheck
 from ..client.endpoint import Endpoint
 from ..errors import ConflictError, NotFoundError, OcmError, ServerError, UsageError
-from ..lines import known_line
+from ..lines import Line, known_line
 from ..models import InstanceRecord, ProcessIdentity, State
 from ..registry import Registry
 from ..secretbook import SecretBook
@@ -231,6 +231,7 @@ class Fleet:
             name=record.name,
             known_secrets=self.secrets.values,
             timeout=self.settings.http_timeout,
+            line=known_line(record.version) or Line.V1,
         )
 
     def reader(self, ref: str) -> Endpoint:
@@ -243,6 +244,7 @@ class Fleet:
                 name=f"foreign:{found.port}",
                 known_secrets=self.secrets.values,
                 timeout=self.settings.http_timeout,
+                line=_foreign_line(found),
             )
         if found.state is not State.RUNNING or not (found.spec.remote or is_up(found)):
             return self.endpoint_of(self.resolve_running(ref))  # raises: not running
@@ -277,6 +279,21 @@ class Fleet:
     def recent_errors(self, name: str, limit: int = 10) -> list[str]:
         lines = tail_across(self.settings.log_path(name), 500)
         return [ln for ln in lines if is_error(ln)][-limit:]
+
+
+def _foreign_line(found: ForeignServer) -> Line:
+    """A foreign server's line: its registration's version, else what its unauthenticated
+    answers prove (client/readiness.py); 1.x when nothing tells."""
+    line = known_line(found.version)
+    if line is not None:
+        return line
+    try:
+        verdict = healthcheck.check_blocking(
+            Endpoint(url=found.url), timeout=REMOTE_HEALTH_TIMEOUT, expected=None
+        )
+    except ServerError:
+        return Line.V1
+    return verdict.line or Line.V1
 
 
 # -- liveness (pure reads of /proc) ------------------------------------------------------------

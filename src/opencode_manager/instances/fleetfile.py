@@ -4,6 +4,9 @@
     [defaults]         any instance key, for every instance and group
     [instance.NAME]    one instance, NAME
     [group.NAME]       `count` instances, NAME-1 .. NAME-N
+    [limits]           provider limits for the whole fleet, as `ocm limits set`:
+                       anthropic = { concurrency = 8, rpm = 50 }
+                       "anthropic/claude-opus-4" = { concurrency = 2 }
 
 The instance keys are the options of `ocm start`, and their values go through the same
 validation (spec.build_specs, Supervision.validated): an instance from the file gets the spec
@@ -35,6 +38,7 @@ from typing import Any
 
 from ..durations import parse_duration, parse_size
 from ..errors import UsageError
+from ..limits.policy import Limit, parse_scope
 from ..models import InstanceSpec
 from .spec import (
     NAME_RE,
@@ -55,7 +59,8 @@ else:  # pragma: no cover - the same parser, as a package
 
 FLEET_FILE = "ocm.toml"
 MAX_COUNT = 64  # as `ocm start -n`
-TABLES = ("project", "defaults", "instance", "group")
+TABLES = ("project", "defaults", "instance", "group", "limits")
+LIMIT_KEYS = ("concurrency", "rpm")
 SUPERVISION_KEYS = tuple(Supervision.__dataclass_fields__)
 INSTANCE_KEYS = (
     "dir", "port", "port_range", "hostname", "cors", "env", "auth", "log_level",
@@ -82,6 +87,7 @@ class FleetFile:
     path: Path
     project: str
     instances: tuple[Desired, ...]  # in the order of the file
+    limits: tuple[Limit, ...] = ()  # [limits], in the order of the file (`ocm up` sets them)
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,12 @@ def find_fleet_file(cwd: Path, given: str | None = None) -> Path:
     elif not path.is_file():
         raise UsageError(f"-f {given}: not a file")
     return path
+
+
+def read_fleet_file(given: str | None = None) -> FleetFile:
+    """The fleet file a command names (-f FILE, or a directory holding ocm.toml), else the
+    current directory's ocm.toml, read and validated."""
+    return load_fleet_file(find_fleet_file(Path("."), given))
 
 
 def load_fleet_file(path: Path) -> FleetFile:
@@ -296,14 +308,61 @@ class _Reader:
         tables = [t for kind in ("instance", "group") for t in self._members(kind)]
         built = [item for t in tables if t.ok and defaults.ok for item in self._expand(t, defaults)]
         self._check_fleet(built)
-        if not tables and not self.problems:
+        limits = self._limits()
+        if not tables and not limits and not self.problems:
             self.problems.append(
                 Problem(None, None, None, "no instances: add [instance.NAME] or [group.NAME]")
             )
         if self.problems:
             raise FleetFileError(self.path, self.problems)
         desired = sorted((b.desired for b in built), key=lambda d: d.line)  # stable sort
-        return FleetFile(self.path, project, tuple(desired))
+        return FleetFile(self.path, project, tuple(desired), tuple(limits))
+
+    def _limits(self) -> list[Limit]:
+        """[limits]: SCOPE = { concurrency = N, rpm = N }, each checked as `ocm limits set`."""
+        raw = self.data.get("limits")
+        if raw is None:
+            return []
+        if not isinstance(raw, dict):
+            self.problem(("limits",), None, f"expected a table, got {_kind(raw)}")
+            return []
+        found = []
+        for scope_text, body in raw.items():
+            where = ("limits", scope_text)
+            try:
+                scope = parse_scope(scope_text)
+            except UsageError as exc:
+                self.problem(where, scope_text, exc.message)
+                continue
+            if not isinstance(body, dict):
+                got = f"expected a table like {{ concurrency = 4, rpm = 60 }}, got {_kind(body)}"
+                self.problem(where, scope_text, got)
+                continue
+            caps: dict[str, int] = {}
+            for key, value in body.items():
+                if key not in LIMIT_KEYS:
+                    close = difflib.get_close_matches(key, LIMIT_KEYS, n=1)
+                    hint = f" (did you mean {close[0]}?)" if close else ""
+                    if isinstance(value, dict):  # anthropic.claude = {...}: a dotted key
+                        hint = f' (a model\'s limit is written "{scope_text}/{key}" = {{ ... }})'
+                    self.problem((*where, key), f"{scope_text}.{key}", f"unknown key{hint}")
+                elif isinstance(value, bool) or not isinstance(value, int):
+                    self.problem(
+                        (*where, key), f"{scope_text}.{key}", _expected("an integer", value).message
+                    )
+                elif value < 1:
+                    self.problem(
+                        (*where, key), f"{scope_text}.{key}", f"must be 1 or more, got {value}"
+                    )
+                else:
+                    caps[key] = value
+            if len(caps) != len(body):
+                continue
+            if not caps:
+                self.problem(where, scope_text, "give concurrency and/or rpm")
+                continue
+            found.append(Limit(scope, caps.get("concurrency"), caps.get("rpm")))
+        return found
 
     def _unknown(self, table: tuple[str, ...], key: str, known: Sequence[str], value: Any) -> None:
         close = difflib.get_close_matches(key, known, n=1)

@@ -20,6 +20,8 @@ from ..models import (
     InstanceRecord,
     InstanceSpec,
     LifecycleEvent,
+    Owner,
+    ResourceSample,
     State,
     Status,
     derive_status,
@@ -180,7 +182,7 @@ async def list_instances(
                 cpu_percent=stat.cpu_percent if stat else None,
                 log=None,
                 dir=_cwd_of(f.pid),
-                owner="foreign",
+                owner=Owner.FOREIGN,
                 auth=h.auth_required
                 if h.auth_required is not None
                 else (False if h.healthy else None),
@@ -244,13 +246,24 @@ def remote_info(record: InstanceRecord, health: probe.Health) -> InstanceInfo:
         dir=record.spec.dir,
         auth=record.spec.auth,
         error=error,
-        owner="cluster" if record.spec.node else "remote",
+        owner=Owner.CLUSTER if record.spec.node else Owner.REMOTE,
     )
 
 
-async def instance_info(fleet: Fleet, ref: str) -> InstanceInfo:
-    """One instance (or foreign server) as `ls` shows it."""
-    found = await asyncio.to_thread(fleet.find, ref)
+async def fresh(fleet: Fleet, names: Sequence[str]) -> list[InstanceInfo]:
+    """Instances a command just started, as `ls` shows them, in the order given."""
+    # Just started: a CPU reading would only measure the start itself, so skip the window.
+    infos = await list_instances(fleet, include_foreign=False, measure_cpu=False, names=names)
+    by_name = {info.name: info for info in infos}
+    return [by_name[name] for name in names if name in by_name]
+
+
+async def instance_info(
+    fleet: Fleet, ref: str, found: InstanceRecord | ForeignServer | None = None
+) -> InstanceInfo:
+    """One instance (or foreign server) as `ls` shows it (`found`: `ref` already looked up)."""
+    if found is None:
+        found = await asyncio.to_thread(fleet.find, ref)
     foreign = isinstance(found, ForeignServer)
     name = found.name if isinstance(found, InstanceRecord) else f"foreign:{found.port}"
     for info in await list_instances(
@@ -333,7 +346,7 @@ def spec_settings(spec: InstanceSpec) -> dict[str, Any]:
         "shared_data": spec.shared_data,
         "opencode": spec.opencode,
         "binary": spec.binary,  # its own choice (a version or a path), if it has one
-        "restart": spec.restart,
+        "restart": spec.restart.value,
         "max_restarts": spec.max_restarts,
         "restart_window": spec.restart_window,
         "health_interval": spec.health_interval,
@@ -349,10 +362,14 @@ def spec_settings(spec: InstanceSpec) -> dict[str, Any]:
     }
 
 
-async def status_report(fleet: Fleet, ref: str) -> StatusReport:
-    """The detailed report: process tree, memory, connections, sessions, MCP, LSP, errors."""
-    found = await asyncio.to_thread(fleet.find, ref)
-    report = StatusReport(info=await instance_info(fleet, ref))
+async def status_report(
+    fleet: Fleet, ref: str, found: InstanceRecord | ForeignServer | None = None
+) -> StatusReport:
+    """The detailed report: process tree, memory, connections, sessions, MCP, LSP, errors
+    (`found`: `ref` already looked up)."""
+    if found is None:
+        found = await asyncio.to_thread(fleet.find, ref)
+    report = StatusReport(info=await instance_info(fleet, ref, found))
     if isinstance(found, InstanceRecord):
         server = current_server(found)
         endpoint = fleet.endpoint(found)
@@ -364,19 +381,13 @@ async def status_report(fleet: Fleet, ref: str) -> StatusReport:
         report.settings = spec_settings(found.spec)
     else:
         server = process.verified(process.identity_of(found.pid))
-        endpoint = Endpoint(url=found.url)
+        endpoint = Endpoint(url=found.url, line=Line(report.info.line or Line.V1))
         directory = None
     if server is not None:
         report.processes = probe.process_tree(server)
         report.connections = probe.connections(server)
     remote = isinstance(found, InstanceRecord) and found.spec.remote
-    # Sessions, MCP and LSP are asked in the 1.x dialect; 2.x's comes with its task support.
-    speaks_v1 = report.info.line != Line.V2.value
-    if (
-        endpoint is not None
-        and speaks_v1
-        and (server is not None or (remote and report.info.healthy))
-    ):
+    if endpoint is not None and (server is not None or (remote and report.info.healthy)):
         await _ask_server(report, fleet.client(endpoint, timeout=5.0), directory)
     return report
 
@@ -384,13 +395,11 @@ async def status_report(fleet: Fleet, ref: str) -> StatusReport:
 async def _ask_server(
     report: StatusReport, client: AsyncOpencodeClient, directory: str | None
 ) -> None:
-    from ..client import operations as ops
-
     answers: list[Any] = await asyncio.gather(
-        client.call(ops.sessions(directory)),
-        client.call(ops.session_status(directory)),
-        client.call(ops.mcp_status(directory)),
-        client.call(ops.lsp_status(directory)),
+        client.sessions(directory),
+        client.session_status(directory),
+        client.mcp_status(directory),
+        client.lsp_status(directory),
         return_exceptions=True,
     )
     listed, states, mcp, lsp = answers
@@ -423,6 +432,12 @@ def client_env(fleet: Fleet, ref: str) -> dict[str, str]:
     if password:
         out["OPENCODE_SERVER_PASSWORD"] = password
     return out
+
+
+def samples(fleet: Fleet, ref: str, since: float | None = None) -> list[ResourceSample]:
+    """The instance's CPU and memory over the last 30 minutes, as its keeper sampled them at
+    each health check, oldest first."""
+    return fleet.registry.samples(fleet.resolve(ref).name, since=since)
 
 
 def lifecycle_events(

@@ -13,6 +13,7 @@ from typing import Any
 from ..errors import BinaryError, UsageError
 from ..lines import line_of
 from ..models import InstanceSpec
+from ..supervision import DEFAULTS, RestartPolicy
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,62}$")
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -187,16 +188,17 @@ def parse_binary(value: str, base: Path) -> str:
 
 @dataclass(frozen=True)
 class Supervision:
-    """Supervision options of `ocm start` (see supervision.py for what they mean)."""
+    """Supervision options of `ocm start` (see supervision.py for what they mean, and for
+    their defaults: `supervision.DEFAULTS`)."""
 
-    restart: str = "on-failure"
-    max_restarts: int = 10
-    restart_window: float = 60.0
-    health_interval: float = 5.0
-    max_memory: int | None = None
-    max_age: float | None = None
-    log_max_size: int = 10 * 1024 * 1024
-    log_keep: int = 5
+    restart: str = DEFAULTS.policy.value  # a RestartPolicy's word, as given
+    max_restarts: int = DEFAULTS.max_restarts
+    restart_window: float = DEFAULTS.window
+    health_interval: float = DEFAULTS.health_interval
+    max_memory: int | None = DEFAULTS.max_memory
+    max_age: float | None = DEFAULTS.max_age
+    log_max_size: int = DEFAULTS.log_max_size
+    log_keep: int = DEFAULTS.log_keep
 
     def validated(self) -> dict[str, Any]:
         if self.restart not in RESTART_POLICIES:
@@ -222,7 +224,7 @@ class Supervision:
         return asdict(self)
 
 
-RESTART_POLICIES = ("never", "on-failure", "always")
+RESTART_POLICIES = tuple(policy.value for policy in RestartPolicy)  # never, on-failure, always
 
 
 def next_generated_names(taken: set[str], count: int) -> list[str]:

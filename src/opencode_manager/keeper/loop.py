@@ -12,7 +12,7 @@ reconcile loop:
   in a row (a wedged or SIGSTOPped server) and it is ended and restarted;
 * ``max_memory`` / ``max_age`` recycle it gracefully (busy sessions get a grace period, then
   dispose, then stop);
-* when it ends, the restart policy decides (policy.py): backoff 100 ms x1.5 up to 15 s,
+* when it ends, the restart policy decides (supervision.py): backoff 100 ms x1.5 up to 15 s,
   reset after 30 s up, and `errored` past the flapping limit;
 * the desired state in its registry row is what it acts on: a stop request (with its timeout)
   is read there; SIGTERM only wakes it (and stops it when the registry cannot be read);
@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -47,7 +48,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .. import process
@@ -59,13 +60,21 @@ from ..errors import OcmError, ServerError
 from ..instances import launch, ports
 from ..instances.credentials import read_password
 from ..lines import Line, known_line
-from ..models import KEEPER_CMD, EventKind, InstanceRecord, InstanceSpec, ProcessIdentity, State
+from ..models import (
+    KEEPER_CMD,
+    DesiredState,
+    EventKind,
+    InstanceRecord,
+    InstanceSpec,
+    ProcessIdentity,
+    State,
+)
 from ..registry import Registry
 from ..settings import Settings
+from ..supervision import DEFAULTS, ExitKind, Limits, decide, next_consecutive
 from . import row
 from .ledger import Ledger
 from .logsink import LogSink
-from .policy import ExitKind, Limits, RestartPolicy, decide, next_consecutive
 from .seams import (
     Clock,
     Host,
@@ -98,12 +107,15 @@ NOT_API_GRACE = 10.0
 
 
 def limits_of(spec: InstanceSpec) -> Limits:
-    return Limits(
-        policy=RestartPolicy(spec.restart),
+    """The spec's supervision; the rest (backoff, misses, grace) is everyone's `DEFAULTS`.
+    (The log's rotation the keeper takes from the spec itself.)"""
+    return dataclasses.replace(
+        DEFAULTS,
+        policy=spec.restart,
         max_restarts=spec.max_restarts,
         window=spec.restart_window,
         health_interval=spec.health_interval,
-        health_timeout=min(3.0, max(1.0, spec.health_interval)),
+        health_timeout=min(DEFAULTS.health_timeout, max(1.0, spec.health_interval)),
         max_memory=spec.max_memory,
         max_age=spec.max_age,
     )
@@ -240,7 +252,7 @@ class Keeper:
         record = await self.ledger.read(lambda r: r.get(self.name))
         if record is None:
             return  # unreadable: supervise from memory; SIGTERM still stops us
-        if record.desired == "stopped":
+        if record.desired is DesiredState.STOPPED:
             self.stop_timeout = record.stop_timeout or STOP_TIMEOUT
             self.stop_requested.set()
 
@@ -270,7 +282,7 @@ class Keeper:
                 else EventKind(outcome.kind.value)
             )
             self._event(kind, outcome.reason)
-            consecutive = next_consecutive(consecutive, outcome.uptime)
+            consecutive = next_consecutive(consecutive, outcome.uptime, self.limits)
             now = self.clock.time()
             decision = decide(
                 self.limits,
@@ -363,6 +375,9 @@ class Keeper:
             version = await self._wait_healthy(endpoint)
             if version is None:
                 return await self._start_failed(port, pumps)
+            # Its line as the health check proved it: the busy check before a recycle asks
+            # that line's route.
+            endpoint = replace(endpoint, line=self.line or Line.V1)
             warmed = await self._warm_up(endpoint)
             started = self.clock.monotonic()
             self.port = launch.port_of(url)

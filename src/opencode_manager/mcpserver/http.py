@@ -18,7 +18,8 @@ from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .. import Secret, Settings, UsageError, listener, load_secret, serve_app
+from .. import Settings, UsageError
+from ..fronts import Secret, listener, load_secret, serve_app
 
 PATH = "/mcp"
 TOKEN_FILE = "mcp-token"  # noqa: S105 - a file name

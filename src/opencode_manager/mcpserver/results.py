@@ -148,7 +148,10 @@ class TaskRecord(TypedDict):
     prompt: Annotated[str, Field(description="What was asked")]
     status: Annotated[
         str,
-        Field(description="pending, running, completed, failed, aborted, timed_out or cancelled"),
+        Field(
+            description="pending, running, completed, failed, aborted, timed_out, cancelled "
+            "or budget_exceeded"
+        ),
     ]
     created_at: Annotated[float, Field(description="When it was recorded (Unix time)")]
     batch_id: NotRequired[Annotated[str, Field(description="Its batch, if any")]]

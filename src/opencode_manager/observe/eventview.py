@@ -23,6 +23,20 @@ NOISE = frozenset(
         "project.updated",
         "server.connected",
         "file.watcher.updated",
+        # OpenCode 2.x's, passed as they came (client/v2translate.py): bookkeeping of a turn
+        # whose parts and statuses are shown already, and its locations' catalogues.
+        "session.instructions.updated",
+        "session.inbox.enqueued",
+        "session.step.streamed",
+        "session.usage.updated",
+        "agent.updated",
+        "command.updated",
+        "config.updated",
+        "model.updated",
+        "plugin.updated",
+        "provider.updated",
+        "skill.updated",
+        "websearch.updated",
     }
 )
 #: Levels: how a line should be highlighted.

@@ -1,6 +1,7 @@
 """One merged live stream of the events of many instances.
 
-Each instance is watched on its ``/global/event`` stream (every directory it serves), which is
+Each instance is watched on its server-wide stream (1.x ``/global/event``, every directory it
+serves; 2.x ``/api/event``, translated by the client into the same events), which is
 re-resolved from the registry at every reconnect, so a restarted instance (new PID, maybe new
 port) is picked up again. OpenCode keeps no event history, so after a reconnect the session
 states are re-read over REST and the differences reported (``ocm.resync``).
@@ -170,3 +171,13 @@ class Monitor:
                 watch.statuses.pop(sid, None)
             elif sid and isinstance(state, str):
                 watch.statuses[sid] = state
+
+
+async def watch(
+    fleet: Fleet, refs: Sequence[str] = (), *, follow_new: bool = False
+) -> AsyncIterator[Received]:
+    """`ocm monitor`: one merged live stream of the events of these instances (every live
+    one, and those started later, when none is named), until cancelled."""
+    monitor = await asyncio.to_thread(Monitor, fleet, refs, follow_new=follow_new)
+    async for item in monitor.events():
+        yield item

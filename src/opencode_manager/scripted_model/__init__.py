@@ -1,7 +1,17 @@
 """Scripted OpenAI-compatible chat-completions server that lets OpenCode run offline."""
 
 from .app import RequestLog, RequestRecord, ScriptedResponse, create_app
-from .config import MODEL, MODEL_ID, PROVIDER_ID, opencode_config, opencode_env
+from .config import (
+    BROKEN_MODEL,
+    GOOD_MODEL,
+    MODEL,
+    MODEL_ID,
+    PRICE,
+    PROVIDER_ID,
+    opencode_config,
+    opencode_env,
+)
+from .faults import Fault, Faults
 from .script import (
     Pause,
     Plan,
@@ -17,9 +27,14 @@ from .script import (
 from .server import ScriptedModelServer, serve_forever
 
 __all__ = [
+    "BROKEN_MODEL",
+    "GOOD_MODEL",
     "MODEL",
     "MODEL_ID",
+    "PRICE",
     "PROVIDER_ID",
+    "Fault",
+    "Faults",
     "Pause",
     "Plan",
     "RawData",

@@ -18,15 +18,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from .faults import Faults, answer_of
 from .script import (
-    DEFAULT_MODEL_NAME,
+    MODEL_NAMES,
     Pause,
     Plan,
     RawData,
     ReasoningDelta,
     TextDelta,
     ToolCall,
+    is_turn,
     plan_response,
+    refusal,
+    request_text,
 )
 
 Event: TypeAlias = "bytes | Pause"
@@ -241,7 +245,8 @@ def _models_body() -> dict[str, Any]:
     return {
         "object": "list",
         "data": [
-            {"id": DEFAULT_MODEL_NAME, "object": "model", "created": 0, "owned_by": "scripted"}
+            {"id": name, "object": "model", "created": 0, "owned_by": "scripted"}
+            for name in MODEL_NAMES
         ],
     }
 
@@ -266,9 +271,11 @@ def _plan_to_response(plan: Plan, completion_id: str, created: int) -> ScriptedR
     return ScriptedResponse([*pauses, payload], header_delay=plan.header_delay)
 
 
-def create_app(recorder: RequestLog | None = None) -> Starlette:
-    """Build the scripted-model ASGI app; requests are recorded into ``recorder``."""
+def create_app(recorder: RequestLog | None = None, faults: Faults | None = None) -> Starlette:
+    """Build the scripted-model ASGI app; requests are recorded into ``recorder``, and
+    answered with the trouble ``faults`` holds (see faults.py)."""
     log = recorder if recorder is not None else RequestLog()
+    trouble = faults if faults is not None else Faults()
     ids = itertools.count(1)
 
     def record(request: Request, status: int, plan: Plan | None, body: Any = None) -> None:
@@ -310,13 +317,35 @@ def create_app(recorder: RequestLog | None = None) -> Starlette:
                 }
             }
             return JSONResponse(error, status_code=400)
-        plan = plan_response(body)
+        model = body.get("model") if isinstance(body.get("model"), str) else None
+        failing = trouble.check(model=model, text=request_text(body), turn=is_turn(body))
+        if failing is not None:
+            plan = refusal(body, failing[0], answer_of(failing[1]))
+        else:
+            plan = plan_response(body)
         status = plan.error.status if plan.error is not None else 200
         record(request, status, plan, body)
         return _plan_to_response(plan, f"chatcmpl-scripted-{next(ids)}", int(time.time()))
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "model": DEFAULT_MODEL_NAME})
+        return JSONResponse({"status": "ok", "model": MODEL_NAMES[0]})
+
+    async def list_faults(request: Request) -> Response:
+        return JSONResponse([fault.to_dict() for fault in trouble.active()])
+
+    async def add_fault(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+            if not isinstance(body, dict):
+                raise ValueError("expected a JSON object")
+            fault = trouble.add_json(body)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(fault.to_dict(), status_code=201)
+
+    async def clear_faults(request: Request) -> Response:
+        trouble.clear()
+        return JSONResponse({"cleared": True})
 
     async def list_requests(request: Request) -> Response:
         return JSONResponse(log.entries())
@@ -332,7 +361,11 @@ def create_app(recorder: RequestLog | None = None) -> Starlette:
             Route("/_scripted/health", health, methods=["GET"]),
             Route("/_scripted/requests", list_requests, methods=["GET"]),
             Route("/_scripted/requests", clear_requests, methods=["DELETE"]),
+            Route("/_scripted/faults", list_faults, methods=["GET"]),
+            Route("/_scripted/faults", add_fault, methods=["POST"]),
+            Route("/_scripted/faults", clear_faults, methods=["DELETE"]),
         ]
     )
     app.state.requests = log
+    app.state.faults = trouble
     return app

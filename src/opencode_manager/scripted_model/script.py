@@ -12,6 +12,9 @@ from .toolbox import STRUCTURED_TOOL, TODO_TOOL, Toolbox, conform, rename_keys
 
 TITLE_TEXT = "Scripted Title"
 DEFAULT_MODEL_NAME = "scripted-model"
+GOOD_MODEL_NAME = "good"  # answers as the default model does (a fallback's target)
+BROKEN_MODEL_NAME = "broken"  # refuses every request with 400 (a fallback's source)
+MODEL_NAMES = (DEFAULT_MODEL_NAME, GOOD_MODEL_NAME, BROKEN_MODEL_NAME)
 REASONING_TEXT = "Let me think about this carefully"
 TODOS_DONE_TEXT = "Todos written."
 NO_TODO_TEXT = "No todo tool is offered."
@@ -51,6 +54,9 @@ _STRUCTURED_RE = re.compile(r"STRUCTURED[ \t]*(\{[^\r\n]*\})?")
 # see what the client and the server do with an argument the tool does not take.
 _CALL_RE = re.compile(r"CALL(!?)[ \t]+([A-Za-z0-9_.\-]+)[ \t]*(\{[^\r\n]*\})?")
 _WRITE_RE = re.compile(r"WRITE:[ \t]*([^\r\n]*)")
+# USAGE 120000 4000: report this usage (prompt, completion tokens) for each answer of the turn,
+# so a priced model costs what a test needs (a budget passed on the first step).
+_USAGE_RE = re.compile(r"USAGE[ \t]+([0-9]+)[ \t]+([0-9]+)")
 _READ_RE = re.compile(r"READ:[ \t]*([^\r\n]*)")
 # OpenCode may wrap its own additions in these tags; they are not the user's words.
 _REMINDER_RE = re.compile(r"<system-reminder>.*?</system-reminder>", re.DOTALL)
@@ -135,6 +141,8 @@ class ScriptedError:
     retry_after_ms: int | None = None
     # Sent as ``x-should-retry: false`` when set (NORETRY).
     no_retry: bool = False
+    # Sent as a ``retry-after`` header (whole seconds) when set.
+    retry_after_s: int | None = None
 
     def body(self) -> dict[str, Any]:
         """OpenAI-style error JSON body."""
@@ -145,6 +153,8 @@ class ScriptedError:
         headers: dict[str, str] = {}
         if self.retry_after_ms is not None:
             headers["retry-after-ms"] = str(self.retry_after_ms)
+        if self.retry_after_s is not None:
+            headers["retry-after"] = str(self.retry_after_s)
         if self.no_retry:
             headers["x-should-retry"] = "false"
         return headers
@@ -413,6 +423,35 @@ TOOL_BEHAVIOURS = frozenset(
 )
 
 
+def request_text(request: Mapping[str, Any]) -> str:
+    """The user's words in a request: its last user message without OpenCode's reminders."""
+    messages = _messages(request) or []
+    raw = _last_user_text(messages)
+    return strip_reminders(raw) if raw is not None else ""
+
+
+def is_turn(request: Mapping[str, Any]) -> bool:
+    """A request of a turn (it offers tools), not OpenCode's title or summary call."""
+    tools = request.get("tools")
+    return isinstance(tools, list) and bool(tools)
+
+
+def refusal(request: Mapping[str, Any], behaviour: str, error: ScriptedError) -> Plan:
+    """A plan that answers `error` (a fault, a model that refuses)."""
+    model = request.get("model")
+    model_name = model if isinstance(model, str) and model else DEFAULT_MODEL_NAME
+    messages = _messages(request) or []
+    return Plan(
+        behaviour,
+        model_name,
+        request.get("stream") is True,
+        _last_user_text(messages),
+        finish_reason=None,
+        usage=Usage(_prompt_tokens(messages), 0),
+        error=error,
+    )
+
+
 def plan_response(request: Mapping[str, Any]) -> Plan:
     """Decide how to answer one parsed ``/v1/chat/completions`` request body."""
     model = request.get("model")
@@ -422,10 +461,14 @@ def plan_response(request: Mapping[str, Any]) -> Plan:
     if messages is None:
         error = ScriptedError(400, "invalid_request_error", "'messages' must be a list")
         return Plan("invalid", model_name, stream, None, error=error, finish_reason=None)
+    if model_name == BROKEN_MODEL_NAME:
+        message = f"scripted model {BROKEN_MODEL_NAME!r} refuses every request"
+        return refusal(request, "broken", ScriptedError(400, "invalid_request_error", message))
 
     raw_user_text = _last_user_text(messages)
     user_text = strip_reminders(raw_user_text) if raw_user_text is not None else ""
     prompt_tokens = _prompt_tokens(messages)
+    usage_asked = _USAGE_RE.search(user_text)
 
     def finish(
         behaviour: str,
@@ -448,7 +491,11 @@ def plan_response(request: Mapping[str, Any]) -> Plan:
             followup=followup,
             steps=tuple(steps),
             finish_reason=finish_reason,
-            usage=Usage(prompt_tokens, count_words(produced)),
+            usage=(
+                Usage(int(usage_asked.group(1)), int(usage_asked.group(2)))
+                if usage_asked and behaviour != "title"
+                else Usage(prompt_tokens, count_words(produced))
+            ),
             header_delay=header_delay,
         )
 

@@ -14,6 +14,7 @@ import uvicorn
 
 from ..sockets import listener
 from .app import RequestLog, create_app
+from .faults import Faults
 
 DEFAULT_HOST = "127.0.0.1"
 
@@ -33,6 +34,7 @@ class ScriptedModelServer:
         self.host = host
         self._requested_port = port
         self.requests = requests if requests is not None else RequestLog()
+        self.faults = Faults()  # trouble on demand: `faults.add(503, seconds=20)`
         self._startup_timeout = startup_timeout
         self._shutdown_timeout = shutdown_timeout
         self._server: uvicorn.Server | None = None
@@ -68,7 +70,7 @@ class ScriptedModelServer:
         if self._thread is not None:
             raise RuntimeError("scripted model server already started")
         config = uvicorn.Config(
-            create_app(self.requests),
+            create_app(self.requests, self.faults),
             host=self.host,
             port=self._requested_port,
             log_level="warning",

@@ -157,7 +157,7 @@ def create_batch(
     now = time.time()
     batch = Batch(
         id=new_id("b"),
-        status=BatchStatus.RUNNING.value,
+        status=BatchStatus.RUNNING,
         created_at=now,
         updated_at=now,
         source=source,
@@ -354,7 +354,7 @@ class BatchRun:
                 record.finished_at = time.time()
                 await self.store.asave(record)
         status = BatchStatus.CANCELLED if self.cancel.is_set() else BatchStatus.COMPLETED
-        await asyncio.to_thread(self.store.set_batch_status, self.batch.id, status.value)
+        await asyncio.to_thread(self.store.set_batch_status, self.batch.id, status)
         self._notify()
         result = await asyncio.to_thread(summary, self.store, self.batch.id)
         await asyncio.to_thread(self._write_out, result)
@@ -716,6 +716,39 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+async def run_batch(
+    fleet: Fleet,
+    store: TaskStore,
+    batch_id: str,
+    *,
+    listener: Listener | None = None,
+    cancel: asyncio.Event | None = None,
+    checkpoint: Checkpoint | None = None,
+    requeue_cancelled: bool = False,
+) -> BatchSummary:
+    """Claim a recorded batch for this process (in a worker thread) and run it to its end."""
+    run = await asyncio.to_thread(
+        BatchRun.claim, fleet, store, batch_id, listener=listener, cancel=cancel,
+        requeue_cancelled=requeue_cancelled, checkpoint=checkpoint or _no_checkpoint,
+    )  # fmt: skip
+    return await run.run()
+
+
+async def create_and_run(
+    fleet: Fleet,
+    store: TaskStore,
+    tasks: Sequence[BatchTask] | str,
+    options: BatchOptions | None = None,
+    *,
+    source: str | None = None,
+    listener: Listener | None = None,
+    cancel: asyncio.Event | None = None,
+) -> BatchSummary:
+    """Record a batch (`create_batch`), then run it (`run_batch`)."""
+    created = await asyncio.to_thread(create_batch, fleet, store, tasks, options, source=source)
+    return await run_batch(fleet, store, created.id, listener=listener, cancel=cancel)
+
+
 async def cancel_batch(
     fleet: Fleet, store: TaskStore, batch_id: str, *, timeout: float = 30.0
 ) -> BatchSummary:
@@ -740,7 +773,7 @@ async def cancel_batch(
             record.finished_at = time.time()
             record.error = {"name": "cancelled", "message": "batch cancelled"}
             await store.asave(record)
-    await asyncio.to_thread(store.set_batch_status, batch_id, BatchStatus.CANCELLED.value)
+    await asyncio.to_thread(store.set_batch_status, batch_id, BatchStatus.CANCELLED)
     return await asyncio.to_thread(summary, store, batch_id)
 
 

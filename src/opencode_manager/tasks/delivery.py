@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable
 
 from ..client import AsyncOpencodeClient
-from ..client import operations as ops
 from ..client.types import Message
 from ..errors import ServerError, ServerUnreachable
 from ..models import TaskRecord
@@ -68,10 +67,9 @@ async def lookup(
 async def newest_id(client: AsyncOpencodeClient, session_id: str) -> str | None:
     """The id of a continued session's newest message (ours must sort after it)."""
     try:
-        newest = await client.call(ops.messages(session_id, limit=1))
+        return await client.newest_message_id(session_id)
     except ServerError:
         return None  # no floor: our clock's id is still ascending on one machine
-    return newest[-1].id if newest else None
 
 
 async def deliver(

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..client import AsyncOpencodeClient
-from ..client import operations as ops
 from ..errors import (
     ConflictError,
     NotFoundError,
@@ -150,12 +149,19 @@ def ask_policy(options: TaskOptions) -> AskPolicy:
     return AskPolicy.APPROVE if options.auto_approve else AskPolicy.REJECT
 
 
+def no_structured_output(name: str, client: AsyncOpencodeClient) -> str:
+    return (
+        f"invalid --schema: {name} runs OpenCode {client.line.label}, which has no structured "
+        "output; run it on a 1.x instance (-i NAME) or leave out --schema"
+    )
+
+
 async def check_agent(client: AsyncOpencodeClient, agent: str, directory: str | None) -> None:
     """An agent the instance does not have is a usage error here, not a stack trace from
     OpenCode after the prompt went out."""
     known = [
         str(item.get("name"))
-        for item in await client.call(ops.agents(directory))
+        for item in await client.agents(directory)
         if isinstance(item, dict) and item.get("name")
     ]
     if known and agent not in known:
@@ -178,6 +184,8 @@ async def run_task(
     instance = await choose_instance(fleet, options.instance, local=options.worktree is not None)
     options = with_instance_defaults(options, instance)
     client = fleet.client(instance)
+    if options.schema is not None and not client.structured_output:
+        raise UsageError(no_structured_output(instance.name, client))
     if options.agent is not None:
         await check_agent(client, options.agent, options.directory or instance.spec.dir)
     if options.session_id is not None:
@@ -269,6 +277,36 @@ async def refresh_task(fleet: Fleet, store: TaskStore, task_id: str) -> TaskReco
     except ServerError:
         pass
     return record
+
+
+async def list_tasks(
+    fleet: Fleet,
+    store: TaskStore,
+    *,
+    batch_id: str | None = None,
+    status: str | None = None,
+    limit: int | None = None,
+) -> list[TaskRecord]:
+    """Stored task records, oldest first (the newest `limit`). A standalone task still marked
+    running is checked against its server first (`refresh_task`: its `ocm run` may have died
+    with its terminal), eight at a time, so the list agrees with `ocm result`."""
+    records = await asyncio.to_thread(
+        store.list_tasks, batch_id=batch_id, status=status, limit=limit
+    )
+    stale = [i for i, r in enumerate(records) if r.status is TaskStatus.RUNNING and
+             r.batch_id is None and r.prompted]  # fmt: skip
+    if not stale:
+        return records
+    gate = asyncio.Semaphore(8)
+
+    async def refreshed(index: int) -> None:
+        async with gate:
+            records[index] = await refresh_task(fleet, store, records[index].id)
+
+    await asyncio.gather(*(refreshed(i) for i in stale))
+    if status is not None:
+        records = [r for r in records if r.status.value == status]
+    return records
 
 
 async def wait_task(

@@ -142,6 +142,8 @@ class TaskRunner:
             session = await self.client.create_session(
                 title=_title(record.prompt),
                 directory=record.directory,
+                agent=record.agent,
+                model=record.model,
             )
             record.session_id = session.id
             record.directory = session.directory or record.directory
@@ -197,6 +199,8 @@ class TaskRunner:
         await self.custody.note()  # (after the record: it says "prompted" first)
 
     async def run(self) -> TaskRecord:
+        if self.record.schema is not None and not self.client.structured_output:
+            return await self._unsupported()
         session_id = await self.begin()
         record = self.record
         started_ms = self.started_ms
@@ -220,6 +224,22 @@ class TaskRunner:
         finally:
             await stop_child(reader)
         return await self.finish(state, outcome, started_ms)
+
+    async def _unsupported(self) -> TaskRecord:
+        """A schema on a server with no structured output (OpenCode 2.1.2): failed before
+        anything is sent (a batch may retry it on another instance)."""
+        record = self.record
+        record.attempts += 1
+        record.status = TaskStatus.FAILED
+        record.started_at = record.started_at or time.time()
+        record.finished_at = time.time()
+        record.error = {
+            "name": "StructuredOutputUnsupported",
+            "message": f"{self._where} runs OpenCode {self.client.line.label}, which has no "
+            "structured output: a task with a schema needs a 1.x instance",
+        }
+        await self.persist(record)
+        return record
 
     # -- following the turn ----------------------------------------------------------------
     async def _read_events(
@@ -443,8 +463,6 @@ class TaskRunner:
     async def _answer(self, ask: Ask) -> None:
         """Nobody is there to answer: reject by default, approve with auto_approve; with
         the LEAVE policy the ask is recorded as pending for somebody else to answer."""
-        from ..client import operations as ops
-
         if any(known.get("id") == ask.id for known in self.record.asks):
             return  # seen before (a resync or a second stream)
         directory = self.record.directory
@@ -458,19 +476,21 @@ class TaskRunner:
                 self.observer.on_ask(ask, PENDING)
             return
         approve = self.policy is AskPolicy.APPROVE
+        client, sid = self.client, ask.session_id
         if ask.kind == "permission":
             reply = "once" if approve else "reject"
             message = None if approve else "rejected by ocm: nobody is there to approve it"
-            op = ops.reply_permission(ask.id, reply, directory=directory, message=message)
+            answer = client.reply_permission(ask.id, reply, message, directory, session_id=sid)
         else:
             reply = "first option" if approve else "rejected"
-            op = (
-                ops.reply_question(ask.id, _first_options(ask.properties), directory=directory)
+            answer = (
+                client.reply_question(ask.id, _first_options(ask.properties), directory,
+                                      session_id=sid)
                 if approve
-                else ops.reject_question(ask.id, directory=directory)
-            )
+                else client.reject_question(ask.id, directory, session_id=sid)
+            )  # fmt: skip
         try:
-            await self.client.call(op)
+            await answer
         except ServerError as exc:
             reply = f"failed to answer: {exc}"
         self.record.asks.append(
@@ -516,14 +536,12 @@ class TaskRunner:
     async def _earlier_asks(self, session_id: str) -> None:
         """Asks made before this runner followed the task (`ocm wait` on a detached task)
         came before our event stream: read them from the server."""
-        from ..client import operations as ops
-
         directory = self.record.directory
         waiting: set[str] = set()
-        for kind, op in (("permission", ops.permissions(directory)),
-                         ("question", ops.questions(directory))):  # fmt: skip
+        for kind, listing in (("permission", self.client.permissions),
+                              ("question", self.client.questions)):  # fmt: skip
             try:
-                listed = await self.client.call(op)
+                listed = await listing(directory)
             except ServerError:
                 return
             for item in listed:

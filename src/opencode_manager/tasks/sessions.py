@@ -216,8 +216,8 @@ async def session_asks(fleet: Fleet, session_id: str, ref: str | None = None) ->
     client = fleet.client(endpoint, timeout=10.0)
     listed, permissions, questions = await asyncio.gather(
         client.sessions(directory),
-        client.call(ops.permissions(directory)),
-        client.call(ops.questions(directory)),
+        client.permissions(directory),
+        client.questions(directory),
     )
     ours = {session_id} | {s.id for s in listed if s.parent_id == session_id}
     secrets = endpoint.secrets()  # a permission's patterns hold the command it asks for
@@ -262,7 +262,7 @@ async def reply_permission(
         raise UsageError(f"invalid reply {reply!r}: use one of {', '.join(PERMISSION_REPLIES)}")
     record, ask = await _pending(fleet, session_id, ask_id, "permission", ref)
     client = fleet.client(record)
-    await client.call(ops.reply_permission(ask_id, reply, message, ask.directory))
+    await client.reply_permission(ask_id, reply, message, ask.directory, session_id=ask.session_id)
     return ask
 
 
@@ -283,12 +283,10 @@ async def answer_question(
                 f"question {ask_id} has {count} question(s): give one list of answers for each"
             )
     client = fleet.client(record)
-    op = (
-        ops.reject_question(ask_id, ask.directory)
-        if answers is None
-        else ops.reply_question(ask_id, answers, ask.directory)
-    )
-    await client.call(op)
+    if answers is None:
+        await client.reject_question(ask_id, ask.directory, session_id=ask.session_id)
+    else:
+        await client.reply_question(ask_id, answers, ask.directory, session_id=ask.session_id)
     return ask
 
 

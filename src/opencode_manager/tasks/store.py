@@ -17,10 +17,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ..database import Database
 from ..errors import ConflictError, NotFoundError, UsageError
+from ..migrations import TOTALS_ALL, USAGE_COLUMNS
 from ..models import BatchStatus, ProcessIdentity, TaskRecord, TaskStatus
 from ..redaction import may_hold, redact_data
-from ..registry import TOTALS_ALL, USAGE_COLUMNS, Registry
 
 _TASK_FIELDS = {f.name for f in fields(TaskRecord)}
 _IN_CHUNK = 500  # ids per `IN (...)`: well under SQLite's limit on bound parameters
@@ -95,7 +96,7 @@ class Batch:
     """A batch's row: what it was given, and who runs it."""
 
     id: str
-    status: str  # a BatchStatus value as stored: running, completed, cancelled
+    status: BatchStatus  # as stored: running, completed or cancelled (never interrupted)
     created_at: float
     updated_at: float
     source: str | None = None
@@ -105,7 +106,7 @@ class Batch:
     cancel_requested: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "status": self.status.value}
 
 
 @dataclass
@@ -169,13 +170,14 @@ class PruneReport:
 
 
 class TaskStore:
-    """Tasks and batches on top of a Registry's connection.
+    """Tasks and batches on top of the registry database (the `tasks`, `batches` and
+    `task_totals` tables; the instances are registry.py's).
 
     With `secrets` (the fleet's secret book), records are stored and read without any of
     them: what an agent printed never reaches the registry, and a record stored before a
     secret was known is redacted when it is read, whichever front shows it."""
 
-    def __init__(self, registry: Registry, *, secrets: Secrets = tuple) -> None:
+    def __init__(self, registry: Database, *, secrets: Secrets = tuple) -> None:
         self.registry = registry
         self.secrets = secrets
 
@@ -241,6 +243,16 @@ class TaskStore:
         }[kind]
         return [str(row[0]) for row in self.registry.query(sql, (limit,))]
 
+    def known_ids(self, kind: str) -> list[str]:
+        """Names or ids ocm knows, newest first, for shell completion: kind is "instance"
+        (the registry's), "task", "batch" or "session" (sessions that ocm's tasks used)."""
+        if kind == "instance":
+            rows = self.registry.query("SELECT name FROM instances ORDER BY created_at DESC")
+            return [str(row[0]) for row in rows]
+        if kind not in ("task", "batch", "session"):
+            raise UsageError(f"unknown kind {kind!r}: instance, task, batch or session")
+        return self.recent_ids(kind)
+
     def with_worktrees(self) -> list[TaskRecord]:
         """Tasks that ran in a worktree of their own, oldest first."""
         rows = self.registry.query(
@@ -284,6 +296,21 @@ class TaskStore:
         if report.tasks and not dry_run:
             self.registry.compact()
         return report
+
+    def prune_ended(
+        self, older_than: float, *, dry_run: bool = False, now: float | None = None
+    ) -> PruneReport:
+        """`prune` of what ended more than `older_than` seconds ago."""
+        if older_than < 0:
+            raise UsageError("older_than must be 0 or more seconds")
+        return self.prune((time.time() if now is None else now) - older_than, dry_run=dry_run)
+
+    def remove_batches(
+        self, batch_ids: Sequence[str], is_alive: Callable[[ProcessIdentity], bool]
+    ) -> dict[str, int]:
+        """`remove_batch` of each (once, in order, stopping at the first refused); return the
+        task count removed per batch."""
+        return {b: self.remove_batch(b, is_alive) for b in dict.fromkeys(batch_ids)}
 
     def remove_batch(self, batch_id: str, is_alive: Callable[[ProcessIdentity], bool]) -> int:
         """Delete a batch and its tasks (refused while its runner is alive); return how many
@@ -333,7 +360,7 @@ class TaskStore:
                     batch.id,
                     batch.source,
                     json.dumps(batch.options),
-                    batch.status,
+                    batch.status.value,
                     batch.created_at,
                     now,
                 ),
@@ -405,13 +432,13 @@ class TaskStore:
             row = db.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
         return _batch(row)
 
-    def set_batch_status(self, batch_id: str, status: str) -> None:
+    def set_batch_status(self, batch_id: str, status: BatchStatus) -> None:
         now = time.time()
-        finished = now if status in ("completed", "cancelled") else None
+        finished = now if status.final else None
         with self.registry.transaction() as db:
             db.execute(
                 "UPDATE batches SET status = ?, updated_at = ?, finished_at = ? WHERE id = ?",
-                (status, now, finished, batch_id),
+                (status.value, now, finished, batch_id),
             )
 
     def batch(self, batch_id: str) -> Batch:
@@ -485,10 +512,19 @@ def _holder(row: Any) -> ProcessIdentity | None:
     return ProcessIdentity(int(row["runner_pid"]), float(row["runner_ctime"]))
 
 
+def _batch_status(word: str) -> BatchStatus:
+    """A stored status; one this version does not know (written by a newer one) reads as
+    running, which a dead runner makes `interrupted`."""
+    try:
+        return BatchStatus(word)
+    except ValueError:
+        return BatchStatus.RUNNING
+
+
 def _batch(row: Any) -> Batch:
     return Batch(
         id=row["id"],
-        status=row["status"],
+        status=_batch_status(row["status"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         source=row["source"],

@@ -89,11 +89,7 @@ def _summarize(batch: Batch, records: list[TaskRecord]) -> BatchSummary:
 
 
 def _tallied(batch: Batch, tally: Tally) -> BatchSummary:
-    status = (
-        BatchStatus(batch.status)
-        if batch.status in BatchStatus._value2member_map_
-        else (BatchStatus.RUNNING)
-    )
+    status = batch.status
     if status is BatchStatus.RUNNING and not process.is_alive(batch.runner):
         status = BatchStatus.INTERRUPTED
     start, end = tally.first_start, tally.last_end

@@ -1,4 +1,8 @@
-"""Restart decisions (pure: no processes, no clocks of their own).
+"""Supervision: the limits an instance's keeper keeps to, and its restart decisions (pure: no
+processes, no clocks of their own).
+
+`Limits` is the one home of every supervision default: the instance spec's fields, the
+`ocm start` options, a fleet file's keys and the keeper all read `DEFAULTS`.
 
 Like PM2's exponential backoff restart: the first restart waits 100 ms, each further one 1.5
 times longer, capped at 15 s; a run that stayed up 30 s resets the delay. Independently, a
@@ -12,16 +16,20 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-BASE_DELAY = 0.1
-FACTOR = 1.5
-MAX_DELAY = 15.0
-STABLE_AFTER = 30.0
-
 
 class RestartPolicy(str, enum.Enum):
+    """When the keeper starts the server again (`--restart`)."""
+
     NEVER = "never"
     ON_FAILURE = "on-failure"  # restart after a crash, a failed health check or a recycle
     ALWAYS = "always"  # also after a clean exit (code 0)
+
+    # Shown as its value, as `enum.StrEnum` (3.11+) does: it lands in text and tables.
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
 
 
 class ExitKind(str, enum.Enum):
@@ -33,17 +41,30 @@ class ExitKind(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-instance supervision settings (part of the instance spec)."""
+    """What a keeper keeps its server to; the defaults are every instance's unless its spec
+    (`ocm start` options, a fleet file) says otherwise."""
 
     policy: RestartPolicy = RestartPolicy.ON_FAILURE
     max_restarts: int = 10  # within `window` seconds, before giving up (errored)
     window: float = 60.0
-    health_interval: float = 5.0
-    health_timeout: float = 3.0
-    health_misses: int = 3
-    max_memory: int | None = None  # bytes (server and children)
-    max_age: float | None = None  # seconds
+    # backoff between restarts: base_delay x factor^(n-1), capped; reset by a stable run
+    base_delay: float = 0.1
+    factor: float = 1.5
+    max_delay: float = 15.0
+    stable_after: float = 30.0  # a run this long resets the backoff
+    health_interval: float = 5.0  # liveness probe period
+    health_timeout: float = 3.0  # the probe's deadline (at most the interval, at least 1 s)
+    health_misses: int = 3  # misses in a row that recycle the server
+    max_memory: int | None = None  # bytes (server and children): recycle above
+    max_age: float | None = None  # seconds: recycle when older
     recycle_grace: float = 60.0  # how long a busy session may finish before a recycle
+    # the instance log (the server's captured output; the keeper's LogSink reads the spec's)
+    log_max_size: int = 10 * 1024 * 1024  # rotate above this
+    log_keep: int = 5  # rotated files kept
+
+
+#: Every instance's supervision unless its spec says otherwise.
+DEFAULTS = Limits()
 
 
 @dataclass(frozen=True)
@@ -53,16 +74,16 @@ class Decision:
     errored: str | None = None  # why we give up, when we do
 
 
-def backoff_delay(consecutive: int) -> float:
+def backoff_delay(consecutive: int, limits: Limits = DEFAULTS) -> float:
     """Delay before the n-th consecutive restart (n >= 1): 0.1, 0.15, 0.225, ... <= 15 s."""
     if consecutive < 1:
         return 0.0
-    return min(BASE_DELAY * FACTOR ** (consecutive - 1), MAX_DELAY)
+    return min(limits.base_delay * limits.factor ** (consecutive - 1), limits.max_delay)
 
 
-def next_consecutive(previous: int, uptime: float) -> int:
+def next_consecutive(previous: int, uptime: float, limits: Limits = DEFAULTS) -> int:
     """Consecutive-restart count after a run that lasted `uptime` seconds."""
-    return 1 if uptime >= STABLE_AFTER else previous + 1
+    return 1 if uptime >= limits.stable_after else previous + 1
 
 
 def decide(
@@ -89,4 +110,4 @@ def decide(
             errored=f"restarted {len(in_window)} times within {limits.window:g} s "
             f"(--max-restarts {limits.max_restarts}); giving up",
         )
-    return Decision(restart=True, delay=backoff_delay(consecutive))
+    return Decision(restart=True, delay=backoff_delay(consecutive, limits))

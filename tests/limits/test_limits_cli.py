@@ -1,0 +1,107 @@
+"""`ocm limits` (list, set, rm, --json), a fleet file's [limits] through `ocm diff`/`ocm up`,
+the facade's methods, and the budget_exceeded status's exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from opencode_manager import Manager, Settings, TaskRecord, TaskStatus
+from opencode_manager.cli.tasks import EXIT_FOR_STATUS, report
+from opencode_manager.limits import Lease, Slots, Waiting
+from opencode_manager.limits.breaker import BreakerPolicy
+from opencode_manager.limits.recovery import ProviderError, Trouble
+from opencode_manager.registry import Registry
+
+from helpers import assert_one_line_error, run_ocm
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_set_list_and_remove_limits() -> None:
+    assert run_ocm("limits", "--json", check=True).json() == []
+    empty = run_ocm("limits", check=True)
+    assert "no limits; set one with `ocm limits set" in empty.stderr
+    made = run_ocm("limits", "set", "anthropic", "--concurrency", "8", "--rpm", "50", check=True)
+    assert made.stdout.strip() == "anthropic: concurrency 8, rpm 50"
+    model = run_ocm("limits", "set", "anthropic/claude-opus-4", "--concurrency", "2", "--json")
+    assert model.json() == {"scope": "anthropic/claude-opus-4", "concurrency": 2, "rpm": None}
+    rows = run_ocm("limits", "--json", check=True).json()
+    assert [(r["scope"], r["concurrency"], r["rpm"], r["in_use"], r["queued"], r["breaker"])
+            for r in rows] == [("anthropic", 8, 50, 0, 0, "closed"),
+                               ("anthropic/claude-opus-4", 2, None, 0, 0, "closed")]  # fmt: skip
+    table = run_ocm("limits", check=True).stdout.splitlines()
+    assert table[0].split() == ["SCOPE", "IN", "USE", "RPM", "QUEUED", "BREAKER", "SOURCE"]
+    assert table[1].split() == ["anthropic", "0/8", "0/50", "0", "closed", "cli"]
+    removed = run_ocm("limits", "rm", "anthropic/claude-opus-4", "--json", check=True)
+    assert removed.json() == {"removed": ["anthropic/claude-opus-4"]}
+    assert [r["scope"] for r in run_ocm("limits", "--json").json()] == ["anthropic"]
+
+
+def test_bad_limits_are_one_line_errors() -> None:
+    assert_one_line_error(run_ocm("limits", "set", "p"), 2, "give --concurrency N and/or --rpm N")
+    assert_one_line_error(
+        run_ocm("limits", "set", "p", "--concurrency", "0"), 2, "--concurrency must be 1 or more"
+    )
+    assert_one_line_error(run_ocm("limits", "set", "a b", "--rpm", "1"), 2, "invalid provider")
+    assert_one_line_error(run_ocm("limits", "rm", "nope"), 3, "no limit for nope")
+    assert_one_line_error(run_ocm("limits", "rm"), 2, "Missing argument")
+    assert_one_line_error(run_ocm("limits", "set", "p", "--rpm", "x"), 2, "not a valid integer")
+
+
+def test_the_table_shows_slots_in_use_the_queue_and_an_open_breaker() -> None:
+    with Manager() as ocm:
+        ocm.limit_set("scripted", concurrency=1)
+    registry = Registry(Settings.load().registry_path)
+    try:
+        slots = Slots(registry, breaker_policy=BreakerPolicy(threshold=1, cooldown=600))
+        assert isinstance(slots.try_take(slots.ticket("scripted", "m", "t-1")), Lease)
+        assert isinstance(slots.try_take(slots.ticket("scripted", "m", "t-2")), Waiting)
+        slots.report("flaky", ProviderError(Trouble.TRANSIENT, "APIError", "503 down", 503))
+        shown = run_ocm("limits", check=True).stdout
+    finally:
+        registry.close()
+    lines = shown.splitlines()
+    assert lines[1].split()[:5] == ["scripted", "1/1", "1", "1", "closed"]
+    assert lines[2].split()[:5] == ["flaky", "0", "0", "0", "open"]
+    assert "left)" in lines[2]
+    assert "flaky: APIError: 503 down" in shown
+
+
+def test_a_fleet_files_limits_are_shown_by_diff_and_set_by_up(tmp_path: Path) -> None:
+    (tmp_path / "ocm.toml").write_text(
+        '[project]\nname = "api"\n\n[limits]\nanthropic = { concurrency = 4 }\n'
+        '"anthropic/opus" = { rpm = 10 }\n'
+    )
+    cwd = str(tmp_path)
+    planned = run_ocm("diff", "--json", cwd=cwd, check=True).json()
+    assert planned["limits"] == [
+        {"scope": "anthropic", "concurrency": 4, "rpm": None, "before": None},
+        {"scope": "anthropic/opus", "concurrency": None, "rpm": 10, "before": None},
+    ]
+    assert run_ocm("diff", "--exit-code", cwd=cwd).returncode == 1
+    shown = run_ocm("up", cwd=cwd, check=True)
+    assert "limit anthropic: concurrency 4 (new)" in shown.stdout
+    rows = run_ocm("limits", "--json", check=True).json()
+    assert [(r["scope"], r["source"]) for r in rows] == [
+        ("anthropic", "ocm.toml:api"),
+        ("anthropic/opus", "ocm.toml:api"),
+    ]
+    assert run_ocm("diff", "--exit-code", cwd=cwd).returncode == 0
+    run_ocm("limits", "set", "anthropic", "--concurrency", "9", check=True)
+    again = run_ocm("diff", "--json", cwd=cwd, check=True).json()["limits"]
+    assert again == [
+        {"scope": "anthropic", "concurrency": 4, "rpm": None,
+         "before": {"concurrency": 9, "rpm": None}}
+    ]  # fmt: skip
+
+
+def test_budget_exceeded_is_a_final_status_with_exit_code_13() -> None:
+    assert TaskStatus.BUDGET_EXCEEDED.final
+    record = TaskRecord(
+        id="t-1", prompt="p", status=TaskStatus.BUDGET_EXCEEDED, created_at=0.0, cost=0.02
+    )
+    assert report(record, as_json=True, jsonl=False) == 13
+    # Every task exit code is in README's table.
+    table = README.read_text().split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    for code in set(EXIT_FOR_STATUS.values()) - {0}:
+        assert f"\n| {code} |" in table, code
