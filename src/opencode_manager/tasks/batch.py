@@ -636,6 +636,11 @@ class BatchRun:
         user = user_message(messages, record) or next(
             (m for m in reversed(messages) if m.role == "user"), None
         )
+        if user is None and record.message_id and await _parked(client, record):
+            # Taken and held undelivered (2.x's inbox outlives its server process): not lost
+            # with the process; followed, the runner wakes it in its session (runs it once).
+            record.prompted, record.sending = True, False
+            return await self._follow(record, client, custody)
         if user is None:
             if gone or (gone is None and not record.sending):
                 return "lost"  # it died with its server (or a remote lost what it had)
@@ -714,6 +719,16 @@ def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
     os.replace(tmp, path)
+
+
+async def _parked(client: AsyncOpencodeClient, record: TaskRecord) -> bool:
+    """The task's prompt is held by its server undelivered (2.x: `client.parked`)."""
+    assert record.session_id is not None
+    assert record.message_id is not None
+    try:
+        return await client.parked(record.session_id, record.message_id)
+    except ServerError:
+        return False
 
 
 async def run_batch(

@@ -102,6 +102,7 @@ class TaskRunner:
     _unreachable_since: float | None = None
     _silence: ServerError | None = None  # why the server's last poll got no answer
     _idle_incomplete_since: float | None = None
+    _parked_since: float | None = None  # the prompt was seen parked, undelivered (2.x)
     _created_session: bool = False  # this runner made the task's session (it had no todos)
     _live_text: StreamRedactor = field(default_factory=StreamRedactor)  # secrets span deltas
 
@@ -410,12 +411,46 @@ class TaskRunner:
             return False
         user = delivery.user_message(messages, record, not_before_ms=started_ms)
         if user is None:
+            await self._wake_parked()
             return False
+        self._parked_since = None
         state.user_message_id = state.user_message_id or user.id
         if build_turn(messages, user.id).completed:
             return True
         await self._check_lost_turn()
         return False
+
+    async def _wake_parked(self) -> None:
+        """A prompt the server took and holds undelivered, with its session idle, for
+        `grace`: sent again, with its own id, into its own session, which runs it once.
+
+        OpenCode 2.x admits a prompt to the session's inbox, and its agent loop delivers it
+        at once to an idle session. The inbox outlives the server process, the loop does
+        not: after a restart the prompt stays parked, and a turn followed there would wait
+        for ever (the process that took it is gone, yet the prompt is not lost: it never
+        started). A resend of a known id on 2.x never runs a second turn (client.parked,
+        OPENCODE2-FACTS). On 1.x nothing is ever parked."""
+        record = self.record
+        if not record.prompted or not record.message_id or not record.session_id:
+            return
+        try:
+            parked = await self.client.parked(record.session_id, record.message_id)
+        except ServerError:
+            return
+        if not parked:
+            self._parked_since = None
+            return
+        now = time.monotonic()
+        self._parked_since = self._parked_since or now
+        if now - self._parked_since < self.grace:
+            return  # delivered in a moment by a live server: look again
+        self._parked_since = None
+        with contextlib.suppress(ServerError):  # not now: the next look tries again
+            await self.client.prompt_async(
+                record.session_id, record.prompt, agent=record.agent, model=record.model,
+                schema=record.schema, message_id=record.message_id,
+            )  # fmt: skip
+        await self.custody.note()  # the process running it now holds it
 
     def _gone(self, exc: ServerError) -> ServerUnreachable:
         """The server answered nothing for too long: it crashed, or is stopped or wedged."""
