@@ -15,6 +15,10 @@ While the process lives, the prompt stays where it is: followed, and sent again 
 its own message id into its own session (which 1.18.33 never runs twice: see
 client/identifiers.py). When it is gone, the turn died with it.
 
+On OpenCode 2.x a prompt taken but not delivered yet sits in the session's inbox, which
+outlives the process: still parked there, it is not lost with its process (the runner sends
+it again with its id: TaskRunner._wake_parked).
+
 A remote instance's server is not ours to see (`identify` is None): `gone` says None, and
 callers fall back on a long grace of idleness (runner.TaskRunner.stall_grace).
 """
