@@ -5,7 +5,9 @@ placement, exactly-once resume through the checkpoint seam, retries elsewhere, c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ from opencode_manager.client import core
 from opencode_manager.errors import ConflictError
 from opencode_manager.instances.fleet import Fleet
 from opencode_manager.instances.launch import port_of
-from opencode_manager.models import BatchStatus, ProcessIdentity, TaskStatus
+from opencode_manager.models import KEEPER_CMD, BatchStatus, ProcessIdentity, TaskStatus
 from opencode_manager.settings import PINNED_OPENCODE_VERSION
 from opencode_manager.tasks import delivery, runner
 from opencode_manager.tasks.batch import BatchOptions, BatchRun, create_batch
@@ -29,6 +31,8 @@ from opencode_manager.tasks.store import TaskStore
 from opencode_manager.tasks.summary import BatchSummary
 from opencode_manager.testing import StandIn, fleet_of
 from opencode_manager.testing.opencode import FakeOpencode, Hang, Pause, Reply, Step, transport
+
+from helpers import fake_keeper_package, kill_trees, spawn_sleeper
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
@@ -259,6 +263,41 @@ async def test_a_turn_lost_with_its_restarted_server_is_run_again_once(bed: Bed)
     assert record.text == "made it"
     assert len(server.turns) == 2  # the lost turn, then the task's new attempt
     assert len({t.session_id for t in server.turns}) == 2  # in a new session
+
+
+async def test_the_queue_waits_for_an_instance_its_keeper_is_restarting(
+    bed: Bed, tmp_path: Path
+) -> None:
+    """A crash whose restart takes a while (a missed health check on a loaded machine): the
+    task it held and the tasks queued behind it wait for the instance to return, instead
+    of failing at once with no instance to take them."""
+    bed.script.turns["held"] = [Hang()]
+    batch_id = bed.create(["held", "next", "last"], pins=["a", "a", "a"], per_instance=1)
+    server = bed.servers["a"]
+    keeper = spawn_sleeper(  # a's keeper: a process whose argv is a keeper's
+        [sys.executable, "-m", KEEPER_CMD, "a"], cwd=fake_keeper_package(tmp_path)
+    )
+    keeper_identity = process.identity_of(keeper.pid)
+    assert keeper_identity is not None
+    bed.fleet.registry.keeper_started("a", keeper_identity)
+    with contextlib.ExitStack() as stack, StandIn() as first:
+        stack.callback(kill_trees, [keeper])
+        _replaced(bed, "a", first.pid)  # the server process that will take the prompt
+        batch = await asyncio.to_thread(BatchRun.claim, bed.fleet, bed.store, batch_id)
+        run = asyncio.create_task(batch.run())
+        await _until(lambda: bool(server.busy()))
+        server.crash()  # the server dies with the turn; its keeper will start another
+        first.close()
+        bed.fleet.registry.mark_restarting("a", last_exit="killed", error="no answer")
+        await _until(lambda: run.done() or getattr(batch, "returning_since", None) is not None)
+        assert not run.done(), f"gave up during the restart: {run.result().counts}"
+        with StandIn() as replacement:
+            bed.script.turns["held"] = [Reply("made it")]
+            server.restart()
+            _replaced(bed, "a", replacement.pid)
+            result = await asyncio.wait_for(run, 10)
+    assert result.counts == {"completed": 3}, bed.store.list_tasks(batch_id=batch_id)
+    assert bed.turns() == Counter({"held": 2, "next": 1, "last": 1})
 
 
 def _replaced(bed: Bed, name: str, pid: int) -> None:

@@ -296,6 +296,7 @@ class BatchRun:
         self.external_busy: dict[str, int] = {}
         self.failed_on: dict[str, set[str]] = {}
         self.not_before: dict[str, float] = {}  # task id -> when it may be tried again
+        self.returning_since: float | None = None  # when the queue began to wait for a restart
         self._position = {r.id: i for i, r in enumerate(self.records)}
         self.hub: EventHub | None = None  # one event stream per instance, while it runs
 
@@ -388,7 +389,7 @@ class BatchRun:
                     running.add(asyncio.create_task(self._run_one(record, instance)))
                     placed = True
                     break
-            if not running and not self._waiting(queue):
+            if not running and not self._waiting(queue) and not await self._returning(names):
                 # Nothing can be placed: every instance the rest may use is gone.
                 for record in queue:
                     await self._fail(record, "NoInstance", "no running instance can take it",
@@ -409,6 +410,18 @@ class BatchRun:
             candidates = await asyncio.to_thread(self._live_candidates, names)
         if running:  # cancelled: the runners abort their sessions
             await asyncio.wait(running)
+
+    async def _returning(self, names: list[str]) -> bool:
+        """An instance the queue may use is being brought back by its keeper (a restart):
+        the queue waits for it, up to the recover timeout from when the wait began."""
+        back = await asyncio.to_thread(self.fleet.returning, names)
+        if not back:
+            self.returning_since = None
+            return False
+        now = time.monotonic()
+        if self.returning_since is None:
+            self.returning_since = now
+        return now - self.returning_since < self.options.recover_timeout
 
     def _waiting(self, queue: list[TaskRecord]) -> bool:
         """Tasks in the queue that wait for a retry delay or for their instance to return."""
