@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConflictError, NotFoundError, OcmError, UsageError
 from ..models import Leftover, Swept, TaskRecord
+from ..redaction import redact
 
 if TYPE_CHECKING:
     from .store import TaskStore
@@ -556,11 +557,14 @@ def remove_recorded(
 
 
 def task_patch(store: TaskStore, task_id: str) -> str:
-    """A worktree task's changes as a patch `git apply` accepts on its base commit."""
+    """A worktree task's changes as a patch `git apply` accepts on its base commit, with
+    every secret ocm holds replaced (an agent may have written one into a file it changed;
+    git reads the files themselves, so this is the patch's own redaction, as the record's
+    `diff` gets when it is stored)."""
     record = store.get(task_id)
     if record.worktree is None:
         raise UsageError(f"task {task_id} did not run in a worktree (ocm run --worktree)")
-    return patch(Worktree.from_dict(record.worktree))
+    return redact(patch(Worktree.from_dict(record.worktree)), store.secrets())
 
 
 def orphan_sweep(store: TaskStore, root: Path) -> Callable[[bool, bool], Swept]:
