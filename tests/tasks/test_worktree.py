@@ -427,7 +427,8 @@ def test_an_orphan_git_cannot_vouch_for_is_kept(tmp_path: Path) -> None:
     assert wt.orphan_work(Path(tree.path)) == (
         f"its repository {repo} is gone, so ocm cannot tell what it holds"
     )
-    assert wt.orphan_work(root / "t-plain") == "not a git worktree, so ocm cannot tell what it holds"
+    plain = wt.orphan_work(root / "t-plain")
+    assert plain == "not a git worktree, so ocm cannot tell what it holds"
     assert wt.orphan_work(root / "t-empty") is None
 
 
@@ -445,16 +446,20 @@ def test_ocm_cleanup_names_each_worktree_it_keeps_and_what_force_removed(
     assert dry["kept"][1]["reason"] == "2 uncommitted files: a.txt, new.txt"
     assert dry["forced"] == []
     shown = ocm("cleanup", "--dry-run", check=True)
-    assert f"would keep {paths['dirty']}: 2 uncommitted files: a.txt, new.txt; --force " \
+    assert (
+        f"would keep {paths['dirty']}: 2 uncommitted files: a.txt, new.txt; --force "
         "removes it" in shown.stderr
+    )
     assert all(p.exists() for p in paths.values())
     done = ocm("cleanup", check=True)
     assert f"removed {paths['clean']}\n" in done.stdout
     assert f"kept {paths['ahead']}: 1 unmerged commit on ocm/t-ahead" in done.stderr
     assert f"kept {paths['dirty']}: 2 uncommitted files" in done.stderr
-    assert paths["dirty"].exists() and paths["ahead"].exists()
+    assert paths["dirty"].exists()
+    assert paths["ahead"].exists()
     forced = ocm("cleanup", "--force", check=True)
     assert (f"removed {paths['dirty']} (--force; it held 2 uncommitted files: a.txt, new.txt)"
             in forced.stdout)  # fmt: skip
-    assert not paths["dirty"].exists() and not paths["ahead"].exists()
+    assert not paths["dirty"].exists()
+    assert not paths["ahead"].exists()
     assert ocm("cleanup", "--json", check=True).json()["kept"] == []

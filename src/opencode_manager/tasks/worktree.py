@@ -10,7 +10,6 @@ creation write to the repository's metadata.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import os
@@ -18,7 +17,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -286,24 +285,25 @@ def commit_message(task_id: str, prompt: str) -> str:
     return f"ocm task {task_id}: {first}\n\nCommitted by opencode-manager after the agent's turn."
 
 
-def settling(
-    save: Callable[[TaskRecord], Awaitable[None]],
-) -> Callable[[TaskRecord], Awaitable[None]]:
-    """Wrap a task's persist callback: when the task reaches a final status, its worktree's
-    changes are committed and listed first (once), so every path that ends a task (run,
-    wait, result, batch) records them."""
+def unsettled(record: TaskRecord) -> bool:
+    """The task has ended and what its agent changed in its worktree is not recorded yet."""
+    return bool(record.status.final and record.worktree and record.worktree.get("head") is None)
 
-    async def persist(record: TaskRecord) -> None:
-        if record.status.final and record.worktree and record.worktree.get("head") is None:
-            tree = Worktree.from_dict(record.worktree)
-            message = commit_message(record.task_id or record.id, record.prompt)
-            try:
-                record.worktree = (await asyncio.to_thread(finish, tree, message)).to_dict()
-            except OcmError as exc:
-                record.worktree = {**record.worktree, "error": str(exc)}
-        await save(record)
 
-    return persist
+def settle(record: TaskRecord) -> None:
+    """Record in a finished task's record what its agent changed in the worktree: committed
+    on the branch (unless --no-commit) and listed (`finish`). A failure is recorded as the
+    worktree's `error`, never raised: the task's own result must still be kept. When to
+    call it is the runner's business (`runner.settling`)."""
+    if not unsettled(record):
+        return
+    assert record.worktree is not None
+    tree = Worktree.from_dict(record.worktree)
+    message = commit_message(record.task_id or record.id, record.prompt)
+    try:
+        record.worktree = finish(tree, message).to_dict()
+    except OcmError as exc:
+        record.worktree = {**record.worktree, "error": str(exc)}
 
 
 @dataclass
