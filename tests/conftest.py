@@ -134,15 +134,29 @@ def _isolated_env(base: Path, mark: str, opencode_bin: str | None) -> dict[str, 
     return env
 
 
+def _without_opencode(path: str) -> list[str]:
+    """The PATH's directories, less those holding an `opencode`."""
+    return [d for d in path.split(os.pathsep) if d and not os.access(Path(d, "opencode"), os.X_OK)]
+
+
 @pytest.fixture(autouse=True)
 def isolated(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     request: pytest.FixtureRequest,
 ) -> Iterator[dict[str, str]]:
-    """Per-test OCM_HOME/HOME/XDG, and a check that the test left no process behind."""
+    """Per-test OCM_HOME/HOME/XDG, and a check that the test left no process behind. Only
+    an `integration` test is given OpenCode."""
     mark = f"test-{uuid.uuid4().hex[:12]}"
-    env = _isolated_env(tmp_path, mark, OPENCODE)
+    integration = request.node.get_closest_marker("integration") is not None
+    env = _isolated_env(tmp_path, mark, OPENCODE if integration else None)
+    if not integration:
+        # Hidden from every other test, so each run proves `-m "not integration"` needs no
+        # OpenCode: no binary on PATH, none named to ocm or to the tests (the binary lookup
+        # order is explicit, PATH, ~/.opencode and OCM_HOME, the last two per test already).
+        env["PATH"] = os.pathsep.join(_without_opencode(os.environ.get("PATH", os.defpath)))
+        for name in ("OCM_TEST_OPENCODE", "OCM_TEST_OPENCODE2"):
+            monkeypatch.delenv(name, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("OPENCODE_SERVER_PASSWORD", raising=False)

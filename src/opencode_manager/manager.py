@@ -335,13 +335,16 @@ class AsyncManager:
 
         return await asyncio.to_thread(remote.remove, self.fleet, names)
 
-    async def cleanup(self, *, older_than: float = 0.0, dry_run: bool = False) -> CleanupReport:
+    async def cleanup(
+        self, *, older_than: float = 0.0, dry_run: bool = False, force: bool = False
+    ) -> CleanupReport:
         """Forget ended instances, reconcile dead ones, delete logs and dirs nobody owns
-        (worktrees of tasks no longer recorded too)."""
+        (worktrees of tasks no longer recorded too, except one holding uncommitted files or
+        unmerged commits: kept, with the reason, unless `force`)."""
         from .tasks import worktree
 
         return await asyncio.to_thread(
-            lifecycle.cleanup, self.fleet, older_than=older_than, dry_run=dry_run,
+            lifecycle.cleanup, self.fleet, older_than=older_than, dry_run=dry_run, force=force,
             sweeps=[worktree.orphan_sweep(self.store, self.settings.worktrees_dir)],
         )  # fmt: skip
 

@@ -393,3 +393,25 @@ class TaskRecord:
         data["status"] = self.status.value
         data["duration_s"] = self.duration_s
         return data
+
+
+@dataclass
+class Leftover:
+    """A path `ocm cleanup` found with work in it: kept (or, with force, removed anyway),
+    and what it holds (`reason`, e.g. "2 uncommitted files: a.txt, b.txt")."""
+
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Swept:
+    """What one cleanup sweep removed (or would remove), kept because it holds work, or
+    removed with `force` although it held work (also in `removed`)."""
+
+    removed: list[str] = field(default_factory=list)
+    kept: list[Leftover] = field(default_factory=list)
+    forced: list[Leftover] = field(default_factory=list)

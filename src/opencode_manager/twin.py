@@ -248,8 +248,12 @@ class Manager:
     def remote_remove(self, names: Sequence[str]) -> list[str]:
         return self._call(lambda: self.aio.remote_remove(names))
 
-    def cleanup(self, *, older_than: float = 0.0, dry_run: bool = False) -> CleanupReport:
-        return self._call(lambda: self.aio.cleanup(older_than=older_than, dry_run=dry_run))
+    def cleanup(
+        self, *, older_than: float = 0.0, dry_run: bool = False, force: bool = False
+    ) -> CleanupReport:
+        return self._call(
+            lambda: self.aio.cleanup(older_than=older_than, dry_run=dry_run, force=force)
+        )
 
     def instances(
         self,

@@ -529,3 +529,39 @@ async def _until(condition: Any, timeout: float = 5.0) -> None:
             await asyncio.sleep(0.005)  # polling the fake's state, with a deadline
 
     await asyncio.wait_for(wait(), timeout)
+
+
+# -- the end of a task: its worktree settled before the record is saved -----------------------
+async def test_a_worktree_task_is_settled_by_the_runners_persist_hook(
+    server: FakeOpencode, client: AsyncOpencodeClient, script: Scripted, tmp_path: Any
+) -> None:
+    """Issue 24: the persist hook is the runner's (`runner.settling`); the worktree module
+    only says what settling is. The agent's change is committed and listed once the task
+    ends, in the record the runner saves, and no earlier."""
+    import subprocess
+
+    from opencode_manager.tasks import worktree as wt
+
+    git = ["git", "-c", "user.email=t@example.test", "-c", "user.name=t"]
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=repo, check=True)
+    (repo / "a.txt").write_text("original\n")
+    subprocess.run([*git, "add", "."], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], cwd=repo, check=True)
+    tree = wt.create(tmp_path / "wts", str(repo), wt.WorktreeRequest(), "t-1")
+    (tmp_path / "wts" / "t-1" / "a.txt").write_text("the agent's change\n")
+    saved = Saved()
+    record = _record("go", server, worktree=tree.to_dict())
+    done = await TaskRunner(client=client, record=record, persist=runner.settling(saved),
+                            observer=Observer()).run()  # fmt: skip
+    assert done.status is TaskStatus.COMPLETED, done.error
+    assert all(r.worktree and r.worktree["head"] is None for r in saved if not r.status.final)
+    last = saved[-1].worktree
+    assert last is not None
+    assert (last["committed"], last["files"]) == (True, [{"status": "modified", "path": "a.txt"}])
+    settled_head = last["head"]
+    await runner.settling(saved)(done)  # settled once: saving again commits nothing more
+    assert saved[-1].worktree is not None
+    assert saved[-1].worktree["head"] == settled_head
+    assert not hasattr(wt, "settling")

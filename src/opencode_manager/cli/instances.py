@@ -668,14 +668,26 @@ def rm(state: Context, refs: tuple[str, ...], force: bool, as_json: bool) -> Non
     is_flag=True,
     help="Also delete finished task results and batches as old (`ocm results prune`).",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also remove task worktrees holding uncommitted files or unmerged commits.",
+)
 @json_option
 @pass_state
 def cleanup(
-    state: Context, older_than: str, dry_run: bool, with_results: bool, as_json: bool
+    state: Context,
+    older_than: str,
+    dry_run: bool,
+    with_results: bool,
+    force: bool,
+    as_json: bool,
 ) -> None:
     """Forget stopped and crashed instances, and delete logs and dirs nobody owns.
 
-    Passwords with no instance (left by a command killed half-way) go too.
+    Passwords with no instance (left by a command killed half-way) go too, and the
+    worktrees of tasks no longer recorded, except one holding work (uncommitted files,
+    commits not in its repository's HEAD): it is kept and named, unless --force.
 
     \b
     Examples:
@@ -684,7 +696,7 @@ def cleanup(
     """
     manager = state.manager()
     age = parse_duration(older_than)
-    report = manager.cleanup(older_than=age, dry_run=dry_run)
+    report = manager.cleanup(older_than=age, dry_run=dry_run, force=force)
     pruned = manager.prune_results(age, dry_run=dry_run) if with_results else None
     if as_json:
         data = report.to_dict()
@@ -705,11 +717,21 @@ def cleanup(
         )
     for name in report.removed_instances:
         out.print(f"{verb} instance {name}", markup=False)
+    forced = {leftover.path: leftover.reason for leftover in report.forced}
     for path in report.removed_files:
-        out.print(f"{verb} {path}", markup=False)
-    if not (report.removed_instances or report.removed_files or report.reconciled) and not (
-        pruned and pruned.tasks
-    ):
+        if path in forced:
+            out.print(f"{verb} {path} (--force; it held {forced[path]})", markup=False)
+        else:
+            out.print(f"{verb} {path}", markup=False)
+    for leftover in report.kept:
+        err.print(
+            f"{'would keep' if dry_run else 'kept'} {leftover.path}: {leftover.reason}; "
+            "--force removes it",
+            markup=False,
+        )
+    if not (
+        report.removed_instances or report.removed_files or report.reconciled or report.kept
+    ) and not (pruned and pruned.tasks):
         out.print("nothing to clean up", markup=False)
 
 

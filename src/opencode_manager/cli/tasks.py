@@ -350,7 +350,8 @@ def wait(state: Context, task_id: str, timeout: float | None, as_json: bool) -> 
 @click.option(
     "--patch",
     is_flag=True,
-    help="A --worktree task's changes as a patch for `git apply` on its base commit.",
+    help="A --worktree task's changes as a patch for `git apply` on its base commit "
+    "(secrets ocm holds replaced by [redacted]).",
 )
 @pass_state
 def result(state: Context, task_id: str, as_json: bool, patch: bool) -> None:

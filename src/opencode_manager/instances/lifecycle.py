@@ -44,7 +44,16 @@ from ..errors import (
     UsageError,
 )
 from ..lines import Line, known_line
-from ..models import KEEPER_CMD, InstanceRecord, InstanceSpec, ProcessIdentity, State, TextEnum
+from ..models import (
+    KEEPER_CMD,
+    InstanceRecord,
+    InstanceSpec,
+    Leftover,
+    ProcessIdentity,
+    State,
+    Swept,
+    TextEnum,
+)
 from . import binary as binaries
 from . import credentials, launch, ports, remote
 from . import spec as specs
@@ -97,6 +106,10 @@ class CleanupReport:
     reconciled: list[str] = field(default_factory=list)
     removed_files: list[str] = field(default_factory=list)
     dry_run: bool = False
+    #: Leftovers holding work (a worktree with uncommitted files or unmerged commits): kept.
+    kept: list[Leftover] = field(default_factory=list)
+    #: Leftovers holding work that `force` removed anyway (their paths are in removed_files).
+    forced: list[Leftover] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -701,8 +714,9 @@ def forget(fleet: Fleet, name: str) -> None:
 
 
 #: Another owner's leftovers for `cleanup` to sweep (the task worktrees no task records any
-#: more): called with dry_run, it returns the paths it removed (or would remove).
-Sweep = Callable[[bool], list[str]]
+#: more): called with (dry_run, force), it says what it removed (or would remove) and what it
+#: kept because it holds work (unless force).
+Sweep = Callable[[bool, bool], Swept]
 
 
 def cleanup(
@@ -710,10 +724,12 @@ def cleanup(
     *,
     older_than: float = 0.0,
     dry_run: bool = False,
+    force: bool = False,
     sweeps: Sequence[Sweep] = (),
 ) -> CleanupReport:
     """Forget stopped/crashed instances, reconcile dead ones, delete orphaned logs/dirs, then
-    run the `sweeps` of the packages above (their paths are reported as removed files).
+    run the `sweeps` of the packages above (their paths are reported as removed files; what
+    they keep because it holds work, as kept, unless `force`).
 
     An instance that an `ocm start` is still bringing up is live: never touched here.
     """
@@ -764,7 +780,10 @@ def cleanup(
                     shutil.rmtree(path, ignore_errors=True)
     report.removed_files += _orphan_passwords(fleet, dry_run=dry_run)
     for sweep in sweeps:
-        report.removed_files += sweep(dry_run)
+        swept = sweep(dry_run, force)
+        report.removed_files += swept.removed
+        report.kept += swept.kept
+        report.forced += swept.forced
     return report
 
 

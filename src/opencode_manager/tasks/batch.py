@@ -54,12 +54,11 @@ from .batchfile import BatchTask, parse
 from .custody import Custody
 from .delivery import user_message
 from .dispatch import DEFAULT_MAX_RETRIES, busy_counts
-from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint
+from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint, settling
 from .store import Batch, TaskStore, new_id
 from .summary import BatchSummary, summary
 from .tracker import TurnState
 from .transcript import ABORTED_ERROR, build_turn, error_name
-from .worktree import settling
 
 INFRA_RETRIES = 2  # immediate retries elsewhere for a task that never reached a model
 RECOVER_TIMEOUT = 60.0  # how long a prompted task waits for its restarting instance

@@ -22,9 +22,9 @@ from ..instances.fleet import Fleet
 from ..models import AskPolicy, InstanceRecord, TaskRecord, TaskStatus
 from . import custody, placement, structured
 from . import worktree as worktrees
-from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint
+from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint, settling
 from .store import TaskStore, new_id
-from .worktree import WorktreeRequest, settling
+from .worktree import WorktreeRequest
 
 DEFAULT_MAX_RETRIES = 5
 #: Placement asks each instance how busy it is: a probe with its own short deadline (and no

@@ -29,7 +29,7 @@ from ..deadline import stop_child, within
 from ..errors import OcmError, ServerError, ServerUnreachable, TurnLost
 from ..models import AskPolicy, TaskRecord, TaskStatus
 from ..redaction import StreamRedactor, redact_data
-from . import delivery, structured
+from . import delivery, structured, worktree
 from .custody import Custody
 from .store import redact_record
 from .tracker import Ask, TurnState, feed, retry_of
@@ -74,6 +74,20 @@ Checkpoint = Callable[[str], Awaitable[None]]
 
 async def _no_checkpoint(step: str) -> None:
     return None
+
+
+def settling(save: Persist) -> Persist:
+    """A task's persist callback that first settles a finished task's worktree (its
+    changes committed and listed, once: `worktree.settle`), so every path that ends a task
+    (run, wait, result, batch) records them. It lives here, with the task's end: the
+    worktree module knows git, not when or how a record is saved."""
+
+    async def persist(record: TaskRecord) -> None:
+        if worktree.unsettled(record):
+            await asyncio.to_thread(worktree.settle, record)
+        await save(record)
+
+    return persist
 
 
 @dataclass
