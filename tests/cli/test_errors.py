@@ -79,7 +79,9 @@ def _add_record(name: str, state: State) -> None:
 @pytest.mark.usefixtures("stand_in")
 def test_duplicate_name(ocm: Ocm) -> None:
     _add_record("taken", State.STOPPED)
-    assert_one_line_error(ocm("start", "taken"), 4, "'taken' already exists")
+    result = ocm("start", "taken")
+    assert_one_line_error(result, 4, "'taken' already exists")
+    assert "`ocm restart taken` starts it again" in result.stderr
 
 
 def test_stop_of_a_stopped_instance(ocm: Ocm) -> None:
