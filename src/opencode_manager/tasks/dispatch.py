@@ -30,6 +30,10 @@ DEFAULT_MAX_RETRIES = 5
 #: Placement asks each instance how busy it is: a probe with its own short deadline (and no
 #: retry), so a stalled instance is passed over instead of holding the task back.
 PLACEMENT_PROBE_TIMEOUT = 5.0
+#: How long a task waits for an instance its keeper is restarting, beyond the instance's own
+#: start timeout (a restart is a start after a backoff).
+RETURN_GRACE = 60.0
+RETURN_POLL = 0.25
 
 
 @dataclass
@@ -93,7 +97,10 @@ async def busy_counts(fleet: Fleet, records: Sequence[InstanceRecord]) -> dict[s
 async def choose_instance(fleet: Fleet, ref: str | None, *, local: bool = False) -> InstanceRecord:
     """The named instance, or the least busy running one (`local`: not a remote one)."""
     if ref is not None:
-        return await asyncio.to_thread(fleet.resolve_running, ref)
+        try:
+            return await asyncio.to_thread(fleet.resolve_running, ref)
+        except ConflictError:
+            return await when_back(fleet, ref)
     candidates = [
         r for r in await asyncio.to_thread(fleet.running) if not (local and r.spec.remote)
     ]
@@ -104,6 +111,33 @@ async def choose_instance(fleet: Fleet, ref: str | None, *, local: bool = False)
         [placement.Slot(r.name, busy.get(r.name, 1 << 20)) for r in candidates]
     )
     return next(r for r in candidates if r.name == name)
+
+
+async def when_back(fleet: Fleet, ref: str) -> InstanceRecord:
+    """The instance once its keeper has brought it back (a restart after a crash or missed
+    health checks: slow is not failed); raises what `resolve_running` says when it is not
+    coming back, or has not within its start timeout and RETURN_GRACE."""
+    deadline: float | None = None
+    allowed = RETURN_GRACE
+    while True:
+        try:
+            return await asyncio.to_thread(fleet.resolve_running, ref)
+        except ConflictError as exc:
+            if not await asyncio.to_thread(fleet.returning, [ref]):
+                # Not coming back, or back already (between the two reads): say which.
+                return await asyncio.to_thread(fleet.resolve_running, ref)
+            record = await asyncio.to_thread(fleet.resolve, ref)
+            now = time.monotonic()
+            if deadline is None:
+                allowed = (record.start_timeout or 0.0) + RETURN_GRACE
+                deadline = now + allowed
+            elif now >= deadline:
+                raise ConflictError(
+                    f"{exc}: its keeper was restarting it, and it did not come back within "
+                    f"{allowed:.0f} s; see `ocm events {record.name}`",
+                    instance=record.name,
+                ) from exc
+        await asyncio.sleep(RETURN_POLL)  # waiting for the restart, with a deadline
 
 
 def new_record(
@@ -214,17 +248,32 @@ async def run_task(
         custody=custody.of_instance(fleet, instance),
     )
     try:
-        if detach:  # send it and return; `ocm wait` follows it later
-            await runner.begin()
-            await runner.send()
-            return record
-        return await runner.run()
+        try:
+            return await _drive(runner, detach)
+        except ServerUnreachable:
+            if record.session_id is not None or record.prompted or record.sending:
+                raise  # past its session: the runner's own recovery has had its say
+            # Lost while making its session, before anything was sent (its server went
+            # away: a restart by its keeper): once the instance is back, start again.
+            instance = await when_back(fleet, instance.name)
+            runner = dataclasses.replace(
+                runner, client=fleet.client(instance), custody=custody.of_instance(fleet, instance)
+            )
+            return await _drive(runner, detach)
     except (ServerError, SessionNotFound) as exc:
         ended = await ended_by(store, record, exc)
         if detach:
             # Nothing was started: an id to wait for would be a lie (it printed `None`).
             raise
         return ended
+
+
+async def _drive(runner: TaskRunner, detach: bool) -> TaskRecord:
+    if detach:  # send it and return; `ocm wait` follows it later
+        await runner.begin()
+        await runner.send()
+        return runner.record
+    return await runner.run()
 
 
 async def ended_by(store: TaskStore, record: TaskRecord, exc: Exception) -> TaskRecord:
