@@ -56,7 +56,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Limit": ("limits.policy", "Limit"),
     "LimitStatus": ("limits.table", "LimitStatus"),
     "LogLine": ("instances.logs", "LogLine"),
-    "Manager": ("manager", "Manager"),
+    "Manager": ("twin", "Manager"),
     "Message": ("client.types", "Message"),
     "NotFoundError": ("errors", "NotFoundError"),
     "Observer": ("tasks.runner", "Observer"),
@@ -77,6 +77,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "ServerRefused": ("errors", "ServerRefused"),
     "ServerTimeout": ("errors", "ServerTimeout"),
     "ServerUnreachable": ("errors", "ServerUnreachable"),
+    "TurnLost": ("errors", "TurnLost"),
     "Session": ("client.types", "Session"),
     "SessionCounts": ("instances.inventory", "SessionCounts"),
     "SessionNotFound": ("errors", "SessionNotFound"),
@@ -122,6 +123,7 @@ if TYPE_CHECKING:
         SessionNotFound,
         StartError,
         StateError,
+        TurnLost,
         UsageError,
     )
     from .instances.binary import Binary, find_binary, install
@@ -146,7 +148,7 @@ if TYPE_CHECKING:
     from .limits.policy import Limit
     from .limits.table import LimitStatus
     from .lines import MIN_OPENCODE_VERSION
-    from .manager import AsyncManager, Manager
+    from .manager import AsyncManager
     from .models import (
         AskPolicy,
         BatchStatus,
@@ -177,6 +179,7 @@ if TYPE_CHECKING:
     from .tasks.summary import BatchSummary, TaskOutcome
     from .tasks.tracker import Ask
     from .tasks.worktree import Worktree, WorktreeRemoval, WorktreeRequest, WorktreeRow
+    from .twin import Manager
 
 
 def __getattr__(name: str) -> Any:
@@ -270,6 +273,7 @@ __all__ = [
     "TaskOutcome",
     "TaskRecord",
     "TaskStatus",
+    "TurnLost",
     "UpReport",
     "UsageError",
     "Worktree",
