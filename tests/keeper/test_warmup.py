@@ -19,6 +19,7 @@ from opencode_manager.lines import Line
 from opencode_manager.models import InstanceSpec, State
 from opencode_manager.registry import Registry
 from opencode_manager.settings import Settings
+from opencode_manager.supervision import Limits
 from opencode_manager.testing.keeper import FakeHost, FakeProbe, FakeSpawner
 
 pytestmark = [pytest.mark.timeout(20), pytest.mark.anyio]
@@ -186,7 +187,9 @@ def test_a_1x_directory_is_warmed_again_before_its_runner_expires() -> None:
     assert warmup.REWARM_AFTER < 60 * 60  # OpenCode 1.x drops it after 60 idle minutes
 
 
-def _keeper(tmp_path: Path, label: str, budget: str = "15", **spec: Any) -> Any:
+def _keeper(
+    tmp_path: Path, label: str, budget: str = "15", limits: Limits | None = None, **spec: Any
+) -> Any:
     environ = {"HOME": str(tmp_path), "OCM_WARMUP_TIMEOUT": budget}
     settings = Settings.load(home=tmp_path / label, environ=environ)
     settings.ensure_home()
@@ -203,6 +206,7 @@ def _keeper(tmp_path: Path, label: str, budget: str = "15", **spec: Any) -> Any:
         probe=probe,
         host=FakeHost(),
         capture_stdio=False,
+        limits=limits,
     )
     return keeper, registry, spawner, probe
 
@@ -256,6 +260,47 @@ async def test_the_provider_is_added_only_where_a_layer_pins_the_model(tmp_path:
     assert "model" not in content  # the user's `model` (in their file) stays the default
     assert probe.calls[0][1] == "/session?directory=" + str(tmp_path).replace("/", "%2F")
     assert probe.calls[1][2]["model"]["providerID"] == PROVIDER_ID
+    keeper.request_stop()
+    assert await asyncio.wait_for(task, 5.0) == 0
+    registry.close()
+
+
+async def test_a_quiet_1x_directory_is_warmed_again_and_a_busy_one_is_not(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "opencode.json").write_text('{"model": "mine/big"}')
+    keeper, registry, spawner, probe = _keeper(
+        tmp_path, "again", limits=Limits(health_interval=0.01)
+    )
+    keeper.rewarm_after = 0.3
+    task = await _until_running(keeper, registry, spawner)
+    first = len(probe.calls)
+    assert first == 6  # the text turn and the shell turn, 3 calls each
+
+    def creations() -> list[str]:
+        return [t for m, t, _ in probe.calls if m == "POST" and t.startswith("/session?")]
+
+    while len(creations()) < 3:
+        await asyncio.sleep(0.01)  # polled; the test's timeout is the deadline
+    again = probe.calls[first]
+    assert again[1] == "/session?directory=" + str(tmp_path).replace("/", "%2F")  # no shell turn
+    assert probe.calls[first + 1][2]["model"]["providerID"] == PROVIDER_ID
+
+    # A session busy in the directory is a turn: the runner is in use, no warm-up is due.
+    asked = 0
+    busy = probe.busy
+
+    async def counted(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        nonlocal asked
+        asked += 1
+        return await busy(*args, **kwargs)
+
+    probe.busy = counted  # type: ignore[method-assign]
+    probe.busy_sessions = {"ses_user": {"type": "busy"}}
+    seen = len(creations())
+    while asked < 5:  # five more times due, each time found busy
+        await asyncio.sleep(0.01)  # polled; the test's timeout is the deadline
+    assert len(creations()) <= seen + 1  # at most one that had begun before the session
     keeper.request_stop()
     assert await asyncio.wait_for(task, 5.0) == 0
     registry.close()
