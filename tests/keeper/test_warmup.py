@@ -239,6 +239,9 @@ async def test_the_keeper_warms_up_before_running_and_not_when_turned_off(
             scratch = probe.calls[3][1].split("directory=")[1].replace("%2F", "/")
             assert scratch.startswith(str(tmp_path / label))
             assert not Path(scratch).exists()  # made for the turn and removed
+            log = keeper.settings.log_path("w").read_text()
+            assert "(/config, /agent, /config/providers, shell turn; 4/4 steps, " in log
+            assert "1.50 s of server CPU)" in log  # 6 calls of 0.25 s each (the fake's)
             env = spawner.servers[0].env
             assert "ocm-warmup" not in env.get("OPENCODE_CONFIG_CONTENT", "")
         else:

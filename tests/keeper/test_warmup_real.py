@@ -21,7 +21,8 @@ from helpers import invoke_ocm
 pytestmark = pytest.mark.integration
 
 WARMED = re.compile(
-    r"warmed up in ([\d.]+) s \(text turn, shell turn; 2/2 steps, (\d+) request\(s\) to ocm's"
+    r"warmed up in ([\d.]+) s \(text turn, shell turn; 2/2 steps, (\d+) request\(s\) to ocm's "
+    r"warm-up model, ([\d.]+) s of server CPU\)"
 )
 
 

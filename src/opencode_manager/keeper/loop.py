@@ -581,6 +581,7 @@ class Keeper:
             )
 
         answered = self.model.requests if self.model is not None else 0
+        cpu = self.server.cpu_seconds() if self.server is not None else None
         serving = self.model.serving() if self.model is not None else contextlib.nullcontext()
         with serving:
             warming = asyncio.create_task(
@@ -604,6 +605,9 @@ class Keeper:
         result = warming.result()
         if self.model is not None:
             result.model_requests = self.model.requests - answered
+        used = self.server.cpu_seconds() if self.server is not None else None
+        if cpu is not None and used is not None:
+            result.cpu_seconds = used - cpu
         return result
 
     def _make_scratch(self) -> str | None:

@@ -57,6 +57,11 @@ class Server(Protocol):
         """RSS of the server and all its descendants."""
         ...
 
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds the server has used (with its ended children), or None when unknown:
+        what the warm-up cost."""
+        ...
+
 
 class Spawner(Protocol):
     async def spawn(self, argv: list[str], *, env: dict[str, str], cwd: str) -> Server: ...
@@ -152,6 +157,16 @@ class ProcessServer:
                 return self._sampled.cpu_percent(None), int(self._sampled.memory_info().rss)
         except psutil.Error:
             return None
+
+    def cpu_seconds(self) -> float | None:
+        root = process.verified(self.identity)
+        if root is None:
+            return None
+        try:
+            times = root.cpu_times()
+        except psutil.Error:
+            return None
+        return times.user + times.system + times.children_user + times.children_system
 
     def tree_rss(self) -> int:
         root = process.verified(self.identity)

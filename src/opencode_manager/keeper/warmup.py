@@ -211,6 +211,7 @@ class Warmup:
     failed: tuple[str, ...] = ()  # "STEP: reason"
     timed_out: bool = False
     model_requests: int = 0  # answered by the warm-up model (set by the keeper)
+    cpu_seconds: float | None = None  # the server's CPU during the warm-up (set by the keeper)
     planned: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -218,7 +219,10 @@ class Warmup:
         """One line for the keeper's log."""
         done = ", ".join(self.done) or "nothing"
         text = f"warmed up in {self.seconds:.2f} s ({done}; {len(self.done)}/{self.planned} steps"
-        text += f", {self.model_requests} request(s) to ocm's warm-up model)"
+        text += f", {self.model_requests} request(s) to ocm's warm-up model"
+        if self.cpu_seconds is not None:
+            text += f", {self.cpu_seconds:.2f} s of server CPU"
+        text += ")"
         if self.timed_out:
             text += "; budget spent, the rest is left to the first task"
         if self.failed:

@@ -49,6 +49,7 @@ class FakeServer:
         self.ignores_term = False
         self.rss = 100 * 1024 * 1024
         self.cpu = 1.0
+        self.cpu_used = 0.0  # CPU seconds so far (what `cpu_seconds` reports)
         self.terminations: list[float] = []  # the timeout of each terminate() call
         self._exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         if listen:
@@ -95,6 +96,9 @@ class FakeServer:
 
     def tree_rss(self) -> int:
         return self.rss
+
+    def cpu_seconds(self) -> float | None:
+        return self.cpu_used
 
 
 class FakeSpawner:
@@ -186,7 +190,7 @@ class FakeProbe:
     ) -> Any:
         """The warm-up's calls, answered as the line would: a session made, a turn that
         went well, a session deleted."""
-        self._server(endpoint)
+        self._server(endpoint).cpu_used += 0.25  # what each call costs the server
         self.warmed.append(target)
         self.calls.append((method, target, body))
         if method == "POST" and target.split("?")[0] in ("/session", "/api/session"):
