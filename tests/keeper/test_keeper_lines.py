@@ -135,7 +135,8 @@ async def test_a_2x_server_booting_is_waited_for_and_then_driven_as_2x(harness: 
         ("GET", "/api/session/ses_fake1"),
         ("DELETE", "/api/session/ses_fake1"),
     ]
-    assert "warmed up in" in h.log() and "shell turn; 1/1 steps" in h.log()
+    assert "warmed up in" in h.log()
+    assert "shell turn; 1/1 steps" in h.log()
     h.keeper.request_stop()
     assert await h.finish() == 0
     assert h.probe.disposed == []  # 2.x has no dispose route: SIGTERM is its graceful stop

@@ -27,7 +27,8 @@ def _turn(text: str) -> dict[str, object]:
 async def test_it_refuses_outside_a_warm_up_and_answers_during_one() -> None:
     model = WarmupModel()
     base = await model.start()
-    assert base.startswith("http://127.0.0.1:") and base.endswith("/v1")
+    assert base.startswith("http://127.0.0.1:")
+    assert base.endswith("/v1")
     try:
         async with httpx.AsyncClient(base_url=base) as client:
             refused = await client.post("/chat/completions", json=_turn("hello"))

@@ -72,7 +72,8 @@ def test_the_plan_turns_in_the_directory_only_where_the_provider_is() -> None:
     # Not provided: 1.x falls back to the read-only bootstrap of the directory; 2.x has none.
     v1 = plan(Line.V1, "/my p", "/s", provided=False)
     assert [s.label for s in v1] == [*READ_STEPS, "shell turn"]
-    assert isinstance(v1[0], Read) and v1[0].target == "/config?directory=%2Fmy%20p"
+    assert isinstance(v1[0], Read)
+    assert v1[0].target == "/config?directory=%2Fmy%20p"
     assert plan(Line.V2, "/p", "/s", provided=False) == [Turn("shell turn", "/s", "BASH: true")]
     assert plan(Line.V2, "/p", None, provided=False) == []  # a re-warm has no shell turn
 
@@ -82,7 +83,8 @@ async def test_a_1x_turn_is_titled_names_the_warm_up_model_and_is_deleted() -> N
     server = Server(clock, step=0.25)
     steps = plan(Line.V1, "/p", "/s", provided=True)
     result = await warm_up(server, Line.V1, steps, budget=10.0, clock=clock)
-    assert result.done == ("text turn", "shell turn") and not result.failed
+    assert result.done == ("text turn", "shell turn")
+    assert not result.failed
     methods = [(m, t.split("?")[0]) for m, t, _ in server.calls]
     assert methods == [
         ("POST", "/session"), ("POST", "/session/ses_1/message"), ("DELETE", "/session/ses_1"),
@@ -195,7 +197,8 @@ def _keeper(
     settings.ensure_home()
     registry = Registry(settings.registry_path)
     with registry.transaction() as db:
-        registry.reserve(db, InstanceSpec(name="w", dir=str(tmp_path), **spec), port=None, token="t")
+        spec_ = InstanceSpec(name="w", dir=str(tmp_path), **spec)
+        registry.reserve(db, spec_, port=None, token="t")
     spawner = FakeSpawner()
     probe = FakeProbe(spawner)
     keeper = Keeper(
