@@ -225,7 +225,11 @@ async def _until_running(keeper: Keeper, registry: Registry, spawner: FakeSpawne
 async def test_the_keeper_warms_up_before_running_and_not_when_turned_off(
     tmp_path: Path,
 ) -> None:
-    cases = (("on", "15", {}), ("zero", "0", {}), ("off", "15", {"warm": False}))
+    cases: tuple[tuple[str, str, dict[str, Any]], ...] = (
+        ("on", "15", {}),
+        ("zero", "0", {}),
+        ("off", "15", {"warm": False}),
+    )
     for label, budget, spec in cases:
         keeper, registry, spawner, probe = _keeper(tmp_path, label, budget, **spec)
         task = await _until_running(keeper, registry, spawner)
@@ -299,9 +303,10 @@ async def test_a_quiet_1x_directory_is_warmed_again_and_a_busy_one_is_not(
     async def counted(*args: Any, **kwargs: Any) -> dict[str, Any]:
         nonlocal asked
         asked += 1
-        return await busy(*args, **kwargs)
+        answer: dict[str, Any] = await busy(*args, **kwargs)
+        return answer
 
-    probe.busy = counted  # type: ignore[method-assign]
+    probe.busy = counted
     probe.busy_sessions = {"ses_user": {"type": "busy"}}
     seen = len(creations())
     while asked < 5:  # five more times due, each time found busy
