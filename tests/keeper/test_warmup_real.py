@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from opencode_manager.scripted_model import ScriptedModelServer, opencode_config
@@ -58,8 +59,14 @@ def test_start_warms_with_ocms_model_and_never_the_users(
         log = Path(listed["log"]).read_text()
         found = WARMED.search(log)
         assert found, log[-3000:]
-        # A text turn (one request) and a shell turn (the tool call, then its answer).
-        assert int(found.group(2)) >= 3
+        # A text turn (one request) and a shell turn (the tool call, then its answer): no
+        # title call (the sessions are titled), which in the throw-away directory would
+        # have come to ocm's model too.
+        assert int(found.group(2)) == 3
+        assert float(found.group(3)) > 0  # the server CPU it cost
+        # The provider's config travels by environment: never in argv, never in the log.
+        assert "ocm-warmup" not in " ".join(psutil.Process(listed["pid"]).cmdline())
+        assert '"apiKey"' not in log
         print(f"line {line}: {found.group(0)}")  # the cost, for the report (-s)
         assert "failed:" not in log.split("warmed up in")[1].splitlines()[0]
         assert not (tmp_path / "ocm" / "instances" / "w" / "warm-up").exists()
