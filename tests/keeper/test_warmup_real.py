@@ -86,3 +86,25 @@ def _sessions() -> list[dict[str, object]]:
         pytest.fail(str(shown))
     data = shown.json()
     return data if isinstance(data, list) else data.get("sessions", [])
+
+
+@pytest.mark.timeout(300)
+def test_no_warm_reports_running_once_healthy_and_says_so(
+    opencode_bin: str, model_env: list[str], tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    env_args = [arg for item in model_env for arg in ("--env", item)]
+    started = invoke_ocm(
+        "start", "cold", "--dir", str(project), "--no-warm", *env_args, "--json", timeout=240
+    )
+    try:
+        assert started.returncode == 0, str(started)
+        status = invoke_ocm("status", "cold", "--json", check=True).json()
+        assert status["settings"]["warm"] is False
+        log = Path(status["log"]).read_text()
+        assert "warm-up off for this instance (--no-warm / warm = false)" in log
+        assert "warmed up in" not in log
+        assert "no warm-up" in invoke_ocm("status", "cold", check=True).stdout
+    finally:
+        invoke_ocm("stop", "cold", "--json")
