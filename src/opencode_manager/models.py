@@ -155,6 +155,9 @@ class InstanceSpec:
     max_age: float | None = DEFAULTS.max_age  # seconds: recycle when older
     log_max_size: int = DEFAULTS.log_max_size  # rotate the captured output above this
     log_keep: int = DEFAULTS.log_keep  # rotated files kept
+    # warm the server up before it is reported running (keeper/warmup.py): `--no-warm`,
+    # a fleet file's `warm = false`
+    warm: bool = True
     # from a fleet file (instances/fleetfile.py): its project, and defaults for tasks
     project: str | None = None
     model: str | None = None  # provider/model for tasks that name none

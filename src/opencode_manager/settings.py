@@ -35,7 +35,7 @@ class Settings:
     opencode: str | None = None  # explicit binary: --opencode or OCM_OPENCODE
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
     registry_timeout: float = 15.0  # how long a command waits for the registry's lock
-    warmup_timeout: float = 15.0  # a keeper's warm-up budget before `running`; 0: none
+    warmup_timeout: float = 30.0  # a keeper's warm-up budget before `running`; 0: none
     http_timeout: float = HTTP_TIMEOUT  # a control call's wait for an answer (OCM_HTTP_TIMEOUT)
     version_timeout: float = VERSION_TIMEOUT  # `opencode --version`'s (OCM_VERSION_TIMEOUT)
 
@@ -61,7 +61,7 @@ class Settings:
             opencode=binary,
             environ=env,
             registry_timeout=max(0.0, lock_wait),
-            warmup_timeout=_seconds(env, "OCM_WARMUP_TIMEOUT", 15.0),
+            warmup_timeout=_seconds(env, "OCM_WARMUP_TIMEOUT", 30.0),
             http_timeout=http_timeout or _positive(env, "OCM_HTTP_TIMEOUT", HTTP_TIMEOUT),
             version_timeout=_positive(env, "OCM_VERSION_TIMEOUT", VERSION_TIMEOUT),
         )

@@ -172,6 +172,12 @@ class _StartBar:
     help="Rotated log files kept.",
 )
 @click.option(
+    "--no-warm",
+    is_flag=True,
+    help="Report the instance running once healthy, without the warm-up: two turns "
+    "answered by ocm's own model (never yours), so the first task is not the slowest.",
+)
+@click.option(
     "--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for health."
 )
 @click.option(
@@ -222,6 +228,7 @@ def start(
     max_age: str | None,
     log_max_size: str,
     log_keep: int,
+    no_warm: bool,
     timeout: float,
     opencode: str | None,
     existing: bool,
@@ -263,6 +270,7 @@ def start(
         max_age=parse_duration(max_age) if max_age else None,
         log_max_size=parse_size(log_max_size),
         log_keep=log_keep,
+        warm=not no_warm,
     )
 
     async def go(aio: AsyncManager, cancel: asyncio.Event) -> list[InstanceInfo]:
@@ -294,7 +302,7 @@ def start(
     warning = exposure_warning(hostname)
     if warning:
         err.print(warning, style="yellow", markup=False)
-    if state.settings().warmup_timeout > 0:
+    if state.settings().warmup_timeout > 0 and not no_warm:
         # With the warm-up off, `ocm start` touches no project directory: this call would
         # bootstrap it, which is the warm-up's work (`ocm doctor` still checks).
         _warn_about_projects(state.manager(), [info.name for info in infos])
@@ -455,6 +463,8 @@ def _settings_text(s: dict[str, Any]) -> str:
         parts.append(f"port range {s['port_range'][0]}-{s['port_range'][1]}")
     if s.get("shared_data"):
         parts.append("shared data")
+    if s.get("warm") is False:
+        parts.append("no warm-up")
     return "; ".join(parts)
 
 

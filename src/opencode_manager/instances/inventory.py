@@ -344,6 +344,7 @@ def spec_settings(spec: InstanceSpec) -> dict[str, Any]:
         "env_keys": sorted({key for key, _ in spec.env}),
         "auth": spec.auth,
         "shared_data": spec.shared_data,
+        "warm": spec.warm,
         "opencode": spec.opencode,
         "binary": spec.binary,  # its own choice (a version or a path), if it has one
         "restart": spec.restart.value,

@@ -199,6 +199,8 @@ class Supervision:
     max_age: float | None = DEFAULTS.max_age
     log_max_size: int = DEFAULTS.log_max_size
     log_keep: int = DEFAULTS.log_keep
+    # the keeper warms the server up before it reports it running (keeper/warmup.py)
+    warm: bool = True
 
     def validated(self) -> dict[str, Any]:
         if self.restart not in RESTART_POLICIES:
