@@ -235,27 +235,33 @@ class AsyncManager:
         force_recreate: bool = False,
         remove_orphans: bool = False,
         timeout: float = DEFAULT_START_TIMEOUT,
+        cancel: asyncio.Event | None = None,
     ) -> UpReport:
         """Converge to the fleet file: start what is missing in parallel, recreate what
-        changed one at a time; only this file's project is ever touched."""
+        changed one at a time; only this file's project is ever touched. Setting `cancel`
+        stops what it started (removing what it created) and raises Interrupted."""
         from .instances import compose
 
-        def work() -> UpReport:
+        def work(stop: threading.Event) -> UpReport:
             return compose.up(
                 self.fleet, self._fleet_file(path), recreate=recreate,
                 force_recreate=force_recreate, remove_orphans=remove_orphans, timeout=timeout,
+                cancel=stop,
             )  # fmt: skip
 
-        return await asyncio.to_thread(work)
+        return await lifecycle.interruptibly(work, cancel)
 
-    async def down(self, path: str | None = None) -> list[StopResult]:
-        """Stop the instances the fleet file's project created (they stay recorded)."""
+    async def down(
+        self, path: str | None = None, *, cancel: asyncio.Event | None = None
+    ) -> list[StopResult]:
+        """Stop the instances the fleet file's project created (they stay recorded); setting
+        `cancel` stops no more of them and raises Interrupted."""
         from .instances import compose
 
-        def work() -> list[StopResult]:
-            return compose.down(self.fleet, self._fleet_file(path).project)
+        def work(stop: threading.Event) -> list[StopResult]:
+            return compose.down(self.fleet, self._fleet_file(path).project, cancel=stop)
 
-        return await asyncio.to_thread(work)
+        return await lifecycle.interruptibly(work, cancel)
 
     # -- after a reboot: save / resurrect, systemd units -------------------------------------
     async def save(self, *, force: bool = False) -> SaveReport:
@@ -265,12 +271,16 @@ class AsyncManager:
 
         return await asyncio.to_thread(dump.save, self.fleet, force=force)
 
-    async def resurrect(self, *, timeout: float = DEFAULT_START_TIMEOUT) -> ResurrectReport:
+    async def resurrect(
+        self, *, timeout: float = DEFAULT_START_TIMEOUT, cancel: asyncio.Event | None = None
+    ) -> ResurrectReport:
         """Start what the saved dump holds that is not running (same names, settings and, when
         free, ports); nothing else is touched."""
         from .instances import dump
 
-        return await asyncio.to_thread(dump.resurrect, self.fleet, timeout=timeout)
+        return await lifecycle.interruptibly(
+            lambda stop: dump.resurrect(self.fleet, timeout=timeout, cancel=stop), cancel
+        )
 
     # -- a damaged registry ---------------------------------------------------------------
     async def backups(self) -> list[Backup]:

@@ -16,6 +16,7 @@ from .. import (
     AsyncManager,
     BatchStatus,
     BatchSummary,
+    Interrupted,
     TaskOutcome,
     TaskStatus,
     UsageError,
@@ -86,17 +87,38 @@ def _execute(
         shown = ", ".join(f"{v} {k}" for k, v in sorted(c.items()) if v)
         progress.update(bar, completed=done, counts=shown)
 
+    interrupted = []
+
     async def go(manager: AsyncManager, cancel: asyncio.Event) -> BatchSummary:
-        return await manager.batch_run(
+        done = await manager.batch_run(
             batch_id, listener=listener, cancel=cancel, requeue_cancelled=requeue_cancelled
         )
+        if cancel.is_set():  # Ctrl-C (or SIGTERM) here, not `ocm batch cancel` elsewhere
+            interrupted.append(True)
+        return done
 
     with progress:
         result = run_with_cancel(state, go)
+    if interrupted and result.status is BatchStatus.CANCELLED:
+        if as_json:
+            print_json(result.to_dict())
+        raise Interrupted(_interrupted_line(result))
     _report(result, as_json)
     if result.status is BatchStatus.CANCELLED:
         return EXIT_CANCELLED
     return 0 if result.all_completed else EXIT_SOME_FAILED
+
+
+def _interrupted_line(result: BatchSummary) -> str:
+    """What a Ctrl-C did to a batch, in one line: the tasks it stopped and how to go on."""
+    stopped = [f"{n} {word}" for word in ("aborted", "cancelled")
+               if (n := result.counts.get(word, 0))]  # fmt: skip
+    done = result.counts.get(TaskStatus.COMPLETED.value, 0)
+    what = " and ".join(stopped) or "nothing stopped"
+    return (
+        f"batch {result.id} interrupted: {what}, {done} of {result.total} completed; "
+        f"`ocm batch resume {result.id} --requeue-cancelled` runs the rest"
+    )
 
 
 def _report(result: BatchSummary, as_json: bool, *, every_task: bool = False) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import OcmError, Settings, StartError, __version__
+from .. import Interrupted, OcmError, Settings, StartError, __version__
 from ..fronts import strip_ansi
 from .plain import say
 
@@ -147,6 +147,12 @@ def _one_line(text: str) -> str:
     return " ".join(strip_ansi(text).split())
 
 
+def _clear_notice() -> None:
+    loops = sys.modules.get(f"{__package__}.loops")
+    if loops is not None:
+        loops.clear_notice()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code (the console script exits with it)."""
     args = sys.argv[1:] if argv is None else argv
@@ -159,11 +165,13 @@ def main(argv: list[str] | None = None) -> int:
         command = exc.ctx.command_path if exc.ctx else "ocm"
         say(f"{command}: error: {_one_line(exc.format_message())} (see --help)")
         return EXIT_USAGE
-    except click.Abort:
+    except (click.Abort, KeyboardInterrupt):
+        _clear_notice()
         say("ocm: interrupted")
         return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        say("ocm: interrupted")
+    except Interrupted as exc:  # Ctrl-C, and what the command undid: one line, like the others
+        _clear_notice()
+        say(f"ocm: {_one_line(str(exc))}")
         return EXIT_INTERRUPTED
     except click.ClickException as exc:
         say(f"ocm: error: {_one_line(exc.format_message())}")

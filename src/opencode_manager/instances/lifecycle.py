@@ -18,6 +18,7 @@ server carry their own marker (process.spared).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -28,8 +29,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import psutil
 
@@ -57,6 +59,7 @@ DISPOSE_TIMEOUT = 3.0
 
 #: Called with (instance name, phase) while starting: "spawned", "running", "failed".
 StartProgress = Callable[[str, str], None]
+T = TypeVar("T")
 
 
 class StopVia(TextEnum):
@@ -128,7 +131,7 @@ def start(
     placed = _reserve(fleet, requested, binary, timeout)
     names = [s.name for s in placed]
     for spec in placed:
-        if cancel is not None and cancel.is_set():
+        if _interrupted(cancel):
             _roll_back(fleet, names)
         _launch(fleet, spec)
         if progress:
@@ -136,15 +139,64 @@ def start(
     return _await_started(fleet, names, timeout, progress, cancel)
 
 
+async def interruptibly(work: Callable[[threading.Event], T], cancel: asyncio.Event | None) -> T:
+    """Run the blocking `work(stop)` (a start: this one, or one on the cluster) in a worker
+    thread, so the caller's event loop keeps running.
+
+    Setting `cancel`, or cancelling the awaiting task, sets `stop`: the work rolls back what it
+    made and raises Interrupted. A cancelled caller still waits for that roll-back (a thread
+    cannot be cancelled, and what it created must not outlive the command), then re-raises."""
+    stop = threading.Event()
+    job = asyncio.ensure_future(asyncio.to_thread(work, stop))
+    asked = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
+    try:
+        await asyncio.wait({job, asked} if asked else {job}, return_when=asyncio.FIRST_COMPLETED)
+        if not job.done():
+            stop.set()  # the thread rolls back, then raises Interrupted
+        return await job
+    except asyncio.CancelledError:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.shield(job)
+        raise
+    finally:
+        if asked is not None:
+            asked.cancel()
+
+
 def _roll_back(fleet: Fleet, names: list[str]) -> NoReturn:
     """An interrupted start: stop and forget what it created, then say so."""
-    for name in names:
+    undo(fleet, names, remove=names)
+    raise Interrupted(f"start interrupted: {', '.join(names)} stopped and removed")
+
+
+def undo(fleet: Fleet, names: Sequence[str], *, remove: Sequence[str] = ()) -> None:
+    """Stop what an interrupted command started, all at once (a Ctrl-C is answered within a
+    second or two, not one stop after the other), and forget those in `remove` (the ones it
+    created). Best effort: what cannot be stopped stays for `ocm ls` to show."""
+
+    starter = me()
+
+    def one(name: str) -> None:
         with contextlib.suppress(OcmError):
             record = fleet.registry.get(name)
-            if is_live(record):
+            if record.keeper is None and record.server is None and record.starter == starter:
+                # Reserved, never launched: no keeper will come to take a stop request.
+                if name not in remove:
+                    fleet.registry.mark_stopped(name)
+            elif is_live(record):
                 _stop_one(fleet, record, DEFAULT_STOP_TIMEOUT)
-            forget(fleet, name)
-    raise Interrupted(f"start interrupted: {', '.join(names)} stopped and removed")
+            if name in remove:
+                forget(fleet, name)
+
+    if not names:
+        return
+    with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
+        list(pool.map(one, names))
+
+
+def _interrupted(cancel: threading.Event | None) -> bool:
+    return cancel is not None and cancel.is_set()
 
 
 def _binaries(
@@ -275,6 +327,8 @@ def _await_started(
     timeout: float,
     progress: StartProgress | None,
     cancel: threading.Event | None = None,
+    *,
+    relaunched: bool = False,
 ) -> list[str]:
     registry = fleet.registry
     # The keeper enforces the deadline itself; this one only guards against a lost keeper.
@@ -283,7 +337,10 @@ def _await_started(
     failures: list[InstanceRecord] = []
     delay = 0.02
     while pending:
-        if cancel is not None and cancel.is_set():
+        if _interrupted(cancel):
+            if relaunched:  # recorded before: stopped again, kept
+                undo(fleet, names)
+                raise Interrupted(f"restart interrupted: {', '.join(names)} stopped")
             _roll_back(fleet, names)
         for name in sorted(pending):
             record = registry.get(name)
@@ -548,12 +605,14 @@ def restart(
     progress: StartProgress | None = None,
     all: bool = False,
     respec: Mapping[str, InstanceSpec] | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[str]:
     """Stop (if running) and start again with the same name, spec, password and data.
 
     `all`: every instance not stopped on purpose (running, crashed, errored), like PM2's
     `restart all` without the ones you stopped. `respec`: new specs by name (`ocm up`
-    recreating what its fleet file changed)."""
+    recreating what its fleet file changed). Setting `cancel` stops what it launched (the
+    records stay) and raises Interrupted."""
     if all and refs:
         raise UsageError("give instance names or --all, not both")
     if not refs and not all:
@@ -576,6 +635,10 @@ def restart(
     names = []
     starter = me()
     for record in records:
+        if _interrupted(cancel):
+            undo(fleet, names)
+            done = f"{', '.join(names)} stopped" if names else "nothing started"
+            raise Interrupted(f"restart interrupted: {done}")
         chosen_spec = chosen_specs[record.name]
         found = binary(chosen_spec)
         spec = InstanceSpec(**{**chosen_spec.__dict__, "opencode": found.path})
@@ -593,7 +656,7 @@ def restart(
         names.append(record.name)
         if progress:
             progress(record.name, "spawned")
-    return _await_started(fleet, names, timeout, progress)
+    return _await_started(fleet, names, timeout, progress, cancel, relaunched=True)
 
 
 def remove(fleet: Fleet, refs: Sequence[str], *, force: bool = False) -> list[str]:
