@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from opencode_manager.cluster import routing
+from opencode_manager import routing
 from opencode_manager.cluster.deadlines import Deadlines
 from opencode_manager.cluster.link import Link
 from opencode_manager.errors import (

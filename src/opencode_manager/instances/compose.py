@@ -21,7 +21,7 @@ from ..models import InstanceSpec
 from . import lifecycle, ports
 from .converge import Action, Change, plan
 from .fleet import Fleet, is_live
-from .fleetfile import FleetFile, FleetFileError, Problem
+from .fleetfile import FleetFile, FleetFileError, Problem, read_fleet_file
 from .tomlpos import key_lines, line_of
 
 
@@ -61,7 +61,12 @@ def limit_changes(wanted: Sequence[Limit], current: Sequence[Limit]) -> list[Lim
             if have.get(limit.scope) != limit]  # fmt: skip
 
 
-def diff(fleet: Fleet, file: FleetFile, *, force_recreate: bool = False) -> UpReport:
+def diff(fleet: Fleet, path: str | None = None, *, force_recreate: bool = False) -> UpReport:
+    """What `up` would do to converge the fleet to the fleet file (default ./ocm.toml)."""
+    return _diff(fleet, read_fleet_file(path), force_recreate=force_recreate)
+
+
+def _diff(fleet: Fleet, file: FleetFile, *, force_recreate: bool) -> UpReport:
     records = fleet.records()
     live = {r.name for r in records if is_live(r)}
     changes = plan(file.instances, records, file.project, force_recreate=force_recreate, live=live)
@@ -71,7 +76,7 @@ def diff(fleet: Fleet, file: FleetFile, *, force_recreate: bool = False) -> UpRe
 
 def up(
     fleet: Fleet,
-    file: FleetFile,
+    path: str | None = None,
     *,
     recreate: bool = True,
     force_recreate: bool = False,
@@ -79,9 +84,12 @@ def up(
     timeout: float = lifecycle.DEFAULT_START_TIMEOUT,
     cancel: threading.Event | None = None,
 ) -> UpReport:
-    """Converge; setting `cancel` (Ctrl-C) stops what this run started, removes what it
-    created, and raises Interrupted (what it had not reached is left as it was)."""
-    report = diff(fleet, file, force_recreate=force_recreate)
+    """Converge to the fleet file: start what is missing in parallel, recreate what changed
+    one at a time; only this file's project is ever touched. Setting `cancel` (Ctrl-C) stops
+    what this run started, removes what it created, and raises Interrupted (what it had not
+    reached is left as it was)."""
+    file = read_fleet_file(path)
+    report = _diff(fleet, file, force_recreate=force_recreate)
     conflicts = [c for c in report.changes if c.action is Action.CONFLICT]
     if conflicts:
         raise ConflictError(
@@ -178,10 +186,12 @@ def _undone(fleet: Fleet, done: list[str], created: list[str], exc: Interrupted)
 
 
 def down(
-    fleet: Fleet, project: str, *, cancel: threading.Event | None = None
+    fleet: Fleet, path: str | None = None, *, cancel: threading.Event | None = None
 ) -> list[lifecycle.StopResult]:
-    """Stop every instance this project created (they stay recorded: `ocm up` starts them).
-    Setting `cancel` (Ctrl-C) stops no more of them: Interrupted says which still run."""
+    """Stop every instance the fleet file's project created (they stay recorded: `ocm up`
+    starts them). Setting `cancel` (Ctrl-C) stops no more of them: Interrupted says which
+    still run."""
+    project = read_fleet_file(path).project
     names = [r.name for r in fleet.records() if r.spec.project == project and is_live(r)]
     stopped: list[lifecycle.StopResult] = []
     for name in names:

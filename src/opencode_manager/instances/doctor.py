@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -325,3 +326,10 @@ async def project_checks(fleet: Fleet, record: InstanceRecord, *, mcp: bool = Tr
                 )
             )
     return checks
+
+
+async def check_projects(fleet: Fleet, refs: Sequence[str], *, mcp: bool = True) -> list[Check]:
+    """`project_checks` of each named instance, asked at once."""
+    records = await asyncio.to_thread(lambda: [fleet.resolve(ref) for ref in refs])
+    found = await asyncio.gather(*(project_checks(fleet, r, mcp=mcp) for r in records))
+    return [check for checks in found for check in checks]
