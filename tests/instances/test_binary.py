@@ -237,3 +237,31 @@ def test_install_takes_the_package_of_the_versions_line(tmp_path: Path) -> None:
     with pytest.raises(BinaryError, match="does not know"):
         install(settings, "3.0.0")
     assert len(log.read_text().splitlines()) == 2
+
+
+def test_a_version_npm_does_not_have_is_named_with_how_to_list_them() -> None:
+    from opencode_manager.instances.binary import npm_failure
+
+    output = "npm error code ETARGET\nnpm error notarget No matching version found for x\n"
+    message = npm_failure("opencode-ai@9.9.9", 1, output)
+    assert message == (
+        "OpenCode 9.9.9 is not on npm (opencode-ai has no version 9.9.9); "
+        "`npm view opencode-ai versions` lists them"
+    )
+    assert npm_failure("opencode-ai@1.2.3", 1, "npm error code E404\n").endswith(
+        "npm error code E404"
+    )
+
+
+def test_a_version_probe_that_times_out_says_how_busy_the_machine_was(tmp_path: Path) -> None:
+    from opencode_manager.instances.binary import probe_version
+
+    slow = tmp_path / "opencode"
+    slow.write_text("#!/bin/sh\nexec sleep 30\n")
+    slow.chmod(0o755)
+    settings = Settings.load(home=tmp_path / "home", environ={"PATH": os.environ["PATH"]})
+    with pytest.raises(BinaryError) as caught:
+        probe_version(str(slow), settings, timeout=0.2)
+    message = str(caught.value)
+    assert "--version did not answer within" in message
+    assert "load average" in message or "cores" in message

@@ -20,6 +20,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import load
 from ..errors import BinaryError, UsageError
 from ..lines import (
     MIN_OPENCODE_VERSION,
@@ -148,9 +149,12 @@ def _cache_path(settings: Settings) -> Path:
     return settings.home / "binary-versions.json"
 
 
-def probe_version(path: str, settings: Settings, *, timeout: float = VERSION_TIMEOUT) -> str:
+def probe_version(path: str, settings: Settings, *, timeout: float | None = None) -> str:
     """Run `opencode --version` (cached by path, size and mtime): `1.18.33` on 1.x,
-    `opencode v2.1.2` on 2.x; the bare x.y.z either way."""
+    `opencode v2.1.2` on 2.x; the bare x.y.z either way. The default deadline is
+    VERSION_TIMEOUT stretched for the machine's load (a first run of a node binary on a busy
+    machine is slow, not broken); giving up says how busy the machine was."""
+    timeout = load.scaled(VERSION_TIMEOUT) if timeout is None else timeout
     try:
         stat = os.stat(path)
     except OSError as exc:
@@ -176,6 +180,12 @@ def probe_version(path: str, settings: Settings, *, timeout: float = VERSION_TIM
             env=dict(settings.environ),
             check=False,
         )
+    except subprocess.TimeoutExpired as exc:
+        raise BinaryError(
+            f"{path} --version did not answer within {timeout:.0f} s ({load.describe()}): "
+            "the machine is too busy or the binary hangs; run the command again when it is "
+            "quieter, or check the binary with `ocm doctor`"
+        ) from exc
     except (OSError, subprocess.SubprocessError) as exc:
         raise BinaryError(f"could not run {path} --version: {exc}") from exc
     text = (out.stdout or "").strip() or (out.stderr or "").strip()
@@ -292,6 +302,20 @@ def choose(settings: Settings, choice: str | None) -> Binary:
     return _check(path, probe_version(path, settings), "instance")
 
 
+def npm_failure(package: str, returncode: int, output: str) -> str:
+    """What a failed `npm install` means, in one line (pure): a version npm does not have is
+    named as such, with the command that lists the ones it has."""
+    name, _, version = package.rpartition("@")
+    if "ETARGET" in output or "No matching version" in output:
+        return (
+            f"OpenCode {version} is not on npm ({name} has no version {version}); "
+            f"`npm view {name} versions` lists them"
+        )
+    lines = [ln for ln in output.splitlines() if "npm error" in ln or "npm ERR!" in ln]
+    detail = lines[0] if lines else f"exit code {returncode}"
+    return f"npm install {package} failed: {detail}"
+
+
 def install(settings: Settings, version: str = PINNED_OPENCODE_VERSION) -> Binary:
     """Install OpenCode `version` from npm under $OCM_HOME/opencode/<version> (idempotent):
     the line's package, `opencode-ai` for 1.x, `@opencode/cli` for 2.x."""
@@ -336,9 +360,7 @@ def install(settings: Settings, version: str = PINNED_OPENCODE_VERSION) -> Binar
         raise BinaryError(f"npm install {package} failed: {exc}") from exc
     if out.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
-        lines = [ln for ln in (out.stderr or out.stdout).splitlines() if "npm error" in ln]
-        detail = lines[0] if lines else f"exit code {out.returncode}"
-        raise BinaryError(f"npm install {package} failed: {detail}")
+        raise BinaryError(npm_failure(package, out.returncode, out.stderr or out.stdout))
     if _installed_executable(staging) is None:
         shutil.rmtree(staging, ignore_errors=True)
         raise BinaryError(
