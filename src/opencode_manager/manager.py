@@ -163,12 +163,16 @@ class AsyncManager:
         *,
         timeout: float = DEFAULT_START_TIMEOUT,
         progress: StartProgress | None = None,
+        cancel: asyncio.Event | None = None,
     ) -> list[InstanceInfo]:
         """Start recorded instances that are not running, with their own settings; running
-        ones are left alone (like `docker start`). Returns them all, fresh."""
+        ones are left alone (like `docker start`). Returns them all, fresh. Setting `cancel`
+        stops again what it started, and it raises Interrupted."""
         from . import routing
 
-        return await routing.start_existing(self.fleet, refs, timeout=timeout, progress=progress)
+        return await routing.start_existing(
+            self.fleet, refs, timeout=timeout, progress=progress, cancel=cancel
+        )
 
     async def restart(
         self,
@@ -177,12 +181,16 @@ class AsyncManager:
         all: bool = False,
         timeout: float = DEFAULT_START_TIMEOUT,
         progress: StartProgress | None = None,
+        cancel: asyncio.Event | None = None,
     ) -> list[InstanceInfo]:
         """Stop (if running) and start again with the same name, spec, password and data;
-        `all`: every instance not stopped on purpose."""
+        `all`: every instance not stopped on purpose. Setting `cancel` stops the ones it
+        relaunched (they stay recorded), and it raises Interrupted."""
         from . import routing
 
-        return await routing.restart(self.fleet, refs, all=all, timeout=timeout, progress=progress)
+        return await routing.restart(
+            self.fleet, refs, all=all, timeout=timeout, progress=progress, cancel=cancel
+        )
 
     # -- fleet files (ocm.toml) -------------------------------------------------------------
     async def fleet_diff(

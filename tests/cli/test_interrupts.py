@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 
 from opencode_manager.models import DesiredState, InstanceRecord, State
@@ -170,3 +171,62 @@ def test_ctrl_c_on_batch_aborts_its_tasks_in_one_line(tmp_path: Path, model_env:
         assert batch["status"] == "cancelled"
     finally:
         invoke_ocm("stop", "--all")
+
+
+@pytest.mark.parametrize("how", [("restart", "oc-1"), ("start", "--existing", "oc-1")])
+def test_ctrl_c_on_restart_or_start_existing_stops_what_it_relaunched(
+    tmp_path: Path, how: tuple[str, ...]
+) -> None:
+    invoke_ocm("start", "--dir", str(tmp_path), check=True)
+    if how[0] == "start":
+        invoke_ocm("stop", "oc-1", check=True)
+    restarts = _records()["oc-1"].restarts
+    proc = _spawn(*how)
+    out, err, took = _interrupt(
+        proc,
+        lambda: (r := _records()["oc-1"]).restarts > restarts and r.keeper is not None,
+        "oc-1 relaunched",
+    )
+    line = _one_line(err, proc.returncode, f"ocm: {how[0]} interrupted: oc-1 stopped")
+    assert took < PROMPT_EXIT, f"{took:.1f} s: {line}"
+    assert out == ""
+    wait_for(lambda: _live(["oc-1"]) == [], timeout=15, message="oc-1 stopped")
+    assert set(_records()) == {"oc-1"}  # recorded before: kept
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (("logs", "oc-1", "-f"), "ocm: logs interrupted: stopped following oc-1"),
+        (("monitor",), "ocm: monitor interrupted: stopped watching events"),
+        (("top", "--json"), "ocm: top interrupted: stopped watching"),
+    ],
+)
+def test_ctrl_c_on_a_watcher_is_one_line_and_exit_130(
+    tmp_path: Path, args: tuple[str, ...], line: str
+) -> None:
+    """Nothing to undo, but the same answer as every other command (issue 26)."""
+    registry = Registry(Path(os.environ["OCM_HOME"]) / "registry.db")
+    try:
+        from opencode_manager.models import InstanceSpec
+
+        with registry.transaction() as db:
+            registry.reserve(db, InstanceSpec(name="oc-1", dir=str(tmp_path)), port=None)
+    finally:
+        registry.close()
+    log = Path(os.environ["OCM_HOME"]) / "logs" / "oc-1.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("level=INFO message=hello\n")
+    proc = _spawn(*args)
+    assert proc.stdout is not None
+    if args[0] != "monitor":
+        proc.stdout.readline()  # following: the tail, or the first frame, is out
+    else:  # watching: it has the registry open (it prints nothing without live instances)
+        wait_for(
+            lambda: any(f.path.endswith("registry.db")
+                        for f in psutil.Process(proc.pid).open_files()),
+            timeout=60, message="monitor watching",
+        )  # fmt: skip
+    out, err, took = _interrupt(proc, lambda: True, "following")
+    assert _one_line(err, proc.returncode) == line
+    assert took < PROMPT_EXIT

@@ -35,7 +35,7 @@ from ..fronts import (
     parse_port_range,
     parse_size,
 )
-from .loops import run_with_cancel
+from .loops import run_with_cancel, stopped
 from .main import Context
 from .options import complete_instances, json_option
 from .output import (
@@ -362,7 +362,11 @@ def _start_existing(
         )
     if name is None:
         raise UsageError("--existing needs the NAME of a recorded instance")
-    infos = state.manager(opencode).start_existing([name], timeout=timeout)
+
+    async def go(aio: AsyncManager, cancel: asyncio.Event) -> list[InstanceInfo]:
+        return await aio.start_existing([name], timeout=timeout, cancel=cancel)
+
+    infos = run_with_cancel(state, go, opencode)
     if as_json:
         print_json([i.to_dict() for i in infos])
     else:
@@ -624,9 +628,15 @@ def restart(
       ocm restart oc-2
       ocm restart --all
     """
-    manager = state.manager()
+
+    async def go(aio: AsyncManager, cancel: asyncio.Event) -> list[InstanceInfo]:
+        return await aio.restart(
+            list(refs), all=all_, timeout=timeout, progress=progress, cancel=cancel
+        )
+
     with _StartBar(max(len(refs), 1), "restarting") as progress:
-        infos = manager.restart(list(refs), all=all_, timeout=timeout, progress=progress)
+        infos = run_with_cancel(state, go)
+    manager = state.manager()
     if not infos and not as_json:
         err.print("nothing to restart", markup=False)
         return
@@ -796,7 +806,7 @@ def logs(
         for item in manager.follow_logs(names, lines=lines, pattern=pattern, level=level):
             _emit_log_line(item, label=label, as_json=as_json)
     except KeyboardInterrupt:
-        return
+        raise stopped("logs", f"following {', '.join(names)}") from None
 
 
 def _emit_log_line(item: LogLine, *, label: bool, as_json: bool) -> None:

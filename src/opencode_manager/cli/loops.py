@@ -9,7 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from .. import AsyncManager
+from .. import AsyncManager, Interrupted
 from .main import EXIT_INTERRUPTED, Context
 from .plain import say
 
@@ -68,6 +68,12 @@ def run_with_cancel(
             loop.remove_signal_handler(signal.SIGTERM)
 
     return asyncio.run(main())
+
+
+def stopped(command: str, what: str) -> Interrupted:
+    """A watcher's Ctrl-C (`logs -f`, `monitor`, `top`): like every other command's, one line
+    and exit 130, though there is nothing to undo."""
+    return Interrupted(f"{command} interrupted: stopped {what}")
 
 
 def watch(state: Context, make: Callable[[AsyncManager], Awaitable[T]]) -> T | None:

@@ -15,6 +15,7 @@ import click
 from .. import (
     Ask,
     AsyncManager,
+    Interrupted,
     JsonlEmitter,
     Observer,
     Part,
@@ -34,7 +35,6 @@ from .plain import print_json, say, show, stderr_is_terminal, stdout_is_terminal
 
 pass_state = click.make_pass_decorator(Context)
 T = TypeVar("T")
-EXIT_INTERRUPTED = 130
 
 EXIT_FOR_STATUS = {
     TaskStatus.COMPLETED: 0,
@@ -297,12 +297,24 @@ def run(
     )
     live = LiveOutput(jsonl=fmt == "json", progress=not detach)
 
+    asked: list[bool] = []
+
     async def go(manager: AsyncManager, cancel: asyncio.Event) -> TaskRecord:
-        return await manager.run(
+        record = await manager.run(
             prompt, options, observer=live.observer(), cancel=cancel, detach=detach
         )
+        asked.append(cancel.is_set())  # Ctrl-C (or SIGTERM) here, not `ocm abort` elsewhere
+        return record
 
     record = run_with_cancel(state, go)
+    if asked[-1] and record.status is TaskStatus.ABORTED:
+        live.interrupted()
+        if as_json:
+            print_json(record.to_dict())
+        raise Interrupted(
+            f"run interrupted: task {record.id} aborted on {record.instance}; "
+            f"`ocm result {record.id}` shows what it did"
+        )
     if detach:
         info = {
             "task_id": record.id,
@@ -339,8 +351,7 @@ def wait(state: Context, task_id: str, timeout: float | None, as_json: bool) -> 
         record = None
     if record is None:
         live.interrupted()
-        say(f"still running: ocm wait {task_id}")
-        return EXIT_INTERRUPTED
+        raise Interrupted(f"wait interrupted; the task is still running: ocm wait {task_id}")
     return report(record, as_json=as_json, jsonl=False, streamed=live.streamed)
 
 

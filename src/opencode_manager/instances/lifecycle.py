@@ -35,7 +35,7 @@ from typing import Any, NoReturn, TypeVar
 
 import psutil
 
-from .. import process
+from .. import load, process
 from ..errors import (
     ConflictError,
     Interrupted,
@@ -329,6 +329,7 @@ def _await_started(
     cancel: threading.Event | None = None,
     *,
     relaunched: bool = False,
+    verb: str = "restart",
 ) -> list[str]:
     registry = fleet.registry
     # The keeper enforces the deadline itself; this one only guards against a lost keeper.
@@ -340,7 +341,7 @@ def _await_started(
         if _interrupted(cancel):
             if relaunched:  # recorded before: stopped again, kept
                 undo(fleet, names)
-                raise Interrupted(f"restart interrupted: {', '.join(names)} stopped")
+                raise Interrupted(f"{verb} interrupted: {', '.join(names)} stopped")
             _roll_back(fleet, names)
         for name in sorted(pending):
             record = registry.get(name)
@@ -383,6 +384,8 @@ def _start_error(fleet: Fleet, failures: list[InstanceRecord], total: int) -> St
         reason = "it was stopped while starting (`ocm stop`)"
     else:
         reason = first.error or "the server exited during start"
+    if reason.startswith("not healthy within"):  # slow, not broken: say how busy, and what to do
+        reason += f" ({load.describe()}; a busy machine needs a longer --timeout)"
     tail = fleet.log_tail(first.name, LOG_TAIL_LINES)
     others = f" ({len(failures)} of {total} failed)" if total > 1 else ""
     return StartError(
@@ -605,15 +608,17 @@ def start_named(
     *,
     timeout: float = DEFAULT_START_TIMEOUT,
     progress: StartProgress | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[str]:
     """Start recorded instances that are not running, with their own settings (like `docker
-    start`); running ones are left alone. Returns the names started."""
+    start`); running ones are left alone. Returns the names started. Setting `cancel` stops
+    again what it launched and raises Interrupted."""
     remote.refuse(records, "start")
     idle = [r for r in records if not is_live(r)]
     if not idle:
         return []
     check_restart([r.name for r in idle], all=False, timeout=timeout)
-    return _restart(fleet, idle, timeout=timeout, progress=progress)
+    return _restart(fleet, idle, timeout=timeout, progress=progress, cancel=cancel, verb="start")
 
 
 def check_restart(refs: Sequence[str], *, all: bool, timeout: float) -> None:
@@ -677,6 +682,7 @@ def _restart(
     progress: StartProgress | None = None,
     respec: Mapping[str, InstanceSpec] | None = None,
     cancel: threading.Event | None = None,
+    verb: str = "restart",
 ) -> list[str]:
     chosen_specs = {r.name: (respec or {}).get(r.name, r.spec) for r in records}
     binary = _binaries(fleet, list(chosen_specs.values()))  # an instance keeps its choice
@@ -690,7 +696,7 @@ def _restart(
         if _interrupted(cancel):
             undo(fleet, names)
             done = f"{', '.join(names)} stopped" if names else "nothing started"
-            raise Interrupted(f"restart interrupted: {done}")
+            raise Interrupted(f"{verb} interrupted: {done}")
         chosen_spec = chosen_specs[record.name]
         found = binary(chosen_spec)
         spec = InstanceSpec(**{**chosen_spec.__dict__, "opencode": found.path})
@@ -708,7 +714,7 @@ def _restart(
         names.append(record.name)
         if progress:
             progress(record.name, "spawned")
-    return _await_started(fleet, names, timeout, progress, cancel, relaunched=True)
+    return _await_started(fleet, names, timeout, progress, cancel, relaunched=True, verb=verb)
 
 
 def remove(fleet: Fleet, refs: Sequence[str], *, force: bool = False) -> list[str]:
