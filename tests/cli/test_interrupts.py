@@ -227,6 +227,6 @@ def test_ctrl_c_on_a_watcher_is_one_line_and_exit_130(
                         for f in psutil.Process(proc.pid).open_files()),
             timeout=60, message="monitor watching",
         )  # fmt: skip
-    out, err, took = _interrupt(proc, lambda: True, "following")
+    _, err, took = _interrupt(proc, lambda: True, "following")
     assert _one_line(err, proc.returncode) == line
     assert took < PROMPT_EXIT
