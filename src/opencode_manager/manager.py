@@ -404,7 +404,8 @@ class AsyncManager:
         return await routing.status(self.fleet, ref)
 
     async def env(self, ref: str) -> dict[str, str]:
-        """Variables that let OpenCode's own CLI, curl and SDKs reach the instance."""
+        """Variables that let OpenCode's own CLI, curl and SDKs reach the instance, and
+        OPENCODE_BIN, the binary it runs (OpenCode need not be on PATH)."""
         from .instances.inventory import client_env
 
         return await asyncio.to_thread(client_env, self.fleet, ref)
@@ -744,8 +745,8 @@ class AsyncManager:
         """argv and environment that run `opencode attach` on an instance."""
         from .tasks import sessions
 
-        return await asyncio.to_thread(
-            sessions.attach_command, self.fleet, ref, session_id=session_id, directory=directory
+        return await sessions.attach_command(
+            self.fleet, ref, session_id=session_id, directory=directory
         )
 
     # -- observe ---------------------------------------------------------------------------

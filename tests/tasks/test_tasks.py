@@ -21,7 +21,14 @@ from opencode_manager import Manager, Settings
 from opencode_manager.scripted_model import ScriptedModelServer
 
 from conftest import Fleet
-from helpers import assert_one_line_error, invoke_ocm, patient, run_in_terminal, wait_for
+from helpers import (
+    assert_one_line_error,
+    invoke_ocm,
+    patient,
+    run_in_terminal,
+    run_ocm,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -490,13 +497,24 @@ def test_diff_of_a_git_project(fleet: Fleet, tmp_path: Path) -> None:
 
 
 def test_attach_passes_credentials_by_environment(fleet: Fleet) -> None:
+    _, record = _run(fleet, "-i", "oc-1", f"hello attach {_tag()}")
     settings = Settings.load(environ={**os.environ, **fleet.env})
     with Manager(settings) as manager:
-        argv, env = manager.attach_command("oc-1", session_id="ses_x")
-        password = manager.env("oc-1")["OPENCODE_SERVER_PASSWORD"]
-    assert argv[1:] == ["attach", fleet.instances[0]["url"], "--session", "ses_x"]
+        session = record["session_id"]
+        argv, env = manager.attach_command("oc-1", session_id=session)
+        values = manager.env("oc-1")
+    password = values["OPENCODE_SERVER_PASSWORD"]
+    assert argv == [values["OPENCODE_BIN"], "attach", fleet.instances[0]["url"], "--session",
+                    session]  # fmt: skip
     assert password not in " ".join(argv)
     assert env == {"OPENCODE_SERVER_USERNAME": "opencode", "OPENCODE_SERVER_PASSWORD": password}
+
+
+def test_attach_to_a_session_that_is_not_there_is_one_line_before_the_tui(fleet: Fleet) -> None:
+    """OpenCode's TUI exits 1 with raw colour codes for an unknown session (issue 26)."""
+    # A process of its own: `attach` replaces itself with the TUI once the checks pass.
+    result = run_ocm("attach", "oc-1", "--session", "ses_nothere", env=fleet.env, timeout=60)
+    assert_one_line_error(result, 3, "no session ses_nothere on oc-1")
 
 
 def test_results_and_result_agree_after_the_runner_died(fleet: Fleet) -> None:

@@ -556,9 +556,14 @@ def _print_status(r: dict[str, Any]) -> None:
 @json_option
 @pass_state
 def env(state: Context, ref: str, as_json: bool) -> None:
-    """Print `export` lines so OpenCode's CLI, curl and SDKs can reach an instance.
+    """Print `export` lines so OpenCode's CLI, curl and SDKs can reach an instance:
+    OPENCODE_SERVER_URL, _USERNAME, _PASSWORD, and OPENCODE_BIN, the binary it runs
+    (OpenCode need not be on PATH).
 
-    eval "$(ocm env oc-1)"; opencode attach "$OPENCODE_SERVER_URL"
+    \b
+    Examples:
+      eval "$(ocm env oc-1)"
+      "$OPENCODE_BIN" attach "$OPENCODE_SERVER_URL"    # or: ocm attach oc-1
     """
     values = state.manager().env(ref)
     if as_json:

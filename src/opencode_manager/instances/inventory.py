@@ -4,6 +4,7 @@ detailed status report (process tree, memory, connections, sessions, MCP, LSP, e
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -483,7 +484,8 @@ async def _ask_server(
 
 
 def client_env(fleet: Fleet, ref: str) -> dict[str, str]:
-    """Variables that let OpenCode's own CLI, curl and SDKs reach the instance."""
+    """Variables that let OpenCode's own CLI, curl and SDKs reach the instance, and the
+    binary it runs."""
     record = fleet.resolve(ref)
     if not record.url:
         raise ConflictError(f"{record.name} has no URL yet (status {record.state.value})")
@@ -491,6 +493,10 @@ def client_env(fleet: Fleet, ref: str) -> dict[str, str]:
     password = fleet.password(record)
     if password:
         out["OPENCODE_SERVER_PASSWORD"] = password
+    # The binary it runs: `"$OPENCODE_BIN" attach "$OPENCODE_SERVER_URL"` works when OpenCode
+    # came from `ocm install` and is not on PATH (issue 26).
+    if record.spec.opencode and os.access(record.spec.opencode, os.X_OK):
+        out["OPENCODE_BIN"] = record.spec.opencode
     return out
 
 
