@@ -37,7 +37,7 @@ from ..fronts import (
 )
 from .loops import run_with_cancel, stopped
 from .main import Context
-from .options import complete_instances, json_option
+from .options import complete_instances, json_fields_option, json_option, select_fields
 from .output import (
     ago,
     err,
@@ -396,13 +396,20 @@ def exposure_warning(hostname: str) -> str | None:
 
 @click.command(name="ls")
 @click.option("--no-foreign", is_flag=True, help="Only instances ocm manages.")
-@json_option
+@json_fields_option
 @pass_state
-def ls(state: Context, no_foreign: bool, as_json: bool) -> None:
-    """List instances, and OpenCode servers started by others (foreign, never signalled)."""
+def ls(state: Context, no_foreign: bool, as_json: str | None) -> None:
+    """List instances, and OpenCode servers started by others (foreign, never signalled).
+
+    \b
+    Examples:
+      ocm ls
+      ocm ls --json name,status,url
+      ocm ls --no-foreign --json | jq -r '.[].name'
+    """
     infos = state.manager().instances(include_foreign=not no_foreign)
     if as_json:
-        print_json([i.to_dict() for i in infos])
+        print_json(select_fields([i.to_dict() for i in infos], as_json))
     elif not infos:
         err.print("no instances; start one with `ocm start`", markup=False)
     else:
@@ -731,15 +738,15 @@ def cleanup(
 @click.command()
 @click.argument("ref", required=False, shell_complete=complete_instances)
 @click.option("-n", "limit", type=int, default=50, show_default=True, help="The newest N.")
-@json_option
+@json_fields_option
 @pass_state
-def events(state: Context, ref: str | None, limit: int, as_json: bool) -> None:
+def events(state: Context, ref: str | None, limit: int, as_json: str | None) -> None:
     """Lifecycle events (started, healthy, unhealthy, restarted, crashed, errored, stopped)."""
     if limit < 1:
         raise UsageError(f"invalid -n {limit}: must be 1 or more")
     rows = [event.to_dict() for event in state.manager().events(ref, limit=limit)]
     if as_json:
-        print_json(rows)
+        print_json(select_fields(rows, as_json))
         return
     if not rows:
         err.print("no events", markup=False)

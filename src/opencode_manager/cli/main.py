@@ -107,9 +107,50 @@ LAZY_COMMANDS = {
 }
 
 
+#: `ocm --help` lists the commands in these groups, in this order (like gh and kubectl),
+#: not as one flat block of forty; every command is in exactly one (tests/cli/test_help.py).
+COMMAND_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Basic commands", ("start", "ls", "status", "env", "attach", "logs", "stop", "restart", "rm",
+               "cleanup")),
+    ("Tasks", ("run", "wait", "result", "results", "batch", "sessions", "session", "api",
+               "worktrees", "worktree", "limits")),
+    ("Fleet files", ("diff", "up", "down", "save", "resurrect", "export")),
+    ("Observe", ("monitor", "top", "events", "metrics")),
+    ("Other hosts", ("remote", "cluster")),
+    ("Fronts", ("dashboard", "mcp")),
+    ("Setup", ("install", "doctor", "restore", "demo", "model-server")),
+)  # fmt: skip
+
+ROOT_EXAMPLES = """\
+  ocm install                           # OpenCode from npm, once
+  ocm start -n 3                        # three servers, healthy on return
+  ocm run -i oc-1 "fix the failing test"
+  ocm ls --json name,status,url         # chosen fields, for scripts
+  ocm stop --all"""
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(LAZY_COMMANDS)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands by group, each with its one-line summary cut to the width."""
+        width = max(len(name) for name in LAZY_COMMANDS)
+        limit = formatter.width - 6 - width
+        for title, names in COMMAND_GROUPS:
+            rows = []
+            for name in names:
+                command = self.get_command(ctx, name)
+                if command is not None and not command.hidden:
+                    rows.append((name.ljust(width), command.get_short_help_str(limit)))
+            with formatter.section(title):
+                formatter.write_dl(rows, col_max=width)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Examples"):
+            formatter.write_text("\b\n" + ROOT_EXAMPLES)
+        formatter.write_paragraph()
+        formatter.write_text("`ocm COMMAND --help` has each command's options and examples.")
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = LAZY_COMMANDS.get(cmd_name)

@@ -182,7 +182,7 @@ def top(state: Context, once: bool, interval: float, as_json: bool) -> None:
     Examples:
       ocm top
       ocm top --once --json
-      ocm top --json --interval 5 | jq -c .totals     # a frame per line until Ctrl-C
+      ocm top --json --interval 5 | jq -c .totals   # a frame a line, to Ctrl-C
     """
     if interval < 0.2:
         raise UsageError(f"invalid --interval {interval:g}: at least 0.2 s")

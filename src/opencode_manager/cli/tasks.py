@@ -28,7 +28,13 @@ from .. import (
 from ..fronts import error_summary, load_schema, one_line, parse_duration, strip_ansi
 from .loops import run_with_cancel, watch
 from .main import Context
-from .options import complete_instances, complete_tasks, max_retries_option
+from .options import (
+    complete_instances,
+    complete_tasks,
+    json_fields_option,
+    max_retries_option,
+    select_fields,
+)
 from .plain import print_json, say, show, stderr_is_terminal, stdout_is_terminal
 
 # `ocm run` and `ocm wait` print through .plain: a pipe gets their output without rich loaded.
@@ -447,7 +453,7 @@ RESULTS_LIMIT = 50
     help=f"The newest N, oldest first [default: {RESULTS_LIMIT}].",
 )
 @click.option("--all", "show_all", is_flag=True, help="Every stored result (no limit).")
-@click.option("--json", "as_json", is_flag=True, help="A JSON array.")
+@json_fields_option
 @click.option("--jsonl", "as_jsonl", is_flag=True, help="One JSON record per line.")
 @pass_state
 def results(
@@ -456,7 +462,7 @@ def results(
     status: str | None,
     limit: int | None,
     show_all: bool,
-    as_json: bool,
+    as_json: str | None,
     as_jsonl: bool,
 ) -> None:
     """List stored task results (the newest 50 unless --limit or --all).
@@ -485,7 +491,7 @@ def results(
         if total > wanted:
             say(f"the newest {wanted} of {total} results; --all shows every one")
     if as_json:
-        print_json([r.to_dict() for r in records])
+        print_json(select_fields([r.to_dict() for r in records], as_json))
         return
     if as_jsonl:
         for r in records:
