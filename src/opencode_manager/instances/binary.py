@@ -343,6 +343,11 @@ def find_binary(settings: Settings) -> Binary:
     """The binary to run, version-checked, or a BinaryError that says how to get one."""
     for source, path in candidates(settings):
         if not os.path.isfile(path):
+            if source == "explicit" and os.path.isdir(path):
+                raise BinaryError(
+                    f"--opencode/OCM_OPENCODE {path} is a directory, not the opencode binary; "
+                    "point it at the executable (e.g. ~/.opencode/bin/opencode)"
+                )
             if source == "explicit":
                 raise BinaryError(
                     f"opencode binary {path} (from --opencode/OCM_OPENCODE) does not exist"
