@@ -262,3 +262,11 @@ def test_turn_2s_unclear_messages_say_what_is_wrong(ocm: Ocm, tmp_path: Path) ->
     assert_one_line_error(ocm("ls", env={"OCM_HOME": str(home)}), 7, "is a file, not a directory")
     assert_one_line_error(ocm("start", env={"OCM_OPENCODE": str(tmp_path)}), 5,
                           "is a directory, not the opencode binary")  # fmt: skip
+
+
+def test_cluster_errors_use_the_readme_s_exit_codes(ocm: Ocm) -> None:
+    """No cluster yet is not found (3); a Ray head that does not answer is a server that
+    did not answer (8), as the README's table has them (issue 26: they were 2 and 4)."""
+    pytest.importorskip("ray")
+    assert_one_line_error(ocm("cluster", "ls"), 3, "no cluster yet")
+    assert_one_line_error(ocm("cluster", "up", "--address", "127.0.0.1:1"), 8, "nothing answers")

@@ -40,7 +40,16 @@ from types import ModuleType
 from typing import Any
 
 from .. import process
-from ..errors import ConflictError, Interrupted, OcmError, StartError, StateError, UsageError
+from ..errors import (
+    ConflictError,
+    Interrupted,
+    NotFoundError,
+    OcmError,
+    ServerError,
+    StartError,
+    StateError,
+    UsageError,
+)
 from ..instances import credentials, lifecycle
 from ..instances import spec as specs
 from ..instances.fleet import Fleet
@@ -144,7 +153,7 @@ class Link:
         self.fleet = fleet
         chosen = address or saved_address(fleet)
         if not chosen:
-            raise UsageError("no cluster yet: run `ocm cluster up --address HOST:PORT` first")
+            raise NotFoundError("no cluster yet: run `ocm cluster up --address HOST:PORT` first")
         self.address = chosen
         self.ray = ray_module()
         self.deadlines = Deadlines.from_environ(fleet.settings.environ)
@@ -158,7 +167,7 @@ class Link:
         try:  # Ray itself would retry a dead address for minutes
             socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
         except OSError as exc:
-            raise ConflictError(
+            raise ServerError(
                 f"nothing answers at {self.address} ({exc.strerror or exc}): is the Ray head "
                 "up, and is that its GCS port (6379 by default)?"
             ) from None
@@ -172,7 +181,7 @@ class Link:
                     include_dashboard=False,
                 )
             except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
-                raise ConflictError(
+                raise ServerError(
                     f"cannot reach the Ray cluster at {self.address}: {_first_line(exc)}"
                 ) from None
 
@@ -210,11 +219,11 @@ class Link:
             if isinstance(exc, OcmError):
                 raise
             if isinstance(exc, TimeoutError):  # Ray's GetTimeoutError
-                raise ConflictError(
+                raise ServerError(
                     f"the host agent did not answer {method} within {wait:.0f} s (a loaded "
                     f"host? {CALL_VARIABLE} gives every call more time)"
                 ) from None
-            raise ConflictError(f"host agent call {method} failed: {_first_line(exc)}") from None
+            raise ServerError(f"host agent call {method} failed: {_first_line(exc)}") from None
 
     def _create(self, node: dict[str, Any]) -> Any:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy

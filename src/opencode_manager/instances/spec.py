@@ -91,8 +91,7 @@ def name_problem(name: str) -> str:
     allowed` says more than the rule alone (a name becomes a directory, a systemd unit, a
     hostname-like label: ASCII only)."""
     rule = (
-        "names are ASCII letters, digits, '.', '_' and '-', a letter first, "
-        "at most 63 characters"
+        "names are ASCII letters, digits, '.', '_' and '-', a letter first, at most 63 characters"
     )
     if not name:
         return f"empty; {rule}"
