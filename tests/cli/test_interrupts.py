@@ -230,3 +230,19 @@ def test_ctrl_c_on_a_watcher_is_one_line_and_exit_130(
     _, err, took = _interrupt(proc, lambda: True, "following")
     assert _one_line(err, proc.returncode) == line
     assert took < PROMPT_EXIT
+
+
+def test_ctrl_c_on_stop_is_one_line_saying_what_goes_on(tmp_path: Path) -> None:
+    invoke_ocm("start", "-n", "2", "--dir", str(tmp_path), check=True)
+    try:
+        proc = _spawn("stop", "--all")
+        _, err, took = _interrupt(
+            proc,
+            lambda: any(r.desired is DesiredState.STOPPED for r in _records().values()),
+            "the first stop requested",
+        )
+        line = _one_line(err, proc.returncode, "ocm: stop interrupted:",
+                         "`ocm stop` again stops it")  # fmt: skip
+        assert took < PROMPT_EXIT, f"{took:.1f} s: {line}"
+    finally:
+        invoke_ocm("stop", "--all")

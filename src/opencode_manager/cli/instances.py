@@ -20,6 +20,7 @@ from .. import (
     RESTART_POLICIES,
     AsyncManager,
     InstanceInfo,
+    Interrupted,
     LogLine,
     Manager,
     StartProgress,
@@ -605,7 +606,14 @@ def stop(state: Context, refs: tuple[str, ...], all_: bool, timeout: float, as_j
       ocm stop oc-1 4101 http://127.0.0.1:4102   # by name, port or URL
       ocm stop --all --timeout 5
     """
-    results = state.manager().stop(list(refs), all=all_, timeout=timeout)
+    try:
+        results = state.manager().stop(list(refs), all=all_, timeout=timeout)
+    except KeyboardInterrupt:
+        # A stop asked of a keeper goes on without this command; one not asked yet is not.
+        raise Interrupted(
+            "stop interrupted: the stops already asked for go on; `ocm ls` shows what still "
+            "runs, `ocm stop` again stops it"
+        ) from None
     if as_json:
         print_json([r.to_dict() for r in results])
         return
