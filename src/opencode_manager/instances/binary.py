@@ -381,6 +381,10 @@ def choose(settings: Settings, choice: str | None) -> Binary:
     return _check(path, probe_version(path, settings), "instance")
 
 
+#: How long `npm install` of OpenCode may take (a 200 MB download on a slow line).
+NPM_TIMEOUT = 900.0
+
+
 def npm_failure(package: str, returncode: int, output: str) -> str:
     """What a failed `npm install` means, in one line (pure): a version npm does not have is
     named as such, with the command that lists the ones it has."""
@@ -431,9 +435,16 @@ def install(settings: Settings, version: str = PINNED_OPENCODE_VERSION) -> Binar
             text=True,
             env=dict(settings.environ),
             stdin=subprocess.DEVNULL,
-            timeout=900,
+            timeout=NPM_TIMEOUT,
             check=False,
         )
+    except subprocess.TimeoutExpired as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise BinaryError(
+            f"npm install {package} did not finish within {NPM_TIMEOUT:.0f} s "
+            f"({load.describe()}); check that npm reaches its registry, then run "
+            "`ocm install` again"
+        ) from exc
     except (OSError, subprocess.SubprocessError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise BinaryError(f"npm install {package} failed: {exc}") from exc
