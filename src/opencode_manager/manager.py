@@ -294,13 +294,18 @@ class AsyncManager:
         return await asyncio.to_thread(routing.remove, self.fleet, refs, force=force)
 
     # -- a Ray cluster (`pip install 'opencode-manager[ray]'`) ------------------------------
-    async def cluster_up(self, address: str | None = None) -> ClusterReport:
+    async def cluster_up(
+        self, address: str | None = None, *, cancel: asyncio.Event | None = None
+    ) -> ClusterReport:
         """Connect to the Ray cluster at `address` (kept for later commands) and reconcile one
         host agent per alive node; a missing agent is created and adopts its host's
-        instances; instances of hosts that left are marked lost."""
+        instances; instances of hosts that left are marked lost. Setting `cancel` stops
+        between hosts (nothing marked lost), and it raises Interrupted."""
         from .cluster import link
 
-        return await asyncio.to_thread(link.up, self.fleet, address)
+        return await lifecycle.interruptibly(
+            lambda stop: link.up(self.fleet, address, cancel=stop), cancel
+        )
 
     async def cluster_hosts(self) -> ClusterReport:
         """Hosts, agents and instances per host, as they are (nothing created or changed)."""

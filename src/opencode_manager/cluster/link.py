@@ -238,10 +238,11 @@ class Link:
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
         ).remote(node_id, str(node["NodeManagerAddress"]))
 
-    def reconcile(self) -> ClusterReport:
+    def reconcile(self, cancel: threading.Event | None = None) -> ClusterReport:
         """One agent per alive node (a missing or dead one is created again and adopts its
         host's instances), driver rows for every instance an agent runs, and rows of lost
-        hosts marked lost."""
+        hosts marked lost. Setting `cancel` (Ctrl-C) stops between hosts: the hosts done
+        stay done, and nothing is marked lost (the hosts not reached are not gone)."""
         report = ClusterReport(address=self.address)
         # Rows recorded running before the agents are asked: one that a concurrent
         # `ocm start --cluster` records meanwhile is not in an earlier hello, yet it runs.
@@ -254,7 +255,12 @@ class Link:
             if r.spec.node and r.state is State.STARTING and not process.is_alive(r.starter)
         }
         nodes = self.nodes()
-        for node in nodes:
+        for done, node in enumerate(nodes):
+            if cancel is not None and cancel.is_set():
+                raise Interrupted(
+                    f"cluster up interrupted: {done} of {len(nodes)} hosts reconciled, the "
+                    "others untouched (nothing marked lost); `ocm cluster up` finishes"
+                )
             node_id = str(node["NodeID"])
             handle = self._handle(node_id)
             state = "up"
@@ -634,11 +640,17 @@ class Link:
         return report
 
 
-def up(fleet: Fleet, address: str | None = None) -> ClusterReport:
+def up(
+    fleet: Fleet, address: str | None = None, *, cancel: threading.Event | None = None
+) -> ClusterReport:
     """`ocm cluster up`: connect to the cluster at `address` (kept for later commands) and
-    reconcile one host agent per alive node."""
+    reconcile one host agent per alive node (`cancel`: see `Link.reconcile`)."""
     link = Link(fleet, address)
-    report = link.reconcile()
+    try:
+        report = link.reconcile(cancel)
+    except Interrupted:
+        save_address(fleet, link.address)  # connected: the next `cluster up` needs no address
+        raise
     save_address(fleet, link.address)
     return report
 
