@@ -690,7 +690,7 @@ def _restart(
     for record in records:
         if is_live(record):
             _stop_one(fleet, record, DEFAULT_STOP_TIMEOUT)
-    names = []
+    names: list[str] = []
     starter = me()
     for record in records:
         if _interrupted(cancel):
