@@ -1,6 +1,10 @@
 """Slow is not failed (issue 26): with every core saturated by a bounded busy loop, `ocm start
 -n 3` returns three healthy instances and the demo passes. The busy loops are this test's own
-processes (ended through their handles, and each ends by itself after its bound)."""
+processes (ended through their handles, and each ends by itself after its bound).
+
+It saturates the machine for a minute or two, which would slow every other test of a
+parallel run: it runs only when asked (`OCM_TEST_SATURATE=1 .venv/bin/pytest -n 0
+tests/test_under_load.py`)."""
 
 from __future__ import annotations
 
@@ -13,7 +17,13 @@ import pytest
 
 from helpers import patient, run_ocm
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        os.environ.get("OCM_TEST_SATURATE") != "1",
+        reason="saturates every core: OCM_TEST_SATURATE=1 runs it",
+    ),
+]
 
 #: Each busy loop ends by itself after this many seconds, whatever happens to the test.
 BOUND = 600
