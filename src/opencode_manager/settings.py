@@ -138,6 +138,11 @@ class Settings:
                     os.chmod(path, 0o700)
             writable = os.access(self.home, os.W_OK | os.X_OK)
         except OSError as exc:
+            if self.home.exists() and not self.home.is_dir():
+                raise StateError(
+                    f"OCM_HOME {self.home} is a file, not a directory; point OCM_HOME at a "
+                    "directory (it is created if missing)"
+                ) from exc
             raise StateError(
                 f"OCM_HOME {self.home} is not writable ({exc.strerror or exc}); "
                 "fix its permissions or point OCM_HOME at a writable directory"

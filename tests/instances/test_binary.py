@@ -241,6 +241,20 @@ def test_install_takes_the_package_of_the_versions_line(tmp_path: Path) -> None:
     assert len(log.read_text().splitlines()) == 2
 
 
+def test_a_version_npm_does_not_have_is_named_with_how_to_list_them() -> None:
+    from opencode_manager.instances.binary import npm_failure
+
+    output = "npm error code ETARGET\nnpm error notarget No matching version found for x\n"
+    message = npm_failure("opencode-ai@9.9.9", 1, output)
+    assert message == (
+        "OpenCode 9.9.9 is not on npm (opencode-ai has no version 9.9.9); "
+        "`npm view opencode-ai versions` lists them"
+    )
+    assert npm_failure("opencode-ai@1.2.3", 1, "npm error code E404\n").endswith(
+        "npm error code E404"
+    )
+
+
 # -- running `--version`: slow is not failed ---------------------------------------------------
 def _slow_fake(path: Path, version: str, *, log: Path, slow_runs: int, seconds: float) -> Path:
     """A binary whose first `slow_runs` runs hang for `seconds` (a loaded machine loading
@@ -280,6 +294,7 @@ def test_a_version_run_that_never_answers_says_what_was_slow(tmp_path: Path) -> 
     message = str(info.value)
     assert f"`{exe} --version` did not answer: 2 runs took over 0.6 s" in message
     assert "raise OCM_VERSION_TIMEOUT (now 0.2 s)" in message
+    assert "load average" in message or "cores" in message  # what was slow
     assert "\n" not in message
     assert len(log.read_text().splitlines()) == 2
     assert time.monotonic() - began < 10

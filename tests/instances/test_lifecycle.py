@@ -305,8 +305,9 @@ def test_rm_cleanup_and_logs(tmp_path: Path, isolated: dict[str, str]) -> None:
         assert follower.stdout.readline().strip() == "l2 | level=ERROR message=followed-line"
     finally:
         follower.terminate()
-        follower.communicate(timeout=patient(10))
-    assert follower.returncode == 0
+        _, stopped = follower.communicate(timeout=patient(10))
+    assert follower.returncode == 130  # stopped like Ctrl-C: exit 130, one line
+    assert stopped.splitlines() == ["ocm: logs interrupted: stopped following l1, l2"]
     one = invoke_ocm("logs", "l1", "-n", "5", check=True).stdout.splitlines()
     assert 0 < len(one) <= 5
     both = invoke_ocm("logs", "l1", "l2", "--grep", "healthy at", check=True).stdout

@@ -16,6 +16,7 @@ from .. import (
     AsyncManager,
     BatchStatus,
     BatchSummary,
+    Interrupted,
     TaskOutcome,
     TaskStatus,
     UsageError,
@@ -25,7 +26,13 @@ from .. import (
 from ..fronts import load_schema, one_line, parse_duration
 from .loops import run_with_cancel
 from .main import Context
-from .options import complete_batches, complete_instances, max_retries_option
+from .options import (
+    complete_batches,
+    complete_instances,
+    json_fields_option,
+    max_retries_option,
+    select_fields,
+)
 from .output import TASK_STYLE, ago, err, out, print_json
 
 if TYPE_CHECKING:
@@ -86,17 +93,38 @@ def _execute(
         shown = ", ".join(f"{v} {k}" for k, v in sorted(c.items()) if v)
         progress.update(bar, completed=done, counts=shown)
 
+    interrupted = []
+
     async def go(manager: AsyncManager, cancel: asyncio.Event) -> BatchSummary:
-        return await manager.batch_run(
+        done = await manager.batch_run(
             batch_id, listener=listener, cancel=cancel, requeue_cancelled=requeue_cancelled
         )
+        if cancel.is_set():  # Ctrl-C (or SIGTERM) here, not `ocm batch cancel` elsewhere
+            interrupted.append(True)
+        return done
 
     with progress:
         result = run_with_cancel(state, go)
+    if interrupted and result.status is BatchStatus.CANCELLED:
+        if as_json:
+            print_json(result.to_dict())
+        raise Interrupted(_interrupted_line(result))
     _report(result, as_json)
     if result.status is BatchStatus.CANCELLED:
         return EXIT_CANCELLED
     return 0 if result.all_completed else EXIT_SOME_FAILED
+
+
+def _interrupted_line(result: BatchSummary) -> str:
+    """What a Ctrl-C did to a batch, in one line: the tasks it stopped and how to go on."""
+    stopped = [f"{n} {word}" for word in ("aborted", "cancelled")
+               if (n := result.counts.get(word, 0))]  # fmt: skip
+    done = result.counts.get(TaskStatus.COMPLETED.value, 0)
+    what = " and ".join(stopped) or "nothing stopped"
+    return (
+        f"batch {result.id} interrupted: {what}, {done} of {result.total} completed; "
+        f"`ocm batch resume {result.id} --requeue-cancelled` runs the rest"
+    )
 
 
 def _report(result: BatchSummary, as_json: bool, *, every_task: bool = False) -> None:
@@ -311,7 +339,7 @@ def rm(state: Context, batch_ids: tuple[str, ...], as_json: bool) -> None:
     \b
     Examples:
       ocm batch rm b-1a2b3c
-      ocm results prune --older-than 7d     # every finished batch and result that old
+      ocm results prune --older-than 7d   # finished batches and results that old
     """
     removed = state.manager().batch_remove(list(batch_ids))
     if as_json:
@@ -329,9 +357,9 @@ LS_LIMIT = 50
     "--limit", type=int, metavar="N", help=f"The newest N, oldest first [default: {LS_LIMIT}]."
 )
 @click.option("--all", "show_all", is_flag=True, help="Every batch (no limit).")
-@click.option("--json", "as_json", is_flag=True, help="A JSON array.")
+@json_fields_option
 @pass_state
-def ls(state: Context, limit: int | None, show_all: bool, as_json: bool) -> None:
+def ls(state: Context, limit: int | None, show_all: bool, as_json: str | None) -> None:
     """List batches (the newest 50 unless --limit or --all)."""
     if limit is not None and limit < 1:
         raise UsageError(f"invalid --limit {limit}: must be 1 or more")
@@ -346,7 +374,7 @@ def ls(state: Context, limit: int | None, show_all: bool, as_json: bool) -> None
             err.print(f"the newest {wanted} of {total} batches; --all shows every one",
                       markup=False)  # fmt: skip
     if as_json:
-        print_json(rows)
+        print_json(select_fields(rows, as_json))
         return
     if not rows:
         err.print("no batches", markup=False)

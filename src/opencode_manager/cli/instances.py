@@ -20,6 +20,7 @@ from .. import (
     RESTART_POLICIES,
     AsyncManager,
     InstanceInfo,
+    Interrupted,
     LogLine,
     Manager,
     StartProgress,
@@ -35,9 +36,9 @@ from ..fronts import (
     parse_port_range,
     parse_size,
 )
-from .loops import run_with_cancel
+from .loops import run_with_cancel, stopped
 from .main import Context
-from .options import complete_instances, json_option
+from .options import complete_instances, json_fields_option, json_option, select_fields
 from .output import (
     ago,
     err,
@@ -370,7 +371,11 @@ def _start_existing(
         )
     if name is None:
         raise UsageError("--existing needs the NAME of a recorded instance")
-    infos = state.manager(opencode).start_existing([name], timeout=timeout)
+
+    async def go(aio: AsyncManager, cancel: asyncio.Event) -> list[InstanceInfo]:
+        return await aio.start_existing([name], timeout=timeout, cancel=cancel)
+
+    infos = run_with_cancel(state, go, opencode)
     if as_json:
         print_json([i.to_dict() for i in infos])
     else:
@@ -400,13 +405,20 @@ def exposure_warning(hostname: str) -> str | None:
 
 @click.command(name="ls")
 @click.option("--no-foreign", is_flag=True, help="Only instances ocm manages.")
-@json_option
+@json_fields_option
 @pass_state
-def ls(state: Context, no_foreign: bool, as_json: bool) -> None:
-    """List instances, and OpenCode servers started by others (foreign, never signalled)."""
+def ls(state: Context, no_foreign: bool, as_json: str | None) -> None:
+    """List instances, and OpenCode servers started by others (foreign, never signalled).
+
+    \b
+    Examples:
+      ocm ls
+      ocm ls --json name,status,url
+      ocm ls --no-foreign --json | jq -r '.[].name'
+    """
     infos = state.manager().instances(include_foreign=not no_foreign)
     if as_json:
-        print_json([i.to_dict() for i in infos])
+        print_json(select_fields([i.to_dict() for i in infos], as_json))
     elif not infos:
         err.print("no instances; start one with `ocm start`", markup=False)
     else:
@@ -562,9 +574,14 @@ def _print_status(r: dict[str, Any]) -> None:
 @json_option
 @pass_state
 def env(state: Context, ref: str, as_json: bool) -> None:
-    """Print `export` lines so OpenCode's CLI, curl and SDKs can reach an instance.
+    """Print `export` lines so OpenCode's CLI, curl and SDKs can reach an instance:
+    OPENCODE_SERVER_URL, _USERNAME, _PASSWORD, and OPENCODE_BIN, the binary it runs
+    (OpenCode need not be on PATH).
 
-    eval "$(ocm env oc-1)"; opencode attach "$OPENCODE_SERVER_URL"
+    \b
+    Examples:
+      eval "$(ocm env oc-1)"
+      "$OPENCODE_BIN" attach "$OPENCODE_SERVER_URL"    # or: ocm attach oc-1
     """
     values = state.manager().env(ref)
     if as_json:
@@ -599,7 +616,14 @@ def stop(state: Context, refs: tuple[str, ...], all_: bool, timeout: float, as_j
       ocm stop oc-1 4101 http://127.0.0.1:4102   # by name, port or URL
       ocm stop --all --timeout 5
     """
-    results = state.manager().stop(list(refs), all=all_, timeout=timeout)
+    try:
+        results = state.manager().stop(list(refs), all=all_, timeout=timeout)
+    except KeyboardInterrupt:
+        # A stop asked of a keeper goes on without this command; one not asked yet is not.
+        raise Interrupted(
+            "stop interrupted: the stops already asked for go on; `ocm ls` shows what still "
+            "runs, `ocm stop` again stops it"
+        ) from None
     if as_json:
         print_json([r.to_dict() for r in results])
         return
@@ -634,9 +658,15 @@ def restart(
       ocm restart oc-2
       ocm restart --all
     """
-    manager = state.manager()
+
+    async def go(aio: AsyncManager, cancel: asyncio.Event) -> list[InstanceInfo]:
+        return await aio.restart(
+            list(refs), all=all_, timeout=timeout, progress=progress, cancel=cancel
+        )
+
     with _StartBar(max(len(refs), 1), "restarting") as progress:
-        infos = manager.restart(list(refs), all=all_, timeout=timeout, progress=progress)
+        infos = run_with_cancel(state, go)
+    manager = state.manager()
     if not infos and not as_json:
         err.print("nothing to restart", markup=False)
         return
@@ -748,15 +778,15 @@ def cleanup(
 @click.command()
 @click.argument("ref", required=False, shell_complete=complete_instances)
 @click.option("-n", "limit", type=int, default=50, show_default=True, help="The newest N.")
-@json_option
+@json_fields_option
 @pass_state
-def events(state: Context, ref: str | None, limit: int, as_json: bool) -> None:
+def events(state: Context, ref: str | None, limit: int, as_json: str | None) -> None:
     """Lifecycle events (started, healthy, unhealthy, restarted, crashed, errored, stopped)."""
     if limit < 1:
         raise UsageError(f"invalid -n {limit}: must be 1 or more")
     rows = [event.to_dict() for event in state.manager().events(ref, limit=limit)]
     if as_json:
-        print_json(rows)
+        print_json(select_fields(rows, as_json))
         return
     if not rows:
         err.print("no events", markup=False)
@@ -828,7 +858,7 @@ def logs(
         for item in manager.follow_logs(names, lines=lines, pattern=pattern, level=level):
             _emit_log_line(item, label=label, as_json=as_json)
     except KeyboardInterrupt:
-        return
+        raise stopped("logs", f"following {', '.join(names)}") from None
 
 
 def _emit_log_line(item: LogLine, *, label: bool, as_json: bool) -> None:

@@ -18,7 +18,7 @@ from rich.text import Text
 
 from .. import AsyncManager, FleetFrame, Status, UsageError
 from ..fronts import EventFilter, EventFolder
-from .loops import watch
+from .loops import stopped, watch
 from .main import Context
 from .options import complete_instances
 from .output import (
@@ -90,7 +90,7 @@ def monitor(
     folders: dict[str, EventFolder] = {}
     write = sys.stdout.write
 
-    async def run(manager: AsyncManager) -> None:
+    async def run(manager: AsyncManager) -> bool:
         async for item in manager.monitor(refs, follow_new=follow_new):
             if not chosen.accepts(item.event):
                 continue
@@ -109,8 +109,10 @@ def monitor(
                 text.append(line.text, style=LEVEL_STYLE[line.level])
                 out.print(text, soft_wrap=True)
             sys.stdout.flush()
+        return True
 
-    watch(state, run)
+    if watch(state, run) is None:  # Ctrl-C
+        raise stopped("monitor", "watching events")
 
 
 TOP_COLUMNS = (
@@ -180,20 +182,23 @@ def top(state: Context, once: bool, interval: float, as_json: bool) -> None:
     Examples:
       ocm top
       ocm top --once --json
-      ocm top --json --interval 5 | jq -c .totals     # a frame per line until Ctrl-C
+      ocm top --json --interval 5 | jq -c .totals   # a frame a line, to Ctrl-C
     """
     if interval < 0.2:
         raise UsageError(f"invalid --interval {interval:g}: at least 0.2 s")
     manager = state.manager()
     if as_json and not once:
-        with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
+        try:
             while True:
                 started = time.monotonic()
                 sys.stdout.write(json.dumps(manager.top().to_dict(), default=str) + "\n")
                 sys.stdout.flush()
                 # The next frame is due one interval after this one began (a pacing wait).
                 time.sleep(max(0.0, interval - (time.monotonic() - started)))
-        return
+        except BrokenPipeError:
+            return
+        except KeyboardInterrupt:
+            raise stopped("top", "watching") from None
     if once:
         frame = manager.top()
         if as_json:
@@ -214,7 +219,7 @@ def top(state: Context, once: bool, interval: float, as_json: bool) -> None:
                     break
                 live.update(_top_table(manager.top()), refresh=True)
     except KeyboardInterrupt:
-        pass
+        raise stopped("top", "watching (q quits with exit 0)") from None
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 

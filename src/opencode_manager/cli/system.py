@@ -207,7 +207,8 @@ def model_server(host: str, port: int, print_config: bool, as_json: bool) -> Non
     \b
     Examples:
       ocm model-server --port 18100 &
-      ocm start --env OPENCODE_CONFIG_CONTENT="$(ocm model-server --port 18100 --print-config)"
+      config="$(ocm model-server --port 18100 --print-config)"
+      ocm start --env OPENCODE_CONFIG_CONTENT="$config"
       ocm run "BASH: echo hello"
     """
     from ..scripted_model import MODEL, ScriptedModelServer, opencode_config  # a front of its own

@@ -15,6 +15,7 @@ import click
 from .. import (
     Ask,
     AsyncManager,
+    Interrupted,
     JsonlEmitter,
     Observer,
     Part,
@@ -27,14 +28,19 @@ from .. import (
 from ..fronts import error_summary, load_schema, one_line, parse_duration, strip_ansi
 from .loops import run_with_cancel, watch
 from .main import Context
-from .options import complete_instances, complete_tasks, max_retries_option
+from .options import (
+    complete_instances,
+    complete_tasks,
+    json_fields_option,
+    max_retries_option,
+    select_fields,
+)
 from .plain import print_json, say, show, stderr_is_terminal, stdout_is_terminal
 
 # `ocm run` and `ocm wait` print through .plain: a pipe gets their output without rich loaded.
 
 pass_state = click.make_pass_decorator(Context)
 T = TypeVar("T")
-EXIT_INTERRUPTED = 130
 
 EXIT_FOR_STATUS = {
     TaskStatus.COMPLETED: 0,
@@ -297,12 +303,24 @@ def run(
     )
     live = LiveOutput(jsonl=fmt == "json", progress=not detach)
 
+    asked: list[bool] = []
+
     async def go(manager: AsyncManager, cancel: asyncio.Event) -> TaskRecord:
-        return await manager.run(
+        record = await manager.run(
             prompt, options, observer=live.observer(), cancel=cancel, detach=detach
         )
+        asked.append(cancel.is_set())  # Ctrl-C (or SIGTERM) here, not `ocm abort` elsewhere
+        return record
 
     record = run_with_cancel(state, go)
+    if asked[-1] and record.status is TaskStatus.ABORTED:
+        live.interrupted()
+        if as_json:
+            print_json(record.to_dict())
+        raise Interrupted(
+            f"run interrupted: task {record.id} aborted on {record.instance}; "
+            f"`ocm result {record.id}` shows what it did"
+        )
     if detach:
         info = {
             "task_id": record.id,
@@ -339,8 +357,7 @@ def wait(state: Context, task_id: str, timeout: float | None, as_json: bool) -> 
         record = None
     if record is None:
         live.interrupted()
-        say(f"still running: ocm wait {task_id}")
-        return EXIT_INTERRUPTED
+        raise Interrupted(f"wait interrupted; the task is still running: ocm wait {task_id}")
     return report(record, as_json=as_json, jsonl=False, streamed=live.streamed)
 
 
@@ -437,7 +454,7 @@ RESULTS_LIMIT = 50
     help=f"The newest N, oldest first [default: {RESULTS_LIMIT}].",
 )
 @click.option("--all", "show_all", is_flag=True, help="Every stored result (no limit).")
-@click.option("--json", "as_json", is_flag=True, help="A JSON array.")
+@json_fields_option
 @click.option("--jsonl", "as_jsonl", is_flag=True, help="One JSON record per line.")
 @pass_state
 def results(
@@ -446,7 +463,7 @@ def results(
     status: str | None,
     limit: int | None,
     show_all: bool,
-    as_json: bool,
+    as_json: str | None,
     as_jsonl: bool,
 ) -> None:
     """List stored task results (the newest 50 unless --limit or --all).
@@ -475,7 +492,7 @@ def results(
         if total > wanted:
             say(f"the newest {wanted} of {total} results; --all shows every one")
     if as_json:
-        print_json([r.to_dict() for r in records])
+        print_json(select_fields([r.to_dict() for r in records], as_json))
         return
     if as_jsonl:
         for r in records:

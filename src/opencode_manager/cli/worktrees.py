@@ -10,7 +10,7 @@ from rich.text import Text
 from .. import ConflictError
 from ..fronts import parse_duration
 from .main import Context
-from .options import complete_tasks, json_option
+from .options import complete_tasks, json_fields_option, json_option, select_fields
 from .output import (
     TASK_STYLE,
     Cell,
@@ -37,9 +37,9 @@ COLUMNS = (
 
 
 @click.command(name="worktrees")
-@json_option
+@json_fields_option
 @pass_state
-def worktrees(state: Context, as_json: bool) -> None:
+def worktrees(state: Context, as_json: str | None) -> None:
     """List the worktrees of tasks run with --worktree: task, branch, status, age, files.
 
     \b
@@ -49,7 +49,7 @@ def worktrees(state: Context, as_json: bool) -> None:
     """
     rows = state.manager().worktrees()
     if as_json:
-        print_json([r.to_dict() for r in rows])
+        print_json(select_fields([r.to_dict() for r in rows], as_json))
         return
     if not rows:
         err.print("no worktrees; `ocm run --worktree` makes one per task", markup=False)

@@ -40,7 +40,16 @@ from types import ModuleType
 from typing import Any
 
 from .. import process
-from ..errors import ConflictError, Interrupted, OcmError, StartError, StateError, UsageError
+from ..errors import (
+    ConflictError,
+    Interrupted,
+    NotFoundError,
+    OcmError,
+    ServerError,
+    StartError,
+    StateError,
+    UsageError,
+)
 from ..instances import credentials, lifecycle
 from ..instances import spec as specs
 from ..instances.fleet import Fleet
@@ -144,7 +153,7 @@ class Link:
         self.fleet = fleet
         chosen = address or saved_address(fleet)
         if not chosen:
-            raise UsageError("no cluster yet: run `ocm cluster up --address HOST:PORT` first")
+            raise NotFoundError("no cluster yet: run `ocm cluster up --address HOST:PORT` first")
         self.address = chosen
         self.ray = ray_module()
         self.deadlines = Deadlines.from_environ(fleet.settings.environ)
@@ -158,7 +167,7 @@ class Link:
         try:  # Ray itself would retry a dead address for minutes
             socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
         except OSError as exc:
-            raise ConflictError(
+            raise ServerError(
                 f"nothing answers at {self.address} ({exc.strerror or exc}): is the Ray head "
                 "up, and is that its GCS port (6379 by default)?"
             ) from None
@@ -172,7 +181,7 @@ class Link:
                     include_dashboard=False,
                 )
             except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
-                raise ConflictError(
+                raise ServerError(
                     f"cannot reach the Ray cluster at {self.address}: {_first_line(exc)}"
                 ) from None
 
@@ -210,11 +219,11 @@ class Link:
             if isinstance(exc, OcmError):
                 raise
             if isinstance(exc, TimeoutError):  # Ray's GetTimeoutError
-                raise ConflictError(
+                raise ServerError(
                     f"the host agent did not answer {method} within {wait:.0f} s (a loaded "
                     f"host? {CALL_VARIABLE} gives every call more time)"
                 ) from None
-            raise ConflictError(f"host agent call {method} failed: {_first_line(exc)}") from None
+            raise ServerError(f"host agent call {method} failed: {_first_line(exc)}") from None
 
     def _create(self, node: dict[str, Any]) -> Any:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -229,10 +238,11 @@ class Link:
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
         ).remote(node_id, str(node["NodeManagerAddress"]))
 
-    def reconcile(self) -> ClusterReport:
+    def reconcile(self, cancel: threading.Event | None = None) -> ClusterReport:
         """One agent per alive node (a missing or dead one is created again and adopts its
         host's instances), driver rows for every instance an agent runs, and rows of lost
-        hosts marked lost."""
+        hosts marked lost. Setting `cancel` (Ctrl-C) stops between hosts: the hosts done
+        stay done, and nothing is marked lost (the hosts not reached are not gone)."""
         report = ClusterReport(address=self.address)
         # Rows recorded running before the agents are asked: one that a concurrent
         # `ocm start --cluster` records meanwhile is not in an earlier hello, yet it runs.
@@ -245,7 +255,12 @@ class Link:
             if r.spec.node and r.state is State.STARTING and not process.is_alive(r.starter)
         }
         nodes = self.nodes()
-        for node in nodes:
+        for done, node in enumerate(nodes):
+            if cancel is not None and cancel.is_set():
+                raise Interrupted(
+                    f"cluster up interrupted: {done} of {len(nodes)} hosts reconciled, the "
+                    "others untouched (nothing marked lost); `ocm cluster up` finishes"
+                )
             node_id = str(node["NodeID"])
             handle = self._handle(node_id)
             state = "up"
@@ -625,11 +640,17 @@ class Link:
         return report
 
 
-def up(fleet: Fleet, address: str | None = None) -> ClusterReport:
+def up(
+    fleet: Fleet, address: str | None = None, *, cancel: threading.Event | None = None
+) -> ClusterReport:
     """`ocm cluster up`: connect to the cluster at `address` (kept for later commands) and
-    reconcile one host agent per alive node."""
+    reconcile one host agent per alive node (`cancel`: see `Link.reconcile`)."""
     link = Link(fleet, address)
-    report = link.reconcile()
+    try:
+        report = link.reconcile(cancel)
+    except Interrupted:
+        save_address(fleet, link.address)  # connected: the next `cluster up` needs no address
+        raise
     save_address(fleet, link.address)
     return report
 

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import load
 from ..errors import BinaryError, UsageError
 from ..lines import (
     MIN_OPENCODE_VERSION,
@@ -214,7 +215,8 @@ def _run_version(path: str, settings: Settings, timeout: float, attempts: int) -
                 continue
             raise BinaryError(
                 f"`{path} --version` did not answer: {attempts} runs took over "
-                f"{waited:g} s in all (the machine is overloaded, or the binary hangs); "
+                f"{waited:g} s in all ({load.describe()}: the machine is overloaded, or "
+                "the binary hangs); "
                 f"raise OCM_VERSION_TIMEOUT (now {timeout:g} s)"
             ) from None
         except (OSError, subprocess.SubprocessError) as exc:
@@ -341,6 +343,11 @@ def find_binary(settings: Settings) -> Binary:
     """The binary to run, version-checked, or a BinaryError that says how to get one."""
     for source, path in candidates(settings):
         if not os.path.isfile(path):
+            if source == "explicit" and os.path.isdir(path):
+                raise BinaryError(
+                    f"--opencode/OCM_OPENCODE {path} is a directory, not the opencode binary; "
+                    "point it at the executable (e.g. ~/.opencode/bin/opencode)"
+                )
             if source == "explicit":
                 raise BinaryError(
                     f"opencode binary {path} (from --opencode/OCM_OPENCODE) does not exist"
@@ -372,6 +379,24 @@ def choose(settings: Settings, choice: str | None) -> Binary:
         raise BinaryError(f"opencode binary {choice} (chosen for the instance) does not exist")
     path = real_binary(choice)
     return _check(path, probe_version(path, settings), "instance")
+
+
+#: How long `npm install` of OpenCode may take (a 200 MB download on a slow line).
+NPM_TIMEOUT = 900.0
+
+
+def npm_failure(package: str, returncode: int, output: str) -> str:
+    """What a failed `npm install` means, in one line (pure): a version npm does not have is
+    named as such, with the command that lists the ones it has."""
+    name, _, version = package.rpartition("@")
+    if "ETARGET" in output or "No matching version" in output:
+        return (
+            f"OpenCode {version} is not on npm ({name} has no version {version}); "
+            f"`npm view {name} versions` lists them"
+        )
+    lines = [ln for ln in output.splitlines() if "npm error" in ln or "npm ERR!" in ln]
+    detail = lines[0] if lines else f"exit code {returncode}"
+    return f"npm install {package} failed: {detail}"
 
 
 def install(settings: Settings, version: str = PINNED_OPENCODE_VERSION) -> Binary:
@@ -410,17 +435,22 @@ def install(settings: Settings, version: str = PINNED_OPENCODE_VERSION) -> Binar
             text=True,
             env=dict(settings.environ),
             stdin=subprocess.DEVNULL,
-            timeout=900,
+            timeout=NPM_TIMEOUT,
             check=False,
         )
+    except subprocess.TimeoutExpired as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise BinaryError(
+            f"npm install {package} did not finish within {NPM_TIMEOUT:.0f} s "
+            f"({load.describe()}); check that npm reaches its registry, then run "
+            "`ocm install` again"
+        ) from exc
     except (OSError, subprocess.SubprocessError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise BinaryError(f"npm install {package} failed: {exc}") from exc
     if out.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
-        lines = [ln for ln in (out.stderr or out.stdout).splitlines() if "npm error" in ln]
-        detail = lines[0] if lines else f"exit code {out.returncode}"
-        raise BinaryError(f"npm install {package} failed: {detail}")
+        raise BinaryError(npm_failure(package, out.returncode, out.stderr or out.stdout))
     if _installed_executable(staging) is None:
         shutil.rmtree(staging, ignore_errors=True)
         raise BinaryError(

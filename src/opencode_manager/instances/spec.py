@@ -82,11 +82,25 @@ def _check_config_content(item: str, value: str) -> None:
 
 def validate_name(name: str) -> str:
     if not NAME_RE.match(name):
-        raise UsageError(
-            f"invalid instance name {name!r}: use a letter first, then letters, digits, "
-            "'.', '_' or '-' (at most 63 characters)"
-        )
+        raise UsageError(f"invalid instance name {name!r}: {name_problem(name)}")
     return name
+
+
+def name_problem(name: str) -> str:
+    """What is wrong with a name NAME_RE refuses, naming the culprit (pure): `'é' is not
+    allowed` says more than the rule alone (a name becomes a directory, a systemd unit, a
+    hostname-like label: ASCII only)."""
+    rule = (
+        "names are ASCII letters, digits, '.', '_' and '-', a letter first, at most 63 characters"
+    )
+    if not name:
+        return f"empty; {rule}"
+    if len(name) > 63:
+        return f"{len(name)} characters; {rule}"
+    bad = next((c for c in name if not (c.isascii() and (c.isalnum() or c in "._-"))), None)
+    if bad is not None:
+        return f"{bad!r} is not allowed; {rule}"
+    return f"it must start with a letter; {rule}"
 
 
 def is_loopback_host(hostname: str) -> bool:

@@ -139,6 +139,13 @@ def _validate(items: list[tuple[int, Any]], source: str) -> list[BatchTask]:
         if unknown:
             raise UsageError(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(FIELDS)})")
         prompt = item.get("prompt")
+        if prompt is not None and not isinstance(prompt, str):
+            kind = {bool: "true/false", int: "a number", float: "a number", list: "a list",
+                    dict: "an object"}.get(type(prompt), type(prompt).__name__)  # fmt: skip
+            raise UsageError(
+                f"{where}: prompt must be a string, not {kind} ({json.dumps(prompt)[:40]}); "
+                'quote it: "prompt": "..."'
+            )
         if not isinstance(prompt, str) or not prompt.strip():
             raise UsageError(f"{where}: missing or empty prompt")
         task_id = item.get("id", f"task-{number}")

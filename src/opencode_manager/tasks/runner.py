@@ -33,7 +33,7 @@ from . import delivery, structured, worktree
 from .custody import Custody
 from .store import redact_record
 from .tracker import Ask, TurnState, feed, retry_of
-from .transcript import ABORTED_ERROR, build_turn, error_name
+from .transcript import ABORTED_ERROR, build_turn, error_name, finished_at
 
 POLL_INTERVAL = 2.0
 CONNECT_TIMEOUT = 5.0
@@ -695,7 +695,7 @@ class TaskRunner:
             record.status = TaskStatus.COMPLETED
             if record.schema is not None:
                 self._structured(record, messages, user_id)
-        record.finished_at = time.time()
+        record.finished_at = finished_at(turn, record.started_at, time.time())
         record.sending = False
         self._redact(record)
         await self.persist(record)

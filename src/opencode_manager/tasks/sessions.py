@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -328,14 +329,24 @@ async def api(
     return redact_data(answer, endpoint.secrets())
 
 
-def attach_command(
+async def attach_command(
     fleet: Fleet, ref: str, *, session_id: str | None = None, directory: str | None = None
 ) -> tuple[list[str], dict[str, str]]:
-    """argv and extra environment for `opencode attach` (credentials never in argv)."""
-    from ..instances.binary import find_binary
-
-    endpoint = fleet.reader(ref)  # a foreign server too: attaching changes nothing of it
-    argv = [find_binary(fleet.settings).path, "attach", endpoint.url]
+    """argv and extra environment for `opencode attach` (credentials never in argv), with
+    the instance's own binary (OpenCode need not be on PATH). A session that is not there is
+    refused here, in one line: OpenCode's TUI would exit 1 with raw colour codes."""
+    endpoint = await asyncio.to_thread(fleet.reader, ref)  # a foreign server too
+    binary = await asyncio.to_thread(binary_for, fleet, ref)
+    if session_id:
+        if not session_id.startswith("ses"):
+            raise UsageError(f"invalid session id {session_id!r}: session ids start with ses_")
+        try:
+            await fleet.client(endpoint, timeout=10.0).session(session_id)
+        except SessionNotFound:
+            raise NotFoundError(
+                f"no session {session_id} on {endpoint.name or ref}; see `ocm sessions {ref}`"
+            ) from None
+    argv = [binary, "attach", endpoint.url]
     if session_id:
         argv += ["--session", session_id]
     if directory:
@@ -344,3 +355,15 @@ def attach_command(
     if endpoint.password:
         env["OPENCODE_SERVER_PASSWORD"] = endpoint.password
     return argv, env
+
+
+def binary_for(fleet: Fleet, ref: str) -> str:
+    """The OpenCode binary to talk to an instance with: the one it runs (its line), else the
+    one ocm would start (BinaryError, saying what to do, when there is none)."""
+    from ..instances.binary import find_binary
+
+    found = fleet.find(ref)
+    own = found.spec.opencode if isinstance(found, InstanceRecord) else None
+    if own and os.access(own, os.X_OK):
+        return own
+    return find_binary(fleet.settings).path

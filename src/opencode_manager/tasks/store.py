@@ -391,11 +391,13 @@ class TaskStore:
                     f"batch {batch_id} is being run by process {holder.pid}; wait for it, or "
                     f"`ocm batch cancel {batch_id}`"
                 )
+            # What a cancel stopped: the tasks it aborted while they ran, and those it
+            # cancelled before they began. Both did not finish, and both are requeued.
             cancelled = [
                 _load(r[0])
                 for r in db.execute(
-                    "SELECT record FROM tasks WHERE batch_id = ? AND status = ? ORDER BY seq",
-                    (batch_id, TaskStatus.CANCELLED.value),
+                    "SELECT record FROM tasks WHERE batch_id = ? AND status IN (?, ?) ORDER BY seq",
+                    (batch_id, TaskStatus.CANCELLED.value, TaskStatus.ABORTED.value),
                 )
             ]
             if requeue_cancelled:
