@@ -171,7 +171,9 @@ async def test_without_recover_a_transient_error_fails_the_task(
 ) -> None:
     script.turns["flaky"] = [Fail(OVERLOADED)]
     sleeps = Sleeps()
-    done = await _runner(client, _record("flaky", server), Saved(), control=Control(sleep=sleeps)).run()
+    done = await _runner(
+        client, _record("flaky", server), Saved(), control=Control(sleep=sleeps)
+    ).run()
     assert done.status is TaskStatus.FAILED
     assert [t.prompt for t in server.turns] == ["flaky"]
     assert done.turns[0]["action"] == "give_up"

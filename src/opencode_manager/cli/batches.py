@@ -25,7 +25,7 @@ from .. import (
 from ..fronts import load_schema, one_line, parse_duration
 from .loops import run_with_cancel
 from .main import Context
-from .options import complete_batches, complete_instances, max_retries_option
+from .options import complete_batches, complete_instances, control_options, max_retries_option
 from .output import TASK_STYLE, ago, err, out, print_json
 
 if TYPE_CHECKING:
@@ -208,6 +208,14 @@ def _task_table(data: BatchSummary, tasks: list[TaskOutcome]) -> None:
     help="How long a task its instance was running waits for it to come back, then fails.",
 )
 @click.option("--auto-approve", is_flag=True, help="Approve permission asks instead of rejecting.")
+@control_options
+@click.option(
+    "--batch-max-cost",
+    type=float,
+    metavar="USD",
+    help="Budget of the whole batch: once spent, no new task starts (they end "
+    "budget_exceeded, saying how many were left).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_state
 def run_file(
@@ -225,9 +233,20 @@ def run_file(
     max_retries: int,
     recover_timeout: str,
     auto_approve: bool,
+    priority: int,
+    max_cost: float | None,
+    max_tokens: int | None,
+    recover: int | None,
+    fallbacks: tuple[str, ...],
+    key: str | None,
+    batch_max_cost: float | None,
     as_json: bool,
 ) -> int:
-    """Run every task in FILE (checked whole first, nothing runs if it is invalid)."""
+    """Run every task in FILE (checked whole first, nothing runs if it is invalid).
+
+    Every task takes a slot of its provider per turn (`ocm limits`): two batches on one
+    provider share its limit, and tasks wait `queued` in submission order (--priority).
+    """
     from .. import BatchOptions  # here: `ocm batch ls` and `show` need none of the runner
 
     if file == "-":
@@ -252,10 +271,20 @@ def run_file(
         base=base,
         schema=load_schema(schema_file) if schema_file else None,
         recover_timeout=parse_duration(recover_timeout),
+        priority=priority,
+        max_cost=max_cost,
+        max_tokens=max_tokens,
+        recover=recover,
+        fallbacks=list(fallbacks),
+        batch_max_cost=batch_max_cost,
+        key=key,
     )
     if base and not use_worktree:
         raise UsageError("--base goes with --worktree")
     created = state.manager().batch_create(tasks, options, source=source)
+    if key is not None and created.counts != {"pending": created.total}:
+        _report(created, as_json)  # the key's earlier batch, as it stands: not run again
+        return 0
     if not as_json:
         err.print(f"batch {created.id}: {len(tasks)} tasks", markup=False)
     return _execute(state, created.id, created.total, as_json)

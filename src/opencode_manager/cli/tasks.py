@@ -27,7 +27,7 @@ from .. import (
 from ..fronts import error_summary, load_schema, one_line, parse_duration, strip_ansi
 from .loops import run_with_cancel, watch
 from .main import Context
-from .options import complete_instances, complete_tasks, max_retries_option
+from .options import complete_instances, complete_tasks, control_options, max_retries_option
 from .plain import print_json, say, show, stderr_is_terminal, stdout_is_terminal
 
 # `ocm run` and `ocm wait` print through .plain: a pipe gets their output without rich loaded.
@@ -229,6 +229,7 @@ def _error_text(record: TaskRecord) -> str:
     help="Leave permission and question asks pending for you to answer "
     "(`ocm session asks|reply|answer`) instead of rejecting them.",
 )
+@control_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON.")
 @pass_state
 def run(
@@ -250,13 +251,20 @@ def run(
     max_retries: int,
     auto_approve: bool,
     leave_asks: bool,
+    priority: int,
+    max_cost: float | None,
+    max_tokens: int | None,
+    recover: int | None,
+    fallbacks: tuple[str, ...],
+    key: str | None,
     as_json: bool,
 ) -> int:
     """Send PROMPT to an instance and print what the agent did ('-' reads stdin).
 
     Uses the REST API (no extra OpenCode process), streams progress, aborts the session on
-    timeout or Ctrl-C, and stores the result record (`ocm result ID`). Exit codes: 0 completed,
-    10 failed, 11 timed out, 12 aborted.
+    timeout or Ctrl-C, and stores the result record (`ocm result ID`). Each turn takes a slot
+    of its provider (`ocm limits`), waiting `queued` while they are all in use. Exit codes:
+    0 completed, 10 failed, 11 timed out, 12 aborted, 13 budget exceeded.
 
     \b
     Examples:
@@ -294,6 +302,12 @@ def run(
         auto_approve=auto_approve,
         leave_asks=leave_asks,
         max_retries=max_retries,
+        priority=priority,
+        max_cost=max_cost,
+        max_tokens=max_tokens,
+        recover=recover,
+        fallbacks=list(fallbacks),
+        key=key,
     )
     live = LiveOutput(jsonl=fmt == "json", progress=not detach)
 

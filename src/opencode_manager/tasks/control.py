@@ -100,8 +100,10 @@ class Control:
             async with self._slot(runner, provider) as lease:
                 await runner.turn()
                 error = self._trouble(record)
-                if self.slots is not None and provider is not None and (
-                    record.status is TaskStatus.COMPLETED or error is not None
+                if (
+                    self.slots is not None
+                    and provider is not None
+                    and (record.status is TaskStatus.COMPLETED or error is not None)
                 ):
                     await asyncio.to_thread(self.slots.report, provider, error)
             turn = self._log(record, started, error, lease)
@@ -184,8 +186,10 @@ class Control:
         async def queued(waiting: Waiting) -> None:
             said = {"provider": provider, "model": record.model, "place": waiting.place,
                     "reason": waiting.blocked.reason.value, "scope": waiting.blocked.scope}  # fmt: skip
-            if record.status is TaskStatus.QUEUED and record.queue is not None and all(
-                record.queue.get(k) == v for k, v in said.items()
+            if (
+                record.status is TaskStatus.QUEUED
+                and record.queue is not None
+                and all(record.queue.get(k) == v for k, v in said.items())
             ):
                 return  # nothing new to show: no write
             record.status = TaskStatus.QUEUED
