@@ -142,6 +142,15 @@ def test_a_provider_outage_during_a_batch_is_recovered_without_resubmitting(
     # Each prompt reached the model once after it was taken: continuations, not resubmissions.
     firsts = [r for r in model.requests.entries() if (r["last_user_text"] or "").startswith(tag)]
     assert {r["last_user_text"] for r in firsts} == {f"{tag} task {n}" for n in range(10)}
+    listed = run_ocm("results", "--batch", summary["id"], "--json", env=fleet.env, check=True)
+    records = listed.json()
+    assert isinstance(records, list)
+    continued = [r for r in records if len(r["turns"]) > 1]
+    assert continued, "no task met the outage"
+    for record in continued:
+        assert record["turns"][0]["trouble"] == "transient"
+        assert record["turns"][0]["action"] == "continue"
+        assert record["turns"][-1]["status"] == "completed"
 
 
 def test_a_refused_model_falls_back_and_the_record_says_so(fleet: Fleet) -> None:
