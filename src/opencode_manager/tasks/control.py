@@ -93,11 +93,15 @@ class Control:
         record = runner.record
         policy = Recovery(record.recover or 0, tuple(record.fallbacks))
         continued = 0  # continuations on the current model
+        # A turn sent before (`ocm wait`, a resumed batch, MCP) is in flight already: it is
+        # followed without queueing; its continuations take slots.
+        followed = record.prompted or record.sending
         while True:
             provider = provider_of(record.model)
             record.provider = provider
             started = self.clock()
-            async with self._slot(runner, provider) as lease:
+            async with self._slot(runner, None if followed else provider) as lease:
+                followed = False
                 await runner.turn()
                 error = self._trouble(record)
                 if (

@@ -400,6 +400,7 @@ async def wait_task(
         persist=settling(store.asave),
         observer=observer or Observer(),
         cancel=cancel,
+        control=control_for(fleet),  # its continuations after provider trouble, if any
     )
     record.attempts -= 1  # following is not a new attempt
     try:
