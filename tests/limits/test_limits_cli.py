@@ -4,6 +4,7 @@ the facade's methods, and the budget_exceeded status's exit code."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from opencode_manager import Manager, Settings, TaskRecord, TaskStatus
 from opencode_manager.cli.tasks import EXIT_FOR_STATUS, report
@@ -105,3 +106,25 @@ def test_budget_exceeded_is_a_final_status_with_exit_code_13() -> None:
     table = README.read_text().split("## Exit codes", 1)[1].split("\n## ", 1)[0]
     for code in set(EXIT_FOR_STATUS.values()) - {0}:
         assert f"\n| {code} |" in table, code
+
+
+def test_ocm_top_shows_the_tasks_queued_for_a_provider_slot(ocm: Any) -> None:
+    """A limit full: a waiter shows in `ocm top` with its place (JSON and the table)."""
+    run_ocm("limits", "set", "scripted", "--concurrency", "1", check=True)
+    settings = Settings.load()
+    registry = Registry(settings.registry_path)
+    try:
+        slots = Slots(registry)
+        held = slots.try_take(slots.ticket("scripted", None, "t-holder"))
+        assert isinstance(held, Lease)
+        waiting = slots.try_take(slots.ticket("scripted", "scripted/good", "t-waiter", 3))
+        assert isinstance(waiting, Waiting)
+        frame = ocm("top", "--once", "--json").json()
+        assert [(q["owner"], q["place"], q["priority"]) for q in frame["queue"]] == [
+            ("t-waiter", 1, 3)
+        ]
+        shown = ocm("top", "--once").stdout
+        assert "1 queued for a provider slot:" in shown
+        assert "#1 t-waiter on scripted/good (priority 3" in shown
+    finally:
+        registry.close()
