@@ -128,3 +128,32 @@ def test_ocm_top_shows_the_tasks_queued_for_a_provider_slot(ocm: Any) -> None:
         assert "#1 t-waiter on scripted/good (priority 3" in shown
     finally:
         registry.close()
+
+
+def test_results_show_a_queued_tasks_place_cost_and_turns(ocm: Any) -> None:
+    from opencode_manager.tasks.store import TaskStore
+
+    settings = Settings.load()
+    settings.ensure_home()
+    registry = Registry(settings.registry_path)
+    try:
+        store = TaskStore(registry)
+        store.add(TaskRecord("t-queued", "wait for it", TaskStatus.QUEUED, 1.0,
+                             queue={"provider": "scripted", "model": None, "place": 2,
+                                    "reason": "concurrency", "scope": "scripted"}))  # fmt: skip
+        store.add(TaskRecord("t-fell", "fall back", TaskStatus.COMPLETED, 2.0, cost=0.0123,
+                             max_cost=0.5, turns=[
+                                 {"model": "scripted/broken", "status": "failed",
+                                  "action": "fallback"},
+                                 {"model": "scripted/good", "status": "completed"}]))  # fmt: skip
+    finally:
+        registry.close()
+    listed = ocm("results").stdout
+    assert "queued #2 (concurrency)" in listed
+    assert "0.0123" in listed
+    queued = ocm("result", "t-queued").stdout
+    assert "#2 for scripted (concurrency)" in queued
+    fell = ocm("result", "t-fell").stdout
+    assert "scripted/broken: failed -> fallback" in fell
+    assert "scripted/good: completed" in fell
+    assert "$0.5" in fell

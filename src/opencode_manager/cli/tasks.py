@@ -409,6 +409,7 @@ def result(state: Context, task_id: str, as_json: bool, patch: bool) -> None:
             f"{len(tree.get('files') or [])} files changed)",
         )
     grid.add_row("prompt", record.prompt)
+    _control_rows(grid, record)
     grid.add_row("duration", human_duration(record.duration_s))
     grid.add_row("steps", str(record.steps))
     tokens = record.tokens or {}
@@ -435,6 +436,29 @@ def result(state: Context, task_id: str, as_json: bool, patch: bool) -> None:
     if record.text:
         out.print()
         out.print(record.text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _status_text(record: TaskRecord) -> str:
+    """Its status; a queued task's place in its provider's queue with it."""
+    if record.status is TaskStatus.QUEUED and record.queue:
+        return f"queued #{record.queue.get('place')} ({record.queue.get('reason')})"
+    return record.status.value
+
+
+def _control_rows(grid: Any, record: TaskRecord) -> None:
+    """Provider control in a result: the queue place, the budget, each turn's model."""
+    if record.status is TaskStatus.QUEUED and record.queue:
+        queue = record.queue
+        grid.add_row("queued", f"#{queue.get('place')} for {queue.get('scope')} "
+                     f"({queue.get('reason')})")  # fmt: skip
+    if record.max_cost is not None or record.max_tokens is not None:
+        limits = [f"${record.max_cost:g}" if record.max_cost is not None else "",
+                  f"{record.max_tokens} tokens" if record.max_tokens is not None else ""]  # fmt: skip
+        grid.add_row("budget", ", ".join(x for x in limits if x))
+    if len(record.turns) > 1:
+        for turn in record.turns:
+            said = f" -> {turn.get('action')}" if turn.get("action") else ""
+            grid.add_row("turn", f"{turn.get('model') or 'default'}: {turn.get('status')}{said}")
 
 
 RESULTS_LIMIT = 50
@@ -503,7 +527,7 @@ def results(
     from .output import TASK_STYLE, out
 
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("TASK", "STATUS", "INSTANCE", "SECONDS", "TOOLS", "PROMPT", "ANSWER"):
+    for column in ("TASK", "STATUS", "INSTANCE", "SECONDS", "TOOLS", "COST", "PROMPT", "ANSWER"):
         table.add_column(
             column,
             no_wrap=column not in ("PROMPT", "ANSWER"),
@@ -513,10 +537,11 @@ def results(
     for r in records:
         table.add_row(
             r.id,
-            Text(r.status.value, style=TASK_STYLE.get(r.status.value, "")),
+            Text(_status_text(r), style=TASK_STYLE.get(r.status.value, "")),
             r.instance or "-",
             f"{r.duration_s:.1f}" if r.duration_s else "-",
             str(len(r.tool_calls)),
+            f"{r.cost:.4f}" if r.cost else "-",
             r.prompt.replace("\n", " "),
             r.text.replace("\n", " "),
         )
