@@ -128,7 +128,8 @@ async def test_a_token_budget_passed_by_a_finished_turn_still_ends_budget_exceed
     script.turns["wordy"] = [Reply("done", tokens={"input": 500, "output": 100})]
     done = await _runner(client, _record("wordy", server, max_tokens=50), Saved()).run()
     assert done.status is TaskStatus.BUDGET_EXCEEDED
-    assert done.error is not None and done.error["kind"] == "tokens"
+    assert done.error is not None
+    assert done.error["kind"] == "tokens"
     assert done.error["total_tokens"] == 600
 
 
@@ -155,14 +156,16 @@ async def test_a_transient_provider_error_is_continued_in_the_same_session(
     assert done.status is TaskStatus.COMPLETED, done.error
     assert done.text == "recovered"
     prompts = [t.prompt for t in server.turns]
-    assert prompts[0] == "flaky" and prompts.count("flaky") == 1
+    assert prompts[0] == "flaky"
+    assert prompts.count("flaky") == 1
     assert prompts[1].startswith("Continue the task")
     assert {t.session_id for t in server.turns} == {done.session_id}
     assert [t["status"] for t in done.turns] == ["failed", "completed"]
     assert done.turns[0]["trouble"] == "transient"
     assert done.turns[0]["action"] == "continue"
     assert OVERLOADED in str(done.turns[0]["error"])
-    assert len(sleeps) == 1 and sleeps[0] >= 2.0
+    assert len(sleeps) == 1
+    assert sleeps[0] >= 2.0
     assert done.attempts == 1
 
 
@@ -213,11 +216,14 @@ async def test_tasks_over_a_full_limit_wait_queued_with_their_place(
     one, two = await asyncio.gather(first, b.run())
     assert (one.status, two.status) == (TaskStatus.COMPLETED, TaskStatus.COMPLETED)
     queued = [r for r in saved_b if r.status is TaskStatus.QUEUED]
-    assert queued and queued[0].queue is not None
-    assert queued[0].queue["place"] == 1 and queued[0].queue["reason"] == "concurrency"
+    assert queued
+    assert queued[0].queue is not None
+    assert queued[0].queue["place"] == 1
+    assert queued[0].queue["reason"] == "concurrency"
     assert two.queue is None
     t1, t2 = server.turns
-    assert t1.ended_at is not None and t2.started_at >= t1.ended_at
+    assert t1.ended_at is not None
+    assert t2.started_at >= t1.ended_at
     assert two.turns[0]["queued_s"] > 0
 
 

@@ -120,7 +120,9 @@ def test_a_provider_outage_during_a_batch_is_recovered_without_resubmitting(
     short (--max-retries 0), the provider's breaker opens (shown by `ocm limits`), the tasks
     wait and continue in their sessions, and every task completes."""
     tag = _tag()
-    path = _batch_file(tmp_path / "outage.jsonl", [f"{tag} task {n}" for n in range(10)], GOOD_MODEL)
+    path = _batch_file(
+        tmp_path / "outage.jsonl", [f"{tag} task {n}" for n in range(10)], GOOD_MODEL
+    )
     model.faults.add(503, seconds=20, model="good")
     try:
         proc = _popen(
@@ -162,7 +164,8 @@ def test_a_refused_model_falls_back_and_the_record_says_so(fleet: Fleet) -> None
     assert [t["model"] for t in record["turns"]] == [BROKEN_MODEL, GOOD_MODEL]
     assert record["turns"][0]["action"] == "fallback"
     assert record["model"] == GOOD_MODEL
-    assert record["step_models"] and set(record["step_models"]) == {GOOD_MODEL}
+    assert record["step_models"]
+    assert set(record["step_models"]) == {GOOD_MODEL}
 
 
 def test_the_same_key_submitted_twice_runs_once(fleet: Fleet, model: ScriptedModelServer) -> None:
@@ -174,7 +177,9 @@ def test_the_same_key_submitted_twice_runs_once(fleet: Fleet, model: ScriptedMod
     assert (first.returncode, second.returncode) == (0, 0), str(second)
     assert first.json()["id"] == second.json()["id"]
     assert second.json()["status"] == "completed"
-    asked = [r for r in model.requests.entries() if r["last_user_text"] == prompt and r["has_tools"]]
+    asked = [
+        r for r in model.requests.entries() if r["last_user_text"] == prompt and r["has_tools"]
+    ]
     assert len(asked) == 1
     assert key not in first.stderr + second.stderr
 

@@ -10,7 +10,6 @@ import sys
 import termios
 import time
 import tty
-
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 

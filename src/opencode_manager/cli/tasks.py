@@ -452,9 +452,9 @@ def _control_rows(grid: Any, record: TaskRecord) -> None:
         grid.add_row("queued", f"#{queue.get('place')} for {queue.get('scope')} "
                      f"({queue.get('reason')})")  # fmt: skip
     if record.max_cost is not None or record.max_tokens is not None:
-        limits = [f"${record.max_cost:g}" if record.max_cost is not None else "",
-                  f"{record.max_tokens} tokens" if record.max_tokens is not None else ""]  # fmt: skip
-        grid.add_row("budget", ", ".join(x for x in limits if x))
+        cost = f"${record.max_cost:g}" if record.max_cost is not None else ""
+        tokens = f"{record.max_tokens} tokens" if record.max_tokens is not None else ""
+        grid.add_row("budget", ", ".join(x for x in (cost, tokens) if x))
     if len(record.turns) > 1:
         for turn in record.turns:
             said = f" -> {turn.get('action')}" if turn.get("action") else ""

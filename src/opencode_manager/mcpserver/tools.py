@@ -279,21 +279,34 @@ def build_server(
         ] = "reject",
         model: Annotated[str | None, Field(description="provider/model")] = None,
         max_cost: Annotated[
-            float | None, Field(gt=0, description="Budget in USD: past it the task is "
-                                "interrupted and ends budget_exceeded")
+            float | None,
+            Field(
+                gt=0,
+                description="Budget in USD: past it the task is "
+                "interrupted and ends budget_exceeded",
+            ),
         ] = None,
         max_tokens: Annotated[int | None, Field(ge=1, description="Token budget")] = None,
         recover: Annotated[
-            int | None, Field(ge=0, le=100, description="Continuations after transient "
-                              "provider errors (429, 5xx)")
+            int | None,
+            Field(
+                ge=0, le=100, description="Continuations after transient provider errors (429, 5xx)"
+            ),
         ] = None,
         fallback: Annotated[
-            list[str] | None, Field(description="Models to go on with when the provider "
-                                    "refuses or keeps failing, in order")
+            list[str] | None,
+            Field(
+                description="Models to go on with when the provider "
+                "refuses or keeps failing, in order"
+            ),
         ] = None,
         key: Annotated[
-            str | None, Field(max_length=200, description="Idempotent submission: the same "
-                              "key returns the task it made instead of running it again")
+            str | None,
+            Field(
+                max_length=200,
+                description="Idempotent submission: the same "
+                "key returns the task it made instead of running it again",
+            ),
         ] = None,
         ctx: Context | None = None,
     ) -> results.TaskHandle:
@@ -327,12 +340,16 @@ def build_server(
         per_instance: Annotated[int, Field(ge=1, le=16)] = 2,
         max_cost: Annotated[float | None, Field(gt=0, description="Budget per task, USD")] = None,
         batch_max_cost: Annotated[
-            float | None, Field(gt=0, description="Budget of the whole batch, USD: once "
-                                "spent, no new task starts")
+            float | None,
+            Field(
+                gt=0, description="Budget of the whole batch, USD: once spent, no new task starts"
+            ),
         ] = None,
         recover: Annotated[
-            int | None, Field(ge=0, le=100, description="Continuations per task after "
-                              "transient provider errors")
+            int | None,
+            Field(
+                ge=0, le=100, description="Continuations per task after transient provider errors"
+            ),
         ] = None,
         key: Annotated[
             str | None, Field(max_length=200, description="Idempotent submission key")

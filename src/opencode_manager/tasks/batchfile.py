@@ -217,5 +217,6 @@ def _control(item: dict[str, Any], where: str) -> dict[str, Any]:
         isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1
     ):
         raise UsageError(f"{where}: max_tokens must be a whole number, 1 or more")
-    return {"fallbacks": tuple(chain), "priority": priority,
-            "max_cost": float(cost) if cost is not None else None, "max_tokens": tokens}  # fmt: skip
+    budget = float(cost) if cost is not None else None
+    return {"fallbacks": tuple(chain), "priority": priority, "max_cost": budget,
+            "max_tokens": tokens}  # fmt: skip

@@ -134,8 +134,7 @@ class Control:
         """The provider trouble a turn ended with (None: it did not fail on the provider)."""
         if record.status is not TaskStatus.FAILED or not record.error:
             return None
-        error = classify(record.error, now=time.time())
-        return error
+        return classify(record.error, now=time.time())
 
     def _log(
         self, record: TaskRecord, started: float, error: ProviderError | None, lease: Lease | None
@@ -188,8 +187,9 @@ class Control:
             return
 
         async def queued(waiting: Waiting) -> None:
+            blocked = waiting.blocked
             said = {"provider": provider, "model": record.model, "place": waiting.place,
-                    "reason": waiting.blocked.reason.value, "scope": waiting.blocked.scope}  # fmt: skip
+                    "reason": blocked.reason.value, "scope": blocked.scope}  # fmt: skip
             if (
                 record.status is TaskStatus.QUEUED
                 and record.queue is not None
