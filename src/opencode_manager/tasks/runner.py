@@ -208,6 +208,9 @@ class TaskRunner:
         record.attempts -= 1  # a continuation is not a new attempt (batch --retries)
         self._earlier = Spend.of(record.tokens, record.cost)
         self._created_session = False  # the session has a history: our message sorts last
+        if record.worktree and record.worktree.get("head") is not None:
+            # The failed turn's end committed its changes: the task's end commits the rest.
+            record.worktree = {**record.worktree, "head": None}
 
     async def turn(self) -> TaskRecord:
         """One turn: begin, send, follow, record."""
