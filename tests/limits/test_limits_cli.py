@@ -157,3 +157,27 @@ def test_results_show_a_queued_tasks_place_cost_and_turns(ocm: Any) -> None:
     assert "scripted/broken: failed -> fallback" in fell
     assert "scripted/good: completed" in fell
     assert "$0.5" in fell
+
+
+def test_a_queued_task_whose_process_is_gone_ends_cancelled_unsent(ocm: Any) -> None:
+    """A killed `ocm run` leaves its task `queued`; the listing sees that nobody waits for a
+    slot for it any more. One whose process still waits stays queued."""
+    from opencode_manager.tasks.store import TaskStore
+
+    settings = Settings.load()
+    settings.ensure_home()
+    registry = Registry(settings.registry_path)
+    try:
+        run_ocm("limits", "set", "scripted", "--concurrency", "1", check=True)
+        slots = Slots(registry)
+        assert isinstance(slots.try_take(slots.ticket("scripted", None, "t-other")), Lease)
+        assert isinstance(slots.try_take(slots.ticket("scripted", None, "t-waits")), Waiting)
+        store = TaskStore(registry)
+        for task_id in ("t-waits", "t-left"):
+            store.add(TaskRecord(task_id, "p", TaskStatus.QUEUED, 1.0, queue={"place": 1}))
+    finally:
+        registry.close()
+    rows = {r["id"]: r for r in ocm("results", "--json").json()}
+    assert rows["t-waits"]["status"] == "queued"
+    assert rows["t-left"]["status"] == "cancelled"
+    assert "nothing was sent" in rows["t-left"]["error"]["message"]

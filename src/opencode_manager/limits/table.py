@@ -154,6 +154,17 @@ def overview(
     return rows
 
 
+def slot_owners(registry: Database, *, is_alive: Alive = alive) -> set[str]:
+    """Who holds or waits for a slot now (task ids), after what is over by itself and what
+    dead processes held is dropped: a task `queued` but not among them was left by its
+    process (a killed `ocm run`)."""
+    with registry.transaction() as db:
+        purge(db, time.time(), waiter_ttl=WAITER_TTL)
+        drop_dead_holders(db, is_alive)
+        rows = db.execute("SELECT owner FROM waiters UNION SELECT owner FROM leases")
+        return {str(r[0]) for r in rows}
+
+
 @dataclass(frozen=True)
 class QueuedTicket:
     """One waiter for a slot (`ocm top`'s queue): who, for what, its place."""

@@ -20,6 +20,7 @@ from ..errors import (
 )
 from ..instances.fleet import Fleet
 from ..limits.keys import claim_key, forget_keys, task_for_key, validate_key
+from ..limits.table import slot_owners
 from ..models import AskPolicy, InstanceRecord, TaskRecord, TaskStatus
 from . import control, placement, structured
 from . import worktree as worktrees
@@ -356,6 +357,7 @@ async def list_tasks(
     records = await asyncio.to_thread(
         store.list_tasks, batch_id=batch_id, status=status, limit=limit
     )
+    await _left_in_queue(fleet, store, records)
     stale = [i for i, r in enumerate(records) if r.status is TaskStatus.RUNNING and
              r.batch_id is None and r.prompted]  # fmt: skip
     if not stale:
@@ -370,6 +372,24 @@ async def list_tasks(
     if status is not None:
         records = [r for r in records if r.status.value == status]
     return records
+
+
+async def _left_in_queue(fleet: Fleet, store: TaskStore, records: list[TaskRecord]) -> None:
+    """A standalone task still `queued` whose process neither waits nor holds a slot any
+    more (a killed `ocm run`) was never sent: it ends cancelled, saying so."""
+    queued = [r for r in records if r.status is TaskStatus.QUEUED and r.batch_id is None]
+    if not queued:
+        return
+    owners = await asyncio.to_thread(slot_owners, fleet.registry)
+    for record in queued:
+        if record.id in owners or record.prompted or record.sending:
+            continue
+        record.status = TaskStatus.CANCELLED
+        record.queue = None
+        record.finished_at = time.time()
+        record.error = {"name": "Interrupted", "message": "its process ended while it waited "
+                        "for a provider slot; nothing was sent"}  # fmt: skip
+        await store.asave(record)
 
 
 async def wait_task(
