@@ -237,3 +237,31 @@ async def test_transient_failures_open_the_providers_breaker_fleet_wide(
     ).run()
     assert done.status is TaskStatus.FAILED
     assert slots.breaker("fake").state is BreakerState.OPEN
+
+
+async def test_queued_tasks_take_the_slot_by_priority_then_submission(
+    server: FakeOpencode, client: AsyncOpencodeClient, script: Scripted, registry: Registry
+) -> None:
+    set_limits(registry, [Limit(parse_scope("fake"), 1, None)])
+    script.turns["holder"] = [Pause(1.0), Reply("held")]
+    control = Control(slots=Slots(registry))
+    saved = {name: Saved() for name in ("holder", "early", "late", "urgent")}
+
+    def task(name: str, priority: int = 0) -> TaskRunner:
+        record = _record(name, server, priority=priority)
+        return _runner(client, record, saved[name], control=control)
+
+    running = [asyncio.create_task(task("holder").run())]
+    while not server.turns:
+        await asyncio.sleep(0.01)
+    for name, priority in (("early", 0), ("late", 0), ("urgent", 5)):
+        running.append(asyncio.create_task(task(name, priority).run()))
+        while not any(r.status is TaskStatus.QUEUED for r in saved[name]):
+            await asyncio.sleep(0.01)  # queued before the next one is submitted
+    done = await asyncio.gather(*running)
+    assert all(r.status is TaskStatus.COMPLETED for r in done)
+    assert [t.prompt for t in server.turns] == ["holder", "urgent", "early", "late"]
+    places = {name: [r.queue["place"] for r in saved[name] if r.queue] for name in saved}
+    assert set(places["urgent"]) == {1}  # ahead of the two submitted before it
+    assert places["late"][0] == 2
+    assert 3 in places["late"]  # pushed back by the urgent one
