@@ -74,8 +74,12 @@ def test_two_batches_share_a_providers_limit_of_two(
         queued = wait_for(
             lambda: any(r.get("queued") for r in _limits(fleet)), timeout=60, message="a queue"
         )
+        top = run_ocm("top", "--once", "--json", env=fleet.env, check=True).json()
         outs = [p.communicate(timeout=240) for p in procs]
     assert queued
+    shown = [q for q in top["queue"] if q["provider"] == "scripted"]
+    assert shown  # `ocm top` shows the queue, in order
+    assert [q["place"] for q in shown] == list(range(1, len(shown) + 1))
     for proc, (out, err) in zip(procs, outs, strict=True):
         assert proc.returncode == 0, err
         assert json.loads(out)["counts"] == {"completed": 10}
@@ -109,6 +113,8 @@ def test_a_batch_whose_budget_is_spent_starts_no_new_task(fleet: Fleet, tmp_path
                      "--json", env=fleet.env)  # fmt: skip
     summary = result.json()
     assert summary["counts"] == {"completed": 2, "budget_exceeded": 2}, str(result)
+    assert result.returncode == 13
+    assert "ocm: 2 tasks stopped by a budget; BatchBudgetSpent: batch budget spent" in result.stderr
     left = [t for t in summary["tasks"] if t["status"] == "budget_exceeded"]
     assert all("2 tasks not started" in (t.get("error") or "") for t in left), left
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 pass_state = click.make_pass_decorator(Context)
 
 EXIT_SOME_FAILED = 10
+EXIT_BUDGET = 13  # every task completed but those a budget stopped (`budget_exceeded`)
 EXIT_CANCELLED = 12
 
 
@@ -82,7 +83,7 @@ def _execute(
 
     def listener(update: BatchProgress) -> None:
         c = update.counts
-        done = sum(v for k, v in c.items() if k not in ("pending", "running"))
+        done = sum(v for k, v in c.items() if k not in ("pending", "queued", "running"))
         shown = ", ".join(f"{v} {k}" for k, v in sorted(c.items()) if v)
         progress.update(bar, completed=done, counts=shown)
 
@@ -96,7 +97,16 @@ def _execute(
     _report(result, as_json)
     if result.status is BatchStatus.CANCELLED:
         return EXIT_CANCELLED
-    return 0 if result.all_completed else EXIT_SOME_FAILED
+    if result.all_completed:
+        return 0
+    over = result.counts.get("budget_exceeded", 0)
+    if over:
+        spent = next((t.error for t in result.tasks if t.error and "batch budget" in t.error), None)
+        err.print(f"ocm: {over} task{'s' if over != 1 else ''} stopped by a budget"
+                  + (f"; {spent}" if spent else ""), markup=False)  # fmt: skip
+        if over + result.counts.get("completed", 0) == result.total:
+            return EXIT_BUDGET
+    return EXIT_SOME_FAILED
 
 
 def _report(result: BatchSummary, as_json: bool, *, every_task: bool = False) -> None:
