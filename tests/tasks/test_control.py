@@ -99,7 +99,8 @@ def _record(prompt: str, server: FakeOpencode, **fields: Any) -> TaskRecord:
 
 
 def _runner(client: AsyncOpencodeClient, record: TaskRecord, saved: Saved, **kw: Any) -> TaskRunner:
-    return TaskRunner(client=client, record=record, persist=saved, observer=Observer(), **kw)
+    observer = kw.pop("observer", Observer())
+    return TaskRunner(client=client, record=record, persist=saved, observer=observer, **kw)
 
 
 # -- budgets -------------------------------------------------------------------------------------
@@ -208,8 +209,10 @@ async def test_tasks_over_a_full_limit_wait_queued_with_their_place(
     script.turns["second"] = [Reply("two")]
     control = Control(slots=Slots(registry))
     saved_a, saved_b = Saved(), Saved()
+    shown: list[dict[str, Any]] = []
     a = _runner(client, _record("first", server), saved_a, control=control)
-    b = _runner(client, _record("second", server), saved_b, control=control)
+    b = _runner(client, _record("second", server), saved_b, control=control,
+                observer=Observer(on_queue=shown.append))  # fmt: skip
     first = asyncio.create_task(a.run())
     while not server.turns:  # the first holds the slot and is at the model
         await asyncio.sleep(0.01)
@@ -221,6 +224,8 @@ async def test_tasks_over_a_full_limit_wait_queued_with_their_place(
     assert queued[0].queue["place"] == 1
     assert queued[0].queue["reason"] == "concurrency"
     assert two.queue is None
+    assert shown == [{"provider": "fake", "model": "fake/model-a", "place": 1,
+                      "reason": "concurrency", "scope": "fake"}]  # fmt: skip
     t1, t2 = server.turns
     assert t1.ended_at is not None
     assert t2.started_at >= t1.ended_at

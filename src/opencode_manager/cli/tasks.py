@@ -62,6 +62,8 @@ class LiveOutput:
     def observer(self) -> Observer:
         return Observer(
             on_retry=self._retry,
+            on_queue=self._queued,
+            on_turn=self._turn,
             on_text=self._text,
             on_part=self._part,
             on_error=self._error,
@@ -103,6 +105,17 @@ class LiveOutput:
     def _error(self, error: dict[str, Any]) -> None:
         if self.jsonl and self.emitter is not None:
             self._line(self.emitter.error(error))
+
+    def _queued(self, queue: dict[str, Any]) -> None:
+        if self.progress:
+            self._newline()
+            say(f"queued #{queue.get('place')} for {queue.get('scope')} ({queue.get('reason')})",
+                style="blue", markup_free_str=False)  # fmt: skip
+
+    def _turn(self, turn: dict[str, Any]) -> None:
+        if self.progress:
+            self._newline()
+            say(str(turn.get("reason")), style="yellow", markup_free_str=False)
 
     def _retry(self, attempt: int, reason: str) -> None:
         if self.progress:

@@ -123,6 +123,8 @@ class Control:
                 await runner.persist(record)
                 return record
             continued = continued + 1 if decision.action is Action.CONTINUE else 0
+            if runner.observer.on_turn:
+                runner.observer.on_turn(dict(turn))
             record.status = TaskStatus.RUNNING  # not over: it goes on after the backoff
             await runner.persist(record)
             if decision.delay > 0 and not await self._wait(runner, decision.delay):
@@ -199,6 +201,8 @@ class Control:
             record.status = TaskStatus.QUEUED
             record.queue = {**said, "since": (record.queue or {}).get("since", self.clock())}
             await runner.persist(record)
+            if runner.observer.on_queue:
+                runner.observer.on_queue(dict(said))
 
         async with self.slots.take(
             provider, record.model, record.id, record.priority, on_wait=queued

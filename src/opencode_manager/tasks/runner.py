@@ -62,6 +62,10 @@ class Observer:
     on_session: Callable[[str], None] | None = None
     on_finish: Callable[[list[Part]], None] | None = None  # every part of the finished turn
     on_retry: Callable[[int, str], None] | None = None  # the provider failed: attempt, reason
+    #: Waiting for a slot of its provider: {provider, model, place, reason, scope}.
+    on_queue: Callable[[dict[str, Any]], None] | None = None
+    #: A failed turn and what follows it (tasks/control.py): the turn's entry in `turns`.
+    on_turn: Callable[[dict[str, Any]], None] | None = None
 
 
 Persist = Callable[[TaskRecord], Awaitable[None]]
