@@ -492,7 +492,8 @@ class BatchRun:
         per = self.options.per_instance
         # A prompt that reached (or may have reached) a server is followed there; a pinned
         # task waits for its instance.
-        sent = (record.prompted or record.sending) and record.session_id
+        # A continuation pending (stopped during a backoff) goes on in its session too.
+        sent = (record.prompted or record.sending or record.continuation) and record.session_id
         bound = record.instance if sent else record.pinned
         if bound is not None:
             instance = next((c for c in candidates if c.name == bound), None)
@@ -522,7 +523,7 @@ class BatchRun:
             if record.session_id is None or record.instance != name:
                 record.instance, record.url = name, instance.url
                 record.session_id, record.prompted, record.sending = None, False, False
-                record.message_id = None
+                record.message_id = record.continuation = None
                 record.directory = record.directory or instance.spec.dir
                 # The instance's task defaults (its fleet file's) for what the task leaves out.
                 record.model = record.model or instance.spec.model
