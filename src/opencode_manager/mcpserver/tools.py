@@ -374,6 +374,11 @@ def build_server(
             recover=recover, key=key,
         )  # fmt: skip
         created = await call(lambda m: m.batch_create(text, options, source=source))
+        if key is not None and created.counts != {"pending": created.total}:
+            # The key's earlier batch, as it stands: never run twice.
+            return {"batch_id": created.id, "total": created.total,
+                    "status": created.status.value,
+                    "next": f"batch_get with batch_id {created.id}"}  # fmt: skip
         runs.append(asyncio.create_task(_run_batch(settings, created.id)))
         # Return once the run has claimed the batch, so `batch_get` says "running" at once
         # (never "interrupted", as a batch nobody runs would).
