@@ -507,7 +507,9 @@ class BatchStarted(TypedDict):
 
     batch_id: Annotated[str, Field(description="Its id, for batch_get")]
     total: Annotated[int, Field(description="Tasks in it")]
-    status: Annotated[str, Field(description="running; with a key used before: that batch's status")]
+    status: Annotated[
+        str, Field(description="running; with a key used before: that batch's status")
+    ]
     next: Annotated[str, Field(description="What to call to follow it")]
 
 
