@@ -8,7 +8,7 @@ from typing import Any
 
 from opencode_manager import Manager, Settings, TaskRecord, TaskStatus
 from opencode_manager.cli.tasks import EXIT_FOR_STATUS, report
-from opencode_manager.limits import Lease, Slots, Waiting
+from opencode_manager.limits import Lease, Limit, Slots, Waiting, parse_scope, set_limits
 from opencode_manager.limits.breaker import BreakerPolicy
 from opencode_manager.limits.recovery import ProviderError, Trouble
 from opencode_manager.registry import Registry
@@ -137,6 +137,10 @@ def test_results_show_a_queued_tasks_place_cost_and_turns(ocm: Any) -> None:
     settings.ensure_home()
     registry = Registry(settings.registry_path)
     try:
+        set_limits(registry, [Limit(parse_scope("scripted"), 1, None)])
+        slots = Slots(registry)  # t-queued waits behind another task, in this process
+        assert isinstance(slots.try_take(slots.ticket("scripted", None, "t-other")), Lease)
+        assert isinstance(slots.try_take(slots.ticket("scripted", None, "t-queued")), Waiting)
         store = TaskStore(registry)
         store.add(TaskRecord("t-queued", "wait for it", TaskStatus.QUEUED, 1.0,
                              queue={"provider": "scripted", "model": None, "place": 2,
