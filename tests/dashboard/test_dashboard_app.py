@@ -453,7 +453,7 @@ def test_the_tasks_list_is_live_filtered_by_pick_lists_and_escaped(
     assert '<option value="completed" selected>' in only_a.text
     bad = signed_in.get("/tasks", params={"status": "nonsense"})
     assert bad.status_code == 400
-    assert "unknown status &#39;nonsense&#39;: one of pending, running" in bad.text
+    assert "unknown status &#39;nonsense&#39;: one of pending, queued, running" in bad.text
 
 
 def test_the_events_page_opens_on_the_keepers_history() -> None:
