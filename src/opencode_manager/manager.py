@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from .instances.restore import Backup, RestoreReport
     from .instances.systemd import SystemdExport
     from .limits.policy import Limit
-    from .limits.table import LimitStatus
+    from .limits.table import LimitStatus, QueuedTicket
     from .observe.fleetview import FleetFrame
     from .observe.monitor import Received
     from .tasks.batch import BatchOptions, Listener
@@ -825,6 +825,10 @@ class AsyncManager:
         """Every provider limit with its traffic now: slots in use, turns started in the last
         minute, the queue, and the provider's circuit breaker."""
         return await asyncio.to_thread(limit_table.overview, self.fleet.registry)
+
+    async def queue(self) -> list[QueuedTicket]:
+        """The tasks waiting for a slot of their provider, in queue order, with their place."""
+        return await asyncio.to_thread(limit_table.queue, self.fleet.registry)
 
     async def limit_set(
         self, scope: str, *, concurrency: int | None = None, rpm: int | None = None

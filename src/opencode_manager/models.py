@@ -319,9 +319,12 @@ class BatchStatus(TextEnum):
 
 
 class TaskStatus(str, enum.Enum):
-    """Where a task is. All but the first two are final."""
+    """Where a task is. All but the first three are final."""
 
     PENDING = "pending"  # recorded, not sent yet
+    #: Waiting for a slot of its provider (a limit is full, or its breaker is open); its
+    #: place in the queue is in the record's `queue`.
+    QUEUED = "queued"
     RUNNING = "running"  # its prompt was (or is being) sent
     COMPLETED = "completed"
     FAILED = "failed"  # the model or the server reported an error
@@ -333,7 +336,7 @@ class TaskStatus(str, enum.Enum):
 
     @property
     def final(self) -> bool:
-        return self not in (TaskStatus.PENDING, TaskStatus.RUNNING)
+        return self not in (TaskStatus.PENDING, TaskStatus.QUEUED, TaskStatus.RUNNING)
 
 
 class AskPolicy(str, enum.Enum):
@@ -384,6 +387,29 @@ class TaskRecord:
     worktree: dict[str, Any] | None = None  # its git worktree (tasks/worktree.py), if any
     schema: dict[str, Any] | None = None  # JSON schema for a structured answer (--schema)
     structured: Any = None  # the answer's object, validated against `schema`
+    # -- provider control (tasks/control.py; PRODUCT §10) --
+    priority: int = 0  # its place in a provider's queue: higher first, then submission order
+    max_cost: float | None = None  # the budget: interrupted past it (budget_exceeded)
+    max_tokens: int | None = None
+    recover: int | None = None  # continuations after transient provider errors (None: default)
+    fallbacks: list[str] = field(default_factory=list)  # models to go on with, in order
+    key: str | None = None  # its idempotent submission key (`--key`)
+    provider: str | None = None  # the provider whose slots it takes (its model's)
+    #: While it waits for a slot: {provider, model, place, reason, scope, since}.
+    queue: dict[str, Any] | None = None
+    #: Each turn sent for it: the first, and every continuation after provider trouble or on
+    #: a fallback model: {model, message_id, status, steps, step_models, tokens, cost, error,
+    #: trouble, action, delay, reason, started_at, ended_at}.
+    turns: list[dict[str, Any]] = field(default_factory=list)
+    #: The provider/model that produced each step of the task, in order.
+    step_models: list[str] = field(default_factory=list)
+    #: The text of the turn being sent when it is not the prompt (a continuation).
+    continuation: str | None = None
+
+    @property
+    def sent_text(self) -> str:
+        """What the turn being sent says: a continuation's text, else the task's prompt."""
+        return self.continuation or self.prompt
 
     @property
     def duration_s(self) -> float | None:

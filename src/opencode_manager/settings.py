@@ -38,6 +38,14 @@ class Settings:
     warmup_timeout: float = 30.0  # a keeper's warm-up budget before `running`; 0: none
     http_timeout: float = HTTP_TIMEOUT  # a control call's wait for an answer (OCM_HTTP_TIMEOUT)
     version_timeout: float = VERSION_TIMEOUT  # `opencode --version`'s (OCM_VERSION_TIMEOUT)
+    # Provider control (limits/): how long a slot's lease lives unless renewed
+    # (OCM_LEASE_TTL), and the circuit breaker per provider: transient failures within a
+    # window that open it (OCM_BREAKER_THRESHOLD, OCM_BREAKER_WINDOW) and how long it stays
+    # open before a trial turn (OCM_BREAKER_COOLDOWN; the provider's retry-after may say more).
+    lease_ttl: float = 30.0
+    breaker_threshold: int = 5
+    breaker_window: float = 60.0
+    breaker_cooldown: float = 30.0
 
     @classmethod
     def load(
@@ -64,6 +72,10 @@ class Settings:
             warmup_timeout=_seconds(env, "OCM_WARMUP_TIMEOUT", 30.0),
             http_timeout=http_timeout or _positive(env, "OCM_HTTP_TIMEOUT", HTTP_TIMEOUT),
             version_timeout=_positive(env, "OCM_VERSION_TIMEOUT", VERSION_TIMEOUT),
+            lease_ttl=_positive(env, "OCM_LEASE_TTL", 30.0),
+            breaker_threshold=max(1, int(_positive(env, "OCM_BREAKER_THRESHOLD", 5))),
+            breaker_window=_positive(env, "OCM_BREAKER_WINDOW", 60.0),
+            breaker_cooldown=_positive(env, "OCM_BREAKER_COOLDOWN", 30.0),
         )
 
     # -- derived paths ---------------------------------------------------------------------

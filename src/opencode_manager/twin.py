@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .instances.restore import Backup, RestoreReport
     from .instances.systemd import SystemdExport
     from .limits.policy import Limit
-    from .limits.table import LimitStatus
+    from .limits.table import LimitStatus, QueuedTicket
     from .models import InstanceInfo, InstanceRecord, LifecycleEvent, ResourceSample, TaskRecord
     from .observe.fleetview import FleetFrame
     from .observe.monitor import Received
@@ -529,6 +529,9 @@ class Manager:
 
     def limits(self) -> list[LimitStatus]:
         return self._call(self.aio.limits)
+
+    def queue(self) -> list[QueuedTicket]:
+        return self._call(self.aio.queue)
 
     def limit_set(
         self, scope: str, *, concurrency: int | None = None, rpm: int | None = None

@@ -437,3 +437,21 @@ def test_monitor_labels_the_events_of_both_lines(both: Both) -> None:
         _, err = stream.communicate(timeout=patient(20))
         reader.join(5)
     assert "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("line", ["v1", "v2"])
+def test_a_budget_and_a_fallback_hold_on_both_lines(both: Both, line: str) -> None:
+    """Provider control on either line (issue 27, item 6): a turn past its budget is stopped
+    between its steps, and a refused model falls back in the same session."""
+    from opencode_manager.scripted_model import BROKEN_MODEL, GOOD_MODEL
+
+    prompt = f"{_tag()} USAGE 100000 2000 LATER 20\nBASH: echo hi"
+    code, record = _run(both, "-i", line, "--model", GOOD_MODEL, "--max-cost", "0.01",
+                        "--auto-approve", prompt)  # fmt: skip
+    assert (code, record["status"]) == (13, "budget_exceeded"), record
+    assert record["error"]["kind"] == "cost"
+    assert record["cost"] > 0.01
+    code, record = _run(both, "-i", line, "--model", BROKEN_MODEL, "--fallback", GOOD_MODEL,
+                        f"hello {_tag()}")  # fmt: skip
+    assert (code, record["status"]) == (0, "completed"), record
+    assert [t["model"] for t in record["turns"]] == [BROKEN_MODEL, GOOD_MODEL]

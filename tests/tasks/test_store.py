@@ -296,6 +296,7 @@ def test_a_batch_summary_carries_each_error_message_not_only_its_name(
 
 # -- running totals ----------------------------------------------------------------------------
 STATUSES = list(TaskStatus)
+THREE = [TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.COMPLETED]
 DAY = 86_400.0
 
 
@@ -451,7 +452,7 @@ def test_totals_read_a_few_rows_of_their_own_not_the_records(tmp_path: Path) -> 
 
     def fill(first: int, last: int) -> None:
         records = [
-            TaskRecord(id=f"t-{i}", prompt="p", status=STATUSES[i % 3], created_at=1.0,
+            TaskRecord(id=f"t-{i}", prompt="p", status=THREE[i % 3], created_at=1.0,
                        tokens={"input": i}, cost=0.5)
             for i in range(first, last)
         ]  # fmt: skip

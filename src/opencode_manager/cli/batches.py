@@ -29,6 +29,7 @@ from .main import Context
 from .options import (
     complete_batches,
     complete_instances,
+    control_options,
     json_fields_option,
     max_retries_option,
     select_fields,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 pass_state = click.make_pass_decorator(Context)
 
 EXIT_SOME_FAILED = 10
+EXIT_BUDGET = 13  # every task completed but those a budget stopped (`budget_exceeded`)
 EXIT_CANCELLED = 12
 
 
@@ -89,7 +91,7 @@ def _execute(
 
     def listener(update: BatchProgress) -> None:
         c = update.counts
-        done = sum(v for k, v in c.items() if k not in ("pending", "running"))
+        done = sum(v for k, v in c.items() if k not in ("pending", "queued", "running"))
         shown = ", ".join(f"{v} {k}" for k, v in sorted(c.items()) if v)
         progress.update(bar, completed=done, counts=shown)
 
@@ -112,7 +114,16 @@ def _execute(
     _report(result, as_json)
     if result.status is BatchStatus.CANCELLED:
         return EXIT_CANCELLED
-    return 0 if result.all_completed else EXIT_SOME_FAILED
+    if result.all_completed:
+        return 0
+    over = result.counts.get("budget_exceeded", 0)
+    if over:
+        spent = next((t.error for t in result.tasks if t.error and "batch budget" in t.error), None)
+        err.print(f"ocm: {over} task{'s' if over != 1 else ''} stopped by a budget"
+                  + (f"; {spent}" if spent else ""), markup=False)  # fmt: skip
+        if over + result.counts.get("completed", 0) == result.total:
+            return EXIT_BUDGET
+    return EXIT_SOME_FAILED
 
 
 def _interrupted_line(result: BatchSummary) -> str:
@@ -236,6 +247,14 @@ def _task_table(data: BatchSummary, tasks: list[TaskOutcome]) -> None:
     help="How long a task its instance was running waits for it to come back, then fails.",
 )
 @click.option("--auto-approve", is_flag=True, help="Approve permission asks instead of rejecting.")
+@control_options
+@click.option(
+    "--batch-max-cost",
+    type=float,
+    metavar="USD",
+    help="Budget of the whole batch: once spent, no new task starts (they end "
+    "budget_exceeded, saying how many were left).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_state
 def run_file(
@@ -253,9 +272,20 @@ def run_file(
     max_retries: int,
     recover_timeout: str,
     auto_approve: bool,
+    priority: int,
+    max_cost: float | None,
+    max_tokens: int | None,
+    recover: int | None,
+    fallbacks: tuple[str, ...],
+    key: str | None,
+    batch_max_cost: float | None,
     as_json: bool,
 ) -> int:
-    """Run every task in FILE (checked whole first, nothing runs if it is invalid)."""
+    """Run every task in FILE (checked whole first, nothing runs if it is invalid).
+
+    Every task takes a slot of its provider per turn (`ocm limits`): two batches on one
+    provider share its limit, and tasks wait `queued` in submission order (--priority).
+    """
     from .. import BatchOptions  # here: `ocm batch ls` and `show` need none of the runner
 
     if file == "-":
@@ -280,10 +310,20 @@ def run_file(
         base=base,
         schema=load_schema(schema_file) if schema_file else None,
         recover_timeout=parse_duration(recover_timeout),
+        priority=priority,
+        max_cost=max_cost,
+        max_tokens=max_tokens,
+        recover=recover,
+        fallbacks=list(fallbacks),
+        batch_max_cost=batch_max_cost,
+        key=key,
     )
     if base and not use_worktree:
         raise UsageError("--base goes with --worktree")
     created = state.manager().batch_create(tasks, options, source=source)
+    if key is not None and created.counts != {"pending": created.total}:
+        _report(created, as_json)  # the key's earlier batch, as it stands: not run again
+        return 0
     if not as_json:
         err.print(f"batch {created.id}: {len(tasks)} tasks", markup=False)
     return _execute(state, created.id, created.total, as_json)

@@ -79,3 +79,54 @@ complete_instances = completer("instance")
 complete_tasks = completer("task")
 complete_batches = completer("batch")
 complete_sessions = completer("session")
+
+
+def control_options(func: Callable[..., int]) -> Callable[..., int]:
+    """Provider control (PRODUCT §10): queue priority, budget, recovery, fallback, key."""
+    for option in reversed(
+        [
+            click.option(
+                "--priority",
+                type=int,
+                default=0,
+                show_default=True,
+                metavar="N",
+                help="Place in its provider's queue when a limit is full: higher goes first.",
+            ),
+            click.option(
+                "--max-cost",
+                type=float,
+                metavar="USD",
+                help="Budget per task: interrupted past it, ends budget_exceeded (exit 13).",
+            ),
+            click.option(
+                "--max-tokens",
+                type=int,
+                metavar="N",
+                help="Token budget per task (every token billed), like --max-cost.",
+            ),
+            click.option(
+                "--recover",
+                type=int,
+                metavar="N",
+                help="Continue the session up to N times after transient provider errors "
+                "(429, 5xx, overloaded), after a backoff honouring retry-after [0].",
+            ),
+            click.option(
+                "--fallback",
+                "fallbacks",
+                multiple=True,
+                metavar="PROVIDER/MODEL",
+                help="Go on with this model when the model's provider refuses or keeps "
+                "failing (repeat for a chain).",
+            ),
+            click.option(
+                "--key",
+                metavar="KEY",
+                help="Idempotent submission: the same key again returns the task (or batch) "
+                "it made instead of running it twice.",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func

@@ -31,6 +31,7 @@ from .main import Context
 from .options import (
     complete_instances,
     complete_tasks,
+    control_options,
     json_fields_option,
     max_retries_option,
     select_fields,
@@ -68,6 +69,8 @@ class LiveOutput:
     def observer(self) -> Observer:
         return Observer(
             on_retry=self._retry,
+            on_queue=self._queued,
+            on_turn=self._turn,
             on_text=self._text,
             on_part=self._part,
             on_error=self._error,
@@ -109,6 +112,17 @@ class LiveOutput:
     def _error(self, error: dict[str, Any]) -> None:
         if self.jsonl and self.emitter is not None:
             self._line(self.emitter.error(error))
+
+    def _queued(self, queue: dict[str, Any]) -> None:
+        if self.progress:
+            self._newline()
+            say(f"queued #{queue.get('place')} for {queue.get('scope')} ({queue.get('reason')})",
+                style="blue", markup_free_str=False)  # fmt: skip
+
+    def _turn(self, turn: dict[str, Any]) -> None:
+        if self.progress:
+            self._newline()
+            say(str(turn.get("reason")), style="yellow", markup_free_str=False)
 
     def _retry(self, attempt: int, reason: str) -> None:
         if self.progress:
@@ -235,6 +249,7 @@ def _error_text(record: TaskRecord) -> str:
     help="Leave permission and question asks pending for you to answer "
     "(`ocm session asks|reply|answer`) instead of rejecting them.",
 )
+@control_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON.")
 @pass_state
 def run(
@@ -256,13 +271,20 @@ def run(
     max_retries: int,
     auto_approve: bool,
     leave_asks: bool,
+    priority: int,
+    max_cost: float | None,
+    max_tokens: int | None,
+    recover: int | None,
+    fallbacks: tuple[str, ...],
+    key: str | None,
     as_json: bool,
 ) -> int:
     """Send PROMPT to an instance and print what the agent did ('-' reads stdin).
 
     Uses the REST API (no extra OpenCode process), streams progress, aborts the session on
-    timeout or Ctrl-C, and stores the result record (`ocm result ID`). Exit codes: 0 completed,
-    10 failed, 11 timed out, 12 aborted.
+    timeout or Ctrl-C, and stores the result record (`ocm result ID`). Each turn takes a slot
+    of its provider (`ocm limits`), waiting `queued` while they are all in use. Exit codes:
+    0 completed, 10 failed, 11 timed out, 12 aborted, 13 budget exceeded.
 
     \b
     Examples:
@@ -300,6 +322,12 @@ def run(
         auto_approve=auto_approve,
         leave_asks=leave_asks,
         max_retries=max_retries,
+        priority=priority,
+        max_cost=max_cost,
+        max_tokens=max_tokens,
+        recover=recover,
+        fallbacks=list(fallbacks),
+        key=key,
     )
     live = LiveOutput(jsonl=fmt == "json", progress=not detach)
 
@@ -413,6 +441,7 @@ def result(state: Context, task_id: str, as_json: bool, patch: bool) -> None:
             f"{len(tree.get('files') or [])} files changed)",
         )
     grid.add_row("prompt", record.prompt)
+    _control_rows(grid, record)
     grid.add_row("duration", human_duration(record.duration_s))
     grid.add_row("steps", str(record.steps))
     tokens = record.tokens or {}
@@ -439,6 +468,29 @@ def result(state: Context, task_id: str, as_json: bool, patch: bool) -> None:
     if record.text:
         out.print()
         out.print(record.text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _status_text(record: TaskRecord) -> str:
+    """Its status; a queued task's place in its provider's queue with it."""
+    if record.status is TaskStatus.QUEUED and record.queue:
+        return f"queued #{record.queue.get('place')} ({record.queue.get('reason')})"
+    return record.status.value
+
+
+def _control_rows(grid: Any, record: TaskRecord) -> None:
+    """Provider control in a result: the queue place, the budget, each turn's model."""
+    if record.status is TaskStatus.QUEUED and record.queue:
+        queue = record.queue
+        grid.add_row("queued", f"#{queue.get('place')} for {queue.get('scope')} "
+                     f"({queue.get('reason')})")  # fmt: skip
+    if record.max_cost is not None or record.max_tokens is not None:
+        cost = f"${record.max_cost:g}" if record.max_cost is not None else ""
+        tokens = f"{record.max_tokens} tokens" if record.max_tokens is not None else ""
+        grid.add_row("budget", ", ".join(x for x in (cost, tokens) if x))
+    if len(record.turns) > 1:
+        for turn in record.turns:
+            said = f" -> {turn.get('action')}" if turn.get("action") else ""
+            grid.add_row("turn", f"{turn.get('model') or 'default'}: {turn.get('status')}{said}")
 
 
 RESULTS_LIMIT = 50
@@ -507,7 +559,7 @@ def results(
     from .output import TASK_STYLE, out
 
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("TASK", "STATUS", "INSTANCE", "SECONDS", "TOOLS", "PROMPT", "ANSWER"):
+    for column in ("TASK", "STATUS", "INSTANCE", "SECONDS", "TOOLS", "COST", "PROMPT", "ANSWER"):
         table.add_column(
             column,
             no_wrap=column not in ("PROMPT", "ANSWER"),
@@ -517,10 +569,11 @@ def results(
     for r in records:
         table.add_row(
             r.id,
-            Text(r.status.value, style=TASK_STYLE.get(r.status.value, "")),
+            Text(_status_text(r), style=TASK_STYLE.get(r.status.value, "")),
             r.instance or "-",
             f"{r.duration_s:.1f}" if r.duration_s else "-",
             str(len(r.tool_calls)),
+            f"{r.cost:.4f}" if r.cost else "-",
             r.prompt.replace("\n", " "),
             r.text.replace("\n", " "),
         )

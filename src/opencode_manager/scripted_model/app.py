@@ -46,6 +46,9 @@ class RequestRecord(TypedDict):
     behaviour: str | None
     followup: bool
     status: int
+    #: When its answer was sent to the end (or its client left); None while it is open. A
+    #: turn's requests open at the same time show how many turns a fleet had in flight.
+    ended: float | None
 
 
 class RequestLog:
@@ -55,11 +58,32 @@ class RequestLog:
         self._entries: list[RequestRecord] = []
         self._changed = threading.Condition()
 
-    def record(self, entry: RequestRecord) -> None:
-        """Append one request record."""
+    def record(self, entry: RequestRecord) -> int:
+        """Append one request record; its index (for `end`)."""
         with self._changed:
             self._entries.append(entry)
             self._changed.notify_all()
+            return len(self._entries) - 1
+
+    def end(self, index: int) -> None:
+        """The answer to request `index` is over."""
+        with self._changed:
+            if 0 <= index < len(self._entries):
+                self._entries[index]["ended"] = time.time()
+            self._changed.notify_all()
+
+    def peak_open(self, keep: Callable[[RequestRecord], bool] = lambda r: True) -> int:
+        """The most requests (of those `keep` keeps) that were open at one time."""
+        edges: list[tuple[float, int]] = []
+        for entry in self.entries():
+            if keep(entry):
+                edges.append((entry["time"], 1))
+                edges.append((entry["ended"] or time.time(), -1))
+        peak = now = 0
+        for _, change in sorted(edges):  # at a tie an end sorts first
+            now += change
+            peak = max(peak, now)
+        return peak
 
     def entries(self) -> list[RequestRecord]:
         """A snapshot copy of all records, oldest first."""
@@ -100,7 +124,9 @@ class ScriptedResponse(Response):
         header_delay: float = 0.0,
         streaming: bool = False,
         headers: dict[str, str] | None = None,
+        on_end: Callable[[], None] | None = None,
     ) -> None:
+        self.on_end = on_end
         self.status_code = status_code
         self.media_type = media_type
         self.background = None
@@ -126,8 +152,12 @@ class ScriptedResponse(Response):
 
             group.start_soon(watch_disconnect)
             # The client may vanish mid-write; there is nobody left to answer then.
-            with contextlib.suppress(OSError):
-                await self._send_events(send)
+            try:
+                with contextlib.suppress(OSError):
+                    await self._send_events(send)
+            finally:
+                if self.on_end is not None:
+                    self.on_end()
             group.cancel_scope.cancel()
 
     async def _send_events(self, send: Send) -> None:
@@ -181,11 +211,11 @@ def create_app(recorder: RequestLog | None = None, faults: Faults | None = None)
     trouble = faults if faults is not None else Faults()
     ids = itertools.count(1)
 
-    def record(request: Request, status: int, plan: Plan | None, body: Any = None) -> None:
+    def record(request: Request, status: int, plan: Plan | None, body: Any = None) -> int:
         payload = body if isinstance(body, dict) else {}
         tools = payload.get("tools")
         n_tools = len(tools) if isinstance(tools, list) else 0
-        log.record(
+        return log.record(
             RequestRecord(
                 time=time.time(),
                 method=request.method,
@@ -198,6 +228,7 @@ def create_app(recorder: RequestLog | None = None, faults: Faults | None = None)
                 behaviour=plan.behaviour if plan else None,
                 followup=plan.followup if plan else False,
                 status=status,
+                ended=None,
             )
         )
 
@@ -227,8 +258,10 @@ def create_app(recorder: RequestLog | None = None, faults: Faults | None = None)
         else:
             plan = plan_response(body)
         status = plan.error.status if plan.error is not None else 200
-        record(request, status, plan, body)
-        return _plan_to_response(plan, f"chatcmpl-scripted-{next(ids)}", int(time.time()))
+        index = record(request, status, plan, body)
+        response = _plan_to_response(plan, f"chatcmpl-scripted-{next(ids)}", int(time.time()))
+        response.on_end = lambda: log.end(index)
+        return response
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "model": MODEL_NAMES[0]})

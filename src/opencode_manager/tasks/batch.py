@@ -46,14 +46,16 @@ from ..errors import (
     UsageError,
 )
 from ..instances.fleet import Fleet
+from ..limits.budget import batch_gate
+from ..limits.keys import claim_key, forget_keys, task_for_key, validate_key
 from ..models import BatchStatus, InstanceRecord, State, TaskRecord, TaskStatus
+from . import control, placement
 from . import custody as custodies
-from . import placement
 from . import worktree as worktrees
 from .batchfile import BatchTask, parse
 from .custody import Custody
 from .delivery import user_message
-from .dispatch import DEFAULT_MAX_RETRIES, busy_counts
+from .dispatch import DEFAULT_MAX_RETRIES, busy_counts, control_for
 from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint, settling
 from .store import Batch, TaskStore, new_id
 from .summary import BatchSummary, summary
@@ -79,6 +81,14 @@ class BatchOptions:
     base: str | None = None  # their base commit (default: the repository's HEAD)
     schema: dict[str, Any] | None = None  # a structured answer for tasks without their own
     recover_timeout: float = RECOVER_TIMEOUT  # a sent task's wait for its instance to return
+    # -- provider control (tasks/control.py): the tasks' defaults, and the batch's budget --
+    priority: int = 0
+    max_cost: float | None = None  # per task (`--max-cost`)
+    max_tokens: int | None = None  # per task (`--max-tokens`)
+    recover: int | None = None  # continuations after transient provider errors, per task
+    fallbacks: list[str] = field(default_factory=list)
+    batch_max_cost: float | None = None  # the whole batch: no new task once it is spent
+    key: str | None = None  # idempotent submission: the same key returns the same batch
 
     def validate(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:
@@ -93,6 +103,14 @@ class BatchOptions:
             raise UsageError(f"invalid --max-retries {self.max_retries}: must be 0 or more")
         if self.recover_timeout <= 0:
             raise UsageError("invalid --recover-timeout: must be above 0")
+        control.validate(
+            priority=self.priority, recover=self.recover, fallbacks=self.fallbacks,
+            max_cost=self.max_cost, max_tokens=self.max_tokens,
+        )  # fmt: skip
+        if self.batch_max_cost is not None and not self.batch_max_cost > 0:
+            raise UsageError(f"invalid --batch-max-cost {self.batch_max_cost:g}: must be above 0")
+        if self.key is not None:
+            validate_key(self.key)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -124,7 +142,20 @@ def create_batch(
     *,
     source: str | None = None,
 ) -> BatchSummary:
-    """Check everything, then record the batch and all its tasks (nothing runs yet)."""
+    """Check everything, then record the batch and all its tasks (nothing runs yet). With a
+    submission key already used, the batch that key made, as it stands."""
+    return _create(fleet, store, tasks, options, source=source)[0]
+
+
+def _create(
+    fleet: Fleet,
+    store: TaskStore,
+    tasks: Sequence[BatchTask] | str,
+    options: BatchOptions | None = None,
+    *,
+    source: str | None = None,
+) -> tuple[BatchSummary, bool]:
+    """`create_batch`, and whether this call made the batch (False: its key's earlier one)."""
     options = options or BatchOptions()
     options.validate()
     if isinstance(tasks, str):
@@ -151,11 +182,16 @@ def create_batch(
             Path(options.out).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"--out {options.out}: cannot create it: {exc.strerror}") from None
+    batch_id = new_id("b")
+    if options.key is not None:
+        claimed = claim_key(fleet.registry, options.key, batch_id)
+        if claimed != batch_id:
+            return summary(store, claimed), False
     ids = [new_id("t") for _ in tasks]
     trees = _worktrees(fleet, tasks, ids, options, chosen, by_ref, where)
     now = time.time()
     batch = Batch(
-        id=new_id("b"),
+        id=batch_id,
         status=BatchStatus.RUNNING,
         created_at=now,
         updated_at=now,
@@ -186,6 +222,12 @@ def create_batch(
                 agent=task.agent,
                 timeout=task.timeout or options.timeout,
                 max_retries=options.max_retries,
+                priority=task.priority if task.priority is not None else options.priority,
+                max_cost=task.max_cost or options.max_cost,
+                max_tokens=task.max_tokens or options.max_tokens,
+                recover=options.recover,
+                fallbacks=list(task.fallbacks or options.fallbacks),
+                provider=control.provider_of(task.model),
             )
         )
     try:
@@ -194,8 +236,10 @@ def create_batch(
         for tree in trees.values():
             with contextlib.suppress(OcmError):
                 worktrees.remove(tree)
+        if options.key is not None:
+            forget_keys(fleet.registry, [batch_id])
         raise
-    return summary(store, batch.id)
+    return summary(store, batch.id), True
 
 
 def _worktrees(
@@ -298,6 +342,9 @@ class BatchRun:
         self.returning_since: float | None = None  # when the queue began to wait for a restart
         self._position = {r.id: i for i, r in enumerate(self.records)}
         self.hub: EventHub | None = None  # one event stream per instance, while it runs
+        self.control = control_for(fleet)  # the fleet's shared slots, recovery, fallback
+        #: What the batch's finished tasks spent (`--batch-max-cost`).
+        self.spent = sum(r.cost or 0.0 for r in self.records if r.status.final)
 
     @classmethod
     def claim(
@@ -373,6 +420,7 @@ class BatchRun:
             if self.cancel.is_set() or await self._cancel_requested():
                 self.cancel.set()
                 break
+            self._within_budget(queue)
             placed = True
             while queue and len(running) < limit and placed:
                 placed = False
@@ -422,6 +470,23 @@ class BatchRun:
             self.returning_since = now
         return now - self.returning_since < self.options.recover_timeout
 
+    def _within_budget(self, queue: list[TaskRecord]) -> None:
+        """A batch whose budget is spent starts no new task: those not started yet end
+        `budget_exceeded`, saying how many were left (running ones go on)."""
+        fresh = [r for r in queue if not (r.prompted or r.sending)]
+        gate = batch_gate(self.options.batch_max_cost, self.spent, waiting=len(fresh))
+        if gate.may_start or not fresh:
+            return
+        for record in fresh:
+            queue.remove(record)
+            record.status = TaskStatus.BUDGET_EXCEEDED
+            record.error = {"name": "BatchBudgetSpent", "message": gate.message,
+                            "spent": gate.spent, "limit": gate.limit}  # fmt: skip
+            record.finished_at = time.time()
+            self.store.save(record)
+            self._notify(record)
+            self._forget_result(record)
+
     def _waiting(self, queue: list[TaskRecord]) -> bool:
         """Tasks in the queue that wait for a retry delay or for their instance to return."""
         now = time.monotonic()
@@ -451,7 +516,8 @@ class BatchRun:
         per = self.options.per_instance
         # A prompt that reached (or may have reached) a server is followed there; a pinned
         # task waits for its instance.
-        sent = (record.prompted or record.sending) and record.session_id
+        # A continuation pending (stopped during a backoff) goes on in its session too.
+        sent = (record.prompted or record.sending or record.continuation) and record.session_id
         bound = record.instance if sent else record.pinned
         if bound is not None:
             instance = next((c for c in candidates if c.name == bound), None)
@@ -482,7 +548,7 @@ class BatchRun:
             if record.session_id is None or record.instance != name:
                 record.instance, record.url = name, instance.url
                 record.session_id, record.prompted, record.sending = None, False, False
-                record.message_id = None
+                record.message_id = record.continuation = None
                 record.directory = record.directory or instance.spec.dir
                 # The instance's task defaults (its fleet file's) for what the task leaves out.
                 record.model = record.model or instance.spec.model
@@ -500,6 +566,7 @@ class BatchRun:
                 checkpoint=self.checkpoint,
                 hub=self.hub,
                 custody=custody,
+                control=self.control,
             )
             await runner.run()
             if (
@@ -525,6 +592,7 @@ class BatchRun:
             self.inflight[name] -= 1
             self._notify(record)
             if record.status.final:
+                self.spent += record.cost or 0.0
                 self._forget_result(record)
         return None
 
@@ -543,6 +611,7 @@ class BatchRun:
         record.status = TaskStatus.PENDING
         record.session_id, record.prompted, record.sending = None, False, False
         record.message_id = None  # a new attempt, in a new session: a new message
+        record.continuation = None  # ... that says the prompt
         record.error = None
         await self.store.asave(record)
         return record
@@ -771,8 +840,16 @@ async def create_and_run(
     listener: Listener | None = None,
     cancel: asyncio.Event | None = None,
 ) -> BatchSummary:
-    """Record a batch (`create_batch`), then run it (`run_batch`)."""
-    created = await asyncio.to_thread(create_batch, fleet, store, tasks, options, source=source)
+    """Record a batch (`create_batch`), then run it (`run_batch`); a submission key used
+    before returns that batch as it stands instead (it is not run twice)."""
+    key = options.key if options is not None else None
+    if key is not None:
+        found = await asyncio.to_thread(task_for_key, fleet.registry, key)
+        if found is not None:
+            return await asyncio.to_thread(summary, store, found)
+    created, fresh = await asyncio.to_thread(_create, fleet, store, tasks, options, source=source)
+    if not fresh:
+        return created
     return await run_batch(fleet, store, created.id, listener=listener, cancel=cancel)
 
 

@@ -19,7 +19,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..client import AsyncOpencodeClient, identifiers
 from ..client.events import DISCONNECTED, RECONNECTED
@@ -27,6 +27,7 @@ from ..client.hub import EventHub
 from ..client.types import Event, Message, Part
 from ..deadline import stop_child, within
 from ..errors import OcmError, ServerError, ServerUnreachable, TurnLost
+from ..limits.budget import Budget, Overrun, Spend, SpendFold, check
 from ..models import AskPolicy, TaskRecord, TaskStatus
 from ..redaction import StreamRedactor, redact_data
 from . import delivery, structured, worktree
@@ -34,6 +35,9 @@ from .custody import Custody
 from .store import redact_record
 from .tracker import Ask, TurnState, feed, retry_of
 from .transcript import ABORTED_ERROR, build_turn, error_name, finished_at
+
+if TYPE_CHECKING:
+    from .control import Control
 
 POLL_INTERVAL = 2.0
 CONNECT_TIMEOUT = 5.0
@@ -64,6 +68,10 @@ class Observer:
     on_session: Callable[[str], None] | None = None
     on_finish: Callable[[list[Part]], None] | None = None  # every part of the finished turn
     on_retry: Callable[[int, str], None] | None = None  # the provider failed: attempt, reason
+    #: Waiting for a slot of its provider: {provider, model, place, reason, scope}.
+    on_queue: Callable[[dict[str, Any]], None] | None = None
+    #: A failed turn and what follows it (tasks/control.py): the turn's entry in `turns`.
+    on_turn: Callable[[dict[str, Any]], None] | None = None
 
 
 Persist = Callable[[TaskRecord], Awaitable[None]]
@@ -113,6 +121,12 @@ class TaskRunner:
     #: The server stopped answering (or its stream broke) while the turn ran: true from the
     #: start for a runner that follows a turn after an outage (a batch recovering it).
     went_away: bool = False
+    #: Provider control (tasks/control.py): a slot per turn, recovery, fallback. None: the
+    #: task's turn runs as it is (a follower: `ocm wait`, a refresh).
+    control: Control | None = None
+    _fold: SpendFold = field(default_factory=SpendFold)  # the task's spend, from its events
+    _overrun: Overrun | None = None  # the budget it passed
+    _earlier: Spend = field(default_factory=Spend)  # what the task's earlier turns spent
     _unreachable_since: float | None = None
     _silence: ServerError | None = None  # why the server's last poll got no answer
     _idle_incomplete_since: float | None = None
@@ -214,6 +228,34 @@ class TaskRunner:
         await self.custody.note()  # (after the record: it says "prompted" first)
 
     async def run(self) -> TaskRecord:
+        """Run the task to its end: its turns under provider control when there is one."""
+        if self.control is not None:
+            return await self.control.drive(self)
+        return await self.turn()
+
+    @property
+    def budget(self) -> Budget:
+        return Budget(self.record.max_cost, self.record.max_tokens)
+
+    def continue_with(self, model: str | None, text: str) -> None:
+        """Make the next turn a continuation of the same session (after provider trouble, or
+        on a fallback model): a new message with `text`, never the prompt again."""
+        record = self.record
+        record.model = model
+        record.continuation = text
+        record.prompted = record.sending = False
+        record.message_id = None
+        record.error = None
+        record.finished_at = None
+        record.attempts -= 1  # a continuation is not a new attempt (batch --retries)
+        self._earlier = Spend.of(record.tokens, record.cost)
+        self._created_session = False  # the session has a history: our message sorts last
+        if record.worktree and record.worktree.get("head") is not None:
+            # The failed turn's end committed its changes: the task's end commits the rest.
+            record.worktree = {**record.worktree, "head": None}
+
+    async def turn(self) -> TaskRecord:
+        """One turn: begin, send, follow, record."""
         if self.record.schema is not None and not self.client.structured_output:
             return await self._unsupported()
         session_id = await self.begin()
@@ -327,6 +369,9 @@ class TaskRunner:
                     await asyncio.sleep(min(self.poll_interval, 0.5))  # poll pacing
                 continue
             signals = feed(state, item, started_ms=started_ms)
+            if self._over_budget(state, item):
+                await self._abort()
+                return TaskStatus.BUDGET_EXCEEDED
             if signals.retry:
                 self._retrying(state)
             if signals.ask is not None:
@@ -345,6 +390,18 @@ class TaskRunner:
                 error_at = error_at or time.monotonic()
             if signals.terminal:
                 return None
+
+    def _over_budget(self, state: TurnState, event: Event) -> bool:
+        """Follow the task's spend from its session's usage events; whether it passed its
+        budget (the turn is then interrupted at once)."""
+        budget = self.budget
+        if budget.unlimited or event.session_id != state.session_id:
+            return False
+        spent = self._fold.feed(event.to_dict())
+        if spent is None:
+            return False
+        self._overrun = check(budget, spent)
+        return self._overrun is not None
 
     def _redact(self, record: TaskRecord) -> None:
         """What the agent saw is ours to keep, the secrets it may have printed are not."""
@@ -646,8 +703,15 @@ class TaskRunner:
         record.text = turn.text
         record.steps = turn.steps
         record.tool_calls = turn.tool_calls
-        record.tokens = turn.tokens
-        record.cost = turn.cost
+        spent = self._earlier + Spend.of(turn.tokens, turn.cost)
+        record.tokens = spent.to_dict()["tokens"] if self._earlier.tokens else turn.tokens
+        record.cost = spent.cost
+        record.step_models.extend([record.model or "default"] * turn.steps)
+        if stopped is None and self._overrun is None and not self.budget.unlimited:
+            # The turn ended before its events showed the overrun: the stored totals say.
+            self._overrun = check(self.budget, spent)
+            if self._overrun is not None:
+                stopped = TaskStatus.BUDGET_EXCEEDED
         # What cannot have changed is not asked for: a turn without a tool call edits no
         # file, and a session made for this task has todos only if the turn wrote them.
         wants_todo = not self._created_session or any(
@@ -672,6 +736,14 @@ class TaskRunner:
                 "message": f"the provider kept failing; gave up after {state.retry_attempt - 1} "
                 f"retries: {state.retry_message or 'no reason given'}",
             }
+        elif stopped is TaskStatus.BUDGET_EXCEEDED:
+            record.status = stopped
+            overrun = self._overrun or check(self.budget, spent)
+            record.error = (
+                overrun.to_dict()
+                if overrun is not None
+                else {"name": "BudgetExceeded", "message": "budget exceeded"}
+            )
         elif stopped is not None:
             record.status = stopped
             record.error = {

@@ -487,7 +487,7 @@ def _insert(db: sqlite3.Connection, record: TaskRecord, seq: int, blob: str | No
 
 # Standalone tasks that ended (not pending or running) before a time.
 _PRUNABLE = (
-    "FROM tasks WHERE batch_id IS NULL AND status NOT IN ('pending', 'running')"
+    "FROM tasks WHERE batch_id IS NULL AND status NOT IN ('pending', 'queued', 'running')"
     " AND COALESCE(finished_at, updated_at) < ?"
 )
 
