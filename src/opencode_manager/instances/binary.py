@@ -11,6 +11,7 @@ before anything starts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -26,8 +27,10 @@ from ..lines import (
     SUPPORTED_LINES,
     Line,
     is_supported,
+    known_line,
     line_of,
     parse_version,
+    pinned_version,
 )
 from ..settings import PINNED_OPENCODE_VERSION, Settings
 
@@ -36,8 +39,9 @@ _VERSION_ARG_RE = re.compile(r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
 VERSION_TIMEOUT = 30.0
 
 __all__ = [
-    "Binary", "candidates", "choose", "find_binary", "install", "is_supported",
+    "Binary", "candidates", "choose", "find_binary", "for_line", "install", "is_supported",
     "is_version", "managed_installs", "parse_version", "probe_version", "real_binary",
+    "tui_argv",
 ]  # fmt: skip
 
 
@@ -290,6 +294,56 @@ def choose(settings: Settings, choice: str | None) -> Binary:
         raise BinaryError(f"opencode binary {choice} (chosen for the instance) does not exist")
     path = real_binary(choice)
     return _check(path, probe_version(path, settings), "instance")
+
+
+def for_line(settings: Settings, line: Line, preferred: str | None = None) -> Binary:
+    """A binary of `line`, to run one of OpenCode's own clients (its TUI) on a server of that
+    line: `preferred` (the instance's own binary) when it still is one, else the resolution
+    order's (`find_binary`) when it is, else the newest install of the line under $OCM_HOME.
+    A 1.x TUI on a 2.x server (or the reverse) would only fail on routes it does not know."""
+    tried: list[str] = []
+    if preferred and os.path.isfile(preferred):
+        with contextlib.suppress(BinaryError):
+            found = _check(preferred, probe_version(preferred, settings), "instance")
+            if found.line is line:
+                return found
+            tried.append(f"{preferred} ({found.version})")
+    with contextlib.suppress(BinaryError):
+        found = find_binary(settings)
+        if found.line is line:
+            return found
+        tried.append(f"{found.path} ({found.version})")
+    for exe in managed_installs(settings):
+        version = exe.relative_to(settings.install_dir).parts[0]
+        if known_line(version) is line:
+            return _check(str(exe), probe_version(str(exe), settings), "managed")
+    seen = f" (found {', '.join(tried)})" if tried else ""
+    raise BinaryError(
+        f"this needs an OpenCode {line.label} binary{seen}: run `ocm install --version "
+        f"{pinned_version(line)}`, or point --opencode/OCM_OPENCODE at one"
+    )
+
+
+def tui_argv(
+    binary: str,
+    line: Line,
+    url: str,
+    *,
+    session_id: str | None = None,
+    directory: str | None = None,
+) -> list[str]:
+    """OpenCode's TUI on the server at `url`: 1.x `opencode attach URL [--session ID] [--dir
+    DIR]`; 2.x has no attach command: `opencode --server URL [--session ID] [DIR]`.
+    Credentials go by environment, never here (argv is world-readable)."""
+    if line is Line.V2:
+        argv = [binary, "--server", url]
+        if session_id:
+            argv += ["--session", session_id]
+        return [*argv, directory] if directory else argv
+    argv = [binary, "attach", url]
+    if session_id:
+        argv += ["--session", session_id]
+    return [*argv, "--dir", directory] if directory else argv
 
 
 def install(settings: Settings, version: str = PINNED_OPENCODE_VERSION) -> Binary:

@@ -331,16 +331,20 @@ async def api(
 def attach_command(
     fleet: Fleet, ref: str, *, session_id: str | None = None, directory: str | None = None
 ) -> tuple[list[str], dict[str, str]]:
-    """argv and extra environment for `opencode attach` (credentials never in argv)."""
-    from ..instances.binary import find_binary
+    """argv and extra environment for OpenCode's TUI on an instance (`opencode attach` on
+    1.x, `opencode --server` on 2.x), run by a binary of the server's line: the instance's
+    own when it has one. Credentials go by environment, never in argv."""
+    from ..instances import binary as binaries
 
     endpoint = fleet.reader(ref)  # a foreign server too: attaching changes nothing of it
-    argv = [find_binary(fleet.settings).path, "attach", endpoint.url]
-    if session_id:
-        argv += ["--session", session_id]
-    if directory:
-        argv += ["--dir", directory]
+    found = fleet.find(ref)
+    own = found.spec.opencode if isinstance(found, InstanceRecord) else None
+    binary = binaries.for_line(fleet.settings, endpoint.line, own)
+    argv = binaries.tui_argv(
+        binary.path, endpoint.line, endpoint.url, session_id=session_id, directory=directory
+    )
     env = {"OPENCODE_SERVER_USERNAME": endpoint.username}
     if endpoint.password:
         env["OPENCODE_SERVER_PASSWORD"] = endpoint.password
+        env["OPENCODE_PASSWORD"] = endpoint.password  # 2.x's clients read this one first
     return argv, env
