@@ -347,11 +347,13 @@ class AsyncManager:
         spread: bool = False,
         timeout: float = DEFAULT_START_TIMEOUT,
         cancel: asyncio.Event | None = None,
+        opencode: str | None = None,
     ) -> list[InstanceInfo]:
         """Start instances on the cluster's hosts (by free memory, or evenly with `spread`),
         each bound to its host's address with a password, reachable here by URL: all or
         nothing. Setting `cancel` (or cancelling this coroutine) undoes the start on every
-        host, and it raises Interrupted."""
+        host, and it raises Interrupted. `opencode`: their binary on the hosts (a version
+        the hosts installed, or an absolute path), either line."""
         from .cluster.link import Link
 
         where = str(Path(directory).expanduser().resolve()) if directory else os.getcwd()
@@ -360,7 +362,7 @@ class AsyncManager:
         def work() -> list[str]:
             return Link(self.fleet).start(
                 name=name, count=count, directory=where, env=env, per_host=per_host,
-                spread=spread, timeout=timeout, cancel=stop,
+                spread=spread, timeout=timeout, cancel=stop, opencode=opencode,
             )  # fmt: skip
 
         job = asyncio.ensure_future(asyncio.to_thread(work))
@@ -1162,6 +1164,7 @@ class Manager:
         per_host: int | None = None,
         spread: bool = False,
         timeout: float = DEFAULT_START_TIMEOUT,
+        opencode: str | None = None,
     ) -> list[InstanceInfo]:
         result: list[InstanceInfo] = self._call(
             lambda: self.aio.cluster_start(
@@ -1172,6 +1175,7 @@ class Manager:
                 per_host=per_host,
                 spread=spread,
                 timeout=timeout,
+                opencode=opencode,
             )
         )
         return result

@@ -247,7 +247,9 @@ def start(
     if timeout <= 0:
         raise UsageError(f"invalid --timeout {timeout}: must be above 0")
     if on_cluster:
-        _start_on_cluster(state, name, count, directory, env, per_host, spread, timeout, as_json)
+        _start_on_cluster(
+            state, name, count, directory, env, per_host, spread, timeout, opencode, as_json
+        )
         return
     if per_host is not None or spread:
         raise UsageError("--per-host and --spread go with --cluster")
@@ -313,7 +315,7 @@ def _given_besides(allowed: set[str]) -> list[str]:
 
 
 _CLUSTER_ALLOWS = {"name", "count", "directory", "env", "timeout", "on_cluster", "per_host",
-                   "spread", "as_json"}  # fmt: skip
+                   "spread", "opencode", "as_json"}  # fmt: skip
 
 
 def _start_on_cluster(
@@ -325,6 +327,7 @@ def _start_on_cluster(
     per_host: int | None,
     spread: bool,
     timeout: float,
+    opencode: str | None,
     as_json: bool,
 ) -> None:
     given = _given_besides(_CLUSTER_ALLOWS)
@@ -337,7 +340,7 @@ def _start_on_cluster(
     async def go(aio: AsyncManager, cancel: asyncio.Event) -> list[InstanceInfo]:
         return await aio.cluster_start(
             name, count=count, directory=directory, env=env, per_host=per_host,
-            spread=spread, timeout=timeout,
+            spread=spread, timeout=timeout, opencode=opencode,
             cancel=cancel,  # Ctrl-C or SIGTERM: what the agents started for it is undone
         )  # fmt: skip
 
