@@ -557,8 +557,9 @@ def _print_status(r: dict[str, Any]) -> None:
 def env(state: Context, ref: str, as_json: bool) -> None:
     """Print `export` lines so OpenCode's CLI, curl and SDKs can reach an instance.
 
-    eval "$(ocm env oc-1)"; opencode attach "$OPENCODE_SERVER_URL"     # 1.x
-    eval "$(ocm env v2)"; opencode --server "$OPENCODE_SERVER_URL"     # 2.x
+    \b
+    eval "$(ocm env oc-1)"; opencode attach "$OPENCODE_SERVER_URL"    # 1.x
+    eval "$(ocm env v2)"; opencode --server "$OPENCODE_SERVER_URL"    # 2.x (no attach)
     """
     values = state.manager().env(ref)
     if as_json:
