@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -226,3 +227,41 @@ def fleet(
         args += ["--env", item]
     with own_fleet(tmp_path_factory.mktemp("fleet"), opencode_bin, *args) as started:
         yield started
+
+
+# -- one instance of each line, for the tests that must hold on both -----------------------------
+@dataclass
+class Both:
+    """`v1` (the pinned 1.x) and `v2` (2.1.2) on one git project, in an OCM_HOME of their own."""
+
+    env: dict[str, str]
+    project: Path
+
+
+@contextlib.contextmanager
+def both_lines(
+    base: Path, opencode_bin: str, opencode2_bin: str, model_env: list[str]
+) -> Iterator[Both]:
+    """Start `v1` and `v2` through the CLI, on the scripted model and one git project (with a
+    `.env` that 2.x asks before reading); stopped (and checked for leftovers) at the end."""
+    mark = f"both-{uuid.uuid4().hex[:12]}"
+    env = _isolated_env(base, mark, opencode_bin)
+    project = base / "project"
+    project.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], cwd=project, check=True)
+    (project / "README.md").write_text("both lines\n")
+    (project / ".env").write_text("TOKEN=not-a-secret\n")  # 2.x asks before reading it
+    subprocess.run([*git, "add", "README.md"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], cwd=project, check=True)
+    args = [arg for item in model_env for arg in ("--env", item)]
+    try:
+        for name, binary in (("v1", opencode_bin), ("v2", opencode2_bin)):
+            started = run_ocm("start", name, "--opencode", binary, "--dir", str(project), *args,
+                              "--timeout", "120", "--json", env=env)  # fmt: skip
+            assert started.returncode == 0, str(started)
+        yield Both(env=env, project=project)
+    finally:
+        run_ocm("stop", "--all", env=env)
+        leftovers = _reap_marked(mark)
+        assert not leftovers, f"the fleet of both lines left processes behind: {leftovers}"
