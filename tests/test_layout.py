@@ -3,9 +3,11 @@ fronts' helpers) only, and the keeper stays small.
 
     cli/ (the front that serves the others)                     10
     testing (fakes for tests), mcpserver/, dashboard/ (fronts)    9
+    twin.py (Manager: the facade's blocking twin, generated)      9
     manager.py (the facade), fronts.py (the fronts' helpers)     8
     observe/   demo                                               7
-    keeper/    tasks/  (siblings never import each other)         6
+    keeper/    tasks/  routing.py  (siblings never import each other)
+                                                                  6
     cluster/                                                      5
     instances/                                                    4
     client/    scripted_model/    registry    limits/             3
@@ -36,9 +38,11 @@ RANKS = {
     "instances": 4,
     "cluster": 5,  # host agents on Ray: instances on other hosts, through their agents
     "keeper": 6, "tasks": 6,
+    "routing": 6,  # local instances to instances/, cluster ones to cluster/: by name, once
     "observe": 7, "demo": 7,
     "manager": 8,
     "fronts": 8,  # helpers for the fronts, beside the facade (neither imports the other)
+    "twin": 9,  # Manager, generated from the facade (scripts/twin.py)
     "testing": 9,
     "mcpserver": 9,  # a front the CLI serves (`ocm mcp`)
     "dashboard": 9,  # a front the CLI serves (`ocm dashboard`)

@@ -56,7 +56,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Limit": ("limits.policy", "Limit"),
     "LimitStatus": ("limits.table", "LimitStatus"),
     "LogLine": ("instances.logs", "LogLine"),
-    "Manager": ("manager", "Manager"),
+    "Manager": ("twin", "Manager"),
     "Message": ("client.types", "Message"),
     "NotFoundError": ("errors", "NotFoundError"),
     "Observer": ("tasks.runner", "Observer"),
@@ -146,7 +146,7 @@ if TYPE_CHECKING:
     from .limits.policy import Limit
     from .limits.table import LimitStatus
     from .lines import MIN_OPENCODE_VERSION
-    from .manager import AsyncManager, Manager
+    from .manager import AsyncManager
     from .models import (
         AskPolicy,
         BatchStatus,
@@ -177,6 +177,7 @@ if TYPE_CHECKING:
     from .tasks.summary import BatchSummary, TaskOutcome
     from .tasks.tracker import Ask
     from .tasks.worktree import Worktree, WorktreeRemoval, WorktreeRequest, WorktreeRow
+    from .twin import Manager
 
 
 def __getattr__(name: str) -> Any:

@@ -123,11 +123,11 @@ def test_the_binary_the_driver_chose_is_in_every_spec_it_starts(
         raise StartError("stop here")
 
     _seam(monkeypatch, records)
+    started = agent.start(
+        ["oc-1", "oc-2"], directory="/tmp", tag="t4", undo_timeout=1.0, opencode=chosen
+    )
     with pytest.raises(StartError):
-        asyncio.run(
-            agent.start(["oc-1", "oc-2"], directory="/tmp", tag="t4", undo_timeout=1.0,
-                        opencode=chosen)  # fmt: skip
-        )
+        asyncio.run(started)
     assert [s.binary for s in seen] == [chosen, chosen]
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from opencode_manager.cluster import routing
+from opencode_manager import routing
 from opencode_manager.cluster.deadlines import Deadlines
 from opencode_manager.cluster.link import Link
 from opencode_manager.errors import (
@@ -540,9 +540,7 @@ def test_the_binary_chosen_travels_to_every_host_and_the_rows_get_its_line(
     binary, and the driver's rows carry the version their agents report (so the 2.x dialect
     reaches them)."""
     names = _start(two, opencode="2.1.2")
-    assert {r["opencode"] for h in two.hosts_by_id.values() for r in h.runs.values()} == {
-        "2.1.2"
-    }
+    assert {r["opencode"] for h in two.hosts_by_id.values() for r in h.runs.values()} == {"2.1.2"}
     for name in names:
         record = two.fleet.registry.get(name)
         assert record.version == "2.1.2"

@@ -15,9 +15,15 @@ from typing import Any
 
 import pytest
 
-from opencode_manager.errors import ConflictError, NotFoundError
+from opencode_manager.errors import ConflictError, NotFoundError, UsageError
 from opencode_manager.migrations import MIGRATIONS
-from opencode_manager.models import BatchStatus, ProcessIdentity, TaskRecord, TaskStatus
+from opencode_manager.models import (
+    BatchStatus,
+    InstanceSpec,
+    ProcessIdentity,
+    TaskRecord,
+    TaskStatus,
+)
 from opencode_manager.registry import Registry
 from opencode_manager.tasks.store import TOKEN_KINDS, Batch, TaskStore, usage
 from opencode_manager.tasks.summary import list_batches, summary
@@ -94,6 +100,39 @@ def test_prune_deletes_only_what_finished_before_the_cutoff(tmp_path: Path) -> N
     assert (report.batches, report.tasks) == (["b-old"], 2)
     assert sorted(r.id for r in store.list_tasks()) == ["alone-new", "alone-running", "b-run-t"]
     assert store.prune(cutoff).tasks == 0
+
+
+def test_prune_ended_counts_back_from_now_and_refuses_a_negative_age(tmp_path: Path) -> None:
+    store = TaskStore(Registry(tmp_path / "registry.db"))
+    store.add(_task("t-old", TaskStatus.COMPLETED, batch=None, ended=1000.0))
+    with pytest.raises(UsageError, match="0 or more"):
+        store.prune_ended(-1)
+    assert store.prune_ended(600.0, dry_run=True, now=1500.0).tasks == 0
+    assert store.prune_ended(400.0, now=1500.0).tasks == 1
+
+
+def test_remove_batches_goes_once_per_batch_and_stops_at_a_refusal(tmp_path: Path) -> None:
+    store = _store(tmp_path, [TaskStatus.PENDING], BatchStatus.COMPLETED)
+    assert store.remove_batches(["b-1", "b-1"], lambda _: False) == {"b-1": 1}
+    with pytest.raises(NotFoundError):
+        store.remove_batches(["b-1"], lambda _: False)
+
+
+def test_known_ids_are_newest_first_and_the_kind_is_checked(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "registry.db")
+    store = TaskStore(registry)
+    for name in ("older", "newer"):
+        with registry.transaction() as db:
+            registry.reserve(db, InstanceSpec(name=name, dir="/p"), port=None)
+        registry.db.execute(
+            "UPDATE instances SET created_at = ? WHERE name = ?",
+            (2.0 if name == "newer" else 1.0, name),
+        )
+    store.add(_task("t-1", TaskStatus.COMPLETED, batch=None, ended=5.0))
+    assert store.known_ids("instance") == ["newer", "older"]
+    assert store.known_ids("task") == ["t-1"]
+    with pytest.raises(UsageError, match="unknown kind 'sessions'"):
+        store.known_ids("sessions")
 
 
 def test_remove_batch_refuses_a_running_one_and_deletes_its_tasks(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from opencode_manager.errors import ConflictError, OcmError, UsageError
+from opencode_manager.instances.fleet import Fleet as RegistryFleet
 from opencode_manager.models import TaskRecord, TaskStatus
 from opencode_manager.tasks import worktree as wt
 
@@ -321,6 +322,35 @@ def test_cleanup_removes_worktrees_of_forgotten_tasks_through_git(tmp_path: Path
     assert listed.count("\n") == 2  # the checkout and t-kept: no stale entry
     assert kept.path in listed
     assert wt.orphans(root, {"t-kept"}) == []
+
+
+def test_the_recorded_worktrees_rows_patch_removal_and_cleanup_sweep(
+    tmp_path: Path, home_fleet: RegistryFleet
+) -> None:
+    """What the facade asks of this module, on a task store (no server, no facade)."""
+    from opencode_manager.tasks.store import TaskStore
+
+    store = TaskStore(home_fleet.registry)
+    repo = _repo(tmp_path / "repo")
+    root = tmp_path / "wts"
+    store.add(_task(root, repo, "t-old", write="old.txt"))
+    store.add(TaskRecord(id="t-plain", prompt="p", status=TaskStatus.COMPLETED, created_at=1.0))
+    gone = wt.create(root, str(repo), wt.WorktreeRequest(), "t-gone")  # its task forgotten
+    assert [(r.task, r.present, r.files) for r in wt.rows(store)] == [("t-old", True, 1)]
+    assert "+t-old" in wt.task_patch(store, "t-old")
+    with pytest.raises(UsageError, match="did not run in a worktree"):
+        wt.task_patch(store, "t-plain")
+
+    sweep = wt.orphan_sweep(store, root)
+    assert sweep(True) == [gone.path]
+    assert Path(gone.path).exists()
+    assert sweep(False) == [gone.path]
+    assert not Path(gone.path).exists()
+    assert sweep(False) == []
+
+    assert wt.remove_recorded(store, older_than=1000.0, now=200.0).removed == []
+    assert wt.remove_recorded(store, older_than=50.0, now=200.0).removed == ["t-old"]
+    assert [r.present for r in wt.rows(store)] == [False]
 
 
 def test_ocm_cleanup_prunes_orphaned_worktrees(ocm: Ocm, tmp_path: Path) -> None:

@@ -1,2 +1,3 @@
-"""Fleets across hosts on Ray: a host agent per node (agent.py), placement (hosts.py), the
-driver's link (link.py) and lifecycle routing to the owning agent (routing.py)."""
+"""Fleets across hosts on Ray: a host agent per node (agent.py), placement (hosts.py) and the
+driver's link (link.py), which acts on each cluster instance through the agent that owns it
+(the `routing` layer above sends it the commands about cluster instances)."""

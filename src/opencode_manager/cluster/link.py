@@ -641,6 +641,25 @@ class Link:
         return report
 
 
+def up(fleet: Fleet, address: str | None = None) -> ClusterReport:
+    """`ocm cluster up`: connect to the cluster at `address` (kept for later commands) and
+    reconcile one host agent per alive node."""
+    link = Link(fleet, address)
+    report = link.reconcile()
+    save_address(fleet, link.address)
+    return report
+
+
+def survey(fleet: Fleet) -> ClusterReport:
+    """`ocm cluster ls`: hosts, agents and instances per host, as they are."""
+    return Link(fleet).survey()
+
+
+def down(fleet: Fleet, timeout: float) -> ClusterReport:
+    """`ocm cluster down`: stop every cluster instance through its agent, then the agents."""
+    return Link(fleet).down(timeout)
+
+
 def record_started(fleet: Fleet, described: dict[str, Any]) -> None:
     """A driver row (reserved `starting`, or already running) set running with what its
     agent says: URL, port, version, and its password (0600), written first."""

@@ -20,7 +20,7 @@ from ..models import InstanceSpec
 from . import lifecycle, ports
 from .converge import Action, Change, plan
 from .fleet import Fleet, is_live
-from .fleetfile import FleetFile, FleetFileError, Problem
+from .fleetfile import FleetFile, FleetFileError, Problem, read_fleet_file
 from .tomlpos import key_lines, line_of
 
 
@@ -60,7 +60,12 @@ def limit_changes(wanted: Sequence[Limit], current: Sequence[Limit]) -> list[Lim
             if have.get(limit.scope) != limit]  # fmt: skip
 
 
-def diff(fleet: Fleet, file: FleetFile, *, force_recreate: bool = False) -> UpReport:
+def diff(fleet: Fleet, path: str | None = None, *, force_recreate: bool = False) -> UpReport:
+    """What `up` would do to converge the fleet to the fleet file (default ./ocm.toml)."""
+    return _diff(fleet, read_fleet_file(path), force_recreate=force_recreate)
+
+
+def _diff(fleet: Fleet, file: FleetFile, *, force_recreate: bool) -> UpReport:
     records = fleet.records()
     live = {r.name for r in records if is_live(r)}
     changes = plan(file.instances, records, file.project, force_recreate=force_recreate, live=live)
@@ -70,14 +75,17 @@ def diff(fleet: Fleet, file: FleetFile, *, force_recreate: bool = False) -> UpRe
 
 def up(
     fleet: Fleet,
-    file: FleetFile,
+    path: str | None = None,
     *,
     recreate: bool = True,
     force_recreate: bool = False,
     remove_orphans: bool = False,
     timeout: float = lifecycle.DEFAULT_START_TIMEOUT,
 ) -> UpReport:
-    report = diff(fleet, file, force_recreate=force_recreate)
+    """Converge to the fleet file: start what is missing in parallel, recreate what changed
+    one at a time; only this file's project is ever touched."""
+    file = read_fleet_file(path)
+    report = _diff(fleet, file, force_recreate=force_recreate)
     conflicts = [c for c in report.changes if c.action is Action.CONFLICT]
     if conflicts:
         raise ConflictError(
@@ -143,8 +151,10 @@ def _check_ports(file: FleetFile, creates: Sequence[Change]) -> None:
     raise FleetFileError(file.path, problems)
 
 
-def down(fleet: Fleet, project: str) -> list[lifecycle.StopResult]:
-    """Stop every instance this project created (they stay recorded: `ocm up` starts them)."""
+def down(fleet: Fleet, path: str | None = None) -> list[lifecycle.StopResult]:
+    """Stop every instance the fleet file's project created (they stay recorded: `ocm up`
+    starts them)."""
+    project = read_fleet_file(path).project
     names = [r.name for r in fleet.records() if r.spec.project == project and is_live(r)]
     return lifecycle.stop(fleet, names) if names else []
 

@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -362,3 +363,10 @@ def _config_diagnostic(log: list[str], path: str) -> str:
             if match:
                 return match.group(1)
     return "it rejected it (see `ocm logs` for the server's diagnostic)"
+
+
+async def check_projects(fleet: Fleet, refs: Sequence[str], *, mcp: bool = True) -> list[Check]:
+    """`project_checks` of each named instance, asked at once."""
+    records = await asyncio.to_thread(lambda: [fleet.resolve(ref) for ref in refs])
+    found = await asyncio.gather(*(project_checks(fleet, r, mcp=mcp) for r in records))
+    return [check for checks in found for check in checks]

@@ -136,6 +136,12 @@ def find_fleet_file(cwd: Path, given: str | None = None) -> Path:
     return path
 
 
+def read_fleet_file(given: str | None = None) -> FleetFile:
+    """The fleet file a command names (-f FILE, or a directory holding ocm.toml), else the
+    current directory's ocm.toml, read and validated."""
+    return load_fleet_file(find_fleet_file(Path("."), given))
+
+
 def load_fleet_file(path: Path) -> FleetFile:
     """Read and validate the fleet file at `path`."""
     try:

@@ -21,6 +21,7 @@ from ..models import (
     InstanceSpec,
     LifecycleEvent,
     Owner,
+    ResourceSample,
     State,
     Status,
     derive_status,
@@ -248,9 +249,20 @@ def remote_info(record: InstanceRecord, health: probe.Health) -> InstanceInfo:
     )
 
 
-async def instance_info(fleet: Fleet, ref: str) -> InstanceInfo:
-    """One instance (or foreign server) as `ls` shows it."""
-    found = await asyncio.to_thread(fleet.find, ref)
+async def fresh(fleet: Fleet, names: Sequence[str]) -> list[InstanceInfo]:
+    """Instances a command just started, as `ls` shows them, in the order given."""
+    # Just started: a CPU reading would only measure the start itself, so skip the window.
+    infos = await list_instances(fleet, include_foreign=False, measure_cpu=False, names=names)
+    by_name = {info.name: info for info in infos}
+    return [by_name[name] for name in names if name in by_name]
+
+
+async def instance_info(
+    fleet: Fleet, ref: str, found: InstanceRecord | ForeignServer | None = None
+) -> InstanceInfo:
+    """One instance (or foreign server) as `ls` shows it (`found`: `ref` already looked up)."""
+    if found is None:
+        found = await asyncio.to_thread(fleet.find, ref)
     foreign = isinstance(found, ForeignServer)
     name = found.name if isinstance(found, InstanceRecord) else f"foreign:{found.port}"
     for info in await list_instances(
@@ -349,10 +361,14 @@ def spec_settings(spec: InstanceSpec) -> dict[str, Any]:
     }
 
 
-async def status_report(fleet: Fleet, ref: str) -> StatusReport:
-    """The detailed report: process tree, memory, connections, sessions, MCP, LSP, errors."""
-    found = await asyncio.to_thread(fleet.find, ref)
-    report = StatusReport(info=await instance_info(fleet, ref))
+async def status_report(
+    fleet: Fleet, ref: str, found: InstanceRecord | ForeignServer | None = None
+) -> StatusReport:
+    """The detailed report: process tree, memory, connections, sessions, MCP, LSP, errors
+    (`found`: `ref` already looked up)."""
+    if found is None:
+        found = await asyncio.to_thread(fleet.find, ref)
+    report = StatusReport(info=await instance_info(fleet, ref, found))
     if isinstance(found, InstanceRecord):
         server = current_server(found)
         endpoint = fleet.endpoint(found)
@@ -419,6 +435,12 @@ def client_env(fleet: Fleet, ref: str) -> dict[str, str]:
             # OPENCODE_PASSWORD before OPENCODE_SERVER_PASSWORD: one left from elsewhere wins.
             out["OPENCODE_PASSWORD"] = password
     return out
+
+
+def samples(fleet: Fleet, ref: str, since: float | None = None) -> list[ResourceSample]:
+    """The instance's CPU and memory over the last 30 minutes, as its keeper sampled them at
+    each health check, oldest first."""
+    return fleet.registry.samples(fleet.resolve(ref).name, since=since)
 
 
 def lifecycle_events(

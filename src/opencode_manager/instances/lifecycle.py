@@ -18,6 +18,7 @@ server carry their own marker (process.spared).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -29,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import psutil
 
@@ -57,6 +58,7 @@ DISPOSE_TIMEOUT = 3.0
 
 #: Called with (instance name, phase) while starting: "spawned", "running", "failed".
 StartProgress = Callable[[str, str], None]
+T = TypeVar("T")
 
 
 class StopVia(TextEnum):
@@ -134,6 +136,31 @@ def start(
         if progress:
             progress(spec.name, "spawned")
     return _await_started(fleet, names, timeout, progress, cancel)
+
+
+async def interruptibly(work: Callable[[threading.Event], T], cancel: asyncio.Event | None) -> T:
+    """Run the blocking `work(stop)` (a start: this one, or one on the cluster) in a worker
+    thread, so the caller's event loop keeps running.
+
+    Setting `cancel`, or cancelling the awaiting task, sets `stop`: the work rolls back what it
+    made and raises Interrupted. A cancelled caller still waits for that roll-back (a thread
+    cannot be cancelled, and what it created must not outlive the command), then re-raises."""
+    stop = threading.Event()
+    job = asyncio.ensure_future(asyncio.to_thread(work, stop))
+    asked = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
+    try:
+        await asyncio.wait({job, asked} if asked else {job}, return_when=asyncio.FIRST_COMPLETED)
+        if not job.done():
+            stop.set()  # the thread rolls back, then raises Interrupted
+        return await job
+    except asyncio.CancelledError:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.shield(job)
+        raise
+    finally:
+        if asked is not None:
+            asked.cancel()
 
 
 def _roll_back(fleet: Fleet, names: list[str]) -> NoReturn:
@@ -344,27 +371,40 @@ def stop(
     timeout: float = DEFAULT_STOP_TIMEOUT,
 ) -> list[StopResult]:
     """Stop instances gracefully and completely; only processes proven to be ours."""
+    check_stop(refs, all=all, timeout=timeout)
+    if all:
+        return [_stop_one(fleet, record, timeout) for record in fleet.records() if is_live(record)]
+    return stop_named(fleet, fleet.resolve_all(refs), timeout)
+
+
+def check_stop(refs: Sequence[str], *, all: bool, timeout: float) -> None:
+    """A stop's arguments, checked before any name is looked up."""
     if timeout <= 0:
         raise UsageError(f"invalid --timeout {timeout:g}: must be above 0")
+    _names_or_all(refs, all)
+
+
+def stop_named(fleet: Fleet, records: Sequence[InstanceRecord], timeout: float) -> list[StopResult]:
+    """Stop the instances a user named (resolved once, by the caller): a remote one is
+    refused, and one that is not running is an error, before anything is stopped."""
+    remote.refuse(records, "stop")
+    for record in records:
+        if not is_live(record):
+            was = record.state.value
+            if record.state in (State.RUNNING, State.STARTING, State.STOPPING):
+                was = "crashed: its processes are gone"  # the record had not caught up
+            raise ConflictError(
+                f"{record.name} is not running ({was}); nothing to stop",
+                instance=record.name,
+            )
+    return [_stop_one(fleet, record, timeout) for record in records]
+
+
+def _names_or_all(refs: Sequence[str], all: bool) -> None:
     if all and refs:
         raise UsageError("give instance names or --all, not both")
     if not all and not refs:
         raise UsageError("which instances? give names, ports or URLs, or --all")
-    if all:
-        targets = [r for r in fleet.records() if is_live(r)]
-    else:
-        targets = fleet.resolve_all(refs)
-        remote.refuse(targets, "stop")
-        for record in targets:
-            if not is_live(record):
-                was = record.state.value
-                if record.state in (State.RUNNING, State.STARTING, State.STOPPING):
-                    was = "crashed: its processes are gone"  # the record had not caught up
-                raise ConflictError(
-                    f"{record.name} is not running ({was}); nothing to stop",
-                    instance=record.name,
-                )
-    return [_stop_one(fleet, record, timeout) for record in targets]
 
 
 def _stop_one(fleet: Fleet, record: InstanceRecord, timeout: float) -> StopResult:
@@ -523,21 +563,34 @@ def _strays(record: InstanceRecord) -> list[psutil.Process]:
 
 
 # -- restart, remove, cleanup --------------------------------------------------------------------
-def start_existing(
+def check_named(refs: Sequence[str]) -> None:
+    """A command that takes names only (start, rm) was given some."""
+    if not refs:
+        raise UsageError("which instances? give names, ports or URLs")
+
+
+def start_named(
     fleet: Fleet,
-    refs: Sequence[str],
+    records: Sequence[InstanceRecord],
     *,
     timeout: float = DEFAULT_START_TIMEOUT,
     progress: StartProgress | None = None,
 ) -> list[str]:
     """Start recorded instances that are not running, with their own settings (like `docker
     start`); running ones are left alone. Returns the names started."""
-    if not refs:
-        raise UsageError("which instances? give names, ports or URLs")
-    records = fleet.resolve_all(refs)
     remote.refuse(records, "start")
-    idle = [r.name for r in records if not is_live(r)]
-    return restart(fleet, idle, timeout=timeout, progress=progress) if idle else []
+    idle = [r for r in records if not is_live(r)]
+    if not idle:
+        return []
+    check_restart([r.name for r in idle], all=False, timeout=timeout)
+    return _restart(fleet, idle, timeout=timeout, progress=progress)
+
+
+def check_restart(refs: Sequence[str], *, all: bool, timeout: float) -> None:
+    """A restart's arguments, checked before any name is looked up."""
+    _names_or_all(refs, all)
+    if timeout <= 0:
+        raise UsageError(f"invalid --timeout {timeout:g}: must be above 0")
 
 
 def restart(
@@ -554,19 +607,38 @@ def restart(
     `all`: every instance not stopped on purpose (running, crashed, errored), like PM2's
     `restart all` without the ones you stopped. `respec`: new specs by name (`ocm up`
     recreating what its fleet file changed)."""
-    if all and refs:
-        raise UsageError("give instance names or --all, not both")
-    if not refs and not all:
-        raise UsageError("which instances? give names, ports or URLs, or --all")
-    if timeout <= 0:
-        raise UsageError(f"invalid --timeout {timeout:g}: must be above 0")
+    check_restart(refs, all=all, timeout=timeout)
     if all:
         records = [r for r in fleet.records() if r.state is not State.STOPPED and not r.spec.remote]
         if not records:
             return []
-    else:
-        records = fleet.resolve_all(refs)
-        remote.refuse(records, "restart")
+        return _restart(fleet, records, timeout=timeout, progress=progress, respec=respec)
+    return restart_named(
+        fleet, fleet.resolve_all(refs), timeout=timeout, progress=progress, respec=respec
+    )
+
+
+def restart_named(
+    fleet: Fleet,
+    records: Sequence[InstanceRecord],
+    *,
+    timeout: float = DEFAULT_START_TIMEOUT,
+    progress: StartProgress | None = None,
+    respec: Mapping[str, InstanceSpec] | None = None,
+) -> list[str]:
+    """`restart` of the instances a user named (resolved once, by the caller)."""
+    remote.refuse(records, "restart")
+    return _restart(fleet, records, timeout=timeout, progress=progress, respec=respec)
+
+
+def _restart(
+    fleet: Fleet,
+    records: Sequence[InstanceRecord],
+    *,
+    timeout: float,
+    progress: StartProgress | None = None,
+    respec: Mapping[str, InstanceSpec] | None = None,
+) -> list[str]:
     chosen_specs = {r.name: (respec or {}).get(r.name, r.spec) for r in records}
     binary = _binaries(fleet, list(chosen_specs.values()))  # an instance keeps its choice
     registry = fleet.registry
@@ -598,9 +670,14 @@ def restart(
 
 def remove(fleet: Fleet, refs: Sequence[str], *, force: bool = False) -> list[str]:
     """Forget stopped instances: their record, password and private data (not their log)."""
-    if not refs:
-        raise UsageError("which instances? give names, ports or URLs")
-    records = fleet.resolve_all(refs)
+    check_named(refs)
+    return remove_named(fleet, fleet.resolve_all(refs), force=force)
+
+
+def remove_named(
+    fleet: Fleet, records: Sequence[InstanceRecord], *, force: bool = False
+) -> list[str]:
+    """`remove` of the instances a user named (resolved once, by the caller)."""
     remote.refuse(records, "remove")
     for record in records:
         if is_live(record) and not force:
@@ -623,8 +700,20 @@ def forget(fleet: Fleet, name: str) -> None:
     shutil.rmtree(fleet.settings.instance_dir(name), ignore_errors=True)
 
 
-def cleanup(fleet: Fleet, *, older_than: float = 0.0, dry_run: bool = False) -> CleanupReport:
-    """Forget stopped/crashed instances, reconcile dead ones, delete orphaned logs/dirs.
+#: Another owner's leftovers for `cleanup` to sweep (the task worktrees no task records any
+#: more): called with dry_run, it returns the paths it removed (or would remove).
+Sweep = Callable[[bool], list[str]]
+
+
+def cleanup(
+    fleet: Fleet,
+    *,
+    older_than: float = 0.0,
+    dry_run: bool = False,
+    sweeps: Sequence[Sweep] = (),
+) -> CleanupReport:
+    """Forget stopped/crashed instances, reconcile dead ones, delete orphaned logs/dirs, then
+    run the `sweeps` of the packages above (their paths are reported as removed files).
 
     An instance that an `ocm start` is still bringing up is live: never touched here.
     """
@@ -674,6 +763,8 @@ def cleanup(fleet: Fleet, *, older_than: float = 0.0, dry_run: bool = False) -> 
                 if not dry_run:
                     shutil.rmtree(path, ignore_errors=True)
     report.removed_files += _orphan_passwords(fleet, dry_run=dry_run)
+    for sweep in sweeps:
+        report.removed_files += sweep(dry_run)
     return report
 
 

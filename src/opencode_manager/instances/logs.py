@@ -1,4 +1,5 @@
-"""Reading instance logs: tail, filter, follow several files at once."""
+"""Reading instance logs: where each instance's log is, tail, filter, follow several files at
+once."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from ..errors import UsageError
+from ..errors import NotFoundError, UsageError
+from ..models import InstanceRecord
+from .spec import NAME_RE
+
+if TYPE_CHECKING:
+    from .fleet import Fleet
 
 _ERROR_RE = re.compile(r"level=(ERROR|FATAL)|^Error:|\bERROR\b|Traceback \(most recent")
 _WARN_RE = re.compile(r"level=WARN|\bWARN(ING)?\b")
@@ -245,3 +251,51 @@ async def follow_async(
     finally:
         for tail in tails:
             tail.close()
+
+
+@dataclass(frozen=True)
+class LogSource:
+    """Where one instance's log is: its file here, or, for an instance on a Ray cluster, on
+    its host (`host`: its record, for the agent that reads it)."""
+
+    name: str
+    path: str
+    host: InstanceRecord | None = None
+
+
+def log_sources(fleet: Fleet, refs: Sequence[str]) -> list[LogSource]:
+    """Where the logs of these instances are, each reference looked up once. A removed
+    instance whose log is kept (until `ocm cleanup`) is still read, by its name."""
+    if not refs:
+        raise UsageError("which instances? give names, ports or URLs")
+    found: dict[str, LogSource] = {}
+    for ref in refs:
+        try:
+            record = fleet.resolve(ref)
+        except NotFoundError:
+            path = fleet.settings.log_path(ref)
+            if not NAME_RE.match(ref) or not path.exists():
+                raise
+            found.setdefault(ref, LogSource(ref, str(path)))
+            continue
+        path = fleet.settings.log_path(record.name)
+        host = record if record.spec.node else None
+        found.setdefault(record.name, LogSource(record.name, str(path), host))
+    return list(found.values())
+
+
+async def follow_instances(
+    fleet: Fleet,
+    refs: Sequence[str],
+    *,
+    lines: int = 0,
+    pattern: str | None = None,
+    level: str | None = None,
+) -> AsyncIterator[LogLine]:
+    """`ocm logs -f`: the last `lines` lines of each instance's log, then new ones as they are
+    written (through rotations), until cancelled."""
+    line_filter(pattern, level, lines)  # bad input first, before looking anything up
+    sources = await asyncio.to_thread(log_sources, fleet, refs)
+    pairs = [(s.name, s.path) for s in sources]
+    async for line in follow_async(pairs, lines=lines, pattern=pattern, level=level):
+        yield line

@@ -19,10 +19,11 @@ from ..client.endpoint import Endpoint
 from ..client.readiness import Phase
 from ..errors import ConflictError, ServerRefused, ServerUnreachable, UsageError
 from ..lines import Line
-from ..models import DEFAULT_USERNAME, InstanceRecord, InstanceSpec
+from ..models import DEFAULT_USERNAME, InstanceInfo, InstanceRecord, InstanceSpec
 from ..supervision import RestartPolicy
 from . import credentials
 from .fleet import Fleet
+from .inventory import instance_info
 from .spec import validate_name
 
 #: How long `ocm remote add` waits for the server's answers.
@@ -155,6 +156,19 @@ async def add(
     )
     await asyncio.to_thread(_record, fleet, spec, base, found.version, password)
     return await asyncio.to_thread(fleet.registry.get, name)
+
+
+async def added(
+    fleet: Fleet,
+    name: str,
+    url: str,
+    *,
+    username: str = DEFAULT_USERNAME,
+    password: str | None = None,
+) -> InstanceInfo:
+    """`ocm remote add`: check and record the server (`add`), then show it as `ls` does."""
+    record = await add(fleet, name, url, username=username, password=password)
+    return await instance_info(fleet, record.name, record)
 
 
 def _record(fleet: Fleet, spec: InstanceSpec, url: str, version: str, password: str | None) -> None:

@@ -51,6 +51,7 @@ from ..errors import StateError, UsageError
 from ..models import InstanceSpec
 from . import remote
 from .fleet import Fleet
+from .fleetfile import read_fleet_file
 
 #: Every unit ocm writes is named ocm-*.service.
 PREFIX = "ocm-"
@@ -408,11 +409,28 @@ def export(
     refs: Sequence[str] = (),
     *,
     all: bool = False,
-    fleet_file: tuple[Path, str] | None = None,
-    directory: Path | None = None,
+    fleet_file: str | None = None,
+    directory: str | None = None,
 ) -> SystemdExport:
     """Write the units for instances (refs), the saved fleet (all: `ocm resurrect`) or a
-    fleet file's project (fleet_file: its path and project name)."""
+    fleet file's project (fleet_file: as `ocm up -f` takes it), into `directory` (default:
+    the user's unit directory)."""
+    found = None
+    if fleet_file is not None:
+        loaded = read_fleet_file(fleet_file)
+        found = (loaded.path.resolve(), loaded.project)
+    target = Path(directory).expanduser().resolve() if directory else None
+    return _export(fleet, refs, all=all, fleet_file=found, directory=target)
+
+
+def _export(
+    fleet: Fleet,
+    refs: Sequence[str],
+    *,
+    all: bool,
+    fleet_file: tuple[Path, str] | None,
+    directory: Path | None,
+) -> SystemdExport:
     chosen = sum([bool(refs), all, fleet_file is not None])
     if chosen != 1:
         raise UsageError("export what? give instance names, --all, or --fleet FILE (one of them)")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
@@ -14,7 +15,11 @@ from prometheus_client.registry import Collector
 from ..lines import known_line
 from ..models import Status, TaskStatus
 from ..sockets import bind_error
-from .fleetview import FleetFrame
+from .fleetview import FleetFrame, snapshot
+
+if TYPE_CHECKING:
+    from ..instances.fleet import Fleet
+    from ..tasks.store import TaskStore
 
 #: What a scrape reads: the fleet frame and the task totals (see AsyncManager.task_totals).
 Reading = tuple[FleetFrame, dict[str, Any]]
@@ -108,3 +113,41 @@ def start_server(read: Callable[[], Reading], host: str, port: int) -> WSGIServe
     except OSError as exc:
         raise bind_error(host, port, exc) from exc
     return server
+
+
+async def reading(fleet: Fleet, store: TaskStore) -> Reading:
+    """One reading: the fleet frame and the task totals, taken at once."""
+    frame, totals = await asyncio.gather(snapshot(fleet), asyncio.to_thread(store.totals))
+    return frame, totals
+
+
+async def scrape(fleet: Fleet, store: TaskStore) -> str:
+    """The Prometheus exposition of the fleet and the task results, read now."""
+    return exposition(*await reading(fleet, store))
+
+
+async def serve(
+    fleet: Fleet,
+    store: TaskStore,
+    host: str,
+    port: int,
+    *,
+    ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve /metrics on host:port (a fresh reading at every scrape) until cancelled;
+    `ready` gets the URL once the port is bound (a taken port raises ConflictError)."""
+    loop = asyncio.get_running_loop()
+
+    def read() -> Reading:
+        # In the server's request thread: the reading is made on this loop, not here (a
+        # thread without a loop cannot make one).
+        return asyncio.run_coroutine_threadsafe(reading(fleet, store), loop).result()
+
+    server = await asyncio.to_thread(start_server, read, host, port)
+    if ready is not None:
+        ready(f"http://{host}:{server.server_port}/metrics")
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await asyncio.to_thread(server.shutdown)
+        server.server_close()  # the listening socket too, not only the serving loop

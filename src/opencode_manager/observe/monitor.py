@@ -171,3 +171,13 @@ class Monitor:
                 watch.statuses.pop(sid, None)
             elif sid and isinstance(state, str):
                 watch.statuses[sid] = state
+
+
+async def watch(
+    fleet: Fleet, refs: Sequence[str] = (), *, follow_new: bool = False
+) -> AsyncIterator[Received]:
+    """`ocm monitor`: one merged live stream of the events of these instances (every live
+    one, and those started later, when none is named), until cancelled."""
+    monitor = await asyncio.to_thread(Monitor, fleet, refs, follow_new=follow_new)
+    async for item in monitor.events():
+        yield item

@@ -673,6 +673,39 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+async def run_batch(
+    fleet: Fleet,
+    store: TaskStore,
+    batch_id: str,
+    *,
+    listener: Listener | None = None,
+    cancel: asyncio.Event | None = None,
+    checkpoint: Checkpoint | None = None,
+    requeue_cancelled: bool = False,
+) -> BatchSummary:
+    """Claim a recorded batch for this process (in a worker thread) and run it to its end."""
+    run = await asyncio.to_thread(
+        BatchRun.claim, fleet, store, batch_id, listener=listener, cancel=cancel,
+        requeue_cancelled=requeue_cancelled, checkpoint=checkpoint or _no_checkpoint,
+    )  # fmt: skip
+    return await run.run()
+
+
+async def create_and_run(
+    fleet: Fleet,
+    store: TaskStore,
+    tasks: Sequence[BatchTask] | str,
+    options: BatchOptions | None = None,
+    *,
+    source: str | None = None,
+    listener: Listener | None = None,
+    cancel: asyncio.Event | None = None,
+) -> BatchSummary:
+    """Record a batch (`create_batch`), then run it (`run_batch`)."""
+    created = await asyncio.to_thread(create_batch, fleet, store, tasks, options, source=source)
+    return await run_batch(fleet, store, created.id, listener=listener, cancel=cancel)
+
+
 async def cancel_batch(
     fleet: Fleet, store: TaskStore, batch_id: str, *, timeout: float = 30.0
 ) -> BatchSummary:

@@ -278,6 +278,36 @@ async def refresh_task(fleet: Fleet, store: TaskStore, task_id: str) -> TaskReco
     return record
 
 
+async def list_tasks(
+    fleet: Fleet,
+    store: TaskStore,
+    *,
+    batch_id: str | None = None,
+    status: str | None = None,
+    limit: int | None = None,
+) -> list[TaskRecord]:
+    """Stored task records, oldest first (the newest `limit`). A standalone task still marked
+    running is checked against its server first (`refresh_task`: its `ocm run` may have died
+    with its terminal), eight at a time, so the list agrees with `ocm result`."""
+    records = await asyncio.to_thread(
+        store.list_tasks, batch_id=batch_id, status=status, limit=limit
+    )
+    stale = [i for i, r in enumerate(records) if r.status is TaskStatus.RUNNING and
+             r.batch_id is None and r.prompted]  # fmt: skip
+    if not stale:
+        return records
+    gate = asyncio.Semaphore(8)
+
+    async def refreshed(index: int) -> None:
+        async with gate:
+            records[index] = await refresh_task(fleet, store, records[index].id)
+
+    await asyncio.gather(*(refreshed(i) for i in stale))
+    if status is not None:
+        records = [r for r in records if r.status.value == status]
+    return records
+
+
 async def wait_task(
     fleet: Fleet,
     store: TaskStore,

@@ -243,6 +243,16 @@ class TaskStore:
         }[kind]
         return [str(row[0]) for row in self.registry.query(sql, (limit,))]
 
+    def known_ids(self, kind: str) -> list[str]:
+        """Names or ids ocm knows, newest first, for shell completion: kind is "instance"
+        (the registry's), "task", "batch" or "session" (sessions that ocm's tasks used)."""
+        if kind == "instance":
+            rows = self.registry.query("SELECT name FROM instances ORDER BY created_at DESC")
+            return [str(row[0]) for row in rows]
+        if kind not in ("task", "batch", "session"):
+            raise UsageError(f"unknown kind {kind!r}: instance, task, batch or session")
+        return self.recent_ids(kind)
+
     def with_worktrees(self) -> list[TaskRecord]:
         """Tasks that ran in a worktree of their own, oldest first."""
         rows = self.registry.query(
@@ -286,6 +296,21 @@ class TaskStore:
         if report.tasks and not dry_run:
             self.registry.compact()
         return report
+
+    def prune_ended(
+        self, older_than: float, *, dry_run: bool = False, now: float | None = None
+    ) -> PruneReport:
+        """`prune` of what ended more than `older_than` seconds ago."""
+        if older_than < 0:
+            raise UsageError("older_than must be 0 or more seconds")
+        return self.prune((time.time() if now is None else now) - older_than, dry_run=dry_run)
+
+    def remove_batches(
+        self, batch_ids: Sequence[str], is_alive: Callable[[ProcessIdentity], bool]
+    ) -> dict[str, int]:
+        """`remove_batch` of each (once, in order, stopping at the first refused); return the
+        task count removed per batch."""
+        return {b: self.remove_batch(b, is_alive) for b in dict.fromkeys(batch_ids)}
 
     def remove_batch(self, batch_id: str, is_alive: Callable[[ProcessIdentity], bool]) -> int:
         """Delete a batch and its tasks (refused while its runner is alive); return how many

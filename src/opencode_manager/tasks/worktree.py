@@ -18,13 +18,16 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConflictError, NotFoundError, OcmError, UsageError
 from ..models import TaskRecord
+
+if TYPE_CHECKING:
+    from .store import TaskStore
 
 # Who commits the agent's work when the repository names nobody (a CI runner, a fresh box).
 _IDENTITY = ("-c", "user.name=opencode-manager", "-c", "user.email=ocm@localhost")
@@ -468,3 +471,49 @@ def remove_orphan(path: Path) -> None:
             git("worktree", "prune", cwd=repository, check=False)
     if path.exists():
         shutil.rmtree(path, ignore_errors=True)
+
+
+# -- the recorded worktrees, as the facade asks for them ----------------------------------------
+def rows(store: TaskStore) -> list[WorktreeRow]:
+    """`ocm worktrees`: every task worktree: task, branch, status, whether it is still on
+    disk, files."""
+    return [row(r) for r in store.with_worktrees()]
+
+
+def remove_recorded(
+    store: TaskStore,
+    task_ids: Sequence[str] = (),
+    *,
+    merged: bool = False,
+    older_than: float | None = None,
+    force: bool = False,
+    now: float | None = None,
+) -> WorktreeRemoval:
+    """`ocm worktree rm` over the recorded task worktrees (`remove_chosen`)."""
+    return remove_chosen(
+        store.with_worktrees(), list(task_ids), merged=merged, older_than=older_than,
+        now=time.time() if now is None else now, force=force,
+    )  # fmt: skip
+
+
+def task_patch(store: TaskStore, task_id: str) -> str:
+    """A worktree task's changes as a patch `git apply` accepts on its base commit."""
+    record = store.get(task_id)
+    if record.worktree is None:
+        raise UsageError(f"task {task_id} did not run in a worktree (ocm run --worktree)")
+    return patch(Worktree.from_dict(record.worktree))
+
+
+def orphan_sweep(store: TaskStore, root: Path) -> Callable[[bool], list[str]]:
+    """`ocm cleanup`'s pass over the task worktrees under `root` (a `lifecycle.Sweep`): those
+    whose task is no longer recorded are removed (with dry_run, only listed)."""
+
+    def sweep(dry_run: bool) -> list[str]:
+        known = set(store.recent_ids("task", 1 << 30))
+        found = orphans(root, known)
+        if not dry_run:
+            for path in found:
+                remove_orphan(path)
+        return [str(path) for path in found]
+
+    return sweep
