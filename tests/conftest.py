@@ -20,8 +20,9 @@ import pytest
 
 from opencode_manager.instances import binary as binaries
 from opencode_manager.instances.fleet import Fleet as RegistryFleet
+from opencode_manager.lines import PINNED_VERSIONS, Line
 from opencode_manager.scripted_model import ScriptedModelServer, opencode_config
-from opencode_manager.settings import PINNED_OPENCODE_VERSION, Settings
+from opencode_manager.settings import Settings
 from opencode_manager.testing import StandIn, sweep
 
 from helpers import Ocm, invoke_ocm, run_ocm
@@ -32,8 +33,10 @@ CORS_ORIGIN = "https://ocm.example.test"  # given to the shared fleet with --cor
 
 
 INTEGRATION_FIXTURES = {"fleet", "model_env", "opencode_bin", "opencode2_bin"}
-#: The OpenCode 2 the 2.x tests run (scripts/setup installs it beside the pinned 1.x).
-OPENCODE2_VERSION = "2.1.2"
+#: The suite's instances run 1.x's tested version (`opencode_bin`), the tests that run on
+#: both lines also 2.x's (`opencode2_bin`; `ocm install`'s default): scripts/setup installs both.
+OPENCODE1_VERSION = PINNED_VERSIONS[Line.V1]
+OPENCODE2_VERSION = PINNED_VERSIONS[Line.V2]
 CACHE = Settings.load(home=ROOT / ".cache" / "ocm", environ={})
 
 
@@ -41,10 +44,8 @@ def _find_opencode() -> str | None:
     explicit = os.environ.get("OCM_TEST_OPENCODE")
     if explicit:
         return explicit
-    for path in binaries.managed_installs(CACHE):
-        if f"/{PINNED_OPENCODE_VERSION}/" in str(path):
-            return str(path)
-    return None
+    found = binaries.managed_install(CACHE, OPENCODE1_VERSION)
+    return str(found) if found is not None else None
 
 
 def _find_opencode2() -> str | None:
@@ -72,7 +73,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def opencode_bin() -> str:
     if OPENCODE is None:
         pytest.fail(
-            f"opencode {PINNED_OPENCODE_VERSION} is not installed for the tests: run "
+            f"opencode {OPENCODE1_VERSION} is not installed for the tests: run "
             "scripts/test (it installs it), or scripts/setup; `-m 'not integration'` runs "
             "the tests that need no OpenCode",
             pytrace=False,

@@ -46,7 +46,8 @@ class Line(int, enum.Enum):
 
 
 #: The version of each line that ocm is tested on (CI runs both; `ocm install --version`
-#: takes either); settings.PINNED_OPENCODE_VERSION says which one `ocm install` installs.
+#: takes either); settings.PINNED_OPENCODE_VERSION says which one `ocm install` installs
+#: (2.x's); the test-suite's instances run 1.x's unless a test chooses 2.x.
 PINNED_VERSIONS = {Line.V1: "1.18.33", Line.V2: "2.1.2"}
 
 

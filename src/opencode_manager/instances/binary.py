@@ -1,12 +1,11 @@
 """Finding, checking and installing the `opencode` binary, of either line.
 
-Order: an explicit path (``--opencode`` / ``OCM_OPENCODE``), then ``PATH``, then
-``~/.opencode/bin/opencode``, then the managed installs under ``$OCM_HOME/opencode/<version>``
-(the pinned version's line first, newest first: installing a 2.x for one instance does not move
-the rest of the fleet to it). An instance may choose its own (`choose`): a version installed
-there, or a path. Checking a version runs the binary (about a second), so results are cached
-per file identity; the version decides the line (lines.py), and an unknown line is refused
-before anything starts.
+Order: an explicit path or installed version (``--opencode`` / ``OCM_OPENCODE``: ``1.18.33``
+keeps to 1.x), then ``PATH``, then ``~/.opencode/bin/opencode``, then the managed installs under
+``$OCM_HOME/opencode/<version>`` (the pinned version's line first, 2.x, then newest first).
+An instance may choose its own (`choose`): a version installed there, or a path. Checking a
+version runs the binary (about a second), so results are cached per file identity; the version
+decides the line (lines.py), and an unknown line is refused before anything starts.
 """
 
 from __future__ import annotations
@@ -262,6 +261,8 @@ def _check(path: str, version: str, source: str) -> Binary:
 def find_binary(settings: Settings) -> Binary:
     """The binary to run, version-checked, or a BinaryError that says how to get one."""
     for source, path in candidates(settings):
+        if source == "explicit" and is_version(path):  # OCM_OPENCODE=1.18.33: stay on a line
+            return _installed(settings, path, "explicit")
         if not os.path.isfile(path):
             if source == "explicit":
                 raise BinaryError(
@@ -276,20 +277,26 @@ def find_binary(settings: Settings) -> Binary:
     )
 
 
+def _installed(settings: Settings, version: str, source: str) -> Binary:
+    """The binary `ocm install --version VERSION` put in $OCM_HOME, checked; a version of no
+    supported line is refused before any lookup."""
+    line_of(version)
+    exe = managed_install(settings, version)
+    if exe is None:
+        raise BinaryError(
+            f"opencode {version} is not installed in {settings.install_dir}: run "
+            f"`ocm install --version {version}`"
+        )
+    return _check(str(exe), probe_version(str(exe), settings), source)
+
+
 def choose(settings: Settings, choice: str | None) -> Binary:
     """An instance's binary: its own choice (a version installed under $OCM_HOME, or a
     path), else the resolution order of `find_binary`."""
     if choice is None:
         return find_binary(settings)
     if is_version(choice):
-        line_of(choice)  # a version of no supported line is refused before any lookup
-        exe = managed_install(settings, choice)
-        if exe is None:
-            raise BinaryError(
-                f"opencode {choice} is not installed in {settings.install_dir}: run "
-                f"`ocm install --version {choice}`"
-            )
-        return _check(str(exe), probe_version(str(exe), settings), "managed")
+        return _installed(settings, choice, "managed")
     if not os.path.isfile(choice):
         raise BinaryError(f"opencode binary {choice} (chosen for the instance) does not exist")
     path = real_binary(choice)
