@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from starlette.testclient import TestClient
 
@@ -66,6 +67,41 @@ def _record(both: Both, *args: str) -> dict[str, Any]:
     data = result.json()
     assert isinstance(data, dict)
     return data
+
+
+# -- one contract: the same commands answer the same shape whichever line runs the instance -------
+def _shape(value: Any) -> Any:
+    """The keys of a JSON answer, nested (lists by their first item); not the values."""
+    if isinstance(value, dict):
+        return {key: _shape(item) for key, item in sorted(value.items())}
+    if isinstance(value, list):
+        return [_shape(value[0])] if value else []
+    return None
+
+
+def test_ls_status_and_run_answer_the_same_json_shape_on_both_lines(both: Both) -> None:
+    """Scripts do not care which line runs an instance: `ls`, `status` and a task's record
+    have the same keys on 1.x and 2.x (the line and version are values, not a new shape)."""
+    rows = _ls(both)
+    assert set(rows["v1"]) == set(rows["v2"]), set(rows["v1"]) ^ set(rows["v2"])
+    assert (rows["v1"]["line"], rows["v2"]["line"]) == (1, 2)
+    reports = {}
+    for line in ("v1", "v2"):
+        status = _ocm(both, "status", line, "--json")
+        assert status.returncode == 0, str(status)
+        reports[line] = status.json()
+    assert set(reports["v1"]) == set(reports["v2"]), set(reports["v1"]) ^ set(reports["v2"])
+    assert _shape(reports["v1"]["settings"]) == _shape(reports["v2"]["settings"])
+    records = {
+        line: _record(both, "-i", line, f"BASH: echo shape-{_tag()}") for line in ("v1", "v2")
+    }
+    assert set(records["v1"]) == set(records["v2"]), set(records["v1"]) ^ set(records["v2"])
+    calls = {line: records[line]["tool_calls"][0] for line in ("v1", "v2")}
+    assert set(calls["v1"]) == set(calls["v2"]), set(calls["v1"]) ^ set(calls["v2"])
+    assert (calls["v1"]["tool"], calls["v2"]["tool"]) == ("bash", "shell")
+    for line in ("v1", "v2"):
+        assert (records[line]["status"], records[line]["instance"]) == ("completed", line)
+        assert records[line]["tokens"]["output"] > 0, records[line]["tokens"]
 
 
 # -- what a client gets --------------------------------------------------------------------------
@@ -292,6 +328,29 @@ def test_the_dashboard_shows_both_lines_and_a_2x_task(both: Both) -> None:
         assert record["session_id"] in task.text
 
 
+# -- supervision: a crashed 2.x server is restarted by its keeper --------------------------------
+def test_a_killed_2x_server_is_restarted_by_its_keeper(both: Both) -> None:
+    before = _ls(both)["v2"]
+    server = psutil.Process(before["pid"])
+    assert "serve" in server.cmdline()  # the server the registry recorded (ocm's own)
+    server.kill()  # SIGKILL: a crash, not a stop
+    server.wait(timeout=30)
+
+    def back() -> bool:
+        now = _ls(both)["v2"]
+        return (
+            now["status"] == "running" and now["healthy"] is True
+            and now["pid"] != before["pid"] and now["restarts"] == before["restarts"] + 1
+        )  # fmt: skip
+
+    wait_for(back, timeout=120, message="v2 restarted by its keeper")
+    again = _ls(both)["v2"]
+    assert (again["version"], again["line"]) == ("2.1.2", 2)  # on its own binary
+    events = [e["kind"] for e in _ocm(both, "events", "v2", "--json", check=True).json()]
+    assert "crashed" in events, events
+    assert _record(both, "-i", "v2", f"BASH: echo after-{_tag()}")["status"] == "completed"
+
+
 # -- the binary kept: save/resurrect and systemd (last: it stops and brings back v2) ---------------
 def test_save_resurrect_and_systemd_keep_a_2x_instance_on_its_binary(
     both: Both, opencode_bin: str, tmp_path: Path
@@ -325,3 +384,10 @@ def test_save_resurrect_and_systemd_keep_a_2x_instance_on_its_binary(
     assert again["port"] == before["port"]
     wait_for(lambda: _record(both, "-i", "v2", "BASH: echo back")["status"] == "completed",
              timeout=60, message="a task on the resurrected v2")  # fmt: skip
+    # One `ocm stop` across both lines: the same answer for each.
+    stopped = _ocm(both, "stop", "v1", "v2", "--json", check=True).json()
+    assert sorted((r["name"], r["status"]) for r in stopped) == [
+        ("v1", "stopped"),
+        ("v2", "stopped"),
+    ]
+    assert set(stopped[0]) == set(stopped[1])
