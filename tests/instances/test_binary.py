@@ -18,7 +18,7 @@ from opencode_manager.instances.binary import (
     managed_installs,
     parse_version,
 )
-from opencode_manager.lines import Line
+from opencode_manager.lines import PINNED_VERSIONS, Line
 from opencode_manager.settings import PINNED_OPENCODE_VERSION, Settings
 
 
@@ -170,7 +170,7 @@ def test_managed_installs_keep_the_pinned_line_first(tmp_path: Path) -> None:
     settings = Settings.load(home=home, environ={"PATH": str(tmp_path / "empty")})
     # The pin is 2.x's: with both lines installed, an instance that chooses nothing runs 2.x
     # (a newer 1.x does not take it back to 1.x).
-    assert PINNED_OPENCODE_VERSION == "2.1.2"
+    assert PINNED_OPENCODE_VERSION == PINNED_VERSIONS[Line.V2] == "2.1.2"
     assert managed_installs(settings) == [two, newer_one, one]
     assert find_binary(settings).path == str(two)
 
