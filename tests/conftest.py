@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -58,6 +59,17 @@ def _find_opencode2() -> str | None:
 
 OPENCODE = _find_opencode()
 OPENCODE2 = _find_opencode2()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C reaches the processes tests start, as it would at a terminal, however the
+    suite itself was started. A shell without job control starts a background command
+    (`scripts/test &`, a CI step, an agent's shell) with SIGINT ignored; every process it
+    starts inherits that, and Python then installs no KeyboardInterrupt handler: tests that
+    interrupt `ocm top`, `ocm monitor` or `ocm run` waited for an exit that never came (they
+    passed alone in a terminal and timed out inside such a full run)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

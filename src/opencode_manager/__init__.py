@@ -77,6 +77,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "ServerRefused": ("errors", "ServerRefused"),
     "ServerTimeout": ("errors", "ServerTimeout"),
     "ServerUnreachable": ("errors", "ServerUnreachable"),
+    "TurnLost": ("errors", "TurnLost"),
     "Session": ("client.types", "Session"),
     "SessionCounts": ("instances.inventory", "SessionCounts"),
     "SessionNotFound": ("errors", "SessionNotFound"),
@@ -122,6 +123,7 @@ if TYPE_CHECKING:
         SessionNotFound,
         StartError,
         StateError,
+        TurnLost,
         UsageError,
     )
     from .instances.binary import Binary, find_binary, install
@@ -271,6 +273,7 @@ __all__ = [
     "TaskOutcome",
     "TaskRecord",
     "TaskStatus",
+    "TurnLost",
     "UpReport",
     "UsageError",
     "Worktree",

@@ -25,6 +25,9 @@ PINNED_OPENCODE_VERSION = "2.1.2"  # lines.PINNED_VERSIONS[Line.V2] (a test keep
 #: An idle server answers in milliseconds; a loaded machine, a GC pause or a cold host
 #: booting a project directory took more than 10 s (issue 23), so the default leaves room.
 HTTP_TIMEOUT = 30.0
+#: How long `opencode --version` gets at first (`OCM_VERSION_TIMEOUT`): the binary is 200 MB
+#: and a loaded machine takes seconds to load it; a run that gets no answer is tried again.
+VERSION_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class Settings:
     registry_timeout: float = 15.0  # how long a command waits for the registry's lock
     warmup_timeout: float = 15.0  # a keeper's warm-up budget before `running`; 0: none
     http_timeout: float = HTTP_TIMEOUT  # a control call's wait for an answer (OCM_HTTP_TIMEOUT)
+    version_timeout: float = VERSION_TIMEOUT  # `opencode --version`'s (OCM_VERSION_TIMEOUT)
 
     @classmethod
     def load(
@@ -62,6 +66,7 @@ class Settings:
             registry_timeout=max(0.0, lock_wait),
             warmup_timeout=_seconds(env, "OCM_WARMUP_TIMEOUT", 15.0),
             http_timeout=http_timeout or _positive(env, "OCM_HTTP_TIMEOUT", HTTP_TIMEOUT),
+            version_timeout=_positive(env, "OCM_VERSION_TIMEOUT", VERSION_TIMEOUT),
         )
 
     # -- derived paths ---------------------------------------------------------------------

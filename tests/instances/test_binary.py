@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import sys
 import time
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from opencode_manager.errors import BinaryError, UsageError
+from opencode_manager.errors import BinaryError, StateError, UsageError
 from opencode_manager.instances.binary import (
     choose,
     find_binary,
@@ -17,6 +18,7 @@ from opencode_manager.instances.binary import (
     is_supported,
     managed_installs,
     parse_version,
+    probe_version,
 )
 from opencode_manager.lines import PINNED_VERSIONS, Line
 from opencode_manager.settings import PINNED_OPENCODE_VERSION, Settings
@@ -255,3 +257,66 @@ def test_install_takes_the_package_of_the_versions_line(tmp_path: Path) -> None:
     with pytest.raises(BinaryError, match="does not know"):
         install(settings, "3.0.0")
     assert len(log.read_text().splitlines()) == 2
+
+
+# -- running `--version`: slow is not failed ---------------------------------------------------
+def _slow_fake(path: Path, version: str, *, log: Path, slow_runs: int, seconds: float) -> Path:
+    """A binary whose first `slow_runs` runs hang for `seconds` (a loaded machine loading
+    200 MB); every run is logged."""
+    path.write_text(
+        "#!/bin/sh\n"
+        f'echo run >> "{log}"\n'
+        f'if [ "$(wc -l < "{log}")" -le {slow_runs} ]; then exec sleep {seconds}; fi\n'
+        f"echo {version}\n"
+    )
+    path.chmod(0o755)
+    return path
+
+
+def test_a_version_run_that_gets_no_answer_is_run_again_with_a_longer_deadline(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "runs.log"
+    exe = _slow_fake(tmp_path / "opencode", "1.18.33", log=log, slow_runs=1, seconds=30)
+    settings = Settings.load(home=tmp_path / "h", opencode=str(exe),
+                             environ={"OCM_VERSION_TIMEOUT": "0.5"})  # fmt: skip
+    assert settings.version_timeout == 0.5
+    assert find_binary(settings).version == "1.18.33"
+    assert len(log.read_text().splitlines()) == 2
+    assert find_binary(settings).version == "1.18.33"  # cached: not run again
+    assert len(log.read_text().splitlines()) == 2
+
+
+def test_a_version_run_that_never_answers_says_what_was_slow(tmp_path: Path) -> None:
+    log = tmp_path / "runs.log"
+    exe = _slow_fake(tmp_path / "opencode", "1.18.33", log=log, slow_runs=99, seconds=30)
+    settings = Settings.load(home=tmp_path / "h", opencode=str(exe),
+                             environ={"OCM_VERSION_TIMEOUT": "0.2"})  # fmt: skip
+    began = time.monotonic()
+    with pytest.raises(BinaryError) as info:
+        find_binary(settings)
+    message = str(info.value)
+    assert f"`{exe} --version` did not answer: 2 runs took over 0.6 s" in message
+    assert "raise OCM_VERSION_TIMEOUT (now 0.2 s)" in message
+    assert "\n" not in message
+    assert len(log.read_text().splitlines()) == 2
+    assert time.monotonic() - began < 10
+
+
+def test_concurrent_first_callers_share_one_version_run(tmp_path: Path) -> None:
+    """Ten `ocm start` at once on a fresh home each ran the 200 MB binary, and timed out
+    on a loaded machine: the first caller runs it, the others wait and read its result."""
+    log = tmp_path / "runs.log"
+    exe = tmp_path / "opencode"
+    exe.write_text(f'#!/bin/sh\necho run >> "{log}"\nsleep 0.5\necho 1.18.33\n')
+    exe.chmod(0o755)
+    settings = Settings.load(home=tmp_path / "h", opencode=str(exe), environ={})
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        versions = list(pool.map(lambda _: probe_version(str(exe), settings), range(8)))
+    assert versions == ["1.18.33"] * 8
+    assert len(log.read_text().splitlines()) == 1
+
+
+def test_the_version_deadline_is_a_setting_checked_like_the_others(tmp_path: Path) -> None:
+    with pytest.raises(StateError, match="invalid OCM_VERSION_TIMEOUT '0'"):
+        Settings.load(home=tmp_path, environ={"OCM_VERSION_TIMEOUT": "0"})

@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import Fleet
-from helpers import invoke_ocm, wait_for
+from helpers import invoke_ocm, patient, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,7 @@ class Stream:
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGINT)
-        _, err = self.proc.communicate(timeout=20)
+        _, err = self.proc.communicate(timeout=patient(20))
         self._reader.join(5)
         assert "Traceback" not in err, err
         return self.proc.returncode
@@ -288,7 +288,7 @@ def test_logs_level_filter_and_follow_across_rotation(tmp_path: Path) -> None:
         )
     finally:
         follower.proc.terminate()
-        follower.proc.communicate(timeout=10)
+        follower.proc.communicate(timeout=patient(10))
 
 
 def test_json_everywhere(fleet: Fleet) -> None:

@@ -24,7 +24,7 @@ import pytest
 from opencode_manager.scripted_model import ScriptedModelServer
 
 from conftest import Both, both_lines
-from helpers import assert_one_line_error, model_sends, run_ocm, wait_for
+from helpers import assert_one_line_error, model_sends, patient, run_ocm, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -212,7 +212,7 @@ def test_asks_left_pending_on_2x_are_answered_by_somebody_else(both: Both) -> No
         assert_one_line_error(wrong, 3, "no pending permission", asks[0]["id"])
         run_ocm("session", "answer", started["session_id"], asks[0]["id"], "Option B",
                 env=both.env, check=True)  # fmt: skip
-        stdout, stderr = waiter.communicate(timeout=120)
+        stdout, stderr = waiter.communicate(timeout=patient(120))
     finally:
         if waiter.poll() is None:
             waiter.kill()
@@ -237,7 +237,7 @@ def test_asks_left_pending_on_2x_are_answered_by_somebody_else(both: Both) -> No
             "permission", "read", [".env"]
         )  # fmt: skip
         run_ocm("session", "reply", session_id, asks[0]["id"], "once", env=both.env, check=True)
-        stdout, stderr = runner.communicate(timeout=120)
+        stdout, stderr = runner.communicate(timeout=patient(120))
     finally:
         if runner.poll() is None:
             runner.kill()
@@ -408,6 +408,6 @@ def test_monitor_labels_the_events_of_both_lines(both: Both) -> None:
         assert native[0]["properties"]["ocm_native"] == "session.execution.succeeded"
     finally:
         stream.send_signal(2)
-        _, err = stream.communicate(timeout=20)
+        _, err = stream.communicate(timeout=patient(20))
         reader.join(5)
     assert "Traceback" not in err, err

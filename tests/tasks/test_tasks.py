@@ -21,7 +21,7 @@ from opencode_manager import Manager, Settings
 from opencode_manager.scripted_model import ScriptedModelServer
 
 from conftest import Fleet
-from helpers import assert_one_line_error, invoke_ocm, run_in_terminal, wait_for
+from helpers import assert_one_line_error, invoke_ocm, patient, run_in_terminal, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -178,7 +178,7 @@ def test_ctrl_c_on_wait_stops_watching_and_leaves_the_task_running(fleet: Fleet)
 
     wait_for(watching, timeout=30, message="ocm wait watching")
     waiter.send_signal(signal.SIGINT)
-    _, err = waiter.communicate(timeout=30)
+    _, err = waiter.communicate(timeout=patient(30))
     assert waiter.returncode == 130
     assert f"still running: ocm wait {task['task_id']}" in err
     assert busy()  # watching stopped; the task did not
@@ -260,7 +260,7 @@ def test_asks_left_pending_are_answered_by_somebody_else(fleet: Fleet) -> None:
         assert_one_line_error(wrong, 3, "no pending permission", asks[0]["id"])
         invoke_ocm("session", "answer", started["session_id"], asks[0]["id"], "Option B",
                 env=fleet.env, check=True)  # fmt: skip
-        stdout, stderr = waiter.communicate(timeout=120)
+        stdout, stderr = waiter.communicate(timeout=patient(120))
     finally:
         if waiter.poll() is None:
             waiter.kill()
@@ -281,7 +281,7 @@ def test_asks_left_pending_are_answered_by_somebody_else(fleet: Fleet) -> None:
         asks = _pending_asks(fleet, session_id)
         assert asks[0]["permission"] == "external_directory"
         invoke_ocm("session", "reply", session_id, asks[0]["id"], "once", env=fleet.env, check=True)
-        stdout, stderr = runner.communicate(timeout=120)
+        stdout, stderr = runner.communicate(timeout=patient(120))
     finally:
         if runner.poll() is None:
             runner.kill()
@@ -433,7 +433,7 @@ def test_ctrl_c_aborts_the_session(fleet: Fleet) -> None:
     proc = _popen_ocm(fleet, "run", f"SLEEP 60 ctrl-c {_tag()}", "-i", "oc-3", "--json")
     wait_for(lambda: _busy(fleet, "oc-3"), timeout=30, message="the session busy")
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    out, err = proc.communicate(timeout=patient(30))
     assert proc.returncode == 12, err
     record = json.loads(out)
     assert record["status"] == "aborted"
@@ -452,7 +452,7 @@ def test_ctrl_c_cancels_a_batch(fleet: Fleet, tmp_path: Path) -> None:
     )
     wait_for(lambda: len(_busy(fleet, "oc-1")) == 2, timeout=30, message="two tasks running")
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=patient(60))
     assert proc.returncode == 12, err
     summary = json.loads(out)
     assert summary["status"] == "cancelled"
@@ -505,7 +505,7 @@ def test_results_and_result_agree_after_the_runner_died(fleet: Fleet) -> None:
     wait_for(lambda: (row := mine()) is not None and row["prompted"], timeout=60,
              message="the prompt sent")  # fmt: skip
     proc.kill()
-    proc.communicate(timeout=30)
+    proc.communicate(timeout=patient(30))
     wait_for(lambda: (row := mine()) is not None and row["status"] == "completed", timeout=60,
              message="`ocm results` sees the turn that ended on the server")  # fmt: skip
     row = mine()

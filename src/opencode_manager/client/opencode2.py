@@ -168,6 +168,16 @@ class AsyncOpencode2Client(AsyncOpencodeClient):
                 return Message.from_json(tr.user_message(item, session_id))
         return None
 
+    async def parked(self, session_id: str, message_id: str) -> bool:
+        """In the session's inbox: admitted, not delivered. The inbox outlives the server
+        process; the agent loop that delivers it does not, and a new process leaves it
+        there (2.1.2, probed: still parked 15 s after kill -9 and a restart, nothing run)
+        until a prompt comes: the same one again, with its id, runs it once."""
+        return any(
+            isinstance(item, dict) and item.get("id") == message_id
+            for item in await self.call(v2.inbox(session_id))
+        )
+
     async def newest_message_id(self, session_id: str) -> str | None:
         """No floor needed: 2.x lists messages in delivery order, whatever their ids."""
         return None

@@ -304,6 +304,11 @@ class AsyncOpencodeClient(_Base):
         newest = await self.call(ops.messages(session_id, limit=1))
         return newest[-1].id if newest else None
 
+    async def parked(self, session_id: str, message_id: str) -> bool:
+        """Whether the server holds this prompt without having delivered it to its session's
+        agent loop. Never on 1.x: a prompt it took is among the session's messages."""
+        return False
+
     # -- the project's agents, MCP servers, LSP servers and config -------------------------
     async def agents(self, directory: str | None = None) -> list[Any]:
         """The agents (`{name, mode, ...}`; `name` is what `--agent` takes)."""

@@ -11,12 +11,16 @@ decides the line (lines.py), and an unknown line is refused before anything star
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import platform
 import re
 import shutil
 import subprocess
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +38,11 @@ from ..lines import (
 from ..settings import PINNED_OPENCODE_VERSION, Settings
 
 _VERSION_ARG_RE = re.compile(r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
-#: How long `opencode --version` may take (a 200 MB binary on a loaded machine).
-VERSION_TIMEOUT = 30.0
+#: Runs of `opencode --version` before it fails: it is safe to run again, and a loaded
+#: machine (ten `ocm start` at once on two busy cores) can take longer than any first
+#: deadline; each run gets twice the deadline of the one before.
+VERSION_ATTEMPTS = 2
+LOCK_POLL = 0.05
 
 __all__ = [
     "Binary", "candidates", "choose", "find_binary", "for_line", "install", "is_supported",
@@ -151,9 +158,20 @@ def _cache_path(settings: Settings) -> Path:
     return settings.home / "binary-versions.json"
 
 
-def probe_version(path: str, settings: Settings, *, timeout: float = VERSION_TIMEOUT) -> str:
+def probe_version(
+    path: str,
+    settings: Settings,
+    *,
+    timeout: float | None = None,
+    attempts: int = VERSION_ATTEMPTS,
+) -> str:
     """Run `opencode --version` (cached by path, size and mtime): `1.18.33` on 1.x,
-    `opencode v2.1.2` on 2.x; the bare x.y.z either way."""
+    `opencode v2.1.2` on 2.x; the bare x.y.z either way.
+
+    Processes that need the same version at once share one run: the first takes a lock
+    and runs it, the others wait for it and read what it cached (ten concurrent `ocm
+    start` on a fresh home used to load the 200 MB binary ten times, and time out).
+    `timeout`: the first run's deadline (default: the OCM_VERSION_TIMEOUT setting)."""
     try:
         stat = os.stat(path)
     except OSError as exc:
@@ -161,32 +179,67 @@ def probe_version(path: str, settings: Settings, *, timeout: float = VERSION_TIM
     if not os.access(path, os.X_OK):
         raise BinaryError(f"opencode binary {path} is not executable; chmod +x it")
     key = f"{os.path.realpath(path)}:{stat.st_size}:{int(stat.st_mtime)}"
-    cache_file = _cache_path(settings)
-    cache: dict[str, str] = {}
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    if key in cache:
-        return cache[key]
-    try:
-        out = subprocess.run(
-            [path, "--version"],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            env=dict(settings.environ),
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise BinaryError(f"could not run {path} --version: {exc}") from exc
+    first = settings.version_timeout if timeout is None else timeout
+    cached = _read_cache(settings).get(key)
+    if cached:
+        return cached
+    # Another process's run may take every attempt's deadline: wait that long for it.
+    budget = sum(first * 2**n for n in range(attempts))
+    with _probing(settings, key, wait=budget + 5.0):
+        cached = _read_cache(settings).get(key)  # run by whoever held the lock
+        if cached:
+            return cached
+        version = _run_version(path, settings, first, attempts)
+        _write_cache(settings, key, version)
+    return version
+
+
+def _run_version(path: str, settings: Settings, timeout: float, attempts: int) -> str:
+    deadline = timeout
+    waited = 0.0
+    for attempt in range(1, attempts + 1):
+        try:
+            out = subprocess.run(
+                [path, "--version"],
+                capture_output=True,
+                text=True,
+                timeout=deadline,
+                stdin=subprocess.DEVNULL,
+                env=dict(settings.environ),
+                check=False,
+            )
+            break
+        except subprocess.TimeoutExpired:  # killed: slow is not failed, run it again
+            waited += deadline
+            if attempt < attempts:
+                deadline *= 2
+                continue
+            raise BinaryError(
+                f"`{path} --version` did not answer: {attempts} runs took over "
+                f"{waited:g} s in all (the machine is overloaded, or the binary hangs); "
+                f"raise OCM_VERSION_TIMEOUT (now {timeout:g} s)"
+            ) from None
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise BinaryError(f"could not run {path} --version: {exc}") from exc
     text = (out.stdout or "").strip() or (out.stderr or "").strip()
     parsed = parse_version(text)
     if out.returncode != 0 or parsed is None:
-        first = text.splitlines()[0] if text else f"exit code {out.returncode}"
-        raise BinaryError(f"{path} does not look like opencode (--version said: {first})")
-    version = ".".join(str(p) for p in parsed)
+        said = text.splitlines()[0] if text else f"exit code {out.returncode}"
+        raise BinaryError(f"{path} does not look like opencode (--version said: {said})")
+    return ".".join(str(p) for p in parsed)
+
+
+def _read_cache(settings: Settings) -> dict[str, str]:
+    try:
+        cache = json.loads(_cache_path(settings).read_text())
+    except (OSError, ValueError):
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
+def _write_cache(settings: Settings, key: str, version: str) -> None:
+    cache_file = _cache_path(settings)
+    cache = _read_cache(settings)
     cache[key] = version
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -197,7 +250,35 @@ def probe_version(path: str, settings: Settings, *, timeout: float = VERSION_TIM
         os.replace(tmp, cache_file)
     except OSError:
         pass  # a cache we cannot write only costs time
-    return version
+
+
+@contextlib.contextmanager
+def _probing(settings: Settings, key: str, *, wait: float) -> Iterator[None]:
+    """Held while this process runs `--version` of one binary (`key`): others wait, then
+    read its result. A lock
+    that cannot be had (an unwritable home) or is held longer than `wait` costs only a run
+    of our own."""
+    try:
+        settings.locks_dir.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        fd = os.open(settings.locks_dir / f"binary-version-{digest}.lock",
+                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # fmt: skip
+    except OSError:
+        yield
+        return
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    break  # a stuck holder: run it ourselves
+                time.sleep(LOCK_POLL)  # waiting for the other run, with the deadline above
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def real_binary(path: str) -> str:

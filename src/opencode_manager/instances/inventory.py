@@ -207,8 +207,9 @@ async def _foreign_version(fleet: Fleet, server: ForeignServer, health: probe.He
         return None
     try:
         return await asyncio.to_thread(
-            binaries.probe_version, server.exe, fleet.settings, timeout=FOREIGN_VERSION_TIMEOUT
-        )
+            binaries.probe_version, server.exe, fleet.settings,
+            timeout=FOREIGN_VERSION_TIMEOUT, attempts=1,
+        )  # fmt: skip
     except OcmError:
         return None
 

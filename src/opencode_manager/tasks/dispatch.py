@@ -20,7 +20,7 @@ from ..errors import (
 )
 from ..instances.fleet import Fleet
 from ..models import AskPolicy, InstanceRecord, TaskRecord, TaskStatus
-from . import placement, structured
+from . import custody, placement, structured
 from . import worktree as worktrees
 from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint
 from .store import TaskStore, new_id
@@ -211,6 +211,7 @@ async def run_task(
         observer=observer or Observer(),
         cancel=cancel,
         checkpoint=checkpoint or _no_checkpoint,
+        custody=custody.of_instance(fleet, instance),
     )
     try:
         if detach:  # send it and return; `ocm wait` follows it later
@@ -336,6 +337,7 @@ async def wait_task(
         persist=settling(store.asave),
         observer=observer or Observer(),
         cancel=cancel,
+        custody=custody.of_instance(fleet, instance),
     )
     record.attempts -= 1  # following is not a new attempt
     try:

@@ -7,7 +7,9 @@ build the authoritative record. A timeout or a cancel aborts the session on the 
 
 The prompt goes out with a message id recorded before it (delivery.py): an answer that never
 came is reconciled by that id, so a slow or stopped server gets the prompt once, and the turn
-is followed by that id too.
+is followed by that id too. A turn counts as lost only when the server process that took it
+is gone (custody.py), or after a long grace of idleness where nobody can tell: never because
+a prompt just taken has not started yet.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from ..client.events import DISCONNECTED, RECONNECTED
 from ..client.hub import EventHub
 from ..client.types import Event, Message, Part
 from ..deadline import stop_child, within
-from ..errors import OcmError, ServerError, ServerUnreachable
+from ..errors import OcmError, ServerError, ServerUnreachable, TurnLost
 from ..models import AskPolicy, TaskRecord, TaskStatus
 from ..redaction import StreamRedactor, redact_data
 from . import delivery, structured
+from .custody import Custody
 from .store import redact_record
 from .tracker import Ask, TurnState, feed, retry_of
 from .transcript import ABORTED_ERROR, build_turn, error_name
@@ -40,9 +43,12 @@ SETTLE_TIMEOUT = 10.0  # after an abort, how long to wait for the session to go 
 #: above half of it stretches it: `TaskRunner.patience`).
 UNREACHABLE_LIMIT = 10.0
 TAIL_GRACE = 2.0  # at most this long for the final message to be stored after idle
-#: After the server went away and came back (a keeper restart), how long an idle session
-#: whose turn never completed is given before the turn counts as lost with the old server.
-LOST_TURN_GRACE = 3.0
+#: After the server went away and came back, how long an idle session whose turn never
+#: completed is given before the turn counts as lost when nobody can tell whether the
+#: server that took it is gone (a remote instance), or when that server still runs (at
+#: least; a deadline setting stretches it: `TaskRunner.stall_grace`). A loaded server shows
+#: a prompt just taken idle and unanswered for seconds: this is no short grace.
+STALLED_TURN_GRACE = 30.0
 PENDING = "pending"  # the answer of an ask left for somebody else (AskPolicy.LEAVE)
 ASK_GRACE = 1.0  # after the end, how long to wait for the answer to an ask left pending
 
@@ -87,10 +93,16 @@ class TaskRunner:
     #: After a send whose answer was lost, how long the server has to show the prompt
     #: (None: `delivery.SEND_GRACE`).
     send_grace: float | None = None
+    #: The server process holding the prompt (a fleet's instance: `custody.of_instance`);
+    #: without one, nobody can tell whether it is gone.
+    custody: Custody = field(default_factory=Custody)
+    #: The server stopped answering (or its stream broke) while the turn ran: true from the
+    #: start for a runner that follows a turn after an outage (a batch recovering it).
+    went_away: bool = False
     _unreachable_since: float | None = None
     _silence: ServerError | None = None  # why the server's last poll got no answer
-    _went_away: bool = False  # the server stopped answering (or its stream broke) meanwhile
     _idle_incomplete_since: float | None = None
+    _parked_since: float | None = None  # the prompt was seen parked, undelivered (2.x)
     _created_session: bool = False  # this runner made the task's session (it had no todos)
     _live_text: StreamRedactor = field(default_factory=StreamRedactor)  # secrets span deltas
 
@@ -99,6 +111,12 @@ class TaskRunner:
         """How long a server may answer nothing before the task gives up on it: longer than
         two of its calls' deadlines, so that a slow server is not taken for a dead one."""
         return max(UNREACHABLE_LIMIT, 2 * (self.client.endpoint.timeout or 0.0))
+
+    @property
+    def stall_grace(self) -> float:
+        """How long a turn may stay idle and unfinished, after its server went away, while
+        the process that took it still runs (or nobody can tell)."""
+        return max(STALLED_TURN_GRACE, 3 * (self.client.endpoint.timeout or 0.0))
 
     @property
     def grace(self) -> float:
@@ -165,15 +183,21 @@ class TaskRunner:
             record.message_id = identifiers.message_id(after=floor)
         record.sending = True
         await self.persist(record)
+        await self.custody.note()
         await self.checkpoint("sending")
-        await delivery.deliver(
-            self.client, record, not_before_ms=self.started_ms, patience=self.patience,
-            grace=self.grace,
-        )  # fmt: skip
+        try:
+            await delivery.deliver(
+                self.client, record, not_before_ms=self.started_ms, patience=self.patience,
+                grace=self.grace,
+            )  # fmt: skip
+        except ServerError:
+            await self.custody.note()  # a restart meanwhile: the newer one may hold it
+            raise
         record.prompted = True
         record.sending = False
         await self.checkpoint("sent")
         await self.persist(record)
+        await self.custody.note()  # (after the record: it says "prompted" first)
 
     async def run(self) -> TaskRecord:
         if self.record.schema is not None and not self.client.structured_output:
@@ -186,6 +210,7 @@ class TaskRunner:
         connected = asyncio.Event()
         reader = asyncio.create_task(self._read_events(queue, connected))
         try:
+            await self.custody.note()  # a turn sent before this runner: where it is now
             with contextlib.suppress(asyncio.TimeoutError):
                 await within(connected.wait(), CONNECT_TIMEOUT)
             following = record.prompted or record.sending  # asks may be waiting already
@@ -265,10 +290,6 @@ class TaskRunner:
                 next_poll = now + self.poll_interval
                 if await self.looks_finished(state, started_ms):
                     return None
-                if self._idle_incomplete_since is not None:
-                    # A turn that looks lost is looked at again when its grace is over.
-                    lost_at = self._idle_incomplete_since + LOST_TURN_GRACE
-                    next_poll = min(next_poll, max(lost_at, time.monotonic()))
             if self._retries_exhausted(state):
                 await self._abort()
                 return TaskStatus.FAILED
@@ -284,7 +305,7 @@ class TaskRunner:
                 await asyncio.sleep(min(self.poll_interval, 0.5))  # poll pacing
                 continue
             if item.type in (DISCONNECTED, RECONNECTED):
-                self._went_away = True
+                self.went_away = True
                 # Events were (or may have been) missed: let the poll resync from REST now.
                 stream_alive = item.type == RECONNECTED
                 next_poll = time.monotonic()
@@ -363,9 +384,17 @@ class TaskRunner:
             if exc.status_code is not None:
                 return False
             # No answer: a blip or a slow server is fine, a dead one is not worth waiting for.
-            self._went_away = True
+            self.went_away = True
             self._silence = exc
             self._unreachable_since = self._unreachable_since or time.monotonic()
+            if await self.custody.gone():
+                # The process that ran the turn is gone (a restart may bring the server
+                # back, never the turn): no need to wait for it.
+                raise TurnLost(
+                    f"{self._where} went away during the turn: its server process is gone "
+                    "(crashed, restarted or stopped), and the turn with it",
+                    instance=self.client.endpoint.name,
+                ) from exc
             if time.monotonic() - self._unreachable_since > self.patience:
                 raise self._gone(exc) from exc
             return False
@@ -382,12 +411,46 @@ class TaskRunner:
             return False
         user = delivery.user_message(messages, record, not_before_ms=started_ms)
         if user is None:
+            await self._wake_parked()
             return False
+        self._parked_since = None
         state.user_message_id = state.user_message_id or user.id
         if build_turn(messages, user.id).completed:
             return True
-        self._check_lost_turn()
+        await self._check_lost_turn()
         return False
+
+    async def _wake_parked(self) -> None:
+        """A prompt the server took and holds undelivered, with its session idle, for
+        `grace`: sent again, with its own id, into its own session, which runs it once.
+
+        OpenCode 2.x admits a prompt to the session's inbox, and its agent loop delivers it
+        at once to an idle session. The inbox outlives the server process, the loop does
+        not: after a restart the prompt stays parked, and a turn followed there would wait
+        for ever (the process that took it is gone, yet the prompt is not lost: it never
+        started). A resend of a known id on 2.x never runs a second turn (client.parked,
+        OPENCODE2-FACTS). On 1.x nothing is ever parked."""
+        record = self.record
+        if not record.prompted or not record.message_id or not record.session_id:
+            return
+        try:
+            parked = await self.client.parked(record.session_id, record.message_id)
+        except ServerError:
+            return
+        if not parked:
+            self._parked_since = None
+            return
+        now = time.monotonic()
+        self._parked_since = self._parked_since or now
+        if now - self._parked_since < self.grace:
+            return  # delivered in a moment by a live server: look again
+        self._parked_since = None
+        with contextlib.suppress(ServerError):  # not now: the next look tries again
+            await self.client.prompt_async(
+                record.session_id, record.prompt, agent=record.agent, model=record.model,
+                schema=record.schema, message_id=record.message_id,
+            )  # fmt: skip
+        await self.custody.note()  # the process running it now holds it
 
     def _gone(self, exc: ServerError) -> ServerUnreachable:
         """The server answered nothing for too long: it crashed, or is stopped or wedged."""
@@ -402,17 +465,26 @@ class TaskRunner:
     def _where(self) -> str:
         return self.client.endpoint.name or self.client.endpoint.url
 
-    def _check_lost_turn(self) -> None:
-        """Idle, turn incomplete, and the server went away meanwhile: it was restarted under
-        the turn, which died with the old server. Say so instead of waiting for ever."""
-        if not self._went_away:
+    async def _check_lost_turn(self) -> None:
+        """Idle with the turn unfinished. Lost when the server process that took the prompt
+        is gone (restarted under the turn, which died with it): say so instead of waiting
+        for ever. While that process runs, the turn may only not have started yet (a loaded
+        server): it is followed; only after the server went away and the turn stayed idle
+        for `stall_grace` is it taken for lost (also where nobody can tell: a remote)."""
+        if await self.custody.gone():
+            raise TurnLost(
+                f"{self._where} went away during the turn (its server crashed or was "
+                "restarted) and came back without it: the turn is lost",
+                instance=self.client.endpoint.name,
+            )
+        if not self.went_away:
             return
         now = time.monotonic()
         self._idle_incomplete_since = self._idle_incomplete_since or now
-        if now - self._idle_incomplete_since >= LOST_TURN_GRACE:
-            raise ServerUnreachable(
-                f"{self._where} went away during the turn (its server crashed or was "
-                "restarted) and came back without it: the turn is lost",
+        if now - self._idle_incomplete_since >= self.stall_grace:
+            raise TurnLost(
+                f"{self._where} went away during the turn and has shown it idle and "
+                f"unfinished for {self.stall_grace:g} s since it came back: the turn is lost",
                 instance=self.client.endpoint.name,
             )
 

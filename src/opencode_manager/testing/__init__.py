@@ -63,6 +63,7 @@ def fleet_of(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     directory: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Fleet:
     """A fleet whose registry (under `home`) lists running instances, one per (name, url, pid):
     for tests of code that reads the fleet (monitor, dispatch, batches, placement) against
@@ -70,8 +71,9 @@ def fleet_of(
     (`transport`: e.g. `testing.opencode.transport(FakeOpencode(url), ...)`). Each pid must
     be a live process whose argv says `opencode serve`, as a server's does (`StandIn`, or
     `python -m opencode_manager.testing.sse serve`: an `opencode...` program, then `serve`);
-    several instances may share one. `directory`: the instances' project (default `home`)."""
-    settings = Settings.load(home=home, environ={"HOME": str(home)})
+    several instances may share one. `directory`: the instances' project (default `home`).
+    `environ`: settings variables (e.g. `OCM_HTTP_TIMEOUT`)."""
+    settings = Settings.load(home=home, environ={"HOME": str(home), **(environ or {})})
     fleet = Fleet(settings, backups=False, transport=transport)
     registry = fleet.registry
     for name, url, pid in servers:
