@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,8 +21,9 @@ import pytest
 
 from opencode_manager.instances import binary as binaries
 from opencode_manager.instances.fleet import Fleet as RegistryFleet
+from opencode_manager.lines import PINNED_VERSIONS, Line
 from opencode_manager.scripted_model import ScriptedModelServer, opencode_config
-from opencode_manager.settings import PINNED_OPENCODE_VERSION, Settings
+from opencode_manager.settings import Settings
 from opencode_manager.testing import StandIn, sweep
 
 from helpers import Ocm, invoke_ocm, run_ocm
@@ -32,8 +34,10 @@ CORS_ORIGIN = "https://ocm.example.test"  # given to the shared fleet with --cor
 
 
 INTEGRATION_FIXTURES = {"fleet", "model_env", "opencode_bin", "opencode2_bin"}
-#: The OpenCode 2 the 2.x tests run (scripts/setup installs it beside the pinned 1.x).
-OPENCODE2_VERSION = "2.1.2"
+#: The suite's instances run 1.x's tested version (`opencode_bin`), the tests that run on
+#: both lines also 2.x's (`opencode2_bin`; `ocm install`'s default): scripts/setup installs both.
+OPENCODE1_VERSION = PINNED_VERSIONS[Line.V1]
+OPENCODE2_VERSION = PINNED_VERSIONS[Line.V2]
 CACHE = Settings.load(home=ROOT / ".cache" / "ocm", environ={})
 
 
@@ -41,10 +45,8 @@ def _find_opencode() -> str | None:
     explicit = os.environ.get("OCM_TEST_OPENCODE")
     if explicit:
         return explicit
-    for path in binaries.managed_installs(CACHE):
-        if f"/{PINNED_OPENCODE_VERSION}/" in str(path):
-            return str(path)
-    return None
+    found = binaries.managed_install(CACHE, OPENCODE1_VERSION)
+    return str(found) if found is not None else None
 
 
 def _find_opencode2() -> str | None:
@@ -83,7 +85,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def opencode_bin() -> str:
     if OPENCODE is None:
         pytest.fail(
-            f"opencode {PINNED_OPENCODE_VERSION} is not installed for the tests: run "
+            f"opencode {OPENCODE1_VERSION} is not installed for the tests: run "
             "scripts/test (it installs it), or scripts/setup; `-m 'not integration'` runs "
             "the tests that need no OpenCode",
             pytrace=False,
@@ -252,3 +254,41 @@ def fleet(
         args += ["--env", item]
     with own_fleet(tmp_path_factory.mktemp("fleet"), opencode_bin, *args) as started:
         yield started
+
+
+# -- one instance of each line, for the tests that must hold on both -----------------------------
+@dataclass
+class Both:
+    """`v1` (the pinned 1.x) and `v2` (2.1.2) on one git project, in an OCM_HOME of their own."""
+
+    env: dict[str, str]
+    project: Path
+
+
+@contextlib.contextmanager
+def both_lines(
+    base: Path, opencode_bin: str, opencode2_bin: str, model_env: list[str]
+) -> Iterator[Both]:
+    """Start `v1` and `v2` through the CLI, on the scripted model and one git project (with a
+    `.env` that 2.x asks before reading); stopped (and checked for leftovers) at the end."""
+    mark = f"both-{uuid.uuid4().hex[:12]}"
+    env = _isolated_env(base, mark, opencode_bin)
+    project = base / "project"
+    project.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], cwd=project, check=True)
+    (project / "README.md").write_text("both lines\n")
+    (project / ".env").write_text("TOKEN=not-a-secret\n")  # 2.x asks before reading it
+    subprocess.run([*git, "add", "README.md"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], cwd=project, check=True)
+    args = [arg for item in model_env for arg in ("--env", item)]
+    try:
+        for name, binary in (("v1", opencode_bin), ("v2", opencode2_bin)):
+            started = run_ocm("start", name, "--opencode", binary, "--dir", str(project), *args,
+                              "--timeout", "120", "--json", env=env)  # fmt: skip
+            assert started.returncode == 0, str(started)
+        yield Both(env=env, project=project)
+    finally:
+        run_ocm("stop", "--all", env=env)
+        leftovers = _reap_marked(mark)
+        assert not leftovers, f"the fleet of both lines left processes behind: {leftovers}"

@@ -324,16 +324,18 @@ class AsyncManager:
         spread: bool = False,
         timeout: float = DEFAULT_START_TIMEOUT,
         cancel: asyncio.Event | None = None,
+        opencode: str | None = None,
     ) -> list[InstanceInfo]:
         """Start instances on the cluster's hosts (by free memory, or evenly with `spread`),
         each bound to its host's address with a password, reachable here by URL: all or
         nothing. Setting `cancel` (or cancelling this coroutine) undoes the start on every
-        host, and it raises Interrupted."""
+        host, and it raises Interrupted. `opencode`: their binary on the hosts (a version
+        the hosts installed, or an absolute path), either line."""
         from . import routing
 
         return await routing.cluster_start(
             self.fleet, name, count=count, directory=directory, env=env, per_host=per_host,
-            spread=spread, timeout=timeout, cancel=cancel,
+            spread=spread, timeout=timeout, cancel=cancel, opencode=opencode,
         )  # fmt: skip
 
     async def cluster_down(self, *, timeout: float = DEFAULT_STOP_TIMEOUT) -> ClusterReport:

@@ -69,9 +69,10 @@ async def cluster_start(
     spread: bool,
     timeout: float,
     cancel: asyncio.Event | None = None,
+    opencode: str | None = None,
 ) -> list[InstanceInfo]:
     """Start instances on the cluster's hosts, all or nothing (an interrupt undoes the start
-    on every host); return them as `ls` shows them."""
+    on every host); return them as `ls` shows them. `opencode`: their binary on the hosts."""
     from .cluster.link import Link
 
     where = str(Path(directory).expanduser().resolve()) if directory else os.getcwd()
@@ -79,7 +80,7 @@ async def cluster_start(
     def work(stop: threading.Event) -> list[str]:
         return Link(fleet).start(
             name=name, count=count, directory=where, env=env, per_host=per_host,
-            spread=spread, timeout=timeout, cancel=stop,
+            spread=spread, timeout=timeout, cancel=stop, opencode=opencode,
         )  # fmt: skip
 
     return await inventory.fresh(fleet, await lifecycle.interruptibly(work, cancel))

@@ -15,9 +15,12 @@ from pathlib import Path
 from .errors import StateError
 
 APP_NAME = "opencode-manager"
-#: The OpenCode version the test-suite pins and `ocm install` installs by default (the
-#: oldest supported one, and the lines, are in lines.py).
-PINNED_OPENCODE_VERSION = "1.18.33"
+#: The OpenCode version `ocm install` installs by default, and whose line the managed installs
+#: offer first to an instance that chooses no binary: the current line, 2.x (issue 25; every
+#: compatibility step passes on it). To stay on 1.x: `ocm install --version 1.18.33`, then
+#: `OCM_OPENCODE=1.18.33` (or `--opencode 1.18.33`, a fleet file's `opencode` key). Each
+#: line's tested version (CI runs both) is in lines.py, with the oldest supported one.
+PINNED_OPENCODE_VERSION = "2.1.2"  # lines.PINNED_VERSIONS[Line.V2] (a test keeps them equal)
 #: How long a control call waits for a server's answer by default (`OCM_HTTP_TIMEOUT`).
 #: An idle server answers in milliseconds; a loaded machine, a GC pause or a cold host
 #: booting a project directory took more than 10 s (issue 23), so the default leaves room.

@@ -222,6 +222,7 @@ class Manager:
         per_host: int | None = None,
         spread: bool = False,
         timeout: float = DEFAULT_START_TIMEOUT,
+        opencode: str | None = None,
     ) -> list[InstanceInfo]:
         return self._call(
             lambda: self.aio.cluster_start(
@@ -232,6 +233,7 @@ class Manager:
                 per_host=per_host,
                 spread=spread,
                 timeout=timeout,
+                opencode=opencode,
             )
         )
 

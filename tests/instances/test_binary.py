@@ -20,8 +20,8 @@ from opencode_manager.instances.binary import (
     parse_version,
     probe_version,
 )
-from opencode_manager.lines import Line
-from opencode_manager.settings import Settings
+from opencode_manager.lines import PINNED_VERSIONS, Line
+from opencode_manager.settings import PINNED_OPENCODE_VERSION, Settings
 
 
 def _fake(path: Path, version: str) -> Path:
@@ -170,9 +170,27 @@ def test_managed_installs_keep_the_pinned_line_first(tmp_path: Path) -> None:
     two = _managed(home, "2.1.2", "opencode v2.1.2")
     newer_one = _managed(home, "1.19.0", "1.19.0")
     settings = Settings.load(home=home, environ={"PATH": str(tmp_path / "empty")})
-    # Installing a 2.x for one instance does not move the rest of the fleet to it.
-    assert managed_installs(settings) == [newer_one, one, two]
-    assert find_binary(settings).path == str(newer_one)
+    # The pin is 2.x's: with both lines installed, an instance that chooses nothing runs 2.x
+    # (a newer 1.x does not take it back to 1.x).
+    assert PINNED_OPENCODE_VERSION == PINNED_VERSIONS[Line.V2] == "2.1.2"
+    assert managed_installs(settings) == [two, newer_one, one]
+    assert find_binary(settings).path == str(two)
+
+
+def test_ocm_opencode_naming_an_installed_version_stays_on_its_line(tmp_path: Path) -> None:
+    """The documented way to stay on 1.x once `ocm install` defaults to 2.x."""
+    home = tmp_path / "h"
+    one = _managed(home, "1.18.33", "1.18.33")
+    _managed(home, "2.1.2", "opencode v2.1.2")
+    environ = {"PATH": str(tmp_path / "empty"), "OCM_OPENCODE": "1.18.33"}
+    found = find_binary(Settings.load(home=home, environ=environ))
+    assert (found.path, found.version, found.line, found.source) == (
+        str(one), "1.18.33", Line.V1, "explicit"
+    )  # fmt: skip
+    with pytest.raises(
+        BinaryError, match=r"not installed .*: run `ocm install --version 1\.17\.0`"
+    ):
+        find_binary(Settings.load(home=home, environ={**environ, "OCM_OPENCODE": "1.17.0"}))
 
 
 def test_an_instance_chooses_an_installed_version_or_a_path(tmp_path: Path) -> None:

@@ -22,8 +22,8 @@ from opencode_manager.client import core
 from opencode_manager.errors import ConflictError
 from opencode_manager.instances.fleet import Fleet
 from opencode_manager.instances.launch import port_of
+from opencode_manager.lines import PINNED_VERSIONS, Line
 from opencode_manager.models import KEEPER_CMD, BatchStatus, ProcessIdentity, TaskStatus
-from opencode_manager.settings import PINNED_OPENCODE_VERSION
 from opencode_manager.tasks import delivery, runner
 from opencode_manager.tasks.batch import BatchOptions, BatchRun, create_batch
 from opencode_manager.tasks.batchfile import BatchTask
@@ -307,7 +307,10 @@ def _replaced(bed: Bed, name: str, pid: int) -> None:
     bed.fleet.registry.server_spawned(name, identity)
     url = URLS[name]
     bed.fleet.registry.mark_running(
-        name, url=url, port=port_of(url), version=PINNED_OPENCODE_VERSION
+        name,
+        url=url,
+        port=port_of(url),
+        version=PINNED_VERSIONS[Line.V1],  # FakeOpencode is 1.x
     )
 
 

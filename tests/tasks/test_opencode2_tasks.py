@@ -16,7 +16,6 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import pytest
 
 from opencode_manager.scripted_model import ScriptedModelServer
 
-from conftest import _isolated_env, _reap_marked
+from conftest import Both, both_lines
 from helpers import assert_one_line_error, model_sends, patient, run_ocm, wait_for
 
 pytestmark = pytest.mark.integration
@@ -35,12 +34,6 @@ ASKING_READ = {"v1": "READ: /etc/hostname", "v2": "READ: .env"}
 ASKED = {"v1": "external_directory", "v2": "read"}
 
 
-@dataclass
-class Both:
-    env: dict[str, str]
-    project: Path
-
-
 @pytest.fixture(scope="module")
 def both(
     tmp_path_factory: pytest.TempPathFactory,
@@ -49,27 +42,8 @@ def both(
     model_env: list[str],
 ) -> Iterator[Both]:
     base = tmp_path_factory.mktemp("both")
-    mark = f"both-{uuid.uuid4().hex[:12]}"
-    env = _isolated_env(base, mark, opencode_bin)
-    project = base / "project"
-    project.mkdir()
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run([*git, "init", "-q"], cwd=project, check=True)
-    (project / "README.md").write_text("both lines\n")
-    (project / ".env").write_text("TOKEN=not-a-secret\n")  # 2.x asks before reading it
-    subprocess.run([*git, "add", "README.md"], cwd=project, check=True)
-    subprocess.run([*git, "commit", "-qm", "init"], cwd=project, check=True)
-    args = [arg for item in model_env for arg in ("--env", item)]
-    try:
-        for name, binary in (("v1", opencode_bin), ("v2", opencode2_bin)):
-            started = run_ocm("start", name, "--opencode", binary, "--dir", str(project), *args,
-                              "--timeout", "120", "--json", env=env)  # fmt: skip
-            assert started.returncode == 0, str(started)
-        yield Both(env=env, project=project)
-    finally:
-        run_ocm("stop", "--all", env=env)
-        leftovers = _reap_marked(mark)
-        assert not leftovers, f"the module fleet left processes behind: {leftovers}"
+    with both_lines(base, opencode_bin, opencode2_bin, model_env) as started:
+        yield started
 
 
 def _tag() -> str:

@@ -20,8 +20,8 @@ from opencode_manager.client import core
 from opencode_manager.errors import ConflictError
 from opencode_manager.instances.fleet import Fleet
 from opencode_manager.instances.launch import port_of
+from opencode_manager.lines import PINNED_VERSIONS, Line
 from opencode_manager.models import KEEPER_CMD, TaskStatus
-from opencode_manager.settings import PINNED_OPENCODE_VERSION
 from opencode_manager.tasks import dispatch
 from opencode_manager.tasks.dispatch import TaskOptions, run_task
 from opencode_manager.tasks.store import TaskStore
@@ -53,7 +53,10 @@ class Bed:
         assert identity is not None
         self.fleet.registry.server_spawned("a", identity)
         self.fleet.registry.mark_running(
-            "a", url=URL, port=port_of(URL), version=PINNED_OPENCODE_VERSION
+            "a",
+            url=URL,
+            port=port_of(URL),
+            version=PINNED_VERSIONS[Line.V1],  # FakeOpencode is 1.x
         )
 
 

@@ -255,7 +255,9 @@ def start(
     if timeout <= 0:
         raise UsageError(f"invalid --timeout {timeout}: must be above 0")
     if on_cluster:
-        _start_on_cluster(state, name, count, directory, env, per_host, spread, timeout, as_json)
+        _start_on_cluster(
+            state, name, count, directory, env, per_host, spread, timeout, opencode, as_json
+        )
         return
     if per_host is not None or spread:
         raise UsageError("--per-host and --spread go with --cluster")
@@ -322,7 +324,7 @@ def _given_besides(allowed: set[str]) -> list[str]:
 
 
 _CLUSTER_ALLOWS = {"name", "count", "directory", "env", "timeout", "on_cluster", "per_host",
-                   "spread", "as_json"}  # fmt: skip
+                   "spread", "opencode", "as_json"}  # fmt: skip
 
 
 def _start_on_cluster(
@@ -334,6 +336,7 @@ def _start_on_cluster(
     per_host: int | None,
     spread: bool,
     timeout: float,
+    opencode: str | None,
     as_json: bool,
 ) -> None:
     given = _given_besides(_CLUSTER_ALLOWS)
@@ -346,7 +349,7 @@ def _start_on_cluster(
     async def go(aio: AsyncManager, cancel: asyncio.Event) -> list[InstanceInfo]:
         return await aio.cluster_start(
             name, count=count, directory=directory, env=env, per_host=per_host,
-            spread=spread, timeout=timeout,
+            spread=spread, timeout=timeout, opencode=opencode,
             cancel=cancel,  # Ctrl-C or SIGTERM: what the agents started for it is undone
         )  # fmt: skip
 
@@ -581,7 +584,8 @@ def env(state: Context, ref: str, as_json: bool) -> None:
     \b
     Examples:
       eval "$(ocm env oc-1)"
-      "$OPENCODE_BIN" attach "$OPENCODE_SERVER_URL"    # or: ocm attach oc-1
+      "$OPENCODE_BIN" attach "$OPENCODE_SERVER_URL"    # 1.x; or: ocm attach oc-1
+      "$OPENCODE_BIN" --server "$OPENCODE_SERVER_URL"  # 2.x (no attach)
     """
     values = state.manager().env(ref)
     if as_json:

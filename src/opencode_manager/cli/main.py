@@ -166,10 +166,11 @@ class LazyGroup(click.Group):
 @click.option(
     "--opencode",
     "opencode",
-    metavar="PATH",
+    metavar="PATH|VERSION",
     envvar="OCM_OPENCODE",
-    help="opencode binary to use (default: $OCM_OPENCODE, PATH, ~/.opencode/bin, "
-    "then the one `ocm install` put in $OCM_HOME).",
+    help="opencode binary to use, or a version `ocm install` put in $OCM_HOME (1.18.33 stays "
+    "on 1.x) (default: $OCM_OPENCODE, PATH, ~/.opencode/bin, then the installs in $OCM_HOME, "
+    "2.x first).",
 )
 @click.pass_context
 def cli(ctx: click.Context, opencode: str | None) -> None:

@@ -123,6 +123,7 @@ def monitor(
 TOP_COLUMNS = (
     Column("NAME"),
     Column("STATUS"),
+    Column("VERSION", drop=7),
     Column("UPTIME", drop=4),
     Column("RESTARTS", right=True, drop=3),
     Column("CPU", right=True, drop=1),
@@ -142,6 +143,7 @@ def _top_table(frame: FleetFrame, queue: Sequence[QueuedTicket] = ()) -> Group:
             [
                 row.name,
                 Text(row.status, style=STATUS_STYLE.get(Status(row.status), "")),
+                row.version or "-",
                 human_duration(row.uptime_s),
                 str(row.restarts),
                 f"{row.cpu_percent:.0f}%" if row.cpu_percent is not None else "-",

@@ -294,7 +294,11 @@ def rm(state: Context, session_id: str, ref: str | None, as_json: bool) -> None:
 @click.option("--dir", "directory", metavar="PATH", help="Directory to run in.")
 @pass_state
 def attach(state: Context, ref: str, session_id: str | None, directory: str | None) -> None:
-    """Open the OpenCode TUI on an instance (credentials passed by environment)."""
+    """Open the OpenCode TUI on an instance (credentials passed by environment).
+
+    Runs a binary of the instance's line (its own, when ocm started it): `opencode attach
+    URL` on 1.x, `opencode --server URL` on 2.x (which has no attach command).
+    """
     argv, extra = state.manager().attach_command(ref, session_id=session_id, directory=directory)
     env = {**os.environ, **extra}
     os.execvpe(argv[0], argv, env)  # noqa: S606 - replacing ourselves with the TUI

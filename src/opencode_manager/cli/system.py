@@ -35,8 +35,10 @@ pass_state = click.make_pass_decorator(Context)
 def install(state: Context, version: str, as_json: bool) -> None:
     """Install a pinned OpenCode from npm into $OCM_HOME (idempotent).
 
-    Versions of both lines can be installed side by side; an instance chooses one with
-    `ocm start --opencode VERSION` or a fleet file's `opencode` key.
+    The default is OpenCode 2.x's tested version. Versions of both lines can be installed
+    side by side; an instance chooses one with `ocm start --opencode VERSION` or a fleet
+    file's `opencode` key. To stay on 1.x: `ocm install --version 1.18.33`, then
+    `export OCM_OPENCODE=1.18.33`.
     """
     with err.status(f"installing OpenCode {version} from npm…"):
         found = state.manager().install(version)

@@ -323,7 +323,13 @@ class AsyncOpencodeClient(_Base):
         return await self.call(ops.lsp_status(directory))
 
     async def config(self, directory: str | None = None) -> dict[str, Any]:
+        """The project's merged config; a config OpenCode cannot load is refused (400)."""
         return await self.call(ops.config(directory))
+
+    async def loaded_config_files(self, directory: str | None = None) -> list[str] | None:
+        """The config files the server loaded for `directory`; None where the line does not
+        say (1.x refuses a broken file instead: `config` raises ServerRefused)."""
+        return None
 
     # -- asks ------------------------------------------------------------------------------
     async def permissions(self, directory: str | None = None) -> list[Any]:

@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -369,12 +370,24 @@ class Link:
         spread: bool = False,
         timeout: float = lifecycle.DEFAULT_START_TIMEOUT,
         cancel: threading.Event | None = None,
+        opencode: str | None = None,
     ) -> list[str]:
         """Place `count` instances over the hosts and start them through their agents, all
         or nothing (see the module's docstring); setting `cancel` undoes the start and
-        raises Interrupted."""
+        raises Interrupted. `opencode`: the binary on every host (a version each host has
+        installed, or an absolute path there), as `ocm start --opencode` takes it."""
         if timeout <= 0:
             raise UsageError(f"invalid --timeout {timeout:g}: must be above 0")
+        # A version is checked here (its line); a path is the host's: it must say where.
+        if (
+            opencode is not None
+            and not os.path.isabs(opencode)
+            and (specs.parse_binary(opencode, Path("/")) != opencode.strip())
+        ):
+            raise UsageError(
+                f"invalid --opencode {opencode}: on a cluster give a version the hosts "
+                "installed (`ocm install --version`) or an absolute path on the hosts"
+            )
         if any(key == START_TAG for key, _ in specs.parse_env(env)):
             raise UsageError(f"--env {START_TAG} is ocm's own: it tags a cluster start")
         if name is not None:
@@ -384,7 +397,9 @@ class Link:
         tag = secrets.token_hex(6)
         plan = self._reserve(name, count, placement, hosts, directory, tag, timeout)
         try:
-            started = self._start_on_hosts(_groups(plan), tag, directory, env, timeout, cancel)
+            started = self._start_on_hosts(
+                _groups(plan), tag, directory, env, timeout, cancel, opencode
+            )
             for described in started:
                 record_started(self.fleet, described)
         except BaseException as exc:
@@ -436,6 +451,7 @@ class Link:
         env: Sequence[str],
         timeout: float,
         cancel: threading.Event | None,
+        opencode: str | None = None,
     ) -> list[dict[str, Any]]:
         """Ask every host's agent at once; each answer within its own deadline (its health
         timeout, plus a launch per instance and the call margin)."""
@@ -444,7 +460,7 @@ class Link:
         for node_id, group in plan.items():
             ref = self._agent(node_id).start.remote(
                 group, directory=directory, env=list(env), timeout=timeout, tag=tag,
-                undo_timeout=self.deadlines.undo_stop,
+                undo_timeout=self.deadlines.undo_stop, opencode=opencode,
             )  # fmt: skip
             pending[ref] = node_id
         started: list[dict[str, Any]] = []

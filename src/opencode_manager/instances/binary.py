@@ -1,12 +1,11 @@
 """Finding, checking and installing the `opencode` binary, of either line.
 
-Order: an explicit path (``--opencode`` / ``OCM_OPENCODE``), then ``PATH``, then
-``~/.opencode/bin/opencode``, then the managed installs under ``$OCM_HOME/opencode/<version>``
-(the pinned version's line first, newest first: installing a 2.x for one instance does not move
-the rest of the fleet to it). An instance may choose its own (`choose`): a version installed
-there, or a path. Checking a version runs the binary (about a second), so results are cached
-per file identity; the version decides the line (lines.py), and an unknown line is refused
-before anything starts.
+Order: an explicit path or installed version (``--opencode`` / ``OCM_OPENCODE``: ``1.18.33``
+keeps to 1.x), then ``PATH``, then ``~/.opencode/bin/opencode``, then the managed installs under
+``$OCM_HOME/opencode/<version>`` (the pinned version's line first, 2.x, then newest first).
+An instance may choose its own (`choose`): a version installed there, or a path. Checking a
+version runs the binary (about a second), so results are cached per file identity; the version
+decides the line (lines.py), and an unknown line is refused before anything starts.
 """
 
 from __future__ import annotations
@@ -32,8 +31,10 @@ from ..lines import (
     SUPPORTED_LINES,
     Line,
     is_supported,
+    known_line,
     line_of,
     parse_version,
+    pinned_version,
 )
 from ..settings import PINNED_OPENCODE_VERSION, Settings
 
@@ -45,8 +46,9 @@ VERSION_ATTEMPTS = 2
 LOCK_POLL = 0.05
 
 __all__ = [
-    "Binary", "candidates", "choose", "find_binary", "install", "is_supported",
+    "Binary", "candidates", "choose", "find_binary", "for_line", "install", "is_supported",
     "is_version", "managed_installs", "parse_version", "probe_version", "real_binary",
+    "tui_argv",
 ]  # fmt: skip
 
 
@@ -342,6 +344,8 @@ def _check(path: str, version: str, source: str) -> Binary:
 def find_binary(settings: Settings) -> Binary:
     """The binary to run, version-checked, or a BinaryError that says how to get one."""
     for source, path in candidates(settings):
+        if source == "explicit" and is_version(path):  # OCM_OPENCODE=1.18.33: stay on a line
+            return _installed(settings, path, "explicit")
         if not os.path.isfile(path):
             if source == "explicit" and os.path.isdir(path):
                 raise BinaryError(
@@ -361,20 +365,26 @@ def find_binary(settings: Settings) -> Binary:
     )
 
 
+def _installed(settings: Settings, version: str, source: str) -> Binary:
+    """The binary `ocm install --version VERSION` put in $OCM_HOME, checked; a version of no
+    supported line is refused before any lookup."""
+    line_of(version)
+    exe = managed_install(settings, version)
+    if exe is None:
+        raise BinaryError(
+            f"opencode {version} is not installed in {settings.install_dir}: run "
+            f"`ocm install --version {version}`"
+        )
+    return _check(str(exe), probe_version(str(exe), settings), source)
+
+
 def choose(settings: Settings, choice: str | None) -> Binary:
     """An instance's binary: its own choice (a version installed under $OCM_HOME, or a
     path), else the resolution order of `find_binary`."""
     if choice is None:
         return find_binary(settings)
     if is_version(choice):
-        line_of(choice)  # a version of no supported line is refused before any lookup
-        exe = managed_install(settings, choice)
-        if exe is None:
-            raise BinaryError(
-                f"opencode {choice} is not installed in {settings.install_dir}: run "
-                f"`ocm install --version {choice}`"
-            )
-        return _check(str(exe), probe_version(str(exe), settings), "managed")
+        return _installed(settings, choice, "managed")
     if not os.path.isfile(choice):
         raise BinaryError(f"opencode binary {choice} (chosen for the instance) does not exist")
     path = real_binary(choice)
@@ -397,6 +407,56 @@ def npm_failure(package: str, returncode: int, output: str) -> str:
     lines = [ln for ln in output.splitlines() if "npm error" in ln or "npm ERR!" in ln]
     detail = lines[0] if lines else f"exit code {returncode}"
     return f"npm install {package} failed: {detail}"
+
+
+def for_line(settings: Settings, line: Line, preferred: str | None = None) -> Binary:
+    """A binary of `line`, to run one of OpenCode's own clients (its TUI) on a server of that
+    line: `preferred` (the instance's own binary) when it still is one, else the resolution
+    order's (`find_binary`) when it is, else the newest install of the line under $OCM_HOME.
+    A 1.x TUI on a 2.x server (or the reverse) would only fail on routes it does not know."""
+    tried: list[str] = []
+    if preferred and os.path.isfile(preferred):
+        with contextlib.suppress(BinaryError):
+            found = _check(preferred, probe_version(preferred, settings), "instance")
+            if found.line is line:
+                return found
+            tried.append(f"{preferred} ({found.version})")
+    with contextlib.suppress(BinaryError):
+        found = find_binary(settings)
+        if found.line is line:
+            return found
+        tried.append(f"{found.path} ({found.version})")
+    for exe in managed_installs(settings):
+        version = exe.relative_to(settings.install_dir).parts[0]
+        if known_line(version) is line:
+            return _check(str(exe), probe_version(str(exe), settings), "managed")
+    seen = f" (found {', '.join(tried)})" if tried else ""
+    raise BinaryError(
+        f"this needs an OpenCode {line.label} binary{seen}: run `ocm install --version "
+        f"{pinned_version(line)}`, or point --opencode/OCM_OPENCODE at one"
+    )
+
+
+def tui_argv(
+    binary: str,
+    line: Line,
+    url: str,
+    *,
+    session_id: str | None = None,
+    directory: str | None = None,
+) -> list[str]:
+    """OpenCode's TUI on the server at `url`: 1.x `opencode attach URL [--session ID] [--dir
+    DIR]`; 2.x has no attach command: `opencode --server URL [--session ID] [DIR]`.
+    Credentials go by environment, never here (argv is world-readable)."""
+    if line is Line.V2:
+        argv = [binary, "--server", url]
+        if session_id:
+            argv += ["--session", session_id]
+        return [*argv, directory] if directory else argv
+    argv = [binary, "attach", url]
+    if session_id:
+        argv += ["--session", session_id]
+    return [*argv, "--dir", directory] if directory else argv
 
 
 def install(settings: Settings, version: str = PINNED_OPENCODE_VERSION) -> Binary:

@@ -494,6 +494,10 @@ def client_env(fleet: Fleet, ref: str) -> dict[str, str]:
     password = fleet.password(record)
     if password:
         out["OPENCODE_SERVER_PASSWORD"] = password
+        if known_line(record.version) is Line.V2:
+            # 2.x's own clients (`opencode --server`, `opencode run --server`) read
+            # OPENCODE_PASSWORD before OPENCODE_SERVER_PASSWORD: one left from elsewhere wins.
+            out["OPENCODE_PASSWORD"] = password
     # The binary it runs: `"$OPENCODE_BIN" attach "$OPENCODE_SERVER_URL"` works when OpenCode
     # came from `ocm install` and is not on PATH (issue 26).
     if record.spec.opencode and os.access(record.spec.opencode, os.X_OK):

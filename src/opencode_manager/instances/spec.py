@@ -20,8 +20,11 @@ _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VERSION_RE = re.compile(r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
 GENERATED_PREFIX = "oc-"
-#: Variables a user may not set with --env: they carry our credentials or isolation.
-RESERVED_ENV = frozenset({"OPENCODE_SERVER_PASSWORD", "OPENCODE_SERVER_USERNAME"})
+#: Variables a user may not set with --env: they carry our credentials or isolation. (2.x
+#: reads OPENCODE_PASSWORD before OPENCODE_SERVER_PASSWORD: one would lock ocm out.)
+RESERVED_ENV = frozenset(
+    {"OPENCODE_SERVER_PASSWORD", "OPENCODE_SERVER_USERNAME", "OPENCODE_PASSWORD"}
+)
 
 
 def parse_port(value: str | int, *, what: str = "port") -> int:

@@ -365,6 +365,7 @@ class Keeper:
                 password=self.password,
                 instance_dir=self.settings.instance_dir(self.name),
                 mark=launch.mark_value(self.name, token) if token else None,
+                line=self.expected,
             )
         except OcmError as exc:
             return Outcome(ExitKind.CRASHED, str(exc))

@@ -120,6 +120,9 @@ class FleetRow(TypedDict):
     last_event: NotRequired[
         Annotated[LifecycleEvent, Field(description="Its latest lifecycle event")]
     ]
+    version: NotRequired[
+        Annotated[str, Field(description="The OpenCode version it runs (1.x or 2.x)")]
+    ]
 
 
 @with_config(OPEN)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -332,11 +331,17 @@ async def api(
 async def attach_command(
     fleet: Fleet, ref: str, *, session_id: str | None = None, directory: str | None = None
 ) -> tuple[list[str], dict[str, str]]:
-    """argv and extra environment for `opencode attach` (credentials never in argv), with
-    the instance's own binary (OpenCode need not be on PATH). A session that is not there is
-    refused here, in one line: OpenCode's TUI would exit 1 with raw colour codes."""
+    """argv and extra environment for OpenCode's TUI on an instance (`opencode attach` on
+    1.x, `opencode --server` on 2.x), run by a binary of the server's line: the instance's
+    own when it has one (OpenCode need not be on PATH). Credentials go by environment, never
+    in argv. A session that is not there is refused here, in one line: OpenCode's TUI would
+    exit 1 with raw colour codes."""
+    from ..instances import binary as binaries
+
     endpoint = await asyncio.to_thread(fleet.reader, ref)  # a foreign server too
-    binary = await asyncio.to_thread(binary_for, fleet, ref)
+    found = await asyncio.to_thread(fleet.find, ref)
+    own = found.spec.opencode if isinstance(found, InstanceRecord) else None
+    binary = await asyncio.to_thread(binaries.for_line, fleet.settings, endpoint.line, own)
     if session_id:
         if not session_id.startswith("ses"):
             raise UsageError(f"invalid session id {session_id!r}: session ids start with ses_")
@@ -346,24 +351,11 @@ async def attach_command(
             raise NotFoundError(
                 f"no session {session_id} on {endpoint.name or ref}; see `ocm sessions {ref}`"
             ) from None
-    argv = [binary, "attach", endpoint.url]
-    if session_id:
-        argv += ["--session", session_id]
-    if directory:
-        argv += ["--dir", directory]
+    argv = binaries.tui_argv(
+        binary.path, endpoint.line, endpoint.url, session_id=session_id, directory=directory
+    )
     env = {"OPENCODE_SERVER_USERNAME": endpoint.username}
     if endpoint.password:
         env["OPENCODE_SERVER_PASSWORD"] = endpoint.password
+        env["OPENCODE_PASSWORD"] = endpoint.password  # 2.x's clients read this one first
     return argv, env
-
-
-def binary_for(fleet: Fleet, ref: str) -> str:
-    """The OpenCode binary to talk to an instance with: the one it runs (its line), else the
-    one ocm would start (BinaryError, saying what to do, when there is none)."""
-    from ..instances.binary import find_binary
-
-    found = fleet.find(ref)
-    own = found.spec.opencode if isinstance(found, InstanceRecord) else None
-    if own and os.access(own, os.X_OK):
-        return own
-    return find_binary(fleet.settings).path

@@ -24,9 +24,10 @@ import psutil
 from .. import process
 from ..instances.fleet import Fleet
 from ..instances.launch import port_of
+from ..lines import PINNED_VERSIONS, Line
 from ..models import InstanceSpec
 from ..process import identity_of, marked
-from ..settings import PINNED_OPENCODE_VERSION, Settings
+from ..settings import Settings
 
 if TYPE_CHECKING:
     import httpx
@@ -83,7 +84,7 @@ def fleet_of(
             spec = InstanceSpec(name=name, dir=directory or str(home))
             registry.reserve(db, spec, port=None)
         registry.server_spawned(name, server)
-        registry.mark_running(name, url=url, port=port_of(url), version=PINNED_OPENCODE_VERSION)
+        registry.mark_running(name, url=url, port=port_of(url), version=PINNED_VERSIONS[Line.V1])
     return fleet
 
 
