@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from opencode_manager.errors import UsageError
+from opencode_manager.instances import opencodeconfig
 from opencode_manager.instances import warmprovider as wp
 
 
@@ -33,10 +34,10 @@ def test_the_scratch_config_makes_the_warm_up_model_its_default() -> None:
 
 def test_jsonc_comments_and_trailing_commas_are_read() -> None:
     text = '{\n // a comment "model": "x"\n "url": "http://a//b", /* more */ "model": "m/1",\n}'
-    assert json.loads(wp.strip_jsonc(text)) == {"url": "http://a//b", "model": "m/1"}
-    assert wp.pins_model(text)
-    assert not wp.pins_model('{"model": ""}')
-    assert not wp.pins_model("not json")
+    assert json.loads(opencodeconfig.strip_jsonc(text)) == {"url": "http://a//b", "model": "m/1"}
+    assert opencodeconfig.pins_model(text)
+    assert not opencodeconfig.pins_model('{"model": ""}')
+    assert not opencodeconfig.pins_model("not json")
 
 
 def test_pinned_by_reads_the_layers_both_lines_load(tmp_path: Path) -> None:
@@ -57,5 +58,5 @@ def test_pinned_by_reads_the_layers_both_lines_load(tmp_path: Path) -> None:
     glob.mkdir(parents=True)
     (glob / "opencode.json").write_text('{"model": "g/m"}')
     assert wp.pinned_by(env, str(project)) == str(glob / "opencode.json")
-    content = {**env, wp.CONFIG_VARIABLE: '{"model": "c/m"}'}
-    assert wp.pinned_by(content, str(project)) == wp.CONFIG_VARIABLE
+    content = {**env, opencodeconfig.CONFIG_VARIABLE: '{"model": "c/m"}'}
+    assert wp.pinned_by(content, str(project)) == opencodeconfig.CONFIG_VARIABLE

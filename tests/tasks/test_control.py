@@ -232,6 +232,31 @@ async def test_tasks_over_a_full_limit_wait_queued_with_their_place(
     assert two.turns[0]["queued_s"] > 0
 
 
+async def test_tasks_naming_no_model_take_the_slots_of_their_instances_default(
+    server: FakeOpencode, client: AsyncOpencodeClient, script: Scripted, registry: Registry
+) -> None:
+    """A task without --model runs on its instance's default model (its config says): it
+    queues for that provider's slot like one that names it, and its prompt names no model."""
+    set_limits(registry, [Limit(parse_scope("fake"), 1, None)])
+    script.turns["first"] = [Pause(0.5), Reply("one")]
+    script.turns["second"] = [Reply("two")]
+    control = Control(slots=Slots(registry), default_model=lambda record: "fake/model-a")
+    saved_b = Saved()
+    a = _runner(client, _record("first", server, model=None), Saved(), control=control)
+    b = _runner(client, _record("second", server, model=None), saved_b, control=control)
+    first = asyncio.create_task(a.run())
+    while not server.turns:  # the first holds the slot and is at the model
+        await asyncio.sleep(0.01)
+    one, two = await asyncio.gather(first, b.run())
+    assert (one.status, two.status) == (TaskStatus.COMPLETED, TaskStatus.COMPLETED)
+    assert any(r.status is TaskStatus.QUEUED for r in saved_b), "the second never queued"
+    t1, t2 = server.turns
+    assert t1.ended_at is not None
+    assert t2.started_at >= t1.ended_at
+    assert (one.provider, two.model) == ("fake", None)
+    assert all("model" not in body for body in server.prompts)
+
+
 async def test_transient_failures_open_the_providers_breaker_fleet_wide(
     server: FakeOpencode, client: AsyncOpencodeClient, script: Scripted, registry: Registry
 ) -> None:

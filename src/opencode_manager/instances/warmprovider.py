@@ -28,18 +28,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from .opencodeconfig import CONFIG_VARIABLE, config_files, pins_model
 
 PROVIDER_ID = "ocm-warmup"
 MODEL_ID = "warmup"
 MODEL = f"{PROVIDER_ID}/{MODEL_ID}"
 #: Not a secret: the endpoint answers only while its keeper is warming the server up.
 API_KEY = "ocm-warmup"
-CONFIG_VARIABLE = "OPENCODE_CONFIG_CONTENT"
-_CONFIG_NAMES = ("opencode.jsonc", "opencode.json")
 
 
 def provider_entry(base_url: str) -> dict[str, Any]:
@@ -82,80 +80,6 @@ def scratch_config(base_url: str) -> dict[str, Any]:
         "small_model": MODEL,
         "permission": {"bash": "allow"},
     }
-
-
-def strip_jsonc(text: str) -> str:
-    """JSON from JSONC: comments and trailing commas out, strings untouched."""
-    out: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == '"':
-            j = i + 1
-            while j < n and text[j] != '"':
-                j += 2 if text[j] == "\\" else 1
-            out.append(text[i : j + 1])
-            i = j + 1
-        elif text.startswith("//", i):
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-        elif text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            i = n if end < 0 else end + 2
-        elif c == ",":
-            j = i + 1
-            while j < n and text[j] in " \t\r\n":
-                j += 1
-            if j < n and text[j] in "}]":
-                i += 1  # a trailing comma
-            else:
-                out.append(c)
-                i += 1
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
-
-
-def pins_model(text: str) -> bool:
-    """Whether a config document (JSON or JSONC) sets a default model."""
-    try:
-        config = json.loads(strip_jsonc(text))
-    except ValueError:
-        return False
-    model = config.get("model") if isinstance(config, dict) else None
-    return isinstance(model, str) and bool(model.strip())
-
-
-def global_config_dir(env: Mapping[str, str]) -> Path | None:
-    """OpenCode's global config dir as the server's environment places it."""
-    base = env.get("XDG_CONFIG_HOME")
-    if base:
-        return Path(base) / "opencode"
-    home = env.get("HOME")
-    return Path(home) / ".config" / "opencode" if home else None
-
-
-def config_files(env: Mapping[str, str], directory: str) -> list[Path]:
-    """The config files a server with environment `env` may load for `directory` (those
-    that exist): global, OPENCODE_CONFIG, the project's up to its repository root,
-    OPENCODE_CONFIG_DIR."""
-    candidates: list[Path] = []
-    found = global_config_dir(env)
-    if found is not None:
-        candidates += [found / name for name in ("config.json", *_CONFIG_NAMES)]
-    if env.get("OPENCODE_CONFIG"):
-        candidates.append(Path(env["OPENCODE_CONFIG"]))
-    if not env.get("OPENCODE_DISABLE_PROJECT_CONFIG"):
-        here = Path(directory)
-        for level in (here, *here.parents):
-            candidates += [level / name for name in _CONFIG_NAMES]
-            candidates += [level / ".opencode" / name for name in _CONFIG_NAMES]
-            if (level / ".git").exists():
-                break  # OpenCode stops at the repository's root
-    if env.get("OPENCODE_CONFIG_DIR"):
-        candidates += [Path(env["OPENCODE_CONFIG_DIR"]) / name for name in _CONFIG_NAMES]
-    return [path for path in candidates if path.is_file()]
 
 
 def pinned_by(env: Mapping[str, str], directory: str) -> str | None:

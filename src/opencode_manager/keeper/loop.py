@@ -59,7 +59,7 @@ from ..client.endpoint import Endpoint
 from ..client.readiness import Phase, Verdict
 from ..deadline import within
 from ..errors import OcmError, ServerError
-from ..instances import launch, ports, warmprovider
+from ..instances import launch, opencodeconfig, ports, warmprovider
 from ..instances.credentials import read_password
 from ..lines import Line, known_line
 from ..models import (
@@ -550,7 +550,7 @@ class Keeper:
                 "shell turn runs in a directory configured for it alone"
             )
             return env
-        variable = warmprovider.CONFIG_VARIABLE
+        variable = opencodeconfig.CONFIG_VARIABLE
         try:
             content = warmprovider.with_provider(env.get(variable), self.model.base_url)
         except OcmError:

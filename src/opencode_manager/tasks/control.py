@@ -41,7 +41,7 @@ Sleep = Callable[[float], Awaitable[None]]
 
 def provider_of(model: str | None) -> str | None:
     """`anthropic` of `anthropic/claude-sonnet-4`; None when the model is not known here
-    (the instance's default: no slot is taken for it)."""
+    (no slot is taken for it)."""
     if not model or "/" not in model:
         return None
     return model.partition("/")[0] or None
@@ -87,6 +87,9 @@ class Control:
     sleep: Sleep = asyncio.sleep
     jitter: Callable[[], float] = random.random
     clock: Callable[[], float] = time.time
+    #: The model a task that names none runs on (its instance's config), so that it takes
+    #: its provider's slots too; None, or None returned: unknown, no slot.
+    default_model: Callable[[TaskRecord], str | None] | None = None
     _said: dict[str, Any] = field(default_factory=dict)
 
     async def drive(self, runner: TaskRunner) -> TaskRecord:
@@ -96,8 +99,11 @@ class Control:
         # A turn sent before (`ocm wait`, a resumed batch, MCP) is in flight already: it is
         # followed without queueing; its continuations take slots.
         followed = record.prompted or record.sending
+        default = None
+        if record.model is None and self.default_model is not None:
+            default = await asyncio.to_thread(self.default_model, record)
         while True:
-            provider = provider_of(record.model)
+            provider = provider_of(record.model or default)
             record.provider = provider
             started = self.clock()
             async with self._slot(runner, None if followed else provider) as lease:

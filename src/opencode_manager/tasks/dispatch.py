@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from ..errors import (
     SessionNotFound,
     UsageError,
 )
+from ..instances import opencodeconfig
 from ..instances.fleet import Fleet
 from ..limits.keys import claim_key, forget_keys, task_for_key, validate_key
 from ..limits.table import slot_owners
@@ -192,7 +194,21 @@ def new_record(
 
 def control_for(fleet: Fleet) -> control.Control:
     """Provider control over the fleet's registry: the slots every front shares."""
-    return control.Control(slots=control.slots_for(fleet.registry, fleet.settings))
+    return control.Control(
+        slots=control.slots_for(fleet.registry, fleet.settings),
+        default_model=lambda record: instance_model(fleet, record),
+    )
+
+
+def instance_model(fleet: Fleet, record: TaskRecord) -> str | None:
+    """The model a task that names none runs on: its instance's config says (the user's
+    environment with the instance's --env over it, as its keeper started the server); None
+    for a remote instance, whose config is not here to read."""
+    found = fleet.registry.find(record.instance) if record.instance else None
+    if found is None or found.spec.remote:
+        return None
+    env = {**os.environ, **dict(found.spec.env)}
+    return opencodeconfig.default_model(env, record.directory or found.spec.dir)
 
 
 KEY_WAIT = 10.0  # how long a resubmission waits for the first submission's record
