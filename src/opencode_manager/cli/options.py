@@ -7,7 +7,7 @@ from collections.abc import Callable
 import click
 from click.shell_completion import CompletionItem
 
-from .. import Manager, Settings
+from .. import Settings
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
@@ -31,6 +31,8 @@ def completer(kind: str) -> Completer:
     def complete(
         ctx: click.Context, param: click.Parameter, incomplete: str
     ) -> list[CompletionItem]:
+        from .. import Manager  # here: loading this module must not load the facade
+
         try:
             if not Settings.load().registry_path.exists():
                 return []  # nothing to offer, and nothing to create just for a completion

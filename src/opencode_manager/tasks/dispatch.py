@@ -22,6 +22,7 @@ from ..instances.fleet import Fleet
 from ..models import AskPolicy, InstanceRecord, TaskRecord, TaskStatus
 from . import placement, structured
 from . import worktree as worktrees
+from .records import listed_stale, may_have_ended
 from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint
 from .store import TaskStore, new_id
 from .worktree import WorktreeRequest, settling
@@ -251,8 +252,8 @@ async def refresh_task(fleet: Fleet, store: TaskStore, task_id: str) -> TaskReco
     from .tracker import TurnState
 
     record = await asyncio.to_thread(store.get, task_id)
-    if record.status.final or not record.prompted or not record.session_id or not record.instance:
-        return record
+    if not may_have_ended(record) or record.instance is None or record.session_id is None:
+        return record  # (the last two never hold when the first does; for the type checker)
     try:
         instance = await asyncio.to_thread(fleet.resolve, record.instance)
     except (NotFoundError, ConflictError):
@@ -292,8 +293,7 @@ async def list_tasks(
     records = await asyncio.to_thread(
         store.list_tasks, batch_id=batch_id, status=status, limit=limit
     )
-    stale = [i for i, r in enumerate(records) if r.status is TaskStatus.RUNNING and
-             r.batch_id is None and r.prompted]  # fmt: skip
+    stale = [i for i, r in enumerate(records) if listed_stale(r)]
     if not stale:
         return records
     gate = asyncio.Semaphore(8)

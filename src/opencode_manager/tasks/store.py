@@ -7,10 +7,9 @@ a consistent row: the `prompted` flag in particular is written before a prompt c
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
-import secrets
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +28,8 @@ _TALLY = "SELECT batch_id, status, COUNT(*), MIN(started_at), MAX(finished_at) F
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(5)}"
+    """Ten random hex digits (`secrets.token_hex(5)`, whose hashlib the reads need not load)."""
+    return f"{prefix}-{os.urandom(5).hex()}"
 
 
 #: What a record holds of what the agent and its server said, where an agent may have printed
@@ -189,10 +189,14 @@ class TaskStore:
         return record
 
     async def aadd(self, record: TaskRecord) -> TaskRecord:
+        import asyncio  # here: the read commands load this module without an event loop
+
         return await asyncio.to_thread(self.add, record)
 
     async def asave(self, record: TaskRecord) -> None:
         """`save` in a worker thread: a locked registry never stalls the event loop."""
+        import asyncio
+
         await asyncio.to_thread(self.save, record)
 
     def save(self, record: TaskRecord) -> None:

@@ -10,7 +10,6 @@ creation write to the repository's metadata.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import os
@@ -287,6 +286,7 @@ def settling(
     """Wrap a task's persist callback: when the task reaches a final status, its worktree's
     changes are committed and listed first (once), so every path that ends a task (run,
     wait, result, batch) records them."""
+    import asyncio  # here, not at the top: `ocm worktrees` reads this module without a loop
 
     async def persist(record: TaskRecord) -> None:
         if record.status.final and record.worktree and record.worktree.get("head") is None:
