@@ -24,6 +24,11 @@ from ..redaction import may_hold, redact_data
 
 _TASK_FIELDS = {f.name for f in fields(TaskRecord)}
 _IN_CHUNK = 500  # ids per `IN (...)`: well under SQLite's limit on bound parameters
+#: The tasks that ran in a worktree, by the partial index migration m010 made for them.
+WITH_WORKTREES = (
+    "SELECT record FROM tasks WHERE json_extract(record, '$.worktree') IS NOT NULL"
+    " ORDER BY created_at"
+)
 _TALLY = "SELECT batch_id, status, COUNT(*), MIN(started_at), MAX(finished_at) FROM tasks"
 
 
@@ -259,10 +264,7 @@ class TaskStore:
 
     def with_worktrees(self) -> list[TaskRecord]:
         """Tasks that ran in a worktree of their own, oldest first."""
-        rows = self.registry.query(
-            "SELECT record FROM tasks WHERE json_extract(record, '$.worktree') IS NOT NULL"
-            " ORDER BY created_at"
-        )
+        rows = self.registry.query(WITH_WORKTREES)
         secrets = self.secrets()
         return [_load(r[0], secrets) for r in rows]
 
