@@ -27,6 +27,7 @@ from .figures import (
     footprint,
     metrics_scale,
     monitor,
+    reads,
     registry_scale,
 )
 from .measure import QUIET_CPU, QUIET_DEADLINE, cpu_model, load_average, settle
@@ -46,6 +47,7 @@ TITLES = {
     7: "Registry at scale",
     8: "First task",
     9: "Metrics at scale",
+    10: "Read commands",
 }
 
 
@@ -206,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         measure(5, lambda: monitor.run(env, plan))
         measure(7, lambda: registry_scale.run(env, plan))
         measure(9, lambda: metrics_scale.run(env, plan))
+        measure(10, lambda: reads.run(env, plan))
         leftovers = env.close()
     elapsed = time.monotonic() - began
     footer = [

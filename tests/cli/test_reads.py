@@ -36,33 +36,21 @@ def _fill(home: Path) -> None:
     store = TaskStore(Registry(home / "registry.db"))
     now = time.time()
     for i in range(3):
+        done = dict(started_at=now + i, finished_at=now + i + 1.5, text=f"answer {i}")
         store.add(
             TaskRecord(
-                id=f"t-{i}",
-                prompt=f"p{i}",
-                status=TaskStatus.COMPLETED,
-                created_at=now + i,
-                instance="oc-1",
-                session_id=f"ses_{i}",
-                prompted=True,
-                text=f"answer {i}",
-                started_at=now + i,
-                finished_at=now + i + 1.5,
-            )  # fmt: skip
-        )
-    store.add(
-        TaskRecord(
-            id="t-w",
-            prompt="w",
-            status=TaskStatus.FAILED,
-            created_at=now + 5,
-            worktree=WORKTREE,
-            error={"name": "APIError", "message": "boom"},
+                id=f"t-{i}", prompt=f"p{i}", status=TaskStatus.COMPLETED, created_at=now + i,
+                instance="oc-1", session_id=f"ses_{i}", prompted=True, **done,
+            )
         )  # fmt: skip
-    )
+    boom = {"name": "APIError", "message": "boom"}
+    failed = TaskRecord(id="t-w", prompt="w", status=TaskStatus.FAILED, created_at=now + 5,
+                        worktree=WORKTREE, error=boom)  # fmt: skip
+    store.add(failed)
     batch = Batch("b-1", BatchStatus.COMPLETED, created_at=now, updated_at=now)
     task = TaskRecord(id="t-b", prompt="b", status=TaskStatus.COMPLETED, created_at=now,
-                      batch_id="b-1", task_id="one", started_at=now, finished_at=now + 2)  # fmt: skip
+                      batch_id="b-1", task_id="one", started_at=now,
+                      finished_at=now + 2)  # fmt: skip
     store.add_batch(batch, [task])
     store.registry.close()
 
