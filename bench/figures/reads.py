@@ -29,24 +29,27 @@ SCALE = Scale(10_000, 100)
 class Read:
     key: str
     argv: tuple[str, ...]
+    shown: str  # the command as the report shows it (ids as placeholders)
     goal: bool = True  # held to GOAL_RATIO (the rest are shown for what they cost)
 
     @property
     def label(self) -> str:
-        return f"`ocm {' '.join(self.argv)}`"
+        return f"`ocm {self.shown}`"
 
 
 def reads(task_id: str, batch_id: str) -> list[Read]:
     return [
-        Read("results_json", ("results", "--json")),
-        Read("results", ("results",), goal=False),
-        Read("result_json", ("result", task_id, "--json")),
-        Read("result", ("result", task_id), goal=False),
-        Read("batch_ls_json", ("batch", "ls", "--json")),
-        Read("batch_ls", ("batch", "ls"), goal=False),
-        Read("batch_show_json", ("batch", "show", batch_id, "--json")),
-        Read("worktrees_json", ("worktrees", "--json")),
-        Read("ls_json", ("ls", "--json"), goal=False),
+        Read("results_json", ("results", "--json"), "results --json"),
+        Read("results", ("results",), "results", goal=False),
+        Read("result_json", ("result", task_id, "--json"), "result TASK_ID --json"),
+        Read("result", ("result", task_id), "result TASK_ID", goal=False),
+        Read("batch_ls_json", ("batch", "ls", "--json"), "batch ls --json"),
+        Read("batch_ls", ("batch", "ls"), "batch ls", goal=False),
+        Read(
+            "batch_show_json", ("batch", "show", batch_id, "--json"), "batch show BATCH_ID --json"
+        ),
+        Read("worktrees_json", ("worktrees", "--json"), "worktrees --json"),
+        Read("ls_json", ("ls", "--json"), "ls --json", goal=False),
     ]
 
 
