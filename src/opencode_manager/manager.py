@@ -32,11 +32,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import process
-from .instances import lifecycle
+from . import process, supervision
 from .instances import spec as specs
 from .instances.fleet import Fleet
-from .limits import table as limit_table
 from .models import (
     DEFAULT_USERNAME,
     InstanceInfo,
@@ -74,8 +72,8 @@ if TYPE_CHECKING:
     from .tasks.summary import BatchSummary
     from .tasks.worktree import WorktreeRemoval, WorktreeRow
 
-DEFAULT_START_TIMEOUT = lifecycle.DEFAULT_START_TIMEOUT
-DEFAULT_STOP_TIMEOUT = lifecycle.DEFAULT_STOP_TIMEOUT
+DEFAULT_START_TIMEOUT = supervision.DEFAULT_START_TIMEOUT
+DEFAULT_STOP_TIMEOUT = supervision.DEFAULT_STOP_TIMEOUT
 
 
 class AsyncManager:
@@ -338,6 +336,7 @@ class AsyncManager:
     async def cleanup(self, *, older_than: float = 0.0, dry_run: bool = False) -> CleanupReport:
         """Forget ended instances, reconcile dead ones, delete logs and dirs nobody owns
         (worktrees of tasks no longer recorded too)."""
+        from .instances import lifecycle
         from .tasks import worktree
 
         return await asyncio.to_thread(
@@ -793,6 +792,8 @@ class AsyncManager:
     async def limits(self) -> list[LimitStatus]:
         """Every provider limit with its traffic now: slots in use, turns started in the last
         minute, the queue, and the provider's circuit breaker."""
+        from .limits import table as limit_table
+
         return await asyncio.to_thread(limit_table.overview, self.fleet.registry)
 
     async def limit_set(
@@ -800,10 +801,14 @@ class AsyncManager:
     ) -> Limit:
         """Create or replace the limit of PROVIDER or PROVIDER/MODEL, shared by every task
         (whichever front sent it): at most `concurrency` turns at once, `rpm` a minute."""
+        from .limits import table as limit_table
+
         return await asyncio.to_thread(
             limit_table.set_limit, self.fleet.registry, scope, concurrency=concurrency, rpm=rpm
         )
 
     async def limit_remove(self, scopes: Sequence[str]) -> list[str]:
         """Remove limits (all or none: an unknown one is NotFoundError)."""
+        from .limits import table as limit_table
+
         return await asyncio.to_thread(limit_table.remove_limits, self.fleet.registry, scopes)

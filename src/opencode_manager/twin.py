@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     import httpx
 
+    from . import supervision
     from .client.types import Message
     from .cluster.link import ClusterReport
     from .instances import spec as specs

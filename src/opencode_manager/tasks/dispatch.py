@@ -22,9 +22,8 @@ from ..instances.fleet import Fleet
 from ..models import AskPolicy, InstanceRecord, TaskRecord, TaskStatus
 from . import placement, structured
 from . import worktree as worktrees
-from .records import listed_stale, may_have_ended
 from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint
-from .store import TaskStore, new_id
+from .store import TaskStore, listed_stale, may_have_ended, new_id
 from .worktree import WorktreeRequest, settling
 
 DEFAULT_MAX_RETRIES = 5
@@ -100,6 +99,8 @@ async def choose_instance(fleet: Fleet, ref: str | None, *, local: bool = False)
     ]
     if not candidates:
         raise NotFoundError("no running instance to send the task to; start one with `ocm start`")
+    if len(candidates) == 1:
+        return candidates[0]  # the only choice, however busy: asking would cost a round trip
     busy = await busy_counts(fleet, candidates)
     name = placement.least_busy(
         [placement.Slot(r.name, busy.get(r.name, 1 << 20)) for r in candidates]

@@ -9,40 +9,23 @@ paths cannot disagree; it loads neither asyncio nor httpx.
 
 One thing a read may need a server for: a task still recorded as running may have ended
 while its `ocm run` was gone (a closed terminal). The facade asks the task's server
-(`dispatch.refresh_task`, `list_tasks`, by the two rules below); `Records` answers None for
-such a read, and the caller takes the facade's path for it.
+(`dispatch.refresh_task`, `list_tasks`, by store.py's `may_have_ended` and `listed_stale`);
+`Records` answers None for such a read, and the caller takes the facade's path for it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..models import TaskRecord, TaskStatus
+from ..models import TaskRecord
 from ..registry import Registry, open_registry
 from ..secretbook import SecretBook
 from ..settings import Settings
-from .store import TaskStore
+from .store import TaskStore, listed_stale, may_have_ended
 from .summary import BatchSummary, list_batches, summary
 
 if TYPE_CHECKING:
     from .worktree import WorktreeRow
-
-
-def may_have_ended(record: TaskRecord) -> bool:
-    """Whether `ocm result` asks the task's server before showing this record: prompted,
-    not final, and with a session on a named instance (`dispatch.refresh_task`)."""
-    return (
-        not record.status.final
-        and record.prompted
-        and bool(record.session_id)
-        and bool(record.instance)
-    )
-
-
-def listed_stale(record: TaskRecord) -> bool:
-    """Whether `ocm results` asks the task's server about this listed record: a standalone
-    task still marked running (`dispatch.list_tasks`)."""
-    return record.status is TaskStatus.RUNNING and record.batch_id is None and record.prompted
 
 
 class Records:

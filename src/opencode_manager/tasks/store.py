@@ -44,6 +44,23 @@ SAID = ("text", "tool_calls", "todos", "diff", "error", "asks", "structured", "w
 Secrets = Callable[[], tuple[str, ...]]
 
 
+def may_have_ended(record: TaskRecord) -> bool:
+    """Whether `ocm result` asks the task's server before showing this record: prompted,
+    not final, and with a session on a named instance (`dispatch.refresh_task`)."""
+    return (
+        not record.status.final
+        and record.prompted
+        and bool(record.session_id)
+        and bool(record.instance)
+    )
+
+
+def listed_stale(record: TaskRecord) -> bool:
+    """Whether `ocm results` asks the task's server about this listed record: a standalone
+    task still marked running (`dispatch.list_tasks`)."""
+    return record.status is TaskStatus.RUNNING and record.batch_id is None and record.prompted
+
+
 def redact_record(record: TaskRecord, secrets: tuple[str, ...]) -> TaskRecord:
     """The record (changed in place) with every secret taken out of what it says."""
     if secrets:
