@@ -449,3 +449,26 @@ async def _until(condition: Any, timeout: float = 5.0) -> None:
             await asyncio.sleep(0.005)  # polling the fake's state, with a deadline
 
     await asyncio.wait_for(wait(), timeout)
+
+
+async def test_the_event_stream_opens_while_the_session_is_made(
+    server: FakeOpencode, script: Scripted
+) -> None:
+    """The stream is the directory's: opened at once, not after the session's round trip
+    (issue 28.4). Here the session is made only once the stream was asked for."""
+    subscribed = asyncio.Event()
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path == "/event":
+            subscribed.set()
+        elif request.method == "POST" and request.url.path == "/session":
+            await asyncio.wait_for(subscribed.wait(), 2.0)  # TimeoutError: one after the other
+        return await server.handle(request)
+
+    pool = HttpPool(httpx.MockTransport(handle))
+    try:
+        done = await _runner(pool.client(ENDPOINT), _record("go", server)).run()
+    finally:
+        await pool.aclose()
+    assert done.status is TaskStatus.COMPLETED, done.error
+    assert done.text == "You said: go"

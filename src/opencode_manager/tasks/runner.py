@@ -178,14 +178,22 @@ class TaskRunner:
     async def run(self) -> TaskRecord:
         if self.record.schema is not None and not self.client.structured_output:
             return await self._unsupported()
-        session_id = await self.begin()
         record = self.record
-        started_ms = self.started_ms
-        state = TurnState(session_id=session_id, user_message_id=record.message_id)
+        # The event stream is the directory's, not the session's: it is opened while the
+        # session is made (two round trips at once instead of one after the other), and
+        # again only if the server put the session in another directory.
+        directory = record.directory
         queue: asyncio.Queue[Event | BaseException] = asyncio.Queue()
         connected = asyncio.Event()
         reader = asyncio.create_task(self._read_events(queue, connected))
         try:
+            session_id = await self.begin()
+            if record.directory != directory:
+                await stop_child(reader)
+                queue, connected = asyncio.Queue(), asyncio.Event()
+                reader = asyncio.create_task(self._read_events(queue, connected))
+            started_ms = self.started_ms
+            state = TurnState(session_id=session_id, user_message_id=record.message_id)
             with contextlib.suppress(asyncio.TimeoutError):
                 await within(connected.wait(), CONNECT_TIMEOUT)
             following = record.prompted or record.sending  # asks may be waiting already
