@@ -551,6 +551,29 @@ class TaskRunner:
     ) -> TaskRecord:
         record = self.record
         assert record.session_id is not None
+        # A turn the stream showed running a tool has a diff to read: asked for beside the
+        # messages (one round trip, not two in a row), kept if the messages agree.
+        early = state.user_message_id
+        diff_ahead: asyncio.Future[list[Any]] | None = None
+        if early and any(p.type == "tool" for p in state.parts.values()):
+            diff_ahead = asyncio.ensure_future(self.client.diff(record.session_id, early))
+        try:
+            return await self._finish(state, stopped, started_ms, diff_ahead)
+        finally:
+            if diff_ahead is not None:  # unused, or used: either way settled and retrieved
+                diff_ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await diff_ahead
+
+    async def _finish(
+        self,
+        state: TurnState,
+        stopped: TaskStatus | None,
+        started_ms: float,
+        diff_ahead: asyncio.Future[list[Any]] | None,
+    ) -> TaskRecord:
+        record = self.record
+        assert record.session_id is not None
         # After an error or an abort, the message carrying it is stored just after the idle:
         # re-read until the turn's last message is final (briefly).
         deadline = time.monotonic() + TAIL_GRACE
@@ -575,10 +598,14 @@ class TaskRunner:
         wants_todo = not self._created_session or any(
             c.get("tool") in TODO_TOOLS for c in record.tool_calls
         )
+        wants_diff = bool(user_id and record.tool_calls)
+        ahead = diff_ahead if (wants_diff and user_id == state.user_message_id) else None
         fetched = await asyncio.gather(
             self.client.todo(record.session_id) if wants_todo else _nothing(),
-            self.client.diff(record.session_id, user_id)
-            if user_id and record.tool_calls
+            ahead
+            if ahead is not None
+            else self.client.diff(record.session_id, user_id)
+            if wants_diff and user_id
             else _nothing(),
             return_exceptions=True,
         )
