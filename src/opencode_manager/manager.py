@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import process, supervision
+from . import process
 from .instances import spec as specs
 from .instances.fleet import Fleet
 from .models import (
@@ -44,6 +44,8 @@ from .models import (
     TaskRecord,
 )
 from .settings import PINNED_OPENCODE_VERSION, Settings
+from .supervision import DEFAULT_START_TIMEOUT as DEFAULT_START_TIMEOUT
+from .supervision import DEFAULT_STOP_TIMEOUT as DEFAULT_STOP_TIMEOUT
 
 if TYPE_CHECKING:
     import httpx
@@ -71,9 +73,6 @@ if TYPE_CHECKING:
     from .tasks.store import PruneReport, TaskStore
     from .tasks.summary import BatchSummary
     from .tasks.worktree import WorktreeRemoval, WorktreeRow
-
-DEFAULT_START_TIMEOUT = supervision.DEFAULT_START_TIMEOUT
-DEFAULT_STOP_TIMEOUT = supervision.DEFAULT_STOP_TIMEOUT
 
 
 class AsyncManager:

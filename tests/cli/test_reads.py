@@ -36,11 +36,11 @@ def _fill(home: Path) -> None:
     store = TaskStore(Registry(home / "registry.db"))
     now = time.time()
     for i in range(3):
-        done = dict(started_at=now + i, finished_at=now + i + 1.5, text=f"answer {i}")
         store.add(
             TaskRecord(
                 id=f"t-{i}", prompt=f"p{i}", status=TaskStatus.COMPLETED, created_at=now + i,
-                instance="oc-1", session_id=f"ses_{i}", prompted=True, **done,
+                instance="oc-1", session_id=f"ses_{i}", prompted=True, text=f"answer {i}",
+                started_at=now + i, finished_at=now + i + 1.5,
             )
         )  # fmt: skip
     boom = {"name": "APIError", "message": "boom"}

@@ -34,7 +34,7 @@ from typing import Any, NoReturn, TypeVar
 
 import psutil
 
-from .. import process
+from .. import process, supervision
 from ..errors import (
     ConflictError,
     Interrupted,
@@ -45,12 +45,13 @@ from ..errors import (
 )
 from ..lines import Line, known_line
 from ..models import KEEPER_CMD, InstanceRecord, InstanceSpec, ProcessIdentity, State, TextEnum
-from ..supervision import DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT
 from . import binary as binaries
 from . import credentials, launch, ports, remote
 from . import spec as specs
 from .fleet import Fleet, current_server, is_live, keeper_answering
 
+DEFAULT_START_TIMEOUT = supervision.DEFAULT_START_TIMEOUT
+DEFAULT_STOP_TIMEOUT = supervision.DEFAULT_STOP_TIMEOUT
 LOG_TAIL_LINES = 15
 KEEPER_ACK = 2.0  # a live keeper must take a stop request within this long, or ocm acts
 DISPOSE_TIMEOUT = 3.0
