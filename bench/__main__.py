@@ -1,8 +1,12 @@
-"""`python -m bench [--quick] [--runs N]`: run every figure, write the report."""
+"""`python -m bench [--quick] [--runs N] [--opencode VERSION|PATH]`: run every figure, write
+the report. `--opencode` chooses the OpenCode measured, and so its line (default: 1.x's tested
+version; `--opencode 2.1.2` measures the 2.x line, its own `opencode run --server` and REST
+routes as the baselines)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 import platform
@@ -16,8 +20,9 @@ from pathlib import Path
 import psutil
 
 import opencode_manager
+from opencode_manager.lines import Line
 
-from .env import ROOT, BenchEnv
+from .env import ROOT, BenchEnv, resolve_opencode
 from .figures import (
     batch,
     cli,
@@ -154,11 +159,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, help="measured runs per figure")
     parser.add_argument("--out", type=Path, help="where to write the report")
     parser.add_argument(
+        "--opencode",
+        metavar="VERSION|PATH",
+        help="the OpenCode to measure: a version scripts/setup installed in .cache/ocm (e.g. "
+        "2.1.2 for the 2.x line) or a path (default: 1.x's tested version)",
+    )
+    parser.add_argument(
         "--only",
         type=int,
         action="append",
         metavar="N",
         help="measure only figure N (repeatable): for working on one figure",
+    )
+    parser.add_argument(
+        "--no-scale",
+        action="store_true",
+        help="skip figure 2's larger batches (up to 960 tasks): for a short run on a busy machine",
     )
     args = parser.parse_args(argv)
     if args.runs is not None and args.runs < 1:
@@ -166,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     if set(args.only or ()) - set(TITLES):
         parser.error(f"--only: the figures are {', '.join(map(str, sorted(TITLES)))}")
     plan = Plan.make(quick=args.quick, runs=args.runs)
+    if args.no_scale:
+        plan = dataclasses.replace(plan, batch_scale=())
     command = " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])])
     out = args.out or (QUICK_REPORT if plan.quick else FULL_REPORT)
     began = time.monotonic()
@@ -178,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             figures[number] = attempt(number, body, quiet_first=not plan.quick)
 
     leftovers: list[str] = []
-    env = BenchEnv()
+    env = BenchEnv(resolve_opencode(args.opencode))
     with env:
         log(f"isolated in {env.base}; scripted model at {env.model_url}")
         foreign = other_servers(env)
@@ -205,7 +223,10 @@ def main(argv: list[str] | None = None) -> int:
             measure(2, lambda: batch.run(fleet, plan))
             measure(6, lambda: footprint.run(fleet, plan))
             env.ocm_run("stop", "--all", timeout=120)
-        measure(5, lambda: monitor.run(env, plan))
+        if env.line is Line.V1:
+            measure(5, lambda: monitor.run(env, plan))
+        elif 5 in wanted:  # its probe subscribes to 1.x's /global/event and 1.x event shapes
+            figures[5] = Figure(5, TITLES[5], notes=["Not measured on OpenCode 2.x yet."])
         measure(7, lambda: registry_scale.run(env, plan))
         measure(9, lambda: metrics_scale.run(env, plan))
         measure(10, lambda: reads.run(env, plan))

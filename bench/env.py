@@ -23,25 +23,38 @@ from typing import Any
 
 import psutil
 
+from opencode_manager.instances.binary import is_version, managed_install, parse_version
+from opencode_manager.lines import PINNED_VERSIONS, Line, line_of
 from opencode_manager.scripted_model import opencode_config
-from opencode_manager.settings import PINNED_OPENCODE_VERSION
+from opencode_manager.settings import Settings
 from opencode_manager.testing import marked_processes, sweep
 
 from .measure import BenchError
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "OPENCODE_MANAGER_BENCH_MARK"  # not OCM_*: servers must inherit it too
-OPENCODE = (
-    ROOT
-    / ".cache"
-    / "ocm"
-    / "opencode"
-    / PINNED_OPENCODE_VERSION
-    / "node_modules"
-    / "opencode-linux-x64"
-    / "bin"
-    / "opencode"
-)
+#: The installs scripts/setup makes (both lines), shared with the tests.
+CACHE = ROOT / ".cache" / "ocm"
+#: The line measured when `--opencode` is not given: 1.x's tested version (BENCHMARKS.md's
+#: main run); `python -m bench --opencode 2.1.2` measures the 2.x line the same way.
+DEFAULT_OPENCODE = PINNED_VERSIONS[Line.V1]
+
+
+def resolve_opencode(choice: str | None) -> Path:
+    """The binary to measure: a version scripts/setup (or `ocm install`) put in .cache/ocm,
+    or a path."""
+    choice = choice or DEFAULT_OPENCODE
+    if not is_version(choice):
+        return Path(choice)
+    found = managed_install(Settings.load(home=CACHE, environ={}), choice)
+    if found is None:
+        raise BenchError(
+            f"opencode {choice} is not installed in {CACHE}; run scripts/setup or "
+            f"`OCM_HOME={CACHE} ocm install --version {choice}`"
+        )
+    return found
+
+
 STOP_TIMEOUT = 60.0
 
 
@@ -65,11 +78,10 @@ def wait_for_line(
 class BenchEnv:
     """Temporary homes, the scripted model, the `ocm` command, and the cleanup of it all."""
 
-    def __init__(self, opencode: Path = OPENCODE) -> None:
+    def __init__(self, opencode: Path | None = None) -> None:
+        opencode = opencode or resolve_opencode(None)
         if not opencode.is_file():
-            raise BenchError(
-                f"the pinned opencode is not installed at {opencode}; run scripts/setup"
-            )
+            raise BenchError(f"no opencode binary at {opencode}; run scripts/setup")
         self.opencode = str(opencode)
         self.python = sys.executable
         self.ocm = str(Path(sys.executable).parent / "ocm")
@@ -81,6 +93,9 @@ class BenchEnv:
         self._owned: list[subprocess.Popen[Any]] = []
         self.model_url = ""
         self.config_content = ""
+        # The line decides the baselines' commands and routes (`opencode run --attach` and
+        # `/session` on 1.x, `opencode run --server` and `/api/...` on 2.x).
+        self.line = line_of(self.opencode_version())
 
     def _isolated_env(self) -> dict[str, str]:
         home = self.base / "home"
@@ -247,4 +262,5 @@ class BenchEnv:
             timeout=60,
             check=False,
         )
-        return result.stdout.strip() or "unknown"
+        parsed = parse_version(result.stdout)  # 2.x says `opencode v2.1.2`
+        return ".".join(map(str, parsed)) if parsed else result.stdout.strip() or "unknown"

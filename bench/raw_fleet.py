@@ -2,9 +2,11 @@
 
 A minimal script (standard library only), as a user would write it: spawn the servers (all at
 once, or one after another with --serial), read each one's listening URL from its output, poll
-``/global/health`` until each answers, and print one JSON line: the seconds from the first spawn
-to all healthy (interpreter start excluded), the URLs and the PIDs. Then it waits for its
-standard input to close and ends its servers by their Popen handles (their process groups).
+the line's health route until each answers (1.x ``/global/health`` says ``"healthy":true``;
+2.x ``/api/info`` answers 200 once ready, 503 while starting: ``--line 2``), and print one
+JSON line: the seconds from the first spawn to all healthy (interpreter start excluded), the
+URLs and the PIDs. Then it waits for its standard input to close and ends its servers by their
+Popen handles (their process groups).
 """
 
 from __future__ import annotations
@@ -27,12 +29,19 @@ LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)")
 POLL = 0.01  # seconds between health polls
 
 
+ROUTES = {1: "/global/health", 2: "/api/info"}
+LINE = 1  # set by --line
+
+
 def healthy(host: str, port: int, auth: dict[str, str]) -> bool:
     conn = http.client.HTTPConnection(host, port, timeout=2)
     try:
-        conn.request("GET", "/global/health", headers=auth)
+        conn.request("GET", ROUTES[LINE], headers=auth)
         response = conn.getresponse()
-        return response.status == 200 and b"true" in response.read()
+        body = response.read()
+        if LINE == 2:  # its web app answers any other route with 200 HTML
+            return response.status == 200 and body.startswith(b"{")
+        return response.status == 200 and b"true" in body
     except OSError:
         return False
     finally:
@@ -97,8 +106,11 @@ def main() -> None:
         metavar="DIR",
         help="give each server fresh XDG data/state/cache dirs under DIR",
     )
+    parser.add_argument("--line", type=int, choices=sorted(ROUTES), default=1)
     parser.add_argument("opencode")
     args = parser.parse_args()
+    global LINE
+    LINE = args.line
     password = os.environ.get("OPENCODE_SERVER_PASSWORD", "")
     token = base64.b64encode(f"opencode:{password}".encode()).decode()
     auth = {"Authorization": f"Basic {token}"} if password else {}

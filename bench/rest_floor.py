@@ -6,7 +6,11 @@ is what a user would write with httpx alone: one ``/global/event`` subscription 
 K workers per instance taking tasks from one shared queue (the placement `ocm batch` does by
 default), and for each task ``POST /session``, ``POST /session/{id}/prompt_async``, wait for
 the session to go idle (its event), ``GET /session/{id}/message``. No records, no retries, no
-todos or diff. It prints one JSON line: the seconds from the first request to the last answer
+todos or diff. With ``--line 2`` (OpenCode 2.x) no event stream is needed: per task
+``POST /api/session``, ``POST /api/session/{id}/prompt`` (admitted at once), then ``POST
+/api/experimental/session/{id}/wait`` (blocks until the session is idle; asked again should it
+answer before the turn began) and ``GET /api/session/{id}/message`` until it ends with the
+turn's idle entry. It prints one JSON line: the seconds from the first request to the last answer
 (interpreter start excluded), the tasks completed, the messages read, and each task's
 seconds from its first request to its answer read (``latencies_s``).
 """
@@ -91,6 +95,29 @@ class Server:
         return len(await self.call("GET", f"/session/{session}/message"))
 
 
+class Server2(Server):
+    """One OpenCode 2.x instance: the wait route instead of an event stream."""
+
+    def __init__(self, spec: dict[str, str], http: httpx.AsyncClient) -> None:
+        super().__init__(spec, http)
+        self.location = {"directory": spec["directory"]}
+
+    async def events(self) -> None:
+        self.connected.set()  # nothing to subscribe to
+
+    async def task(self, text: str) -> int:
+        made = await self.call("POST", "/api/session", {"location": self.location})
+        session = made["data"]["id"]
+        await self.call("POST", f"/api/session/{session}/prompt", {"text": text})
+        deadline = time.monotonic() + TURN_TIMEOUT
+        while time.monotonic() < deadline:
+            await self.call("POST", f"/api/experimental/session/{session}/wait")
+            answer = await self.call("GET", f"/api/session/{session}/message?order=asc")
+            if any(entry.get("type") == "idle" for entry in answer["data"]):
+                return len(answer["data"])
+        raise TimeoutError(f"session {session} did not end its turn in {TURN_TIMEOUT:g} s")
+
+
 Run = Callable[[str], Awaitable[int]]  # one task on one server: the messages it read
 
 
@@ -121,10 +148,13 @@ async def work_off(tasks: int, workers: Sequence[Run]) -> tuple[int, int, list[f
     return completed, messages, latencies
 
 
-async def main_async(specs: list[dict[str, str]], tasks: int, per_instance: int) -> dict[str, Any]:
+async def main_async(
+    specs: list[dict[str, str]], tasks: int, per_instance: int, line: int = 1
+) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    kind = Server2 if line == 2 else Server
     async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0)) as http:
-        servers = [Server(spec, http) for spec in specs]
+        servers = [kind(spec, http) for spec in specs]
         readers = [asyncio.create_task(s.events()) for s in servers]
         try:
             start = time.perf_counter()
@@ -148,9 +178,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.rest_floor")
     parser.add_argument("--tasks", type=int, default=24)
     parser.add_argument("--per-instance", type=int, default=2)
+    parser.add_argument("--line", type=int, choices=(1, 2), default=1, help="OpenCode's line")
     args = parser.parse_args()
     specs = json.loads(sys.stdin.read())
-    print(json.dumps(asyncio.run(main_async(specs, args.tasks, args.per_instance))), flush=True)
+    result = asyncio.run(main_async(specs, args.tasks, args.per_instance, args.line))
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

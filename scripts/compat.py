@@ -31,25 +31,38 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from opencode_manager.lines import Line, line_of
+
 ROOT = Path(__file__).resolve().parent.parent
 OCM = str(Path(sys.executable).parent / "ocm")  # the checkout's .venv; PYTHONPATH picks the code
 CACHE = ROOT / ".cache" / "ocm"  # installs, shared with scripts/setup (pinned one reused)
-VERSIONS = ["1.1.53", "1.2.27", "1.3.2", "1.14.41", "1.15.13", "1.17.19", "1.18.33"]
+VERSIONS = ["1.1.53", "1.2.27", "1.3.2", "1.14.41", "1.15.13", "1.17.19", "1.18.33", "2.1.2"]
 MARK_VAR = "COMPAT_MARK"
 
 # (version, step) -> why that failure is acceptable and what ocm does about it. A failure listed
 # here is reported as "known" and does not fail the run.
-KNOWN: dict[tuple[str, str], str] = {}
+KNOWN: dict[tuple[str, str], str] = {
+    ("1.1.53", "schema"): "1.1.53 answers no structured output to a prompt with a `format` "
+    "(it arrived later in 1.x; 1.2.27 has it): the task fails (exit 10), nothing is faked",
+    ("1.1.53", "secrets"): "1.1.53's bash tool still sees OPENCODE_SERVER_PASSWORD (the "
+    "scrubbing plugin takes effect from 1.2.27); ocm redacts its value from records and output",
+}
+# A step whose capability a line does not have is not a failure: the step raises NotOffered
+# with the reason (and checks what ocm does instead), and the report says "not offered".
 
 STEPS = {
     "start": "`ocm start -n 2 --json` returns two instances",
     "ls": "`ocm ls --json`: both running and healthy",
     "server pid": "the `ls` PID is the server itself (cmdline has `serve`, exe is not node)",
     "run text": "`ocm run --json` plain prompt: completed, the reply in `text`",
-    "run jsonl": "`ocm run --format json 'BASH: echo hi'`: step_start, tool_use, text, step_finish",
+    "run jsonl": "`ocm run --format json 'BASH: echo hi'`: step_start, tool_use, text, "
+    "step_finish; the tool is the line's shell tool (`bash` on 1.x, `shell` on 2.x)",
     "todo": "`ocm run --json 'TODO ...'`: completed, todos in the record",
-    "secrets": "`ocm run --json 'BASH: env'`: the tool's environment has no server password, "
-    "and the server still refuses requests without it (401)",
+    "schema": "`ocm run --schema FILE 'STRUCTURED {...}'`: completed, the answer in "
+    "`structured`; where the line has no structured output, refused (exit 2) before "
+    "anything is sent",
+    "secrets": "`ocm run --json 'BASH: env'`: the tool's environment has neither the server "
+    "password nor its variable, and the server still refuses requests without it (401)",
     "timeout": "`ocm run --timeout 2 'SLEEP 30'`: exit 11, timed_out, promptly; session idle",
     "retries": "`ocm run --max-retries 1 'ERR500 x'`: exit 10 within 60 s; session idle",
     "async+wait": "`ocm run --async` then `ocm wait`: completed",
@@ -77,12 +90,22 @@ NOTES = [
     "The scripted model sends `retry-after-ms: 20`, hence the short times.",
     "Versions older than 1.1.39 are refused (`ocm install`, `ocm start`: exit 5); 1.1.53 is the "
     "oldest tested here.",
+    "**2.x** (npm `@opencode/cli`; `ocm install --version 2.1.2` takes the line's package): the "
+    "same steps through the same CLI. Its shell tool is `shell`; todos exist only with "
+    '`"experimental": {"todo": true}` in the config (set here for 2.x, as a user would); it '
+    "has no structured output (no `format` on its prompt, no StructuredOutput tool), so "
+    "`--schema` is refused on a 2.x instance; its `.bin/opencode` is a link to the binary; "
+    "it ends a provider's 500s itself after 10 retries (~82 s), ocm's `--max-retries` first.",
 ]
 FINAL = ("stop", "npm wrapper", "leftovers")  # cleanup and checks run whatever failed before
 
 
 class Failed(Exception):
     """A step's check did not hold; the message is the reason recorded."""
+
+
+class NotOffered(Exception):
+    """The line has no such capability (the message says why, and what ocm does instead)."""
 
 
 def short(text: str, limit: int = 200) -> str:
@@ -183,6 +206,7 @@ class Smoke:
         )
         for key in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
             Path(self.env[key]).mkdir(parents=True)
+        self.line = line_of(version)
         self.results: dict[str, tuple[str, str]] = {}
         self.info: dict[str, str] = {"binary": binary}
         self.model: subprocess.Popen[bytes] | None = None
@@ -258,6 +282,8 @@ class Smoke:
             self.results[name] = ("ok", note)
         except Failed as exc:
             self.results[name] = ("FAIL", str(exc))
+        except NotOffered as exc:
+            self.results[name] = ("n/a", str(exc))
         except Exception as exc:  # a bug in this script or an unexpected answer shape
             self.results[name] = ("FAIL", f"{type(exc).__name__}: {exc}")
         status, note = self.results[name]
@@ -284,7 +310,10 @@ class Smoke:
             except ValueError:
                 return None
 
-        self.config = json.dumps(poll("scripted model-server", ready, 30)["config"])
+        config = poll("scripted model-server", ready, 30)["config"]
+        if self.line is Line.V2:
+            config["experimental"] = {"todo": True}  # 2.x offers todowrite only with it
+        self.config = json.dumps(config)
 
     def stop_model(self) -> None:
         if self.model is not None and self.model.poll() is None:
@@ -343,7 +372,8 @@ class Smoke:
         if missing:
             raise Failed(f"no {sorted(missing)} in {types}")
         tool = next(e["part"] for e in events if e["type"] == "tool_use")
-        if tool.get("tool") != "bash" or "hi" not in str(tool["state"].get("output")):
+        shell = "shell" if self.line is Line.V2 else "bash"
+        if tool.get("tool") != shell or "hi" not in str(tool["state"].get("output")):
             raise Failed(f"tool_use is {tool.get('tool')}: {str(tool.get('state'))[:100]}")
         return f"{len(events)} lines"
 
@@ -352,6 +382,29 @@ class Smoke:
         if rec["status"] != "completed" or not rec["todos"]:
             raise Failed(f"status {rec['status']}, todos {rec['todos']}, error {rec['error']}")
         return f"{len(rec['todos'])} todos"
+
+    def step_schema(self) -> str:
+        schema = self.base / "schema.json"
+        answer = {"type": "object", "properties": {"answer": {"type": "string"}}}
+        schema.write_text(json.dumps({**answer, "required": ["answer"]}))
+        prompt = 'STRUCTURED {"answer": "42"}'
+        code, out, err, _ = self.ocm("run", "--json", "--schema", str(schema), prompt)
+        if self.line is Line.V2:
+            sent = self.ocm_json("results", "--json", "--limit", "500")
+            if (
+                code != 2
+                or "no structured output" not in err
+                or any(r["prompt"] == prompt for r in sent)
+            ):
+                raise Failed(f"exit {code} (expected a refusal, 2): {short(err or out)}")
+            raise NotOffered(
+                "OpenCode 2.x has no structured output (its prompt takes no `format`); "
+                "`--schema` on a 2.x instance is refused (exit 2) before anything is sent"
+            )
+        rec = json.loads(out) if out.strip().startswith("{") else {}
+        if code != 0 or rec.get("structured") != {"answer": "42"}:
+            raise Failed(f"exit {code}, structured {rec.get('structured')}: {short(err)}")
+        return "structured answer"
 
     def step_secrets(self) -> str:
         env = self.ocm_json("env", "oc-1", "--json")
@@ -363,7 +416,11 @@ class Smoke:
             raise Failed("the password is in the tool's output")
         if "OCM_INSTANCE_MARK" not in out:
             raise Failed("the tool's environment was not printed")
-        request = urllib.request.Request(env["OPENCODE_SERVER_URL"] + "/global/health")  # noqa: S310
+        for variable in ("OPENCODE_SERVER_PASSWORD=", "OPENCODE_PASSWORD="):
+            if variable in out:  # ocm redacts the value: the variable itself must be gone
+                raise Failed(f"the tool's environment has {variable.rstrip('=')}")
+        route = self.line.health_route  # 2.x serves /global/health to anyone (its web app)
+        request = urllib.request.Request(env["OPENCODE_SERVER_URL"] + route)  # noqa: S310
         try:
             with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
                 raise Failed(f"answered {answer.status} without a password")
@@ -509,7 +566,8 @@ class Smoke:
 
     def step_npm_wrapper(self) -> str:
         """npm's own `bin/opencode` (a Node script up to 1.14.x), as `npm i -g` puts on PATH."""
-        wrapper = Path(self.binary).parents[3] / "node_modules" / ".bin" / "opencode"
+        modules = next(p for p in Path(self.binary).parents if p.name == "node_modules")
+        wrapper = modules / ".bin" / "opencode"
         kind = "Node script" if wrapper.read_bytes()[:2] == b"#!" else "binary"
         try:
             self.ocm_json("start", "wrap", "--opencode", str(wrapper), "--json",
@@ -540,7 +598,7 @@ class Smoke:
 def cell(version: str, step: str, status: str) -> str:
     if status == "FAIL" and (version, step) in KNOWN:
         return "known"
-    return status
+    return "not offered" if status == "n/a" else status
 
 
 def write_report(path: Path, runs: list[Smoke], seconds: float) -> None:
@@ -559,7 +617,8 @@ def write_report(path: Path, runs: list[Smoke], seconds: float) -> None:
         f"(commit {commit or '?'}), "
         f"Python {platform.python_version()}, {platform.system()} {platform.machine()}, "
         f"{os.cpu_count()} CPUs; {seconds / 60:.1f} min in all. "
-        "`ok` passed, `FAIL` failed, `known` a listed known exception, `skip` not run.",
+        "`ok` passed, `FAIL` failed, `known` a listed known exception, `not offered` the line "
+        "has no such capability (see Not offered), `skip` not run.",
         "",
         "| step | " + " | ".join(versions) + " |",
         "|---|" + "---|" * len(versions),
@@ -584,6 +643,10 @@ def write_report(path: Path, runs: list[Smoke], seconds: float) -> None:
         )
     lines += [""] + [f"* {note}" for note in NOTES]
     lines += ["", "## Steps", ""] + [f"* **{s}**: {d}" for s, d in STEPS.items()]
+    lines += ["", "## Not offered", ""]
+    absent = [(r.version, s, note) for r in runs for s, (st, note) in r.results.items()
+              if st == "n/a"]  # fmt: skip
+    lines += [f"* **{v} / {s}**: {note}" for v, s, note in absent] or ["None."]
     lines += ["", "## Failures", ""]
     failures = [
         (r.version, s, note) for r in runs for s, (st, note) in r.results.items() if st == "FAIL"

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,8 +21,9 @@ import pytest
 
 from opencode_manager.instances import binary as binaries
 from opencode_manager.instances.fleet import Fleet as RegistryFleet
+from opencode_manager.lines import PINNED_VERSIONS, Line
 from opencode_manager.scripted_model import ScriptedModelServer, opencode_config
-from opencode_manager.settings import PINNED_OPENCODE_VERSION, Settings
+from opencode_manager.settings import Settings
 from opencode_manager.testing import StandIn, sweep
 
 from helpers import Ocm, invoke_ocm, run_ocm
@@ -31,8 +34,10 @@ CORS_ORIGIN = "https://ocm.example.test"  # given to the shared fleet with --cor
 
 
 INTEGRATION_FIXTURES = {"fleet", "model_env", "opencode_bin", "opencode2_bin"}
-#: The OpenCode 2 the 2.x tests run (scripts/setup installs it beside the pinned 1.x).
-OPENCODE2_VERSION = "2.1.2"
+#: The suite's instances run 1.x's tested version (`opencode_bin`), the tests that run on
+#: both lines also 2.x's (`opencode2_bin`; `ocm install`'s default): scripts/setup installs both.
+OPENCODE1_VERSION = PINNED_VERSIONS[Line.V1]
+OPENCODE2_VERSION = PINNED_VERSIONS[Line.V2]
 CACHE = Settings.load(home=ROOT / ".cache" / "ocm", environ={})
 
 
@@ -40,10 +45,8 @@ def _find_opencode() -> str | None:
     explicit = os.environ.get("OCM_TEST_OPENCODE")
     if explicit:
         return explicit
-    for path in binaries.managed_installs(CACHE):
-        if f"/{PINNED_OPENCODE_VERSION}/" in str(path):
-            return str(path)
-    return None
+    found = binaries.managed_install(CACHE, OPENCODE1_VERSION)
+    return str(found) if found is not None else None
 
 
 def _find_opencode2() -> str | None:
@@ -56,6 +59,17 @@ def _find_opencode2() -> str | None:
 
 OPENCODE = _find_opencode()
 OPENCODE2 = _find_opencode2()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C reaches the processes tests start, as it would at a terminal, however the
+    suite itself was started. A shell without job control starts a background command
+    (`scripts/test &`, a CI step, an agent's shell) with SIGINT ignored; every process it
+    starts inherits that, and Python then installs no KeyboardInterrupt handler: tests that
+    interrupt `ocm top`, `ocm monitor` or `ocm run` waited for an exit that never came (they
+    passed alone in a terminal and timed out inside such a full run)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -71,7 +85,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def opencode_bin() -> str:
     if OPENCODE is None:
         pytest.fail(
-            f"opencode {PINNED_OPENCODE_VERSION} is not installed for the tests: run "
+            f"opencode {OPENCODE1_VERSION} is not installed for the tests: run "
             "scripts/test (it installs it), or scripts/setup; `-m 'not integration'` runs "
             "the tests that need no OpenCode",
             pytrace=False,
@@ -122,15 +136,29 @@ def _isolated_env(base: Path, mark: str, opencode_bin: str | None) -> dict[str, 
     return env
 
 
+def _without_opencode(path: str) -> list[str]:
+    """The PATH's directories, less those holding an `opencode`."""
+    return [d for d in path.split(os.pathsep) if d and not os.access(Path(d, "opencode"), os.X_OK)]
+
+
 @pytest.fixture(autouse=True)
 def isolated(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     request: pytest.FixtureRequest,
 ) -> Iterator[dict[str, str]]:
-    """Per-test OCM_HOME/HOME/XDG, and a check that the test left no process behind."""
+    """Per-test OCM_HOME/HOME/XDG, and a check that the test left no process behind. Only
+    an `integration` test is given OpenCode."""
     mark = f"test-{uuid.uuid4().hex[:12]}"
-    env = _isolated_env(tmp_path, mark, OPENCODE)
+    integration = request.node.get_closest_marker("integration") is not None
+    env = _isolated_env(tmp_path, mark, OPENCODE if integration else None)
+    if not integration:
+        # Hidden from every other test, so each run proves `-m "not integration"` needs no
+        # OpenCode: no binary on PATH, none named to ocm or to the tests (the binary lookup
+        # order is explicit, PATH, ~/.opencode and OCM_HOME, the last two per test already).
+        env["PATH"] = os.pathsep.join(_without_opencode(os.environ.get("PATH", os.defpath)))
+        for name in ("OCM_TEST_OPENCODE", "OCM_TEST_OPENCODE2"):
+            monkeypatch.delenv(name, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("OPENCODE_SERVER_PASSWORD", raising=False)
@@ -226,3 +254,41 @@ def fleet(
         args += ["--env", item]
     with own_fleet(tmp_path_factory.mktemp("fleet"), opencode_bin, *args) as started:
         yield started
+
+
+# -- one instance of each line, for the tests that must hold on both -----------------------------
+@dataclass
+class Both:
+    """`v1` (the pinned 1.x) and `v2` (2.1.2) on one git project, in an OCM_HOME of their own."""
+
+    env: dict[str, str]
+    project: Path
+
+
+@contextlib.contextmanager
+def both_lines(
+    base: Path, opencode_bin: str, opencode2_bin: str, model_env: list[str]
+) -> Iterator[Both]:
+    """Start `v1` and `v2` through the CLI, on the scripted model and one git project (with a
+    `.env` that 2.x asks before reading); stopped (and checked for leftovers) at the end."""
+    mark = f"both-{uuid.uuid4().hex[:12]}"
+    env = _isolated_env(base, mark, opencode_bin)
+    project = base / "project"
+    project.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], cwd=project, check=True)
+    (project / "README.md").write_text("both lines\n")
+    (project / ".env").write_text("TOKEN=not-a-secret\n")  # 2.x asks before reading it
+    subprocess.run([*git, "add", "README.md"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], cwd=project, check=True)
+    args = [arg for item in model_env for arg in ("--env", item)]
+    try:
+        for name, binary in (("v1", opencode_bin), ("v2", opencode2_bin)):
+            started = run_ocm("start", name, "--opencode", binary, "--dir", str(project), *args,
+                              "--timeout", "120", "--json", env=env)  # fmt: skip
+            assert started.returncode == 0, str(started)
+        yield Both(env=env, project=project)
+    finally:
+        run_ocm("stop", "--all", env=env)
+        leftovers = _reap_marked(mark)
+        assert not leftovers, f"the fleet of both lines left processes behind: {leftovers}"

@@ -60,7 +60,8 @@ def run_ocm(
 ) -> Result:
     """Run the real entry point (`python -m opencode_manager`) as a user would, in a process of
     its own: for what only a process shows (one line and an exit code end to end, signals,
-    start-up imports). Everything else uses the in-process `ocm` fixture (`invoke_ocm`)."""
+    start-up imports). Everything else uses the in-process `ocm` fixture (`invoke_ocm`).
+    `timeout` is stretched for a loaded machine (`patient`)."""
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
@@ -69,7 +70,7 @@ def run_ocm(
         capture_output=True,
         text=True,
         env=full_env,
-        timeout=timeout,
+        timeout=patient(timeout),
         cwd=cwd,
         input=input,
         check=False,
@@ -288,7 +289,7 @@ def run_in_terminal(
         if not data:
             break
         chunks.append(data)
-    proc.wait(timeout=timeout)
+    proc.wait(timeout=patient(timeout))
     os.close(parent)
     return b"".join(chunks).decode(errors="replace").replace("\r\n", "\n")
 
@@ -303,21 +304,62 @@ def assert_one_line_error(result: Result, code: int, *needles: str) -> None:
         assert needle in lines[0], str(result)
 
 
+#: Test deadlines are for a busy machine: two cores shared by other engineers' suites, a
+#: load average of 15 to 35, where what takes a second alone takes ten. `patient` stretches
+#: a deadline further while the machine is loaded beyond its cores (up to MAX_STRETCH
+#: times), and OCM_TEST_PATIENCE multiplies every one (e.g. 2 on a slower machine still).
+MAX_STRETCH = 4.0
+
+
+def patience() -> float:
+    """How much longer than on a quiet machine a wait may take now."""
+    try:
+        load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    except OSError:
+        load = 1.0
+    return min(MAX_STRETCH, max(1.0, load)) * float(os.environ.get("OCM_TEST_PATIENCE", "1"))
+
+
+def patient(seconds: float) -> float:
+    """A deadline of `seconds` (what the wait needs on a quiet machine, with a margin),
+    stretched for the machine as it is now (`patience`)."""
+    return seconds * patience()
+
+
 def wait_for(
     condition: Callable[[], object],
     timeout: float = 30.0,
     interval: float = 0.1,
     message: str = "condition",
 ) -> object:
-    """Poll `condition` until it returns something truthy, or fail after `timeout`."""
-    deadline = time.monotonic() + timeout
+    """Poll `condition` until it returns something truthy, or fail after `timeout` seconds
+    (stretched for a loaded machine: `patient`)."""
+    limit = patient(timeout)
+    deadline = time.monotonic() + limit
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+            raise AssertionError(f"timed out after {limit:.0f} s waiting for {message}")
         time.sleep(interval)  # polling a condition with a deadline
+
+
+@contextlib.contextmanager
+def popened(argvs: list[list[str]], **kwargs: Any) -> Iterator[list[subprocess.Popen[str]]]:
+    """Processes started together (text pipes as `kwargs` say), each ended and its pipes
+    closed when the block ends, however it ends: a failed assertion on the first used to
+    leave the others' pipes open (ResourceWarnings blamed on the worker's next test)."""
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        for argv in argvs:
+            procs.append(subprocess.Popen(argv, text=True, **kwargs))
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()  # the test's own child, by its handle
+            proc.communicate()  # reaps it and closes its pipes
 
 
 # -- process trees without OpenCode ---------------------------------------------------------

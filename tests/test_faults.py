@@ -29,7 +29,16 @@ from opencode_manager.models import InstanceSpec, State
 from opencode_manager.registry import Registry
 
 from conftest import Fleet
-from helpers import Ocm, Result, assert_one_line_error, forge_row, invoke_ocm, run_ocm, wait_for
+from helpers import (
+    Ocm,
+    Result,
+    assert_one_line_error,
+    forge_row,
+    invoke_ocm,
+    patient,
+    run_ocm,
+    wait_for,
+)
 
 
 def _home() -> Path:
@@ -125,7 +134,7 @@ def test_cleanup_and_stop_all_respect_instances_coming_up(
     report = invoke_ocm("cleanup", "--json", check=True).json()
     assert report["removed_instances"] == []
     assert report["reconciled"] == []
-    out, err = start.communicate(timeout=180)
+    out, err = start.communicate(timeout=patient(180))
     assert start.returncode == 0, err
     assert [i["status"] for i in json.loads(out)] == ["running"] * 3
 
@@ -142,7 +151,7 @@ def test_cleanup_and_stop_all_respect_instances_coming_up(
     wait_for(lambda: starting("down-", 2), timeout=30, message="2 rows")
     stopped = invoke_ocm("stop", "--all", "--json", check=True).json()
     assert {s["name"] for s in stopped} >= {"down-1", "down-2"}
-    _, err = start.communicate(timeout=180)
+    _, err = start.communicate(timeout=patient(180))
     assert start.returncode == 6, err  # the start reports that its instances were stopped
     assert "stopped while starting" in err
     final = {i["name"]: i for i in invoke_ocm("ls", "--json", "--no-foreign", check=True).json()}

@@ -12,7 +12,8 @@ fronts' helpers) only, and the keeper stays small.
     instances/                                                    4
     client/    scripted_model/    registry    limits/             3
     database, process, portal, secretfile, secretbook             2
-    models, settings, text, sockets, lines, dbfile, migrations    1
+    models, settings, text, sockets, lines, dbfile, migrations,   1
+    load
     errors, supervision                                           0
 """
 
@@ -31,7 +32,7 @@ RANKS = {
     "errors": 0,
     "supervision": 0,  # supervision limits and restart decisions (pure; models reads DEFAULTS)
     "models": 1, "settings": 1, "durations": 1, "redaction": 1, "text": 1, "sockets": 1,
-    "deadline": 1, "dbfile": 1, "lines": 1, "migrations": 1,
+    "deadline": 1, "load": 1, "dbfile": 1, "lines": 1, "migrations": 1,
     "database": 2, "process": 2, "portal": 2, "secretfile": 2, "secretbook": 2,
     "client": 3, "scripted_model": 3, "limits": 3,
     "registry": 3,  # the instance state machine, over the database

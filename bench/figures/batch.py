@@ -1,4 +1,5 @@
-"""2. Batch throughput: `ocm batch` against one `opencode run --attach &` per task, then wait,
+"""2. Batch throughput: `ocm batch` against one `opencode run --attach &` per task (2.x:
+`--server`), then wait,
 and against the REST floor (the same tasks as raw API calls); then the cost as the work grows."""
 
 from __future__ import annotations
@@ -7,6 +8,8 @@ import json
 import math
 from pathlib import Path
 from typing import Any
+
+from opencode_manager.lines import Line
 
 from ..chart import Panel, svg
 from ..env import ROOT, BenchEnv
@@ -27,7 +30,7 @@ def _recipe(fleet: SharedFleet, tasks: int, out: Path) -> str:
         index = i % len(fleet.instances)
         url = fleet.instances[index].url
         lines.append(
-            f'OPENCODE_SERVER_PASSWORD="$PW_{index}" "$OCM_OPENCODE" run --attach {url} '
+            f'OPENCODE_SERVER_PASSWORD="$PW_{index}" "$OCM_OPENCODE" run {_flag(fleet)} {url} '
             f"--format json bench task {i} > {out}/{i}.jsonl &"
         )
         lines.append("pids+=($!)")
@@ -37,6 +40,11 @@ def _recipe(fleet: SharedFleet, tasks: int, out: Path) -> str:
         "exit $status",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _flag(fleet: SharedFleet) -> str:
+    """How the line's `opencode run` reaches a running server."""
+    return "--attach" if fleet.env.line is Line.V1 else "--server"
 
 
 def _tasks_file(work: Path, n: int) -> Path:
@@ -87,6 +95,8 @@ def _floor(fleet: SharedFleet, n: int) -> tuple[CommandResult, dict[str, Any]]:
                 str(n),
                 "--per-instance",
                 str(PER_INSTANCE),
+                "--line",
+                str(fleet.env.line.value),
             ],
             env={**fleet.env.env, "PYTHONPATH": str(ROOT)},
             cwd=fleet.env.project,
@@ -144,12 +154,19 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
             f"ocm batch tasks.jsonl --json   # {n} lines of "
             '{"prompt": "bench task N"}, default placement (--per-instance 2)',
             f"bash recipe.sh   # {n} x `OPENCODE_SERVER_PASSWORD=... opencode run "
-            "--attach URL --format json bench task N > out/N.jsonl &` round-robin "
+            f"{_flag(fleet)} URL --format json bench task N > out/N.jsonl &` round-robin "
             "over the instances, then `wait` for each",
-            f"python -m bench.rest_floor --tasks {n} --per-instance {PER_INSTANCE} < spec.json   "
-            "# the REST floor: httpx alone, one /global/event stream per instance, "
-            f"{PER_INSTANCE} workers per instance; per task POST /session, POST "
-            "/session/ID/prompt_async, wait for idle, GET /session/ID/message",
+            f"python -m bench.rest_floor --tasks {n} --per-instance {PER_INSTANCE} "
+            f"--line {fleet.env.line.value} < spec.json   # the REST floor: httpx alone, "
+            + (
+                "one /global/event stream per instance, "
+                f"{PER_INSTANCE} workers per instance; per task POST /session, POST "
+                "/session/ID/prompt_async, wait for idle, GET /session/ID/message"
+                if fleet.env.line is Line.V1
+                else f"{PER_INSTANCE} workers per instance; per task POST /api/session, POST "
+                "/api/session/ID/prompt, POST /api/experimental/session/ID/wait, GET "
+                "/api/session/ID/message until idle"
+            ),
         ],
     )
     ocm_rate, recipe_rate, floor_rate = Series(), Series(), Series()
@@ -163,12 +180,12 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
     first = fleet.instances[0]
     check(
         run_command(
-            [env.opencode, "run", "--attach", first.url, "--format", "json", "bench warm-up"],
+            [env.opencode, "run", _flag(fleet), first.url, "--format", "json", "bench warm-up"],
             env=fleet.attach_env(first),
             cwd=env.project,
             gnu_time=False,
         ),
-        "opencode run --attach (warm-up)",
+        f"opencode run {_flag(fleet)} (warm-up)",
     )
     slots = len(fleet.instances) * PER_INSTANCE
     _ocm_batch(env, _tasks_file(work, slots), slots)
@@ -251,7 +268,10 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
         "diff or todos either (nothing can be there); a task with tool calls costs it those "
         "two reads more.",
     ]
-    _scale(fleet, plan, figure)
+    if plan.batch_scale:
+        _scale(fleet, plan, figure)
+    else:
+        figure.notes.append("The cost-as-the-work-grows table was not measured (--no-scale).")
     return figure
 
 

@@ -1,10 +1,13 @@
-"""1. Task dispatch: one prompt end to end, against `opencode run --attach` and raw curl."""
+"""1. Task dispatch: one prompt end to end, against the line's own `opencode run` client
+(`--attach URL` on 1.x, `--server URL` on 2.x) and raw curl."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 from typing import Any
+
+from opencode_manager.lines import Line
 
 from ..env import ROOT
 from ..measure import BenchError, Series, check, run_command
@@ -26,27 +29,64 @@ curl -sf -K - -H 'content-type: application/json' \
   -d '{"parts":[{"type":"text","text":"BASH: echo bench"}]}' \
   "$OPENCODE_SERVER_URL/session/${BASH_REMATCH[1]}/message" <<<"$auth"
 """
+# The same on 2.x: its prompt route admits the input and returns at once, so the script then
+# blocks on the wait route (asked again should it answer before the turn began) and reads the
+# projected messages until they end the turn with an idle entry.
+FLOOR_SCRIPT_V2 = r"""set -eu
+auth="user = \"$OPENCODE_SERVER_USERNAME:$OPENCODE_SERVER_PASSWORD\""
+session=$(curl -sf -K - -H 'content-type: application/json' -d '{}' \
+  "$OPENCODE_SERVER_URL/api/session" <<<"$auth")
+[[ $session =~ \"id\":\"(ses_[^\"]*)\" ]]
+id=${BASH_REMATCH[1]}
+curl -sf -K - -H 'content-type: application/json' -d '{"text":"BASH: echo bench"}' \
+  "$OPENCODE_SERVER_URL/api/session/$id/prompt" <<<"$auth" >/dev/null
+for _ in $(seq 600); do
+  curl -sf -K - -X POST "$OPENCODE_SERVER_URL/api/experimental/session/$id/wait" <<<"$auth"
+  messages=$(curl -sf -K - "$OPENCODE_SERVER_URL/api/session/$id/message?order=asc" <<<"$auth")
+  [[ $messages == *'"type":"idle"'* ]] && break
+done
+printf '%s\n' "$messages"
+"""
+#: Per line: the client's name in the report, its argv after the binary, the floor's routes,
+#: and what the floor's answer holds once the turn is over.
+CLIENT = {Line.V1: "opencode run --attach", Line.V2: "opencode run --server"}
+FLOOR = {
+    Line.V1: (
+        FLOOR_SCRIPT,
+        "curl POST /session, then curl POST /session/ID/message (sync",
+        '"role":"assistant"',
+    ),
+    Line.V2: (
+        FLOOR_SCRIPT_V2,
+        "curl POST /api/session, POST /api/session/ID/prompt, then POST "
+        "/api/experimental/session/ID/wait and GET /api/session/ID/message until idle (no "
+        "event stream",
+        '"type":"assistant"',
+    ),
+}
 
 
 def run(fleet: SharedFleet, plan: Plan) -> Figure:
     env = fleet.env
     target = fleet.instances[0]
+    client = CLIENT[env.line]
+    script, floor_says, floor_expect = FLOOR[env.line]
     figure = Figure(
         1,
         "Task dispatch: one prompt end to end",
         commands=[
             f'ocm run "{PROMPT}"',
-            f"opencode run --attach {target.url} --format json {PROMPT}"
+            f"{client} {target.url} --format json {PROMPT}"
             "   # OPENCODE_SERVER_PASSWORD in its environment",
-            "bash floor.sh   # curl POST /session, then curl POST /session/ID/message "
-            "(sync, basic auth from a config on stdin: `curl -K -`)",
+            f"bash floor.sh   # {floor_says}, basic auth from a config on stdin: `curl -K -`)",
             f'python -m bench.library_probe --runs {plan.runs} "{PROMPT}"'
             "   # Manager().run() / await AsyncManager().run(), timed in-process",
         ],
     )
     ocm_argv = [env.ocm, "run", PROMPT]
-    attach_argv = [env.opencode, "run", "--attach", target.url, "--format", "json", *PROMPT.split()]
-    floor_argv = ["bash", "-c", FLOOR_SCRIPT]
+    attach_argv = [env.opencode, *client.split()[1:], target.url, "--format", "json",
+                   *PROMPT.split()]  # fmt: skip
+    floor_argv = ["bash", "-c", script]
     attach_env = fleet.attach_env(target)
     floor_env = {
         **env.env,
@@ -63,9 +103,7 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
         ocm_rss.add((result.max_rss_kb or 0) / 1024)
 
     def attach_run() -> None:
-        result = check(
-            run_command(attach_argv, env=attach_env, cwd=env.project), "opencode run --attach"
-        )
+        result = check(run_command(attach_argv, env=attach_env, cwd=env.project), client)
         attach_wall.add(result.wall_s)
         attach_rss.add((result.max_rss_kb or 0) / 1024)
         attach_tools.append('"type":"tool_use"' in result.stdout)
@@ -75,7 +113,7 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
         result = check(
             run_command(floor_argv, env=floor_env, cwd=env.project),
             "curl floor",
-            expect='"role":"assistant"',
+            expect=floor_expect,
         )
         floor_wall.add(result.wall_s)
         floor_rss.add((result.max_rss_kb or 0) / 1024)
@@ -101,7 +139,7 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
     library = _library(fleet, plan)
 
     figure.add("ocm", "`ocm run` wall", "s", ocm_wall, baseline="attach")
-    figure.add("attach", "`opencode run --attach` wall", "s", attach_wall)
+    figure.add("attach", f"`{client}` wall", "s", attach_wall)
     figure.add("floor", "curl floor wall", "s", floor_wall)
     figure.add("ocm_floor", "`ocm run` wall vs floor", "s", ocm_wall, baseline="floor")
     figure.add("lib", "library `Manager().run()`", "s", Series(library["run_s"]), baseline="floor")
@@ -121,7 +159,7 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
         note="includes lazy imports",
     )
     figure.add("ocm_rss", "`ocm run` peak RSS", "MB", ocm_rss, baseline="attach_rss")
-    figure.add("attach_rss", "`opencode run --attach` peak RSS", "MB", attach_rss)
+    figure.add("attach_rss", f"`{client}` peak RSS", "MB", attach_rss)
     figure.add("floor_rss", "curl floor peak RSS", "MB", floor_rss)
     seconds = "{:.3f} s".format
     megabytes = "{:.1f} MB".format
@@ -144,7 +182,7 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
         "interleaved, run after run.",
         "The library rows are timed inside one Python process after an untimed first call "
         "(shown separately); interpreter start and imports are excluded.",
-        f"`opencode run --attach --format json` exited 0 in every run; its output had the "
+        f"`{client} --format json` exited 0 in every run; its output had the "
         f"tool step's event in {sum(attach_tools)} and the final text event in "
         f"{sum(attach_texts)} of {len(attach_texts)} measured runs (it may exit before "
         "printing the whole turn; the server finishes the turn either way).",

@@ -1,12 +1,19 @@
-"""8. First task: the first `ocm run` on a freshly started instance against a warm one, with the
-keeper's warm-up (the default) and without it, and what the warm-up adds to `ocm start`."""
+"""8. First task: the first `ocm run` on a freshly started instance against a warm one, in
+wall time and in the server's CPU, with the keeper's warm-up (the default) and without it
+(`--no-warm`), on both OpenCode lines; and what the warm-up adds to `ocm start`."""
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 
-from ..env import BenchEnv
+import psutil
+
+from opencode_manager.instances.binary import managed_install
+from opencode_manager.settings import Settings
+
+from ..env import ROOT, BenchEnv
 from ..measure import Series, check, run_command
 from ..plan import Plan
 from ..report import Figure, timed_ratio_goal
@@ -14,79 +21,116 @@ from .fleet_start import start_instances
 
 PROMPT = "BASH: echo bench"
 WARM_TASKS = 3  # after the first task: the warm figure of a run is their median
+OPENCODE2_VERSION = "2.1.2"  # the 2.x line's figures, when scripts/setup installed it
 
 
-def _default_env(env: BenchEnv, *, warm: bool) -> dict[str, str]:
+def opencode2() -> str | None:
+    """The 2.x binary scripts/setup installs into .cache/ocm, if it is there."""
+    found = managed_install(Settings.load(home=ROOT / ".cache" / "ocm", environ={}),
+                            OPENCODE2_VERSION)  # fmt: skip
+    return str(found) if found is not None else None
+
+
+def _default_env(env: BenchEnv) -> dict[str, str]:
     """ocm's default settings: the bench's catalogue switch removed (OpenCode tries models.dev,
-    which this offline machine cannot reach), the warm-up on unless told otherwise."""
-    run_env = {k: v for k, v in env.env.items() if k != "OPENCODE_DISABLE_MODELS_FETCH"}
-    if not warm:
-        run_env["OCM_WARMUP_TIMEOUT"] = "0"
-    return run_env
+    which this offline machine cannot reach)."""
+    return {k: v for k, v in env.env.items() if k != "OPENCODE_DISABLE_MODELS_FETCH"}
 
 
-def _one(env: BenchEnv, *, warm: bool) -> tuple[float, float, float]:
-    """(start wall, first task wall, median warm task wall) on one fresh instance."""
-    run_env = _default_env(env, warm=warm)
+def _server_cpu(pid: int) -> float:
+    """CPU seconds of the server and its ended children (the shell tool's)."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def _one(env: BenchEnv, binary: str, *, warm: bool) -> dict[str, float]:
+    """One fresh instance: its start's wall, and the first and the median warm task's wall
+    and server CPU."""
+    run_env = _default_env(env)
     config = f"OPENCODE_CONFIG_CONTENT={env.config_content}"
-    start = start_instances(env, ["--dir", str(env.project), "--env", config], run_env, 1)
-    tasks = []
+    args = ["--dir", str(env.project), "--env", config, "--opencode", binary]
+    start = start_instances(env, [*args, *(() if warm else ("--no-warm",))], run_env, 1)
+    [row] = json.loads(start.stdout)
+    walls, cpus = [], []
     for _ in range(1 + WARM_TASKS):
+        before = _server_cpu(row["pid"])
         result = check(
             run_command([env.ocm, "run", PROMPT], env=run_env, cwd=env.project, gnu_time=False),
             "ocm run",
             expect="bench",
         )
-        tasks.append(result.wall_s)
+        walls.append(result.wall_s)
+        cpus.append(_server_cpu(row["pid"]) - before)
     env.forget_all()  # stop, then rm: the next run starts a fresh instance with fresh dirs
-    return start.wall_s, tasks[0], statistics.median(tasks[1:])
+    return {
+        "start": start.wall_s,
+        "first": walls[0],
+        "warm": statistics.median(walls[1:]),
+        "first_cpu": cpus[0],
+        "warm_cpu": statistics.median(cpus[1:]),
+    }
 
 
 def run(env: BenchEnv, plan: Plan) -> Figure:
     figure = Figure(
         8,
-        "First task on a fresh instance: ready (warmed up) against merely healthy",
+        "First task on a fresh instance: warmed up against merely healthy, on both lines",
         commands=[
-            "ocm start --dir PROJECT --env OPENCODE_CONFIG_CONTENT=... --json   "
-            "# default settings: warm-up on, models.dev fetch not disabled",
-            f'ocm run "{PROMPT}"   # the first task, then {WARM_TASKS} more (warm)',
-            "OCM_WARMUP_TIMEOUT=0 ocm start ...; ocm run ...   # the same, warm-up off",
+            "ocm start --dir PROJECT --env OPENCODE_CONFIG_CONTENT=... --opencode BINARY --json"
+            "   # default settings: warm-up on, models.dev fetch not disabled",
+            f'ocm run "{PROMPT}"   # the first task, then {WARM_TASKS} more (warm); the '
+            "server's CPU (psutil, with its ended children) around each",
+            "ocm start --no-warm ...; ocm run ...   # the same, warm-up off",
             "# between runs: ocm stop --all; ocm rm NAME (its private dirs go too)",
         ],
     )
-    first, warm_task, start_ready = Series(), Series(), Series()
-    cold_first, cold_warm, start_healthy = Series(), Series(), Series()
-    _one(env, warm=True)  # the page cache and the user's config dir, once
-    for _ in range(plan.runs):
-        for warm, (starts, firsts, warms) in (
-            (True, (start_ready, first, warm_task)),
-            (False, (start_healthy, cold_first, cold_warm)),
-        ):
-            began, one, rest = _one(env, warm=warm)
-            starts.add(began)
-            firsts.add(one)
-            warms.add(rest)
-            time.sleep(0.5)  # let the ended server's CPU settle between runs
-
-    figure.add("first", "first task, warmed-up instance (default)", "s", first, baseline="warm")
-    figure.add("warm", "a warm task (median of the next 3), same instances", "s", warm_task)
-    figure.add("cold_first", "first task, warm-up off", "s", cold_first, baseline="cold_warm")
-    figure.add("cold_warm", "a warm task, warm-up off", "s", cold_warm)
-    figure.add("ready", "`ocm start`, until ready (default)", "s", start_ready,
-               baseline="healthy")  # fmt: skip
-    figure.add("healthy", "`ocm start`, until healthy (warm-up off)", "s", start_healthy)
-    timed_ratio_goal(
-        figure, "first", "warm", 1.5, "first task on a fresh instance", "{:.3f} s".format
-    )
+    lines = [("1.x", env.opencode)]
+    second = opencode2()
+    if second is not None:
+        lines.append(("2.x", second))
+    else:
+        figure.notes.append(f"OpenCode {OPENCODE2_VERSION} is not installed: 1.x only.")
+    keys = ("start", "first", "warm", "first_cpu", "warm_cpu")
+    for tag, binary in lines:
+        on = {k: Series() for k in keys}
+        off = {k: Series() for k in keys}
+        _one(env, binary, warm=True)  # the page cache and the user's config dir, once
+        for _ in range(plan.runs):
+            for warm, series in ((True, on), (False, off)):
+                for key, value in _one(env, binary, warm=warm).items():
+                    series[key].add(value)
+                time.sleep(0.5)  # let the ended server's CPU settle between runs
+        p = tag.replace(".", "")
+        add = figure.add
+        add(f"{p}_first", f"{tag}: first task, warmed-up instance (default)", "s",
+            on["first"], baseline=f"{p}_warm")  # fmt: skip
+        add(f"{p}_warm", f"{tag}: a warm task (median of the next 3)", "s", on["warm"])
+        add(f"{p}_first_cpu", f"{tag}: server CPU of the first task (default)", "s",
+            on["first_cpu"], baseline=f"{p}_warm_cpu")  # fmt: skip
+        add(f"{p}_warm_cpu", f"{tag}: server CPU of a warm task", "s", on["warm_cpu"])
+        add(f"{p}_cold_first", f"{tag}: first task, --no-warm", "s", off["first"],
+            baseline=f"{p}_cold_warm")  # fmt: skip
+        add(f"{p}_cold_warm", f"{tag}: a warm task, --no-warm", "s", off["warm"])
+        add(f"{p}_cold_first_cpu", f"{tag}: server CPU of the first task, --no-warm", "s",
+            off["first_cpu"], baseline=f"{p}_cold_warm_cpu")  # fmt: skip
+        add(f"{p}_cold_warm_cpu", f"{tag}: server CPU of a warm task, --no-warm", "s",
+            off["warm_cpu"])  # fmt: skip
+        add(f"{p}_ready", f"{tag}: `ocm start`, until warm (default)", "s", on["start"],
+            baseline=f"{p}_healthy")  # fmt: skip
+        add(f"{p}_healthy", f"{tag}: `ocm start --no-warm`, until healthy", "s", off["start"])
+        show = "{:.3f} s".format
+        timed_ratio_goal(figure, f"{p}_first", f"{p}_warm", 1.5, f"{tag} first task", show)
+        timed_ratio_goal(
+            figure, f"{p}_first_cpu", f"{p}_warm_cpu", 1.5, f"{tag} first task's server CPU", show
+        )
     figure.notes += [
         "Walls of whole `ocm` commands, interpreter start included, on the scripted model. "
         "Each run starts one fresh instance (fresh private data, state and cache dirs) with "
         "default settings: models.dev is not disabled, so OpenCode's catalogue refresh "
         "fails in the background on this offline machine and it uses its built-in snapshot.",
-        "The warm-up (keeper/warmup.py) makes read-only calls only. What it cannot reach is "
-        "the session runner's own first boot (its file watcher, tools and location services, "
-        "which no read-only endpoint of OpenCode 1.18.33 builds) and the first model stream: "
-        "the rest of the first task's extra time (bench/NOTES.md lists what was tried).",
+        "The warm-up (keeper/warmup.py) is two real turns answered by ocm's own model, in "
+        "sessions it titles and deletes: a text turn in the project, a shell turn in a "
+        "throw-away directory. The difference between the `ocm start` rows is its cost.",
         "Runs alternate: warm-up on, warm-up off.",
     ]
     return figure

@@ -63,7 +63,17 @@ def _raw(env: BenchEnv, *options: str, count: int = COUNT) -> float:
         OPENCODE_SERVER_PASSWORD=secrets.token_urlsafe(24), PYTHONPATH=str(ROOT)
     )
     proc = subprocess.Popen(
-        [env.python, "-m", "bench.raw_fleet", "--count", str(count), *options, env.opencode],
+        [
+            env.python,
+            "-m",
+            "bench.raw_fleet",
+            "--count",
+            str(count),
+            *options,
+            "--line",
+            str(env.line.value),
+            env.opencode,
+        ],
         env=server_env,
         cwd=str(env.project),
         stdin=subprocess.PIPE,

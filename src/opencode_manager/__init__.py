@@ -55,6 +55,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "LifecycleEvent": ("models", "LifecycleEvent"),
     "Limit": ("limits.policy", "Limit"),
     "LimitStatus": ("limits.table", "LimitStatus"),
+    "QueuedTicket": ("limits.table", "QueuedTicket"),
     "LogLine": ("instances.logs", "LogLine"),
     "Manager": ("twin", "Manager"),
     "Message": ("client.types", "Message"),
@@ -77,6 +78,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "ServerRefused": ("errors", "ServerRefused"),
     "ServerTimeout": ("errors", "ServerTimeout"),
     "ServerUnreachable": ("errors", "ServerUnreachable"),
+    "TurnLost": ("errors", "TurnLost"),
     "Session": ("client.types", "Session"),
     "SessionCounts": ("instances.inventory", "SessionCounts"),
     "SessionNotFound": ("errors", "SessionNotFound"),
@@ -122,6 +124,7 @@ if TYPE_CHECKING:
         SessionNotFound,
         StartError,
         StateError,
+        TurnLost,
         UsageError,
     )
     from .instances.binary import Binary, find_binary, install
@@ -144,7 +147,7 @@ if TYPE_CHECKING:
     from .instances.spec import LOG_LEVELS, RESTART_POLICIES, Supervision
     from .instances.systemd import SystemdExport
     from .limits.policy import Limit
-    from .limits.table import LimitStatus
+    from .limits.table import LimitStatus, QueuedTicket
     from .lines import MIN_OPENCODE_VERSION
     from .manager import AsyncManager
     from .models import (
@@ -243,6 +246,7 @@ __all__ = [
     "PendingAsk",
     "ProcessIdentity",
     "PruneReport",
+    "QueuedTicket",
     "Received",
     "RegistryBackup",
     "ResourceSample",
@@ -271,6 +275,7 @@ __all__ = [
     "TaskOutcome",
     "TaskRecord",
     "TaskStatus",
+    "TurnLost",
     "UpReport",
     "UsageError",
     "Worktree",

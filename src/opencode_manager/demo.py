@@ -12,7 +12,7 @@ from . import process
 from .errors import OcmError
 from .instances import lifecycle
 from .instances.fleet import Fleet, is_live
-from .instances.inventory import list_instances
+from .instances.inventory import fresh
 from .instances.spec import build_specs
 from .models import InstanceRecord, ProcessIdentity
 from .scripted_model import ScriptedModelServer, opencode_config
@@ -56,7 +56,7 @@ async def run_demo(fleet: Fleet, *, count: int = 3, say: Say | None = None) -> d
         t0 = time.monotonic()
         specs = build_specs(name=base, count=count, directory=str(project), env=env)
         await asyncio.to_thread(lifecycle.start, fleet, specs)
-        infos = await list_instances(fleet, include_foreign=False, measure_cpu=False, names=names)
+        infos = await fresh(fleet, names)  # each answered its health check
         start_seconds = time.monotonic() - t0
         for info in infos:
             _say(say, f"  {info.name} healthy at {info.url} (pid {info.pid})")

@@ -16,7 +16,8 @@ they care about. Messages say what went wrong and what to do about it.
     ├── StateError                   exit 7   OCM_HOME unwritable, registry corrupt or locked
     └── ServerError                  exit 8   an OpenCode server answered badly or not at all
         ├── ServerUnreachable                   could not connect, or the connection broke
-        │   └── ServerTimeout                   no answer within the deadline (.seconds)
+        │   ├── ServerTimeout                   no answer within the deadline (.seconds)
+        │   └── TurnLost                        the server running a turn is gone, the turn too
         └── ServerRefused                       answered with an HTTP error (.status_code)
 
 A task's outcome is not an error: `ocm run` and `ocm wait` exit with its status, 0 completed,
@@ -127,6 +128,11 @@ class ServerTimeout(ServerUnreachable):
     def __init__(self, message: str, *, instance: str | None = None, seconds: float) -> None:
         super().__init__(message, instance=instance)
         self.seconds = seconds
+
+
+class TurnLost(ServerUnreachable):
+    """The server process that took a task's prompt is gone (crashed, restarted, recycled)
+    and its turn with it: a batch runs the task again; nothing else may send it again."""
 
 
 class ServerRefused(ServerError):

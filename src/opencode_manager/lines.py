@@ -45,6 +45,17 @@ class Line(int, enum.Enum):
         return "/global/health" if self is Line.V1 else "/api/info"
 
 
+#: The version of each line that ocm is tested on (CI runs both; `ocm install --version`
+#: takes either); settings.PINNED_OPENCODE_VERSION says which one `ocm install` installs
+#: (2.x's); the test-suite's instances run 1.x's unless a test chooses 2.x.
+PINNED_VERSIONS = {Line.V1: "1.18.33", Line.V2: "2.1.2"}
+
+
+def pinned_version(line: Line) -> str:
+    """The version of `line` ocm is tested on (what to install for that line)."""
+    return PINNED_VERSIONS[line]
+
+
 def parse_version(text: str) -> tuple[int, int, int] | None:
     """The first x.y.z of a version string (`1.18.33`, `opencode v2.1.2`), or None."""
     match = _VERSION_RE.search(text)

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from .instances.restore import Backup, RestoreReport
     from .instances.systemd import SystemdExport
     from .limits.policy import Limit
-    from .limits.table import LimitStatus
+    from .limits.table import LimitStatus, QueuedTicket
     from .observe.fleetview import FleetFrame
     from .observe.monitor import Received
     from .tasks.batch import BatchOptions, Listener
@@ -160,12 +160,16 @@ class AsyncManager:
         *,
         timeout: float = DEFAULT_START_TIMEOUT,
         progress: StartProgress | None = None,
+        cancel: asyncio.Event | None = None,
     ) -> list[InstanceInfo]:
         """Start recorded instances that are not running, with their own settings; running
-        ones are left alone (like `docker start`). Returns them all, fresh."""
+        ones are left alone (like `docker start`). Returns them all, fresh. Setting `cancel`
+        stops again what it started, and it raises Interrupted."""
         from . import routing
 
-        return await routing.start_existing(self.fleet, refs, timeout=timeout, progress=progress)
+        return await routing.start_existing(
+            self.fleet, refs, timeout=timeout, progress=progress, cancel=cancel
+        )
 
     async def restart(
         self,
@@ -174,12 +178,16 @@ class AsyncManager:
         all: bool = False,
         timeout: float = DEFAULT_START_TIMEOUT,
         progress: StartProgress | None = None,
+        cancel: asyncio.Event | None = None,
     ) -> list[InstanceInfo]:
         """Stop (if running) and start again with the same name, spec, password and data;
-        `all`: every instance not stopped on purpose."""
+        `all`: every instance not stopped on purpose. Setting `cancel` stops the ones it
+        relaunched (they stay recorded), and it raises Interrupted."""
         from . import routing
 
-        return await routing.restart(self.fleet, refs, all=all, timeout=timeout, progress=progress)
+        return await routing.restart(
+            self.fleet, refs, all=all, timeout=timeout, progress=progress, cancel=cancel
+        )
 
     # -- fleet files (ocm.toml) -------------------------------------------------------------
     async def fleet_diff(
@@ -200,21 +208,31 @@ class AsyncManager:
         force_recreate: bool = False,
         remove_orphans: bool = False,
         timeout: float = DEFAULT_START_TIMEOUT,
+        cancel: asyncio.Event | None = None,
     ) -> UpReport:
         """Converge to the fleet file: start what is missing in parallel, recreate what
-        changed one at a time; only this file's project is ever touched."""
-        from .instances import compose
+        changed one at a time; only this file's project is ever touched. Setting `cancel`
+        stops what it started (removing what it created) and raises Interrupted."""
+        from .instances import compose, lifecycle
 
-        return await asyncio.to_thread(
-            compose.up, self.fleet, path, recreate=recreate, force_recreate=force_recreate,
-            remove_orphans=remove_orphans, timeout=timeout,
+        return await lifecycle.interruptibly(
+            lambda stop: compose.up(
+                self.fleet, path, recreate=recreate, force_recreate=force_recreate,
+                remove_orphans=remove_orphans, timeout=timeout, cancel=stop,
+            ),
+            cancel,
         )  # fmt: skip
 
-    async def down(self, path: str | None = None) -> list[StopResult]:
-        """Stop the instances the fleet file's project created (they stay recorded)."""
-        from .instances import compose
+    async def down(
+        self, path: str | None = None, *, cancel: asyncio.Event | None = None
+    ) -> list[StopResult]:
+        """Stop the instances the fleet file's project created (they stay recorded); setting
+        `cancel` stops no more of them and raises Interrupted."""
+        from .instances import compose, lifecycle
 
-        return await asyncio.to_thread(compose.down, self.fleet, path)
+        return await lifecycle.interruptibly(
+            lambda stop: compose.down(self.fleet, path, cancel=stop), cancel
+        )
 
     # -- after a reboot: save / resurrect, systemd units -------------------------------------
     async def save(self, *, force: bool = False) -> SaveReport:
@@ -224,12 +242,16 @@ class AsyncManager:
 
         return await asyncio.to_thread(dump.save, self.fleet, force=force)
 
-    async def resurrect(self, *, timeout: float = DEFAULT_START_TIMEOUT) -> ResurrectReport:
+    async def resurrect(
+        self, *, timeout: float = DEFAULT_START_TIMEOUT, cancel: asyncio.Event | None = None
+    ) -> ResurrectReport:
         """Start what the saved dump holds that is not running (same names, settings and, when
         free, ports); nothing else is touched."""
-        from .instances import dump
+        from .instances import dump, lifecycle
 
-        return await asyncio.to_thread(dump.resurrect, self.fleet, timeout=timeout)
+        return await lifecycle.interruptibly(
+            lambda stop: dump.resurrect(self.fleet, timeout=timeout, cancel=stop), cancel
+        )
 
     # -- a damaged registry ---------------------------------------------------------------
     async def backups(self) -> list[Backup]:
@@ -269,13 +291,19 @@ class AsyncManager:
         return await asyncio.to_thread(routing.remove, self.fleet, refs, force=force)
 
     # -- a Ray cluster (`pip install 'opencode-manager[ray]'`) ------------------------------
-    async def cluster_up(self, address: str | None = None) -> ClusterReport:
+    async def cluster_up(
+        self, address: str | None = None, *, cancel: asyncio.Event | None = None
+    ) -> ClusterReport:
         """Connect to the Ray cluster at `address` (kept for later commands) and reconcile one
         host agent per alive node; a missing agent is created and adopts its host's
-        instances; instances of hosts that left are marked lost."""
+        instances; instances of hosts that left are marked lost. Setting `cancel` stops
+        between hosts (nothing marked lost), and it raises Interrupted."""
         from .cluster import link
+        from .instances import lifecycle
 
-        return await asyncio.to_thread(link.up, self.fleet, address)
+        return await lifecycle.interruptibly(
+            lambda stop: link.up(self.fleet, address, cancel=stop), cancel
+        )
 
     async def cluster_hosts(self) -> ClusterReport:
         """Hosts, agents and instances per host, as they are (nothing created or changed)."""
@@ -294,16 +322,18 @@ class AsyncManager:
         spread: bool = False,
         timeout: float = DEFAULT_START_TIMEOUT,
         cancel: asyncio.Event | None = None,
+        opencode: str | None = None,
     ) -> list[InstanceInfo]:
         """Start instances on the cluster's hosts (by free memory, or evenly with `spread`),
         each bound to its host's address with a password, reachable here by URL: all or
         nothing. Setting `cancel` (or cancelling this coroutine) undoes the start on every
-        host, and it raises Interrupted."""
+        host, and it raises Interrupted. `opencode`: their binary on the hosts (a version
+        the hosts installed, or an absolute path), either line."""
         from . import routing
 
         return await routing.cluster_start(
             self.fleet, name, count=count, directory=directory, env=env, per_host=per_host,
-            spread=spread, timeout=timeout, cancel=cancel,
+            spread=spread, timeout=timeout, cancel=cancel, opencode=opencode,
         )  # fmt: skip
 
     async def cluster_down(self, *, timeout: float = DEFAULT_STOP_TIMEOUT) -> ClusterReport:
@@ -332,14 +362,17 @@ class AsyncManager:
 
         return await asyncio.to_thread(remote.remove, self.fleet, names)
 
-    async def cleanup(self, *, older_than: float = 0.0, dry_run: bool = False) -> CleanupReport:
+    async def cleanup(
+        self, *, older_than: float = 0.0, dry_run: bool = False, force: bool = False
+    ) -> CleanupReport:
         """Forget ended instances, reconcile dead ones, delete logs and dirs nobody owns
-        (worktrees of tasks no longer recorded too)."""
+        (worktrees of tasks no longer recorded too, except one holding uncommitted files or
+        unmerged commits: kept, with the reason, unless `force`)."""
         from .instances import lifecycle
         from .tasks import worktree
 
         return await asyncio.to_thread(
-            lifecycle.cleanup, self.fleet, older_than=older_than, dry_run=dry_run,
+            lifecycle.cleanup, self.fleet, older_than=older_than, dry_run=dry_run, force=force,
             sweeps=[worktree.orphan_sweep(self.store, self.settings.worktrees_dir)],
         )  # fmt: skip
 
@@ -380,7 +413,8 @@ class AsyncManager:
         return await routing.status(self.fleet, ref)
 
     async def env(self, ref: str) -> dict[str, str]:
-        """Variables that let OpenCode's own CLI, curl and SDKs reach the instance."""
+        """Variables that let OpenCode's own CLI, curl and SDKs reach the instance, and
+        OPENCODE_BIN, the binary it runs (OpenCode need not be on PATH)."""
         from .instances.inventory import client_env
 
         return await asyncio.to_thread(client_env, self.fleet, ref)
@@ -720,8 +754,8 @@ class AsyncManager:
         """argv and environment that run `opencode attach` on an instance."""
         from .tasks import sessions
 
-        return await asyncio.to_thread(
-            sessions.attach_command, self.fleet, ref, session_id=session_id, directory=directory
+        return await sessions.attach_command(
+            self.fleet, ref, session_id=session_id, directory=directory
         )
 
     # -- observe ---------------------------------------------------------------------------
@@ -794,6 +828,12 @@ class AsyncManager:
         from .limits import table as limit_table
 
         return await asyncio.to_thread(limit_table.overview, self.fleet.registry)
+
+    async def queue(self) -> list[QueuedTicket]:
+        """The tasks waiting for a slot of their provider, in queue order, with their place."""
+        from .limits import table as limit_table
+
+        return await asyncio.to_thread(limit_table.queue, self.fleet.registry)
 
     async def limit_set(
         self, scope: str, *, concurrency: int | None = None, rpm: int | None = None

@@ -155,6 +155,9 @@ class InstanceSpec:
     max_age: float | None = DEFAULTS.max_age  # seconds: recycle when older
     log_max_size: int = DEFAULTS.log_max_size  # rotate the captured output above this
     log_keep: int = DEFAULTS.log_keep  # rotated files kept
+    # warm the server up before it is reported running (keeper/warmup.py): `--no-warm`,
+    # a fleet file's `warm = false`
+    warm: bool = True
     # from a fleet file (instances/fleetfile.py): its project, and defaults for tasks
     project: str | None = None
     model: str | None = None  # provider/model for tasks that name none
@@ -316,9 +319,12 @@ class BatchStatus(TextEnum):
 
 
 class TaskStatus(str, enum.Enum):
-    """Where a task is. All but the first two are final."""
+    """Where a task is. All but the first three are final."""
 
     PENDING = "pending"  # recorded, not sent yet
+    #: Waiting for a slot of its provider (a limit is full, or its breaker is open); its
+    #: place in the queue is in the record's `queue`.
+    QUEUED = "queued"
     RUNNING = "running"  # its prompt was (or is being) sent
     COMPLETED = "completed"
     FAILED = "failed"  # the model or the server reported an error
@@ -330,7 +336,7 @@ class TaskStatus(str, enum.Enum):
 
     @property
     def final(self) -> bool:
-        return self not in (TaskStatus.PENDING, TaskStatus.RUNNING)
+        return self not in (TaskStatus.PENDING, TaskStatus.QUEUED, TaskStatus.RUNNING)
 
 
 class AskPolicy(str, enum.Enum):
@@ -381,6 +387,29 @@ class TaskRecord:
     worktree: dict[str, Any] | None = None  # its git worktree (tasks/worktree.py), if any
     schema: dict[str, Any] | None = None  # JSON schema for a structured answer (--schema)
     structured: Any = None  # the answer's object, validated against `schema`
+    # -- provider control (tasks/control.py; PRODUCT §10) --
+    priority: int = 0  # its place in a provider's queue: higher first, then submission order
+    max_cost: float | None = None  # the budget: interrupted past it (budget_exceeded)
+    max_tokens: int | None = None
+    recover: int | None = None  # continuations after transient provider errors (None: default)
+    fallbacks: list[str] = field(default_factory=list)  # models to go on with, in order
+    key: str | None = None  # its idempotent submission key (`--key`)
+    provider: str | None = None  # the provider whose slots it takes (its model's)
+    #: While it waits for a slot: {provider, model, place, reason, scope, since}.
+    queue: dict[str, Any] | None = None
+    #: Each turn sent for it: the first, and every continuation after provider trouble or on
+    #: a fallback model: {model, message_id, status, steps, step_models, tokens, cost, error,
+    #: trouble, action, delay, reason, started_at, ended_at}.
+    turns: list[dict[str, Any]] = field(default_factory=list)
+    #: The provider/model that produced each step of the task, in order.
+    step_models: list[str] = field(default_factory=list)
+    #: The text of the turn being sent when it is not the prompt (a continuation).
+    continuation: str | None = None
+
+    @property
+    def sent_text(self) -> str:
+        """What the turn being sent says: a continuation's text, else the task's prompt."""
+        return self.continuation or self.prompt
 
     @property
     def duration_s(self) -> float | None:
@@ -427,3 +456,25 @@ def _json_copy(value: Any) -> Any:
     if value is None or kind in (str, int, float, bool) or isinstance(value, enum.Enum):
         return value
     return _NOT_JSON
+
+
+@dataclass
+class Leftover:
+    """A path `ocm cleanup` found with work in it: kept (or, with force, removed anyway),
+    and what it holds (`reason`, e.g. "2 uncommitted files: a.txt, b.txt")."""
+
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Swept:
+    """What one cleanup sweep removed (or would remove), kept because it holds work, or
+    removed with `force` although it held work (also in `removed`)."""
+
+    removed: list[str] = field(default_factory=list)
+    kept: list[Leftover] = field(default_factory=list)
+    forced: list[Leftover] = field(default_factory=list)

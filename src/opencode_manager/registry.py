@@ -173,8 +173,9 @@ class Registry(Database):
             )
         except sqlite3.IntegrityError as exc:
             raise ConflictError(
-                f"an instance named {spec.name!r} already exists; pick another name or "
-                f"`ocm rm {spec.name}` it first",
+                f"an instance named {spec.name!r} already exists: `ocm restart {spec.name}` "
+                f"starts it again with its settings; or pick another name, or `ocm rm "
+                f"{spec.name}` to forget it",
                 instance=spec.name,
             ) from exc
 

@@ -69,9 +69,10 @@ async def cluster_start(
     spread: bool,
     timeout: float,
     cancel: asyncio.Event | None = None,
+    opencode: str | None = None,
 ) -> list[InstanceInfo]:
     """Start instances on the cluster's hosts, all or nothing (an interrupt undoes the start
-    on every host); return them as `ls` shows them."""
+    on every host); return them as `ls` shows them. `opencode`: their binary on the hosts."""
     from .cluster.link import Link
 
     where = str(Path(directory).expanduser().resolve()) if directory else os.getcwd()
@@ -79,7 +80,7 @@ async def cluster_start(
     def work(stop: threading.Event) -> list[str]:
         return Link(fleet).start(
             name=name, count=count, directory=where, env=env, per_host=per_host,
-            spread=spread, timeout=timeout, cancel=stop,
+            spread=spread, timeout=timeout, cancel=stop, opencode=opencode,
         )  # fmt: skip
 
     return await inventory.fresh(fleet, await lifecycle.interruptibly(work, cancel))
@@ -91,17 +92,18 @@ async def start_existing(
     *,
     timeout: float,
     progress: StartProgress | None = None,
+    cancel: asyncio.Event | None = None,
 ) -> list[InstanceInfo]:
     """Start the named instances that are not running (running ones are left alone);
-    return them all, fresh."""
+    return them all, fresh. Setting `cancel` stops again what it started (Interrupted)."""
 
-    def work() -> list[str]:
+    def work(stop: threading.Event) -> list[str]:
         lifecycle.check_named(refs)
         records = fleet.resolve_all(refs)
-        lifecycle.start_named(fleet, records, timeout=timeout, progress=progress)
+        lifecycle.start_named(fleet, records, timeout=timeout, progress=progress, cancel=stop)
         return [r.name for r in records]
 
-    return await inventory.fresh(fleet, await asyncio.to_thread(work))
+    return await inventory.fresh(fleet, await lifecycle.interruptibly(work, cancel))
 
 
 # -- stop, restart, remove -------------------------------------------------------------------
@@ -133,19 +135,24 @@ async def restart(
     all: bool = False,
     timeout: float,
     progress: StartProgress | None = None,
+    cancel: asyncio.Event | None = None,
 ) -> list[InstanceInfo]:
     """Restart instances (local ones here, cluster ones through their agents); return them
-    as `ls` shows them."""
+    as `ls` shows them. Setting `cancel` stops the local ones it relaunched (Interrupted)."""
 
-    def work() -> list[str]:
+    def work(stop: threading.Event) -> list[str]:
         lifecycle.check_restart(refs, all=all, timeout=timeout)
         if all:
-            names = lifecycle.restart(fleet, (), all=True, timeout=timeout, progress=progress)
+            names = lifecycle.restart(
+                fleet, (), all=True, timeout=timeout, progress=progress, cancel=stop
+            )
             cluster = [r for r in fleet.records() if r.spec.node and r.state is State.RUNNING]
         else:
             local, cluster = split(fleet.resolve_all(refs))
             names = (
-                lifecycle.restart_named(fleet, local, timeout=timeout, progress=progress)
+                lifecycle.restart_named(
+                    fleet, local, timeout=timeout, progress=progress, cancel=stop
+                )
                 if local
                 else []
             )
@@ -153,7 +160,7 @@ async def restart(
             names += _link(fleet).restart(cluster, timeout)
         return names
 
-    return await inventory.fresh(fleet, await asyncio.to_thread(work))
+    return await inventory.fresh(fleet, await lifecycle.interruptibly(work, cancel))
 
 
 def remove(fleet: Fleet, refs: Sequence[str], *, force: bool = False) -> list[str]:

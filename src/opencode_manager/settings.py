@@ -15,13 +15,19 @@ from pathlib import Path
 from .errors import StateError
 
 APP_NAME = "opencode-manager"
-#: The OpenCode version the test-suite pins and `ocm install` installs by default (the
-#: oldest supported one, and the lines, are in lines.py).
-PINNED_OPENCODE_VERSION = "1.18.33"
+#: The OpenCode version `ocm install` installs by default, and whose line the managed installs
+#: offer first to an instance that chooses no binary: the current line, 2.x (issue 25; every
+#: compatibility step passes on it). To stay on 1.x: `ocm install --version 1.18.33`, then
+#: `OCM_OPENCODE=1.18.33` (or `--opencode 1.18.33`, a fleet file's `opencode` key). Each
+#: line's tested version (CI runs both) is in lines.py, with the oldest supported one.
+PINNED_OPENCODE_VERSION = "2.1.2"  # lines.PINNED_VERSIONS[Line.V2] (a test keeps them equal)
 #: How long a control call waits for a server's answer by default (`OCM_HTTP_TIMEOUT`).
 #: An idle server answers in milliseconds; a loaded machine, a GC pause or a cold host
 #: booting a project directory took more than 10 s (issue 23), so the default leaves room.
 HTTP_TIMEOUT = 30.0
+#: How long `opencode --version` gets at first (`OCM_VERSION_TIMEOUT`): the binary is 200 MB
+#: and a loaded machine takes seconds to load it; a run that gets no answer is tried again.
+VERSION_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -32,8 +38,17 @@ class Settings:
     opencode: str | None = None  # explicit binary: --opencode or OCM_OPENCODE
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
     registry_timeout: float = 15.0  # how long a command waits for the registry's lock
-    warmup_timeout: float = 15.0  # a keeper's warm-up budget before `running`; 0: none
+    warmup_timeout: float = 30.0  # a keeper's warm-up budget before `running`; 0: none
     http_timeout: float = HTTP_TIMEOUT  # a control call's wait for an answer (OCM_HTTP_TIMEOUT)
+    version_timeout: float = VERSION_TIMEOUT  # `opencode --version`'s (OCM_VERSION_TIMEOUT)
+    # Provider control (limits/): how long a slot's lease lives unless renewed
+    # (OCM_LEASE_TTL), and the circuit breaker per provider: transient failures within a
+    # window that open it (OCM_BREAKER_THRESHOLD, OCM_BREAKER_WINDOW) and how long it stays
+    # open before a trial turn (OCM_BREAKER_COOLDOWN; the provider's retry-after may say more).
+    lease_ttl: float = 30.0
+    breaker_threshold: int = 5
+    breaker_window: float = 60.0
+    breaker_cooldown: float = 30.0
 
     @classmethod
     def load(
@@ -57,8 +72,13 @@ class Settings:
             opencode=binary,
             environ=env,
             registry_timeout=max(0.0, lock_wait),
-            warmup_timeout=_seconds(env, "OCM_WARMUP_TIMEOUT", 15.0),
+            warmup_timeout=_seconds(env, "OCM_WARMUP_TIMEOUT", 30.0),
             http_timeout=http_timeout or _positive(env, "OCM_HTTP_TIMEOUT", HTTP_TIMEOUT),
+            version_timeout=_positive(env, "OCM_VERSION_TIMEOUT", VERSION_TIMEOUT),
+            lease_ttl=_positive(env, "OCM_LEASE_TTL", 30.0),
+            breaker_threshold=max(1, int(_positive(env, "OCM_BREAKER_THRESHOLD", 5))),
+            breaker_window=_positive(env, "OCM_BREAKER_WINDOW", 60.0),
+            breaker_cooldown=_positive(env, "OCM_BREAKER_COOLDOWN", 30.0),
         )
 
     # -- derived paths ---------------------------------------------------------------------
@@ -133,6 +153,11 @@ class Settings:
                     os.chmod(path, 0o700)
             writable = os.access(self.home, os.W_OK | os.X_OK)
         except OSError as exc:
+            if self.home.exists() and not self.home.is_dir():
+                raise StateError(
+                    f"OCM_HOME {self.home} is a file, not a directory; point OCM_HOME at a "
+                    "directory (it is created if missing)"
+                ) from exc
             raise StateError(
                 f"OCM_HOME {self.home} is not writable ({exc.strerror or exc}); "
                 "fix its permissions or point OCM_HOME at a writable directory"

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from .instances.restore import Backup, RestoreReport
     from .instances.systemd import SystemdExport
     from .limits.policy import Limit
-    from .limits.table import LimitStatus
+    from .limits.table import LimitStatus, QueuedTicket
     from .models import InstanceInfo, InstanceRecord, LifecycleEvent, ResourceSample, TaskRecord
     from .observe.fleetview import FleetFrame
     from .observe.monitor import Received
@@ -224,6 +224,7 @@ class Manager:
         per_host: int | None = None,
         spread: bool = False,
         timeout: float = DEFAULT_START_TIMEOUT,
+        opencode: str | None = None,
     ) -> list[InstanceInfo]:
         return self._call(
             lambda: self.aio.cluster_start(
@@ -234,6 +235,7 @@ class Manager:
                 per_host=per_host,
                 spread=spread,
                 timeout=timeout,
+                opencode=opencode,
             )
         )
 
@@ -250,8 +252,12 @@ class Manager:
     def remote_remove(self, names: Sequence[str]) -> list[str]:
         return self._call(lambda: self.aio.remote_remove(names))
 
-    def cleanup(self, *, older_than: float = 0.0, dry_run: bool = False) -> CleanupReport:
-        return self._call(lambda: self.aio.cleanup(older_than=older_than, dry_run=dry_run))
+    def cleanup(
+        self, *, older_than: float = 0.0, dry_run: bool = False, force: bool = False
+    ) -> CleanupReport:
+        return self._call(
+            lambda: self.aio.cleanup(older_than=older_than, dry_run=dry_run, force=force)
+        )
 
     def instances(
         self,
@@ -527,6 +533,9 @@ class Manager:
 
     def limits(self) -> list[LimitStatus]:
         return self._call(self.aio.limits)
+
+    def queue(self) -> list[QueuedTicket]:
+        return self._call(self.aio.queue)
 
     def limit_set(
         self, scope: str, *, concurrency: int | None = None, rpm: int | None = None

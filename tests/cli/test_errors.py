@@ -79,7 +79,9 @@ def _add_record(name: str, state: State) -> None:
 @pytest.mark.usefixtures("stand_in")
 def test_duplicate_name(ocm: Ocm) -> None:
     _add_record("taken", State.STOPPED)
-    assert_one_line_error(ocm("start", "taken"), 4, "'taken' already exists")
+    result = ocm("start", "taken")
+    assert_one_line_error(result, 4, "'taken' already exists")
+    assert "`ocm restart taken` starts it again" in result.stderr
 
 
 def test_stop_of_a_stopped_instance(ocm: Ocm) -> None:
@@ -247,3 +249,26 @@ def test_resuming_a_cancelled_batch_is_refused_with_what_did_not_finish(ocm: Ocm
     shown = ocm("batch", "show", "b-c", "--json", check=True).json()
     assert shown["status"] == "cancelled"  # never relabelled
     assert shown["counts"] == {"completed": 1, "cancelled": 3}
+
+
+def test_turn_2s_unclear_messages_say_what_is_wrong(ocm: Ocm, tmp_path: Path) -> None:
+    """Issue 26: each names the culprit and what to do instead of restating a rule."""
+    assert_one_line_error(ocm("start", "café"), 2, "'é' is not allowed", "ASCII letters")
+    assert_one_line_error(ocm("start", "1web"), 2, "it must start with a letter")
+    batch = tmp_path / "b.jsonl"
+    batch.write_text('{"prompt": 5}\n')
+    assert_one_line_error(ocm("batch", str(batch)), 2, "b.jsonl:1: prompt must be a string, "
+                          "not a number (5)")  # fmt: skip
+    home = tmp_path / "home-file"
+    home.write_text("")
+    assert_one_line_error(ocm("ls", env={"OCM_HOME": str(home)}), 7, "is a file, not a directory")
+    assert_one_line_error(ocm("start", env={"OCM_OPENCODE": str(tmp_path)}), 5,
+                          "is a directory, not the opencode binary")  # fmt: skip
+
+
+def test_cluster_errors_use_the_readme_s_exit_codes(ocm: Ocm) -> None:
+    """No cluster yet is not found (3); a Ray head that does not answer is a server that
+    did not answer (8), as the README's table has them (issue 26: they were 2 and 4)."""
+    pytest.importorskip("ray")
+    assert_one_line_error(ocm("cluster", "ls"), 3, "no cluster yet")
+    assert_one_line_error(ocm("cluster", "up", "--address", "127.0.0.1:1"), 8, "nothing answers")

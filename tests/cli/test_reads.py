@@ -57,14 +57,17 @@ def _fill(home: Path) -> None:
 
 READS = [
     ("results", "--json"),
+    ("results", "--json", "id,status"),
     ("results",),
     ("result", "t-1", "--json"),
     ("result", "t-w"),
     ("batch", "ls", "--json"),
+    ("batch", "ls", "--json", "id,status"),
     ("batch", "ls"),
     ("batch", "show", "b-1", "--json"),
     ("batch", "show", "b-1"),
     ("worktrees", "--json"),
+    ("worktrees", "--json", "task,branch"),
     ("worktrees",),
 ]
 
@@ -99,6 +102,11 @@ def test_a_read_command_loads_no_http_stack_nor_the_facade(
     assert loaded == []
     if "--json" in argv:
         assert "rich" not in seen["modules"]  # JSON for scripts needs no terminal renderer
+        fields = argv[argv.index("--json") + 1 :]
+        if fields:  # `--json FIELDS`: only those, in that order
+            rows = json.loads(done.stdout)
+            assert rows
+            assert all(list(row) == fields[0].split(",") for row in rows)
 
 
 def test_records_read_what_the_facade_reads(isolated: dict[str, str]) -> None:
@@ -134,6 +142,29 @@ def test_a_task_still_running_is_left_to_the_facade(isolated: dict[str, str]) ->
         assert records.task("t-1") is not None
     finally:
         records.close()
+
+
+def test_a_task_left_queued_is_left_to_the_facade(isolated: dict[str, str]) -> None:
+    """A standalone task still `queued`, never sent, may have been left by a killed `ocm run`:
+    the facade ends it cancelled unless it still waits for a slot (`dispatch.list_tasks`), so
+    `Records` answers None and `ocm results` takes the facade's way, which does."""
+    home = Path(isolated["OCM_HOME"])
+    _fill(home)
+    store = TaskStore(Registry(home / "registry.db"))
+    store.add(TaskRecord(id="t-q", prompt="q", status=TaskStatus.QUEUED, created_at=time.time(),
+                         queue={"place": 1, "reason": "concurrency 1"}))  # fmt: skip
+    store.registry.close()
+    records = Records(Settings.load())
+    try:
+        assert records.tasks() is None
+        assert records.tasks(status="completed") is not None
+    finally:
+        records.close()
+    with Manager() as manager:
+        left = manager.task("t-q")
+        assert [r.id for r in manager.tasks() if r.id == "t-q"] == ["t-q"]
+        assert manager.task("t-q").status is TaskStatus.CANCELLED  # nobody waits for it
+    assert left.status is TaskStatus.QUEUED
 
 
 def test_the_worktree_list_reads_an_index_not_every_record(tmp_path: Path) -> None:

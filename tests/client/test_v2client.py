@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -23,6 +25,8 @@ from opencode_manager.client.hub import EventHub, Item
 from opencode_manager.client.types import Event
 from opencode_manager.errors import NotFoundError, SessionNotFound, UsageError
 from opencode_manager.lines import Line
+from opencode_manager.models import TaskRecord, TaskStatus
+from opencode_manager.tasks.runner import Observer, TaskRunner
 
 V2 = Endpoint("http://127.0.0.1:1", name="v2", line=Line.V2)
 SID = "ses_dae3dbe03ffe1BQUi74CuurnaE"
@@ -65,6 +69,9 @@ class Server:
                           "location": {"directory": "/w/p"}} for n in range(5)]  # fmt: skip
         self.entries = [_entry(f"msg_{n}") for n in range(5)]
         self.inbox: list[Any] = []
+        self.active: dict[str, Any] = {SID: {"type": "running"}}
+        #: The entries a prompt parked in the inbox makes when it is sent again (None: kept).
+        self.delivers: list[Any] | None = None
         self.frames: list[dict[str, Any]] = []
         self.streams = 0
 
@@ -97,7 +104,7 @@ class Server:
             return httpx.Response(404, json={"_tag": "SessionNotFoundError",
                                              "message": "Session not found: ses_gone"})  # fmt: skip
         if route == ("GET", "/api/session/active"):
-            return httpx.Response(200, json={"data": {SID: {"type": "running"}}})
+            return httpx.Response(200, json={"data": self.active})
         if route == ("GET", "/api/form"):
             return httpx.Response(200, json={"location": {"directory": "/w/p"}, "data": [FORM]})
         if route == ("GET", "/api/permission/request"):
@@ -105,6 +112,10 @@ class Server:
         if route == ("POST", f"/api/session/{SID}/interrupt"):
             return httpx.Response(200, json={"interrupted": True})
         if route == ("POST", f"/api/session/{SID}/prompt"):
+            parked = [i for i in self.inbox if i["id"] == body.get("id")]
+            if parked and self.delivers is not None:  # this process runs what it is sent
+                self.inbox.remove(parked[0])
+                self.entries.extend(self.delivers)
             return httpx.Response(200, json={"data": {"id": body.get("id"), "type": "user"}})
         if route == ("GET", "/api/event"):
             self.streams += 1
@@ -184,6 +195,47 @@ def test_a_prompt_is_found_delivered_or_waiting_in_the_inbox() -> None:
         assert [p.text for p in waiting.parts] == ["parked"]
 
     run(test)
+
+
+def test_only_a_prompt_in_the_inbox_is_parked() -> None:
+    async def test(server: Server, client: AsyncOpencodeClient) -> None:
+        assert not await client.parked(SID, "msg_1")  # delivered
+        server.inbox.append({"id": "msg_ocm1", "sessionID": SID, "type": "user"})
+        assert await client.parked(SID, "msg_ocm1")
+        v1 = AsyncOpencodeClient(Endpoint("http://127.0.0.1:1"))
+        assert not await v1.parked(SID, "msg_ocm1")  # 1.x has no inbox: asks nothing
+
+    server = run(test)
+    assert [p for _, p, _, _ in server.requests].count(f"/api/session/{SID}/inbox") == 2
+
+
+def test_a_prompt_left_parked_by_a_restart_is_sent_again_with_its_id_and_followed() -> None:
+    """2.1.2 (probed): a prompt in the inbox outlives kill -9 and a restart, and the new
+    process leaves it there; sent again with its id it runs once. A runner following it (a
+    batch after an outage, `ocm wait`) wakes it instead of waiting for ever."""
+    captured = json.loads((Path(__file__).parent / "opencode2" / "text.json").read_text())
+    admitted = captured["admissions"][0]["data"]
+    record = TaskRecord(
+        id="t-1", prompt=admitted["payload"]["text"], status=TaskStatus.RUNNING,
+        created_at=time.time(), started_at=time.time(), directory="/w/p", session_id=SID,
+        message_id=admitted["id"], prompted=True,
+    )  # fmt: skip
+
+    async def persist(record: TaskRecord) -> None:
+        return None
+
+    async def test(server: Server, client: AsyncOpencodeClient) -> None:
+        server.entries, server.inbox, server.active = [], [admitted], {}
+        server.delivers = captured["messages"]
+        runner = TaskRunner(client=client, record=record, persist=persist, observer=Observer(),
+                            poll_interval=0.02, send_grace=0.1)  # fmt: skip
+        await asyncio.wait_for(runner.run(), 10)
+
+    server = run(test)
+    assert record.status is TaskStatus.COMPLETED, record.error
+    assert record.text == "Scripted reply. You said: hello there TEXT"
+    sent = server.seen("POST", f"/api/session/{SID}/prompt")
+    assert [b["id"] for b in sent] == [admitted["id"]]  # once, with its own id
 
 
 def test_a_missing_session_is_session_not_found() -> None:

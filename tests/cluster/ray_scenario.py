@@ -4,7 +4,12 @@ Run inside a private network namespace (`unshare -n`), where Ray stays on loopba
 node ("host A") and a second node ("host B", its own resources and OCM_HOME), both started
 here by PID; the scripted model; and `ocm` as the driver with an OCM_HOME of its own.
 Writes what it saw as JSON to the file named by argv[1] (the test asserts on it); any
-failure is raised, and everything it started is stopped by PID in `finally`.
+failure is raised, and everything it started is stopped by PID in `finally` (SIGTERM, which
+the test sends when it gives up, goes through `finally` too).
+
+With OCM_TEST_RAY_FIGURES=1 it also starts 4 local instances and runs the same batch on
+them, for docs/scale-out.md's comparison (figures only: nothing about the cluster is proved
+there, so the test does not pay for it by default).
 
     python tests/cluster/ray_scenario.py OUT.json   # inside: unshare -n (lo up)
 """
@@ -25,7 +30,7 @@ from typing import Any
 from opencode_manager.scripted_model import ScriptedModelServer, opencode_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: tests/
-from helpers import wait_for
+from helpers import patient, wait_for
 
 HEAD_PORT = 46379
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -220,7 +225,7 @@ class Scenario:
                 if pid and _alive(int(pid)):
                     os.kill(int(pid), signal.SIGKILL)
         self.stop_node("B")  # ...and its node leaves the cluster
-        out, errors = batch.communicate(timeout=600)
+        out, errors = batch.communicate(timeout=patient(600))
         self.out["moved_batch_rc"] = batch.returncode
         self.out["moved_batch"] = json.loads(out) if out.strip() else {"stderr": errors}
         self.out["b_names"] = sorted(b_names)
@@ -234,8 +239,12 @@ class Scenario:
 
         # Teardown through the agents, then the Ray nodes by PID.
         self.out["down"] = self.ocm("cluster", "down", "--json")
+        if os.environ.get("OCM_TEST_RAY_FIGURES") == "1":
+            self.baseline(first)
+        return self.out
 
-        # The baseline, same machine, same run: 4 local instances and the same 12 tasks.
+    def baseline(self, first: Path) -> None:
+        """The same machine, same run: 4 local instances and the same 12 tasks."""
         t0 = time.monotonic()
         self.ocm(
             "start", "-n", "4", "--dir", str(self.project),
@@ -248,7 +257,6 @@ class Scenario:
         self.out["local_batch_12_s"] = round(time.monotonic() - t0, 2)
         self.out["local_batch_completed"] = local["counts"].get("completed")
         self.ocm("stop", "--all", "--json")
-        return self.out
 
     def failing_start(self, agent_b: int) -> None:
         """`ocm start --cluster -n 2 --spread` whose agent on host B stops answering once its
@@ -277,9 +285,24 @@ class Scenario:
                 )
             return set(found)
 
+        def driving(condition: Any) -> Any:
+            """The condition, or the driver's own words if it ended before it held."""
+
+            def check() -> Any:
+                value = condition()
+                if not value and driver.poll() is not None:
+                    out, errors = driver.communicate()
+                    raise AssertionError(
+                        f"the failing start ended (rc {driver.returncode}) before the "
+                        f"scenario could stall it: {errors[-3000:] or out[-3000:]}"
+                    )
+                return value
+
+            return check
+
         frozen = False
         try:
-            wait_for(lambda: rows("B"), timeout=120, interval=0.02, message="B's start")
+            wait_for(driving(lambda: rows("B")), timeout=120, interval=0.02, message="B's start")
             os.kill(agent_b, signal.SIGSTOP)
             frozen = True
             self.out["b_frozen_at_s"] = round(time.monotonic() - began, 1)
@@ -288,7 +311,9 @@ class Scenario:
         finally:
             if frozen:
                 os.kill(agent_b, signal.SIGCONT)
-        out, errors = driver.communicate(timeout=300)
+            if driver.poll() is None and not frozen:
+                driver.kill()  # it never got as far as the stall: do not leave it behind
+        out, errors = driver.communicate(timeout=patient(300))
         self.out["failed_start"] = {
             "rc": driver.returncode, "stdout": out, "stderr": errors,
             "took_s": round(time.monotonic() - began, 1), "seen": seen,
@@ -366,7 +391,12 @@ def _alive(pid: int) -> bool:
         return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _stopped(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # through `finally`: everything started is stopped
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _stopped)
     target = Path(sys.argv[1])
     with tempfile.TemporaryDirectory(prefix="ocm-ray-") as tmp:
         scenario = Scenario(Path(tmp))

@@ -111,6 +111,26 @@ def test_every_instance_it_starts_carries_the_start_tag(
     assert all(s.hostname == "10.0.0.2" for s in seen)
 
 
+@pytest.mark.parametrize("chosen", ["2.1.2", "/opt/oc2/bin/opencode", None])
+def test_the_binary_the_driver_chose_is_in_every_spec_it_starts(
+    agent: HostAgent, monkeypatch: pytest.MonkeyPatch, chosen: str | None
+) -> None:
+    """What makes a cluster instance run a 2.x (kept in its spec, so restarts keep it)."""
+    seen: list[InstanceSpec] = []
+
+    def records(fleet: Fleet, requested: list[InstanceSpec], **_: Any) -> list[str]:
+        seen.extend(requested)
+        raise StartError("stop here")
+
+    _seam(monkeypatch, records)
+    started = agent.start(
+        ["oc-1", "oc-2"], directory="/tmp", tag="t4", undo_timeout=1.0, opencode=chosen
+    )
+    with pytest.raises(StartError):
+        asyncio.run(started)
+    assert [s.binary for s in seen] == [chosen, chosen]
+
+
 def test_discard_cancels_a_start_in_flight_and_one_not_yet_begun(
     agent: HostAgent, monkeypatch: pytest.MonkeyPatch
 ) -> None:

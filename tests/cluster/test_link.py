@@ -77,3 +77,27 @@ def test_an_instance_recorded_while_the_agents_are_asked_is_left_running(
     report = StartDuringReconcile(home_fleet, {"node-a": []}).reconcile()
     assert report.stopped == []
     assert home_fleet.registry.get("just-started").state is State.RUNNING
+
+
+def test_an_interrupted_up_stops_between_hosts_and_marks_nothing_lost(home_fleet: Fleet) -> None:
+    import threading
+
+    import pytest
+
+    from opencode_manager.errors import Interrupted
+
+    fleet = home_fleet
+    _row(fleet, "on-b", "node-b")
+    stop = threading.Event()
+
+    class Interrupting(FakeLink):
+        def _call(
+            self, handle: Any, method: str, *args: Any, wait: float | None = None, **kw: Any
+        ) -> Any:
+            stop.set()  # Ctrl-C while the first host answers
+            return super()._call(handle, method, *args, wait=wait, **kw)
+
+    link = Interrupting(fleet, {"node-a": [], "node-b": [_described("on-b", "node-b")]})
+    with pytest.raises(Interrupted, match="1 of 2 hosts reconciled"):
+        link.reconcile(stop)
+    assert fleet.registry.get("on-b").state is State.RUNNING  # its host was not reached: kept

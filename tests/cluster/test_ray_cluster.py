@@ -19,8 +19,19 @@ import pytest
 from opencode_manager.cluster.hosts import SERVER_BYTES, Host, place
 from opencode_manager.errors import ConflictError, UsageError
 
+from helpers import patient
+
 GIB = 1024**3
 SCENARIO = Path(__file__).with_name("ray_scenario.py")
+#: What the scenario needs, with a margin, on a machine busy with two busy loops and
+#: another suite (it took 4.5 min at load 8-14, half of that quiet): `patient` stretches it
+#: on a busier one, up to what the test's own cut-off leaves.
+SCENARIO_S = 420.0
+#: How long the scenario gets to stop the Ray nodes, keepers and servers it started when
+#: the test gives up on it (SIGTERM: its `finally` stops each by PID).
+CLEANUP_S = 180.0
+#: pytest's cut-off, the last resort: the scenario's deadline and its cleanup come first.
+TEST_TIMEOUT = 1200.0
 
 
 # -- placement (pure) ------------------------------------------------------------------------
@@ -54,17 +65,27 @@ def _scenario(tmp_path: Path) -> dict[str, Any]:
     if shutil.which("unshare") is None:
         pytest.fail("the Ray cluster test needs unshare (util-linux)", pytrace=False)
     out = tmp_path / "scenario.json"
-    proc = subprocess.run(
-        ["unshare", "-n", "sh", "-c",
-         f'ip link set lo up && exec "{sys.executable}" "{SCENARIO}" "{out}"'],
-        capture_output=True, text=True, timeout=1500, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-6000:]
+    argv = ["unshare", "-n", "sh", "-c",
+            f'ip link set lo up && exec "{sys.executable}" "{SCENARIO}" "{out}"']  # fmt: skip
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            deadline = min(patient(SCENARIO_S), TEST_TIMEOUT - CLEANUP_S - 60)
+            _, errors = proc.communicate(timeout=deadline)
+        except BaseException:  # given up on (this timeout, pytest's, Ctrl-C): it cleans up
+            proc.terminate()  # the scenario (sh exec'd it): SIGTERM runs its `finally`
+            try:
+                proc.communicate(timeout=CLEANUP_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+            raise
+    assert proc.returncode == 0, errors[-6000:]
     result: dict[str, Any] = json.loads(out.read_text())
     return result
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(TEST_TIMEOUT)
 def test_a_fleet_across_two_ray_nodes(tmp_path: Path, opencode_bin: str) -> None:
     seen = _scenario(tmp_path)
     up = seen["up"]
@@ -131,7 +152,8 @@ def test_a_fleet_across_two_ray_nodes(tmp_path: Path, opencode_bin: str) -> None
     # Teardown stopped host A's instances through its agent.
     down = seen["down"]
     assert sum(len(h["instances"]) for h in down["hosts"]) == 2
-    assert seen["local_batch_completed"] == 12
+    if "local_batch_completed" in seen:  # the baseline, with OCM_TEST_RAY_FIGURES=1
+        assert seen["local_batch_completed"] == 12
     # The figures docs/scale-out.md reports (printed with -s; never asserted on).
     print({k: v for k, v in seen.items() if k.endswith("_s")})
     print("failed start:", failed["stderr"].strip())

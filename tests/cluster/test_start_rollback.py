@@ -29,9 +29,11 @@ from opencode_manager.errors import (
     OcmError,
     StartError,
     StateError,
+    UsageError,
 )
 from opencode_manager.instances import credentials
 from opencode_manager.instances.fleet import Fleet
+from opencode_manager.lines import Line
 from opencode_manager.models import InstanceSpec, State
 
 from helpers import forge_row
@@ -140,9 +142,10 @@ class Agent:
 
     def _describe(self, name: str) -> dict[str, Any]:
         row = self.host.runs[name]
+        version = row.get("opencode") or "1.18.33"  # a version chosen is the one it runs
         return {
             "name": name, "url": f"http://{self.host.address}:{row['port']}",
-            "port": row["port"], "version": "1.18.33", "status": row["state"], "pid": 1,
+            "port": row["port"], "version": version, "status": row["state"], "pid": 1,
             "directory": "/p", "password": f"pw-{name}", "node_id": self.host.node_id,
         }  # fmt: skip
 
@@ -156,7 +159,7 @@ class Agent:
 
     def start(
         self, names: list[str], *, directory: str, env: Any = (), timeout: float = 120,
-        tag: str | None = None, **_: Any,
+        tag: str | None = None, opencode: str | None = None, **_: Any,
     ) -> list[dict[str, Any]]:  # fmt: skip
         if tag is not None and tag in self.cancelled:
             raise Interrupted(f"on {self.host.address}: start cancelled before it began")
@@ -170,7 +173,8 @@ class Agent:
                 if clash:
                     raise ConflictError(f"an instance named {clash[0]!r} already exists")
                 for i, name in enumerate(names):
-                    self.host.runs[name] = {"state": "starting", "tag": tag, "port": 4100 + i}
+                    self.host.runs[name] = {"state": "starting", "tag": tag, "port": 4100 + i,
+                                            "opencode": opencode}  # fmt: skip
             for i, name in enumerate(names):
                 if i == self.fail_at:
                     if self.undoes_itself:
@@ -527,3 +531,29 @@ def test_cluster_down_reaches_a_host_whose_agent_is_gone(two: FakeLink) -> None:
     two.down(5)
     assert _running_anywhere(two) == set(), started
     assert two.fleet.records() == []
+
+
+def test_the_binary_chosen_travels_to_every_host_and_the_rows_get_its_line(
+    two: FakeLink,
+) -> None:
+    """`ocm start --cluster --opencode 2.1.2`: each agent starts its instances with that
+    binary, and the driver's rows carry the version their agents report (so the 2.x dialect
+    reaches them)."""
+    names = _start(two, opencode="2.1.2")
+    assert {r["opencode"] for h in two.hosts_by_id.values() for r in h.runs.values()} == {"2.1.2"}
+    for name in names:
+        record = two.fleet.registry.get(name)
+        assert record.version == "2.1.2"
+        endpoint = two.fleet.endpoint(record)
+        assert endpoint is not None
+        assert endpoint.line is Line.V2
+
+
+@pytest.mark.parametrize("given", ["bin/opencode", "3.0.0"])
+def test_a_binary_the_hosts_cannot_find_is_refused_before_anything_starts(
+    two: FakeLink, given: str
+) -> None:
+    with pytest.raises(UsageError, match=f"invalid --opencode {given}"):
+        _start(two, opencode=given)
+    assert two.fleet.records() == []
+    assert _running_anywhere(two) == set()

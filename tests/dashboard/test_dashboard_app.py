@@ -453,7 +453,7 @@ def test_the_tasks_list_is_live_filtered_by_pick_lists_and_escaped(
     assert '<option value="completed" selected>' in only_a.text
     bad = signed_in.get("/tasks", params={"status": "nonsense"})
     assert bad.status_code == 400
-    assert "unknown status &#39;nonsense&#39;: one of pending, running" in bad.text
+    assert "unknown status &#39;nonsense&#39;: one of pending, queued, running" in bad.text
 
 
 def test_the_events_page_opens_on_the_keepers_history() -> None:
@@ -497,3 +497,19 @@ def test_a_batch_shows_its_tasks_error_messages_not_only_their_class(
     row = re.search(r'<tr data-task="t-b-err-0">(.*?)</tr>', page.text, flags=re.S)
     assert row is not None, page.text
     assert "APIError: scripted error 400 &lt;from&gt; model" in row.group(1)
+
+
+def test_the_run_form_checks_its_budget_and_fallback(signed_in: TestClient) -> None:
+    csrf = _csrf(signed_in)
+    page = signed_in.get("/tasks").text
+    assert 'name="max_cost"' in page
+    assert 'name="fallback"' in page
+    bad = signed_in.post("/tasks/new", data={"csrf": csrf, "prompt": "x", "max_cost": "lots"})
+    assert bad.status_code == 400
+    assert "invalid max cost" in bad.text
+    zero = signed_in.post("/tasks/new", data={"csrf": csrf, "prompt": "x", "max_cost": "0"})
+    assert zero.status_code == 400
+    assert "invalid --max-cost 0: must be above 0" in zero.text
+    fell = signed_in.post("/tasks/new", data={"csrf": csrf, "prompt": "x", "fallback": "nope"})
+    assert fell.status_code == 400
+    assert "expected PROVIDER/MODEL" in fell.text

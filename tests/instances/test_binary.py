@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import sys
 import time
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from opencode_manager.errors import BinaryError, UsageError
+from opencode_manager.errors import BinaryError, StateError, UsageError
 from opencode_manager.instances.binary import (
     choose,
     find_binary,
@@ -17,9 +18,10 @@ from opencode_manager.instances.binary import (
     is_supported,
     managed_installs,
     parse_version,
+    probe_version,
 )
-from opencode_manager.lines import Line
-from opencode_manager.settings import Settings
+from opencode_manager.lines import PINNED_VERSIONS, Line
+from opencode_manager.settings import PINNED_OPENCODE_VERSION, Settings
 
 
 def _fake(path: Path, version: str) -> Path:
@@ -168,9 +170,27 @@ def test_managed_installs_keep_the_pinned_line_first(tmp_path: Path) -> None:
     two = _managed(home, "2.1.2", "opencode v2.1.2")
     newer_one = _managed(home, "1.19.0", "1.19.0")
     settings = Settings.load(home=home, environ={"PATH": str(tmp_path / "empty")})
-    # Installing a 2.x for one instance does not move the rest of the fleet to it.
-    assert managed_installs(settings) == [newer_one, one, two]
-    assert find_binary(settings).path == str(newer_one)
+    # The pin is 2.x's: with both lines installed, an instance that chooses nothing runs 2.x
+    # (a newer 1.x does not take it back to 1.x).
+    assert PINNED_OPENCODE_VERSION == PINNED_VERSIONS[Line.V2] == "2.1.2"
+    assert managed_installs(settings) == [two, newer_one, one]
+    assert find_binary(settings).path == str(two)
+
+
+def test_ocm_opencode_naming_an_installed_version_stays_on_its_line(tmp_path: Path) -> None:
+    """The documented way to stay on 1.x once `ocm install` defaults to 2.x."""
+    home = tmp_path / "h"
+    one = _managed(home, "1.18.33", "1.18.33")
+    _managed(home, "2.1.2", "opencode v2.1.2")
+    environ = {"PATH": str(tmp_path / "empty"), "OCM_OPENCODE": "1.18.33"}
+    found = find_binary(Settings.load(home=home, environ=environ))
+    assert (found.path, found.version, found.line, found.source) == (
+        str(one), "1.18.33", Line.V1, "explicit"
+    )  # fmt: skip
+    with pytest.raises(
+        BinaryError, match=r"not installed .*: run `ocm install --version 1\.17\.0`"
+    ):
+        find_binary(Settings.load(home=home, environ={**environ, "OCM_OPENCODE": "1.17.0"}))
 
 
 def test_an_instance_chooses_an_installed_version_or_a_path(tmp_path: Path) -> None:
@@ -237,3 +257,81 @@ def test_install_takes_the_package_of_the_versions_line(tmp_path: Path) -> None:
     with pytest.raises(BinaryError, match="does not know"):
         install(settings, "3.0.0")
     assert len(log.read_text().splitlines()) == 2
+
+
+def test_a_version_npm_does_not_have_is_named_with_how_to_list_them() -> None:
+    from opencode_manager.instances.binary import npm_failure
+
+    output = "npm error code ETARGET\nnpm error notarget No matching version found for x\n"
+    message = npm_failure("opencode-ai@9.9.9", 1, output)
+    assert message == (
+        "OpenCode 9.9.9 is not on npm (opencode-ai has no version 9.9.9); "
+        "`npm view opencode-ai versions` lists them"
+    )
+    assert npm_failure("opencode-ai@1.2.3", 1, "npm error code E404\n").endswith(
+        "npm error code E404"
+    )
+
+
+# -- running `--version`: slow is not failed ---------------------------------------------------
+def _slow_fake(path: Path, version: str, *, log: Path, slow_runs: int, seconds: float) -> Path:
+    """A binary whose first `slow_runs` runs hang for `seconds` (a loaded machine loading
+    200 MB); every run is logged."""
+    path.write_text(
+        "#!/bin/sh\n"
+        f'echo run >> "{log}"\n'
+        f'if [ "$(wc -l < "{log}")" -le {slow_runs} ]; then exec sleep {seconds}; fi\n'
+        f"echo {version}\n"
+    )
+    path.chmod(0o755)
+    return path
+
+
+def test_a_version_run_that_gets_no_answer_is_run_again_with_a_longer_deadline(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "runs.log"
+    exe = _slow_fake(tmp_path / "opencode", "1.18.33", log=log, slow_runs=1, seconds=30)
+    settings = Settings.load(home=tmp_path / "h", opencode=str(exe),
+                             environ={"OCM_VERSION_TIMEOUT": "0.5"})  # fmt: skip
+    assert settings.version_timeout == 0.5
+    assert find_binary(settings).version == "1.18.33"
+    assert len(log.read_text().splitlines()) == 2
+    assert find_binary(settings).version == "1.18.33"  # cached: not run again
+    assert len(log.read_text().splitlines()) == 2
+
+
+def test_a_version_run_that_never_answers_says_what_was_slow(tmp_path: Path) -> None:
+    log = tmp_path / "runs.log"
+    exe = _slow_fake(tmp_path / "opencode", "1.18.33", log=log, slow_runs=99, seconds=30)
+    settings = Settings.load(home=tmp_path / "h", opencode=str(exe),
+                             environ={"OCM_VERSION_TIMEOUT": "0.2"})  # fmt: skip
+    began = time.monotonic()
+    with pytest.raises(BinaryError) as info:
+        find_binary(settings)
+    message = str(info.value)
+    assert f"`{exe} --version` did not answer: 2 runs took over 0.6 s" in message
+    assert "raise OCM_VERSION_TIMEOUT (now 0.2 s)" in message
+    assert "load average" in message or "cores" in message  # what was slow
+    assert "\n" not in message
+    assert len(log.read_text().splitlines()) == 2
+    assert time.monotonic() - began < 10
+
+
+def test_concurrent_first_callers_share_one_version_run(tmp_path: Path) -> None:
+    """Ten `ocm start` at once on a fresh home each ran the 200 MB binary, and timed out
+    on a loaded machine: the first caller runs it, the others wait and read its result."""
+    log = tmp_path / "runs.log"
+    exe = tmp_path / "opencode"
+    exe.write_text(f'#!/bin/sh\necho run >> "{log}"\nsleep 0.5\necho 1.18.33\n')
+    exe.chmod(0o755)
+    settings = Settings.load(home=tmp_path / "h", opencode=str(exe), environ={})
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        versions = list(pool.map(lambda _: probe_version(str(exe), settings), range(8)))
+    assert versions == ["1.18.33"] * 8
+    assert len(log.read_text().splitlines()) == 1
+
+
+def test_the_version_deadline_is_a_setting_checked_like_the_others(tmp_path: Path) -> None:
+    with pytest.raises(StateError, match="invalid OCM_VERSION_TIMEOUT '0'"):
+        Settings.load(home=tmp_path, environ={"OCM_VERSION_TIMEOUT": "0"})

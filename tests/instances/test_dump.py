@@ -33,7 +33,7 @@ from opencode_manager.instances.dump import (
 from opencode_manager.instances.fleet import Fleet, is_live
 from opencode_manager.models import DesiredState, InstanceRecord, InstanceSpec, State
 
-from helpers import invoke_ocm, wait_for
+from helpers import invoke_ocm, patient, wait_for
 
 
 @pytest.fixture
@@ -533,7 +533,7 @@ def test_resurrects_run_at_once_start_each_instance_once(
         wait_for(lambda: any(p.poll() is not None for p in procs), timeout=240, message="one")
         first = _ls()["twin"]  # whoever finished first, what it reported is true now
         assert (first["status"], first["healthy"]) == ("running", True), first
-        outs = [proc.communicate(timeout=240) for proc in procs]
+        outs = [proc.communicate(timeout=patient(240)) for proc in procs]
         assert [proc.returncode for proc in procs] == [0, 0, 0], outs
         reports = [json.loads(stdout) for stdout, _ in outs]
         assert sorted(name for r in reports for name in r["started"]) == ["twin"], reports

@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -159,7 +160,15 @@ def test_env_prints_shell_exports(fleet: Fleet) -> None:
         "export OPENCODE_SERVER_URL",
         "export OPENCODE_SERVER_USERNAME",
         "export OPENCODE_SERVER_PASSWORD",
+        "export OPENCODE_BIN",
     ]
+    # OpenCode need not be on PATH (it came from `ocm install`): the line names the binary.
+    bare = {**os.environ, **fleet.env, "PATH": os.path.dirname(sys.executable) + ":/usr/bin:/bin"}
+    version = subprocess.run(
+        ["bash", "-c", f'eval "$({_ocm_cmd()} env oc-2)"; "$OPENCODE_BIN" --version'],
+        capture_output=True, text=True, env=bare, check=True,
+    )  # fmt: skip
+    assert version.stdout.strip().endswith(str(fleet.instances[1]["version"]))
     probe = subprocess.run(
         [
             "bash",

@@ -105,9 +105,11 @@ max_memory = "1500M"
 max_age = "12h"
 log_max_size = "1M"
 log_keep = 2
+warm = false
 """
     (desired,) = parse_fleet_file(text, Path(FLEET_FILE)).instances
     # ocm start api --dir src --port 4101 --hostname localhost --cors ... --no-auth ...
+    # ... --no-warm
     supervision = Supervision(
         restart="always",
         max_restarts=3,
@@ -117,6 +119,7 @@ log_keep = 2
         max_age=12 * 3600.0,
         log_max_size=parse_size("1M"),
         log_keep=2,
+        warm=False,
     )
     (expected,) = build_specs(
         name="api", count=1, directory="src", port=4101, hostname="localhost",

@@ -12,7 +12,7 @@ import pytest
 from opencode_manager.errors import ConflictError, Interrupted, UsageError
 from opencode_manager.instances import lifecycle
 from opencode_manager.instances.fleet import Fleet
-from opencode_manager.models import InstanceSpec
+from opencode_manager.models import InstanceSpec, Leftover, Swept
 
 DEADLINE = 10.0  # seconds a worker thread may take to see its stop flag (it sees it at once)
 
@@ -85,14 +85,22 @@ def test_a_named_instance_that_is_not_running_is_refused_before_anything_stops(
         lifecycle.stop_named(home_fleet, home_fleet.resolve_all(["a"]), timeout=5)
 
 
-def test_cleanup_runs_the_sweeps_of_others_with_dry_run(home_fleet: Fleet) -> None:
-    asked: list[bool] = []
+def test_cleanup_runs_the_sweeps_of_others_with_dry_run_and_force(home_fleet: Fleet) -> None:
+    asked: list[tuple[bool, bool]] = []
+    work = Leftover("/somewhere/t-2", "1 uncommitted file: a.txt")
 
-    def sweep(dry_run: bool) -> list[str]:
-        asked.append(dry_run)
-        return ["/somewhere/t-1"]
+    def sweep(dry_run: bool, force: bool) -> Swept:
+        asked.append((dry_run, force))
+        if force:
+            return Swept(removed=["/somewhere/t-1", work.path], forced=[work])
+        return Swept(removed=["/somewhere/t-1"], kept=[work])
 
     dry = lifecycle.cleanup(home_fleet, dry_run=True, sweeps=[sweep])
     done = lifecycle.cleanup(home_fleet, sweeps=[sweep])
     assert dry.removed_files == done.removed_files == ["/somewhere/t-1"]
-    assert asked == [True, False]
+    assert dry.kept == done.kept == [work]
+    forced = lifecycle.cleanup(home_fleet, force=True, sweeps=[sweep])
+    assert (forced.removed_files, forced.kept, forced.forced) == (
+        ["/somewhere/t-1", work.path], [], [work])  # fmt: skip
+    assert forced.to_dict()["forced"] == [{"path": work.path, "reason": work.reason}]
+    assert asked == [(True, False), (False, False), (False, True)]

@@ -89,7 +89,8 @@ def test_a_2x_instance_starts_lists_restarts_and_stops(
     assert checks["instance v2"]["detail"] == "healthy; refuses anonymous requests, accepts ours"
 
     log = Path(listed["log"]).read_text()
-    assert "warm-up skipped: ocm has no warm-up for OpenCode 2.x yet" in log
+    assert "warmed up in" in log
+    assert "text turn, shell turn; 2/2 steps" in log
     assert "--log-level info" in log  # 2.x wants it in lower case
     password = (Path(os.environ["OCM_HOME"]) / "secrets" / "v2.password").read_text().strip()
     assert password not in log

@@ -25,7 +25,7 @@ from opencode_manager.instances.inventory import remote_info
 from opencode_manager.models import InstanceRecord, InstanceSpec, State, Status
 from opencode_manager.scripted_model import ScriptedModelServer, opencode_config
 
-from helpers import assert_one_line_error, invoke_ocm, wait_for
+from helpers import assert_one_line_error, invoke_ocm, patient, wait_for
 
 PASSWORD = "remote-secret-0123456789"
 
@@ -321,7 +321,7 @@ def test_a_killed_remote_fails_its_sent_task_and_the_rest_run_elsewhere(
             wait_for(lambda: any("held" in p for p in _sends(model, tag)), timeout=60,
                      message="the held prompt reaches the model")  # fmt: skip
             doomed.stop()
-            out, errors = batch.communicate(timeout=180)
+            out, errors = batch.communicate(timeout=patient(180))
         finally:
             if batch.poll() is None:
                 batch.kill()

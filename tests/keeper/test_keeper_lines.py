@@ -126,9 +126,17 @@ async def test_a_2x_server_booting_is_waited_for_and_then_driven_as_2x(harness: 
     assert h.probe.expected[:3] == [Line.V2, Line.V2, Line.V2]  # /api/info, not /global/health
     # 2.x refuses the upper-case levels 1.x takes.
     assert server.argv[server.argv.index("--log-level") + 1] == "info"
-    # No warm-up calls on 2.x (its routes differ), and the log says why in one line.
-    assert h.probe.warmed == []
-    assert "warm-up skipped: ocm has no warm-up for OpenCode 2.x yet" in h.log()
+    # The warm-up speaks 2.x: the shell turn in a session of its own (nothing pins a model
+    # here, so no text turn in the directory), deleted afterwards.
+    assert [(m, t) for m, t, _ in h.probe.calls] == [
+        ("POST", "/api/session"),
+        ("POST", "/api/session/ses_fake1/prompt"),
+        ("POST", "/api/experimental/session/ses_fake1/wait"),
+        ("GET", "/api/session/ses_fake1"),
+        ("DELETE", "/api/session/ses_fake1"),
+    ]
+    assert "warmed up in" in h.log()
+    assert "shell turn; 1/1 steps" in h.log()
     h.keeper.request_stop()
     assert await h.finish() == 0
     assert h.probe.disposed == []  # 2.x has no dispose route: SIGTERM is its graceful stop
@@ -141,7 +149,7 @@ async def test_a_1x_server_keeps_its_warm_up_and_dispose(harness: Make) -> None:
     server = await h.running()
     assert h.probe.expected[0] is Line.V1
     assert server.argv[server.argv.index("--log-level") + 1] == "INFO"
-    await h.until(lambda: len(h.probe.warmed) == 3)
+    await h.until(lambda: len(h.probe.warmed) == 6)  # 3 reads, the shell turn's 3 calls
     h.keeper.request_stop()
     assert await h.finish() == 0
     assert h.probe.disposed == [server.url]

@@ -21,7 +21,7 @@ import pytest
 from opencode_manager.models import InstanceSpec, State
 from opencode_manager.registry import Registry
 
-from helpers import assert_one_line_error, forge_row, invoke_ocm, wait_for
+from helpers import assert_one_line_error, forge_row, invoke_ocm, patient, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -169,7 +169,7 @@ def test_concurrent_commands_keep_the_registry_consistent() -> None:
         launch("status", "oc-2", "--json"),
     ]
     for proc in procs:
-        _, err = proc.communicate(timeout=180)
+        _, err = proc.communicate(timeout=patient(180))
         # `status` exits 1 while oc-2 is between its stop and its start: that is an answer.
         allowed = (0, 1) if "status" in list(proc.args) else (0,)  # type: ignore[arg-type]
         assert proc.returncode in allowed, (proc.args, err)

@@ -4,10 +4,11 @@ the facade's methods, and the budget_exceeded status's exit code."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from opencode_manager import Manager, Settings, TaskRecord, TaskStatus
 from opencode_manager.cli.tasks import EXIT_FOR_STATUS, report
-from opencode_manager.limits import Lease, Slots, Waiting
+from opencode_manager.limits import Lease, Limit, Slots, Waiting, parse_scope, set_limits
 from opencode_manager.limits.breaker import BreakerPolicy
 from opencode_manager.limits.recovery import ProviderError, Trouble
 from opencode_manager.registry import Registry
@@ -105,3 +106,82 @@ def test_budget_exceeded_is_a_final_status_with_exit_code_13() -> None:
     table = README.read_text().split("## Exit codes", 1)[1].split("\n## ", 1)[0]
     for code in set(EXIT_FOR_STATUS.values()) - {0}:
         assert f"\n| {code} |" in table, code
+
+
+def test_ocm_top_shows_the_tasks_queued_for_a_provider_slot(ocm: Any) -> None:
+    """A limit full: a waiter shows in `ocm top` with its place (JSON and the table)."""
+    run_ocm("limits", "set", "scripted", "--concurrency", "1", check=True)
+    settings = Settings.load()
+    registry = Registry(settings.registry_path)
+    try:
+        slots = Slots(registry)
+        held = slots.try_take(slots.ticket("scripted", None, "t-holder"))
+        assert isinstance(held, Lease)
+        waiting = slots.try_take(slots.ticket("scripted", "scripted/good", "t-waiter", 3))
+        assert isinstance(waiting, Waiting)
+        frame = ocm("top", "--once", "--json").json()
+        assert [(q["owner"], q["place"], q["priority"]) for q in frame["queue"]] == [
+            ("t-waiter", 1, 3)
+        ]
+        shown = ocm("top", "--once").stdout
+        assert "1 queued for a provider slot:" in shown
+        assert "#1 t-waiter on scripted/good (priority 3" in shown
+    finally:
+        registry.close()
+
+
+def test_results_show_a_queued_tasks_place_cost_and_turns(ocm: Any) -> None:
+    from opencode_manager.tasks.store import TaskStore
+
+    settings = Settings.load()
+    settings.ensure_home()
+    registry = Registry(settings.registry_path)
+    try:
+        set_limits(registry, [Limit(parse_scope("scripted"), 1, None)])
+        slots = Slots(registry)  # t-queued waits behind another task, in this process
+        assert isinstance(slots.try_take(slots.ticket("scripted", None, "t-other")), Lease)
+        assert isinstance(slots.try_take(slots.ticket("scripted", None, "t-queued")), Waiting)
+        store = TaskStore(registry)
+        store.add(TaskRecord("t-queued", "wait for it", TaskStatus.QUEUED, 1.0,
+                             queue={"provider": "scripted", "model": None, "place": 2,
+                                    "reason": "concurrency", "scope": "scripted"}))  # fmt: skip
+        store.add(TaskRecord("t-fell", "fall back", TaskStatus.COMPLETED, 2.0, cost=0.0123,
+                             max_cost=0.5, turns=[
+                                 {"model": "scripted/broken", "status": "failed",
+                                  "action": "fallback"},
+                                 {"model": "scripted/good", "status": "completed"}]))  # fmt: skip
+    finally:
+        registry.close()
+    listed = ocm("results").stdout
+    assert "queued #2 (concurrency)" in listed
+    assert "0.0123" in listed
+    queued = ocm("result", "t-queued").stdout
+    assert "#2 for scripted (concurrency)" in queued
+    fell = ocm("result", "t-fell").stdout
+    assert "scripted/broken: failed -> fallback" in fell
+    assert "scripted/good: completed" in fell
+    assert "$0.5" in fell
+
+
+def test_a_queued_task_whose_process_is_gone_ends_cancelled_unsent(ocm: Any) -> None:
+    """A killed `ocm run` leaves its task `queued`; the listing sees that nobody waits for a
+    slot for it any more. One whose process still waits stays queued."""
+    from opencode_manager.tasks.store import TaskStore
+
+    settings = Settings.load()
+    settings.ensure_home()
+    registry = Registry(settings.registry_path)
+    try:
+        run_ocm("limits", "set", "scripted", "--concurrency", "1", check=True)
+        slots = Slots(registry)
+        assert isinstance(slots.try_take(slots.ticket("scripted", None, "t-other")), Lease)
+        assert isinstance(slots.try_take(slots.ticket("scripted", None, "t-waits")), Waiting)
+        store = TaskStore(registry)
+        for task_id in ("t-waits", "t-left"):
+            store.add(TaskRecord(task_id, "p", TaskStatus.QUEUED, 1.0, queue={"place": 1}))
+    finally:
+        registry.close()
+    rows = {r["id"]: r for r in ocm("results", "--json").json()}
+    assert rows["t-waits"]["status"] == "queued"
+    assert rows["t-left"]["status"] == "cancelled"
+    assert "nothing was sent" in rows["t-left"]["error"]["message"]

@@ -136,7 +136,8 @@ async def test_an_unknown_argument_is_refused_naming_the_known_ones() -> None:
     assert error
     assert text == (
         "task_run: unknown argument 'dir' (did you mean 'directory'?); "
-        "task_run takes: prompt, instance, directory, wait_s, asks"
+        "task_run takes: prompt, instance, directory, wait_s, asks, model, max_cost, "
+        "max_tokens, recover, fallback, key"
     )
     error, text = await _call("fleet_status", {"verbose": True})
     assert (error, text) == (True, "fleet_status: unknown argument 'verbose'; "

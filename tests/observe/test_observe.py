@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import Fleet
-from helpers import invoke_ocm, wait_for
+from helpers import invoke_ocm, patient, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +35,7 @@ class Stream:
             env={**os.environ, **(env or {})},
         )
         self.lines: list[str] = []
+        self.err = ""
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -48,9 +49,9 @@ class Stream:
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGINT)
-        _, err = self.proc.communicate(timeout=20)
+        _, self.err = self.proc.communicate(timeout=patient(20))
         self._reader.join(5)
-        assert "Traceback" not in err, err
+        assert "Traceback" not in self.err, self.err
         return self.proc.returncode
 
 
@@ -109,7 +110,8 @@ def test_monitor_merges_instances_and_survives_a_restart(model_env: list[str]) -
         )
         assert not any(e["type"] == "server.heartbeat" for e in stream.events())
     finally:
-        assert stream.stop() == 0
+        assert stream.stop() == 130  # Ctrl-C: exit 130 like every command, one line
+        assert stream.err.splitlines() == ["ocm: monitor interrupted: stopped watching events"]
     invoke_ocm("stop", "--all", check=True)
 
 
@@ -140,8 +142,8 @@ def test_monitor_filters_and_human_output(fleet: Fleet) -> None:
             message="folded text",
         )
     finally:
-        assert only.stop() == 0
-        assert human.stop() == 0
+        assert only.stop() == 130
+        assert human.stop() == 130
     kinds = {e["type"] for e in only.events() if not e["type"].startswith("ocm.")}
     assert kinds
     assert all(k.startswith("session.") for k in kinds), kinds
@@ -288,7 +290,7 @@ def test_logs_level_filter_and_follow_across_rotation(tmp_path: Path) -> None:
         )
     finally:
         follower.proc.terminate()
-        follower.proc.communicate(timeout=10)
+        follower.proc.communicate(timeout=patient(10))
 
 
 def test_json_everywhere(fleet: Fleet) -> None:

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 
+from helpers import patient, popened
+
 
 def test_top_json_streams_frames_until_interrupted() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "opencode_manager", "top", "--json", "--interval", "0.2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
-    )  # fmt: skip
-    assert proc.stdout is not None
-    frames = [json.loads(proc.stdout.readline()) for _ in range(3)]
-    proc.send_signal(signal.SIGINT)
-    _, errors = proc.communicate(timeout=30)
-    assert proc.returncode == 0, errors
-    assert "Traceback" not in errors
+    argv = [sys.executable, "-m", "opencode_manager", "top", "--json", "--interval", "0.2"]
+    with popened([argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE) as (proc,):
+        assert proc.stdout is not None
+        frames = [json.loads(proc.stdout.readline()) for _ in range(3)]
+        proc.send_signal(signal.SIGINT)
+        _, errors = proc.communicate(timeout=patient(30))
+    assert proc.returncode == 130, errors  # Ctrl-C: exit 130, one line, like every command
+    assert errors.strip().splitlines() == ["ocm: top interrupted: stopped watching"]
     for frame in frames:
         assert frame["instances"] == []
         assert frame["totals"]["instances"] == 0

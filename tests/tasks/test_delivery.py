@@ -14,9 +14,10 @@ import httpx
 import pytest
 
 from opencode_manager.client import AsyncOpencodeClient, Endpoint, core
-from opencode_manager.errors import ServerUnreachable
-from opencode_manager.models import TaskRecord, TaskStatus
-from opencode_manager.tasks import delivery, runner
+from opencode_manager.errors import ServerUnreachable, TurnLost
+from opencode_manager.models import ProcessIdentity, TaskRecord, TaskStatus
+from opencode_manager.tasks import delivery
+from opencode_manager.tasks.custody import Custody
 from opencode_manager.tasks.runner import Observer, TaskRunner
 from opencode_manager.tasks.tracker import TurnState
 
@@ -186,9 +187,8 @@ async def test_a_turn_is_found_by_its_id_when_a_crash_lost_its_text(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The server crashed mid-turn and came back: the user message is there without its
-    text. Found by its id, the turn is reported lost (the server went away), instead of
-    being waited for until the task's deadline says "timed out"."""
-    monkeypatch.setattr(runner, "LOST_TURN_GRACE", 0.0)
+    text. Found by its id, the turn is reported lost (its server process is another one
+    now), instead of being waited for until the task's deadline says "timed out"."""
     server = FakeServer()
     server._take({"messageID": "msg_000000000001abcdefghijklmn", "parts": []})
     answer = {"id": "msg_000000000002abcdefghijklmn", "role": "assistant", "sessionID": SESSION,
@@ -196,8 +196,9 @@ async def test_a_turn_is_found_by_its_id_when_a_crash_lost_its_text(
     server.messages.append({"info": answer, "parts": []})  # unfinished: no `finish`
     record = _record(prompted=True, message_id="msg_000000000001abcdefghijklmn")
     task = _runner(server, record, [])
-    task._went_away = True  # its event stream broke: the server went away meanwhile
+    old, new = ProcessIdentity(1000, 1.0), ProcessIdentity(1001, 2.0)
+    task.custody = Custody(lambda: new, alive=lambda identity: identity == new, holder=old)
     state = TurnState(session_id=SESSION)
-    with pytest.raises(ServerUnreachable, match="went away during the turn"):
+    with pytest.raises(TurnLost, match="went away during the turn"):
         await task.looks_finished(state, 0.0)
     assert state.user_message_id == record.message_id

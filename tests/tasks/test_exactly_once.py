@@ -17,7 +17,7 @@ import pytest
 from opencode_manager.scripted_model import ScriptedModelServer
 
 from conftest import Fleet
-from helpers import invoke_ocm, model_sends, run_ocm, wait_for
+from helpers import invoke_ocm, model_sends, patient, run_ocm, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -146,7 +146,7 @@ def test_no_task_is_lost_when_an_instance_restarts_mid_batch(
 
     wait_for(some_running_on_rb2, timeout=60, message="a task running on rb-2")
     invoke_ocm("restart", "rb-2", check=True)
-    out, _errors = proc.communicate(timeout=240)
+    out, _errors = proc.communicate(timeout=patient(240))
     assert proc.returncode == 0, [t for t in json.loads(out)["tasks"] if t["status"] != "completed"]
     summary = json.loads(out)
     assert summary["counts"] == {"completed": 8}, summary

@@ -16,7 +16,6 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,8 @@ import pytest
 
 from opencode_manager.scripted_model import ScriptedModelServer
 
-from conftest import _isolated_env, _reap_marked
-from helpers import assert_one_line_error, model_sends, run_ocm, wait_for
+from conftest import Both, both_lines
+from helpers import assert_one_line_error, model_sends, patient, run_ocm, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -33,12 +32,6 @@ pytestmark = pytest.mark.integration
 SHELL = {"v1": "bash", "v2": "shell"}
 ASKING_READ = {"v1": "READ: /etc/hostname", "v2": "READ: .env"}
 ASKED = {"v1": "external_directory", "v2": "read"}
-
-
-@dataclass
-class Both:
-    env: dict[str, str]
-    project: Path
 
 
 @pytest.fixture(scope="module")
@@ -49,27 +42,8 @@ def both(
     model_env: list[str],
 ) -> Iterator[Both]:
     base = tmp_path_factory.mktemp("both")
-    mark = f"both-{uuid.uuid4().hex[:12]}"
-    env = _isolated_env(base, mark, opencode_bin)
-    project = base / "project"
-    project.mkdir()
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run([*git, "init", "-q"], cwd=project, check=True)
-    (project / "README.md").write_text("both lines\n")
-    (project / ".env").write_text("TOKEN=not-a-secret\n")  # 2.x asks before reading it
-    subprocess.run([*git, "add", "README.md"], cwd=project, check=True)
-    subprocess.run([*git, "commit", "-qm", "init"], cwd=project, check=True)
-    args = [arg for item in model_env for arg in ("--env", item)]
-    try:
-        for name, binary in (("v1", opencode_bin), ("v2", opencode2_bin)):
-            started = run_ocm("start", name, "--opencode", binary, "--dir", str(project), *args,
-                              "--timeout", "120", "--json", env=env)  # fmt: skip
-            assert started.returncode == 0, str(started)
-        yield Both(env=env, project=project)
-    finally:
-        run_ocm("stop", "--all", env=env)
-        leftovers = _reap_marked(mark)
-        assert not leftovers, f"the module fleet left processes behind: {leftovers}"
+    with both_lines(base, opencode_bin, opencode2_bin, model_env) as started:
+        yield started
 
 
 def _tag() -> str:
@@ -238,7 +212,7 @@ def test_asks_left_pending_on_2x_are_answered_by_somebody_else(both: Both) -> No
         assert_one_line_error(wrong, 3, "no pending permission", asks[0]["id"])
         run_ocm("session", "answer", started["session_id"], asks[0]["id"], "Option B",
                 env=both.env, check=True)  # fmt: skip
-        stdout, stderr = waiter.communicate(timeout=120)
+        stdout, stderr = waiter.communicate(timeout=patient(120))
     finally:
         if waiter.poll() is None:
             waiter.kill()
@@ -263,7 +237,7 @@ def test_asks_left_pending_on_2x_are_answered_by_somebody_else(both: Both) -> No
             "permission", "read", [".env"]
         )  # fmt: skip
         run_ocm("session", "reply", session_id, asks[0]["id"], "once", env=both.env, check=True)
-        stdout, stderr = runner.communicate(timeout=120)
+        stdout, stderr = runner.communicate(timeout=patient(120))
     finally:
         if runner.poll() is None:
             runner.kill()
@@ -434,6 +408,24 @@ def test_monitor_labels_the_events_of_both_lines(both: Both) -> None:
         assert native[0]["properties"]["ocm_native"] == "session.execution.succeeded"
     finally:
         stream.send_signal(2)
-        _, err = stream.communicate(timeout=20)
+        _, err = stream.communicate(timeout=patient(20))
         reader.join(5)
     assert "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("line", ["v1", "v2"])
+def test_a_budget_and_a_fallback_hold_on_both_lines(both: Both, line: str) -> None:
+    """Provider control on either line (issue 27, item 6): a turn past its budget is stopped
+    between its steps, and a refused model falls back in the same session."""
+    from opencode_manager.scripted_model import BROKEN_MODEL, GOOD_MODEL
+
+    prompt = f"{_tag()} USAGE 100000 2000 LATER 20\nBASH: echo hi"
+    code, record = _run(both, "-i", line, "--model", GOOD_MODEL, "--max-cost", "0.01",
+                        "--auto-approve", prompt)  # fmt: skip
+    assert (code, record["status"]) == (13, "budget_exceeded"), record
+    assert record["error"]["kind"] == "cost"
+    assert record["cost"] > 0.01
+    code, record = _run(both, "-i", line, "--model", BROKEN_MODEL, "--fallback", GOOD_MODEL,
+                        f"hello {_tag()}")  # fmt: skip
+    assert (code, record["status"]) == (0, "completed"), record
+    assert [t["model"] for t in record["turns"]] == [BROKEN_MODEL, GOOD_MODEL]

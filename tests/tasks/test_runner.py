@@ -17,9 +17,10 @@ from opencode_manager.client import Endpoint, core
 from opencode_manager.client import operations as ops
 from opencode_manager.client.pool import HttpPool
 from opencode_manager.client.shells import AsyncOpencodeClient
-from opencode_manager.errors import ServerUnreachable
-from opencode_manager.models import AskPolicy, TaskRecord, TaskStatus
+from opencode_manager.errors import ServerUnreachable, TurnLost
+from opencode_manager.models import AskPolicy, ProcessIdentity, TaskRecord, TaskStatus
 from opencode_manager.tasks import delivery, runner
+from opencode_manager.tasks.custody import Custody
 from opencode_manager.tasks.runner import Observer, TaskRunner
 from opencode_manager.testing.opencode import (
     Child,
@@ -422,25 +423,104 @@ async def test_a_server_that_goes_away_for_good_ends_the_task_saying_so(
     await pool.aclose()
 
 
-async def test_a_turn_lost_with_a_restarted_server_is_reported_after_its_grace(
-    server: FakeOpencode,
-    client: AsyncOpencodeClient,
-    script: Scripted,
-    monkeypatch: pytest.MonkeyPatch,
+class Servers:
+    """The instance's server process as the fleet sees it (custody.py), without processes:
+    `restart` puts another one in its place."""
+
+    def __init__(self) -> None:
+        self.current = ProcessIdentity(1000, 1.0)
+
+    def restart(self) -> None:
+        self.current = ProcessIdentity(self.current.pid + 1, self.current.create_time + 1)
+
+    def custody(self) -> Custody:
+        return Custody(lambda: self.current, alive=lambda identity: identity == self.current)
+
+
+async def test_a_turn_whose_server_was_replaced_under_it_is_reported_lost_at_once(
+    server: FakeOpencode, client: AsyncOpencodeClient, script: Scripted
 ) -> None:
-    """The server was restarted under the turn and came back idle without it: that is
-    said LOST_TURN_GRACE after it is back (a batch then runs the task again), not at the
-    first 2 s poll after that."""
-    monkeypatch.setattr(runner, "LOST_TURN_GRACE", 0.2)
+    """The server was restarted under the turn and came back idle without it: the process
+    that took the prompt is gone, so the turn is lost (a batch then runs the task again),
+    said at the first look, not at the task's deadline as "timed out"."""
     script.turns["lost"] = [Hang()]
-    following = asyncio.create_task(_timed(_runner(client, _record("lost", server))))
+    servers = Servers()
+    task = _runner(client, _record("lost", server), custody=servers.custody())
+    following = asyncio.create_task(_timed(task))
+    await _until(lambda: bool(server.busy()))
+    server.crash()
+    servers.restart()
+    server.restart()
+    began = time.monotonic()
+    with pytest.raises(TurnLost, match="came back without it: the turn is lost"):
+        await asyncio.wait_for(following, 5)
+    assert time.monotonic() - began < 1.5
+
+
+async def test_a_turn_whose_server_process_died_is_lost_without_waiting_for_a_restart(
+    server: FakeOpencode, client: AsyncOpencodeClient, script: Scripted
+) -> None:
+    """Its server process is gone and nothing answers yet: the turn died with it, whatever
+    comes back; the task says so at once instead of waiting out its patience."""
+    script.turns["lost"] = [Hang()]
+    servers = Servers()
+    task = _runner(client, _record("lost", server), poll_interval=0.05,
+                   custody=servers.custody())  # fmt: skip
+    following = asyncio.create_task(task.run())
+    await _until(lambda: bool(server.busy()))
+    server.crash()  # refuses connections from now on
+    servers.restart()  # its keeper is starting another process
+    began = time.monotonic()
+    with pytest.raises(TurnLost, match="its server process is gone"):
+        await asyncio.wait_for(following, 5)
+    assert time.monotonic() - began < task.patience / 2
+
+
+async def test_a_turn_taken_but_not_started_when_its_server_came_back_is_followed(
+    server: FakeOpencode, client: AsyncOpencodeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server went away (its stream broke) and came back showing the prompt stored,
+    the session idle and no answer: a loaded server that took the prompt and has not
+    started its turn. The same server process holds it: the turn is followed to its end,
+    not reported lost (which made `ocm run` fail and a batch send it again)."""
+    monkeypatch.setattr(runner, "LOST_TURN_GRACE", 0.1, raising=False)  # the old grace
+    server.hold_starts()
+    servers = Servers()
+    task = _runner(client, _record("slow to start", server), poll_interval=0.05,
+                   custody=servers.custody())  # fmt: skip
+    following = asyncio.create_task(task.run())
+    await _until(lambda: any(s.messages for s in server.sessions.values()))
+    server.drop_streams()
+    polls = server.requests.count(("GET", "/session/status"))
+    await _until(
+        lambda: following.done() or server.requests.count(("GET", "/session/status")) > polls + 5
+    )
+    server.release_starts()
+    done = await asyncio.wait_for(following, 5)
+    assert done.status is TaskStatus.COMPLETED, done.error
+    assert len(server.turns) == 1
+
+
+async def test_where_nobody_can_tell_an_idle_unfinished_turn_is_lost_after_a_long_grace(
+    server: FakeOpencode, script: Scripted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A remote instance's server process is not ours to see: a turn idle and unfinished
+    since its server came back is taken for lost only after `stall_grace`."""
+    monkeypatch.setattr(runner, "STALLED_TURN_GRACE", 0.3)
+    script.turns["lost"] = [Hang()]
+    pool = HttpPool(transport(server))
+    impatient = pool.client(Endpoint(url=URL, password="pw", name="oc-1", timeout=0.05))
+    task = _runner(impatient, _record("lost", server), poll_interval=0.05)
+    assert task.stall_grace == 0.3
+    following = asyncio.create_task(task.run())
     await _until(lambda: bool(server.busy()))
     server.crash()
     server.restart()
     began = time.monotonic()
-    with pytest.raises(ServerUnreachable, match="came back without it: the turn is lost"):
+    with pytest.raises(TurnLost, match=r"idle and unfinished for 0\.3 s"):
         await asyncio.wait_for(following, 5)
-    assert time.monotonic() - began < 1.5
+    assert 0.3 <= time.monotonic() - began < 2.0
+    await pool.aclose()
 
 
 async def _until(condition: Any, timeout: float = 5.0) -> None:
@@ -498,3 +578,39 @@ async def test_a_turn_that_ran_a_tool_asks_for_its_diff_beside_its_messages(
     assert done.status is TaskStatus.COMPLETED, done.error
     assert [c["tool"] for c in done.tool_calls] == ["bash"]
     assert done.text == "all done here"
+
+
+# -- the end of a task: its worktree settled before the record is saved -----------------------
+async def test_a_worktree_task_is_settled_by_the_runners_persist_hook(
+    server: FakeOpencode, client: AsyncOpencodeClient, script: Scripted, tmp_path: Any
+) -> None:
+    """Issue 24: the persist hook is the runner's (`runner.settling`); the worktree module
+    only says what settling is. The agent's change is committed and listed once the task
+    ends, in the record the runner saves, and no earlier."""
+    import subprocess
+
+    from opencode_manager.tasks import worktree as wt
+
+    git = ["git", "-c", "user.email=t@example.test", "-c", "user.name=t"]
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=repo, check=True)
+    (repo / "a.txt").write_text("original\n")
+    subprocess.run([*git, "add", "."], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], cwd=repo, check=True)
+    tree = wt.create(tmp_path / "wts", str(repo), wt.WorktreeRequest(), "t-1")
+    (tmp_path / "wts" / "t-1" / "a.txt").write_text("the agent's change\n")
+    saved = Saved()
+    record = _record("go", server, worktree=tree.to_dict())
+    done = await TaskRunner(client=client, record=record, persist=runner.settling(saved),
+                            observer=Observer()).run()  # fmt: skip
+    assert done.status is TaskStatus.COMPLETED, done.error
+    assert all(r.worktree and r.worktree["head"] is None for r in saved if not r.status.final)
+    last = saved[-1].worktree
+    assert last is not None
+    assert (last["committed"], last["files"]) == (True, [{"status": "modified", "path": "a.txt"}])
+    settled_head = last["head"]
+    await runner.settling(saved)(done)  # settled once: saving again commits nothing more
+    assert saved[-1].worktree is not None
+    assert saved[-1].worktree["head"] == settled_head
+    assert not hasattr(wt, "settling")

@@ -27,25 +27,29 @@ import pytest
 
 from opencode_manager import process
 from opencode_manager.instances.fleet import Fleet as RegistryFleet
-from opencode_manager.models import ProcessIdentity
+from opencode_manager.models import ProcessIdentity, State
 from opencode_manager.scripted_model import ScriptedModelServer
 from opencode_manager.settings import Settings
 
 from conftest import Fleet, own_fleet
-from helpers import assert_one_line_error, invoke_ocm, wait_for
+from helpers import assert_one_line_error, invoke_ocm, patient, wait_for
 
-pytestmark = pytest.mark.integration
+# The module's first test starts its instance; each runs the CLI through a stall or two on
+# a machine that may be busy: more than pytest's default cut-off.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 HTTP_TIMEOUT = float(os.environ.get("OCM_TEST_HTTP_TIMEOUT", "1.5"))
 STALL = float(os.environ.get("OCM_TEST_STALL", str(HTTP_TIMEOUT + 3.0)))
-# Longer than a task waits for a silent server (runner.TaskRunner.patience: 10 s here) with
-# calls that give up after 0.5 s.
-LONG_STALL = float(os.environ.get("OCM_TEST_LONG_STALL", "16"))
+# Longer than a task waits for a silent server (runner.TaskRunner.patience: 10 s here):
+# until a send has given up (0), or this many seconds.
+LONG_STALL = float(os.environ.get("OCM_TEST_LONG_STALL", "0"))
 NAME = "st-1"
 
 # Runs the real CLI (`main(argv)`) with a fault seam: when a task passes STEP for the NTH
-# time, its server is stopped (SIGSTOP) and continued SECONDS later. The server is the
-# process the test proved ours (PID and start time given); the wrapper checks it again.
+# time, its server is stopped (SIGSTOP) and continued SECONDS later; with SECONDS <= 0, as
+# soon as a send gives up on it (whenever that is on a loaded machine: a condition, not a
+# race between two clocks), and after 300 s at the latest. The server is the process the
+# test proved ours (PID and start time given); the wrapper checks it again.
 WRAPPER = """
 import os, sys, threading
 import psutil
@@ -69,7 +73,17 @@ async def checkpoint(name):
     assert abs(server.create_time() - ctime) < 0.05, "not the server the test proved ours"
     server.suspend()
     print(f"stalled at {step}", file=sys.stderr, flush=True)
-    threading.Timer(seconds, server.resume).start()
+    timer = threading.Timer(seconds if seconds > 0 else 300.0, server.resume)
+    timer.daemon = True
+    timer.start()
+    stalled.append(server)
+
+stalled = []
+
+def resume_after_giving_up():
+    if seconds <= 0 and stalled:
+        stalled.pop().resume()
+        print("resumed after a send gave up", file=sys.stderr, flush=True)
 
 run, batch_run = AsyncManager.run, AsyncManager.batch_run
 
@@ -97,6 +111,7 @@ async def reported_send(self):
         await send(self)
     except Exception as exc:
         print(f"send gave up: {exc}", file=sys.stderr, flush=True)
+        resume_after_giving_up()
         raise
 
 AsyncManager.run, AsyncManager.batch_run = run_with_fault, batch_run_with_fault
@@ -122,16 +137,23 @@ def stalling(
 
 def _server(fleet: Fleet) -> ProcessIdentity:
     """The instance's server as the registry records it, proven ours (start time and
-    command line) before anything signals it."""
+    command line) before anything signals it; once it is running (a test before may have
+    killed it: its keeper is still bringing the new one up)."""
     settings = Settings.load(environ=fleet.env)
     registry_fleet = RegistryFleet(settings, backups=False)
+
+    def running() -> ProcessIdentity | None:
+        record = registry_fleet.resolve(NAME)
+        if record.state is not State.RUNNING or process.verified(record.server) is None:
+            return None
+        return record.server
+
     try:
-        identity = registry_fleet.resolve(NAME).server
+        found = wait_for(running, timeout=120, message=f"{NAME} running")
     finally:
         registry_fleet.close()
-    assert identity is not None
-    assert process.verified(identity) is not None, identity
-    return identity
+    assert isinstance(found, ProcessIdentity)
+    return found
 
 
 def _continue(identity: ProcessIdentity) -> None:
@@ -159,8 +181,7 @@ def _with_stall(
             [sys.executable, str(script), step, str(nth), str(identity.pid),
              repr(identity.create_time), str(stall), *argv],
             env={**os.environ, **fleet.env, **(env or {})}, capture_output=True, text=True,
-            timeout=240,
-            check=False,
+            timeout=patient(240), check=False,
         )  # fmt: skip
     finally:
         _continue(identity)
@@ -234,14 +255,17 @@ def test_a_batch_that_gave_up_on_a_send_follows_the_prompt_and_never_sends_it_ag
 ) -> None:
     """The stall outlasts the task's patience with a silent server (10 s here): the runner
     gives up on the send, the batch waits for the instance and looks at the session, finds
-    the prompt (busy, or done) and follows it; it used to send it again."""
+    the prompt (busy, done, or stored and not started yet) and follows it; it used to send
+    it again, and under load a prompt stored but not started yet was taken for a lost turn
+    and sent again in a new session. The second send stalls the server, so that both
+    tasks have their session before it (a session that cannot be made is another story)."""
     tag = uuid.uuid4().hex[:6]
     prompts = [f"SLEEP 1 stall-long-{tag}-{i}" for i in range(2)]
     path = tmp_path / "tasks.jsonl"
     path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
     proc = _with_stall(
         stalling, tmp_path, "sending", "batch", str(path), "-i", NAME, "--per-instance", "2",
-        "--json", stall=LONG_STALL, env={"OCM_HTTP_TIMEOUT": "0.5"},
+        "--json", nth=2, stall=LONG_STALL,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "send gave up" in proc.stderr, proc.stderr[-3000:]  # the batch took over
@@ -270,7 +294,7 @@ def test_ocm_run_says_the_server_crashed_not_timed_out(
         server = process.verified(identity)
         assert server is not None
         server.kill()
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=patient(120))
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -66,6 +66,19 @@ def test_requeue_cancelled_puts_only_the_cancelled_tasks_back(tmp_path: Path) ->
         store.claim_batch("b-1", ME, lambda _: False, requeue_cancelled=True)
 
 
+def test_a_cancel_counts_and_requeues_the_tasks_it_aborted_too(tmp_path: Path) -> None:
+    """A cancel aborts the running tasks and cancels the waiting ones: none of them
+    finished, and `--requeue-cancelled` runs them all (it said "2 did not finish" of 3)."""
+    statuses = [TaskStatus.COMPLETED, TaskStatus.ABORTED, TaskStatus.CANCELLED,
+                TaskStatus.CANCELLED]  # fmt: skip
+    store = _store(tmp_path, statuses, BatchStatus.CANCELLED)
+    with pytest.raises(ConflictError, match=r"is cancelled \(3 of its tasks did not finish\)"):
+        store.claim_batch("b-1", ME, lambda _: False)
+    store.claim_batch("b-1", ME, lambda _: False, requeue_cancelled=True)
+    records = store.list_tasks(batch_id="b-1")
+    assert [r.status for r in records] == [TaskStatus.COMPLETED, *[TaskStatus.PENDING] * 3]
+
+
 def test_a_completed_batch_has_nothing_to_resume(tmp_path: Path) -> None:
     store = _store(tmp_path, [TaskStatus.COMPLETED], BatchStatus.COMPLETED)
     with pytest.raises(ConflictError, match="is completed; nothing to resume"):
@@ -283,6 +296,7 @@ def test_a_batch_summary_carries_each_error_message_not_only_its_name(
 
 # -- running totals ----------------------------------------------------------------------------
 STATUSES = list(TaskStatus)
+THREE = [TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.COMPLETED]
 DAY = 86_400.0
 
 
@@ -438,7 +452,7 @@ def test_totals_read_a_few_rows_of_their_own_not_the_records(tmp_path: Path) -> 
 
     def fill(first: int, last: int) -> None:
         records = [
-            TaskRecord(id=f"t-{i}", prompt="p", status=STATUSES[i % 3], created_at=1.0,
+            TaskRecord(id=f"t-{i}", prompt="p", status=THREE[i % 3], created_at=1.0,
                        tokens={"input": i}, cost=0.5)
             for i in range(first, last)
         ]  # fmt: skip

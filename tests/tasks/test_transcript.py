@@ -160,3 +160,27 @@ def test_jsonl_emits_finished_parts_once_and_backfills_the_rest() -> None:
         "step_finish",
     ]
     assert emitter.error({"name": "APIError"})["type"] == "error"
+
+
+def test_a_task_finishes_when_the_server_ended_its_turn_not_when_someone_looked() -> None:
+    """A closed terminal's task is finished by the next look: its duration is the turn's
+    (issue 26: 60.0 s recorded for a 20 s sleep)."""
+    from opencode_manager.tasks.transcript import finished_at
+
+    history = [
+        _msg("u", "user", [{"id": "p", "type": "text", "text": "SLEEP 20"}]),
+        _msg(
+            "a",
+            "assistant",
+            [{"id": "q", "type": "text", "text": "done"}],
+            parentID="u",
+            time={"created": 100_000, "completed": 120_000},
+        ),
+    ]
+    turn = build_turn(history, "u")
+    assert turn.ended_at == 120.0
+    assert finished_at(turn, started_at=99.5, now=160.0) == 120.0
+    # A remote server's clock that disagrees is not believed: before the start, or ahead.
+    assert finished_at(turn, started_at=130.0, now=160.0) == 160.0
+    assert finished_at(turn, started_at=99.5, now=110.0) == 110.0
+    assert finished_at(build_turn(history[:1], "u"), started_at=99.5, now=160.0) == 160.0

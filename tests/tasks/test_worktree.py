@@ -342,11 +342,11 @@ def test_the_recorded_worktrees_rows_patch_removal_and_cleanup_sweep(
         wt.task_patch(store, "t-plain")
 
     sweep = wt.orphan_sweep(store, root)
-    assert sweep(True) == [gone.path]
+    assert sweep(True, False).removed == [gone.path]
     assert Path(gone.path).exists()
-    assert sweep(False) == [gone.path]
+    assert sweep(False, False).removed == [gone.path]
     assert not Path(gone.path).exists()
-    assert sweep(False) == []
+    assert sweep(False, False).removed == []
 
     assert wt.remove_recorded(store, older_than=1000.0, now=200.0).removed == []
     assert wt.remove_recorded(store, older_than=50.0, now=200.0).removed == ["t-old"]
@@ -365,3 +365,101 @@ def test_ocm_cleanup_prunes_orphaned_worktrees(ocm: Ocm, tmp_path: Path) -> None
     ocm("cleanup", check=True)
     assert not Path(tree.path).exists()
     assert _git(repo, "worktree", "list").count("\n") == 1
+
+
+def _orphans_holding_work(repo: Path, root: Path) -> dict[str, Path]:
+    """Four worktrees whose tasks are forgotten: one clean, one with uncommitted files, one
+    with a commit of its own, one whose commit was merged into the checkout's HEAD."""
+    trees = {n: wt.create(root, str(repo), wt.WorktreeRequest(), f"t-{n}")
+             for n in ("clean", "dirty", "ahead", "merged")}  # fmt: skip
+    dirty = Path(trees["dirty"].path)
+    (dirty / "a.txt").write_text("changed, never committed\n")
+    (dirty / "new.txt").write_text("untracked\n")
+    for name in ("ahead", "merged"):
+        path = Path(trees[name].path)
+        (path / f"{name}.txt").write_text(f"{name}\n")
+        _git(path, "add", ".")
+        _git(path, "commit", "-qm", name)
+    _git(repo, "merge", "--ff-only", "-q", "ocm/t-merged")
+    return {n: Path(t.path) for n, t in trees.items()}
+
+
+def test_the_orphan_sweep_keeps_worktrees_holding_work(
+    tmp_path: Path, home_fleet: RegistryFleet
+) -> None:
+    """Issue 23: `ocm cleanup` removed every worktree whose task was forgotten with
+    `git worktree remove --force` and rmtree, uncommitted files and unmerged commits too."""
+    from opencode_manager.tasks.store import TaskStore
+
+    repo = _repo(tmp_path / "repo")
+    paths = _orphans_holding_work(repo, tmp_path / "wts")
+    sweep = wt.orphan_sweep(TaskStore(home_fleet.registry), tmp_path / "wts")
+    dry = sweep(True, False)
+    assert dry.removed == [str(paths["clean"]), str(paths["merged"])]
+    kept = {Path(k.path).name: k.reason for k in dry.kept}
+    assert kept == {
+        "t-ahead": f"1 unmerged commit on ocm/t-ahead (not in {repo}'s HEAD)",
+        "t-dirty": "2 uncommitted files: a.txt, new.txt",
+    }
+    assert all(p.exists() for p in paths.values())
+    done = sweep(False, False)
+    assert (done.removed, done.kept) == (dry.removed, dry.kept)
+    assert [p.name for p in paths.values() if p.exists()] == ["t-dirty", "t-ahead"]
+    assert (paths["dirty"] / "new.txt").read_text() == "untracked\n"
+    forced = sweep(False, True)
+    assert forced.removed == [str(paths["ahead"]), str(paths["dirty"])]
+    assert {Path(f.path).name: f.reason for f in forced.forced} == kept
+    assert not any(p.exists() for p in paths.values())
+    assert "ocm/t-ahead" in _git(repo, "branch", "--list", "ocm/t-ahead")  # its commit stays
+    assert _git(repo, "worktree", "list").count("\n") == 1
+
+
+def test_an_orphan_git_cannot_vouch_for_is_kept(tmp_path: Path) -> None:
+    """A worktree whose repository is gone, or a directory that is no worktree, may hold
+    anything: kept unless forced; an empty directory is no work."""
+    repo = _repo(tmp_path / "repo")
+    root = tmp_path / "wts"
+    tree = wt.create(root, str(repo), wt.WorktreeRequest(), "t-lost")
+    (root / "t-plain").mkdir()
+    (root / "t-plain" / "notes.txt").write_text("mine\n")
+    (root / "t-empty").mkdir()
+    subprocess.run(["rm", "-rf", str(repo)], check=True)
+    assert wt.orphan_work(Path(tree.path)) == (
+        f"its repository {repo} is gone, so ocm cannot tell what it holds"
+    )
+    plain = wt.orphan_work(root / "t-plain")
+    assert plain == "not a git worktree, so ocm cannot tell what it holds"
+    assert wt.orphan_work(root / "t-empty") is None
+
+
+def test_ocm_cleanup_names_each_worktree_it_keeps_and_what_force_removed(
+    ocm: Ocm, tmp_path: Path
+) -> None:
+    import os
+
+    home = Path(os.environ["OCM_HOME"])
+    repo = _repo(tmp_path / "repo")
+    paths = _orphans_holding_work(repo, home / "worktrees")
+    dry = ocm("cleanup", "--dry-run", "--json", check=True).json()
+    assert str(paths["clean"]) in dry["removed_files"]
+    assert [Path(k["path"]).name for k in dry["kept"]] == ["t-ahead", "t-dirty"]
+    assert dry["kept"][1]["reason"] == "2 uncommitted files: a.txt, new.txt"
+    assert dry["forced"] == []
+    shown = ocm("cleanup", "--dry-run", check=True)
+    assert (
+        f"would keep {paths['dirty']}: 2 uncommitted files: a.txt, new.txt; --force "
+        "removes it" in shown.stderr
+    )
+    assert all(p.exists() for p in paths.values())
+    done = ocm("cleanup", check=True)
+    assert f"removed {paths['clean']}\n" in done.stdout
+    assert f"kept {paths['ahead']}: 1 unmerged commit on ocm/t-ahead" in done.stderr
+    assert f"kept {paths['dirty']}: 2 uncommitted files" in done.stderr
+    assert paths["dirty"].exists()
+    assert paths["ahead"].exists()
+    forced = ocm("cleanup", "--force", check=True)
+    assert (f"removed {paths['dirty']} (--force; it held 2 uncommitted files: a.txt, new.txt)"
+            in forced.stdout)  # fmt: skip
+    assert not paths["dirty"].exists()
+    assert not paths["ahead"].exists()
+    assert ocm("cleanup", "--json", check=True).json()["kept"] == []

@@ -77,7 +77,7 @@ def mcp(
       ocm mcp
       ocm mcp --read-only
       ocm mcp --http --port 8765
-      # opencode.json (the timeout, in ms: task_run waits up to 50 s; OpenCode's is 5 s):
+      # opencode.json (timeout in ms: task_run waits up to 50 s, OpenCode 5 s):
       {"mcp": {"ocm": {"type": "local", "command": ["ocm", "mcp"],
                        "timeout": 120000}}}
     """

@@ -14,10 +14,17 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .. import BatchStatus, BatchSummary, TaskOutcome, TaskStatus, UsageError
+from .. import BatchStatus, BatchSummary, Interrupted, TaskOutcome, TaskStatus, UsageError
 from ..fronts import one_line, parse_duration
 from .main import Context
-from .options import complete_batches, complete_instances, max_retries_option
+from .options import (
+    complete_batches,
+    complete_instances,
+    control_options,
+    json_fields_option,
+    max_retries_option,
+    select_fields,
+)
 from .plain import print_json, say
 
 if TYPE_CHECKING:
@@ -28,6 +35,7 @@ if TYPE_CHECKING:
 pass_state = click.make_pass_decorator(Context)
 
 EXIT_SOME_FAILED = 10
+EXIT_BUDGET = 13  # every task completed but those a budget stopped (`budget_exceeded`)
 EXIT_CANCELLED = 12
 
 
@@ -79,21 +87,51 @@ def _execute(
 
     def listener(update: BatchProgress) -> None:
         c = update.counts
-        done = sum(v for k, v in c.items() if k not in ("pending", "running"))
+        done = sum(v for k, v in c.items() if k not in ("pending", "queued", "running"))
         shown = ", ".join(f"{v} {k}" for k, v in sorted(c.items()) if v)
         progress.update(bar, completed=done, counts=shown)
 
+    interrupted = []
+
     async def go(manager: AsyncManager, cancel: asyncio.Event) -> BatchSummary:
-        return await manager.batch_run(
+        done = await manager.batch_run(
             batch_id, listener=listener, cancel=cancel, requeue_cancelled=requeue_cancelled
         )
+        if cancel.is_set():  # Ctrl-C (or SIGTERM) here, not `ocm batch cancel` elsewhere
+            interrupted.append(True)
+        return done
 
     with progress:
         result = run_with_cancel(state, go)
+    if interrupted and result.status is BatchStatus.CANCELLED:
+        if as_json:
+            print_json(result.to_dict())
+        raise Interrupted(_interrupted_line(result))
     _report(result, as_json)
     if result.status is BatchStatus.CANCELLED:
         return EXIT_CANCELLED
-    return 0 if result.all_completed else EXIT_SOME_FAILED
+    if result.all_completed:
+        return 0
+    over = result.counts.get("budget_exceeded", 0)
+    if over:
+        spent = next((t.error for t in result.tasks if t.error and "batch budget" in t.error), None)
+        err.print(f"ocm: {over} task{'s' if over != 1 else ''} stopped by a budget"
+                  + (f"; {spent}" if spent else ""), markup=False)  # fmt: skip
+        if over + result.counts.get("completed", 0) == result.total:
+            return EXIT_BUDGET
+    return EXIT_SOME_FAILED
+
+
+def _interrupted_line(result: BatchSummary) -> str:
+    """What a Ctrl-C did to a batch, in one line: the tasks it stopped and how to go on."""
+    stopped = [f"{n} {word}" for word in ("aborted", "cancelled")
+               if (n := result.counts.get(word, 0))]  # fmt: skip
+    done = result.counts.get(TaskStatus.COMPLETED.value, 0)
+    what = " and ".join(stopped) or "nothing stopped"
+    return (
+        f"batch {result.id} interrupted: {what}, {done} of {result.total} completed; "
+        f"`ocm batch resume {result.id} --requeue-cancelled` runs the rest"
+    )
 
 
 def _report(result: BatchSummary, as_json: bool, *, every_task: bool = False) -> None:
@@ -212,6 +250,14 @@ def _task_table(data: BatchSummary, tasks: list[TaskOutcome]) -> None:
     help="How long a task its instance was running waits for it to come back, then fails.",
 )
 @click.option("--auto-approve", is_flag=True, help="Approve permission asks instead of rejecting.")
+@control_options
+@click.option(
+    "--batch-max-cost",
+    type=float,
+    metavar="USD",
+    help="Budget of the whole batch: once spent, no new task starts (they end "
+    "budget_exceeded, saying how many were left).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_state
 def run_file(
@@ -229,9 +275,20 @@ def run_file(
     max_retries: int,
     recover_timeout: str,
     auto_approve: bool,
+    priority: int,
+    max_cost: float | None,
+    max_tokens: int | None,
+    recover: int | None,
+    fallbacks: tuple[str, ...],
+    key: str | None,
+    batch_max_cost: float | None,
     as_json: bool,
 ) -> int:
-    """Run every task in FILE (checked whole first, nothing runs if it is invalid)."""
+    """Run every task in FILE (checked whole first, nothing runs if it is invalid).
+
+    Every task takes a slot of its provider per turn (`ocm limits`): two batches on one
+    provider share its limit, and tasks wait `queued` in submission order (--priority).
+    """
     # Here: `ocm batch ls` and `show` need none of the runner.
     from .. import BatchOptions, decode_batch_file, parse_batch_file
     from ..fronts import load_schema
@@ -259,10 +316,20 @@ def run_file(
         base=base,
         schema=load_schema(schema_file) if schema_file else None,
         recover_timeout=parse_duration(recover_timeout),
+        priority=priority,
+        max_cost=max_cost,
+        max_tokens=max_tokens,
+        recover=recover,
+        fallbacks=list(fallbacks),
+        batch_max_cost=batch_max_cost,
+        key=key,
     )
     if base and not use_worktree:
         raise UsageError("--base goes with --worktree")
     created = state.manager().batch_create(tasks, options, source=source)
+    if key is not None and created.counts != {"pending": created.total}:
+        _report(created, as_json)  # the key's earlier batch, as it stands: not run again
+        return 0
     if not as_json:
         err.print(f"batch {created.id}: {len(tasks)} tasks", markup=False)
     return _execute(state, created.id, created.total, as_json)
@@ -318,7 +385,7 @@ def rm(state: Context, batch_ids: tuple[str, ...], as_json: bool) -> None:
     \b
     Examples:
       ocm batch rm b-1a2b3c
-      ocm results prune --older-than 7d     # every finished batch and result that old
+      ocm results prune --older-than 7d   # finished batches and results that old
     """
     removed = state.manager().batch_remove(list(batch_ids))
     if as_json:
@@ -338,9 +405,9 @@ LS_LIMIT = 50
     "--limit", type=int, metavar="N", help=f"The newest N, oldest first [default: {LS_LIMIT}]."
 )
 @click.option("--all", "show_all", is_flag=True, help="Every batch (no limit).")
-@click.option("--json", "as_json", is_flag=True, help="A JSON array.")
+@json_fields_option
 @pass_state
-def ls(state: Context, limit: int | None, show_all: bool, as_json: bool) -> None:
+def ls(state: Context, limit: int | None, show_all: bool, as_json: str | None) -> None:
     """List batches (the newest 50 unless --limit or --all)."""
     if limit is not None and limit < 1:
         raise UsageError(f"invalid --limit {limit}: must be 1 or more")
@@ -354,7 +421,7 @@ def ls(state: Context, limit: int | None, show_all: bool, as_json: bool) -> None
         if total > wanted:
             say(f"the newest {wanted} of {total} batches; --all shows every one")
     if as_json:
-        print_json(rows)
+        print_json(select_fields(rows, as_json))
         return
     if not rows:
         say("no batches")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import click
 from rich.table import Table
 
-from .. import DEFAULT_STOP_TIMEOUT
+from .. import DEFAULT_STOP_TIMEOUT, AsyncManager
+from .loops import run_with_cancel
 from .main import Context
 from .options import json_option
 from .output import err, human_bytes, out, print_json
@@ -51,7 +53,11 @@ def up(state: Context, address: str | None, as_json: bool) -> None:
     Example:
       ocm cluster up --address 10.0.0.5:6379
     """
-    report = state.manager().cluster_up(address)
+
+    async def go(aio: AsyncManager, cancel: asyncio.Event) -> Any:  # a ClusterReport
+        return await aio.cluster_up(address, cancel=cancel)
+
+    report = run_with_cancel(state, go)  # Ctrl-C: stops between hosts, one line, exit 130
     _show(report.to_dict(), as_json)
 
 

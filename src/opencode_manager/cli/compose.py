@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import click
 from rich.text import Text
 
-from .. import FleetChange, Limit, UpReport
+from .. import AsyncManager, FleetChange, Limit, StopResult, UpReport
+from .loops import run_with_cancel
 from .main import Context
 from .options import json_option
 from .output import Cell, Column, err, fitted_table, out, print_json, table_width
@@ -91,17 +94,22 @@ def up(
 ) -> None:
     """Converge the fleet to the fleet file: start what is missing (in parallel), recreate
     what changed (one at a time, so a group is never all down). Only instances created from
-    this file's project are ever touched; a second `ocm up` does nothing.
+    this file's project are ever touched; a second `ocm up` does nothing. Ctrl-C stops
+    what this run started (and removes what it created), says so in one line and exits 130.
 
     \b
     Examples:
       ocm up
       ocm up -f ocm.toml --remove-orphans
     """
-    report = state.manager().up(
-        path, recreate=not no_recreate, force_recreate=force_recreate,
-        remove_orphans=remove_orphans,
-    )  # fmt: skip
+
+    async def go(aio: AsyncManager, cancel: asyncio.Event) -> UpReport:
+        return await aio.up(
+            path, recreate=not no_recreate, force_recreate=force_recreate,
+            remove_orphans=remove_orphans, cancel=cancel,
+        )  # fmt: skip
+
+    report = run_with_cancel(state, go)
     if as_json:
         print_json(report.to_dict())
         return
@@ -118,12 +126,17 @@ def up(
 @pass_state
 def down(state: Context, path: str | None, as_json: bool) -> None:
     """Stop every instance this fleet file's project created (`ocm up` starts them again).
+    Ctrl-C stops no more of them, says which still run and exits 130.
 
     \b
     Examples:
       ocm down
     """
-    stopped = state.manager().down(path)
+
+    async def go(aio: AsyncManager, cancel: asyncio.Event) -> list[StopResult]:
+        return await aio.down(path, cancel=cancel)
+
+    stopped = run_with_cancel(state, go)
     if as_json:
         print_json([s.to_dict() for s in stopped])
         return

@@ -20,6 +20,7 @@ from .. import (
     RESTART_POLICIES,
     AsyncManager,
     InstanceInfo,
+    Interrupted,
     LogLine,
     Manager,
     StartProgress,
@@ -35,9 +36,9 @@ from ..fronts import (
     parse_port_range,
     parse_size,
 )
-from .loops import run_with_cancel
+from .loops import run_with_cancel, stopped
 from .main import Context
-from .options import complete_instances, json_option
+from .options import complete_instances, json_fields_option, json_option, select_fields
 from .output import (
     ago,
     err,
@@ -172,6 +173,12 @@ class _StartBar:
     help="Rotated log files kept.",
 )
 @click.option(
+    "--no-warm",
+    is_flag=True,
+    help="Report the instance running once healthy, without the warm-up: two turns "
+    "answered by ocm's own model (never yours), so the first task is not the slowest.",
+)
+@click.option(
     "--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for health."
 )
 @click.option(
@@ -222,6 +229,7 @@ def start(
     max_age: str | None,
     log_max_size: str,
     log_keep: int,
+    no_warm: bool,
     timeout: float,
     opencode: str | None,
     existing: bool,
@@ -247,7 +255,9 @@ def start(
     if timeout <= 0:
         raise UsageError(f"invalid --timeout {timeout}: must be above 0")
     if on_cluster:
-        _start_on_cluster(state, name, count, directory, env, per_host, spread, timeout, as_json)
+        _start_on_cluster(
+            state, name, count, directory, env, per_host, spread, timeout, opencode, as_json
+        )
         return
     if per_host is not None or spread:
         raise UsageError("--per-host and --spread go with --cluster")
@@ -263,6 +273,7 @@ def start(
         max_age=parse_duration(max_age) if max_age else None,
         log_max_size=parse_size(log_max_size),
         log_keep=log_keep,
+        warm=not no_warm,
     )
 
     async def go(aio: AsyncManager, cancel: asyncio.Event) -> list[InstanceInfo]:
@@ -294,7 +305,7 @@ def start(
     warning = exposure_warning(hostname)
     if warning:
         err.print(warning, style="yellow", markup=False)
-    if state.settings().warmup_timeout > 0:
+    if state.settings().warmup_timeout > 0 and not no_warm:
         # With the warm-up off, `ocm start` touches no project directory: this call would
         # bootstrap it, which is the warm-up's work (`ocm doctor` still checks).
         _warn_about_projects(state.manager(), [info.name for info in infos])
@@ -313,7 +324,7 @@ def _given_besides(allowed: set[str]) -> list[str]:
 
 
 _CLUSTER_ALLOWS = {"name", "count", "directory", "env", "timeout", "on_cluster", "per_host",
-                   "spread", "as_json"}  # fmt: skip
+                   "spread", "opencode", "as_json"}  # fmt: skip
 
 
 def _start_on_cluster(
@@ -325,6 +336,7 @@ def _start_on_cluster(
     per_host: int | None,
     spread: bool,
     timeout: float,
+    opencode: str | None,
     as_json: bool,
 ) -> None:
     given = _given_besides(_CLUSTER_ALLOWS)
@@ -337,7 +349,7 @@ def _start_on_cluster(
     async def go(aio: AsyncManager, cancel: asyncio.Event) -> list[InstanceInfo]:
         return await aio.cluster_start(
             name, count=count, directory=directory, env=env, per_host=per_host,
-            spread=spread, timeout=timeout,
+            spread=spread, timeout=timeout, opencode=opencode,
             cancel=cancel,  # Ctrl-C or SIGTERM: what the agents started for it is undone
         )  # fmt: skip
 
@@ -362,7 +374,11 @@ def _start_existing(
         )
     if name is None:
         raise UsageError("--existing needs the NAME of a recorded instance")
-    infos = state.manager(opencode).start_existing([name], timeout=timeout)
+
+    async def go(aio: AsyncManager, cancel: asyncio.Event) -> list[InstanceInfo]:
+        return await aio.start_existing([name], timeout=timeout, cancel=cancel)
+
+    infos = run_with_cancel(state, go, opencode)
     if as_json:
         print_json([i.to_dict() for i in infos])
     else:
@@ -392,13 +408,20 @@ def exposure_warning(hostname: str) -> str | None:
 
 @click.command(name="ls")
 @click.option("--no-foreign", is_flag=True, help="Only instances ocm manages.")
-@json_option
+@json_fields_option
 @pass_state
-def ls(state: Context, no_foreign: bool, as_json: bool) -> None:
-    """List instances, and OpenCode servers started by others (foreign, never signalled)."""
+def ls(state: Context, no_foreign: bool, as_json: str | None) -> None:
+    """List instances, and OpenCode servers started by others (foreign, never signalled).
+
+    \b
+    Examples:
+      ocm ls
+      ocm ls --json name,status,url
+      ocm ls --no-foreign --json | jq -r '.[].name'
+    """
     infos = state.manager().instances(include_foreign=not no_foreign)
     if as_json:
-        print_json([i.to_dict() for i in infos])
+        print_json(select_fields([i.to_dict() for i in infos], as_json))
     elif not infos:
         err.print("no instances; start one with `ocm start`", markup=False)
     else:
@@ -455,6 +478,8 @@ def _settings_text(s: dict[str, Any]) -> str:
         parts.append(f"port range {s['port_range'][0]}-{s['port_range'][1]}")
     if s.get("shared_data"):
         parts.append("shared data")
+    if s.get("warm") is False:
+        parts.append("no warm-up")
     return "; ".join(parts)
 
 
@@ -552,9 +577,15 @@ def _print_status(r: dict[str, Any]) -> None:
 @json_option
 @pass_state
 def env(state: Context, ref: str, as_json: bool) -> None:
-    """Print `export` lines so OpenCode's CLI, curl and SDKs can reach an instance.
+    """Print `export` lines so OpenCode's CLI, curl and SDKs can reach an instance:
+    OPENCODE_SERVER_URL, _USERNAME, _PASSWORD, and OPENCODE_BIN, the binary it runs
+    (OpenCode need not be on PATH).
 
-    eval "$(ocm env oc-1)"; opencode attach "$OPENCODE_SERVER_URL"
+    \b
+    Examples:
+      eval "$(ocm env oc-1)"
+      "$OPENCODE_BIN" attach "$OPENCODE_SERVER_URL"    # 1.x; or: ocm attach oc-1
+      "$OPENCODE_BIN" --server "$OPENCODE_SERVER_URL"  # 2.x (no attach)
     """
     values = state.manager().env(ref)
     if as_json:
@@ -589,7 +620,14 @@ def stop(state: Context, refs: tuple[str, ...], all_: bool, timeout: float, as_j
       ocm stop oc-1 4101 http://127.0.0.1:4102   # by name, port or URL
       ocm stop --all --timeout 5
     """
-    results = state.manager().stop(list(refs), all=all_, timeout=timeout)
+    try:
+        results = state.manager().stop(list(refs), all=all_, timeout=timeout)
+    except KeyboardInterrupt:
+        # A stop asked of a keeper goes on without this command; one not asked yet is not.
+        raise Interrupted(
+            "stop interrupted: the stops already asked for go on; `ocm ls` shows what still "
+            "runs, `ocm stop` again stops it"
+        ) from None
     if as_json:
         print_json([r.to_dict() for r in results])
         return
@@ -624,9 +662,15 @@ def restart(
       ocm restart oc-2
       ocm restart --all
     """
-    manager = state.manager()
+
+    async def go(aio: AsyncManager, cancel: asyncio.Event) -> list[InstanceInfo]:
+        return await aio.restart(
+            list(refs), all=all_, timeout=timeout, progress=progress, cancel=cancel
+        )
+
     with _StartBar(max(len(refs), 1), "restarting") as progress:
-        infos = manager.restart(list(refs), all=all_, timeout=timeout, progress=progress)
+        infos = run_with_cancel(state, go)
+    manager = state.manager()
     if not infos and not as_json:
         err.print("nothing to restart", markup=False)
         return
@@ -668,14 +712,26 @@ def rm(state: Context, refs: tuple[str, ...], force: bool, as_json: bool) -> Non
     is_flag=True,
     help="Also delete finished task results and batches as old (`ocm results prune`).",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also remove task worktrees holding uncommitted files or unmerged commits.",
+)
 @json_option
 @pass_state
 def cleanup(
-    state: Context, older_than: str, dry_run: bool, with_results: bool, as_json: bool
+    state: Context,
+    older_than: str,
+    dry_run: bool,
+    with_results: bool,
+    force: bool,
+    as_json: bool,
 ) -> None:
     """Forget stopped and crashed instances, and delete logs and dirs nobody owns.
 
-    Passwords with no instance (left by a command killed half-way) go too.
+    Passwords with no instance (left by a command killed half-way) go too, and the
+    worktrees of tasks no longer recorded, except one holding work (uncommitted files,
+    commits not in its repository's HEAD): it is kept and named, unless --force.
 
     \b
     Examples:
@@ -684,7 +740,7 @@ def cleanup(
     """
     manager = state.manager()
     age = parse_duration(older_than)
-    report = manager.cleanup(older_than=age, dry_run=dry_run)
+    report = manager.cleanup(older_than=age, dry_run=dry_run, force=force)
     pruned = manager.prune_results(age, dry_run=dry_run) if with_results else None
     if as_json:
         data = report.to_dict()
@@ -705,26 +761,36 @@ def cleanup(
         )
     for name in report.removed_instances:
         out.print(f"{verb} instance {name}", markup=False)
+    forced = {leftover.path: leftover.reason for leftover in report.forced}
     for path in report.removed_files:
-        out.print(f"{verb} {path}", markup=False)
-    if not (report.removed_instances or report.removed_files or report.reconciled) and not (
-        pruned and pruned.tasks
-    ):
+        if path in forced:
+            out.print(f"{verb} {path} (--force; it held {forced[path]})", markup=False)
+        else:
+            out.print(f"{verb} {path}", markup=False)
+    for leftover in report.kept:
+        err.print(
+            f"{'would keep' if dry_run else 'kept'} {leftover.path}: {leftover.reason}; "
+            "--force removes it",
+            markup=False,
+        )
+    if not (
+        report.removed_instances or report.removed_files or report.reconciled or report.kept
+    ) and not (pruned and pruned.tasks):
         out.print("nothing to clean up", markup=False)
 
 
 @click.command()
 @click.argument("ref", required=False, shell_complete=complete_instances)
 @click.option("-n", "limit", type=int, default=50, show_default=True, help="The newest N.")
-@json_option
+@json_fields_option
 @pass_state
-def events(state: Context, ref: str | None, limit: int, as_json: bool) -> None:
+def events(state: Context, ref: str | None, limit: int, as_json: str | None) -> None:
     """Lifecycle events (started, healthy, unhealthy, restarted, crashed, errored, stopped)."""
     if limit < 1:
         raise UsageError(f"invalid -n {limit}: must be 1 or more")
     rows = [event.to_dict() for event in state.manager().events(ref, limit=limit)]
     if as_json:
-        print_json(rows)
+        print_json(select_fields(rows, as_json))
         return
     if not rows:
         err.print("no events", markup=False)
@@ -796,7 +862,7 @@ def logs(
         for item in manager.follow_logs(names, lines=lines, pattern=pattern, level=level):
             _emit_log_line(item, label=label, as_json=as_json)
     except KeyboardInterrupt:
-        return
+        raise stopped("logs", f"following {', '.join(names)}") from None
 
 
 def _emit_log_line(item: LogLine, *, label: bool, as_json: bool) -> None:

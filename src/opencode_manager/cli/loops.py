@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from .. import AsyncManager
-from .main import Context
+from .. import AsyncManager, Interrupted
+from .main import EXIT_INTERRUPTED, Context
 from .plain import say
 
 T = TypeVar("T")
+
+
+#: What the first Ctrl-C shows on a terminal while the command undoes its work; erased
+#: before the one line that says what was undone (a pipe gets that line alone).
+NOTICE = "ocm: stopping… (Ctrl-C again to quit at once)"
+_notice = {"shown": False}
+
+
+def clear_notice() -> None:
+    """Erase the Ctrl-C notice, if one is on the terminal's last line."""
+    if _notice["shown"]:
+        _notice["shown"] = False
+        sys.stderr.write("\r\x1b[2K")
+        sys.stderr.flush()
 
 
 def run_with_cancel(
@@ -19,8 +35,9 @@ def run_with_cancel(
     make: Callable[[AsyncManager, asyncio.Event], Awaitable[T]],
     opencode: str | None = None,
 ) -> T:
-    """Run a coroutine on the async facade; the first Ctrl-C asks it to stop cleanly (it
-    aborts what it started), the second one insists."""
+    """Run a coroutine on the async facade. The first Ctrl-C (or SIGTERM) asks it to stop
+    cleanly: it undoes or aborts what it started and raises Interrupted, which `main` prints
+    as one line (exit 130). The second Ctrl-C quits at once, saying what may be left."""
 
     async def main() -> T:
         cancel = asyncio.Event()
@@ -31,8 +48,14 @@ def run_with_cancel(
             nonlocal presses
             presses += 1
             if presses > 1:
-                raise KeyboardInterrupt
-            say("ocm: stopping (Ctrl-C again to quit at once)…")
+                clear_notice()
+                say("ocm: interrupted before it had undone its work; see `ocm ls`")
+                sys.stderr.flush()
+                os._exit(EXIT_INTERRUPTED)  # threads still at work would hold up a normal exit
+            if sys.stderr.isatty():
+                sys.stderr.write(NOTICE)
+                sys.stderr.flush()
+                _notice["shown"] = True
             cancel.set()
 
         loop.add_signal_handler(signal.SIGINT, on_sigint)
@@ -45,6 +68,12 @@ def run_with_cancel(
             loop.remove_signal_handler(signal.SIGTERM)
 
     return asyncio.run(main())
+
+
+def stopped(command: str, what: str) -> Interrupted:
+    """A watcher's Ctrl-C (`logs -f`, `monitor`, `top`): like every other command's, one line
+    and exit 130, though there is nothing to undo."""
+    return Interrupted(f"{command} interrupted: stopped {what}")
 
 
 def watch(state: Context, make: Callable[[AsyncManager], Awaitable[T]]) -> T | None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import OcmError, Settings, StartError, __version__
+from .. import Interrupted, OcmError, Settings, StartError, __version__
 from ..fronts import strip_ansi
 from .plain import say
 
@@ -120,9 +120,50 @@ LAZY_COMMANDS = {
 }
 
 
+#: `ocm --help` lists the commands in these groups, in this order (like gh and kubectl),
+#: not as one flat block of forty; every command is in exactly one (tests/cli/test_help.py).
+COMMAND_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Basic commands", ("start", "ls", "status", "env", "attach", "logs", "stop", "restart", "rm",
+               "cleanup")),
+    ("Tasks", ("run", "wait", "result", "results", "batch", "sessions", "session", "api",
+               "worktrees", "worktree", "limits")),
+    ("Fleet files", ("diff", "up", "down", "save", "resurrect", "export")),
+    ("Observe", ("monitor", "top", "events", "metrics")),
+    ("Other hosts", ("remote", "cluster")),
+    ("Fronts", ("dashboard", "mcp")),
+    ("Setup", ("install", "doctor", "restore", "demo", "model-server")),
+)  # fmt: skip
+
+ROOT_EXAMPLES = """\
+  ocm install                           # OpenCode from npm, once
+  ocm start -n 3                        # three servers, healthy on return
+  ocm run -i oc-1 "fix the failing test"
+  ocm ls --json name,status,url         # chosen fields, for scripts
+  ocm stop --all"""
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(LAZY_COMMANDS)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands by group, each with its one-line summary cut to the width."""
+        width = max(len(name) for name in LAZY_COMMANDS)
+        limit = formatter.width - 6 - width
+        for title, names in COMMAND_GROUPS:
+            rows = []
+            for name in names:
+                command = self.get_command(ctx, name)
+                if command is not None and not command.hidden:
+                    rows.append((name.ljust(width), command.get_short_help_str(limit)))
+            with formatter.section(title):
+                formatter.write_dl(rows, col_max=width)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Examples"):
+            formatter.write_text("\b\n" + ROOT_EXAMPLES)
+        formatter.write_paragraph()
+        formatter.write_text("`ocm COMMAND --help` has each command's options and examples.")
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = LAZY_COMMANDS.get(cmd_name)
@@ -138,10 +179,11 @@ class LazyGroup(click.Group):
 @click.option(
     "--opencode",
     "opencode",
-    metavar="PATH",
+    metavar="PATH|VERSION",
     envvar="OCM_OPENCODE",
-    help="opencode binary to use (default: $OCM_OPENCODE, PATH, ~/.opencode/bin, "
-    "then the one `ocm install` put in $OCM_HOME).",
+    help="opencode binary to use, or a version `ocm install` put in $OCM_HOME (1.18.33 stays "
+    "on 1.x) (default: $OCM_OPENCODE, PATH, ~/.opencode/bin, then the installs in $OCM_HOME, "
+    "2.x first).",
 )
 @click.pass_context
 def cli(ctx: click.Context, opencode: str | None) -> None:
@@ -160,6 +202,12 @@ def _one_line(text: str) -> str:
     return " ".join(strip_ansi(text).split())
 
 
+def _clear_notice() -> None:
+    loops = sys.modules.get(f"{__package__}.loops")
+    if loops is not None:
+        loops.clear_notice()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code (the console script exits with it)."""
     args = sys.argv[1:] if argv is None else argv
@@ -172,11 +220,13 @@ def main(argv: list[str] | None = None) -> int:
         command = exc.ctx.command_path if exc.ctx else "ocm"
         say(f"{command}: error: {_one_line(exc.format_message())} (see --help)")
         return EXIT_USAGE
-    except click.Abort:
+    except (click.Abort, KeyboardInterrupt):
+        _clear_notice()
         say("ocm: interrupted")
         return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        say("ocm: interrupted")
+    except Interrupted as exc:  # Ctrl-C, and what the command undid: one line, like the others
+        _clear_notice()
+        say(f"ocm: {_one_line(str(exc))}")
         return EXIT_INTERRUPTED
     except click.ClickException as exc:
         say(f"ocm: error: {_one_line(exc.format_message())}")

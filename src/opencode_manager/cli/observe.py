@@ -10,6 +10,8 @@ import sys
 import termios
 import time
 import tty
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Group
@@ -18,8 +20,11 @@ from rich.text import Text
 
 from .. import AsyncManager, FleetFrame, Status, UsageError
 from ..fronts import EventFilter, EventFolder
-from .loops import watch
+from .loops import stopped, watch
 from .main import Context
+
+if TYPE_CHECKING:
+    from .. import Manager, QueuedTicket
 from .options import complete_instances
 from .output import (
     STATUS_STYLE,
@@ -90,7 +95,7 @@ def monitor(
     folders: dict[str, EventFolder] = {}
     write = sys.stdout.write
 
-    async def run(manager: AsyncManager) -> None:
+    async def run(manager: AsyncManager) -> bool:
         async for item in manager.monitor(refs, follow_new=follow_new):
             if not chosen.accepts(item.event):
                 continue
@@ -109,13 +114,16 @@ def monitor(
                 text.append(line.text, style=LEVEL_STYLE[line.level])
                 out.print(text, soft_wrap=True)
             sys.stdout.flush()
+        return True
 
-    watch(state, run)
+    if watch(state, run) is None:  # Ctrl-C
+        raise stopped("monitor", "watching events")
 
 
 TOP_COLUMNS = (
     Column("NAME"),
     Column("STATUS"),
+    Column("VERSION", drop=7),
     Column("UPTIME", drop=4),
     Column("RESTARTS", right=True, drop=3),
     Column("CPU", right=True, drop=1),
@@ -127,7 +135,7 @@ TOP_COLUMNS = (
 )
 
 
-def _top_table(frame: FleetFrame) -> Group:
+def _top_table(frame: FleetFrame, queue: Sequence[QueuedTicket] = ()) -> Group:
     rows: list[list[Cell]] = []
     for row in frame.instances:
         last = row.last_event
@@ -135,6 +143,7 @@ def _top_table(frame: FleetFrame) -> Group:
             [
                 row.name,
                 Text(row.status, style=STATUS_STYLE.get(Status(row.status), "")),
+                row.version or "-",
                 human_duration(row.uptime_s),
                 str(row.restarts),
                 f"{row.cpu_percent:.0f}%" if row.cpu_percent is not None else "-",
@@ -153,7 +162,25 @@ def _top_table(frame: FleetFrame) -> Group:
         f"{totals.busy} busy / {totals.sessions} sessions",
         style="bold",
     )
+    if queue:
+        return Group(summary, table, _queue_text(queue))
     return Group(summary, table)
+
+
+def _frame(manager: Manager) -> dict[str, Any]:
+    """A `top` frame as JSON: the fleet, and the tasks queued for a provider slot."""
+    return {**manager.top().to_dict(), "queue": [q.to_dict() for q in manager.queue()]}
+
+
+def _queue_text(queue: Sequence[QueuedTicket]) -> Text:
+    """The tasks waiting for a slot of their provider (`ocm limits`), in queue order."""
+    lines = [f"{len(queue)} queued for a provider slot:"]
+    for ticket in queue[:10]:
+        lines.append(f"  #{ticket.place} {ticket.owner} on {ticket.model or ticket.provider}"
+                     f" (priority {ticket.priority}, {ticket.waited_s:.0f} s)")  # fmt: skip
+    if len(queue) > 10:
+        lines.append(f"  ... and {len(queue) - 10} more")
+    return Text("\n".join(lines))
 
 
 @click.command()
@@ -180,26 +207,28 @@ def top(state: Context, once: bool, interval: float, as_json: bool) -> None:
     Examples:
       ocm top
       ocm top --once --json
-      ocm top --json --interval 5 | jq -c .totals     # a frame per line until Ctrl-C
+      ocm top --json --interval 5 | jq -c .totals   # a frame a line, to Ctrl-C
     """
     if interval < 0.2:
         raise UsageError(f"invalid --interval {interval:g}: at least 0.2 s")
     manager = state.manager()
     if as_json and not once:
-        with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
+        try:
             while True:
                 started = time.monotonic()
-                sys.stdout.write(json.dumps(manager.top().to_dict(), default=str) + "\n")
+                sys.stdout.write(json.dumps(_frame(manager), default=str) + "\n")
                 sys.stdout.flush()
                 # The next frame is due one interval after this one began (a pacing wait).
                 time.sleep(max(0.0, interval - (time.monotonic() - started)))
-        return
+        except BrokenPipeError:
+            return
+        except KeyboardInterrupt:
+            raise stopped("top", "watching") from None
     if once:
-        frame = manager.top()
         if as_json:
-            sys.stdout.write(json.dumps(frame.to_dict(), indent=2, default=str) + "\n")
+            sys.stdout.write(json.dumps(_frame(manager), indent=2, default=str) + "\n")
         else:
-            out.print(_top_table(frame))
+            out.print(_top_table(manager.top(), manager.queue()))
         return
     if not sys.stdin.isatty():
         raise UsageError("ocm top needs a terminal; use `ocm top --once` in scripts")
@@ -207,14 +236,15 @@ def top(state: Context, once: bool, interval: float, as_json: bool) -> None:
     saved = termios.tcgetattr(fd)
     try:
         tty.setcbreak(fd)
-        with Live(_top_table(manager.top()), console=out, screen=False, auto_refresh=False) as live:
+        first = _top_table(manager.top(), manager.queue())
+        with Live(first, console=out, screen=False, auto_refresh=False) as live:
             while True:
                 ready, _, _ = select.select([sys.stdin], [], [], interval)
                 if ready and os.read(fd, 32).strip().lower().startswith(b"q"):
                     break
-                live.update(_top_table(manager.top()), refresh=True)
+                live.update(_top_table(manager.top(), manager.queue()), refresh=True)
     except KeyboardInterrupt:
-        pass
+        raise stopped("top", "watching (q quits with exit 0)") from None
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 

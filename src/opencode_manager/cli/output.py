@@ -50,6 +50,7 @@ TASK_STYLE = {
     "aborted": "yellow",
     "cancelled": "dim",
     "running": "cyan",
+    "queued": "blue",
     "pending": "dim",
 }
 

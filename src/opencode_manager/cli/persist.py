@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import click
 
-from .. import DEFAULT_START_TIMEOUT, StartError
+from .. import DEFAULT_START_TIMEOUT, AsyncManager, ResurrectReport, StartError
+from .loops import run_with_cancel
 from .main import Context
 from .options import complete_instances, json_option
 from .output import err, out, print_json
@@ -51,13 +54,18 @@ def resurrect(state: Context, timeout: float, as_json: bool) -> None:
 
     Resurrects take turns: one started while another runs waits for it, then reports the
     instances it brought back as running (exit 4 if the other has not finished in time).
+    Ctrl-C stops again what it had started, says so in one line and exits 130.
 
     \b
     Examples:
       ocm resurrect
       ocm export systemd --all     # run it at every login
     """
-    report = state.manager().resurrect(timeout=timeout)
+
+    async def go(aio: AsyncManager, cancel: asyncio.Event) -> ResurrectReport:
+        return await aio.resurrect(timeout=timeout, cancel=cancel)
+
+    report = run_with_cancel(state, go)
     if report.waited_for is not None and not as_json:
         err.print(
             f"waited for another `ocm resurrect` (pid {report.waited_for}) to finish first",

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
-from .. import TaskRecord, UsageError
+from .. import TaskRecord, TaskStatus, UsageError
 from ..fronts import error_summary, one_line, parse_duration, strip_ansi
 from .main import Context
-from .options import complete_tasks
+from .options import complete_tasks, json_fields_option, select_fields
 from .plain import print_json, say, show
 
 pass_state = click.make_pass_decorator(Context)
@@ -42,7 +43,8 @@ def error_text(record: TaskRecord) -> str:
 @click.option(
     "--patch",
     is_flag=True,
-    help="A --worktree task's changes as a patch for `git apply` on its base commit.",
+    help="A --worktree task's changes as a patch for `git apply` on its base commit "
+    "(secrets ocm holds replaced by [redacted]).",
 )
 @pass_state
 def result(state: Context, task_id: str, as_json: bool, patch: bool) -> None:
@@ -87,6 +89,7 @@ def result(state: Context, task_id: str, as_json: bool, patch: bool) -> None:
             f"{len(tree.get('files') or [])} files changed)",
         )
     grid.add_row("prompt", record.prompt)
+    _control_rows(grid, record)
     grid.add_row("duration", human_duration(record.duration_s))
     grid.add_row("steps", str(record.steps))
     tokens = record.tokens or {}
@@ -115,6 +118,29 @@ def result(state: Context, task_id: str, as_json: bool, patch: bool) -> None:
         out.print(record.text, markup=False, highlight=False, soft_wrap=True)
 
 
+def _status_text(record: TaskRecord) -> str:
+    """Its status; a queued task's place in its provider's queue with it."""
+    if record.status is TaskStatus.QUEUED and record.queue:
+        return f"queued #{record.queue.get('place')} ({record.queue.get('reason')})"
+    return record.status.value
+
+
+def _control_rows(grid: Any, record: TaskRecord) -> None:
+    """Provider control in a result: the queue place, the budget, each turn's model."""
+    if record.status is TaskStatus.QUEUED and record.queue:
+        queue = record.queue
+        grid.add_row("queued", f"#{queue.get('place')} for {queue.get('scope')} "
+                     f"({queue.get('reason')})")  # fmt: skip
+    if record.max_cost is not None or record.max_tokens is not None:
+        cost = f"${record.max_cost:g}" if record.max_cost is not None else ""
+        tokens = f"{record.max_tokens} tokens" if record.max_tokens is not None else ""
+        grid.add_row("budget", ", ".join(x for x in (cost, tokens) if x))
+    if len(record.turns) > 1:
+        for turn in record.turns:
+            said = f" -> {turn.get('action')}" if turn.get("action") else ""
+            grid.add_row("turn", f"{turn.get('model') or 'default'}: {turn.get('status')}{said}")
+
+
 RESULTS_LIMIT = 50
 
 
@@ -128,7 +154,7 @@ RESULTS_LIMIT = 50
     help=f"The newest N, oldest first [default: {RESULTS_LIMIT}].",
 )
 @click.option("--all", "show_all", is_flag=True, help="Every stored result (no limit).")
-@click.option("--json", "as_json", is_flag=True, help="A JSON array.")
+@json_fields_option
 @click.option("--jsonl", "as_jsonl", is_flag=True, help="One JSON record per line.")
 @pass_state
 def results(
@@ -137,7 +163,7 @@ def results(
     status: str | None,
     limit: int | None,
     show_all: bool,
-    as_json: bool,
+    as_json: str | None,
     as_jsonl: bool,
 ) -> None:
     """List stored task results (the newest 50 unless --limit or --all).
@@ -168,7 +194,7 @@ def results(
         if total > wanted:
             say(f"the newest {wanted} of {total} results; --all shows every one")
     if as_json:
-        print_json([r.to_dict() for r in records])
+        print_json(select_fields([r.to_dict() for r in records], as_json))
         return
     if as_jsonl:
         for r in records:
@@ -183,7 +209,7 @@ def results(
     from .output import TASK_STYLE, out
 
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("TASK", "STATUS", "INSTANCE", "SECONDS", "TOOLS", "PROMPT", "ANSWER"):
+    for column in ("TASK", "STATUS", "INSTANCE", "SECONDS", "TOOLS", "COST", "PROMPT", "ANSWER"):
         table.add_column(
             column,
             no_wrap=column not in ("PROMPT", "ANSWER"),
@@ -193,10 +219,11 @@ def results(
     for r in records:
         table.add_row(
             r.id,
-            Text(r.status.value, style=TASK_STYLE.get(r.status.value, "")),
+            Text(_status_text(r), style=TASK_STYLE.get(r.status.value, "")),
             r.instance or "-",
             f"{r.duration_s:.1f}" if r.duration_s else "-",
             str(len(r.tool_calls)),
+            f"{r.cost:.4f}" if r.cost else "-",
             r.prompt.replace("\n", " "),
             r.text.replace("\n", " "),
         )

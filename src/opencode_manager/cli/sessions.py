@@ -14,7 +14,13 @@ from rich.text import Text
 
 from .. import UsageError
 from .main import Context
-from .options import complete_instances, complete_sessions, json_option
+from .options import (
+    complete_instances,
+    complete_sessions,
+    json_fields_option,
+    json_option,
+    select_fields,
+)
 from .output import ago, err, out, print_json
 
 pass_state = click.make_pass_decorator(Context)
@@ -30,13 +36,13 @@ instance_option = click.option(
 
 @click.command(name="sessions")
 @click.argument("ref", required=False, shell_complete=complete_instances)
-@json_option
+@json_fields_option
 @pass_state
-def sessions_cmd(state: Context, ref: str | None, as_json: bool) -> None:
+def sessions_cmd(state: Context, ref: str | None, as_json: str | None) -> None:
     """List sessions on every running instance (or on REF)."""
     rows = state.manager().sessions(ref)
     if as_json:
-        print_json([row.to_dict() for row in rows])
+        print_json(select_fields([row.to_dict() for row in rows], as_json))
         return
     if not rows:
         err.print("no sessions", markup=False)
@@ -288,7 +294,11 @@ def rm(state: Context, session_id: str, ref: str | None, as_json: bool) -> None:
 @click.option("--dir", "directory", metavar="PATH", help="Directory to run in.")
 @pass_state
 def attach(state: Context, ref: str, session_id: str | None, directory: str | None) -> None:
-    """Open the OpenCode TUI on an instance (credentials passed by environment)."""
+    """Open the OpenCode TUI on an instance (credentials passed by environment).
+
+    Runs a binary of the instance's line (its own, when ocm started it): `opencode attach
+    URL` on 1.x, `opencode --server URL` on 2.x (which has no attach command).
+    """
     argv, extra = state.manager().attach_command(ref, session_id=session_id, directory=directory)
     env = {**os.environ, **extra}
     os.execvpe(argv[0], argv, env)  # noqa: S606 - replacing ourselves with the TUI

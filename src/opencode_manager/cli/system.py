@@ -35,8 +35,10 @@ pass_state = click.make_pass_decorator(Context)
 def install(state: Context, version: str, as_json: bool) -> None:
     """Install a pinned OpenCode from npm into $OCM_HOME (idempotent).
 
-    Versions of both lines can be installed side by side; an instance chooses one with
-    `ocm start --opencode VERSION` or a fleet file's `opencode` key.
+    The default is OpenCode 2.x's tested version. Versions of both lines can be installed
+    side by side; an instance chooses one with `ocm start --opencode VERSION` or a fleet
+    file's `opencode` key. To stay on 1.x: `ocm install --version 1.18.33`, then
+    `export OCM_OPENCODE=1.18.33`.
     """
     with err.status(f"installing OpenCode {version} from npm…"):
         found = state.manager().install(version)
@@ -207,7 +209,8 @@ def model_server(host: str, port: int, print_config: bool, as_json: bool) -> Non
     \b
     Examples:
       ocm model-server --port 18100 &
-      ocm start --env OPENCODE_CONFIG_CONTENT="$(ocm model-server --port 18100 --print-config)"
+      config="$(ocm model-server --port 18100 --print-config)"
+      ocm start --env OPENCODE_CONFIG_CONTENT="$config"
       ocm run "BASH: echo hello"
     """
     from ..scripted_model import MODEL, ScriptedModelServer, opencode_config  # a front of its own

@@ -15,6 +15,7 @@ import click
 from .. import (
     Ask,
     AsyncManager,
+    Interrupted,
     JsonlEmitter,
     Observer,
     Part,
@@ -27,7 +28,12 @@ from .. import (
 from ..fronts import load_schema
 from .loops import run_with_cancel, watch
 from .main import Context
-from .options import complete_instances, complete_tasks, max_retries_option
+from .options import (
+    complete_instances,
+    complete_tasks,
+    control_options,
+    max_retries_option,
+)
 from .plain import print_json, say, show, stderr_is_terminal, stdout_is_terminal
 from .results import error_text
 
@@ -35,7 +41,6 @@ from .results import error_text
 
 pass_state = click.make_pass_decorator(Context)
 T = TypeVar("T")
-EXIT_INTERRUPTED = 130
 
 EXIT_FOR_STATUS = {
     TaskStatus.COMPLETED: 0,
@@ -63,6 +68,8 @@ class LiveOutput:
     def observer(self) -> Observer:
         return Observer(
             on_retry=self._retry,
+            on_queue=self._queued,
+            on_turn=self._turn,
             on_text=self._text,
             on_part=self._part,
             on_error=self._error,
@@ -104,6 +111,17 @@ class LiveOutput:
     def _error(self, error: dict[str, Any]) -> None:
         if self.jsonl and self.emitter is not None:
             self._line(self.emitter.error(error))
+
+    def _queued(self, queue: dict[str, Any]) -> None:
+        if self.progress:
+            self._newline()
+            say(f"queued #{queue.get('place')} for {queue.get('scope')} ({queue.get('reason')})",
+                style="blue", markup_free_str=False)  # fmt: skip
+
+    def _turn(self, turn: dict[str, Any]) -> None:
+        if self.progress:
+            self._newline()
+            say(str(turn.get("reason")), style="yellow", markup_free_str=False)
 
     def _retry(self, attempt: int, reason: str) -> None:
         if self.progress:
@@ -216,6 +234,7 @@ def report(record: TaskRecord, *, as_json: bool, jsonl: bool, streamed: bool = F
     help="Leave permission and question asks pending for you to answer "
     "(`ocm session asks|reply|answer`) instead of rejecting them.",
 )
+@control_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON.")
 @pass_state
 def run(
@@ -237,13 +256,20 @@ def run(
     max_retries: int,
     auto_approve: bool,
     leave_asks: bool,
+    priority: int,
+    max_cost: float | None,
+    max_tokens: int | None,
+    recover: int | None,
+    fallbacks: tuple[str, ...],
+    key: str | None,
     as_json: bool,
 ) -> int:
     """Send PROMPT to an instance and print what the agent did ('-' reads stdin).
 
     Uses the REST API (no extra OpenCode process), streams progress, aborts the session on
-    timeout or Ctrl-C, and stores the result record (`ocm result ID`). Exit codes: 0 completed,
-    10 failed, 11 timed out, 12 aborted.
+    timeout or Ctrl-C, and stores the result record (`ocm result ID`). Each turn takes a slot
+    of its provider (`ocm limits`), waiting `queued` while they are all in use. Exit codes:
+    0 completed, 10 failed, 11 timed out, 12 aborted, 13 budget exceeded.
 
     \b
     Examples:
@@ -281,15 +307,33 @@ def run(
         auto_approve=auto_approve,
         leave_asks=leave_asks,
         max_retries=max_retries,
+        priority=priority,
+        max_cost=max_cost,
+        max_tokens=max_tokens,
+        recover=recover,
+        fallbacks=list(fallbacks),
+        key=key,
     )
     live = LiveOutput(jsonl=fmt == "json", progress=not detach)
 
+    asked: list[bool] = []
+
     async def go(manager: AsyncManager, cancel: asyncio.Event) -> TaskRecord:
-        return await manager.run(
+        record = await manager.run(
             prompt, options, observer=live.observer(), cancel=cancel, detach=detach
         )
+        asked.append(cancel.is_set())  # Ctrl-C (or SIGTERM) here, not `ocm abort` elsewhere
+        return record
 
     record = run_with_cancel(state, go)
+    if asked[-1] and record.status is TaskStatus.ABORTED:
+        live.interrupted()
+        if as_json:
+            print_json(record.to_dict())
+        raise Interrupted(
+            f"run interrupted: task {record.id} aborted on {record.instance}; "
+            f"`ocm result {record.id}` shows what it did"
+        )
     if detach:
         info = {
             "task_id": record.id,
@@ -326,6 +370,5 @@ def wait(state: Context, task_id: str, timeout: float | None, as_json: bool) -> 
         record = None
     if record is None:
         live.interrupted()
-        say(f"still running: ocm wait {task_id}")
-        return EXIT_INTERRUPTED
+        raise Interrupted(f"wait interrupted; the task is still running: ocm wait {task_id}")
     return report(record, as_json=as_json, jsonl=False, streamed=live.streamed)

@@ -12,7 +12,7 @@ import click
 from .. import ConflictError
 from ..fronts import parse_duration
 from .main import Context
-from .options import complete_tasks, json_option
+from .options import complete_tasks, json_fields_option, json_option, select_fields
 from .plain import print_json, say
 
 pass_state = click.make_pass_decorator(Context)
@@ -20,9 +20,9 @@ EXIT_CONFLICT = ConflictError.exit_code
 
 
 @click.command(name="worktrees")
-@json_option
+@json_fields_option
 @pass_state
-def worktrees(state: Context, as_json: bool) -> None:
+def worktrees(state: Context, as_json: str | None) -> None:
     """List the worktrees of tasks run with --worktree: task, branch, status, age, files.
 
     \b
@@ -32,7 +32,7 @@ def worktrees(state: Context, as_json: bool) -> None:
     """
     rows = state.records().worktrees()
     if as_json:
-        print_json([r.to_dict() for r in rows])
+        print_json(select_fields([r.to_dict() for r in rows], as_json))
         return
     if not rows:
         say("no worktrees; `ocm run --worktree` makes one per task")

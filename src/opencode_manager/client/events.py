@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -130,7 +130,50 @@ RECONNECTED = "ocm.reconnected"  # a synthetic event: the stream was lost and is
 DISCONNECTED = "ocm.disconnected"  # a synthetic event: the stream was lost; retrying
 
 
-async def follow_events(
+def _refused(exc: ServerError) -> bool:
+    """401: retrying with the same credentials cannot help."""
+    return exc.status_code == 401
+
+
+async def reconnecting(
+    connect: Callable[[], AsyncIterator[Event]],
+    *,
+    max_delay: float = 5.0,
+    final: Callable[[ServerError], bool] = _refused,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> AsyncIterator[Event]:
+    """The events of one connection after another (`connect()` opens one), with backoff in
+    between, marked by synthetic events: `ocm.disconnected` (with the error) once when a
+    stream is lost or cannot be opened, `ocm.reconnected` before the first event of the
+    next one. The one SSE reader with reconnect: the runner's streams (`follow_events`) and
+    the monitor, which opens each connection to where the registry says the instance is now.
+
+    OpenCode keeps no history, so after `ocm.reconnected` a caller must resync what it
+    tracks over REST. An error `final` says retrying cannot help (401 by default) is raised.
+    """
+    delay = 0.1
+    lost = False
+    while True:
+        try:
+            async for event in connect():
+                if lost:
+                    lost = False
+                    delay = 0.1
+                    yield Event(type=RECONNECTED, properties={})
+                yield event
+            error = "stream ended"
+        except ServerError as exc:
+            if final(exc):
+                raise
+            error = str(exc)
+        if not lost:
+            lost = True
+            yield Event(type=DISCONNECTED, properties={"error": error})
+        await sleep(delay)  # backoff before reconnecting
+        delay = min(delay * 2, max_delay)
+
+
+def follow_events(
     http: httpx.AsyncClient,
     endpoint: Endpoint,
     *,
@@ -139,32 +182,8 @@ async def follow_events(
     max_delay: float = 5.0,
     stream: Stream = stream_events,
 ) -> AsyncIterator[Event]:
-    """Events across reconnects (with backoff), marked by synthetic events.
-
-    OpenCode keeps no history, so after `ocm.reconnected` a caller must resync what it
-    tracks over REST. 401 is final: retrying with the same credentials cannot help.
-    """
-    delay = 0.1
-    lost = False
-    while True:
-        try:
-            async for event in stream(
-                http, endpoint, directory=directory, global_stream=global_stream
-            ):
-                if lost:
-                    lost = False
-                    delay = 0.1
-                    yield Event(type=RECONNECTED, properties={})
-                yield event
-        except ServerError as exc:
-            if exc.status_code == 401:
-                raise
-            if not lost:
-                lost = True
-                yield Event(type=DISCONNECTED, properties={"error": str(exc)})
-        else:
-            if not lost:
-                lost = True
-                yield Event(type=DISCONNECTED, properties={"error": "stream ended"})
-        await asyncio.sleep(delay)  # backoff before reconnecting
-        delay = min(delay * 2, max_delay)
+    """One server's events across reconnects (`reconnecting`)."""
+    return reconnecting(
+        lambda: stream(http, endpoint, directory=directory, global_stream=global_stream),
+        max_delay=max_delay,
+    )

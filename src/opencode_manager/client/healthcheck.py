@@ -1,4 +1,5 @@
-"""The keeper's few HTTP calls (health, busy sessions, dispose) over asyncio streams and h11.
+"""The keeper's few HTTP calls (health, busy sessions, dispose, the warm-up's session calls)
+over asyncio streams and h11.
 
 `check` is the health check of both OpenCode lines (the decision is readiness.py's).
 
@@ -25,13 +26,20 @@ from .endpoint import Endpoint
 
 
 async def call(
-    endpoint: Endpoint, method: str, path: str, *, timeout: float, discard: bool = False
+    endpoint: Endpoint,
+    method: str,
+    path: str,
+    *,
+    timeout: float,
+    discard: bool = False,
+    body: object = None,
 ) -> Any:
-    """One request; the JSON answer, or ServerError (with status_code when there was one).
-    `discard`: read the answer to its end but keep none of it (None), for a call made for
-    its effect on the server (a catalogue of megabytes would stay in the keeper's heap)."""
+    """One request (with `body` as JSON when given); the JSON answer, or ServerError (with
+    status_code when there was one). `discard`: read the answer to its end but keep none of
+    it (None), for a call made for its effect on the server (a catalogue of megabytes would
+    stay in the keeper's heap)."""
     try:
-        return await within(_call(endpoint, method, path, discard), timeout)
+        return await within(_call(endpoint, method, path, discard, body), timeout)
     except asyncio.TimeoutError:
         raise ServerUnreachable(
             f"{endpoint.name or endpoint.url} timed out ({method} {path})", instance=endpoint.name
@@ -44,8 +52,10 @@ async def call(
         ) from None
 
 
-async def _call(endpoint: Endpoint, method: str, path: str, discard: bool = False) -> Any:
-    answer = await _exchange(endpoint, method, path, discard)
+async def _call(
+    endpoint: Endpoint, method: str, path: str, discard: bool = False, body: object = None
+) -> Any:
+    answer = await _exchange(endpoint, method, path, discard, body)
     status = answer.status
     if status >= 400:
         raise ServerRefused(
@@ -72,9 +82,10 @@ async def _call(endpoint: Endpoint, method: str, path: str, discard: bool = Fals
 
 
 async def _exchange(
-    endpoint: Endpoint, method: str, path: str, discard: bool = False
+    endpoint: Endpoint, method: str, path: str, discard: bool = False, body: object = None
 ) -> readiness.Answer:
     """One request over a fresh connection; the answer as it came (any status)."""
+    payload = b"" if body is None else json.dumps(body).encode()
     url = urlsplit(endpoint.base_url)
     host = url.hostname or "127.0.0.1"
     tls = url.scheme == "https"  # a remote instance behind a TLS proxy
@@ -86,16 +97,19 @@ async def _exchange(
             ("Host", f"{host}:{port}"),
             ("Connection", "close"),
             ("Accept", "application/json"),
-            ("Content-Length", "0"),
+            ("Content-Length", str(len(payload))),
+            *([("Content-Type", "application/json")] if body is not None else []),
             *endpoint.auth_header().items(),
         ]
         writer.write(conn.send(h11.Request(method=method, target=url.path + path, headers=headers)))
+        if payload:
+            writer.write(conn.send(h11.Data(data=payload)))
         writer.write(conn.send(h11.EndOfMessage()))
         await writer.drain()
         status = 0
         content_type = ""
         wait: str | None = None
-        body = bytearray()
+        received = bytearray()
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
@@ -108,14 +122,16 @@ async def _exchange(
                 wait = found.get(b"retry-after", b"").decode("latin-1") or None
             elif isinstance(event, h11.Data):
                 if not discard:
-                    body += event.data
+                    received += event.data
             elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
                 break
     finally:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
-    return readiness.Answer(path, status, content_type, bytes(body), readiness.retry_after(wait))
+    return readiness.Answer(
+        path, status, content_type, bytes(received), readiness.retry_after(wait)
+    )
 
 
 async def check(

@@ -20,6 +20,9 @@ What 1.18.33 does with a client-chosen `messageID` (probed with the scripted mod
 * the same id sent again, while the turn runs or after it ended, is answered 204, does NOT
   call the model again (one model request either way), and appends the prompt's text part to
   the stored message a second time (the text is doubled in that session's history);
+* two POSTs with the same id in flight together (sent at once; or both sent to a SIGSTOPped
+  server, their clients gone, and taken when it was continued) ran one turn too: one model
+  request in each of 20 trials of each, with both cores busy;
 * the same id sent to another session appends the part to the message where it already is;
 * a message id that sorts before the session's earlier messages, or after the answer the
   server then makes, still ran one turn: 1.18.33 lists messages in the order it stored them.

@@ -41,6 +41,7 @@ NO_STRUCTURED_OUTPUT = (
 )
 _MAX_PAGES = 1000  # a cursor that never ends is a server bug, not a reason to loop for ever
 _IDLE_LOOKS = 100  # a blocking prompt's looks at an idle session before it gives up
+_MCP_LOOKS = 20  # looks (0.25 s apart) for the MCP servers a loading location declares
 
 
 class AsyncOpencode2Client(AsyncOpencodeClient):
@@ -167,6 +168,16 @@ class AsyncOpencode2Client(AsyncOpencodeClient):
                 return Message.from_json(tr.user_message(item, session_id))
         return None
 
+    async def parked(self, session_id: str, message_id: str) -> bool:
+        """In the session's inbox: admitted, not delivered. The inbox outlives the server
+        process; the agent loop that delivers it does not, and a new process leaves it
+        there (2.1.2, probed: still parked 15 s after kill -9 and a restart, nothing run)
+        until a prompt comes: the same one again, with its id, runs it once."""
+        return any(
+            isinstance(item, dict) and item.get("id") == message_id
+            for item in await self.call(v2.inbox(session_id))
+        )
+
     async def newest_message_id(self, session_id: str) -> str | None:
         """No floor needed: 2.x lists messages in delivery order, whatever their ids."""
         return None
@@ -182,14 +193,33 @@ class AsyncOpencode2Client(AsyncOpencodeClient):
         return await self.call(v2.agents(directory))
 
     async def mcp_status(self, directory: str | None = None) -> dict[str, Any]:
-        return await self.call(v2.mcp_status(directory))
+        """`{server: {status, error?}}`. A location not loaded yet lists no MCP server at all
+        (notes §14): when its config declares some, ask again until they are listed (at
+        most a few seconds: their state, `pending` included, is what there is to say)."""
+        found = await self.call(v2.mcp_status(directory))
+        if found:
+            return found
+        sources = await self.call(v2.config_sources(directory))
+        if not tr.declared_mcp(sources):
+            return found
+        for _ in range(_MCP_LOOKS):
+            await asyncio.sleep(0.25)  # the location loads its MCP servers in the background
+            found = await self.call(v2.mcp_status(directory))
+            if found:
+                break
+        return found
 
     async def lsp_status(self, directory: str | None = None) -> list[Any] | None:
         """None: 2.x has no LSP route (nothing to show, rather than "none running")."""
         return None
 
     async def config(self, directory: str | None = None) -> dict[str, Any]:
-        return await self.call(v2.config(directory))
+        """The documents 2.x loaded, merged in order (2.x does not refuse a broken file: it
+        leaves it out, with a warning in its log: `loaded_config_files` tells)."""
+        return tr.merged_config(await self.call(v2.config_sources(directory)))
+
+    async def loaded_config_files(self, directory: str | None = None) -> list[str] | None:
+        return tr.config_files(await self.call(v2.config_sources(directory)))
 
     # -- asks ------------------------------------------------------------------------------
     async def permissions(self, directory: str | None = None) -> list[Any]:

@@ -304,6 +304,11 @@ class AsyncOpencodeClient(_Base):
         newest = await self.call(ops.messages(session_id, limit=1))
         return newest[-1].id if newest else None
 
+    async def parked(self, session_id: str, message_id: str) -> bool:
+        """Whether the server holds this prompt without having delivered it to its session's
+        agent loop. Never on 1.x: a prompt it took is among the session's messages."""
+        return False
+
     # -- the project's agents, MCP servers, LSP servers and config -------------------------
     async def agents(self, directory: str | None = None) -> list[Any]:
         """The agents (`{name, mode, ...}`; `name` is what `--agent` takes)."""
@@ -318,7 +323,13 @@ class AsyncOpencodeClient(_Base):
         return await self.call(ops.lsp_status(directory))
 
     async def config(self, directory: str | None = None) -> dict[str, Any]:
+        """The project's merged config; a config OpenCode cannot load is refused (400)."""
         return await self.call(ops.config(directory))
+
+    async def loaded_config_files(self, directory: str | None = None) -> list[str] | None:
+        """The config files the server loaded for `directory`; None where the line does not
+        say (1.x refuses a broken file instead: `config` raises ServerRefused)."""
+        return None
 
     # -- asks ------------------------------------------------------------------------------
     async def permissions(self, directory: str | None = None) -> list[Any]:

@@ -57,9 +57,10 @@ def mcp_status(directory: str | None = None) -> Operation[dict[str, Any]]:
     return Operation("GET", "/api/mcp", params=_location(directory), parse=tr.mcp_status)
 
 
-def config(directory: str | None = None) -> Operation[dict[str, Any]]:
-    return Operation("GET", "/api/config", params=_location(directory),
-                     parse=lambda d: dict(as_dict(d)))  # fmt: skip
+def config_sources(directory: str | None = None) -> Operation[list[Any]]:
+    """The location's config, as 2.x keeps it: its sources, lowest priority first
+    (`{type: directory, path}` and `{type: document, path?, info}`; not wrapped)."""
+    return Operation("GET", "/api/config", params=_location(directory), parse=_list)
 
 
 # -- sessions --------------------------------------------------------------------------------

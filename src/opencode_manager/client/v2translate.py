@@ -97,6 +97,33 @@ def mcp_status(data: Any) -> dict[str, Any]:
     return out
 
 
+def _documents(sources: Any) -> list[dict[str, Any]]:
+    return [d for d in sources or [] if isinstance(d, dict) and d.get("type") == "document"]
+
+
+def merged_config(sources: Any) -> dict[str, Any]:
+    """2.x's config sources (lowest priority first) as one config: each document's `info`
+    over the ones before it, key by key at the top (what a reader of 1.x's `/config` wants:
+    which model, which MCP servers, which plugins)."""
+    merged: dict[str, Any] = {}
+    for document in _documents(sources):
+        merged.update(as_dict(document.get("info")))
+    return merged
+
+
+def config_files(sources: Any) -> list[str]:
+    """The files among the sources (2.x leaves out a file it cannot load)."""
+    return [str(d["path"]) for d in _documents(sources) if d.get("path")]
+
+
+def declared_mcp(sources: Any) -> list[str]:
+    """The MCP servers the config declares (`mcp` in any document)."""
+    names: list[str] = []
+    for document in _documents(sources):
+        names += [str(n) for n in as_dict(as_dict(document.get("info")).get("mcp"))]
+    return names
+
+
 def active(data: Any) -> dict[str, Any]:
     """`/api/session/active` (`{ses: {type: running}}`: this server's running executions, a
     turn waiting on an ask included) as 1.x's `/session/status` (`{ses: {type: busy}}`)."""

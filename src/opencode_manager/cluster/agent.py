@@ -87,10 +87,13 @@ class HostAgent:
         timeout: float = lifecycle.DEFAULT_START_TIMEOUT,
         tag: str | None = None,
         undo_timeout: float = lifecycle.DEFAULT_STOP_TIMEOUT,
+        opencode: str | None = None,
     ) -> list[dict[str, Any]]:
         """Start instances with these names, bound to the node's address, password on: all
         or nothing (a start that fails stops and forgets what it created here, its logs
-        kept). `tag` is the driver's name for this start (see `discard`)."""
+        kept). `tag` is the driver's name for this start (see `discard`); `opencode`: their
+        binary on this host (a version installed here, or an absolute path), kept in their
+        spec for restarts; None: the host's resolution order."""
         if tag is not None and tag in self._undone:
             raise Interrupted(f"on {self.address}: this start was undone before it began")
         cancel, ended = threading.Event(), asyncio.Event()
@@ -103,7 +106,12 @@ class HostAgent:
                     spec
                     for name in names
                     for spec in specs.build_specs(
-                        name=name, count=1, directory=directory, hostname=self.address, env=tagged
+                        name=name,
+                        count=1,
+                        directory=directory,
+                        hostname=self.address,
+                        env=tagged,
+                        binary=opencode,
                     )
                 ]
                 started = await asyncio.to_thread(

@@ -36,11 +36,21 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from .. import process
-from ..errors import ConflictError, Interrupted, OcmError, StartError, StateError, UsageError
+from ..errors import (
+    ConflictError,
+    Interrupted,
+    NotFoundError,
+    OcmError,
+    ServerError,
+    StartError,
+    StateError,
+    UsageError,
+)
 from ..instances import credentials, lifecycle
 from ..instances import spec as specs
 from ..instances.fleet import Fleet
@@ -144,7 +154,7 @@ class Link:
         self.fleet = fleet
         chosen = address or saved_address(fleet)
         if not chosen:
-            raise UsageError("no cluster yet: run `ocm cluster up --address HOST:PORT` first")
+            raise NotFoundError("no cluster yet: run `ocm cluster up --address HOST:PORT` first")
         self.address = chosen
         self.ray = ray_module()
         self.deadlines = Deadlines.from_environ(fleet.settings.environ)
@@ -158,7 +168,7 @@ class Link:
         try:  # Ray itself would retry a dead address for minutes
             socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
         except OSError as exc:
-            raise ConflictError(
+            raise ServerError(
                 f"nothing answers at {self.address} ({exc.strerror or exc}): is the Ray head "
                 "up, and is that its GCS port (6379 by default)?"
             ) from None
@@ -172,7 +182,7 @@ class Link:
                     include_dashboard=False,
                 )
             except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
-                raise ConflictError(
+                raise ServerError(
                     f"cannot reach the Ray cluster at {self.address}: {_first_line(exc)}"
                 ) from None
 
@@ -210,11 +220,11 @@ class Link:
             if isinstance(exc, OcmError):
                 raise
             if isinstance(exc, TimeoutError):  # Ray's GetTimeoutError
-                raise ConflictError(
+                raise ServerError(
                     f"the host agent did not answer {method} within {wait:.0f} s (a loaded "
                     f"host? {CALL_VARIABLE} gives every call more time)"
                 ) from None
-            raise ConflictError(f"host agent call {method} failed: {_first_line(exc)}") from None
+            raise ServerError(f"host agent call {method} failed: {_first_line(exc)}") from None
 
     def _create(self, node: dict[str, Any]) -> Any:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -229,10 +239,11 @@ class Link:
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
         ).remote(node_id, str(node["NodeManagerAddress"]))
 
-    def reconcile(self) -> ClusterReport:
+    def reconcile(self, cancel: threading.Event | None = None) -> ClusterReport:
         """One agent per alive node (a missing or dead one is created again and adopts its
         host's instances), driver rows for every instance an agent runs, and rows of lost
-        hosts marked lost."""
+        hosts marked lost. Setting `cancel` (Ctrl-C) stops between hosts: the hosts done
+        stay done, and nothing is marked lost (the hosts not reached are not gone)."""
         report = ClusterReport(address=self.address)
         # Rows recorded running before the agents are asked: one that a concurrent
         # `ocm start --cluster` records meanwhile is not in an earlier hello, yet it runs.
@@ -245,7 +256,12 @@ class Link:
             if r.spec.node and r.state is State.STARTING and not process.is_alive(r.starter)
         }
         nodes = self.nodes()
-        for node in nodes:
+        for done, node in enumerate(nodes):
+            if cancel is not None and cancel.is_set():
+                raise Interrupted(
+                    f"cluster up interrupted: {done} of {len(nodes)} hosts reconciled, the "
+                    "others untouched (nothing marked lost); `ocm cluster up` finishes"
+                )
             node_id = str(node["NodeID"])
             handle = self._handle(node_id)
             state = "up"
@@ -354,12 +370,24 @@ class Link:
         spread: bool = False,
         timeout: float = lifecycle.DEFAULT_START_TIMEOUT,
         cancel: threading.Event | None = None,
+        opencode: str | None = None,
     ) -> list[str]:
         """Place `count` instances over the hosts and start them through their agents, all
         or nothing (see the module's docstring); setting `cancel` undoes the start and
-        raises Interrupted."""
+        raises Interrupted. `opencode`: the binary on every host (a version each host has
+        installed, or an absolute path there), as `ocm start --opencode` takes it."""
         if timeout <= 0:
             raise UsageError(f"invalid --timeout {timeout:g}: must be above 0")
+        # A version is checked here (its line); a path is the host's: it must say where.
+        if (
+            opencode is not None
+            and not os.path.isabs(opencode)
+            and (specs.parse_binary(opencode, Path("/")) != opencode.strip())
+        ):
+            raise UsageError(
+                f"invalid --opencode {opencode}: on a cluster give a version the hosts "
+                "installed (`ocm install --version`) or an absolute path on the hosts"
+            )
         if any(key == START_TAG for key, _ in specs.parse_env(env)):
             raise UsageError(f"--env {START_TAG} is ocm's own: it tags a cluster start")
         if name is not None:
@@ -369,7 +397,9 @@ class Link:
         tag = secrets.token_hex(6)
         plan = self._reserve(name, count, placement, hosts, directory, tag, timeout)
         try:
-            started = self._start_on_hosts(_groups(plan), tag, directory, env, timeout, cancel)
+            started = self._start_on_hosts(
+                _groups(plan), tag, directory, env, timeout, cancel, opencode
+            )
             for described in started:
                 record_started(self.fleet, described)
         except BaseException as exc:
@@ -421,6 +451,7 @@ class Link:
         env: Sequence[str],
         timeout: float,
         cancel: threading.Event | None,
+        opencode: str | None = None,
     ) -> list[dict[str, Any]]:
         """Ask every host's agent at once; each answer within its own deadline (its health
         timeout, plus a launch per instance and the call margin)."""
@@ -429,7 +460,7 @@ class Link:
         for node_id, group in plan.items():
             ref = self._agent(node_id).start.remote(
                 group, directory=directory, env=list(env), timeout=timeout, tag=tag,
-                undo_timeout=self.deadlines.undo_stop,
+                undo_timeout=self.deadlines.undo_stop, opencode=opencode,
             )  # fmt: skip
             pending[ref] = node_id
         started: list[dict[str, Any]] = []
@@ -625,11 +656,17 @@ class Link:
         return report
 
 
-def up(fleet: Fleet, address: str | None = None) -> ClusterReport:
+def up(
+    fleet: Fleet, address: str | None = None, *, cancel: threading.Event | None = None
+) -> ClusterReport:
     """`ocm cluster up`: connect to the cluster at `address` (kept for later commands) and
-    reconcile one host agent per alive node."""
+    reconcile one host agent per alive node (`cancel`: see `Link.reconcile`)."""
     link = Link(fleet, address)
-    report = link.reconcile()
+    try:
+        report = link.reconcile(cancel)
+    except Interrupted:
+        save_address(fleet, link.address)  # connected: the next `cluster up` needs no address
+        raise
     save_address(fleet, link.address)
     return report
 

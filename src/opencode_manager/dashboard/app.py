@@ -331,11 +331,19 @@ class Dashboard:
             seconds = float(timeout) if timeout else None
         except ValueError:
             raise UsageError(f"invalid timeout {timeout!r}: seconds") from None
+        budget = str(form.get("max_cost") or "").strip()
+        try:
+            max_cost = float(budget) if budget else None
+        except ValueError:
+            raise UsageError(f"invalid max cost {budget!r}: USD") from None
+        fallback = str(form.get("fallback") or "").strip()
         options = TaskOptions(
             instance=str(form.get("instance") or "") or None,
             model=str(form.get("model") or "").strip() or None,
             agent=str(form.get("agent") or "").strip() or None,
             timeout=seconds,
+            max_cost=max_cost,
+            fallbacks=[fallback] if fallback else [],
         )
         async with AsyncManager(self.settings) as manager:
             started = await manager.run(prompt, options, detach=True)

@@ -34,7 +34,8 @@ STATUS_CLASS = {
     "running": "good", "completed": "good", "starting": "warn", "stopping": "warn",
     "unhealthy": "bad", "crashed": "bad", "errored": "bad", "failed": "bad",
     "timed_out": "bad", "aborted": "warn", "cancelled": "muted", "stopped": "muted",
-    "budget_exceeded": "bad", "pending": "muted", "interrupted": "warn", "foreign": "muted",
+    "budget_exceeded": "bad", "pending": "muted", "queued": "warn", "interrupted": "warn",
+    "foreign": "muted",
     "busy": "warn", "idle": "muted", "retry": "bad", "unreachable": "bad",
 }  # fmt: skip
 

@@ -1,43 +1,54 @@
 """Finding, checking and installing the `opencode` binary, of either line.
 
-Order: an explicit path (``--opencode`` / ``OCM_OPENCODE``), then ``PATH``, then
-``~/.opencode/bin/opencode``, then the managed installs under ``$OCM_HOME/opencode/<version>``
-(the pinned version's line first, newest first: installing a 2.x for one instance does not move
-the rest of the fleet to it). An instance may choose its own (`choose`): a version installed
-there, or a path. Checking a version runs the binary (about a second), so results are cached
-per file identity; the version decides the line (lines.py), and an unknown line is refused
-before anything starts.
+Order: an explicit path or installed version (``--opencode`` / ``OCM_OPENCODE``: ``1.18.33``
+keeps to 1.x), then ``PATH``, then ``~/.opencode/bin/opencode``, then the managed installs under
+``$OCM_HOME/opencode/<version>`` (the pinned version's line first, 2.x, then newest first).
+An instance may choose its own (`choose`): a version installed there, or a path. Checking a
+version runs the binary (about a second), so results are cached per file identity; the version
+decides the line (lines.py), and an unknown line is refused before anything starts.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import platform
 import re
 import shutil
 import subprocess
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import load
 from ..errors import BinaryError, UsageError
 from ..lines import (
     MIN_OPENCODE_VERSION,
     SUPPORTED_LINES,
     Line,
     is_supported,
+    known_line,
     line_of,
     parse_version,
+    pinned_version,
 )
 from ..settings import PINNED_OPENCODE_VERSION, Settings
 
 _VERSION_ARG_RE = re.compile(r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
-#: How long `opencode --version` may take (a 200 MB binary on a loaded machine).
-VERSION_TIMEOUT = 30.0
+#: Runs of `opencode --version` before it fails: it is safe to run again, and a loaded
+#: machine (ten `ocm start` at once on two busy cores) can take longer than any first
+#: deadline; each run gets twice the deadline of the one before.
+VERSION_ATTEMPTS = 2
+LOCK_POLL = 0.05
 
 __all__ = [
-    "Binary", "candidates", "choose", "find_binary", "install", "is_supported",
+    "Binary", "candidates", "choose", "find_binary", "for_line", "install", "is_supported",
     "is_version", "managed_installs", "parse_version", "probe_version", "real_binary",
+    "tui_argv",
 ]  # fmt: skip
 
 
@@ -148,9 +159,20 @@ def _cache_path(settings: Settings) -> Path:
     return settings.home / "binary-versions.json"
 
 
-def probe_version(path: str, settings: Settings, *, timeout: float = VERSION_TIMEOUT) -> str:
+def probe_version(
+    path: str,
+    settings: Settings,
+    *,
+    timeout: float | None = None,
+    attempts: int = VERSION_ATTEMPTS,
+) -> str:
     """Run `opencode --version` (cached by path, size and mtime): `1.18.33` on 1.x,
-    `opencode v2.1.2` on 2.x; the bare x.y.z either way."""
+    `opencode v2.1.2` on 2.x; the bare x.y.z either way.
+
+    Processes that need the same version at once share one run: the first takes a lock
+    and runs it, the others wait for it and read what it cached (ten concurrent `ocm
+    start` on a fresh home used to load the 200 MB binary ten times, and time out).
+    `timeout`: the first run's deadline (default: the OCM_VERSION_TIMEOUT setting)."""
     try:
         stat = os.stat(path)
     except OSError as exc:
@@ -158,32 +180,68 @@ def probe_version(path: str, settings: Settings, *, timeout: float = VERSION_TIM
     if not os.access(path, os.X_OK):
         raise BinaryError(f"opencode binary {path} is not executable; chmod +x it")
     key = f"{os.path.realpath(path)}:{stat.st_size}:{int(stat.st_mtime)}"
-    cache_file = _cache_path(settings)
-    cache: dict[str, str] = {}
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    if key in cache:
-        return cache[key]
-    try:
-        out = subprocess.run(
-            [path, "--version"],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            env=dict(settings.environ),
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise BinaryError(f"could not run {path} --version: {exc}") from exc
+    first = settings.version_timeout if timeout is None else timeout
+    cached = _read_cache(settings).get(key)
+    if cached:
+        return cached
+    # Another process's run may take every attempt's deadline: wait that long for it.
+    budget = sum(first * 2**n for n in range(attempts))
+    with _probing(settings, key, wait=budget + 5.0):
+        cached = _read_cache(settings).get(key)  # run by whoever held the lock
+        if cached:
+            return cached
+        version = _run_version(path, settings, first, attempts)
+        _write_cache(settings, key, version)
+    return version
+
+
+def _run_version(path: str, settings: Settings, timeout: float, attempts: int) -> str:
+    deadline = timeout
+    waited = 0.0
+    for attempt in range(1, attempts + 1):
+        try:
+            out = subprocess.run(
+                [path, "--version"],
+                capture_output=True,
+                text=True,
+                timeout=deadline,
+                stdin=subprocess.DEVNULL,
+                env=dict(settings.environ),
+                check=False,
+            )
+            break
+        except subprocess.TimeoutExpired:  # killed: slow is not failed, run it again
+            waited += deadline
+            if attempt < attempts:
+                deadline *= 2
+                continue
+            raise BinaryError(
+                f"`{path} --version` did not answer: {attempts} runs took over "
+                f"{waited:g} s in all ({load.describe()}: the machine is overloaded, or "
+                "the binary hangs); "
+                f"raise OCM_VERSION_TIMEOUT (now {timeout:g} s)"
+            ) from None
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise BinaryError(f"could not run {path} --version: {exc}") from exc
     text = (out.stdout or "").strip() or (out.stderr or "").strip()
     parsed = parse_version(text)
     if out.returncode != 0 or parsed is None:
-        first = text.splitlines()[0] if text else f"exit code {out.returncode}"
-        raise BinaryError(f"{path} does not look like opencode (--version said: {first})")
-    version = ".".join(str(p) for p in parsed)
+        said = text.splitlines()[0] if text else f"exit code {out.returncode}"
+        raise BinaryError(f"{path} does not look like opencode (--version said: {said})")
+    return ".".join(str(p) for p in parsed)
+
+
+def _read_cache(settings: Settings) -> dict[str, str]:
+    try:
+        cache = json.loads(_cache_path(settings).read_text())
+    except (OSError, ValueError):
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
+def _write_cache(settings: Settings, key: str, version: str) -> None:
+    cache_file = _cache_path(settings)
+    cache = _read_cache(settings)
     cache[key] = version
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -194,7 +252,35 @@ def probe_version(path: str, settings: Settings, *, timeout: float = VERSION_TIM
         os.replace(tmp, cache_file)
     except OSError:
         pass  # a cache we cannot write only costs time
-    return version
+
+
+@contextlib.contextmanager
+def _probing(settings: Settings, key: str, *, wait: float) -> Iterator[None]:
+    """Held while this process runs `--version` of one binary (`key`): others wait, then
+    read its result. A lock
+    that cannot be had (an unwritable home) or is held longer than `wait` costs only a run
+    of our own."""
+    try:
+        settings.locks_dir.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        fd = os.open(settings.locks_dir / f"binary-version-{digest}.lock",
+                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # fmt: skip
+    except OSError:
+        yield
+        return
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    break  # a stuck holder: run it ourselves
+                time.sleep(LOCK_POLL)  # waiting for the other run, with the deadline above
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def real_binary(path: str) -> str:
@@ -258,7 +344,14 @@ def _check(path: str, version: str, source: str) -> Binary:
 def find_binary(settings: Settings) -> Binary:
     """The binary to run, version-checked, or a BinaryError that says how to get one."""
     for source, path in candidates(settings):
+        if source == "explicit" and is_version(path):  # OCM_OPENCODE=1.18.33: stay on a line
+            return _installed(settings, path, "explicit")
         if not os.path.isfile(path):
+            if source == "explicit" and os.path.isdir(path):
+                raise BinaryError(
+                    f"--opencode/OCM_OPENCODE {path} is a directory, not the opencode binary; "
+                    "point it at the executable (e.g. ~/.opencode/bin/opencode)"
+                )
             if source == "explicit":
                 raise BinaryError(
                     f"opencode binary {path} (from --opencode/OCM_OPENCODE) does not exist"
@@ -272,24 +365,98 @@ def find_binary(settings: Settings) -> Binary:
     )
 
 
+def _installed(settings: Settings, version: str, source: str) -> Binary:
+    """The binary `ocm install --version VERSION` put in $OCM_HOME, checked; a version of no
+    supported line is refused before any lookup."""
+    line_of(version)
+    exe = managed_install(settings, version)
+    if exe is None:
+        raise BinaryError(
+            f"opencode {version} is not installed in {settings.install_dir}: run "
+            f"`ocm install --version {version}`"
+        )
+    return _check(str(exe), probe_version(str(exe), settings), source)
+
+
 def choose(settings: Settings, choice: str | None) -> Binary:
     """An instance's binary: its own choice (a version installed under $OCM_HOME, or a
     path), else the resolution order of `find_binary`."""
     if choice is None:
         return find_binary(settings)
     if is_version(choice):
-        line_of(choice)  # a version of no supported line is refused before any lookup
-        exe = managed_install(settings, choice)
-        if exe is None:
-            raise BinaryError(
-                f"opencode {choice} is not installed in {settings.install_dir}: run "
-                f"`ocm install --version {choice}`"
-            )
-        return _check(str(exe), probe_version(str(exe), settings), "managed")
+        return _installed(settings, choice, "managed")
     if not os.path.isfile(choice):
         raise BinaryError(f"opencode binary {choice} (chosen for the instance) does not exist")
     path = real_binary(choice)
     return _check(path, probe_version(path, settings), "instance")
+
+
+#: How long `npm install` of OpenCode may take (a 200 MB download on a slow line).
+NPM_TIMEOUT = 900.0
+
+
+def npm_failure(package: str, returncode: int, output: str) -> str:
+    """What a failed `npm install` means, in one line (pure): a version npm does not have is
+    named as such, with the command that lists the ones it has."""
+    name, _, version = package.rpartition("@")
+    if "ETARGET" in output or "No matching version" in output:
+        return (
+            f"OpenCode {version} is not on npm ({name} has no version {version}); "
+            f"`npm view {name} versions` lists them"
+        )
+    lines = [ln for ln in output.splitlines() if "npm error" in ln or "npm ERR!" in ln]
+    detail = lines[0] if lines else f"exit code {returncode}"
+    return f"npm install {package} failed: {detail}"
+
+
+def for_line(settings: Settings, line: Line, preferred: str | None = None) -> Binary:
+    """A binary of `line`, to run one of OpenCode's own clients (its TUI) on a server of that
+    line: `preferred` (the instance's own binary) when it still is one, else the resolution
+    order's (`find_binary`) when it is, else the newest install of the line under $OCM_HOME.
+    A 1.x TUI on a 2.x server (or the reverse) would only fail on routes it does not know."""
+    tried: list[str] = []
+    if preferred and os.path.isfile(preferred):
+        with contextlib.suppress(BinaryError):
+            found = _check(preferred, probe_version(preferred, settings), "instance")
+            if found.line is line:
+                return found
+            tried.append(f"{preferred} ({found.version})")
+    with contextlib.suppress(BinaryError):
+        found = find_binary(settings)
+        if found.line is line:
+            return found
+        tried.append(f"{found.path} ({found.version})")
+    for exe in managed_installs(settings):
+        version = exe.relative_to(settings.install_dir).parts[0]
+        if known_line(version) is line:
+            return _check(str(exe), probe_version(str(exe), settings), "managed")
+    seen = f" (found {', '.join(tried)})" if tried else ""
+    raise BinaryError(
+        f"this needs an OpenCode {line.label} binary{seen}: run `ocm install --version "
+        f"{pinned_version(line)}`, or point --opencode/OCM_OPENCODE at one"
+    )
+
+
+def tui_argv(
+    binary: str,
+    line: Line,
+    url: str,
+    *,
+    session_id: str | None = None,
+    directory: str | None = None,
+) -> list[str]:
+    """OpenCode's TUI on the server at `url`: 1.x `opencode attach URL [--session ID] [--dir
+    DIR]`; 2.x has no attach command: `opencode --server URL [--session ID] [DIR]`.
+    Credentials go by environment, never here (argv is world-readable)."""
+    if line is Line.V2:
+        argv = [binary, "--server", url]
+        if session_id:
+            argv += ["--session", session_id]
+        return [*argv, directory] if directory else argv
+    argv = [binary, "attach", url]
+    if session_id:
+        argv += ["--session", session_id]
+    return [*argv, "--dir", directory] if directory else argv
 
 
 def install(settings: Settings, version: str = PINNED_OPENCODE_VERSION) -> Binary:
@@ -328,17 +495,22 @@ def install(settings: Settings, version: str = PINNED_OPENCODE_VERSION) -> Binar
             text=True,
             env=dict(settings.environ),
             stdin=subprocess.DEVNULL,
-            timeout=900,
+            timeout=NPM_TIMEOUT,
             check=False,
         )
+    except subprocess.TimeoutExpired as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise BinaryError(
+            f"npm install {package} did not finish within {NPM_TIMEOUT:.0f} s "
+            f"({load.describe()}); check that npm reaches its registry, then run "
+            "`ocm install` again"
+        ) from exc
     except (OSError, subprocess.SubprocessError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise BinaryError(f"npm install {package} failed: {exc}") from exc
     if out.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
-        lines = [ln for ln in (out.stderr or out.stdout).splitlines() if "npm error" in ln]
-        detail = lines[0] if lines else f"exit code {out.returncode}"
-        raise BinaryError(f"npm install {package} failed: {detail}")
+        raise BinaryError(npm_failure(package, out.returncode, out.stderr or out.stdout))
     if _installed_executable(staging) is None:
         shutil.rmtree(staging, ignore_errors=True)
         raise BinaryError(

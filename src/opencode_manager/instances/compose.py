@@ -9,11 +9,12 @@ longer has stays until `ocm limits rm`).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConflictError
+from ..errors import ConflictError, Interrupted
 from ..limits import table as limit_table
 from ..limits.policy import Limit
 from ..models import InstanceSpec
@@ -81,9 +82,12 @@ def up(
     force_recreate: bool = False,
     remove_orphans: bool = False,
     timeout: float = lifecycle.DEFAULT_START_TIMEOUT,
+    cancel: threading.Event | None = None,
 ) -> UpReport:
     """Converge to the fleet file: start what is missing in parallel, recreate what changed
-    one at a time; only this file's project is ever touched."""
+    one at a time; only this file's project is ever touched. Setting `cancel` (Ctrl-C) stops
+    what this run started, removes what it created, and raises Interrupted (what it had not
+    reached is left as it was)."""
     file = read_fleet_file(path)
     report = _diff(fleet, file, force_recreate=force_recreate)
     conflicts = [c for c in report.changes if c.action is Action.CONFLICT]
@@ -103,17 +107,26 @@ def up(
         if change.keys and change.spec is not None:  # task defaults: no restart needed
             fleet.registry.set_spec(change.name, _kept(fleet, change.spec))
     creates = [c.spec for c in by_action.get(Action.CREATE, []) if c.spec is not None]
-    if creates:
-        report.done += lifecycle.start(fleet, creates, timeout=timeout)
-    starts = {c.name: c.spec for c in by_action.get(Action.START, []) if c.spec is not None}
-    if starts:
-        report.done += lifecycle.restart(fleet, list(starts), timeout=timeout, respec=starts)
-    if recreate:
-        for change in by_action.get(Action.RECREATE, []):
-            assert change.spec is not None
+    created: list[str] = []
+    try:
+        if creates:
+            created = lifecycle.start(fleet, creates, timeout=timeout, cancel=cancel)
+            report.done += created
+        starts = {c.name: c.spec for c in by_action.get(Action.START, []) if c.spec is not None}
+        if starts:
+            _check(cancel)
             report.done += lifecycle.restart(
-                fleet, [change.name], timeout=timeout, respec={change.name: change.spec}
+                fleet, list(starts), timeout=timeout, respec=starts, cancel=cancel
             )
+        for change in by_action.get(Action.RECREATE, []) if recreate else []:
+            assert change.spec is not None
+            _check(cancel)
+            report.done += lifecycle.restart(
+                fleet, [change.name], timeout=timeout, respec={change.name: change.spec},
+                cancel=cancel,
+            )  # fmt: skip
+    except Interrupted as exc:
+        raise _undone(fleet, report.done, created, exc) from None
     if remove_orphans:
         orphans = [c.name for c in by_action.get(Action.ORPHAN, [])]
         live = [r.name for r in fleet.records() if r.name in orphans and is_live(r)]
@@ -151,12 +164,46 @@ def _check_ports(file: FleetFile, creates: Sequence[Change]) -> None:
     raise FleetFileError(file.path, problems)
 
 
-def down(fleet: Fleet, path: str | None = None) -> list[lifecycle.StopResult]:
+def _check(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Interrupted("interrupted")
+
+
+def _undone(fleet: Fleet, done: list[str], created: list[str], exc: Interrupted) -> Interrupted:
+    """Stop what an interrupted `up` had started before (the step it was in undid its own),
+    remove what it created; the error says what is left."""
+    lifecycle.undo(fleet, done, remove=created)
+    kept = [name for name in done if name not in created]
+    # The interrupted step's own undo, as it said it ("oc-1, oc-2 stopped and removed").
+    step = str(exc).partition(": ")[2]
+    undone = [
+        *([f"{', '.join(created)} stopped and removed"] if created else []),
+        *([f"{', '.join(kept)} stopped"] if kept else []),
+        *([step] if step else []),
+    ]
+    what = "; ".join(undone) if undone else "nothing started"
+    return Interrupted(f"up interrupted: {what}; `ocm up` starts them again")
+
+
+def down(
+    fleet: Fleet, path: str | None = None, *, cancel: threading.Event | None = None
+) -> list[lifecycle.StopResult]:
     """Stop every instance the fleet file's project created (they stay recorded: `ocm up`
-    starts them)."""
+    starts them). Setting `cancel` (Ctrl-C) stops no more of them: Interrupted says which
+    still run."""
     project = read_fleet_file(path).project
     names = [r.name for r in fleet.records() if r.spec.project == project and is_live(r)]
-    return lifecycle.stop(fleet, names) if names else []
+    stopped: list[lifecycle.StopResult] = []
+    for name in names:
+        if cancel is not None and cancel.is_set():
+            done = f"{', '.join(s.name for s in stopped)} stopped; " if stopped else ""
+            rest = names[len(stopped) :]
+            raise Interrupted(
+                f"down interrupted: {done}{', '.join(rest)} still running "
+                "(`ocm down` again stops them)"
+            )
+        stopped += lifecycle.stop(fleet, [name])
+    return stopped
 
 
 def _kept(fleet: Fleet, spec: InstanceSpec) -> InstanceSpec:

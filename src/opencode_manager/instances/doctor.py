@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -12,7 +13,6 @@ from typing import Any
 
 from .. import process
 from ..client import Endpoint, healthcheck
-from ..client import operations as ops
 from ..client.readiness import Phase
 from ..errors import OcmError, ServerError, ServerRefused
 from ..lines import SUPPORTED_LINES, Line, known_line
@@ -287,30 +287,44 @@ async def project_checks(fleet: Fleet, record: InstanceRecord, *, mcp: bool = Tr
     """What OpenCode makes of the instance's project: does its config load (a broken
     `opencode.json` does not stop the server answering health), do its MCP servers start?"""
     endpoint = fleet.endpoint(record)
-    if endpoint is None or _line(record) is Line.V2:
-        return []  # asked in the 1.x dialect; 2.x's comes with its task support
+    if endpoint is None:
+        return []
     label = f"instance {record.name}"
     directory = record.spec.dir
     checks: list[Check] = []
     client = fleet.client(endpoint, timeout=10.0)
+    fix = f"fix the file, then `ocm restart {record.name}` (OpenCode reads it once)"
     try:
-        await client.call(ops.config(directory))
+        await client.config(directory)  # 1.x refuses a config it cannot load
+        loaded = await client.loaded_config_files(directory)  # 2.x leaves it out
     except ServerRefused as exc:
         return [
             Check(
                 label,
                 False,
                 f"OpenCode cannot load the project's config: {exc.detail or exc}",
-                fix=f"fix the file, then `ocm restart {record.name}` (OpenCode reads it once)",
+                fix=fix,
                 level=CheckLevel.WARNING,
             )
         ]
     except ServerError:
         return []  # not answering: the health checks above say so
+    left_out = _left_out(directory, loaded) if loaded is not None and not record.spec.remote else []
+    if left_out:  # its files are on this host: the ones the server left out
+        why = _config_diagnostic(fleet.log_tail(record.name, 2000), left_out[0])
+        return [
+            Check(
+                label,
+                False,
+                f"OpenCode did not load the project's config {left_out[0]}: {why}",
+                fix=fix,
+                level=CheckLevel.WARNING,
+            )
+        ]
     if not mcp:
         return []
     try:
-        servers = await client.call(ops.mcp_status(directory))
+        servers = await client.mcp_status(directory)
     except ServerError:
         return []
     for server, state in sorted(servers.items()):
@@ -326,6 +340,29 @@ async def project_checks(fleet: Fleet, record: InstanceRecord, *, mcp: bool = Tr
                 )
             )
     return checks
+
+
+#: The project config files OpenCode reads from the project directory itself.
+PROJECT_CONFIG_FILES = ("opencode.json", "opencode.jsonc")
+_DIAGNOSTIC = re.compile(r'message="configuration normalization diagnostic".*?action="([^"]*)"')
+
+
+def _left_out(directory: str, loaded: list[str]) -> list[str]:
+    """The project's config files that exist but are not among those the server loaded."""
+    found = [str(Path(directory) / name) for name in PROJECT_CONFIG_FILES]
+    seen = {os.path.realpath(path) for path in loaded}
+    return [p for p in found if os.path.isfile(p) and os.path.realpath(p) not in seen]
+
+
+def _config_diagnostic(log: list[str], path: str) -> str:
+    """Why OpenCode 2.x left a config file out, from its log (`configuration normalization
+    diagnostic source=PATH ... action="rejected malformed JSON or JSONC document"`)."""
+    for line in reversed(log):
+        if f"source={path} " in line:
+            match = _DIAGNOSTIC.search(line)
+            if match:
+                return match.group(1)
+    return "it rejected it (see `ocm logs` for the server's diagnostic)"
 
 
 async def check_projects(fleet: Fleet, refs: Sequence[str], *, mcp: bool = True) -> list[Check]:

@@ -30,6 +30,7 @@ import contextlib
 import fcntl
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -37,7 +38,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConflictError, NotFoundError, OcmError, StartError, StateError, UsageError
+from ..errors import (
+    ConflictError,
+    Interrupted,
+    NotFoundError,
+    OcmError,
+    StartError,
+    StateError,
+    UsageError,
+)
 from ..models import DesiredState, InstanceRecord, InstanceSpec, ProcessIdentity, State
 from ..settings import Settings
 from . import lifecycle, ports
@@ -324,14 +333,20 @@ def plan(dump: Dump, records: Sequence[InstanceRecord], live: Liveness = is_live
     return result
 
 
-def resurrect(fleet: Fleet, *, timeout: float = lifecycle.DEFAULT_START_TIMEOUT) -> ResurrectReport:
+def resurrect(
+    fleet: Fleet,
+    *,
+    timeout: float = lifecycle.DEFAULT_START_TIMEOUT,
+    cancel: threading.Event | None = None,
+) -> ResurrectReport:
     """Start what the dump holds and is not running: same names, settings and (when free)
-    ports. Failures to start are reported per instance; the others start anyway."""
+    ports. Failures to start are reported per instance; the others start anyway. Setting
+    `cancel` (Ctrl-C) stops what this call started again and raises Interrupted."""
     if timeout <= 0:
         raise UsageError(f"invalid --timeout {timeout:g}: must be above 0")
     dump = load_dump(fleet.settings)
-    with _one_at_a_time(fleet.settings, timeout) as waited_for:
-        report = _resurrect(fleet, dump, timeout)
+    with _one_at_a_time(fleet.settings, timeout, cancel) as waited_for:
+        report = _resurrect(fleet, dump, timeout, cancel)
     report.waited_for = waited_for
     return report
 
@@ -340,7 +355,9 @@ LOCK_MARGIN = 30.0  # beyond the other resurrect's own start deadline
 
 
 @contextlib.contextmanager
-def _one_at_a_time(settings: Settings, timeout: float) -> Iterator[int | None]:
+def _one_at_a_time(
+    settings: Settings, timeout: float, cancel: threading.Event | None = None
+) -> Iterator[int | None]:
     """Hold the resurrect lock; yield the pid of the resurrect waited for, if any.
 
     A lock held longer than a resurrect can take (its start deadline, plus a margin) is
@@ -361,6 +378,11 @@ def _one_at_a_time(settings: Settings, timeout: float) -> Iterator[int | None]:
             except BlockingIOError:
                 if holder is None:
                     holder = _holder(fd)
+                if cancel is not None and cancel.is_set():
+                    raise Interrupted(
+                        f"resurrect interrupted while waiting for another `ocm resurrect` "
+                        f"(pid {holder or '?'}); nothing started"
+                    ) from None
                 if time.monotonic() > deadline:
                     raise ConflictError(
                         f"another `ocm resurrect` (pid {holder or '?'}) is still starting the "
@@ -380,10 +402,33 @@ def _holder(fd: int) -> int | None:
     return None
 
 
-def _resurrect(fleet: Fleet, dump: Dump, timeout: float) -> ResurrectReport:
+def _resurrect(
+    fleet: Fleet, dump: Dump, timeout: float, cancel: threading.Event | None = None
+) -> ResurrectReport:
+    report = ResurrectReport()
+    try:
+        return _bring_back(fleet, dump, timeout, cancel, report)
+    except Interrupted as exc:
+        # The step it was in stopped its own; what came up before goes down again.
+        lifecycle.undo(fleet, report.started)
+        undone = [f"{', '.join(report.started)} stopped"] if report.started else []
+        step = str(exc).partition(": ")[2]
+        what = "; ".join([*undone, *([step] if step else [])]) or "nothing started"
+        raise Interrupted(
+            f"resurrect interrupted: {what}; `ocm resurrect` brings them back"
+        ) from None
+
+
+def _bring_back(
+    fleet: Fleet,
+    dump: Dump,
+    timeout: float,
+    cancel: threading.Event | None,
+    report: ResurrectReport,
+) -> ResurrectReport:
     records = {r.name: r for r in fleet.records()}
     todo = plan(dump, list(records.values()))
-    report = ResurrectReport(running=todo.running, skipped=todo.skipped)
+    report.running, report.skipped = todo.running, todo.skipped
     restart = {
         name: spec
         for name, spec in todo.restart.items()
@@ -392,13 +437,17 @@ def _resurrect(fleet: Fleet, dump: Dump, timeout: float) -> ResurrectReport:
     }
     if restart:
         names = list(restart)
-        again = partial(lifecycle.restart, fleet, names, timeout=timeout, respec=restart)
+        again = partial(
+            lifecycle.restart, fleet, names, timeout=timeout, respec=restart, cancel=cancel
+        )
         _attempt(fleet, report, names, again)
     create = [s for s in todo.create if _startable(s.spec, report)]
     if create:
         specs, pinned = _placed(fleet, create)
         try:
-            start = partial(lifecycle.start, fleet, specs, timeout=timeout)
+            if cancel is not None and cancel.is_set():
+                raise Interrupted("interrupted")
+            start = partial(lifecycle.start, fleet, specs, timeout=timeout, cancel=cancel)
             _attempt(fleet, report, [s.name for s in specs], start)
         finally:
             _unpin(fleet, pinned)

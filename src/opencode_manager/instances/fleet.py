@@ -19,9 +19,9 @@ import psutil
 from .. import process
 from ..client import healthcheck
 from ..client.endpoint import Endpoint
-from ..errors import ConflictError, NotFoundError, ServerError, UsageError
+from ..errors import ConflictError, NotFoundError, OcmError, ServerError, UsageError
 from ..lines import Line, known_line
-from ..models import InstanceRecord, State
+from ..models import DesiredState, InstanceRecord, ProcessIdentity, State
 from ..registry import Registry, open_registry
 from ..secretbook import SecretBook
 from ..settings import Settings
@@ -110,6 +110,38 @@ class Fleet:
         """Instances that can take work (recorded running; server alive, or a remote's
         answering its health check)."""
         return [r for r in self.records() if r.state is State.RUNNING and r.url and self.up(r)]
+
+    def returning(self, refs: Sequence[str] = ()) -> list[str]:
+        """Local instances (of `refs`, or all) not serving now whose keeper is bringing them
+        back: a restart after a crash or missed health checks. Work waits for these rather
+        than failing; an instance given up on (errored) or asked to stop is not returning."""
+        found = [] if refs else self.records()
+        for ref in dict.fromkeys(refs):
+            with contextlib.suppress(OcmError):
+                record = self.find(ref)
+                if isinstance(record, InstanceRecord):
+                    found.append(record)
+        return [
+            r.name
+            for r in found
+            if not r.spec.remote
+            and r.desired is DesiredState.RUNNING
+            and r.state in (State.STARTING, State.RUNNING, State.CRASHED)
+            and process.verified(r.keeper) is not None
+            and not (r.state is State.RUNNING and self.up(r))
+        ]
+
+    def serving(self, name: str) -> ProcessIdentity | None:
+        """The process serving a local instance now (None while none runs, or for a remote
+        one, whose processes are not ours to see): what holds a prompt sent to it."""
+        try:
+            record = self.resolve(name)
+        except OcmError:
+            return None
+        if record.spec.remote:
+            return None
+        server = current_server(record)
+        return process.identity_of(server.pid) if server is not None else None
 
     def up(self, record: InstanceRecord) -> bool:
         """Its server is there: a local one's process is alive; a remote one answers."""

@@ -490,7 +490,7 @@ class _Reader:
             return parse_port(_integer(value))
         if key == "port_range":
             return parse_port_range(_string(value))
-        if key in ("auth", "shared_data"):
+        if key in ("auth", "shared_data", "warm"):
             return _boolean(value)
         if key == "cors":
             if not isinstance(value, list):

@@ -4,16 +4,17 @@ detailed status report (process tree, memory, connections, sessions, MCP, LSP, e
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from .. import process
+from .. import load, process
 from ..client.endpoint import Endpoint
-from ..errors import ConflictError, NotFoundError, OcmError, ServerError
+from ..errors import ConflictError, NotFoundError, OcmError, ServerError, StartError
 from ..lines import Line, known_line
 from ..models import (
     InstanceInfo,
@@ -32,6 +33,13 @@ from .discovery import ForeignServer, find_foreign, read_services
 from .fleet import Fleet, current_server, keeper_answering
 from .spec import is_loopback_host
 
+#: How long `ls` waits for each server's health check.
+HEALTH_TIMEOUT = 1.5
+#: Seconds (on an idle machine; stretched for the load) a server that missed a health check
+#: right after its start gets to answer two in a row.
+CONFIRM_WITHIN = 30.0
+#: The first health check's deadline (as `ls` has it); each retry doubles it, up to the last.
+CONFIRM_PROBES = (HEALTH_TIMEOUT, 3.0, 6.0, 10.0)
 #: How long `ls` lets a foreign 2.x server's executable take to say its version.
 FOREIGN_VERSION_TIMEOUT = 5.0
 
@@ -46,6 +54,7 @@ async def list_instances(
     probe_health: bool = True,
     measure_cpu: bool = True,
     names: Sequence[str] | None = None,
+    health_timeout: float = HEALTH_TIMEOUT,
 ) -> list[InstanceInfo]:
     """Every managed instance (reconciled with what runs) and every foreign server.
 
@@ -93,7 +102,7 @@ async def list_instances(
     # A managed instance speaks the line of its binary; a foreign one is asked which.
     expected = [known_line(r.version) for r in records] + [None for _ in foreign]
     health = (
-        await probe.check_health_async(endpoints, expected=expected)
+        await probe.check_health_async(endpoints, health_timeout, expected=expected)
         if probe_health
         else [probe.Health(healthy=None) for _ in endpoints]
     )
@@ -207,8 +216,9 @@ async def _foreign_version(fleet: Fleet, server: ForeignServer, health: probe.He
         return None
     try:
         return await asyncio.to_thread(
-            binaries.probe_version, server.exe, fleet.settings, timeout=FOREIGN_VERSION_TIMEOUT
-        )
+            binaries.probe_version, server.exe, fleet.settings,
+            timeout=FOREIGN_VERSION_TIMEOUT, attempts=1,
+        )  # fmt: skip
     except OcmError:
         return None
 
@@ -249,11 +259,63 @@ def remote_info(record: InstanceRecord, health: probe.Health) -> InstanceInfo:
     )
 
 
-async def fresh(fleet: Fleet, names: Sequence[str]) -> list[InstanceInfo]:
-    """Instances a command just started, as `ls` shows them, in the order given."""
-    # Just started: a CPU reading would only measure the start itself, so skip the window.
-    infos = await list_instances(fleet, include_foreign=False, measure_cpu=False, names=names)
-    by_name = {info.name: info for info in infos}
+async def fresh(
+    fleet: Fleet, names: Sequence[str], *, within: float = CONFIRM_WITHIN
+) -> list[InstanceInfo]:
+    """Instances a command just started, as `ls` shows them, in the order given, each one
+    healthy (see `confirmed`)."""
+
+    async def look(pending: Sequence[str], timeout: float) -> list[InstanceInfo]:
+        # Just started: a CPU reading would only measure the start itself, so skip the window.
+        return await list_instances(
+            fleet, include_foreign=False, measure_cpu=False, names=pending,
+            health_timeout=timeout,
+        )  # fmt: skip
+
+    return await confirmed(names, look, within=load.scaled(within))
+
+
+Look = Callable[[Sequence[str], float], Awaitable[list[InstanceInfo]]]
+
+
+async def confirmed(
+    names: Sequence[str],
+    look: Look,
+    *,
+    within: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[InstanceInfo]:
+    """`look` at just-started instances until each has answered its health check: at once,
+    or, if it missed one (a busy machine: its keeper saw it healthy a moment ago), two in a
+    row after that, with longer deadlines. A start returns healthy instances or fails with
+    the reason, never an `unhealthy` row with exit 0 (issue 26). StartError if one stays
+    unanswering for `within` seconds or ends meanwhile."""
+    by_name = {info.name: info for info in await look(names, CONFIRM_PROBES[0])}
+    streak = {n: 0 for n, info in by_name.items() if info.status is Status.UNHEALTHY}
+    deadline = clock() + within
+    attempt = 0
+    while pending := [n for n, k in streak.items() if k < 2]:
+        if clock() > deadline:
+            raise StartError(
+                f"{', '.join(pending)} started, but did not answer its health check twice in "
+                f"a row within {within:.0f} s ({load.describe()}); it may still be coming up: "
+                f"`ocm status {pending[0]}` shows it, `ocm logs {pending[0]}` says why",
+                instance=pending[0],
+            )
+        attempt += 1
+        probe_timeout = CONFIRM_PROBES[min(attempt, len(CONFIRM_PROBES) - 1)]
+        for info in await look(pending, probe_timeout):
+            by_name[info.name] = info
+            if info.status is Status.RUNNING:
+                streak[info.name] += 1
+            elif info.status is Status.UNHEALTHY:
+                streak[info.name] = 0
+            else:
+                raise StartError(
+                    f"{info.name} is {info.status.value} right after it started; "
+                    f"`ocm logs {info.name}` says why",
+                    instance=info.name,
+                )
     return [by_name[name] for name in names if name in by_name]
 
 
@@ -343,6 +405,7 @@ def spec_settings(spec: InstanceSpec) -> dict[str, Any]:
         "env_keys": sorted({key for key, _ in spec.env}),
         "auth": spec.auth,
         "shared_data": spec.shared_data,
+        "warm": spec.warm,
         "opencode": spec.opencode,
         "binary": spec.binary,  # its own choice (a version or a path), if it has one
         "restart": spec.restart.value,
@@ -422,7 +485,8 @@ async def _ask_server(
 
 
 def client_env(fleet: Fleet, ref: str) -> dict[str, str]:
-    """Variables that let OpenCode's own CLI, curl and SDKs reach the instance."""
+    """Variables that let OpenCode's own CLI, curl and SDKs reach the instance, and the
+    binary it runs."""
     record = fleet.resolve(ref)
     if not record.url:
         raise ConflictError(f"{record.name} has no URL yet (status {record.state.value})")
@@ -430,6 +494,14 @@ def client_env(fleet: Fleet, ref: str) -> dict[str, str]:
     password = fleet.password(record)
     if password:
         out["OPENCODE_SERVER_PASSWORD"] = password
+        if known_line(record.version) is Line.V2:
+            # 2.x's own clients (`opencode --server`, `opencode run --server`) read
+            # OPENCODE_PASSWORD before OPENCODE_SERVER_PASSWORD: one left from elsewhere wins.
+            out["OPENCODE_PASSWORD"] = password
+    # The binary it runs: `"$OPENCODE_BIN" attach "$OPENCODE_SERVER_URL"` works when OpenCode
+    # came from `ocm install` and is not on PATH (issue 26).
+    if record.spec.opencode and os.access(record.spec.opencode, os.X_OK):
+        out["OPENCODE_BIN"] = record.spec.opencode
     return out
 
 

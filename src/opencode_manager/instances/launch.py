@@ -14,13 +14,25 @@ from ..models import DEFAULT_USERNAME, InstanceSpec
 
 _LISTENING_RE = re.compile(r"listening on (https?://[^\s]+)")
 #: Inherited variables that must never leak into a server: its credentials are ours to set.
-_SCRUBBED = ("OPENCODE_SERVER_PASSWORD", "OPENCODE_SERVER_USERNAME")
+#: OpenCode 2.x reads OPENCODE_PASSWORD first (then OPENCODE_SERVER_PASSWORD), and its own
+#: client tells users to set it: one left in the caller's shell would replace ours.
+_SCRUBBED = ("OPENCODE_SERVER_PASSWORD", "OPENCODE_SERVER_USERNAME", "OPENCODE_PASSWORD")
 #: Every process of a server's tree inherits this marker (NAME:random token, per launch), so a
 #: stop can find the ones that escaped the tree: proof that they are ours, without names.
 MARK_VARIABLE = "OCM_INSTANCE_MARK"
 #: An OpenCode plugin that deletes the server's credentials from its environment once the
-#: server has read them, so the agent's tools, MCP and LSP servers never inherit them.
+#: server has read them, so the agent's tools, MCP and LSP servers never inherit them. One per
+#: line: 1.x loads a file (and has a `shell.env` hook for terminals); 2.x loads a plugin given
+#: by path only from a directory, in its own plugin format.
 SCRUB_PLUGIN = Path(__file__).with_name("plugins") / "ocm-scrub-credentials.js"
+SCRUB_PLUGIN_V2 = Path(__file__).with_name("plugins") / "ocm-scrub-credentials-v2"
+
+
+def scrub_plugin(line: Line | None) -> Path:
+    """The credential-scrubbing plugin a server of `line` loads (1.x when unknown)."""
+    return SCRUB_PLUGIN_V2 if line is Line.V2 else SCRUB_PLUGIN
+
+
 #: Would switch every plugin off, the one that keeps the password from the tools included.
 _UNMANAGEABLE = ("OPENCODE_PURE",)
 
@@ -59,8 +71,10 @@ def server_env(
     password: str | None,
     instance_dir: Path,
     mark: str | None = None,
+    line: Line | None = None,
 ) -> dict[str, str]:
-    """The server's environment: the user's, our isolation and credentials, then --env."""
+    """The server's environment: the user's, our isolation and credentials, then --env.
+    `line`: the server's OpenCode line, which decides the scrubbing plugin's form."""
     env = {
         k: v
         for k, v in base.items()
@@ -77,7 +91,7 @@ def server_env(
         env["OPENCODE_SERVER_PASSWORD"] = password
         env["OPENCODE_SERVER_USERNAME"] = DEFAULT_USERNAME
         env["OPENCODE_CONFIG_CONTENT"] = with_plugin(
-            env.get("OPENCODE_CONFIG_CONTENT"), SCRUB_PLUGIN
+            env.get("OPENCODE_CONFIG_CONTENT"), scrub_plugin(line)
         )
     return env
 

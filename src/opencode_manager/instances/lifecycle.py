@@ -29,12 +29,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, NoReturn, TypeVar
 
 import psutil
 
-from .. import process, supervision
+from .. import load, process, supervision
 from ..errors import (
     ConflictError,
     Interrupted,
@@ -44,7 +45,16 @@ from ..errors import (
     UsageError,
 )
 from ..lines import Line, known_line
-from ..models import KEEPER_CMD, InstanceRecord, InstanceSpec, ProcessIdentity, State, TextEnum
+from ..models import (
+    KEEPER_CMD,
+    InstanceRecord,
+    InstanceSpec,
+    Leftover,
+    ProcessIdentity,
+    State,
+    Swept,
+    TextEnum,
+)
 from . import binary as binaries
 from . import credentials, launch, ports, remote
 from . import spec as specs
@@ -97,6 +107,10 @@ class CleanupReport:
     reconciled: list[str] = field(default_factory=list)
     removed_files: list[str] = field(default_factory=list)
     dry_run: bool = False
+    #: Leftovers holding work (a worktree with uncommitted files or unmerged commits): kept.
+    kept: list[Leftover] = field(default_factory=list)
+    #: Leftovers holding work that `force` removed anyway (their paths are in removed_files).
+    forced: list[Leftover] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,7 +144,7 @@ def start(
     placed = _reserve(fleet, requested, binary, timeout)
     names = [s.name for s in placed]
     for spec in placed:
-        if cancel is not None and cancel.is_set():
+        if _interrupted(cancel):
             _roll_back(fleet, names)
         _launch(fleet, spec)
         if progress:
@@ -165,13 +179,37 @@ async def interruptibly(work: Callable[[threading.Event], T], cancel: asyncio.Ev
 
 def _roll_back(fleet: Fleet, names: list[str]) -> NoReturn:
     """An interrupted start: stop and forget what it created, then say so."""
-    for name in names:
+    undo(fleet, names, remove=names)
+    raise Interrupted(f"start interrupted: {', '.join(names)} stopped and removed")
+
+
+def undo(fleet: Fleet, names: Sequence[str], *, remove: Sequence[str] = ()) -> None:
+    """Stop what an interrupted command started, all at once (a Ctrl-C is answered within a
+    second or two, not one stop after the other), and forget those in `remove` (the ones it
+    created). Best effort: what cannot be stopped stays for `ocm ls` to show."""
+
+    starter = me()
+
+    def one(name: str) -> None:
         with contextlib.suppress(OcmError):
             record = fleet.registry.get(name)
-            if is_live(record):
+            if record.keeper is None and record.server is None and record.starter == starter:
+                # Reserved, never launched: no keeper will come to take a stop request.
+                if name not in remove:
+                    fleet.registry.mark_stopped(name)
+            elif is_live(record):
                 _stop_one(fleet, record, DEFAULT_STOP_TIMEOUT)
-            forget(fleet, name)
-    raise Interrupted(f"start interrupted: {', '.join(names)} stopped and removed")
+            if name in remove:
+                forget(fleet, name)
+
+    if not names:
+        return
+    with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
+        list(pool.map(one, names))
+
+
+def _interrupted(cancel: threading.Event | None) -> bool:
+    return cancel is not None and cancel.is_set()
 
 
 def _binaries(
@@ -302,6 +340,9 @@ def _await_started(
     timeout: float,
     progress: StartProgress | None,
     cancel: threading.Event | None = None,
+    *,
+    relaunched: bool = False,
+    verb: str = "restart",
 ) -> list[str]:
     registry = fleet.registry
     # The keeper enforces the deadline itself; this one only guards against a lost keeper.
@@ -310,7 +351,10 @@ def _await_started(
     failures: list[InstanceRecord] = []
     delay = 0.02
     while pending:
-        if cancel is not None and cancel.is_set():
+        if _interrupted(cancel):
+            if relaunched:  # recorded before: stopped again, kept
+                undo(fleet, names)
+                raise Interrupted(f"{verb} interrupted: {', '.join(names)} stopped")
             _roll_back(fleet, names)
         for name in sorted(pending):
             record = registry.get(name)
@@ -353,6 +397,8 @@ def _start_error(fleet: Fleet, failures: list[InstanceRecord], total: int) -> St
         reason = "it was stopped while starting (`ocm stop`)"
     else:
         reason = first.error or "the server exited during start"
+    if reason.startswith("not healthy within"):  # slow, not broken: say how busy, and what to do
+        reason += f" ({load.describe()}; a busy machine needs a longer --timeout)"
     tail = fleet.log_tail(first.name, LOG_TAIL_LINES)
     others = f" ({len(failures)} of {total} failed)" if total > 1 else ""
     return StartError(
@@ -575,15 +621,17 @@ def start_named(
     *,
     timeout: float = DEFAULT_START_TIMEOUT,
     progress: StartProgress | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[str]:
     """Start recorded instances that are not running, with their own settings (like `docker
-    start`); running ones are left alone. Returns the names started."""
+    start`); running ones are left alone. Returns the names started. Setting `cancel` stops
+    again what it launched and raises Interrupted."""
     remote.refuse(records, "start")
     idle = [r for r in records if not is_live(r)]
     if not idle:
         return []
     check_restart([r.name for r in idle], all=False, timeout=timeout)
-    return _restart(fleet, idle, timeout=timeout, progress=progress)
+    return _restart(fleet, idle, timeout=timeout, progress=progress, cancel=cancel, verb="start")
 
 
 def check_restart(refs: Sequence[str], *, all: bool, timeout: float) -> None:
@@ -601,21 +649,26 @@ def restart(
     progress: StartProgress | None = None,
     all: bool = False,
     respec: Mapping[str, InstanceSpec] | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[str]:
     """Stop (if running) and start again with the same name, spec, password and data.
 
     `all`: every instance not stopped on purpose (running, crashed, errored), like PM2's
     `restart all` without the ones you stopped. `respec`: new specs by name (`ocm up`
-    recreating what its fleet file changed)."""
+    recreating what its fleet file changed). Setting `cancel` stops what it launched (the
+    records stay) and raises Interrupted."""
     check_restart(refs, all=all, timeout=timeout)
     if all:
         records = [r for r in fleet.records() if r.state is not State.STOPPED and not r.spec.remote]
         if not records:
             return []
-        return _restart(fleet, records, timeout=timeout, progress=progress, respec=respec)
+        return _restart(
+            fleet, records, timeout=timeout, progress=progress, respec=respec, cancel=cancel
+        )
     return restart_named(
-        fleet, fleet.resolve_all(refs), timeout=timeout, progress=progress, respec=respec
-    )
+        fleet, fleet.resolve_all(refs), timeout=timeout, progress=progress, respec=respec,
+        cancel=cancel,
+    )  # fmt: skip
 
 
 def restart_named(
@@ -625,10 +678,13 @@ def restart_named(
     timeout: float = DEFAULT_START_TIMEOUT,
     progress: StartProgress | None = None,
     respec: Mapping[str, InstanceSpec] | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[str]:
     """`restart` of the instances a user named (resolved once, by the caller)."""
     remote.refuse(records, "restart")
-    return _restart(fleet, records, timeout=timeout, progress=progress, respec=respec)
+    return _restart(
+        fleet, records, timeout=timeout, progress=progress, respec=respec, cancel=cancel
+    )
 
 
 def _restart(
@@ -638,6 +694,8 @@ def _restart(
     timeout: float,
     progress: StartProgress | None = None,
     respec: Mapping[str, InstanceSpec] | None = None,
+    cancel: threading.Event | None = None,
+    verb: str = "restart",
 ) -> list[str]:
     chosen_specs = {r.name: (respec or {}).get(r.name, r.spec) for r in records}
     binary = _binaries(fleet, list(chosen_specs.values()))  # an instance keeps its choice
@@ -645,9 +703,13 @@ def _restart(
     for record in records:
         if is_live(record):
             _stop_one(fleet, record, DEFAULT_STOP_TIMEOUT)
-    names = []
+    names: list[str] = []
     starter = me()
     for record in records:
+        if _interrupted(cancel):
+            undo(fleet, names)
+            done = f"{', '.join(names)} stopped" if names else "nothing started"
+            raise Interrupted(f"{verb} interrupted: {done}")
         chosen_spec = chosen_specs[record.name]
         found = binary(chosen_spec)
         spec = InstanceSpec(**{**chosen_spec.__dict__, "opencode": found.path})
@@ -665,7 +727,7 @@ def _restart(
         names.append(record.name)
         if progress:
             progress(record.name, "spawned")
-    return _await_started(fleet, names, timeout, progress)
+    return _await_started(fleet, names, timeout, progress, cancel, relaunched=True, verb=verb)
 
 
 def remove(fleet: Fleet, refs: Sequence[str], *, force: bool = False) -> list[str]:
@@ -701,8 +763,9 @@ def forget(fleet: Fleet, name: str) -> None:
 
 
 #: Another owner's leftovers for `cleanup` to sweep (the task worktrees no task records any
-#: more): called with dry_run, it returns the paths it removed (or would remove).
-Sweep = Callable[[bool], list[str]]
+#: more): called with (dry_run, force), it says what it removed (or would remove) and what it
+#: kept because it holds work (unless force).
+Sweep = Callable[[bool, bool], Swept]
 
 
 def cleanup(
@@ -710,10 +773,12 @@ def cleanup(
     *,
     older_than: float = 0.0,
     dry_run: bool = False,
+    force: bool = False,
     sweeps: Sequence[Sweep] = (),
 ) -> CleanupReport:
     """Forget stopped/crashed instances, reconcile dead ones, delete orphaned logs/dirs, then
-    run the `sweeps` of the packages above (their paths are reported as removed files).
+    run the `sweeps` of the packages above (their paths are reported as removed files; what
+    they keep because it holds work, as kept, unless `force`).
 
     An instance that an `ocm start` is still bringing up is live: never touched here.
     """
@@ -764,7 +829,10 @@ def cleanup(
                     shutil.rmtree(path, ignore_errors=True)
     report.removed_files += _orphan_passwords(fleet, dry_run=dry_run)
     for sweep in sweeps:
-        report.removed_files += sweep(dry_run)
+        swept = sweep(dry_run, force)
+        report.removed_files += swept.removed
+        report.kept += swept.kept
+        report.forced += swept.forced
     return report
 
 

@@ -20,8 +20,11 @@ _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VERSION_RE = re.compile(r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
 GENERATED_PREFIX = "oc-"
-#: Variables a user may not set with --env: they carry our credentials or isolation.
-RESERVED_ENV = frozenset({"OPENCODE_SERVER_PASSWORD", "OPENCODE_SERVER_USERNAME"})
+#: Variables a user may not set with --env: they carry our credentials or isolation. (2.x
+#: reads OPENCODE_PASSWORD before OPENCODE_SERVER_PASSWORD: one would lock ocm out.)
+RESERVED_ENV = frozenset(
+    {"OPENCODE_SERVER_PASSWORD", "OPENCODE_SERVER_USERNAME", "OPENCODE_PASSWORD"}
+)
 
 
 def parse_port(value: str | int, *, what: str = "port") -> int:
@@ -82,11 +85,25 @@ def _check_config_content(item: str, value: str) -> None:
 
 def validate_name(name: str) -> str:
     if not NAME_RE.match(name):
-        raise UsageError(
-            f"invalid instance name {name!r}: use a letter first, then letters, digits, "
-            "'.', '_' or '-' (at most 63 characters)"
-        )
+        raise UsageError(f"invalid instance name {name!r}: {name_problem(name)}")
     return name
+
+
+def name_problem(name: str) -> str:
+    """What is wrong with a name NAME_RE refuses, naming the culprit (pure): `'é' is not
+    allowed` says more than the rule alone (a name becomes a directory, a systemd unit, a
+    hostname-like label: ASCII only)."""
+    rule = (
+        "names are ASCII letters, digits, '.', '_' and '-', a letter first, at most 63 characters"
+    )
+    if not name:
+        return f"empty; {rule}"
+    if len(name) > 63:
+        return f"{len(name)} characters; {rule}"
+    bad = next((c for c in name if not (c.isascii() and (c.isalnum() or c in "._-"))), None)
+    if bad is not None:
+        return f"{bad!r} is not allowed; {rule}"
+    return f"it must start with a letter; {rule}"
 
 
 def is_loopback_host(hostname: str) -> bool:
@@ -199,6 +216,8 @@ class Supervision:
     max_age: float | None = DEFAULTS.max_age
     log_max_size: int = DEFAULTS.log_max_size
     log_keep: int = DEFAULTS.log_keep
+    # the keeper warms the server up before it reports it running (keeper/warmup.py)
+    warm: bool = True
 
     def validated(self) -> dict[str, Any]:
         if self.restart not in RESTART_POLICIES:

@@ -4,9 +4,9 @@
 itself away, so it is nobody's child. The keeper spawns ``opencode serve`` (stdin closed, own
 process group, password by environment), copies its output into the instance log (rotated by
 size), reads the listening URL, waits for its line's health check (``/global/health`` on 1.x,
-``/api/info`` on 2.x: client/readiness.py), warms the server up for its first prompt
-(warmup.py; not on 2.x yet), records everything in the registry, and then supervises in a
-reconcile loop:
+``/api/info`` on 2.x: client/readiness.py), warms the server up for its first task
+(warmup.py: two turns answered by the keeper's own model, warmmodel.py), records everything
+in the registry, and then supervises in a reconcile loop:
 
 * liveness is HTTP: that health check every ``health_interval`` with a deadline; three misses
   in a row (a wedged or SIGSTOPped server) and it is ended and restarted;
@@ -17,7 +17,8 @@ reconcile loop:
 * the desired state in its registry row is what it acts on: a stop request (with its timeout)
   is read there; SIGTERM only wakes it (and stops it when the registry cannot be read);
 * every interval it writes a heartbeat (with CPU and memory samples) and the orphans it has
-  adopted, so `ocm ls` can tell a frozen keeper and `ocm stop` can end everything without it.
+  adopted, so `ocm ls` can tell a frozen keeper and `ocm stop` can end everything without it;
+* on 1.x it warms the directory again before OpenCode drops its runner (60 idle minutes).
 
 It never gives up on its server because of the registry or the disk: registry writes go through
 the `Ledger` (kept and retried), log writes through the `LogSink` (dropped and counted), and the
@@ -41,6 +42,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -57,7 +59,7 @@ from ..client.endpoint import Endpoint
 from ..client.readiness import Phase, Verdict
 from ..deadline import within
 from ..errors import OcmError, ServerError
-from ..instances import launch, ports
+from ..instances import launch, ports, warmprovider
 from ..instances.credentials import read_password
 from ..lines import Line, known_line
 from ..models import (
@@ -72,7 +74,7 @@ from ..models import (
 from ..registry import Registry
 from ..settings import Settings
 from ..supervision import DEFAULTS, ExitKind, Limits, decide, next_consecutive
-from . import row
+from . import row, warmup
 from .ledger import Ledger
 from .logsink import LogSink
 from .seams import (
@@ -86,6 +88,7 @@ from .seams import (
     SubprocessSpawner,
     SystemClock,
 )
+from .warmmodel import WarmupModel
 from .warmup import Warmup, warm_up
 
 START_TIMEOUT = 120.0
@@ -104,6 +107,7 @@ RETRY_AFTER_CAP = 0.25
 #: A server whose answers are no OpenCode API (HTML on both lines' routes, 401) this long in
 #: a row fails its start with that reason instead of waiting out the start timeout.
 NOT_API_GRACE = 10.0
+SCRATCH = "warm-up"  # the warm-up's throw-away directory, in the instance's own dir
 
 
 def limits_of(spec: InstanceSpec) -> Limits:
@@ -191,6 +195,13 @@ class Keeper:
         self._not_ready: str | None = None  # why the last start gave up waiting
         self._adopted: list[ProcessIdentity] = []
         self._problems: dict[str, str] = {}
+        # The warm-up (warmup.py): on unless `--no-warm` or a budget of 0; its model is
+        # served here (warmmodel.py) for the keeper's life, from the first spawn on.
+        self.warm = self.spec.warm and settings.warmup_timeout > 0
+        self.model: WarmupModel | None = None
+        self._provided: str | None = None  # the layer pinning `model`, when the provider is in
+        self._last_use = 0.0  # monotonic: the last turn in the directory (warm-up or seen)
+        self.rewarm_after = warmup.REWARM_AFTER
 
     @classmethod
     def load(cls, settings: Settings, name: str, **seams: Any) -> Keeper:
@@ -213,6 +224,7 @@ class Keeper:
             self.log.note("could not become child subreaper; orphans may escape", "WARN")
         try:
             await self._read_desired()  # a stop may have been asked before we were up
+            await self._start_model()
             return await self._supervise_forever()
         except asyncio.CancelledError:
             raise
@@ -225,6 +237,8 @@ class Keeper:
                 self.log.note("the server is left running; `ocm stop` ends it", "WARN")
             return 2
         finally:
+            if self.model is not None:
+                await self.model.close()
             self._write(Registry.keeper_ended, self.name)
             await self._settle()
             self.log.close()
@@ -351,9 +365,11 @@ class Keeper:
                 password=self.password,
                 instance_dir=self.settings.instance_dir(self.name),
                 mark=launch.mark_value(self.name, token) if token else None,
+                line=self.expected,
             )
         except OcmError as exc:
             return Outcome(ExitKind.CRASHED, str(exc))
+        env = self._with_warmup_provider(env)
         self.log.note(f"starting {' '.join(argv)} in {self.spec.dir}")
         self._event(EventKind.STARTED, f"pid pending, port {port or 'auto'}")
         try:
@@ -505,32 +521,128 @@ class Keeper:
         self._not_ready = readiness.not_ready_reason(last, endpoint.url, waited, problem)
         return None
 
-    async def _warm_up(self, endpoint: Endpoint) -> Warmup | None:
-        """Make the server ready for a first prompt before it is reported running (bounded by
-        the settings' budget, and by a stop request; a failure is only logged)."""
-        budget = self.settings.warmup_timeout
-        if budget <= 0:
-            return None
-        if self.line is Line.V2:
-            self.log.note("warm-up skipped: ocm has no warm-up for OpenCode 2.x yet")
-            return None
-        warming = asyncio.create_task(
-            warm_up(
-                lambda target, timeout: self.probe.get(endpoint, target, timeout=timeout),
-                self.spec.dir,
-                budget=budget,
-                clock=self.clock.monotonic,
-            )
-        )
-        stop = asyncio.create_task(self.stop_requested.wait())
+    # -- the warm-up (warmup.py) -----------------------------------------------------------
+    async def _start_model(self) -> None:
+        """Listen for the warm-up model's requests (a loopback port for the keeper's life)."""
+        if not self.warm:
+            if not self.spec.warm:
+                self.log.note("warm-up off for this instance (--no-warm / warm = false)")
+            return
+        model = WarmupModel()
         try:
-            await asyncio.wait({warming, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-        if not warming.done():
-            warming.cancel()  # a stop was asked: the supervision loop acts on it next
+            await model.start()
+        except OSError as exc:
+            self.log.note(f"the warm-up model could not listen ({exc}); no warm-up turns", "WARN")
+            return
+        self.model = model
+
+    def _with_warmup_provider(self, env: dict[str, str]) -> dict[str, str]:
+        """The server's environment with the warm-up provider in its config, where that
+        cannot change the user's default model (instances/warmprovider.py)."""
+        self._provided = None
+        if self.model is None:
+            return env
+        pinned = warmprovider.pinned_by(env, self.spec.dir)
+        if pinned is None:
+            self.log.note(
+                "warm-up: no config layer ocm reads sets `model`, so the warm-up model is not "
+                "added to the server's config (it could become the default model); the "
+                "shell turn runs in a directory configured for it alone"
+            )
+            return env
+        variable = warmprovider.CONFIG_VARIABLE
+        try:
+            content = warmprovider.with_provider(env.get(variable), self.model.base_url)
+        except OcmError:
+            return env  # not JSON: the server says so, and there is nothing to add it to
+        self._provided = pinned
+        return {**env, variable: content}
+
+    async def _warm_up(self, endpoint: Endpoint, *, again: bool = False) -> Warmup | None:
+        """Make the server ready for a first task before it is reported running, or (`again`)
+        warm its directory again; bounded by the settings' budget and by a stop request, a
+        failure only logged. The shell turn's directory is made and removed here."""
+        if not self.warm or self.line is None:
             return None
-        return warming.result()
+        scratch = None if again or self.model is None else self._make_scratch()
+        steps = warmup.plan(self.line, self.spec.dir, scratch, provided=self._provided is not None)
+        if not steps:
+            return None
+        try:
+            return await self._run_warm_up(endpoint, steps)
+        finally:
+            self._last_use = self.clock.monotonic()
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    async def _run_warm_up(self, endpoint: Endpoint, steps: list[warmup.Step]) -> Warmup | None:
+        async def call(method: str, target: str, body: object, timeout: float, keep: bool) -> Any:
+            return await self.probe.call(
+                endpoint, method, target, timeout=timeout, body=body, keep=keep
+            )
+
+        answered = self.model.requests if self.model is not None else 0
+        cpu = self.server.cpu_seconds() if self.server is not None else None
+        serving = self.model.serving() if self.model is not None else contextlib.nullcontext()
+        with serving:
+            warming = asyncio.create_task(
+                warm_up(
+                    call,
+                    self.line or Line.V1,
+                    steps,
+                    budget=self.settings.warmup_timeout,
+                    clock=self.clock.monotonic,
+                )
+            )
+            stop = asyncio.create_task(self.stop_requested.wait())
+            try:
+                await asyncio.wait({warming, stop}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
+            if not warming.done():
+                warming.cancel()  # a stop was asked: the supervision loop acts on it next
+                await asyncio.wait({warming})  # its sessions are deleted first (bounded)
+                return None
+        result = warming.result()
+        if self.model is not None:
+            result.model_requests = self.model.requests - answered
+        used = self.server.cpu_seconds() if self.server is not None else None
+        if cpu is not None and used is not None:
+            result.cpu_seconds = used - cpu
+        return result
+
+    def _make_scratch(self) -> str | None:
+        """The shell turn's throw-away directory, configured for the warm-up model alone."""
+        assert self.model is not None
+        scratch = self.settings.instance_dir(self.name) / SCRATCH
+        try:
+            shutil.rmtree(scratch, ignore_errors=True)  # a crashed keeper's
+            scratch.mkdir(parents=True)
+            config = warmprovider.scratch_config(self.model.base_url)
+            (scratch / "opencode.json").write_text(json.dumps(config))
+        except OSError as exc:
+            self.log.note(f"warm-up: no shell turn ({exc})", "WARN")
+            return None
+        return str(scratch)
+
+    async def _rewarm_if_due(self, endpoint: Endpoint) -> None:
+        """On 1.x, warm the directory again before OpenCode drops its runner: after
+        `rewarm_after` without a turn the keeper knows of (a busy session counts as one)."""
+        now = self.clock.monotonic()
+        if self._provided is None or not warmup.rewarm_due(
+            self.line, self._last_use, now, self.rewarm_after
+        ):
+            return
+        try:
+            busy = await self.probe.busy(endpoint, self.spec.dir, timeout=5.0)
+        except ServerError:
+            return  # the health check sees to it
+        if busy:
+            self._last_use = now
+            return
+        result = await self._warm_up(endpoint, again=True)
+        if result is not None:
+            self.log.note("again: " + result.describe(), "WARN" if result.failed else "INFO")
 
     async def _start_failed(self, port: int | None, pumps: list[asyncio.Task[None]]) -> Outcome:
         assert self.server is not None
@@ -594,6 +706,7 @@ class Keeper:
                     continue
                 if not done:
                     misses = 0
+                    await self._rewarm_if_due(endpoint)
                 reason = self._recycle_reason(self.clock.monotonic() - started)
                 if reason:
                     await self._recycle(endpoint, reason)

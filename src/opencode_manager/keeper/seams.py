@@ -3,7 +3,7 @@
 * `Spawner` starts one run of the server and returns a `Server` (pipes, wait, terminate,
   samples);
 * `Probe` makes the keeper's HTTP calls (the health check of the server's line, busy
-  sessions, dispose, warm-up GETs);
+  sessions, dispose, the warm-up's calls);
 * `Host` is the keeper's own process: orphans re-parented to it (it is a child subreaper),
   zombies to reap; other instances' keepers re-parented to it are not its orphans;
 * `Clock` tells the time.
@@ -57,6 +57,11 @@ class Server(Protocol):
         """RSS of the server and all its descendants."""
         ...
 
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds the server has used (with its ended children), or None when unknown:
+        what the warm-up cost."""
+        ...
+
 
 class Spawner(Protocol):
     async def spawn(self, argv: list[str], *, env: dict[str, str], cwd: str) -> Server: ...
@@ -72,8 +77,18 @@ class Probe(Protocol):
         self, endpoint: Endpoint, directory: str, *, timeout: float
     ) -> dict[str, Any]: ...
     async def dispose(self, endpoint: Endpoint, *, timeout: float) -> None: ...
-    async def get(self, endpoint: Endpoint, target: str, *, timeout: float) -> object:
-        """A read-only call of the warm-up (warmup.py): None once answered, or ServerError."""
+    async def call(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        target: str,
+        *,
+        timeout: float,
+        body: object = None,
+        keep: bool = True,
+    ) -> Any:
+        """A call of the warm-up (warmup.py): its JSON answer (None when not `keep`), or
+        ServerError."""
         ...
 
 
@@ -143,6 +158,16 @@ class ProcessServer:
         except psutil.Error:
             return None
 
+    def cpu_seconds(self) -> float | None:
+        root = process.verified(self.identity)
+        if root is None:
+            return None
+        try:
+            times = root.cpu_times()
+        except psutil.Error:
+            return None
+        return times.user + times.system + times.children_user + times.children_system
+
     def tree_rss(self) -> int:
         root = process.verified(self.identity)
         if root is None:
@@ -165,7 +190,8 @@ class SubprocessSpawner:
 
 
 class HttpProbe:
-    """Health, busy sessions, dispose and warm-up GETs over h11 (the keeper loads no httpx)."""
+    """Health, busy sessions, dispose and the warm-up's calls over h11 (the keeper loads no
+    httpx)."""
 
     async def check(self, endpoint: Endpoint, *, timeout: float, expected: Line | None) -> Verdict:
         return await healthcheck.check(endpoint, timeout=timeout, expected=expected)
@@ -176,9 +202,21 @@ class HttpProbe:
     async def dispose(self, endpoint: Endpoint, *, timeout: float) -> None:
         await healthcheck.dispose(endpoint, timeout=timeout)
 
-    async def get(self, endpoint: Endpoint, target: str, *, timeout: float) -> object:
-        # Read to the end and dropped: the catalogue's megabytes would stay in the heap.
-        return await healthcheck.call(endpoint, "GET", target, timeout=timeout, discard=True)
+    async def call(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        target: str,
+        *,
+        timeout: float,
+        body: object = None,
+        keep: bool = True,
+    ) -> Any:
+        # Not kept: read to the end and dropped (the catalogue's megabytes would stay in
+        # the heap).
+        return await healthcheck.call(
+            endpoint, method, target, timeout=timeout, discard=not keep, body=body
+        )
 
 
 class OwnProcess:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import sqlite3
@@ -59,6 +60,8 @@ DEFAULT_BREAKER = BreakerPolicy()
 Alive = Callable[[ProcessIdentity], bool]
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+#: Told where a ticket stands after each ask that did not get the slot.
+OnWait = Callable[["Waiting"], "Awaitable[None] | None"]
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,24 @@ def purge(db: sqlite3.Connection, now: float, *, waiter_ttl: float = WAITER_TTL)
     db.execute("DELETE FROM leases WHERE expires_at <= ?", (now,))
     db.execute("DELETE FROM waiters WHERE seen_at <= ?", (now - waiter_ttl,))
     db.execute("DELETE FROM grants WHERE at <= ?", (now - RPM_WINDOW,))
+
+
+def drop_dead_holders(db: sqlite3.Connection, is_alive: Alive = alive) -> int:
+    """Take back the leases and queue places of processes that are provably dead (a kill -9:
+    nothing will give them back before they expire); how many went. For what `ocm limits`
+    shows: an ask for a slot does the same when a limit is full (`Slots._drop_dead`)."""
+    verdicts: dict[tuple[int, float], bool] = {}
+    gone = 0
+    for table in ("leases", "waiters"):
+        rows = db.execute(f"SELECT id, pid, ctime FROM {table}").fetchall()  # noqa: S608
+        for row_id, pid, ctime in rows:
+            key = (int(pid), float(ctime))
+            if key not in verdicts:
+                verdicts[key] = is_alive(ProcessIdentity(*key))
+            if not verdicts[key]:
+                db.execute(f"DELETE FROM {table} WHERE id = ?", (row_id,))  # noqa: S608
+                gone += 1
+    return gone
 
 
 @dataclass
@@ -398,10 +419,11 @@ class Slots:
         owner: str,
         priority: int = 0,
         *,
-        on_wait: Callable[[Waiting], None] | None = None,
+        on_wait: OnWait | None = None,
     ) -> AsyncIterator[Lease]:
         """Hold a slot of provider/model while the block runs: queue (calling `on_wait`
-        with the place after each ask that did not get it), take, renew, give back."""
+        with the place after each ask that did not get it; a coroutine function is
+        awaited), take, renew, give back."""
         ticket = self.ticket(provider, model, owner, priority)
         lease = await self._wait_for(ticket, on_wait)
         renewing = asyncio.create_task(self._renew_forever(lease))
@@ -415,7 +437,7 @@ class Slots:
             with contextlib.suppress(OcmError):
                 await asyncio.shield(asyncio.to_thread(self.give_back, lease))
 
-    async def _wait_for(self, ticket: Ticket, on_wait: Callable[[Waiting], None] | None) -> Lease:
+    async def _wait_for(self, ticket: Ticket, on_wait: OnWait | None) -> Lease:
         delay = 0.0
         try:
             while True:
@@ -423,7 +445,9 @@ class Slots:
                 if isinstance(outcome, Lease):
                     return outcome
                 if on_wait is not None:
-                    on_wait(outcome)
+                    said = on_wait(outcome)
+                    if inspect.isawaitable(said):
+                        await said
                 delay = poll_delay(delay, outcome.blocked, self.clock())
                 await self.sleep(delay)
         except BaseException:

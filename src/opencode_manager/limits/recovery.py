@@ -46,6 +46,9 @@ _TASK_NAMES = frozenset(
         "aborted", "permission.rejected", "tool.execution",
     }
 )  # fmt: skip
+#: What ocm itself names a turn it aborted because OpenCode kept retrying a failing provider
+#: past `--max-retries` (tasks/runner.py): provider trouble by definition.
+_TRANSIENT_NAMES = frozenset({"RetriesExhausted"})
 _REFUSED_NAMES = frozenset(
     {"ProviderAuthError", "ProviderModelNotFoundError", "ModelNotFoundError",
      "ContextOverflowError"}
@@ -139,6 +142,8 @@ def _classify_v1(error: Mapping[str, Any], now: float) -> ProviderError:
     wait = retry_after(headers if isinstance(headers, Mapping) else None, now)
     if name in _TASK_NAMES:
         trouble = Trouble.TASK
+    elif name in _TRANSIENT_NAMES:
+        trouble = Trouble.TRANSIENT
     elif name in _REFUSED_NAMES:
         trouble = Trouble.REFUSED
     elif name == "APIError":

@@ -12,8 +12,8 @@ from typing import Any
 from ..database import Database
 from ..errors import NotFoundError
 from .breaker import BreakerState
-from .leases import WAITER_TTL, load_breaker, purge
-from .policy import RPM_WINDOW, Limit, Scope, parse_scope
+from .leases import WAITER_TTL, Alive, alive, drop_dead_holders, load_breaker, purge
+from .policy import RPM_WINDOW, Limit, Scope, Want, parse_scope, queue_order
 
 CLI_SOURCE = "cli"
 
@@ -100,12 +100,15 @@ def list_limits(registry: Database) -> list[tuple[Limit, str | None]]:
     return [(Limit(Scope(r[0], r[1]), r[2], r[3]), r[4]) for r in rows]
 
 
-def overview(registry: Database, *, now: float | None = None) -> list[LimitStatus]:
+def overview(
+    registry: Database, *, now: float | None = None, is_alive: Alive = alive
+) -> list[LimitStatus]:
     """What `ocm limits` shows: each limit with its traffic now, then the providers that have
     traffic or a breaker that is not closed but no limit of their own."""
     with registry.transaction() as db:
         at = time.time() if now is None else now
         purge(db, at, waiter_ttl=WAITER_TTL)  # what is over by itself is not "in use"
+        drop_dead_holders(db, is_alive)  # nor what a killed process held
         leases = [(r[0], r[1]) for r in db.execute("SELECT provider, model FROM leases")]
         waiters = [(r[0], r[1]) for r in db.execute("SELECT provider, model FROM waiters")]
         recent = db.execute("SELECT provider, model FROM grants WHERE at > ?", (at - RPM_WINDOW,))
@@ -149,3 +152,53 @@ def overview(registry: Database, *, now: float | None = None) -> list[LimitStatu
     for provider in sorted((busy | troubled) - capped):
         rows.append(row(Scope(provider), None, None))
     return rows
+
+
+def slot_owners(registry: Database, *, is_alive: Alive = alive) -> set[str]:
+    """Who holds or waits for a slot now (task ids), after what is over by itself and what
+    dead processes held is dropped: a task `queued` but not among them was left by its
+    process (a killed `ocm run`)."""
+    with registry.transaction() as db:
+        purge(db, time.time(), waiter_ttl=WAITER_TTL)
+        drop_dead_holders(db, is_alive)
+        rows = db.execute("SELECT owner FROM waiters UNION SELECT owner FROM leases")
+        return {str(r[0]) for r in rows}
+
+
+@dataclass(frozen=True)
+class QueuedTicket:
+    """One waiter for a slot (`ocm top`'s queue): who, for what, its place."""
+
+    owner: str  # the task id
+    provider: str
+    model: str | None
+    priority: int
+    place: int  # 1-based, among the waiters for the same provider
+    waited_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"owner": self.owner, "provider": self.provider, "model": self.model,
+                "priority": self.priority, "place": self.place,
+                "waited_s": round(self.waited_s, 1)}  # fmt: skip
+
+
+def queue(registry: Database, *, now: float | None = None) -> list[QueuedTicket]:
+    """Every waiter, per provider in queue order (higher priority first, then submission)."""
+    at = time.time() if now is None else now
+    rows = registry.query(
+        "SELECT id, provider, model, priority, seq, owner, enqueued_at FROM waiters"
+        " WHERE seen_at > ?",
+        (at - WAITER_TTL,),
+    )
+    owners = {str(r[0]): (str(r[5]), float(r[6])) for r in rows}
+    wants = [Want(str(r[0]), str(r[1]), r[2], int(r[3]), int(r[4])) for r in rows]
+    found: list[QueuedTicket] = []
+    places: dict[str, int] = {}
+    for want in sorted(queue_order(wants), key=lambda w: w.provider):
+        places[want.provider] = places.get(want.provider, 0) + 1
+        owner, enqueued = owners[want.id]
+        found.append(
+            QueuedTicket(owner, want.provider, want.model, want.priority,
+                         places[want.provider], max(0.0, at - enqueued))
+        )  # fmt: skip
+    return found

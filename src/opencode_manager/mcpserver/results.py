@@ -120,6 +120,9 @@ class FleetRow(TypedDict):
     last_event: NotRequired[
         Annotated[LifecycleEvent, Field(description="Its latest lifecycle event")]
     ]
+    version: NotRequired[
+        Annotated[str, Field(description="The OpenCode version it runs (1.x or 2.x)")]
+    ]
 
 
 @with_config(OPEN)
@@ -149,8 +152,8 @@ class TaskRecord(TypedDict):
     status: Annotated[
         str,
         Field(
-            description="pending, running, completed, failed, aborted, timed_out, cancelled "
-            "or budget_exceeded"
+            description="pending, queued (waiting for a slot of its provider), running, "
+            "completed, failed, aborted, timed_out, cancelled or budget_exceeded"
         ),
     ]
     created_at: Annotated[float, Field(description="When it was recorded (Unix time)")]
@@ -204,6 +207,33 @@ class TaskRecord(TypedDict):
         Annotated[Any, Field(description="The answer's object, if a schema was given")]
     ]
     duration_s: NotRequired[Annotated[float, Field(description="Seconds from sent to ended")]]
+    queue: NotRequired[
+        Annotated[
+            dict[str, Any],
+            Field(description="While queued: {provider, model, place, reason, scope, since}"),
+        ]
+    ]
+    turns: NotRequired[
+        Annotated[
+            list[dict[str, Any]],
+            Field(description="Each turn sent: its model, status, error and what followed"),
+        ]
+    ]
+    max_cost: NotRequired[Annotated[float, Field(description="Its budget in USD, if any")]]
+    max_tokens: NotRequired[Annotated[int, Field(description="Its token budget, if any")]]
+    priority: NotRequired[Annotated[int, Field(description="Its place in its provider's queue")]]
+    recover: NotRequired[
+        Annotated[int, Field(description="Continuations allowed after provider errors")]
+    ]
+    fallbacks: NotRequired[Annotated[list[str], Field(description="Fallback models, in order")]]
+    key: NotRequired[Annotated[str, Field(description="Its idempotent submission key")]]
+    provider: NotRequired[Annotated[str, Field(description="The provider whose slots it takes")]]
+    step_models: NotRequired[
+        Annotated[list[str], Field(description="The model that produced each step, in order")]
+    ]
+    continuation: NotRequired[
+        Annotated[str, Field(description="What the turn being sent says, if not the prompt")]
+    ]
 
 
 @with_config(OPEN)
@@ -480,7 +510,9 @@ class BatchStarted(TypedDict):
 
     batch_id: Annotated[str, Field(description="Its id, for batch_get")]
     total: Annotated[int, Field(description="Tasks in it")]
-    status: Annotated[str, Field(description="running")]
+    status: Annotated[
+        str, Field(description="running; with a key used before: that batch's status")
+    ]
     next: Annotated[str, Field(description="What to call to follow it")]
 
 

@@ -277,6 +277,37 @@ def build_server(
                 "session_question_answer)"
             ),
         ] = "reject",
+        model: Annotated[str | None, Field(description="provider/model")] = None,
+        max_cost: Annotated[
+            float | None,
+            Field(
+                gt=0,
+                description="Budget in USD: past it the task is "
+                "interrupted and ends budget_exceeded",
+            ),
+        ] = None,
+        max_tokens: Annotated[int | None, Field(ge=1, description="Token budget")] = None,
+        recover: Annotated[
+            int | None,
+            Field(
+                ge=0, le=100, description="Continuations after transient provider errors (429, 5xx)"
+            ),
+        ] = None,
+        fallback: Annotated[
+            list[str] | None,
+            Field(
+                description="Models to go on with when the provider "
+                "refuses or keeps failing, in order"
+            ),
+        ] = None,
+        key: Annotated[
+            str | None,
+            Field(
+                max_length=200,
+                description="Idempotent submission: the same "
+                "key returns the task it made instead of running it again",
+            ),
+        ] = None,
         ctx: Context | None = None,
     ) -> results.TaskHandle:
         """Send a prompt to an instance's agent. Waits up to `wait_s` seconds: the result if
@@ -286,6 +317,12 @@ def build_server(
             directory=directory,
             auto_approve=asks == "approve",
             leave_asks=asks == "leave",
+            model=model,
+            max_cost=max_cost,
+            max_tokens=max_tokens,
+            recover=recover,
+            fallbacks=list(fallback or []),
+            key=key,
         )
         started = await call(lambda m: m.run(prompt, options, detach=True))
         return await _wait(call, started.id, wait_s, ctx)
@@ -294,10 +331,29 @@ def build_server(
     async def batch_run(
         tasks: Annotated[
             list[dict[str, Any]] | None,
-            Field(description="Tasks: {prompt, id?, instance?, dir?, model?, agent?, timeout?}"),
+            Field(
+                description="Tasks: {prompt, id?, instance?, dir?, model?, agent?, timeout?, "
+                "fallback?, priority?, max_cost?, max_tokens?}"
+            ),
         ] = None,
         file: Annotated[str | None, Field(description="Or a batch file (JSONL, YAML)")] = None,
         per_instance: Annotated[int, Field(ge=1, le=16)] = 2,
+        max_cost: Annotated[float | None, Field(gt=0, description="Budget per task, USD")] = None,
+        batch_max_cost: Annotated[
+            float | None,
+            Field(
+                gt=0, description="Budget of the whole batch, USD: once spent, no new task starts"
+            ),
+        ] = None,
+        recover: Annotated[
+            int | None,
+            Field(
+                ge=0, le=100, description="Continuations per task after transient provider errors"
+            ),
+        ] = None,
+        key: Annotated[
+            str | None, Field(max_length=200, description="Idempotent submission key")
+        ] = None,
     ) -> results.BatchStarted:
         """Fan tasks out over the running instances. Returns the batch id at once; the batch
         runs in this server process (follow it with `batch_get`; `ocm batch resume` finishes
@@ -313,8 +369,16 @@ def build_server(
         else:
             text = "".join(json.dumps(task) + "\n" for task in tasks or [])
             source = "mcp"
-        options = BatchOptions(per_instance=per_instance)
+        options = BatchOptions(
+            per_instance=per_instance, max_cost=max_cost, batch_max_cost=batch_max_cost,
+            recover=recover, key=key,
+        )  # fmt: skip
         created = await call(lambda m: m.batch_create(text, options, source=source))
+        if key is not None and created.counts != {"pending": created.total}:
+            # The key's earlier batch, as it stands: never run twice.
+            return {"batch_id": created.id, "total": created.total,
+                    "status": created.status.value,
+                    "next": f"batch_get with batch_id {created.id}"}  # fmt: skip
         runs.append(asyncio.create_task(_run_batch(settings, created.id)))
         # Return once the run has claimed the batch, so `batch_get` says "running" at once
         # (never "interrupted", as a batch nobody runs would).

@@ -34,6 +34,7 @@ class FleetRow:
     idle: int | None
     sessions: int | None
     last_event: LifecycleEvent | None
+    version: str | None = None  # the OpenCode it runs: a mixed fleet runs both lines
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -119,6 +120,7 @@ async def snapshot(fleet: Fleet) -> FleetFrame:
                 idle=(total - busy) if total is not None and busy is not None else None,
                 sessions=total,
                 last_event=events[-1] if events else None,
+                version=info.version,
             )
         )
     rows = frame.instances

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest, start_http_ser
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ..lines import known_line
 from ..models import Status, TaskStatus
 from ..sockets import bind_error
 from .fleetview import FleetFrame, snapshot
@@ -62,8 +63,16 @@ class FleetCollector(Collector):
         sessions = GaugeMetricFamily(
             "ocm_instance_sessions", "Sessions in the project", labels=["instance"]
         )
+        info = GaugeMetricFamily(
+            "ocm_instance_info",
+            "1 per instance, labelled with the OpenCode version and line it runs",
+            labels=["instance", "version", "line"],
+        )
         for row in frame["instances"]:
             name = [row["name"]]
+            if row.get("version"):
+                line = known_line(row["version"])
+                info.add_metric([*name, row["version"], line.label if line else "?"], 1)
             up.add_metric(name, 1 if row["status"] == "running" else 0)
             restarts.add_metric(name, row["restarts"])
             if row["rss_bytes"] is not None:
@@ -73,7 +82,7 @@ class FleetCollector(Collector):
             if row["busy"] is not None:
                 busy.add_metric(name, row["busy"])
                 sessions.add_metric(name, row["sessions"])
-        yield from (up, restarts, rss, cpu, busy, sessions)
+        yield from (up, restarts, rss, cpu, busy, sessions, info)
         tasks = GaugeMetricFamily("ocm_tasks", "Task results by status", labels=["status"])
         for status in TaskStatus:
             tasks.add_metric([status.value], totals["tasks"].get(status.value, 0))

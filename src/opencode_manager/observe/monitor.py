@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import process
+from ..client.events import DISCONNECTED, RECONNECTED, reconnecting
 from ..client.types import Event, as_dict
-from ..errors import OcmError, ServerError
+from ..errors import OcmError, ServerError, ServerUnreachable
 from ..instances.fleet import Fleet
 from ..models import InstanceRecord, State
 from ..redaction import redact_data
@@ -45,6 +46,12 @@ class _Watch:
     statuses: dict[str, str] = field(default_factory=dict)  # session -> busy/retry
     directories: set[str] = field(default_factory=set)
     attached_once: bool = False
+    record: InstanceRecord | None = None  # where the current connection goes
+
+
+def _never_final(exc: ServerError) -> bool:
+    """The monitor retries even a 401: a restarted instance may have a new password."""
+    return False
 
 
 def _live(record: InstanceRecord) -> bool:
@@ -106,37 +113,35 @@ class Monitor:
         await self.queue.put(Received(name, event, time.time()))
 
     async def _watch(self, watch: _Watch) -> None:
-        delay = 0.1
-        lost_reported = False
-        while True:
-            try:
-                record = self.fleet.resolve(watch.name)
-                endpoint = self.fleet.endpoint(record) if _live(record) else None
-            except OcmError:
-                endpoint = None
-                record = None
-            if endpoint is not None and record is not None:
-                try:
-                    first = True
-                    client = self.fleet.client(endpoint)
-                    async for event in client.events(global_stream=True):
-                        if first:
-                            first = False
-                            delay = 0.1
-                            lost_reported = False
-                            await self._attached(watch, record)
-                        self._track(watch, event)
-                        await self._emit(watch.name, event)
-                    error = "stream ended"
-                except ServerError as exc:
-                    error = str(exc)
-            else:
-                error = "instance is not running"
-            if not lost_reported:
-                lost_reported = True
-                await self._emit(watch.name, Event("ocm.disconnected", {"error": error}))
-            await asyncio.sleep(delay)  # backoff before reconnecting
-            delay = min(delay * 2, MAX_BACKOFF)
+        """Follow one instance across reconnects (client.events.reconnecting, the one SSE
+        reader with reconnect): the marks it gives become `ocm.attached`, `ocm.reconnected`
+        (with a resync over REST) and `ocm.disconnected`."""
+        events = reconnecting(lambda: self._connect(watch), max_delay=MAX_BACKOFF,
+                              final=_never_final)  # fmt: skip
+        async for event in events:
+            if event.type == DISCONNECTED:
+                await self._emit(watch.name, event)
+                continue
+            if (event.type == RECONNECTED or not watch.attached_once) and watch.record:
+                await self._attached(watch, watch.record)
+            if event.type == RECONNECTED:
+                continue
+            self._track(watch, event)
+            await self._emit(watch.name, event)
+
+    async def _connect(self, watch: _Watch) -> AsyncIterator[Event]:
+        """One connection to the instance where the registry says it is now (a restarted
+        one may have a new port or password)."""
+        try:
+            record = self.fleet.resolve(watch.name)
+            endpoint = self.fleet.endpoint(record) if _live(record) else None
+        except OcmError as exc:
+            raise ServerUnreachable(str(exc), instance=watch.name) from exc
+        if endpoint is None:
+            raise ServerUnreachable("instance is not running", instance=watch.name)
+        watch.record = record
+        async for event in self.fleet.client(endpoint).events(global_stream=True):
+            yield event
 
     async def _attached(self, watch: _Watch, record: InstanceRecord) -> None:
         if not watch.attached_once:

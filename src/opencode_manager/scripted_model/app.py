@@ -9,7 +9,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeAlias, TypedDict
+from typing import Any, TypedDict
 
 import anyio
 from starlette.applications import Starlette
@@ -19,21 +19,17 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from .faults import Faults, answer_of
+from .frames import Event, completion_body, stream_events
 from .script import (
     MODEL_NAMES,
     Pause,
     Plan,
     RawData,
-    ReasoningDelta,
-    TextDelta,
-    ToolCall,
     is_turn,
     plan_response,
     refusal,
     request_text,
 )
-
-Event: TypeAlias = "bytes | Pause"
 
 
 class RequestRecord(TypedDict):
@@ -50,6 +46,9 @@ class RequestRecord(TypedDict):
     behaviour: str | None
     followup: bool
     status: int
+    #: When its answer was sent to the end (or its client left); None while it is open. A
+    #: turn's requests open at the same time show how many turns a fleet had in flight.
+    ended: float | None
 
 
 class RequestLog:
@@ -59,11 +58,32 @@ class RequestLog:
         self._entries: list[RequestRecord] = []
         self._changed = threading.Condition()
 
-    def record(self, entry: RequestRecord) -> None:
-        """Append one request record."""
+    def record(self, entry: RequestRecord) -> int:
+        """Append one request record; its index (for `end`)."""
         with self._changed:
             self._entries.append(entry)
             self._changed.notify_all()
+            return len(self._entries) - 1
+
+    def end(self, index: int) -> None:
+        """The answer to request `index` is over."""
+        with self._changed:
+            if 0 <= index < len(self._entries):
+                self._entries[index]["ended"] = time.time()
+            self._changed.notify_all()
+
+    def peak_open(self, keep: Callable[[RequestRecord], bool] = lambda r: True) -> int:
+        """The most requests (of those `keep` keeps) that were open at one time."""
+        edges: list[tuple[float, int]] = []
+        for entry in self.entries():
+            if keep(entry):
+                edges.append((entry["time"], 1))
+                edges.append((entry["ended"] or time.time(), -1))
+        peak = now = 0
+        for _, change in sorted(edges):  # at a tie an end sorts first
+            now += change
+            peak = max(peak, now)
+        return peak
 
     def entries(self) -> list[RequestRecord]:
         """A snapshot copy of all records, oldest first."""
@@ -92,99 +112,6 @@ class RequestLog:
             return len(self._entries)
 
 
-def _sse(payload: str) -> bytes:
-    return f"data: {payload}\n\n".encode()
-
-
-def _chunk(plan: Plan, completion_id: str, created: int, delta: dict[str, Any]) -> bytes:
-    frame = {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": plan.model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
-    }
-    return _sse(json.dumps(frame))
-
-
-def _tool_call_deltas(call: ToolCall) -> list[dict[str, Any]]:
-    """Deltas for one tool call: id and name first, then further argument pieces."""
-    deltas: list[dict[str, Any]] = []
-    for number, piece in enumerate(call.argument_chunks or ("",)):
-        entry: dict[str, Any] = {"index": call.index, "function": {"arguments": piece}}
-        if number == 0:
-            entry = {
-                "index": call.index,
-                "id": call.id,
-                "type": "function",
-                "function": {"name": call.name, "arguments": piece},
-            }
-        deltas.append({"tool_calls": [entry]})
-    return deltas
-
-
-def stream_events(plan: Plan, completion_id: str, created: int) -> list[Event]:
-    """SSE frames (and pauses) for a streamed answer to ``plan``."""
-    events: list[Event] = []
-    role_sent = False
-
-    def delta(content: dict[str, Any]) -> None:
-        nonlocal role_sent
-        if not role_sent:
-            content = {"role": "assistant", **content}
-            role_sent = True
-        events.append(_chunk(plan, completion_id, created, content))
-
-    for step in plan.steps:
-        if isinstance(step, TextDelta):
-            delta({"content": step.text})
-        elif isinstance(step, ReasoningDelta):
-            delta({"reasoning_content": step.text})
-        elif isinstance(step, ToolCall):
-            for tool_delta in _tool_call_deltas(step):
-                delta(tool_delta)
-        elif isinstance(step, Pause):
-            events.append(step)
-        elif isinstance(step, RawData):
-            events.append(_sse(step.data))
-    if plan.finish_reason is None:
-        # Deliberate cutoff: no finish frame, no usage, no [DONE].
-        return events
-    base = {"id": completion_id, "object": "chat.completion.chunk", "created": created}
-    final = {
-        **base,
-        "model": plan.model,
-        "choices": [{"index": 0, "delta": {}, "finish_reason": plan.finish_reason}],
-    }
-    usage = {**base, "model": plan.model, "choices": [], "usage": plan.usage.as_dict()}
-    events += [_sse(json.dumps(final)), _sse(json.dumps(usage)), _sse("[DONE]")]
-    return events
-
-
-def completion_body(plan: Plan, completion_id: str, created: int) -> dict[str, Any]:
-    """The ``chat.completion`` JSON object for a non-streamed answer to ``plan``."""
-    message: dict[str, Any] = {"role": "assistant", "content": plan.text or None}
-    if plan.reasoning:
-        message["reasoning_content"] = plan.reasoning
-    if plan.tool_calls:
-        message["tool_calls"] = [
-            {
-                "id": call.id,
-                "type": "function",
-                "function": {"name": call.name, "arguments": call.arguments},
-            }
-            for call in plan.tool_calls
-        ]
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": plan.model,
-        "choices": [{"index": 0, "message": message, "finish_reason": plan.finish_reason}],
-        "usage": plan.usage.as_dict(),
-    }
-
-
 class ScriptedResponse(Response):
     """Sends events with async pauses, optionally delaying headers; stops on client disconnect."""
 
@@ -197,7 +124,9 @@ class ScriptedResponse(Response):
         header_delay: float = 0.0,
         streaming: bool = False,
         headers: dict[str, str] | None = None,
+        on_end: Callable[[], None] | None = None,
     ) -> None:
+        self.on_end = on_end
         self.status_code = status_code
         self.media_type = media_type
         self.background = None
@@ -223,8 +152,12 @@ class ScriptedResponse(Response):
 
             group.start_soon(watch_disconnect)
             # The client may vanish mid-write; there is nobody left to answer then.
-            with contextlib.suppress(OSError):
-                await self._send_events(send)
+            try:
+                with contextlib.suppress(OSError):
+                    await self._send_events(send)
+            finally:
+                if self.on_end is not None:
+                    self.on_end()
             group.cancel_scope.cancel()
 
     async def _send_events(self, send: Send) -> None:
@@ -278,11 +211,11 @@ def create_app(recorder: RequestLog | None = None, faults: Faults | None = None)
     trouble = faults if faults is not None else Faults()
     ids = itertools.count(1)
 
-    def record(request: Request, status: int, plan: Plan | None, body: Any = None) -> None:
+    def record(request: Request, status: int, plan: Plan | None, body: Any = None) -> int:
         payload = body if isinstance(body, dict) else {}
         tools = payload.get("tools")
         n_tools = len(tools) if isinstance(tools, list) else 0
-        log.record(
+        return log.record(
             RequestRecord(
                 time=time.time(),
                 method=request.method,
@@ -295,6 +228,7 @@ def create_app(recorder: RequestLog | None = None, faults: Faults | None = None)
                 behaviour=plan.behaviour if plan else None,
                 followup=plan.followup if plan else False,
                 status=status,
+                ended=None,
             )
         )
 
@@ -324,8 +258,10 @@ def create_app(recorder: RequestLog | None = None, faults: Faults | None = None)
         else:
             plan = plan_response(body)
         status = plan.error.status if plan.error is not None else 200
-        record(request, status, plan, body)
-        return _plan_to_response(plan, f"chatcmpl-scripted-{next(ids)}", int(time.time()))
+        index = record(request, status, plan, body)
+        response = _plan_to_response(plan, f"chatcmpl-scripted-{next(ids)}", int(time.time()))
+        response.on_end = lambda: log.end(index)
+        return response
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "model": MODEL_NAMES[0]})

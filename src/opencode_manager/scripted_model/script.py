@@ -43,6 +43,9 @@ _SLEEPHDR_RE = re.compile(r"SLEEPHDR\s+" + _NUMBER)
 # "SLEEPHDR 2" never matches: SLEEP must be followed by whitespace.
 _SLEEP_RE = re.compile(r"SLEEP\s+" + _NUMBER)
 _SLOWTEXT_RE = re.compile(r"SLOWTEXT\s+" + _NUMBER)
+# LATER 20: the answer after a tool ran (the turn's next step) waits 20 s before its headers,
+# so a test can stop a turn between its steps (a budget passed by the first step).
+_LATER_RE = re.compile(r"LATER\s+" + _NUMBER)
 _BASH_RE = re.compile(r"BASH:[ \t]*([^\r\n]*)")
 # STRUCTURED {"answer": "x"}: when OpenCode asks for structured output (it offers a
 # StructuredOutput tool), call it with this JSON object (valid for the schema or not).
@@ -527,9 +530,11 @@ def plan_response(request: Mapping[str, Any]) -> Plan:
     outputs = _trailing_tool_outputs(messages)
     if outputs:
         # The tool ran; answering with text ends the turn (never loop into more calls).
+        later = _LATER_RE.search(user_text)
         return finish(
-            behaviour, _text_steps(_followup_text(behaviour, outputs, user_text)), followup=True
-        )
+            behaviour, _text_steps(_followup_text(behaviour, outputs, user_text)), followup=True,
+            header_delay=_parse_seconds(later) if later else 0.0,
+        )  # fmt: skip
 
     reply = default_text(user_text)
     toolbox = Toolbox.of(request)

@@ -14,7 +14,10 @@ Exactly once, by construction:
   sent elsewhere nor again;
 * a task that failed for an infrastructure reason before reaching the model is retried (at
   once on another instance, or by `resume`); one whose server went away mid-turn is looked at
-  again when the server is back: a finished turn is recorded, a lost one is run again.
+  again when the server is back: a finished turn is recorded, a running or not yet started
+  one is followed, a prompt not there yet is looked up and sent again with its own id into
+  its own session, and only a turn whose server process is gone is lost and run again
+  (custody.py): a prompt just taken that has not started is never mistaken for one.
 
 Ctrl-C (or `ocm batch cancel`) aborts the running sessions and marks the rest cancelled.
 """
@@ -32,21 +35,32 @@ from pathlib import Path
 from typing import Any
 
 from .. import process
+from ..client import AsyncOpencodeClient
 from ..client.hub import EventHub
-from ..errors import ConflictError, OcmError, ServerError, SessionNotFound, UsageError
+from ..errors import (
+    ConflictError,
+    OcmError,
+    ServerError,
+    SessionNotFound,
+    TurnLost,
+    UsageError,
+)
 from ..instances.fleet import Fleet
+from ..limits.budget import batch_gate
+from ..limits.keys import claim_key, forget_keys, task_for_key, validate_key
 from ..models import BatchStatus, InstanceRecord, State, TaskRecord, TaskStatus
-from . import delivery, placement
+from . import control, placement
+from . import custody as custodies
 from . import worktree as worktrees
 from .batchfile import BatchTask, parse
+from .custody import Custody
 from .delivery import user_message
-from .dispatch import DEFAULT_MAX_RETRIES, busy_counts
-from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint
+from .dispatch import DEFAULT_MAX_RETRIES, busy_counts, control_for
+from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint, settling
 from .store import Batch, TaskStore, new_id
 from .summary import BatchSummary, summary
 from .tracker import TurnState
 from .transcript import ABORTED_ERROR, build_turn, error_name
-from .worktree import settling
 
 INFRA_RETRIES = 2  # immediate retries elsewhere for a task that never reached a model
 RECOVER_TIMEOUT = 60.0  # how long a prompted task waits for its restarting instance
@@ -67,6 +81,14 @@ class BatchOptions:
     base: str | None = None  # their base commit (default: the repository's HEAD)
     schema: dict[str, Any] | None = None  # a structured answer for tasks without their own
     recover_timeout: float = RECOVER_TIMEOUT  # a sent task's wait for its instance to return
+    # -- provider control (tasks/control.py): the tasks' defaults, and the batch's budget --
+    priority: int = 0
+    max_cost: float | None = None  # per task (`--max-cost`)
+    max_tokens: int | None = None  # per task (`--max-tokens`)
+    recover: int | None = None  # continuations after transient provider errors, per task
+    fallbacks: list[str] = field(default_factory=list)
+    batch_max_cost: float | None = None  # the whole batch: no new task once it is spent
+    key: str | None = None  # idempotent submission: the same key returns the same batch
 
     def validate(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:
@@ -81,6 +103,14 @@ class BatchOptions:
             raise UsageError(f"invalid --max-retries {self.max_retries}: must be 0 or more")
         if self.recover_timeout <= 0:
             raise UsageError("invalid --recover-timeout: must be above 0")
+        control.validate(
+            priority=self.priority, recover=self.recover, fallbacks=self.fallbacks,
+            max_cost=self.max_cost, max_tokens=self.max_tokens,
+        )  # fmt: skip
+        if self.batch_max_cost is not None and not self.batch_max_cost > 0:
+            raise UsageError(f"invalid --batch-max-cost {self.batch_max_cost:g}: must be above 0")
+        if self.key is not None:
+            validate_key(self.key)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -112,7 +142,20 @@ def create_batch(
     *,
     source: str | None = None,
 ) -> BatchSummary:
-    """Check everything, then record the batch and all its tasks (nothing runs yet)."""
+    """Check everything, then record the batch and all its tasks (nothing runs yet). With a
+    submission key already used, the batch that key made, as it stands."""
+    return _create(fleet, store, tasks, options, source=source)[0]
+
+
+def _create(
+    fleet: Fleet,
+    store: TaskStore,
+    tasks: Sequence[BatchTask] | str,
+    options: BatchOptions | None = None,
+    *,
+    source: str | None = None,
+) -> tuple[BatchSummary, bool]:
+    """`create_batch`, and whether this call made the batch (False: its key's earlier one)."""
     options = options or BatchOptions()
     options.validate()
     if isinstance(tasks, str):
@@ -139,11 +182,16 @@ def create_batch(
             Path(options.out).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"--out {options.out}: cannot create it: {exc.strerror}") from None
+    batch_id = new_id("b")
+    if options.key is not None:
+        claimed = claim_key(fleet.registry, options.key, batch_id)
+        if claimed != batch_id:
+            return summary(store, claimed), False
     ids = [new_id("t") for _ in tasks]
     trees = _worktrees(fleet, tasks, ids, options, chosen, by_ref, where)
     now = time.time()
     batch = Batch(
-        id=new_id("b"),
+        id=batch_id,
         status=BatchStatus.RUNNING,
         created_at=now,
         updated_at=now,
@@ -174,6 +222,12 @@ def create_batch(
                 agent=task.agent,
                 timeout=task.timeout or options.timeout,
                 max_retries=options.max_retries,
+                priority=task.priority if task.priority is not None else options.priority,
+                max_cost=task.max_cost or options.max_cost,
+                max_tokens=task.max_tokens or options.max_tokens,
+                recover=options.recover,
+                fallbacks=list(task.fallbacks or options.fallbacks),
+                provider=control.provider_of(task.model),
             )
         )
     try:
@@ -182,8 +236,10 @@ def create_batch(
         for tree in trees.values():
             with contextlib.suppress(OcmError):
                 worktrees.remove(tree)
+        if options.key is not None:
+            forget_keys(fleet.registry, [batch_id])
         raise
-    return summary(store, batch.id)
+    return summary(store, batch.id), True
 
 
 def _worktrees(
@@ -283,9 +339,12 @@ class BatchRun:
         self.external_busy: dict[str, int] = {}
         self.failed_on: dict[str, set[str]] = {}
         self.not_before: dict[str, float] = {}  # task id -> when it may be tried again
+        self.returning_since: float | None = None  # when the queue began to wait for a restart
         self._position = {r.id: i for i, r in enumerate(self.records)}
         self.hub: EventHub | None = None  # one event stream per instance, while it runs
-        self._absent_since: dict[str, float] = {}  # task id -> its prompt first seen absent
+        self.control = control_for(fleet)  # the fleet's shared slots, recovery, fallback
+        #: What the batch's finished tasks spent (`--batch-max-cost`).
+        self.spent = sum(r.cost or 0.0 for r in self.records if r.status.final)
 
     @classmethod
     def claim(
@@ -361,6 +420,7 @@ class BatchRun:
             if self.cancel.is_set() or await self._cancel_requested():
                 self.cancel.set()
                 break
+            self._within_budget(queue)
             placed = True
             while queue and len(running) < limit and placed:
                 placed = False
@@ -376,7 +436,7 @@ class BatchRun:
                     running.add(asyncio.create_task(self._run_one(record, instance)))
                     placed = True
                     break
-            if not running and not self._waiting(queue):
+            if not running and not self._waiting(queue) and not await self._returning(names):
                 # Nothing can be placed: every instance the rest may use is gone.
                 for record in queue:
                     await self._fail(record, "NoInstance", "no running instance can take it",
@@ -397,6 +457,35 @@ class BatchRun:
             candidates = await asyncio.to_thread(self._live_candidates, names)
         if running:  # cancelled: the runners abort their sessions
             await asyncio.wait(running)
+
+    async def _returning(self, names: list[str]) -> bool:
+        """An instance the queue may use is being brought back by its keeper (a restart):
+        the queue waits for it, up to the recover timeout from when the wait began."""
+        back = await asyncio.to_thread(self.fleet.returning, names)
+        if not back:
+            self.returning_since = None
+            return False
+        now = time.monotonic()
+        if self.returning_since is None:
+            self.returning_since = now
+        return now - self.returning_since < self.options.recover_timeout
+
+    def _within_budget(self, queue: list[TaskRecord]) -> None:
+        """A batch whose budget is spent starts no new task: those not started yet end
+        `budget_exceeded`, saying how many were left (running ones go on)."""
+        fresh = [r for r in queue if not (r.prompted or r.sending)]
+        gate = batch_gate(self.options.batch_max_cost, self.spent, waiting=len(fresh))
+        if gate.may_start or not fresh:
+            return
+        for record in fresh:
+            queue.remove(record)
+            record.status = TaskStatus.BUDGET_EXCEEDED
+            record.error = {"name": "BatchBudgetSpent", "message": gate.message,
+                            "spent": gate.spent, "limit": gate.limit}  # fmt: skip
+            record.finished_at = time.time()
+            self.store.save(record)
+            self._notify(record)
+            self._forget_result(record)
 
     def _waiting(self, queue: list[TaskRecord]) -> bool:
         """Tasks in the queue that wait for a retry delay or for their instance to return."""
@@ -427,7 +516,8 @@ class BatchRun:
         per = self.options.per_instance
         # A prompt that reached (or may have reached) a server is followed there; a pinned
         # task waits for its instance.
-        sent = (record.prompted or record.sending) and record.session_id
+        # A continuation pending (stopped during a backoff) goes on in its session too.
+        sent = (record.prompted or record.sending or record.continuation) and record.session_id
         bound = record.instance if sent else record.pinned
         if bound is not None:
             instance = next((c for c in candidates if c.name == bound), None)
@@ -452,12 +542,13 @@ class BatchRun:
     async def _run_one(self, record: TaskRecord, instance: InstanceRecord) -> TaskRecord | None:
         """Run one task (already counted in inflight); return it if it should be queued again."""
         name = instance.name
+        custody = custodies.of_instance(self.fleet, instance)  # who holds its prompt
         try:
             client = self.fleet.client(instance)
             if record.session_id is None or record.instance != name:
                 record.instance, record.url = name, instance.url
                 record.session_id, record.prompted, record.sending = None, False, False
-                record.message_id = None
+                record.message_id = record.continuation = None
                 record.directory = record.directory or instance.spec.dir
                 # The instance's task defaults (its fleet file's) for what the task leaves out.
                 record.model = record.model or instance.spec.model
@@ -474,6 +565,8 @@ class BatchRun:
                 cancel=self.cancel,
                 checkpoint=self.checkpoint,
                 hub=self.hub,
+                custody=custody,
+                control=self.control,
             )
             await runner.run()
             if (
@@ -494,11 +587,12 @@ class BatchRun:
             # The session is gone (deleted, or lost with a server's data): run it afresh.
             return await self._requeue(record, name, count_failure=False)
         except ServerError as exc:
-            return await self._infrastructure(record, name, exc)
+            return await self._infrastructure(record, name, exc, custody)
         finally:
             self.inflight[name] -= 1
             self._notify(record)
             if record.status.final:
+                self.spent += record.cost or 0.0
                 self._forget_result(record)
         return None
 
@@ -517,24 +611,30 @@ class BatchRun:
         record.status = TaskStatus.PENDING
         record.session_id, record.prompted, record.sending = None, False, False
         record.message_id = None  # a new attempt, in a new session: a new message
+        record.continuation = None  # ... that says the prompt
         record.error = None
         await self.store.asave(record)
         return record
 
     async def _infrastructure(
-        self, record: TaskRecord, name: str, exc: ServerError
+        self, record: TaskRecord, name: str, exc: ServerError, custody: Custody
     ) -> TaskRecord | None:
+        if isinstance(exc, TurnLost):
+            # The server process that took it is gone, and the turn with it: run it again.
+            return await self._requeue(record, name, count_failure=False)
         if record.prompted or record.sending:
             # It reached (or may have reached) the server: never send it elsewhere. Wait for
             # the instance to come back (a restart), then see what became of the turn.
-            return await self._recover(record, name, exc)
+            return await self._recover(record, name, exc, custody)
         if record.attempts <= INFRA_RETRIES and not self.cancel.is_set():
             return await self._requeue(record, name)
         await self._fail(record, "InstanceUnreachable", f"{exc}; `ocm batch resume` retries it",
                          retryable=True)  # fmt: skip
         return None
 
-    async def _recover(self, record: TaskRecord, name: str, exc: ServerError) -> TaskRecord | None:
+    async def _recover(
+        self, record: TaskRecord, name: str, exc: ServerError, custody: Custody
+    ) -> TaskRecord | None:
         deadline = time.monotonic() + self.options.recover_timeout
         while time.monotonic() < deadline and not self.cancel.is_set():
             instance = await asyncio.to_thread(self._running_instance, name)
@@ -542,7 +642,12 @@ class BatchRun:
                 # Its host left the Ray cluster: the turn died with it. Run it elsewhere.
                 return await self._requeue(record, name, count_failure=False)
             if instance is not None:
-                verdict = await self._look(record, instance)
+                try:
+                    verdict = await self._look(record, instance, custody)
+                except TurnLost:
+                    verdict = "lost"
+                except ServerError:
+                    verdict = "unknown"  # it went quiet again while followed: look again
                 if verdict == "finished":
                     return None
                 if verdict == "lost":
@@ -587,8 +692,15 @@ class BatchRun:
             return None
         return record if record.state is State.RUNNING and self.fleet.up(record) else None
 
-    async def _look(self, record: TaskRecord, instance: InstanceRecord) -> str:
-        """ "finished" (recorded), "lost" (run it again) or "unknown" (try later)."""
+    async def _look(self, record: TaskRecord, instance: InstanceRecord, custody: Custody) -> str:
+        """ "finished" (recorded, or followed here to its end), "lost" (run it again) or
+        "unknown" (look again later).
+
+        Lost only when the server process that took the prompt is gone (custody.py): while
+        it runs, a prompt not there yet may still come (its POST waits in a socket of a
+        stopped or swamped server) and a stored one that is idle and unanswered may only
+        not have started; both are followed in their own session, never sent in a new one.
+        """
         assert record.session_id is not None
         client = self.fleet.client(instance)
         try:
@@ -598,30 +710,40 @@ class BatchRun:
             return "lost"
         except ServerError:
             return "unknown"
+        gone = await custody.gone()
         # By its message id first; a batch task's session is its own, so its last user
         # message is the prompt, even when a server killed mid-turn lost the message's
         # text (seen on 1.18.33) or the record predates message ids.
         user = user_message(messages, record) or next(
             (m for m in reversed(messages) if m.role == "user"), None
         )
+        if user is None and record.message_id and await _parked(client, record):
+            # Taken and held undelivered (2.x's inbox outlives its server process): not lost
+            # with the process; followed, the runner wakes it in its session (runs it once).
+            record.prompted, record.sending = True, False
+            return await self._follow(record, client, custody)
         if user is None:
-            # A prompt whose send got no answer may still show a moment after the
-            # server answers again (delivery.py): absent for a grace, it is lost.
-            return "lost" if not record.sending or self._absent(record) else "unknown"
-        self._absent_since.pop(record.id, None)
+            if gone or (gone is None and not record.sending):
+                return "lost"  # it died with its server (or a remote lost what it had)
+            if not record.sending:
+                return "unknown"  # it was there: look again
+            # Maybe not taken yet: the runner looks it up by its id, and sends it again
+            # with that id, into its session, only once the server provably lacks it
+            # (delivery.py); a late first copy then runs no second turn.
+            return await self._follow(record, client, custody)
         # The prompt is on the server: following it never sends it again.
         record.prompted, record.sending = True, False
         if record.session_id in busy:
-            # The restarted server is running the turn again? Follow it.
-            runner = TaskRunner(client=client, record=record, persist=self.persist,
-                                observer=Observer(), cancel=self.cancel)  # fmt: skip
-            record.attempts -= 1
-            await runner.run()
-            return "finished"
+            return await self._follow(record, client, custody)
         turn = build_turn(messages, user.id)
         if not turn.completed:
-            return "lost"
-        if error_name(turn.error) == ABORTED_ERROR and not self.cancel.is_set():
+            if gone:
+                return "lost"  # the turn died with its server
+            # Taken and not started yet, or not seen running by a slow server: follow it
+            # (the runner says when its server proves gone, or after a long idle grace).
+            return await self._follow(record, client, custody)
+        aborted = error_name(turn.error) == ABORTED_ERROR and not self.cancel.is_set()
+        if aborted and gone is not False:
             return "lost"  # aborted by its server going down (a restart), not by us
         runner = TaskRunner(client=client, record=record, persist=self.persist,
                             observer=Observer())  # fmt: skip
@@ -629,11 +751,18 @@ class BatchRun:
         await runner.finish(state, None, 0.0)
         return "finished"
 
-    def _absent(self, record: TaskRecord) -> bool:
-        """The prompt has been absent from its answering server for the send grace."""
-        now = time.monotonic()
-        since = self._absent_since.setdefault(record.id, now)
-        return now - since >= delivery.SEND_GRACE
+    async def _follow(
+        self, record: TaskRecord, client: AsyncOpencodeClient, custody: Custody
+    ) -> str:
+        """Follow a prompt already sent to its end, in its session (never a new attempt)."""
+        runner = TaskRunner(
+            client=client, record=record, persist=self.persist, observer=Observer(),
+            auto_approve=self.options.auto_approve, cancel=self.cancel, custody=custody,
+            went_away=True,
+        )  # fmt: skip
+        record.attempts -= 1  # following is not a new attempt
+        await runner.run()
+        return "finished"
 
     async def _fail(self, record: TaskRecord, name: str, message: str, *,
                     retryable: bool = False) -> None:  # fmt: skip
@@ -673,6 +802,16 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+async def _parked(client: AsyncOpencodeClient, record: TaskRecord) -> bool:
+    """The task's prompt is held by its server undelivered (2.x: `client.parked`)."""
+    assert record.session_id is not None
+    assert record.message_id is not None
+    try:
+        return await client.parked(record.session_id, record.message_id)
+    except ServerError:
+        return False
+
+
 async def run_batch(
     fleet: Fleet,
     store: TaskStore,
@@ -701,8 +840,16 @@ async def create_and_run(
     listener: Listener | None = None,
     cancel: asyncio.Event | None = None,
 ) -> BatchSummary:
-    """Record a batch (`create_batch`), then run it (`run_batch`)."""
-    created = await asyncio.to_thread(create_batch, fleet, store, tasks, options, source=source)
+    """Record a batch (`create_batch`), then run it (`run_batch`); a submission key used
+    before returns that batch as it stands instead (it is not run twice)."""
+    key = options.key if options is not None else None
+    if key is not None:
+        found = await asyncio.to_thread(task_for_key, fleet.registry, key)
+        if found is not None:
+            return await asyncio.to_thread(summary, store, found)
+    created, fresh = await asyncio.to_thread(_create, fleet, store, tasks, options, source=source)
+    if not fresh:
+        return created
     return await run_batch(fleet, store, created.id, listener=listener, cancel=cancel)
 
 

@@ -2,7 +2,8 @@
 
 Three forms:
   * JSONL, one object per line: {"id"?, "prompt", "instance"?, "dir"?, "model"?, "agent"?,
-    "timeout"?}; blank lines and lines starting with # are skipped;
+    "timeout"?, "fallback"? (a model or a list), "priority"?, "max_cost"?, "max_tokens"?};
+    blank lines and lines starting with # are skipped;
   * YAML: a list of such objects, or {"tasks": [...]};
   * plain `PORT:PROMPT` lines, as in the usual shell recipes (the port picks the instance).
 The whole file is checked before anything runs.
@@ -22,6 +23,7 @@ from .structured import check_schema, load_schema
 
 FIELDS = (
     "id", "prompt", "instance", "dir", "model", "agent", "timeout", "worktree", "base", "schema",
+    "fallback", "priority", "max_cost", "max_tokens",
 )  # fmt: skip
 _PORT_LINE = re.compile(r"^\s*(\d{1,5})\s*:(.*)$")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -40,6 +42,10 @@ class BatchTask:
     worktree: bool = False  # run in a git worktree of its own (tasks/worktree.py)
     base: str | None = None  # the worktree's base commit
     schema: dict[str, Any] | None = None  # a JSON schema for a structured answer
+    fallbacks: tuple[str, ...] = ()  # models to go on with when the model's provider fails
+    priority: int | None = None  # its place in its provider's queue (None: the batch's)
+    max_cost: float | None = None  # its budget (None: the batch's per-task one)
+    max_tokens: int | None = None
 
 
 def decode(data: bytes, *, source: str = "batch file") -> str:
@@ -139,6 +145,13 @@ def _validate(items: list[tuple[int, Any]], source: str) -> list[BatchTask]:
         if unknown:
             raise UsageError(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(FIELDS)})")
         prompt = item.get("prompt")
+        if prompt is not None and not isinstance(prompt, str):
+            kind = {bool: "true/false", int: "a number", float: "a number", list: "a list",
+                    dict: "an object"}.get(type(prompt), type(prompt).__name__)  # fmt: skip
+            raise UsageError(
+                f"{where}: prompt must be a string, not {kind} ({json.dumps(prompt)[:40]}); "
+                'quote it: "prompt": "..."'
+            )
         if not isinstance(prompt, str) or not prompt.strip():
             raise UsageError(f"{where}: missing or empty prompt")
         task_id = item.get("id", f"task-{number}")
@@ -169,6 +182,7 @@ def _validate(items: list[tuple[int, Any]], source: str) -> list[BatchTask]:
             schema = load_schema(schema)  # a file, relative to where ocm runs
         elif schema is not None:
             schema = check_schema(schema, where=f"{where}: schema")
+        control = _control(item, where)
         use_worktree = item.get("worktree", False)
         if not isinstance(use_worktree, bool):
             raise UsageError(f"{where}: worktree must be true or false")
@@ -185,6 +199,31 @@ def _validate(items: list[tuple[int, Any]], source: str) -> list[BatchTask]:
                 worktree=use_worktree,
                 base=strings["base"],
                 schema=schema,
+                **control,
             )
         )
     return tasks
+
+
+def _control(item: dict[str, Any], where: str) -> dict[str, Any]:
+    """A task's provider control fields: fallback models, priority, budget."""
+    raw = item.get("fallback")
+    chain = [raw] if isinstance(raw, str) else raw if raw is not None else []
+    if not isinstance(chain, list) or not all(isinstance(m, str) and "/" in m for m in chain):
+        raise UsageError(f"{where}: fallback must be PROVIDER/MODEL or a list of them")
+    priority = item.get("priority")
+    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
+        raise UsageError(f"{where}: priority must be a whole number")
+    cost = item.get("max_cost")
+    if cost is not None and (
+        isinstance(cost, bool) or not isinstance(cost, (int, float)) or cost <= 0
+    ):
+        raise UsageError(f"{where}: max_cost must be a number of USD above 0")
+    tokens = item.get("max_tokens")
+    if tokens is not None and (
+        isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1
+    ):
+        raise UsageError(f"{where}: max_tokens must be a whole number, 1 or more")
+    budget = float(cost) if cost is not None else None
+    return {"fallbacks": tuple(chain), "priority": priority, "max_cost": budget,
+            "max_tokens": tokens}  # fmt: skip

@@ -47,7 +47,7 @@ def user_message(
         for message in messages:
             if message.id == record.message_id:
                 return message
-    return find_user_message(messages, record.prompt, not_before_ms=not_before_ms)
+    return find_user_message(messages, record.sent_text, not_before_ms=not_before_ms)
 
 
 async def lookup(
@@ -90,7 +90,7 @@ async def deliver(
         sends += 1
         try:
             await client.prompt_async(
-                record.session_id, record.prompt, agent=record.agent, model=record.model,
+                record.session_id, record.sent_text, agent=record.agent, model=record.model,
                 schema=record.schema, message_id=record.message_id,
             )  # fmt: skip
             return

@@ -19,17 +19,23 @@ from ..errors import (
     UsageError,
 )
 from ..instances.fleet import Fleet
+from ..limits.keys import claim_key, forget_keys, task_for_key, validate_key
+from ..limits.table import slot_owners
 from ..models import AskPolicy, InstanceRecord, TaskRecord, TaskStatus
-from . import placement, structured
+from . import control, custody, placement, structured
 from . import worktree as worktrees
-from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint
-from .store import TaskStore, listed_stale, may_have_ended, new_id
-from .worktree import WorktreeRequest, settling
+from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint, settling
+from .store import TaskStore, left_queued, listed_stale, may_have_ended, new_id
+from .worktree import WorktreeRequest
 
 DEFAULT_MAX_RETRIES = 5
 #: Placement asks each instance how busy it is: a probe with its own short deadline (and no
 #: retry), so a stalled instance is passed over instead of holding the task back.
 PLACEMENT_PROBE_TIMEOUT = 5.0
+#: How long a task waits for an instance its keeper is restarting, beyond the instance's own
+#: start timeout (a restart is a start after a backoff).
+RETURN_GRACE = 60.0
+RETURN_POLL = 0.25
 
 
 @dataclass
@@ -53,6 +59,13 @@ class TaskOptions:
     worktree: WorktreeRequest | None = None
     #: A JSON schema: the answer is a structured object, validated (tasks/structured.py).
     schema: dict[str, Any] | None = None
+    # -- provider control (tasks/control.py) --
+    priority: int = 0  # its place in its provider's queue: higher first (`--priority`)
+    max_cost: float | None = None  # USD: interrupted past it, budget_exceeded (`--max-cost`)
+    max_tokens: int | None = None  # every token billed (`--max-tokens`)
+    recover: int | None = None  # continuations after transient provider errors (`--recover`)
+    fallbacks: list[str] = dataclasses.field(default_factory=list)  # `--fallback`, in order
+    key: str | None = None  # idempotent submission: the same key returns the same task
 
 
 def validate(prompt: str, options: TaskOptions) -> None:
@@ -70,6 +83,12 @@ def validate(prompt: str, options: TaskOptions) -> None:
         raise UsageError(f"invalid --session {options.session_id!r}: session ids start with ses_")
     if options.max_retries is not None and options.max_retries < 0:
         raise UsageError(f"invalid --max-retries {options.max_retries}: must be 0 or more")
+    control.validate(
+        priority=options.priority, recover=options.recover, fallbacks=options.fallbacks,
+        max_cost=options.max_cost, max_tokens=options.max_tokens,
+    )  # fmt: skip
+    if options.key is not None:
+        validate_key(options.key)
 
 
 async def busy_counts(fleet: Fleet, records: Sequence[InstanceRecord]) -> dict[str, int]:
@@ -93,7 +112,10 @@ async def busy_counts(fleet: Fleet, records: Sequence[InstanceRecord]) -> dict[s
 async def choose_instance(fleet: Fleet, ref: str | None, *, local: bool = False) -> InstanceRecord:
     """The named instance, or the least busy running one (`local`: not a remote one)."""
     if ref is not None:
-        return await asyncio.to_thread(fleet.resolve_running, ref)
+        try:
+            return await asyncio.to_thread(fleet.resolve_running, ref)
+        except ConflictError:
+            return await when_back(fleet, ref)
     candidates = [
         r for r in await asyncio.to_thread(fleet.running) if not (local and r.spec.remote)
     ]
@@ -106,6 +128,33 @@ async def choose_instance(fleet: Fleet, ref: str | None, *, local: bool = False)
         [placement.Slot(r.name, busy.get(r.name, 1 << 20)) for r in candidates]
     )
     return next(r for r in candidates if r.name == name)
+
+
+async def when_back(fleet: Fleet, ref: str) -> InstanceRecord:
+    """The instance once its keeper has brought it back (a restart after a crash or missed
+    health checks: slow is not failed); raises what `resolve_running` says when it is not
+    coming back, or has not within its start timeout and RETURN_GRACE."""
+    deadline: float | None = None
+    allowed = RETURN_GRACE
+    while True:
+        try:
+            return await asyncio.to_thread(fleet.resolve_running, ref)
+        except ConflictError as exc:
+            if not await asyncio.to_thread(fleet.returning, [ref]):
+                # Not coming back, or back already (between the two reads): say which.
+                return await asyncio.to_thread(fleet.resolve_running, ref)
+            record = await asyncio.to_thread(fleet.resolve, ref)
+            now = time.monotonic()
+            if deadline is None:
+                allowed = (record.start_timeout or 0.0) + RETURN_GRACE
+                deadline = now + allowed
+            elif now >= deadline:
+                raise ConflictError(
+                    f"{exc}: its keeper was restarting it, and it did not come back within "
+                    f"{allowed:.0f} s; see `ocm events {record.name}`",
+                    instance=record.name,
+                ) from exc
+        await asyncio.sleep(RETURN_POLL)  # waiting for the restart, with a deadline
 
 
 def new_record(
@@ -133,7 +182,43 @@ def new_record(
         max_retries=options.max_retries,
         schema=options.schema,
         on_ask=ask_policy(options).value,
+        priority=options.priority,
+        max_cost=options.max_cost,
+        max_tokens=options.max_tokens,
+        recover=options.recover,
+        fallbacks=list(options.fallbacks),
+        key=options.key,
+        provider=control.provider_of(options.model),
     )
+
+
+def control_for(fleet: Fleet) -> control.Control:
+    """Provider control over the fleet's registry: the slots every front shares."""
+    return control.Control(slots=control.slots_for(fleet.registry, fleet.settings))
+
+
+KEY_WAIT = 10.0  # how long a resubmission waits for the first submission's record
+
+
+async def submitted(store: TaskStore, registry: Any, key: str | None) -> TaskRecord | None:
+    """The task an earlier submission with `key` made (idempotent submission), if any."""
+    if key is None:
+        return None
+    found = await asyncio.to_thread(task_for_key, registry, key)
+    return None if found is None else await _recorded(store, found)
+
+
+async def _recorded(store: TaskStore, task_id: str) -> TaskRecord:
+    """A keyed task's record: the first submission claims the key just before it records
+    the task, so a resubmission racing it waits for the record (briefly)."""
+    deadline = time.monotonic() + KEY_WAIT
+    while True:
+        try:
+            return await asyncio.to_thread(store.get, task_id)
+        except NotFoundError:
+            if time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(0.05)  # polling for the first submission's record, with a deadline
 
 
 def with_instance_defaults(options: TaskOptions, instance: InstanceRecord) -> TaskOptions:
@@ -181,8 +266,12 @@ async def run_task(
     detach: bool = False,
     checkpoint: Checkpoint | None = None,
 ) -> TaskRecord:
-    """Run a task to its end (or, with detach, only until the prompt is sent)."""
+    """Run a task to its end (or, with detach, only until the prompt is sent). With a
+    submission key already used, the task that key made is returned as it stands."""
     validate(prompt, options)
+    earlier = await submitted(store, fleet.registry, options.key)
+    if earlier is not None:
+        return earlier
     instance = await choose_instance(fleet, options.instance, local=options.worktree is not None)
     options = with_instance_defaults(options, instance)
     client = fleet.client(instance)
@@ -193,19 +282,28 @@ async def run_task(
     if options.session_id is not None:
         await client.session(options.session_id)  # SessionNotFound if it is not there
     record = new_record(prompt, options, instance)
-    if options.worktree is not None and instance.spec.remote:
-        raise UsageError(
-            f"--worktree makes a worktree on this machine, and {instance.name} is a remote "
-            "instance; pick a local one with -i"
-        )
-    if options.worktree is not None:
-        assert record.directory is not None
-        tree = await asyncio.to_thread(
-            worktrees.create, fleet.settings.worktrees_dir, record.directory,
-            options.worktree, record.id,
-        )  # fmt: skip
-        record.directory, record.worktree = tree.directory, tree.to_dict()
-    record = await store.aadd(record)
+    if options.key is not None:
+        claimed = await asyncio.to_thread(claim_key, fleet.registry, options.key, record.id)
+        if claimed != record.id:  # another submission with the key won the race
+            return await _recorded(store, claimed)
+    try:
+        if options.worktree is not None and instance.spec.remote:
+            raise UsageError(
+                f"--worktree makes a worktree on this machine, and {instance.name} is a remote "
+                "instance; pick a local one with -i"
+            )
+        if options.worktree is not None:
+            assert record.directory is not None
+            tree = await asyncio.to_thread(
+                worktrees.create, fleet.settings.worktrees_dir, record.directory,
+                options.worktree, record.id,
+            )  # fmt: skip
+            record.directory, record.worktree = tree.directory, tree.to_dict()
+        record = await store.aadd(record)
+    except BaseException:
+        if options.key is not None:  # nothing was recorded: the key names nothing yet
+            await asyncio.to_thread(forget_keys, fleet.registry, [record.id])
+        raise
     runner = TaskRunner(
         client=client,
         record=record,
@@ -213,19 +311,36 @@ async def run_task(
         observer=observer or Observer(),
         cancel=cancel,
         checkpoint=checkpoint or _no_checkpoint,
+        custody=custody.of_instance(fleet, instance),
+        control=None if detach else control_for(fleet),
     )
     try:
-        if detach:  # send it and return; `ocm wait` follows it later
-            await runner.begin()
-            await runner.send()
-            return record
-        return await runner.run()
+        try:
+            return await _drive(runner, detach)
+        except ServerUnreachable:
+            if record.session_id is not None or record.prompted or record.sending:
+                raise  # past its session: the runner's own recovery has had its say
+            # Lost while making its session, before anything was sent (its server went
+            # away: a restart by its keeper): once the instance is back, start again.
+            instance = await when_back(fleet, instance.name)
+            runner = dataclasses.replace(
+                runner, client=fleet.client(instance), custody=custody.of_instance(fleet, instance)
+            )
+            return await _drive(runner, detach)
     except (ServerError, SessionNotFound) as exc:
         ended = await ended_by(store, record, exc)
         if detach:
             # Nothing was started: an id to wait for would be a lie (it printed `None`).
             raise
         return ended
+
+
+async def _drive(runner: TaskRunner, detach: bool) -> TaskRecord:
+    if detach:  # send it and return; `ocm wait` follows it later
+        await runner.begin()
+        await runner.send()
+        return runner.record
+    return await runner.run()
 
 
 async def ended_by(store: TaskStore, record: TaskRecord, exc: Exception) -> TaskRecord:
@@ -294,6 +409,7 @@ async def list_tasks(
     records = await asyncio.to_thread(
         store.list_tasks, batch_id=batch_id, status=status, limit=limit
     )
+    await _left_in_queue(fleet, store, records)
     stale = [i for i, r in enumerate(records) if listed_stale(r)]
     if not stale:
         return records
@@ -307,6 +423,24 @@ async def list_tasks(
     if status is not None:
         records = [r for r in records if r.status.value == status]
     return records
+
+
+async def _left_in_queue(fleet: Fleet, store: TaskStore, records: list[TaskRecord]) -> None:
+    """A standalone task still `queued` whose process neither waits nor holds a slot any
+    more (a killed `ocm run`) was never sent: it ends cancelled, saying so."""
+    queued = [r for r in records if left_queued(r)]
+    if not queued:
+        return
+    owners = await asyncio.to_thread(slot_owners, fleet.registry)
+    for record in queued:
+        if record.id in owners:
+            continue
+        record.status = TaskStatus.CANCELLED
+        record.queue = None
+        record.finished_at = time.time()
+        record.error = {"name": "Interrupted", "message": "its process ended while it waited "
+                        "for a provider slot; nothing was sent"}  # fmt: skip
+        await store.asave(record)
 
 
 async def wait_task(
@@ -337,6 +471,8 @@ async def wait_task(
         persist=settling(store.asave),
         observer=observer or Observer(),
         cancel=cancel,
+        custody=custody.of_instance(fleet, instance),
+        control=control_for(fleet),  # its continuations after provider trouble, if any
     )
     record.attempts -= 1  # following is not a new attempt
     try:

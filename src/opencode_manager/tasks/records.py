@@ -9,8 +9,9 @@ paths cannot disagree; it loads neither asyncio nor httpx.
 
 One thing a read may need a server for: a task still recorded as running may have ended
 while its `ocm run` was gone (a closed terminal). The facade asks the task's server
-(`dispatch.refresh_task`, `list_tasks`, by store.py's `may_have_ended` and `listed_stale`);
-`Records` answers None for such a read, and the caller takes the facade's path for it.
+(`dispatch.refresh_task`, `list_tasks`, by store.py's `may_have_ended` and `listed_stale`),
+and ends a standalone task left `queued` by a killed process (`left_queued`); `Records`
+answers None for such a read, and the caller takes the facade's path for it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..models import TaskRecord
 from ..registry import Registry, open_registry
 from ..secretbook import SecretBook
 from ..settings import Settings
-from .store import TaskStore, listed_stale, may_have_ended
+from .store import TaskStore, left_queued, listed_stale, may_have_ended
 from .summary import BatchSummary, list_batches, summary
 
 if TYPE_CHECKING:
@@ -60,9 +61,12 @@ class Records:
         self, *, batch_id: str | None = None, status: str | None = None, limit: int | None = None
     ) -> list[TaskRecord] | None:
         """Stored task records, oldest first (the newest `limit`); None when a server must be
-        asked about one of them first (see `listed_stale`: then the facade's `tasks`)."""
+        asked about one of them first (see `listed_stale`), or a queued one may have been left
+        by its process (`left_queued`): then the facade's `tasks`."""
         records = self.store.list_tasks(batch_id=batch_id, status=status, limit=limit)
-        return None if any(listed_stale(r) for r in records) else records
+        if any(listed_stale(r) or left_queued(r) for r in records):
+            return None
+        return records
 
     def count_tasks(self, *, batch_id: str | None = None, status: str | None = None) -> int:
         return self.store.count_tasks(batch_id=batch_id, status=status)

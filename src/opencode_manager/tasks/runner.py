@@ -7,7 +7,9 @@ build the authoritative record. A timeout or a cancel aborts the session on the 
 
 The prompt goes out with a message id recorded before it (delivery.py): an answer that never
 came is reconciled by that id, so a slow or stopped server gets the prompt once, and the turn
-is followed by that id too.
+is followed by that id too. A turn counts as lost only when the server process that took it
+is gone (custody.py), or after a long grace of idleness where nobody can tell: never because
+a prompt just taken has not started yet.
 """
 
 from __future__ import annotations
@@ -17,20 +19,25 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..client import AsyncOpencodeClient, identifiers
 from ..client.events import DISCONNECTED, RECONNECTED
 from ..client.hub import EventHub
 from ..client.types import Event, Message, Part
 from ..deadline import stop_child, within
-from ..errors import OcmError, ServerError, ServerUnreachable
+from ..errors import OcmError, ServerError, ServerUnreachable, TurnLost
+from ..limits.budget import Budget, Overrun, Spend, SpendFold, check
 from ..models import AskPolicy, TaskRecord, TaskStatus
 from ..redaction import StreamRedactor, redact_data
-from . import delivery, structured
+from . import delivery, structured, worktree
+from .custody import Custody
 from .store import redact_record
 from .tracker import Ask, TurnState, feed, retry_of
-from .transcript import ABORTED_ERROR, build_turn, error_name
+from .transcript import ABORTED_ERROR, build_turn, error_name, finished_at
+
+if TYPE_CHECKING:
+    from .control import Control
 
 POLL_INTERVAL = 2.0
 CONNECT_TIMEOUT = 5.0
@@ -40,9 +47,12 @@ SETTLE_TIMEOUT = 10.0  # after an abort, how long to wait for the session to go 
 #: above half of it stretches it: `TaskRunner.patience`).
 UNREACHABLE_LIMIT = 10.0
 TAIL_GRACE = 2.0  # at most this long for the final message to be stored after idle
-#: After the server went away and came back (a keeper restart), how long an idle session
-#: whose turn never completed is given before the turn counts as lost with the old server.
-LOST_TURN_GRACE = 3.0
+#: After the server went away and came back, how long an idle session whose turn never
+#: completed is given before the turn counts as lost when nobody can tell whether the
+#: server that took it is gone (a remote instance), or when that server still runs (at
+#: least; a deadline setting stretches it: `TaskRunner.stall_grace`). A loaded server shows
+#: a prompt just taken idle and unanswered for seconds: this is no short grace.
+STALLED_TURN_GRACE = 30.0
 PENDING = "pending"  # the answer of an ask left for somebody else (AskPolicy.LEAVE)
 ASK_GRACE = 1.0  # after the end, how long to wait for the answer to an ask left pending
 
@@ -58,6 +68,10 @@ class Observer:
     on_session: Callable[[str], None] | None = None
     on_finish: Callable[[list[Part]], None] | None = None  # every part of the finished turn
     on_retry: Callable[[int, str], None] | None = None  # the provider failed: attempt, reason
+    #: Waiting for a slot of its provider: {provider, model, place, reason, scope}.
+    on_queue: Callable[[dict[str, Any]], None] | None = None
+    #: A failed turn and what follows it (tasks/control.py): the turn's entry in `turns`.
+    on_turn: Callable[[dict[str, Any]], None] | None = None
 
 
 Persist = Callable[[TaskRecord], Awaitable[None]]
@@ -68,6 +82,20 @@ Checkpoint = Callable[[str], Awaitable[None]]
 
 async def _no_checkpoint(step: str) -> None:
     return None
+
+
+def settling(save: Persist) -> Persist:
+    """A task's persist callback that first settles a finished task's worktree (its
+    changes committed and listed, once: `worktree.settle`), so every path that ends a task
+    (run, wait, result, batch) records them. It lives here, with the task's end: the
+    worktree module knows git, not when or how a record is saved."""
+
+    async def persist(record: TaskRecord) -> None:
+        if worktree.unsettled(record):
+            await asyncio.to_thread(worktree.settle, record)
+        await save(record)
+
+    return persist
 
 
 @dataclass
@@ -87,10 +115,22 @@ class TaskRunner:
     #: After a send whose answer was lost, how long the server has to show the prompt
     #: (None: `delivery.SEND_GRACE`).
     send_grace: float | None = None
+    #: The server process holding the prompt (a fleet's instance: `custody.of_instance`);
+    #: without one, nobody can tell whether it is gone.
+    custody: Custody = field(default_factory=Custody)
+    #: The server stopped answering (or its stream broke) while the turn ran: true from the
+    #: start for a runner that follows a turn after an outage (a batch recovering it).
+    went_away: bool = False
+    #: Provider control (tasks/control.py): a slot per turn, recovery, fallback. None: the
+    #: task's turn runs as it is (a follower: `ocm wait`, a refresh).
+    control: Control | None = None
+    _fold: SpendFold = field(default_factory=SpendFold)  # the task's spend, from its events
+    _overrun: Overrun | None = None  # the budget it passed
+    _earlier: Spend = field(default_factory=Spend)  # what the task's earlier turns spent
     _unreachable_since: float | None = None
     _silence: ServerError | None = None  # why the server's last poll got no answer
-    _went_away: bool = False  # the server stopped answering (or its stream broke) meanwhile
     _idle_incomplete_since: float | None = None
+    _parked_since: float | None = None  # the prompt was seen parked, undelivered (2.x)
     _created_session: bool = False  # this runner made the task's session (it had no todos)
     _live_text: StreamRedactor = field(default_factory=StreamRedactor)  # secrets span deltas
 
@@ -99,6 +139,12 @@ class TaskRunner:
         """How long a server may answer nothing before the task gives up on it: longer than
         two of its calls' deadlines, so that a slow server is not taken for a dead one."""
         return max(UNREACHABLE_LIMIT, 2 * (self.client.endpoint.timeout or 0.0))
+
+    @property
+    def stall_grace(self) -> float:
+        """How long a turn may stay idle and unfinished, after its server went away, while
+        the process that took it still runs (or nobody can tell)."""
+        return max(STALLED_TURN_GRACE, 3 * (self.client.endpoint.timeout or 0.0))
 
     @property
     def grace(self) -> float:
@@ -165,17 +211,51 @@ class TaskRunner:
             record.message_id = identifiers.message_id(after=floor)
         record.sending = True
         await self.persist(record)
+        await self.custody.note()
         await self.checkpoint("sending")
-        await delivery.deliver(
-            self.client, record, not_before_ms=self.started_ms, patience=self.patience,
-            grace=self.grace,
-        )  # fmt: skip
+        try:
+            await delivery.deliver(
+                self.client, record, not_before_ms=self.started_ms, patience=self.patience,
+                grace=self.grace,
+            )  # fmt: skip
+        except ServerError:
+            await self.custody.note()  # a restart meanwhile: the newer one may hold it
+            raise
         record.prompted = True
         record.sending = False
         await self.checkpoint("sent")
         await self.persist(record)
+        await self.custody.note()  # (after the record: it says "prompted" first)
 
     async def run(self) -> TaskRecord:
+        """Run the task to its end: its turns under provider control when there is one."""
+        if self.control is not None:
+            return await self.control.drive(self)
+        return await self.turn()
+
+    @property
+    def budget(self) -> Budget:
+        return Budget(self.record.max_cost, self.record.max_tokens)
+
+    def continue_with(self, model: str | None, text: str) -> None:
+        """Make the next turn a continuation of the same session (after provider trouble, or
+        on a fallback model): a new message with `text`, never the prompt again."""
+        record = self.record
+        record.model = model
+        record.continuation = text
+        record.prompted = record.sending = False
+        record.message_id = None
+        record.error = None
+        record.finished_at = None
+        record.attempts -= 1  # a continuation is not a new attempt (batch --retries)
+        self._earlier = Spend.of(record.tokens, record.cost)
+        self._created_session = False  # the session has a history: our message sorts last
+        if record.worktree and record.worktree.get("head") is not None:
+            # The failed turn's end committed its changes: the task's end commits the rest.
+            record.worktree = {**record.worktree, "head": None}
+
+    async def turn(self) -> TaskRecord:
+        """One turn: begin, send, follow, record."""
         if self.record.schema is not None and not self.client.structured_output:
             return await self._unsupported()
         record = self.record
@@ -194,6 +274,7 @@ class TaskRunner:
                 reader = asyncio.create_task(self._read_events(queue, connected))
             started_ms = self.started_ms
             state = TurnState(session_id=session_id, user_message_id=record.message_id)
+            await self.custody.note()  # a turn sent before this runner: where it is now
             with contextlib.suppress(asyncio.TimeoutError):
                 await within(connected.wait(), CONNECT_TIMEOUT)
             following = record.prompted or record.sending  # asks may be waiting already
@@ -273,10 +354,6 @@ class TaskRunner:
                 next_poll = now + self.poll_interval
                 if await self.looks_finished(state, started_ms):
                     return None
-                if self._idle_incomplete_since is not None:
-                    # A turn that looks lost is looked at again when its grace is over.
-                    lost_at = self._idle_incomplete_since + LOST_TURN_GRACE
-                    next_poll = min(next_poll, max(lost_at, time.monotonic()))
             if self._retries_exhausted(state):
                 await self._abort()
                 return TaskStatus.FAILED
@@ -292,7 +369,7 @@ class TaskRunner:
                 await asyncio.sleep(min(self.poll_interval, 0.5))  # poll pacing
                 continue
             if item.type in (DISCONNECTED, RECONNECTED):
-                self._went_away = True
+                self.went_away = True
                 # Events were (or may have been) missed: let the poll resync from REST now.
                 stream_alive = item.type == RECONNECTED
                 next_poll = time.monotonic()
@@ -300,6 +377,9 @@ class TaskRunner:
                     await asyncio.sleep(min(self.poll_interval, 0.5))  # poll pacing
                 continue
             signals = feed(state, item, started_ms=started_ms)
+            if self._over_budget(state, item):
+                await self._abort()
+                return TaskStatus.BUDGET_EXCEEDED
             if signals.retry:
                 self._retrying(state)
             if signals.ask is not None:
@@ -318,6 +398,18 @@ class TaskRunner:
                 error_at = error_at or time.monotonic()
             if signals.terminal:
                 return None
+
+    def _over_budget(self, state: TurnState, event: Event) -> bool:
+        """Follow the task's spend from its session's usage events; whether it passed its
+        budget (the turn is then interrupted at once)."""
+        budget = self.budget
+        if budget.unlimited or event.session_id != state.session_id:
+            return False
+        spent = self._fold.feed(event.to_dict())
+        if spent is None:
+            return False
+        self._overrun = check(budget, spent)
+        return self._overrun is not None
 
     def _redact(self, record: TaskRecord) -> None:
         """What the agent saw is ours to keep, the secrets it may have printed are not."""
@@ -371,9 +463,17 @@ class TaskRunner:
             if exc.status_code is not None:
                 return False
             # No answer: a blip or a slow server is fine, a dead one is not worth waiting for.
-            self._went_away = True
+            self.went_away = True
             self._silence = exc
             self._unreachable_since = self._unreachable_since or time.monotonic()
+            if await self.custody.gone():
+                # The process that ran the turn is gone (a restart may bring the server
+                # back, never the turn): no need to wait for it.
+                raise TurnLost(
+                    f"{self._where} went away during the turn: its server process is gone "
+                    "(crashed, restarted or stopped), and the turn with it",
+                    instance=self.client.endpoint.name,
+                ) from exc
             if time.monotonic() - self._unreachable_since > self.patience:
                 raise self._gone(exc) from exc
             return False
@@ -390,12 +490,46 @@ class TaskRunner:
             return False
         user = delivery.user_message(messages, record, not_before_ms=started_ms)
         if user is None:
+            await self._wake_parked()
             return False
+        self._parked_since = None
         state.user_message_id = state.user_message_id or user.id
         if build_turn(messages, user.id).completed:
             return True
-        self._check_lost_turn()
+        await self._check_lost_turn()
         return False
+
+    async def _wake_parked(self) -> None:
+        """A prompt the server took and holds undelivered, with its session idle, for
+        `grace`: sent again, with its own id, into its own session, which runs it once.
+
+        OpenCode 2.x admits a prompt to the session's inbox, and its agent loop delivers it
+        at once to an idle session. The inbox outlives the server process, the loop does
+        not: after a restart the prompt stays parked, and a turn followed there would wait
+        for ever (the process that took it is gone, yet the prompt is not lost: it never
+        started). A resend of a known id on 2.x never runs a second turn (client.parked,
+        OPENCODE2-FACTS). On 1.x nothing is ever parked."""
+        record = self.record
+        if not record.prompted or not record.message_id or not record.session_id:
+            return
+        try:
+            parked = await self.client.parked(record.session_id, record.message_id)
+        except ServerError:
+            return
+        if not parked:
+            self._parked_since = None
+            return
+        now = time.monotonic()
+        self._parked_since = self._parked_since or now
+        if now - self._parked_since < self.grace:
+            return  # delivered in a moment by a live server: look again
+        self._parked_since = None
+        with contextlib.suppress(ServerError):  # not now: the next look tries again
+            await self.client.prompt_async(
+                record.session_id, record.prompt, agent=record.agent, model=record.model,
+                schema=record.schema, message_id=record.message_id,
+            )  # fmt: skip
+        await self.custody.note()  # the process running it now holds it
 
     def _gone(self, exc: ServerError) -> ServerUnreachable:
         """The server answered nothing for too long: it crashed, or is stopped or wedged."""
@@ -410,17 +544,26 @@ class TaskRunner:
     def _where(self) -> str:
         return self.client.endpoint.name or self.client.endpoint.url
 
-    def _check_lost_turn(self) -> None:
-        """Idle, turn incomplete, and the server went away meanwhile: it was restarted under
-        the turn, which died with the old server. Say so instead of waiting for ever."""
-        if not self._went_away:
+    async def _check_lost_turn(self) -> None:
+        """Idle with the turn unfinished. Lost when the server process that took the prompt
+        is gone (restarted under the turn, which died with it): say so instead of waiting
+        for ever. While that process runs, the turn may only not have started yet (a loaded
+        server): it is followed; only after the server went away and the turn stayed idle
+        for `stall_grace` is it taken for lost (also where nobody can tell: a remote)."""
+        if await self.custody.gone():
+            raise TurnLost(
+                f"{self._where} went away during the turn (its server crashed or was "
+                "restarted) and came back without it: the turn is lost",
+                instance=self.client.endpoint.name,
+            )
+        if not self.went_away:
             return
         now = time.monotonic()
         self._idle_incomplete_since = self._idle_incomplete_since or now
-        if now - self._idle_incomplete_since >= LOST_TURN_GRACE:
-            raise ServerUnreachable(
-                f"{self._where} went away during the turn (its server crashed or was "
-                "restarted) and came back without it: the turn is lost",
+        if now - self._idle_incomplete_since >= self.stall_grace:
+            raise TurnLost(
+                f"{self._where} went away during the turn and has shown it idle and "
+                f"unfinished for {self.stall_grace:g} s since it came back: the turn is lost",
                 instance=self.client.endpoint.name,
             )
 
@@ -591,8 +734,15 @@ class TaskRunner:
         record.text = turn.text
         record.steps = turn.steps
         record.tool_calls = turn.tool_calls
-        record.tokens = turn.tokens
-        record.cost = turn.cost
+        spent = self._earlier + Spend.of(turn.tokens, turn.cost)
+        record.tokens = spent.to_dict()["tokens"] if self._earlier.tokens else turn.tokens
+        record.cost = spent.cost
+        record.step_models.extend([record.model or "default"] * turn.steps)
+        if stopped is None and self._overrun is None and not self.budget.unlimited:
+            # The turn ended before its events showed the overrun: the stored totals say.
+            self._overrun = check(self.budget, spent)
+            if self._overrun is not None:
+                stopped = TaskStatus.BUDGET_EXCEEDED
         # What cannot have changed is not asked for: a turn without a tool call edits no
         # file, and a session made for this task has todos only if the turn wrote them.
         wants_todo = not self._created_session or any(
@@ -621,6 +771,14 @@ class TaskRunner:
                 "message": f"the provider kept failing; gave up after {state.retry_attempt - 1} "
                 f"retries: {state.retry_message or 'no reason given'}",
             }
+        elif stopped is TaskStatus.BUDGET_EXCEEDED:
+            record.status = stopped
+            overrun = self._overrun or check(self.budget, spent)
+            record.error = (
+                overrun.to_dict()
+                if overrun is not None
+                else {"name": "BudgetExceeded", "message": "budget exceeded"}
+            )
         elif stopped is not None:
             record.status = stopped
             record.error = {
@@ -644,7 +802,7 @@ class TaskRunner:
             record.status = TaskStatus.COMPLETED
             if record.schema is not None:
                 self._structured(record, messages, user_id)
-        record.finished_at = time.time()
+        record.finished_at = finished_at(turn, record.started_at, time.time())
         record.sending = False
         self._redact(record)
         await self.persist(record)

@@ -328,19 +328,34 @@ async def api(
     return redact_data(answer, endpoint.secrets())
 
 
-def attach_command(
+async def attach_command(
     fleet: Fleet, ref: str, *, session_id: str | None = None, directory: str | None = None
 ) -> tuple[list[str], dict[str, str]]:
-    """argv and extra environment for `opencode attach` (credentials never in argv)."""
-    from ..instances.binary import find_binary
+    """argv and extra environment for OpenCode's TUI on an instance (`opencode attach` on
+    1.x, `opencode --server` on 2.x), run by a binary of the server's line: the instance's
+    own when it has one (OpenCode need not be on PATH). Credentials go by environment, never
+    in argv. A session that is not there is refused here, in one line: OpenCode's TUI would
+    exit 1 with raw colour codes."""
+    from ..instances import binary as binaries
 
-    endpoint = fleet.reader(ref)  # a foreign server too: attaching changes nothing of it
-    argv = [find_binary(fleet.settings).path, "attach", endpoint.url]
+    endpoint = await asyncio.to_thread(fleet.reader, ref)  # a foreign server too
+    found = await asyncio.to_thread(fleet.find, ref)
+    own = found.spec.opencode if isinstance(found, InstanceRecord) else None
+    binary = await asyncio.to_thread(binaries.for_line, fleet.settings, endpoint.line, own)
     if session_id:
-        argv += ["--session", session_id]
-    if directory:
-        argv += ["--dir", directory]
+        if not session_id.startswith("ses"):
+            raise UsageError(f"invalid session id {session_id!r}: session ids start with ses_")
+        try:
+            await fleet.client(endpoint, timeout=10.0).session(session_id)
+        except SessionNotFound:
+            raise NotFoundError(
+                f"no session {session_id} on {endpoint.name or ref}; see `ocm sessions {ref}`"
+            ) from None
+    argv = binaries.tui_argv(
+        binary.path, endpoint.line, endpoint.url, session_id=session_id, directory=directory
+    )
     env = {"OPENCODE_SERVER_USERNAME": endpoint.username}
     if endpoint.password:
         env["OPENCODE_SERVER_PASSWORD"] = endpoint.password
+        env["OPENCODE_PASSWORD"] = endpoint.password  # 2.x's clients read this one first
     return argv, env

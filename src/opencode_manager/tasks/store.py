@@ -61,6 +61,18 @@ def listed_stale(record: TaskRecord) -> bool:
     return record.status is TaskStatus.RUNNING and record.batch_id is None and record.prompted
 
 
+def left_queued(record: TaskRecord) -> bool:
+    """Whether `ocm results` asks the provider slots about this listed record: a standalone
+    task still `queued` and never sent, which its process may have left (a killed `ocm run`;
+    `dispatch.list_tasks` ends it cancelled unless it still waits or holds a slot)."""
+    return (
+        record.status is TaskStatus.QUEUED
+        and record.batch_id is None
+        and not record.prompted
+        and not record.sending
+    )
+
+
 def redact_record(record: TaskRecord, secrets: tuple[str, ...]) -> TaskRecord:
     """The record (changed in place) with every secret taken out of what it says."""
     if secrets:
@@ -414,11 +426,13 @@ class TaskStore:
                     f"batch {batch_id} is being run by process {holder.pid}; wait for it, or "
                     f"`ocm batch cancel {batch_id}`"
                 )
+            # What a cancel stopped: the tasks it aborted while they ran, and those it
+            # cancelled before they began. Both did not finish, and both are requeued.
             cancelled = [
                 _load(r[0])
                 for r in db.execute(
-                    "SELECT record FROM tasks WHERE batch_id = ? AND status = ? ORDER BY seq",
-                    (batch_id, TaskStatus.CANCELLED.value),
+                    "SELECT record FROM tasks WHERE batch_id = ? AND status IN (?, ?) ORDER BY seq",
+                    (batch_id, TaskStatus.CANCELLED.value, TaskStatus.ABORTED.value),
                 )
             ]
             if requeue_cancelled:
@@ -508,7 +522,7 @@ def _insert(db: sqlite3.Connection, record: TaskRecord, seq: int, blob: str | No
 
 # Standalone tasks that ended (not pending or running) before a time.
 _PRUNABLE = (
-    "FROM tasks WHERE batch_id IS NULL AND status NOT IN ('pending', 'running')"
+    "FROM tasks WHERE batch_id IS NULL AND status NOT IN ('pending', 'queued', 'running')"
     " AND COALESCE(finished_at, updated_at) < ?"
 )
 

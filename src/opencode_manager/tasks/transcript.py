@@ -28,6 +28,7 @@ class Turn:
     error: dict[str, Any] | None = None
     completed: bool = False  # the last assistant message has finished (or failed)
     parts: list[Part] = field(default_factory=list)  # every part of the turn, in order
+    ended_at: float | None = None  # when the server finished its last message (epoch s)
 
 
 def find_user_message(
@@ -109,7 +110,20 @@ def build_turn(messages: list[Message], user_message_id: str | None) -> Turn:
         turn.text = "\n".join(t.strip() for t in texts)
         turn.error = last.error
         turn.completed = last.completed is not None or last.error is not None
+        turn.ended_at = _ms_to_s(last.completed)
     return turn
+
+
+def finished_at(turn: Turn, started_at: float | None, now: float) -> float:
+    """When a task finished (pure): when the server ended its turn, if it says so and that
+    lies between the task's start and now, else now. A task whose runner died (a closed
+    terminal) is finished by whoever looks next: its duration is the turn's, not the time
+    until that look (issue 26: 60.0 s recorded for a 20 s sleep). A remote server's clock
+    that disagrees with this one's is not believed."""
+    ended = turn.ended_at
+    if ended is not None and (started_at is None or started_at <= ended) and ended <= now:
+        return ended
+    return now
 
 
 def error_name(error: dict[str, Any] | None) -> str | None:

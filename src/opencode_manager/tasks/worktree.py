@@ -14,13 +14,14 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConflictError, NotFoundError, OcmError, UsageError
-from ..models import TaskRecord
+from ..models import Leftover, Swept, TaskRecord
+from ..redaction import redact
 
 if TYPE_CHECKING:
     from .store import TaskStore
@@ -272,7 +273,11 @@ def uncommitted(tree: Worktree) -> list[str]:
     unstaged or untracked; ignored files are not work). Empty when the worktree is gone."""
     if not Path(tree.path).is_dir():
         return []
-    listing = git("status", "--porcelain", "--untracked-files=all", cwd=tree.path)
+    return _changes(Path(tree.path))
+
+
+def _changes(path: Path) -> list[str]:
+    listing = git("status", "--porcelain", "--untracked-files=all", cwd=path)
     return [line[3:] for line in listing.splitlines() if line.strip()]
 
 
@@ -283,25 +288,25 @@ def commit_message(task_id: str, prompt: str) -> str:
     return f"ocm task {task_id}: {first}\n\nCommitted by opencode-manager after the agent's turn."
 
 
-def settling(
-    save: Callable[[TaskRecord], Awaitable[None]],
-) -> Callable[[TaskRecord], Awaitable[None]]:
-    """Wrap a task's persist callback: when the task reaches a final status, its worktree's
-    changes are committed and listed first (once), so every path that ends a task (run,
-    wait, result, batch) records them."""
-    import asyncio  # here, not at the top: `ocm worktrees` reads this module without a loop
+def unsettled(record: TaskRecord) -> bool:
+    """The task has ended and what its agent changed in its worktree is not recorded yet."""
+    return bool(record.status.final and record.worktree and record.worktree.get("head") is None)
 
-    async def persist(record: TaskRecord) -> None:
-        if record.status.final and record.worktree and record.worktree.get("head") is None:
-            tree = Worktree.from_dict(record.worktree)
-            message = commit_message(record.task_id or record.id, record.prompt)
-            try:
-                record.worktree = (await asyncio.to_thread(finish, tree, message)).to_dict()
-            except OcmError as exc:
-                record.worktree = {**record.worktree, "error": str(exc)}
-        await save(record)
 
-    return persist
+def settle(record: TaskRecord) -> None:
+    """Record in a finished task's record what its agent changed in the worktree: committed
+    on the branch (unless --no-commit) and listed (`finish`). A failure is recorded as the
+    worktree's `error`, never raised: the task's own result must still be kept. When to
+    call it is the runner's business (`runner.settling`)."""
+    if not unsettled(record):
+        return
+    assert record.worktree is not None
+    tree = Worktree.from_dict(record.worktree)
+    message = commit_message(record.task_id or record.id, record.prompt)
+    try:
+        record.worktree = finish(tree, message).to_dict()
+    except OcmError as exc:
+        record.worktree = {**record.worktree, "error": str(exc)}
 
 
 @dataclass
@@ -446,10 +451,15 @@ def remove_all(records: list[TaskRecord], *, force: bool = False) -> WorktreeRem
 
 def _unsaved(tree: Worktree, changes: list[str]) -> str:
     """ "2 uncommitted changes (the task ran with --no-commit): a.txt, b.txt"."""
-    shown = ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
-    plural = "s" if len(changes) != 1 else ""
     why = " (the task ran with --no-commit)" if not tree.commit else ""
-    return f"{len(changes)} uncommitted change{plural}{why}: {shown}"
+    return _listed(changes, "uncommitted change", why)
+
+
+def _listed(paths: list[str], noun: str, why: str = "") -> str:
+    """ "2 uncommitted files: a.txt, b.txt" (the first three named)."""
+    shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    plural = "s" if len(paths) != 1 else ""
+    return f"{len(paths)} {noun}{plural}{why}: {shown}"
 
 
 def orphans(root: Path, known: set[str]) -> list[Path]:
@@ -459,19 +469,69 @@ def orphans(root: Path, known: set[str]) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and p.name not in known)
 
 
-def remove_orphan(path: Path) -> None:
-    """Remove a worktree whose task record is gone: through git when its repository is
-    still there (so `git worktree list` stays consistent), else just the directory."""
+def _repository_of(path: Path) -> Path | None:
+    """The checkout a worktree belongs to, from its `.git` pointer (None: not a worktree)."""
     dot_git = path / ".git"
-    repository: Path | None = None
-    if dot_git.is_file():
+    if not dot_git.is_file():
+        return None
+    try:
         pointer = dot_git.read_text().strip().removeprefix("gitdir:").strip()
-        common = Path(pointer).parent.parent  # <repo>/.git/worktrees/<name> -> <repo>/.git
-        repository = common.parent if common.name == ".git" else common
+    except (OSError, UnicodeDecodeError):
+        return None
+    common = Path(pointer).parent.parent  # <repo>/.git/worktrees/<name> -> <repo>/.git
+    return common.parent if common.name == ".git" else common
+
+
+def orphan_work(path: Path) -> str | None:
+    """What removing an orphan worktree would lose, in words ("2 uncommitted files: a.txt,
+    b.txt; 1 unmerged commit on ocm/t-1"), or None when it holds nothing of its own.
+
+    Its task record is gone, so this asks git: changes not committed (staged, unstaged,
+    untracked; ignored files are not work), and commits at its HEAD that the repository's
+    HEAD does not contain. When git cannot tell (its repository is gone), that is said too:
+    nothing ocm cannot vouch for is deleted without --force."""
+    repository = _repository_of(path)
+    if repository is None:
+        if not any(path.iterdir()):
+            return None  # an empty directory: a `git worktree add` that never got going
+        return "not a git worktree, so ocm cannot tell what it holds"
+    if not repository.is_dir():
+        return f"its repository {repository} is gone, so ocm cannot tell what it holds"
+    try:
+        changes = _changes(path)
+        head = git("rev-parse", "--verify", "--quiet", "HEAD", cwd=path, check=False).strip()
+        branch = git("symbolic-ref", "--quiet", "--short", "HEAD", cwd=path, check=False).strip()
+        ahead = 0
+        if head:
+            count = git("rev-list", "--count", f"HEAD..{head}", cwd=repository, check=False)
+            ahead = int(count.strip() or 0)
+    except (OcmError, ValueError) as exc:
+        return f"git cannot tell what it holds ({exc})"
+    said = []
+    if changes:
+        said.append(_listed(changes, "uncommitted file"))
+    if ahead:
+        where = f"on {branch}" if branch else "on a detached HEAD, which no branch keeps"
+        plural = "s" if ahead != 1 else ""
+        said.append(f"{ahead} unmerged commit{plural} {where} (not in {repository}'s HEAD)")
+    return "; ".join(said) or None
+
+
+def remove_orphan(path: Path, *, force: bool = False) -> None:
+    """Remove a worktree whose task record is gone: through git when its repository is
+    still there (so `git worktree list` stays consistent), else just the directory.
+    Without `force`, git refuses a worktree with changes (an OcmError, and nothing is
+    removed): the second guard behind `orphan_work`, for changes made since."""
+    repository = _repository_of(path)
     if repository is not None and repository.is_dir():
-        with contextlib.suppress(OcmError), repository_lock(repository):
-            git("worktree", "remove", "--force", str(path), cwd=repository, check=False)
-            git("worktree", "prune", cwd=repository, check=False)
+        try:
+            with repository_lock(repository):
+                flags = ["--force"] if force else []
+                git("worktree", "remove", *flags, str(path), cwd=repository)
+                git("worktree", "prune", cwd=repository, check=False)
+        except OcmError:
+            if not force:
+                raise
     if path.exists():
         import shutil
 
@@ -502,23 +562,39 @@ def remove_recorded(
 
 
 def task_patch(store: TaskStore, task_id: str) -> str:
-    """A worktree task's changes as a patch `git apply` accepts on its base commit."""
+    """A worktree task's changes as a patch `git apply` accepts on its base commit, with
+    every secret ocm holds replaced (an agent may have written one into a file it changed;
+    git reads the files themselves, so this is the patch's own redaction, as the record's
+    `diff` gets when it is stored)."""
     record = store.get(task_id)
     if record.worktree is None:
         raise UsageError(f"task {task_id} did not run in a worktree (ocm run --worktree)")
-    return patch(Worktree.from_dict(record.worktree))
+    return redact(patch(Worktree.from_dict(record.worktree)), store.secrets())
 
 
-def orphan_sweep(store: TaskStore, root: Path) -> Callable[[bool], list[str]]:
+def orphan_sweep(store: TaskStore, root: Path) -> Callable[[bool, bool], Swept]:
     """`ocm cleanup`'s pass over the task worktrees under `root` (a `lifecycle.Sweep`): those
-    whose task is no longer recorded are removed (with dry_run, only listed)."""
+    whose task is no longer recorded are removed (with dry_run, only listed), except those
+    holding work (`orphan_work`: uncommitted files, unmerged commits), which are kept unless
+    `force`; either way each is named with what it holds."""
 
-    def sweep(dry_run: bool) -> list[str]:
+    def sweep(dry_run: bool, force: bool) -> Swept:
         known = set(store.recent_ids("task", 1 << 30))
-        found = orphans(root, known)
-        if not dry_run:
-            for path in found:
-                remove_orphan(path)
-        return [str(path) for path in found]
+        done = Swept()
+        for path in orphans(root, known):
+            work = orphan_work(path)
+            if work is not None and not force:
+                done.kept.append(Leftover(str(path), work))
+                continue
+            if not dry_run:
+                try:
+                    remove_orphan(path, force=force)
+                except OcmError as exc:  # git found changes made since it was looked at
+                    done.kept.append(Leftover(str(path), f"{exc}; nothing was removed"))
+                    continue
+            if work is not None:
+                done.forced.append(Leftover(str(path), work))
+            done.removed.append(str(path))
+        return done
 
     return sweep

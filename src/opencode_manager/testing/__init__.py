@@ -24,9 +24,10 @@ import psutil
 from .. import process
 from ..instances.fleet import Fleet
 from ..instances.launch import port_of
+from ..lines import PINNED_VERSIONS, Line
 from ..models import InstanceSpec
 from ..process import identity_of, marked
-from ..settings import PINNED_OPENCODE_VERSION, Settings
+from ..settings import Settings
 
 if TYPE_CHECKING:
     import httpx
@@ -62,6 +63,7 @@ def fleet_of(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     directory: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Fleet:
     """A fleet whose registry (under `home`) lists running instances, one per (name, url, pid):
     for tests of code that reads the fleet (monitor, dispatch, batches, placement) against
@@ -69,8 +71,9 @@ def fleet_of(
     (`transport`: e.g. `testing.opencode.transport(FakeOpencode(url), ...)`). Each pid must
     be a live process whose argv says `opencode serve`, as a server's does (`StandIn`, or
     `python -m opencode_manager.testing.sse serve`: an `opencode...` program, then `serve`);
-    several instances may share one. `directory`: the instances' project (default `home`)."""
-    settings = Settings.load(home=home, environ={"HOME": str(home)})
+    several instances may share one. `directory`: the instances' project (default `home`).
+    `environ`: settings variables (e.g. `OCM_HTTP_TIMEOUT`)."""
+    settings = Settings.load(home=home, environ={"HOME": str(home), **(environ or {})})
     fleet = Fleet(settings, backups=False, transport=transport)
     registry = fleet.registry
     for name, url, pid in servers:
@@ -81,7 +84,7 @@ def fleet_of(
             spec = InstanceSpec(name=name, dir=directory or str(home))
             registry.reserve(db, spec, port=None)
         registry.server_spawned(name, server)
-        registry.mark_running(name, url=url, port=port_of(url), version=PINNED_OPENCODE_VERSION)
+        registry.mark_running(name, url=url, port=port_of(url), version=PINNED_VERSIONS[Line.V1])
     return fleet
 
 

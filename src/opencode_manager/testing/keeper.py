@@ -49,6 +49,7 @@ class FakeServer:
         self.ignores_term = False
         self.rss = 100 * 1024 * 1024
         self.cpu = 1.0
+        self.cpu_used = 0.0  # CPU seconds so far (what `cpu_seconds` reports)
         self.terminations: list[float] = []  # the timeout of each terminate() call
         self._exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         if listen:
@@ -95,6 +96,9 @@ class FakeServer:
 
     def tree_rss(self) -> int:
         return self.rss
+
+    def cpu_seconds(self) -> float | None:
+        return self.cpu_used
 
 
 class FakeSpawner:
@@ -144,6 +148,8 @@ class FakeProbe:
         self.disposed: list[str] = []
         self.busy_sessions: dict[str, Any] = {}
         self.warmed: list[str] = []  # the warm-up's request targets, in order
+        self.calls: list[tuple[str, str, object]] = []  # (method, target, body), in order
+        self._sessions = 0
 
     def _server(self, endpoint: Endpoint) -> FakeServer:
         for server in self.spawner.servers:
@@ -172,10 +178,30 @@ class FakeProbe:
     async def dispose(self, endpoint: Endpoint, *, timeout: float) -> None:
         self.disposed.append(self._server(endpoint).url)
 
-    async def get(self, endpoint: Endpoint, target: str, *, timeout: float) -> object:
-        self._server(endpoint)
+    async def call(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        target: str,
+        *,
+        timeout: float,
+        body: object = None,
+        keep: bool = True,
+    ) -> Any:
+        """The warm-up's calls, answered as the line would: a session made, a turn that
+        went well, a session deleted."""
+        self._server(endpoint).cpu_used += 0.25  # what each call costs the server
         self.warmed.append(target)
-        return {}
+        self.calls.append((method, target, body))
+        if method == "POST" and target.split("?")[0] in ("/session", "/api/session"):
+            self._sessions += 1
+            made = {"id": f"ses_fake{self._sessions}"}
+            return {"data": made} if target.startswith("/api/") else made
+        if target.startswith("/api/session/") and method == "GET":
+            return {"data": {"outcome": "succeeded"}}
+        if target.endswith("/message"):
+            return {"info": {"finish": "stop"}, "parts": []}
+        return {} if keep else None
 
 
 class FakeHost:

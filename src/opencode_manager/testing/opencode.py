@@ -19,7 +19,9 @@ part to that message again and runs no turn, as 1.18.33 does (client/identifiers
 
 Faults: `crash()` ends every stream and turn and refuses connections until `restart()`;
 `drop_streams()` ends the event streams only (OpenCode has no replay: a client must resync
-over REST); `before` sees every request first and may raise an httpx error or answer it.
+over REST); `hold_starts()` keeps the turns of prompts taken from then on from starting
+until `release_starts()` (a loaded server shows such a prompt stored, the session idle and
+no answer); `before` sees every request first and may raise an httpx error or answer it.
 """
 
 from __future__ import annotations
@@ -97,6 +99,8 @@ class FakeOpencode:
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request
         self.down = False
         self.before: Before | None = None
+        self.starts = asyncio.Event()  # turns start while it is set (`hold_starts`)
+        self.starts.set()
         self._streams: list[_Stream] = []
         self._player = Player(self)
 
@@ -155,6 +159,16 @@ class FakeOpencode:
     def restart(self) -> None:
         """Back up, with the sessions and messages stored before the crash."""
         self.down = False
+
+    def hold_starts(self) -> None:
+        """Prompts taken from now on are stored at once (their user message shows, the
+        session stays idle, nothing answers) and their turns start only at
+        `release_starts`: OpenCode 1.18.33 stores the user message before its loop starts,
+        and a loaded server shows that for seconds."""
+        self.starts.clear()
+
+    def release_starts(self) -> None:
+        self.starts.set()
 
     def pending(self, kind: str | None = None) -> list[dict[str, Any]]:
         """The asks waiting for an answer (as GET /permission and /question list them)."""

@@ -105,6 +105,7 @@ class Stage(Protocol):
 
     pace: float  # seconds between two events of a turn
     asks: dict[str, PendingAsk]
+    starts: asyncio.Event  # a turn starts once it is set
 
     def emit(self, kind: str, properties: dict[str, Any], directory: str | None = None) -> None: ...
 
@@ -123,6 +124,7 @@ class Player:
         await asyncio.sleep(self.stage.pace)  # the pace of the fake model (0: just a yield)
 
     async def run(self, session: FakeSession, turn: FakeTurn, user: dict[str, Any]) -> None:
+        await self.stage.starts.wait()  # stored, not started (a loaded server)
         async with session.lock:  # a prompt to a busy session waits for its turn
             session.turn = turn
             turn.started_at = time.monotonic()
