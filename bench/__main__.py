@@ -32,6 +32,7 @@ from .figures import (
     footprint,
     metrics_scale,
     monitor,
+    reads,
     registry_scale,
 )
 from .measure import QUIET_CPU, QUIET_DEADLINE, cpu_model, load_average, settle
@@ -51,6 +52,7 @@ TITLES = {
     7: "Registry at scale",
     8: "First task",
     9: "Metrics at scale",
+    10: "Read commands",
 }
 
 
@@ -227,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             figures[5] = Figure(5, TITLES[5], notes=["Not measured on OpenCode 2.x yet."])
         measure(7, lambda: registry_scale.run(env, plan))
         measure(9, lambda: metrics_scale.run(env, plan))
+        measure(10, lambda: reads.run(env, plan))
         leftovers = env.close()
     elapsed = time.monotonic() - began
     footer = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import tempfile
@@ -32,6 +33,10 @@ class CommandResult:
     returncode: int
     stdout: str
     stderr: str
+    #: CPU seconds (user + system) of the command and the children it waited for, from the
+    #: kernel's accounting (microseconds, where GNU time's %U/%S count in 10 ms ticks); with
+    #: `gnu_time`, GNU time's own share (about a millisecond) is in it too.
+    cpu_s: float = 0.0
 
 
 def tree_rss(root: psutil.Process) -> int:
@@ -92,6 +97,7 @@ def run_command(
     with tempfile.TemporaryDirectory(prefix="bench-time-") as tmp:
         time_file = Path(tmp) / "time"
         full = [GNU_TIME, "-f", "%e %M", "-o", str(time_file), *argv] if gnu_time else list(argv)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         proc = subprocess.Popen(
             full,
@@ -114,13 +120,15 @@ def run_command(
             proc.communicate()
             raise BenchError(f"timed out after {timeout:.0f} s: {' '.join(argv)[:200]}") from None
         wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         max_rss = None
         if gnu_time and time_file.is_file():
             fields = time_file.read_text().split()
             if len(fields) >= 2 and fields[-1].isdigit():
                 max_rss = int(fields[-1])
     return CommandResult(
-        wall, max_rss, sampler.peak if sampler else None, proc.returncode, out, err
+        wall, max_rss, sampler.peak if sampler else None, proc.returncode, out, err, cpu
     )
 
 

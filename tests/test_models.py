@@ -103,3 +103,30 @@ def test_checks_and_instances_dump_their_words() -> None:
     assert (
         json.loads(json.dumps(replace(info, owner=Owner.CLUSTER).to_dict()))["owner"] == "cluster"
     )
+
+
+def test_a_task_records_dict_is_asdicts_copied_whole() -> None:
+    """`to_dict` copies JSON data itself (asdict is five times slower); it must give what
+    asdict gives, share nothing with the record, and leave anything else to asdict."""
+    import dataclasses
+
+    from opencode_manager.models import TaskRecord, TaskStatus
+
+    record = TaskRecord(
+        id="t-1", prompt="p", status=TaskStatus.COMPLETED, created_at=1.0, started_at=1.0,
+        finished_at=3.25, tool_calls=[{"tool": "bash", "input": {"command": "ls"}}],
+        tokens={"input": 3, "cache": {"read": 1}}, structured={"a": [1, None, 2.5, True]},
+        worktree={"path": "/w", "files": ["x"]}, todos=[("a tuple", 1)],
+    )  # fmt: skip
+
+    def expected(r: TaskRecord) -> dict[str, object]:
+        return {**dataclasses.asdict(r), "status": r.status.value, "duration_s": r.duration_s}
+
+    assert record.to_dict() == expected(record)  # a tuple inside: asdict's way
+    record.todos = [{"content": "x", "status": "pending"}]
+    data = record.to_dict()
+    assert data == expected(record)
+    data["tool_calls"][0]["input"]["command"] = "rm"
+    data["todos"].append("more")
+    assert record.tool_calls[0]["input"]["command"] == "ls"
+    assert len(record.todos) == 1

@@ -29,7 +29,7 @@ def test_migrations_keep_the_names_and_order_users_databases_recorded() -> None:
     assert [name for name, _ in MIGRATIONS] == [
         "m001_instances", "m002_tasks_and_batches", "m003_events", "m004_samples",
         "m005_desired_state", "m006_sample_history", "m007_task_indexes", "m008_task_totals",
-        "m009_provider_control",
+        "m009_provider_control", "m010_tasks_with_worktrees",
     ]  # fmt: skip
     assert all(fn.__name__ == name for name, fn in MIGRATIONS)  # named by their functions
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -155,6 +154,8 @@ def writers_paused(path: Path, timeout: float) -> Iterator[None]:
 
 def copy_synced(source: Path, target: Path) -> None:
     """`source` copied to `target` (0600) and on disk before this returns."""
+    import shutil  # here: every command opens the registry, few copy it
+
     with open(source, "rb") as src, open(target, "wb") as dst:
         os.fchmod(dst.fileno(), 0o600)
         shutil.copyfileobj(src, dst, 1 << 20)

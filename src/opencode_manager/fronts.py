@@ -3,8 +3,9 @@
 `opencode_manager.__all__` is for library users: the facade, what it takes and returns, and
 the errors. The fronts also need helpers that are no part of that promise: parsing command-line
 values with the CLI's messages, text for terminals, serving an ASGI app on a socket bound
-beforehand, the fronts' own tokens, and the view of events that `ocm monitor` and the dashboard
-show. They live here, loaded on first use like the package's own exports, so `ocm` imports only
+beforehand, the fronts' own tokens, the view of events that `ocm monitor` and the dashboard
+show, and the stored records read without the facade (`Records`, for the CLI's read commands).
+They live here, loaded on first use like the package's own exports, so `ocm` imports only
 what a command needs. A front imports the library from `opencode_manager` and these from here,
 and nothing else (tests/test_layout.py checks it).
 """
@@ -19,6 +20,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "EventFilter": ("observe.eventview", "Filter"),
     "EventFolder": ("observe.eventview", "Folder"),
     "EventLine": ("observe.eventview", "Line"),
+    "Records": ("tasks.records", "Records"),
     "Secret": ("secretfile", "Secret"),
     "error_summary": ("text", "error_summary"),
     "human_size": ("text", "human_size"),
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from .observe.eventview import Line as EventLine
     from .secretfile import Secret, load_secret
     from .sockets import listener, serve_app
+    from .tasks.records import Records
     from .tasks.structured import load_schema
     from .text import error_summary, human_size, one_line, strip_ansi
 
@@ -65,6 +68,7 @@ __all__ = [
     "EventFilter",
     "EventFolder",
     "EventLine",
+    "Records",
     "Secret",
     "error_summary",
     "human_size",

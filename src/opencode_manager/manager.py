@@ -33,10 +33,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import process
-from .instances import lifecycle
 from .instances import spec as specs
 from .instances.fleet import Fleet
-from .limits import table as limit_table
 from .models import (
     DEFAULT_USERNAME,
     InstanceInfo,
@@ -46,6 +44,8 @@ from .models import (
     TaskRecord,
 )
 from .settings import PINNED_OPENCODE_VERSION, Settings
+from .supervision import DEFAULT_START_TIMEOUT as DEFAULT_START_TIMEOUT
+from .supervision import DEFAULT_STOP_TIMEOUT as DEFAULT_STOP_TIMEOUT
 
 if TYPE_CHECKING:
     import httpx
@@ -73,9 +73,6 @@ if TYPE_CHECKING:
     from .tasks.store import PruneReport, TaskStore
     from .tasks.summary import BatchSummary
     from .tasks.worktree import WorktreeRemoval, WorktreeRow
-
-DEFAULT_START_TIMEOUT = lifecycle.DEFAULT_START_TIMEOUT
-DEFAULT_STOP_TIMEOUT = lifecycle.DEFAULT_STOP_TIMEOUT
 
 
 class AsyncManager:
@@ -216,7 +213,7 @@ class AsyncManager:
         """Converge to the fleet file: start what is missing in parallel, recreate what
         changed one at a time; only this file's project is ever touched. Setting `cancel`
         stops what it started (removing what it created) and raises Interrupted."""
-        from .instances import compose
+        from .instances import compose, lifecycle
 
         return await lifecycle.interruptibly(
             lambda stop: compose.up(
@@ -231,7 +228,7 @@ class AsyncManager:
     ) -> list[StopResult]:
         """Stop the instances the fleet file's project created (they stay recorded); setting
         `cancel` stops no more of them and raises Interrupted."""
-        from .instances import compose
+        from .instances import compose, lifecycle
 
         return await lifecycle.interruptibly(
             lambda stop: compose.down(self.fleet, path, cancel=stop), cancel
@@ -250,7 +247,7 @@ class AsyncManager:
     ) -> ResurrectReport:
         """Start what the saved dump holds that is not running (same names, settings and, when
         free, ports); nothing else is touched."""
-        from .instances import dump
+        from .instances import dump, lifecycle
 
         return await lifecycle.interruptibly(
             lambda stop: dump.resurrect(self.fleet, timeout=timeout, cancel=stop), cancel
@@ -302,6 +299,7 @@ class AsyncManager:
         instances; instances of hosts that left are marked lost. Setting `cancel` stops
         between hosts (nothing marked lost), and it raises Interrupted."""
         from .cluster import link
+        from .instances import lifecycle
 
         return await lifecycle.interruptibly(
             lambda stop: link.up(self.fleet, address, cancel=stop), cancel
@@ -370,6 +368,7 @@ class AsyncManager:
         """Forget ended instances, reconcile dead ones, delete logs and dirs nobody owns
         (worktrees of tasks no longer recorded too, except one holding uncommitted files or
         unmerged commits: kept, with the reason, unless `force`)."""
+        from .instances import lifecycle
         from .tasks import worktree
 
         return await asyncio.to_thread(
@@ -826,10 +825,14 @@ class AsyncManager:
     async def limits(self) -> list[LimitStatus]:
         """Every provider limit with its traffic now: slots in use, turns started in the last
         minute, the queue, and the provider's circuit breaker."""
+        from .limits import table as limit_table
+
         return await asyncio.to_thread(limit_table.overview, self.fleet.registry)
 
     async def queue(self) -> list[QueuedTicket]:
         """The tasks waiting for a slot of their provider, in queue order, with their place."""
+        from .limits import table as limit_table
+
         return await asyncio.to_thread(limit_table.queue, self.fleet.registry)
 
     async def limit_set(
@@ -837,10 +840,14 @@ class AsyncManager:
     ) -> Limit:
         """Create or replace the limit of PROVIDER or PROVIDER/MODEL, shared by every task
         (whichever front sent it): at most `concurrency` turns at once, `rpm` a minute."""
+        from .limits import table as limit_table
+
         return await asyncio.to_thread(
             limit_table.set_limit, self.fleet.registry, scope, concurrency=concurrency, rpm=rpm
         )
 
     async def limit_remove(self, scopes: Sequence[str]) -> list[str]:
         """Remove limits (all or none: an unknown one is NotFoundError)."""
+        from .limits import table as limit_table
+
         return await asyncio.to_thread(limit_table.remove_limits, self.fleet.registry, scopes)

@@ -11,6 +11,7 @@ database under it (connections, transactions, backups, migrations) is database.p
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import sqlite3
@@ -18,7 +19,7 @@ import time
 from typing import Any
 
 from .database import Database
-from .errors import ConflictError, NotFoundError
+from .errors import ConflictError, NotFoundError, OcmError
 from .models import (
     KEEPER_CMD,
     SERVER_CMD,
@@ -31,6 +32,7 @@ from .models import (
     ResourceSample,
     State,
 )
+from .settings import Settings
 
 SAMPLE_HISTORY_S = 1800.0  # the keeper's samples kept per instance (30 minutes)
 #: The `instances` table's columns (what migrations.py made of it).
@@ -91,6 +93,19 @@ def _record(row: sqlite3.Row) -> InstanceRecord:
         starter=_identity(row["starter_pid"], row["starter_ctime"]),
         launch_token=row["launch_token"],
     )
+
+
+def open_registry(settings: Settings, *, backups: bool = True) -> Registry:
+    """The registry of `settings`' OCM_HOME, as every command opens it: the home made if
+    missing, and today's backup taken if not yet (a failed one, a full disk say, must not stop
+    the command; `ocm doctor` shows it). The facade's fleet and the CLI's reads both open it
+    here, so a read that skips the facade changes nothing of what opening it does."""
+    settings.ensure_home()
+    registry = Registry(settings.registry_path, timeout=settings.registry_timeout)
+    if backups:
+        with contextlib.suppress(OcmError):
+            registry.backup_daily()
+    return registry
 
 
 class Registry(Database):

@@ -16,6 +16,12 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+#: How long `ocm start` waits for an instance to answer, and `ocm stop` for one to end, unless
+#: told otherwise (here, beside the other defaults, so the facade need not load the lifecycle
+#: machinery to name them: `ocm run` does not use it).
+DEFAULT_START_TIMEOUT = 120.0
+DEFAULT_STOP_TIMEOUT = 10.0
+
 
 class RestartPolicy(str, enum.Enum):
     """When the keeper starts the server again (`--restart`)."""

@@ -13,10 +13,12 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .manager import DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, AsyncManager
+from .manager import AsyncManager
 from .models import DEFAULT_USERNAME
 from .portal import Portal
 from .settings import PINNED_OPENCODE_VERSION
+from .supervision import DEFAULT_START_TIMEOUT as DEFAULT_START_TIMEOUT
+from .supervision import DEFAULT_STOP_TIMEOUT as DEFAULT_STOP_TIMEOUT
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence

@@ -73,7 +73,7 @@ def test_the_migration_adds_the_tables_to_an_existing_registry(tmp_path: Path) -
     db.close()
     reg = Registry(path)
     try:
-        assert reg.applied_migrations()[-1] == "m009_provider_control"
+        assert "m009_provider_control" in reg.applied_migrations()
         tables = {r[0] for r in reg.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"limits", "leases", "waiters", "grants", "breakers", "submission_keys"} <= tables
     finally:

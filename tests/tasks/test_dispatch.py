@@ -40,3 +40,30 @@ def test_listing_checks_only_sent_standalone_running_tasks_and_filters_after(
     assert [(r.id, r.status) for r in every] == [
         ("t-sent", TaskStatus.COMPLETED), ("t-unsent", TaskStatus.RUNNING),
         ("t-done", TaskStatus.COMPLETED)]  # fmt: skip
+
+
+class _OneRunning:
+    """A fleet with one running instance that must not be asked how busy it is."""
+
+    def __init__(self, record: object) -> None:
+        self.record = record
+
+    def running(self) -> list[object]:
+        return [self.record]
+
+    def endpoint(self, record: object) -> None:
+        raise AssertionError("the only candidate was probed")
+
+    def client(self, *args: object, **kwargs: object) -> None:
+        raise AssertionError("the only candidate was probed")
+
+
+def test_the_only_running_instance_is_chosen_without_asking_it() -> None:
+    """With one candidate placement has no choice: asking how busy it is would only cost
+    `ocm run` a round trip before its session (issue 28.4)."""
+    from opencode_manager.models import InstanceRecord, InstanceSpec, State
+
+    only = InstanceRecord(name="oc-1", spec=InstanceSpec(name="oc-1", dir="/p", port=4301),
+                          state=State.RUNNING, created_at=1.0, updated_at=1.0)  # fmt: skip
+    chosen = asyncio.run(dispatch.choose_instance(_OneRunning(only), None))  # type: ignore[arg-type]
+    assert chosen is only

@@ -531,6 +531,55 @@ async def _until(condition: Any, timeout: float = 5.0) -> None:
     await asyncio.wait_for(wait(), timeout)
 
 
+async def test_the_event_stream_opens_while_the_session_is_made(
+    server: FakeOpencode, script: Scripted
+) -> None:
+    """The stream is the directory's: opened at once, not after the session's round trip
+    (issue 28.4). Here the session is made only once the stream was asked for."""
+    subscribed = asyncio.Event()
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path == "/event":
+            subscribed.set()
+        elif request.method == "POST" and request.url.path == "/session":
+            await asyncio.wait_for(subscribed.wait(), 2.0)  # TimeoutError: one after the other
+        return await server.handle(request)
+
+    pool = HttpPool(httpx.MockTransport(handle))
+    try:
+        done = await _runner(pool.client(ENDPOINT), _record("go", server)).run()
+    finally:
+        await pool.aclose()
+    assert done.status is TaskStatus.COMPLETED, done.error
+    assert done.text == "You said: go"
+
+
+async def test_a_turn_that_ran_a_tool_asks_for_its_diff_beside_its_messages(
+    server: FakeOpencode, script: Scripted
+) -> None:
+    """The stream showed a tool: the diff is asked for with the messages, not after them
+    (issue 28.4). Here the messages are answered only once the diff was asked for."""
+    script.turns["go"] = [Tool(output="done\n"), Reply("all done here")]
+    diff_asked = asyncio.Event()
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "GET" and path.endswith("/diff"):
+            diff_asked.set()
+        elif request.method == "GET" and path.endswith("/message") and server.turns:
+            await asyncio.wait_for(diff_asked.wait(), 2.0)  # TimeoutError: one after the other
+        return await server.handle(request)
+
+    pool = HttpPool(httpx.MockTransport(handle))
+    try:
+        done = await _runner(pool.client(ENDPOINT), _record("go", server)).run()
+    finally:
+        await pool.aclose()
+    assert done.status is TaskStatus.COMPLETED, done.error
+    assert [c["tool"] for c in done.tool_calls] == ["bash"]
+    assert done.text == "all done here"
+
+
 # -- the end of a task: its worktree settled before the record is saved -----------------------
 async def test_a_worktree_task_is_settled_by_the_runners_persist_hook(
     server: FakeOpencode, client: AsyncOpencodeClient, script: Scripted, tmp_path: Any

@@ -1,30 +1,21 @@
-"""Batch commands: `ocm batch FILE`, `batch resume|ls|show`."""
+"""Batch commands: `ocm batch FILE`, `batch resume|ls|show`.
+
+`batch ls` and `batch show` read the store through `fronts.Records` and print (no event
+loop, HTTP client or runner loaded, nor rich for --json); the runner, the facade and the
+progress bar are imported by the commands that run or change batches.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
-from rich.text import Text
 
-from .. import (
-    AsyncManager,
-    BatchStatus,
-    BatchSummary,
-    Interrupted,
-    TaskOutcome,
-    TaskStatus,
-    UsageError,
-    decode_batch_file,
-    parse_batch_file,
-)
-from ..fronts import load_schema, one_line, parse_duration
-from .loops import run_with_cancel
+from .. import BatchStatus, BatchSummary, Interrupted, TaskOutcome, TaskStatus, UsageError
+from ..fronts import one_line, parse_duration
 from .main import Context
 from .options import (
     complete_batches,
@@ -34,10 +25,12 @@ from .options import (
     max_retries_option,
     select_fields,
 )
-from .output import TASK_STYLE, ago, err, out, print_json
+from .plain import print_json, say
 
 if TYPE_CHECKING:
-    from .. import BatchProgress
+    import asyncio
+
+    from .. import AsyncManager, BatchProgress
 
 pass_state = click.make_pass_decorator(Context)
 
@@ -76,6 +69,9 @@ def _execute(
 ) -> int:
     # Here, not at the top: `ocm batch ls` and `show` need neither the bar nor the runner.
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .loops import run_with_cancel
+    from .output import err
 
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -154,6 +150,8 @@ SUMMARY_ROWS = 20  # tasks listed under a batch; `ocm results --batch ID` has th
 
 def _summary_table(data: BatchSummary) -> None:
     """The tasks that did not complete (at most SUMMARY_ROWS), then the counts."""
+    from .output import out
+
     unfinished = [task for task in data.tasks if task.status != TaskStatus.COMPLETED.value]
     if unfinished:
         _task_table(data, unfinished[:SUMMARY_ROWS])
@@ -170,6 +168,11 @@ def _summary_table(data: BatchSummary) -> None:
 
 
 def _task_table(data: BatchSummary, tasks: list[TaskOutcome]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from .output import TASK_STYLE, out
+
     table = Table(
         box=None,
         header_style="bold",
@@ -286,7 +289,10 @@ def run_file(
     Every task takes a slot of its provider per turn (`ocm limits`): two batches on one
     provider share its limit, and tasks wait `queued` in submission order (--priority).
     """
-    from .. import BatchOptions  # here: `ocm batch ls` and `show` need none of the runner
+    # Here: `ocm batch ls` and `show` need none of the runner.
+    from .. import BatchOptions, decode_batch_file, parse_batch_file
+    from ..fronts import load_schema
+    from .output import err
 
     if file == "-":
         data, source = sys.stdin.buffer.read(), "<stdin>"
@@ -385,6 +391,8 @@ def rm(state: Context, batch_ids: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         print_json({"removed": removed})
         return
+    from .output import out
+
     for batch_id, count in removed.items():
         out.print(f"removed batch {batch_id} ({count} results)", markup=False)
 
@@ -405,20 +413,23 @@ def ls(state: Context, limit: int | None, show_all: bool, as_json: str | None) -
         raise UsageError(f"invalid --limit {limit}: must be 1 or more")
     if show_all and limit is not None:
         raise UsageError("--all and --limit contradict each other; choose one")
-    manager = state.manager()
+    stored = state.records()
     wanted = None if show_all else (limit or LS_LIMIT)
-    rows = [item.to_dict(with_tasks=False) for item in manager.batches(limit=wanted)]
+    rows = [item.to_dict(with_tasks=False) for item in stored.batches(limit=wanted)]
     if wanted is not None and len(rows) == wanted and limit is None:
-        total = manager.count_batches()
+        total = stored.count_batches()
         if total > wanted:
-            err.print(f"the newest {wanted} of {total} batches; --all shows every one",
-                      markup=False)  # fmt: skip
+            say(f"the newest {wanted} of {total} batches; --all shows every one")
     if as_json:
         print_json(select_fields(rows, as_json))
         return
     if not rows:
-        err.print("no batches", markup=False)
+        say("no batches")
         return
+    from rich.table import Table
+
+    from .output import ago, out
+
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("BATCH", "STATUS", "DONE", "COUNTS", "CREATED", "SOURCE"):
         table.add_column(column, no_wrap=True)
@@ -440,4 +451,4 @@ def ls(state: Context, limit: int | None, show_all: bool, as_json: str | None) -
 @pass_state
 def show(state: Context, batch_id: str, as_json: bool) -> None:
     """Show one batch and every one of its tasks."""
-    _report(state.manager().batch_show(batch_id), as_json, every_task=True)
+    _report(state.records().batch(batch_id), as_json, every_task=True)

@@ -30,6 +30,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 if TYPE_CHECKING:
     from .. import AsyncManager, Manager
+    from ..fronts import Records
 
 
 class Context:
@@ -39,6 +40,7 @@ class Context:
     def __init__(self, opencode: str | None) -> None:
         self.opencode = opencode
         self._manager: Manager | None = None
+        self._records: Records | None = None
 
     def settings(self, opencode: str | None = None) -> Settings:
         return Settings.load(opencode=opencode or self.opencode)
@@ -50,6 +52,15 @@ class Context:
             self._manager = Manager(self.settings(opencode))
         return self._manager
 
+    def records(self) -> Records:
+        """The stored records without the facade: what the read commands print (no event
+        loop, no HTTP client); a read that needs a server takes `manager()` instead."""
+        from ..fronts import Records
+
+        if self._records is None:
+            self._records = Records(self.settings())
+        return self._records
+
     def amanager(self, opencode: str | None = None) -> AsyncManager:
         """An async facade for `asyncio.run` at this edge (start, run, wait, batch, monitor)."""
         from .. import AsyncManager
@@ -57,6 +68,8 @@ class Context:
         return AsyncManager(self.settings(opencode))
 
     def close(self) -> None:
+        if self._records is not None:
+            self._records.close()
         if self._manager is not None:
             self._manager.close()
 
@@ -79,8 +92,8 @@ LAZY_COMMANDS = {
     "metrics": ("observe", "metrics"),
     "run": ("tasks", "run"),
     "wait": ("tasks", "wait"),
-    "result": ("tasks", "result"),
-    "results": ("tasks", "results"),
+    "result": ("results", "result"),
+    "results": ("results", "results"),
     "batch": ("batches", "batch"),
     "sessions": ("sessions", "sessions_cmd"),
     "session": ("sessions", "session"),

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from click.shell_completion import CompletionItem
 
-from .. import Manager, Settings, UsageError
+from .. import Settings, UsageError
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
@@ -53,7 +55,7 @@ max_retries_option = click.option(
 )
 
 
-Completer = Callable[[click.Context, click.Parameter, str], list[CompletionItem]]
+Completer = Callable[[click.Context, click.Parameter, str], "list[CompletionItem]"]
 
 
 def completer(kind: str) -> Completer:
@@ -63,6 +65,10 @@ def completer(kind: str) -> Completer:
     def complete(
         ctx: click.Context, param: click.Parameter, incomplete: str
     ) -> list[CompletionItem]:
+        from click.shell_completion import CompletionItem
+
+        from .. import Manager  # here: loading this module must not load the facade
+
         try:
             if not Settings.load().registry_path.exists():
                 return []  # nothing to offer, and nothing to create just for a completion

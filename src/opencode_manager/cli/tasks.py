@@ -1,4 +1,4 @@
-"""Task commands: run, wait, result, results.
+"""Task commands: run, wait (the reads, `result` and `results`, are in results.py).
 
 Exit codes of a task: 0 completed, 10 failed, 11 timed out, 12 aborted (or cancelled).
 """
@@ -25,18 +25,17 @@ from .. import (
     UsageError,
     WorktreeRequest,
 )
-from ..fronts import error_summary, load_schema, one_line, parse_duration, strip_ansi
+from ..fronts import load_schema
 from .loops import run_with_cancel, watch
 from .main import Context
 from .options import (
     complete_instances,
     complete_tasks,
     control_options,
-    json_fields_option,
     max_retries_option,
-    select_fields,
 )
 from .plain import print_json, say, show, stderr_is_terminal, stdout_is_terminal
+from .results import error_text
 
 # `ocm run` and `ocm wait` print through .plain: a pipe gets their output without rich loaded.
 
@@ -174,22 +173,8 @@ def report(record: TaskRecord, *, as_json: bool, jsonl: bool, streamed: bool = F
     if note:
         say(f"note: {note}", style="yellow")
     if record.status is not TaskStatus.COMPLETED and not as_json:
-        say(f"ocm: task {record.id} {record.status.value}: {_error_text(record)}")
+        say(f"ocm: task {record.id} {record.status.value}: {error_text(record)}")
     return code
-
-
-def _error_text(record: TaskRecord) -> str:
-    """One line: OpenCode's errors run to many (stacks, quoted configs, colour codes); the
-    whole text stays in the record (`ocm result ID`)."""
-    error = record.error or {}
-    data = error.get("data")
-    if isinstance(data, dict) and data.get("message"):
-        text = error_summary(error.get("name"), data)
-    else:
-        text = str(error.get("message") or error.get("name") or "no details")
-    whole = strip_ansi(text).strip()
-    line = one_line(text)
-    return line if line == whole else f"{line} (the rest: `ocm result {record.id}`)"
 
 
 @click.command()
@@ -387,223 +372,3 @@ def wait(state: Context, task_id: str, timeout: float | None, as_json: bool) -> 
         live.interrupted()
         raise Interrupted(f"wait interrupted; the task is still running: ocm wait {task_id}")
     return report(record, as_json=as_json, jsonl=False, streamed=live.streamed)
-
-
-@click.command()
-@click.argument("task_id", shell_complete=complete_tasks)
-@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
-@click.option(
-    "--patch",
-    is_flag=True,
-    help="A --worktree task's changes as a patch for `git apply` on its base commit "
-    "(secrets ocm holds replaced by [redacted]).",
-)
-@pass_state
-def result(state: Context, task_id: str, as_json: bool, patch: bool) -> None:
-    """Show the stored result of one task.
-
-    \b
-    Examples:
-      ocm result t-1a2b3c4d5e
-      ocm result t-1a2b3c4d5e --json | jq .worktree
-      ocm result t-1a2b3c4d5e --patch | git apply --check
-    """
-    if patch and as_json:
-        raise UsageError("--patch and --json contradict each other; choose one")
-    if patch:
-        sys.stdout.write(state.manager().task_patch(task_id))
-        return
-    record = state.manager().task(task_id)
-    if as_json:
-        print_json(record.to_dict())
-        return
-    from rich.table import Table
-    from rich.text import Text
-
-    from .output import TASK_STYLE, human_duration, out
-
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
-    grid.add_row("task", record.id + (f" ({record.task_id})" if record.task_id else ""))
-    grid.add_row("status", Text(record.status.value, style=TASK_STYLE.get(record.status.value, "")))
-    if record.error:
-        grid.add_row("error", Text(_error_text(record), style="red"))
-    grid.add_row("instance", f"{record.instance or '-'} {record.url or ''}")
-    grid.add_row("session", record.session_id or "-")
-    if record.worktree:
-        tree = record.worktree
-        head = (tree.get("head") or "")[:12]
-        grid.add_row(
-            "worktree",
-            f"{tree.get('path')} on {tree.get('branch')} ({str(tree.get('base'))[:12]}"
-            f"{' -> ' + head if head and head != str(tree.get('base'))[:12] else ''}; "
-            f"{len(tree.get('files') or [])} files changed)",
-        )
-    grid.add_row("prompt", record.prompt)
-    _control_rows(grid, record)
-    grid.add_row("duration", human_duration(record.duration_s))
-    grid.add_row("steps", str(record.steps))
-    tokens = record.tokens or {}
-    grid.add_row(
-        "tokens",
-        f"{tokens.get('input', 0)} in, {tokens.get('output', 0)} out, "
-        f"{tokens.get('reasoning', 0)} reasoning; cost {record.cost:g}",
-    )
-    for call in record.tool_calls:
-        grid.add_row(
-            "tool",
-            f"{call.get('tool')}: {call.get('title') or call.get('input')} ({call.get('status')})",
-        )
-    for item in record.todos:
-        if isinstance(item, dict):
-            grid.add_row("todo", f"[{item.get('status')}] {item.get('content')}")
-    for ask in record.asks:
-        grid.add_row("asked", f"{ask.get('kind')}: {ask.get('request')} -> {ask.get('answer')}")
-    if record.diff:
-        grid.add_row(
-            "diff", ", ".join(str(d.get("file")) for d in record.diff if isinstance(d, dict))
-        )
-    out.print(grid)
-    if record.text:
-        out.print()
-        out.print(record.text, markup=False, highlight=False, soft_wrap=True)
-
-
-def _status_text(record: TaskRecord) -> str:
-    """Its status; a queued task's place in its provider's queue with it."""
-    if record.status is TaskStatus.QUEUED and record.queue:
-        return f"queued #{record.queue.get('place')} ({record.queue.get('reason')})"
-    return record.status.value
-
-
-def _control_rows(grid: Any, record: TaskRecord) -> None:
-    """Provider control in a result: the queue place, the budget, each turn's model."""
-    if record.status is TaskStatus.QUEUED and record.queue:
-        queue = record.queue
-        grid.add_row("queued", f"#{queue.get('place')} for {queue.get('scope')} "
-                     f"({queue.get('reason')})")  # fmt: skip
-    if record.max_cost is not None or record.max_tokens is not None:
-        cost = f"${record.max_cost:g}" if record.max_cost is not None else ""
-        tokens = f"{record.max_tokens} tokens" if record.max_tokens is not None else ""
-        grid.add_row("budget", ", ".join(x for x in (cost, tokens) if x))
-    if len(record.turns) > 1:
-        for turn in record.turns:
-            said = f" -> {turn.get('action')}" if turn.get("action") else ""
-            grid.add_row("turn", f"{turn.get('model') or 'default'}: {turn.get('status')}{said}")
-
-
-RESULTS_LIMIT = 50
-
-
-@click.group(invoke_without_command=True)
-@click.option("--batch", "batch_id", metavar="ID", help="Only this batch's tasks.")
-@click.option("--status", metavar="S", help="Only tasks with this status.")
-@click.option(
-    "--limit",
-    type=int,
-    metavar="N",
-    help=f"The newest N, oldest first [default: {RESULTS_LIMIT}].",
-)
-@click.option("--all", "show_all", is_flag=True, help="Every stored result (no limit).")
-@json_fields_option
-@click.option("--jsonl", "as_jsonl", is_flag=True, help="One JSON record per line.")
-@pass_state
-def results(
-    state: Context,
-    batch_id: str | None,
-    status: str | None,
-    limit: int | None,
-    show_all: bool,
-    as_json: str | None,
-    as_jsonl: bool,
-) -> None:
-    """List stored task results (the newest 50 unless --limit or --all).
-
-    \b
-    Examples:
-      ocm results --status failed
-      ocm results --batch b-1a2b3c --all --jsonl > results.jsonl
-      ocm results prune --older-than 30d
-    """
-    if click.get_current_context().invoked_subcommand:
-        return
-    if limit is not None and limit < 1:
-        raise UsageError(f"invalid --limit {limit}: must be 1 or more")
-    if show_all and limit is not None:
-        raise UsageError("--all and --limit contradict each other; choose one")
-    if as_json and as_jsonl:
-        raise UsageError("--json and --jsonl contradict each other; choose one")
-    manager = state.manager()
-    if batch_id is not None:
-        manager.batch_show(batch_id)  # exit 3 for a batch that does not exist
-    wanted = None if show_all else (limit or RESULTS_LIMIT)
-    records = manager.tasks(batch_id=batch_id, status=status, limit=wanted)
-    if wanted is not None and len(records) == wanted and limit is None:
-        total = manager.count_tasks(batch_id=batch_id, status=status)
-        if total > wanted:
-            say(f"the newest {wanted} of {total} results; --all shows every one")
-    if as_json:
-        print_json(select_fields([r.to_dict() for r in records], as_json))
-        return
-    if as_jsonl:
-        for r in records:
-            sys.stdout.write(json.dumps(r.to_dict(), default=str) + "\n")
-        return
-    if not records:
-        say("no results")
-        return
-    from rich.table import Table
-    from rich.text import Text
-
-    from .output import TASK_STYLE, out
-
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("TASK", "STATUS", "INSTANCE", "SECONDS", "TOOLS", "COST", "PROMPT", "ANSWER"):
-        table.add_column(
-            column,
-            no_wrap=column not in ("PROMPT", "ANSWER"),
-            max_width=40 if column in ("PROMPT", "ANSWER") else None,
-            overflow="ellipsis",
-        )
-    for r in records:
-        table.add_row(
-            r.id,
-            Text(_status_text(r), style=TASK_STYLE.get(r.status.value, "")),
-            r.instance or "-",
-            f"{r.duration_s:.1f}" if r.duration_s else "-",
-            str(len(r.tool_calls)),
-            f"{r.cost:.4f}" if r.cost else "-",
-            r.prompt.replace("\n", " "),
-            r.text.replace("\n", " "),
-        )
-    out.print(table)
-
-
-@results.command(name="prune")
-@click.option(
-    "--older-than",
-    "older_than",
-    required=True,
-    metavar="DUR",
-    help="Delete what ended longer ago than this (e.g. 12h, 7d, 0s for all).",
-)
-@click.option("--dry-run", is_flag=True, help="Show what would go, change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
-@pass_state
-def prune(state: Context, older_than: str, dry_run: bool, as_json: bool) -> None:
-    """Delete finished results and batches that ended before a time.
-
-    Never a running task, nor a batch that can still be resumed.
-
-    \b
-    Examples:
-      ocm results prune --older-than 30d --dry-run
-      ocm results prune --older-than 7d
-    """
-    report = state.manager().prune_results(parse_duration(older_than), dry_run=dry_run)
-    if as_json:
-        print_json(report.to_dict())
-        return
-    verb = "would delete" if dry_run else "deleted"
-    show(f"{verb} {report.tasks} results ({len(report.batches)} batches)", soft_wrap=False)

@@ -1,39 +1,22 @@
-"""`ocm worktrees` and `ocm worktree rm`: the git worktrees of tasks run with --worktree."""
+"""`ocm worktrees` and `ocm worktree rm`: the git worktrees of tasks run with --worktree.
+
+`ocm worktrees` reads the store through `fronts.Records` (no facade; rich only for a table).
+"""
 
 from __future__ import annotations
 
 import time
 
 import click
-from rich.text import Text
 
 from .. import ConflictError
 from ..fronts import parse_duration
 from .main import Context
 from .options import complete_tasks, json_fields_option, json_option, select_fields
-from .output import (
-    TASK_STYLE,
-    Cell,
-    Column,
-    err,
-    fitted_table,
-    human_duration,
-    out,
-    print_json,
-    table_width,
-)
+from .plain import print_json, say
 
 pass_state = click.make_pass_decorator(Context)
 EXIT_CONFLICT = ConflictError.exit_code
-
-COLUMNS = (
-    Column("TASK"),
-    Column("STATUS"),
-    Column("BRANCH"),
-    Column("FILES", right=True, drop=2),
-    Column("AGE", drop=3),
-    Column("WORKTREE", drop=1),
-)
 
 
 @click.command(name="worktrees")
@@ -47,13 +30,25 @@ def worktrees(state: Context, as_json: str | None) -> None:
       ocm worktrees
       ocm worktrees --json | jq -r '.[].branch'
     """
-    rows = state.manager().worktrees()
+    rows = state.records().worktrees()
     if as_json:
         print_json(select_fields([r.to_dict() for r in rows], as_json))
         return
     if not rows:
-        err.print("no worktrees; `ocm run --worktree` makes one per task", markup=False)
+        say("no worktrees; `ocm run --worktree` makes one per task")
         return
+    from rich.text import Text
+
+    from .output import TASK_STYLE, Cell, Column, fitted_table, human_duration, out, table_width
+
+    columns = (
+        Column("TASK"),
+        Column("STATUS"),
+        Column("BRANCH"),
+        Column("FILES", right=True, drop=2),
+        Column("AGE", drop=3),
+        Column("WORKTREE", drop=1),
+    )
     cells: list[list[Cell]] = [
         [
             r.task,
@@ -65,7 +60,7 @@ def worktrees(state: Context, as_json: str | None) -> None:
         ]
         for r in rows
     ]
-    out.print(fitted_table(COLUMNS, cells, table_width()))
+    out.print(fitted_table(columns, cells, table_width()))
 
 
 @click.group(name="worktree")
@@ -113,6 +108,8 @@ def rm(
     if as_json:
         print_json(done.to_dict())
     else:
+        from .output import err, out
+
         for task_id in done.removed:
             out.print(f"removed the worktree of {task_id}", markup=False)
         for kept in done.kept:

@@ -22,7 +22,7 @@ from ..client.endpoint import Endpoint
 from ..errors import ConflictError, NotFoundError, OcmError, ServerError, UsageError
 from ..lines import Line, known_line
 from ..models import DesiredState, InstanceRecord, ProcessIdentity, State
-from ..registry import Registry
+from ..registry import Registry, open_registry
 from ..secretbook import SecretBook
 from ..settings import Settings
 from . import credentials, launch, probe
@@ -79,13 +79,7 @@ class Fleet:
 
     def _open_registry(self) -> Registry:
         if self._registry is None:
-            self.settings.ensure_home()
-            registry = Registry(self.settings.registry_path, timeout=self.settings.registry_timeout)
-            if self._backups:
-                # A failed backup (disk full, say) must not stop the command; doctor shows it.
-                with contextlib.suppress(OcmError):
-                    registry.backup_daily()
-            self._registry = registry
+            self._registry = open_registry(self.settings, backups=self._backups)
         return self._registry
 
     def close(self) -> None:

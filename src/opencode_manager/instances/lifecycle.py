@@ -35,7 +35,7 @@ from typing import Any, NoReturn, TypeVar
 
 import psutil
 
-from .. import load, process
+from .. import load, process, supervision
 from ..errors import (
     ConflictError,
     Interrupted,
@@ -60,8 +60,8 @@ from . import credentials, launch, ports, remote
 from . import spec as specs
 from .fleet import Fleet, current_server, is_live, keeper_answering
 
-DEFAULT_START_TIMEOUT = 120.0
-DEFAULT_STOP_TIMEOUT = 10.0
+DEFAULT_START_TIMEOUT = supervision.DEFAULT_START_TIMEOUT
+DEFAULT_STOP_TIMEOUT = supervision.DEFAULT_STOP_TIMEOUT
 LOG_TAIL_LINES = 15
 KEEPER_ACK = 2.0  # a live keeper must take a stop request within this long, or ocm acts
 DISPOSE_TIMEOUT = 3.0

@@ -27,7 +27,7 @@ from ..models import AskPolicy, InstanceRecord, TaskRecord, TaskStatus
 from . import control, custody, placement, structured
 from . import worktree as worktrees
 from .runner import Checkpoint, Observer, TaskRunner, _no_checkpoint, settling
-from .store import TaskStore, new_id
+from .store import TaskStore, left_queued, listed_stale, may_have_ended, new_id
 from .worktree import WorktreeRequest
 
 DEFAULT_MAX_RETRIES = 5
@@ -123,6 +123,8 @@ async def choose_instance(fleet: Fleet, ref: str | None, *, local: bool = False)
     ]
     if not candidates:
         raise NotFoundError("no running instance to send the task to; start one with `ocm start`")
+    if len(candidates) == 1:
+        return candidates[0]  # the only choice, however busy: asking would cost a round trip
     busy = await busy_counts(fleet, candidates)
     name = placement.least_busy(
         [placement.Slot(r.name, busy.get(r.name, 1 << 20)) for r in candidates]
@@ -382,8 +384,8 @@ async def refresh_task(fleet: Fleet, store: TaskStore, task_id: str) -> TaskReco
     from .tracker import TurnState
 
     record = await asyncio.to_thread(store.get, task_id)
-    if record.status.final or not record.prompted or not record.session_id or not record.instance:
-        return record
+    if not may_have_ended(record) or record.instance is None or record.session_id is None:
+        return record  # (the last two never hold when the first does; for the type checker)
     try:
         instance = await asyncio.to_thread(fleet.resolve, record.instance)
     except (NotFoundError, ConflictError):
@@ -424,8 +426,7 @@ async def list_tasks(
         store.list_tasks, batch_id=batch_id, status=status, limit=limit
     )
     await _left_in_queue(fleet, store, records)
-    stale = [i for i, r in enumerate(records) if r.status is TaskStatus.RUNNING and
-             r.batch_id is None and r.prompted]  # fmt: skip
+    stale = [i for i, r in enumerate(records) if listed_stale(r)]
     if not stale:
         return records
     gate = asyncio.Semaphore(8)
@@ -443,12 +444,12 @@ async def list_tasks(
 async def _left_in_queue(fleet: Fleet, store: TaskStore, records: list[TaskRecord]) -> None:
     """A standalone task still `queued` whose process neither waits nor holds a slot any
     more (a killed `ocm run`) was never sent: it ends cancelled, saying so."""
-    queued = [r for r in records if r.status is TaskStatus.QUEUED and r.batch_id is None]
+    queued = [r for r in records if left_queued(r)]
     if not queued:
         return
     owners = await asyncio.to_thread(slot_owners, fleet.registry)
     for record in queued:
-        if record.id in owners or record.prompted or record.sending:
+        if record.id in owners:
             continue
         record.status = TaskStatus.CANCELLED
         record.queue = None

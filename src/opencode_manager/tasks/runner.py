@@ -258,14 +258,22 @@ class TaskRunner:
         """One turn: begin, send, follow, record."""
         if self.record.schema is not None and not self.client.structured_output:
             return await self._unsupported()
-        session_id = await self.begin()
         record = self.record
-        started_ms = self.started_ms
-        state = TurnState(session_id=session_id, user_message_id=record.message_id)
+        # The event stream is the directory's, not the session's: it is opened while the
+        # session is made (two round trips at once instead of one after the other), and
+        # again only if the server put the session in another directory.
+        directory = record.directory
         queue: asyncio.Queue[Event | BaseException] = asyncio.Queue()
         connected = asyncio.Event()
         reader = asyncio.create_task(self._read_events(queue, connected))
         try:
+            session_id = await self.begin()
+            if record.directory != directory:
+                await stop_child(reader)
+                queue, connected = asyncio.Queue(), asyncio.Event()
+                reader = asyncio.create_task(self._read_events(queue, connected))
+            started_ms = self.started_ms
+            state = TurnState(session_id=session_id, user_message_id=record.message_id)
             await self.custody.note()  # a turn sent before this runner: where it is now
             with contextlib.suppress(asyncio.TimeoutError):
                 await within(connected.wait(), CONNECT_TIMEOUT)
@@ -686,6 +694,29 @@ class TaskRunner:
     ) -> TaskRecord:
         record = self.record
         assert record.session_id is not None
+        # A turn the stream showed running a tool has a diff to read: asked for beside the
+        # messages (one round trip, not two in a row), kept if the messages agree.
+        early = state.user_message_id
+        diff_ahead: asyncio.Future[list[Any]] | None = None
+        if early and any(p.type == "tool" for p in state.parts.values()):
+            diff_ahead = asyncio.ensure_future(self.client.diff(record.session_id, early))
+        try:
+            return await self._finish(state, stopped, started_ms, diff_ahead)
+        finally:
+            if diff_ahead is not None:  # unused, or used: either way settled and retrieved
+                diff_ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await diff_ahead
+
+    async def _finish(
+        self,
+        state: TurnState,
+        stopped: TaskStatus | None,
+        started_ms: float,
+        diff_ahead: asyncio.Future[list[Any]] | None,
+    ) -> TaskRecord:
+        record = self.record
+        assert record.session_id is not None
         # After an error or an abort, the message carrying it is stored just after the idle:
         # re-read until the turn's last message is final (briefly).
         deadline = time.monotonic() + TAIL_GRACE
@@ -717,10 +748,14 @@ class TaskRunner:
         wants_todo = not self._created_session or any(
             c.get("tool") in TODO_TOOLS for c in record.tool_calls
         )
+        wants_diff = bool(user_id and record.tool_calls)
+        ahead = diff_ahead if (wants_diff and user_id == state.user_message_id) else None
         fetched = await asyncio.gather(
             self.client.todo(record.session_id) if wants_todo else _nothing(),
-            self.client.diff(record.session_id, user_id)
-            if user_id and record.tool_calls
+            ahead
+            if ahead is not None
+            else self.client.diff(record.session_id, user_id)
+            if wants_diff and user_id
             else _nothing(),
             return_exceptions=True,
         )

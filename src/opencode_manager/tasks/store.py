@@ -7,10 +7,9 @@ a consistent row: the `prompted` flag in particular is written before a prompt c
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
-import secrets
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -25,11 +24,17 @@ from ..redaction import may_hold, redact_data
 
 _TASK_FIELDS = {f.name for f in fields(TaskRecord)}
 _IN_CHUNK = 500  # ids per `IN (...)`: well under SQLite's limit on bound parameters
+#: The tasks that ran in a worktree, by the partial index migration m010 made for them.
+WITH_WORKTREES = (
+    "SELECT record FROM tasks WHERE json_extract(record, '$.worktree') IS NOT NULL"
+    " ORDER BY created_at"
+)
 _TALLY = "SELECT batch_id, status, COUNT(*), MIN(started_at), MAX(finished_at) FROM tasks"
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(5)}"
+    """Ten random hex digits (`secrets.token_hex(5)`, whose hashlib the reads need not load)."""
+    return f"{prefix}-{os.urandom(5).hex()}"
 
 
 #: What a record holds of what the agent and its server said, where an agent may have printed
@@ -37,6 +42,35 @@ def new_id(prefix: str) -> str:
 #: resumed task sends it).
 SAID = ("text", "tool_calls", "todos", "diff", "error", "asks", "structured", "worktree")
 Secrets = Callable[[], tuple[str, ...]]
+
+
+def may_have_ended(record: TaskRecord) -> bool:
+    """Whether `ocm result` asks the task's server before showing this record: prompted,
+    not final, and with a session on a named instance (`dispatch.refresh_task`)."""
+    return (
+        not record.status.final
+        and record.prompted
+        and bool(record.session_id)
+        and bool(record.instance)
+    )
+
+
+def listed_stale(record: TaskRecord) -> bool:
+    """Whether `ocm results` asks the task's server about this listed record: a standalone
+    task still marked running (`dispatch.list_tasks`)."""
+    return record.status is TaskStatus.RUNNING and record.batch_id is None and record.prompted
+
+
+def left_queued(record: TaskRecord) -> bool:
+    """Whether `ocm results` asks the provider slots about this listed record: a standalone
+    task still `queued` and never sent, which its process may have left (a killed `ocm run`;
+    `dispatch.list_tasks` ends it cancelled unless it still waits or holds a slot)."""
+    return (
+        record.status is TaskStatus.QUEUED
+        and record.batch_id is None
+        and not record.prompted
+        and not record.sending
+    )
 
 
 def redact_record(record: TaskRecord, secrets: tuple[str, ...]) -> TaskRecord:
@@ -189,10 +223,14 @@ class TaskStore:
         return record
 
     async def aadd(self, record: TaskRecord) -> TaskRecord:
+        import asyncio  # here: the read commands load this module without an event loop
+
         return await asyncio.to_thread(self.add, record)
 
     async def asave(self, record: TaskRecord) -> None:
         """`save` in a worker thread: a locked registry never stalls the event loop."""
+        import asyncio
+
         await asyncio.to_thread(self.save, record)
 
     def save(self, record: TaskRecord) -> None:
@@ -255,10 +293,7 @@ class TaskStore:
 
     def with_worktrees(self) -> list[TaskRecord]:
         """Tasks that ran in a worktree of their own, oldest first."""
-        rows = self.registry.query(
-            "SELECT record FROM tasks WHERE json_extract(record, '$.worktree') IS NOT NULL"
-            " ORDER BY created_at"
-        )
+        rows = self.registry.query(WITH_WORKTREES)
         secrets = self.secrets()
         return [_load(r[0], secrets) for r in rows]
 

@@ -10,7 +10,6 @@ import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .. import process
 from ..models import BatchStatus, TaskRecord, TaskStatus
 from ..text import task_error_line
 from .store import Batch, Tally, TaskStore
@@ -90,8 +89,11 @@ def _summarize(batch: Batch, records: list[TaskRecord]) -> BatchSummary:
 
 def _tallied(batch: Batch, tally: Tally) -> BatchSummary:
     status = batch.status
-    if status is BatchStatus.RUNNING and not process.is_alive(batch.runner):
-        status = BatchStatus.INTERRUPTED
+    if status is BatchStatus.RUNNING:
+        from .. import process  # here: psutil only for a batch that may be running
+
+        if not process.is_alive(batch.runner):
+            status = BatchStatus.INTERRUPTED
     start, end = tally.first_start, tally.last_end
     return BatchSummary(
         id=batch.id,

@@ -11,11 +11,8 @@ creation write to the repository's metadata.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
-import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -81,6 +78,8 @@ class Worktree:
 
 def git(*args: str, cwd: str | Path, check: bool = True) -> str:
     """Run git; its stdout, or an OcmError with git's own first line of complaint."""
+    import subprocess  # here: `ocm worktrees` lists records and runs no git
+
     try:
         proc = subprocess.run(
             ["git", *args], cwd=cwd, capture_output=True, text=True, check=False,
@@ -99,6 +98,8 @@ def git(*args: str, cwd: str | Path, check: bool = True) -> str:
 
 
 def _ok(*args: str, cwd: str | Path) -> bool:
+    import subprocess
+
     try:
         return subprocess.run(
             ["git", *args], cwd=cwd, capture_output=True, check=False
@@ -127,6 +128,8 @@ def repository_lock(top: str | Path, *, wait: float = LOCK_WAIT_S) -> Iterator[N
     except OSError as exc:
         raise OcmError(f"cannot open the worktree lock {path}: {exc.strerror or exc}") from exc
     try:
+        import fcntl  # here: `ocm worktrees` takes no lock
+
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -530,6 +533,8 @@ def remove_orphan(path: Path, *, force: bool = False) -> None:
             if not force:
                 raise
     if path.exists():
+        import shutil
+
         shutil.rmtree(path, ignore_errors=True)
 
 
