@@ -264,6 +264,12 @@ def test_asks_left_pending_are_answered_by_somebody_else(fleet: Fleet) -> None:
         assert [(a["kind"], a["questions"][0]["options"]) for a in asks] == [
             ("question", ["Option A", "Option B"])
         ]
+
+        def followed() -> bool:  # `ocm wait` follows it (it recorded the ask as pending)
+            shown = invoke_ocm("result", started["task_id"], "--json", env=fleet.env, check=True)
+            return bool(shown.json()["asks"])
+
+        wait_for(followed, timeout=patient(60), message="ocm wait to follow the task")
         wrong = invoke_ocm("session", "reply", started["session_id"], asks[0]["id"], "once",
                         env=fleet.env)  # fmt: skip
         assert_one_line_error(wrong, 3, "no pending permission", asks[0]["id"])

@@ -19,6 +19,7 @@ from ..client.types import Message, Session
 from ..errors import ConflictError, NotFoundError, ServerError, SessionNotFound, UsageError
 from ..instances.discovery import ForeignServer
 from ..instances.fleet import Fleet
+from ..lines import Line
 from ..models import InstanceRecord
 from ..redaction import redact_data
 
@@ -357,5 +358,6 @@ async def attach_command(
     env = {"OPENCODE_SERVER_USERNAME": endpoint.username}
     if endpoint.password:
         env["OPENCODE_SERVER_PASSWORD"] = endpoint.password
-        env["OPENCODE_PASSWORD"] = endpoint.password  # 2.x's clients read this one first
+        if endpoint.line is Line.V2:
+            env["OPENCODE_PASSWORD"] = endpoint.password  # 2.x's clients read this one first
     return argv, env
