@@ -88,7 +88,9 @@ def project(model_env: list[str], tmp_path: Path) -> Iterator[Path]:
     subprocess.run([*git, "commit", "-qm", "init"], cwd=repo, check=True)
     env_args = [arg for item in model_env for arg in ("--env", item)]
     try:
-        run_ocm("start", "-n", "2", "--dir", str(repo), *env_args, check=True)
+        # Cold (no warm-up): the page shows the bootstrap chatter of a first prompt, which
+        # a warm-up would have spent before the dashboard was watching.
+        run_ocm("start", "-n", "2", "--no-warm", "--dir", str(repo), *env_args, check=True)
         yield repo
     finally:
         run_ocm("stop", "--all")

@@ -101,7 +101,10 @@ def test_ls_of_foreign_servers_does_not_wait_to_measure_cpu(
         return await real_async_sleep(delay, *args, **kwargs)
 
     def sleep(delay: float) -> None:
-        note(delay)
+        # A child's exit polled by the standard library (`Popen.wait(timeout)`, 1 ms first:
+        # a version probe on a loaded machine) is no CPU window.
+        if not sys._getframe(1).f_code.co_filename.endswith("subprocess.py"):
+            note(delay)
         real_sleep(delay)
 
     monkeypatch.setattr(asyncio, "sleep", async_sleep)

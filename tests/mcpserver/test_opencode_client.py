@@ -84,7 +84,8 @@ def test_an_opencode_agent_runs_a_task_on_another_instance_through_ocm_mcp(
         # agent as the tool's error, one line it can act on.
         assert [(c["status"], c["error"]) for c in refused] == [
             ("error", "task_run: unknown argument 'dir' (did you mean 'directory'?); "
-                      "task_run takes: prompt, instance, directory, wait_s, asks"),
+                      "task_run takes: prompt, instance, directory, wait_s, asks, model, "
+                          "max_cost, max_tokens, recover, fallback, key"),
             ("error", "task_run: 'wait_s' must be a number (got 'abc')"),
             ("error", "instance_get: no instance named 'nope'; call instances_list"),
         ]  # fmt: skip
