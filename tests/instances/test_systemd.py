@@ -293,7 +293,7 @@ def test_the_printed_commands_stay_whole_on_an_80_column_terminal(tmp_path: Path
 
     project = tmp_path / "shop"
     project.mkdir()
-    (project / "ocm.toml").write_text('[instance.web]\nport = 4101\n')
+    (project / "ocm.toml").write_text("[instance.web]\nport = 4101\n")
     units = tmp_path / ("units-" + "u" * 70)
     screen = run_in_terminal(
         "export", "systemd", "--fleet", str(project / "ocm.toml"), "--dir", str(units)

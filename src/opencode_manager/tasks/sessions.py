@@ -24,9 +24,9 @@ from ..errors import (
     SessionNotFound,
     UsageError,
 )
-from ..lines import Line
 from ..instances.discovery import ForeignServer
 from ..instances.fleet import Fleet
+from ..lines import Line
 from ..models import InstanceRecord
 from ..redaction import redact_data
 
