@@ -284,3 +284,20 @@ def test_verify_does_check_the_program(tmp_path: Path) -> None:
     result = verify(write_units([unit], tmp_path / "units"), tmp_path)
     assert result.returncode != 0
     assert "/nonexistent/ocm is not executable" in result.stdout + result.stderr
+
+
+def test_the_printed_commands_stay_whole_on_an_80_column_terminal(tmp_path: Path) -> None:
+    """They are to be copied: a command wrapped by the terminal pastes as it was written,
+    one folded by the printer pastes as two broken ones."""
+    from helpers import run_in_terminal
+
+    project = tmp_path / "shop"
+    project.mkdir()
+    (project / "ocm.toml").write_text("[instance.web]\nport = 4101\n")
+    units = tmp_path / ("units-" + "u" * 70)
+    screen = run_in_terminal(
+        "export", "systemd", "--fleet", str(project / "ocm.toml"), "--dir", str(units)
+    )
+    enable = f"  systemctl --user enable {units / 'ocm-fleet-shop.service'}"
+    assert enable in screen.splitlines(), screen
+    assert f"wrote {units / 'ocm-fleet-shop.service'}" in screen.splitlines(), screen

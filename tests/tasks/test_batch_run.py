@@ -246,6 +246,20 @@ async def test_a_cancel_requested_from_elsewhere_is_obeyed(bed: Bed) -> None:
     assert result.counts == {"aborted": 2, "cancelled": 1}
 
 
+async def test_a_cancel_from_elsewhere_leaves_the_callers_event_alone(bed: Bed) -> None:
+    """The caller's event is its Ctrl-C: `ocm batch` exits 12 for `ocm batch cancel`, 130
+    only for its own interrupt, so the runner must not set it when the registry asks."""
+    bed.script.default = [Hang()]
+    batch_id = bed.create([f"long {i}" for i in range(2)], per_instance=1)
+    mine = asyncio.Event()
+    run = asyncio.create_task(_run(bed, batch_id, cancel=mine))
+    await _until(lambda: sum(len(s.busy()) for s in bed.servers.values()) == 2)
+    await asyncio.to_thread(bed.store.request_cancel, batch_id)
+    result = await asyncio.wait_for(run, 10)
+    assert (result.status.value, result.counts) == ("cancelled", {"aborted": 2})
+    assert not mine.is_set()
+
+
 async def test_a_turn_lost_with_its_restarted_server_is_run_again_once(bed: Bed) -> None:
     bed.script.turns["survive"] = [Hang()]
     batch_id = bed.create(["survive"], pins=["a"], per_instance=1)

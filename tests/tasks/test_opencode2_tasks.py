@@ -154,6 +154,16 @@ def test_a_2x_task_runs_in_its_own_worktree(both: Both) -> None:
     assert not (both.project / "from-the-worktree.txt").exists()  # the checkout untouched
 
 
+def test_a_1x_route_on_2x_says_where_2x_has_its_api(both: Both) -> None:
+    """The README's 1.x routes reach a 2.x server's web app: the error names the route to try."""
+    page = run_ocm("api", "v2", "GET", "/config", env=both.env)
+    assert_one_line_error(page, 8, "web page", "under /api/: try /api/config")
+    post = run_ocm("api", "v2", "POST", "/session", "--data", "{}", env=both.env)
+    assert_one_line_error(post, 8, "under /api/: try /api/session")
+    assert_one_line_error(run_ocm("api", "v1", "GET", "/nope", env=both.env), 8, "web page")
+    assert "/api/" not in run_ocm("api", "v1", "GET", "/nope", env=both.env).stderr
+
+
 def test_a_schema_is_refused_on_2x_before_anything_is_sent(both: Both, tmp_path: Path) -> None:
     before = run_ocm("sessions", "v2", "--json", env=both.env, check=True).json()
     schema = tmp_path / "schema.json"

@@ -127,11 +127,12 @@ def systemd(
     if as_json:
         print_json(found.to_dict())
         return
+    # Paths and commands are to be copied: never folded (the terminal wraps them whole).
     for path in found.paths:
-        out.print(f"wrote {path}", markup=False)
+        out.print(f"wrote {path}", markup=False, soft_wrap=True)
     err.print("to enable them (and keep them running without a login session):", markup=False)
     for command in found.commands:
-        out.print(f"  {command}", markup=False)
+        out.print(f"  {command}", markup=False, soft_wrap=True)
     err.print(
         "logs: journalctl --user -u UNIT; API keys from your shell are not seen under "
         "systemd (use OpenCode's auth.json or --env)",

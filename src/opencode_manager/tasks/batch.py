@@ -331,7 +331,10 @@ class BatchRun:
         self.batch = batch
         self.options = BatchOptions.from_dict(batch.options)
         self.listener = listener
-        self.cancel = cancel or asyncio.Event()
+        # The caller's event (its Ctrl-C) is relayed into our own, which a cancel requested
+        # in the registry sets too: the caller can still tell its interrupt from one of those.
+        self.asked = cancel
+        self.cancel = asyncio.Event()
         self.observer_for = observer_for
         self.checkpoint = checkpoint
         self.records = store.list_tasks(batch_id=batch.id)
@@ -389,9 +392,13 @@ class BatchRun:
             self.hub = hub
             self.external_busy = await busy_counts(self.fleet, candidates)
             running: set[asyncio.Task[TaskRecord | None]] = set()
+            if self.asked is not None and self.asked.is_set():
+                self.cancel.set()
+            relay = asyncio.create_task(self._relay_cancel())
             try:
                 await self._schedule(queue, running, candidates, limit)
             finally:
+                relay.cancel()
                 # Left early (this run cancelled by its caller, or dying): its tasks end
                 # with it, where they are, as with a kill; `ocm batch resume` goes on.
                 await _stop_all(running)
@@ -406,6 +413,11 @@ class BatchRun:
         result = await asyncio.to_thread(summary, self.store, self.batch.id)
         await asyncio.to_thread(self._write_out, result)
         return result
+
+    async def _relay_cancel(self) -> None:
+        if self.asked is not None:
+            await self.asked.wait()
+            self.cancel.set()
 
     async def _schedule(
         self,

@@ -16,7 +16,14 @@ from typing import Any
 from ..client import AsyncOpencodeClient, Endpoint
 from ..client import operations as ops
 from ..client.types import Message, Session
-from ..errors import ConflictError, NotFoundError, ServerError, SessionNotFound, UsageError
+from ..errors import (
+    ConflictError,
+    NotFoundError,
+    ServerError,
+    ServerRefused,
+    SessionNotFound,
+    UsageError,
+)
 from ..instances.discovery import ForeignServer
 from ..instances.fleet import Fleet
 from ..lines import Line
@@ -325,7 +332,18 @@ async def api(
         )
     endpoint = await asyncio.to_thread(fleet.reader, ref)
     client = fleet.client(endpoint, timeout=60.0)
-    answer = await client.call(ops.raw(method, path, body=body, directory=directory))
+    try:
+        answer = await client.call(ops.raw(method, path, body=body, directory=directory))
+    except ServerRefused as exc:
+        if endpoint.line is Line.V2 and not path.startswith("/api/") and exc.status_code != 401:
+            # A 1.x route on a 2.x server reaches its web app (a page, or 405 for a POST).
+            raise ServerRefused(
+                f"{exc}; OpenCode 2.x serves its API under /api/: try /api{path}",
+                instance=exc.instance,
+                status_code=exc.status_code,
+                detail=exc.detail,
+            ) from None
+        raise
     return redact_data(answer, endpoint.secrets())
 
 
