@@ -163,7 +163,8 @@ def _summary_table(data: BatchSummary) -> None:
         )
     counts = ", ".join(f"{v} {k}" for k, v in sorted(data.counts.items()))
     took = f" in {data.duration_s:.1f} s" if data.duration_s else ""
-    out.print(f"batch {data.id}: {data.status.value}; {data.total} tasks: {counts}{took}",
+    tasks = f"{data.total} task{'s' if data.total != 1 else ''}"
+    out.print(f"batch {data.id}: {data.status.value}; {tasks}: {counts}{took}",
               markup=False)  # fmt: skip
 
 
@@ -331,7 +332,8 @@ def run_file(
         _report(created, as_json)  # the key's earlier batch, as it stands: not run again
         return 0
     if not as_json:
-        err.print(f"batch {created.id}: {len(tasks)} tasks", markup=False)
+        many = "s" if len(tasks) != 1 else ""
+        err.print(f"batch {created.id}: {len(tasks)} task{many}", markup=False)
     return _execute(state, created.id, created.total, as_json)
 
 
