@@ -98,6 +98,18 @@ def test_explain_exit() -> None:
     assert explain_exit([], spec, None) == "the server exited during start"
 
 
+def test_explain_exit_reads_through_colour_and_names_a_failed_database_statement() -> None:
+    """OpenCode 1.18.33 on a full disk, restarted after a SIGKILL left its WAL unsaved: the
+    red `Error:`, then the statement; the last line alone ("params:") said nothing."""
+    spec = InstanceSpec(name="a", dir="/p")
+    red = "\x1b[91m\x1b[1mError: \x1b[0mUnexpected error"
+    assert explain_exit([red, "", "another line"], spec, None) == "Error: Unexpected error"
+    lines = [red, "", "Failed query: PRAGMA wal_checkpoint(PASSIVE)", "params: "]
+    assert explain_exit(lines, spec, None) == (
+        "OpenCode's database failed at start (Failed query: PRAGMA wal_checkpoint(PASSIVE))"
+    )
+
+
 def test_the_scrubbing_plugin_is_added_to_the_users_config() -> None:
     from opencode_manager.instances.launch import SCRUB_PLUGIN, with_plugin
 

@@ -298,11 +298,27 @@ async def project_checks(fleet: Fleet, record: InstanceRecord, *, mcp: bool = Tr
         await client.config(directory)  # 1.x refuses a config it cannot load
         loaded = await client.loaded_config_files(directory)  # 2.x leaves it out
     except ServerRefused as exc:
+        detail = exc.detail or str(exc)
+        if exc.status_code >= 500 and "config" not in detail.lower():
+            # Not the config: OpenCode failed opening the project (its storage, say).
+            room = _free_space(fleet.settings.instance_dir(record.name))
+            full = room is not None and room < LOW_SPACE
+            return [
+                Check(
+                    label,
+                    False,
+                    f"OpenCode fails to open the project ({detail})"
+                    + ("; its data directory's disk is full" if full else ""),
+                    fix="free some space, then try again" if full
+                    else f"see `ocm logs {record.name}`",
+                    level=CheckLevel.WARNING,
+                )
+            ]  # fmt: skip
         return [
             Check(
                 label,
                 False,
-                f"OpenCode cannot load the project's config: {exc.detail or exc}",
+                f"OpenCode cannot load the project's config: {detail}",
                 fix=fix,
                 level=CheckLevel.WARNING,
             )

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..lines import Line
 from ..models import DEFAULT_USERNAME, InstanceSpec
+from ..text import strip_ansi
 
 _LISTENING_RE = re.compile(r"listening on (https?://[^\s]+)")
 #: Inherited variables that must never leak into a server: its credentials are ours to set.
@@ -141,7 +142,9 @@ def port_of(url: str) -> int | None:
 
 
 def explain_exit(lines: list[str], spec: InstanceSpec, port: int | None) -> str:
-    """A one-line cause for a server that exited during start, from its output."""
+    """A one-line cause for a server that exited during start, from its output (its colour
+    codes out: OpenCode 1.x prints `Error:` in red)."""
+    lines = [strip_ansi(line) for line in lines]
     text = "\n".join(lines)
     if "ServeError" in text or "EADDRINUSE" in text or "address already in use" in text.lower():
         if port:
@@ -150,6 +153,9 @@ def explain_exit(lines: list[str], spec: InstanceSpec, port: int | None) -> str:
     for line in lines:
         if "not valid JSON" in line or "Config file" in line:
             return "invalid OpenCode config: " + line.strip().removeprefix("Error: ")
+    queries = [ln.strip() for ln in lines if ln.strip().startswith("Failed query:")]
+    if queries:  # its database refused a statement (a full disk, say): name the statement
+        return f"OpenCode's database failed at start ({queries[-1]})"
     errors = [ln.strip() for ln in lines if ln.strip().startswith("Error")]
     if errors:
         return errors[-1]
