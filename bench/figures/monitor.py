@@ -362,6 +362,8 @@ def _monitor_counts(path: Path) -> tuple[dict[str, dict[str, int]], dict[str, in
     counts: dict[str, dict[str, int]] = {}
     own: dict[str, int] = {}
     for line in path.read_text().splitlines():
+        if not line.startswith("{"):
+            continue  # not an event: its one line on Ctrl-C (exit 130), or a blank one
         item = json.loads(line)
         kind = item["type"]
         if kind.startswith("ocm.") or kind in PER_CONNECTION:
