@@ -114,10 +114,7 @@ async def busy_counts(fleet: Fleet, records: Sequence[InstanceRecord]) -> dict[s
 async def choose_instance(fleet: Fleet, ref: str | None, *, local: bool = False) -> InstanceRecord:
     """The named instance, or the least busy running one (`local`: not a remote one)."""
     if ref is not None:
-        try:
-            return await asyncio.to_thread(fleet.resolve_running, ref)
-        except ConflictError:
-            return await when_back(fleet, ref)
+        return await when_back(fleet, ref)
     candidates = [
         r for r in await asyncio.to_thread(fleet.running) if not (local and r.spec.remote)
     ]
