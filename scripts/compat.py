@@ -44,8 +44,6 @@ MARK_VAR = "COMPAT_MARK"
 KNOWN: dict[tuple[str, str], str] = {
     ("1.1.53", "schema"): "1.1.53 answers no structured output to a prompt with a `format` "
     "(it arrived later in 1.x; 1.2.27 has it): the task fails (exit 10), nothing is faked",
-    ("1.1.53", "secrets"): "1.1.53's bash tool still sees OPENCODE_SERVER_PASSWORD (the "
-    "scrubbing plugin takes effect from 1.2.27); ocm redacts its value from records and output",
 }
 # A step whose capability a line does not have is not a failure: the step raises NotOffered
 # with the reason (and checks what ocm does instead), and the report says "not offered".
@@ -61,8 +59,9 @@ STEPS = {
     "schema": "`ocm run --schema FILE 'STRUCTURED {...}'`: completed, the answer in "
     "`structured`; where the line has no structured output, refused (exit 2) before "
     "anything is sent",
-    "secrets": "`ocm run --json 'BASH: env'`: the tool's environment has neither the server "
-    "password nor its variable, and the server still refuses requests without it (401)",
+    "secrets": "`ocm run --json 'BASH: env'`: the tool's environment has not the server "
+    "password (its variable gone, or empty where the line's tools keep it), and the server "
+    "still refuses requests without it (401)",
     "timeout": "`ocm run --timeout 2 'SLEEP 30'`: exit 11, timed_out, promptly; session idle",
     "retries": "`ocm run --max-retries 1 'ERR500 x'`: exit 10 within 60 s; session idle",
     "async+wait": "`ocm run --async` then `ocm wait`: completed",
@@ -416,9 +415,16 @@ class Smoke:
             raise Failed("the password is in the tool's output")
         if "OCM_INSTANCE_MARK" not in out:
             raise Failed("the tool's environment was not printed")
-        for variable in ("OPENCODE_SERVER_PASSWORD=", "OPENCODE_PASSWORD="):
-            if variable in out:  # ocm redacts the value: the variable itself must be gone
-                raise Failed(f"the tool's environment has {variable.rstrip('=')}")
+        # ocm redacts the value from what it prints, so look for the variable with any value:
+        # gone (1.2.27 on) or set to nothing (1.1.53, whose tools get the plugin's empty
+        # override) both keep the password from the tool; anything else does not.
+        emptied = []
+        for variable in ("OPENCODE_SERVER_PASSWORD", "OPENCODE_PASSWORD"):
+            values = re.findall(rf"\b{variable}=([^\s\\\"]*)", out)
+            if any(values):
+                raise Failed(f"the tool's environment has {variable}")
+            if values:
+                emptied.append(variable)
         route = self.line.health_route  # 2.x serves /global/health to anyone (its web app)
         request = urllib.request.Request(env["OPENCODE_SERVER_URL"] + route)  # noqa: S310
         try:
@@ -427,6 +433,8 @@ class Smoke:
         except urllib.error.HTTPError as exc:
             if exc.code != 401:
                 raise Failed(f"answered {exc.code} without a password") from None
+        if emptied:
+            return f"{', '.join(emptied)} empty in `env`; 401 without it"
         return "not in `env`; 401 without it"
 
     def step_timeout(self) -> str:
