@@ -38,6 +38,8 @@ from opencode_manager.testing.opencode import (
     transport,
 )
 
+from helpers import patient
+
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(20)]
 
 URL = "http://127.0.0.1:4101"
@@ -452,9 +454,11 @@ async def test_a_turn_whose_server_was_replaced_under_it_is_reported_lost_at_onc
     servers.restart()
     server.restart()
     began = time.monotonic()
+    # "At once" is one poll and a look at the server, against the stall grace a turn whose
+    # server merely went quiet gets (a loaded machine stretches the first, never the second).
     with pytest.raises(TurnLost, match="came back without it: the turn is lost"):
-        await asyncio.wait_for(following, 5)
-    assert time.monotonic() - began < 1.5
+        await asyncio.wait_for(following, patient(5))
+    assert time.monotonic() - began < min(patient(1.5), task.stall_grace / 2)
 
 
 async def test_a_turn_whose_server_process_died_is_lost_without_waiting_for_a_restart(
