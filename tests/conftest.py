@@ -130,6 +130,10 @@ def _isolated_env(base: Path, mark: str, opencode_bin: str | None) -> dict[str, 
         # OpenCode installs @opencode-ai/plugin for every config dir and, with a plugin loaded
         # (ocm's credential scrubber), waits for it before the first prompt: fail at once.
         "npm_config_fetch_retries": "0",
+        # No warm-up turns: they cost seconds of server CPU per start, which the tests that
+        # start instances pay hundreds of times. The tests of the warm-up itself (and the
+        # demo, a user's first look) set a budget again: OCM_WARMUP_TIMEOUT.
+        "OCM_WARMUP_TIMEOUT": "0",
     }
     for key in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
         Path(env[key]).mkdir(parents=True, exist_ok=True)

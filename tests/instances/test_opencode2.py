@@ -58,6 +58,7 @@ def test_a_2x_instance_starts_lists_restarts_and_stops(
     started = invoke_ocm(
         "start", "v2", "--opencode", opencode2_bin, "--dir", str(project), "--log-level", "INFO",
         *_env_args(model_env), "--timeout", "90", "--json",
+        env={"OCM_WARMUP_TIMEOUT": "120"},  # warmed, as a user's is (conftest turns it off)
     )  # fmt: skip
     took = time.monotonic() - began
     assert started.returncode == 0, str(started)
