@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,9 @@ from rich.text import Text
 
 from opencode_manager.cli.output import Column, fitted_table
 from opencode_manager.fronts import one_line
-from opencode_manager.models import InstanceSpec, State
+from opencode_manager.models import InstanceSpec, State, TaskRecord, TaskStatus
 from opencode_manager.registry import Registry
+from opencode_manager.tasks.store import TaskStore
 
 from conftest import Fleet
 from helpers import run_in_terminal
@@ -95,3 +97,31 @@ def test_ls_and_top_at_80_columns_keep_name_status_url_and_pid(fleet: Fleet) -> 
     assert all(len(line) <= 80 for line in lines), screen
     for instance in fleet.instances:
         assert any(line.startswith(f"{instance['name']} ") for line in lines), screen
+
+
+def test_worktrees_at_80_columns_keeps_every_column_and_folds_the_path(tmp_path: Path) -> None:
+    """Issue 26: FILES and AGE were dropped at 80 columns to make room for the path; the path
+    is what folds now (all of it kept, over lines), and no column is left out."""
+    home = Path(os.environ["OCM_HOME"])
+    tree = tmp_path / ("a-repository-with-a-long-name" + "/worktrees" * 3) / "t-0123456789"
+    tree.mkdir(parents=True)
+    store = TaskStore(Registry(home / "registry.db"))
+    worktree = {"path": str(tree), "repository": str(tmp_path), "branch": "ocm/t-0123456789",
+                "base": "abc", "files": ["a.py", "b.py"]}  # fmt: skip
+    store.add(
+        TaskRecord(
+            id="t-0123456789",
+            prompt="p",
+            status=TaskStatus.COMPLETED,
+            created_at=time.time() - 90,
+            worktree=worktree,
+        )  # fmt: skip
+    )
+    store.registry.close()
+    screen = ANSI.sub("", run_in_terminal("worktrees"))
+    lines = screen.splitlines()
+    assert all(len(line) <= 80 for line in lines), screen
+    assert lines[0].split() == ["TASK", "STATUS", "BRANCH", "FILES", "AGE", "WORKTREE"], screen
+    assert lines[1].split()[:5] == ["t-0123456789", "completed", "ocm/t-0123456789", "2", "1m30s"]
+    start = lines[0].index("WORKTREE")
+    assert "".join(line[start:].strip() for line in lines[1:]) == str(tree), screen

@@ -47,7 +47,7 @@ def worktrees(state: Context, as_json: str | None) -> None:
         Column("BRANCH"),
         Column("FILES", right=True, drop=2),
         Column("AGE", drop=3),
-        Column("WORKTREE", drop=1),
+        Column("WORKTREE", drop=1, fold=True),  # folded before anything is left out
     )
     cells: list[list[Cell]] = [
         [
