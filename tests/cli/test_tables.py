@@ -115,7 +115,7 @@ def test_worktrees_at_80_columns_keeps_every_column_and_folds_the_path(tmp_path:
             status=TaskStatus.COMPLETED,
             created_at=time.time() - 90,
             worktree=worktree,
-        )  # fmt: skip
+        )
     )
     store.registry.close()
     screen = ANSI.sub("", run_in_terminal("worktrees"))
