@@ -125,3 +125,17 @@ def test_worktrees_at_80_columns_keeps_every_column_and_folds_the_path(tmp_path:
     assert lines[1].split()[:5] == ["t-0123456789", "completed", "ocm/t-0123456789", "2", "1m30s"]
     start = lines[0].index("WORKTREE")
     assert "".join(line[start:].strip() for line in lines[1:]) == str(tree), screen
+
+
+def test_doctor_at_80_columns_folds_a_long_binary_path_and_cuts_no_line(
+    opencode_bin: str, tmp_path: Path
+) -> None:
+    """Issue 26: the binary's path was cut with an ellipsis at 80 columns."""
+    deep = tmp_path / ("a-directory-with-a-rather-long-name/" * 3) / "bin"
+    deep.mkdir(parents=True)
+    (deep / "opencode").symlink_to(opencode_bin)
+    screen = ANSI.sub("", run_in_terminal("doctor", env={"OCM_OPENCODE": str(deep / "opencode")}))
+    lines = screen.splitlines()
+    assert all(len(line) <= 80 for line in lines), screen
+    assert "…" not in screen, screen
+    assert str(deep / "opencode") in "".join(line[14:].strip() for line in lines), screen

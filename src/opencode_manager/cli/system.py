@@ -71,7 +71,8 @@ def doctor(state: Context, as_json: bool) -> int:
         table = Table(box=None, show_header=False, pad_edge=False)
         table.add_column(no_wrap=True)
         table.add_column(no_wrap=True, style="bold")
-        table.add_column()
+        # A path has no space to wrap at: fold it over lines rather than cut it with "…".
+        table.add_column(overflow="fold")
         for check in checks:
             mark = (
                 Text("ok", style="green")
