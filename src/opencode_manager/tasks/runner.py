@@ -483,7 +483,7 @@ class TaskRunner:
             )
         except ServerError:
             return False  # cannot tell: OpenCode's own retries go on
-        self._no_model = not config.get("model") and set(providers) <= {BUILT_IN_PROVIDER}
+        self._no_model = not config.get("model") and set(providers) == {BUILT_IN_PROVIDER}
         return self._no_model
 
     def _retries_exhausted(self, state: TurnState) -> bool:
