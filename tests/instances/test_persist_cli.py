@@ -21,7 +21,8 @@ def _pid(name: str) -> int | None:
 
 def test_save_resurrect_start_existing_and_systemd_units(tmp_path: Path) -> None:
     assert_one_line_error(invoke_ocm("save"), 2, "nothing is running")
-    invoke_ocm("start", "keep", *OFFLINE, check=True)
+    started = invoke_ocm("start", "keep", *OFFLINE, "--json", "name,status", check=True)
+    assert started.json() == [{"name": "keep", "status": "running"}]  # `--json FIELDS` (issue 26)
     try:
         saved = invoke_ocm("save", "--json", check=True).json()
         assert saved["saved"] == ["keep"]

@@ -21,11 +21,10 @@ from .options import (
     complete_batches,
     complete_instances,
     control_options,
-    json_fields_option,
     max_retries_option,
-    select_fields,
 )
 from .plain import print_json, say
+from .selection import json_fields_option, print_selected
 
 if TYPE_CHECKING:
     import asyncio
@@ -423,7 +422,7 @@ def ls(state: Context, limit: int | None, show_all: bool, as_json: str | None) -
         if total > wanted:
             say(f"the newest {wanted} of {total} batches; --all shows every one")
     if as_json:
-        print_json(select_fields(rows, as_json))
+        print_selected(rows, as_json)
         return
     if not rows:
         say("no batches")

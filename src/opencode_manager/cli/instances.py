@@ -38,7 +38,7 @@ from ..fronts import (
 )
 from .loops import run_with_cancel, stopped
 from .main import Context
-from .options import complete_instances, json_fields_option, json_option, select_fields
+from .options import complete_instances, json_option
 from .output import (
     ago,
     err,
@@ -49,6 +49,18 @@ from .output import (
     print_json,
     status_text,
 )
+from .selection import field_names, json_fields_option, print_selected
+
+#: The fields of each output, for `--json FIELDS` (checked before the command acts).
+INSTANCE_FIELDS = field_names(InstanceInfo, "directory")
+STOP_FIELDS = field_names(
+    "name", "was", "status", "via", "signalled", "killed", "port_freed"
+)  # StopResult's
+STATUS_FIELDS = INSTANCE_FIELDS | field_names(
+    "created_at", "stopped_at", "events", "last_event", "recent_errors", "processes",
+    "tree_rss_bytes", "connections", "sessions", "mcp", "lsp", "api_errors", "settings",
+)  # fmt: skip
+EVENT_FIELDS = field_names("instance", "at", "type", "detail", "time", "kind")
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -206,7 +218,7 @@ class _StartBar:
     is_flag=True,
     help="With --cluster: even out the count per host (default: most free memory first).",
 )
-@json_option
+@json_fields_option(known=INSTANCE_FIELDS)
 @pass_state
 def start(
     state: Context,
@@ -236,7 +248,7 @@ def start(
     on_cluster: bool,
     per_host: int | None,
     spread: bool,
-    as_json: bool,
+    as_json: str | None,
 ) -> None:
     """Start N OpenCode servers as supervised background daemons.
 
@@ -299,7 +311,7 @@ def start(
     with _StartBar(max(count, 1), "starting") as progress:
         infos = run_with_cancel(state, go)
     if as_json:
-        print_json([i.to_dict() for i in infos])
+        print_selected([i.to_dict() for i in infos], as_json)
     else:
         out.print(instances_table(infos))
     warning = exposure_warning(hostname)
@@ -337,7 +349,7 @@ def _start_on_cluster(
     spread: bool,
     timeout: float,
     opencode: str | None,
-    as_json: bool,
+    as_json: str | None,
 ) -> None:
     given = _given_besides(_CLUSTER_ALLOWS)
     if given:
@@ -355,7 +367,7 @@ def _start_on_cluster(
 
     infos = run_with_cancel(state, go)
     if as_json:
-        print_json([i.to_dict() for i in infos])
+        print_selected([i.to_dict() for i in infos], as_json)
     else:
         out.print(instances_table(infos))
 
@@ -364,7 +376,7 @@ _EXISTING_ALLOWS = {"name", "existing", "timeout", "opencode", "as_json"}
 
 
 def _start_existing(
-    state: Context, name: str | None, timeout: float, opencode: str | None, as_json: bool
+    state: Context, name: str | None, timeout: float, opencode: str | None, as_json: str | None
 ) -> None:
     given = _given_besides(_EXISTING_ALLOWS)
     if given:
@@ -380,7 +392,7 @@ def _start_existing(
 
     infos = run_with_cancel(state, go, opencode)
     if as_json:
-        print_json([i.to_dict() for i in infos])
+        print_selected([i.to_dict() for i in infos], as_json)
     else:
         out.print(instances_table(infos))
 
@@ -421,7 +433,7 @@ def ls(state: Context, no_foreign: bool, as_json: str | None) -> None:
     """
     infos = state.manager().instances(include_foreign=not no_foreign)
     if as_json:
-        print_json(select_fields([i.to_dict() for i in infos], as_json))
+        print_selected([i.to_dict() for i in infos], as_json)
     elif not infos:
         err.print("no instances; start one with `ocm start`", markup=False)
     else:
@@ -430,9 +442,9 @@ def ls(state: Context, no_foreign: bool, as_json: str | None) -> None:
 
 @click.command()
 @click.argument("ref", shell_complete=complete_instances)
-@json_option
+@json_fields_option(known=STATUS_FIELDS)
 @pass_state
-def status(state: Context, ref: str, as_json: bool) -> int:
+def status(state: Context, ref: str, as_json: str | None) -> int:
     """Detailed report on one instance: settings, processes, memory, sessions, MCP, LSP,
     errors. Exits 0 when it runs and answers, 1 otherwise (stopped, crashed, unhealthy).
 
@@ -444,7 +456,7 @@ def status(state: Context, ref: str, as_json: bool) -> int:
     """
     found = state.manager().status(ref)
     if as_json:
-        print_json(found.to_dict())
+        print_selected(found.to_dict(), as_json)
     else:
         _print_status(found.to_dict())
     return 0 if found.healthy else 1
@@ -608,9 +620,11 @@ def env(state: Context, ref: str, as_json: bool) -> None:
     show_default=True,
     help="Seconds between SIGTERM and SIGKILL.",
 )
-@json_option
+@json_fields_option(known=STOP_FIELDS)
 @pass_state
-def stop(state: Context, refs: tuple[str, ...], all_: bool, timeout: float, as_json: bool) -> None:
+def stop(
+    state: Context, refs: tuple[str, ...], all_: bool, timeout: float, as_json: str | None
+) -> None:
     """Stop instances: dispose, SIGTERM the group, wait, SIGKILL, end every descendant.
 
     Only processes ocm started and can prove are its own (PID + start time) are signalled.
@@ -629,7 +643,7 @@ def stop(state: Context, refs: tuple[str, ...], all_: bool, timeout: float, as_j
             "runs, `ocm stop` again stops it"
         ) from None
     if as_json:
-        print_json([r.to_dict() for r in results])
+        print_selected([r.to_dict() for r in results], as_json)
         return
     if not results:
         err.print("nothing to stop", markup=False)
@@ -650,10 +664,10 @@ def stop(state: Context, refs: tuple[str, ...], all_: bool, timeout: float, as_j
 @click.option(
     "--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for health."
 )
-@json_option
+@json_fields_option(known=INSTANCE_FIELDS)
 @pass_state
 def restart(
-    state: Context, refs: tuple[str, ...], all_: bool, timeout: float, as_json: bool
+    state: Context, refs: tuple[str, ...], all_: bool, timeout: float, as_json: str | None
 ) -> None:
     """Restart instances with the same name, settings, password and data.
 
@@ -675,7 +689,7 @@ def restart(
         err.print("nothing to restart", markup=False)
         return
     if as_json:
-        print_json([i.to_dict() for i in infos])
+        print_selected([i.to_dict() for i in infos], as_json)
     else:
         out.print(instances_table(infos))
     _warn_about_projects(manager, [info.name for info in infos])
@@ -782,7 +796,7 @@ def cleanup(
 @click.command()
 @click.argument("ref", required=False, shell_complete=complete_instances)
 @click.option("-n", "limit", type=int, default=50, show_default=True, help="The newest N.")
-@json_fields_option
+@json_fields_option(known=EVENT_FIELDS)
 @pass_state
 def events(state: Context, ref: str | None, limit: int, as_json: str | None) -> None:
     """Lifecycle events (started, healthy, unhealthy, restarted, crashed, errored, stopped)."""
@@ -790,7 +804,7 @@ def events(state: Context, ref: str | None, limit: int, as_json: str | None) -> 
         raise UsageError(f"invalid -n {limit}: must be 1 or more")
     rows = [event.to_dict() for event in state.manager().events(ref, limit=limit)]
     if as_json:
-        print_json(select_fields(rows, as_json))
+        print_selected(rows, as_json)
         return
     if not rows:
         err.print("no events", markup=False)

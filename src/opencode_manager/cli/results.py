@@ -17,8 +17,9 @@ import click
 from .. import TaskRecord, TaskStatus, UsageError
 from ..fronts import error_summary, one_line, parse_duration, strip_ansi
 from .main import Context
-from .options import complete_tasks, json_fields_option, select_fields
+from .options import complete_tasks
 from .plain import print_json, say, show
+from .selection import TASK_FIELDS, json_fields_option, print_selected
 
 pass_state = click.make_pass_decorator(Context)
 
@@ -39,7 +40,7 @@ def error_text(record: TaskRecord) -> str:
 
 @click.command()
 @click.argument("task_id", shell_complete=complete_tasks)
-@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
+@json_fields_option(known=TASK_FIELDS)
 @click.option(
     "--patch",
     is_flag=True,
@@ -47,7 +48,7 @@ def error_text(record: TaskRecord) -> str:
     "(secrets ocm holds replaced by [redacted]).",
 )
 @pass_state
-def result(state: Context, task_id: str, as_json: bool, patch: bool) -> None:
+def result(state: Context, task_id: str, as_json: str | None, patch: bool) -> None:
     """Show the stored result of one task.
 
     \b
@@ -63,7 +64,7 @@ def result(state: Context, task_id: str, as_json: bool, patch: bool) -> None:
         return
     record = state.records().task(task_id) or state.manager().task(task_id)
     if as_json:
-        print_json(record.to_dict())
+        print_selected(record.to_dict(), as_json)
         return
     from rich.table import Table
     from rich.text import Text
@@ -194,7 +195,7 @@ def results(
         if total > wanted:
             say(f"the newest {wanted} of {total} results; --all shows every one")
     if as_json:
-        print_json(select_fields([r.to_dict() for r in records], as_json))
+        print_selected([r.to_dict() for r in records], as_json)
         return
     if as_jsonl:
         for r in records:

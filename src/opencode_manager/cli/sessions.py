@@ -17,11 +17,10 @@ from .main import Context
 from .options import (
     complete_instances,
     complete_sessions,
-    json_fields_option,
     json_option,
-    select_fields,
 )
 from .output import ago, err, out, print_json
+from .selection import field_names, json_fields_option, print_selected
 
 pass_state = click.make_pass_decorator(Context)
 instance_option = click.option(
@@ -34,15 +33,22 @@ instance_option = click.option(
 )
 
 
+#: `SessionRow.to_dict`'s fields.
+SESSION_FIELDS = field_names(
+    "instance", "id", "title", "status", "directory", "parent_id", "created_at", "updated_at",
+    "created", "updated", "raw",
+)  # fmt: skip
+
+
 @click.command(name="sessions")
 @click.argument("ref", required=False, shell_complete=complete_instances)
-@json_fields_option
+@json_fields_option(known=SESSION_FIELDS)
 @pass_state
 def sessions_cmd(state: Context, ref: str | None, as_json: str | None) -> None:
     """List sessions on every running instance (or on REF)."""
     rows = state.manager().sessions(ref)
     if as_json:
-        print_json(select_fields([row.to_dict() for row in rows], as_json))
+        print_selected([row.to_dict() for row in rows], as_json)
         return
     if not rows:
         err.print("no sessions", markup=False)

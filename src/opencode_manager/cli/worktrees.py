@@ -12,8 +12,9 @@ import click
 from .. import ConflictError
 from ..fronts import parse_duration
 from .main import Context
-from .options import complete_tasks, json_fields_option, json_option, select_fields
+from .options import complete_tasks, json_option
 from .plain import print_json, say
+from .selection import json_fields_option, print_selected
 
 pass_state = click.make_pass_decorator(Context)
 EXIT_CONFLICT = ConflictError.exit_code
@@ -32,7 +33,7 @@ def worktrees(state: Context, as_json: str | None) -> None:
     """
     rows = state.records().worktrees()
     if as_json:
-        print_json(select_fields([r.to_dict() for r in rows], as_json))
+        print_selected([r.to_dict() for r in rows], as_json)
         return
     if not rows:
         say("no worktrees; `ocm run --worktree` makes one per task")
