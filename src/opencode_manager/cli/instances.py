@@ -38,7 +38,7 @@ from ..fronts import (
 )
 from .loops import run_with_cancel, stopped
 from .main import Context
-from .options import complete_instances, json_option
+from .options import complete_instances
 from .output import (
     ago,
     err,
@@ -46,7 +46,6 @@ from .output import (
     human_duration,
     instances_table,
     out,
-    print_json,
     status_text,
 )
 from .selection import field_names, json_fields_option, print_selected
@@ -586,9 +585,9 @@ def _print_status(r: dict[str, Any]) -> None:
 
 @click.command()
 @click.argument("ref", shell_complete=complete_instances)
-@json_option
+@json_fields_option
 @pass_state
-def env(state: Context, ref: str, as_json: bool) -> None:
+def env(state: Context, ref: str, as_json: str | None) -> None:
     """Print `export` lines so OpenCode's CLI, curl and SDKs can reach an instance:
     OPENCODE_SERVER_URL, _USERNAME, _PASSWORD, and OPENCODE_BIN, the binary it runs
     (OpenCode need not be on PATH).
@@ -601,7 +600,7 @@ def env(state: Context, ref: str, as_json: bool) -> None:
     """
     values = state.manager().env(ref)
     if as_json:
-        print_json(values)
+        print_selected(values, as_json)
         return
     for key, value in values.items():
         click.echo(f"export {key}={shlex.quote(value)}")
@@ -698,13 +697,13 @@ def restart(
 @click.command(name="rm")
 @click.argument("refs", nargs=-1, required=True, shell_complete=complete_instances)
 @click.option("-f", "--force", is_flag=True, help="Stop running instances first.")
-@json_option
+@json_fields_option
 @pass_state
-def rm(state: Context, refs: tuple[str, ...], force: bool, as_json: bool) -> None:
+def rm(state: Context, refs: tuple[str, ...], force: bool, as_json: str | None) -> None:
     """Forget stopped instances (record, password, private data; logs stay until cleanup)."""
     removed = state.manager().remove(list(refs), force=force)
     if as_json:
-        print_json({"removed": removed})
+        print_selected({"removed": removed}, as_json)
     else:
         for name in removed:
             out.print(f"removed {name}", markup=False)
@@ -731,7 +730,7 @@ def rm(state: Context, refs: tuple[str, ...], force: bool, as_json: bool) -> Non
     is_flag=True,
     help="Also remove task worktrees holding uncommitted files or unmerged commits.",
 )
-@json_option
+@json_fields_option
 @pass_state
 def cleanup(
     state: Context,
@@ -739,7 +738,7 @@ def cleanup(
     dry_run: bool,
     with_results: bool,
     force: bool,
-    as_json: bool,
+    as_json: str | None,
 ) -> None:
     """Forget stopped and crashed instances, and delete logs and dirs nobody owns.
 
@@ -760,7 +759,7 @@ def cleanup(
         data = report.to_dict()
         if pruned is not None:
             data["results"] = pruned.to_dict()
-        print_json(data)
+        print_selected(data, as_json)
         return
     if pruned is not None and pruned.tasks:
         out.print(
@@ -852,7 +851,7 @@ def logs(
     lines: int,
     pattern: str | None,
     level: str | None,
-    as_json: bool,
+    as_json: str | None,
 ) -> None:
     """Show the logs of one or more instances, merged and labelled (errors highlighted).
 
@@ -879,7 +878,7 @@ def logs(
         raise stopped("logs", f"following {', '.join(names)}") from None
 
 
-def _emit_log_line(item: LogLine, *, label: bool, as_json: bool) -> None:
+def _emit_log_line(item: LogLine, *, label: bool, as_json: str | None) -> None:
     if as_json:
         sys.stdout.write(json.dumps(item.to_dict()) + "\n")
         sys.stdout.flush()

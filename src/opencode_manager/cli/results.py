@@ -18,7 +18,7 @@ from .. import TaskRecord, TaskStatus, UsageError
 from ..fronts import error_summary, one_line, parse_duration, strip_ansi
 from .main import Context
 from .options import complete_tasks
-from .plain import print_json, say, show
+from .plain import say, show
 from .selection import TASK_FIELDS, json_fields_option, print_selected
 
 pass_state = click.make_pass_decorator(Context)
@@ -240,9 +240,9 @@ def results(
     help="Delete what ended longer ago than this (e.g. 12h, 7d, 0s for all).",
 )
 @click.option("--dry-run", is_flag=True, help="Show what would go, change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+@json_fields_option
 @pass_state
-def prune(state: Context, older_than: str, dry_run: bool, as_json: bool) -> None:
+def prune(state: Context, older_than: str, dry_run: bool, as_json: str | None) -> None:
     """Delete finished results and batches that ended before a time.
 
     Never a running task, nor a batch that can still be resumed.
@@ -254,7 +254,7 @@ def prune(state: Context, older_than: str, dry_run: bool, as_json: bool) -> None
     """
     report = state.manager().prune_results(parse_duration(older_than), dry_run=dry_run)
     if as_json:
-        print_json(report.to_dict())
+        print_selected(report.to_dict(), as_json)
         return
     verb = "would delete" if dry_run else "deleted"
     show(f"{verb} {report.tasks} results ({len(report.batches)} batches)", soft_wrap=False)
