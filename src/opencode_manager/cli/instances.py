@@ -260,6 +260,7 @@ def start(
       ocm start                             # one instance, oc-1
       ocm start api --dir ~/src/api --max-memory 1500M
       ocm start -n 4 --port-range 4100-4199 --json
+      ocm start -n 3 --json name,url        # only those fields of each row
       ocm start --existing api              # a stopped one, as it was
       ocm start --cluster -n 4 --spread     # on the Ray cluster's hosts
     """
@@ -428,6 +429,7 @@ def ls(state: Context, no_foreign: bool, as_json: str | None) -> None:
     Examples:
       ocm ls
       ocm ls --json name,status,url
+      ocm ls --jq '.[] | select(.status == "running") | .url'
       ocm ls --no-foreign --json | jq -r '.[].name'
     """
     infos = state.manager().instances(include_foreign=not no_foreign)

@@ -55,6 +55,7 @@ def result(state: Context, task_id: str, as_json: str | None, patch: bool) -> No
     Examples:
       ocm result t-1a2b3c4d5e
       ocm result t-1a2b3c4d5e --json | jq .worktree
+      ocm result t-1a2b3c4d5e --jq .text    # jq built in: no jq binary needed
       ocm result t-1a2b3c4d5e --patch | git apply --check
     """
     if patch and as_json:
