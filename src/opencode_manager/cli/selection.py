@@ -18,8 +18,7 @@ from typing import Any, TypeVar, overload
 
 import click
 
-from .. import UsageError
-from ..models import TaskRecord
+from .. import TaskRecord, UsageError
 
 #: The value `--json` takes alone: every field.
 ALL_FIELDS = "*"
