@@ -173,7 +173,8 @@ def jq_lines(data: Any, expression: str) -> list[str]:
 def print_selected(data: Any, spec: str | None) -> None:
     """Print `data` as the command line asked: its FIELDS, through its --jq expression."""
     chosen = select(data, spec)
-    expression = click.get_current_context().meta.get(_JQ_KEY)
+    context = click.get_current_context(silent=True)  # None: called outside a command
+    expression = context.meta.get(_JQ_KEY) if context is not None else None
     if expression is None:
         text = json.dumps(chosen, indent=2, default=str)
     else:
