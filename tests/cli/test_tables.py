@@ -51,6 +51,19 @@ def test_a_narrow_terminal_loses_the_highest_drop_first_and_never_cuts() -> None
     assert lines[1].split() == ROWS[0][:2]
 
 
+def test_a_fold_column_narrows_before_any_column_is_dropped() -> None:
+    columns = (Column("NAME"), Column("AGE", drop=2), Column("PATH", drop=1, fold=True))
+    path = "/a/rather/long/path/" * 3
+    lines = _render(fitted_table(columns, [["n", "1m", path]], 40), 40)
+    assert lines[0].split() == ["NAME", "AGE", "PATH"]
+    assert all(len(line) <= 40 for line in lines)
+    start = lines[0].index("PATH")
+    assert "".join(line[start:].strip() for line in lines[1:]) == path
+    # Narrower than the fold column's least width: columns go, by their drop, as before.
+    lines = _render(fitted_table(columns, [["n", "1m", path]], 12), 12)
+    assert lines[0].split() == ["NAME"]
+
+
 def test_columns_that_are_never_dropped_stay_even_when_too_wide() -> None:
     lines = _render(fitted_table(COLUMNS, ROWS, 20), 60)
     assert lines[1].split() == ROWS[0][:2]  # whole, for the terminal to wrap
