@@ -371,7 +371,7 @@ class TaskRunner:
                 next_poll = now + self.poll_interval
                 if await self.looks_finished(state, started_ms):
                     return None
-            if self._retries_exhausted(state):
+            if self._no_model or self._retries_exhausted(state):
                 await self._abort()
                 return TaskStatus.FAILED
             wait = min(next_poll - now, 0.25)
@@ -397,11 +397,9 @@ class TaskRunner:
             if self._over_budget(state, item):
                 await self._abort()
                 return TaskStatus.BUDGET_EXCEEDED
-            if signals.retry:
-                if await self._unconfigured():
-                    await self._abort()
-                    return TaskStatus.FAILED
-                self._retrying(state)
+            if signals.retry and await self._retried(state):
+                await self._abort()
+                return TaskStatus.FAILED
             if signals.ask is not None:
                 await self._answer(signals.ask)
             if signals.answered is not None:
@@ -463,6 +461,14 @@ class TaskRunner:
         record.status = TaskStatus.FAILED
         record.error = {"name": "StructuredOutputInvalid", "message": problem}
 
+    async def _retried(self, state: TurnState) -> bool:
+        """OpenCode retries the provider: say so, unless no model is configured (then True:
+        the task stops, and a retry that cannot succeed is not announced)."""
+        if await self._unconfigured():
+            return True
+        self._retrying(state)
+        return False
+
     def _retrying(self, state: TurnState) -> None:
         if self.observer.on_retry:
             self.observer.on_retry(state.retry_attempt, state.retry_message or "")
@@ -521,7 +527,7 @@ class TaskRunner:
             state.busy_seen = True
             self._idle_incomplete_since = None
             if retry_of(state, busy[record.session_id]):
-                self._retrying(state)
+                await self._retried(state)  # no model: `_no_model` stops the task
             return False
         try:
             messages = await self.client.messages(record.session_id)
