@@ -23,7 +23,7 @@ def _summary(failed: int, completed: int) -> BatchSummary:
 def test_only_what_did_not_complete_is_listed_and_capped(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    _report(_summary(failed=25, completed=500), as_json=False)
+    _report(_summary(failed=25, completed=500), as_json=None)
     lines = capsys.readouterr().out.splitlines()
     assert not any("ok1" in line for line in lines)
     rows = [line for line in lines if line.startswith("bad")]
@@ -36,12 +36,12 @@ def test_only_what_did_not_complete_is_listed_and_capped(
 def test_an_all_completed_batch_prints_just_its_counts(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    _report(_summary(failed=0, completed=3), as_json=False)
+    _report(_summary(failed=0, completed=3), as_json=None)
     assert capsys.readouterr().out == "batch b-1: completed; 3 tasks: 3 completed in 3.0 s\n"
 
 
 def test_batch_show_lists_every_task(capsys: pytest.CaptureFixture[str]) -> None:
-    _report(_summary(failed=1, completed=3), as_json=False, every_task=True)
+    _report(_summary(failed=1, completed=3), as_json=None, every_task=True)
     out = capsys.readouterr().out
     assert all(f"ok{i}" in out for i in range(3))
     assert "bad0" in out

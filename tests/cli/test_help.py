@@ -11,7 +11,7 @@ import click
 import pytest
 
 from opencode_manager.cli.main import COMMAND_GROUPS, LAZY_COMMANDS, cli
-from opencode_manager.cli.options import select_fields
+from opencode_manager.cli.selection import select_fields
 from opencode_manager.errors import UsageError
 from opencode_manager.models import InstanceSpec
 from opencode_manager.registry import Registry

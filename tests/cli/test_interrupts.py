@@ -180,11 +180,11 @@ def test_ctrl_c_on_restart_or_start_existing_stops_what_it_relaunched(
     invoke_ocm("start", "--dir", str(tmp_path), check=True)
     if how[0] == "start":
         invoke_ocm("stop", "oc-1", check=True)
-    restarts = _records()["oc-1"].restarts
+    keeper = _records()["oc-1"].keeper
     proc = _spawn(*how)
     out, err, took = _interrupt(
         proc,
-        lambda: (r := _records()["oc-1"]).restarts > restarts and r.keeper is not None,
+        lambda: (r := _records()["oc-1"]).keeper is not None and r.keeper != keeper,
         "oc-1 relaunched",
     )
     line = _one_line(err, proc.returncode, f"ocm: {how[0]} interrupted: oc-1 stopped")

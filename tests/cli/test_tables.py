@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,9 @@ from rich.text import Text
 
 from opencode_manager.cli.output import Column, fitted_table
 from opencode_manager.fronts import one_line
-from opencode_manager.models import InstanceSpec, State
+from opencode_manager.models import InstanceSpec, State, TaskRecord, TaskStatus
 from opencode_manager.registry import Registry
+from opencode_manager.tasks.store import TaskStore
 
 from conftest import Fleet
 from helpers import run_in_terminal
@@ -47,6 +49,19 @@ def test_a_narrow_terminal_loses_the_highest_drop_first_and_never_cuts() -> None
     lines = _render(fitted_table(COLUMNS, ROWS, 52), 52)
     assert lines[0].split() == ["NAME", "URL"]
     assert lines[1].split() == ROWS[0][:2]
+
+
+def test_a_fold_column_narrows_before_any_column_is_dropped() -> None:
+    columns = (Column("NAME"), Column("AGE", drop=2), Column("PATH", drop=1, fold=True))
+    path = "/a/rather/long/path/" * 3
+    lines = _render(fitted_table(columns, [["n", "1m", path]], 40), 40)
+    assert lines[0].split() == ["NAME", "AGE", "PATH"]
+    assert all(len(line) <= 40 for line in lines)
+    start = lines[0].index("PATH")
+    assert "".join(line[start:].strip() for line in lines[1:]) == path
+    # Narrower than the fold column's least width: columns go, by their drop, as before.
+    lines = _render(fitted_table(columns, [["n", "1m", path]], 12), 12)
+    assert lines[0].split() == ["NAME"]
 
 
 def test_columns_that_are_never_dropped_stay_even_when_too_wide() -> None:
@@ -95,3 +110,45 @@ def test_ls_and_top_at_80_columns_keep_name_status_url_and_pid(fleet: Fleet) -> 
     assert all(len(line) <= 80 for line in lines), screen
     for instance in fleet.instances:
         assert any(line.startswith(f"{instance['name']} ") for line in lines), screen
+
+
+def test_worktrees_at_80_columns_keeps_every_column_and_folds_the_path(tmp_path: Path) -> None:
+    """Issue 26: FILES and AGE were dropped at 80 columns to make room for the path; the path
+    is what folds now (all of it kept, over lines), and no column is left out."""
+    home = Path(os.environ["OCM_HOME"])
+    tree = tmp_path / ("a-repository-with-a-long-name" + "/worktrees" * 3) / "t-0123456789"
+    tree.mkdir(parents=True)
+    store = TaskStore(Registry(home / "registry.db"))
+    worktree = {"path": str(tree), "repository": str(tmp_path), "branch": "ocm/t-0123456789",
+                "base": "abc", "files": ["a.py", "b.py"]}  # fmt: skip
+    store.add(
+        TaskRecord(
+            id="t-0123456789",
+            prompt="p",
+            status=TaskStatus.COMPLETED,
+            created_at=time.time() - 90,
+            worktree=worktree,
+        )
+    )
+    store.registry.close()
+    screen = ANSI.sub("", run_in_terminal("worktrees"))
+    lines = screen.splitlines()
+    assert all(len(line) <= 80 for line in lines), screen
+    assert lines[0].split() == ["TASK", "STATUS", "BRANCH", "FILES", "AGE", "WORKTREE"], screen
+    assert lines[1].split()[:5] == ["t-0123456789", "completed", "ocm/t-0123456789", "2", "1m30s"]
+    start = lines[0].index("WORKTREE")
+    assert "".join(line[start:].strip() for line in lines[1:]) == str(tree), screen
+
+
+def test_doctor_at_80_columns_folds_a_long_binary_path_and_cuts_no_line(
+    opencode_bin: str, tmp_path: Path
+) -> None:
+    """Issue 26: the binary's path was cut with an ellipsis at 80 columns."""
+    deep = tmp_path / ("a-directory-with-a-rather-long-name/" * 3) / "bin"
+    deep.mkdir(parents=True)
+    (deep / "opencode").symlink_to(opencode_bin)
+    screen = ANSI.sub("", run_in_terminal("doctor", env={"OCM_OPENCODE": str(deep / "opencode")}))
+    lines = screen.splitlines()
+    assert all(len(line) <= 80 for line in lines), screen
+    assert "…" not in screen, screen
+    assert str(deep / "opencode") in "".join(line[14:].strip() for line in lines), screen

@@ -101,7 +101,7 @@ def test_a_2x_instance_starts_lists_restarts_and_stops(
     assert restarted.returncode == 0, str(restarted)
     again = _ls()["v2"]
     assert (again["status"], again["version"], again["line"], again["restarts"]) == (
-        "running", "2.1.2", 2, 1
+        "running", "2.1.2", 2, 0
     )  # fmt: skip
     assert again["pid"] != listed["pid"]
 

@@ -21,7 +21,8 @@ def _pid(name: str) -> int | None:
 
 def test_save_resurrect_start_existing_and_systemd_units(tmp_path: Path) -> None:
     assert_one_line_error(invoke_ocm("save"), 2, "nothing is running")
-    invoke_ocm("start", "keep", *OFFLINE, check=True)
+    started = invoke_ocm("start", "keep", *OFFLINE, "--json", "name,status", check=True)
+    assert started.json() == [{"name": "keep", "status": "running"}]  # `--json FIELDS` (issue 26)
     try:
         saved = invoke_ocm("save", "--json", check=True).json()
         assert saved["saved"] == ["keep"]
@@ -34,10 +35,13 @@ def test_save_resurrect_start_existing_and_systemd_units(tmp_path: Path) -> None
 
         invoke_ocm("stop", "keep", check=True)
         again = invoke_ocm("start", "--existing", "keep", "--json", check=True).json()
-        assert again[0]["status"] == "running"
+        # Stopped and started on purpose: no restart (issue 26 saw RESTARTS 1 here).
+        assert (again[0]["status"], again[0]["restarts"]) == ("running", 0)
         invoke_ocm("stop", "--all", check=True)
         back = invoke_ocm("resurrect", "--json", check=True).json()
         assert back["started"] == ["keep"]
+        listed = invoke_ocm("ls", "--json", "name,restarts", "--no-foreign", check=True).json()
+        assert listed == [{"name": "keep", "restarts": 0}]
         assert invoke_ocm("resurrect", "--json", check=True).json()["running"] == ["keep"]
 
         units = tmp_path / "units"

@@ -101,7 +101,7 @@ def test_budget_exceeded_is_a_final_status_with_exit_code_13() -> None:
     record = TaskRecord(
         id="t-1", prompt="p", status=TaskStatus.BUDGET_EXCEEDED, created_at=0.0, cost=0.02
     )
-    assert report(record, as_json=True, jsonl=False) == 13
+    assert report(record, as_json="*", jsonl=False) == 13
     # Every task exit code is in README's table.
     table = README.read_text().split("## Exit codes", 1)[1].split("\n## ", 1)[0]
     for code in set(EXIT_FOR_STATUS.values()) - {0}:

@@ -21,11 +21,10 @@ from .options import (
     complete_batches,
     complete_instances,
     control_options,
-    json_fields_option,
     max_retries_option,
-    select_fields,
 )
-from .plain import print_json, say
+from .plain import say
+from .selection import json_fields_option, print_selected
 
 if TYPE_CHECKING:
     import asyncio
@@ -65,7 +64,12 @@ def batch() -> None:
 
 
 def _execute(
-    state: Context, batch_id: str, total: int, as_json: bool, *, requeue_cancelled: bool = False
+    state: Context,
+    batch_id: str,
+    total: int,
+    as_json: str | None,
+    *,
+    requeue_cancelled: bool = False,
 ) -> int:
     # Here, not at the top: `ocm batch ls` and `show` need neither the bar nor the runner.
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -105,7 +109,7 @@ def _execute(
         result = run_with_cancel(state, go)
     if interrupted and result.status is BatchStatus.CANCELLED:
         if as_json:
-            print_json(result.to_dict())
+            print_selected(result.to_dict(), as_json)
         raise Interrupted(_interrupted_line(result))
     _report(result, as_json)
     if result.status is BatchStatus.CANCELLED:
@@ -134,9 +138,9 @@ def _interrupted_line(result: BatchSummary) -> str:
     )
 
 
-def _report(result: BatchSummary, as_json: bool, *, every_task: bool = False) -> None:
+def _report(result: BatchSummary, as_json: str | None, *, every_task: bool = False) -> None:
     if as_json:
-        print_json(result.to_dict())
+        print_selected(result.to_dict(), as_json)
     elif every_task:
         if result.tasks:
             _task_table(result, result.tasks)
@@ -259,7 +263,7 @@ def _task_table(data: BatchSummary, tasks: list[TaskOutcome]) -> None:
     help="Budget of the whole batch: once spent, no new task starts (they end "
     "budget_exceeded, saying how many were left).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_fields_option
 @pass_state
 def run_file(
     state: Context,
@@ -283,7 +287,7 @@ def run_file(
     fallbacks: tuple[str, ...],
     key: str | None,
     batch_max_cost: float | None,
-    as_json: bool,
+    as_json: str | None,
 ) -> int:
     """Run every task in FILE (checked whole first, nothing runs if it is invalid).
 
@@ -344,9 +348,9 @@ def run_file(
     is_flag=True,
     help="Run the tasks a cancel stopped (a cancelled batch is refused without it).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_fields_option
 @pass_state
-def resume(state: Context, batch_id: str, requeue_cancelled: bool, as_json: bool) -> int:
+def resume(state: Context, batch_id: str, requeue_cancelled: bool, as_json: str | None) -> int:
     """Finish an interrupted batch: no task lost, none sent twice.
 
     Refused while another process runs the batch (two resumes never both run it), and for a
@@ -363,9 +367,9 @@ def resume(state: Context, batch_id: str, requeue_cancelled: bool, as_json: bool
 
 @batch.command()
 @click.argument("batch_id", shell_complete=complete_batches)
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_fields_option
 @pass_state
-def cancel(state: Context, batch_id: str, as_json: bool) -> int:
+def cancel(state: Context, batch_id: str, as_json: str | None) -> int:
     """Cancel a batch: running tasks are aborted, the rest cancelled.
 
     Works from another terminal while the batch runs, and on an interrupted batch.
@@ -379,9 +383,9 @@ def cancel(state: Context, batch_id: str, as_json: bool) -> int:
 @click.argument(
     "batch_ids", nargs=-1, required=True, metavar="BATCH_ID...", shell_complete=complete_batches
 )
-@click.option("--json", "as_json", is_flag=True, help="What was removed, as JSON.")
+@json_fields_option
 @pass_state
-def rm(state: Context, batch_ids: tuple[str, ...], as_json: bool) -> None:
+def rm(state: Context, batch_ids: tuple[str, ...], as_json: str | None) -> None:
     """Delete batches and their results (refused while a batch runs).
 
     \b
@@ -391,7 +395,7 @@ def rm(state: Context, batch_ids: tuple[str, ...], as_json: bool) -> None:
     """
     removed = state.manager().batch_remove(list(batch_ids))
     if as_json:
-        print_json({"removed": removed})
+        print_selected({"removed": removed}, as_json)
         return
     from .output import out
 
@@ -423,7 +427,7 @@ def ls(state: Context, limit: int | None, show_all: bool, as_json: str | None) -
         if total > wanted:
             say(f"the newest {wanted} of {total} batches; --all shows every one")
     if as_json:
-        print_json(select_fields(rows, as_json))
+        print_selected(rows, as_json)
         return
     if not rows:
         say("no batches")
@@ -449,8 +453,8 @@ def ls(state: Context, limit: int | None, show_all: bool, as_json: str | None) -
 
 @batch.command()
 @click.argument("batch_id", shell_complete=complete_batches)
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@json_fields_option
 @pass_state
-def show(state: Context, batch_id: str, as_json: bool) -> None:
+def show(state: Context, batch_id: str, as_json: str | None) -> None:
     """Show one batch and every one of its tasks."""
     _report(state.records().batch(batch_id), as_json, every_task=True)

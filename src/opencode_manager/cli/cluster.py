@@ -11,8 +11,8 @@ from rich.table import Table
 from .. import DEFAULT_STOP_TIMEOUT, AsyncManager
 from .loops import run_with_cancel
 from .main import Context
-from .options import json_option
-from .output import err, human_bytes, out, print_json
+from .output import err, human_bytes, out
+from .selection import json_fields_option, print_selected
 
 pass_state = click.make_pass_decorator(Context)
 
@@ -40,9 +40,9 @@ def cluster() -> None:
     metavar="HOST:PORT",
     help="The Ray head's GCS address (kept for later commands; default: the last one).",
 )
-@json_option
+@json_fields_option
 @pass_state
-def up(state: Context, address: str | None, as_json: bool) -> None:
+def up(state: Context, address: str | None, as_json: str | None) -> None:
     """Connect and reconcile: one host agent per alive node.
 
     A missing agent is created (named, detached, pinned to its node) and adopts the
@@ -62,9 +62,9 @@ def up(state: Context, address: str | None, as_json: bool) -> None:
 
 
 @cluster.command(name="ls")
-@json_option
+@json_fields_option
 @pass_state
-def ls(state: Context, as_json: bool) -> None:
+def ls(state: Context, as_json: str | None) -> None:
     """Hosts, their agents and instances (changes nothing).
 
     \b
@@ -82,9 +82,9 @@ def ls(state: Context, as_json: bool) -> None:
     show_default=True,
     help="Seconds between SIGTERM and SIGKILL for each server.",
 )
-@json_option
+@json_fields_option
 @pass_state
-def down(state: Context, timeout: float, as_json: bool) -> None:
+def down(state: Context, timeout: float, as_json: str | None) -> None:
     """Stop every cluster instance through its agent, then end the agents.
 
     \b
@@ -94,9 +94,9 @@ def down(state: Context, timeout: float, as_json: bool) -> None:
     _show(state.manager().cluster_down(timeout=timeout).to_dict(), as_json)
 
 
-def _show(report: dict[str, Any], as_json: bool) -> None:
+def _show(report: dict[str, Any], as_json: str | None) -> None:
     if as_json:
-        print_json(report)
+        print_selected(report, as_json)
         return
     table = Table(box=None, pad_edge=False)
     for column in ("NODE", "ADDRESS", "AGENT", "FREE", "INSTANCES"):

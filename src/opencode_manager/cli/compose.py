@@ -10,8 +10,8 @@ from rich.text import Text
 from .. import AsyncManager, FleetChange, Limit, StopResult, UpReport
 from .loops import run_with_cancel
 from .main import Context
-from .options import json_option
-from .output import Cell, Column, err, fitted_table, out, print_json, table_width
+from .output import Cell, Column, err, fitted_table, out, table_width
+from .selection import json_fields_option, print_selected
 
 pass_state = click.make_pass_decorator(Context)
 file_option = click.option(
@@ -50,10 +50,10 @@ def _why(change: FleetChange) -> str:
 @file_option
 @click.option("--force-recreate", is_flag=True, help="Show every instance as recreated.")
 @click.option("--exit-code", is_flag=True, help="Exit 1 when `ocm up` would change anything.")
-@json_option
+@json_fields_option
 @pass_state
 def diff(
-    state: Context, path: str | None, force_recreate: bool, exit_code: bool, as_json: bool
+    state: Context, path: str | None, force_recreate: bool, exit_code: bool, as_json: str | None
 ) -> int:
     """Compare the fleet file with what runs: create, recreate (with the changed keys),
     start, unchanged, orphan (this project's, gone from the file), conflict (the name is
@@ -66,7 +66,7 @@ def diff(
     """
     report = state.manager().fleet_diff(path, force_recreate=force_recreate)
     if as_json:
-        print_json(report.to_dict())
+        print_selected(report.to_dict(), as_json)
     else:
         _show(report, title="project")
     changes = any(c.action.value != "unchanged" for c in report.changes) or bool(report.limits)
@@ -82,7 +82,7 @@ def diff(
     is_flag=True,
     help="Stop and remove this project's instances that the file no longer has.",
 )
-@json_option
+@json_fields_option
 @pass_state
 def up(
     state: Context,
@@ -90,7 +90,7 @@ def up(
     no_recreate: bool,
     force_recreate: bool,
     remove_orphans: bool,
-    as_json: bool,
+    as_json: str | None,
 ) -> None:
     """Converge the fleet to the fleet file: start what is missing (in parallel), recreate
     what changed (one at a time, so a group is never all down). Only instances created from
@@ -111,7 +111,7 @@ def up(
 
     report = run_with_cancel(state, go)
     if as_json:
-        print_json(report.to_dict())
+        print_selected(report.to_dict(), as_json)
         return
     _show(report, title="project")
     if report.done:
@@ -122,9 +122,9 @@ def up(
 
 @click.command(name="down")
 @file_option
-@json_option
+@json_fields_option
 @pass_state
-def down(state: Context, path: str | None, as_json: bool) -> None:
+def down(state: Context, path: str | None, as_json: str | None) -> None:
     """Stop every instance this fleet file's project created (`ocm up` starts them again).
     Ctrl-C stops no more of them, says which still run and exits 130.
 
@@ -138,7 +138,7 @@ def down(state: Context, path: str | None, as_json: bool) -> None:
 
     stopped = run_with_cancel(state, go)
     if as_json:
-        print_json([s.to_dict() for s in stopped])
+        print_selected([s.to_dict() for s in stopped], as_json)
         return
     for result in stopped:
         out.print(f"stopped {result.name}", markup=False)

@@ -38,7 +38,7 @@ from ..fronts import (
 )
 from .loops import run_with_cancel, stopped
 from .main import Context
-from .options import complete_instances, json_fields_option, json_option, select_fields
+from .options import complete_instances
 from .output import (
     ago,
     err,
@@ -46,9 +46,20 @@ from .output import (
     human_duration,
     instances_table,
     out,
-    print_json,
     status_text,
 )
+from .selection import field_names, json_fields_option, print_selected
+
+#: The fields of each output, for `--json FIELDS` (checked before the command acts).
+INSTANCE_FIELDS = field_names(InstanceInfo, "directory")
+STOP_FIELDS = field_names(
+    "name", "was", "status", "via", "signalled", "killed", "port_freed"
+)  # StopResult's
+STATUS_FIELDS = INSTANCE_FIELDS | field_names(
+    "created_at", "stopped_at", "events", "last_event", "recent_errors", "processes",
+    "tree_rss_bytes", "connections", "sessions", "mcp", "lsp", "api_errors", "settings",
+)  # fmt: skip
+EVENT_FIELDS = field_names("instance", "at", "type", "detail", "time", "kind")
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -206,7 +217,7 @@ class _StartBar:
     is_flag=True,
     help="With --cluster: even out the count per host (default: most free memory first).",
 )
-@json_option
+@json_fields_option(known=INSTANCE_FIELDS)
 @pass_state
 def start(
     state: Context,
@@ -236,7 +247,7 @@ def start(
     on_cluster: bool,
     per_host: int | None,
     spread: bool,
-    as_json: bool,
+    as_json: str | None,
 ) -> None:
     """Start N OpenCode servers as supervised background daemons.
 
@@ -249,6 +260,7 @@ def start(
       ocm start                             # one instance, oc-1
       ocm start api --dir ~/src/api --max-memory 1500M
       ocm start -n 4 --port-range 4100-4199 --json
+      ocm start -n 3 --json name,url        # only those fields of each row
       ocm start --existing api              # a stopped one, as it was
       ocm start --cluster -n 4 --spread     # on the Ray cluster's hosts
     """
@@ -299,7 +311,7 @@ def start(
     with _StartBar(max(count, 1), "starting") as progress:
         infos = run_with_cancel(state, go)
     if as_json:
-        print_json([i.to_dict() for i in infos])
+        print_selected([i.to_dict() for i in infos], as_json)
     else:
         out.print(instances_table(infos))
     warning = exposure_warning(hostname)
@@ -337,7 +349,7 @@ def _start_on_cluster(
     spread: bool,
     timeout: float,
     opencode: str | None,
-    as_json: bool,
+    as_json: str | None,
 ) -> None:
     given = _given_besides(_CLUSTER_ALLOWS)
     if given:
@@ -355,7 +367,7 @@ def _start_on_cluster(
 
     infos = run_with_cancel(state, go)
     if as_json:
-        print_json([i.to_dict() for i in infos])
+        print_selected([i.to_dict() for i in infos], as_json)
     else:
         out.print(instances_table(infos))
 
@@ -364,7 +376,7 @@ _EXISTING_ALLOWS = {"name", "existing", "timeout", "opencode", "as_json"}
 
 
 def _start_existing(
-    state: Context, name: str | None, timeout: float, opencode: str | None, as_json: bool
+    state: Context, name: str | None, timeout: float, opencode: str | None, as_json: str | None
 ) -> None:
     given = _given_besides(_EXISTING_ALLOWS)
     if given:
@@ -380,7 +392,7 @@ def _start_existing(
 
     infos = run_with_cancel(state, go, opencode)
     if as_json:
-        print_json([i.to_dict() for i in infos])
+        print_selected([i.to_dict() for i in infos], as_json)
     else:
         out.print(instances_table(infos))
 
@@ -417,11 +429,12 @@ def ls(state: Context, no_foreign: bool, as_json: str | None) -> None:
     Examples:
       ocm ls
       ocm ls --json name,status,url
+      ocm ls --jq '.[] | select(.status == "running") | .url'
       ocm ls --no-foreign --json | jq -r '.[].name'
     """
     infos = state.manager().instances(include_foreign=not no_foreign)
     if as_json:
-        print_json(select_fields([i.to_dict() for i in infos], as_json))
+        print_selected([i.to_dict() for i in infos], as_json)
     elif not infos:
         err.print("no instances; start one with `ocm start`", markup=False)
     else:
@@ -430,9 +443,9 @@ def ls(state: Context, no_foreign: bool, as_json: str | None) -> None:
 
 @click.command()
 @click.argument("ref", shell_complete=complete_instances)
-@json_option
+@json_fields_option(known=STATUS_FIELDS)
 @pass_state
-def status(state: Context, ref: str, as_json: bool) -> int:
+def status(state: Context, ref: str, as_json: str | None) -> int:
     """Detailed report on one instance: settings, processes, memory, sessions, MCP, LSP,
     errors. Exits 0 when it runs and answers, 1 otherwise (stopped, crashed, unhealthy).
 
@@ -444,7 +457,7 @@ def status(state: Context, ref: str, as_json: bool) -> int:
     """
     found = state.manager().status(ref)
     if as_json:
-        print_json(found.to_dict())
+        print_selected(found.to_dict(), as_json)
     else:
         _print_status(found.to_dict())
     return 0 if found.healthy else 1
@@ -553,7 +566,8 @@ def _print_status(r: dict[str, Any]) -> None:
     if procs:
         table = Table(title="processes", box=None, header_style="bold", title_justify="left")
         for col in ("PID", "PPID", "PGID", "NAME", "STATUS", "MEM", "COMMAND"):
-            table.add_column(col, no_wrap=col != "COMMAND")
+            # A command line is a long path: fold it rather than cut it with "…".
+            table.add_column(col, no_wrap=col != "COMMAND", overflow="fold")
         for p in procs:
             table.add_row(
                 str(p["pid"]),
@@ -574,9 +588,9 @@ def _print_status(r: dict[str, Any]) -> None:
 
 @click.command()
 @click.argument("ref", shell_complete=complete_instances)
-@json_option
+@json_fields_option
 @pass_state
-def env(state: Context, ref: str, as_json: bool) -> None:
+def env(state: Context, ref: str, as_json: str | None) -> None:
     """Print `export` lines so OpenCode's CLI, curl and SDKs can reach an instance:
     OPENCODE_SERVER_URL, _USERNAME, _PASSWORD, and OPENCODE_BIN, the binary it runs
     (OpenCode need not be on PATH).
@@ -589,7 +603,7 @@ def env(state: Context, ref: str, as_json: bool) -> None:
     """
     values = state.manager().env(ref)
     if as_json:
-        print_json(values)
+        print_selected(values, as_json)
         return
     for key, value in values.items():
         click.echo(f"export {key}={shlex.quote(value)}")
@@ -608,9 +622,11 @@ def env(state: Context, ref: str, as_json: bool) -> None:
     show_default=True,
     help="Seconds between SIGTERM and SIGKILL.",
 )
-@json_option
+@json_fields_option(known=STOP_FIELDS)
 @pass_state
-def stop(state: Context, refs: tuple[str, ...], all_: bool, timeout: float, as_json: bool) -> None:
+def stop(
+    state: Context, refs: tuple[str, ...], all_: bool, timeout: float, as_json: str | None
+) -> None:
     """Stop instances: dispose, SIGTERM the group, wait, SIGKILL, end every descendant.
 
     Only processes ocm started and can prove are its own (PID + start time) are signalled.
@@ -629,7 +645,7 @@ def stop(state: Context, refs: tuple[str, ...], all_: bool, timeout: float, as_j
             "runs, `ocm stop` again stops it"
         ) from None
     if as_json:
-        print_json([r.to_dict() for r in results])
+        print_selected([r.to_dict() for r in results], as_json)
         return
     if not results:
         err.print("nothing to stop", markup=False)
@@ -650,10 +666,10 @@ def stop(state: Context, refs: tuple[str, ...], all_: bool, timeout: float, as_j
 @click.option(
     "--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for health."
 )
-@json_option
+@json_fields_option(known=INSTANCE_FIELDS)
 @pass_state
 def restart(
-    state: Context, refs: tuple[str, ...], all_: bool, timeout: float, as_json: bool
+    state: Context, refs: tuple[str, ...], all_: bool, timeout: float, as_json: str | None
 ) -> None:
     """Restart instances with the same name, settings, password and data.
 
@@ -675,7 +691,7 @@ def restart(
         err.print("nothing to restart", markup=False)
         return
     if as_json:
-        print_json([i.to_dict() for i in infos])
+        print_selected([i.to_dict() for i in infos], as_json)
     else:
         out.print(instances_table(infos))
     _warn_about_projects(manager, [info.name for info in infos])
@@ -684,13 +700,13 @@ def restart(
 @click.command(name="rm")
 @click.argument("refs", nargs=-1, required=True, shell_complete=complete_instances)
 @click.option("-f", "--force", is_flag=True, help="Stop running instances first.")
-@json_option
+@json_fields_option
 @pass_state
-def rm(state: Context, refs: tuple[str, ...], force: bool, as_json: bool) -> None:
+def rm(state: Context, refs: tuple[str, ...], force: bool, as_json: str | None) -> None:
     """Forget stopped instances (record, password, private data; logs stay until cleanup)."""
     removed = state.manager().remove(list(refs), force=force)
     if as_json:
-        print_json({"removed": removed})
+        print_selected({"removed": removed}, as_json)
     else:
         for name in removed:
             out.print(f"removed {name}", markup=False)
@@ -717,7 +733,7 @@ def rm(state: Context, refs: tuple[str, ...], force: bool, as_json: bool) -> Non
     is_flag=True,
     help="Also remove task worktrees holding uncommitted files or unmerged commits.",
 )
-@json_option
+@json_fields_option
 @pass_state
 def cleanup(
     state: Context,
@@ -725,7 +741,7 @@ def cleanup(
     dry_run: bool,
     with_results: bool,
     force: bool,
-    as_json: bool,
+    as_json: str | None,
 ) -> None:
     """Forget stopped and crashed instances, and delete logs and dirs nobody owns.
 
@@ -746,7 +762,7 @@ def cleanup(
         data = report.to_dict()
         if pruned is not None:
             data["results"] = pruned.to_dict()
-        print_json(data)
+        print_selected(data, as_json)
         return
     if pruned is not None and pruned.tasks:
         out.print(
@@ -782,7 +798,7 @@ def cleanup(
 @click.command()
 @click.argument("ref", required=False, shell_complete=complete_instances)
 @click.option("-n", "limit", type=int, default=50, show_default=True, help="The newest N.")
-@json_fields_option
+@json_fields_option(known=EVENT_FIELDS)
 @pass_state
 def events(state: Context, ref: str | None, limit: int, as_json: str | None) -> None:
     """Lifecycle events (started, healthy, unhealthy, restarted, crashed, errored, stopped)."""
@@ -790,7 +806,7 @@ def events(state: Context, ref: str | None, limit: int, as_json: str | None) -> 
         raise UsageError(f"invalid -n {limit}: must be 1 or more")
     rows = [event.to_dict() for event in state.manager().events(ref, limit=limit)]
     if as_json:
-        print_json(select_fields(rows, as_json))
+        print_selected(rows, as_json)
         return
     if not rows:
         err.print("no events", markup=False)
@@ -838,7 +854,7 @@ def logs(
     lines: int,
     pattern: str | None,
     level: str | None,
-    as_json: bool,
+    as_json: str | None,
 ) -> None:
     """Show the logs of one or more instances, merged and labelled (errors highlighted).
 
@@ -865,7 +881,7 @@ def logs(
         raise stopped("logs", f"following {', '.join(names)}") from None
 
 
-def _emit_log_line(item: LogLine, *, label: bool, as_json: bool) -> None:
+def _emit_log_line(item: LogLine, *, label: bool, as_json: str | None) -> None:
     if as_json:
         sys.stdout.write(json.dumps(item.to_dict()) + "\n")
         sys.stdout.flush()

@@ -11,8 +11,8 @@ from rich.text import Text
 
 from .. import LimitStatus
 from .main import Context
-from .options import json_option
-from .output import Cell, Column, err, fitted_table, human_duration, out, print_json, table_width
+from .output import Cell, Column, err, fitted_table, human_duration, out, table_width
+from .selection import json_fields_option, print_selected
 
 pass_state = click.make_pass_decorator(Context)
 
@@ -28,9 +28,9 @@ BREAKER_STYLE = {"closed": "green", "open": "red", "half_open": "yellow"}
 
 
 @click.group(invoke_without_command=True)
-@json_option
+@json_fields_option
 @click.pass_context
-def limits(ctx: click.Context, as_json: bool) -> None:
+def limits(ctx: click.Context, as_json: str | None) -> None:
     """Provider limits shared by the whole fleet, with what is in use now.
 
     A limit caps a provider (every model of it) or one PROVIDER/MODEL: at most
@@ -57,7 +57,7 @@ def limits(ctx: click.Context, as_json: bool) -> None:
     assert state is not None
     rows = state.manager().limits()
     if as_json:
-        print_json([row.to_dict() for row in rows])
+        print_selected([row.to_dict() for row in rows], as_json)
     elif not rows:
         err.print(
             "no limits; set one with `ocm limits set PROVIDER[/MODEL] --concurrency N`",
@@ -102,10 +102,10 @@ def breaker_text(row: LimitStatus, now: float) -> Text:
 @click.argument("scope", metavar="PROVIDER[/MODEL]")
 @click.option("--concurrency", type=int, metavar="N", help="At most N turns in flight at once.")
 @click.option("--rpm", type=int, metavar="N", help="At most N turns started per minute.")
-@json_option
+@json_fields_option
 @pass_state
 def set_(
-    state: Context, scope: str, concurrency: int | None, rpm: int | None, as_json: bool
+    state: Context, scope: str, concurrency: int | None, rpm: int | None, as_json: str | None
 ) -> None:
     """Create or replace the limit of PROVIDER or PROVIDER/MODEL.
 
@@ -119,7 +119,8 @@ def set_(
     """
     limit = state.manager().limit_set(scope, concurrency=concurrency, rpm=rpm)
     if as_json:
-        print_json({"scope": str(limit.scope), "concurrency": limit.concurrency, "rpm": limit.rpm})
+        row = {"scope": str(limit.scope), "concurrency": limit.concurrency, "rpm": limit.rpm}
+        print_selected(row, as_json)
         return
     caps = [f"concurrency {limit.concurrency}" if limit.concurrency else "",
             f"rpm {limit.rpm}" if limit.rpm else ""]  # fmt: skip
@@ -128,9 +129,9 @@ def set_(
 
 @limits.command(name="rm")
 @click.argument("scopes", nargs=-1, required=True, metavar="PROVIDER[/MODEL]...")
-@json_option
+@json_fields_option
 @pass_state
-def rm(state: Context, scopes: tuple[str, ...], as_json: bool) -> None:
+def rm(state: Context, scopes: tuple[str, ...], as_json: str | None) -> None:
     """Remove limits (all or none: an unknown one removes nothing, exit 3).
 
     \b
@@ -139,7 +140,7 @@ def rm(state: Context, scopes: tuple[str, ...], as_json: bool) -> None:
     """
     removed = state.manager().limit_remove(list(scopes))
     if as_json:
-        print_json({"removed": removed})
+        print_selected({"removed": removed}, as_json)
     else:
         for scope in removed:
             out.print(f"removed {scope}", markup=False)

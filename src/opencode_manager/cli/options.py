@@ -3,47 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from .. import Settings, UsageError
+from .. import Settings
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-
-#: `--json` on the list commands: alone, every field of every row; with FIELDS
-#: (`--json name,status,url`, like gh's), only those, in that order.
-ALL_FIELDS = "*"
-json_fields_option = click.option(
-    "--json",
-    "as_json",
-    is_flag=False,
-    flag_value=ALL_FIELDS,
-    default=None,
-    metavar="[FIELDS]",
-    help="Print JSON for scripts; FIELDS (e.g. name,status) keeps only those of each row.",
-)
-
-
-def select_fields(rows: list[dict[str, Any]], spec: str | None) -> list[dict[str, Any]]:
-    """The rows with only the fields `spec` names ("a,b"), in its order (pure); every field
-    with ALL_FIELDS. A field no row has is a usage error naming the ones there are."""
-    if spec is None or spec == ALL_FIELDS:
-        return rows
-    wanted = list(dict.fromkeys(f.strip() for f in spec.split(",") if f.strip()))
-    if not wanted:
-        raise UsageError("--json FIELDS needs field names, e.g. --json name,status")
-    known = list(dict.fromkeys(key for row in rows for key in row))
-    unknown = [f for f in wanted if f not in known]
-    if rows and unknown:
-        raise UsageError(
-            f"unknown --json field {', '.join(unknown)}; the fields are: {', '.join(known)}"
-        )
-    return [{f: row.get(f) for f in wanted} for row in rows]
-
 
 max_retries_option = click.option(
     "--max-retries",

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, Group, JustifyMethod, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -95,36 +95,60 @@ def status_text(
 
 @dataclass(frozen=True)
 class Column:
-    """A table column; under a narrow terminal the highest `drop` goes first (0: never)."""
+    """A table column; under a narrow terminal a `fold` column is narrowed first, its cells
+    folded over lines (a path: long, and all of it matters), then the highest `drop` goes
+    (0: never)."""
 
     header: str
     right: bool = False
     drop: int = 0
+    fold: bool = False
 
 
 Cell = str | Text
 
+#: The narrowest a fold column gets before columns are dropped instead.
+FOLD_MIN = 16
+
 
 def fitted_table(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], width: int) -> Table:
-    """A table that fits `width` columns of terminal without cutting a cell: low-value
-    columns are left out whole (like `kubectl get` or `docker ps`), never truncated."""
+    """A table that fits `width` columns of terminal without cutting a cell: a `fold` column
+    is narrowed (its cells folded, never cut), then low-value columns are left out whole
+    (like `kubectl get` or `docker ps`), never truncated."""
     keep = list(range(len(columns)))
 
+    def natural(i: int) -> int:
+        return max([len(columns[i].header), *(cell_len(row[i]) for row in rows)])
+
+    def least(i: int) -> int:
+        return (
+            min(natural(i), max(FOLD_MIN, len(columns[i].header)))
+            if columns[i].fold
+            else natural(i)
+        )
+
     def needed(indexes: list[int]) -> int:
-        widths = [
-            max([len(columns[i].header), *(cell_len(row[i]) for row in rows)]) for i in indexes
-        ]
-        return sum(widths) + 2 * (len(widths) - 1)
+        return sum(least(i) for i in indexes) + 2 * (len(indexes) - 1)
 
     for i in sorted(range(len(columns)), key=lambda i: -columns[i].drop):
         if needed(keep) <= width or columns[i].drop == 0:
             break
         keep.remove(i)
+    # What is left over goes to the fold columns, shared evenly.
+    folds = [i for i in keep if columns[i].fold]
+    room = width - needed([i for i in keep if not columns[i].fold]) - 2 * len(folds)
     table = Table(box=None, header_style="bold", pad_edge=False)
     for i in keep:
-        table.add_column(
-            columns[i].header, no_wrap=True, justify="right" if columns[i].right else "left"
-        )
+        column = columns[i]
+        justify: JustifyMethod = "right" if column.right else "left"
+        if column.fold and folds:
+            fits = max(least(i), room // len(folds))
+            table.add_column(
+                column.header, justify=justify, overflow="fold", no_wrap=False,
+                max_width=fits if fits < natural(i) else None,
+            )  # fmt: skip
+        else:
+            table.add_column(column.header, no_wrap=True, justify=justify)
     for row in rows:
         table.add_row(*(row[i] for i in keep))
     return table

@@ -9,17 +9,18 @@ import click
 from .. import DEFAULT_START_TIMEOUT, AsyncManager, ResurrectReport, StartError
 from .loops import run_with_cancel
 from .main import Context
-from .options import complete_instances, json_option
-from .output import err, out, print_json
+from .options import complete_instances
+from .output import err, out
+from .selection import json_fields_option, print_selected
 
 pass_state = click.make_pass_decorator(Context)
 
 
 @click.command(name="save")
 @click.option("--force", is_flag=True, help="Save even when nothing runs (an empty dump).")
-@json_option
+@json_fields_option
 @pass_state
-def save(state: Context, force: bool, as_json: bool) -> None:
+def save(state: Context, force: bool, as_json: str | None) -> None:
     """Write the running fleet to $OCM_HOME/dump.json for `ocm resurrect` (like `pm2 save`).
 
     The write is atomic and 0600; the previous dump is kept as dump.json.bak. No passwords
@@ -32,7 +33,7 @@ def save(state: Context, force: bool, as_json: bool) -> None:
     """
     report = state.manager().save(force=force)
     if as_json:
-        print_json(report.to_dict())
+        print_selected(report.to_dict(), as_json)
         return
     names = ", ".join(report.saved) or "nothing"
     out.print(f"saved {names} to {report.path}", markup=False)
@@ -46,9 +47,9 @@ def save(state: Context, force: bool, as_json: bool) -> None:
     show_default=True,
     help="Seconds to wait for health.",
 )
-@json_option
+@json_fields_option
 @pass_state
-def resurrect(state: Context, timeout: float, as_json: bool) -> None:
+def resurrect(state: Context, timeout: float, as_json: str | None) -> None:
     """Start what `ocm save` recorded that is not running: the same names, settings and (when
     free) ports. Running instances and others are left alone. Exit 6 if one failed.
 
@@ -72,7 +73,7 @@ def resurrect(state: Context, timeout: float, as_json: bool) -> None:
             markup=False,
         )
     if as_json:
-        print_json(report.to_dict())
+        print_selected(report.to_dict(), as_json)
     else:
         for name in report.started:
             out.print(f"started {name}", markup=False)
@@ -97,7 +98,7 @@ def export() -> None:
 @click.option("--all", "all_", is_flag=True, help="One unit running `ocm resurrect` at login.")
 @click.option("--fleet", "fleet_file", metavar="FILE", help="One unit running `ocm up -f FILE`.")
 @click.option("--dir", "directory", metavar="DIR", help="Where (default ~/.config/systemd/user).")
-@json_option
+@json_fields_option
 @pass_state
 def systemd(
     state: Context,
@@ -105,7 +106,7 @@ def systemd(
     all_: bool,
     fleet_file: str | None,
     directory: str | None,
-    as_json: bool,
+    as_json: str | None,
 ) -> None:
     """Write systemd user units that bring instances back at boot and stop them with the
     unit; print the commands that enable them (nothing is enabled for you).
@@ -125,7 +126,7 @@ def systemd(
         refs, all=all_, fleet_file=fleet_file, directory=directory
     )
     if as_json:
-        print_json(found.to_dict())
+        print_selected(found.to_dict(), as_json)
         return
     # Paths and commands are to be copied: never folded (the terminal wraps them whole).
     for path in found.paths:

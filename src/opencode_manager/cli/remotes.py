@@ -10,8 +10,9 @@ import click
 
 from .. import UsageError
 from .main import Context
-from .options import complete_instances, json_option
-from .output import err, instances_table, out, print_json
+from .options import complete_instances
+from .output import err, instances_table, out
+from .selection import json_fields_option, print_selected
 
 pass_state = click.make_pass_decorator(Context)
 
@@ -44,7 +45,7 @@ def remote() -> None:
 @click.option(
     "--username", default="opencode", show_default=True, help="The server's Basic-auth user."
 )
-@json_option
+@json_fields_option
 @pass_state
 def add(
     state: Context,
@@ -53,7 +54,7 @@ def add(
     password_file: str | None,
     password_env: str | None,
     username: str,
-    as_json: bool,
+    as_json: str | None,
 ) -> None:
     """Add the OpenCode server at URL as instance NAME.
 
@@ -68,7 +69,7 @@ def add(
     password = _password(password_file, password_env)
     info = state.manager().remote_add(name, url, username=username, password=password)
     if as_json:
-        print_json(info.to_dict())
+        print_selected(info.to_dict(), as_json)
     else:
         out.print(instances_table([info]))
 
@@ -97,9 +98,9 @@ def _password(path: str | None, variable: str | None) -> str | None:
 
 @remote.command(name="rm")
 @click.argument("names", nargs=-1, required=True, shell_complete=complete_instances)
-@json_option
+@json_fields_option
 @pass_state
-def rm(state: Context, names: tuple[str, ...], as_json: bool) -> None:
+def rm(state: Context, names: tuple[str, ...], as_json: str | None) -> None:
     """Forget remote instances (their servers are left alone).
 
     \b
@@ -108,16 +109,16 @@ def rm(state: Context, names: tuple[str, ...], as_json: bool) -> None:
     """
     removed = state.manager().remote_remove(list(names))
     if as_json:
-        print_json({"removed": removed})
+        print_selected({"removed": removed}, as_json)
     else:
         for name in removed:
             out.print(f"removed {name}", markup=False)
 
 
 @remote.command(name="ls")
-@json_option
+@json_fields_option
 @pass_state
-def ls(state: Context, as_json: bool) -> None:
+def ls(state: Context, as_json: str | None) -> None:
     """List remote instances and whether they answer.
 
     \b
@@ -126,7 +127,7 @@ def ls(state: Context, as_json: bool) -> None:
     """
     infos = [i for i in state.manager().instances(include_foreign=False) if i.owner == "remote"]
     if as_json:
-        print_json([i.to_dict() for i in infos])
+        print_selected([i.to_dict() for i in infos], as_json)
     elif not infos:
         err.print("no remote instances; add one with `ocm remote add NAME URL`", markup=False)
     else:

@@ -17,8 +17,9 @@ import click
 from .. import TaskRecord, TaskStatus, UsageError
 from ..fronts import error_summary, one_line, parse_duration, strip_ansi
 from .main import Context
-from .options import complete_tasks, json_fields_option, select_fields
-from .plain import print_json, say, show
+from .options import complete_tasks
+from .plain import say, show
+from .selection import TASK_FIELDS, json_fields_option, print_selected
 
 pass_state = click.make_pass_decorator(Context)
 
@@ -39,7 +40,7 @@ def error_text(record: TaskRecord) -> str:
 
 @click.command()
 @click.argument("task_id", shell_complete=complete_tasks)
-@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
+@json_fields_option(known=TASK_FIELDS)
 @click.option(
     "--patch",
     is_flag=True,
@@ -47,13 +48,14 @@ def error_text(record: TaskRecord) -> str:
     "(secrets ocm holds replaced by [redacted]).",
 )
 @pass_state
-def result(state: Context, task_id: str, as_json: bool, patch: bool) -> None:
+def result(state: Context, task_id: str, as_json: str | None, patch: bool) -> None:
     """Show the stored result of one task.
 
     \b
     Examples:
       ocm result t-1a2b3c4d5e
       ocm result t-1a2b3c4d5e --json | jq .worktree
+      ocm result t-1a2b3c4d5e --jq .text    # jq built in: no jq binary needed
       ocm result t-1a2b3c4d5e --patch | git apply --check
     """
     if patch and as_json:
@@ -63,7 +65,7 @@ def result(state: Context, task_id: str, as_json: bool, patch: bool) -> None:
         return
     record = state.records().task(task_id) or state.manager().task(task_id)
     if as_json:
-        print_json(record.to_dict())
+        print_selected(record.to_dict(), as_json)
         return
     from rich.table import Table
     from rich.text import Text
@@ -194,7 +196,7 @@ def results(
         if total > wanted:
             say(f"the newest {wanted} of {total} results; --all shows every one")
     if as_json:
-        print_json(select_fields([r.to_dict() for r in records], as_json))
+        print_selected([r.to_dict() for r in records], as_json)
         return
     if as_jsonl:
         for r in records:
@@ -239,9 +241,9 @@ def results(
     help="Delete what ended longer ago than this (e.g. 12h, 7d, 0s for all).",
 )
 @click.option("--dry-run", is_flag=True, help="Show what would go, change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+@json_fields_option
 @pass_state
-def prune(state: Context, older_than: str, dry_run: bool, as_json: bool) -> None:
+def prune(state: Context, older_than: str, dry_run: bool, as_json: str | None) -> None:
     """Delete finished results and batches that ended before a time.
 
     Never a running task, nor a batch that can still be resumed.
@@ -253,7 +255,7 @@ def prune(state: Context, older_than: str, dry_run: bool, as_json: bool) -> None
     """
     report = state.manager().prune_results(parse_duration(older_than), dry_run=dry_run)
     if as_json:
-        print_json(report.to_dict())
+        print_selected(report.to_dict(), as_json)
         return
     verb = "would delete" if dry_run else "deleted"
     show(f"{verb} {report.tasks} results ({len(report.batches)} batches)", soft_wrap=False)

@@ -17,11 +17,9 @@ from .main import Context
 from .options import (
     complete_instances,
     complete_sessions,
-    json_fields_option,
-    json_option,
-    select_fields,
 )
 from .output import ago, err, out, print_json
+from .selection import field_names, json_fields_option, print_selected
 
 pass_state = click.make_pass_decorator(Context)
 instance_option = click.option(
@@ -34,15 +32,22 @@ instance_option = click.option(
 )
 
 
+#: `SessionRow.to_dict`'s fields.
+SESSION_FIELDS = field_names(
+    "instance", "id", "title", "status", "directory", "parent_id", "created_at", "updated_at",
+    "created", "updated", "raw",
+)  # fmt: skip
+
+
 @click.command(name="sessions")
 @click.argument("ref", required=False, shell_complete=complete_instances)
-@json_fields_option
+@json_fields_option(known=SESSION_FIELDS)
 @pass_state
 def sessions_cmd(state: Context, ref: str | None, as_json: str | None) -> None:
     """List sessions on every running instance (or on REF)."""
     rows = state.manager().sessions(ref)
     if as_json:
-        print_json(select_fields([row.to_dict() for row in rows], as_json))
+        print_selected([row.to_dict() for row in rows], as_json)
         return
     if not rows:
         err.print("no sessions", markup=False)
@@ -80,14 +85,14 @@ def session() -> None:
 @session.command()
 @click.argument("session_id", shell_complete=complete_sessions)
 @instance_option
-@json_option
+@json_fields_option
 @pass_state
-def show(state: Context, session_id: str, ref: str | None, as_json: bool) -> None:
+def show(state: Context, session_id: str, ref: str | None, as_json: str | None) -> None:
     """Show a session."""
     row = state.manager().session(session_id, ref)
     found = row.session
     if as_json:
-        print_json({"instance": row.instance, "status": row.status, **found.raw})
+        print_selected({"instance": row.instance, "status": row.status, **found.raw}, as_json)
         return
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
@@ -105,13 +110,13 @@ def show(state: Context, session_id: str, ref: str | None, as_json: bool) -> Non
 @session.command()
 @click.argument("session_id", shell_complete=complete_sessions)
 @instance_option
-@json_option
+@json_fields_option
 @pass_state
-def messages(state: Context, session_id: str, ref: str | None, as_json: bool) -> None:
+def messages(state: Context, session_id: str, ref: str | None, as_json: str | None) -> None:
     """Print a session's messages (text, tool calls, errors)."""
     found = state.manager().session_messages(session_id, ref)
     if as_json:
-        print_json([m.raw for m in found])
+        print_selected([m.raw for m in found], as_json)
         return
     for message in found:
         style = "bold green" if message.role == "user" else "bold cyan"
@@ -138,13 +143,13 @@ def messages(state: Context, session_id: str, ref: str | None, as_json: bool) ->
 @session.command()
 @click.argument("session_id", shell_complete=complete_sessions)
 @instance_option
-@json_option
+@json_fields_option
 @pass_state
-def todo(state: Context, session_id: str, ref: str | None, as_json: bool) -> None:
+def todo(state: Context, session_id: str, ref: str | None, as_json: str | None) -> None:
     """Print a session's todo list."""
     items = state.manager().session_todo(session_id, ref)
     if as_json:
-        print_json(items)
+        print_selected(items, as_json)
         return
     if not items:
         err.print("no todos", markup=False)
@@ -159,13 +164,13 @@ def todo(state: Context, session_id: str, ref: str | None, as_json: bool) -> Non
 @session.command()
 @click.argument("session_id", shell_complete=complete_sessions)
 @instance_option
-@json_option
+@json_fields_option
 @pass_state
-def diff(state: Context, session_id: str, ref: str | None, as_json: bool) -> None:
+def diff(state: Context, session_id: str, ref: str | None, as_json: str | None) -> None:
     """Print the file changes a session made (per turn; git projects only)."""
     changes = state.manager().session_diff(session_id, ref)
     if as_json:
-        print_json(changes)
+        print_selected(changes, as_json)
         return
     if not changes:
         err.print("no changes (OpenCode reports diffs for git projects only)", markup=False)
@@ -184,13 +189,13 @@ def diff(state: Context, session_id: str, ref: str | None, as_json: bool) -> Non
 @session.command()
 @click.argument("session_id", shell_complete=complete_sessions)
 @instance_option
-@json_option
+@json_fields_option
 @pass_state
-def abort(state: Context, session_id: str, ref: str | None, as_json: bool) -> None:
+def abort(state: Context, session_id: str, ref: str | None, as_json: str | None) -> None:
     """Abort what a session is doing (it is left idle)."""
     name = state.manager().abort_session(session_id, ref)
     if as_json:
-        print_json({"aborted": session_id, "instance": name})
+        print_selected({"aborted": session_id, "instance": name}, as_json)
     else:
         out.print(f"aborted {session_id} on {name}", markup=False)
 
@@ -198,13 +203,13 @@ def abort(state: Context, session_id: str, ref: str | None, as_json: bool) -> No
 @session.command()
 @click.argument("session_id", shell_complete=complete_sessions)
 @instance_option
-@json_option
+@json_fields_option
 @pass_state
-def asks(state: Context, session_id: str, ref: str | None, as_json: bool) -> None:
+def asks(state: Context, session_id: str, ref: str | None, as_json: str | None) -> None:
     """List the permissions and questions a session waits on (see `ocm run --leave-asks`)."""
     found = state.manager().session_asks(session_id, ref)
     if as_json:
-        print_json([a.to_dict() for a in found])
+        print_selected([a.to_dict() for a in found], as_json)
         return
     if not found:
         err.print(f"{session_id} waits on nothing", markup=False)
@@ -225,7 +230,7 @@ def asks(state: Context, session_id: str, ref: str | None, as_json: bool) -> Non
 @click.argument("reply", type=click.Choice(["once", "always", "reject"]))
 @click.option("--message", metavar="TEXT", help="With reject: tell the agent what to do instead.")
 @instance_option
-@json_option
+@json_fields_option
 @pass_state
 def reply(
     state: Context,
@@ -234,12 +239,12 @@ def reply(
     reply: str,
     message: str | None,
     ref: str | None,
-    as_json: bool,
+    as_json: str | None,
 ) -> None:
     """Answer a permission the agent waits on: once, always or reject."""
     ask = state.manager().reply_permission(session_id, ask_id, reply, message=message, ref=ref)
     if as_json:
-        print_json({"answered": ask.to_dict(), "reply": reply})
+        print_selected({"answered": ask.to_dict(), "reply": reply}, as_json)
     else:
         out.print(f"{reply}: {ask_id} in {session_id} on {ask.instance}", markup=False)
 
@@ -250,7 +255,7 @@ def reply(
 @click.argument("answers", nargs=-1)
 @click.option("--reject", is_flag=True, help="Decline to answer.")
 @instance_option
-@json_option
+@json_fields_option
 @pass_state
 def answer(
     state: Context,
@@ -259,7 +264,7 @@ def answer(
     answers: tuple[str, ...],
     reject: bool,
     ref: str | None,
-    as_json: bool,
+    as_json: str | None,
 ) -> None:
     """Answer a question the agent asked: one ANSWER per question (comma-separated labels
     for a question with several choices), or --reject."""
@@ -268,7 +273,7 @@ def answer(
     chosen = None if reject else [[a.strip() for a in item.split(",")] for item in answers]
     ask = state.manager().answer_question(session_id, ask_id, chosen, ref=ref)
     if as_json:
-        print_json({"answered": ask.to_dict(), "answers": chosen, "rejected": reject})
+        print_selected({"answered": ask.to_dict(), "answers": chosen, "rejected": reject}, as_json)
     else:
         done = "rejected" if reject else "answered"
         out.print(f"{done}: {ask_id} in {session_id} on {ask.instance}", markup=False)
@@ -277,13 +282,13 @@ def answer(
 @session.command(name="rm")
 @click.argument("session_id", shell_complete=complete_sessions)
 @instance_option
-@json_option
+@json_fields_option
 @pass_state
-def rm(state: Context, session_id: str, ref: str | None, as_json: bool) -> None:
+def rm(state: Context, session_id: str, ref: str | None, as_json: str | None) -> None:
     """Delete a session (aborting it first)."""
     name = state.manager().remove_session(session_id, ref)
     if as_json:
-        print_json({"removed": session_id, "instance": name})
+        print_selected({"removed": session_id, "instance": name}, as_json)
     else:
         out.print(f"removed {session_id} from {name}", markup=False)
 

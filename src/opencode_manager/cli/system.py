@@ -15,8 +15,8 @@ from rich.text import Text
 from .. import PINNED_OPENCODE_VERSION, UsageError
 from ..fronts import human_size
 from .main import Context
-from .options import json_option
-from .output import ago, err, out, print_json
+from .output import ago, err, out
+from .selection import json_fields_option, print_selected
 
 pass_state = click.make_pass_decorator(Context)
 
@@ -30,9 +30,9 @@ pass_state = click.make_pass_decorator(Context)
     help="OpenCode version to install from npm: 1.x comes from opencode-ai, 2.x from "
     "@opencode/cli.",
 )
-@json_option
+@json_fields_option
 @pass_state
-def install(state: Context, version: str, as_json: bool) -> None:
+def install(state: Context, version: str, as_json: str | None) -> None:
     """Install a pinned OpenCode from npm into $OCM_HOME (idempotent).
 
     The default is OpenCode 2.x's tested version. Versions of both lines can be installed
@@ -43,13 +43,14 @@ def install(state: Context, version: str, as_json: bool) -> None:
     with err.status(f"installing OpenCode {version} from npm…"):
         found = state.manager().install(version)
     if as_json:
-        print_json(
+        print_selected(
             {
                 "path": found.path,
                 "version": found.version,
                 "line": found.line.value,
                 "source": found.source,
-            }
+            },
+            as_json,
         )
     else:
         out.print(
@@ -59,19 +60,20 @@ def install(state: Context, version: str, as_json: bool) -> None:
 
 
 @click.command()
-@json_option
+@json_fields_option
 @pass_state
-def doctor(state: Context, as_json: bool) -> int:
+def doctor(state: Context, as_json: str | None) -> int:
     """Check the binary, OCM_HOME, the registry, every instance's health and auth, and ports."""
     checks = state.manager().doctor()
     failed = [c for c in checks if not c.ok and c.level == "error"]
     if as_json:
-        print_json({"ok": not failed, "checks": [c.to_dict() for c in checks]})
+        print_selected({"ok": not failed, "checks": [c.to_dict() for c in checks]}, as_json)
     else:
         table = Table(box=None, show_header=False, pad_edge=False)
         table.add_column(no_wrap=True)
         table.add_column(no_wrap=True, style="bold")
-        table.add_column()
+        # A path has no space to wrap at: fold it over lines rather than cut it with "…".
+        table.add_column(overflow="fold")
         for check in checks:
             mark = (
                 Text("ok", style="green")
@@ -101,10 +103,10 @@ def doctor(state: Context, as_json: bool) -> int:
     is_flag=True,
     help="Restore even though the registry passes integrity_check (it is kept under backups/).",
 )
-@json_option
+@json_fields_option
 @pass_state
 def restore(
-    state: Context, backup: str | None, list_only: bool, force: bool, as_json: bool
+    state: Context, backup: str | None, list_only: bool, force: bool, as_json: str | None
 ) -> None:
     """Replace a damaged registry with a backup, while the fleet keeps running.
 
@@ -128,7 +130,7 @@ def restore(
             raise UsageError("--list restores nothing: give no BACKUP nor --force with it")
         found = manager.backups()
         if as_json:
-            print_json([b.to_dict() for b in found])
+            print_selected([b.to_dict() for b in found], as_json)
             return
         if not found:
             out.print("no backups yet (one is made each day a command opens the registry)")
@@ -147,16 +149,16 @@ def restore(
         return
     report = manager.restore(backup, force=force)
     if as_json:
-        print_json(report.to_dict())
+        print_selected(report.to_dict(), as_json)
     else:
         out.print(report.summary(), markup=False, soft_wrap=True)
 
 
 @click.command()
 @click.option("-n", "count", type=int, default=3, show_default=True, help="Fleet size.")
-@json_option
+@json_fields_option
 @pass_state
-def demo(state: Context, count: int, as_json: bool) -> None:
+def demo(state: Context, count: int, as_json: str | None) -> None:
     """Offline demo: a small fleet on the bundled scripted model, a task each, then stop.
 
     Needs no API key and no network: the model is a scripted OpenAI-compatible server
@@ -168,7 +170,7 @@ def demo(state: Context, count: int, as_json: bool) -> None:
 
     report = state.manager().demo(count=count, say=None if as_json else say)
     if as_json:
-        print_json(report)
+        print_selected(report, as_json)
         return
     table = Table(title="what the agents did", box=None, header_style="bold", title_justify="left")
     for column in ("INSTANCE", "PROMPT", "REPLY", "TOOLS", "SECONDS"):
@@ -199,8 +201,8 @@ def demo(state: Context, count: int, as_json: bool) -> None:
     help="Print the OpenCode config (OPENCODE_CONFIG_CONTENT) for a model server on --port, "
     "and exit without serving.",
 )
-@json_option
-def model_server(host: str, port: int, print_config: bool, as_json: bool) -> None:
+@json_fields_option
+def model_server(host: str, port: int, print_config: bool, as_json: str | None) -> None:
     """Run the scripted OpenAI-compatible model (for your own offline pipeline tests).
 
     Prints where it listens (with --json: {"url", "base_url", "model", "config"}, the config
@@ -229,13 +231,14 @@ def model_server(host: str, port: int, print_config: bool, as_json: bool) -> Non
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with ScriptedModelServer(host, port) as server:
         if as_json:
-            print_json(
+            print_selected(
                 {
                     "url": server.url,
                     "base_url": server.base_url,
                     "model": MODEL,
                     "config": opencode_config(server.base_url),
-                }
+                },
+                as_json,
             )
         else:
             out.print(f"scripted model listening on {server.base_url}", markup=False)

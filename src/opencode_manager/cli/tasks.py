@@ -34,8 +34,9 @@ from .options import (
     control_options,
     max_retries_option,
 )
-from .plain import print_json, say, show, stderr_is_terminal, stdout_is_terminal
+from .plain import say, show, stderr_is_terminal, stdout_is_terminal
 from .results import error_text
+from .selection import TASK_FIELDS, json_fields_option, print_selected
 
 # `ocm run` and `ocm wait` print through .plain: a pipe gets their output without rich loaded.
 
@@ -155,12 +156,12 @@ class LiveOutput:
             self._newline()
 
 
-def report(record: TaskRecord, *, as_json: bool, jsonl: bool, streamed: bool = False) -> int:
+def report(record: TaskRecord, *, as_json: str | None, jsonl: bool, streamed: bool = False) -> int:
     """Print the outcome of a finished task; return its exit code. Text already streamed to
     the terminal that stdout also shows is not printed twice."""
     code = EXIT_FOR_STATUS.get(record.status, 1)
     if as_json:
-        print_json(record.to_dict())
+        print_selected(record.to_dict(), as_json)
     elif not jsonl and record.status is TaskStatus.COMPLETED and record.schema is not None:
         sys.stdout.write(json.dumps(record.structured, indent=2) + "\n")  # the answer is this
     elif (
@@ -235,7 +236,7 @@ def report(record: TaskRecord, *, as_json: bool, jsonl: bool, streamed: bool = F
     "(`ocm session asks|reply|answer`) instead of rejecting them.",
 )
 @control_options
-@click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON.")
+@json_fields_option(known=TASK_FIELDS)
 @pass_state
 def run(
     state: Context,
@@ -262,7 +263,7 @@ def run(
     recover: int | None,
     fallbacks: tuple[str, ...],
     key: str | None,
-    as_json: bool,
+    as_json: str | None,
 ) -> int:
     """Send PROMPT to an instance and print what the agent did ('-' reads stdin).
 
@@ -329,7 +330,7 @@ def run(
     if asked[-1] and record.status is TaskStatus.ABORTED:
         live.interrupted()
         if as_json:
-            print_json(record.to_dict())
+            print_selected(record.to_dict(), as_json)
         raise Interrupted(
             f"run interrupted: task {record.id} aborted on {record.instance}; "
             f"`ocm result {record.id}` shows what it did"
@@ -342,7 +343,7 @@ def run(
             "status": record.status.value,
         }
         if as_json:
-            print_json(info)
+            print_selected(info, as_json)
         else:
             show(f"{record.id} {record.session_id} {record.instance}", soft_wrap=False)
         return 0
@@ -352,9 +353,9 @@ def run(
 @click.command()
 @click.argument("task_id", shell_complete=complete_tasks)
 @click.option("--timeout", type=float, metavar="S", help="Give up (and abort) after S seconds.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON.")
+@json_fields_option(known=TASK_FIELDS)
 @pass_state
-def wait(state: Context, task_id: str, timeout: float | None, as_json: bool) -> int:
+def wait(state: Context, task_id: str, timeout: float | None, as_json: str | None) -> int:
     """Wait for a task started with `ocm run --async`; print its result.
 
     Ctrl-C stops waiting and leaves the task running (exit 130); --timeout aborts it.

@@ -12,8 +12,9 @@ import click
 from .. import ConflictError
 from ..fronts import parse_duration
 from .main import Context
-from .options import complete_tasks, json_fields_option, json_option, select_fields
-from .plain import print_json, say
+from .options import complete_tasks
+from .plain import say
+from .selection import json_fields_option, print_selected
 
 pass_state = click.make_pass_decorator(Context)
 EXIT_CONFLICT = ConflictError.exit_code
@@ -32,7 +33,7 @@ def worktrees(state: Context, as_json: str | None) -> None:
     """
     rows = state.records().worktrees()
     if as_json:
-        print_json(select_fields([r.to_dict() for r in rows], as_json))
+        print_selected([r.to_dict() for r in rows], as_json)
         return
     if not rows:
         say("no worktrees; `ocm run --worktree` makes one per task")
@@ -47,7 +48,7 @@ def worktrees(state: Context, as_json: str | None) -> None:
         Column("BRANCH"),
         Column("FILES", right=True, drop=2),
         Column("AGE", drop=3),
-        Column("WORKTREE", drop=1),
+        Column("WORKTREE", drop=1, fold=True),  # folded before anything is left out
     )
     cells: list[list[Cell]] = [
         [
@@ -77,7 +78,7 @@ def worktree() -> None:
 )
 @click.option("--older-than", "older_than", metavar="DUR", help="Those older than this (7d).")
 @click.option("--force", is_flag=True, help="Remove them even with uncommitted changes.")
-@json_option
+@json_fields_option
 @pass_state
 def rm(
     state: Context,
@@ -85,7 +86,7 @@ def rm(
     merged: bool,
     older_than: str | None,
     force: bool,
-    as_json: bool,
+    as_json: str | None,
 ) -> int:
     """Remove task worktrees; their branches, holding the agents' commits, stay.
 
@@ -106,7 +107,7 @@ def rm(
         force=force,
     )
     if as_json:
-        print_json(done.to_dict())
+        print_selected(done.to_dict(), as_json)
     else:
         from .output import err, out
 

@@ -218,6 +218,9 @@ class AsyncOpencode2Client(AsyncOpencodeClient):
         leaves it out, with a warning in its log: `loaded_config_files` tells)."""
         return tr.merged_config(await self.call(v2.config_sources(directory)))
 
+    async def providers(self, directory: str | None = None) -> list[str]:
+        return await self.call(v2.providers(directory))
+
     async def loaded_config_files(self, directory: str | None = None) -> list[str] | None:
         return tr.config_files(await self.call(v2.config_sources(directory)))
 

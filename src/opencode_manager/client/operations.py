@@ -54,6 +54,15 @@ def config(directory: str | None = None) -> Operation[dict[str, Any]]:
     return Operation("GET", "/config", parse=_dict, directory=directory)
 
 
+def _provider_ids(data: Any) -> list[str]:
+    return [str(p["id"]) for p in _list(_dict(data).get("providers")) if isinstance(p, dict)]
+
+
+def providers(directory: str | None = None) -> Operation[list[str]]:
+    """The ids of the providers the server can use (`/config/providers`)."""
+    return Operation("GET", "/config/providers", parse=_provider_ids, directory=directory)
+
+
 def agents(directory: str | None = None) -> Operation[list[Any]]:
     return Operation("GET", "/agent", parse=_list, directory=directory)
 

@@ -326,6 +326,10 @@ class AsyncOpencodeClient(_Base):
         """The project's merged config; a config OpenCode cannot load is refused (400)."""
         return await self.call(ops.config(directory))
 
+    async def providers(self, directory: str | None = None) -> list[str]:
+        """The ids of the providers the project's sessions can use."""
+        return await self.call(ops.providers(directory))
+
     async def loaded_config_files(self, directory: str | None = None) -> list[str] | None:
         """The config files the server loaded for `directory`; None where the line does not
         say (1.x refuses a broken file instead: `config` raises ServerRefused)."""

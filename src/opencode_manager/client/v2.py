@@ -63,6 +63,14 @@ def config_sources(directory: str | None = None) -> Operation[list[Any]]:
     return Operation("GET", "/api/config", params=_location(directory), parse=_list)
 
 
+def providers(directory: str | None = None) -> Operation[list[str]]:
+    """The ids of the providers the location can use."""
+    return Operation(
+        "GET", "/api/provider", params=_location(directory),
+        parse=lambda d: [str(p["id"]) for p in _list(d) if isinstance(p, dict) and "id" in p],
+    )  # fmt: skip
+
+
 # -- sessions --------------------------------------------------------------------------------
 def sessions_page(
     directory: str | None = None, cursor: str | None = None

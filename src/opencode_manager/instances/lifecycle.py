@@ -717,9 +717,12 @@ def _restart(
         with registry.transaction() as db:
             chosen = _choose_port(spec, registry.claimed_ports(db)) if spec.port_range else None
             # An automatic port stays in the row: the keeper reuses it while it is free.
+            # `restarts` counts the keeper's restarts (a crash, a failed health check, a
+            # recycle) since the last deliberate start, and this is one: it starts from 0
+            # again, as docker's RestartCount and a Kubernetes pod's RESTARTS do.
             registry.relaunch(
                 db, record.name, spec, port=chosen or spec.port or previous.port,
-                restarts=previous.restarts + 1, starter=starter, start_timeout=timeout,
+                restarts=0, starter=starter, start_timeout=timeout,
                 token=secrets.token_hex(8), version=found.version,
             )  # fmt: skip
         _prepare(fleet, spec)

@@ -57,6 +57,21 @@ PENDING = "pending"  # the answer of an ask left for somebody else (AskPolicy.LE
 ASK_GRACE = 1.0  # after the end, how long to wait for the answer to an ask left pending
 
 
+#: OpenCode's own provider of free models (opencode.ai), the fallback of both lines when a
+#: project configures no model: `opencode/big-pickle` on 1.18.33 and 2.1.2.
+BUILT_IN_PROVIDER = "opencode"
+
+
+def no_model_message(instance: str | None, reason: str | None) -> str:
+    """One line for a task whose project configures no model (the same on both lines)."""
+    where = f" for instance {instance}" if instance else ""
+    why = f" (OpenCode's built-in fallback model failed: {reason})" if reason else ""
+    return (
+        f"no model is configured{where}: pass --model PROVIDER/MODEL or set `model` in its "
+        f"opencode.json{why}"
+    )
+
+
 @dataclass
 class Observer:
     """Callbacks for live output (all optional)."""
@@ -133,6 +148,8 @@ class TaskRunner:
     _parked_since: float | None = None  # the prompt was seen parked, undelivered (2.x)
     _created_session: bool = False  # this runner made the task's session (it had no todos)
     _live_text: StreamRedactor = field(default_factory=StreamRedactor)  # secrets span deltas
+    _model_checked: bool = False  # the first provider retry asked whether a model is set
+    _no_model: bool = False  # ... and none was: OpenCode's built-in fallback failed
 
     @property
     def patience(self) -> float:
@@ -354,7 +371,7 @@ class TaskRunner:
                 next_poll = now + self.poll_interval
                 if await self.looks_finished(state, started_ms):
                     return None
-            if self._retries_exhausted(state):
+            if self._no_model or self._retries_exhausted(state):
                 await self._abort()
                 return TaskStatus.FAILED
             wait = min(next_poll - now, 0.25)
@@ -380,8 +397,9 @@ class TaskRunner:
             if self._over_budget(state, item):
                 await self._abort()
                 return TaskStatus.BUDGET_EXCEEDED
-            if signals.retry:
-                self._retrying(state)
+            if signals.retry and await self._retried(state):
+                await self._abort()
+                return TaskStatus.FAILED
             if signals.ask is not None:
                 await self._answer(signals.ask)
             if signals.answered is not None:
@@ -443,9 +461,36 @@ class TaskRunner:
         record.status = TaskStatus.FAILED
         record.error = {"name": "StructuredOutputInvalid", "message": problem}
 
+    async def _retried(self, state: TurnState) -> bool:
+        """OpenCode retries the provider: say so, unless no model is configured (then True:
+        the task stops, and a retry that cannot succeed is not announced)."""
+        if await self._unconfigured():
+            return True
+        self._retrying(state)
+        return False
+
     def _retrying(self, state: TurnState) -> None:
         if self.observer.on_retry:
             self.observer.on_retry(state.retry_attempt, state.retry_message or "")
+
+    async def _unconfigured(self) -> bool:
+        """At the first provider retry of a task that named no model: whether the project
+        configures none, so that OpenCode fell back to its built-in free `opencode` provider
+        (both lines do; offline it can only fail, retried for a minute or more). That is no
+        transient error: the task stops at once and says what to configure. Asked once, on
+        the failing path only (a task that is answered pays nothing)."""
+        if self._model_checked or self.record.model is not None:
+            return False
+        self._model_checked = True
+        directory = self.record.directory
+        try:
+            config, providers = await asyncio.gather(
+                self.client.config(directory), self.client.providers(directory)
+            )
+        except ServerError:
+            return False  # cannot tell: OpenCode's own retries go on
+        self._no_model = not config.get("model") and set(providers) == {BUILT_IN_PROVIDER}
+        return self._no_model
 
     def _retries_exhausted(self, state: TurnState) -> bool:
         """OpenCode retries a failing provider (some versions without end): past the task's
@@ -482,7 +527,7 @@ class TaskRunner:
             state.busy_seen = True
             self._idle_incomplete_since = None
             if retry_of(state, busy[record.session_id]):
-                self._retrying(state)
+                await self._retried(state)  # no model: `_no_model` stops the task
             return False
         try:
             messages = await self.client.messages(record.session_id)
@@ -764,7 +809,13 @@ class TaskRunner:
         if not record.diff and user_id and _edited(record.tool_calls):
             record.diff = await self._late_diff(record.session_id, user_id)
         error = turn.error or state.error
-        if stopped is TaskStatus.FAILED:
+        if stopped is TaskStatus.FAILED and self._no_model:
+            record.status = stopped
+            record.error = {
+                "name": "NoModelConfigured",
+                "message": no_model_message(record.instance, state.retry_message),
+            }
+        elif stopped is TaskStatus.FAILED:
             record.status = stopped
             record.error = {
                 "name": "RetriesExhausted",
