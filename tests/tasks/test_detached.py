@@ -1,0 +1,107 @@
+"""Detached tasks (`ocm run --async`, then `ocm wait`) keep their promises: an ask answered
+through ocm while nobody followed the task is in its record. In-process over the fake
+OpenCode (`testing.opencode`), through the facade, as the CLI and MCP use it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from opencode_manager import AsyncManager, Settings, TaskOptions, TaskStatus
+from opencode_manager.models import TaskRecord
+from opencode_manager.tasks.store import TaskStore
+from opencode_manager.testing import StandIn, fleet_of
+from opencode_manager.testing.opencode import FakeOpencode, Pause, Permission, Question, Reply
+from opencode_manager.testing.opencode import transport as fake_transport
+
+pytestmark = pytest.mark.timeout(30)
+
+URL = "http://127.0.0.1:4101"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, stand_in: StandIn) -> Settings:
+    fleet = fleet_of(tmp_path / "ocm", [("oc-1", URL, stand_in.pid)], directory="/p")
+    fleet.close()
+    return fleet.settings
+
+
+def _script(text: str) -> list[object]:
+    if text == "ask":
+        return [Permission(), Pause(0.1), Question(), Reply("went on")]
+    return [Reply(f"You said: {text}")]
+
+
+@pytest.mark.parametrize("leave", [True, False])
+def test_asks_answered_through_ocm_while_nobody_followed_are_in_the_record(
+    settings: Settings, leave: bool
+) -> None:
+    """Whatever the policy, nobody follows a detached task until `ocm wait`: the asks its
+    agent made and somebody answered with `ocm answer` (the facade's reply_permission and
+    answer_question; MCP's tools) are recorded by the answer, once each, and `ocm wait`
+    adds no second entry."""
+    server = FakeOpencode(URL, directory="/p", script=_script)  # type: ignore[arg-type]
+
+    async def main() -> TaskRecord:
+        async with AsyncManager(settings, transport=fake_transport(server)) as ocm:
+            options = TaskOptions(instance="oc-1", leave_asks=leave)
+            sent = await ocm.run("ask", options, detach=True)
+            assert sent.session_id is not None
+            permission = await server.wait_for_ask()
+            await ocm.reply_permission(sent.session_id, permission["id"], "always")
+            stored = await ocm.task(sent.id)
+            assert [(a["id"], a["answer"]) for a in stored.asks] == [(permission["id"], "always")]
+            question = await _next_ask(server, permission["id"])
+            await ocm.answer_question(sent.session_id, question["id"], [["Blue"]])
+            done = await ocm.wait(sent.id, timeout=10)
+        await server.aclose()
+        return done
+
+    done = asyncio.run(main())
+    assert done.status is TaskStatus.COMPLETED, done.error
+    assert [(a["kind"], a["answer"]) for a in done.asks] == [
+        ("permission", "always"),
+        ("question", "answered: Blue"),
+    ]
+    assert done.asks[0]["request"] == {"permission": "external_directory", "patterns": ["/etc/*"]}
+    assert done.asks[1]["request"] == {"questions": ["Pick a colour?"]}
+    assert all(a["session_id"] == done.session_id for a in done.asks)
+
+
+async def _next_ask(server: FakeOpencode, after: str) -> dict[str, object]:
+    async def other() -> dict[str, object]:
+        while True:
+            asks = [a for a in server.pending() if a["id"] != after]
+            if asks:
+                return asks[0]
+            await asyncio.sleep(0.01)  # polling the fake for the next ask, with a deadline
+
+    return await asyncio.wait_for(other(), 5)
+
+
+def test_an_answer_is_noted_once_in_the_task_that_owns_the_session(tmp_path: Path) -> None:
+    """By the ask's id: a pending entry takes the answer, an answered one stays; a subagent's
+    ask goes to the task of the session it runs under; a session no task owns is no error."""
+    from opencode_manager.database import Database
+
+    store = TaskStore(Database(tmp_path / "registry.db"))
+    older = TaskRecord(id="t-old", prompt="p", status=TaskStatus.COMPLETED, created_at=1.0,
+                       session_id="ses_parent")  # fmt: skip
+    task = TaskRecord(id="t-new", prompt="p", status=TaskStatus.RUNNING, created_at=2.0,
+                      session_id="ses_parent")  # fmt: skip
+    task.asks.append({"kind": "permission", "id": "per_1", "session_id": "ses_parent",
+                      "answer": "pending", "request": {}})  # fmt: skip
+    store.add(older)
+    store.add(task)
+    entry = {"kind": "question", "id": "que_2", "session_id": "ses_child", "answer": "rejected",
+             "request": {"questions": []}}  # fmt: skip
+    assert store.note_ask(["ses_child", "ses_parent"], entry) == "t-new"
+    assert store.note_ask(["ses_child", "ses_parent"], {**entry, "answer": "again"}) == "t-new"
+    answered = {**entry, "id": "per_1", "session_id": "ses_parent", "answer": "once"}
+    assert store.note_ask(["ses_parent"], answered) == "t-new"
+    assert store.note_ask(["ses_nobody"], entry) is None
+    asks = store.get("t-new").asks
+    assert [(a["id"], a["answer"]) for a in asks] == [("per_1", "once"), ("que_2", "rejected")]
+    assert store.get("t-old").asks == []
