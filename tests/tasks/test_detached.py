@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from opencode_manager import AsyncManager, Settings, TaskOptions, TaskStatus
+from opencode_manager.limits.leases import Lease, Waiting, leases_of
 from opencode_manager.models import TaskRecord
 from opencode_manager.tasks.store import TaskStore
 from opencode_manager.testing import StandIn, fleet_of
@@ -105,3 +106,99 @@ def test_an_answer_is_noted_once_in_the_task_that_owns_the_session(tmp_path: Pat
     asks = store.get("t-new").asks
     assert [(a["id"], a["answer"]) for a in asks] == [("per_1", "once"), ("que_2", "rejected")]
     assert store.get("t-old").asks == []
+
+
+# -- a provider slot per detached turn ----------------------------------------------------------
+def _turns(text: str) -> list[object]:
+    if text == "first":
+        return [Pause(0.6), Reply("one")]
+    return [Reply(f"You said: {text}")]
+
+
+def test_a_detached_turn_holds_its_provider_slot_until_it_ends(settings: Settings) -> None:
+    """`--concurrency 1`, two `ocm run --async`: the second waits, `queued`, until the
+    first's turn has ended on its server, although nobody waits for the first: its slot
+    was handed over when its sender returned, and the waiter looks at the holder's task.
+    Ended tasks hold no slot."""
+    server = FakeOpencode(URL, directory="/p", script=_turns)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        async with AsyncManager(settings, transport=fake_transport(server)) as ocm:
+            await ocm.limit_set("fake", concurrency=1)
+            options = TaskOptions(instance="oc-1", model="fake/m")
+            first = await ocm.run("first", options, detach=True)
+            assert leases_of(ocm.fleet.registry, first.id)  # held after its sender returned
+            second = asyncio.create_task(ocm.run("second", options, detach=True))
+            queued = await _until(ocm, "second", TaskStatus.QUEUED)
+            assert queued.queue is not None
+            assert queued.queue["reason"] == "concurrency"
+            assert len(server.turns) == 1
+            sent = await asyncio.wait_for(second, 15)
+            assert server.turns[0].ended_at is not None
+            assert server.turns[1].started_at >= server.turns[0].ended_at
+            ended = ocm.store.get(first.id)  # recorded by the waiter that looked
+            assert ended.status is TaskStatus.COMPLETED
+            assert not leases_of(ocm.fleet.registry, first.id)
+            done = await ocm.wait(sent.id, timeout=10)
+            assert done.status is TaskStatus.COMPLETED, done.error
+            assert not leases_of(ocm.fleet.registry, sent.id)
+        await server.aclose()
+
+    asyncio.run(main())
+
+
+async def _until(ocm: AsyncManager, prompt: str, status: TaskStatus) -> TaskRecord:
+    async def seen() -> TaskRecord:
+        while True:
+            found = [r for r in ocm.store.list_tasks() if r.prompt == prompt]
+            if found and found[0].status is status:
+                return found[0]
+            await asyncio.sleep(0.02)  # polling the store, with a deadline
+
+    return await asyncio.wait_for(seen(), 10)
+
+
+def test_a_handed_over_slot_ends_with_its_holder_its_task_or_its_expiry(tmp_path: Path) -> None:
+    """A detached turn's lease, held in the name of the server process holding the turn, is
+    taken back once that process is gone (the turn died with it); one held by the task
+    itself (nobody can tell: a remote server) is never taken for dead, and ends when the
+    task's final record is saved, or at its expiry."""
+    from opencode_manager.database import Database
+    from opencode_manager.limits.leases import TASK_HELD, Slots, Ticket
+    from opencode_manager.limits.table import set_limit
+    from opencode_manager.models import ProcessIdentity
+
+    registry = Database(tmp_path / "registry.db")
+    set_limit(registry, "fake", concurrency=1)
+    server = ProcessIdentity(4242, 100.0)
+    gone: set[ProcessIdentity] = set()
+    now = [1000.0]
+    slots = Slots(registry, clock=lambda: now[0], alive=lambda who: who.pid > 0 and who not in gone,
+                  me=ProcessIdentity(1, 1.0))  # fmt: skip
+
+    tickets: dict[str, Ticket] = {}
+
+    def take(owner: str) -> Lease | Waiting:  # each task asks with its one ticket
+        ticket = tickets.setdefault(owner, slots.ticket("fake", None, owner))
+        return slots.try_take(ticket)
+
+    held = take("t-a")
+    assert isinstance(held, Lease)
+    slots.hand_over(held, server, hold=60.0)
+    slots.give_back(held)  # the sender's own exit: the handed-over lease stays
+    assert isinstance(take("t-b"), Waiting)
+    gone.add(server)  # its server restarted: the turn is lost, the slot free
+    second = take("t-b")
+    assert isinstance(second, Lease)
+    slots.hand_over(second, None, hold=60.0)  # a remote server: the task holds it
+    assert registry.query("SELECT pid FROM leases")[0][0] == TASK_HELD.pid
+    assert isinstance(take("t-c"), Waiting)
+    store = TaskStore(registry)
+    store.add(TaskRecord(id="t-b", prompt="p", status=TaskStatus.RUNNING, created_at=1.0))
+    store.save(TaskRecord(id="t-b", prompt="p", status=TaskStatus.COMPLETED, created_at=1.0))
+    third = take("t-c")  # the task was seen ended: its slot came back with its record
+    assert isinstance(third, Lease)
+    slots.hand_over(third, None, hold=60.0)
+    assert isinstance(take("t-d"), Waiting)
+    now[0] += 61.0  # nobody saw it end: the backstop
+    assert isinstance(take("t-d"), Lease)
