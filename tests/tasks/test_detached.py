@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,8 +72,8 @@ def test_asks_answered_through_ocm_while_nobody_followed_are_in_the_record(
     assert all(a["session_id"] == done.session_id for a in done.asks)
 
 
-async def _next_ask(server: FakeOpencode, after: str) -> dict[str, object]:
-    async def other() -> dict[str, object]:
+async def _next_ask(server: FakeOpencode, after: str) -> dict[str, Any]:
+    async def other() -> dict[str, Any]:
         while True:
             asks = [a for a in server.pending() if a["id"] != after]
             if asks:
