@@ -8,6 +8,7 @@ front shows one: `ocm session messages`, `ocm api`, the dashboard, the MCP sessi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from ..client.types import Message, Session
 from ..errors import (
     ConflictError,
     NotFoundError,
+    OcmError,
     ServerError,
     ServerRefused,
     SessionNotFound,
@@ -271,7 +273,10 @@ async def _recorded(store: TaskStore, owners: list[str], ask: PendingAsk, answer
     """The answer in the record of the task that owns the session: nobody may be following
     it (a detached task: `ocm run --async`, MCP's `task_run`) to record it from the event."""
     entry = Ask(ask.kind, ask.id, ask.session_id, ask.raw).entry(answer)
-    await asyncio.to_thread(store.note_ask, owners, entry)
+    # The answer went out: a registry locked past its timeout only costs the record's note
+    # (a runner following the task still records it from the event).
+    with contextlib.suppress(OcmError):
+        await asyncio.to_thread(store.note_ask, owners, entry)
 
 
 async def reply_permission(
