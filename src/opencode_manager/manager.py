@@ -720,7 +720,9 @@ class AsyncManager:
         """Answer a pending permission ask: "once", "always" or "reject" (with a message)."""
         from .tasks import sessions
 
-        return await sessions.reply_permission(self.fleet, session_id, ask_id, reply, message, ref)
+        return await sessions.reply_permission(
+            self.fleet, self.store, session_id, ask_id, reply, message, ref
+        )
 
     async def answer_question(
         self,
@@ -733,7 +735,9 @@ class AsyncManager:
         """Answer a pending question (a list of chosen labels per question; None rejects)."""
         from .tasks import sessions
 
-        return await sessions.answer_question(self.fleet, session_id, ask_id, answers, ref)
+        return await sessions.answer_question(
+            self.fleet, self.store, session_id, ask_id, answers, ref
+        )
 
     async def api(
         self,

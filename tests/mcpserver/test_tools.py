@@ -310,8 +310,10 @@ async def test_asks_left_for_the_caller_and_progress_while_waiting(fleet: Fleet)
         record = waited.structured_content["record"]
         assert record["status"] == "completed"
         assert "Option A" in record["text"]
-        # Answered while nobody followed the task: the record says so.
-        assert [(a["id"], a["answer"]) for a in record["asks"]] == [(ask["id"], "answered")]
+        # Answered through ocm while nobody followed the task: the record says how.
+        assert [(a["id"], a["answer"]) for a in record["asks"]] == [
+            (ask["id"], "answered: Option A")
+        ]
 
         notes: list[tuple[float, float | None, str | None]] = []
 

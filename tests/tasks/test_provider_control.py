@@ -213,3 +213,40 @@ def test_a_killed_holders_slot_is_free_again_and_nothing_is_sent_twice(
         assert result.json()["turns"][0]["queued_s"] < 5
     sent = [r for r in model.requests.entries() if r["last_user_text"] == held and r["has_tools"]]
     assert len(sent) == 1
+
+
+def test_detached_tasks_wait_for_a_slot_and_a_killed_waiter_holds_none(
+    fleet: Fleet, model: ScriptedModelServer
+) -> None:
+    """`--concurrency 1` and `ocm run --async`: the first task's slot outlives its command
+    (held for its turn, which nobody waits for); a second sender waits `queued`, and killed
+    there leaves nothing held; a third is sent only once the first's turn has ended, and
+    the record of the killed one ends cancelled."""
+    tag = _tag()
+    first_text, killed_text, third_text = (f"SLEEP 4 {tag} {n}" for n in ("a", "b", "c"))
+    with limited(fleet, "--concurrency", "1"):
+        first = run_ocm("run", "--async", "--json", "-i", "oc-1", "--model", MODEL, first_text,
+                        env=fleet.env, check=True).json()  # fmt: skip
+        waiter = _popen(fleet, "run", "--async", "--json", "-i", "oc-2", "--model", MODEL,
+                        killed_text)  # fmt: skip
+        try:
+            wait_for(lambda: any(r.get("queued") for r in _limits(fleet)), timeout=60,
+                     message="the second sender queued")  # fmt: skip
+            assert waiter.poll() is None  # still waiting: the first's turn holds the slot
+            os.kill(waiter.pid, signal.SIGKILL)
+        finally:
+            waiter.wait(timeout=30)
+            waiter.communicate()
+        third = run_ocm("run", "--async", "--json", "-i", "oc-2", "--model", MODEL, third_text,
+                        env=fleet.env, check=True).json()  # fmt: skip
+        ended = run_ocm("wait", first["task_id"], "--json", env=fleet.env, check=True).json()
+        assert ended["status"] == "completed"
+        shown = run_ocm("result", third["task_id"], "--json", env=fleet.env, check=True).json()
+        assert shown["started_at"] >= ended["finished_at"] - 0.5, (ended, shown)
+        run_ocm("wait", third["task_id"], "--json", env=fleet.env, check=True)
+        listed = run_ocm("results", "--json", env=fleet.env, check=True).json()
+        killed = [r for r in listed if r["prompt"] == killed_text]
+        assert [r["status"] for r in killed] == ["cancelled"]
+        assert not any(r.get("in_use") for r in _limits(fleet))
+    prompts = [r["last_user_text"] for r in model.requests.entries() if r["has_tools"]]
+    assert killed_text not in prompts

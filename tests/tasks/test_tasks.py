@@ -308,6 +308,27 @@ def test_asks_left_pending_are_answered_by_somebody_else(fleet: Fleet) -> None:
     assert "left pending" in stderr
 
 
+def test_an_ask_answered_while_nobody_followed_the_task_is_in_its_record(fleet: Fleet) -> None:
+    """A detached task's question, answered with `ocm session answer` before anyone waits
+    for the task: the answer is in the record at once (`ocm result`), and once after
+    `ocm wait` (the default policy: nobody follows a detached task to reject it)."""
+    started = invoke_ocm("run", f"QUESTION {_tag()}", "--async", "--json", "-i", "oc-3",
+                         env=fleet.env, check=True).json()  # fmt: skip
+    asks = _pending_asks(fleet, started["session_id"])
+    invoke_ocm("session", "answer", started["session_id"], asks[0]["id"], "Option A",
+               env=fleet.env, check=True)  # fmt: skip
+    shown = invoke_ocm("result", started["task_id"], "--json", env=fleet.env, check=True).json()
+    assert [(a["id"], a["answer"]) for a in shown["asks"]] == [
+        (asks[0]["id"], "answered: Option A")
+    ]
+    waited = invoke_ocm("wait", started["task_id"], "--json", env=fleet.env, check=True,
+                        timeout=patient(120)).json()  # fmt: skip
+    assert "Option A" in waited["text"]
+    assert [(a["kind"], a["answer"]) for a in waited["asks"]] == [
+        ("question", "answered: Option A")
+    ]
+
+
 def _newest_busy_session(fleet: Fleet, name: str) -> str | None:
     busy = _busy(fleet, name)
     return next(iter(busy), None)

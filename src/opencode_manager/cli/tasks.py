@@ -114,10 +114,10 @@ class LiveOutput:
             self._line(self.emitter.error(error))
 
     def _queued(self, queue: dict[str, Any]) -> None:
-        if self.progress:
-            self._newline()
-            say(f"queued #{queue.get('place')} for {queue.get('scope')} ({queue.get('reason')})",
-                style="blue", markup_free_str=False)  # fmt: skip
+        # Said with --async too: its command waits for the slot before it can return.
+        self._newline()
+        say(f"queued #{queue.get('place')} for {queue.get('scope')} ({queue.get('reason')})",
+            style="blue", markup_free_str=False)  # fmt: skip
 
     def _turn(self, turn: dict[str, Any]) -> None:
         if self.progress:

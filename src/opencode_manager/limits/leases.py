@@ -16,6 +16,16 @@ process now) is taken back at once. A waiter that stops polling leaves the queue
         ... send the turn, follow it ...
         slots.report(lease.provider, classified_error_or_None)   # the breaker learns
 
+A detached turn (`ocm run --async`, MCP's `task_run`) outlives the process that sent it, so
+its lease is handed over (`Slots.hand_over`) before that process exits: to the server
+process that took the turn (a crash or restart ends the turn, and the slot is taken back like
+any dead holder's), or, where nobody can tell (a remote server), to the task itself
+(`TASK_HELD`: never taken for dead). Nobody renews it: it ends when the task is seen ended
+(the task store releases a final task's leases, `release`), when its holder is proven gone,
+or at its expiry, a long backstop (`DETACHED_HOLD`, or the task's timeout). Waiters blocked
+by it have the tasks holding their provider's slots looked at (tasks/control.py), so the
+slot comes back when the turn ends even if nobody runs `ocm wait`.
+
 Each blocking call is a short transaction; `take` runs them in worker threads, so an event
 loop never waits on the registry's lock.
 """
@@ -56,6 +66,12 @@ from .recovery import ProviderError, Trouble
 DEFAULT_TTL = 30.0  # seconds a lease lives unless renewed
 WAITER_TTL = 15.0  # seconds a waiter stays queued without polling
 DEFAULT_BREAKER = BreakerPolicy()
+#: How long a handed-over lease lives when the task has no timeout: the backstop for a turn
+#: whose end nobody sees (its server unreachable, its holder not ours to check).
+DETACHED_HOLD = 3600.0
+#: The holder of a lease handed over to its task (no process vouches for it): alive until
+#: released or expired.
+TASK_HELD = ProcessIdentity(0, 0.0)
 
 Alive = Callable[[ProcessIdentity], bool]
 Clock = Callable[[], float]
@@ -101,6 +117,16 @@ class Waiting:
 def alive(identity: ProcessIdentity) -> bool:
     """Whether a lease's holder is still the process that took it."""
     return process.verified(identity) is not None
+
+
+def _task_held(identity: ProcessIdentity) -> bool:
+    return identity.pid <= 0
+
+
+def release(db: sqlite3.Connection, owner: str) -> None:
+    """The task `owner` has ended: the slots it holds are free (a detached turn's lease,
+    handed over to its server or itself; a live holder's is given back by it anyway)."""
+    db.execute("DELETE FROM leases WHERE owner = ?", (owner,))
 
 
 def limits_of(db: sqlite3.Connection, provider: str) -> list[Limit]:
@@ -154,7 +180,8 @@ def drop_dead_holders(db: sqlite3.Connection, is_alive: Alive = alive) -> int:
         for row_id, pid, ctime in rows:
             key = (int(pid), float(ctime))
             if key not in verdicts:
-                verdicts[key] = is_alive(ProcessIdentity(*key))
+                identity = ProcessIdentity(*key)
+                verdicts[key] = _task_held(identity) or is_alive(identity)
             if not verdicts[key]:
                 db.execute(f"DELETE FROM {table} WHERE id = ?", (row_id,))  # noqa: S608
                 gone += 1
@@ -333,6 +360,8 @@ class Slots:
         return bool(dead_leases or dead_waiters)
 
     def _is_alive(self, identity: ProcessIdentity, me: ProcessIdentity) -> bool:
+        if _task_held(identity):
+            return True
         if identity.pid == me.pid and abs(identity.create_time - me.create_time) < 0.05:
             return True
         key = (identity.pid, identity.create_time)
@@ -365,6 +394,30 @@ class Slots:
                 lease.lost = True
         lease.expires_at = expires
         return lease
+
+    def hand_over(self, lease: Lease, holder: ProcessIdentity | None, hold: float) -> str:
+        """A detached turn's slot outlives this process: the lease goes to `holder` (the
+        server process holding the turn; None: the task itself) for `hold` seconds, under a
+        new id, so that this process giving back its own (`take`'s exit) leaves it. Its id."""
+        holder = holder or TASK_HELD
+        handed = uuid.uuid4().hex
+        with self.registry.transaction() as db:
+            now = self.clock()
+            db.execute("DELETE FROM leases WHERE id = ?", (lease.id,))
+            db.execute(
+                "INSERT INTO leases (id, provider, model, owner, pid, ctime, probe,"
+                " granted_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (handed, lease.provider, lease.model, lease.owner, holder.pid,
+                 holder.create_time, int(lease.probe), lease.granted_at, now + hold),
+            )  # fmt: skip
+        return handed
+
+    def holders(self, provider: str) -> list[str]:
+        """Who holds the provider's slots now (task ids), oldest lease first."""
+        rows = self.registry.query(
+            "SELECT owner FROM leases WHERE provider = ? ORDER BY granted_at", (provider,)
+        )
+        return list(dict.fromkeys(str(r[0]) for r in rows))
 
     def give_back(self, lease: Lease) -> None:
         """The turn ended: the slot is free (and a queued turn may take it)."""

@@ -345,7 +345,7 @@ class BatchRun:
         self.returning_since: float | None = None  # when the queue began to wait for a restart
         self._position = {r.id: i for i, r in enumerate(self.records)}
         self.hub: EventHub | None = None  # one event stream per instance, while it runs
-        self.control = control_for(fleet)  # the fleet's shared slots, recovery, fallback
+        self.control = control_for(fleet, store)  # the fleet's shared slots, recovery, fallback
         #: What the batch's finished tasks spent (`--batch-max-cost`).
         self.spent = sum(r.cost or 0.0 for r in self.records if r.status.final)
 

@@ -11,6 +11,13 @@ A continuation is a new message in the same session (`TaskRunner.continue_with`)
 the provider already took is never sent again. Every turn is listed in the record with its
 model, error and what was done about it. The slot is given back before a backoff, so a
 waiting task never holds one.
+
+A detached send (`Control.send`: `ocm run --async`, MCP's `task_run`) queues the same way,
+then hands its slot over to the server process holding the turn before its process exits
+(`Slots.hand_over`); the slot comes back when the task is seen ended (its final record
+frees it: `ocm wait`, `ocm result`, `ocm results`) or its server is gone. So that a turn
+that ended unseen does not hold the queue up, a waiter blocked by a full limit has the
+tasks holding the provider's slots looked at on their servers (`settle`, every few seconds).
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ from typing import Any
 from ..database import Database
 from ..errors import UsageError
 from ..limits.breaker import BreakerPolicy
-from ..limits.leases import Lease, Slots, Waiting
+from ..limits.leases import DETACHED_HOLD, Lease, Slots, Waiting
+from ..limits.policy import Reason
 from ..limits.recovery import Action, ProviderError, Recovery, classify, decide
 from ..models import TaskRecord, TaskStatus
 from ..settings import Settings
@@ -37,6 +45,9 @@ CONTINUE_TEXT = "Continue the task above from where it stopped (attempt {n})."
 MAX_RECOVER = 100
 
 Sleep = Callable[[float], Awaitable[None]]
+#: Look at the tasks holding slots (their ids) and record those that ended on their server.
+Settle = Callable[[list[str]], Awaitable[None]]
+SETTLE_EVERY = 2.0  # seconds between two looks at the holders, while a waiter is blocked
 
 
 def provider_of(model: str | None) -> str | None:
@@ -90,7 +101,29 @@ class Control:
     #: The model a task that names none runs on (its instance's config), so that it takes
     #: its provider's slots too; None, or None returned: unknown, no slot.
     default_model: Callable[[TaskRecord], str | None] | None = None
+    #: Waiting on a full limit: look whether the holders' turns ended unseen (detached ones).
+    settle: Settle | None = None
     _said: dict[str, Any] = field(default_factory=dict)
+    _settled_at: float = 0.0
+
+    async def send(self, runner: TaskRunner) -> None:
+        """A detached send: wait for a slot, make the session, send the prompt, and hand the
+        slot over to the server process holding the turn (the sender exits; `ocm wait` or
+        anyone who sees the task ended frees it)."""
+        record = runner.record
+        provider = provider_of(record.model or await self._default(record))
+        record.provider = provider
+        async with self._slot(runner, provider) as lease:
+            await runner.begin()
+            await runner.send()
+            if lease is not None and self.slots is not None:
+                hold = max(record.timeout or 0.0, DETACHED_HOLD) + self.slots.ttl
+                await asyncio.to_thread(self.slots.hand_over, lease, runner.custody.holder, hold)
+
+    async def _default(self, record: TaskRecord) -> str | None:
+        if record.model is not None or self.default_model is None:
+            return None
+        return await asyncio.to_thread(self.default_model, record)
 
     async def drive(self, runner: TaskRunner) -> TaskRecord:
         record = runner.record
@@ -99,9 +132,7 @@ class Control:
         # A turn sent before (`ocm wait`, a resumed batch, MCP) is in flight already: it is
         # followed without queueing; its continuations take slots.
         followed = record.prompted or record.sending
-        default = None
-        if record.model is None and self.default_model is not None:
-            default = await asyncio.to_thread(self.default_model, record)
+        default = await self._default(record)
         while True:
             provider = provider_of(record.model or default)
             record.provider = provider
@@ -187,6 +218,18 @@ class Control:
         await runner.persist(record)
         return record
 
+    async def _settle_holders(self, provider: str, me: str) -> None:
+        """Blocked by a full limit: a holder may be a detached turn that ended with nobody
+        looking; its task, seen ended, gives its slot back (at most every SETTLE_EVERY)."""
+        now = time.monotonic()
+        if self.settle is None or self.slots is None or now - self._settled_at < SETTLE_EVERY:
+            return
+        self._settled_at = now
+        holders = await asyncio.to_thread(self.slots.holders, provider)
+        others = [owner for owner in holders if owner != me]
+        if others:
+            await self.settle(others)
+
     @contextlib.asynccontextmanager
     async def _slot(self, runner: TaskRunner, provider: str | None) -> AsyncIterator[Lease | None]:
         record = runner.record
@@ -196,6 +239,8 @@ class Control:
 
         async def queued(waiting: Waiting) -> None:
             blocked = waiting.blocked
+            if blocked.reason is Reason.CONCURRENCY:
+                await self._settle_holders(provider, record.id)
             said = {"provider": provider, "model": record.model, "place": waiting.place,
                     "reason": blocked.reason.value, "scope": blocked.scope}  # fmt: skip
             if (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Sequence
@@ -191,12 +192,30 @@ def new_record(
     )
 
 
-def control_for(fleet: Fleet) -> control.Control:
-    """Provider control over the fleet's registry: the slots every front shares."""
+def control_for(fleet: Fleet, store: TaskStore | None = None) -> control.Control:
+    """Provider control over the fleet's registry: the slots every front shares (with the
+    store: a waiter looks whether detached tasks holding slots have ended, `settle`)."""
     return control.Control(
         slots=control.slots_for(fleet.registry, fleet.settings),
         default_model=lambda record: instance_model(fleet, record),
+        settle=None if store is None else functools.partial(settle, fleet, store),
     )
+
+
+async def settle(fleet: Fleet, store: TaskStore, task_ids: list[str]) -> None:
+    """The standalone tasks among `task_ids` still recorded running are checked against
+    their server (`refresh_task`): one that ended there is recorded, which frees its slot.
+    A detached turn has nobody else to see its end before `ocm wait`."""
+
+    async def one(task_id: str) -> None:
+        try:
+            record = await asyncio.to_thread(store.get, task_id)
+        except NotFoundError:
+            return
+        if listed_stale(record):
+            await refresh_task(fleet, store, task_id)
+
+    await asyncio.gather(*(one(task_id) for task_id in task_ids[:8]))
 
 
 def instance_model(fleet: Fleet, record: TaskRecord) -> str | None:
@@ -325,7 +344,7 @@ async def run_task(
         cancel=cancel,
         checkpoint=checkpoint or _no_checkpoint,
         custody=custody.of_instance(fleet, instance),
-        control=None if detach else control_for(fleet),
+        control=control_for(fleet, store),
     )
     try:
         try:
@@ -349,9 +368,9 @@ async def run_task(
 
 
 async def _drive(runner: TaskRunner, detach: bool) -> TaskRecord:
-    if detach:  # send it and return; `ocm wait` follows it later
-        await runner.begin()
-        await runner.send()
+    if detach:  # send it (in its turn for a provider slot) and return; `ocm wait` follows it
+        assert runner.control is not None
+        await runner.control.send(runner)
         return runner.record
     return await runner.run()
 
@@ -485,7 +504,7 @@ async def wait_task(
         observer=observer or Observer(),
         cancel=cancel,
         custody=custody.of_instance(fleet, instance),
-        control=control_for(fleet),  # its continuations after provider trouble, if any
+        control=control_for(fleet, store),  # its continuations after provider trouble
     )
     record.attempts -= 1  # following is not a new attempt
     try:

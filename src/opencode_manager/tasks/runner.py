@@ -33,7 +33,7 @@ from ..redaction import StreamRedactor, redact_data
 from . import delivery, structured, worktree
 from .custody import Custody
 from .store import redact_record
-from .tracker import Ask, TurnState, feed, retry_of
+from .tracker import PENDING, Ask, TurnState, feed, retry_of
 from .transcript import ABORTED_ERROR, build_turn, error_name, finished_at
 
 if TYPE_CHECKING:
@@ -53,7 +53,6 @@ TAIL_GRACE = 2.0  # at most this long for the final message to be stored after i
 #: least; a deadline setting stretches it: `TaskRunner.stall_grace`). A loaded server shows
 #: a prompt just taken idle and unanswered for seconds: this is no short grace.
 STALLED_TURN_GRACE = 30.0
-PENDING = "pending"  # the answer of an ask left for somebody else (AskPolicy.LEAVE)
 ASK_GRACE = 1.0  # after the end, how long to wait for the answer to an ask left pending
 
 
@@ -626,10 +625,7 @@ class TaskRunner:
             return  # seen before (a resync or a second stream)
         directory = self.record.directory
         if self.policy is AskPolicy.LEAVE:
-            self.record.asks.append(
-                {"kind": ask.kind, "id": ask.id, "session_id": ask.session_id,
-                 "answer": PENDING, "request": _ask_summary(ask)}
-            )  # fmt: skip
+            self.record.asks.append(ask.entry(PENDING))
             await self.persist(self.record)
             if self.observer.on_ask:
                 self.observer.on_ask(ask, PENDING)
@@ -652,15 +648,7 @@ class TaskRunner:
             await answer
         except ServerError as exc:
             reply = f"failed to answer: {exc}"
-        self.record.asks.append(
-            {
-                "kind": ask.kind,
-                "id": ask.id,
-                "session_id": ask.session_id,
-                "answer": reply,
-                "request": _ask_summary(ask),
-            }
-        )
+        self.record.asks.append(ask.entry(reply))
         if self.observer.on_ask:
             self.observer.on_ask(ask, reply)
 
@@ -895,14 +883,3 @@ def _first_options(props: dict[str, Any]) -> list[list[str]]:
         label = options[0].get("label") if options and isinstance(options[0], dict) else None
         answers.append([str(label)] if label else [])
     return answers
-
-
-def _ask_summary(ask: Ask) -> dict[str, Any]:
-    props = ask.properties
-    if ask.kind == "permission":
-        return {"permission": props.get("permission"), "patterns": props.get("patterns")}
-    return {
-        "questions": [
-            q.get("question") for q in props.get("questions") or [] if isinstance(q, dict)
-        ]
-    }

@@ -8,6 +8,7 @@ front shows one: `ocm session messages`, `ocm api`, the dashboard, the MCP sessi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from ..client.types import Message, Session
 from ..errors import (
     ConflictError,
     NotFoundError,
+    OcmError,
     ServerError,
     ServerRefused,
     SessionNotFound,
@@ -29,6 +31,8 @@ from ..instances.fleet import Fleet
 from ..lines import Line
 from ..models import InstanceRecord
 from ..redaction import redact_data
+from .store import TaskStore
+from .tracker import Ask, answer_of
 
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -218,6 +222,11 @@ PERMISSION_REPLIES = ("once", "always", "reject")
 
 async def session_asks(fleet: Fleet, session_id: str, ref: str | None = None) -> list[PendingAsk]:
     """What the session (and its subagents' sessions) waits on, oldest first."""
+    _, asks = await _asks(fleet, session_id, ref)
+    return asks
+
+
+async def _asks(fleet: Fleet, session_id: str, ref: str | None) -> tuple[Session, list[PendingAsk]]:
     record, session = await _locate(fleet, session_id, ref)
     directory = session.directory or record.spec.dir
     endpoint = fleet.endpoint_of(record)
@@ -229,7 +238,7 @@ async def session_asks(fleet: Fleet, session_id: str, ref: str | None = None) ->
     )
     ours = {session_id} | {s.id for s in listed if s.parent_id == session_id}
     secrets = endpoint.secrets()  # a permission's patterns hold the command it asks for
-    return [
+    return session, [
         PendingAsk(
             record.name,
             kind,
@@ -246,44 +255,61 @@ async def session_asks(fleet: Fleet, session_id: str, ref: str | None = None) ->
 
 async def _pending(
     fleet: Fleet, session_id: str, ask_id: str, kind: str, ref: str | None
-) -> tuple[InstanceRecord, PendingAsk]:
-    asks = await session_asks(fleet, session_id, ref)
+) -> tuple[InstanceRecord, PendingAsk, list[str]]:
+    """The ask, where it is, and the sessions whose task owns it (its own, the one named,
+    and that one's parent: a subagent's ask is its parent task's)."""
+    session, asks = await _asks(fleet, session_id, ref)
     found = next((a for a in asks if a.id == ask_id), None)
     if found is None or found.kind != kind:
         waiting = ", ".join(f"{a.kind} {a.id}" for a in asks) or "nothing"
         raise NotFoundError(
             f"no pending {kind} {ask_id} in session {session_id} (it waits on {waiting})"
         )
-    return await asyncio.to_thread(fleet.resolve_running, found.instance), found
+    owners = [found.session_id, session_id, session.parent_id or ""]
+    return await asyncio.to_thread(fleet.resolve_running, found.instance), found, owners
+
+
+async def _recorded(store: TaskStore, owners: list[str], ask: PendingAsk, answer: str) -> None:
+    """The answer in the record of the task that owns the session: nobody may be following
+    it (a detached task: `ocm run --async`, MCP's `task_run`) to record it from the event."""
+    entry = Ask(ask.kind, ask.id, ask.session_id, ask.raw).entry(answer)
+    # The answer went out: a registry locked past its timeout only costs the record's note
+    # (a runner following the task still records it from the event).
+    with contextlib.suppress(OcmError):
+        await asyncio.to_thread(store.note_ask, owners, entry)
 
 
 async def reply_permission(
     fleet: Fleet,
+    store: TaskStore,
     session_id: str,
     ask_id: str,
     reply: str,
     message: str | None = None,
     ref: str | None = None,
 ) -> PendingAsk:
-    """Answer a pending permission: once, always or reject (with a message for the agent)."""
+    """Answer a pending permission: once, always or reject (with a message for the agent);
+    recorded in its task's record."""
     if reply not in PERMISSION_REPLIES:
         raise UsageError(f"invalid reply {reply!r}: use one of {', '.join(PERMISSION_REPLIES)}")
-    record, ask = await _pending(fleet, session_id, ask_id, "permission", ref)
+    record, ask, owners = await _pending(fleet, session_id, ask_id, "permission", ref)
     client = fleet.client(record)
     await client.reply_permission(ask_id, reply, message, ask.directory, session_id=ask.session_id)
+    await _recorded(store, owners, ask, answer_of("permission.replied", {"reply": reply}))
     return ask
 
 
 async def answer_question(
     fleet: Fleet,
+    store: TaskStore,
     session_id: str,
     ask_id: str,
     answers: list[list[str]] | None,
     ref: str | None = None,
 ) -> PendingAsk:
     """Answer a pending question (one list of chosen labels per question), or reject it
-    (answers None)."""
-    record, ask = await _pending(fleet, session_id, ask_id, "question", ref)
+    (answers None); recorded in its task's record."""
+    record, ask, owners = await _pending(fleet, session_id, ask_id, "question", ref)
     if answers is not None:
         count = len(ask.raw.get("questions") or [])
         if len(answers) != count:
@@ -293,8 +319,11 @@ async def answer_question(
     client = fleet.client(record)
     if answers is None:
         await client.reject_question(ask_id, ask.directory, session_id=ask.session_id)
+        answer = answer_of("question.rejected", {})
     else:
         await client.reply_question(ask_id, answers, ask.directory, session_id=ask.session_id)
+        answer = answer_of("question.replied", {"answers": answers})
+    await _recorded(store, owners, ask, answer)
     return ask
 
 

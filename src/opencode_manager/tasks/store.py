@@ -234,9 +234,41 @@ class TaskStore:
         await asyncio.to_thread(self.save, record)
 
     def save(self, record: TaskRecord) -> None:
+        """Write the record; an ended task's provider slots are free with it, in the same
+        transaction (a detached turn's lease has nobody else to give it back)."""
+        from ..limits.leases import release  # here: the reads load this module, not asyncio
+
         blob = _dump(record, self.secrets())
         with self.registry.transaction() as db:
             _update(db, record, blob)
+            if record.status.final:
+                release(db, record.id)
+
+    def note_ask(self, session_ids: Sequence[str], entry: dict[str, Any]) -> str | None:
+        """Record an ask answered through ocm (`ocm answer`, MCP) in the task that owns its
+        session: the newest task on the first of `session_ids` that one has (the ask's own
+        session, then the one it runs under), one not ended first. Nobody may be following
+        a detached task to see the answer; a runner that does dedupes by the ask's id
+        (`tracker.note_ask`). The task's id, or None when no task owns the session."""
+        from .tracker import note_ask
+
+        secrets = self.secrets()
+        with self.registry.transaction() as db:
+            for session_id in dict.fromkeys(s for s in session_ids if s):
+                rows = db.execute(
+                    "SELECT record FROM tasks WHERE instr(record, ?) > 0"
+                    " AND json_extract(record, '$.session_id') = ?"
+                    " ORDER BY status IN ('pending', 'queued', 'running') DESC, created_at DESC"
+                    " LIMIT 1",
+                    (session_id, session_id),
+                ).fetchall()
+                if not rows:
+                    continue
+                record = _load(rows[0][0], secrets)
+                if note_ask(record.asks, entry):
+                    _update(db, record, _dump(record, secrets))
+                return record.id
+        return None
 
     def get(self, task_id: str) -> TaskRecord:
         rows = self.registry.query("SELECT record FROM tasks WHERE id = ?", (task_id,))

@@ -24,6 +24,36 @@ class Ask:
     session_id: str
     properties: dict[str, Any]
 
+    def summary(self) -> dict[str, Any]:
+        """What the record keeps of the request (its `request`)."""
+        props = self.properties
+        if self.kind == "permission":
+            return {"permission": props.get("permission"), "patterns": props.get("patterns")}
+        questions = props.get("questions") or []
+        return {"questions": [q.get("question") for q in questions if isinstance(q, dict)]}
+
+    def entry(self, answer: str) -> dict[str, Any]:
+        """The ask as a record's `asks` lists it: the runner's and `ocm answer`'s alike."""
+        return {"kind": self.kind, "id": self.id, "session_id": self.session_id,
+                "answer": answer, "request": self.summary()}  # fmt: skip
+
+
+#: The answer of an ask left for somebody else (AskPolicy.LEAVE), until it is answered.
+PENDING = "pending"
+
+
+def note_ask(asks: list[dict[str, Any]], entry: dict[str, Any]) -> bool:
+    """Add an answered ask to a record's `asks`, once (by its id): a pending entry takes the
+    answer, an answered one stays as it is. Whether anything changed."""
+    for known in asks:
+        if known.get("id") == entry.get("id"):
+            if known.get("answer") != PENDING or entry.get("answer") == PENDING:
+                return False
+            known["answer"] = entry.get("answer")
+            return True
+    asks.append(entry)
+    return True
+
 
 @dataclass
 class TurnState:
@@ -87,7 +117,7 @@ def feed(state: TurnState, event: Event, *, started_ms: float = 0.0) -> Signals:
     if kind in ("permission.replied", "question.replied", "question.rejected"):
         request = props.get("requestID")
         if sid in state.sessions and isinstance(request, str):
-            out.answered = (request, _answer_of(kind, props))
+            out.answered = (request, answer_of(kind, props))
         return out
     if sid != state.session_id:
         return out
@@ -140,7 +170,7 @@ def feed(state: TurnState, event: Event, *, started_ms: float = 0.0) -> Signals:
     return out
 
 
-def _answer_of(kind: str, props: dict[str, Any]) -> str:
+def answer_of(kind: str, props: dict[str, Any]) -> str:
     """How an ask was answered, in a word or a few (as the runner records its own)."""
     if kind == "question.rejected":
         return "rejected"
