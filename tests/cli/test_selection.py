@@ -116,3 +116,11 @@ def test_start_checks_its_fields_before_starting_anything(ocm: Ocm) -> None:
         ocm("ls", "--json", "name", "--no-foreign", check=True).json() == []
     )
     assert_one_line_error(ocm("stop", "--json", "oc-1"), 3, "no instance named 'oc-1'")
+    # A list of bare words, one of them a field, is FIELDS with a typo, not an argument.
+    for args in (("start", "--json", "name,nope"), ("status", "oc-1", "--json", "pid,nope")):
+        assert_one_line_error(ocm(*args), 2, "unknown --json field nope")
+
+
+def test_a_prompt_with_commas_after_json_stays_a_prompt() -> None:
+    assert '"name": "a"' not in _run("--json", "a, b").output  # words with spaces: arguments
+    assert _run("--json", "hello,world").exit_code == 0  # no field among them: arguments

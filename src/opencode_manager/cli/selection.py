@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
@@ -23,6 +24,8 @@ from .. import TaskRecord, UsageError
 #: The value `--json` takes alone: every field.
 ALL_FIELDS = "*"
 _JQ_KEY = "ocm.jq"
+#: What a field's name looks like (`cpu_percent`), for telling FIELDS from an argument.
+_FIELD_WORD = re.compile(r"[a-z_][a-z0-9_]*")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,8 +56,14 @@ class _FieldsOption(click.Option):
         parser._match_long_opt = fields_or_argument
 
     def _is_fields(self, word: str) -> bool:
-        parts = word.split(",")
-        return all(p.strip() in self.known for p in parts)
+        """Every part a field; or a list of several bare words, one a field at least
+        (`name,nope`), which no instance name, id or likely prompt is: taken as FIELDS, so
+        the unknown one is named instead of the word being read as an argument."""
+        parts = [p.strip() for p in word.split(",")]
+        if all(p in self.known for p in parts):
+            return True
+        listed = len(parts) > 1 and all(_FIELD_WORD.fullmatch(p) for p in parts)
+        return listed and any(p in self.known for p in parts)
 
 
 def field_names(*sources: Any) -> frozenset[str]:
