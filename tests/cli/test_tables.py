@@ -95,3 +95,22 @@ def test_ls_and_top_at_80_columns_keep_name_status_url_and_pid(fleet: Fleet) -> 
     assert all(len(line) <= 80 for line in lines), screen
     for instance in fleet.instances:
         assert any(line.startswith(f"{instance['name']} ") for line in lines), screen
+
+
+def test_doctor_at_80_columns_folds_a_long_path_instead_of_cutting_it(tmp_path: Path) -> None:
+    home = tmp_path / ("a-long-directory-name-" * 4) / "ocm-home"
+    screen = ANSI.sub("", run_in_terminal("doctor", env={"OCM_HOME": str(home)}))
+    lines = screen.splitlines()
+    assert all(len(line) <= 80 for line in lines), screen
+    assert "…" not in screen, screen  # a path cut short is a path you cannot copy
+    assert str(home) in "".join(line.strip() for line in lines), screen
+
+
+@pytest.mark.integration
+def test_status_at_80_columns_folds_the_server_command_instead_of_cutting_it(
+    fleet: Fleet,
+) -> None:
+    name = fleet.instances[0]["name"]
+    screen = ANSI.sub("", run_in_terminal("status", name, env=fleet.env))
+    assert all(len(line) <= 80 for line in screen.splitlines()), screen
+    assert "…" not in screen, screen

@@ -553,7 +553,7 @@ def _print_status(r: dict[str, Any]) -> None:
     if procs:
         table = Table(title="processes", box=None, header_style="bold", title_justify="left")
         for col in ("PID", "PPID", "PGID", "NAME", "STATUS", "MEM", "COMMAND"):
-            table.add_column(col, no_wrap=col != "COMMAND")
+            table.add_column(col, no_wrap=col != "COMMAND", overflow="fold")
         for p in procs:
             table.add_row(
                 str(p["pid"]),

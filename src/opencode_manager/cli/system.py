@@ -71,7 +71,7 @@ def doctor(state: Context, as_json: bool) -> int:
         table = Table(box=None, show_header=False, pad_edge=False)
         table.add_column(no_wrap=True)
         table.add_column(no_wrap=True, style="bold")
-        table.add_column()
+        table.add_column(overflow="fold")  # a path cut with an ellipsis cannot be copied
         for check in checks:
             mark = (
                 Text("ok", style="green")
