@@ -114,3 +114,20 @@ def test_status_at_80_columns_folds_the_server_command_instead_of_cutting_it(
     screen = ANSI.sub("", run_in_terminal("status", name, env=fleet.env))
     assert all(len(line) <= 80 for line in screen.splitlines()), screen
     assert "…" not in screen, screen
+
+
+def test_resume_of_a_finished_batch_in_a_terminal_is_the_error_alone() -> None:
+    from opencode_manager.models import BatchStatus, TaskRecord, TaskStatus
+    from opencode_manager.tasks.store import Batch, TaskStore
+
+    home = Path(os.environ["OCM_HOME"])
+    home.mkdir(mode=0o700, exist_ok=True)
+    store = TaskStore(Registry(home / "registry.db"))
+    record = TaskRecord(id="t-done", prompt="p", status=TaskStatus.COMPLETED, created_at=1.0,
+                        batch_id="b-done")  # fmt: skip
+    store.add_batch(Batch(id="b-done", status=BatchStatus.COMPLETED, created_at=1.0,
+                          updated_at=1.0), [record])  # fmt: skip
+    store.registry.close()
+    screen = ANSI.sub("", run_in_terminal("batch", "resume", "b-done"))
+    lines = [line for line in screen.replace("\r", "\n").splitlines() if line.strip()]
+    assert lines == ["ocm: error: batch b-done is completed; nothing to resume"], screen

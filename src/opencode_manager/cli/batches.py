@@ -85,7 +85,12 @@ def _execute(
     )
     bar = progress.add_task(batch_id, total=total, counts="")
 
+    shown_bar = []  # the bar appears once the batch runs: a refused resume is its error alone
+
     def listener(update: BatchProgress) -> None:
+        if not shown_bar:
+            shown_bar.append(True)
+            progress.start()
         c = update.counts
         done = sum(v for k, v in c.items() if k not in ("pending", "queued", "running"))
         shown = ", ".join(f"{v} {k}" for k, v in sorted(c.items()) if v)
@@ -101,8 +106,11 @@ def _execute(
             interrupted.append(True)
         return done
 
-    with progress:
+    try:
         result = run_with_cancel(state, go)
+    finally:
+        if shown_bar:
+            progress.stop()
     if interrupted and result.status is BatchStatus.CANCELLED:
         if as_json:
             print_json(result.to_dict())
