@@ -110,7 +110,7 @@ def test_doctor_at_80_columns_folds_a_long_path_instead_of_cutting_it(tmp_path: 
 def test_status_at_80_columns_folds_the_server_command_instead_of_cutting_it(
     fleet: Fleet,
 ) -> None:
-    name = fleet.instances[0]["name"]
+    name = str(fleet.instances[0]["name"])
     screen = ANSI.sub("", run_in_terminal("status", name, env=fleet.env))
     assert all(len(line) <= 80 for line in screen.splitlines()), screen
     assert "…" not in screen, screen

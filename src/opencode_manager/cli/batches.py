@@ -85,7 +85,8 @@ def _execute(
     )
     bar = progress.add_task(batch_id, total=total, counts="")
 
-    shown_bar = []  # the bar appears once the batch runs: a refused resume is its error alone
+    # The bar appears once the batch runs: a refused resume prints its error alone.
+    shown_bar: list[bool] = []
 
     def listener(update: BatchProgress) -> None:
         if not shown_bar:

@@ -353,9 +353,7 @@ def run(
         else:
             show(f"{record.id} {record.session_id} {record.instance}", soft_wrap=False)
         return 0
-    return report(
-        record, as_json=as_json, jsonl=fmt == "json", streamed=live.showed(record.text)
-    )
+    return report(record, as_json=as_json, jsonl=fmt == "json", streamed=live.showed(record.text))
 
 
 @click.command()
