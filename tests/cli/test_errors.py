@@ -62,6 +62,9 @@ def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         (["logs", "x", "--grep", "("], 2, "invalid --grep"),
         (["install", "--version", "latest"], 2, "invalid version"),
         (["frobnicate"], 2, "No such command"),
+        (["strat"], 2, "No such command 'strat'. Did you mean 'start'"),
+        (["lss"], 2, "Did you mean 'ls'?"),
+        (["batch", "lss"], 2, "cannot read lss"),  # a file name there: not a typo to guess
     ],
 )
 def test_bad_input(ocm: Ocm, args: list[str], code: int, needle: str) -> None:

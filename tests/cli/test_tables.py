@@ -152,3 +152,39 @@ def test_doctor_at_80_columns_folds_a_long_binary_path_and_cuts_no_line(
     assert all(len(line) <= 80 for line in lines), screen
     assert "…" not in screen, screen
     assert str(deep / "opencode") in "".join(line[14:].strip() for line in lines), screen
+
+
+def test_doctor_at_80_columns_folds_a_long_path_instead_of_cutting_it(tmp_path: Path) -> None:
+    home = tmp_path / ("a-long-directory-name-" * 4) / "ocm-home"
+    screen = ANSI.sub("", run_in_terminal("doctor", env={"OCM_HOME": str(home)}))
+    lines = screen.splitlines()
+    assert all(len(line) <= 80 for line in lines), screen
+    assert "…" not in screen, screen  # a path cut short is a path you cannot copy
+    assert str(home) in "".join(line.strip() for line in lines), screen
+
+
+@pytest.mark.integration
+def test_status_at_80_columns_folds_the_server_command_instead_of_cutting_it(
+    fleet: Fleet,
+) -> None:
+    name = str(fleet.instances[0]["name"])
+    screen = ANSI.sub("", run_in_terminal("status", name, env=fleet.env))
+    assert all(len(line) <= 80 for line in screen.splitlines()), screen
+    assert "…" not in screen, screen
+
+
+def test_resume_of_a_finished_batch_in_a_terminal_is_the_error_alone() -> None:
+    from opencode_manager.models import BatchStatus, TaskRecord, TaskStatus
+    from opencode_manager.tasks.store import Batch, TaskStore
+
+    home = Path(os.environ["OCM_HOME"])
+    home.mkdir(mode=0o700, exist_ok=True)
+    store = TaskStore(Registry(home / "registry.db"))
+    record = TaskRecord(id="t-done", prompt="p", status=TaskStatus.COMPLETED, created_at=1.0,
+                        batch_id="b-done")  # fmt: skip
+    store.add_batch(Batch(id="b-done", status=BatchStatus.COMPLETED, created_at=1.0,
+                          updated_at=1.0), [record])  # fmt: skip
+    store.registry.close()
+    screen = ANSI.sub("", run_in_terminal("batch", "resume", "b-done"))
+    lines = [line for line in screen.replace("\r", "\n").splitlines() if line.strip()]
+    assert lines == ["ocm: error: batch b-done is completed; nothing to resume"], screen

@@ -24,7 +24,14 @@ import pytest
 from opencode_manager.scripted_model import ScriptedModelServer
 
 from conftest import Both, both_lines
-from helpers import assert_one_line_error, model_sends, patient, run_ocm, wait_for
+from helpers import (
+    assert_one_line_error,
+    model_sends,
+    patient,
+    run_in_terminal,
+    run_ocm,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -119,6 +126,19 @@ def test_async_then_wait_on_2x(both: Both) -> None:
     assert isinstance(waited, dict)
     assert waited["status"] == "completed"
     assert waited["text"] == f"Scripted reply. You said: SLEEP 1 {tag}"
+
+
+def test_wait_in_a_terminal_shows_the_whole_answer_when_it_joins_mid_text(
+    both: Both, model: ScriptedModelServer
+) -> None:
+    prompt = f"SLEEP 8 {_tag()}"  # the first words, then 8 s, then the rest
+    started = run_ocm("run", "-i", "v2", prompt, "--async", "--json", env=both.env,
+                      check=True).json()  # fmt: skip
+    assert isinstance(started, dict)
+    wait_for(lambda: model_sends(model, [prompt]).get(prompt), timeout=60,
+             message="the model answering")  # fmt: skip
+    screen = run_in_terminal("wait", started["task_id"], env=both.env)  # joins in the pause
+    assert f"Scripted reply. You said: {prompt}" in screen, screen
 
 
 def test_a_timeout_interrupts_the_2x_turn(both: Both) -> None:

@@ -89,7 +89,13 @@ def _execute(
     )
     bar = progress.add_task(batch_id, total=total, counts="")
 
+    # The bar appears once the batch runs: a refused resume prints its error alone.
+    shown_bar: list[bool] = []
+
     def listener(update: BatchProgress) -> None:
+        if not shown_bar:
+            shown_bar.append(True)
+            progress.start()
         c = update.counts
         done = sum(v for k, v in c.items() if k not in ("pending", "queued", "running"))
         shown = ", ".join(f"{v} {k}" for k, v in sorted(c.items()) if v)
@@ -105,8 +111,11 @@ def _execute(
             interrupted.append(True)
         return done
 
-    with progress:
+    try:
         result = run_with_cancel(state, go)
+    finally:
+        if shown_bar:
+            progress.stop()
     if interrupted and result.status is BatchStatus.CANCELLED:
         if as_json:
             print_selected(result.to_dict(), as_json)

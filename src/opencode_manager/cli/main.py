@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import errno
 import importlib
 import sys
@@ -164,6 +165,18 @@ class LazyGroup(click.Group):
             formatter.write_text("\b\n" + ROOT_EXAMPLES)
         formatter.write_paragraph()
         formatter.write_text("`ocm COMMAND --help` has each command's options and examples.")
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """A mistyped command names the ones it is close to, as click does for options."""
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and name not in LAZY_COMMANDS:
+            close = difflib.get_close_matches(name, LAZY_COMMANDS, n=3, cutoff=0.6)
+            if close and not ctx.resilient_parsing:
+                guesses = " or ".join(repr(c) for c in close)
+                ctx.fail(f"No such command {name!r}. Did you mean {guesses}?")
+        return super().resolve_command(ctx, args)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = LAZY_COMMANDS.get(cmd_name)

@@ -63,6 +63,7 @@ class LiveOutput:
         self.progress = progress
         self.tty = stderr_is_terminal()
         self.streamed = False  # the answer's text went to the terminal as it arrived
+        self._seen: list[str] = []  # what of it went there (a waiter may join mid-answer)
         self.emitter: JsonlEmitter | None = None
         self._at_line_start = True
 
@@ -91,7 +92,13 @@ class LiveOutput:
             sys.stderr.write(delta)  # where the terminal console writes
             sys.stderr.flush()
             self.streamed = True
+            self._seen.append(delta)
             self._at_line_start = delta.endswith("\n")
+
+    def showed(self, text: str) -> bool:
+        """Whether the terminal already shows all of `text`: `ocm wait` that joined a turn
+        mid-answer saw only its end, and then prints the whole answer after it."""
+        return self.streamed and text.strip() in "".join(self._seen)
 
     def _part(self, part: Part) -> None:
         if self.jsonl and self.emitter is not None:
@@ -347,7 +354,7 @@ def run(
         else:
             show(f"{record.id} {record.session_id} {record.instance}", soft_wrap=False)
         return 0
-    return report(record, as_json=as_json, jsonl=fmt == "json", streamed=live.streamed)
+    return report(record, as_json=as_json, jsonl=fmt == "json", streamed=live.showed(record.text))
 
 
 @click.command()
@@ -372,4 +379,4 @@ def wait(state: Context, task_id: str, timeout: float | None, as_json: str | Non
     if record is None:
         live.interrupted()
         raise Interrupted(f"wait interrupted; the task is still running: ocm wait {task_id}")
-    return report(record, as_json=as_json, jsonl=False, streamed=live.streamed)
+    return report(record, as_json=as_json, jsonl=False, streamed=live.showed(record.text))
