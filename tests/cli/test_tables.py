@@ -188,3 +188,26 @@ def test_resume_of_a_finished_batch_in_a_terminal_is_the_error_alone() -> None:
     screen = ANSI.sub("", run_in_terminal("batch", "resume", "b-done"))
     lines = [line for line in screen.replace("\r", "\n").splitlines() if line.strip()]
     assert lines == ["ocm: error: batch b-done is completed; nothing to resume"], screen
+
+
+def test_results_at_80_columns_is_one_line_a_task() -> None:
+    """The walk at 80 columns: PROMPT and ANSWER were wrapped into columns of ten letters,
+    a task 4-8 lines tall; a list shows one line a task, the texts cut to fit."""
+    home = Path(os.environ["OCM_HOME"])
+    home.mkdir(mode=0o700, exist_ok=True)
+    store = TaskStore(Registry(home / "registry.db"))
+    for n in range(3):
+        store.add(
+            TaskRecord(
+                id=f"t-000000000{n}", prompt="refactor the parser so that " * 4,
+                status=TaskStatus.COMPLETED, created_at=time.time() - n, instance="oc-1",
+                text="I changed the parser and the tests pass now. " * 3,
+            )
+        )  # fmt: skip
+    store.registry.close()
+    screen = ANSI.sub("", run_in_terminal("results"))
+    lines = [line for line in screen.splitlines() if line.strip()]
+    assert all(len(line) <= 80 for line in lines), screen
+    assert len(lines) == 4, screen  # the header and one line a task
+    assert "refactor" in lines[1], screen
+    assert "I changed" in lines[1], screen

@@ -208,27 +208,29 @@ def results(
     from rich.table import Table
     from rich.text import Text
 
-    from .output import TASK_STYLE, out
+    from .output import TASK_STYLE, Cell, cell_len, out, table_width
 
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("TASK", "STATUS", "INSTANCE", "SECONDS", "TOOLS", "COST", "PROMPT", "ANSWER"):
-        table.add_column(
-            column,
-            no_wrap=column not in ("PROMPT", "ANSWER"),
-            max_width=40 if column in ("PROMPT", "ANSWER") else None,
-            overflow="ellipsis",
-        )
-    for r in records:
-        table.add_row(
+    rows: list[list[Cell]] = [
+        [
             r.id,
             Text(_status_text(r), style=TASK_STYLE.get(r.status.value, "")),
             r.instance or "-",
             f"{r.duration_s:.1f}" if r.duration_s else "-",
             str(len(r.tool_calls)),
             f"{r.cost:.4f}" if r.cost else "-",
-            r.prompt.replace("\n", " "),
-            r.text.replace("\n", " "),
-        )
+        ]
+        for r in records
+    ]
+    heads = ("TASK", "STATUS", "INSTANCE", "SECONDS", "TOOLS", "COST")
+    fixed = sum(max(len(head), *(cell_len(row[i]) for row in rows)) for i, head in enumerate(heads))
+    # One line a task, as gh and kubectl list: the prompt and the answer are previews cut to
+    # the room left (`ocm result ID` has them whole), never columns ten letters wide.
+    room = max(PREVIEW_MIN, min(PREVIEW_MAX, (table_width() - fixed - 2 * 7) // 2))
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for head in (*heads, "PROMPT", "ANSWER"):
+        table.add_column(head, no_wrap=True, overflow="ellipsis")
+    for r, row in zip(records, rows, strict=True):
+        table.add_row(*row, _preview(r.prompt, room), _preview(r.text, room))
     out.print(table)
 
 
@@ -259,3 +261,13 @@ def prune(state: Context, older_than: str, dry_run: bool, as_json: str | None) -
         return
     verb = "would delete" if dry_run else "deleted"
     show(f"{verb} {report.tasks} results ({len(report.batches)} batches)", soft_wrap=False)
+
+
+#: How wide a task's prompt and answer previews are in `ocm results`.
+PREVIEW_MIN, PREVIEW_MAX = 8, 40
+
+
+def _preview(text: str, width: int) -> str:
+    """One line of `text`, cut to `width` with an ellipsis."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
