@@ -112,7 +112,10 @@ def _execute(
         return done
 
     try:
-        result = run_with_cancel(state, go)
+        result = run_with_cancel(
+            state, go, left=f"its tasks may still run: `ocm batch show {batch_id}`, then "
+            f"`ocm batch cancel {batch_id}` or `ocm batch resume {batch_id}`",
+        )  # fmt: skip
     finally:
         if shown_bar:
             progress.stop()

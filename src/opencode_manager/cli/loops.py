@@ -34,10 +34,13 @@ def run_with_cancel(
     state: Context,
     make: Callable[[AsyncManager, asyncio.Event], Awaitable[T]],
     opencode: str | None = None,
+    *,
+    left: str = "see `ocm ls`",
 ) -> T:
     """Run a coroutine on the async facade. The first Ctrl-C (or SIGTERM) asks it to stop
     cleanly: it undoes or aborts what it started and raises Interrupted, which `main` prints
-    as one line (exit 130). The second Ctrl-C quits at once, saying what may be left."""
+    as one line (exit 130). The second Ctrl-C quits at once, saying what may be left and
+    where to look (`left`: the command's own advice)."""
 
     async def main() -> T:
         cancel = asyncio.Event()
@@ -49,7 +52,7 @@ def run_with_cancel(
             presses += 1
             if presses > 1:
                 clear_notice()
-                say("ocm: interrupted before it had undone its work; see `ocm ls`")
+                say(f"ocm: interrupted before it had undone its work; {left}")
                 sys.stderr.flush()
                 os._exit(EXIT_INTERRUPTED)  # threads still at work would hold up a normal exit
             if sys.stderr.isatty():
