@@ -144,7 +144,12 @@ def test_a_fleet_across_two_ray_nodes(tmp_path: Path, opencode_bin: str) -> None
     tasks = moved["tasks"]
     assert sorted(t["id"] for t in tasks) == [f"m{i}" for i in range(8)]
     assert [t["status"] for t in tasks] == ["completed"] * 8
-    assert not {t["instance"] for t in tasks} & set(seen["b_names"])
+    # What B finished before it was lost stays B's; nothing B had unfinished ends there. On a
+    # loaded machine one of B's first turns may end before the loss is staged.
+    on_b = [t for t in tasks if t["instance"] in seen["b_names"]]
+    assert all(t["finished_at"] <= seen["lost_at"] for t in on_b), (on_b, seen["lost_at"])
+    resent = [text for text, n in Counter(seen["sent"]).items() if n > 1]
+    assert resent, seen["sent"]  # B's turns in flight at the loss were sent again, on A
     assert sorted(seen["after_loss"]["lost"]) == seen["b_names"]
     lost = {i["name"]: i for i in seen["ls_after_loss"] if i["name"] in seen["b_names"]}
     assert {i["status"] for i in lost.values()} == {"crashed"}

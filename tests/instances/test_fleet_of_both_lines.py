@@ -248,8 +248,10 @@ def test_doctor_checks_a_2x_projects_config_and_mcp_servers(
     config = json.loads(model_env[0].split("=", 1)[1])
     config["mcp"] = {"nope": {"type": "local", "command": ["/nonexistent/mcp-server"]}}
     content = f"OPENCODE_CONFIG_CONTENT={json.dumps(config)}"
+    # Warmed (conftest turns it off): a start checks the project only where it warms it.
     started = _ocm(both, "start", "sick", "--opencode", opencode2_bin, "--dir", str(project),
-                   "--env", content, "--timeout", "90")  # fmt: skip
+                   "--env", content, "--timeout", "90",
+                   env={"OCM_WARMUP_TIMEOUT": "120"})  # fmt: skip
     try:
         assert started.returncode == 0, str(started)
         # `ocm start` says so at once (its config check; MCP servers are doctor's).

@@ -33,7 +33,11 @@ def test_a_broken_project_config_and_a_failed_mcp_server_are_shown_with_the_fix(
     config = project / "opencode.json"
     config.write_text(BROKEN_JSON)
     env_args = [arg for item in model_env for arg in ("--env", item)]
-    started = invoke_ocm("start", "proj", "--dir", str(project), "--json", *env_args)
+    # Warmed (conftest turns it off): a start checks the project only where it warms it.
+    started = invoke_ocm(
+        "start", "proj", "--dir", str(project), "--json", *env_args,
+        env={"OCM_WARMUP_TIMEOUT": "120"},
+    )  # fmt: skip
     try:
         _check(started, project)
     finally:

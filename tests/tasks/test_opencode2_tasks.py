@@ -96,6 +96,22 @@ def test_a_bash_task_records_its_tool_call_on_both_lines(both: Both, line: str) 
     assert record["message_id"].startswith("msg_")
 
 
+@pytest.mark.parametrize("line", ["v1", "v2"])
+def test_a_model_the_instance_lacks_is_refused_before_anything_is_sent(
+    both: Both, line: str
+) -> None:
+    """Each line lists its models (1.x /config/providers, 2.x /api/model): a --model not
+    among them is a usage error naming some that are, and nothing is recorded or sent."""
+    before = len(run_ocm("results", "--all", "--json", env=both.env, check=True).json())
+    assert_one_line_error(
+        run_ocm("run", "-i", line, "--model", "scripted/nosuch", "hi", env=both.env), 2,
+        "invalid --model 'scripted/nosuch': this instance has ", "scripted/scripted-model",
+    )  # fmt: skip
+    assert len(run_ocm("results", "--all", "--json", env=both.env, check=True).json()) == before
+    code, record = _run(both, "-i", line, "--model", "scripted/scripted-model", "hi")
+    assert (code, record["status"]) == (0, "completed"), record
+
+
 def test_format_json_prints_the_same_lines_on_both_lines(both: Both) -> None:
     kinds = {}
     for line in ("v1", "v2"):

@@ -433,6 +433,10 @@ def test_bad_task_input(fleet: Fleet) -> None:
         invoke_ocm("run", "hi", "--agent", "nosuchagent", env=env), 2,
         "invalid --agent 'nosuchagent': this instance has ",
     )  # fmt: skip
+    assert_one_line_error(
+        invoke_ocm("run", "hi", "--model", "scripted/nosuch", env=env), 2,
+        "invalid --model 'scripted/nosuch': this instance has ", "scripted/scripted-model",
+    )  # fmt: skip
     assert len(invoke_ocm("results", "--all", "--json", env=env, check=True).json()) == before
 
 

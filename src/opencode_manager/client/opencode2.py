@@ -221,6 +221,9 @@ class AsyncOpencode2Client(AsyncOpencodeClient):
     async def providers(self, directory: str | None = None) -> list[str]:
         return await self.call(v2.providers(directory))
 
+    async def models(self, directory: str | None = None) -> list[str]:
+        return await self.call(v2.models(directory))
+
     async def loaded_config_files(self, directory: str | None = None) -> list[str] | None:
         return tr.config_files(await self.call(v2.config_sources(directory)))
 

@@ -63,6 +63,19 @@ def providers(directory: str | None = None) -> Operation[list[str]]:
     return Operation("GET", "/config/providers", parse=_provider_ids, directory=directory)
 
 
+def _model_refs(data: Any) -> list[str]:
+    refs: list[str] = []
+    for provider in _list(_dict(data).get("providers")):
+        if isinstance(provider, dict) and isinstance(provider.get("models"), dict):
+            refs += [f"{provider.get('id')}/{model}" for model in provider["models"]]
+    return refs
+
+
+def models(directory: str | None = None) -> Operation[list[str]]:
+    """Every model the server can use, as PROVIDER/MODEL (`/config/providers`)."""
+    return Operation("GET", "/config/providers", parse=_model_refs, directory=directory)
+
+
 def agents(directory: str | None = None) -> Operation[list[Any]]:
     return Operation("GET", "/agent", parse=_list, directory=directory)
 

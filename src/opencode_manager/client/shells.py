@@ -330,6 +330,10 @@ class AsyncOpencodeClient(_Base):
         """The ids of the providers the project's sessions can use."""
         return await self.call(ops.providers(directory))
 
+    async def models(self, directory: str | None = None) -> list[str]:
+        """Every model the project's sessions can use, as PROVIDER/MODEL."""
+        return await self.call(ops.models(directory))
+
     async def loaded_config_files(self, directory: str | None = None) -> list[str] | None:
         """The config files the server loaded for `directory`; None where the line does not
         say (1.x refuses a broken file instead: `config` raises ServerRefused)."""

@@ -71,6 +71,15 @@ def providers(directory: str | None = None) -> Operation[list[str]]:
     )  # fmt: skip
 
 
+def models(directory: str | None = None) -> Operation[list[str]]:
+    """Every model the location can use, as PROVIDER/MODEL (a `Model.Ref`'s two ids)."""
+    return Operation(
+        "GET", "/api/model", params=_location(directory),
+        parse=lambda d: [f"{m['providerID']}/{m['id']}" for m in _list(d)
+                         if isinstance(m, dict) and "id" in m and "providerID" in m],
+    )  # fmt: skip
+
+
 # -- sessions --------------------------------------------------------------------------------
 def sessions_page(
     directory: str | None = None, cursor: str | None = None

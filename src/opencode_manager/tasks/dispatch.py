@@ -287,6 +287,26 @@ async def check_agent(client: AsyncOpencodeClient, agent: str, directory: str | 
         raise UsageError(f"invalid --agent {agent!r}: this instance has {', '.join(sorted(known))}")
 
 
+async def check_model(client: AsyncOpencodeClient, model: str, directory: str | None) -> None:
+    """A model the instance does not have is a usage error before anything is sent, naming
+    some it has, not a task failed by OpenCode's "Model unavailable" after the prompt."""
+    try:
+        known = await client.models(directory)
+    except ServerError:  # a server that cannot list them: OpenCode itself will say
+        return
+    if known and model not in known:
+        provider = model.partition("/")[0]
+        near = sorted(k for k in known if k.partition("/")[0] == provider) or sorted(known)
+        shown = ", ".join(near[:MODELS_SHOWN]) + (
+            f" and {len(near) - MODELS_SHOWN} more" if len(near) > MODELS_SHOWN else ""
+        )
+        raise UsageError(f"invalid --model {model!r}: this instance has {shown}")
+
+
+#: How many of an instance's models an invalid --model error names.
+MODELS_SHOWN = 6
+
+
 async def run_task(
     fleet: Fleet,
     store: TaskStore,
@@ -311,6 +331,8 @@ async def run_task(
         raise UsageError(no_structured_output(instance.name, client))
     if options.agent is not None:
         await check_agent(client, options.agent, options.directory or instance.spec.dir)
+    if options.model is not None:
+        await check_model(client, options.model, options.directory or instance.spec.dir)
     if options.session_id is not None:
         await client.session(options.session_id)  # SessionNotFound if it is not there
     record = new_record(prompt, options, instance)
