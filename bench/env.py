@@ -35,9 +35,10 @@ ROOT = Path(__file__).resolve().parent.parent
 MARK = "OPENCODE_MANAGER_BENCH_MARK"  # not OCM_*: servers must inherit it too
 #: The installs scripts/setup makes (both lines), shared with the tests.
 CACHE = ROOT / ".cache" / "ocm"
-#: The line measured when `--opencode` is not given: 1.x's tested version (BENCHMARKS.md's
-#: main run); `python -m bench --opencode 2.1.2` measures the 2.x line the same way.
-DEFAULT_OPENCODE = PINNED_VERSIONS[Line.V1]
+#: The lines `python -m bench` measures when `--opencode` is not given: the tested version of
+#: each (scripts/setup installs both); `--opencode 2.1.2` measures one line alone.
+DEFAULT_LINES = (PINNED_VERSIONS[Line.V1], PINNED_VERSIONS[Line.V2])
+DEFAULT_OPENCODE = DEFAULT_LINES[0]
 
 
 def resolve_opencode(choice: str | None) -> Path:
