@@ -92,6 +92,11 @@ class Figure:
         return f"{self.number}. {self.title}{suffix}"
 
 
+def _one_line(text: str) -> str:
+    """An error in a Markdown list item or paragraph: its lines joined."""
+    return " ".join(text.split())
+
+
 def fmt(value: float, unit: str) -> str:
     if math.isnan(value):
         return "n/a"
@@ -116,7 +121,7 @@ def _ratio_cell(figure: Figure, row: Row) -> str:
 def figure_markdown(figure: Figure) -> list[str]:
     lines = [f"## {figure.heading}", ""]
     if figure.error:
-        lines += [f"**The benchmark crashed**: {figure.error}", ""]
+        lines += [f"**The benchmark crashed**: {_one_line(figure.error)}", ""]
     if figure.commands:
         lines += ["Commands:", "", "```", *figure.commands, "```", ""]
     if figure.rows:
@@ -151,11 +156,15 @@ def figure_markdown(figure: Figure) -> list[str]:
 
 
 def spread(row: Row, show: Callable[[float], str]) -> str:
-    """A row's p50 with its min-max: `0.368 s [0.353-0.390]`."""
+    """A row's p50 with its min-max, the unit said once: `0.368 s [0.353-0.390]`."""
     s = row.series
     if not len(s):
         return "n/a"
-    return f"{show(s.median)} [{show(s.min)}-{show(s.max)}]"  # fmt: skip
+    median, low, high = show(s.median), show(s.min), show(s.max)
+    _, space, unit = median.partition(" ")
+    if space and low.endswith(space + unit) and high.endswith(space + unit):
+        low, high = low[: -len(space + unit)], high[: -len(space + unit)]
+    return f"{median} [{low}-{high}]"
 
 
 def both_lines(figures: list[Figure]) -> list[str]:
@@ -211,7 +220,10 @@ def render(header: list[str], figures: list[Figure], footer: list[str]) -> str:
     if not missed and not crashed:
         lines += ["Every goal was met in this run.", ""]
     lines += [f"* {f.heading}: {g.text}: {g.spread or g.measured}" for f, g in missed]
-    lines += [f"* {f.heading}: not measured, the benchmark crashed ({f.error})" for f in crashed]
+    lines += [
+        f"* {f.heading}: not measured, the benchmark crashed ({_one_line(f.error or '')})"
+        for f in crashed
+    ]
     notes = Path(__file__).with_name("NOTES.md")
     if notes.exists():  # the maintainers' profiling notes, kept across regenerations
         lines += ["", notes.read_text().rstrip()]
