@@ -39,11 +39,11 @@ class Read:
 def reads(task_id: str, batch_id: str) -> list[Read]:
     return [
         Read("results_json", ("results", "--json"), "results --json"),
-        Read("results", ("results",), "results", goal=False),
+        Read("results", ("results",), "results"),  # a table on a pipe: no rich either
         Read("result_json", ("result", task_id, "--json"), "result TASK_ID --json"),
-        Read("result", ("result", task_id), "result TASK_ID", goal=False),
+        Read("result", ("result", task_id), "result TASK_ID"),
         Read("batch_ls_json", ("batch", "ls", "--json"), "batch ls --json"),
-        Read("batch_ls", ("batch", "ls"), "batch ls", goal=False),
+        Read("batch_ls", ("batch", "ls"), "batch ls"),
         Read(
             "batch_show_json", ("batch", "show", batch_id, "--json"), "batch show BATCH_ID --json"
         ),
