@@ -199,12 +199,12 @@ def both_lines(figures: list[Figure]) -> list[str]:
     for (number, key), by_line in sorted(rows.items(), key=lambda item: item[0][0]):
         cells = []
         for version in versions:
-            goal = by_line.get(version)
-            if goal is None:
+            found = by_line.get(version)
+            if found is None:
                 cells.append("not measured")
                 continue
-            shown = goal.spread or goal.measured
-            cells.append(f"{shown}: {'met' if goal.met else '**missed**'}")
+            shown = found.spread or found.measured
+            cells.append(f"{shown}: {'met' if found.met else '**missed**'}")
         lines.append(f"| {number} | {labels[(number, key)]} | {' | '.join(cells)} |")
     return [*lines, ""]
 

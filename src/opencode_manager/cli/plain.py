@@ -28,6 +28,8 @@ def _emoji_free(text: str) -> bool:
     """Whether rich's emoji codes would leave `text` as it is: each `:name:` it would look up
     (the same matches, left to right) has a character no emoji name has."""
     return not any(_EMOJI_NAME.fullmatch(m.group(2)) for m in _EMOJI_CODE.finditer(text))
+
+
 _PIPE_WIDTH = 250  # `output.out`'s width on a pipe; wider lines would be wrapped there
 
 
@@ -121,12 +123,7 @@ _MARKUP = re.compile(r"[\[\]]")  # a str cell may hold rich markup: rich decides
 
 def _plain_cell(cell: str) -> bool:
     """Whether rich renders this str cell as its characters, one cell wide each."""
-    return (
-        cell.isascii()
-        and cell.isprintable()
-        and not _MARKUP.search(cell)
-        and _emoji_free(cell)
-    )
+    return cell.isascii() and cell.isprintable() and not _MARKUP.search(cell) and _emoji_free(cell)
 
 
 def _wrapped(text: str, width: int) -> list[str] | None:

@@ -241,8 +241,8 @@ def results(
         grid.add_column(column.header, no_wrap=not column.wrap, max_width=column.max_width,
                         overflow="ellipsis")  # fmt: skip
     for r, row in zip(records, rows, strict=True):
-        status = Text(row[1], style=TASK_STYLE.get(r.status.value, ""))
-        grid.add_row(row[0], status, *row[2:])
+        styled = Text(row[1], style=TASK_STYLE.get(r.status.value, ""))
+        grid.add_row(row[0], styled, *row[2:])
     out.print(grid)
 
 
