@@ -132,7 +132,7 @@ def other_servers(env: BenchEnv) -> int:
 
 
 def header(
-    command: str, versions: list[str], plan: Plan, load_start: str, foreign: int
+    command: str, versions: list[str], plan: Plan, load_start: str, foreign: int, revision: str
 ) -> list[str]:
     memory = psutil.virtual_memory().total / 2**30
     return [
@@ -153,7 +153,7 @@ def header(
         f"| OS | {platform.system()} {platform.release()} |",
         f"| OpenCode | {', '.join(versions)} (the figures that talk to a server: on each) |",
         f"| Python | {platform.python_version()} ({sys.executable}) |",
-        f"| opencode-manager | {opencode_manager.__version__}, git {git_revision()} |",
+        f"| opencode-manager | {opencode_manager.__version__}, git {revision} |",
         f"| runs per figure | {plan.runs} (batch and fixed-rate monitor: {plan.batch_runs}, "
         f"`ocm batch` against the REST floor: {plan.floor_runs}, CLI: {plan.cli_runs}) |",
         f"| load average at start (1, 5, 15 min) | {load_start} |",
@@ -252,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (QUICK_REPORT if plan.quick else FULL_REPORT)
     began = time.monotonic()
     load_start = load_average()
+    revision = git_revision()  # what is measured: the tree as the run begins
     wanted = set(args.only or TITLES)
     try:
         binaries = [resolve_opencode(choice) for choice in args.opencode or DEFAULT_LINES]
@@ -274,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             if index == 0:  # the figures no server takes part in: once
                 figures += measure_once(env, plan, wanted)
             leftovers += env.close()
-    top = header(command, versions, plan, load_start, foreign)
+    top = header(command, versions, plan, load_start, foreign, revision)
     elapsed = time.monotonic() - began
     footer = [
         f"Total run time: {elapsed / 60:.1f} min. Load average at the end: {load_average()}.",
