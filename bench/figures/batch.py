@@ -17,6 +17,9 @@ from ..plan import Plan, SharedFleet
 from ..report import Figure, timed_ratio_goal
 
 PER_INSTANCE = 2  # `ocm batch`'s default --per-instance, which the floor copies
+#: A run of the shell recipe whose `opencode run` clients failed on their shared local
+#: database ("database is locked", seen at load averages above 12) is run again, this often.
+RECIPE_RETRIES = 2
 FLOOR_GOAL = 0.9  # `ocm batch` throughput >= 0.9x the REST floor's
 SCALE_TOLERANCE = 0.10  # throughput of every size within 10% of the smallest one's
 RSS_GROWTH_GOAL = 1.5  # peak RSS of the largest batch over that of the smallest
@@ -168,6 +171,7 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
             ),
         ],
     )
+    recipe_locked = 0
     ocm_rate, recipe_rate, floor_rate = Series(), Series(), Series()
     ocm_wall, recipe_wall, floor_wall = Series(), Series(), Series()
     ocm_mem, recipe_mem, floor_mem = Series(), Series(), Series()
@@ -194,17 +198,20 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
         ocm_rate.add(n / result.wall_s)
         ocm_mem.add((result.tree_peak_rss or 0) / 2**20)
 
-        result = check(
-            run_command(
+        for attempt in range(1 + RECIPE_RETRIES):
+            recipe_run = run_command(
                 ["bash", str(script)],
                 env=recipe_env,
                 cwd=env.project,
                 gnu_time=False,
                 sample_tree=True,
                 timeout=900,
-            ),
-            "the shell recipe",
-        )
+            )
+            locked = "database is locked" in recipe_run.stdout + recipe_run.stderr
+            if recipe_run.returncode == 0 or not locked or attempt == RECIPE_RETRIES:
+                break
+            recipe_locked += 1  # the clients' shared local database, under load: again
+        result = check(recipe_run, "the shell recipe")
         recipe_wall.add(result.wall_s)
         recipe_rate.add(n / result.wall_s)
         recipe_mem.add((result.tree_peak_rss or 0) / 2**20)
@@ -239,6 +246,11 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
     timed_ratio_goal(
         figure, "ocm_floor", "floor", FLOOR_GOAL, "`ocm batch` throughput", rate, at_least=True
     )
+    if recipe_locked:
+        figure.notes.append(
+            f"{recipe_locked} run(s) of the shell recipe failed with `database is locked` (its "
+            "24 `opencode run` clients share one local database) and were run again."
+        )
     figure.notes += [
         f"Peak client memory: the process tree of the command (bash and every `opencode run`, "
         f"or the `ocm batch` process and any children) sampled with psutil every "

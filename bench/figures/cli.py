@@ -14,11 +14,20 @@ from ..report import Figure
 def status_recipe(line: Line) -> str:
     """What people run today to see their servers: find them, then ask each one for its
     health (2.x's binary is `opencode.exe`, its health route `/api/info`)."""
+    binary = "[o]pencode serve" if line is Line.V1 else "[o]pencode\\.exe serve"
     return (
-        'for port in $(ps -eo pid,args | grep -E "[o]pencode(\\.exe)? serve" '
-        "| grep -o -- '--port [0-9]*' | awk '$2 > 0 {print $2}'); do curl -s -m 2 "
+        f"for port in $(ps -eo pid,args | grep \"{binary}\" | grep -o -- '--port [0-9]*' "
+        "| awk '$2 > 0 {print $2}'); do curl -s -m 2 "
         f'"http://127.0.0.1:$port{line.health_route}"; echo " $port"; done'
     )
+
+
+def answered_ports(output: str) -> list[int]:
+    """The ports the recipe printed after each answer: an answer may take several lines (a
+    server of the other line answers a route it lacks with its web app's HTML)."""
+    return [
+        int(w[-1]) for w in (line.split() for line in output.splitlines()) if w and w[-1].isdigit()
+    ]
 
 
 LS_GOAL_S = 0.3
@@ -71,8 +80,8 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
             run_command(["bash", "-c", recipe], env=env.env, cwd=env.project),
             "status recipe",
         )
-        answers = result.stdout.splitlines()
-        missing = {i.port for i in fleet.instances} - {int(a.split()[-1]) for a in answers}
+        answers = answered_ports(result.stdout)
+        missing = {i.port for i in fleet.instances} - set(answers)
         if missing:
             raise BenchError(
                 f"the status recipe did not find ports {sorted(missing)}: {result.stdout[-400:]}"
