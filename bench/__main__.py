@@ -1,7 +1,9 @@
 """`python -m bench [--quick] [--runs N] [--opencode VERSION|PATH]`: run every figure, write
-the report. `--opencode` chooses the OpenCode measured, and so its line (default: 1.x's tested
-version; `--opencode 2.1.2` measures the 2.x line, its own `opencode run --server` and REST
-routes as the baselines)."""
+the report. The figures that talk to a server (dispatch, batch, fleet start, CLI, monitor,
+footprint, first task) are measured on each OpenCode line in turn (the pinned 1.x and 2.x
+versions scripts/setup installs), each against its own line's baselines (`opencode run
+--attach` and `/session` on 1.x, `opencode run --server` and `/api/...` on 2.x); the report
+puts their goals side by side. `--opencode` (repeatable) measures only the lines given."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import psutil
 import opencode_manager
 from opencode_manager.lines import Line
 
-from .env import ROOT, BenchEnv, resolve_opencode
+from .env import DEFAULT_LINES, ROOT, BenchEnv, resolve_opencode
 from .figures import (
     batch,
     cli,
@@ -35,7 +37,7 @@ from .figures import (
     reads,
     registry_scale,
 )
-from .measure import QUIET_CPU, QUIET_DEADLINE, cpu_model, load_average, settle
+from .measure import QUIET_CPU, QUIET_DEADLINE, BenchError, cpu_model, load_average, settle
 from .plan import Plan, SharedFleet
 from .report import Figure, render
 
@@ -54,16 +56,22 @@ TITLES = {
     9: "Metrics at scale",
     10: "Read commands",
 }
+#: Figures measured once per OpenCode line (they talk to servers); the rest once per run.
+PER_LINE = frozenset({1, 2, 3, 4, 5, 6, 8})
 
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def attempt(number: int, body: Callable[[], Figure], *, quiet_first: bool = True) -> Figure:
+def attempt(
+    number: int, body: Callable[[], Figure], *, quiet_first: bool = True, line: str | None = None
+) -> Figure:
     """Run one figure (on a quiet machine, unless told not to wait for one); a crash becomes
-    a figure that says so (and a non-zero exit)."""
-    log(f"{number}. {TITLES[number]} ...")
+    a figure that says so (and a non-zero exit). `line`: the OpenCode version it measures,
+    for a figure measured on each line."""
+    on = f" (OpenCode {line})" if line else ""
+    log(f"{number}. {TITLES[number]}{on} ...")
     waited, quiet = settle() if quiet_first else (0.0, True)
     began = time.monotonic()
     load = os.getloadavg()[0]
@@ -72,6 +80,7 @@ def attempt(number: int, body: Callable[[], Figure], *, quiet_first: bool = True
     except Exception as exc:
         traceback.print_exc()
         figure = Figure(number, TITLES[number], error=f"{exc.__class__.__name__}: {exc}")
+    figure.line = line
     if not quiet_first:
         waited_note = ""
     elif quiet:
@@ -89,7 +98,7 @@ def attempt(number: int, body: Callable[[], Figure], *, quiet_first: bool = True
         f"began, {os.getloadavg()[0]:.2f} when it ended." + waited_note
     )
     log(
-        f"{number}. {TITLES[number]}: {'crashed' if figure.error else 'done'} in "
+        f"{number}. {TITLES[number]}{on}: {'crashed' if figure.error else 'done'} in "
         f"{time.monotonic() - began:.0f} s"
     )
     return figure
@@ -122,7 +131,9 @@ def other_servers(env: BenchEnv) -> int:
     return count
 
 
-def header(command: str, env: BenchEnv, plan: Plan, load_start: str, foreign: int) -> list[str]:
+def header(
+    command: str, versions: list[str], plan: Plan, load_start: str, foreign: int, revision: str
+) -> list[str]:
     memory = psutil.virtual_memory().total / 2**30
     return [
         "# Benchmarks" + (" (quick smoke run: timings not meaningful)" if plan.quick else ""),
@@ -140,15 +151,66 @@ def header(command: str, env: BenchEnv, plan: Plan, load_start: str, foreign: in
         f"| memory | {memory:.1f} GiB |",
         f"| CPU | {cpu_model()} |",
         f"| OS | {platform.system()} {platform.release()} |",
-        f"| OpenCode | {env.opencode_version()} |",
+        f"| OpenCode | {', '.join(versions)} (the figures that talk to a server: on each) |",
         f"| Python | {platform.python_version()} ({sys.executable}) |",
-        f"| opencode-manager | {opencode_manager.__version__}, git {git_revision()} |",
+        f"| opencode-manager | {opencode_manager.__version__}, git {revision} |",
         f"| runs per figure | {plan.runs} (batch and fixed-rate monitor: {plan.batch_runs}, "
         f"`ocm batch` against the REST floor: {plan.floor_runs}, CLI: {plan.cli_runs}) |",
         f"| load average at start (1, 5, 15 min) | {load_start} |",
         f"| other `opencode serve` processes on the machine at start | {foreign} |",
         "",
     ]
+
+
+def measure_line(env: BenchEnv, plan: Plan, wanted: set[int], line: str | None) -> list[Figure]:
+    """The figures that talk to a server, on `env`'s OpenCode line (`line` labels them when
+    more than one line is measured)."""
+    figures: list[Figure] = []
+
+    def measure(number: int, body: Callable[[], Figure]) -> None:
+        if number in wanted:
+            figures.append(attempt(number, body, quiet_first=not plan.quick, line=line))
+
+    measure(3, lambda: fleet_start.run(env, plan))
+    measure(8, lambda: first_task.run(env, plan))
+    shared: SharedFleet | None = None
+    try:
+        if wanted & {1, 2, 4, 6}:
+            shared = SharedFleet.start(env)
+    except Exception as exc:
+        traceback.print_exc()
+        for number in sorted(wanted & {1, 2, 4, 6}):
+            failed = Figure(number, TITLES[number], error=f"the shared fleet did not start: {exc}")
+            failed.line = line
+            figures.append(failed)
+    if shared is not None:
+        fleet = shared
+        measure(1, lambda: dispatch.run(fleet, plan))
+        # The CLI figure before the batch one: the recipe's 24 `opencode run` processes
+        # leave the machine loaded for a while, and command start-up times are sensitive.
+        measure(4, lambda: cli.run(fleet, plan))
+        measure(2, lambda: batch.run(fleet, plan))
+        measure(6, lambda: footprint.run(fleet, plan))
+        env.ocm_run("stop", "--all", timeout=120)
+    if env.line is Line.V1:
+        measure(5, lambda: monitor.run(env, plan))
+    elif 5 in wanted:  # its probe subscribes to 1.x's /global/event and 1.x event shapes
+        figures.append(Figure(5, TITLES[5], line=line, notes=["Not measured on OpenCode 2.x yet."]))
+    return figures
+
+
+def measure_once(env: BenchEnv, plan: Plan, wanted: set[int]) -> list[Figure]:
+    """The figures no server takes part in (the registry, the read commands): once a run."""
+    figures: list[Figure] = []
+    bodies: dict[int, Callable[[], Figure]] = {
+        7: lambda: registry_scale.run(env, plan),
+        9: lambda: metrics_scale.run(env, plan),
+        10: lambda: reads.run(env, plan),
+    }
+    for number, body in bodies.items():
+        if number in wanted:
+            figures.append(attempt(number, body, quiet_first=not plan.quick))
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,9 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="where to write the report")
     parser.add_argument(
         "--opencode",
+        action="append",
         metavar="VERSION|PATH",
-        help="the OpenCode to measure: a version scripts/setup installed in .cache/ocm (e.g. "
-        "2.1.2 for the 2.x line) or a path (default: 1.x's tested version)",
+        help="an OpenCode to measure (repeatable): a version scripts/setup installed in "
+        ".cache/ocm (e.g. 2.1.2 for the 2.x line) or a path (default: the pinned version of "
+        f"each line, {' and '.join(DEFAULT_LINES)})",
     )
     parser.add_argument(
         "--only",
@@ -188,56 +252,38 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (QUICK_REPORT if plan.quick else FULL_REPORT)
     began = time.monotonic()
     load_start = load_average()
-    figures: dict[int, Figure] = {}
+    revision = git_revision()  # what is measured: the tree as the run begins
     wanted = set(args.only or TITLES)
-
-    def measure(number: int, body: Callable[[], Figure]) -> None:
-        if number in wanted:
-            figures[number] = attempt(number, body, quiet_first=not plan.quick)
-
+    try:
+        binaries = [resolve_opencode(choice) for choice in args.opencode or DEFAULT_LINES]
+    except BenchError as exc:
+        parser.error(str(exc))
     leftovers: list[str] = []
-    env = BenchEnv(resolve_opencode(args.opencode))
-    with env:
-        log(f"isolated in {env.base}; scripted model at {env.model_url}")
-        foreign = other_servers(env)
-        top = header(command, env, plan, load_start, foreign)
-        measure(3, lambda: fleet_start.run(env, plan))
-        measure(8, lambda: first_task.run(env, plan))
-        shared: SharedFleet | None = None
-        try:
-            if wanted & {1, 2, 4, 6}:
-                shared = SharedFleet.start(env)
-        except Exception as exc:
-            traceback.print_exc()
-            for number in (1, 2, 4, 6):
-                if number in wanted:
-                    figures[number] = Figure(
-                        number, TITLES[number], error=f"the shared fleet did not start: {exc}"
-                    )
-        if shared is not None:
-            fleet = shared
-            measure(1, lambda: dispatch.run(fleet, plan))
-            # The CLI figure before the batch one: the recipe's 24 `opencode run` processes
-            # leave the machine loaded for a while, and command start-up times are sensitive.
-            measure(4, lambda: cli.run(fleet, plan))
-            measure(2, lambda: batch.run(fleet, plan))
-            measure(6, lambda: footprint.run(fleet, plan))
-            env.ocm_run("stop", "--all", timeout=120)
-        if env.line is Line.V1:
-            measure(5, lambda: monitor.run(env, plan))
-        elif 5 in wanted:  # its probe subscribes to 1.x's /global/event and 1.x event shapes
-            figures[5] = Figure(5, TITLES[5], notes=["Not measured on OpenCode 2.x yet."])
-        measure(7, lambda: registry_scale.run(env, plan))
-        measure(9, lambda: metrics_scale.run(env, plan))
-        measure(10, lambda: reads.run(env, plan))
-        leftovers = env.close()
+    figures: list[Figure] = []
+    versions: list[str] = []
+    foreign = 0
+    for index, binary in enumerate(binaries):
+        if index > 0 and not wanted & PER_LINE:
+            break  # nothing left that a line changes
+        with BenchEnv(binary) as env:
+            version = env.opencode_version()
+            versions.append(version)
+            log(f"OpenCode {version}: isolated in {env.base}; scripted model at {env.model_url}")
+            if index == 0:
+                foreign = other_servers(env)
+            figures += measure_line(env, plan, wanted, version if len(binaries) > 1 else None)
+            if index == 0:  # the figures no server takes part in: once
+                figures += measure_once(env, plan, wanted)
+            leftovers += env.close()
+    top = header(command, versions, plan, load_start, foreign, revision)
     elapsed = time.monotonic() - began
     footer = [
         f"Total run time: {elapsed / 60:.1f} min. Load average at the end: {load_average()}.",
     ]
     if leftovers:
         footer.append(f"Processes left behind and killed at the end: {leftovers}")
-    titled = [figures[n] for n in sorted(figures)]
+    order = {version: i for i, version in enumerate(versions)}
+    titled = sorted(figures, key=lambda f: (f.number, order.get(f.line or "", -1)))
     for figure in titled:
         figure.title = figure.title or TITLES[figure.number]
     out.write_text(render(top, titled, footer))

@@ -35,9 +35,10 @@ ROOT = Path(__file__).resolve().parent.parent
 MARK = "OPENCODE_MANAGER_BENCH_MARK"  # not OCM_*: servers must inherit it too
 #: The installs scripts/setup makes (both lines), shared with the tests.
 CACHE = ROOT / ".cache" / "ocm"
-#: The line measured when `--opencode` is not given: 1.x's tested version (BENCHMARKS.md's
-#: main run); `python -m bench --opencode 2.1.2` measures the 2.x line the same way.
-DEFAULT_OPENCODE = PINNED_VERSIONS[Line.V1]
+#: The lines `python -m bench` measures when `--opencode` is not given: the tested version of
+#: each (scripts/setup installs both); `--opencode 2.1.2` measures one line alone.
+DEFAULT_LINES = (PINNED_VERSIONS[Line.V1], PINNED_VERSIONS[Line.V2])
+DEFAULT_OPENCODE = DEFAULT_LINES[0]
 
 
 def resolve_opencode(choice: str | None) -> Path:
@@ -56,6 +57,17 @@ def resolve_opencode(choice: str | None) -> Path:
 
 
 STOP_TIMEOUT = 60.0
+
+
+def compile_package() -> None:
+    """Write the package's bytecode, as `pip install` of its wheel does: a clone (or an
+    environment with PYTHONDONTWRITEBYTECODE) has none, and every `ocm` command measured would
+    compile what it imports (tens of ms)."""
+    import compileall
+
+    import opencode_manager
+
+    compileall.compile_dir(Path(opencode_manager.__file__).parent, quiet=1)
 
 
 def wait_for_line(
@@ -99,10 +111,14 @@ class BenchEnv:
 
     def _isolated_env(self) -> dict[str, str]:
         home = self.base / "home"
+        # PYTHONDONTWRITEBYTECODE goes too: an installed package has its bytecode (pip
+        # compiles a wheel's modules), and without it every `ocm` command measured here would
+        # compile the modules it imports again (tens of ms on every command).
         env = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("OPENCODE_", "OCM_")) and k != "PYTHONPATH"
+            if not k.startswith(("OPENCODE_", "OCM_"))
+            and k not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")
         }
         env.update(
             {
@@ -127,6 +143,7 @@ class BenchEnv:
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> BenchEnv:
         try:
+            compile_package()
             self._start_model()
         except BaseException:
             self.close()

@@ -5,7 +5,6 @@ and against the REST floor (the same tasks as raw API calls); then the cost as t
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,12 @@ from ..chart import Panel, svg
 from ..env import ROOT, BenchEnv
 from ..measure import SAMPLE_INTERVAL, BenchError, CommandResult, Series, check, run_command
 from ..plan import Plan, SharedFleet
-from ..report import Figure
+from ..report import Figure, timed_ratio_goal
 
 PER_INSTANCE = 2  # `ocm batch`'s default --per-instance, which the floor copies
+#: A run of the shell recipe whose `opencode run` clients failed on their shared local
+#: database ("database is locked", seen at load averages above 12) is run again, this often.
+RECIPE_RETRIES = 2
 FLOOR_GOAL = 0.9  # `ocm batch` throughput >= 0.9x the REST floor's
 SCALE_TOLERANCE = 0.10  # throughput of every size within 10% of the smallest one's
 RSS_GROWTH_GOAL = 1.5  # peak RSS of the largest batch over that of the smallest
@@ -169,6 +171,7 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
             ),
         ],
     )
+    recipe_locked = 0
     ocm_rate, recipe_rate, floor_rate = Series(), Series(), Series()
     ocm_wall, recipe_wall, floor_wall = Series(), Series(), Series()
     ocm_mem, recipe_mem, floor_mem = Series(), Series(), Series()
@@ -195,17 +198,20 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
         ocm_rate.add(n / result.wall_s)
         ocm_mem.add((result.tree_peak_rss or 0) / 2**20)
 
-        result = check(
-            run_command(
+        for attempt in range(1 + RECIPE_RETRIES):
+            recipe_run = run_command(
                 ["bash", str(script)],
                 env=recipe_env,
                 cwd=env.project,
                 gnu_time=False,
                 sample_tree=True,
                 timeout=900,
-            ),
-            "the shell recipe",
-        )
+            )
+            locked = "database is locked" in recipe_run.stdout + recipe_run.stderr
+            if recipe_run.returncode == 0 or not locked or attempt == RECIPE_RETRIES:
+                break
+            recipe_locked += 1  # the clients' shared local database, under load: again
+        result = check(recipe_run, "the shell recipe")
         recipe_wall.add(result.wall_s)
         recipe_rate.add(n / result.wall_s)
         recipe_mem.add((result.tree_peak_rss or 0) / 2**20)
@@ -235,18 +241,16 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
     figure.add("ocm_mem", "`ocm batch` peak client memory", "MB", ocm_mem, baseline="recipe_mem")
     figure.add("recipe_mem", "shell recipe peak client memory", "MB", recipe_mem)
     figure.add("floor_mem", "REST floor peak client memory", "MB", floor_mem)
-    ratio = figure.ratio("ocm", "recipe")
-    figure.goal(
-        "`ocm batch` throughput >= 5x the shell recipe's",
-        f"{ratio:.2f}x ({ocm_rate.median:.2f} vs {recipe_rate.median:.2f} tasks/s)",
-        not math.isnan(ratio) and ratio >= 5,
+    rate = "{:.2f} tasks/s".format
+    timed_ratio_goal(figure, "ocm", "recipe", 5, "`ocm batch` throughput", rate, at_least=True)
+    timed_ratio_goal(
+        figure, "ocm_floor", "floor", FLOOR_GOAL, "`ocm batch` throughput", rate, at_least=True
     )
-    ratio = figure.ratio("ocm", "floor")
-    figure.goal(
-        f"`ocm batch` throughput >= {FLOOR_GOAL:g}x the REST floor's",
-        f"{ratio:.2f}x ({ocm_rate.median:.2f} vs {floor_rate.median:.2f} tasks/s)",
-        not math.isnan(ratio) and ratio >= FLOOR_GOAL,
-    )
+    if recipe_locked:
+        figure.notes.append(
+            f"{recipe_locked} run(s) of the shell recipe failed with `database is locked` (its "
+            "24 `opencode run` clients share one local database) and were run again."
+        )
     figure.notes += [
         f"Peak client memory: the process tree of the command (bash and every `opencode run`, "
         f"or the `ocm batch` process and any children) sampled with psutil every "
@@ -275,11 +279,13 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
     return figure
 
 
-def chart_path(plan: Plan) -> tuple[Path, str]:
-    """Where the scale chart goes, and its link from the report (which sits elsewhere)."""
+def chart_path(plan: Plan, line: Line = Line.V1) -> tuple[Path, str]:
+    """Where the scale chart goes, and its link from the report (which sits elsewhere): one
+    chart per OpenCode line."""
+    name = "batch-scale.svg" if line is Line.V1 else f"batch-scale-{line.value}.svg"
     if plan.quick:
-        return ROOT / "bench" / "quick-batch-scale.svg", "quick-batch-scale.svg"
-    return ROOT / "docs" / "benchmarks" / "batch-scale.svg", "docs/benchmarks/batch-scale.svg"
+        return ROOT / "bench" / f"quick-{name}", f"quick-{name}"
+    return ROOT / "docs" / "benchmarks" / name, f"docs/benchmarks/{name}"
 
 
 def _scale(fleet: SharedFleet, plan: Plan, figure: Figure) -> None:
@@ -309,7 +315,7 @@ def _scale(fleet: SharedFleet, plan: Plan, figure: Figure) -> None:
         base = None if n == first else f"scale_rss_{first}"
         figure.add(f"scale_rss_{n}", f"`ocm batch` peak RSS, {n} tasks", "MB", rss[n],
                    baseline=base)  # fmt: skip
-    path, link = chart_path(plan)
+    path, link = chart_path(plan, env.line)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         svg(

@@ -4,16 +4,32 @@ from __future__ import annotations
 
 import json
 
+from opencode_manager.lines import Line
+
 from ..measure import BenchError, Series, check, run_command
 from ..plan import Plan, SharedFleet
 from ..report import Figure
 
-# What people run today to see their servers: find them, then ask each one for its health.
-STATUS_RECIPE = (
-    "for port in $(ps -eo pid,args | grep \"[o]pencode serve\" | grep -o -- '--port [0-9]*' "
-    "| awk '$2 > 0 {print $2}'); do curl -s -m 2 \"http://127.0.0.1:$port/global/health\"; "
-    'echo " $port"; done'
-)
+
+def status_recipe(line: Line) -> str:
+    """What people run today to see their servers: find them, then ask each one for its
+    health (2.x's binary is `opencode.exe`, its health route `/api/info`)."""
+    binary = "[o]pencode serve" if line is Line.V1 else "[o]pencode\\.exe serve"
+    return (
+        f"for port in $(ps -eo pid,args | grep \"{binary}\" | grep -o -- '--port [0-9]*' "
+        "| awk '$2 > 0 {print $2}'); do curl -s -m 2 "
+        f'"http://127.0.0.1:$port{line.health_route}"; echo " $port"; done'
+    )
+
+
+def answered_ports(output: str) -> list[int]:
+    """The ports the recipe printed after each answer: an answer may take several lines (a
+    server of the other line answers a route it lacks with its web app's HTML)."""
+    return [
+        int(w[-1]) for w in (line.split() for line in output.splitlines()) if w and w[-1].isdigit()
+    ]
+
+
 LS_GOAL_S = 0.3
 
 
@@ -24,13 +40,14 @@ def _span(counts: list[int]) -> str:
 
 def run(fleet: SharedFleet, plan: Plan) -> Figure:
     env = fleet.env
+    recipe = status_recipe(env.line)
     figure = Figure(
         4,
         "CLI overhead",
         commands=[
             "ocm ls --json        # with the 3 instances running",
             "ocm --help           # interpreter start and imports",
-            f"{STATUS_RECIPE}   # run with bash -c",
+            f"{recipe}   # run with bash -c",
         ],
     )
     ls_wall, help_wall, recipe_wall = Series(), Series(), Series()
@@ -60,11 +77,11 @@ def run(fleet: SharedFleet, plan: Plan) -> Figure:
             help_wall.add(result.wall_s)
             help_rss.add((result.max_rss_kb or 0) / 1024)
         result = check(
-            run_command(["bash", "-c", STATUS_RECIPE], env=env.env, cwd=env.project),
+            run_command(["bash", "-c", recipe], env=env.env, cwd=env.project),
             "status recipe",
         )
-        answers = result.stdout.splitlines()
-        missing = {i.port for i in fleet.instances} - {int(a.split()[-1]) for a in answers}
+        answers = answered_ports(result.stdout)
+        missing = {i.port for i in fleet.instances} - set(answers)
         if missing:
             raise BenchError(
                 f"the status recipe did not find ports {sorted(missing)}: {result.stdout[-400:]}"

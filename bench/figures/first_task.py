@@ -1,6 +1,7 @@
 """8. First task: the first `ocm run` on a freshly started instance against a warm one, in
 wall time and in the server's CPU, with the keeper's warm-up (the default) and without it
-(`--no-warm`), on both OpenCode lines; and what the warm-up adds to `ocm start`."""
+(`--no-warm`), on the run's OpenCode line (`python -m bench` measures it on each line); and
+what the warm-up adds to `ocm start`."""
 
 from __future__ import annotations
 
@@ -10,10 +11,7 @@ import time
 
 import psutil
 
-from opencode_manager.instances.binary import managed_install
-from opencode_manager.settings import Settings
-
-from ..env import ROOT, BenchEnv
+from ..env import BenchEnv
 from ..measure import Series, check, run_command
 from ..plan import Plan
 from ..report import Figure, timed_ratio_goal
@@ -21,14 +19,6 @@ from .fleet_start import start_instances
 
 PROMPT = "BASH: echo bench"
 WARM_TASKS = 3  # after the first task: the warm figure of a run is their median
-OPENCODE2_VERSION = "2.1.2"  # the 2.x line's figures, when scripts/setup installed it
-
-
-def opencode2() -> str | None:
-    """The 2.x binary scripts/setup installs into .cache/ocm, if it is there."""
-    found = managed_install(Settings.load(home=ROOT / ".cache" / "ocm", environ={}),
-                            OPENCODE2_VERSION)  # fmt: skip
-    return str(found) if found is not None else None
 
 
 def _default_env(env: BenchEnv) -> dict[str, str]:
@@ -74,7 +64,7 @@ def _one(env: BenchEnv, binary: str, *, warm: bool) -> dict[str, float]:
 def run(env: BenchEnv, plan: Plan) -> Figure:
     figure = Figure(
         8,
-        "First task on a fresh instance: warmed up against merely healthy, on both lines",
+        "First task on a fresh instance: warmed up against merely healthy",
         commands=[
             "ocm start --dir PROJECT --env OPENCODE_CONFIG_CONTENT=... --opencode BINARY --json"
             "   # default settings: warm-up on, models.dev fetch not disabled",
@@ -84,45 +74,32 @@ def run(env: BenchEnv, plan: Plan) -> Figure:
             "# between runs: ocm stop --all; ocm rm NAME (its private dirs go too)",
         ],
     )
-    lines = [("1.x", env.opencode)]
-    second = opencode2()
-    if second is not None:
-        lines.append(("2.x", second))
-    else:
-        figure.notes.append(f"OpenCode {OPENCODE2_VERSION} is not installed: 1.x only.")
+    binary = env.opencode
     keys = ("start", "first", "warm", "first_cpu", "warm_cpu")
-    for tag, binary in lines:
-        on = {k: Series() for k in keys}
-        off = {k: Series() for k in keys}
-        _one(env, binary, warm=True)  # the page cache and the user's config dir, once
-        for _ in range(plan.runs):
-            for warm, series in ((True, on), (False, off)):
-                for key, value in _one(env, binary, warm=warm).items():
-                    series[key].add(value)
-                time.sleep(0.5)  # let the ended server's CPU settle between runs
-        p = tag.replace(".", "")
-        add = figure.add
-        add(f"{p}_first", f"{tag}: first task, warmed-up instance (default)", "s",
-            on["first"], baseline=f"{p}_warm")  # fmt: skip
-        add(f"{p}_warm", f"{tag}: a warm task (median of the next 3)", "s", on["warm"])
-        add(f"{p}_first_cpu", f"{tag}: server CPU of the first task (default)", "s",
-            on["first_cpu"], baseline=f"{p}_warm_cpu")  # fmt: skip
-        add(f"{p}_warm_cpu", f"{tag}: server CPU of a warm task", "s", on["warm_cpu"])
-        add(f"{p}_cold_first", f"{tag}: first task, --no-warm", "s", off["first"],
-            baseline=f"{p}_cold_warm")  # fmt: skip
-        add(f"{p}_cold_warm", f"{tag}: a warm task, --no-warm", "s", off["warm"])
-        add(f"{p}_cold_first_cpu", f"{tag}: server CPU of the first task, --no-warm", "s",
-            off["first_cpu"], baseline=f"{p}_cold_warm_cpu")  # fmt: skip
-        add(f"{p}_cold_warm_cpu", f"{tag}: server CPU of a warm task, --no-warm", "s",
-            off["warm_cpu"])  # fmt: skip
-        add(f"{p}_ready", f"{tag}: `ocm start`, until warm (default)", "s", on["start"],
-            baseline=f"{p}_healthy")  # fmt: skip
-        add(f"{p}_healthy", f"{tag}: `ocm start --no-warm`, until healthy", "s", off["start"])
-        show = "{:.3f} s".format
-        timed_ratio_goal(figure, f"{p}_first", f"{p}_warm", 1.5, f"{tag} first task", show)
-        timed_ratio_goal(
-            figure, f"{p}_first_cpu", f"{p}_warm_cpu", 1.5, f"{tag} first task's server CPU", show
-        )
+    on = {k: Series() for k in keys}
+    off = {k: Series() for k in keys}
+    _one(env, binary, warm=True)  # the page cache and the user's config dir, once
+    for _ in range(plan.runs):
+        for warm, series in ((True, on), (False, off)):
+            for key, value in _one(env, binary, warm=warm).items():
+                series[key].add(value)
+            time.sleep(0.5)  # let the ended server's CPU settle between runs
+    add = figure.add
+    add("first", "first task, warmed-up instance (default)", "s", on["first"], baseline="warm")
+    add("warm", f"a warm task (median of the next {WARM_TASKS})", "s", on["warm"])
+    add("first_cpu", "server CPU of the first task (default)", "s", on["first_cpu"],
+        baseline="warm_cpu")  # fmt: skip
+    add("warm_cpu", "server CPU of a warm task", "s", on["warm_cpu"])
+    add("cold_first", "first task, --no-warm", "s", off["first"], baseline="cold_warm")
+    add("cold_warm", "a warm task, --no-warm", "s", off["warm"])
+    add("cold_first_cpu", "server CPU of the first task, --no-warm", "s", off["first_cpu"],
+        baseline="cold_warm_cpu")  # fmt: skip
+    add("cold_warm_cpu", "server CPU of a warm task, --no-warm", "s", off["warm_cpu"])
+    add("ready", "`ocm start`, until warm (default)", "s", on["start"], baseline="healthy")
+    add("healthy", "`ocm start --no-warm`, until healthy", "s", off["start"])
+    show = "{:.3f} s".format
+    timed_ratio_goal(figure, "first", "warm", 1.5, "first task", show)
+    timed_ratio_goal(figure, "first_cpu", "warm_cpu", 1.5, "first task's server CPU", show)
     figure.notes += [
         "Walls of whole `ocm` commands, interpreter start included, on the scripted model. "
         "Each run starts one fresh instance (fresh private data, state and cache dirs) with "

@@ -23,6 +23,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Records": ("tasks.records", "Records"),
     "Secret": ("secretfile", "Secret"),
     "error_summary": ("text", "error_summary"),
+    "ago": ("text", "ago"),
+    "human_duration": ("text", "human_duration"),
     "human_size": ("text", "human_size"),
     "is_loopback_host": ("instances.spec", "is_loopback_host"),
     "listener": ("sockets", "listener"),
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
     from .sockets import listener, serve_app
     from .tasks.records import Records
     from .tasks.structured import load_schema
-    from .text import error_summary, human_size, one_line, strip_ansi
+    from .text import ago, error_summary, human_duration, human_size, one_line, strip_ansi
 
 
 def __getattr__(name: str) -> Any:
@@ -70,7 +72,9 @@ __all__ = [
     "EventLine",
     "Records",
     "Secret",
+    "ago",
     "error_summary",
+    "human_duration",
     "human_size",
     "is_loopback_host",
     "listener",

@@ -7,6 +7,7 @@ file, a provider error its stack). ocm prints one line and keeps the whole text 
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
@@ -48,6 +49,27 @@ def human_size(value: int | None) -> str:
             return f"{size:.0f} {unit}" if unit in ("B", "KiB") else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GiB"
+
+
+def human_duration(seconds: float | None) -> str:
+    """`42s`, `3m07s`, `2h05m`, `4d03h`: a duration at the precision a table needs."""
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    return f"{seconds // 86400}d{(seconds % 86400) // 3600:02d}h"
+
+
+def ago(timestamp: float | None, now: float | None = None) -> str:
+    """`5m02s ago` (`-` for no time)."""
+    if not timestamp:
+        return "-"
+    return human_duration((time.time() if now is None else now) - timestamp) + " ago"
 
 
 def task_error_line(error: Any) -> str:

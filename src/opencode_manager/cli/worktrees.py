@@ -10,10 +10,10 @@ import time
 import click
 
 from .. import ConflictError
-from ..fronts import parse_duration
+from ..fronts import human_duration, parse_duration
 from .main import Context
 from .options import complete_tasks
-from .plain import say
+from .plain import PlainColumn, say, table
 from .selection import json_fields_option, print_selected
 
 pass_state = click.make_pass_decorator(Context)
@@ -38,9 +38,24 @@ def worktrees(state: Context, as_json: str | None) -> None:
     if not rows:
         say("no worktrees; `ocm run --worktree` makes one per task")
         return
+    now = time.time()
+    cells = [
+        [
+            r.task,
+            r.status,
+            r.branch,
+            str(r.files),
+            human_duration(now - r.created_at),
+            r.path if r.present else "(removed)",
+        ]
+        for r in rows
+    ]
+    headers = ("TASK", "STATUS", "BRANCH", "FILES", "AGE", "WORKTREE")
+    if table([PlainColumn(h, right=h == "FILES") for h in headers], cells):  # a pipe: no rich
+        return
     from rich.text import Text
 
-    from .output import TASK_STYLE, Cell, Column, fitted_table, human_duration, out, table_width
+    from .output import TASK_STYLE, Cell, Column, fitted_table, out, table_width
 
     columns = (
         Column("TASK"),
@@ -50,18 +65,11 @@ def worktrees(state: Context, as_json: str | None) -> None:
         Column("AGE", drop=3),
         Column("WORKTREE", drop=1, fold=True),  # folded before anything is left out
     )
-    cells: list[list[Cell]] = [
-        [
-            r.task,
-            Text(r.status, style=TASK_STYLE.get(r.status, "")),
-            r.branch,
-            str(r.files),
-            human_duration(time.time() - r.created_at),
-            r.path if r.present else "(removed)",
-        ]
-        for r in rows
+    styled: list[list[Cell]] = [
+        [line[0], Text(r.status, style=TASK_STYLE.get(r.status, "")), *line[2:]]
+        for r, line in zip(rows, cells, strict=True)
     ]
-    out.print(fitted_table(columns, cells, table_width()))
+    out.print(fitted_table(columns, styled, table_width()))
 
 
 @click.group(name="worktree")
