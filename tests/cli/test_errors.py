@@ -37,6 +37,7 @@ def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ("args", "code", "needle"),
     [
         (["status", "nope"], 3, "no instance named 'nope'"),
+        (["session", "reply", "ses_x", "per_y", "sometimes"], 2, "Invalid value for 'REPLY'"),
         (["stop", "nope"], 3, "no instance named 'nope'"),
         (["env", "nope"], 3, "no instance named 'nope'"),
         (["logs", "nope"], 3, "no instance named 'nope'"),

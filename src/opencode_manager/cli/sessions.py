@@ -227,7 +227,7 @@ def asks(state: Context, session_id: str, ref: str | None, as_json: str | None) 
 @session.command()
 @click.argument("session_id", shell_complete=complete_sessions)
 @click.argument("ask_id", metavar="PERMISSION_ID")
-@click.argument("reply", type=click.Choice(["once", "always", "reject"]))
+@click.argument("reply", metavar="REPLY", type=click.Choice(["once", "always", "reject"]))
 @click.option("--message", metavar="TEXT", help="With reject: tell the agent what to do instead.")
 @instance_option
 @json_fields_option
