@@ -36,6 +36,9 @@ from .errors import StateError
 from .migrations import MIGRATIONS
 
 BACKUPS_KEPT = 7
+#: How long `close` waits for other threads to finish with their connections before it
+#: closes them anyway (a query is milliseconds; a stuck one must not hold a shutdown).
+CLOSE_WAIT = 10.0
 
 
 def explain(path: Path, exc: BaseException) -> StateError:
@@ -69,6 +72,11 @@ class Database:
         self._all: list[sqlite3.Connection] = []
         self._writers: list[dbfile.WriterLock] = []  # one per thread, all closed by close()
         self._lock = threading.Lock()
+        #: Connections in use (a query, a transaction, a backup) across threads: `close`
+        #: waits for them, as closing a connection another thread is reading through can
+        #: crash the interpreter (a front's worker thread at its shutdown did).
+        self._idle = threading.Condition(self._lock)
+        self._in_use = 0
         self._file: tuple[int, int] | None = None  # the file the newest connection opened
         self.generation = 0  # how many times the file was found replaced
 
@@ -213,8 +221,25 @@ class Database:
             db.execute("ROLLBACK")
             raise
 
+    @contextmanager
+    def _using(self) -> Iterator[None]:
+        """Marks this thread's connection in use, for `close` to wait on."""
+        with self._idle:
+            self._in_use += 1
+        self._local.using = getattr(self._local, "using", 0) + 1
+        try:
+            yield
+        finally:
+            self._local.using -= 1
+            with self._idle:
+                self._in_use -= 1
+                if not self._in_use:
+                    self._idle.notify_all()
+
     def close(self) -> None:
-        with self._lock:
+        mine = getattr(self._local, "using", 0)  # a close from inside a use waits on others only
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_use <= mine, timeout=CLOSE_WAIT)
             connections, self._all = self._all, []
         for db in connections:
             try:
@@ -231,7 +256,7 @@ class Database:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction holding SQLite's lock: the cross-process mutex (and the
         writers' lock shared, so `ocm restore` never swaps the file under a write)."""
-        with self._writer_lock().shared(self._timeout), self._transaction() as db:
+        with self._using(), self._writer_lock().shared(self._timeout), self._transaction() as db:
             yield db
 
     @contextmanager
@@ -257,7 +282,8 @@ class Database:
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         try:
-            return list(self.db.execute(sql, params))
+            with self._using():
+                return list(self.db.execute(sql, params))
         except sqlite3.Error as exc:
             raise explain(self.path, exc) from exc
 
@@ -269,7 +295,8 @@ class Database:
         """Give deleted rows' space back to the file system (VACUUM); best effort, since
         a keeper writing at that moment only means the file shrinks next time."""
         try:
-            self.db.execute("VACUUM")
+            with self._using():
+                self.db.execute("VACUUM")
         except sqlite3.Error:
             return False
         return True
@@ -300,7 +327,8 @@ class Database:
         try:
             copy = sqlite3.connect(tmp)
             try:
-                self.db.backup(copy)
+                with self._using():
+                    self.db.backup(copy)
             finally:
                 copy.close()
             os.chmod(tmp, 0o600)
