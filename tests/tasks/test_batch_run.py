@@ -32,9 +32,9 @@ from opencode_manager.tasks.summary import BatchSummary
 from opencode_manager.testing import StandIn, fleet_of
 from opencode_manager.testing.opencode import FakeOpencode, Hang, Pause, Reply, Step, transport
 
-from helpers import fake_keeper_package, kill_trees, spawn_sleeper
+from helpers import fake_keeper_package, kill_trees, patient, spawn_sleeper
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]  # the waits below stretch under load
 
 PROJECT = "/fake/project"
 URLS = {"a": "http://127.0.0.1:4101", "b": "http://127.0.0.1:4102"}
@@ -228,7 +228,7 @@ async def test_cancel_aborts_the_running_tasks_and_cancels_the_rest(bed: Bed) ->
     run = asyncio.create_task(_run(bed, batch_id, cancel=cancel))
     await _until(lambda: sum(len(s.busy()) for s in bed.servers.values()) == 2)
     cancel.set()
-    result = await asyncio.wait_for(run, 10)
+    result = await asyncio.wait_for(run, patient(10))
     assert result.counts == {"aborted": 2, "cancelled": 2}
     assert bed.store.batch(batch_id).status == BatchStatus.CANCELLED.value
     assert all(s.busy() == {} for s in bed.servers.values())  # the sessions were aborted
@@ -242,7 +242,7 @@ async def test_a_cancel_requested_from_elsewhere_is_obeyed(bed: Bed) -> None:
     run = asyncio.create_task(_run(bed, batch_id))
     await _until(lambda: sum(len(s.busy()) for s in bed.servers.values()) == 2)
     await asyncio.to_thread(bed.store.request_cancel, batch_id)
-    result = await asyncio.wait_for(run, 10)
+    result = await asyncio.wait_for(run, patient(10))
     assert result.counts == {"aborted": 2, "cancelled": 1}
 
 
@@ -255,7 +255,7 @@ async def test_a_cancel_from_elsewhere_leaves_the_callers_event_alone(bed: Bed) 
     run = asyncio.create_task(_run(bed, batch_id, cancel=mine))
     await _until(lambda: sum(len(s.busy()) for s in bed.servers.values()) == 2)
     await asyncio.to_thread(bed.store.request_cancel, batch_id)
-    result = await asyncio.wait_for(run, 10)
+    result = await asyncio.wait_for(run, patient(10))
     assert (result.status.value, result.counts) == ("cancelled", {"aborted": 2})
     assert not mine.is_set()
 
@@ -271,7 +271,7 @@ async def test_a_turn_lost_with_its_restarted_server_is_run_again_once(bed: Bed)
         _replaced(bed, "a", replacement.pid)  # ...which its keeper brings back at once
         server.restart()
         bed.script.turns["survive"] = [Reply("made it")]
-        result = await asyncio.wait_for(run, 10)
+        result = await asyncio.wait_for(run, patient(10))
     assert result.counts == {"completed": 1}
     [record] = bed.store.list_tasks(batch_id=batch_id)
     assert record.text == "made it"
@@ -309,7 +309,7 @@ async def test_the_queue_waits_for_an_instance_its_keeper_is_restarting(
             bed.script.turns["held"] = [Reply("made it")]
             server.restart()
             _replaced(bed, "a", replacement.pid)
-            result = await asyncio.wait_for(run, 10)
+            result = await asyncio.wait_for(run, patient(10))
     assert result.counts == {"completed": 3}, bed.store.list_tasks(batch_id=batch_id)
     assert bed.turns() == Counter({"held": 2, "next": 1, "last": 1})
 
@@ -399,7 +399,7 @@ async def test_a_prompt_taken_by_a_stopped_server_is_followed_when_it_has_not_st
         lambda: stall.since_resumed("GET", "/session/status") >= 2 or len(server.prompts) >= 2
     )
     server.release_starts()
-    result = await asyncio.wait_for(run, 10)
+    result = await asyncio.wait_for(run, patient(10))
     assert result.counts == {"completed": 1}
     assert bed.turns() == {"slow to start": 1}
     assert server.requests.count(("POST", "/session")) == 1  # no second attempt
@@ -422,7 +422,7 @@ async def test_a_prompt_a_stopped_server_takes_late_is_sent_again_only_with_its_
     run = asyncio.create_task(_run(bed, batch_id, checkpoint=stall.checkpoint))
     await _until(lambda: len(server.prompts) >= 1)  # the batch sent it again
     await stall.take_queued()  # and the first copy is taken after all
-    result = await asyncio.wait_for(run, 10)
+    result = await asyncio.wait_for(run, patient(10))
     assert result.counts == {"completed": 1}
     assert bed.turns() == {"taken late": 1}
     assert len({p["messageID"] for p in server.prompts}) == 1  # both copies: one id
@@ -435,4 +435,4 @@ async def _until(condition: Any, timeout: float = 5.0) -> None:
         while not condition():
             await asyncio.sleep(0.005)  # polling the fakes' state, with a deadline
 
-    await asyncio.wait_for(wait(), timeout)
+    await asyncio.wait_for(wait(), patient(timeout))
