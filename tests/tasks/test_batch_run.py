@@ -267,8 +267,11 @@ async def test_a_turn_lost_with_its_restarted_server_is_run_again_once(bed: Bed)
     run = asyncio.create_task(_run(bed, batch_id))
     await _until(lambda: bool(server.busy()))
     with StandIn() as replacement:  # the new server process
-        server.crash()  # the turn dies with the server...
-        _replaced(bed, "a", replacement.pid)  # ...which its keeper brings back at once
+        # Recorded first: the batch looks from worker threads too, and must not find the
+        # server back before its keeper's record of the new process (it would then wait
+        # out the stall grace, as for a turn whose server merely went quiet).
+        _replaced(bed, "a", replacement.pid)  # its keeper brings it back at once...
+        server.crash()  # ...after the turn died with the old one
         server.restart()
         bed.script.turns["survive"] = [Reply("made it")]
         result = await asyncio.wait_for(run, patient(10))
