@@ -12,8 +12,6 @@ from .. import Settings
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-
 max_retries_option = click.option(
     "--max-retries",
     type=int,

@@ -10,13 +10,12 @@ byte what rich would have written; anything else, and every terminal, still goes
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TextIO
 
 #: rich's emoji codes (rich._emoji_replace), and every character of their names: a code whose
 #: name has any other (a URL's `//`, a path's `/`) is not one, whatever rich's table holds.
@@ -31,11 +30,6 @@ def _emoji_free(text: str) -> bool:
 
 
 _PIPE_WIDTH = 250  # `output.out`'s width on a pipe; wider lines would be wrapped there
-
-
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-    sys.stdout.flush()
 
 
 def maybe_terminal(stream: TextIO) -> bool:
